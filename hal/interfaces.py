@@ -1,0 +1,194 @@
+"""Typed interfaces every hal backend implements.
+
+Layer: hal. Only Protocols and small value types live here; backends are in
+``hal.linux`` and ``hal.sim``, the RS-485 transaction scheduler in ``hal.rs485``.
+All waiting is bounded by the caller's clock scopes (``async with clock.timeout()``);
+nothing here sleeps on its own.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Literal, Protocol, Self, TypeVar, runtime_checkable
+
+Parity = Literal["N", "E", "O"]
+
+
+@dataclass(frozen=True, slots=True)
+class SerialSettings:
+    """Line settings of a serial port. DL/T 645 meters default to 2400 8E1."""
+
+    baud: int = 2400
+    parity: Parity = "E"
+    bytesize: int = 8
+    stopbits: int = 1
+
+    @property
+    def bits_per_byte(self) -> int:
+        """Start + data + parity + stop bits: 11 at 8E1."""
+        return 1 + self.bytesize + (0 if self.parity == "N" else 1) + self.stopbits
+
+    def wire_seconds(self, nbytes: int) -> float:
+        """Time ``nbytes`` take on the wire at this rate."""
+        return nbytes * self.bits_per_byte / self.baud
+
+
+@runtime_checkable
+class SerialLink(Protocol):
+    """An async byte stream over a serial line (RS-485, UART to a module).
+
+    ``read`` waits for at least one byte and returns what is available (at most
+    ``max_bytes``); ``write`` returns once the bytes are handed to the driver.
+    Raises ``TransportClosed`` / ``TransportBroken``; never blocks the event loop.
+    """
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def settings(self) -> SerialSettings: ...
+
+    async def open(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def read(self, max_bytes: int = 4096) -> bytes: ...
+
+    async def write(self, data: bytes) -> None: ...
+
+    def discard_input(self) -> None:
+        """Drop bytes received but not yet read (stale replies, line noise)."""
+        ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class Priority(enum.IntEnum):
+    """Transaction priority on a shared bus: lower value runs first."""
+
+    CONTROL = 0  # relay / breaker commands
+    EVENT = 1  # event reads after a report
+    REALTIME = 2  # realtime snapshot
+    CURVE = 3  # 15-min curve, freezes, catch-up (补抄)
+
+
+F_co = TypeVar("F_co", covariant=True)
+
+
+class StreamDecoder(Protocol[F_co]):
+    """The part of a protocol framer a transport needs: bytes in, frames or errors out.
+
+    Implemented by the protocols/ framers (e.g. ``protocols.dlt645.Framer``).
+    """
+
+    def feed(self, data: bytes) -> Sequence[F_co | Exception]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseValues:
+    a: float | None
+    b: float | None
+    c: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class MetrologySnapshot:
+    """Transformer LV-side measurements (CT/PT ratios already applied)."""
+
+    ts: float
+    voltage: PhaseValues
+    current: PhaseValues
+    active_power_kw: PhaseValues
+    reactive_power_kvar: PhaseValues
+    power_factor: PhaseValues
+    frequency_hz: float | None
+    energy_import_kwh: float | None
+    energy_export_kwh: float | None
+
+
+@runtime_checkable
+class Metrology(Protocol):
+    """The terminal's own AC sampling (metrology unit) at the transformer LV side."""
+
+    async def snapshot(self) -> MetrologySnapshot: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CarrierEvent:
+    """An unsolicited report from the carrier module (meter event, power-off/on list)."""
+
+    kind: str  # "meter_event" | "power_off" | "power_on" | "module_reset" | ...
+    addresses: tuple[str, ...]
+    ts: float
+    payload: bytes = b""
+    extra: dict[str, object] = field(default_factory=dict)
+
+
+@runtime_checkable
+class CarrierModule(Protocol):
+    """The HPLC carrier module (CCO), driven over Q/GDW 1376.2 by ``hal.hplc``.
+
+    ``transact`` forwards a meter frame (DL/T 645 or 698.45 bytes) to a node and
+    returns the node's reply frame.
+    """
+
+    async def reset(self) -> None: ...
+
+    async def sync_archive(self, addresses: Sequence[str]) -> None: ...
+
+    async def transact(self, address: str, frame: bytes, *, timeout: float) -> bytes: ...  # noqa: ASYNC109 (the module-side monitor timeout, sent in the frame)
+
+    async def broadcast(self, frame: bytes) -> None: ...
+
+    def events(self) -> AsyncIterator[CarrierEvent]: ...
+
+
+@runtime_checkable
+class Slot(Protocol):
+    """An expansion-module slot (DI/DO, analog, extra RS-485 via Modbus RTU)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kind(self) -> str: ...
+
+    async def read_inputs(self) -> dict[str, float | bool]: ...
+
+    async def write_output(self, point: str, value: float | bool) -> None: ...
+
+
+@runtime_checkable
+class Watchdog(Protocol):
+    """The hardware watchdog: ``kick`` at least every ``timeout`` seconds or the board resets."""
+
+    @property
+    def timeout(self) -> float: ...
+
+    async def kick(self) -> None: ...
+
+
+__all__ = [
+    "CarrierEvent",
+    "CarrierModule",
+    "Metrology",
+    "MetrologySnapshot",
+    "Parity",
+    "PhaseValues",
+    "Priority",
+    "SerialLink",
+    "SerialSettings",
+    "Slot",
+    "StreamDecoder",
+    "Watchdog",
+]

@@ -1,0 +1,96 @@
+"""Exception tree of the runtime layer.
+
+Layer: runtime. Every error a user can cause (a bad board.toml, a bad app manifest,
+a hostile cloud command) is one of these, carries where it happened, and is
+reported as a one-line message, never a traceback. Causes are chained with
+``raise ... from err``; ``CancelledError`` is never caught here.
+"""
+
+from __future__ import annotations
+
+
+class TerminalError(Exception):
+    """Base of every runtime error."""
+
+
+class ConfigError(TerminalError):
+    """A configuration file or value is invalid.
+
+    ``path`` is the dotted key path inside the document (``rs485[2].baud``);
+    ``source`` names the file when there is one.
+    """
+
+    def __init__(self, path: str, reason: str, *, source: str | None = None) -> None:
+        self.path = path
+        self.reason = reason
+        self.source = source
+        where = f"{source}: " if source else ""
+        super().__init__(f"{where}{path}: {reason}" if path else f"{where}{reason}")
+
+
+class ConfigErrors(TerminalError):
+    """Several configuration errors found in one validation pass."""
+
+    def __init__(self, errors: list[ConfigError]) -> None:
+        self.errors = errors
+        super().__init__("\n".join(str(e) for e in errors))
+
+
+class AppError(TerminalError):
+    """An app failed: bad manifest, crash, hang, or capability violation."""
+
+    def __init__(self, app: str, reason: str) -> None:
+        self.app = app
+        self.reason = reason
+        super().__init__(f"app {app}: {reason}")
+
+
+class AppNotReady(AppError):
+    """An app did not report ready within its manifest's timeout."""
+
+
+class CapabilityError(AppError):
+    """An app used a topic or hal capability its manifest does not declare."""
+
+
+class BusError(TerminalError):
+    """Bus misuse or a failed request (no responder, timeout)."""
+
+
+class RequestTimeout(BusError):
+    """A bus request got no reply in time."""
+
+
+class StoreError(TerminalError):
+    """The store cannot do what was asked (corrupt database, disk full)."""
+
+
+class StoreFull(StoreError):
+    """The store reached its size limit and only undelivered rows remain to prune."""
+
+
+class CommandError(TerminalError):
+    """A downlink command is unknown, malformed or refused.
+
+    ``code`` is the machine-readable reason sent back in the reply.
+    """
+
+    def __init__(self, code: str, reason: str) -> None:
+        self.code = code
+        self.reason = reason
+        super().__init__(f"{code}: {reason}")
+
+
+__all__ = [
+    "AppError",
+    "AppNotReady",
+    "BusError",
+    "CapabilityError",
+    "CommandError",
+    "ConfigError",
+    "ConfigErrors",
+    "RequestTimeout",
+    "StoreError",
+    "StoreFull",
+    "TerminalError",
+]
