@@ -80,6 +80,10 @@ class LoopClock:
         self._loop_t0 = 0.0
         self._offset = 0.0
         self._stepped = asyncio.Event()
+        try:
+            self._elapsed()  # anchor now when constructed inside the loop that runs the clock
+        except RuntimeError:
+            pass  # constructed outside a loop: anchored on first use
 
     @property
     def speed(self) -> float:
@@ -104,6 +108,7 @@ class LoopClock:
         return self._elapsed()
 
     async def sleep(self, seconds: float) -> None:
+        self._elapsed()
         await asyncio.sleep(max(0.0, seconds) / self._speed)
 
     async def sleep_until(self, epoch: float) -> None:
@@ -119,6 +124,7 @@ class LoopClock:
                 waiter.cancel()
 
     def timeout(self, seconds: float) -> asyncio.Timeout:
+        self._elapsed()
         return asyncio.timeout(max(0.0, seconds) / self._speed)
 
     def step(self, delta: float) -> None:
