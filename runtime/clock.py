@@ -23,6 +23,7 @@ This module must not know about schedules, time zones or apps.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -80,10 +81,9 @@ class LoopClock:
         self._loop_t0 = 0.0
         self._offset = 0.0
         self._stepped = asyncio.Event()
-        try:
-            self._elapsed()  # anchor now when constructed inside the loop that runs the clock
-        except RuntimeError:
-            pass  # constructed outside a loop: anchored on first use
+        # Anchor now when constructed inside the loop that runs the clock; otherwise on first use.
+        with contextlib.suppress(RuntimeError):
+            self._elapsed()
 
     @property
     def speed(self) -> float:
