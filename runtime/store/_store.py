@@ -1,0 +1,518 @@
+"""The terminal's sqlite store: time series, events, per-app key-value, the uplink outbox.
+
+Layer: runtime. Every query runs OFF the event loop on one dedicated worker thread that
+owns the connection (a single-worker ``ThreadPoolExecutor``); the loop only awaits
+futures. This module knows no grid or protocol specifics and never talks to MQTT.
+
+Durability: the database is in WAL mode with ``synchronous=FULL``. With FULL, the WAL is
+fsynced at every commit, so when an awaited write returns, the row survives a process
+kill *and* a power cut. ``NORMAL`` would survive a process kill but may lose the last
+commits on power loss, and a TTU loses power exactly when something worth reporting
+(an outage) happens. Writes are batched (``write_readings`` is one transaction) so the
+cost is one fsync per batch, not per row.
+
+Bounds: ``prune()`` deletes readings older than ``curve_retention_days``, events older than
+``retention_days`` and delivered outbox rows; if the database still uses more than
+``max_bytes``, it deletes the oldest readings and events first. Undelivered outbox rows are
+NEVER deleted: if they alone keep the store over its limit, the store raises the
+``store full`` alarm (``full`` property + the ``on_alarm`` callback, edge-triggered) and keeps
+accepting outbox rows while the disk allows. Only when sqlite itself reports the disk full
+does a write fail, with ``StoreFull`` — data is never dropped silently.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self, TypeVar
+
+from runtime.clock import Clock
+from runtime.errors import StoreError, StoreFull
+from runtime.model import Event, Quality, Reading
+
+from ._records import OutboxEntry, PruneResult, StoredEvent, StoreLimits
+from ._schema import migrate
+
+_log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+JSON = Any
+
+_DAY = 86400.0
+_PRUNE_MIN_CHUNK = 50
+
+AlarmCallback = Callable[[bool, int], None]
+
+
+def _json(value: JSON, what: str) -> str:
+    try:
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as err:
+        raise StoreError(f"{what}: value is not JSON-able ({err})") from err
+
+
+class Store:
+    """Async facade over one sqlite file. Open with ``await Store.open(path, clock=..., limits=...)``.
+
+    Use as ``async with await Store.open(...) as store:`` or call ``await store.close()``.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        clock: Clock,
+        limits: StoreLimits,
+        executor: ThreadPoolExecutor,
+        on_alarm: AlarmCallback | None,
+    ) -> None:
+        self.path = path
+        self.limits = limits
+        self._clock = clock
+        self._executor = executor
+        self._conn: sqlite3.Connection | None = None
+        self._on_alarm = on_alarm
+        self._full = False
+        self._closed = False
+
+    # ------------------------------------------------------------------ lifecycle
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | Path,
+        *,
+        clock: Clock,
+        limits: StoreLimits | None = None,
+        on_alarm: AlarmCallback | None = None,
+    ) -> Store:
+        """Open (creating if needed) and migrate the database at ``path``.
+
+        ``on_alarm(full, used_bytes)`` is called on the event loop when the store-full
+        alarm is raised (``full=True``) or cleared (``False``).
+        """
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ttu-store")
+        store = cls(
+            Path(path), clock=clock, limits=limits or StoreLimits(), executor=executor, on_alarm=on_alarm
+        )
+        try:
+            await store._run(store._connect)
+        except BaseException:
+            executor.shutdown(wait=True)
+            raise
+        return store
+
+    def _connect(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(self.path, isolation_level=None, timeout=30.0)
+        try:
+            # auto_vacuum must be chosen before the first table exists; it lets prune() give
+            # freed pages back to the file system instead of only reusing them.
+            conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise sqlite3.DatabaseError(f"cannot switch to WAL mode (got {mode})")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute("PRAGMA foreign_keys=ON")
+            migrate(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    async def close(self) -> None:
+        """Checkpoint, close the connection and join the worker thread."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            await asyncio.get_running_loop().run_in_executor(self._executor, self._disconnect)
+        finally:
+            self._executor.shutdown(wait=True)
+
+    def _disconnect(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            finally:
+                conn.close()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    # ------------------------------------------------------------------ plumbing
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._closed:
+            raise StoreError(f"{self.path}: store is closed")
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, fn, *args)
+        except sqlite3.Error as err:
+            if isinstance(err, sqlite3.OperationalError) and "full" in str(err).lower():
+                raise StoreFull(f"{self.path}: {err}") from err
+            raise StoreError(f"{self.path}: {err}") from err
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"{self.path}: store is not open")
+        return self._conn
+
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` inside one write transaction (worker thread only)."""
+        conn = self._db()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        return result
+
+    @property
+    def full(self) -> bool:
+        """True while the store-full alarm is raised (undelivered outbox rows exceed ``max_bytes``)."""
+        return self._full
+
+    # ------------------------------------------------------------------ readings
+
+    async def write_readings(self, readings: Iterable[Reading]) -> int:
+        """Upsert readings on (device, quantity, ts) in ONE transaction; return how many."""
+        rows = [
+            (r.device, r.quantity, float(r.ts), float(r.value), r.unit, Quality(r.quality).value, r.obis)
+            for r in readings
+        ]
+        if not rows:
+            return 0
+
+        def work(conn: sqlite3.Connection) -> int:
+            conn.executemany(
+                "INSERT INTO readings (device, quantity, ts, value, unit, quality, obis)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (device, quantity, ts) DO UPDATE SET"
+                " value = excluded.value, unit = excluded.unit, quality = excluded.quality,"
+                " obis = excluded.obis",
+                rows,
+            )
+            return len(rows)
+
+        return await self._run(self._write, work)
+
+    async def query_readings(
+        self,
+        *,
+        device: str | None = None,
+        quantity: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[Reading]:
+        """Readings matching every given filter, oldest first; ``since`` inclusive, ``until`` exclusive."""
+        where, args = _filters(("device", device), ("quantity", quantity))
+        if since is not None:
+            where.append("ts >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("ts < ?")
+            args.append(until)
+        sql = "SELECT device, quantity, value, unit, ts, quality, obis FROM readings"
+        sql += _where(where) + " ORDER BY ts, device, quantity"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+
+        def work() -> list[Reading]:
+            return [
+                Reading(d, q, v, u, ts, Quality(ql), ob)
+                for d, q, v, u, ts, ql, ob in self._db().execute(sql, args)
+            ]
+
+        return await self._run(work)
+
+    # ------------------------------------------------------------------ events
+
+    async def write_event(self, event: Event) -> int:
+        """Store an event; return its row id."""
+        data = _json(event.data, f"event {event.kind}.data")
+
+        def work(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                'INSERT INTO events (kind, source, start, "end", data) VALUES (?, ?, ?, ?, ?)',
+                (event.kind, event.source, event.start, event.end, data),
+            )
+            return int(cur.lastrowid or 0)
+
+        return await self._run(self._write, work)
+
+    async def end_event(self, event_id: int, end: float) -> None:
+        """Close a still-open event (set its ``end``)."""
+
+        def work(conn: sqlite3.Connection) -> None:
+            cur = conn.execute('UPDATE events SET "end" = ? WHERE id = ?', (end, event_id))
+            if cur.rowcount != 1:
+                raise StoreError(f"{self.path}: no event with id {event_id}")
+
+        await self._run(self._write, work)
+
+    async def query_events(
+        self,
+        *,
+        kind: str | None = None,
+        source: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[StoredEvent]:
+        """Events matching every filter by ``start`` time, oldest first (``until`` exclusive)."""
+        where, args = _filters(("kind", kind), ("source", source))
+        if since is not None:
+            where.append("start >= ?")
+            args.append(since)
+        if until is not None:
+            where.append("start < ?")
+            args.append(until)
+        sql = (
+            'SELECT id, kind, source, start, "end", data FROM events' + _where(where) + " ORDER BY start, id"
+        )
+        if limit is not None:
+            sql += " LIMIT ?"
+            args.append(int(limit))
+
+        def work() -> list[StoredEvent]:
+            return [
+                StoredEvent(i, k, s, st, en, json.loads(d))
+                for i, k, s, st, en, d in self._db().execute(sql, args)
+            ]
+
+        return await self._run(work)
+
+    # ------------------------------------------------------------------ key-value
+
+    async def kv_get(self, ns: str, key: str, default: JSON = None) -> JSON:
+        def work() -> JSON:
+            row = self._db().execute("SELECT value FROM kv WHERE ns = ? AND key = ?", (ns, key)).fetchone()
+            return default if row is None else json.loads(row[0])
+
+        return await self._run(work)
+
+    async def kv_set(self, ns: str, key: str, value: JSON) -> None:
+        text = _json(value, f"kv {ns}/{key}")
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO kv (ns, key, value) VALUES (?, ?, ?)"
+                " ON CONFLICT (ns, key) DO UPDATE SET value = excluded.value",
+                (ns, key, text),
+            )
+
+        await self._run(self._write, work)
+
+    async def kv_delete(self, ns: str, key: str) -> bool:
+        """Delete one key; True if it existed."""
+
+        def work(conn: sqlite3.Connection) -> bool:
+            return conn.execute("DELETE FROM kv WHERE ns = ? AND key = ?", (ns, key)).rowcount > 0
+
+        return await self._run(self._write, work)
+
+    async def kv_items(self, ns: str) -> dict[str, JSON]:
+        def work() -> dict[str, JSON]:
+            rows = self._db().execute("SELECT key, value FROM kv WHERE ns = ? ORDER BY key", (ns,))
+            return {k: json.loads(v) for k, v in rows}
+
+        return await self._run(work)
+
+    # ------------------------------------------------------------------ outbox
+
+    async def outbox_append(self, stream: str, body: dict[str, Any], *, terminal: str) -> OutboxEntry:
+        """Durably append one upward message; its seq is the stream's last seq + 1 (persisted).
+
+        ``terminal`` is the terminal id that prefixes the idempotency key.
+        """
+        text = _json(body, f"outbox {stream} body")
+        ts = self._clock.now()
+
+        def work(conn: sqlite3.Connection) -> OutboxEntry:
+            row = conn.execute("SELECT last_seq FROM outbox_seq WHERE stream = ?", (stream,)).fetchone()
+            seq = 1 if row is None else int(row[0]) + 1
+            conn.execute(
+                "INSERT INTO outbox_seq (stream, last_seq) VALUES (?, ?)"
+                " ON CONFLICT (stream) DO UPDATE SET last_seq = excluded.last_seq",
+                (stream, seq),
+            )
+            key = f"{terminal}:{stream}:{seq}"
+            cur = conn.execute(
+                "INSERT INTO outbox (stream, seq, key, ts, body) VALUES (?, ?, ?, ?, ?)",
+                (stream, seq, key, ts, text),
+            )
+            return OutboxEntry(int(cur.lastrowid or 0), stream, seq, key, ts, body)
+
+        return await self._run(self._write, work)
+
+    async def outbox_pending(self, stream: str | None = None, limit: int = 100) -> list[OutboxEntry]:
+        """Undelivered rows in append order (per stream if ``stream`` is given)."""
+        where, args = _filters(("stream", stream))
+        where.append("delivered IS NULL")
+        sql = "SELECT id, stream, seq, key, ts, body FROM outbox" + _where(where) + " ORDER BY id LIMIT ?"
+        args.append(int(limit))
+
+        def work() -> list[OutboxEntry]:
+            return [
+                OutboxEntry(i, s, q, k, t, json.loads(b))
+                for i, s, q, k, t, b in self._db().execute(sql, args)
+            ]
+
+        return await self._run(work)
+
+    async def outbox_mark_delivered(self, ids: Sequence[int]) -> int:
+        """Mark rows delivered (after the broker acknowledged them); return how many changed."""
+        if not ids:
+            return 0
+        now = self._clock.now()
+
+        def work(conn: sqlite3.Connection) -> int:
+            cur = conn.executemany(
+                "UPDATE outbox SET delivered = ? WHERE id = ? AND delivered IS NULL", [(now, i) for i in ids]
+            )
+            return int(cur.rowcount)
+
+        return await self._run(self._write, work)
+
+    async def outbox_backlog(self) -> dict[str, int]:
+        """Undelivered row count per stream (streams with none are absent)."""
+
+        def work() -> dict[str, int]:
+            rows = self._db().execute(
+                "SELECT stream, COUNT(*) FROM outbox WHERE delivered IS NULL GROUP BY stream ORDER BY stream"
+            )
+            return {s: int(n) for s, n in rows}
+
+        return await self._run(work)
+
+    # ------------------------------------------------------------------ bounds
+
+    async def used_bytes(self) -> int:
+        """Bytes the database really uses: pages in use plus the WAL file."""
+        return await self._run(self._used_bytes)
+
+    def _used_bytes(self) -> int:
+        conn = self._db()
+        page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+        pages = int(conn.execute("PRAGMA page_count").fetchone()[0])
+        free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+        wal = self.path.with_name(self.path.name + "-wal")
+        wal_bytes = wal.stat().st_size if wal.exists() else 0
+        return (pages - free) * page_size + wal_bytes
+
+    async def prune(self) -> PruneResult:
+        """Apply retention, then the size limit (oldest readings/events first); never undelivered rows."""
+        now = self._clock.now()
+        result = await self._run(self._prune, now)
+        if result.full != self._full:
+            self._full = result.full
+            if result.full:
+                _log.error(
+                    "store full: %s uses %d bytes > %d and only undelivered outbox rows remain",
+                    self.path,
+                    result.used_bytes,
+                    self.limits.max_bytes,
+                )
+            else:
+                _log.warning("store no longer full: %s uses %d bytes", self.path, result.used_bytes)
+            if self._on_alarm is not None:
+                self._on_alarm(result.full, result.used_bytes)
+        return result
+
+    def _prune(self, now: float) -> PruneResult:
+        conn = self._db()
+        limits = self.limits
+        curve_cutoff = now - limits.curve_retention_days * _DAY
+        event_cutoff = now - limits.retention_days * _DAY
+
+        def by_age(c: sqlite3.Connection) -> tuple[int, int, int]:
+            r = c.execute("DELETE FROM readings WHERE ts < ?", (curve_cutoff,)).rowcount
+            e = c.execute("DELETE FROM events WHERE start < ?", (event_cutoff,)).rowcount
+            o = c.execute("DELETE FROM outbox WHERE delivered IS NOT NULL").rowcount
+            return r, e, o
+
+        readings, events, outbox = self._write(by_age)
+        self._compact(conn)
+        used = self._used_bytes()
+        while used > limits.max_bytes:
+            oldest_r = conn.execute("SELECT MIN(id), MIN(ts) FROM readings").fetchone()
+            oldest_e = conn.execute("SELECT MIN(start) FROM events").fetchone()[0]
+            if oldest_r[0] is None and oldest_e is None:
+                break
+            # delete about the excess fraction of the table at a time (rows are roughly equal in size)
+            excess = (used - limits.max_bytes) / used
+            if oldest_e is None or (oldest_r[0] is not None and oldest_r[1] <= oldest_e):
+                readings += self._write(partial(_delete_oldest, table="readings", order="id", excess=excess))
+            else:
+                events += self._write(partial(_delete_oldest, table="events", order="start", excess=excess))
+            self._compact(conn)
+            used = self._used_bytes()
+        return PruneResult(readings, events, outbox, used, used > limits.max_bytes)
+
+    @staticmethod
+    def _compact(conn: sqlite3.Connection) -> None:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        conn.execute("PRAGMA incremental_vacuum")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    async def integrity_check(self) -> str:
+        """``"ok"`` or sqlite's list of problems, one per line."""
+
+        def work() -> str:
+            rows = self._db().execute("PRAGMA integrity_check").fetchall()
+            return "\n".join(str(r[0]) for r in rows)
+
+        return await self._run(work)
+
+    async def pragma(self, name: str) -> Any:
+        """Read one PRAGMA value (diagnostics and tests: ``journal_mode``, ``synchronous``)."""
+        if not name.replace("_", "").isalnum():
+            raise StoreError(f"not a pragma name: {name!r}")
+
+        def work() -> Any:
+            row = self._db().execute(f"PRAGMA {name}").fetchone()
+            return None if row is None else row[0]
+
+        return await self._run(work)
+
+
+def _delete_oldest(conn: sqlite3.Connection, *, table: str, order: str, excess: float) -> int:
+    # readings go by rowid (insertion order, close to time order) so whole pages free up from the front
+    count = int(conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0])
+    chunk = max(_PRUNE_MIN_CHUNK, int(count * excess * 1.1) + 1)
+    cur = conn.execute(
+        f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY {order} LIMIT ?)", (chunk,)
+    )
+    return int(cur.rowcount)
+
+
+def _filters(*pairs: tuple[str, Any]) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    args: list[Any] = []
+    for column, value in pairs:
+        if value is not None:
+            where.append(f"{column} = ?")
+            args.append(value)
+    return where, args
+
+
+def _where(clauses: list[str]) -> str:
+    return (" WHERE " + " AND ".join(clauses)) if clauses else ""

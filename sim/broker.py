@@ -1,0 +1,205 @@
+"""MQTT brokers for the simulated world and for tests: an embedded amqtt broker and a mosquitto child.
+
+Layer: sim. Both run on loopback only, allow anonymous clients and keep nothing on
+disk. They know nothing of the terminal or of the ttu topic scheme; they only carry
+bytes between the terminal's uplink and the cloud stub.
+
+``EmbeddedBroker`` runs in the current event loop (no threads); ``MosquittoBroker``
+runs ``mosquitto`` as a child process and always terminates and reaps it on exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import socket
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+
+_log = logging.getLogger(__name__)
+
+_START_TIMEOUT_S = 10.0
+
+
+class BrokerError(RuntimeError):
+    """A broker could not be started."""
+
+
+def _free_port(host: str) -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((host, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class EmbeddedBroker:
+    """An amqtt 0.12 broker on loopback, in this event loop.
+
+    ``async with EmbeddedBroker() as broker: ... broker.url`` -> ``mqtt://127.0.0.1:PORT``.
+    ``port=0`` picks a free port (read back from the listening socket).
+    """
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.host = host
+        self._port = port
+        self._broker: Any = None
+
+    @property
+    def port(self) -> int:
+        if self._broker is None:
+            raise BrokerError("broker not started")
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self.port}"
+
+    async def start(self) -> None:
+        from amqtt.broker import Broker
+
+        config = {
+            "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self._port}"}},
+            "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+        }
+        broker = Broker(config)
+        try:
+            await broker.start()
+        except Exception as err:
+            raise BrokerError(f"amqtt broker on {self.host}:{self._port} did not start: {err}") from err
+        self._broker = broker
+        if self._port == 0:
+            server = broker._servers["default"].instance  # amqtt keeps the asyncio.Server here
+            self._port = int(server.sockets[0].getsockname()[1])
+
+    async def stop(self) -> None:
+        broker, self._broker = self._broker, None
+        if broker is not None:
+            await broker.shutdown()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+
+def mosquitto_binary() -> str | None:
+    """Path of the mosquitto executable, or None when it is not installed."""
+    if Path("/usr/sbin/mosquitto").is_file():
+        return "/usr/sbin/mosquitto"
+    return shutil.which("mosquitto")
+
+
+class MosquittoBroker:
+    """``mosquitto`` as a child process with a temp config (loopback listener, anonymous, no persistence).
+
+    ``port=0`` picks a free port. Entering waits until the broker accepts TCP connections;
+    leaving terminates it, waits for it, and removes the config directory.
+    """
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, binary: str | None = None) -> None:
+        self.host = host
+        self._port = port
+        self._binary = binary
+        self._proc: asyncio.subprocess.Process | None = None
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+
+    @property
+    def port(self) -> int:
+        return self._port
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://{self.host}:{self._port}"
+
+    async def start(self) -> None:
+        binary = self._binary or mosquitto_binary()
+        if binary is None:
+            raise BrokerError("mosquitto binary not found (install the mosquitto package)")
+        if self._port == 0:
+            self._port = _free_port(self.host)
+        self._tmp = tempfile.TemporaryDirectory(prefix="ttu-mosquitto-")
+        conf = Path(self._tmp.name) / "mosquitto.conf"
+        conf.write_text(
+            f"listener {self._port} {self.host}\nallow_anonymous true\npersistence false\n"
+            "log_dest stderr\nlog_type error\nlog_type warning\n"
+        )
+        try:
+            self._proc = await asyncio.create_subprocess_exec(
+                binary,
+                "-c",
+                str(conf),
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=asyncio.subprocess.PIPE,
+            )
+        except OSError as err:
+            self._cleanup_tmp()
+            raise BrokerError(f"cannot run {binary}: {err}") from err
+        try:
+            await self._wait_ready()
+        except BaseException:
+            await self.stop()
+            raise
+
+    async def _wait_ready(self) -> None:
+        assert self._proc is not None
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _START_TIMEOUT_S
+        while True:
+            if self._proc.returncode is not None:
+                err = b""
+                if self._proc.stderr is not None:
+                    err = await self._proc.stderr.read()
+                raise BrokerError(
+                    f"mosquitto exited with {self._proc.returncode}: {err.decode(errors='replace').strip()}"
+                )
+            try:
+                _, writer = await asyncio.open_connection(self.host, self._port)
+            except OSError:
+                if loop.time() > deadline:
+                    raise BrokerError(f"mosquitto did not listen on {self.host}:{self._port}") from None
+                await asyncio.sleep(0.02)  # real process start-up: wall time is what matters here
+                continue
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            return
+
+    async def stop(self) -> None:
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.returncode is None:
+            proc.terminate()
+            try:
+                async with asyncio.timeout(5):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+        elif proc is not None:
+            await proc.wait()
+        self._cleanup_tmp()
+
+    def _cleanup_tmp(self) -> None:
+        tmp, self._tmp = self._tmp, None
+        if tmp is not None:
+            tmp.cleanup()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+
+__all__ = ["BrokerError", "EmbeddedBroker", "MosquittoBroker", "mosquitto_binary"]
