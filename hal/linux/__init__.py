@@ -1,0 +1,10 @@
+"""Linux hal backend: real ttys (and pty slaves) through pyserial, ``/dev/watchdog``.
+
+Layer: hal. Must not know apps, schedules or grid logic; every wait is driven from the
+event loop (no blocking reads or sleeps).
+"""
+
+from hal.linux.serial import PySerialLink
+from hal.linux.watchdog import DevWatchdog
+
+__all__ = ["DevWatchdog", "PySerialLink"]

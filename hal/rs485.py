@@ -1,0 +1,396 @@
+"""``Rs485Port``: one transaction at a time on a shared RS-485 bus, by priority, with device health.
+
+Layer: hal. Sits on any ``SerialLink`` (pyserial tty, pty, in-memory pair). A meter bus
+is half-duplex and shared: the master writes a request, the addressed meter answers,
+and only then may the next request go out. This module arbitrates that:
+
+* the bus is held by one transaction (or broadcast) at a time; waiters are served by
+  ``Priority`` (CONTROL > EVENT > REALTIME > CURVE), FIFO within a priority;
+* every transaction has its own timeout scope from ``clock.timeout`` (counted from the
+  end of the request on the wire), so a dead meter costs its timeout and no more;
+  after ``fail_threshold`` consecutive timeouts a device is *unavailable*: logged
+  once, and its transactions then use the short ``unavailable_timeout`` until it
+  answers again (logged once as recovered) -- the edge-triggered health of STYLE.md §9;
+* after every transaction the line is kept quiet for ``inter_frame_gap`` seconds
+  (default: 4 character times) so meters can tell frames apart;
+* every request, reply, stray frame and decode error is kept in a ``FrameTrace``.
+
+A waiting caller that is cancelled leaves the queue; a transaction cancelled half-way
+releases the bus and drops whatever half reply is in the input buffer.
+
+Must not: know any protocol (frames are decoded by the caller's ``StreamDecoder`` and
+recognised by its ``match``), retry on its own (callers decide), import runtime/ (the
+clock is taken structurally), or sleep outside the given clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Protocol, Self, TypeVar
+
+from hal.errors import TransportError, TransportTimeout
+from hal.interfaces import Priority, SerialLink, StreamDecoder
+from hal.trace import Direction, FrameTrace
+
+_log = logging.getLogger(__name__)
+
+F = TypeVar("F")
+
+# A request must be handed to the driver within its wire time plus this, or the bus is
+# declared stuck (e.g. a USB adapter that stopped draining).
+WRITE_SLACK = 1.0
+
+
+class BusClock(Protocol):
+    """The part of ``runtime.clock.Clock`` the port uses (any ``LoopClock`` fits)."""
+
+    def now(self) -> float: ...
+
+    def monotonic(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+    def timeout(self, seconds: float) -> asyncio.Timeout: ...
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceHealth:
+    """A snapshot of one device's standing on the bus.
+
+    ``timeouts`` count toward unavailability; ``errors`` are transactions that ended
+    in a transport error (the port's fault, not the device's); ``bad_frames`` are decode
+    errors and non-matching frames seen during the device's transactions.
+    """
+
+    device: str
+    available: bool = True
+    consecutive_failures: int = 0
+    ok: int = 0
+    timeouts: int = 0
+    errors: int = 0
+    bad_frames: int = 0
+    last_ok: float | None = None
+    last_failure: float | None = None
+
+
+@dataclass(slots=True)
+class _DeviceState:
+    available: bool = True
+    consecutive_failures: int = 0
+    ok: int = 0
+    timeouts: int = 0
+    errors: int = 0
+    bad_frames: int = 0
+    last_ok: float | None = None
+    last_failure: float | None = None
+
+
+class Rs485Port:
+    """The transaction scheduler of one RS-485 port. ``async with`` opens/closes the link."""
+
+    def __init__(
+        self,
+        link: SerialLink,
+        *,
+        clock: BusClock,
+        name: str,
+        trace_size: int = 256,
+        inter_frame_gap: float | None = None,
+        fail_threshold: int = 3,
+        unavailable_timeout: float = 0.3,
+    ) -> None:
+        if fail_threshold < 1:
+            raise ValueError(f"fail_threshold must be >= 1, not {fail_threshold}")
+        if unavailable_timeout <= 0:
+            raise ValueError(f"unavailable_timeout must be positive, not {unavailable_timeout}")
+        self._link = link
+        self._clock = clock
+        self._name = name
+        self._gap = link.settings.wire_seconds(4) if inter_frame_gap is None else max(0.0, inter_frame_gap)
+        self._fail_threshold = fail_threshold
+        self._unavailable_timeout = unavailable_timeout
+        self._trace = FrameTrace(trace_size)
+        self._devices: dict[str, _DeviceState] = {}
+        # bus arbitration
+        self._busy = False
+        self._queue: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+        self._quiet_at: float | None = None
+        # port counters
+        self._transactions = 0
+        self._broadcasts = 0
+        self._busy_seconds = 0.0
+        self._decode_errors = 0
+        self._unmatched = 0
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def link(self) -> SerialLink:
+        return self._link
+
+    @property
+    def trace(self) -> FrameTrace:
+        return self._trace
+
+    @property
+    def inter_frame_gap(self) -> float:
+        return self._gap
+
+    # ------------------------------------------------------------------ arbitration
+
+    async def _acquire(self, priority: Priority) -> None:
+        if not self._busy and not self._queue:
+            self._busy = True
+            return
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (int(priority), next(self._seq), granted)
+        heapq.heappush(self._queue, entry)
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self._release()  # handed the bus just as we were cancelled: pass it on
+            else:
+                self._queue.remove(entry)
+                heapq.heapify(self._queue)
+            raise
+
+    def _release(self) -> None:
+        while self._queue:
+            _, _, granted = heapq.heappop(self._queue)
+            if not granted.done():
+                granted.set_result(None)  # ownership passes directly: _busy stays True
+                return
+        self._busy = False
+
+    @asynccontextmanager
+    async def _hold(self, priority: Priority) -> AsyncIterator[None]:
+        await self._acquire(priority)
+        try:
+            yield
+        finally:
+            self._release()
+
+    async def _quiet(self) -> None:
+        if self._quiet_at is not None:
+            remaining = self._quiet_at - self._clock.monotonic()
+            if remaining > 0:
+                await self._clock.sleep(remaining)
+
+    # ------------------------------------------------------------------ health
+
+    def _state(self, device: str) -> _DeviceState:
+        state = self._devices.get(device)
+        if state is None:
+            state = self._devices[device] = _DeviceState()
+        return state
+
+    def _on_success(self, device: str, state: _DeviceState) -> None:
+        state.ok += 1
+        state.last_ok = self._clock.now()
+        if not state.available:
+            _log.info(
+                "%s: device %s recovered after %d failed transactions",
+                self._name,
+                device,
+                state.consecutive_failures,
+            )
+            state.available = True
+        state.consecutive_failures = 0
+
+    def _on_timeout(self, device: str, state: _DeviceState) -> None:
+        state.timeouts += 1
+        state.consecutive_failures += 1
+        state.last_failure = self._clock.now()
+        if state.available and state.consecutive_failures >= self._fail_threshold:
+            state.available = False
+            _log.warning(
+                "%s: device %s unavailable after %d consecutive timeouts; polling it with a %g s timeout",
+                self._name,
+                device,
+                state.consecutive_failures,
+                self._unavailable_timeout,
+            )
+
+    def health(self, device: str) -> DeviceHealth:
+        s = self._devices.get(device) or _DeviceState()
+        return DeviceHealth(
+            device=device,
+            available=s.available,
+            consecutive_failures=s.consecutive_failures,
+            ok=s.ok,
+            timeouts=s.timeouts,
+            errors=s.errors,
+            bad_frames=s.bad_frames,
+            last_ok=s.last_ok,
+            last_failure=s.last_failure,
+        )
+
+    def statistics(self) -> dict[str, object]:
+        queue = {p.name: 0 for p in Priority}
+        for prio, _, granted in self._queue:
+            if not granted.done():
+                queue[Priority(prio).name] += 1
+        return {
+            "port": self._name,
+            "link": self._link.name,
+            "transactions": self._transactions,
+            "broadcasts": self._broadcasts,
+            "busy_seconds": self._busy_seconds,
+            "busy": self._busy,
+            "queue": queue,
+            "decode_errors": self._decode_errors,
+            "unmatched_frames": self._unmatched,
+            "devices": {
+                device: {
+                    "available": s.available,
+                    "consecutive_failures": s.consecutive_failures,
+                    "ok": s.ok,
+                    "timeouts": s.timeouts,
+                    "errors": s.errors,
+                    "bad_frames": s.bad_frames,
+                    "last_ok": s.last_ok,
+                }
+                for device, s in sorted(self._devices.items())
+            },
+        }
+
+    # ------------------------------------------------------------------ traffic
+
+    def _record(self, direction: Direction, data: bytes, device: str, note: str) -> None:
+        self._trace.record(direction, data, ts=self._clock.now(), device=device, note=note)
+
+    def _discard_quietly(self) -> None:
+        try:
+            self._link.discard_input()
+        except TransportError as err:  # the link is failing anyway; the caller sees the first error
+            _log.debug("%s: discard after failed transaction: %s", self._name, err)
+
+    async def transact(
+        self,
+        request: bytes,
+        *,
+        decoder: StreamDecoder[F],
+        match: Callable[[F], bool],
+        device: str,
+        priority: Priority = Priority.REALTIME,
+        timeout: float = 1.0,  # noqa: ASYNC109 (a per-device reply timeout, applied with clock.timeout)
+    ) -> F:
+        """Send ``request`` and return the first decoded frame for which ``match`` is true.
+
+        ``timeout`` (clock seconds) counts from the end of the request on the wire; time
+        spent waiting for the bus is not included. Raises ``TransportTimeout`` (naming
+        device and port) or the link's ``TransportClosed``/``TransportBroken``.
+        """
+        state = self._state(device)
+        async with self._hold(priority):
+            await self._quiet()
+            limit = timeout if state.available else min(timeout, self._unavailable_timeout)
+            started = self._clock.monotonic()
+            received = bytearray()
+            traced = 0  # bytes of `received` already in the trace
+            answered = False
+            try:
+                self._link.discard_input()
+                self._record("tx", request, device, f"{priority.name.lower()} request")
+                try:
+                    async with self._clock.timeout(limit + self._link.settings.wire_seconds(len(request))):
+                        await self._link.write(request)
+                        while True:
+                            chunk = await self._link.read()
+                            received += chunk
+                            for item in decoder.feed(chunk):
+                                if isinstance(item, Exception):
+                                    self._decode_errors += 1
+                                    state.bad_frames += 1
+                                    note = f"decode error: {item}"
+                                elif match(item):
+                                    answered = True
+                                    self._record("rx", bytes(received[traced:]), device, "reply")
+                                    self._on_success(device, state)
+                                    return item
+                                else:
+                                    self._unmatched += 1
+                                    state.bad_frames += 1
+                                    note = f"not the reply: {item!r:.120}"
+                                self._record("rx", bytes(received[traced:]), device, note)
+                                traced = len(received)
+                except TimeoutError as err:
+                    note = f"timeout after {limit:g} s, {len(received)} bytes received"
+                    self._record("rx", bytes(received[traced:]), device, note)
+                    self._on_timeout(device, state)
+                    raise TransportTimeout(
+                        f"{self._name}: {device} did not answer within {limit:g} s "
+                        f"({len(received)} bytes received)"
+                    ) from err
+                except TransportError:
+                    state.errors += 1
+                    raise
+            finally:
+                self._transactions += 1
+                now = self._clock.monotonic()
+                self._busy_seconds += now - started
+                self._quiet_at = now + self._gap
+                if not answered:
+                    self._discard_quietly()  # a half reply must not be read as the next one's answer
+
+    async def send(
+        self,
+        request: bytes,
+        *,
+        device: str = "broadcast",
+        priority: Priority = Priority.REALTIME,
+    ) -> None:
+        """Write a frame nobody answers (broadcast time sync, freeze); hold the bus for its wire time."""
+        async with self._hold(priority):
+            await self._quiet()
+            started = self._clock.monotonic()
+            wire = self._link.settings.wire_seconds(len(request))
+            try:
+                self._record("tx", request, device, f"{priority.name.lower()} broadcast")
+                try:
+                    async with self._clock.timeout(wire + WRITE_SLACK):
+                        await self._link.write(request)
+                except TimeoutError as err:
+                    raise TransportTimeout(
+                        f"{self._name}: could not hand {len(request)} bytes for {device} to the driver"
+                    ) from err
+                # the driver took the bytes; they are on the wire for `wire` seconds more
+                await self._clock.sleep(wire)
+            finally:
+                self._broadcasts += 1
+                now = self._clock.monotonic()
+                self._busy_seconds += now - started
+                self._quiet_at = now + self._gap
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Self:
+        await self._link.open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self._link.close()
+
+    def __repr__(self) -> str:
+        return f"<Rs485Port {self._name} on {self._link.name}>"
+
+
+__all__ = ["WRITE_SLACK", "BusClock", "DeviceHealth", "Rs485Port"]
