@@ -1,0 +1,414 @@
+"""A virtual electricity meter's own state, advanced lazily to a given time.
+
+Layer: sim. Pure state and arithmetic: no I/O, no event loop, no protocol bytes (the
+responder turns this state into DL/T 645 replies). Time is always passed in as UTC
+epoch seconds of *true* time; the meter keeps its own clock as ``true + skew`` and
+does everything a meter does by its own clock (tariff hour, 15-min curve points,
+midnight freezes, event timestamps).
+
+Energy integrates the load profile numerically on a grid of ``step_s`` seconds
+aligned to the meter's clock (midpoint rule; every tariff, curve and midnight
+boundary falls on a grid point). Registers are kept as exact floats and truncated to
+0.01 kWh only when shown. Deterministic given the seed.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from sim.loads import (
+    CHINA_UTC_OFFSET_S,
+    FloatArray,
+    LoadProfile,
+    sample_power,
+    sample_reactive,
+    sample_voltage,
+)
+
+Phase = Literal["A", "B", "C", "ABC"]
+
+SHARP, PEAK, FLAT, VALLEY = 1, 2, 3, 4  # 尖 峰 平 谷: DL/T 645 tariff numbers 1..4
+
+# Tariff by local hour 0..23 (Beijing residential TOU periods, 尖峰 taken all year for simplicity).
+DEFAULT_TOU: tuple[int, ...] = (
+    (VALLEY,) * 7  # 00-07 谷
+    + (FLAT,) * 3  # 07-10 平
+    + (PEAK,)  # 10-11 峰
+    + (SHARP,) * 2  # 11-13 尖
+    + (PEAK,) * 2  # 13-15 峰
+    + (FLAT,)  # 15-16 平
+    + (SHARP,)  # 16-17 尖
+    + (FLAT,)  # 17-18 平
+    + (PEAK,) * 3  # 18-21 峰
+    + (FLAT,) * 2  # 21-23 平
+    + (VALLEY,)  # 23-24 谷
+)
+
+CURVE_PERIOD_S = 900
+DAY_S = 86400
+
+# Active-report status word (04001501) bits used by the simulator.
+REPORT_BIT_RELAY_TRIP = 14
+REPORT_BIT_RELAY_CLOSE = 15
+REPORT_BIT_POWER_DOWN = 69
+
+# Status word 3 (04000503) bits.
+SW3_RELAY_OPEN = 1 << 4
+SW3_RELAY_TRIP_COMMAND = 1 << 6
+SW3_MONEY_PREPAID = 2 << 8
+SW3_KEEP_POWER = 1 << 12
+
+
+@dataclass(frozen=True, slots=True)
+class Registers:
+    """Energy registers, kWh: index 0 is the total, 1..4 the tariffs 尖/峰/平/谷."""
+
+    forward: tuple[float, float, float, float, float]
+    reverse: tuple[float, float, float, float, float]
+
+
+@dataclass(frozen=True, slots=True)
+class Instant:
+    """Instantaneous values; ``None`` for what this meter does not measure (B/C on single phase)."""
+
+    voltage: tuple[float | None, float | None, float | None]
+    current: tuple[float | None, float | None, float | None]
+    power_kw: tuple[float | None, float | None, float | None]
+    total_power_kw: float
+    reactive_kvar: float
+    power_factor: float
+    frequency_hz: float
+
+
+@dataclass(frozen=True, slots=True)
+class CurvePoint:
+    """One 15-min load-curve record; ``ts`` is the meter's own clock (UTC epoch)."""
+
+    ts: float
+    instant: Instant
+    forward_total: float
+    reverse_total: float
+
+
+@dataclass(frozen=True, slots=True)
+class Freeze:
+    """A frozen register block; ``ts`` is the meter's own clock (UTC epoch)."""
+
+    ts: float
+    registers: Registers
+
+
+@dataclass(slots=True)
+class PowerDown:
+    """A power-down event by the meter's own clock; ``end`` is None while still off."""
+
+    start: float
+    end: float | None = None
+
+
+@dataclass(slots=True)
+class Faults:
+    """Injected meter faults. ``slow_pct`` = the meter registers that much less energy."""
+
+    stopped: bool = False
+    slow_pct: float = 0.0
+    miss_rate: float = 0.0  # probability that the meter ignores a request addressed to it
+
+    @property
+    def factor(self) -> float:
+        return 0.0 if self.stopped else max(0.0, 1.0 - self.slow_pct / 100.0)
+
+
+class RelayRefused(Exception):
+    """The meter refuses a relay command (keep-power active)."""
+
+
+@dataclass(slots=True)
+class _State:
+    forward: FloatArray = field(default_factory=lambda: np.zeros(4))  # tariffs 1..4
+    reverse: FloatArray = field(default_factory=lambda: np.zeros(4))
+
+
+class VirtualMeter:
+    """One meter. Call methods with the current true time; state advances lazily."""
+
+    def __init__(
+        self,
+        address: str,
+        *,
+        profile: LoadProfile,
+        start: float,
+        phase: Phase = "A",
+        seed: int = 0,
+        tou: Sequence[int] = DEFAULT_TOU,
+        utc_offset_s: int = CHINA_UTC_OFFSET_S,
+        skew_s: float = 0.0,
+        initial_kwh: Sequence[float] = (0.0, 0.0, 0.0, 0.0),
+        passwords: dict[int, str] | None = None,
+        credit_yuan: float | None = None,
+        prices: Sequence[float] = (0.6, 0.568, 0.538, 0.288),
+        step_s: float = 60.0,
+        curve_days: int = 10,
+        freeze_days: int = 62,
+    ) -> None:
+        if len(address) != 12 or not address.isdigit():
+            raise ValueError(f"meter address {address!r}: not 12 BCD digits")
+        if len(tou) != 24 or any(x not in (1, 2, 3, 4) for x in tou):
+            raise ValueError("tou: need 24 tariff numbers in 1..4, one per local hour")
+        if CURVE_PERIOD_S % step_s or utc_offset_s % step_s:
+            raise ValueError(f"step_s {step_s} must divide 900 s and the UTC offset")
+        self.address = address
+        self.phase: Phase = phase
+        self.profile = profile
+        self.tou = tuple(tou)
+        self.utc_offset_s = utc_offset_s
+        self.skew_s = float(skew_s)
+        self.passwords = dict(passwords) if passwords is not None else {0: "000000", 2: "000000", 4: "000000"}
+        self.credit_yuan = credit_yuan
+        self.prices = tuple(prices)
+        self.faults = Faults()
+        self.step_s = float(step_s)
+        self.rng = np.random.default_rng([seed, int(address)])
+        weights = self.rng.uniform(0.8, 1.2, 3)
+        self._phase_weights = tuple(float(w) for w in weights / weights.sum())
+        self._state = _State(forward=np.array(initial_kwh, dtype=np.float64), reverse=np.zeros(4))
+        self._t = float(start)
+        self.on = True
+        self.relay_closed = True
+        self.relay_trip_command = False
+        self.keep_power = False
+        self.report_status = 0  # 96-bit active-report status word
+        self.curve: deque[CurvePoint] = deque(maxlen=curve_days * DAY_S // CURVE_PERIOD_S)
+        self.daily_freezes: deque[Freeze] = deque(maxlen=freeze_days)  # newest first
+        self.instant_freezes: deque[Freeze] = deque(maxlen=3)
+        self.power_downs: deque[PowerDown] = deque(maxlen=10)  # newest first
+        self.power_down_count = 0
+        self.relay_trip_count = 0
+
+    # -- time ---------------------------------------------------------------------------------------
+    @property
+    def time(self) -> float:
+        """The true time the state has been advanced to."""
+        return self._t
+
+    def meter_time(self, t: float) -> float:
+        """The meter's own clock reading at true time ``t``."""
+        return t + self.skew_s
+
+    def set_clock(self, meter_epoch: float, t: float) -> None:
+        """Set the meter's clock to ``meter_epoch`` at true time ``t`` (write 04000101/02 or sync)."""
+        self.advance(t)
+        self.skew_s = meter_epoch - t
+
+    def broadcast_sync(self, meter_epoch: float, t: float, *, limit_s: float = 300.0) -> bool:
+        """Broadcast time sync: accepted only if it corrects at most ``limit_s`` (DL/T 645: 5 min)."""
+        if abs(meter_epoch - self.meter_time(t)) > limit_s:
+            return False
+        self.set_clock(meter_epoch, t)
+        return True
+
+    def local_hour(self, meter_epoch: float) -> int:
+        return int(((meter_epoch + self.utc_offset_s) % DAY_S) // 3600)
+
+    # -- integration --------------------------------------------------------------------------------
+    def advance(self, t: float) -> None:
+        """Integrate the load up to true time ``t`` (no-op for the past)."""
+        while self._t < t:
+            end = min(t, self._t + DAY_S)
+            self._advance_chunk(self._t, end)
+            self._t = end
+
+    def _flowing(self) -> bool:
+        return self.on and self.relay_closed
+
+    def _advance_chunk(self, t0: float, t1: float) -> None:
+        step, skew = self.step_s, self.skew_s
+        m0, m1 = t0 + skew, t1 + skew
+        inner = np.arange(math.floor(m0 / step) + 1, math.ceil(m1 / step), dtype=np.float64) * step
+        edges = np.concatenate(([m0], inner, [m1]))
+        n = len(edges) - 1
+        tariff = np.asarray(self.tou, dtype=np.int64)[
+            (((edges[:-1] + self.utc_offset_s) % DAY_S) // 3600).astype(np.int64)
+        ]
+        cum_f = np.zeros((n + 1, 4))
+        cum_r = np.zeros((n + 1, 4))
+        factor = self.faults.factor
+        if self._flowing() and factor > 0:
+            mids = (edges[:-1] + edges[1:]) / 2.0 - skew
+            e = sample_power(self.profile, mids) * factor * np.diff(edges) / 3600.0
+            onehot = np.zeros((n, 4))
+            onehot[np.arange(n), tariff - 1] = 1.0
+            cum_f[1:] = np.cumsum(np.clip(e, 0.0, None)[:, None] * onehot, axis=0)
+            cum_r[1:] = np.cumsum(np.clip(-e, 0.0, None)[:, None] * onehot, axis=0)
+        base_f, base_r = self._state.forward.copy(), self._state.reverse.copy()
+        curve_idx = np.nonzero(np.mod(edges[1:], CURVE_PERIOD_S) == 0)[0] + 1
+        instants = self._instants(edges[curve_idx] - skew) if self.on else []
+        for k, i in enumerate(curve_idx):
+            reg = Registers(_block(base_f + cum_f[i]), _block(base_r + cum_r[i]))
+            mt = float(edges[i])
+            if (mt + self.utc_offset_s) % DAY_S == 0:
+                self.daily_freezes.appendleft(Freeze(ts=mt, registers=reg))
+            if self.on:
+                self.curve.append(
+                    CurvePoint(
+                        ts=mt, instant=instants[k], forward_total=reg.forward[0], reverse_total=reg.reverse[0]
+                    )
+                )
+        if self.credit_yuan is not None:
+            used = (cum_f[-1] * np.asarray(self.prices)).sum()
+            self.credit_yuan -= float(used)
+        self._state.forward = base_f + cum_f[-1]
+        self._state.reverse = base_r + cum_r[-1]
+
+    # -- readings -----------------------------------------------------------------------------------
+    def registers(self, t: float) -> Registers:
+        self.advance(t)
+        return Registers(_block(self._state.forward), _block(self._state.reverse))
+
+    def instant(self, t: float) -> Instant:
+        self.advance(t)
+        return self._instant(t)
+
+    def _instant(self, t: float) -> Instant:
+        return self._instants(np.array([t], dtype=np.float64))[0]
+
+    def _instants(self, t: FloatArray) -> list[Instant]:
+        flow = self.faults.factor if self._flowing() else 0.0
+        p = sample_power(self.profile, t) * flow
+        q = sample_reactive(self.profile, t) * flow
+        s = np.hypot(p, q)
+        pf = np.where(s > 0, np.abs(p) / np.where(s > 0, s, 1.0), 1.0)
+        freq = 50.0 + 0.03 * np.sin(t / 97.0) + 0.01 * np.sin(t / 13.0)
+        if self.phase == "ABC":
+            phases = [
+                (sample_voltage(self.profile, t, ph), p * w) for ph, w in zip("ABC", self._phase_weights)
+            ]
+        else:
+            # A single-phase meter does not know its phase: it reports in the A slot.
+            phases = [(sample_voltage(self.profile, t, self.phase), p)]
+        amps = [pw * 1000.0 / (v * pf) for v, pw in phases]
+        out = []
+        for k in range(len(t)):
+            volts = [float(v[k]) for v, _ in phases]
+            pws = [float(pw[k]) for _, pw in phases]
+            cur = [float(a[k]) for a in amps]
+            out.append(
+                Instant(
+                    voltage=_pad3(volts),
+                    current=_pad3(cur),
+                    power_kw=_pad3(pws),
+                    total_power_kw=float(p[k]),
+                    reactive_kvar=float(q[k]),
+                    power_factor=float(pf[k]),
+                    frequency_hz=float(freq[k]),
+                )
+            )
+        return out
+
+    def curve_since(self, meter_epoch: float, count: int) -> list[CurvePoint]:
+        """Up to ``count`` curve points at or after ``meter_epoch`` (meter clock), oldest first."""
+        return [p for p in self.curve if p.ts >= meter_epoch][:count]
+
+    # -- events -------------------------------------------------------------------------------------
+    def power_off(self, t: float) -> None:
+        """Supply lost: the meter stops answering and records the start of a power-down."""
+        if not self.on:
+            return
+        self.advance(t)
+        self.on = False
+        self.power_down_count += 1
+        self.power_downs.appendleft(PowerDown(start=self.meter_time(t)))
+
+    def power_on(self, t: float) -> None:
+        """Supply back: end the power-down record and raise report bit 69."""
+        if self.on:
+            return
+        self.advance(t)
+        self.on = True
+        if self.power_downs and self.power_downs[0].end is None:
+            self.power_downs[0].end = self.meter_time(t)
+        self.report_status |= 1 << REPORT_BIT_POWER_DOWN
+
+    def trip(self, t: float) -> None:
+        if self.keep_power:
+            raise RelayRefused("keep-power (保电) is active")
+        self.advance(t)
+        self.relay_trip_command = True
+        if self.relay_closed:
+            self.relay_closed = False
+            self.relay_trip_count += 1
+            self.report_status |= 1 << REPORT_BIT_RELAY_TRIP
+
+    def close(self, t: float) -> None:
+        self.advance(t)
+        self.relay_trip_command = False
+        if not self.relay_closed:
+            self.relay_closed = True
+            self.report_status |= 1 << REPORT_BIT_RELAY_CLOSE
+
+    def set_keep_power(self, on: bool, t: float) -> None:
+        self.advance(t)
+        self.keep_power = on
+
+    def freeze_now(self, t: float) -> Freeze:
+        self.advance(t)
+        frz = Freeze(ts=self.meter_time(t), registers=self.registers(t))
+        self.instant_freezes.appendleft(frz)
+        return frz
+
+    def clear_report(self, keep_mask: int) -> None:
+        """Write 04001503: bits that are 0 in ``keep_mask`` are cleared."""
+        self.report_status &= keep_mask
+
+    def status_word3(self) -> int:
+        word = 0
+        if not self.relay_closed:
+            word |= SW3_RELAY_OPEN
+        if self.relay_trip_command:
+            word |= SW3_RELAY_TRIP_COMMAND
+        if self.credit_yuan is not None:
+            word |= SW3_MONEY_PREPAID
+        if self.keep_power:
+            word |= SW3_KEEP_POWER
+        return word
+
+    def check_password(self, level: int, password: str) -> bool:
+        return self.passwords.get(level) == password
+
+    def misses(self) -> bool:
+        """Draw once per request addressed to this meter: True = it does not answer."""
+        return self.faults.miss_rate > 0 and bool(self.rng.random() < self.faults.miss_rate)
+
+
+def _block(tariffs: FloatArray) -> tuple[float, float, float, float, float]:
+    t1, t2, t3, t4 = (float(x) for x in tariffs)
+    return (t1 + t2 + t3 + t4, t1, t2, t3, t4)
+
+
+def _pad3(values: Sequence[float]) -> tuple[float | None, float | None, float | None]:
+    padded: list[float | None] = [*values, None, None, None]
+    return (padded[0], padded[1], padded[2])
+
+
+__all__ = [
+    "DEFAULT_TOU",
+    "FLAT",
+    "PEAK",
+    "SHARP",
+    "VALLEY",
+    "CurvePoint",
+    "Faults",
+    "Freeze",
+    "Instant",
+    "Phase",
+    "PowerDown",
+    "Registers",
+    "RelayRefused",
+    "VirtualMeter",
+]
