@@ -23,6 +23,8 @@ import asyncio
 import contextlib
 import errno
 import os
+import stat
+import termios
 from types import TracebackType
 from typing import Self
 
@@ -34,6 +36,15 @@ from hal.interfaces import SerialSettings
 _PARITY = {"N": serial.PARITY_NONE, "E": serial.PARITY_EVEN, "O": serial.PARITY_ODD}
 _STOPBITS = {1: serial.STOPBITS_ONE, 2: serial.STOPBITS_TWO}
 _RETRY = (errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR)
+_PTY_SLAVE_MAJORS = range(136, 144)  # UNIX98 pty slaves (/dev/pts/N), Documentation/admin-guide/devices.txt
+
+
+def _is_pty(device: str) -> bool:
+    try:
+        st = os.stat(device)
+    except OSError:
+        return False  # let the open report it
+    return stat.S_ISCHR(st.st_mode) and os.major(st.st_rdev) in _PTY_SLAVE_MAJORS
 
 
 class PySerialLink:
@@ -77,21 +88,36 @@ class PySerialLink:
         if self._serial is not None:
             return
         s = self._settings
+        # A pty has no wire, and Linux refuses PARENB on a pty slave that was opened
+        # before (EINVAL on reopen): open pseudo-terminals without parity.
+        parity = "N" if _is_pty(self._device) else s.parity
         try:
             port = serial.Serial(
                 port=self._device,
                 baudrate=s.baud,
-                parity=_PARITY[s.parity],
+                parity=_PARITY[parity],
                 bytesize=s.bytesize,
                 stopbits=_STOPBITS[s.stopbits],
                 timeout=0,
                 write_timeout=0,
                 exclusive=True,
             )
-        except (serial.SerialException, OSError, ValueError, KeyError) as err:
+        except (serial.SerialException, OSError, termios.error, ValueError, KeyError) as err:
             raise TransportBroken(f"{self._label()}: cannot open: {err}") from err
+        fd = port.fileno()
+        try:
+            # pyserial leaves VMIN=0 for timeout=0, where read() returns b"" when the buffer
+            # is empty. With VMIN=1 an empty non-blocking read is EAGAIN, so b"" (or EIO)
+            # can only mean a hang-up.
+            attrs = termios.tcgetattr(fd)
+            attrs[6][termios.VMIN] = 1
+            attrs[6][termios.VTIME] = 0
+            termios.tcsetattr(fd, termios.TCSANOW, attrs)
+        except termios.error as err:
+            port.close()
+            raise TransportBroken(f"{self._label()}: cannot set VMIN: {err}") from err
         self._serial = port
-        self._fd = port.fileno()
+        self._fd = fd
         self._closed = False
 
     async def close(self) -> None:

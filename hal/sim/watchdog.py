@@ -1,8 +1,8 @@
 """``SimWatchdog``: a watchdog that records kicks and reports missed deadlines.
 
 Layer: hal (sim backend). Time comes from the monotonic side of the clock it is given
-(a ``runtime.clock.Clock``), so tests under ``looptime`` can check a supervisor's kicking in virtual time. Must not
-reset anything: it only observes.
+(a ``runtime.clock.Clock``), so tests under ``looptime`` can check a supervisor's
+kicking in virtual time. Must not reset anything: it only observes.
 """
 
 from __future__ import annotations
