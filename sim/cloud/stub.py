@@ -1,0 +1,362 @@
+"""The cloud master-station stub: receives what terminals send upward and sends them signed commands.
+
+Layer: sim (cloud stub). Talks to terminals only over MQTT (aiomqtt) with the topic
+scheme and payloads of ``protocols.cloud``; stores everything in its own sqlite
+(``sim.cloud.db``, on a worker thread). It must not import terminal internals
+(runtime store, uplink, apps); time comes from the ``Clock`` it is given.
+
+``async with CloudStub(broker_url=..., db_path=..., default_key=..., clock=...) as stub:``
+subscribes ``ttu/+/up/#`` and ``ttu/+/state``, reconnects with exponential backoff
+when the broker goes away, de-duplicates by message key, counts sequence gaps and
+out-of-order messages per (terminal, stream), and stores malformed payloads as
+rejected instead of failing. ``await stub.send_command(T, name, args)`` returns the
+terminal's ``Reply`` or raises ``TimeoutError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Self
+from urllib.parse import urlsplit
+
+import aiomqtt
+
+from protocols.cloud import (
+    STREAMS,
+    Command,
+    Reply,
+    UpBatch,
+    command_topic,
+    parse_topic,
+    sign_command,
+    up_wildcard,
+)
+from protocols.errors import ProtocolError
+from runtime.clock import Clock
+from sim.cloud.db import DbWorker, EventRow, ReadingRow, TerminalRow
+
+_log = logging.getLogger(__name__)
+
+STATES = frozenset({"online", "offline"})
+
+
+class CloudStubError(Exception):
+    """The stub was misconfigured (bad broker URL, no key for a terminal) or is not running."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerAddress:
+    host: str
+    port: int
+
+    @classmethod
+    def parse(cls, url: str) -> BrokerAddress:
+        """``mqtt://host[:port]`` or ``tcp://host[:port]`` (port 1883 by default)."""
+        parts = urlsplit(url if "://" in url else f"mqtt://{url}")
+        if parts.scheme not in ("mqtt", "tcp"):
+            raise CloudStubError(
+                f"broker URL {url!r}: scheme {parts.scheme!r} is not supported (use mqtt://)"
+            )
+        try:
+            port = parts.port or 1883
+        except ValueError as err:
+            raise CloudStubError(f"broker URL {url!r}: bad port") from err
+        if not parts.hostname:
+            raise CloudStubError(f"broker URL {url!r}: no host")
+        return cls(parts.hostname, port)
+
+
+class CloudStub:
+    """A thin cloud master station on one MQTT broker and one sqlite file.
+
+    ``command_keys`` maps terminal ids to their HMAC command keys; ``default_key`` is
+    used for any terminal not in the map. ``db_path=":memory:"`` keeps nothing.
+    ``terminal`` narrows the subscriptions to one terminal (``"+"``: all).
+    ``connect_timeout`` bounds how long entering waits for the first subscription
+    (``None``: do not wait; the stub keeps trying in the background).
+    """
+
+    def __init__(
+        self,
+        *,
+        broker_url: str,
+        db_path: Path | str,
+        clock: Clock,
+        command_keys: Mapping[str, bytes] | None = None,
+        default_key: bytes | None = None,
+        terminal: str = "+",
+        connect_timeout: float | None = 10.0,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+    ) -> None:
+        self._broker = BrokerAddress.parse(broker_url)
+        self._db_path = db_path
+        self._clock = clock
+        self._keys = dict(command_keys or {})
+        self._default_key = default_key
+        if not self._keys and default_key is None:
+            raise CloudStubError("CloudStub needs command_keys or default_key to sign commands")
+        self._terminal = terminal
+        self._connect_timeout = connect_timeout
+        self._backoff_initial = backoff_initial
+        self._backoff_max = backoff_max
+        self._client_id = f"ttu-cloud-{uuid.uuid4().hex[:12]}"
+        self._db = DbWorker(db_path)
+        self._tg: asyncio.TaskGroup | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._client: aiomqtt.Client | None = None
+        self._pending: dict[str, tuple[str, asyncio.Future[Reply]]] = {}
+        self._changed = asyncio.Condition()
+        self.connections = 0  # successful (re)connections, subscriptions done
+        self.disconnects = 0
+        self.handled = 0  # MQTT messages processed (stored, duplicate or rejected)
+        self.store_errors = 0  # messages the database failed to store (logged)
+        self.last_error: str | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def __aenter__(self) -> Self:
+        await self._db.start()
+        tg = asyncio.TaskGroup()
+        await tg.__aenter__()
+        self._tg = tg
+        self._task = tg.create_task(self._run(), name=f"cloud-stub-mqtt[{self._client_id}]")
+        if self._connect_timeout is not None:
+            try:
+                await self.wait_until(lambda s: s.connections > 0, timeout=self._connect_timeout)
+            except BaseException as err:
+                await self.__aexit__(type(err), err, err.__traceback__)
+                if isinstance(err, TimeoutError):
+                    raise CloudStubError(
+                        f"cloud stub: no connection to broker {self._broker.host}:{self._broker.port} "
+                        f"within {self._connect_timeout} s ({self.last_error or 'no answer'})"
+                    ) from err
+                raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        tg, self._tg = self._tg, None
+        try:
+            if tg is not None:
+                if self._task is not None:
+                    self._task.cancel()
+                await tg.__aexit__(None, None, None)
+        finally:
+            for _, fut in self._pending.values():
+                if not fut.done():
+                    fut.cancel()
+            await self._db.close()
+
+    async def _run(self) -> None:
+        """Connect, subscribe, consume; on any broker failure wait (backoff) and start again."""
+        backoff = self._backoff_initial
+        while True:
+            try:
+                async with aiomqtt.Client(
+                    self._broker.host, self._broker.port, identifier=self._client_id, clean_session=True
+                ) as client:
+                    await client.subscribe(
+                        [(up_wildcard(self._terminal), 1), (f"ttu/{self._terminal}/state", 1)]
+                    )
+                    self._client = client
+                    self.connections += 1
+                    backoff = self._backoff_initial
+                    _log.info("cloud stub connected to %s:%d", self._broker.host, self._broker.port)
+                    await self._notify()
+                    async for message in client.messages:
+                        await self._handle(str(message.topic), _payload_bytes(message.payload))
+            except aiomqtt.MqttError as err:
+                self.last_error = str(err)
+                _log.warning(
+                    "cloud stub: broker connection lost or refused (%s); retry in %.1f s", err, backoff
+                )
+            finally:
+                if self._client is not None:
+                    self._client = None
+                    self.disconnects += 1
+                    await self._notify()
+            await self._clock.sleep(backoff)
+            backoff = min(backoff * 2, self._backoff_max)
+
+    async def _notify(self) -> None:
+        async with self._changed:
+            self._changed.notify_all()
+
+    async def wait_until(self, predicate: Callable[[CloudStub], bool], *, timeout: float = 10.0) -> None:  # noqa: ASYNC109
+        """Wait (clock ``timeout``) until ``predicate(stub)`` holds; checked after each change."""
+        async with self._clock.timeout(timeout), self._changed:
+            await self._changed.wait_for(lambda: predicate(self))
+
+    # -- receiving ----------------------------------------------------------------------------
+
+    async def _handle(self, topic: str, payload: bytes) -> None:
+        try:
+            await self._handle_one(topic, payload)
+        except sqlite3.Error as err:  # the database, not the message, failed: keep serving, say so
+            self.store_errors += 1
+            self.last_error = f"storing a message from {topic}: {err}"
+            _log.error("cloud stub: %s", self.last_error)
+        self.handled += 1
+        await self._notify()
+
+    async def _handle_one(self, topic: str, payload: bytes) -> None:
+        now = self._clock.now()
+        try:
+            parts = parse_topic(topic)
+        except ProtocolError as err:
+            error = str(err)
+            await self._db.run(
+                lambda db: db.reject(terminal=None, topic=topic, error=error, payload=payload, now=now)
+            )
+        else:
+            terminal = parts.terminal
+            if parts.direction == "state":
+                state = payload.decode("utf-8", errors="replace").strip()
+                if state in STATES:
+                    await self._db.run(lambda db: db.set_state(terminal=terminal, state=state, now=now))
+                else:
+                    error = f"state must be 'online' or 'offline', not {state[:40]!r}"
+                    await self._db.run(
+                        lambda db: db.reject(
+                            terminal=terminal, topic=topic, error=error, payload=payload, now=now
+                        )
+                    )
+            else:
+                await self._handle_batch(topic, terminal, parts.leaf, payload, now)
+
+    async def _handle_batch(self, topic: str, terminal: str, stream: str, payload: bytes, now: float) -> None:
+        try:
+            if stream not in STREAMS:
+                raise ProtocolError(f"unknown stream {stream!r}", protocol="cloud")
+            batch = UpBatch.decode(payload)
+            if batch.terminal != terminal or batch.stream != stream:
+                raise ProtocolError(
+                    f"batch is for {batch.terminal}/{batch.stream} but came on {terminal}/{stream}",
+                    protocol="cloud",
+                )
+        except ProtocolError as err:
+            error = str(err)
+            _log.warning("cloud stub: rejected payload on %s: %s", topic, error)
+            await self._db.run(
+                lambda db: db.reject(terminal=terminal, topic=topic, error=error, payload=payload, now=now)
+            )
+            return
+        outcome = await self._db.run(lambda db: db.ingest_batch(topic=topic, batch=batch, now=now))
+        for reply in outcome.replies:
+            pending = self._pending.get(reply.id)
+            if pending is None:
+                continue
+            expected, fut = pending
+            if expected != terminal:
+                _log.warning(
+                    "cloud stub: reply %s from %s, but the command went to %s", reply.id, terminal, expected
+                )
+            elif not fut.done():
+                fut.set_result(reply)
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def _key_for(self, terminal: str) -> bytes:
+        key = self._keys.get(terminal, self._default_key)
+        if key is None:
+            raise CloudStubError(f"no command key for terminal {terminal!r}")
+        return key
+
+    async def send_command(
+        self,
+        terminal: str,
+        name: str,
+        args: Mapping[str, Any] | None = None,
+        *,
+        timeout: float = 30.0,  # noqa: ASYNC109 - clock seconds (scaled), part of the contract
+    ) -> Reply:
+        """Sign and publish a command (QoS 1) and return the terminal's reply.
+
+        Raises ``TimeoutError`` when no reply with the command's id arrives within
+        ``timeout`` clock seconds (including waiting for the broker connection).
+        """
+        key = self._key_for(terminal)
+        topic = command_topic(terminal)
+        cmd_id = f"c-{uuid.uuid4().hex}"
+        command = sign_command(Command(cmd_id, name, dict(args or {}), ts=self._clock.now()), key)
+        fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+        self._pending[cmd_id] = (terminal, fut)
+        try:
+            async with self._clock.timeout(timeout):
+                await self._db.run(
+                    lambda db: db.record_command(
+                        command_id=cmd_id, terminal=terminal, name=name, args=command.args, now=command.ts
+                    )
+                )
+                await self.wait_until(lambda s: s._client is not None, timeout=timeout)
+                client = self._client
+                assert client is not None
+                await client.publish(topic, command.encode(), qos=1)
+                return await fut
+        except TimeoutError as err:
+            raise TimeoutError(
+                f"command {name!r} ({cmd_id}) to terminal {terminal!r}: no reply within {timeout:g} s"
+            ) from err
+        except aiomqtt.MqttError as err:
+            raise CloudStubError(f"command {name!r} to terminal {terminal!r}: publish failed: {err}") from err
+        finally:
+            self._pending.pop(cmd_id, None)
+
+    # -- queries ------------------------------------------------------------------------------
+
+    async def terminals(self) -> list[TerminalRow]:
+        return await self._db.run(lambda db: db.terminals())
+
+    async def readings(
+        self,
+        terminal: str | None = None,
+        device: str | None = None,
+        quantity: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+    ) -> list[ReadingRow]:
+        return await self._db.run(
+            lambda db: db.readings(
+                terminal=terminal, device=device, quantity=quantity, since=since, limit=limit
+            )
+        )
+
+    async def events(
+        self,
+        terminal: str | None = None,
+        kind: str | None = None,
+        since: float | None = None,
+        limit: int = 100,
+    ) -> list[EventRow]:
+        return await self._db.run(
+            lambda db: db.events(terminal=terminal, kind=kind, since=since, limit=limit)
+        )
+
+    async def counts(self) -> dict[str, int]:
+        return await self._db.run(lambda db: db.counts())
+
+    async def statistics(self) -> dict[str, dict[str, int]]:
+        """Counters per terminal (see ``CloudDb.statistics``)."""
+        return await self._db.run(lambda db: db.statistics())
+
+
+def _payload_bytes(payload: Any) -> bytes:
+    if isinstance(payload, bytes | bytearray):
+        return bytes(payload)
+    if isinstance(payload, str):
+        return payload.encode()
+    if payload is None:
+        return b""
+    return str(payload).encode()
+
+
+__all__ = ["BrokerAddress", "CloudStub", "CloudStubError"]
