@@ -251,6 +251,10 @@ class CloudStub:
             )
             return
         outcome = await self._db.run(lambda db: db.ingest_batch(topic=topic, batch=batch, now=now))
+        _log.debug(
+            "cloud stub: %s: stored %d, duplicates %d, gaps %d, late %d, rejected %d",
+            topic, outcome.stored, outcome.duplicates, outcome.gaps, outcome.out_of_order, outcome.rejected,
+        )  # fmt: skip
         for reply in outcome.replies:
             pending = self._pending.get(reply.id)
             if pending is None:
