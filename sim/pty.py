@@ -8,6 +8,7 @@ protocol, no timing and no event loop.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import termios
 import tty
@@ -35,10 +36,8 @@ class PtyPair:
         self.closed = True
         for fd in (self.master_fd, self._slave_fd):
             if fd >= 0:
-                try:
+                with contextlib.suppress(OSError):  # already gone: closing is idempotent
                     os.close(fd)
-                except OSError:
-                    pass  # already gone: closing is best-effort and idempotent
 
     def __enter__(self) -> PtyPair:
         return self

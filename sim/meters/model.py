@@ -287,7 +287,8 @@ class VirtualMeter:
         freq = 50.0 + 0.03 * np.sin(t / 97.0) + 0.01 * np.sin(t / 13.0)
         if self.phase == "ABC":
             phases = [
-                (sample_voltage(self.profile, t, ph), p * w) for ph, w in zip("ABC", self._phase_weights)
+                (sample_voltage(self.profile, t, ph), p * w)
+                for ph, w in zip("ABC", self._phase_weights, strict=True)
             ]
         else:
             # A single-phase meter does not know its phase: it reports in the A slot.

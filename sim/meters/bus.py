@@ -1,0 +1,231 @@
+"""Several virtual meters sharing one RS-485 line, served on a pty.
+
+Layer: sim. Reads the pty master without blocking the loop (``loop.add_reader``),
+feeds the DL/T 645 ``Framer``, hands each request to the meters it addresses and
+writes the reply back with RS-485 timing taken from the clock:
+
+    request on the wire  settings.wire_seconds(request bytes)      (11 bits/byte at 8E1)
+    meter response delay response_delay_s (20-500 ms by the standard)
+    reply on the wire    settings.wire_seconds(reply bytes)
+    -> reply bytes written to the pty
+
+Half-duplex: one exchange at a time, requests queue behind it. Only the addressed
+meter answers; broadcast (99..99) is acted on by every meter and answered by none;
+a wildcard (AA bytes) that matches several meters makes them all talk at once, which
+comes out as one garbled collision frame. This module knows the line, not the meter
+semantics (those are in ``responder``) and not the terminal.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from hal.interfaces import SerialSettings
+from protocols.errors import ProtocolError
+from runtime.clock import Clock
+from sim.meters._codec import BROADCAST_ADDRESS, Frame, Framer, encode
+from sim.meters.model import VirtualMeter
+from sim.meters.responder import MeterResponder
+from sim.pty import PtyPair
+
+log = logging.getLogger(__name__)
+
+Delay = float | tuple[float, float]
+
+
+@dataclass(slots=True)
+class BusCounters:
+    requests: int = 0  # well-formed frames received
+    replies: int = 0  # replies written (a collision counts once)
+    ignored: int = 0  # requests nobody answered (not ours, broadcast, meter off / missed)
+    garbage: int = 0  # rejected frames (bad CS, length, delimiters)
+    collisions: int = 0  # several meters answered at once
+
+
+def address_matches(pattern: str, address: str) -> bool:
+    """True if ``address`` is selected by ``pattern`` (exact, or AA wildcard bytes)."""
+    if pattern == address:
+        return True
+    return all(p == "AA" or p == a for p, a in zip(_pairs(pattern), _pairs(address), strict=True))
+
+
+def _pairs(s: str) -> list[str]:
+    return [s[i : i + 2] for i in range(0, 12, 2)]
+
+
+class MeterBus:
+    """One RS-485 line with its meters; ``await serve(pty)`` runs it until cancelled."""
+
+    def __init__(
+        self,
+        meters: Sequence[VirtualMeter],
+        *,
+        clock: Clock,
+        settings: SerialSettings | None = None,
+        response_delay_s: Delay | Mapping[str, Delay] = (0.02, 0.05),
+        seed: int = 0,
+        preamble: int = 4,
+    ) -> None:
+        addresses = [m.address for m in meters]
+        if len(set(addresses)) != len(addresses):
+            raise ValueError("meter addresses on one bus must be unique")
+        self.meters = list(meters)
+        self.clock = clock
+        self.settings = settings or SerialSettings()
+        self.response_delay_s = response_delay_s
+        self.counters = BusCounters()
+        self.responders = {m.address: MeterResponder(m, preamble=preamble) for m in self.meters}
+        self._rng = np.random.default_rng([seed, 645])
+        self._framer = Framer()
+        self._rx_since_frame = 0
+        self.last_error: ProtocolError | None = None
+
+    @property
+    def noise_bytes(self) -> int:
+        """Bytes outside any frame (preamble FE included)."""
+        return self._framer.skipped
+
+    def delay_for(self, address: str) -> float:
+        """This exchange's response delay for the meter at ``address`` (seeded draw for ranges)."""
+        spec = self.response_delay_s
+        if isinstance(spec, Mapping):
+            spec = spec.get(address, (0.02, 0.05))
+        if isinstance(spec, tuple):
+            lo, hi = spec
+            return float(self._rng.uniform(lo, hi))
+        return float(spec)
+
+    # -- receive ------------------------------------------------------------------------------------
+    def _received(self, data: bytes, queue: asyncio.Queue[tuple[Frame, int]]) -> None:
+        self._rx_since_frame += len(data)
+        items = self._framer.feed(data)
+        frames = [x for x in items if isinstance(x, Frame)]
+        for item in items:
+            if isinstance(item, ProtocolError):
+                self.counters.garbage += 1
+                self.last_error = item
+                log.info("bus garbage: %s", item)
+        if not frames:
+            return
+        consumed = self._rx_since_frame - self._framer.pending
+        self._rx_since_frame = self._framer.pending
+        # Several frames in one read: each but the first gets its bare length, the first the rest.
+        rest = [len(encode(f, preamble=0)) for f in frames[1:]]
+        sizes = [max(consumed - sum(rest), 0), *rest]
+        for frame, size in zip(frames, sizes, strict=True):
+            self.counters.requests += 1
+            queue.put_nowait((frame, size))
+
+    # -- answer -------------------------------------------------------------------------------------
+    def _answer(self, frame: Frame) -> tuple[bytes | None, str | None]:
+        """Let every addressed meter act; return (reply bytes or None, address that sets the delay)."""
+        now = self.clock.now()
+        alone = len(self.meters) == 1
+        if frame.is_response:
+            return None, None  # another station's reply on the line (or our echo): not a request
+        targets = [m for m in self.meters if address_matches(frame.address, m.address)]
+        if frame.address == BROADCAST_ADDRESS:
+            targets = list(self.meters)
+        replies: list[tuple[str, bytes]] = []
+        for meter in targets:
+            if not meter.on:
+                continue
+            if meter.misses():
+                continue
+            reply = self.responders[meter.address].handle(frame, now=now, alone=alone)
+            if reply is not None:
+                replies.append((meter.address, reply))
+        if not replies:
+            return None, None
+        if len(replies) == 1:
+            return replies[0][1], replies[0][0]
+        self.counters.collisions += 1
+        size = max(len(r) for _, r in replies)
+        garbled = bytearray(size)
+        for _, r in replies:
+            for i, b in enumerate(r):
+                garbled[i] |= b  # RS-485 drivers fighting: dominant bits win
+        return bytes(garbled), replies[0][0]
+
+    async def _exchange(self, frame: Frame, request_len: int, fd: int) -> None:
+        reply, address = self._answer(frame)
+        if reply is None or address is None:
+            self.counters.ignored += 1
+            return
+        wire = self.settings.wire_seconds
+        await self.clock.sleep(wire(request_len) + self.delay_for(address) + wire(len(reply)))
+        await _write_all(fd, reply)
+        self.counters.replies += 1
+
+    async def serve(self, pty: PtyPair) -> None:
+        """Serve the line until cancelled; removes the reader and closes the pty on the way out."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[Frame, int]] = asyncio.Queue()
+        broken: asyncio.Future[None] = loop.create_future()
+        fd = pty.master_fd
+
+        def on_readable() -> None:
+            try:
+                data = os.read(fd, 4096)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:
+                loop.remove_reader(fd)
+                if not broken.done():
+                    broken.set_exception(OSError(err.errno, f"pty {pty.name}: read failed: {err}"))
+                return
+            if data:
+                self._received(data, queue)
+
+        loop.add_reader(fd, on_readable)
+        try:
+            while True:
+                get = asyncio.ensure_future(queue.get())
+                try:
+                    await asyncio.wait({get, broken}, return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    if not get.done():
+                        get.cancel()
+                if broken.done():
+                    broken.result()  # raises the read error
+                await self._exchange(*get.result(), fd)
+        finally:
+            loop.remove_reader(fd)
+            if not broken.done():
+                broken.cancel()
+            pty.close()
+
+
+def _set_done(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+async def _write_all(fd: int, data: bytes) -> None:
+    loop = asyncio.get_running_loop()
+    view = memoryview(data)
+    while view:
+        try:
+            n = os.write(fd, view)
+            view = view[n:]
+        except BlockingIOError:
+            ready: asyncio.Future[None] = loop.create_future()
+            loop.add_writer(fd, _set_done, ready)
+            try:
+                await ready
+            finally:
+                loop.remove_writer(fd)
+        except OSError as err:
+            if err.errno == errno.EIO:  # nobody holds the slave side
+                return
+            raise
+
+
+__all__ = ["BusCounters", "MeterBus", "address_matches"]
