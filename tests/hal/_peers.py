@@ -7,6 +7,7 @@ conformance suite (test_serial_conformance.py) runs against each of them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import os
 from typing import Protocol
@@ -63,10 +64,8 @@ class PtyPeer:
     async def send(self, data: bytes) -> None:
         view = memoryview(data)
         while view:
-            try:
+            with contextlib.suppress(BlockingIOError):  # the pty buffer is full: wait below
                 view = view[os.write(self.master, view) :]
-            except BlockingIOError:
-                pass
             if view:
                 await self._ready(writable=True)
 
