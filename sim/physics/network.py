@@ -1,0 +1,341 @@
+"""Station-area network: a pandapower LV network plus the meter archive derived from it.
+
+Layer: sim (physics). Loads networks and derives topology (phase, branch, meter box per customer);
+it must not compute power flows over time (``solver``) nor generate profiles (``sim.profiles``).
+
+A *customer* is one single-phase Wye load. *Branches* (分支): every feeder leaving the
+distribution board (the first bus below the transformer where the cable forks) is a branch, and
+inside a branch every side subtree with at least ``min_branch_customers`` customers splits off as
+a branch of its own (a branch box on the trunk); a customer belongs to the innermost one. Its
+*box* (表箱) groups the customers whose service cables meet the feeder at the same connection
+point, within ``box_radius_m`` of cable.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandapower as pp
+import pandapower.networks as pn
+from numpy.typing import NDArray
+
+from runtime.errors import ConfigError
+from sim.physics._seqnet import SequenceModel, build_sequence_model
+
+__all__ = ["DEFAULT_NETWORK", "Customer", "StationNetwork", "load_network"]
+
+DEFAULT_NETWORK = "ieee-eu-lv"
+PHASES = ("A", "B", "C")
+_P_COLS = ("p_a_mw", "p_b_mw", "p_c_mw")
+_Q_COLS = ("q_a_mvar", "q_b_mvar", "q_c_mvar")
+
+
+@dataclass(frozen=True)
+class Customer:
+    """One row of the meter archive generated from the network."""
+
+    meter_id: str  # 12 decimal digits, usable as a DL/T 645 address
+    load_index: int  # row label in net.asymmetric_load
+    bus: int  # pandapower bus index
+    phase: str  # "A" | "B" | "C"
+    branch: str  # "F1", "F2", ... (feeder leaving the distribution board); "F0" = on the board
+    box: str  # "F1-X01", ...
+
+
+@dataclass(frozen=True)
+class StationNetwork:
+    """A network ready to solve. ``net`` holds only single-phase Wye asymmetric loads."""
+
+    name: str
+    net: pp.pandapowerNet = field(repr=False)
+    customers: tuple[Customer, ...]
+    branches: tuple[str, ...]
+    board_bus: int  # pandapower bus of the distribution board
+    lv_bus: int  # pandapower bus of the transformer LV terminal
+    #: per branch: (fork bus where it is measured, first line label, that line's from_bus is the fork,
+    #: index of the branch it splits off or -1 when it leaves the board)
+    heads: tuple[tuple[int, int, bool, int], ...]
+    source_vm_pu: float  # ext_grid set-point, the nominal MV voltage
+    source_va_degree: float
+    vn_lv_kv: float  # nominal LV line-to-line voltage of the customer buses
+    model: SequenceModel = field(repr=False)
+
+    @property
+    def n_customers(self) -> int:
+        return len(self.customers)
+
+    def phase_index(self) -> NDArray[np.int64]:
+        return np.array([PHASES.index(c.phase) for c in self.customers], dtype=np.int64)
+
+    def branch_index(self) -> NDArray[np.int64]:
+        """Index into ``branches`` per customer (-1 for customers on the board itself)."""
+        pos = {b: i for i, b in enumerate(self.branches)}
+        return np.array([pos.get(c.branch, -1) for c in self.customers], dtype=np.int64)
+
+    def topology_rows(self) -> list[dict[str, object]]:
+        """The meter archive as plain rows (for CSV/JSON export)."""
+        return [
+            {
+                "meter_id": c.meter_id,
+                "load_index": c.load_index,
+                "bus": c.bus,
+                "phase": c.phase,
+                "branch": c.branch,
+                "box": c.box,
+            }
+            for c in self.customers
+        ]
+
+
+def load_network(
+    source: str | Path = DEFAULT_NETWORK,
+    *,
+    seed: int = 0,
+    box_radius_m: float = 40.0,
+    min_branch_customers: int = 5,
+) -> StationNetwork:
+    """Load ``"ieee-eu-lv"`` (pandapower's IEEE European LV feeder) or a pandapower JSON file.
+
+    Balanced ``load`` elements become single-phase Wye customers on a phase drawn from ``seed``;
+    missing zero-sequence data is filled with typical LV cable/transformer values (see
+    ``_fill_zero_sequence``). Raises ConfigError naming the file and the problem.
+    """
+    if str(source) == DEFAULT_NETWORK:
+        net = pn.ieee_european_lv_asymmetric("on_peak_566")
+        name = DEFAULT_NETWORK
+    else:
+        path = Path(source)
+        try:
+            net = pp.from_json(str(path))
+        except FileNotFoundError as err:
+            raise ConfigError(str(path), "network file not found") from err
+        except (ValueError, KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(str(path), f"not a pandapower JSON network: {err}") from err
+        name = path.stem
+    return _prepare(
+        net, name=name, seed=seed, box_radius_m=box_radius_m, min_branch_customers=min_branch_customers
+    )
+
+
+def _prepare(
+    net: pp.pandapowerNet, *, name: str, seed: int, box_radius_m: float, min_branch_customers: int
+) -> StationNetwork:
+    net = copy.deepcopy(net)
+    pp.toolbox.drop_out_of_service_elements(net)
+    if len(net.trafo) != 1 or len(net.ext_grid) != 1:
+        raise ConfigError(
+            name, f"need exactly one transformer and one ext_grid, found {len(net.trafo)}/{len(net.ext_grid)}"
+        )
+    for table in ("sgen", "gen", "trafo3w", "storage"):
+        if table in net and len(net[table]):
+            raise ConfigError(f"{name}.{table}", "not supported: model generation as negative customer load")
+    _single_phase_customers(net, seed=seed)
+    _fill_zero_sequence(net)
+    if not len(net.asymmetric_load):
+        raise ConfigError(name, "network has no customer loads")
+    lv_bus = int(net.trafo.lv_bus.iloc[0])
+    board, children, parent, dist = _tree(net, lv_bus)
+    customers, branches, heads = _archive(
+        net, board, children, parent, dist, box_radius_m, min_branch_customers
+    )
+    load_buses = np.unique(net.asymmetric_load.bus.to_numpy(dtype=np.int64))
+    model = build_sequence_model(net, load_buses)
+    return StationNetwork(
+        name=name,
+        net=net,
+        customers=customers,
+        branches=branches,
+        board_bus=board,
+        lv_bus=lv_bus,
+        heads=heads,
+        source_vm_pu=float(net.ext_grid.vm_pu.iloc[0]),
+        source_va_degree=float(net.ext_grid.va_degree.iloc[0]),
+        vn_lv_kv=float(net.bus.vn_kv.loc[lv_bus]),
+        model=model,
+    )
+
+
+def _single_phase_customers(net: pp.pandapowerNet, *, seed: int) -> None:
+    """Turn balanced loads into single-phase Wye asymmetric loads on seeded random phases."""
+    asym = net.asymmetric_load
+    if len(asym) and (asym.get("type", "wye") != "wye").any():
+        raise ConfigError("network.asymmetric_load", "only Wye-connected customer loads are supported")
+    if len(asym):
+        p = asym[list(_P_COLS)].to_numpy(dtype=float)
+        if ((np.abs(p) > 0).sum(axis=1) > 1).any():
+            bad = asym.index[(np.abs(p) > 0).sum(axis=1) > 1].tolist()
+            raise ConfigError("network.asymmetric_load", f"loads {bad[:5]} use more than one phase")
+    if len(net.load):
+        rng = np.random.default_rng(seed)
+        phases = rng.integers(0, 3, size=len(net.load))
+        for (_, row), ph in zip(net.load.iterrows(), phases, strict=True):
+            kw = {c: 0.0 for c in (*_P_COLS, *_Q_COLS)}
+            kw[_P_COLS[ph]] = float(row.p_mw)
+            kw[_Q_COLS[ph]] = float(row.q_mvar)
+            pp.create_asymmetric_load(net, int(row.bus), name=str(row["name"]), type="wye", **kw)
+        net.load.drop(net.load.index, inplace=True)
+
+
+def _fill_zero_sequence(net: pp.pandapowerNet) -> None:
+    """Typical values where a balanced network lacks zero-sequence data.
+
+    Lines: R0 = 4 R1, X0 = 4 X1 (4-core cable, neutral return), C0 = C1. Transformer: Dyn with
+    vk0 = vk, vkr0 = vkr. External grid: R0/X0 = 0.1, X0/X = 1.
+    """
+    line = net.line
+    for col, src, k in (("r0_ohm_per_km", "r_ohm_per_km", 4.0), ("x0_ohm_per_km", "x_ohm_per_km", 4.0)):
+        if col not in line or line[col].isna().any():
+            line[col] = line[col].fillna(k * line[src]) if col in line else k * line[src]
+    if "c0_nf_per_km" not in line or line["c0_nf_per_km"].isna().any():
+        line["c0_nf_per_km"] = line.get("c0_nf_per_km", line["c_nf_per_km"]).fillna(line["c_nf_per_km"])
+    tr = net.trafo
+    vg = tr.get("vector_group")
+    if vg is None or vg.isna().any() or not vg.str.lower().isin(["dyn", "ynyn", "yzn"]).all():
+        tr["vector_group"] = "Dyn"
+    for col, default in (
+        ("vk0_percent", tr.vk_percent),
+        ("vkr0_percent", tr.vkr_percent),
+        ("mag0_percent", 100.0),
+        ("mag0_rx", 0.0),
+        ("si0_hv_partial", 0.9),
+    ):
+        if col not in tr or tr[col].isna().any():
+            tr[col] = tr[col].fillna(default) if col in tr else default
+    eg = net.ext_grid
+    for col, default in (
+        ("s_sc_max_mva", 1000.0),
+        ("rx_max", 0.1),
+        ("r0x0_max", 0.1),
+        ("x0x_max", 1.0),
+    ):
+        if col not in eg or eg[col].isna().any():
+            eg[col] = eg[col].fillna(default) if col in eg else default
+
+
+def _tree(
+    net: pp.pandapowerNet, lv_bus: int
+) -> tuple[int, dict[int, list[tuple[int, int, bool]]], dict[int, int], dict[int, float]]:
+    """Radial tree below the LV terminal: (board bus, children, parent, cable distance in m).
+
+    children[bus] = [(child bus, line label or -1 for a bus-bus switch, line from_bus == bus)].
+    """
+    adj: dict[int, list[tuple[int, int, float, bool]]] = {}
+    for idx, row in net.line.iterrows():
+        f, t, m = int(row.from_bus), int(row.to_bus), float(row.length_km) * 1000.0
+        adj.setdefault(f, []).append((t, int(idx), m, True))
+        adj.setdefault(t, []).append((f, int(idx), m, False))
+    if "switch" in net and len(net.switch):
+        for _, sw in net.switch[(net.switch.et == "b") & net.switch.closed].iterrows():
+            a, b = int(sw.bus), int(sw.element)
+            adj.setdefault(a, []).append((b, -1, 0.0, True))
+            adj.setdefault(b, []).append((a, -1, 0.0, False))
+    children: dict[int, list[tuple[int, int, bool]]] = {}
+    parent = {lv_bus: -1}
+    dist = {lv_bus: 0.0}
+    queue = deque([lv_bus])
+    while queue:
+        bus = queue.popleft()
+        for nxt, line, m, fwd in adj.get(bus, []):
+            if nxt in parent:
+                if parent[bus] != nxt:
+                    raise ConfigError("network.line", f"not radial: a loop closes at bus {nxt}")
+                continue
+            parent[nxt] = bus
+            dist[nxt] = dist[bus] + m
+            children.setdefault(bus, []).append((nxt, line, fwd))
+            queue.append(nxt)
+    load_buses = set(net.asymmetric_load.bus.astype(int))
+    if missing := sorted(load_buses - set(parent)):
+        raise ConfigError("network.asymmetric_load", f"buses {missing[:5]} not connected to the transformer")
+    below: dict[int, int] = {}
+    for bus in sorted(parent, key=lambda b: -dist[b]):
+        below[bus] = int(bus in load_buses) + sum(below[c] for c, _, _ in children.get(bus, []))
+    # prune subtrees without customers, then walk down the trunk to the first real fork
+    children = {b: [c for c in kids if below[c[0]]] for b, kids in children.items()}
+    board = lv_bus
+    while len(children.get(board, [])) == 1 and board not in load_buses:
+        board = children[board][0][0]
+    return board, children, parent, dist
+
+
+def _archive(
+    net: pp.pandapowerNet,
+    board: int,
+    children: dict[int, list[tuple[int, int, bool]]],
+    parent: dict[int, int],
+    dist: dict[float | int, float],
+    box_radius_m: float,
+    min_branch_customers: int,
+) -> tuple[tuple[Customer, ...], tuple[str, ...], tuple[tuple[int, int, bool, int], ...]]:
+    branch_of: dict[int, str] = {board: "F0"}
+    load_count: dict[int, int] = {}
+    for b in net.asymmetric_load.bus.astype(int):
+        load_count[b] = load_count.get(b, 0) + 1
+    n_loads_below: dict[int, int] = {}
+    for bus in sorted(parent, key=lambda b: -dist[b]):
+        n_loads_below[bus] = load_count.get(bus, 0) + sum(n_loads_below[c] for c, _, _ in children.get(bus, []))
+    branches: list[str] = []
+    heads: list[tuple[int, int, bool, int]] = []  # (fork bus, head line, line from_bus == fork, parent)
+
+    def grow(fork: int, head: tuple[int, int, bool], parent_branch: int) -> None:
+        index = len(branches)
+        name = f"F{index + 1}"
+        branches.append(name)
+        heads.append((fork, head[1], head[2], parent_branch))
+        stack = [head[0]]
+        while stack:
+            bus = stack.pop()
+            branch_of[bus] = name
+            kids = children.get(bus, [])
+            main = max(kids, key=lambda k: n_loads_below[k[0]], default=None)
+            for kid in kids:
+                if kid is not main and n_loads_below[kid[0]] >= min_branch_customers:
+                    grow(bus, kid, index)
+                else:
+                    stack.append(kid[0])
+
+    for head in children.get(board, []):
+        grow(board, head, -1)
+
+    def connection_point(bus: int) -> int:
+        point, here = bus, bus
+        while here != board and parent[here] >= 0:
+            up = parent[here]
+            if dist[bus] - dist[up] > box_radius_m:
+                break
+            here = up
+            if n_loads_below[here] >= 2:
+                point = here
+        return point
+
+    box_names: dict[tuple[str, int], str] = {}
+    per_branch: dict[str, int] = {}
+    customers = []
+    p = net.asymmetric_load[list(_P_COLS)].to_numpy(dtype=float)
+    q = net.asymmetric_load[list(_Q_COLS)].to_numpy(dtype=float)
+    for i, (idx, row) in enumerate(net.asymmetric_load.iterrows()):
+        ph = int(np.argmax(np.abs(p[i]) + np.abs(q[i])))
+        bus = int(row.bus)
+        branch = branch_of[bus]
+        key = (branch, connection_point(bus))
+        if key not in box_names:
+            per_branch[branch] = per_branch.get(branch, 0) + 1
+            box_names[key] = f"{branch}-X{per_branch[branch]:02d}"
+        customers.append(
+            Customer(
+                meter_id=f"{i + 1:012d}",
+                load_index=int(idx),
+                bus=bus,
+                phase=PHASES[ph],
+                branch=branch,
+                box=box_names[key],
+            )
+        )
+    if any(line < 0 for _, line, _, _ in heads):
+        raise ConfigError("network.switch", "a branch must start with a line, not a bus-bus switch")
+    return tuple(customers), tuple(branches), tuple(heads)
