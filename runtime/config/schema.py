@@ -144,7 +144,7 @@ class FieldSpec(ABC):
 
 
 def _expected(ctx: ValidationContext, path: str, what: str, value: object) -> _Sentinel:
-    shown = f" {value!r}" if isinstance(value, str | int | float) else ""
+    shown = f" {value!r}" if isinstance(value, str | int | float) and not isinstance(value, bool) else ""
     ctx.error(path, f"expected {what}, got {describe(value)}{shown}")
     return INVALID
 
