@@ -1,4 +1,4 @@
-"""Rs485Port against scripted fake devices on a memory pair, in virtual time (looptime)."""
+"""Rs485Port on scripted fake devices over a memory pair in virtual time (looptime), and over a pty."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ import pytest
 
 from hal.errors import TransportClosed, TransportTimeout
 from hal.interfaces import Priority, SerialSettings
+from hal.linux import PySerialLink
 from hal.rs485 import Rs485Port
 from hal.sim import MemoryLink, memory_link_pair
 from runtime.clock import LoopClock
 from tests.hal._fake_bus import FakeDevices, Frame, Framer, reply_to, running
+from tests.hal._peers import PtyPeer
 
 SETTINGS = SerialSettings(baud=2400, parity="E")  # 11 bits per byte: 4.583 ms per byte
 
@@ -216,3 +218,31 @@ async def test_trace_is_a_bounded_ring() -> None:
     assert port.trace.total == 10
     assert snap[-1]["hex"] == "AA 03 01 04 52"
     assert set(snap[0]) == {"ts", "direction", "device", "hex", "note"}
+
+
+async def test_over_a_real_pty_with_pyserial() -> None:
+    """End to end through the linux backend (real I/O, so no looptime: a fast clock bounds the wait)."""
+    pty = PtyPeer()
+    link = PySerialLink(pty.slave_path, SETTINGS, name="rs485-pty")
+    port = Rs485Port(link, clock=LoopClock(speed=1.0), name="rs485-pty", inter_frame_gap=0.0)
+
+    async def meter() -> None:
+        framer = Framer()
+        while True:
+            for item in framer.feed(await pty.receive_some()):
+                if isinstance(item, Frame):
+                    await pty.send(b"\xfe\xfe" + Frame(item.addr, item.seq, b"ok").encode())
+
+    try:
+        async with port, asyncio.TaskGroup() as tg:
+            pty.release_slave()
+            task = tg.create_task(meter(), name="pty-meter")
+            for seq in range(3):
+                reply = await port.transact(
+                    Frame(1, seq).encode(), decoder=Framer(), match=reply_to(1, seq), device="m1", timeout=5.0
+                )
+                assert reply == Frame(1, seq, b"ok")
+            task.cancel()
+    finally:
+        await pty.aclose()
+    assert port.health("m1").ok == 3
