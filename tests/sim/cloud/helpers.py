@@ -11,7 +11,7 @@ import aiomqtt
 
 from protocols.cloud import Command, Reply, UpBatch, UpMessage, command_topic, up_topic, verify_command
 from protocols.errors import ProtocolError
-from sim.broker import MosquittoBroker
+from tests.brokers import AnyBroker
 
 
 def reading(device: str, quantity: str, value: float, ts: float, unit: str = "V") -> dict[str, Any]:
@@ -29,7 +29,7 @@ def batch(terminal: str, stream: str, *messages: tuple[int, dict[str, Any]]) -> 
 
 
 @asynccontextmanager
-async def mqtt(broker: MosquittoBroker) -> AsyncIterator[aiomqtt.Client]:
+async def mqtt(broker: AnyBroker) -> AsyncIterator[aiomqtt.Client]:
     async with aiomqtt.Client(broker.host, broker.port) as client:
         yield client
 

@@ -14,8 +14,8 @@ import pytest
 
 from protocols.cloud import Command, state_topic
 from runtime.clock import LoopClock
-from sim.broker import MosquittoBroker
 from sim.cloud import CloudStub, cli
+from tests.brokers import AnyBroker
 
 from .conftest import KEY
 from .helpers import answer_commands, batch, mqtt, publish, reading
@@ -43,11 +43,11 @@ def run_cli(argv: list[str]) -> int:
 
 
 @pytest.fixture
-async def filled_db(mosquitto: MosquittoBroker, tmp_path: Path) -> Path:
+async def filled_db(broker: AnyBroker, tmp_path: Path) -> Path:
     db = tmp_path / "cloud.sqlite"
     async with (
-        CloudStub(broker_url=mosquitto.url, db_path=db, clock=LoopClock(), default_key=KEY) as stub,
-        mqtt(mosquitto) as term,
+        CloudStub(broker_url=broker.url, db_path=db, clock=LoopClock(), default_key=KEY) as stub,
+        mqtt(broker) as term,
     ):
         await term.publish(state_topic(T), "online", qos=1)
         await publish(term, T, "readings", batch(T, "readings", (1, {"readings": [
@@ -123,14 +123,14 @@ def test_bad_key_file_and_args_exit_2(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 async def test_command_prints_the_reply(
-    mosquitto: MosquittoBroker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    broker: AnyBroker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     keys = tmp_path / "credentials.toml"
     keys.write_text(f'command_key = "{KEY.hex()}"\n')
-    base = ["cloud", "command", "--terminal", T, "--broker", mosquitto.url, "--key-file", str(keys)]
+    base = ["cloud", "command", "--terminal", T, "--broker", broker.url, "--key-file", str(keys)]
     seen: list[Command] = []
     ready = asyncio.Event()
-    async with mqtt(mosquitto) as term, asyncio.TaskGroup() as tg:
+    async with mqtt(broker) as term, asyncio.TaskGroup() as tg:
         task = tg.create_task(answer_commands(term, T, KEY, seen=seen, ready=ready), name="fake-terminal")
         try:
             async with asyncio.timeout(10):
@@ -156,14 +156,14 @@ async def test_command_prints_the_reply(
 
 
 async def test_serve_stores_until_interrupted(
-    mosquitto: MosquittoBroker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    broker: AnyBroker, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     keys = tmp_path / "credentials.toml"
     keys.write_text(f'command_key = "{KEY.hex()}"\n')
     db = tmp_path / "served.sqlite"
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-c", SERVE_MAIN,
-        "cloud", "serve", "--broker", mosquitto.url, "--db", str(db), "--key-file", str(keys),
+        "cloud", "serve", "--broker", broker.url, "--db", str(db), "--key-file", str(keys),
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )  # fmt: skip
@@ -173,7 +173,7 @@ async def test_serve_stores_until_interrupted(
             assert b"serving" in await proc.stdout.readline()
             while b"cloud stub connected" not in await proc.stderr.readline():
                 pass
-            async with mqtt(mosquitto) as term:
+            async with mqtt(broker) as term:
                 await publish(
                     term, T, "readings", batch(T, "readings", (1, {"readings": [reading("m-1", "v", 1, 2)]}))
                 )

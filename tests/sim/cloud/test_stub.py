@@ -1,4 +1,4 @@
-"""The cloud stub against a real broker (mosquitto): storage, de-duplication, rejection, gaps, commands."""
+"""The cloud stub against real brokers (amqtt, mosquitto): storage, dedup, rejection, gaps, commands."""
 
 from __future__ import annotations
 
@@ -9,13 +9,15 @@ import pytest
 
 from protocols.cloud import Command, state_topic
 from runtime.clock import LoopClock
-from sim.broker import MosquittoBroker
+from sim.broker import MosquittoBroker, mosquitto_binary
 from sim.cloud import CloudStub, CloudStubError
+from tests.brokers import AnyBroker
 
 from .conftest import KEY
 from .helpers import answer_commands, batch, mqtt, publish, reading
 
 T = "ttu-0001"
+needs_mosquitto = pytest.mark.skipif(mosquitto_binary() is None, reason="mosquitto binary not installed")
 EVENT = {
     "kind": "meter.power_down",
     "source": "m-7",
@@ -25,10 +27,8 @@ EVENT = {
 }
 
 
-async def test_readings_events_and_state_arrive_and_are_queryable(
-    stub: CloudStub, mosquitto: MosquittoBroker
-) -> None:
-    async with mqtt(mosquitto) as term:
+async def test_readings_events_and_state_arrive_and_are_queryable(stub: CloudStub, broker: AnyBroker) -> None:
+    async with mqtt(broker) as term:
         await term.publish(state_topic(T), "online", qos=1, retain=True)
         await publish(term, T, "readings", batch(T, "readings", (1, {"readings": [
             reading("m-1", "voltage.a", 229.5, 1767225600.0),
@@ -56,11 +56,9 @@ async def test_readings_events_and_state_arrive_and_are_queryable(
     assert counts["rejected"] == 0
 
 
-async def test_duplicate_keys_are_stored_once_and_counted(
-    stub: CloudStub, mosquitto: MosquittoBroker
-) -> None:
+async def test_duplicate_keys_are_stored_once_and_counted(stub: CloudStub, broker: AnyBroker) -> None:
     payload = batch(T, "readings", (1, {"readings": [reading("m-1", "voltage.a", 229.5, 1767225600.0)]}))
-    async with mqtt(mosquitto) as term:
+    async with mqtt(broker) as term:
         await publish(term, T, "readings", payload)
         await publish(term, T, "readings", payload)  # redelivery after a lost PUBACK
         await stub.wait_until(lambda s: s.handled >= 2)
@@ -72,9 +70,9 @@ async def test_duplicate_keys_are_stored_once_and_counted(
 
 
 async def test_malformed_payloads_are_rejected_stored_and_the_stub_keeps_working(
-    stub: CloudStub, mosquitto: MosquittoBroker, tmp_path: Path
+    stub: CloudStub, broker: AnyBroker, tmp_path: Path
 ) -> None:
-    async with mqtt(mosquitto) as term:
+    async with mqtt(broker) as term:
         await publish(term, T, "readings", b"{not json")
         await publish(term, T, "readings", b'{"terminal": "ttu-0001", "stream": "readings"}')
         await publish(
@@ -107,7 +105,7 @@ async def test_malformed_payloads_are_rejected_stored_and_the_stub_keeps_working
     assert rejected[-1].excerpt == "{not json" and rejected[-1].topic == f"ttu/{T}/up/readings"
     assert (await stub.statistics())[T]["rejected"] == 7  # the out-of-scheme topic has no terminal
 
-    async with mqtt(mosquitto) as term:  # and it still works
+    async with mqtt(broker) as term:  # and it still works
         await publish(
             term, T, "readings", batch(T, "readings", (2, {"readings": [reading("m-3", "voltage.b", 1, 2)]}))
         )
@@ -115,10 +113,8 @@ async def test_malformed_payloads_are_rejected_stored_and_the_stub_keeps_working
     assert len(await stub.readings(device="m-3")) == 1
 
 
-async def test_sequence_gaps_and_out_of_order_are_counted(
-    stub: CloudStub, mosquitto: MosquittoBroker
-) -> None:
-    async with mqtt(mosquitto) as term:
+async def test_sequence_gaps_and_out_of_order_are_counted(stub: CloudStub, broker: AnyBroker) -> None:
+    async with mqtt(broker) as term:
         for seqs in ((1, 2), (5,), (3,), (6,)):
             await publish(term, T, "events", batch(T, "events", *((s, EVENT) for s in seqs)))
         await publish(term, T, "status", batch(T, "status", (40, {})))  # another stream: its own baseline
@@ -130,9 +126,9 @@ async def test_sequence_gaps_and_out_of_order_are_counted(
     assert streams["status"].gaps == 0
 
 
-async def test_send_command_round_trip(stub: CloudStub, mosquitto: MosquittoBroker) -> None:
+async def test_send_command_round_trip(stub: CloudStub, broker: AnyBroker) -> None:
     seen: list[Command] = []
-    async with mqtt(mosquitto) as term, asyncio.TaskGroup() as tg:
+    async with mqtt(broker) as term, asyncio.TaskGroup() as tg:
         ready = asyncio.Event()
         task = tg.create_task(answer_commands(term, T, KEY, seen=seen, ready=ready), name="fake-terminal")
         try:
@@ -151,16 +147,16 @@ async def test_send_command_round_trip(stub: CloudStub, mosquitto: MosquittoBrok
     assert (counts["replies"], counts["commands"]) == (2, 2)
 
 
-async def test_wrong_key_is_refused_by_the_terminal(mosquitto: MosquittoBroker, tmp_path: Path) -> None:
+async def test_wrong_key_is_refused_by_the_terminal(broker: AnyBroker, tmp_path: Path) -> None:
     seen: list[Command] = []
     async with (
         CloudStub(
-            broker_url=mosquitto.url,
+            broker_url=broker.url,
             db_path=tmp_path / "c.sqlite",
             clock=LoopClock(),
             command_keys={T: b"x" * 32},
         ) as stub,
-        mqtt(mosquitto) as term,
+        mqtt(broker) as term,
         asyncio.TaskGroup() as tg,
     ):
         ready = asyncio.Event()
@@ -176,10 +172,10 @@ async def test_wrong_key_is_refused_by_the_terminal(mosquitto: MosquittoBroker, 
             task.cancel()
 
 
-async def test_send_command_times_out_clearly(mosquitto: MosquittoBroker, tmp_path: Path) -> None:
+async def test_send_command_times_out_clearly(broker: AnyBroker, tmp_path: Path) -> None:
     clock = LoopClock(speed=100.0)  # 30 clock seconds pass in 0.3 s
     async with CloudStub(
-        broker_url=mosquitto.url, db_path=tmp_path / "c.sqlite", clock=clock, default_key=KEY
+        broker_url=broker.url, db_path=tmp_path / "c.sqlite", clock=clock, default_key=KEY
     ) as stub:
         with pytest.raises(
             TimeoutError, match=r"command 'echo' \(c-[0-9a-f]+\) to terminal 'ttu-0001': no reply within 30 s"
@@ -188,6 +184,7 @@ async def test_send_command_times_out_clearly(mosquitto: MosquittoBroker, tmp_pa
         assert not stub._pending
 
 
+@needs_mosquitto  # restarted on the same port, which mosquitto makes easy
 async def test_reconnects_after_the_broker_restarts(tmp_path: Path) -> None:
     async with MosquittoBroker() as first:
         port = first.port
@@ -207,6 +204,7 @@ async def test_reconnects_after_the_broker_restarts(tmp_path: Path) -> None:
         await stub_cm.__aexit__(None, None, None)
 
 
+@needs_mosquitto
 async def test_unreachable_broker_fails_entry_clearly(tmp_path: Path) -> None:
     async with MosquittoBroker() as gone:
         url = gone.url
