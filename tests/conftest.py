@@ -8,6 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
+pytest_plugins = ["tests.brokers"]
+
 
 @pytest.fixture(autouse=True)
 def _check_no_leaks() -> Iterator[None]:

@@ -1,0 +1,19 @@
+"""The terminal's durable MQTT uplink (outbox -> broker) and downlink command handling.
+
+Layer: runtime. Uses the store's outbox and the ``protocols.cloud`` scheme; knows no grid app.
+"""
+
+from ._backoff import Backoff
+from ._commands import FRESHNESS_S, CommandDispatcher, Handler, Validator
+from ._uplink import BrokerAddress, Uplink, parse_broker_url
+
+__all__ = [
+    "FRESHNESS_S",
+    "Backoff",
+    "BrokerAddress",
+    "CommandDispatcher",
+    "Handler",
+    "Uplink",
+    "Validator",
+    "parse_broker_url",
+]
