@@ -24,13 +24,14 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from hal.interfaces import SerialSettings
 from protocols.errors import ProtocolError
 from runtime.clock import Clock
-from sim.meters._codec import BROADCAST_ADDRESS, Frame, Framer, encode
+from sim.meters._codec import BROADCAST_ADDRESS, Frame, Framer
 from sim.meters.model import VirtualMeter
 from sim.meters.responder import MeterResponder
 from sim.pty import PtyPair
@@ -104,24 +105,19 @@ class MeterBus:
 
     # -- receive ------------------------------------------------------------------------------------
     def _received(self, data: bytes, queue: asyncio.Queue[tuple[Frame, int]]) -> None:
-        self._rx_since_frame += len(data)
-        items = self._framer.feed(data)
-        frames = [x for x in items if isinstance(x, Frame)]
-        for item in items:
-            if isinstance(item, ProtocolError):
-                self.counters.garbage += 1
-                self.last_error = item
-                log.info("bus garbage: %s", item)
-        if not frames:
-            return
-        consumed = self._rx_since_frame - self._framer.pending
-        self._rx_since_frame = self._framer.pending
-        # Several frames in one read: each but the first gets its bare length, the first the rest.
-        rest = [len(encode(f, preamble=0)) for f in frames[1:]]
-        sizes = [max(consumed - sum(rest), 0), *rest]
-        for frame, size in zip(frames, sizes, strict=True):
-            self.counters.requests += 1
-            queue.put_nowait((frame, size))
+        # Byte by byte so each request is charged exactly the bytes it took on the wire
+        # (preamble included) even when several arrive in one read; cheap at RS-485 rates.
+        for i in range(len(data)):
+            self._rx_since_frame += 1
+            for item in self._framer.feed(data[i : i + 1]):
+                if isinstance(item, ProtocolError):
+                    self.counters.garbage += 1
+                    self.last_error = item
+                    log.info("bus garbage: %s", item)
+                    continue
+                size, self._rx_since_frame = self._rx_since_frame - self._framer.pending, self._framer.pending
+                self.counters.requests += 1
+                queue.put_nowait((item, size))
 
     # -- answer -------------------------------------------------------------------------------------
     def _answer(self, frame: Frame) -> tuple[bytes | None, str | None]:
@@ -188,8 +184,9 @@ class MeterBus:
         try:
             while True:
                 get = asyncio.ensure_future(queue.get())
+                waiters: set[asyncio.Future[Any]] = {get, broken}
                 try:
-                    await asyncio.wait({get, broken}, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
                 finally:
                     if not get.done():
                         get.cancel()

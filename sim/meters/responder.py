@@ -139,7 +139,7 @@ class MeterResponder:
                     round(inst.power_factor, 3),
                 )
             )
-        chunks = [
+        chunks: list[tuple[Value, ...]] = [
             tuple(records[i : i + LOAD_RECORDS_PER_FRAME])
             for i in range(0, len(records), LOAD_RECORDS_PER_FRAME)
         ]
@@ -299,9 +299,9 @@ class _Snapshot:
         if name == "temperature.internal":
             return round(25.0 + 5.0 * math.sin(self.now / 7200.0), 1)
         local = self.r._local(m.meter_time(self.now))
-        values = {
-            "date": local,
-            "time": local.time(),
+        values: dict[str, Value] = {
+            "date": f"{local:%Y-%m-%d} w{(local.weekday() + 1) % 7}",  # DL/T 645 weekday: 0 = Sunday
+            "time": f"{local:%H:%M:%S}",
             "address": m.address,
             "meter_number": m.address,
             "rated_voltage": "220V",
@@ -313,7 +313,7 @@ class _Snapshot:
             "events.voltage_loss.count": 0,
             "events.voltage_loss.minutes": 0,
         }
-        return values.get(name)  # type: ignore[no-any-return]
+        return values.get(name)
 
 
 def _r(x: float | None, nd: int) -> float | None:
