@@ -43,6 +43,7 @@ class Framer:
         buf = self._buf
         out: list[Frame | ProtocolError] = []
         pos = 0
+        quiet_until = 0
         while True:
             start = buf.find(START, pos)
             if start < 0:
@@ -64,10 +65,16 @@ class Framer:
                     protocol=PROTOCOL,
                 )
             if isinstance(result, ProtocolError):
+                pos = start + 1
+                if start < quiet_until and result.offset == start + 7:
+                    # A 0x68 inside a frame just rejected (e.g. its own second 0x68) that
+                    # does not even start a header is part of that frame, not a new error.
+                    self.skipped += 1
+                    continue
                 self.errors += 1
                 offset = None if result.offset is None else result.offset + self._base
                 out.append(ProtocolError(result.reason, offset=offset, protocol=result.protocol))
-                pos = start + 1
+                quiet_until = max(quiet_until, self._extent(start))
                 continue
             out.append(frame_at(buf, start))
             self.frames += 1
@@ -75,6 +82,13 @@ class Framer:
         del buf[:pos]
         self._base += pos
         return out
+
+    def _extent(self, start: int) -> int:
+        """End of the frame a candidate at ``start`` claims to be (its header if L is unknown)."""
+        buf = self._buf
+        if start + 9 < len(buf) and buf[start + 7] == START:
+            return start + 12 + buf[start + 9]
+        return start + 8
 
     def _complete_after(self, start: int) -> int | None:
         """Index of the first later 0x68 that starts a complete valid frame, if any."""

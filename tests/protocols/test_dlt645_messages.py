@@ -25,9 +25,17 @@ def _reference(address: str, control: int, data: bytes, *, preamble: int = 0) ->
 
 
 BUILDERS = [
-    ("645-006 read", dlt645.read_request("000072007201", 0x02010300), "68 01 72 00 72 00 00 68 11 04 33 36 34 35 9C 16"),
+    (
+        "645-006 read",
+        dlt645.read_request("000072007201", 0x02010300),
+        "68 01 72 00 72 00 00 68 11 04 33 36 34 35 9C 16",
+    ),
     ("645-008 read address", dlt645.read_address_request(), "68 AA AA AA AA AA AA 68 13 00 DF 16"),
-    ("645-009 baud", dlt645.change_baud_request("201901120001", 2400), "68 01 00 12 01 19 20 68 17 01 3B 70 16"),
+    (
+        "645-009 baud",
+        dlt645.change_baud_request("201901120001", 2400),
+        "68 01 00 12 01 19 20 68 17 01 3B 70 16",
+    ),
     (
         "645-029 broadcast time",
         dlt645.broadcast_time_request(datetime(2019, 12, 7, 16, 28, 0)),
@@ -36,7 +44,11 @@ BUILDERS = [
     (
         "645-065 relay trip",
         dlt645.relay_control_request(
-            "111111111111", RelayAction.TRIP, datetime(2018, 5, 12, 15, 41, 24), password="00000000", operator="00000000"
+            "111111111111",
+            RelayAction.TRIP,
+            datetime(2018, 5, 12, 15, 41, 24),
+            password="00000000",
+            operator="00000000",
         ),
         "68 11 11 11 11 11 11 68 1C 10 33 33 33 33 33 33 33 33 4D 33 57 74 48 45 38 4B 55 16",
     ),
@@ -49,11 +61,16 @@ BUILDERS = [
             password="02000000",
             operator="12345678",
         ),
-        "68 04 33 00 00 00 00 68 14 18 36 48 33 37 35 33 33 33 AB 89 67 45 32 F2 2E 32 32 32 32 32 32 32 32 32 DD 16",
+        "68 04 33 00 00 00 00 68 14 18 36 48 33 37 35 33 33 33 AB 89 67 45"
+        " 32 F2 2E 32 32 32 32 32 32 32 32 32 DD 16",
     ),
     ("645-066 relay ack", dlt645.ack_response("111111111111", 0x1C), "68 11 11 11 11 11 11 68 9C 00 D2 16"),
     ("645-075 write ack", dlt645.ack_response("000000003304", 0x14), "68 04 33 00 00 00 00 68 94 00 9B 16"),
-    ("645-052 abnormal", dlt645.abnormal_response("000000000006", 0x11, 0x02), "68 06 00 00 00 00 00 68 D1 01 35 DD 16"),
+    (
+        "645-052 abnormal",
+        dlt645.abnormal_response("000000000006", 0x11, 0x02),
+        "68 06 00 00 00 00 00 68 D1 01 35 DD 16",
+    ),
     (
         "645-044 read reply",
         dlt645.read_response("123456789012", 0x00010000, [123456.78]),
@@ -74,11 +91,23 @@ BUILDERS = [
     ("synthetic freeze daily 00:00", dlt645.freeze_request("999999999999", 0, 0, 99, 99), None),
     ("synthetic follow-up request", dlt645.read_followup_request("000012345678", 0x06000001, 1), None),
     ("synthetic write address", dlt645.write_address_request("000012345678"), None),
-    ("synthetic change password", dlt645.change_password_request("000012345678", old_password="02000000", new_password="04123456"), None),
-    ("synthetic demand reset", dlt645.max_demand_reset_request("000012345678", password="02000000", operator="12345678"), None),
+    (
+        "synthetic change password",
+        dlt645.change_password_request("000012345678", old_password="02000000", new_password="04123456"),
+        None,
+    ),
+    (
+        "synthetic demand reset",
+        dlt645.max_demand_reset_request("000012345678", password="02000000", operator="12345678"),
+        None,
+    ),
     ("synthetic meter clear", dlt645.meter_clear_request("000012345678"), None),
     ("synthetic event clear", dlt645.event_clear_request("000012345678"), None),
-    ("synthetic load curve", dlt645.load_curve_request("000012345678", start="2024-03-05 01:15", count=4), None),
+    (
+        "synthetic load curve",
+        dlt645.load_curve_request("000012345678", start="2024-03-05 01:15", count=4),
+        None,
+    ),
 ]
 
 SYNTHETIC_EXPECTED = {

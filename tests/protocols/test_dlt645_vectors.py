@@ -103,8 +103,12 @@ def test_describe_gives_engineering_values(vector: dict[str, Any]) -> None:
 
 def test_error_bit_names_of_vectors() -> None:
     by_id = {v["id"]: v for v in VECTORS}
-    assert dlt645.parse_error(dlt645.decode(bytes.fromhex(by_id["645-052"]["hex"]))).names == ("no_requested_data",)
-    assert dlt645.parse_error(dlt645.decode(bytes.fromhex(by_id["645-070"]["hex"]))).names == ("password_error",)
+    assert dlt645.parse_error(dlt645.decode(bytes.fromhex(by_id["645-052"]["hex"]))).names == (
+        "no_requested_data",
+    )
+    assert dlt645.parse_error(dlt645.decode(bytes.fromhex(by_id["645-070"]["hex"]))).names == (
+        "password_error",
+    )
 
 
 @pytest.mark.parametrize("vector", NEGATIVE, ids=_ids(NEGATIVE))
