@@ -1,0 +1,50 @@
+"""The app container: manifests, app contexts, the supervisor and the loop watchdog.
+
+Layer: runtime. Loads apps from ``apps/<name>/app.toml``, hands each an
+``AppContext`` scoped to its manifest, supervises its task, and names the app
+that blocks the event loop. It must not import any app except through the
+manifest's entry point, and knows nothing of grid or protocol specifics.
+"""
+
+from runtime.container.context import (
+    AppContext,
+    AppContextFactory,
+    AppStore,
+    ContextFactory,
+    HalAccess,
+    NamespacedStore,
+    UplinkClient,
+)
+from runtime.container.manifest import (
+    ConfigField,
+    Limits,
+    Manifest,
+    RestartPolicy,
+    check_manifests,
+    load_manifest,
+    resolve_config,
+)
+from runtime.container.supervisor import STATUS_FILE, AppState, Supervisor
+from runtime.container.watchdog import LoopWatchdog, Stall
+
+__all__ = [
+    "STATUS_FILE",
+    "AppContext",
+    "AppContextFactory",
+    "AppState",
+    "AppStore",
+    "ConfigField",
+    "ContextFactory",
+    "HalAccess",
+    "Limits",
+    "LoopWatchdog",
+    "Manifest",
+    "NamespacedStore",
+    "RestartPolicy",
+    "Stall",
+    "Supervisor",
+    "UplinkClient",
+    "check_manifests",
+    "load_manifest",
+    "resolve_config",
+]

@@ -1,0 +1,1 @@
+"""Small apps the container tests start: well-behaved, crashing, hanging, sneaky, blocking."""
