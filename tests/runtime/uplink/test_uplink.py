@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -15,7 +16,7 @@ from runtime.clock import LoopClock
 from runtime.errors import CommandError
 from runtime.model import Event, Reading
 from runtime.store import Store
-from runtime.uplink import Uplink
+from runtime.uplink import Backoff, Uplink
 from sim.broker import EmbeddedBroker, MosquittoBroker
 
 from .helpers import KEY, TERMINAL, Cloud, TcpProxy, cloud_peer, eventually
@@ -83,6 +84,17 @@ async def test_messages_arrive_in_order(broker: EmbeddedBroker | MosquittoBroker
             stats = uplink.statistics()
             assert stats["connected"] is True and stats["backlog"] == {}
         assert await store.outbox_backlog() == {}
+        await cloud.wait(lambda: cloud.states[-1] == "offline")  # a clean stop says so itself
+
+
+def test_backoff_is_jittered_exponential_and_capped() -> None:
+    backoff = Backoff(initial=1.0, maximum=60.0, rng=random.Random(7))
+    delays = [backoff.next_delay() for _ in range(10)]
+    bases = [1, 2, 4, 8, 16, 32, 60, 60, 60, 60]
+    assert all(b / 2 <= d <= b for d, b in zip(delays, bases, strict=True))
+    assert len(set(delays)) == len(delays)
+    backoff.reset()
+    assert backoff.next_delay() <= 1.0
 
 
 async def test_commands(broker: EmbeddedBroker | MosquittoBroker, tmp_path: Path) -> None:
