@@ -205,9 +205,8 @@ async def test_request_timeout() -> None:
     async def hangs(payload: object) -> None:
         await clock.sleep(3600)
 
-    with bus.serve("slow", hangs):
-        with pytest.raises(RequestTimeout, match="no reply within 2 s"):
-            await bus.request("slow", None, timeout=2)
+    with bus.serve("slow", hangs), pytest.raises(RequestTimeout, match="no reply within 2 s"):
+        await bus.request("slow", None, timeout=2)
     assert clock.monotonic() == pytest.approx(2)
     assert bus.statistics()["requests"]["timeouts"] == 1
 
@@ -218,9 +217,11 @@ async def test_handler_error_comes_back_as_bus_error_with_cause() -> None:
     def broken(payload: object) -> None:
         raise ValueError("unknown meter 42")
 
-    with bus.serve("archive/+", broken):
-        with pytest.raises(BusError, match="ValueError: unknown meter 42") as info:
-            await bus.request("archive/get", None, timeout=1)
+    with (
+        bus.serve("archive/+", broken),
+        pytest.raises(BusError, match="ValueError: unknown meter 42") as info,
+    ):
+        await bus.request("archive/get", None, timeout=1)
     assert isinstance(info.value.__cause__, ValueError)
     assert bus.statistics()["requests"]["errors"] == 1
 

@@ -22,7 +22,9 @@ START = 1_767_225_600.0
 
 
 @asynccontextmanager
-async def terminal(*apps: str, state_dir: Path | None = None) -> AsyncIterator[tuple[Supervisor, Bus, LoopClock]]:
+async def terminal(
+    *apps: str, state_dir: Path | None = None
+) -> AsyncIterator[tuple[Supervisor, Bus, LoopClock]]:
     clock = LoopClock(start=START)
     bus = Bus(clock=clock)
     scheduler = Scheduler(clock=clock, tz="Asia/Shanghai", state=MemoryKeyValue())
@@ -57,8 +59,14 @@ async def test_good_app_becomes_running_and_answers(tmp_path: Path) -> None:
         status = json.loads((tmp_path / "apps.json").read_text())
         assert status["running"] is True
         assert status["apps"] == [
-            {"name": "good", "version": "1.0.0", "state": "running", "since": pytest.approx(START, abs=1),
-             "restarts": 0, "last_error": None}
+            {
+                "name": "good",
+                "version": "1.0.0",
+                "state": "running",
+                "since": pytest.approx(START, abs=1),
+                "restarts": 0,
+                "last_error": None,
+            }
         ]
     status = json.loads((tmp_path / "apps.json").read_text())
     assert status["running"] is False
@@ -96,7 +104,7 @@ async def test_crash_restarts_with_backoff_then_quarantine() -> None:
 
 @pytest.mark.looptime
 async def test_hang_on_start_is_app_not_ready() -> None:
-    async with terminal("hanger", "good") as (sup, bus, clock):
+    async with terminal("hanger", "good") as (sup, _bus, clock):
         await wait(sup, clock, "hanger", AppState.QUARANTINED)
         rec = sup.record("hanger")
         assert rec.last_error == "AppNotReady: app hanger: not ready within 5 s"
@@ -125,7 +133,7 @@ async def test_capability_violations_are_refused_and_counted() -> None:
 
 @pytest.mark.looptime
 async def test_returning_app_is_stopped_not_restarted() -> None:
-    async with terminal("quitter") as (sup, bus, clock):
+    async with terminal("quitter") as (sup, _bus, clock):
         await wait(sup, clock, "quitter", AppState.STOPPED)
         await clock.sleep(60)
         assert sup.state("quitter") is AppState.STOPPED
@@ -134,7 +142,7 @@ async def test_returning_app_is_stopped_not_restarted() -> None:
 
 @pytest.mark.looptime
 async def test_stop_app_and_start_again() -> None:
-    async with terminal("good", "quitter") as (sup, bus, clock):
+    async with terminal("good", "quitter") as (sup, _bus, clock):
         await wait(sup, clock, "good", AppState.RUNNING)
         await sup.stop_app("good")
         assert sup.state("good") is AppState.STOPPED
@@ -146,7 +154,9 @@ async def test_bad_config_is_refused_with_path() -> None:
     clock = LoopClock(start=START)
     bus = Bus(clock=clock)
     scheduler = Scheduler(clock=clock, tz="UTC", state=MemoryKeyValue())
-    sup = Supervisor(clock=clock, bus=bus, context_factory=AppContextFactory(clock=clock, bus=bus, scheduler=scheduler))
+    sup = Supervisor(
+        clock=clock, bus=bus, context_factory=AppContextFactory(clock=clock, bus=bus, scheduler=scheduler)
+    )
     from runtime.errors import ConfigErrors
 
     with pytest.raises(ConfigErrors) as info:

@@ -25,7 +25,9 @@ async def test_watchdog_names_the_blocking_app(caplog: pytest.LogCaptureFixture)
     clock = LoopClock()
     bus = Bus(clock=clock)
     scheduler = Scheduler(clock=clock, tz="UTC", state=MemoryKeyValue())
-    sup = Supervisor(clock=clock, bus=bus, context_factory=AppContextFactory(clock=clock, bus=bus, scheduler=scheduler))
+    sup = Supervisor(
+        clock=clock, bus=bus, context_factory=AppContextFactory(clock=clock, bus=bus, scheduler=scheduler)
+    )
     sup.load(FIXTURES, enabled=["blocker", "good"])
     seen: list[Stall] = []
 
