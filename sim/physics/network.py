@@ -110,11 +110,18 @@ def load_network(
         name = DEFAULT_NETWORK
     else:
         path = Path(source)
+        if not path.is_file():
+            raise ConfigError(str(path), "network file not found")
         try:
             net = pp.from_json(str(path))
-        except FileNotFoundError as err:
-            raise ConfigError(str(path), "network file not found") from err
-        except (ValueError, KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError) as err:
+        except (
+            ValueError,
+            KeyError,
+            TypeError,
+            UserWarning,
+            json.JSONDecodeError,
+            UnicodeDecodeError,
+        ) as err:
             raise ConfigError(str(path), f"not a pandapower JSON network: {err}") from err
         name = path.stem
     return _prepare(
@@ -174,7 +181,7 @@ def _single_phase_customers(net: pp.pandapowerNet, *, seed: int) -> None:
         rng = np.random.default_rng(seed)
         phases = rng.integers(0, 3, size=len(net.load))
         for (_, row), ph in zip(net.load.iterrows(), phases, strict=True):
-            kw = {c: 0.0 for c in (*_P_COLS, *_Q_COLS)}
+            kw = dict.fromkeys((*_P_COLS, *_Q_COLS), 0.0)
             kw[_P_COLS[ph]] = float(row.p_mw)
             kw[_Q_COLS[ph]] = float(row.q_mvar)
             pp.create_asymmetric_load(net, int(row.bus), name=str(row["name"]), type="wye", **kw)
@@ -278,7 +285,9 @@ def _archive(
         load_count[b] = load_count.get(b, 0) + 1
     n_loads_below: dict[int, int] = {}
     for bus in sorted(parent, key=lambda b: -dist[b]):
-        n_loads_below[bus] = load_count.get(bus, 0) + sum(n_loads_below[c] for c, _, _ in children.get(bus, []))
+        n_loads_below[bus] = load_count.get(bus, 0) + sum(
+            n_loads_below[c] for c, _, _ in children.get(bus, [])
+        )
     branches: list[str] = []
     heads: list[tuple[int, int, bool, int]] = []  # (fork bus, head line, line from_bus == fork, parent)
 

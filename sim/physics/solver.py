@@ -76,7 +76,7 @@ def _block(
     network: StationNetwork, p_kw: FArray, q_kvar: FArray, mv_pu: FArray, tol_pu: float, max_iter: int
 ) -> FlowResult:
     m = network.model
-    steps, n = p_kw.shape
+    steps, _n = p_kw.shape
     buses = np.unique(network.net.asymmetric_load.bus.to_numpy(dtype=np.int64))
     cust_bus = np.array([c.bus for c in network.customers], dtype=np.int64)
     col = np.searchsorted(buses, cust_bus)
@@ -142,7 +142,9 @@ def _block(
         head_rows = line_rows[np.array([h[1] for h in network.heads], dtype=np.int64)]
         from_fork = np.array([h[2] for h in network.heads])
         v_fork = bus_abc(forks)
-        i_head = np.where(from_fork[None, :, None], branch_flow(head_rows, m.yf), branch_flow(head_rows, m.yt))
+        i_head = np.where(
+            from_fork[None, :, None], branch_flow(head_rows, m.yf), branch_flow(head_rows, m.yt)
+        )
         head_p = (v_fork * np.conj(i_head)).real.sum(axis=2) * m.base_mva * 1000.0
         # a branch supplies its own section: subtract what its sub-branches take at their heads
         branch_p = head_p.copy()
