@@ -129,6 +129,8 @@ class Rs485Port:
         self._busy_seconds = 0.0
         self._decode_errors = 0
         self._unmatched = 0
+        self.last_exchange: tuple[int, int] = (0, 0)
+        """Bytes of the last answered transaction on the wire: (request, reply incl. preamble/noise)."""
 
     # ------------------------------------------------------------------ properties
 
@@ -318,6 +320,7 @@ class Rs485Port:
                                     note = f"decode error: {item}"
                                 elif match(item):
                                     answered = True
+                                    self.last_exchange = (len(request), len(received))
                                     self._record("rx", bytes(received[traced:]), device, "reply")
                                     self._on_success(device, state)
                                     return item

@@ -13,6 +13,7 @@ from runtime.container.context import (
     ContextFactory,
     HalAccess,
     NamespacedStore,
+    TerminalInfo,
     UplinkClient,
 )
 from runtime.container.manifest import (
@@ -43,6 +44,7 @@ __all__ = [
     "RestartPolicy",
     "Stall",
     "Supervisor",
+    "TerminalInfo",
     "UplinkClient",
     "check_manifests",
     "load_manifest",

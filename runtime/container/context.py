@@ -17,7 +17,9 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+from zoneinfo import ZoneInfo
 
 from hal.interfaces import CarrierModule, Metrology, Slot, Watchdog
 from runtime.bus import Bus, Handler, Overflow, Service, Subscription, pattern_covers, topic_matches
@@ -28,6 +30,23 @@ from runtime.model import Event, Reading
 from runtime.scheduler import CatchUp, Job, JobFunc, Schedule, Scheduler
 
 CommandHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalInfo:
+    """What an app may know about the terminal it runs on (from board.toml)."""
+
+    id: str
+    tz: ZoneInfo
+    root: Path  # the board file's folder: relative paths in app config resolve against it
+    rs485_ports: tuple[str, ...] = ()
+    hplc: bool = False
+    metrology: bool = False
+    slots: tuple[str, ...] = ()
+
+    @classmethod
+    def default(cls) -> TerminalInfo:
+        return cls(id="TTU-TEST", tz=ZoneInfo("UTC"), root=Path.cwd())
 
 
 @runtime_checkable
@@ -279,9 +298,11 @@ class AppContext:
         store: AppStore | None = None,
         uplink: UplinkClient | None = None,
         hal: HalAccess | None = None,
+        terminal: TerminalInfo | None = None,
     ) -> None:
         self.manifest = manifest
         self.name = manifest.name
+        self.terminal = terminal or TerminalInfo.default()
         self.clock = clock
         self.log = logging.getLogger(f"ttu.app.{manifest.name}")
         self.violations = Violations()
@@ -355,6 +376,7 @@ class AppContextFactory:
         stores: Callable[[str], AppStore] | None = None,
         uplinks: Callable[[str], UplinkClient] | None = None,
         hal: HalAccess | None = None,
+        terminal: TerminalInfo | None = None,
     ) -> None:
         self._clock = clock
         self._bus = bus
@@ -362,6 +384,7 @@ class AppContextFactory:
         self._stores = stores
         self._uplinks = uplinks
         self._hal = hal
+        self._terminal = terminal
 
     def __call__(self, manifest: Manifest) -> AppContext:
         return AppContext(
@@ -372,6 +395,7 @@ class AppContextFactory:
             store=self._stores(manifest.name) if self._stores else None,
             uplink=self._uplinks(manifest.name) if self._uplinks else None,
             hal=self._hal,
+            terminal=self._terminal,
         )
 
 
@@ -386,6 +410,7 @@ __all__ = [
     "ScopedBus",
     "ScopedHal",
     "ScopedScheduler",
+    "TerminalInfo",
     "TerminalStore",
     "UplinkClient",
     "Violations",

@@ -1,0 +1,113 @@
+"""Reading success rate (采集成功率) per meter and per station area.
+
+Layer: apps (acquisition). Pure bookkeeping: counts attempts and successes per task
+kind and meter, and the last cycle's timing. No I/O.
+
+Definitions (as utility reports use them):
+* a meter's success rate for a task kind = successful reads / scheduled reads;
+* the station's daily success rate = meters with a successful daily freeze (or, before
+  the first freeze, a successful realtime read) today / meters in the archive;
+* a meter is online when its last read attempt succeeded.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(slots=True)
+class MeterStats:
+    attempts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    successes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    online: bool | None = None
+    last_ok: float | None = None
+
+    def rate(self, kind: str | None = None) -> float | None:
+        attempts = sum(self.attempts.values()) if kind is None else self.attempts.get(kind, 0)
+        successes = sum(self.successes.values()) if kind is None else self.successes.get(kind, 0)
+        return None if attempts == 0 else successes / attempts
+
+
+@dataclass(slots=True)
+class CycleTiming:
+    """The last realtime cycle: measured seconds vs the wire-time lower bound."""
+
+    started: float = 0.0
+    seconds: float = 0.0
+    wire_bound_seconds: float = 0.0
+    reads: int = 0
+
+
+class SuccessTracker:
+    """Per-meter and station-area reading success."""
+
+    def __init__(self, meter_ids: list[str]) -> None:
+        self._meters = {meter_id: MeterStats() for meter_id in meter_ids}
+        self._day_ok: set[str] = set()
+        self.cycle = CycleTiming()
+
+    def reset_meters(self, meter_ids: list[str]) -> None:
+        """Follow an archive replacement: keep history of meters that stay."""
+        self._meters = {m: self._meters.get(m, MeterStats()) for m in meter_ids}
+        self._day_ok &= set(meter_ids)
+
+    def record(self, meter_id: str, kind: str, ok: bool, ts: float) -> tuple[bool, bool]:
+        """Count one scheduled read. Returns (went_offline, came_back) edges for logging."""
+        stats = self._meters.setdefault(meter_id, MeterStats())
+        stats.attempts[kind] += 1
+        was_online = stats.online
+        if ok:
+            stats.successes[kind] += 1
+            stats.last_ok = ts
+            self._day_ok.add(meter_id)
+        stats.online = ok
+        return (was_online is not False and not ok, was_online is False and ok)
+
+    def new_day(self) -> None:
+        self._day_ok.clear()
+
+    def meter(self, meter_id: str) -> MeterStats:
+        return self._meters[meter_id]
+
+    @property
+    def meters_total(self) -> int:
+        return len(self._meters)
+
+    @property
+    def meters_online(self) -> int:
+        return sum(1 for s in self._meters.values() if s.online)
+
+    def station_rate(self, kind: str | None = None) -> float | None:
+        attempts = sum(
+            (sum(s.attempts.values()) if kind is None else s.attempts.get(kind, 0))
+            for s in self._meters.values()
+        )
+        successes = sum(
+            (sum(s.successes.values()) if kind is None else s.successes.get(kind, 0))
+            for s in self._meters.values()
+        )
+        return None if attempts == 0 else successes / attempts
+
+    def daily_rate(self) -> float | None:
+        return None if not self._meters else len(self._day_ok) / len(self._meters)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "meters_total": self.meters_total,
+            "meters_online": self.meters_online,
+            "success_rate": self.station_rate(),
+            "success_rate_realtime": self.station_rate("realtime"),
+            "success_rate_curve": self.station_rate("curve"),
+            "daily_success_rate": self.daily_rate(),
+            "cycle_seconds": self.cycle.seconds,
+            "wire_bound_seconds": self.cycle.wire_bound_seconds,
+            "cycle_reads": self.cycle.reads,
+        }
+
+    def per_meter(self) -> dict[str, dict[str, Any]]:
+        return {
+            meter_id: {"online": s.online, "success_rate": s.rate(), "last_ok": s.last_ok}
+            for meter_id, s in self._meters.items()
+        }

@@ -1,0 +1,123 @@
+"""The hal nodes of one board, opened and handed to apps: ``HalAccess`` built from board.toml.
+
+Layer: runtime. Maps each enabled board node to a hal backend object: RS-485 ports
+become ``Rs485Port`` over ``PySerialLink`` (real ttys, or the ptys the simulator serves
+for ``sim:`` devices), the watchdog a ``DevWatchdog`` or ``SimWatchdog``, DI/DO slots
+``MemorySlot`` on the sim backend. Knows no protocol: meters are read by apps through
+the ports it opens.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Self
+
+from hal.errors import CapabilityMissing
+from hal.interfaces import CarrierModule, Metrology, SerialSettings, Slot, Watchdog
+from hal.linux.serial import PySerialLink
+from hal.linux.watchdog import DevWatchdog
+from hal.rs485 import Rs485Port
+from hal.sim import MemorySlot, SimWatchdog
+from runtime.clock import Clock
+from runtime.config import Board
+from runtime.errors import ConfigError
+
+log = logging.getLogger("ttu.hal")
+SIM_PREFIX = "sim:"
+
+
+class BoardHal:
+    """Every hal node of a board. ``async with`` opens the ports; closing closes them.
+
+    ``sim_devices`` maps a ``sim:<name>`` device to the path the simulator serves it on
+    (a pty slave); it is required for every ``sim:`` node that is a serial line.
+    """
+
+    def __init__(self, board: Board, *, clock: Clock, sim_devices: Mapping[str, str] | None = None) -> None:
+        self._board = board
+        self._clock = clock
+        self._sim_devices = dict(sim_devices or {})
+        self._ports: dict[str, Rs485Port] = {}
+        self._slots: dict[str, Slot] = {}
+        self._watchdog: Watchdog | None = None
+        self._stack = AsyncExitStack()
+
+    def _device(self, path: str, device: str) -> str:
+        if not device.startswith(SIM_PREFIX):
+            return device
+        name = device[len(SIM_PREFIX) :]
+        try:
+            return self._sim_devices[name]
+        except KeyError:
+            raise ConfigError(
+                path, f"device {device!r} has no simulator behind it (run it with `ttu sim`)"
+            ) from None
+
+    async def __aenter__(self) -> Self:
+        board = self._board
+        try:
+            for i, node in enumerate(board.rs485):
+                if not node.enabled:
+                    continue
+                settings = SerialSettings(node.baud, node.parity, node.bytesize, node.stopbits)
+                link = PySerialLink(self._device(f"rs485[{i}].device", node.device), settings, name=node.name)
+                port = Rs485Port(link, clock=self._clock, name=node.name)
+                self._ports[node.name] = await self._stack.enter_async_context(port)
+            for slot in board.slots:
+                if slot.enabled and slot.module == "di-do" and board.hal.backend == "sim":
+                    self._slots[slot.name] = MemorySlot(slot.name, kind="dio")
+                elif slot.enabled:
+                    log.warning(
+                        "slot %s (%s): no driver for this module yet; not available", slot.name, slot.module
+                    )
+            if board.watchdog is not None and board.watchdog.enabled:
+                if board.hal.backend == "sim":
+                    self._watchdog = SimWatchdog(self._clock, timeout=board.watchdog.timeout_s)
+                else:
+                    self._watchdog = await self._stack.enter_async_context(
+                        DevWatchdog(board.watchdog.device, timeout=board.watchdog.timeout_s)
+                    )
+        except BaseException:
+            await self._stack.aclose()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self._stack.aclose()
+
+    # ---- HalAccess
+
+    @property
+    def ports(self) -> Mapping[str, Rs485Port]:
+        return self._ports
+
+    def rs485(self, name: str) -> Rs485Port:
+        try:
+            return self._ports[name]
+        except KeyError:
+            raise CapabilityMissing(f"no enabled RS-485 port {name!r} on this board") from None
+
+    def hplc(self) -> CarrierModule:
+        raise CapabilityMissing("HPLC carrier module: no Q/GDW 1376.2 driver in this build yet")
+
+    def metrology(self) -> Metrology:
+        raise CapabilityMissing("metrology unit: no DL/T 698.45 driver in this build yet")
+
+    def slot(self, name: str) -> Slot:
+        try:
+            return self._slots[name]
+        except KeyError:
+            raise CapabilityMissing(f"no slot {name!r} with a driver on this board") from None
+
+    def watchdog(self) -> Watchdog:
+        if self._watchdog is None:
+            raise CapabilityMissing("no watchdog enabled on this board")
+        return self._watchdog
+
+    def statistics(self) -> dict[str, object]:
+        return {name: port.statistics() for name, port in self._ports.items()}

@@ -1,0 +1,234 @@
+"""One terminal, assembled from board.toml: store, bus, scheduler, hal, uplink, apps.
+
+Layer: runtime. Owns the task group every long-running part runs in (uplink sender,
+scheduler, supervisor, loop watchdog, store upkeep) and tears it down in order.
+Knows no grid or protocol specifics: apps bring those.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import ssl
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from runtime import RUNTIME_API_VERSION
+from runtime.board_hal import BoardHal
+from runtime.bus import Bus
+from runtime.clock import Clock
+from runtime.config import Board, TlsConfig, load_credentials
+from runtime.container import (
+    AppContextFactory,
+    LoopWatchdog,
+    NamespacedStore,
+    Supervisor,
+    TerminalInfo,
+)
+from runtime.errors import ConfigError
+from runtime.scheduler import Scheduler
+from runtime.store import Store, StoreLimits
+from runtime.uplink import Uplink
+
+log = logging.getLogger("ttu.terminal")
+PRUNE_EVERY_S = 3600.0
+STATUS_EVERY_S = 300.0
+
+
+@dataclass(slots=True)
+class TerminalParts:
+    """The running parts, for the CLI, the live summary and tests."""
+
+    store: Store
+    bus: Bus
+    scheduler: Scheduler
+    hal: BoardHal
+    supervisor: Supervisor
+    uplink: Uplink | None
+    info: TerminalInfo
+    alarms: dict[str, Any] = field(default_factory=dict)
+
+
+def _tls_context(tls: TlsConfig | None) -> ssl.SSLContext | None:
+    if tls is None:
+        return None
+    context = ssl.create_default_context(cafile=str(tls.ca))
+    if tls.cert is not None:
+        context.load_cert_chain(str(tls.cert), str(tls.key) if tls.key else None)
+    return context
+
+
+class Terminal:
+    """Run a terminal until cancelled: ``await Terminal(board, clock=...).run()``.
+
+    ``sim_devices`` maps ``sim:<name>`` board devices to the ptys the simulator serves;
+    ``broker_url`` overrides ``uplink.broker`` (``make sim --broker``).
+    """
+
+    def __init__(
+        self,
+        board: Board,
+        *,
+        clock: Clock,
+        apps_dir: Path | None = None,
+        sim_devices: Mapping[str, str] | None = None,
+        broker_url: str | None = None,
+        state_dir: Path | None = None,
+    ) -> None:
+        self._board = board
+        self._clock = clock
+        self._apps_dir = apps_dir or board.packages.apps_dir
+        self._sim_devices = sim_devices
+        self._broker_url = broker_url
+        self._state_dir = state_dir or board.store.path.parent / "state"
+        self.parts: TerminalParts | None = None
+        self.started = asyncio.Event()
+
+    def info(self) -> TerminalInfo:
+        board = self._board
+        return TerminalInfo(
+            id=board.terminal.id,
+            tz=ZoneInfo(board.terminal.timezone),
+            root=board.root,
+            rs485_ports=tuple(p.name for p in board.rs485 if p.enabled),
+            hplc=board.hplc is not None and board.hplc.enabled,
+            metrology=board.metrology is not None and board.metrology.enabled,
+            slots=tuple(s.name for s in board.slots if s.enabled),
+        )
+
+    def _uplink(self, store: Store) -> Uplink | None:
+        node = self._board.uplink
+        if node is None or not node.enabled:
+            return None
+        if node.credentials_file is None:
+            raise ConfigError("uplink.credentials_file", "required: it holds the downlink command key")
+        credentials = load_credentials(node.credentials_file)
+        return Uplink(
+            store=store,
+            clock=self._clock,
+            terminal_id=self._board.terminal.id,
+            broker_url=self._broker_url or node.broker,
+            client_id=node.client_id,
+            command_key=credentials.command_key,
+            tls=_tls_context(node.tls),
+            username=credentials.username,
+            password=credentials.password,
+            batch_max=node.batch_max,
+            keepalive_s=node.keepalive_s,
+        )
+
+    async def run(self) -> None:
+        board = self._board
+        limits = StoreLimits(
+            max_bytes=board.store.max_mb * 1024 * 1024,
+            retention_days=float(board.store.retention_days),
+            curve_retention_days=float(board.store.curve_retention_days),
+        )
+        alarms: dict[str, Any] = {}
+
+        def store_alarm(full: bool, used: int) -> None:
+            alarms["store_full"] = {"active": full, "used_bytes": used, "ts": self._clock.now()}
+            if full:
+                log.error("store full: %d bytes, only undelivered data left", used)
+            else:
+                log.info("store full alarm cleared")
+
+        board.store.path.parent.mkdir(parents=True, exist_ok=True)
+        store = await Store.open(board.store.path, clock=self._clock, limits=limits, on_alarm=store_alarm)
+        try:
+            bus = Bus(clock=self._clock)
+            info = self.info()
+            scheduler = Scheduler(clock=self._clock, tz=info.tz, state=NamespacedStore(store, "scheduler"))
+            uplink = self._uplink(store)
+            async with BoardHal(board, clock=self._clock, sim_devices=self._sim_devices) as hal:
+                factory = AppContextFactory(
+                    clock=self._clock,
+                    bus=bus,
+                    scheduler=scheduler,
+                    stores=lambda name: NamespacedStore(store, name),
+                    uplinks=(lambda name: uplink) if uplink is not None else None,
+                    hal=hal,
+                    terminal=info,
+                )
+                supervisor = Supervisor(
+                    clock=self._clock, bus=bus, context_factory=factory, state_dir=self._state_dir
+                )
+                supervisor.load(
+                    self._apps_dir,
+                    configs={name: app.config for name, app in board.apps.items()},
+                    enabled=[name for name, app in board.apps.items() if app.enabled],
+                )
+                watchdog = LoopWatchdog(
+                    clock=self._clock,
+                    bus=bus,
+                    app_dirs=supervisor.app_dirs,
+                    hal_watchdog=hal.watchdog() if board.watchdog and board.watchdog.enabled else None,
+                )
+                self.parts = TerminalParts(store, bus, scheduler, hal, supervisor, uplink, info, alarms)
+                if uplink is not None:
+                    self._register_commands(uplink)
+                log.info(
+                    "terminal %s up: runtime API %d, %d apps, %d RS-485 ports",
+                    info.id,
+                    RUNTIME_API_VERSION,
+                    len(supervisor.status()),
+                    len(hal.ports),
+                )
+                async with asyncio.TaskGroup() as tg:
+                    if uplink is not None:
+                        tg.create_task(uplink.run(), name="uplink")
+                    tg.create_task(scheduler.run(), name="scheduler")
+                    tg.create_task(supervisor.run(), name="supervisor")
+                    tg.create_task(watchdog.run(), name="loop-watchdog")
+                    tg.create_task(self._upkeep(store, uplink, supervisor, alarms), name="store-upkeep")
+                    self.started.set()
+        finally:
+            self.parts = None
+            await store.close()
+
+    def _register_commands(self, uplink: Uplink) -> None:
+        async def status(args: dict[str, Any]) -> dict[str, Any]:
+            return self.status()
+
+        uplink.register_command("terminal.status", status)
+
+    def status(self) -> dict[str, Any]:
+        parts = self.parts
+        if parts is None:
+            return {"running": False}
+        return {
+            "running": True,
+            "terminal": parts.info.id,
+            "ts": self._clock.now(),
+            "apps": parts.supervisor.status(),
+            "uplink": parts.uplink.statistics() if parts.uplink else None,
+            "ports": parts.hal.statistics(),
+            "alarms": parts.alarms,
+        }
+
+    async def _upkeep(
+        self, store: Store, uplink: Uplink | None, supervisor: Supervisor, alarms: dict[str, Any]
+    ) -> None:
+        """Prune the store hourly; report terminal status and alarms upward."""
+        last_prune = self._clock.monotonic()
+        while True:
+            await self._clock.sleep(STATUS_EVERY_S)
+            if self._clock.monotonic() - last_prune >= PRUNE_EVERY_S:
+                last_prune = self._clock.monotonic()
+                result = await store.prune()
+                log.info("store pruned: %s", result)
+            if uplink is not None:
+                body = {
+                    "ts": self._clock.now(),
+                    "apps": [
+                        {k: a.get(k) for k in ("name", "version", "state")} for a in supervisor.status()
+                    ],
+                    "backlog": await store.outbox_backlog(),
+                    "alarms": alarms,
+                }
+                await uplink.send("status", body)
+                if alarms.get("store_full", {}).get("active"):
+                    await uplink.send("alarms", {"kind": "store_full", **alarms["store_full"]})

@@ -1,0 +1,164 @@
+"""``ttu sim``: run a simulated station area with the terminal, the broker and the cloud stub.
+
+Layer: sim (CLI). ``make sim`` runs ``ttu sim --live``: a live summary until Ctrl-C.
+Headless: ``ttu sim --speed 60 --duration 2h --report out.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import re
+import signal
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from runtime.config import load_board
+from runtime.errors import ConfigError
+from sim.runner import SimOptions, SimRun, run_for
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> float:
+    """``90``, ``90s``, ``15m``, ``2h``, ``7d`` -> seconds."""
+    match = _DURATION.match(text.strip())
+    if match is None:
+        raise ConfigError("--duration", f"{text!r} is not a duration like 90s, 15m, 2h or 7d")
+    return float(match[1]) * _UNITS[match[2]]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("sim", help="run a simulated station area around the terminal")
+    parser.add_argument(
+        "--board", type=Path, default=Path("board.toml"), help="simulated board (default board.toml)"
+    )
+    parser.add_argument(
+        "--speed", type=float, default=None, help="simulated seconds per second (board [sim].speed)"
+    )
+    parser.add_argument("--duration", type=parse_duration, default=None, help="simulated run time, e.g. 2h")
+    parser.add_argument("--report", type=Path, default=None, help="write a JSON run report here at the end")
+    parser.add_argument("--broker", default=None, help="external broker URL instead of the embedded one")
+    parser.add_argument("--meters-per-bus", type=int, default=None, help="meters on each RS-485 bus")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (board [sim].seed)")
+    parser.add_argument("--start", default=None, help="simulated start time, ISO 8601 (default: now)")
+    parser.add_argument("--workdir", type=Path, default=Path("var/sim"), help="run folder, wiped at start")
+    parser.add_argument("--live", action="store_true", help="print a live summary")
+    parser.set_defaults(handler=_handle)
+
+
+def _options(args: argparse.Namespace) -> SimOptions:
+    board = load_board(args.board)
+    if board.hal.backend != "sim":
+        raise ConfigError(
+            "hal.backend", 'ttu sim needs a simulated board (backend = "sim")', source=str(args.board)
+        )
+    sim = board.sim
+    speed = args.speed if args.speed is not None else (sim.speed if sim else 1.0)
+    if speed <= 0:
+        raise ConfigError("--speed", f"{speed} must be positive")
+    start = None
+    if args.start:
+        try:
+            parsed = datetime.fromisoformat(args.start)
+        except ValueError as err:
+            raise ConfigError("--start", f"{args.start!r} is not an ISO 8601 time") from err
+        start = (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
+    meters = args.meters_per_bus if args.meters_per_bus is not None else (sim.meters_per_bus if sim else 50)
+    if meters < 1:
+        raise ConfigError("--meters-per-bus", f"{meters} must be at least 1")
+    return SimOptions(
+        board=board,
+        workdir=args.workdir,
+        speed=speed,
+        meters_per_bus=meters,
+        seed=args.seed if args.seed is not None else (sim.seed if sim else 1),
+        start=start,
+        duration_s=args.duration,
+        broker_url=args.broker,
+    )
+
+
+def _fmt_rate(value: Any) -> str:
+    return "-" if value is None else f"{100 * float(value):.1f} %"
+
+
+def render_summary(summary: dict[str, Any], run: SimRun) -> str:
+    acq = summary["acquisition"]
+    sim_time = datetime.fromtimestamp(summary["sim_time"], run.terminal.info().tz)
+    cycle = acq.get("cycle_seconds") or 0.0
+    bound = acq.get("wire_bound_seconds") or 0.0
+    ratio = f"{cycle / bound:.2f}x" if bound else "-"
+    events = summary["recent_events"]
+    lines = [
+        f"ttu sim — terminal {run.options.board.terminal.id} — {sim_time:%Y-%m-%d %H:%M:%S %Z} "
+        f"(x{summary['speed']:g}, {summary['elapsed_s'] / 60:.1f} simulated min)",
+        f"  meters online   {acq.get('meters_online', '-')}/{summary['meters']}   "
+        f"success {_fmt_rate(acq.get('success_rate'))}   "
+        f"today {_fmt_rate(acq.get('daily_success_rate'))}",
+        f"  last cycle      {cycle:.1f} s vs wire bound {bound:.1f} s ({ratio}), "
+        f"{acq.get('cycle_reads', 0)} reads",
+        f"  readings        {acq.get('readings', 0)} sent, "
+        f"{summary['cloud'].get('readings', 0)} at the cloud stub; "
+        f"uplink backlog {summary['uplink_backlog']}",
+        f"  events          {summary['cloud'].get('events', 0)} at the cloud"
+        + (f"; last: {events[0].get('kind')} {events[0].get('source')}" if events else ""),
+        "  apps            " + ", ".join(f"{a['name']}={a['state']}" for a in summary["apps"]),
+        f"  broker {run.broker_url}   cloud db {run.options.workdir / 'cloud.sqlite'}   "
+        f"query: ttu cloud readings --db {run.options.workdir / 'cloud.sqlite'}",
+    ]
+    return "\n".join(lines)
+
+
+async def _live(options: SimOptions) -> dict[str, Any]:
+    last = 0.0
+
+    async def tick(run: SimRun) -> None:
+        nonlocal last
+        now = time.monotonic()  # the display refreshes on the wall clock, the sim on its own
+        if now - last < 2.0:
+            return
+        last = now
+        text = render_summary(await run.summary(), run)
+        if sys.stdout.isatty():
+            sys.stdout.write("\x1b[2J\x1b[H")
+        print(text, flush=True)
+
+    return await run_for(options, on_tick=tick, tick_s=max(1.0, options.speed))
+
+
+async def _main(options: SimOptions, *, live: bool) -> dict[str, Any] | None:
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    assert task is not None
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, task.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        if live:
+            return await _live(options)
+        return await run_for(options)
+    return None
+
+
+def _handle(args: argparse.Namespace) -> int:
+    options = _options(args)
+    if options.duration_s is None and not args.live:
+        raise ConfigError("--duration", "give a duration for a headless run, or --live to watch until Ctrl-C")
+    report = asyncio.run(_main(options, live=args.live))
+    if report is None:
+        print("stopped", file=sys.stderr)
+        return 130
+    text = json.dumps(report, indent=2, sort_keys=True, default=str)
+    if args.report:
+        args.report.parent.mkdir(parents=True, exist_ok=True)
+        args.report.write_text(text + "\n", encoding="utf-8")
+        print(f"report written to {args.report}")
+    else:
+        print(text)
+    return 0

@@ -1,0 +1,224 @@
+"""A whole simulated station area around one terminal: broker, cloud stub, meters on ptys, terminal.
+
+Layer: sim. Boots the terminal only through ``runtime.terminal.Terminal`` (the one
+runtime entry sim may use) and talks to it over ptys and MQTT. Produces the run
+report that ``ttu sim --report`` writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import logging
+import shutil
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from runtime.clock import LoopClock
+from runtime.config import Board, load_credentials
+from runtime.errors import BusError
+from runtime.terminal import Terminal
+from sim.broker import EmbeddedBroker
+from sim.cloud.stub import CloudStub
+from sim.station import Station, build_station
+
+log = logging.getLogger("ttu.sim")
+FLUSH_GRACE_S = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class SimOptions:
+    board: Board
+    workdir: Path
+    speed: float
+    meters_per_bus: int
+    seed: int
+    start: float | None = None
+    duration_s: float | None = None
+    broker_url: str | None = None
+    response_delay_s: tuple[float, float] = (0.02, 0.05)
+
+
+@dataclass(slots=True)
+class SimRun:
+    """The running pieces, for the live summary and the report."""
+
+    options: SimOptions
+    clock: LoopClock
+    station: Station
+    terminal: Terminal
+    cloud: CloudStub
+    broker_url: str
+    started_monotonic: float = 0.0
+
+    async def summary(self) -> dict[str, Any]:
+        parts = self.terminal.parts
+        stats: dict[str, Any] = {}
+        backlog: dict[str, int] = {}
+        apps: list[dict[str, Any]] = []
+        if parts is not None:
+            try:
+                stats = dict(await parts.bus.request("acquisition/stats/get", None, timeout=5.0))
+            except BusError:  # acquisition not running (yet): show the last published summary
+                retained = parts.bus.retained("acquisition/stats")
+                stats = dict(retained.payload) if retained is not None else {}
+            backlog = await parts.store.outbox_backlog()
+            apps = parts.supervisor.status()
+        counts = await self.cloud.counts()
+        events = await self.cloud.events(limit=5)
+        return {
+            "sim_time": self.clock.now(),
+            "elapsed_s": self.clock.monotonic() - self.started_monotonic,
+            "speed": self.clock.speed,
+            "meters": len(self.station.meters),
+            "acquisition": stats,
+            "uplink_backlog": sum(backlog.values()),
+            "cloud": counts,
+            "recent_events": [dataclasses.asdict(e) if dataclasses.is_dataclass(e) else e for e in events],
+            "apps": [{k: a.get(k) for k in ("name", "state", "restarts")} for a in apps],
+        }
+
+
+def _with_workdir(board: Board, workdir: Path, archive: Path) -> Board:
+    """The simulated board with its store and the acquisition archive inside the run folder."""
+    store = dataclasses.replace(board.store, path=workdir / "ttu.sqlite")
+    apps = dict(board.apps)
+    if "acquisition" in apps:
+        app = apps["acquisition"]
+        apps["acquisition"] = dataclasses.replace(app, config={**app.config, "archive": str(archive)})
+    return dataclasses.replace(board, store=store, apps=apps)
+
+
+@contextlib.asynccontextmanager
+async def _broker(options: SimOptions) -> AsyncIterator[str]:
+    if options.broker_url:
+        yield options.broker_url
+        return
+    wanted = options.board.uplink.broker if options.board.uplink else "mqtt://127.0.0.1:0"
+    port = urlsplit(wanted).port or 0
+    try:
+        broker = EmbeddedBroker(port=port)
+        async with broker:
+            yield broker.url
+    except OSError:
+        log.warning("port %d is taken; the embedded broker uses a free port instead", port)
+        async with EmbeddedBroker(port=0) as broker:
+            yield broker.url
+
+
+@contextlib.asynccontextmanager
+async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
+    """Start everything; the terminal runs in a task until the context exits."""
+    if options.workdir.exists():
+        shutil.rmtree(options.workdir)
+    options.workdir.mkdir(parents=True)
+    clock = LoopClock(start=options.start, speed=options.speed)
+    board = options.board
+    buses = [p.name for p in board.rs485 if p.enabled]
+    station = build_station(
+        buses=buses,
+        meters_per_bus=options.meters_per_bus,
+        seed=options.seed,
+        start=clock.now(),
+        response_delay_s=options.response_delay_s,
+    )
+    archive = options.workdir / "archive.toml"
+    station.write_archive(archive)
+    run_board = _with_workdir(board, options.workdir, archive)
+    key = b""
+    if board.uplink is not None and board.uplink.credentials_file is not None:
+        key = load_credentials(board.uplink.credentials_file).command_key
+    async with (
+        _broker(options) as broker_url,
+        CloudStub(
+            broker_url=broker_url, db_path=options.workdir / "cloud.sqlite", clock=clock, default_key=key
+        ) as cloud,
+        station.serve(clock=clock) as ptys,
+    ):
+        terminal = Terminal(run_board, clock=clock, sim_devices=ptys, broker_url=broker_url)
+        run = SimRun(options, clock, station, terminal, cloud, broker_url, clock.monotonic())
+        task = asyncio.create_task(terminal.run(), name="terminal")
+        try:
+            started = asyncio.create_task(terminal.started.wait(), name="terminal-started")
+            done, _ = await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
+            if task in done:
+                started.cancel()
+                task.result()  # raises the terminal's start-up error
+            yield run
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def run_for(
+    options: SimOptions, *, on_tick: Callable[[SimRun], Any] | None = None, tick_s: float = 60.0
+) -> dict[str, Any]:
+    """Run for ``options.duration_s`` of simulated time (forever if None); return the report."""
+    async with simulate(options) as run:
+        clock = run.clock
+        end = None if options.duration_s is None else clock.monotonic() + options.duration_s
+        while end is None or clock.monotonic() < end:
+            step = tick_s if end is None else min(tick_s, end - clock.monotonic())
+            await clock.sleep(step)
+            if on_tick is not None:
+                result = on_tick(run)
+                if asyncio.iscoroutine(result):
+                    await result
+        await _flush(run)
+        return await report(run)
+
+
+async def _flush(run: SimRun) -> None:
+    """Let the uplink deliver what the terminal has queued (bounded by a grace period)."""
+    parts = run.terminal.parts
+    if parts is None:
+        return
+    deadline = run.clock.monotonic() + FLUSH_GRACE_S
+    while run.clock.monotonic() < deadline:
+        backlog = await parts.store.outbox_backlog()
+        if not any(backlog.values()):
+            break
+        await run.clock.sleep(1.0)
+    await run.clock.sleep(2.0)  # the cloud stub stores what it received
+
+
+async def report(run: SimRun) -> dict[str, Any]:
+    summary = await run.summary()
+    acq = summary["acquisition"]
+    stats = await run.cloud.statistics()
+    terminal_id = run.options.board.terminal.id
+    cloud_terminal = stats.get(terminal_id, {})
+    parts = run.terminal.parts
+    uplink_stats = parts.uplink.statistics() if parts is not None and parts.uplink is not None else {}
+    ports = parts.hal.statistics() if parts is not None else {}
+    return {
+        "terminal": terminal_id,
+        "speed": run.clock.speed,
+        "simulated_seconds": summary["elapsed_s"],
+        "meters": summary["meters"],
+        "readings_sent": acq.get("readings", 0),
+        "readings_received_by_cloud": summary["cloud"].get("readings", 0),
+        "reading_success_rate": acq.get("success_rate"),
+        "daily_success_rate": acq.get("daily_success_rate"),
+        "meters_online": acq.get("meters_online"),
+        "cycle_seconds": acq.get("cycle_seconds"),
+        "wire_bound_seconds": acq.get("wire_bound_seconds"),
+        "uplink_backlog": summary["uplink_backlog"],
+        "cloud": {**summary["cloud"], **cloud_terminal},
+        "errors": {
+            "reads_failed": acq.get("reads_failed", 0),
+            "device_errors": acq.get("device_errors", 0),
+            "protocol_errors": acq.get("protocol_errors", 0),
+            "uplink_publish_errors": uplink_stats.get("publish_errors", 0),
+            "cloud_rejected": cloud_terminal.get("rejected", 0),
+            "cloud_gaps": cloud_terminal.get("gaps", 0),
+            "port_decode_errors": sum(int(p.get("decode_errors", 0)) for p in ports.values()),  # type: ignore[attr-defined]
+        },
+        "counters": {k: v for k, v in acq.items() if isinstance(v, int) and not isinstance(v, bool)},
+        "apps": summary["apps"],
+    }
