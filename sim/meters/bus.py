@@ -22,13 +22,13 @@ import asyncio
 import errno
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-from hal.interfaces import SerialSettings
+from hal.interfaces import SerialLink, SerialSettings
 from protocols.errors import ProtocolError
 from runtime.clock import Clock
 from sim.meters._codec import BROADCAST_ADDRESS, Frame, Framer
@@ -62,7 +62,7 @@ def _pairs(s: str) -> list[str]:
 
 
 class MeterBus:
-    """One RS-485 line with its meters; ``await serve(pty)`` runs it until cancelled."""
+    """One RS-485 line with its meters; ``await serve(pty)`` or ``serve_link(link)`` runs it."""
 
     def __init__(
         self,
@@ -150,14 +150,16 @@ class MeterBus:
                 garbled[i] |= b  # RS-485 drivers fighting: dominant bits win
         return bytes(garbled), replies[0][0]
 
-    async def _exchange(self, frame: Frame, request_len: int, fd: int) -> None:
+    async def _exchange(
+        self, frame: Frame, request_len: int, write: Callable[[bytes], Awaitable[None]]
+    ) -> None:
         reply, address = self._answer(frame)
         if reply is None or address is None:
             self.counters.ignored += 1
             return
         wire = self.settings.wire_seconds
         await self.clock.sleep(wire(request_len) + self.delay_for(address) + wire(len(reply)))
-        await _write_all(fd, reply)
+        await write(reply)
         self.counters.replies += 1
 
     async def serve(self, pty: PtyPair) -> None:
@@ -192,12 +194,32 @@ class MeterBus:
                         get.cancel()
                 if broken.done():
                     broken.result()  # raises the read error
-                await self._exchange(*get.result(), fd)
+                await self._exchange(*get.result(), lambda data: _write_all(fd, data))
         finally:
             loop.remove_reader(fd)
             if not broken.done():
                 broken.cancel()
             pty.close()
+
+    async def serve_link(self, link: SerialLink) -> None:
+        """Serve the line over any hal ``SerialLink`` (e.g. one end of ``memory_link_pair``).
+
+        Same framing and clock-based timing as ``serve(pty)``; opens the link and closes it
+        on the way out (cancellation, or the peer hanging up: ``TransportBroken`` propagates).
+        """
+        queue: asyncio.Queue[tuple[Frame, int]] = asyncio.Queue()
+
+        async def receive() -> None:
+            while True:
+                self._received(await link.read(), queue)
+
+        async def answer() -> None:
+            while True:
+                await self._exchange(*(await queue.get()), link.write)
+
+        async with link, asyncio.TaskGroup() as tg:
+            tg.create_task(receive(), name=f"sim-bus-rx-{link.name}")
+            tg.create_task(answer(), name=f"sim-bus-tx-{link.name}")
 
 
 def _set_done(fut: asyncio.Future[None]) -> None:
