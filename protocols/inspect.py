@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from protocols import dlt645
+from protocols import dlt645, gdw1376_2
 from protocols.errors import ProtocolError
 from protocols.quantities import QUANTITIES
 
@@ -168,7 +168,27 @@ def describe_dlt645(raw: bytes) -> Description:
     return out
 
 
-_DESCRIBERS: tuple[_Describer, ...] = (_Describer(dlt645.PROTOCOL, _dlt645_looks_like, describe_dlt645),)
+def _gdw1376_2_looks_like(raw: bytes) -> bool:
+    # 68 L(2, LE) ... 16 where L is the WHOLE frame (DL/T 698.45's L excludes 68 and 16).
+    start = gdw1376_2.count_preamble(raw)
+    return len(raw) - start >= 15 and raw[start] == 0x68 and raw[start + 1] | raw[start + 2] << 8 == len(raw) - start
+
+
+def _describe_carried(raw: bytes, protocol: str) -> Description | None:
+    """Describe a frame carried inside another; ``None`` when no codec of that name is known."""
+    if protocol != "auto" and protocol not in PROTOCOLS:
+        return None
+    return describe(raw, protocol=protocol)
+
+
+def describe_gdw1376_2(raw: bytes) -> Description:
+    return gdw1376_2.describe(raw, inner=_describe_carried)
+
+
+_DESCRIBERS: tuple[_Describer, ...] = (
+    _Describer(dlt645.PROTOCOL, _dlt645_looks_like, describe_dlt645),
+    _Describer(gdw1376_2.PROTOCOL, _gdw1376_2_looks_like, describe_gdw1376_2),
+)
 
 PROTOCOLS: tuple[str, ...] = tuple(d.name for d in _DESCRIBERS)
 
@@ -197,4 +217,4 @@ def describe(raw: bytes, *, protocol: str = "auto") -> Description:
     }
 
 
-__all__ = ["PROTOCOLS", "Description", "describe", "describe_dlt645"]
+__all__ = ["PROTOCOLS", "Description", "describe", "describe_dlt645", "describe_gdw1376_2"]
