@@ -1,0 +1,108 @@
+"""``ttu app pack|verify``: build a signed ``.ttuapp`` from an app folder; check one.
+
+Layer: runtime (CLI). Thin wrapper over ``runtime.packages``: ``pack`` signs with a
+private key file; ``verify`` checks against ``--key`` public keys or the trusted keys
+(and hal capabilities) of a ``--board`` file. A refused package prints its code and
+reason on one line and exits 2 (via the dispatcher); installing is a separate command.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from runtime.config import load_board
+from runtime.container.manifest import HAL_CAPABILITIES
+from runtime.errors import TerminalError
+from runtime.packages import (
+    board_capabilities,
+    default_name,
+    load_private_key,
+    load_public_key,
+    pack,
+    verify,
+)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("app", help="app packages: pack and verify .ttuapp files")
+    sub = parser.add_subparsers(dest="app_command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("pack", help="pack and sign an app folder into <name>-<version>.ttuapp")
+    p.add_argument("app_dir", type=Path, help="the app folder, e.g. apps/acquisition")
+    p.add_argument("--key", type=Path, required=True, help="private key file (ttu keys new)")
+    p.add_argument("--out", type=Path, help="output file (default ./<name>-<version>.ttuapp)")
+    p.add_argument(
+        "--wheel", type=Path, action="append", default=[], help="a pure-Python wheel to include (repeatable)"
+    )
+    p.set_defaults(handler=_cmd_pack)
+
+    p = sub.add_parser("verify", help="verify a package: signature, hashes, archive safety, manifest")
+    p.add_argument("package", type=Path, help="the .ttuapp file")
+    keys = p.add_mutually_exclusive_group(required=True)
+    keys.add_argument(
+        "--key", action="append", help="trusted public key: base64 text or a .pub/.pem file (repeatable)"
+    )
+    keys.add_argument("--board", type=Path, help="use this board.toml's trusted keys and hal capabilities")
+    p.add_argument(
+        "--capabilities",
+        help=f"comma-separated hal capabilities the target has (default: the board's, or all: "
+        f"{','.join(sorted(HAL_CAPABILITIES))})",
+    )
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(handler=_cmd_verify)
+
+
+def _cmd_pack(args: argparse.Namespace) -> int:
+    key = load_private_key(args.key)
+    out: Path = args.out if args.out is not None else Path(default_name(args.app_dir))
+    path = pack(args.app_dir, private_key=key, out=out, wheels=args.wheel)
+    print(path)
+    return 0
+
+
+def _capabilities(text: str) -> frozenset[str]:
+    caps = frozenset(c.strip() for c in text.split(",") if c.strip())
+    unknown = caps - HAL_CAPABILITIES
+    if unknown:
+        raise TerminalError(
+            f"--capabilities: unknown {', '.join(sorted(unknown))} "
+            f"(expected: {', '.join(sorted(HAL_CAPABILITIES))})"
+        )
+    return caps
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    trusted: list[Ed25519PublicKey | bytes]
+    if args.board is not None:
+        board = load_board(args.board)
+        trusted = [k.raw for k in board.packages.trusted_keys]
+        caps = board_capabilities(board)
+    else:
+        trusted = [load_public_key(k) for k in args.key]
+        caps = HAL_CAPABILITIES
+    if args.capabilities is not None:
+        caps = _capabilities(args.capabilities)
+    pkg = verify(args.package, trusted_keys=trusted, capabilities=caps)
+    if args.json:
+        doc = {
+            "name": pkg.name,
+            "version": pkg.version,
+            "sha256": pkg.sha256,
+            "size": pkg.size,
+            "key_id": pkg.key_id,
+            "api": pkg.manifest.api,
+            "hal": sorted(pkg.manifest.hal),
+            "files": dict(pkg.files),
+        }
+        print(json.dumps(doc, indent=2, sort_keys=True))
+    else:
+        print(f"ok: {pkg.name} {pkg.version} signed by {pkg.key_id}")
+        print(f"sha256 {pkg.sha256}  {pkg.size} bytes, {len(pkg.files)} files")
+    return 0
+
+
+__all__ = ["register"]
