@@ -1,0 +1,333 @@
+"""Scenario files: what happens in the simulated station area, loaded from TOML and validated.
+
+Layer: sim. Pure data + validation: parses ``sim/scenarios/<name>.toml`` (or any path) into frozen
+dataclasses; must not know meters, physics or the event loop (``sim.world`` applies them).
+Every error names the key path and the file: ``default.toml: outage[2].level: ...``.
+
+Times (``at``, ``duration``) are offsets from the start of the run: a number of seconds or a
+string like ``90s``, ``15m``, ``2h``, ``1d``. Targets name meters by device id (``m-0007``) or
+address, branches (``F2``) and boxes (``F2-X03``) as in the topology ground truth.
+
+    [scenario]
+    description = "..."
+    pv_share = 0.2                      # share of prosumers (PV) among customers
+
+    [[outage]]     level = "station" | "branch" | "box" | "meter"; target; at; duration
+    [[theft]]      meter; bypass (0..1, the share of the load the meter does not see); at; duration?
+    [[meter_fault]] meter; kind = "stopped" | "slow" | "clock_skew"; value (% slow or s skew); at
+    [[relay]]      meter; action = "trip" | "close"; at   (a local fee-control trip, say)
+    [[pv_surge]]   at; duration; factor (PV output multiplier)
+    [transformer]  ct_ratio_actual, ct_ratio_configured   (wrong CT ratio: ground truth only)
+    [archive]      foreign (entries of a neighbouring area, no meter behind them); missing (ours,
+                   left out of the archive)
+    [comms]        loss_pct, corrupt_pct; buses = [...] (default all)
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from runtime.errors import ConfigError
+
+SCENARIO_DIR = Path(__file__).resolve().parent
+OUTAGE_LEVELS = ("station", "branch", "box", "meter")
+FAULT_KINDS = ("stopped", "slow", "clock_skew")
+RELAY_ACTIONS = ("trip", "close")
+#: a meter judges a supply loss as a power-down only after this long (GRID.md §3)
+POWER_DOWN_JUDGEMENT_S = 3.0
+
+_DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+@dataclass(frozen=True, slots=True)
+class Outage:
+    level: str
+    target: str
+    at: float
+    duration: float
+
+
+@dataclass(frozen=True, slots=True)
+class Theft:
+    meter: str
+    bypass: float
+    at: float
+    duration: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class MeterFault:
+    meter: str
+    kind: str
+    value: float
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class RelayAction:
+    meter: str
+    action: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class PvSurge:
+    at: float
+    duration: float
+    factor: float
+
+
+@dataclass(frozen=True, slots=True)
+class Transformer:
+    ct_ratio_actual: float | None = None
+    ct_ratio_configured: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveErrors:
+    foreign: int = 0
+    missing: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Comms:
+    loss_pct: float = 0.0
+    corrupt_pct: float = 0.0
+    buses: tuple[str, ...] = ()  # empty = every bus
+
+
+@dataclass(frozen=True, slots=True)
+class Scenario:
+    name: str
+    source: str
+    description: str = ""
+    pv_share: float = 0.2
+    outages: tuple[Outage, ...] = ()
+    thefts: tuple[Theft, ...] = ()
+    meter_faults: tuple[MeterFault, ...] = ()
+    relays: tuple[RelayAction, ...] = ()
+    pv_surges: tuple[PvSurge, ...] = ()
+    transformer: Transformer = field(default_factory=Transformer)
+    archive: ArchiveErrors = field(default_factory=ArchiveErrors)
+    comms: Comms = field(default_factory=Comms)
+
+
+def available() -> list[str]:
+    """Names of the scenarios shipped in ``sim/scenarios``."""
+    return sorted(p.stem for p in SCENARIO_DIR.glob("*.toml"))
+
+
+def scenario_path(name: str | Path) -> Path:
+    """A shipped scenario by name, or a path to a TOML file."""
+    text = str(name)
+    if text.endswith(".toml") or "/" in text:
+        path = Path(text)
+    else:
+        path = SCENARIO_DIR / f"{text}.toml"
+        if not path.is_file():
+            raise ConfigError("--scenario", f"no scenario {text!r}; shipped: {', '.join(available())}")
+    if not path.is_file():
+        raise ConfigError(str(path), "scenario file not found")
+    return path
+
+
+def load_scenario(name: str | Path) -> Scenario:
+    """Load and validate a scenario; ConfigError(key path, reason, source=file) on any mistake."""
+    path = scenario_path(name)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise ConfigError("", f"not valid TOML: {err}", source=str(path)) from err
+    return parse_scenario(data, name=path.stem, source=str(path))
+
+
+def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
+    r = _Reader(source)
+    r.keys(data, "", {"scenario", "outage", "theft", "meter_fault", "relay", "pv_surge", "transformer",
+                      "archive", "comms"})  # fmt: skip
+    head = r.table(data, "scenario")
+    r.keys(head, "scenario", {"description", "pv_share"})
+    outages = []
+    for path, t in r.tables(data, "outage"):
+        r.keys(t, path, {"level", "target", "at", "duration"})
+        level = r.choice(t, path, "level", OUTAGE_LEVELS)
+        target = r.text(t, path, "target", default="station" if level == "station" else None)
+        outages.append(
+            Outage(level, target, r.seconds(t, path, "at"), r.seconds(t, path, "duration", positive=True))
+        )
+    thefts = []
+    for path, t in r.tables(data, "theft"):
+        r.keys(t, path, {"meter", "bypass", "at", "duration"})
+        bypass = r.number(t, path, "bypass", lo=0.0, hi=1.0)
+        dur = r.seconds(t, path, "duration", positive=True) if "duration" in t else None
+        thefts.append(Theft(r.text(t, path, "meter"), bypass, r.seconds(t, path, "at", default=0.0), dur))
+    faults = []
+    for path, t in r.tables(data, "meter_fault"):
+        r.keys(t, path, {"meter", "kind", "value", "at"})
+        kind = r.choice(t, path, "kind", FAULT_KINDS)
+        skew = kind == "clock_skew"
+        lo, hi = (-1e6, 1e6) if skew else (0.0, 100.0)
+        value = 0.0 if kind == "stopped" else r.number(t, path, "value", lo=lo, hi=hi)
+        faults.append(
+            MeterFault(r.text(t, path, "meter"), kind, value, r.seconds(t, path, "at", default=0.0))
+        )
+    relays = []
+    for path, t in r.tables(data, "relay"):
+        r.keys(t, path, {"meter", "action", "at"})
+        relays.append(
+            RelayAction(
+                r.text(t, path, "meter"), r.choice(t, path, "action", RELAY_ACTIONS), r.seconds(t, path, "at")
+            )
+        )
+    surges = []
+    for path, t in r.tables(data, "pv_surge"):
+        r.keys(t, path, {"at", "duration", "factor"})
+        surges.append(
+            PvSurge(r.seconds(t, path, "at"), r.seconds(t, path, "duration", positive=True),
+                    r.number(t, path, "factor", lo=0.0, hi=10.0))
+        )  # fmt: skip
+    tr = r.table(data, "transformer")
+    r.keys(tr, "transformer", {"ct_ratio_actual", "ct_ratio_configured"})
+    arch = r.table(data, "archive")
+    r.keys(arch, "archive", {"foreign", "missing"})
+    comms = r.table(data, "comms")
+    r.keys(comms, "comms", {"loss_pct", "corrupt_pct", "buses"})
+    buses = comms.get("buses", [])
+    if not isinstance(buses, list) or not all(isinstance(b, str) for b in buses):
+        raise ConfigError("comms.buses", "must be a list of bus names", source=source)
+    return Scenario(
+        name=name,
+        source=source,
+        description=r.text(head, "scenario", "description", default=""),
+        pv_share=r.number(head, "scenario", "pv_share", lo=0.0, hi=1.0, default=0.2),
+        outages=tuple(outages),
+        thefts=tuple(thefts),
+        meter_faults=tuple(faults),
+        relays=tuple(relays),
+        pv_surges=tuple(surges),
+        transformer=Transformer(
+            ct_ratio_actual=r.number(tr, "transformer", "ct_ratio_actual", lo=1e-3, hi=1e5, default=None),
+            ct_ratio_configured=r.number(
+                tr, "transformer", "ct_ratio_configured", lo=1e-3, hi=1e5, default=None
+            ),
+        ),
+        archive=ArchiveErrors(
+            foreign=int(r.number(arch, "archive", "foreign", lo=0, hi=1000, default=0, integer=True)),
+            missing=int(r.number(arch, "archive", "missing", lo=0, hi=1000, default=0, integer=True)),
+        ),
+        comms=Comms(
+            loss_pct=r.number(comms, "comms", "loss_pct", lo=0.0, hi=100.0, default=0.0),
+            corrupt_pct=r.number(comms, "comms", "corrupt_pct", lo=0.0, hi=100.0, default=0.0),
+            buses=tuple(buses),
+        ),
+    )
+
+
+_MISSING: Any = object()
+
+
+class _Reader:
+    """Typed getters that raise ConfigError with the key path and the file."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def fail(self, path: str, reason: str) -> ConfigError:
+        return ConfigError(path, reason, source=self.source)
+
+    def keys(self, table: dict[str, Any], path: str, allowed: set[str]) -> None:
+        for key in table:
+            if key not in allowed:
+                where = f"{path}.{key}" if path else key
+                raise self.fail(where, f"unknown key; expected one of {', '.join(sorted(allowed))}")
+
+    def table(self, data: dict[str, Any], key: str) -> dict[str, Any]:
+        value = data.get(key, {})
+        if not isinstance(value, dict):
+            raise self.fail(key, "must be a table [" + key + "]")
+        return value
+
+    def tables(self, data: dict[str, Any], key: str) -> list[tuple[str, dict[str, Any]]]:
+        value = data.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+            raise self.fail(key, f"must be an array of tables [[{key}]]")
+        return [(f"{key}[{i}]", t) for i, t in enumerate(value)]
+
+    def _get(self, t: dict[str, Any], path: str, key: str, default: Any) -> Any:
+        if key not in t:
+            if default is _MISSING:
+                raise self.fail(f"{path}.{key}", "required")
+            return default
+        return t[key]
+
+    def text(self, t: dict[str, Any], path: str, key: str, *, default: Any = _MISSING) -> Any:
+        value = self._get(t, path, key, _MISSING if default is None else default)
+        if not isinstance(value, str) or (not value and default is _MISSING):
+            raise self.fail(f"{path}.{key}", f"must be a non-empty string, got {value!r}")
+        return value
+
+    def choice(self, t: dict[str, Any], path: str, key: str, options: tuple[str, ...]) -> str:
+        value = self._get(t, path, key, _MISSING)
+        if value not in options:
+            raise self.fail(f"{path}.{key}", f"{value!r} is not one of {', '.join(options)}")
+        return str(value)
+
+    def number(
+        self, t: dict[str, Any], path: str, key: str, *, lo: float, hi: float, default: Any = _MISSING,
+        integer: bool = False,
+    ) -> Any:  # fmt: skip
+        value = self._get(t, path, key, default)
+        if value is default and default is not _MISSING:
+            return value
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or (integer and not isinstance(value, int))
+        ):
+            kind = "an integer" if integer else "a number"
+            raise self.fail(f"{path}.{key}", f"must be {kind}, got {value!r}")
+        if not lo <= value <= hi:
+            raise self.fail(f"{path}.{key}", f"{value} is outside {lo}..{hi}")
+        return float(value)
+
+    def seconds(
+        self, t: dict[str, Any], path: str, key: str, *, default: Any = _MISSING, positive: bool = False
+    ) -> float:
+        value = self._get(t, path, key, default)
+        where = f"{path}.{key}"
+        if isinstance(value, bool):
+            raise self.fail(where, f"must be seconds or a duration like 90s, 15m, 2h, got {value!r}")
+        if isinstance(value, int | float):
+            out = float(value)
+        elif isinstance(value, str) and (m := _DURATION.match(value.strip())):
+            out = float(m[1]) * _UNITS[m[2]]
+        else:
+            raise self.fail(where, f"must be seconds or a duration like 90s, 15m, 2h, got {value!r}")
+        if out < 0 or (positive and out == 0):
+            raise self.fail(where, f"must be {'positive' if positive else 'non-negative'}, got {value!r}")
+        return out
+
+
+__all__ = [
+    "FAULT_KINDS",
+    "OUTAGE_LEVELS",
+    "POWER_DOWN_JUDGEMENT_S",
+    "ArchiveErrors",
+    "Comms",
+    "MeterFault",
+    "Outage",
+    "PvSurge",
+    "RelayAction",
+    "Scenario",
+    "Theft",
+    "Transformer",
+    "available",
+    "load_scenario",
+    "parse_scenario",
+    "scenario_path",
+]
