@@ -171,7 +171,11 @@ def describe_dlt645(raw: bytes) -> Description:
 def _gdw1376_2_looks_like(raw: bytes) -> bool:
     # 68 L(2, LE) ... 16 where L is the WHOLE frame (DL/T 698.45's L excludes 68 and 16).
     start = gdw1376_2.count_preamble(raw)
-    return len(raw) - start >= 15 and raw[start] == 0x68 and raw[start + 1] | raw[start + 2] << 8 == len(raw) - start
+    return (
+        len(raw) - start >= 15
+        and raw[start] == 0x68
+        and raw[start + 1] | raw[start + 2] << 8 == len(raw) - start
+    )
 
 
 def _describe_carried(raw: bytes, protocol: str) -> Description | None:

@@ -24,7 +24,7 @@ def dlt698_decoder() -> Callable[[bytes], Any] | None:
     """``protocols.dlt698.decode`` if that package is present and usable, else ``None``."""
     try:
         module = importlib.import_module("protocols.dlt698")
-    except Exception:  # noqa: BLE001 - absent or half-written package: fall back to raw bytes
+    except Exception:  # absent or half-written package (another codec): fall back to raw bytes
         return None
     decode = getattr(module, "decode", None)
     return decode if callable(decode) else None

@@ -82,7 +82,7 @@ def unit_json(frame: Frame, unit: Unit) -> Description:
 
 
 def _info(frame: Frame) -> Description:
-    info = to_json(frame.info)
+    info: Description = to_json(frame.info)
     if isinstance(frame.info, UpInfo):
         info["reserved"] = f"0x{frame.info.reserved:012X}"
     else:

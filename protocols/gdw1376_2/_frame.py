@@ -131,9 +131,11 @@ class DownInfo:
     def to_bytes(self) -> bytes:
         r1 = self.route_flag | self.attached_node << 1 | self.module_flag << 2 | self.conflict_detect << 3
         rate = self.rate | (0x8000 if self.rate_kbps else 0)
-        return bytes(
-            [r1 | self.relay_level << 4, self.channel | self.ecc << 4, self.reply_bytes]
-        ) + rate.to_bytes(2, "little") + bytes([self.seq])
+        return (
+            bytes([r1 | self.relay_level << 4, self.channel | self.ecc << 4, self.reply_bytes])
+            + rate.to_bytes(2, "little")
+            + bytes([self.seq])
+        )
 
     @classmethod
     def from_bytes(cls, r: bytes | bytearray) -> DownInfo:
@@ -173,7 +175,9 @@ class UpInfo:
         _bits(self.reply_quality, "reply_quality", 4)
         _bits(self.seq, "seq", 8)
         if not isinstance(self.reserved, int) or self.reserved & ~UP_RESERVED_MASK or self.reserved < 0:
-            raise EncodeError(f"reserved bits 0x{self.reserved:012X} outside the reserved mask", protocol=PROTOCOL)
+            raise EncodeError(
+                f"reserved bits 0x{self.reserved:012X} outside the reserved mask", protocol=PROTOCOL
+            )
 
     def to_bytes(self) -> bytes:
         value = (
@@ -233,13 +237,16 @@ class Frame:
         object.__setattr__(self, "unit", bytes(self.unit))
         if self.info.module_flag:
             if self.src is None or self.dst is None:
-                raise EncodeError("module flag set: source and destination address required", protocol=PROTOCOL)
+                raise EncodeError(
+                    "module flag set: source and destination address required", protocol=PROTOCOL
+                )
             object.__setattr__(self, "src", check_address(self.src, "source address A1"))
             object.__setattr__(self, "dst", check_address(self.dst, "destination address A3"))
             relays = tuple(check_address(a, "relay address A2") for a in self.relays)
             if len(relays) != self.info.relay_level:
                 raise EncodeError(
-                    f"{len(relays)} relay addresses for relay level {self.info.relay_level}", protocol=PROTOCOL
+                    f"{len(relays)} relay addresses for relay level {self.info.relay_level}",
+                    protocol=PROTOCOL,
                 )
             object.__setattr__(self, "relays", relays)
         elif self.src is not None or self.dst is not None or self.relays:
@@ -336,7 +343,9 @@ def check(buf: bytes | bytearray, start: int, *, max_length: int = MAX_FRAME) ->
         return None
     length = buf[start + 1] | buf[start + 2] << 8
     if length < MIN_FRAME:
-        return ProtocolError(f"length L={length} below the minimum {MIN_FRAME}", offset=start + 1, protocol=PROTOCOL)
+        return ProtocolError(
+            f"length L={length} below the minimum {MIN_FRAME}", offset=start + 1, protocol=PROTOCOL
+        )
     if length > max_length:
         return ProtocolError(f"length L={length} exceeds {max_length}", offset=start + 1, protocol=PROTOCOL)
     if start + 4 < n and buf[start + 4] & 0x04:
@@ -359,7 +368,9 @@ def check(buf: bytes | bytearray, start: int, *, max_length: int = MAX_FRAME) ->
             protocol=PROTOCOL,
         )
     if buf[end - 1] != END:
-        return ProtocolError(f"end 0x16 expected, got 0x{buf[end - 1]:02X}", offset=end - 1, protocol=PROTOCOL)
+        return ProtocolError(
+            f"end 0x16 expected, got 0x{buf[end - 1]:02X}", offset=end - 1, protocol=PROTOCOL
+        )
     return end
 
 
@@ -374,7 +385,9 @@ def frame_at(buf: bytes | bytearray, start: int) -> Frame:
     relays: tuple[str, ...] = ()
     if info.module_flag:
         src = address_from_wire(buf[pos : pos + 6])
-        relays = tuple(address_from_wire(buf[pos + 6 * (i + 1) : pos + 6 * (i + 2)]) for i in range(info.relay_level))
+        relays = tuple(
+            address_from_wire(buf[pos + 6 * (i + 1) : pos + 6 * (i + 2)]) for i in range(info.relay_level)
+        )
         pos += 6 * (info.relay_level + 1)
         dst = address_from_wire(buf[pos : pos + 6])
         pos += 6
@@ -418,7 +431,9 @@ def decode(raw: bytes | bytearray) -> Frame:
     if isinstance(result, ProtocolError):
         raise result
     if result != len(raw):
-        raise ProtocolError(f"{len(raw) - result} trailing bytes after the frame", offset=result, protocol=PROTOCOL)
+        raise ProtocolError(
+            f"{len(raw) - result} trailing bytes after the frame", offset=result, protocol=PROTOCOL
+        )
     return frame_at(raw, start)
 
 

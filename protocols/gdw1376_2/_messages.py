@@ -52,7 +52,8 @@ def make_frame(
     expected = UNITS.get((afn, fn, up), RawUnit)
     if type(unit) is not expected and not isinstance(unit, RawUnit):
         raise EncodeError(
-            f"AFN{afn:02X} F{fn} {'up' if up else 'down'} carries {expected.__name__}, not {type(unit).__name__}",
+            f"AFN{afn:02X} F{fn} {'up' if up else 'down'} carries {expected.__name__}, "
+            f"not {type(unit).__name__}",
             protocol=PROTOCOL,
         )
     if not 0 <= comm_mode <= 0x3F:

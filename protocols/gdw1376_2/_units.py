@@ -226,6 +226,15 @@ class RunMode:
     vendor: VendorVersion
     rates: tuple[int, ...] = ()  # raw 16-bit rate words: D14..D0 value, D15 unit (1 = kbit/s)
 
+    def __post_init__(self) -> None:
+        if len(self.mode_word) != 6:
+            raise EncodeError("mode word: expected 6 bytes", protocol=PROTOCOL)
+        if len(self.rates) > 15:
+            raise EncodeError(f"{len(self.rates)} rates: at most 15", protocol=PROTOCOL)
+        mode = bytearray(self.mode_word)
+        mode[3] = (mode[3] & 0xF0) | len(self.rates)  # the rate count is implied by ``rates``
+        object.__setattr__(self, "mode_word", bytes(mode))
+
     @property
     def comm_type(self) -> int:
         return self.mode_word[0] & 0x0F
@@ -248,15 +257,9 @@ class RunMode:
         return self.mode_word[2] & 0x1F
 
     def encode(self) -> bytes:
-        if len(self.mode_word) != 6:
-            raise EncodeError("mode word: expected 6 bytes", protocol=PROTOCOL)
-        if len(self.rates) > 15:
-            raise EncodeError(f"{len(self.rates)} rates: at most 15", protocol=PROTOCOL)
-        mode = bytearray(self.mode_word)
-        mode[3] = (mode[3] & 0xF0) | len(self.rates)
         return b"".join(
             (
-                bytes(mode),
+                self.mode_word,
                 w.u8(self.monitor_timeout_s, "monitor timeout"),
                 w.u16(self.broadcast_timeout_s, "broadcast timeout"),
                 w.u16(self.max_frame_len, "max frame length"),
@@ -353,7 +356,9 @@ class NodeReport:
     @classmethod
     def decode(cls, r: Reader) -> Self:
         n = r.u8("node count")
-        return cls(tuple(ReportedNode(r.address("node address"), r.u8("protocol"), r.u16("index")) for _ in range(n)))
+        return cls(
+            tuple(ReportedNode(r.address("node address"), r.u8("protocol"), r.u16("index")) for _ in range(n))
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -437,7 +442,9 @@ class DeviceReport:
         for _ in range(r.u8("node count")):
             head = (r.address("node address"), r.u8("protocol"), r.u16("index"), r.u8("device type"))
             total, count = r.u8("attached total"), r.u8("attached count")
-            subs = tuple(AttachedNode(r.address("attached address"), r.u8("attached protocol")) for _ in range(count))
+            subs = tuple(
+                AttachedNode(r.address("attached address"), r.u8("attached protocol")) for _ in range(count)
+            )
             nodes.append(DeviceNode(*head, total, subs))
         return cls(tuple(nodes))
 
@@ -494,12 +501,18 @@ class NodeEvent:
             out += w.address(node.address, "node address")
             if device_type == 0:
                 if node.powered is None:
-                    raise EncodeError("collector power report needs a powered state per node", protocol=PROTOCOL)
+                    raise EncodeError(
+                        "collector power report needs a powered state per node", protocol=PROTOCOL
+                    )
                 out += bytes([1 if node.powered else 0])
         return cls(device_type, POWER_EVENT, out)
 
     def encode(self) -> bytes:
-        return w.u8(self.device_type, "device type") + w.u8(self.protocol, "protocol") + w.sized(self.content, "content")
+        return (
+            w.u8(self.device_type, "device type")
+            + w.u8(self.protocol, "protocol")
+            + w.sized(self.content, "content")
+        )
 
     @classmethod
     def decode(cls, r: Reader) -> Self:
@@ -574,7 +587,13 @@ class NodeInfo:
 
     @classmethod
     def of(
-        cls, address: str, *, relay_level: int = 0, signal_quality: int = 0, phase_bits: int = 0, protocol: int = 2
+        cls,
+        address: str,
+        *,
+        relay_level: int = 0,
+        signal_quality: int = 0,
+        phase_bits: int = 0,
+        protocol: int = 2,
     ) -> NodeInfo:
         return cls(address, relay_level | signal_quality << 4 | phase_bits << 8 | protocol << 11)
 
@@ -606,7 +625,9 @@ class NodePage:
 
     def encode(self) -> bytes:
         out = w.u16(self.total, "total") + w.u8(len(self.nodes), "count")
-        return out + b"".join(w.address(n.address, "node address") + w.u16(n.info, "node info") for n in self.nodes)
+        return out + b"".join(
+            w.address(n.address, "node address") + w.u16(n.info, "node info") for n in self.nodes
+        )
 
     @classmethod
     def decode(cls, r: Reader) -> Self:
@@ -687,7 +708,9 @@ class Topology:
     def encode(self) -> bytes:
         out = w.u16(self.total, "total") + w.u16(self.start, "start") + w.u8(len(self.nodes), "count")
         for n in self.nodes:
-            out += w.address(n.address, "node address") + w.u16(n.tei, "TEI") + w.u16(n.proxy_tei, "proxy TEI")
+            out += (
+                w.address(n.address, "node address") + w.u16(n.tei, "TEI") + w.u16(n.proxy_tei, "proxy TEI")
+            )
             out += w.u8(n.node_info, "node info")
         return out
 
@@ -728,12 +751,16 @@ class PhaseInfo:
 
     def encode(self) -> bytes:
         out = w.u16(self.total, "total") + w.u16(self.start, "start") + w.u8(len(self.nodes), "count")
-        return out + b"".join(w.address(n.address, "node address") + w.u16(n.info, "phase info") for n in self.nodes)
+        return out + b"".join(
+            w.address(n.address, "node address") + w.u16(n.info, "phase info") for n in self.nodes
+        )
 
     @classmethod
     def decode(cls, r: Reader) -> Self:
         total, start, n = r.u16("total"), r.u16("start"), r.u8("count")
-        return cls(total, start, tuple(PhaseNode(r.address("node address"), r.u16("phase info")) for _ in range(n)))
+        return cls(
+            total, start, tuple(PhaseNode(r.address("node address"), r.u16("phase info")) for _ in range(n))
+        )
 
 
 # --- AFN11 route set ---------------------------------------------------------------------------
@@ -771,7 +798,9 @@ class DeleteNodes:
     addresses: tuple[str, ...]
 
     def encode(self) -> bytes:
-        return w.u8(len(self.addresses), "count") + b"".join(w.address(a, "node address") for a in self.addresses)
+        return w.u8(len(self.addresses), "count") + b"".join(
+            w.address(a, "node address") for a in self.addresses
+        )
 
     @classmethod
     def decode(cls, r: Reader) -> Self:
@@ -841,7 +870,11 @@ class MonitorReply:
     frame: bytes
 
     def encode(self) -> bytes:
-        return w.u16(self.duration_s, "uplink duration") + w.u8(self.protocol, "protocol") + w.sized(self.frame, "frame")
+        return (
+            w.u16(self.duration_s, "uplink duration")
+            + w.u8(self.protocol, "protocol")
+            + w.sized(self.frame, "frame")
+        )
 
     @classmethod
     def decode(cls, r: Reader) -> Self:
@@ -862,7 +895,11 @@ class ReadRequest:
     index: int
 
     def encode(self) -> bytes:
-        return w.u8(self.phase, "phase") + w.address(self.address, "node address") + w.u16(self.index, "node index")
+        return (
+            w.u8(self.phase, "phase")
+            + w.address(self.address, "node address")
+            + w.u16(self.index, "node index")
+        )
 
     @classmethod
     def decode(cls, r: Reader) -> Self:
@@ -924,7 +961,11 @@ class DelayRequest:
     frame: bytes
 
     def encode(self) -> bytes:
-        return w.address(self.address, "node address") + w.u16(self.delay_s, "delay") + w.sized(self.frame, "frame")
+        return (
+            w.address(self.address, "node address")
+            + w.u16(self.delay_s, "delay")
+            + w.sized(self.frame, "frame")
+        )
 
     @classmethod
     def decode(cls, r: Reader) -> Self:

@@ -118,7 +118,9 @@ def datetime(value: dt.datetime, field: str) -> bytes:
 def sized(frame: bytes, field: str, *, width: int = 1) -> bytes:
     """A length-prefixed carried frame (1- or 2-byte length)."""
     if len(frame) >= 1 << (8 * width):
-        raise EncodeError(f"{field} of {len(frame)} bytes does not fit a {width}-byte length", protocol=PROTOCOL)
+        raise EncodeError(
+            f"{field} of {len(frame)} bytes does not fit a {width}-byte length", protocol=PROTOCOL
+        )
     return len(frame).to_bytes(width, "little") + bytes(frame)
 
 

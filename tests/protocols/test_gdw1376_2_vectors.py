@@ -143,8 +143,18 @@ def test_query_answers() -> None:
     assert _data("3762-025")[1] == q.MasterAddress("004096000032")
     mode = _data("3762-023")[1]
     assert isinstance(mode, q.RunMode)
-    assert (mode.comm_type, mode.route_management, mode.slave_info_mode, mode.periodic_read_mode) == (2, 1, 1, 2)
-    assert (mode.monitor_timeout_s, mode.broadcast_timeout_s, mode.max_frame_len, mode.max_file_packet_len) == (
+    assert (mode.comm_type, mode.route_management, mode.slave_info_mode, mode.periodic_read_mode) == (
+        2,
+        1,
+        1,
+        2,
+    )
+    assert (
+        mode.monitor_timeout_s,
+        mode.broadcast_timeout_s,
+        mode.max_frame_len,
+        mode.max_file_packet_len,
+    ) == (
         20,
         10,
         2048,
