@@ -11,7 +11,14 @@ hal, runtime or apps. See PROTOCOLS.md §3.
     'meter address does not exist'
 """
 
-from protocols.gdw1376_2._carried import INNER_NAMES, carried, carried_frame, decode_carried, dlt698_decoder
+from protocols.gdw1376_2._carried import (
+    INNER_NAMES,
+    carried,
+    carried_frame,
+    decode_carried,
+    dlt698_decoder,
+    inner_name,
+)
 from protocols.gdw1376_2._describe import describe, to_json, unit_json
 from protocols.gdw1376_2._frame import (
     BROADCAST_ADDRESS,
@@ -67,6 +74,7 @@ __all__ = [
     "encode",
     "fn_to_dt",
     "frame_at",
+    "inner_name",
     "make_frame",
     "parse_unit",
     "to_json",

@@ -20,14 +20,25 @@ from protocols.gdw1376_2._units import DLT645_1997, DLT645_2007, DLT698, TRANSPA
 INNER_NAMES: dict[int, str] = {DLT645_1997: "dlt645", DLT645_2007: "dlt645", DLT698: "dlt698"}
 
 
-def dlt698_decoder() -> Callable[[bytes], Any] | None:
-    """``protocols.dlt698.decode`` if that package is present and usable, else ``None``."""
+def _dlt698() -> Any:
     try:
-        module = importlib.import_module("protocols.dlt698")
+        return importlib.import_module("protocols.dlt698")
     except Exception:  # absent or half-written package (another codec): fall back to raw bytes
         return None
-    decode = getattr(module, "decode", None)
+
+
+def dlt698_decoder() -> Callable[[bytes], Any] | None:
+    """``protocols.dlt698.decode`` if that package is present and usable, else ``None``."""
+    decode = getattr(_dlt698(), "decode", None)
     return decode if callable(decode) else None
+
+
+def inner_name(protocol: int) -> str:
+    """``protocols.inspect`` name of the codec for a carried protocol type ("auto" if unknown)."""
+    if protocol == DLT698:
+        name = getattr(_dlt698(), "PROTOCOL", None)
+        return name if isinstance(name, str) and name else INNER_NAMES[DLT698]
+    return INNER_NAMES.get(protocol, "auto")
 
 
 def carried_frame(unit: Unit) -> tuple[int, bytes] | None:
@@ -67,4 +78,4 @@ def carried(unit: Unit) -> Any:
     return None if found is None else decode_carried(*found)
 
 
-__all__ = ["INNER_NAMES", "carried", "carried_frame", "decode_carried", "dlt698_decoder"]
+__all__ = ["INNER_NAMES", "carried", "carried_frame", "decode_carried", "dlt698_decoder", "inner_name"]

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from protocols.errors import ProtocolError
-from protocols.gdw1376_2._carried import INNER_NAMES, carried_frame
+from protocols.gdw1376_2._carried import carried_frame, inner_name
 from protocols.gdw1376_2._frame import PROTOCOL, Frame, UpInfo, count_preamble, decode, encode
 from protocols.gdw1376_2._messages import parse_unit
 from protocols.gdw1376_2._units import (
@@ -128,7 +128,7 @@ def describe(raw: bytes, *, inner: InnerDescriber | None = None) -> Description:
     found = carried_frame(unit)
     if found is not None:
         protocol, frame_bytes = found
-        name = INNER_NAMES.get(protocol, "auto")
+        name = inner_name(protocol)
         described = inner(frame_bytes, name) if inner is not None else None
         out["inner"] = described if described is not None else {"protocol": name, "raw": to_json(frame_bytes)}
     return out
