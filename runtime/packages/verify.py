@@ -177,6 +177,10 @@ def check_entries(zf: zipfile.ZipFile, limits: PackageLimits) -> dict[str, zipfi
     infos = zf.infolist()
     if len(infos) > limits.max_files + len(RESERVED):
         raise TooManyFiles(f"{len(infos)} archive entries, the limit is {limits.max_files} files")
+    if zf.comment:
+        raise BadArchive("archive comments are not part of the format")
+    if infos and min(i.header_offset for i in infos) != 0:
+        raise BadArchive("data before the first archive entry")
     files: dict[str, zipfile.ZipInfo] = {}
     folders: set[str] = set()
     total = 0
