@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,7 @@ from hal.interfaces import SerialSettings
 from runtime.clock import Clock
 from sim.archive import ArchiveEntry, write_archive
 from sim.loads import HouseholdProfile, LoadProfile
+from sim.meters._codec import Frame
 from sim.meters.bus import Delay, MeterBus
 from sim.meters.model import Phase, VirtualMeter
 from sim.pty import open_pty
@@ -66,6 +68,11 @@ class Station:
     settings: SerialSettings = field(default_factory=SerialSettings)
     response_delay_s: Delay | Mapping[str, Delay] = (0.02, 0.05)
     running: dict[str, MeterBus] = field(default_factory=dict)
+    #: archive errors: entries with no meter behind them, and meter ids left out of the archive
+    foreign: list[ArchiveEntry] = field(default_factory=list)
+    unarchived: set[str] = field(default_factory=set)
+    #: per bus: probability that a reply is corrupted on the line (one flipped byte)
+    corrupt_rate: dict[str, float] = field(default_factory=dict)
 
     @property
     def meters(self) -> list[StationMeter]:
@@ -79,7 +86,8 @@ class Station:
         raise KeyError(f"no meter {key!r} in the station")
 
     def archive(self) -> list[ArchiveEntry]:
-        return [m.archive_entry(baud=self.settings.baud) for m in self.meters]
+        ours = [m.archive_entry(baud=self.settings.baud) for m in self.meters if m.id not in self.unarchived]
+        return ours + list(self.foreign)
 
     def write_archive(self, path: str | Path) -> None:
         write_archive(path, self.archive())
@@ -93,8 +101,9 @@ class Station:
             for i, (name, members) in enumerate(self.buses.items()):
                 pty = open_pty(name)
                 stack.callback(pty.close)
-                bus = MeterBus(
+                bus = NoisyMeterBus(
                     [m.meter for m in members],
+                    corrupt_rate=self.corrupt_rate.get(name, 0.0),
                     clock=clock,
                     settings=self.settings,
                     response_delay_s=self.response_delay_s,
@@ -109,6 +118,25 @@ class Station:
                 for task in tasks:
                     task.cancel()
                 self.running.clear()
+
+
+class NoisyMeterBus(MeterBus):
+    """A MeterBus whose replies are corrupted (one byte flipped) with probability ``corrupt_rate``."""
+
+    def __init__(self, meters: list[VirtualMeter], *, corrupt_rate: float = 0.0, **kw: Any) -> None:
+        super().__init__(meters, **kw)
+        self.corrupt_rate = corrupt_rate
+        self.corrupted = 0
+        self._noise = np.random.default_rng([int(kw.get("seed", 0)), 0xBAD])
+
+    def _answer(self, frame: Frame) -> tuple[bytes | None, str | None]:
+        reply, address = super()._answer(frame)
+        if reply is not None and self.corrupt_rate > 0 and self._noise.random() < self.corrupt_rate:
+            buf = bytearray(reply)
+            buf[int(self._noise.integers(len(buf)))] ^= 1 << int(self._noise.integers(8))
+            self.corrupted += 1
+            reply = bytes(buf)
+        return reply, address
 
 
 def _addresses(rng: np.random.Generator, n: int) -> list[str]:
@@ -179,4 +207,4 @@ def build_station(
     )
 
 
-__all__ = ["Customer", "Station", "StationMeter", "build_station"]
+__all__ = ["Customer", "NoisyMeterBus", "Station", "StationMeter", "build_station"]

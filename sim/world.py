@@ -1,0 +1,591 @@
+"""The physics-driven station area: virtual meters whose load is the solved power flow, scenario
+events applied to both the physics and the meters, and the closed loop (relays, breakers).
+
+Layer: sim. Builds a ``Station`` (meters on RS-485 buses) from a ``sim.physics`` Horizon and a
+``sim.scenarios.Scenario``; ``World.run(clock)`` applies timed events and follows relay changes
+the terminal makes. Must not import the terminal, hal backends or apps; writes no files
+(``sim.truth`` does).
+
+Scale: ``customers_scale`` K hangs K replicas of the feeder (each with its own seeded profiles)
+under the one transformer. Each replica is solved on its own, so a replica's voltages ignore the
+others' load on the transformer impedance; energies, losses and conservation are exact per replica.
+Replica r > 1 prefixes branch and box names with ``R<r>-``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from hal.interfaces import SerialSettings
+from runtime.clock import Clock
+from runtime.errors import ConfigError
+from sim.archive import ArchiveEntry
+from sim.loads import FloatArray, HouseholdProfile
+from sim.meters.bus import Delay
+from sim.meters.model import Phase, RelayRefused, VirtualMeter
+from sim.physics import Horizon, Profiles, StationNetwork, build_profiles, load_network, solve
+from sim.profiles.uci import ProfileDataMissing
+from sim.scenarios import POWER_DOWN_JUDGEMENT_S, Outage, Scenario
+from sim.station import Customer, Station, StationMeter
+
+log = logging.getLogger("ttu.sim.world")
+
+STEP_S = 900.0
+LIVE_HORIZON_S = 7 * 86400.0  # without a duration: a week, then the profiles repeat
+HORIZON_MARGIN_S = 3600.0
+#: HPLC last-gasp timing model (GRID.md §3): judgement, STA random delay, STA + CCO aggregation
+LASTGASP_STA_DELAY_S = (0.0, 0.2)
+LASTGASP_AGGREGATION_S = 30.0 + 30.0
+
+
+# -- load profiles from the physics ---------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Replica:
+    """One copy of the feeder: its network, the scenario horizon and the live one (with trips)."""
+
+    index: int
+    network: StationNetwork
+    base: Horizon  # scenario outages applied
+    horizon: Horizon  # base + relay trips made at run time
+    offs: dict[int, list[list[float]]] = field(default_factory=dict)  # customer -> [[t0, t1], ...]
+
+    @property
+    def prefix(self) -> str:
+        return "" if self.index == 0 else f"R{self.index + 1}-"
+
+    def steps_of(self, t: FloatArray) -> np.ndarray:
+        hz = self.horizon
+        k = np.floor((np.asarray(t, dtype=np.float64) - hz.start) / hz.step_s).astype(np.int64)
+        return np.mod(k, hz.steps)  # past the horizon the profiles repeat (live runs)
+
+    def refresh(self) -> None:
+        """Re-derive the live horizon from the scenario horizon and the relay intervals."""
+        hz = self.base
+        for i, intervals in sorted(self.offs.items()):
+            for t0, t1 in intervals:
+                hz = hz.with_customer_off(i, max(t0, hz.start), min(t1, hz.end))
+        self.horizon = hz
+
+
+@dataclass(slots=True)
+class HorizonProfile:
+    """A customer's solved P/Q/voltage as a ``sim.loads.VectorLoadProfile`` for its meter.
+
+    ``thefts`` are (t0, t1, bypass) windows: the physics sees the full load, the meter only
+    ``1 - bypass`` of it."""
+
+    replica: Replica
+    index: int
+    thefts: list[tuple[float, float, float]] = field(default_factory=list)
+
+    def _seen(self, t: FloatArray) -> FloatArray:
+        f = np.ones(np.shape(t))
+        for t0, t1, bypass in self.thefts:
+            f = np.where((t >= t0) & (t < t1), f * (1.0 - bypass), f)
+        return f
+
+    def power_kw_array(self, t: FloatArray) -> FloatArray:
+        t = np.asarray(t, dtype=np.float64)
+        return self.replica.horizon.p_kw[self.replica.steps_of(t), self.index] * self._seen(t)
+
+    def reactive_kvar_array(self, t: FloatArray) -> FloatArray:
+        t = np.asarray(t, dtype=np.float64)
+        return self.replica.horizon.q_kvar[self.replica.steps_of(t), self.index] * self._seen(t)
+
+    def voltage_v_array(self, t: FloatArray, phase: str = "A") -> FloatArray:
+        return self.replica.horizon.voltage_v[self.replica.steps_of(np.asarray(t)), self.index]
+
+    def power_kw(self, t: float) -> float:
+        return float(self.power_kw_array(np.array([t]))[0])
+
+    def reactive_kvar(self, t: float) -> float:
+        return float(self.reactive_kvar_array(np.array([t]))[0])
+
+    def voltage_v(self, t: float, phase: str = "A") -> float:
+        return float(self.voltage_v_array(np.array([t]), phase)[0])
+
+
+@dataclass(slots=True)
+class BranchProfile:
+    """The flow at a branch head (the branch and its sub-branches) for its monitoring unit."""
+
+    replica: Replica
+    sections: list[int]  # branch indices whose section flows add up to the head flow
+    customers: list[int]
+
+    def power_kw_array(self, t: FloatArray) -> FloatArray:
+        k = self.replica.steps_of(np.asarray(t))
+        return self.replica.horizon.branch_p[k][:, self.sections].sum(axis=1)
+
+    def reactive_kvar_array(self, t: FloatArray) -> FloatArray:
+        k = self.replica.steps_of(np.asarray(t))
+        return self.replica.horizon.q_kvar[k][:, self.customers].sum(axis=1)
+
+    def voltage_v_array(self, t: FloatArray, phase: str = "A") -> FloatArray:
+        ph = "ABC".index(phase) if phase in ("A", "B", "C") else 0
+        return self.replica.horizon.trafo_v[self.replica.steps_of(np.asarray(t)), ph]
+
+    def power_kw(self, t: float) -> float:
+        return float(self.power_kw_array(np.array([t]))[0])
+
+    def reactive_kvar(self, t: float) -> float:
+        return float(self.reactive_kvar_array(np.array([t]))[0])
+
+    def voltage_v(self, t: float, phase: str = "A") -> float:
+        return float(self.voltage_v_array(np.array([t]), phase)[0])
+
+
+# -- the world ------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class WorldMeter:
+    """A device of the world: a customer meter (``customer >= 0``) or a branch unit."""
+
+    id: str
+    replica: Replica
+    customer: int  # index in the replica's network, -1 for a branch unit
+    branch: str  # full name (with replica prefix)
+    box: str
+    station_meter: StationMeter
+
+    @property
+    def meter(self) -> VirtualMeter:
+        return self.station_meter.meter
+
+
+@dataclass(frozen=True, slots=True)
+class TruthEvent:
+    kind: str  # outage | dip | relay_trip | lastgasp ...
+    scope: str  # station | branch | box | meter
+    target: str
+    start: float
+    end: float | None
+    meters: tuple[str, ...] = ()
+
+
+@dataclass(order=True, slots=True)
+class _Action:
+    t: float
+    seq: int
+    apply: Callable[[float], None] = field(compare=False)
+
+
+@dataclass(slots=True)
+class World:
+    scenario: Scenario
+    replicas: list[Replica]
+    station: Station
+    meters: dict[str, WorldMeter]
+    start: float
+    seed: int
+    events: list[TruthEvent] = field(default_factory=list)
+    faults: list[dict[str, object]] = field(default_factory=list)
+    actions: list[_Action] = field(default_factory=list)
+    _relay_known: dict[str, bool] = field(default_factory=dict)
+    _open_trips: dict[str, int] = field(default_factory=dict)  # meter id -> index in events
+    _seq: int = 0
+
+    def by_key(self, key: str, *, path: str = "meter") -> WorldMeter:
+        """A meter by device id or address; ConfigError naming the scenario key otherwise."""
+        for m in self.meters.values():
+            if key in (m.id, m.meter.address):
+                return m
+        raise ConfigError(path, f"no meter {key!r} in the station area", source=self.scenario.source)
+
+    def customers(self) -> list[WorldMeter]:
+        return [m for m in self.meters.values() if m.customer >= 0]
+
+    def branch_units(self) -> list[WorldMeter]:
+        return [m for m in self.meters.values() if m.customer < 0]
+
+    # -- run time -------------------------------------------------------------------------------
+    def apply_due(self, now: float) -> None:
+        """Apply every scheduled action due at ``now`` (at its own time) and follow relays."""
+        while self.actions and self.actions[0].t <= now:
+            action = self.actions.pop(0)
+            action.apply(action.t)
+        self.follow_relays(now)
+
+    def follow_relays(self, now: float) -> None:
+        """Closed loop: a relay opened or closed (by the terminal or a scenario) changes the load."""
+        for m in self.customers():
+            closed = m.meter.relay_closed
+            if self._relay_known.get(m.id, True) == closed:
+                continue
+            self._relay_known[m.id] = closed
+            intervals = m.replica.offs.setdefault(m.customer, [])
+            if not closed:
+                intervals.append([now, math.inf])
+                self._open_trips[m.id] = len(self.events)
+                self.events.append(TruthEvent("relay_trip", "meter", m.id, now, None, (m.id,)))
+            else:
+                if intervals and intervals[-1][1] == math.inf:
+                    intervals[-1][1] = now
+                if (k := self._open_trips.pop(m.id, None)) is not None:
+                    self.events[k] = dataclasses.replace(self.events[k], end=now)
+            m.replica.refresh()
+
+    async def run(self, clock: Clock, *, poll_s: float = 2.0) -> None:
+        """Apply the scenario's timed actions and follow relay changes until cancelled."""
+        while True:
+            now = clock.now()
+            self.apply_due(now)
+            nxt = self.actions[0].t if self.actions else math.inf
+            await clock.sleep_until(min(now + poll_s, nxt))
+
+    def schedule(self, t: float, apply: Callable[[float], None]) -> None:
+        """Run ``apply(t)`` once the clock reaches ``t`` (in scheduling order for equal times)."""
+        self._seq += 1
+        bisect.insort(self.actions, _Action(t, self._seq, apply))
+
+
+# -- building -------------------------------------------------------------------------------------
+
+
+def build_world(
+    *,
+    buses: list[str],
+    scenario: Scenario,
+    seed: int,
+    start: float,
+    duration_s: float | None = None,
+    network: str = "ieee-eu-lv",
+    customers_scale: int = 1,
+    settings: SerialSettings | None = None,
+    response_delay_s: Delay | Mapping[str, Delay] = (0.02, 0.05),
+) -> World:
+    """The station area of ``network`` (× ``customers_scale``) under ``scenario``, from ``start``."""
+    if not buses or len(set(buses)) != len(buses):
+        raise ConfigError("buses", f"need distinct bus names, got {buses!r}")
+    if customers_scale < 1:
+        raise ConfigError("--customers-scale", f"must be at least 1, got {customers_scale}")
+    nw = load_network(network, seed=seed)
+    h_start = math.floor(start / STEP_S) * STEP_S
+    span = (duration_s if duration_s is not None else LIVE_HORIZON_S) + HORIZON_MARGIN_S
+    steps = math.ceil((start + span - h_start) / STEP_S)
+    replicas = []
+    for r in range(customers_scale):
+        prof = _profiles(nw, start=h_start, steps=steps, seed=seed * 1000 + r, scenario=scenario, t0=start)
+        hz = solve(nw, prof)
+        replicas.append(Replica(r, nw, hz, hz))
+    world = World(
+        scenario=scenario,
+        replicas=replicas,
+        station=Station(
+            buses={b: [] for b in buses},
+            seed=seed,
+            start=start,
+            settings=settings or SerialSettings(),
+            response_delay_s=response_delay_s,
+        ),
+        meters={},
+        start=start,
+        seed=seed,
+    )
+    _add_meters(world, buses, start=start, seed=seed)
+    for outage in scenario.outages:
+        _outage(world, outage)
+    for rep in replicas:
+        rep.horizon = rep.base
+    _thefts(world)
+    _meter_faults(world)
+    _relays(world)
+    _archive_errors(world)
+    _comms(world)
+    tr = scenario.transformer
+    if tr.ct_ratio_actual is not None and tr.ct_ratio_configured is not None:
+        world.faults.append(
+            {
+                "kind": "ct_ratio",
+                "target": "transformer",
+                "start": start,
+                "end": None,
+                "value": tr.ct_ratio_configured / tr.ct_ratio_actual,
+                "detail": f"CT ratio configured {tr.ct_ratio_configured:g}, actual {tr.ct_ratio_actual:g}: "
+                "the metrology unit reports energy x configured/actual",
+            }
+        )
+    for s in scenario.pv_surges:
+        world.faults.append(
+            {
+                "kind": "pv_surge",
+                "target": "station",
+                "start": start + s.at,
+                "end": start + s.at + s.duration,
+                "value": s.factor,
+                "detail": "PV output multiplied",
+            }
+        )
+    return world
+
+
+def _profiles(
+    nw: StationNetwork, *, start: float, steps: int, seed: int, scenario: Scenario, t0: float
+) -> Profiles:
+    try:
+        prof = build_profiles(nw, start=start, steps=steps, seed=seed, pv_share=scenario.pv_share)
+    except ProfileDataMissing:
+        log.warning("UCI household data not installed: synthetic household profiles instead")
+        mids = start + (np.arange(steps) + 0.5) * STEP_S
+        hh = [HouseholdProfile.for_customer(seed, i) for i in range(nw.n_customers)]
+        p = np.stack([h.power_kw_array(mids) for h in hh], axis=1)
+        q = np.stack([h.reactive_kvar_array(mids) for h in hh], axis=1)
+        prof = Profiles.constant(p, q, np.full(steps, nw.source_vm_pu), start=start, step_s=STEP_S)
+    if not scenario.pv_surges or not prof.prosumer.any():
+        return prof
+    factor = np.ones(steps)
+    edges = start + np.arange(steps + 1) * STEP_S
+    for s in scenario.pv_surges:
+        a, b = t0 + s.at, t0 + s.at + s.duration
+        overlap = np.clip(np.minimum(edges[1:], b) - np.maximum(edges[:-1], a), 0.0, None) / STEP_S
+        factor *= 1.0 + (s.factor - 1.0) * overlap
+    pv = prof.pv_kw * factor[:, None]
+    return dataclasses.replace(prof, pv_kw=pv, p_kw=prof.load_kw - pv)
+
+
+def _add_meters(world: World, buses: list[str], *, start: float, seed: int) -> None:
+    rng = np.random.default_rng([seed, 0x3A7])
+    customers: list[tuple[Replica, int]] = []
+    for rep in world.replicas:
+        order = sorted(range(rep.network.n_customers), key=lambda i: (rep.network.customers[i].branch, i))
+        customers += [(rep, i) for i in order]
+    per_bus = math.ceil(len(customers) / len(buses))
+    for n, (rep, i) in enumerate(customers):
+        k = n + 1
+        c = rep.network.customers[i]
+        bus = buses[min(n // per_bus, len(buses) - 1)]
+        address = f"{rep.index + 1:02d}{c.meter_id[2:]}"
+        device = f"m-{k:04d}"
+        meter = VirtualMeter(
+            address,
+            profile=HorizonProfile(rep, i),
+            start=start,
+            phase=c.phase,  # type: ignore[arg-type]
+            seed=seed,
+            initial_kwh=tuple(float(x) for x in rng.uniform(50, 3000) * np.array([0.1, 0.3, 0.35, 0.25])),
+        )
+        sm = StationMeter(device, bus, meter, Customer(f"C{k:04d}", device), meter.profile)
+        world.station.buses[bus].append(sm)
+        world.meters[device] = WorldMeter(device, rep, i, rep.prefix + c.branch, rep.prefix + c.box, sm)
+    bus = buses[-1]
+    for rep in world.replicas:
+        net = rep.network
+        for b, name in enumerate(net.branches):
+            sections = _descendants(net, b)
+            custs = [i for i, c in enumerate(net.customers) if net.branches.index(c.branch) in sections]
+            address = f"{rep.index + 1:02d}99{b + 1:08d}"
+            device = f"bu-{rep.prefix}{name}"
+            phase: Phase = "ABC"
+            meter = VirtualMeter(
+                address, profile=BranchProfile(rep, sections, custs), start=start, phase=phase, seed=seed
+            )
+            sm = StationMeter(
+                device,
+                bus,
+                meter,
+                Customer(f"branch:{rep.prefix}{name}", device, "branch-unit"),
+                meter.profile,
+            )
+            world.station.buses[bus].append(sm)
+            world.meters[device] = WorldMeter(device, rep, -1, rep.prefix + name, "", sm)
+
+
+def _descendants(net: StationNetwork, b: int) -> list[int]:
+    out = [b]
+    for j, head in enumerate(net.heads):  # parents are listed first
+        if head[3] in out:
+            out.append(j)
+    return out
+
+
+def _outage(world: World, o: Outage) -> None:
+    t0, t1 = world.start + o.at, world.start + o.at + o.duration
+    path = f"outage[{world.scenario.outages.index(o)}].target"
+    hit: list[WorldMeter] = []
+    for rep in world.replicas:
+        net = rep.network
+        if o.level == "station":
+            idx = list(range(net.n_customers))
+            units = [m for m in world.branch_units() if m.replica is rep]
+        elif o.level == "branch":
+            if not o.target.startswith(rep.prefix) or o.target[len(rep.prefix) :] not in net.branches:
+                continue
+            b = net.branches.index(o.target[len(rep.prefix) :])
+            sections = _descendants(net, b)
+            idx = [i for i, c in enumerate(net.customers) if net.branches.index(c.branch) in sections]
+            names = {rep.prefix + net.branches[s] for s in sections[1:]}
+            units = [m for m in world.branch_units() if m.replica is rep and m.branch in names]
+        elif o.level == "box":
+            idx = [i for i, c in enumerate(net.customers) if rep.prefix + c.box == o.target]
+            units = []
+        else:
+            m = world.by_key(o.target, path=path)
+            idx = [m.customer] if m.replica is rep and m.customer >= 0 else []
+            units = []
+        if idx:
+            rep.base = rep.base.with_customer_off(
+                idx, max(t0, rep.base.start), min(t1, rep.base.end), outage=True
+            )
+        hit += [m for m in world.customers() if m.replica is rep and m.customer in idx] + units
+    if not hit:
+        raise ConfigError(path, f"{o.level} {o.target!r} matches no meter", source=world.scenario.source)
+    ids = tuple(m.id for m in hit)
+    if o.duration < POWER_DOWN_JUDGEMENT_S:
+        world.events.append(TruthEvent("dip", o.level, o.target, t0, t1, ids))
+        return
+    world.events.append(TruthEvent("outage", o.level, o.target, t0, t1, ids))
+    rng = np.random.default_rng([world.seed, 0x1A57, len(world.events)])
+    for m in hit:
+        sta = t0 + POWER_DOWN_JUDGEMENT_S + float(rng.uniform(*LASTGASP_STA_DELAY_S))
+        world.events.append(TruthEvent("lastgasp", "meter", m.id, sta, sta + LASTGASP_AGGREGATION_S, (m.id,)))
+    meters = [m.meter for m in hit]
+    world.schedule(t0, lambda t: [vm.power_off(t) for vm in meters] and None)
+    world.schedule(t1, lambda t: [vm.power_on(t) for vm in meters] and None)
+
+
+def _thefts(world: World) -> None:
+    for n, th in enumerate(world.scenario.thefts):
+        m = world.by_key(th.meter, path=f"theft[{n}].meter")
+        if not isinstance(m.station_meter.profile, HorizonProfile):
+            raise ConfigError(
+                f"theft[{n}].meter", f"{th.meter} is a branch unit", source=world.scenario.source
+            )
+        t0 = world.start + th.at
+        t1 = math.inf if th.duration is None else t0 + th.duration
+        m.station_meter.profile.thefts.append((t0, t1, th.bypass))
+        world.faults.append(
+            {
+                "kind": "theft",
+                "target": m.id,
+                "start": t0,
+                "end": None if t1 == math.inf else t1,
+                "value": th.bypass,
+                "detail": "share of the load bypassing the meter",
+            }
+        )
+
+
+def _meter_faults(world: World) -> None:
+    for n, f in enumerate(world.scenario.meter_faults):
+        m = world.by_key(f.meter, path=f"meter_fault[{n}].meter")
+        vm = m.meter
+
+        def apply(t: float, vm: VirtualMeter = vm, kind: str = f.kind, value: float = f.value) -> None:
+            vm.advance(t)
+            if kind == "stopped":
+                vm.faults.stopped = True
+            elif kind == "slow":
+                vm.faults.slow_pct = value
+            else:
+                vm.skew_s += value
+
+        world.schedule(world.start + f.at, apply)
+        world.faults.append(
+            {
+                "kind": f.kind,
+                "target": m.id,
+                "start": world.start + f.at,
+                "end": None,
+                "value": f.value,
+                "detail": {"stopped": "register stopped", "slow": "% slow", "clock_skew": "s clock offset"}[
+                    f.kind
+                ],
+            }
+        )
+
+
+def _relays(world: World) -> None:
+    for n, r in enumerate(world.scenario.relays):
+        m = world.by_key(r.meter, path=f"relay[{n}].meter")
+
+        def apply(t: float, m: WorldMeter = m, action: str = r.action) -> None:
+            try:
+                m.meter.trip(t) if action == "trip" else m.meter.close(t)
+            except RelayRefused as err:
+                log.info("scenario relay %s on %s refused: %s", action, m.id, err)
+            world.follow_relays(t)
+
+        world.schedule(world.start + r.at, apply)
+
+
+def _archive_errors(world: World) -> None:
+    a = world.scenario.archive
+    rng = np.random.default_rng([world.seed, 0xA2C])
+    customers = world.customers()
+    if a.missing > len(customers):
+        raise ConfigError(
+            "archive.missing", f"{a.missing} > {len(customers)} meters", source=world.scenario.source
+        )
+    for j in sorted(rng.choice(len(customers), size=a.missing, replace=False).tolist()):
+        world.station.unarchived.add(customers[j].id)
+        world.faults.append(
+            {
+                "kind": "archive_missing",
+                "target": customers[j].id,
+                "start": world.start,
+                "end": None,
+                "value": 1,
+                "detail": "meter not in the archive",
+            }
+        )
+    buses = list(world.station.buses)
+    for j in range(a.foreign):
+        entry = ArchiveEntry(
+            id=f"m-{9001 + j}",
+            address=f"88{int(rng.integers(0, 10**10)):010d}",
+            port=buses[j % len(buses)],
+            baud=world.station.settings.baud,
+            phase="ABC"[j % 3],
+            customer=f"N{9001 + j}",
+        )
+        world.station.foreign.append(entry)
+        world.faults.append(
+            {
+                "kind": "archive_foreign",
+                "target": entry.id,
+                "start": world.start,
+                "end": None,
+                "value": 1,
+                "detail": f"address {entry.address}: a neighbouring area's meter",
+            }
+        )
+
+
+def _comms(world: World) -> None:
+    c = world.scenario.comms
+    if not c.loss_pct and not c.corrupt_pct:
+        return
+    buses = list(c.buses) or list(world.station.buses)
+    for b in buses:
+        if b not in world.station.buses:
+            raise ConfigError(
+                "comms.buses",
+                f"no bus {b!r}; buses: {list(world.station.buses)}",
+                source=world.scenario.source,
+            )
+        for sm in world.station.buses[b]:
+            sm.meter.faults.miss_rate = c.loss_pct / 100.0
+        world.station.corrupt_rate[b] = c.corrupt_pct / 100.0
+        world.faults.append(
+            {
+                "kind": "comms",
+                "target": b,
+                "start": world.start,
+                "end": None,
+                "value": c.loss_pct,
+                "detail": f"loss {c.loss_pct:g} %, corruption {c.corrupt_pct:g} %",
+            }
+        )
+
+
+__all__ = ["BranchProfile", "HorizonProfile", "Replica", "TruthEvent", "World", "WorldMeter", "build_world"]
