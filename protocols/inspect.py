@@ -4,7 +4,9 @@ Layer: protocols (pure function, no I/O). Must not import asyncio, serial, hal o
 
 ``describe(raw)`` never raises for bad input: it returns ``{"ok": false, "error",
 "offset"}``. ``protocol="auto"`` asks every known codec whether the bytes look like
-its frame (``_DESCRIBERS``); DL/T 698.45 and Q/GDW 1376.2 slot in as further rows.
+its frame (``_DESCRIBERS``): DL/T 645 by its second 0x68 at offset 7, DL/T 698.45 by an L
+that spans exactly to the final 0x16; a candidate whose checksums fail yields to the next
+row. Q/GDW 1376.2 slots in as a further row.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from protocols import dlt645, gdw1376_2
+from protocols import dlt645, dlt698, gdw1376_2
+from protocols.dlt698._describe import describe_dlt698
+from protocols.dlt698._describe import looks_like as _dlt698_looks_like
 from protocols.errors import ProtocolError
 from protocols.quantities import QUANTITIES
 
@@ -191,6 +195,7 @@ def describe_gdw1376_2(raw: bytes) -> Description:
 
 _DESCRIBERS: tuple[_Describer, ...] = (
     _Describer(dlt645.PROTOCOL, _dlt645_looks_like, describe_dlt645),
+    _Describer(dlt698.PROTOCOL, _dlt698_looks_like, describe_dlt698),
     _Describer(gdw1376_2.PROTOCOL, _gdw1376_2_looks_like, describe_gdw1376_2),
 )
 
@@ -221,4 +226,4 @@ def describe(raw: bytes, *, protocol: str = "auto") -> Description:
     }
 
 
-__all__ = ["PROTOCOLS", "Description", "describe", "describe_dlt645", "describe_gdw1376_2"]
+__all__ = ["PROTOCOLS", "Description", "describe", "describe_dlt645", "describe_dlt698", "describe_gdw1376_2"]
