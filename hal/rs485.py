@@ -164,7 +164,7 @@ class Rs485Port:
         except asyncio.CancelledError:
             if granted.done() and not granted.cancelled():
                 self._release()  # handed the bus just as we were cancelled: pass it on
-            else:
+            elif entry in self._queue:  # _release may already have popped (and skipped) it
                 self._queue.remove(entry)
                 heapq.heapify(self._queue)
             raise
