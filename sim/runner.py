@@ -20,11 +20,14 @@ from urllib.parse import urlsplit
 
 from runtime.clock import LoopClock
 from runtime.config import Board, load_credentials
-from runtime.errors import BusError
+from runtime.errors import BusError, ConfigError
 from runtime.terminal import Terminal
 from sim.broker import EmbeddedBroker
 from sim.cloud.stub import CloudStub
+from sim.scenarios import load_scenario
 from sim.station import Station, build_station
+from sim.truth import write_truth
+from sim.world import World, build_world
 
 log = logging.getLogger("ttu.sim")
 FLUSH_GRACE_S = 120.0
@@ -41,6 +44,12 @@ class SimOptions:
     duration_s: float | None = None
     broker_url: str | None = None
     response_delay_s: tuple[float, float] = (0.02, 0.05)
+    #: physics-driven station: a network ("ieee-eu-lv" or a pandapower JSON path); None = the
+    #: synthetic station of ``meters_per_bus`` household meters per bus
+    network: str | None = None
+    scenario: str | None = None  # name in sim/scenarios or a TOML path (physics only; default "default")
+    customers_scale: int = 1  # replicas of the feeder's customers (physics only)
+    truth_dir: Path | None = None  # ground truth folder (physics only; default <workdir>/truth)
 
 
 @dataclass(slots=True)
@@ -54,6 +63,8 @@ class SimRun:
     cloud: CloudStub
     broker_url: str
     started_monotonic: float = 0.0
+    world: World | None = None
+    truth_dir: Path | None = None
 
     async def summary(self) -> dict[str, Any]:
         parts = self.terminal.parts
@@ -119,13 +130,31 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
     clock = LoopClock(start=options.start, speed=options.speed)
     board = options.board
     buses = [p.name for p in board.rs485 if p.enabled]
-    station = build_station(
-        buses=buses,
-        meters_per_bus=options.meters_per_bus,
-        seed=options.seed,
-        start=clock.now(),
-        response_delay_s=options.response_delay_s,
-    )
+    world: World | None = None
+    if options.network is not None:
+        world = build_world(
+            buses=buses,
+            scenario=load_scenario(options.scenario or "default"),
+            seed=options.seed,
+            start=clock.now(),
+            duration_s=options.duration_s,
+            network=options.network,
+            customers_scale=options.customers_scale,
+            response_delay_s=options.response_delay_s,
+        )
+        station = world.station
+    else:
+        if options.scenario is not None:
+            raise ConfigError(
+                "--scenario", "scenarios need the physics station (--network), not --meters-per-bus"
+            )
+        station = build_station(
+            buses=buses,
+            meters_per_bus=options.meters_per_bus,
+            seed=options.seed,
+            start=clock.now(),
+            response_delay_s=options.response_delay_s,
+        )
     archive = options.workdir / "archive.toml"
     station.write_archive(archive)
     run_board = _with_workdir(board, options.workdir, archive)
@@ -140,7 +169,10 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
         station.serve(clock=clock) as ptys,
     ):
         terminal = Terminal(run_board, clock=clock, sim_devices=ptys, broker_url=broker_url)
-        run = SimRun(options, clock, station, terminal, cloud, broker_url, clock.monotonic())
+        run = SimRun(options, clock, station, terminal, cloud, broker_url, clock.monotonic(), world=world)
+        if world is not None:
+            run.truth_dir = options.truth_dir or options.workdir / "truth"
+        world_task = None if world is None else asyncio.create_task(world.run(clock), name="sim-world")
         task = asyncio.create_task(terminal.run(), name="terminal")
         try:
             started = asyncio.create_task(terminal.started.wait(), name="terminal-started")
@@ -150,9 +182,14 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
                 task.result()  # raises the terminal's start-up error
             yield run
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            if world is not None and run.truth_dir is not None:
+                end = clock.now() if options.duration_s is None else world.start + options.duration_s
+                write_truth(world, run.truth_dir, end=min(end, clock.now() + 1.0))
+            for t in (task, world_task):
+                if t is not None:
+                    t.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await t
 
 
 async def run_for(
@@ -221,4 +258,14 @@ async def report(run: SimRun) -> dict[str, Any]:
         },
         "counters": {k: v for k, v in acq.items() if isinstance(v, int) and not isinstance(v, bool)},
         "apps": summary["apps"],
+        "physics": None
+        if run.world is None
+        else {
+            "network": run.options.network,
+            "scenario": run.world.scenario.name,
+            "customers_scale": run.options.customers_scale,
+            "customer_meters": len(run.world.customers()),
+            "branch_units": len(run.world.branch_units()),
+            "truth_dir": str(run.truth_dir),
+        },
     }
