@@ -133,7 +133,9 @@ class Profile:
         try:
             return self.registers[name]
         except KeyError:
-            raise KeyError(f"profile {self.name}: no point {name!r}; points: {', '.join(self.registers)}") from None
+            raise KeyError(
+                f"profile {self.name}: no point {name!r}; points: {', '.join(self.registers)}"
+            ) from None
 
     @property
     def readings(self) -> tuple[Register, ...]:
@@ -171,7 +173,9 @@ class _Reader:
     def number(self, data: Mapping[str, Any], key: str, path: str, default: float | None = None) -> float:
         value = data.get(key, default)
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise self.fail(f"{path}.{key}", "required number" if value is None else f"{value!r} is not a number")
+            raise self.fail(
+                f"{path}.{key}", "required number" if value is None else f"{value!r} is not a number"
+            )
         return float(value)
 
     def meanings(self, data: Mapping[str, Any], key: str, path: str, hi: int) -> Mapping[int, str]:
@@ -204,7 +208,9 @@ def _register(r: _Reader, name: str, data: Any) -> Register:
     if kind not in WORDS:
         raise r.fail(f"{path}.type", f"{kind!r} not one of {', '.join(WORDS)}")
     if bit != (kind == "bool"):
-        raise r.fail(f"{path}.type", f"{table} points are bool" if bit else "bool needs table coil or discrete")
+        raise r.fail(
+            f"{path}.type", f"{table} points are bool" if bit else "bool needs table coil or discrete"
+        )
     if address + WORDS[kind] - 1 > 0xFFFF:
         raise r.fail(f"{path}.address", "point runs past address 65535")
     order = r.text(data, "word_order", path, "big")
@@ -230,7 +236,7 @@ def _register(r: _Reader, name: str, data: Any) -> Register:
     limits = {k: r.number(data, k, path) for k in ("min", "max") if k in data}
     return Register(
         name=name,
-        table=cast(Table, table),
+        table=table,
         address=address,
         type=cast(ValueType, kind),
         word_order=cast(WordOrder, order),

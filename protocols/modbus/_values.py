@@ -20,7 +20,12 @@ from protocols.modbus._profile import BIT_TABLES, Register, Table
 #: protocol limits per request (Modbus Application Protocol V1.1b3 §6.1-6.4)
 MAX_REGISTERS = 125
 MAX_BITS = 2000
-_RANGES = {"u16": (0, 0xFFFF), "i16": (-0x8000, 0x7FFF), "u32": (0, 0xFFFFFFFF), "i32": (-0x80000000, 0x7FFFFFFF)}
+_RANGES = {
+    "u16": (0, 0xFFFF),
+    "i16": (-0x8000, 0x7FFF),
+    "u32": (0, 0xFFFFFFFF),
+    "i32": (-0x80000000, 0x7FFFFFFF),
+}
 
 
 def _raw(reg: Register, words: Sequence[int]) -> int | float:
@@ -54,7 +59,7 @@ def encode_value(reg: Register, value: float | bool) -> list[int] | list[bool]:
     """Raw words (or the one bit) that carry ``value`` in ``reg``; EncodeError if out of range."""
     if reg.is_bit:
         return [bool(value)]
-    if reg.min is not None and value < reg.min or reg.max is not None and value > reg.max:
+    if (reg.min is not None and value < reg.min) or (reg.max is not None and value > reg.max):
         raise EncodeError(f"{reg.name}: {value} outside {reg.min}..{reg.max}", protocol="modbus")
     scaled = float(value) / reg.scale
     if reg.type == "f32":
@@ -82,7 +87,8 @@ class Block:
         """Engineering values of every point from the block's raw values (``count`` of them)."""
         if len(values) < self.count:
             raise ProtocolError(
-                f"{self.table} {self.start}+{self.count}: reply carries {len(values)} values", protocol="modbus"
+                f"{self.table} {self.start}+{self.count}: reply carries {len(values)} values",
+                protocol="modbus",
             )
         out: dict[str, float | bool] = {}
         for reg in self.points:
