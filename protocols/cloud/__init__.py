@@ -9,7 +9,7 @@ Topics (``T`` = terminal id, ``S`` = stream name)::
                         streams: readings, events, status, alarms, apps, jobs, reply
     ttu/T/state         terminal -> cloud   retained "online"/"offline" (offline is the will)
     ttu/T/down/cmd      cloud -> terminal   a Command, QoS 1
-    ttu/T/down/chunk    cloud -> terminal   app-package chunks (package issue)
+    ttu/T/down/chunk    cloud -> terminal   a Chunk of an app package, QoS 1 (HMAC like commands)
 
 UpBatch JSON::
 
@@ -29,8 +29,47 @@ Command JSON (down) and Reply JSON (up, stream ``reply``, as the body of a messa
 
 Error codes: ``bad_json``, ``bad_command`` (shape), ``unauthenticated``,
 ``unknown_command``, ``bad_args``, ``failed`` (the handler raised), ``expired``.
+
+App lifecycle (``_jobs``). Commands ``app.install`` and ``app.upgrade`` take an
+``InstallJob`` (job id, name, version, size, sha256, chunk_size, start_delay_s, source);
+``app.rollback`` takes ``{"job", "name"}``; ``app.start``, ``app.stop``, ``app.uninstall``
+take ``{"name"}``; ``app.list`` takes ``{}``. The reply of a job command only says the job
+was accepted (``{"job", "state", "next", "chunks"}``); progress and the outcome arrive as
+``JobReport`` messages on stream ``jobs``. The transfer is pulled by the terminal::
+
+    cloud                                   terminal
+      cmd app.install {job, size, sha256} ->  job persisted, reply {next: k}
+                                          <-  jobs: fetch {job, next: k}
+      chunk {job, index: k, data, auth}   ->  appended + fsynced to <job>.part
+                                          <-  jobs: ack {job, index: k, next: k+1}
+      ... (the cloud keeps a window of unacked chunks in flight) ...
+                                          <-  jobs: state verifying/installing/starting/
+                                              health-check/done | failed {code, message}
+
+A chunk already on disk is acked again and changes nothing; a chunk out of order,
+out of range, of the wrong length or for an unknown job is refused with a ``nack``.
+Resume: after a broken link the terminal asks again (``fetch`` from its ``next``) when no
+chunk arrived for a while; after a terminal restart the partial file and its ``next``
+are still on disk, and the terminal sends ``fetch`` when it comes back; re-sending the same
+``app.install`` (same job id and arguments) is answered with the current ``next``.
 """
 
+from ._jobs import (
+    DEFAULT_CHUNK_SIZE,
+    FINAL_STATES,
+    JOB_STATES,
+    MAX_CHUNK_SIZE,
+    MIN_CHUNK_SIZE,
+    Chunk,
+    InstallJob,
+    JobReport,
+    PackageSource,
+    check_app_name,
+    check_job_id,
+    parse_app_name,
+    sign_chunk,
+    verify_chunk,
+)
 from ._messages import (
     PROTOCOL_VERSION,
     Command,
@@ -52,19 +91,33 @@ from ._topics import (
 )
 
 __all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "FINAL_STATES",
+    "JOB_STATES",
+    "MAX_CHUNK_SIZE",
+    "MIN_CHUNK_SIZE",
     "PROTOCOL_VERSION",
     "STREAMS",
+    "Chunk",
     "Command",
+    "InstallJob",
+    "JobReport",
+    "PackageSource",
     "Reply",
     "UpBatch",
     "UpMessage",
     "canonical_json",
+    "check_app_name",
+    "check_job_id",
     "chunk_topic",
     "command_topic",
+    "parse_app_name",
     "parse_topic",
+    "sign_chunk",
     "sign_command",
     "state_topic",
     "up_topic",
     "up_wildcard",
+    "verify_chunk",
     "verify_command",
 ]
