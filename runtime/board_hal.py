@@ -19,6 +19,7 @@ from hal.errors import CapabilityMissing
 from hal.interfaces import CarrierModule, Metrology, SerialSettings, Slot, Watchdog
 from hal.linux.serial import PySerialLink
 from hal.linux.watchdog import DevWatchdog
+from hal.metrology import DltMetrology, Ratios
 from hal.rs485 import Rs485Port
 from hal.sim import MemorySlot, SimWatchdog
 from runtime.clock import Clock
@@ -43,6 +44,7 @@ class BoardHal:
         self._ports: dict[str, Rs485Port] = {}
         self._slots: dict[str, Slot] = {}
         self._watchdog: Watchdog | None = None
+        self._metrology: Metrology | None = None
         self._stack = AsyncExitStack()
 
     def _device(self, path: str, device: str) -> str:
@@ -66,6 +68,7 @@ class BoardHal:
                 link = PySerialLink(self._device(f"rs485[{i}].device", node.device), settings, name=node.name)
                 port = Rs485Port(link, clock=self._clock, name=node.name)
                 self._ports[node.name] = await self._stack.enter_async_context(port)
+            await self._open_metrology()
             for slot in board.slots:
                 if slot.enabled and slot.module == "di-do" and board.hal.backend == "sim":
                     self._slots[slot.name] = MemorySlot(slot.name, kind="dio")
@@ -84,6 +87,22 @@ class BoardHal:
             await self._stack.aclose()
             raise
         return self
+
+    async def _open_metrology(self) -> None:
+        node = self._board.metrology
+        if node is None or not node.enabled:
+            return
+        if node.device.startswith(SIM_PREFIX) and node.device[len(SIM_PREFIX) :] not in self._sim_devices:
+            log.warning("metrology: %s has no simulator behind it; not available", node.device)
+            return
+        link = PySerialLink(self._device("metrology.device", node.device), node.settings, name="metrology")
+        unit = DltMetrology(
+            link,
+            clock=self._clock,
+            ratios=Ratios(ct=node.ct_ratio, pt=node.pt_ratio),
+            logical_address=node.logical_address,
+        )
+        self._metrology = await self._stack.enter_async_context(unit)
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
@@ -106,7 +125,9 @@ class BoardHal:
         raise CapabilityMissing("HPLC carrier module: no Q/GDW 1376.2 driver in this build yet")
 
     def metrology(self) -> Metrology:
-        raise CapabilityMissing("metrology unit: no DL/T 698.45 driver in this build yet")
+        if self._metrology is None:
+            raise CapabilityMissing("metrology unit: not enabled on this board (or no simulator behind it)")
+        return self._metrology
 
     def slot(self, name: str) -> Slot:
         try:
