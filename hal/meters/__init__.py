@@ -1,10 +1,37 @@
-"""Meter clients: protocol masters on top of a transport (an RS-485 port today, HPLC later).
+"""Meter clients: protocol masters on top of a transport (an RS-485 port or the HPLC carrier).
 
-Layer: hal. Turns "read DI x from meter y" into frames, transactions and decoded
-results; abnormal replies become ``DeviceError``. Must not know schedules, archives
-or what apps do with the values.
+Layer: hal. ``transport`` carries frames (``Rs485Transport``, ``CarrierTransport``);
+``dlt645`` / ``dlt698`` turn "read this from meter y" into frames and decoded results
+(abnormal replies become ``DeviceError``); ``client`` is the one ``MeterClient`` interface an
+app reads any meter through, with normalized quantity names. Must not know schedules,
+archives or what apps do with the values.
 """
 
-from hal.meters.dlt645 import Dlt645Master, WireTally
+from hal.meters.client import (
+    REALTIME_ITEMS,
+    Dlt645Client,
+    Dlt698Client,
+    MeterClient,
+    PowerDownRecord,
+    Record,
+    RelayCommand,
+)
+from hal.meters.dlt645 import Dlt645Master
+from hal.meters.dlt698 import Dlt698Master
+from hal.meters.transport import CarrierTransport, MeterTransport, Rs485Transport, WireTally
 
-__all__ = ["Dlt645Master", "WireTally"]
+__all__ = [
+    "REALTIME_ITEMS",
+    "CarrierTransport",
+    "Dlt645Client",
+    "Dlt645Master",
+    "Dlt698Client",
+    "Dlt698Master",
+    "MeterClient",
+    "MeterTransport",
+    "PowerDownRecord",
+    "Record",
+    "RelayCommand",
+    "Rs485Transport",
+    "WireTally",
+]

@@ -1,60 +1,51 @@
-"""DL/T 645-2007 master over one RS-485 port.
+"""DL/T 645-2007 master over any meter transport (an RS-485 port or the HPLC carrier).
 
-Layer: hal. One request/response exchange per call, run through the port's
-priority queue; follow-up frames (B1H/B2H) are fetched and joined; abnormal replies
-(D1H...) raise ``DeviceError`` with the error word. Keeps a tally of the bytes put on
-the wire so callers can compare a cycle with its wire-time lower bound.
+Layer: hal. One request/response exchange per call, run through the transport's
+priority arbitration; follow-up frames (B1H/B2H) are fetched and joined; abnormal replies
+(D1H...) raise ``DeviceError`` with the error word. Keeps a tally of the bytes of its own
+exchanges so callers can compare a cycle with its wire-time lower bound (RS-485).
+Must not know schedules, archives or what the values are used for.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 
 from hal.errors import DeviceError
 from hal.interfaces import Priority
+from hal.meters.transport import MIN_RESPONSE_DELAY_S, MeterTransport, Rs485Transport, WireTally
 from hal.rs485 import Rs485Port
 from protocols import dlt645
 from protocols.errors import ProtocolError
 
-# DL/T 645 lets a meter wait 20 ms before answering: the least any exchange can take
-# beyond its bytes on the wire (PROTOCOLS.md §1.1).
-MIN_RESPONSE_DELAY_S = 0.020
 MAX_FOLLOW_UPS = 16
 PREAMBLE = 4
 
 
-@dataclass(slots=True)
-class WireTally:
-    """Bytes and exchanges on one port, for the wire-time bound of a cycle."""
-
-    exchanges: int = 0
-    request_bytes: int = 0
-    reply_bytes: int = 0
-
-    def bound_seconds(self, port: Rs485Port) -> float:
-        settings = port.link.settings
-        wire = settings.wire_seconds(self.request_bytes + self.reply_bytes)
-        return wire + self.exchanges * MIN_RESPONSE_DELAY_S
-
-    def reset(self) -> None:
-        self.exchanges = self.request_bytes = self.reply_bytes = 0
-
-
 class Dlt645Master:
-    """Reads and commands DL/T 645-2007 meters on one RS-485 port.
+    """Reads and commands DL/T 645-2007 meters on one transport.
 
-    ``async with``-free: the port's lifetime is owned by whoever opened it.
+    ``async with``-free: the port's / module's lifetime is owned by whoever opened it. An
+    ``Rs485Port`` given directly is wrapped in an ``Rs485Transport``.
     """
 
-    def __init__(self, port: Rs485Port, *, timeout: float = 1.0) -> None:
-        self._port = port
+    def __init__(self, transport: MeterTransport | Rs485Port, *, timeout: float = 1.0) -> None:
+        self._transport: MeterTransport = (
+            Rs485Transport(transport) if isinstance(transport, Rs485Port) else transport
+        )
         self._timeout = timeout
         self.tally = WireTally()
 
     @property
+    def transport(self) -> MeterTransport:
+        return self._transport
+
+    @property
     def port(self) -> Rs485Port:
-        return self._port
+        """The RS-485 port under this master (``TypeError`` on the carrier)."""
+        if isinstance(self._transport, Rs485Transport):
+            return self._transport.port
+        raise TypeError(f"{self._transport!r} is not an RS-485 port")
 
     async def _exchange(
         self,
@@ -74,7 +65,7 @@ class Dlt645Master:
                 and (wildcard or frame.address == request.address)
             )
 
-        reply = await self._port.transact(
+        reply = await self._transport.transact(
             raw,
             decoder=dlt645.Framer(),
             match=is_reply,
@@ -82,10 +73,7 @@ class Dlt645Master:
             priority=priority,
             timeout=self._timeout if timeout is None else timeout,
         )
-        request_bytes, reply_bytes = self._port.last_exchange
-        self.tally.exchanges += 1
-        self.tally.request_bytes += request_bytes
-        self.tally.reply_bytes += reply_bytes
+        self.tally.add(*self._transport.last_exchange)
         if reply.is_abnormal:
             error = dlt645.parse_error(reply)
             raise DeviceError(request.address, error.bits, ", ".join(error.names) or "abnormal reply")
@@ -134,7 +122,7 @@ class Dlt645Master:
     async def broadcast_time(self, when: datetime, *, priority: Priority = Priority.CONTROL) -> None:
         """Broadcast time sync (08H, address 99...99): meters set their clock, nobody answers."""
         raw = dlt645.encode(dlt645.broadcast_time_request(when), preamble=PREAMBLE)
-        await self._port.send(raw, device="broadcast", priority=priority)
+        await self._transport.broadcast(raw, priority=priority)
 
     async def write(
         self,
@@ -163,3 +151,6 @@ class Dlt645Master:
             address, action, valid_until, password=password, operator=operator
         )
         await self._exchange(request, priority=Priority.CONTROL, timeout=None)
+
+
+__all__ = ["MAX_FOLLOW_UPS", "MIN_RESPONSE_DELAY_S", "PREAMBLE", "Dlt645Master", "WireTally"]

@@ -1,0 +1,441 @@
+"""``MeterClient``: one meter, whatever its protocol (DL/T 645 / 698.45) and transport (RS-485 / HPLC).
+
+Layer: hal. The one interface the acquisition app reads meters through. Every method
+returns normalized values: quantity names from ``protocols.quantities`` mapped to floats in
+the quantity's unit, and meter-clock times as naive local ``datetime`` (the meter's own
+clock, in its local time; the caller knows the time zone). What is read per kind:
+
+=================  ==============================  =====================================
+kind               DL/T 645-2007                   DL/T 698.45
+=================  ==============================  =====================================
+realtime items     one DI per item (per exchange)  GET-Request-NormalList, one exchange
+15-min curve       06000001 load records           GET-Record 50020200, RSD selector 2
+daily freeze n     05060000+n time, 05060100+n     GET-Record 50040200, RSD selector 9
+power-down count   03110000                        GET 30110700 (current value record)
+power-down record  03110000+n start/end            GET-Record 30110200, RSD selector 9
+relay state        status word 3 (04000503) bit 4  status word 3 (20140203) bit 4
+relay command      1CH control                     ACTION 80008100 / 80008200 / 8001
+time sync          broadcast 08H                   broadcast ACTION 40007F00
+=================  ==============================  =====================================
+
+Abnormal replies raise ``DeviceError``; no answer ``TransportTimeout``; garbage
+``ProtocolError``. Must not know schedules, archives, stores or readings.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from hal.errors import DeviceError
+from hal.interfaces import Priority
+from hal.meters.dlt645 import Dlt645Master
+from hal.meters.dlt698 import Dlt698Master, date_time_s, to_datetime
+from hal.meters.transport import MeterTransport
+from protocols import dlt645, dlt698
+from protocols.errors import ProtocolError
+from protocols.quantities import QUANTITIES
+
+CURVE_PERIOD_S = 900
+REALTIME_ITEMS = ("energy", "energy_export", "voltage", "current", "power", "power_factor", "frequency")
+
+
+class RelayCommand(enum.Enum):
+    TRIP = "trip"
+    CLOSE = "close"
+    KEEP_POWER = "keep_power"
+    KEEP_POWER_RELEASE = "keep_power_release"
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """A stored record (curve point, freeze): its meter-clock time and its quantities."""
+
+    at: datetime
+    values: dict[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class PowerDownRecord:
+    start: datetime
+    end: datetime | None
+
+
+class MeterClient(Protocol):
+    """One meter as the app sees it."""
+
+    @property
+    def address(self) -> str: ...
+
+    @property
+    def protocol(self) -> str: ...
+
+    @property
+    def transport(self) -> MeterTransport: ...
+
+    @property
+    def curve_batch(self) -> int:
+        """Most curve records one ``read_curve`` call asks for."""
+        ...
+
+    def available(self) -> bool:
+        """False while the transport counts this meter as not answering."""
+        ...
+
+    def realtime_batches(self, items: Sequence[str]) -> list[tuple[str, ...]]:
+        """How ``items`` split into exchanges (each batch is one ``read_realtime`` call)."""
+        ...
+
+    async def read_realtime(
+        self, items: Sequence[str], *, priority: Priority = Priority.REALTIME
+    ) -> dict[str, float]: ...
+
+    async def read_curve(self, since: datetime, count: int) -> list[Record]: ...
+
+    async def read_daily_freeze(self, times_ago: int) -> Record | None:
+        """The n-th most recent daily freeze (1 = last midnight); None if the meter has none."""
+        ...
+
+    async def read_power_down_count(self) -> int | None: ...
+
+    async def read_power_down_records(self, last: int) -> list[PowerDownRecord]:
+        """Up to ``last`` most recent power-down records, newest first."""
+        ...
+
+    async def read_relay_state(self) -> bool | None:
+        """True when the relay is open (tripped)."""
+        ...
+
+    async def relay(self, command: RelayCommand, *, valid_until: datetime) -> None: ...
+
+
+def _numeric(values: Sequence[object], names: Sequence[str]) -> Iterator[tuple[str, float]]:
+    for name, value in zip(names, values, strict=False):
+        if name in QUANTITIES and isinstance(value, int | float) and not isinstance(value, bool):
+            yield name, float(value)
+
+
+def parse_645_time(text: str) -> datetime:
+    """A DL/T 645 stamp as the codec renders it ("2026-01-01 00:15[:ss]")."""
+    fmt = "%Y-%m-%d %H:%M:%S" if text.count(":") == 2 else "%Y-%m-%d %H:%M"
+    try:
+        return datetime.strptime(text, fmt)
+    except ValueError as err:
+        raise ProtocolError(f"meter time {text!r} is not a valid date", protocol="dlt645") from err
+
+
+# ---------------------------------------------------------------------------------------- 645
+
+# item -> (DI on a single-phase meter, DI on a three-phase meter)
+DLT645_ITEMS: dict[str, tuple[int, int]] = {
+    "energy": (0x0001FF00, 0x0001FF00),
+    "energy_export": (0x00020000, 0x00020000),
+    "voltage": (0x02010100, 0x0201FF00),
+    "current": (0x02020100, 0x0202FF00),
+    "power": (0x02030000, 0x0203FF00),
+    "power_factor": (0x02060000, 0x02060000),
+    "frequency": (0x02800002, 0x02800002),
+}
+DLT645_POWER_DOWN_COUNT = 0x03110000
+DLT645_STATUS_WORD_3 = 0x04000503
+RELAY_OPEN_BIT = 4  # status word 3 bit 4: relay state, 1 = open (断)
+_645_RELAY = {
+    RelayCommand.TRIP: dlt645.RelayAction.TRIP,
+    RelayCommand.CLOSE: dlt645.RelayAction.CLOSE_ALLOWED,
+    RelayCommand.KEEP_POWER: dlt645.RelayAction.KEEP_POWER,
+    RelayCommand.KEEP_POWER_RELEASE: dlt645.RelayAction.KEEP_POWER_RELEASE,
+}
+
+
+class Dlt645Client:
+    """``MeterClient`` for a DL/T 645-2007 meter."""
+
+    protocol = "dlt645"
+    curve_batch = dlt645.LOAD_RECORDS_PER_FRAME
+
+    def __init__(
+        self, master: Dlt645Master, address: str, *, three_phase: bool = False, password: str = "02000000"
+    ) -> None:
+        self.master = master
+        self._address = address
+        self.three_phase = three_phase
+        self._password = password
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    @property
+    def transport(self) -> MeterTransport:
+        return self.master.transport
+
+    def available(self) -> bool:
+        return self.master.transport.available(self._address)
+
+    def realtime_batches(self, items: Sequence[str]) -> list[tuple[str, ...]]:
+        return [(item,) for item in items]  # one DI per exchange
+
+    async def _read(self, di: int, priority: Priority) -> dlt645.ReadResult:
+        return await self.master.read(self._address, di, priority=priority)
+
+    async def read_realtime(
+        self, items: Sequence[str], *, priority: Priority = Priority.REALTIME
+    ) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for item in items:
+            result = await self._read(DLT645_ITEMS[item][1 if self.three_phase else 0], priority)
+            out.update(_numeric(result.values, result.names))
+        return out
+
+    async def read_curve(self, since: datetime, count: int) -> list[Record]:
+        result = await self.master.read_load_curve(self._address, start=since, count=count)
+        names = result.names
+        records: list[Record] = []
+        for row in result.values:
+            if not isinstance(row, tuple) or not row or not isinstance(row[0], str):
+                continue
+            records.append(Record(parse_645_time(row[0]), dict(_numeric(row[1:], names[1:]))))
+        return records
+
+    async def read_daily_freeze(self, times_ago: int) -> Record | None:
+        stamp = await self._read(0x05060000 | times_ago, Priority.CURVE)
+        if not stamp.values or not isinstance(stamp.values[0], str):
+            return None
+        energy = await self._read(0x05060100 | times_ago, Priority.CURVE)
+        return Record(parse_645_time(stamp.values[0]), dict(_numeric(energy.values, energy.names)))
+
+    async def read_power_down_count(self) -> int | None:
+        count = await self._read(DLT645_POWER_DOWN_COUNT, Priority.EVENT)
+        value = count.values[0] if count.values else None
+        return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+    async def read_power_down_records(self, last: int) -> list[PowerDownRecord]:
+        out: list[PowerDownRecord] = []
+        for n in range(1, min(last, 10) + 1):
+            record = await self._read(DLT645_POWER_DOWN_COUNT | n, Priority.EVENT)
+            start, end = (*record.values, None, None)[:2]
+            if not isinstance(start, str):
+                break
+            out.append(
+                PowerDownRecord(parse_645_time(start), parse_645_time(end) if isinstance(end, str) else None)
+            )
+        return out
+
+    async def read_relay_state(self) -> bool | None:
+        word = await self._read(DLT645_STATUS_WORD_3, Priority.EVENT)
+        value = word.values[0] if word.values else None
+        return bool(value >> RELAY_OPEN_BIT & 1) if isinstance(value, int) else None
+
+    async def relay(self, command: RelayCommand, *, valid_until: datetime) -> None:
+        await self.master.relay(self._address, _645_RELAY[command], valid_until, password=self._password)
+
+
+# ---------------------------------------------------------------------------------------- 698
+
+OAD = dlt698.OAD.of
+DLT698_ITEMS: dict[str, dlt698.OAD] = {
+    "energy": OAD(0x00100200),
+    "energy_export": OAD(0x00200200),
+    "voltage": OAD(0x20000200),
+    "current": OAD(0x20010200),
+    "power": OAD(0x20040200),
+    "power_factor": OAD(0x200A0200),
+    "frequency": OAD(0x200F0200),
+}
+FREEZE_TIME = OAD(0x20210200)  # data freeze time (数据冻结时间)
+MINUTE_FREEZE = OAD(0x50020200)  # minute freeze records: the 15-min curve
+DAILY_FREEZE = OAD(0x50040200)
+CURVE_COLUMNS = (
+    FREEZE_TIME,
+    OAD(0x00100201),  # forward active energy, total
+    OAD(0x00200201),  # reverse active energy, total
+    OAD(0x20000200),  # voltage A/B/C
+    OAD(0x20010200),  # current A/B/C
+    OAD(0x20040201),  # active power, total
+    OAD(0x200A0201),  # power factor, total
+)
+DAILY_COLUMNS = (FREEZE_TIME, OAD(0x00100200))
+POWER_DOWN_RECORDS = OAD(0x30110200)
+POWER_DOWN_CURRENT = OAD(0x30110700)  # current value record: occurrence count + cumulative time
+EVENT_COLUMNS = (OAD(0x20220200), OAD(0x201E0200), OAD(0x20200200))  # record no., start, end
+STATUS_WORD_3 = OAD(0x20140203)
+RELAY_OI, KEEP_POWER_OI = 0x8000, 0x8001
+RELAY_UNIT = OAD(0xF2050201)  # relay output 1
+TI_15_MIN = dlt698.TI(1, 15)
+
+
+def _values_698(oad: dlt698.OAD, data: dlt698.Data) -> Iterator[tuple[str, float]]:
+    for element in dlt698.values(oad, data) or ():
+        name, value = element.get("quantity"), element.get("value")
+        if isinstance(name, str) and isinstance(value, int | float) and not isinstance(value, bool):
+            yield name, float(value)
+
+
+def _time_of(data: dlt698.Data) -> datetime | None:
+    if data.type is dlt698.DataType.DATE_TIME_S and isinstance(data.value, dlt698.DateTimeS):
+        return to_datetime(data.value)
+    return None
+
+
+def _first_count(data: dlt698.Data) -> int | None:
+    """The occurrence count in a current-value record: the first unsigned integer, depth first."""
+    if data.type in (dlt698.DataType.ARRAY, dlt698.DataType.STRUCTURE):
+        for item in data.value:
+            found = _first_count(item)
+            if found is not None:
+                return found
+        return None
+    if data.type in (
+        dlt698.DataType.DOUBLE_LONG_UNSIGNED,
+        dlt698.DataType.LONG_UNSIGNED,
+        dlt698.DataType.UNSIGNED,
+    ):
+        return int(data.value)
+    return None
+
+
+def _relay_parameters(command: RelayCommand) -> tuple[dlt698.OMD, dlt698.Data]:
+    dt = dlt698.DataType
+    if command is RelayCommand.TRIP:
+        # array of {relay OAD, alarm delay (min), power-limit time (min, 0 = until closed), auto close}
+        unit = dlt698.Data(
+            dt.STRUCTURE,
+            (
+                dlt698.Data(dt.OAD, RELAY_UNIT),
+                dlt698.Data(dt.UNSIGNED, 0),
+                dlt698.Data(dt.LONG_UNSIGNED, 0),
+                dlt698.Data(dt.BOOL, False),
+            ),
+        )
+        return dlt698.OMD(RELAY_OI, 129, 0), dlt698.Data(dt.ARRAY, (unit,))
+    if command is RelayCommand.CLOSE:
+        unit = dlt698.Data(dt.STRUCTURE, (dlt698.Data(dt.OAD, RELAY_UNIT), dlt698.Data(dt.ENUM, 0)))
+        return dlt698.OMD(RELAY_OI, 130, 0), dlt698.Data(dt.ARRAY, (unit,))
+    method = 127 if command is RelayCommand.KEEP_POWER else 128
+    return dlt698.OMD(KEEP_POWER_OI, method, 0), dlt698.Data(dt.NULL)
+
+
+class Dlt698Client:
+    """``MeterClient`` for a DL/T 698.45 meter."""
+
+    protocol = "dlt698"
+    curve_batch = 8  # 8 rows of 7 columns stay well inside one unfragmented frame
+
+    def __init__(self, master: Dlt698Master, address: str, *, three_phase: bool = False) -> None:
+        self.master = master
+        self._address = address
+        self.three_phase = three_phase
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    @property
+    def transport(self) -> MeterTransport:
+        return self.master.transport
+
+    def available(self) -> bool:
+        return self.master.transport.available(self._address)
+
+    def realtime_batches(self, items: Sequence[str]) -> list[tuple[str, ...]]:
+        return [tuple(items)] if items else []  # NormalList: every item in one exchange
+
+    async def read_realtime(
+        self, items: Sequence[str], *, priority: Priority = Priority.REALTIME
+    ) -> dict[str, float]:
+        results = await self.master.get(self._address, [DLT698_ITEMS[i] for i in items], priority=priority)
+        out: dict[str, float] = {}
+        refused: list[str] = []
+        for result in results:
+            if result.data is None:
+                refused.append(f"{result.oad}: {dlt698.dar_name(result.dar or 255)}")
+                continue
+            out.update(_values_698(result.oad, result.data))
+        if refused and not out:
+            raise DeviceError(self._address, 255, "; ".join(refused))
+        return out
+
+    async def _records(
+        self, oad: dlt698.OAD, rsd: dlt698.RSD, columns: Sequence[dlt698.OAD]
+    ) -> dlt698.ResultRecord:
+        return await self.master.get_record(self._address, oad, rsd, columns, priority=Priority.CURVE)
+
+    @staticmethod
+    def _row(result: dlt698.ResultRecord, row: tuple[dlt698.Data, ...]) -> Record | None:
+        at = _time_of(row[0]) if row else None
+        if at is None:
+            return None
+        values: dict[str, float] = {}
+        for csd, data in zip(result.rcsd[1:], row[1:], strict=False):
+            if isinstance(csd, dlt698.OAD):
+                values.update(_values_698(csd, data))
+        return Record(at, values)
+
+    async def read_curve(self, since: datetime, count: int) -> list[Record]:
+        dt = dlt698.DataType
+        until = since + timedelta(seconds=CURVE_PERIOD_S * count)
+        rsd = dlt698.RSD(
+            2,
+            (
+                FREEZE_TIME,
+                dlt698.Data(dt.DATE_TIME_S, date_time_s(since)),
+                dlt698.Data(dt.DATE_TIME_S, date_time_s(until)),
+                dlt698.Data(dt.TI, TI_15_MIN),
+            ),
+        )
+        result = await self._records(MINUTE_FREEZE, rsd, CURVE_COLUMNS)
+        rows = (self._row(result, row) for row in result.rows or ())
+        return [r for r in rows if r is not None]
+
+    async def read_daily_freeze(self, times_ago: int) -> Record | None:
+        result = await self._records(DAILY_FREEZE, dlt698.RSD(9, (times_ago,)), DAILY_COLUMNS)
+        for row in result.rows or ():
+            record = self._row(result, row)
+            if record is not None:
+                return record
+        return None
+
+    async def read_power_down_count(self) -> int | None:
+        data = await self.master.get_one(self._address, POWER_DOWN_CURRENT, priority=Priority.EVENT)
+        return _first_count(data)
+
+    async def read_power_down_records(self, last: int) -> list[PowerDownRecord]:
+        out: list[PowerDownRecord] = []
+        for n in range(1, min(last, 10) + 1):
+            result = await self.master.get_record(
+                self._address, POWER_DOWN_RECORDS, dlt698.RSD(9, (n,)), EVENT_COLUMNS, priority=Priority.EVENT
+            )
+            row = (result.rows or ((),))[0]
+            start = _time_of(row[1]) if len(row) > 1 else None
+            if start is None:
+                break
+            out.append(PowerDownRecord(start, _time_of(row[2]) if len(row) > 2 else None))
+        return out
+
+    async def read_relay_state(self) -> bool | None:
+        data = await self.master.get_one(self._address, STATUS_WORD_3, priority=Priority.EVENT)
+        if data.type is dlt698.DataType.BIT_STRING and isinstance(data.value, dlt698.BitString):
+            # bit i of the word is bit-string bit i (counted from the first transmitted bit)
+            return data.value.bit(RELAY_OPEN_BIT) if data.value.bits > RELAY_OPEN_BIT else None
+        return None
+
+    async def relay(self, command: RelayCommand, *, valid_until: datetime) -> None:
+        omd, data = _relay_parameters(command)
+        await self.master.action(self._address, omd, data)
+
+
+__all__ = [
+    "DLT645_ITEMS",
+    "DLT698_ITEMS",
+    "REALTIME_ITEMS",
+    "Dlt645Client",
+    "Dlt698Client",
+    "MeterClient",
+    "PowerDownRecord",
+    "Record",
+    "RelayCommand",
+    "parse_645_time",
+]

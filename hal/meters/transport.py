@@ -1,0 +1,372 @@
+"""Meter transports: how a protocol master's frame reaches one meter and its reply comes back.
+
+Layer: hal. Two transports behind one small Protocol (``MeterTransport``):
+
+* ``Rs485Transport`` -- an ``Rs485Port``: one transaction at a time on the shared bus,
+  by priority, with the port's per-device timeout and health; keeps a ``WireTally`` of the
+  bytes put on the wire so a cycle can be compared with its wire-time lower bound;
+* ``CarrierTransport`` -- the HPLC carrier module (``hal.interfaces.CarrierModule``): the
+  frame goes to the node address through ``CarrierModule.transact``; up to ``concurrency``
+  transactions are in flight at once (the module's own parallelism), waiters are admitted
+  by ``Priority`` (CONTROL > EVENT > REALTIME > CURVE), FIFO within a priority; the reply
+  bytes are fed to the caller's decoder and matched like on a bus. Device health is kept
+  the same edge-triggered way as on a port (unavailable after ``fail_threshold``
+  consecutive timeouts, logged once each way).
+
+Must not: know any protocol (frames are decoded by the caller's ``StreamDecoder`` and
+recognised by its ``match``), retry on its own, know apps or archives, or sleep outside the
+given clock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal, Protocol, TypeVar
+
+from hal.errors import HalError, TransportTimeout
+from hal.interfaces import CarrierModule, Priority, StreamDecoder
+from hal.rs485 import BusClock, DeviceHealth, Rs485Port
+from protocols.errors import ProtocolError
+
+_log = logging.getLogger(__name__)
+
+F = TypeVar("F")
+
+# DL/T 645 lets a meter wait 20 ms before answering: the least any exchange can take
+# beyond its bytes on the wire (PROTOCOLS.md §1.1).
+MIN_RESPONSE_DELAY_S = 0.020
+
+# The carrier driver enforces the module-side monitor timeout itself; this margin only
+# bounds a driver that never returns (a hung UART), so the caller's slot is not lost.
+CARRIER_SLACK_S = 5.0
+
+TransportKind = Literal["rs485", "hplc"]
+
+
+@dataclass(slots=True)
+class WireTally:
+    """Bytes and exchanges on one port, for the wire-time bound of a cycle."""
+
+    exchanges: int = 0
+    request_bytes: int = 0
+    reply_bytes: int = 0
+
+    def bound_seconds(self, port: Rs485Port) -> float:
+        settings = port.link.settings
+        wire = settings.wire_seconds(self.request_bytes + self.reply_bytes)
+        return wire + self.exchanges * MIN_RESPONSE_DELAY_S
+
+    def add(self, request_bytes: int, reply_bytes: int) -> None:
+        self.exchanges += 1
+        self.request_bytes += request_bytes
+        self.reply_bytes += reply_bytes
+
+    def reset(self) -> None:
+        self.exchanges = self.request_bytes = self.reply_bytes = 0
+
+
+class MeterTransport(Protocol):
+    """What a protocol master needs from the medium between it and the meters."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kind(self) -> TransportKind: ...
+
+    @property
+    def last_exchange(self) -> tuple[int, int]:
+        """(request, reply) bytes of the last answered transaction."""
+        ...
+
+    async def transact(
+        self,
+        request: bytes,
+        *,
+        decoder: StreamDecoder[F],
+        match: Callable[[F], bool],
+        device: str,
+        priority: Priority,
+        timeout: float,  # noqa: ASYNC109 (per-device reply timeout, applied with the clock)
+    ) -> F: ...
+
+    async def broadcast(self, frame: bytes, *, priority: Priority = Priority.CONTROL) -> None: ...
+
+    def available(self, device: str) -> bool: ...
+
+
+class Rs485Transport:
+    """``MeterTransport`` over one ``Rs485Port`` (which does the arbitration and health)."""
+
+    kind: TransportKind = "rs485"
+
+    def __init__(self, port: Rs485Port) -> None:
+        self.port = port
+        self.tally = WireTally()
+
+    @property
+    def name(self) -> str:
+        return self.port.name
+
+    @property
+    def last_exchange(self) -> tuple[int, int]:
+        return self.port.last_exchange
+
+    async def transact(
+        self,
+        request: bytes,
+        *,
+        decoder: StreamDecoder[F],
+        match: Callable[[F], bool],
+        device: str,
+        priority: Priority,
+        timeout: float,  # noqa: ASYNC109 (per-device reply timeout, applied by the port)
+    ) -> F:
+        reply = await self.port.transact(
+            request, decoder=decoder, match=match, device=device, priority=priority, timeout=timeout
+        )
+        self.tally.add(*self.port.last_exchange)
+        return reply
+
+    async def broadcast(self, frame: bytes, *, priority: Priority = Priority.CONTROL) -> None:
+        await self.port.send(frame, device="broadcast", priority=priority)
+
+    def available(self, device: str) -> bool:
+        return self.port.health(device).available
+
+    def health(self, device: str) -> DeviceHealth:
+        return self.port.health(device)
+
+    def bound_seconds(self) -> float:
+        return self.tally.bound_seconds(self.port)
+
+    def __repr__(self) -> str:
+        return f"<Rs485Transport {self.name}>"
+
+
+@dataclass(slots=True)
+class _Health:
+    available: bool = True
+    consecutive_failures: int = 0
+    ok: int = 0
+    timeouts: int = 0
+    errors: int = 0
+    bad_frames: int = 0
+    last_ok: float | None = None
+    last_failure: float | None = None
+
+
+class _PrioritySlots:
+    """At most ``size`` holders at once; waiters admitted by priority, FIFO within one."""
+
+    def __init__(self, size: int) -> None:
+        self._free = size
+        self._queue: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._seq = itertools.count()
+        self.in_use = 0
+
+    @property
+    def waiting(self) -> int:
+        return sum(1 for *_, fut in self._queue if not fut.done())
+
+    async def acquire(self, priority: Priority) -> None:
+        if self._free > 0 and not self._queue:
+            self._free -= 1
+            self.in_use += 1
+            return
+        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        entry = (int(priority), next(self._seq), granted)
+        heapq.heappush(self._queue, entry)
+        try:
+            await granted
+        except asyncio.CancelledError:
+            if granted.done() and not granted.cancelled():
+                self.release()  # handed a slot just as we were cancelled: pass it on
+            elif entry in self._queue:
+                self._queue.remove(entry)
+                heapq.heapify(self._queue)
+            raise
+
+    def release(self) -> None:
+        while self._queue:
+            _, _, granted = heapq.heappop(self._queue)
+            if not granted.done():
+                granted.set_result(None)  # the slot passes directly to the next waiter
+                return
+        self._free += 1
+        self.in_use -= 1
+
+
+class CarrierTransport:
+    """``MeterTransport`` over the HPLC carrier module (CCO)."""
+
+    kind: TransportKind = "hplc"
+
+    def __init__(
+        self,
+        module: CarrierModule,
+        *,
+        clock: BusClock,
+        name: str = "hplc",
+        concurrency: int = 4,
+        fail_threshold: int = 3,
+    ) -> None:
+        if concurrency < 1:
+            raise ValueError(f"concurrency must be >= 1, not {concurrency}")
+        if fail_threshold < 1:
+            raise ValueError(f"fail_threshold must be >= 1, not {fail_threshold}")
+        self.module = module
+        self._clock = clock
+        self._name = name
+        self._slots = _PrioritySlots(concurrency)
+        self._fail_threshold = fail_threshold
+        self._devices: dict[str, _Health] = {}
+        self.concurrency = concurrency
+        self.transactions = 0
+        self.broadcasts = 0
+        self.max_in_flight = 0
+        self.last_exchange: tuple[int, int] = (0, 0)
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    def _state(self, device: str) -> _Health:
+        state = self._devices.get(device)
+        if state is None:
+            state = self._devices[device] = _Health()
+        return state
+
+    def available(self, device: str) -> bool:
+        return self._state(device).available
+
+    def health(self, device: str) -> DeviceHealth:
+        s = self._state(device)
+        return DeviceHealth(
+            device=device,
+            available=s.available,
+            consecutive_failures=s.consecutive_failures,
+            ok=s.ok,
+            timeouts=s.timeouts,
+            errors=s.errors,
+            bad_frames=s.bad_frames,
+            last_ok=s.last_ok,
+            last_failure=s.last_failure,
+        )
+
+    def _ok(self, device: str, state: _Health) -> None:
+        state.ok += 1
+        state.last_ok = self._clock.now()
+        if not state.available:
+            _log.info(
+                "%s: node %s recovered after %d failures", self._name, device, state.consecutive_failures
+            )
+            state.available = True
+        state.consecutive_failures = 0
+
+    def _failed(self, device: str, state: _Health) -> None:
+        state.consecutive_failures += 1
+        state.last_failure = self._clock.now()
+        if state.available and state.consecutive_failures >= self._fail_threshold:
+            state.available = False
+            _log.warning(
+                "%s: node %s unavailable after %d consecutive failures", self._name, device,
+                state.consecutive_failures,
+            )  # fmt: skip
+
+    async def transact(
+        self,
+        request: bytes,
+        *,
+        decoder: StreamDecoder[F],
+        match: Callable[[F], bool],
+        device: str,
+        priority: Priority,
+        timeout: float,  # noqa: ASYNC109 (the module-side monitor timeout, plus a guard)
+    ) -> F:
+        """Forward ``request`` to node ``device`` and return its matching reply frame.
+
+        Raises ``TransportTimeout`` (no reply, or the driver took longer than ``timeout`` plus
+        a margin), ``ProtocolError`` (the reply bytes hold no matching frame), or the driver's
+        own ``TransportError``.
+        """
+        state = self._state(device)
+        await self._slots.acquire(priority)
+        try:
+            self.max_in_flight = max(self.max_in_flight, self._slots.in_use)
+            self.transactions += 1
+            try:
+                async with self._clock.timeout(timeout + CARRIER_SLACK_S):
+                    raw = await self.module.transact(device, request, timeout=timeout)
+            except TimeoutError as err:
+                state.timeouts += 1
+                self._failed(device, state)
+                raise TransportTimeout(
+                    f"{self._name}: node {device} did not answer within {timeout:g} s"
+                ) from err
+            except TransportTimeout:
+                state.timeouts += 1
+                self._failed(device, state)
+                raise
+            except HalError:
+                state.errors += 1
+                self._failed(device, state)
+                raise
+        finally:
+            self._slots.release()
+        problems: list[str] = []
+        for item in decoder.feed(raw):
+            if isinstance(item, Exception):
+                problems.append(str(item))
+            elif match(item):
+                self.last_exchange = (len(request), len(raw))
+                self._ok(device, state)
+                return item
+            else:
+                problems.append(f"not the reply: {item!r:.80}")
+        state.bad_frames += 1
+        self._failed(device, state)
+        detail = "; ".join(problems) or f"{len(raw)} bytes, no complete frame"
+        raise ProtocolError(f"{self._name}: reply of node {device} holds no answer ({detail})")
+
+    async def broadcast(self, frame: bytes, *, priority: Priority = Priority.CONTROL) -> None:
+        """Broadcast through the module (it floods the carrier network; nobody answers)."""
+        await self._slots.acquire(priority)
+        try:
+            self.broadcasts += 1
+            await self.module.broadcast(frame)
+        finally:
+            self._slots.release()
+
+    def statistics(self) -> dict[str, object]:
+        return {
+            "transport": self._name,
+            "transactions": self.transactions,
+            "broadcasts": self.broadcasts,
+            "concurrency": self.concurrency,
+            "max_in_flight": self.max_in_flight,
+            "waiting": self._slots.waiting,
+            "devices": {
+                d: {"available": s.available, "ok": s.ok, "timeouts": s.timeouts, "bad_frames": s.bad_frames}
+                for d, s in sorted(self._devices.items())
+            },
+        }
+
+    def __repr__(self) -> str:
+        return f"<CarrierTransport {self._name} x{self.concurrency}>"
+
+
+__all__ = [
+    "CARRIER_SLACK_S",
+    "MIN_RESPONSE_DELAY_S",
+    "CarrierTransport",
+    "MeterTransport",
+    "Rs485Transport",
+    "TransportKind",
+    "WireTally",
+]
