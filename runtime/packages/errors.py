@@ -127,13 +127,36 @@ class BadDestination(_Coded):
     CODE = "bad_destination"
 
 
+class InstallRefused(PackageError):
+    """A lifecycle operation cannot run in the terminal's present state.
+
+    Codes: ``already_installed`` (use upgrade), ``not_installed``, ``same_version``,
+    ``version_on_disk`` (the version is the kept previous one: use rollback),
+    ``no_previous`` (nothing to roll back to), ``name_taken`` (a built-in app has that name).
+    """
+
+    CODE = "refused"
+
+
+class HealthCheckFailed(PackageError):
+    """The new version did not pass the health gate; the previous version was restored.
+
+    Codes: ``not_ready`` (no READY within the manifest's ready_timeout_s), ``crashed``
+    (crashed or exited within the grace window).
+    """
+
+    CODE = "health_check_failed"
+
+
 __all__ = [
     "BadArchive",
     "BadDestination",
     "BadKey",
     "BadManifest",
     "BadSignature",
+    "HealthCheckFailed",
     "IncompatibleApi",
+    "InstallRefused",
     "MissingCapability",
     "Oversize",
     "PackageError",
