@@ -31,7 +31,7 @@ from runtime.container import (
 from runtime.errors import ConfigError
 from runtime.scheduler import Scheduler
 from runtime.store import Store, StoreLimits
-from runtime.uplink import Uplink
+from runtime.uplink import OutboxOnlyUplink, Uplink
 
 log = logging.getLogger("ttu.terminal")
 PRUNE_EVERY_S = 3600.0
@@ -143,13 +143,14 @@ class Terminal:
             info = self.info()
             scheduler = Scheduler(clock=self._clock, tz=info.tz, state=NamespacedStore(store, "scheduler"))
             uplink = self._uplink(store)
+            offline = OutboxOnlyUplink(store, terminal_id=board.terminal.id)
             async with BoardHal(board, clock=self._clock, sim_devices=self._sim_devices) as hal:
                 factory = AppContextFactory(
                     clock=self._clock,
                     bus=bus,
                     scheduler=scheduler,
                     stores=lambda name: NamespacedStore(store, name),
-                    uplinks=(lambda name: uplink) if uplink is not None else None,
+                    uplinks=lambda name: uplink if uplink is not None else offline,
                     hal=hal,
                     terminal=info,
                 )

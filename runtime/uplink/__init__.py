@@ -5,6 +5,7 @@ Layer: runtime. Uses the store's outbox and the ``protocols.cloud`` scheme; know
 
 from ._backoff import Backoff
 from ._commands import FRESHNESS_S, CommandDispatcher, Handler, Validator
+from ._offline import OutboxOnlyUplink
 from ._uplink import BrokerAddress, Uplink, parse_broker_url
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "BrokerAddress",
     "CommandDispatcher",
     "Handler",
+    "OutboxOnlyUplink",
     "Uplink",
     "Validator",
     "parse_broker_url",

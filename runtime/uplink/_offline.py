@@ -1,0 +1,51 @@
+"""The uplink of a terminal whose board has no ``[uplink]``: the outbox without a sender.
+
+Layer: runtime (uplink). A terminal being commissioned, or one whose master station link is
+configured later, still keeps every upward message: ``send`` appends to the same durable
+outbox the MQTT uplink drains, so nothing an app produced is lost once an uplink is
+configured. There is no downlink, so registered commands are only remembered (and listed by
+``commands()``); nothing here talks to a network.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from runtime.store import Store
+from runtime.uplink._commands import Handler, Validator
+from runtime.uplink._uplink import _check_stream
+
+_log = logging.getLogger(__name__)
+
+
+class OutboxOnlyUplink:
+    """``UplinkClient`` for a board without an uplink: durable ``send``, no command channel."""
+
+    def __init__(self, store: Store, *, terminal_id: str) -> None:
+        self._store = store
+        self.terminal_id = terminal_id
+        self._commands: dict[str, Handler] = {}
+        self.queued = 0
+
+    async def send(self, stream: str, body: dict[str, Any]) -> str:
+        """Append ``body`` durably to the outbox of ``stream``; return its idempotency key."""
+        _check_stream(stream)
+        entry = await self._store.outbox_append(stream, body, terminal=self.terminal_id)
+        self.queued += 1
+        return entry.key
+
+    def register_command(self, name: str, handler: Handler, *, validate: Validator | None = None) -> None:
+        """Remember ``name``; with no downlink it can never be called, which is logged once per name."""
+        if name not in self._commands:
+            _log.debug("command %s registered, but this board has no uplink to receive it", name)
+        self._commands[name] = handler
+
+    def commands(self) -> list[str]:
+        return sorted(self._commands)
+
+    def statistics(self) -> dict[str, Any]:
+        return {"connected": False, "configured": False, "queued": self.queued}
+
+
+__all__ = ["OutboxOnlyUplink"]
