@@ -1,0 +1,634 @@
+"""``VirtualCco``: a simulated HPLC carrier module speaking Q/GDW 1376.2 to the terminal on a pty.
+
+Layer: sim. Talks to the terminal only through bytes on a pty (or any hal ``SerialLink`` in
+tests); every frame goes through ``protocols.gdw1376_2``. Models:
+
+* the module itself: AFN01 init, AFN03 F1/F4/F10 identity (the AFN03 F10 mode word's byte 5
+  carries the concurrency limit, as ``hal.hplc`` reads it), AFN05 F1/F2/F3, AFN12 route control;
+* the node table (archive): AFN10 F1/F2 query, AFN11 F1/F2 add/delete; it survives a reset
+  (flash) unless AFN01 F2 clears it;
+* the carrier network: per-node latency (seeded uniform draw per exchange, default 0.3-3 s for
+  multi-hop), loss probability, a concurrency limit (AFN F1 F1 beyond it: deny 109); a point read
+  (AFN13 F1) or concurrent read hands the carried frame to the node's meter (``SimNode.answer``)
+  and returns its reply; silence costs ``silent_s`` and then a deny 11 / empty F1 reply;
+* module-led reading: after AFN12 F1/F3 it asks AFN14 F1 per node, forwards the terminal's frame
+  and reports the answer with AFN06 F2, then AFN06 F3 "reading task finished";
+* outages: ``node_power`` feeds ``sim.hplc.outage.OutageModel``; its reports go out as AFN06 F5
+  power-off/on lists (collectors with a state byte per address), one report in flight at a time,
+  resent every ``resend_s`` until the terminal confirms with AFN00 F1 (same R6);
+* faults for tests: ``restart()`` (in-flight work lost, AFN03 F10 announced after ``boot_s``),
+  ``inject(bytes)`` and ``garbage_rate`` (noise before a reply), ``drop_confirms`` (ignore the next
+  N confirmations, so reports repeat), ``local_delay_s`` (slow answers to local commands).
+
+Must not import the terminal, hal backends or apps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import errno
+import logging
+import os
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hal.interfaces import SerialLink, SerialSettings
+from protocols import gdw1376_2 as q
+from protocols.errors import ProtocolError
+from runtime.clock import Clock
+from sim.hplc.nodes import SimNode
+from sim.hplc.outage import POWER_OFF, LastGaspTiming, OutageModel, OutageReport
+from sim.pty import PtyPair
+
+log = logging.getLogger(__name__)
+
+MAX_POWER_ADDRESSES = 42  # 1 + 6 n <= 255 content bytes (PROTOCOLS.md §3.5: longer lists split)
+MAX_COLLECTOR_ADDRESSES = 36  # 1 + 7 n <= 255
+Latency = float | tuple[float, float]
+
+
+@dataclass(slots=True)
+class CcoCounters:
+    frames_rx: int = 0
+    frames_tx: int = 0
+    garbage_rx: int = 0
+    garbage_tx: int = 0  # noise bytes written on purpose
+    reads: int = 0
+    reads_lost: int = 0
+    concurrency_denied: int = 0
+    peak_in_flight: int = 0
+    reports_sent: int = 0  # every send, resends included
+    reports_confirmed: int = 0
+    confirms_dropped: int = 0
+    restarts: int = 0
+    route_requests: int = 0
+
+
+@dataclass(slots=True)
+class SentReport:
+    """A report the CCO put on the line: for tests and the ground truth."""
+
+    frame: q.Frame
+    first_sent: float
+    sends: int = 1
+    confirmed_at: float | None = None
+    outage: OutageReport | None = None
+
+
+@dataclass(slots=True)
+class _Outgoing:
+    frame: q.Frame
+    record: SentReport
+    confirmed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class VirtualCco:
+    """One simulated CCO with its carrier network of ``nodes`` (the STAs in the field)."""
+
+    def __init__(
+        self,
+        nodes: Iterable[SimNode],
+        *,
+        clock: Clock,
+        seed: int = 0,
+        settings: SerialSettings | None = None,
+        latency_s: Latency = (0.3, 3.0),
+        loss: float = 0.0,
+        concurrency: int = 5,
+        monitor_timeout_s: int = 20,
+        silent_s: float | None = None,
+        master_address: str = "000000000001",
+        vendor: str = "SM",
+        chip: str = "VC",
+        max_nodes: int = 2040,
+        timing: LastGaspTiming | None = None,
+        resend_s: float = 10.0,
+        max_sends: int = 10,
+        boot_s: float = 2.0,
+        local_delay_s: float = 0.02,
+    ) -> None:
+        if not 1 <= concurrency <= 255:
+            raise ValueError(f"concurrency {concurrency}: expected 1..255")
+        self.clock = clock
+        self.settings = settings or SerialSettings(baud=9600, parity="E")
+        self.nodes: dict[str, SimNode] = {}
+        for n in nodes:
+            if n.address in self.nodes:
+                raise ValueError(f"node {n.address} listed twice")
+            self.nodes[n.address] = n
+        self.table: dict[str, int] = {}  # the module's archive: address -> protocol type
+        self.latency_s = latency_s
+        self.loss = loss
+        self.concurrency = concurrency
+        self.monitor_timeout_s = monitor_timeout_s
+        self.silent_s = float(monitor_timeout_s) if silent_s is None else silent_s
+        self.master_address = master_address
+        self.vendor, self.chip = vendor, chip
+        self.max_nodes = max_nodes
+        self.resend_s = resend_s
+        self.max_sends = max_sends
+        self.boot_s = boot_s
+        self.local_delay_s = local_delay_s
+        self.garbage_rate = 0.0
+        self.drop_confirms = 0
+        self.reports_enabled = False
+        self.counters = CcoCounters()
+        self.outages = OutageModel(timing=timing, seed=seed)
+        self.sent: list[SentReport] = []
+        self.broadcasts: list[bytes] = []
+        self.received: list[q.Frame] = []  # every well-formed down frame, for tests
+        self._rng = np.random.default_rng([seed, 13762])
+        self._framer = q.Framer()
+        self._seq = 0
+        self._in_flight = 0
+        self._busy_monitor = False
+        self._work: set[asyncio.Task[None]] = set()
+        self._outgoing: asyncio.Queue[_Outgoing] = asyncio.Queue()
+        self._current: _Outgoing | None = None
+        self._route_waiters: dict[int, asyncio.Future[q.Frame]] = {}
+        self._route_task: asyncio.Task[None] | None = None
+        self._power_changed = asyncio.Event()
+        self._enabled = asyncio.Event()
+        self._write_lock = asyncio.Lock()
+        self._write: Callable[[bytes], Awaitable[None]] | None = None
+        self._alive = True
+
+    # ------------------------------------------------------------------ knobs
+
+    def node_power(self, addresses: Iterable[str], on: bool, *, at: float | None = None) -> None:
+        """Nodes lost (``on=False``) or regained power at ``at`` (default now)."""
+        t = self.clock.now() if at is None else at
+        known = [a for a in addresses if a in self.nodes]
+        for a in known:
+            self.nodes[a].powered = on
+        (self.outages.power_on if on else self.outages.power_off)(known, t)
+        self._power_changed.set()
+
+    async def restart(self, *, wipe: bool = False) -> None:
+        """The module restarts: in-flight work is lost, AFN03 F10 is announced after ``boot_s``."""
+        self.counters.restarts += 1
+        self._alive = False
+        for task in list(self._work):
+            task.cancel()
+        if self._route_task is not None:
+            self._route_task.cancel()
+            self._route_task = None
+        self._in_flight = 0
+        self._busy_monitor = False
+        if wipe:
+            self.table.clear()
+        self.reports_enabled = False
+        self._enabled.clear()
+        await self.clock.sleep(self.boot_s)
+        self._alive = True
+        self._framer.reset()
+        await self._send(q.make_frame(0x03, 10, self._run_mode(), up=True, prm=True, seq=self._next_seq()))
+
+    async def inject(self, noise: bytes) -> None:
+        """Write line noise to the terminal now."""
+        self.counters.garbage_tx += len(noise)
+        await self._raw_write(noise)
+
+    # ------------------------------------------------------------------ serving
+
+    async def serve(self, pty: PtyPair) -> None:
+        """Serve on a pty master until cancelled; closes the pty on the way out."""
+        loop = asyncio.get_running_loop()
+        data_q: asyncio.Queue[bytes] = asyncio.Queue()
+        broken: asyncio.Future[None] = loop.create_future()
+        fd = pty.master_fd
+
+        def on_readable() -> None:
+            try:
+                data = os.read(fd, 4096)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as err:
+                loop.remove_reader(fd)
+                if not broken.done():
+                    broken.set_exception(OSError(err.errno, f"pty {pty.name}: read failed: {err}"))
+                return
+            if data:
+                data_q.put_nowait(data)
+
+        async def write(data: bytes) -> None:
+            await _write_fd(fd, data)
+
+        async def receive() -> bytes:
+            get = asyncio.ensure_future(data_q.get())
+            try:
+                waiters: set[asyncio.Future[Any]] = {get, broken}
+                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                if not get.done():
+                    get.cancel()
+            if broken.done():
+                broken.result()
+            return get.result()
+
+        loop.add_reader(fd, on_readable)
+        try:
+            await self._run(receive, write)
+        finally:
+            loop.remove_reader(fd)
+            if not broken.done():
+                broken.cancel()
+            pty.close()
+
+    async def serve_link(self, link: SerialLink) -> None:
+        """Serve over any hal ``SerialLink`` (opened and closed here)."""
+        async with link:
+            await self._run(link.read, link.write)
+
+    async def _run(
+        self, receive: Callable[[], Awaitable[bytes]], write: Callable[[bytes], Awaitable[None]]
+    ) -> None:
+        self._write = write
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self._reporter(), name="sim-cco-reporter")
+                tg.create_task(self._outage_clock(), name="sim-cco-outages")
+                while True:
+                    self._received(await receive(), tg)
+        finally:
+            for task in list(self._work):
+                task.cancel()
+            if self._route_task is not None:
+                self._route_task.cancel()
+            self._write = None
+
+    # ------------------------------------------------------------------ wire
+
+    def _next_seq(self) -> int:
+        self._seq = (self._seq + 1) & 0xFF
+        return self._seq
+
+    async def _raw_write(self, data: bytes) -> None:
+        if self._write is None:
+            raise RuntimeError("virtual CCO is not serving")
+        async with self._write_lock:
+            await self.clock.sleep(self.settings.wire_seconds(len(data)))
+            await self._write(data)
+
+    async def _send(self, frame: q.Frame) -> None:
+        raw = q.encode(frame)
+        if self.garbage_rate and self._rng.random() < self.garbage_rate:
+            noise = bytes(self._rng.integers(0, 256, int(self._rng.integers(3, 24)), dtype=np.uint8))
+            self.counters.garbage_tx += len(noise)
+            raw = noise + raw
+        self.counters.frames_tx += 1
+        await self._raw_write(raw)
+
+    def _spawn(self, tg: asyncio.TaskGroup, work: Awaitable[None], name: str) -> None:
+        async def run() -> None:
+            await work
+
+        task = tg.create_task(run(), name=name)
+        self._work.add(task)
+        task.add_done_callback(self._work.discard)
+
+    def _received(self, data: bytes, tg: asyncio.TaskGroup) -> None:
+        for item in self._framer.feed(data):
+            if isinstance(item, ProtocolError):
+                self.counters.garbage_rx += 1
+                log.info("virtual CCO: garbage from the terminal: %s", item)
+                continue
+            if not self._alive:
+                continue  # rebooting: the UART is deaf
+            self.counters.frames_rx += 1
+            self.received.append(item)
+            if item.is_up:
+                continue
+            self._dispatch(item, tg)
+
+    # ------------------------------------------------------------------ down frames
+
+    def _dispatch(self, frame: q.Frame, tg: asyncio.TaskGroup) -> None:
+        key = (frame.afn, frame.fn)
+        if frame.afn == 0x00 and not frame.prm:
+            self._on_confirm(frame)
+            return
+        if frame.afn == 0x14:
+            waiter = self._route_waiters.pop(frame.seq, None)
+            if waiter is not None and not waiter.done():
+                waiter.set_result(frame)
+            return
+        try:
+            unit = q.parse_unit(frame)
+        except ProtocolError as err:
+            log.info("virtual CCO: bad data unit in AFN%02X F%d: %s", frame.afn, frame.fn, err)
+            self._spawn(tg, self._deny(frame, 1), "sim-cco-deny")
+            return
+        if key == (0x13, 1):
+            assert isinstance(unit, q.Monitor)
+            self._spawn(tg, self._monitor(frame, unit), f"sim-cco-monitor-{frame.dst}")
+        elif key == (0xF1, 1):
+            assert isinstance(unit, q.Concurrent)
+            if self._in_flight >= self.concurrency:
+                self.counters.concurrency_denied += 1
+                self._spawn(tg, self._deny(frame, 109), "sim-cco-deny")
+            else:
+                self._in_flight += 1
+                self.counters.peak_in_flight = max(self.counters.peak_in_flight, self._in_flight)
+                self._spawn(tg, self._concurrent(frame, unit), f"sim-cco-read-{frame.dst}")
+        elif key in ((0x12, 1), (0x12, 3)):
+            self._start_route(tg)
+            self._spawn(tg, self._confirm(frame), "sim-cco-confirm")
+        elif key == (0x12, 2):
+            if self._route_task is not None:
+                self._route_task.cancel()
+                self._route_task = None
+            self._spawn(tg, self._confirm(frame), "sim-cco-confirm")
+        else:
+            self._spawn(tg, self._local(frame, unit), f"sim-cco-afn{frame.afn:02x}")
+
+    async def _confirm(self, frame: q.Frame, *, wait_s: int = 0) -> None:
+        await self.clock.sleep(self.local_delay_s)
+        await self._send(q.make_frame(0x00, 1, q.Confirm(0xFFFFFFFF, wait_s), up=True, seq=frame.seq))
+
+    async def _deny(self, frame: q.Frame, code: int) -> None:
+        await self.clock.sleep(self.local_delay_s)
+        await self._send(q.make_frame(0x00, 2, q.Deny(code), up=True, seq=frame.seq))
+
+    def _run_mode(self) -> q.RunMode:
+        # byte 0: HPLC (2) | route management | periodic reading: both terminal- and module-led (3)
+        mode = bytes([0x02 | 0x10 | 0xC0, 0x00, 0x01, 0x00, self.concurrency, 0x00])
+        return q.RunMode(
+            mode_word=mode,
+            monitor_timeout_s=self.monitor_timeout_s,
+            broadcast_timeout_s=10,
+            max_frame_len=2048,
+            max_file_packet_len=2048,
+            upgrade_wait_s=30,
+            master_address=self.master_address,
+            max_nodes=self.max_nodes,
+            current_nodes=len(self.table),
+            protocol_date=dt.date(2019, 12, 1),
+            record_date=dt.date(2019, 12, 1),
+            vendor=q.VendorVersion(self.vendor, self.chip, dt.date(2024, 1, 1), "0101"),
+        )
+
+    async def _local(self, frame: q.Frame, unit: Any) -> None:
+        key = (frame.afn, frame.fn)
+        await self.clock.sleep(self.local_delay_s)
+        reply: q.Unit | None = None
+        if key == (0x01, 1) or key == (0x01, 3):
+            pass
+        elif key == (0x01, 2):
+            self.table.clear()
+        elif key == (0x03, 1):
+            reply = q.VendorVersion(self.vendor, self.chip, dt.date(2024, 1, 1), "0101")
+        elif key == (0x03, 4):
+            reply = q.MasterAddress(self.master_address)
+        elif key == (0x03, 10):
+            reply = self._run_mode()
+        elif key == (0x05, 1):
+            self.master_address = unit.address
+        elif key == (0x05, 2):
+            self.reports_enabled = bool(unit.enable)
+            (self._enabled.set if unit.enable else self._enabled.clear)()
+        elif key == (0x05, 3):
+            self.broadcasts.append(unit.frame)
+            for node in self.nodes.values():
+                if node.powered:
+                    node.answer(unit.frame, self.clock.now())
+        elif key == (0x10, 1):
+            reply = q.NodeCount(len(self.table), self.max_nodes)
+        elif key == (0x10, 2):
+            items = list(self.table.items())[max(unit.start - 1, 0) : max(unit.start - 1, 0) + unit.count]
+            reply = q.NodePage(len(self.table), tuple(q.NodeInfo.of(a, protocol=p) for a, p in items))
+        elif key == (0x11, 1):
+            if any(n.address in self.table for n in unit.nodes):
+                await self._send(q.make_frame(0x00, 2, q.Deny(6), up=True, seq=frame.seq))
+                return
+            if len(self.table) + len(unit.nodes) > self.max_nodes:
+                await self._send(q.make_frame(0x00, 2, q.Deny(1), up=True, seq=frame.seq))
+                return
+            for n in unit.nodes:
+                self.table[n.address] = n.protocol
+        elif key == (0x11, 2):
+            if any(a not in self.table for a in unit.addresses):
+                await self._send(q.make_frame(0x00, 2, q.Deny(7), up=True, seq=frame.seq))
+                return
+            for a in unit.addresses:
+                del self.table[a]
+        else:
+            await self._send(q.make_frame(0x00, 2, q.Deny(10), up=True, seq=frame.seq))
+            return
+        if reply is None:
+            await self._send(q.make_frame(0x00, 1, q.Confirm(0xFFFFFFFF), up=True, seq=frame.seq))
+        else:
+            await self._send(q.make_frame(frame.afn, frame.fn, reply, up=True, seq=frame.seq))
+
+    # ------------------------------------------------------------------ the carrier network
+
+    def _latency(self, node: SimNode | None) -> float:
+        spec = node.latency_s if node is not None and node.latency_s is not None else self.latency_s
+        if isinstance(spec, tuple):
+            return float(self._rng.uniform(*spec))
+        return float(spec)
+
+    async def _carry(self, address: str | None, request: bytes) -> tuple[bytes | None, float]:
+        """(meter reply or None, seconds it took) for a frame sent to ``address`` through the network."""
+        self.counters.reads += 1
+        node = self.nodes.get(address or "")
+        if address not in self.table or node is None or not node.powered:
+            await self.clock.sleep(self.silent_s)
+            self.counters.reads_lost += 1
+            return None, self.silent_s
+        loss = node.loss if node.loss is not None else self.loss
+        took = self._latency(node)
+        if loss and self._rng.random() < loss:
+            await self.clock.sleep(max(took, self.silent_s))
+            self.counters.reads_lost += 1
+            return None, max(took, self.silent_s)
+        await self.clock.sleep(took)
+        reply = node.answer(request, self.clock.now()) if node.powered else None
+        if reply is None:
+            self.counters.reads_lost += 1
+        return reply, took
+
+    async def _monitor(self, frame: q.Frame, unit: q.Monitor) -> None:
+        if self._busy_monitor:
+            await self._deny(frame, 9)
+            return
+        self._busy_monitor = True
+        try:
+            reply, took = await self._carry(frame.dst, unit.frame)
+        finally:
+            self._busy_monitor = False
+        if reply is None:
+            code = 12 if frame.dst not in self.table else 11
+            await self._send(q.make_frame(0x00, 2, q.Deny(code), up=True, seq=frame.seq))
+            return
+        out = q.MonitorReply(int(took), unit.protocol, reply)
+        await self._send(q.make_frame(0x13, 1, out, up=True, seq=frame.seq, src=frame.dst, dst=frame.src))
+
+    async def _concurrent(self, frame: q.Frame, unit: q.Concurrent) -> None:
+        try:
+            reply, _ = await self._carry(frame.dst, unit.frame)
+        finally:
+            self._in_flight = max(0, self._in_flight - 1)
+        out = q.Concurrent(unit.protocol, reply or b"")
+        assert frame.dst is not None
+        await self._send(
+            q.make_frame(0xF1, 1, out, up=True, seq=frame.seq, src=frame.dst, dst="000000000000")
+        )
+
+    # ------------------------------------------------------------------ module-led reading
+
+    def _start_route(self, tg: asyncio.TaskGroup) -> None:
+        if self._route_task is None or self._route_task.done():
+            self._route_task = tg.create_task(self._route(), name="sim-cco-route")
+
+    async def _route(self) -> None:
+        for index, (address, protocol) in enumerate(list(self.table.items()), start=1):
+            seq = self._next_seq()
+            waiter: asyncio.Future[q.Frame] = asyncio.get_running_loop().create_future()
+            self._route_waiters[seq] = waiter
+            node = self.nodes.get(address)
+            phase = node.phase if node is not None else 0
+            self.counters.route_requests += 1
+            await self._send(
+                q.make_frame(0x14, 1, q.ReadRequest(phase, address, index), up=True, prm=True, seq=seq)
+            )
+            try:
+                async with self.clock.timeout(LOCAL_WAIT_S):
+                    answer = await waiter
+            except TimeoutError:
+                continue
+            finally:
+                self._route_waiters.pop(seq, None)
+            try:
+                reply = q.parse_unit(answer)
+            except ProtocolError:
+                continue
+            if not isinstance(reply, q.ReadReply) or reply.flag != 2 or not reply.frame:
+                continue
+            data, took = await self._carry(address, reply.frame)
+            if data is not None:
+                await self._report(
+                    q.make_frame(
+                        0x06,
+                        2,
+                        q.ReadData(index, protocol, int(took), data),
+                        up=True,
+                        prm=True,
+                        seq=self._next_seq(),
+                    )
+                )
+        await self._report(q.make_frame(0x06, 3, q.RouteChange(1), up=True, prm=True, seq=self._next_seq()))
+        self._route_task = None
+
+    # ------------------------------------------------------------------ reports
+
+    async def _report(self, frame: q.Frame, outage: OutageReport | None = None) -> SentReport:
+        record = SentReport(frame, first_sent=float("nan"), sends=0, outage=outage)
+        await self._outgoing.put(_Outgoing(frame, record))
+        return record
+
+    def _on_confirm(self, frame: q.Frame) -> None:
+        cur = self._current
+        if cur is None or cur.frame.seq != frame.seq:
+            return
+        if self.drop_confirms > 0:
+            self.drop_confirms -= 1
+            self.counters.confirms_dropped += 1
+            return
+        cur.record.confirmed_at = self.clock.now()
+        self.counters.reports_confirmed += 1
+        cur.confirmed.set()
+
+    async def _reporter(self) -> None:
+        """One report in flight: send, await AFN00 F1, resend every ``resend_s``, at most ``max_sends``."""
+        while True:
+            item = await self._outgoing.get()
+            self._current = item
+            self.sent.append(item.record)
+            for _ in range(self.max_sends):
+                await self._enabled.wait()  # a module reports only once the terminal allowed it
+                if item.record.sends == 0:
+                    item.record.first_sent = self.clock.now()
+                item.record.sends += 1
+                self.counters.reports_sent += 1
+                await self._send(item.frame)
+                try:
+                    async with self.clock.timeout(self.resend_s):
+                        await item.confirmed.wait()
+                    break
+                except TimeoutError:
+                    continue
+            self._current = None
+
+    async def _outage_clock(self) -> None:
+        """Turn the outage model's closed windows into AFN06 F5 reports."""
+        while True:
+            self._power_changed.clear()
+            for report in self.outages.due(self.clock.now()):
+                for frame in self._power_frames(report):
+                    await self._report(frame, report)
+            nxt = self.outages.next_time()
+            wait = None if nxt is None else max(0.0, nxt - self.clock.now())
+            try:
+                async with self.clock.timeout(wait if wait is not None else 3600.0):
+                    await self._power_changed.wait()
+            except TimeoutError:
+                pass
+
+    def _power_frames(self, report: OutageReport) -> list[q.Frame]:
+        kind = q.POWER_OFF if report.kind == POWER_OFF else q.POWER_ON
+        meters = [a for a in report.addresses if not self.nodes[a].collector]
+        collectors = [a for a in report.addresses if self.nodes[a].collector]
+        frames = []
+        for i in range(0, len(meters), MAX_POWER_ADDRESSES):
+            nodes = tuple(q.PowerNode(a) for a in meters[i : i + MAX_POWER_ADDRESSES])
+            unit = q.NodeEvent.power_report(q.PowerEvent(kind, nodes), device_type=1)
+            frames.append(q.make_frame(0x06, 5, unit, up=True, prm=True, seq=self._next_seq()))
+        for i in range(0, len(collectors), MAX_COLLECTOR_ADDRESSES):
+            nodes = tuple(
+                q.PowerNode(a, report.kind != POWER_OFF) for a in collectors[i : i + MAX_COLLECTOR_ADDRESSES]
+            )
+            unit = q.NodeEvent.power_report(q.PowerEvent(kind, nodes), device_type=0)
+            frames.append(q.make_frame(0x06, 5, unit, up=True, prm=True, seq=self._next_seq()))
+        return frames
+
+    async def report_meter_event(
+        self, address: str, frame: bytes, *, protocol: int = q.DLT645_2007
+    ) -> SentReport:
+        """A meter's active report (status-word frame) relayed as AFN06 F5 (PROTOCOLS.md §3.5)."""
+        unit = q.NodeEvent(1, protocol, frame)
+        return await self._report(q.make_frame(0x06, 5, unit, up=True, prm=True, seq=self._next_seq()))
+
+
+LOCAL_WAIT_S = 6.0
+
+
+def _set_done(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+async def _write_fd(fd: int, data: bytes) -> None:
+    loop = asyncio.get_running_loop()
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view) :]
+        except BlockingIOError:
+            ready: asyncio.Future[None] = loop.create_future()
+            loop.add_writer(fd, _set_done, ready)
+            try:
+                await ready
+            finally:
+                loop.remove_writer(fd)
+        except OSError as err:
+            if err.errno == errno.EIO:  # nobody holds the slave side: the terminal is not there
+                return
+            raise
+
+
+__all__ = ["MAX_POWER_ADDRESSES", "CcoCounters", "SentReport", "VirtualCco"]
