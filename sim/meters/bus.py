@@ -1,7 +1,7 @@
 """Several virtual meters sharing one RS-485 line, served on a pty.
 
 Layer: sim. Reads the pty master without blocking the loop (``loop.add_reader``),
-feeds the DL/T 645 ``Framer``, hands each request to the meters it addresses and
+feeds the ``MixedFramer`` (645 and 698), hands each request to the meters it addresses and
 writes the reply back with RS-485 timing taken from the clock:
 
     request on the wire  settings.wire_seconds(request bytes)      (11 bits/byte at 8E1)
@@ -9,8 +9,13 @@ writes the reply back with RS-485 timing taken from the clock:
     reply on the wire    settings.wire_seconds(reply bytes)
     -> reply bytes written to the pty
 
+Meters on one line may speak DL/T 645 or DL/T 698.45 (``protocols``: address -> name);
+the line is framed by ``MixedFramer`` and each frame goes only to the meters that speak its
+protocol (a 645 meter ignores 698 frames and vice versa).
+
 Half-duplex: one exchange at a time, requests queue behind it. Only the addressed
-meter answers; broadcast (99..99) is acted on by every meter and answered by none;
+meter answers; broadcast (99..99 in 645, address type 3 in 698) is acted on by every
+meter and answered by none;
 a wildcard (AA bytes) that matches several meters makes them all talk at once, which
 comes out as one garbled collision frame. This module knows the line, not the meter
 semantics (those are in ``responder``) and not the terminal.
@@ -29,16 +34,20 @@ from typing import Any
 import numpy as np
 
 from hal.interfaces import SerialLink, SerialSettings
+from protocols import dlt698
 from protocols.errors import ProtocolError
 from runtime.clock import Clock
-from sim.meters._codec import BROADCAST_ADDRESS, Frame, Framer
+from sim.meters._codec import BROADCAST_ADDRESS
+from sim.meters._mixed import Frame, MixedFramer
 from sim.meters.model import VirtualMeter
 from sim.meters.responder import MeterResponder
+from sim.meters.responder698 import Dlt698Responder
 from sim.pty import PtyPair
 
 log = logging.getLogger(__name__)
 
 Delay = float | tuple[float, float]
+PROTOCOLS = ("dlt645", "dlt698")
 
 
 @dataclass(slots=True)
@@ -73,18 +82,24 @@ class MeterBus:
         response_delay_s: Delay | Mapping[str, Delay] = (0.02, 0.05),
         seed: int = 0,
         preamble: int = 4,
+        protocols: Mapping[str, str] | None = None,
     ) -> None:
         addresses = [m.address for m in meters]
         if len(set(addresses)) != len(addresses):
             raise ValueError("meter addresses on one bus must be unique")
+        self.protocols = {a: (protocols or {}).get(a, "dlt645") for a in addresses}
+        bad = {a: p for a, p in self.protocols.items() if p not in PROTOCOLS}
+        if bad:
+            raise ValueError(f"unknown meter protocols {bad}; known: {', '.join(PROTOCOLS)}")
         self.meters = list(meters)
         self.clock = clock
         self.settings = settings or SerialSettings()
         self.response_delay_s = response_delay_s
         self.counters = BusCounters()
         self.responders = {m.address: MeterResponder(m, preamble=preamble) for m in self.meters}
+        self.responders698 = {m.address: Dlt698Responder(m, preamble=preamble) for m in self.meters}
         self._rng = np.random.default_rng([seed, 645])
-        self._framer = Framer()
+        self._framer = MixedFramer()
         self._rx_since_frame = 0
         self.last_error: ProtocolError | None = None
 
@@ -123,13 +138,23 @@ class MeterBus:
     def _answer(self, frame: Frame) -> tuple[bytes | None, str | None]:
         """Let every addressed meter act; return (reply bytes or None, address that sets the delay)."""
         now = self.clock.now()
+        replies: list[tuple[str, bytes]] = []
+        if isinstance(frame, dlt698.Frame):
+            if frame.from_server:
+                return None, None
+            for meter in self._targets_698(frame):
+                if meter.on and not meter.misses():
+                    reply = self.responders698[meter.address].handle(frame, now=now)
+                    if reply is not None:
+                        replies.append((meter.address, reply))
+            return self._merge(replies)
         alone = len(self.meters) == 1
         if frame.is_response:
             return None, None  # another station's reply on the line (or our echo): not a request
-        targets = [m for m in self.meters if address_matches(frame.address, m.address)]
+        speakers = [m for m in self.meters if self.protocols[m.address] == "dlt645"]
+        targets = [m for m in speakers if address_matches(frame.address, m.address)]
         if frame.address == BROADCAST_ADDRESS:
-            targets = list(self.meters)
-        replies: list[tuple[str, bytes]] = []
+            targets = speakers
         for meter in targets:
             if not meter.on:
                 continue
@@ -138,6 +163,17 @@ class MeterBus:
             reply = self.responders[meter.address].handle(frame, now=now, alone=alone)
             if reply is not None:
                 replies.append((meter.address, reply))
+        return self._merge(replies)
+
+    def _targets_698(self, frame: dlt698.Frame) -> list[VirtualMeter]:
+        speakers = [m for m in self.meters if self.protocols[m.address] == "dlt698"]
+        if frame.sa_type is dlt698.AddressType.BROADCAST:
+            return speakers
+        if len(frame.sa) != 12:
+            return []
+        return [m for m in speakers if address_matches(frame.sa, m.address)]
+
+    def _merge(self, replies: list[tuple[str, bytes]]) -> tuple[bytes | None, str | None]:
         if not replies:
             return None, None
         if len(replies) == 1:
