@@ -73,6 +73,8 @@ class Station:
     unarchived: set[str] = field(default_factory=set)
     #: per bus: probability that a reply is corrupted on the line (one flipped byte)
     corrupt_rate: dict[str, float] = field(default_factory=dict)
+    #: per bus: other devices sharing the line (``sim.devices.ModbusLine``), served with the meters
+    lines: dict[str, Any] = field(default_factory=dict)
 
     @property
     def meters(self) -> list[StationMeter]:
@@ -111,7 +113,9 @@ class Station:
                 )
                 self.running[name] = bus
                 ports[name] = pty.slave_path
-                tasks.append(tg.create_task(bus.serve(pty), name=f"sim-bus-{name}"))
+                line = self.lines.get(name)
+                serving = bus.serve(pty) if line is None else line.serve_shared(pty, bus)
+                tasks.append(tg.create_task(serving, name=f"sim-bus-{name}"))
             try:
                 yield ports
             finally:

@@ -1,0 +1,265 @@
+"""Field devices of the simulated station area, tied to the world: metrology unit and Modbus devices.
+
+Layer: sim. ``build_devices`` puts the virtual metrology unit at the transformer LV side
+(per phase, from the physics when there is a ``World``), a Modbus breaker at the head of
+every branch, an RCD, a capacitor bank and an environment sensor on the RS-485 port with
+role "breakers" (sharing the line with that port's DL/T 645 meters). Opening a breaker
+takes its branch out of the physics -- customers and downstream branch units lose supply,
+their meters write power-down records -- and closing it restores them, like a scenario
+outage (``sim.world``). ``write_archive`` writes the device archive the terminal's
+acquisition app loads. Must not import the terminal or apps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import math
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from hal.interfaces import SerialSettings
+from protocols import modbus
+from runtime.clock import Clock
+from sim.devices.metrology import ConstantSource, FunctionSource, TransformerSample, VirtualMetrology
+from sim.devices.modbus import (
+    ModbusDevice,
+    ModbusLine,
+    VirtualBreaker,
+    VirtualCapacitor,
+    VirtualEnvironment,
+    VirtualRcd,
+)
+from sim.pty import open_pty
+from sim.station import Station
+from sim.world import Replica, TruthEvent, World, WorldMeter, _descendants
+
+log = logging.getLogger("ttu.sim.devices")
+MAX_BREAKERS = 200  # unit ids 1..200; 201.. are the other devices
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceEntry:
+    """One row of the device archive."""
+
+    id: str
+    profile: str
+    port: str
+    unit_id: int
+    branch: str | None = None
+
+    def to_toml(self) -> str:
+        lines = ["[[devices]]", f'id = "{self.id}"', f'profile = "{self.profile}"', f'port = "{self.port}"']
+        lines.append(f"unit_id = {self.unit_id}")
+        if self.branch is not None:
+            lines.append(f'branch = "{self.branch}"')
+        return "\n".join(lines) + "\n"
+
+
+@dataclass(slots=True)
+class FieldDevices:
+    metrology: VirtualMetrology | None
+    line: ModbusLine | None
+    port: str | None
+    entries: list[DeviceEntry] = field(default_factory=list)
+    breakers: dict[str, VirtualBreaker] = field(default_factory=dict)  # device id -> breaker
+    environment: VirtualEnvironment | None = None
+
+    def write_archive(self, path: str | Path) -> None:
+        target = Path(path)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text("\n".join(e.to_toml() for e in self.entries), encoding="utf-8")
+        tmp.replace(target)
+
+    @asynccontextmanager
+    async def serve(self, *, clock: Clock) -> AsyncIterator[dict[str, str]]:
+        """Serve the metrology unit on its own pty; yields ``{"metrology": slave_path}``.
+
+        The Modbus line is served by the station (``Station.lines``) on the shared bus pty.
+        """
+        async with AsyncExitStack() as stack:
+            ptys: dict[str, str] = {}
+            if self.metrology is not None:
+                pty = open_pty("metrology")
+                stack.callback(pty.close)
+                tg = await stack.enter_async_context(asyncio.TaskGroup())
+                task = tg.create_task(self.metrology.serve(pty, clock=clock), name="sim-metrology")
+                stack.callback(task.cancel)
+                ptys["metrology"] = pty.slave_path
+            yield ptys
+
+
+# -- world coupling ---------------------------------------------------------------------------------
+
+
+def _step(rep: Replica, t: float) -> int:
+    return int(rep.steps_of(np.array([t]))[0])
+
+
+def _world_source(world: World) -> FunctionSource:
+    def sample(t: float) -> TransformerSample:
+        v = np.zeros(3)
+        i = np.zeros(3)
+        p = np.zeros(3)
+        q = np.zeros(3)
+        for n, rep in enumerate(world.replicas):
+            k = _step(rep, t)
+            hz = rep.horizon
+            if n == 0:
+                v = hz.trafo_v[k]
+            i = i + hz.trafo_i[k]
+            p = p + hz.trafo_p[k]
+            q = q + hz.trafo_q[k]
+        return TransformerSample(
+            tuple(float(x) for x in v),  # type: ignore[arg-type]
+            tuple(float(x) for x in i),  # type: ignore[arg-type]
+            tuple(float(x) for x in p),  # type: ignore[arg-type]
+            tuple(float(x) for x in q),  # type: ignore[arg-type]
+            50.0 + 0.02 * math.sin(t / 600.0),
+        )
+
+    return FunctionSource(sample)
+
+
+@dataclass(slots=True)
+class BranchSwitch:
+    """Closed loop of one branch breaker: open = the branch loses supply in the physics."""
+
+    world: World
+    replica: Replica
+    branch: int
+    _opened: tuple[object, float, int] | None = None  # (base horizon, t0, event index)
+
+    @property
+    def name(self) -> str:
+        return self.replica.prefix + self.replica.network.branches[self.branch]
+
+    def _scope(self) -> tuple[list[int], list[WorldMeter]]:
+        net = self.replica.network
+        sections = _descendants(net, self.branch)
+        idx = [i for i, c in enumerate(net.customers) if net.branches.index(c.branch) in sections]
+        names = {self.replica.prefix + net.branches[s] for s in sections[1:]}
+        hit = [m for m in self.world.customers() if m.replica is self.replica and m.customer in idx]
+        hit += [m for m in self.world.branch_units() if m.replica is self.replica and m.branch in names]
+        return idx, hit
+
+    def measure(self, t: float) -> tuple[tuple[float, float, float], tuple[float, float, float], float]:
+        rep = self.replica
+        k = _step(rep, t)
+        hz = rep.horizon
+        idx, _ = self._scope()
+        amps = [0.0, 0.0, 0.0]
+        for i in idx:
+            phase = rep.network.customers[i].phase
+            for ph in range(3) if phase not in ("A", "B", "C") else ["ABC".index(phase)]:
+                amps[ph] += float(hz.current_a[k, i])
+        p_kw = float(hz.p_kw[k, idx].sum()) if idx else 0.0
+        v = hz.trafo_v[k]
+        return (float(v[0]), float(v[1]), float(v[2])), (amps[0], amps[1], amps[2]), p_kw
+
+    def switched(self, closed: bool, t: float) -> None:
+        rep = self.replica
+        idx, hit = self._scope()
+        if not closed and self._opened is None:
+            self._opened = (rep.base, t, len(self.world.events))
+            self.world.events.append(
+                TruthEvent("outage", "branch", self.name, t, None, tuple(m.id for m in hit))
+            )
+            if idx:
+                rep.base = rep.base.with_customer_off(idx, t, rep.base.end, outage=True)
+            rep.refresh()
+            for m in hit:
+                m.meter.power_off(t)
+            log.info("breaker of branch %s opened: %d meters lose supply", self.name, len(hit))
+        elif closed and self._opened is not None:
+            base, t0, k = self._opened
+            self._opened = None
+            rep.base = base.with_customer_off(idx, t0, t, outage=True) if idx else base  # type: ignore[attr-defined]
+            rep.refresh()
+            for m in hit:
+                m.meter.power_on(t)
+            self.world.events[k] = dataclasses.replace(self.world.events[k], end=t)
+            log.info("breaker of branch %s closed: supply restored", self.name)
+
+
+def build_devices(
+    *,
+    station: Station,
+    world: World | None,
+    port: str | None,
+    settings: SerialSettings | None = None,
+    ct_ratio: float = 1.0,
+    pt_ratio: float = 1.0,
+    ct_ratio_actual: float | None = None,
+    metrology: bool = True,
+    seed: int = 0,
+) -> FieldDevices:
+    """The station's field devices; the Modbus ones go on ``port`` (shared with its meters)."""
+    if world is not None:
+        source: ConstantSource | FunctionSource = _world_source(world)
+    else:
+        source = ConstantSource(TransformerSample((230.0,) * 3, (120.0,) * 3, (26.0,) * 3, (8.0,) * 3))  # type: ignore[arg-type]
+    unit = (
+        VirtualMetrology(source, ct_ratio=ct_ratio, pt_ratio=pt_ratio, ct_ratio_actual=ct_ratio_actual)
+        if metrology
+        else None
+    )
+    out = FieldDevices(metrology=unit, line=None, port=port)
+    if port is None:
+        return out
+    devices: list[ModbusDevice] = []
+    breaker = modbus.builtin_profile("breaker")
+    switches: list[BranchSwitch] = []
+    if world is not None:
+        for rep in world.replicas:
+            switches += [BranchSwitch(world, rep, b) for b in range(len(rep.network.branches))]
+    if len(switches) > MAX_BREAKERS:
+        log.warning("%d branches: only the first %d get a Modbus breaker", len(switches), MAX_BREAKERS)
+    for n, sw in enumerate(switches[:MAX_BREAKERS], start=1):
+        dev = VirtualBreaker(
+            breaker, n, name=f"brk-{sw.name}", measure=sw.measure, on_switch=sw.switched, seed=seed
+        )
+        devices.append(dev)
+        out.breakers[dev.name] = dev
+        out.entries.append(DeviceEntry(dev.name, "breaker", port, n, sw.name))
+    if not switches:
+        dev = VirtualBreaker(breaker, 1, name="brk-main", seed=seed)
+        devices.append(dev)
+        out.breakers[dev.name] = dev
+        out.entries.append(DeviceEntry(dev.name, "breaker", port, 1))
+
+    def load(t: float) -> tuple[float, float, float]:
+        s = source.sample(t)
+        return sum(s.p_kw), sum(s.q_kvar), s.voltage_v[0]
+
+    others: list[tuple[ModbusDevice, str]] = [
+        (VirtualRcd(modbus.builtin_profile("rcd"), 201, name="rcd-1", seed=seed), "rcd"),
+        (VirtualCapacitor(modbus.builtin_profile("capacitor"), 202, name="cap-1", load=load), "capacitor"),
+        (
+            VirtualEnvironment(modbus.builtin_profile("environment"), 203, name="env-1", seed=seed),
+            "environment",
+        ),
+    ]
+    for dev, profile in others:
+        devices.append(dev)
+        out.entries.append(DeviceEntry(dev.name, profile, port, dev.unit))
+        if isinstance(dev, VirtualEnvironment):
+            out.environment = dev
+    out.line = ModbusLine(devices, clock=None, settings=settings or station.settings)  # type: ignore[arg-type]  # set by attach
+    return out
+
+
+def attach(devices: FieldDevices, station: Station, clock: Clock) -> None:
+    """Put the Modbus line on its bus: the station serves it together with that bus's meters."""
+    if devices.line is None or devices.port is None:
+        return
+    devices.line.clock = clock
+    station.lines[devices.port] = devices.line
+
+
+__all__ = ["BranchSwitch", "DeviceEntry", "FieldDevices", "attach", "build_devices"]
