@@ -13,7 +13,11 @@ Lifecycle::
                         -> BACKOFF (initial * 2^(n-1), capped) -> STARTING ...
                         -> QUARANTINED (max_crashes within window_s; stays down)
 
-An app that returns normally is STOPPED and not restarted. Every change is
+An app that returns normally is STOPPED and not restarted. An app added with
+``isolated=True`` (board.toml ``[apps.<name>] isolated``, or installed from a
+package) runs the same lifecycle in its own host process through the bridge
+(``runtime.container.isolation_runner``); CRASHED then also covers a host
+killed by its memory limit or for a missed heartbeat. Every change is
 published retained on ``runtime/apps/<name>/state`` and written atomically
 (temp file + rename) to ``<state_dir>/apps.json``. It must not import app code
 except through the manifest's entry point.
@@ -35,7 +39,9 @@ from typing import Any
 
 from runtime.bus import Bus
 from runtime.clock import Clock
+from runtime.container.bridge import Bridge
 from runtime.container.context import AppContext, ContextFactory
+from runtime.container.isolation_runner import IsolatedAppError, IsolatedRunner
 from runtime.container.manifest import Manifest, load_manifest, resolve_config
 from runtime.errors import AppError, AppNotReady, ConfigError, ConfigErrors, TerminalError
 
@@ -63,6 +69,8 @@ class AppRecord:
 
     manifest: Manifest
     config: dict[str, Any]
+    isolated: bool = False
+    nice: int | None = None  # niceness of an isolated app's host (None: the bridge's default)
     state: AppState = AppState.LOADED
     since: float = 0.0
     restarts: int = 0
@@ -81,6 +89,7 @@ class AppRecord:
             "since": self.since,
             "restarts": self.restarts,
             "last_error": self.last_error,
+            "isolated": self.isolated,
         }
 
 
@@ -94,8 +103,14 @@ class Supervisor:
         bus: Bus,
         context_factory: ContextFactory,
         state_dir: str | Path | None = None,
+        bridge: Bridge | None = None,
     ) -> None:
         self._clock = clock
+        self._runner = (
+            IsolatedRunner(bridge=bridge, clock=clock, context_factory=context_factory)
+            if bridge is not None
+            else None
+        )
         self._bus = bus
         self._factory = context_factory
         self._state_dir = Path(state_dir) if state_dir is not None else None
@@ -105,12 +120,24 @@ class Supervisor:
 
     # -- registry ---------------------------------------------------------------
 
-    def add(self, manifest: Manifest, config: Mapping[str, Any] | None = None) -> AppRecord:
-        """Register an app with its raw config (validated against the manifest: ``ConfigErrors``)."""
+    def add(
+        self,
+        manifest: Manifest,
+        config: Mapping[str, Any] | None = None,
+        *,
+        isolated: bool = False,
+        nice: int | None = None,
+    ) -> AppRecord:
+        """Register an app with its raw config (validated against the manifest: ``ConfigErrors``).
+
+        ``isolated`` runs it in its own host process (needs the supervisor's ``bridge``).
+        """
         if manifest.name in self._apps:
             raise AppError(manifest.name, "already loaded")
+        if isolated and self._runner is None:
+            raise AppError(manifest.name, "marked isolated, but this supervisor has no app bridge")
         resolved = resolve_config(manifest, config or {})
-        rec = AppRecord(manifest, resolved, since=self._clock.now())
+        rec = AppRecord(manifest, resolved, isolated=isolated, nice=nice, since=self._clock.now())
         self._apps[manifest.name] = rec
         self._set_state(rec, AppState.LOADED)
         if self._tg is not None:
@@ -123,19 +150,26 @@ class Supervisor:
         *,
         configs: Mapping[str, Mapping[str, Any]] | None = None,
         enabled: Iterable[str] | None = None,
+        isolated: Iterable[str] = (),
+        nice: Mapping[str, int | None] | None = None,
     ) -> list[Manifest]:
-        """Load ``<apps_dir>/<name>/app.toml`` for each enabled app (all if ``enabled`` is None)."""
+        """Load ``<apps_dir>/<name>/app.toml`` for each enabled app (all if ``enabled`` is None);
+        the apps named in ``isolated`` run in their own processes."""
         apps_dir = Path(apps_dir)
         names = (
             sorted(p.parent.name for p in apps_dir.glob("*/app.toml")) if enabled is None else list(enabled)
         )
         configs = configs or {}
+        isolated = set(isolated)
+        nice = nice or {}
         errors: list[ConfigError] = []
         loaded: list[Manifest] = []
         for name in names:
             try:
                 manifest = load_manifest(apps_dir / name / "app.toml")
-                self.add(manifest, configs.get(name, {}))
+                self.add(
+                    manifest, configs.get(name, {}), isolated=name in isolated, nice=nice.get(name)
+                )
             except ConfigErrors as err:
                 errors.extend(err.errors)
                 continue
@@ -293,8 +327,12 @@ class Supervisor:
                     return
                 now = self._clock.monotonic()
                 rec.crashes = [t for t in rec.crashes if now - t < policy.window_s] + [now]
-                reason = f"{type(error).__name__}: {error}"
-                log.error("app %s crashed: %s", name, reason, exc_info=error)
+                if isinstance(error, IsolatedAppError):  # already "Type: message", from the host
+                    reason = error.reason
+                    log.error("app %s crashed: %s", name, reason)
+                else:
+                    reason = f"{type(error).__name__}: {error}"
+                    log.error("app %s crashed: %s", name, reason, exc_info=error)
                 self._set_state(rec, AppState.CRASHED, reason)
                 if len(rec.crashes) >= policy.max_crashes:
                     log.error(
@@ -312,6 +350,8 @@ class Supervisor:
 
     async def _run_once(self, rec: AppRecord) -> BaseException | None:
         """Start the app, wait for ready, wait for its end; return its error (None: returned)."""
+        if rec.isolated:
+            return await self._run_isolated(rec)
         manifest = rec.manifest
         try:
             entry = self._entry(manifest)
@@ -342,6 +382,26 @@ class Supervisor:
             ctx.close()
             rec.context = None
             rec.task = None
+
+    async def _run_isolated(self, rec: AppRecord) -> BaseException | None:
+        assert self._runner is not None
+
+        def ready() -> None:
+            self._set_state(rec, AppState.READY)
+            self._set_state(rec, AppState.RUNNING)
+
+        return await self._runner.run_once(
+            rec.manifest,
+            rec.config,
+            nice=rec.nice,
+            on_ready=ready,
+            on_stopping=lambda: self._set_state(rec, AppState.STOPPING),
+        )
+
+    def pid(self, name: str) -> int | None:
+        """The host process id of a running isolated app (None in-process or not running)."""
+        self._record(name)
+        return self._runner.pids.get(name) if self._runner is not None else None
 
     async def _stop_app_task(self, rec: AppRecord, task: asyncio.Task[Any], ctx: AppContext) -> None:
         """Ask the app to stop, give it stop_timeout_s, then cancel it."""

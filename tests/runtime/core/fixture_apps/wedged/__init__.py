@@ -1,0 +1,11 @@
+"""Reports ready, then blocks its process's event loop forever (no heartbeat any more)."""
+
+import time
+from typing import Any
+
+
+async def run(ctx: Any, config: dict[str, Any]) -> None:
+    await ctx.ready()
+    await ctx.clock.sleep(0.05)
+    while True:
+        time.sleep(0.05)  # deliberately blocking: this is the bug the hang detector catches
