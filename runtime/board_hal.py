@@ -3,20 +3,23 @@
 Layer: runtime. Maps each enabled board node to a hal backend object: RS-485 ports
 become ``Rs485Port`` over ``PySerialLink`` (real ttys, or the ptys the simulator serves
 for ``sim:`` devices), the watchdog a ``DevWatchdog`` or ``SimWatchdog``, DI/DO slots
-``MemorySlot`` on the sim backend. Knows no protocol: meters are read by apps through
+``MemorySlot`` on the sim backend, the ``[hplc]`` UART a ``hal.hplc.Cco`` whose events
+``carrier_events`` publishes as ``hplc/event/<kind>``. Knows no protocol: meters are read by apps through
 the ports it opens.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Self
+from zoneinfo import ZoneInfo
 
 from hal.errors import CapabilityMissing
-from hal.interfaces import CarrierModule, Metrology, SerialSettings, Slot, Watchdog
+from hal.hplc import Cco
+from hal.interfaces import CarrierEvent, CarrierModule, Metrology, SerialSettings, Slot, Watchdog
 from hal.linux.serial import PySerialLink
 from hal.linux.watchdog import DevWatchdog
 from hal.metrology import DltMetrology, Ratios
@@ -45,6 +48,7 @@ class BoardHal:
         self._slots: dict[str, Slot] = {}
         self._watchdog: Watchdog | None = None
         self._metrology: Metrology | None = None
+        self._hplc: Cco | None = None
         self._stack = AsyncExitStack()
 
     def _device(self, path: str, device: str) -> str:
@@ -69,6 +73,7 @@ class BoardHal:
                 port = Rs485Port(link, clock=self._clock, name=node.name)
                 self._ports[node.name] = await self._stack.enter_async_context(port)
             await self._open_metrology()
+            await self._open_hplc()
             for slot in board.slots:
                 if slot.enabled and slot.module == "di-do" and board.hal.backend == "sim":
                     self._slots[slot.name] = MemorySlot(slot.name, kind="dio")
@@ -104,6 +109,31 @@ class BoardHal:
         )
         self._metrology = await self._stack.enter_async_context(unit)
 
+    async def _open_hplc(self) -> None:
+        node = self._board.hplc
+        if node is None or not node.enabled:
+            return
+        if node.device.startswith(SIM_PREFIX) and node.device[len(SIM_PREFIX) :] not in self._sim_devices:
+            log.warning("hplc: %s has no simulator behind it; not available", node.device)
+            return
+        link = PySerialLink(self._device("hplc.device", node.device), node.settings, name="hplc")
+        tz = ZoneInfo(self._board.terminal.timezone)
+        # The module is identified lazily (first read or archive sync), so a missing or slow
+        # module does not hold up the terminal's start; its reports are taken from now on.
+        self._hplc = await self._stack.enter_async_context(Cco(link, clock=self._clock, name="hplc", tz=tz))
+
+    async def carrier_events(self, publish: Callable[[str, object], None]) -> None:
+        """Publish every carrier event as ``hplc/event/<kind>`` until cancelled (no-op without HPLC).
+
+        Payload: ``{"kind", "addresses", "ts", "payload" (hex), "extra"}``; the outage app
+        takes ``power_off`` / ``power_on``, the acquisition app ``meter_event``.
+        """
+        if self._hplc is None:
+            return
+        async with self._hplc.events() as stream:
+            async for event in stream:
+                publish(f"hplc/event/{event.kind}", carrier_event_json(event))
+
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
@@ -122,7 +152,9 @@ class BoardHal:
             raise CapabilityMissing(f"no enabled RS-485 port {name!r} on this board") from None
 
     def hplc(self) -> CarrierModule:
-        raise CapabilityMissing("HPLC carrier module: no Q/GDW 1376.2 driver in this build yet")
+        if self._hplc is None:
+            raise CapabilityMissing("HPLC carrier module: not enabled on this board (or no simulator)")
+        return self._hplc
 
     def metrology(self) -> Metrology:
         if self._metrology is None:
@@ -141,4 +173,17 @@ class BoardHal:
         return self._watchdog
 
     def statistics(self) -> dict[str, object]:
-        return {name: port.statistics() for name, port in self._ports.items()}
+        out: dict[str, object] = {name: port.statistics() for name, port in self._ports.items()}
+        if self._hplc is not None:
+            out["hplc"] = self._hplc.statistics()
+        return out
+
+
+def carrier_event_json(event: CarrierEvent) -> dict[str, object]:
+    return {
+        "kind": event.kind,
+        "addresses": list(event.addresses),
+        "ts": event.ts,
+        "payload": event.payload.hex().upper(),
+        "extra": dict(event.extra),
+    }

@@ -184,6 +184,7 @@ class Terminal:
                     tg.create_task(scheduler.run(), name="scheduler")
                     tg.create_task(supervisor.run(), name="supervisor")
                     tg.create_task(watchdog.run(), name="loop-watchdog")
+                    tg.create_task(hal.carrier_events(bus.publish), name="hplc-events")
                     tg.create_task(self._upkeep(store, uplink, supervisor, alarms), name="store-upkeep")
                     self.started.set()
         finally:
