@@ -7,7 +7,8 @@ Definitions (as utility reports use them):
 * a meter's success rate for a task kind = successful reads / scheduled reads;
 * the station's daily success rate = meters with a successful daily freeze (or, before
   the first freeze, a successful realtime read) today / meters in the archive;
-* a meter is online when its last read attempt succeeded.
+* a meter is online when its last read attempt succeeded;
+* a transport's success rate (RS-485 port name, or "hplc") = the same ratio over its meters.
 """
 
 from __future__ import annotations
@@ -43,14 +44,16 @@ class CycleTiming:
 class SuccessTracker:
     """Per-meter and station-area reading success."""
 
-    def __init__(self, meter_ids: list[str]) -> None:
+    def __init__(self, meter_ids: list[str], transports: dict[str, str] | None = None) -> None:
         self._meters = {meter_id: MeterStats() for meter_id in meter_ids}
+        self._transport = dict(transports or {})
         self._day_ok: set[str] = set()
         self.cycle = CycleTiming()
 
-    def reset_meters(self, meter_ids: list[str]) -> None:
+    def reset_meters(self, meter_ids: list[str], transports: dict[str, str] | None = None) -> None:
         """Follow an archive replacement: keep history of meters that stay."""
         self._meters = {m: self._meters.get(m, MeterStats()) for m in meter_ids}
+        self._transport = {m: t for m, t in (transports or {}).items() if m in self._meters}
         self._day_ok &= set(meter_ids)
 
     def record(self, meter_id: str, kind: str, ok: bool, ts: float) -> tuple[bool, bool]:
@@ -90,6 +93,16 @@ class SuccessTracker:
         )
         return None if attempts == 0 else successes / attempts
 
+    def transport_rates(self) -> dict[str, float | None]:
+        """Success rate per transport (every kind of read), None where nothing was tried yet."""
+        attempts: dict[str, int] = defaultdict(int)
+        successes: dict[str, int] = defaultdict(int)
+        for meter_id, stats in self._meters.items():
+            transport = self._transport.get(meter_id, "?")
+            attempts[transport] += sum(stats.attempts.values())
+            successes[transport] += sum(stats.successes.values())
+        return {t: (successes[t] / n if n else None) for t, n in sorted(attempts.items())}
+
     def daily_rate(self) -> float | None:
         return None if not self._meters else len(self._day_ok) / len(self._meters)
 
@@ -100,6 +113,7 @@ class SuccessTracker:
             "success_rate": self.station_rate(),
             "success_rate_realtime": self.station_rate("realtime"),
             "success_rate_curve": self.station_rate("curve"),
+            "success_rate_by_transport": self.transport_rates(),
             "daily_success_rate": self.daily_rate(),
             "cycle_seconds": self.cycle.seconds,
             "wire_bound_seconds": self.cycle.wire_bound_seconds,
@@ -108,6 +122,11 @@ class SuccessTracker:
 
     def per_meter(self) -> dict[str, dict[str, Any]]:
         return {
-            meter_id: {"online": s.online, "success_rate": s.rate(), "last_ok": s.last_ok}
+            meter_id: {
+                "online": s.online,
+                "success_rate": s.rate(),
+                "last_ok": s.last_ok,
+                "transport": self._transport.get(meter_id),
+            }
             for meter_id, s in self._meters.items()
         }
