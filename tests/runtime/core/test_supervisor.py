@@ -66,6 +66,7 @@ async def test_good_app_becomes_running_and_answers(tmp_path: Path) -> None:
                 "since": pytest.approx(START, abs=1),
                 "restarts": 0,
                 "last_error": None,
+                "isolated": False,
             }
         ]
     status = json.loads((tmp_path / "apps.json").read_text())

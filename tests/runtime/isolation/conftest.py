@@ -24,7 +24,13 @@ from runtime.container.supervisor import AppState, Supervisor
 from runtime.scheduler import MemoryKeyValue, Scheduler
 from runtime.store import Store
 
-FIXTURES = Path(__file__).parent.parent / "core" / "fixture_apps"
+FIXTURES = Path(__file__).parent.parent / "core" / "fixture_apps"  # the in-process suite's apps
+OWN_FIXTURES = Path(__file__).parent / "fixture_apps"  # apps written for isolation
+
+
+def manifest_path(name: str) -> Path:
+    own = OWN_FIXTURES / name / "app.toml"
+    return own if own.exists() else FIXTURES / name / "app.toml"
 FAST = IsolationSettings(heartbeat_s=0.05, heartbeat_timeout_s=1.0, nice=1, hello_timeout_s=10.0)
 
 
@@ -66,9 +72,9 @@ async def core(
         async with Bridge(tmp / SOCKET_NAME, bus=bus, clock=clock, settings=settings) as bridge:
             sup = Supervisor(clock=clock, bus=bus, context_factory=factory, state_dir=tmp, bridge=bridge)
             for name in isolated:
-                sup.add(load_manifest(FIXTURES / name / "app.toml"), isolated=True)
+                sup.add(load_manifest(manifest_path(name)), isolated=True)
             for name in inproc:
-                sup.add(load_manifest(FIXTURES / name / "app.toml"))
+                sup.add(load_manifest(manifest_path(name)))
             async with asyncio.TaskGroup() as tg:
                 sched_task = tg.create_task(scheduler.run(), name="scheduler")
                 sup_task = tg.create_task(sup.run(), name="supervisor")
