@@ -1,0 +1,273 @@
+"""Modbus RTU field devices (breakers, RCD, capacitor bank, environment sensor): archive and polling.
+
+Layer: apps (acquisition). Uses only its context (hal ports, bus, store, uplink, log).
+The device archive is its own TOML file (``devices`` in the app config)::
+
+    [[devices]]
+    id = "brk-F1"            # device id used in readings and commands
+    profile = "breaker"      # a protocols/modbus profile name
+    port = "rs485-4"         # a board RS-485 port (shared with its 645 meters)
+    unit_id = 1              # Modbus unit id 1..247, unique per port
+    branch = "F1"            # optional: the branch the device protects
+
+Every device of a port is read in turn at REALTIME priority through the port's queue;
+readings go out like meter readings (``meter/<id>/reading``). A breaker's trip counter
+rising is a ``breaker.trip`` event with its trip cause; a switch-state change is
+``breaker.open`` / ``breaker.closed``. The ``breaker.control`` cloud command (and bus
+request ``acquisition/breaker/control``) opens or closes a breaker at CONTROL priority,
+verified by read-back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tomllib
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hal.errors import DeviceError, HalError
+from hal.interfaces import Priority
+from hal.modbus import ModbusMaster
+from protocols import modbus
+from protocols.errors import ProtocolError
+from protocols.quantities import QUANTITIES
+from runtime.errors import ConfigError, ConfigErrors
+from runtime.model import Event, Reading
+from runtime.scheduler import Aligned, CatchUp, Slot
+
+from .metrology import MetrologyReader
+
+_KEYS = {"id", "profile", "port", "unit_id", "branch"}
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRecord:
+    id: str
+    profile: modbus.Profile
+    port: str
+    unit_id: int
+    branch: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"id": self.id, "profile": self.profile.name, "port": self.port}
+        out["unit_id"] = self.unit_id
+        if self.branch is not None:
+            out["branch"] = self.branch
+        return out
+
+
+def parse_devices(
+    data: Mapping[str, Any], *, source: str, known_ports: Iterable[str]
+) -> tuple[DeviceRecord, ...]:
+    """Validate a device archive; every problem is reported with its key path."""
+    errors: list[ConfigError] = []
+    ports = set(known_ports)
+    names = modbus.builtin_names()
+    for key in sorted(set(data) - {"devices"}):
+        errors.append(ConfigError(key, "unknown key", source=source))
+    raw = data.get("devices", [])
+    if not isinstance(raw, list):
+        raise ConfigErrors([ConfigError("devices", "must be an array of tables", source=source)])
+    out: list[DeviceRecord] = []
+    ids: set[str] = set()
+    units: set[tuple[str, int]] = set()
+    for i, item in enumerate(raw):
+        path = f"devices[{i}]"
+
+        def bad(key: str, reason: str, path: str = path) -> None:
+            errors.append(ConfigError(f"{path}.{key}", reason, source=source))
+
+        if not isinstance(item, Mapping):
+            errors.append(ConfigError(path, "must be a table", source=source))
+            continue
+        for key in sorted(set(item) - _KEYS):
+            bad(key, "unknown key")
+        dev_id, profile, port, unit = (
+            item.get("id"),
+            item.get("profile"),
+            item.get("port"),
+            item.get("unit_id"),
+        )
+        ok = True
+        if not isinstance(dev_id, str) or not dev_id or "/" in dev_id or "+" in dev_id or "#" in dev_id:
+            bad("id", "must be a non-empty string without '/', '+', '#'")
+            ok = False
+        elif dev_id in ids:
+            bad("id", f"duplicate device id {dev_id!r}")
+            ok = False
+        if profile not in names:
+            bad("profile", f"{profile!r} is not a profile; known: {', '.join(names)}")
+            ok = False
+        if port not in ports:
+            bad("port", f"{port!r} is not an RS-485 port of this board ({', '.join(sorted(ports))})")
+            ok = False
+        if isinstance(unit, bool) or not isinstance(unit, int) or not 1 <= unit <= 247:
+            bad("unit_id", f"{unit!r} is not a Modbus unit id 1..247")
+            ok = False
+        elif (str(port), unit) in units:
+            bad("unit_id", f"unit {unit} is already used on {port}")
+            ok = False
+        branch = item.get("branch")
+        if branch is not None and (not isinstance(branch, str) or not branch):
+            bad("branch", "must be a non-empty string")
+            ok = False
+        if ok:
+            ids.add(str(dev_id))
+            units.add((str(port), int(unit)))  # type: ignore[arg-type]
+            out.append(
+                DeviceRecord(str(dev_id), modbus.builtin_profile(str(profile)), str(port), int(unit), branch)
+            )  # type: ignore[arg-type]
+    if errors:
+        raise ConfigErrors(errors)
+    return tuple(out)
+
+
+def load_devices(path: Path, *, known_ports: Iterable[str]) -> tuple[DeviceRecord, ...]:
+    """The device archive at ``path``; a missing file is an empty archive."""
+    if not path.exists():
+        return ()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as err:
+        raise ConfigErrors([ConfigError("", f"cannot read device archive: {err}", source=str(path))]) from err
+    return parse_devices(data, source=str(path), known_ports=known_ports)
+
+
+class DevicePoller:
+    """Polls the archive's Modbus devices and runs breaker commands."""
+
+    def __init__(
+        self,
+        ctx: Any,
+        devices: tuple[DeviceRecord, ...],
+        *,
+        emit: Callable[[list[Reading]], Awaitable[None]],
+        emit_event: Callable[[Event], Awaitable[None]],
+        timeout_s: float = 0.5,
+    ) -> None:
+        self._ctx = ctx
+        self.devices = {d.id: d for d in devices}
+        self._emit = emit
+        self._emit_event = emit_event
+        self._masters = {
+            p: ModbusMaster(ctx.hal.rs485(p), timeout=timeout_s) for p in {d.port for d in devices}
+        }
+        self._failing: set[str] = set()
+        self.counters = {"device_reads_ok": 0, "device_reads_failed": 0, "device_commands": 0}
+
+    def start(self, interval_s: int) -> None:
+        if not self.devices:
+            return
+        self._ctx.scheduler.add("devices", Aligned(interval_s), self.poll, catch_up=CatchUp.SKIP)
+        self._ctx.uplink.register_command("breaker.control", self.control)
+        self._ctx.bus.serve("acquisition/breaker/control", self.control)
+        self._ctx.log.info(
+            "devices: %d Modbus devices on %s", len(self.devices), ", ".join(sorted(self._masters))
+        )
+
+    async def poll(self, slot: Slot) -> None:
+        readings: list[Reading] = []
+
+        async def port_devices(port: str) -> None:
+            for dev in (d for d in self.devices.values() if d.port == port):
+                readings.extend(await self.read_device(dev, slot.epoch))
+
+        async with asyncio.TaskGroup() as tg:
+            for port in self._masters:
+                tg.create_task(port_devices(port), name=f"devices:{port}")
+        await self._emit(readings)
+
+    async def read_device(self, dev: DeviceRecord, ts: float) -> list[Reading]:
+        master = self._masters[dev.port]
+        try:
+            values = await master.read(dev.unit_id, dev.profile)
+        except (HalError, ProtocolError) as err:
+            self.counters["device_reads_failed"] += 1
+            if dev.id not in self._failing:
+                self._failing.add(dev.id)
+                self._ctx.log.warning("device %s (unit %d on %s): %s", dev.id, dev.unit_id, dev.port, err)
+            return []
+        if dev.id in self._failing:
+            self._failing.discard(dev.id)
+            self._ctx.log.info("device %s answers again", dev.id)
+        self.counters["device_reads_ok"] += 1
+        if dev.profile.kind == "breaker":
+            await self._breaker_events(dev, values)
+        out = []
+        for reg in dev.profile.readings:
+            value = values.get(reg.name)
+            if value is None or reg.quantity is None:
+                continue
+            known = QUANTITIES.get(reg.quantity)
+            out.append(
+                Reading(dev.id, reg.quantity, float(value), reg.unit, ts, obis=known.obis if known else None)
+            )
+        return out
+
+    async def _breaker_events(self, dev: DeviceRecord, values: Mapping[str, float | bool]) -> None:
+        store = self._ctx.store
+        now = self._ctx.clock.now()
+        base = {"branch": dev.branch, "port": dev.port, "unit_id": dev.unit_id}
+        count = int(values.get("trip_count", 0))
+        known = await store.get(f"breaker_trips/{dev.id}")
+        await store.set(f"breaker_trips/{dev.id}", count)
+        if known is not None and count > int(known):
+            cause = dev.profile.register("trip_cause").meaning(values.get("trip_cause", 0))
+            at = float(values.get("last_trip_time", now)) or now
+            await self._emit_event(
+                Event("breaker.trip", dev.id, at, None, {**base, "cause": cause, "trips": count - int(known)})
+            )
+        closed = bool(values.get("switch_closed", True))
+        was = await store.get(f"breaker_closed/{dev.id}")
+        await store.set(f"breaker_closed/{dev.id}", closed)
+        if was is not None and bool(was) != closed:
+            await self._emit_event(
+                Event("breaker.closed" if closed else "breaker.open", dev.id, now, None, base)
+            )
+
+    async def control(self, args: Any) -> dict[str, Any]:
+        """``{"device": "brk-F1", "action": "open" | "close"}`` -> ``{"device", "closed"}``."""
+        if not isinstance(args, Mapping):
+            raise ValueError("breaker.control: arguments must be an object with device and action")
+        dev = self.devices.get(str(args.get("device")))
+        if dev is None or dev.profile.kind != "breaker":
+            breakers = [d.id for d in self.devices.values() if d.profile.kind == "breaker"]
+            raise ValueError(f"breaker.control: no breaker {args.get('device')!r}; breakers: {breakers}")
+        action = args.get("action")
+        if action not in ("open", "close"):
+            raise ValueError(f"breaker.control: action {action!r} is not 'open' or 'close'")
+        self.counters["device_commands"] += 1
+        try:
+            closed = await self._masters[dev.port].command(dev.unit_id, dev.profile, str(action))
+        except DeviceError as err:
+            raise ValueError(f"breaker.control: {dev.id} refused: {err}") from err
+        except HalError as err:
+            raise ValueError(f"breaker.control: {dev.id}: {err}") from err
+        self._ctx.log.info("breaker %s: %s (read back closed=%s)", dev.id, action, closed)
+        return {"device": dev.id, "closed": bool(closed), "priority": Priority.CONTROL.name}
+
+
+async def start_field_devices(
+    ctx: Any,
+    *,
+    archive: Path,
+    ports: Iterable[str],
+    interval_s: int,
+    emit: Callable[[list[Reading]], Awaitable[None]],
+    emit_event: Callable[[Event], Awaitable[None]],
+) -> tuple[MetrologyReader, DevicePoller]:
+    """The service's hook: transformer readings from the metrology unit, and the Modbus devices of
+    ``devices.toml`` next to the meter archive (written by the simulator, or by the installer)."""
+    reader = MetrologyReader(ctx, emit)
+    reader.start(interval_s)
+    records = await asyncio.to_thread(
+        load_devices, archive.with_name("devices.toml"), known_ports=tuple(ports)
+    )
+    poller = DevicePoller(ctx, records, emit=emit, emit_event=emit_event)
+    poller.start(interval_s)
+    return reader, poller
+
+
+__all__ = ["DevicePoller", "DeviceRecord", "load_devices", "parse_devices", "start_field_devices"]
