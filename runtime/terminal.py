@@ -8,6 +8,7 @@ Knows no grid or protocol specifics: apps bring those.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import ssl
 from collections.abc import Mapping
@@ -28,6 +29,7 @@ from runtime.container import (
     Supervisor,
     TerminalInfo,
 )
+from runtime.container.bridge import SOCKET_NAME, Bridge
 from runtime.errors import ConfigError
 from runtime.scheduler import Scheduler
 from runtime.store import Store, StoreLimits
@@ -144,7 +146,10 @@ class Terminal:
             scheduler = Scheduler(clock=self._clock, tz=info.tz, state=NamespacedStore(store, "scheduler"))
             uplink = self._uplink(store)
             offline = OutboxOnlyUplink(store, terminal_id=board.terminal.id)
-            async with BoardHal(board, clock=self._clock, sim_devices=self._sim_devices) as hal:
+            async with (
+                BoardHal(board, clock=self._clock, sim_devices=self._sim_devices) as hal,
+                contextlib.AsyncExitStack() as stack,  # the app bridge, closed after the supervisor
+            ):
                 factory = AppContextFactory(
                     clock=self._clock,
                     bus=bus,
@@ -154,13 +159,22 @@ class Terminal:
                     hal=hal,
                     terminal=info,
                 )
+                bridge = await stack.enter_async_context(
+                    Bridge(self._state_dir / SOCKET_NAME, bus=bus, clock=self._clock, terminal=info)
+                )
                 supervisor = Supervisor(
-                    clock=self._clock, bus=bus, context_factory=factory, state_dir=self._state_dir
+                    clock=self._clock,
+                    bus=bus,
+                    context_factory=factory,
+                    state_dir=self._state_dir,
+                    bridge=bridge,
                 )
                 supervisor.load(
                     self._apps_dir,
                     configs={name: app.config for name, app in board.apps.items()},
                     enabled=[name for name, app in board.apps.items() if app.enabled],
+                    isolated=[name for name, app in board.apps.items() if app.isolated],
+                    nice={name: app.nice for name, app in board.apps.items()},
                 )
                 watchdog = LoopWatchdog(
                     clock=self._clock,

@@ -180,6 +180,7 @@ class AppConfig:
     enabled: bool
     isolated: bool
     config: Mapping[str, Any]
+    nice: int | None = None  # niceness of the app's host process when isolated
 
 
 @dataclass(frozen=True, slots=True)

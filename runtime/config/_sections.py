@@ -225,6 +225,7 @@ APP: Mapping[str, FieldSpec] = MappingProxyType(
     {
         "enabled": Bool(default=True),
         "isolated": Bool(default=False),
+        "nice": Int(default=None, min=0, max=19, doc="niceness of an isolated app's process (default 10)"),
         "config": Opaque(default=MappingProxyType({})),
     }
 )
