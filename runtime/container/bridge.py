@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import stat
@@ -111,10 +112,12 @@ class Bridge:
         settings: IsolationSettings | None = None,
     ) -> None:
         self.path = Path(path)
+        # sun_path holds 107 bytes; a deeper state dir gets a Linux abstract socket named after it
+        # (no file, so no file mode: the one-time tokens are then the only gate).
+        self.abstract: str | None = None
         if len(os.fsencode(self.path)) > _SUN_PATH_MAX:
-            raise TerminalError(
-                f"bridge socket path {self.path} is longer than {_SUN_PATH_MAX} bytes (a Unix socket limit)"
-            )
+            digest = hashlib.sha256(os.fsencode(self.path.resolve())).hexdigest()[:24]
+            self.abstract = f"ttu-bridge-{digest}"
         self.bus = bus
         self.clock = clock
         self.terminal = terminal or TerminalInfo.default()
@@ -125,6 +128,10 @@ class Bridge:
         self._handlers: set[asyncio.Task[Any]] = set()
 
     async def __aenter__(self) -> Bridge:
+        if self.abstract is not None:
+            self._server = await asyncio.start_unix_server(self._on_connect, path="\0" + self.abstract)
+            log.warning("app bridge: %s is too long for a socket, listening on @%s", self.path, self.abstract)
+            return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with contextlib.suppress(FileNotFoundError):
             if stat.S_ISSOCK(self.path.lstat().st_mode):
@@ -133,6 +140,11 @@ class Bridge:
         os.chmod(self.path, 0o600)
         log.info("app bridge listening on %s", self.path)
         return self
+
+    @property
+    def address(self) -> str:
+        """Where hosts connect: a path, or ``@name`` for an abstract socket (env-safe, no NUL)."""
+        return f"@{self.abstract}" if self.abstract is not None else str(self.path)
 
     async def __aexit__(self, *exc: object) -> None:
         server, self._server = self._server, None
@@ -147,8 +159,9 @@ class Bridge:
         for _, fut in self._expected.values():
             fut.cancel()
         self._expected.clear()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+        if self.abstract is None:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
 
     def expect(self, app: str, token: str) -> asyncio.Future[Connection]:
         """Register a one-time token; the future resolves when the host presents it."""

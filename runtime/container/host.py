@@ -412,7 +412,8 @@ class Host:
 
     async def run(self) -> int:
         try:
-            reader, writer = await asyncio.open_unix_connection(self._socket)
+            path = "\0" + self._socket[1:] if self._socket.startswith("@") else self._socket
+            reader, writer = await asyncio.open_unix_connection(path)
         except OSError as err:
             print(f"app host: cannot connect to {self._socket}: {err}", file=sys.stderr)
             return EXIT_BRIDGE

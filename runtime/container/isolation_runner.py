@@ -65,7 +65,7 @@ class IsolatedRunner:
         token = secrets.token_urlsafe(24)
         pending = self.bridge.expect(name, token)
         env = dict(os.environ)
-        env[ENV_SOCKET] = str(self.bridge.path)
+        env[ENV_SOCKET] = self.bridge.address
         env[ENV_TOKEN] = token
         env["PYTHONPATH"] = os.pathsep.join(p for p in (_RUNTIME_ROOT, env.get("PYTHONPATH")) if p)
         try:
