@@ -7,6 +7,7 @@ Layer: runtime (package manager). Synchronous file work on small JSON documents 
     <state>/apps/<name>/<version>/<name>/     an unpacked version (app folder = app name)
     <state>/apps/<name>/data-<version>.json   the app's store namespace as it was when the
                                               terminal left <version> (for rollback)
+    <state>/apps/<name>/.txn-data.json        that snapshot while its transaction is open
     <state>/packages/journal.json             the lifecycle transaction in progress
 
 The pointer is the single commit point: it is replaced atomically, so it always names a
@@ -130,6 +131,10 @@ class Layout:
 
     def snapshot_path(self, name: str, version: str) -> Path:
         return self.apps / name / f"data-{version}.json"
+
+    def txn_snapshot_path(self, name: str) -> Path:
+        """The data snapshot of the transaction in progress; renamed to ``data-<from>.json`` at commit."""
+        return self.apps / name / ".txn-data.json"
 
     @property
     def journal_path(self) -> Path:

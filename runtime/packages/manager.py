@@ -47,8 +47,6 @@ from runtime.packages.verify import VerifiedPackage, verify
 log = logging.getLogger("ttu.packages")
 
 Progress = Callable[[str], Awaitable[None]]
-NO_VERSION = "@none"
-"""Snapshot name for the data of an app that had no installed version (a first install)."""
 
 _UP = (AppState.RUNNING,)
 _DOWN = (AppState.CRASHED, AppState.QUARANTINED, AppState.STOPPED, AppState.BACKOFF)
@@ -372,8 +370,7 @@ class PackageManager:
                 await self._runner.remove(name)
             await self._step(txn, "stopped")
             items = await self._store.kv_items(_ns(name))
-            snapshot = self.layout.snapshot_path(name, txn.from_version or NO_VERSION)
-            await asyncio.to_thread(write_json, snapshot, items)
+            await asyncio.to_thread(write_json, self.layout.txn_snapshot_path(name), items)
             txn.snapshot = True
             await self._step(txn, "snapshotted")
             await self._step(txn, "data")
@@ -439,18 +436,16 @@ class PackageManager:
     async def _undo(self, txn: Txn) -> None:
         """Put everything back as before ``txn``; idempotent (a crash here is undone again)."""
         if txn.snapshot:
-            saved = await asyncio.to_thread(
-                read_json, self.layout.snapshot_path(txn.name, txn.from_version or NO_VERSION)
-            )
+            saved = await asyncio.to_thread(read_json, self.layout.txn_snapshot_path(txn.name))
             if isinstance(saved, dict):
                 await self._replace_kv(txn.name, saved)
 
         def disk() -> None:
             self.layout.set_pointer(txn.name, txn.pointer_before)
+            remove(self.layout.txn_snapshot_path(txn.name))
             if txn.created:
                 remove(self.layout.version_dir(txn.name, txn.to_version))
             if txn.pointer_before is None:
-                remove(self.layout.snapshot_path(txn.name, NO_VERSION))
                 app_dir = self.layout.app_dir(txn.name)
                 if app_dir.is_dir() and not any(app_dir.iterdir()):
                     app_dir.rmdir()
@@ -460,8 +455,12 @@ class PackageManager:
 
     def _finish(self, txn: Txn) -> None:
         """After commit: keep the new and the previous version (and their data), drop the rest."""
+        pending = self.layout.txn_snapshot_path(txn.name)
+        if pending.is_file() and txn.from_version is not None:
+            os.replace(pending, self.layout.snapshot_path(txn.name, txn.from_version))
+            fsync_dir(pending.parent)
+        remove(pending)
         self._prune(txn.name)
-        remove(self.layout.snapshot_path(txn.name, NO_VERSION))
         self.layout.clear_journal()
 
     def _prune(self, name: str) -> None:
@@ -544,4 +543,4 @@ class PackageManager:
         return InstalledApp(name, pointer.version, pointer.previous, pointer.running, state)
 
 
-__all__ = ["NO_VERSION", "AppRunner", "InstalledApp", "KvStore", "PackageManager", "Progress"]
+__all__ = ["AppRunner", "InstalledApp", "KvStore", "PackageManager", "Progress"]
