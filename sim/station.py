@@ -3,8 +3,10 @@
 Layer: sim. ``build_station`` creates meters with unique addresses, one load profile
 each and seeded phases; ``Station.write_archive`` writes the archive the terminal's
 acquisition app loads; ``Station.serve`` opens one pty per bus and runs its
-``MeterBus`` until the context exits. Grid physics (``sim/physics``) may replace the
-default profiles through ``loads.LoadProfile``; this module does not know the grid.
+``MeterBus`` until the context exits. Each meter speaks one protocol (``StationMeter.protocol``:
+"dlt645" or "dlt698"); ``assign_protocols`` makes a seeded share of them DL/T 698.45.
+Grid physics (``sim/physics``) may replace the default profiles through
+``loads.LoadProfile``; this module does not know the grid.
 """
 
 from __future__ import annotations
@@ -44,12 +46,13 @@ class StationMeter:
     meter: VirtualMeter
     customer: Customer
     profile: LoadProfile
+    protocol: str = "dlt645"
 
     def archive_entry(self, *, baud: int) -> ArchiveEntry:
         return ArchiveEntry(
             id=self.id,
             address=self.meter.address,
-            protocol="dlt645",
+            protocol=self.protocol,
             port=self.bus,
             baud=baud,
             phase=self.meter.phase,
@@ -87,6 +90,10 @@ class Station:
                 return m.meter
         raise KeyError(f"no meter {key!r} in the station")
 
+    def protocols(self, bus: str) -> dict[str, str]:
+        """Address -> protocol of the meters on ``bus`` (what ``MeterBus(protocols=...)`` takes)."""
+        return {m.meter.address: m.protocol for m in self.buses[bus]}
+
     def archive(self) -> list[ArchiveEntry]:
         ours = [m.archive_entry(baud=self.settings.baud) for m in self.meters if m.id not in self.unarchived]
         return ours + list(self.foreign)
@@ -110,6 +117,7 @@ class Station:
                     settings=self.settings,
                     response_delay_s=self.response_delay_s,
                     seed=self.seed * 1000 + i,
+                    protocols=self.protocols(name),
                 )
                 self.running[name] = bus
                 ports[name] = pty.slave_path
@@ -155,6 +163,21 @@ def _addresses(rng: np.random.Generator, n: int) -> list[str]:
     return out
 
 
+def assign_protocols(station: Station, *, dlt698_share: float, seed: int) -> None:
+    """Make about ``dlt698_share`` of the household meters DL/T 698.45, drawn from ``seed``.
+
+    Its own random stream, so addresses, phases and profiles do not change with the share.
+    Branch units (customer tariff "branch-unit") keep DL/T 645.
+    """
+    if not 0.0 <= dlt698_share <= 1.0:
+        raise ValueError(f"dlt698_share must be within 0..1, got {dlt698_share}")
+    rng = np.random.default_rng([seed, 698])
+    for m in station.meters:
+        draw = rng.random()
+        if m.customer.tariff != "branch-unit":
+            m.protocol = "dlt698" if draw < dlt698_share else "dlt645"
+
+
 def build_station(
     *,
     buses: list[str],
@@ -164,8 +187,10 @@ def build_station(
     three_phase_share: float = 0.1,
     settings: SerialSettings | None = None,
     response_delay_s: Delay | Mapping[str, Delay] = (0.02, 0.05),
+    dlt698_share: float = 0.1,
 ) -> Station:
-    """A station with ``meters_per_bus`` household meters on each named bus, all from ``seed``."""
+    """A station with ``meters_per_bus`` household meters on each named bus, all from ``seed``;
+    about ``dlt698_share`` of them speak DL/T 698.45, the rest DL/T 645."""
     if not buses or len(set(buses)) != len(buses):
         raise ValueError(f"buses: need distinct names, got {buses!r}")
     if meters_per_bus < 1:
@@ -202,13 +227,15 @@ def build_station(
                 )
             )
         out[name] = members
-    return Station(
+    station = Station(
         buses=out,
         seed=seed,
         start=start,
         settings=settings or SerialSettings(),
         response_delay_s=response_delay_s,
     )
+    assign_protocols(station, dlt698_share=dlt698_share, seed=seed)
+    return station
 
 
-__all__ = ["Customer", "NoisyMeterBus", "Station", "StationMeter", "build_station"]
+__all__ = ["Customer", "NoisyMeterBus", "Station", "StationMeter", "assign_protocols", "build_station"]

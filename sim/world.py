@@ -33,7 +33,7 @@ from sim.meters.model import Phase, RelayRefused, VirtualMeter
 from sim.physics import Horizon, Profiles, StationNetwork, build_profiles, load_network, solve
 from sim.profiles.uci import ProfileDataMissing
 from sim.scenarios import POWER_DOWN_JUDGEMENT_S, Outage, Scenario
-from sim.station import Customer, Station, StationMeter
+from sim.station import Customer, Station, StationMeter, assign_protocols
 
 log = logging.getLogger("ttu.sim.world")
 
@@ -293,6 +293,7 @@ def build_world(
         seed=seed,
     )
     _add_meters(world, buses, start=start, seed=seed)
+    assign_protocols(world.station, dlt698_share=0.1, seed=seed)  # some DL/T 698.45 meters
     for outage in scenario.outages:
         _outage(world, outage)
     for rep in replicas:

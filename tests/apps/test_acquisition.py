@@ -147,7 +147,11 @@ async def rig(
         for i, name in enumerate(BUSES):
             meters_end, terminal_end = memory_link_pair(settings, names=(f"{name}-meters", name))
             meter_bus = MeterBus(
-                [m.meter for m in station.buses[name]], clock=clock, settings=settings, seed=i
+                [m.meter for m in station.buses[name]],
+                clock=clock,
+                settings=settings,
+                seed=i,
+                protocols=station.protocols(name),
             )
             meter_buses[name] = meter_bus
             ports[name] = await stack.enter_async_context(Rs485Port(terminal_end, clock=clock, name=name))
