@@ -30,7 +30,7 @@ import logging
 import os
 import stat
 import sys
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -56,7 +56,13 @@ log = logging.getLogger("ttu.bridge")
 
 SOCKET_NAME = "apps.sock"
 _SUN_PATH_MAX = 107  # sockaddr_un.sun_path minus the terminating NUL
-_HAL_METHODS = {"rs485": "rs485", "hplc": "hplc", "metrology": "metrology", "slots": "slot", "watchdog": "watchdog"}
+_HAL_METHODS = {
+    "rs485": "rs485",
+    "hplc": "hplc",
+    "metrology": "metrology",
+    "slots": "slot",
+    "watchdog": "watchdog",
+}
 
 
 def violation_topic(app: str) -> str:
@@ -224,13 +230,19 @@ class Bridge:
         log.warning("app %s: refused %s: %s", app, op, reason)
         self.bus.publish(
             violation_topic(app),
-            {"app": app, "kind": kind, "op": op, "reason": reason, "ts": self.clock.now(),
-             "count": self.stats.violations[app]},
+            {
+                "app": app,
+                "kind": kind,
+                "op": op,
+                "reason": reason,
+                "ts": self.clock.now(),
+                "count": self.stats.violations[app],
+            },
         )
 
 
 def _error_frame(message: str) -> bytes:
-    from runtime.container.isolation import encode_frame  # noqa: PLC0415
+    from runtime.container.isolation import encode_frame
 
     return encode_frame({"op": "error", "message": message})
 
@@ -269,10 +281,10 @@ class AppSession:
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    def spawn(self, coro: Awaitable[Any], name: str) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
         """A task of this session, cancelled when the host hangs up."""
         assert self._tg is not None
-        task = self._tg.create_task(coro, name=f"bridge:{self.app}:{name}")  # type: ignore[arg-type]
+        task: asyncio.Task[Any] = self._tg.create_task(coro, name=f"bridge:{self.app}:{name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -374,7 +386,9 @@ class AppSession:
             await self.chan.reply(frame["id"], error=err, req=op)
         except Exception as err:  # a failure of the runtime's side must not end the runtime
             log.exception("app %s: %s failed", self.app, op)
-            await self.chan.reply(frame["id"], error=BusError(f"{op} failed: {type(err).__name__}: {err}"), req=op)
+            await self.chan.reply(
+                frame["id"], error=BusError(f"{op} failed: {type(err).__name__}: {err}"), req=op
+            )
         finally:
             self._inflight.release()
 
@@ -391,8 +405,14 @@ class AppSession:
             except BusError as err:
                 log.warning("app %s: message on %s not forwarded: %s", self.app, msg.topic, err)
                 continue
-            frame = {"op": "msg", "sid": sid, "topic": msg.topic, "payload": payload, "ts": msg.ts,
-                     "retained": msg.retained}
+            frame = {
+                "op": "msg",
+                "sid": sid,
+                "topic": msg.topic,
+                "payload": payload,
+                "ts": msg.ts,
+                "retained": msg.retained,
+            }
             try:
                 await self.chan.send(frame)  # waits on the socket: the bus queue takes the overflow
             except BusError:
@@ -406,7 +426,8 @@ async def _publish(s: AppSession, f: dict[str, Any]) -> None:
 async def _subscribe(s: AppSession, f: dict[str, Any]) -> None:
     sid = int(f["sid"])
     sub = s.ctx.bus.subscribe(
-        str(f["pattern"]), maxsize=max(1, min(int(f.get("maxsize", 1000)), 100_000)),
+        str(f["pattern"]),
+        maxsize=max(1, min(int(f.get("maxsize", 1000)), 100_000)),
         overflow=Overflow(f.get("overflow", Overflow.DROP_OLDEST.value)),
     )
     old = s._subs.pop(sid, None)
@@ -465,7 +486,10 @@ async def _write_event(s: AppSession, f: dict[str, Any]) -> int:
 async def _query(s: AppSession, f: dict[str, Any]) -> list[dict[str, Any]]:
     limit = f.get("limit")
     rows = await s.ctx.store.query_readings(
-        device=f.get("device"), quantity=f.get("quantity"), since=f.get("since"), until=f.get("until"),
+        device=f.get("device"),
+        quantity=f.get("quantity"),
+        since=f.get("since"),
+        until=f.get("until"),
         limit=None if limit is None else int(limit),
     )
     return [r.to_json() for r in rows]

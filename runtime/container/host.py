@@ -35,7 +35,6 @@ import traceback
 import types
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
-from pathlib import Path
 from typing import Any, NoReturn
 
 from hal.interfaces import CarrierModule, Metrology, Slot, Watchdog
@@ -175,7 +174,9 @@ class RemoteBus(ScopedBus):
         if sub is None or sub.closed:
             return
         sub._put(
-            Message(str(frame["topic"]), frame.get("payload"), float(frame["ts"]), bool(frame.get("retained")))
+            Message(
+                str(frame["topic"]), frame.get("payload"), float(frame["ts"]), bool(frame.get("retained"))
+            )
         )
 
 
@@ -357,7 +358,7 @@ class _BridgeLog(logging.Handler):
             self._chan.send_nowait(
                 {"op": "log", "level": record.levelno, "logger": record.name, "msg": record.getMessage()}
             )
-        except Exception:  # noqa: BLE001 (logging must never raise into the app)
+        except Exception:
             pass
         finally:
             self._busy = False
@@ -561,7 +562,9 @@ class Host:
                 job, func = entry
                 s = frame["slot"]
                 epoch = float(s["epoch"])
-                slot = JobSlot(job.name, epoch, datetime.fromtimestamp(epoch, ctx.terminal.tz), bool(s["late"]))
+                slot = JobSlot(
+                    job.name, epoch, datetime.fromtimestamp(epoch, ctx.terminal.tz), bool(s["late"])
+                )
                 job.stats.runs += 1
                 try:
                     await func(slot)
@@ -571,9 +574,10 @@ class Host:
             else:
                 raise BusError(f"unknown call kind {kind!r}")
         except Exception as err:  # the error goes back to the runtime's caller
-            await chan.reply(frame.get("id"), error=err if isinstance(err, TerminalError) else BusError(
-                f"{type(err).__name__}: {err}"
-            ))
+            await chan.reply(
+                frame.get("id"),
+                error=err if isinstance(err, TerminalError) else BusError(f"{type(err).__name__}: {err}"),
+            )
             return
         await chan.reply(frame.get("id"), result)
 
@@ -598,7 +602,10 @@ def main(argv: list[str] | None = None) -> int:
     _die_with_parent()
     socket_path, token = os.environ.get(ENV_SOCKET), os.environ.get(ENV_TOKEN)
     if not socket_path or not token:
-        print(f"app host: {ENV_SOCKET} and {ENV_TOKEN} must be set (the supervisor starts this)", file=sys.stderr)
+        print(
+            f"app host: {ENV_SOCKET} and {ENV_TOKEN} must be set (the supervisor starts this)",
+            file=sys.stderr,
+        )
         return EXIT_BRIDGE
     os.environ.pop(ENV_TOKEN, None)  # the app has no business reusing it
     try:

@@ -138,10 +138,15 @@ class _Run:
         timeout = self.m.limits.ready_timeout_s
         try:
             async with self.clock.timeout(timeout):
-                await asyncio.wait({self.pending, exited}, return_when=asyncio.FIRST_COMPLETED)
+                waiting: set[asyncio.Future[Any]] = {self.pending, exited}
+                await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 if self.pending.done():
                     session = AppSession(
-                        self.r.bridge, self.pending.result(), self.r._factory(self.m), self.config, nice=self.nice
+                        self.r.bridge,
+                        self.pending.result(),
+                        self.r._factory(self.m),
+                        self.config,
+                        nice=self.nice,
                     )
                     self.session = session
                     tg.create_task(session.run(), name=f"bridge:{self.name}")
@@ -171,7 +176,9 @@ class _Run:
             silent = self.clock.monotonic() - session.last_beat
             if silent > settings.heartbeat_timeout_s:
                 self.hung = True
-                log.error("app %s: no heartbeat for %.1f s: killing host %d", self.name, silent, self.proc.pid)
+                log.error(
+                    "app %s: no heartbeat for %.1f s: killing host %d", self.name, silent, self.proc.pid
+                )
                 self._signal(signal.SIGKILL)
                 return
 
@@ -186,12 +193,16 @@ class _Run:
             return None
         if rc == EXIT_MEMORY or (outcome is not None and outcome.get("memory")) or self._oom_killed(limits):
             how = limits.get("memory", "?")
-            return IsolatedAppError(self.name, f"MemoryError: memory limit {self.m.limits.memory_mb} MB reached ({how})")
+            return IsolatedAppError(
+                self.name, f"MemoryError: memory limit {self.m.limits.memory_mb} MB reached ({how})"
+            )
         if outcome is not None and outcome.get("op") == "crash":
             return IsolatedAppError(self.name, str(outcome.get("error")))
         if rc < 0:
             return IsolatedAppError(self.name, f"host killed by {signal.Signals(-rc).name}")
-        return IsolatedAppError(self.name, f"host exited with status {rc} ({EXIT_REASONS.get(rc, 'unexpected')})")
+        return IsolatedAppError(
+            self.name, f"host exited with status {rc} ({EXIT_REASONS.get(rc, 'unexpected')})"
+        )
 
     def _oom_killed(self, limits: Mapping[str, Any]) -> bool:
         cgroup = limits.get("cgroup")
@@ -201,7 +212,9 @@ class _Run:
             events = Path(cgroup, "memory.events").read_text()
         except OSError:
             return False
-        return any(line.split()[:1] == ["oom_kill"] and line.split()[1] != "0" for line in events.splitlines())
+        return any(
+            line.split()[:1] == ["oom_kill"] and line.split()[1] != "0" for line in events.splitlines()
+        )
 
     async def _stop(self, exited: asyncio.Task[int]) -> None:
         """Stop message, SIGTERM at half of stop_timeout_s, SIGKILL at stop_timeout_s."""

@@ -31,6 +31,8 @@ OWN_FIXTURES = Path(__file__).parent / "fixture_apps"  # apps written for isolat
 def manifest_path(name: str) -> Path:
     own = OWN_FIXTURES / name / "app.toml"
     return own if own.exists() else FIXTURES / name / "app.toml"
+
+
 FAST = IsolationSettings(heartbeat_s=0.05, heartbeat_timeout_s=1.0, nice=1, hello_timeout_s=10.0)
 
 
@@ -47,7 +49,9 @@ class Core:
         async with self.clock.timeout(within):
             return await self.sup.wait_state(name, *states)
 
-    async def next(self, pattern: str, *, publish: tuple[str, object] | None = None, within: float = 15) -> Message:
+    async def next(
+        self, pattern: str, *, publish: tuple[str, object] | None = None, within: float = 15
+    ) -> Message:
         async with self.bus.subscribe(pattern) as sub:
             if publish is not None:
                 self.bus.publish(*publish)

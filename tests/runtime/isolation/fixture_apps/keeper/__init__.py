@@ -16,8 +16,12 @@ async def run(ctx: Any, config: dict[str, Any]) -> None:
             rows = await ctx.store.query_readings(device="m1", quantity="voltage.a")
             ctx.bus.publish(
                 "keeper/pong",
-                {"n": n, "stored": await ctx.store.get("pings"), "readings": [r.value for r in rows],
-                 "ping": msg.payload},
+                {
+                    "n": n,
+                    "stored": await ctx.store.get("pings"),
+                    "readings": [r.value for r in rows],
+                    "ping": msg.payload,
+                },
             )
             if ctx.stop_requested:
                 return

@@ -10,7 +10,10 @@ async def run(ctx: Any, config: dict[str, Any]) -> None:
     answers = {}
     attempts = {
         "publish": ("bus.publish", {"topic": "billing/ledger", "payload": {"kwh": 1}, "retain": False}),
-        "subscribe": ("bus.subscribe", {"sid": 999, "pattern": "#", "maxsize": 10, "overflow": "drop_oldest"}),
+        "subscribe": (
+            "bus.subscribe",
+            {"sid": 999, "pattern": "#", "maxsize": 10, "overflow": "drop_oldest"},
+        ),
         "hal": ("hal.open", {"cap": "metrology", "name": None}),
         "hal_declared": ("hal.open", {"cap": "rs485", "name": "rs485-1"}),
         "allowed": ("bus.publish", {"topic": "rogue/hello", "payload": 1, "retain": False}),

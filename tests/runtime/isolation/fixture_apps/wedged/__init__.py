@@ -8,4 +8,4 @@ async def run(ctx: Any, config: dict[str, Any]) -> None:
     await ctx.ready()
     await ctx.clock.sleep(0.05)
     while True:
-        time.sleep(0.05)  # deliberately blocking: this is the bug the hang detector catches
+        time.sleep(0.05)  # noqa: ASYNC251 (deliberately blocking: the bug the hang detector catches)
