@@ -6,6 +6,7 @@ that blocks the event loop. It must not import any app except through the
 manifest's entry point, and knows nothing of grid or protocol specifics.
 """
 
+from runtime.container.bridge import Bridge, IsolationSettings
 from runtime.container.context import (
     AppContext,
     AppContextFactory,
@@ -34,9 +35,11 @@ __all__ = [
     "AppContextFactory",
     "AppState",
     "AppStore",
+    "Bridge",
     "ConfigField",
     "ContextFactory",
     "HalAccess",
+    "IsolationSettings",
     "Limits",
     "LoopWatchdog",
     "Manifest",
