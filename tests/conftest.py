@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import threading
 from collections.abc import Iterator
 
@@ -26,3 +28,48 @@ def _check_no_leaks() -> Iterator[None]:
         t for t in threading.enumerate() if t.ident not in threads_before and t.is_alive() and not t.daemon
     ]
     assert not leaked, f"test left threads running: {leaked}"
+
+
+
+# A pty delivers bytes through the kernel's tty flip buffer, which a kernel worker pushes a
+# little later: bytes written to one side are not always readable on the next select().
+# looptime fast-forwards the clock to the next timer after 42 empty polls, so a reply timeout
+# could expire while the reply is still inside the kernel. Once a test opens a pty, every
+# run of empty polls on its looptime loop therefore waits a few real milliseconds once before
+# looptime may jump. Tests without ptys are untouched.
+PTY_GRACE_S = 0.003
+PTY_GRACE_EVERY = 40  # empty polls; below looptime's default noop_cycles (42)
+
+
+def _install_pty_grace(loop: asyncio.AbstractEventLoop) -> None:
+    attr = "_LoopTimeEventLoop__original_select"
+    original = getattr(loop, attr, None)
+    if original is None or getattr(original, "pty_grace", False):
+        return
+    empty = 0
+
+    def select(timeout: float | None = None) -> list[object]:
+        nonlocal empty
+        ready: list[object] = original(timeout=timeout)
+        if ready or timeout != 0:
+            empty = 0
+            return ready
+        empty += 1
+        if empty % PTY_GRACE_EVERY == 0:
+            ready = original(timeout=PTY_GRACE_S)
+        return ready
+
+    select.pty_grace = True  # type: ignore[attr-defined]
+    setattr(loop, attr, select)
+
+
+@pytest.fixture(autouse=True)
+def _pty_grace(monkeypatch: pytest.MonkeyPatch) -> None:
+    real_openpty = os.openpty
+
+    def openpty() -> tuple[int, int]:
+        with contextlib.suppress(RuntimeError):
+            _install_pty_grace(asyncio.get_running_loop())
+        return real_openpty()
+
+    monkeypatch.setattr(os, "openpty", openpty)
