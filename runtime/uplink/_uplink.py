@@ -13,7 +13,8 @@ rows whose PUBACK was lost are sent again, and the cloud de-duplicates on ``key`
 
 Connection: ``run()`` connects with jittered exponential backoff on the Clock (1 s .. 60 s),
 sets a retained "offline" will on ``state_topic``, publishes a retained "online" after
-connecting, and subscribes the command topic. Commands are handled one at a time by a
+connecting, and subscribes the command topic (and the app-package chunk topic once
+``register_chunks`` gave it a handler). Commands are handled one at a time by a
 ``CommandDispatcher``; each reply goes up through the outbox on stream ``reply``.
 """
 
@@ -24,13 +25,14 @@ import contextlib
 import logging
 import ssl
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import aiomqtt
 
-from protocols.cloud import UpBatch, UpMessage, command_topic, state_topic, up_topic
+from protocols.cloud import UpBatch, UpMessage, chunk_topic, command_topic, state_topic, up_topic
 from protocols.errors import ProtocolError
 from runtime.clock import Clock
 from runtime.errors import ConfigError, StoreError
@@ -42,6 +44,7 @@ from ._commands import CommandDispatcher, Handler, Validator
 _log = logging.getLogger(__name__)
 
 _OFFLINE_PUBLISH_S = 2.0
+ChunkHandler = Callable[[bytes], Awaitable[None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,7 @@ class Uplink:
         try:
             self._state_topic = state_topic(terminal_id)
             self._command_topic = command_topic(terminal_id)
+            self._chunk_topic = chunk_topic(terminal_id)
         except ProtocolError as err:
             raise ConfigError("identity.terminal_id", str(err)) from err
         self._address = parse_broker_url(broker_url)
@@ -124,6 +128,7 @@ class Uplink:
         self._publish_errors = 0
         self._backlog: Counter[str] = Counter()
         self._commands = CommandDispatcher(store=store, clock=clock, key=command_key)
+        self._chunk_handler: ChunkHandler | None = None
         self._commands.register("ping", self._ping)
         self._commands.register("uplink.stats", self._stats)
 
@@ -144,6 +149,15 @@ class Uplink:
     def register_command(self, name: str, handler: Handler, *, validate: Validator | None = None) -> None:
         """Route command ``name`` to ``handler(args) -> result``; ``validate(args)`` raises on bad args."""
         self._commands.register(name, handler, validate=validate)
+
+    def register_chunks(self, handler: ChunkHandler) -> None:
+        """Route raw payloads of ``ttu/T/down/chunk`` (app-package chunks) to ``handler``.
+
+        The handler decodes and authenticates them itself and must not raise for bad input.
+        """
+        if self._chunk_handler is not None:
+            raise ValueError("a chunk handler is already registered")
+        self._chunk_handler = handler
 
     async def handle_command(self, payload: bytes) -> str:
         """Process one raw command payload and queue its reply; return the reply's outbox key."""
@@ -215,6 +229,8 @@ class Uplink:
         try:
             await client.publish(self._state_topic, b"online", qos=1, retain=True)
             await client.subscribe(self._command_topic, qos=1)
+            if self._chunk_handler is not None:
+                await client.subscribe(self._chunk_topic, qos=1)
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._sender(client), name=f"uplink-sender-{self.terminal_id}")
                 tg.create_task(self._receiver(client), name=f"uplink-commands-{self.terminal_id}")
@@ -258,15 +274,19 @@ class Uplink:
 
     async def _receiver(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
-            if message.topic.value != self._command_topic:
-                _log.warning("uplink: ignoring message on unexpected topic %r", message.topic.value)
+            topic = message.topic.value
+            if topic != self._command_topic and (topic != self._chunk_topic or self._chunk_handler is None):
+                _log.warning("uplink: ignoring message on unexpected topic %r", topic)
                 continue
             payload = message.payload
             if isinstance(payload, str):
                 payload = payload.encode()
             elif not isinstance(payload, bytes | bytearray):
                 payload = b"" if payload is None else str(payload).encode()
-            await self.handle_command(bytes(payload))
+            if topic == self._chunk_topic and self._chunk_handler is not None:
+                await self._chunk_handler(bytes(payload))
+            else:
+                await self.handle_command(bytes(payload))
 
     # ------------------------------------------------------------------ built-in commands
 
