@@ -170,6 +170,8 @@ class PackagesConfig:
 
     trusted_keys: tuple[TrustedKey, ...]
     apps_dir: Path
+    health_grace_s: float = 10.0
+    stall_s: float = 15.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -218,6 +218,10 @@ PACKAGES: Mapping[str, FieldSpec] = MappingProxyType(
             Str(), default=(), unique=True, doc="base64 raw Ed25519 keys or PEM file paths"
         ),
         "apps_dir": PathField(default=None, doc="default: apps/ next to the board file"),
+        "health_grace_s": Float(
+            default=10.0, min=0.0, max=3600.0, doc="an installed app must run this long without crashing"
+        ),
+        "stall_s": Float(default=15.0, gt=0.0, max=3600.0, doc="re-ask for chunks after this long without one"),
     }
 )
 

@@ -160,6 +160,8 @@ def _packages(values: Mapping[str, Any], *, root: Path, ctx: ValidationContext) 
     return PackagesConfig(
         trusted_keys=tuple(keys),
         apps_dir=_resolve(root, values["apps_dir"] or DEFAULT_APPS_DIR),
+        health_grace_s=float(values["health_grace_s"]),
+        stall_s=float(values["stall_s"]),
     )
 
 
