@@ -24,6 +24,7 @@ from runtime.errors import BusError, ConfigError
 from runtime.terminal import Terminal
 from sim.broker import EmbeddedBroker
 from sim.cloud.stub import CloudStub
+from sim.devices.station import FieldDevices, attach, build_devices, fitted_ct
 from sim.scenarios import load_scenario
 from sim.station import Station, build_station
 from sim.truth import write_truth
@@ -65,6 +66,7 @@ class SimRun:
     started_monotonic: float = 0.0
     world: World | None = None
     truth_dir: Path | None = None
+    devices: FieldDevices | None = None  # metrology unit and Modbus devices (sim/devices)
 
     async def summary(self) -> dict[str, Any]:
         parts = self.terminal.parts
@@ -91,6 +93,7 @@ class SimRun:
             "cloud": counts,
             "recent_events": [dataclasses.asdict(e) if dataclasses.is_dataclass(e) else e for e in events],
             "apps": [{k: a.get(k) for k in ("name", "state", "restarts")} for a in apps],
+            "devices": None if self.devices is None else self.devices.status(self.clock.now()),
         }
 
 
@@ -102,6 +105,32 @@ def _with_workdir(board: Board, workdir: Path, archive: Path) -> Board:
         app = apps["acquisition"]
         apps["acquisition"] = dataclasses.replace(app, config={**app.config, "archive": str(archive)})
     return dataclasses.replace(board, store=store, apps=apps)
+
+
+def _field_devices(board: Board, station: Station, world: World | None) -> FieldDevices:
+    """The metrology unit and the Modbus devices on the first port with role "breakers".
+
+    Under a scenario's wrong-CT fault the unit measures with the CT really fitted while the
+    terminal multiplies by the board's ratio (``fitted_ct``). Without a world (the synthetic
+    station) there are no branches: one main breaker and a constant transformer load.
+    """
+    breakers = board.rs485_with_role("breakers")
+    node = board.metrology if board.metrology is not None and board.metrology.enabled else None
+    ct = node.ct_ratio if node is not None else 1.0
+    tr = world.scenario.transformer if world is not None else None
+    return build_devices(
+        station=station,
+        world=world,
+        port=breakers[0].name if breakers else None,
+        ct_ratio=ct,
+        pt_ratio=node.pt_ratio if node is not None else 1.0,
+        ct_ratio_actual=None
+        if tr is None
+        else fitted_ct(ct, actual=tr.ct_ratio_actual, configured=tr.ct_ratio_configured),
+        metrology=node is not None,
+        metrology_settings=node.settings if node is not None else None,
+        seed=station.seed,
+    )
 
 
 @contextlib.asynccontextmanager
@@ -157,6 +186,9 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
         )
     archive = options.workdir / "archive.toml"
     station.write_archive(archive)
+    devices = _field_devices(board, station, world)
+    attach(devices, station, clock)
+    devices.write_archive(options.workdir / "devices.toml")  # next to archive.toml, where acquisition looks
     run_board = _with_workdir(board, options.workdir, archive)
     key = b""
     if board.uplink is not None and board.uplink.credentials_file is not None:
@@ -167,9 +199,13 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
             broker_url=broker_url, db_path=options.workdir / "cloud.sqlite", clock=clock, default_key=key
         ) as cloud,
         station.serve(clock=clock) as ptys,
+        devices.serve(clock=clock) as device_ptys,
     ):
-        terminal = Terminal(run_board, clock=clock, sim_devices=ptys, broker_url=broker_url)
+        terminal = Terminal(
+            run_board, clock=clock, sim_devices={**ptys, **device_ptys}, broker_url=broker_url
+        )
         run = SimRun(options, clock, station, terminal, cloud, broker_url, clock.monotonic(), world=world)
+        run.devices = devices
         if world is not None:
             run.truth_dir = options.truth_dir or options.workdir / "truth"
         world_task = None if world is None else asyncio.create_task(world.run(clock), name="sim-world")
@@ -258,6 +294,9 @@ async def report(run: SimRun) -> dict[str, Any]:
         },
         "counters": {k: v for k, v in acq.items() if isinstance(v, int) and not isinstance(v, bool)},
         "apps": summary["apps"],
+        "devices_online": (summary["devices"] or {}).get("devices_online"),
+        "metrology_readings": (summary["devices"] or {}).get("metrology_readings"),
+        "field_devices": summary["devices"],
         "physics": None
         if run.world is None
         else {

@@ -76,6 +76,7 @@ class VirtualMetrology:
     replies: int = 0
     ignored: int = 0
     garbage: int = 0
+    last_reply_t: float | None = None
     _last_t: float | None = None
 
     @property
@@ -181,6 +182,7 @@ class VirtualMetrology:
                 await clock.sleep(wire(len(dlt698.encode(item))) + self.response_delay_s + wire(len(reply)))
                 await write_all(pty.master_fd, reply)
                 self.replies += 1
+                self.last_reply_t = clock.now()
 
         await serve_pty(pty, handle)
 

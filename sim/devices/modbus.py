@@ -258,6 +258,8 @@ class ModbusLine:
     replies: int = 0
     exceptions: int = 0
     garbage: int = 0
+    #: unit id -> simulated time of its last reply (the live summary's "online")
+    answered: dict[int, float] = field(default_factory=dict)
     _now: float = 0.0
     _decoder: RtuDecoder = field(default_factory=lambda: RtuDecoder(is_server=True))
 
@@ -308,6 +310,7 @@ class ModbusLine:
             response = await frame.pdu.datastore_update(self, frame.unit)  # type: ignore[arg-type]  # duck-typed datastore
             if response.isError():
                 self.exceptions += 1
+            self.answered[frame.unit] = self._now
             size = len(encode_frame(frame.unit, frame.pdu))
             out.append((encode_frame(frame.unit, response), size))
         return out

@@ -35,6 +35,7 @@ from sim.devices.modbus import (
     VirtualEnvironment,
     VirtualRcd,
 )
+from sim.physics import Horizon
 from sim.pty import open_pty
 from sim.station import Station
 from sim.world import Replica, TruthEvent, World, WorldMeter, _descendants
@@ -93,6 +94,45 @@ class FieldDevices:
                 ptys["metrology"] = pty.slave_path
             yield ptys
 
+    def status(self, now: float, *, window_s: float = 180.0) -> dict[str, object]:
+        """What the terminal gets from the devices, as the simulator sees it (live summary, report).
+
+        A device is online when it answered a request within ``window_s`` simulated seconds.
+        """
+        answered = self.line.answered if self.line is not None else {}
+        units = {e.unit_id: e.id for e in self.entries}
+        online = sorted(units[u] for u, t in answered.items() if u in units and now - t <= window_s)
+        unit = self.metrology
+        return {
+            "devices": len(self.entries),
+            "devices_online": len(online),
+            "devices_never_polled": len(set(units) - set(answered)),
+            "breakers_open": sorted(name for name, b in self.breakers.items() if not b.closed),
+            "modbus_requests": self.line.requests if self.line is not None else 0,
+            "modbus_exceptions": self.line.exceptions if self.line is not None else 0,
+            "metrology_readings": unit.replies if unit is not None else 0,
+            "metrology_online": unit is not None
+            and unit.last_reply_t is not None
+            and now - unit.last_reply_t <= window_s,
+        }
+
+
+def fitted_ct(board_ct: float, *, actual: float | None, configured: float | None) -> float | None:
+    """The CT really fitted when a scenario's ``[transformer]`` says the configured ratio is wrong.
+
+    The board configures ``board_ct`` and the terminal multiplies by it; the scenario's truth is
+    that the terminal's values come out x configured/actual (``sim.world`` records that factor in
+    faults.csv). Scaling the fitted CT by actual/configured keeps that factor whatever the board
+    says. None (no fault) when either scenario value is missing.
+    """
+    if actual is None or configured is None:
+        return None
+    if actual <= 0 or configured <= 0 or board_ct <= 0:
+        raise ValueError(
+            f"CT ratios must be positive: board {board_ct}, actual {actual}, configured {configured}"
+        )
+    return board_ct * actual / configured
+
 
 # -- world coupling ---------------------------------------------------------------------------------
 
@@ -133,7 +173,7 @@ class BranchSwitch:
     world: World
     replica: Replica
     branch: int
-    _opened: tuple[object, float, int] | None = None  # (base horizon, t0, event index)
+    _opened: tuple[Horizon, float, int] | None = None  # (base horizon, t0, event index)
 
     @property
     def name(self) -> str:
@@ -179,7 +219,7 @@ class BranchSwitch:
         elif closed and self._opened is not None:
             base, t0, k = self._opened
             self._opened = None
-            rep.base = base.with_customer_off(idx, t0, t, outage=True) if idx else base  # type: ignore[attr-defined]
+            rep.base = base.with_customer_off(idx, t0, t, outage=True) if idx else base
             rep.refresh()
             for m in hit:
                 m.meter.power_on(t)
@@ -197,15 +237,22 @@ def build_devices(
     pt_ratio: float = 1.0,
     ct_ratio_actual: float | None = None,
     metrology: bool = True,
+    metrology_settings: SerialSettings | None = None,
     seed: int = 0,
 ) -> FieldDevices:
     """The station's field devices; the Modbus ones go on ``port`` (shared with its meters)."""
     if world is not None:
         source: ConstantSource | FunctionSource = _world_source(world)
     else:
-        source = ConstantSource(TransformerSample((230.0,) * 3, (120.0,) * 3, (26.0,) * 3, (8.0,) * 3))  # type: ignore[arg-type]
+        source = ConstantSource(TransformerSample((230.0,) * 3, (120.0,) * 3, (26.0,) * 3, (8.0,) * 3))
     unit = (
-        VirtualMetrology(source, ct_ratio=ct_ratio, pt_ratio=pt_ratio, ct_ratio_actual=ct_ratio_actual)
+        VirtualMetrology(
+            source,
+            ct_ratio=ct_ratio,
+            pt_ratio=pt_ratio,
+            ct_ratio_actual=ct_ratio_actual,
+            settings=metrology_settings or SerialSettings(9600, "E"),
+        )
         if metrology
         else None
     )
@@ -245,11 +292,11 @@ def build_devices(
             "environment",
         ),
     ]
-    for dev, profile in others:
-        devices.append(dev)
-        out.entries.append(DeviceEntry(dev.name, profile, port, dev.unit))
-        if isinstance(dev, VirtualEnvironment):
-            out.environment = dev
+    for other, profile in others:
+        devices.append(other)
+        out.entries.append(DeviceEntry(other.name, profile, port, other.unit))
+        if isinstance(other, VirtualEnvironment):
+            out.environment = other
     out.line = ModbusLine(devices, clock=None, settings=settings or station.settings)  # type: ignore[arg-type]  # set by attach
     return out
 
@@ -262,4 +309,4 @@ def attach(devices: FieldDevices, station: Station, clock: Clock) -> None:
     station.lines[devices.port] = devices.line
 
 
-__all__ = ["BranchSwitch", "DeviceEntry", "FieldDevices", "attach", "build_devices"]
+__all__ = ["BranchSwitch", "DeviceEntry", "FieldDevices", "attach", "build_devices", "fitted_ct"]
