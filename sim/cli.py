@@ -25,6 +25,7 @@ from typing import Any
 
 from runtime.config import load_board
 from runtime.errors import ConfigError
+from sim.dashboard import Dashboard
 from sim.physics import DEFAULT_NETWORK
 from sim.runner import SimOptions, SimRun, run_for
 from sim.scenarios import load_scenario
@@ -79,6 +80,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--start", default=None, help="simulated start time, ISO 8601 (default: now)")
     parser.add_argument("--workdir", type=Path, default=Path("var/sim"), help="run folder, wiped at start")
     parser.add_argument("--live", action="store_true", help="print a live summary")
+    parser.add_argument(
+        "--dashboard",
+        type=int,
+        default=8080,
+        metavar="PORT",
+        help="with --live: serve the web dashboard on 127.0.0.1:PORT (0: a free port; -1: none)",
+    )
     parser.set_defaults(handler=_handle)
 
 
@@ -159,24 +167,43 @@ def render_summary(summary: dict[str, Any], run: SimRun) -> str:
     return "\n".join(lines)
 
 
-async def _live(options: SimOptions) -> dict[str, Any]:
+async def _open_dashboard(run: SimRun, port: int) -> Dashboard:
+    try:
+        return await Dashboard(run.summary, run.cloud, port=port).__aenter__()
+    except OSError as err:
+        print(f"dashboard: port {port} is not available ({err.strerror}); using a free port", file=sys.stderr)
+        return await Dashboard(run.summary, run.cloud, port=0).__aenter__()
+
+
+async def _live(options: SimOptions, *, dashboard_port: int | None) -> dict[str, Any]:
     last = 0.0
+    dashboard: Dashboard | None = None
 
     async def tick(run: SimRun) -> None:
-        nonlocal last
+        nonlocal last, dashboard
+        if dashboard is None and dashboard_port is not None:
+            dashboard = await _open_dashboard(run, dashboard_port)
         now = time.monotonic()  # the display refreshes on the wall clock, the sim on its own
         if now - last < 2.0:
             return
         last = now
         text = render_summary(await run.summary(), run)
+        if dashboard is not None:
+            text += f"\n  dashboard       {dashboard.url}"
         if sys.stdout.isatty():
             sys.stdout.write("\x1b[2J\x1b[H")
         print(text, flush=True)
 
-    return await run_for(options, on_tick=tick, tick_s=max(1.0, options.speed))
+    try:
+        return await run_for(options, on_tick=tick, tick_s=max(1.0, options.speed))
+    finally:
+        if dashboard is not None:
+            await dashboard.__aexit__(None, None, None)
 
 
-async def _main(options: SimOptions, *, live: bool) -> dict[str, Any] | None:
+async def _main(
+    options: SimOptions, *, live: bool, dashboard_port: int | None = None
+) -> dict[str, Any] | None:
     loop = asyncio.get_running_loop()
     task = asyncio.current_task()
     assert task is not None
@@ -184,7 +211,7 @@ async def _main(options: SimOptions, *, live: bool) -> dict[str, Any] | None:
         loop.add_signal_handler(sig, task.cancel)
     with contextlib.suppress(asyncio.CancelledError):
         if live:
-            return await _live(options)
+            return await _live(options, dashboard_port=dashboard_port)
         return await run_for(options)
     return None
 
@@ -193,7 +220,10 @@ def _handle(args: argparse.Namespace) -> int:
     options = _options(args)
     if options.duration_s is None and not args.live:
         raise ConfigError("--duration", "give a duration for a headless run, or --live to watch until Ctrl-C")
-    report = asyncio.run(_main(options, live=args.live))
+    dashboard_port = None if args.dashboard < 0 else args.dashboard
+    if dashboard_port is not None and dashboard_port > 65535:
+        raise ConfigError("--dashboard", f"{dashboard_port} is not a TCP port (0-65535, or -1 for none)")
+    report = asyncio.run(_main(options, live=args.live, dashboard_port=dashboard_port))
     if report is None:
         print("stopped", file=sys.stderr)
         return 130
