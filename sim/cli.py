@@ -140,6 +140,20 @@ def _fmt_rate(value: Any) -> str:
     return "-" if value is None else f"{100 * float(value):.1f} %"
 
 
+def _devices_line(devices: dict[str, Any] | None) -> str:
+    """Field devices as the simulator sees the terminal use them (``FieldDevices.status``)."""
+    if not devices:
+        return "  field devices   none"
+    opened = devices.get("breakers_open") or []
+    return (
+        f"  field devices   {devices['devices_online']}/{devices['devices']} Modbus online, "
+        f"{devices['modbus_requests']} requests ({devices['modbus_exceptions']} exceptions); "
+        f"breakers open: {', '.join(opened) if opened else 'none'}; "
+        f"metrology {'online' if devices['metrology_online'] else 'offline'}, "
+        f"{devices['metrology_readings']} readings"
+    )
+
+
 def render_summary(summary: dict[str, Any], run: SimRun) -> str:
     acq = summary["acquisition"]
     sim_time = datetime.fromtimestamp(summary["sim_time"], run.terminal.info().tz)
@@ -161,6 +175,7 @@ def render_summary(summary: dict[str, Any], run: SimRun) -> str:
         f"  events          {summary['cloud'].get('events', 0)} at the cloud"
         + (f"; last: {events[0].get('kind')} {events[0].get('source')}" if events else ""),
         "  apps            " + ", ".join(f"{a['name']}={a['state']}" for a in summary["apps"]),
+        _devices_line(summary.get("devices")),
         f"  broker {run.broker_url}   cloud db {run.options.workdir / 'cloud.sqlite'}   "
         f"query: ttu cloud readings --db {run.options.workdir / 'cloud.sqlite'}",
     ]
