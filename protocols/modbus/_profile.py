@@ -179,7 +179,7 @@ class _Reader:
         return float(value)
 
     def meanings(self, data: Mapping[str, Any], key: str, path: str, hi: int) -> Mapping[int, str]:
-        table = self.table(data, key, path)
+        table = self.table(data, key, f"{path}.{key}")
         out: dict[int, str] = {}
         for k, text in table.items():
             if not (k.isdigit() and int(k) <= hi):
