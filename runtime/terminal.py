@@ -31,6 +31,9 @@ from runtime.container import (
 )
 from runtime.container.bridge import SOCKET_NAME, Bridge
 from runtime.errors import ConfigError
+from runtime.packages.jobs import JobRunner
+from runtime.packages.manager import PackageManager
+from runtime.packages.verify import board_capabilities
 from runtime.scheduler import Scheduler
 from runtime.store import Store, StoreLimits
 from runtime.uplink import OutboxOnlyUplink, Uplink
@@ -52,6 +55,8 @@ class TerminalParts:
     uplink: Uplink | None
     info: TerminalInfo
     alarms: dict[str, Any] = field(default_factory=dict)
+    packages: PackageManager | None = None
+    jobs: JobRunner | None = None
 
 
 def _tls_context(tls: TlsConfig | None) -> ssl.SSLContext | None:
@@ -86,6 +91,7 @@ class Terminal:
         self._sim_devices = sim_devices
         self._broker_url = broker_url
         self._state_dir = state_dir or board.store.path.parent / "state"
+        self._command_key = b""
         self.parts: TerminalParts | None = None
         self.started = asyncio.Event()
 
@@ -108,6 +114,7 @@ class Terminal:
         if node.credentials_file is None:
             raise ConfigError("uplink.credentials_file", "required: it holds the downlink command key")
         credentials = load_credentials(node.credentials_file)
+        self._command_key = credentials.command_key  # package chunks are authenticated like commands
         return Uplink(
             store=store,
             clock=self._clock,
@@ -176,13 +183,16 @@ class Terminal:
                     isolated=[name for name, app in board.apps.items() if app.isolated],
                     nice={name: app.nice for name, app in board.apps.items()},
                 )
+                packages, jobs = await self._packages(store, supervisor, uplink)
                 watchdog = LoopWatchdog(
                     clock=self._clock,
                     bus=bus,
                     app_dirs=supervisor.app_dirs,
                     hal_watchdog=hal.watchdog() if board.watchdog and board.watchdog.enabled else None,
                 )
-                self.parts = TerminalParts(store, bus, scheduler, hal, supervisor, uplink, info, alarms)
+                self.parts = TerminalParts(
+                    store, bus, scheduler, hal, supervisor, uplink, info, alarms, packages, jobs
+                )
                 if uplink is not None:
                     self._register_commands(uplink)
                 log.info(
@@ -197,6 +207,8 @@ class Terminal:
                         tg.create_task(uplink.run(), name="uplink")
                     tg.create_task(scheduler.run(), name="scheduler")
                     tg.create_task(supervisor.run(), name="supervisor")
+                    if jobs is not None:
+                        tg.create_task(jobs.run(), name="package-jobs")
                     tg.create_task(watchdog.run(), name="loop-watchdog")
                     tg.create_task(hal.carrier_events(bus.publish), name="hplc-events")
                     tg.create_task(self._upkeep(store, uplink, supervisor, alarms), name="store-upkeep")
@@ -204,6 +216,38 @@ class Terminal:
         finally:
             self.parts = None
             await store.close()
+
+    async def _packages(
+        self, store: Store, supervisor: Supervisor, uplink: Uplink | None
+    ) -> tuple[PackageManager, JobRunner | None]:
+        """The package manager, recovered from a power cut and its installed apps loaded (isolated);
+        with an uplink, the ``app.*`` commands and the chunk topic."""
+        board = self._board
+        packages = PackageManager(
+            state_dir=self._state_dir,
+            runner=supervisor,
+            store=store,
+            clock=self._clock,
+            trusted_keys=[k.raw for k in board.packages.trusted_keys],
+            capabilities=board_capabilities(board),
+            configs=lambda name: board.apps[name].config if name in board.apps else {},
+            grace_s=board.packages.health_grace_s,
+        )
+        recovered = await packages.recover()
+        packages.load_installed()
+        if uplink is None:
+            return packages, None
+        jobs = JobRunner(
+            manager=packages,
+            clock=self._clock,
+            command_key=self._command_key,
+            report=lambda body: uplink.send("jobs", body),
+            stall_s=board.packages.stall_s,
+            recovered=recovered,
+        )
+        jobs.register(uplink.register_command)
+        uplink.register_chunks(jobs.handle_chunk)
+        return packages, jobs
 
     def _register_commands(self, uplink: Uplink) -> None:
         async def status(args: dict[str, Any]) -> dict[str, Any]:
@@ -223,6 +267,7 @@ class Terminal:
             "uplink": parts.uplink.statistics() if parts.uplink else None,
             "ports": parts.hal.statistics(),
             "alarms": parts.alarms,
+            "packages": parts.jobs.statistics() if parts.jobs else None,
         }
 
     async def _upkeep(
