@@ -12,11 +12,11 @@ answering (timeout tests). Must not import the terminal, hal backends or apps.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from hal.interfaces import SerialSettings
+from hal.interfaces import SerialLink, SerialSettings
 from protocols import dlt698
 from protocols.errors import ProtocolError
 from runtime.clock import Clock
@@ -165,7 +165,9 @@ class VirtualMetrology:
         )
         return dlt698.encode(out)
 
-    async def serve(self, pty: PtyPair, *, clock: Clock) -> None:
+    def _handler(
+        self, clock: Clock, write: Callable[[bytes], Awaitable[None]]
+    ) -> Callable[[bytes], Awaitable[None]]:
         framer = dlt698.Framer()
 
         async def handle(chunk: bytes) -> None:
@@ -180,11 +182,22 @@ class VirtualMetrology:
                     continue
                 wire = self.settings.wire_seconds
                 await clock.sleep(wire(len(dlt698.encode(item))) + self.response_delay_s + wire(len(reply)))
-                await write_all(pty.master_fd, reply)
+                await write(reply)
                 self.replies += 1
                 self.last_reply_t = clock.now()
 
-        await serve_pty(pty, handle)
+        return handle
+
+    async def serve(self, pty: PtyPair, *, clock: Clock) -> None:
+        """Answer on the master side of ``pty`` until cancelled."""
+        await serve_pty(pty, self._handler(clock, lambda reply: write_all(pty.master_fd, reply)))
+
+    async def serve_link(self, link: SerialLink, *, clock: Clock) -> None:
+        """Answer over any hal ``SerialLink`` (one end of ``memory_link_pair``) until cancelled."""
+        handle = self._handler(clock, link.write)
+        async with link:
+            while True:
+                await handle(await link.read())
 
 
 __all__ = [

@@ -28,7 +28,7 @@ from typing import Protocol
 import numpy as np
 from pymodbus.constants import ExcCodes
 
-from hal.interfaces import SerialSettings
+from hal.interfaces import SerialLink, SerialSettings
 from hal.modbus import RtuDecoder, RtuFrame, encode_frame
 from hal.sim import MemoryLink, memory_link_pair
 from protocols import modbus
@@ -328,6 +328,13 @@ class ModbusLine:
         """The line alone on a pty, until cancelled."""
         decoder = RtuDecoder(is_server=True)
         await serve_pty(pty, lambda chunk: self._reply(chunk, decoder, lambda r: write_all(pty.master_fd, r)))
+
+    async def serve_link(self, link: SerialLink) -> None:
+        """The line alone over any hal ``SerialLink`` (one end of ``memory_link_pair``), until cancelled."""
+        decoder = RtuDecoder(is_server=True)
+        async with link:
+            while True:
+                await self._reply(await link.read(), decoder, link.write)
 
     async def serve_shared(self, pty: PtyPair, meters: _LinkServer) -> None:
         """Share the pty with a DL/T 645 ``MeterBus``: every byte reaches both; both may reply."""

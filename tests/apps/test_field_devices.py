@@ -1,0 +1,401 @@
+"""apps/acquisition devices.py and metrology.py on their own, against virtual devices, in virtual time.
+
+The terminal side is ``Rs485Port`` / ``DltMetrology`` over in-memory links whose other ends
+are served by ``sim.devices`` (``ModbusLine.serve_link``, ``VirtualMetrology.serve_link``);
+the scheduler, bus and store are the runtime's own, the uplink a fake that records command
+handlers. Expected values come from the virtual devices' register images and their sources,
+never from the code under test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from apps.acquisition.devices import DevicePoller, load_devices, parse_devices, start_field_devices
+from apps.acquisition.metrology import MetrologyReader
+from hal.errors import CapabilityMissing
+from hal.interfaces import SerialSettings
+from hal.metrology import DltMetrology, Ratios
+from hal.rs485 import Rs485Port
+from hal.sim import memory_link_pair
+from protocols import modbus
+from runtime.bus import Bus
+from runtime.clock import LoopClock
+from runtime.container import NamespacedStore
+from runtime.errors import ConfigErrors
+from runtime.model import Event, Reading
+from runtime.scheduler import Scheduler
+from runtime.store import Store
+from sim.devices.metrology import ConstantSource, TransformerSample, VirtualMetrology
+from sim.devices.modbus import ModbusLine, VirtualBreaker, VirtualCapacitor, VirtualEnvironment, VirtualRcd
+
+pytestmark = pytest.mark.looptime
+
+TZ = ZoneInfo("Asia/Shanghai")
+PORT = "rs485-4"
+LINE = SerialSettings(9600, "E")
+INTERVAL = 60
+START = datetime(2026, 3, 2, 10, 0, 30, tzinfo=TZ).timestamp()
+BREAKER = modbus.builtin_profile("breaker")
+PRIMARY = TransformerSample(
+    voltage_v=(231.4, 229.8, 233.0),
+    current_a=(412.0, 388.5, 405.2),
+    p_kw=(90.1, 84.3, 88.8),
+    q_kvar=(21.0, 19.5, 22.2),
+    frequency_hz=49.98,
+)
+
+
+def measure(t: float) -> tuple[tuple[float, ...], tuple[float, ...], float]:
+    return (230.1, 229.5, 231.0), (101.25, 98.5, 120.0), 72.5
+
+
+class FakeUplink:
+    def __init__(self) -> None:
+        self.commands: dict[str, Any] = {}
+
+    def register_command(self, name: str, handler: Any) -> None:
+        self.commands[name] = handler
+
+
+class FakeHal:
+    def __init__(self, ports: dict[str, Rs485Port], metrology: DltMetrology | None) -> None:
+        self.ports = ports
+        self._metrology = metrology
+
+    def rs485(self, name: str) -> Rs485Port:
+        try:
+            return self.ports[name]
+        except KeyError:
+            raise CapabilityMissing(f"no RS-485 port {name!r}") from None
+
+    def metrology(self) -> DltMetrology:
+        if self._metrology is None:
+            raise CapabilityMissing("metrology unit: not enabled on this board")
+        return self._metrology
+
+
+@dataclass
+class Rig:
+    clock: LoopClock
+    ctx: Any
+    line: ModbusLine
+    unit: VirtualMetrology
+    breaker: VirtualBreaker
+    uplink: FakeUplink
+    bus: Bus
+    readings: list[Reading] = field(default_factory=list)
+    #: what ``start_field_devices`` returned
+    started: tuple[MetrologyReader, DevicePoller] = field(init=False)
+    events: list[Event] = field(default_factory=list)
+
+    async def emit(self, readings: list[Reading]) -> None:
+        self.readings.extend(readings)
+
+    async def emit_event(self, event: Event) -> None:
+        self.events.append(event)
+
+    def latest(self, device: str, quantity: str) -> Reading:
+        return [r for r in self.readings if r.device == device and r.quantity == quantity][-1]
+
+    async def cycle(self, n: int = 1) -> None:
+        """Run ``n`` realtime slots, ending a few seconds after the last one."""
+        now = self.clock.now()
+        await self.clock.sleep_until((now // INTERVAL + n) * INTERVAL + 20)
+
+
+def write_archive(path: Path, rows: list[dict[str, Any]]) -> Path:
+    text = ""
+    for row in rows:
+        text += "[[devices]]\n" + "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in row.items())
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+ARCHIVE = [
+    {"id": "brk-F1", "profile": "breaker", "port": PORT, "unit_id": 1, "branch": "F1"},
+    {"id": "rcd-1", "profile": "rcd", "port": PORT, "unit_id": 201},
+    {"id": "env-1", "profile": "environment", "port": PORT, "unit_id": 203},
+]
+
+
+@asynccontextmanager
+async def rig(
+    tmp_path: Path, *, rows: list[dict[str, Any]] | None = None, metrology: bool = True
+) -> AsyncIterator[Rig]:
+    clock = LoopClock(start=START)
+    breaker = VirtualBreaker(BREAKER, 1, name="brk-F1", measure=measure)
+    line = ModbusLine(
+        [
+            breaker,
+            VirtualRcd(modbus.builtin_profile("rcd"), 201, name="rcd-1"),
+            VirtualEnvironment(modbus.builtin_profile("environment"), 203, name="env-1"),
+        ],
+        clock=clock,
+        settings=LINE,
+    )
+    unit = VirtualMetrology(ConstantSource(PRIMARY), ct_ratio=200, energy_import_kwh=5000.0)
+    write_archive(tmp_path / "devices.toml", ARCHIVE if rows is None else rows)
+    uplink = FakeUplink()
+    async with AsyncExitStack() as stack:
+        store = await Store.open(tmp_path / "ttu.sqlite", clock=clock)
+        stack.push_async_callback(store.close)
+        bus = Bus(clock=clock)
+        scheduler = Scheduler(clock=clock, tz=TZ, state=NamespacedStore(store, "scheduler"))
+        tg = await stack.enter_async_context(asyncio.TaskGroup())
+        devices_end, terminal_end = memory_link_pair(LINE, names=(f"{PORT}-devices", PORT))
+        port = await stack.enter_async_context(Rs485Port(terminal_end, clock=clock, name=PORT))
+        serving = tg.create_task(line.serve_link(devices_end), name="test-modbus-line")
+        stack.callback(serving.cancel)
+        meter_unit = None
+        if metrology:
+            unit_end, client_end = memory_link_pair(LINE, names=("metrology-unit", "metrology"))
+            meter_unit = await stack.enter_async_context(
+                DltMetrology(client_end, clock=clock, ratios=Ratios(ct=200))
+            )
+            unit_task = tg.create_task(unit.serve_link(unit_end, clock=clock), name="test-metrology")
+            stack.callback(unit_task.cancel)
+        ctx = SimpleNamespace(
+            clock=clock,
+            hal=FakeHal({PORT: port}, meter_unit),
+            bus=bus,
+            scheduler=scheduler,
+            store=NamespacedStore(store, "acquisition"),
+            uplink=uplink,
+            log=logging.getLogger("ttu.app.acquisition"),
+        )
+        r = Rig(clock, ctx, line, unit, breaker, uplink, bus)
+        scheduling = tg.create_task(scheduler.run(), name="test-scheduler")
+        stack.callback(scheduling.cancel)
+        r.started = await start_field_devices(
+            ctx,
+            archive=tmp_path / "archive.toml",
+            ports=[PORT, "rs485-1"],
+            interval_s=INTERVAL,
+            emit=r.emit,
+            emit_event=r.emit_event,
+        )
+        yield r
+
+
+# --------------------------------------------------------------------------------- archive
+
+
+def test_archive_errors_carry_key_paths() -> None:
+    data = {
+        "devices": [
+            {"id": "brk-1", "profile": "breaker", "port": PORT, "unit_id": 1},
+            {"id": "brk-1", "profile": "breaker", "port": PORT, "unit_id": 2},  # duplicate id
+            {"id": "a/b", "profile": "toaster", "port": "rs485-9", "unit_id": 0, "colour": "red"},
+            {"id": "brk-3", "profile": "breaker", "port": PORT, "unit_id": 1},  # unit taken
+            {"id": "brk-4", "profile": "breaker", "port": PORT, "unit_id": True, "branch": ""},
+            "not a table",
+        ],
+        "meters": [],
+    }
+    with pytest.raises(ConfigErrors) as info:
+        parse_devices(data, source="var/devices.toml", known_ports=[PORT])
+    got = {(e.path, e.source) for e in info.value.errors}
+    assert {p for p, _ in got} == {
+        "meters",
+        "devices[1].id",
+        "devices[2].id",
+        "devices[2].profile",
+        "devices[2].port",
+        "devices[2].unit_id",
+        "devices[2].colour",
+        "devices[3].unit_id",
+        "devices[4].unit_id",
+        "devices[4].branch",
+        "devices[5]",
+    }
+    assert {s for _, s in got} == {"var/devices.toml"}
+    text = str(info.value)
+    assert "var/devices.toml: devices[1].id: duplicate device id 'brk-1'" in text
+    assert "devices[2].port: 'rs485-9' is not an RS-485 port of this board (rs485-4)" in text
+    assert "devices[3].unit_id: unit 1 is already used on rs485-4" in text
+    assert "'toaster' is not a profile; known: breaker" in text
+
+
+def test_archive_file_errors(tmp_path: Path) -> None:
+    assert load_devices(tmp_path / "absent.toml", known_ports=[PORT]) == ()
+    bad = tmp_path / "devices.toml"
+    bad.write_text("[[devices]\nid = 1\n", encoding="utf-8")
+    with pytest.raises(ConfigErrors, match="cannot read device archive") as info:
+        load_devices(bad, known_ports=[PORT])
+    assert info.value.errors[0].source == str(bad)
+    with pytest.raises(ConfigErrors, match="must be an array of tables"):
+        parse_devices({"devices": {"id": "x"}}, source="d.toml", known_ports=[PORT])
+    good = load_devices(write_archive(bad, ARCHIVE), known_ports=[PORT])
+    assert [d.id for d in good] == ["brk-F1", "rcd-1", "env-1"]
+    assert good[0].branch == "F1" and good[0].profile.kind == "breaker"
+    assert good[0].to_json() == ARCHIVE[0]
+
+
+# --------------------------------------------------------------------------------- readings
+
+
+async def test_readings_are_normalized_from_the_register_images(tmp_path: Path) -> None:
+    async with rig(tmp_path) as r:
+        await r.cycle()
+        slot = (r.clock.now() // INTERVAL) * INTERVAL
+        reader, poller = r.started
+        assert poller.counters["device_reads_ok"] == 3 and poller.counters["device_reads_failed"] == 0
+        env = r.line.device(203)
+        assert env is not None
+        for reg in BREAKER.readings:
+            if reg.name == "residual_current":
+                continue  # leakage noise, drawn afresh on every block read
+            reading = r.latest("brk-F1", reg.quantity or "")
+            assert reading.value == pytest.approx(float(r.breaker.get(reg.name)))
+            assert reading.unit == reg.unit and reading.ts == slot
+        assert r.latest("brk-F1", "current.a").value == pytest.approx(101.25)
+        assert r.latest("brk-F1", "breaker.closed").value == 1.0
+        assert 3 <= r.latest("brk-F1", "current.residual").value <= 25
+        assert r.latest("env-1", "temperature.dew_point").value == pytest.approx(
+            env.get("dew_point"), rel=1e-6
+        )
+        assert r.latest("env-1", "door.open").value == 0.0
+        assert r.latest("rcd-1", "current.residual").unit == "mA"
+        # points without a quantity (trip record time, settings) are not readings
+        assert not [x for x in r.readings if x.device == "brk-F1" and x.quantity == "last_trip_time"]
+        # the transformer, CT 200 applied by the hal: the source's primary values come back
+        assert reader.counters["metrology_reads_ok"] == 1
+        assert r.latest("transformer", "current.a").value == pytest.approx(412.0, abs=0.101)
+        assert r.latest("transformer", "voltage.c").value == pytest.approx(233.0, abs=0.05)
+        assert r.latest("transformer", "power.active.total").value == pytest.approx(
+            sum(PRIMARY.p_kw), abs=0.05
+        )
+        assert r.latest("transformer", "frequency").unit == "Hz"
+        assert r.latest("transformer", "energy.active.import.total").value == pytest.approx(5000.0, rel=1e-4)
+
+
+async def test_board_without_metrology_is_logged_once_and_devices_still_polled(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "ttu.app.acquisition")
+    async with rig(tmp_path, metrology=False) as r:
+        await r.cycle(2)
+        assert not [x for x in r.readings if x.device == "transformer"]
+        assert r.started[1].counters["device_reads_ok"] == 6
+    assert [m for m in caplog.messages if "transformer readings off" in m] == [
+        "transformer readings off: metrology unit: not enabled on this board"
+    ]
+
+
+async def test_silent_metrology_unit_counted_and_logged_on_edges(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "ttu.app.acquisition")
+    async with rig(tmp_path) as r:
+        reader: MetrologyReader = r.started[0]
+        await r.cycle()
+        r.unit.silent = True
+        await r.cycle(3)
+        assert reader.counters == {"metrology_reads_ok": 1, "metrology_reads_failed": 3}
+        r.unit.silent = False
+        await r.cycle(2)
+        assert reader.counters["metrology_reads_ok"] == 3
+    unit_logs = [m for m in caplog.messages if m.startswith("metrology unit")]
+    assert len(unit_logs) == 2 and "answers again" in unit_logs[1]
+
+
+# --------------------------------------------------------------------------------- breaker
+
+
+async def test_breaker_trip_event_carries_cause_and_branch(tmp_path: Path) -> None:
+    async with rig(tmp_path) as r:
+        await r.cycle()
+        assert r.events == []  # the first poll only learns the counters
+        trip_t = r.clock.now()
+        r.breaker.switch(False, trip_t, cause=4)  # residual current trip in the field
+        await r.cycle()
+        kinds = {e.kind: e for e in r.events}
+        assert set(kinds) == {"breaker.trip", "breaker.open"}
+        trip = kinds["breaker.trip"]
+        assert trip.source == "brk-F1" and trip.start == int(trip_t)
+        assert trip.data["cause"] == BREAKER.register("trip_cause").enum[4] == "residual current"
+        assert trip.data["trips"] == 1 and trip.data["branch"] == "F1"
+        assert r.latest("brk-F1", "breaker.closed").value == 0.0
+        assert r.latest("brk-F1", "current.a").value == 0.0
+        await r.cycle()
+        assert len(r.events) == 2  # no repeat while nothing changes
+
+
+async def test_breaker_control_open_close_with_read_back(tmp_path: Path) -> None:
+    async with rig(tmp_path) as r:
+        await r.cycle()
+        control = r.uplink.commands["breaker.control"]
+        reply = await control({"device": "brk-F1", "action": "open"})
+        assert reply == {"device": "brk-F1", "closed": False, "priority": "CONTROL"}
+        assert r.breaker.closed is False and r.breaker.get("trip_cause") == 8  # remote open
+        await r.cycle()
+        assert [e.kind for e in r.events] == ["breaker.trip", "breaker.open"]
+        assert r.events[0].data["cause"] == "remote open"
+        # the same over the bus
+        reply = await r.bus.request(
+            "acquisition/breaker/control", {"device": "brk-F1", "action": "close"}, timeout=5.0
+        )
+        assert reply["closed"] is True and r.breaker.closed is True
+        await r.cycle()
+        assert r.events[-1].kind == "breaker.closed"
+        assert r.started[1].counters["device_commands"] == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ("open", "must be an object"),
+        ({"device": "rcd-1", "action": "open"}, "no breaker 'rcd-1'; breakers: ['brk-F1']"),
+        ({"device": "brk-9", "action": "open"}, "no breaker 'brk-9'"),
+        ({"device": "brk-F1", "action": "toggle"}, "action 'toggle' is not 'open' or 'close'"),
+    ],
+)
+async def test_bad_breaker_commands_are_refused_clearly(tmp_path: Path, args: Any, message: str) -> None:
+    async with rig(tmp_path) as r:
+        with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            await r.uplink.commands["breaker.control"](args)
+        assert r.breaker.closed is True and r.breaker.writes == 0
+
+
+async def test_breaker_that_does_not_follow_is_reported_not_verified(tmp_path: Path) -> None:
+    async with rig(tmp_path) as r:
+        # a welded contact: the command is acknowledged but the switch never moves
+        r.breaker.written = lambda point, value, t: None  # type: ignore[method-assign]
+        with pytest.raises(ValueError, match=r"breaker.control: brk-F1: .*switch_closed.*reads back True"):
+            await r.uplink.commands["breaker.control"]({"device": "brk-F1", "action": "open"})
+
+
+# --------------------------------------------------------------------------------- health
+
+
+async def test_dead_device_counted_every_time_logged_once_each_way(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "ttu.app.acquisition")
+    rows = [*ARCHIVE, {"id": "cap-1", "profile": "capacitor", "port": PORT, "unit_id": 202}]
+    async with rig(tmp_path, rows=rows) as r:
+        poller: DevicePoller = r.started[1]
+        await r.cycle(3)
+        assert poller.counters["device_reads_failed"] == 3
+        assert poller.counters["device_reads_ok"] == 9
+        assert not [x for x in r.readings if x.device == "cap-1"]
+        r.line.devices.append(VirtualCapacitor(modbus.builtin_profile("capacitor"), 202, name="cap-1"))
+        await r.cycle(2)
+        assert poller.counters["device_reads_failed"] == 3
+        assert r.latest("cap-1", "capacitor.steps_total").value == 8
+    dead = [m for m in caplog.messages if m.startswith("device cap-1")]
+    assert len(dead) == 2, dead
+    assert "unit 202 on rs485-4" in dead[0] and "did not answer within 0.5 s" in dead[0]
+    assert dead[1] == "device cap-1 answers again"
