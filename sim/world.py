@@ -144,6 +144,40 @@ class BranchProfile:
         return float(self.voltage_v_array(np.array([t]), phase)[0])
 
 
+@dataclass(slots=True)
+class BoxProfile:
+    """The supply into a meter box (表箱) for its box terminal: the sum of the box's customers.
+
+    Service cables inside a box are a few metres, so their loss is left out. Phase voltages are
+    those of the box's first customer on that phase (the box busbar), else of any customer in it.
+    """
+
+    replica: Replica
+    customers: list[int]
+    phases: dict[str, int]  # phase -> a customer index on that phase
+
+    def power_kw_array(self, t: FloatArray) -> FloatArray:
+        k = self.replica.steps_of(np.asarray(t))
+        return self.replica.horizon.p_kw[k][:, self.customers].sum(axis=1)
+
+    def reactive_kvar_array(self, t: FloatArray) -> FloatArray:
+        k = self.replica.steps_of(np.asarray(t))
+        return self.replica.horizon.q_kvar[k][:, self.customers].sum(axis=1)
+
+    def voltage_v_array(self, t: FloatArray, phase: str = "A") -> FloatArray:
+        i = self.phases.get(phase, self.customers[0])
+        return self.replica.horizon.voltage_v[self.replica.steps_of(np.asarray(t)), i]
+
+    def power_kw(self, t: float) -> float:
+        return float(self.power_kw_array(np.array([t]))[0])
+
+    def reactive_kvar(self, t: float) -> float:
+        return float(self.reactive_kvar_array(np.array([t]))[0])
+
+    def voltage_v(self, t: float, phase: str = "A") -> float:
+        return float(self.voltage_v_array(np.array([t]), phase)[0])
+
+
 # -- the world ------------------------------------------------------------------------------------
 
 
@@ -206,7 +240,10 @@ class World:
         return [m for m in self.meters.values() if m.customer >= 0]
 
     def branch_units(self) -> list[WorldMeter]:
-        return [m for m in self.meters.values() if m.customer < 0]
+        return [m for m in self.meters.values() if m.customer < 0 and not m.box]
+
+    def box_terminals(self) -> list[WorldMeter]:
+        return [m for m in self.meters.values() if m.customer < 0 and m.box]
 
     # -- run time -------------------------------------------------------------------------------
     def apply_due(self, now: float) -> None:
@@ -293,6 +330,7 @@ def build_world(
         seed=seed,
     )
     _add_meters(world, buses, start=start, seed=seed)
+    _add_box_terminals(world, buses[-1], start=start, seed=seed)
     assign_protocols(world.station, dlt698_share=0.1, seed=seed)  # some DL/T 698.45 meters
     for outage in scenario.outages:
         _outage(world, outage)
@@ -401,6 +439,45 @@ def _add_meters(world: World, buses: list[str], *, start: float, seed: int) -> N
             world.meters[device] = WorldMeter(device, rep, -1, rep.prefix + name, "", sm)
 
 
+def _add_box_terminals(world: World, bus: str, *, start: float, seed: int) -> None:
+    """A box terminal (表箱终端, DL/T 645, three-phase) for each box the scenario monitors."""
+    monitoring = world.scenario.monitoring
+    known: set[str] = set()
+    n = 0
+    for rep in world.replicas:
+        boxes: dict[str, list[int]] = {}
+        for i, c in enumerate(rep.network.customers):
+            boxes.setdefault(rep.prefix + c.box, []).append(i)
+        known |= set(boxes)
+        for box, custs in sorted(boxes.items()):
+            if not monitoring.has_terminal(box):
+                continue
+            n += 1
+            phases: dict[str, int] = {}
+            for i in custs:
+                phases.setdefault(rep.network.customers[i].phase, i)
+            meter = VirtualMeter(
+                f"{rep.index + 1:02d}98{n:08d}",
+                profile=BoxProfile(rep, custs, phases),
+                start=start,
+                phase="ABC",
+                seed=seed,
+            )
+            device = f"bt-{box}"
+            customer = Customer(f"box:{box}", device, "box-terminal")
+            sm = StationMeter(device, bus, meter, customer, meter.profile)
+            world.station.buses[bus].append(sm)
+            branch = rep.prefix + rep.network.customers[custs[0]].branch
+            world.meters[device] = WorldMeter(device, rep, -1, branch, box, sm)
+    unknown = sorted(set(monitoring.box_terminals) - known)
+    if unknown:
+        raise ConfigError(
+            "monitoring.box_terminals",
+            f"no such meter box: {', '.join(unknown)}",
+            source=world.scenario.source,
+        )
+
+
 def _descendants(net: StationNetwork, b: int) -> list[int]:
     out = [b]
     for j, head in enumerate(net.heads):  # parents are listed first
@@ -438,6 +515,12 @@ def _outage(world: World, o: Outage) -> None:
                 idx, max(t0, rep.base.start), min(t1, rep.base.end), outage=True
             )
         hit += [m for m in world.customers() if m.replica is rep and m.customer in idx] + units
+        for m in world.box_terminals():  # a box terminal goes dark with the supply of its whole box
+            profile = m.station_meter.profile
+            whole_box = isinstance(profile, BoxProfile) and set(profile.customers) <= set(idx)
+            # a meter-level outage is the meter's own fuse, downstream of the box terminal
+            if m.replica is rep and idx and whole_box and o.level != "meter":
+                hit.append(m)
     if not hit:
         raise ConfigError(path, f"{o.level} {o.target!r} matches no meter", source=world.scenario.source)
     ids = tuple(m.id for m in hit)

@@ -21,6 +21,7 @@ address, branches (``F2``) and boxes (``F2-X03``) as in the topology ground trut
     [archive]      foreign (entries of a neighbouring area, no meter behind them); missing (ours,
                    left out of the archive)
     [comms]        loss_pct, corrupt_pct; buses = [...] (default all)
+    [monitoring]   box_terminals = "all" | ["F2-X01", ...]  (meter-box terminals 表箱终端; default none)
 """
 
 from __future__ import annotations
@@ -95,6 +96,17 @@ class ArchiveErrors:
 
 
 @dataclass(frozen=True, slots=True)
+class Monitoring:
+    """Which meter boxes have a box terminal (表箱终端) measuring the box's incoming supply."""
+
+    all_boxes: bool = False
+    box_terminals: tuple[str, ...] = ()
+
+    def has_terminal(self, box: str) -> bool:
+        return self.all_boxes or box in self.box_terminals
+
+
+@dataclass(frozen=True, slots=True)
 class Comms:
     loss_pct: float = 0.0
     corrupt_pct: float = 0.0
@@ -115,6 +127,7 @@ class Scenario:
     transformer: Transformer = field(default_factory=Transformer)
     archive: ArchiveErrors = field(default_factory=ArchiveErrors)
     comms: Comms = field(default_factory=Comms)
+    monitoring: Monitoring = field(default_factory=Monitoring)
 
 
 def available() -> list[str]:
@@ -149,7 +162,7 @@ def load_scenario(name: str | Path) -> Scenario:
 def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
     r = _Reader(source)
     r.keys(data, "", {"scenario", "outage", "theft", "meter_fault", "relay", "pv_surge", "transformer",
-                      "archive", "comms"})  # fmt: skip
+                      "archive", "comms", "monitoring"})  # fmt: skip
     head = r.table(data, "scenario")
     r.keys(head, "scenario", {"description", "pv_share"})
     outages = []
@@ -200,6 +213,13 @@ def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
     buses = comms.get("buses", [])
     if not isinstance(buses, list) or not all(isinstance(b, str) for b in buses):
         raise ConfigError("comms.buses", "must be a list of bus names", source=source)
+    mon = r.table(data, "monitoring")
+    r.keys(mon, "monitoring", {"box_terminals"})
+    boxes = mon.get("box_terminals", [])
+    if boxes != "all" and (not isinstance(boxes, list) or not all(isinstance(b, str) and b for b in boxes)):
+        raise ConfigError(
+            "monitoring.box_terminals", f'must be "all" or a list of box names, got {boxes!r}', source=source
+        )
     return Scenario(
         name=name,
         source=source,
@@ -224,6 +244,9 @@ def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
             loss_pct=r.number(comms, "comms", "loss_pct", lo=0.0, hi=100.0, default=0.0),
             corrupt_pct=r.number(comms, "comms", "corrupt_pct", lo=0.0, hi=100.0, default=0.0),
             buses=tuple(buses),
+        ),
+        monitoring=Monitoring(
+            all_boxes=boxes == "all", box_terminals=() if boxes == "all" else tuple(boxes)
         ),
     )
 
@@ -320,6 +343,7 @@ __all__ = [
     "ArchiveErrors",
     "Comms",
     "MeterFault",
+    "Monitoring",
     "Outage",
     "PvSurge",
     "RelayAction",

@@ -82,7 +82,9 @@ def test_truth_conserves_energy_and_is_deterministic(tmp_path: Path) -> None:
     assert trafo > 0 and abs(trafo - cust - loss) / trafo < 0.001
     assert len({r["timestamp"] for r in rows(t / "intervals.csv")}) == 8
     topo = rows(t / "topology.csv")
-    assert len([r for r in topo if r["box"]]) == 110  # 2 x 55 customers, plus branch units
+    assert len([r for r in topo if r["meter_id"].startswith("m-")]) == 110  # 2 x 55 customers
+    assert {r["meter_id"] for r in topo if r["meter_id"].startswith("bt-")} == {"bt-F2-X01", "bt-F4-X01"}
+    assert all(r["box"] for r in topo if not r["meter_id"].startswith("bu-"))  # branch units have none
     kinds = {r["kind"] for r in rows(t / "events.csv")}
     assert {"outage", "dip", "relay_trip", "lastgasp"} <= kinds
     faults = {r["kind"] for r in rows(t / "faults.csv")}
