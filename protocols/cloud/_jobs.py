@@ -259,7 +259,8 @@ class JobReport:
     kind ``state``: ``{"kind": "state", "job", "op", "name", "version", "state",
     "percent", "code"?, "message"?}`` — ``code``/``message`` on ``failed`` (the
     ``PackageError`` code, e.g. ``unknown_key``), ``message`` on ``done``.
-    kind ``fetch``: ``{"kind": "fetch", "job", "next", "chunks", "source"}`` — the terminal
+    kind ``fetch``: ``{"kind": "fetch", "job", "next", "chunks", "chunk_size", "size", "sha256",
+    "name", "version", "source"}`` — the terminal
     wants chunks from ``next`` on (after the job starts, after a restart, after a stall).
     kind ``ack``: ``{"kind": "ack", "job", "index", "next", "chunks"}`` — chunk ``index`` is
     on disk; ``next`` is the first chunk still missing.

@@ -209,6 +209,11 @@ class JobRunner:
                 "job": job.id,
                 "next": job.next,
                 "chunks": job.spec.chunks,
+                "chunk_size": job.spec.chunk_size,
+                "size": job.spec.size,
+                "sha256": job.spec.sha256,
+                "name": job.spec.name,
+                "version": job.spec.version,
                 "source": job.spec.source.to_json(),
             }
         )

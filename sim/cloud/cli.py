@@ -4,8 +4,9 @@ Layer: sim (cloud stub), plugged into the ``ttu`` dispatcher through the
 ``ttu.commands`` entry point ``cloud = sim.cloud.cli``. Queries read the stub's sqlite
 file read-only (``--db``, default ``var/cloud.sqlite``) and print a table or
 ``--json``; ``serve`` runs the stub until Ctrl-C; ``command`` sends one signed
-command and prints the reply. The names ``app`` and ``catalog`` are reserved for
-later subcommands. Every user mistake is one line on stderr and exit status 2.
+command and prints the reply; ``catalog`` (``sim.cloud.catalog_cli``) publishes and lists
+packages, ``app`` (``sim.cloud.app_cli``) installs and manages apps on a terminal.
+Every user mistake is one line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def _time(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     cells = [[str(h) for h in headers], *[["-" if c is None else str(c) for c in row] for row in rows]]
     widths = [max(len(r[i]) for r in cells) for i in range(len(headers))]
     lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in cells]
@@ -111,7 +112,7 @@ def _cmd_terminals(args: argparse.Namespace) -> int:
     _emit(
         args,
         rows,
-        lambda: _table(
+        lambda: render_table(
             headers,
             [
                 (
@@ -147,7 +148,7 @@ def _cmd_readings(args: argparse.Namespace) -> int:
     _emit(
         args,
         rows,
-        lambda: _table(
+        lambda: render_table(
             headers,
             [
                 (r.terminal, r.device, r.quantity, _time(r.ts), f"{r.value:g}", r.unit, r.quality, r.obis)
@@ -168,7 +169,7 @@ def _cmd_events(args: argparse.Namespace) -> int:
     _emit(
         args,
         rows,
-        lambda: _table(
+        lambda: render_table(
             headers,
             [
                 (
@@ -209,10 +210,10 @@ def _cmd_stats(args: argparse.Namespace) -> int:
             )
         )
         return 0
-    print(_table(("table", "rows"), sorted(counts.items())))
+    print(render_table(("table", "rows"), sorted(counts.items())))
     print()
     print(
-        _table(
+        render_table(
             ("terminal", "stream", "last seq", "msgs", "gaps", "missing", "late"),
             [
                 (s.terminal, s.stream, s.last_seq, s.messages, s.gaps, s.missing, s.out_of_order)
@@ -223,7 +224,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     if rejected:
         print()
         print(
-            _table(
+            render_table(
                 ("received (UTC)", "topic", "error"),
                 [(_time(r.received), r.topic, r.error) for r in rejected],
             )
@@ -349,6 +350,13 @@ def register(subparsers: Any) -> None:
     p.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the reply (default 30)")
     p.set_defaults(handler=_guarded(_cmd_command))
 
+    # imported here: both modules use this one's key loading and tables
+    from sim.cloud.app_cli import register_app
+    from sim.cloud.catalog_cli import register_catalog
+
+    register_catalog(sub)
+    register_app(sub)
+
     p = sub.add_parser("serve", help="run the cloud stub until Ctrl-C")
     p.add_argument("--broker", default=DEFAULT_BROKER, help=f"broker URL (default {DEFAULT_BROKER})")
     p.add_argument("--db", default=DEFAULT_DB, help=f"sqlite file to store into (default {DEFAULT_DB})")
@@ -356,4 +364,4 @@ def register(subparsers: Any) -> None:
     p.set_defaults(handler=_guarded(_cmd_serve))
 
 
-__all__ = ["CloudCliError", "load_command_key", "register"]
+__all__ = ["CloudCliError", "load_command_key", "register", "render_table"]

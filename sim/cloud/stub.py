@@ -19,7 +19,7 @@ import asyncio
 import logging
 import sqlite3
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -30,11 +30,14 @@ import aiomqtt
 
 from protocols.cloud import (
     STREAMS,
+    Chunk,
     Command,
     Reply,
     UpBatch,
+    chunk_topic,
     command_topic,
     parse_topic,
+    sign_chunk,
     sign_command,
     up_wildcard,
 )
@@ -45,6 +48,7 @@ from sim.cloud.db import DbWorker, EventRow, ReadingRow, TerminalRow
 _log = logging.getLogger(__name__)
 
 STATES = frozenset({"online", "offline"})
+Listener = Callable[[str, dict[str, Any]], Awaitable[None]]
 
 
 class CloudStubError(Exception):
@@ -114,6 +118,7 @@ class CloudStub:
         self._client: aiomqtt.Client | None = None
         self._pending: dict[str, tuple[str, asyncio.Future[Reply]]] = {}
         self._changed = asyncio.Condition()
+        self._listeners: dict[str, list[Listener]] = {}
         self.connections = 0  # successful (re)connections, subscriptions done
         self.disconnects = 0
         self.handled = 0  # MQTT messages processed (stored, duplicate or rejected)
@@ -255,6 +260,12 @@ class CloudStub:
             "cloud stub: %s: stored %d, duplicates %d, gaps %d, late %d, rejected %d",
             topic, outcome.stored, outcome.duplicates, outcome.gaps, outcome.out_of_order, outcome.rejected,
         )  # fmt: skip
+        for listener in self._listeners.get(stream, ()):
+            for message in batch.messages:
+                try:
+                    await listener(terminal, message.body)
+                except Exception:  # a listener's bug must not stop the stub from receiving
+                    _log.exception("cloud stub: %s listener failed on a message from %s", stream, terminal)
         for reply in outcome.replies:
             pending = self._pending.get(reply.id)
             if pending is None:
@@ -267,7 +278,26 @@ class CloudStub:
             elif not fut.done():
                 fut.set_result(reply)
 
+    def listen(self, stream: str, listener: Listener) -> None:
+        """Call ``await listener(terminal, body)`` for every message of ``stream`` received
+        (duplicates included: delivery is at-least-once)."""
+        self._listeners.setdefault(stream, []).append(listener)
+
     # -- commands -----------------------------------------------------------------------------
+
+    async def publish_chunk(self, terminal: str, chunk: Chunk, *, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+        """Sign ``chunk`` with the terminal's key and publish it on its chunk topic (QoS 1)."""
+        signed = sign_chunk(chunk, self._key_for(terminal))
+        try:
+            await self.wait_until(lambda s: s._client is not None, timeout=timeout)
+            client = self._client
+            assert client is not None
+            await client.publish(chunk_topic(terminal), signed.encode(), qos=1)
+        except aiomqtt.MqttError as err:
+            # lost chunks are asked for again by the terminal (fetch after a stall)
+            _log.warning(
+                "cloud stub: chunk %d of %s to %s not published: %s", chunk.index, chunk.job, terminal, err
+            )
 
     def _key_for(self, terminal: str) -> bytes:
         key = self._keys.get(terminal, self._default_key)
