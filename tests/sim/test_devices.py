@@ -1,0 +1,218 @@
+"""Simulated field devices tied to the physics: a branch breaker opened and closed over Modbus RTU.
+
+The master is the terminal's own ``hal.modbus.ModbusMaster`` on an ``Rs485Port`` over an
+in-memory link to ``ModbusLine.serve_link`` (virtual time, looptime). Expectations come
+from the world (its horizons, meters and truth files), never from the code under test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from apps.acquisition.devices import load_devices
+from hal.interfaces import SerialSettings
+from hal.metrology import DltMetrology, Ratios
+from hal.modbus import ModbusMaster
+from hal.rs485 import Rs485Port
+from hal.sim import memory_link_pair
+from protocols import modbus
+from runtime.clock import LoopClock
+from sim.devices.station import FieldDevices, attach, build_devices, fitted_ct
+from sim.scenarios import load_scenario
+from sim.station import build_station
+from sim.truth import iso, write_truth
+from sim.world import World, WorldMeter, build_world
+
+pytestmark = pytest.mark.looptime
+
+START = 1717200000.0  # 2024-06-01 00:00 UTC, on a 15-min boundary
+BUSES = ["rs485-1", "rs485-2", "rs485-3", "rs485-4"]
+PORT = "rs485-4"
+BREAKER = modbus.builtin_profile("breaker")
+
+
+def world(scenario: str = "quiet") -> World:
+    return build_world(
+        buses=BUSES,
+        scenario=load_scenario(scenario),
+        seed=3,
+        start=START,
+        duration_s=7200.0,
+        customers_scale=1,
+    )
+
+
+def rows(path: Path) -> list[dict[str, str]]:
+    with path.open(encoding="utf-8") as f:
+        return list(csv.DictReader(f))
+
+
+@dataclass
+class Rig:
+    clock: LoopClock
+    world: World
+    devices: FieldDevices
+    master: ModbusMaster
+
+    def unit(self, device_id: str) -> int:
+        return next(e.unit_id for e in self.devices.entries if e.id == device_id)
+
+    def kwh(self, m: WorldMeter, t: float) -> float:
+        return m.meter.registers(t).forward[0]
+
+
+@asynccontextmanager
+async def rig(w: World) -> AsyncIterator[Rig]:
+    clock = LoopClock(start=START)
+    devices = build_devices(station=w.station, world=w, port=PORT, ct_ratio=200)
+    attach(devices, w.station, clock)
+    assert devices.line is not None
+    async with AsyncExitStack() as stack:
+        line_end, terminal_end = memory_link_pair(SerialSettings(), names=(f"{PORT}-line", PORT))
+        port = await stack.enter_async_context(Rs485Port(terminal_end, clock=clock, name=PORT))
+        tg = await stack.enter_async_context(asyncio.TaskGroup())
+        serving = tg.create_task(devices.line.serve_link(line_end), name="test-modbus-line")
+        stack.callback(serving.cancel)
+        yield Rig(clock, w, devices, ModbusMaster(port, timeout=1.0))
+
+
+def scope(w: World, branches: set[str]) -> tuple[list[WorldMeter], list[WorldMeter]]:
+    """Customer meters on ``branches``, and all the other customer meters."""
+    inside = [m for m in w.customers() if m.branch in branches]
+    return inside, [m for m in w.customers() if m.branch not in branches]
+
+
+async def test_opening_a_branch_breaker_takes_its_meters_out_and_closing_restores(tmp_path: Path) -> None:
+    w = world()
+    # F2 feeds the sub-branches F3, F4, F5 (the feeder's topology): all of them lose supply
+    inside, outside = scope(w, {"F2", "F3", "F4", "F5"})
+    units_down = [m for m in w.branch_units() if m.branch in {"F3", "F4", "F5"}]
+    units_up = [m for m in w.branch_units() if m.branch in {"F1", "F2"}]
+    assert inside and outside and len(units_down) == 3 and len(units_up) == 2
+    async with rig(w) as r:
+        unit = r.unit("brk-F2")
+        await r.clock.sleep_until(START + 900)
+        before = await r.master.read(unit, BREAKER)
+        assert before["switch_closed"] is True and before["current_a"] + before["current_b"] > 0
+        sent = r.clock.now()
+        assert await r.master.command(unit, BREAKER, "open") is False
+        (event,) = w.events  # the world's own record of when the branch lost supply
+        opened = event.start
+        assert sent <= opened < r.clock.now() and event.end is None
+        after = await r.master.read(unit, BREAKER)
+        assert after["current_a"] == after["current_b"] == after["current_c"] == after["active_power"] == 0
+        assert BREAKER.register("trip_cause").meaning(after["trip_cause"]) == "remote open"
+        assert after["trip_count"] == before["trip_count"] + 1
+
+        await r.clock.sleep_until(START + 2700)
+        at_close = {m.id: r.kwh(m, r.clock.now()) for m in inside + outside}
+        for m in inside:
+            assert not m.meter.on and m.meter.power_down_count == 1, m.id
+            assert m.meter.power_downs[0].start == m.meter.meter_time(opened)
+            assert m.meter.power_downs[0].end is None
+            # the physics is step-averaged (15 min): the steps wholly inside the open interval are empty
+            hz = m.replica.horizon
+            assert hz.customer_energy_kwh(m.customer, START + 1800, START + 2700) == 0.0, m.id
+            assert r.kwh(m, opened) == pytest.approx(at_close[m.id], abs=1e-9), m.id  # zero consumption
+        for m in units_down:
+            assert not m.meter.on and m.meter.power_down_count == 1, m.id
+        for m in outside + units_up:
+            assert m.meter.on and m.meter.power_down_count == 0, m.id
+
+        sent = r.clock.now()
+        assert await r.master.command(unit, BREAKER, "close") is True
+        closed = w.events[0].end
+        assert closed is not None and sent <= closed < r.clock.now()
+        await r.clock.sleep_until(START + 5400)
+        for m in inside + units_down:
+            assert m.meter.on, m.id
+            assert m.meter.power_downs[0].end == m.meter.meter_time(closed), m.id
+        grew = [m for m in inside if r.kwh(m, r.clock.now()) > at_close[m.id]]
+        truth_grew = [
+            m for m in inside if m.replica.horizon.customer_energy_kwh(m.customer, closed, r.clock.now()) > 0
+        ]
+        assert grew and {m.id for m in grew} == {m.id for m in truth_grew}
+        now = r.clock.now()
+    write_truth(w, tmp_path, end=START + 7200)
+    outages = [e for e in rows(tmp_path / "events.csv") if e["kind"] == "outage"]
+    assert outages == [
+        {"kind": "outage", "scope": "branch", "target": "F2", "start": iso(opened), "end": iso(closed)}
+    ]
+    assert w.events[0].meters == tuple(m.id for m in inside + units_down)
+    # the physics: what the transformer delivered while F2 was out is only F1's load and losses
+    hz = w.replicas[0].horizon
+    f1 = [m for m in outside if m.branch == "F1"]
+    supplied = float(hz.trafo_energy_kwh(START + 900, START + 2700).sum())
+    f1_energy = sum(hz.customer_energy_kwh(m.customer, START + 900, START + 2700) for m in f1)
+    assert f1_energy <= supplied < f1_energy * 1.1 + 0.5
+    assert now >= START + 5400
+
+
+async def test_a_closed_breaker_written_closed_changes_nothing(tmp_path: Path) -> None:
+    w = world()
+    async with rig(w) as r:
+        unit = r.unit("brk-F1")
+        assert await r.master.command(unit, BREAKER, "close") is True
+        assert w.events == [] and all(m.meter.power_down_count == 0 for m in w.meters.values())
+        assert (await r.master.read(unit, BREAKER, ["trip_count"]))["trip_count"] == 0
+
+
+def test_archive_of_the_physics_station_loads_in_the_acquisition_app(tmp_path: Path) -> None:
+    w = world()
+    devices = build_devices(station=w.station, world=w, port=PORT)
+    devices.write_archive(tmp_path / "devices.toml")
+    records = load_devices(tmp_path / "devices.toml", known_ports=BUSES)
+    branches = list(w.replicas[0].network.branches)
+    assert [d.branch for d in records if d.profile.kind == "breaker"] == branches
+    assert {d.id for d in records} == {e.id for e in devices.entries}
+    assert {d.profile.kind for d in records} == {"breaker", "rcd", "capacitor", "environment"}
+    assert {d.port for d in records} == {PORT}
+
+
+def test_synthetic_station_gets_a_main_breaker_and_no_branches(tmp_path: Path) -> None:
+    station = build_station(buses=BUSES, meters_per_bus=2, seed=1, start=START)
+    devices = build_devices(station=station, world=None, port=PORT)
+    assert list(devices.breakers) == ["brk-main"]
+    devices.write_archive(tmp_path / "devices.toml")
+    records = load_devices(tmp_path / "devices.toml", known_ports=BUSES)
+    assert [(d.id, d.unit_id, d.branch) for d in records][0] == ("brk-main", 1, None)
+    none = build_devices(station=station, world=None, port=None)
+    assert none.line is None and none.entries == [] and none.metrology is not None
+    status = devices.status(START)
+    assert status["devices"] == 4 and status["devices_online"] == 0 and status["metrology_readings"] == 0
+
+
+async def test_wrong_ct_from_the_scenario_scales_the_terminal_values_by_configured_over_actual() -> None:
+    w = world("default")
+    tr = w.scenario.transformer
+    assert tr.ct_ratio_actual is not None and tr.ct_ratio_configured is not None
+    board_ct = 200.0
+    devices = build_devices(
+        station=w.station,
+        world=w,
+        port=None,
+        ct_ratio=board_ct,
+        ct_ratio_actual=fitted_ct(board_ct, actual=tr.ct_ratio_actual, configured=tr.ct_ratio_configured),
+    )
+    assert devices.metrology is not None
+    fault = next(f for f in w.faults if f["kind"] == "ct_ratio")
+    clock = LoopClock(start=START + 1800)
+    unit_end, client_end = memory_link_pair(SerialSettings(9600, "E"), names=("unit", "metrology"))
+    async with asyncio.TaskGroup() as tg:
+        task = tg.create_task(devices.metrology.serve_link(unit_end, clock=clock), name="test-metrology")
+        async with DltMetrology(client_end, clock=clock, ratios=Ratios(ct=board_ct)) as client:
+            snap = await client.snapshot()
+        task.cancel()
+    true = devices.metrology.source.sample(clock.now())
+    assert snap.current.a == pytest.approx(true.current_a[0] * float(fault["value"]), rel=2e-3, abs=0.3)
+    assert snap.voltage.a == pytest.approx(true.voltage_v[0], abs=0.05)  # the PT is right
+    assert fitted_ct(200, actual=None, configured=150) is None
+    with pytest.raises(ValueError, match="positive"):
+        fitted_ct(200, actual=0, configured=150)
