@@ -182,7 +182,7 @@ def test_synthetic_station_gets_a_main_breaker_and_no_branches(tmp_path: Path) -
     assert list(devices.breakers) == ["brk-main"]
     devices.write_archive(tmp_path / "devices.toml")
     records = load_devices(tmp_path / "devices.toml", known_ports=BUSES)
-    assert [(d.id, d.unit_id, d.branch) for d in records][0] == ("brk-main", 1, None)
+    assert (records[0].id, records[0].unit_id, records[0].branch) == ("brk-main", 1, None)
     none = build_devices(station=station, world=None, port=None)
     assert none.line is None and none.entries == [] and none.metrology is not None
     status = devices.status(START)
@@ -211,7 +211,7 @@ async def test_wrong_ct_from_the_scenario_scales_the_terminal_values_by_configur
             snap = await client.snapshot()
         task.cancel()
     true = devices.metrology.source.sample(clock.now())
-    assert snap.current.a == pytest.approx(true.current_a[0] * float(fault["value"]), rel=2e-3, abs=0.3)
+    assert snap.current.a == pytest.approx(true.current_a[0] * float(str(fault["value"])), rel=2e-3, abs=0.3)
     assert snap.voltage.a == pytest.approx(true.voltage_v[0], abs=0.05)  # the PT is right
     assert fitted_ct(200, actual=None, configured=150) is None
     with pytest.raises(ValueError, match="positive"):
