@@ -113,12 +113,11 @@ def parse_devices(
         if branch is not None and (not isinstance(branch, str) or not branch):
             bad("branch", "must be a non-empty string")
             ok = False
-        if ok:
+        if ok and isinstance(unit, int):
             ids.add(str(dev_id))
-            units.add((str(port), int(unit)))  # type: ignore[arg-type]
-            out.append(
-                DeviceRecord(str(dev_id), modbus.builtin_profile(str(profile)), str(port), int(unit), branch)
-            )  # type: ignore[arg-type]
+            units.add((str(port), unit))
+            record = DeviceRecord(str(dev_id), modbus.builtin_profile(str(profile)), str(port), unit, branch)
+            out.append(record)
     if errors:
         raise ConfigErrors(errors)
     return tuple(out)
