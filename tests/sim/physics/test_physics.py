@@ -42,7 +42,7 @@ def _pandapower_step(nw: StationNetwork, p: np.ndarray, q: np.ndarray, mv: float
     return v, loss
 
 
-def _check_against_pandapower(nw: StationNetwork, p: np.ndarray, q: np.ndarray, mv: np.ndarray) -> None:
+def assert_matches_pandapower(nw: StationNetwork, p: np.ndarray, q: np.ndarray, mv: np.ndarray) -> None:
     flow = power_flow(nw, p, q, mv)
     for k in range(p.shape[0]):
         v_pp, loss_pp = _pandapower_step(nw, p[k], q[k], float(mv[k]))
@@ -52,7 +52,7 @@ def _check_against_pandapower(nw: StationNetwork, p: np.ndarray, q: np.ndarray, 
 
 def test_ieee_eu_lv_matches_pandapower_runpp_3ph(ieee: StationNetwork) -> None:
     p, q, mv = _random_loads(ieee, steps=2, seed=1, mean_kw=2.0)
-    _check_against_pandapower(ieee, p, q, mv)
+    assert_matches_pandapower(ieee, p, q, mv)
 
 
 def test_kerber_from_json_with_seeded_phases_matches_pandapower(tmp_path: Path) -> None:
@@ -65,7 +65,7 @@ def test_kerber_from_json_with_seeded_phases_matches_pandapower(tmp_path: Path) 
     assert load_network(path, seed=7).customers == nw.customers
     assert load_network(path, seed=8).customers != nw.customers
     p, q, mv = _random_loads(nw, steps=2, seed=2, mean_kw=3.0)
-    _check_against_pandapower(nw, p, q, mv)
+    assert_matches_pandapower(nw, p, q, mv)
 
 
 def test_archive_of_default_feeder(ieee: StationNetwork) -> None:
