@@ -266,6 +266,19 @@ RELAY_OI, KEEP_POWER_OI = 0x8000, 0x8001
 RELAY_UNIT = OAD(0xF2050201)  # relay output 1
 TI_15_MIN = dlt698.TI(1, 15)
 
+# Sizes used to size a curve read (A-XDR encoded, rounded up): one CURVE_COLUMNS row of a
+# single-/three-phase meter, the GET-Response-Record around the rows (service, PIID, OAD,
+# RCSD of 7 OADs, row count, FollowReport/TimeTag) and a link frame around an APDU piece.
+CURVE_ROW_BYTES = (40, 56)
+RECORD_REPLY_OVERHEAD = 50
+FRAME_OVERHEAD = 27  # FE x4, 68, L, C, AF, SA(6), CA, HCS, fragment word, FCS, 16
+DECLARED_MAX_APDU = 200  # what RS-485 698 meters commonly declare as their largest send APDU
+# One curve read may keep the line busy this long with its reply (all fragments): long enough
+# to fetch hours of curve in one request, short enough not to starve the realtime cycle.
+CURVE_LINE_BUDGET_S = 4.0
+CARRIER_CURVE_FRAGMENTS = 4  # each fragment costs a carrier round trip (seconds)
+MAX_CURVE_BATCH = 96  # one day of 15-min points
+
 
 def _values_698(oad: dlt698.OAD, data: dlt698.Data) -> Iterator[tuple[str, float]]:
     for element in dlt698.values(oad, data) or ():
@@ -323,13 +336,41 @@ class Dlt698Client:
 
     protocol = "dlt698"
 
-    def __init__(self, master: Dlt698Master, address: str, *, three_phase: bool = False) -> None:
+    def __init__(
+        self,
+        master: Dlt698Master,
+        address: str,
+        *,
+        three_phase: bool = False,
+        max_apdu: int = DECLARED_MAX_APDU,
+    ) -> None:
+        if max_apdu < RECORD_REPLY_OVERHEAD:
+            raise ValueError(f"max_apdu {max_apdu}: a record reply needs at least {RECORD_REPLY_OVERHEAD}")
         self.master = master
         self._address = address
         self.three_phase = three_phase
-        # A curve row is ~42 bytes (single phase) / ~58 (three phase) plus ~66 of frame and RCSD:
-        # keep a reply under ~0.9 s on the wire at 2400 baud, inside the usual 1 s reply timeout.
-        self.curve_batch = 2 if three_phase else 3
+        self.max_apdu = max_apdu
+        self.curve_batch = self._curve_batch()
+
+    def _curve_batch(self) -> int:
+        """Curve records per read: as many as fit the fragments the line time allows.
+
+        The meter fragments a reply longer than ``max_apdu``; the master reassembles it. On
+        RS-485 the reply's fragments may take ``CURVE_LINE_BUDGET_S`` on the wire (3 pieces at
+        2400 baud, 15 at 9600); on the carrier each piece is a round trip, so a few.
+        """
+        transport = self.master.transport
+        piece = transport.wire_seconds(self.max_apdu + FRAME_OVERHEAD)
+        by_line = max(1, int(CURVE_LINE_BUDGET_S // piece)) if piece > 0 else CARRIER_CURVE_FRAGMENTS
+        fragments = min(by_line, self.master.max_fragments)
+        row = CURVE_ROW_BYTES[self.three_phase]
+        rows = (fragments * self.max_apdu - RECORD_REPLY_OVERHEAD) // row
+        return max(1, min(MAX_CURVE_BATCH, rows))
+
+    def _reply_bytes(self, rows: int) -> int:
+        """Expected bytes of a record reply (its first fragment when longer): for the timeout."""
+        apdu = RECORD_REPLY_OVERHEAD + rows * CURVE_ROW_BYTES[self.three_phase]
+        return min(apdu, self.max_apdu) + FRAME_OVERHEAD
 
     @property
     def address(self) -> str:
@@ -361,9 +402,11 @@ class Dlt698Client:
         return out
 
     async def _records(
-        self, oad: dlt698.OAD, rsd: dlt698.RSD, columns: Sequence[dlt698.OAD]
+        self, oad: dlt698.OAD, rsd: dlt698.RSD, columns: Sequence[dlt698.OAD], *, rows: int = 1
     ) -> dlt698.ResultRecord:
-        return await self.master.get_record(self._address, oad, rsd, columns, priority=Priority.CURVE)
+        return await self.master.get_record(
+            self._address, oad, rsd, columns, priority=Priority.CURVE, reply_bytes=self._reply_bytes(rows)
+        )
 
     @staticmethod
     def _row(result: dlt698.ResultRecord, row: tuple[dlt698.Data, ...]) -> Record | None:
@@ -388,7 +431,7 @@ class Dlt698Client:
                 dlt698.Data(dt.TI, TI_15_MIN),
             ),
         )
-        result = await self._records(MINUTE_FREEZE, rsd, CURVE_COLUMNS)
+        result = await self._records(MINUTE_FREEZE, rsd, CURVE_COLUMNS, rows=count)
         rows = (self._row(result, row) for row in result.rows or ())
         return [r for r in rows if r is not None]
 

@@ -99,6 +99,10 @@ class MeterTransport(Protocol):
 
     def available(self, device: str) -> bool: ...
 
+    def wire_seconds(self, nbytes: int) -> float:
+        """Line time of ``nbytes`` on this medium as the caller's timeout must allow for it."""
+        ...
+
 
 class Rs485Transport:
     """``MeterTransport`` over one ``Rs485Port`` (which does the arbitration and health)."""
@@ -138,6 +142,9 @@ class Rs485Transport:
 
     def available(self, device: str) -> bool:
         return self.port.health(device).available
+
+    def wire_seconds(self, nbytes: int) -> float:
+        return self.port.link.settings.wire_seconds(nbytes)
 
     def health(self, device: str) -> DeviceHealth:
         return self.port.health(device)
@@ -244,6 +251,10 @@ class CarrierTransport:
 
     def available(self, device: str) -> bool:
         return self._state(device).available
+
+    def wire_seconds(self, nbytes: int) -> float:
+        """0: the carrier timeout (seconds, sent to the module) already covers a frame's air time."""
+        return 0.0
 
     def health(self, device: str) -> DeviceHealth:
         s = self._state(device)

@@ -24,13 +24,23 @@ from runtime.clock import Clock
 from sim.meters.bus import address_matches
 from sim.meters.model import VirtualMeter
 from sim.meters.responder import MeterResponder
-from sim.meters.responder698 import Dlt698Responder
+from sim.meters.responder698 import DEFAULT_MAX_APDU, Dlt698Responder
 
 Answer = Callable[[bytes], bytes | None]
 
 
-def make_answer(meter: VirtualMeter, protocol: str, *, clock: Clock, preamble: int = 4) -> Answer:
-    """The answer function of ``meter`` speaking ``protocol`` ("dlt645" | "dlt698")."""
+def make_answer(
+    meter: VirtualMeter,
+    protocol: str,
+    *,
+    clock: Clock,
+    preamble: int = 4,
+    max_apdu: int = DEFAULT_MAX_APDU,
+) -> Answer:
+    """The answer function of ``meter`` speaking ``protocol`` ("dlt645" | "dlt698").
+
+    A 698 reply longer than ``max_apdu`` comes back as its start fragment; each fragment
+    acknowledgement frame passed in later returns the next piece."""
     if protocol == "dlt645":
         r645 = MeterResponder(meter, preamble=preamble)
 
@@ -48,7 +58,7 @@ def make_answer(meter: VirtualMeter, protocol: str, *, clock: Clock, preamble: i
 
         return answer645
     if protocol == "dlt698":
-        r698 = Dlt698Responder(meter, preamble=preamble)
+        r698 = Dlt698Responder(meter, preamble=preamble, max_apdu=max_apdu)
 
         def answer698(frame_bytes: bytes) -> bytes | None:
             try:

@@ -41,7 +41,7 @@ from sim.meters._codec import BROADCAST_ADDRESS
 from sim.meters._mixed import Frame, MixedFramer
 from sim.meters.model import VirtualMeter
 from sim.meters.responder import MeterResponder
-from sim.meters.responder698 import Dlt698Responder
+from sim.meters.responder698 import DEFAULT_MAX_APDU, Dlt698Responder
 from sim.pty import PtyPair
 
 log = logging.getLogger(__name__)
@@ -83,6 +83,7 @@ class MeterBus:
         seed: int = 0,
         preamble: int = 4,
         protocols: Mapping[str, str] | None = None,
+        max_apdu_698: int = DEFAULT_MAX_APDU,
     ) -> None:
         addresses = [m.address for m in meters]
         if len(set(addresses)) != len(addresses):
@@ -97,7 +98,9 @@ class MeterBus:
         self.response_delay_s = response_delay_s
         self.counters = BusCounters()
         self.responders = {m.address: MeterResponder(m, preamble=preamble) for m in self.meters}
-        self.responders698 = {m.address: Dlt698Responder(m, preamble=preamble) for m in self.meters}
+        self.responders698 = {
+            m.address: Dlt698Responder(m, preamble=preamble, max_apdu=max_apdu_698) for m in self.meters
+        }
         self._rng = np.random.default_rng([seed, 645])
         self._framer = MixedFramer()
         self._rx_since_frame = 0

@@ -24,6 +24,15 @@ Supported services:
   With ``secure_replies=True`` plain requests are answered the same wrapped way.
 * Anything undecodable: ERROR-Response 1; other services: ERROR-Response 2.
 
+Replies whose APDU is longer than ``max_apdu`` (the meter's declared maximum send size,
+200 bytes by default as on RS-485 meters) are fragmented (分帧): the start fragment is the
+reply; every fragment acknowledgement frame carrying the sequence number of the piece just
+sent releases the next one, the end fragment completes the transfer. Sequence numbers run
+on from transfer to transfer (wrapping at 4096). A new request abandons a transfer in
+progress; an ack of any other sequence is ignored. ``lose_fragment(index)`` makes the next
+transfer(s) lose piece ``index`` on the line (sent, never seen: the client's wait for it
+times out) -- fault injection for tests.
+
 For the virtual CCO (or any other caller that has bytes, not frames), ``sim.meters.answer``
 wraps a responder into ``answer(frame_bytes) -> reply_bytes | None``.
 """
@@ -40,6 +49,7 @@ from protocols.errors import ProtocolError
 from sim.meters.model import Instant, Registers, RelayRefused, VirtualMeter
 
 DT = dlt698.DataType
+DEFAULT_MAX_APDU = 200
 DAR_DENIED = 3
 DAR_CLASS_MISMATCH = 5
 DAR_NO_OBJECT = 6
@@ -86,11 +96,30 @@ class Dlt698Responder:
         preamble: int = 4,
         secure_replies: bool = False,
         security_mac: bytes = b"\x5a\xa5\x5a\xa5",
+        max_apdu: int = DEFAULT_MAX_APDU,
     ) -> None:
+        if max_apdu < 1:
+            raise ValueError(f"max_apdu must be >= 1, not {max_apdu}")
         self.meter = meter
         self.preamble = preamble
         self.secure_replies = secure_replies
         self.security_mac = security_mac
+        self.max_apdu = max_apdu
+        self._pending: list[dlt698.Frame] = []  # fragments still to send, next first
+        self._sent_seq: int | None = None  # sequence number of the last fragment sent
+        self._next_seq = 0
+        self._lose: dict[int, int] = {}  # fragment index -> transfers still to lose it
+        self._transfer_index = 0  # index of the next pending piece within its transfer
+        self._losing: set[int] = set()  # piece indexes this transfer loses
+        self.fragments_sent = 0
+        self.fragments_lost = 0
+        self.transfers = 0
+
+    def lose_fragment(self, index: int, *, times: int = 1) -> None:
+        """The next ``times`` fragmented transfers lose their piece ``index`` (0 = start) on the line."""
+        if index < 0 or times < 1:
+            raise ValueError(f"lose_fragment({index}, times={times}): expected index >= 0, times >= 1")
+        self._lose[index] = self._lose.get(index, 0) + times
 
     # -- entry points -------------------------------------------------------------------------------
     def handle(self, request: dlt698.Frame, *, now: float) -> bytes | None:
@@ -99,8 +128,11 @@ class Dlt698Responder:
         return None if reply is None else dlt698.encode(reply, preamble=self.preamble)
 
     def reply(self, request: dlt698.Frame, *, now: float) -> dlt698.Frame | None:
-        if request.from_server or not self.meter.on or request.fragment is not None:
+        if request.from_server or not self.meter.on:
             return None
+        if request.fragment is not None:
+            return self._on_fragment(request)
+        self._pending, self._sent_seq = [], None  # a new request abandons a transfer in progress
         broadcast = request.sa_type is dlt698.AddressType.BROADCAST
         secure = self.secure_replies
         try:
@@ -116,7 +148,43 @@ class Dlt698Responder:
         payload = answer.encode()
         if secure:
             payload = dlt698.SecurityResponse(0, payload, mac=self.security_mac).encode()
-        return dlt698.Frame(dlt698.CONTROL_SERVER_RESPONSE, self.meter.address, request.ca, apdu=payload)
+        frame = dlt698.Frame(dlt698.CONTROL_SERVER_RESPONSE, self.meter.address, request.ca, apdu=payload)
+        if len(payload) <= self.max_apdu:
+            return frame
+        pieces = dlt698.split(frame, self.max_apdu, first_seq=self._next_seq)
+        self._next_seq = (self._next_seq + len(pieces)) & 0xFFF
+        self.transfers += 1
+        self._pending, self._transfer_index = pieces, 0
+        losing = {i for i, left in self._lose.items() if left > 0 and i < len(pieces)}
+        for i in losing:
+            self._lose[i] -= 1
+        self._losing = losing
+        return self._send_piece()
+
+    # -- fragmented transfer ------------------------------------------------------------------------
+    def _send_piece(self) -> dlt698.Frame | None:
+        piece = self._pending.pop(0)
+        assert piece.fragment is not None
+        index = self._transfer_index
+        self._transfer_index += 1
+        self.fragments_sent += 1
+        if piece.fragment.kind is dlt698.FragmentType.END:
+            self._sent_seq = None  # the end fragment needs no acknowledgement
+        else:
+            self._sent_seq = piece.fragment.seq
+        if index in self._losing:
+            self.fragments_lost += 1
+            return None  # sent, but lost on the line
+        return piece
+
+    def _on_fragment(self, frame: dlt698.Frame) -> dlt698.Frame | None:
+        header = frame.fragment
+        assert header is not None
+        if header.kind is not dlt698.FragmentType.ACK:
+            return None  # a fragmented request: no client of ours sends one
+        if self._sent_seq is None or header.seq != self._sent_seq or not self._pending:
+            return None  # not the piece we are waiting to have acknowledged
+        return self._send_piece()
 
     # -- services -----------------------------------------------------------------------------------
     def _dispatch(self, apdu: dlt698.Apdu, now: float) -> dlt698.Apdu | None:
