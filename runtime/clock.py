@@ -15,7 +15,8 @@ time so that ``looptime`` fast-forwards every one of them in tests:
                  15-minute cycles runs in well under a second of wall time.
 
 ``step(delta)`` moves wall time (a time sync) without touching monotonic time; any
-``sleep_until`` in progress re-evaluates its deadline at once.
+``sleep_until`` in progress re-evaluates its deadline at once, and ``wait_step()``
+returns (the app bridge forwards steps to isolated apps' clocks that way).
 
 This module must not know about schedules, time zones or apps.
 """
@@ -61,6 +62,11 @@ class Clock(Protocol):
 
     def step(self, delta: float) -> None:
         """Move wall time by ``delta`` seconds (time sync); monotonic time is unchanged."""
+        ...
+
+    async def wait_step(self) -> None:
+        """Return at the next ``step`` (e.g. to tell an app host process; ``now() - monotonic()``
+        then holds the new offset)."""
         ...
 
 
@@ -132,6 +138,9 @@ class LoopClock:
         self._offset += delta
         stepped, self._stepped = self._stepped, asyncio.Event()
         stepped.set()
+
+    async def wait_step(self) -> None:
+        await self._stepped.wait()
 
 
 @asynccontextmanager

@@ -262,6 +262,11 @@ class ScopedHal:
         self._m = manifest
         self._violations = violations
 
+    @property
+    def has_backend(self) -> bool:
+        """Whether this terminal has a hal at all (asking is no use of a capability)."""
+        return self._hal is not None
+
     def _need(self, cap: str) -> HalAccess:
         if cap not in self._m.hal:
             raise _refuse(self._m.name, self._violations, "hal", f"hal capability {cap!r} not declared")
