@@ -20,13 +20,15 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
+from runtime.errors import TerminalError
+
 _log = logging.getLogger(__name__)
 
 _START_TIMEOUT_S = 10.0
 
 
-class BrokerError(RuntimeError):
-    """A broker could not be started."""
+class BrokerError(TerminalError):
+    """A broker could not be started (a user-facing condition: the CLI prints it on one line)."""
 
 
 def _free_port(host: str) -> int:

@@ -22,7 +22,7 @@ from runtime.clock import LoopClock
 from runtime.config import Board, load_credentials
 from runtime.errors import BusError, ConfigError
 from runtime.terminal import Terminal
-from sim.broker import EmbeddedBroker
+from sim.broker import BrokerError, EmbeddedBroker
 from sim.cloud.stub import CloudStub
 from sim.devices.station import FieldDevices, attach, build_devices, fitted_ct
 from sim.scenarios import load_scenario
@@ -140,14 +140,19 @@ async def _broker(options: SimOptions) -> AsyncIterator[str]:
         return
     wanted = options.board.uplink.broker if options.board.uplink else "mqtt://127.0.0.1:0"
     port = urlsplit(wanted).port or 0
+    broker = EmbeddedBroker(port=port)
     try:
-        broker = EmbeddedBroker(port=port)
-        async with broker:
-            yield broker.url
-    except OSError:
-        log.warning("port %d is taken; the embedded broker uses a free port instead", port)
-        async with EmbeddedBroker(port=0) as broker:
-            yield broker.url
+        await broker.start()
+    except BrokerError as err:  # e.g. another `ttu sim` holds the board's port
+        if port == 0:
+            raise
+        log.warning("%s; the embedded broker uses a free port instead", err)
+        broker = EmbeddedBroker(port=0)
+        await broker.start()
+    try:
+        yield broker.url
+    finally:
+        await broker.stop()
 
 
 @contextlib.asynccontextmanager
