@@ -10,6 +10,7 @@ driven in virtual time.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib.util
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -89,6 +90,7 @@ def write_app(
     hal: tuple[str, ...] = (),
     ready_timeout_s: float = 5.0,
     migrations: str | None = None,
+    blob_bytes: int = 0,
 ) -> Path:
     folder = root / f"{name}-{version}-{behaviour}" / name
     folder.mkdir(parents=True)
@@ -105,6 +107,9 @@ def write_app(
     )
     if migrations is not None:
         (folder / "migrations.toml").write_text(migrations)
+    if blob_bytes:
+        # incompressible payload, to make packages of a chosen size
+        (folder / "blob.bin").write_bytes(hashlib.shake_256(version.encode()).digest(blob_bytes))
     return folder
 
 
