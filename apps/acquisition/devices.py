@@ -11,7 +11,8 @@ The device archive is its own TOML file (``devices`` in the app config)::
     branch = "F1"            # optional: the branch the device protects
 
 Every device of a port is read in turn at REALTIME priority through the port's queue;
-readings go out like meter readings (``meter/<id>/reading``). A breaker's trip counter
+readings go out like meter readings (``meter/<id>/reading``); the poll's health is retained
+on ``acquisition/devices/stats``. A breaker's trip counter
 rising is a ``breaker.trip`` event with its trip cause; a switch-state change is
 ``breaker.open`` / ``breaker.closed``. The ``breaker.control`` cloud command (and bus
 request ``acquisition/breaker/control``) opens or closes a breaker at CONTROL priority,
@@ -40,6 +41,7 @@ from runtime.scheduler import Aligned, CatchUp, Slot
 from .metrology import MetrologyReader
 
 _KEYS = {"id", "profile", "port", "unit_id", "branch"}
+STATS_TOPIC = "acquisition/devices/stats"
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +179,16 @@ class DevicePoller:
             for port in self._masters:
                 tg.create_task(port_devices(port), name=f"devices:{port}")
         await self._emit(readings)
+        self._ctx.bus.publish(STATS_TOPIC, self.status(), retain=True)
+
+    def status(self) -> dict[str, Any]:
+        """Health of the archive's devices (retained on ``acquisition/devices/stats`` after each poll)."""
+        return {
+            "devices": len(self.devices),
+            "online": len(self.devices) - len(self._failing),
+            "failing": sorted(self._failing),
+            **self.counters,
+        }
 
     async def read_device(self, dev: DeviceRecord, ts: float) -> list[Reading]:
         master = self._masters[dev.port]
@@ -269,4 +281,11 @@ async def start_field_devices(
     return reader, poller
 
 
-__all__ = ["DevicePoller", "DeviceRecord", "load_devices", "parse_devices", "start_field_devices"]
+__all__ = [
+    "STATS_TOPIC",
+    "DevicePoller",
+    "DeviceRecord",
+    "load_devices",
+    "parse_devices",
+    "start_field_devices",
+]

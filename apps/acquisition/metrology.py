@@ -2,7 +2,8 @@
 
 Layer: apps (acquisition). Reads ``ctx.hal.metrology()`` (CT/PT ratios already applied by
 the hal) and turns the snapshot into normalized readings for device ``transformer``; the
-caller publishes them like meter readings. A board without a metrology unit is logged
+caller publishes them like meter readings; the unit's health is retained on
+``acquisition/metrology/stats``. A board without a metrology unit is logged
 once and skipped; failed reads are counted, logged edge-triggered, never raised.
 """
 
@@ -19,6 +20,7 @@ from runtime.model import Reading
 from runtime.scheduler import Aligned, CatchUp, Slot
 
 DEVICE = "transformer"
+STATS_TOPIC = "acquisition/metrology/stats"
 
 
 def snapshot_readings(
@@ -86,12 +88,18 @@ class MetrologyReader:
             if not self._failing:
                 self._ctx.log.warning("metrology unit: %s", err)
                 self._failing = True
+            self._ctx.bus.publish(STATS_TOPIC, self.status(), retain=True)
             return
         if self._failing:
             self._ctx.log.info("metrology unit answers again")
             self._failing = False
         self.counters["metrology_reads_ok"] += 1
         await self._emit(snapshot_readings(snap, ts=slot.epoch))
+        self._ctx.bus.publish(STATS_TOPIC, self.status(), retain=True)
+
+    def status(self) -> dict[str, Any]:
+        """Health of the unit (retained on ``acquisition/metrology/stats`` after each read)."""
+        return {"online": self._unit is not None and not self._failing, **self.counters}
 
 
-__all__ = ["DEVICE", "MetrologyReader", "snapshot_readings"]
+__all__ = ["DEVICE", "STATS_TOPIC", "MetrologyReader", "snapshot_readings"]
