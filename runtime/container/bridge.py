@@ -13,10 +13,12 @@ are the in-process code. Enforcement therefore happens here, whatever the host
 process does: a publish outside ``topics.publish``, a subscribe/serve outside
 ``topics.subscribe`` or an undeclared hal capability is refused with an error
 reply, counted, logged and published on ``runtime/apps/<name>/violation``.
-hal is not proxied across processes (runtime API 1): a declared capability is
-refused with a reply saying so, and an isolated app that needs hardware must run
-in-process. Nothing an app sends can raise into the runtime: bad frames end that
-app's connection (and so the app), bad requests get error replies.
+Declared hal capabilities are served by ``isolation_hal`` against the real hal
+objects (RS-485 transactions as bytes, carrier, metrology, slots; the watchdog
+stays runtime-only), checked on every request. The session also forwards the
+runtime clock's steps (time sync) so the host's clock stays aligned. Nothing an
+app sends can raise into the runtime: bad frames end that app's connection (and
+so the app), bad requests get error replies.
 
 It must not start or kill processes (the supervisor's runner does) nor import apps.
 """
@@ -35,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hal.errors import HalError
+from protocols.errors import ProtocolError
 from runtime.bus import Bus, Overflow, Subscription, payload_to_json
 from runtime.clock import Clock
 from runtime.container.context import AppContext, TerminalInfo
@@ -47,8 +51,8 @@ from runtime.container.isolation import (
     terminal_to_json,
 )
 from runtime.container.isolation_channel import Channel
-from runtime.container.manifest import HAL_CAPABILITIES
-from runtime.errors import AppError, BusError, CapabilityError, TerminalError
+from runtime.container.isolation_hal import HAL_OPS, describe
+from runtime.errors import BusError, CapabilityError, TerminalError
 from runtime.model import Event, Reading
 from runtime.scheduler import Slot
 
@@ -56,13 +60,6 @@ log = logging.getLogger("ttu.bridge")
 
 SOCKET_NAME = "apps.sock"
 _SUN_PATH_MAX = 107  # sockaddr_un.sun_path minus the terminating NUL
-_HAL_METHODS = {
-    "rs485": "rs485",
-    "hplc": "hplc",
-    "metrology": "metrology",
-    "slots": "slot",
-    "watchdog": "watchdog",
-}
 
 
 def violation_topic(app: str) -> str:
@@ -277,16 +274,19 @@ class AppSession:
         self._subs: dict[int, Subscription] = {}
         self._services: dict[int, Any] = {}
         self._jobs: dict[int, Any] = {}
+        self.event_streams: dict[int, asyncio.Task[Any]] = {}  # carrier event forwarders by sid
+        self._hal_calls: dict[int, asyncio.Task[Any]] = {}  # by request id, for hal.cancel
         self._inflight = asyncio.Semaphore(bridge.settings.max_inflight)
         self._tg: asyncio.TaskGroup | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
 
-    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> None:
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]:
         """A task of this session, cancelled when the host hangs up."""
         assert self._tg is not None
         task: asyncio.Task[Any] = self._tg.create_task(coro, name=f"bridge:{self.app}:{name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
     async def run(self) -> None:
         settings = self.bridge.settings
@@ -301,11 +301,13 @@ class AppSession:
                 "nice": self._nice,
                 "cgroup": settings.use_cgroup,
                 "debug": self.applog.isEnabledFor(logging.DEBUG),
+                "hal": describe(self.ctx, self.bridge.terminal.rs485_ports, self.bridge.terminal.slots),
             }
         )
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
+                self.spawn(self._clock_steps(), "clock-steps")
                 try:
                     await self._read()
                 finally:
@@ -318,6 +320,21 @@ class AppSession:
         finally:
             self._tg = None
             self.close()
+
+    async def _clock_steps(self) -> None:
+        """Forward every step of the runtime clock (time sync) to the host's clock."""
+        clock = self.bridge.clock
+        offset = clock.now() - clock.monotonic()  # changes by exactly the steps, whatever the speed
+        while True:
+            await clock.wait_step()
+            now = clock.now()
+            new = now - clock.monotonic()
+            delta, offset = new - offset, new
+            try:
+                await self.chan.send({"op": "clock", "step": delta, "now": now})
+            except BusError:
+                return
+            log.info("app %s: clock step of %+.3f s forwarded", self.app, delta)
 
     def close(self) -> None:
         self.chan.close()
@@ -353,14 +370,29 @@ class AppSession:
                 log.info("app %s limits: %s", self.app, self.limits.get("detail"))
             elif op in ("done", "crash"):
                 self.outcome = frame
+            elif op == "hal.cancel":
+                call = self._hal_calls.get(frame.get("rid", -1))
+                if call is not None:
+                    call.cancel()  # the app stopped waiting: leave the port's queue too
             elif op in _OPS and "id" in frame:
                 await self._inflight.acquire()  # backpressure: stop reading a flooding app
-                self.spawn(self._serve(frame), op)
+                task = self.spawn(self._serve(frame), op)
+                rid = frame["id"]
+                if op.startswith("hal.") and isinstance(rid, int):
+                    self._track_hal_call(rid, task)
             else:
                 self.bridge.stats.protocol_errors += 1
                 log.warning("app %s: unknown bridge op %.60r", self.app, op)
                 if "id" in frame:
                     await self.chan.reply(frame["id"], error=BusError(f"unknown op {op!r}"), req=str(op))
+
+    def _track_hal_call(self, rid: int, task: asyncio.Task[Any]) -> None:
+        self._hal_calls[rid] = task
+
+        def forget(_: asyncio.Task[Any]) -> None:
+            self._hal_calls.pop(rid, None)
+
+        task.add_done_callback(forget)
 
     def _log(self, frame: dict[str, Any]) -> None:
         level = frame.get("level")
@@ -380,6 +412,8 @@ class AppSession:
                 raise
             if not frame.get("nowait"):
                 await self.chan.reply(frame["id"], result)
+        except (HalError, ProtocolError) as err:  # the hal's answer (timeout, abnormal reply, no such port)
+            await self.chan.reply(frame["id"], error=err, req=op)
         except (TerminalError, KeyError, TypeError, ValueError) as err:
             if not isinstance(err, TerminalError):
                 err = BusError(f"bad {op} request: {type(err).__name__}: {err}")
@@ -530,22 +564,6 @@ async def _scheduler_cancel(s: AppSession, f: dict[str, Any]) -> None:
         job.cancel()
 
 
-async def _hal_open(s: AppSession, f: dict[str, Any]) -> None:
-    cap = f.get("cap")
-    if cap not in HAL_CAPABILITIES:
-        raise BusError(f"unknown hal capability {cap!r}")
-    if cap not in s.ctx.manifest.hal:
-        method = getattr(s.ctx.hal, _HAL_METHODS[str(cap)])
-        if cap in ("rs485", "slots"):
-            method(f.get("name"))  # raises the counted refusal
-        method()
-    raise AppError(
-        s.app,
-        f"hal capability {cap!r} is declared, but hal is not available to isolated apps (runtime API 1); "
-        f"run it in-process (board.toml [apps.{s.app}] isolated = false)",
-    )
-
-
 _OPS: dict[str, Op] = {
     "bus.publish": _publish,
     "bus.subscribe": _subscribe,
@@ -563,7 +581,7 @@ _OPS: dict[str, Op] = {
     "uplink.register": _uplink_register,
     "scheduler.add": _scheduler_add,
     "scheduler.cancel": _scheduler_cancel,
-    "hal.open": _hal_open,
+    **HAL_OPS,
 }
 
 

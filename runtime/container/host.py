@@ -10,9 +10,10 @@ with an ``AppContext`` whose bus, store, scheduler, uplink, hal, log and
 
 The proxies check the manifest locally so that refusals raise at the same place
 as in-process; the refused attempt is still sent, because the bridge is the one
-that enforces and reports (a process can bypass anything done here). hal is not
-proxied: a declared capability is refused with a message saying so, an
-undeclared one is a violation.
+that enforces and reports (a process can bypass anything done here). hal is
+proxied by ``runtime.container.hal_proxy`` (declared capabilities only; the
+watchdog is runtime-only), and the runtime's clock steps (time sync) are applied
+to this process's clock as they arrive, so ``sleep_until`` and timestamps follow.
 
 It sends a heartbeat every ``heartbeat_s`` from its event loop, so an app that
 blocks the loop stops the heartbeat and the runtime kills it. Exit statuses are
@@ -35,20 +36,19 @@ import traceback
 import types
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
-from typing import Any, NoReturn
+from typing import Any
 
-from hal.interfaces import CarrierModule, Metrology, Slot, Watchdog
 from runtime.bus import Bus, Handler, Message, Overflow, Service, Subscription, payload_to_json
 from runtime.clock import Clock, LoopClock
 from runtime.container.context import (
     AppContext,
     CommandHandler,
     ScopedBus,
-    ScopedHal,
     ScopedScheduler,
     TerminalInfo,
     Violations,
 )
+from runtime.container.hal_proxy import RemoteHal
 from runtime.container.isolation import (
     ENV_SOCKET,
     ENV_TOKEN,
@@ -226,40 +226,6 @@ class RemoteScheduler(ScopedScheduler):
             self._cancel(jid)
 
 
-class RemoteHal(ScopedHal):
-    """hal is not proxied across processes (runtime API 1): declared -> refused, undeclared -> violation."""
-
-    def __init__(self, manifest: Manifest, violations: Violations, chan: Channel) -> None:
-        super().__init__(None, manifest, violations)
-        self._chan = chan
-
-    def _open(self, cap: str, name: str | None = None) -> NoReturn:
-        with contextlib.suppress(BusError):
-            self._chan.request_nowait("hal.open", {"cap": cap, "name": name})
-        if cap not in self._m.hal:
-            self._need(cap)  # raises the counted refusal
-        raise CapabilityError(
-            self._m.name,
-            f"hal capability {cap!r} is declared, but hal is not available to isolated apps "
-            f"(runtime API 1); run it in-process (board.toml [apps.{self._m.name}] isolated = false)",
-        )
-
-    def rs485(self, name: str) -> Any:
-        self._open("rs485", name)
-
-    def hplc(self) -> CarrierModule:
-        self._open("hplc")
-
-    def metrology(self) -> Metrology:
-        self._open("metrology")
-
-    def slot(self, name: str) -> Slot:
-        self._open("slots", name)
-
-    def watchdog(self) -> Watchdog:
-        self._open("watchdog")
-
-
 class RemoteStore:
     """``ctx.store``: the app's key-value namespace, readings and events, in the runtime's store."""
 
@@ -314,7 +280,15 @@ class RemoteUplink:
 class IsolatedContext(AppContext):
     """The ``AppContext`` of an isolated app; ``ready()`` also tells the runtime."""
 
-    def __init__(self, *, chan: Channel, manifest: Manifest, clock: Clock, terminal: TerminalInfo) -> None:
+    def __init__(
+        self,
+        *,
+        chan: Channel,
+        manifest: Manifest,
+        clock: Clock,
+        terminal: TerminalInfo,
+        hal_nodes: dict[str, Any] | None = None,
+    ) -> None:
         local = Bus(clock=clock)
         scheduler = Scheduler(clock=clock, tz=terminal.tz, state=MemoryKeyValue())
         self._channel = chan
@@ -333,7 +307,8 @@ class IsolatedContext(AppContext):
         self.remote_scheduler = RemoteScheduler(scheduler, manifest.name, chan)
         self.bus = self.remote_bus
         self.scheduler = self.remote_scheduler
-        self.hal = RemoteHal(manifest, self.violations, chan)
+        self.remote_hal = RemoteHal(manifest, self.violations, chan, hal_nodes or {})
+        self.hal = self.remote_hal
 
     async def ready(self) -> None:
         fut = self.ready_future()
@@ -461,7 +436,13 @@ class Host:
         except AppError as err:
             await chan.send({"op": "crash", "error": f"{type(err).__name__}: {err.reason}", "traceback": ""})
             return EXIT_IMPORT
-        ctx = IsolatedContext(chan=chan, manifest=manifest, clock=clock, terminal=terminal)
+        ctx = IsolatedContext(
+            chan=chan,
+            manifest=manifest,
+            clock=clock,
+            terminal=terminal,
+            hal_nodes=dict(welcome.get("hal") or {}),
+        )
         heartbeat_s = float(welcome["heartbeat_s"])
         async with asyncio.TaskGroup() as tg:
             app = tg.create_task(self._app(entry, ctx, config), name=f"app:{manifest.name}")
@@ -528,6 +509,12 @@ class Host:
                 chan.resolve(frame)
             elif op == "msg":
                 ctx.remote_bus.deliver(frame)
+            elif op == "hal.event":
+                ctx.remote_hal.deliver_event(frame)
+            elif op == "clock":
+                step = frame.get("step")
+                if isinstance(step, int | float) and step == step:
+                    ctx.clock.step(float(step))  # the runtime's time sync: sleeps and stamps follow
             elif op == "stop":
                 ctx.request_stop()
             elif op == "call":

@@ -24,6 +24,8 @@ connection is dropped, since the stream cannot be resynchronized after it.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import dataclasses
 import json
 import struct
@@ -33,6 +35,18 @@ from types import MappingProxyType
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from hal.errors import (
+    CapabilityMissing,
+    DeviceError,
+    HalError,
+    TransportBroken,
+    TransportClosed,
+    TransportError,
+    TransportTimeout,
+)
+from hal.interfaces import CarrierEvent, MetrologySnapshot, PhaseValues
+from hal.rs485 import DeviceHealth
+from protocols.errors import ProtocolError
 from runtime.container.context import TerminalInfo
 from runtime.container.manifest import ConfigField, Limits, Manifest, RestartPolicy
 from runtime.errors import AppError, AppNotReady, BusError, CapabilityError, RequestTimeout, TerminalError
@@ -102,26 +116,63 @@ _ERRORS: dict[str, type[TerminalError]] = {
     "RequestTimeout": RequestTimeout,
     "BusError": BusError,
 }
+# hal errors cross as themselves, so an isolated app catches the same TransportTimeout,
+# DeviceError or CapabilityMissing as an in-process one.
+_HAL_ERRORS: dict[str, type[HalError]] = {
+    cls.__name__: cls
+    for cls in (
+        HalError,
+        TransportError,
+        TransportTimeout,
+        TransportClosed,
+        TransportBroken,
+        CapabilityMissing,
+    )
+}
 
 
 def error_to_json(err: BaseException) -> dict[str, Any]:
     out: dict[str, Any] = {"type": type(err).__name__, "message": str(err)}
     if isinstance(err, AppError):
         out["app"], out["reason"] = err.app, err.reason
+    elif isinstance(err, DeviceError):
+        out["type"] = "DeviceError"
+        out["device"], out["code"], out["reason"] = err.device, err.code, err.reason
+    elif isinstance(err, ProtocolError):
+        out["type"] = "ProtocolError"
+        out["reason"], out["offset"], out["protocol"] = err.reason, err.offset, err.protocol
+    elif isinstance(err, HalError) and type(err).__name__ not in _HAL_ERRORS:
+        out["type"] = next(c.__name__ for c in type(err).__mro__ if c.__name__ in _HAL_ERRORS)
     return out
 
 
-def error_from_json(doc: Any) -> TerminalError:
-    """Rebuild the runtime's error on the host side (unknown types become ``BusError``)."""
+def error_from_json(doc: Any) -> Exception:
+    """Rebuild the peer's error (unknown types become ``BusError``)."""
     if not isinstance(doc, Mapping):
         return BusError(f"bridge error: {doc!r}")
-    kind = _ERRORS.get(str(doc.get("type")))
+    name = str(doc.get("type"))
     message = str(doc.get("message", ""))
+    try:
+        if name == "DeviceError":
+            return DeviceError(str(doc["device"]), int(doc["code"]), str(doc["reason"]))
+        if name == "ProtocolError":
+            offset = doc.get("offset")
+            return ProtocolError(
+                str(doc["reason"]),
+                offset=offset if isinstance(offset, int) else None,
+                protocol=str(doc.get("protocol") or ""),
+            )
+    except (KeyError, TypeError, ValueError):
+        return BusError(f"{name}: {message}")
+    hal = _HAL_ERRORS.get(name)
+    if hal is not None:
+        return hal(message)
+    kind = _ERRORS.get(name)
     if kind is not None and issubclass(kind, AppError):
         return kind(str(doc.get("app", "?")), str(doc.get("reason", message)))
     if kind is not None:
         return kind(message)
-    return BusError(f"{doc.get('type')}: {message}")
+    return BusError(f"{name}: {message}")
 
 
 # -- codecs for what crosses ----------------------------------------------------------
@@ -225,6 +276,79 @@ def terminal_from_json(doc: Mapping[str, Any]) -> TerminalInfo:
     )
 
 
+# -- hal values -----------------------------------------------------------------------
+
+
+def bytes_to_json(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
+
+
+def bytes_from_json(doc: Any, *, what: str, limit: int = 64 * 1024) -> bytes:
+    """Base64 text back to bytes; ``WireError`` naming ``what`` for anything else."""
+    if not isinstance(doc, str):
+        raise WireError(f"{what}: expected base64 text, got {type(doc).__name__}")
+    try:
+        data = base64.b64decode(doc, validate=True)
+    except (binascii.Error, ValueError) as err:
+        raise WireError(f"{what}: not base64 ({err})") from err
+    if len(data) > limit:
+        raise WireError(f"{what}: {len(data)} bytes exceed the {limit} byte limit")
+    return data
+
+
+def health_to_json(h: DeviceHealth) -> dict[str, Any]:
+    return dataclasses.asdict(h)
+
+
+def health_from_json(doc: Mapping[str, Any]) -> DeviceHealth:
+    try:
+        return DeviceHealth(**doc)
+    except TypeError as err:
+        raise WireError(f"bad device health {doc!r:.200}: {err}") from err
+
+
+def snapshot_to_json(s: MetrologySnapshot) -> dict[str, Any]:
+    return dataclasses.asdict(s)
+
+
+def snapshot_from_json(doc: Mapping[str, Any]) -> MetrologySnapshot:
+    phases = ("voltage", "current", "active_power_kw", "reactive_power_kvar", "power_factor")
+    try:
+        fields = dict(doc)
+        for key in phases:
+            fields[key] = PhaseValues(**fields[key])
+        return MetrologySnapshot(**fields)
+    except (KeyError, TypeError) as err:
+        raise WireError(f"bad metrology snapshot {doc!r:.200}: {err}") from err
+
+
+def carrier_event_to_json(e: CarrierEvent) -> dict[str, Any]:
+    extra = {
+        str(k): v if v is None or isinstance(v, str | int | float | bool) else repr(v)
+        for k, v in e.extra.items()
+    }
+    return {
+        "kind": e.kind,
+        "addresses": list(e.addresses),
+        "ts": e.ts,
+        "payload": bytes_to_json(e.payload),
+        "extra": extra,
+    }
+
+
+def carrier_event_from_json(doc: Mapping[str, Any]) -> CarrierEvent:
+    try:
+        return CarrierEvent(
+            kind=str(doc["kind"]),
+            addresses=tuple(str(a) for a in doc["addresses"]),
+            ts=float(doc["ts"]),
+            payload=bytes_from_json(doc["payload"], what="carrier event payload"),
+            extra=dict(doc.get("extra") or {}),
+        )
+    except (KeyError, TypeError, ValueError) as err:
+        raise WireError(f"bad carrier event {doc!r:.200}: {err}") from err
+
+
 __all__ = [
     "ENV_SOCKET",
     "ENV_TOKEN",
@@ -236,16 +360,24 @@ __all__ = [
     "EXIT_REASONS",
     "MAX_FRAME",
     "WireError",
+    "bytes_from_json",
+    "bytes_to_json",
+    "carrier_event_from_json",
+    "carrier_event_to_json",
     "catch_up_from_json",
     "catch_up_to_json",
     "encode_frame",
     "error_from_json",
     "error_to_json",
+    "health_from_json",
+    "health_to_json",
     "manifest_from_json",
     "manifest_to_json",
     "read_frame",
     "schedule_from_json",
     "schedule_to_json",
+    "snapshot_from_json",
+    "snapshot_to_json",
     "terminal_from_json",
     "terminal_to_json",
 ]

@@ -9,6 +9,7 @@ hands every ``reply`` frame to ``resolve`` so there is exactly one reader.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 from collections.abc import Callable, Mapping
@@ -70,8 +71,19 @@ class Channel:
         self.send_nowait({**body, "op": op, "id": rid, "nowait": True})
         return rid
 
-    async def request(self, op: str, body: Mapping[str, Any], *, timeout: float | None = None) -> Any:  # noqa: ASYNC109 (clock seconds)
-        """Send a request and return its reply's result (or raise the error it carries)."""
+    async def request(
+        self,
+        op: str,
+        body: Mapping[str, Any],
+        *,
+        timeout: float | None = None,  # noqa: ASYNC109 (clock seconds)
+        cancel_op: str | None = None,
+    ) -> Any:
+        """Send a request and return its reply's result (or raise the error it carries).
+
+        With ``cancel_op``, a caller cancelled while waiting tells the peer
+        (``{"op": cancel_op, "rid": id}``) so the work stops there too, e.g. a queued
+        bus transaction leaves the port's queue."""
         rid = next(self._ids)
         fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._pending[rid] = fut
@@ -84,6 +96,11 @@ class Channel:
                     return await fut
             except TimeoutError as err:
                 raise RequestTimeout(f"{self.name}: {op}: no reply within {timeout:g} s") from err
+        except asyncio.CancelledError:
+            if cancel_op is not None and not fut.done() and not self.closed:
+                with contextlib.suppress(BusError):
+                    self.send_nowait({"op": cancel_op, "rid": rid})
+            raise
         finally:
             self._pending.pop(rid, None)
 
