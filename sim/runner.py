@@ -93,8 +93,21 @@ class SimRun:
             "cloud": counts,
             "recent_events": [dataclasses.asdict(e) if dataclasses.is_dataclass(e) else e for e in events],
             "apps": [{k: a.get(k) for k in ("name", "state", "restarts")} for a in apps],
-            "devices": None if self.devices is None else self.devices.status(self.clock.now()),
+            "devices": self._devices(),
         }
+
+
+    def _devices(self) -> dict[str, Any] | None:
+        """Field devices as the simulator saw them used, plus the terminal's own view (the
+        acquisition app retains ``acquisition/{devices,metrology}/stats`` after each poll)."""
+        if self.devices is None:
+            return None
+        out: dict[str, Any] = self.devices.status(self.clock.now())
+        parts = self.terminal.parts
+        for name in ("devices", "metrology"):
+            seen = parts.bus.retained(f"acquisition/{name}/stats") if parts is not None else None
+            out[f"terminal_{name}"] = dict(seen.payload) if seen is not None else None
+        return out
 
 
 def _with_workdir(board: Board, workdir: Path, archive: Path) -> Board:
