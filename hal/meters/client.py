@@ -266,6 +266,17 @@ RELAY_OI, KEEP_POWER_OI = 0x8000, 0x8001
 RELAY_UNIT = OAD(0xF2050201)  # relay output 1
 TI_15_MIN = dlt698.TI(1, 15)
 
+# A-XDR bytes of each realtime item's Data on a single-phase meter (the probe order).
+REPLY_DATA_BYTES = {
+    "frequency": 3,
+    "voltage": 5,
+    "power_factor": 8,
+    "current": 7,
+    "power": 12,
+    "energy": 27,
+    "energy_export": 27,
+}
+
 # Sizes used to size a curve read (A-XDR encoded, rounded up): one CURVE_COLUMNS row of a
 # single-/three-phase meter, the GET-Response-Record around the rows (service, PIID, OAD,
 # RCSD of 7 OADs, row count, FollowReport/TimeTag) and a link frame around an APDU piece.
@@ -384,7 +395,17 @@ class Dlt698Client:
         return self.master.transport.available(self._address)
 
     def realtime_batches(self, items: Sequence[str]) -> list[tuple[str, ...]]:
-        return [tuple(items)] if items else []  # NormalList: every item in one exchange
+        """NormalList: every item in one exchange -- except while the meter counts as not
+        answering: then the smallest item goes first, alone. A port polls such a meter with a
+        short timeout that a whole NormalList reply (0.5 s on the wire at 2400 baud) would
+        never fit, so the meter could not be seen coming back."""
+        if not items:
+            return []
+        if self.available() or len(items) == 1:
+            return [tuple(items)]
+        probe = min(items, key=lambda item: REPLY_DATA_BYTES.get(item, 99))
+        rest = tuple(i for i in items if i != probe)
+        return [(probe,), rest]
 
     async def read_realtime(
         self, items: Sequence[str], *, priority: Priority = Priority.REALTIME
