@@ -12,13 +12,18 @@ import shutil
 import tempfile
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from hal.errors import CapabilityMissing
+from hal.interfaces import CarrierModule, Metrology, Slot, Watchdog
 from runtime.bus import Bus, Message
 from runtime.clock import LoopClock
 from runtime.container.bridge import SOCKET_NAME, Bridge, IsolationSettings
-from runtime.container.context import AppContextFactory, NamespacedStore
+from runtime.container.context import AppContextFactory, NamespacedStore, TerminalInfo
 from runtime.container.manifest import load_manifest
 from runtime.container.supervisor import AppState, Supervisor
 from runtime.scheduler import MemoryKeyValue, Scheduler
@@ -31,6 +36,41 @@ OWN_FIXTURES = Path(__file__).parent / "fixture_apps"  # apps written for isolat
 def manifest_path(name: str) -> Path:
     own = OWN_FIXTURES / name / "app.toml"
     return own if own.exists() else FIXTURES / name / "app.toml"
+
+
+@dataclass
+class StubBoard:
+    """A ``HalAccess`` with only the nodes a test gives it (like ``BoardHal``: missing -> CapabilityMissing)."""
+
+    ports: dict[str, Any] = field(default_factory=dict)
+    slots: dict[str, Slot] = field(default_factory=dict)
+    unit: Metrology | None = None
+    carrier: CarrierModule | None = None
+
+    def rs485(self, name: str) -> Any:
+        try:
+            return self.ports[name]
+        except KeyError:
+            raise CapabilityMissing(f"no enabled RS-485 port {name!r} on this board") from None
+
+    def hplc(self) -> CarrierModule:
+        if self.carrier is None:
+            raise CapabilityMissing("HPLC carrier module: not enabled on this board")
+        return self.carrier
+
+    def metrology(self) -> Metrology:
+        if self.unit is None:
+            raise CapabilityMissing("metrology unit: not enabled on this board")
+        return self.unit
+
+    def slot(self, name: str) -> Slot:
+        try:
+            return self.slots[name]
+        except KeyError:
+            raise CapabilityMissing(f"no slot {name!r} with a driver on this board") from None
+
+    def watchdog(self) -> Watchdog:
+        raise CapabilityMissing("no watchdog enabled on this board")
 
 
 FAST = IsolationSettings(heartbeat_s=0.05, heartbeat_timeout_s=1.0, nice=1, hello_timeout_s=10.0)
@@ -61,22 +101,46 @@ class Core:
 
 @asynccontextmanager
 async def core(
-    *, isolated: tuple[str, ...] = (), inproc: tuple[str, ...] = (), settings: IsolationSettings = FAST
+    *,
+    isolated: tuple[str, ...] = (),
+    inproc: tuple[str, ...] = (),
+    settings: IsolationSettings = FAST,
+    board: StubBoard | None = None,
+    configs: dict[str, dict[str, Any]] | None = None,
+    clock: LoopClock | None = None,
 ) -> AsyncIterator[Core]:
     # Unix socket paths are limited to 107 bytes: pytest's tmp_path can be longer.
     tmp = Path(tempfile.mkdtemp(prefix="ttu-iso-", dir="/tmp"))
-    clock = LoopClock()
+    clock = clock or LoopClock()
+    board = board or StubBoard()  # a board with no hal nodes unless the test gives some
     bus = Bus(clock=clock)
     store = await Store.open(tmp / "store.sqlite", clock=clock)
     scheduler = Scheduler(clock=clock, tz="Asia/Shanghai", state=MemoryKeyValue())
-    factory = AppContextFactory(
-        clock=clock, bus=bus, scheduler=scheduler, stores=lambda name: NamespacedStore(store, name)
+    terminal = TerminalInfo(
+        id="TTU-ISO",
+        tz=ZoneInfo("Asia/Shanghai"),
+        root=tmp,
+        rs485_ports=tuple(board.ports),
+        hplc=board.carrier is not None,
+        metrology=board.unit is not None,
+        slots=tuple(board.slots),
     )
+    factory = AppContextFactory(
+        clock=clock,
+        bus=bus,
+        scheduler=scheduler,
+        stores=lambda name: NamespacedStore(store, name),
+        hal=board,
+        terminal=terminal,
+    )
+    configs = configs or {}
     try:
-        async with Bridge(tmp / SOCKET_NAME, bus=bus, clock=clock, settings=settings) as bridge:
+        async with Bridge(
+            tmp / SOCKET_NAME, bus=bus, clock=clock, settings=settings, terminal=terminal
+        ) as bridge:
             sup = Supervisor(clock=clock, bus=bus, context_factory=factory, state_dir=tmp, bridge=bridge)
             for name in isolated:
-                sup.add(load_manifest(manifest_path(name)), isolated=True)
+                sup.add(load_manifest(manifest_path(name)), configs.get(name), isolated=True)
             for name in inproc:
                 sup.add(load_manifest(manifest_path(name)))
             async with asyncio.TaskGroup() as tg:

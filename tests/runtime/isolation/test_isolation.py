@@ -101,11 +101,9 @@ async def test_bridge_refuses_a_host_that_bypasses_its_context() -> None:
             assert "billing/ledger" in a["publish"]["message"]
             assert a["subscribe"]["ok"] is False and a["subscribe"]["type"] == "CapabilityError"
             assert a["hal"]["ok"] is False and "'metrology' not declared" in a["hal"]["message"]
-            # Declared hal is refused too, but as a documented limitation, not a violation.
-            assert (
-                a["hal_declared"]["ok"] is False
-                and "not available to isolated apps" in a["hal_declared"]["message"]
-            )
+            # Declared hal on a port this board lacks: the board's answer, not a violation.
+            assert a["hal_declared"]["ok"] is False and a["hal_declared"]["type"] == "CapabilityMissing"
+            assert "no enabled RS-485 port 'rs485-1'" in a["hal_declared"]["message"]
             assert a["allowed"] == {"ok": True, "result": None}
             assert billing.get_nowait() is None
             kinds = sorted(m.payload["kind"] for m in iter(v.get_nowait, None))

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from hal.errors import HalError
 from runtime.errors import TerminalError
 
 
@@ -21,7 +22,7 @@ async def run(ctx: Any, config: dict[str, Any]) -> None:
     for key, (op, body) in attempts.items():
         try:
             answers[key] = {"ok": True, "result": await chan.request(op, body, timeout=10)}
-        except TerminalError as err:
+        except (TerminalError, HalError) as err:
             answers[key] = {"ok": False, "type": type(err).__name__, "message": str(err)}
     ctx.bus.publish("rogue/answers", answers, retain=True)
     await ctx.ready()
