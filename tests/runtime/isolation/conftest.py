@@ -14,7 +14,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -40,7 +39,7 @@ def manifest_path(name: str) -> Path:
 
 @dataclass
 class StubBoard:
-    """A ``HalAccess`` with only the nodes a test gives it (like ``BoardHal``: missing -> CapabilityMissing)."""
+    """A ``HalAccess`` with the nodes a test gives it; a missing one is CapabilityMissing (as BoardHal)."""
 
     ports: dict[str, Any] = field(default_factory=dict)
     slots: dict[str, Slot] = field(default_factory=dict)

@@ -1,4 +1,4 @@
-"""hal for isolated apps: a DL/T 645 meter read through the bridge, refusals, timeouts, hostile requests, clock steps.
+"""hal for isolated apps: a DL/T 645 meter read over the bridge, refusals, timeouts, hostile input, steps.
 
 The meters are ``sim.meters`` virtual meters on a memory link behind a real ``Rs485Port``
 in the runtime; the app runs in its own host process and reads them through
@@ -72,7 +72,10 @@ async def _ask(c: Core, what: str, body: Any = None, *, within: float = 10) -> A
 
 async def test_isolated_app_reads_a_virtual_meter_through_the_proxy() -> None:
     clock = LoopClock()
-    async with station(clock) as (board, meters, port), core(isolated=("reader",), board=board, clock=clock) as c:
+    async with (
+        station(clock) as (board, meters, port),
+        core(isolated=("reader",), board=board, clock=clock) as c,
+    ):
         await c.wait("reader", AppState.RUNNING)
         for address in METERS:
             reply = await _ask(c, "read", {"address": address})
@@ -122,7 +125,10 @@ async def test_undeclared_rs485_is_refused_and_reported_even_past_the_context() 
         async with c.clock.timeout(5):
             while len(events) < 2:
                 events.append((await violations.get()).payload)
-        assert sorted((e["op"], e["kind"]) for e in events) == [("hal.open", "hal"), ("hal.rs485.transact", "hal")]
+        assert sorted((e["op"], e["kind"]) for e in events) == [
+            ("hal.open", "hal"),
+            ("hal.rs485.transact", "hal"),
+        ]
         assert c.bridge.statistics()["violations"] == {"blind": 2}
         assert port.statistics()["transactions"] == 0  # nothing reached the line
 
