@@ -20,7 +20,6 @@ objects past the session (every lookup is fresh, so a stopped app holds nothing)
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Protocol
@@ -94,33 +93,48 @@ def _port(s: HalSession, f: Mapping[str, Any]) -> Any:
 def describe(ctx: AppContext, rs485_ports: tuple[str, ...], slots: tuple[str, ...]) -> dict[str, Any]:
     """The declared hal nodes this board has, for the host to build its proxies from.
 
-    Only what the manifest declares is looked at, so nothing here counts as a violation.
+    Only what the manifest declares is looked at, so nothing here counts as a violation; a
+    node whose backend fails to answer is left out (the app then sees ``CapabilityMissing``).
     """
     declared = ctx.manifest.hal
     out: dict[str, Any] = {"rs485": {}, "hplc": False, "metrology": False, "slots": {}}
     if not ctx.hal.has_backend:
         return out
+
+    def look(what: str, get: Callable[[], Any]) -> Any:
+        try:
+            return get()
+        except CapabilityMissing:
+            return None
+        except Exception as err:  # a broken backend must not keep the app (or the runtime) from starting
+            log.warning("app %s: hal %s not described: %s: %s", ctx.name, what, type(err).__name__, err)
+            return None
+
+    def port_node(name: str) -> dict[str, Any]:
+        port = ctx.hal.rs485(name)
+        settings = port.link.settings
+        return {
+            "link": str(port.link.name),
+            "baud": settings.baud,
+            "parity": settings.parity,
+            "bytesize": settings.bytesize,
+            "stopbits": settings.stopbits,
+        }
+
     if "rs485" in declared:
         for name in rs485_ports:
-            with contextlib.suppress(CapabilityMissing):
-                port = ctx.hal.rs485(name)
-                settings = port.link.settings
-                out["rs485"][name] = {
-                    "link": str(port.link.name),
-                    "baud": settings.baud,
-                    "parity": settings.parity,
-                    "bytesize": settings.bytesize,
-                    "stopbits": settings.stopbits,
-                }
-    for cap, method in (("hplc", ctx.hal.hplc), ("metrology", ctx.hal.metrology)):
-        if cap in declared:
-            with contextlib.suppress(CapabilityMissing):
-                method()
-                out[cap] = True
+            node = look(f"rs485 {name}", lambda name=name: port_node(name))  # type: ignore[misc]
+            if node is not None:
+                out["rs485"][name] = node
+    if "hplc" in declared:
+        out["hplc"] = look("hplc", ctx.hal.hplc) is not None
+    if "metrology" in declared:
+        out["metrology"] = look("metrology", ctx.hal.metrology) is not None
     if "slots" in declared:
         for name in slots:
-            with contextlib.suppress(CapabilityMissing):
-                out["slots"][name] = {"kind": ctx.hal.slot(name).kind}
+            kind = look(f"slot {name}", lambda name=name: ctx.hal.slot(name).kind)  # type: ignore[misc]
+            if kind is not None:
+                out["slots"][name] = {"kind": str(kind)}
     return out
 
 

@@ -4,7 +4,8 @@ Topics (all answers are published on ``reader/<what>/reply``):
 ``reader/read`` {address, timeout} -> DL/T 645 total active energy, or the error it got;
 ``reader/raw`` -> the bridge's answers to malformed hal requests sent past the context;
 ``reader/io`` -> a slot read/write and a metrology snapshot; ``reader/clock`` -> ctx.clock.now();
-``reader/sleep`` {until} -> published after ``ctx.clock.sleep_until(until)`` returns.
+``reader/sleep`` {until} -> published after ``ctx.clock.sleep_until(until)`` returns;
+``reader/bench`` {address, rounds} -> seconds per read, timed in the app.
 """
 
 import asyncio
@@ -55,6 +56,16 @@ async def _raw(ctx: Any, port: str) -> dict[str, Any]:
     return answers
 
 
+async def _bench(ctx: Any, master: Dlt645Master, body: dict[str, Any]) -> list[float]:
+    """Seconds per transaction, measured inside the app (bench/isolation.py)."""
+    out = []
+    for _ in range(int(body["rounds"])):
+        t0 = ctx.clock.monotonic()
+        await master.read(body["address"], ENERGY)
+        out.append(ctx.clock.monotonic() - t0)
+    return out
+
+
 async def _io(ctx: Any) -> dict[str, Any]:
     slot = ctx.hal.slot("slot-1")
     await slot.write_output("do1", True)
@@ -87,6 +98,8 @@ async def run(ctx: Any, config: dict[str, Any]) -> None:
                 reply = await _io(ctx)
             elif what == "clock":
                 reply = ctx.clock.now()
+            elif what == "bench":
+                reply = await _bench(ctx, master, body)
             elif what == "sleep":
                 tasks.add(tg.create_task(sleeper(float(body["until"])), name="sleeper"))
                 reply = "sleeping"
