@@ -15,7 +15,11 @@ Every object carries ``op``. Requests (host -> runtime: ``bus.publish``,
 direction, answered by ``{"op": "reply", "id": .., "ok": true, "result": ..}``
 or ``{"op": "reply", "id": .., "ok": false, "error": {"type": .., "message": ..}}``.
 Notifications (``hello``, ``hb``, ``ready``, ``log``, ``done``, ``crash``,
-``msg``, ``stop``) carry no ``id``.
+``msg``, ``stop``; runtime -> host ``clock`` {step} for a time sync and
+``hal.event`` for carrier events; host -> runtime ``hal.cancel`` {rid} for a hal
+request its caller stopped waiting for) carry no ``id``. hal requests
+(``hal.rs485.transact`` ...) carry frames as base64 text; hal and protocol errors
+cross typed (``TransportTimeout``, ``DeviceError``, ``ProtocolError``, ``CapabilityMissing``).
 
 A frame longer than ``MAX_FRAME`` or not a JSON object is a ``WireError``: the
 connection is dropped, since the stream cannot be resynchronized after it.
