@@ -122,11 +122,14 @@ class JobRunner:
         self._jobs: dict[str, Job] = {}
         self._queue: asyncio.Queue[str] = asyncio.Queue()
         self._recovered = recovered
+        self._saving = asyncio.Lock()
         self.rejected: Counter[str] = Counter()
         self.chunks = 0
         self.duplicates = 0
         self.refetches = 0
         self._load()
+        # only what was on disk at start is resumed: a command arriving meanwhile is not "interrupted"
+        self._to_resume = sorted(self._jobs.values(), key=lambda j: j.created)
 
     # -- registration ---------------------------------------------------------------------------
 
@@ -172,7 +175,9 @@ class JobRunner:
             self._jobs[job.id] = job
 
     async def _save(self, job: Job) -> None:
-        await asyncio.to_thread(write_json, self._record_path(job.id), job.to_json())
+        # one writer at a time, serializing under the lock: the newest state is the one on disk
+        async with self._saving:
+            await asyncio.to_thread(write_json, self._record_path(job.id), job.to_json())
 
     # -- reports --------------------------------------------------------------------------------
 
@@ -426,17 +431,18 @@ class JobRunner:
 
     async def _resume(self) -> None:
         txn = self._recovered
-        for job in sorted(self._jobs.values(), key=lambda j: j.created):
+        for job in self._to_resume:
             if job.state in FINAL_STATES:
                 continue
-            if job.state == "downloading":
+            spec = job.spec
+            if spec is not None and job.state in ("queued", "downloading") and job.next < spec.chunks:
+                if job.state != "downloading":
+                    await self._state(job, "downloading")
                 await self._fetch(job)
-            elif job.state == "queued" and job.op == "rollback":
+            elif spec is None and job.state == "queued":
                 self._queue.put_nowait(job.id)
-            elif (
-                job.state in ("verifying", "queued") and job.spec is not None and job.next == job.spec.chunks
-            ):
-                await self._downloaded(job)
+            elif spec is not None and job.state in ("queued", "verifying") and job.next == spec.chunks:
+                await self._downloaded(job)  # verified again, then queued
             elif txn is not None and txn.job == job.id and txn.step == "committed":
                 await self._finished(
                     job, "done", message=f"{job.name} {txn.to_version} committed before a restart"
@@ -444,6 +450,7 @@ class JobRunner:
             else:
                 why = f"terminal restarted during {job.state}; the previous state was restored"
                 await self._finished(job, "failed", code="interrupted", message=why)
+        self._to_resume = []
 
     async def _stall_watch(self) -> None:
         while True:
