@@ -1,9 +1,11 @@
-"""``ttu app pack|verify``: build a signed ``.ttuapp`` from an app folder; check one.
+"""``ttu app pack|verify|installed``: build a signed ``.ttuapp``; check one; list installed apps.
 
 Layer: runtime (CLI). Thin wrapper over ``runtime.packages``: ``pack`` signs with a
 private key file; ``verify`` checks against ``--key`` public keys or the trusted keys
 (and hal capabilities) of a ``--board`` file. A refused package prints its code and
-reason on one line and exits 2 (via the dispatcher); installing is a separate command.
+reason on one line and exits 2 (via the dispatcher). Installing is remote
+(``ttu cloud app install``); ``installed`` reads the package manager's version pointers
+and journal under a board's state folder, without a running terminal.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from runtime.packages import (
     pack,
     verify,
 )
+from runtime.packages.journal import JournalError, Layout
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -55,12 +58,53 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=_cmd_verify)
 
+    p = sub.add_parser(
+        "installed", help="apps installed on a board's terminal (version, previous, wanted state)"
+    )
+    p.add_argument("--board", type=Path, default=Path("board.toml"), help="board file (default board.toml)")
+    p.add_argument("--state-dir", type=Path, help="state folder (default: next to the board's store)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler=_cmd_installed)
+
 
 def _cmd_pack(args: argparse.Namespace) -> int:
     key = load_private_key(args.key)
     out: Path = args.out if args.out is not None else Path(default_name(args.app_dir))
     path = pack(args.app_dir, private_key=key, out=out, wheels=args.wheel)
     print(path)
+    return 0
+
+
+def _cmd_installed(args: argparse.Namespace) -> int:
+    board = load_board(args.board)
+    state = args.state_dir if args.state_dir is not None else board.store.path.parent / "state"
+    layout = Layout(state)
+    rows: list[dict[str, object]] = []
+    for name in layout.installed():
+        try:
+            pointer = layout.pointer(name)
+        except JournalError as err:
+            raise TerminalError(str(err)) from err
+        if pointer is not None:
+            rows.append({"name": name, **pointer.to_json()})
+    try:
+        txn = layout.journal()
+    except JournalError as err:
+        raise TerminalError(str(err)) from err
+    pending = (
+        None if txn is None else {"op": txn.op, "name": txn.name, "to": txn.to_version, "step": txn.step}
+    )
+    if args.json:
+        print(json.dumps({"apps": rows, "pending": pending}, indent=2, sort_keys=True))
+        return 0
+    if not rows:
+        print(f"no installed apps under {state}")
+    for row in rows:
+        wanted = "running" if row["running"] else "stopped"
+        print(f"{row['name']}  {row['version']}  (previous {row['previous'] or '-'}, wanted {wanted})")
+    if pending is not None:
+        print(f"interrupted: {pending['op']} {pending['name']} {pending['to']} at step {pending['step']}")
+        print("  (the terminal undoes it at its next start)")
     return 0
 
 

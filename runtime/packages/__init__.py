@@ -1,13 +1,17 @@
-"""App packages: pack, sign, verify and unpack ``.ttuapp`` archives; publisher keys.
+"""App packages: pack, sign, verify and unpack ``.ttuapp`` archives; publisher keys; the
+transactional package manager and the remote lifecycle jobs.
 
-Layer: runtime (package manager). Pure file work, synchronous (call it from a worker
-thread on the event loop's behalf). It never imports or runs app code, and never
-changes the disk on failure. The transactional install (receive over MQTT, stop,
-swap, health-check, commit or roll back) builds on this API::
+Layer: runtime (package manager). ``pack``/``verify``/``unpack`` are pure file work,
+synchronous (call them from a worker thread); they never import or run app code and never
+change the disk on failure. On top of them:
 
-    pkg = verify(path, trusted_keys=[k.raw for k in board.packages.trusted_keys],
-                 capabilities=board_capabilities(board))
-    folder = unpack(pkg, apps_dir / f".{pkg.name}-{pkg.version}")
+* ``manager.PackageManager`` installs, upgrades, rolls back, starts, stops, uninstalls and
+  lists apps under ``<state>/apps/<name>/<version>/`` with an atomic current-version pointer
+  and a journal (``journal``) that ``recover()`` undoes after a power cut; installed apps run
+  isolated through the Supervisor, behind a health gate, with declarative data migrations
+  (``migrations``);
+* ``jobs.JobRunner`` serves the ``app.*`` downlink commands and the chunked, resumable
+  package transfer, and reports job states upward.
 
 See ``runtime.packages._format`` for the archive layout and what the signature covers.
 """
@@ -19,7 +23,9 @@ from runtime.packages.errors import (
     BadKey,
     BadManifest,
     BadSignature,
+    HealthCheckFailed,
     IncompatibleApi,
+    InstallRefused,
     MissingCapability,
     Oversize,
     PackageError,
@@ -50,7 +56,9 @@ __all__ = [
     "BadKey",
     "BadManifest",
     "BadSignature",
+    "HealthCheckFailed",
     "IncompatibleApi",
+    "InstallRefused",
     "MissingCapability",
     "Oversize",
     "PackageError",
