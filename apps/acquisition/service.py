@@ -54,6 +54,7 @@ from .stats import SuccessTracker
 T = TypeVar("T")
 CURVE_PERIOD_S = 900
 UPLINK_CHUNK = 200
+POWER_DOWN_RECORDS = 10  # a meter keeps its 10 most recent power-down records (03110001..0A)
 
 
 class TerminalInfo(Protocol):
@@ -148,6 +149,7 @@ class Acquisition:
             load_archive, self._settings.archive, known_ports=self._terminal.rs485_ports
         )
         self._use_archive(archive)
+        await self._note_first_seen(archive)
         self._missing_curve = {k: set(v) for k, v in (await self._ctx.store.get("missing_curve", {})).items()}
         self._missing_freeze = {
             k: set(v) for k, v in (await self._ctx.store.get("missing_freeze", {})).items()
@@ -226,6 +228,14 @@ class Acquisition:
             len({m.port for m in archive.meters}),
             unreachable,
         )
+
+    async def _note_first_seen(self, archive: Archive) -> None:
+        """Remember when each meter joined the archive: power-downs after that are ours to report."""
+        now = self._ctx.clock.now()
+        for meter in archive.meters:
+            key = f"first_seen/{meter.id}"
+            if await self._ctx.store.get(key) is None:
+                await self._ctx.store.set(key, now)
 
     @property
     def archive(self) -> Archive:
@@ -532,14 +542,30 @@ class Acquisition:
             return
         key = f"power_down_count/{meter.id}"
         known = await self._ctx.store.get(key)
-        await self._ctx.store.set(key, new)
-        if known is None or new <= int(known):
-            return  # first sight sets the baseline; old records were reported by whoever read them then
+        if known is not None and new <= int(known):
+            await self._ctx.store.set(key, new)  # a meter clear lowers the count
+            return
+        # On first sight only records that start after the meter joined this archive are ours (older
+        # ones were reported by whoever read the meter then), so an outage before the first poll
+        # is still reported. Without that time (state of an older version) the count is a baseline.
+        since = None if known is not None else await self._ctx.store.get(f"first_seen/{meter.id}")
+        if known is None and (since is None or new == 0):
+            await self._ctx.store.set(key, new)
+            return
+        wanted = new - int(known) if known is not None else new
         records = await self._attempt(
-            meter, "event", lambda: client.read_power_down_records(new - int(known)), record=False
+            meter,
+            "event",
+            lambda: client.read_power_down_records(min(wanted, POWER_DOWN_RECORDS)),
+            record=False,
         )
-        for record in reversed(records or []):  # oldest first
+        if records is None:
+            return  # the count stays: the records are read again at the next poll, not lost
+        await self._ctx.store.set(key, new)
+        for record in reversed(records):  # oldest first
             start = items.local_to_epoch(record.start, self._tz)
+            if since is not None and start < float(since):
+                continue
             end = None if record.end is None else items.local_to_epoch(record.end, self._tz)
             await self._emit_event(
                 Event(
@@ -584,6 +610,7 @@ class Acquisition:
             raise ValueError("; ".join(str(e) for e in err.errors)) from err
         await asyncio.to_thread(save_archive, archive, self._settings.archive)
         self._use_archive(archive)
+        await self._note_first_seen(archive)
         for table in (self._missing_curve, self._missing_freeze):
             for meter_id in set(table) - {m.id for m in archive.meters}:
                 table.pop(meter_id)

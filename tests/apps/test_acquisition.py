@@ -35,6 +35,7 @@ from runtime.model import Quality, Reading
 from runtime.scheduler import Scheduler
 from runtime.store import Store
 from sim.meters import MeterBus, VirtualMeter
+from sim.meters.model import PowerDown
 from sim.station import Station, build_station
 
 pytestmark = pytest.mark.looptime
@@ -310,6 +311,26 @@ async def test_power_down_and_relay_trip_become_events(tmp_path: Path) -> None:
             ("meter.power_down", off_id),
             ("meter.relay_open", trip_id),
         }
+
+
+async def test_outage_before_the_first_event_poll_is_reported_but_not_older_records(tmp_path: Path) -> None:
+    start = local(2026, 1, 10, 10, 2)
+    async with rig(tmp_path, start=start) as r:
+        old_id, early_id = r.ids[1], r.ids[2]
+        old = r.meter(old_id)  # a record from before this terminal read the meter: not ours to report
+        old.power_down_count += 1
+        old.power_downs.appendleft(PowerDown(start=start - 86400.0, end=start - 86000.0))
+        await r.until(local(2026, 1, 10, 10, 3))
+        off_at = r.clock.now()
+        r.meter(early_id).power_off(off_at)  # before the first event poll (10:12)
+        await r.until(local(2026, 1, 10, 10, 6))
+        r.meter(early_id).power_on(r.clock.now())
+        await r.until(local(2026, 1, 10, 10, 40))
+        events = await r.store.query_events(kind="meter.power_down")
+        assert [e.source for e in events] == [early_id]
+        assert abs(events[0].start - off_at) < 1
+        await r.until(local(2026, 1, 10, 11, 10))  # later polls: no duplicate
+        assert len(await r.store.query_events(kind="meter.power_down")) == 1
 
 
 # ---------------------------------------------------------------------------------------- archive
