@@ -49,6 +49,7 @@ from runtime.scheduler import Aligned, CatchUp, Daily, Interval, Slot
 
 from . import items
 from .archive import Archive, MeterRecord, load_archive, parse_archive, save_archive
+from .devices import start_field_devices
 from .stats import SuccessTracker
 
 T = TypeVar("T")
@@ -171,6 +172,15 @@ class Acquisition:
         self._ctx.uplink.register_command("archive.replace", self._cmd_archive_replace)
         self._ctx.uplink.register_command("archive.get", self._cmd_archive_get)
         self._ctx.uplink.register_command("acquisition.stats", self._cmd_stats)
+        # transformer readings and the Modbus devices of devices.toml (next to the archive)
+        self.field_devices = await start_field_devices(
+            self._ctx,
+            archive=self._settings.archive,
+            ports=self._terminal.rs485_ports,
+            interval_s=self._settings.realtime_interval_s,
+            emit=self._emit,
+            emit_event=self._emit_event,
+        )
 
     def _transport(self, port: str) -> MeterTransport | None:
         """The transport named by an archive ``port``; None when the board has no carrier module."""

@@ -423,11 +423,6 @@ class RecordingUplink(FakeUplink):
         return f"k{len(self.sent)}"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the start_field_devices hook is not yet in apps/acquisition/service.py (and app.toml lacks the "
-    "metrology capability); remove this marker when it lands",
-)
 async def test_acquisition_app_polls_the_devices_and_the_metrology_unit(tmp_path: Path) -> None:
     """The hook in ``service.py``: the real app under the real supervisor finds devices.toml next
     to its (empty) meter archive, publishes device and transformer readings, and answers
