@@ -195,9 +195,15 @@ class BranchSwitch:
         idx, _ = self._scope()
         amps = [0.0, 0.0, 0.0]
         for i in idx:
+            volts = float(hz.voltage_v[k, i])
+            if volts <= 0:
+                continue  # out of supply
+            # from S and V per customer (a three-phase customer shares S over its phases)
+            s_kva = math.hypot(float(hz.p_kw[k, i]), float(hz.q_kvar[k, i]))
             phase = rep.network.customers[i].phase
-            for ph in range(3) if phase not in ("A", "B", "C") else ["ABC".index(phase)]:
-                amps[ph] += float(hz.current_a[k, i])
+            phases = [0, 1, 2] if phase not in ("A", "B", "C") else ["ABC".index(phase)]
+            for ph in phases:
+                amps[ph] += s_kva * 1000.0 / volts / len(phases)
         p_kw = float(hz.p_kw[k, idx].sum()) if idx else 0.0
         v = hz.trafo_v[k]
         return (float(v[0]), float(v[1]), float(v[2])), (amps[0], amps[1], amps[2]), p_kw

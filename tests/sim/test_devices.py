@@ -216,3 +216,19 @@ async def test_wrong_ct_from_the_scenario_scales_the_terminal_values_by_configur
     assert fitted_ct(200, actual=None, configured=150) is None
     with pytest.raises(ValueError, match="positive"):
         fitted_ct(200, actual=0, configured=150)
+
+
+def test_head_breakers_carry_the_transformer_current() -> None:
+    """F1 and F2 leave the busbar (F3-F5 hang off F2): their currents add up to the transformer's."""
+    w = world()
+    devices = build_devices(station=w.station, world=w, port=PORT)
+    assert devices.metrology is not None
+    t = START + 10 * 3600 + 100  # mid-morning load
+    trafo = devices.metrology.source.sample(t)
+    heads = [devices.breakers["brk-F1"], devices.breakers["brk-F2"]]
+    for b in heads:
+        b.refresh(t)
+    for ph, amps in zip("abc", trafo.current_a, strict=True):
+        assert amps > 10
+        assert sum(float(b.get(f"current_{ph}")) for b in heads) == pytest.approx(amps, rel=0.05), ph
+    assert sum(float(b.get("active_power")) for b in heads) == pytest.approx(sum(trafo.p_kw), rel=0.05)
