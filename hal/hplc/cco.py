@@ -200,6 +200,7 @@ class Cco:
         default_concurrency: int = 1,
         local_timeout: float = LOCAL_ANSWER_S,
         retries: int = 1,
+        boot_wait: float = 10.0,
     ) -> None:
         if default_concurrency < 1:
             raise ValueError(f"default_concurrency must be >= 1, not {default_concurrency}")
@@ -230,7 +231,9 @@ class Cco:
         self._limit: int | None = None
         self._read_handler: ReadHandler | None = None
         self._identified = False
-        self._expect_restart_until = -1.0
+        self._expect_restart = False
+        self._restart_seen = asyncio.Event()
+        self._boot_wait = boot_wait
         self._reset_seen = asyncio.Event()
         self._broken: BaseException | None = None
         self._tasks: list[asyncio.Task[None]] = []
@@ -411,9 +414,17 @@ class Cco:
     async def _identify(self, *, hardware_init: bool) -> None:
         self._identified = False
         if hardware_init:
-            # The module restarts and announces AFN03 F10 by itself: that one is expected.
-            self._expect_restart_until = self._clock.monotonic() + 60.0
-            await self._local(0x01, 1, None, what="hardware init")
+            # The module restarts and announces AFN03 F10 by itself (App. A.2): wait for that
+            # announcement (it is not a spontaneous reset), then query anyway.
+            self._restart_seen.clear()
+            self._expect_restart = True
+            try:
+                await self._local(0x01, 1, None, what="hardware init")
+                with contextlib.suppress(TimeoutError):
+                    async with self._clock.timeout(self._boot_wait):
+                        await self._restart_seen.wait()
+            finally:
+                self._expect_restart = False
         reply = await self._local(0x03, 10, None, what="running-mode query")
         mode = self._parse(reply)
         if not isinstance(mode, q.RunMode):
@@ -722,9 +733,9 @@ class Cco:
         mode = q.parse_unit(frame)
         if isinstance(mode, q.RunMode):
             self._learn(mode)
-        if self._clock.monotonic() <= self._expect_restart_until:
-            self._expect_restart_until = -1.0
-            return  # the answer to our own hardware init
+        if self._expect_restart:
+            self._restart_seen.set()
+            return  # the announcement after our own hardware init
         self.counters.module_resets += 1
         _log.warning("%s: the module restarted on its own; re-identifying", self._name)
         self._identified = False

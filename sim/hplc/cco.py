@@ -156,6 +156,7 @@ class VirtualCco:
         self._write_lock = asyncio.Lock()
         self._write: Callable[[bytes], Awaitable[None]] | None = None
         self._alive = True
+        self._tg: asyncio.TaskGroup | None = None
 
     # ------------------------------------------------------------------ knobs
 
@@ -250,6 +251,7 @@ class VirtualCco:
         self._write = write
         try:
             async with asyncio.TaskGroup() as tg:
+                self._tg = tg
                 tg.create_task(self._reporter(), name="sim-cco-reporter")
                 tg.create_task(self._outage_clock(), name="sim-cco-outages")
                 while True:
@@ -376,7 +378,13 @@ class VirtualCco:
         key = (frame.afn, frame.fn)
         await self.clock.sleep(self.local_delay_s)
         reply: q.Unit | None = None
-        if key == (0x01, 1) or key == (0x01, 3):
+        if key == (0x01, 1):
+            # hardware init: confirm, then reboot and announce AFN03 F10 (not part of the work set)
+            await self._send(q.make_frame(0x00, 1, q.Confirm(0xFFFFFFFF), up=True, seq=frame.seq))
+            assert self._tg is not None
+            self._tg.create_task(self.restart(), name="sim-cco-hardware-init")
+            return
+        if key == (0x01, 3):
             pass
         elif key == (0x01, 2):
             self.table.clear()

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from hal.hplc import Cco
 from hal.interfaces import SerialSettings
 from hal.linux import PySerialLink
+from hal.sim import memory_link_pair
 from runtime.clock import LoopClock
 from sim.hplc import SimNode, VirtualCco, meter_node
 from sim.loads import HouseholdProfile
@@ -45,15 +46,25 @@ async def cco_pair(
     *,
     extra_nodes: Sequence[SimNode] = (),
     clock: LoopClock | None = None,
+    pty: bool = False,
     **sim_options: object,
 ) -> AsyncIterator[Pair]:
+    """``pty=True``: through a real pty and pyserial; else an in-memory link pair (deterministic
+    under looptime: bytes through a pty arrive via the kernel's flip-buffer worker, late enough on
+    a loaded machine for looptime to jump a reply timeout first)."""
     clock = clock or LoopClock(start=START)
     nodes = [meter_node(m) for m in meters] + list(extra_nodes)
     sim = VirtualCco(nodes, clock=clock, **sim_options)  # type: ignore[arg-type]
-    pty = open_pty("hplc")
-    cco = Cco(PySerialLink(pty.slave_path, UART, name="hplc"), clock=clock)
+    if pty:
+        pair = open_pty("hplc")
+        cco = Cco(PySerialLink(pair.slave_path, UART, name="hplc"), clock=clock)
+        serving = sim.serve(pair)
+    else:
+        ours, theirs = memory_link_pair(UART, names=("hplc", "virtual-cco"))
+        cco = Cco(ours, clock=clock)
+        serving = sim.serve_link(theirs)
     async with asyncio.TaskGroup() as tg:
-        task = tg.create_task(sim.serve(pty), name="test-virtual-cco")
+        task = tg.create_task(serving, name="test-virtual-cco")
         try:
             async with cco:
                 yield Pair(clock, cco, sim, list(meters))
