@@ -34,7 +34,7 @@ from hal.modbus import ModbusMaster
 from protocols import modbus
 from protocols.errors import ProtocolError
 from protocols.quantities import QUANTITIES
-from runtime.errors import ConfigError, ConfigErrors
+from runtime.errors import CommandError, ConfigError, ConfigErrors
 from runtime.model import Event, Reading
 from runtime.scheduler import Aligned, CatchUp, Slot
 
@@ -146,7 +146,7 @@ class DevicePoller:
         *,
         emit: Callable[[list[Reading]], Awaitable[None]],
         emit_event: Callable[[Event], Awaitable[None]],
-        timeout_s: float = 0.5,
+        timeout_s: float = 1.0,
     ) -> None:
         self._ctx = ctx
         self.devices = {d.id: d for d in devices}
@@ -156,7 +156,12 @@ class DevicePoller:
             p: ModbusMaster(ctx.hal.rs485(p), timeout=timeout_s) for p in {d.port for d in devices}
         }
         self._failing: set[str] = set()
-        self.counters = {"device_reads_ok": 0, "device_reads_failed": 0, "device_commands": 0}
+        self.counters = {
+            "device_reads_ok": 0,
+            "device_reads_failed": 0,
+            "device_commands": 0,
+            "device_commands_failed": 0,
+        }
 
     def start(self, interval_s: int) -> None:
         if not self.devices:
@@ -239,23 +244,34 @@ class DevicePoller:
             )
 
     async def control(self, args: Any) -> dict[str, Any]:
-        """``{"device": "brk-F1", "action": "open" | "close"}`` -> ``{"device", "closed"}``."""
+        """``{"device": "brk-F1", "action": "open" | "close"}`` -> ``{"device", "closed"}``.
+
+        Refusals are ``CommandError`` (a reply with a code, no traceback): ``bad_args`` for the
+        sender's mistakes, ``device_refused`` for a Modbus exception reply, ``device_failed``
+        when the breaker does not answer or does not read back the wanted state.
+        """
         if not isinstance(args, Mapping):
-            raise ValueError("breaker.control: arguments must be an object with device and action")
+            raise CommandError(
+                "bad_args", "breaker.control: arguments must be an object with device and action"
+            )
         dev = self.devices.get(str(args.get("device")))
         if dev is None or dev.profile.kind != "breaker":
             breakers = [d.id for d in self.devices.values() if d.profile.kind == "breaker"]
-            raise ValueError(f"breaker.control: no breaker {args.get('device')!r}; breakers: {breakers}")
+            raise CommandError(
+                "bad_args", f"breaker.control: no breaker {args.get('device')!r}; breakers: {breakers}"
+            )
         action = args.get("action")
         if action not in ("open", "close"):
-            raise ValueError(f"breaker.control: action {action!r} is not 'open' or 'close'")
+            raise CommandError("bad_args", f"breaker.control: action {action!r} is not 'open' or 'close'")
         self.counters["device_commands"] += 1
         try:
             closed = await self._masters[dev.port].command(dev.unit_id, dev.profile, str(action))
         except DeviceError as err:
-            raise ValueError(f"breaker.control: {dev.id} refused: {err}") from err
-        except HalError as err:
-            raise ValueError(f"breaker.control: {dev.id}: {err}") from err
+            self.counters["device_commands_failed"] += 1
+            raise CommandError("device_refused", f"breaker.control: {dev.id} refused: {err}") from err
+        except (HalError, ProtocolError) as err:
+            self.counters["device_commands_failed"] += 1
+            raise CommandError("device_failed", f"breaker.control: {dev.id}: {err}") from err
         self._ctx.log.info("breaker %s: %s (read back closed=%s)", dev.id, action, closed)
         return {"device": dev.id, "closed": bool(closed), "priority": Priority.CONTROL.name}
 
@@ -268,6 +284,7 @@ async def start_field_devices(
     interval_s: int,
     emit: Callable[[list[Reading]], Awaitable[None]],
     emit_event: Callable[[Event], Awaitable[None]],
+    timeout_s: float = 1.0,
 ) -> tuple[MetrologyReader, DevicePoller]:
     """The service's hook: transformer readings from the metrology unit, and the Modbus devices of
     ``devices.toml`` next to the meter archive (written by the simulator, or by the installer)."""
@@ -276,7 +293,7 @@ async def start_field_devices(
     records = await asyncio.to_thread(
         load_devices, archive.with_name("devices.toml"), known_ports=tuple(ports)
     )
-    poller = DevicePoller(ctx, records, emit=emit, emit_event=emit_event)
+    poller = DevicePoller(ctx, records, emit=emit, emit_event=emit_event, timeout_s=timeout_s)
     poller.start(interval_s)
     return reader, poller
 

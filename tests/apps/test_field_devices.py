@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from protocols import modbus
 from runtime.bus import Bus
 from runtime.clock import LoopClock
 from runtime.container import NamespacedStore
-from runtime.errors import ConfigErrors
+from runtime.errors import CommandError, ConfigErrors
 from runtime.model import Event, Reading
 from runtime.scheduler import Scheduler
 from runtime.store import Store
@@ -369,8 +370,9 @@ async def test_breaker_control_open_close_with_read_back(tmp_path: Path) -> None
 )
 async def test_bad_breaker_commands_are_refused_clearly(tmp_path: Path, args: Any, message: str) -> None:
     async with rig(tmp_path) as r:
-        with pytest.raises(ValueError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        with pytest.raises(CommandError, match=re.escape(message)) as info:
             await r.uplink.commands["breaker.control"](args)
+        assert info.value.code == "bad_args"
         assert r.breaker.closed is True and r.breaker.writes == 0
 
 
@@ -378,8 +380,12 @@ async def test_breaker_that_does_not_follow_is_reported_not_verified(tmp_path: P
     async with rig(tmp_path) as r:
         # a welded contact: the command is acknowledged but the switch never moves
         r.breaker.written = lambda point, value, t: None  # type: ignore[method-assign]
-        with pytest.raises(ValueError, match=r"breaker.control: brk-F1: .*switch_closed.*reads back True"):
+        with pytest.raises(
+            CommandError, match=r"breaker.control: brk-F1: .*switch_closed.*reads back True"
+        ) as info:
             await r.uplink.commands["breaker.control"]({"device": "brk-F1", "action": "open"})
+        assert info.value.code == "device_failed"
+        assert r.started[1].counters["device_commands_failed"] == 1
 
 
 # --------------------------------------------------------------------------------- health
@@ -406,7 +412,7 @@ async def test_dead_device_counted_every_time_logged_once_each_way(
         assert stats is not None and stats.payload["online"] == 4 and stats.payload["failing"] == []
     dead = [m for m in caplog.messages if m.startswith("device cap-1")]
     assert len(dead) == 2, dead
-    assert "unit 202 on rs485-4" in dead[0] and "did not answer within 0.5 s" in dead[0]
+    assert "unit 202 on rs485-4" in dead[0] and "did not answer within 1 s" in dead[0]
     assert dead[1] == "device cap-1 answers again"
 
 
@@ -498,3 +504,14 @@ async def test_acquisition_app_polls_the_devices_and_the_metrology_unit(tmp_path
         assert supervisor.state("acquisition") is AppState.RUNNING, supervisor.status()
         await supervisor.stop()
         await supervising
+
+
+async def test_breaker_exception_reply_is_a_device_refusal(tmp_path: Path) -> None:
+    from pymodbus.constants import ExcCodes
+
+    async with rig(tmp_path) as r:
+        # e.g. a breaker in local (manual) mode answers SERVER DEVICE FAILURE to remote writes
+        r.breaker.write = lambda table, address, values, t: ExcCodes.DEVICE_FAILURE  # type: ignore[method-assign]
+        with pytest.raises(CommandError, match=r"brk-F1 refused: .*server device failure") as info:
+            await r.uplink.commands["breaker.control"]({"device": "brk-F1", "action": "open"})
+        assert info.value.code == "device_refused" and r.breaker.closed is True
