@@ -25,6 +25,7 @@ from runtime.terminal import Terminal
 from sim.broker import BrokerError, EmbeddedBroker
 from sim.cloud.stub import CloudStub
 from sim.devices.station import FieldDevices, attach, build_devices, fitted_ct
+from sim.hplc.serve import serve_cco
 from sim.scenarios import load_scenario
 from sim.station import Station, build_station
 from sim.truth import write_truth
@@ -51,6 +52,7 @@ class SimOptions:
     scenario: str | None = None  # name in sim/scenarios or a TOML path (physics only; default "default")
     customers_scale: int = 1  # replicas of the feeder's customers (physics only)
     truth_dir: Path | None = None  # ground truth folder (physics only; default <workdir>/truth)
+    hplc_meters: int | None = None  # meters behind the virtual CCO (synthetic station; None: [sim])
 
 
 @dataclass(slots=True)
@@ -201,6 +203,7 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
             seed=options.seed,
             start=clock.now(),
             response_delay_s=options.response_delay_s,
+            hplc_meters=_hplc_meters(options),
         )
     archive = options.workdir / "archive.toml"
     station.write_archive(archive)
@@ -218,9 +221,10 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
         ) as cloud,
         station.serve(clock=clock) as ptys,
         devices.serve(clock=clock) as device_ptys,
+        _hplc(station, clock, options) as hplc_ptys,
     ):
         terminal = Terminal(
-            run_board, clock=clock, sim_devices={**ptys, **device_ptys}, broker_url=broker_url
+            run_board, clock=clock, sim_devices={**ptys, **device_ptys, **hplc_ptys}, broker_url=broker_url
         )
         run = SimRun(options, clock, station, terminal, cloud, broker_url, clock.monotonic(), world=world)
         run.devices = devices
@@ -244,6 +248,25 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
                     t.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await t
+
+
+def _hplc_meters(options: SimOptions) -> int:
+    board = options.board
+    if board.hplc is None or not board.hplc.enabled:
+        return 0
+    if options.hplc_meters is not None:
+        return options.hplc_meters
+    return board.sim.hplc_meters if board.sim is not None else 0
+
+
+@contextlib.asynccontextmanager
+async def _hplc(station: Station, clock: LoopClock, options: SimOptions) -> AsyncIterator[dict[str, str]]:
+    """The virtual CCO with the station's HPLC meters, served as ``sim:hplc``."""
+    if not station.hplc:
+        yield {}
+        return
+    async with serve_cco(station.hplc, clock=clock, seed=options.seed) as (_, path):
+        yield {"hplc": path}
 
 
 async def run_for(

@@ -78,10 +78,12 @@ class Station:
     corrupt_rate: dict[str, float] = field(default_factory=dict)
     #: per bus: other devices sharing the line (``sim.devices.ModbusLine``), served with the meters
     lines: dict[str, Any] = field(default_factory=dict)
+    #: meters read over HPLC (archive port "hplc"), served behind the virtual CCO (``sim.hplc``)
+    hplc: list[StationMeter] = field(default_factory=list)
 
     @property
     def meters(self) -> list[StationMeter]:
-        return [m for ms in self.buses.values() for m in ms]
+        return [m for ms in self.buses.values() for m in ms] + list(self.hplc)
 
     def meter(self, key: str) -> VirtualMeter:
         """A meter by device id (``m-0001``) or address."""
@@ -188,6 +190,7 @@ def build_station(
     settings: SerialSettings | None = None,
     response_delay_s: Delay | Mapping[str, Delay] = (0.02, 0.05),
     dlt698_share: float = 0.1,
+    hplc_meters: int = 0,
 ) -> Station:
     """A station with ``meters_per_bus`` household meters on each named bus, all from ``seed``;
     about ``dlt698_share`` of them speak DL/T 698.45, the rest DL/T 645."""
@@ -196,7 +199,7 @@ def build_station(
     if meters_per_bus < 1:
         raise ValueError(f"meters_per_bus must be >= 1, got {meters_per_bus}")
     rng = np.random.default_rng([seed, 2007])
-    addresses = _addresses(rng, len(buses) * meters_per_bus)
+    addresses = _addresses(rng, len(buses) * meters_per_bus + hplc_meters)
     out: dict[str, list[StationMeter]] = {}
     k = 0
     for name in buses:
@@ -227,12 +230,24 @@ def build_station(
                 )
             )
         out[name] = members
+    hplc = []
+    for _ in range(hplc_meters):
+        k += 1
+        profile = HouseholdProfile.for_customer(seed, k)
+        kwh = tuple(float(x) for x in rng.uniform(50, 3000) * np.array([0.1, 0.3, 0.35, 0.25]))
+        meter = VirtualMeter(
+            addresses[k - 1], profile=profile, start=start, phase=("A", "B", "C")[int(rng.integers(3))],
+            seed=seed, initial_kwh=kwh,
+        )  # fmt: skip
+        device = f"m-{k:04d}"
+        hplc.append(StationMeter(device, "hplc", meter, Customer(f"C{k:04d}", device), profile))
     station = Station(
         buses=out,
         seed=seed,
         start=start,
         settings=settings or SerialSettings(),
         response_delay_s=response_delay_s,
+        hplc=hplc,
     )
     assign_protocols(station, dlt698_share=dlt698_share, seed=seed)
     return station
