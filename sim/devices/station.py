@@ -42,6 +42,8 @@ from sim.world import Replica, TruthEvent, World, WorldMeter, _descendants
 
 log = logging.getLogger("ttu.sim.devices")
 MAX_BREAKERS = 200  # unit ids 1..200; 201.. are the other devices
+SOLVE_AHEAD_S = 3600.0  # an open branch is re-solved out of the physics this far ahead ...
+SOLVE_MARGIN_S = 900.0  # ... and extended this long (one 15-min step) before that runs out
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +176,7 @@ class BranchSwitch:
     replica: Replica
     branch: int
     _opened: tuple[Horizon, float, int] | None = None  # (base horizon, t0, event index)
+    _generation: int = 0  # opens so far: a booked extension of an earlier open is stale
 
     @property
     def name(self) -> str:
@@ -213,11 +216,11 @@ class BranchSwitch:
         idx, hit = self._scope()
         if not closed and self._opened is None:
             self._opened = (rep.base, t, len(self.world.events))
+            self._generation += 1
             self.world.events.append(
                 TruthEvent("outage", "branch", self.name, t, None, tuple(m.id for m in hit))
             )
-            if idx:
-                rep.base = rep.base.with_customer_off(idx, t, rep.base.end, outage=True)
+            self._cut(t, self._generation)
             rep.refresh()
             for m in hit:
                 m.meter.power_off(t)
@@ -231,6 +234,25 @@ class BranchSwitch:
                 m.meter.power_on(t)
             self.world.events[k] = dataclasses.replace(self.world.events[k], end=t)
             log.info("breaker of branch %s closed: supply restored", self.name)
+
+    def _cut(self, t0: float, generation: int) -> None:
+        """Take the branch out of the physics over the next ``SOLVE_AHEAD_S`` from ``t0``, and book
+        the next extension with the world (``World.run`` applies it on time) while it stays open.
+
+        An hour at a time because the open happens while the breaker answers its Modbus write:
+        re-solving a live run's week-long horizon at once takes ~0.2 s of CPU, which would stall
+        every simulated bus (and the terminal's reply timeouts) at ``make sim`` speeds.
+        """
+        if self._opened is None or generation != self._generation:
+            return  # closed, or opened again, since this extension was booked
+        rep = self.replica
+        idx, _ = self._scope()
+        end = min(t0 + SOLVE_AHEAD_S, rep.base.end)
+        if idx and t0 < end:
+            rep.base = rep.base.with_customer_off(idx, t0, end, outage=True)
+            rep.refresh()
+        if end < rep.base.end:
+            self.world.schedule(end - SOLVE_MARGIN_S, lambda _t: self._cut(end, generation))
 
 
 def build_devices(

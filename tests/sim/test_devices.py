@@ -23,6 +23,7 @@ from hal.modbus import ModbusMaster
 from hal.rs485 import Rs485Port
 from hal.sim import memory_link_pair
 from protocols import modbus
+from protocols.cloud import Reply
 from runtime.clock import LoopClock
 from sim.devices.station import FieldDevices, attach, build_devices, fitted_ct
 from sim.scenarios import load_scenario
@@ -35,6 +36,7 @@ pytestmark = pytest.mark.looptime
 START = 1717200000.0  # 2024-06-01 00:00 UTC, on a 15-min boundary
 BUSES = ["rs485-1", "rs485-2", "rs485-3", "rs485-4"]
 PORT = "rs485-4"
+BOARD = Path(__file__).resolve().parents[2] / "board.toml"
 BREAKER = modbus.builtin_profile("breaker")
 
 
@@ -80,6 +82,8 @@ async def rig(w: World) -> AsyncIterator[Rig]:
         tg = await stack.enter_async_context(asyncio.TaskGroup())
         serving = tg.create_task(devices.line.serve_link(line_end), name="test-modbus-line")
         stack.callback(serving.cancel)
+        running = tg.create_task(w.run(clock), name="test-world")  # as ttu sim runs it
+        stack.callback(running.cancel)
         yield Rig(clock, w, devices, ModbusMaster(port, timeout=1.0))
 
 
@@ -153,6 +157,32 @@ async def test_opening_a_branch_breaker_takes_its_meters_out_and_closing_restore
     f1_energy = sum(hz.customer_energy_kwh(m.customer, START + 900, START + 2700) for m in f1)
     assert f1_energy <= supplied < f1_energy * 1.1 + 0.5
     assert now >= START + 5400
+
+
+async def test_a_breaker_left_open_keeps_its_branch_out_beyond_the_first_solved_hour() -> None:
+    w = build_world(
+        buses=BUSES, scenario=load_scenario("quiet"), seed=3, start=START, duration_s=None, customers_scale=1
+    )  # a live run: the horizon is a week long
+    inside, outside = scope(w, {"F4"})
+    async with rig(w) as r:
+        await r.clock.sleep_until(START + 900)
+        assert await r.master.command(r.unit("brk-F4"), BREAKER, "open") is False
+        await r.clock.sleep_until(START + 5 * 3600 + 60)
+        hz = w.replicas[0].horizon
+        for m in inside:
+            assert hz.customer_energy_kwh(m.customer, START + 1800, START + 5 * 3600) == 0.0, m.id
+            assert not m.meter.on
+        assert sum(hz.customer_energy_kwh(m.customer, START + 1800, START + 5 * 3600) for m in outside) > 0
+        sent = r.clock.now()
+        assert await r.master.command(r.unit("brk-F4"), BREAKER, "close") is True
+        (outage,) = w.events
+        closed = outage.end
+        assert closed is not None and sent <= closed < r.clock.now()
+        await r.clock.sleep_until(START + 9 * 3600)
+        hz = w.replicas[0].horizon
+        after = sum(hz.customer_energy_kwh(m.customer, closed + 900, START + 9 * 3600) for m in inside)
+        assert after > 0 and all(m.meter.on for m in inside)
+    assert [(e.kind, e.target) for e in w.events] == [("outage", "F4")]
 
 
 async def test_a_closed_breaker_written_closed_changes_nothing(tmp_path: Path) -> None:
@@ -232,3 +262,54 @@ def test_head_breakers_carry_the_transformer_current() -> None:
         assert amps > 10
         assert sum(float(b.get(f"current_{ph}")) for b in heads) == pytest.approx(amps, rel=0.05), ph
     assert sum(float(b.get("active_power")) for b in heads) == pytest.approx(sum(trafo.p_kw), rel=0.05)
+
+
+# Real broker sockets and ptys: the sim's own 10x clock, not fast-forward. 10x rather than 30x
+# leaves the 1 s reply timeout 100 ms of wall time on a loaded machine.
+@pytest.mark.looptime(False)
+async def test_cloud_opens_a_branch_breaker_through_the_terminal(tmp_path: Path) -> None:
+    """End to end under ``ttu sim``: a signed ``breaker.control`` from the cloud stub goes over MQTT to
+    the terminal, whose acquisition app writes the breaker over Modbus on rs485-4 (shared with that
+    bus's DL/T 645 meters); the branch goes dark in the physics, the trip reaches the cloud as events,
+    and a bad command is refused with a reply, not a crash."""
+    from runtime.config import load_board
+    from sim.runner import SimOptions, simulate
+
+    board = load_board(BOARD)
+    options = SimOptions(
+        board=board, workdir=tmp_path / "run", speed=10.0, meters_per_bus=1, seed=2, start=START,
+        duration_s=600.0, network="ieee-eu-lv", scenario="quiet", truth_dir=tmp_path / "truth",
+    )  # fmt: skip
+    async def control(device: str, action: str) -> Reply:
+        return await run.cloud.send_command(
+            board.terminal.id, "breaker.control", {"device": device, "action": action}
+        )
+
+    async with simulate(options) as run:
+        assert run.devices is not None and run.world is not None
+        f4 = [m for m in run.world.customers() if m.branch == "F4"]
+        for _ in range(60):  # until a first device poll has learnt the breakers' state
+            if (await run.summary())["devices"]["terminal_devices"] is not None:
+                break
+            await run.clock.sleep(5.0)
+        bad = await control("brk-F4", "flip")
+        assert not bad.ok and "not 'open' or 'close'" in (bad.message or "")
+        reply = await control("brk-F4", "open")
+        assert reply.ok and reply.result is not None and reply.result["closed"] is False
+        assert not run.devices.breakers["brk-F4"].closed
+        assert f4 and all(not m.meter.on for m in f4)
+        events: list[str] = []
+        for _ in range(40):
+            events = sorted({e.kind for e in await run.cloud.events(limit=50) if e.source == "brk-F4"})
+            if {"breaker.open", "breaker.trip"} <= set(events):
+                break
+            await run.clock.sleep(5.0)
+        assert {"breaker.open", "breaker.trip"} <= set(events), events
+        reply = await control("brk-F4", "close")
+        assert reply.ok and reply.result is not None and reply.result["closed"] is True
+        assert all(m.meter.on for m in f4)
+        summary = await run.summary()
+    assert summary["devices"]["devices_online"] == summary["devices"]["devices"]
+    assert summary["devices"]["metrology_readings"] >= 1
+    outages = [e for e in rows(tmp_path / "truth" / "events.csv") if e["kind"] == "outage"]
+    assert [(e["scope"], e["target"]) for e in outages] == [("branch", "F4")] and outages[0]["end"]
