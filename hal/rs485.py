@@ -307,11 +307,15 @@ class Rs485Port:
             try:
                 self._link.discard_input()
                 self._record("tx", request, device, f"{priority.name.lower()} request")
+                request_wire = self._link.settings.wire_seconds(len(request))
                 try:
-                    async with self._clock.timeout(limit + self._link.settings.wire_seconds(len(request))):
+                    # An unavailable device gets the short limit for its first byte only: once it
+                    # answers, a long reply may take its own line time (the caller's timeout).
+                    async with self._clock.timeout(timeout + request_wire):
                         await self._link.write(request)
-                        while True:
+                        async with self._clock.timeout(limit + request_wire):
                             chunk = await self._link.read()
+                        while True:
                             received += chunk
                             for item in decoder.feed(chunk):
                                 if isinstance(item, Exception):
@@ -330,12 +334,14 @@ class Rs485Port:
                                     note = f"not the reply: {item!r:.120}"
                                 self._record("rx", bytes(received[traced:]), device, note)
                                 traced = len(received)
+                            chunk = await self._link.read()
                 except TimeoutError as err:
-                    note = f"timeout after {limit:g} s, {len(received)} bytes received"
+                    waited = limit if not received else timeout
+                    note = f"timeout after {waited:g} s, {len(received)} bytes received"
                     self._record("rx", bytes(received[traced:]), device, note)
                     self._on_timeout(device, state)
                     raise TransportTimeout(
-                        f"{self._name}: {device} did not answer within {limit:g} s "
+                        f"{self._name}: {device} did not answer within {waited:g} s "
                         f"({len(received)} bytes received)"
                     ) from err
                 except TransportError:
