@@ -1,7 +1,8 @@
 """Modbus RTU field devices (breakers, RCD, capacitor bank, environment sensor): archive and polling.
 
 Layer: apps (acquisition). Uses only its context (hal ports, bus, store, uplink, log).
-The device archive is its own TOML file (``devices`` in the app config)::
+The device archive is ``devices.toml`` next to the meter archive (the simulator or the
+installer writes it; missing = no devices)::
 
     [[devices]]
     id = "brk-F1"            # device id used in readings and commands
@@ -10,10 +11,13 @@ The device archive is its own TOML file (``devices`` in the app config)::
     unit_id = 1              # Modbus unit id 1..247, unique per port
     branch = "F1"            # optional: the branch the device protects
 
-Every device of a port is read in turn at REALTIME priority through the port's queue;
-readings go out like meter readings (``meter/<id>/reading``); the poll's health is retained
-on ``acquisition/devices/stats``. A breaker's trip counter
-rising is a ``breaker.trip`` event with its trip cause; a switch-state change is
+Every device of a port is read in turn through the port's queue at EVENT priority: a
+breaker's state and trip records must not wait behind a whole bus of queued meter reads
+(at REALTIME, FIFO behind them, a poll of 20 breakers on a 60-meter 2400-baud bus took
+minutes). Only the points that become readings or events are read (not the settings), in
+as few blocks as the profile allows; readings go out like meter readings
+(``meter/<id>/reading``); the poll's health is retained on ``acquisition/devices/stats``.
+A breaker's trip counter rising is a ``breaker.trip`` event with its trip cause; a switch-state change is
 ``breaker.open`` / ``breaker.closed``. The ``breaker.control`` cloud command (and bus
 request ``acquisition/breaker/control``) opens or closes a breaker at CONTROL priority,
 verified by read-back.
@@ -136,6 +140,16 @@ def load_devices(path: Path, *, known_ports: Iterable[str]) -> tuple[DeviceRecor
     return parse_devices(data, source=str(path), known_ports=known_ports)
 
 
+#: breaker points behind the trip and switch events, read with the readings
+EVENT_POINTS = ("switch_closed", "trip_cause", "trip_count", "last_trip_time")
+
+
+def polled_points(profile: modbus.Profile) -> list[str]:
+    """What a poll reads: the points with a quantity, and the ones events are made from."""
+    names = [r.name for r in profile.readings]
+    return names + [p for p in EVENT_POINTS if p in profile.registers and p not in names]
+
+
 class DevicePoller:
     """Polls the archive's Modbus devices and runs breaker commands."""
 
@@ -198,7 +212,9 @@ class DevicePoller:
     async def read_device(self, dev: DeviceRecord, ts: float) -> list[Reading]:
         master = self._masters[dev.port]
         try:
-            values = await master.read(dev.unit_id, dev.profile)
+            values = await master.read(
+                dev.unit_id, dev.profile, polled_points(dev.profile), priority=Priority.EVENT
+            )
         except (HalError, ProtocolError) as err:
             self.counters["device_reads_failed"] += 1
             if dev.id not in self._failing:
@@ -304,5 +320,6 @@ __all__ = [
     "DeviceRecord",
     "load_devices",
     "parse_devices",
+    "polled_points",
     "start_field_devices",
 ]
