@@ -23,7 +23,13 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from apps.acquisition.devices import DevicePoller, load_devices, parse_devices, start_field_devices
+from apps.acquisition.devices import (
+    DevicePoller,
+    load_devices,
+    parse_devices,
+    polled_points,
+    start_field_devices,
+)
 from apps.acquisition.metrology import MetrologyReader
 from hal.errors import CapabilityMissing
 from hal.interfaces import SerialSettings
@@ -270,6 +276,11 @@ async def test_readings_are_normalized_from_the_register_images(tmp_path: Path) 
         )
         assert r.latest("env-1", "door.open").value == 0.0
         assert r.latest("rcd-1", "current.residual").unit == "mA"
+        # one poll reads the reading and event points only, not the settings
+        profiles = [modbus.builtin_profile(row["profile"]) for row in ARCHIVE]
+        blocks = [modbus.plan_blocks([p.register(n) for n in polled_points(p)]) for p in profiles]
+        assert r.line.requests == sum(len(b) for b in blocks)
+        assert not any(b.table == "holding" for b in blocks[0])  # breaker settings Ir, IΔn
         # points without a quantity (trip record time, settings) are not readings
         assert not [x for x in r.readings if x.device == "brk-F1" and x.quantity == "last_trip_time"]
         # the transformer, CT 200 applied by the hal: the source's primary values come back
