@@ -69,7 +69,7 @@ def codecs() -> None:
         rows.append((label, len(raws), dec, enc))
     print(f"{'codec':<10} {'frames':>6} {'decode µs':>10} {'encode µs':>10}")
     for label, n, dec, enc in rows:
-        print(f"{label:<10} {n:>6} {dec:>10.1f} {('%.1f' % enc) if enc is not None else '-':>10}")
+        print(f"{label:<10} {n:>6} {dec:>10.1f} {f'{enc:.1f}' if enc is not None else '-':>10}")
     # the carried-frame cost on top of the outer frame: parse_unit of AFN13 F1 replies
     built = q.encode(
         q.make_frame(
