@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from runtime.config import load_board
 from runtime.errors import ConfigErrors
 from runtime.packages import (
     DEFAULT_LIMITS,
@@ -36,6 +37,7 @@ from runtime.packages import (
     verify,
 )
 from runtime.packages._format import MANIFEST_NAME, SIGNATURE_NAME
+from runtime.packages.verify import board_capabilities
 from tests.runtime.packages.helpers import app_files, make_app, signed_zip, write_zip, zip_entry
 
 REPO = Path(__file__).resolve().parents[3]
@@ -97,7 +99,8 @@ def test_round_trip_fixture_app(tmp_path: Path, dest_parent: Path) -> None:
 
 def test_round_trip_acquisition(tmp_path: Path) -> None:
     pkg = pack(REPO / "apps" / "acquisition", private_key=KEY, out=tmp_path / "acq.ttuapp")
-    verified = verify(pkg, trusted_keys=[PUB.public_bytes_raw()], capabilities={"rs485", "hplc"})
+    board = load_board(REPO / "board.toml")  # the simulated board has every node acquisition uses
+    verified = verify(pkg, trusted_keys=[PUB.public_bytes_raw()], capabilities=board_capabilities(board))
     assert verified.name == "acquisition"
     out = unpack(verified, tmp_path / "acquisition")
     for rel in verified.files:
