@@ -24,8 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from runtime.clock import LoopClock
+from sim.cloud.catalog import Catalog
 from sim.cloud.db import CloudDb, CloudDbError
 from sim.cloud.stub import CloudStub, CloudStubError
+from sim.cloud.transfer import PackageServer
 
 DEFAULT_DB = "var/cloud.sqlite"
 DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
@@ -279,6 +281,9 @@ async def _serve(args: argparse.Namespace, key: bytes) -> None:
         async with CloudStub(
             broker_url=args.broker, db_path=args.db, clock=clock, default_key=key, connect_timeout=None
         ) as stub:
+            if args.catalog is not None:
+                PackageServer(stub, catalog=Catalog(args.catalog))
+                print(f"cloud stub: serving app packages from the catalog {args.catalog}", flush=True)
             print(f"cloud stub: serving {args.broker} into {args.db} (Ctrl-C stops)", flush=True)
             while not stop.is_set():
                 try:
@@ -361,6 +366,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--broker", default=DEFAULT_BROKER, help=f"broker URL (default {DEFAULT_BROKER})")
     p.add_argument("--db", default=DEFAULT_DB, help=f"sqlite file to store into (default {DEFAULT_DB})")
     p.add_argument("--key-file", default=DEFAULT_KEY_FILE, help='TOML file with command_key = "<hex>"')
+    p.add_argument("--catalog", type=Path, help="serve app packages of this catalog folder to terminals")
     p.set_defaults(handler=_guarded(_cmd_serve))
 
 
