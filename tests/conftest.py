@@ -34,11 +34,12 @@ def _check_no_leaks() -> Iterator[None]:
 # A pty delivers bytes through the kernel's tty flip buffer, which a kernel worker pushes a
 # little later: bytes written to one side are not always readable on the next select().
 # looptime fast-forwards the clock to the next timer after 42 empty polls, so a reply timeout
-# could expire while the reply is still inside the kernel. Once a test opens a pty, every
-# run of empty polls on its looptime loop therefore waits a few real milliseconds once before
-# looptime may jump. Tests without ptys are untouched.
+# could expire while the reply is still inside the kernel. Once a test opens a pty, its looptime
+# loop therefore waits a few real milliseconds several times before it may jump (kernel workers
+# lag on a loaded machine). Tests without ptys are untouched.
 PTY_GRACE_S = 0.003
-PTY_GRACE_EVERY = 40  # empty polls; below looptime's default noop_cycles (42)
+PTY_GRACE_EVERY = 40  # empty polls between two real waits
+PTY_NOOP_CYCLES = 200  # looptime's empty polls before a jump once a pty is open: five waits, ~15 ms
 
 
 def _install_pty_grace(loop: asyncio.AbstractEventLoop) -> None:
@@ -61,6 +62,9 @@ def _install_pty_grace(loop: asyncio.AbstractEventLoop) -> None:
 
     select.pty_grace = True  # type: ignore[attr-defined]
     setattr(loop, attr, select)
+    noop = "_LoopTimeEventLoop__noop_cycles"
+    if getattr(loop, noop, PTY_NOOP_CYCLES) < PTY_NOOP_CYCLES:
+        setattr(loop, noop, PTY_NOOP_CYCLES)
 
 
 @pytest.fixture(autouse=True)
