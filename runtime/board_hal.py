@@ -25,6 +25,7 @@ from hal.linux.watchdog import DevWatchdog
 from hal.metrology import DltMetrology, Ratios
 from hal.rs485 import Rs485Port
 from hal.sim import MemorySlot, SimWatchdog
+from hal.trace import FrameTrace
 from runtime.clock import Clock
 from runtime.config import Board
 from runtime.errors import ConfigError
@@ -171,6 +172,13 @@ class BoardHal:
         if self._watchdog is None:
             raise CapabilityMissing("no watchdog enabled on this board")
         return self._watchdog
+
+    def traces(self) -> dict[str, FrameTrace]:
+        """The frame ring buffer of every open link that keeps one, by node name."""
+        out: dict[str, FrameTrace] = {name: port.trace for name, port in self._ports.items()}
+        if self._hplc is not None:
+            out["hplc"] = self._hplc.trace
+        return out
 
     def statistics(self) -> dict[str, object]:
         out: dict[str, object] = {name: port.statistics() for name, port in self._ports.items()}

@@ -30,6 +30,7 @@ from runtime.container import (
     TerminalInfo,
 )
 from runtime.container.bridge import SOCKET_NAME, Bridge
+from runtime.diagnostics import trace_handler, validate_trace_args
 from runtime.errors import ConfigError
 from runtime.packages.jobs import JobRunner
 from runtime.packages.manager import PackageManager
@@ -195,6 +196,9 @@ class Terminal:
                 )
                 if uplink is not None:
                     self._register_commands(uplink)
+                    uplink.register_command(
+                        "hal.trace", trace_handler(hal.traces), validate=validate_trace_args
+                    )
                 log.info(
                     "terminal %s up: runtime API %d, %d apps, %d RS-485 ports",
                     info.id,
