@@ -40,6 +40,8 @@ log = logging.getLogger("ttu.packages.jobs")
 Report = Callable[[dict[str, Any]], Awaitable[Any]]
 Register = Callable[..., None]
 KEEP_FINISHED = 50
+MAX_ACTIVE = 4
+"""Transfers that may be open at once: a flood of install commands cannot fill the disk."""
 PERCENT_STEP = 10
 
 
@@ -261,7 +263,12 @@ class JobRunner:
         if spec.size > limit:
             raise CommandError("oversize", f"package of {spec.size} bytes exceeds the limit of {limit} bytes")
         self._check_busy(spec.name)
-        installed = {a.name: a for a in self._manager.apps()}
+        active = [j.id for j in self._jobs.values() if j.state not in FINAL_STATES]
+        if len(active) >= MAX_ACTIVE:
+            raise CommandError("busy", f"{len(active)} jobs are open ({', '.join(active)}); try later")
+        installed = {
+            a.name: a for a in self._manager.apps()
+        }  # a few tiny files; the supervisor is read on the loop
         if op == "install" and spec.name in installed:
             raise CommandError(
                 "already_installed",
@@ -315,7 +322,8 @@ class JobRunner:
         if args:
             raise CommandError("bad_args", f"app.list takes no arguments, got {sorted(args)}")
         active = [self._reply(j) for j in self._jobs.values() if j.state not in FINAL_STATES]
-        return {"apps": [a.to_json() for a in self._manager.apps()], "jobs": active}
+        apps = self._manager.apps()
+        return {"apps": [a.to_json() for a in apps], "jobs": active}
 
     async def _call(self, op: Awaitable[Any]) -> Any:
         try:

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 from protocols.cloud import Chunk, sign_chunk
 from runtime.errors import CommandError
 from runtime.packages import BadManifest
-from runtime.packages.jobs import JobRunner
+from runtime.packages.jobs import MAX_ACTIVE, JobRunner
 from runtime.packages.migrations import load_migrations, migrate
 
 from .lifecycle import Rig, make_package, rig
@@ -157,3 +157,19 @@ def test_migrations_parse_and_apply(tmp_path: Path) -> None:
         (tmp_path / "migrations.toml").write_text(bad)
         with pytest.raises(BadManifest):
             load_migrations(tmp_path)
+
+
+@pytest.mark.looptime
+async def test_open_transfers_are_bounded(tmp_path: Path, key: Ed25519PrivateKey) -> None:
+    pkg = make_package(tmp_path, key)
+    reports = Reports()
+    async with rig(tmp_path / "state", key) as r, runner(r, reports) as jobs:
+        for i in range(MAX_ACTIVE):
+            await jobs._install(spec(pkg, job=f"j-{i}", name=f"app{i}"))
+        with pytest.raises(CommandError) as err:
+            await jobs._install(spec(pkg, job="j-more", name="another"))
+        assert err.value.code == "busy"
+        with pytest.raises(CommandError) as err:
+            await jobs._install(spec(pkg, job="j-same", name="app0"))
+        assert err.value.code == "busy"  # one job per app at a time
+        assert sorted(jobs.statistics()["active"]) == [f"j-{i}" for i in range(MAX_ACTIVE)]
