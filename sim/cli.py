@@ -154,6 +154,18 @@ def _devices_line(devices: dict[str, Any] | None) -> str:
     )
 
 
+def _hplc_line(hplc: dict[str, Any] | None) -> str:
+    """The carrier network as the virtual CCO sees it (``SimRun._hplc``)."""
+    if not hplc:
+        return "  hplc            none"
+    return (
+        f"  hplc            {hplc['nodes_powered']}/{hplc['nodes']} nodes powered "
+        f"({hplc['archived_nodes']} in the module's archive), {hplc['reads_per_s']:.2f} reads/s "
+        f"({hplc['reads_lost']} lost); outage reports received: "
+        f"{hplc['power_off_reports']} power-off, {hplc['power_on_reports']} power-on"
+    )
+
+
 def render_summary(summary: dict[str, Any], run: SimRun) -> str:
     acq = summary["acquisition"]
     sim_time = datetime.fromtimestamp(summary["sim_time"], run.terminal.info().tz)
@@ -176,6 +188,7 @@ def render_summary(summary: dict[str, Any], run: SimRun) -> str:
         + (f"; last: {events[0].get('kind')} {events[0].get('source')}" if events else ""),
         "  apps            " + ", ".join(f"{a['name']}={a['state']}" for a in summary["apps"]),
         _devices_line(summary.get("devices")),
+        _hplc_line(summary.get("hplc")),
         f"  broker {run.broker_url}   cloud db {run.options.workdir / 'cloud.sqlite'}   "
         f"query: ttu cloud readings --db {run.options.workdir / 'cloud.sqlite'}",
     ]

@@ -25,6 +25,7 @@ from runtime.terminal import Terminal
 from sim.broker import BrokerError, EmbeddedBroker
 from sim.cloud.stub import CloudStub
 from sim.devices.station import FieldDevices, attach, build_devices, fitted_ct
+from sim.hplc.cco import VirtualCco
 from sim.hplc.serve import serve_cco
 from sim.scenarios import load_scenario
 from sim.station import Station, build_station
@@ -52,7 +53,9 @@ class SimOptions:
     scenario: str | None = None  # name in sim/scenarios or a TOML path (physics only; default "default")
     customers_scale: int = 1  # replicas of the feeder's customers (physics only)
     truth_dir: Path | None = None  # ground truth folder (physics only; default <workdir>/truth)
-    hplc_meters: int | None = None  # meters behind the virtual CCO (synthetic station; None: [sim])
+    #: meters behind the virtual CCO (a count; in the physics world a seeded choice of its
+    #: customers); None: the board's [sim] hplc_meters; 0 without an enabled [hplc] module
+    hplc_meters: int | None = None
 
 
 @dataclass(slots=True)
@@ -69,6 +72,7 @@ class SimRun:
     world: World | None = None
     truth_dir: Path | None = None
     devices: FieldDevices | None = None  # metrology unit and Modbus devices (sim/devices)
+    hplc: VirtualCco | None = None  # the virtual CCO behind sim:hplc, when there are HPLC meters
 
     async def summary(self) -> dict[str, Any]:
         parts = self.terminal.parts
@@ -96,6 +100,33 @@ class SimRun:
             "recent_events": [dataclasses.asdict(e) if dataclasses.is_dataclass(e) else e for e in events],
             "apps": [{k: a.get(k) for k in ("name", "state", "restarts")} for a in apps],
             "devices": self._devices(),
+            "hplc": self._hplc(),
+        }
+
+    def _hplc(self) -> dict[str, Any] | None:
+        """The carrier network as the virtual CCO saw it: nodes, reads/s, and the power-off/on
+        reports the terminal received (confirmed with AFN00 F1)."""
+        cco = self.hplc
+        if cco is None:
+            return None
+        elapsed = max(self.clock.monotonic() - self.started_monotonic, 1e-9)
+        c = cco.counters
+        done = c.reads - c.reads_lost
+        received = {"power_off": 0, "power_on": 0}
+        for sent in cco.sent:
+            if sent.outage is not None and sent.confirmed_at is not None:
+                received[sent.outage.kind] = received.get(sent.outage.kind, 0) + 1
+        return {
+            "nodes": len(cco.nodes),
+            "archived_nodes": len(cco.table),
+            "nodes_powered": sum(1 for n in cco.nodes.values() if n.powered),
+            "reads": done,
+            "reads_lost": c.reads_lost,
+            "reads_per_s": done / elapsed,
+            "power_off_reports": received["power_off"],
+            "power_on_reports": received["power_on"],
+            "report_sends": c.reports_sent,
+            "dips_ignored": cco.outages.dips,
         }
 
 
@@ -190,6 +221,7 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
             network=options.network,
             customers_scale=options.customers_scale,
             response_delay_s=options.response_delay_s,
+            hplc_meters=_hplc_meters(options),
         )
         station = world.station
     else:
@@ -221,13 +253,14 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
         ) as cloud,
         station.serve(clock=clock) as ptys,
         devices.serve(clock=clock) as device_ptys,
-        _hplc(station, clock, options) as hplc_ptys,
+        _hplc(station, clock, options, world) as (cco, hplc_ptys),
     ):
         terminal = Terminal(
             run_board, clock=clock, sim_devices={**ptys, **device_ptys, **hplc_ptys}, broker_url=broker_url
         )
         run = SimRun(options, clock, station, terminal, cloud, broker_url, clock.monotonic(), world=world)
         run.devices = devices
+        run.hplc = cco
         if world is not None:
             run.truth_dir = options.truth_dir or options.workdir / "truth"
         world_task = None if world is None else asyncio.create_task(world.run(clock), name="sim-world")
@@ -260,13 +293,18 @@ def _hplc_meters(options: SimOptions) -> int:
 
 
 @contextlib.asynccontextmanager
-async def _hplc(station: Station, clock: LoopClock, options: SimOptions) -> AsyncIterator[dict[str, str]]:
-    """The virtual CCO with the station's HPLC meters, served as ``sim:hplc``."""
+async def _hplc(
+    station: Station, clock: LoopClock, options: SimOptions, world: World | None
+) -> AsyncIterator[tuple[VirtualCco | None, dict[str, str]]]:
+    """The virtual CCO with the station's HPLC meters, served as ``sim:hplc``; in the physics
+    world every supply change of those meters reaches the CCO's power hook at its own time."""
     if not station.hplc:
-        yield {}
+        yield None, {}
         return
-    async with serve_cco(station.hplc, clock=clock, seed=options.seed) as (_, path):
-        yield {"hplc": path}
+    async with serve_cco(station.hplc, clock=clock, seed=options.seed) as (cco, path):
+        if world is not None:
+            world.on_supply(lambda addresses, on, t: cco.node_power(addresses, on, at=t))
+        yield cco, {"hplc": path}
 
 
 async def run_for(
@@ -338,6 +376,7 @@ async def report(run: SimRun) -> dict[str, Any]:
         "devices_online": (summary["devices"] or {}).get("devices_online"),
         "metrology_readings": (summary["devices"] or {}).get("metrology_readings"),
         "field_devices": summary["devices"],
+        "hplc": summary["hplc"],
         "physics": None
         if run.world is None
         else {
@@ -346,6 +385,7 @@ async def report(run: SimRun) -> dict[str, Any]:
             "customers_scale": run.options.customers_scale,
             "customer_meters": len(run.world.customers()),
             "branch_units": len(run.world.branch_units()),
+            "hplc_meters": len(run.world.hplc_meters()),
             "truth_dir": str(run.truth_dir),
         },
     }

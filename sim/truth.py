@@ -5,8 +5,9 @@ plain CSV; must not touch the terminal or the event loop. Same world + same end 
 files. Times are ISO 8601 UTC (``2024-06-01T00:15:00Z``); an interval row's timestamp is the
 start of its 15-minute step; only steps complete by ``end`` are written.
 
-    topology.csv     meter_id, address, phase, branch, box   (reality: includes meters missing from
-                     the archive and the branch units, box empty for those)
+    topology.csv     meter_id, address, phase, branch, box, channel   (reality: includes meters missing
+                     from the archive and the branch units, box empty for those; channel = how the
+                     terminal reaches the meter: its RS-485 bus "rs485-N", or "hplc")
     intervals.csv    timestamp, meter_id, energy_kwh, voltage_v   (true net energy the customer drew,
                      theft included; voltage 0 in an outage)
     branches.csv     timestamp, branch, supply_kwh, loss_kwh   (supply at the branch head, loss of the
@@ -14,7 +15,8 @@ start of its 15-minute step; only steps complete by ``end`` are written.
                      transformer LV terminal, all line losses)
     transformer.csv  timestamp, phase, energy_kwh   (true energy at the LV terminal)
     events.csv       kind, scope, target, start, end   (outage, dip < 3 s, relay_trip, lastgasp:
-                     the HPLC timing model, start = first STA frame, end = CCO report)
+                     the HPLC timing model for each HPLC meter an outage hits, start = its STA's
+                     first frame, end = the latest CCO report time of that window)
     faults.csv       kind, target, start, end, value, detail   (every injected fault)
 """
 
@@ -62,8 +64,8 @@ def write_truth(world: World, folder: str | Path, *, end: float) -> Path:
     for m in world.meters.values():
         net = m.replica.network
         phase = net.customers[m.customer].phase if m.customer >= 0 else "ABC"
-        rows.append([m.id, m.meter.address, phase, m.branch, m.box])
-    _write(out / "topology.csv", ["meter_id", "address", "phase", "branch", "box"], rows)
+        rows.append([m.id, m.meter.address, phase, m.branch, m.box, m.channel])
+    _write(out / "topology.csv", ["meter_id", "address", "phase", "branch", "box", "channel"], rows)
 
     rows = []
     customers = world.customers()

@@ -10,6 +10,14 @@ Scale: ``customers_scale`` K hangs K replicas of the feeder (each with its own s
 under the one transformer. Each replica is solved on its own, so a replica's voltages ignore the
 others' load on the transformer impedance; energies, losses and conservation are exact per replica.
 Replica r > 1 prefixes branch and box names with ``R<r>-``.
+
+HPLC: ``hplc_meters`` N moves N seeded customers' meters (both DL/T 645 and 698.45) from the
+RS-485 buses behind the virtual CCO (``Station.hplc``, archive port "hplc"). Every change of
+their supply -- scenario outages at any level, a branch breaker opening (``sim.devices``), and
+dips shorter than the judgement, which leave the meters alone -- goes to the supply hooks
+(``World.on_supply``) with the addresses and the exact time; the runner hangs the CCO's
+``node_power`` there. A meter's own relay cuts its customer's load, not the meter, so a relay
+trip is no power loss for its STA.
 """
 
 from __future__ import annotations
@@ -196,6 +204,15 @@ class WorldMeter:
     def meter(self) -> VirtualMeter:
         return self.station_meter.meter
 
+    @property
+    def channel(self) -> str:
+        """How the terminal reaches it: the RS-485 bus name, or "hplc"."""
+        return self.station_meter.bus
+
+
+#: ``hook(addresses, powered, t)``: HPLC meters lost (False) or regained (True) supply at ``t``
+SupplyHook = Callable[[tuple[str, ...], bool, float], None]
+
 
 @dataclass(frozen=True, slots=True)
 class TruthEvent:
@@ -228,6 +245,33 @@ class World:
     _relay_known: dict[str, bool] = field(default_factory=dict)
     _open_trips: dict[str, int] = field(default_factory=dict)  # meter id -> index in events
     _seq: int = 0
+    _supply_hooks: list[SupplyHook] = field(default_factory=list)
+    _supplied: dict[str, bool] = field(default_factory=dict)  # HPLC meter id -> last state told
+
+    def hplc_meters(self) -> list[WorldMeter]:
+        return [m for m in self.meters.values() if m.channel == "hplc"]
+
+    def on_supply(self, hook: SupplyHook) -> None:
+        """Call ``hook`` whenever HPLC meters lose or regain supply (see the module docstring)."""
+        self._supply_hooks.append(hook)
+
+    def supply_changed(self, t: float) -> None:
+        """Tell the hooks which HPLC meters changed supply since the last call (at ``t``).
+
+        Called after anything that powers meters off or on (scenario actions, breakers)."""
+        changed: dict[bool, list[str]] = {False: [], True: []}
+        for m in self.hplc_meters():
+            on = m.meter.on
+            if self._supplied.get(m.id, True) != on:
+                self._supplied[m.id] = on
+                changed[on].append(m.meter.address)
+        for on, addresses in changed.items():
+            if addresses:
+                self._tell(tuple(addresses), on, t)
+
+    def _tell(self, addresses: tuple[str, ...], on: bool, t: float) -> None:
+        for hook in self._supply_hooks:
+            hook(addresses, on, t)
 
     def by_key(self, key: str, *, path: str = "meter") -> WorldMeter:
         """A meter by device id or address; ConfigError naming the scenario key otherwise."""
@@ -300,8 +344,10 @@ def build_world(
     customers_scale: int = 1,
     settings: SerialSettings | None = None,
     response_delay_s: Delay | Mapping[str, Delay] = (0.02, 0.05),
+    hplc_meters: int = 0,
 ) -> World:
-    """The station area of ``network`` (× ``customers_scale``) under ``scenario``, from ``start``."""
+    """The station area of ``network`` (× ``customers_scale``) under ``scenario``, from ``start``;
+    ``hplc_meters`` of its customers are read over HPLC instead of RS-485."""
     if not buses or len(set(buses)) != len(buses):
         raise ConfigError("buses", f"need distinct bus names, got {buses!r}")
     if customers_scale < 1:
@@ -332,6 +378,7 @@ def build_world(
     _add_meters(world, buses, start=start, seed=seed)
     _add_box_terminals(world, buses[-1], start=start, seed=seed)
     assign_protocols(world.station, dlt698_share=0.1, seed=seed)  # some DL/T 698.45 meters
+    _hplc(world, hplc_meters)
     for outage in scenario.outages:
         _outage(world, outage)
     for rep in replicas:
@@ -526,15 +573,74 @@ def _outage(world: World, o: Outage) -> None:
     ids = tuple(m.id for m in hit)
     if o.duration < POWER_DOWN_JUDGEMENT_S:
         world.events.append(TruthEvent("dip", o.level, o.target, t0, t1, ids))
+        _dip_at_stas(world, [m for m in hit if m.channel == "hplc"], t0, t1)
         return
     world.events.append(TruthEvent("outage", o.level, o.target, t0, t1, ids))
     rng = np.random.default_rng([world.seed, 0x1A57, len(world.events)])
     for m in hit:
+        if m.channel != "hplc":
+            continue  # only an HPLC STA sends a last gasp; RS-485 meters are found by polling
         sta = t0 + POWER_DOWN_JUDGEMENT_S + float(rng.uniform(*LASTGASP_STA_DELAY_S))
         world.events.append(TruthEvent("lastgasp", "meter", m.id, sta, sta + LASTGASP_AGGREGATION_S, (m.id,)))
     meters = [m.meter for m in hit]
-    world.schedule(t0, lambda t: [vm.power_off(t) for vm in meters] and None)
-    world.schedule(t1, lambda t: [vm.power_on(t) for vm in meters] and None)
+
+    def off(t: float) -> None:
+        for vm in meters:
+            vm.power_off(t)
+        world.supply_changed(t)
+
+    def on(t: float) -> None:
+        for vm in meters:
+            vm.power_on(t)
+        world.supply_changed(t)
+
+    world.schedule(t0, off)
+    world.schedule(t1, on)
+
+
+def _dip_at_stas(world: World, hplc: list[WorldMeter], t0: float, t1: float) -> None:
+    """A dip: the meters ride through it, but their STAs see the supply go and come back, so the
+    CCO's judgement decides (and sends nothing). Meters already out of supply are left alone."""
+    if not hplc:
+        return
+    dipped: list[str] = []
+
+    def off(t: float) -> None:
+        dipped[:] = [m.meter.address for m in hplc if m.meter.on]
+        if dipped:
+            world._tell(tuple(dipped), False, t)
+
+    def on(t: float) -> None:
+        if dipped:
+            world._tell(tuple(dipped), True, t)
+
+    world.schedule(t0, off)
+    world.schedule(t1, on)
+
+
+def _hplc(world: World, count: int) -> None:
+    """Move ``count`` seeded customer meters from their RS-485 bus behind the CCO.
+
+    Its own random stream (addresses, protocols and the RS-485 meters' order do not change with
+    the count). About a third speak DL/T 698.45 (at least one of each protocol from 2 up), so
+    both carried protocols are exercised whatever the seed."""
+    customers = world.customers()
+    if count < 0 or count > len(customers):
+        raise ConfigError("sim.hplc_meters", f"{count}: the station area has {len(customers)} customers")
+    if count == 0:
+        return
+    rng = np.random.default_rng([world.seed, 0x1376])
+    chosen = sorted(rng.choice(len(customers), size=count, replace=False).tolist())
+    n698 = max(1, round(count / 3)) if count >= 2 else 0
+    speaks698 = set(rng.permutation(count)[:n698].tolist())
+    station = world.station
+    for j, k in enumerate(chosen):
+        sm = customers[k].station_meter
+        station.buses[sm.bus].remove(sm)
+        sm.bus = "hplc"
+        sm.protocol = "dlt698" if j in speaks698 else "dlt645"
+        station.hplc.append(sm)
+        world._supplied[customers[k].id] = True
 
 
 def _thefts(world: World) -> None:

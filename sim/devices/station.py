@@ -224,6 +224,7 @@ class BranchSwitch:
             rep.refresh()
             for m in hit:
                 m.meter.power_off(t)
+            self.world.supply_changed(t)  # the HPLC STAs of the branch go dark too (last gasp)
             log.info("breaker of branch %s opened: %d meters lose supply", self.name, len(hit))
         elif closed and self._opened is not None:
             base, t0, k = self._opened
@@ -232,6 +233,7 @@ class BranchSwitch:
             rep.refresh()
             for m in hit:
                 m.meter.power_on(t)
+            self.world.supply_changed(t)
             self.world.events[k] = dataclasses.replace(self.world.events[k], end=t)
             log.info("breaker of branch %s closed: supply restored", self.name)
 

@@ -21,10 +21,14 @@ START = 1717200000.0  # 2024-06-01 00:00 UTC, on a 15-min boundary
 BUSES = ["rs485-1", "rs485-2", "rs485-3", "rs485-4"]
 
 
+HPLC_METERS = 12
+
+
 def world(scenario: Scenario, *, duration: float = 7200.0, scale: int = 1) -> World:
     return build_world(
-        buses=BUSES, scenario=scenario, seed=3, start=START, duration_s=duration, customers_scale=scale
-    )
+        buses=BUSES, scenario=scenario, seed=3, start=START, duration_s=duration, customers_scale=scale,
+        hplc_meters=HPLC_METERS,
+    )  # fmt: skip
 
 
 def rows(path: Path) -> list[dict[str, str]]:
@@ -85,6 +89,13 @@ def test_truth_conserves_energy_and_is_deterministic(tmp_path: Path) -> None:
     assert len([r for r in topo if r["meter_id"].startswith("m-")]) == 110  # 2 x 55 customers
     assert {r["meter_id"] for r in topo if r["meter_id"].startswith("bt-")} == {"bt-F2-X01", "bt-F4-X01"}
     assert all(r["box"] for r in topo if not r["meter_id"].startswith("bu-"))  # branch units have none
+    by_channel = {r["meter_id"]: r["channel"] for r in topo}
+    w0 = world(sc, scale=2)
+    assert {k for k, ch in by_channel.items() if ch == "hplc"} == {m.id for m in w0.hplc_meters()}
+    assert len(w0.hplc_meters()) == HPLC_METERS
+    assert {by_channel[sm.id] for sm in w0.station.buses["rs485-2"]} == {"rs485-2"}
+    lastgasp = {r["target"] for r in rows(t / "events.csv") if r["kind"] == "lastgasp"}
+    assert lastgasp and lastgasp <= {k for k, ch in by_channel.items() if ch == "hplc"}  # STAs only
     kinds = {r["kind"] for r in rows(t / "events.csv")}
     assert {"outage", "dip", "relay_trip", "lastgasp"} <= kinds
     faults = {r["kind"] for r in rows(t / "faults.csv")}
