@@ -156,7 +156,8 @@ def _block(
 
     v_base = network.vn_lv_kv * 1000.0 / np.sqrt(3.0)
     v_cust = np.abs(v_abc[:, col, ph]) * v_base
-    i_cust = np.abs(s_cust) * 1000.0 / v_cust
+    # |S| in MVA -> A; a customer without voltage (outage) draws nothing
+    i_cust = np.divide(np.abs(s_cust) * 1e6, v_cust, out=np.zeros_like(v_cust), where=v_cust > 0)
     i_base = m.base_mva * 1e6 / v_base  # A per pu current in pandapower's per-phase convention
     return FlowResult(
         v=v_cust,

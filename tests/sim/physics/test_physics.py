@@ -112,6 +112,14 @@ def test_customer_off_resolves_only_affected_steps(ieee: StationNetwork) -> None
     assert not sample.supplied[5] and sample.current_a[5] == 0.0
 
 
+def test_customer_current_is_apparent_power_over_voltage_in_amperes(ieee: StationNetwork) -> None:
+    p, q, mv = _random_loads(ieee, steps=2, seed=6, mean_kw=2.0)
+    hz = solve(ieee, Profiles.constant(p, q, mv))
+    expected = np.hypot(p, q) * 1000.0 / hz.voltage_v  # kVA -> VA, over volts
+    np.testing.assert_allclose(hz.current_a, expected, rtol=1e-9)
+    assert 1.0 < float(np.median(hz.current_a)) < 40.0  # household amperes, not kA or mA
+
+
 def test_branch_off_cuts_its_customers(ieee: StationNetwork) -> None:
     p, q, mv = _random_loads(ieee, steps=4, seed=5, mean_kw=1.0)
     hz = solve(ieee, Profiles.constant(p, q, mv)).with_branch_off(ieee.branches[-1], 0.0, 1800.0)
