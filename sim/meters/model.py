@@ -293,7 +293,10 @@ class VirtualMeter:
         else:
             # A single-phase meter does not know its phase: it reports in the A slot.
             phases = [(sample_voltage(self.profile, t, self.phase), p)]
-        amps = [pw * 1000.0 / (v * pf) for v, pw in phases]
+        # no voltage (an outage inside a curve step): no current, not a division by zero
+        amps = [
+            np.divide(pw * 1000.0, v * pf, out=np.zeros_like(v * pf), where=v * pf > 0) for v, pw in phases
+        ]
         out = []
         for k in range(len(t)):
             volts = [float(v[k]) for v, _ in phases]
