@@ -9,7 +9,7 @@ nothing here sleeps on its own.
 from __future__ import annotations
 
 import enum
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal, Protocol, Self, TypeVar, runtime_checkable
@@ -144,7 +144,12 @@ class CarrierModule(Protocol):
 
     async def reset(self) -> None: ...
 
-    async def sync_archive(self, addresses: Sequence[str]) -> None: ...
+    async def sync_archive(
+        self, addresses: Sequence[str], *, protocols: Mapping[str, str] | None = None
+    ) -> None:
+        """Make the module's node table equal ``addresses``; ``protocols`` maps an address to
+        "dlt645" / "dlt698" (the rest are registered as DL/T 645-2007)."""
+        ...
 
     async def transact(self, address: str, frame: bytes, *, timeout: float) -> bytes: ...  # noqa: ASYNC109 (the module-side monitor timeout, sent in the frame)
 

@@ -49,6 +49,7 @@ from runtime.scheduler import Aligned, CatchUp, Daily, Interval, Slot
 
 from . import items
 from .archive import Archive, MeterRecord, load_archive, parse_archive, save_archive
+from .carrier import CarrierLink
 from .devices import start_field_devices
 from .stats import SuccessTracker
 
@@ -142,6 +143,9 @@ class Acquisition:
             "freezes_caught_up": 0,
             "unreachable_meters": 0,
         }
+        # HPLC: the module's node table follows the archive; meter events trigger event reads
+        self.carrier = CarrierLink(ctx, event_read=self._event_read, counters=self.counters)
+        self._event_locks: dict[str, asyncio.Lock] = {}
 
     # ------------------------------------------------------------------ setup
 
@@ -230,6 +234,7 @@ class Acquisition:
             clients[meter.id] = self._client(meter, transport)
         self._clients = clients
         self.counters["unreachable_meters"] = unreachable
+        self.carrier.archive_changed(archive)
         # unreachable meters stay in the tracker: they count against the success rate
         self.tracker.reset_meters([m.id for m in archive.meters], {m.id: m.port for m in archive.meters})
         self._log.info(
@@ -347,6 +352,8 @@ class Acquisition:
         results: list[Reading] = []
 
         async def one(port: str, meters: list[MeterRecord]) -> None:
+            if port == "hplc":
+                await self.carrier.settled()  # nodes the module does not know yet would time out
             results.extend(await work(port, meters))
 
         async with asyncio.TaskGroup() as tg:
@@ -535,16 +542,23 @@ class Acquisition:
 
     async def _events_port(self, port: str, meters: list[MeterRecord]) -> list[Reading]:
         async def one(meter: MeterRecord) -> None:
-            client = self._clients[meter.id]
-            if not client.available():
-                return
-            await self._power_down_records(client, meter)
-            await self._relay_state(client, meter)
+            if self._clients[meter.id].available():
+                await self._event_read(meter)
 
         async with asyncio.TaskGroup() as tg:
             for meter in meters:
                 tg.create_task(one(meter), name=f"events:{meter.id}")
         return []
+
+    async def _event_read(self, meter: MeterRecord) -> None:
+        """Power-down records and relay state of one meter: the poll, or a carrier meter event."""
+        client = self._clients.get(meter.id)
+        if client is None:
+            return  # not reachable (no module), or no longer in the archive
+        # one event read per meter at a time: a poll and an event read must not both emit records
+        async with self._event_locks.setdefault(meter.id, asyncio.Lock()):
+            await self._power_down_records(client, meter)
+            await self._relay_state(client, meter)
 
     async def _power_down_records(self, client: MeterClient, meter: MeterRecord) -> None:
         new = await self._attempt(meter, "event", client.read_power_down_count, record=False)
@@ -643,5 +657,8 @@ async def run_acquisition(ctx: Any, config: dict[str, Any], terminal: TerminalIn
     service = Acquisition(ctx, settings, terminal)
     await service.start()
     ctx.bus.serve("acquisition/stats/get", lambda msg: service.summary())
-    await ctx.ready()
-    await ctx.wait_stop()
+    async with asyncio.TaskGroup() as tg:
+        carrier = tg.create_task(service.carrier.run(), name="acquisition:carrier")
+        await ctx.ready()
+        await ctx.wait_stop()
+        carrier.cancel()

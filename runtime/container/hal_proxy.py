@@ -30,7 +30,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, NoReturn, Self, TypeVar
@@ -269,8 +269,11 @@ class RemoteCarrier:
     async def reset(self) -> None:
         await self._chan.request("hal.hplc.reset", {}, cancel_op=CANCEL_OP)
 
-    async def sync_archive(self, addresses: Sequence[str]) -> None:
-        await self._chan.request("hal.hplc.sync_archive", {"addresses": list(addresses)}, cancel_op=CANCEL_OP)
+    async def sync_archive(
+        self, addresses: Sequence[str], *, protocols: Mapping[str, str] | None = None
+    ) -> None:
+        body = {"addresses": list(addresses), "protocols": dict(protocols or {})}
+        await self._chan.request("hal.hplc.sync_archive", body, cancel_op=CANCEL_OP)
 
     async def transact(self, address: str, frame: bytes, *, timeout: float) -> bytes:  # noqa: ASYNC109 (module-side monitor timeout)
         body = {"address": address, "frame": bytes_to_json(frame), "timeout": timeout}

@@ -215,7 +215,12 @@ async def _hplc_sync_archive(s: HalSession, f: dict[str, Any]) -> None:
     addresses = f.get("addresses")
     if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
         raise BusError("hal.hplc.sync_archive: addresses must be a list of strings")
-    await s.ctx.hal.hplc().sync_archive(addresses)
+    protocols = f.get("protocols") or {}
+    if not isinstance(protocols, dict) or not all(
+        isinstance(k, str) and v in ("dlt645", "dlt698") for k, v in protocols.items()
+    ):
+        raise BusError('hal.hplc.sync_archive: protocols must map addresses to "dlt645" or "dlt698"')
+    await s.ctx.hal.hplc().sync_archive(addresses, protocols=protocols)
 
 
 async def _hplc_events(s: HalSession, f: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -78,10 +78,18 @@ class FakeCarrier:
         self.violations = 0
         self.transactions: dict[str, int] = {}
         self.broadcasts: list[bytes] = []
+        self.syncs: list[tuple[tuple[str, ...], dict[str, str]]] = []
+        self.sync_failures = 0  # the next N archive syncs fail (module silent)
 
     async def reset(self) -> None: ...
 
-    async def sync_archive(self, addresses: Sequence[str]) -> None: ...
+    async def sync_archive(
+        self, addresses: Sequence[str], *, protocols: Mapping[str, str] | None = None
+    ) -> None:
+        self.syncs.append((tuple(addresses), dict(protocols or {})))
+        if self.sync_failures > 0:
+            self.sync_failures -= 1
+            raise TransportTimeout("hplc: running-mode query: no answer within 6 s")
 
     async def transact(self, address: str, frame: bytes, *, timeout: float) -> bytes:  # noqa: ASYNC109
         self.in_flight += 1
@@ -149,6 +157,7 @@ class Rig:
     archive: Path
     hal: FakeHal
     buses: dict[str, MeterBus] = field(default_factory=dict)
+    bus: Bus | None = None  # the terminal's bus (e.g. to publish hplc/event/<kind> as the runtime does)
 
     def meter(self, meter_id: str) -> VirtualMeter:
         return self.station.meter(meter_id)
@@ -269,7 +278,7 @@ async def rig(
             state = await supervisor.wait_state("acquisition", AppState.RUNNING, AppState.CRASHED)
         assert state is AppState.RUNNING, supervisor.status()
         try:
-            yield Rig(clock, station, store, uplink, supervisor, archive, hal, meter_buses)
+            yield Rig(clock, station, store, uplink, supervisor, archive, hal, meter_buses, bus)
         finally:
             assert supervisor.state("acquisition") is AppState.RUNNING, supervisor.status()
             await supervisor.stop()

@@ -1,0 +1,157 @@
+"""The acquisition app's side of the HPLC carrier module: archive sync and meter events.
+
+Layer: apps (acquisition). ``CarrierLink`` keeps the module's node table equal to the
+archive's HPLC meters (``sync_archive(addresses, protocols=...)`` each time the archive is
+loaded or replaced; a failure is logged once, counted, and retried with backoff until it
+works or a newer archive arrives) and turns the module's meter events -- the runtime publishes
+each carrier event as ``hplc/event/<kind>`` -- into an immediate event read of that meter
+(its power-down records and status) instead of waiting for the next poll. Uses only the
+app context; must not read meters itself (the service's ``event_read`` does) and must not
+end the app on a module's or a message's fault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from hal.errors import CapabilityMissing, HalError
+from runtime.errors import TerminalError
+
+from .archive import Archive, MeterRecord
+
+HPLC = "hplc"
+METER_EVENTS = "hplc/event/meter_event"
+SYNC_RETRY_S = 30.0  # first retry after a failed sync; doubles up to SYNC_RETRY_MAX_S
+SYNC_RETRY_MAX_S = 600.0
+SETTLE_WAIT_S = 60.0  # a cycle waits at most this long for the first sync of a new archive
+
+EventRead = Callable[[MeterRecord], Awaitable[None]]
+
+
+class CarrierLink:
+    """Archive sync and meter-event reads for the HPLC meters of the current archive."""
+
+    def __init__(self, ctx: Any, *, event_read: EventRead, counters: dict[str, int]) -> None:
+        self._ctx = ctx
+        self._log = ctx.log
+        self._event_read = event_read
+        self._counters = counters
+        for key in ("hplc_syncs", "hplc_sync_failures", "carrier_events", "carrier_event_reads",
+                    "carrier_events_ignored"):  # fmt: skip
+            counters.setdefault(key, 0)
+        self._wish: tuple[tuple[str, ...], dict[str, str]] | None = None
+        self._by_address: dict[str, MeterRecord] = {}
+        self._synced_nonempty = False
+        self._dirty = asyncio.Event()
+        self._settled = asyncio.Event()
+        self._settled.set()
+        self._reading: set[str] = set()
+
+    # ------------------------------------------------------------------ archive
+
+    def archive_changed(self, archive: Archive) -> None:
+        """Queue a sync of the module with ``archive``'s HPLC meters (called on load/replace)."""
+        meters = [m for m in archive.meters if m.port == HPLC]
+        self._by_address = {m.address.upper(): m for m in archive.meters}
+        if not meters and not self._synced_nonempty:
+            self._wish = None  # nothing on the carrier and nothing to clear from the module
+            self._settled.set()
+            return
+        self._wish = (tuple(m.address for m in meters), {m.address: m.protocol for m in meters})
+        self._settled.clear()
+        self._dirty.set()
+
+    async def settled(self) -> None:
+        """Wait (bounded) until the latest archive has been offered to the module once."""
+        if self._settled.is_set():
+            return
+        with contextlib.suppress(TimeoutError):
+            async with self._ctx.clock.timeout(SETTLE_WAIT_S):
+                await self._settled.wait()
+
+    def _module(self) -> Any | None:
+        try:
+            return self._ctx.hal.hplc()
+        except CapabilityMissing:
+            return None  # the service has said so once already
+
+    async def _keep_synced(self) -> None:
+        failing = False
+        delay = SYNC_RETRY_S
+        while True:
+            await self._dirty.wait()
+            self._dirty.clear()
+            wish, module = self._wish, self._module()
+            if wish is None or module is None:
+                self._settled.set()
+                continue
+            addresses, protocols = wish
+            try:
+                await module.sync_archive(addresses, protocols=protocols)
+            except (HalError, TerminalError, ValueError) as err:
+                self._counters["hplc_sync_failures"] += 1
+                if not failing:  # edge-triggered: once until it works again
+                    self._log.warning("HPLC archive sync failed (retrying): %s", err)
+                failing = True
+                self._settled.set()  # reads go ahead; the module may still know the nodes
+                with contextlib.suppress(TimeoutError):
+                    async with self._ctx.clock.timeout(delay):
+                        await self._dirty.wait()  # a newer archive cuts the wait short
+                delay = min(delay * 2, SYNC_RETRY_MAX_S)
+                self._dirty.set()
+                continue
+            if failing:
+                self._log.info("HPLC archive sync works again")
+            failing, delay = False, SYNC_RETRY_S
+            self._counters["hplc_syncs"] += 1
+            self._synced_nonempty = bool(addresses)
+            self._log.info("HPLC module archive: %d nodes", len(addresses))
+            if self._wish is wish:
+                self._settled.set()
+
+    # ------------------------------------------------------------------ meter events
+
+    async def _meter_events(self) -> None:
+        async with (
+            self._ctx.bus.subscribe(METER_EVENTS, maxsize=256) as sub,
+            asyncio.TaskGroup() as tg,
+        ):
+            async for msg in sub:
+                self._counters["carrier_events"] += 1
+                meter = self._meter_of(msg.payload)
+                if meter is None:
+                    self._counters["carrier_events_ignored"] += 1
+                    continue
+                if meter.id in self._reading:
+                    continue  # a read of this meter is under way: it sees this event's records too
+                self._reading.add(meter.id)
+                tg.create_task(self._read(meter), name=f"acquisition:event-read:{meter.id}")
+
+    def _meter_of(self, payload: object) -> MeterRecord | None:
+        addresses = payload.get("addresses") if isinstance(payload, dict) else None
+        if not isinstance(addresses, list) or not addresses or not isinstance(addresses[0], str):
+            self._log.debug("carrier meter event without a meter address: %.120r", payload)
+            return None
+        meter = self._by_address.get(addresses[0].upper())
+        if meter is None:
+            self._log.info("carrier meter event from %s: not in the archive", addresses[0])
+        return meter
+
+    async def _read(self, meter: MeterRecord) -> None:
+        try:
+            self._counters["carrier_event_reads"] += 1
+            await self._event_read(meter)
+        finally:
+            self._reading.discard(meter.id)
+
+    async def run(self) -> None:
+        """Both jobs, until cancelled."""
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._keep_synced(), name="acquisition:hplc-sync")
+            tg.create_task(self._meter_events(), name="acquisition:hplc-events")
+
+
+__all__ = ["METER_EVENTS", "CarrierLink"]
