@@ -47,7 +47,12 @@ async def test_readings_reach_the_cloud(tmp_path: Path, broker: AnyBroker) -> No
     broker_url = broker.url
     report = await run_for(options(tmp_path, broker_url, duration_s=150.0))
     meters = report["meters"]
-    assert meters == 2 * len([p for p in repo_board().rs485 if p.enabled])
+    board = repo_board()
+    assert board.sim is not None and board.sim.hplc_meters > 0
+    assert meters == 2 * len([p for p in board.rs485 if p.enabled]) + board.sim.hplc_meters
+    hplc = report["hplc"]  # every HPLC meter answered through driver -> pty -> virtual CCO
+    assert hplc["nodes"] == hplc["archived_nodes"] == board.sim.hplc_meters
+    assert hplc["reads"] > 0 and hplc["reads_lost"] == 0
     assert report["readings_sent"] > 0
     assert report["readings_received_by_cloud"] == report["readings_sent"]
     assert report["reading_success_rate"] == 1.0

@@ -75,7 +75,7 @@ def test_repo_board_loads(apps_dir: Path) -> None:
     assert board.sim is not None
     assert (board.sim.meters_per_bus, board.sim.hplc_meters, board.sim.speed, board.sim.seed) == (
         50,
-        0,
+        30,  # `make sim`: 30 of the 220 customers read over HPLC
         10.0,
         1,
     )
