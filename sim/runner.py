@@ -23,6 +23,7 @@ from runtime.config import Board, load_credentials
 from runtime.errors import BusError, ConfigError
 from runtime.terminal import Terminal
 from sim.broker import BrokerError, EmbeddedBroker
+from sim.cloud.simclock import publish_beacons
 from sim.cloud.stub import CloudStub
 from sim.devices.station import FieldDevices, attach, build_devices, fitted_ct
 from sim.hplc.cco import VirtualCco
@@ -265,6 +266,7 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
             run.truth_dir = options.truth_dir or options.workdir / "truth"
         world_task = None if world is None else asyncio.create_task(world.run(clock), name="sim-world")
         task = asyncio.create_task(terminal.run(), name="terminal")
+        beacon = asyncio.create_task(publish_beacons(cloud, clock), name="sim-clock-beacon")
         try:
             started = asyncio.create_task(terminal.started.wait(), name="terminal-started")
             done, _ = await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
@@ -276,7 +278,7 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
             if world is not None and run.truth_dir is not None:
                 end = clock.now() if options.duration_s is None else world.start + options.duration_s
                 write_truth(world, run.truth_dir, end=min(end, clock.now() + 1.0))
-            for t in (task, world_task):
+            for t in (beacon, task, world_task):
                 if t is not None:
                     t.cancel()
                     with contextlib.suppress(asyncio.CancelledError):

@@ -25,6 +25,7 @@ from runtime.packages import PackageError, inspect
 from sim.cloud.catalog import Catalog, CatalogError
 from sim.cloud.catalog_cli import DEFAULT_CATALOG
 from sim.cloud.cli import CloudCliError, load_command_key, render_table
+from sim.cloud.simclock import terminal_time
 from sim.cloud.stub import CloudStub, CloudStubError
 from sim.cloud.transfer import JobProgress, JobWatcher, PackageServer, install_args, new_job_id
 
@@ -64,7 +65,7 @@ class ProgressBar:
         self._out.flush()
 
 
-def _stub(args: argparse.Namespace, key: bytes, clock: LoopClock) -> CloudStub:
+async def _stub(args: argparse.Namespace, key: bytes, clock: LoopClock) -> CloudStub:
     return CloudStub(
         broker_url=args.broker,
         db_path=":memory:",
@@ -72,6 +73,7 @@ def _stub(args: argparse.Namespace, key: bytes, clock: LoopClock) -> CloudStub:
         default_key=key,
         terminal=args.terminal,
         connect_timeout=min(args.timeout, 30.0),
+        command_time=await terminal_time(args.broker),
     )
 
 
@@ -113,7 +115,7 @@ async def _job(
 ) -> int:
     job = command_args["job"]
     clock = LoopClock()
-    async with _stub(args, key, clock) as stub:
+    async with await _stub(args, key, clock) as stub:
         serve(stub)
         watcher = JobWatcher(stub, on_change=ProgressBar(sys.stderr))
         progress = watcher.watch(job)
@@ -170,7 +172,7 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
 
 
 async def _simple(args: argparse.Namespace, key: bytes, command: str, command_args: dict[str, Any]) -> Reply:
-    async with _stub(args, key, LoopClock()) as stub:
+    async with await _stub(args, key, LoopClock()) as stub:
         return await stub.send_command(args.terminal, command, command_args, timeout=args.timeout)
 
 

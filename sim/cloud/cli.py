@@ -26,6 +26,7 @@ from typing import Any
 from runtime.clock import LoopClock
 from sim.cloud.catalog import Catalog
 from sim.cloud.db import CloudDb, CloudDbError
+from sim.cloud.simclock import terminal_time
 from sim.cloud.stub import CloudStub, CloudStubError
 from sim.cloud.transfer import PackageServer
 
@@ -255,6 +256,7 @@ async def _send(args: argparse.Namespace, key: bytes, command_args: dict[str, An
         default_key=key,
         terminal=args.terminal,
         connect_timeout=args.timeout,
+        command_time=await terminal_time(args.broker),
     ) as stub:
         reply = await stub.send_command(args.terminal, args.name, command_args, timeout=args.timeout)
     print(json.dumps(reply.to_json(), indent=2, sort_keys=True))

@@ -16,6 +16,7 @@ terminal's ``Reply`` or raises ``TimeoutError``.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import sqlite3
 import uuid
@@ -99,8 +100,12 @@ class CloudStub:
         connect_timeout: float | None = 10.0,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        command_time: Callable[[], float] | None = None,
     ) -> None:
         self._broker = BrokerAddress.parse(broker_url)
+        # the time commands are stamped with: the terminal's clock (a simulated terminal runs
+        # in simulated time, see sim.cloud.simclock); default this stub's own clock
+        self._command_time = command_time or clock.now
         self._db_path = db_path
         self._clock = clock
         self._keys = dict(command_keys or {})
@@ -299,6 +304,16 @@ class CloudStub:
                 "cloud stub: chunk %d of %s to %s not published: %s", chunk.index, chunk.job, terminal, err
             )
 
+    async def publish_retained(self, topic: str, body: Mapping[str, Any], *, timeout: float = 30.0) -> None:  # noqa: ASYNC109
+        """Publish ``body`` as JSON, retained (QoS 1), once connected (within ``timeout`` clock s)."""
+        try:
+            await self.wait_until(lambda s: s._client is not None, timeout=timeout)
+            client = self._client
+            assert client is not None
+            await client.publish(topic, json.dumps(body).encode(), qos=1, retain=True)
+        except (TimeoutError, aiomqtt.MqttError) as err:
+            _log.warning("cloud stub: %s not published: %s", topic, err or "not connected")
+
     def _key_for(self, terminal: str) -> bytes:
         key = self._keys.get(terminal, self._default_key)
         if key is None:
@@ -321,7 +336,7 @@ class CloudStub:
         key = self._key_for(terminal)
         topic = command_topic(terminal)
         cmd_id = f"c-{uuid.uuid4().hex}"
-        command = sign_command(Command(cmd_id, name, dict(args or {}), ts=self._clock.now()), key)
+        command = sign_command(Command(cmd_id, name, dict(args or {}), ts=self._command_time()), key)
         fut: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
         self._pending[cmd_id] = (terminal, fut)
         try:
