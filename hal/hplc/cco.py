@@ -327,6 +327,9 @@ class Cco:
         wish = _ArchiveWish(tuple(_normal(a) for a in addresses))
         for address, proto in (protocols or {}).items():
             key = _normal(address)
+            if isinstance(proto, str) and proto not in _PROTOCOL_BY_NAME:
+                known = ", ".join(_PROTOCOL_BY_NAME)
+                raise ValueError(f"sync_archive: node {address}: protocol {proto!r} is not one of {known}")
             wish.protocols[key] = _PROTOCOL_BY_NAME[proto] if isinstance(proto, str) else int(proto)
         if len(set(wish.addresses)) != len(wish.addresses):
             raise ValueError("sync_archive: duplicate addresses")
