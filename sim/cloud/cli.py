@@ -360,9 +360,11 @@ def register(subparsers: Any) -> None:
     # imported here: both modules use this one's key loading and tables
     from sim.cloud.app_cli import register_app
     from sim.cloud.catalog_cli import register_catalog
+    from sim.cloud.trace_cli import register_trace
 
     register_catalog(sub)
     register_app(sub)
+    register_trace(sub, guard=_guarded)
 
     p = sub.add_parser("serve", help="run the cloud stub until Ctrl-C")
     p.add_argument("--broker", default=DEFAULT_BROKER, help=f"broker URL (default {DEFAULT_BROKER})")
