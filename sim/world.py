@@ -439,17 +439,41 @@ def _profiles(
     return dataclasses.replace(prof, pv_kw=pv, p_kw=prof.load_kw - pv)
 
 
+def _units_on_last_bus(world: World) -> int:
+    """Devices besides customer meters that the last bus carries: a branch unit per branch, a box
+    terminal per monitored box, and room for the Modbus breaker per branch (plus a few sensors)
+    that ``sim.devices`` puts on the breakers port."""
+    branches = sum(len(rep.network.branches) for rep in world.replicas)
+    boxes = sum(
+        1
+        for rep in world.replicas
+        for box in {rep.prefix + c.box for c in rep.network.customers}
+        if world.scenario.monitoring.has_terminal(box)
+    )
+    return 2 * branches + boxes + 4
+
+
+def _spread(n: int, buses: list[str], *, last_bus_extra: int) -> list[str]:
+    """The bus of each of ``n`` meters (in order): about the same number of devices on every bus,
+    counting ``last_bus_extra`` other devices on the last one; consecutive meters share a bus."""
+    per = (n + last_bus_extra) / len(buses)
+    counts = [min(round(per * (j + 1)) - round(per * j), n) for j in range(len(buses) - 1)]
+    counts = [max(0, min(c, n - sum(counts[:j]))) for j, c in enumerate(counts)]
+    counts.append(n - sum(counts))
+    return [bus for bus, count in zip(buses, counts, strict=True) for _ in range(count)]
+
+
 def _add_meters(world: World, buses: list[str], *, start: float, seed: int) -> None:
     rng = np.random.default_rng([seed, 0x3A7])
     customers: list[tuple[Replica, int]] = []
     for rep in world.replicas:
         order = sorted(range(rep.network.n_customers), key=lambda i: (rep.network.customers[i].branch, i))
         customers += [(rep, i) for i in order]
-    per_bus = math.ceil(len(customers) / len(buses))
+    bus_of = _spread(len(customers), buses, last_bus_extra=_units_on_last_bus(world))
     for n, (rep, i) in enumerate(customers):
         k = n + 1
         c = rep.network.customers[i]
-        bus = buses[min(n // per_bus, len(buses) - 1)]
+        bus = bus_of[n]
         address = f"{rep.index + 1:02d}{c.meter_id[2:]}"
         device = f"m-{k:04d}"
         meter = VirtualMeter(
