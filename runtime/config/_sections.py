@@ -221,7 +221,9 @@ PACKAGES: Mapping[str, FieldSpec] = MappingProxyType(
         "health_grace_s": Float(
             default=10.0, min=0.0, max=3600.0, doc="an installed app must run this long without crashing"
         ),
-        "stall_s": Float(default=15.0, gt=0.0, max=3600.0, doc="re-ask for chunks after this long without one"),
+        "stall_s": Float(
+            default=15.0, gt=0.0, max=3600.0, doc="re-ask for chunks after this long without one"
+        ),
     }
 )
 

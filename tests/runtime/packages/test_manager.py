@@ -88,7 +88,8 @@ async def test_installed_app_comes_back_after_restart(tmp_path: Path, key: Ed255
         await install_v1(r, tmp_path, key)
     async with rig(tmp_path / "state", key) as r:
         await running(r)
-        await data_when(r, lambda d: d.get("runs") == 2)
+        data = await data_when(r, lambda d: d.get("runs") == 2)
+        assert data["runs"] == 2 and r.supervisor.state("demo") is AppState.RUNNING
 
 
 async def test_upgrade_keeps_data_and_applies_migrations(tmp_path: Path, key: Ed25519PrivateKey) -> None:

@@ -60,7 +60,7 @@ def dest_parent(tmp_path: Path) -> Path:
     return parent
 
 
-def _refused(pkg: Path, parent: Path, exc: type[PackageError], **kw: object) -> PackageError:
+def assert_refused(pkg: Path, parent: Path, exc: type[PackageError], **kw: object) -> PackageError:
     """verify+unpack must fail with ``exc`` and leave ``parent`` exactly as it was."""
     before = _snapshot(parent), sorted(os.listdir(parent))
     kwargs: dict[str, object] = {"trusted_keys": [PUB], "capabilities": ALL_CAPS}
@@ -133,14 +133,14 @@ def test_inspect_needs_no_trust_but_a_valid_signature(tmp_path: Path) -> None:
 
 def test_unsigned(tmp_path: Path, dest_parent: Path) -> None:
     pkg = write_zip(tmp_path / "p.ttuapp", list(app_files().items()))
-    err = _refused(pkg, dest_parent, Unsigned)
+    err = assert_refused(pkg, dest_parent, Unsigned)
     assert "SIGNATURE" in err.reason
 
 
 def test_unknown_key(tmp_path: Path, dest_parent: Path) -> None:
     other, _ = generate_keypair()
     pkg = pack(make_app(tmp_path), private_key=other, out=tmp_path / "p.ttuapp")
-    err = _refused(pkg, dest_parent, UnknownKey)
+    err = assert_refused(pkg, dest_parent, UnknownKey)
     assert key_id(other.public_key()) in err.reason
 
 
@@ -160,21 +160,21 @@ def test_bad_signature_when_manifest_is_edited(tmp_path: Path, dest_parent: Path
     write_zip(
         forged, [(MANIFEST_NAME, b"\n".join(lines) + b"\n"), (SIGNATURE_NAME, signature), *files.items()]
     )
-    _refused(forged, dest_parent, BadSignature)
+    assert_refused(forged, dest_parent, BadSignature)
 
 
 def test_tampered_file_is_named(tmp_path: Path, dest_parent: Path) -> None:
     listed = app_files()
     held = {**listed, "service.py": b"VALUE = 666\n"}
     pkg = signed_zip(tmp_path / "p.ttuapp", held, KEY, listed=listed)
-    err = _refused(pkg, dest_parent, Tampered)
+    err = assert_refused(pkg, dest_parent, Tampered)
     assert isinstance(err, Tampered) and err.path == "service.py"
 
 
 def test_added_file_is_tampered(tmp_path: Path, dest_parent: Path) -> None:
     listed = app_files()
     pkg = signed_zip(tmp_path / "p.ttuapp", {**listed, "extra.py": b"x = 1\n"}, KEY, listed=listed)
-    err = _refused(pkg, dest_parent, Tampered)
+    err = assert_refused(pkg, dest_parent, Tampered)
     assert isinstance(err, Tampered) and err.path == "extra.py"
 
 
@@ -191,7 +191,7 @@ def test_added_file_is_tampered(tmp_path: Path, dest_parent: Path) -> None:
 def test_path_escape(tmp_path: Path, dest_parent: Path, name: str, why: str) -> None:
     files = {**app_files(), name: b"evil\n"}
     pkg = signed_zip(tmp_path / "p.ttuapp", files, KEY)
-    err = _refused(pkg, dest_parent, PathEscape)
+    err = assert_refused(pkg, dest_parent, PathEscape)
     assert isinstance(err, PathEscape) and err.entry == name and why in err.reason
     assert not (tmp_path / "evil.py").exists()
 
@@ -208,7 +208,7 @@ def test_path_escape(tmp_path: Path, dest_parent: Path, name: str, why: str) -> 
 def test_links_and_devices_are_refused(tmp_path: Path, dest_parent: Path, mode: int, what: str) -> None:
     files = {**app_files(), "link": b"../../../etc/passwd"}
     pkg = signed_zip(tmp_path / "p.ttuapp", files, KEY, infos={"link": zip_entry("link", mode=mode)})
-    err = _refused(pkg, dest_parent, PathEscape)
+    err = assert_refused(pkg, dest_parent, PathEscape)
     assert isinstance(err, PathEscape) and err.entry == "link" and what in err.reason
 
 
@@ -220,34 +220,34 @@ def test_duplicate_entry_is_refused(tmp_path: Path, dest_parent: Path) -> None:
         zipfile.ZipFile(pkg, "a") as zf,
     ):
         zf.writestr(zip_entry("service.py"), b"VALUE = 666\n")
-    err = _refused(pkg, dest_parent, PathEscape)
+    err = assert_refused(pkg, dest_parent, PathEscape)
     assert "duplicate" in err.reason
 
 
 def test_file_and_folder_conflict_is_refused(tmp_path: Path, dest_parent: Path) -> None:
     files = {**app_files(), "service.py/inner.py": b"x\n"}
     pkg = signed_zip(tmp_path / "p.ttuapp", files, KEY)
-    _refused(pkg, dest_parent, PathEscape)
+    assert_refused(pkg, dest_parent, PathEscape)
 
 
 def test_oversize_file(tmp_path: Path, dest_parent: Path) -> None:
     folder = make_app(tmp_path)
     (folder / "data" / "big.bin").write_bytes(os.urandom(5000))
     pkg = pack(folder, private_key=KEY, out=tmp_path / "p.ttuapp")
-    err = _refused(pkg, dest_parent, Oversize, limits=PackageLimits(max_file_bytes=2000))
+    err = assert_refused(pkg, dest_parent, Oversize, limits=PackageLimits(max_file_bytes=2000))
     assert "data/big.bin: 5000 bytes" in err.reason
 
 
 def test_oversize_package_and_total(tmp_path: Path, dest_parent: Path) -> None:
     pkg = pack(make_app(tmp_path), private_key=KEY, out=tmp_path / "p.ttuapp")
-    _refused(pkg, dest_parent, Oversize, limits=PackageLimits(max_package_bytes=500))
-    _refused(pkg, dest_parent, Oversize, limits=PackageLimits(max_total_bytes=300))
+    assert_refused(pkg, dest_parent, Oversize, limits=PackageLimits(max_package_bytes=500))
+    assert_refused(pkg, dest_parent, Oversize, limits=PackageLimits(max_total_bytes=300))
 
 
 def test_zip_bomb_ratio(tmp_path: Path, dest_parent: Path) -> None:
     files = {**app_files(), "data/zeros.bin": bytes(4 << 20)}
     pkg = signed_zip(tmp_path / "p.ttuapp", files, KEY)
-    err = _refused(pkg, dest_parent, Oversize)
+    err = assert_refused(pkg, dest_parent, Oversize)
     assert "zip bomb" in err.reason and "data/zeros.bin" in err.reason
 
 
@@ -261,25 +261,25 @@ def test_lying_declared_size_is_caught(tmp_path: Path, dest_parent: Path) -> Non
     assert int.from_bytes(data[cd + 24 : cd + 28], "little") == info.file_size
     data[cd + 24 : cd + 28] = (2).to_bytes(4, "little")
     pkg.write_bytes(bytes(data))
-    _refused(pkg, dest_parent, Tampered)
+    assert_refused(pkg, dest_parent, Tampered)
 
 
 def test_too_many_files(tmp_path: Path, dest_parent: Path) -> None:
     pkg = pack(make_app(tmp_path), private_key=KEY, out=tmp_path / "p.ttuapp")
-    err = _refused(pkg, dest_parent, TooManyFiles, limits=PackageLimits(max_files=3))
+    err = assert_refused(pkg, dest_parent, TooManyFiles, limits=PackageLimits(max_files=3))
     assert "limit is 3" in err.reason
 
 
 def test_incompatible_api(tmp_path: Path, dest_parent: Path) -> None:
     pkg = tmp_path / "p.ttuapp"
     pkg.write_bytes(build_archive(app_files(api=99), private_key=KEY, name="demo", version="1.2.0"))
-    err = _refused(pkg, dest_parent, IncompatibleApi)
+    err = assert_refused(pkg, dest_parent, IncompatibleApi)
     assert "99" in err.reason
 
 
 def test_missing_capability(tmp_path: Path, dest_parent: Path) -> None:
     pkg = pack(make_app(tmp_path, hal=("rs485", "hplc")), private_key=KEY, out=tmp_path / "p.ttuapp")
-    err = _refused(pkg, dest_parent, MissingCapability, capabilities=frozenset({"rs485", "metrology"}))
+    err = assert_refused(pkg, dest_parent, MissingCapability, capabilities=frozenset({"rs485", "metrology"}))
     assert isinstance(err, MissingCapability) and err.missing == frozenset({"hplc"})
 
 
@@ -296,14 +296,14 @@ def test_missing_capability(tmp_path: Path, dest_parent: Path) -> None:
 )
 def test_bad_manifest(tmp_path: Path, dest_parent: Path, files: dict[str, bytes], why: str) -> None:
     pkg = signed_zip(tmp_path / "p.ttuapp", files, KEY)
-    err = _refused(pkg, dest_parent, BadManifest)
+    err = assert_refused(pkg, dest_parent, BadManifest)
     assert why in err.reason
 
 
 def test_not_a_zip(tmp_path: Path, dest_parent: Path) -> None:
     pkg = tmp_path / "p.ttuapp"
     pkg.write_bytes(b"PK\x03\x04 definitely not a zip archive")
-    _refused(pkg, dest_parent, BadArchive)
+    assert_refused(pkg, dest_parent, BadArchive)
 
 
 # -- unpack safety --------------------------------------------------------------------------------
@@ -371,8 +371,8 @@ def test_prepended_data_and_comments_are_refused(tmp_path: Path, dest_parent: Pa
     good = pack(make_app(tmp_path), private_key=KEY, out=tmp_path / "good.ttuapp")
     pkg = tmp_path / "p.ttuapp"
     pkg.write_bytes(b"#!/bin/sh\n" + good.read_bytes())
-    _refused(pkg, dest_parent, BadArchive)
+    assert_refused(pkg, dest_parent, BadArchive)
     shutil.copy(good, pkg)
     with zipfile.ZipFile(pkg, "a") as zf:
         zf.comment = b"hidden"
-    _refused(pkg, dest_parent, BadArchive)
+    assert_refused(pkg, dest_parent, BadArchive)
