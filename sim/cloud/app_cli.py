@@ -24,12 +24,11 @@ from runtime.clock import LoopClock
 from runtime.packages import PackageError, inspect
 from sim.cloud.catalog import Catalog, CatalogError
 from sim.cloud.catalog_cli import DEFAULT_CATALOG
-from sim.cloud.cli import CloudCliError, load_command_key, render_table
+from sim.cloud.cli import DEFAULT_BROKER, CloudCliError, load_command_key, render_table
 from sim.cloud.simclock import terminal_time
 from sim.cloud.stub import CloudStub, CloudStubError
 from sim.cloud.transfer import JobProgress, JobWatcher, PackageServer, install_args, new_job_id
 
-DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
 DEFAULT_KEY_FILE = "sim/credentials.toml"
 BAR = 30
 

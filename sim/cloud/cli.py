@@ -2,7 +2,7 @@
 
 Layer: sim (cloud stub), plugged into the ``ttu`` dispatcher through the
 ``ttu.commands`` entry point ``cloud = sim.cloud.cli``. Queries read the stub's sqlite
-file read-only (``--db``, default ``var/cloud.sqlite``) and print a table or
+file read-only (``--db``, default ``var/sim/cloud.sqlite``, where ``make sim`` writes it) and print a table or
 ``--json``; ``serve`` runs the stub until Ctrl-C; ``command`` sends one signed
 command and prints the reply; ``catalog`` (``sim.cloud.catalog_cli``) publishes and lists
 packages, ``app`` (``sim.cloud.app_cli``) installs and manages apps on a terminal.
@@ -30,8 +30,9 @@ from sim.cloud.simclock import terminal_time
 from sim.cloud.stub import CloudStub, CloudStubError
 from sim.cloud.transfer import PackageServer
 
-DEFAULT_DB = "var/cloud.sqlite"
-DEFAULT_BROKER = "mqtt://127.0.0.1:1883"
+# what `make sim` uses: its run folder and the embedded broker of the simulated board.toml
+DEFAULT_DB = "var/sim/cloud.sqlite"
+DEFAULT_BROKER = "mqtt://127.0.0.1:18830"
 DEFAULT_KEY_FILE = "sim/credentials.toml"
 SUMMARY_PERIOD_S = 60.0
 
