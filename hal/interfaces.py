@@ -8,6 +8,7 @@ nothing here sleeps on its own.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +35,18 @@ class SerialSettings:
     def wire_seconds(self, nbytes: int) -> float:
         """Time ``nbytes`` take on the wire at this rate."""
         return nbytes * self.bits_per_byte / self.baud
+
+
+class HalClock(Protocol):
+    """The part of ``runtime.clock.Clock`` hal drivers use (hal does not import runtime)."""
+
+    def now(self) -> float: ...
+
+    def monotonic(self) -> float: ...
+
+    async def sleep(self, seconds: float) -> None: ...
+
+    def timeout(self, seconds: float) -> asyncio.Timeout: ...
 
 
 @runtime_checkable
@@ -186,6 +199,7 @@ class Watchdog(Protocol):
 __all__ = [
     "CarrierEvent",
     "CarrierModule",
+    "HalClock",
     "Metrology",
     "MetrologySnapshot",
     "Parity",

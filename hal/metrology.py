@@ -21,8 +21,8 @@ from types import TracebackType
 from typing import Self
 
 from hal.errors import DeviceError
-from hal.interfaces import MetrologySnapshot, PhaseValues, Priority, SerialLink
-from hal.rs485 import BusClock, Rs485Port
+from hal.interfaces import HalClock, MetrologySnapshot, PhaseValues, Priority, SerialLink
+from hal.rs485 import Rs485Port
 from protocols import dlt698
 from protocols.errors import ProtocolError
 
@@ -64,7 +64,7 @@ class DltMetrology:
         self,
         link: SerialLink,
         *,
-        clock: BusClock,
+        clock: HalClock,
         ratios: Ratios | None = None,
         logical_address: int = 1,
         timeout: float = 1.0,

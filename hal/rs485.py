@@ -33,10 +33,10 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Protocol, Self, TypeVar
+from typing import Self, TypeVar
 
 from hal.errors import TransportError, TransportTimeout
-from hal.interfaces import Priority, SerialLink, StreamDecoder
+from hal.interfaces import HalClock, Priority, SerialLink, StreamDecoder
 from hal.trace import Direction, FrameTrace
 
 _log = logging.getLogger(__name__)
@@ -46,18 +46,6 @@ F = TypeVar("F")
 # A request must be handed to the driver within its wire time plus this, or the bus is
 # declared stuck (e.g. a USB adapter that stopped draining).
 WRITE_SLACK = 1.0
-
-
-class BusClock(Protocol):
-    """The part of ``runtime.clock.Clock`` the port uses (any ``LoopClock`` fits)."""
-
-    def now(self) -> float: ...
-
-    def monotonic(self) -> float: ...
-
-    async def sleep(self, seconds: float) -> None: ...
-
-    def timeout(self, seconds: float) -> asyncio.Timeout: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +87,7 @@ class Rs485Port:
         self,
         link: SerialLink,
         *,
-        clock: BusClock,
+        clock: HalClock,
         name: str,
         trace_size: int = 256,
         inter_frame_gap: float | None = None,
@@ -402,4 +390,4 @@ class Rs485Port:
         return f"<Rs485Port {self._name} on {self._link.name}>"
 
 
-__all__ = ["WRITE_SLACK", "BusClock", "DeviceHealth", "Rs485Port"]
+__all__ = ["WRITE_SLACK", "DeviceHealth", "Rs485Port"]

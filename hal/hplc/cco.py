@@ -35,12 +35,12 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Literal, Protocol, Self
+from typing import Literal, Self
 
 from hal.errors import HalError, TransportError, TransportTimeout
 from hal.hplc._events import EventHub, EventStream, ReportFilter, node_event
 from hal.hplc.errors import ModuleDenied, ModuleError, ModuleReset, NodeTimeout
-from hal.interfaces import CarrierEvent, SerialLink
+from hal.interfaces import CarrierEvent, HalClock, SerialLink
 from hal.trace import Direction, FrameTrace
 from protocols import gdw1376_2 as q
 from protocols.errors import ProtocolError
@@ -57,18 +57,6 @@ MAX_CONCURRENCY_EXCEEDED = 109
 
 ReadMethod = Literal["auto", "monitor", "concurrent"]
 ReadHandler = Callable[[q.ReadRequest], Awaitable[q.ReadReply]]
-
-
-class CcoClock(Protocol):
-    """The part of ``runtime.clock.Clock`` the driver uses."""
-
-    def now(self) -> float: ...
-
-    def monotonic(self) -> float: ...
-
-    async def sleep(self, seconds: float) -> None: ...
-
-    def timeout(self, seconds: float) -> asyncio.Timeout: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +179,7 @@ class Cco:
         self,
         link: SerialLink,
         *,
-        clock: CcoClock,
+        clock: HalClock,
         name: str = "hplc",
         master_address: str | None = None,
         tz: dt.tzinfo = dt.UTC,
@@ -816,7 +804,6 @@ __all__ = [
     "DEFAULT_MONITOR_TIMEOUT_S",
     "LOCAL_ANSWER_S",
     "Cco",
-    "CcoClock",
     "CcoCounters",
     "ModuleInfo",
     "ReadHandler",

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
 
 from hal.errors import HalError, TransportTimeout
-from hal.interfaces import CarrierModule, Priority, StreamDecoder
-from hal.rs485 import BusClock, DeviceHealth, Rs485Port
+from hal.interfaces import CarrierModule, HalClock, Priority, StreamDecoder
+from hal.rs485 import DeviceHealth, Rs485Port
 from protocols.errors import ProtocolError
 
 _log = logging.getLogger(__name__)
@@ -218,7 +218,7 @@ class CarrierTransport:
         self,
         module: CarrierModule,
         *,
-        clock: BusClock,
+        clock: HalClock,
         name: str = "hplc",
         concurrency: int = 4,
         fail_threshold: int = 3,
