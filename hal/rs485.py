@@ -31,11 +31,11 @@ import itertools
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Self, TypeVar
 
 from hal.errors import TransportError, TransportTimeout
+from hal.health import DeviceHealth, DeviceHealthBook
 from hal.interfaces import HalClock, Priority, SerialLink, StreamDecoder
 from hal.trace import Direction, FrameTrace
 
@@ -46,38 +46,6 @@ F = TypeVar("F")
 # A request must be handed to the driver within its wire time plus this, or the bus is
 # declared stuck (e.g. a USB adapter that stopped draining).
 WRITE_SLACK = 1.0
-
-
-@dataclass(frozen=True, slots=True)
-class DeviceHealth:
-    """A snapshot of one device's standing on the bus.
-
-    ``timeouts`` count toward unavailability; ``errors`` are transactions that ended
-    in a transport error (the port's fault, not the device's); ``bad_frames`` are decode
-    errors and non-matching frames seen during the device's transactions.
-    """
-
-    device: str
-    available: bool = True
-    consecutive_failures: int = 0
-    ok: int = 0
-    timeouts: int = 0
-    errors: int = 0
-    bad_frames: int = 0
-    last_ok: float | None = None
-    last_failure: float | None = None
-
-
-@dataclass(slots=True)
-class _DeviceState:
-    available: bool = True
-    consecutive_failures: int = 0
-    ok: int = 0
-    timeouts: int = 0
-    errors: int = 0
-    bad_frames: int = 0
-    last_ok: float | None = None
-    last_failure: float | None = None
 
 
 class Rs485Port:
@@ -94,18 +62,22 @@ class Rs485Port:
         fail_threshold: int = 3,
         unavailable_timeout: float = 0.3,
     ) -> None:
-        if fail_threshold < 1:
-            raise ValueError(f"fail_threshold must be >= 1, not {fail_threshold}")
         if unavailable_timeout <= 0:
             raise ValueError(f"unavailable_timeout must be positive, not {unavailable_timeout}")
         self._link = link
         self._clock = clock
         self._name = name
         self._gap = link.settings.wire_seconds(4) if inter_frame_gap is None else max(0.0, inter_frame_gap)
-        self._fail_threshold = fail_threshold
         self._unavailable_timeout = unavailable_timeout
         self._trace = FrameTrace(trace_size)
-        self._devices: dict[str, _DeviceState] = {}
+        # only timeouts count toward unavailability: a transport error is the port's fault
+        self._health = DeviceHealthBook(
+            clock=clock,
+            name=name,
+            fail_threshold=fail_threshold,
+            log=_log,
+            unavailable_note=f"; polling it with a {unavailable_timeout:g} s timeout",
+        )
         # bus arbitration
         self._busy = False
         self._queue: list[tuple[int, int, asyncio.Future[None]]] = []
@@ -181,52 +153,8 @@ class Rs485Port:
 
     # ------------------------------------------------------------------ health
 
-    def _state(self, device: str) -> _DeviceState:
-        state = self._devices.get(device)
-        if state is None:
-            state = self._devices[device] = _DeviceState()
-        return state
-
-    def _on_success(self, device: str, state: _DeviceState) -> None:
-        state.ok += 1
-        state.last_ok = self._clock.now()
-        if not state.available:
-            _log.info(
-                "%s: device %s recovered after %d failed transactions",
-                self._name,
-                device,
-                state.consecutive_failures,
-            )
-            state.available = True
-        state.consecutive_failures = 0
-
-    def _on_timeout(self, device: str, state: _DeviceState) -> None:
-        state.timeouts += 1
-        state.consecutive_failures += 1
-        state.last_failure = self._clock.now()
-        if state.available and state.consecutive_failures >= self._fail_threshold:
-            state.available = False
-            _log.warning(
-                "%s: device %s unavailable after %d consecutive timeouts; polling it with a %g s timeout",
-                self._name,
-                device,
-                state.consecutive_failures,
-                self._unavailable_timeout,
-            )
-
     def health(self, device: str) -> DeviceHealth:
-        s = self._devices.get(device) or _DeviceState()
-        return DeviceHealth(
-            device=device,
-            available=s.available,
-            consecutive_failures=s.consecutive_failures,
-            ok=s.ok,
-            timeouts=s.timeouts,
-            errors=s.errors,
-            bad_frames=s.bad_frames,
-            last_ok=s.last_ok,
-            last_failure=s.last_failure,
-        )
+        return self._health.snapshot(device)
 
     def statistics(self) -> dict[str, object]:
         queue = {p.name: 0 for p in Priority}
@@ -244,16 +172,16 @@ class Rs485Port:
             "decode_errors": self._decode_errors,
             "unmatched_frames": self._unmatched,
             "devices": {
-                device: {
-                    "available": s.available,
-                    "consecutive_failures": s.consecutive_failures,
-                    "ok": s.ok,
-                    "timeouts": s.timeouts,
-                    "errors": s.errors,
-                    "bad_frames": s.bad_frames,
-                    "last_ok": s.last_ok,
+                h.device: {
+                    "available": h.available,
+                    "consecutive_failures": h.consecutive_failures,
+                    "ok": h.ok,
+                    "timeouts": h.timeouts,
+                    "errors": h.errors,
+                    "bad_frames": h.bad_frames,
+                    "last_ok": h.last_ok,
                 }
-                for device, s in sorted(self._devices.items())
+                for h in self._health.snapshots()
             },
         }
 
@@ -284,10 +212,10 @@ class Rs485Port:
         spent waiting for the bus is not included. Raises ``TransportTimeout`` (naming
         device and port) or the link's ``TransportClosed``/``TransportBroken``.
         """
-        state = self._state(device)
+        self._health.track(device)
         async with self._hold(priority):
             await self._quiet()
-            limit = timeout if state.available else min(timeout, self._unavailable_timeout)
+            limit = timeout if self._health.available(device) else min(timeout, self._unavailable_timeout)
             started = self._clock.monotonic()
             received = bytearray()
             traced = 0  # bytes of `received` already in the trace
@@ -308,17 +236,17 @@ class Rs485Port:
                             for item in decoder.feed(chunk):
                                 if isinstance(item, Exception):
                                     self._decode_errors += 1
-                                    state.bad_frames += 1
+                                    self._health.count(device, "bad_frames")
                                     note = f"decode error: {item}"
                                 elif match(item):
                                     answered = True
                                     self.last_exchange = (len(request), len(received))
                                     self._record("rx", bytes(received[traced:]), device, "reply")
-                                    self._on_success(device, state)
+                                    self._health.success(device)
                                     return item
                                 else:
                                     self._unmatched += 1
-                                    state.bad_frames += 1
+                                    self._health.count(device, "bad_frames")
                                     note = f"not the reply: {item!r:.120}"
                                 self._record("rx", bytes(received[traced:]), device, note)
                                 traced = len(received)
@@ -327,13 +255,13 @@ class Rs485Port:
                     waited = limit if not received else timeout
                     note = f"timeout after {waited:g} s, {len(received)} bytes received"
                     self._record("rx", bytes(received[traced:]), device, note)
-                    self._on_timeout(device, state)
+                    self._health.failure(device, "timeouts")
                     raise TransportTimeout(
                         f"{self._name}: {device} did not answer within {waited:g} s "
                         f"({len(received)} bytes received)"
                     ) from err
                 except TransportError:
-                    state.errors += 1
+                    self._health.count(device, "errors")
                     raise
             finally:
                 self._transactions += 1

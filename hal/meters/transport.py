@@ -29,8 +29,9 @@ from dataclasses import dataclass
 from typing import Literal, Protocol, TypeVar
 
 from hal.errors import HalError, TransportTimeout
+from hal.health import DeviceHealth, DeviceHealthBook
 from hal.interfaces import CarrierModule, HalClock, Priority, StreamDecoder
-from hal.rs485 import DeviceHealth, Rs485Port
+from hal.rs485 import Rs485Port
 from protocols.errors import ProtocolError
 
 _log = logging.getLogger(__name__)
@@ -156,18 +157,6 @@ class Rs485Transport:
         return f"<Rs485Transport {self.name}>"
 
 
-@dataclass(slots=True)
-class _Health:
-    available: bool = True
-    consecutive_failures: int = 0
-    ok: int = 0
-    timeouts: int = 0
-    errors: int = 0
-    bad_frames: int = 0
-    last_ok: float | None = None
-    last_failure: float | None = None
-
-
 class _PrioritySlots:
     """At most ``size`` holders at once; waiters admitted by priority, FIFO within one."""
 
@@ -225,14 +214,14 @@ class CarrierTransport:
     ) -> None:
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, not {concurrency}")
-        if fail_threshold < 1:
-            raise ValueError(f"fail_threshold must be >= 1, not {fail_threshold}")
         self.module = module
         self._clock = clock
         self._name = name
         self._slots = _PrioritySlots(concurrency)
-        self._fail_threshold = fail_threshold
-        self._devices: dict[str, _Health] = {}
+        # every failed exchange counts toward unavailability (timeout, driver error, unusable reply)
+        self._health = DeviceHealthBook(
+            clock=clock, name=name, fail_threshold=fail_threshold, log=_log, noun="node"
+        )
         self.concurrency = concurrency
         self.transactions = 0
         self.broadcasts = 0
@@ -243,52 +232,15 @@ class CarrierTransport:
     def name(self) -> str:
         return self._name
 
-    def _state(self, device: str) -> _Health:
-        state = self._devices.get(device)
-        if state is None:
-            state = self._devices[device] = _Health()
-        return state
-
     def available(self, device: str) -> bool:
-        return self._state(device).available
+        return self._health.available(device)
 
     def wire_seconds(self, nbytes: int) -> float:
         """0: the carrier timeout (seconds, sent to the module) already covers a frame's air time."""
         return 0.0
 
     def health(self, device: str) -> DeviceHealth:
-        s = self._state(device)
-        return DeviceHealth(
-            device=device,
-            available=s.available,
-            consecutive_failures=s.consecutive_failures,
-            ok=s.ok,
-            timeouts=s.timeouts,
-            errors=s.errors,
-            bad_frames=s.bad_frames,
-            last_ok=s.last_ok,
-            last_failure=s.last_failure,
-        )
-
-    def _ok(self, device: str, state: _Health) -> None:
-        state.ok += 1
-        state.last_ok = self._clock.now()
-        if not state.available:
-            _log.info(
-                "%s: node %s recovered after %d failures", self._name, device, state.consecutive_failures
-            )
-            state.available = True
-        state.consecutive_failures = 0
-
-    def _failed(self, device: str, state: _Health) -> None:
-        state.consecutive_failures += 1
-        state.last_failure = self._clock.now()
-        if state.available and state.consecutive_failures >= self._fail_threshold:
-            state.available = False
-            _log.warning(
-                "%s: node %s unavailable after %d consecutive failures", self._name, device,
-                state.consecutive_failures,
-            )  # fmt: skip
+        return self._health.snapshot(device)
 
     async def transact(
         self,
@@ -306,7 +258,7 @@ class CarrierTransport:
         a margin), ``ProtocolError`` (the reply bytes hold no matching frame), or the driver's
         own ``TransportError``.
         """
-        state = self._state(device)
+        self._health.track(device)
         await self._slots.acquire(priority)
         try:
             self.max_in_flight = max(self.max_in_flight, self._slots.in_use)
@@ -315,18 +267,15 @@ class CarrierTransport:
                 async with self._clock.timeout(timeout + CARRIER_SLACK_S):
                     raw = await self.module.transact(device, request, timeout=timeout)
             except TimeoutError as err:
-                state.timeouts += 1
-                self._failed(device, state)
+                self._health.failure(device, "timeouts")
                 raise TransportTimeout(
                     f"{self._name}: node {device} did not answer within {timeout:g} s"
                 ) from err
             except TransportTimeout:
-                state.timeouts += 1
-                self._failed(device, state)
+                self._health.failure(device, "timeouts")
                 raise
             except HalError:
-                state.errors += 1
-                self._failed(device, state)
+                self._health.failure(device, "errors")
                 raise
         finally:
             self._slots.release()
@@ -336,12 +285,11 @@ class CarrierTransport:
                 problems.append(str(item))
             elif match(item):
                 self.last_exchange = (len(request), len(raw))
-                self._ok(device, state)
+                self._health.success(device)
                 return item
             else:
                 problems.append(f"not the reply: {item!r:.80}")
-        state.bad_frames += 1
-        self._failed(device, state)
+        self._health.failure(device, "bad_frames")
         detail = "; ".join(problems) or f"{len(raw)} bytes, no complete frame"
         raise ProtocolError(f"{self._name}: reply of node {device} holds no answer ({detail})")
 
@@ -363,8 +311,13 @@ class CarrierTransport:
             "max_in_flight": self.max_in_flight,
             "waiting": self._slots.waiting,
             "devices": {
-                d: {"available": s.available, "ok": s.ok, "timeouts": s.timeouts, "bad_frames": s.bad_frames}
-                for d, s in sorted(self._devices.items())
+                h.device: {
+                    "available": h.available,
+                    "ok": h.ok,
+                    "timeouts": h.timeouts,
+                    "bad_frames": h.bad_frames,
+                }
+                for h in self._health.snapshots()
             },
         }
 
