@@ -42,8 +42,8 @@ class Dlt645Master:
 
     @property
     def port(self) -> Rs485Port:
-        """The RS-485 port under this master (``TypeError`` on the carrier)."""
-        if isinstance(self._transport, Rs485Transport):
+        """The RS-485 port under this master (``TypeError`` on the carrier or a proxied port)."""
+        if isinstance(self._transport, Rs485Transport) and isinstance(self._transport.port, Rs485Port):
             return self._transport.port
         raise TypeError(f"{self._transport!r} is not an RS-485 port")
 

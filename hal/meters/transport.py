@@ -30,8 +30,7 @@ from typing import Literal, Protocol, TypeVar
 
 from hal.errors import HalError, TransportTimeout
 from hal.health import DeviceHealth, DeviceHealthBook
-from hal.interfaces import CarrierModule, HalClock, Priority, StreamDecoder
-from hal.rs485 import Rs485Port
+from hal.interfaces import CarrierModule, HalClock, Priority, SerialSettings, StreamDecoder
 from protocols.errors import ProtocolError
 
 _log = logging.getLogger(__name__)
@@ -49,6 +48,47 @@ CARRIER_SLACK_S = 5.0
 TransportKind = Literal["rs485", "hplc"]
 
 
+class PortLink(Protocol):
+    """What a transport reads of a port's link: its name and line settings."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def settings(self) -> SerialSettings: ...
+
+
+class TransactionPort(Protocol):
+    """What ``Rs485Transport`` needs of a port: an ``Rs485Port``, or the proxy of one an
+    isolated app is given (it forwards each transaction to the runtime's port)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def link(self) -> PortLink: ...
+
+    @property
+    def last_exchange(self) -> tuple[int, int]: ...
+
+    async def transact(
+        self,
+        request: bytes,
+        *,
+        decoder: StreamDecoder[F],
+        match: Callable[[F], bool],
+        device: str,
+        priority: Priority = Priority.REALTIME,
+        timeout: float = 1.0,  # noqa: ASYNC109 (per-device reply timeout, applied by the port)
+    ) -> F: ...
+
+    async def send(
+        self, request: bytes, *, device: str = "broadcast", priority: Priority = Priority.REALTIME
+    ) -> None: ...
+
+    def health(self, device: str) -> DeviceHealth: ...
+
+
 @dataclass(slots=True)
 class WireTally:
     """Bytes and exchanges on one port, for the wire-time bound of a cycle."""
@@ -57,7 +97,7 @@ class WireTally:
     request_bytes: int = 0
     reply_bytes: int = 0
 
-    def bound_seconds(self, port: Rs485Port) -> float:
+    def bound_seconds(self, port: TransactionPort) -> float:
         settings = port.link.settings
         wire = settings.wire_seconds(self.request_bytes + self.reply_bytes)
         return wire + self.exchanges * MIN_RESPONSE_DELAY_S
@@ -106,11 +146,12 @@ class MeterTransport(Protocol):
 
 
 class Rs485Transport:
-    """``MeterTransport`` over one ``Rs485Port`` (which does the arbitration and health)."""
+    """``MeterTransport`` over one ``Rs485Port`` (which does the arbitration and health), or
+    anything else that is a ``TransactionPort``."""
 
     kind: TransportKind = "rs485"
 
-    def __init__(self, port: Rs485Port) -> None:
+    def __init__(self, port: TransactionPort) -> None:
         self.port = port
         self.tally = WireTally()
 
@@ -330,7 +371,9 @@ __all__ = [
     "MIN_RESPONSE_DELAY_S",
     "CarrierTransport",
     "MeterTransport",
+    "PortLink",
     "Rs485Transport",
+    "TransactionPort",
     "TransportKind",
     "WireTally",
 ]

@@ -14,9 +14,9 @@ What it hands out:
   decoder (``isolation_framing``); the runtime's port queues it by priority and applies
   the timeout; the reply bytes come back and are decoded and matched here with the
   caller's own decoder and predicate. ``health`` answers from a mirror refreshed by
-  every transaction (and after every failure), because the in-process one is synchronous;
-* ``ProxyTransport`` -- the ``hal.meters.transport.MeterTransport`` over such a port,
-  for ``Dlt645Master(ProxyTransport(ctx.hal.rs485(name)))``;
+  every transaction (and after every failure), because the in-process one is synchronous.
+  It is a ``hal.meters.transport.TransactionPort``: an isolated app builds its
+  ``MeterTransport`` as in-process, ``Dlt645Master(Rs485Transport(ctx.hal.rs485(name)))``;
 * ``RemoteCarrier`` (``CarrierModule``: frames are bytes already; ``events()`` streams
   the runtime's carrier events), ``RemoteMetrology``, ``RemoteSlot``.
 
@@ -37,7 +37,6 @@ from typing import Any, NoReturn, Self, TypeVar
 
 from hal.errors import CapabilityMissing, HalError, TransportError
 from hal.interfaces import CarrierEvent, MetrologySnapshot, Priority, SerialSettings, StreamDecoder
-from hal.meters.transport import MIN_RESPONSE_DELAY_S, TransportKind, WireTally
 from hal.rs485 import DeviceHealth
 from protocols.errors import ProtocolError
 from runtime.container.context import ScopedHal, Violations
@@ -158,57 +157,6 @@ class RemoteRs485Port:
 
     def __repr__(self) -> str:
         return f"<RemoteRs485Port {self._name}>"
-
-
-class ProxyTransport:
-    """``hal.meters.transport.MeterTransport`` over a ``RemoteRs485Port`` (what the masters accept)."""
-
-    kind: TransportKind = "rs485"
-
-    def __init__(self, port: RemoteRs485Port) -> None:
-        self.port = port
-        self.tally = WireTally()
-
-    @property
-    def name(self) -> str:
-        return self.port.name
-
-    @property
-    def last_exchange(self) -> tuple[int, int]:
-        return self.port.last_exchange
-
-    async def transact(
-        self,
-        request: bytes,
-        *,
-        decoder: StreamDecoder[F],
-        match: Callable[[F], bool],
-        device: str,
-        priority: Priority,
-        timeout: float,  # noqa: ASYNC109 (per-device reply timeout, applied by the runtime's port)
-    ) -> F:
-        reply = await self.port.transact(
-            request, decoder=decoder, match=match, device=device, priority=priority, timeout=timeout
-        )
-        self.tally.add(*self.port.last_exchange)
-        return reply
-
-    async def broadcast(self, frame: bytes, *, priority: Priority = Priority.CONTROL) -> None:
-        await self.port.send(frame, device="broadcast", priority=priority)
-
-    def available(self, device: str) -> bool:
-        return self.port.health(device).available
-
-    def health(self, device: str) -> DeviceHealth:
-        return self.port.health(device)
-
-    def bound_seconds(self) -> float:
-        settings = self.port.link.settings
-        wire = settings.wire_seconds(self.tally.request_bytes + self.tally.reply_bytes)
-        return wire + self.tally.exchanges * MIN_RESPONSE_DELAY_S
-
-    def __repr__(self) -> str:
-        return f"<ProxyTransport {self.name}>"
 
 
 class RemoteEventStream:
@@ -409,7 +357,6 @@ class RemoteHal(ScopedHal):
 
 
 __all__ = [
-    "ProxyTransport",
     "RemoteCarrier",
     "RemoteEventStream",
     "RemoteHal",

@@ -2,7 +2,7 @@
 
 The meters are ``sim.meters`` virtual meters on a memory link behind a real ``Rs485Port``
 in the runtime; the app runs in its own host process and reads them through
-``ctx.hal.rs485()`` -> ``ProxyTransport`` -> ``Dlt645Master``. Real time, bounded waits.
+``ctx.hal.rs485()`` -> ``Rs485Transport`` -> ``Dlt645Master``. Real time, bounded waits.
 """
 
 from __future__ import annotations

@@ -14,9 +14,9 @@ from typing import Any
 
 from hal.errors import HalError
 from hal.meters import Dlt645Master
+from hal.meters.transport import Rs485Transport
 from protocols import dlt645
 from protocols.errors import ProtocolError
-from runtime.container.hal_proxy import ProxyTransport
 from runtime.errors import TerminalError
 
 ENERGY = 0x00010000
@@ -79,7 +79,7 @@ async def _io(ctx: Any) -> dict[str, Any]:
 
 
 async def run(ctx: Any, config: dict[str, Any]) -> None:
-    master = Dlt645Master(ProxyTransport(ctx.hal.rs485(config["port"])))
+    master = Dlt645Master(Rs485Transport(ctx.hal.rs485(config["port"])))
     tasks: set[asyncio.Task[None]] = set()
 
     async def sleeper(until: float) -> None:
