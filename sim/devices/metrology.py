@@ -20,7 +20,7 @@ from hal.interfaces import SerialLink, SerialSettings
 from protocols import dlt698
 from protocols.errors import ProtocolError
 from runtime.clock import Clock
-from sim.devices.line import serve_pty, write_all
+from sim.line import serve_pty, write_all
 from sim.pty import PtyPair
 
 DT = dlt698.DataType

@@ -34,7 +34,7 @@ from hal.sim import MemoryLink, memory_link_pair
 from protocols import modbus
 from protocols.errors import EncodeError, ProtocolError
 from runtime.clock import Clock
-from sim.devices.line import serve_pty, write_all
+from sim.line import serve_pty, write_all
 from sim.pty import PtyPair
 
 log = logging.getLogger("ttu.sim.modbus")

@@ -27,9 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import errno
 import logging
-import os
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,6 +40,7 @@ from protocols.errors import ProtocolError
 from runtime.clock import Clock
 from sim.hplc.nodes import SimNode
 from sim.hplc.outage import POWER_OFF, LastGaspTiming, OutageModel, OutageReport
+from sim.line import pty_reader, write_all
 from sim.pty import PtyPair
 
 log = logging.getLogger(__name__)
@@ -198,46 +197,10 @@ class VirtualCco:
 
     async def serve(self, pty: PtyPair) -> None:
         """Serve on a pty master until cancelled; closes the pty on the way out."""
-        loop = asyncio.get_running_loop()
-        data_q: asyncio.Queue[bytes] = asyncio.Queue()
-        broken: asyncio.Future[None] = loop.create_future()
-        fd = pty.master_fd
-
-        def on_readable() -> None:
-            try:
-                data = os.read(fd, 4096)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as err:
-                loop.remove_reader(fd)
-                if not broken.done():
-                    broken.set_exception(OSError(err.errno, f"pty {pty.name}: read failed: {err}"))
-                return
-            if data:
-                data_q.put_nowait(data)
-
-        async def write(data: bytes) -> None:
-            await _write_fd(fd, data)
-
-        async def receive() -> bytes:
-            get = asyncio.ensure_future(data_q.get())
-            try:
-                waiters: set[asyncio.Future[Any]] = {get, broken}
-                await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-            finally:
-                if not get.done():
-                    get.cancel()
-            if broken.done():
-                broken.result()
-            return get.result()
-
-        loop.add_reader(fd, on_readable)
         try:
-            await self._run(receive, write)
+            async with pty_reader(pty) as receive:
+                await self._run(receive, lambda data: write_all(pty.master_fd, data))
         finally:
-            loop.remove_reader(fd)
-            if not broken.done():
-                broken.cancel()
             pty.close()
 
     async def serve_link(self, link: SerialLink) -> None:
@@ -613,30 +576,6 @@ class VirtualCco:
 
 
 LOCAL_WAIT_S = 6.0
-
-
-def _set_done(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
-async def _write_fd(fd: int, data: bytes) -> None:
-    loop = asyncio.get_running_loop()
-    view = memoryview(data)
-    while view:
-        try:
-            view = view[os.write(fd, view) :]
-        except BlockingIOError:
-            ready: asyncio.Future[None] = loop.create_future()
-            loop.add_writer(fd, _set_done, ready)
-            try:
-                await ready
-            finally:
-                loop.remove_writer(fd)
-        except OSError as err:
-            if err.errno == errno.EIO:  # nobody holds the slave side: the terminal is not there
-                return
-            raise
 
 
 __all__ = ["MAX_POWER_ADDRESSES", "CcoCounters", "SentReport", "VirtualCco"]

@@ -1,6 +1,6 @@
 """Several virtual meters sharing one RS-485 line, served on a pty.
 
-Layer: sim. Reads the pty master without blocking the loop (``loop.add_reader``),
+Layer: sim. Reads the pty master without blocking the loop (``sim.line.pty_reader``),
 feeds the ``MixedFramer`` (645 and 698), hands each request to the meters it addresses and
 writes the reply back with RS-485 timing taken from the clock:
 
@@ -24,12 +24,9 @@ semantics (those are in ``responder``) and not the terminal.
 from __future__ import annotations
 
 import asyncio
-import errno
 import logging
-import os
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -37,6 +34,7 @@ from hal.interfaces import SerialLink, SerialSettings
 from protocols import dlt698
 from protocols.errors import ProtocolError
 from runtime.clock import Clock
+from sim.line import pty_reader, write_all
 from sim.meters._codec import BROADCAST_ADDRESS
 from sim.meters._mixed import Frame, MixedFramer
 from sim.meters.model import VirtualMeter
@@ -203,41 +201,10 @@ class MeterBus:
 
     async def serve(self, pty: PtyPair) -> None:
         """Serve the line until cancelled; removes the reader and closes the pty on the way out."""
-        loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[tuple[Frame, int]] = asyncio.Queue()
-        broken: asyncio.Future[None] = loop.create_future()
-        fd = pty.master_fd
-
-        def on_readable() -> None:
-            try:
-                data = os.read(fd, 4096)
-            except (BlockingIOError, InterruptedError):
-                return
-            except OSError as err:
-                loop.remove_reader(fd)
-                if not broken.done():
-                    broken.set_exception(OSError(err.errno, f"pty {pty.name}: read failed: {err}"))
-                return
-            if data:
-                self._received(data, queue)
-
-        loop.add_reader(fd, on_readable)
         try:
-            while True:
-                get = asyncio.ensure_future(queue.get())
-                waiters: set[asyncio.Future[Any]] = {get, broken}
-                try:
-                    await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    if not get.done():
-                        get.cancel()
-                if broken.done():
-                    broken.result()  # raises the read error
-                await self._exchange(*get.result(), lambda data: _write_all(fd, data))
+            async with pty_reader(pty) as receive:
+                await self._serve(receive, lambda data: write_all(pty.master_fd, data), pty.name)
         finally:
-            loop.remove_reader(fd)
-            if not broken.done():
-                broken.cancel()
             pty.close()
 
     async def serve_link(self, link: SerialLink) -> None:
@@ -246,44 +213,30 @@ class MeterBus:
         Same framing and clock-based timing as ``serve(pty)``; opens the link and closes it
         on the way out (cancellation, or the peer hanging up: ``TransportBroken`` propagates).
         """
+        async with link:
+            await self._serve(link.read, link.write, link.name)
+
+    async def _serve(
+        self,
+        read: Callable[[], Awaitable[bytes]],
+        write: Callable[[bytes], Awaitable[None]],
+        name: str,
+    ) -> None:
+        # Requests are framed as their bytes arrive, also while a reply is on its way, so
+        # each is charged the bytes it took on the wire; they are answered one at a time.
         queue: asyncio.Queue[tuple[Frame, int]] = asyncio.Queue()
 
         async def receive() -> None:
             while True:
-                self._received(await link.read(), queue)
+                self._received(await read(), queue)
 
         async def answer() -> None:
             while True:
-                await self._exchange(*(await queue.get()), link.write)
+                await self._exchange(*(await queue.get()), write)
 
-        async with link, asyncio.TaskGroup() as tg:
-            tg.create_task(receive(), name=f"sim-bus-rx-{link.name}")
-            tg.create_task(answer(), name=f"sim-bus-tx-{link.name}")
-
-
-def _set_done(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
-async def _write_all(fd: int, data: bytes) -> None:
-    loop = asyncio.get_running_loop()
-    view = memoryview(data)
-    while view:
-        try:
-            n = os.write(fd, view)
-            view = view[n:]
-        except BlockingIOError:
-            ready: asyncio.Future[None] = loop.create_future()
-            loop.add_writer(fd, _set_done, ready)
-            try:
-                await ready
-            finally:
-                loop.remove_writer(fd)
-        except OSError as err:
-            if err.errno == errno.EIO:  # nobody holds the slave side
-                return
-            raise
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(receive(), name=f"sim-bus-rx-{name}")
+            tg.create_task(answer(), name=f"sim-bus-tx-{name}")
 
 
 __all__ = ["BusCounters", "MeterBus", "address_matches"]

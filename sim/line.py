@@ -1,8 +1,10 @@
 """Serving a pty line: read the master side from the event loop, hand bytes on, write replies.
 
-Layer: sim. Knows no protocol: ``serve_pty`` feeds every chunk the terminal writes to
-``on_bytes`` and writes whatever a ``Reply`` coroutine produces back. Timing (wire time,
-response delay) is the caller's, taken from the clock.
+Layer: sim. The one place the simulator's line models (meter buses, the virtual CCO, field
+devices) read and write a pty master. Knows no protocol: ``pty_reader`` gives the chunks
+the terminal writes (a read error raised in order, after the chunks before it),
+``serve_pty`` feeds each chunk to a handler, ``write_all`` writes replies back. Framing
+and timing (wire time, response delay, taken from the clock) are the caller's.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 
 from sim.pty import PtyPair
 
@@ -40,8 +43,13 @@ async def write_all(fd: int, data: bytes) -> None:
             raise
 
 
-async def serve_pty(pty: PtyPair, handle: Callable[[bytes], Awaitable[None]]) -> None:
-    """Call ``handle(chunk)`` for every chunk read from the pty, one at a time, until cancelled."""
+@asynccontextmanager
+async def pty_reader(pty: PtyPair) -> AsyncIterator[Callable[[], Awaitable[bytes]]]:
+    """Read ``pty``'s master from the event loop while inside; yields ``receive()``: the next chunk.
+
+    ``receive`` raises ``OSError`` (naming the pty) once the chunks read before a failed
+    read are consumed. The reader is removed on the way out; the pty stays open.
+    """
     loop = asyncio.get_running_loop()
     queue: asyncio.Queue[bytes | OSError] = asyncio.Queue()
     fd = pty.master_fd
@@ -58,15 +66,24 @@ async def serve_pty(pty: PtyPair, handle: Callable[[bytes], Awaitable[None]]) ->
         if data:
             queue.put_nowait(data)
 
+    async def receive() -> bytes:
+        item = await queue.get()
+        if isinstance(item, OSError):
+            raise item
+        return item
+
     loop.add_reader(fd, readable)
     try:
-        while True:
-            item = await queue.get()
-            if isinstance(item, OSError):
-                raise item
-            await handle(item)
+        yield receive
     finally:
         loop.remove_reader(fd)
 
 
-__all__ = ["serve_pty", "write_all"]
+async def serve_pty(pty: PtyPair, handle: Callable[[bytes], Awaitable[None]]) -> None:
+    """Call ``handle(chunk)`` for every chunk read from the pty, one at a time, until cancelled."""
+    async with pty_reader(pty) as receive:
+        while True:
+            await handle(await receive())
+
+
+__all__ = ["pty_reader", "serve_pty", "write_all"]
