@@ -1,9 +1,10 @@
-"""Rig for acquisition app tests with DL/T 698.45 meters and HPLC meters, in virtual time.
+"""Rig for the acquisition app tests (DL/T 645, DL/T 698.45 and HPLC meters), in virtual time.
 
-Test helper (tests/apps). Like the rig of ``test_acquisition.py``: the app runs in a real
-``Supervisor`` with a real ``Store`` and a fake uplink; RS-485 buses of virtual meters
-(``sim.station``) are served by ``MeterBus.serve_link`` on in-memory link pairs. In
-addition the station may have an ``hplc`` bus: its meters answer through ``FakeCarrier``,
+Test helper (tests/apps). The app runs in a real ``Supervisor`` (``acquisition_app``) with
+a real ``Store`` and a fake uplink that records what is sent and the command handlers;
+RS-485 buses of virtual meters (``sim.station``) are served by ``MeterBus.serve_link`` on
+in-memory link pairs, the terminal side is ``Rs485Port`` on the other ends. The station
+may also have an ``hplc`` bus: its meters answer through ``FakeCarrier``,
 a ``hal.interfaces.CarrierModule`` that forwards each frame to the addressed node's
 ``sim.meters.make_answer`` after a modeled per-node latency, with a hard concurrency limit
 (exceeding it is recorded as a violation, which the tests assert never happens).
@@ -120,9 +121,12 @@ class FakeCarrier:
 
 
 class FakeHal:
-    def __init__(self, ports: dict[str, Rs485Port], carrier: FakeCarrier | None) -> None:
+    def __init__(
+        self, ports: dict[str, Rs485Port], carrier: FakeCarrier | None = None, metrology: Any = None
+    ) -> None:
         self.ports = ports
         self.carrier = carrier
+        self._metrology = metrology
         self.hplc_requests = 0
 
     def rs485(self, name: str) -> Rs485Port:
@@ -138,7 +142,9 @@ class FakeHal:
         return self.carrier
 
     def metrology(self) -> Any:
-        raise CapabilityMissing("no metrology")
+        if self._metrology is None:
+            raise CapabilityMissing("metrology unit: not enabled on this board")
+        return self._metrology
 
     def slot(self, name: str) -> Any:
         raise CapabilityMissing(f"no slot {name!r}")
@@ -184,11 +190,56 @@ class Rig:
         return await self.store.query_readings(device=device, quantity=quantity, since=ts, until=ts + 1e-3)
 
 
+@asynccontextmanager
+async def acquisition_app(
+    stack: AsyncExitStack,
+    tg: asyncio.TaskGroup,
+    *,
+    clock: LoopClock,
+    bus: Bus,
+    scheduler: Scheduler,
+    store: Store,
+    uplink: FakeUplink,
+    hal: FakeHal,
+    terminal: TerminalInfo,
+    config: dict[str, Any],
+) -> AsyncIterator[Supervisor]:
+    """The acquisition app (``config``) in a real ``Supervisor``, with the scheduler running.
+
+    Yields once the app is RUNNING; on the way out asserts it still is and stops it. The
+    tasks run in ``tg``; ``stack`` cancels / stops them if the rig unwinds early.
+    """
+    factory = AppContextFactory(
+        clock=clock,
+        bus=bus,
+        scheduler=scheduler,
+        stores=lambda name: NamespacedStore(store, name),
+        uplinks=lambda name: uplink,  # type: ignore[arg-type,return-value]
+        hal=hal,
+        terminal=terminal,
+    )
+    supervisor = Supervisor(clock=clock, bus=bus, context_factory=factory)
+    supervisor.load(APPS_DIR, configs={"acquisition": config}, enabled=["acquisition"])
+    scheduling = tg.create_task(scheduler.run(), name="test-scheduler")
+    stack.callback(scheduling.cancel)
+    supervising = tg.create_task(supervisor.run(), name="test-supervisor")
+    stack.push_async_callback(supervisor.stop)
+    async with clock.timeout(30):
+        state = await supervisor.wait_state("acquisition", AppState.RUNNING, AppState.CRASHED)
+    assert state is AppState.RUNNING, supervisor.status()
+    try:
+        yield supervisor
+    finally:
+        assert supervisor.state("acquisition") is AppState.RUNNING, supervisor.status()
+        await supervisor.stop()
+        await supervising
+
+
 BASE_CONFIG: dict[str, Any] = {
     "realtime_interval_s": 300,
     "event_poll_interval_s": 600,
     "retries": 1,
-    "timeout_s": 1.0,
+    "timeout_s": 1.0,  # a 4-5 record catch-up reply is ~0.85 s on the wire at 2400 baud
     "time_sync": False,
 }
 
@@ -255,31 +306,18 @@ async def rig(
             stack.callback(serving.cancel)  # before the port closes: a hang-up ends serve_link with an error
         hal = FakeHal(ports, carrier)
         info = TerminalInfo(id="TTU-T", tz=TZ, root=tmp_path, rs485_ports=rs485)
-        factory = AppContextFactory(
+        config = {**BASE_CONFIG, "archive": str(archive), **(config or {})}
+        app = acquisition_app(
+            stack,
+            tg,
             clock=clock,
             bus=bus,
             scheduler=scheduler,
-            stores=lambda name: NamespacedStore(store, name),
-            uplinks=lambda name: uplink,  # type: ignore[arg-type,return-value]
+            store=store,
+            uplink=uplink,
             hal=hal,
             terminal=info,
+            config=config,
         )
-        supervisor = Supervisor(clock=clock, bus=bus, context_factory=factory)
-        supervisor.load(
-            APPS_DIR,
-            configs={"acquisition": {**BASE_CONFIG, "archive": str(archive), **(config or {})}},
-            enabled=["acquisition"],
-        )
-        scheduling = tg.create_task(scheduler.run(), name="test-scheduler")
-        stack.callback(scheduling.cancel)
-        supervising = tg.create_task(supervisor.run(), name="test-supervisor")
-        stack.push_async_callback(supervisor.stop)
-        async with clock.timeout(30):
-            state = await supervisor.wait_state("acquisition", AppState.RUNNING, AppState.CRASHED)
-        assert state is AppState.RUNNING, supervisor.status()
-        try:
+        async with app as supervisor:
             yield Rig(clock, station, store, uplink, supervisor, archive, hal, meter_buses, bus)
-        finally:
-            assert supervisor.state("acquisition") is AppState.RUNNING, supervisor.status()
-            await supervisor.stop()
-            await supervising

@@ -1,192 +1,27 @@
 """Acquisition app through the real supervisor, against a virtual station in virtual time.
 
-Two buses x 3 virtual meters (``sim.station``) are served by ``MeterBus.serve_link`` on
-in-memory link pairs; the terminal side is ``Rs485Port`` on the other ends. The app runs
-in a ``Supervisor`` with a real ``Store``; the uplink is a fake that records what is sent
-and the command handlers. Expected values come from the virtual meters, never from the
-code under test.
+Two buses x 3 DL/T 645 virtual meters (``sim.station``) on the rig of
+``tests/apps/_acquisition_rig.py``: ``MeterBus.serve_link`` on in-memory link pairs, the
+app in a real ``Supervisor`` with a real ``Store`` and a recording fake uplink. Expected
+values come from the virtual meters, never from the code under test.
 """
 
 from __future__ import annotations
 
-import asyncio
 import math
-from collections.abc import AsyncIterator, Callable
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from apps.acquisition.archive import load_archive
-from hal.errors import CapabilityMissing
-from hal.interfaces import SerialSettings
-from hal.rs485 import Rs485Port
-from hal.sim import memory_link_pair
-from runtime.bus import Bus
-from runtime.clock import LoopClock
-from runtime.container import AppContextFactory, NamespacedStore, Supervisor, TerminalInfo
-from runtime.container.supervisor import AppState
 from runtime.errors import ConfigError, ConfigErrors
-from runtime.model import Quality, Reading
-from runtime.scheduler import Scheduler
-from runtime.store import Store
-from sim.meters import MeterBus, VirtualMeter
+from runtime.model import Quality
 from sim.meters.model import PowerDown
-from sim.station import Station, build_station
+from tests.apps._acquisition_rig import ENERGY, kwh, local, rig
 
 pytestmark = pytest.mark.looptime
 
-TZ = ZoneInfo("Asia/Shanghai")
-APPS_DIR = Path(__file__).resolve().parents[2] / "apps"
-BUSES = ("rs485-1", "rs485-2")
-ENERGY = "energy.active.import.total"
-
-
-def local(*args: int) -> float:
-    return datetime(*args, tzinfo=TZ).timestamp()  # type: ignore[misc]
-
-
-def kwh(x: float) -> float:
-    """What a meter displays: truncated hundredths."""
-    return math.floor(x * 100 + 1e-6) / 100
-
-
-class FakeUplink:
-    def __init__(self) -> None:
-        self.sent: list[tuple[str, dict[str, Any]]] = []
-        self.commands: dict[str, Callable[[dict[str, Any]], Any]] = {}
-
-    async def send(self, stream: str, body: dict[str, Any]) -> str:
-        self.sent.append((stream, body))
-        return f"k{len(self.sent)}"
-
-    def register_command(self, name: str, handler: Callable[[dict[str, Any]], Any]) -> None:
-        self.commands[name] = handler
-
-
-class FakeHal:
-    def __init__(self, ports: dict[str, Rs485Port]) -> None:
-        self.ports = ports
-
-    def rs485(self, name: str) -> Rs485Port:
-        try:
-            return self.ports[name]
-        except KeyError:
-            raise CapabilityMissing(f"no RS-485 port {name!r}") from None
-
-    def hplc(self) -> Any:
-        raise CapabilityMissing("no hplc")
-
-    def metrology(self) -> Any:
-        raise CapabilityMissing("no metrology")
-
-    def slot(self, name: str) -> Any:
-        raise CapabilityMissing(f"no slot {name!r}")
-
-    def watchdog(self) -> Any:
-        raise CapabilityMissing("no watchdog")
-
-
-@dataclass
-class Rig:
-    clock: LoopClock
-    station: Station
-    store: Store
-    uplink: FakeUplink
-    supervisor: Supervisor
-    archive: Path
-    buses: dict[str, MeterBus] = field(default_factory=dict)
-
-    def meter(self, meter_id: str) -> VirtualMeter:
-        return self.station.meter(meter_id)
-
-    @property
-    def ids(self) -> list[str]:
-        return [m.id for m in self.station.meters]
-
-    async def until(self, epoch: float) -> None:
-        await self.clock.sleep_until(epoch)
-
-    async def stats(self) -> dict[str, Any]:
-        return dict(await self.uplink.commands["acquisition.stats"]({}))
-
-    async def readings(self, device: str, quantity: str, ts: float) -> list[Reading]:
-        return await self.store.query_readings(device=device, quantity=quantity, since=ts, until=ts + 1e-3)
-
-
-CONFIG: dict[str, Any] = {
-    "realtime_interval_s": 300,
-    "event_poll_interval_s": 600,
-    "retries": 1,
-    "timeout_s": 1.0,  # a 4-5 record catch-up reply is ~0.85 s on the wire at 2400 baud
-    "time_sync": False,
-}
-
-
-@asynccontextmanager
-async def rig(
-    tmp_path: Path, *, start: float, config: dict[str, Any] | None = None, meters_per_bus: int = 3
-) -> AsyncIterator[Rig]:
-    clock = LoopClock(start=start)
-    station = build_station(buses=list(BUSES), meters_per_bus=meters_per_bus, seed=11, start=clock.now())
-    archive = tmp_path / "archive.toml"
-    station.write_archive(archive)
-    settings = SerialSettings()
-    uplink = FakeUplink()
-    async with AsyncExitStack() as stack:
-        store = await Store.open(tmp_path / "ttu.sqlite", clock=clock)
-        stack.push_async_callback(store.close)
-        bus = Bus(clock=clock)
-        scheduler = Scheduler(clock=clock, tz=TZ, state=NamespacedStore(store, "scheduler"))
-        ports: dict[str, Rs485Port] = {}
-        meter_buses: dict[str, MeterBus] = {}
-        tg = await stack.enter_async_context(asyncio.TaskGroup())
-        for i, name in enumerate(BUSES):
-            meters_end, terminal_end = memory_link_pair(settings, names=(f"{name}-meters", name))
-            meter_bus = MeterBus(
-                [m.meter for m in station.buses[name]],
-                clock=clock,
-                settings=settings,
-                seed=i,
-                protocols=station.protocols(name),
-            )
-            meter_buses[name] = meter_bus
-            ports[name] = await stack.enter_async_context(Rs485Port(terminal_end, clock=clock, name=name))
-            serving = tg.create_task(meter_bus.serve_link(meters_end), name=f"test-bus-{name}")
-            stack.callback(serving.cancel)  # before the port closes: a hang-up ends serve_link with an error
-        info = TerminalInfo(id="TTU-T", tz=TZ, root=tmp_path, rs485_ports=BUSES)
-        factory = AppContextFactory(
-            clock=clock,
-            bus=bus,
-            scheduler=scheduler,
-            stores=lambda name: NamespacedStore(store, name),
-            uplinks=lambda name: uplink,  # type: ignore[arg-type,return-value]
-            hal=FakeHal(ports),
-            terminal=info,
-        )
-        supervisor = Supervisor(clock=clock, bus=bus, context_factory=factory)
-        supervisor.load(
-            APPS_DIR,
-            configs={"acquisition": {**CONFIG, "archive": str(archive), **(config or {})}},
-            enabled=["acquisition"],
-        )
-        scheduling = tg.create_task(scheduler.run(), name="test-scheduler")
-        stack.callback(scheduling.cancel)
-        supervising = tg.create_task(supervisor.run(), name="test-supervisor")
-        stack.push_async_callback(supervisor.stop)
-        async with clock.timeout(30):
-            state = await supervisor.wait_state("acquisition", AppState.RUNNING, AppState.CRASHED)
-        assert state is AppState.RUNNING, supervisor.status()
-        try:
-            yield Rig(clock, station, store, uplink, supervisor, archive, meter_buses)
-        finally:
-            assert supervisor.state("acquisition") is AppState.RUNNING, supervisor.status()
-            await supervisor.stop()
-            await supervising
+BUSES = ("rs485-1", "rs485-2")  # the rig's default station
 
 
 # ---------------------------------------------------------------------------------------- realtime

@@ -31,7 +31,6 @@ from apps.acquisition.devices import (
     start_field_devices,
 )
 from apps.acquisition.metrology import MetrologyReader
-from hal.errors import CapabilityMissing
 from hal.interfaces import SerialSettings
 from hal.metrology import DltMetrology, Ratios
 from hal.rs485 import Rs485Port
@@ -39,19 +38,19 @@ from hal.sim import memory_link_pair
 from protocols import modbus
 from runtime.bus import Bus
 from runtime.clock import LoopClock
-from runtime.container import NamespacedStore
+from runtime.container import NamespacedStore, TerminalInfo
 from runtime.errors import CommandError, ConfigErrors
 from runtime.model import Event, Reading
 from runtime.scheduler import Scheduler
 from runtime.store import Store
 from sim.devices.metrology import ConstantSource, TransformerSample, VirtualMetrology
 from sim.devices.modbus import ModbusLine, VirtualBreaker, VirtualCapacitor, VirtualEnvironment, VirtualRcd
+from tests.apps._acquisition_rig import FakeHal, FakeUplink, acquisition_app
 
 pytestmark = pytest.mark.looptime
 
 TZ = ZoneInfo("Asia/Shanghai")
 PORT = "rs485-4"
-APPS_DIR = Path(__file__).resolve().parents[2] / "apps"
 LINE = SerialSettings(9600, "E")
 INTERVAL = 60
 START = datetime(2026, 3, 2, 10, 0, 30, tzinfo=TZ).timestamp()
@@ -67,31 +66,6 @@ PRIMARY = TransformerSample(
 
 def measure(t: float) -> tuple[tuple[float, ...], tuple[float, ...], float]:
     return (230.1, 229.5, 231.0), (101.25, 98.5, 120.0), 72.5
-
-
-class FakeUplink:
-    def __init__(self) -> None:
-        self.commands: dict[str, Any] = {}
-
-    def register_command(self, name: str, handler: Any) -> None:
-        self.commands[name] = handler
-
-
-class FakeHal:
-    def __init__(self, ports: dict[str, Rs485Port], metrology: DltMetrology | None) -> None:
-        self.ports = ports
-        self._metrology = metrology
-
-    def rs485(self, name: str) -> Rs485Port:
-        try:
-            return self.ports[name]
-        except KeyError:
-            raise CapabilityMissing(f"no RS-485 port {name!r}") from None
-
-    def metrology(self) -> DltMetrology:
-        if self._metrology is None:
-            raise CapabilityMissing("metrology unit: not enabled on this board")
-        return self._metrology
 
 
 @dataclass
@@ -138,6 +112,27 @@ ARCHIVE = [
 ]
 
 
+async def serve_devices(
+    stack: AsyncExitStack,
+    tg: asyncio.TaskGroup,
+    clock: LoopClock,
+    line: ModbusLine,
+    unit: VirtualMetrology | None,
+) -> tuple[Rs485Port, DltMetrology | None]:
+    """Serve ``line`` on the terminal's ``PORT`` and ``unit`` (if any) on a metrology link."""
+    devices_end, terminal_end = memory_link_pair(LINE, names=(f"{PORT}-devices", PORT))
+    port = await stack.enter_async_context(Rs485Port(terminal_end, clock=clock, name=PORT))
+    serving = tg.create_task(line.serve_link(devices_end), name="test-modbus-line")
+    stack.callback(serving.cancel)
+    if unit is None:
+        return port, None
+    unit_end, client_end = memory_link_pair(LINE, names=("metrology-unit", "metrology"))
+    metrology = await stack.enter_async_context(DltMetrology(client_end, clock=clock, ratios=Ratios(ct=200)))
+    unit_task = tg.create_task(unit.serve_link(unit_end, clock=clock), name="test-metrology")
+    stack.callback(unit_task.cancel)
+    return port, metrology
+
+
 @asynccontextmanager
 async def rig(
     tmp_path: Path, *, rows: list[dict[str, Any]] | None = None, metrology: bool = True
@@ -162,21 +157,10 @@ async def rig(
         bus = Bus(clock=clock)
         scheduler = Scheduler(clock=clock, tz=TZ, state=NamespacedStore(store, "scheduler"))
         tg = await stack.enter_async_context(asyncio.TaskGroup())
-        devices_end, terminal_end = memory_link_pair(LINE, names=(f"{PORT}-devices", PORT))
-        port = await stack.enter_async_context(Rs485Port(terminal_end, clock=clock, name=PORT))
-        serving = tg.create_task(line.serve_link(devices_end), name="test-modbus-line")
-        stack.callback(serving.cancel)
-        meter_unit = None
-        if metrology:
-            unit_end, client_end = memory_link_pair(LINE, names=("metrology-unit", "metrology"))
-            meter_unit = await stack.enter_async_context(
-                DltMetrology(client_end, clock=clock, ratios=Ratios(ct=200))
-            )
-            unit_task = tg.create_task(unit.serve_link(unit_end, clock=clock), name="test-metrology")
-            stack.callback(unit_task.cancel)
+        port, meter_unit = await serve_devices(stack, tg, clock, line, unit if metrology else None)
         ctx = SimpleNamespace(
             clock=clock,
-            hal=FakeHal({PORT: port}, meter_unit),
+            hal=FakeHal({PORT: port}, metrology=meter_unit),
             bus=bus,
             scheduler=scheduler,
             store=NamespacedStore(store, "acquisition"),
@@ -430,91 +414,61 @@ async def test_dead_device_counted_every_time_logged_once_each_way(
 # --------------------------------------------------------------------------------- in the app
 
 
-class RecordingUplink(FakeUplink):
-    def __init__(self) -> None:
-        super().__init__()
-        self.sent: list[tuple[str, dict[str, Any]]] = []
-
-    async def send(self, stream: str, body: dict[str, Any]) -> str:
-        self.sent.append((stream, body))
-        return f"k{len(self.sent)}"
-
-
 async def test_acquisition_app_polls_the_devices_and_the_metrology_unit(tmp_path: Path) -> None:
     """The hook in ``service.py``: the real app under the real supervisor finds devices.toml next
     to its (empty) meter archive, publishes device and transformer readings, and answers
     ``breaker.control``."""
-    from runtime.container import AppContextFactory, Supervisor, TerminalInfo
-    from runtime.container.supervisor import AppState
-
     clock = LoopClock(start=START)
     breaker = VirtualBreaker(BREAKER, 1, name="brk-F1", measure=measure)
     line = ModbusLine([breaker], clock=clock, settings=LINE)
     unit = VirtualMetrology(ConstantSource(PRIMARY), ct_ratio=200)
     (tmp_path / "archive.toml").write_text("meters = []\n", encoding="utf-8")
     write_archive(tmp_path / "devices.toml", ARCHIVE[:1])
-    uplink = RecordingUplink()
+    uplink = FakeUplink()
     async with AsyncExitStack() as stack:
         store = await Store.open(tmp_path / "ttu.sqlite", clock=clock)
         stack.push_async_callback(store.close)
         bus = Bus(clock=clock)
         scheduler = Scheduler(clock=clock, tz=TZ, state=NamespacedStore(store, "scheduler"))
         tg = await stack.enter_async_context(asyncio.TaskGroup())
-        devices_end, terminal_end = memory_link_pair(LINE, names=(f"{PORT}-devices", PORT))
-        port = await stack.enter_async_context(Rs485Port(terminal_end, clock=clock, name=PORT))
-        serving = tg.create_task(line.serve_link(devices_end), name="test-modbus-line")
-        stack.callback(serving.cancel)
-        unit_end, client_end = memory_link_pair(LINE, names=("metrology-unit", "metrology"))
-        metrology = await stack.enter_async_context(
-            DltMetrology(client_end, clock=clock, ratios=Ratios(ct=200))
-        )
-        unit_task = tg.create_task(unit.serve_link(unit_end, clock=clock), name="test-metrology")
-        stack.callback(unit_task.cancel)
-        factory = AppContextFactory(
-            clock=clock,
-            bus=bus,
-            scheduler=scheduler,
-            stores=lambda name: NamespacedStore(store, name),
-            uplinks=lambda name: uplink,  # type: ignore[arg-type,return-value]
-            hal=FakeHal({PORT: port}, metrology),  # type: ignore[arg-type]
-            terminal=TerminalInfo(id="TTU-T", tz=TZ, root=tmp_path, rs485_ports=(PORT,)),
-        )
-        supervisor = Supervisor(clock=clock, bus=bus, context_factory=factory)
+        port, metrology = await serve_devices(stack, tg, clock, line, unit)
         config = {
             "archive": str(tmp_path / "archive.toml"),
             "realtime_interval_s": INTERVAL,
             "time_sync": False,
         }
-        supervisor.load(APPS_DIR, configs={"acquisition": config}, enabled=["acquisition"])
-        scheduling = tg.create_task(scheduler.run(), name="test-scheduler")
-        stack.callback(scheduling.cancel)
-        supervising = tg.create_task(supervisor.run(), name="test-supervisor")
-        stack.push_async_callback(supervisor.stop)
-        async with clock.timeout(30):
-            state = await supervisor.wait_state("acquisition", AppState.RUNNING, AppState.CRASHED)
-        assert state is AppState.RUNNING, supervisor.status()
-        await clock.sleep_until((clock.now() // INTERVAL + 1) * INTERVAL + 20)
-        slot = (clock.now() // INTERVAL) * INTERVAL
-        (amps,) = await store.query_readings(
-            device="brk-F1", quantity="current.a", since=slot, until=slot + 1
+        app = acquisition_app(
+            stack,
+            tg,
+            clock=clock,
+            bus=bus,
+            scheduler=scheduler,
+            store=store,
+            uplink=uplink,
+            hal=FakeHal({PORT: port}, metrology=metrology),
+            terminal=TerminalInfo(id="TTU-T", tz=TZ, root=tmp_path, rs485_ports=(PORT,)),
+            config=config,
         )
-        assert amps.value == pytest.approx(101.25)
-        (trafo,) = await store.query_readings(
-            device="transformer", quantity="current.a", since=slot, until=slot + 1
-        )
-        assert trafo.value == pytest.approx(412.0, abs=0.101)
-        reply = await uplink.commands["breaker.control"]({"device": "brk-F1", "action": "open"})
-        assert reply["closed"] is False and breaker.closed is False
-        await clock.sleep_until(slot + INTERVAL + 20)
-        events = [b for s, b in uplink.sent if s == "events"]
-        assert {e["kind"] for e in events} == {"breaker.trip", "breaker.open"}
-        assert any(
-            s == "readings" and any(r["device"] == "transformer" for r in b["readings"])
-            for s, b in uplink.sent
-        )
-        assert supervisor.state("acquisition") is AppState.RUNNING, supervisor.status()
-        await supervisor.stop()
-        await supervising
+        async with app:
+            await clock.sleep_until((clock.now() // INTERVAL + 1) * INTERVAL + 20)
+            slot = (clock.now() // INTERVAL) * INTERVAL
+            (amps,) = await store.query_readings(
+                device="brk-F1", quantity="current.a", since=slot, until=slot + 1
+            )
+            assert amps.value == pytest.approx(101.25)
+            (trafo,) = await store.query_readings(
+                device="transformer", quantity="current.a", since=slot, until=slot + 1
+            )
+            assert trafo.value == pytest.approx(412.0, abs=0.101)
+            reply = await uplink.commands["breaker.control"]({"device": "brk-F1", "action": "open"})
+            assert reply["closed"] is False and breaker.closed is False
+            await clock.sleep_until(slot + INTERVAL + 20)
+            events = [b for s, b in uplink.sent if s == "events"]
+            assert {e["kind"] for e in events} == {"breaker.trip", "breaker.open"}
+            assert any(
+                s == "readings" and any(r["device"] == "transformer" for r in b["readings"])
+                for s, b in uplink.sent
+            )
 
 
 async def test_breaker_exception_reply_is_a_device_refusal(tmp_path: Path) -> None:
