@@ -25,18 +25,15 @@ clock is taken structurally), or sleep outside the given clock.
 
 from __future__ import annotations
 
-import asyncio
-import heapq
-import itertools
 import logging
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self, TypeVar
 
 from hal.errors import TransportError, TransportTimeout
 from hal.health import DeviceHealth, DeviceHealthBook
 from hal.interfaces import HalClock, Priority, SerialLink, StreamDecoder
+from hal.slots import PrioritySlots
 from hal.trace import Direction, FrameTrace
 
 _log = logging.getLogger(__name__)
@@ -78,10 +75,7 @@ class Rs485Port:
             log=_log,
             unavailable_note=f"; polling it with a {unavailable_timeout:g} s timeout",
         )
-        # bus arbitration
-        self._busy = False
-        self._queue: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._seq = itertools.count()
+        self._bus = PrioritySlots(1)  # one transaction (or broadcast) holds the line
         self._quiet_at: float | None = None
         # port counters
         self._transactions = 0
@@ -112,39 +106,6 @@ class Rs485Port:
 
     # ------------------------------------------------------------------ arbitration
 
-    async def _acquire(self, priority: Priority) -> None:
-        if not self._busy and not self._queue:
-            self._busy = True
-            return
-        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (int(priority), next(self._seq), granted)
-        heapq.heappush(self._queue, entry)
-        try:
-            await granted
-        except asyncio.CancelledError:
-            if granted.done() and not granted.cancelled():
-                self._release()  # handed the bus just as we were cancelled: pass it on
-            elif entry in self._queue:  # _release may already have popped (and skipped) it
-                self._queue.remove(entry)
-                heapq.heapify(self._queue)
-            raise
-
-    def _release(self) -> None:
-        while self._queue:
-            _, _, granted = heapq.heappop(self._queue)
-            if not granted.done():
-                granted.set_result(None)  # ownership passes directly: _busy stays True
-                return
-        self._busy = False
-
-    @asynccontextmanager
-    async def _hold(self, priority: Priority) -> AsyncIterator[None]:
-        await self._acquire(priority)
-        try:
-            yield
-        finally:
-            self._release()
-
     async def _quiet(self) -> None:
         if self._quiet_at is not None:
             remaining = self._quiet_at - self._clock.monotonic()
@@ -157,18 +118,14 @@ class Rs485Port:
         return self._health.snapshot(device)
 
     def statistics(self) -> dict[str, object]:
-        queue = {p.name: 0 for p in Priority}
-        for prio, _, granted in self._queue:
-            if not granted.done():
-                queue[Priority(prio).name] += 1
         return {
             "port": self._name,
             "link": self._link.name,
             "transactions": self._transactions,
             "broadcasts": self._broadcasts,
             "busy_seconds": self._busy_seconds,
-            "busy": self._busy,
-            "queue": queue,
+            "busy": self._bus.in_use > 0,
+            "queue": self._bus.waiting_by_priority(),
             "decode_errors": self._decode_errors,
             "unmatched_frames": self._unmatched,
             "devices": {
@@ -213,7 +170,7 @@ class Rs485Port:
         device and port) or the link's ``TransportClosed``/``TransportBroken``.
         """
         self._health.track(device)
-        async with self._hold(priority):
+        async with self._bus.hold(priority):
             await self._quiet()
             limit = timeout if self._health.available(device) else min(timeout, self._unavailable_timeout)
             started = self._clock.monotonic()
@@ -279,7 +236,7 @@ class Rs485Port:
         priority: Priority = Priority.REALTIME,
     ) -> None:
         """Write a frame nobody answers (broadcast time sync, freeze); hold the bus for its wire time."""
-        async with self._hold(priority):
+        async with self._bus.hold(priority):
             await self._quiet()
             started = self._clock.monotonic()
             wire = self._link.settings.wire_seconds(len(request))

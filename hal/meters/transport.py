@@ -20,9 +20,6 @@ given clock.
 
 from __future__ import annotations
 
-import asyncio
-import heapq
-import itertools
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -31,6 +28,7 @@ from typing import Literal, Protocol, TypeVar
 from hal.errors import HalError, TransportTimeout
 from hal.health import DeviceHealth, DeviceHealthBook
 from hal.interfaces import CarrierModule, HalClock, Priority, SerialSettings, StreamDecoder
+from hal.slots import PrioritySlots
 from protocols.errors import ProtocolError
 
 _log = logging.getLogger(__name__)
@@ -198,47 +196,6 @@ class Rs485Transport:
         return f"<Rs485Transport {self.name}>"
 
 
-class _PrioritySlots:
-    """At most ``size`` holders at once; waiters admitted by priority, FIFO within one."""
-
-    def __init__(self, size: int) -> None:
-        self._free = size
-        self._queue: list[tuple[int, int, asyncio.Future[None]]] = []
-        self._seq = itertools.count()
-        self.in_use = 0
-
-    @property
-    def waiting(self) -> int:
-        return sum(1 for *_, fut in self._queue if not fut.done())
-
-    async def acquire(self, priority: Priority) -> None:
-        if self._free > 0 and not self._queue:
-            self._free -= 1
-            self.in_use += 1
-            return
-        granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        entry = (int(priority), next(self._seq), granted)
-        heapq.heappush(self._queue, entry)
-        try:
-            await granted
-        except asyncio.CancelledError:
-            if granted.done() and not granted.cancelled():
-                self.release()  # handed a slot just as we were cancelled: pass it on
-            elif entry in self._queue:
-                self._queue.remove(entry)
-                heapq.heapify(self._queue)
-            raise
-
-    def release(self) -> None:
-        while self._queue:
-            _, _, granted = heapq.heappop(self._queue)
-            if not granted.done():
-                granted.set_result(None)  # the slot passes directly to the next waiter
-                return
-        self._free += 1
-        self.in_use -= 1
-
-
 class CarrierTransport:
     """``MeterTransport`` over the HPLC carrier module (CCO)."""
 
@@ -258,7 +215,7 @@ class CarrierTransport:
         self.module = module
         self._clock = clock
         self._name = name
-        self._slots = _PrioritySlots(concurrency)
+        self._slots = PrioritySlots(concurrency)
         # every failed exchange counts toward unavailability (timeout, driver error, unusable reply)
         self._health = DeviceHealthBook(
             clock=clock, name=name, fail_threshold=fail_threshold, log=_log, noun="node"
