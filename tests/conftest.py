@@ -43,6 +43,8 @@ PTY_NOOP_CYCLES = 200  # looptime's empty polls before a jump once a pty is open
 
 
 def _install_pty_grace(loop: asyncio.AbstractEventLoop) -> None:
+    if not getattr(loop, "looptime_on", False):
+        return  # only a loop whose time looptime compacts can jump past bytes still in the kernel
     attr = "_LoopTimeEventLoop__original_select"
     original = getattr(loop, attr, None)
     if original is None or getattr(original, "pty_grace", False):
