@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 import threading
 from collections.abc import Iterator
 
@@ -29,6 +30,35 @@ def _check_no_leaks() -> Iterator[None]:
     ]
     assert not leaked, f"test left threads running: {leaked}"
 
+
+HANG_DUMP_MARGIN_S = 5.0  # dump the asyncio tasks this long before pytest-timeout fires
+
+
+def _dump_tasks(nodeid: str) -> None:
+    """Print every unfinished asyncio task's stack: pytest-timeout shows only thread stacks,
+    which for a hung coroutine test is just the event loop's select()."""
+    tasks = [t for t in list(asyncio.tasks._all_tasks) if not t.done()]  # every loop's tasks
+    print(f"\n+++ {nodeid}: about to time out; {len(tasks)} asyncio tasks pending +++", file=sys.stderr)
+    for task in tasks:
+        print(f"--- {task!r}", file=sys.stderr)
+        with contextlib.suppress(Exception):  # the loop thread may change a task while we read it
+            task.print_stack(limit=12, file=sys.stderr)
+
+
+@pytest.fixture(autouse=True)
+def _dump_tasks_before_timeout(request: pytest.FixtureRequest) -> Iterator[None]:
+    timeout = float(request.config.getini("timeout") or 0)
+    marker = request.node.get_closest_marker("timeout")
+    if marker is not None and marker.args:
+        timeout = float(marker.args[0])
+    if timeout <= HANG_DUMP_MARGIN_S:
+        yield
+        return
+    timer = threading.Timer(timeout - HANG_DUMP_MARGIN_S, _dump_tasks, args=(request.node.nodeid,))
+    timer.daemon = True
+    timer.start()
+    yield
+    timer.cancel()
 
 
 # A pty delivers bytes through the kernel's tty flip buffer, which a kernel worker pushes a
