@@ -32,8 +32,8 @@ class SerialSettings:
         """Start + data + parity + stop bits: 11 at 8E1."""
         return 1 + self.bytesize + (0 if self.parity == "N" else 1) + self.stopbits
 
-    def wire_seconds(self, nbytes: int) -> float:
-        """Time ``nbytes`` take on the wire at this rate."""
+    def wire_seconds(self, nbytes: float) -> float:
+        """Time ``nbytes`` (character times, e.g. 3.5) take on the wire at this rate."""
         return nbytes * self.bits_per_byte / self.baud
 
 

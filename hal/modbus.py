@@ -34,7 +34,7 @@ from pymodbus.pdu.register_message import (
 )
 
 from hal.errors import DeviceError, HalError
-from hal.interfaces import Priority
+from hal.interfaces import Priority, SerialSettings
 from hal.rs485 import Rs485Port
 from protocols import modbus
 from protocols.errors import ProtocolError
@@ -160,6 +160,12 @@ class RtuDecoder:
         self._buf.clear()
 
 
+def frame_silence(settings: SerialSettings) -> float:
+    """The idle line (t3.5) Modbus RTU needs before a frame: 3.5 character times, fixed at
+    1.75 ms above 19200 baud (Modbus over serial line V1.02, 2.5.1.1)."""
+    return settings.wire_seconds(3.5) if settings.baud <= 19200 else 0.00175
+
+
 def encode_frame(unit: int, pdu: ModbusPDU) -> bytes:
     """RTU wire bytes of ``pdu`` for ``unit`` (pymodbus's framer adds the CRC)."""
     pdu.dev_id = unit
@@ -183,6 +189,7 @@ class ModbusMaster:
     def __init__(self, port: Rs485Port, *, timeout: float = 0.5) -> None:
         self._port = port
         self._timeout = timeout
+        self._silence = frame_silence(port.link.settings)
         self.exchanges = 0
 
     @property
@@ -215,6 +222,7 @@ class ModbusMaster:
             device=device,
             priority=priority,
             timeout=self._timeout if timeout is None else timeout,
+            silence=self._silence,
         )
         self.exchanges += 1
         if reply.is_exception:
@@ -333,4 +341,5 @@ __all__ = [
     "RtuFrame",
     "WriteNotVerified",
     "encode_frame",
+    "frame_silence",
 ]

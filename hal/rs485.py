@@ -11,8 +11,11 @@ and only then may the next request go out. This module arbitrates that:
   after ``fail_threshold`` consecutive timeouts a device is *unavailable*: logged
   once, and its transactions then use the short ``unavailable_timeout`` until it
   answers again (logged once as recovered) -- the edge-triggered health of STYLE.md §9;
-* after every transaction the line is kept quiet for ``inter_frame_gap`` seconds
-  (default: 4 character times) so meters can tell frames apart;
+* a request goes out only after the line has been quiet for ``inter_frame_gap``
+  seconds (default: one character time, the half-duplex turnaround of the device that
+  answered last), or for the longer ``silence`` its caller asks for: Modbus RTU needs
+  3.5 character times before a frame, DL/T 645 and 698.45 frames are delimited by their
+  length and need none;
 * every request, reply, stray frame and decode error is kept in a ``FrameTrace``.
 
 A waiting caller that is cancelled leaves the queue; a transaction cancelled half-way
@@ -64,7 +67,7 @@ class Rs485Port:
         self._link = link
         self._clock = clock
         self._name = name
-        self._gap = link.settings.wire_seconds(4) if inter_frame_gap is None else max(0.0, inter_frame_gap)
+        self._gap = link.settings.wire_seconds(1) if inter_frame_gap is None else max(0.0, inter_frame_gap)
         self._unavailable_timeout = unavailable_timeout
         self._trace = FrameTrace(trace_size)
         # only timeouts count toward unavailability: a transport error is the port's fault
@@ -76,7 +79,7 @@ class Rs485Port:
             unavailable_note=f"; polling it with a {unavailable_timeout:g} s timeout",
         )
         self._bus = PrioritySlots(1)  # one transaction (or broadcast) holds the line
-        self._quiet_at: float | None = None
+        self._idle_since: float | None = None  # monotonic end of the last activity on the line
         # port counters
         self._transactions = 0
         self._broadcasts = 0
@@ -106,9 +109,11 @@ class Rs485Port:
 
     # ------------------------------------------------------------------ arbitration
 
-    async def _quiet(self) -> None:
-        if self._quiet_at is not None:
-            remaining = self._quiet_at - self._clock.monotonic()
+    async def _quiet(self, silence: float | None) -> None:
+        """Wait until the line has been idle for ``silence`` (at least the port's gap)."""
+        if self._idle_since is not None:
+            needed = self._gap if silence is None else max(self._gap, silence)
+            remaining = self._idle_since + needed - self._clock.monotonic()
             if remaining > 0:
                 await self._clock.sleep(remaining)
 
@@ -162,16 +167,19 @@ class Rs485Port:
         device: str,
         priority: Priority = Priority.REALTIME,
         timeout: float = 1.0,  # noqa: ASYNC109 (a per-device reply timeout, applied with clock.timeout)
+        silence: float | None = None,
     ) -> F:
         """Send ``request`` and return the first decoded frame for which ``match`` is true.
 
         ``timeout`` (clock seconds) counts from the end of the request on the wire; time
-        spent waiting for the bus is not included. Raises ``TransportTimeout`` (naming
-        device and port) or the link's ``TransportClosed``/``TransportBroken``.
+        spent waiting for the bus is not included. ``silence`` is the idle line the
+        request's protocol needs before it (seconds; the port's gap when None or shorter).
+        Raises ``TransportTimeout`` (naming device and port) or the link's
+        ``TransportClosed``/``TransportBroken``.
         """
         self._health.track(device)
         async with self._bus.hold(priority):
-            await self._quiet()
+            await self._quiet(silence)
             limit = timeout if self._health.available(device) else min(timeout, self._unavailable_timeout)
             started = self._clock.monotonic()
             received = bytearray()
@@ -224,7 +232,7 @@ class Rs485Port:
                 self._transactions += 1
                 now = self._clock.monotonic()
                 self._busy_seconds += now - started
-                self._quiet_at = now + self._gap
+                self._idle_since = now
                 if not answered:
                     self._discard_quietly()  # a half reply must not be read as the next one's answer
 
@@ -237,7 +245,7 @@ class Rs485Port:
     ) -> None:
         """Write a frame nobody answers (broadcast time sync, freeze); hold the bus for its wire time."""
         async with self._bus.hold(priority):
-            await self._quiet()
+            await self._quiet(None)
             started = self._clock.monotonic()
             wire = self._link.settings.wire_seconds(len(request))
             try:
@@ -255,7 +263,7 @@ class Rs485Port:
                 self._broadcasts += 1
                 now = self._clock.monotonic()
                 self._busy_seconds += now - started
-                self._quiet_at = now + self._gap
+                self._idle_since = now
 
     # ------------------------------------------------------------------ lifecycle
 

@@ -192,9 +192,7 @@ class Subscription:
     discards what is still pending and ends iteration at once.
     """
 
-    def __init__(
-        self, bus: Bus, pattern: str, *, maxsize: int, overflow: Overflow, name: str | None
-    ) -> None:
+    def __init__(self, bus: Bus, pattern: str, *, maxsize: int, overflow: Overflow, name: str | None) -> None:
         self._bus = bus
         self.pattern = pattern
         self._levels = validate_pattern(pattern)

@@ -78,6 +78,7 @@ class TransactionPort(Protocol):
         device: str,
         priority: Priority = Priority.REALTIME,
         timeout: float = 1.0,  # noqa: ASYNC109 (per-device reply timeout, applied by the port)
+        silence: float | None = None,
     ) -> F: ...
 
     async def send(

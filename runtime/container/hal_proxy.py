@@ -92,6 +92,7 @@ class RemoteRs485Port:
         device: str,
         priority: Priority = Priority.REALTIME,
         timeout: float = 1.0,  # noqa: ASYNC109 (the per-device reply timeout, applied by the runtime's port)
+        silence: float | None = None,
     ) -> F:
         """Like ``Rs485Port.transact``; ``decoder`` must be one of ``isolation_framing.FRAMINGS``."""
         protocol = protocol_of(decoder)
@@ -107,6 +108,8 @@ class RemoteRs485Port:
             "priority": priority.name,
             "timeout": timeout,
         }
+        if silence is not None:
+            body["silence"] = silence
         try:
             result = await self._request("hal.rs485.transact", body)
         except TransportError:

@@ -41,6 +41,7 @@ from runtime.errors import AppError, BusError
 log = logging.getLogger("ttu.bridge.hal")
 
 MAX_TIMEOUT_S = 60.0  # a per-device reply timeout beyond this is a hostile or broken request
+MAX_SILENCE_S = 1.0  # an idle line asked for before a request; longer is a hostile request
 MAX_REQUEST = 2048  # bytes of one meter frame (DL/T 698.45 frames are at most 2 KiB here)
 MAX_EVENT_STREAMS = 8
 
@@ -75,6 +76,15 @@ def _timeout(f: Mapping[str, Any], default: float = 1.0) -> float:
     value = float(f.get("timeout", default))
     if not 0 < value <= MAX_TIMEOUT_S:
         raise BusError(f"timeout {value:g} s out of range (0, {MAX_TIMEOUT_S:g}]")
+    return value
+
+
+def _silence(f: Mapping[str, Any]) -> float | None:
+    if f.get("silence") is None:
+        return None
+    value = float(f["silence"])
+    if not 0 <= value <= MAX_SILENCE_S:
+        raise BusError(f"silence {value:g} s out of range [0, {MAX_SILENCE_S:g}]")
     return value
 
 
@@ -173,7 +183,13 @@ async def _rs485_transact(s: HalSession, f: dict[str, Any]) -> dict[str, Any]:
     capture = _Capture(framing.decoder())
     device = str(f["device"])
     await port.transact(
-        request, decoder=capture, match=match, device=device, priority=_priority(f), timeout=_timeout(f)
+        request,
+        decoder=capture,
+        match=match,
+        device=device,
+        priority=_priority(f),
+        timeout=_timeout(f),
+        silence=_silence(f),
     )
     sent, received = port.last_exchange
     return {

@@ -167,9 +167,7 @@ class Supervisor:
         for name in names:
             try:
                 manifest = load_manifest(apps_dir / name / "app.toml")
-                self.add(
-                    manifest, configs.get(name, {}), isolated=name in isolated, nice=nice.get(name)
-                )
+                self.add(manifest, configs.get(name, {}), isolated=name in isolated, nice=nice.get(name))
             except ConfigErrors as err:
                 errors.extend(err.errors)
                 continue

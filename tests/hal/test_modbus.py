@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator
 
 import pytest
@@ -11,7 +12,7 @@ import pytest
 from hal.errors import DeviceError, TransportTimeout
 from hal.interfaces import Priority, SerialSettings
 from hal.linux.serial import PySerialLink
-from hal.modbus import ModbusMaster, RtuDecoder, encode_frame
+from hal.modbus import ModbusMaster, RtuDecoder, encode_frame, frame_silence
 from hal.rs485 import Rs485Port
 from protocols import modbus
 from protocols.errors import EncodeError
@@ -56,6 +57,28 @@ async def test_profile_read_in_contiguous_blocks() -> None:
     assert values["active_power"] == pytest.approx(72.5)
     assert values["switch_closed"] is True
     assert values["rated_current"] == 250
+
+
+async def test_every_request_follows_t35_of_idle_line() -> None:
+    brk = VirtualBreaker(BREAKER, 3, measure=measure)
+    async with bus(brk) as (master, _):
+        await master.read(3, BREAKER)
+        trace = master.port.trace.snapshot()
+    t35 = frame_silence(LINE)
+    pairs = [
+        (a, b)
+        for a, b in itertools.pairwise(trace)
+        if (a["direction"], b["direction"]) == ("rx", "tx")
+    ]
+    assert len(pairs) >= 2
+    for reply, request in pairs:
+        assert float(request["ts"]) - float(reply["ts"]) >= t35 - 1e-6  # type: ignore[arg-type]
+
+
+def test_t35_is_three_and_a_half_characters_up_to_19200_baud() -> None:
+    assert frame_silence(SerialSettings(9600, "E")) == pytest.approx(3.5 * 11 / 9600)
+    assert frame_silence(SerialSettings(19200, "N", stopbits=2)) == pytest.approx(3.5 * 11 / 19200)
+    assert frame_silence(SerialSettings(38400, "E")) == pytest.approx(0.00175)
 
 
 async def test_exception_reply_is_device_error_with_code() -> None:

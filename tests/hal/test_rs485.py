@@ -196,6 +196,39 @@ async def test_broadcast_holds_the_bus_for_its_wire_time(bus: Bus) -> None:
 
 
 @pytest.mark.looptime
+async def test_a_request_waits_for_the_silence_its_protocol_asks(bus: Bus) -> None:
+    # the memory pair hands a request over when its write completes: ``served`` is the
+    # moment the request left the port
+    await bus.ask(1, 1)
+    first_idle = bus.clock.monotonic()
+    request = Frame(2, 1, b"q").encode()
+    await bus.port.transact(
+        request, decoder=Framer(), match=reply_to(2, 1), device="m2", silence=0.05
+    )  # e.g. Modbus RTU's t3.5
+    second_idle = bus.clock.monotonic()
+    await bus.ask(3, 1)  # no silence asked: the port's 0.01 s gap
+    served = {addr: t for t, addr, _ in bus.devices.served}
+    assert served[2] - first_idle == pytest.approx(0.05, abs=1e-3)
+    assert served[3] - second_idle == pytest.approx(0.01, abs=1e-3)
+
+
+@pytest.mark.looptime
+async def test_silence_shorter_than_the_gap_keeps_the_gap(bus: Bus) -> None:
+    await bus.ask(1, 1)
+    idle_from = bus.clock.monotonic()
+    request = Frame(2, 1, b"q").encode()
+    await bus.port.transact(request, decoder=Framer(), match=reply_to(2, 1), device="m2", silence=0.0)
+    served = {addr: t for t, addr, _ in bus.devices.served}
+    assert served[2] - idle_from == pytest.approx(0.01, abs=1e-3)
+
+
+def test_default_gap_is_one_character_time() -> None:
+    ours, _ = memory_link_pair(SETTINGS, names=("rs485-1", "meters"))
+    port = Rs485Port(ours, clock=LoopClock(), name="rs485-1")
+    assert port.inter_frame_gap == pytest.approx(11 / 2400)
+
+
+@pytest.mark.looptime
 async def test_closed_link_fails_fast_and_frees_the_bus(bus: Bus) -> None:
     await bus.port.link.close()
     with pytest.raises(TransportClosed):

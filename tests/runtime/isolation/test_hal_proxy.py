@@ -144,6 +144,8 @@ async def test_hostile_raw_hal_requests_get_clear_errors_and_nothing_breaks() ->
         assert a["not_a_frame"]["type"] == "ProtocolError"
         assert "unknown protocol 'iec104'" in a["unknown_protocol"]["message"]
         assert "out of range" in a["huge_timeout"]["message"]
+        assert "silence 5 s out of range" in a["huge_silence"]["message"]
+        assert a["bad_silence"]["ok"] is False and "long" in a["bad_silence"]["message"]
         assert "unknown priority 'URGENT'" in a["bad_priority"]["message"]
         assert a["missing_field"]["ok"] is False and a["missing_field"]["type"] == "BusError"
         assert not any(answer["ok"] for answer in a.values())

@@ -44,6 +44,8 @@ async def _raw(ctx: Any, port: str) -> dict[str, Any]:
         "not_a_frame": {**base, "request": base64.b64encode(b"\x68hello").decode()},
         "unknown_protocol": {**base, "protocol": "iec104"},
         "huge_timeout": {**base, "timeout": 1e9},
+        "huge_silence": {**base, "silence": 5.0},
+        "bad_silence": {**base, "silence": "long"},
         "bad_priority": {**base, "priority": "URGENT"},
         "missing_field": {"port": port},
     }
