@@ -34,6 +34,7 @@ import aiomqtt
 
 from protocols.cloud import UpBatch, UpMessage, chunk_topic, command_topic, state_topic, up_topic
 from protocols.errors import ProtocolError
+from runtime.cancellation import keep_cancel
 from runtime.clock import Clock
 from runtime.errors import ConfigError, StoreError
 from runtime.store import OutboxEntry, Store
@@ -204,10 +205,17 @@ class Uplink:
         self._backlog = Counter(await self._store.outbox_backlog())
         where = f"{self._address.host}:{self._address.port}"
         while True:
+            stopping = False
             try:
                 async with self._client() as client:
-                    await self._session(client)
+                    try:
+                        await self._session(client)
+                    except asyncio.CancelledError:
+                        stopping = True
+                        raise
             except aiomqtt.MqttError as err:
+                if stopping:  # the DISCONNECT failed (aiomqtt's __aexit__ raised): still a stop
+                    raise asyncio.CancelledError from err
                 _log.warning("uplink to %s: %s", where, err)
             except BaseExceptionGroup as group:
                 lost, rest = group.split(aiomqtt.MqttError)
@@ -227,10 +235,10 @@ class Uplink:
         self._backoff.reset()
         _log.info("uplink connected to %s:%s as %s", self._address.host, self._address.port, self._client_id)
         try:
-            await client.publish(self._state_topic, b"online", qos=1, retain=True)
-            await client.subscribe(self._command_topic, qos=1)
+            await keep_cancel(client.publish(self._state_topic, b"online", qos=1, retain=True))
+            await keep_cancel(client.subscribe(self._command_topic, qos=1))
             if self._chunk_handler is not None:
-                await client.subscribe(self._chunk_topic, qos=1)
+                await keep_cancel(client.subscribe(self._chunk_topic, qos=1))
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(self._sender(client), name=f"uplink-sender-{self.terminal_id}")
                 tg.create_task(self._receiver(client), name=f"uplink-commands-{self.terminal_id}")
@@ -257,7 +265,7 @@ class Uplink:
     async def _publish(self, client: aiomqtt.Client, stream: str, rows: list[OutboxEntry]) -> None:
         batch = UpBatch(self.terminal_id, stream, tuple(UpMessage(r.key, r.seq, r.ts, r.body) for r in rows))
         try:
-            await client.publish(up_topic(self.terminal_id, stream), batch.encode(), qos=1)
+            await keep_cancel(client.publish(up_topic(self.terminal_id, stream), batch.encode(), qos=1))
         except aiomqtt.MqttError:
             self._publish_errors += 1
             raise

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import aiomqtt
 
+from runtime.cancellation import keep_cancel
 from runtime.clock import LoopClock
 from sim.cloud.stub import BrokerAddress
 
@@ -73,7 +74,7 @@ async def discover(broker_url: str, *, timeout: float = DISCOVER_TIMEOUT_S) -> S
     try:
         async with asyncio.timeout(timeout):
             async with aiomqtt.Client(address.host, address.port) as client:
-                await client.subscribe(SIM_CLOCK_TOPIC, qos=1)
+                await keep_cancel(client.subscribe(SIM_CLOCK_TOPIC, qos=1))
                 async for message in client.messages:
                     if not message.topic.matches(SIM_CLOCK_TOPIC):
                         continue  # amqtt 0.12 hands a new subscriber other topics' retained messages
@@ -88,7 +89,9 @@ async def discover(broker_url: str, *, timeout: float = DISCOVER_TIMEOUT_S) -> S
 
 
 async def terminal_time(
-    broker_url: str, *, timeout: float = DISCOVER_TIMEOUT_S  # noqa: ASYNC109
+    broker_url: str,
+    *,
+    timeout: float = DISCOVER_TIMEOUT_S,  # noqa: ASYNC109
 ) -> Callable[[], float] | None:
     """The simulator's time source when one publishes on ``broker_url``, else None (wall clock)."""
     beacon = await discover(broker_url, timeout=timeout)

@@ -43,6 +43,7 @@ from protocols.cloud import (
     up_wildcard,
 )
 from protocols.errors import ProtocolError
+from runtime.cancellation import keep_cancel
 from runtime.clock import Clock
 from sim.cloud.db import DbWorker, EventRow, ReadingRow, TerminalRow
 
@@ -170,21 +171,20 @@ class CloudStub:
         """Connect, subscribe, consume; on any broker failure wait (backoff) and start again."""
         backoff = self._backoff_initial
         while True:
+            stopping = False
             try:
                 async with aiomqtt.Client(
                     self._broker.host, self._broker.port, identifier=self._client_id, clean_session=True
                 ) as client:
-                    await client.subscribe(
-                        [(up_wildcard(self._terminal), 1), (f"ttu/{self._terminal}/state", 1)]
-                    )
-                    self._client = client
-                    self.connections += 1
                     backoff = self._backoff_initial
-                    _log.info("cloud stub connected to %s:%d", self._broker.host, self._broker.port)
-                    await self._notify()
-                    async for message in client.messages:
-                        await self._handle(str(message.topic), _payload_bytes(message.payload))
+                    try:
+                        await self._session(client)
+                    except asyncio.CancelledError:
+                        stopping = True
+                        raise
             except aiomqtt.MqttError as err:
+                if stopping:  # the DISCONNECT failed (aiomqtt's __aexit__ raised): still a stop
+                    raise asyncio.CancelledError from err
                 self.last_error = str(err)
                 _log.warning(
                     "cloud stub: broker connection lost or refused (%s); retry in %.1f s", err, backoff
@@ -196,6 +196,17 @@ class CloudStub:
                     await self._notify()
             await self._clock.sleep(backoff)
             backoff = min(backoff * 2, self._backoff_max)
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        """Subscribe and consume until the connection ends (``MqttError``) or the stub stops."""
+        topics = [(up_wildcard(self._terminal), 1), (f"ttu/{self._terminal}/state", 1)]
+        await keep_cancel(client.subscribe(topics))
+        self._client = client
+        self.connections += 1
+        _log.info("cloud stub connected to %s:%d", self._broker.host, self._broker.port)
+        await self._notify()
+        async for message in client.messages:
+            await self._handle(str(message.topic), _payload_bytes(message.payload))
 
     async def _notify(self) -> None:
         async with self._changed:
@@ -297,7 +308,7 @@ class CloudStub:
             await self.wait_until(lambda s: s._client is not None, timeout=timeout)
             client = self._client
             assert client is not None
-            await client.publish(chunk_topic(terminal), signed.encode(), qos=1)
+            await keep_cancel(client.publish(chunk_topic(terminal), signed.encode(), qos=1))
         except aiomqtt.MqttError as err:
             # lost chunks are asked for again by the terminal (fetch after a stall)
             _log.warning(
@@ -310,7 +321,7 @@ class CloudStub:
             await self.wait_until(lambda s: s._client is not None, timeout=timeout)
             client = self._client
             assert client is not None
-            await client.publish(topic, json.dumps(body).encode(), qos=1, retain=True)
+            await keep_cancel(client.publish(topic, json.dumps(body).encode(), qos=1, retain=True))
         except (TimeoutError, aiomqtt.MqttError) as err:
             _log.warning("cloud stub: %s not published: %s", topic, err or "not connected")
 
@@ -349,7 +360,7 @@ class CloudStub:
                 await self.wait_until(lambda s: s._client is not None, timeout=timeout)
                 client = self._client
                 assert client is not None
-                await client.publish(topic, command.encode(), qos=1)
+                await keep_cancel(client.publish(topic, command.encode(), qos=1))
                 return await fut
         except TimeoutError as err:
             raise TimeoutError(
