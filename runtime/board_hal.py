@@ -3,7 +3,9 @@
 Layer: runtime. Maps each enabled board node to a hal backend object: RS-485 ports
 become ``Rs485Port`` over ``PySerialLink`` (real ttys, or the ptys the simulator serves
 for ``sim:`` devices), the watchdog a ``DevWatchdog`` or ``SimWatchdog``, DI/DO slots
-``MemorySlot`` on the sim backend, the ``[hplc]`` UART a ``hal.hplc.Cco`` whose events
+``MemorySlot`` on the sim backend, ``modbus-rtu`` slots a ``hal.modbus_slot.ModbusIoSlot``
+over an ``Rs485Port`` on the slot's own UART (named after the slot, not one of the apps'
+RS-485 ports), the ``[hplc]`` UART a ``hal.hplc.Cco`` whose events
 ``carrier_events`` publishes as ``hplc/event/<kind>``. Knows no protocol: meters are read by apps through
 the ports it opens.
 """
@@ -23,11 +25,13 @@ from hal.interfaces import CarrierEvent, CarrierModule, Metrology, SerialSetting
 from hal.linux.serial import PySerialLink
 from hal.linux.watchdog import DevWatchdog
 from hal.metrology import DltMetrology, Ratios
+from hal.modbus import ModbusMaster
+from hal.modbus_slot import ModbusIoSlot
 from hal.rs485 import Rs485Port
 from hal.sim import MemorySlot, SimWatchdog
 from hal.trace import FrameTrace
 from runtime.clock import Clock
-from runtime.config import Board
+from runtime.config import Board, SlotConfig
 from runtime.errors import ConfigError
 
 log = logging.getLogger("ttu.hal")
@@ -47,6 +51,7 @@ class BoardHal:
         self._sim_devices = dict(sim_devices or {})
         self._ports: dict[str, Rs485Port] = {}
         self._slots: dict[str, Slot] = {}
+        self._slot_ports: dict[str, Rs485Port] = {}  # the UART of each modbus-rtu slot
         self._watchdog: Watchdog | None = None
         self._metrology: Metrology | None = None
         self._hplc: Cco | None = None
@@ -75,12 +80,19 @@ class BoardHal:
                 self._ports[node.name] = await self._stack.enter_async_context(port)
             await self._open_metrology()
             await self._open_hplc()
-            for slot in board.slots:
-                if slot.enabled and slot.module == "di-do" and board.hal.backend == "sim":
+            for i, slot in enumerate(board.slots):
+                if not slot.enabled:
+                    continue
+                if slot.module == "di-do" and board.hal.backend == "sim":
                     self._slots[slot.name] = MemorySlot(slot.name, kind="dio")
-                elif slot.enabled:
+                elif slot.module == "modbus-rtu":
+                    await self._open_modbus_slot(i, slot)
+                else:
                     log.warning(
-                        "slot %s (%s): no driver for this module yet; not available", slot.name, slot.module
+                        "slot %s (%s): no driver for this module on the %s backend; not available",
+                        slot.name,
+                        slot.module,
+                        board.hal.backend,
                     )
             if board.watchdog is not None and board.watchdog.enabled:
                 if board.hal.backend == "sim":
@@ -109,6 +121,19 @@ class BoardHal:
             logical_address=node.logical_address,
         )
         self._metrology = await self._stack.enter_async_context(unit)
+
+    async def _open_modbus_slot(self, i: int, slot: SlotConfig) -> None:
+        if slot.device is None:  # the board validation requires it; a hand-built Board may not
+            raise ConfigError(f"slots[{i}].device", "required for a modbus-rtu module")
+        if slot.device.startswith(SIM_PREFIX) and slot.device[len(SIM_PREFIX) :] not in self._sim_devices:
+            log.warning(
+                "slot %s (modbus-rtu): %s has no simulator behind it; not available", slot.name, slot.device
+            )
+            return
+        link = PySerialLink(self._device(f"slots[{i}].device", slot.device), slot.settings, name=slot.name)
+        port = await self._stack.enter_async_context(Rs485Port(link, clock=self._clock, name=slot.name))
+        self._slot_ports[slot.name] = port
+        self._slots[slot.name] = ModbusIoSlot(ModbusMaster(port), name=slot.name, unit_ids=slot.unit_ids)
 
     async def _open_hplc(self) -> None:
         node = self._board.hplc
@@ -176,12 +201,14 @@ class BoardHal:
     def traces(self) -> dict[str, FrameTrace]:
         """The frame ring buffer of every open link that keeps one, by node name."""
         out: dict[str, FrameTrace] = {name: port.trace for name, port in self._ports.items()}
+        out.update({name: port.trace for name, port in self._slot_ports.items()})
         if self._hplc is not None:
             out["hplc"] = self._hplc.trace
         return out
 
     def statistics(self) -> dict[str, object]:
         out: dict[str, object] = {name: port.statistics() for name, port in self._ports.items()}
+        out.update({name: port.statistics() for name, port in self._slot_ports.items()})
         if self._hplc is not None:
             out["hplc"] = self._hplc.statistics()
         return out

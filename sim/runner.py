@@ -25,7 +25,7 @@ from runtime.terminal import Terminal
 from sim.broker import BrokerError, EmbeddedBroker
 from sim.cloud.simclock import publish_beacons
 from sim.cloud.stub import CloudStub
-from sim.devices.station import FieldDevices, attach, build_devices, fitted_ct
+from sim.devices.station import FieldDevices, IoSlot, attach, build_devices, fitted_ct
 from sim.hplc.cco import VirtualCco
 from sim.hplc.serve import serve_cco
 from sim.scenarios import load_scenario
@@ -159,7 +159,9 @@ def _field_devices(board: Board, station: Station, world: World | None) -> Field
 
     Under a scenario's wrong-CT fault the unit measures with the CT really fitted while the
     terminal multiplies by the board's ratio (``fitted_ct``). Without a world (the synthetic
-    station) there are no branches: one main breaker and a constant transformer load.
+    station) there are no branches: one main breaker and a constant transformer load. Every
+    enabled ``modbus-rtu`` slot with a ``sim:`` device gets I/O modules at its unit ids, served
+    on a pty of its own (``FieldDevices.serve``), so ``BoardHal`` finds ``sim:<name>`` there.
     """
     breakers = board.rs485_with_role("breakers")
     node = board.metrology if board.metrology is not None and board.metrology.enabled else None
@@ -176,8 +178,17 @@ def _field_devices(board: Board, station: Station, world: World | None) -> Field
         else fitted_ct(ct, actual=tr.ct_ratio_actual, configured=tr.ct_ratio_configured),
         metrology=node is not None,
         metrology_settings=node.settings if node is not None else None,
+        io_slots=_io_slots(board),
         seed=station.seed,
     )
+
+
+def _io_slots(board: Board) -> list[IoSlot]:
+    return [
+        IoSlot(s.device[len("sim:") :], s.unit_ids, s.settings)
+        for s in board.slots
+        if s.enabled and s.module == "modbus-rtu" and s.device is not None and s.device.startswith("sim:")
+    ]
 
 
 @contextlib.asynccontextmanager

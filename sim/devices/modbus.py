@@ -1,4 +1,4 @@
-"""Virtual Modbus RTU devices (breaker, RCD, capacitor bank, environment sensor) on a line.
+"""Virtual Modbus RTU devices (breaker, RCD, capacitor bank, environment sensor, I/O module) on a line.
 
 Layer: sim. Each device is a register image laid out by its ``protocols.modbus`` profile.
 Requests are framed by ``hal.modbus.RtuDecoder`` (pymodbus's framer pieces) and executed by
@@ -246,6 +246,72 @@ class VirtualEnvironment(ModbusDevice):
         self.set("door_open", self.door_open)
 
 
+def loop_current_ma(value: float, lo: float, hi: float) -> float:
+    """The 4-20 mA loop current of a transmitter ranged ``lo``..``hi`` reading ``value``,
+    saturating at 3.8 and 20.5 mA like a NAMUR NE 43 transmitter."""
+    return min(20.5, max(3.8, 4.0 + 16.0 * (value - lo) / (hi - lo)))
+
+
+class VirtualIoModule(ModbusDevice):
+    """An 8 DI / 4 DO / 2 AI I/O module (``io-module`` profile) in the station cabinet.
+
+    Wired as the simulator's station has it (the profile knows no wiring): di1 the
+    transformer-room door contact (true = closed), di2 the surge protector's health contact
+    (true = healthy), di3..di8 unwired (false); do1..do4 relays latch what the master writes
+    and read back as written; ai1 a top-oil thermometer transmitter (0..150 °C on 4-20 mA)
+    whose oil follows the transformer loading (``loading``: t -> S/S_rated) with the thermal
+    lag of IEC 60076-7 (ONAN: 55 K top-oil rise at rated load, R = 6, x = 0.8, 180 min);
+    ai2 a transformer-room ambient transmitter (-40..+80 °C) with a daily cycle.
+    ``door_closed`` and ``surge_protector_ok`` are knobs for scenarios and tests.
+    """
+
+    OIL_RANGE_C = (0.0, 150.0)
+    AMBIENT_RANGE_C = (-40.0, 80.0)
+    OIL_RISE_K = 55.0
+    LOSS_RATIO = 6.0
+    OIL_EXPONENT = 0.8
+    OIL_TAU_S = 180 * 60.0
+
+    def __init__(
+        self,
+        profile: modbus.Profile,
+        unit: int,
+        *,
+        name: str = "",
+        loading: Callable[[float], float] | None = None,
+        seed: int = 0,
+    ) -> None:
+        super().__init__(profile, unit, name=name)
+        self.loading = loading
+        self._rng = np.random.default_rng([seed, unit, 0x10])
+        self.door_closed = True
+        self.surge_protector_ok = True
+        self.oil_c: float | None = None
+        self._oil_t: float | None = None
+
+    def ambient_c(self, t: float) -> float:
+        day = 2 * math.pi * ((t + 8 * 3600) % 86400) / 86400  # local (UTC+8) time of day
+        return 22.0 - 5.0 * math.cos(day - math.pi / 6)
+
+    def oil_steady_c(self, t: float) -> float:
+        k = self.loading(t) if self.loading is not None else 0.3
+        r = self.LOSS_RATIO
+        return self.ambient_c(t) + self.OIL_RISE_K * ((1 + r * k * k) / (1 + r)) ** self.OIL_EXPONENT
+
+    def refresh(self, t: float) -> None:
+        steady = self.oil_steady_c(t)
+        if self.oil_c is None or self._oil_t is None:
+            self.oil_c = steady  # switched on in a running station: the oil is already warm
+        elif t > self._oil_t:
+            self.oil_c += (steady - self.oil_c) * (1 - math.exp(-(t - self._oil_t) / self.OIL_TAU_S))
+        self._oil_t = t
+        noise = float(self._rng.normal(0, 0.005))  # mA of transmitter noise
+        self.set("di1", self.door_closed)
+        self.set("di2", self.surge_protector_ok)
+        self.set("ai1", loop_current_ma(self.oil_c, *self.OIL_RANGE_C) + noise)
+        self.set("ai2", loop_current_ma(self.ambient_c(t), *self.AMBIENT_RANGE_C) + noise)
+
+
 @dataclass(slots=True)
 class ModbusLine:
     """The Modbus devices on one RS-485 line, answering with clock-based RS-485 timing."""
@@ -371,5 +437,7 @@ __all__ = [
     "VirtualBreaker",
     "VirtualCapacitor",
     "VirtualEnvironment",
+    "VirtualIoModule",
     "VirtualRcd",
+    "loop_current_ma",
 ]

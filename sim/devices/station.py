@@ -3,11 +3,13 @@
 Layer: sim. ``build_devices`` puts the virtual metrology unit at the transformer LV side
 (per phase, from the physics when there is a ``World``), a Modbus breaker at the head of
 every branch, an RCD, a capacitor bank and an environment sensor on the RS-485 port with
-role "breakers" (sharing the line with that port's DL/T 645 meters). Opening a breaker
-takes its branch out of the physics -- customers and downstream branch units lose supply,
-their meters write power-down records -- and closing it restores them, like a scenario
-outage (``sim.world``). ``write_archive`` writes the device archive the terminal's
-acquisition app loads. Must not import the terminal or apps.
+role "breakers" (sharing the line with that port's DL/T 645 meters), and an I/O module
+(``VirtualIoModule``: door contact, surge protector, top-oil thermometer following the
+transformer loading) at every unit id of each simulated ``modbus-rtu`` expansion slot, on the
+slot's own pty. Opening a breaker takes its branch out of the physics -- customers and
+downstream branch units lose supply, their meters write power-down records -- and closing
+it restores them, like a scenario outage (``sim.world``). ``write_archive`` writes the device
+archive the terminal's acquisition app loads. Must not import the terminal or apps.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import asyncio
 import dataclasses
 import logging
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,10 +35,11 @@ from sim.devices.modbus import (
     VirtualBreaker,
     VirtualCapacitor,
     VirtualEnvironment,
+    VirtualIoModule,
     VirtualRcd,
 )
 from sim.physics import Horizon
-from sim.pty import open_pty
+from sim.pty import PtyPair, open_pty
 from sim.station import Station
 from sim.world import Replica, TruthEvent, World, WorldMeter, _descendants
 
@@ -44,6 +47,17 @@ log = logging.getLogger("ttu.sim.devices")
 MAX_BREAKERS = 200  # unit ids 1..200; 201.. are the other devices
 SOLVE_AHEAD_S = 3600.0  # an open branch is re-solved out of the physics this far ahead ...
 SOLVE_MARGIN_S = 900.0  # ... and extended this long (one 15-min step) before that runs out
+TRANSFORMER_KVA = 800.0  # the IEEE European LV test feeder's 11/0.416 kV transformer
+
+
+@dataclass(frozen=True, slots=True)
+class IoSlot:
+    """A ``modbus-rtu`` expansion slot the simulator serves: its ``sim:`` name (the pty's key in
+    the terminal's ``sim_devices``), the unit ids of its I/O modules and its line settings."""
+
+    device: str
+    unit_ids: tuple[int, ...]
+    settings: SerialSettings
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +86,7 @@ class FieldDevices:
     entries: list[DeviceEntry] = field(default_factory=list)
     breakers: dict[str, VirtualBreaker] = field(default_factory=dict)  # device id -> breaker
     environment: VirtualEnvironment | None = None
+    io_lines: dict[str, ModbusLine] = field(default_factory=dict)  # sim: name -> the slot's modules
 
     def write_archive(self, path: str | Path) -> None:
         target = Path(path)
@@ -81,19 +96,32 @@ class FieldDevices:
 
     @asynccontextmanager
     async def serve(self, *, clock: Clock) -> AsyncIterator[dict[str, str]]:
-        """Serve the metrology unit on its own pty; yields ``{"metrology": slave_path}``.
+        """Serve the metrology unit and each expansion slot's I/O modules on a pty of their own;
+        yields ``{"metrology": slave_path, "<slot sim: name>": slave_path, ...}``.
 
-        The Modbus line is served by the station (``Station.lines``) on the shared bus pty.
+        The Modbus line of the breakers is served by the station (``Station.lines``) on the
+        shared bus pty.
         """
+        served: list[tuple[str, str, Callable[[PtyPair], Coroutine[object, object, None]]]] = []
+        metrology = self.metrology
+        if metrology is not None:
+            served.append(("metrology", "sim-metrology", lambda pty: metrology.serve(pty, clock=clock)))
+        for name, line in self.io_lines.items():
+            line.clock = clock
+            served.append((name, f"sim-io-{name}", line.serve))
         async with AsyncExitStack() as stack:
             ptys: dict[str, str] = {}
-            if self.metrology is not None:
-                pty = open_pty("metrology")
-                stack.callback(pty.close)
+            pairs: list[PtyPair] = []
+            for name, _, _ in served:
+                pty = open_pty(name)
+                stack.callback(pty.close)  # after the serving tasks have ended
+                pairs.append(pty)
+            if served:
                 tg = await stack.enter_async_context(asyncio.TaskGroup())
-                task = tg.create_task(self.metrology.serve(pty, clock=clock), name="sim-metrology")
-                stack.callback(task.cancel)
-                ptys["metrology"] = pty.slave_path
+                for (name, task_name, serve), pty in zip(served, pairs, strict=True):
+                    task = tg.create_task(serve(pty), name=task_name)
+                    stack.callback(task.cancel)
+                    ptys[name] = pty.slave_path
             yield ptys
 
     def status(self, now: float, *, window_s: float = 180.0) -> dict[str, object]:
@@ -268,13 +296,21 @@ def build_devices(
     ct_ratio_actual: float | None = None,
     metrology: bool = True,
     metrology_settings: SerialSettings | None = None,
+    io_slots: Sequence[IoSlot] = (),
+    transformer_kva: float = TRANSFORMER_KVA,
     seed: int = 0,
 ) -> FieldDevices:
-    """The station's field devices; the Modbus ones go on ``port`` (shared with its meters)."""
+    """The station's field devices; the Modbus ones go on ``port`` (shared with its meters), the
+    I/O modules of each of ``io_slots`` on that slot's own line."""
     if world is not None:
         source: ConstantSource | FunctionSource = _world_source(world)
     else:
         source = ConstantSource(TransformerSample((230.0,) * 3, (120.0,) * 3, (26.0,) * 3, (8.0,) * 3))
+
+    def loading(t: float) -> float:
+        s = source.sample(t)
+        return math.hypot(sum(s.p_kw), sum(s.q_kvar)) / transformer_kva
+
     unit = (
         VirtualMetrology(
             source,
@@ -287,6 +323,13 @@ def build_devices(
         else None
     )
     out = FieldDevices(metrology=unit, line=None, port=port)
+    io_profile = modbus.builtin_profile("io-module")
+    for slot in io_slots:
+        modules: list[ModbusDevice] = [
+            VirtualIoModule(io_profile, u, name=f"{slot.device}-u{u}", loading=loading, seed=seed)
+            for u in slot.unit_ids
+        ]
+        out.io_lines[slot.device] = ModbusLine(modules, clock=None, settings=slot.settings)  # type: ignore[arg-type]  # set by serve
     if port is None:
         return out
     devices: list[ModbusDevice] = []
@@ -339,4 +382,4 @@ def attach(devices: FieldDevices, station: Station, clock: Clock) -> None:
     station.lines[devices.port] = devices.line
 
 
-__all__ = ["BranchSwitch", "DeviceEntry", "FieldDevices", "attach", "build_devices", "fitted_ct"]
+__all__ = ["BranchSwitch", "DeviceEntry", "FieldDevices", "IoSlot", "attach", "build_devices", "fitted_ct"]
