@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict, deque
+from collections.abc import Callable
 from types import TracebackType
 from typing import Self
 
@@ -23,12 +24,24 @@ PROTOCOL_NAMES = {q.DLT645_1997: "dlt645-1997", q.DLT645_2007: "dlt645", q.DLT69
 
 
 class EventStream:
-    """One subscriber: ``async for event in stream`` until ``aclose()`` (or the driver closes)."""
+    """One subscriber: ``async for event in stream`` until ``aclose()`` (or the driver closes).
 
-    def __init__(self, hub: EventHub, maxlen: int) -> None:
-        self._hub = hub
+    Holds at most ``maxlen`` events, dropping the oldest (``dropped``; ``on_drop`` is told).
+    ``on_close`` is called once when the stream closes: the hub forgets it, or the isolated
+    app's proxy tells the runtime to stop forwarding.
+    """
+
+    def __init__(
+        self,
+        maxlen: int,
+        *,
+        on_close: Callable[[EventStream], None],
+        on_drop: Callable[[], None] | None = None,
+    ) -> None:
         self._items: deque[CarrierEvent] = deque()
         self._maxlen = maxlen
+        self._on_close = on_close
+        self._on_drop = on_drop
         self._wake = asyncio.Event()
         self.closed = False
         self.dropped = 0
@@ -37,7 +50,8 @@ class EventStream:
         if len(self._items) >= self._maxlen:
             self._items.popleft()
             self.dropped += 1
-            self._hub.dropped += 1
+            if self._on_drop is not None:
+                self._on_drop()
         self._items.append(event)
         self._wake.set()
 
@@ -61,7 +75,7 @@ class EventStream:
     def close(self) -> None:
         if not self.closed:
             self.closed = True
-            self._hub.remove(self)
+            self._on_close(self)
             self._wake.set()
 
     async def __aenter__(self) -> Self:
@@ -85,9 +99,12 @@ class EventHub:
         self.dropped = 0
 
     def stream(self) -> EventStream:
-        s = EventStream(self, self._maxlen)
+        s = EventStream(self._maxlen, on_close=self.remove, on_drop=self._count_drop)
         self._streams.append(s)
         return s
+
+    def _count_drop(self) -> None:
+        self.dropped += 1
 
     def remove(self, stream: EventStream) -> None:
         if stream in self._streams:

@@ -27,16 +27,14 @@ runtime side too. The watchdog is runtime-only. Must not import the bridge or ap
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
-from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Any, NoReturn, Self, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 from hal.errors import CapabilityMissing, HalError, TransportError
-from hal.interfaces import CarrierEvent, MetrologySnapshot, Priority, SerialSettings, StreamDecoder
+from hal.hplc import EventStream
+from hal.interfaces import MetrologySnapshot, Priority, SerialSettings, StreamDecoder
 from hal.rs485 import DeviceHealth
 from protocols.errors import ProtocolError
 from runtime.container.context import ScopedHal, Violations
@@ -162,60 +160,13 @@ class RemoteRs485Port:
         return f"<RemoteRs485Port {self._name}>"
 
 
-class RemoteEventStream:
-    """Carrier events the runtime forwards: ``async with carrier.events() as s: async for e in s``."""
-
-    def __init__(self, owner: RemoteCarrier, sid: int) -> None:
-        self._owner = owner
-        self.sid = sid
-        self._items: deque[CarrierEvent] = deque()
-        self._wake = asyncio.Event()
-        self.closed = False
-        self.dropped = 0
-
-    def put(self, event: CarrierEvent) -> None:
-        if len(self._items) >= EVENT_BACKLOG:
-            self._items.popleft()
-            self.dropped += 1
-        self._items.append(event)
-        self._wake.set()
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> CarrierEvent:
-        while not self._items:
-            if self.closed:
-                raise StopAsyncIteration
-            self._wake.clear()
-            await self._wake.wait()
-        return self._items.popleft()
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self._wake.set()
-            self._owner._unsubscribe(self.sid)
-
-    async def aclose(self) -> None:
-        self.close()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
-
-
 class RemoteCarrier:
     """The runtime's HPLC carrier module (``CarrierModule``)."""
 
     def __init__(self, chan: Channel) -> None:
         self._chan = chan
         self._next_sid = 0
-        self.streams: dict[int, RemoteEventStream] = {}
+        self.streams: dict[int, EventStream] = {}
 
     async def reset(self) -> None:
         await self._chan.request("hal.hplc.reset", {}, cancel_op=CANCEL_OP)
@@ -234,11 +185,13 @@ class RemoteCarrier:
     async def broadcast(self, frame: bytes) -> None:
         await self._chan.request("hal.hplc.broadcast", {"frame": bytes_to_json(frame)}, cancel_op=CANCEL_OP)
 
-    def events(self) -> RemoteEventStream:
+    def events(self) -> EventStream:
+        """Carrier events the runtime forwards: ``async with carrier.events() as s: async for e in s``."""
         self._next_sid += 1
-        stream = RemoteEventStream(self, self._next_sid)
-        self.streams[stream.sid] = stream
-        self._chan.request_nowait("hal.hplc.events", {"sid": stream.sid})
+        sid = self._next_sid
+        stream = EventStream(EVENT_BACKLOG, on_close=lambda _: self._unsubscribe(sid))
+        self.streams[sid] = stream
+        self._chan.request_nowait("hal.hplc.events", {"sid": sid})
         return stream
 
     def _unsubscribe(self, sid: int) -> None:
@@ -361,7 +314,6 @@ class RemoteHal(ScopedHal):
 
 __all__ = [
     "RemoteCarrier",
-    "RemoteEventStream",
     "RemoteHal",
     "RemoteLink",
     "RemoteMetrology",

@@ -12,7 +12,9 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from hal.interfaces import MetrologySnapshot, PhaseValues, SerialSettings
+from hal.hplc import EventStream
+from hal.hplc._events import EventHub
+from hal.interfaces import CarrierEvent, MetrologySnapshot, PhaseValues, SerialSettings
 from hal.rs485 import Rs485Port
 from hal.sim import MemorySlot, memory_link_pair
 from runtime.clock import LoopClock
@@ -34,6 +36,28 @@ class FixedMetrology:
 
     async def snapshot(self) -> MetrologySnapshot:
         return self.value
+
+
+class HubCarrier:
+    """A carrier module that only has events: the test publishes them on ``hub``."""
+
+    def __init__(self) -> None:
+        self.hub = EventHub(maxlen=16)
+
+    def events(self) -> EventStream:
+        return self.hub.stream()
+
+    async def reset(self) -> None:
+        raise NotImplementedError
+
+    async def sync_archive(self, addresses: Any, *, protocols: Any = None) -> None:
+        raise NotImplementedError
+
+    async def transact(self, address: str, frame: bytes, *, timeout: float) -> bytes:  # noqa: ASYNC109
+        raise NotImplementedError
+
+    async def broadcast(self, frame: bytes) -> None:
+        raise NotImplementedError
 
 
 def _snapshot(ts: float) -> MetrologySnapshot:
@@ -168,6 +192,35 @@ async def test_slot_and_metrology_through_the_proxy() -> None:
         assert board.unit is not None
         expected = (await board.unit.snapshot()).voltage.a
         assert reply["voltage_a"] == expected and reply["energy"] == 1234.5
+
+
+async def _until(clock: LoopClock, holds: Any, *, within: float = 10) -> None:
+    async with clock.timeout(within):
+        while not holds():
+            await clock.sleep(0.01)
+
+
+async def test_carrier_events_reach_the_isolated_app_and_its_close_ends_the_forwarding() -> None:
+    clock = LoopClock()
+    carrier = HubCarrier()
+    async with station(clock) as (board, _, _):
+        board.carrier = carrier
+        async with core(isolated=("reader",), board=board, clock=clock) as c:
+            await c.wait("reader", AppState.RUNNING)
+            assert await _ask(c, "carrier", {"count": 2}) == "listening"
+            await _until(clock, lambda: carrier.hub.subscribers == 1)  # the runtime forwards now
+            async with c.bus.subscribe("reader/carrier/events") as events:
+                carrier.hub.publish(CarrierEvent("power_off", ("000000000001", "000000000002"), clock.now()))
+                carrier.hub.publish(CarrierEvent("power_on", ("000000000001",), clock.now()))
+                async with clock.timeout(10):
+                    got = (await events.get()).payload
+            assert got == [
+                {"kind": "power_off", "addresses": ["000000000001", "000000000002"]},
+                {"kind": "power_on", "addresses": ["000000000001"]},
+            ]
+            # the app closed its stream: the runtime stops forwarding and lets go of its own
+            await _until(clock, lambda: carrier.hub.subscribers == 0)
+            assert c.sup.state("reader") is AppState.RUNNING
 
 
 async def test_runtime_clock_steps_reach_the_host() -> None:

@@ -5,6 +5,8 @@ Topics (all answers are published on ``reader/<what>/reply``):
 ``reader/raw`` -> the bridge's answers to malformed hal requests sent past the context;
 ``reader/io`` -> a slot read/write and a metrology snapshot; ``reader/clock`` -> ctx.clock.now();
 ``reader/sleep`` {until} -> published after ``ctx.clock.sleep_until(until)`` returns;
+``reader/carrier`` {count} -> "listening" once subscribed to the carrier's events, then
+``reader/carrier/events`` with the next ``count`` events (kind, addresses); the stream is closed;
 ``reader/bench`` {address, rounds} -> seconds per read, timed in the app.
 """
 
@@ -80,6 +82,17 @@ async def _io(ctx: Any) -> dict[str, Any]:
     }
 
 
+async def _carrier(ctx: Any, count: int) -> None:
+    got = []
+    async with ctx.hal.hplc().events() as stream:
+        ctx.bus.publish("reader/carrier/reply", "listening")
+        async for event in stream:
+            got.append({"kind": event.kind, "addresses": list(event.addresses)})
+            if len(got) == count:
+                break
+    ctx.bus.publish("reader/carrier/events", got)
+
+
 async def run(ctx: Any, config: dict[str, Any]) -> None:
     master = Dlt645Master(Rs485Transport(ctx.hal.rs485(config["port"])))
     tasks: set[asyncio.Task[None]] = set()
@@ -102,6 +115,9 @@ async def run(ctx: Any, config: dict[str, Any]) -> None:
                 reply = ctx.clock.now()
             elif what == "bench":
                 reply = await _bench(ctx, master, body)
+            elif what == "carrier":
+                tasks.add(tg.create_task(_carrier(ctx, int(body["count"])), name="carrier"))
+                continue  # it replies itself once subscribed
             elif what == "sleep":
                 tasks.add(tg.create_task(sleeper(float(body["until"])), name="sleeper"))
                 reply = "sleeping"
