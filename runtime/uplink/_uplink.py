@@ -239,9 +239,10 @@ class Uplink:
             await keep_cancel(client.subscribe(self._command_topic, qos=1))
             if self._chunk_handler is not None:
                 await keep_cancel(client.subscribe(self._chunk_topic, qos=1))
-            async with asyncio.TaskGroup() as tg:
-                tg.create_task(self._sender(client), name=f"uplink-sender-{self.terminal_id}")
-                tg.create_task(self._receiver(client), name=f"uplink-commands-{self.terminal_id}")
+            await _run_both(
+                asyncio.create_task(self._sender(client), name=f"uplink-sender-{self.terminal_id}"),
+                asyncio.create_task(self._receiver(client), name=f"uplink-commands-{self.terminal_id}"),
+            )
         except asyncio.CancelledError:
             # a clean shutdown sends DISCONNECT, so the broker will not publish the will: say it ourselves
             with contextlib.suppress(aiomqtt.MqttError, TimeoutError):
@@ -303,6 +304,26 @@ class Uplink:
 
     async def _stats(self, args: dict[str, Any]) -> dict[str, Any]:
         return self.statistics()
+
+
+async def _run_both(*tasks: asyncio.Task[None]) -> None:
+    """Run the session's tasks until one fails (its error is raised) or we are cancelled.
+
+    Not a TaskGroup: on Python 3.11 a group whose child fails while it exits leaves the
+    parent's ``cancelling()`` count raised, and a later stop then found the group already
+    "aborting" and never cancelled the children (the uplink did not stop: a CI hang).
+    Here the children are cancelled -- again, until they are gone -- whatever happens.
+    """
+    pending = set(tasks)
+    try:
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
+        for task in done:
+            task.result()
+    finally:
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=1.0)
 
 
 __all__ = ["BrokerAddress", "Uplink", "parse_broker_url"]
