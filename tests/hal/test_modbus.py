@@ -11,14 +11,11 @@ import pytest
 
 from hal.errors import DeviceError, TransportTimeout
 from hal.interfaces import Priority, SerialSettings
-from hal.linux.serial import PySerialLink
 from hal.modbus import ModbusMaster, RtuDecoder, encode_frame, frame_silence
-from hal.rs485 import Rs485Port
 from protocols import modbus
 from protocols.errors import EncodeError
-from runtime.clock import LoopClock
 from sim.devices.modbus import ModbusLine, VirtualBreaker, VirtualCapacitor, VirtualEnvironment
-from sim.pty import open_pty
+from tests.hal._modbus_line import served_line
 
 LINE = SerialSettings(9600, "E")
 BREAKER = modbus.builtin_profile("breaker")
@@ -31,18 +28,8 @@ def measure(t: float) -> tuple[tuple[float, ...], tuple[float, ...], float]:
 
 @contextlib.asynccontextmanager
 async def bus(*devices: object) -> AsyncIterator[tuple[ModbusMaster, ModbusLine]]:
-    clock = LoopClock(start=1_700_000_000.0, speed=10.0)
-    line = ModbusLine(list(devices), clock=clock, settings=LINE)  # type: ignore[arg-type]
-    pty = open_pty("rs485-4")
-    port = Rs485Port(PySerialLink(pty.slave_path, LINE, name="rs485-4"), clock=clock, name="rs485-4")
-    try:
-        async with asyncio.TaskGroup() as tg:
-            task = tg.create_task(line.serve(pty), name="modbus-line")
-            async with port:
-                yield ModbusMaster(port, timeout=2.0), line
-            task.cancel()
-    finally:
-        pty.close()
+    async with served_line(devices, LINE, name="rs485-4") as (port, line):
+        yield ModbusMaster(port, timeout=2.0), line
 
 
 async def test_profile_read_in_contiguous_blocks() -> None:
@@ -65,11 +52,7 @@ async def test_every_request_follows_t35_of_idle_line() -> None:
         await master.read(3, BREAKER)
         trace = master.port.trace.snapshot()
     t35 = frame_silence(LINE)
-    pairs = [
-        (a, b)
-        for a, b in itertools.pairwise(trace)
-        if (a["direction"], b["direction"]) == ("rx", "tx")
-    ]
+    pairs = [(a, b) for a, b in itertools.pairwise(trace) if (a["direction"], b["direction"]) == ("rx", "tx")]
     assert len(pairs) >= 2
     for reply, request in pairs:
         assert float(request["ts"]) - float(reply["ts"]) >= t35 - 1e-6  # type: ignore[arg-type]

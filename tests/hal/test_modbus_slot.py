@@ -6,7 +6,6 @@ Expected values come from the virtual modules' knobs and register images.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
@@ -22,7 +21,7 @@ from hal.rs485 import Rs485Port
 from protocols import modbus
 from runtime.clock import LoopClock
 from sim.devices.modbus import ModbusLine, VirtualIoModule, loop_current_ma
-from sim.pty import open_pty
+from tests.hal._modbus_line import served_line
 
 UART = SerialSettings(9600, "E")
 IO = modbus.builtin_profile("io-module")
@@ -33,21 +32,9 @@ START = 1_700_000_000.0
 async def slot(
     *modules: VirtualIoModule, unit_ids: tuple[int, ...] = (1,), reply_timeout: float = 1.0
 ) -> AsyncIterator[tuple[ModbusIoSlot, ModbusLine]]:
-    clock = LoopClock(start=START, speed=10.0)
-    line = ModbusLine(list(modules), clock=clock, settings=UART)
-    pty = open_pty("slot-2")
-    port = Rs485Port(PySerialLink(pty.slave_path, UART, name="slot-2"), clock=clock, name="slot-2")
-    try:
-        async with asyncio.TaskGroup() as tg:
-            task = tg.create_task(line.serve(pty), name="io-modules")
-            async with port:
-                yield (
-                    ModbusIoSlot(ModbusMaster(port, timeout=reply_timeout), name="slot-2", unit_ids=unit_ids),
-                    line,
-                )
-            task.cancel()
-    finally:
-        pty.close()
+    async with served_line(modules, UART, name="slot-2", start=START) as (port, line):
+        master = ModbusMaster(port, timeout=reply_timeout)
+        yield ModbusIoSlot(master, name="slot-2", unit_ids=unit_ids), line
 
 
 def module(unit: int = 1, *, loading: float = 0.5) -> VirtualIoModule:
