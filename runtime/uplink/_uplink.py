@@ -68,13 +68,6 @@ def parse_broker_url(url: str) -> BrokerAddress:
     return BrokerAddress(parts.hostname, port or (8883 if tls else 1883), tls)
 
 
-def _first(group: BaseExceptionGroup[Any]) -> BaseException:
-    exc: BaseException = group
-    while isinstance(exc, BaseExceptionGroup):
-        exc = exc.exceptions[0]
-    return exc
-
-
 def _check_stream(stream: str) -> None:
     if not stream or any(c in stream for c in "/+#") or not stream.isprintable():
         raise ValueError(f"stream {stream!r} is not a valid topic level")
@@ -217,11 +210,6 @@ class Uplink:
                 if stopping:  # the DISCONNECT failed (aiomqtt's __aexit__ raised): still a stop
                     raise asyncio.CancelledError from err
                 _log.warning("uplink to %s: %s", where, err)
-            except BaseExceptionGroup as group:
-                lost, rest = group.split(aiomqtt.MqttError)
-                if rest is not None or lost is None:
-                    raise
-                _log.warning("uplink to %s lost: %s", where, _first(lost))
             if self._connected:
                 self._connected = False
                 self._reconnects += 1
