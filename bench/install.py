@@ -33,8 +33,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from runtime.bus import Bus
 from runtime.clock import LoopClock
-from runtime.container.bridge import SOCKET_NAME, Bridge, IsolationSettings
 from runtime.container.context import AppContextFactory, NamespacedStore
+from runtime.container.isolation.bridge import SOCKET_NAME, Bridge, IsolationSettings
 from runtime.container.supervisor import AppState, Supervisor
 from runtime.packages import pack
 from runtime.packages.jobs import JobRunner

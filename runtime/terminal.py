@@ -29,7 +29,7 @@ from runtime.container import (
     Supervisor,
     TerminalInfo,
 )
-from runtime.container.bridge import SOCKET_NAME, Bridge
+from runtime.container.isolation.bridge import SOCKET_NAME, Bridge
 from runtime.diagnostics import trace_handler, validate_trace_args
 from runtime.errors import ConfigError
 from runtime.packages.jobs import JobRunner

@@ -18,7 +18,7 @@ from hal.interfaces import CarrierEvent, MetrologySnapshot, PhaseValues, SerialS
 from hal.rs485 import Rs485Port
 from hal.sim import MemorySlot, memory_link_pair
 from runtime.clock import LoopClock
-from runtime.container.bridge import violation_topic
+from runtime.container.isolation.bridge import violation_topic
 from runtime.container.supervisor import AppState
 from sim.loads import HouseholdProfile
 from sim.meters import MeterBus, VirtualMeter

@@ -8,7 +8,7 @@ import psutil
 import pytest
 
 from runtime.bus import Overflow
-from runtime.container.bridge import IsolationSettings, violation_topic
+from runtime.container.isolation.bridge import IsolationSettings, violation_topic
 from runtime.container.supervisor import AppState
 from runtime.errors import AppError
 
