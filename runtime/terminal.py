@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from base.clock import Clock
 from runtime import RUNTIME_API_VERSION
 from runtime.board_hal import BoardHal
 from runtime.bus import Bus
-from runtime.clock import Clock
 from runtime.config import Board, TlsConfig, load_credentials
 from runtime.container import (
     AppContextFactory,

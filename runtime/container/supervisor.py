@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from base.clock import Clock
 from runtime.bus import Bus
-from runtime.clock import Clock
 from runtime.container.context import AppContext, ContextFactory
 from runtime.container.isolation.bridge import Bridge
 from runtime.container.isolation.runner import IsolatedAppError, IsolatedRunner

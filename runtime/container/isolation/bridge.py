@@ -37,10 +37,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from base.clock import Clock
 from hal.errors import HalError
 from protocols.errors import ProtocolError
 from runtime.bus import Bus, Overflow, Subscription, payload_to_json
-from runtime.clock import Clock
 from runtime.container.context import AppContext, TerminalInfo
 from runtime.container.isolation.channel import Channel
 from runtime.container.isolation.hal_ops import HAL_OPS, describe

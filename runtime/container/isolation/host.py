@@ -38,8 +38,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Any
 
+from base.clock import Clock, LoopClock
 from runtime.bus import Bus, Handler, Message, Overflow, Service, Subscription, payload_to_json
-from runtime.clock import Clock, LoopClock
 from runtime.container.context import (
     AppContext,
     CommandHandler,
