@@ -40,9 +40,14 @@ import numpy as np
 from .numeric import BArray, FArray, IArray, fista_simplex, robust_std
 
 #: meters considered for pair moves once no single move helps
-PAIR_CANDIDATES = 120
+PAIR_CANDIDATES = 60
 RELAX_ITERATIONS = 400
+#: above this many labels the relaxation costs more than it helps (labels there are branches
+#: or boxes, whose errors are single meters that moves fix); refinement starts from the evidence
+RELAX_MAX_LABELS = 12
 RESIDUAL_MODELS = ("losses", "gain", "none")
+#: residuals beyond this many sigmas count linearly (Huber): one odd target cannot dictate
+HUBER = 2.0
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,10 @@ class Balance:
     #: what the targets see besides the meters: "losses" (a * Y^2 + b, a, b >= 0: line
     #: losses, for energy), "gain" (c * Y + b, |c| <= 5 %: a unit's CT error, for currents)
     residual_model: str = "losses"
+    #: the misfit is Huber-robust beyond ``HUBER`` sigmas; ``one_sided`` keeps it quadratic for
+    #: negative residuals (energy conservation: metered energy cannot exceed what a target
+    #: measured; a surplus is unmetered load -- a missing meter, theft -- and pulls softly)
+    one_sided: bool = False
 
     def __post_init__(self) -> None:
         if self.residual_model not in RESIDUAL_MODELS:
@@ -92,18 +101,37 @@ class Balance:
     def prediction(self, w: FArray, members: Sequence[IArray]) -> FArray:
         """(T, G, m) what the meters with label weights ``w`` (n, K) put on the targets."""
         h = w @ self.incidence  # (n, m)
-        pred = np.zeros_like(self.targets)
-        for g, idx in enumerate(members):
-            if len(idx):
-                pred[:, g, :] = self.series[:, idx] @ h[idx]
+        if self.n_groups == 1 and self.groups is None:
+            pred = (self.series @ h)[:, None, :]
+        else:
+            pred = np.zeros_like(self.targets)
+            order, starts, present = self._segments()
+            if len(order):
+                contrib = self.series[:, order, None] * h[order][None, :, :]  # (T, n', m)
+                pred[:, present, :] = np.add.reduceat(contrib, starts, axis=1)
         return pred if self.fixed is None else pred + self.fixed
 
-    def projections(self, resid_w: FArray, members: Sequence[IArray]) -> FArray:
-        """(n, m): each meter's series dotted with its own group's weighted residual."""
-        out = np.zeros((self.series.shape[1], self.targets.shape[2]))
-        for g, idx in enumerate(members):
-            if len(idx):
-                out[idx] = self.series[:, idx].T @ resid_w[:, g, :]
+    def _segments(self) -> tuple[IArray, IArray, IArray]:
+        """Meters sorted by group (those in a group), where each group starts, which groups."""
+        g = self.group_of()
+        order = np.argsort(g, kind="stable")
+        order = order[g[order] >= 0]
+        if not len(order):
+            return order, np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+        sorted_g = g[order]
+        starts = np.concatenate([[0], np.nonzero(np.diff(sorted_g))[0] + 1]).astype(np.int64)
+        return order, starts, sorted_g[starts]
+
+    def projections(self, per_point: FArray, members: Sequence[IArray], *, squared: bool = False) -> FArray:
+        """(n, m): each meter's series (squared: its square) dotted with its own group's
+        ``per_point`` values (T, G, m); zeros for meters in no group."""
+        x = self.series * self.series if squared else self.series
+        if self.n_groups == 1 and self.groups is None:
+            return np.asarray(x.T @ per_point[:, 0, :], dtype=np.float64)
+        g = self.group_of()
+        ok = g >= 0
+        out = np.zeros((x.shape[1], self.targets.shape[2]))
+        out[ok] = np.einsum("tn,tnm->nm", x[:, ok], per_point[:, g[ok], :])
         return out
 
     def own(self, per_group: FArray) -> FArray:
@@ -131,11 +159,13 @@ class Problem:
 
 @dataclass
 class Fit:
-    """One balance under a labelling: losses, misfit scale, residual (all per target)."""
+    """One balance under a labelling: losses, misfit scale, residual, and the weights of the
+    residual's points (1 / sigma^2, lowered where the robust misfit grows only linearly)."""
 
     loss: FArray  # (T, G, m)
     sigma: FArray  # (G, m)
     residual: FArray  # (T, G, m) target minus prediction minus loss
+    weight: FArray  # (T, G, m)
 
 
 @dataclass
@@ -204,6 +234,26 @@ def _sigma(b: Balance, resid: FArray) -> FArray:
     return np.asarray(np.maximum(robust_std(resid, axis=0), _floor(b)), dtype=np.float64)
 
 
+def robust_weight(b: Balance, resid: FArray, sigma: FArray) -> FArray:
+    """IRLS weights of the Huber misfit: ``1 / s^2`` within ``HUBER`` sigmas (and for every
+    negative residual of a one-sided balance), ``HUBER s / |r| / s^2`` beyond."""
+    limit = HUBER * sigma[None, :, :]
+    big = np.abs(resid) > limit
+    if b.one_sided:
+        big &= resid > 0
+    w = np.where(big, limit / np.maximum(np.abs(resid), 1e-12), 1.0)
+    return np.asarray(w / sigma[None, :, :] ** 2, dtype=np.float64)
+
+
+def misfit(b: Balance, resid: FArray, sigma: FArray) -> float:
+    """The robust misfit (the negative log-likelihood) of a residual."""
+    u = np.abs(resid) / sigma[None, :, :]
+    quad = u <= HUBER
+    if b.one_sided:
+        quad |= resid <= 0
+    return float(np.where(quad, 0.5 * u * u, HUBER * u - 0.5 * HUBER * HUBER).sum())
+
+
 def initial_fit(b: Balance) -> Fit:
     """Losses and misfit scale before any labelling is trusted. An energy balance with a
     partition takes both from the partition's totals (energy no labelling can move); any
@@ -211,7 +261,8 @@ def initial_fit(b: Balance) -> Fit:
     doubtful labelling would be inflated by its very errors and excuse them."""
     zero = np.zeros_like(b.targets)
     if not b.partition or b.residual_model != "losses":
-        return Fit(zero, _floor(b), zero)
+        sigma = _floor(b)
+        return Fit(zero, sigma, zero, np.broadcast_to(1.0 / sigma**2, b.targets.shape).copy())
     y = _flat(b.targets)
     fixed = 0.0 if b.fixed is None else _flat(b.fixed).sum(axis=1)
     fed = b.group_of() >= 0
@@ -222,7 +273,8 @@ def initial_fit(b: Balance) -> Fit:
     count = float(y.shape[1])
     loss = np.asarray(max(float(coef[0]), 0.0) * b.targets**2 + max(float(coef[1]), 0.0) / count)
     scale = float(robust_std(unexplained - _flat(loss).sum(axis=1))) / np.sqrt(count)
-    return Fit(loss, np.asarray(np.maximum(_floor(b), scale), dtype=np.float64), zero)
+    sigma = np.asarray(np.maximum(_floor(b), scale), dtype=np.float64)
+    return Fit(loss, sigma, zero, np.broadcast_to(1.0 / sigma**2, b.targets.shape).copy())
 
 
 def refit(b: Balance, labels: IArray, k: int, previous: Fit) -> Fit:
@@ -235,7 +287,8 @@ def refit(b: Balance, labels: IArray, k: int, previous: Fit) -> Fit:
     elif b.residual_model == "gain":
         loss = fit_gain(_flat(b.targets), _flat(b.targets - pred)).reshape(b.targets.shape)
     resid = b.targets - loss - pred
-    return Fit(loss, _sigma(b, resid), resid)
+    sigma = _sigma(b, resid)
+    return Fit(loss, sigma, resid, robust_weight(b, resid, sigma))
 
 
 # -- the relaxation -------------------------------------------------------------------------------
@@ -243,32 +296,32 @@ def refit(b: Balance, labels: IArray, k: int, previous: Fit) -> Fit:
 
 def relax(p: Problem, fits: Sequence[Fit], *, iterations: int = RELAX_ITERATIONS) -> FArray:
     """The convex relaxation: probability vectors (n, K) minimising the weighted misfit of
-    every balance minus the linear evidence."""
+    every balance (the fits' point weights held fixed) minus the linear evidence."""
     members = [b.members() for b in p.balances]
     ys = [b.targets - f.loss for b, f in zip(p.balances, fits, strict=True)]
-    invs = [1.0 / f.sigma**2 for f in fits]
+    ws = [f.weight for f in fits]
     ev = np.where(np.isfinite(p.evidence), p.evidence, -1e3)
-    # each meter's own block of the Hessian, bounded by |x_i|^2 * the largest weighted target
-    # sum a label of it feeds
+    # each meter's own block of the Hessian, bounded by the largest weighted target sum a label
+    # of it feeds
     curvature = np.zeros(p.n)
-    for b, inv in zip(p.balances, invs, strict=True):
-        per_label = b.own(inv @ b.incidence.T)  # (n, K): sum_j A_kj / s_gj^2 of the meter's group
-        curvature += (b.series**2).sum(axis=0) * per_label.max(axis=1, initial=0.0)
+    for b, w, mem in zip(p.balances, ws, members, strict=True):
+        q = b.projections(w, mem, squared=True)  # (n, m): sum_t x_it^2 w_tj
+        curvature += (q @ b.incidence.T).max(axis=1, initial=0.0)
 
-    def value(w: FArray) -> float:
-        total = -float((ev * w).sum())
-        for b, y, inv, mem in zip(p.balances, ys, invs, members, strict=True):
-            r = y - b.prediction(w, mem)
-            total += 0.5 * float((r * r * inv).sum())
+    def value(w_: FArray) -> float:
+        total = -float((ev * w_).sum())
+        for b, y, w, mem in zip(p.balances, ys, ws, members, strict=True):
+            r = y - b.prediction(w_, mem)
+            total += 0.5 * float((r * r * w).sum())
         return total
 
-    def value_grad(w: FArray) -> tuple[float, FArray]:
-        total = -float((ev * w).sum())
+    def value_grad(w_: FArray) -> tuple[float, FArray]:
+        total = -float((ev * w_).sum())
         g = -ev
-        for b, y, inv, mem in zip(p.balances, ys, invs, members, strict=True):
-            r = y - b.prediction(w, mem)
-            total += 0.5 * float((r * r * inv).sum())
-            g = g - b.projections(r * inv, mem) @ b.incidence.T
+        for b, y, w, mem in zip(p.balances, ys, ws, members, strict=True):
+            r = y - b.prediction(w_, mem)
+            total += 0.5 * float((r * r * w).sum())
+            g = g - b.projections(r * w, mem) @ b.incidence.T
         return total, np.asarray(g, dtype=np.float64)
 
     w0 = np.full((p.n, p.k), 1.0 / p.k)
@@ -279,53 +332,65 @@ def relax(p: Problem, fits: Sequence[Fit], *, iterations: int = RELAX_ITERATIONS
 
 
 class _State:
-    """One balance's running state during refinement: residual, and each meter's projection
-    on its group's weighted residual (kept up to date move by move)."""
+    """One balance's running state during refinement, kept up to date move by move: the
+    residual, and from it the linear (``ga``) and quadratic (``quad``) parts of every meter's
+    score for every label. The point weights are held fixed (one IRLS step)."""
 
     def __init__(self, b: Balance, fit: Fit, labels: IArray, k: int) -> None:
         self.b = b
         self.members = b.members()
         self.group = b.group_of()
-        self.inv = 1.0 / fit.sigma**2  # (G, m)
+        self.w = fit.weight  # (T, G, m)
         self.resid = b.targets - fit.loss - b.prediction(np.eye(k)[labels], self.members)
-        self.proj = b.projections(self.resid * self.inv, self.members)  # (n, m)
-        self.norm = (b.series**2).sum(axis=0)  # (n,)
-        self.inv_own = b.own(self.inv)  # (n, m)
+        self.q = b.projections(self.w, self.members, squared=True)  # (n, m): sum_t x_it^2 w_tj
+        # ga[i, c] = sum_t x_it r_tj w_tj A_cj: the linear part, before subtracting the own label
+        self.ga = b.projections(self.resid * self.w, self.members) @ b.incidence.T  # (n, K)
+        a = b.incidence
+        # sum_j q_ij d_j^2 with d = A_c - A_a (0/1 rows): S_c + S_a - 2 O_(a, c)
+        cur = a[labels]
+        self.quad = self.q @ a.T + (self.q * cur).sum(axis=1)[:, None] - 2.0 * ((self.q * cur) @ a.T)
+
+    def _quad_row(self, i: int, label: int) -> None:
+        a = self.b.incidence
+        q = self.q[i]
+        cur = a[label]
+        self.quad[i] = q @ a.T + float((q * cur).sum()) - 2.0 * ((q * cur) @ a.T)
 
     def scores(self, labels: IArray) -> FArray:
         """Log-likelihood change of moving each meter to each label, all others fixed (n, K).
 
         Moving meter i from label a to c changes its group's prediction by ``x_i (A_c - A_a)``;
-        the change of ``-1/2 sum (r / s)^2`` follows in closed form."""
-        a = self.b.incidence
+        the change of ``-1/2 sum w r^2`` follows in closed form."""
         n = len(labels)
-        ga = self.proj @ a.T  # (n, K)
-        cur = a[labels]  # (n, m)
-        rw = self.inv_own
-        # sum_j d_j^2 / s_j^2 with d = A_c - A_a (0/1 rows): S_c + S_a - 2 O_(a, c)
-        quad = rw @ a.T + (rw * cur).sum(axis=1)[:, None] - 2.0 * ((rw * cur) @ a.T)
-        lin = ga - ga[np.arange(n), labels][:, None]
-        out = -(0.5 * self.norm[:, None] * quad - lin)
+        lin = self.ga - self.ga[np.arange(n), labels][:, None]
+        out = lin - 0.5 * self.quad
         out[self.group < 0] = 0.0
         return np.asarray(out, dtype=np.float64)
 
-    def move(self, i: int, d: FArray) -> None:
-        """Meter i's contribution to its group changes by ``x_i * d`` (d over the m targets)."""
+    def move(self, i: int, old: int, new: int) -> None:
+        """Meter i moves from label ``old`` to ``new``."""
+        a = self.b.incidence
+        self._quad_row(i, new)
         g = int(self.group[i])
+        d = a[new] - a[old]
         if g < 0 or not d.any():
             return
         x = self.b.series[:, i]
         self.resid[:, g, :] -= np.outer(x, d)
         idx = self.members[g]
-        self.proj[idx] -= np.outer(self.b.series[:, idx].T @ x, d * self.inv[g])
+        delta = self.b.series[:, idx].T @ (x[:, None] * self.w[:, g, :] * d[None, :])  # (n_g, m)
+        self.ga[idx] -= delta @ a.T
 
     def pair_cross(self, cand: IArray, d: FArray) -> FArray:
-        """(c, c): (x_i . x_j) * sum_m d_i d_j / s^2 for candidates in the same group."""
+        """(c, c): sum_j d_ij d_kj sum_t x_it x_kt w_tj for candidates in the same group."""
         g = self.group[cand]
-        x = self.b.series[:, cand]
         same = (g[:, None] == g[None, :]) & (g[:, None] >= 0)
-        dw = d * self.inv_own[cand]
-        return np.asarray((x.T @ x) * (dw @ d.T) * same, dtype=np.float64)
+        x = self.b.series[:, cand]  # (T, c)
+        w = self.w[:, np.maximum(g, 0), :]  # (T, c, m): each candidate's own group's weights
+        out = np.zeros((len(cand), len(cand)))
+        for j in np.nonzero(np.any(d != 0, axis=0))[0]:
+            out += ((x * w[:, :, j]).T @ x) * np.outer(d[:, j], d[:, j])
+        return np.asarray(out * same, dtype=np.float64)
 
 
 def refine(
@@ -345,7 +410,7 @@ def refine(
 
     def move(i: int, c: int) -> None:
         for s in states:
-            s.move(i, s.b.incidence[c] - s.b.incidence[labels[i]])
+            s.move(i, int(labels[i]), c)
         labels[i] = c
 
     while moves < limit:
@@ -384,31 +449,37 @@ def objective(p: Problem, labels: IArray, fits: Sequence[Fit]) -> float:
     value = float(ev[np.arange(p.n), labels].sum())
     for b, f in zip(p.balances, fits, strict=True):
         resid = b.targets - f.loss - b.prediction(np.eye(p.k)[labels], b.members())
-        value -= 0.5 * float(((resid / f.sigma) ** 2).sum())
+        value -= misfit(b, resid, f.sigma)
     return value
 
 
-def solve(p: Problem, *, start: IArray | None = None, relax_iterations: int = RELAX_ITERATIONS) -> Solution:
-    """Two rounds of relax, round, refine: the first with the measurements' own accuracy, the
-    second with losses and scales refitted to the first round's labelling; then a last
-    refit and refinement.
+def solve(
+    p: Problem, *, start: IArray | None = None, relax_iterations: int = RELAX_ITERATIONS, rounds: int = 3,
+    use_relaxation: bool = True,
+) -> Solution:  # fmt: skip
+    """Relax, round, refine; then ``rounds`` times: refit losses, scales and robust weights to
+    the labelling so far (one IRLS step), relax again and refine from every candidate.
 
-    ``start`` (optional) is a labelling to refine as well (e.g. the archive's); the better
-    refinement wins in each round.
+    The first round trusts the measurements' own accuracy; later rounds let a target whose
+    residual stays large (unmetered load behind it) pull only linearly. ``start`` (optional) is
+    a labelling to refine as well (e.g. the archive's); the best refinement wins each round.
+    Without ``use_relaxation`` (a re-solve from a good labelling) only refinement runs.
     """
     ev = np.where(np.isfinite(p.evidence), p.evidence, -1e9)
-    labels = np.argmax(ev, axis=1).astype(np.int64) if start is None else start.copy()
+    first = np.argmax(ev, axis=1).astype(np.int64) if start is None else start.copy()
+    labels = first
     fits = [initial_fit(b) for b in p.balances]
     relaxed = np.exp(ev - ev.max(axis=1, keepdims=True))
     moves = 0
-    for round_ in range(2 if p.balances else 1):
-        candidates = [labels] if start is None or round_ else [labels, start]
-        if p.balances:
+    pairs = PAIR_CANDIDATES if p.k <= RELAX_MAX_LABELS else 0
+    for round_ in range(1 + (max(0, rounds) if p.balances else 0)):
+        candidates = [labels, first] if round_ <= 1 else [labels]
+        if use_relaxation and p.balances and p.k <= RELAX_MAX_LABELS and round_ <= 1:
             relaxed = relax(p, fits, iterations=relax_iterations)
             candidates.insert(0, np.argmax(relaxed, axis=1).astype(np.int64))
         best: tuple[float, IArray, int] | None = None
         for cand in candidates:
-            refined, m = refine(p, cand, fits)
+            refined, m = refine(p, cand, fits, pair_candidates=pairs)
             value = objective(p, refined, fits)
             if best is None or value > best[0]:
                 best = (value, refined, m)
@@ -416,8 +487,6 @@ def solve(p: Problem, *, start: IArray | None = None, relax_iterations: int = RE
         _, labels, m = best
         moves += m
         fits = [refit(b, labels, p.k, f) for b, f in zip(p.balances, fits, strict=True)]
-    labels, more = refine(p, labels, fits)
-    fits = [refit(b, labels, p.k, f) for b, f in zip(p.balances, fits, strict=True)]
     parts = {
         b.name: _State(b, f, labels, p.k).scores(labels) for b, f in zip(p.balances, fits, strict=True)
     }
@@ -427,7 +496,7 @@ def solve(p: Problem, *, start: IArray | None = None, relax_iterations: int = RE
         score=np.asarray(score, dtype=np.float64),
         balance_scores=parts,
         fits={b.name: f for b, f in zip(p.balances, fits, strict=True)},
-        moves=moves + more,
+        moves=moves,
         relaxed=relaxed,
     )
 
