@@ -48,6 +48,8 @@ RELAX_MAX_LABELS = 12
 RESIDUAL_MODELS = ("losses", "gain", "none")
 #: residuals beyond this many sigmas count linearly (Huber): one odd target cannot dictate
 HUBER = 2.0
+#: a loss model is this uncertain (relative), point by point
+LOSS_UNCERTAINTY = 0.5
 
 
 @dataclass(frozen=True)
@@ -231,23 +233,34 @@ def _floor(b: Balance) -> FArray:
 
 
 def _sigma(b: Balance, resid: FArray) -> FArray:
-    return np.asarray(np.maximum(robust_std(resid, axis=0), _floor(b)), dtype=np.float64)
+    """The misfit scale of every target: the median over targets of their robust residual
+    spread (pooled: a target whose residual a wrong labelling inflates must not excuse its
+    own error), never under the target's measurement floor."""
+    spread = robust_std(resid, axis=0)  # (G, m)
+    pooled = float(np.median(spread)) if spread.size else 0.0
+    return np.asarray(np.maximum(_floor(b), pooled), dtype=np.float64)
 
 
-def robust_weight(b: Balance, resid: FArray, sigma: FArray) -> FArray:
-    """IRLS weights of the Huber misfit: ``1 / s^2`` within ``HUBER`` sigmas (and for every
+def point_scale(sigma: FArray, loss: FArray) -> FArray:
+    """(T, G, m) misfit scale of every point: the target's scale, widened by the uncertainty of
+    its loss model (losses differ from branch to branch by more than a shared model knows)."""
+    return np.asarray(np.sqrt(sigma[None, :, :] ** 2 + (LOSS_UNCERTAINTY * loss) ** 2), dtype=np.float64)
+
+
+def robust_weight(b: Balance, resid: FArray, scale: FArray) -> FArray:
+    """IRLS weights of the Huber misfit: ``1 / s^2`` within ``HUBER`` scales (and for every
     negative residual of a one-sided balance), ``HUBER s / |r| / s^2`` beyond."""
-    limit = HUBER * sigma[None, :, :]
+    limit = HUBER * scale
     big = np.abs(resid) > limit
     if b.one_sided:
         big &= resid > 0
     w = np.where(big, limit / np.maximum(np.abs(resid), 1e-12), 1.0)
-    return np.asarray(w / sigma[None, :, :] ** 2, dtype=np.float64)
+    return np.asarray(w / scale**2, dtype=np.float64)
 
 
-def misfit(b: Balance, resid: FArray, sigma: FArray) -> float:
-    """The robust misfit (the negative log-likelihood) of a residual."""
-    u = np.abs(resid) / sigma[None, :, :]
+def misfit(b: Balance, resid: FArray, scale: FArray) -> float:
+    """The robust misfit (the negative log-likelihood) of a residual, ``scale`` per point."""
+    u = np.abs(resid) / scale
     quad = u <= HUBER
     if b.one_sided:
         quad |= resid <= 0
@@ -262,7 +275,7 @@ def initial_fit(b: Balance) -> Fit:
     zero = np.zeros_like(b.targets)
     if not b.partition or b.residual_model != "losses":
         sigma = _floor(b)
-        return Fit(zero, sigma, zero, np.broadcast_to(1.0 / sigma**2, b.targets.shape).copy())
+        return Fit(zero, sigma, zero, 1.0 / point_scale(sigma, zero) ** 2)
     y = _flat(b.targets)
     fixed = 0.0 if b.fixed is None else _flat(b.fixed).sum(axis=1)
     fed = b.group_of() >= 0
@@ -274,21 +287,28 @@ def initial_fit(b: Balance) -> Fit:
     loss = np.asarray(max(float(coef[0]), 0.0) * b.targets**2 + max(float(coef[1]), 0.0) / count)
     scale = float(robust_std(unexplained - _flat(loss).sum(axis=1))) / np.sqrt(count)
     sigma = np.asarray(np.maximum(_floor(b), scale), dtype=np.float64)
-    return Fit(loss, sigma, zero, np.broadcast_to(1.0 / sigma**2, b.targets.shape).copy())
+    return Fit(loss, sigma, zero, 1.0 / point_scale(sigma, loss) ** 2)
 
 
 def refit(b: Balance, labels: IArray, k: int, previous: Fit) -> Fit:
-    """Losses per target (blended with the assignment-free ones) and scales for ``labels``."""
+    """Losses, scales and robust weights for ``labels``.
+
+    A balance with a partition keeps its assignment-free losses and never shrinks its scale
+    below the assignment-free one: per-target losses fitted to a labelling would absorb the
+    labelling's own errors (a misplaced meter's load looks like loss). Without a partition the
+    losses (or a unit's gain error) are fitted to the labelling."""
     pred = b.prediction(np.eye(k)[labels], b.members())
     loss = previous.loss
-    if b.residual_model == "losses":
-        fitted = fit_quadratic_loss(_flat(b.targets), _flat(b.targets - pred)).reshape(b.targets.shape)
-        loss = 0.5 * previous.loss + 0.5 * fitted if b.partition else fitted
-    elif b.residual_model == "gain":
-        loss = fit_gain(_flat(b.targets), _flat(b.targets - pred)).reshape(b.targets.shape)
+    if not b.partition:
+        if b.residual_model == "losses":
+            loss = fit_quadratic_loss(_flat(b.targets), _flat(b.targets - pred)).reshape(b.targets.shape)
+        elif b.residual_model == "gain":
+            loss = fit_gain(_flat(b.targets), _flat(b.targets - pred)).reshape(b.targets.shape)
     resid = b.targets - loss - pred
     sigma = _sigma(b, resid)
-    return Fit(loss, sigma, resid, robust_weight(b, resid, sigma))
+    if b.partition:
+        sigma = np.maximum(sigma, previous.sigma)
+    return Fit(loss, sigma, resid, robust_weight(b, resid, point_scale(sigma, loss)))
 
 
 # -- the relaxation -------------------------------------------------------------------------------
@@ -392,15 +412,58 @@ class _State:
             out += ((x * w[:, :, j]).T @ x) * np.outer(d[:, j], d[:, j])
         return np.asarray(out * same, dtype=np.float64)
 
+    def swap_cross(self, rows: IArray, cols: IArray, d: FArray) -> FArray:
+        """(r, c): sum_j d_j^2 sum_t x_it x_kt w_tj for meters ``rows`` x ``cols`` of one group
+        (the residual both moves of a swap share), zero across groups."""
+        gi, gk = self.group[rows], self.group[cols]
+        same = (gi[:, None] == gk[None, :]) & (gi[:, None] >= 0)
+        if not same.any():
+            return np.zeros((len(rows), len(cols)))
+        xi, xk = self.b.series[:, rows], self.b.series[:, cols]
+        w = self.w[:, np.maximum(gi, 0), :]  # (T, r, m)
+        out = np.zeros((len(rows), len(cols)))
+        for j in np.nonzero(d)[0]:
+            out += float(d[j] ** 2) * ((xi * w[:, :, j]).T @ xk)
+        return np.asarray(out * same, dtype=np.float64)
+
+
+def _best_swap(states: Sequence[_State], total: FArray, labels: IArray, *, alternatives: int = 3, bucket: int = 200) -> tuple[float, int, int]:
+    """The best swap of two meters' labels (i on a to b, k on b to a): each move alone may
+    break a balance that the other mends. Only meters for which the other's label is among
+    their ``alternatives`` best are paired. Returns (gain, i, k)."""
+    n, k_labels = total.shape
+    top = np.argsort(-total, axis=1)[:, :alternatives]
+    buckets: dict[tuple[int, int], list[int]] = {}
+    for i in range(n):
+        for b in top[i]:
+            if np.isfinite(total[i, b]):
+                buckets.setdefault((int(labels[i]), int(b)), []).append(i)
+    best = (-np.inf, -1, -1)
+    for (a, b), members in buckets.items():
+        if a >= b or (b, a) not in buckets:
+            continue
+        rows = np.array(sorted(members, key=lambda i: -total[i, b])[:bucket], dtype=np.int64)
+        cols = np.array(sorted(buckets[(b, a)], key=lambda i: -total[i, a])[:bucket], dtype=np.int64)
+        gain = total[rows, b][:, None] + total[cols, a][None, :]
+        for st in states:
+            d = st.b.incidence[b] - st.b.incidence[a]
+            if d.any():
+                gain = gain + st.swap_cross(rows, cols, d)
+        r, c = np.unravel_index(int(np.argmax(gain)), gain.shape)
+        if gain[r, c] > best[0]:
+            best = (float(gain[r, c]), int(rows[r]), int(cols[c]))
+    return best
+
 
 def refine(
     p: Problem, labels: IArray, fits: Sequence[Fit], *, max_moves: int | None = None,
     pair_candidates: int = PAIR_CANDIDATES,
 ) -> tuple[IArray, int]:  # fmt: skip
     """Steepest descent on the discrete objective: apply the best single-meter move while one
-    improves the total log-likelihood; when none does, the best pair of moves among the
-    ``pair_candidates`` meters closest to moving (two meters with similar curves on each
-    other's label cancel in the balance, so neither moves alone)."""
+    improves the total log-likelihood; when none does, the best swap of two meters' labels
+    (two meters with similar curves on each other's label cancel in the balance, so neither
+    moves alone), then the best pair of moves among the ``pair_candidates`` meters closest to
+    moving."""
     labels = labels.copy()
     states = [_State(b, f, labels, p.k) for b, f in zip(p.balances, fits, strict=True)]
     ev = np.where(np.isfinite(p.evidence), p.evidence, -1e9)
@@ -425,7 +488,16 @@ def refine(
             move(i, int(best[i]))
             moves += 1
             continue
-        if pair_candidates < 2 or p.n < 2 or p.k < 2:
+        if p.n < 2 or p.k < 2:
+            break
+        swap_gain, si, sk = _best_swap(states, total, labels)
+        if swap_gain > 1e-9:
+            a_label, b_label = int(labels[si]), int(labels[sk])
+            move(si, b_label)
+            move(sk, a_label)
+            moves += 2
+            continue
+        if pair_candidates < 2:
             break
         cand = np.argsort(-gain)[: min(pair_candidates, p.n)]
         cand = cand[np.isfinite(gain[cand])]
@@ -449,7 +521,7 @@ def objective(p: Problem, labels: IArray, fits: Sequence[Fit]) -> float:
     value = float(ev[np.arange(p.n), labels].sum())
     for b, f in zip(p.balances, fits, strict=True):
         resid = b.targets - f.loss - b.prediction(np.eye(p.k)[labels], b.members())
-        value -= misfit(b, resid, f.sigma)
+        value -= misfit(b, resid, point_scale(f.sigma, f.loss))
     return value
 
 

@@ -41,7 +41,7 @@ from .result import Dimension, MeterResult, MissingMeter, TopologyResult
 
 NOT_OURS = "~"  # the "not ours" label in every dimension
 #: prior log-probability that a listed meter is not ours (archives list few foreign meters)
-LOG_FOREIGN_PRIOR = float(np.log(0.003))
+LOG_FOREIGN_PRIOR = float(np.log(1e-5))
 #: our carrier module networks nearly every STA of the station area and few of the neighbour's
 P_HEARD_IF_OURS = 0.98
 P_HEARD_IF_FOREIGN = 0.05
@@ -53,7 +53,8 @@ class Settings:
     confidence_min: float = 0.9
     #: curve points a meter needs (voltage and energy) for its own evidence
     min_points: int = 24
-    #: foreign: how many robust sigmas a meter's best voltage fit must fall below the others'
+    #: foreign: how many robust sigmas (log scale) a meter's unexplained voltage variation must
+    #: exceed the others'
     voltage_outlier_z: float = 4.0
     #: foreign: log-likelihood by which the balances must prefer "not ours"
     energy_foreign_margin: float = 10.0
@@ -461,37 +462,68 @@ def identify_boxes(inputs: Inputs, frame: Frame, branches: Decided, previous: De
 # -- 户变: foreign and missing ----------------------------------------------------------------------
 
 
+def voltage_fit(frame: Frame, branches: Decided, phases: Decided) -> tuple[FArray, FArray]:
+    """Per meter (NaN without usable voltage): its best correlation with the other meters of
+    any (branch, phase) group of ours, and the rms of its own voltage variation that this best
+    group leaves unexplained [V]. A meter of ours follows one of the groups, up to its
+    measurement noise; a meter fed by another transformer follows none, and its own network's
+    drops stay unexplained."""
+    single = ~frame.three_phase
+    out = np.full(frame.n, np.nan)
+    left = np.full(frame.n, np.nan)
+    if frame.voltage.shape[0] < 8 or not single.any():
+        return out, left
+    z, ok, scale = voltage.features_scaled(np.where(single[None, :], frame.voltage, np.nan))
+    usable = ok & single & frame.has_data
+    if not usable.any():
+        return out, left
+    nb = len(branches.labels)
+    branch_of = np.array([branches.labels.index(branches.value(i) or NOT_OURS) for i in range(frame.n)])
+    ph = np.where(phases.chosen < 3, phases.chosen, -1)
+    ours = (ph >= 0) & (branch_of < nb - 1) & ~frame.forced
+    groups = np.where(ours, branch_of * 3 + ph, -1)
+    sums, counts = voltage.group_references(z, np.where(usable, groups, -1), nb * 3)
+    t = z.shape[0]
+    norms = np.sqrt((sums * sums).mean(axis=0))
+    cross = (z.T @ sums) / t  # (n, G)
+    own = np.where(usable & (groups >= 0), groups, -1)
+    for i in np.nonzero(usable)[0]:
+        c, nrm = cross[i].copy(), norms.copy()
+        if own[i] >= 0:  # leave the meter out of its own group
+            g = own[i]
+            c[g] -= 1.0
+            nrm[g] = np.sqrt(max(nrm[g] ** 2 - 2.0 * cross[i, g] + 1.0, 0.0))
+        valid = (nrm > 1e-9) & (counts - (np.arange(len(counts)) == own[i]) >= 1)
+        if valid.any():
+            out[i] = float(np.max(c[valid] / nrm[valid]))
+            left[i] = float(scale[i] * np.sqrt(max(1.0 - max(out[i], 0.0) ** 2, 0.0)))
+    return out, left
+
+
 def foreign_tests(inputs: Inputs, frame: Frame, phases: Decided, branches: Decided, settings: Settings) -> dict[int, dict[str, Any]]:
     """Per meter, the independent tests of "fed by another transformer" that fired."""
     out: dict[int, dict[str, Any]] = {}
-    z, usable = _voltage_features(frame)
-    best_fit = np.full(frame.n, np.nan)
-    if usable.any():
-        vp = phases.parts.get("voltage")
-        if vp is not None:
-            best_fit = np.where(usable, vp[:, :3].max(axis=1), np.nan)
-    ok = np.isfinite(best_fit)
+    fit, left = voltage_fit(frame, branches, phases)
+    ok = np.isfinite(fit) & np.isfinite(left)
+    zscore = np.zeros(frame.n)
     if ok.sum() >= 8:
-        med = float(np.median(best_fit[ok]))
-        spread = max(float(robust_std(best_fit[ok])), 1e-6)
-        zscore = (best_fit - med) / spread
-    else:
-        zscore = np.zeros(frame.n)
+        # the unexplained variation of a meter of ours is its measurement noise, alike for all;
+        # compare on a log scale, robustly
+        lg = np.log(np.maximum(left, 1e-3))
+        med = float(np.median(lg[ok]))
+        spread = max(float(robust_std(lg[ok])), 0.05)
+        zscore = np.where(ok, (lg - med) / spread, 0.0)
     for i, m in enumerate(frame.meters):
         tests: dict[str, Any] = {}
-        if not frame.has_data[i]:
-            if m.in_cco_network is False:
-                tests["carrier"] = "not in our carrier network (AFN10 F21)"
-            if tests:
-                out[i] = tests
-            continue
-        margin = max(phases.not_ours_margin(i), branches.not_ours_margin(i))
-        if margin > settings.energy_foreign_margin:
-            tests["energy"] = {"not_ours_margin": round(margin, 1)}
-        if ok[i] and zscore[i] < -settings.voltage_outlier_z:
-            tests["voltage"] = {"fit_z": round(float(zscore[i]), 1)}
         if m.in_cco_network is False:
             tests["carrier"] = "not in our carrier network (AFN10 F21)"
+        if frame.has_data[i]:
+            margin = max(phases.not_ours_margin(i), branches.not_ours_margin(i))
+            if margin > settings.energy_foreign_margin:
+                tests["energy"] = {"not_ours_margin": round(margin, 1)}
+            if ok[i] and zscore[i] > settings.voltage_outlier_z:
+                tests["voltage"] = {"best_fit": round(float(fit[i]), 3), "unexplained_v": round(float(left[i]), 3),
+                                    "z": round(float(zscore[i]), 1)}  # fmt: skip
         if tests:
             out[i] = tests
     return out

@@ -178,8 +178,9 @@ def station(spec: Spec = Spec(), *, seed: int = 0) -> tuple[Inputs, Truth]:  # n
         for node in range(len(seg_r[b])):
             v = v - drop(seg_current[(b, node)], float(seg_r[b][node]))
             volt_node[(b, node)] = v.copy()
-    # the neighbour: same MV, its own load drops
-    neighbour = mv[:, None] - np.cumsum(rng.normal(0, 0.6, (n_t, 3)), axis=0) * 0.15 - rng.uniform(1, 4, 3)
+    # the neighbour: same MV, its own load-driven drops (a daily swing and fast appliance steps)
+    own_load = np.stack([_daily_load(rng, t, pv=False) * rng.uniform(15, 40) for _ in range(3)], axis=1)
+    neighbour = mv[:, None] - own_load * rng.uniform(0.03, 0.08, 3)[None, :] - rng.uniform(0.5, 3, 3)
 
     # -- measurement ----------------------------------------------------------------------------
     devices: list[str] = []
@@ -284,8 +285,8 @@ def station(spec: Spec = Spec(), *, seed: int = 0) -> tuple[Inputs, Truth]:  # n
     boxes = tuple(BoxInfo(box_name[x], branch_name[b], term_ids.get(x)) for x, (b, _) in enumerate(box_of))
     detections = []
     units = list(unit_ids.values()) + list(term_ids.values())
-    for m in [m for m in meters if m.listed]:
-        on_path = {unit_ids.get(m.branch), term_ids.get(m.box)} - {None}
+    for m in [m for m in meters if m.listed] + foreign:
+        on_path = {unit_ids.get(m.branch), term_ids.get(m.box)} - {None} if m.ours else set()
         for shot in range(spec.injections):
             heard = tuple(u for u in units if rng.random() < ((1 - spec.miss_rate) if u in on_path else spec.crosstalk_rate))
             detections.append(Detection(m.id, float(t[0] + 3600 * (shot + 1)), heard, tuple(units)))

@@ -56,6 +56,12 @@ def features(v: FArray, *, common: FArray | None = None) -> tuple[FArray, BArray
     ``common`` (T,) is the common mode to remove; by default the median over the columns
     after the high-pass. Returns (features, usable columns).
     """
+    z, usable, _ = features_scaled(v, common=common)
+    return z, usable
+
+
+def features_scaled(v: FArray, *, common: FArray | None = None) -> tuple[FArray, BArray, FArray]:
+    """``features`` and each column's scale before standardizing (V rms of its own variation)."""
     filled, usable = fill_gaps(v)
     w = HIGHPASS_POINTS
     if filled.shape[0] <= 2 * w + 4:
@@ -71,8 +77,10 @@ def features(v: FArray, *, common: FArray | None = None) -> tuple[FArray, BArray
         cm = np.median(hp[:, usable], axis=1) if usable.any() else np.zeros(hp.shape[0])
     else:
         cm = common[half : half + mean.shape[0]]
-    z, ok = standardize(hp - cm[:, None])
-    return z, usable & ok
+    resid = hp - cm[:, None]
+    z, ok = standardize(resid)
+    scale = np.sqrt(((resid - resid.mean(axis=0)) ** 2).mean(axis=0))
+    return z, usable & ok, scale
 
 
 def group_references(z: FArray, groups: IArray, n_groups: int, *, weights: FArray | None = None) -> tuple[FArray, FArray]:
@@ -82,17 +90,6 @@ def group_references(z: FArray, groups: IArray, n_groups: int, *, weights: FArra
     ok = groups >= 0
     onehot[np.nonzero(ok)[0], groups[ok]] = w[ok]
     return z @ onehot, onehot.sum(axis=0)
-
-
-def fit_loglik(z: FArray, refs: FArray, *, own: FArray | None = None) -> FArray:
-    """Voltage log-likelihood (n, G) of each meter (columns of ``z``) following each reference
-    (columns of ``refs``, unnormalized). ``own`` (T', n, ) per meter is subtracted from the
-    reference of the group it is in (leave-one-out), given as the (n, G) membership weights
-    times ``z`` -- callers pass ``own`` as (n, G) weights; see ``loo_loglik``."""
-    t = z.shape[0]
-    rz, _ = standardize(refs)
-    r = np.clip((z.T @ rz) / t, 0.0, R_MAX)
-    return np.asarray(-0.5 * t * TEMPER * np.log1p(-(r**2)), dtype=np.float64)
 
 
 def loo_loglik(z: FArray, usable: BArray, groups: IArray, n_groups: int, *, anchors: FArray | None = None,
@@ -124,4 +121,4 @@ def loo_loglik(z: FArray, usable: BArray, groups: IArray, n_groups: int, *, anch
     return out
 
 
-__all__ = ["HIGHPASS_POINTS", "R_MAX", "TEMPER", "features", "fill_gaps", "fit_loglik", "group_references", "loo_loglik"]
+__all__ = ["HIGHPASS_POINTS", "R_MAX", "TEMPER", "features", "features_scaled", "fill_gaps", "group_references", "loo_loglik"]
