@@ -58,6 +58,10 @@ class Settings:
     voltage_outlier_z: float = 4.0
     #: foreign: log-likelihood by which the balances must prefer "not ours"
     energy_foreign_margin: float = 10.0
+    #: foreign: log-likelihood ratio by which the signature-current detections (no unit on any
+    #: path of ours heard the meter's injections) must favour "not ours", after this many
+    signature_foreign_llr: float = 3.0
+    signature_min_injections: int = 2
     #: missing: unexplained energy at a unit worth reporting, as a share of its energy and kWh/day
     unexplained_share: float = 0.05
     unexplained_kwh_per_day: float = 2.0
@@ -513,10 +517,19 @@ def foreign_tests(inputs: Inputs, frame: Frame, phases: Decided, branches: Decid
         med = float(np.median(lg[ok]))
         spread = max(float(robust_std(lg[ok])), 0.05)
         zscore = np.where(ok, (lg - med) / spread, 0.0)
+    sig = branches.parts.get("signature")
+    shots: dict[str, int] = {}
+    for d in inputs.detections:
+        if d.listening:
+            shots[d.source] = shots.get(d.source, 0) + 1
     for i, m in enumerate(frame.meters):
         tests: dict[str, Any] = {}
         if m.in_cco_network is False:
             tests["carrier"] = "not in our carrier network (AFN10 F21)"
+        if sig is not None and shots.get(m.id, 0) >= settings.signature_min_injections:
+            llr = float(sig[i, -1] - sig[i, :-1].max()) if sig.shape[1] > 1 else 0.0
+            if llr > settings.signature_foreign_llr:
+                tests["signature"] = {"injections": shots[m.id], "not_ours_llr": round(llr, 1)}
         if frame.has_data[i]:
             margin = max(phases.not_ours_margin(i), branches.not_ours_margin(i))
             if margin > settings.energy_foreign_margin:

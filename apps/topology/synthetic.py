@@ -58,10 +58,10 @@ class Spec:
     missing: int = 0
     units: bool = True
     box_terminals: bool = True
-    injections: int = 1  # signature-current injections per meter
+    injections: int = 2  # signature-current injections per meter
     read_unknown: bool = True  # the terminal read the curves of the nodes the archive lacks
     miss_rate: float = 0.1
-    crosstalk_rate: float = 0.02
+    crosstalk_rate: float = 0.005
     segment_ohm: tuple[float, float] = (0.003, 0.012)
     transformer_ohm: float = 0.004
     start: float = 1_717_200_000.0  # 2024-06-01 00:00 UTC
