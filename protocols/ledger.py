@@ -270,13 +270,13 @@ def audit(
             problems.append(Problem("edited", head_seq, "differs from the head the terminal reported"))
     previous = base_hash
     for seq in expected:
-        record = by_seq.get(seq)
-        if record is None:
+        linked = by_seq.get(seq)
+        if linked is None:
             previous = ""
             continue
-        if previous and record.prev != previous:
+        if previous and linked.prev != previous:
             problems.append(Problem("broken_link", seq, "prev does not match the hash of the record before"))
-        previous = record.hash
+        previous = linked.hash
     _audit_roots(by_seq, base_seq, highest, public_key, result)
     result.length = highest
     result.head = by_seq[highest].hash if highest in by_seq else (base_hash if highest == base_seq else "")
