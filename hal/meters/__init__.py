@@ -9,12 +9,14 @@ archives or what apps do with the values.
 
 from hal.meters.client import (
     REALTIME_ITEMS,
+    CreditLimits,
     Dlt645Client,
     Dlt698Client,
     MeterClient,
     PowerDownRecord,
     Record,
     RelayCommand,
+    RelayStatus,
 )
 from hal.meters.dlt645 import Dlt645Master
 from hal.meters.dlt698 import Dlt698Master
@@ -23,6 +25,7 @@ from hal.meters.transport import CarrierTransport, MeterTransport, Rs485Transpor
 __all__ = [
     "REALTIME_ITEMS",
     "CarrierTransport",
+    "CreditLimits",
     "Dlt645Client",
     "Dlt645Master",
     "Dlt698Client",
@@ -32,6 +35,7 @@ __all__ = [
     "PowerDownRecord",
     "Record",
     "RelayCommand",
+    "RelayStatus",
     "Rs485Transport",
     "WireTally",
 ]
