@@ -48,6 +48,7 @@ class MeterAnchors:
         self._times: list[int] = []
         self._rows: dict[int, Anchor] = {}
         self.anomalies = 0
+        self.dirty_from: int | None = None  # earliest anchor time changed since the last pricing
 
     def __len__(self) -> int:
         return len(self._times)
@@ -72,12 +73,22 @@ class MeterAnchors:
         if known is None:
             bisect.insort(self._times, anchor.ts)
             self._rows[anchor.ts] = anchor
+            self._dirty(anchor.ts)
             return True
         if anchor.source != "freeze" or known.source == "freeze":
             return False
         exp = anchor.exp if anchor.exp is not None else known.exp
         self._rows[anchor.ts] = Anchor(anchor.ts, anchor.imp, exp, "freeze")
-        return (anchor.imp, exp) != (known.imp, known.exp)
+        changed = (anchor.imp, exp) != (known.imp, known.exp)
+        if changed:
+            self._dirty(anchor.ts)
+        return changed
+
+    def _dirty(self, ts: int) -> None:
+        # the intervals of the gap before this anchor change too: from the previous anchor on
+        previous = self.at_or_before(ts - 1)
+        start = ts if previous is None else previous
+        self.dirty_from = start if self.dirty_from is None else min(self.dirty_from, start)
 
     def at_or_before(self, ts: int) -> int | None:
         i = bisect.bisect_right(self._times, ts)
