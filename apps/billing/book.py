@@ -248,6 +248,72 @@ class Book:
     def _on_reconciliation(self, record: Record, body: dict[str, Any]) -> None:
         self.reconciled[body["date"]] = bool(body["ok"])
 
+    # ------------------------------------------------------------------ checkpoints
+
+    def checkpoint(self, contracts: list[dict[str, Any]], anchors_from: int) -> dict[str, Any]:
+        """The body of a ``checkpoint`` record: what a restart needs besides the anchors, which
+        are replayed from the ``readings`` records from seq ``anchors_from`` on."""
+        accounts = {
+            c: {
+                "balance": a.balance,
+                "relay": a.relay,
+                "alarm": a.alarm,
+                "keep_power": a.keep_power,
+                "tripped": a.tripped,
+                "first_day": a.first_day,
+                "tier": a.tier.to_json(),
+                "closed_through": a.closed_through,
+                "debited": a.debited,
+                "closed": {
+                    d: [v.charge_fen, v.tier_start.to_json(), v.tier_end.to_json()]
+                    for d, v in a.closed.items()
+                },
+                "credits": a.credits,
+                "charges": a.charges,
+            }
+            for c, a in sorted(self.accounts.items())
+        }
+        return {
+            "accounts": accounts,
+            "contracts": contracts,
+            "anchors_from": anchors_from,
+            "terminal_key": self.terminal_key,
+            "reconciled": dict(sorted(self.reconciled.items())[-10:]),
+        }
+
+    def _on_checkpoint(self, record: Record, body: dict[str, Any]) -> None:
+        """Nothing to fold live (the checkpoint restates the book); ``restore`` uses it at start."""
+
+    def restore(self, body: dict[str, Any]) -> None:
+        """Load a checkpoint's accounts and contracts (anchors come from replaying readings)."""
+        self.accounts = {}
+        for c, a in body["accounts"].items():
+            self.accounts[c] = Account(
+                customer=c,
+                balance=int(a["balance"]),
+                relay=str(a["relay"]),
+                alarm=int(a["alarm"]),
+                keep_power=bool(a["keep_power"]),
+                tripped=bool(a["tripped"]),
+                first_day=a["first_day"],
+                tier=TierState.from_json(a["tier"]),
+                closed_through=a["closed_through"],
+                debited={d: int(v) for d, v in a["debited"].items()},
+                closed={
+                    d: ClosedDay(int(v[0]), TierState.from_json(v[1]), TierState.from_json(v[2]))
+                    for d, v in a["closed"].items()
+                },
+                credits=int(a["credits"]),
+                charges=int(a["charges"]),
+            )
+        for entry in body["contracts"]:
+            contract = parse_contract(entry["document"]["body"])
+            if contract.key not in self.contracts:
+                self.timeline.add(contract)
+            self.contracts[contract.key] = Record(0, 0, "contract", None, entry, "", "")
+        self.terminal_key = body.get("terminal_key")
+        self.reconciled.update({k: bool(v) for k, v in body.get("reconciled", {}).items()})
+
     def _forget_old(self, acc: Account) -> None:
         if len(acc.closed) > self.keep_days:
             for day in sorted(acc.closed)[: len(acc.closed) - self.keep_days]:

@@ -89,22 +89,28 @@ class Charger:
     # ------------------------------------------------------------------ anchors
 
     def accept(self, rows: Iterable[Row], meters: set[str]) -> list[Row]:
-        """The rows worth recording: meters we bill, on the 15-min grid, new or a correcting freeze."""
-        out: list[Row] = []
-        seen: set[tuple[str, int]] = set()
+        """The rows worth recording: meters we bill, on the 15-min grid, new or a correcting freeze
+        (within one batch too, a freeze beats a curve record of the same instant)."""
+        batch: dict[tuple[str, int], Row] = {}
         for meter, ts, imp, exp, source in rows:
-            if meter not in meters or ts % INTERVAL_S or (meter, ts) in seen:
+            if meter not in meters or ts % INTERVAL_S:
                 continue
+            known = batch.get((meter, ts))
+            if known is None or (source == "freeze" and known[4] != "freeze"):
+                batch[(meter, ts)] = [meter, ts, imp, exp, source]
+        out: list[Row] = []
+        for (meter, ts), row in batch.items():
             anchors = self.book.anchors.get(meter)
             if anchors is not None:
-                known = anchors.get(ts)
-                if known is not None and (known.source == "freeze" or source != "freeze" or known.imp == imp):
+                known_anchor = anchors.get(ts)
+                if known_anchor is not None and (
+                    known_anchor.source == "freeze" or row[4] != "freeze" or known_anchor.imp == row[2]
+                ):
                     continue
                 if anchors.first is not None and ts < anchors.first and len(anchors) > 1:
                     self.late_rows += 1
                     continue
-            seen.add((meter, ts))
-            out.append([meter, ts, imp, exp, source])
+            out.append(row)
         return out
 
     # ------------------------------------------------------------------ pricing

@@ -226,6 +226,17 @@ class Ledger:
 
         return await self._store._run(work)
 
+    async def first_since(self, ts_ms: int, *, kind: str | None = None) -> int | None:
+        """The first seq appended at or after ``ts_ms`` (of ``kind``), or None."""
+        sql = "SELECT MIN(seq) FROM ledger WHERE ts >= ?" + (" AND kind = ?" if kind else "")
+        args: tuple[Any, ...] = (ts_ms, kind) if kind else (ts_ms,)
+
+        def work() -> int | None:
+            row = self._store._db().execute(sql, args).fetchone()
+            return None if row is None or row[0] is None else int(row[0])
+
+        return await self._store._run(work)
+
     async def state(self) -> LedgerState:
         def work() -> LedgerState:
             conn = self._store._db()
