@@ -27,7 +27,7 @@ from protocols import billing
 from protocols.billing import FeeControl, yuan
 from protocols.errors import ProtocolError
 from protocols.ledger import ROOT_KIND, Audit, Record, root_body
-from runtime.clock import Clock
+from base.clock import Clock
 from runtime.store import Appended, LedgerEntry, LedgerState
 
 from . import contracts, feecontrol

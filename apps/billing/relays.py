@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from hal.errors import DeviceError, HalError
 from hal.meters import MeterClient, RelayCommand, RelayStatus
 from protocols.errors import ProtocolError
-from runtime.clock import Clock
+from base.clock import Clock
 
 
 @dataclass(frozen=True, slots=True)

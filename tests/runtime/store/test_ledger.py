@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from protocols.ledger import GENESIS
-from runtime.clock import LoopClock
+from base.clock import LoopClock
 from runtime.errors import StoreError
 from runtime.store import LedgerEntry, Store, StoreLimits
 
@@ -142,7 +142,7 @@ async def test_tampering_on_disk_is_found(tmp_path: Path) -> None:
 
 CHILD = """
 import asyncio, sys
-from runtime.clock import LoopClock
+from base.clock import LoopClock
 from runtime.store import LedgerEntry, Store
 
 async def main(path):
