@@ -22,12 +22,12 @@ from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from base.clock import Clock
 from hal.meters import MeterClient, RelayCommand
 from protocols import billing
 from protocols.billing import FeeControl, yuan
 from protocols.errors import ProtocolError
 from protocols.ledger import ROOT_KIND, Audit, Record, root_body
-from base.clock import Clock
 from runtime.store import Appended, LedgerEntry, LedgerState
 
 from . import contracts, feecontrol

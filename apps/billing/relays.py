@@ -17,10 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from base.clock import Clock
 from hal.errors import DeviceError, HalError
 from hal.meters import MeterClient, RelayCommand, RelayStatus
 from protocols.errors import ProtocolError
-from base.clock import Clock
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from protocols.ledger import GENESIS
 from base.clock import LoopClock
+from protocols.ledger import GENESIS
 from runtime.errors import StoreError
 from runtime.store import LedgerEntry, Store, StoreLimits
 
