@@ -300,9 +300,7 @@ class World:
     def follow_relays(self, now: float) -> None:
         """Closed loop: a relay opened or closed (by the terminal or a scenario) changes the load."""
         for m in self.customers():
-            due = m.meter.press_due
-            if due is not None and due <= now:
-                m.meter.advance(now)  # the customer pressed the button (close allowed)
+            m.meter.settle(now)  # a customer who pressed the button (close allowed)
             closed = m.meter.relay_closed
             if self._relay_known.get(m.id, True) == closed:
                 continue

@@ -405,6 +405,11 @@ class VirtualMeter:
         """When the customer will press the button (close allowed, relay still open), if ever."""
         return self._press_at
 
+    def settle(self, t: float) -> None:
+        """Apply what has happened by ``t`` without a reading (a button press that is due)."""
+        if self._press_at is not None and self._press_at <= t:
+            self.advance(t)
+
     def press_button(self, t: float) -> None:
         """The customer presses the button: closes the relay if closing is allowed."""
         self.advance(t)

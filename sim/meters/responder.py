@@ -81,6 +81,7 @@ class MeterResponder:
     def reply(self, request: Frame, *, now: float, alone: bool = False) -> Frame | None:
         if request.is_response or not self.meter.on:
             return None
+        self.meter.settle(now)
         broadcast = request.address == BROADCAST_ADDRESS
         try:
             reply = self._dispatch(request, now=now, alone=alone)

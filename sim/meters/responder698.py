@@ -137,6 +137,7 @@ class Dlt698Responder:
     def reply(self, request: dlt698.Frame, *, now: float) -> dlt698.Frame | None:
         if request.from_server or not self.meter.on:
             return None
+        self.meter.settle(now)
         if request.fragment is not None:
             return self._on_fragment(request)
         self._pending, self._sent_seq = [], None  # a new request abandons a transfer in progress
