@@ -33,7 +33,7 @@ from runtime.config import load_board
 from runtime.errors import ConfigError
 from sim.dashboard import Dashboard
 from sim.physics import DEFAULT_NETWORK
-from sim.runner import SimOptions, SimRun, run_for
+from sim.runner import PROFILES, SimOptions, SimRun, run_for
 from sim.scenarios import load_scenario
 from sim.vloop import run_virtual
 
@@ -126,6 +126,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--truth", type=Path, default=None, help="ground truth folder (default <workdir>/truth)"
     )
+    parser.add_argument(
+        "--hplc-meters",
+        type=int,
+        default=None,
+        help="customer meters read over HPLC through the virtual CCO (default: board [sim].hplc_meters)",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="standard",
+        help="app settings: standard (the board's), analytics (realtime snapshot and event poll every "
+        "15 min: days of data for the grid apps)",
+    )
+    parser.add_argument(
+        "--realtime-period",
+        type=parse_duration,
+        default=None,
+        metavar="DURATION",
+        help="realtime snapshot period of the acquisition app, e.g. 60s or 15m (overrides the profile)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="random seed (board [sim].seed)")
     parser.add_argument("--start", default=None, help="simulated start time, ISO 8601 (default: now)")
     parser.add_argument("--workdir", type=Path, default=Path("var/sim"), help="run folder, wiped at start")
@@ -168,6 +188,13 @@ def _options(args: argparse.Namespace) -> SimOptions:
         raise ConfigError("--scenario", "scenarios, --truth and --customers-scale need the physics station")
     if args.scenario is not None:
         load_scenario(args.scenario)  # validate before anything starts
+    if args.hplc_meters is not None and args.hplc_meters < 0:
+        raise ConfigError("--hplc-meters", f"{args.hplc_meters} must not be negative")
+    app_config = {name: dict(keys) for name, keys in PROFILES[args.profile].items()}
+    if args.realtime_period is not None:
+        if not 10 <= args.realtime_period <= 3600:
+            raise ConfigError("--realtime-period", "must be within 10 s .. 1 h")
+        app_config.setdefault("acquisition", {})["realtime_interval_s"] = int(args.realtime_period)
     return SimOptions(
         board=board,
         workdir=args.workdir,
@@ -181,6 +208,8 @@ def _options(args: argparse.Namespace) -> SimOptions:
         scenario=None if synthetic else (args.scenario or "default"),
         customers_scale=scale,
         truth_dir=args.truth,
+        hplc_meters=args.hplc_meters,
+        app_config=app_config,
     )
 
 

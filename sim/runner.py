@@ -14,14 +14,14 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from runtime.clock import LoopClock
-from runtime.config import Board, load_credentials
+from runtime.config import AppConfig, Board, load_credentials
 from runtime.errors import BusError, ConfigError
 from runtime.terminal import Terminal
 from sim.broker import BrokerError, EmbeddedBroker
@@ -38,6 +38,13 @@ from sim.wiring import MemoryWiring, PtyWiring, TerminalEnd, Wiring
 from sim.world import World, build_world
 
 log = logging.getLogger("ttu.sim")
+#: named sets of app settings a run may take (``ttu sim --profile``): "standard" is the board as
+#: it is; "analytics" reads the realtime snapshot and polls events every 15 minutes, what days
+#: of data for the grid apps need (curves stay at 15 min) at a quarter of the bus load
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    "standard": {},
+    "analytics": {"acquisition": {"realtime_interval_s": 900, "event_poll_interval_s": 900}},
+}
 #: the end-of-run drain of the uplink: at most this long in simulated time ...
 DRAIN_SIM_S = 120.0
 #: ... and in wall time (virtual time runs the drain as fast as the loop can)
@@ -66,6 +73,9 @@ class SimOptions:
     #: meters behind the virtual CCO (a count; in the physics world a seeded choice of its
     #: customers); None: the board's [sim] hplc_meters; 0 without an enabled [hplc] module
     hplc_meters: int | None = None
+    #: per app: config keys that replace the board's (``PROFILES``, ``--realtime-period``); an app
+    #: named here that the board has not is added, enabled, with just these keys
+    app_config: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
 
     @property
     def virtual(self) -> bool:
@@ -177,14 +187,26 @@ class SimRun:
         return out
 
 
-def _with_workdir(board: Board, workdir: Path, archive: Path, *, in_process: bool, notes: list[str]) -> Board:
-    """The simulated board with its store and the acquisition archive inside the run folder.
+def _with_workdir(
+    board: Board,
+    workdir: Path,
+    archive: Path,
+    *,
+    in_process: bool,
+    notes: list[str],
+    app_config: Mapping[str, Mapping[str, Any]],
+) -> Board:
+    """The simulated board with its store and the acquisition archive inside the run folder,
+    and ``app_config`` over the apps' configs.
 
     ``in_process``: apps the board isolates run in the terminal's process instead (a separate
     process cannot follow virtual time); said once in ``notes``.
     """
     store = dataclasses.replace(board.store, path=workdir / "ttu.sqlite")
     apps = dict(board.apps)
+    for name, overrides in app_config.items():
+        app = apps.get(name) or AppConfig(name=name, enabled=True, isolated=False, config={})
+        apps[name] = dataclasses.replace(app, config={**app.config, **overrides})
     if "acquisition" in apps:
         app = apps["acquisition"]
         apps["acquisition"] = dataclasses.replace(app, config={**app.config, "archive": str(archive)})
@@ -309,7 +331,14 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
     attach(devices, station, clock)
     devices.write_archive(options.workdir / "devices.toml")  # next to archive.toml, where acquisition looks
     notes: list[str] = []
-    run_board = _with_workdir(board, options.workdir, archive, in_process=options.virtual, notes=notes)
+    run_board = _with_workdir(
+        board,
+        options.workdir,
+        archive,
+        in_process=options.virtual,
+        notes=notes,
+        app_config=options.app_config,
+    )
     for note in notes:
         log.warning("%s", note)
     key = b""
