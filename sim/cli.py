@@ -29,11 +29,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runtime.config import load_board
-from runtime.errors import ConfigError
+from base.errors import ConfigError
 from sim.dashboard import Dashboard
 from sim.physics import DEFAULT_NETWORK
-from sim.runner import PROFILES, SimOptions, SimRun, run_for
+from sim.runner import PROFILES, SimOptions, SimRun, run_for, sim_board
 from sim.scenarios import load_scenario
 from sim.vloop import run_virtual
 
@@ -161,11 +160,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _options(args: argparse.Namespace) -> SimOptions:
-    board = load_board(args.board)
-    if board.hal.backend != "sim":
-        raise ConfigError(
-            "hal.backend", 'ttu sim needs a simulated board (backend = "sim")', source=str(args.board)
-        )
+    board = sim_board(args.board)
     sim = board.sim
     speed = args.speed if args.speed is not None else (sim.speed if sim else 1.0)
     start = None

@@ -13,7 +13,7 @@ test function, not from inside a running loop; ``tests/simworld.py`` wraps it as
         rows = db.readings(device="m-0001", quantity="voltage.a", limit=10_000)
     truth = run.truth("topology.csv")   # list of dicts, one per row
 
-Must not import the terminal's internals beyond what ``sim.runner`` uses.
+Must not import the runtime: it goes through ``sim.runner`` like ``ttu sim``.
 """
 
 from __future__ import annotations
@@ -26,10 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runtime.config import Board, load_board
 from sim.cloud.db import CloudDb
 from sim.physics import DEFAULT_NETWORK
-from sim.runner import PROFILES, SimOptions, run_for
+from sim.runner import PROFILES, SimOptions, run_for, sim_board
 from sim.vloop import run_virtual
 
 REPO = Path(__file__).resolve().parents[1]
@@ -75,7 +74,7 @@ def run_world(
     hplc_meters: int | None = None,
     profile: str = "analytics",
     apps: Mapping[str, Mapping[str, Any]] | None = None,
-    board: Board | Path | None = None,
+    board: Path | None = None,
 ) -> WorldRun:
     """Run the station area of ``network`` x ``customers_scale`` under ``scenario`` for ``hours``
     simulated hours from ``start`` on virtual time; everything goes to ``workdir`` (wiped first).
@@ -83,20 +82,18 @@ def run_world(
     ``hplc_meters``: customer meters behind the virtual CCO (default: the board's [sim] count).
     ``profile``: ``"analytics"`` (15-min realtime snapshot and event poll: fast) or ``"standard"``.
     ``apps``: per app, config keys over the board's (an app the board lacks is added, enabled).
-    ``board``: a ``Board`` or board.toml path (default: the repository's simulated board).
+    ``board``: a simulated board.toml (default: the repository's).
     """
     if profile not in PROFILES:
         raise ValueError(f"profile {profile!r}: one of {', '.join(sorted(PROFILES))}")
     if not hours > 0:
         raise ValueError(f"hours must be positive, not {hours}")
-    if not isinstance(board, Board):
-        board = load_board(board or REPO / "board.toml")
     app_config = {name: dict(keys) for name, keys in PROFILES[profile].items()}
     for name, keys in (apps or {}).items():
         app_config[name] = {**app_config.get(name, {}), **keys}
     truth_dir = workdir / "truth"
     options = SimOptions(
-        board=board,
+        board=sim_board(board or REPO / "board.toml"),
         workdir=workdir,
         speed=math.inf,
         meters_per_bus=1,

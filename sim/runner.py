@@ -20,8 +20,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from runtime.clock import LoopClock
-from runtime.config import AppConfig, Board, load_credentials
+from base.clock import LoopClock
+from runtime.config import AppConfig, Board, load_board, load_credentials
 from runtime.errors import BusError, ConfigError
 from runtime.terminal import Terminal
 from sim.broker import BrokerError, EmbeddedBroker
@@ -51,6 +51,16 @@ DRAIN_SIM_S = 120.0
 DRAIN_WALL_S = 60.0
 #: the live summary's period in simulated seconds under virtual time (shown at most every 2 wall s)
 VIRTUAL_TICK_S = 60.0
+
+
+def sim_board(path: Path) -> Board:
+    """The board at ``path``, which must be a simulated one (``[hal] backend = "sim"``)."""
+    board = load_board(path)
+    if board.hal.backend != "sim":
+        raise ConfigError(
+            "hal.backend", 'ttu sim needs a simulated board (backend = "sim")', source=str(path)
+        )
+    return board
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from base.errors import ConfigError
 from runtime.config import load_board
-from runtime.errors import ConfigError
 from sim.cli import parse_speed
 from sim.harness import DEFAULT_START, REPO
 from sim.runner import SimOptions, run_for
