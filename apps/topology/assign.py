@@ -516,6 +516,20 @@ def refine(
     return labels, moves
 
 
+def point_gains(b: Balance, fit: Fit, labels: IArray, i: int, c: int) -> FArray:
+    """(T,) the log-likelihood change, point by point, of moving meter ``i`` to label ``c``
+    with every other meter where ``labels`` has it (the terms ``scores`` sums over time)."""
+    g = int(b.group_of()[i])
+    t = b.targets.shape[0]
+    if g < 0:
+        return np.zeros(t)
+    d = b.incidence[c] - b.incidence[int(labels[i])]
+    x = b.series[:, i][:, None]
+    r = fit.residual[:, g, :]
+    w = fit.weight[:, g, :]
+    return np.asarray((w * (x * d[None, :] * r - 0.5 * x * x * (d * d)[None, :])).sum(axis=1), dtype=np.float64)
+
+
 def objective(p: Problem, labels: IArray, fits: Sequence[Fit]) -> float:
     ev = np.where(np.isfinite(p.evidence), p.evidence, -1e9)
     value = float(ev[np.arange(p.n), labels].sum())
@@ -583,6 +597,7 @@ __all__ = [
     "fit_quadratic_loss",
     "label_margin",
     "objective",
+    "point_gains",
     "refine",
     "relax",
     "solve",

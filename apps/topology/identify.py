@@ -29,13 +29,13 @@ foreign candidate, and its energy no longer bends the others.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 
-from . import assign, evidence, voltage
-from .inputs import PHASES, Inputs, MeterInfo
+from . import assign, changes, evidence, voltage
+from .inputs import PHASES, Curves, Inputs, MeterInfo
 from .numeric import BArray, FArray, IArray, robust_std, softmax_confidence
 from .result import Dimension, MeterResult, MissingMeter, TopologyResult
 
@@ -62,6 +62,11 @@ class Settings:
     #: path of ours heard the meter's injections) must favour "not ours", after this many
     signature_foreign_llr: float = 3.0
     signature_min_injections: int = 2
+    #: online phase change: the first and the last this many points are identified on their own;
+    #: a meter surely on one phase in the first and surely on another in the last moved
+    change_window_points: int = 32
+    change_min_points: int = 8
+    change_llr: float = 25.0
     #: missing: unexplained energy at a unit worth reporting, as a share of its energy and kWh/day
     unexplained_share: float = 0.05
     unexplained_kwh_per_day: float = 2.0
@@ -206,6 +211,7 @@ class Decided:
     confidence: FArray
     parts: dict[str, FArray] = field(default_factory=dict)  # name -> (n, K) log-likelihood part
     solution: assign.Solution | None = None
+    problem: assign.Problem | None = None
 
     def value(self, i: int) -> str | None:
         label = self.labels[int(self.chosen[i])]
@@ -327,7 +333,9 @@ def identify_phases(
         volt_ll[~usable] = 0.0
     assert sol is not None
     # three-phase meters: their label is ABC, decided outside the balances
-    return _decide(labels, sol, {"archive": prior, "cco": cco, "voltage": volt_ll})
+    decided = _decide(labels, sol, {"archive": prior, "cco": cco, "voltage": volt_ll})
+    decided.problem = assign.Problem(tuple(balances), base + volt_ll)
+    return decided
 
 
 def _current_balances(inputs: Inputs, frame: Frame, branches: Decided, boxes_found: Decided, live: BArray) -> list[assign.Balance]:
@@ -574,6 +582,59 @@ def unexplained_energy(inputs: Inputs, frame: Frame, branches: Decided, settings
     return [m for m in out if not any(frame.parent.get(b) == m.branch for b in flagged if b != m.branch)]
 
 
+# -- online phase changes -------------------------------------------------------------------------
+
+
+def window(inputs: Inputs, first: int, last: int) -> Inputs:
+    """``inputs`` restricted to curve points ``first .. last - 1`` (and the intervals between)."""
+    c = inputs.curves
+    curves = Curves(
+        c.times[first:last], c.devices, c.voltage[first:last], c.current[first:last], c.energy[first : last - 1]
+    )
+    te = None if inputs.transformer_energy is None else inputs.transformer_energy[first : last - 1]
+    tv = None if inputs.transformer_voltage is None else inputs.transformer_voltage[first:last]
+    return replace(inputs, curves=curves, transformer_energy=te, transformer_voltage=tv)
+
+
+def phase_changes(
+    inputs: Inputs, frame: Frame, branches: Decided, boxes: Decided, phases: Decided, settings: Settings
+) -> dict[int, changes.Change]:
+    """Meters that moved to another phase during the window: identified on one phase in the
+    first part and on another in the last part, both surely (each part solved on its own, so
+    every moved meter is modelled where it is in that part). The change point is where the
+    meter's own point-by-point evidence splits best."""
+    points = inputs.points
+    part = max(settings.change_window_points, 2 * settings.change_min_points)
+    if points < 2 * part or phases.problem is None or phases.solution is None:
+        return {}
+    parts = []
+    for first, last in ((0, part), (points - part, points)):
+        sub = window(inputs, first, last)
+        sub_frame = prepare(sub, settings)
+        sub_frame.forced = frame.forced.copy()
+        parts.append(identify_phases(sub, sub_frame, branches, boxes, settings))
+    early, late = parts
+    out: dict[int, changes.Change] = {}
+    for i in np.nonzero(frame.has_data & ~frame.three_phase & ~frame.forced)[0]:
+        a, b = int(early.chosen[i]), int(late.chosen[i])
+        if a == b or a >= 3 or b >= 3:
+            continue
+        if min(early.confidence[i], late.confidence[i]) < settings.confidence_min:
+            continue
+        ev = changes.point_evidence(phases.problem, phases.solution, int(i), b, points)
+        if int(phases.chosen[i]) == b:  # the whole window chose b: evidence for a, sign flipped
+            ev = -changes.point_evidence(phases.problem, phases.solution, int(i), a, points)
+        prefix = np.concatenate([[0.0], np.cumsum(ev)])
+        since = int(np.argmax(prefix[-1] - prefix[:-1] - prefix[:-1])) if points > 1 else 0
+        margin = float(label_margin_at(early, i) + label_margin_at(late, i))
+        out[int(i)] = changes.Change(int(i), a, b, min(max(since, 1), points - 1), margin)
+    return out
+
+
+def label_margin_at(decided: Decided, i: int) -> float:
+    return float(decided.solution.margin()[i]) if decided.solution is not None else 0.0
+
+
 # -- composing the result -------------------------------------------------------------------------
 
 
@@ -605,6 +666,7 @@ def identify(inputs: Inputs, *, terminal: str, computed_at: float, settings: Set
         if not (decided & ~frame.forced).any():
             break
         frame.forced = decided | frame.forced
+    moved = phase_changes(inputs, frame, branches, boxes, phases, settings)
     results = []
     missing: list[MissingMeter] = []
     listed = len(inputs.meters)
@@ -612,6 +674,14 @@ def identify(inputs: Inputs, *, terminal: str, computed_at: float, settings: Set
         if frame.three_phase[i]:
             phase = Dimension("ABC", 0.9999, m.phase.value, "confirmed" if m.phase.value == "ABC" else "corrected",
                               {"three_phase": "B and C voltages recorded"})  # fmt: skip
+        elif i in moved:  # moved to another phase during the window: what it is on now
+            c = moved[i]
+            now = PHASES[c.after]
+            phase = Dimension(
+                now, 0.9999 if c.llr > 2 * settings.change_llr else 0.95, m.phase.value,
+                "confirmed" if m.phase.value == now else "corrected",
+                {"moved": {"from": PHASES[c.before], "to": now, "since": float(inputs.curves.times[c.since]), "llr": round(c.llr, 1)}},
+            )  # fmt: skip
         else:
             phase = _dimension(phases, i, m.phase.value, settings)
         branch = _dimension(branches, i, m.branch.value, settings)

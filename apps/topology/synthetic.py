@@ -37,6 +37,7 @@ class Truth:
     branch: dict[str, str]
     box: dict[str, str]
     foreign: frozenset[str] = frozenset()  # listed meters fed by another transformer
+    moved: dict[str, tuple[str, str, float]] = field(default_factory=dict)  # meter -> (from, to, at)
     missing: frozenset[str] = frozenset()  # addresses of our meters the archive lacks
     archive_errors: dict[str, tuple[str, ...]] = field(default_factory=dict)  # meter -> wrong dims
 
@@ -59,6 +60,7 @@ class Spec:
     units: bool = True
     box_terminals: bool = True
     injections: int = 2  # signature-current injections per meter
+    moves: int = 0  # meters moved to another phase in the last half of the window
     read_unknown: bool = True  # the terminal read the curves of the nodes the archive lacks
     miss_rate: float = 0.1
     crosstalk_rate: float = 0.005
@@ -79,6 +81,15 @@ class _Meter:
     ours: bool = True
     listed: bool = True
     hplc: bool = False
+    moved_to: int | None = None  # a phase it is moved to at point ``move_at``
+    move_at: int = 0
+
+    def phase_at(self, n_t: int) -> np.ndarray:
+        """(T,) its phase at every point."""
+        ph = np.full(n_t, self.phase, dtype=np.int64)
+        if self.moved_to is not None:
+            ph[self.move_at :] = self.moved_to
+        return ph
 
 
 def _daily_load(rng: np.random.Generator, t: FArray, *, pv: bool) -> FArray:
@@ -133,6 +144,10 @@ def station(spec: Spec = Spec(), *, seed: int = 0) -> tuple[Inputs, Truth]:  # n
     for j in rng.choice(len(meters), size=min(spec.missing, len(meters)), replace=False):
         meters[j].listed = False
         meters[j].hplc = True
+    single = [m for m in meters if m.phase < 3 and m.listed]
+    for j in rng.choice(len(single), size=min(spec.moves, len(single)), replace=False):
+        single[j].moved_to = (single[j].phase + int(rng.integers(1, 3))) % 3
+        single[j].move_at = int(rng.integers(points // 2, points - 16))
     # foreign meters: listed, fed by the neighbour (own load, own network)
     foreign: list[_Meter] = []
     for j, a in enumerate(_addresses(rng, spec.foreign, "88")):
@@ -152,7 +167,7 @@ def station(spec: Spec = Spec(), *, seed: int = 0) -> tuple[Inputs, Truth]:  # n
         if m.phase == 3:
             cur += (m.load * 1000.0 / (3 * V_NOMINAL))[:, None]
         else:
-            cur[:, m.phase] = m.load * 1000.0 / V_NOMINAL
+            cur[np.arange(n_t), m.phase_at(n_t)] = m.load * 1000.0 / V_NOMINAL
         amps[m.id] = cur
     volt_node: dict[tuple[int, int], FArray] = {}
     seg_current: dict[tuple[int, int], FArray] = {}
@@ -189,13 +204,14 @@ def station(spec: Spec = Spec(), *, seed: int = 0) -> tuple[Inputs, Truth]:  # n
     en: list[FArray] = []
     sigma = spec.accuracy_pct / 100.0 / 3.0
 
-    def measure(dev: str, v3: FArray, i3: FArray, kwh: FArray, phases: list[int]) -> None:
+    def measure(dev: str, v3: FArray, i3: FArray, kwh: FArray, phases: list[np.ndarray]) -> None:
         gain = 1.0 + rng.normal(0, sigma)
         vm = np.full((n_t, 3), np.nan)
         im = np.full((n_t, 3), np.nan)
+        rows = np.arange(n_t)
         for slot, ph in enumerate(phases):
-            vm[:, slot] = np.round(v3[:, ph] * (1.0 + rng.normal(0, sigma, n_t)), 1)
-            im[:, slot] = np.round(i3[:, ph] * (1.0 + rng.normal(0, sigma, n_t)), 3)
+            vm[:, slot] = np.round(v3[rows, ph] * (1.0 + rng.normal(0, sigma, n_t)), 1)
+            im[:, slot] = np.round(i3[rows, ph] * (1.0 + rng.normal(0, sigma, n_t)), 3)
         fwd = np.concatenate([[0.0], np.cumsum(np.clip(kwh, 0, None))]) * gain + rng.uniform(100, 3000)
         rev = np.concatenate([[0.0], np.cumsum(np.clip(-kwh, 0, None))]) * gain
         reg = np.floor(fwd * 100) / 100 - np.floor(rev * 100) / 100
@@ -215,7 +231,7 @@ def station(spec: Spec = Spec(), *, seed: int = 0) -> tuple[Inputs, Truth]:  # n
             v3 = neighbour
             i3 = np.zeros((n_t, 3))
             i3[:, m.phase] = m.load * 1000.0 / V_NOMINAL
-        phases = [0, 1, 2] if m.phase == 3 else [m.phase]
+        phases = [np.full(n_t, k) for k in range(3)] if m.phase == 3 else [m.phase_at(n_t)]
         measure(m.id, v3, i3, interval(m.load), phases)
     losses = np.zeros((n_t, 3))
     unit_ids: dict[int, str] = {}
@@ -229,7 +245,7 @@ def station(spec: Spec = Spec(), *, seed: int = 0) -> tuple[Inputs, Truth]:  # n
             power = sum(m.load for m in ours if m.branch == b) + branch_loss.sum(axis=1)
             uid = f"bu-F{b + 1}"
             unit_ids[b] = uid
-            measure(uid, volt_node[(b, 0)], head, interval(power), [0, 1, 2])
+            measure(uid, volt_node[(b, 0)], head, interval(power), [np.full(n_t, k) for k in range(3)])
     term_ids: dict[int, str] = {}
     if spec.box_terminals:
         for x, (b, node) in enumerate(box_of):
@@ -239,8 +255,13 @@ def station(spec: Spec = Spec(), *, seed: int = 0) -> tuple[Inputs, Truth]:  # n
             i3 = sum((amps[m.id] for m in inside), np.zeros((n_t, 3)))
             tid = f"bt-{x + 1:03d}"
             term_ids[x] = tid
-            measure(tid, volt_node[(b, node)], i3, interval(sum(m.load for m in inside)), [0, 1, 2])
-    trafo_kw = np.stack([sum(m.load / (3.0 if m.phase == 3 else 1.0) for m in ours if m.phase in (ph, 3)) for ph in range(3)], axis=1)
+            measure(tid, volt_node[(b, node)], i3, interval(sum(m.load for m in inside)), [np.full(n_t, k) for k in range(3)])
+    trafo_kw = np.zeros((n_t, 3))
+    for m in ours:
+        if m.phase == 3:
+            trafo_kw += (m.load / 3.0)[:, None]
+        else:
+            trafo_kw[np.arange(n_t), m.phase_at(n_t)] += m.load
     trafo_kw = trafo_kw + losses + trafo_i**2 * spec.transformer_ohm / 1000.0
     trafo_e = np.stack([interval(trafo_kw[:, ph]) for ph in range(3)], axis=1) * (1.0 + rng.normal(0, 0.002 / 3, 3))
     curves = Curves(t, tuple(devices), np.stack(vol, axis=1), np.stack(cur_l, axis=1), np.stack(en, axis=1))
@@ -276,7 +297,7 @@ def station(spec: Spec = Spec(), *, seed: int = 0) -> tuple[Inputs, Truth]:  # n
                 errors.setdefault(m.id, []).append("box")
         cco = None
         if m.hplc and m.ours:
-            cco = "ABC" if m.phase == 3 else "ABC"[m.phase]
+            cco = "ABC" if m.phase == 3 else "ABC"[m.phase if m.moved_to is None else m.moved_to]
         infos.append(
             MeterInfo(m.id, m.address, "hplc" if m.hplc else "rs485", Fact(ph), Fact(br), Fact(bx),
                       cco_phase=cco, in_cco_network=(m.ours if m.hplc else None))  # fmt: skip
@@ -300,12 +321,13 @@ def station(spec: Spec = Spec(), *, seed: int = 0) -> tuple[Inputs, Truth]:  # n
         miss_rate=spec.miss_rate, crosstalk_rate=spec.crosstalk_rate,
     )  # fmt: skip
     truth = Truth(
-        phase={m.id: ("ABC" if m.phase == 3 else "ABC"[m.phase]) for m in meters + foreign},
+        phase={m.id: ("ABC" if m.phase == 3 else "ABC"[m.phase if m.moved_to is None else m.moved_to]) for m in meters + foreign},
         branch={m.id: branch_name[m.branch] for m in meters + foreign},
         box={m.id: box_name[m.box] for m in meters + foreign},
         foreign=frozenset(m.id for m in foreign),
         missing=frozenset(m.address for m in meters if not m.listed),
         archive_errors={k: tuple(v) for k, v in errors.items()},
+        moved={m.id: ("ABC"[m.phase], "ABC"[m.moved_to], float(t[m.move_at])) for m in meters if m.moved_to is not None},
     )
     return inputs, truth
 
