@@ -37,10 +37,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .numeric import BArray, FArray, IArray, fista_simplex, robust_std
+from .numeric import FArray, IArray, fista_simplex, robust_std
 
 #: meters considered for pair moves once no single move helps
 PAIR_CANDIDATES = 60
+#: meters per (label, other label) considered for swaps
+SWAP_BUCKET = 60
 RELAX_ITERATIONS = 400
 #: above this many labels the relaxation costs more than it helps (labels there are branches
 #: or boxes, whose errors are single meters that moves fix); refinement starts from the evidence
@@ -84,7 +86,9 @@ class Balance:
         if self.targets.ndim != 3 or self.targets.shape[0] != t:
             raise ValueError(f"balance {self.name}: targets {self.targets.shape}, series {self.series.shape}")
         if self.incidence.shape[1] != self.targets.shape[2]:
-            raise ValueError(f"balance {self.name}: incidence {self.incidence.shape}, targets {self.targets.shape}")
+            raise ValueError(
+                f"balance {self.name}: incidence {self.incidence.shape}, targets {self.targets.shape}"
+            )
         if self.groups is not None and self.groups.shape != (n,):
             raise ValueError(f"balance {self.name}: groups {self.groups.shape}, {n} meters")
 
@@ -427,11 +431,13 @@ class _State:
         return np.asarray(out * same, dtype=np.float64)
 
 
-def _best_swap(states: Sequence[_State], total: FArray, labels: IArray, *, alternatives: int = 3, bucket: int = 200) -> tuple[float, int, int]:
+def _best_swap(
+    states: Sequence[_State], total: FArray, labels: IArray, *, alternatives: int = 3, bucket: int = 200
+) -> tuple[float, int, int]:
     """The best swap of two meters' labels (i on a to b, k on b to a): each move alone may
     break a balance that the other mends. Only meters for which the other's label is among
     their ``alternatives`` best are paired. Returns (gain, i, k)."""
-    n, k_labels = total.shape
+    n = total.shape[0]
     top = np.argsort(-total, axis=1)[:, :alternatives]
     buckets: dict[tuple[int, int], list[int]] = {}
     for i in range(n):
@@ -460,10 +466,10 @@ def refine(
     pair_candidates: int = PAIR_CANDIDATES,
 ) -> tuple[IArray, int]:  # fmt: skip
     """Steepest descent on the discrete objective: apply the best single-meter move while one
-    improves the total log-likelihood; when none does, the best swap of two meters' labels
+    improves the total log-likelihood, unless the best swap of two meters' labels gains more
     (two meters with similar curves on each other's label cancel in the balance, so neither
-    moves alone), then the best pair of moves among the ``pair_candidates`` meters closest to
-    moving."""
+    moves alone, and a greedy single move would bury the swap); when neither improves, the
+    best pair of moves among the ``pair_candidates`` meters closest to moving."""
     labels = labels.copy()
     states = [_State(b, f, labels, p.k) for b, f in zip(p.balances, fits, strict=True)]
     ev = np.where(np.isfinite(p.evidence), p.evidence, -1e9)
@@ -484,19 +490,22 @@ def refine(
         best = np.argmax(total, axis=1)
         gain = total[rows, best]
         i = int(np.argmax(gain))
+        swap_gain, si, sk = (
+            _best_swap(states, total, labels, bucket=SWAP_BUCKET) if p.k > 1 else (-np.inf, -1, -1)
+        )
+        if swap_gain > max(gain[i], 1e-9):
+            # a swap that beats every single move: two meters on each other's label
+            a_label, b_label = int(labels[si]), int(labels[sk])
+            move(si, b_label)
+            move(sk, a_label)
+            moves += 2
+            continue
         if gain[i] > 1e-9:
             move(i, int(best[i]))
             moves += 1
             continue
         if p.n < 2 or p.k < 2:
             break
-        swap_gain, si, sk = _best_swap(states, total, labels)
-        if swap_gain > 1e-9:
-            a_label, b_label = int(labels[si]), int(labels[sk])
-            move(si, b_label)
-            move(sk, a_label)
-            moves += 2
-            continue
         if pair_candidates < 2:
             break
         cand = np.argsort(-gain)[: min(pair_candidates, p.n)]
@@ -527,7 +536,9 @@ def point_gains(b: Balance, fit: Fit, labels: IArray, i: int, c: int) -> FArray:
     x = b.series[:, i][:, None]
     r = fit.residual[:, g, :]
     w = fit.weight[:, g, :]
-    return np.asarray((w * (x * d[None, :] * r - 0.5 * x * x * (d * d)[None, :])).sum(axis=1), dtype=np.float64)
+    return np.asarray(
+        (w * (x * d[None, :] * r - 0.5 * x * x * (d * d)[None, :])).sum(axis=1), dtype=np.float64
+    )
 
 
 def objective(p: Problem, labels: IArray, fits: Sequence[Fit]) -> float:
@@ -573,9 +584,7 @@ def solve(
         _, labels, m = best
         moves += m
         fits = [refit(b, labels, p.k, f) for b, f in zip(p.balances, fits, strict=True)]
-    parts = {
-        b.name: _State(b, f, labels, p.k).scores(labels) for b, f in zip(p.balances, fits, strict=True)
-    }
+    parts = {b.name: _State(b, f, labels, p.k).scores(labels) for b, f in zip(p.balances, fits, strict=True)}
     score = ev + sum(parts.values(), np.zeros_like(ev))
     return Solution(
         labels=labels,

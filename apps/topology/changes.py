@@ -83,8 +83,6 @@ def detect(
     return out
 
 
-
-
 def split(problem: assign.Problem, i: int, since: int, points: int) -> assign.Problem:
     """``problem`` with meter ``i`` cut at point ``since``: its column keeps the points before,
     a new last column the points from ``since`` on (same group, same evidence), so each part
@@ -127,8 +125,15 @@ def resolve_changes(
     found: list[Change] = []
     pending = [int(i) for i in candidates]
     for _ in range(max_changes):
-        changes = detect(problem, solution, points, candidates=np.array(pending, dtype=np.int64), labels=labels,
-                         min_points=min_points, min_llr=min_llr)  # fmt: skip
+        changes = detect(
+            problem,
+            solution,
+            points,
+            candidates=np.array(pending, dtype=np.int64),
+            labels=labels,
+            min_points=min_points,
+            min_llr=min_llr,
+        )
         if not changes:
             break
         best = max(changes, key=lambda c: c.llr)

@@ -106,4 +106,11 @@ def signature_loglik(
     return out, count
 
 
-__all__ = ["CCO_ERROR_RATE", "ERROR_RATE", "cco_phase_loglik", "fact_error_rate", "prior_loglik", "signature_loglik"]
+__all__ = [
+    "CCO_ERROR_RATE",
+    "ERROR_RATE",
+    "cco_phase_loglik",
+    "fact_error_rate",
+    "prior_loglik",
+    "signature_loglik",
+]

@@ -42,6 +42,10 @@ from .result import Dimension, MeterResult, MissingMeter, TopologyResult
 NOT_OURS = "~"  # the "not ours" label in every dimension
 #: prior log-probability that a listed meter is not ours (archives list few foreign meters)
 LOG_FOREIGN_PRIOR = float(np.log(1e-5))
+HEARD_NOTE = "heard by our carrier module (AFN10 F21), not in the archive"
+UNEXPLAINED_NOTE = (
+    "energy at the branch unit that no listed meter explains (an unlisted meter or unmetered load)"
+)
 #: our carrier module networks nearly every STA of the station area and few of the neighbour's
 P_HEARD_IF_OURS = 0.98
 P_HEARD_IF_FOREIGN = 0.05
@@ -129,7 +133,9 @@ def prepare(inputs: Inputs, settings: Settings) -> Frame:
     (they take part in every balance like the others: their energy is ours)."""
     c = inputs.curves
     col = c.index()
-    meters = inputs.meters + tuple(u.as_meter() for u in inputs.unknown_nodes if u.device is not None and u.device in col)
+    meters = inputs.meters + tuple(
+        u.as_meter() for u in inputs.unknown_nodes if u.device is not None and u.device in col
+    )
     n = len(meters)
     t = len(c.times)
     energy = np.full((max(t - 1, 0), n), np.nan)
@@ -154,10 +160,14 @@ def prepare(inputs: Inputs, settings: Settings) -> Frame:
             share = np.where(total > 0, share / np.where(total > 0, total, 1.0), 1.0 / 3.0)
             phase_energy[:, i, :] = np.nan_to_num(c.energy[:, j])[:, None] * share
     energy_f, missing = _fill(energy)
-    has = (missing <= max(energy.shape[0] - settings.min_points, 0)) & (np.isfinite(volt).sum(axis=0) >= settings.min_points)
+    has = (missing <= max(energy.shape[0] - settings.min_points, 0)) & (
+        np.isfinite(volt).sum(axis=0) >= settings.min_points
+    )
     if energy.shape[0] == 0:
         has[:] = False
-    branch_ids = tuple(sorted({b.id for b in inputs.branches} | {m.branch.value for m in meters if m.branch.value}))
+    branch_ids = tuple(
+        sorted({b.id for b in inputs.branches} | {m.branch.value for m in meters if m.branch.value})
+    )
     box_ids = tuple(sorted({x.id for x in inputs.boxes} | {m.box.value for m in meters if m.box.value}))
     unit_of_branch = {b.id: b.monitor for b in inputs.branches if b.monitor and b.monitor in col}
     terminal_of_box = {x.id: x.terminal for x in inputs.boxes if x.terminal and x.terminal in col}
@@ -267,7 +277,12 @@ def identify_branches(inputs: Inputs, frame: Frame, previous: Decided | None = N
         )  # fmt: skip
         del unit_branch
     total = prior + sig
-    start = np.array([pos.get(m.branch.value or "", k - 1) if m.branch.known else int(np.argmax(total[i])) for i, m in enumerate(frame.meters)])
+    start = np.array(
+        [
+            pos.get(m.branch.value or "", k - 1) if m.branch.known else int(np.argmax(total[i]))
+            for i, m in enumerate(frame.meters)
+        ]
+    )
     if previous is not None:
         start = np.where(frame.forced, k - 1, previous.chosen)
     sol = assign.solve(assign.Problem(tuple(balances), total), start=start, use_relaxation=previous is None)
@@ -285,13 +300,22 @@ def _voltage_features(frame: Frame) -> tuple[FArray, BArray]:
 
 
 def identify_phases(
-    inputs: Inputs, frame: Frame, branches: Decided, boxes: Decided, settings: Settings, previous: Decided | None = None
-) -> Decided:  # fmt: skip
+    inputs: Inputs,
+    frame: Frame,
+    branches: Decided,
+    boxes: Decided,
+    settings: Settings,
+    previous: Decided | None = None,
+) -> Decided:
     labels = (*PHASES, NOT_OURS)
     n = frame.n
     facts = [m.phase for m in frame.meters]
-    prior = np.concatenate([evidence.prior_loglik(facts, PHASES), np.zeros((n, 1))], axis=1) + frame.not_ours_column(3)
-    cco = np.concatenate([evidence.cco_phase_loglik([m.cco_phase for m in frame.meters]), np.zeros((n, 1))], axis=1)
+    prior = np.concatenate(
+        [evidence.prior_loglik(facts, PHASES), np.zeros((n, 1))], axis=1
+    ) + frame.not_ours_column(3)
+    cco = np.concatenate(
+        [evidence.cco_phase_loglik([m.cco_phase for m in frame.meters]), np.zeros((n, 1))], axis=1
+    )
     single = ~frame.three_phase
     live = frame.has_data & single
     series_e = np.where(live, frame.energy, 0.0)
@@ -310,7 +334,12 @@ def identify_phases(
     branch_of = np.array([branches.labels.index(branches.value(i) or NOT_OURS) for i in range(n)])
     nb = len(branches.labels)
     phase_labels = np.argmax(prior + cco, axis=1)
-    start = np.array([PHASES.index(m.phase.value) if m.phase.value in PHASES else int(phase_labels[i]) for i, m in enumerate(frame.meters)])
+    start = np.array(
+        [
+            PHASES.index(m.phase.value) if m.phase.value in PHASES else int(phase_labels[i])
+            for i, m in enumerate(frame.meters)
+        ]
+    )
     if previous is not None:
         start = np.where(frame.forced, 3, previous.chosen)
     volt_ll = np.zeros((n, 4)) if previous is None else previous.parts.get("voltage", np.zeros((n, 4)))
@@ -338,7 +367,9 @@ def identify_phases(
     return decided
 
 
-def _current_balances(inputs: Inputs, frame: Frame, branches: Decided, boxes_found: Decided, live: BArray) -> list[assign.Balance]:
+def _current_balances(
+    inputs: Inputs, frame: Frame, branches: Decided, boxes_found: Decided, live: BArray
+) -> list[assign.Balance]:
     """Per-phase current balances at the branch units (their sections: measured minus the
     monitored branches right below) and at the box terminals (a box terminal's box)."""
     c = inputs.curves
@@ -352,7 +383,9 @@ def _current_balances(inputs: Inputs, frame: Frame, branches: Decided, boxes_fou
         nearest: dict[str, str | None] = {}
         for b in frame.branch_ids:
             nearest[b] = next((a for a in ancestors(b, frame.parent) if a in gpos), None)
-        targets = np.stack([np.nan_to_num(c.current[:, frame.col[frame.unit_of_branch[b]], :]) for b in monitored], axis=1)
+        targets = np.stack(
+            [np.nan_to_num(c.current[:, frame.col[frame.unit_of_branch[b]], :]) for b in monitored], axis=1
+        )
         section = targets.copy()
         for b in monitored:  # subtract the heads of monitored branches directly below
             up = frame.parent.get(b)
@@ -360,7 +393,12 @@ def _current_balances(inputs: Inputs, frame: Frame, branches: Decided, boxes_fou
             if above is not None:
                 section[:, gpos[above], :] -= targets[:, gpos[b], :]
         groups = np.array(
-            [gpos[nb] if (v := branches.value(i)) is not None and (nb := nearest.get(v)) is not None else -1 for i in range(frame.n)],
+            [
+                gpos[nb]
+                if (v := branches.value(i)) is not None and (nb := nearest.get(v)) is not None
+                else -1
+                for i in range(frame.n)
+            ],
             dtype=np.int64,
         )
         fixed = _three_phase_currents(inputs, frame, groups, len(monitored))
@@ -373,7 +411,9 @@ def _current_balances(inputs: Inputs, frame: Frame, branches: Decided, boxes_fou
     boxes = sorted(frame.terminal_of_box)
     if boxes and c.current.shape[0]:
         xpos = {x: g for g, x in enumerate(boxes)}
-        targets = np.stack([np.nan_to_num(c.current[:, frame.col[frame.terminal_of_box[x]], :]) for x in boxes], axis=1)
+        targets = np.stack(
+            [np.nan_to_num(c.current[:, frame.col[frame.terminal_of_box[x]], :]) for x in boxes], axis=1
+        )
         groups = np.array([xpos.get(boxes_found.value(i) or "", -1) for i in range(frame.n)], dtype=np.int64)
         fixed = _three_phase_currents(inputs, frame, groups, len(boxes))
         out.append(
@@ -394,7 +434,9 @@ def _three_phase_currents(inputs: Inputs, frame: Frame, groups: IArray, n_groups
     return fixed
 
 
-def identify_boxes(inputs: Inputs, frame: Frame, branches: Decided, previous: Decided | None = None) -> Decided:
+def identify_boxes(
+    inputs: Inputs, frame: Frame, branches: Decided, previous: Decided | None = None
+) -> Decided:
     """Boxes, one branch at a time: a meter's candidates are the boxes of its identified branch
     (and boxes whose branch nobody knows). The voltage evidence compares a meter with
     the meters of each box on its archive phase (phases come after boxes: their current
@@ -403,7 +445,9 @@ def identify_boxes(inputs: Inputs, frame: Frame, branches: Decided, previous: De
     k = len(labels)
     n = frame.n
     pos = {x: j for j, x in enumerate(labels)}
-    prior = np.concatenate([evidence.prior_loglik([m.box for m in frame.meters], labels[:-1]), np.zeros((n, 1))], axis=1)
+    prior = np.concatenate(
+        [evidence.prior_loglik([m.box for m in frame.meters], labels[:-1]), np.zeros((n, 1))], axis=1
+    )
     terminals = sorted(frame.terminal_of_box.values())
     on_path = np.zeros((k, len(terminals)))
     for x, t in frame.terminal_of_box.items():
@@ -458,9 +502,23 @@ def identify_boxes(inputs: Inputs, frame: Frame, branches: Decided, previous: De
                     residual_model="gain", sigma_floor=0.01, relative_floor=0.005, one_sided=True,
                 )
             )  # fmt: skip
-        start = np.array([cand_labels.index(frame.meters[i].box.value) if frame.meters[i].box.value in cand_labels else int(np.argmax(ev[r])) for r, i in enumerate(members)])
+        start = np.array(
+            [
+                cand_labels.index(frame.meters[i].box.value)
+                if frame.meters[i].box.value in cand_labels
+                else int(np.argmax(ev[r]))
+                for r, i in enumerate(members)
+            ]
+        )
         if previous is not None:
-            start = np.array([cand_labels.index(x) if (x := previous.value(i)) in cand_labels else len(cand_labels) - 1 for i in members])
+            start = np.array(
+                [
+                    cand_labels.index(prev)
+                    if (prev := previous.value(i)) is not None and prev in cand_labels
+                    else len(cand_labels) - 1
+                    for i in members
+                ]
+            )
         sol = assign.solve(assign.Problem(tuple(bal), ev), start=start, use_relaxation=previous is None)
         chosen[idx] = cpos[sol.labels]
         score[np.ix_(idx, cpos)] = sol.score
@@ -512,7 +570,9 @@ def voltage_fit(frame: Frame, branches: Decided, phases: Decided) -> tuple[FArra
     return out, left
 
 
-def foreign_tests(inputs: Inputs, frame: Frame, phases: Decided, branches: Decided, settings: Settings) -> dict[int, dict[str, Any]]:
+def foreign_tests(
+    inputs: Inputs, frame: Frame, phases: Decided, branches: Decided, settings: Settings
+) -> dict[int, dict[str, Any]]:
     """Per meter, the independent tests of "fed by another transformer" that fired."""
     out: dict[int, dict[str, Any]] = {}
     fit, left = voltage_fit(frame, branches, phases)
@@ -543,14 +603,19 @@ def foreign_tests(inputs: Inputs, frame: Frame, phases: Decided, branches: Decid
             if margin > settings.energy_foreign_margin:
                 tests["energy"] = {"not_ours_margin": round(margin, 1)}
             if ok[i] and zscore[i] > settings.voltage_outlier_z:
-                tests["voltage"] = {"best_fit": round(float(fit[i]), 3), "unexplained_v": round(float(left[i]), 3),
-                                    "z": round(float(zscore[i]), 1)}  # fmt: skip
+                tests["voltage"] = {
+                    "best_fit": round(float(fit[i]), 3),
+                    "unexplained_v": round(float(left[i]), 3),
+                    "z": round(float(zscore[i]), 1),
+                }
         if tests:
             out[i] = tests
     return out
 
 
-def unexplained_energy(inputs: Inputs, frame: Frame, branches: Decided, settings: Settings) -> list[MissingMeter]:
+def unexplained_energy(
+    inputs: Inputs, frame: Frame, branches: Decided, settings: Settings
+) -> list[MissingMeter]:
     """Energy at a branch unit that none of its meters (nor its loss model) explains."""
     sol = branches.solution
     if sol is None or "branch_units" not in sol.fits:
@@ -573,13 +638,15 @@ def unexplained_energy(inputs: Inputs, frame: Frame, branches: Decided, settings
                 MissingMeter(
                     None,
                     {"unexplained_kwh_per_day": round(extra / days, 2), "share": round(share, 3), "unit": u,
-                     "note": "energy at the branch unit that no listed meter explains (an unlisted meter or unmetered load)"},
+                     "note": UNEXPLAINED_NOTE},
                     branch=unit_branch[u],
                 )
             )  # fmt: skip
     # report only the innermost unit of a chain of flagged units (the parent sees the child's gap)
     flagged = {m.branch for m in out}
-    return [m for m in out if not any(frame.parent.get(b) == m.branch for b in flagged if b != m.branch)]
+    return [
+        m for m in out if not any(frame.parent.get(b or "") == m.branch for b in flagged if b != m.branch)
+    ]
 
 
 # -- online phase changes -------------------------------------------------------------------------
@@ -589,7 +656,11 @@ def window(inputs: Inputs, first: int, last: int) -> Inputs:
     """``inputs`` restricted to curve points ``first .. last - 1`` (and the intervals between)."""
     c = inputs.curves
     curves = Curves(
-        c.times[first:last], c.devices, c.voltage[first:last], c.current[first:last], c.energy[first : last - 1]
+        c.times[first:last],
+        c.devices,
+        c.voltage[first:last],
+        c.current[first:last],
+        c.energy[first : last - 1],
     )
     te = None if inputs.transformer_energy is None else inputs.transformer_energy[first : last - 1]
     tv = None if inputs.transformer_voltage is None else inputs.transformer_voltage[first:last]
@@ -626,7 +697,7 @@ def phase_changes(
             ev = -changes.point_evidence(phases.problem, phases.solution, int(i), a, points)
         prefix = np.concatenate([[0.0], np.cumsum(ev)])
         since = int(np.argmax(prefix[-1] - prefix[:-1] - prefix[:-1])) if points > 1 else 0
-        margin = float(label_margin_at(early, i) + label_margin_at(late, i))
+        margin = label_margin_at(early, int(i)) + label_margin_at(late, int(i))
         out[int(i)] = changes.Change(int(i), a, b, min(max(since, 1), points - 1), margin)
     return out
 
@@ -638,10 +709,14 @@ def label_margin_at(decided: Decided, i: int) -> float:
 # -- composing the result -------------------------------------------------------------------------
 
 
-def _dimension(decided: Decided, i: int, archive: str | None, settings: Settings, *, value: str | None = None, conf: float | None = None) -> Dimension:
-    v = decided.value(i) if value is None else value
-    c = float(decided.confidence[i]) if conf is None else conf
-    if v is None or c < settings.confidence_min:
+def _dimension(
+    decided: Decided, i: int, archive: str | None, settings: Settings, *, observed: bool
+) -> Dimension:
+    """One dimension's outcome: unresolved without observations of the meter's own (the
+    archive alone confirms nothing) or below the confidence bar."""
+    v = decided.value(i)
+    c = float(decided.confidence[i])
+    if v is None or c < settings.confidence_min or not observed:
         outcome = "unresolved"
     elif archive == v:
         outcome = "confirmed"
@@ -652,46 +727,60 @@ def _dimension(decided: Decided, i: int, archive: str | None, settings: Settings
     return Dimension(v, min(c, 0.9999), archive, outcome, ev)
 
 
-def identify(inputs: Inputs, *, terminal: str, computed_at: float, settings: Settings | None = None) -> TopologyResult:
+def identify(
+    inputs: Inputs, *, terminal: str, computed_at: float, settings: Settings | None = None
+) -> TopologyResult:
     settings = settings or Settings()
     frame = prepare(inputs, settings)
-    branches = boxes = phases = None
-    for _ in range(2):  # a second pass once foreign meters are known: they bend the others no more
+    branches = identify_branches(inputs, frame)
+    boxes = identify_boxes(inputs, frame, branches)
+    phases = identify_phases(inputs, frame, branches, boxes, settings)
+    foreign = foreign_tests(inputs, frame, phases, branches, settings)
+    decided = np.array([len(foreign.get(i, {})) >= 2 for i in range(frame.n)], dtype=bool)
+    decided[len(inputs.meters) :] = False
+    if (decided & ~frame.forced).any():  # again, now that foreign meters bend the others no more
+        frame.forced = decided | frame.forced
         branches = identify_branches(inputs, frame, branches)
         boxes = identify_boxes(inputs, frame, branches, boxes)
         phases = identify_phases(inputs, frame, branches, boxes, settings, phases)
         foreign = foreign_tests(inputs, frame, phases, branches, settings)
-        decided = np.array([len(foreign.get(i, {})) >= 2 for i in range(frame.n)], dtype=bool)
-        decided[len(inputs.meters) :] = False
-        if not (decided & ~frame.forced).any():
-            break
-        frame.forced = decided | frame.forced
     moved = phase_changes(inputs, frame, branches, boxes, phases, settings)
+    injected = {d.source for d in inputs.detections if d.listening}
     results = []
     missing: list[MissingMeter] = []
     listed = len(inputs.meters)
     for i, m in enumerate(frame.meters):
         if frame.three_phase[i]:
-            phase = Dimension("ABC", 0.9999, m.phase.value, "confirmed" if m.phase.value == "ABC" else "corrected",
-                              {"three_phase": "B and C voltages recorded"})  # fmt: skip
+            outcome = "confirmed" if m.phase.value == "ABC" else "corrected"
+            phase = Dimension(
+                "ABC", 0.9999, m.phase.value, outcome, {"three_phase": "B and C voltages recorded"}
+            )
         elif i in moved:  # moved to another phase during the window: what it is on now
             c = moved[i]
             now = PHASES[c.after]
             phase = Dimension(
                 now, 0.9999 if c.llr > 2 * settings.change_llr else 0.95, m.phase.value,
                 "confirmed" if m.phase.value == now else "corrected",
-                {"moved": {"from": PHASES[c.before], "to": now, "since": float(inputs.curves.times[c.since]), "llr": round(c.llr, 1)}},
+                {"moved": {"from": PHASES[c.before], "to": now, "llr": round(c.llr, 1),
+                           "since": float(inputs.curves.times[c.since])}},
             )  # fmt: skip
         else:
-            phase = _dimension(phases, i, m.phase.value, settings)
-        branch = _dimension(branches, i, m.branch.value, settings)
-        box = _dimension(boxes, i, m.box.value, settings)
+            phase = _dimension(
+                phases,
+                i,
+                m.phase.value,
+                settings,
+                observed=bool(frame.has_data[i]) or m.cco_phase is not None,
+            )
+        heard = m.id in injected
+        branch = _dimension(branches, i, m.branch.value, settings, observed=bool(frame.has_data[i]) or heard)
+        box = _dimension(boxes, i, m.box.value, settings, observed=bool(frame.has_data[i]) or heard)
         if i >= listed:  # a carrier node the archive lacks: where it hangs
             missing.append(
                 MissingMeter(
                     m.address,
-                    {"carrier": "heard by our carrier module (AFN10 F21), not in the archive",
-                     "cco_phase": m.cco_phase, "confidence": round(min(phase.confidence, branch.confidence, box.confidence), 4)},
+                    {"carrier": HEARD_NOTE, "cco_phase": m.cco_phase,
+                     "confidence": round(min(phase.confidence, branch.confidence, box.confidence), 4)},
                     phase=phase.value, branch=branch.value, box=box.value,
                 )
             )  # fmt: skip
@@ -713,8 +802,9 @@ def identify(inputs: Inputs, *, terminal: str, computed_at: float, settings: Set
         results.append(MeterResult(m.id, m.address, status, phase, branch, box, meter_ev))
     read = {m.address for m in frame.meters[listed:]}
     missing += [
-        MissingMeter(u.address, {"carrier": "heard by our carrier module (AFN10 F21), not in the archive; curves not read"}, phase=u.cco_phase)
-        for u in inputs.unknown_nodes if u.address not in read
+        MissingMeter(u.address, {"carrier": HEARD_NOTE + "; curves not read"}, phase=u.cco_phase)
+        for u in inputs.unknown_nodes
+        if u.address not in read
     ]  # fmt: skip
     missing += unexplained_energy(inputs, frame, branches, settings)
     t = inputs.curves.times
@@ -722,7 +812,12 @@ def identify(inputs: Inputs, *, terminal: str, computed_at: float, settings: Set
     result = TopologyResult(terminal, computed_at, inputs.days, window, tuple(results), tuple(missing))
     return TopologyResult(
         terminal, computed_at, inputs.days, window, tuple(results), tuple(missing),
-        summary={"counts": result.counts(), "meters": len(results), "missing": len(missing), "points": inputs.points},
+        summary={
+            "counts": result.counts(),
+            "meters": len(results),
+            "missing": len(missing),
+            "points": inputs.points,
+        },
     )  # fmt: skip
 
 

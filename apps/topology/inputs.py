@@ -84,7 +84,9 @@ class Curves:
     def __post_init__(self) -> None:
         t, n = len(self.times), len(self.devices)
         if self.voltage.shape != (t, n, 3) or self.current.shape != (t, n, 3):
-            raise ValueError(f"curves: voltage {self.voltage.shape} / current {self.current.shape}, want {(t, n, 3)}")
+            raise ValueError(
+                f"curves: voltage {self.voltage.shape} / current {self.current.shape}, want {(t, n, 3)}"
+            )
         if self.energy.shape != (max(t - 1, 0), n):
             raise ValueError(f"curves: energy {self.energy.shape}, want {(max(t - 1, 0), n)}")
 
@@ -104,10 +106,9 @@ class UnknownNode:
     device: str | None = None  # its column in ``Curves`` when its curves were read
 
     def as_meter(self) -> MeterInfo:
-        return MeterInfo(
-            self.device or f"node-{self.address}", self.address, "hplc", Fact(None, "none"), Fact(None, "none"),
-            Fact(None, "none"), cco_phase=self.cco_phase, in_cco_network=True,
-        )  # fmt: skip
+        none = Fact(None, "none")
+        device = self.device or f"node-{self.address}"
+        return MeterInfo(device, self.address, "hplc", none, none, none, self.cco_phase, in_cco_network=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +156,13 @@ class Inputs:
 def empty_curves(times: FArray, devices: tuple[str, ...]) -> Curves:
     t, n = len(times), len(devices)
     nan = np.full((t, n, 3), np.nan)
-    return Curves(times=times, devices=devices, voltage=nan, current=nan.copy(), energy=np.full((max(t - 1, 0), n), np.nan))
+    return Curves(
+        times=times,
+        devices=devices,
+        voltage=nan,
+        current=nan.copy(),
+        energy=np.full((max(t - 1, 0), n), np.nan),
+    )
 
 
 __all__ = [

@@ -28,7 +28,7 @@ def simplex_project(v: FArray) -> FArray:
     ind = np.arange(1, k + 1, dtype=np.float64)
     rho = (u - css / ind > 0).sum(axis=1)
     theta = css[np.arange(n), rho - 1] / rho
-    return np.maximum(v - theta[:, None], 0.0)
+    return np.asarray(np.maximum(v - theta[:, None], 0.0), dtype=np.float64)
 
 
 def fista_simplex(
@@ -72,21 +72,6 @@ def fista_simplex(
         if done:
             break
     return w
-
-
-def spectral_norm_sq(a: FArray, *, iterations: int = 30, seed: int = 0) -> float:
-    """Largest eigenvalue of ``a.T @ a`` (power iteration; an upper bound within ~1 %)."""
-    if a.size == 0:
-        return 0.0
-    x = np.random.default_rng(seed).normal(size=a.shape[1])
-    lam = 0.0
-    for _ in range(iterations):
-        y = a.T @ (a @ x)
-        lam = float(np.linalg.norm(y))
-        if lam == 0.0:
-            return 0.0
-        x = y / lam
-    return lam * 1.02
 
 
 def robust_std(x: FArray, axis: int | None = None) -> FArray:
@@ -144,7 +129,6 @@ __all__ = [
     "robust_std",
     "simplex_project",
     "softmax_confidence",
-    "spectral_norm_sq",
     "standardize",
     "top_correlations",
 ]

@@ -116,10 +116,10 @@ def _addresses(rng: np.random.Generator, n: int, prefix: str) -> list[str]:
     return sorted(out)
 
 
-def station(spec: Spec = Spec(), *, seed: int = 0) -> tuple[Inputs, Truth]:  # noqa: B008 - frozen default
+def station(spec: Spec = Spec(), *, seed: int = 0) -> tuple[Inputs, Truth]:
     rng = np.random.default_rng([seed, 0x7070])
-    points = int(round(spec.days * 96)) + 1
-    t = spec.start + STEP_S * np.arange(points)
+    points = round(spec.days * 96) + 1
+    t = np.asarray(spec.start + STEP_S * np.arange(points), dtype=np.float64)
     meters: list[_Meter] = []
     seg_r: list[FArray] = []
     box_of: list[tuple[int, int]] = []  # box index -> (branch, node)
@@ -135,7 +135,9 @@ def station(spec: Spec = Spec(), *, seed: int = 0) -> tuple[Inputs, Truth]:  # n
                 three = rng.random() < spec.three_phase_share
                 pv = rng.random() < spec.pv_share
                 load = _daily_load(rng, t, pv=pv) * (3.0 if three else 1.0)
-                meters.append(_Meter(f"m-{k:04d}", "", b, box, node, 3 if three else int(rng.integers(3)), load))
+                meters.append(
+                    _Meter(f"m-{k:04d}", "", b, box, node, 3 if three else int(rng.integers(3)), load)
+                )
     addr = _addresses(rng, len(meters), "01")
     for m, a in zip(meters, addr, strict=True):
         m.address = a
@@ -153,11 +155,15 @@ def station(spec: Spec = Spec(), *, seed: int = 0) -> tuple[Inputs, Truth]:  # n
     for j, a in enumerate(_addresses(rng, spec.foreign, "88")):
         b = int(rng.integers(spec.branches))
         box = int(rng.choice([x for x, (bb, _) in enumerate(box_of) if bb == b]))
-        foreign.append(_Meter(f"m-{9001 + j}", a, b, box, box_of[box][1], int(rng.integers(3)),
-                              _daily_load(rng, t, pv=False), ours=False, hplc=rng.random() < 0.5))  # fmt: skip
+        load = _daily_load(rng, t, pv=False)
+        phase = int(rng.integers(3))
+        hplc = bool(rng.random() < 0.5)
+        foreign.append(_Meter(f"m-{9001 + j}", a, b, box, box_of[box][1], phase, load, ours=False, hplc=hplc))
 
     # -- physics --------------------------------------------------------------------------------
-    mv = V_NOMINAL * (1.0 + 0.01 * np.cumsum(rng.normal(0, 0.15, points)) / np.sqrt(points) * 4 + 0.004 * np.sin(t / 7000.0))
+    mv = V_NOMINAL * (
+        1.0 + 0.01 * np.cumsum(rng.normal(0, 0.15, points)) / np.sqrt(points) * 4 + 0.004 * np.sin(t / 7000.0)
+    )
     ours = [m for m in meters if m.ours]
     # per branch, per node, per phase: current flowing through the segment into that node
     n_t = points
@@ -183,6 +189,7 @@ def station(spec: Spec = Spec(), *, seed: int = 0) -> tuple[Inputs, Truth]:  # n
         for node in range(nodes):
             seg_current[(b, node)] = down[node]
         trafo_i += down[0]
+
     def drop(i3: FArray, r: float) -> FArray:
         i_n = i3 - 0.5 * (np.roll(i3, 1, axis=1) + np.roll(i3, 2, axis=1))
         return r * i3 + r * i_n
@@ -255,7 +262,13 @@ def station(spec: Spec = Spec(), *, seed: int = 0) -> tuple[Inputs, Truth]:  # n
             i3 = sum((amps[m.id] for m in inside), np.zeros((n_t, 3)))
             tid = f"bt-{x + 1:03d}"
             term_ids[x] = tid
-            measure(tid, volt_node[(b, node)], i3, interval(sum(m.load for m in inside)), [np.full(n_t, k) for k in range(3)])
+            measure(
+                tid,
+                volt_node[(b, node)],
+                i3,
+                interval(np.sum([m.load for m in inside], axis=0)),
+                [np.full(n_t, k) for k in range(3)],
+            )
     trafo_kw = np.zeros((n_t, 3))
     for m in ours:
         if m.phase == 3:
@@ -263,7 +276,9 @@ def station(spec: Spec = Spec(), *, seed: int = 0) -> tuple[Inputs, Truth]:  # n
         else:
             trafo_kw[np.arange(n_t), m.phase_at(n_t)] += m.load
     trafo_kw = trafo_kw + losses + trafo_i**2 * spec.transformer_ohm / 1000.0
-    trafo_e = np.stack([interval(trafo_kw[:, ph]) for ph in range(3)], axis=1) * (1.0 + rng.normal(0, 0.002 / 3, 3))
+    trafo_e = np.stack([interval(trafo_kw[:, ph]) for ph in range(3)], axis=1) * (
+        1.0 + rng.normal(0, 0.002 / 3, 3)
+    )
     curves = Curves(t, tuple(devices), np.stack(vol, axis=1), np.stack(cur_l, axis=1), np.stack(en, axis=1))
 
     # -- the archive, with errors ---------------------------------------------------------------
@@ -274,7 +289,7 @@ def station(spec: Spec = Spec(), *, seed: int = 0) -> tuple[Inputs, Truth]:  # n
 
     def wrong(rate: float) -> set[str]:
         ids = [m.id for m in listed if m.ours]
-        count = int(round(rate * len(ids)))
+        count = round(rate * len(ids))
         return set(rng.choice(ids, size=count, replace=False).tolist()) if count else set()
 
     bad_phase, bad_branch, bad_box = wrong(spec.wrong_phase), wrong(spec.wrong_branch), wrong(spec.wrong_box)
@@ -299,8 +314,16 @@ def station(spec: Spec = Spec(), *, seed: int = 0) -> tuple[Inputs, Truth]:  # n
         if m.hplc and m.ours:
             cco = "ABC" if m.phase == 3 else "ABC"[m.phase if m.moved_to is None else m.moved_to]
         infos.append(
-            MeterInfo(m.id, m.address, "hplc" if m.hplc else "rs485", Fact(ph), Fact(br), Fact(bx),
-                      cco_phase=cco, in_cco_network=(m.ours if m.hplc else None))  # fmt: skip
+            MeterInfo(
+                m.id,
+                m.address,
+                "hplc" if m.hplc else "rs485",
+                Fact(ph),
+                Fact(br),
+                Fact(bx),
+                cco_phase=cco,
+                in_cco_network=(m.ours if m.hplc else None),
+            )
         )
     branches = tuple(BranchInfo(branch_name[b], None, unit_ids.get(b)) for b in range(spec.branches))
     boxes = tuple(BoxInfo(box_name[x], branch_name[b], term_ids.get(x)) for x, (b, _) in enumerate(box_of))
@@ -309,7 +332,11 @@ def station(spec: Spec = Spec(), *, seed: int = 0) -> tuple[Inputs, Truth]:  # n
     for m in [m for m in meters if m.listed] + foreign:
         on_path = {unit_ids.get(m.branch), term_ids.get(m.box)} - {None} if m.ours else set()
         for shot in range(spec.injections):
-            heard = tuple(u for u in units if rng.random() < ((1 - spec.miss_rate) if u in on_path else spec.crosstalk_rate))
+            heard = tuple(
+                u
+                for u in units
+                if rng.random() < ((1 - spec.miss_rate) if u in on_path else spec.crosstalk_rate)
+            )
             detections.append(Detection(m.id, float(t[0] + 3600 * (shot + 1)), heard, tuple(units)))
     unknown = tuple(
         UnknownNode(m.address, "ABC"[m.phase] if m.phase < 3 else "ABC", m.id if spec.read_unknown else None)
@@ -321,13 +348,20 @@ def station(spec: Spec = Spec(), *, seed: int = 0) -> tuple[Inputs, Truth]:  # n
         miss_rate=spec.miss_rate, crosstalk_rate=spec.crosstalk_rate,
     )  # fmt: skip
     truth = Truth(
-        phase={m.id: ("ABC" if m.phase == 3 else "ABC"[m.phase if m.moved_to is None else m.moved_to]) for m in meters + foreign},
+        phase={
+            m.id: ("ABC" if m.phase == 3 else "ABC"[m.phase if m.moved_to is None else m.moved_to])
+            for m in meters + foreign
+        },
         branch={m.id: branch_name[m.branch] for m in meters + foreign},
         box={m.id: box_name[m.box] for m in meters + foreign},
         foreign=frozenset(m.id for m in foreign),
         missing=frozenset(m.address for m in meters if not m.listed),
         archive_errors={k: tuple(v) for k, v in errors.items()},
-        moved={m.id: ("ABC"[m.phase], "ABC"[m.moved_to], float(t[m.move_at])) for m in meters if m.moved_to is not None},
+        moved={
+            m.id: ("ABC"[m.phase], "ABC"[m.moved_to], float(t[m.move_at]))
+            for m in meters
+            if m.moved_to is not None
+        },
     )
     return inputs, truth
 

@@ -83,7 +83,9 @@ def features_scaled(v: FArray, *, common: FArray | None = None) -> tuple[FArray,
     return z, usable & ok, scale
 
 
-def group_references(z: FArray, groups: IArray, n_groups: int, *, weights: FArray | None = None) -> tuple[FArray, FArray]:
+def group_references(
+    z: FArray, groups: IArray, n_groups: int, *, weights: FArray | None = None
+) -> tuple[FArray, FArray]:
     """Sum of features per group (T', G) and the members' weight per group (G,)."""
     w = np.ones(z.shape[1]) if weights is None else weights
     onehot = np.zeros((z.shape[1], n_groups))
@@ -121,4 +123,13 @@ def loo_loglik(z: FArray, usable: BArray, groups: IArray, n_groups: int, *, anch
     return out
 
 
-__all__ = ["HIGHPASS_POINTS", "R_MAX", "TEMPER", "features", "features_scaled", "fill_gaps", "group_references", "loo_loglik"]
+__all__ = [
+    "HIGHPASS_POINTS",
+    "R_MAX",
+    "TEMPER",
+    "features",
+    "features_scaled",
+    "fill_gaps",
+    "group_references",
+    "loo_loglik",
+]
