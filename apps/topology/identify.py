@@ -310,9 +310,12 @@ def identify_phases(
     labels = (*PHASES, NOT_OURS)
     n = frame.n
     facts = [m.phase for m in frame.meters]
-    prior = np.concatenate(
-        [evidence.prior_loglik(facts, PHASES), np.zeros((n, 1))], axis=1
-    ) + frame.not_ours_column(3)
+    # "not ours" is the branch step's call: a meter of ours takes a phase, one it found not
+    # ours takes none (the phase balances alone would push out whatever they cannot place)
+    not_ours = np.array([branches.value(i) is None for i in range(n)]) | frame.forced
+    prior = np.concatenate([evidence.prior_loglik(facts, PHASES), np.zeros((n, 1))], axis=1)
+    prior[~not_ours, 3] = -1e6
+    prior[not_ours, :3] = -1e6
     cco = np.concatenate(
         [evidence.cco_phase_loglik([m.cco_phase for m in frame.meters]), np.zeros((n, 1))], axis=1
     )
