@@ -9,6 +9,7 @@ serial, hal, runtime or apps. See PROTOCOLS.md §1.
     'read_data'
 """
 
+from protocols.dlt645 import _topology as topology
 from protocols.dlt645._di import (
     ACTIVE_REPORT_WORD,
     DATA_ITEMS,
@@ -147,6 +148,7 @@ __all__ = [
     "read_request",
     "read_response",
     "relay_control_request",
+    "topology",
     "write_address_request",
     "write_request",
 ]
