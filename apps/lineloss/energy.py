@@ -37,8 +37,9 @@ class DayReadings:
     ``curve_*``: (n, 97) curve registers at 00:00, 00:15, ..., 24:00. ``curve_power``: (n, 97)
     the meter's own V x I x PF at the curve points, signed like its active power, kW as the
     meter shows it (secondary for a CT-connected meter, like its registers).
-    ``metrology_*``: (97,) the terminal's metrology unit (交采) at the same instants, primary
-    kWh (the hal applied its CT/PT).
+    ``curve_voltage``: (n, 97, 3) the phase voltages at the curve points, V as the meter shows
+    them (a single-phase meter reports in the first slot). ``metrology_*``: (97,) the terminal's
+    metrology unit (交采) at the same instants, primary kWh (the hal applied its CT/PT).
     """
 
     start: float  # UTC epoch of the local midnight that starts the day
@@ -47,6 +48,7 @@ class DayReadings:
     curve_forward: FArray
     curve_reverse: FArray
     curve_power: FArray
+    curve_voltage: FArray
     metrology_forward: FArray
     metrology_reverse: FArray
 
@@ -60,6 +62,7 @@ class DayReadings:
             nan_array(n, k),
             nan_array(n, k),
             nan_array(n, k),
+            nan_array(n, k, 3),
             nan_array(k),
             nan_array(k),
         )
@@ -132,6 +135,12 @@ def interval_power_energy(day: DayReadings, multipliers: FArray) -> FArray:
     return (p[:, :-1] + p[:, 1:]) / 2.0 * HOURS_PER_INTERVAL
 
 
+def interval_voltage(day: DayReadings, pt_ratios: FArray) -> FArray:
+    """Primary phase voltages per interval, the mean of both ends, (n, 96, 3)."""
+    v = day.curve_voltage * pt_ratios[:, None, None]
+    return (v[:, :-1] + v[:, 1:]) / 2.0
+
+
 __all__ = [
     "HOURS_PER_INTERVAL",
     "INTERVALS_PER_DAY",
@@ -142,6 +151,7 @@ __all__ = [
     "difference",
     "interval_energies",
     "interval_power_energy",
+    "interval_voltage",
     "nan_array",
     "period_energies",
 ]

@@ -148,7 +148,11 @@ def analyse(
     fits = fit_sections(layout, window, settings.fit, supply_scale=scale)
     if faulty:
         confirm = {c.meter: c for f in fits for c in f.found if c.meter in faulty}
-        fits = fit_sections(layout, window, settings.fit, supply_scale=scale, substitute=frozenset(faulty))
+        stopped = frozenset(c.meter for c in checks if c.kind == "stopped")
+        slow = {c.meter: 1.0 / c.ratio for c in checks if c.kind == "slow" and c.ratio > 0}
+        fits = fit_sections(
+            layout, window, settings.fit, supply_scale=scale, meter_scale=slow, substitute=stopped
+        )
     anomalies += meter_anomalies(day.date, layout, checks, confirm)
     anomalies += theft_anomalies(day.date, layout, fits, faulty)
     not_ours: set[str] = set()

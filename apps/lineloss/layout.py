@@ -44,6 +44,7 @@ class MeterInfo:
     kind: str = "customer"
     branch: str | None = None
     box: str | None = None
+    phase: str | None = None  # A | B | C | ABC; None when the archive does not know
     ct_ratio: float = 1.0
     pt_ratio: float = 1.0
     excluded: bool = False
@@ -101,7 +102,12 @@ class Layout:
     assessment: int  # index of the 总表, -1 when the station has none
     index: Mapping[str, int] = field(repr=False)
     multipliers: NDArray[np.float64] = field(repr=False)
+    pt_ratios: NDArray[np.float64] = field(repr=False)
     customer_mask: NDArray[np.bool_] = field(repr=False)
+    #: (n, 3) share of each meter's energy on phases A, B, C (a third each when unknown)
+    phase_share: NDArray[np.float64] = field(repr=False)
+    #: supply meter index -> the customers its scope holds (to split a feed's flow by phase)
+    below: Mapping[int, IntArray] = field(repr=False)
 
     @property
     def n(self) -> int:
@@ -207,8 +213,17 @@ class Layout:
             assessment=top,
             index=index,
             multipliers=np.array([m.multiplier for m in kept], dtype=np.float64),
+            pt_ratios=np.array([m.pt_ratio for m in kept], dtype=np.float64),
             customer_mask=np.array([m.kind == "customer" for m in kept], dtype=bool),
+            phase_share=np.array([_phase_share(m.phase) for m in kept], dtype=np.float64).reshape(-1, 3),
+            below={s.supply: s.customers for s in scopes if s.supply >= 0},
         )
+
+
+def _phase_share(phase: str | None) -> tuple[float, float, float]:
+    if phase in ("A", "B", "C"):
+        return tuple(1.0 if p == phase else 0.0 for p in "ABC")  # type: ignore[return-value]
+    return (1 / 3, 1 / 3, 1 / 3)
 
 
 __all__ = ["KINDS", "STATION", "BoxInfo", "BranchInfo", "Layout", "MeterInfo", "Scope", "Section"]

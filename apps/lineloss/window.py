@@ -18,6 +18,7 @@ from .energy import (
     difference,
     interval_energies,
     interval_power_energy,
+    interval_voltage,
 )
 from .layout import Layout
 
@@ -29,6 +30,7 @@ class Day:
     energy: Energies  # (n,) from the daily freezes
     intervals: Energies  # (n, 96) from the curves
     power: FArray  # (n, 96) from each meter's own V x I x PF
+    voltage: FArray  # (n, 96, 3) primary phase voltages, mean of both ends of each interval
     metrology: FArray  # (96,) net interval energy of the metrology unit, NaN where unknown
     metrology_day: float | None  # the day's net energy of the metrology unit
 
@@ -46,9 +48,18 @@ class Day:
             energy=day_energies(readings, mult),
             intervals=interval_energies(readings, mult),
             power=interval_power_energy(readings, mult),
+            voltage=interval_voltage(readings, layout.pt_ratios),
             metrology=metrology,
             metrology_day=metrology_day,
         )
+
+
+def stacked_voltage(days: list[Day], rows: np.ndarray | list[int]) -> FArray:
+    """Phase voltages of meters ``rows`` over ``days``: shape (len(rows), 96 x days, 3)."""
+    idx = np.asarray(rows, dtype=np.int64)
+    if not days:
+        return np.zeros((len(idx), 0, 3))
+    return np.concatenate([d.voltage[idx] for d in days], axis=1)
 
 
 def stacked(days: list[Day], rows: np.ndarray | list[int], what: str = "net") -> FArray:
@@ -72,4 +83,4 @@ def stacked(days: list[Day], rows: np.ndarray | list[int], what: str = "net") ->
     return np.concatenate(parts, axis=1)
 
 
-__all__ = ["Day", "stacked"]
+__all__ = ["Day", "stacked", "stacked_voltage"]
