@@ -224,7 +224,7 @@ def _drops(layout: Layout, section: Section, days: list[Day], ok: FArray) -> FAr
             return None
         fill = np.nanmedian(drop, axis=0)
     drop = np.where(np.isnan(drop), fill[None, :], drop)
-    return np.nan_to_num(drop)
+    return np.asarray(np.nan_to_num(drop), dtype=np.float64)
 
 
 def _unit(x: FArray) -> FArray:

@@ -126,5 +126,5 @@ def test_thresholds_from_config_and_refusals() -> None:
     assert t.high_min_pct == 6.0 and t.negative_max_pct == -1.0
     with pytest.raises(ValueError, match="below"):
         Thresholds(high_min_pct=-2.0)
-    with pytest.raises(ValueError, match="0..1"):
+    with pytest.raises(ValueError, match=r"0\.\.1"):
         Thresholds(min_coverage=1.5)
