@@ -167,7 +167,7 @@ def main() -> None:
                     bad = sum(s.false_positives.values())
                     print(
                         f"{name:32s} seed {seed} {kind:7s} customers {n:4d} "
-                        f"delays { ({k: v for k, v in s.delays.items()}) } fp {bad}"
+                        f"delays {s.delays} fp {bad}"
                         + (
                             f"  e.g. {[(a.kind, a.target, a.confidence) for a in s.examples[:3]]}"
                             if bad
