@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
+from base.clock import Clock
 from hal.interfaces import CarrierModule, Metrology, Slot, Watchdog
 from runtime.bus import Bus, Handler, Overflow, Service, Subscription, pattern_covers, topic_matches
-from runtime.clock import Clock
 from runtime.container.manifest import Manifest
 from runtime.errors import CapabilityError
 from runtime.model import Event, Reading
@@ -107,6 +107,14 @@ class NamespacedStore:
 
     async def get(self, key: str, default: Any = None) -> Any:
         return await self._store.kv_get(self._ns, key, default)
+
+    @property
+    def ledger(self) -> Any:
+        """The terminal store's append-only, hash-chained ledger (``runtime.store.Ledger``)."""
+        ledger = getattr(self._store, "ledger", None)
+        if ledger is None:
+            raise CapabilityError(self._ns.removeprefix("app."), "this terminal's store has no ledger")
+        return ledger
 
     async def set(self, key: str, value: Any) -> None:
         await self._store.kv_set(self._ns, key, value)

@@ -29,6 +29,8 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
+from base.cancellation import keep_cancel
+from base.clock import Clock
 from protocols.cloud import (
     STREAMS,
     Chunk,
@@ -43,8 +45,6 @@ from protocols.cloud import (
     up_wildcard,
 )
 from protocols.errors import ProtocolError
-from runtime.cancellation import keep_cancel
-from runtime.clock import Clock
 from sim.cloud.db import DbWorker, EventRow, ReadingRow, TerminalRow
 
 _log = logging.getLogger(__name__)
@@ -403,6 +403,10 @@ class CloudStub:
 
     async def counts(self) -> dict[str, int]:
         return await self._db.run(lambda db: db.counts())
+
+    async def known_keys(self, terminal: str, keys: list[str]) -> set[str]:
+        """Those of ``keys`` (message idempotency keys) already stored for ``terminal``."""
+        return await self._db.run(lambda db: db.known_keys(terminal, keys))
 
     async def statistics(self) -> dict[str, dict[str, int]]:
         """Counters per terminal (see ``CloudDb.statistics``)."""
