@@ -29,6 +29,7 @@ et al., Frontiers Energy Res. 2022, doi 10.3389/fenrg.2022.892541). Must not dec
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -215,7 +216,8 @@ def _drops(layout: Layout, section: Section, days: list[Day], ok: FArray) -> FAr
     supply = stacked_voltage(days, [section.supply])[0][ok]  # (n, 3)
     volts = stacked_voltage(days, section.customers)[:, ok]  # (c, n, 3)
     single = share.max(axis=1) > 0.99
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices are gaps, filled below
         own = np.where(single[:, None], volts[:, :, 0], np.nanmean(volts, axis=2))
         ref = supply @ share.T  # (n, c): the supply's voltage on each customer's phase
         drop = (ref.T - own) / own
