@@ -113,7 +113,7 @@ class Book:
         k = (ts - self.midnight(d)) / INTERVAL_S
         if abs(k - round(k)) > 1e-6 or not 0 <= round(k) < INTERVALS_PER_DAY:
             return None
-        return d, int(round(k))
+        return d, round(k)
 
     def _slot(self, d: date, meter: str) -> MeterDay:
         return self.days.setdefault(d, {}).setdefault(meter, MeterDay())

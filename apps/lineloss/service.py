@@ -128,7 +128,7 @@ class LineLossService:
 
     def _model(self) -> StationLike | None:
         station = getattr(self.ctx, "station", None)
-        return None if station is None else station.model  # type: ignore[no-any-return]
+        return None if station is None else station.model
 
     def use_station(self, model: StationLike | None) -> None:
         """Rebuild the layout from the station model (every day is computed again)."""
@@ -370,10 +370,8 @@ class LineLossService:
         return {"date": name, "revision": self.revisions.get(name, 0), "computed": result is not None}
 
     async def _get_day(self, payload: Any) -> Any:
-        name = payload.get("date") if isinstance(payload, Mapping) else None
-        if name is None:
-            names = sorted(self.revisions)
-            name = names[-1] if names else None
+        asked = payload.get("date") if isinstance(payload, Mapping) else None
+        name = asked if isinstance(asked, str) else max(self.revisions, default=None)
         return None if name is None else await self.ctx.store.get(f"day/{name}")
 
     def status(self) -> dict[str, Any]:

@@ -200,8 +200,8 @@ async def test_late_data_reclassifies_the_day() -> None:
     ctx = ctx_at(D0)
     svc = await started(ctx)
     feed(svc, 0, freeze_b_end=False)
-    for k in range(97):  # b's curve did not come either: the day cannot know b's energy
-        svc.book.days[datetime(2024, 6, 2).date()]["b"].values["forward"][96] = float("nan")
+    # b's last curve point did not come either: the day cannot know b's energy
+    svc.book.days[datetime(2024, 6, 2).date()]["b"].values["forward"][96] = float("nan")
     await svc.update(D0 + DAY + 1800)
     first = ctx.uplink.sent[0][1]
     assert {r["scope"]: r["class"] for r in first["days"]}["station"] == "incomputable"
