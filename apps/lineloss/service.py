@@ -367,7 +367,11 @@ class LineLossService:
             raise ValueError(f"{name}: no data kept for that day")
         async with self._lock:
             result = await self.compute(d, force=True)
-        return {"date": name, "revision": self.revisions.get(name, 0), "computed": result is not None}
+        return {
+            "date": d.isoformat(),
+            "revision": self.revisions.get(d.isoformat(), 0),
+            "computed": result is not None,
+        }
 
     async def _get_day(self, payload: Any) -> Any:
         asked = payload.get("date") if isinstance(payload, Mapping) else None
