@@ -21,6 +21,7 @@ After a restart the book refills from the bus; results already sent stay in the 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -279,6 +280,7 @@ class LineLossService:
             "revision": revision,
             "computed_at": now,
             "station": getattr(model, "id", "") if model is not None else "",
+            "thresholds": dataclasses.asdict(self.config.settings.thresholds),
             "days": days,
             "anomalies": anomalies,
         }
