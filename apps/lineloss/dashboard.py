@@ -64,12 +64,14 @@ function render(element, data) {
     if (typeof th[key] !== "number") continue;
     add("line", {x1: L, x2: W - R, y1: y(th[key]), y2: y(th[key]), stroke: colour,
                  "stroke-dasharray": "6 4", "class": "threshold threshold-" + label});
-    add("text", {x: W - R + 4, y: y(th[key]) + 4, "font-size": 11, fill: colour}, label + " " + th[key] + " %");
+    add("text", {x: W - R + 4, y: y(th[key]) + 4, "font-size": 11, fill: colour},
+        label + " " + th[key] + " %");
   }
   for (let v = Math.ceil(lo); v <= hi; v += Math.max(1, Math.round((hi - lo) / 6))) {
     add("text", {x: L - 6, y: y(v) + 4, "font-size": 10, "text-anchor": "end"}, v + " %");
   }
-  dates.forEach((d, i) => add("text", {x: x(i), y: H - B + 16, "font-size": 10, "text-anchor": "middle"}, d.slice(5)));
+  dates.forEach((d, i) => add("text", {x: x(i), y: H - B + 16, "font-size": 10,
+                                       "text-anchor": "middle"}, d.slice(5)));
   const palette = ["#333", "#e37400", "#188038", "#9334e6", "#d01884", "#12b5cb", "#b06000", "#5f6368"];
   let n = 0;
   for (const [scope, rows] of Object.entries(data.series || {})) {
