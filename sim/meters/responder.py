@@ -241,7 +241,7 @@ class MeterResponder:
             return (meter.signature.count,)
         if di & 0xFFFFFF00 == SIGNATURE_RESULT_COUNT_DI and 1 <= di & 0xFF <= 10:  # result event n
             return topology.values_from_detections(meter.signature.event(di & 0xFF))
-        if di & 0xFFFFFF00 in (0x05060000, 0x05060100) and di & 0xFF:  # daily freeze n
+        if di & 0xFFFFFF00 in (0x05060000, 0x05060100, 0x05060200) and di & 0xFF:  # daily freeze n
             n = di & 0xFF
             meter.advance(now)
             if n > len(meter.daily_freezes):
@@ -249,7 +249,8 @@ class MeterResponder:
             frz = meter.daily_freezes[n - 1]
             if di & 0xFF00 == 0:
                 return (self._local(frz.ts).strftime("%Y-%m-%d %H:%M"),)
-            return tuple(_kwh(x) for x in frz.registers.forward)
+            block = frz.registers.forward if di & 0xFF00 == 0x0100 else frz.registers.reverse
+            return tuple(_kwh(x) for x in block)
         snap = _Snapshot(self, now)
         return tuple(snap.get(name) for name in names)
 
