@@ -67,6 +67,9 @@ class Balance:
     #: targets whose sum sees every meter once (the three transformer phases): with the
     #: "losses" model their totals fix an assignment-free loss model
     partition: bool = False
+    #: which targets (flat indices into the G * m targets) form that partition; None = all.
+    #: Nested targets (a branch unit below another) are not part of it: they count twice
+    partition_of: tuple[int, ...] | None = None
     #: the smallest misfit scale worth believing per target: absolute (the resolution of the
     #: measurements) and relative to the target's mean magnitude (its accuracy class)
     sigma_floor: float = 0.01
@@ -280,8 +283,9 @@ def initial_fit(b: Balance) -> Fit:
     if not b.partition or b.residual_model != "losses":
         sigma = _floor(b)
         return Fit(zero, sigma, zero, 1.0 / point_scale(sigma, zero) ** 2)
-    y = _flat(b.targets)
-    fixed = 0.0 if b.fixed is None else _flat(b.fixed).sum(axis=1)
+    cols = list(range(_flat(b.targets).shape[1])) if b.partition_of is None else list(b.partition_of)
+    y = _flat(b.targets)[:, cols]
+    fixed = 0.0 if b.fixed is None else _flat(b.fixed)[:, cols].sum(axis=1)
     fed = b.group_of() >= 0
     unexplained = y.sum(axis=1) - b.series[:, fed].sum(axis=1) - fixed
     sq = (y**2).sum(axis=1)
@@ -437,13 +441,26 @@ def _best_swap(
     """The best swap of two meters' labels (i on a to b, k on b to a): each move alone may
     break a balance that the other mends. Only meters for which the other's label is among
     their ``alternatives`` best are paired. Returns (gain, i, k)."""
-    n = total.shape[0]
+    n, k = total.shape
     top = np.argsort(-total, axis=1)[:, :alternatives]
     buckets: dict[tuple[int, int], list[int]] = {}
     for i in range(n):
         for b in top[i]:
             if np.isfinite(total[i, b]):
                 buckets.setdefault((int(labels[i]), int(b)), []).append(i)
+    # a label that feeds no target (a sink: "not ours") swaps with any label: a meter in the
+    # sink displaced by a look-alike fits its real label worst of all, the look-alike being there
+    fed = np.zeros(k, dtype=bool)
+    for st in states:
+        fed |= st.b.incidence.any(axis=1)
+    for a in np.nonzero(~fed)[0]:
+        for i in np.nonzero(labels == a)[0]:
+            for b in range(k):
+                if b != a and np.isfinite(total[i, b]) and b not in top[i]:
+                    buckets.setdefault((int(a), b), []).append(int(i))
+        for i in range(n):
+            if labels[i] != a and np.isfinite(total[i, a]) and a not in top[i]:
+                buckets.setdefault((int(labels[i]), int(a)), []).append(i)
     best = (-np.inf, -1, -1)
     for (a, b), members in buckets.items():
         if a >= b or (b, a) not in buckets:

@@ -98,7 +98,7 @@ def split(problem: assign.Problem, i: int, since: int, points: int) -> assign.Pr
         groups = None if b.groups is None else np.concatenate([b.groups, b.groups[i : i + 1]])
         balances.append(
             assign.Balance(
-                b.name, series, b.targets, b.incidence, groups=groups, fixed=b.fixed, partition=b.partition,
+                b.name, series, b.targets, b.incidence, groups=groups, fixed=b.fixed, partition=b.partition, partition_of=b.partition_of,
                 sigma_floor=b.sigma_floor, relative_floor=b.relative_floor, residual_model=b.residual_model,
                 one_sided=b.one_sided,
             )

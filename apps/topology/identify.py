@@ -269,9 +269,11 @@ def identify_branches(inputs: Inputs, frame: Frame, previous: Decided | None = N
         y = np.stack([_unit_energy(inputs, frame, u) for u in units], axis=1)[:, None, :]
         tops = [b for b in frame.branch_ids if frame.parent.get(b) is None]
         partition = bool(tops) and all(b in frame.unit_of_branch for b in tops)
+        top_units = tuple(sorted({units.index(frame.unit_of_branch[b]) for b in tops if b in frame.unit_of_branch}))
         balances.append(
             assign.Balance(
                 "branch_units", np.where(frame.has_data, frame.energy, 0.0), y, on_path, partition=partition,
+                partition_of=top_units,
                 sigma_floor=0.01, relative_floor=0.005, one_sided=True,
             )
         )  # fmt: skip
@@ -573,6 +575,34 @@ def voltage_fit(frame: Frame, branches: Decided, phases: Decided) -> tuple[FArra
     return out, left
 
 
+def _signature_places(inputs: Inputs, frame: Frame) -> tuple[FArray, FArray]:
+    """(n, P + 1) signature-current log-likelihood of every place of ours -- a box with its
+    terminal and the branch units above it, or a branch without boxes -- and of "not ours"
+    (last column), over every unit; and the injections per meter. Joint over branch units and
+    box terminals: a meter of ours is missed by all units on its path at once only rarely."""
+    units = sorted({*frame.unit_of_branch.values(), *frame.terminal_of_box.values()})
+    upos = {u: j for j, u in enumerate(units)}
+    paths: list[set[int]] = []
+    boxed: set[str] = set()
+    for x in frame.box_ids:
+        b = frame.box_branch.get(x)
+        path = {upos[frame.terminal_of_box[x]]} if x in frame.terminal_of_box else set()
+        if b is not None:
+            boxed.add(b)
+            path |= {upos[frame.unit_of_branch[a]] for a in ancestors(b, frame.parent) if a in frame.unit_of_branch}
+        paths.append(path)
+    for b in frame.branch_ids:
+        if b not in boxed:
+            paths.append({upos[frame.unit_of_branch[a]] for a in ancestors(b, frame.parent) if a in frame.unit_of_branch})
+    on_path = np.zeros((len(paths) + 1, len(units)))
+    for r, path in enumerate(paths):
+        on_path[r, sorted(path)] = 1.0
+    return evidence.signature_loglik(
+        [m.id for m in frame.meters], inputs.detections, units, on_path,
+        miss_rate=inputs.miss_rate, crosstalk_rate=inputs.crosstalk_rate,
+    )  # fmt: skip
+
+
 def foreign_tests(
     inputs: Inputs, frame: Frame, phases: Decided, branches: Decided, settings: Settings
 ) -> dict[int, dict[str, Any]]:
@@ -588,17 +618,14 @@ def foreign_tests(
         med = float(np.median(lg[ok]))
         spread = max(float(robust_std(lg[ok])), 0.05)
         zscore = np.where(ok, (lg - med) / spread, 0.0)
-    sig = branches.parts.get("signature")
-    shots: dict[str, int] = {}
-    for d in inputs.detections:
-        if d.listening:
-            shots[d.source] = shots.get(d.source, 0) + 1
+    sig, shots_n = _signature_places(inputs, frame)
+    shots = {m.id: int(shots_n[i]) for i, m in enumerate(frame.meters)}
     for i, m in enumerate(frame.meters):
         tests: dict[str, Any] = {}
         if m.in_cco_network is False:
             tests["carrier"] = "not in our carrier network (AFN10 F21)"
-        if sig is not None and shots.get(m.id, 0) >= settings.signature_min_injections:
-            llr = float(sig[i, -1] - sig[i, :-1].max()) if sig.shape[1] > 1 else 0.0
+        if sig.shape[1] > 1 and shots.get(m.id, 0) >= settings.signature_min_injections:
+            llr = float(sig[i, -1] - sig[i, :-1].max())
             if llr > settings.signature_foreign_llr:
                 tests["signature"] = {"injections": shots[m.id], "not_ours_llr": round(llr, 1)}
         if frame.has_data[i]:
