@@ -12,6 +12,9 @@ Three things the loop must get right so the world stays faithful:
 * real sockets still flow: before jumping, the selector is polled with a zero timeout, so an
   in-process loopback MQTT exchange (embedded broker, terminal uplink, cloud stub) is delivered
   at the virtual instant it was sent. Only a loop with no timers at all waits for real I/O.
+  I/O is taken only when nothing else can run (and in file-descriptor order), never between
+  two ready callbacks: when the kernel happens to deliver a loopback packet does not change the
+  order in which tasks run, so runs stay deterministic.
 * executor jobs (the sqlite store and the cloud database run off-loop on worker threads) finish
   before anything else happens: ``run_in_executor`` hands the job to its executor and waits for
   it, so the result is delivered in a fixed order and never overtakes a virtual timer. That keeps
@@ -57,12 +60,15 @@ class _VirtualSelector(selectors.BaseSelector):
         return self._real.modify(fileobj, events, data)
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout == 0:
+            return []  # callbacks are ready: they run first, I/O waits until the loop is idle
         ready = self._real.select(0)
-        if ready or timeout == 0:
-            return ready
-        if timeout is None:  # no timer: only real I/O (another thread, a signal) can wake us
-            return self._real.select(IDLE_POLL_S)
-        self._loop._jump()
+        if not ready and timeout is None:  # no timer: only real I/O (a thread, a signal) can wake us
+            ready = self._real.select(IDLE_POLL_S)
+        if ready:
+            return sorted(ready, key=lambda event: event[0].fd)
+        if timeout is not None:
+            self._loop._jump()
         return []
 
     def close(self) -> None:
