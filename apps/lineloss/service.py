@@ -15,7 +15,10 @@ The arithmetic is pure (``engine``); this module decides when, and says what cam
 * cloud commands ``lineloss.day {"date"}`` (the stored day message) and ``lineloss.recompute``.
 
 Days before the app's first start are not computed (their opening freeze was never read).
-After a restart the book refills from the bus; results already sent stay in the store.
+After a restart the book is reloaded from the store: the daily freezes of the days kept, and
+the energy registers at the 15-min points of yesterday and today. The store keeps one value
+per (device, quantity, time), so a realtime snapshot taken at a 15-min point may stand for the
+curve point there: seconds of energy off, not a gap. Results already sent stay in the store.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Any
 from runtime.bus import Overflow
 from runtime.scheduler import Aligned, CatchUp, Slot
 
-from .book import Book
+from .book import METROLOGY, Book
 from .causes.archive import Records, TopologyView
 from .causes.ct import CtSettings
 from .causes.meters import MeterSettings
@@ -122,10 +125,34 @@ class LineLossService:
         self.since = float(since)
         self.revisions = {str(k): int(v) for k, v in (await store.get("revisions", {})).items()}
         self.use_station(self._model())
+        await self.reload()
         self.ctx.scheduler.add("tick", Aligned(TICK_S), self._tick, catch_up=CatchUp.LATEST)
         self.ctx.uplink.register_command("lineloss.day", self._cmd_day)
         self.ctx.uplink.register_command("lineloss.recompute", self._cmd_recompute)
         self.ctx.bus.serve("lineloss/day/get", self._get_day)
+
+    async def reload(self) -> None:
+        """Refill the book from the store after a restart (see the module docstring)."""
+        today = self.local_date(self.ctx.clock.now())
+        store = self.ctx.store
+        loaded = 0
+        for quantity, since in (
+            ("daily.energy.active.import.total", today - timedelta(days=self.book.keep_days)),
+            ("daily.energy.active.export.total", today - timedelta(days=self.book.keep_days)),
+            ("energy.active.import.total", today - timedelta(days=1)),
+            ("energy.active.export.total", today - timedelta(days=1)),
+        ):
+            rows = await store.query_readings(quantity=quantity, since=self.book.midnight(since))
+            by_device: dict[str, list[dict[str, Any]]] = {}
+            for r in rows:
+                by_device.setdefault(r.device, []).append(r.to_json())
+            for device, batch in by_device.items():
+                kind = "freeze" if quantity.startswith("daily.") else "curve"
+                self.book.add("realtime" if device == METROLOGY and kind == "curve" else kind, device, batch)
+            loaded += len(rows)
+        self.book.skipped = 0  # snapshots off the 15-min grid are expected here
+        if loaded:
+            self.ctx.log.info("reloaded %d stored readings", loaded)
 
     def _model(self) -> StationLike | None:
         station = getattr(self.ctx, "station", None)

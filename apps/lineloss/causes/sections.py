@@ -48,6 +48,7 @@ class FitSettings:
     min_t: float = 5.0
     min_partial_r2: float = 0.2
     min_kwh_per_day: float = 0.3
+    min_margin: float = 0.3  # see ``_distinct``
     min_intervals: int = 48
     max_found: int = 3
     window_days: int = 3
@@ -163,9 +164,12 @@ def fit_section(
             break
         dof = max(n - len(base) - 1, 1)
         cand = _candidate(section, best, beta, gain, den, ssr, dof, m)
-        if step == 0 and len(order) > 1 and gain[int(order[1])] > 0:
-            fit.runner_up = _candidate(section, int(order[1]), beta, gain, den, ssr, dof, m)
-        if not _significant(cand, settings, len(days)):
+        rival = None
+        if len(order) > 1 and gain[int(order[1])] > 0:
+            rival = _candidate(section, int(order[1]), beta, gain, den, ssr, dof, m)
+        if step == 0:
+            fit.runner_up = rival
+        if not _significant(cand, settings, len(days)) or not _distinct(cand, rival, settings, len(days)):
             break
         fit.found.append(cand)
         chosen.add(best)
@@ -247,6 +251,20 @@ def _candidate(
         partial_r2=float(gain[c]) / ssr,
         unmetered_kwh=float(beta[c]) * metered,
         metered_kwh=metered,
+    )
+
+
+def _distinct(c: Candidate, rival: Candidate | None, settings: FitSettings, days: int) -> bool:
+    """A customer is named when it explains the loss clearly better than the next one, or its
+    share is large, or the next one is significant too (two thieves in one section). A weak
+    share that a rival explains nearly as well is the technical-loss model's misfit."""
+    if rival is None or c.partial_r2 <= 0:
+        return True
+    margin = 1.0 - rival.partial_r2 / c.partial_r2
+    return (
+        margin >= settings.min_margin
+        or c.share >= 2 * settings.min_share
+        or _significant(rival, settings, days)
     )
 
 

@@ -18,6 +18,7 @@ import pytest
 
 from apps.lineloss.service import Config, LineLossService
 from runtime.bus import Bus
+from runtime.model import Reading
 
 TZ = ZoneInfo("Asia/Shanghai")
 D0 = datetime(2024, 6, 2, tzinfo=TZ).timestamp()  # local midnight
@@ -46,12 +47,16 @@ class Terminal:
 @dataclass
 class Store:
     kv: dict[str, Any] = field(default_factory=dict)
+    readings: list[Reading] = field(default_factory=list)
 
     async def get(self, key: str, default: Any = None) -> Any:
         return self.kv.get(key, default)
 
     async def set(self, key: str, value: Any) -> None:
         self.kv[key] = value
+
+    async def query_readings(self, *, quantity: str, since: float) -> list[Reading]:
+        return [r for r in self.readings if r.quantity == quantity and r.ts >= since]
 
 
 @dataclass
@@ -246,3 +251,27 @@ async def test_days_before_the_first_start_are_left_alone() -> None:
     feed(svc, 1)
     await svc.update(D0 + 2 * DAY + 1800)
     assert [b["date"] for _, b in ctx.uplink.sent if b["type"] == "day"] == ["2024-06-03"]
+
+
+async def test_a_restart_reloads_the_book_from_the_store() -> None:
+    ctx = ctx_at(D0)
+    svc = await started(ctx)
+    feed(svc, 0)
+    for meter, md in svc.book.days[datetime(2024, 6, 2).date()].items():  # what acquisition stored
+        for k, v in enumerate(md.values["forward"]):
+            ctx.store.readings.append(Reading(meter, "energy.active.import.total", v, "kWh", D0 + 900 * k))
+        for k, v in enumerate(md.freeze["forward"]):
+            ctx.store.readings.append(
+                Reading(meter, "daily.energy.active.import.total", v, "kWh", D0 + DAY * k)
+            )
+        ctx.store.readings.append(
+            Reading(meter, "energy.active.import.total", 1.0, "kWh", D0 + 61)
+        )  # realtime
+    ctx.clock.t = D0 + DAY + 60
+    ctx.bus = Bus(clock=ctx.clock)  # a new process: a new bus, the same store
+    again = LineLossService(ctx, Config.parse({}))
+    await again.start()  # the same store: "since" and the revisions survive
+    await again.update(D0 + DAY + 1800)
+    (day,) = [b for _, b in ctx.uplink.sent if b["type"] == "day"]
+    assert {r["scope"]: r["class"] for r in day["days"]} == {"station": "qualified", "F1": "qualified"}
+    assert day["days"][0]["loss_rate"] == pytest.approx(0.02265 / 0.77265 * 100, abs=1e-3)
