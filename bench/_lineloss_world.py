@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from apps.lineloss.causes.anomaly import Anomaly
-from apps.lineloss.causes.archive import Records
+from apps.lineloss.causes.archive import MissingMeter, Records, TopologyView
 from apps.lineloss.energy import INTERVAL_S, INTERVALS_PER_DAY, DayReadings
 from apps.lineloss.engine import DayResult, Settings, analyse
 from apps.lineloss.layout import BoxInfo, BranchInfo, MeterInfo
@@ -161,8 +161,23 @@ def local_date(start: float) -> str:
     return (datetime.fromtimestamp(start, UTC) + timedelta(seconds=CHINA_UTC_OFFSET_S)).date().isoformat()
 
 
+def perfect_topology(w: World) -> TopologyView:
+    """What a topology app that got everything right would publish about the archive errors."""
+    foreign = {e.id: 0.95 for e in w.station.foreign}
+    missing = tuple(
+        MissingMeter(w.meters[m].meter.address, w.meters[m].branch, w.meters[m].box, 0.9)
+        for m in sorted(w.station.unarchived)
+    )
+    return TopologyView(foreign, {}, missing)
+
+
 def run(
-    w: World, *, days: int, settings: Settings | None = None, drop_rate: float = 0.0
+    w: World,
+    *,
+    days: int,
+    settings: Settings | None = None,
+    drop_rate: float = 0.0,
+    topology: TopologyView | None = None,
 ) -> Iterator[DayResult]:
     """The engine's result for each whole local day of the run."""
     rec = records(w)
@@ -174,7 +189,7 @@ def run(
         start = w.start + d * DAY_S
         window.append(Day.of(local_date(start), reader.day(start), layout))
         window = window[-settings.history_days :]
-        yield analyse(rec, layout, window, settings)
+        yield analyse(rec, layout, window, settings, topology=topology)
 
 
 # -- scoring ----------------------------------------------------------------------------------------
@@ -209,6 +224,7 @@ def score(w: World, results: list[DayResult]) -> Score:
         d = datetime.fromisoformat(date).replace(tzinfo=UTC) - timedelta(seconds=CHINA_UTC_OFFSET_S)
         return d.timestamp() + DAY_S
 
+    address = {m.meter.address: m.id for m in w.meters.values()}
     for f in faults:
         kind, target, start = str(f["kind"]), str(f["target"]), float(str(f["start"]))
         first = None
@@ -217,7 +233,7 @@ def score(w: World, results: list[DayResult]) -> Score:
             for a in res.anomalies:
                 if a.kind != MATCH[kind]:
                     continue
-                if a.target == target and first is None:
+                if address.get(a.target, a.target) == target and first is None:
                     first = (day_end(res.date) - start) / DAY_S
                 if kind == "theft" and first_branch is None and a.branch == branch_of.get(target):
                     first_branch = (day_end(res.date) - start) / DAY_S
@@ -225,6 +241,7 @@ def score(w: World, results: list[DayResult]) -> Score:
         if kind == "theft":
             out.branch_delays.append(first_branch)
     explained = {(MATCH[str(f["kind"])], str(f["target"])) for f in faults}
+    explained |= {(k, a) for a, m in address.items() for k, t in explained if t == m}
     theft_branches = {branch_of.get(str(f["target"])) for f in faults if f["kind"] == "theft"}
     for res in results:
         for a in res.anomalies:
@@ -240,4 +257,15 @@ def score(w: World, results: list[DayResult]) -> Score:
     return out
 
 
-__all__ = ["BUSES", "START", "Reader", "Score", "records", "run", "scenario", "score", "world"]
+__all__ = [
+    "BUSES",
+    "START",
+    "Reader",
+    "Score",
+    "perfect_topology",
+    "records",
+    "run",
+    "scenario",
+    "score",
+    "world",
+]

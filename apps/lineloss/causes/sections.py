@@ -171,6 +171,8 @@ def fit_section(
             fit.runner_up = rival
         if not _significant(cand, settings, len(days)) or not _distinct(cand, rival, settings, len(days)):
             break
+        if len(section.customers) > 2 and _generic(m, q, r, float(gain[best])):
+            break
         fit.found.append(cand)
         chosen.add(best)
         base.append(m[best])
@@ -277,12 +279,15 @@ def _significant(c: Candidate, settings: FitSettings, days: int) -> bool:
     )
 
 
-def _section_wide(s: FArray, q: FArray, r: FArray, best_gain: float) -> bool:
-    """True when the supply itself (a loss proportional to all the section's load) explains the
-    remaining loss at least as well as the best customer does."""
-    sp = s - q @ (q.T @ s)
-    den = float(sp @ sp)
-    return den > 0 and float(sp @ r) > 0 and float(sp @ r) ** 2 / den >= best_gain
+def _generic(m: FArray, q: FArray, r: FArray, best_gain: float) -> bool:
+    """True when the section's customers together (a typical household's daily shape) explain
+    the remaining loss at least as well as the best single customer does: an unmetered load
+    (a customer missing from the archive) that only shares the time of day with that customer.
+    A customer's own bypassed load follows its own ups and downs, which the sum averages away."""
+    g = m.sum(axis=0)
+    gp = g - q @ (q.T @ g)
+    den = float(gp @ gp)
+    return den > 0 and float(gp @ r) > 0 and float(gp @ r) ** 2 / den >= best_gain
 
 
 __all__ = ["Candidate", "FitSettings", "SectionFit", "fit_section", "fit_sections"]
