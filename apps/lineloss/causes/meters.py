@@ -6,6 +6,11 @@ or a slow one shows as register energy well below the energy its own instantaneo
 imply. Both are compared over the intervals where both ends of both are read, gross (forward +
 reverse register against |P|), so PV export does not cancel consumption.
 
+A register that stops during the day is found by its trailing run of still intervals (the
+register moves by less than half a digit) that hold at least ``stopped_min_kwh`` of V x I x PF
+energy; the run's first interval is when it stopped (``stuck`` marks the still intervals, for the
+section fits to count the meter's energy there from its V x I x PF).
+
 Must not look at balances (``theft`` adds the branch balance as confirmation).
 """
 
@@ -39,6 +44,7 @@ class MeterCheck:
     power_kwh: float
     intervals: int
     days: int
+    since: float | None = None  # stopped: the start of the first still interval (UTC epoch)
 
     @property
     def ratio(self) -> float:
@@ -54,13 +60,8 @@ def check_meters(layout: Layout, window: list[Day], settings: MeterSettings) -> 
     if not window:
         return []
     rows = np.arange(layout.n)
-    out: list[MeterCheck] = []
-    stopped: set[int] = set()
-    reg, pw, n, _ = _valid_sums(window[-1:], rows)
-    for i in np.nonzero(pw >= settings.stopped_min_kwh)[0]:
-        if reg[i] <= max(RESOLUTION_KWH * layout.multipliers[i], 0.02 * pw[i]):
-            stopped.add(int(i))
-            out.append(MeterCheck(int(i), "stopped", float(reg[i]), float(pw[i]), int(n[i]), 1))
+    out = stopped_registers(layout, window[-1], settings)
+    stopped = {c.meter for c in out}
     days = window[-settings.window_days :]
     reg, pw, n, spread = _valid_sums(days, rows)
     limit = 1.0 - settings.slow_min_pct / 100.0
@@ -72,6 +73,36 @@ def check_meters(layout: Layout, window: list[Day], settings: MeterSettings) -> 
     for i in np.nonzero((pw >= settings.slow_min_kwh) & (ratio <= limit) & (z >= settings.slow_min_z))[0]:
         if int(i) not in stopped:
             out.append(MeterCheck(int(i), "slow", float(reg[i]), float(pw[i]), int(n[i]), len(days)))
+    return out
+
+
+def still(layout: Layout, day: Day) -> np.ndarray:
+    """(n, 96): intervals in which a meter's register moved by less than half a digit (NaN-free:
+    an unread interval counts as moving, so it never extends a still run)."""
+    gross = day.intervals.forward + day.intervals.reverse
+    half = 0.5 * RESOLUTION_KWH * layout.multipliers[:, None]
+    with np.errstate(invalid="ignore"):
+        return np.asarray(np.nan_to_num(gross, nan=np.inf) < half)
+
+
+def stopped_registers(layout: Layout, day: Day, settings: MeterSettings) -> list[MeterCheck]:
+    """Meters whose register stood still from some interval to the end of ``day`` while their own
+    V x I x PF showed at least ``stopped_min_kwh``."""
+    flat = still(layout, day)
+    power = np.nan_to_num(np.abs(day.power))
+    moving = ~flat
+    # index of the last moving interval (-1: never moved this day)
+    last = np.where(moving.any(axis=1), flat.shape[1] - 1 - np.argmax(moving[:, ::-1], axis=1), -1)
+    out = []
+    for i in np.nonzero(last < flat.shape[1] - 1)[0]:
+        first = int(last[i]) + 1
+        energy = float(power[i, first:].sum())
+        if energy >= settings.stopped_min_kwh:
+            reg = float(
+                np.nan_to_num(day.intervals.forward[i, first:] + day.intervals.reverse[i, first:]).sum()
+            )
+            since = day.readings.start + first * 900.0
+            out.append(MeterCheck(int(i), "stopped", reg, energy, flat.shape[1] - first, 1, since))
     return out
 
 

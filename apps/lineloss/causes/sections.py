@@ -37,6 +37,7 @@ import numpy as np
 from ..energy import FArray
 from ..layout import Layout, Section
 from ..window import Day, stacked, stacked_voltage
+from .meters import still
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,14 +181,18 @@ def fit_section(
 
 
 def _ends(days: list[Day], meters: list[int], layout: Layout) -> FArray:
-    """Energy at the power sampled at the start and at the end of each interval, per meter."""
+    """Per stopped meter: its V x I x PF at the start and at the end of each interval where its
+    register stood still (zero elsewhere: there the register counted its energy)."""
     out = []
     for i in meters:
-        p = np.concatenate([d.readings.curve_power[i] * layout.multipliers[i] for d in days])
-        points = np.split(p, len(days))
-        out.append(np.concatenate([q[:-1] for q in points]))
-        out.append(np.concatenate([q[1:] for q in points]))
-    total = sum(len(d.power[0]) for d in days) if days else 0
+        starts, ends = [], []
+        for d in days:
+            p = d.readings.curve_power[i] * layout.multipliers[i] * 0.25
+            flat = still(layout, d)[i]
+            starts.append(np.where(flat, np.nan_to_num(p[:-1]), 0.0))
+            ends.append(np.where(flat, np.nan_to_num(p[1:]), 0.0))
+        out += [np.concatenate(starts), np.concatenate(ends)]
+    total = sum(len(d.power[0]) for d in days)
     return np.array(out).reshape(len(out), total) if out else np.zeros((0, total))
 
 

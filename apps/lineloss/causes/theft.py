@@ -43,6 +43,7 @@ def meter_anomalies(
         if c.kind == "stopped":
             confidence = 0.8 + 0.19 * squash(c.power_kwh, 2.0)
             kind = METER_STOPPED
+            evidence["since"] = c.since
         else:
             evidence["slow_pct"] = rounded(c.slow_pct, 2)
             confidence = 0.6 + 0.3 * squash(c.slow_pct - 3.0, 5.0) * squash(c.power_kwh, 5.0)
