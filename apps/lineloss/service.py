@@ -14,7 +14,8 @@ The arithmetic is pure (``engine``); this module decides when, and says what cam
   (revision + 1) only when its figures or findings change;
 * cloud commands ``lineloss.day {"date"}`` (the stored day message) and ``lineloss.recompute``.
 
-Days before the app's first start are not computed (their opening freeze was never read).
+Days that began before the app first ran, or at that very instant, are not computed: their
+opening freeze was not read (acquisition reads each midnight's freeze after it).
 After a restart the book is reloaded from the store: the daily freezes of the days kept, and
 the energy registers at the 15-min points of yesterday and today. The store keeps one value
 per (device, quantity, time), so a realtime snapshot taken at a 15-min point may stand for the
@@ -230,7 +231,7 @@ class LineLossService:
         first = today - timedelta(days=self.config.recompute_days)
         out = []
         for d in sorted(self.book.days):
-            if d < first or d >= today or self.book.midnight(d) < self.since - 1.0:
+            if d < first or d >= today or self.book.midnight(d) <= self.since:
                 continue
             if now < self.book.midnight(d + timedelta(days=1)) + self.config.day_close_delay_s:
                 continue
@@ -263,7 +264,7 @@ class LineLossService:
     def window(self, d: date) -> list[Day]:
         days = [d - timedelta(days=k) for k in range(self.config.settings.history_days - 1, -1, -1)]
         return [
-            self._day(x) for x in days if x in self.book.days and self.book.midnight(x) >= self.since - 1.0
+            self._day(x) for x in days if x in self.book.days and self.book.midnight(x) > self.since
         ]
 
     async def compute(self, d: date, *, force: bool = False) -> DayResult | None:

@@ -174,7 +174,7 @@ async def started(ctx: Ctx, **config: Any) -> LineLossService:
 
 
 async def test_a_day_is_computed_once_due_with_hand_computed_figures() -> None:
-    ctx = ctx_at(D0)
+    ctx = ctx_at(D0 - 3600)  # running before the day began
     svc = await started(ctx)
     feed(svc, 0)
     await svc.update(D0 + DAY + 600)  # before the close delay: nothing yet
@@ -202,7 +202,7 @@ async def test_a_day_is_computed_once_due_with_hand_computed_figures() -> None:
 
 
 async def test_late_data_reclassifies_the_day() -> None:
-    ctx = ctx_at(D0)
+    ctx = ctx_at(D0 - 3600)  # running before the day began
     svc = await started(ctx)
     feed(svc, 0, freeze_b_end=False)
     # b's last curve point did not come either: the day cannot know b's energy
@@ -222,7 +222,7 @@ async def test_late_data_reclassifies_the_day() -> None:
 
 
 async def test_rows_arrive_over_the_bus_and_bad_rows_are_counted() -> None:
-    ctx = ctx_at(D0)
+    ctx = ctx_at(D0 - 3600)  # running before the day began
     svc = await started(ctx)
     task = asyncio.create_task(svc.run())
     await asyncio.sleep(0)
@@ -254,7 +254,7 @@ async def test_days_before_the_first_start_are_left_alone() -> None:
 
 
 async def test_a_restart_reloads_the_book_from_the_store() -> None:
-    ctx = ctx_at(D0)
+    ctx = ctx_at(D0 - 3600)  # running before the day began
     svc = await started(ctx)
     feed(svc, 0)
     for meter, md in svc.book.days[datetime(2024, 6, 2).date()].items():  # what acquisition stored
