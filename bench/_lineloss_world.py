@@ -13,6 +13,7 @@ first correct report per fault, and every report no fault explains as a false po
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ import numpy as np
 from apps.lineloss.causes.anomaly import Anomaly
 from apps.lineloss.causes.archive import MissingMeter, Records, TopologyView
 from apps.lineloss.energy import INTERVAL_S, INTERVALS_PER_DAY, DayReadings
-from apps.lineloss.engine import DayResult, Settings, analyse
+from apps.lineloss.engine import DayResult, Settings, analyse, registers_and_theft
 from apps.lineloss.layout import BoxInfo, BranchInfo, MeterInfo
 from apps.lineloss.window import Day
 from sim.loads import CHINA_UTC_OFFSET_S
@@ -171,6 +172,33 @@ def perfect_topology(w: World) -> TopologyView:
     return TopologyView(foreign, {}, missing)
 
 
+@dataclass
+class Report:
+    """What the terminal would say at ``found_at``: an hourly early look at today (``result`` None)
+    or a whole day, computed once its freezes are in."""
+
+    found_at: float
+    anomalies: list[Anomaly]
+    result: DayResult | None = None
+
+
+EARLY_HOURS = (4, 8, 12, 16, 20)
+CLOSE_S = 1800.0  # the app computes a day half an hour after midnight
+
+
+def partial(day: DayReadings, hours: float) -> DayReadings:
+    """The day as known ``hours`` after its midnight: later points not read yet, no closing freeze."""
+    cut = int(hours * 4) + 1
+    out = copy.deepcopy(day)
+    for a in (out.curve_forward, out.curve_reverse, out.curve_power, out.curve_voltage):
+        a[:, cut:] = np.nan
+    out.metrology_forward[cut:] = np.nan
+    out.metrology_reverse[cut:] = np.nan
+    out.freeze_forward[:, 1] = np.nan
+    out.freeze_reverse[:, 1] = np.nan
+    return out
+
+
 def run(
     w: World,
     *,
@@ -178,8 +206,9 @@ def run(
     settings: Settings | None = None,
     drop_rate: float = 0.0,
     topology: TopologyView | None = None,
-) -> Iterator[DayResult]:
-    """The engine's result for each whole local day of the run."""
+    early_hours: tuple[float, ...] = EARLY_HOURS,
+) -> Iterator[Report]:
+    """The engine's findings as the app makes them: early looks at each day, then the whole day."""
     rec = records(w)
     layout = rec.layout()
     reader = Reader(w, [m.id for m in layout.meters], drop_rate)
@@ -187,9 +216,16 @@ def run(
     window: list[Day] = []
     for d in range(days):
         start = w.start + d * DAY_S
-        window.append(Day.of(local_date(start), reader.day(start), layout))
+        readings = reader.day(start)
+        date = local_date(start)
+        for h in early_hours:
+            today = Day.of(date, partial(readings, h), layout)
+            found = registers_and_theft(layout, [*window[-(settings.history_days - 1) :], today], settings)
+            yield Report(start + h * 3600.0, found)
+        window.append(Day.of(date, readings, layout))
         window = window[-settings.history_days :]
-        yield analyse(rec, layout, window, settings, topology=topology)
+        result = analyse(rec, layout, window, settings, topology=topology)
+        yield Report(start + DAY_S + CLOSE_S, result.anomalies, result)
 
 
 # -- scoring ----------------------------------------------------------------------------------------
@@ -215,15 +251,10 @@ class Score:
     examples: list[Anomaly] = field(default_factory=list)
 
 
-def score(w: World, results: list[DayResult]) -> Score:
+def score(w: World, results: list[Report]) -> Score:
     out = Score()
     faults = [f for f in w.faults if f["kind"] in MATCH]
     branch_of = {m.id: m.branch for m in w.meters.values()}
-
-    def day_end(date: str) -> float:
-        d = datetime.fromisoformat(date).replace(tzinfo=UTC) - timedelta(seconds=CHINA_UTC_OFFSET_S)
-        return d.timestamp() + DAY_S
-
     address = {m.meter.address: m.id for m in w.meters.values()}
     for f in faults:
         kind, target, start = str(f["kind"]), str(f["target"]), float(str(f["start"]))
@@ -234,9 +265,9 @@ def score(w: World, results: list[DayResult]) -> Score:
                 if a.kind != MATCH[kind]:
                     continue
                 if address.get(a.target, a.target) == target and first is None:
-                    first = (day_end(res.date) - start) / DAY_S
+                    first = (res.found_at - start) / DAY_S
                 if kind == "theft" and first_branch is None and a.branch == branch_of.get(target):
-                    first_branch = (day_end(res.date) - start) / DAY_S
+                    first_branch = (res.found_at - start) / DAY_S
         out.delays.setdefault(kind, []).append(first)
         if kind == "theft":
             out.branch_delays.append(first_branch)
@@ -261,6 +292,7 @@ __all__ = [
     "BUSES",
     "START",
     "Reader",
+    "Report",
     "Score",
     "perfect_topology",
     "records",

@@ -7,11 +7,17 @@ Layer: apps (lineloss). Uses only its context: the bus (acquisition's ``meter/<i
 The arithmetic is pure (``engine``); this module decides when, and says what came out:
 
 * bus ``lineloss/day`` (retained): the newest day message; ``lineloss/anomaly``: each anomaly
-  new in a revision; ``lineloss/interval``: each completed 15-min interval (station, branches);
+  new in a revision or an early look; ``lineloss/interval``: each completed 15-min interval
+  (station, branches);
 * uplink stream ``lineloss``: ``{"type": "day", "date", "revision", "computed_at", "station",
-  "days": [...], "anomalies": [...]}`` and ``{"type": "intervals", "date", "revision", "start",
-  "step_s", "scopes", "supply_kwh", "loss_kwh", "loss_rate", "coverage"}``; a day is sent again
-  (revision + 1) only when its figures or findings change;
+  "thresholds", "days": [...], "anomalies": [...]}`` and ``{"type": "intervals", "date",
+  "revision", "start", "step_s", "scopes", "supply_kwh", "loss_kwh", "loss_rate", "coverage"}``;
+  a day is sent again (revision + 1) only when its figures or findings change;
+  ``{"type": "anomaly", "date", "found_at", "kind", "target", "branch", "evidence",
+  "confidence"}`` for a finding of an early look;
+* every ``early_every_min`` the findings that need only 15-min data (CT ratio, registers,
+  theft) are looked for on today so far; what is new for today is sent at once (an early
+  warning that does not wait for the day's freezes);
 * cloud commands ``lineloss.day {"date"}`` (the stored day message) and ``lineloss.recompute``.
 
 Days that began before the app first ran, or at that very instant, are not computed: their
@@ -41,7 +47,7 @@ from .causes.ct import CtSettings
 from .causes.meters import MeterSettings
 from .causes.sections import FitSettings
 from .classify import Thresholds
-from .engine import DayResult, Settings, analyse
+from .engine import DayResult, Settings, analyse, registers_and_theft
 from .layout import Layout
 from .station import StationLike, records_from_model
 from .window import Day
@@ -56,6 +62,7 @@ class Config:
     settings: Settings
     day_close_delay_s: float = 1800.0
     recompute_days: int = 7
+    early_every_s: float = 3600.0  # 0: no early looks
 
     @classmethod
     def parse(cls, config: Mapping[str, Any]) -> Config:
@@ -84,6 +91,7 @@ class Config:
             settings,
             day_close_delay_s=60.0 * float(config.get("day_close_delay_min", 30)),
             recompute_days=int(config.get("recompute_days", 7)),
+            early_every_s=60.0 * float(config.get("early_every_min", 60)),
         )
 
 
@@ -109,6 +117,8 @@ class LineLossService:
     _computed: dict[date, _Computed] = field(default_factory=dict)
     _days: dict[date, tuple[tuple[int, int], Day]] = field(default_factory=dict)
     _interval_sent: tuple[date, int] | None = None
+    _early_at: float = 0.0
+    _reported: dict[date, set[tuple[str, str]]] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
@@ -247,6 +257,41 @@ class LineLossService:
             await self._intervals(now)
             for d in self.due(now):
                 await self.compute(d)
+            every = self.config.early_every_s
+            if every > 0 and now - self._early_at >= every - 1.0:
+                self._early_at = now
+                await self.early(now)
+
+    async def early(self, now: float) -> list[dict[str, Any]]:
+        """Look at today so far (and the days before it) for what needs only 15-min data; send
+        what was not reported today yet. The days before the first start count here: curves
+        are read from the first 15 minutes on, only the opening freeze is missing."""
+        if self.layout is None:
+            return []
+        today = self.local_date(now)
+        if today not in self.book.days:
+            return []
+        history = self.config.settings.history_days
+        days = [today - timedelta(days=k) for k in range(history - 1, -1, -1)]
+        window = [self._day(x) for x in days if x in self.book.days]
+        layout, settings = self.layout, self.config.settings
+        found = await asyncio.to_thread(registers_and_theft, layout, window, settings)
+        reported = self._reported.setdefault(today, set())
+        sent = []
+        for anomaly in found:
+            key = (anomaly.kind, anomaly.target)
+            if key in reported:
+                continue
+            reported.add(key)
+            body = anomaly.to_json()
+            body["evidence"] = {**body["evidence"], "early": True}
+            message = {"type": "anomaly", "found_at": now, **body}
+            await self.ctx.uplink.send(STREAM, message)
+            self.ctx.bus.publish("lineloss/anomaly", message)
+            sent.append(message)
+        for d in [d for d in self._reported if d < today - timedelta(days=self.config.recompute_days)]:
+            del self._reported[d]
+        return sent
 
     # ------------------------------------------------------------------ what
 
@@ -263,9 +308,7 @@ class LineLossService:
 
     def window(self, d: date) -> list[Day]:
         days = [d - timedelta(days=k) for k in range(self.config.settings.history_days - 1, -1, -1)]
-        return [
-            self._day(x) for x in days if x in self.book.days and self.book.midnight(x) > self.since
-        ]
+        return [self._day(x) for x in days if x in self.book.days and self.book.midnight(x) > self.since]
 
     async def compute(self, d: date, *, force: bool = False) -> DayResult | None:
         if self.layout is None or self.records is None:

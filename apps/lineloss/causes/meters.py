@@ -86,23 +86,29 @@ def still(layout: Layout, day: Day) -> np.ndarray:
 
 
 def stopped_registers(layout: Layout, day: Day, settings: MeterSettings) -> list[MeterCheck]:
-    """Meters whose register stood still from some interval to the end of ``day`` while their own
-    V x I x PF showed at least ``stopped_min_kwh``."""
+    """Meters whose register stood still from some interval up to the last one read of ``day``
+    (the day may still be going on) while their own V x I x PF showed ``stopped_min_kwh``."""
     flat = still(layout, day)
     power = np.nan_to_num(np.abs(day.power))
-    moving = ~flat
-    # index of the last moving interval (-1: never moved this day)
-    last = np.where(moving.any(axis=1), flat.shape[1] - 1 - np.argmax(moving[:, ::-1], axis=1), -1)
+    read = ~np.isnan(day.intervals.forward)
+    width = flat.shape[1]
+    end = np.where(read.any(axis=1), width - 1 - np.argmax(read[:, ::-1], axis=1), -1)  # last read
     out = []
-    for i in np.nonzero(last < flat.shape[1] - 1)[0]:
-        first = int(last[i]) + 1
-        energy = float(power[i, first:].sum())
+    for i in np.nonzero(end >= 0)[0]:
+        stop = int(end[i]) + 1
+        moving = np.nonzero(~flat[i, :stop])[0]
+        first = int(moving[-1]) + 1 if len(moving) else 0
+        if first >= stop:
+            continue
+        energy = float(power[i, first:stop].sum())
         if energy >= settings.stopped_min_kwh:
-            reg = float(
-                np.nan_to_num(day.intervals.forward[i, first:] + day.intervals.reverse[i, first:]).sum()
-            )
+            gross = day.intervals.forward[i, first:stop] + day.intervals.reverse[i, first:stop]
             since = day.readings.start + first * 900.0
-            out.append(MeterCheck(int(i), "stopped", reg, energy, flat.shape[1] - first, 1, since))
+            out.append(
+                MeterCheck(
+                    int(i), "stopped", float(np.nan_to_num(gross).sum()), energy, stop - first, 1, since
+                )
+            )
     return out
 
 

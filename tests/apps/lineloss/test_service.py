@@ -275,3 +275,26 @@ async def test_a_restart_reloads_the_book_from_the_store() -> None:
     (day,) = [b for _, b in ctx.uplink.sent if b["type"] == "day"]
     assert {r["scope"]: r["class"] for r in day["days"]} == {"station": "qualified", "F1": "qualified"}
     assert day["days"][0]["loss_rate"] == pytest.approx(0.02265 / 0.77265 * 100, abs=1e-3)
+
+
+async def test_an_early_look_reports_a_stopped_register_before_the_day_is_over() -> None:
+    ctx = ctx_at(D0 - 3600)
+    svc = await started(ctx)
+    for meter, e in PER.items():
+        rows = []
+        for k in range(49):  # until noon
+            ts = D0 + 900 * k
+            # b's register stops at 06:00 (point 24); its front end goes on measuring
+            value = 1000.0 + e * (min(k, 24) if meter == "b" else k)
+            rows += [row("energy.active.import.total", value, ts), row("energy.active.export.total", 0.0, ts)]
+            if meter == "b":
+                rows += [row("voltage.a", 230.0, ts), row("current.a", e * 4 * 1000 / 230.0, ts)]  # 2 kW
+                rows += [row("power_factor.total", 1.0, ts), row("power.active.total", e * 4, ts)]
+        svc.book.add("curve", meter, rows)
+    await svc.update(D0 + 12 * 3600 + 60)
+    early = [b for _, b in ctx.uplink.sent if b["type"] == "anomaly"]
+    assert [(b["kind"], b["target"], b["date"]) for b in early] == [("meter_stopped", "b", "2024-06-02")]
+    assert early[0]["evidence"]["early"] is True and early[0]["evidence"]["since"] == D0 + 6 * 3600
+    assert early[0]["evidence"]["vi_kwh"] == pytest.approx(0.5 * 24, rel=0.05)
+    await svc.update(D0 + 13 * 3600 + 60)  # found again an hour later: not sent again
+    assert len([b for _, b in ctx.uplink.sent if b["type"] == "anomaly"]) == 1
