@@ -41,8 +41,8 @@ def day(date: str, revision: int, rates: dict[str, float | None], anomalies: lis
 THEFT = {"date": "2024-06-03", "kind": "theft", "target": "m-0020", "branch": "F2",
          "evidence": {"bypass_pct": 31.2, "t": 18.8}, "confidence": 0.82}  # fmt: skip
 
-EARLY = {"type": "anomaly", "found_at": 1.7e9, "date": "2024-06-04", "kind": "meter_stopped", "target": "m-0035",
-         "branch": "F3", "evidence": {"early": True}, "confidence": 0.99}  # fmt: skip
+EARLY = {"type": "anomaly", "found_at": 1.7e9, "date": "2024-06-04", "kind": "meter_stopped",
+         "target": "m-0035", "branch": "F3", "evidence": {"early": True}, "confidence": 0.99}  # fmt: skip
 
 STREAM = [
     day("2024-06-02", 1, {"station": 3.1, "F1": 0.4, "F2": 2.0}, []),
