@@ -79,18 +79,18 @@ class TopologyView:
                 branch, box = _text(row.get("branch")), _text(row.get("box"))
                 if (branch or was.branch) != was.branch or (box or was.box) != was.box:
                     moved[meter_id] = Placement(branch or was.branch, box or was.box, conf)
-        missing = tuple(
-            MissingMeter(
-                str(row["address"]),
-                _text(row.get("branch")),
-                _text(row.get("box")),
-                _confidence(row.get("confidence"), 0.8),
+        missing = []
+        for k, row in enumerate(_rows(result.get("missing"))):
+            address, branch = _text(row.get("address")), _text(row.get("branch"))
+            if address is None and branch is None:
+                continue  # nowhere to put it
+            # no address: unexplained energy the topology app saw at a branch unit
+            name = address or f"unlisted-{branch}-{k + 1}"
+            missing.append(
+                MissingMeter(name, branch, _text(row.get("box")), _confidence(row.get("confidence"), 0.8))
             )
-            for row in _rows(result.get("missing"))
-            if isinstance(row.get("address"), str)
-        )
         at = result.get("computed_at")
-        return cls(foreign, moved, missing, float(at) if isinstance(at, int | float) else None)
+        return cls(foreign, moved, tuple(missing), float(at) if isinstance(at, int | float) else None)
 
 
 def _rows(value: Any) -> list[Mapping[str, Any]]:
