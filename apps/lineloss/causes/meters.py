@@ -25,6 +25,7 @@ from ..layout import Layout
 from ..window import Day, stacked
 
 RESOLUTION_KWH = 0.01  # a register shows 0.01 kWh: a stopped one moves less than this
+MIN_DIGITS = 5  # a still run must have missed this many register digits to be a stopped register
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +102,10 @@ def stopped_registers(layout: Layout, day: Day, settings: MeterSettings) -> list
         if first >= stop:
             continue
         energy = float(power[i, first:stop].sum())
-        if energy >= settings.stopped_min_kwh:
+        # enough energy for the register to have moved by several digits: a register that shows
+        # 0.01 kWh of secondary energy legitimately stands still for a while at light load
+        digits = energy / (RESOLUTION_KWH * layout.multipliers[i])
+        if energy >= settings.stopped_min_kwh and digits >= MIN_DIGITS:
             gross = day.intervals.forward[i, first:stop] + day.intervals.reverse[i, first:stop]
             since = day.readings.start + first * 900.0
             out.append(

@@ -91,7 +91,6 @@ def fit_sections(
     supply_scale: dict[int, float] | None = None,
     meter_scale: dict[int, float] | None = None,
     substitute: frozenset[int] = frozenset(),
-    recent: int | None = None,
 ) -> list[SectionFit]:
     """A fit for every section with customers and enough fully read intervals.
 
@@ -99,9 +98,7 @@ def fit_sections(
     ``supply_scale`` corrects a supply meter by a factor (a wrong CT ratio found on the 总表),
     ``meter_scale`` a customer's register (a slow one, by 1 / its ratio to its V x I x PF) and
     ``substitute`` meters (a stopped register) enter the technical terms with their own V x I x PF
-    at both ends of each interval, free coefficients: instantaneous samples, not an integral.
-    ``recent``: only the last that many intervals with data (a theft that began lately is not
-    diluted by the days before it)."""
+    at both ends of each interval, free coefficients: instantaneous samples, not an integral."""
     days = window[-settings.window_days :]
     out = []
     for section in layout.sections:
@@ -116,7 +113,6 @@ def fit_sections(
             scale=scale,
             meter_scale=meter_scale,
             substitute=substitute,
-            recent=recent,
         )
         if fit is not None:
             out.append(fit)
@@ -132,7 +128,6 @@ def fit_section(
     scale: float = 1.0,
     meter_scale: dict[int, float] | None = None,
     substitute: frozenset[int] = frozenset(),
-    recent: int | None = None,
 ) -> SectionFit | None:
     supply = stacked(days, [section.supply])[0] * scale
     feeds = stacked(days, section.feeds)
@@ -144,10 +139,6 @@ def fit_section(
     ends = _ends(days, swap, layout)  # (2 x len(swap), T): the stopped meters' power samples
     ok = ~np.isnan(supply) & ~np.isnan(feeds).any(axis=0) & ~np.isnan(cust).any(axis=0)
     ok &= ~np.isnan(ends).any(axis=0)
-    if recent is not None:
-        known = np.nonzero(~np.isnan(supply))[0]
-        if len(known) > recent:
-            ok[: known[-recent]] = False
     n = int(ok.sum())
     if n < settings.min_intervals:
         return None
