@@ -80,7 +80,7 @@ class Config:
                 window_days=window,
             ),
             fit=FitSettings(
-                min_share=float(config.get("theft_min_share", 0.12)),
+                min_share=float(config.get("theft_min_share", 0.14)),
                 min_t=float(config.get("theft_min_t", 5.0)),
                 window_days=window,
             ),

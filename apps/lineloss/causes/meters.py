@@ -26,6 +26,8 @@ from ..window import Day, stacked
 
 RESOLUTION_KWH = 0.01  # a register shows 0.01 kWh: a stopped one moves less than this
 MIN_DIGITS = 5  # a still run must have missed this many register digits to be a stopped register
+MIN_STRONG = 4  # ... and hold this many intervals in which V x I x PF alone is worth 2 digits
+MIN_SLOW_INTERVALS = 96  # a day's worth of intervals before a ratio says "slow"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +73,8 @@ def check_meters(layout: Layout, window: list[Day], settings: MeterSettings) -> 
         # the ratio's standard error from how far each interval strays from it
         se = np.where(pw > 0, np.sqrt(spread(ratio)) / pw, np.inf)
         z = (1.0 - ratio) / se
-    for i in np.nonzero((pw >= settings.slow_min_kwh) & (ratio <= limit) & (z >= settings.slow_min_z))[0]:
+    enough = (pw >= settings.slow_min_kwh) & (n >= MIN_SLOW_INTERVALS)
+    for i in np.nonzero(enough & (ratio <= limit) & (z >= settings.slow_min_z))[0]:
         if int(i) not in stopped:
             out.append(MeterCheck(int(i), "slow", float(reg[i]), float(pw[i]), int(n[i]), len(days)))
     return out
@@ -102,10 +105,12 @@ def stopped_registers(layout: Layout, day: Day, settings: MeterSettings) -> list
         if first >= stop:
             continue
         energy = float(power[i, first:stop].sum())
-        # enough energy for the register to have moved by several digits: a register that shows
-        # 0.01 kWh of secondary energy legitimately stands still for a while at light load
-        digits = energy / (RESOLUTION_KWH * layout.multipliers[i])
-        if energy >= settings.stopped_min_kwh and digits >= MIN_DIGITS:
+        # enough energy, in enough intervals, for the register to have moved by several digits:
+        # a register showing 0.01 kWh (of secondary energy, behind a CT) legitimately stands still
+        # for a while at light load, and a net flow near zero (PV) moves it little
+        digit = RESOLUTION_KWH * layout.multipliers[i]
+        strong = int((power[i, first:stop] >= 2 * digit).sum())
+        if energy >= settings.stopped_min_kwh and energy >= MIN_DIGITS * digit and strong >= MIN_STRONG:
             gross = day.intervals.forward[i, first:stop] + day.intervals.reverse[i, first:stop]
             since = day.readings.start + first * 900.0
             out.append(
