@@ -220,7 +220,8 @@ def run(
         date = local_date(start)
         for h in early_hours:
             today = Day.of(date, partial(readings, h), layout)
-            found = registers_and_theft(layout, [*window[-(settings.history_days - 1) :], today], settings)
+            recent = [*window[-(settings.history_days - 1) :], today]
+            found = registers_and_theft(layout, recent, settings, topology=topology)
             yield Report(start + h * 3600.0, found)
         window.append(Day.of(date, readings, layout))
         window = window[-settings.history_days :]

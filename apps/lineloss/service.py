@@ -275,7 +275,8 @@ class LineLossService:
         days = [today - timedelta(days=k) for k in range(history - 1, -1, -1)]
         window = [self._day(x) for x in days if x in self.book.days]
         layout, settings = self.layout, self.config.settings
-        found = await asyncio.to_thread(registers_and_theft, layout, window, settings)
+        topology = self.topology
+        found = await asyncio.to_thread(registers_and_theft, layout, window, settings, topology=topology)
         reported = self._reported.setdefault(today, set())
         sent = []
         for anomaly in found:

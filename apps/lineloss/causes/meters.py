@@ -121,6 +121,14 @@ def stopped_registers(layout: Layout, day: Day, settings: MeterSettings) -> list
     return out
 
 
+def register_ratios(layout: Layout, window: list[Day], settings: MeterSettings) -> np.ndarray:
+    """(n,): each meter's register against its own V x I x PF over the window (1 where too
+    little is known): a register problem in the making, before it is sure enough to report."""
+    reg, pw, _, _ = _valid_sums(window[-settings.window_days :], np.arange(layout.n))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(np.where(pw >= settings.stopped_min_kwh, reg / pw, 1.0))
+
+
 def _valid_sums(
     days: list[Day], rows: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray]]:
@@ -138,4 +146,4 @@ def _valid_sums(
     return e.sum(axis=1), p.sum(axis=1), ok.sum(axis=1), spread
 
 
-__all__ = ["RESOLUTION_KWH", "MeterCheck", "MeterSettings", "check_meters"]
+__all__ = ["RESOLUTION_KWH", "MeterCheck", "MeterSettings", "check_meters", "register_ratios"]
