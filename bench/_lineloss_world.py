@@ -182,7 +182,7 @@ class Report:
     result: DayResult | None = None
 
 
-EARLY_HOURS = (4, 8, 12, 16, 20)
+EARLY_HOURS = (4, 8, 12, 16, 20, 22, 23)  # the app looks every hour; a sample of them
 CLOSE_S = 1800.0  # the app computes a day half an hour after midnight
 
 
