@@ -13,12 +13,9 @@ module with their curves read.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass
 
 import numpy as np
-import pandapower as pp
-import pandapower.networks as pn
 
 from apps.topology.inputs import BoxInfo, BranchInfo, Curves, Detection, Fact, Inputs, MeterInfo, UnknownNode
 from apps.topology.synthetic import Truth
@@ -41,36 +38,14 @@ class Errors:
     accuracy_pct: float = 0.5
 
 
-def kerber_vorstadt() -> pp.pandapowerNet:
-    return pn.create_kerber_vorstadtnetz_kabel_1()
-
-
-def replicate(net: pp.pandapowerNet, k: int) -> pp.pandapowerNet:
-    """``k`` copies of a network's LV feeders under its one transformer (one electrical network),
-    the transformer ``k`` times bigger."""
-    out = copy.deepcopy(net)
-    lv = int(net.trafo.lv_bus.iloc[0])
-    hv = int(net.trafo.hv_bus.iloc[0])
-    for _ in range(1, k):
-        c = copy.deepcopy(net)
-        c.trafo.drop(c.trafo.index, inplace=True)
-        c.ext_grid.drop(c.ext_grid.index, inplace=True)
-        out, lookup = pp.toolbox.merge_nets(out, c, validate=False, return_net2_reindex_lookup=True)
-        new_lv = lookup["bus"][lv]
-        for col in ("from_bus", "to_bus"):
-            out.line.loc[out.line[col] == new_lv, col] = lv
-        for table in ("load", "asymmetric_load"):
-            if table in out and len(out[table]):
-                out[table].loc[out[table].bus == new_lv, "bus"] = lv
-        out.bus.drop([new_lv, lookup["bus"][hv]], inplace=True)
-    out.trafo["sn_mva"] = out.trafo["sn_mva"] * k
-    return out
-
-
-def station_inputs(source: str, *, seed: int = 1, errors: Errors = Errors(), days: float = 1.0) -> tuple[Inputs, Truth]:  # noqa: B008
+def station_inputs(
+    source: str, *, seed: int = 1, errors: Errors = Errors(), days: float = 1.0, replicas: int = 1,  # noqa: B008
+) -> tuple[Inputs, Truth]:
+    """Inputs and ground truth for ``days`` of ``source`` (``replicas`` copies of its feeders in
+    parallel below its one transformer: one electrical network)."""
     rng = np.random.default_rng([seed, 0x70B0])
     steps = round(days * 96)
-    nw = load_network(source, seed=seed)
+    nw = load_network(source, seed=seed).replicate(replicas)
     prof = build_profiles(nw, start=START, steps=steps + 1, seed=seed, pv_share=0.15)
     hz = solve(nw, prof)
     n = nw.n_customers
@@ -238,4 +213,4 @@ def ancestors(branch: str, parent: dict[str, str | None]) -> list[str]:
     return out
 
 
-__all__ = ["Errors", "kerber_vorstadt", "replicate", "station_inputs"]
+__all__ = ["Errors", "station_inputs"]

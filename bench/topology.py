@@ -82,22 +82,20 @@ DIMENSIONS = ("phase", "branch", "box")
 GOALS = {"phase": 0.995, "branch": 0.99, "box": 0.99}
 
 
-def network_path(name: str, folder: Path, *, replicas: int = 1) -> str | None:
-    """The network as a pandapower JSON file (``replicas`` copies of its feeders under one
-    transformer), or None when it cannot be made here (SimBench not installed)."""
+def network_path(name: str, folder: Path) -> str | None:
+    """The network as the simulator loads it (a name or a pandapower JSON file), or None when
+    it cannot be made here (SimBench not installed)."""
     make = NETWORKS[name]
-    if make is None and replicas == 1:
+    if make is None:
         return name
     import pandapower as pp
 
-    path = folder / f"{name}x{replicas}.json"
+    path = folder / f"{name}.json"
     if not path.exists():
         try:
-            net = pp.networks.ieee_european_lv_asymmetric("on_peak_566") if make is None else make()
+            net = make()
         except ImportError:
             return None
-        if replicas > 1:
-            net = rig.replicate(net, replicas)
         pp.to_json(net, str(path))
     return str(path)
 
@@ -292,10 +290,8 @@ def main() -> None:
         if not (args.quick or args.no_scale):
             print(f"\nnumpy import: +{numpy_rss_mb():.1f} MB resident")
             for target, replicas in ((250, 5), (2200, 40)):
-                path = network_path("ieee-eu-lv", Path(tmp), replicas=replicas)
-                assert path is not None
                 for days in days_list:
-                    inputs, truth = rig.station_inputs(path, seed=1, days=days)
+                    inputs, truth = rig.station_inputs("ieee-eu-lv", seed=1, days=days, replicas=replicas)
                     s = run_one(inputs, truth, memory=True)
                     goal = (5.0, 30.0) if target == 250 else (60.0, None)
                     print(

@@ -55,6 +55,22 @@ class VectorLoadProfile(LoadProfile, Protocol):
     def voltage_v_array(self, t: FloatArray, phase: str = "A") -> FloatArray: ...
 
 
+@runtime_checkable
+class PhaseLoadProfile(Protocol):
+    """A three-phase load that knows what each phase carries (a branch head, a meter box)."""
+
+    def phase_power_kw_array(self, t: FloatArray) -> FloatArray:
+        """(len(t), 3) active power per phase A, B, C; sums to ``power_kw_array``."""
+        ...
+
+
+def sample_phase_power(profile: LoadProfile, t: FloatArray) -> FloatArray | None:
+    """(len(t), 3) active power per phase, or None when the profile has only the total."""
+    if isinstance(profile, PhaseLoadProfile):
+        return np.asarray(profile.phase_power_kw_array(t), dtype=np.float64)
+    return None
+
+
 def sample_power(profile: LoadProfile, t: FloatArray) -> FloatArray:
     """Active power at each instant of ``t`` (vectorized when the profile allows)."""
     if isinstance(profile, VectorLoadProfile):

@@ -48,6 +48,9 @@ class StationMeter:
     profile: LoadProfile
     protocol: str = "dlt645"
 
+    #: what the archive records where it is wrong (phase, branch, box): ``sim.world`` archive errors
+    labels: dict[str, str] = field(default_factory=dict)
+
     def archive_entry(self, *, baud: int) -> ArchiveEntry:
         return ArchiveEntry(
             id=self.id,
@@ -55,7 +58,7 @@ class StationMeter:
             protocol=self.protocol,
             port=self.bus,
             baud=baud,
-            phase=self.meter.phase,
+            phase=self.labels.get("phase", self.meter.phase),
             customer=self.customer.id,
             tariff=self.customer.tariff,
         )

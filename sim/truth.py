@@ -5,9 +5,13 @@ plain CSV; must not touch the terminal or the event loop. Same world + same end 
 files. Times are ISO 8601 UTC (``2024-06-01T00:15:00Z``); an interval row's timestamp is the
 start of its 15-minute step; only steps complete by ``end`` are written.
 
-    topology.csv     meter_id, address, phase, branch, box, channel   (reality: includes meters missing
-                     from the archive and the branch units, box empty for those; channel = how the
-                     terminal reaches the meter: its RS-485 bus "rs485-N", or "hplc")
+    topology.csv     meter_id, address, phase, branch, box, channel, archived, area   (reality:
+                     includes meters missing from the archive (archived 0) and the branch units, box
+                     empty for those; channel = how the terminal reaches the meter: its RS-485 bus
+                     "rs485-N", or "hplc"; phase = where the meter is at the end of the run (a
+                     ``[[phase_move]]`` is in faults.csv); area "neighbour" = a meter of the
+                     neighbouring station area our archive lists: its phase there, branch and box
+                     empty)
     intervals.csv    timestamp, meter_id, energy_kwh, voltage_v   (true net energy the customer drew,
                      theft included; voltage 0 in an outage)
     branches.csv     timestamp, branch, supply_kwh, loss_kwh   (supply at the branch head, loss of the
@@ -20,7 +24,9 @@ start of its 15-minute step; only steps complete by ``end`` are written.
     events.csv       kind, scope, target, start, end   (outage, dip < 3 s, relay_trip, lastgasp:
                      the HPLC timing model for each HPLC meter an outage hits, start = its STA's
                      first frame, end = the latest CCO report time of that window)
-    faults.csv       kind, target, start, end, value, detail   (every injected fault)
+    faults.csv       kind, target, start, end, value, detail   (every injected fault; archive
+                     errors: archive_phase / archive_branch / archive_box (value = the archive's
+                     wrong label), archive_foreign, archive_missing, phase_moved (value = new phase))
 """
 
 from __future__ import annotations
@@ -73,9 +79,18 @@ def write_truth(world: World, folder: str | Path, *, end: float) -> Path:
 
     rows: list[list[str]] = []
     for m in world.meters.values():
-        phase = net.customers[m.customer].phase if m.customer >= 0 else "ABC"
-        rows.append([m.id, m.meter.address, phase, m.branch, m.box, m.channel])
-    _write(out / "topology.csv", ["meter_id", "address", "phase", "branch", "box", "channel"], rows)
+        if m.customer >= 0:
+            phase = hz0.phase_at(m.customer, end)  # a meter moved to another phase: where it is now
+        else:
+            phase = m.meter.phase if m.kind == "neighbour" else "ABC"
+        archived = "0" if m.id in world.station.unarchived else "1"
+        area = "neighbour" if m.kind == "neighbour" else "own"
+        rows.append([m.id, m.meter.address, phase, m.branch, m.box, m.channel, archived, area])
+    _write(
+        out / "topology.csv",
+        ["meter_id", "address", "phase", "branch", "box", "channel", "archived", "area"],
+        rows,
+    )
 
     rows = []
     customers = world.customers()

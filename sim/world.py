@@ -33,16 +33,19 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 import numpy as np
 
 from base.clock import Clock
 from base.errors import ConfigError
 from hal.interfaces import SerialSettings
+from protocols.signature import Detection
 from sim.archive import ArchiveEntry
 from sim.loads import FloatArray, HouseholdProfile
 from sim.meters.bus import Delay
@@ -164,15 +167,21 @@ class HorizonProfile:
 
 @dataclass(slots=True)
 class BranchProfile:
-    """The flow at a branch head (the branch and its sub-branches) for its monitoring unit."""
+    """The flow at a branch head (the branch and its sub-branches) for its monitoring unit, per
+    phase, and the phase voltages at the head (where the unit sits)."""
 
     replica: Replica
     sections: list[int]  # branch indices whose section flows add up to the head flow
     customers: list[int]
+    head: int = -1  # the branch (whole-network index) whose head the unit sits at
 
     def power_kw_array(self, t: FloatArray) -> FloatArray:
         k = self.replica.steps_of(np.asarray(t))
         return self.replica.horizon.branch_p[k][:, self.sections].sum(axis=1)
+
+    def phase_power_kw_array(self, t: FloatArray) -> FloatArray:
+        k = self.replica.steps_of(np.asarray(t))
+        return self.replica.horizon.branch_p3[k][:, self.sections, :].sum(axis=1)
 
     def reactive_kvar_array(self, t: FloatArray) -> FloatArray:
         k = self.replica.steps_of(np.asarray(t))
@@ -180,7 +189,10 @@ class BranchProfile:
 
     def voltage_v_array(self, t: FloatArray, phase: str = "A") -> FloatArray:
         ph = "ABC".index(phase) if phase in ("A", "B", "C") else 0
-        return self.replica.horizon.trafo_v[self.replica.steps_of(np.asarray(t)), ph]
+        k = self.replica.steps_of(np.asarray(t))
+        if self.head < 0:
+            return self.replica.horizon.trafo_v[k, ph]
+        return self.replica.horizon.head_v[k, self.head, ph]
 
     def power_kw(self, t: float) -> float:
         return float(self.power_kw_array(np.array([t]))[0])
@@ -203,10 +215,19 @@ class BoxProfile:
     replica: Replica
     customers: list[int]
     phases: dict[str, int]  # phase -> a customer index on that phase
+    phase_of: list[int] = field(default_factory=list)  # per customer: 0, 1, 2 = A, B, C
 
     def power_kw_array(self, t: FloatArray) -> FloatArray:
         k = self.replica.steps_of(np.asarray(t))
         return self.replica.horizon.p_kw[k][:, self.customers].sum(axis=1)
+
+    def phase_power_kw_array(self, t: FloatArray) -> FloatArray:
+        k = self.replica.steps_of(np.asarray(t))
+        p = self.replica.horizon.p_kw[k][:, self.customers]
+        out = np.zeros((len(k), 3))
+        for j, ph in enumerate(self.phase_of):
+            out[:, ph] += p[:, j]
+        return out
 
     def reactive_kvar_array(self, t: FloatArray) -> FloatArray:
         k = self.replica.steps_of(np.asarray(t))
@@ -480,6 +501,7 @@ def build_world(
     _add_assessment(world, buses[-1], start=start, seed=seed)
     assign_protocols(world.station, dlt698_share=0.1, seed=seed)  # some DL/T 698.45 meters
     _hplc(world, hplc_meters)
+    _phase_moves(world)
     for outage in scenario.outages:
         _outage(world, outage)
     grid.horizon = grid.base
@@ -487,7 +509,11 @@ def build_world(
     _meter_faults(world)
     _relays(world)
     _archive_errors(world)
+    if scenario.archive.neighbour:
+        _neighbours(world, network, buses, profiles, steps=steps, h_start=h_start)
+    _mislabels(world)
     _comms(world)
+    _signature(world)
     tr = scenario.transformer
     if tr.ct_ratio_actual is not None and tr.ct_ratio_configured is not None:
         world.faults.append(
@@ -600,7 +626,12 @@ def _add_meters(world: World, buses: list[str], *, start: float, seed: int) -> N
         for b, name in enumerate(net.branches):
             sections = _descendants(net, b)
             custs = [i for i, c in enumerate(net.customers) if net.branches.index(c.branch) in sections]
-            profile = BranchProfile(rep, [rep.branch_offset + s for s in sections], rep.customers(custs))
+            profile = BranchProfile(
+                rep,
+                [rep.branch_offset + s for s in sections],
+                rep.customers(custs),
+                head=rep.branch_offset + b,
+            )
             address = f"{rep.index + 1:02d}99{b + 1:08d}"
             device = f"bu-{rep.prefix}{name}"
             phase: Phase = "ABC"
@@ -635,7 +666,12 @@ def _add_box_terminals(world: World, bus: str, *, start: float, seed: int) -> No
                 phases.setdefault(rep.network.customers[i].phase, rep.offset + i)
             meter = VirtualMeter(
                 f"{rep.index + 1:02d}98{n:08d}",
-                profile=BoxProfile(rep, rep.customers(custs), phases),
+                profile=BoxProfile(
+                    rep,
+                    rep.customers(custs),
+                    phases,
+                    ["ABC".index(rep.network.customers[i].phase) for i in custs],
+                ),
                 start=start,
                 phase="ABC",
                 seed=seed,
@@ -876,6 +912,12 @@ def _archive_errors(world: World) -> None:
         )
     for j in sorted(rng.choice(len(customers), size=a.missing, replace=False).tolist()):
         world.station.unarchived.add(customers[j].id)
+        sm = customers[j].station_meter
+        if sm.bus != "hplc":  # an unlisted meter still joins our carrier network (its STA does)
+            world.station.buses[sm.bus].remove(sm)
+            sm.bus = "hplc"
+            world.station.hplc.append(sm)
+            world._supplied[customers[j].id] = True
         world.faults.append(
             {
                 "kind": "archive_missing",
@@ -907,6 +949,211 @@ def _archive_errors(world: World) -> None:
                 "detail": f"address {entry.address}: a neighbouring area's meter",
             }
         )
+
+
+def _phase_moves(world: World) -> None:
+    """Scenario ``[[phase_move]]``: the customer's service reconnected to another phase."""
+    for n, mv in enumerate(world.scenario.phase_moves):
+        where = f"phase_move[{n}].meter"
+        m = world.by_key(mv.meter, path=where)
+        if m.customer < 0:
+            raise ConfigError(where, f"{m.id} is not a customer meter", source=world.scenario.source)
+        hz = world.grid.base
+        before = hz.phase_at(m.customer, world.start + mv.at)
+        phase = mv.phase or "ABC"[("ABC".index(before) + 1) % 3]
+        if phase == before:
+            raise ConfigError(
+                f"phase_move[{n}].phase", f"{m.id} is on phase {phase} already", source=world.scenario.source
+            )
+        world.grid.base = hz.with_customer_phase(m.customer, phase, world.start + mv.at)
+        k0 = max(k for i, _, k in world.grid.base.moves if i == m.customer)
+        world.faults.append(
+            {
+                "kind": "phase_moved",
+                "target": m.id,
+                "start": hz.start + k0 * hz.step_s,
+                "end": None,
+                "value": phase,
+                "detail": f"reconnected from phase {before} to {phase} (the archive keeps {before})",
+            }
+        )
+
+
+def _neighbours(
+    world: World, network: str, buses: list[str], ours: Profiles, *, steps: int, h_start: float
+) -> None:
+    """``[archive] neighbour``: meters of the neighbouring station area -- the same kind of feeder
+    with its own transformer, load and seeded phases, solved on our MV supply -- listed in our
+    archive (on a branch and box of ours) and answering on our RS-485 buses. Their voltage and
+    energy follow the neighbour's network; our transformer and units never see them."""
+    count = world.scenario.archive.neighbour
+    seed = world.seed + 7919
+    feeder = load_network(network, seed=seed, line_scale=world.scenario.grid.line_scale)
+    if count > feeder.n_customers:
+        raise ConfigError(
+            "archive.neighbour",
+            f"{count} > {feeder.n_customers} customers next door",
+            source=world.scenario.source,
+        )
+    prof = _profiles(feeder, start=h_start, steps=steps, seed=seed, scenario=world.scenario, t0=world.start)
+    prof = dataclasses.replace(prof, mv_pu=ours.mv_pu[: prof.steps])
+    hz = solve(feeder, prof)
+    rep = Replica(0, Grid(feeder, hz, hz))
+    rng = np.random.default_rng([world.seed, 0x4E1])
+    places = [(m.branch, m.box) for m in world.customers() if m.replica.index == 0]
+    rs485 = [b for b in buses if b in world.station.buses]
+    for j, k in enumerate(sorted(rng.choice(feeder.n_customers, size=count, replace=False).tolist())):
+        device = f"m-{9101 + j}"
+        meter = VirtualMeter(
+            f"88{int(rng.integers(0, 10**10)):010d}",
+            profile=HorizonProfile(rep, k),
+            start=world.start,
+            phase=feeder.customers[k].phase,  # type: ignore[arg-type]
+            seed=seed,
+            initial_kwh=tuple(float(x) for x in rng.uniform(50, 3000) * np.array([0.1, 0.3, 0.35, 0.25])),
+        )
+        branch, box = places[int(rng.integers(0, len(places)))]
+        sm = StationMeter(
+            device, rs485[j % len(rs485)], meter, Customer(f"N{9101 + j}", device), meter.profile
+        )
+        sm.labels = {"phase": "ABC"[int(rng.integers(0, 3))], "branch": branch, "box": box}
+        world.station.buses[sm.bus].append(sm)
+        world.meters[device] = WorldMeter(device, rep, -1, "", "", sm, "neighbour")
+        world.faults.append(
+            {
+                "kind": "archive_foreign",
+                "target": device,
+                "start": world.start,
+                "end": None,
+                "value": 1,
+                "detail": f"address {meter.address}: fed by the neighbouring transformer (phase "
+                f"{feeder.customers[k].phase} there), answering on {sm.bus}; the archive says {branch} {box}",
+            }
+        )
+
+
+def _mislabels(world: World) -> None:
+    """``[archive] phase / branch / box``: the archive's label is wrong (the meter is where the
+    physics has it). Missing meters are not listed, so they are not mislabelled."""
+    a = world.scenario.archive
+    rng = np.random.default_rng([world.seed, 0x1AB])
+    pool = [m for m in world.customers() if m.id not in world.station.unarchived]
+    boxes: dict[str, list[str]] = {}
+    for m in world.customers():
+        if m.box not in boxes.setdefault(m.branch, []):
+            boxes[m.branch].append(m.box)
+    taken: set[str] = set()
+
+    def eligible(kind: str, m: WorldMeter) -> list[str]:
+        if kind == "phase":
+            phase = world.grid.base.phase_at(m.customer, world.start)
+            return [p for p in "ABC" if p != phase]
+        if kind == "branch":
+            prefix = m.replica.prefix
+            return [
+                b
+                for b in sorted(boxes)
+                if b != m.branch and b.startswith(prefix) and (prefix or b[:1] != "R")
+            ]
+        return [] if m.id in taken else [x for x in boxes[m.branch] if x != m.box]
+
+    for kind, spec in (("phase", a.phase), ("branch", a.branch), ("box", a.box)):
+        if not spec:
+            continue
+        if spec.meters:
+            chosen = [world.by_key(key, path=f"archive.{kind}") for key in spec.meters]
+            for m in chosen:
+                if m.customer < 0 or not eligible(kind, m):
+                    raise ConfigError(
+                        f"archive.{kind}", f"{m.id}: no wrong {kind} to give it", source=world.scenario.source
+                    )
+        else:
+            cands = [m for m in pool if eligible(kind, m)]
+            size = min(round(spec.pct / 100.0 * len(pool)), len(cands))
+            chosen = [cands[i] for i in sorted(rng.choice(len(cands), size=size, replace=False).tolist())]
+        for m in chosen:
+            options = eligible(kind, m)
+            wrong = options[int(rng.integers(0, len(options)))]
+            labels = m.station_meter.labels
+            if kind == "branch":
+                labels["branch"] = wrong
+                labels["box"] = boxes[wrong][int(rng.integers(0, len(boxes[wrong])))]
+                taken.add(m.id)
+                true = f"{m.branch} {m.box}"
+                wrong = f"{wrong} {labels['box']}"
+            else:
+                labels[kind] = wrong
+                true = world.grid.base.phase_at(m.customer, world.start) if kind == "phase" else m.box
+            world.faults.append(
+                {
+                    "kind": f"archive_{kind}",
+                    "target": m.id,
+                    "start": world.start,
+                    "end": None,
+                    "value": wrong,
+                    "detail": f"the archive says {wrong}, true {true}",
+                }
+            )
+
+
+def _signature(world: World) -> None:
+    """Signature current (特征电流): a send is heard by every branch unit and box terminal on the
+    sender's true path (its branch, the branches above it, its box) but for ``miss_rate``, and by
+    any other unit with ``crosstalk_rate``; a neighbour's meter is on none of our paths."""
+    units = sorted([*world.branch_units(), *world.box_terminals()], key=lambda u: u.id)
+    if not units:
+        return
+    parent: dict[str, str] = {}
+    for rep in world.replicas:
+        net = rep.network
+        for b, name in enumerate(net.branches):
+            up = net.heads[b][3]
+            if up >= 0:
+                parent[rep.prefix + name] = rep.prefix + net.branches[up]
+    sig = world.scenario.signature
+    for m in world.meters.values():
+        if m.kind not in ("customer", "neighbour"):
+            continue
+        path: set[str] = set()
+        if m.kind == "customer":
+            here: str | None = m.branch
+            while here is not None and here not in path:
+                path.add(here)
+                here = parent.get(here)
+        on_path = {
+            u.id
+            for u in units
+            if (u.kind == "branch_unit" and u.branch in path) or (u.box and u.box == m.box)
+        }
+
+        def sent(at: float, m: WorldMeter = m, on_path: set[str] = on_path) -> None:
+            rng = np.random.default_rng([world.seed, 0x5167, int(m.meter.address), round(at)])
+            phase = world.grid.horizon.phase_at(m.customer, at) if m.kind == "customer" else m.meter.phase
+            for u in units:
+                near = u.id in on_path
+                draw = rng.random(4)
+                if draw[0] >= (1.0 - sig.miss_rate if near else sig.crosstalk_rate):
+                    continue
+                t = at + 1.0 + 8.0 * float(draw[1])  # heard while the 9.6 s frame is on the wire
+                s1 = (0.3 + 0.2 * float(draw[2])) if near else (0.05 + 0.05 * float(draw[2]))
+                world.schedule(t, functools.partial(_hear, u, s1=s1, phase=phase, noise=float(draw[3])))
+
+        m.meter.signature.on_send = sent
+
+
+def _hear(unit: WorldMeter, t: float, *, s1: float, phase: str, noise: float) -> None:
+    vm = unit.meter
+    local = datetime.fromtimestamp(vm.meter_time(t) + vm.utc_offset_s, UTC).replace(
+        tzinfo=None, microsecond=0
+    )
+    detection = Detection(
+        at=local,
+        phase="ABC".index(phase) + 1 if phase in ("A", "B", "C") else 0,
+        s1_a=round(s1, 3),
+        s2_a=round(s1 * 0.95, 3),
+        noise_a=round(0.01 + 0.02 * noise, 3),
+    )
+    vm.signature.hear(detection, t)
 
 
 def _comms(world: World) -> None:

@@ -52,6 +52,10 @@ RESIDUAL_MODELS = ("losses", "gain", "none")
 HUBER = 2.0
 #: a loss model is this uncertain (relative), point by point
 LOSS_UNCERTAINTY = 0.5
+#: polishing: meters whose own evidence prefers another label by this many nats are kicked there
+POLISH_MARGIN = 5.0
+#: and tried one at a time (strongest disagreement first) when kicking them together does not pay
+POLISH_SINGLES = 12
 
 
 @dataclass(frozen=True)
@@ -274,7 +278,34 @@ def misfit(b: Balance, resid: FArray, scale: FArray) -> float:
     return float(np.where(quad, 0.5 * u * u, HUBER * u - 0.5 * HUBER * HUBER).sum())
 
 
-def initial_fit(b: Balance) -> Fit:
+def shared_loss(b: Balance, labels: IArray, k: int) -> FArray:
+    """(T, G, m) losses ``a * Y^2 + c`` with ONE (a, c >= 0) for every target, fitted robustly
+    (Huber IRLS) to what ``labels`` leaves unexplained. Two numbers cannot absorb a wrong label
+    or a foreign meter; a target they spoil falls outside the Huber band and counts little."""
+    pred = b.prediction(np.eye(k)[labels], b.members())
+    y2 = _flat(b.targets).ravel() ** 2
+    r = _flat(b.targets - pred).ravel()
+    x = np.stack([y2, np.ones_like(y2)], axis=1)
+    w = np.ones_like(r)
+    coef = np.zeros(2)
+    for _ in range(12):
+        sw = np.sqrt(w)
+        coef = np.linalg.lstsq(x * sw[:, None], r * sw, rcond=None)[0]
+        if coef[0] < 0 or coef[1] < 0:  # on the boundary: each alone, non-negative
+            options = []
+            for j in (0, 1):
+                den = float((w * x[:, j] ** 2).sum())
+                c = np.zeros(2)
+                c[j] = max(0.0, float((w * x[:, j] * r).sum()) / den) if den > 0 else 0.0
+                options.append(c)
+            coef = min(options, key=lambda c: float((w * (r - x @ c) ** 2).sum()))
+        res = r - x @ coef
+        scale = max(float(robust_std(res)), 1e-9)
+        w = np.minimum(1.0, HUBER * scale / np.maximum(np.abs(res), 1e-12))
+    return np.asarray(float(coef[0]) * b.targets**2 + float(coef[1]), dtype=np.float64)
+
+
+def initial_fit(b: Balance, start: IArray | None = None, k: int = 0) -> Fit:
     """Losses and misfit scale before any labelling is trusted. An energy balance with a
     partition takes both from the partition's totals (energy no labelling can move); any
     other starts from its measurements' own accuracy (the floor): a scale taken from a
@@ -283,6 +314,13 @@ def initial_fit(b: Balance) -> Fit:
     if not b.partition or b.residual_model != "losses":
         sigma = _floor(b)
         return Fit(zero, sigma, zero, 1.0 / point_scale(sigma, zero) ** 2)
+    if start is not None and b.n_groups * b.targets.shape[2] > 3:
+        # many targets: the archive's labelling, robustly, says more than the partition's totals
+        # (which a foreign or an unlisted meter bends by its whole curve)
+        loss = shared_loss(b, start, k)
+        resid = b.targets - loss - b.prediction(np.eye(k)[start], b.members())
+        sigma = _sigma(b, resid)
+        return Fit(loss, sigma, zero, 1.0 / point_scale(sigma, loss) ** 2)
     cols = list(range(_flat(b.targets).shape[1])) if b.partition_of is None else list(b.partition_of)
     y = _flat(b.targets)[:, cols]
     fixed = 0.0 if b.fixed is None else _flat(b.fixed)[:, cols].sum(axis=1)
@@ -307,7 +345,9 @@ def refit(b: Balance, labels: IArray, k: int, previous: Fit) -> Fit:
     losses (or a unit's gain error) are fitted to the labelling."""
     pred = b.prediction(np.eye(k)[labels], b.members())
     loss = previous.loss
-    if not b.partition:
+    if b.partition and b.residual_model == "losses" and b.n_groups * b.targets.shape[2] > 3:
+        loss = shared_loss(b, labels, k)
+    elif not b.partition:
         if b.residual_model == "losses":
             loss = fit_quadratic_loss(_flat(b.targets), _flat(b.targets - pred)).reshape(b.targets.shape)
         elif b.residual_model == "gain":
@@ -361,15 +401,22 @@ def relax(p: Problem, fits: Sequence[Fit], *, iterations: int = RELAX_ITERATIONS
 
 class _State:
     """One balance's running state during refinement, kept up to date move by move: the
-    residual, and from it the linear (``ga``) and quadratic (``quad``) parts of every meter's
-    score for every label. The point weights are held fixed (one IRLS step)."""
+    residual, the Huber point weights at that residual, and from them the linear (``ga``) and
+    quadratic (``quad``) parts of every meter's score for every label.
+
+    The weights follow the residual (they are recomputed on the targets a move touches), so a
+    score is the gain on the quadratic that majorises the Huber misfit at the current labelling:
+    a move that gains on it gains on the objective too (majorise-minimise). Weights held from an
+    earlier labelling would down-weight exactly the points a wrong labelling spoils."""
 
     def __init__(self, b: Balance, fit: Fit, labels: IArray, k: int) -> None:
         self.b = b
         self.members = b.members()
         self.group = b.group_of()
-        self.w = fit.weight  # (T, G, m)
+        self.scale = point_scale(fit.sigma, fit.loss)  # (T, G, m)
         self.resid = b.targets - fit.loss - b.prediction(np.eye(k)[labels], self.members)
+        self.w = robust_weight(b, self.resid, self.scale)  # (T, G, m)
+        self.labels = labels.copy()
         self.q = b.projections(self.w, self.members, squared=True)  # (n, m): sum_t x_it^2 w_tj
         # ga[i, c] = sum_t x_it r_tj w_tj A_cj: the linear part, before subtracting the own label
         self.ga = b.projections(self.resid * self.w, self.members) @ b.incidence.T  # (n, K)
@@ -398,16 +445,30 @@ class _State:
     def move(self, i: int, old: int, new: int) -> None:
         """Meter i moves from label ``old`` to ``new``."""
         a = self.b.incidence
+        self.labels[i] = new
         self._quad_row(i, new)
         g = int(self.group[i])
         d = a[new] - a[old]
         if g < 0 or not d.any():
             return
+        cols = np.nonzero(d)[0]
         x = self.b.series[:, i]
-        self.resid[:, g, :] -= np.outer(x, d)
+        old_rw = self.resid[:, g, cols] * self.w[:, g, cols]
+        old_w = self.w[:, g, cols].copy()
+        self.resid[:, g, cols] -= np.outer(x, d[cols])
+        self.w[:, g, cols] = robust_weight(self.b, self.resid[:, g, cols], self.scale[:, g, cols])
         idx = self.members[g]
-        delta = self.b.series[:, idx].T @ (x[:, None] * self.w[:, g, :] * d[None, :])  # (n_g, m)
-        self.ga[idx] -= delta @ a.T
+        xs = self.b.series[:, idx]
+        # linear parts: sum_t x_it (r w)_tj changed on the touched targets only
+        delta_rw = self.resid[:, g, cols] * self.w[:, g, cols] - old_rw  # (T, |cols|)
+        self.ga[idx] += (xs.T @ delta_rw) @ a[:, cols].T
+        # quadratic parts: q_ij = sum_t x_it^2 w_tj on the touched targets, and quad from them
+        dq = (xs * xs).T @ (self.w[:, g, cols] - old_w)  # (n_g, |cols|)
+        if np.any(dq):
+            self.q[np.ix_(idx, cols)] += dq
+            own = a[self.labels[idx]][:, cols]  # (n_g, |cols|)
+            diff = a[:, cols][None, :, :] - own[:, None, :]  # (n_g, K, |cols|)
+            self.quad[idx] += np.einsum("nkc,nc->nk", diff * diff, dq)
 
     def pair_cross(self, cand: IArray, d: FArray) -> FArray:
         """(c, c): sum_j d_ij d_kj sum_t x_it x_kt w_tj for candidates in the same group."""
@@ -436,7 +497,13 @@ class _State:
 
 
 def _best_swap(
-    states: Sequence[_State], total: FArray, labels: IArray, *, alternatives: int = 3, bucket: int = 200
+    states: Sequence[_State],
+    total: FArray,
+    labels: IArray,
+    *,
+    alternatives: int = 3,
+    bucket: int = 200,
+    favoured: IArray | None = None,
 ) -> tuple[float, int, int]:
     """The best swap of two meters' labels (i on a to b, k on b to a): each move alone may
     break a balance that the other mends. Only meters for which the other's label is among
@@ -448,19 +515,25 @@ def _best_swap(
         for b in top[i]:
             if np.isfinite(total[i, b]):
                 buckets.setdefault((int(labels[i]), int(b)), []).append(i)
-    # a label that feeds no target (a sink: "not ours") swaps with any label: a meter in the
-    # sink displaced by a look-alike fits its real label worst of all, the look-alike being there
+    # a meter in a label that feeds no target (a sink: "not ours") may have been pushed there by
+    # a look-alike on its real label, which then fits it worst of all: it also swaps with every
+    # meter on the labels its own evidence favours most
     fed = np.zeros(k, dtype=bool)
     for st in states:
         fed |= st.b.incidence.any(axis=1)
     for a in np.nonzero(~fed)[0]:
-        for i in np.nonzero(labels == a)[0]:
-            for b in range(k):
+        sunk = np.nonzero(labels == a)[0]
+        if not len(sunk) or favoured is None:
+            continue
+        wanted: set[int] = set()
+        for i in sunk:
+            for b in favoured[i]:
                 if b != a and np.isfinite(total[i, b]) and b not in top[i]:
-                    buckets.setdefault((int(a), b), []).append(int(i))
-        for i in range(n):
-            if labels[i] != a and np.isfinite(total[i, a]) and a not in top[i]:
-                buckets.setdefault((int(labels[i]), int(a)), []).append(i)
+                    buckets.setdefault((int(a), int(b)), []).append(int(i))
+                    wanted.add(int(b))
+        for i in np.nonzero(np.isin(labels, sorted(wanted)))[0]:
+            if np.isfinite(total[i, a]) and a not in top[i]:
+                buckets.setdefault((int(labels[i]), int(a)), []).append(int(i))
     best = (-np.inf, -1, -1)
     for (a, b), members in buckets.items():
         if a >= b or (b, a) not in buckets:
@@ -493,6 +566,7 @@ def refine(
     limit = max_moves if max_moves is not None else 4 * p.n + 10
     rows = np.arange(p.n)
     moves = 0
+    favoured = np.argsort(-ev, axis=1)[:, :2]  # the labels each meter's own evidence prefers
 
     def move(i: int, c: int) -> None:
         for s in states:
@@ -508,7 +582,9 @@ def refine(
         gain = total[rows, best]
         i = int(np.argmax(gain))
         swap_gain, si, sk = (
-            _best_swap(states, total, labels, bucket=SWAP_BUCKET) if p.k > 1 else (-np.inf, -1, -1)
+            _best_swap(states, total, labels, bucket=SWAP_BUCKET, favoured=favoured)
+            if p.k > 1
+            else (-np.inf, -1, -1)
         )
         if swap_gain > max(gain[i], 1e-9):
             # a swap that beats every single move: two meters on each other's label
@@ -558,6 +634,40 @@ def point_gains(b: Balance, fit: Fit, labels: IArray, i: int, c: int) -> FArray:
     )
 
 
+def polish(p: Problem, labels: IArray, fits: Sequence[Fit], *, pair_candidates: int) -> tuple[IArray, int]:
+    """Iterated local search from a refined labelling: the meters whose own evidence (archive,
+    carrier, signature, voltage) prefers another label by more than ``POLISH_MARGIN`` are moved
+    there -- together, else one at a time -- and refined again; kept when the objective gains.
+    Single moves and swaps cannot undo a cycle (a meter on a gap another meter should fill, that
+    one on a third gap, ...); a kick along the evidence can."""
+    ev = np.where(np.isfinite(p.evidence), p.evidence, -1e9)
+    rows = np.arange(p.n)
+    favoured = np.argmax(ev, axis=1)
+    gap = ev[rows, favoured] - ev[rows, labels]
+    conflict = np.nonzero((favoured != labels) & (gap > POLISH_MARGIN))[0]
+    if not len(conflict) or not p.balances:
+        return labels, 0
+    best = objective(p, labels, fits)
+    moves = 0
+    trial = labels.copy()
+    trial[conflict] = favoured[conflict]
+    refined, m = refine(p, trial, fits, pair_candidates=pair_candidates)
+    value = objective(p, refined, fits)
+    if value > best + 1e-9:
+        return refined, m
+    for i in conflict[np.argsort(-gap[conflict])][:POLISH_SINGLES]:
+        if labels[i] == favoured[i]:
+            continue
+        trial = labels.copy()
+        trial[i] = favoured[i]
+        refined, m = refine(p, trial, fits, pair_candidates=pair_candidates)
+        value = objective(p, refined, fits)
+        if value > best + 1e-9:
+            labels, best = refined, value
+            moves += m
+    return labels, moves
+
+
 def objective(p: Problem, labels: IArray, fits: Sequence[Fit]) -> float:
     ev = np.where(np.isfinite(p.evidence), p.evidence, -1e9)
     value = float(ev[np.arange(p.n), labels].sum())
@@ -582,12 +692,14 @@ def solve(
     ev = np.where(np.isfinite(p.evidence), p.evidence, -1e9)
     first = np.argmax(ev, axis=1).astype(np.int64) if start is None else start.copy()
     labels = first
-    fits = [initial_fit(b) for b in p.balances]
+    fits = [initial_fit(b, start, p.k) for b in p.balances]
     relaxed = np.exp(ev - ev.max(axis=1, keepdims=True))
     moves = 0
     pairs = PAIR_CANDIDATES if p.k <= RELAX_MAX_LABELS else 0
     for round_ in range(1 + (max(0, rounds) if p.balances else 0)):
         candidates = [labels, first] if round_ <= 1 else [labels]
+        if round_ == 0 and start is not None:  # what the evidence alone says, too
+            candidates.append(np.argmax(ev, axis=1).astype(np.int64))
         if use_relaxation and p.balances and p.k <= RELAX_MAX_LABELS and round_ <= 1:
             relaxed = relax(p, fits, iterations=relax_iterations)
             candidates.insert(0, np.argmax(relaxed, axis=1).astype(np.int64))
@@ -599,7 +711,8 @@ def solve(
                 best = (value, refined, m)
         assert best is not None
         _, labels, m = best
-        moves += m
+        labels, kicked = polish(p, labels, fits, pair_candidates=pairs)
+        moves += m + kicked
         fits = [refit(b, labels, p.k, f) for b, f in zip(p.balances, fits, strict=True)]
     parts = {b.name: _State(b, f, labels, p.k).scores(labels) for b, f in zip(p.balances, fits, strict=True)}
     score = ev + sum(parts.values(), np.zeros_like(ev))

@@ -236,9 +236,11 @@ class Decided:
         return float(total[i, -1] - real.max()) if real.size else 0.0
 
 
-def _decide(labels: tuple[str, ...], sol: assign.Solution, parts: dict[str, FArray]) -> Decided:
+def _decide(
+    labels: tuple[str, ...], sol: assign.Solution, parts: dict[str, FArray], problem: assign.Problem | None = None
+) -> Decided:
     conf = softmax_confidence(sol.score)[np.arange(len(sol.labels)), sol.labels]
-    return Decided(labels, sol.labels, conf, {**parts, **sol.balance_scores}, sol)
+    return Decided(labels, sol.labels, conf, {**parts, **sol.balance_scores}, sol, problem)
 
 
 def _unit_energy(inputs: Inputs, frame: Frame, device: str) -> FArray:
@@ -287,8 +289,9 @@ def identify_branches(inputs: Inputs, frame: Frame, previous: Decided | None = N
     )
     if previous is not None:
         start = np.where(frame.forced, k - 1, previous.chosen)
-    sol = assign.solve(assign.Problem(tuple(balances), total), start=start, use_relaxation=previous is None)
-    return _decide(labels, sol, parts)
+    problem = assign.Problem(tuple(balances), total)
+    sol = assign.solve(problem, start=start, use_relaxation=previous is None)
+    return _decide(labels, sol, parts, problem)
 
 
 def _voltage_features(frame: Frame) -> tuple[FArray, BArray]:

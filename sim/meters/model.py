@@ -26,6 +26,7 @@ from sim.loads import (
     CHINA_UTC_OFFSET_S,
     FloatArray,
     LoadProfile,
+    sample_phase_power,
     sample_power,
     sample_reactive,
     sample_voltage,
@@ -336,7 +337,10 @@ class VirtualMeter:
         s = np.hypot(p, q)
         pf = np.where(s > 0, np.abs(p) / np.where(s > 0, s, 1.0), 1.0)
         freq = 50.0 + 0.03 * np.sin(t / 97.0) + 0.01 * np.sin(t / 13.0)
-        if self.phase == "ABC":
+        split = sample_phase_power(self.profile, t) if self.phase == "ABC" else None
+        if split is not None:  # a profile that knows its phases (branch head, meter box)
+            phases = [(sample_voltage(self.profile, t, ph), split[:, j] * flow) for j, ph in enumerate("ABC")]
+        elif self.phase == "ABC":
             phases = [
                 (sample_voltage(self.profile, t, ph), p * w)
                 for ph, w in zip("ABC", self._phase_weights, strict=True)

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from base.errors import ConfigError
 from sim.physics.network import StationNetwork
-from sim.physics.solver import power_flow
+from sim.physics.solver import FlowResult, power_flow
 from sim.profiles.types import Profiles
 
 FArray = NDArray[np.float64]
@@ -57,8 +57,13 @@ class Horizon:
     branch_loss: FArray  # [kW] branch_p minus its customers' power
     line_loss: FArray  # (T,) [kW] all LV lines
     trafo_loss: FArray  # (T,) [kW] the transformer (copper + iron)
+    branch_p3: FArray  # (T, nb, 3) [kW] branch_p per phase
+    head_v: FArray  # (T, nb, 3) [V] phase voltage at each branch's head (its fork bus)
     on: FArray = field(repr=False)  # (T, n) fraction of each step the customer draws power
     supplied: NDArray[np.bool_] = field(repr=False)  # (T, n) False for steps fully in an outage
+    #: customers reconnected to another phase: (customer, phase, first step on it), in step order;
+    #: ``network`` keeps the phases of the first step (``network_at``)
+    moves: tuple[tuple[int, str, int], ...] = ()
 
     @property
     def steps(self) -> int:
@@ -128,7 +133,35 @@ class Horizon:
     def trafo_loss_kwh(self, t0: float, t1: float) -> float:
         return float(self._integral(self.trafo_loss, t0, t1))
 
+    def network_at(self, k: int) -> StationNetwork:
+        """The network as connected during step ``k`` (the moves made by then applied)."""
+        done = [(i, ph) for i, ph, k0 in self.moves if k0 <= k]
+        if not done:
+            return self.network
+        customers = list(self.network.customers)
+        for i, ph in done:
+            customers[i] = replace(customers[i], phase=ph)
+        return replace(self.network, customers=tuple(customers))
+
+    def phase_at(self, i: int, t: float) -> str:
+        """Customer ``i``'s phase at time ``t``."""
+        k = int(np.floor((t - self.start) / self.step_s))
+        phase = self.network.customers[i].phase
+        for j, ph, k0 in self.moves:
+            if j == i and k0 <= k:
+                phase = ph
+        return phase
+
     # -- events -------------------------------------------------------------------------------
+
+    def with_customer_phase(self, customer: int, phase: str, t: float) -> Horizon:
+        """Customer ``customer`` reconnected to ``phase`` from the first step starting at or
+        after ``t`` (an electrician moves its service cable). Those steps are re-solved."""
+        if phase not in ("A", "B", "C"):
+            raise ConfigError("phase", f"must be A, B or C, got {phase!r}")
+        k0 = min(max(int(np.ceil((t - self.start) / self.step_s)), 0), self.steps)
+        moves = tuple(sorted((*self.moves, (customer, phase, k0)), key=lambda m: m[2]))
+        return _resolve(replace(self, moves=moves), self.on, self.supplied, np.arange(k0, self.steps))
 
     def with_customer_off(
         self, customers: int | list[int], t0: float, t1: float, *, outage: bool = False
@@ -192,21 +225,46 @@ def _empty(network: StationNetwork, profiles: Profiles) -> Horizon:
         branch_loss=z((t, nb)),
         line_loss=z(t),
         trafo_loss=z(t),
+        branch_p3=z((t, nb, 3)),
+        head_v=z((t, nb, 3)),
         on=np.ones((t, n)),
         supplied=np.ones((t, n), dtype=bool),
     )
+
+
+def _flow(base: Horizon, p: FArray, q: FArray, steps: NDArray[np.int64]) -> FlowResult:
+    """The power flow of ``steps``, each with the network as connected then (``moves``)."""
+    mv = base.profiles.mv_pu[steps]
+    if not base.moves or not len(steps):
+        return power_flow(base.network, p, q, mv)
+    version = np.zeros(len(steps), dtype=np.int64)
+    for j, (_, _, k0) in enumerate(base.moves):
+        version[steps >= k0] = j + 1
+    parts: list[tuple[NDArray[np.int64], FlowResult]] = []
+    for v in np.unique(version):
+        rows = np.nonzero(version == v)[0]
+        net = base.network_at(int(steps[rows[0]]))
+        parts.append((rows, power_flow(net, p[rows], q[rows], mv[rows])))
+    out = {}
+    for name in FlowResult.__dataclass_fields__:
+        first = getattr(parts[0][1], name)
+        arr = np.zeros((len(steps), *first.shape[1:]), dtype=first.dtype)
+        for rows, flow in parts:
+            arr[rows] = getattr(flow, name)
+        out[name] = arr
+    return FlowResult(**out)
 
 
 def _resolve(base: Horizon, on: FArray, supplied: NDArray[np.bool_], steps: NDArray[np.int64]) -> Horizon:
     pr = base.profiles
     p = pr.p_kw[steps] * on[steps]
     q = pr.q_kvar[steps] * on[steps]
-    flow = power_flow(base.network, p, q, pr.mv_pu[steps])
+    flow = _flow(base, p, q, steps)
     arrays = {
         name: getattr(base, name).copy()
         for name in (
             "voltage_v", "current_a", "p_kw", "q_kvar", "trafo_v", "trafo_i", "trafo_p", "trafo_q",
-            "branch_p", "branch_loss", "line_loss", "trafo_loss",
+            "branch_p", "branch_loss", "line_loss", "trafo_loss", "branch_p3", "head_v",
         )
     }  # fmt: skip
     arrays["voltage_v"][steps] = np.where(supplied[steps], flow.v, 0.0)
@@ -220,6 +278,8 @@ def _resolve(base: Horizon, on: FArray, supplied: NDArray[np.bool_], steps: NDAr
     arrays["branch_p"][steps] = flow.branch_p
     arrays["line_loss"][steps] = flow.line_loss
     arrays["trafo_loss"][steps] = flow.trafo_loss
+    arrays["branch_p3"][steps] = flow.branch_p3
+    arrays["head_v"][steps] = flow.head_v
     bidx = base.network.branch_index()
     cust_by_branch = np.zeros((p.shape[0], len(base.network.branches)))
     for b in range(len(base.network.branches)):

@@ -17,8 +17,10 @@ A *customer* is one single-phase Wye load. *Branches* (分支): every feeder lea
 distribution board (the first bus below the transformer where the cable forks) is a branch, and
 inside a branch every side subtree with at least ``min_branch_customers`` customers splits off as
 a branch of its own (a branch box on the trunk); a customer belongs to the innermost one. Its
-*box* (表箱) groups the customers whose service cables meet the feeder at the same connection
-point, within ``box_radius_m`` of cable.
+*box* (表箱) groups neighbours along the feeder, as Chinese meter boxes do: a branch's customers
+in depth-first order from the board (a side street stays together) are cut into boxes of 4-9
+meters mostly, some of 10-16 (``BOX_SIZES``), drawn from ``seed``; a branch with fewer than four
+customers has one box.
 """
 
 from __future__ import annotations
@@ -164,7 +166,6 @@ def load_network(
     source: str | Path = DEFAULT_NETWORK,
     *,
     seed: int = 0,
-    box_radius_m: float = 40.0,
     min_branch_customers: int = 5,
     line_scale: float = 1.0,
 ) -> StationNetwork:
@@ -201,7 +202,6 @@ def load_network(
         net,
         name=name,
         seed=seed,
-        box_radius_m=box_radius_m,
         min_branch_customers=min_branch_customers,
         line_scale=line_scale,
     )
@@ -212,7 +212,6 @@ def _prepare(
     *,
     name: str,
     seed: int,
-    box_radius_m: float,
     min_branch_customers: int,
     line_scale: float = 1.0,
 ) -> StationNetwork:
@@ -234,7 +233,7 @@ def _prepare(
     _drop_unsupplied(net, name, lv_bus)
     board, children, parent, dist, loops = _tree(net, lv_bus)
     customers, branches, heads, branch_of = _archive(
-        net, board, children, parent, dist, box_radius_m, min_branch_customers
+        net, board, children, parent, dist, seed, min_branch_customers
     )
     line_sections = _line_sections(net, branches, branch_of, parent)
     if line_scale != 1.0:
@@ -432,13 +431,37 @@ def _tree(
     return board, children, parent, dist, loops
 
 
+#: meter-box sizes: (share, smallest, largest); most boxes hold 4-9 meters, some up to 16
+BOX_SIZES = ((0.8, 4, 9), (0.2, 10, 16))
+
+
+def _boxes(n: int, rng: np.random.Generator) -> list[tuple[int, int]]:
+    """Cut ``n`` customers in feeder order into consecutive boxes: [(start, end), ...]."""
+    out: list[tuple[int, int]] = []
+    at = 0
+    while at < n:
+        share = float(rng.random())
+        kind = 0
+        while kind < len(BOX_SIZES) - 1 and share >= BOX_SIZES[kind][0]:
+            share -= BOX_SIZES[kind][0]
+            kind += 1
+        size = int(rng.integers(BOX_SIZES[kind][1], BOX_SIZES[kind][2] + 1))
+        end = min(at + size, n)
+        if out and end - at < 3 and end - out[-1][0] <= BOX_SIZES[-1][2]:
+            out[-1] = (out[-1][0], end)  # a short remainder joins the box before it
+        else:
+            out.append((at, end))
+        at = end
+    return out
+
+
 def _archive(
     net: pp.pandapowerNet,
     board: int,
     children: dict[int, list[tuple[int, int, bool]]],
     parent: dict[int, int],
     dist: dict[float | int, float],
-    box_radius_m: float,
+    seed: int,
     min_branch_customers: int,
 ) -> tuple[tuple[Customer, ...], tuple[str, ...], tuple[tuple[int, int, bool, int], ...], dict[int, str]]:
     branch_of: dict[int, str] = {board: "F0"}
@@ -473,38 +496,37 @@ def _archive(
     for head in children.get(board, []):
         grow(board, head, -1)
 
-    def connection_point(bus: int) -> int:
-        point, here = bus, bus
-        while here != board and parent[here] >= 0:
-            up = parent[here]
-            if dist[bus] - dist[up] > box_radius_m:
-                break
-            here = up
-            if n_loads_below[here] >= 2:
-                point = here
-        return point
-
-    box_names: dict[tuple[str, int], str] = {}
-    per_branch: dict[str, int] = {}
-    customers = []
+    # neighbours along the feeder: buses in depth-first order from the board, side branches whole
+    order: dict[int, int] = {}
+    stack = [board]
+    while stack:
+        bus = stack.pop()
+        order[bus] = len(order)
+        stack.extend(c for c, _, _ in reversed(children.get(bus, [])))
     p = net.asymmetric_load[list(_P_COLS)].to_numpy(dtype=float)
     q = net.asymmetric_load[list(_Q_COLS)].to_numpy(dtype=float)
-    for i, (idx, row) in enumerate(net.asymmetric_load.iterrows()):
+    rows = list(net.asymmetric_load.iterrows())
+    members: dict[str, list[int]] = {}
+    for i, (_, row) in enumerate(rows):
+        members.setdefault(branch_of[int(row.bus)], []).append(i)
+    box_of: dict[int, str] = {}
+    for b, name in enumerate(["F0", *branches]):
+        along = sorted(members.get(name, []), key=lambda i: (order.get(int(rows[i][1].bus), 0), i))
+        for k, chunk in enumerate(_boxes(len(along), np.random.default_rng([seed, 0xB0C5, b]))):
+            for i in along[chunk[0] : chunk[1]]:
+                box_of[i] = f"{name}-X{k + 1:02d}"
+    customers = []
+    for i, (idx, row) in enumerate(rows):
         ph = int(np.argmax(np.abs(p[i]) + np.abs(q[i])))
         bus = int(row.bus)
-        branch = branch_of[bus]
-        key = (branch, connection_point(bus))
-        if key not in box_names:
-            per_branch[branch] = per_branch.get(branch, 0) + 1
-            box_names[key] = f"{branch}-X{per_branch[branch]:02d}"
         customers.append(
             Customer(
                 meter_id=f"{i + 1:012d}",
                 load_index=int(idx),
                 bus=bus,
                 phase=PHASES[ph],
-                branch=branch,
-                box=box_names[key],
+                branch=branch_of[bus],
+                box=box_of[i],
             )
         )
     if any(line < 0 for _, line, _, _ in heads):

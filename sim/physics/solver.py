@@ -51,6 +51,8 @@ class FlowResult:
     branch_p: FArray  # (T, nb) active power into each branch section [kW] (head minus sub-branch heads)
     line_loss: FArray  # (T,) sum of all line losses [kW]
     trafo_loss: FArray  # (T,) transformer copper + iron loss [kW] (outside the station-area statistic)
+    branch_p3: FArray  # (T, nb, 3) branch_p per phase [kW] (a three-phase branch unit's view)
+    head_v: FArray  # (T, nb, 3) phase-to-neutral voltage at each branch's head (its fork bus) [V]
 
 
 def power_flow(
@@ -72,8 +74,9 @@ def power_flow(
         n, nb = network.n_customers, len(network.branches)
         z = np.zeros
         return FlowResult(
-            z((0, n)), z((0, n)), z((0, 3)), z((0, 3)), z((0, 3)), z((0, 3)), z((0, nb)), z(0), z(0)
-        )
+            z((0, n)), z((0, n)), z((0, 3)), z((0, 3)), z((0, 3)), z((0, 3)), z((0, nb)), z(0), z(0),
+            z((0, nb, 3)), z((0, nb, 3)),
+        )  # fmt: skip
     return FlowResult(
         *(np.concatenate([getattr(p, f) for p in parts]) for f in FlowResult.__dataclass_fields__)
     )
@@ -88,14 +91,17 @@ def _block(
     feeder = network.customers[:n]
     buses = np.unique(network.net.asymmetric_load.bus.to_numpy(dtype=np.int64))
     col = np.searchsorted(buses, np.array([c.bus for c in feeder], dtype=np.int64))
-    ph = np.array(["ABC".index(c.phase) for c in feeder], dtype=np.int64)
+    # every copy's customers sit on the feeder's buses; their phases may differ (a moved meter)
+    ph = np.array(["ABC".index(c.phase) for c in network.customers], dtype=np.int64).reshape(copies, n)
+    rep = np.repeat(np.arange(copies), n).reshape(copies, n)
+    cols = np.broadcast_to(col, (copies, n))
     n_lb = buses.size
     lb = m.load_bus
 
     # pandapower sign/base convention: injection s = -S_phase[MW] / baseMVA; per copy of the feeder
     s_cust = ((p_kw + 1j * q_kvar) / 1000.0).reshape(steps, copies, n)
     s = np.zeros((steps, copies, n_lb, 3), dtype=np.complex128)
-    np.add.at(s, (slice(None), slice(None), col, ph), -s_cust / m.base_mva)
+    np.add.at(s, (slice(None), rep, cols, ph), -s_cust / m.base_mva)
 
     e = mv_pu * np.exp(1j * np.deg2rad(network.source_va_degree))  # (T,)
     zt = [z[lb].T.copy() for z in m.zf]  # (n_lb, n_lb) per sequence, feeder part, for I @ zt
@@ -136,7 +142,10 @@ def _block(
     line_loss = np.zeros(steps)
     nb_f = network.feeder_branches
     branch_p = np.zeros((steps, copies * nb_f))
+    branch_p3 = np.zeros((steps, copies * nb_f, 3))
+    head_v = np.zeros((steps, copies * nb_f, 3))
     sections = _section_matrix(network, nb_f)
+    forks = lookup[np.array([h[0] for h in network.heads[:nb_f]], dtype=np.int64)]
 
     def bus_abc(v_all: list[CArray], bus_ppci: NDArray[np.int64]) -> CArray:
         return np.stack([v_all[k][:, bus_ppci] for k in range(3)], axis=-1) @ SEQ_TO_PHASE.T  # type: ignore[no-any-return]
@@ -156,8 +165,11 @@ def _block(
         kw = m.base_mva * 1000.0
         line_loss += (s_f + s_t).real.sum(axis=(1, 2)) * kw
         if nb_f:
-            ends = np.concatenate([s_f.real.sum(axis=2), s_t.real.sum(axis=2)], axis=1) * kw  # (T, 2L)
-            branch_p[:, r * nb_f : (r + 1) * nb_f] = ends @ sections
+            ends3 = np.concatenate([s_f.real, s_t.real], axis=1) * kw  # (T, 2L, 3)
+            per_phase = np.einsum("tlp,lb->tbp", ends3, sections)
+            branch_p3[:, r * nb_f : (r + 1) * nb_f] = per_phase
+            branch_p[:, r * nb_f : (r + 1) * nb_f] = per_phase.sum(axis=2)
+            head_v[:, r * nb_f : (r + 1) * nb_f] = np.abs(bus_abc(v_all, forks))
 
     tr = np.array([m.trafo_row])
     hv = m.yf[1].tocsr()[m.trafo_row].indices  # the HV terminal (and LV) columns of the trafo row
@@ -170,7 +182,7 @@ def _block(
     trafo_loss = (s_hv.real.sum(axis=1) * m.base_mva * 1000.0) - s_tr.real.sum(axis=1)
 
     v_base = network.vn_lv_kv * 1000.0 / np.sqrt(3.0)
-    v_cust = (np.abs(v_abc[:, :, col, ph]) * v_base).reshape(steps, copies * n)
+    v_cust = (np.abs(v_abc[:, rep, cols, ph]) * v_base).reshape(steps, copies * n)
     s_all = s_cust.reshape(steps, copies * n)
     # |S| in MVA -> A; a customer without voltage (outage) draws nothing
     i_cust = np.divide(np.abs(s_all) * 1e6, v_cust, out=np.zeros_like(v_cust), where=v_cust > 0)
@@ -185,6 +197,8 @@ def _block(
         branch_p=branch_p,
         line_loss=line_loss,
         trafo_loss=trafo_loss,
+        branch_p3=branch_p3,
+        head_v=head_v * v_base,
     )
 
 

@@ -18,8 +18,16 @@ address, branches (``F2``) and boxes (``F2-X03``) as in the topology ground trut
     [[relay]]      meter; action = "trip" | "close"; at   (a local fee-control trip, say)
     [[pv_surge]]   at; duration; factor (PV output multiplier)
     [transformer]  ct_ratio_actual, ct_ratio_configured   (wrong CT ratio: ground truth only)
-    [archive]      foreign (entries of a neighbouring area, no meter behind them); missing (ours,
-                   left out of the archive)
+    [[phase_move]] meter; at; phase (A|B|C, default the next one): an electrician reconnects the
+                   customer to another phase mid-run (the physics re-solves; the archive keeps
+                   the old phase)
+    [archive]      foreign (entries of a neighbouring area, no meter behind them); neighbour (meters
+                   of a neighbouring station area, fed by its own transformer and load, listed in
+                   our archive and answering on our RS-485 buses); missing (ours, left out of the
+                   archive; they join our carrier network); phase, branch, box: wrong archive
+                   labels, a percentage of our customer meters (number) or a list of meters
+    [signature]    miss_rate (a unit on the send's path misses it), crosstalk_rate (a unit off the
+                   path hears it): signature current (特征电流) detection, default 0.05 / 0.002
     [comms]        loss_pct, corrupt_pct; buses = [...] (default all)
     [monitoring]   box_terminals = "all" | ["F2-X01", ...]  (meter-box terminals 表箱终端; default none)
     [grid]         load_scale (x every customer's demand, not PV), line_scale (x every line length):
@@ -42,6 +50,10 @@ FAULT_KINDS = ("stopped", "slow", "clock_skew")
 RELAY_ACTIONS = ("trip", "close")
 #: a meter judges a supply loss as a power-down only after this long (GRID.md §3)
 POWER_DOWN_JUDGEMENT_S = 3.0
+
+#: signature current: a unit on the path misses a send / a unit off the path hears it (defaults)
+MISS_RATE = 0.05
+CROSSTALK_RATE = 0.002
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -92,9 +104,39 @@ class Transformer:
 
 
 @dataclass(frozen=True, slots=True)
+class Mislabel:
+    """Wrong archive labels of one kind: a share of the customer meters, or these meters."""
+
+    pct: float = 0.0
+    meters: tuple[str, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.pct or self.meters)
+
+
+@dataclass(frozen=True, slots=True)
 class ArchiveErrors:
     foreign: int = 0
     missing: int = 0
+    neighbour: int = 0
+    phase: Mislabel = field(default_factory=Mislabel)
+    branch: Mislabel = field(default_factory=Mislabel)
+    box: Mislabel = field(default_factory=Mislabel)
+
+
+@dataclass(frozen=True, slots=True)
+class PhaseMove:
+    meter: str
+    at: float
+    phase: str | None = None  # None: the next phase (A -> B -> C -> A)
+
+
+@dataclass(frozen=True, slots=True)
+class Signature:
+    """Signature-current (特征电流) detection by branch units and box terminals."""
+
+    miss_rate: float = MISS_RATE
+    crosstalk_rate: float = CROSSTALK_RATE
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +181,8 @@ class Scenario:
     comms: Comms = field(default_factory=Comms)
     monitoring: Monitoring = field(default_factory=Monitoring)
     grid: Grid = field(default_factory=Grid)
+    phase_moves: tuple[PhaseMove, ...] = ()
+    signature: Signature = field(default_factory=Signature)
 
 
 def available() -> list[str]:
@@ -173,7 +217,7 @@ def load_scenario(name: str | Path) -> Scenario:
 def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
     r = _Reader(source)
     r.keys(data, "", {"scenario", "outage", "theft", "meter_fault", "relay", "pv_surge", "transformer",
-                      "archive", "comms", "monitoring", "grid"})  # fmt: skip
+                      "archive", "comms", "monitoring", "grid", "phase_move", "signature"})  # fmt: skip
     head = r.table(data, "scenario")
     r.keys(head, "scenario", {"description", "pv_share"})
     outages = []
@@ -218,7 +262,14 @@ def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
     tr = r.table(data, "transformer")
     r.keys(tr, "transformer", {"ct_ratio_actual", "ct_ratio_configured"})
     arch = r.table(data, "archive")
-    r.keys(arch, "archive", {"foreign", "missing"})
+    r.keys(arch, "archive", {"foreign", "missing", "neighbour", "phase", "branch", "box"})
+    moves = []
+    for path, t in r.tables(data, "phase_move"):
+        r.keys(t, path, {"meter", "at", "phase"})
+        phase = r.choice(t, path, "phase", ("A", "B", "C")) if "phase" in t else None
+        moves.append(PhaseMove(r.text(t, path, "meter"), r.seconds(t, path, "at"), phase))
+    sig = r.table(data, "signature")
+    r.keys(sig, "signature", {"miss_rate", "crosstalk_rate"})
     comms = r.table(data, "comms")
     r.keys(comms, "comms", {"loss_pct", "corrupt_pct", "buses"})
     buses = comms.get("buses", [])
@@ -252,6 +303,17 @@ def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
         archive=ArchiveErrors(
             foreign=int(r.number(arch, "archive", "foreign", lo=0, hi=1000, default=0, integer=True)),
             missing=int(r.number(arch, "archive", "missing", lo=0, hi=1000, default=0, integer=True)),
+            neighbour=int(r.number(arch, "archive", "neighbour", lo=0, hi=1000, default=0, integer=True)),
+            phase=r.mislabel(arch, "archive", "phase"),
+            branch=r.mislabel(arch, "archive", "branch"),
+            box=r.mislabel(arch, "archive", "box"),
+        ),
+        phase_moves=tuple(moves),
+        signature=Signature(
+            miss_rate=r.number(sig, "signature", "miss_rate", lo=0.0, hi=1.0, default=MISS_RATE),
+            crosstalk_rate=r.number(
+                sig, "signature", "crosstalk_rate", lo=0.0, hi=1.0, default=CROSSTALK_RATE
+            ),
         ),
         comms=Comms(
             loss_pct=r.number(comms, "comms", "loss_pct", lo=0.0, hi=100.0, default=0.0),
@@ -333,6 +395,15 @@ class _Reader:
             raise self.fail(f"{path}.{key}", f"{value} is outside {lo}..{hi}")
         return float(value)
 
+    def mislabel(self, t: dict[str, Any], path: str, key: str) -> Mislabel:
+        """A percentage (0..100) or a list of meter ids/addresses."""
+        value = t.get(key, 0)
+        if isinstance(value, list):
+            if not all(isinstance(m, str) and m for m in value):
+                raise self.fail(f"{path}.{key}", f"must be a percentage or a list of meters, got {value!r}")
+            return Mislabel(meters=tuple(value))
+        return Mislabel(pct=float(self.number(t, path, key, lo=0.0, hi=100.0, default=0.0)))
+
     def seconds(
         self, t: dict[str, Any], path: str, key: str, *, default: Any = _MISSING, positive: bool = False
     ) -> float:
@@ -359,11 +430,14 @@ __all__ = [
     "Comms",
     "Grid",
     "MeterFault",
+    "Mislabel",
     "Monitoring",
     "Outage",
+    "PhaseMove",
     "PvSurge",
     "RelayAction",
     "Scenario",
+    "Signature",
     "Theft",
     "Transformer",
     "available",
