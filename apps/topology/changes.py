@@ -42,6 +42,29 @@ def point_evidence(problem: assign.Problem, solution: assign.Solution, i: int, c
     return out
 
 
+def window_scores(problem: assign.Problem, solution: assign.Solution, mask: FArray) -> FArray:
+    """(n, K) every meter's gain on every label, all others where ``solution`` has them, summed
+    over the points where ``mask`` (points,) is 1 (an energy balance's intervals at their end)."""
+    labels = solution.labels
+    k = problem.k
+    rows = np.arange(problem.n)
+    out = np.zeros((problem.n, k))
+    for b in problem.balances:
+        fit = solution.fits[b.name]
+        t = b.series.shape[0]
+        w = fit.weight * mask[len(mask) - t :, None, None]
+        members = b.members()
+        a = b.incidence
+        q = b.projections(w, members, squared=True)
+        ga = b.projections(fit.residual * w, members) @ a.T
+        cur = a[labels]
+        quad = q @ a.T + (q * cur).sum(axis=1)[:, None] - 2.0 * ((q * cur) @ a.T)
+        part = ga - ga[rows, labels][:, None] - 0.5 * quad
+        part[b.group_of() < 0] = 0.0
+        out += part
+    return out
+
+
 def detect(
     problem: assign.Problem,
     solution: assign.Solution,
@@ -146,4 +169,4 @@ def resolve_changes(
     return found, problem, solution
 
 
-__all__ = ["Change", "detect", "point_evidence", "resolve_changes", "split"]
+__all__ = ["Change", "detect", "point_evidence", "resolve_changes", "split", "window_scores"]

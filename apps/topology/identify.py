@@ -703,36 +703,31 @@ def window(inputs: Inputs, first: int, last: int) -> Inputs:
 def phase_changes(
     inputs: Inputs, frame: Frame, branches: Decided, boxes: Decided, phases: Decided, settings: Settings
 ) -> dict[int, changes.Change]:
-    """Meters that moved to another phase during the window: identified on one phase in the
-    first part and on another in the last part, both surely (each part solved on its own, so
-    every moved meter is modelled where it is in that part). The change point is where the
-    meter's own point-by-point evidence splits best."""
+    """Meters that moved to another phase during the window. With every other meter where the
+    window's solution has it, each meter's gain on every phase is summed over the first and
+    over the last part of the window; a meter whose parts prefer different phases (or one part
+    another phase than the solution's) is a candidate, and a change is where its own
+    point-by-point evidence splits into a prefix for one phase and a suffix for another, both
+    strong (``changes.detect``)."""
     points = inputs.points
     part = max(settings.change_window_points, 2 * settings.change_min_points)
-    if points < 2 * part or phases.problem is None or phases.solution is None:
+    problem, sol = phases.problem, phases.solution
+    if points < 2 * part or problem is None or sol is None:
         return {}
-    parts = []
+    ok = frame.has_data & ~frame.three_phase & ~frame.forced
+    real = np.arange(problem.k) < 3
+    shortlist = np.zeros(problem.n, dtype=bool)
     for first, last in ((0, part), (points - part, points)):
-        sub = window(inputs, first, last)
-        sub_frame = prepare(sub, settings)
-        sub_frame.forced = frame.forced.copy()
-        parts.append(identify_phases(sub, sub_frame, branches, boxes, settings))
-    early, late = parts
-    out: dict[int, changes.Change] = {}
-    for i in np.nonzero(frame.has_data & ~frame.three_phase & ~frame.forced)[0]:
-        a, b = int(early.chosen[i]), int(late.chosen[i])
-        if a == b or a >= 3 or b >= 3:
-            continue
-        if min(early.confidence[i], late.confidence[i]) < settings.confidence_min:
-            continue
-        ev = changes.point_evidence(phases.problem, phases.solution, int(i), b, points)
-        if int(phases.chosen[i]) == b:  # the whole window chose b: evidence for a, sign flipped
-            ev = -changes.point_evidence(phases.problem, phases.solution, int(i), a, points)
-        prefix = np.concatenate([[0.0], np.cumsum(ev)])
-        since = int(np.argmax(prefix[-1] - prefix[:-1] - prefix[:-1])) if points > 1 else 0
-        margin = label_margin_at(early, int(i)) + label_margin_at(late, int(i))
-        out[int(i)] = changes.Change(int(i), a, b, min(max(since, 1), points - 1), margin)
-    return out
+        mask = np.zeros(points)
+        mask[first:last] = 1.0
+        gain = changes.window_scores(problem, sol, mask)[:, real]
+        shortlist |= gain.max(axis=1) > settings.change_llr / 2
+    cands = np.nonzero(shortlist[: frame.n] & ok & (sol.labels[: frame.n] < 3))[0]
+    found = changes.detect(
+        problem, sol, points, candidates=cands.astype(np.int64), labels=3,
+        min_points=settings.change_min_points, min_llr=settings.change_llr,
+    )  # fmt: skip
+    return {c.meter: c for c in found}
 
 
 def label_margin_at(decided: Decided, i: int) -> float:
