@@ -76,7 +76,7 @@ class MeterState:
     positive: float | None  # the latest positive evidence
     seen: float  # the latest evidence of this kind
     fails: int = 0  # silent: failed reads since the last positive evidence
-    via: frozenset[Group] = frozenset()  # dark only because these groups are (their devices, silence)
+    via: frozenset[Group] = frozenset()  # groups whose devices (or silence) also say it is dark
 
 
 @dataclass(slots=True)
@@ -568,7 +568,7 @@ class _View:
                 frozenset().union(*(d[1] for d in live)),
                 pos if pos > NEG_INF else None,
                 max(d[2] for d in live),
-                via=via if all(d[3] is not None for d in live) else frozenset(),
+                via=via,
             )
         fails = b.failed_after(pos) if b is not None else []
         if fails:
@@ -679,7 +679,7 @@ class _View:
         if lit and not own:
             return Verdict("lit", lit=frozenset(lit))
         if unknown and not own and not sil:
-            if all(st.via and not any(mem <= self.m.members(x) for x in st.via) for st in dark.values()):
+            if all(any(not mem <= self.m.members(x) for x in st.via) for st in dark.values()):
                 return Verdict("none")  # explained by other groups' devices: nothing points at this one
             if expired:
                 return Verdict("lit", unknown=unknown)
