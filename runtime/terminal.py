@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from hal.interfaces import PowerMonitor
 from runtime import RUNTIME_API_VERSION
 from runtime.board_hal import BoardHal
 from runtime.bus import Bus
@@ -73,6 +74,7 @@ class Terminal:
     """Run a terminal until cancelled: ``await Terminal(board, clock=...).run()``.
 
     ``sim_devices`` maps ``sim:<name>`` board devices to the ptys the simulator serves;
+    ``sim_power`` is the simulator's mains behind a ``sim:`` ``[power]`` node;
     ``broker_url`` overrides ``uplink.broker`` (``make sim --broker``).
     """
 
@@ -83,6 +85,7 @@ class Terminal:
         clock: Clock,
         apps_dir: Path | None = None,
         sim_devices: Mapping[str, str] | None = None,
+        sim_power: PowerMonitor | None = None,
         broker_url: str | None = None,
         state_dir: Path | None = None,
     ) -> None:
@@ -90,6 +93,7 @@ class Terminal:
         self._clock = clock
         self._apps_dir = apps_dir or board.packages.apps_dir
         self._sim_devices = sim_devices
+        self._sim_power = sim_power
         self._broker_url = broker_url
         self._state_dir = state_dir or board.store.path.parent / "state"
         self._command_key = b""
@@ -155,7 +159,9 @@ class Terminal:
             uplink = self._uplink(store)
             offline = OutboxOnlyUplink(store, terminal_id=board.terminal.id)
             async with (
-                BoardHal(board, clock=self._clock, sim_devices=self._sim_devices) as hal,
+                BoardHal(
+                    board, clock=self._clock, sim_devices=self._sim_devices, sim_power=self._sim_power
+                ) as hal,
                 contextlib.AsyncExitStack() as stack,  # the app bridge, closed after the supervisor
             ):
                 factory = AppContextFactory(

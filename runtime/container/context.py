@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
-from hal.interfaces import CarrierModule, Metrology, Slot, Watchdog
+from hal.interfaces import CarrierModule, Metrology, PowerMonitor, Slot, Watchdog
 from runtime.bus import Bus, Handler, Overflow, Service, Subscription, pattern_covers, topic_matches
 from runtime.clock import Clock
 from runtime.container.manifest import Manifest
@@ -158,6 +158,8 @@ class HalAccess(Protocol):
 
     def watchdog(self) -> Watchdog: ...
 
+    def power(self) -> PowerMonitor: ...
+
 
 @dataclass(slots=True)
 class Violations:
@@ -288,6 +290,10 @@ class ScopedHal:
 
     def watchdog(self) -> Watchdog:
         return self._need("watchdog").watchdog()
+
+    def power(self) -> PowerMonitor:
+        """The terminal's own supply monitor (capability ``power``)."""
+        return self._need("power").power()
 
 
 class AppContext:

@@ -10,7 +10,7 @@ Manifest shape::
 
     [app]            name (= folder), version (semver), api (int <= RUNTIME_API_VERSION),
                      entry ("module:function", default "apps.<name>:run"), description
-    [capabilities]   hal = subset of rs485, hplc, metrology, slots, watchdog
+    [capabilities]   hal = subset of rs485, hplc, metrology, slots, watchdog, power
     [topics]         publish = [patterns], subscribe = [patterns]
     [config.<key>]   type = int|float|bool|str|list|table, default, min, max, choices, description
     [limits]         memory_mb, ready_timeout_s, stop_timeout_s,
@@ -34,7 +34,7 @@ from runtime import RUNTIME_API_VERSION
 from runtime.bus import validate_pattern
 from runtime.errors import BusError, ConfigError, ConfigErrors
 
-HAL_CAPABILITIES = frozenset({"rs485", "hplc", "metrology", "slots", "watchdog"})
+HAL_CAPABILITIES = frozenset({"rs485", "hplc", "metrology", "slots", "watchdog", "power"})
 CONFIG_TYPES = ("int", "float", "bool", "str", "list", "table")
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
