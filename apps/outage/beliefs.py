@@ -9,7 +9,7 @@ but draws no conclusion about levels: that is ``classify.Classifier``. Must not 
 
 from __future__ import annotations
 
-from collections import deque
+import bisect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -47,8 +47,8 @@ class Spell:
 class MeterBelief:
     dark: Spell | None = None
     back: Window | None = None  # the last return evidence (power-on list, answer after dark)
-    answers: deque[float] = field(default_factory=lambda: deque(maxlen=ANSWERS_KEPT))
-    fails: deque[float] = field(default_factory=lambda: deque(maxlen=ANSWERS_KEPT))
+    answers: list[float] = field(default_factory=list)  # sorted, the latest ANSWERS_KEPT
+    fails: list[float] = field(default_factory=list)
     relay_open_since: float | None = None
     relay_cause: str = ""
 
@@ -102,6 +102,8 @@ class Beliefs:
         self.meters: dict[str, MeterBelief] = {}
         self.signals: dict[Group, dict[str, Signal]] = {}
         self.records: list[PowerDownRecord] = []  # power-down records not yet placed by the classifier
+        #: losses judged only as they ended: (group, lost since, back since)
+        self.closed_losses: list[tuple[Group, Window, Window]] = []
         self.port_answer: dict[str, float] = {}  # port -> last answer of any meter on it
         self.counters = Counters()
 
@@ -173,11 +175,11 @@ class Beliefs:
     def _read(self, ev: ReadResult) -> None:
         b = self.meter(ev.meter)
         if not ev.ok:
-            b.fails.append(ev.at)
+            _keep(b.fails, ev.at)
             return
         if b.dark is not None and ev.at > b.dark.when.hi:
             self._back(ev.meter, Window.between(max(b.dark.when.hi, b.last_failed or 0.0), ev.at))
-        b.answers.append(ev.at)
+        _keep(b.answers, ev.at)
         info = self.members.meters.get(ev.meter)
         if info is not None and info.port is not None:
             self.port_answer[info.port] = max(ev.at, self.port_answer.get(info.port, ev.at))
@@ -188,6 +190,13 @@ class Beliefs:
         sampled = ev.sampled and ev.source not in CONTINUOUS_SOURCES
         if ev.powered:
             if old is not None and not old.powered:
+                if not old.confirmed and not sampled and ev.when.hi - old.when.hi >= self.judgement_s:
+                    # a continuous loss that lasted, told only now (the terminal was off meanwhile)
+                    self.closed_losses.append((ev.group, old.when, ev.when))
+                    per[ev.source] = Signal(
+                        True, ev.when, ev.source, ev.received, sampled, last_seen=ev.when.hi, returned=True
+                    )
+                    return
                 if not old.confirmed:
                     self.counters.dips += 1  # lost, then back before it was judged: a dip
                     per[ev.source] = Signal(
@@ -314,6 +323,16 @@ class Beliefs:
             self.signals.setdefault(Group(level, target), {})[source] = Signal(
                 powered, Window(at, lo, hi), source, received, sampled, confirmed, seen, returned
             )
+
+
+def _keep(times: list[float], t: float) -> None:
+    """Insert ``t`` in order (reads may be reported late), keeping the latest ``ANSWERS_KEPT``."""
+    if not times or t >= times[-1]:
+        times.append(t)
+    else:
+        bisect.insort(times, t)
+    if len(times) > ANSWERS_KEPT:
+        del times[0]
 
 
 def _w(w: Window) -> list[float]:

@@ -270,13 +270,33 @@ class Classifier:
         trigger = self._trigger
         if confirmed or (due is not None and due <= now):
             trigger = max(trigger, min(now, due if due is not None else now))
+        self._corroborate()
         view = _View(self, now)
         selected = self._select(view, now, out)
         self._reconcile(view, selected, now, trigger, out)
         self._place_records(view, now, trigger, out)
+        self._place_closed_losses(now, trigger, out)
         self._still_dark(view, now, trigger, out)
         self._comms(view, now)
         return out
+
+    def _corroborate(self) -> None:
+        """A sampled loss on a group whose members show their own dark evidence (or fail reads)
+        since it began is not a dip: confirm it without waiting for its next sample."""
+        for g, per in self.beliefs.signals.items():
+            pending = [s for s in per.values() if not s.powered and not s.confirmed]
+            if not pending:
+                continue
+            since = min(s.when.hi for s in pending)
+            for mid in self.members.members(g):
+                b = self.beliefs.meters.get(mid)
+                if b is None:
+                    continue
+                own = b.dark is not None and b.dark.when.hi >= since
+                if own or any(f > since for f in b.fails):
+                    self.beliefs.corroborate(g)
+                    self._trigger = max(self._trigger, max(s.received for s in pending))
+                    break
 
     # ---- selection
 
@@ -448,6 +468,39 @@ class Classifier:
             for o in _posthoc(self, view, entries):
                 self.outages[o.id] = o
                 self._changed(o, max(trigger, now), out)
+
+    def _place_closed_losses(self, now: float, trigger: float, out: StepResult) -> None:
+        """A group's loss judged only when it ended (the terminal was down meanwhile, say): an
+        outage already over, unless one of that group is already known for that time."""
+        for g, lost, back in self.beliefs.closed_losses:
+            known = [
+                o
+                for o in self.outages.values()
+                if o.group == g
+                and o.status not in (MERGED, RETRACTED)
+                and _overlap(o.start, lost, self.settings.settle_s)
+            ]
+            if known:
+                o = known[0]
+                if o.status == ONGOING:
+                    o.status, o.end, o.still_dark, o.still_due = (
+                        RESTORED,
+                        back,
+                        None,
+                        now + self.settings.settle_s,
+                    )
+                    self._changed(o, trigger, out)
+                continue
+            mem = tuple(sorted(self.members.members(g)))
+            if not mem:
+                continue
+            o = Outage(
+                self._new_id(), g, lost, mem, ("power_monitor",), reported_at=now, status=RESTORED, end=back
+            )
+            o.still_due = now + self.settings.settle_s
+            self.outages[o.id] = o
+            self._changed(o, trigger, out)
+        self.beliefs.closed_losses.clear()
 
     def _outage_of_record(self, rec: PowerDownRecord, now: float) -> Outage | None:
         tol = self.settings.record_tolerance_s
