@@ -31,8 +31,8 @@ HPLC_WINDOW = 63.0  # judgement 3 s + STA 30 s + CCO 30 s
 
 def station() -> Members:
     def m(mid: str, phase: str, box: str, branch: str, port: str) -> dict[str, str]:
-        return {"id": mid, "address": f"0000000000{mid[1:]:>02}", "phase": phase, "box": box, "branch": branch,
-                "port": port}  # fmt: skip
+        address = f"0000000000{mid[1:]:>02}"
+        return {"id": mid, "address": address, "phase": phase, "box": box, "branch": branch, "port": port}
 
     meters = [
         m("m1", "A", "F1-X1", "F1", "hplc"),
@@ -106,10 +106,14 @@ class Rig:
 
     def hplc_on(self, received: float, *meters: str) -> None:
         self.at(received)
-        self.c.observe(MetersBack(meters, Window(received - 33.0, received - 35.0, received - 30.0), received))
+        self.c.observe(
+            MetersBack(meters, Window(received - 33.0, received - 35.0, received - 30.0), received)
+        )
         self.at(received)
 
-    def group(self, t: float, level: str, target: str, powered: bool, source: str, *, sampled: bool = True) -> None:
+    def group(
+        self, t: float, level: str, target: str, powered: bool, source: str, *, sampled: bool = True
+    ) -> None:
         self.at(t)
         g = Group(level, target)  # type: ignore[arg-type]
         self.c.observe(GroupSupply(g, powered, Window.exact(t), t, source, sampled=sampled))  # type: ignore[arg-type]
@@ -292,7 +296,7 @@ def test_a_box_going_silent_together_while_its_bus_answers_is_a_box_outage() -> 
     r.answer(121.0, "m8")
     (o,) = r.open()
     assert o.group == Group("box", "F2-X1") and o.sources == ("rs485",)
-    assert 0.0 <= o.start.lo and o.start.hi <= 60.0
+    assert o.start.lo >= 0.0 and o.start.hi <= 60.0
 
 
 # ---------------------------------------------------------------------------------------- waiting
@@ -336,7 +340,7 @@ def test_restore_gives_the_end_and_later_the_meters_still_dark() -> None:
     r.answer(300.0, "m2", "m3")  # the branch is back, except m4 (its own fuse, say)
     r.fail(301.0, "m4")
     assert o.status == RESTORED and o.end is not None
-    assert 62.0 <= o.end.lo and o.end.hi <= 300.0
+    assert o.end.lo >= 62.0 and o.end.hi <= 300.0
     r.hplc_on(330.0, "m1", "m5")
     r.at(365.0)
     assert o.still_dark == ("m4",)
@@ -378,7 +382,9 @@ def test_a_box_reported_first_becomes_the_branch_when_the_rest_turns_out_dark() 
     r.hplc_off(100.0, "m1")
     (o,) = r.open()
     assert o.group == Group("box", "F1-X1")
-    r.c.observe(GroupSupply(Group("branch", "F1"), False, Window.between(66.0, 67.0), 110.0, "breaker", sampled=False))
+    r.c.observe(
+        GroupSupply(Group("branch", "F1"), False, Window.between(66.0, 67.0), 110.0, "breaker", sampled=False)
+    )
     r.at(113.0)
     (branch,) = r.open()
     assert branch.id == o.id and branch.group == Group("branch", "F1")  # one outage, re-levelled

@@ -165,7 +165,9 @@ class Rig:
         return ts
 
     def health(self, meter: str, online: bool) -> None:
-        self.bus.publish(f"meter/{meter}/health", {"online": online, "at": self.clock.now(), "port": "rs485-1"})
+        self.bus.publish(
+            f"meter/{meter}/health", {"online": online, "at": self.clock.now(), "port": "rs485-1"}
+        )
 
     async def until(self, t: float) -> None:
         await self.clock.sleep(max(0.0, START + t - self.clock.now()))
@@ -205,7 +207,9 @@ async def rig(tmp_path: Path, config: dict[str, Any] | None = None) -> AsyncIter
         running = tg.create_task(supervisor.run(), name="test-supervisor")
         stack.push_async_callback(supervisor.stop)
         async with clock.timeout(30):
-            assert await supervisor.wait_state("outage", AppState.RUNNING, AppState.CRASHED) is AppState.RUNNING
+            assert (
+                await supervisor.wait_state("outage", AppState.RUNNING, AppState.CRASHED) is AppState.RUNNING
+            )
         try:
             yield Rig(clock, bus, store, uplink, supervisor, power, metrology)
         finally:
@@ -235,7 +239,9 @@ async def test_last_gasp_box_report_goes_to_the_uplink_at_once_with_its_hal_rece
         assert state is not None and state.payload["open"][0]["id"] == report["id"]
 
 
-async def test_station_outage_is_a_last_gasp_within_the_hold_up_and_survives_the_restart(tmp_path: Path) -> None:
+async def test_station_outage_is_a_last_gasp_within_the_hold_up_and_survives_the_restart(
+    tmp_path: Path,
+) -> None:
     async with rig(tmp_path) as r:
         await r.until(100)
         lost_at = r.clock.now()
