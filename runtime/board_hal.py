@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Self
 from zoneinfo import ZoneInfo
 
+from base.clock import Clock
 from hal.errors import CapabilityMissing
 from hal.hplc import Cco
 from hal.interfaces import (
@@ -39,7 +40,6 @@ from hal.modbus_slot import ModbusIoSlot
 from hal.rs485 import Rs485Port
 from hal.sim import MemorySlot, SimPowerMonitor, SimWatchdog
 from hal.trace import FrameTrace
-from runtime.clock import Clock
 from runtime.config import Board, SlotConfig
 from runtime.errors import ConfigError
 

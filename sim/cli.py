@@ -23,8 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from base.errors import ConfigError
 from runtime.config import load_board
-from runtime.errors import ConfigError
 from sim.dashboard import Dashboard
 from sim.physics import DEFAULT_NETWORK
 from sim.runner import SimOptions, SimRun, run_for

@@ -12,7 +12,7 @@ import contextlib
 import signal
 from pathlib import Path
 
-from runtime.clock import LoopClock
+from base.clock import LoopClock
 from runtime.config import load_board
 from runtime.errors import ConfigError
 from runtime.terminal import Terminal

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
+from base.clock import Clock
 from hal.interfaces import CarrierModule, Metrology, PowerMonitor, Slot, Watchdog
 from runtime.bus import Bus, Handler, Overflow, Service, Subscription, pattern_covers, topic_matches
-from runtime.clock import Clock
 from runtime.container.manifest import Manifest
 from runtime.errors import CapabilityError
 from runtime.model import Event, Reading

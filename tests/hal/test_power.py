@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
+from base.clock import LoopClock
 from hal.errors import HalError
 from hal.linux.power import AdcInput, GpioInput, InputPowerMonitor, parse_device
 from hal.sim import SimPowerMonitor
-from runtime.clock import LoopClock
 from runtime.config import parse_board
 from runtime.errors import ConfigErrors
 

@@ -19,11 +19,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from base.clock import LoopClock
 from hal.errors import CapabilityMissing
 from hal.interfaces import MetrologySnapshot, PhaseValues
 from hal.sim import SimPowerMonitor
 from runtime.bus import Bus
-from runtime.clock import LoopClock
 from runtime.container import AppContextFactory, NamespacedStore, Supervisor, TerminalInfo
 from runtime.container.supervisor import AppState
 from runtime.scheduler import Scheduler

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from base.clock import LoopClock
 from runtime.bus import Bus
-from runtime.clock import LoopClock
 from runtime.container.context import AppContextFactory
 from runtime.container.manifest import load_manifest
 from runtime.container.supervisor import AppState, Supervisor
