@@ -130,7 +130,6 @@ class SimRun:
             "dips_ignored": cco.outages.dips,
         }
 
-
     def _devices(self) -> dict[str, Any] | None:
         """Field devices as the simulator saw them used, plus the terminal's own view (the
         acquisition app retains ``acquisition/{devices,metrology}/stats`` after each poll)."""

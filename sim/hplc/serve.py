@@ -42,10 +42,11 @@ def station_nodes(meters: Sequence[Any], *, clock: Clock) -> list[SimNode]:
 
 @contextlib.asynccontextmanager
 async def serve_cco(
-    meters: Sequence[Any], *, clock: Clock, seed: int
+    meters: Sequence[Any], *, clock: Clock, seed: int, lastgasp_loss: float = 0.0
 ) -> AsyncIterator[tuple[VirtualCco, str]]:
-    """Yield (the virtual CCO, the pty slave path the terminal opens)."""
-    cco = VirtualCco(station_nodes(meters, clock=clock), clock=clock, seed=seed)
+    """Yield (the virtual CCO, the pty slave path the terminal opens); ``lastgasp_loss``: the share
+    of STA power-off frames that never reach it."""
+    cco = VirtualCco(station_nodes(meters, clock=clock), clock=clock, seed=seed, lastgasp_loss=lastgasp_loss)
     pty = open_pty("hplc")
     async with asyncio.TaskGroup() as tg:
         task = tg.create_task(cco.serve(pty), name="sim-cco")
