@@ -18,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from base.clock import Clock
-from hal.interfaces import PowerMonitor
+from hal.interfaces import PowerMonitor, SerialLink
 from runtime import RUNTIME_API_VERSION
 from runtime.board_hal import BoardHal
 from runtime.bus import Bus
@@ -73,8 +73,9 @@ def _tls_context(tls: TlsConfig | None) -> ssl.SSLContext | None:
 class Terminal:
     """Run a terminal until cancelled: ``await Terminal(board, clock=...).run()``.
 
-    ``sim_devices`` maps ``sim:<name>`` board devices to the ptys the simulator serves;
-    ``sim_power`` is the simulator's mains behind a ``sim:`` ``[power]`` node;
+    ``sim_devices`` maps ``sim:<name>`` board devices to what the simulator serves them on (a
+    pty path, or an in-memory ``SerialLink``: ``runtime.board_hal.BoardHal``); ``sim_power`` is
+    the simulator's mains behind a ``sim:`` ``[power]`` node;
     ``broker_url`` overrides ``uplink.broker`` (``make sim --broker``).
     """
 
@@ -84,7 +85,7 @@ class Terminal:
         *,
         clock: Clock,
         apps_dir: Path | None = None,
-        sim_devices: Mapping[str, str] | None = None,
+        sim_devices: Mapping[str, str | SerialLink] | None = None,
         sim_power: PowerMonitor | None = None,
         broker_url: str | None = None,
         state_dir: Path | None = None,
