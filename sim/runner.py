@@ -21,6 +21,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from base.clock import LoopClock
+from hal.sim import SimPowerMonitor
 from runtime.config import AppConfig, Board, load_board, load_credentials
 from runtime.errors import BusError, ConfigError
 from runtime.terminal import Terminal
@@ -32,6 +33,8 @@ from sim.hplc.cco import VirtualCco
 from sim.hplc.serve import serve_cco
 from sim.scenarios import load_scenario
 from sim.station import Station, build_station
+from sim.station_model import write_station_model
+from sim.terminal_life import TerminalLife
 from sim.truth import write_truth
 from sim.vloop import running_virtual_loop
 from sim.wiring import MemoryWiring, PtyWiring, TerminalEnd, Wiring
@@ -109,6 +112,7 @@ class SimRun:
     truth_dir: Path | None = None
     devices: FieldDevices | None = None  # metrology unit and Modbus devices (sim/devices)
     hplc: VirtualCco | None = None  # the virtual CCO behind sim:hplc, when there are HPLC meters
+    life: TerminalLife | None = None  # the terminal's supply, deaths and boots (station outages)
     notes: list[str] = dataclasses.field(default_factory=list)  # departures from the board, said once
 
     @property
@@ -202,6 +206,7 @@ def _with_workdir(
     workdir: Path,
     archive: Path,
     *,
+    station_model: Path | None = None,
     in_process: bool,
     notes: list[str],
     app_config: Mapping[str, Mapping[str, Any]],
@@ -220,6 +225,9 @@ def _with_workdir(
     if "acquisition" in apps:
         app = apps["acquisition"]
         apps["acquisition"] = dataclasses.replace(app, config={**app.config, "archive": str(archive)})
+    if "outage" in apps and station_model is not None:
+        app = apps["outage"]
+        apps["outage"] = dataclasses.replace(app, config={**app.config, "station_file": str(station_model)})
     isolated = sorted(name for name, app in apps.items() if app.enabled and app.isolated)
     if in_process and isolated:
         for name in isolated:
@@ -320,6 +328,7 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
             customers_scale=options.customers_scale,
             response_delay_s=options.response_delay_s,
             hplc_meters=_hplc_meters(options),
+            station_id=station_id(board),
         )
         station = world.station
     else:
@@ -340,11 +349,16 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
     devices = _field_devices(board, station, world)
     attach(devices, station, clock)
     devices.write_archive(options.workdir / "devices.toml")  # next to archive.toml, where acquisition looks
+    model: Path | None = None
+    if world is not None:
+        model = options.workdir / "station.toml"
+        write_station_model(world, model, devices.entries)
     notes: list[str] = []
     run_board = _with_workdir(
         board,
         options.workdir,
         archive,
+        station_model=model,
         in_process=options.virtual,
         notes=notes,
         app_config=options.app_config,
@@ -363,19 +377,28 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
         devices.serve(clock=clock, wiring=wiring) as device_ptys,
         _hplc(station, clock, options, world, wiring) as (cco, hplc_ptys),
     ):
-        terminal = Terminal(
-            run_board, clock=clock, sim_devices={**ptys, **device_ptys, **hplc_ptys}, broker_url=broker_url
-        )
+        mains = SimPowerMonitor(holdup_s=_holdup_s(board), since=clock.now())
+
+        def make_terminal() -> Terminal:
+            served = {**ptys, **device_ptys, **hplc_ptys}
+            return Terminal(
+                run_board, clock=clock, sim_devices=served, broker_url=broker_url, sim_power=mains
+            )
+
+        boot_s = world.scenario.terminal.boot_s if world is not None else 0.0
+        life = TerminalLife(make_terminal, clock=clock, monitor=mains, boot_s=boot_s, world=world, cco=cco)
+        terminal = life.terminal
         run = SimRun(
             options, clock, station, terminal, cloud, broker_url, clock.monotonic(), time.perf_counter(),
-            world=world, notes=notes,
+            world=world, notes=notes, life=life,
         )  # fmt: skip
+        life.on_boot = lambda t: setattr(run, "terminal", t)
         run.devices = devices
         run.hplc = cco
         if world is not None:
             run.truth_dir = options.truth_dir or options.workdir / "truth"
         world_task = None if world is None else asyncio.create_task(world.run(clock), name="sim-world")
-        task = asyncio.create_task(terminal.run(), name="terminal")
+        task = life.start()
         beacon = asyncio.create_task(
             publish_beacons(cloud, clock, speed=run.achieved_speed if options.virtual else None),
             name="sim-clock-beacon",
@@ -388,14 +411,26 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
                 task.result()  # raises the terminal's start-up error
             yield run
         finally:
+            await life.stop()
             if world is not None and run.truth_dir is not None:
                 end = clock.now() if options.duration_s is None else world.start + options.duration_s
                 write_truth(world, run.truth_dir, end=min(end, clock.now() + 1.0))
-            for t in (beacon, task, world_task):
+            for t in (beacon, world_task):
                 if t is not None:
                     t.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await t
+
+
+def station_id(board: Board) -> str:
+    """The simulated station area's id in its station model (and in the outage truth)."""
+    return f"TA-{board.terminal.address or board.terminal.id}"
+
+
+def _holdup_s(board: Board) -> float:
+    """The terminal's supercapacitor hold-up; without a [power] node it dies with the mains."""
+    node = board.power
+    return node.holdup_s if node is not None and node.enabled else 1e-3
 
 
 def _hplc_meters(options: SimOptions) -> int:
@@ -416,7 +451,11 @@ async def _hplc(
     if not station.hplc:
         yield None, {}
         return
-    async with serve_cco(station.hplc, clock=clock, seed=options.seed, wiring=wiring) as (cco, path):
+    loss = world.scenario.hplc.lastgasp_loss_pct / 100.0 if world is not None else 0.0
+    async with serve_cco(station.hplc, clock=clock, seed=options.seed, wiring=wiring, lastgasp_loss=loss) as (
+        cco,
+        path,
+    ):
         if world is not None:
             world.on_supply(lambda addresses, on, t: cco.node_power(addresses, on, at=t))
         yield cco, {"hplc": path}

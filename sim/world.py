@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import logging
 import math
 from collections.abc import Callable, Mapping
@@ -669,8 +670,8 @@ def _outage(world: World, o: Outage) -> None:
         return
     world.events.append(TruthEvent("outage", o.level, target, t0, t1, ids))
     if o.level == "branch" and o.cause == "trip":
-        world.schedule(t0, lambda t, b=o.target: world._breaker(b, False, t))
-        world.schedule(t1, lambda t, b=o.target: world._breaker(b, True, t))
+        world.schedule(t0, functools.partial(world._breaker, o.target, False))
+        world.schedule(t1, functools.partial(world._breaker, o.target, True))
     rng = np.random.default_rng([world.seed, 0x1A57, len(world.events)])
     for m in hit:
         if m.channel != "hplc":
