@@ -6,7 +6,8 @@ commands. No MQTT client, no I/O.
 Topics (``T`` = terminal id, ``S`` = stream name)::
 
     ttu/T/up/S          terminal -> cloud   an UpBatch of one stream, QoS 1
-                        streams: readings, events, status, alarms, apps, jobs, reply
+                        streams: readings, events, status, alarms, apps, jobs, reply, and the
+                        apps' result streams (outage)
     ttu/T/state         terminal -> cloud   retained "online"/"offline" (offline is the will)
     ttu/T/down/cmd      cloud -> terminal   a Command, QoS 1
     ttu/T/down/chunk    cloud -> terminal   a Chunk of an app package, QoS 1 (HMAC like commands)
@@ -80,6 +81,7 @@ from ._messages import (
     sign_command,
     verify_command,
 )
+from ._tools import CloudTools, ResultReader, StoredResult
 from ._topics import (
     STREAMS,
     chunk_topic,
@@ -99,11 +101,14 @@ __all__ = [
     "PROTOCOL_VERSION",
     "STREAMS",
     "Chunk",
+    "CloudTools",
     "Command",
     "InstallJob",
     "JobReport",
     "PackageSource",
     "Reply",
+    "ResultReader",
+    "StoredResult",
     "UpBatch",
     "UpMessage",
     "canonical_json",

@@ -20,6 +20,7 @@ import tomllib
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -321,6 +322,37 @@ def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
     return run
 
 
+# -- apps' subcommands (entry point group ``ttu.cloud``) ---------------------------------------
+
+
+class StubTools:
+    """``protocols.cloud.CloudTools`` over the stub's database."""
+
+    def add_query_options(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--db", default=DEFAULT_DB, help=f"the stub's sqlite file (default {DEFAULT_DB})")
+        parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        parser.add_argument("--terminal", help="only this terminal")
+
+    def results(self, args: argparse.Namespace) -> CloudDb:
+        return _open(args)
+
+    def print_json(self, obj: Any) -> None:
+        print(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False))
+
+    def guard(self, fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        return _guarded(fn)
+
+
+def _app_commands(sub: Any) -> None:
+    """Each installed app's ``ttu cloud <name>`` (a broken one is reported, the others still work)."""
+    tools = StubTools()
+    for ep in sorted(entry_points(group="ttu.cloud"), key=lambda e: e.name):
+        try:
+            ep.load()(sub, tools)
+        except Exception as err:  # a broken plug-in must not take `ttu cloud` down
+            print(f"ttu cloud: {ep.name}: cannot load {ep.value}: {err}", file=sys.stderr)
+
+
 # -- registration -------------------------------------------------------------------------------
 
 
@@ -366,6 +398,7 @@ def register(subparsers: Any) -> None:
     register_catalog(sub)
     register_app(sub)
     register_trace(sub, guard=_guarded)
+    _app_commands(sub)
 
     p = sub.add_parser("serve", help="run the cloud stub until Ctrl-C")
     p.add_argument("--broker", default=DEFAULT_BROKER, help=f"broker URL (default {DEFAULT_BROKER})")

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from protocols.cloud import Reply, UpBatch
+from protocols.cloud import Reply, StoredResult, UpBatch
 from protocols.errors import ProtocolError
 from sim.cloud.payloads import BodyError, parse_event, parse_reading, reading_list
 
@@ -510,6 +510,40 @@ class CloudDb:
             "ORDER BY terminal, stream"
         ).fetchall()
         return [StreamRow(*row) for row in rows]
+
+    def results(
+        self,
+        stream: str,
+        *,
+        terminal: str | None = None,
+        since: float | None = None,
+        limit: int | None = None,
+    ) -> list[StoredResult]:
+        """Messages of ``stream`` as stored, oldest first (by arrival); ``since``: received after."""
+        where, params = _filters(terminal=terminal, stream=stream)
+        if since is not None:
+            where.append("received > ?")
+            params.append(since)
+        cols = "id, terminal, stream, key, seq, ts, received, body"
+        sql = f"SELECT {cols} FROM messages{_where(where)} ORDER BY id"
+        if limit is not None:  # the newest ``limit``, still oldest first
+            newest = f"SELECT {cols} FROM messages{_where(where)} ORDER BY id DESC LIMIT ?"
+            sql = f"SELECT {cols} FROM ({newest}) ORDER BY id"
+            params.append(limit)
+        return [
+            StoredResult(t, st, k, seq, ts, received, json.loads(body))
+            for _, t, st, k, seq, ts, received, body in self._conn.execute(sql, params)
+        ]
+
+    def latest(self, stream: str, *, terminal: str | None = None) -> StoredResult | None:
+        found = self.results(stream, terminal=terminal, limit=1)
+        return found[-1] if found else None
+
+    def __enter__(self) -> CloudDb:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def known_keys(self, terminal: str, keys: list[str]) -> set[str]:
         """Those of ``keys`` (message idempotency keys) the cloud has stored for ``terminal``."""
