@@ -39,6 +39,7 @@ from .events import EventTask
 from .freeze import FreezeTask
 from .output import Output
 from .plan import Plan
+from .probe import ProbeTask
 from .reader import MeterReader
 from .realtime import RealtimeTask
 from .timesync import TimeSyncTask
@@ -122,6 +123,7 @@ class Acquisition:
         self.freeze = FreezeTask(ctx, self.plan, self.reader, self.output, tz=tz)
         self.events = EventTask(ctx, self.plan, self.reader, self.output, tz=tz)
         self.timesync = TimeSyncTask(ctx, self.plan, self.clients, tz=tz)
+        self.probe = ProbeTask(ctx, self.plan, self.reader, self.events)
 
     @property
     def tracker(self) -> Any:
@@ -155,6 +157,7 @@ class Acquisition:
         self._ctx.uplink.register_command("archive.replace", self._cmd_archive_replace)
         self._ctx.uplink.register_command("archive.get", self._cmd_archive_get)
         self._ctx.uplink.register_command("acquisition.stats", self._cmd_stats)
+        self._ctx.bus.serve("acquisition/probe", self.probe.handle)
         # transformer readings and the Modbus devices of devices.toml (next to the archive)
         self.field_devices = await start_field_devices(
             self._ctx,
