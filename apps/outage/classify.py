@@ -736,7 +736,7 @@ class _View:
                 return Verdict("none")  # explained by other groups' devices: nothing points at this one
             if expired:
                 return Verdict("lit", unknown=unknown)
-            return Verdict("pending", frozenset(dark), unknown=unknown)
+            return Verdict("pending", frozenset(dark) | silent, unknown=unknown)  # all held back
         windows = [st.when for st in dark.values() if st.when is not None] + [s.when for s in own]
         sources = frozenset().union(*(st.sources for st in dark.values())) | {s.source for s in own}
         if silent:

@@ -66,13 +66,17 @@ RS485 = ("m2", "m3", "m4", "m6", "m7", "m10", "m8")
 
 
 class Rig:
-    """A classifier and a virtual 'now'; ``at(t)`` steps it and keeps every report it publishes."""
+    """A classifier and a virtual 'now'; ``at(t)`` steps it and keeps every report it publishes.
+
+    Like the app, it hears the metrology unit's phases (``live_phases``) at every step; a test
+    that takes a phase away removes it from there and feeds the loss itself."""
 
     def __init__(self, settings: Settings | None = None) -> None:
         self.c = Classifier(station(), settings)
         self.now = 0.0
         self.reports: list[dict[str, object]] = []
         self.probes: set[str] = set()
+        self.live_phases = {"A", "B", "C"}
 
     def at(self, t: float) -> None:
         """Advance to ``t``, stepping at every wakeup on the way (as the app's loop does)."""
@@ -82,6 +86,8 @@ class Rig:
 
     def _step(self, t: float) -> None:
         self.now = t
+        for p in sorted(self.live_phases):
+            self.c.observe(GroupSupply(Group("phase", p), True, Window.exact(t), t, "metrology"))
         r = self.c.step(t)
         self.reports += [o.to_json() for o in r.changed]
         self.probes |= r.probes
@@ -127,7 +133,8 @@ class Rig:
 
 
 def baseline(r: Rig, t: float = 0.0) -> None:
-    """Every meter answers once at ``t``: the terminal has heard from all of them."""
+    """The terminal's own supply is there and every meter answers once at ``t``."""
+    r.group(t, "station", "S1", True, "power_monitor", sampled=False)
     r.answer(t, *ALL)
 
 
@@ -141,12 +148,15 @@ def test_box_outage_from_hplc_and_silent_neighbours_is_reported_at_box_level() -
     r.fail(72.0, "m2", "m3")  # box F1-X1's RS-485 meters fail
     assert not r.reports  # m2/m3 alone are comms: no supply evidence yet
     r.hplc_off(100.0, "m1")  # its HPLC meter's last gasp, judged and aggregated by the CCO
+    # m4 answered at 70 s: before or after the outage began (somewhere in 37..97 s)? Ask.
+    assert not r.reports and {"m4", "m5"} <= r.probes
+    r.answer(101.0, "m4", "m5")  # the probe: the rest of branch F1 answers
     (o,) = r.open()
     assert (o.group.level, o.group.target) == ("box", "F1-X1")
     assert o.meters == ("m1", "m2", "m3")
     assert set(o.sources) == {"hplc", "rs485"}
     assert abs(o.start.at - (100.0 - HPLC_WINDOW)) < 1.0
-    assert r.reports[-1]["reported_at"] == 100.0
+    assert r.reports[-1]["reported_at"] == 101.0
 
 
 def test_whole_branch_dark_is_reported_once_at_the_branch_with_every_meter_listed() -> None:
@@ -167,6 +177,7 @@ def test_sub_branch_outage_is_the_sub_branch_not_its_parent() -> None:
     r.answer(61.0, "m6", "m7", "m10", "m2", "m3", "m4")
     r.fail(62.0, "m8")
     r.hplc_off(100.0, "m9")
+    r.answer(101.0, "m6", "m7", "m10")  # the probe: the rest of F2 answers
     (o,) = r.open()
     assert o.group in (Group("branch", "F2a"), Group("box", "F2a-X1"))  # same members: one box on F2a
     assert o.group == Group("branch", "F2a")  # the highest level whose members are all dark
@@ -199,6 +210,7 @@ def test_breaker_open_is_a_branch_outage_after_the_judgement_delay() -> None:
 def test_phase_loss_at_the_transformer_is_a_phase_outage_three_phase_meters_stay() -> None:
     r = Rig()
     baseline(r)
+    r.live_phases.discard("A")
     r.group(30.0, "phase", "A", False, "metrology")
     r.group(31.0, "phase", "A", False, "metrology")
     assert not r.reports  # one second: not judged yet
@@ -219,7 +231,8 @@ def test_terminal_supply_lost_is_a_station_outage_listing_every_meter() -> None:
 
 def test_all_three_phases_lost_is_the_station() -> None:
     r = Rig()
-    baseline(r)
+    r.live_phases.clear()
+    r.answer(0.0, *ALL)  # and no power monitor on this terminal
     for t in (20.0, 24.0):
         for p in "ABC":
             r.group(t, "phase", p, False, "metrology")
@@ -237,6 +250,7 @@ def test_dips_shorter_than_the_judgement_delay_never_become_reports() -> None:
     r.group(12.0, "station", "S1", True, "power_monitor", sampled=False)
     r.group(20.0, "branch", "F2", False, "breaker", sampled=False)
     r.group(22.5, "branch", "F2", True, "breaker", sampled=False)
+    r.live_phases.discard("B")
     r.group(30.0, "phase", "B", False, "metrology")
     r.group(31.0, "phase", "B", True, "metrology")
     r.at(400.0)
@@ -376,10 +390,10 @@ def test_repeated_switching_inside_the_merge_window_is_one_outage() -> None:
 def test_a_box_reported_first_becomes_the_branch_when_the_rest_turns_out_dark() -> None:
     r = Rig()
     baseline(r)
-    r.answer(65.0, "m6", "m7", "m10", "m8")
     r.fail(66.0, "m2", "m3")
-    r.answer(66.5, "m4")  # m4 answers: F1 is not all dark ... for now
     r.hplc_off(100.0, "m1")
+    r.answer(101.0, "m6", "m7", "m10", "m8", "m5")  # m5 answers: F1 is not all dark
+    r.fail(101.0, "m4")
     (o,) = r.open()
     assert o.group == Group("box", "F1-X1")
     r.c.observe(
@@ -388,7 +402,8 @@ def test_a_box_reported_first_becomes_the_branch_when_the_rest_turns_out_dark() 
     r.at(113.0)
     (branch,) = r.open()
     assert branch.id == o.id and branch.group == Group("branch", "F1")  # one outage, re-levelled
-    assert branch.meters == ("m1", "m2", "m3", "m4", "m5") and branch.start.at == 67.0
+    # the breaker says the whole branch since 67 s; m5 answering at 101 s is a wrong archive entry
+    assert branch.meters == ("m1", "m2", "m3", "m4") and branch.lit == ("m5",) and branch.start.at == 67.0
     assert [x["level"] for x in r.reports if x["id"] == o.id] == ["box", "branch"]
 
 
@@ -454,14 +469,3 @@ def test_state_survives_a_restart_and_the_outage_ends_after_it() -> None:
     r2.group(900.0, "station", "S1", True, "power_monitor", sampled=False)
     (back,) = r2.all_reported()
     assert back.id == o.id and back.status == RESTORED and back.end is not None and back.end.at == 900.0
-
-
-def test_a_report_that_turns_out_wrong_is_retracted_for_the_right_one() -> None:
-    r = Rig()
-    baseline(r)
-    r.answer(61.0, "m6", "m7", "m10", "m8", "m4")
-    r.fail(62.0, "m2", "m3")
-    r.hplc_off(100.0, "m1")
-    (o,) = r.open()
-    assert o.group == Group("box", "F1-X1")
-    assert not [x for x in r.c.outages.values() if x.status == RETRACTED]

@@ -222,9 +222,9 @@ async def test_last_gasp_box_report_goes_to_the_uplink_at_once_with_its_hal_rece
     async with rig(tmp_path) as r:
         await r.until(10)
         r.health("m3", True)
-        await r.until(70)
-        r.health("m2", False)  # F1-X1's RS-485 meter stops answering; the others answer
-        r.health("m3", True)
+        await r.until(98)
+        r.health("m2", False)  # F1-X1's RS-485 meter stops answering; the others answer (after
+        r.health("m3", True)  # the outage began: at most 3 s before the last gasp arrives)
         r.health("m5", True)
         await r.until(100)
         received = r.carrier("power_off", "000000000001")
@@ -307,3 +307,25 @@ async def test_hostile_messages_are_counted_not_fatal(tmp_path: Path) -> None:
         await r.until(20)
         reply = await r.bus.request("outage/state/get", None, timeout=5)
         assert reply["counters"]["rejected"] >= 8 and not r.reports()
+
+
+async def test_members_not_heard_from_are_probed_through_acquisition(tmp_path: Path) -> None:
+    async with rig(tmp_path, {"probe": True}) as r:
+        asked: list[dict[str, Any]] = []
+
+        def probe(payload: dict[str, Any]) -> dict[str, Any]:
+            asked.append(payload)
+            meters = payload["meters"]
+            silent = [m for m in meters if m == "m2"]
+            return {"at": r.clock.now(), "answered": [m for m in meters if m not in silent], "silent": silent}
+
+        r.bus.serve("acquisition/probe", probe)
+        await r.until(100)
+        r.carrier("power_off", "000000000001")  # nothing heard from the others since the outage began
+        await r.until(101)
+        assert asked and set(asked[0]["meters"]) == {
+            "m2",
+            "m5",
+        }  # the box and branch: phases are known and asked[0]["records"] is False
+        (report,) = r.latest().values()
+        assert (report["level"], report["target"], report["meters"]) == ("box", "F1-X1", ["m1", "m2"])
