@@ -132,7 +132,7 @@ class Beliefs:
                 self._dark(mid, ev.when, ev.source, ev.received)
         elif isinstance(ev, MetersBack):
             for mid in self._known(ev.meters):
-                self._back(mid, ev.when)
+                self._back(mid, ev.when, received=ev.received)
         elif isinstance(ev, ReadResult):
             self._read(ev)
         elif isinstance(ev, RelayState):
@@ -165,10 +165,17 @@ class Beliefs:
         else:
             b.dark.sources.add(source)
 
-    def _back(self, mid: str, when: Window) -> None:
+    def _back(self, mid: str, when: Window, *, received: float | None = None) -> None:
+        """Supply back. A power-on list received after the power-off list is about a later
+        time, even when the two windows overlap (a short outage: the CCO holds the power-on back
+        until the power-off is out): its window starts no earlier than the loss."""
         b = self.meter(mid)
-        if b.dark is not None and when.hi <= b.dark.when.hi:
-            return  # an older power-on than the power-off we hold
+        if b.dark is not None:
+            if received is not None and received >= b.dark.received:
+                lo = max(when.lo, b.dark.when.lo)
+                when = Window.between(lo, max(when.hi, lo), at=when.at)
+            elif when.hi <= b.dark.when.hi:
+                return  # an older power-on than the power-off we hold
         b.back = when
         b.dark = None
 
@@ -190,7 +197,7 @@ class Beliefs:
         sampled = ev.sampled and ev.source not in CONTINUOUS_SOURCES
         if ev.powered:
             if old is not None and not old.powered:
-                if not old.confirmed and not sampled and ev.when.hi - old.when.hi >= self.judgement_s:
+                if not old.confirmed and not sampled and ev.when.at - old.when.hi >= self.judgement_s:
                     # a continuous loss that lasted, told only now (the terminal was off meanwhile)
                     self.closed_losses.append((ev.group, old.when, ev.when))
                     per[ev.source] = Signal(

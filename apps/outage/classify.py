@@ -361,6 +361,8 @@ class Classifier:
             end = view.return_window(o)
             if end is not None:
                 o.status, o.end = RESTORED, end
+                if any(e is not None for _, e in o.records.values()):
+                    self._refine(o, self.settings.record_tolerance_s)  # the meters' own records came first
                 o.still_dark, o.still_due = None, now + self.settings.settle_s
                 out.record_probes |= set(o.meters)
                 self._changed(o, trigger, out)
@@ -465,7 +467,17 @@ class Classifier:
         self.beliefs.records.clear()
         if self._pool.due(now, self.settings.record_settle_s):
             entries, self._pool.entries = self._pool.entries, []
-            for o in _posthoc(self, view, entries):
+            unplaced = []
+            for rec in entries:  # an outage reported meanwhile (a breaker polled late, say) takes it
+                o = self._outage_of_record(rec, now)
+                if o is None:
+                    unplaced.append(rec)
+                    continue
+                o.records[rec.meter] = (rec.start, rec.end)
+                self._refine(o, tol)
+                o.sources = tuple(sorted({*o.sources, "meter_record"}))
+                self._changed(o, max(trigger, now), out)
+            for o in _posthoc(self, view, unplaced):
                 self.outages[o.id] = o
                 self._changed(o, max(trigger, now), out)
 

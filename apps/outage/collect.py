@@ -110,10 +110,18 @@ class Translator:
             branch = data.get("branch") or self.members.breakers.get(source)
             if not isinstance(branch, str) or not branch:
                 return []
+            g = Group("branch", branch)
             powered = kind == "breaker.closed"
             # a trip carries the breaker's own trip time; a state change was seen by a poll
             when = Window.exact(start) if kind == "breaker.trip" else self._polled(start)
-            return [GroupSupply(Group("branch", branch), powered, when, received, "breaker", sampled=False)]
+            out: list[Evidence] = [GroupSupply(g, powered, when, received, "breaker", sampled=False)]
+            seen = _num(data.get("seen_at"))
+            if kind == "breaker.trip" and data.get("closed") is True and seen is not None:
+                # closed again by the time it was polled: back somewhere in between (how long it
+                # was open the meters' own records will tell; the breaker cannot)
+                back = Window.between(start, max(seen, start), at=start)
+                out.append(GroupSupply(g, True, back, received, "breaker", sampled=False))
+            return out
         return []
 
     # ---- acquisition: meter/<id>/reading (a list of Reading rows)

@@ -469,3 +469,47 @@ def test_state_survives_a_restart_and_the_outage_ends_after_it() -> None:
     r2.group(900.0, "station", "S1", True, "power_monitor", sampled=False)
     (back,) = r2.all_reported()
     assert back.id == o.id and back.status == RESTORED and back.end is not None and back.end.at == 900.0
+
+
+def test_a_power_on_list_right_after_its_power_off_is_a_short_outage_not_ignored() -> None:
+    r = Rig(Settings(record_settle_s=300.0))
+    baseline(r)
+    r.hplc_off(100.0, "m5")  # a 10 s outage: the CCO sends the power-on right after the power-off
+    r.hplc_on(100.5, "m5")
+    assert r.c.beliefs.meters["m5"].dark is None  # its window overlaps the power-off's: still later
+    r.c.observe(PowerDownRecord("m5", 40.0, 50.0, 130.0))  # the meter's own record, read at once
+    r.answer(131.0, *[m for m in ALL if m != "m5"])
+    r.at(500.0)
+    (o,) = r.all_reported()
+    assert o.group == Group("box", "F1-X2") or o.group == Group("meter", "m5")
+    assert (o.start.at, o.end.at if o.end else None) == (40.0, 50.0)
+
+
+def test_a_breaker_trip_closed_again_by_its_poll_leaves_the_length_to_the_meters() -> None:
+    r = Rig(Settings(record_settle_s=300.0))
+    baseline(r)
+    r.c.observe(PowerDownRecord("m6", 50.0, 98.0, 120.0))  # read before the breaker was polled
+    r.at(130.0)
+    breaker = GroupSupply(Group("branch", "F2"), False, Window.exact(50.0), 140.0, "breaker", sampled=False)
+    back = GroupSupply(Group("branch", "F2"), True, Window.between(50.0, 140.0, at=50.0), 140.0, "breaker",
+                       sampled=False)  # fmt: skip
+    r.c.observe_all([breaker, back])  # a trip closed again before the poll: how long, only the meters say
+    r.at(600.0)
+    (o,) = r.all_reported()
+    assert o.group == Group("meter", "m6") or o.group.level == "box"
+    assert (o.start.at, o.end.at if o.end else None) == (50.0, 98.0) and "meter_record" in o.sources
+
+
+def test_records_waiting_for_company_join_an_outage_reported_meanwhile() -> None:
+    r = Rig(Settings(record_settle_s=300.0))
+    baseline(r)
+    r.c.observe(PowerDownRecord("m6", 50.0, 98.0, 120.0))  # read before the breaker was polled
+    r.at(130.0)
+    r.c.observe(
+        GroupSupply(Group("branch", "F2"), False, Window.exact(50.0), 140.0, "breaker", sampled=False)
+    )
+    r.at(150.0)
+    (o,) = r.open()
+    assert o.group == Group("branch", "F2") and "meter_record" not in o.sources
+    r.at(500.0)
+    assert [x.id for x in r.all_reported()] == [o.id] and "meter_record" in o.sources
