@@ -53,16 +53,18 @@ def station_model(
         sm = m.station_meter
         row = {"id": m.id, "address": m.meter.address, "protocol": sm.protocol}
         row.update({"channel": "hplc"} if sm.bus == "hplc" else {"channel": "rs485", "port": sm.bus})
-        if m.customer >= 0:
+        if m.kind == "customer":
             row["kind"] = "customer"
-            row["phase"] = m.replica.network.customers[m.customer].phase
+            row["phase"] = m.replica.network.customers[m.customer - m.replica.offset].phase
             row["branch"], row["box"] = m.branch, m.box
             row["customer"] = sm.customer.id
             boxes.setdefault(m.box, {"id": m.box, "branch": m.branch})
-        elif m.box:
+        elif m.kind == "box_terminal":
             row.update(kind="box_terminal", phase="ABC", branch=m.branch, box=m.box)
-        else:
+        elif m.kind == "branch_unit":
             row.update(kind="branch_unit", phase="ABC", branch=m.branch)
+        else:
+            row.update(kind=m.kind, phase="ABC")
         meters.append(row)
     for box, terminal in terminals.items():
         if box in boxes:

@@ -7,9 +7,18 @@ the terminal makes. Must not import the terminal, hal backends or apps; writes n
 (``sim.truth`` does).
 
 Scale: ``customers_scale`` K hangs K replicas of the feeder (each with its own seeded profiles)
-under the one transformer. Each replica is solved on its own, so a replica's voltages ignore the
-others' load on the transformer impedance; energies, losses and conservation are exact per replica.
-Replica r > 1 prefixes branch and box names with ``R<r>-``.
+in parallel at the one transformer's LV busbar: ONE electrical network (``Grid``), solved
+together, so the transformer's loading, the busbar voltage and the losses are those of all
+customers at once. Replica r > 1 prefixes branch and box names with ``R<r>-``. Customer indices
+in a ``WorldMeter``, the profiles and the horizons are those of the whole network.
+
+Assessment meter (总表): a CT-connected three-phase DL/T 645 meter at the transformer LV side
+(device ``assessment``), on the last bus with the branch units. Its registers count *secondary*
+energy: the transformer's primary energy divided by the CT really fitted; the archive records
+the CT the utility believes is fitted (``World.assessment_ct``). A scenario's ``[transformer]``
+``ct_ratio_actual`` / ``ct_ratio_configured`` makes them differ (the classic wrong 倍率, GRID.md
+§2); the terminal's own metrology unit keeps its right ratio. ``[grid]`` scales demand and line
+lengths so technical loss reaches a Chinese feeder's few percent.
 
 HPLC: ``hplc_meters`` N moves N seeded customers' meters (both DL/T 645 and 698.45) from the
 RS-485 buses behind the virtual CCO (``Station.hplc``, archive port "hplc"). Every change of
@@ -85,18 +94,13 @@ class Spans:
 
 
 @dataclass(slots=True)
-class Replica:
-    """One copy of the feeder: its network, the scenario horizon and the live one (with trips)."""
+class Grid:
+    """The one electrical network: the scenario horizon and the live one (with relay trips)."""
 
-    index: int
-    network: StationNetwork
+    network: StationNetwork  # every replica (``StationNetwork.replicate``)
     base: Horizon  # scenario outages applied
     horizon: Horizon  # base + relay trips made at run time
     offs: dict[int, list[list[float]]] = field(default_factory=dict)  # customer -> [[t0, t1], ...]
-
-    @property
-    def prefix(self) -> str:
-        return "" if self.index == 0 else f"R{self.index + 1}-"
 
     def steps_of(self, t: FloatArray) -> np.ndarray:
         hz = self.horizon
@@ -110,6 +114,42 @@ class Replica:
             for t0, t1 in intervals:
                 hz = hz.with_customer_off(i, max(t0, hz.start), min(t1, hz.end))
         self.horizon = hz
+
+
+@dataclass(slots=True)
+class Replica:
+    """One copy of the feeder in the ``Grid``: ``network`` is the feeder alone (local indices)."""
+
+    index: int
+    grid: Grid
+
+    @property
+    def prefix(self) -> str:
+        return "" if self.index == 0 else f"R{self.index + 1}-"
+
+    @property
+    def network(self) -> StationNetwork:
+        return self.grid.network.feeder
+
+    @property
+    def offset(self) -> int:
+        """Index of this copy's first customer in the whole network."""
+        return self.index * self.grid.network.feeder_customers
+
+    @property
+    def branch_offset(self) -> int:
+        return self.index * self.grid.network.feeder_branches
+
+    def customers(self, local: list[int]) -> list[int]:
+        """Whole-network indices of this copy's customers ``local``."""
+        return [self.offset + i for i in local]
+
+    @property
+    def horizon(self) -> Horizon:
+        return self.grid.horizon
+
+    def steps_of(self, t: FloatArray) -> np.ndarray:
+        return self.grid.steps_of(t)
 
 
 @dataclass(slots=True)
@@ -219,19 +259,61 @@ class BoxProfile:
         return float(self.voltage_v_array(np.array([t]), phase)[0])
 
 
+@dataclass(slots=True)
+class TransformerProfile:
+    """The transformer LV side as the 总表's CT secondary sees it: the whole network's flow / CT."""
+
+    grid: Grid
+    ct_fitted: float
+
+    def power_kw_array(self, t: FloatArray) -> FloatArray:
+        k = self.grid.steps_of(np.asarray(t))
+        return self.grid.horizon.trafo_p[k].sum(axis=1) / self.ct_fitted  # type: ignore[no-any-return]
+
+    def reactive_kvar_array(self, t: FloatArray) -> FloatArray:
+        k = self.grid.steps_of(np.asarray(t))
+        return self.grid.horizon.trafo_q[k].sum(axis=1) / self.ct_fitted  # type: ignore[no-any-return]
+
+    def voltage_v_array(self, t: FloatArray, phase: str = "A") -> FloatArray:
+        ph = "ABC".index(phase) if phase in ("A", "B", "C") else 0
+        return self.grid.horizon.trafo_v[self.grid.steps_of(np.asarray(t)), ph]
+
+    def power_kw(self, t: float) -> float:
+        return float(self.power_kw_array(np.array([t]))[0])
+
+    def reactive_kvar(self, t: float) -> float:
+        return float(self.reactive_kvar_array(np.array([t]))[0])
+
+    def voltage_v(self, t: float, phase: str = "A") -> float:
+        return float(self.voltage_v_array(np.array([t]), phase)[0])
+
+
+#: IEC 61869-2 / GB/T 20840.2 rated primary currents (A) of the LV CTs an assessment meter uses
+CT_PRIMARY_A = (50, 75, 100, 150, 200, 250, 300, 400, 500, 600, 750, 800, 1000, 1200, 1500, 2000, 2500, 3000)
+ASSESSMENT_ID = "assessment"
+
+
+def assessment_ct(rating_kva: float, vn_lv_kv: float) -> float:
+    """The CT ratio (primary / 5 A) sized to the transformer's rated LV current."""
+    rated = rating_kva / (math.sqrt(3.0) * vn_lv_kv)
+    return next((a for a in CT_PRIMARY_A if a >= rated), CT_PRIMARY_A[-1]) / 5.0
+
+
 # -- the world ------------------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
 class WorldMeter:
-    """A device of the world: a customer meter (``customer >= 0``) or a branch unit."""
+    """A device of the world: a customer meter (``customer >= 0``), a branch unit, a box
+    terminal or the assessment meter (``kind``)."""
 
     id: str
     replica: Replica
-    customer: int  # index in the replica's network, -1 for a branch unit
-    branch: str  # full name (with replica prefix)
+    customer: int  # index in the whole network (``Grid``), -1 for the other kinds
+    branch: str  # full name (with replica prefix); empty for the assessment meter
     box: str
     station_meter: StationMeter
+    kind: str = "customer"  # customer | branch_unit | box_terminal | assessment
 
     @property
     def meter(self) -> VirtualMeter:
@@ -272,6 +354,7 @@ class _Action:
 class World:
     scenario: Scenario
     replicas: list[Replica]
+    grid: Grid
     station: Station
     meters: dict[str, WorldMeter]
     start: float
@@ -301,6 +384,9 @@ class World:
         """Whether each transformer LV phase has voltage at ``t`` (station and phase outages)."""
         on = [bool(self.spans.live((f"phase:{p}",), np.array([t]))[0]) for p in "ABC"]
         return on[0], on[1], on[2]
+
+    #: the 总表's CT: (fitted, recorded in the archive); they differ under a wrong-CT scenario
+    assessment_ct: tuple[float, float] = (1.0, 1.0)
 
     def hplc_meters(self) -> list[WorldMeter]:
         return [m for m in self.meters.values() if m.channel == "hplc"]
@@ -346,10 +432,15 @@ class World:
         return [m for m in self.meters.values() if m.customer >= 0]
 
     def branch_units(self) -> list[WorldMeter]:
-        return [m for m in self.meters.values() if m.customer < 0 and not m.box]
+        return [m for m in self.meters.values() if m.kind == "branch_unit"]
 
     def box_terminals(self) -> list[WorldMeter]:
-        return [m for m in self.meters.values() if m.customer < 0 and m.box]
+        return [m for m in self.meters.values() if m.kind == "box_terminal"]
+
+    @property
+    def assessment(self) -> WorldMeter | None:
+        """The assessment meter (总表), if the world has one."""
+        return self.meters.get(ASSESSMENT_ID)
 
     # -- run time -------------------------------------------------------------------------------
     def apply_due(self, now: float) -> None:
@@ -362,21 +453,25 @@ class World:
     def follow_relays(self, now: float) -> None:
         """Closed loop: a relay opened or closed (by the terminal or a scenario) changes the load."""
         for m in self.customers():
+            m.meter.settle(now)  # a customer who pressed the button (close allowed)
             closed = m.meter.relay_closed
             if self._relay_known.get(m.id, True) == closed:
                 continue
             self._relay_known[m.id] = closed
-            intervals = m.replica.offs.setdefault(m.customer, [])
+            # the meter knows when its relay moved; the physics follows from that instant
+            at = m.meter.relay_changed_at
+            at = now if at is None or at > now else at
+            intervals = m.replica.grid.offs.setdefault(m.customer, [])
             if not closed:
-                intervals.append([now, math.inf])
+                intervals.append([at, math.inf])
                 self._open_trips[m.id] = len(self.events)
-                self.events.append(TruthEvent("relay_trip", "meter", m.id, now, None, (m.id,)))
+                self.events.append(TruthEvent("relay_trip", "meter", m.id, at, None, (m.id,)))
             else:
                 if intervals and intervals[-1][1] == math.inf:
-                    intervals[-1][1] = now
+                    intervals[-1][1] = at
                 if (k := self._open_trips.pop(m.id, None)) is not None:
-                    self.events[k] = dataclasses.replace(self.events[k], end=now)
-            m.replica.refresh()
+                    self.events[k] = dataclasses.replace(self.events[k], end=at)
+            m.replica.grid.refresh()
 
     async def run(self, clock: Clock, *, poll_s: float = 2.0) -> None:
         """Apply the scenario's timed actions and follow relay changes until cancelled."""
@@ -415,18 +510,24 @@ def build_world(
         raise ConfigError("buses", f"need distinct bus names, got {buses!r}")
     if customers_scale < 1:
         raise ConfigError("--customers-scale", f"must be at least 1, got {customers_scale}")
-    nw = load_network(network, seed=seed)
+    feeder = load_network(network, seed=seed, line_scale=scenario.grid.line_scale)
+    nw = feeder.replicate(customers_scale)
     h_start = math.floor(start / STEP_S) * STEP_S
     span = (duration_s if duration_s is not None else LIVE_HORIZON_S) + HORIZON_MARGIN_S
     steps = math.ceil((start + span - h_start) / STEP_S)
-    replicas = []
-    for r in range(customers_scale):
-        prof = _profiles(nw, start=h_start, steps=steps, seed=seed * 1000 + r, scenario=scenario, t0=start)
-        hz = solve(nw, prof)
-        replicas.append(Replica(r, nw, hz, hz))
+    profiles = Profiles.side_by_side(
+        [
+            _profiles(feeder, start=h_start, steps=steps, seed=seed * 1000 + r, scenario=scenario, t0=start)
+            for r in range(customers_scale)
+        ]
+    )
+    hz = solve(nw, profiles)
+    grid = Grid(nw, hz, hz)
+    replicas = [Replica(r, grid) for r in range(customers_scale)]
     world = World(
         scenario=scenario,
         replicas=replicas,
+        grid=grid,
         station=Station(
             buses={b: [] for b in buses},
             seed=seed,
@@ -441,12 +542,12 @@ def build_world(
     )
     _add_meters(world, buses, start=start, seed=seed)
     _add_box_terminals(world, buses[-1], start=start, seed=seed)
+    _add_assessment(world, buses[-1], start=start, seed=seed)
     assign_protocols(world.station, dlt698_share=0.1, seed=seed)  # some DL/T 698.45 meters
     _hplc(world, hplc_meters)
     for outage in scenario.outages:
         _outage(world, outage)
-    for rep in replicas:
-        rep.horizon = rep.base
+    grid.horizon = grid.base
     _thefts(world)
     _meter_faults(world)
     _relays(world)
@@ -457,12 +558,12 @@ def build_world(
         world.faults.append(
             {
                 "kind": "ct_ratio",
-                "target": "transformer",
+                "target": ASSESSMENT_ID,
                 "start": start,
                 "end": None,
                 "value": tr.ct_ratio_configured / tr.ct_ratio_actual,
-                "detail": f"CT ratio configured {tr.ct_ratio_configured:g}, actual {tr.ct_ratio_actual:g}: "
-                "the metrology unit reports energy x configured/actual",
+                "detail": f"CT ratio recorded {tr.ct_ratio_configured:g}, fitted {tr.ct_ratio_actual:g}: "
+                "the assessment meter's supply comes out x recorded/fitted",
             }
         )
     for s in scenario.pv_surges:
@@ -491,6 +592,11 @@ def _profiles(
         p = np.stack([h.power_kw_array(mids) for h in hh], axis=1)
         q = np.stack([h.reactive_kvar_array(mids) for h in hh], axis=1)
         prof = Profiles.constant(p, q, np.full(steps, nw.source_vm_pu), start=start, step_s=STEP_S)
+    k = scenario.grid.load_scale
+    if k != 1.0:  # heavier demand; PV systems keep their size
+        prof = dataclasses.replace(
+            prof, load_kw=prof.load_kw * k, q_kvar=prof.q_kvar * k, p_kw=prof.load_kw * k - prof.pv_kw
+        )
     if not scenario.pv_surges or not prof.prosumer.any():
         return prof
     factor = np.ones(steps)
@@ -514,7 +620,7 @@ def _units_on_last_bus(world: World) -> int:
         for box in {rep.prefix + c.box for c in rep.network.customers}
         if world.scenario.monitoring.has_terminal(box)
     )
-    return 2 * branches + boxes + 4
+    return 2 * branches + boxes + 5  # + the assessment meter
 
 
 def _spread(n: int, buses: list[str], *, last_bus_extra: int) -> list[str]:
@@ -542,7 +648,7 @@ def _add_meters(world: World, buses: list[str], *, start: float, seed: int) -> N
         device = f"m-{k:04d}"
         meter = VirtualMeter(
             address,
-            profile=HorizonProfile(rep, i),
+            profile=HorizonProfile(rep, rep.offset + i),
             start=start,
             phase=c.phase,  # type: ignore[arg-type]
             seed=seed,
@@ -550,7 +656,9 @@ def _add_meters(world: World, buses: list[str], *, start: float, seed: int) -> N
         )
         sm = StationMeter(device, bus, meter, Customer(f"C{k:04d}", device), meter.profile)
         world.station.buses[bus].append(sm)
-        world.meters[device] = WorldMeter(device, rep, i, rep.prefix + c.branch, rep.prefix + c.box, sm)
+        world.meters[device] = WorldMeter(
+            device, rep, rep.offset + i, rep.prefix + c.branch, rep.prefix + c.box, sm
+        )
     bus = buses[-1]
     for rep in world.replicas:
         net = rep.network
@@ -560,7 +668,13 @@ def _add_meters(world: World, buses: list[str], *, start: float, seed: int) -> N
             address = f"{rep.index + 1:02d}99{b + 1:08d}"
             device = f"bu-{rep.prefix}{name}"
             phase: Phase = "ABC"
-            profile = BranchProfile(rep, sections, custs, world.spans, rep.prefix + name)
+            profile = BranchProfile(
+                rep,
+                [rep.branch_offset + s for s in sections],
+                rep.customers(custs),
+                world.spans,
+                rep.prefix + name,
+            )
             meter = VirtualMeter(address, profile=profile, start=start, phase=phase, seed=seed)
             sm = StationMeter(
                 device,
@@ -570,7 +684,7 @@ def _add_meters(world: World, buses: list[str], *, start: float, seed: int) -> N
                 meter.profile,
             )
             world.station.buses[bus].append(sm)
-            world.meters[device] = WorldMeter(device, rep, -1, rep.prefix + name, "", sm)
+            world.meters[device] = WorldMeter(device, rep, -1, rep.prefix + name, "", sm, "branch_unit")
 
 
 def _add_box_terminals(world: World, bus: str, *, start: float, seed: int) -> None:
@@ -589,10 +703,10 @@ def _add_box_terminals(world: World, bus: str, *, start: float, seed: int) -> No
             n += 1
             phases: dict[str, int] = {}
             for i in custs:
-                phases.setdefault(rep.network.customers[i].phase, i)
+                phases.setdefault(rep.network.customers[i].phase, rep.offset + i)
             meter = VirtualMeter(
                 f"{rep.index + 1:02d}98{n:08d}",
-                profile=BoxProfile(rep, custs, phases, world.spans),
+                profile=BoxProfile(rep, rep.customers(custs), phases, world.spans),
                 start=start,
                 phase="ABC",
                 seed=seed,
@@ -602,7 +716,7 @@ def _add_box_terminals(world: World, bus: str, *, start: float, seed: int) -> No
             sm = StationMeter(device, bus, meter, customer, meter.profile)
             world.station.buses[bus].append(sm)
             branch = rep.prefix + rep.network.customers[custs[0]].branch
-            world.meters[device] = WorldMeter(device, rep, -1, branch, box, sm)
+            world.meters[device] = WorldMeter(device, rep, -1, branch, box, sm, "box_terminal")
     unknown = sorted(set(monitoring.box_terminals) - known)
     if unknown:
         raise ConfigError(
@@ -610,6 +724,29 @@ def _add_box_terminals(world: World, bus: str, *, start: float, seed: int) -> No
             f"no such meter box: {', '.join(unknown)}",
             source=world.scenario.source,
         )
+
+
+def _add_assessment(world: World, bus: str, *, start: float, seed: int) -> None:
+    """The 总表 at the transformer LV side: registers in secondary kWh of the CT really fitted."""
+    net = world.replicas[0].network
+    rating_kva = float(net.net.trafo.sn_mva.iloc[0]) * 1000.0  # one transformer, however many replicas
+    standard = assessment_ct(rating_kva, net.vn_lv_kv)
+    tr = world.scenario.transformer
+    fitted = tr.ct_ratio_actual or standard
+    recorded = tr.ct_ratio_configured or fitted
+    world.assessment_ct = (fitted, recorded)
+    meter = VirtualMeter(
+        "019700000001",
+        profile=TransformerProfile(world.grid, fitted),
+        start=start,
+        phase="ABC",
+        seed=seed,
+        initial_kwh=(100.0, 300.0, 350.0, 250.0),
+    )
+    customer = Customer("station:assessment", ASSESSMENT_ID, "assessment")
+    sm = StationMeter(ASSESSMENT_ID, bus, meter, customer, meter.profile)
+    world.station.buses[bus].append(sm)
+    world.meters[ASSESSMENT_ID] = WorldMeter(ASSESSMENT_ID, world.replicas[0], -1, "", "", sm, "assessment")
 
 
 def _descendants(net: StationNetwork, b: int) -> list[int]:
@@ -629,6 +766,8 @@ def _outage(world: World, o: Outage) -> None:
         if o.level == "station":
             idx = list(range(net.n_customers))
             units = [m for m in world.branch_units() if m.replica is rep]
+            if rep.index == 0 and world.assessment is not None:
+                units.append(world.assessment)
         elif o.level == "branch":
             if not o.target.startswith(rep.prefix) or o.target[len(rep.prefix) :] not in net.branches:
                 continue
@@ -645,16 +784,19 @@ def _outage(world: World, o: Outage) -> None:
             units = []
         else:
             m = world.by_key(o.target, path=path)
-            idx = [m.customer] if m.replica is rep and m.customer >= 0 else []
+            idx = [m.customer - rep.offset] if m.replica is rep and m.customer >= 0 else []
             units = []
+        idx = rep.customers(idx)
+        grid = world.grid
         if idx:
-            rep.base = rep.base.with_customer_off(
-                idx, max(t0, rep.base.start), min(t1, rep.base.end), outage=True
+            grid.base = grid.base.with_customer_off(
+                idx, max(t0, grid.base.start), min(t1, grid.base.end), outage=True
             )
-        hit += [m for m in world.customers() if m.replica is rep and m.customer in idx] + units
+        inside = set(idx)
+        hit += [m for m in world.customers() if m.replica is rep and m.customer in inside] + units
         for m in world.box_terminals():  # a box terminal goes dark with the supply of its whole box
             profile = m.station_meter.profile
-            whole_box = isinstance(profile, BoxProfile) and set(profile.customers) <= set(idx)
+            whole_box = isinstance(profile, BoxProfile) and set(profile.customers) <= inside
             # a meter-level outage is the meter's own fuse, downstream of the box terminal; a
             # three-phase box terminal rides through the loss of one phase
             if m.replica is rep and idx and whole_box and o.level not in ("meter", "phase"):
@@ -889,13 +1031,16 @@ def _comms(world: World) -> None:
 
 
 __all__ = [
+    "ASSESSMENT_ID",
     "TRIP_CAUSE_SHORT_CIRCUIT",
     "BranchProfile",
     "HorizonProfile",
     "Replica",
     "Spans",
+    "TransformerProfile",
     "TruthEvent",
     "World",
     "WorldMeter",
+    "assessment_ct",
     "build_world",
 ]

@@ -28,6 +28,8 @@ address, branches (``F2``) and boxes (``F2-X03``) as in the topology ground trut
     [hplc]         lastgasp_loss_pct (share of STA power-off frames that never reach the CCO)
     [terminal]     boot_s (after a station outage took the terminal down: start-up time once the
                    supply is back; default 5 s)
+    [grid]         load_scale (x every customer's demand, not PV), line_scale (x every line length):
+                   heavier, longer Chinese feeders, so technical loss reaches a few % (GRID.md §2)
 """
 
 from __future__ import annotations
@@ -133,6 +135,14 @@ class TerminalKnobs:
 
 
 @dataclass(frozen=True, slots=True)
+class Grid:
+    """How the network is stressed: demand and line length multipliers (1 = as loaded)."""
+
+    load_scale: float = 1.0
+    line_scale: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
     name: str
     source: str
@@ -149,6 +159,7 @@ class Scenario:
     monitoring: Monitoring = field(default_factory=Monitoring)
     hplc: Hplc = field(default_factory=Hplc)
     terminal: TerminalKnobs = field(default_factory=TerminalKnobs)
+    grid: Grid = field(default_factory=Grid)
 
 
 def available() -> list[str]:
@@ -183,7 +194,7 @@ def load_scenario(name: str | Path) -> Scenario:
 def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
     r = _Reader(source)
     r.keys(data, "", {"scenario", "outage", "theft", "meter_fault", "relay", "pv_surge", "transformer",
-                      "archive", "comms", "monitoring", "hplc", "terminal"})  # fmt: skip
+                      "archive", "comms", "monitoring", "grid", "hplc", "terminal"})  # fmt: skip
     head = r.table(data, "scenario")
     r.keys(head, "scenario", {"description", "pv_share"})
     outages = []
@@ -251,6 +262,8 @@ def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
     r.keys(hplc, "hplc", {"lastgasp_loss_pct"})
     term = r.table(data, "terminal")
     r.keys(term, "terminal", {"boot_s"})
+    grid = r.table(data, "grid")
+    r.keys(grid, "grid", {"load_scale", "line_scale"})
     return Scenario(
         name=name,
         source=source,
@@ -277,6 +290,10 @@ def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
             buses=tuple(buses),
         ),
         monitoring=Monitoring(all_boxes=boxes == "all", box_terminals=() if boxes == "all" else tuple(boxes)),
+        grid=Grid(
+            load_scale=r.number(grid, "grid", "load_scale", lo=0.01, hi=20.0, default=1.0),
+            line_scale=r.number(grid, "grid", "line_scale", lo=0.01, hi=100.0, default=1.0),
+        ),
         hplc=Hplc(
             lastgasp_loss_pct=r.number(hplc, "hplc", "lastgasp_loss_pct", lo=0.0, hi=100.0, default=0.0)
         ),
@@ -377,6 +394,7 @@ __all__ = [
     "POWER_DOWN_JUDGEMENT_S",
     "ArchiveErrors",
     "Comms",
+    "Grid",
     "Hplc",
     "MeterFault",
     "Monitoring",

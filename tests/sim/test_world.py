@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +16,7 @@ from runtime.errors import ConfigError
 from sim.runner import SimOptions, simulate
 from sim.scenarios import Scenario, load_scenario, parse_scenario
 from sim.truth import TRUTH_FILES, write_truth
+from sim.vloop import run_virtual
 from sim.world import World, build_world
 
 REPO = Path(__file__).resolve().parents[2]
@@ -88,7 +91,11 @@ def test_truth_conserves_energy_and_is_deterministic(tmp_path: Path) -> None:
     topo = rows(t / "topology.csv")
     assert len([r for r in topo if r["meter_id"].startswith("m-")]) == 110  # 2 x 55 customers
     assert {r["meter_id"] for r in topo if r["meter_id"].startswith("bt-")} == {"bt-F2-X01", "bt-F4-X01"}
-    assert all(r["box"] for r in topo if not r["meter_id"].startswith("bu-"))  # branch units have none
+    # branch units and the assessment meter (总表, at the transformer) have no box
+    assert all(
+        r["box"] for r in topo if not r["meter_id"].startswith("bu-") and r["meter_id"] != "assessment"
+    )
+    assert [r["branch"] for r in topo if r["meter_id"] == "assessment"] == [""]
     by_channel = {r["meter_id"]: r["channel"] for r in topo}
     w0 = world(sc, scale=2)
     assert {k for k, ch in by_channel.items() if ch == "hplc"} == {m.id for m in w0.hplc_meters()}
@@ -158,11 +165,12 @@ def test_relay_trip_takes_load_out_of_physics_and_close_restores(tmp_path: Path)
     trips = [r for r in rows(tmp_path / "events.csv") if r["kind"] == "relay_trip"]
     assert trips == [
         {"kind": "relay_trip", "scope": "meter", "target": "m-0005", "start": "2024-06-01T00:15:00Z",
-         "end": "2024-06-01T01:00:00Z"}
+         "end": "2024-06-01T01:00:00Z", "meters": "m-0005"}
     ]  # fmt: skip
 
 
-async def test_outage_reaches_the_cloud_through_the_terminal(tmp_path: Path) -> None:
+def test_outage_reaches_the_cloud_through_the_terminal(tmp_path: Path) -> None:
+    """On virtual time (``--speed max``): the whole path, independent of the machine's load."""
     scenario = tmp_path / "one.toml"
     scenario.write_text(
         '[scenario]\npv_share = 0.0\n[[outage]]\nlevel = "meter"\ntarget = "m-0003"\n'
@@ -177,22 +185,27 @@ async def test_outage_reaches_the_cloud_through_the_terminal(tmp_path: Path) -> 
     }
     board = dataclasses.replace(board, apps=apps)
     options = SimOptions(
-        board=board, workdir=tmp_path / "run", speed=30.0, meters_per_bus=1, seed=2, start=START,
+        board=board, workdir=tmp_path / "run", speed=math.inf, meters_per_bus=1, seed=2, start=START,
         duration_s=360.0, network="ieee-eu-lv", scenario=str(scenario), truth_dir=tmp_path / "truth",
     )  # fmt: skip
-    async with simulate(options) as run:
-        await run.clock.sleep(360.0)
-        found = []
-        for _ in range(30):
-            found = [e for e in await run.cloud.events(kind="meter.power_down") if e.source == "m-0003"]
-            if found:
-                break
-            await run.clock.sleep(5.0)
-        count = run.world.meters["m-0003"].meter.power_down_count if run.world else None
-        seen = (
-            [(e.kind, e.source) for e in await run.cloud.events(limit=50)],
-            (await run.summary())["acquisition"],
-        )
+
+    async def main() -> tuple[list[Any], int | None, object]:
+        async with simulate(options) as run:
+            await run.clock.sleep(360.0)
+            found = []
+            for _ in range(30):
+                found = [e for e in await run.cloud.events(kind="meter.power_down") if e.source == "m-0003"]
+                if found:
+                    break
+                await run.clock.sleep(5.0)
+            count = run.world.meters["m-0003"].meter.power_down_count if run.world else None
+            seen = (
+                [(e.kind, e.source) for e in await run.cloud.events(limit=50)],
+                (await run.summary())["acquisition"],
+            )
+        return found, count, seen
+
+    found, count, seen = run_virtual(main)
     assert found, f"the power-down record never reached the cloud stub: count {count}, events {seen}"
     assert found[0].start == pytest.approx(START + 90, abs=1.0)
     events = rows(tmp_path / "truth" / "events.csv")
