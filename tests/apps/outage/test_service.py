@@ -201,7 +201,13 @@ async def rig(tmp_path: Path, config: dict[str, Any] | None = None) -> AsyncIter
             terminal=TerminalInfo(id="TTU-T", tz=TZ, root=tmp_path),
         )
         supervisor = Supervisor(clock=clock, bus=bus, context_factory=factory)
-        cfg = {"station_file": "station.toml", "probe": False, "settle_s": 30.0, **(config or {})}
+        cfg = {
+            "station_file": "station.toml",
+            "probe": False,
+            "settle_s": 30.0,
+            "metrology_interval_s": 1.0,
+            **(config or {}),
+        }
         supervisor.load(APPS_DIR, configs={"outage": cfg}, enabled=["outage"])
         tg = await stack.enter_async_context(asyncio.TaskGroup())
         running = tg.create_task(supervisor.run(), name="test-supervisor")
