@@ -19,9 +19,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from base.clock import LoopClock
+from protocols.station import StationModel, Transformer
 from runtime.config import Board, load_credentials
 from runtime.errors import BusError, ConfigError
 from runtime.terminal import Terminal
+from sim.archive import station_model, write_station
 from sim.broker import BrokerError, EmbeddedBroker
 from sim.cloud.simclock import publish_beacons
 from sim.cloud.stub import CloudStub
@@ -130,7 +132,6 @@ class SimRun:
             "dips_ignored": cco.outages.dips,
         }
 
-
     def _devices(self) -> dict[str, Any] | None:
         """Field devices as the simulator saw them used, plus the terminal's own view (the
         acquisition app retains ``acquisition/{devices,metrology}/stats`` after each poll)."""
@@ -145,13 +146,36 @@ class SimRun:
 
 
 def _with_workdir(board: Board, workdir: Path, archive: Path) -> Board:
-    """The simulated board with its store and the acquisition archive inside the run folder."""
+    """The simulated board with its store and the station archive inside the run folder."""
     store = dataclasses.replace(board.store, path=workdir / "ttu.sqlite")
-    apps = dict(board.apps)
-    if "acquisition" in apps:
-        app = apps["acquisition"]
-        apps["acquisition"] = dataclasses.replace(app, config={**app.config, "archive": str(archive)})
-    return dataclasses.replace(board, store=store, apps=apps)
+    station = dataclasses.replace(board.station, file=archive)
+    return dataclasses.replace(board, store=store, station=station)
+
+
+def _archive(board: Board, station: Station, world: World | None, devices: FieldDevices) -> StationModel:
+    """The station archive the simulated terminal starts from: the world as the utility records it
+    (with the scenario's archive errors), its field devices, and the transformer with the CT/PT the
+    board's metrology unit is configured with (a wrong CT is the archive's, like the board's)."""
+    node = board.metrology if board.metrology is not None and board.metrology.enabled else None
+    rating = None
+    if world is not None:
+        with contextlib.suppress(AttributeError, IndexError, KeyError, TypeError, ValueError):
+            rating = round(float(world.replicas[0].network.net.trafo.sn_mva.iloc[0]) * 1000.0, 1)
+    transformer = Transformer(
+        "T1",
+        rating_kva=rating,
+        ct_ratio=node.ct_ratio if node is not None else 1.0,
+        pt_ratio=node.pt_ratio if node is not None else 1.0,
+        meter="transformer",
+    )
+    return station_model(
+        station,
+        world=world,
+        devices=devices.archive(),
+        station_id=board.terminal.address or board.terminal.id,
+        name=board.terminal.name or "",
+        transformer=transformer,
+    )
 
 
 def _field_devices(board: Board, station: Station, world: World | None) -> FieldDevices:
@@ -249,11 +273,10 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
             response_delay_s=options.response_delay_s,
             hplc_meters=_hplc_meters(options),
         )
-    archive = options.workdir / "archive.toml"
-    station.write_archive(archive)
     devices = _field_devices(board, station, world)
     attach(devices, station, clock)
-    devices.write_archive(options.workdir / "devices.toml")  # next to archive.toml, where acquisition looks
+    archive = options.workdir / "station.toml"
+    write_station(archive, _archive(board, station, world, devices))
     run_board = _with_workdir(board, options.workdir, archive)
     key = b""
     if board.uplink is not None and board.uplink.credentials_file is not None:

@@ -13,11 +13,11 @@ from collections.abc import Awaitable
 from typing import Any
 
 from hal.interfaces import Priority
+from protocols.station import Meter
 from runtime.model import Reading
 from runtime.scheduler import Slot
 
 from . import items
-from .archive import MeterRecord
 from .output import Output
 from .plan import Plan, each_meter
 from .reader import MeterReader
@@ -47,10 +47,10 @@ class RealtimeTask:
         cycle.reads = sum(t.tally.exchanges for t in rs485)
         await self._output.readings(readings)
 
-    async def _port(self, meters: list[MeterRecord], ts: float) -> list[Reading]:
+    async def _port(self, meters: list[Meter], ts: float) -> list[Reading]:
         out: list[Reading] = []
 
-        async def meter_reads(meter: MeterRecord) -> None:
+        async def meter_reads(meter: Meter) -> None:
             client = self._plan.client(meter.id)
             if client is None:
                 return

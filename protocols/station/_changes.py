@@ -146,6 +146,21 @@ class StationChange:
     def to_json(self) -> dict[str, Any]:
         return self.to_doc()
 
+    @classmethod
+    def from_doc(cls, doc: Mapping[str, Any], model: StationModel | None = None) -> StationChange:
+        try:
+            return cls(
+                version=int(doc["version"]),
+                previous=int(doc["previous"]),
+                at=float(doc["at"]),
+                cause=str(doc["cause"]),
+                by=str(doc["by"]),
+                changes=tuple(Change.from_doc(c) for c in doc["changes"]),
+                model=model,
+            )
+        except (KeyError, TypeError, ValueError) as err:
+            raise StationError([("change", f"not a station change: {err}")]) from err
+
 
 @dataclass(frozen=True, slots=True)
 class Correction:
