@@ -224,7 +224,9 @@ class StationService:
             self._error(f"station archive refused, the model stays v{self.version}: {err}")
             return
         self.stats.file_loads += 1
-        await self._commit(archive, self._facts, cause="file", by=str(self.file), snapshot=False)
+        facts = _facts_kept(self._archive, archive, self._facts)
+        self.stats.facts_dropped += len(self._facts) - len(facts)
+        await self._commit(archive, facts, cause="file", by=str(self.file), snapshot=not first)
         await self._store.kv_set(KV, "file_sha256", digest)
 
     def _check_ports(self, model: StationModel, *, source: str) -> None:
