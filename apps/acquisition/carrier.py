@@ -15,10 +15,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from hal.errors import CapabilityMissing, HalError
+from hal.interfaces import CarrierModule
 from protocols.station import Meter, StationModel
+from runtime.api import AppContext
 from runtime.errors import TerminalError
 
 HPLC = "hplc"
@@ -33,7 +34,7 @@ EventRead = Callable[[Meter], Awaitable[None]]
 class CarrierLink:
     """Node-table sync and meter-event reads for the HPLC meters of the current station model."""
 
-    def __init__(self, ctx: Any, *, event_read: EventRead, counters: dict[str, int]) -> None:
+    def __init__(self, ctx: AppContext, *, event_read: EventRead, counters: dict[str, int]) -> None:
         self._ctx = ctx
         self._log = ctx.log
         self._event_read = event_read
@@ -75,7 +76,7 @@ class CarrierLink:
             async with self._ctx.clock.timeout(SETTLE_WAIT_S):
                 await self._settled.wait()
 
-    def _module(self) -> Any | None:
+    def _module(self) -> CarrierModule | None:
         try:
             return self._ctx.hal.hplc()
         except CapabilityMissing:

@@ -11,10 +11,10 @@ as lost. Must not schedule itself.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from protocols.station import Meter
+from runtime.api import AppContext
 from runtime.model import Quality, Reading
 from runtime.scheduler import Slot
 
@@ -29,7 +29,14 @@ STORE_KEY = "missing_curve"
 
 class CurveTask:
     def __init__(
-        self, ctx: Any, plan: Plan, reader: MeterReader, output: Output, *, tz: ZoneInfo, catch_up_hours: int
+        self,
+        ctx: AppContext,
+        plan: Plan,
+        reader: MeterReader,
+        output: Output,
+        *,
+        tz: ZoneInfo,
+        catch_up_hours: int,
     ) -> None:
         self._ctx = ctx
         self._plan = plan

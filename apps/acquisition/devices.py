@@ -32,6 +32,7 @@ from protocols import modbus
 from protocols.errors import ProtocolError
 from protocols.quantities import QUANTITIES
 from protocols.station import FieldDevice
+from runtime.api import AppContext
 from runtime.errors import CommandError
 from runtime.model import Event, Reading
 from runtime.scheduler import Aligned, CatchUp, Slot
@@ -97,7 +98,7 @@ class DevicePoller:
 
     def __init__(
         self,
-        ctx: Any,
+        ctx: AppContext,
         devices: Sequence[DeviceRecord] = (),
         *,
         emit: Callable[[list[Reading]], Awaitable[None]],
@@ -244,7 +245,7 @@ class DevicePoller:
 
 
 async def start_field_devices(
-    ctx: Any,
+    ctx: AppContext,
     *,
     devices: Sequence[FieldDevice],
     ports: Iterable[str],
@@ -264,7 +265,7 @@ async def start_field_devices(
 
 
 def follow_devices(
-    ctx: Any, poller: DevicePoller, devices: Sequence[FieldDevice], *, ports: Iterable[str]
+    ctx: AppContext, poller: DevicePoller, devices: Sequence[FieldDevice], *, ports: Iterable[str]
 ) -> None:
     """Hand the usable ``devices`` to ``poller``; log and count the others."""
     usable, problems = device_records(devices, known_ports=ports)

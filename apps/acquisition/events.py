@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from hal.meters import MeterClient
 from protocols.station import Meter
+from runtime.api import AppContext
 from runtime.model import Event, Reading
 from runtime.scheduler import Slot
 
@@ -31,7 +31,9 @@ POWER_DOWN_RECORDS = 10  # a meter keeps its 10 most recent power-down records (
 
 
 class EventTask:
-    def __init__(self, ctx: Any, plan: Plan, reader: MeterReader, output: Output, *, tz: ZoneInfo) -> None:
+    def __init__(
+        self, ctx: AppContext, plan: Plan, reader: MeterReader, output: Output, *, tz: ZoneInfo
+    ) -> None:
         self._ctx = ctx
         self._plan = plan
         self._reader = reader

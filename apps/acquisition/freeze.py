@@ -10,10 +10,10 @@ Must not schedule itself.
 
 from __future__ import annotations
 
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from protocols.station import Meter
+from runtime.api import AppContext
 from runtime.model import Quality, Reading
 from runtime.scheduler import Slot
 
@@ -28,7 +28,9 @@ HISTORY_DAYS = 62  # DL/T 645 meters keep 62 daily freezes (050600nn)
 
 
 class FreezeTask:
-    def __init__(self, ctx: Any, plan: Plan, reader: MeterReader, output: Output, *, tz: ZoneInfo) -> None:
+    def __init__(
+        self, ctx: AppContext, plan: Plan, reader: MeterReader, output: Output, *, tz: ZoneInfo
+    ) -> None:
         self._ctx = ctx
         self._plan = plan
         self._reader = reader

@@ -15,12 +15,13 @@ Must not read meters itself (the tasks do, through ``reader.MeterReader``) nor k
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from hal.errors import CapabilityMissing
 from hal.meters import CarrierTransport, MeterClient, MeterClients, MeterTransport, Rs485Transport
 from protocols.station import Meter, StationModel
+from runtime.api import AppContext
 from runtime.model import Reading
 
 HPLC = "hplc"
@@ -33,7 +34,7 @@ class Plan:
 
     def __init__(
         self,
-        ctx: Any,
+        ctx: AppContext,
         *,
         clients: MeterClients,
         hplc_concurrency: int,
@@ -131,7 +132,7 @@ class Plan:
 
 
 async def each_meter(
-    meters: list[Meter], work: Callable[[Meter], Awaitable[None]], *, task: str
+    meters: list[Meter], work: Callable[[Meter], Coroutine[Any, Any, None]], *, task: str
 ) -> None:
     """Queue ``work(meter)`` for every meter at once: the transport decides the order."""
     async with asyncio.TaskGroup() as tg:

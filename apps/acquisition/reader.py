@@ -11,11 +11,12 @@ or resumes answering is logged once each way. Must not decide what to read or wh
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from hal.errors import DeviceError, HalError, TransportTimeout
 from protocols.errors import ProtocolError
 from protocols.station import Meter
+from runtime.api import AppContext
 
 from .plan import Plan
 from .stats import SuccessTracker
@@ -29,7 +30,7 @@ COUNTERS = ("reads_ok", "reads_failed", "device_errors", "protocol_errors")
 class MeterReader:
     """Reads with retries over the plan's clients; owns the success tracker."""
 
-    def __init__(self, ctx: Any, plan: Plan, *, retries: int, counters: dict[str, int]) -> None:
+    def __init__(self, ctx: AppContext, plan: Plan, *, retries: int, counters: dict[str, int]) -> None:
         self._ctx = ctx
         self._log = ctx.log
         self._plan = plan

@@ -10,10 +10,10 @@ the wire-time lower bound of the busiest RS-485 port. Must not schedule itself.
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Any
 
 from hal.interfaces import Priority
 from protocols.station import Meter
+from runtime.api import AppContext
 from runtime.model import Reading
 from runtime.scheduler import Slot
 
@@ -25,7 +25,7 @@ from .reader import MeterReader
 
 class RealtimeTask:
     def __init__(
-        self, ctx: Any, plan: Plan, reader: MeterReader, output: Output, *, items: tuple[str, ...]
+        self, ctx: AppContext, plan: Plan, reader: MeterReader, output: Output, *, items: tuple[str, ...]
     ) -> None:
         self._ctx = ctx
         self._plan = plan

@@ -25,11 +25,11 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
-from zoneinfo import ZoneInfo
+from typing import Any
 
 from hal.meters import MeterClients
-from protocols.station import StationModel
+from protocols.station import Meter, StationModel
+from runtime.api import AppContext, TerminalInfo
 from runtime.errors import ConfigError
 from runtime.scheduler import Aligned, CatchUp, Daily, Interval, Slot
 
@@ -43,14 +43,8 @@ from .output import Output
 from .plan import Plan
 from .reader import MeterReader
 from .realtime import RealtimeTask
+from .stats import SuccessTracker
 from .timesync import TimeSyncTask
-
-
-class TerminalInfo(Protocol):
-    id: str
-    tz: ZoneInfo
-    root: Path
-    rs485_ports: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +94,7 @@ class Settings:
 class Acquisition:
     """The tasks of the app and what they share: the plan, the reader, the output, the counters."""
 
-    def __init__(self, ctx: Any, settings: Settings, terminal: TerminalInfo) -> None:
+    def __init__(self, ctx: AppContext, settings: Settings, terminal: TerminalInfo) -> None:
         self._ctx = ctx
         self._settings = settings
         self._terminal = terminal
@@ -123,7 +117,7 @@ class Acquisition:
         self.timesync = TimeSyncTask(ctx, self.plan, self.clients, tz=tz)
 
     @property
-    def tracker(self) -> Any:
+    def tracker(self) -> SuccessTracker:
         return self.reader.tracker
 
     @property
@@ -186,7 +180,7 @@ class Acquisition:
         if port == HPLC:
             await self.carrier.settled()  # nodes the module does not know yet would time out
 
-    async def _event_read(self, meter: Any) -> None:
+    async def _event_read(self, meter: Meter) -> None:
         await self.events.read(meter)
 
     # ------------------------------------------------------------------ the scheduled jobs
@@ -232,7 +226,7 @@ class Acquisition:
         }
 
 
-async def run_acquisition(ctx: Any, config: dict[str, Any], terminal: TerminalInfo) -> None:
+async def run_acquisition(ctx: AppContext, config: dict[str, Any], terminal: TerminalInfo) -> None:
     settings = Settings.from_config(config, terminal.root)
     service = Acquisition(ctx, settings, terminal)
     await service.start()
