@@ -41,6 +41,7 @@ from runtime.scheduler import CatchUp, Job, JobFunc, Schedule
 
 if TYPE_CHECKING:  # the container imports this module: no import of it at run time
     from runtime.container.manifest import Manifest
+    from runtime.store import Ledger
 
 CommandHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 """A cloud command: its arguments in, the reply's result out (``CommandError`` for a refusal)."""
@@ -87,9 +88,15 @@ class SchedulerFacet(Protocol):
 
 @runtime_checkable
 class AppStore(Protocol):
-    """The store as one app sees it: key-value in the app's own namespace, readings, events."""
+    """The store as one app sees it: key-value in the app's own namespace, readings, events,
+    and the terminal's append-only ledger (in process only)."""
 
     async def get(self, key: str, default: Any = None) -> Any: ...
+
+    @property
+    def ledger(self) -> Ledger:
+        """The hash-chained ledger (``runtime.store.Ledger``); ``CapabilityError`` for an isolated app."""
+        ...
 
     async def set(self, key: str, value: Any) -> None: ...
 

@@ -300,20 +300,24 @@ class World:
     def follow_relays(self, now: float) -> None:
         """Closed loop: a relay opened or closed (by the terminal or a scenario) changes the load."""
         for m in self.customers():
+            m.meter.settle(now)  # a customer who pressed the button (close allowed)
             closed = m.meter.relay_closed
             if self._relay_known.get(m.id, True) == closed:
                 continue
             self._relay_known[m.id] = closed
+            # the meter knows when its relay moved; the physics follows from that instant
+            at = m.meter.relay_changed_at
+            at = now if at is None or at > now else at
             intervals = m.replica.offs.setdefault(m.customer, [])
             if not closed:
-                intervals.append([now, math.inf])
+                intervals.append([at, math.inf])
                 self._open_trips[m.id] = len(self.events)
-                self.events.append(TruthEvent("relay_trip", "meter", m.id, now, None, (m.id,)))
+                self.events.append(TruthEvent("relay_trip", "meter", m.id, at, None, (m.id,)))
             else:
                 if intervals and intervals[-1][1] == math.inf:
-                    intervals[-1][1] = now
+                    intervals[-1][1] = at
                 if (k := self._open_trips.pop(m.id, None)) is not None:
-                    self.events[k] = dataclasses.replace(self.events[k], end=now)
+                    self.events[k] = dataclasses.replace(self.events[k], end=at)
             m.replica.refresh()
 
     async def run(self, clock: Clock, *, poll_s: float = 2.0) -> None:

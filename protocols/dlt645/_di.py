@@ -343,6 +343,7 @@ def _rows() -> Iterator[DataItem]:
         0x04001503, "reset active-report status word", Fixed((Element("reset_mask", ACTIVE_REPORT_WORD),))
     )
     yield DataItem(0x00900200, "remaining credit", Fixed((_q("credit.remaining", MONEY),)))
+    yield DataItem(0x00900201, "overdraft amount", Fixed((_q("credit.overdraft", MONEY),)))
     for di0, name, text in (
         (1, "credit.alarm1", "alarm credit limit 1"),
         (2, "credit.alarm2", "alarm credit limit 2"),

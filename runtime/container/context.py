@@ -36,7 +36,7 @@ from runtime.scheduler import CatchUp, Job, JobFunc, Schedule, Scheduler
 
 if TYPE_CHECKING:
     from runtime.station import StationService
-    from runtime.store import Store
+    from runtime.store import Ledger, Store
 
 
 @dataclass(slots=True)
@@ -255,6 +255,11 @@ class NamespacedStore:
 
     async def get(self, key: str, default: Any = None) -> Any:
         return await self._store.kv_get(self._ns, key, default)
+
+    @property
+    def ledger(self) -> Ledger:
+        """The terminal store's append-only, hash-chained ledger (``runtime.store.Ledger``)."""
+        return self._store.ledger
 
     async def set(self, key: str, value: Any) -> None:
         await self._store.kv_set(self._ns, key, value)

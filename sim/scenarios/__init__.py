@@ -245,9 +245,7 @@ def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
             corrupt_pct=r.number(comms, "comms", "corrupt_pct", lo=0.0, hi=100.0, default=0.0),
             buses=tuple(buses),
         ),
-        monitoring=Monitoring(
-            all_boxes=boxes == "all", box_terminals=() if boxes == "all" else tuple(boxes)
-        ),
+        monitoring=Monitoring(all_boxes=boxes == "all", box_terminals=() if boxes == "all" else tuple(boxes)),
     )
 
 

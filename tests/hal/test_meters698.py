@@ -170,8 +170,50 @@ async def test_power_down_records_relay_state_and_relay_action() -> None:
         with pytest.raises(DeviceError) as refused:  # keep-power: the meter refuses a trip
             await r.c698.relay(RelayCommand.TRIP, valid_until=datetime(2026, 1, 12, 11, 0))
         assert refused.value.code == 3 and refused.value.device == A698
-        await r.c698.relay(RelayCommand.CLOSE, valid_until=datetime(2026, 1, 12, 11, 0))
-        assert meter.relay_closed is True
+        await r.c698.relay(RelayCommand.CLOSE_ALLOWED, valid_until=datetime(2026, 1, 12, 11, 0))
+        status = await r.c698.read_relay_status()
+        assert status is not None and status.satisfies(RelayCommand.CLOSE_ALLOWED) and status.open
+        await r.clock.sleep(meter.button_delay_s or 0)  # the customer presses the meter's button
+        assert await r.c698.read_relay_state() is False and meter.relay_closed is True
+
+
+@pytest.mark.parametrize("which", ["c645", "c698"])
+async def test_fee_control_commands_with_read_back(which: str) -> None:
+    async with rig() as r:
+        client = getattr(r, which)
+        meter = r.meters[client.address]
+        until = datetime(2026, 1, 12, 11, 0)
+        sequence = [
+            (RelayCommand.ALARM, {"alarm": True}),
+            (RelayCommand.TRIP, {"open": True, "trip_commanded": True, "alarm": True}),
+            (RelayCommand.ALARM_RELEASE, {"alarm": False, "open": True}),
+            (RelayCommand.DIRECT_CLOSE, {"open": False, "trip_commanded": False}),
+            (RelayCommand.KEEP_POWER, {"keep_power": True}),
+            (RelayCommand.KEEP_POWER_RELEASE, {"keep_power": False}),
+        ]
+        for command, expected in sequence:
+            await client.relay(command, valid_until=until)
+            status = await client.read_relay_status()
+            assert status is not None and status.satisfies(command), command
+            assert {k: getattr(status, k) for k in expected} == expected, command
+        assert meter.relay_closed and not meter.alarm and not meter.keep_power
+        await client.relay(RelayCommand.KEEP_POWER, valid_until=until)
+        with pytest.raises(DeviceError):  # 保电: the meter itself refuses to trip
+            await client.relay(RelayCommand.TRIP, valid_until=until)
+        assert meter.relay_closed
+
+
+@pytest.mark.parametrize("which", ["c645", "c698"])
+async def test_credit_limits_written_and_read_back(which: str) -> None:
+    from hal.meters import CreditLimits
+
+    async with rig() as r:
+        client = getattr(r, which)
+        limits = CreditLimits(2000, 1000, 1000, 200000, 200)
+        await client.write_credit_limits(limits)
+        assert await client.read_credit_limits() == limits
+        assert r.meters[client.address].credit_limits["credit.max_stored"] == 2000.0
+        assert await client.read_remaining_credit() is None  # not a locally prepaid meter
 
 
 async def test_dar_errors_become_device_errors() -> None:

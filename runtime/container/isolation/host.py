@@ -82,6 +82,7 @@ from runtime.errors import AppError, BusError, CapabilityError, TerminalError
 from runtime.model import Event, Reading
 from runtime.scheduler import CatchUp, Job, JobFunc, MemoryKeyValue, Schedule, Scheduler
 from runtime.scheduler import Slot as JobSlot
+from runtime.store import Ledger
 
 log = logging.getLogger("ttu.host")
 _PR_SET_PDEATHSIG = 1
@@ -240,8 +241,13 @@ class RemoteScheduler(ScopedScheduler):
 class RemoteStore:
     """``ctx.store``: the app's key-value namespace, readings and events, in the runtime's store."""
 
-    def __init__(self, chan: Channel) -> None:
+    def __init__(self, chan: Channel, app: str) -> None:
         self._chan = chan
+        self._app = app
+
+    @property
+    def ledger(self) -> Ledger:
+        raise CapabilityError(self._app, "the ledger is the runtime's: isolated apps cannot append to it")
 
     async def get(self, key: str, default: Any = None) -> Any:
         return await self._chan.request("store.get", {"key": key, "default": payload_to_json(default)})
@@ -365,7 +371,7 @@ class IsolatedContext(ContextCore):
         local = Bus(clock=clock)
         scheduler = Scheduler(clock=clock, tz=terminal.tz, state=MemoryKeyValue())
         self._channel = chan
-        self.remote_store = RemoteStore(chan)
+        self.remote_store = RemoteStore(chan, manifest.name)
         self.remote_uplink = RemoteUplink(chan, manifest, self.violations)
         self.remote_bus = RemoteBus(local, manifest, self.violations, chan)
         self.remote_scheduler = RemoteScheduler(scheduler, manifest.name, chan)
