@@ -94,6 +94,7 @@ from ._topics import (
     up_topic,
     up_wildcard,
 )
+from ._views import CloudTools, Panel, Register, ResultReader, StoredResult
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -106,11 +107,16 @@ __all__ = [
     "STREAMS",
     "STREAM_NAME",
     "Chunk",
+    "CloudTools",
     "Command",
     "InstallJob",
     "JobReport",
     "PackageSource",
+    "Panel",
+    "Register",
     "Reply",
+    "ResultReader",
+    "StoredResult",
     "UpBatch",
     "UpMessage",
     "canonical_json",
