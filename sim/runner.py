@@ -331,7 +331,9 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
                 "--broker", "an external broker cannot follow virtual time: --speed max uses the embedded one"
             )
         wiring = MemoryWiring()
-    clock = LoopClock(start=options.start, speed=1.0 if options.virtual else options.speed)
+    # The clock starts once the world is built: solving the physics takes wall time, and a
+    # scenario's offsets (an outage at "90s") count from when the world starts running.
+    start = LoopClock(start=options.start).now()
     board = options.board
     buses = [p.name for p in board.rs485 if p.enabled]
     world: World | None = None
@@ -340,7 +342,7 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
             buses=buses,
             scenario=load_scenario(options.scenario or "default"),
             seed=options.seed,
-            start=clock.now(),
+            start=start,
             duration_s=options.duration_s,
             network=options.network,
             customers_scale=options.customers_scale,
@@ -357,10 +359,11 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
             buses=buses,
             meters_per_bus=options.meters_per_bus,
             seed=options.seed,
-            start=clock.now(),
+            start=start,
             response_delay_s=options.response_delay_s,
             hplc_meters=_hplc_meters(options),
         )
+    clock = LoopClock(start=start, speed=1.0 if options.virtual else options.speed)
     devices = _field_devices(board, station, world)
     attach(devices, station, clock)
     archive = options.workdir / "station.toml"
