@@ -10,7 +10,7 @@ kind               DL/T 645-2007                   DL/T 698.45
 =================  ==============================  =====================================
 realtime items     one DI per item (per exchange)  GET-Request-NormalList, one exchange
 15-min curve       06000001 load records           GET-Record 50020200, RSD selector 2
-daily freeze n     05060000+n time, 05060100+n     GET-Record 50040200, RSD selector 9
+daily freeze n     05060000+n time, 050601/02+n    GET-Record 50040200, RSD selector 9
 power-down count   03110000                        GET 30110700 (current value record)
 power-down record  03110000+n start/end            GET-Record 30110200, RSD selector 9
 relay status       status word 3 (04000503)        status word 3 (20140203)
@@ -292,7 +292,14 @@ class Dlt645Client:
         if not stamp.values or not isinstance(stamp.values[0], str):
             return None
         energy = await self._read(0x05060100 | times_ago, Priority.CURVE)
-        return Record(parse_645_time(stamp.values[0]), dict(_numeric(energy.values, energy.names)))
+        values = dict(_numeric(energy.values, energy.names))
+        try:  # the reverse block (PV export); a meter without it answers abnormally
+            reverse = await self._read(0x05060200 | times_ago, Priority.CURVE)
+        except DeviceError:
+            reverse = None
+        if reverse is not None:
+            values.update(_numeric(reverse.values, reverse.names))
+        return Record(parse_645_time(stamp.values[0]), values)
 
     async def read_power_down_count(self) -> int | None:
         count = await self._read(DLT645_POWER_DOWN_COUNT, Priority.EVENT)
@@ -368,7 +375,7 @@ CURVE_COLUMNS = (
     OAD(0x20040201),  # active power, total
     OAD(0x200A0201),  # power factor, total
 )
-DAILY_COLUMNS = (FREEZE_TIME, OAD(0x00100200))
+DAILY_COLUMNS = (FREEZE_TIME, OAD(0x00100200), OAD(0x00200200))  # forward, reverse (PV export)
 POWER_DOWN_RECORDS = OAD(0x30110200)
 POWER_DOWN_CURRENT = OAD(0x30110700)  # current value record: occurrence count + cumulative time
 EVENT_COLUMNS = (OAD(0x20220200), OAD(0x201E0200), OAD(0x20200200))  # record no., start, end

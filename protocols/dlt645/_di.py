@@ -370,12 +370,13 @@ def _rows() -> Iterator[DataItem]:
         yield DataItem(
             0x05060000 | n, f"daily freeze time (last {n})", Fixed((Element("time", Stamp("YYMMDDhhmm")),))
         )
-        names = [f"energy.active.import.{t}" for t in ("total", "t1", "t2", "t3", "t4")]
-        yield DataItem(
-            0x05060100 | n,
-            f"daily frozen forward active energy (last {n})",
-            Fixed(tuple(_q(m, ENERGY) for m in names)),
-        )
+        for di2, kind, what in ((0x0100, "import", "forward"), (0x0200, "export", "reverse")):
+            names = [f"energy.active.{kind}.{t}" for t in ("total", "t1", "t2", "t3", "t4")]
+            yield DataItem(
+                0x05060000 | di2 | n,
+                f"daily frozen {what} active energy (last {n})",
+                Fixed(tuple(_q(m, ENERGY) for m in names)),
+            )
     yield DataItem(LOAD_CURVE_DI, "load curve, records from a given time", Records(LOAD_RECORD))
 
 

@@ -233,7 +233,7 @@ class MeterResponder:
                 return (None, None)
             rec = meter.power_downs[n - 1]
             return (self._stamp(rec.start), None if rec.end is None else self._stamp(rec.end))
-        if di & 0xFFFFFF00 in (0x05060000, 0x05060100) and di & 0xFF:  # daily freeze n
+        if di & 0xFFFFFF00 in (0x05060000, 0x05060100, 0x05060200) and di & 0xFF:  # daily freeze n
             n = di & 0xFF
             meter.advance(now)
             if n > len(meter.daily_freezes):
@@ -241,7 +241,8 @@ class MeterResponder:
             frz = meter.daily_freezes[n - 1]
             if di & 0xFF00 == 0:
                 return (self._local(frz.ts).strftime("%Y-%m-%d %H:%M"),)
-            return tuple(_kwh(x) for x in frz.registers.forward)
+            block = frz.registers.forward if di & 0xFF00 == 0x0100 else frz.registers.reverse
+            return tuple(_kwh(x) for x in block)
         snap = _Snapshot(self, now)
         return tuple(snap.get(name) for name in names)
 

@@ -150,6 +150,7 @@ async def test_daily_freeze_and_catch_up_of_older_days() -> None:
             frozen = meter.daily_freezes[n - 1]
             assert rec is not None and rec.at == local(frozen.ts)
             assert rec.values["energy.active.import.total"] == kwh(frozen.registers.forward[0])
+            assert rec.values["energy.active.export.total"] == kwh(frozen.registers.reverse[0])
         assert await r.c698.read_daily_freeze(30) is None  # the meter has no such freeze
 
 
