@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from sim.station import Station
     from sim.world import World
 
-KINDS_BY_TARIFF = {"branch-unit": "branch_unit", "box-terminal": "box_terminal"}
+KINDS_BY_TARIFF = {"branch-unit": "branch_unit", "box-terminal": "box_terminal", "assessment": "assessment"}
 
 
 def station_model(
@@ -48,6 +48,8 @@ def station_model(
         meter = m.archive_meter(baud=station.settings.baud)
         if placed is not None:
             meter = replace(meter, branch=placed.branch or None, box=placed.box or None)
+        if world is not None and meter.kind == "assessment":
+            meter = replace(meter, ct_ratio=float(world.assessment_ct[1]))  # the CT the utility recorded
         meters.append(meter)
     meters += station.foreign
     devices = tuple(devices)
@@ -82,6 +84,8 @@ def station_model(
                         box, branch=rep.prefix + c.branch, terminal=terminal if terminal in ids else None
                     )
                 )
+    if world is not None:
+        transformer = _transformer(world, transformer)
     named = {b.id for b in branches}
     listed = tuple(d if d.branch is None or d.branch in named else replace(d, branch=None) for d in devices)
     return StationModel(
@@ -93,6 +97,20 @@ def station_model(
         meters=tuple(meters),
         devices=listed,
     )
+
+
+def _transformer(world: World, given: Transformer | None) -> Transformer:
+    """The world's transformer: its rating, and the 总表 with the CT ratio the archive records
+    (the world's assessment meter when it has one, else the metrology unit, device ``transformer``)."""
+    net = world.replicas[0].network
+    try:
+        rating: float | None = round(float(net.net.trafo.sn_mva.iloc[0]) * 1000.0 * len(world.replicas), 1)
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        rating = None
+    base = given or Transformer("T1")
+    if world.assessment is None:
+        return replace(base, rating_kva=rating, meter=base.meter or "transformer")
+    return replace(base, rating_kva=rating, meter=world.assessment.id, ct_ratio=float(world.assessment_ct[1]))
 
 
 def write_station(path: str | os.PathLike[str], model: StationModel) -> None:

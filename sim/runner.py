@@ -233,16 +233,11 @@ def _with_workdir(
 
 def _archive(board: Board, station: Station, world: World | None, devices: FieldDevices) -> StationModel:
     """The station archive the simulated terminal starts from: the world as the utility records it
-    (with the scenario's archive errors), its field devices, and the transformer with the CT/PT the
-    board's metrology unit is configured with (a wrong CT is the archive's, like the board's)."""
+    (with the scenario's archive errors, a wrong CT of the 总表 included), its field devices, and the
+    transformer (``sim.archive``; without a world, the board's metrology unit is the 总表)."""
     node = board.metrology if board.metrology is not None and board.metrology.enabled else None
-    rating = None
-    if world is not None:
-        with contextlib.suppress(AttributeError, IndexError, KeyError, TypeError, ValueError):
-            rating = round(float(world.replicas[0].network.net.trafo.sn_mva.iloc[0]) * 1000.0, 1)
     transformer = Transformer(
         "T1",
-        rating_kva=rating,
         ct_ratio=node.ct_ratio if node is not None else 1.0,
         pt_ratio=node.pt_ratio if node is not None else 1.0,
         meter="transformer",
