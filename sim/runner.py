@@ -322,9 +322,8 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
                 "--broker", "an external broker cannot follow virtual time: --speed max uses the embedded one"
             )
         wiring = MemoryWiring()
-    # The clock starts once the world is built: solving the physics takes wall time, and a
-    # scenario's offsets (an outage at "90s") count from when the world starts running.
-    start = LoopClock(start=options.start).now()
+    clock = LoopClock(start=options.start, speed=1.0 if options.virtual else options.speed)
+    start = clock.now()
     board = options.board
     buses = [p.name for p in board.rs485 if p.enabled]
     world: World | None = None
@@ -354,7 +353,6 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
             response_delay_s=options.response_delay_s,
             hplc_meters=_hplc_meters(options),
         )
-    clock = LoopClock(start=start, speed=1.0 if options.virtual else options.speed)
     devices = _field_devices(board, station, world)
     attach(devices, station, clock)
     archive = options.workdir / "station.toml"
