@@ -46,6 +46,7 @@ from hal.meters.transport import MeterTransport
 from protocols import dlt645, dlt698
 from protocols.errors import ProtocolError
 from protocols.quantities import QUANTITIES
+from protocols.signature import MAX_DETECTIONS, Detection
 
 CURVE_PERIOD_S = 900
 REALTIME_ITEMS = ("energy", "energy_export", "voltage", "current", "power", "power_factor", "frequency")
@@ -202,6 +203,16 @@ class MeterClient(Protocol):
         """The meter's own remaining credit in fen (a locally prepaid meter), None if it has none."""
         ...
 
+    async def start_signature(self, at: datetime, *, priority: Priority = Priority.CONTROL) -> None:
+        """Order the meter to send its signature current (特征电流) at ``at`` (its own local clock)."""
+        ...
+
+    async def read_signature_results(
+        self, last: int = 4, *, priority: Priority = Priority.EVENT
+    ) -> list[Detection]:
+        """Signatures this unit heard, newest first (up to ``last`` result events' worth)."""
+        ...
+
 
 def _numeric(values: Sequence[object], names: Sequence[str]) -> Iterator[tuple[str, float]]:
     for name, value in zip(names, values, strict=False):
@@ -349,6 +360,23 @@ class Dlt645Client:
         result = await self._read(DLT645_REMAINING_CREDIT, Priority.EVENT)
         value = result.values[0] if result.values else None
         return round(value * 100) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+    async def start_signature(self, at: datetime, *, priority: Priority = Priority.CONTROL) -> None:
+        payload = dlt645.encode_values(dlt645.SIGNATURE_START_DI, [at.strftime("%Y-%m-%d %H:%M:%S")])
+        await self.master.write(
+            self._address, dlt645.SIGNATURE_START_DI, payload, password=self._password, priority=priority
+        )
+
+    async def read_signature_results(
+        self, last: int = 4, *, priority: Priority = Priority.EVENT
+    ) -> list[Detection]:
+        out: list[Detection] = []
+        for n in range(1, min(max(last, 1), 10) + 1):
+            result = await self._read(dlt645.topology.signature_result_di(n), priority)
+            if not result.values:
+                break  # no such event (yet)
+            out.extend(dlt645.topology.detections_from_values(result.values))
+        return out
 
 
 # ---------------------------------------------------------------------------------------- 698
@@ -616,6 +644,16 @@ class Dlt698Client:
         except DeviceError:
             return None
         return dlt698.money_values(data, 1)[0]
+
+    async def start_signature(self, at: datetime, *, priority: Priority = Priority.CONTROL) -> None:
+        topo = dlt698.topology
+        await self.master.action(self._address, topo.START_SENDING, topo.start_sending(at), priority=priority)
+
+    async def read_signature_results(
+        self, last: int = 4, *, priority: Priority = Priority.EVENT
+    ) -> list[Detection]:
+        data = await self.master.get_one(self._address, dlt698.topology.RESULTS, priority=priority)
+        return dlt698.topology.parse_results(data)[: max(last, 1) * MAX_DETECTIONS]
 
 
 __all__ = [

@@ -30,6 +30,7 @@ from sim.loads import (
     sample_reactive,
     sample_voltage,
 )
+from sim.meters.signature import SignatureState
 
 Phase = Literal["A", "B", "C", "ABC"]
 
@@ -212,6 +213,7 @@ class VirtualMeter:
         self.power_downs: deque[PowerDown] = deque(maxlen=10)  # newest first
         self.power_down_count = 0
         self.relay_trip_count = 0
+        self.signature = SignatureState()
         self._record_start()
 
     def _record_start(self) -> None:
