@@ -13,6 +13,19 @@ class TerminalError(Exception):
     """Base of every runtime error."""
 
 
+class TerminalDied(TerminalError):
+    """A part the terminal cannot run without (uplink, scheduler, supervisor...) failed.
+
+    ``task`` names the part; the cause is chained. ``ttu run`` exits non-zero with it so the
+    service manager restarts the terminal.
+    """
+
+    def __init__(self, task: str, reason: str) -> None:
+        self.task = task
+        self.reason = reason
+        super().__init__(f"terminal stopped: {task} failed: {reason}")
+
+
 class ConfigError(TerminalError):
     """A configuration file or value is invalid.
 

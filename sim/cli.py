@@ -1,7 +1,9 @@
 """``ttu sim``: run a simulated station area with the terminal, the broker and the cloud stub.
 
 Layer: sim (CLI). ``make sim`` runs ``ttu sim --live``: a live summary until Ctrl-C.
-Headless: ``ttu sim --speed 60 --duration 2h --report out.json``.
+Headless: ``ttu sim --speed 60 --duration 2h --report out.json``; exit status 1 (and why, on
+stderr and in the report's ``failures``) when the terminal died, an app ended quarantined or no
+reading reached the cloud.
 
 Default: the physics station (IEEE European LV feeder × ``--customers-scale`` 4 = 220 customer
 meters plus one branch unit per feeder branch, over the board's RS-485 buses) under the
@@ -29,9 +31,11 @@ from sim.dashboard import Dashboard
 from sim.physics import DEFAULT_NETWORK
 from sim.runner import SimOptions, SimRun, run_for
 from sim.scenarios import load_scenario
+from sim.speed import check_speed
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+EXIT_FAILED = 1  # the run ended, but the terminal died, an app is quarantined or no reading arrived
 #: the IEEE European LV feeder has 55 customers; issue 2 wants >= 200 meters over 4 buses
 DEFAULT_CUSTOMERS_SCALE = 4
 
@@ -120,7 +124,7 @@ def _options(args: argparse.Namespace) -> SimOptions:
         raise ConfigError("--scenario", "scenarios, --truth and --customers-scale need the physics station")
     if args.scenario is not None:
         load_scenario(args.scenario)  # validate before anything starts
-    return SimOptions(
+    options = SimOptions(
         board=board,
         workdir=args.workdir,
         speed=speed,
@@ -134,6 +138,8 @@ def _options(args: argparse.Namespace) -> SimOptions:
         customers_scale=scale,
         truth_dir=args.truth,
     )
+    check_speed(options.speed, board, response_delay_max_s=max(options.response_delay_s))
+    return options
 
 
 def _fmt_rate(value: Any) -> str:
@@ -187,6 +193,11 @@ def render_summary(summary: dict[str, Any], run: SimRun) -> str:
         f"  events          {summary['cloud'].get('events', 0)} at the cloud"
         + (f"; last: {events[0].get('kind')} {events[0].get('source')}" if events else ""),
         "  apps            " + ", ".join(f"{a['name']}={a['state']}" for a in summary["apps"]),
+        *(
+            [f"  TERMINAL DIED   {summary['terminal_died']} (the simulator stops; see the log)"]
+            if summary.get("terminal_died")
+            else []
+        ),
         _devices_line(summary.get("devices")),
         _hplc_line(summary.get("hplc")),
         f"  broker {run.broker_url}   cloud db {run.options.workdir / 'cloud.sqlite'}   "
@@ -212,7 +223,7 @@ async def _live(options: SimOptions, *, dashboard_port: int | None) -> dict[str,
         if dashboard is None and dashboard_port is not None:
             dashboard = await _open_dashboard(run, dashboard_port)
         now = time.monotonic()  # the display refreshes on the wall clock, the sim on its own
-        if now - last < 2.0:
+        if now - last < 2.0 and run.terminal_failure is None:
             return
         last = now
         text = render_summary(await run.summary(), run)
@@ -262,4 +273,6 @@ def _handle(args: argparse.Namespace) -> int:
         print(f"report written to {args.report}")
     else:
         print(text)
-    return 0
+    for failure in report["failures"]:
+        print(f"ttu sim: FAILED: {failure}", file=sys.stderr)
+    return EXIT_FAILED if report["failures"] else 0

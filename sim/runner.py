@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 from runtime.clock import LoopClock
 from runtime.config import Board, load_credentials
-from runtime.errors import BusError, ConfigError
+from runtime.errors import BusError, ConfigError, TerminalDied
 from runtime.terminal import Terminal
 from sim.broker import BrokerError, EmbeddedBroker
 from sim.cloud.simclock import publish_beacons
@@ -74,6 +74,16 @@ class SimRun:
     truth_dir: Path | None = None
     devices: FieldDevices | None = None  # metrology unit and Modbus devices (sim/devices)
     hplc: VirtualCco | None = None  # the virtual CCO behind sim:hplc, when there are HPLC meters
+    terminal_task: asyncio.Task[None] | None = None
+
+    @property
+    def terminal_failure(self) -> str | None:
+        """Why the terminal stopped on its own (None while it runs)."""
+        task = self.terminal_task
+        if task is None or not task.done() or task.cancelled():
+            return None
+        error = task.exception()
+        return "the terminal returned" if error is None else f"{type(error).__name__}: {error}"
 
     async def summary(self) -> dict[str, Any]:
         parts = self.terminal.parts
@@ -94,6 +104,7 @@ class SimRun:
             "sim_time": self.clock.now(),
             "elapsed_s": self.clock.monotonic() - self.started_monotonic,
             "speed": self.clock.speed,
+            "terminal_died": self.terminal_failure,
             "meters": len(self.station.meters),
             "acquisition": stats,
             "uplink_backlog": sum(backlog.values()),
@@ -129,7 +140,6 @@ class SimRun:
             "report_sends": c.reports_sent,
             "dips_ignored": cco.outages.dips,
         }
-
 
     def _devices(self) -> dict[str, Any] | None:
         """Field devices as the simulator saw them used, plus the terminal's own view (the
@@ -277,6 +287,8 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
             run.truth_dir = options.truth_dir or options.workdir / "truth"
         world_task = None if world is None else asyncio.create_task(world.run(clock), name="sim-world")
         task = asyncio.create_task(terminal.run(), name="terminal")
+        run.terminal_task = task
+        task.add_done_callback(_say_if_died)
         beacon = asyncio.create_task(publish_beacons(cloud, clock), name="sim-clock-beacon")
         try:
             started = asyncio.create_task(terminal.started.wait(), name="terminal-started")
@@ -292,8 +304,14 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
             for t in (beacon, task, world_task):
                 if t is not None:
                     t.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
+                    # a terminal that died is in the report (terminal_died), not raised here
+                    with contextlib.suppress(asyncio.CancelledError, TerminalDied):
                         await t
+
+
+def _say_if_died(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("the simulated terminal died: %s", task.exception())
 
 
 def _hplc_meters(options: SimOptions) -> int:
@@ -334,6 +352,8 @@ async def run_for(
                 result = on_tick(run)
                 if asyncio.iscoroutine(result):
                     await result
+            if run.terminal_failure is not None:
+                break  # nothing more will happen: report it now
         await _flush(run)
         return await report(run)
 
@@ -341,7 +361,7 @@ async def run_for(
 async def _flush(run: SimRun) -> None:
     """Let the uplink deliver what the terminal has queued (bounded by a grace period)."""
     parts = run.terminal.parts
-    if parts is None:
+    if parts is None or run.terminal_failure is not None:
         return
     deadline = run.clock.monotonic() + FLUSH_GRACE_S
     while run.clock.monotonic() < deadline:
@@ -363,6 +383,8 @@ async def report(run: SimRun) -> dict[str, Any]:
     ports = parts.hal.statistics() if parts is not None else {}
     return {
         "terminal": terminal_id,
+        "failures": failures(summary, parts.supervisor.status() if parts is not None else []),
+        "terminal_died": summary["terminal_died"],
         "speed": run.clock.speed,
         "simulated_seconds": summary["elapsed_s"],
         "meters": summary["meters"],
@@ -402,3 +424,17 @@ async def report(run: SimRun) -> dict[str, Any]:
             "truth_dir": str(run.truth_dir),
         },
     }
+
+
+def failures(summary: dict[str, Any], apps: list[dict[str, Any]]) -> list[str]:
+    """What makes a run a failure (``ttu sim`` exits non-zero): the terminal died, an app ended
+    quarantined, or not one reading reached the cloud."""
+    out: list[str] = []
+    if summary.get("terminal_died"):
+        out.append(f"the terminal died: {summary['terminal_died']}")
+    for app in apps:
+        if app.get("state") == "quarantined":
+            out.append(f"app {app.get('name')} ended quarantined: {app.get('last_error')}")
+    if not summary["cloud"].get("readings"):
+        out.append("no reading reached the cloud")
+    return out
