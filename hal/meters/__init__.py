@@ -3,7 +3,8 @@
 Layer: hal. ``transport`` carries frames (``Rs485Transport``, ``CarrierTransport``);
 ``dlt645`` / ``dlt698`` turn "read this from meter y" into frames and decoded results
 (abnormal replies become ``DeviceError``); ``client`` is the one ``MeterClient`` interface an
-app reads any meter through, with normalized quantity names. Must not know schedules,
+app reads any meter through, with normalized quantity names; ``factory.MeterClients`` maps a
+meter's protocol to its master (one per transport) and client. Must not know schedules,
 archives or what apps do with the values.
 """
 
@@ -18,9 +19,11 @@ from hal.meters.client import (
 )
 from hal.meters.dlt645 import Dlt645Master
 from hal.meters.dlt698 import Dlt698Master
+from hal.meters.factory import PROTOCOLS, MeterClients
 from hal.meters.transport import CarrierTransport, MeterTransport, Rs485Transport, WireTally
 
 __all__ = [
+    "PROTOCOLS",
     "REALTIME_ITEMS",
     "CarrierTransport",
     "Dlt645Client",
@@ -28,6 +31,7 @@ __all__ = [
     "Dlt698Client",
     "Dlt698Master",
     "MeterClient",
+    "MeterClients",
     "MeterTransport",
     "PowerDownRecord",
     "Record",

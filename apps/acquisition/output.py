@@ -1,0 +1,46 @@
+"""Where readings and events go: the store, the bus and the uplink, in that order.
+
+Layer: apps (acquisition). ``Output.readings`` stores a batch, publishes it per device on
+``meter/<id>/reading`` and sends it up on stream ``readings`` in chunks of ``UPLINK_CHUNK``;
+``Output.event`` does the same for one event (``meter/<id>/event``, stream ``events``).
+Must not read meters or decide what is worth sending.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from runtime.model import Event, Reading
+
+UPLINK_CHUNK = 200
+
+
+class Output:
+    def __init__(self, ctx: Any, counters: dict[str, int]) -> None:
+        self._ctx = ctx
+        self.counters = counters
+        counters.setdefault("readings", 0)
+        counters.setdefault("events", 0)
+
+    async def readings(self, readings: list[Reading]) -> None:
+        if not readings:
+            return
+        self.counters["readings"] += len(readings)
+        await self._ctx.store.write_readings(readings)
+        by_device: dict[str, list[dict[str, Any]]] = {}
+        for reading in readings:
+            by_device.setdefault(reading.device, []).append(reading.to_json())
+        for device, rows in by_device.items():
+            self._ctx.bus.publish(f"meter/{device}/reading", rows)
+        for start in range(0, len(readings), UPLINK_CHUNK):
+            chunk = readings[start : start + UPLINK_CHUNK]
+            await self._ctx.uplink.send("readings", {"readings": [r.to_json() for r in chunk]})
+
+    async def event(self, event: Event) -> None:
+        self.counters["events"] += 1
+        await self._ctx.store.write_event(event)
+        self._ctx.bus.publish(f"meter/{event.source}/event", event.to_json())
+        await self._ctx.uplink.send("events", event.to_json())
+
+
+__all__ = ["UPLINK_CHUNK", "Output"]

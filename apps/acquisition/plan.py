@@ -1,0 +1,142 @@
+"""The reading plan: which meters are read, over which transport, through which client.
+
+Layer: apps (acquisition). ``Plan.use(archive)`` (re)builds the plan from the archive: one
+transport per archive port (an RS-485 port's ``Rs485Transport``, or the carrier module's
+``CarrierTransport`` for ``hplc``), one ``MeterClient`` per meter from ``hal.meters.MeterClients``.
+A board without an HPLC module makes the archive's HPLC meters unreachable: logged once per
+archive, counted, left out of the plan (they stay in the success tracker, where they count as
+failed). ``per_port`` runs one piece of work per port at once -- an RS-485 port serializes its
+meters by priority, the carrier transport admits ``concurrency`` at once -- so neither idles.
+
+Must not read meters itself (the tasks do, through ``reader.MeterReader``) nor keep read state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from hal.errors import CapabilityMissing
+from hal.meters import CarrierTransport, MeterClient, MeterClients, MeterTransport, Rs485Transport
+from runtime.model import Reading
+
+from .archive import Archive, MeterRecord
+
+HPLC = "hplc"
+
+PortWork = Callable[[str, list[MeterRecord]], Awaitable[list[Reading]]]
+
+
+class Plan:
+    """The meters of the current archive that can be read, grouped by transport."""
+
+    def __init__(
+        self,
+        ctx: Any,
+        *,
+        clients: MeterClients,
+        hplc_concurrency: int,
+        before_port: Callable[[str], Awaitable[None]] | None = None,
+    ) -> None:
+        self._ctx = ctx
+        self._log = ctx.log
+        self._factory = clients
+        self._hplc_concurrency = hplc_concurrency
+        self._before_port = before_port
+        self.archive = Archive(())
+        self._transports: dict[str, MeterTransport] = {}
+        self._clients: dict[str, MeterClient] = {}
+        self._hplc_missing = False
+        self.unreachable = 0
+
+    def use(self, archive: Archive) -> None:
+        """Re-plan for ``archive`` (at start and whenever the archive changes)."""
+        self.archive = archive
+        self._hplc_missing = False
+        clients: dict[str, MeterClient] = {}
+        unreachable = 0
+        for meter in archive.meters:
+            transport = self._transport(meter.port)
+            if transport is None:
+                unreachable += 1
+                continue
+            clients[meter.id] = self._factory.client(
+                transport, meter.protocol, meter.address, three_phase=meter.three_phase
+            )
+        self._clients = clients
+        self.unreachable = unreachable
+        self._log.info(
+            "archive: %d meters on %d transports (%d unreachable)",
+            len(archive.meters),
+            len({m.port for m in archive.meters}),
+            unreachable,
+        )
+
+    def _transport(self, port: str) -> MeterTransport | None:
+        """The transport named by an archive ``port``; None when the board has no carrier module."""
+        known = self._transports.get(port)
+        if known is not None:
+            return known
+        transport: MeterTransport
+        if port == HPLC:
+            try:
+                module = self._ctx.hal.hplc()
+            except CapabilityMissing as err:
+                if not self._hplc_missing:  # edge-triggered: once per archive that needs it
+                    self._hplc_missing = True
+                    self._log.warning("HPLC meters are unreachable: %s", err)
+                return None
+            transport = CarrierTransport(module, clock=self._ctx.clock, concurrency=self._hplc_concurrency)
+        else:
+            transport = Rs485Transport(self._ctx.hal.rs485(port))
+        self._transports[port] = transport
+        return transport
+
+    def client(self, meter_id: str) -> MeterClient | None:
+        """The meter's client, or None when it is not (or no longer) readable."""
+        return self._clients.get(meter_id)
+
+    def readable(self) -> list[MeterRecord]:
+        """The archive's meters that have a client, in archive order."""
+        return [m for m in self.archive.meters if m.id in self._clients]
+
+    def by_port(self) -> dict[str, list[MeterRecord]]:
+        return {
+            port: [m for m in meters if m.id in self._clients]
+            for port, meters in self.archive.by_port().items()
+            if any(m.id in self._clients for m in meters)
+        }
+
+    def rs485(self) -> list[Rs485Transport]:
+        return [t for t in self._transports.values() if isinstance(t, Rs485Transport)]
+
+    def pairs(self) -> set[tuple[str, str]]:
+        """(transport name, protocol) of every readable meter: where a broadcast must go."""
+        return {(m.port, m.protocol) for m in self.readable()}
+
+    async def per_port(self, work: PortWork) -> list[Reading]:
+        """Run ``work(port, meters)`` for every port at once; the readings of all of them."""
+        results: list[Reading] = []
+
+        async def one(port: str, meters: list[MeterRecord]) -> None:
+            if self._before_port is not None:
+                await self._before_port(port)
+            results.extend(await work(port, meters))
+
+        async with asyncio.TaskGroup() as tg:
+            for port, meters in self.by_port().items():
+                tg.create_task(one(port, meters), name=f"acquisition:{port}")
+        return results
+
+
+async def each_meter(
+    meters: list[MeterRecord], work: Callable[[MeterRecord], Awaitable[None]], *, task: str
+) -> None:
+    """Queue ``work(meter)`` for every meter at once: the transport decides the order."""
+    async with asyncio.TaskGroup() as tg:
+        for meter in meters:
+            tg.create_task(work(meter), name=f"{task}:{meter.id}")
+
+
+__all__ = ["HPLC", "Plan", "PortWork", "each_meter"]
