@@ -31,14 +31,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from base.clock import LoopClock
+from base.packages.keys import raw_public
 from runtime.bus import Bus
-from runtime.clock import LoopClock
-from runtime.container.bridge import SOCKET_NAME, Bridge, IsolationSettings
 from runtime.container.context import AppContextFactory, NamespacedStore
+from runtime.container.isolation.bridge import SOCKET_NAME, Bridge, IsolationSettings
 from runtime.container.supervisor import AppState, Supervisor
 from runtime.packages import pack
 from runtime.packages.jobs import JobRunner
-from runtime.packages.keys import raw_public
 from runtime.packages.manager import PackageManager
 from runtime.scheduler import MemoryKeyValue, Scheduler
 from runtime.store import Store

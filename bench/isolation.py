@@ -30,15 +30,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from contextlib import AsyncExitStack
 
+from base.clock import LoopClock
 from hal.errors import CapabilityMissing
 from hal.interfaces import SerialSettings
 from hal.rs485 import Rs485Port
 from hal.sim import MemoryLink, memory_link_pair
 from protocols import dlt645
 from runtime.bus import Bus
-from runtime.clock import LoopClock
-from runtime.container.bridge import SOCKET_NAME, Bridge, IsolationSettings
 from runtime.container.context import AppContextFactory, NamespacedStore, TerminalInfo
+from runtime.container.isolation.bridge import SOCKET_NAME, Bridge, IsolationSettings
 from runtime.container.manifest import load_manifest
 from runtime.container.supervisor import AppState, Supervisor
 from runtime.scheduler import MemoryKeyValue, Scheduler

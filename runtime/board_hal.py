@@ -19,6 +19,7 @@ from types import TracebackType
 from typing import Self
 from zoneinfo import ZoneInfo
 
+from base.clock import Clock
 from hal.errors import CapabilityMissing
 from hal.hplc import Cco
 from hal.interfaces import CarrierEvent, CarrierModule, Metrology, SerialSettings, Slot, Watchdog
@@ -30,7 +31,6 @@ from hal.modbus_slot import ModbusIoSlot
 from hal.rs485 import Rs485Port
 from hal.sim import MemorySlot, SimWatchdog
 from hal.trace import FrameTrace
-from runtime.clock import Clock
 from runtime.config import Board, SlotConfig
 from runtime.errors import ConfigError
 

@@ -1,4 +1,4 @@
-"""Exception tree of the runtime layer.
+"""Exception tree of the runtime layer, under the roots of ``base.errors`` (re-exported here).
 
 Layer: runtime. Every error a user can cause (a bad board.toml, a bad app manifest,
 a hostile cloud command) is one of these, carries where it happened, and is
@@ -8,9 +8,7 @@ reported as a one-line message, never a traceback. Causes are chained with
 
 from __future__ import annotations
 
-
-class TerminalError(Exception):
-    """Base of every runtime error."""
+from base.errors import ConfigError, ConfigErrors, TerminalError
 
 
 class TerminalDied(TerminalError):
@@ -24,29 +22,6 @@ class TerminalDied(TerminalError):
         self.task = task
         self.reason = reason
         super().__init__(f"terminal stopped: {task} failed: {reason}")
-
-
-class ConfigError(TerminalError):
-    """A configuration file or value is invalid.
-
-    ``path`` is the dotted key path inside the document (``rs485[2].baud``);
-    ``source`` names the file when there is one.
-    """
-
-    def __init__(self, path: str, reason: str, *, source: str | None = None) -> None:
-        self.path = path
-        self.reason = reason
-        self.source = source
-        where = f"{source}: " if source else ""
-        super().__init__(f"{where}{path}: {reason}" if path else f"{where}{reason}")
-
-
-class ConfigErrors(TerminalError):
-    """Several configuration errors found in one validation pass."""
-
-    def __init__(self, errors: list[ConfigError]) -> None:
-        self.errors = errors
-        super().__init__("\n".join(str(e) for e in errors))
 
 
 class AppError(TerminalError):
@@ -105,5 +80,6 @@ __all__ = [
     "RequestTimeout",
     "StoreError",
     "StoreFull",
+    "TerminalDied",
     "TerminalError",
 ]

@@ -40,7 +40,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
-from runtime.clock import Clock
+from base.clock import Clock
 from runtime.errors import TerminalError
 
 log = logging.getLogger("ttu.scheduler")

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from base.clock import Clock
 from runtime import RUNTIME_API_VERSION
 from runtime.board_hal import BoardHal
 from runtime.bus import Bus
-from runtime.clock import Clock
 from runtime.config import Board, TlsConfig, load_credentials
 from runtime.container import (
     AppContextFactory,
@@ -29,7 +29,7 @@ from runtime.container import (
     Supervisor,
     TerminalInfo,
 )
-from runtime.container.bridge import SOCKET_NAME, Bridge
+from runtime.container.isolation.bridge import SOCKET_NAME, Bridge
 from runtime.diagnostics import trace_handler, validate_trace_args
 from runtime.errors import ConfigError, TerminalDied
 from runtime.packages.jobs import JobRunner

@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from runtime.errors import TerminalError
+from base.errors import TerminalError
 
 _log = logging.getLogger(__name__)
 

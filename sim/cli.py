@@ -25,13 +25,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runtime.config import load_board
-from runtime.errors import ConfigError
+from base.errors import ConfigError
+from runtime.config import Board, load_board
 from sim.dashboard import Dashboard
 from sim.physics import DEFAULT_NETWORK
 from sim.runner import SimOptions, SimRun, run_for
 from sim.scenarios import load_scenario
-from sim.speed import check_speed
+from sim.speed import check_speed, max_speed
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -138,8 +138,14 @@ def _options(args: argparse.Namespace) -> SimOptions:
         customers_scale=scale,
         truth_dir=args.truth,
     )
-    check_speed(options.speed, board, response_delay_max_s=max(options.response_delay_s))
+    check_speed(options.speed, wire_speed_limit(board, max(options.response_delay_s)))
     return options
+
+
+def wire_speed_limit(board: Board, response_delay_max_s: float) -> float:
+    """``sim.speed.max_speed`` of the board's enabled RS-485 lines (their reply timeouts)."""
+    lines = [(p.timeout_ms / 1000, p.settings) for p in board.rs485 if p.enabled]
+    return max_speed(lines, response_delay_max_s=response_delay_max_s)
 
 
 def _fmt_rate(value: Any) -> str:

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from runtime.clock import LoopClock
+from base.clock import LoopClock
 from runtime.config import Board, load_credentials
 from runtime.errors import BusError, ConfigError, TerminalDied
 from runtime.terminal import Terminal

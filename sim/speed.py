@@ -1,6 +1,6 @@
 """How fast the simulated station may run: the wire model's bound on ``ttu sim --speed``.
 
-Layer: sim. Pure arithmetic on the board and the simulator's meter timing; no I/O.
+Layer: sim. Pure arithmetic on the lines' timing (the CLI reads it from the board); no I/O.
 
 The virtual meters answer over real ptys, and the wire model scales byte times and reply
 delays by the speed, but the terminal's reply timeouts scale too: at x600 a 1 s meter timeout
@@ -17,31 +17,28 @@ x240 14 %. The default board's slack is 0.69 s, so ``REAL_TURNAROUND_S = 10 ms``
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 
-from runtime.config import Board
-from runtime.errors import ConfigError
+from base.errors import ConfigError
+from hal.interfaces import SerialSettings
 
 REAL_TURNAROUND_S = 0.010
 #: one DL/T 645 read on the wire: 4 FE + 16-byte request, 4 FE + a ~32-byte reply
 TRANSACTION_BYTES = 56
 
 
-def max_speed(board: Board, *, response_delay_max_s: float) -> float:
-    """The fastest speed at which every enabled RS-485 line keeps ``REAL_TURNAROUND_S`` of
-    real slack inside its reply timeout (``inf`` without RS-485 lines)."""
+def max_speed(lines: Iterable[tuple[float, SerialSettings]], *, response_delay_max_s: float) -> float:
+    """The fastest speed at which every line -- ``(reply timeout in s, line settings)`` of each
+    enabled RS-485 port -- keeps ``REAL_TURNAROUND_S`` of real slack (``inf`` without lines)."""
     bound = math.inf
-    for port in board.rs485:
-        if not port.enabled:
-            continue
-        wire = port.settings.wire_seconds(TRANSACTION_BYTES)
-        slack = port.timeout_ms / 1000 - response_delay_max_s - wire
+    for timeout_s, settings in lines:
+        slack = timeout_s - response_delay_max_s - settings.wire_seconds(TRANSACTION_BYTES)
         bound = min(bound, max(slack, 0.0) / REAL_TURNAROUND_S)
     return bound
 
 
-def check_speed(speed: float, board: Board, *, response_delay_max_s: float) -> None:
+def check_speed(speed: float, fastest: float) -> None:
     """``ConfigError`` naming the fastest allowed speed when ``speed`` is above it."""
-    fastest = max_speed(board, response_delay_max_s=response_delay_max_s)
     if speed > fastest:
         allowed = math.floor(fastest)
         raise ConfigError(

@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from base.clock import Clock
 from hal.interfaces import SerialSettings
-from runtime.clock import Clock
 from sim.archive import ArchiveEntry, write_archive
 from sim.loads import HouseholdProfile, LoadProfile
 from sim.meters._codec import Frame

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from base.clock import Clock
+from base.errors import ConfigError
 from hal.interfaces import SerialSettings
-from runtime.clock import Clock
-from runtime.errors import ConfigError
 from sim.archive import ArchiveEntry
 from sim.loads import FloatArray, HouseholdProfile
 from sim.meters.bus import Delay

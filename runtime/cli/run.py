@@ -14,7 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
-from runtime.clock import LoopClock
+from base.clock import LoopClock
 from runtime.config import load_board
 from runtime.errors import ConfigError, TerminalDied
 from runtime.terminal import Terminal

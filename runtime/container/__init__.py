@@ -6,7 +6,6 @@ that blocks the event loop. It must not import any app except through the
 manifest's entry point, and knows nothing of grid or protocol specifics.
 """
 
-from runtime.container.bridge import Bridge, IsolationSettings
 from runtime.container.context import (
     AppContext,
     AppContextFactory,
@@ -17,6 +16,7 @@ from runtime.container.context import (
     TerminalInfo,
     UplinkClient,
 )
+from runtime.container.isolation.bridge import Bridge, IsolationSettings
 from runtime.container.manifest import (
     ConfigField,
     Limits,

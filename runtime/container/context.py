@@ -23,9 +23,9 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
+from base.clock import Clock
 from hal.interfaces import CarrierEvent, CarrierModule, Metrology, Slot, Watchdog
 from runtime.bus import Bus, Handler, Overflow, Service, Subscription, pattern_covers, topic_matches
-from runtime.clock import Clock
 from runtime.container.manifest import Manifest
 from runtime.errors import CapabilityError
 from runtime.model import Event, Reading

@@ -19,7 +19,7 @@ restart backoff and the crash window stay on the clock. An app that returns norm
 and not restarted. An app added with
 ``isolated=True`` (board.toml ``[apps.<name>] isolated``, or installed from a
 package) runs the same lifecycle in its own host process through the bridge
-(``runtime.container.isolation_runner``); CRASHED then also covers a host
+(``runtime.container.isolation.runner``); CRASHED then also covers a host
 killed by its memory limit or for a missed heartbeat. Every change is
 published retained on ``runtime/apps/<name>/state`` and written atomically
 (temp file + rename) to ``<state_dir>/apps.json``. It must not import app code
@@ -40,11 +40,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from base.clock import Clock, wall_timeout
 from runtime.bus import Bus
-from runtime.clock import Clock, wall_timeout
-from runtime.container.bridge import Bridge
 from runtime.container.context import AppContext, ContextFactory
-from runtime.container.isolation_runner import IsolatedAppError, IsolatedRunner
+from runtime.container.isolation.bridge import Bridge
+from runtime.container.isolation.runner import IsolatedAppError, IsolatedRunner
 from runtime.container.manifest import Manifest, load_manifest, resolve_config
 from runtime.errors import AppError, AppNotReady, ConfigError, ConfigErrors, TerminalError
 

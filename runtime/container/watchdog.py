@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
+from base.clock import Clock
 from hal.interfaces import Watchdog
 from runtime.bus import Bus
-from runtime.clock import Clock
 
 log = logging.getLogger("ttu.watchdog")
 

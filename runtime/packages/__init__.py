@@ -13,11 +13,13 @@ change the disk on failure. On top of them:
 * ``jobs.JobRunner`` serves the ``app.*`` downlink commands and the chunked, resumable
   package transfer, and reports job states upward.
 
-See ``runtime.packages._format`` for the archive layout and what the signature covers.
+See ``base.packages.format`` for the archive layout and what the signature covers.
 """
 
-from runtime.packages._format import DEFAULT_LIMITS, FORMAT, SUFFIX, PackageLimits
-from runtime.packages.errors import (
+from base.packages import (
+    DEFAULT_LIMITS,
+    FORMAT,
+    SUFFIX,
     BadArchive,
     BadDestination,
     BadKey,
@@ -29,23 +31,25 @@ from runtime.packages.errors import (
     MissingCapability,
     Oversize,
     PackageError,
+    PackageLimits,
     PathEscape,
+    SignedArchive,
     Tampered,
     TooManyFiles,
     UnknownKey,
     Unsigned,
-)
-from runtime.packages.keys import (
     generate_keypair,
+    inspect,
     key_id,
     load_private_key,
     load_public_key,
     public_key_text,
+    read_signed,
     write_private_key,
 )
 from runtime.packages.pack import build_archive, default_name, pack
 from runtime.packages.unpack import unpack
-from runtime.packages.verify import VerifiedPackage, board_capabilities, inspect, verify
+from runtime.packages.verify import VerifiedPackage, board_capabilities, verify
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -64,6 +68,7 @@ __all__ = [
     "PackageError",
     "PackageLimits",
     "PathEscape",
+    "SignedArchive",
     "Tampered",
     "TooManyFiles",
     "UnknownKey",
@@ -79,6 +84,7 @@ __all__ = [
     "load_public_key",
     "pack",
     "public_key_text",
+    "read_signed",
     "unpack",
     "verify",
     "write_private_key",

@@ -26,12 +26,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from base.clock import Clock
+from base.packages.errors import PackageError
 from protocols.cloud import FINAL_STATES, Chunk, InstallJob, parse_app_name, verify_chunk
 from protocols.errors import ProtocolError
-from runtime.clock import Clock
 from runtime.errors import CommandError
 from runtime.packages._disk import append_durably, read_json, remove, write_json
-from runtime.packages.errors import PackageError
 from runtime.packages.journal import Txn
 from runtime.packages.manager import InstalledApp, PackageManager
 

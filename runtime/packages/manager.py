@@ -32,13 +32,13 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from runtime.clock import Clock, wall_timeout
+from base.clock import Clock, wall_timeout
+from base.packages.errors import BadManifest, HealthCheckFailed, InstallRefused, PackageError
+from base.packages.format import DEFAULT_LIMITS, PackageLimits
 from runtime.container.manifest import Manifest, load_manifest
 from runtime.container.supervisor import AppState
 from runtime.errors import AppError, ConfigErrors
 from runtime.packages._disk import fsync_dir, read_json, remove, write_json
-from runtime.packages._format import DEFAULT_LIMITS, PackageLimits
-from runtime.packages.errors import BadManifest, HealthCheckFailed, InstallRefused, PackageError
 from runtime.packages.journal import JournalError, Layout, Pointer, Txn
 from runtime.packages.migrations import Migration, load_migrations, migrate
 from runtime.packages.unpack import unpack

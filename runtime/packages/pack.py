@@ -18,8 +18,15 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from runtime.container.manifest import entry_source, load_manifest
-from runtime.packages._format import (
+from base.packages.errors import (
+    BadDestination,
+    BadManifest,
+    Oversize,
+    PackageError,
+    PathEscape,
+    TooManyFiles,
+)
+from base.packages.format import (
     APP_TOML,
     DEFAULT_LIMITS,
     FILE_MODE,
@@ -37,15 +44,8 @@ from runtime.packages._format import (
     render_signature,
     signed_message,
 )
-from runtime.packages.errors import (
-    BadDestination,
-    BadManifest,
-    Oversize,
-    PackageError,
-    PathEscape,
-    TooManyFiles,
-)
-from runtime.packages.keys import key_id, raw_public
+from base.packages.keys import key_id, raw_public
+from runtime.container.manifest import entry_source, load_manifest
 
 _SKIP_DIRS = frozenset({"__pycache__"})
 _SKIP_SUFFIXES = (".pyc", ".pyo", SUFFIX)

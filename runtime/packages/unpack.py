@@ -17,9 +17,10 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from runtime.packages._format import DIR_MODE, FILE_MODE
-from runtime.packages.errors import BadArchive, BadDestination, Tampered
-from runtime.packages.verify import VerifiedPackage, stream_entry
+from base.packages.archive import stream_entry
+from base.packages.errors import BadArchive, BadDestination, Tampered
+from base.packages.format import DIR_MODE, FILE_MODE
+from runtime.packages.verify import VerifiedPackage
 
 
 def _fsync_dir(path: Path) -> None:

@@ -22,9 +22,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from base.clock import Clock
 from protocols.cloud import Command, Reply, verify_command
 from protocols.errors import ProtocolError
-from runtime.clock import Clock
 from runtime.errors import CommandError
 from runtime.store import Store
 

@@ -32,10 +32,10 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
+from base.cancellation import keep_cancel
+from base.clock import Clock
 from protocols.cloud import UpBatch, UpMessage, chunk_topic, command_topic, state_topic, up_topic
 from protocols.errors import ProtocolError
-from runtime.cancellation import keep_cancel
-from runtime.clock import Clock
 from runtime.errors import ConfigError, StoreError
 from runtime.store import OutboxEntry, Store
 

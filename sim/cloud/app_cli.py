@@ -19,9 +19,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TextIO
 
+from base.clock import LoopClock
+from base.packages import PackageError, inspect
 from protocols.cloud import DEFAULT_CHUNK_SIZE, Reply
-from runtime.clock import LoopClock
-from runtime.packages import PackageError, inspect
 from sim.cloud.catalog import Catalog, CatalogError
 from sim.cloud.catalog_cli import DEFAULT_CATALOG
 from sim.cloud.cli import DEFAULT_BROKER, CloudCliError, load_command_key, render_table

@@ -1,7 +1,7 @@
 """The app catalog of the cloud stub (the "sharing supermarket"): published packages and an
 append-only, hash-chained log that anyone can re-verify.
 
-Layer: sim (cloud stub). Uses ``runtime.packages.inspect`` to check a package (intact,
+Layer: sim (cloud stub). Uses ``base.packages.inspect`` to check a package (intact,
 well formed, validly signed by the key it names) because the package format is the
 contract between cloud and terminal; it never installs or runs apps. Synchronous file
 work, no event loop.
@@ -32,8 +32,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from base.packages import DEFAULT_LIMITS, PackageError, PackageLimits, inspect
 from protocols.cloud import canonical_json
-from runtime.packages import DEFAULT_LIMITS, PackageError, PackageLimits, inspect
 
 GENESIS = "0" * 64
 LOG_NAME = "log.jsonl"

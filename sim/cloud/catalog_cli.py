@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runtime.clock import LoopClock
+from base.clock import LoopClock
 from sim.cloud.catalog import Catalog, CatalogCorrupt, CatalogEntry, CatalogError
 
 DEFAULT_CATALOG = "var/catalog"

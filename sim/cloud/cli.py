@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runtime.clock import LoopClock
+from base.clock import LoopClock
 from sim.cloud.catalog import Catalog
 from sim.cloud.db import CloudDb, CloudDbError
 from sim.cloud.simclock import terminal_time

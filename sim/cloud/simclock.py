@@ -20,8 +20,8 @@ from typing import Any, Protocol
 
 import aiomqtt
 
-from runtime.cancellation import keep_cancel
-from runtime.clock import LoopClock
+from base.cancellation import keep_cancel
+from base.clock import LoopClock
 from sim.cloud.stub import BrokerAddress
 
 SIM_CLOCK_TOPIC = "ttu-sim/clock"

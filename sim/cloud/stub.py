@@ -29,6 +29,8 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
+from base.cancellation import keep_cancel
+from base.clock import Clock, wall_timeout
 from protocols.cloud import (
     STREAMS,
     Chunk,
@@ -43,8 +45,6 @@ from protocols.cloud import (
     up_wildcard,
 )
 from protocols.errors import ProtocolError
-from runtime.cancellation import keep_cancel
-from runtime.clock import Clock, wall_timeout
 from sim.cloud.db import DbWorker, EventRow, ReadingRow, TerminalRow
 
 _log = logging.getLogger(__name__)

@@ -16,8 +16,8 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from base.clock import LoopClock
 from protocols.inspect import describe
-from runtime.clock import LoopClock
 from sim.cloud.cli import DEFAULT_BROKER, DEFAULT_KEY_FILE, CloudCliError, load_command_key, render_table
 from sim.cloud.simclock import terminal_time
 from sim.cloud.stub import CloudStub

@@ -28,12 +28,12 @@ from typing import Protocol
 import numpy as np
 from pymodbus.constants import ExcCodes
 
+from base.clock import Clock
 from hal.interfaces import SerialLink, SerialSettings
 from hal.modbus import RtuDecoder, RtuFrame, encode_frame
 from hal.sim import MemoryLink, memory_link_pair
 from protocols import modbus
 from protocols.errors import EncodeError, ProtocolError
-from runtime.clock import Clock
 from sim.line import serve_pty, write_all
 from sim.pty import PtyPair
 

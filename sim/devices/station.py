@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
+from base.clock import Clock
 from hal.interfaces import SerialSettings
 from protocols import modbus
-from runtime.clock import Clock
 from sim.devices.metrology import ConstantSource, FunctionSource, TransformerSample, VirtualMetrology
 from sim.devices.modbus import (
     ModbusDevice,

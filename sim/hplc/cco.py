@@ -34,10 +34,10 @@ from typing import Any
 
 import numpy as np
 
+from base.clock import Clock
 from hal.interfaces import SerialLink, SerialSettings
 from protocols import gdw1376_2 as q
 from protocols.errors import ProtocolError
-from runtime.clock import Clock
 from sim.hplc.nodes import SimNode
 from sim.hplc.outage import POWER_OFF, LastGaspTiming, OutageModel, OutageReport
 from sim.line import pty_reader, write_all

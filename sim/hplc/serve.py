@@ -12,8 +12,8 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from base.clock import Clock
 from protocols import gdw1376_2 as q
-from runtime.clock import Clock
 from sim.hplc.cco import VirtualCco
 from sim.hplc.nodes import SimNode
 from sim.meters import make_answer

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from base.clock import Clock
 from protocols import dlt645, dlt698
 from protocols.errors import ProtocolError
-from runtime.clock import Clock
 from sim.meters.bus import address_matches
 from sim.meters.model import VirtualMeter
 from sim.meters.responder import MeterResponder

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from base.clock import Clock
 from hal.interfaces import SerialLink, SerialSettings
 from protocols import dlt698
 from protocols.errors import ProtocolError
-from runtime.clock import Clock
 from sim.line import pty_reader, write_all
 from sim.meters._codec import BROADCAST_ADDRESS
 from sim.meters._mixed import Frame, MixedFramer

@@ -23,7 +23,7 @@ from numpy.typing import NDArray
 from pandapower.pypower.idx_bus import BUS_TYPE, REF
 from pandapower.pypower.makeYbus import makeYbus
 
-from runtime.errors import ConfigError
+from base.errors import ConfigError
 
 CArray = NDArray[np.complex128]
 

@@ -24,7 +24,7 @@ import pandapower as pp
 import pandapower.networks as pn
 from numpy.typing import NDArray
 
-from runtime.errors import ConfigError
+from base.errors import ConfigError
 from sim.physics._seqnet import SequenceModel, build_sequence_model
 
 __all__ = ["DEFAULT_NETWORK", "Customer", "StationNetwork", "load_network"]

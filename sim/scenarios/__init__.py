@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runtime.errors import ConfigError
+from base.errors import ConfigError
 
 SCENARIO_DIR = Path(__file__).resolve().parent
 OUTAGE_LEVELS = ("station", "branch", "box", "meter")

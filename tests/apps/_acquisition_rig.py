@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from base.clock import LoopClock
 from hal.errors import CapabilityMissing, TransportTimeout
 from hal.interfaces import CarrierEvent, SerialSettings
 from hal.rs485 import Rs485Port
 from hal.sim import memory_link_pair
 from runtime.bus import Bus
-from runtime.clock import LoopClock
 from runtime.container import AppContextFactory, NamespacedStore, Supervisor, TerminalInfo
 from runtime.container.supervisor import AppState
 from runtime.model import Reading

@@ -31,13 +31,13 @@ from apps.acquisition.devices import (
     start_field_devices,
 )
 from apps.acquisition.metrology import MetrologyReader
+from base.clock import LoopClock
 from hal.interfaces import SerialSettings
 from hal.metrology import DltMetrology, Ratios
 from hal.rs485 import Rs485Port
 from hal.sim import memory_link_pair
 from protocols import modbus
 from runtime.bus import Bus
-from runtime.clock import LoopClock
 from runtime.container import NamespacedStore, TerminalInfo
 from runtime.errors import CommandError, ConfigErrors
 from runtime.model import Event, Reading

@@ -18,9 +18,8 @@ from runtime.cli import main
 from runtime.cli.run import EXIT_DIED
 from runtime.config import load_board
 from runtime.container import LoopWatchdog
-from sim.cli import render_summary
+from sim.cli import render_summary, wire_speed_limit
 from sim.runner import SimOptions, failures, run_for
-from sim.speed import max_speed
 
 REPO = Path(__file__).resolve().parents[2]
 START = 1_767_225_600.0
@@ -34,7 +33,7 @@ def test_ttu_sim_refuses_a_speed_the_wire_model_cannot_keep(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     board = load_board(REPO / "board.toml")
-    fastest = math.floor(max_speed(board, response_delay_max_s=0.05))
+    fastest = math.floor(wire_speed_limit(board, 0.05))
     assert 10 <= fastest < 600  # the default board runs at its [sim] speed, not at x600
     code = main(["sim", "--speed", "600", "--duration", "2h", "--workdir", str(tmp_path / "run")])
     err = capsys.readouterr().err

@@ -11,11 +11,11 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
+from base.clock import LoopClock
 from hal.hplc import Cco
 from hal.interfaces import SerialSettings
 from hal.linux import PySerialLink
 from hal.sim import memory_link_pair
-from runtime.clock import LoopClock
 from sim.hplc import SimNode, VirtualCco, meter_node
 from sim.loads import HouseholdProfile
 from sim.meters.model import VirtualMeter

@@ -15,9 +15,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
+from base.clock import LoopClock
 from hal.errors import TransportError
 from hal.sim import MemoryLink
-from runtime.clock import LoopClock
 
 START = 0xAA
 

@@ -7,10 +7,10 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
+from base.clock import LoopClock
 from hal.interfaces import SerialSettings
 from hal.linux.serial import PySerialLink
 from hal.rs485 import Rs485Port
-from runtime.clock import LoopClock
 from sim.devices.modbus import ModbusLine
 from sim.pty import open_pty
 

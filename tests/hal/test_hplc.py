@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 
+from base.clock import LoopClock
 from hal.hplc import ModuleDenied, NodeTimeout
 from hal.interfaces import CarrierModule
 from protocols import dlt645
 from protocols import gdw1376_2 as q
-from runtime.clock import LoopClock
 from tests.hal._cco_harness import START, Pair, cco_pair, make_meters
 
 ENERGY = 0x00010000

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from base.clock import LoopClock
 from hal.errors import DeviceError, TransportTimeout
 from hal.interfaces import SerialSettings
 from hal.linux.serial import PySerialLink
@@ -25,7 +26,6 @@ from hal.meters import Dlt645Client, Dlt645Master, Dlt698Client, Dlt698Master, R
 from hal.rs485 import Rs485Port
 from protocols import dlt698
 from protocols.errors import ProtocolError
-from runtime.clock import LoopClock
 from sim.loads import HouseholdProfile
 from sim.meters import MeterBus, VirtualMeter
 from sim.pty import open_pty

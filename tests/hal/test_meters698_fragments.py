@@ -19,13 +19,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from base.clock import LoopClock
 from hal.linux.serial import PySerialLink
 from hal.meters import Dlt698Master
 from hal.meters.dlt698 import FragmentError
 from hal.rs485 import Rs485Port
 from protocols import dlt698
 from protocols.errors import ProtocolError
-from runtime.clock import LoopClock
 from tests.hal._peers import PtyPeer
 from tests.hal.test_meters698 import A698, A698_3P, NOW, SETTINGS, kwh, local, rig
 

@@ -13,10 +13,10 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
+from base.clock import LoopClock
 from hal.errors import TransportTimeout
 from hal.interfaces import CarrierEvent, Priority
 from hal.meters import CarrierTransport, Dlt645Client, Dlt645Master, Dlt698Client, Dlt698Master
-from runtime.clock import LoopClock
 from sim.loads import HouseholdProfile
 from sim.meters import Answer, VirtualMeter, make_answer
 

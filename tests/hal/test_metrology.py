@@ -11,12 +11,12 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from base.clock import LoopClock
 from hal.errors import DeviceError, TransportTimeout
 from hal.interfaces import SerialSettings
 from hal.linux.serial import PySerialLink
 from hal.metrology import DltMetrology, Ratios
 from protocols import dlt698
-from runtime.clock import LoopClock
 from sim.devices.metrology import ConstantSource, TransformerSample, VirtualMetrology
 from sim.pty import open_pty
 

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from base.clock import LoopClock
 from hal.errors import CapabilityMissing, DeviceError, TransportTimeout
 from hal.interfaces import SerialSettings, Slot
 from hal.linux.serial import PySerialLink
@@ -19,7 +20,6 @@ from hal.modbus import ModbusMaster, WriteNotVerified
 from hal.modbus_slot import ModbusIoSlot
 from hal.rs485 import Rs485Port
 from protocols import modbus
-from runtime.clock import LoopClock
 from sim.devices.modbus import ModbusLine, VirtualIoModule, loop_current_ma
 from tests.hal._modbus_line import served_line
 

@@ -9,12 +9,12 @@ from dataclasses import dataclass
 
 import pytest
 
+from base.clock import LoopClock
 from hal.errors import TransportClosed, TransportTimeout
 from hal.interfaces import Priority, SerialSettings
 from hal.linux import PySerialLink
 from hal.rs485 import Rs485Port
 from hal.sim import MemoryLink, memory_link_pair
-from runtime.clock import LoopClock
 from tests.hal._fake_bus import FakeDevices, Frame, Framer, reply_to, running
 from tests.hal._peers import PtyPeer
 

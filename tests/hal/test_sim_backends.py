@@ -6,12 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from base.clock import LoopClock
 from hal.errors import CapabilityMissing, DeviceError, TransportBroken, TransportClosed
 from hal.interfaces import Slot, Watchdog
 from hal.linux import DevWatchdog
 from hal.sim import MemorySlot, SimWatchdog
 from hal.trace import FrameTrace
-from runtime.clock import LoopClock
 
 
 @pytest.mark.looptime

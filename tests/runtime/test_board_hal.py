@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from base.clock import LoopClock
 from hal.errors import CapabilityMissing
 from hal.interfaces import SerialSettings
 from hal.modbus_slot import ModbusIoSlot
 from protocols import modbus
 from runtime.board_hal import BoardHal
-from runtime.clock import LoopClock
 from runtime.config import Board, parse_board
 from sim.devices.modbus import ModbusLine, VirtualIoModule
 from sim.pty import PtyPair, open_pty

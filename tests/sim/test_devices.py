@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from apps.acquisition.devices import load_devices
+from base.clock import LoopClock
 from hal.interfaces import SerialSettings
 from hal.metrology import DltMetrology, Ratios
 from hal.modbus import ModbusMaster
@@ -24,7 +25,6 @@ from hal.rs485 import Rs485Port
 from hal.sim import memory_link_pair
 from protocols import modbus
 from protocols.cloud import Reply
-from runtime.clock import LoopClock
 from sim.devices.station import FieldDevices, attach, build_devices, fitted_ct
 from sim.scenarios import load_scenario
 from sim.station import build_station

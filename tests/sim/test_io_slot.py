@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from base.clock import LoopClock
 from hal.modbus_slot import ModbusIoSlot
 from protocols import modbus
 from runtime.board_hal import BoardHal
-from runtime.clock import LoopClock
 from runtime.config import load_board
 from sim.devices.modbus import VirtualIoModule
 from sim.runner import _field_devices

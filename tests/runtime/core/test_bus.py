@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
+from base.clock import LoopClock
 from runtime.bus import (
     Bus,
     Overflow,
@@ -17,7 +18,6 @@ from runtime.bus import (
     validate_pattern,
     validate_topic,
 )
-from runtime.clock import LoopClock
 from runtime.errors import BusError, RequestTimeout
 from runtime.model import Quality, Reading
 

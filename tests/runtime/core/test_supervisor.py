@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from base.clock import LoopClock
 from protocols.cloud import Command, sign_command
 from runtime.bus import Bus
-from runtime.clock import LoopClock
 from runtime.container.context import AppContextFactory
 from runtime.container.manifest import load_manifest
 from runtime.container.supervisor import AppState, Supervisor

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from base.clock import LoopClock
 from runtime.bus import Bus
-from runtime.clock import LoopClock
 from runtime.container.context import AppContextFactory
 from runtime.container.supervisor import AppState, Supervisor
 from runtime.container.watchdog import STALL_TOPIC, LoopWatchdog, Stall

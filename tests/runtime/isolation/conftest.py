@@ -17,12 +17,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from base.clock import LoopClock
 from hal.errors import CapabilityMissing
 from hal.interfaces import CarrierModule, Metrology, Slot, Watchdog
 from runtime.bus import Bus, Message
-from runtime.clock import LoopClock
-from runtime.container.bridge import SOCKET_NAME, Bridge, IsolationSettings
 from runtime.container.context import AppContextFactory, NamespacedStore, TerminalInfo
+from runtime.container.isolation.bridge import SOCKET_NAME, Bridge, IsolationSettings
 from runtime.container.manifest import load_manifest
 from runtime.container.supervisor import AppState, Supervisor
 from runtime.scheduler import MemoryKeyValue, Scheduler

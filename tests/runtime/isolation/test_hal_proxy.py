@@ -12,13 +12,13 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+from base.clock import LoopClock
 from hal.hplc import EventStream
 from hal.hplc._events import EventHub
 from hal.interfaces import CarrierEvent, MetrologySnapshot, PhaseValues, SerialSettings
 from hal.rs485 import Rs485Port
 from hal.sim import MemorySlot, memory_link_pair
-from runtime.clock import LoopClock
-from runtime.container.bridge import violation_topic
+from runtime.container.isolation.bridge import violation_topic
 from runtime.container.supervisor import AppState
 from sim.loads import HouseholdProfile
 from sim.meters import MeterBus, VirtualMeter

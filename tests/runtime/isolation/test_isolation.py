@@ -8,7 +8,7 @@ import psutil
 import pytest
 
 from runtime.bus import Overflow
-from runtime.container.bridge import IsolationSettings, violation_topic
+from runtime.container.isolation.bridge import IsolationSettings, violation_topic
 from runtime.container.supervisor import AppState
 from runtime.errors import AppError
 
@@ -159,8 +159,8 @@ async def test_stop_escalates_to_sigkill_within_stop_timeout_and_leaves_no_proce
 
 
 async def test_isolated_needs_a_bridge() -> None:
+    from base.clock import LoopClock
     from runtime.bus import Bus
-    from runtime.clock import LoopClock
     from runtime.container.context import AppContextFactory
     from runtime.container.manifest import load_manifest
     from runtime.container.supervisor import Supervisor

@@ -20,14 +20,14 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from base.clock import LoopClock
+from base.packages.keys import raw_public
 from runtime.bus import Bus
-from runtime.clock import LoopClock
 from runtime.container.context import AppContextFactory, NamespacedStore
 from runtime.container.manifest import Manifest
 from runtime.container.supervisor import EntryPoint, Supervisor
 from runtime.errors import AppError
 from runtime.packages import pack
-from runtime.packages.keys import raw_public
 from runtime.packages.manager import PackageManager
 from runtime.scheduler import Scheduler
 from runtime.store import Store

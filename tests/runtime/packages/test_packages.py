@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from base.packages.format import MANIFEST_NAME, SIGNATURE_NAME
 from runtime.config import load_board
 from runtime.errors import ConfigErrors
 from runtime.packages import (
@@ -36,7 +37,6 @@ from runtime.packages import (
     unpack,
     verify,
 )
-from runtime.packages._format import MANIFEST_NAME, SIGNATURE_NAME
 from runtime.packages.verify import board_capabilities
 from tests.runtime.packages.helpers import app_files, make_app, signed_zip, write_zip, zip_entry
 

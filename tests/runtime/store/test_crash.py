@@ -8,14 +8,14 @@ import signal
 import sys
 from pathlib import Path
 
-from runtime.clock import LoopClock
+from base.clock import LoopClock
 from runtime.store import Store
 
 REPO = Path(__file__).resolve().parents[3]
 
 CHILD = """
 import asyncio, sys
-from runtime.clock import LoopClock
+from base.clock import LoopClock
 from runtime.model import Reading
 from runtime.store import Store
 

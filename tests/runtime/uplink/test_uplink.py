@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from base.clock import LoopClock
 from protocols.cloud import Command
-from runtime.clock import LoopClock
 from runtime.errors import CommandError
 from runtime.model import Event, Reading
 from runtime.store import Store

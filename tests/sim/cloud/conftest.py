@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from runtime.clock import LoopClock
+from base.clock import LoopClock
 from sim.cloud import CloudStub
 from tests.brokers import AnyBroker
 

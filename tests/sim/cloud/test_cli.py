@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from base.clock import LoopClock
 from protocols.cloud import Command, state_topic
-from runtime.clock import LoopClock
 from sim.cloud import CloudStub, cli
 from tests.brokers import AnyBroker
 

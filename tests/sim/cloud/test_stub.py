@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from base.clock import LoopClock
 from protocols.cloud import Command, state_topic
-from runtime.clock import LoopClock
 from sim.broker import MosquittoBroker, mosquitto_binary
 from sim.cloud import CloudStub, CloudStubError
 from tests.brokers import AnyBroker

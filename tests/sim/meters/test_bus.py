@@ -12,6 +12,7 @@ from datetime import datetime
 import pytest
 import serial
 
+from base.clock import LoopClock
 from hal.interfaces import SerialSettings
 from protocols.dlt645 import (
     Frame,
@@ -22,7 +23,6 @@ from protocols.dlt645 import (
     read_address_request,
     read_request,
 )
-from runtime.clock import LoopClock
 from sim.loads import ConstantProfile
 from sim.meters.bus import MeterBus, address_matches
 from sim.meters.model import VirtualMeter

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import serial
 
+from base.clock import LoopClock
 from protocols.dlt645 import Frame, Framer, encode, parse_read_response, read_request
-from runtime.clock import LoopClock
 from sim.archive import read_archive
 from sim.station import build_station
 

@@ -1,7 +1,8 @@
 """Which meter protocols a proxied RS-485 transaction may speak, and how its reply is recognised.
 
-Layer: runtime, shared by both ends of the bridge (``hal_proxy`` in the app host,
-``isolation_hal`` in the runtime). A transaction on ``hal.rs485.Rs485Port`` takes a
+Layer: hal. Used by both ends of the app bridge (``runtime.container.isolation.hal_proxy`` in
+the app host, ``runtime.container.isolation.hal_ops`` in the runtime), which must not know
+protocols themselves. A transaction on ``hal.rs485.Rs485Port`` takes a
 decoder and a match predicate; neither can cross a process boundary. So the host names
 the protocol of the decoder it was given (``protocol_of``), and the runtime side builds
 that protocol's framer and a reply predicate *from the request bytes themselves*
@@ -11,9 +12,9 @@ Deriving it from the request means a host cannot make the runtime wait for anyth
 a reply to what it actually sent. The host then re-applies its own, exact predicate to the
 reply bytes.
 
-This is the one place the bridge knows protocols, and only their framing: it must not
-interpret payloads, and it imports codecs from ``protocols/`` (and the Modbus RTU decoder
-from ``hal.modbus``), never re-implements them.
+This is the one place where the bridge's traffic meets protocols, and only their framing: it
+must not interpret payloads, and it imports codecs from ``protocols/`` (and the Modbus RTU
+decoder from ``hal.modbus``), never re-implements them.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Resource limits an app host applies to itself before it imports app code.
 
-Layer: runtime, used only inside the app host process (``runtime.container.host``).
+Layer: runtime, used only inside the app host process (``runtime.container.isolation.host``).
 It must not be called in the runtime's own process: the limits are irreversible.
 
 Memory, ``limits.memory_mb`` of the manifest, counted on top of what the host

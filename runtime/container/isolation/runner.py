@@ -3,7 +3,7 @@
 Layer: runtime, called by the supervisor for apps marked isolated; the
 supervisor keeps the lifecycle (states, backoff, quarantine), this module only
 runs the process once and says how it ended. It starts
-``python -m runtime.container.host`` with a one-time bridge token, pipes its
+``python -m runtime.container.isolation.host`` with a one-time bridge token, pipes its
 stdout/stderr into the app's log, reports READY when the host does, and turns
 the end into an error: the app's own exception text, the memory limit (exit
 ``EXIT_MEMORY`` or a cgroup OOM kill), a missed heartbeat (killed as hung), or
@@ -27,10 +27,10 @@ from pathlib import Path
 from typing import Any
 
 import runtime
-from runtime.clock import Clock, wall_timeout
-from runtime.container.bridge import AppSession, Bridge, Connection
+from base.clock import Clock, wall_timeout
 from runtime.container.context import ContextFactory
-from runtime.container.isolation import ENV_SOCKET, ENV_TOKEN, EXIT_MEMORY, EXIT_REASONS
+from runtime.container.isolation.bridge import AppSession, Bridge, Connection
+from runtime.container.isolation.wire import ENV_SOCKET, ENV_TOKEN, EXIT_MEMORY, EXIT_REASONS
 from runtime.container.manifest import Manifest
 from runtime.errors import AppError, AppNotReady
 
@@ -72,7 +72,7 @@ class IsolatedRunner:
             proc = await asyncio.create_subprocess_exec(
                 settings.python,
                 "-m",
-                "runtime.container.host",
+                "runtime.container.isolation.host",
                 stdin=asyncio.subprocess.DEVNULL,
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.STDOUT,

@@ -1,7 +1,7 @@
 """The wire between the runtime and an app host process: frames, messages, codecs.
 
-Layer: runtime. Shared by ``runtime.container.bridge`` (runtime side) and
-``runtime.container.host`` (the app's process). It must not import either of them,
+Layer: runtime. Shared by ``runtime.container.isolation.bridge`` (runtime side) and
+``runtime.container.isolation.host`` (the app's process). It must not import either of them,
 nor any app, nor know what a message means beyond its shape.
 
 Framing over a Unix stream socket, one JSON object per frame::

@@ -1,9 +1,9 @@
 """The app host: one process per isolated app, joined to the runtime over the bridge socket.
 
-Layer: runtime, in its own process (``python -m runtime.container.host``, started
+Layer: runtime, in its own process (``python -m runtime.container.isolation.host``, started
 by the supervisor with ``TTU_BRIDGE_SOCKET`` and a one-time ``TTU_BRIDGE_TOKEN``).
 It connects, says hello with the token, receives the manifest, config, terminal
-info and clock, applies the limits (``isolation_limits``) *before* importing app
+info and clock, applies the limits (``limits``) *before* importing app
 code, imports the entry point from the app's folder and runs ``run(ctx, config)``
 with an ``AppContext`` whose bus, store, scheduler, uplink, hal, log and
 ``ready()`` are proxies over the socket: the same API an in-process app sees.
@@ -11,7 +11,7 @@ with an ``AppContext`` whose bus, store, scheduler, uplink, hal, log and
 The proxies check the manifest locally so that refusals raise at the same place
 as in-process; the refused attempt is still sent, because the bridge is the one
 that enforces and reports (a process can bypass anything done here). hal is
-proxied by ``runtime.container.hal_proxy`` (declared capabilities only; the
+proxied by ``runtime.container.isolation.hal_proxy`` (declared capabilities only; the
 watchdog is runtime-only), and the runtime's clock steps (time sync) are applied
 to this process's clock as they arrive, so ``sleep_until`` and timestamps follow.
 
@@ -38,8 +38,8 @@ from collections.abc import Awaitable, Callable, Iterable
 from datetime import datetime
 from typing import Any
 
+from base.clock import Clock, LoopClock
 from runtime.bus import Bus, Handler, Message, Overflow, Service, Subscription, payload_to_json
-from runtime.clock import Clock, LoopClock
 from runtime.container.context import (
     AppContext,
     CommandHandler,
@@ -48,8 +48,10 @@ from runtime.container.context import (
     TerminalInfo,
     Violations,
 )
-from runtime.container.hal_proxy import RemoteHal
-from runtime.container.isolation import (
+from runtime.container.isolation.channel import Channel
+from runtime.container.isolation.hal_proxy import RemoteHal
+from runtime.container.isolation.limits import apply_limits
+from runtime.container.isolation.wire import (
     ENV_SOCKET,
     ENV_TOKEN,
     EXIT_BRIDGE,
@@ -64,8 +66,6 @@ from runtime.container.isolation import (
     schedule_to_json,
     terminal_from_json,
 )
-from runtime.container.isolation_channel import Channel
-from runtime.container.isolation_limits import apply_limits
 from runtime.container.manifest import Manifest
 from runtime.errors import AppError, BusError, CapabilityError, TerminalError
 from runtime.model import Event, Reading
@@ -589,7 +589,7 @@ async def _main(socket_path: str, token: str) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m runtime.container.host``: the socket and token come in the environment."""
+    """``python -m runtime.container.isolation.host``: the socket and token come in the environment."""
     _die_with_parent()
     socket_path, token = os.environ.get(ENV_SOCKET), os.environ.get(ENV_TOKEN)
     if not socket_path or not token:

@@ -1,6 +1,6 @@
 """The runtime's side of hal for isolated apps: bridge requests run against the real hal objects.
 
-Layer: runtime, used by ``runtime.container.bridge``. Every request goes through the
+Layer: runtime, used by ``runtime.container.isolation.bridge``. Every request goes through the
 session's ``AppContext.hal`` -- the same ``ScopedHal`` an in-process app gets -- on every
 call, not only when the host "opens" a node: an undeclared capability is the counted
 refusal the bridge reports as a violation, a node the board lacks is ``CapabilityMissing``,
@@ -9,7 +9,7 @@ runtime's ``Rs485Port`` queue decides who goes next); errors go back typed
 (``TransportTimeout``, ``DeviceError``, ``ProtocolError``, ``CapabilityMissing``).
 
 RS-485 transactions cross as bytes: the host names the protocol of its decoder, the
-framing table (``isolation_framing``) builds the decoder and the reply predicate from the
+framing table (``hal.framings``) builds the decoder and the reply predicate from the
 request, and the reply goes back as every byte the port read for it, for the host to
 decode with its own decoder and check with its own predicate.
 
@@ -25,17 +25,17 @@ from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Protocol
 
 from hal.errors import CapabilityMissing
+from hal.framings import FRAMINGS
 from hal.interfaces import Priority, StreamDecoder
 from runtime.container.context import AppContext
-from runtime.container.isolation import (
+from runtime.container.isolation.channel import Channel
+from runtime.container.isolation.wire import (
     bytes_from_json,
     bytes_to_json,
     carrier_event_to_json,
     health_to_json,
     snapshot_to_json,
 )
-from runtime.container.isolation_channel import Channel
-from runtime.container.isolation_framing import FRAMINGS
 from runtime.errors import AppError, BusError
 
 log = logging.getLogger("ttu.bridge.hal")

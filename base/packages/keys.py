@@ -1,6 +1,6 @@
 """Ed25519 publisher keys: generate, store (0600 PEM), load, and name them by key id.
 
-Layer: runtime (package manager). Wraps ``cryptography``; every failure is a ``BadKey``
+Layer: base (package format). Wraps ``cryptography``; every failure is a ``BadKey``
 naming the file. A public key's text form is what board.toml's ``[packages]
 trusted_keys`` accepts: base64 of the raw 32 bytes (or a ``*.pem`` path).
 """
@@ -18,7 +18,7 @@ from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from runtime.packages.errors import BadKey
+from base.packages.errors import BadKey
 
 KEY_ID_HEX = 16
 """A key id is the first 16 hex digits (64 bits) of SHA-256 over the raw public key."""

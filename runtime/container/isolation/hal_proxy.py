@@ -1,6 +1,6 @@
 """hal for an isolated app: proxies whose calls are bridge requests run by the runtime on the real hal.
 
-Layer: runtime, in the app host process (``runtime.container.host``). ``RemoteHal`` is
+Layer: runtime, in the app host process (``runtime.container.isolation.host``). ``RemoteHal`` is
 the ``ctx.hal`` of an isolated app. It checks the manifest locally so a refusal raises
 where it would in-process (the attempt is still sent: the bridge is the one that
 enforces and reports), and checks the board's nodes from the ``hal`` description in the
@@ -11,7 +11,7 @@ What it hands out:
   ``health``, ``statistics``, ``last_exchange``, ``link.settings``), so
   ``Rs485Transport``, the DL/T 645/698.45 masters and ``ModbusMaster`` run on it
   unchanged. A transaction crosses as bytes plus the protocol name of the caller's
-  decoder (``isolation_framing``); the runtime's port queues it by priority and applies
+  decoder (``hal.framings``); the runtime's port queues it by priority and applies
   the timeout; the reply bytes come back and are decoded and matched here with the
   caller's own decoder and predicate. ``health`` answers from a mirror refreshed by
   every transaction (and after every failure), because the in-process one is synchronous.
@@ -33,20 +33,20 @@ from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
 
 from hal.errors import CapabilityMissing, HalError, TransportError
+from hal.framings import FRAMINGS, protocol_of
 from hal.hplc import EventStream
 from hal.interfaces import MetrologySnapshot, Priority, SerialSettings, StreamDecoder
 from hal.rs485 import DeviceHealth
 from protocols.errors import ProtocolError
 from runtime.container.context import ScopedHal, Violations
-from runtime.container.isolation import (
+from runtime.container.isolation.channel import Channel
+from runtime.container.isolation.wire import (
     bytes_from_json,
     bytes_to_json,
     carrier_event_from_json,
     health_from_json,
     snapshot_from_json,
 )
-from runtime.container.isolation_channel import Channel
-from runtime.container.isolation_framing import FRAMINGS, protocol_of
 from runtime.container.manifest import Manifest
 from runtime.errors import BusError, CapabilityError
 
@@ -92,7 +92,7 @@ class RemoteRs485Port:
         timeout: float = 1.0,  # noqa: ASYNC109 (the per-device reply timeout, applied by the runtime's port)
         silence: float | None = None,
     ) -> F:
-        """Like ``Rs485Port.transact``; ``decoder`` must be one of ``isolation_framing.FRAMINGS``."""
+        """Like ``Rs485Port.transact``; ``decoder`` must be one of ``hal.framings.FRAMINGS``."""
         protocol = protocol_of(decoder)
         if protocol is None:
             raise HalError(

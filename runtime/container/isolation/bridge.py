@@ -13,7 +13,7 @@ are the in-process code. Enforcement therefore happens here, whatever the host
 process does: a publish outside ``topics.publish``, a subscribe/serve outside
 ``topics.subscribe`` or an undeclared hal capability is refused with an error
 reply, counted, logged and published on ``runtime/apps/<name>/violation``.
-Declared hal capabilities are served by ``isolation_hal`` against the real hal
+Declared hal capabilities are served by ``hal_ops`` against the real hal
 objects (RS-485 transactions as bytes, carrier, metrology, slots; the watchdog
 stays runtime-only), checked on every request. The session also forwards the
 runtime clock's steps (time sync) so the host's clock stays aligned. Nothing an
@@ -37,12 +37,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from base.clock import Clock
 from hal.errors import HalError
 from protocols.errors import ProtocolError
 from runtime.bus import Bus, Overflow, Subscription, payload_to_json
-from runtime.clock import Clock
 from runtime.container.context import AppContext, TerminalInfo
-from runtime.container.isolation import (
+from runtime.container.isolation.channel import Channel
+from runtime.container.isolation.hal_ops import HAL_OPS, describe
+from runtime.container.isolation.wire import (
     WireError,
     catch_up_from_json,
     manifest_to_json,
@@ -50,8 +52,6 @@ from runtime.container.isolation import (
     schedule_from_json,
     terminal_to_json,
 )
-from runtime.container.isolation_channel import Channel
-from runtime.container.isolation_hal import HAL_OPS, describe
 from runtime.errors import BusError, CapabilityError, TerminalError
 from runtime.model import Event, Reading
 from runtime.scheduler import Slot
@@ -239,7 +239,7 @@ class Bridge:
 
 
 def _error_frame(message: str) -> bytes:
-    from runtime.container.isolation import encode_frame
+    from runtime.container.isolation.wire import encode_frame
 
     return encode_frame({"op": "error", "message": message})
 

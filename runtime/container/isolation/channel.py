@@ -1,6 +1,6 @@
 """One end of the runtime <-> app host connection: ordered frames, requests with ids.
 
-Layer: runtime. Used on both sides of ``runtime.container.isolation``'s wire. It
+Layer: runtime. Used on both sides of ``runtime.container.isolation.wire``'s wire. It
 moves frames and pairs replies with requests; what a request means is the
 caller's business. It never reads the socket itself: the owner's read loop
 hands every ``reply`` frame to ``resolve`` so there is exactly one reader.
@@ -15,8 +15,8 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from runtime.clock import Clock
-from runtime.container.isolation import encode_frame, error_from_json, error_to_json
+from base.clock import Clock
+from runtime.container.isolation.wire import encode_frame, error_from_json, error_to_json
 from runtime.errors import BusError, RequestTimeout
 
 WRITE_BACKLOG_MAX = 8 * 1024 * 1024  # bytes queued in the transport before sync sends are refused
