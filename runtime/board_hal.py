@@ -22,7 +22,15 @@ from zoneinfo import ZoneInfo
 from base.clock import Clock
 from hal.errors import CapabilityMissing
 from hal.hplc import Cco
-from hal.interfaces import CarrierEvent, CarrierModule, Metrology, SerialSettings, Slot, Watchdog
+from hal.interfaces import (
+    CarrierEvent,
+    CarrierModule,
+    Metrology,
+    SerialLink,
+    SerialSettings,
+    Slot,
+    Watchdog,
+)
 from hal.linux.serial import PySerialLink
 from hal.linux.watchdog import DevWatchdog
 from hal.metrology import DltMetrology, Ratios
@@ -41,11 +49,15 @@ SIM_PREFIX = "sim:"
 class BoardHal:
     """Every hal node of a board. ``async with`` opens the ports; closing closes them.
 
-    ``sim_devices`` maps a ``sim:<name>`` device to the path the simulator serves it on
-    (a pty slave); it is required for every ``sim:`` node that is a serial line.
+    ``sim_devices`` maps a ``sim:<name>`` device to what the simulator serves it on: the path
+    of a pty slave (opened with pyserial like a real tty), or a ready ``SerialLink`` (an
+    in-memory link, for a simulation on virtual time); it is required for every ``sim:`` node
+    that is a serial line.
     """
 
-    def __init__(self, board: Board, *, clock: Clock, sim_devices: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, board: Board, *, clock: Clock, sim_devices: Mapping[str, str | SerialLink] | None = None
+    ) -> None:
         self._board = board
         self._clock = clock
         self._sim_devices = dict(sim_devices or {})
@@ -57,16 +69,14 @@ class BoardHal:
         self._hplc: Cco | None = None
         self._stack = AsyncExitStack()
 
-    def _device(self, path: str, device: str) -> str:
+    def _link(self, path: str, device: str, settings: SerialSettings, name: str) -> SerialLink:
+        """The link of a board node: its tty, or what the simulator serves ``sim:<name>`` on."""
         if not device.startswith(SIM_PREFIX):
-            return device
-        name = device[len(SIM_PREFIX) :]
-        try:
-            return self._sim_devices[name]
-        except KeyError:
-            raise ConfigError(
-                path, f"device {device!r} has no simulator behind it (run it with `ttu sim`)"
-            ) from None
+            return PySerialLink(device, settings, name=name)
+        served = self._sim_devices.get(device[len(SIM_PREFIX) :])
+        if served is None:
+            raise ConfigError(path, f"device {device!r} has no simulator behind it (run it with `ttu sim`)")
+        return PySerialLink(served, settings, name=name) if isinstance(served, str) else served
 
     async def __aenter__(self) -> Self:
         board = self._board
@@ -75,7 +85,7 @@ class BoardHal:
                 if not node.enabled:
                     continue
                 settings = SerialSettings(node.baud, node.parity, node.bytesize, node.stopbits)
-                link = PySerialLink(self._device(f"rs485[{i}].device", node.device), settings, name=node.name)
+                link = self._link(f"rs485[{i}].device", node.device, settings, node.name)
                 port = Rs485Port(link, clock=self._clock, name=node.name)
                 self._ports[node.name] = await self._stack.enter_async_context(port)
             await self._open_metrology()
@@ -113,7 +123,7 @@ class BoardHal:
         if node.device.startswith(SIM_PREFIX) and node.device[len(SIM_PREFIX) :] not in self._sim_devices:
             log.warning("metrology: %s has no simulator behind it; not available", node.device)
             return
-        link = PySerialLink(self._device("metrology.device", node.device), node.settings, name="metrology")
+        link = self._link("metrology.device", node.device, node.settings, "metrology")
         unit = DltMetrology(
             link,
             clock=self._clock,
@@ -130,7 +140,7 @@ class BoardHal:
                 "slot %s (modbus-rtu): %s has no simulator behind it; not available", slot.name, slot.device
             )
             return
-        link = PySerialLink(self._device(f"slots[{i}].device", slot.device), slot.settings, name=slot.name)
+        link = self._link(f"slots[{i}].device", slot.device, slot.settings, slot.name)
         port = await self._stack.enter_async_context(Rs485Port(link, clock=self._clock, name=slot.name))
         self._slot_ports[slot.name] = port
         self._slots[slot.name] = ModbusIoSlot(ModbusMaster(port), name=slot.name, unit_ids=slot.unit_ids)
@@ -142,7 +152,7 @@ class BoardHal:
         if node.device.startswith(SIM_PREFIX) and node.device[len(SIM_PREFIX) :] not in self._sim_devices:
             log.warning("hplc: %s has no simulator behind it; not available", node.device)
             return
-        link = PySerialLink(self._device("hplc.device", node.device), node.settings, name="hplc")
+        link = self._link("hplc.device", node.device, node.settings, "hplc")
         tz = ZoneInfo(self._board.terminal.timezone)
         # The module is identified lazily (first read or archive sync), so a missing or slow
         # module does not hold up the terminal's start; its reports are taken from now on.

@@ -18,6 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from base.clock import Clock
+from hal.interfaces import SerialLink
 from runtime import RUNTIME_API_VERSION
 from runtime.board_hal import BoardHal
 from runtime.bus import Bus
@@ -72,7 +73,8 @@ def _tls_context(tls: TlsConfig | None) -> ssl.SSLContext | None:
 class Terminal:
     """Run a terminal until cancelled: ``await Terminal(board, clock=...).run()``.
 
-    ``sim_devices`` maps ``sim:<name>`` board devices to the ptys the simulator serves;
+    ``sim_devices`` maps ``sim:<name>`` board devices to what the simulator serves them on (a
+    pty path, or an in-memory ``SerialLink``: ``runtime.board_hal.BoardHal``);
     ``broker_url`` overrides ``uplink.broker`` (``make sim --broker``).
     """
 
@@ -82,7 +84,7 @@ class Terminal:
         *,
         clock: Clock,
         apps_dir: Path | None = None,
-        sim_devices: Mapping[str, str] | None = None,
+        sim_devices: Mapping[str, str | SerialLink] | None = None,
         broker_url: str | None = None,
         state_dir: Path | None = None,
     ) -> None:

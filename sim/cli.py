@@ -5,6 +5,11 @@ Headless: ``ttu sim --speed 60 --duration 2h --report out.json``; exit status 1 
 stderr and in the report's ``failures``) when the terminal died, an app ended quarantined or no
 reading reached the cloud.
 
+Two time models (``--speed``, see ``HELP_EPILOG``): a number N runs the world N times faster
+than the wall clock over real ptys (to watch and poke at it); ``max`` runs it on virtual time
+(``sim.vloop``) with in-memory lines, as fast as the machine allows and deterministic (days of
+data for the apps, benchmarks, tests).
+
 Default: the physics station (IEEE European LV feeder × ``--customers-scale`` 4 = 220 customer
 meters plus one branch unit per feeder branch, over the board's RS-485 buses) under the
 ``default`` scenario, ground truth in ``<workdir>/truth``. ``--meters-per-bus N`` selects the
@@ -17,6 +22,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import math
 import re
 import signal
 import sys
@@ -26,18 +32,39 @@ from pathlib import Path
 from typing import Any
 
 from base.errors import ConfigError
-from runtime.config import Board, load_board
+from runtime.config import Board
 from sim.dashboard import Dashboard
 from sim.physics import DEFAULT_NETWORK
-from sim.runner import SimOptions, SimRun, run_for
+from sim.runner import PROFILES, SimOptions, SimRun, run_for, sim_board
 from sim.scenarios import load_scenario
 from sim.speed import check_speed, max_speed
+from sim.vloop import run_virtual
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 EXIT_FAILED = 1  # the run ended, but the terminal died, an app is quarantined or no reading arrived
 #: the IEEE European LV feeder has 55 customers; issue 2 wants >= 200 meters over 4 buses
 DEFAULT_CUSTOMERS_SCALE = 4
+MAX_SPEED = "max"
+
+HELP_EPILOG = """\
+time models (--speed):
+  N    the world runs N times faster than the wall clock, over real pseudo-terminals: the
+       terminal opens its ports with pyserial exactly as on a box. Use it to watch the system
+       (make sim runs x10 with --live and the dashboard) and to talk to it from outside (ttu cloud).
+       Above x60 the kernel and the event loop cannot keep the wire timing and readings degrade.
+  max  virtual time: physics, meters, CCO, terminal, broker and cloud stub share one clock that
+       jumps to the next event; lines are in memory, the wire is modelled exactly on that clock
+       (bytes x 11 bits / baud, response delays, carrier latency). As fast as the machine allows
+       (a simulated day in minutes) and deterministic: the same --seed, --network, --scenario,
+       --start and --duration give byte-identical cloud readings. Use it for days of data, for
+       benchmarks and tests. Give --start for a reproducible run (default: now).
+
+examples:
+  make sim                                       # x10, live summary and dashboard
+  ttu sim --speed max --duration 1d --start 2024-06-01T00:00:00+08:00 --report r.json --truth t/
+  ttu sim --speed max --duration 2h --network my_feeder.json --scenario my.toml
+"""
 
 
 def parse_duration(text: str) -> float:
@@ -48,13 +75,36 @@ def parse_duration(text: str) -> float:
     return float(match[1]) * _UNITS[match[2]]
 
 
+def parse_speed(text: str) -> float:
+    """``max`` (virtual time: ``math.inf``) or a positive number of simulated seconds per second."""
+    if text.strip().lower() == MAX_SPEED:
+        return math.inf
+    try:
+        speed = float(text)
+    except ValueError:
+        raise ConfigError("--speed", f"{text!r} is neither a number nor {MAX_SPEED!r}") from None
+    if not speed > 0 or math.isinf(speed) or math.isnan(speed):
+        raise ConfigError("--speed", f"{text} must be a positive number (or {MAX_SPEED!r})")
+    return speed
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = subparsers.add_parser("sim", help="run a simulated station area around the terminal")
+    parser = subparsers.add_parser(
+        "sim",
+        help="run a simulated station area around the terminal",
+        description="Run a simulated station area (台区) around the terminal: physics, virtual meters, "
+        "virtual CCO, Modbus devices, the terminal with its apps, an MQTT broker and the cloud stub.",
+        epilog=HELP_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument(
         "--board", type=Path, default=Path("board.toml"), help="simulated board (default board.toml)"
     )
     parser.add_argument(
-        "--speed", type=float, default=None, help="simulated seconds per second (board [sim].speed)"
+        "--speed",
+        type=parse_speed,
+        default=None,
+        help='simulated seconds per wall second, or "max" for virtual time (default: board [sim].speed)',
     )
     parser.add_argument("--duration", type=parse_duration, default=None, help="simulated run time, e.g. 2h")
     parser.add_argument("--report", type=Path, default=None, help="write a JSON run report here at the end")
@@ -80,6 +130,26 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--truth", type=Path, default=None, help="ground truth folder (default <workdir>/truth)"
     )
+    parser.add_argument(
+        "--hplc-meters",
+        type=int,
+        default=None,
+        help="customer meters read over HPLC through the virtual CCO (default: board [sim].hplc_meters)",
+    )
+    parser.add_argument(
+        "--profile",
+        choices=sorted(PROFILES),
+        default="standard",
+        help="app settings: standard (the board's), analytics (realtime snapshot and event poll every "
+        "15 min: days of data for the grid apps)",
+    )
+    parser.add_argument(
+        "--realtime-period",
+        type=parse_duration,
+        default=None,
+        metavar="DURATION",
+        help="realtime snapshot period of the acquisition app, e.g. 60s or 15m (overrides the profile)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="random seed (board [sim].seed)")
     parser.add_argument("--start", default=None, help="simulated start time, ISO 8601 (default: now)")
     parser.add_argument("--workdir", type=Path, default=Path("var/sim"), help="run folder, wiped at start")
@@ -95,15 +165,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _options(args: argparse.Namespace) -> SimOptions:
-    board = load_board(args.board)
-    if board.hal.backend != "sim":
-        raise ConfigError(
-            "hal.backend", 'ttu sim needs a simulated board (backend = "sim")', source=str(args.board)
-        )
+    board = sim_board(args.board)
     sim = board.sim
     speed = args.speed if args.speed is not None else (sim.speed if sim else 1.0)
-    if speed <= 0:
-        raise ConfigError("--speed", f"{speed} must be positive")
     start = None
     if args.start:
         try:
@@ -124,6 +188,13 @@ def _options(args: argparse.Namespace) -> SimOptions:
         raise ConfigError("--scenario", "scenarios, --truth and --customers-scale need the physics station")
     if args.scenario is not None:
         load_scenario(args.scenario)  # validate before anything starts
+    if args.hplc_meters is not None and args.hplc_meters < 0:
+        raise ConfigError("--hplc-meters", f"{args.hplc_meters} must not be negative")
+    app_config = {name: dict(keys) for name, keys in PROFILES[args.profile].items()}
+    if args.realtime_period is not None:
+        if not 10 <= args.realtime_period <= 3600:
+            raise ConfigError("--realtime-period", "must be within 10 s .. 1 h")
+        app_config.setdefault("acquisition", {})["realtime_interval_s"] = int(args.realtime_period)
     options = SimOptions(
         board=board,
         workdir=args.workdir,
@@ -137,8 +208,11 @@ def _options(args: argparse.Namespace) -> SimOptions:
         scenario=None if synthetic else (args.scenario or "default"),
         customers_scale=scale,
         truth_dir=args.truth,
+        hplc_meters=args.hplc_meters,
+        app_config=app_config,
     )
-    check_speed(options.speed, wire_speed_limit(board, max(options.response_delay_s)))
+    if not options.virtual:  # virtual time models the wire exactly, at any pace
+        check_speed(options.speed, wire_speed_limit(board, max(options.response_delay_s)))
     return options
 
 
@@ -185,9 +259,11 @@ def render_summary(summary: dict[str, Any], run: SimRun) -> str:
     bound = acq.get("wire_bound_seconds") or 0.0
     ratio = f"{cycle / bound:.2f}x" if bound else "-"
     events = summary["recent_events"]
+    mode = "virtual time (--speed max)" if summary["mode"] == "virtual" else f"x{summary['speed']:g}"
     lines = [
         f"ttu sim — terminal {run.options.board.terminal.id} — {sim_time:%Y-%m-%d %H:%M:%S %Z} "
-        f"(x{summary['speed']:g}, {summary['elapsed_s'] / 60:.1f} simulated min)",
+        f"({mode}, {summary['elapsed_s'] / 60:.1f} simulated min, "
+        f"achieved x{summary['achieved_speed']:.1f} of the wall clock)",
         f"  meters online   {acq.get('meters_online', '-')}/{summary['meters']}   "
         f"success {_fmt_rate(acq.get('success_rate'))}   "
         f"today {_fmt_rate(acq.get('daily_success_rate'))}",
@@ -209,6 +285,8 @@ def render_summary(summary: dict[str, Any], run: SimRun) -> str:
         f"  broker {run.broker_url}   cloud db {run.options.workdir / 'cloud.sqlite'}   "
         f"query: ttu cloud readings --db {run.options.workdir / 'cloud.sqlite'}",
     ]
+    if summary.get("truth_dir"):
+        lines.append(f"  ground truth    {summary['truth_dir']} (written at the end of the run)")
     return "\n".join(lines)
 
 
@@ -240,7 +318,7 @@ async def _live(options: SimOptions, *, dashboard_port: int | None) -> dict[str,
         print(text, flush=True)
 
     try:
-        return await run_for(options, on_tick=tick, tick_s=max(1.0, options.speed))
+        return await run_for(options, on_tick=tick)
     finally:
         if dashboard is not None:
             await dashboard.__aexit__(None, None, None)
@@ -268,7 +346,8 @@ def _handle(args: argparse.Namespace) -> int:
     dashboard_port = None if args.dashboard < 0 else args.dashboard
     if dashboard_port is not None and dashboard_port > 65535:
         raise ConfigError("--dashboard", f"{dashboard_port} is not a TCP port (0-65535, or -1 for none)")
-    report = asyncio.run(_main(options, live=args.live, dashboard_port=dashboard_port))
+    main = lambda: _main(options, live=args.live, dashboard_port=dashboard_port)  # noqa: E731
+    report = run_virtual(main) if options.virtual else asyncio.run(main())
     if report is None:
         print("stopped", file=sys.stderr)
         return 130

@@ -11,15 +11,17 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
+import math
 import shutil
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from base.clock import LoopClock
-from runtime.config import Board, load_credentials
+from runtime.config import AppConfig, Board, load_board, load_credentials
 from runtime.errors import BusError, ConfigError, TerminalDied
 from runtime.terminal import Terminal
 from sim.broker import BrokerError, EmbeddedBroker
@@ -31,10 +33,34 @@ from sim.hplc.serve import serve_cco
 from sim.scenarios import load_scenario
 from sim.station import Station, build_station
 from sim.truth import write_truth
+from sim.vloop import running_virtual_loop
+from sim.wiring import MemoryWiring, PtyWiring, TerminalEnd, Wiring
 from sim.world import World, build_world
 
 log = logging.getLogger("ttu.sim")
-FLUSH_GRACE_S = 120.0
+#: named sets of app settings a run may take (``ttu sim --profile``): "standard" is the board as
+#: it is; "analytics" reads the realtime snapshot and polls events every 15 minutes, what days
+#: of data for the grid apps need (curves stay at 15 min) at a quarter of the bus load
+PROFILES: dict[str, dict[str, dict[str, Any]]] = {
+    "standard": {},
+    "analytics": {"acquisition": {"realtime_interval_s": 900, "event_poll_interval_s": 900}},
+}
+#: the end-of-run drain of the uplink: at most this long in simulated time ...
+DRAIN_SIM_S = 120.0
+#: ... and in wall time (virtual time runs the drain as fast as the loop can)
+DRAIN_WALL_S = 60.0
+#: the live summary's period in simulated seconds under virtual time (shown at most every 2 wall s)
+VIRTUAL_TICK_S = 60.0
+
+
+def sim_board(path: Path) -> Board:
+    """The board at ``path``, which must be a simulated one (``[hal] backend = "sim"``)."""
+    board = load_board(path)
+    if board.hal.backend != "sim":
+        raise ConfigError(
+            "hal.backend", 'ttu sim needs a simulated board (backend = "sim")', source=str(path)
+        )
+    return board
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +83,14 @@ class SimOptions:
     #: meters behind the virtual CCO (a count; in the physics world a seeded choice of its
     #: customers); None: the board's [sim] hplc_meters; 0 without an enabled [hplc] module
     hplc_meters: int | None = None
+    #: per app: config keys that replace the board's (``PROFILES``, ``--realtime-period``); an app
+    #: named here that the board has not is added, enabled, with just these keys
+    app_config: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def virtual(self) -> bool:
+        """``--speed max``: everything on the virtual-time loop, lines in memory."""
+        return math.isinf(self.speed)
 
 
 @dataclass(slots=True)
@@ -70,10 +104,12 @@ class SimRun:
     cloud: CloudStub
     broker_url: str
     started_monotonic: float = 0.0
+    started_wall: float = 0.0  # time.perf_counter() at the start: the achieved speed
     world: World | None = None
     truth_dir: Path | None = None
     devices: FieldDevices | None = None  # metrology unit and Modbus devices (sim/devices)
     hplc: VirtualCco | None = None  # the virtual CCO behind sim:hplc, when there are HPLC meters
+    notes: list[str] = dataclasses.field(default_factory=list)  # departures from the board, said once
     terminal_task: asyncio.Task[None] | None = None
 
     @property
@@ -84,6 +120,20 @@ class SimRun:
             return None
         error = task.exception()
         return "the terminal returned" if error is None else f"{type(error).__name__}: {error}"
+
+    @property
+    def mode(self) -> str:
+        """``virtual`` (``--speed max``), ``realtime`` (×1) or ``scaled`` (×N on ptys)."""
+        if self.options.virtual:
+            return "virtual"
+        return "realtime" if self.options.speed == 1.0 else "scaled"
+
+    def wall_seconds(self) -> float:
+        return time.perf_counter() - self.started_wall
+
+    def achieved_speed(self) -> float:
+        """Simulated seconds per wall second since the start."""
+        return (self.clock.monotonic() - self.started_monotonic) / max(self.wall_seconds(), 1e-9)
 
     async def summary(self) -> dict[str, Any]:
         parts = self.terminal.parts
@@ -105,6 +155,10 @@ class SimRun:
             "elapsed_s": self.clock.monotonic() - self.started_monotonic,
             "speed": self.clock.speed,
             "terminal_died": self.terminal_failure,
+            "mode": self.mode,
+            "achieved_speed": self.achieved_speed(),
+            "wall_s": self.wall_seconds(),
+            "truth_dir": None if self.truth_dir is None else str(self.truth_dir),
             "meters": len(self.station.meters),
             "acquisition": stats,
             "uplink_backlog": sum(backlog.values()),
@@ -154,13 +208,37 @@ class SimRun:
         return out
 
 
-def _with_workdir(board: Board, workdir: Path, archive: Path) -> Board:
-    """The simulated board with its store and the acquisition archive inside the run folder."""
+def _with_workdir(
+    board: Board,
+    workdir: Path,
+    archive: Path,
+    *,
+    in_process: bool,
+    notes: list[str],
+    app_config: Mapping[str, Mapping[str, Any]],
+) -> Board:
+    """The simulated board with its store and the acquisition archive inside the run folder,
+    and ``app_config`` over the apps' configs.
+
+    ``in_process``: apps the board isolates run in the terminal's process instead (a separate
+    process cannot follow virtual time); said once in ``notes``.
+    """
     store = dataclasses.replace(board.store, path=workdir / "ttu.sqlite")
     apps = dict(board.apps)
+    for name, overrides in app_config.items():
+        app = apps.get(name) or AppConfig(name=name, enabled=True, isolated=False, config={})
+        apps[name] = dataclasses.replace(app, config={**app.config, **overrides})
     if "acquisition" in apps:
         app = apps["acquisition"]
         apps["acquisition"] = dataclasses.replace(app, config={**app.config, "archive": str(archive)})
+    isolated = sorted(name for name, app in apps.items() if app.enabled and app.isolated)
+    if in_process and isolated:
+        for name in isolated:
+            apps[name] = dataclasses.replace(apps[name], isolated=False)
+        notes.append(
+            f"apps {', '.join(isolated)} run in the terminal's process: an isolated app's own process "
+            "cannot follow virtual time (--speed max)"
+        )
     return dataclasses.replace(board, store=store, apps=apps)
 
 
@@ -229,7 +307,16 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
     if options.workdir.exists():
         shutil.rmtree(options.workdir)
     options.workdir.mkdir(parents=True)
-    clock = LoopClock(start=options.start, speed=options.speed)
+    wiring: Wiring = PtyWiring()
+    if options.virtual:
+        if running_virtual_loop() is None:
+            raise ConfigError("--speed", "max needs the virtual-time loop (sim.vloop.run_virtual)")
+        if options.broker_url is not None:
+            raise ConfigError(
+                "--broker", "an external broker cannot follow virtual time: --speed max uses the embedded one"
+            )
+        wiring = MemoryWiring()
+    clock = LoopClock(start=options.start, speed=1.0 if options.virtual else options.speed)
     board = options.board
     buses = [p.name for p in board.rs485 if p.enabled]
     world: World | None = None
@@ -264,7 +351,17 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
     devices = _field_devices(board, station, world)
     attach(devices, station, clock)
     devices.write_archive(options.workdir / "devices.toml")  # next to archive.toml, where acquisition looks
-    run_board = _with_workdir(board, options.workdir, archive)
+    notes: list[str] = []
+    run_board = _with_workdir(
+        board,
+        options.workdir,
+        archive,
+        in_process=options.virtual,
+        notes=notes,
+        app_config=options.app_config,
+    )
+    for note in notes:
+        log.warning("%s", note)
     key = b""
     if board.uplink is not None and board.uplink.credentials_file is not None:
         key = load_credentials(board.uplink.credentials_file).command_key
@@ -273,14 +370,17 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
         CloudStub(
             broker_url=broker_url, db_path=options.workdir / "cloud.sqlite", clock=clock, default_key=key
         ) as cloud,
-        station.serve(clock=clock) as ptys,
-        devices.serve(clock=clock) as device_ptys,
-        _hplc(station, clock, options, world) as (cco, hplc_ptys),
+        station.serve(clock=clock, wiring=wiring) as ptys,
+        devices.serve(clock=clock, wiring=wiring) as device_ptys,
+        _hplc(station, clock, options, world, wiring) as (cco, hplc_ptys),
     ):
         terminal = Terminal(
             run_board, clock=clock, sim_devices={**ptys, **device_ptys, **hplc_ptys}, broker_url=broker_url
         )
-        run = SimRun(options, clock, station, terminal, cloud, broker_url, clock.monotonic(), world=world)
+        run = SimRun(
+            options, clock, station, terminal, cloud, broker_url, clock.monotonic(), time.perf_counter(),
+            world=world, notes=notes,
+        )  # fmt: skip
         run.devices = devices
         run.hplc = cco
         if world is not None:
@@ -289,7 +389,10 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
         task = asyncio.create_task(terminal.run(), name="terminal")
         run.terminal_task = task
         task.add_done_callback(_say_if_died)
-        beacon = asyncio.create_task(publish_beacons(cloud, clock), name="sim-clock-beacon")
+        beacon = asyncio.create_task(
+            publish_beacons(cloud, clock, speed=run.achieved_speed if options.virtual else None),
+            name="sim-clock-beacon",
+        )
         try:
             started = asyncio.create_task(terminal.started.wait(), name="terminal-started")
             done, _ = await asyncio.wait({task, started}, return_when=asyncio.FIRST_COMPLETED)
@@ -325,23 +428,29 @@ def _hplc_meters(options: SimOptions) -> int:
 
 @contextlib.asynccontextmanager
 async def _hplc(
-    station: Station, clock: LoopClock, options: SimOptions, world: World | None
-) -> AsyncIterator[tuple[VirtualCco | None, dict[str, str]]]:
+    station: Station, clock: LoopClock, options: SimOptions, world: World | None, wiring: Wiring
+) -> AsyncIterator[tuple[VirtualCco | None, dict[str, TerminalEnd]]]:
     """The virtual CCO with the station's HPLC meters, served as ``sim:hplc``; in the physics
     world every supply change of those meters reaches the CCO's power hook at its own time."""
     if not station.hplc:
         yield None, {}
         return
-    async with serve_cco(station.hplc, clock=clock, seed=options.seed) as (cco, path):
+    async with serve_cco(station.hplc, clock=clock, seed=options.seed, wiring=wiring) as (cco, path):
         if world is not None:
             world.on_supply(lambda addresses, on, t: cco.node_power(addresses, on, at=t))
         yield cco, {"hplc": path}
 
 
 async def run_for(
-    options: SimOptions, *, on_tick: Callable[[SimRun], Any] | None = None, tick_s: float = 60.0
+    options: SimOptions, *, on_tick: Callable[[SimRun], Any] | None = None, tick_s: float | None = None
 ) -> dict[str, Any]:
-    """Run for ``options.duration_s`` of simulated time (forever if None); return the report."""
+    """Run for ``options.duration_s`` of simulated time (forever if None); return the report.
+
+    ``on_tick(run)`` is called every ``tick_s`` simulated seconds (default: one wall second's
+    worth at the board's speed, ``VIRTUAL_TICK_S`` under virtual time).
+    """
+    if tick_s is None:
+        tick_s = VIRTUAL_TICK_S if options.virtual else max(1.0, options.speed)
     async with simulate(options) as run:
         clock = run.clock
         end = None if options.duration_s is None else clock.monotonic() + options.duration_s
@@ -354,22 +463,51 @@ async def run_for(
                     await result
             if run.terminal_failure is not None:
                 break  # nothing more will happen: report it now
-        await _flush(run)
+        await drain(run)
         return await report(run)
 
 
-async def _flush(run: SimRun) -> None:
-    """Let the uplink deliver what the terminal has queued (bounded by a grace period)."""
+async def drain(run: SimRun) -> None:
+    """Let the uplink deliver what the terminal has queued, bounded by ``DRAIN_SIM_S`` simulated
+    and ``DRAIN_WALL_S`` wall seconds; the apps keep running meanwhile (the report counts what
+    they add as sent, and as delivered or queued)."""
     parts = run.terminal.parts
     if parts is None or run.terminal_failure is not None:
         return
-    deadline = run.clock.monotonic() + FLUSH_GRACE_S
-    while run.clock.monotonic() < deadline:
-        backlog = await parts.store.outbox_backlog()
-        if not any(backlog.values()):
+    clock = run.clock
+    sim_deadline = clock.monotonic() + DRAIN_SIM_S
+    wall_deadline = time.perf_counter() + DRAIN_WALL_S
+    while clock.monotonic() < sim_deadline and time.perf_counter() < wall_deadline:
+        if not any((await parts.store.outbox_backlog()).values()):
             break
-        await run.clock.sleep(1.0)
-    await run.clock.sleep(2.0)  # the cloud stub stores what it received
+        await clock.sleep(1.0)
+    await clock.sleep(2.0)  # the cloud stub stores what it received
+
+
+async def delivery(run: SimRun) -> dict[str, int | None]:
+    """Readings sent, delivered (at the cloud), still queued in the durable outbox, and lost.
+
+    Queued counts the readings of outbox rows the cloud does not have (a row published but not
+    yet acknowledged is delivered, not queued); lost is what is neither: sent - delivered - queued.
+    Without a running terminal the outbox cannot be read: queued and lost are None.
+    """
+    terminal_id = run.options.board.terminal.id
+    parts = run.terminal.parts
+    stats = await run.cloud.statistics()
+    delivered = int(stats.get(terminal_id, {}).get("readings", 0))
+    retained = parts.bus.retained("acquisition/stats") if parts is not None else None
+    sent: int | None = None
+    if parts is not None:
+        try:
+            sent = int(dict(await parts.bus.request("acquisition/stats/get", None, timeout=5.0))["readings"])
+        except (BusError, KeyError):
+            sent = int(dict(retained.payload).get("readings", 0)) if retained is not None else None
+    if parts is None or sent is None:
+        return {"sent": sent, "delivered": delivered, "queued": None, "lost": None}
+    pending = await parts.store.outbox_pending("readings", limit=1_000_000_000)
+    at_cloud = await run.cloud.known_keys(terminal_id, [e.key for e in pending])
+    queued = sum(len(e.body.get("readings", ())) for e in pending if e.key not in at_cloud)
+    return {"sent": sent, "delivered": delivered, "queued": queued, "lost": sent - delivered - queued}
 
 
 async def report(run: SimRun) -> dict[str, Any]:
@@ -381,12 +519,19 @@ async def report(run: SimRun) -> dict[str, Any]:
     parts = run.terminal.parts
     uplink_stats = parts.uplink.statistics() if parts is not None and parts.uplink is not None else {}
     ports = parts.hal.statistics() if parts is not None else {}
+    delivered = await delivery(run)
     return {
         "terminal": terminal_id,
         "failures": failures(summary, parts.supervisor.status() if parts is not None else []),
         "terminal_died": summary["terminal_died"],
-        "speed": run.clock.speed,
+        "mode": run.mode,
+        "speed": None if run.options.virtual else run.options.speed,
+        "achieved_speed": summary["achieved_speed"],
+        "wall_seconds": summary["wall_s"],
+        "truth_dir": summary["truth_dir"],
+        "notes": list(run.notes),
         "simulated_seconds": summary["elapsed_s"],
+        "readings": delivered,
         "meters": summary["meters"],
         "readings_sent": acq.get("readings", 0),
         "readings_received_by_cloud": summary["cloud"].get("readings", 0),

@@ -2,10 +2,10 @@
 
 Layer: sim. ``build_station`` creates meters with unique addresses, one load profile
 each and seeded phases; ``Station.write_archive`` writes the archive the terminal's
-acquisition app loads; ``Station.serve`` opens one pty per bus and runs its
-``MeterBus`` until the context exits. Each meter speaks one protocol (``StationMeter.protocol``:
-"dlt645" or "dlt698"); ``assign_protocols`` makes a seeded share of them DL/T 698.45.
-Grid physics (``sim/physics``) may replace the default profiles through
+acquisition app loads; ``Station.serve`` wires one line per bus (a pty, or an in-memory
+link: ``sim.wiring``) and runs its ``MeterBus`` until the context exits. Each meter speaks one
+protocol (``StationMeter.protocol``: "dlt645" or "dlt698"); ``assign_protocols`` makes a seeded
+share of them DL/T 698.45. Grid physics (``sim/physics``) may replace the default profiles through
 ``loads.LoadProfile``; this module does not know the grid.
 """
 
@@ -27,7 +27,7 @@ from sim.loads import HouseholdProfile, LoadProfile
 from sim.meters._codec import Frame
 from sim.meters.bus import Delay, MeterBus
 from sim.meters.model import Phase, VirtualMeter
-from sim.pty import open_pty
+from sim.wiring import PtyWiring, TerminalEnd, Wiring
 
 
 @dataclass(slots=True)
@@ -104,14 +104,16 @@ class Station:
         write_archive(path, self.archive())
 
     @asynccontextmanager
-    async def serve(self, *, clock: Clock) -> AsyncIterator[dict[str, str]]:
-        """Open one pty per bus and serve it; yields ``{bus_name: slave_path}``."""
-        async with AsyncExitStack() as stack, asyncio.TaskGroup() as tg:
-            ports: dict[str, str] = {}
+    async def serve(
+        self, *, clock: Clock, wiring: Wiring | None = None
+    ) -> AsyncIterator[dict[str, TerminalEnd]]:
+        """Serve every bus on a line of its own (``wiring``: a pty each by default); yields
+        ``{bus_name: what the terminal opens}`` (``sim.wiring``)."""
+        wiring = wiring or PtyWiring()
+        async with AsyncExitStack() as links, asyncio.TaskGroup() as tg:
+            ends: dict[str, TerminalEnd] = {}
             tasks = []
             for i, (name, members) in enumerate(self.buses.items()):
-                pty = open_pty(name)
-                stack.callback(pty.close)
                 bus = NoisyMeterBus(
                     [m.meter for m in members],
                     corrupt_rate=self.corrupt_rate.get(name, 0.0),
@@ -122,12 +124,13 @@ class Station:
                     protocols=self.protocols(name),
                 )
                 self.running[name] = bus
-                ports[name] = pty.slave_path
+                link, ends[name] = wiring.line(name, self.settings)
+                links.push_async_callback(link.close)  # also when the task never started
                 line = self.lines.get(name)
-                serving = bus.serve(pty) if line is None else line.serve_shared(pty, bus)
+                serving = bus.serve_link(link) if line is None else line.serve_shared(link, bus)
                 tasks.append(tg.create_task(serving, name=f"sim-bus-{name}"))
             try:
-                yield ports
+                yield ends
             finally:
                 for task in tasks:
                     task.cancel()

@@ -5,6 +5,9 @@ Each direction is a bounded pipe (``buffer_size`` bytes, like a kernel tty buffe
 writer waits while the peer's buffer is full, so a stalled reader applies back-pressure
 instead of growing memory. Closing one end is a hang-up for the other: its reads drain
 what is buffered and then raise ``TransportBroken``; its writes raise ``TransportBroken``.
+An end made ``steady`` (the simulator's side of a line, like a pty master while the simulator
+holds the slave open) sees no hang-up: a closed peer is silence, bytes written to it are
+dropped, and the line resumes when the peer opens again.
 
 Must not: sleep, model wire timing (that belongs to a Clock-driven wrapper), or know
 frames.
@@ -50,9 +53,12 @@ class _Pipe:
 class MemoryLink:
     """One end of a ``memory_link_pair``; implements ``SerialLink``."""
 
-    def __init__(self, name: str, settings: SerialSettings, rx: _Pipe, tx: _Pipe) -> None:
+    def __init__(
+        self, name: str, settings: SerialSettings, rx: _Pipe, tx: _Pipe, *, steady: bool = False
+    ) -> None:
         self._name = name
         self._settings = settings
+        self._steady = steady
         self._rx = rx
         self._tx = tx
         self._open = False
@@ -111,7 +117,7 @@ class MemoryLink:
                 self.bytes_read += len(data)
                 pipe.notify()  # room for a waiting writer
                 return data
-            if pipe.writer_hung_up:
+            if pipe.writer_hung_up and not self._steady:
                 raise TransportBroken(f"{self._name}: peer hung up")
             await pipe.changed()
 
@@ -121,6 +127,8 @@ class MemoryLink:
             self._require_open()
             pipe = self._tx
             if pipe.reader_hung_up:
+                if self._steady:
+                    return  # nobody listens: the bytes go nowhere
                 raise TransportBroken(f"{self._name}: peer hung up")
             room = pipe.size - len(pipe.buffer)
             if room > 0:
@@ -158,14 +166,16 @@ def memory_link_pair(
     *,
     names: tuple[str, str] = ("a", "b"),
     buffer_size: int = DEFAULT_BUFFER,
+    steady_b: bool = False,
 ) -> tuple[MemoryLink, MemoryLink]:
-    """Two connected links (not yet open): what ``a`` writes, ``b`` reads, and back."""
+    """Two connected links (not yet open): what ``a`` writes, ``b`` reads, and back.
+    ``steady_b``: ``b`` never sees ``a`` hang up (see the module docstring)."""
     if buffer_size < 1:
         raise ValueError(f"buffer_size must be >= 1, not {buffer_size}")
     a_to_b, b_to_a = _Pipe(buffer_size), _Pipe(buffer_size)
     return (
         MemoryLink(names[0], settings, rx=b_to_a, tx=a_to_b),
-        MemoryLink(names[1], settings, rx=a_to_b, tx=b_to_a),
+        MemoryLink(names[1], settings, rx=a_to_b, tx=b_to_a, steady=steady_b),
     )
 
 

@@ -511,6 +511,18 @@ class CloudDb:
         ).fetchall()
         return [StreamRow(*row) for row in rows]
 
+    def known_keys(self, terminal: str, keys: list[str]) -> set[str]:
+        """Those of ``keys`` (message idempotency keys) the cloud has stored for ``terminal``."""
+        found: set[str] = set()
+        for i in range(0, len(keys), 500):  # bounded parameter lists
+            part = keys[i : i + 500]
+            marks = ",".join("?" * len(part))
+            rows = self._conn.execute(
+                f"SELECT key FROM messages WHERE terminal = ? AND key IN ({marks})", (terminal, *part)
+            )
+            found.update(k for (k,) in rows)
+        return found
+
     def counts(self) -> dict[str, int]:
         """Rows per table, plus the total of duplicates received."""
         out = {t: int(self._conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in _COUNTED_TABLES}

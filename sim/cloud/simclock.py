@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from sim.cloud.stub import BrokerAddress
 
 SIM_CLOCK_TOPIC = "ttu-sim/clock"
 PUBLISH_EVERY_S = 1.0  # wall seconds
+VIRTUAL_CHECK_S = 60.0  # simulated seconds between wall-clock checks under virtual time
 DISCOVER_TIMEOUT_S = 2.0
 
 
@@ -60,12 +62,27 @@ class _Publisher(Protocol):
     async def publish_retained(self, topic: str, body: Mapping[str, Any]) -> None: ...
 
 
-async def publish_beacons(stub: _Publisher, clock: LoopClock) -> None:
-    """Publish the simulator's clock every ``PUBLISH_EVERY_S`` wall seconds until cancelled."""
+async def publish_beacons(
+    stub: _Publisher, clock: LoopClock, *, speed: Callable[[], float] | None = None
+) -> None:
+    """Publish the simulator's clock every ``PUBLISH_EVERY_S`` wall seconds until cancelled.
+
+    ``speed`` gives the achieved speed of a run on virtual time (``ttu sim --speed max``): its
+    clock has no fixed rate against the wall, so the loop wakes every simulated ``VIRTUAL_CHECK_S``
+    and publishes once a wall second has passed since the last beacon.
+    """
+    if speed is None:
+        while True:
+            beacon = SimClockBeacon(clock.now(), time.time(), clock.speed)
+            await stub.publish_retained(SIM_CLOCK_TOPIC, beacon.to_json())
+            await clock.sleep(PUBLISH_EVERY_S * clock.speed)
+    last = -math.inf
     while True:
-        beacon = SimClockBeacon(clock.now(), time.time(), clock.speed)
-        await stub.publish_retained(SIM_CLOCK_TOPIC, beacon.to_json())
-        await clock.sleep(PUBLISH_EVERY_S * clock.speed)
+        if time.monotonic() - last >= PUBLISH_EVERY_S:
+            last = time.monotonic()
+            beacon = SimClockBeacon(clock.now(), time.time(), max(speed(), 1e-6))
+            await stub.publish_retained(SIM_CLOCK_TOPIC, beacon.to_json())
+        await clock.sleep(VIRTUAL_CHECK_S)
 
 
 async def discover(broker_url: str, *, timeout: float = DISCOVER_TIMEOUT_S) -> SimClockBeacon | None:  # noqa: ASYNC109

@@ -406,6 +406,10 @@ class CloudStub:
     async def counts(self) -> dict[str, int]:
         return await self._db.run(lambda db: db.counts())
 
+    async def known_keys(self, terminal: str, keys: list[str]) -> set[str]:
+        """Those of ``keys`` (message idempotency keys) already stored for ``terminal``."""
+        return await self._db.run(lambda db: db.known_keys(terminal, keys))
+
     async def statistics(self) -> dict[str, dict[str, int]]:
         """Counters per terminal (see ``CloudDb.statistics``)."""
         return await self._db.run(lambda db: db.statistics())

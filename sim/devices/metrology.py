@@ -20,8 +20,8 @@ from base.clock import Clock
 from hal.interfaces import SerialLink, SerialSettings
 from protocols import dlt698
 from protocols.errors import ProtocolError
-from sim.line import serve_pty, write_all
 from sim.pty import PtyPair
+from sim.wiring import PtyLink
 
 DT = dlt698.DataType
 
@@ -189,11 +189,11 @@ class VirtualMetrology:
         return handle
 
     async def serve(self, pty: PtyPair, *, clock: Clock) -> None:
-        """Answer on the master side of ``pty`` until cancelled."""
-        await serve_pty(pty, self._handler(clock, lambda reply: write_all(pty.master_fd, reply)))
+        """Answer on the master side of ``pty`` until cancelled; closes the pty."""
+        await self.serve_link(PtyLink(pty, self.settings), clock=clock)
 
     async def serve_link(self, link: SerialLink, *, clock: Clock) -> None:
-        """Answer over any hal ``SerialLink`` (one end of ``memory_link_pair``) until cancelled."""
+        """Answer over any hal ``SerialLink`` (``sim.wiring``) until cancelled."""
         handle = self._handler(clock, link.write)
         async with link:
             while True:

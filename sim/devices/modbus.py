@@ -7,8 +7,8 @@ the datastore calls pymodbus expects (``async_getValues`` / ``async_setValues``)
 
 Why not ``pymodbus.server.ModbusSerialServer``: it opens the port itself and times frames
 on the wall clock; here replies are timed on the simulation clock (scaled in ``make sim``,
-virtual in tests) and the line is shared with DL/T 645 meters on the same pty
-(``serve_shared``), neither of which the pymodbus server can do.
+virtual with ``--speed max`` and in tests) and the line is shared with DL/T 645 meters on the
+same link (``serve_shared``), neither of which the pymodbus server can do.
 
 Unmapped addresses answer ILLEGAL DATA ADDRESS, out-of-range writes ILLEGAL DATA VALUE;
 units not on the line stay silent (another device's address). Must not import the
@@ -18,10 +18,9 @@ terminal or apps.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -31,11 +30,11 @@ from pymodbus.constants import ExcCodes
 from base.clock import Clock
 from hal.interfaces import SerialLink, SerialSettings
 from hal.modbus import RtuDecoder, RtuFrame, encode_frame
-from hal.sim import MemoryLink, memory_link_pair
+from hal.sim import memory_link_pair
 from protocols import modbus
 from protocols.errors import EncodeError, ProtocolError
-from sim.line import serve_pty, write_all
 from sim.pty import PtyPair
+from sim.wiring import PtyLink
 
 log = logging.getLogger("ttu.sim.modbus")
 _FC_TABLE = {
@@ -381,54 +380,48 @@ class ModbusLine:
             out.append((encode_frame(frame.unit, response), size))
         return out
 
-    async def _reply(self, chunk: bytes, decoder: RtuDecoder, write: Callable[[bytes], object]) -> None:
+    async def _reply(
+        self, chunk: bytes, decoder: RtuDecoder, write: Callable[[bytes], Awaitable[None]]
+    ) -> None:
         wire = self.settings.wire_seconds
         for reply, size in await self._handle(decoder.feed(chunk)):
             await self.clock.sleep(wire(size) + self.response_delay_s + wire(len(reply)))
-            result = write(reply)
-            if asyncio.iscoroutine(result):
-                await result
+            await write(reply)
             self.replies += 1
 
     async def serve(self, pty: PtyPair) -> None:
-        """The line alone on a pty, until cancelled."""
-        decoder = RtuDecoder(is_server=True)
-        await serve_pty(pty, lambda chunk: self._reply(chunk, decoder, lambda r: write_all(pty.master_fd, r)))
+        """The line alone on a pty, until cancelled; closes the pty."""
+        await self.serve_link(PtyLink(pty, self.settings))
 
     async def serve_link(self, link: SerialLink) -> None:
-        """The line alone over any hal ``SerialLink`` (one end of ``memory_link_pair``), until cancelled."""
+        """The line alone over any hal ``SerialLink`` (``sim.wiring``), until cancelled."""
         decoder = RtuDecoder(is_server=True)
         async with link:
             while True:
                 await self._reply(await link.read(), decoder, link.write)
 
-    async def serve_shared(self, pty: PtyPair, meters: _LinkServer) -> None:
-        """Share the pty with a DL/T 645 ``MeterBus``: every byte reaches both; both may reply."""
+    async def serve_shared(self, link: SerialLink, meters: _LinkServer) -> None:
+        """Share ``link`` with a DL/T 645 ``MeterBus``: every byte reaches both; both may reply."""
         decoder = RtuDecoder(is_server=True)
-        ours, theirs = memory_link_pair(self.settings, names=(f"{pty.name}-line", f"{pty.name}-meters"))
+        ours, theirs = memory_link_pair(self.settings, names=(f"{link.name}-line", f"{link.name}-meters"))
 
-        async def to_pty() -> None:
+        async def to_line() -> None:
             while True:
-                await write_all(pty.master_fd, await ours.read())
+                await link.write(await ours.read())
 
-        async def handle(chunk: bytes) -> None:
-            await ours.write(chunk)
-            await self._reply(chunk, decoder, lambda r: write_all(pty.master_fd, r))
-
-        async with ours, asyncio.TaskGroup() as tg:
-            tg.create_task(meters.serve_link(theirs), name=f"sim-meters-{pty.name}")
-            tg.create_task(to_pty(), name=f"sim-line-tx-{pty.name}")
-            try:
-                await serve_pty(pty, handle)
-            finally:
-                with contextlib.suppress(Exception):
-                    pty.close()
+        async with link, ours, asyncio.TaskGroup() as tg:
+            tg.create_task(meters.serve_link(theirs), name=f"sim-meters-{link.name}")
+            tg.create_task(to_line(), name=f"sim-line-tx-{link.name}")
+            while True:
+                chunk = await link.read()
+                await ours.write(chunk)
+                await self._reply(chunk, decoder, link.write)
 
 
 class _LinkServer(Protocol):
     """What ``serve_shared`` needs of a meter bus (``sim.meters.bus.MeterBus``)."""
 
-    async def serve_link(self, link: MemoryLink) -> None: ...
+    async def serve_link(self, link: SerialLink) -> None: ...
 
 
 __all__ = [

@@ -6,7 +6,7 @@ every branch, an RCD, a capacitor bank and an environment sensor on the RS-485 p
 role "breakers" (sharing the line with that port's DL/T 645 meters), and an I/O module
 (``VirtualIoModule``: door contact, surge protector, top-oil thermometer following the
 transformer loading) at every unit id of each simulated ``modbus-rtu`` expansion slot, on the
-slot's own pty. Opening a breaker takes its branch out of the physics -- customers and
+slot's own line. Opening a breaker takes its branch out of the physics -- customers and
 downstream branch units lose supply, their meters write power-down records -- and closing
 it restores them, like a scenario outage (``sim.world``). ``write_archive`` writes the device
 archive the terminal's acquisition app loads. Must not import the terminal or apps.
@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from base.clock import Clock
-from hal.interfaces import SerialSettings
+from hal.interfaces import SerialLink, SerialSettings
 from protocols import modbus
 from sim.devices.metrology import ConstantSource, FunctionSource, TransformerSample, VirtualMetrology
 from sim.devices.modbus import (
@@ -39,8 +39,8 @@ from sim.devices.modbus import (
     VirtualRcd,
 )
 from sim.physics import Horizon
-from sim.pty import PtyPair, open_pty
 from sim.station import Station
+from sim.wiring import PtyWiring, TerminalEnd, Wiring
 from sim.world import Replica, TruthEvent, World, WorldMeter, _descendants
 
 log = logging.getLogger("ttu.sim.devices")
@@ -95,34 +95,39 @@ class FieldDevices:
         tmp.replace(target)
 
     @asynccontextmanager
-    async def serve(self, *, clock: Clock) -> AsyncIterator[dict[str, str]]:
-        """Serve the metrology unit and each expansion slot's I/O modules on a pty of their own;
-        yields ``{"metrology": slave_path, "<slot sim: name>": slave_path, ...}``.
+    async def serve(
+        self, *, clock: Clock, wiring: Wiring | None = None
+    ) -> AsyncIterator[dict[str, TerminalEnd]]:
+        """Serve the metrology unit and each expansion slot's I/O modules on a line of their own
+        (``wiring``: a pty each by default); yields ``{"metrology": end, "<slot sim: name>": end}``
+        with what the terminal opens (``sim.wiring``).
 
         The Modbus line of the breakers is served by the station (``Station.lines``) on the
-        shared bus pty.
+        shared bus line.
         """
-        served: list[tuple[str, str, Callable[[PtyPair], Coroutine[object, object, None]]]] = []
+        wiring = wiring or PtyWiring()
+        served: list[tuple[str, SerialSettings, Callable[[SerialLink], Coroutine[object, object, None]]]] = []
         metrology = self.metrology
         if metrology is not None:
-            served.append(("metrology", "sim-metrology", lambda pty: metrology.serve(pty, clock=clock)))
+            served.append(
+                ("metrology", metrology.settings, lambda link: metrology.serve_link(link, clock=clock))
+            )
         for name, line in self.io_lines.items():
             line.clock = clock
-            served.append((name, f"sim-io-{name}", line.serve))
-        async with AsyncExitStack() as stack:
-            ptys: dict[str, str] = {}
-            pairs: list[PtyPair] = []
-            for name, _, _ in served:
-                pty = open_pty(name)
-                stack.callback(pty.close)  # after the serving tasks have ended
-                pairs.append(pty)
-            if served:
-                tg = await stack.enter_async_context(asyncio.TaskGroup())
-                for (name, task_name, serve), pty in zip(served, pairs, strict=True):
-                    task = tg.create_task(serve(pty), name=task_name)
-                    stack.callback(task.cancel)
-                    ptys[name] = pty.slave_path
-            yield ptys
+            served.append((name, line.settings, line.serve_link))
+        ends: dict[str, TerminalEnd] = {}
+        async with AsyncExitStack() as links, asyncio.TaskGroup() as tg:
+            tasks = []
+            for name, settings, serve in served:
+                link, ends[name] = wiring.line(name, settings)
+                links.push_async_callback(link.close)  # also when the task never started
+                task_name = "sim-metrology" if name == "metrology" else f"sim-io-{name}"
+                tasks.append(tg.create_task(serve(link), name=task_name))
+            try:
+                yield ends
+            finally:
+                for task in tasks:
+                    task.cancel()
 
     def status(self, now: float, *, window_s: float = 180.0) -> dict[str, object]:
         """What the terminal gets from the devices, as the simulator sees it (live summary, report).

@@ -1,7 +1,7 @@
 """``VirtualCco``: a simulated HPLC carrier module speaking Q/GDW 1376.2 to the terminal on a pty.
 
-Layer: sim. Talks to the terminal only through bytes on a pty (or any hal ``SerialLink`` in
-tests); every frame goes through ``protocols.gdw1376_2``. Models:
+Layer: sim. Talks to the terminal only through bytes on a ``SerialLink`` (a pty or an in-memory
+link, ``sim.wiring``); every frame goes through ``protocols.gdw1376_2``. Models:
 
 * the module itself: AFN01 init, AFN03 F1/F4/F10 identity (the AFN03 F10 mode word's byte 5
   carries the concurrency limit, as ``hal.hplc`` reads it), AFN05 F1/F2/F3, AFN12 route control;
@@ -40,8 +40,8 @@ from protocols import gdw1376_2 as q
 from protocols.errors import ProtocolError
 from sim.hplc.nodes import SimNode
 from sim.hplc.outage import POWER_OFF, LastGaspTiming, OutageModel, OutageReport
-from sim.line import pty_reader, write_all
 from sim.pty import PtyPair
+from sim.wiring import PtyLink
 
 log = logging.getLogger(__name__)
 
@@ -197,14 +197,10 @@ class VirtualCco:
 
     async def serve(self, pty: PtyPair) -> None:
         """Serve on a pty master until cancelled; closes the pty on the way out."""
-        try:
-            async with pty_reader(pty) as receive:
-                await self._run(receive, lambda data: write_all(pty.master_fd, data))
-        finally:
-            pty.close()
+        await self.serve_link(PtyLink(pty, self.settings))
 
     async def serve_link(self, link: SerialLink) -> None:
-        """Serve over any hal ``SerialLink`` (opened and closed here)."""
+        """Serve over any hal ``SerialLink`` (opened and closed here; ``sim.wiring``)."""
         async with link:
             await self._run(link.read, link.write)
 

@@ -1,7 +1,7 @@
 """Serve the station's HPLC meters behind a virtual CCO on a pty (the board's ``sim:hplc``).
 
 Layer: sim. Builds one ``SimNode`` per HPLC meter with the answer function ``sim.meters``
-offers for its protocol (``make_answer``: DL/T 645 or 698.45), opens a pty and runs the
+offers for its protocol (``make_answer``: DL/T 645 or 698.45), wires its line (``sim.wiring``) and runs the
 ``VirtualCco`` on it until the context exits. Knows nothing of the terminal.
 """
 
@@ -17,7 +17,7 @@ from protocols import gdw1376_2 as q
 from sim.hplc.cco import VirtualCco
 from sim.hplc.nodes import SimNode
 from sim.meters import make_answer
-from sim.pty import open_pty
+from sim.wiring import PtyWiring, TerminalEnd, Wiring
 
 PROTOCOL_TYPES = {"dlt645": q.DLT645_2007, "dlt698": q.DLT698}
 
@@ -42,15 +42,17 @@ def station_nodes(meters: Sequence[Any], *, clock: Clock) -> list[SimNode]:
 
 @contextlib.asynccontextmanager
 async def serve_cco(
-    meters: Sequence[Any], *, clock: Clock, seed: int
-) -> AsyncIterator[tuple[VirtualCco, str]]:
-    """Yield (the virtual CCO, the pty slave path the terminal opens)."""
-    cco = VirtualCco(station_nodes(meters, clock=clock), clock=clock, seed=seed)
-    pty = open_pty("hplc")
-    async with asyncio.TaskGroup() as tg:
-        task = tg.create_task(cco.serve(pty), name="sim-cco")
+    meters: Sequence[Any], *, clock: Clock, seed: int, wiring: Wiring | None = None, **options: Any
+) -> AsyncIterator[tuple[VirtualCco, TerminalEnd]]:
+    """Yield (the virtual CCO, what the terminal opens: ``sim.wiring``; a pty by default).
+    ``options`` go to ``VirtualCco`` (latency, loss, concurrency ...)."""
+    cco = VirtualCco(station_nodes(meters, clock=clock), clock=clock, seed=seed, **options)
+    link, end = (wiring or PtyWiring()).line("hplc", cco.settings)
+    async with contextlib.AsyncExitStack() as links, asyncio.TaskGroup() as tg:
+        links.push_async_callback(link.close)  # also when the task never started
+        task = tg.create_task(cco.serve_link(link), name="sim-cco")
         try:
-            yield cco, pty.slave_path
+            yield cco, end
         finally:
             task.cancel()
 

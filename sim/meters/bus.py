@@ -1,8 +1,8 @@
 """Several virtual meters sharing one RS-485 line, served on a pty.
 
-Layer: sim. Reads the pty master without blocking the loop (``sim.line.pty_reader``),
-feeds the ``MixedFramer`` (645 and 698), hands each request to the meters it addresses and
-writes the reply back with RS-485 timing taken from the clock:
+Layer: sim. Serves one ``SerialLink`` (a pty or an in-memory link, ``sim.wiring``): feeds the
+``MixedFramer`` (645 and 698), hands each request to the meters it addresses and writes the
+reply back with RS-485 timing taken from the clock:
 
     request on the wire  settings.wire_seconds(request bytes)      (11 bits/byte at 8E1)
     meter response delay response_delay_s (20-500 ms by the standard)
@@ -34,13 +34,13 @@ from base.clock import Clock
 from hal.interfaces import SerialLink, SerialSettings
 from protocols import dlt698
 from protocols.errors import ProtocolError
-from sim.line import pty_reader, write_all
 from sim.meters._codec import BROADCAST_ADDRESS
 from sim.meters._mixed import Frame, MixedFramer
 from sim.meters.model import VirtualMeter
 from sim.meters.responder import MeterResponder
 from sim.meters.responder698 import DEFAULT_MAX_APDU, Dlt698Responder
 from sim.pty import PtyPair
+from sim.wiring import PtyLink
 
 log = logging.getLogger(__name__)
 
@@ -200,18 +200,14 @@ class MeterBus:
         self.counters.replies += 1
 
     async def serve(self, pty: PtyPair) -> None:
-        """Serve the line until cancelled; removes the reader and closes the pty on the way out."""
-        try:
-            async with pty_reader(pty) as receive:
-                await self._serve(receive, lambda data: write_all(pty.master_fd, data), pty.name)
-        finally:
-            pty.close()
+        """Serve the line on the master side of ``pty`` until cancelled; closes the pty."""
+        await self.serve_link(PtyLink(pty, self.settings))
 
     async def serve_link(self, link: SerialLink) -> None:
-        """Serve the line over any hal ``SerialLink`` (e.g. one end of ``memory_link_pair``).
+        """Serve the line over any hal ``SerialLink`` until cancelled (``sim.wiring``).
 
-        Same framing and clock-based timing as ``serve(pty)``; opens the link and closes it
-        on the way out (cancellation, or the peer hanging up: ``TransportBroken`` propagates).
+        Opens the link and closes it on the way out (cancellation, or the peer hanging up:
+        ``TransportBroken`` propagates).
         """
         async with link:
             await self._serve(link.read, link.write, link.name)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 
 from base.clock import LoopClock
 from hal.errors import CapabilityMissing, DeviceError, TransportBroken, TransportClosed
-from hal.interfaces import Slot, Watchdog
+from hal.interfaces import SerialSettings, Slot, Watchdog
 from hal.linux import DevWatchdog
-from hal.sim import MemorySlot, SimWatchdog
+from hal.sim import MemorySlot, SimWatchdog, memory_link_pair
 from hal.trace import FrameTrace
 
 
@@ -85,3 +86,25 @@ def test_frame_trace_ring() -> None:
     ]
     with pytest.raises(ValueError):
         FrameTrace(0)
+
+
+async def test_a_steady_memory_end_sees_no_hang_up() -> None:
+    """The simulator's end of a line (``steady_b``): the terminal closing its port is silence,
+    not an error, and the line carries bytes again once the terminal reopens it."""
+    settings = SerialSettings()
+    terminal, device = memory_link_pair(settings, names=("rs485-1", "sim-rs485-1"), steady_b=True)
+    await device.open()
+    await terminal.open()
+    await terminal.write(b"\x01")
+    assert await device.read() == b"\x01"
+    await terminal.close()
+    await device.write(b"lost")  # nobody listens: dropped, no TransportBroken
+    reading = asyncio.ensure_future(device.read())
+    await asyncio.sleep(0)
+    assert not reading.done()  # silence, not a hang-up
+    await terminal.open()
+    await terminal.write(b"\x02")
+    assert await reading == b"\x02"
+    await device.close()
+    with pytest.raises(TransportBroken):  # the terminal's end is not steady
+        await terminal.read()
