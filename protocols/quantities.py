@@ -67,6 +67,7 @@ QUANTITIES: MappingProxyType[str, Quantity] = _table(
     ("frequency", "Hz", "1.0.14.7.0.255", "grid frequency"),
     ("temperature.internal", "°C", None, "meter internal temperature"),
     ("credit.remaining", "yuan", None, "remaining prepaid credit (剩余金额)"),
+    ("credit.overdraft", "yuan", None, "credit overdrawn so far (透支金额)"),
     ("credit.alarm1", "yuan", None, "credit alarm limit 1 (报警金额1)"),
     ("credit.alarm2", "yuan", None, "credit alarm limit 2 (报警金额2)"),
     ("credit.overdraft_limit", "yuan", None, "overdraft limit (透支金额限值)"),

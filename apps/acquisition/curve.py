@@ -57,7 +57,7 @@ class CurveTask:
         """Read the point that just closed; then catch up what is missing (the caller saves)."""
         point = slot.epoch
         readings = await self._plan.per_port(lambda port, meters: self._port(meters, point))
-        await self._output.readings(readings)
+        await self._output.readings(readings, kind="curve")
         await self.catch_up()
 
     async def _read(
@@ -118,7 +118,7 @@ class CurveTask:
                     self.counters["curve_points_lost"] += len(window)
             if not missing:
                 self.missing.pop(meter_id, None)
-        await self._output.readings(readings)
+        await self._output.readings(readings, kind="curve")
 
 
 __all__ = ["CURVE_PERIOD_S", "CurveTask"]

@@ -52,7 +52,7 @@ class FreezeTask:
         self._reader.tracker.new_day()
         day = slot.epoch
         readings = await self._plan.per_port(lambda port, meters: self._port(meters, day))
-        await self._output.readings(readings)
+        await self._output.readings(readings, kind="freeze")
 
     async def _read(self, meter: MeterRecord, times_ago: int) -> tuple[float, dict[str, float]] | None:
         client = self._plan.client(meter.id)
@@ -104,7 +104,7 @@ class FreezeTask:
                         break
             if not days:
                 self.missing.pop(meter_id, None)
-        await self._output.readings(readings)
+        await self._output.readings(readings, kind="freeze")
 
 
 __all__ = ["FreezeTask"]

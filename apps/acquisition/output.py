@@ -1,7 +1,9 @@
 """Where readings and events go: the store, the bus and the uplink, in that order.
 
 Layer: apps (acquisition). ``Output.readings`` stores a batch, publishes it per device on
-``meter/<id>/reading`` and sends it up on stream ``readings`` in chunks of ``UPLINK_CHUNK``;
+``meter/<id>/reading`` (and, for the meter's own records, also on ``meter/<id>/curve`` or
+``meter/<id>/freeze``, so an app can tell them from a realtime read at the same instant)
+and sends it up on stream ``readings`` in chunks of ``UPLINK_CHUNK``;
 ``Output.event`` does the same for one event (``meter/<id>/event``, stream ``events``).
 Must not read meters or decide what is worth sending.
 """
@@ -22,7 +24,8 @@ class Output:
         counters.setdefault("readings", 0)
         counters.setdefault("events", 0)
 
-    async def readings(self, readings: list[Reading]) -> None:
+    async def readings(self, readings: list[Reading], *, kind: str | None = None) -> None:
+        """``kind``: "curve" or "freeze" when these are the meter's own stored records."""
         if not readings:
             return
         self.counters["readings"] += len(readings)
@@ -32,6 +35,8 @@ class Output:
             by_device.setdefault(reading.device, []).append(reading.to_json())
         for device, rows in by_device.items():
             self._ctx.bus.publish(f"meter/{device}/reading", rows)
+            if kind is not None:
+                self._ctx.bus.publish(f"meter/{device}/{kind}", rows)
         for start in range(0, len(readings), UPLINK_CHUNK):
             chunk = readings[start : start + UPLINK_CHUNK]
             await self._ctx.uplink.send("readings", {"readings": [r.to_json() for r in chunk]})

@@ -10,12 +10,14 @@ archives or what apps do with the values.
 
 from hal.meters.client import (
     REALTIME_ITEMS,
+    CreditLimits,
     Dlt645Client,
     Dlt698Client,
     MeterClient,
     PowerDownRecord,
     Record,
     RelayCommand,
+    RelayStatus,
 )
 from hal.meters.dlt645 import Dlt645Master
 from hal.meters.dlt698 import Dlt698Master
@@ -26,6 +28,7 @@ __all__ = [
     "PROTOCOLS",
     "REALTIME_ITEMS",
     "CarrierTransport",
+    "CreditLimits",
     "Dlt645Client",
     "Dlt645Master",
     "Dlt698Client",
@@ -36,6 +39,7 @@ __all__ = [
     "PowerDownRecord",
     "Record",
     "RelayCommand",
+    "RelayStatus",
     "Rs485Transport",
     "WireTally",
 ]

@@ -10,13 +10,21 @@ kind               DL/T 645-2007                   DL/T 698.45
 =================  ==============================  =====================================
 realtime items     one DI per item (per exchange)  GET-Request-NormalList, one exchange
 15-min curve       06000001 load records           GET-Record 50020200, RSD selector 2
-daily freeze n     05060000+n time, 05060100+n     GET-Record 50040200, RSD selector 9
+daily freeze n     05060000+n time, 050601/02+n    GET-Record 50040200, RSD selector 9
 power-down count   03110000                        GET 30110700 (current value record)
 power-down record  03110000+n start/end            GET-Record 30110200, RSD selector 9
-relay state        status word 3 (04000503) bit 4  status word 3 (20140203) bit 4
-relay command      1CH control                     ACTION 80008100 / 80008200 / 8001
+relay status       status word 3 (04000503)        status word 3 (20140203)
+relay command      1CH control, N1 1A..3B          ACTION 8000 m127..130 / 8001 m127, 128
+fee-control limits 04001001..05 (read / write 14H) 401E, 401F (GET / SET)
+remaining credit   00900200                        202C
 time sync          broadcast 08H                   broadcast ACTION 40007F00
 =================  ==============================  =====================================
+
+Relay commands and what the read-back of status word 3 must show once a command took effect
+(``RelayStatus.satisfies``): trip -> relay open (bit 4) and trip commanded (bit 6); close
+allowed -> trip no longer commanded (the relay itself closes when the customer presses the
+meter's button); direct close -> relay closed; alarm / alarm release -> bit 7 (pre-trip alarm)
+set / clear; keep power / release -> bit 12 set / clear.
 
 Abnormal replies raise ``DeviceError``; no answer ``TransportTimeout``; garbage
 ``ProtocolError``. Must not know schedules, archives, stores or readings.
@@ -38,16 +46,86 @@ from hal.meters.transport import MeterTransport
 from protocols import dlt645, dlt698
 from protocols.errors import ProtocolError
 from protocols.quantities import QUANTITIES
+from protocols.signature import MAX_DETECTIONS, Detection
 
 CURVE_PERIOD_S = 900
 REALTIME_ITEMS = ("energy", "energy_export", "voltage", "current", "power", "power_factor", "frequency")
 
 
 class RelayCommand(enum.Enum):
-    TRIP = "trip"
-    CLOSE = "close"
-    KEEP_POWER = "keep_power"
-    KEEP_POWER_RELEASE = "keep_power_release"
+    """Fee-control commands (DL/T 645 N1 code in brackets)."""
+
+    TRIP = "trip"  # 1AH 跳闸
+    CLOSE_ALLOWED = "close_allowed"  # 1BH 合闸允许
+    DIRECT_CLOSE = "direct_close"  # 1CH 直接合闸
+    ALARM = "alarm"  # 2AH 报警
+    ALARM_RELEASE = "alarm_release"  # 2BH 报警解除
+    KEEP_POWER = "keep_power"  # 3AH 保电
+    KEEP_POWER_RELEASE = "keep_power_release"  # 3BH 保电解除
+
+
+# status word 3 bits (DL/T 645 04000503 = DL/T 698.45 20140203)
+RELAY_OPEN_BIT = 4  # relay state, 1 = open (断)
+RELAY_TRIP_COMMAND_BIT = 6  # relay command state, 1 = trip commanded
+PRE_TRIP_ALARM_BIT = 7
+KEEP_POWER_BIT = 12
+
+
+@dataclass(frozen=True, slots=True)
+class RelayStatus:
+    """What status word 3 says about the relay, the alarm and keep-power."""
+
+    open: bool
+    trip_commanded: bool
+    alarm: bool
+    keep_power: bool
+    word: int
+
+    @classmethod
+    def from_word(cls, word: int) -> RelayStatus:
+        def bit(n: int) -> bool:
+            return bool(word >> n & 1)
+
+        return cls(
+            bit(RELAY_OPEN_BIT),
+            bit(RELAY_TRIP_COMMAND_BIT),
+            bit(PRE_TRIP_ALARM_BIT),
+            bit(KEEP_POWER_BIT),
+            word,
+        )
+
+    def satisfies(self, command: RelayCommand) -> bool:
+        """Whether the meter shows ``command`` carried out."""
+        match command:
+            case RelayCommand.TRIP:
+                return self.open and self.trip_commanded
+            case RelayCommand.CLOSE_ALLOWED:
+                return not self.trip_commanded
+            case RelayCommand.DIRECT_CLOSE:
+                return not self.open and not self.trip_commanded
+            case RelayCommand.ALARM:
+                return self.alarm
+            case RelayCommand.ALARM_RELEASE:
+                return not self.alarm
+            case RelayCommand.KEEP_POWER:
+                return self.keep_power
+            case RelayCommand.KEEP_POWER_RELEASE:
+                return not self.keep_power
+        return False  # pragma: no cover - every member is matched above
+
+
+@dataclass(frozen=True, slots=True)
+class CreditLimits:
+    """The meter's fee-control thresholds, in fen (0.01 元)."""
+
+    alarm1: int
+    alarm2: int
+    overdraft: int
+    max_stored: int
+    close_allowed: int
+
+    def as_tuple(self) -> tuple[int, int, int, int, int]:
+        return (self.alarm1, self.alarm2, self.overdraft, self.max_stored, self.close_allowed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +187,31 @@ class MeterClient(Protocol):
         """True when the relay is open (tripped)."""
         ...
 
-    async def relay(self, command: RelayCommand, *, valid_until: datetime) -> None: ...
+    async def read_relay_status(self, *, priority: Priority = Priority.CONTROL) -> RelayStatus | None:
+        """Relay, alarm and keep-power bits of status word 3 (None: the meter has no such word)."""
+        ...
+
+    async def relay(self, command: RelayCommand, *, valid_until: datetime) -> None:
+        """Send a fee-control command (control priority); a refusal raises ``DeviceError``."""
+        ...
+
+    async def read_credit_limits(self) -> CreditLimits | None: ...
+
+    async def write_credit_limits(self, limits: CreditLimits) -> None: ...
+
+    async def read_remaining_credit(self) -> int | None:
+        """The meter's own remaining credit in fen (a locally prepaid meter), None if it has none."""
+        ...
+
+    async def start_signature(self, at: datetime, *, priority: Priority = Priority.CONTROL) -> None:
+        """Order the meter to send its signature current (特征电流) at ``at`` (its own local clock)."""
+        ...
+
+    async def read_signature_results(
+        self, last: int = 4, *, priority: Priority = Priority.EVENT
+    ) -> list[Detection]:
+        """Signatures this unit heard, newest first (up to ``last`` result events' worth)."""
+        ...
 
 
 def _numeric(values: Sequence[object], names: Sequence[str]) -> Iterator[tuple[str, float]]:
@@ -141,13 +243,9 @@ DLT645_ITEMS: dict[str, tuple[int, int]] = {
 }
 DLT645_POWER_DOWN_COUNT = 0x03110000
 DLT645_STATUS_WORD_3 = 0x04000503
-RELAY_OPEN_BIT = 4  # status word 3 bit 4: relay state, 1 = open (断)
-_645_RELAY = {
-    RelayCommand.TRIP: dlt645.RelayAction.TRIP,
-    RelayCommand.CLOSE: dlt645.RelayAction.CLOSE_ALLOWED,
-    RelayCommand.KEEP_POWER: dlt645.RelayAction.KEEP_POWER,
-    RelayCommand.KEEP_POWER_RELEASE: dlt645.RelayAction.KEEP_POWER_RELEASE,
-}
+DLT645_REMAINING_CREDIT = 0x00900200
+DLT645_CREDIT_LIMITS = (0x04001001, 0x04001002, 0x04001003, 0x04001004, 0x04001005)
+_645_RELAY = {command: dlt645.RelayAction[command.name] for command in RelayCommand}
 
 
 class Dlt645Client:
@@ -205,7 +303,14 @@ class Dlt645Client:
         if not stamp.values or not isinstance(stamp.values[0], str):
             return None
         energy = await self._read(0x05060100 | times_ago, Priority.CURVE)
-        return Record(parse_645_time(stamp.values[0]), dict(_numeric(energy.values, energy.names)))
+        values = dict(_numeric(energy.values, energy.names))
+        try:  # the reverse block (PV export); a meter without it answers abnormally
+            reverse = await self._read(0x05060200 | times_ago, Priority.CURVE)
+        except DeviceError:
+            reverse = None
+        if reverse is not None:
+            values.update(_numeric(reverse.values, reverse.names))
+        return Record(parse_645_time(stamp.values[0]), values)
 
     async def read_power_down_count(self) -> int | None:
         count = await self._read(DLT645_POWER_DOWN_COUNT, Priority.EVENT)
@@ -225,12 +330,53 @@ class Dlt645Client:
         return out
 
     async def read_relay_state(self) -> bool | None:
-        word = await self._read(DLT645_STATUS_WORD_3, Priority.EVENT)
+        status = await self.read_relay_status(priority=Priority.EVENT)
+        return None if status is None else status.open
+
+    async def read_relay_status(self, *, priority: Priority = Priority.CONTROL) -> RelayStatus | None:
+        word = await self._read(DLT645_STATUS_WORD_3, priority)
         value = word.values[0] if word.values else None
-        return bool(value >> RELAY_OPEN_BIT & 1) if isinstance(value, int) else None
+        return RelayStatus.from_word(value) if isinstance(value, int) else None
 
     async def relay(self, command: RelayCommand, *, valid_until: datetime) -> None:
         await self.master.relay(self._address, _645_RELAY[command], valid_until, password=self._password)
+
+    async def read_credit_limits(self) -> CreditLimits | None:
+        fen: list[int] = []
+        for di in DLT645_CREDIT_LIMITS:
+            result = await self._read(di, Priority.CONTROL)
+            value = result.values[0] if result.values else None
+            if not isinstance(value, int | float) or isinstance(value, bool):
+                return None
+            fen.append(round(value * 100))
+        return CreditLimits(*fen)
+
+    async def write_credit_limits(self, limits: CreditLimits) -> None:
+        for di, fen in zip(DLT645_CREDIT_LIMITS, limits.as_tuple(), strict=True):
+            payload = dlt645.encode_values(di, [fen / 100])
+            await self.master.write(self._address, di, payload, password=self._password)
+
+    async def read_remaining_credit(self) -> int | None:
+        result = await self._read(DLT645_REMAINING_CREDIT, Priority.EVENT)
+        value = result.values[0] if result.values else None
+        return round(value * 100) if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+    async def start_signature(self, at: datetime, *, priority: Priority = Priority.CONTROL) -> None:
+        payload = dlt645.encode_values(dlt645.SIGNATURE_START_DI, [at.strftime("%Y-%m-%d %H:%M:%S")])
+        await self.master.write(
+            self._address, dlt645.SIGNATURE_START_DI, payload, password=self._password, priority=priority
+        )
+
+    async def read_signature_results(
+        self, last: int = 4, *, priority: Priority = Priority.EVENT
+    ) -> list[Detection]:
+        out: list[Detection] = []
+        for n in range(1, min(max(last, 1), 10) + 1):
+            result = await self._read(dlt645.topology.signature_result_di(n), priority)
+            if not result.values:
+                break  # no such event (yet)
+            out.extend(dlt645.topology.detections_from_values(result.values))
+        return out
 
 
 # ---------------------------------------------------------------------------------------- 698
@@ -257,13 +403,12 @@ CURVE_COLUMNS = (
     OAD(0x20040201),  # active power, total
     OAD(0x200A0201),  # power factor, total
 )
-DAILY_COLUMNS = (FREEZE_TIME, OAD(0x00100200))
+DAILY_COLUMNS = (FREEZE_TIME, OAD(0x00100200), OAD(0x00200200))  # forward, reverse (PV export)
 POWER_DOWN_RECORDS = OAD(0x30110200)
 POWER_DOWN_CURRENT = OAD(0x30110700)  # current value record: occurrence count + cumulative time
 EVENT_COLUMNS = (OAD(0x20220200), OAD(0x201E0200), OAD(0x20200200))  # record no., start, end
-STATUS_WORD_3 = OAD(0x20140203)
-RELAY_OI, KEEP_POWER_OI = 0x8000, 0x8001
-RELAY_UNIT = OAD(0xF2050201)  # relay output 1
+STATUS_WORD_3 = dlt698.STATUS_WORD_3
+_698_CONTROL = {command: dlt698.Control[command.name] for command in RelayCommand}
 TI_15_MIN = dlt698.TI(1, 15)
 
 # A-XDR bytes of each realtime item's Data on a single-phase meter (the probe order).
@@ -319,27 +464,6 @@ def _first_count(data: dlt698.Data) -> int | None:
     ):
         return int(data.value)
     return None
-
-
-def _relay_parameters(command: RelayCommand) -> tuple[dlt698.OMD, dlt698.Data]:
-    dt = dlt698.DataType
-    if command is RelayCommand.TRIP:
-        # array of {relay OAD, alarm delay (min), power-limit time (min, 0 = until closed), auto close}
-        unit = dlt698.Data(
-            dt.STRUCTURE,
-            (
-                dlt698.Data(dt.OAD, RELAY_UNIT),
-                dlt698.Data(dt.UNSIGNED, 0),
-                dlt698.Data(dt.LONG_UNSIGNED, 0),
-                dlt698.Data(dt.BOOL, False),
-            ),
-        )
-        return dlt698.OMD(RELAY_OI, 129, 0), dlt698.Data(dt.ARRAY, (unit,))
-    if command is RelayCommand.CLOSE:
-        unit = dlt698.Data(dt.STRUCTURE, (dlt698.Data(dt.OAD, RELAY_UNIT), dlt698.Data(dt.ENUM, 0)))
-        return dlt698.OMD(RELAY_OI, 130, 0), dlt698.Data(dt.ARRAY, (unit,))
-    method = 127 if command is RelayCommand.KEEP_POWER else 128
-    return dlt698.OMD(KEEP_POWER_OI, method, 0), dlt698.Data(dt.NULL)
 
 
 class Dlt698Client:
@@ -482,26 +606,67 @@ class Dlt698Client:
         return out
 
     async def read_relay_state(self) -> bool | None:
-        data = await self.master.get_one(self._address, STATUS_WORD_3, priority=Priority.EVENT)
+        status = await self.read_relay_status(priority=Priority.EVENT)
+        return None if status is None else status.open
+
+    async def read_relay_status(self, *, priority: Priority = Priority.CONTROL) -> RelayStatus | None:
+        data = await self.master.get_one(self._address, STATUS_WORD_3, priority=priority)
         if data.type is dlt698.DataType.BIT_STRING and isinstance(data.value, dlt698.BitString):
             # bit i of the word is bit-string bit i (counted from the first transmitted bit)
-            return data.value.bit(RELAY_OPEN_BIT) if data.value.bits > RELAY_OPEN_BIT else None
+            bits = data.value
+            return RelayStatus.from_word(sum(1 << i for i in range(min(bits.bits, 16)) if bits.bit(i)))
         return None
 
     async def relay(self, command: RelayCommand, *, valid_until: datetime) -> None:
-        omd, data = _relay_parameters(command)
+        omd, data = dlt698.control_action(_698_CONTROL[command])
         await self.master.action(self._address, omd, data)
+
+    async def read_credit_limits(self) -> CreditLimits | None:
+        results = await self.master.get(
+            self._address, [dlt698.ALARM_LIMITS, dlt698.OTHER_LIMITS], priority=Priority.CONTROL
+        )
+        if any(r.data is None for r in results):
+            return None
+        alarms = dlt698.money_values(results[0].data, 2)  # type: ignore[arg-type]
+        others = dlt698.money_values(results[1].data, 3)  # type: ignore[arg-type]
+        return CreditLimits(*alarms, *others)
+
+    async def write_credit_limits(self, limits: CreditLimits) -> None:
+        await self.master.set(
+            self._address, dlt698.ALARM_LIMITS, dlt698.money_structure(limits.alarm1, limits.alarm2)
+        )
+        others = dlt698.money_structure(limits.overdraft, limits.max_stored, limits.close_allowed)
+        await self.master.set(self._address, dlt698.OTHER_LIMITS, others)
+
+    async def read_remaining_credit(self) -> int | None:
+        try:
+            data = await self.master.get_one(self._address, dlt698.WALLET, priority=Priority.EVENT)
+        except DeviceError:
+            return None
+        return dlt698.money_values(data, 1)[0]
+
+    async def start_signature(self, at: datetime, *, priority: Priority = Priority.CONTROL) -> None:
+        topo = dlt698.topology
+        await self.master.action(self._address, topo.START_SENDING, topo.start_sending(at), priority=priority)
+
+    async def read_signature_results(
+        self, last: int = 4, *, priority: Priority = Priority.EVENT
+    ) -> list[Detection]:
+        data = await self.master.get_one(self._address, dlt698.topology.RESULTS, priority=priority)
+        return dlt698.topology.parse_results(data)[: max(last, 1) * MAX_DETECTIONS]
 
 
 __all__ = [
     "DLT645_ITEMS",
     "DLT698_ITEMS",
     "REALTIME_ITEMS",
+    "CreditLimits",
     "Dlt645Client",
     "Dlt698Client",
     "MeterClient",
     "PowerDownRecord",
     "Record",
     "RelayCommand",
+    "RelayStatus",
     "parse_645_time",
 ]

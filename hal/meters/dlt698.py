@@ -8,6 +8,7 @@ terminal), runs them through the transport and decodes the replies:
 * GET-Request-Record (OAD + RSD + RCSD, e.g. the 5002 minute freeze for the 15-min curve,
   5004 daily freeze, 3011 power-down records) -> ``ResultRecord`` rows;
 * ACTION-Request-Normal (relay 8000, keep-power 8001) -> the method's return Data;
+* SET-Request-Normal (fee-control limits 401E/401F) -> success or ``DeviceError``;
 * broadcast time set (ACTION 40007F00 to the broadcast address, nobody answers).
 
 A whole-reply DAR (record read refused, ACTION refused) and ERROR-Response raise
@@ -353,6 +354,29 @@ class Dlt698Master:
         if reply.dar != 0:
             raise DeviceError(address, reply.dar, f"{omd}: {dlt698.dar_name(reply.dar)}")
         return reply.data
+
+    # ------------------------------------------------------------------ SET
+
+    async def set(
+        self,
+        address: str,
+        oad: dlt698.OAD,
+        data: dlt698.Data,
+        *,
+        priority: Priority = Priority.CONTROL,
+        timeout: float | None = None,  # noqa: ASYNC109 (per-device reply timeout)
+    ) -> None:
+        """Write one attribute (SET-Request-Normal); a DAR other than success raises ``DeviceError``."""
+        piid = self._next_piid(priority)
+        reply = await self._exchange(
+            address, dlt698.SetRequestNormal(piid, oad, data), piid, priority=priority, timeout=timeout
+        )
+        if not isinstance(reply, dlt698.SetResponseNormal) or reply.oad != oad:
+            raise ProtocolError(
+                f"{address}: {reply.service} does not answer SET {oad}", protocol=dlt698.PROTOCOL
+            )
+        if reply.dar != 0:
+            raise DeviceError(address, reply.dar, f"SET {oad}: {dlt698.dar_name(reply.dar)}")
 
     async def broadcast_time(self, when: datetime, *, priority: Priority = Priority.CONTROL) -> None:
         """Broadcast time set (ACTION 40007F00 with date_time_s to address type 3): nobody answers."""

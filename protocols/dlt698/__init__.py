@@ -12,6 +12,7 @@ serial, hal, runtime or apps. See PROTOCOLS.md §2.
     'GET-Request-Normal'
 """
 
+from protocols.dlt698 import _topology as topology
 from protocols.dlt698._apdu import (
     APDU_CLASSES,
     SERVICE_NAMES,
@@ -90,6 +91,22 @@ from protocols.dlt698._axdr import (
     dar_name,
     plain,
 )
+from protocols.dlt698._control import (
+    ALARM_LIMITS,
+    KEEP_POWER_OI,
+    OTHER_LIMITS,
+    OVERDRAFT_AMOUNT,
+    RELAY_OI,
+    RELAY_OUTPUT_1,
+    STATUS_WORD_3,
+    WALLET,
+    Control,
+    ControlRequest,
+    control_action,
+    money_structure,
+    money_values,
+    parse_control,
+)
 from protocols.dlt698._fragment import Reassembler, ack_for, split
 from protocols.dlt698._frame import (
     CONTROL_CLIENT_LINK,
@@ -112,6 +129,7 @@ from protocols.dlt698._objects import OBJECTS, ObjectAttr, engineering, lookup, 
 from protocols.dlt698._wire import PROTOCOL
 
 __all__ = [
+    "ALARM_LIMITS",
     "APDU_CLASSES",
     "CONTROL_CLIENT_LINK",
     "CONTROL_CLIENT_REPORT",
@@ -121,18 +139,25 @@ __all__ = [
     "CONTROL_SERVER_RESPONSE",
     "CSD",
     "DAR",
+    "KEEP_POWER_OI",
     "MAX_LENGTH",
     "MS",
     "OAD",
     "OBJECTS",
     "OMD",
+    "OTHER_LIMITS",
+    "OVERDRAFT_AMOUNT",
     "PROTOCOL",
+    "RELAY_OI",
+    "RELAY_OUTPUT_1",
     "ROAD",
     "RSD",
     "SERVICE_NAMES",
     "SID",
+    "STATUS_WORD_3",
     "TI",
     "TSA",
+    "WALLET",
     "ActionRequestNormal",
     "ActionRequestNormalList",
     "ActionResponseNormal",
@@ -144,6 +169,8 @@ __all__ = [
     "ConnectMechanism",
     "ConnectRequest",
     "ConnectResponse",
+    "Control",
+    "ControlRequest",
     "Data",
     "DataType",
     "Date",
@@ -200,6 +227,7 @@ __all__ = [
     "Time",
     "TimeTag",
     "ack_for",
+    "control_action",
     "count_preamble",
     "dar_name",
     "decode",
@@ -207,7 +235,11 @@ __all__ = [
     "encode",
     "engineering",
     "lookup",
+    "money_structure",
+    "money_values",
+    "parse_control",
     "plain",
     "split",
+    "topology",
     "values",
 ]

@@ -110,6 +110,14 @@ class NamespacedStore:
     async def get(self, key: str, default: Any = None) -> Any:
         return await self._store.kv_get(self._ns, key, default)
 
+    @property
+    def ledger(self) -> Any:
+        """The terminal store's append-only, hash-chained ledger (``runtime.store.Ledger``)."""
+        ledger = getattr(self._store, "ledger", None)
+        if ledger is None:
+            raise CapabilityError(self._ns.removeprefix("app."), "this terminal's store has no ledger")
+        return ledger
+
     async def set(self, key: str, value: Any) -> None:
         await self._store.kv_set(self._ns, key, value)
 

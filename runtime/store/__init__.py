@@ -1,11 +1,24 @@
 """The terminal's durable store (sqlite, WAL, off the event loop).
 
-Layer: runtime. Time series, events, per-app key-value and the uplink outbox, bounded by
+Layer: runtime. Time series, events, per-app key-value, the uplink outbox and the append-only
+hash-chained ledger (``store.ledger``), bounded by
 board.toml limits. It must not know grid or protocol specifics, nor MQTT.
 """
 
+from ._ledger import Appended, Ledger, LedgerEntry, LedgerState
 from ._records import OutboxEntry, PruneResult, StoredEvent, StoreLimits
 from ._schema import SCHEMA_VERSION
 from ._store import Store
 
-__all__ = ["SCHEMA_VERSION", "OutboxEntry", "PruneResult", "Store", "StoreLimits", "StoredEvent"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "Appended",
+    "Ledger",
+    "LedgerEntry",
+    "LedgerState",
+    "OutboxEntry",
+    "PruneResult",
+    "Store",
+    "StoreLimits",
+    "StoredEvent",
+]

@@ -53,10 +53,12 @@ class StoredEvent:
 
 @dataclass(frozen=True, slots=True)
 class PruneResult:
-    """What one ``prune()`` did. ``full`` is True when undelivered outbox rows alone exceed the limit."""
+    """What one ``prune()`` did. ``full`` is True when undelivered outbox rows (and ledger records
+    the cloud has not archived) alone exceed the limit."""
 
     readings: int
     events: int
     outbox: int
     used_bytes: int
     full: bool
+    ledger: int = 0

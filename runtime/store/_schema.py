@@ -42,6 +42,17 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # the last seq per stream outlives the rows themselves (delivered rows are pruned)
         "CREATE TABLE outbox_seq (stream TEXT PRIMARY KEY, last_seq INTEGER NOT NULL) WITHOUT ROWID",
     ),
+    (
+        # the append-only, hash-chained ledger (runtime/store/_ledger.py); uid makes appends idempotent
+        """CREATE TABLE ledger (
+            seq INTEGER PRIMARY KEY,
+            ts INTEGER NOT NULL, kind TEXT NOT NULL, uid TEXT UNIQUE,
+            body TEXT NOT NULL, prev TEXT NOT NULL, hash TEXT NOT NULL
+        )""",
+        "CREATE INDEX ledger_kind ON ledger (kind, seq)",
+        # base_seq/base_hash (after pruning), archived_seq/archived_hash (what the cloud holds)
+        "CREATE TABLE ledger_state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -37,6 +37,7 @@ from base.clock import Clock
 from runtime.errors import StoreError, StoreFull
 from runtime.model import Event, Quality, Reading
 
+from ._ledger import Ledger
 from ._records import OutboxEntry, PruneResult, StoredEvent, StoreLimits
 from ._schema import migrate
 
@@ -81,6 +82,7 @@ class Store:
         self._on_alarm = on_alarm
         self._full = False
         self._closed = False
+        self.ledger = Ledger(self)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -156,15 +158,27 @@ class Store:
     # ------------------------------------------------------------------ plumbing
 
     async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await self._submit(fn, *args)
+        except sqlite3.Error as err:
+            raise self._wrap(err) from err
+
+    def _submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Queue ``fn(*args)`` on the worker thread; its raw future (sqlite errors unwrapped)."""
         if self._closed:
             raise StoreError(f"{self.path}: store is closed")
-        loop = asyncio.get_running_loop()
-        try:
-            return await loop.run_in_executor(self._executor, fn, *args)
-        except sqlite3.Error as err:
-            if isinstance(err, sqlite3.OperationalError) and "full" in str(err).lower():
-                raise StoreFull(f"{self.path}: {err}") from err
-            raise StoreError(f"{self.path}: {err}") from err
+        return asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def _wrap(self, err: BaseException) -> BaseException:
+        """A worker's sqlite error as the store's own exception (others unchanged)."""
+        if isinstance(err, sqlite3.OperationalError) and "full" in str(err).lower():
+            wrapped: StoreError = StoreFull(f"{self.path}: {err}")
+        elif isinstance(err, sqlite3.Error):
+            wrapped = StoreError(f"{self.path}: {err}")
+        else:
+            return err
+        wrapped.__cause__ = err
+        return wrapped
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -443,13 +457,15 @@ class Store:
         curve_cutoff = now - limits.curve_retention_days * _DAY
         event_cutoff = now - limits.retention_days * _DAY
 
-        def by_age(c: sqlite3.Connection) -> tuple[int, int, int]:
+        def by_age(c: sqlite3.Connection) -> tuple[int, int, int, int]:
             r = c.execute("DELETE FROM readings WHERE ts < ?", (curve_cutoff,)).rowcount
             e = c.execute("DELETE FROM events WHERE start < ?", (event_cutoff,)).rowcount
             o = c.execute("DELETE FROM outbox WHERE delivered IS NOT NULL").rowcount
-            return r, e, o
+            # ledger records go only once the cloud archived them (never by the size limit below)
+            ledger = self.ledger.prune_sync(c, int(event_cutoff * 1000))
+            return r, e, o, ledger
 
-        readings, events, outbox = self._write(by_age)
+        readings, events, outbox, ledger = self._write(by_age)
         self._compact(conn)
         used = self._used_bytes()
         while used > limits.max_bytes:
@@ -465,7 +481,7 @@ class Store:
                 events += self._write(partial(_delete_oldest, table="events", order="start", excess=excess))
             self._compact(conn)
             used = self._used_bytes()
-        return PruneResult(readings, events, outbox, used, used > limits.max_bytes)
+        return PruneResult(readings, events, outbox, used, used > limits.max_bytes, ledger)
 
     @staticmethod
     def _compact(conn: sqlite3.Connection) -> None:

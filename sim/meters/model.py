@@ -30,6 +30,7 @@ from sim.loads import (
     sample_reactive,
     sample_voltage,
 )
+from sim.meters.signature import SignatureState
 
 Phase = Literal["A", "B", "C", "ABC"]
 
@@ -61,8 +62,21 @@ REPORT_BIT_POWER_DOWN = 69
 # Status word 3 (04000503) bits.
 SW3_RELAY_OPEN = 1 << 4
 SW3_RELAY_TRIP_COMMAND = 1 << 6
+SW3_PRE_TRIP_ALARM = 1 << 7
 SW3_MONEY_PREPAID = 2 << 8
 SW3_KEEP_POWER = 1 << 12
+
+#: Fee-control limits a meter ships with (元): alarm 1 / 2 set by the utility, overdraft 10.00,
+#: hoarding 2000.00, close allowed 2.00 (GRID.md §4, one meter firmware's defaults).
+DEFAULT_CREDIT_LIMITS: dict[str, float] = {
+    "credit.alarm1": 0.0,
+    "credit.alarm2": 0.0,
+    "credit.overdraft_limit": 10.0,
+    "credit.max_stored": 2000.0,
+    "credit.close_allowed": 2.0,
+}
+#: After "close allowed" (1BH) the customer presses the meter's button this long after (s).
+DEFAULT_BUTTON_DELAY_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +128,11 @@ class PowerDown:
 
 @dataclass(slots=True)
 class Faults:
-    """Injected meter faults. ``slow_pct`` = the meter registers that much less energy."""
+    """Injected meter faults. ``slow_pct`` = the meter registers that much less energy.
+
+    Both act on the energy registers only (a worn or faulty register / pulse path, 有电流无电量):
+    the metrology front end still measures voltage, current, power and power factor right, so
+    a meter's own V x I x PF exposes the fault."""
 
     stopped: bool = False
     slow_pct: float = 0.0
@@ -182,7 +200,12 @@ class VirtualMeter:
         self.on = True
         self.relay_closed = True
         self.relay_trip_command = False
+        self.relay_changed_at: float | None = None  # true time of the last relay flip
+        self.alarm = False
         self.keep_power = False
+        self.credit_limits = dict(DEFAULT_CREDIT_LIMITS)
+        self.button_delay_s: float | None = DEFAULT_BUTTON_DELAY_S  # None: nobody presses it
+        self._press_at: float | None = None  # close allowed: when the customer presses the button
         self.report_status = 0  # 96-bit active-report status word
         self.curve: deque[CurvePoint] = deque(maxlen=curve_days * DAY_S // CURVE_PERIOD_S)
         self.daily_freezes: deque[Freeze] = deque(maxlen=freeze_days)  # newest first
@@ -190,6 +213,26 @@ class VirtualMeter:
         self.power_downs: deque[PowerDown] = deque(maxlen=10)  # newest first
         self.power_down_count = 0
         self.relay_trip_count = 0
+        self.signature = SignatureState()
+        self._record_start()
+
+    def _record_start(self) -> None:
+        """A meter installed long before the run: when the run starts on a curve boundary (or a
+        local midnight) of its clock, its memory already holds that point (or that freeze)."""
+        mt = self.meter_time(self._t)
+        if mt % CURVE_PERIOD_S:
+            return
+        reg = Registers(_block(self._state.forward), _block(self._state.reverse))
+        if (mt + self.utc_offset_s) % DAY_S == 0:
+            self.daily_freezes.appendleft(Freeze(ts=mt, registers=reg))
+        self.curve.append(
+            CurvePoint(
+                ts=mt,
+                instant=self._instant(self._t),
+                forward_total=reg.forward[0],
+                reverse_total=reg.reverse[0],
+            )
+        )
 
     # -- time ---------------------------------------------------------------------------------------
     @property
@@ -218,11 +261,19 @@ class VirtualMeter:
 
     # -- integration --------------------------------------------------------------------------------
     def advance(self, t: float) -> None:
-        """Integrate the load up to true time ``t`` (no-op for the past)."""
+        """Integrate the load up to true time ``t`` (no-op for the past); a button press due
+        on the way closes the relay at its own time."""
         while self._t < t:
             end = min(t, self._t + DAY_S)
-            self._advance_chunk(self._t, end)
-            self._t = end
+            press = self._press_at
+            if press is not None and press <= end:
+                end = max(press, self._t)
+            if end > self._t:
+                self._advance_chunk(self._t, end)
+                self._t = end
+            if press is not None and press <= self._t:
+                self._press_at = None
+                self._set_relay(True, press)
 
     def _flowing(self) -> bool:
         return self.on and self.relay_closed
@@ -279,7 +330,7 @@ class VirtualMeter:
         return self._instants(np.array([t], dtype=np.float64))[0]
 
     def _instants(self, t: FloatArray) -> list[Instant]:
-        flow = self.faults.factor if self._flowing() else 0.0
+        flow = 1.0 if self._flowing() else 0.0  # register faults do not touch the front end
         p = sample_power(self.profile, t) * flow
         q = sample_reactive(self.profile, t) * flow
         s = np.hypot(p, q)
@@ -339,22 +390,62 @@ class VirtualMeter:
             self.power_downs[0].end = self.meter_time(t)
         self.report_status |= 1 << REPORT_BIT_POWER_DOWN
 
+    def _set_relay(self, closed: bool, t: float) -> None:
+        if self.relay_closed == closed:
+            return
+        self.relay_closed = closed
+        self.relay_changed_at = t
+        if closed:
+            self.report_status |= 1 << REPORT_BIT_RELAY_CLOSE
+        else:
+            self.relay_trip_count += 1
+            self.report_status |= 1 << REPORT_BIT_RELAY_TRIP
+
     def trip(self, t: float) -> None:
+        """跳闸 (1AH): refused under keep-power."""
         if self.keep_power:
             raise RelayRefused("keep-power (保电) is active")
         self.advance(t)
         self.relay_trip_command = True
-        if self.relay_closed:
-            self.relay_closed = False
-            self.relay_trip_count += 1
-            self.report_status |= 1 << REPORT_BIT_RELAY_TRIP
+        self._press_at = None
+        self._set_relay(False, t)
 
     def close(self, t: float) -> None:
+        """直接合闸 (1CH): the relay closes now."""
         self.advance(t)
         self.relay_trip_command = False
-        if not self.relay_closed:
-            self.relay_closed = True
-            self.report_status |= 1 << REPORT_BIT_RELAY_CLOSE
+        self._press_at = None
+        self._set_relay(True, t)
+
+    def allow_close(self, t: float) -> None:
+        """合闸允许 (1BH): the trip command is lifted; the relay closes when the customer presses
+        the meter's button, ``button_delay_s`` later (never when that is None)."""
+        self.advance(t)
+        self.relay_trip_command = False
+        if not self.relay_closed and self._press_at is None and self.button_delay_s is not None:
+            self._press_at = t + self.button_delay_s
+
+    @property
+    def press_due(self) -> float | None:
+        """When the customer will press the button (close allowed, relay still open), if ever."""
+        return self._press_at
+
+    def settle(self, t: float) -> None:
+        """Apply what has happened by ``t`` without a reading (a button press that is due)."""
+        if self._press_at is not None and self._press_at <= t:
+            self.advance(t)
+
+    def press_button(self, t: float) -> None:
+        """The customer presses the button: closes the relay if closing is allowed."""
+        self.advance(t)
+        if not self.relay_trip_command:
+            self._press_at = None
+            self._set_relay(True, t)
+
+    def set_alarm(self, on: bool, t: float) -> None:
+        """报警 (2AH) / 报警解除 (2BH)."""
+        self.advance(t)
+        self.alarm = on
 
     def set_keep_power(self, on: bool, t: float) -> None:
         self.advance(t)
@@ -376,6 +467,8 @@ class VirtualMeter:
             word |= SW3_RELAY_OPEN
         if self.relay_trip_command:
             word |= SW3_RELAY_TRIP_COMMAND
+        if self.alarm:
+            word |= SW3_PRE_TRIP_ALARM
         if self.credit_yuan is not None:
             word |= SW3_MONEY_PREPAID
         if self.keep_power:
@@ -401,6 +494,8 @@ def _pad3(values: Sequence[float]) -> tuple[float | None, float | None, float | 
 
 
 __all__ = [
+    "DEFAULT_BUTTON_DELAY_S",
+    "DEFAULT_CREDIT_LIMITS",
     "DEFAULT_TOU",
     "FLAT",
     "PEAK",

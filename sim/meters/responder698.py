@@ -11,14 +11,19 @@ Supported services:
   voltage, 2001 current, 2004 active / 2005 reactive power, 200A power factor, 200F
   frequency, 2014 status words (word 3 bit 4 = relay open; bit i of a word is bit-string
   bit i), 3011 attr 7 current value record (occurrence count), 4000 date-time, 4001
-  address, 4002 meter number; element indexes too. Others: DAR 6 (object does not exist).
+  address, 4002 meter number, 4E08 attr 2 signatures heard (newest first); element indexes
+  too. Others: DAR 6 (object does not exist).
 * GET-Request-Record: 5002 minute freeze (the 15-min curve, RSD selector 2 on 20210200 with
   [start, end)), 5004 daily freeze (selector 9 "n-th last"), 3011 power-down records
   (selector 9; columns 20220200 record number, 201E0200 start, 20200200 end); columns by
   RCSD, any of the OADs above plus 20210200 freeze time. Other selectors: DAR 5.
-* ACTION-Request-Normal: 8000 method 129 trip / 130 close, 8001 method 127/128 keep-power
-  on/off (refusal under keep-power: DAR 3), 4000 method 127 time set (also broadcast, no
-  reply; more than 5 min off is ignored like a 645 broadcast).
+* ACTION-Request-Normal: 8000 method 127/128 alarm on/off, 129 trip, 130 close (enum 0 close
+  allowed: the relay closes when the customer presses the button; 1 direct close), 8001
+  method 127/128 keep-power on/off (a trip under keep-power: DAR 3), 4000 method 127 time set
+  (also broadcast, no reply; more than 5 min off is ignored like a 645 broadcast), 4E08
+  method 127 signature current: send at a date_time_s (``protocols.dlt698.topology``).
+* SET-Request-Normal: 401E (alarm limits) and 401F (overdraft, hoarding, close-allowed limits);
+  GET 202C / 202D / 401E / 401F / 8001 attr 2 read the credit registers and keep-power state.
 * SECURITY-Request in plaintext: the inner request is served and the reply returned as a
   plaintext SECURITY-Response with a MAC (``security_mac``; a fixed fake: no ESAM here).
   With ``secure_replies=True`` plain requests are answered the same wrapped way.
@@ -56,6 +61,10 @@ DAR_NO_OBJECT = 6
 ERROR_UNDECODABLE = 1
 ERROR_UNSUPPORTED = 2
 _TARIFF = ("total", "t1", "t2", "t3", "t4")
+_LIMITS = {
+    (0x401E, 2): ("credit.alarm1", "credit.alarm2"),
+    (0x401F, 2): ("credit.overdraft_limit", "credit.max_stored", "credit.close_allowed"),
+}
 
 
 def _data(t: dlt698.DataType, value: object) -> dlt698.Data:
@@ -130,6 +139,7 @@ class Dlt698Responder:
     def reply(self, request: dlt698.Frame, *, now: float) -> dlt698.Frame | None:
         if request.from_server or not self.meter.on:
             return None
+        self.meter.settle(now)
         if request.fragment is not None:
             return self._on_fragment(request)
         self._pending, self._sent_seq = [], None  # a new request abandons a transfer in progress
@@ -196,6 +206,8 @@ class Dlt698Responder:
             return dlt698.GetResponseRecord(apdu.piid, self._record(apdu.record, now))
         if isinstance(apdu, dlt698.ActionRequestNormal):
             return self._action(apdu, now)
+        if isinstance(apdu, dlt698.SetRequestNormal):
+            return dlt698.SetResponseNormal(apdu.piid, apdu.oad, self._set(apdu.oad, apdu.data, now))
         piid = getattr(apdu, "piid", 0)
         return dlt698.ErrorResponse(piid if isinstance(piid, int) else 0, ERROR_UNSUPPORTED)
 
@@ -217,16 +229,55 @@ class Dlt698Responder:
                 dar = 7  # type mismatch
             else:
                 meter.broadcast_sync(self._epoch(value), now)
-        elif omd.oi == 0x8000 and omd.method in (129, 130):
-            try:
-                meter.trip(now) if omd.method == 129 else meter.close(now)
-            except RelayRefused:
-                dar = DAR_DENIED
-        elif omd.oi == 0x8001 and omd.method in (127, 128):
-            meter.set_keep_power(omd.method == 127, now)
+        elif (omd.oi, omd.method) == (dlt698.topology.TOPOLOGY_OI, dlt698.topology.START_SENDING.method):
+            value = req.data.value
+            if req.data.type is not DT.DATE_TIME_S or not isinstance(value, dlt698.DateTimeS):
+                dar = 7  # type mismatch
+            else:
+                meter.signature.order(self._epoch(value) - meter.skew_s)
+        elif omd.oi in (dlt698.RELAY_OI, dlt698.KEEP_POWER_OI):
+            dar = self._control(omd, req.data, now)
         else:
             dar = DAR_NO_OBJECT
         return dlt698.ActionResponseNormal(req.piid, omd, dar)
+
+    def _control(self, omd: dlt698.OMD, data: dlt698.Data, now: float) -> int:
+        meter = self.meter
+        try:
+            request = dlt698.parse_control(omd, data)
+        except ProtocolError:
+            return DAR_NO_OBJECT if omd.method not in (129, 130) else 7  # unknown method / type mismatch
+        c = dlt698.Control
+        try:
+            match request.control:
+                case c.TRIP:
+                    meter.trip(now)
+                case c.CLOSE_ALLOWED:
+                    meter.allow_close(now)
+                case c.DIRECT_CLOSE:
+                    meter.close(now)
+                case c.ALARM | c.ALARM_RELEASE:
+                    meter.set_alarm(request.control is c.ALARM, now)
+                case c.KEEP_POWER | c.KEEP_POWER_RELEASE:
+                    meter.set_keep_power(request.control is c.KEEP_POWER, now)
+        except RelayRefused:
+            return DAR_DENIED
+        return 0
+
+    def _set(self, oad: dlt698.OAD, data: dlt698.Data, now: float) -> int:
+        names = _LIMITS.get((oad.oi, oad.attr_id))
+        if names is None or oad.index:
+            return (
+                DAR_DENIED if self._whole(oad.oi, oad.attr_id, _View(0, None, None), now) else DAR_NO_OBJECT
+            )
+        try:
+            fen = dlt698.money_values(data, len(names))
+        except ProtocolError:
+            return 7  # type mismatch
+        self.meter.advance(now)
+        for name, value in zip(names, fen, strict=True):
+            self.meter.credit_limits[name] = value / 100
+        return 0
 
     def _record(self, get: dlt698.GetRecord, now: float) -> dlt698.ResultRecord:
         meter, oad, rsd = self.meter, get.oad, get.rsd
@@ -346,8 +397,24 @@ class Dlt698Responder:
                 (_data(DT.NULL, None), _data(DT.STRUCTURE, (count, _data(DT.DOUBLE_LONG_UNSIGNED, 0)))),
             )
             return _data(DT.ARRAY, (current,))
+        if (oi, attr) in _LIMITS:
+            return dlt698.money_structure(*(round(meter.credit_limits[n] * 100) for n in _LIMITS[(oi, attr)]))
+        if (oi, attr) == (0x8001, 2):
+            return _data(DT.ENUM, 1 if meter.keep_power else 0)
+        if (oi, attr) == (0x202C, 2) and meter.credit_yuan is not None:
+            return _data(
+                DT.STRUCTURE,
+                (
+                    _data(DT.DOUBLE_LONG_UNSIGNED, max(0, round(meter.credit_yuan * 100))),
+                    _data(DT.DOUBLE_LONG_UNSIGNED, 0),
+                ),
+            )
+        if (oi, attr) == (0x202D, 2) and meter.credit_yuan is not None:
+            return _data(DT.DOUBLE_LONG_UNSIGNED, max(0, round(-meter.credit_yuan * 100)))
         if (oi, attr) == (0x4000, 2):
             return self._dts(meter.meter_time(now))
+        if (oi, attr) == (dlt698.topology.TOPOLOGY_OI, 2):
+            return dlt698.topology.results_data(meter.signature.heard())
         if (oi, attr) in ((0x4001, 2), (0x4002, 2)):
             return _data(DT.OCTET_STRING, bytes.fromhex(meter.address))
         return None

@@ -22,6 +22,8 @@ address, branches (``F2``) and boxes (``F2-X03``) as in the topology ground trut
                    left out of the archive)
     [comms]        loss_pct, corrupt_pct; buses = [...] (default all)
     [monitoring]   box_terminals = "all" | ["F2-X01", ...]  (meter-box terminals 表箱终端; default none)
+    [grid]         load_scale (x every customer's demand, not PV), line_scale (x every line length):
+                   heavier, longer Chinese feeders, so technical loss reaches a few % (GRID.md §2)
 """
 
 from __future__ import annotations
@@ -114,6 +116,14 @@ class Comms:
 
 
 @dataclass(frozen=True, slots=True)
+class Grid:
+    """How the network is stressed: demand and line length multipliers (1 = as loaded)."""
+
+    load_scale: float = 1.0
+    line_scale: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
     name: str
     source: str
@@ -128,6 +138,7 @@ class Scenario:
     archive: ArchiveErrors = field(default_factory=ArchiveErrors)
     comms: Comms = field(default_factory=Comms)
     monitoring: Monitoring = field(default_factory=Monitoring)
+    grid: Grid = field(default_factory=Grid)
 
 
 def available() -> list[str]:
@@ -162,7 +173,7 @@ def load_scenario(name: str | Path) -> Scenario:
 def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
     r = _Reader(source)
     r.keys(data, "", {"scenario", "outage", "theft", "meter_fault", "relay", "pv_surge", "transformer",
-                      "archive", "comms", "monitoring"})  # fmt: skip
+                      "archive", "comms", "monitoring", "grid"})  # fmt: skip
     head = r.table(data, "scenario")
     r.keys(head, "scenario", {"description", "pv_share"})
     outages = []
@@ -220,6 +231,8 @@ def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
         raise ConfigError(
             "monitoring.box_terminals", f'must be "all" or a list of box names, got {boxes!r}', source=source
         )
+    grid = r.table(data, "grid")
+    r.keys(grid, "grid", {"load_scale", "line_scale"})
     return Scenario(
         name=name,
         source=source,
@@ -245,8 +258,10 @@ def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
             corrupt_pct=r.number(comms, "comms", "corrupt_pct", lo=0.0, hi=100.0, default=0.0),
             buses=tuple(buses),
         ),
-        monitoring=Monitoring(
-            all_boxes=boxes == "all", box_terminals=() if boxes == "all" else tuple(boxes)
+        monitoring=Monitoring(all_boxes=boxes == "all", box_terminals=() if boxes == "all" else tuple(boxes)),
+        grid=Grid(
+            load_scale=r.number(grid, "grid", "load_scale", lo=0.01, hi=20.0, default=1.0),
+            line_scale=r.number(grid, "grid", "line_scale", lo=0.01, hi=100.0, default=1.0),
         ),
     )
 
@@ -342,6 +357,7 @@ __all__ = [
     "POWER_DOWN_JUDGEMENT_S",
     "ArchiveErrors",
     "Comms",
+    "Grid",
     "MeterFault",
     "Monitoring",
     "Outage",

@@ -150,6 +150,7 @@ async def test_daily_freeze_and_catch_up_of_older_days() -> None:
             frozen = meter.daily_freezes[n - 1]
             assert rec is not None and rec.at == local(frozen.ts)
             assert rec.values["energy.active.import.total"] == kwh(frozen.registers.forward[0])
+            assert rec.values["energy.active.export.total"] == kwh(frozen.registers.reverse[0])
         assert await r.c698.read_daily_freeze(30) is None  # the meter has no such freeze
 
 
@@ -170,8 +171,50 @@ async def test_power_down_records_relay_state_and_relay_action() -> None:
         with pytest.raises(DeviceError) as refused:  # keep-power: the meter refuses a trip
             await r.c698.relay(RelayCommand.TRIP, valid_until=datetime(2026, 1, 12, 11, 0))
         assert refused.value.code == 3 and refused.value.device == A698
-        await r.c698.relay(RelayCommand.CLOSE, valid_until=datetime(2026, 1, 12, 11, 0))
-        assert meter.relay_closed is True
+        await r.c698.relay(RelayCommand.CLOSE_ALLOWED, valid_until=datetime(2026, 1, 12, 11, 0))
+        status = await r.c698.read_relay_status()
+        assert status is not None and status.satisfies(RelayCommand.CLOSE_ALLOWED) and status.open
+        await r.clock.sleep(meter.button_delay_s or 0)  # the customer presses the meter's button
+        assert await r.c698.read_relay_state() is False and meter.relay_closed is True
+
+
+@pytest.mark.parametrize("which", ["c645", "c698"])
+async def test_fee_control_commands_with_read_back(which: str) -> None:
+    async with rig() as r:
+        client = getattr(r, which)
+        meter = r.meters[client.address]
+        until = datetime(2026, 1, 12, 11, 0)
+        sequence = [
+            (RelayCommand.ALARM, {"alarm": True}),
+            (RelayCommand.TRIP, {"open": True, "trip_commanded": True, "alarm": True}),
+            (RelayCommand.ALARM_RELEASE, {"alarm": False, "open": True}),
+            (RelayCommand.DIRECT_CLOSE, {"open": False, "trip_commanded": False}),
+            (RelayCommand.KEEP_POWER, {"keep_power": True}),
+            (RelayCommand.KEEP_POWER_RELEASE, {"keep_power": False}),
+        ]
+        for command, expected in sequence:
+            await client.relay(command, valid_until=until)
+            status = await client.read_relay_status()
+            assert status is not None and status.satisfies(command), command
+            assert {k: getattr(status, k) for k in expected} == expected, command
+        assert meter.relay_closed and not meter.alarm and not meter.keep_power
+        await client.relay(RelayCommand.KEEP_POWER, valid_until=until)
+        with pytest.raises(DeviceError):  # 保电: the meter itself refuses to trip
+            await client.relay(RelayCommand.TRIP, valid_until=until)
+        assert meter.relay_closed
+
+
+@pytest.mark.parametrize("which", ["c645", "c698"])
+async def test_credit_limits_written_and_read_back(which: str) -> None:
+    from hal.meters import CreditLimits
+
+    async with rig() as r:
+        client = getattr(r, which)
+        limits = CreditLimits(2000, 1000, 1000, 200000, 200)
+        await client.write_credit_limits(limits)
+        assert await client.read_credit_limits() == limits
+        assert r.meters[client.address].credit_limits["credit.max_stored"] == 2000.0
+        assert await client.read_remaining_credit() is None  # not a locally prepaid meter
 
 
 async def test_dar_errors_become_device_errors() -> None:
@@ -217,3 +260,34 @@ def test_ciphertext_security_reply_is_refused() -> None:
     apdu = dlt698.SecurityResponse(1, b"\x01\x02\x03").encode()
     with pytest.raises(ProtocolError):
         dlt698.decode_apdu(apdu).inner()  # type: ignore[attr-defined]
+
+
+async def test_signature_current_is_ordered_and_heard_through_both_protocols() -> None:
+    """``start_signature`` reaches the meter as its own local time (645 write 04080001, 698 ACTION
+    4E08 method 127); what a unit heard comes back newest first (645 0308 05nn, 698 GET 4E0802)."""
+    from protocols.signature import Detection
+
+    async with rig() as r:
+        at = local(r.clock.now() + 600).replace(microsecond=0)
+        await r.c645.start_signature(at)
+        await r.c698.start_signature(at)
+        due = r.clock.now() + 600
+        for address in (A645, A698):
+            (sent,) = r.meters[address].signature.sends
+            assert abs(sent - due) < 1.0
+        # the same meter may not send again within 3 minutes: the order is taken, nothing sent
+        await r.c698.start_signature(at)
+        assert len(r.meters[A698].signature.sends) == 1 and r.meters[A698].signature.refused == 1
+        heard = [
+            Detection(datetime(2026, 1, 12, 10, 15, s), phase, 0.3 + s / 100, 0.25, 0.02)
+            for s, phase in ((1, 1), (40, 3))
+        ]
+        for unit in (A645, A698_3P):
+            for k, d in enumerate(heard):
+                r.meters[unit].signature.hear(d, r.clock.now() + k)
+        got645 = await r.c645.read_signature_results(last=2)
+        got698 = await r.c698_3p.read_signature_results()
+        assert [(d.at, d.phase) for d in got698] == [(heard[1].at, 3), (heard[0].at, 1)]
+        assert sorted((d.at, d.phase) for d in got645) == sorted((d.at, d.phase) for d in heard)
+        assert abs(got698[0].s1_a - 0.70) < 1e-3 and abs(got645[0].s1_a - heard[0].s1_a) < 1e-4
+        assert await r.c645.read_signature_results() == got645  # no further events: stops at the first empty

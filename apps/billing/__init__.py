@@ -1,0 +1,18 @@
+"""Billing app (本地费控): tariff contracts signed by the utility, computed at the edge, prepaid fee
+control on the meters' relays, and a hash-chained ledger three parties reconcile against.
+
+Layer: apps. Entry point ``run(ctx, config)``. The pieces: ``tariff`` (the engine), ``energy``
+(intervals from registers), ``book`` (the ledger's fold), ``charging``, ``feecontrol``,
+``relays``, ``contracts``, ``reconcile``, ``engine`` (all of it behind narrow interfaces),
+``service`` (the wiring to the terminal), ``uplink`` (the ledger to the master station).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .service import run_billing
+
+
+async def run(ctx: Any, config: dict[str, Any]) -> None:
+    await run_billing(ctx, config)

@@ -1,0 +1,323 @@
+"""The billing book: every customer's account as the ledger says it is.
+
+Layer: apps (billing). Pure state, no I/O. The ledger is the only source of truth: the book is
+the fold of its records (``apply``), the same code whether a record was just appended or is
+replayed after a restart. Deciding what to append is ``charging`` / ``feecontrol``'s job; the
+book only remembers.
+
+Record kinds and what they do to the book (amounts are integer fen, energies 0.0001 kWh)::
+
+    terminal      {terminal, key_id, public_key}                 the key that signs the roots
+    contract      {document, key, start}                         a contract joins the timeline
+    readings      {rows: [[meter, ts, imp, exp|null, source]]}   anchors of the meters' registers
+    debit         {cycle, entries: [[customer, date, fen, balance]]}   provisional charges of open days
+    charge        {customer, meter, date, charge_fen, kwh{}, tier_start, tier, ...}   a day closed
+    correction    {customer, date, fen, balance, reason, charge_fen}   a closed day charged again
+    topup/refund  {document, customer, txn_id, fen, balance}     credit (+) or refund (-)
+    topup_refused {document, customer, txn_id, reason}           refused for good (idempotent)
+    keep_power    {document, customer, on}                       保电 ordered / lifted
+    relay         {customer, meter, command, result, status, reason, balance}   a relay action
+    reconciliation {date, ok, ...}                               the day's books balanced (or not)
+    root          the signed Merkle root (protocols.ledger)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from protocols.billing import parse_contract
+from protocols.ledger import Record
+
+from .energy import Anchor, MeterAnchors
+from .tariff import TierState, Timeline
+
+RelayState = str  # "closed" | "open" | "close_allowed" | "unknown"
+
+
+@dataclass(frozen=True, slots=True)
+class Customer:
+    """A billed customer as the station model describes it."""
+
+    id: str
+    meter: str  # meter device id
+    tariff: str | None = None  # station-model tariff id
+    prepaid: bool = True
+    keep_power: bool = False  # 保电 flag of the station model
+
+
+@dataclass(slots=True)
+class ClosedDay:
+    charge_fen: int  # the day's charge including corrections
+    tier_start: TierState
+    tier_end: TierState
+
+
+@dataclass(slots=True)
+class Account:
+    customer: str
+    balance: int = 0  # fen; negative = overdraft
+    relay: RelayState = "closed"
+    alarm: int = 0  # alarm level commanded on the meter: 0 none, 1 alarm 1, 2 alarm 2, 3 overdraft
+    keep_power: bool = False  # 保电 ordered by the utility (signed) and sent to the meter
+    tripped: bool = False  # we tripped it (a close is ours to send)
+    first_day: str | None = None  # first day with a billable anchor
+    tier: TierState = field(default_factory=TierState)  # at the start of the first open day
+    closed_through: str | None = None  # last closed local date
+    debited: dict[str, int] = field(default_factory=dict)  # open day -> provisional fen debited
+    closed: dict[str, ClosedDay] = field(default_factory=dict)  # recent closed days
+    credits: int = 0  # top-ups - refunds, ever (fen)
+    charges: int = 0  # debits + corrections, ever (fen)
+
+
+@dataclass(slots=True)
+class DayTotals:
+    """What the ledger says about one local day, station-wide (fen)."""
+
+    debits: int = 0
+    corrections: int = 0
+    charges: int = 0
+    credits: int = 0
+    refunds: int = 0
+    debit_seqs: list[int] = field(default_factory=list)
+    charge_seqs: list[int] = field(default_factory=list)
+
+
+class Book:
+    """Accounts, anchors and contracts, folded from the ledger."""
+
+    def __init__(self, tz: ZoneInfo, *, keep_days: int = 3) -> None:
+        self.tz = tz
+        self.keep_days = keep_days
+        self.accounts: dict[str, Account] = {}
+        self.anchors: dict[str, MeterAnchors] = {}
+        self.timeline = Timeline()
+        self.contracts: dict[str, Record] = {}  # key -> its ledger record
+        self.days: dict[str, DayTotals] = {}
+        self.reconciled: dict[str, bool] = {}
+        self.terminal_key: str | None = None
+        self.last_seq = 0
+        self.head = ""
+        self.counts: dict[str, int] = {}
+
+    # ------------------------------------------------------------------ time
+
+    def local_date(self, ts: float) -> str:
+        return datetime.fromtimestamp(ts, self.tz).date().isoformat()
+
+    def day_bounds(self, day: str) -> tuple[int, int]:
+        d = date.fromisoformat(day)
+        start = datetime.combine(d, datetime.min.time(), self.tz)
+        end = datetime.combine(d + timedelta(days=1), datetime.min.time(), self.tz)
+        return int(start.timestamp()), int(end.timestamp())
+
+    @staticmethod
+    def next_day(day: str) -> str:
+        return (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+
+    # ------------------------------------------------------------------ accounts
+
+    def account(self, customer: str) -> Account:
+        acc = self.accounts.get(customer)
+        if acc is None:
+            acc = self.accounts[customer] = Account(customer)
+        return acc
+
+    def meter_anchors(self, meter: str) -> MeterAnchors:
+        anchors = self.anchors.get(meter)
+        if anchors is None:
+            anchors = self.anchors[meter] = MeterAnchors()
+        return anchors
+
+    def totals(self, day: str) -> DayTotals:
+        totals = self.days.get(day)
+        if totals is None:
+            totals = self.days[day] = DayTotals()
+        return totals
+
+    # ------------------------------------------------------------------ the fold
+
+    def apply(self, record: Record) -> None:
+        """Fold one ledger record (in seq order) into the book."""
+        handler = getattr(self, f"_on_{record.kind}", None)
+        if handler is not None:
+            handler(record, record.body)
+        self.last_seq = record.seq
+        self.head = record.hash
+        self.counts[record.kind] = self.counts.get(record.kind, 0) + 1
+
+    def _on_terminal(self, record: Record, body: dict[str, Any]) -> None:
+        self.terminal_key = str(body["public_key"])
+
+    def _on_contract(self, record: Record, body: dict[str, Any]) -> None:
+        contract = parse_contract(body["document"]["body"])
+        if contract.key not in self.contracts:
+            self.timeline.add(contract)
+        self.contracts[contract.key] = record
+
+    def _on_readings(self, record: Record, body: dict[str, Any]) -> None:
+        for meter, ts, imp, exp, source in body["rows"]:
+            self.meter_anchors(str(meter)).add(
+                Anchor(int(ts), int(imp), None if exp is None else int(exp), source)
+            )
+
+    def _on_debit(self, record: Record, body: dict[str, Any]) -> None:
+        for customer, day, fen, _balance in body["entries"]:
+            acc = self.account(customer)
+            acc.balance -= fen
+            acc.charges += fen
+            acc.debited[day] = acc.debited.get(day, 0) + fen
+            if acc.first_day is None or day < acc.first_day:
+                acc.first_day = day
+            totals = self.totals(day)
+            totals.debits += fen
+            totals.debit_seqs.append(record.seq)
+
+    def _on_charge(self, record: Record, body: dict[str, Any]) -> None:
+        acc = self.account(body["customer"])
+        day = body["date"]
+        tier_start = TierState.from_json(body["tier_start"])
+        tier_end = TierState.from_json(body["tier"])
+        acc.closed[day] = ClosedDay(int(body["charge_fen"]), tier_start, tier_end)
+        acc.closed_through = max(acc.closed_through or day, day)
+        acc.tier = tier_end.copy()
+        acc.debited.pop(day, None)
+        if acc.first_day is None:
+            acc.first_day = day
+        totals = self.totals(day)
+        totals.charges += int(body["charge_fen"])
+        totals.charge_seqs.append(record.seq)
+        self._forget_old(acc)
+        if acc.closed:  # anchors before the oldest day still open to corrections are done with
+            anchors = self.anchors.get(str(body["meter"]))
+            if anchors is not None:
+                anchors.prune(self.day_bounds(min(acc.closed))[0])
+
+    def _on_correction(self, record: Record, body: dict[str, Any]) -> None:
+        acc = self.account(body["customer"])
+        fen = int(body["fen"])
+        acc.balance -= fen
+        acc.charges += fen
+        day = body["date"]
+        closed = acc.closed.get(day)
+        if closed is not None:
+            closed.charge_fen += fen
+            closed.tier_end = TierState.from_json(body["tier"])
+        if day == acc.closed_through:  # the tier count the first open day starts from
+            acc.tier = TierState.from_json(body["tier"])
+        totals = self.totals(day)
+        totals.corrections += fen
+        totals.charge_seqs.append(record.seq)
+
+    def _on_topup(self, record: Record, body: dict[str, Any]) -> None:
+        acc = self.account(body["customer"])
+        fen = int(body["fen"])
+        acc.balance += fen
+        acc.credits += fen
+        totals = self.totals(self.local_date(record.ts / 1000))
+        if fen >= 0:
+            totals.credits += fen
+        else:
+            totals.refunds -= fen
+
+    _on_refund = _on_topup
+
+    def _on_keep_power(self, record: Record, body: dict[str, Any]) -> None:
+        self.account(body["customer"]).keep_power = bool(body["on"])
+
+    def _on_relay(self, record: Record, body: dict[str, Any]) -> None:
+        if body.get("result") != "ok":
+            return
+        acc = self.account(body["customer"])
+        command = body["command"]
+        if command == "trip":
+            acc.relay, acc.tripped = "open", True
+        elif command == "close_allowed":
+            acc.relay, acc.tripped = ("closed" if not body.get("open", True) else "close_allowed"), False
+        elif command == "direct_close":
+            acc.relay, acc.tripped = "closed", False
+        elif command == "alarm":
+            acc.alarm = int(body.get("level", 1))
+        elif command == "alarm_release":
+            acc.alarm = 0
+        elif command == "observed":  # the meter reported its relay state (e.g. the button was pressed)
+            acc.relay = "open" if body.get("open") else "closed"
+
+    def _on_reconciliation(self, record: Record, body: dict[str, Any]) -> None:
+        self.reconciled[body["date"]] = bool(body["ok"])
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def checkpoint(self, contracts: list[dict[str, Any]], anchors_from: int) -> dict[str, Any]:
+        """The body of a ``checkpoint`` record: what a restart needs besides the anchors, which
+        are replayed from the ``readings`` records from seq ``anchors_from`` on."""
+        accounts = {
+            c: {
+                "balance": a.balance,
+                "relay": a.relay,
+                "alarm": a.alarm,
+                "keep_power": a.keep_power,
+                "tripped": a.tripped,
+                "first_day": a.first_day,
+                "tier": a.tier.to_json(),
+                "closed_through": a.closed_through,
+                "debited": a.debited,
+                "closed": {
+                    d: [v.charge_fen, v.tier_start.to_json(), v.tier_end.to_json()]
+                    for d, v in a.closed.items()
+                },
+                "credits": a.credits,
+                "charges": a.charges,
+            }
+            for c, a in sorted(self.accounts.items())
+        }
+        return {
+            "accounts": accounts,
+            "contracts": contracts,
+            "anchors_from": anchors_from,
+            "terminal_key": self.terminal_key,
+            "reconciled": dict(sorted(self.reconciled.items())[-10:]),
+        }
+
+    def _on_checkpoint(self, record: Record, body: dict[str, Any]) -> None:
+        """Nothing to fold live (the checkpoint restates the book); ``restore`` uses it at start."""
+
+    def restore(self, body: dict[str, Any]) -> None:
+        """Load a checkpoint's accounts and contracts (anchors come from replaying readings)."""
+        self.accounts = {}
+        for c, a in body["accounts"].items():
+            self.accounts[c] = Account(
+                customer=c,
+                balance=int(a["balance"]),
+                relay=str(a["relay"]),
+                alarm=int(a["alarm"]),
+                keep_power=bool(a["keep_power"]),
+                tripped=bool(a["tripped"]),
+                first_day=a["first_day"],
+                tier=TierState.from_json(a["tier"]),
+                closed_through=a["closed_through"],
+                debited={d: int(v) for d, v in a["debited"].items()},
+                closed={
+                    d: ClosedDay(int(v[0]), TierState.from_json(v[1]), TierState.from_json(v[2]))
+                    for d, v in a["closed"].items()
+                },
+                credits=int(a["credits"]),
+                charges=int(a["charges"]),
+            )
+        for entry in body["contracts"]:
+            contract = parse_contract(entry["document"]["body"])
+            if contract.key not in self.contracts:
+                self.timeline.add(contract)
+            self.contracts[contract.key] = Record(0, 0, "contract", None, entry, "", "")
+        self.terminal_key = body.get("terminal_key")
+        self.reconciled.update({k: bool(v) for k, v in body.get("reconciled", {}).items()})
+
+    def _forget_old(self, acc: Account) -> None:
+        if len(acc.closed) > self.keep_days:
+            for day in sorted(acc.closed)[: len(acc.closed) - self.keep_days]:
+                del acc.closed[day]
+
+
+__all__ = ["Account", "Book", "ClosedDay", "Customer", "DayTotals", "RelayState"]

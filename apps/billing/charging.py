@@ -1,0 +1,218 @@
+"""Charging: from the meters' registers to debits of open days, charges of closed days, corrections.
+
+Layer: apps (billing). Decides, never remembers: reads the ``Book`` and returns the ledger
+entries to append; the book learns them only when the ledger hands them back (``Book.apply``).
+
+Each reading cycle, for every customer whose meter brought new anchors:
+
+* **open days** (from the day after the last closed one to today) are priced from the anchors
+  (``tariff.price``, tier count carried from day to day); the difference between a day's charge
+  so far -- its exact amount rounded to fen -- and what was already debited for it is debited
+  now (``debit`` record, one per cycle for every customer). So the debits of a day always add
+  up to its charge to the fen, and the balance follows consumption within one cycle;
+* a day **closes** once an anchor at or after its end exists and that end is the meter's own
+  daily freeze (or ``close_grace_s`` passed without it): a ``charge`` record per customer-day;
+* late anchors that change a **closed** day (a freeze correcting a curve record, a point read
+  back late) re-price that day and every closed day after it: a ``correction`` record carries
+  the difference. Days closed longer than ``Book.keep_days`` ago are final.
+
+The price of a day does not depend on how it was cut into cycles: ``DayBill`` continues from
+what the previous cycle priced when only later intervals are new, and starts over otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from protocols.billing import yuan
+from runtime.store import LedgerEntry
+
+from .book import Book, Customer
+from .energy import MeterAnchors
+from .tariff import INTERVAL_S, DayBill, TierState, price
+
+Row = list[Any]  # [meter, ts, imp, exp | None, source]
+
+
+@dataclass(frozen=True, slots=True)
+class ChargingSettings:
+    close_grace_s: int = 3 * 3600  # how long after midnight to wait for the meter's freeze
+
+
+@dataclass(slots=True)
+class Cycle:
+    """What one charging pass decided: entries in the order they must be appended."""
+
+    corrections: list[LedgerEntry]
+    debit: LedgerEntry | None
+    charges: list[LedgerEntry]
+    priced: int = 0  # customer-days priced (for the bench)
+
+    @property
+    def entries(self) -> list[LedgerEntry]:
+        return [*self.corrections, *([self.debit] if self.debit else []), *self.charges]
+
+
+def bill_body(customer: Customer, bill: DayBill, tier_start: TierState) -> dict[str, Any]:
+    return {
+        "customer": customer.id,
+        "meter": customer.meter,
+        "date": bill.date,
+        "charge_fen": bill.charge_fen,
+        "charge_yuan": yuan(bill.charge_fen),
+        "kwh": dict(bill.kwh),
+        "export_units": bill.export_units,
+        "unbilled_units": bill.unbilled_units,
+        "tier_units": list(bill.tier_units),
+        "tou_exact": bill.tou_exact,
+        "adder_exact": bill.adder_exact,
+        "export_exact": bill.export_exact,
+        "intervals": bill.intervals,
+        "estimated": bill.estimated,
+        "contracts": list(bill.contracts),
+        "tier_start": tier_start.to_json(),
+        "tier": bill.tier.to_json(),
+    }
+
+
+class Charger:
+    def __init__(self, book: Book, settings: ChargingSettings | None = None) -> None:
+        self.book = book
+        self.settings = settings or ChargingSettings()
+        self._open: dict[
+            tuple[str, str], tuple[list[Any], DayBill]
+        ] = {}  # (customer, day) -> (tier_start, bill)
+        self.late_rows = 0  # anchors older than any day still open to corrections
+
+    # ------------------------------------------------------------------ anchors
+
+    def accept(self, rows: Iterable[Row], meters: set[str]) -> list[Row]:
+        """The rows worth recording: meters we bill, on the 15-min grid, new or a correcting freeze
+        (within one batch too, a freeze beats a curve record of the same instant)."""
+        batch: dict[tuple[str, int], Row] = {}
+        for meter, ts, imp, exp, source in rows:
+            if meter not in meters or ts % INTERVAL_S:
+                continue
+            known = batch.get((meter, ts))
+            if known is None or (source == "freeze" and known[4] != "freeze"):
+                batch[(meter, ts)] = [meter, ts, imp, exp, source]
+        out: list[Row] = []
+        for (meter, ts), row in batch.items():
+            anchors = self.book.anchors.get(meter)
+            if anchors is not None:
+                known_anchor = anchors.get(ts)
+                if known_anchor is not None and (
+                    known_anchor.source == "freeze" or row[4] != "freeze" or known_anchor.imp == row[2]
+                ):
+                    continue
+                if anchors.first is not None and ts < anchors.first and len(anchors) > 1:
+                    self.late_rows += 1
+                    continue
+            out.append(row)
+        return out
+
+    # ------------------------------------------------------------------ pricing
+
+    def _price(self, customer: Customer, day: str, tier_start: TierState, anchors: MeterAnchors) -> DayBill:
+        start, end = self.book.day_bounds(day)
+        bill = DayBill(customer.id, day, tier_start.copy())
+        return price(bill, anchors.intervals(start, end), self.book.timeline, customer.tariff, self.book.tz)
+
+    def _open_bill(
+        self, customer: Customer, day: str, tier_start: TierState, anchors: MeterAnchors
+    ) -> DayBill:
+        key = (customer.id, day)
+        cached = self._open.get(key)
+        dirty = anchors.dirty_from
+        if cached is not None and cached[0] == tier_start.to_json():
+            bill = cached[1]
+            if dirty is None or dirty >= bill.last_start + INTERVAL_S:
+                start, end = self.book.day_bounds(day)
+                since = max(start, bill.last_start + INTERVAL_S)
+                return price(
+                    bill, anchors.intervals(since, end), self.book.timeline, customer.tariff, self.book.tz
+                )
+        bill = self._price(customer, day, tier_start, anchors)
+        self._open[key] = (tier_start.to_json(), bill)
+        return bill
+
+    def _closable(self, day: str, anchors: MeterAnchors, now: float) -> bool:
+        _, end = self.book.day_bounds(day)
+        after = anchors.at_or_after(end)
+        if after is None:
+            return False
+        at_end = anchors.get(end)
+        return (at_end is not None and at_end.source == "freeze") or now >= end + self.settings.close_grace_s
+
+    def charge(self, customers: Sequence[Customer], now: float, *, everyone: bool = False) -> Cycle:
+        """Entries for ``customers``: those whose anchors changed, or all of them with ``everyone``."""
+        book = self.book
+        ts = int(now * 1000)
+        today = book.local_date(now)
+        cycle = Cycle([], None, [])
+        debits: list[list[Any]] = []
+        for customer in customers:
+            anchors = book.anchors.get(customer.meter)
+            if anchors is None or len(anchors) < 2 or (anchors.dirty_from is None and not everyone):
+                continue
+            acc = book.account(customer.id)
+            balance = acc.balance
+            tier, balance = self._corrections(customer, anchors, balance, ts, cycle)
+            day = (
+                book.next_day(acc.closed_through)
+                if acc.closed_through
+                else book.local_date(anchors.first or 0)
+            )
+            tier_start = tier if tier is not None else acc.tier.copy()
+            last = anchors.last or 0
+            in_order = True  # days close one after the other
+            while day <= today and book.day_bounds(day)[0] < last:
+                bill = self._open_bill(customer, day, tier_start, anchors)
+                cycle.priced += 1
+                delta = bill.charge_fen - acc.debited.get(day, 0)
+                if delta:
+                    balance -= delta
+                    debits.append([customer.id, day, delta, balance])
+                in_order = in_order and self._closable(day, anchors, now)
+                if in_order:
+                    body = bill_body(customer, bill, tier_start) | {"balance": balance}
+                    cycle.charges.append(LedgerEntry("charge", body, ts, f"charge:{customer.id}:{day}"))
+                    self._open.pop((customer.id, day), None)
+                tier_start = bill.tier.copy()
+                day = book.next_day(day)
+            anchors.dirty_from = None
+        if debits:
+            cycle.debit = LedgerEntry("debit", {"cycle": int(now), "entries": debits}, ts)
+        return cycle
+
+    def _corrections(
+        self, customer: Customer, anchors: MeterAnchors, balance: int, ts: int, cycle: Cycle
+    ) -> tuple[TierState | None, int]:
+        """Re-price closed days the new anchors touch; returns the tier count after the last one."""
+        dirty = anchors.dirty_from
+        acc = self.book.account(customer.id)
+        if dirty is None or not acc.closed:
+            return None, balance
+        tier: TierState | None = None
+        for day in sorted(acc.closed):
+            closed = acc.closed[day]
+            if tier is None and self.book.day_bounds(day)[1] <= dirty:
+                continue
+            start = tier if tier is not None else closed.tier_start.copy()
+            bill = self._price(customer, day, start, anchors)
+            tier = bill.tier.copy()
+            delta = bill.charge_fen - closed.charge_fen
+            if delta or bill.tier != closed.tier_end:
+                balance -= delta
+                body = bill_body(customer, bill, start) | {
+                    "fen": delta,
+                    "balance": balance,
+                    "reason": "late meter readings re-priced the day",
+                }
+                cycle.corrections.append(LedgerEntry("correction", body, ts))
+        return tier, balance
+
+
+__all__ = ["Charger", "ChargingSettings", "Cycle", "bill_body"]

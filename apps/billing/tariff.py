@@ -1,0 +1,268 @@
+"""The tariff engine: prices a customer's 15-min intervals by the contract in force, exactly.
+
+Layer: apps (billing). Pure arithmetic over ``protocols.billing`` contracts: no I/O, no clock,
+no store. Integers only (units of ``protocols.billing._money``); nothing is rounded until a
+customer-day's exact amount becomes fen (``DayBill.charge_fen``, half away from zero).
+
+Per interval, with the contract in force at the interval's start (contracts and TOU periods
+change only on 15-min boundaries, so an interval is never split):
+
+1. export handling: ``none`` bills the imported kWh; ``feed_in`` also credits the exported kWh
+   at the export price; ``net`` bills max(import - export, 0) and credits max(export - import, 0);
+2. 先分时后阶梯 (TOU first, then tiers): every billed kWh pays the price of its TOU period;
+   the billed kWh of the tier basis (billing year from ``year_start_month``, or calendar month)
+   above ``bounds[i]`` pays ``adders[i]`` on top. The accumulators carry over day, month and
+   contract boundaries and reset only when their own year or month changes.
+
+A day is priced from its first interval or continued from an earlier ``DayBill`` (the intervals
+of one reading cycle are added to what the cycle before priced): the result is the same.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from protocols.billing import PERIODS, Contract, Period, Tariff, Tiers, round_fen
+
+INTERVAL_S = 900
+
+
+@dataclass(frozen=True, slots=True)
+class Interval:
+    """Energy of one 15-min interval starting at ``start`` (UTC epoch s), in energy units."""
+
+    start: int
+    imp: int
+    exp: int = 0
+    estimated: bool = False
+
+
+@dataclass(slots=True)
+class TierState:
+    """Billed kWh of the current billing year and month (energy units) and which ones they are."""
+
+    year: str = ""  # "YYYY-MM": the first month of the billing year
+    year_units: int = 0
+    month: str = ""  # "YYYY-MM"
+    month_units: int = 0
+
+    def copy(self) -> TierState:
+        return TierState(self.year, self.year_units, self.month, self.month_units)
+
+    def to_json(self) -> list[Any]:
+        return [self.year, self.year_units, self.month, self.month_units]
+
+    @classmethod
+    def from_json(cls, data: Sequence[Any]) -> TierState:
+        return cls(str(data[0]), int(data[1]), str(data[2]), int(data[3]))
+
+
+class Timeline:
+    """The contracts in force for the station over time: each from its start until the next
+    version of its series (or its own ``effective_until``)."""
+
+    def __init__(self, contracts: Iterable[Contract] = ()) -> None:
+        self._contracts: list[Contract] = []
+        self._starts: list[float] = []
+        self._ends: list[float | None] = []
+        for contract in contracts:
+            self.add(contract)
+
+    @property
+    def contracts(self) -> tuple[Contract, ...]:
+        return tuple(self._contracts)
+
+    def add(self, contract: Contract) -> None:
+        self._contracts.append(contract)
+        self._contracts.sort(key=lambda c: (c.start_epoch(), c.contract_id, c.version))
+        self._starts = [c.start_epoch() for c in self._contracts]
+        ends: list[float | None] = []
+        for i, c in enumerate(self._contracts):
+            end = c.end_epoch()
+            for later in self._contracts[i + 1 :]:
+                if later.contract_id == c.contract_id:
+                    start = later.start_epoch()
+                    end = start if end is None else min(end, start)
+                    break
+            ends.append(end)
+        self._ends = ends
+
+    def in_force(self, ts: float) -> list[Contract]:
+        """Every contract in force at ``ts`` (several series may run side by side)."""
+        last = bisect.bisect_right(self._starts, ts)
+        return [
+            c
+            for c, end in zip(self._contracts[:last], self._ends[:last], strict=True)
+            if end is None or ts < end
+        ]
+
+    def terms(self, ts: float, customer: str, model_tariff: str | None) -> tuple[Contract, Tariff] | None:
+        """The contract and tariff that bill ``customer`` at ``ts``, if any covers it."""
+        for contract in reversed(self.in_force(ts)):
+            tariff = contract.tariff_for(customer, model_tariff)
+            if tariff is not None:
+                return contract, tariff
+        return None
+
+
+def _zero_periods() -> dict[Period, int]:
+    return dict.fromkeys(PERIODS, 0)
+
+
+@dataclass(slots=True)
+class DayBill:
+    """One customer-day as priced so far. Amounts are exact (1e-8 元), energies in energy units."""
+
+    customer: str
+    date: str  # local "YYYY-MM-DD"
+    tier: TierState  # accumulators after the last priced interval
+    kwh: dict[Period, int] = field(default_factory=_zero_periods)  # billed import per TOU period
+    export_units: int = 0  # exported kWh credited (feed_in / net surplus)
+    unbilled_units: int = 0  # imported kWh no contract covered
+    tier_units: list[int] = field(default_factory=list)  # billed kWh per tier (0 = below the first bound)
+    tou_exact: int = 0
+    adder_exact: int = 0
+    export_exact: int = 0  # credits: zero or negative
+    intervals: int = 0
+    estimated: int = 0
+    contracts: list[str] = field(default_factory=list)
+    last_start: int = -1
+
+    @property
+    def exact(self) -> int:
+        return self.tou_exact + self.adder_exact + self.export_exact
+
+    @property
+    def charge_fen(self) -> int:
+        return round_fen(self.exact)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "customer": self.customer,
+            "date": self.date,
+            "tier": self.tier.to_json(),
+            "kwh": dict(self.kwh),
+            "export_units": self.export_units,
+            "unbilled_units": self.unbilled_units,
+            "tier_units": list(self.tier_units),
+            "tou_exact": self.tou_exact,
+            "adder_exact": self.adder_exact,
+            "export_exact": self.export_exact,
+            "intervals": self.intervals,
+            "estimated": self.estimated,
+            "contracts": list(self.contracts),
+            "last_start": self.last_start,
+        }
+
+
+def _keys(local: datetime, tiers: Tiers | None) -> tuple[str, str]:
+    start = tiers.year_start_month if tiers is not None and tiers.basis == "annual" else 1
+    year = local.year if local.month >= start else local.year - 1
+    return f"{year:04d}-{start:02d}", f"{local.year:04d}-{local.month:02d}"
+
+
+def tier_split(before: int, units: int, bounds: Sequence[int]) -> list[int]:
+    """How ``units`` billed after ``before`` already billed fall into the tiers of ``bounds``."""
+    parts = []
+    low = before
+    high = before + units
+    floor = 0
+    for bound in (*bounds, None):
+        top = high if bound is None else min(high, bound)
+        parts.append(max(0, top - max(low, floor)))
+        if bound is not None:
+            floor = bound
+    return parts
+
+
+class _LocalClock:
+    """Local (wall) time of interval starts; arithmetic within a day whose UTC offset is fixed."""
+
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.tz = tz
+        self._start = 0
+        self._end = -1
+        self._midnight = datetime(1970, 1, 1)
+
+    def local(self, ts: int) -> datetime:
+        if self._start <= ts < self._end:
+            return self._midnight + timedelta(seconds=ts - self._start)
+        local = datetime.fromtimestamp(ts, self.tz)
+        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+        following = datetime.combine(midnight.date() + timedelta(days=1), midnight.time(), self.tz)
+        start, end = int(midnight.timestamp()), int(following.timestamp())
+        if end - start == 86400:  # no DST change today: wall time = midnight + elapsed
+            self._start, self._end, self._midnight = start, end, midnight.replace(tzinfo=None)
+        return local.replace(tzinfo=None)
+
+
+def price(
+    bill: DayBill,
+    intervals: Iterable[Interval],
+    timeline: Timeline,
+    model_tariff: str | None,
+    tz: ZoneInfo,
+) -> DayBill:
+    """Add ``intervals`` (after ``bill.last_start``, in order) to ``bill``; returns ``bill``."""
+    clock = _LocalClock(tz)
+    tier = bill.tier
+    for interval in intervals:
+        if interval.start <= bill.last_start:
+            raise ValueError(
+                f"{bill.customer} {bill.date}: interval {interval.start} is not after {bill.last_start}"
+            )
+        bill.last_start = interval.start
+        bill.intervals += 1
+        bill.estimated += interval.estimated
+        terms = timeline.terms(interval.start, bill.customer, model_tariff)
+        local = clock.local(interval.start)
+        tiers = terms[1].tiers if terms is not None else None
+        year, month = _keys(local, tiers)
+        if year != tier.year:
+            tier.year, tier.year_units = year, 0
+        if month != tier.month:
+            tier.month, tier.month_units = month, 0
+        if terms is None:
+            bill.unbilled_units += interval.imp
+            continue
+        contract, tariff = terms
+        if not bill.contracts or bill.contracts[-1] != contract.key:
+            bill.contracts.append(contract.key)
+        season = tariff.season(local.month)
+        slot = (local.hour * 60 + local.minute) // 15
+        export = tariff.export
+        if export.mode == "net":
+            billed = max(interval.imp - interval.exp, 0)
+            credited = max(interval.exp - interval.imp, 0)
+        else:
+            billed = interval.imp
+            credited = interval.exp if export.mode == "feed_in" else 0
+        bill.kwh[season.slot_periods[slot]] += billed
+        bill.tou_exact += billed * season.slot_prices[slot]
+        if credited:
+            bill.export_units += credited
+            bill.export_exact -= credited * export.price
+        if tiers is not None:
+            before = tier.year_units if tiers.basis == "annual" else tier.month_units
+            parts = tier_split(before, billed, tiers.bounds)
+            if len(bill.tier_units) < len(parts):
+                bill.tier_units.extend([0] * (len(parts) - len(bill.tier_units)))
+            for i, part in enumerate(parts):
+                bill.tier_units[i] += part
+                if i and part:
+                    bill.adder_exact += part * tiers.adders[i - 1]
+        elif billed:
+            if not bill.tier_units:
+                bill.tier_units.append(0)
+            bill.tier_units[0] += billed
+        tier.year_units += billed
+        tier.month_units += billed
+    return bill
+
+
+__all__ = ["INTERVAL_S", "DayBill", "Interval", "TierState", "Timeline", "price", "tier_split"]

@@ -1,0 +1,116 @@
+"""Billing documents (本地费控): the signed tariff contract, bank top-ups, 保电 orders, exact money.
+
+Layer: protocols (pure: JSON-able dicts <-> frozen dataclasses, Ed25519 signatures). Must not
+import asyncio, hal, runtime or apps. The contract format is documented in ``_contract``
+(examples in ``protocols/billing/examples/``), the signed envelope in ``_signed``, the money
+units and the rounding rule in ``_money``; the ledger that records what billing did is the
+generic ``protocols.ledger``.
+
+    >>> from protocols import billing
+    >>> billing.yuan(billing.round_fen(5583 * 123400))
+    '6.89'
+"""
+
+from protocols.billing._contract import (
+    ALL,
+    FORMAT,
+    PERIODS,
+    SLOT_MINUTES,
+    SLOTS_PER_DAY,
+    CloseMode,
+    Contract,
+    ContractError,
+    Coverage,
+    ExportMode,
+    ExportPolicy,
+    FeeControl,
+    Period,
+    Season,
+    Tariff,
+    TierBasis,
+    Tiers,
+    normalize,
+    parse_contract,
+)
+from protocols.billing._money import (
+    ENERGY,
+    EXACT,
+    EXACT_PER_FEN,
+    FEN,
+    PRICE,
+    AmountError,
+    energy_units,
+    kwh_text,
+    parse_units,
+    parse_yuan,
+    round_fen,
+    units_text,
+    yuan,
+)
+from protocols.billing._signed import (
+    KINDS,
+    DocumentError,
+    KeepPower,
+    Kind,
+    SignatureError,
+    TopUp,
+    Verified,
+    key_id,
+    parse_keep_power,
+    parse_public_key,
+    parse_topup,
+    public_key_text,
+    sign,
+    verify,
+    verify_contract,
+)
+
+__all__ = [
+    "ALL",
+    "ENERGY",
+    "EXACT",
+    "EXACT_PER_FEN",
+    "FEN",
+    "FORMAT",
+    "KINDS",
+    "PERIODS",
+    "PRICE",
+    "SLOTS_PER_DAY",
+    "SLOT_MINUTES",
+    "AmountError",
+    "CloseMode",
+    "Contract",
+    "ContractError",
+    "Coverage",
+    "DocumentError",
+    "ExportMode",
+    "ExportPolicy",
+    "FeeControl",
+    "KeepPower",
+    "Kind",
+    "Period",
+    "Season",
+    "SignatureError",
+    "Tariff",
+    "TierBasis",
+    "Tiers",
+    "TopUp",
+    "Verified",
+    "energy_units",
+    "key_id",
+    "kwh_text",
+    "normalize",
+    "parse_contract",
+    "parse_keep_power",
+    "parse_public_key",
+    "parse_topup",
+    "parse_units",
+    "parse_yuan",
+    "public_key_text",
+    "round_fen",
+    "sign",
+    "units_text",
+    "verify",
+    "verify_contract",
+    "yuan",
+]

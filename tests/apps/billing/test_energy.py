@@ -1,0 +1,75 @@
+"""Intervals from a meter's registers: exact between anchors, gaps filled evenly, freezes win."""
+
+from __future__ import annotations
+
+import pytest
+
+from apps.billing.energy import Anchor, MeterAnchors
+from apps.billing.tariff import Interval
+
+T0 = 1_782_835_200  # a 15-min boundary
+
+
+def anchors(*rows: tuple[int, int, int | None, str]) -> MeterAnchors:
+    m = MeterAnchors()
+    for k, imp, exp, source in rows:
+        m.add(Anchor(T0 + 900 * k, imp, exp, source))  # type: ignore[arg-type]
+    return m
+
+
+def test_consecutive_points_give_exact_intervals() -> None:
+    m = anchors((0, 1_000_000, 0, "curve"), (1, 1_005_000, 0, "curve"), (2, 1_005_300, 200, "curve"))
+    assert m.intervals(T0, T0 + 3 * 900) == [Interval(T0, 5000, 0), Interval(T0 + 900, 300, 200)]
+
+
+def test_missing_point_is_filled_evenly_and_marked() -> None:
+    # 00:30 missing: 0.8 kWh between 00:15 and 00:45 -> 0.4 + 0.4, both estimated
+    m = anchors((0, 1_000_000, 0, "curve"), (1, 1_005_000, 0, "curve"), (3, 1_013_000, 0, "curve"))
+    got = m.intervals(T0, T0 + 4 * 900)
+    assert got == [Interval(T0, 5000), Interval(T0 + 900, 4000, 0, True), Interval(T0 + 1800, 4000, 0, True)]
+    assert sum(i.imp for i in got) == 1_013_000 - 1_000_000  # nothing lost
+
+
+def test_indivisible_remainder_goes_to_the_earliest_intervals() -> None:
+    m = anchors((0, 0, None, "curve"), (3, 5, None, "curve"))
+    assert [i.imp for i in m.intervals(T0, T0 + 3 * 900)] == [2, 2, 1]
+
+
+def test_freeze_wins_over_a_curve_record_and_curve_never_replaces_it() -> None:
+    m = anchors((0, 1_000_000, 10, "curve"))
+    assert m.add(Anchor(T0, 1_000_100, None, "freeze")) is True  # corrects the curve record
+    assert m.get(T0) == Anchor(T0, 1_000_100, 10, "freeze")  # export kept from the curve
+    assert m.add(Anchor(T0, 999_999, 10, "curve")) is False
+    assert m.add(Anchor(T0, 1_000_100, None, "freeze")) is False
+
+
+def test_window_and_day_boundaries() -> None:
+    # anchors only at 23:30 and 00:30 (two days): the day before gets 23:30 and 23:45, the next 00:00, 00:15
+    m = anchors((0, 0, None, "curve"), (4, 4000, None, "curve"))
+    day_end = T0 + 2 * 900
+    assert [i.start for i in m.intervals(T0, day_end)] == [T0, T0 + 900]
+    assert [i.start for i in m.intervals(day_end, T0 + 96 * 900)] == [T0 + 1800, T0 + 2700]
+
+
+def test_register_going_backwards_gives_zero_and_an_anomaly() -> None:
+    m = anchors((0, 5000, None, "curve"), (1, 100, None, "curve"), (2, 600, None, "curve"))
+    assert [i.imp for i in m.intervals(T0, T0 + 1800)] == [0, 500]
+    assert m.anomalies == 1
+
+
+def test_export_follows_anchors_that_carry_it() -> None:
+    # the freeze at k=1 has no export register: export spreads between the curve records at 0 and 2
+    m = anchors((0, 0, 0, "curve"), (1, 100, None, "freeze"), (2, 300, 40, "curve"))
+    assert m.intervals(T0, T0 + 1800) == [Interval(T0, 100, 20), Interval(T0 + 900, 200, 20)]
+
+
+def test_prune_keeps_the_anchor_that_starts_the_next_gap() -> None:
+    m = anchors((0, 0, None, "curve"), (1, 10, None, "curve"), (5, 50, None, "curve"))
+    m.prune(T0 + 3 * 900)
+    assert [a.ts for a in m.rows()] == [T0 + 900, T0 + 5 * 900]
+    assert sum(i.imp for i in m.intervals(T0 + 900, T0 + 5 * 900)) == 40
+
+
+def test_off_grid_anchor_is_refused() -> None:
+    with pytest.raises(ValueError, match="15-min"):
+        MeterAnchors().add(Anchor(T0 + 60, 0, None, "curve"))
