@@ -24,7 +24,15 @@ from typing import Any, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
 from base.clock import Clock
-from hal.interfaces import CarrierEvent, CarrierModule, Metrology, Slot, Watchdog
+from hal.interfaces import (
+    CarrierEvent,
+    CarrierModule,
+    Metrology,
+    NetworkNode,
+    NodePhase,
+    Slot,
+    Watchdog,
+)
 from runtime.bus import Bus, Handler, Overflow, Service, Subscription, pattern_covers, topic_matches
 from runtime.container.manifest import Manifest
 from runtime.errors import CapabilityError
@@ -316,6 +324,12 @@ class _AppCarrier:
         stream = self._module.events()
         self._streams.append(stream)
         return stream
+
+    async def network(self) -> tuple[NetworkNode, ...]:
+        return await self._module.network()
+
+    async def phases(self) -> tuple[NodePhase, ...]:
+        return await self._module.phases()
 
 
 class ScopedHal:
