@@ -125,6 +125,8 @@ class UplinkClient(Protocol):
 
     def register_command(self, name: str, handler: CommandHandler) -> None: ...
 
+    def unregister_command(self, name: str) -> None: ...
+
 
 class HalFacet(Protocol):
     """The hal capabilities the manifest declares; ``CapabilityMissing`` when the board lacks a node."""

@@ -9,22 +9,31 @@ clock, log, config, ready/stop); the isolated app's proxy (``isolation.host.Isol
 builds on it too, and reuses the scoped facets' checks, so each rule is written once. This
 module must not import the concrete store, uplink or hal, nor any app.
 
-When the app stops (returns, crashes, is stopped), the supervisor calls ``close()``: the app's
-subscriptions, responders, scheduler jobs and station watches go with it.
+When the app stops (returns, crashes, is stopped), the supervisor calls ``close()``: everything
+the app registered goes with it -- bus subscriptions and responders, scheduler jobs, downlink
+commands, carrier event streams, station watches -- so a restarted instance registers them afresh.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from base.clock import Clock
 from base.streams import Stream
-from hal.interfaces import CarrierModule, Metrology, Slot, Watchdog
+from hal.interfaces import (
+    CarrierEvent,
+    CarrierModule,
+    Metrology,
+    NetworkNode,
+    NodePhase,
+    Slot,
+    Watchdog,
+)
 from hal.meters.transport import TransactionPort
 from protocols.station import Correction, ProposalResult, StationChange, StationModel
 from runtime.api import AppStore, CommandHandler, TerminalInfo, UplinkClient
@@ -134,6 +143,39 @@ class ScopedScheduler:
         self._jobs.clear()
 
 
+class _AppCarrier:
+    """The carrier module as one app holds it: the event streams it opens close when it stops."""
+
+    def __init__(self, module: CarrierModule, streams: list[Any]) -> None:
+        self._module = module
+        self._streams = streams
+
+    async def reset(self) -> None:
+        await self._module.reset()
+
+    async def sync_archive(
+        self, addresses: Sequence[str], *, protocols: Mapping[str, str] | None = None
+    ) -> None:
+        await self._module.sync_archive(addresses, protocols=protocols)
+
+    async def transact(self, address: str, frame: bytes, *, timeout: float) -> bytes:  # noqa: ASYNC109 (the module-side timeout)
+        return await self._module.transact(address, frame, timeout=timeout)
+
+    async def broadcast(self, frame: bytes) -> None:
+        await self._module.broadcast(frame)
+
+    def events(self) -> AsyncIterator[CarrierEvent]:
+        stream = self._module.events()
+        self._streams.append(stream)
+        return stream
+
+    async def network(self) -> tuple[NetworkNode, ...]:
+        return await self._module.network()
+
+    async def phases(self) -> tuple[NodePhase, ...]:
+        return await self._module.phases()
+
+
 class ScopedHal:
     """The hal capabilities the manifest declares; anything else is refused."""
 
@@ -141,6 +183,7 @@ class ScopedHal:
         self._hal = hal
         self._m = manifest
         self._violations = violations
+        self._streams: list[Any] = []  # carrier event streams the app opened
 
     @property
     def has_backend(self) -> bool:
@@ -161,7 +204,7 @@ class ScopedHal:
         return self._need("rs485").rs485(name)
 
     def hplc(self) -> CarrierModule:
-        return self._need("hplc").hplc()
+        return _AppCarrier(self._need("hplc").hplc(), self._streams)
 
     def metrology(self) -> Metrology:
         return self._need("metrology").metrology()
@@ -171,6 +214,14 @@ class ScopedHal:
 
     def watchdog(self) -> Watchdog:
         return self._need("watchdog").watchdog()
+
+    def close(self) -> None:
+        """Close the carrier event streams the app left open (a crash skips its ``async with``)."""
+        for stream in self._streams:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+        self._streams.clear()
 
 
 def check_stream(manifest: Manifest, violations: Violations, stream: str) -> None:
@@ -186,12 +237,14 @@ def check_stream(manifest: Manifest, violations: Violations, stream: str) -> Non
 
 
 class ScopedUplink:
-    """The uplink on the streams the manifest declares; commands pass through."""
+    """The uplink as one app uses it: sends on the streams its manifest declares; the commands it
+    registers are unregistered when it stops."""
 
     def __init__(self, uplink: UplinkClient, manifest: Manifest, violations: Violations) -> None:
         self._uplink = uplink
         self._m = manifest
         self._violations = violations
+        self._commands: list[str] = []
 
     async def send(self, stream: str, body: dict[str, Any]) -> str:
         check_stream(self._m, self._violations, stream)
@@ -199,6 +252,17 @@ class ScopedUplink:
 
     def register_command(self, name: str, handler: CommandHandler) -> None:
         self._uplink.register_command(name, handler)
+        self._commands.append(name)
+
+    def unregister_command(self, name: str) -> None:
+        if name in self._commands:
+            self._commands.remove(name)
+            self._uplink.unregister_command(name)
+
+    def close(self) -> None:
+        for name in self._commands:
+            self._uplink.unregister_command(name)
+        self._commands.clear()
 
 
 def check_propose(manifest: Manifest, violations: Violations) -> None:
@@ -432,9 +496,12 @@ class LocalContext(ContextCore):
         return self._uplink
 
     def close(self) -> None:
-        """Drop the app's subscriptions, responders, jobs and station watches (the supervisor calls it)."""
+        """Release everything the app registered (the supervisor calls it when the app ends)."""
         self._bus.close()
         self._scheduler.close()
+        if self._uplink is not None:
+            self._uplink.close()
+        self._hal.close()
         self._station.close()
 
 

@@ -303,6 +303,10 @@ class RemoteUplink:
         self.commands[name] = handler
         self._chan.request_nowait("uplink.register", {"name": name})
 
+    def unregister_command(self, name: str) -> None:
+        if self.commands.pop(name, None) is not None:
+            self._chan.request_nowait("uplink.unregister", {"name": name})
+
 
 class RemoteStation:
     """``ctx.station``: a mirror of the runtime's model, kept current by the bridge's ``station``
