@@ -12,16 +12,15 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sim.archive import read_station, station_model
 from sim.harness import DEFAULT_START, WorldRun, run_world
 from sim.outage_score import Groups, Score, false_for, score
 from sim.scenarios import parse_scenario
 from sim.scenarios.random_outages import Knobs, random_outage_scenario
-from sim.station_model import station_model
 from sim.world import build_world
 
 TTU = Path(sys.executable).with_name("ttu")
@@ -45,7 +44,7 @@ def scenario_for(
     seed: int,
     knobs: Knobs,
     hplc_meters: int = 30,
-    station_id: str = "TA-4401-0001",
+    station_id: str = "4401-0001",
 ) -> Path:
     """Write a random outage scenario fitting the station area ``run_world`` will build."""
     quiet = parse_scenario({"scenario": {}}, name="probe", source="probe")
@@ -55,7 +54,8 @@ def scenario_for(
     )  # fmt: skip
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / f"scenario-{seed}.toml"
-    path.write_text(random_outage_scenario(station_model(probe), seed=seed, knobs=knobs), encoding="utf-8")
+    model = station_model(probe.station, world=probe, station_id=station_id)
+    path.write_text(random_outage_scenario(model, seed=seed, knobs=knobs), encoding="utf-8")
     return path
 
 
@@ -88,7 +88,7 @@ def scored_run(
         hplc_meters=hplc_meters, profile=profile, apps={"outage": dict(outage_config or {})},
     )  # fmt: skip
     reports = cloud_outages(run.cloud_db)
-    model = tomllib.loads((run.workdir / "station.toml").read_text(encoding="utf-8"))
+    model = read_station(run.workdir / "station.toml")
     events = run.truth("events.csv")
     with run.cloud() as db:
         bodies = [dict(r.body) for r in db.results("outage")]

@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from protocols.station import StationModel
+
 LEVELS = ("station", "phase", "branch", "box", "meter")
 
 
@@ -44,21 +46,21 @@ class Groups:
     members: dict[tuple[str, str], frozenset[str]]
 
     @classmethod
-    def from_model(cls, model: Mapping[str, Any]) -> Groups:
-        station = str(model.get("station", {}).get("id", "station"))
-        parents = {str(b["id"]): b.get("parent") for b in model.get("branches", [])}
+    def from_model(cls, model: StationModel) -> Groups:
+        station = model.id or "station"
+        parents = {b.id: b.parent for b in model.branches}
         out: dict[tuple[str, str], set[str]] = {("station", station): set()}
-        for m in model.get("meters", []):
-            if m.get("kind", "customer") != "customer":
+        for m in model.meters:
+            if m.kind != "customer":
                 continue
-            mid = str(m["id"])
+            mid = m.id
             out[("station", station)].add(mid)
             out.setdefault(("meter", mid), set()).add(mid)
-            if m.get("phase") in ("A", "B", "C"):
-                out.setdefault(("phase", m["phase"]), set()).add(mid)
-            if m.get("box"):
-                out.setdefault(("box", str(m["box"])), set()).add(mid)
-            branch = m.get("branch")
+            if m.phase in ("A", "B", "C"):
+                out.setdefault(("phase", m.phase), set()).add(mid)
+            if m.box:
+                out.setdefault(("box", m.box), set()).add(mid)
+            branch = m.branch
             seen: set[str] = set()
             while branch and branch not in seen:
                 seen.add(branch)

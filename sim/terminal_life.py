@@ -16,30 +16,38 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from base.clock import Clock
 from hal.sim import SimPowerMonitor
-from runtime.terminal import Terminal
 from sim.hplc.cco import VirtualCco
 from sim.world import TruthEvent, World
 
 log = logging.getLogger("ttu.sim.terminal")
 
 
-class TerminalLife:
+class Terminal(Protocol):
+    """What this needs of ``runtime.terminal.Terminal`` (sim reaches the runtime only in runner.py)."""
+
+    async def run(self) -> None: ...
+
+
+T = TypeVar("T", bound=Terminal)
+
+
+class TerminalLife(Generic[T]):
     """Owns the running terminal (``terminal``, ``task``); ``on_boot`` hears of each new one."""
 
     def __init__(
         self,
-        make: Callable[[], Terminal],
+        make: Callable[[], T],
         *,
         clock: Clock,
         monitor: SimPowerMonitor,
         boot_s: float,
         world: World | None = None,
         cco: VirtualCco | None = None,
-        on_boot: Callable[[Terminal], None] | None = None,
+        on_boot: Callable[[T], None] | None = None,
     ) -> None:
         self._make = make
         self._clock = clock
@@ -132,11 +140,16 @@ class TerminalLife:
             self.on_boot(self.terminal)
 
     async def stop(self) -> None:
-        """End the run: the terminal and any pending death or boot."""
+        """End the run: the terminal and any pending death or boot. A terminal that died on its
+        own is the report's business (``SimRun.terminal_failure``), not raised here."""
         for task in [*self._work, *([self.task] if self.task is not None else [])]:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            try:
                 await task
+            except asyncio.CancelledError:
+                pass
+            except Exception as err:
+                log.debug("terminal task ended with %s", err)
         if self.down_since is not None and self._world is not None:
             self._world.events.append(
                 TruthEvent("terminal_down", "station", self._world.station_id, self.down_since, None)

@@ -19,8 +19,9 @@ from typing import Any
 
 from hal.errors import DeviceError, HalError
 from protocols.errors import ProtocolError
+from protocols.station import Meter
+from runtime.api import AppContext
 
-from .archive import MeterRecord
 from .events import EventTask
 from .plan import Plan, each_meter
 from .reader import MeterReader
@@ -29,7 +30,7 @@ MAX_METERS = 2000
 
 
 class ProbeTask:
-    def __init__(self, ctx: Any, plan: Plan, reader: MeterReader, events: EventTask) -> None:
+    def __init__(self, ctx: AppContext, plan: Plan, reader: MeterReader, events: EventTask) -> None:
         self._ctx = ctx
         self._plan = plan
         self._reader = reader
@@ -46,12 +47,12 @@ class ProbeTask:
         if len(meters) > MAX_METERS or not isinstance(records, bool):
             raise ValueError(f"acquisition/probe: at most {MAX_METERS} meters; records must be true or false")
         self.probes += 1
-        by_id = {m.id: m for m in self._plan.archive.meters}
+        by_id = {m.id: m for m in self._plan.model.meters}
         known = [by_id[m] for m in dict.fromkeys(meters) if m in by_id and self._plan.client(m) is not None]
         answered: list[str] = []
         silent: list[str] = []
 
-        async def one(meter: MeterRecord) -> None:
+        async def one(meter: Meter) -> None:
             ok = await self._ask(meter)
             (answered if ok else silent).append(meter.id)
             self._reader.health(meter, "probe", ok)
@@ -67,7 +68,7 @@ class ProbeTask:
             "unknown": unknown,
         }
 
-    async def _ask(self, meter: MeterRecord) -> bool:
+    async def _ask(self, meter: Meter) -> bool:
         client = self._plan.client(meter.id)
         if client is None:
             return False

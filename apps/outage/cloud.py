@@ -23,6 +23,7 @@ from typing import Any
 from protocols.cloud import CloudTools, StoredResult
 
 STREAM = "outage"
+ALL = 1_000_000_000  # every stored message: the list keeps the newest revision of each outage
 HIDDEN = ("merged", "retracted")
 FIELDS = ("id", "level", "target", "start", "end", "meters", "sources", "reported_at")
 
@@ -49,23 +50,25 @@ def outage_list(rows: Iterable[StoredResult]) -> list[dict[str, Any]]:
         if key not in newest or rev >= newest[key][0]:
             newest[key] = (rev, body)
     out = []
-    for _, body in newest.values():
-        if body.get("status") in HIDDEN:
+    for _, latest in newest.values():
+        if latest.get("status") in HIDDEN:
             continue
-        out.append(
-            {
-                "id": str(body["id"]),
-                "level": body.get("level"),
-                "target": body.get("target"),
-                "start": iso(body.get("start")),
-                "end": iso(body.get("end")),
-                "meters": list(body.get("meters") or []),
-                "sources": list(body.get("sources") or []),
-                "reported_at": iso(body.get("reported_at")),
-            }
-        )
+        out.append(_listed(latest))
     out.sort(key=lambda o: (o["start"] or "", o["reported_at"] or "", o["id"]), reverse=True)
     return out
+
+
+def _listed(body: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "id": str(body["id"]),
+        "level": body.get("level"),
+        "target": body.get("target"),
+        "start": iso(body.get("start")),
+        "end": iso(body.get("end")),
+        "meters": list(body.get("meters") or []),
+        "sources": list(body.get("sources") or []),
+        "reported_at": iso(body.get("reported_at")),
+    }
 
 
 def _duration(o: Mapping[str, Any]) -> str:
@@ -102,8 +105,8 @@ def register(sub: Any, tools: CloudTools) -> None:
     p.add_argument("--limit", type=int, default=None, help="at most N outages")
 
     def show(args: argparse.Namespace) -> int:
-        with tools.results(args) as reader:
-            outages = outage_list(reader.results(STREAM, terminal=args.terminal))
+        with tools.reader(args) as reader:
+            outages = outage_list(reader.results(STREAM, terminal=args.terminal, limit=ALL))
         if args.limit is not None:
             outages = outages[: max(0, args.limit)]
         if args.json:

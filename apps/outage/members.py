@@ -18,6 +18,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from protocols.station import StationModel
+
 Level = Literal["station", "phase", "branch", "box", "meter"]
 LEVELS: tuple[Level, ...] = ("station", "phase", "branch", "box", "meter")
 PHASES = ("A", "B", "C")
@@ -209,8 +211,33 @@ def from_records(
     )
 
 
+def from_station(model: StationModel) -> Members:
+    """``Members`` of the runtime's station model (``ctx.station.model``)."""
+    return from_records(
+        model.id or "station",
+        [
+            {
+                "id": m.id,
+                "address": m.address,
+                "phase": m.phase,
+                "branch": m.branch,
+                "box": m.box,
+                "kind": m.kind,
+                "port": m.transport,
+            }
+            for m in model.meters
+        ],
+        boxes=[{"id": b.id, "branch": b.branch, "terminal": b.terminal} for b in model.boxes],
+        branches=[
+            {"id": b.id, "parent": b.parent, "breaker": b.breaker, "monitor": b.monitor}
+            for b in model.branches
+        ],
+        devices=[{"id": d.id, "profile": d.profile, "branch": d.branch} for d in model.devices],
+    )
+
+
 def _opt(value: Any) -> str | None:
     return None if value is None or value == "" else str(value)
 
 
-__all__ = ["LEVELS", "PHASES", "Group", "Level", "Members", "MeterInfo", "from_records"]
+__all__ = ["LEVELS", "PHASES", "Group", "Level", "Members", "MeterInfo", "from_records", "from_station"]

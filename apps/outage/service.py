@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import tomllib
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,12 +22,13 @@ from typing import Any
 from hal.errors import CapabilityMissing, HalError
 from hal.interfaces import PowerMonitor
 from protocols.errors import ProtocolError
+from runtime.api import AppContext
 from runtime.errors import BusError, CapabilityError
 
 from .classify import ONGOING, Classifier, Outage, Settings, StepResult
 from .collect import Timing, Translator
 from .evidence import Evidence, Window
-from .members import Members, from_records
+from .members import Members, from_station
 
 STATE_KEY = "state"
 ALIVE_KEY = "alive_at"
@@ -41,7 +41,6 @@ STREAM = "outage"
 
 @dataclass(frozen=True, slots=True)
 class AppSettings:
-    station_file: Path
     classifier: Settings
     timing: Timing
     metrology_interval_s: float
@@ -50,10 +49,8 @@ class AppSettings:
 
     @classmethod
     def from_config(cls, config: dict[str, Any], root: Path) -> AppSettings:
-        station = Path(str(config["station_file"]))
         judgement = float(config["judgement_s"])
         return cls(
-            station_file=station if station.is_absolute() else root / station,
             classifier=Settings(
                 judgement_s=judgement,
                 settle_s=float(config["settle_s"]),
@@ -74,37 +71,14 @@ class AppSettings:
         )
 
 
-def load_members(path: Path) -> Members:
-    """The station model file (the format of ``protocols.station``, TOML) as supply groups."""
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return from_records("station", [])
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
-        raise ValueError(f"{path}: cannot read the station model: {err}") from err
-    head = data.get("station") if isinstance(data.get("station"), dict) else {}
-    assert isinstance(head, dict)
-    tables = {k: data.get(k) or [] for k in ("meters", "boxes", "branches", "devices")}
-    for key, rows in tables.items():
-        if not isinstance(rows, list) or not all(isinstance(r, dict) and "id" in r for r in rows):
-            raise ValueError(f"{path}: {key}: expected [[{key}]] tables with an id")
-    return from_records(
-        str(head.get("id") or "station"),
-        tables["meters"],
-        boxes=tables["boxes"],
-        branches=tables["branches"],
-        devices=tables["devices"],
-    )
-
-
 class OutageService:
     """One running outage app."""
 
-    def __init__(self, ctx: Any, settings: AppSettings, members: Members) -> None:
+    def __init__(self, ctx: AppContext, settings: AppSettings, members: Members) -> None:
         self._ctx = ctx
         self._s = settings
         self._log: logging.Logger = ctx.log
-        prefix = f"{ctx.terminal.id}-" if getattr(ctx, "terminal", None) is not None else ""
+        prefix = f"{ctx.terminal.id}-"
         self.classifier = Classifier(members, settings.classifier, new_id=self._new_id)
         self._prefix = prefix
         self.translator = Translator(members, settings.timing)
@@ -201,6 +175,15 @@ class OutageService:
                     self._log.warning("metrology unit: %s", err)
                 failing = True
             await clock.sleep(self._s.metrology_interval_s)
+
+    async def follow_station(self) -> None:
+        """A new station model (archive replaced, a correction confirmed): judge by it from now on."""
+        async with self._ctx.station.watch() as changes:
+            async for change in changes:
+                members = from_station(change.model if change.model is not None else self._ctx.station.model)
+                self.classifier.use(members)
+                self.translator.members = members
+                self._wake.set()
 
     async def heartbeat(self) -> None:
         while True:
@@ -305,9 +288,9 @@ class OutageService:
         self.feed(self.translator.probe_reply(reply, self._ctx.clock.now()))
 
 
-async def run_outage(ctx: Any, config: dict[str, Any]) -> None:
+async def run_outage(ctx: AppContext, config: dict[str, Any]) -> None:
     settings = AppSettings.from_config(config, ctx.terminal.root)
-    members = await asyncio.to_thread(load_members, settings.station_file)
+    members = from_station(ctx.station.model)
     service = OutageService(ctx, settings, members)
     await service.restore_state()
     booted_after = await ctx.store.get(ALIVE_KEY)
@@ -317,7 +300,7 @@ async def run_outage(ctx: Any, config: dict[str, Any]) -> None:
         len(members.meters),
         len(members.box_branch),
         len(members.branch_parent),
-        settings.station_file,
+        ctx.station.model.id or "no station model yet",
     )
     async with asyncio.TaskGroup() as tg:
 
@@ -342,8 +325,9 @@ async def run_outage(ctx: Any, config: dict[str, Any]) -> None:
         if settings.metrology_interval_s > 0:
             tg.create_task(service.poll_metrology(), name="outage-metrology")
         tg.create_task(service.heartbeat(), name="outage-heartbeat")
+        tg.create_task(service.follow_station(), name="outage-station")
         tg.create_task(service.judge(spawn), name="outage-judge")
         await ctx.ready()
 
 
-__all__ = ["AppSettings", "OutageService", "load_members", "run_outage"]
+__all__ = ["AppSettings", "OutageService", "run_outage"]

@@ -1,6 +1,6 @@
 """Random outage scenarios for a station area: what the outage app is judged on.
 
-Layer: sim, pure (no world, no clock): from the station model's tables (``sim.station_model``)
+Layer: sim, pure (no world, no clock): from the station model (``protocols.station``)
 and a seed, a scenario TOML with outages at every level -- station, phase, branch (a breaker
 trip or a cable cut), meter box, meter -- of random lengths, dips shorter than the judgement
 delay, prepaid relay trips (some inside an outage of their own box), and the knobs asked for
@@ -11,11 +11,12 @@ time for its restore and the meters' records. Same arguments -> same text.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
+
+from protocols.station import Meter, StationModel
 
 WEIGHTS = {"station": 0.08, "phase": 0.1, "branch": 0.27, "box": 0.3, "meter": 0.25}
 
@@ -32,13 +33,13 @@ class Knobs:
     relay_trips: int = 3
 
 
-def random_outage_scenario(model: Mapping[str, Any], *, seed: int, knobs: Knobs | None = None) -> str:
+def random_outage_scenario(model: StationModel, *, seed: int, knobs: Knobs | None = None) -> str:
     k = knobs or Knobs()
     rng = np.random.default_rng([seed, 0x0D7A])
-    customers = [m for m in model["meters"] if m.get("kind", "customer") == "customer" and m.get("box")]
-    boxes = sorted({m["box"] for m in customers})
-    branches = [b["id"] for b in model["branches"] if any(m.get("branch") == b["id"] for m in customers)]
-    phases = sorted({m["phase"] for m in customers if m.get("phase") in ("A", "B", "C")})
+    customers = [m for m in model.meters if m.kind == "customer" and m.box]
+    boxes = sorted({m.box for m in customers if m.box})
+    branches = [b.id for b in model.branches if any(m.branch == b.id for m in customers)]
+    phases = sorted({m.phase for m in customers if m.phase in ("A", "B", "C")})
     levels = [lv for lv in WEIGHTS if lv != "phase" or phases]
     weights = np.array([WEIGHTS[lv] for lv in levels])
     lines = [
@@ -78,13 +79,11 @@ def random_outage_scenario(model: Mapping[str, Any], *, seed: int, knobs: Knobs 
     for n in range(k.relay_trips):
         if n % 2 == 0 and outages:  # a prepaid trip inside an outage of its own group
             level, target, at, duration = outages[int(rng.integers(len(outages)))]
-            inside = [
-                m for m in customers if target in (m["id"], m.get("box"), m.get("branch"), m.get("phase"))
-            ]
-            meter = str((inside or customers)[int(rng.integers(len(inside or customers)))]["id"])
+            inside = [m for m in customers if target in (m.id, m.box, m.branch, m.phase)]
+            meter = (inside or customers)[int(rng.integers(len(inside or customers)))].id
             t_trip = at + duration * float(rng.uniform(0.2, 0.8))
         else:
-            meter = str(customers[int(rng.integers(len(customers)))]["id"])
+            meter = customers[int(rng.integers(len(customers)))].id
             t_trip = float(rng.uniform(k.first_s, end))
         lines += ["[[relay]]", f'meter = "{meter}"', 'action = "trip"', f'at = "{t_trip:.0f}s"', ""]
         if rng.random() < 0.5:
@@ -100,7 +99,7 @@ def _target(
     boxes: Sequence[str],
     branches: Sequence[str],
     phases: Sequence[str],
-    customers: Sequence[Mapping[str, Any]],
+    customers: Sequence[Meter],
 ) -> str:
     if level == "station":
         return "station"
@@ -110,7 +109,7 @@ def _target(
         return str(branches[int(rng.integers(len(branches)))])
     if level == "box":
         return str(boxes[int(rng.integers(len(boxes)))])
-    return str(customers[int(rng.integers(len(customers)))]["id"])
+    return customers[int(rng.integers(len(customers)))].id
 
 
 __all__ = ["WEIGHTS", "Knobs", "random_outage_scenario"]

@@ -27,6 +27,7 @@ from runtime.bus import Bus
 from runtime.container import AppContextFactory, NamespacedStore, Supervisor, TerminalInfo
 from runtime.container.supervisor import AppState
 from runtime.scheduler import Scheduler
+from runtime.station import StationService
 from runtime.store import Store
 from tests.apps._acquisition_rig import APPS_DIR, FakeUplink
 
@@ -45,6 +46,13 @@ breaker = "brk-F1"
 
 [[branches]]
 id = "F2"
+
+[[devices]]
+id = "brk-F1"
+profile = "breaker"
+port = "rs485-1"
+unit_id = 1
+branch = "F1"
 
 [[boxes]]
 id = "F1-X1"
@@ -191,6 +199,10 @@ async def rig(tmp_path: Path, config: dict[str, Any] | None = None) -> AsyncIter
         bus = Bus(clock=clock)
         scheduler = Scheduler(clock=clock, tz=TZ, state=NamespacedStore(store, "scheduler"))
         uplink = FakeUplink()
+        station = StationService(
+            store=store, bus=bus, clock=clock, file=tmp_path / "station.toml", send=uplink.send
+        )
+        await station.start()
         factory = AppContextFactory(
             clock=clock,
             bus=bus,
@@ -199,10 +211,10 @@ async def rig(tmp_path: Path, config: dict[str, Any] | None = None) -> AsyncIter
             uplinks=lambda name: uplink,  # type: ignore[arg-type,return-value]
             hal=FakeHal(power, metrology),  # type: ignore[arg-type]
             terminal=TerminalInfo(id="TTU-T", tz=TZ, root=tmp_path),
+            station=station,
         )
         supervisor = Supervisor(clock=clock, bus=bus, context_factory=factory)
         cfg = {
-            "station_file": "station.toml",
             "probe": False,
             "settle_s": 30.0,
             "metrology_interval_s": 1.0,
