@@ -39,7 +39,12 @@ class Errors:
 
 
 def station_inputs(
-    source: str, *, seed: int = 1, errors: Errors = Errors(), days: float = 1.0, replicas: int = 1,  # noqa: B008
+    source: str,
+    *,
+    seed: int = 1,
+    errors: Errors = Errors(),
+    days: float = 1.0,
+    replicas: int = 1,
 ) -> tuple[Inputs, Truth]:
     """Inputs and ground truth for ``days`` of ``source`` (``replicas`` copies of its feeders in
     parallel below its one transformer: one electrical network)."""
@@ -54,8 +59,16 @@ def station_inputs(
     # the neighbour: another network on the same MV supply
     nb = load_network("ieee-eu-lv", seed=seed + 7)
     nb_prof = build_profiles(nb, start=START, steps=steps + 1, seed=seed + 7, pv_share=0.0)
-    nb_prof = type(nb_prof)(nb_prof.start, nb_prof.step_s, nb_prof.p_kw, nb_prof.q_kvar, prof.mv_pu[: nb_prof.steps],
-                            nb_prof.load_kw, nb_prof.pv_kw, nb_prof.prosumer)  # fmt: skip
+    nb_prof = type(nb_prof)(
+        nb_prof.start,
+        nb_prof.step_s,
+        nb_prof.p_kw,
+        nb_prof.q_kvar,
+        prof.mv_pu[: nb_prof.steps],
+        nb_prof.load_kw,
+        nb_prof.pv_kw,
+        nb_prof.prosumer,
+    )
     nb_hz = solve(nb, nb_prof)
 
     devices: list[str] = []
@@ -168,11 +181,30 @@ def station_inputs(
         elif i in bad_bx and len(boxes_of[b_true]) > 1:
             x = str(rng.choice([c for c in boxes_of[b_true] if c != x_true]))
             wrong.setdefault(ids[i], []).append("box")
-        meters.append(MeterInfo(ids[i], f"01{i + 1:010d}", "hplc" if hplc[i] else "rs485", Fact(p), Fact(b), Fact(x),
-                                cco_phase=p_true if hplc[i] else None, in_cco_network=True if hplc[i] else None))  # fmt: skip
+        meters.append(
+            MeterInfo(
+                ids[i],
+                f"01{i + 1:010d}",
+                "hplc" if hplc[i] else "rs485",
+                Fact(p),
+                Fact(b),
+                Fact(x),
+                cco_phase=p_true if hplc[i] else None,
+                in_cco_network=True if hplc[i] else None,
+            )
+        )
     for j, fid in enumerate(foreign_ids):
         b = str(rng.choice([c for c in branches if boxes_of.get(c)]))
-        meters.append(MeterInfo(fid, f"88{j + 1:010d}", "rs485", Fact(PHASES[j % 3]), Fact(b), Fact(str(rng.choice(boxes_of[b])))))
+        meters.append(
+            MeterInfo(
+                fid,
+                f"88{j + 1:010d}",
+                "rs485",
+                Fact(PHASES[j % 3]),
+                Fact(b),
+                Fact(str(rng.choice(boxes_of[b]))),
+            )
+        )
     unknown = tuple(UnknownNode(f"01{i + 1:010d}", PHASES[ph[i]], ids[i]) for i in sorted(missing))
     # signature current along the true path
     unit_ids = list(units.values()) + list(terminals.values())
@@ -180,7 +212,11 @@ def station_inputs(
     for i in listed:
         path = {units[a] for a in ancestors(cust_branch[i], parent) if a in units} | {terminals[cust_box[i]]}
         for shot in range(errors.injections):
-            heard = tuple(u for u in unit_ids if rng.random() < ((1 - errors.miss_rate) if u in path else errors.crosstalk_rate))
+            heard = tuple(
+                u
+                for u in unit_ids
+                if rng.random() < ((1 - errors.miss_rate) if u in path else errors.crosstalk_rate)
+            )
             detections.append(Detection(ids[i], START + 3600 * (1 + shot), heard, tuple(unit_ids)))
     for fid in foreign_ids:
         for shot in range(errors.injections):
@@ -189,10 +225,18 @@ def station_inputs(
     inputs = Inputs(
         meters=tuple(meters),
         branches=tuple(BranchInfo(b, parent[b], units.get(b)) for b in branches),
-        boxes=tuple(BoxInfo(x, next(cust_branch[i] for i in range(n) if cust_box[i] == x), terminals.get(x)) for x in sorted(set(cust_box))),
-        curves=curves, transformer_energy=trafo_e, transformer_voltage=hz.trafo_v[: steps + 1],
-        detections=tuple(detections), unknown_nodes=unknown, miss_rate=errors.miss_rate, crosstalk_rate=errors.crosstalk_rate,
-    )  # fmt: skip
+        boxes=tuple(
+            BoxInfo(x, next(cust_branch[i] for i in range(n) if cust_box[i] == x), terminals.get(x))
+            for x in sorted(set(cust_box))
+        ),
+        curves=curves,
+        transformer_energy=trafo_e,
+        transformer_voltage=hz.trafo_v[: steps + 1],
+        detections=tuple(detections),
+        unknown_nodes=unknown,
+        miss_rate=errors.miss_rate,
+        crosstalk_rate=errors.crosstalk_rate,
+    )
     truth = Truth(
         phase={ids[i]: PHASES[ph[i]] for i in range(n)},
         branch={ids[i]: cust_branch[i] for i in range(n)},

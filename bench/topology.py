@@ -124,8 +124,8 @@ class Score:
 
 def score(inputs: Inputs, truth: Truth, res: TopologyResult, *, cpu_s: float, peak_mb: float) -> Score:
     ours = [m for m in res.meters if m.meter_id not in truth.foreign]
-    correct = {d: 0 for d in DIMENSIONS}
-    unresolved = {d: 0 for d in DIMENSIONS}
+    correct = dict.fromkeys(DIMENSIONS, 0)
+    unresolved = dict.fromkeys(DIMENSIONS, 0)
     wrong: dict[str, list[str]] = {d: [] for d in DIMENSIONS}
     for m in ours:
         for d in DIMENSIONS:
@@ -139,7 +139,9 @@ def score(inputs: Inputs, truth: Truth, res: TopologyResult, *, cpu_s: float, pe
     flagged = {m.meter_id for m in res.meters if m.status == "foreign"}
     found = {m.address for m in res.missing if m.address}
     base = baseline(inputs)
-    hits = {d: sum(1 for m in ours if base[m.meter_id][d] == getattr(truth, d)[m.meter_id]) for d in DIMENSIONS}
+    hits = {
+        d: sum(1 for m in ours if base[m.meter_id][d] == getattr(truth, d)[m.meter_id]) for d in DIMENSIONS
+    }
     return Score(
         meters=len(ours),
         correct=correct,

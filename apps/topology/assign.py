@@ -287,10 +287,10 @@ def shared_loss(b: Balance, labels: IArray, k: int) -> FArray:
     r = _flat(b.targets - pred).ravel()
     x = np.stack([y2, np.ones_like(y2)], axis=1)
     w = np.ones_like(r)
-    coef = np.zeros(2)
+    coef: FArray = np.zeros(2)
     for _ in range(12):
         sw = np.sqrt(w)
-        coef = np.linalg.lstsq(x * sw[:, None], r * sw, rcond=None)[0]
+        coef = np.asarray(np.linalg.lstsq(x * sw[:, None], r * sw, rcond=None)[0], dtype=np.float64)
         if coef[0] < 0 or coef[1] < 0:  # on the boundary: each alone, non-negative
             options = []
             for j in (0, 1):
@@ -521,19 +521,19 @@ def _best_swap(
     fed = np.zeros(k, dtype=bool)
     for st in states:
         fed |= st.b.incidence.any(axis=1)
-    for a in np.nonzero(~fed)[0]:
-        sunk = np.nonzero(labels == a)[0]
+    for sink in (int(x) for x in np.nonzero(~fed)[0]):
+        sunk = np.nonzero(labels == sink)[0]
         if not len(sunk) or favoured is None:
             continue
         wanted: set[int] = set()
-        for i in sunk:
-            for b in favoured[i]:
-                if b != a and np.isfinite(total[i, b]) and b not in top[i]:
-                    buckets.setdefault((int(a), int(b)), []).append(int(i))
-                    wanted.add(int(b))
-        for i in np.nonzero(np.isin(labels, sorted(wanted)))[0]:
-            if np.isfinite(total[i, a]) and a not in top[i]:
-                buckets.setdefault((int(labels[i]), int(a)), []).append(int(i))
+        for i in sunk.tolist():
+            for fav in (int(x) for x in favoured[i]):
+                if fav != sink and np.isfinite(total[i, fav]) and fav not in top[i]:
+                    buckets.setdefault((sink, fav), []).append(int(i))
+                    wanted.add(fav)
+        for i in np.nonzero(np.isin(labels, sorted(wanted)))[0].tolist():
+            if np.isfinite(total[i, sink]) and sink not in top[i]:
+                buckets.setdefault((int(labels[i]), sink), []).append(int(i))
     best = (-np.inf, -1, -1)
     for (a, b), members in buckets.items():
         if a >= b or (b, a) not in buckets:

@@ -121,11 +121,20 @@ def split(problem: assign.Problem, i: int, since: int, points: int) -> assign.Pr
         groups = None if b.groups is None else np.concatenate([b.groups, b.groups[i : i + 1]])
         balances.append(
             assign.Balance(
-                b.name, series, b.targets, b.incidence, groups=groups, fixed=b.fixed, partition=b.partition, partition_of=b.partition_of,
-                sigma_floor=b.sigma_floor, relative_floor=b.relative_floor, residual_model=b.residual_model,
+                b.name,
+                series,
+                b.targets,
+                b.incidence,
+                groups=groups,
+                fixed=b.fixed,
+                partition=b.partition,
+                partition_of=b.partition_of,
+                sigma_floor=b.sigma_floor,
+                relative_floor=b.relative_floor,
+                residual_model=b.residual_model,
                 one_sided=b.one_sided,
             )
-        )  # fmt: skip
+        )
     evidence = np.concatenate([problem.evidence, problem.evidence[i : i + 1]], axis=0)
     return assign.Problem(tuple(balances), evidence)
 

@@ -237,7 +237,10 @@ class Decided:
 
 
 def _decide(
-    labels: tuple[str, ...], sol: assign.Solution, parts: dict[str, FArray], problem: assign.Problem | None = None
+    labels: tuple[str, ...],
+    sol: assign.Solution,
+    parts: dict[str, FArray],
+    problem: assign.Problem | None = None,
 ) -> Decided:
     conf = softmax_confidence(sol.score)[np.arange(len(sol.labels)), sol.labels]
     return Decided(labels, sol.labels, conf, {**parts, **sol.balance_scores}, sol, problem)
@@ -271,7 +274,9 @@ def identify_branches(inputs: Inputs, frame: Frame, previous: Decided | None = N
         y = np.stack([_unit_energy(inputs, frame, u) for u in units], axis=1)[:, None, :]
         tops = [b for b in frame.branch_ids if frame.parent.get(b) is None]
         partition = bool(tops) and all(b in frame.unit_of_branch for b in tops)
-        top_units = tuple(sorted({units.index(frame.unit_of_branch[b]) for b in tops if b in frame.unit_of_branch}))
+        top_units = tuple(
+            sorted({units.index(frame.unit_of_branch[b]) for b in tops if b in frame.unit_of_branch})
+        )
         balances.append(
             assign.Balance(
                 "branch_units", np.where(frame.has_data, frame.energy, 0.0), y, on_path, partition=partition,
@@ -592,11 +597,19 @@ def _signature_places(inputs: Inputs, frame: Frame) -> tuple[FArray, FArray]:
         path = {upos[frame.terminal_of_box[x]]} if x in frame.terminal_of_box else set()
         if b is not None:
             boxed.add(b)
-            path |= {upos[frame.unit_of_branch[a]] for a in ancestors(b, frame.parent) if a in frame.unit_of_branch}
+            path |= {
+                upos[frame.unit_of_branch[a]] for a in ancestors(b, frame.parent) if a in frame.unit_of_branch
+            }
         paths.append(path)
     for b in frame.branch_ids:
         if b not in boxed:
-            paths.append({upos[frame.unit_of_branch[a]] for a in ancestors(b, frame.parent) if a in frame.unit_of_branch})
+            paths.append(
+                {
+                    upos[frame.unit_of_branch[a]]
+                    for a in ancestors(b, frame.parent)
+                    if a in frame.unit_of_branch
+                }
+            )
     on_path = np.zeros((len(paths) + 1, len(units)))
     for r, path in enumerate(paths):
         on_path[r, sorted(path)] = 1.0

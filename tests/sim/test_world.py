@@ -89,11 +89,16 @@ def test_truth_conserves_energy_and_is_deterministic(tmp_path: Path) -> None:
     assert trafo > 0 and abs(trafo - cust - loss) / trafo < 0.001
     assert len({r["timestamp"] for r in rows(t / "intervals.csv")}) == 8
     topo = rows(t / "topology.csv")
-    assert len([r for r in topo if r["meter_id"].startswith("m-")]) == 110  # 2 x 55 customers
+    own = [r for r in topo if r["meter_id"].startswith("m-") and r["area"] == "own"]
+    assert len(own) == 110  # 2 x 55 customers
+    # the scenario's foreign meters: listed by us, fed by the neighbouring station area
+    assert len([r for r in topo if r["area"] == "neighbour" and r["archived"] == "1"]) == 2
     assert {r["meter_id"] for r in topo if r["meter_id"].startswith("bt-")} == {"bt-F2-X01", "bt-F4-X01"}
     # branch units and the assessment meter (总表, at the transformer) have no box
     assert all(
-        r["box"] for r in topo if not r["meter_id"].startswith("bu-") and r["meter_id"] != "assessment"
+        r["box"]
+        for r in topo
+        if not r["meter_id"].startswith("bu-") and r["meter_id"] != "assessment" and r["area"] == "own"
     )
     assert [r["branch"] for r in topo if r["meter_id"] == "assessment"] == [""]
     by_channel = {r["meter_id"]: r["channel"] for r in topo}
@@ -168,7 +173,7 @@ def test_relay_trip_takes_load_out_of_physics_and_close_restores(tmp_path: Path)
     trips = [r for r in rows(tmp_path / "events.csv") if r["kind"] == "relay_trip"]
     assert trips == [
         {"kind": "relay_trip", "scope": "meter", "target": "m-0005", "start": "2024-06-01T00:15:00Z",
-         "end": "2024-06-01T01:00:00Z"}
+         "end": "2024-06-01T01:00:00Z", "meters": "m-0005"}
     ]  # fmt: skip
 
 
