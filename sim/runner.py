@@ -24,12 +24,14 @@ from base.clock import LoopClock
 from runtime.config import AppConfig, Board, load_board, load_credentials
 from runtime.errors import BusError, ConfigError
 from runtime.terminal import Terminal
+from sim.billing import BillingDriver, LedgerArchive, Party, write_keys
 from sim.broker import BrokerError, EmbeddedBroker
 from sim.cloud.simclock import publish_beacons
 from sim.cloud.stub import CloudStub
 from sim.devices.station import FieldDevices, IoSlot, attach, build_devices, fitted_ct
 from sim.hplc.cco import VirtualCco
 from sim.hplc.serve import serve_cco
+from sim.scenarios import Billing as BillingScenario
 from sim.scenarios import load_scenario
 from sim.station import Station, build_station
 from sim.truth import write_truth
@@ -110,6 +112,8 @@ class SimRun:
     devices: FieldDevices | None = None  # metrology unit and Modbus devices (sim/devices)
     hplc: VirtualCco | None = None  # the virtual CCO behind sim:hplc, when there are HPLC meters
     notes: list[str] = dataclasses.field(default_factory=list)  # departures from the board, said once
+    billing: BillingDriver | None = None  # the simulated utility and bank (billing app enabled)
+    ledger_archive: LedgerArchive | None = None
 
     @property
     def mode(self) -> str:
@@ -220,6 +224,12 @@ def _with_workdir(
     if "acquisition" in apps:
         app = apps["acquisition"]
         apps["acquisition"] = dataclasses.replace(app, config={**app.config, "archive": str(archive)})
+    if "billing" in apps:  # the customers of this run, the terminal's signing key in the run folder
+        app = apps["billing"]
+        key = str(workdir / "billing" / "terminal.key")
+        apps["billing"] = dataclasses.replace(
+            app, config={"terminal_key": key, **app.config, "archive": str(archive)}
+        )
     isolated = sorted(name for name, app in apps.items() if app.enabled and app.isolated)
     if in_process and isolated:
         for name in isolated:
@@ -375,6 +385,7 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
         if world is not None:
             run.truth_dir = options.truth_dir or options.workdir / "truth"
         world_task = None if world is None else asyncio.create_task(world.run(clock), name="sim-world")
+        billing_tasks = _billing(run, run_board, world)
         task = asyncio.create_task(terminal.run(), name="terminal")
         beacon = asyncio.create_task(
             publish_beacons(cloud, clock, speed=run.achieved_speed if options.virtual else None),
@@ -391,11 +402,30 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
             if world is not None and run.truth_dir is not None:
                 end = clock.now() if options.duration_s is None else world.start + options.duration_s
                 write_truth(world, run.truth_dir, end=min(end, clock.now() + 1.0))
-            for t in (beacon, task, world_task):
+            for t in (beacon, task, world_task, *billing_tasks):
                 if t is not None:
                     t.cancel()
                     with contextlib.suppress(asyncio.CancelledError):
                         await t
+
+
+def _billing(run: SimRun, board: Board, world: World | None) -> list[asyncio.Task[None]]:
+    """The simulated utility and bank, when the board runs the billing app (``sim.billing``)."""
+    app = board.apps.get("billing")
+    if app is None or not app.enabled:
+        return []
+    write_keys(run.options.workdir / "keys")
+    skip = ("branch-unit", "box-terminal")
+    customers = {m.id: m.customer.id for m in run.station.meters if m.customer.tariff not in skip}
+    party = Party(board.terminal.id, customers, run.clock.now(), board.terminal.tz)
+    scenario = world.scenario.billing if world is not None else BillingScenario()
+    run.billing = BillingDriver(run.cloud, run.clock, party, scenario)
+    run.ledger_archive = archive = LedgerArchive(run.cloud, run.clock)
+    run.cloud.listen("billing", archive.on_message)
+    return [
+        asyncio.create_task(run.billing.run(), name="sim-billing-parties"),
+        asyncio.create_task(archive.run(), name="sim-billing-archive"),
+    ]
 
 
 def _hplc_meters(options: SimOptions) -> int:

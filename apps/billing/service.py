@@ -8,7 +8,8 @@ Layer: apps (billing). Uses only its context. What it does:
 * at start, takes the daily freezes the store already holds (missed while billing was down);
 * serves the party commands: ``billing.contract``, ``billing.topup``, ``billing.keep_power``
   (signed documents, see ``protocols.billing``), ``billing.archived`` (the master station
-  archived the ledger up to a seq), ``billing.status``, ``billing.audit``;
+  archived the ledger up to a seq), ``billing.resend`` (it misses records from a seq on),
+  ``billing.status``, ``billing.audit``;
 * daily at ``daily_at``: closes what is due, reconciles yesterday, checkpoints and signs the
   Merkle root; hourly a sweep; every ``observe_interval_s`` reads back relays waiting for the
   customer's button;
@@ -170,6 +171,7 @@ class BillingService:
         uplink.register_command("billing.topup", self._cmd(self.engine.topup))
         uplink.register_command("billing.keep_power", self._cmd(self.engine.keep_power))
         uplink.register_command("billing.archived", self._archived)
+        uplink.register_command("billing.resend", self._resend)
         uplink.register_command("billing.status", self._status_cmd)
         uplink.register_command("billing.audit", self._audit)
         scheduler = self.ctx.scheduler
@@ -198,6 +200,12 @@ class BillingService:
         if not isinstance(seq, int) or not isinstance(digest, str):
             raise ValueError("billing.archived: expected {seq: int, hash: str}")
         return {"archived_seq": await self.engine.archived(seq, digest)}
+
+    async def _resend(self, args: dict[str, Any]) -> dict[str, Any]:
+        start = args.get("from")
+        if not isinstance(start, int) or start < 1:
+            raise ValueError("billing.resend: expected {from: seq >= 1}")
+        return {"resending_after": await self.uplink.rewind(start - 1)}
 
     async def _audit(self, args: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = (await self.engine.audit()).to_json()

@@ -5,7 +5,10 @@ as ``uplinked_seq``) and sends them on stream ``billing`` as ``{"type": "ledger"
 [...], "head": {...}}`` messages of at most ``max_bytes`` each, through the durable outbox.
 A crash between queuing and remembering sends some records twice; the master station keys them
 by seq and hash. The station acknowledges what it archived with command ``billing.archived``;
-only then may the store prune them. Must not decide anything about billing.
+only then may the store prune them. A station that finds a gap in what it received asks for the
+records again from a seq (command ``billing.resend``, ``rewind``): the uplink's outbox being
+durable is not enough when a message is lost after the broker took it. Must not decide anything
+about billing.
 """
 
 from __future__ import annotations
@@ -41,6 +44,14 @@ class LedgerUplink:
         self._terminal = terminal
         self._wake = asyncio.Event()
         self.sent = 0
+
+    async def rewind(self, seq: int) -> int:
+        """Send again every record after ``seq`` (not before what is still kept here)."""
+        state = await self._ledger.state()
+        after = max(min(seq, int(await self._kv.get(KEY, 0))), state.base_seq)
+        await self._kv.set(KEY, after)
+        self.poke()
+        return after
 
     def poke(self) -> None:
         """Something was appended: send it (called after every append)."""

@@ -6,7 +6,7 @@ commands. No MQTT client, no I/O.
 Topics (``T`` = terminal id, ``S`` = stream name)::
 
     ttu/T/up/S          terminal -> cloud   an UpBatch of one stream, QoS 1
-                        streams: readings, events, status, alarms, apps, jobs, reply
+                        streams: readings, events, status, alarms, apps, jobs, reply, billing
     ttu/T/state         terminal -> cloud   retained "online"/"offline" (offline is the will)
     ttu/T/down/cmd      cloud -> terminal   a Command, QoS 1
     ttu/T/down/chunk    cloud -> terminal   a Chunk of an app package, QoS 1 (HMAC like commands)

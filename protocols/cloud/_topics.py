@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from protocols.errors import ProtocolError
 
 ROOT = "ttu"
-STREAMS = ("readings", "events", "status", "alarms", "apps", "jobs", "reply")
+STREAMS = ("readings", "events", "status", "alarms", "apps", "jobs", "reply", "billing")
 
 
 def _check_id(terminal: str) -> str:

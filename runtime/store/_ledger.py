@@ -114,13 +114,16 @@ class Ledger:
             self._idle.clear()
             batch, self._pending = self._pending, []
             work = self._store._submit(self._store._write, partial(self._write_batch, batch))
-            work.add_done_callback(partial(self._settle, batch))
             try:
                 await asyncio.shield(work)
             except BaseException:
                 if not work.done():  # we were cancelled: the batch still settles when it is done
+                    work.add_done_callback(partial(self._settle, batch))
                     work.add_done_callback(lambda _: self._release())
                     raise
+            # settle here, not in a done callback: on a loop whose executor jobs complete at once
+            # (sim.vloop) the await above does not yield, and this caller must see its result now
+            self._settle(batch, work)
             self._release()
         return future.result()
 
