@@ -147,6 +147,29 @@ class CarrierEvent:
     extra: dict[str, object] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class NetworkNode:
+    """A node of the carrier network as the module reports it (Q/GDW 1376.2 AFN10 F21): every
+    STA that joined, archived or not."""
+
+    address: str
+    tei: int
+    proxy_tei: int  # the node it reaches the CCO through
+    level: int  # relay level (0 = the CCO)
+    role: int  # 1 STA, 2 proxy (PCO), 4 CCO in the module's coding
+
+
+@dataclass(frozen=True, slots=True)
+class NodePhase:
+    """A node's phase as the module found it by zero-crossing (Q/GDW 1376.2 AFN10 F31)."""
+
+    address: str
+    phases: str  # "A" | "B" | "C" | "ABC" ..., "" when not identified yet
+    three_phase: bool
+    line_abnormal: bool  # missing phase, reverse sequence, line/neutral swapped
+    sequence: str  # a three-phase meter's phase sequence ("ABC", "ACB", ...)
+
+
 @runtime_checkable
 class CarrierModule(Protocol):
     """The HPLC carrier module (CCO), driven over Q/GDW 1376.2 by ``hal.hplc``.
@@ -169,6 +192,14 @@ class CarrierModule(Protocol):
     async def broadcast(self, frame: bytes) -> None: ...
 
     def events(self) -> AsyncIterator[CarrierEvent]: ...
+
+    async def network(self) -> tuple[NetworkNode, ...]:
+        """Every node of the carrier network (AFN10 F21), the CCO itself left out."""
+        ...
+
+    async def phases(self) -> tuple[NodePhase, ...]:
+        """Every node's phase (AFN10 F31), the CCO itself left out."""
+        ...
 
 
 @runtime_checkable
@@ -202,6 +233,8 @@ __all__ = [
     "HalClock",
     "Metrology",
     "MetrologySnapshot",
+    "NetworkNode",
+    "NodePhase",
     "Parity",
     "PhaseValues",
     "Priority",

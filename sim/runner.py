@@ -28,7 +28,7 @@ from sim.billing import BillingDriver, LedgerArchive, Party, write_keys
 from sim.broker import BrokerError, EmbeddedBroker
 from sim.cloud.simclock import publish_beacons
 from sim.cloud.stub import CloudStub
-from sim.devices.station import FieldDevices, IoSlot, attach, build_devices, fitted_ct
+from sim.devices.station import FieldDevices, IoSlot, attach, build_devices
 from sim.hplc.cco import VirtualCco
 from sim.hplc.serve import serve_cco
 from sim.scenarios import Billing as BillingScenario
@@ -244,8 +244,8 @@ def _with_workdir(
 def _field_devices(board: Board, station: Station, world: World | None) -> FieldDevices:
     """The metrology unit and the Modbus devices on the first port with role "breakers".
 
-    Under a scenario's wrong-CT fault the unit measures with the CT really fitted while the
-    terminal multiplies by the board's ratio (``fitted_ct``). Without a world (the synthetic
+    The unit's CT is the board's (a scenario's wrong CT is the assessment meter's archive
+    ratio, ``sim.world``; the terminal's own unit stays right). Without a world (the synthetic
     station) there are no branches: one main breaker and a constant transformer load. Every
     enabled ``modbus-rtu`` slot with a ``sim:`` device gets I/O modules at its unit ids, served
     on a pty of its own (``FieldDevices.serve``), so ``BoardHal`` finds ``sim:<name>`` there.
@@ -253,16 +253,12 @@ def _field_devices(board: Board, station: Station, world: World | None) -> Field
     breakers = board.rs485_with_role("breakers")
     node = board.metrology if board.metrology is not None and board.metrology.enabled else None
     ct = node.ct_ratio if node is not None else 1.0
-    tr = world.scenario.transformer if world is not None else None
     return build_devices(
         station=station,
         world=world,
         port=breakers[0].name if breakers else None,
         ct_ratio=ct,
         pt_ratio=node.pt_ratio if node is not None else 1.0,
-        ct_ratio_actual=None
-        if tr is None
-        else fitted_ct(ct, actual=tr.ct_ratio_actual, configured=tr.ct_ratio_configured),
         metrology=node is not None,
         metrology_settings=node.settings if node is not None else None,
         io_slots=_io_slots(board),

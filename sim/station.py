@@ -172,14 +172,15 @@ def assign_protocols(station: Station, *, dlt698_share: float, seed: int) -> Non
     """Make about ``dlt698_share`` of the household meters DL/T 698.45, drawn from ``seed``.
 
     Its own random stream, so addresses, phases and profiles do not change with the share.
-    Branch units (customer tariff "branch-unit") keep DL/T 645.
+    Branch units and the assessment meter (customer tariff "branch-unit", "assessment") keep
+    DL/T 645.
     """
     if not 0.0 <= dlt698_share <= 1.0:
         raise ValueError(f"dlt698_share must be within 0..1, got {dlt698_share}")
     rng = np.random.default_rng([seed, 698])
     for m in station.meters:
         draw = rng.random()
-        if m.customer.tariff != "branch-unit":
+        if m.customer.tariff not in ("branch-unit", "assessment"):
             m.protocol = "dlt698" if draw < dlt698_share else "dlt645"
 
 

@@ -11,6 +11,14 @@ under the one transformer. Each replica is solved on its own, so a replica's vol
 others' load on the transformer impedance; energies, losses and conservation are exact per replica.
 Replica r > 1 prefixes branch and box names with ``R<r>-``.
 
+Assessment meter (总表): a CT-connected three-phase DL/T 645 meter at the transformer LV side
+(device ``assessment``), on the last bus with the branch units. Its registers count *secondary*
+energy: the transformer's primary energy divided by the CT really fitted; the archive records
+the CT the utility believes is fitted (``World.assessment_ct``). A scenario's ``[transformer]``
+``ct_ratio_actual`` / ``ct_ratio_configured`` makes them differ (the classic wrong 倍率, GRID.md
+§2); the terminal's own metrology unit keeps its right ratio. ``[grid]`` scales demand and line
+lengths so technical loss reaches a Chinese feeder's few percent.
+
 HPLC: ``hplc_meters`` N moves N seeded customers' meters (both DL/T 645 and 698.45) from the
 RS-485 buses behind the virtual CCO (``Station.hplc``, archive port "hplc"). Every change of
 their supply -- scenario outages at any level, a branch breaker opening (``sim.devices``), and
@@ -186,19 +194,70 @@ class BoxProfile:
         return float(self.voltage_v_array(np.array([t]), phase)[0])
 
 
+@dataclass(slots=True)
+class TransformerProfile:
+    """The transformer LV side as the 总表's CT secondary sees it: every replica's flow / CT."""
+
+    replicas: list[Replica]
+    ct_fitted: float
+
+    def power_kw_array(self, t: FloatArray) -> FloatArray:
+        return (
+            sum(  # type: ignore[return-value]
+                r.horizon.trafo_p[r.steps_of(np.asarray(t))].sum(axis=1) for r in self.replicas
+            )
+            / self.ct_fitted
+        )
+
+    def reactive_kvar_array(self, t: FloatArray) -> FloatArray:
+        return (
+            sum(  # type: ignore[return-value]
+                r.horizon.trafo_q[r.steps_of(np.asarray(t))].sum(axis=1) for r in self.replicas
+            )
+            / self.ct_fitted
+        )
+
+    def voltage_v_array(self, t: FloatArray, phase: str = "A") -> FloatArray:
+        ph = "ABC".index(phase) if phase in ("A", "B", "C") else 0
+        rep = self.replicas[0]
+        return rep.horizon.trafo_v[rep.steps_of(np.asarray(t)), ph]
+
+    def power_kw(self, t: float) -> float:
+        return float(self.power_kw_array(np.array([t]))[0])
+
+    def reactive_kvar(self, t: float) -> float:
+        return float(self.reactive_kvar_array(np.array([t]))[0])
+
+    def voltage_v(self, t: float, phase: str = "A") -> float:
+        return float(self.voltage_v_array(np.array([t]), phase)[0])
+
+
+#: IEC 61869-2 / GB/T 20840.2 rated primary currents (A) of the LV CTs an assessment meter uses
+CT_PRIMARY_A = (50, 75, 100, 150, 200, 250, 300, 400, 500, 600, 750, 800, 1000, 1200, 1500, 2000, 2500, 3000)
+ASSESSMENT_ID = "assessment"
+
+
+def assessment_ct(rating_kva: float, vn_lv_kv: float) -> float:
+    """The CT ratio (primary / 5 A) sized to the transformer's rated LV current."""
+    rated = rating_kva / (math.sqrt(3.0) * vn_lv_kv)
+    return next((a for a in CT_PRIMARY_A if a >= rated), CT_PRIMARY_A[-1]) / 5.0
+
+
 # -- the world ------------------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
 class WorldMeter:
-    """A device of the world: a customer meter (``customer >= 0``) or a branch unit."""
+    """A device of the world: a customer meter (``customer >= 0``), a branch unit, a box
+    terminal or the assessment meter (``kind``)."""
 
     id: str
     replica: Replica
-    customer: int  # index in the replica's network, -1 for a branch unit
-    branch: str  # full name (with replica prefix)
+    customer: int  # index in the replica's network, -1 for the other kinds
+    branch: str  # full name (with replica prefix); empty for the assessment meter
     box: str
     station_meter: StationMeter
+    kind: str = "customer"  # customer | branch_unit | box_terminal | assessment
 
     @property
     def meter(self) -> VirtualMeter:
@@ -247,6 +306,8 @@ class World:
     _seq: int = 0
     _supply_hooks: list[SupplyHook] = field(default_factory=list)
     _supplied: dict[str, bool] = field(default_factory=dict)  # HPLC meter id -> last state told
+    #: the 总表's CT: (fitted, recorded in the archive); they differ under a wrong-CT scenario
+    assessment_ct: tuple[float, float] = (1.0, 1.0)
 
     def hplc_meters(self) -> list[WorldMeter]:
         return [m for m in self.meters.values() if m.channel == "hplc"]
@@ -284,10 +345,15 @@ class World:
         return [m for m in self.meters.values() if m.customer >= 0]
 
     def branch_units(self) -> list[WorldMeter]:
-        return [m for m in self.meters.values() if m.customer < 0 and not m.box]
+        return [m for m in self.meters.values() if m.kind == "branch_unit"]
 
     def box_terminals(self) -> list[WorldMeter]:
-        return [m for m in self.meters.values() if m.customer < 0 and m.box]
+        return [m for m in self.meters.values() if m.kind == "box_terminal"]
+
+    @property
+    def assessment(self) -> WorldMeter | None:
+        """The assessment meter (总表), if the world has one."""
+        return self.meters.get(ASSESSMENT_ID)
 
     # -- run time -------------------------------------------------------------------------------
     def apply_due(self, now: float) -> None:
@@ -356,7 +422,7 @@ def build_world(
         raise ConfigError("buses", f"need distinct bus names, got {buses!r}")
     if customers_scale < 1:
         raise ConfigError("--customers-scale", f"must be at least 1, got {customers_scale}")
-    nw = load_network(network, seed=seed)
+    nw = load_network(network, seed=seed, line_scale=scenario.grid.line_scale)
     h_start = math.floor(start / STEP_S) * STEP_S
     span = (duration_s if duration_s is not None else LIVE_HORIZON_S) + HORIZON_MARGIN_S
     steps = math.ceil((start + span - h_start) / STEP_S)
@@ -381,6 +447,7 @@ def build_world(
     )
     _add_meters(world, buses, start=start, seed=seed)
     _add_box_terminals(world, buses[-1], start=start, seed=seed)
+    _add_assessment(world, buses[-1], start=start, seed=seed)
     assign_protocols(world.station, dlt698_share=0.1, seed=seed)  # some DL/T 698.45 meters
     _hplc(world, hplc_meters)
     for outage in scenario.outages:
@@ -399,12 +466,12 @@ def build_world(
         world.faults.append(
             {
                 "kind": "ct_ratio",
-                "target": "transformer",
+                "target": ASSESSMENT_ID,
                 "start": start,
                 "end": None,
                 "value": tr.ct_ratio_configured / tr.ct_ratio_actual,
-                "detail": f"CT ratio configured {tr.ct_ratio_configured:g}, actual {tr.ct_ratio_actual:g}: "
-                "the metrology unit reports energy x configured/actual",
+                "detail": f"CT ratio recorded {tr.ct_ratio_configured:g}, fitted {tr.ct_ratio_actual:g}: "
+                "the assessment meter's supply comes out x recorded/fitted",
             }
         )
     for s in scenario.pv_surges:
@@ -433,6 +500,11 @@ def _profiles(
         p = np.stack([h.power_kw_array(mids) for h in hh], axis=1)
         q = np.stack([h.reactive_kvar_array(mids) for h in hh], axis=1)
         prof = Profiles.constant(p, q, np.full(steps, nw.source_vm_pu), start=start, step_s=STEP_S)
+    k = scenario.grid.load_scale
+    if k != 1.0:  # heavier demand; PV systems keep their size
+        prof = dataclasses.replace(
+            prof, load_kw=prof.load_kw * k, q_kvar=prof.q_kvar * k, p_kw=prof.load_kw * k - prof.pv_kw
+        )
     if not scenario.pv_surges or not prof.prosumer.any():
         return prof
     factor = np.ones(steps)
@@ -456,7 +528,7 @@ def _units_on_last_bus(world: World) -> int:
         for box in {rep.prefix + c.box for c in rep.network.customers}
         if world.scenario.monitoring.has_terminal(box)
     )
-    return 2 * branches + boxes + 4
+    return 2 * branches + boxes + 5  # + the assessment meter
 
 
 def _spread(n: int, buses: list[str], *, last_bus_extra: int) -> list[str]:
@@ -513,7 +585,7 @@ def _add_meters(world: World, buses: list[str], *, start: float, seed: int) -> N
                 meter.profile,
             )
             world.station.buses[bus].append(sm)
-            world.meters[device] = WorldMeter(device, rep, -1, rep.prefix + name, "", sm)
+            world.meters[device] = WorldMeter(device, rep, -1, rep.prefix + name, "", sm, "branch_unit")
 
 
 def _add_box_terminals(world: World, bus: str, *, start: float, seed: int) -> None:
@@ -545,7 +617,7 @@ def _add_box_terminals(world: World, bus: str, *, start: float, seed: int) -> No
             sm = StationMeter(device, bus, meter, customer, meter.profile)
             world.station.buses[bus].append(sm)
             branch = rep.prefix + rep.network.customers[custs[0]].branch
-            world.meters[device] = WorldMeter(device, rep, -1, branch, box, sm)
+            world.meters[device] = WorldMeter(device, rep, -1, branch, box, sm, "box_terminal")
     unknown = sorted(set(monitoring.box_terminals) - known)
     if unknown:
         raise ConfigError(
@@ -553,6 +625,29 @@ def _add_box_terminals(world: World, bus: str, *, start: float, seed: int) -> No
             f"no such meter box: {', '.join(unknown)}",
             source=world.scenario.source,
         )
+
+
+def _add_assessment(world: World, bus: str, *, start: float, seed: int) -> None:
+    """The 总表 at the transformer LV side: registers in secondary kWh of the CT really fitted."""
+    net = world.replicas[0].network
+    rating_kva = float(net.net.trafo.sn_mva.iloc[0]) * 1000.0 * len(world.replicas)
+    standard = assessment_ct(rating_kva, net.vn_lv_kv)
+    tr = world.scenario.transformer
+    fitted = tr.ct_ratio_actual or standard
+    recorded = tr.ct_ratio_configured or fitted
+    world.assessment_ct = (fitted, recorded)
+    meter = VirtualMeter(
+        "019700000001",
+        profile=TransformerProfile(world.replicas, fitted),
+        start=start,
+        phase="ABC",
+        seed=seed,
+        initial_kwh=(100.0, 300.0, 350.0, 250.0),
+    )
+    customer = Customer("station:assessment", ASSESSMENT_ID, "assessment")
+    sm = StationMeter(ASSESSMENT_ID, bus, meter, customer, meter.profile)
+    world.station.buses[bus].append(sm)
+    world.meters[ASSESSMENT_ID] = WorldMeter(ASSESSMENT_ID, world.replicas[0], -1, "", "", sm, "assessment")
 
 
 def _descendants(net: StationNetwork, b: int) -> list[int]:
@@ -572,6 +667,8 @@ def _outage(world: World, o: Outage) -> None:
         if o.level == "station":
             idx = list(range(net.n_customers))
             units = [m for m in world.branch_units() if m.replica is rep]
+            if rep.index == 0 and world.assessment is not None:
+                units.append(world.assessment)
         elif o.level == "branch":
             if not o.target.startswith(rep.prefix) or o.target[len(rep.prefix) :] not in net.branches:
                 continue
@@ -808,4 +905,15 @@ def _comms(world: World) -> None:
         )
 
 
-__all__ = ["BranchProfile", "HorizonProfile", "Replica", "TruthEvent", "World", "WorldMeter", "build_world"]
+__all__ = [
+    "ASSESSMENT_ID",
+    "BranchProfile",
+    "HorizonProfile",
+    "Replica",
+    "TransformerProfile",
+    "TruthEvent",
+    "World",
+    "WorldMeter",
+    "assessment_ct",
+    "build_world",
+]

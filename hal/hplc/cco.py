@@ -40,7 +40,7 @@ from typing import Literal, Self
 from hal.errors import HalError, TransportError, TransportTimeout
 from hal.hplc._events import EventHub, EventStream, ReportFilter, node_event
 from hal.hplc.errors import ModuleDenied, ModuleError, ModuleReset, NodeTimeout
-from hal.interfaces import CarrierEvent, HalClock, SerialLink
+from hal.interfaces import CarrierEvent, HalClock, NetworkNode, NodePhase, SerialLink
 from hal.trace import Direction, FrameTrace
 from protocols import gdw1376_2 as q
 from protocols.errors import ProtocolError
@@ -371,6 +371,42 @@ class Cco:
     def events(self) -> EventStream:
         """A new subscription to carrier events (meter events, power-off/on lists, resets, ...)."""
         return self._hub.stream()
+
+    async def network(self) -> tuple[NetworkNode, ...]:
+        """Every node of the carrier network (AFN10 F21, paged), the CCO itself left out:
+        STAs that joined whether the archive lists them or not."""
+        nodes: list[NetworkNode] = []
+        for node in await self._pages(21, q.Topology, "network topology"):
+            assert isinstance(node, q.TopologyNode)
+            if node.address != self.master_address:
+                nodes.append(NetworkNode(node.address, node.tei, node.proxy_tei, node.level, node.role))
+        return tuple(nodes)
+
+    async def phases(self) -> tuple[NodePhase, ...]:
+        """Every node's phase as the module identified it (AFN10 F31, paged), the CCO left out."""
+        out: list[NodePhase] = []
+        for node in await self._pages(31, q.PhaseInfo, "phase info"):
+            assert isinstance(node, q.PhaseNode)
+            if node.address == self.master_address:
+                continue
+            sequence = q.PHASE_SEQUENCES.get(node.sequence, "") if node.three_phase else ""
+            out.append(NodePhase(node.address, node.phases, node.three_phase, node.line_abnormal, sequence))
+        return tuple(out)
+
+    async def _pages(self, fn: int, unit: type[q.Topology] | type[q.PhaseInfo], what: str) -> list[object]:
+        """All nodes of a paged AFN10 query (F21 topology, F31 phase info): 1-based start index,
+        ``PAGE_SIZE`` at a time, until the module's total is reached or a page comes back empty."""
+        await self._ensure_ready()
+        nodes: list[object] = []
+        start = 1
+        while True:
+            page = self._parse(await self._local(0x10, fn, q.NodeQuery(start, PAGE_SIZE), what=what))
+            if not isinstance(page, unit):
+                raise ModuleError(f"{self._name}: AFN10 F{fn} answered with {type(page).__name__}")
+            nodes.extend(page.nodes)
+            start += len(page.nodes)
+            if not page.nodes or start > page.total:
+                return nodes
 
     # ------------------------------------------------------------------ module-led reading
 

@@ -10,7 +10,7 @@ kind               DL/T 645-2007                   DL/T 698.45
 =================  ==============================  =====================================
 realtime items     one DI per item (per exchange)  GET-Request-NormalList, one exchange
 15-min curve       06000001 load records           GET-Record 50020200, RSD selector 2
-daily freeze n     05060000+n time, 05060100+n     GET-Record 50040200, RSD selector 9
+daily freeze n     05060000+n time, 050601/02+n    GET-Record 50040200, RSD selector 9
 power-down count   03110000                        GET 30110700 (current value record)
 power-down record  03110000+n start/end            GET-Record 30110200, RSD selector 9
 relay status       status word 3 (04000503)        status word 3 (20140203)
@@ -46,6 +46,7 @@ from hal.meters.transport import MeterTransport
 from protocols import dlt645, dlt698
 from protocols.errors import ProtocolError
 from protocols.quantities import QUANTITIES
+from protocols.signature import MAX_DETECTIONS, Detection
 
 CURVE_PERIOD_S = 900
 REALTIME_ITEMS = ("energy", "energy_export", "voltage", "current", "power", "power_factor", "frequency")
@@ -202,6 +203,16 @@ class MeterClient(Protocol):
         """The meter's own remaining credit in fen (a locally prepaid meter), None if it has none."""
         ...
 
+    async def start_signature(self, at: datetime, *, priority: Priority = Priority.CONTROL) -> None:
+        """Order the meter to send its signature current (特征电流) at ``at`` (its own local clock)."""
+        ...
+
+    async def read_signature_results(
+        self, last: int = 4, *, priority: Priority = Priority.EVENT
+    ) -> list[Detection]:
+        """Signatures this unit heard, newest first (up to ``last`` result events' worth)."""
+        ...
+
 
 def _numeric(values: Sequence[object], names: Sequence[str]) -> Iterator[tuple[str, float]]:
     for name, value in zip(names, values, strict=False):
@@ -292,7 +303,14 @@ class Dlt645Client:
         if not stamp.values or not isinstance(stamp.values[0], str):
             return None
         energy = await self._read(0x05060100 | times_ago, Priority.CURVE)
-        return Record(parse_645_time(stamp.values[0]), dict(_numeric(energy.values, energy.names)))
+        values = dict(_numeric(energy.values, energy.names))
+        try:  # the reverse block (PV export); a meter without it answers abnormally
+            reverse = await self._read(0x05060200 | times_ago, Priority.CURVE)
+        except DeviceError:
+            reverse = None
+        if reverse is not None:
+            values.update(_numeric(reverse.values, reverse.names))
+        return Record(parse_645_time(stamp.values[0]), values)
 
     async def read_power_down_count(self) -> int | None:
         count = await self._read(DLT645_POWER_DOWN_COUNT, Priority.EVENT)
@@ -343,6 +361,23 @@ class Dlt645Client:
         value = result.values[0] if result.values else None
         return round(value * 100) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
+    async def start_signature(self, at: datetime, *, priority: Priority = Priority.CONTROL) -> None:
+        payload = dlt645.encode_values(dlt645.SIGNATURE_START_DI, [at.strftime("%Y-%m-%d %H:%M:%S")])
+        await self.master.write(
+            self._address, dlt645.SIGNATURE_START_DI, payload, password=self._password, priority=priority
+        )
+
+    async def read_signature_results(
+        self, last: int = 4, *, priority: Priority = Priority.EVENT
+    ) -> list[Detection]:
+        out: list[Detection] = []
+        for n in range(1, min(max(last, 1), 10) + 1):
+            result = await self._read(dlt645.topology.signature_result_di(n), priority)
+            if not result.values:
+                break  # no such event (yet)
+            out.extend(dlt645.topology.detections_from_values(result.values))
+        return out
+
 
 # ---------------------------------------------------------------------------------------- 698
 
@@ -368,7 +403,7 @@ CURVE_COLUMNS = (
     OAD(0x20040201),  # active power, total
     OAD(0x200A0201),  # power factor, total
 )
-DAILY_COLUMNS = (FREEZE_TIME, OAD(0x00100200))
+DAILY_COLUMNS = (FREEZE_TIME, OAD(0x00100200), OAD(0x00200200))  # forward, reverse (PV export)
 POWER_DOWN_RECORDS = OAD(0x30110200)
 POWER_DOWN_CURRENT = OAD(0x30110700)  # current value record: occurrence count + cumulative time
 EVENT_COLUMNS = (OAD(0x20220200), OAD(0x201E0200), OAD(0x20200200))  # record no., start, end
@@ -609,6 +644,16 @@ class Dlt698Client:
         except DeviceError:
             return None
         return dlt698.money_values(data, 1)[0]
+
+    async def start_signature(self, at: datetime, *, priority: Priority = Priority.CONTROL) -> None:
+        topo = dlt698.topology
+        await self.master.action(self._address, topo.START_SENDING, topo.start_sending(at), priority=priority)
+
+    async def read_signature_results(
+        self, last: int = 4, *, priority: Priority = Priority.EVENT
+    ) -> list[Detection]:
+        data = await self.master.get_one(self._address, dlt698.topology.RESULTS, priority=priority)
+        return dlt698.topology.parse_results(data)[: max(last, 1) * MAX_DETECTIONS]
 
 
 __all__ = [

@@ -9,6 +9,7 @@ serial, hal, runtime or apps. See PROTOCOLS.md §1.
     'read_data'
 """
 
+from protocols.dlt645 import _topology as topology
 from protocols.dlt645._di import (
     ACTIVE_REPORT_WORD,
     DATA_ITEMS,
@@ -16,6 +17,8 @@ from protocols.dlt645._di import (
     LOAD_RECORD,
     LOAD_RECORDS_PER_FRAME,
     REPORT_EVENTS,
+    SIGNATURE_RESULT_COUNT_DI,
+    SIGNATURE_START_DI,
     STATUS_WORD_3,
     DataItem,
     Element,
@@ -95,6 +98,8 @@ __all__ = [
     "MAX_DATA",
     "PROTOCOL",
     "REPORT_EVENTS",
+    "SIGNATURE_RESULT_COUNT_DI",
+    "SIGNATURE_START_DI",
     "STATUS_WORD_3",
     "WILDCARD_ADDRESS",
     "Authorized",
@@ -147,6 +152,7 @@ __all__ = [
     "read_request",
     "read_response",
     "relay_control_request",
+    "topology",
     "write_address_request",
     "write_request",
 ]

@@ -25,6 +25,7 @@ Missing values in a record are FF-filled.
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -156,16 +157,80 @@ class ActiveReport:
 
 
 @dataclass(frozen=True, slots=True)
+class SignatureResults:
+    """A signature-current identification result event record (0308 05nn), as the Wasion meter
+    firmware's ``FillTopoIdentiResult645`` writes it (see ``protocols.signature``)::
+
+        N(1) | code length L(1) | N x ( time ss mm hh DD MM YY (6, BCD) | phase (1) | S1 | S2 |
+                                        noise (float32 LE, A, 4 each) | code (L, high byte first)
+                                        | extended info (12) )
+
+    Values: one tuple per detection ``(time "20YY-MM-DD hh:mm:ss", phase, S1, S2, noise,
+    code hex, ext hex)``. All-FF data (no such record) decodes to no detection.
+    """
+
+    def decode(self, data: bytes, offset: int) -> tuple[Value, ...]:
+        if not data or set(data) == {0xFF}:
+            return ()
+        if len(data) < 2:
+            raise ProtocolError(
+                "signature result: no count and code length", offset=offset, protocol=PROTOCOL
+            )
+        n, code_len = data[0], data[1]
+        size = 6 + 1 + 12 + code_len + 12
+        if n > 4 or len(data) != 2 + n * size:
+            raise ProtocolError(
+                f"signature result: {len(data)} bytes for {n} detections of {size}",
+                offset=offset,
+                protocol=PROTOCOL,
+            )
+        out: list[Value] = []
+        for k in range(n):
+            at = 2 + k * size
+            rec = data[at : at + size]
+            when = _SIGNATURE_TIME.decode(rec[:6], offset + at)
+            s1, s2, noise = struct.unpack("<3f", rec[7:19])
+            code = rec[19 : 19 + code_len].hex().upper()
+            ext = rec[19 + code_len :].hex().upper()
+            out.append((when, rec[6], round(s1, 4), round(s2, 4), round(noise, 4), code, ext))
+        return tuple(out)
+
+    def encode(self, values: Sequence[Value]) -> bytes:
+        if len(values) > 4:
+            raise EncodeError("signature result: at most 4 detections", protocol=PROTOCOL)
+        codes = {bytes.fromhex(str(v[5])) for v in values if isinstance(v, tuple)}
+        if len(codes) > 1:
+            raise EncodeError("signature result: one code length for all detections", protocol=PROTOCOL)
+        code_len = len(codes.pop()) if codes else 2
+        out = bytearray([len(values), code_len])
+        for v in values:
+            if not isinstance(v, tuple) or len(v) != 7:
+                raise EncodeError(f"signature detection {v!r}: expected 7 values", protocol=PROTOCOL)
+            when, phase, s1, s2, noise, code, ext = v
+            extra = bytes.fromhex(str(ext))
+            if len(extra) > 12:
+                raise EncodeError("signature detection: extended info over 12 bytes", protocol=PROTOCOL)
+            out += _SIGNATURE_TIME.encode(when)
+            out.append(int(phase))  # type: ignore[arg-type]
+            out += struct.pack("<3f", float(s1), float(s2), float(noise))  # type: ignore[arg-type]
+            out += bytes.fromhex(str(code)) + extra.ljust(12, b"\x00")
+        return bytes(out)
+
+    def element_names(self) -> tuple[str, ...]:
+        return ("time", "phase", "s1_a", "s2_a", "noise_a", "code", "ext")
+
+
+@dataclass(frozen=True, slots=True)
 class DataItem:
     di: int
     item: str
-    layout: Fixed | Records | ActiveReport
+    layout: Fixed | Records | ActiveReport | SignatureResults
 
     @property
     def unit(self) -> str:
         """The unit shared by all elements, or "" when they differ."""
         layout = self.layout
-        if isinstance(layout, ActiveReport):
+        if isinstance(layout, ActiveReport | SignatureResults):
             return ""
         elements = layout.elements if isinstance(layout, Fixed) else layout.record.elements
         units = {e.unit for e in elements}
@@ -183,6 +248,7 @@ FREQUENCY = Bcd(2, 2)
 TEMPERATURE = Bcd(2, 1, signed=True)
 MONEY = Bcd(4, 2)
 COUNT3 = Bcd(3, 0)
+_SIGNATURE_TIME = Stamp("YYMMDDhhmmss")
 
 STATUS_WORD_3 = Word(
     2,
@@ -295,6 +361,11 @@ LOAD_RECORD = Fixed(
 )
 LOAD_CURVE_DI = 0x06000001
 LOAD_RECORDS_PER_FRAME = 5
+#: signature current (特征电流): result event count / records 0308 05nn (DI2 = 08, DI1 = 05 as the
+#: Wasion firmware's ``api_GetRequest645Topology`` dispatches them; DI3 = 03, the event class);
+#: the send-time write 0408 0001 is our choice (the firmware's 645 start command is not public)
+SIGNATURE_RESULT_COUNT_DI = 0x03080500
+SIGNATURE_START_DI = 0x04080001
 
 
 def _energy_rows(kind: str, di2: int, item: str, fmt: Format) -> Iterator[DataItem]:
@@ -370,13 +441,27 @@ def _rows() -> Iterator[DataItem]:
         yield DataItem(
             0x05060000 | n, f"daily freeze time (last {n})", Fixed((Element("time", Stamp("YYMMDDhhmm")),))
         )
-        names = [f"energy.active.import.{t}" for t in ("total", "t1", "t2", "t3", "t4")]
-        yield DataItem(
-            0x05060100 | n,
-            f"daily frozen forward active energy (last {n})",
-            Fixed(tuple(_q(m, ENERGY) for m in names)),
-        )
+        for di2, kind, what in ((0x0100, "import", "forward"), (0x0200, "export", "reverse")):
+            names = [f"energy.active.{kind}.{t}" for t in ("total", "t1", "t2", "t3", "t4")]
+            yield DataItem(
+                0x05060000 | di2 | n,
+                f"daily frozen {what} active energy (last {n})",
+                Fixed(tuple(_q(m, ENERGY) for m in names)),
+            )
     yield DataItem(LOAD_CURVE_DI, "load curve, records from a given time", Records(LOAD_RECORD))
+    # signature current (特征电流), as the Wasion meter firmware serves it; the start time is ours
+    yield DataItem(
+        SIGNATURE_RESULT_COUNT_DI,
+        "signature identification result events, count",
+        Fixed((Element("count", COUNT3),)),
+    )
+    for n in range(1, 11):
+        yield DataItem(
+            SIGNATURE_RESULT_COUNT_DI | n, f"signature identification result (last {n})", SignatureResults()
+        )
+    yield DataItem(
+        SIGNATURE_START_DI, "signature current: send at (ours)", Fixed((Element("time", _SIGNATURE_TIME),))
+    )
 
 
 def _table() -> MappingProxyType[int, DataItem]:
@@ -420,6 +505,8 @@ __all__ = [
     "LOAD_RECORD",
     "LOAD_RECORDS_PER_FRAME",
     "REPORT_EVENTS",
+    "SIGNATURE_RESULT_COUNT_DI",
+    "SIGNATURE_START_DI",
     "STATUS_WORD_3",
     "ActiveReport",
     "DataItem",
@@ -427,6 +514,7 @@ __all__ = [
     "Fixed",
     "Records",
     "ReportEvent",
+    "SignatureResults",
     "di_from_wire",
     "di_to_wire",
     "encode_values",

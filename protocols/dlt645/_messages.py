@@ -23,6 +23,7 @@ from protocols.dlt645._di import (
     LOAD_CURVE_DI,
     ActiveReport,
     Fixed,
+    SignatureResults,
     di_from_wire,
     di_to_wire,
     encode_values,
@@ -295,8 +296,8 @@ def decode_payload(di: int, payload: bytes, *, offset: int = 0) -> ReadResult:
         )
     values = row.layout.decode(payload, offset)
     layout = row.layout
-    if isinstance(layout, ActiveReport):
-        units: tuple[str, ...] = ("", "")
+    if isinstance(layout, ActiveReport | SignatureResults):
+        units: tuple[str, ...] = ("",) * len(layout.element_names())
     else:
         fixed = layout if isinstance(layout, Fixed) else layout.record
         units = tuple(e.unit for e in fixed.elements)

@@ -12,6 +12,7 @@ serial, hal, runtime or apps. See PROTOCOLS.md §2.
     'GET-Request-Normal'
 """
 
+from protocols.dlt698 import _topology as topology
 from protocols.dlt698._apdu import (
     APDU_CLASSES,
     SERVICE_NAMES,
@@ -239,5 +240,6 @@ __all__ = [
     "parse_control",
     "plain",
     "split",
+    "topology",
     "values",
 ]

@@ -724,20 +724,66 @@ class Topology:
         return cls(total, start, nodes)
 
 
+#: AFN10 F31 three-phase sequence types (D7..D5 of a three-phase meter's phase info)
+PHASE_SEQUENCES = {0: "ABC", 1: "ACB", 2: "BAC", 3: "BCA", 4: "CAB", 5: "CBA", 6: "neutral/line swapped"}
+
+
 @dataclass(frozen=True, slots=True)
 class PhaseNode:
-    """A node of AFN10 F31: address + 2-byte phase info (D0..D2 phases A/B/C, D3 three-phase meter)."""
+    """A node of AFN10 F31: address + 2-byte phase info, low byte first.
+
+    Low byte (as the HiSilicon-derived CCO firmware ``mrs3762_AFN10_F31`` fills it: offsets
+    ``MRS_CCO_10_F31_METER_TYPE_OFFSET`` 3, ``..._PN_RESULT_OFFSET`` 4, ``..._T_PHASE_TYPE_OFFSET`` 5)::
+
+        D0 D1 D2   the phases the node's zero-crossing was found on (A, B, C; all three for the CCO
+                   itself; none = not identified yet)
+        D3         1 = three-phase meter
+        D4         1 = line abnormal: a three-phase meter missing a phase or in reverse sequence,
+                   a single-phase meter with line and neutral swapped
+        D5..D7     three-phase sequence type (``PHASE_SEQUENCES``)
+
+    High byte reserved (0).
+    """
 
     address: str
     info: int
+
+    @classmethod
+    def of(
+        cls,
+        address: str,
+        phases: str = "",
+        *,
+        three_phase: bool = False,
+        abnormal: bool = False,
+        sequence: int = 0,
+    ) -> PhaseNode:
+        """A node on ``phases`` ("A", "BC", "ABC", "" = unknown)."""
+        bits = sum(1 << "ABC".index(p) for p in set(phases))
+        if not 0 <= sequence <= 7:
+            raise EncodeError(f"phase sequence type {sequence}: expected 0..7", protocol=PROTOCOL)
+        return cls(address, bits | three_phase << 3 | abnormal << 4 | sequence << 5)
 
     @property
     def phase_bits(self) -> int:
         return self.info & 0x07
 
     @property
+    def phases(self) -> str:
+        """The phases as letters, "" when the module has not identified them."""
+        return "".join(p for k, p in enumerate("ABC") if self.info >> k & 1)
+
+    @property
     def three_phase(self) -> bool:
         return bool(self.info & 0x08)
+
+    @property
+    def line_abnormal(self) -> bool:
+        return bool(self.info & 0x10)
+
+    @property
+    def sequence(self) -> int:
+        return self.info >> 5 & 0x07
 
 
 @dataclass(frozen=True, slots=True)
@@ -1116,6 +1162,7 @@ __all__ = [
     "DLT645_1997",
     "DLT645_2007",
     "DLT698",
+    "PHASE_SEQUENCES",
     "POWER_EVENT",
     "POWER_OFF",
     "POWER_ON",

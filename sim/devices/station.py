@@ -152,23 +152,6 @@ class FieldDevices:
         }
 
 
-def fitted_ct(board_ct: float, *, actual: float | None, configured: float | None) -> float | None:
-    """The CT really fitted when a scenario's ``[transformer]`` says the configured ratio is wrong.
-
-    The board configures ``board_ct`` and the terminal multiplies by it; the scenario's truth is
-    that the terminal's values come out x configured/actual (``sim.world`` records that factor in
-    faults.csv). Scaling the fitted CT by actual/configured keeps that factor whatever the board
-    says. None (no fault) when either scenario value is missing.
-    """
-    if actual is None or configured is None:
-        return None
-    if actual <= 0 or configured <= 0 or board_ct <= 0:
-        raise ValueError(
-            f"CT ratios must be positive: board {board_ct}, actual {actual}, configured {configured}"
-        )
-    return board_ct * actual / configured
-
-
 # -- world coupling ---------------------------------------------------------------------------------
 
 
@@ -387,4 +370,4 @@ def attach(devices: FieldDevices, station: Station, clock: Clock) -> None:
     station.lines[devices.port] = devices.line
 
 
-__all__ = ["BranchSwitch", "DeviceEntry", "FieldDevices", "IoSlot", "attach", "build_devices", "fitted_ct"]
+__all__ = ["BranchSwitch", "DeviceEntry", "FieldDevices", "IoSlot", "attach", "build_devices"]

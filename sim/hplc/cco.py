@@ -7,6 +7,9 @@ link, ``sim.wiring``); every frame goes through ``protocols.gdw1376_2``. Models:
   carries the concurrency limit, as ``hal.hplc`` reads it), AFN05 F1/F2/F3, AFN12 route control;
 * the node table (archive): AFN10 F1/F2 query, AFN11 F1/F2 add/delete; it survives a reset
   (flash) unless AFN01 F2 clears it;
+* the network: every powered STA joined, archived or not: AFN10 F21 topology (seeded relay
+  levels) and AFN10 F31 phase info (the node's phase, three-phase meters marked), the CCO first;
+  reads reach any node of the network;
 * the carrier network: per-node latency (seeded uniform draw per exchange, default 0.3-3 s for
   multi-hop), loss probability, a concurrency limit (AFN F1 F1 beyond it: deny 109); a point read
   (AFN13 F1) or concurrent read hands the carried frame to the node's meter (``SimNode.answer``)
@@ -141,6 +144,7 @@ class VirtualCco:
         self.broadcasts: list[bytes] = []
         self.received: list[q.Frame] = []  # every well-formed down frame, for tests
         self._rng = np.random.default_rng([seed, 13762])
+        self._levels: dict[str, int] = {}
         self._framer = q.Framer()
         self._seq = 0
         self._in_flight = 0
@@ -368,6 +372,18 @@ class VirtualCco:
         elif key == (0x10, 2):
             items = list(self.table.items())[max(unit.start - 1, 0) : max(unit.start - 1, 0) + unit.count]
             reply = q.NodePage(len(self.table), tuple(q.NodeInfo.of(a, protocol=p) for a, p in items))
+        elif key == (0x10, 21):
+            rows = self._network_rows()
+            page = rows[max(unit.start - 1, 0) : max(unit.start - 1, 0) + unit.count]
+            reply = q.Topology(
+                len(rows),
+                unit.start,
+                tuple(q.TopologyNode(a, tei, proxy, info) for a, tei, proxy, info, _ in page),
+            )
+        elif key == (0x10, 31):
+            rows = self._network_rows()
+            page = rows[max(unit.start - 1, 0) : max(unit.start - 1, 0) + unit.count]
+            reply = q.PhaseInfo(len(rows), unit.start, tuple(node for *_, node in page))
         elif key == (0x11, 1):
             if any(n.address in self.table for n in unit.nodes):
                 await self._send(q.make_frame(0x00, 2, q.Deny(6), up=True, seq=frame.seq))
@@ -393,6 +409,24 @@ class VirtualCco:
 
     # ------------------------------------------------------------------ the carrier network
 
+    def _network_rows(self) -> list[tuple[str, int, int, int, q.PhaseNode]]:
+        """The network as AFN10 F21/F31 list it: the CCO itself first (TEI 1), then every STA
+        that joined -- archived or not (a meter the archive lacks still joins the network of
+        the transformer that feeds it) -- with a seeded relay level per node."""
+        rows = [(self.master_address, 1, 0, 0x40, q.PhaseNode.of(self.master_address, "ABC"))]
+        for k, node in enumerate(n for n in self.nodes.values() if n.powered):
+            level = self._levels.setdefault(node.address, int(self._rng.integers(1, 4)))
+            proxy = 1 if level == 1 else 2 + int(self._rng.integers(0, max(k, 1)))
+            role = 0x10 | level  # STA, relay level in D3..D0
+            phases = (
+                ""
+                if node.phase == 0 and not node.three_phase
+                else ("ABC" if node.three_phase else "ABC"[node.phase - 1])
+            )
+            info = q.PhaseNode.of(node.address, phases, three_phase=node.three_phase)
+            rows.append((node.address, k + 2, proxy, role, info))
+        return rows
+
     def _latency(self, node: SimNode | None) -> float:
         spec = node.latency_s if node is not None and node.latency_s is not None else self.latency_s
         if isinstance(spec, tuple):
@@ -403,7 +437,9 @@ class VirtualCco:
         """(meter reply or None, seconds it took) for a frame sent to ``address`` through the network."""
         self.counters.reads += 1
         node = self.nodes.get(address or "")
-        if address not in self.table or node is None or not node.powered:
+        # the module reaches every STA that joined its network, in its archive or not (a point
+        # read of an unlisted node is how a terminal learns what a meter heard on it is)
+        if node is None or not node.powered:
             await self.clock.sleep(self.silent_s)
             self.counters.reads_lost += 1
             return None, self.silent_s

@@ -31,6 +31,7 @@ class SimNode:
     latency_s: Latency | None = None  # None: the CCO's default distribution
     loss: float | None = None  # None: the CCO's default
     collector: bool = False  # reports power events with a state byte (device type 00)
+    three_phase: bool = False
     meter: VirtualMeter | None = None
     _powered: bool = True
 
@@ -70,11 +71,16 @@ def meter_node(
 ) -> SimNode:
     """A node for ``meter``; ``protocol`` "dlt698" needs ``answer698`` (from ``sim.meters``)."""
     phase = {"A": 1, "B": 2, "C": 3}.get(meter.phase, 0)
+    three = meter.phase == "ABC"
     if protocol == "dlt698":
         if answer698 is None:
             raise ValueError(f"meter {meter.address}: no DL/T 698.45 answer function available")
-        return SimNode(meter.address, answer698(meter), q.DLT698, phase, latency_s, meter=meter)
-    return SimNode(meter.address, answer645(meter), q.DLT645_2007, phase, latency_s, meter=meter)
+        return SimNode(
+            meter.address, answer698(meter), q.DLT698, phase, latency_s, meter=meter, three_phase=three
+        )
+    return SimNode(
+        meter.address, answer645(meter), q.DLT645_2007, phase, latency_s, meter=meter, three_phase=three
+    )
 
 
 __all__ = ["Answer", "SimNode", "answer645", "meter_node"]

@@ -30,6 +30,7 @@ from sim.loads import (
     sample_reactive,
     sample_voltage,
 )
+from sim.meters.signature import SignatureState
 
 Phase = Literal["A", "B", "C", "ABC"]
 
@@ -127,7 +128,11 @@ class PowerDown:
 
 @dataclass(slots=True)
 class Faults:
-    """Injected meter faults. ``slow_pct`` = the meter registers that much less energy."""
+    """Injected meter faults. ``slow_pct`` = the meter registers that much less energy.
+
+    Both act on the energy registers only (a worn or faulty register / pulse path, 有电流无电量):
+    the metrology front end still measures voltage, current, power and power factor right, so
+    a meter's own V x I x PF exposes the fault."""
 
     stopped: bool = False
     slow_pct: float = 0.0
@@ -208,6 +213,26 @@ class VirtualMeter:
         self.power_downs: deque[PowerDown] = deque(maxlen=10)  # newest first
         self.power_down_count = 0
         self.relay_trip_count = 0
+        self.signature = SignatureState()
+        self._record_start()
+
+    def _record_start(self) -> None:
+        """A meter installed long before the run: when the run starts on a curve boundary (or a
+        local midnight) of its clock, its memory already holds that point (or that freeze)."""
+        mt = self.meter_time(self._t)
+        if mt % CURVE_PERIOD_S:
+            return
+        reg = Registers(_block(self._state.forward), _block(self._state.reverse))
+        if (mt + self.utc_offset_s) % DAY_S == 0:
+            self.daily_freezes.appendleft(Freeze(ts=mt, registers=reg))
+        self.curve.append(
+            CurvePoint(
+                ts=mt,
+                instant=self._instant(self._t),
+                forward_total=reg.forward[0],
+                reverse_total=reg.reverse[0],
+            )
+        )
 
     # -- time ---------------------------------------------------------------------------------------
     @property
@@ -305,7 +330,7 @@ class VirtualMeter:
         return self._instants(np.array([t], dtype=np.float64))[0]
 
     def _instants(self, t: FloatArray) -> list[Instant]:
-        flow = self.faults.factor if self._flowing() else 0.0
+        flow = 1.0 if self._flowing() else 0.0  # register faults do not touch the front end
         p = sample_power(self.profile, t) * flow
         q = sample_reactive(self.profile, t) * flow
         s = np.hypot(p, q)

@@ -7,7 +7,8 @@ FF-filled where this meter has no such quantity; "no requested data" for unknown
 DIs), the 15-min load curve (DI 06000001, codec layout) with follow-up reads (12H)
 beyond 5 records, read address (only alone on the line), write (password checked:
 04001503 clears report bits, 04000101/02 set the clock, 04001001..05 set the fee-control
-limits), broadcast time (08H), freeze (16H), relay control (1CH: trip, close allowed, direct
+limits, 04080001 orders a signature-current send), the signature result events (0308 0500 count,
+0308 05nn records), broadcast time (08H), freeze (16H), relay control (1CH: trip, close allowed, direct
 close, alarm, alarm release, keep power and its release; a trip under keep power is refused
 with "password error / unauthorized" as meters do). Other functions get "other error" (baud
 change: "rate cannot be changed").
@@ -18,6 +19,7 @@ from __future__ import annotations
 import math
 from datetime import UTC, datetime
 
+from protocols.dlt645 import SIGNATURE_RESULT_COUNT_DI, SIGNATURE_START_DI, topology
 from protocols.errors import ProtocolError
 from sim.meters._codec import (
     BROADCAST_ADDRESS,
@@ -187,6 +189,8 @@ class MeterResponder:
         elif w.di == DI_TIME and isinstance(values[0], str):
             hh, mm, ss = (int(x) for x in values[0].split(":"))
             meter.set_clock(self._epoch_dt(local.replace(hour=hh, minute=mm, second=ss)), now)
+        elif w.di == SIGNATURE_START_DI and isinstance(values[0], str):
+            meter.signature.order(self._epoch(values[0]) - meter.skew_s)
         elif w.di in CREDIT_LIMIT_DIS and isinstance(values[0], int | float):
             meter.credit_limits[CREDIT_LIMIT_DIS[w.di]] = float(values[0])
         else:
@@ -233,7 +237,11 @@ class MeterResponder:
                 return (None, None)
             rec = meter.power_downs[n - 1]
             return (self._stamp(rec.start), None if rec.end is None else self._stamp(rec.end))
-        if di & 0xFFFFFF00 in (0x05060000, 0x05060100) and di & 0xFF:  # daily freeze n
+        if di == SIGNATURE_RESULT_COUNT_DI:
+            return (meter.signature.count,)
+        if di & 0xFFFFFF00 == SIGNATURE_RESULT_COUNT_DI and 1 <= di & 0xFF <= 10:  # result event n
+            return topology.values_from_detections(meter.signature.event(di & 0xFF))
+        if di & 0xFFFFFF00 in (0x05060000, 0x05060100, 0x05060200) and di & 0xFF:  # daily freeze n
             n = di & 0xFF
             meter.advance(now)
             if n > len(meter.daily_freezes):
@@ -241,7 +249,8 @@ class MeterResponder:
             frz = meter.daily_freezes[n - 1]
             if di & 0xFF00 == 0:
                 return (self._local(frz.ts).strftime("%Y-%m-%d %H:%M"),)
-            return tuple(_kwh(x) for x in frz.registers.forward)
+            block = frz.registers.forward if di & 0xFF00 == 0x0100 else frz.registers.reverse
+            return tuple(_kwh(x) for x in block)
         snap = _Snapshot(self, now)
         return tuple(snap.get(name) for name in names)
 

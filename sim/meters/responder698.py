@@ -11,7 +11,8 @@ Supported services:
   voltage, 2001 current, 2004 active / 2005 reactive power, 200A power factor, 200F
   frequency, 2014 status words (word 3 bit 4 = relay open; bit i of a word is bit-string
   bit i), 3011 attr 7 current value record (occurrence count), 4000 date-time, 4001
-  address, 4002 meter number; element indexes too. Others: DAR 6 (object does not exist).
+  address, 4002 meter number, 4E08 attr 2 signatures heard (newest first); element indexes
+  too. Others: DAR 6 (object does not exist).
 * GET-Request-Record: 5002 minute freeze (the 15-min curve, RSD selector 2 on 20210200 with
   [start, end)), 5004 daily freeze (selector 9 "n-th last"), 3011 power-down records
   (selector 9; columns 20220200 record number, 201E0200 start, 20200200 end); columns by
@@ -19,7 +20,8 @@ Supported services:
 * ACTION-Request-Normal: 8000 method 127/128 alarm on/off, 129 trip, 130 close (enum 0 close
   allowed: the relay closes when the customer presses the button; 1 direct close), 8001
   method 127/128 keep-power on/off (a trip under keep-power: DAR 3), 4000 method 127 time set
-  (also broadcast, no reply; more than 5 min off is ignored like a 645 broadcast).
+  (also broadcast, no reply; more than 5 min off is ignored like a 645 broadcast), 4E08
+  method 127 signature current: send at a date_time_s (``protocols.dlt698.topology``).
 * SET-Request-Normal: 401E (alarm limits) and 401F (overdraft, hoarding, close-allowed limits);
   GET 202C / 202D / 401E / 401F / 8001 attr 2 read the credit registers and keep-power state.
 * SECURITY-Request in plaintext: the inner request is served and the reply returned as a
@@ -227,6 +229,12 @@ class Dlt698Responder:
                 dar = 7  # type mismatch
             else:
                 meter.broadcast_sync(self._epoch(value), now)
+        elif (omd.oi, omd.method) == (dlt698.topology.TOPOLOGY_OI, dlt698.topology.START_SENDING.method):
+            value = req.data.value
+            if req.data.type is not DT.DATE_TIME_S or not isinstance(value, dlt698.DateTimeS):
+                dar = 7  # type mismatch
+            else:
+                meter.signature.order(self._epoch(value) - meter.skew_s)
         elif omd.oi in (dlt698.RELAY_OI, dlt698.KEEP_POWER_OI):
             dar = self._control(omd, req.data, now)
         else:
@@ -405,6 +413,8 @@ class Dlt698Responder:
             return _data(DT.DOUBLE_LONG_UNSIGNED, max(0, round(-meter.credit_yuan * 100)))
         if (oi, attr) == (0x4000, 2):
             return self._dts(meter.meter_time(now))
+        if (oi, attr) == (dlt698.topology.TOPOLOGY_OI, 2):
+            return dlt698.topology.results_data(meter.signature.heard())
         if (oi, attr) in ((0x4001, 2), (0x4002, 2)):
             return _data(DT.OCTET_STRING, bytes.fromhex(meter.address))
         return None

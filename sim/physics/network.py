@@ -98,13 +98,18 @@ def load_network(
     seed: int = 0,
     box_radius_m: float = 40.0,
     min_branch_customers: int = 5,
+    line_scale: float = 1.0,
 ) -> StationNetwork:
     """Load ``"ieee-eu-lv"`` (pandapower's IEEE European LV feeder) or a pandapower JSON file.
 
     Balanced ``load`` elements become single-phase Wye customers on a phase drawn from ``seed``;
     missing zero-sequence data is filled with typical LV cable/transformer values (see
-    ``_fill_zero_sequence``). Raises ConfigError naming the file and the problem.
+    ``_fill_zero_sequence``). ``line_scale`` multiplies every line's length (after branches and
+    boxes are drawn from the real lengths), e.g. to reach the technical loss of a long overhead
+    Chinese feeder (GRID.md §2). Raises ConfigError naming the file and the problem.
     """
+    if not 0.0 < line_scale <= 100.0:
+        raise ConfigError("grid.line_scale", f"must be within (0, 100], got {line_scale}")
     if str(source) == DEFAULT_NETWORK:
         net = pn.ieee_european_lv_asymmetric("on_peak_566")
         name = DEFAULT_NETWORK
@@ -125,12 +130,23 @@ def load_network(
             raise ConfigError(str(path), f"not a pandapower JSON network: {err}") from err
         name = path.stem
     return _prepare(
-        net, name=name, seed=seed, box_radius_m=box_radius_m, min_branch_customers=min_branch_customers
+        net,
+        name=name,
+        seed=seed,
+        box_radius_m=box_radius_m,
+        min_branch_customers=min_branch_customers,
+        line_scale=line_scale,
     )
 
 
 def _prepare(
-    net: pp.pandapowerNet, *, name: str, seed: int, box_radius_m: float, min_branch_customers: int
+    net: pp.pandapowerNet,
+    *,
+    name: str,
+    seed: int,
+    box_radius_m: float,
+    min_branch_customers: int,
+    line_scale: float = 1.0,
 ) -> StationNetwork:
     net = copy.deepcopy(net)
     pp.toolbox.drop_out_of_service_elements(net)
@@ -150,6 +166,8 @@ def _prepare(
     customers, branches, heads = _archive(
         net, board, children, parent, dist, box_radius_m, min_branch_customers
     )
+    if line_scale != 1.0:
+        net.line["length_km"] = net.line["length_km"] * line_scale
     load_buses = np.unique(net.asymmetric_load.bus.to_numpy(dtype=np.int64))
     model = build_sequence_model(net, load_buses)
     return StationNetwork(

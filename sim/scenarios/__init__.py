@@ -22,6 +22,8 @@ address, branches (``F2``) and boxes (``F2-X03``) as in the topology ground trut
                    left out of the archive)
     [comms]        loss_pct, corrupt_pct; buses = [...] (default all)
     [monitoring]   box_terminals = "all" | ["F2-X01", ...]  (meter-box terminals 表箱终端; default none)
+    [grid]         load_scale (x every customer's demand, not PV), line_scale (x every line length):
+                   heavier, longer Chinese feeders, so technical loss reaches a few % (GRID.md §2)
     [billing]      (the utility and the bank of the prepaid app, ``sim.billing``) contract = an example
                    of protocols/billing/examples or a TOML/JSON path (default "zhejiang-residential",
                    re-dated to start on the run's first day); opening_yuan = every customer's first
@@ -122,6 +124,14 @@ class Comms:
 
 
 @dataclass(frozen=True, slots=True)
+class Grid:
+    """How the network is stressed: demand and line length multipliers (1 = as loaded)."""
+
+    load_scale: float = 1.0
+    line_scale: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
 class Billing:
     """What the simulated utility and bank do for the billing app (``sim.billing``)."""
 
@@ -148,6 +158,7 @@ class Scenario:
     archive: ArchiveErrors = field(default_factory=ArchiveErrors)
     comms: Comms = field(default_factory=Comms)
     monitoring: Monitoring = field(default_factory=Monitoring)
+    grid: Grid = field(default_factory=Grid)
     billing: Billing = field(default_factory=Billing)
 
 
@@ -183,7 +194,7 @@ def load_scenario(name: str | Path) -> Scenario:
 def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
     r = _Reader(source)
     r.keys(data, "", {"scenario", "outage", "theft", "meter_fault", "relay", "pv_surge", "transformer",
-                      "archive", "comms", "monitoring", "billing"})  # fmt: skip
+                      "archive", "comms", "monitoring", "grid", "billing"})  # fmt: skip
     head = r.table(data, "scenario")
     r.keys(head, "scenario", {"description", "pv_share"})
     outages = []
@@ -241,6 +252,8 @@ def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
         raise ConfigError(
             "monitoring.box_terminals", f'must be "all" or a list of box names, got {boxes!r}', source=source
         )
+    grid = r.table(data, "grid")
+    r.keys(grid, "grid", {"load_scale", "line_scale"})
     billing = _billing(r, r.table(data, "billing"))
     return Scenario(
         name=name,
@@ -269,6 +282,10 @@ def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
             buses=tuple(buses),
         ),
         monitoring=Monitoring(all_boxes=boxes == "all", box_terminals=() if boxes == "all" else tuple(boxes)),
+        grid=Grid(
+            load_scale=r.number(grid, "grid", "load_scale", lo=0.01, hi=20.0, default=1.0),
+            line_scale=r.number(grid, "grid", "line_scale", lo=0.01, hi=100.0, default=1.0),
+        ),
     )
 
 
@@ -403,6 +420,7 @@ __all__ = [
     "POWER_DOWN_JUDGEMENT_S",
     "ArchiveErrors",
     "Comms",
+    "Grid",
     "MeterFault",
     "Monitoring",
     "Outage",

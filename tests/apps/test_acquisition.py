@@ -114,6 +114,9 @@ async def test_daily_freeze_read_back_equals_meter_freeze(tmp_path: Path) -> Non
                 await r.readings(m.id, f"daily.energy.active.import.t{k}", midnight) for k in (1, 2, 3, 4)
             ]
             assert [t[0].value for t in tariffs] == [kwh(x) for x in freeze.registers.forward[1:]]
+            # the reverse block too (PV export: line loss counts it into the supply, GRID.md §2)
+            (back,) = await r.readings(m.id, "daily.energy.active.export.total", midnight)
+            assert back.value == kwh(freeze.registers.reverse[0])
         assert (await r.stats())["station"]["daily_success_rate"] == 1.0
 
 

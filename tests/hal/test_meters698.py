@@ -150,6 +150,7 @@ async def test_daily_freeze_and_catch_up_of_older_days() -> None:
             frozen = meter.daily_freezes[n - 1]
             assert rec is not None and rec.at == local(frozen.ts)
             assert rec.values["energy.active.import.total"] == kwh(frozen.registers.forward[0])
+            assert rec.values["energy.active.export.total"] == kwh(frozen.registers.reverse[0])
         assert await r.c698.read_daily_freeze(30) is None  # the meter has no such freeze
 
 
@@ -259,3 +260,34 @@ def test_ciphertext_security_reply_is_refused() -> None:
     apdu = dlt698.SecurityResponse(1, b"\x01\x02\x03").encode()
     with pytest.raises(ProtocolError):
         dlt698.decode_apdu(apdu).inner()  # type: ignore[attr-defined]
+
+
+async def test_signature_current_is_ordered_and_heard_through_both_protocols() -> None:
+    """``start_signature`` reaches the meter as its own local time (645 write 04080001, 698 ACTION
+    4E08 method 127); what a unit heard comes back newest first (645 0308 05nn, 698 GET 4E0802)."""
+    from protocols.signature import Detection
+
+    async with rig() as r:
+        at = local(r.clock.now() + 600).replace(microsecond=0)
+        await r.c645.start_signature(at)
+        await r.c698.start_signature(at)
+        due = r.clock.now() + 600
+        for address in (A645, A698):
+            (sent,) = r.meters[address].signature.sends
+            assert abs(sent - due) < 1.0
+        # the same meter may not send again within 3 minutes: the order is taken, nothing sent
+        await r.c698.start_signature(at)
+        assert len(r.meters[A698].signature.sends) == 1 and r.meters[A698].signature.refused == 1
+        heard = [
+            Detection(datetime(2026, 1, 12, 10, 15, s), phase, 0.3 + s / 100, 0.25, 0.02)
+            for s, phase in ((1, 1), (40, 3))
+        ]
+        for unit in (A645, A698_3P):
+            for k, d in enumerate(heard):
+                r.meters[unit].signature.hear(d, r.clock.now() + k)
+        got645 = await r.c645.read_signature_results(last=2)
+        got698 = await r.c698_3p.read_signature_results()
+        assert [(d.at, d.phase) for d in got698] == [(heard[1].at, 3), (heard[0].at, 1)]
+        assert sorted((d.at, d.phase) for d in got645) == sorted((d.at, d.phase) for d in heard)
+        assert abs(got698[0].s1_a - 0.70) < 1e-3 and abs(got645[0].s1_a - heard[0].s1_a) < 1e-4
+        assert await r.c645.read_signature_results() == got645  # no further events: stops at the first empty

@@ -25,7 +25,7 @@ from hal.rs485 import Rs485Port
 from hal.sim import memory_link_pair
 from protocols import modbus
 from protocols.cloud import Reply
-from sim.devices.station import FieldDevices, attach, build_devices, fitted_ct
+from sim.devices.station import FieldDevices, attach, build_devices
 from sim.scenarios import load_scenario
 from sim.station import build_station
 from sim.truth import iso, write_truth
@@ -219,20 +219,19 @@ def test_synthetic_station_gets_a_main_breaker_and_no_branches(tmp_path: Path) -
     assert status["devices"] == 4 and status["devices_online"] == 0 and status["metrology_readings"] == 0
 
 
-async def test_wrong_ct_from_the_scenario_scales_the_terminal_values_by_configured_over_actual() -> None:
+async def test_wrong_ct_is_the_assessment_meters_and_the_metrology_unit_stays_right() -> None:
+    """GRID.md §2: the 总表's archive ratio is wrong; the terminal's own metrology unit measures
+    the transformer with its right CT, so the two disagree by recorded/fitted."""
     w = world("default")
     tr = w.scenario.transformer
     assert tr.ct_ratio_actual is not None and tr.ct_ratio_configured is not None
-    board_ct = 200.0
-    devices = build_devices(
-        station=w.station,
-        world=w,
-        port=None,
-        ct_ratio=board_ct,
-        ct_ratio_actual=fitted_ct(board_ct, actual=tr.ct_ratio_actual, configured=tr.ct_ratio_configured),
-    )
-    assert devices.metrology is not None
+    assert w.assessment is not None and w.assessment_ct == (tr.ct_ratio_actual, tr.ct_ratio_configured)
     fault = next(f for f in w.faults if f["kind"] == "ct_ratio")
+    assert fault["target"] == w.assessment.id
+    assert fault["value"] == pytest.approx(tr.ct_ratio_configured / tr.ct_ratio_actual)
+    board_ct = 200.0
+    devices = build_devices(station=w.station, world=w, port=None, ct_ratio=board_ct)
+    assert devices.metrology is not None
     clock = LoopClock(start=START + 1800)
     unit_end, client_end = memory_link_pair(SerialSettings(9600, "E"), names=("unit", "metrology"))
     async with asyncio.TaskGroup() as tg:
@@ -241,11 +240,15 @@ async def test_wrong_ct_from_the_scenario_scales_the_terminal_values_by_configur
             snap = await client.snapshot()
         task.cancel()
     true = devices.metrology.source.sample(clock.now())
-    assert snap.current.a == pytest.approx(true.current_a[0] * float(str(fault["value"])), rel=2e-3, abs=0.3)
-    assert snap.voltage.a == pytest.approx(true.voltage_v[0], abs=0.05)  # the PT is right
-    assert fitted_ct(200, actual=None, configured=150) is None
-    with pytest.raises(ValueError, match="positive"):
-        fitted_ct(200, actual=0, configured=150)
+    assert snap.current.a == pytest.approx(true.current_a[0], rel=2e-3, abs=0.3)
+    # the 总表 registers secondary energy: x its archive ratio, the supply comes out x recorded/fitted
+    t0, t1 = START + 900, START + 4500
+    meter = w.assessment.meter
+    first = meter.registers(t0).forward[0]  # registers advance lazily: read in time order
+    secondary = meter.registers(t1).forward[0] - first
+    primary = sum(float(r.horizon.trafo_energy_kwh(t0, t1).sum()) for r in w.replicas)
+    recorded = tr.ct_ratio_configured
+    assert secondary * recorded == pytest.approx(primary * float(str(fault["value"])), rel=1e-3, abs=0.05)
 
 
 def test_head_breakers_carry_the_transformer_current() -> None:
@@ -280,6 +283,7 @@ async def test_cloud_opens_a_branch_breaker_through_the_terminal(tmp_path: Path)
         board=board, workdir=tmp_path / "run", speed=10.0, meters_per_bus=1, seed=2, start=START,
         duration_s=600.0, network="ieee-eu-lv", scenario="quiet", truth_dir=tmp_path / "truth",
     )  # fmt: skip
+
     async def control(device: str, action: str) -> Reply:
         return await run.cloud.send_command(
             board.terminal.id, "breaker.control", {"device": device, "action": action}

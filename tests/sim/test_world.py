@@ -88,7 +88,11 @@ def test_truth_conserves_energy_and_is_deterministic(tmp_path: Path) -> None:
     topo = rows(t / "topology.csv")
     assert len([r for r in topo if r["meter_id"].startswith("m-")]) == 110  # 2 x 55 customers
     assert {r["meter_id"] for r in topo if r["meter_id"].startswith("bt-")} == {"bt-F2-X01", "bt-F4-X01"}
-    assert all(r["box"] for r in topo if not r["meter_id"].startswith("bu-"))  # branch units have none
+    # branch units and the assessment meter (总表, at the transformer) have no box
+    assert all(
+        r["box"] for r in topo if not r["meter_id"].startswith("bu-") and r["meter_id"] != "assessment"
+    )
+    assert [r["branch"] for r in topo if r["meter_id"] == "assessment"] == [""]
     by_channel = {r["meter_id"]: r["channel"] for r in topo}
     w0 = world(sc, scale=2)
     assert {k for k, ch in by_channel.items() if ch == "hplc"} == {m.id for m in w0.hplc_meters()}

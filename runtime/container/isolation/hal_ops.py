@@ -20,6 +20,7 @@ objects past the session (every lookup is fresh, so a stopped app holds nothing)
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any, Protocol
@@ -239,6 +240,14 @@ async def _hplc_sync_archive(s: HalSession, f: dict[str, Any]) -> None:
     await s.ctx.hal.hplc().sync_archive(addresses, protocols=protocols)
 
 
+async def _hplc_network(s: HalSession, f: dict[str, Any]) -> list[dict[str, Any]]:
+    return [dataclasses.asdict(n) for n in await s.ctx.hal.hplc().network()]
+
+
+async def _hplc_phases(s: HalSession, f: dict[str, Any]) -> list[dict[str, Any]]:
+    return [dataclasses.asdict(n) for n in await s.ctx.hal.hplc().phases()]
+
+
 async def _hplc_events(s: HalSession, f: dict[str, Any]) -> None:
     module = s.ctx.hal.hplc()
     sid = int(f["sid"])
@@ -296,6 +305,8 @@ HAL_OPS: dict[str, HalOp] = {
     "hal.hplc.broadcast": _hplc_broadcast,
     "hal.hplc.reset": _hplc_reset,
     "hal.hplc.sync_archive": _hplc_sync_archive,
+    "hal.hplc.network": _hplc_network,
+    "hal.hplc.phases": _hplc_phases,
     "hal.hplc.events": _hplc_events,
     "hal.hplc.unevents": _hplc_unevents,
     "hal.metrology.snapshot": _metrology_snapshot,

@@ -28,6 +28,7 @@ runtime side too. The watchdog is runtime-only. Must not import the bridge or ap
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
@@ -35,7 +36,7 @@ from typing import Any, NoReturn, TypeVar
 from hal.errors import CapabilityMissing, HalError, TransportError
 from hal.framings import FRAMINGS, protocol_of
 from hal.hplc import EventStream
-from hal.interfaces import MetrologySnapshot, Priority, SerialSettings, StreamDecoder
+from hal.interfaces import MetrologySnapshot, NetworkNode, NodePhase, Priority, SerialSettings, StreamDecoder
 from hal.rs485 import DeviceHealth
 from protocols.errors import ProtocolError
 from runtime.container.context import ScopedHal, Violations
@@ -185,6 +186,14 @@ class RemoteCarrier:
     async def broadcast(self, frame: bytes) -> None:
         await self._chan.request("hal.hplc.broadcast", {"frame": bytes_to_json(frame)}, cancel_op=CANCEL_OP)
 
+    async def network(self) -> tuple[NetworkNode, ...]:
+        reply = await self._chan.request("hal.hplc.network", {}, cancel_op=CANCEL_OP)
+        return tuple(NetworkNode(**node) for node in _records(reply, NetworkNode))
+
+    async def phases(self) -> tuple[NodePhase, ...]:
+        reply = await self._chan.request("hal.hplc.phases", {}, cancel_op=CANCEL_OP)
+        return tuple(NodePhase(**node) for node in _records(reply, NodePhase))
+
     def events(self) -> EventStream:
         """Carrier events the runtime forwards: ``async with carrier.events() as s: async for e in s``."""
         self._next_sid += 1
@@ -207,6 +216,14 @@ class RemoteCarrier:
     def close(self) -> None:
         for stream in list(self.streams.values()):
             stream.close()
+
+
+def _records(reply: Any, kind: type[NetworkNode] | type[NodePhase]) -> list[dict[str, Any]]:
+    """The runtime's reply as a list of ``kind``'s fields; BusError naming what is wrong."""
+    fields = {f.name for f in dataclasses.fields(kind)}
+    if not isinstance(reply, list) or not all(isinstance(r, dict) and set(r) == fields for r in reply):
+        raise BusError(f"hal.hplc: a reply of {kind.__name__} records is malformed")
+    return reply
 
 
 class RemoteMetrology:

@@ -143,6 +143,11 @@ def test_faults_stopped_and_slow() -> None:
     assert meter.registers(MIDNIGHT + 3600).forward[0] == pytest.approx(0.7)
     meter.faults.stopped = True
     assert meter.registers(MIDNIGHT + 7200).forward[0] == pytest.approx(0.7)
+    # the register is faulty, the metrology front end is not: V x I x PF still shows the load
+    inst = meter.instant(MIDNIGHT + 7200)
+    assert inst.total_power_kw == pytest.approx(1.0)
+    assert inst.voltage[0] is not None and inst.current[0] is not None
+    assert inst.voltage[0] * inst.current[0] * inst.power_factor / 1000 == pytest.approx(1.0)
 
 
 def test_single_phase_meter_reports_only_the_a_slot() -> None:

@@ -97,7 +97,7 @@ def test_load_curve_with_follow_up() -> None:
     ]
     none = ask(resp, read_followup_request(ADDR, 0x06000001, 2), now)
     assert none is not None and parse_error(none).bits == 0x02
-    assert len(meter.curve) == 24
+    assert len(meter.curve) == 25  # 6 h of points after the one the meter held at midnight
 
 
 def test_daily_freeze_and_power_down_records() -> None:

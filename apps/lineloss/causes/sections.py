@@ -1,0 +1,270 @@
+"""Which customer's load the loss of a section follows: the localisation regression.
+
+Layer: apps (lineloss). Pure numpy. For one section (a supply meter against its children) over
+the intervals of the window where every meter of the section was read:
+
+    loss_t = supply_t - Σ children_t
+    loss_t ≈ a + g·Σ_c m_c,t·ΔV_c,t/V_c,t
+                                        technical loss: in a radial feeder Σ_l R_l·I_l² equals
+                                        Σ_c I_c·ΔV_c (each customer's current times the resistive
+                                        drop from the supply meter to it), so the customers' own
+                                        voltages measure where the I²R happens
+             + k·S_t² + Σ_p k_p·S_p,t² + k_n·|N_t|²
+                                        what the drops miss: the section's flow, each phase's flow
+                                        (customers on it, a feed split by its customers' phases)
+                                        and the neutral's (their unbalance, S_a + a·S_b + a²·S_c),
+                                        plus a constant (meters' own use)
+           + β·m_c,t                    energy customer c draws past its meter (bypass, tapping,
+                                        a slow register): its loss follows c's own load
+
+Each customer is tried as the regressor m_c after projecting out the technical terms; the one
+that explains most of the remaining variance is kept if its share β, its t statistic and its
+partial R² pass the settings, and the search repeats (greedy forward selection) for a second
+or third. A candidate that the section's own supply (a loss proportional to all load: a wrong
+ratio on the supply meter, an unmetered customer) explains as well is not a customer's.
+Published idea: correlating each user's consumption with the loss series (GRID.md §2; Zheng
+et al., Frontiers Energy Res. 2022, doi 10.3389/fenrg.2022.892541). Must not decide the kind
+(theft or a slow meter: ``theft`` does, with the meter checks).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..energy import FArray
+from ..layout import Layout, Section
+from ..window import Day, stacked, stacked_voltage
+
+
+@dataclass(frozen=True, slots=True)
+class FitSettings:
+    # β, unmetered kWh per metered kWh: 0.12 = 11 % of the load bypassing. Clean sections of five
+    # networks (bench/lineloss.py, technical loss 2-5 %) stay below 0.12: a far customer's own
+    # marginal I²R that the technical terms miss; a 20 % bypass (β = 0.25) is estimated >= 0.15
+    min_share: float = 0.12
+    min_t: float = 5.0
+    min_partial_r2: float = 0.2
+    min_kwh_per_day: float = 0.3
+    min_intervals: int = 48
+    max_found: int = 3
+    window_days: int = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    meter: int
+    share: float  # β
+    t: float
+    partial_r2: float
+    unmetered_kwh: float  # β x the customer's metered energy over the used intervals
+    metered_kwh: float
+
+
+@dataclass
+class SectionFit:
+    section: Section
+    intervals: int
+    days: int
+    loss_kwh: float  # over the used intervals
+    supply_kwh: float
+    found: list[Candidate] = field(default_factory=list)
+    runner_up: Candidate | None = None  # best alternative to the first one found
+
+    @property
+    def margin(self) -> float:
+        """0..1: how much better the first candidate is than the next best (1 = no rival)."""
+        if not self.found or self.runner_up is None or self.found[0].partial_r2 <= 0:
+            return 1.0
+        return max(0.0, 1.0 - self.runner_up.partial_r2 / self.found[0].partial_r2)
+
+
+def fit_sections(
+    layout: Layout,
+    window: list[Day],
+    settings: FitSettings,
+    *,
+    supply_scale: dict[int, float] | None = None,
+    meter_scale: dict[int, float] | None = None,
+    substitute: frozenset[int] = frozenset(),
+) -> list[SectionFit]:
+    """A fit for every section with customers and enough fully read intervals.
+
+    Known errors are taken out first, so that they do not show as another customer's:
+    ``supply_scale`` corrects a supply meter by a factor (a wrong CT ratio found on the 总表),
+    ``meter_scale`` a customer's register (a slow one, by 1 / its ratio to its V x I x PF) and
+    ``substitute`` meters (a stopped register) enter the technical terms with their own V x I x PF
+    at both ends of each interval, free coefficients: instantaneous samples, not an integral."""
+    days = window[-settings.window_days :]
+    out = []
+    for section in layout.sections:
+        if section.supply < 0 or not len(section.customers):
+            continue
+        scale = (supply_scale or {}).get(section.supply, 1.0)
+        fit = fit_section(
+            layout, section, days, settings, scale=scale, meter_scale=meter_scale, substitute=substitute
+        )
+        if fit is not None:
+            out.append(fit)
+    return out
+
+
+def fit_section(
+    layout: Layout,
+    section: Section,
+    days: list[Day],
+    settings: FitSettings,
+    *,
+    scale: float = 1.0,
+    meter_scale: dict[int, float] | None = None,
+    substitute: frozenset[int] = frozenset(),
+) -> SectionFit | None:
+    supply = stacked(days, [section.supply])[0] * scale
+    feeds = stacked(days, section.feeds)
+    cust = stacked(days, section.customers)
+    for k, i in enumerate(section.customers):
+        if meter_scale and int(i) in meter_scale:
+            cust[k] *= meter_scale[int(i)]
+    swap = [int(i) for i in section.customers if int(i) in substitute]
+    ends = _ends(days, swap, layout)  # (2 x len(swap), T): the stopped meters' power samples
+    ok = ~np.isnan(supply) & ~np.isnan(feeds).any(axis=0) & ~np.isnan(cust).any(axis=0)
+    ok &= ~np.isnan(ends).any(axis=0)
+    n = int(ok.sum())
+    if n < settings.min_intervals:
+        return None
+    s, m = supply[ok], cust[:, ok]
+    y = s - feeds[:, ok].sum(axis=0) - m.sum(axis=0)
+    fit = SectionFit(section, n, len(days), float(y.sum()), float(s.sum()))
+    base = [np.ones(n)] + [_unit(x) for x in _technical(layout, section, days, ok, s, m, feeds[:, ok])]
+    base += [_unit(x) for x in ends[:, ok]]
+    if swap:  # a stopped register is no candidate: its energy is in the regressors above
+        m = m.copy()
+        m[[k for k, i in enumerate(section.customers) if int(i) in substitute]] = 0.0
+    chosen: set[int] = set()
+    for step in range(settings.max_found):
+        q, _ = np.linalg.qr(np.column_stack(base))
+        r = y - q @ (q.T @ y)
+        ssr = float(r @ r)
+        if ssr <= 0:
+            break
+        mp = m - (m @ q) @ q.T  # customers with the current regressors projected out
+        num = mp @ r
+        den = np.einsum("ij,ij->i", mp, mp)
+        usable = den > 1e-9 * np.maximum(np.einsum("ij,ij->i", m, m), 1e-12)
+        beta = np.divide(num, den, out=np.zeros_like(num), where=usable)
+        gain = np.divide(num * num, den, out=np.zeros_like(num), where=usable)
+        gain[list(chosen)] = 0.0
+        gain[beta <= 0] = 0.0
+        order = np.argsort(-gain)
+        best = int(order[0])
+        if gain[best] <= 0:
+            break
+        dof = max(n - len(base) - 1, 1)
+        cand = _candidate(section, best, beta, gain, den, ssr, dof, m)
+        if step == 0 and len(order) > 1 and gain[int(order[1])] > 0:
+            fit.runner_up = _candidate(section, int(order[1]), beta, gain, den, ssr, dof, m)
+        if not _significant(cand, settings, len(days)):
+            break
+        fit.found.append(cand)
+        chosen.add(best)
+        base.append(m[best])
+    return fit
+
+
+def _ends(days: list[Day], meters: list[int], layout: Layout) -> FArray:
+    """Energy at the power sampled at the start and at the end of each interval, per meter."""
+    out = []
+    for i in meters:
+        p = np.concatenate([d.readings.curve_power[i] * layout.multipliers[i] for d in days])
+        points = np.split(p, len(days))
+        out.append(np.concatenate([q[:-1] for q in points]))
+        out.append(np.concatenate([q[1:] for q in points]))
+    total = sum(len(d.power[0]) for d in days) if days else 0
+    return np.array(out).reshape(len(out), total) if out else np.zeros((0, total))
+
+
+def _technical(
+    layout: Layout, section: Section, days: list[Day], ok: FArray, s: FArray, m: FArray, feeds: FArray
+) -> list[FArray]:
+    """The technical-loss regressors: S², each phase's flow² and the neutral's |N|²."""
+    phase = m.T @ layout.phase_share[section.customers]  # (n, 3) customers' flow per phase
+    for k, f in enumerate(section.feeds):
+        below = layout.below.get(int(f))
+        if below is None or not len(below):
+            phase += feeds[k][:, None] / 3.0
+            continue
+        inner = stacked(days, below)[:, ok]
+        split = np.nan_to_num(inner).T @ layout.phase_share[below]  # its customers' flow per phase
+        total = split.sum(axis=1, keepdims=True)
+        share = np.divide(split, total, out=np.full_like(split, 1 / 3), where=np.abs(total) > 1e-9)
+        phase += feeds[k][:, None] * share
+    a = np.exp(2j * np.pi / 3)
+    neutral = np.abs(phase[:, 0] + a * phase[:, 1] + a * a * phase[:, 2])
+    out = [s * s, *(phase[:, p] ** 2 for p in range(3)), neutral**2]
+    drop = _drops(layout, section, days, ok)
+    if drop is not None:
+        out.insert(0, (m * drop).sum(axis=0))
+    return out
+
+
+def _drops(layout: Layout, section: Section, days: list[Day], ok: FArray) -> FArray | None:
+    """Each customer's relative voltage drop from the supply meter, (customers, intervals); None
+    when the voltages are not known. A gap is filled with the interval's median drop."""
+    share = layout.phase_share[section.customers]  # (c, 3)
+    supply = stacked_voltage(days, [section.supply])[0][ok]  # (n, 3)
+    volts = stacked_voltage(days, section.customers)[:, ok]  # (c, n, 3)
+    single = share.max(axis=1) > 0.99
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices are gaps, filled below
+        own = np.where(single[:, None], volts[:, :, 0], np.nanmean(volts, axis=2))
+        ref = supply @ share.T  # (n, c): the supply's voltage on each customer's phase
+        drop = (ref.T - own) / own
+        drop[~np.isfinite(drop)] = np.nan
+        if np.isnan(drop).all():
+            return None
+        fill = np.nanmedian(drop, axis=0)
+    drop = np.where(np.isnan(drop), fill[None, :], drop)
+    return np.asarray(np.nan_to_num(drop), dtype=np.float64)
+
+
+def _unit(x: FArray) -> FArray:
+    norm = float(np.sqrt(np.mean(x * x)))
+    return x / norm if norm > 0 else x
+
+
+def _candidate(
+    section: Section, c: int, beta: FArray, gain: FArray, den: FArray, ssr: float, dof: int, m: FArray
+) -> Candidate:
+    rest = max(ssr - float(gain[c]), 1e-18)
+    se = float(np.sqrt(rest / dof / den[c])) if den[c] > 0 else float("inf")
+    metered = float(np.abs(m[c]).sum())  # a prosumer's net can be export: the size counts
+    return Candidate(
+        meter=int(section.customers[c]),
+        share=float(beta[c]),
+        t=float(beta[c]) / se if se > 0 else 0.0,
+        partial_r2=float(gain[c]) / ssr,
+        unmetered_kwh=float(beta[c]) * metered,
+        metered_kwh=metered,
+    )
+
+
+def _significant(c: Candidate, settings: FitSettings, days: int) -> bool:
+    return (
+        c.share >= settings.min_share
+        and c.t >= settings.min_t
+        and c.partial_r2 >= settings.min_partial_r2
+        and c.unmetered_kwh >= settings.min_kwh_per_day * days
+    )
+
+
+def _section_wide(s: FArray, q: FArray, r: FArray, best_gain: float) -> bool:
+    """True when the supply itself (a loss proportional to all the section's load) explains the
+    remaining loss at least as well as the best customer does."""
+    sp = s - q @ (q.T @ s)
+    den = float(sp @ sp)
+    return den > 0 and float(sp @ r) > 0 and float(sp @ r) ** 2 / den >= best_gain
+
+
+__all__ = ["Candidate", "FitSettings", "SectionFit", "fit_section", "fit_sections"]

@@ -1,0 +1,87 @@
+"""What the master station makes of the ``lineloss`` stream: the newest revision of every day.
+
+Layer: apps (lineloss). Pure: takes the stream's message bodies in arrival order and returns the
+one JSON object ``ttu cloud lineloss --json`` prints (issue 10):
+
+    {"terminal", "days": [{"date", "scope", "supply_kwh", "sales_kwh", "loss_kwh", "loss_rate",
+      "class", "coverage", ...}], "anomalies": [{"date", "kind", "target", "branch", "evidence",
+      "confidence"}]}
+
+and the series the dashboard draws. A later revision of a day replaces the earlier one whole
+(late data reclassifies it); bodies that are not day messages, or malformed, are skipped.
+Must not import the simulator or the runtime.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+DAY_FIELDS = ("date", "scope", "supply_kwh", "sales_kwh", "loss_kwh", "loss_rate", "class", "coverage")
+EXTRA_FIELDS = ("level", "branch", "pv_kwh", "economic", "reason", "customers", "read", "unread")
+
+
+def newest_days(bodies: Iterable[Any]) -> dict[str, Mapping[str, Any]]:
+    """Date -> the day message with the highest revision."""
+    out: dict[str, Mapping[str, Any]] = {}
+    for body in bodies:
+        if not isinstance(body, Mapping) or body.get("type") != "day":
+            continue
+        date, revision = body.get("date"), body.get("revision")
+        if not isinstance(date, str) or not isinstance(revision, int):
+            continue
+        known = out.get(date)
+        if known is None or int(known["revision"]) <= revision:
+            out[date] = body
+    return out
+
+
+def summary(terminal: str, bodies: Iterable[Any]) -> dict[str, Any]:
+    """The ``ttu cloud lineloss --json`` object: days oldest first, station first within a day."""
+    days: list[dict[str, Any]] = []
+    anomalies: list[dict[str, Any]] = []
+    for date, message in sorted(newest_days(bodies).items()):
+        rows = [r for r in message.get("days") or () if isinstance(r, Mapping)]
+        rows.sort(key=lambda r: (r.get("level") != "station", str(r.get("scope"))))
+        for r in rows:
+            day = {k: r.get(k) for k in DAY_FIELDS}
+            day["date"] = date
+            day.update({k: r[k] for k in EXTRA_FIELDS if k in r})
+            days.append(day)
+        for a in message.get("anomalies") or ():
+            if isinstance(a, Mapping):
+                anomalies.append(
+                    {
+                        "date": date,
+                        "kind": a.get("kind"),
+                        "target": a.get("target"),
+                        "branch": a.get("branch"),
+                        "evidence": a.get("evidence") or {},
+                        "confidence": a.get("confidence"),
+                    }
+                )
+    return {"terminal": terminal, "days": days, "anomalies": anomalies}
+
+
+def chart(terminal: str, bodies: Iterable[Any]) -> dict[str, Any]:
+    """What the dashboard panel draws: the daily loss rate per scope (station and branches) by
+    date, the thresholds the terminal classified with, and the newest anomalies."""
+    newest = newest_days(bodies)
+    series: dict[str, list[list[Any]]] = {}
+    thresholds: Mapping[str, Any] = {}
+    for date, message in sorted(newest.items()):
+        thresholds = message.get("thresholds") or thresholds
+        for r in message.get("days") or ():
+            if isinstance(r, Mapping) and r.get("level") in ("station", "branch"):
+                series.setdefault(str(r.get("scope")), []).append([date, r.get("loss_rate"), r.get("class")])
+    report = summary(terminal, newest.values())
+    return {
+        "terminal": terminal,
+        "dates": sorted(newest),
+        "series": series,
+        "thresholds": dict(thresholds),
+        "anomalies": report["anomalies"][-50:][::-1],
+    }
+
+
+__all__ = ["DAY_FIELDS", "chart", "newest_days", "summary"]

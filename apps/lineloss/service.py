@@ -1,0 +1,401 @@
+"""The line-loss app: gathers the meters' own records, computes each day once its freezes are in,
+again when late data (补抄) changes it, and every 15-min interval as it completes.
+
+Layer: apps (lineloss). Uses only its context: the bus (acquisition's ``meter/<id>/curve``,
+``meter/<id>/freeze`` and the metrology unit's ``meter/transformer/reading``; the topology app's
+``topology/result``), the station model, the scheduler, its key-value store and the uplink.
+The arithmetic is pure (``engine``); this module decides when, and says what came out:
+
+* bus ``lineloss/day`` (retained): the newest day message; ``lineloss/anomaly``: each anomaly
+  new in a revision; ``lineloss/interval``: each completed 15-min interval (station, branches);
+* uplink stream ``lineloss``: ``{"type": "day", "date", "revision", "computed_at", "station",
+  "days": [...], "anomalies": [...]}`` and ``{"type": "intervals", "date", "revision", "start",
+  "step_s", "scopes", "supply_kwh", "loss_kwh", "loss_rate", "coverage"}``; a day is sent again
+  (revision + 1) only when its figures or findings change;
+* cloud commands ``lineloss.day {"date"}`` (the stored day message) and ``lineloss.recompute``.
+
+Days before the app's first start are not computed (their opening freeze was never read).
+After a restart the book refills from the bus; results already sent stay in the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from runtime.bus import Overflow
+from runtime.scheduler import Aligned, CatchUp, Slot
+
+from .book import Book
+from .causes.archive import Records, TopologyView
+from .causes.ct import CtSettings
+from .causes.meters import MeterSettings
+from .causes.sections import FitSettings
+from .classify import Thresholds
+from .engine import DayResult, Settings, analyse
+from .layout import Layout
+from .station import StationLike, records_from_model
+from .window import Day
+
+STREAM = "lineloss"
+TICK_S = 300
+INTERVAL_LEVELS = ("station", "branch")
+
+
+@dataclass(frozen=True)
+class Config:
+    settings: Settings
+    day_close_delay_s: float = 1800.0
+    recompute_days: int = 7
+
+    @classmethod
+    def parse(cls, config: Mapping[str, Any]) -> Config:
+        """From the app's resolved config (the manifest checked types and ranges)."""
+        window = int(config.get("window_days", 3))
+        try:
+            thresholds = Thresholds.from_config(config)
+        except ValueError as err:
+            raise ValueError(f"apps.lineloss.config: {err}") from err
+        settings = Settings(
+            thresholds=thresholds,
+            meters=MeterSettings(
+                stopped_min_kwh=float(config.get("stopped_min_kwh", 0.5)),
+                slow_min_pct=float(config.get("slow_min_pct", 5.0)),
+                window_days=window,
+            ),
+            fit=FitSettings(
+                min_share=float(config.get("theft_min_share", 0.12)),
+                min_t=float(config.get("theft_min_t", 5.0)),
+                window_days=window,
+            ),
+            ct=CtSettings(tolerance=float(config.get("ct_tolerance", 0.1))),
+            history_days=max(7, window),
+        )
+        return cls(
+            settings,
+            day_close_delay_s=60.0 * float(config.get("day_close_delay_min", 30)),
+            recompute_days=int(config.get("recompute_days", 7)),
+        )
+
+
+@dataclass
+class _Computed:
+    key: tuple[int, int, int]  # (book version of the day, layout version, topology version)
+    body: str  # the figures and findings last sent, to send a revision only on change
+
+
+@dataclass
+class LineLossService:
+    ctx: Any
+    config: Config
+    book: Book = field(init=False)
+    records: Records | None = None
+    layout: Layout | None = None
+    layout_version: int = 0
+    topology: TopologyView | None = None
+    topology_version: int = 0
+    since: float = 0.0
+    revisions: dict[str, int] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=lambda: {"days_computed": 0, "revisions_sent": 0})
+    _computed: dict[date, _Computed] = field(default_factory=dict)
+    _days: dict[date, tuple[tuple[int, int], Day]] = field(default_factory=dict)
+    _interval_sent: tuple[date, int] | None = None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    def __post_init__(self) -> None:
+        keep = max(self.config.recompute_days, self.config.settings.history_days) + 2
+        self.book = Book(self.ctx.terminal.tz, keep_days=keep)
+
+    # ------------------------------------------------------------------ setup
+
+    async def start(self) -> None:
+        store = self.ctx.store
+        since = await store.get("since")
+        if since is None:
+            since = self.ctx.clock.now()
+            await store.set("since", since)
+        self.since = float(since)
+        self.revisions = {str(k): int(v) for k, v in (await store.get("revisions", {})).items()}
+        self.use_station(self._model())
+        self.ctx.scheduler.add("tick", Aligned(TICK_S), self._tick, catch_up=CatchUp.LATEST)
+        self.ctx.uplink.register_command("lineloss.day", self._cmd_day)
+        self.ctx.uplink.register_command("lineloss.recompute", self._cmd_recompute)
+        self.ctx.bus.serve("lineloss/day/get", self._get_day)
+
+    def _model(self) -> StationLike | None:
+        station = getattr(self.ctx, "station", None)
+        return None if station is None else station.model
+
+    def use_station(self, model: StationLike | None) -> None:
+        """Rebuild the layout from the station model (every day is computed again)."""
+        if model is None:
+            self.ctx.log.warning("no station model: line loss waits for one")
+            self.records = self.layout = None
+            return
+        metrology = bool(getattr(self.ctx.terminal, "metrology", True))
+        self.records = records_from_model(model, metrology=metrology)
+        self.layout = self.records.layout()
+        self.layout_version += 1
+        self._days.clear()
+        scopes = len(self.layout.scopes)
+        self.ctx.log.info("station model: %d meters, %d scopes", self.layout.n, scopes)
+
+    def use_topology(self, result: Any) -> None:
+        if self.records is None or not isinstance(result, Mapping):
+            return
+        archive = {m.id: m for m in self.records.meters}
+        self.topology = TopologyView.from_result(result, archive)
+        self.topology_version += 1
+
+    # ------------------------------------------------------------------ input
+
+    async def run(self) -> None:
+        bus = self.ctx.bus
+        subs = [
+            (bus.subscribe("meter/+/curve", maxsize=50_000, overflow=Overflow.DROP_OLDEST), "curve"),
+            (bus.subscribe("meter/+/freeze", maxsize=50_000, overflow=Overflow.DROP_OLDEST), "freeze"),
+            (bus.subscribe("meter/transformer/reading", maxsize=1_000), "realtime"),
+        ]
+        topology = bus.subscribe("topology/result", maxsize=4, overflow=Overflow.KEEP_LATEST_PER_TOPIC)
+        async with asyncio.TaskGroup() as tg:
+            for sub, kind in subs:
+                tg.create_task(self._consume(sub, kind), name=f"lineloss:{kind}")
+            tg.create_task(self._follow_topology(topology), name="lineloss:topology")
+            station = getattr(self.ctx, "station", None)
+            if station is not None and hasattr(station, "watch"):
+                tg.create_task(self._follow_station(station), name="lineloss:station")
+
+    async def _consume(self, sub: Any, kind: str) -> None:
+        async for msg in sub:
+            device = msg.topic.split("/")[1]
+            payload = msg.payload if isinstance(msg.payload, list) else [msg.payload]
+            self.book.add(kind, device, payload)
+
+    async def _follow_topology(self, sub: Any) -> None:
+        async for msg in sub:
+            self.use_topology(msg.payload)
+
+    async def _follow_station(self, station: Any) -> None:
+        async with station.watch() as changes:
+            async for change in changes:
+                self.use_station(change.model)
+                if self.topology is not None and self.records is not None:
+                    self.topology_version += 1  # re-read against the new archive at the next result
+
+    # ------------------------------------------------------------------ when
+
+    async def _tick(self, slot: Slot) -> None:
+        await self.update(self.ctx.clock.now())
+
+    def local_date(self, t: float) -> date:
+        return datetime.fromtimestamp(t, self.ctx.terminal.tz).date()
+
+    def due(self, now: float) -> list[date]:
+        """Days whose freezes should be in and whose inputs changed since they were computed."""
+        if self.layout is None:
+            return []
+        today = self.local_date(now)
+        first = today - timedelta(days=self.config.recompute_days)
+        out = []
+        for d in sorted(self.book.days):
+            if d < first or d >= today or self.book.midnight(d) < self.since - 1.0:
+                continue
+            if now < self.book.midnight(d + timedelta(days=1)) + self.config.day_close_delay_s:
+                continue
+            key = (self.book.version.get(d, 0), self.layout_version, self.topology_version)
+            done = self._computed.get(d)
+            if done is None or done.key != key:
+                out.append(d)
+        return out
+
+    async def update(self, now: float) -> None:
+        """Publish completed intervals of today and (re)compute the days that are due."""
+        async with self._lock:
+            await self._intervals(now)
+            for d in self.due(now):
+                await self.compute(d)
+
+    # ------------------------------------------------------------------ what
+
+    def _day(self, d: date) -> Day:
+        assert self.layout is not None
+        key = (self.book.version.get(d, 0), self.layout_version)
+        cached = self._days.get(d)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        readings = self.book.readings(d, [m.id for m in self.layout.meters])
+        day = Day.of(d.isoformat(), readings, self.layout)
+        self._days[d] = (key, day)
+        return day
+
+    def window(self, d: date) -> list[Day]:
+        days = [d - timedelta(days=k) for k in range(self.config.settings.history_days - 1, -1, -1)]
+        return [
+            self._day(x) for x in days if x in self.book.days and self.book.midnight(x) >= self.since - 1.0
+        ]
+
+    async def compute(self, d: date, *, force: bool = False) -> DayResult | None:
+        if self.layout is None or self.records is None:
+            return None
+        key = (self.book.version.get(d, 0), self.layout_version, self.topology_version)
+        window = self.window(d)
+        if not window or window[-1].date != d.isoformat():
+            return None
+        records, layout, topology = self.records, self.layout, self.topology
+        result = await asyncio.to_thread(
+            analyse, records, layout, window, self.config.settings, topology=topology
+        )
+        self.counters["days_computed"] += 1
+        days = [sd.to_json() for sd in result.days]
+        anomalies = [a.to_json() for a in result.anomalies]
+        body = json.dumps([days, anomalies], sort_keys=True)
+        before = self._computed.get(d)
+        self._computed[d] = _Computed(key, body)
+        if before is not None and before.body == body and not force:
+            return result
+        await self._send(d, result, days, anomalies, before)
+        return result
+
+    async def _send(
+        self,
+        d: date,
+        result: DayResult,
+        days: list[dict[str, Any]],
+        anomalies: list[dict[str, Any]],
+        before: _Computed | None,
+    ) -> None:
+        name = d.isoformat()
+        revision = self.revisions.get(name, 0) + 1
+        self.revisions[name] = revision
+        now = self.ctx.clock.now()
+        model = self._model()
+        message = {
+            "type": "day",
+            "date": name,
+            "revision": revision,
+            "computed_at": now,
+            "station": getattr(model, "id", "") if model is not None else "",
+            "thresholds": dataclasses.asdict(self.config.settings.thresholds),
+            "days": days,
+            "anomalies": anomalies,
+        }
+        assert self.layout is not None
+        keep = [k for k, s in enumerate(self.layout.scopes) if s.level in INTERVAL_LEVELS]
+        iv = result.intervals.to_json()
+        intervals = {
+            "type": "intervals",
+            "date": name,
+            "revision": revision,
+            "computed_at": now,
+            "start": self.book.midnight(d),
+            "step_s": 900,
+            **{k: [v[i] for i in keep] for k, v in iv.items()},
+        }
+        await self.ctx.uplink.send(STREAM, message)
+        await self.ctx.uplink.send(STREAM, intervals)
+        self.counters["revisions_sent"] += 1
+        await self.ctx.store.set(f"day/{name}", message)
+        await self.ctx.store.set("revisions", self.revisions)
+        self.ctx.bus.publish("lineloss/day", message, retain=True)
+        seen = (
+            set() if before is None else {json.dumps(a, sort_keys=True) for a in json.loads(before.body)[1]}
+        )
+        for a in anomalies:
+            if json.dumps(a, sort_keys=True) not in seen:
+                self.ctx.bus.publish("lineloss/anomaly", a)
+
+    async def _intervals(self, now: float) -> None:
+        """Each newly completed 15-min interval of today: station and branch figures on the bus."""
+        if self.layout is None:
+            return
+        today = self.local_date(now)
+        if today not in self.book.days:
+            return
+        day = self._day(today)
+        from .balance import balances  # local: the interval figures of one day
+
+        b = balances(self.layout, day.intervals)
+        last = int((now - self.book.midnight(today)) // 900) - 1  # intervals that ended before now
+        start = (
+            0
+            if self._interval_sent is None or self._interval_sent[0] != today
+            else self._interval_sent[1] + 1
+        )
+        for k in range(start, min(last, 95) + 1):
+            scopes = [
+                {
+                    "scope": s.id,
+                    "level": s.level,
+                    "supply_kwh": _num(b.supply[j, k]),
+                    "loss_kwh": _num(b.loss[j, k]),
+                    "loss_rate": _num(b.rate[j, k]),
+                    "coverage": _num(b.coverage[j, k]),
+                }
+                for j, s in enumerate(self.layout.scopes)
+                if s.level in INTERVAL_LEVELS
+            ]
+            start_ts = self.book.midnight(today) + 900 * k
+            self.ctx.bus.publish(
+                "lineloss/interval",
+                {"date": today.isoformat(), "index": k, "start": start_ts, "scopes": scopes},
+            )
+            self._interval_sent = (today, k)
+
+    # ------------------------------------------------------------------ commands
+
+    async def _cmd_day(self, args: dict[str, Any]) -> dict[str, Any]:
+        name = args.get("date")
+        if not isinstance(name, str):
+            raise ValueError("args.date: need a local date YYYY-MM-DD")
+        found = await self.ctx.store.get(f"day/{name}")
+        if found is None:
+            raise ValueError(f"no line-loss result for {name}")
+        return dict(found)
+
+    async def _cmd_recompute(self, args: dict[str, Any]) -> dict[str, Any]:
+        name = args.get("date")
+        try:
+            d = date.fromisoformat(name) if isinstance(name, str) else None
+        except ValueError:
+            d = None
+        if d is None:
+            raise ValueError("args.date: need a local date YYYY-MM-DD")
+        if d not in self.book.days:
+            raise ValueError(f"{name}: no data kept for that day")
+        async with self._lock:
+            result = await self.compute(d, force=True)
+        return {
+            "date": d.isoformat(),
+            "revision": self.revisions.get(d.isoformat(), 0),
+            "computed": result is not None,
+        }
+
+    async def _get_day(self, payload: Any) -> Any:
+        asked = payload.get("date") if isinstance(payload, Mapping) else None
+        name = asked if isinstance(asked, str) else max(self.revisions, default=None)
+        return None if name is None else await self.ctx.store.get(f"day/{name}")
+
+    def status(self) -> dict[str, Any]:
+        return {**self.counters, **self.book.counters, "skipped_rows": self.book.skipped}
+
+
+def _num(x: float) -> float | None:
+    return None if x != x else round(float(x), 4)  # NaN -> None
+
+
+async def run_lineloss(ctx: Any, config: dict[str, Any]) -> None:
+    service = LineLossService(ctx, Config.parse(config))
+    await service.start()
+    async with asyncio.TaskGroup() as tg:
+        consumer = tg.create_task(service.run(), name="lineloss:run")
+        await ctx.ready()
+        await ctx.wait_stop()
+        consumer.cancel()
+
+
+__all__ = ["STREAM", "Config", "LineLossService", "run_lineloss"]

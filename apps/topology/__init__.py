@@ -1,0 +1,22 @@
+"""Topology identification app (拓扑识别): which phase, branch and meter box every meter hangs on,
+and which meters the archive has wrong about their transformer (户变关系).
+
+Layer: apps. Entry point ``run(ctx, config)``; everything it touches comes through ``ctx``.
+The methods are pure modules (``identify`` and what it uses); ``service`` runs them on the
+terminal. See ``service`` for the jobs, topics and commands.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from .service import Settings, TopologyService
+
+
+async def run(ctx: Any, config: dict[str, Any]) -> None:
+    service = TopologyService(ctx, Settings.from_config(config))
+    await service.start()
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(service.feed(), name="topology-feed")
+        await ctx.ready()

@@ -1,0 +1,827 @@
+"""One identification: inputs -> phase, branch and box of every meter, foreign and missing meters.
+
+Layer: apps (topology), pure numpy. Must not read the store, the bus or the station model
+(``inputs.Inputs`` carries what they hold), and must not decide what to do with the result
+(the service proposes corrections and publishes).
+
+Order, each step using what the previous found:
+
+1. **Branch**: energy balance of the meters against every branch monitoring unit (a meter feeds
+   its own branch's unit and every unit upstream), signature-current detections by branch units,
+   the archive's branch weighted by its provenance.
+2. **Phase** (single-phase meters; three-phase meters are recognized by their B/C voltages or
+   the archive): energy balance against the transformer's per-phase energy; current balance at
+   each branch unit's and box terminal's phases (a meter's current appears on one phase of the
+   units on its path, read at the same curve points); voltage correlation with the other
+   meters of its branch on each phase after removing the common mode; the carrier module's
+   phase report (AFN10 F31); the archive's phase by provenance.
+3. **Box**, branch by branch: energy balance against the box terminals, detections by box
+   terminals, voltage correlation with the same-phase meters of each box (meters of one box
+   share every upstream voltage drop: the voltage-drop hierarchy), the archive by provenance.
+4. **Household-transformer relation (户变)**: a meter is foreign when at least two of: its energy
+   is better left out of our balances; its voltage follows none of our phases; our carrier
+   module does not hear it (HPLC meters). Missing meters: addresses our carrier module hears
+   that no archive meter has, and energy at a unit that none of its meters explains.
+
+Every balance also has a label "not ours" (it feeds nothing); a meter ending there is a
+foreign candidate, and its energy no longer bends the others.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import numpy as np
+
+from . import assign, changes, evidence, voltage
+from .inputs import PHASES, Curves, Inputs, MeterInfo
+from .numeric import BArray, FArray, IArray, robust_std, softmax_confidence
+from .result import Dimension, MeterResult, MissingMeter, TopologyResult
+
+NOT_OURS = "~"  # the "not ours" label in every dimension
+#: prior log-probability that a listed meter is not ours (archives list few foreign meters)
+LOG_FOREIGN_PRIOR = float(np.log(1e-5))
+HEARD_NOTE = "heard by our carrier module (AFN10 F21), not in the archive"
+UNEXPLAINED_NOTE = (
+    "energy at the branch unit that no listed meter explains (an unlisted meter or unmetered load)"
+)
+#: our carrier module networks nearly every STA of the station area and few of the neighbour's
+P_HEARD_IF_OURS = 0.98
+P_HEARD_IF_FOREIGN = 0.05
+
+
+@dataclass(frozen=True)
+class Settings:
+    #: a dimension whose identified value has less confidence than this stays unresolved
+    confidence_min: float = 0.9
+    #: curve points a meter needs (voltage and energy) for its own evidence
+    min_points: int = 24
+    #: foreign: how many robust sigmas (log scale) a meter's unexplained voltage variation must
+    #: exceed the others'
+    voltage_outlier_z: float = 4.0
+    #: foreign: log-likelihood by which the balances must prefer "not ours"
+    energy_foreign_margin: float = 10.0
+    #: foreign: log-likelihood ratio by which the signature-current detections (no unit on any
+    #: path of ours heard the meter's injections) must favour "not ours", after this many
+    signature_foreign_llr: float = 3.0
+    signature_min_injections: int = 2
+    #: online phase change: the first and the last this many points are identified on their own;
+    #: a meter surely on one phase in the first and surely on another in the last moved
+    change_window_points: int = 32
+    change_min_points: int = 8
+    change_llr: float = 25.0
+    #: missing: unexplained energy at a unit worth reporting, as a share of its energy and kWh/day
+    unexplained_share: float = 0.05
+    unexplained_kwh_per_day: float = 2.0
+    outer_iterations: int = 2
+
+
+# -- the prepared frame ---------------------------------------------------------------------------
+
+
+@dataclass
+class Frame:
+    """Matrices of the customer meters, in ``inputs.meters`` order."""
+
+    meters: tuple[MeterInfo, ...]
+    energy: FArray  # (T-1, n) NaN filled
+    voltage: FArray  # (T, n) slot A (single-phase voltage), NaN where missing
+    current: FArray  # (T, n) slot A
+    three_phase: BArray  # (n,)
+    has_data: BArray  # (n,) enough curve points to say anything
+    missing_points: IArray  # (n,)
+    phase_energy: FArray  # (T-1, n, 3) per-phase energy of three-phase meters (zeros otherwise)
+    branch_ids: tuple[str, ...]
+    box_ids: tuple[str, ...]
+    unit_of_branch: dict[str, str]  # branch -> its monitoring unit's device id (with curve data)
+    terminal_of_box: dict[str, str]
+    parent: dict[str, str | None]
+    box_branch: dict[str, str | None]
+    col: dict[str, int]  # device id -> column in the curves
+    not_ours: FArray = field(default_factory=lambda: np.zeros(0))  # (n,) log-likelihood of "not ours"
+    forced: BArray = field(default_factory=lambda: np.zeros(0, dtype=bool))  # (n,) decided not ours
+
+    @property
+    def n(self) -> int:
+        return len(self.meters)
+
+    def not_ours_column(self, n_real: int) -> FArray:
+        """(n, n_real + 1) evidence addition: the "not ours" column, and -inf for every real
+        label of a meter already decided not ours."""
+        out = np.zeros((self.n, n_real + 1))
+        out[:, -1] = self.not_ours
+        out[self.forced, :-1] = -1e6
+        return out
+
+
+def _fill(x: FArray) -> tuple[FArray, IArray]:
+    """NaN -> the column's median of valid values (0 when none); returns (filled, NaN count)."""
+    bad = ~np.isfinite(x)
+    count = bad.sum(axis=0).astype(np.int64)
+    if not bad.any():
+        return x, count
+    med = np.zeros(x.shape[1])
+    for j in np.nonzero(count)[0]:
+        ok = ~bad[:, j]
+        med[j] = float(np.median(x[ok, j])) if ok.any() else 0.0
+    return np.where(bad, med[None, :], x), count
+
+
+def prepare(inputs: Inputs, settings: Settings) -> Frame:
+    """The archive's meters, then the carrier nodes the archive lacks whose curves were read
+    (they take part in every balance like the others: their energy is ours)."""
+    c = inputs.curves
+    col = c.index()
+    meters = inputs.meters + tuple(
+        u.as_meter() for u in inputs.unknown_nodes if u.device is not None and u.device in col
+    )
+    n = len(meters)
+    t = len(c.times)
+    energy = np.full((max(t - 1, 0), n), np.nan)
+    volt = np.full((t, n), np.nan)
+    cur = np.full((t, n), np.nan)
+    three = np.zeros(n, dtype=bool)
+    phase_energy = np.zeros((max(t - 1, 0), n, 3))
+    for i, m in enumerate(meters):
+        j = col.get(m.id)
+        if j is None:
+            continue
+        energy[:, i] = c.energy[:, j]
+        volt[:, i] = c.voltage[:, j, 0]
+        cur[:, i] = c.current[:, j, 0]
+        bc = np.isfinite(c.voltage[:, j, 1:]).all(axis=1).sum()
+        three[i] = m.phase.value == "ABC" or bc * 2 >= max(t, 1)
+        if three[i]:
+            # split its energy over the phases by each phase's V * I at the curve points
+            p = np.nan_to_num(c.voltage[:, j, :] * c.current[:, j, :])
+            share = 0.5 * (p[:-1] + p[1:])
+            total = share.sum(axis=1, keepdims=True)
+            share = np.where(total > 0, share / np.where(total > 0, total, 1.0), 1.0 / 3.0)
+            phase_energy[:, i, :] = np.nan_to_num(c.energy[:, j])[:, None] * share
+    energy_f, missing = _fill(energy)
+    has = (missing <= max(energy.shape[0] - settings.min_points, 0)) & (
+        np.isfinite(volt).sum(axis=0) >= settings.min_points
+    )
+    if energy.shape[0] == 0:
+        has[:] = False
+    branch_ids = tuple(
+        sorted({b.id for b in inputs.branches} | {m.branch.value for m in meters if m.branch.value})
+    )
+    box_ids = tuple(sorted({x.id for x in inputs.boxes} | {m.box.value for m in meters if m.box.value}))
+    unit_of_branch = {b.id: b.monitor for b in inputs.branches if b.monitor and b.monitor in col}
+    terminal_of_box = {x.id: x.terminal for x in inputs.boxes if x.terminal and x.terminal in col}
+    not_ours = np.full(n, LOG_FOREIGN_PRIOR)
+    for i, m in enumerate(meters):
+        if m.in_cco_network is True:
+            not_ours[i] += float(np.log(P_HEARD_IF_FOREIGN / P_HEARD_IF_OURS))
+        elif m.in_cco_network is False:
+            not_ours[i] += float(np.log((1 - P_HEARD_IF_FOREIGN) / (1 - P_HEARD_IF_OURS)))
+    return Frame(
+        meters=meters,
+        energy=energy_f,
+        voltage=volt,
+        current=np.nan_to_num(cur),
+        three_phase=three,
+        has_data=has,
+        missing_points=missing,
+        phase_energy=phase_energy,
+        branch_ids=branch_ids,
+        box_ids=box_ids,
+        unit_of_branch=unit_of_branch,
+        terminal_of_box=terminal_of_box,
+        parent={b.id: b.parent for b in inputs.branches},
+        box_branch={x.id: x.branch for x in inputs.boxes},
+        col=col,
+        not_ours=not_ours,
+        forced=np.zeros(n, dtype=bool),
+    )
+
+
+def ancestors(branch: str, parent: dict[str, str | None]) -> list[str]:
+    """``branch`` and every branch above it, innermost first."""
+    out, seen = [], set()
+    here: str | None = branch
+    while here is not None and here not in seen:
+        out.append(here)
+        seen.add(here)
+        here = parent.get(here)
+    return out
+
+
+# -- dimension results ----------------------------------------------------------------------------
+
+
+@dataclass
+class Decided:
+    """One dimension for every meter: labels (index into ``labels``), confidence, evidence parts."""
+
+    labels: tuple[str, ...]  # the label set; the last is NOT_OURS
+    chosen: IArray
+    confidence: FArray
+    parts: dict[str, FArray] = field(default_factory=dict)  # name -> (n, K) log-likelihood part
+    solution: assign.Solution | None = None
+    problem: assign.Problem | None = None
+
+    def value(self, i: int) -> str | None:
+        label = self.labels[int(self.chosen[i])]
+        return None if label == NOT_OURS else label
+
+    def not_ours_margin(self, i: int) -> float:
+        """How much the balances prefer "not ours" for meter i over its best real label."""
+        if self.solution is None:
+            return 0.0
+        total = sum(self.solution.balance_scores.values(), np.zeros_like(self.solution.score))
+        real = total[i, :-1]
+        return float(total[i, -1] - real.max()) if real.size else 0.0
+
+
+def _decide(labels: tuple[str, ...], sol: assign.Solution, parts: dict[str, FArray]) -> Decided:
+    conf = softmax_confidence(sol.score)[np.arange(len(sol.labels)), sol.labels]
+    return Decided(labels, sol.labels, conf, {**parts, **sol.balance_scores}, sol)
+
+
+def _unit_energy(inputs: Inputs, frame: Frame, device: str) -> FArray:
+    return np.nan_to_num(inputs.curves.energy[:, frame.col[device]])
+
+
+def identify_branches(inputs: Inputs, frame: Frame, previous: Decided | None = None) -> Decided:
+    labels = (*frame.branch_ids, NOT_OURS)
+    k = len(labels)
+    pos = {b: j for j, b in enumerate(labels)}
+    prior = evidence.prior_loglik([m.branch for m in frame.meters], labels[:-1])
+    prior = np.concatenate([prior, np.zeros((frame.n, 1))], axis=1) + frame.not_ours_column(k - 1)
+    units = sorted(set(frame.unit_of_branch.values()))
+    unit_branch = {u: b for b, u in frame.unit_of_branch.items()}
+    on_path = np.zeros((k, len(units)))
+    for b in frame.branch_ids:
+        for a in ancestors(b, frame.parent):
+            u = frame.unit_of_branch.get(a)
+            if u is not None:
+                on_path[pos[b], units.index(u)] = 1.0
+    sig, _ = evidence.signature_loglik(
+        [m.id for m in frame.meters], inputs.detections, units, on_path,
+        miss_rate=inputs.miss_rate, crosstalk_rate=inputs.crosstalk_rate,
+    )  # fmt: skip
+    parts = {"archive": prior, "signature": sig}
+    balances: list[assign.Balance] = []
+    if units and frame.energy.shape[0]:
+        y = np.stack([_unit_energy(inputs, frame, u) for u in units], axis=1)[:, None, :]
+        tops = [b for b in frame.branch_ids if frame.parent.get(b) is None]
+        partition = bool(tops) and all(b in frame.unit_of_branch for b in tops)
+        balances.append(
+            assign.Balance(
+                "branch_units", np.where(frame.has_data, frame.energy, 0.0), y, on_path, partition=partition,
+                sigma_floor=0.01, relative_floor=0.005, one_sided=True,
+            )
+        )  # fmt: skip
+        del unit_branch
+    total = prior + sig
+    start = np.array(
+        [
+            pos.get(m.branch.value or "", k - 1) if m.branch.known else int(np.argmax(total[i]))
+            for i, m in enumerate(frame.meters)
+        ]
+    )
+    if previous is not None:
+        start = np.where(frame.forced, k - 1, previous.chosen)
+    sol = assign.solve(assign.Problem(tuple(balances), total), start=start, use_relaxation=previous is None)
+    return _decide(labels, sol, parts)
+
+
+def _voltage_features(frame: Frame) -> tuple[FArray, BArray]:
+    single = ~frame.three_phase
+    z = np.zeros((0, frame.n))
+    usable = np.zeros(frame.n, dtype=bool)
+    if frame.voltage.shape[0] >= 8 and single.any():
+        feats, ok = voltage.features(np.where(single[None, :], frame.voltage, np.nan))
+        z, usable = feats, ok & single & frame.has_data
+    return z, usable
+
+
+def identify_phases(
+    inputs: Inputs,
+    frame: Frame,
+    branches: Decided,
+    boxes: Decided,
+    settings: Settings,
+    previous: Decided | None = None,
+) -> Decided:
+    labels = (*PHASES, NOT_OURS)
+    n = frame.n
+    facts = [m.phase for m in frame.meters]
+    # "not ours" is the branch step's call: a meter of ours takes a phase, one it found not
+    # ours takes none (the phase balances alone would push out whatever they cannot place)
+    not_ours = np.array([branches.value(i) is None for i in range(n)]) | frame.forced
+    prior = np.concatenate([evidence.prior_loglik(facts, PHASES), np.zeros((n, 1))], axis=1)
+    prior[~not_ours, 3] = -1e6
+    prior[not_ours, :3] = -1e6
+    cco = np.concatenate(
+        [evidence.cco_phase_loglik([m.cco_phase for m in frame.meters]), np.zeros((n, 1))], axis=1
+    )
+    single = ~frame.three_phase
+    live = frame.has_data & single
+    series_e = np.where(live, frame.energy, 0.0)
+    inc = np.vstack([np.eye(3), np.zeros((1, 3))])
+    balances: list[assign.Balance] = []
+    if inputs.transformer_energy is not None and frame.energy.shape[0]:
+        fixed = frame.phase_energy[:, frame.three_phase & frame.has_data, :].sum(axis=1)[:, None, :]
+        balances.append(
+            assign.Balance(
+                "transformer", series_e, np.nan_to_num(inputs.transformer_energy)[:, None, :], inc,
+                fixed=fixed, partition=True, sigma_floor=0.01, relative_floor=0.002, one_sided=True,
+            )
+        )  # fmt: skip
+    balances += _current_balances(inputs, frame, branches, boxes, live)
+    z, usable = _voltage_features(frame)
+    branch_of = np.array([branches.labels.index(branches.value(i) or NOT_OURS) for i in range(n)])
+    nb = len(branches.labels)
+    phase_labels = np.argmax(prior + cco, axis=1)
+    start = np.array(
+        [
+            PHASES.index(m.phase.value) if m.phase.value in PHASES else int(phase_labels[i])
+            for i, m in enumerate(frame.meters)
+        ]
+    )
+    if previous is not None:
+        start = np.where(frame.forced, 3, previous.chosen)
+    volt_ll = np.zeros((n, 4)) if previous is None else previous.parts.get("voltage", np.zeros((n, 4)))
+    sol: assign.Solution | None = None
+    base = prior + cco
+    for _ in range(max(1, settings.outer_iterations)):
+        sol = assign.solve(
+            assign.Problem(tuple(balances), base + volt_ll), start=start if sol is None else sol.labels,
+            use_relaxation=sol is None and previous is None,
+        )  # fmt: skip
+        if not usable.any():
+            break
+        cur = np.where(sol.labels < 3, sol.labels, -1)
+        groups = np.where((cur >= 0) & (branch_of >= 0), branch_of * 3 + cur, -1)
+        ll = voltage.loo_loglik(z, usable, groups, nb * 3)
+        volt_ll = np.zeros((n, 4))
+        rows = np.arange(n)
+        for k in range(3):
+            volt_ll[:, k] = ll[rows, np.clip(branch_of * 3 + k, 0, nb * 3 - 1)]
+        volt_ll[~usable] = 0.0
+    assert sol is not None
+    # three-phase meters: their label is ABC, decided outside the balances
+    decided = _decide(labels, sol, {"archive": prior, "cco": cco, "voltage": volt_ll})
+    decided.problem = assign.Problem(tuple(balances), base + volt_ll)
+    return decided
+
+
+def _current_balances(
+    inputs: Inputs, frame: Frame, branches: Decided, boxes_found: Decided, live: BArray
+) -> list[assign.Balance]:
+    """Per-phase current balances at the branch units (their sections: measured minus the
+    monitored branches right below) and at the box terminals (a box terminal's box)."""
+    c = inputs.curves
+    out: list[assign.Balance] = []
+    inc = np.vstack([np.eye(3), np.zeros((1, 3))])
+    series = np.where(live[None, :], frame.current, 0.0)
+    # branch units: a meter's group is the nearest monitored branch on its path
+    monitored = sorted(frame.unit_of_branch)
+    if monitored and c.current.shape[0]:
+        gpos = {b: g for g, b in enumerate(monitored)}
+        nearest: dict[str, str | None] = {}
+        for b in frame.branch_ids:
+            nearest[b] = next((a for a in ancestors(b, frame.parent) if a in gpos), None)
+        targets = np.stack(
+            [np.nan_to_num(c.current[:, frame.col[frame.unit_of_branch[b]], :]) for b in monitored], axis=1
+        )
+        section = targets.copy()
+        for b in monitored:  # subtract the heads of monitored branches directly below
+            up = frame.parent.get(b)
+            above = nearest.get(up) if up is not None else None
+            if above is not None:
+                section[:, gpos[above], :] -= targets[:, gpos[b], :]
+        groups = np.array(
+            [
+                gpos[nb]
+                if (v := branches.value(i)) is not None and (nb := nearest.get(v)) is not None
+                else -1
+                for i in range(frame.n)
+            ],
+            dtype=np.int64,
+        )
+        fixed = _three_phase_currents(inputs, frame, groups, len(monitored))
+        out.append(
+            assign.Balance(
+                "unit_currents", series, section, inc, groups=groups, fixed=fixed, residual_model="gain",
+                sigma_floor=0.05, relative_floor=0.01,
+            )
+        )  # fmt: skip
+    boxes = sorted(frame.terminal_of_box)
+    if boxes and c.current.shape[0]:
+        xpos = {x: g for g, x in enumerate(boxes)}
+        targets = np.stack(
+            [np.nan_to_num(c.current[:, frame.col[frame.terminal_of_box[x]], :]) for x in boxes], axis=1
+        )
+        groups = np.array([xpos.get(boxes_found.value(i) or "", -1) for i in range(frame.n)], dtype=np.int64)
+        fixed = _three_phase_currents(inputs, frame, groups, len(boxes))
+        out.append(
+            assign.Balance(
+                "box_currents", series, targets, inc, groups=groups, fixed=fixed, residual_model="gain",
+                sigma_floor=0.05, relative_floor=0.01,
+            )
+        )  # fmt: skip
+    return out
+
+
+def _three_phase_currents(inputs: Inputs, frame: Frame, groups: IArray, n_groups: int) -> FArray:
+    """Per group and phase, the currents of the three-phase meters in it (known, not assigned)."""
+    c = inputs.curves
+    fixed = np.zeros((c.current.shape[0], n_groups, 3))
+    for i in np.nonzero(frame.three_phase & frame.has_data & (groups >= 0))[0]:
+        fixed[:, groups[i], :] += np.nan_to_num(c.current[:, frame.col[frame.meters[i].id], :])
+    return fixed
+
+
+def identify_boxes(
+    inputs: Inputs, frame: Frame, branches: Decided, previous: Decided | None = None
+) -> Decided:
+    """Boxes, one branch at a time: a meter's candidates are the boxes of its identified branch
+    (and boxes whose branch nobody knows). The voltage evidence compares a meter with
+    the meters of each box on its archive phase (phases come after boxes: their current
+    balance at the box terminals needs the boxes)."""
+    labels = (*frame.box_ids, NOT_OURS)
+    k = len(labels)
+    n = frame.n
+    pos = {x: j for j, x in enumerate(labels)}
+    prior = np.concatenate(
+        [evidence.prior_loglik([m.box for m in frame.meters], labels[:-1]), np.zeros((n, 1))], axis=1
+    )
+    terminals = sorted(frame.terminal_of_box.values())
+    on_path = np.zeros((k, len(terminals)))
+    for x, t in frame.terminal_of_box.items():
+        on_path[pos[x], terminals.index(t)] = 1.0
+    sig, _ = evidence.signature_loglik(
+        [m.id for m in frame.meters], inputs.detections, terminals, on_path,
+        miss_rate=inputs.miss_rate, crosstalk_rate=inputs.crosstalk_rate,
+    )  # fmt: skip
+    z, usable = _voltage_features(frame)
+    ph = np.array([PHASES.index(m.phase.value) if m.phase.value in PHASES else -1 for m in frame.meters])
+    groups = np.where(ph >= 0, np.array([pos.get(m.box.value or "", -1) for m in frame.meters]) * 3 + ph, -1)
+    groups = np.where(groups >= 0, groups, -1)
+    volt_ll = np.zeros((n, k))
+    if usable.any() and len(frame.box_ids):
+        ll = voltage.loo_loglik(z, usable, groups, len(frame.box_ids) * 3)
+        for j in range(len(frame.box_ids)):
+            cols = np.clip(j * 3 + ph, 0, len(frame.box_ids) * 3 - 1)
+            volt_ll[:, j] = np.where(ph >= 0, ll[np.arange(n), cols], 0.0)
+        volt_ll[~usable] = 0.0
+    chosen = np.full(n, k - 1, dtype=np.int64)
+    score = np.full((n, k), -1e9)
+    by_branch: dict[str | None, list[int]] = {}
+    for i in range(n):
+        by_branch.setdefault(branches.value(i), []).append(i)
+    parts_all = {"archive": prior, "signature": sig, "voltage": volt_ll}
+    balance_parts: dict[str, FArray] = {}
+    for branch, members in by_branch.items():
+        idx = np.array(members, dtype=np.int64)
+        # a box of another branch is no candidate: its terminal would see none of its own meters
+        # here and pull these in to explain its energy
+        cand = sorted(x for x in frame.box_ids if frame.box_branch.get(x) in (branch, None))
+        cand_labels = (*cand, NOT_OURS)
+        cpos = np.array([pos[x] for x in cand_labels])
+        if branch is None:  # not ours by the branch step: no box of ours either
+            chosen[idx] = k - 1
+            score[idx, k - 1] = 0.0
+            continue
+        ev = (prior + sig + volt_ll)[np.ix_(idx, cpos)]
+        ev[:, -1] += frame.not_ours[idx]
+        bal: list[assign.Balance] = []
+        terms = [frame.terminal_of_box[x] for x in cand if x in frame.terminal_of_box]
+        if terms and frame.energy.shape[0]:
+            y = np.stack([_unit_energy(inputs, frame, t) for t in terms], axis=1)[:, None, :]
+            inc = np.zeros((len(cand_labels), len(terms)))
+            for j, x in enumerate(cand):
+                if x in frame.terminal_of_box:
+                    inc[j, terms.index(frame.terminal_of_box[x])] = 1.0
+            live = frame.has_data[idx]
+            bal.append(
+                assign.Balance(
+                    "box_terminals", np.where(live, frame.energy[:, idx], 0.0), y, inc,
+                    residual_model="gain", sigma_floor=0.01, relative_floor=0.005, one_sided=True,
+                )
+            )  # fmt: skip
+        start = np.array(
+            [
+                cand_labels.index(frame.meters[i].box.value)
+                if frame.meters[i].box.value in cand_labels
+                else int(np.argmax(ev[r]))
+                for r, i in enumerate(members)
+            ]
+        )
+        if previous is not None:
+            start = np.array(
+                [
+                    cand_labels.index(prev)
+                    if (prev := previous.value(i)) is not None and prev in cand_labels
+                    else len(cand_labels) - 1
+                    for i in members
+                ]
+            )
+        sol = assign.solve(assign.Problem(tuple(bal), ev), start=start, use_relaxation=previous is None)
+        chosen[idx] = cpos[sol.labels]
+        score[np.ix_(idx, cpos)] = sol.score
+        for name, part in sol.balance_scores.items():
+            full = balance_parts.setdefault(name, np.zeros((n, k)))
+            full[np.ix_(idx, cpos)] = part
+    conf = softmax_confidence(score)[np.arange(n), chosen]
+    return Decided(labels, chosen, conf, {**parts_all, **balance_parts}, None)
+
+
+# -- 户变: foreign and missing ----------------------------------------------------------------------
+
+
+def voltage_fit(frame: Frame, branches: Decided, phases: Decided) -> tuple[FArray, FArray]:
+    """Per meter (NaN without usable voltage): its best correlation with the other meters of
+    any (branch, phase) group of ours, and the rms of its own voltage variation that this best
+    group leaves unexplained [V]. A meter of ours follows one of the groups, up to its
+    measurement noise; a meter fed by another transformer follows none, and its own network's
+    drops stay unexplained."""
+    single = ~frame.three_phase
+    out = np.full(frame.n, np.nan)
+    left = np.full(frame.n, np.nan)
+    if frame.voltage.shape[0] < 8 or not single.any():
+        return out, left
+    z, ok, scale = voltage.features_scaled(np.where(single[None, :], frame.voltage, np.nan))
+    usable = ok & single & frame.has_data
+    if not usable.any():
+        return out, left
+    nb = len(branches.labels)
+    branch_of = np.array([branches.labels.index(branches.value(i) or NOT_OURS) for i in range(frame.n)])
+    ph = np.where(phases.chosen < 3, phases.chosen, -1)
+    ours = (ph >= 0) & (branch_of < nb - 1) & ~frame.forced
+    groups = np.where(ours, branch_of * 3 + ph, -1)
+    sums, counts = voltage.group_references(z, np.where(usable, groups, -1), nb * 3)
+    t = z.shape[0]
+    norms = np.sqrt((sums * sums).mean(axis=0))
+    cross = (z.T @ sums) / t  # (n, G)
+    own = np.where(usable & (groups >= 0), groups, -1)
+    for i in np.nonzero(usable)[0]:
+        c, nrm = cross[i].copy(), norms.copy()
+        if own[i] >= 0:  # leave the meter out of its own group
+            g = own[i]
+            c[g] -= 1.0
+            nrm[g] = np.sqrt(max(nrm[g] ** 2 - 2.0 * cross[i, g] + 1.0, 0.0))
+        valid = (nrm > 1e-9) & (counts - (np.arange(len(counts)) == own[i]) >= 1)
+        if valid.any():
+            out[i] = float(np.max(c[valid] / nrm[valid]))
+            left[i] = float(scale[i] * np.sqrt(max(1.0 - max(out[i], 0.0) ** 2, 0.0)))
+    return out, left
+
+
+def foreign_tests(
+    inputs: Inputs, frame: Frame, phases: Decided, branches: Decided, settings: Settings
+) -> dict[int, dict[str, Any]]:
+    """Per meter, the independent tests of "fed by another transformer" that fired."""
+    out: dict[int, dict[str, Any]] = {}
+    fit, left = voltage_fit(frame, branches, phases)
+    ok = np.isfinite(fit) & np.isfinite(left)
+    zscore = np.zeros(frame.n)
+    if ok.sum() >= 8:
+        # the unexplained variation of a meter of ours is its measurement noise, alike for all;
+        # compare on a log scale, robustly
+        lg = np.log(np.maximum(left, 1e-3))
+        med = float(np.median(lg[ok]))
+        spread = max(float(robust_std(lg[ok])), 0.05)
+        zscore = np.where(ok, (lg - med) / spread, 0.0)
+    sig = branches.parts.get("signature")
+    shots: dict[str, int] = {}
+    for d in inputs.detections:
+        if d.listening:
+            shots[d.source] = shots.get(d.source, 0) + 1
+    for i, m in enumerate(frame.meters):
+        tests: dict[str, Any] = {}
+        if m.in_cco_network is False:
+            tests["carrier"] = "not in our carrier network (AFN10 F21)"
+        if sig is not None and shots.get(m.id, 0) >= settings.signature_min_injections:
+            llr = float(sig[i, -1] - sig[i, :-1].max()) if sig.shape[1] > 1 else 0.0
+            if llr > settings.signature_foreign_llr:
+                tests["signature"] = {"injections": shots[m.id], "not_ours_llr": round(llr, 1)}
+        if frame.has_data[i]:
+            margin = max(phases.not_ours_margin(i), branches.not_ours_margin(i))
+            if margin > settings.energy_foreign_margin:
+                tests["energy"] = {"not_ours_margin": round(margin, 1)}
+            if ok[i] and zscore[i] > settings.voltage_outlier_z:
+                tests["voltage"] = {
+                    "best_fit": round(float(fit[i]), 3),
+                    "unexplained_v": round(float(left[i]), 3),
+                    "z": round(float(zscore[i]), 1),
+                }
+        if tests:
+            out[i] = tests
+    return out
+
+
+def unexplained_energy(
+    inputs: Inputs, frame: Frame, branches: Decided, settings: Settings
+) -> list[MissingMeter]:
+    """Energy at a branch unit that none of its meters (nor its loss model) explains."""
+    sol = branches.solution
+    if sol is None or "branch_units" not in sol.fits:
+        return []
+    fit = sol.fits["branch_units"]
+    units = sorted(set(frame.unit_of_branch.values()))
+    unit_branch = {u: b for b, u in frame.unit_of_branch.items()}
+    days = max(inputs.days, 1e-9)
+    out = []
+    for j, u in enumerate(units):
+        resid = fit.residual[:, 0, j]
+        total = float(np.abs(_unit_energy(inputs, frame, u)).sum())
+        extra = float(resid.sum())
+        if total <= 0:
+            continue
+        # only a unit whose own section is off: its downstream units are balanced
+        share = extra / total
+        if share > settings.unexplained_share and extra / days > settings.unexplained_kwh_per_day:
+            out.append(
+                MissingMeter(
+                    None,
+                    {"unexplained_kwh_per_day": round(extra / days, 2), "share": round(share, 3), "unit": u,
+                     "note": UNEXPLAINED_NOTE},
+                    branch=unit_branch[u],
+                )
+            )  # fmt: skip
+    # report only the innermost unit of a chain of flagged units (the parent sees the child's gap)
+    flagged = {m.branch for m in out}
+    return [
+        m for m in out if not any(frame.parent.get(b or "") == m.branch for b in flagged if b != m.branch)
+    ]
+
+
+# -- online phase changes -------------------------------------------------------------------------
+
+
+def window(inputs: Inputs, first: int, last: int) -> Inputs:
+    """``inputs`` restricted to curve points ``first .. last - 1`` (and the intervals between)."""
+    c = inputs.curves
+    curves = Curves(
+        c.times[first:last],
+        c.devices,
+        c.voltage[first:last],
+        c.current[first:last],
+        c.energy[first : last - 1],
+    )
+    te = None if inputs.transformer_energy is None else inputs.transformer_energy[first : last - 1]
+    tv = None if inputs.transformer_voltage is None else inputs.transformer_voltage[first:last]
+    return replace(inputs, curves=curves, transformer_energy=te, transformer_voltage=tv)
+
+
+def phase_changes(
+    inputs: Inputs, frame: Frame, branches: Decided, boxes: Decided, phases: Decided, settings: Settings
+) -> dict[int, changes.Change]:
+    """Meters that moved to another phase during the window: identified on one phase in the
+    first part and on another in the last part, both surely (each part solved on its own, so
+    every moved meter is modelled where it is in that part). The change point is where the
+    meter's own point-by-point evidence splits best."""
+    points = inputs.points
+    part = max(settings.change_window_points, 2 * settings.change_min_points)
+    if points < 2 * part or phases.problem is None or phases.solution is None:
+        return {}
+    parts = []
+    for first, last in ((0, part), (points - part, points)):
+        sub = window(inputs, first, last)
+        sub_frame = prepare(sub, settings)
+        sub_frame.forced = frame.forced.copy()
+        parts.append(identify_phases(sub, sub_frame, branches, boxes, settings))
+    early, late = parts
+    out: dict[int, changes.Change] = {}
+    for i in np.nonzero(frame.has_data & ~frame.three_phase & ~frame.forced)[0]:
+        a, b = int(early.chosen[i]), int(late.chosen[i])
+        if a == b or a >= 3 or b >= 3:
+            continue
+        if min(early.confidence[i], late.confidence[i]) < settings.confidence_min:
+            continue
+        ev = changes.point_evidence(phases.problem, phases.solution, int(i), b, points)
+        if int(phases.chosen[i]) == b:  # the whole window chose b: evidence for a, sign flipped
+            ev = -changes.point_evidence(phases.problem, phases.solution, int(i), a, points)
+        prefix = np.concatenate([[0.0], np.cumsum(ev)])
+        since = int(np.argmax(prefix[-1] - prefix[:-1] - prefix[:-1])) if points > 1 else 0
+        margin = label_margin_at(early, int(i)) + label_margin_at(late, int(i))
+        out[int(i)] = changes.Change(int(i), a, b, min(max(since, 1), points - 1), margin)
+    return out
+
+
+def label_margin_at(decided: Decided, i: int) -> float:
+    return float(decided.solution.margin()[i]) if decided.solution is not None else 0.0
+
+
+# -- composing the result -------------------------------------------------------------------------
+
+
+def _dimension(
+    decided: Decided, i: int, archive: str | None, settings: Settings, *, observed: bool
+) -> Dimension:
+    """One dimension's outcome: unresolved without observations of the meter's own (the
+    archive alone confirms nothing) or below the confidence bar."""
+    v = decided.value(i)
+    c = float(decided.confidence[i])
+    if v is None or c < settings.confidence_min or not observed:
+        outcome = "unresolved"
+    elif archive == v:
+        outcome = "confirmed"
+    else:
+        outcome = "corrected"
+    ev = {name: round(float(part[i, decided.chosen[i]] - np.delete(part[i], decided.chosen[i]).max()), 1)
+          for name, part in decided.parts.items() if part.shape[1] > 1 and np.any(part[i])}  # fmt: skip
+    return Dimension(v, min(c, 0.9999), archive, outcome, ev)
+
+
+def identify(
+    inputs: Inputs, *, terminal: str, computed_at: float, settings: Settings | None = None
+) -> TopologyResult:
+    settings = settings or Settings()
+    frame = prepare(inputs, settings)
+    branches = identify_branches(inputs, frame)
+    boxes = identify_boxes(inputs, frame, branches)
+    phases = identify_phases(inputs, frame, branches, boxes, settings)
+    foreign = foreign_tests(inputs, frame, phases, branches, settings)
+    decided = np.array([len(foreign.get(i, {})) >= 2 for i in range(frame.n)], dtype=bool)
+    decided[len(inputs.meters) :] = False
+    if (decided & ~frame.forced).any():  # again, now that foreign meters bend the others no more
+        frame.forced = decided | frame.forced
+        branches = identify_branches(inputs, frame, branches)
+        boxes = identify_boxes(inputs, frame, branches, boxes)
+        phases = identify_phases(inputs, frame, branches, boxes, settings, phases)
+        foreign = foreign_tests(inputs, frame, phases, branches, settings)
+    moved = phase_changes(inputs, frame, branches, boxes, phases, settings)
+    injected = {d.source for d in inputs.detections if d.listening}
+    results = []
+    missing: list[MissingMeter] = []
+    listed = len(inputs.meters)
+    for i, m in enumerate(frame.meters):
+        if frame.three_phase[i]:
+            outcome = "confirmed" if m.phase.value == "ABC" else "corrected"
+            phase = Dimension(
+                "ABC", 0.9999, m.phase.value, outcome, {"three_phase": "B and C voltages recorded"}
+            )
+        elif i in moved:  # moved to another phase during the window: what it is on now
+            c = moved[i]
+            now = PHASES[c.after]
+            phase = Dimension(
+                now, 0.9999 if c.llr > 2 * settings.change_llr else 0.95, m.phase.value,
+                "confirmed" if m.phase.value == now else "corrected",
+                {"moved": {"from": PHASES[c.before], "to": now, "llr": round(c.llr, 1),
+                           "since": float(inputs.curves.times[c.since])}},
+            )  # fmt: skip
+        else:
+            phase = _dimension(
+                phases,
+                i,
+                m.phase.value,
+                settings,
+                observed=bool(frame.has_data[i]) or m.cco_phase is not None,
+            )
+        heard = m.id in injected
+        branch = _dimension(branches, i, m.branch.value, settings, observed=bool(frame.has_data[i]) or heard)
+        box = _dimension(boxes, i, m.box.value, settings, observed=bool(frame.has_data[i]) or heard)
+        if i >= listed:  # a carrier node the archive lacks: where it hangs
+            missing.append(
+                MissingMeter(
+                    m.address,
+                    {"carrier": HEARD_NOTE, "cco_phase": m.cco_phase,
+                     "confidence": round(min(phase.confidence, branch.confidence, box.confidence), 4)},
+                    phase=phase.value, branch=branch.value, box=box.value,
+                )
+            )  # fmt: skip
+            continue
+        tests = foreign.get(i, {})
+        meter_ev: dict[str, Any] = {"missing_points": int(frame.missing_points[i])}
+        if tests:
+            meter_ev["foreign_tests"] = tests
+        if not frame.has_data[i]:
+            meter_ev["data"] = "too few curve points"
+        if len(tests) >= 2:
+            status = "foreign"
+        elif "corrected" in (phase.outcome, branch.outcome, box.outcome):
+            status = "corrected"
+        elif "unresolved" in (phase.outcome, branch.outcome, box.outcome):
+            status = "unresolved"
+        else:
+            status = "confirmed"
+        results.append(MeterResult(m.id, m.address, status, phase, branch, box, meter_ev))
+    read = {m.address for m in frame.meters[listed:]}
+    missing += [
+        MissingMeter(u.address, {"carrier": HEARD_NOTE + "; curves not read"}, phase=u.cco_phase)
+        for u in inputs.unknown_nodes
+        if u.address not in read
+    ]  # fmt: skip
+    missing += unexplained_energy(inputs, frame, branches, settings)
+    t = inputs.curves.times
+    window = (float(t[0]), float(t[-1])) if len(t) else (computed_at, computed_at)
+    result = TopologyResult(terminal, computed_at, inputs.days, window, tuple(results), tuple(missing))
+    return TopologyResult(
+        terminal, computed_at, inputs.days, window, tuple(results), tuple(missing),
+        summary={
+            "counts": result.counts(),
+            "meters": len(results),
+            "missing": len(missing),
+            "points": inputs.points,
+        },
+    )  # fmt: skip
+
+
+__all__ = ["NOT_OURS", "Decided", "Frame", "Settings", "ancestors", "identify", "prepare"]

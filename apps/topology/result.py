@@ -1,0 +1,133 @@
+"""The identification result: per meter phase / branch / box with confidence, the archive's
+value, a status and the evidence; plus the meters our network has but the archive lacks.
+
+Layer: apps (topology), pure data with its JSON form (the body of stream ``topology``, the
+retained ``topology/result`` on the bus, what ``ttu cloud topology --json`` prints). Must not
+compute anything.
+
+Status of a meter:
+
+* ``foreign``: fed by another transformer (户变关系错误), by at least two independent lines of
+  evidence (its energy is not in our balances, its voltage follows none of our phases, our
+  carrier module does not hear it);
+* ``corrected``: some dimension differs from the archive and the evidence is sure enough;
+* ``unresolved``: some dimension could not be settled (too little data or evidence);
+* ``confirmed``: every dimension agrees with the archive, surely.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+STATUSES = ("confirmed", "corrected", "foreign", "unresolved")
+DIMENSIONS = ("phase", "branch", "box")
+
+
+@dataclass(frozen=True, slots=True)
+class Dimension:
+    """One dimension of one meter: identified value, confidence, archive value, outcome."""
+
+    value: str | None
+    confidence: float
+    archive: str | None
+    outcome: str  # confirmed | corrected | unresolved
+    evidence: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "value": self.value,
+            "confidence": round(self.confidence, 4),
+            "archive": self.archive,
+            "outcome": self.outcome,
+            "evidence": self.evidence,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MeterResult:
+    meter_id: str
+    address: str
+    status: str
+    phase: Dimension
+    branch: Dimension
+    box: Dimension
+    evidence: dict[str, Any] = field(default_factory=dict)  # meter-level (foreign test, data)
+
+    def __post_init__(self) -> None:
+        if self.status not in STATUSES:
+            raise ValueError(f"status {self.status!r}")
+
+    @property
+    def confidence(self) -> float:
+        return min(self.phase.confidence, self.branch.confidence, self.box.confidence)
+
+    def dimension(self, name: str) -> Dimension:
+        if name not in DIMENSIONS:
+            raise KeyError(name)
+        value: Dimension = getattr(self, name)
+        return value
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "meter_id": self.meter_id,
+            "address": self.address,
+            "phase": self.phase.value,
+            "branch": self.branch.value,
+            "box": self.box.value,
+            "confidence": round(self.confidence, 4),
+            "status": self.status,
+            "archive": {d: self.dimension(d).archive for d in DIMENSIONS},
+            "dimensions": {d: self.dimension(d).to_json() for d in DIMENSIONS},
+            "evidence": self.evidence,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class MissingMeter:
+    """A meter on our network that the archive lacks. ``address`` is None for energy that no
+    listed meter explains (an unlisted meter or unmetered load behind a unit)."""
+
+    address: str | None
+    evidence: dict[str, Any]
+    phase: str | None = None
+    branch: str | None = None
+    box: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"address": self.address, "evidence": self.evidence}
+        for key in ("phase", "branch", "box"):
+            if getattr(self, key) is not None:
+                out[key] = getattr(self, key)
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class TopologyResult:
+    terminal: str
+    computed_at: float
+    days: float
+    window: tuple[float, float]
+    meters: tuple[MeterResult, ...]
+    missing: tuple[MissingMeter, ...]
+    summary: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "terminal": self.terminal,
+            "computed_at": self.computed_at,
+            "days": round(self.days, 3),
+            "window": list(self.window),
+            "meters": [m.to_json() for m in self.meters],
+            "missing": [m.to_json() for m in self.missing],
+            "summary": self.summary,
+        }
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(STATUSES, 0)
+        for m in self.meters:
+            out[m.status] += 1
+        return out
+
+
+__all__ = ["DIMENSIONS", "STATUSES", "Dimension", "MeterResult", "MissingMeter", "TopologyResult"]

@@ -1,0 +1,222 @@
+"""The rolling window of curve points the identification works on, fed from the bus.
+
+Layer: apps (topology). Pure state (numpy), no I/O: the service feeds it what acquisition
+publishes and saves/loads it through the app's store. Must not read meters.
+
+Per device it keeps, at each 15-minute point, the meter's own curve record (``meter/<id>/curve``:
+voltage and current of each phase slot, import and export energy registers); for the
+transformer, the metrology unit's snapshots (``meter/transformer/reading``, every realtime cycle)
+integrated into per-phase energy per interval, and its phase voltages at the points. A ring of
+``keep_points`` points per device bounds memory (float32: 8 values x 4 bytes per point).
+"""
+
+from __future__ import annotations
+
+import base64
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from .inputs import Curves
+from .numeric import FArray
+
+STEP_S = 900
+QUANTITIES = (
+    "voltage.a", "voltage.b", "voltage.c", "current.a", "current.b", "current.c",
+    "energy.active.import.total", "energy.active.export.total",
+)  # fmt: skip
+_COLUMN = {q: k for k, q in enumerate(QUANTITIES)}
+TRANSFORMER = "transformer"
+#: an interval counts when the transformer's snapshots cover this share of it
+COVERAGE_MIN = 0.8
+#: the longest gap between two snapshots still integrated [s]
+GAP_MAX_S = 300.0
+
+
+class _Ring:
+    """``keep`` points of one device: slot numbers and their values (NaN = not known)."""
+
+    def __init__(self, keep: int, width: int) -> None:
+        self.slots = np.full(keep, -1, dtype=np.int64)
+        self.values = np.full((keep, width), np.nan, dtype=np.float32)
+
+    def row(self, slot: int) -> np.ndarray:
+        k = slot % len(self.slots)
+        if self.slots[k] != slot:
+            self.slots[k] = slot
+            self.values[k] = np.nan
+        row: np.ndarray = self.values[k]
+        return row
+
+    def get(self, slots: np.ndarray) -> np.ndarray:
+        k = slots % len(self.slots)
+        out: np.ndarray = self.values[k].astype(np.float64)
+        out[self.slots[k] != slots] = np.nan
+        return out
+
+
+class Window:
+    """Curve points of every device and the transformer's per-phase energy, by 15-min slot."""
+
+    def __init__(self, *, keep_points: int = 4 * 96 + 8) -> None:
+        self.keep = keep_points
+        self._devices: dict[str, _Ring] = {}
+        # transformer: per slot the integrated energy per phase, the seconds covered, voltages
+        self._energy = _Ring(keep_points, 4)
+        self._volts = _Ring(keep_points, 3)
+        self._last_snapshot: tuple[float, np.ndarray] | None = None
+        self.points_added = 0
+        self.ignored = 0
+
+    # -- feeding ----------------------------------------------------------------------------------
+    def add_curve(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Readings of one or more meters' own curve records (``Reading.to_json`` dicts)."""
+        for r in rows:
+            try:
+                device, quantity, ts, value = (
+                    str(r["device"]),
+                    str(r["quantity"]),
+                    float(r["ts"]),
+                    float(r["value"]),
+                )
+            except (KeyError, TypeError, ValueError):
+                self.ignored += 1
+                continue
+            col = _COLUMN.get(quantity)
+            if col is None or ts % STEP_S:
+                continue
+            ring = self._devices.get(device)
+            if ring is None:
+                ring = self._devices[device] = _Ring(self.keep, len(QUANTITIES))
+            ring.row(int(ts // STEP_S))[col] = value
+            self.points_added += 1
+
+    def add_transformer(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """One metrology snapshot (readings of device ``transformer`` at one instant): its
+        per-phase power is integrated since the previous snapshot; at a 15-min point its
+        voltages are kept."""
+        power = np.full(3, np.nan)
+        volts = np.full(3, np.nan)
+        ts: float | None = None
+        for r in rows:
+            try:
+                quantity, value, ts = str(r["quantity"]), float(r["value"]), float(r["ts"])
+            except (KeyError, TypeError, ValueError):
+                self.ignored += 1
+                continue
+            for k, ph in enumerate("abc"):
+                if quantity == f"power.active.{ph}":
+                    power[k] = value
+                elif quantity == f"voltage.{ph}":
+                    volts[k] = value
+        if ts is None or not np.isfinite(power).all():
+            return
+        if ts % STEP_S == 0:
+            self._volts.row(int(ts // STEP_S))[:] = volts
+        prev = self._last_snapshot
+        self._last_snapshot = (ts, power)
+        if prev is None or not 0 < ts - prev[0] <= GAP_MAX_S:
+            return
+        # the previous snapshot's power holds until this one: split across slot boundaries
+        t0, p0 = prev
+        while t0 < ts:
+            slot = int(t0 // STEP_S)
+            t1 = min(ts, (slot + 1) * STEP_S)
+            row = self._energy.row(slot)
+            if np.isnan(row[3]):
+                row[:] = 0.0
+            row[:3] += (p0 * (t1 - t0) / 3600.0).astype(np.float32)
+            row[3] += t1 - t0
+            t0 = t1
+
+    # -- reading ----------------------------------------------------------------------------------
+    def devices(self) -> list[str]:
+        return sorted(self._devices)
+
+    def latest(self) -> float | None:
+        """The newest point any device has (UTC epoch)."""
+        best = max((int(r.slots.max()) for r in self._devices.values()), default=-1)
+        return None if best < 0 else float(best * STEP_S)
+
+    def curves(self, devices: Sequence[str], first: float, points: int) -> Curves:
+        """Aligned curves of ``devices`` at ``points`` points from ``first`` (a 15-min point)."""
+        slots = int(first // STEP_S) + np.arange(points, dtype=np.int64)
+        n = len(devices)
+        volt = np.full((points, n, 3), np.nan)
+        cur = np.full((points, n, 3), np.nan)
+        energy = np.full((max(points - 1, 0), n), np.nan)
+        for j, d in enumerate(devices):
+            ring = self._devices.get(d)
+            if ring is None:
+                continue
+            v = ring.get(slots)
+            volt[:, j, :] = v[:, 0:3]
+            cur[:, j, :] = v[:, 3:6]
+            net = v[:, 6] - np.nan_to_num(v[:, 7])
+            energy[:, j] = _spread(net)
+        times = slots.astype(np.float64) * STEP_S
+        return Curves(times=times, devices=tuple(devices), voltage=volt, current=cur, energy=energy)
+
+    def transformer(self, first: float, points: int) -> tuple[FArray, FArray]:
+        """Per-phase energy per interval (points - 1, 3) and voltages at the points (points, 3)."""
+        slots = int(first // STEP_S) + np.arange(points, dtype=np.int64)
+        e = self._energy.get(slots[:-1])
+        energy = np.where(
+            (e[:, 3] >= COVERAGE_MIN * STEP_S)[:, None],
+            e[:, :3] * STEP_S / np.maximum(e[:, 3:4], 1.0),
+            np.nan,
+        )
+        return energy, self._volts.get(slots)
+
+    # -- persistence ------------------------------------------------------------------------------
+    def to_json(self) -> dict[str, Any]:
+        def ring(r: _Ring) -> dict[str, str]:
+            return {
+                "slots": base64.b64encode(r.slots.tobytes()).decode(),
+                "values": base64.b64encode(r.values.tobytes()).decode(),
+            }
+
+        return {
+            "keep": self.keep,
+            "devices": {d: ring(r) for d, r in self._devices.items()},
+            "energy": ring(self._energy),
+            "volts": ring(self._volts),
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> Window:
+        """A window saved by ``to_json``; ValueError when the document is not one."""
+        try:
+            keep = int(doc["keep"])
+            w = cls(keep_points=keep)
+
+            def load(r: _Ring, data: Mapping[str, str]) -> None:
+                slots = np.frombuffer(base64.b64decode(data["slots"]), dtype=np.int64)
+                values = np.frombuffer(base64.b64decode(data["values"]), dtype=np.float32)
+                r.slots[:] = slots
+                r.values[:] = values.reshape(r.values.shape)
+
+            for d, data in doc["devices"].items():
+                w._devices[str(d)] = ring = _Ring(keep, len(QUANTITIES))
+                load(ring, data)
+            load(w._energy, doc["energy"])
+            load(w._volts, doc["volts"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"saved window unreadable: {err}") from err
+        return w
+
+
+def _spread(register: FArray) -> FArray:
+    """Interval energy from a cumulative register sampled at points (NaN where missing): a gap is
+    bridged by spreading the register's advance evenly over the intervals it spans."""
+    t = len(register)
+    out = np.full(max(t - 1, 0), np.nan)
+    known = np.nonzero(np.isfinite(register))[0]
+    for a, b in itertools.pairwise(known):
+        out[a:b] = (register[b] - register[a]) / (b - a)
+    return out
+
+
+__all__ = ["QUANTITIES", "STEP_S", "TRANSFORMER", "Window"]

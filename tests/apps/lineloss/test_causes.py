@@ -1,0 +1,154 @@
+"""Cause finders on hand-built days whose answer is known by construction."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from apps.lineloss.balance import day_balances
+from apps.lineloss.causes.archive import Records, TopologyView, explain_by_archive
+from apps.lineloss.causes.comms import comms_anomalies
+from apps.lineloss.causes.ct import CtSettings, detect_ct, nearest_standard
+from apps.lineloss.causes.meters import MeterSettings, check_meters
+from apps.lineloss.causes.sections import FitSettings, fit_sections
+from apps.lineloss.classify import Thresholds, classify
+from apps.lineloss.engine import Settings, analyse
+from apps.lineloss.layout import BranchInfo, Layout, MeterInfo
+
+from ._days import readings, window
+
+T = 96
+
+
+def loads(n: int, seed: int = 4) -> np.ndarray:
+    """Household-like interval energies, kWh: a daily shape times independent noise."""
+    rng = np.random.default_rng(seed)
+    shape = 1.0 + 0.8 * np.sin(np.linspace(0, 2 * np.pi, T) - 1.0) ** 2
+    return rng.gamma(2.0, 0.06, size=(n, T)) * shape
+
+
+def branch_records(n: int, *, ct: float = 1.0) -> Records:
+    meters = [MeterInfo("T", "assessment", ct_ratio=ct), MeterInfo("bu1", "branch_unit", branch="F1")]
+    meters += [MeterInfo(f"c{i}", branch="F1", phase="ABC"[i % 3]) for i in range(n)]
+    return Records(meters, [BranchInfo("F1", monitor="bu1")], [], "T")
+
+
+def test_nearest_standard_ct() -> None:
+    assert nearest_standard(200 * 4 / 3) == 250.0  # 266.7 / 5 A -> 1250/5
+    assert nearest_standard(150.0) == 150.0 and nearest_standard(61.0) == 60.0
+
+
+def test_wrong_ct_on_the_assessment_meter_is_found_by_both_references() -> None:
+    rec = branch_records(4, ct=150.0)  # recorded 150, fitted 200: supply comes out x 0.75
+    lay = rec.layout()
+    cust = loads(4)
+    unit = cust.sum(axis=0) * 1.02
+    trafo = unit * 1.005
+    fwd = np.vstack([trafo * 0.75, unit, cust])
+    (day,) = window(lay, [readings(lay, 0.0, fwd, metrology=trafo)])
+    found = detect_ct(lay, day, CtSettings())
+    assert found is not None
+    assert found.factor == pytest.approx(1 / 0.75, rel=1e-3)
+    ev = found.anomaly.evidence
+    assert (
+        ev["implied_ct_ratio"] == pytest.approx(200.0, rel=1e-3) and ev["nearest_standard_ct_ratio"] == 200.0
+    )
+    assert found.anomaly.target == "T" and found.anomaly.confidence == pytest.approx(0.97)
+    # the right ratio: nothing
+    (ok,) = window(lay, [readings(lay, 0.0, np.vstack([trafo, unit, cust]), metrology=trafo)])
+    assert detect_ct(lay, ok, CtSettings()) is None
+
+
+def test_stopped_and_slow_registers_against_their_own_power() -> None:
+    rec = branch_records(4)
+    lay = rec.layout()
+    points = np.concatenate([loads(4), loads(4, seed=9)[:, :1]], axis=1) / 0.25  # kW at the 97 points
+    cust = (points[:, :-1] + points[:, 1:]) / 2 * 0.25  # a load linear between the points
+    fwd = np.vstack([cust.sum(0), cust.sum(0), cust])
+    p = np.vstack([points.sum(0), points.sum(0), points])  # V x I x PF: the true load
+    seen = fwd.copy()
+    seen[2] = 0.0  # c0's register stopped
+    seen[3] = cust[1] * 0.85  # c1's register 15 % slow
+    days = window(lay, [readings(lay, 86400.0 * k, seen, power_kw=p) for k in range(3)])
+    checks = {lay.meters[c.meter].id: c for c in check_meters(lay, days, MeterSettings())}
+    assert set(checks) == {"c0", "c1"}
+    assert checks["c0"].kind == "stopped" and checks["c0"].register_kwh == pytest.approx(0.0, abs=1e-9)
+    assert checks["c1"].kind == "slow" and checks["c1"].slow_pct == pytest.approx(15.0, abs=0.5)
+    assert checks["c1"].days == 3
+
+
+def test_the_section_loss_follows_the_thief() -> None:
+    rec = branch_records(8)
+    lay = rec.layout()
+    true = loads(8, seed=11)
+    flow = true.sum(axis=0)
+    technical = 0.004 * flow**2 + 0.001  # I²R of the branch plus the meters' own use
+    seen = true.copy()
+    seen[5] *= 0.7  # c5 bypasses 30 % of its load: share 0.3 / 0.7
+    fwd = np.vstack([flow + technical, flow + technical, seen])
+    p = np.concatenate([fwd / 0.25, fwd[:, -1:] / 0.25], axis=1)
+    days = window(lay, [readings(lay, 0.0, fwd, power_kw=p)])
+    (fit,) = [f for f in fit_sections(lay, days, FitSettings()) if f.section.id == "F1"]
+    assert [lay.meters[c.meter].id for c in fit.found] == ["c5"]
+    assert fit.found[0].share == pytest.approx(0.3 / 0.7, rel=0.03)
+    result = analyse(rec, lay, days, Settings())
+    theft = [a for a in result.anomalies if a.kind == "theft"]
+    assert [(a.target, a.branch) for a in theft] == [("c5", "F1")]
+    assert theft[0].evidence["bypass_pct"] == pytest.approx(30.0, abs=1.0) and theft[0].confidence > 0.8
+
+
+def test_no_theft_in_a_clean_section() -> None:
+    rec = branch_records(8)
+    lay = rec.layout()
+    true = loads(8, seed=12)
+    flow = true.sum(axis=0)
+    fwd = np.vstack([flow * 1.0, flow + 0.004 * flow**2, true])
+    days = window(lay, [readings(lay, 0.0, fwd)])
+    assert [a for a in analyse(rec, lay, days, Settings()).anomalies if a.kind == "theft"] == []
+
+
+def test_a_foreign_meter_explains_a_negative_loss() -> None:
+    meters = [MeterInfo("T", "assessment"), MeterInfo("a"), MeterInfo("b"), MeterInfo("n1")]
+    rec = Records(meters, assessment="T")
+    lay = rec.layout()
+    cust = loads(3, seed=5)
+    cust[2] *= 2.0  # n1 is a neighbouring area's customer: its energy never crossed our 总表
+    supply = cust[:2].sum(axis=0) * 1.03
+    (day,) = window(lay, [readings(lay, 0.0, np.vstack([supply, cust]))])
+    before = [
+        (b, classify(b.loss_rate, b.supply_kwh, b.coverage, Thresholds()))
+        for b in day_balances(lay, day.energy)
+    ]
+    assert before[0][1].klass == "negative"
+    view = TopologyView.from_result(
+        {"meters": [{"meter_id": "n1", "status": "foreign", "confidence": 0.9}, {"meter_id": 7}]},
+        {m.id: m for m in meters},
+    )
+    (a,) = explain_by_archive(rec, lay, day, before, view, Thresholds())
+    assert (a.kind, a.target) == ("archive", "n1")
+    scope = a.evidence["scopes"][0]
+    assert scope["class_before"] == "negative" and scope["class_after"] == "qualified"
+    assert scope["rate_after_pct"] == pytest.approx(3.0 / 103.0 * 100, abs=0.01)
+    assert a.confidence == pytest.approx(0.9 * 0.95)
+
+
+def test_comms_names_the_unread_meters_but_not_the_foreign_ones() -> None:
+    meters = [MeterInfo("T", "assessment"), MeterInfo("a"), MeterInfo("b"), MeterInfo("n1")]
+    lay = Layout.build(meters, assessment="T")
+    cust = loads(3, seed=6)
+    fwd = np.vstack([cust.sum(0) * 1.03, cust])
+    day = readings(lay, 0.0, fwd)
+    day.freeze_forward[1:, 1] = np.nan
+    day.curve_forward[1:, -1] = np.nan
+    day.freeze_forward[2, 1] = 1.0e9  # b is read; a and n1 are not
+    day.freeze_forward[2, 1] = day.curve_forward[2, -2] + cust[1, -1]
+    (d,) = window(lay, [day])
+    pairs = [
+        (b, classify(b.loss_rate, b.supply_kwh, b.coverage, Thresholds()))
+        for b in day_balances(lay, d.energy)
+    ]
+    (a,) = comms_anomalies(d.date, lay, pairs)
+    assert (a.kind, a.target, a.evidence["unread"]) == ("comms", "station", ["a", "n1"])
+    (a,) = comms_anomalies(d.date, lay, pairs, not_ours={"n1"})
+    assert a.evidence["unread"] == ["a"]
+    assert comms_anomalies(d.date, lay, pairs, not_ours={"a", "n1"}) == []

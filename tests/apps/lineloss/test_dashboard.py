@@ -1,0 +1,89 @@
+"""The line-loss panel drawn by a real browser (headless Chromium) from what the cloud stored."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from apps.lineloss.dashboard import SCRIPT, data
+from apps.lineloss.report import summary
+
+from ._browser import Elements, dump_dom
+
+THRESHOLDS = {
+    "high_min_pct": 10.0,
+    "negative_max_pct": -1.0,
+    "economic_min_pct": 0.0,
+    "economic_max_pct": 4.0,
+}
+
+
+def day(date: str, revision: int, rates: dict[str, float | None], anomalies: list[Any]) -> dict[str, Any]:
+    rows = [
+        {
+            "date": date,
+            "scope": scope,
+            "level": "station" if scope == "station" else "branch",
+            "supply_kwh": 100.0,
+            "sales_kwh": 100.0 - (rate or 0.0),
+            "loss_kwh": rate,
+            "loss_rate": rate,
+            "class": "incomputable" if rate is None else "high" if rate > 10 else "qualified",
+            "coverage": 1.0,
+        }
+        for scope, rate in rates.items()
+    ]
+    return {"type": "day", "date": date, "revision": revision, "thresholds": THRESHOLDS,
+            "days": rows, "anomalies": anomalies}  # fmt: skip
+
+
+THEFT = {"date": "2024-06-03", "kind": "theft", "target": "m-0020", "branch": "F2",
+         "evidence": {"bypass_pct": 31.2, "t": 18.8}, "confidence": 0.82}  # fmt: skip
+
+STREAM = [
+    day("2024-06-02", 1, {"station": 3.1, "F1": 0.4, "F2": 2.0}, []),
+    day("2024-06-03", 1, {"station": None, "F1": 0.5, "F2": None}, []),
+    {"type": "intervals", "date": "2024-06-03"},
+    day("2024-06-03", 2, {"station": 4.2, "F1": 0.5, "F2": 12.5}, [THEFT]),  # 补抄 came in
+    "garbage",
+]
+
+
+def test_the_cloud_json_keeps_the_newest_revision_of_each_day() -> None:
+    out = summary("TTU-1", STREAM)
+    assert out["terminal"] == "TTU-1"
+    assert [(d["date"], d["scope"], d["loss_rate"], d["class"]) for d in out["days"]] == [
+        ("2024-06-02", "station", 3.1, "qualified"),
+        ("2024-06-02", "F1", 0.4, "qualified"),
+        ("2024-06-02", "F2", 2.0, "qualified"),
+        ("2024-06-03", "station", 4.2, "qualified"),
+        ("2024-06-03", "F1", 0.5, "qualified"),
+        ("2024-06-03", "F2", 12.5, "high"),
+    ]
+    assert set(out["days"][0]) >= {"date", "scope", "supply_kwh", "sales_kwh", "loss_kwh", "loss_rate",
+                                   "class", "coverage"}  # fmt: skip
+    assert out["anomalies"] == [THEFT]
+
+
+def test_the_panel_draws_rates_thresholds_and_anomalies_in_chromium(tmp_path: Path) -> None:
+    page = tmp_path / "panel.html"
+    page.write_text(
+        "<html><body><div id='panel'></div><script>"
+        + SCRIPT
+        + f"\nrender(document.getElementById('panel'), {json.dumps(data('TTU-1', STREAM))});"
+        + "</script></body></html>",
+        encoding="utf-8",
+    )
+    dom = Elements(dump_dom(page.as_uri(), tmp_path / "profile"))
+    assert len(dom.find("svg", class_="lineloss-chart")) == 1
+    series = {a["data-scope"]: a["points"].split() for a in dom.find("polyline", class_="series")}
+    assert set(series) == {"station", "F1", "F2"}
+    assert len(series["F1"]) == 2 and len(series["F2"]) == 2  # both days drawn
+    assert dom.find("line", class_="threshold-high") and dom.find("line", class_="threshold-negative")
+    assert dom.find("rect", class_="band-economic")
+    high_y = float(dom.find("line", class_="threshold-high")[0]["y1"])
+    f2_y = [float(p.split(",")[1]) for p in series["F2"]]
+    assert f2_y[1] < high_y < f2_y[0]  # 12.5 % above the 10 % line, 2 % below it (SVG y grows down)
+    assert dom.find("tr", class_="anomaly-theft")
+    assert {"2024-06-03", "theft", "m-0020", "F2", "0.82"} <= set(dom.cells)
