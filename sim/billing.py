@@ -109,14 +109,12 @@ class BillingDriver:
         self.replies: list[dict[str, Any]] = []
         self.refused: list[str] = []
 
-    async def _command(self, name: str, document: dict[str, Any]) -> dict[str, Any] | None:
+    async def _command(self, name: str, document: Any, *, key: str = "document") -> dict[str, Any] | None:
         """Send until the terminal answers (its app may still be starting); None if it refused."""
         delay = 2.0
         while True:
             try:
-                reply = await self.stub.send_command(
-                    self.party.terminal, name, {"document": document}, timeout=30.0
-                )
+                reply = await self.stub.send_command(self.party.terminal, name, {key: document}, timeout=30.0)
             except (TimeoutError, CloudStubError):  # not connected or no answer: send it again
                 reply = None
             if reply is not None and reply.ok:
@@ -148,9 +146,11 @@ class BillingDriver:
         s = self.scenario
         contract = contract_document(s.contract, start=self.party.start, tz=self.party.tz)
         opening = dict(s.balances)
-        for meter in sorted(self.party.customers):  # accounts are funded before fee control starts
-            amount = opening.get(meter, s.opening_yuan)
-            await self._command("billing.topup", self._topup(f"SIM-OPEN-{meter}", meter, amount))
+        batch = [  # the bank's opening batch: accounts are funded before fee control starts
+            self._topup(f"SIM-OPEN-{meter}", meter, opening.get(meter, s.opening_yuan))
+            for meter in sorted(self.party.customers)
+        ]
+        await self._command("billing.topup", batch, key="documents")
         await self._command("billing.contract", billing.sign("contract", contract, utility_key()))
         events: list[tuple[float, str, Any]] = [
             *((self.party.start + at, "topup", (meter, yuan)) for meter, at, yuan in s.topups),

@@ -411,7 +411,7 @@ def _billing(run: SimRun, board: Board, world: World | None) -> list[asyncio.Tas
     if app is None or not app.enabled:
         return []
     write_keys(run.options.workdir / "keys")
-    skip = ("branch-unit", "box-terminal")
+    skip = ("branch-unit", "box-terminal", "assessment")  # monitoring meters, not customers
     customers = {m.id: m.customer.id for m in run.station.meters if m.customer.tariff not in skip}
     party = Party(board.terminal.id, customers, run.clock.now(), board.terminal.tz)
     scenario = world.scenario.billing if world is not None else BillingScenario()

@@ -63,6 +63,7 @@ class Account:
     alarm: int = 0  # alarm level commanded on the meter: 0 none, 1 alarm 1, 2 alarm 2, 3 overdraft
     keep_power: bool = False  # 保电 ordered by the utility (signed) and sent to the meter
     tripped: bool = False  # we tripped it (a close is ours to send)
+    trip_blocked: bool = False  # a trip due was held back by 保电 (recorded once until things change)
     first_day: str | None = None  # first day with a billable anchor
     tier: TierState = field(default_factory=TierState)  # at the start of the first open day
     closed_through: str | None = None  # last closed local date
@@ -216,6 +217,7 @@ class Book:
         fen = int(body["fen"])
         acc.balance += fen
         acc.credits += fen
+        acc.trip_blocked = False
         totals = self.totals(self.local_date(record.ts / 1000))
         if fen >= 0:
             totals.credits += fen
@@ -225,9 +227,13 @@ class Book:
     _on_refund = _on_topup
 
     def _on_keep_power(self, record: Record, body: dict[str, Any]) -> None:
-        self.account(body["customer"]).keep_power = bool(body["on"])
+        acc = self.account(body["customer"])
+        acc.keep_power = bool(body["on"])
+        acc.trip_blocked = False
 
     def _on_relay(self, record: Record, body: dict[str, Any]) -> None:
+        if body.get("result") == "blocked":
+            self.account(body["customer"]).trip_blocked = True
         if body.get("result") != "ok":
             return
         acc = self.account(body["customer"])
@@ -260,6 +266,7 @@ class Book:
                 "alarm": a.alarm,
                 "keep_power": a.keep_power,
                 "tripped": a.tripped,
+                "trip_blocked": a.trip_blocked,
                 "first_day": a.first_day,
                 "tier": a.tier.to_json(),
                 "closed_through": a.closed_through,
@@ -295,6 +302,7 @@ class Book:
                 alarm=int(a["alarm"]),
                 keep_power=bool(a["keep_power"]),
                 tripped=bool(a["tripped"]),
+                trip_blocked=bool(a.get("trip_blocked", False)),
                 first_day=a["first_day"],
                 tier=TierState.from_json(a["tier"]),
                 closed_through=a["closed_through"],

@@ -23,6 +23,7 @@ from hal.meters import CarrierTransport, MeterClient, MeterClients, MeterTranspo
 from .book import Customer
 
 HPLC = "hplc"
+NOT_CUSTOMERS = ("branch-unit", "box-terminal", "assessment")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,8 +49,8 @@ def from_archive(path: Path) -> tuple[list[Customer], list[MeterPlace]]:
             raise ValueError(f"{path}: meters[{i}]: missing {err.args[0]!r}") from None
         flags = raw.get("flags", [])
         tariff = raw.get("tariff")
-        if tariff in ("branch-unit", "box-terminal"):
-            continue  # monitoring units, not customers
+        if tariff in NOT_CUSTOMERS:
+            continue  # monitoring units and the transformer's assessment meter, not customers
         customers.append(
             Customer(
                 str(raw["customer"]),

@@ -244,8 +244,10 @@ class Billing:
             client = self.clients(customer.meter)
             fee = self.fee_control_of(customer, self.clock.now())
             acc = self.book.account(customer.id)
-            if feecontrol.blocked(acc, fee):
+            if feecontrol.blocked(acc, fee) and not acc.trip_blocked:
                 self.counters["trips_blocked_keep_power"] += 1
+                held = feecontrol.Action(RelayCommand.TRIP, "held back: 保电 (keep power) ordered")
+                await self._relay_record(customer, held, Outcome("blocked", 0, None))
             for action in feecontrol.plan(acc, fee, prepaid=customer.prepaid):
                 if client is None:
                     return
@@ -263,7 +265,7 @@ class Billing:
                 tg.create_task(one(customer), name=f"billing:relay:{customer.id}")
 
     async def _relay_record(self, customer: Customer, action: feecontrol.Action, outcome: Outcome) -> None:
-        self.counters[f"relay_{outcome.result}"] += 1
+        self.counters[f"relay_{outcome.result}"] = self.counters.get(f"relay_{outcome.result}", 0) + 1
         acc = self.book.account(customer.id)
         status = outcome.status
         body: dict[str, Any] = {

@@ -6,7 +6,8 @@ Layer: apps (billing). Uses only its context. What it does:
   catch-up included) and ``meter/<id>/freeze`` (daily freezes) -- a cycle at a time, and hands
   them to the engine, which charges and acts on relays within the same cycle;
 * at start, takes the daily freezes the store already holds (missed while billing was down);
-* serves the party commands: ``billing.contract``, ``billing.topup``, ``billing.keep_power``
+* serves the party commands: ``billing.contract``, ``billing.topup`` (one, or a bank batch as
+  ``documents``), ``billing.keep_power``
   (signed documents, see ``protocols.billing``), ``billing.archived`` (the master station
   archived the ledger up to a seq), ``billing.resend`` (it misses records from a seq on),
   ``billing.status``, ``billing.audit``;
@@ -45,6 +46,7 @@ CURVE = "energy.active.import.total"
 CURVE_EXPORT = "energy.active.export.total"
 FREEZE = "daily.energy.active.import.total"
 ENERGY_UNITS = billing.ENERGY
+MAX_BATCH = 5000  # top-ups in one bank batch command
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,7 +170,7 @@ class BillingService:
         await self._freezes_from_store()
         uplink = self.ctx.uplink
         uplink.register_command("billing.contract", self._cmd(self.engine.install_contract))
-        uplink.register_command("billing.topup", self._cmd(self.engine.topup))
+        uplink.register_command("billing.topup", self._topups)
         uplink.register_command("billing.keep_power", self._cmd(self.engine.keep_power))
         uplink.register_command("billing.archived", self._archived)
         uplink.register_command("billing.resend", self._resend)
@@ -194,6 +196,23 @@ class BillingService:
             return result
 
         return run
+
+    async def _topups(self, args: dict[str, Any]) -> dict[str, Any]:
+        """One signed top-up (``document``) or a bank's batch of them (``documents``), each on its own:
+        a refused one does not stop the others."""
+        if "documents" not in args:
+            return await self._cmd(self.engine.topup)(args)
+        documents = args["documents"]
+        if not isinstance(documents, list) or len(documents) > MAX_BATCH:
+            raise ValueError(f"billing.topup: documents must be a list of at most {MAX_BATCH} signed top-ups")
+        results: list[dict[str, Any]] = []
+        for document in documents:
+            try:
+                results.append(await self.engine.topup(document))
+            except Refused as err:
+                results.append({"status": "refused", "reason": str(err)})
+        await self._publish()
+        return {"results": results}
 
     async def _archived(self, args: dict[str, Any]) -> dict[str, Any]:
         seq, digest = args.get("seq"), args.get("hash")
