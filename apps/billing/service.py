@@ -201,7 +201,8 @@ class BillingService:
         """One signed top-up (``document``) or a bank's batch of them (``documents``), each on its own:
         a refused one does not stop the others."""
         if "documents" not in args:
-            return await self._cmd(self.engine.topup)(args)
+            single: dict[str, Any] = await self._cmd(self.engine.topup)(args)
+            return single
         documents = args["documents"]
         if not isinstance(documents, list) or len(documents) > MAX_BATCH:
             raise ValueError(f"billing.topup: documents must be a list of at most {MAX_BATCH} signed top-ups")
