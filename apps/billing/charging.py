@@ -59,6 +59,7 @@ def bill_body(customer: Customer, bill: DayBill, tier_start: TierState) -> dict[
     return {
         "customer": customer.id,
         "meter": customer.meter,
+        "tariff": customer.tariff,
         "date": bill.date,
         "charge_fen": bill.charge_fen,
         "charge_yuan": yuan(bill.charge_fen),
@@ -89,8 +90,8 @@ class Charger:
     # ------------------------------------------------------------------ anchors
 
     def accept(self, rows: Iterable[Row], meters: set[str]) -> list[Row]:
-        """The rows worth recording: meters we bill, on the 15-min grid, new or a correcting freeze
-        (within one batch too, a freeze beats a curve record of the same instant)."""
+        """The rows worth recording: meters we bill, on the 15-min grid, new, or a freeze where only a
+        curve record was (within one batch too, a freeze beats a curve record of the same instant)."""
         batch: dict[tuple[str, int], Row] = {}
         for meter, ts, imp, exp, source in rows:
             if meter not in meters or ts % INTERVAL_S:
@@ -103,9 +104,8 @@ class Charger:
             anchors = self.book.anchors.get(meter)
             if anchors is not None:
                 known_anchor = anchors.get(ts)
-                if known_anchor is not None and (
-                    known_anchor.source == "freeze" or row[4] != "freeze" or known_anchor.imp == row[2]
-                ):
+                # a freeze is news even when it equals the curve record: it is what closes the day
+                if known_anchor is not None and (known_anchor.source == "freeze" or row[4] != "freeze"):
                     continue
                 if anchors.first is not None and ts < anchors.first and len(anchors) > 1:
                     self.late_rows += 1
@@ -115,7 +115,10 @@ class Charger:
 
     # ------------------------------------------------------------------ pricing
 
-    def _price(self, customer: Customer, day: str, tier_start: TierState, anchors: MeterAnchors) -> DayBill:
+    def price_day(
+        self, customer: Customer, day: str, tier_start: TierState, anchors: MeterAnchors
+    ) -> DayBill:
+        """One whole local day of ``customer`` from ``anchors``, tier count from ``tier_start``."""
         start, end = self.book.day_bounds(day)
         bill = DayBill(customer.id, day, tier_start.copy())
         return price(bill, anchors.intervals(start, end), self.book.timeline, customer.tariff, self.book.tz)
@@ -134,7 +137,7 @@ class Charger:
                 return price(
                     bill, anchors.intervals(since, end), self.book.timeline, customer.tariff, self.book.tz
                 )
-        bill = self._price(customer, day, tier_start, anchors)
+        bill = self.price_day(customer, day, tier_start, anchors)
         self._open[key] = (tier_start.to_json(), bill)
         return bill
 
@@ -201,7 +204,7 @@ class Charger:
             if tier is None and self.book.day_bounds(day)[1] <= dirty:
                 continue
             start = tier if tier is not None else closed.tier_start.copy()
-            bill = self._price(customer, day, start, anchors)
+            bill = self.price_day(customer, day, start, anchors)
             tier = bill.tier.copy()
             delta = bill.charge_fen - closed.charge_fen
             if delta or bill.tier != closed.tier_end:
