@@ -367,6 +367,10 @@ def register(subparsers: Any) -> None:
     register_app(sub)
     register_trace(sub, guard=_guarded)
 
+    from sim.cloud.plugins import register_plugins
+
+    register_plugins(sub, _guarded)  # apps' own subcommands (entry points ttu.cloud)
+
     p = sub.add_parser("serve", help="run the cloud stub until Ctrl-C")
     p.add_argument("--broker", default=DEFAULT_BROKER, help=f"broker URL (default {DEFAULT_BROKER})")
     p.add_argument("--db", default=DEFAULT_DB, help=f"sqlite file to store into (default {DEFAULT_DB})")

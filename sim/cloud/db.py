@@ -511,6 +511,44 @@ class CloudDb:
         ).fetchall()
         return [StreamRow(*row) for row in rows]
 
+    def stream_bodies(self, stream: str, *, terminal: str | None = None) -> list[tuple[str, int, Any]]:
+        """Every stored message body of ``stream`` as (terminal, seq, body), oldest first."""
+        where, params = _filters(stream=stream, terminal=terminal)
+        rows = self._conn.execute(
+            f"SELECT terminal, seq, body FROM messages{_where(where)} ORDER BY terminal, seq, id", params
+        ).fetchall()
+        return [(t, int(seq), json.loads(body)) for t, seq, body in rows]
+
+    def command_log(self, *, name: str | None = None, terminal: str | None = None) -> list[dict[str, Any]]:
+        """Commands sent (oldest first) with their reply if one came: the master station's own record."""
+        where, params = _filters(name=name, terminal=terminal)
+        sql = (
+            "SELECT c.id, c.terminal, c.name, c.args, c.sent, r.ok, r.code, r.message, r.result"
+            " FROM commands c LEFT JOIN replies r ON r.command_id = c.id"
+            + _where([f"c.{w}" for w in where])
+            + " ORDER BY c.sent, c.id"
+        )
+        out = []
+        for cid, term, cname, args, sent, ok, code, message, result in self._conn.execute(sql, params):
+            out.append(
+                {
+                    "id": cid,
+                    "terminal": term,
+                    "name": cname,
+                    "args": json.loads(args),
+                    "sent": sent,
+                    "reply": None
+                    if ok is None
+                    else {
+                        "ok": bool(ok),
+                        "code": code,
+                        "message": message,
+                        "result": json.loads(result or "null"),
+                    },
+                }
+            )
+        return out
+
     def known_keys(self, terminal: str, keys: list[str]) -> set[str]:
         """Those of ``keys`` (message idempotency keys) the cloud has stored for ``terminal``."""
         found: set[str] = set()
