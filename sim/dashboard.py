@@ -13,6 +13,12 @@ Routes::
     GET /api/readings?device=&quantity=&limit=   newest first (limit <= 500)
     GET /api/events?kind=&limit=                 newest first (limit <= 500)
     GET /api/terminals
+    GET /api/panels             the apps' panels (entry points ``ttu.dashboard``): name, title, script
+    GET /api/panels/<name>?terminal=   that panel's data, from what the cloud stored
+
+An app's panel (``protocols.cloud.Panel``) is drawn on the page by its own ``render(element,
+data)``; its ``data(reader, query)`` runs on a worker thread over the cloud stub's database
+(read-only), so a slow panel never holds the event loop.
 """
 
 from __future__ import annotations
@@ -52,6 +58,25 @@ class CloudView(Protocol):
     async def events(self, *args: Any, **kwargs: Any) -> list[Any]: ...
 
 
+class PanelReader(Protocol):
+    """What a panel's ``data`` reads (``sim.cloud.plugins.Reader``)."""
+
+    def results(self, stream: str, *, terminal: str | None = None) -> list[Any]: ...
+
+
+def load_panels() -> list[Any]:
+    """The ``protocols.cloud.Panel`` of every installed ``ttu.dashboard`` entry point."""
+    from importlib.metadata import entry_points
+
+    panels = []
+    for ep in sorted(entry_points(group="ttu.dashboard"), key=lambda e: e.name):
+        try:
+            panels.append(ep.load())
+        except Exception as err:  # a broken app panel must not take the dashboard down
+            log.warning("dashboard panel %s unavailable: %s", ep.name, err)
+    return panels
+
+
 class BadRequest(Exception):
     """A request the dashboard refuses; ``status`` is the HTTP status to answer with."""
 
@@ -88,9 +113,13 @@ class Dashboard:
         *,
         host: str = "127.0.0.1",
         port: int = 8080,
+        panels: list[Any] | None = None,
+        reader: PanelReader | None = None,
     ) -> None:
         self._summary = summary
         self._cloud = cloud
+        self._panels = {p.name: p for p in (load_panels() if panels is None else panels)}
+        self._reader = reader
         self._host = host
         self._port = port
         self._server: asyncio.Server | None = None
@@ -156,6 +185,12 @@ class Dashboard:
         if url.path == "/":
             return 200, "text/html; charset=utf-8", _page()
         route = _ROUTES.get(url.path)
+        if route is None and url.path.startswith("/api/panels/"):
+            name = url.path.removeprefix("/api/panels/")
+
+            async def route(dash: Dashboard, q: Mapping[str, list[str]]) -> Any:
+                return await dash._api_panel(name, q)
+
         if route is None:
             raise BadRequest(404, f"{url.path}: no such page")
         try:
@@ -185,6 +220,19 @@ class Dashboard:
     async def _api_terminals(self, query: Mapping[str, list[str]]) -> Any:
         return [_jsonable(r) for r in await self._cloud.terminals()]
 
+    async def _api_panels(self, query: Mapping[str, list[str]]) -> Any:
+        if self._reader is None:
+            return []
+        return [{"name": p.name, "title": p.title, "script": p.script} for p in self._panels.values()]
+
+    async def _api_panel(self, name: str, query: Mapping[str, list[str]]) -> Any:
+        panel = self._panels.get(name)
+        if panel is None or self._reader is None:
+            raise BadRequest(404, f"no panel {name!r}")
+        terminal = _one(query, "terminal")
+        args = {"terminal": terminal} if terminal else {}
+        return await asyncio.to_thread(panel.data, self._reader, args)
+
 
 _Route = Callable[[Dashboard, Mapping[str, list[str]]], Awaitable[Any]]
 _ROUTES: dict[str, _Route] = {
@@ -192,6 +240,7 @@ _ROUTES: dict[str, _Route] = {
     "/api/readings": Dashboard._api_readings,
     "/api/events": Dashboard._api_events,
     "/api/terminals": Dashboard._api_terminals,
+    "/api/panels": Dashboard._api_panels,
 }
 _REASONS = {
     200: "OK",
@@ -207,4 +256,4 @@ def _page() -> bytes:
     return resources.files("sim").joinpath("dashboard.html").read_bytes()
 
 
-__all__ = ["BadRequest", "CloudView", "Dashboard"]
+__all__ = ["BadRequest", "CloudView", "Dashboard", "PanelReader", "load_panels"]

@@ -10,10 +10,11 @@ of reconciled days. Plain DOM, no libraries. Must not import the simulator.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from protocols.billing import yuan
+from protocols.cloud import Panel
 from protocols.ledger import audit
 
 from . import report
@@ -140,4 +141,23 @@ function render(element, data) {
 }
 """
 
-__all__ = ["SCRIPT", "TITLE", "data"]
+
+def panel_data(reader: Any, query: Mapping[str, str]) -> list[dict[str, Any]]:
+    """The panel's data for every terminal the cloud holds billing for (or the one asked for)."""
+    by_terminal: dict[str, list[Any]] = {}
+    for stored in reader.results("billing", terminal=query.get("terminal")):
+        by_terminal.setdefault(stored.terminal, []).append(stored.body)
+    return [data(t, bodies) for t, bodies in sorted(by_terminal.items())]
+
+
+PANEL = Panel(
+    "billing",
+    TITLE,
+    SCRIPT.replace("function render(element, data) {", "function renderOne(element, data) {", 1)
+    + "\nfunction render(element, list) {\n  element.innerHTML = '';\n"
+    "  for (const one of list) { const div = document.createElement('div');"
+    " div.className = 'billing-terminal'; element.appendChild(div); renderOne(div, one); }\n}\n",
+    panel_data,
+)
+
+__all__ = ["PANEL", "SCRIPT", "TITLE", "data", "panel_data"]

@@ -80,6 +80,7 @@ from ._messages import (
     sign_command,
     verify_command,
 )
+from ._panels import Panel
 from ._topics import (
     STREAMS,
     chunk_topic,
@@ -103,6 +104,7 @@ __all__ = [
     "InstallJob",
     "JobReport",
     "PackageSource",
+    "Panel",
     "Reply",
     "UpBatch",
     "UpMessage",

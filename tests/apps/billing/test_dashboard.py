@@ -42,3 +42,56 @@ async def test_the_panel_shows_balances_relays_and_the_ledger_in_chromium(tmp_pa
     assert "tripped" not in rows["C0003"]["class"].split() and "overdrawn" in rows["C0003"]["class"].split()
     assert rows["C0002"]["class"] == "customer"
     assert "保电" in dom.cells and "-10.22" in dom.cells  # C0001 tripped at -10.22
+
+
+async def test_the_simulator_dashboard_serves_the_billing_panel_from_the_cloud_db(tmp_path: Path) -> None:
+    """The real page of ``make sim``: panels from the ``ttu.dashboard`` entry points, data read from
+    the cloud stub's database, drawn by Chromium fetching from the dashboard over HTTP."""
+    import asyncio
+
+    from apps.billing.dashboard import PANEL
+    from protocols.cloud import UpBatch, UpMessage, up_topic
+    from sim.cloud.db import CloudDb
+    from sim.cloud.plugins import Reader
+    from sim.dashboard import Dashboard, load_panels
+
+    assert any(p.name == "billing" for p in load_panels())
+    async with rig(tmp_path / "run", n=2, kw=8.0) as r:
+        await r.engine.install_contract(signed_contract(effective_from="2026-01-01T00:00"))
+        await r.engine.topup(signed_topup("T-1", "C0001", "25.00"))
+        await r.engine.topup(signed_topup("T-2", "C0002", "100.00"))
+        for k in range(33):
+            await r.cycle(local(2026, 3, 2, 8, 0) + 900 * k)
+        records = await r.store.ledger.records()
+    db_path = tmp_path / "cloud.sqlite"
+    db = CloudDb(db_path)
+    messages = tuple(
+        UpMessage(f"TTU-T1:billing:{i + 1}", i + 1, 0.0, body) for i, body in enumerate(bodies(records))
+    )
+    db.ingest_batch(
+        topic=up_topic("TTU-T1", "billing"), batch=UpBatch("TTU-T1", "billing", messages), now=0.0
+    )
+    db.close()
+
+    class Cloud:
+        async def terminals(self) -> list[object]:
+            return []
+
+        async def readings(self, *args: object, **kwargs: object) -> list[object]:
+            return []
+
+        async def events(self, *args: object, **kwargs: object) -> list[object]:
+            return []
+
+    async def summary() -> dict[str, object]:
+        return {"meters": 2, "apps": [{"name": "billing", "state": "running", "restarts": 0}]}
+
+    async with Dashboard(summary, Cloud(), port=0, panels=[PANEL], reader=Reader(str(db_path))) as dash:
+        html = await asyncio.to_thread(dump_dom, dash.url, tmp_path / "profile", budget_ms=8000)
+    dom = Elements(html)
+    (section,) = dom.find("section", class_="panel")
+    assert section["data-panel"] == "billing"
+    (ledger,) = dom.find("p", class_="billing-ledger")
+    assert ledger["data-verified"] == "true" and ledger["data-length"] == str(records[-1].seq)
+    rows = {a["data-customer"]: a["data-relay"] for a in dom.find("tr", class_="customer")}
+    assert rows == {"C0001": "open", "C0002": "closed"}
