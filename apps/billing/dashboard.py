@@ -15,7 +15,6 @@ from typing import Any
 
 from protocols.billing import yuan
 from protocols.cloud import Panel
-from protocols.ledger import audit
 
 from . import report
 
@@ -24,7 +23,7 @@ TITLE = "Billing (本地费控)"
 
 def data(terminal: str, bodies: Iterable[Any]) -> dict[str, Any]:
     items = list(bodies)
-    records, conflicts, head = report._records(items)
+    records, conflicts, heads = report._records_and_heads(items)
     out = report.summary(terminal, items)
     balance: dict[str, int] = {}
     meter: dict[str, str] = {}
@@ -63,7 +62,7 @@ def data(terminal: str, bodies: Iterable[Any]) -> dict[str, Any]:
         }
         for c in sorted(balance)
     ]
-    checked = audit(records, head=head)
+    checked = report._audit(records, heads, None)
     return {
         "terminal": terminal,
         "title": TITLE,

@@ -23,8 +23,8 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from protocols.billing import ENERGY, parse_contract, yuan
-from protocols.ledger import Audit, LedgerError, Record, audit
+from protocols.billing import ENERGY, SignatureError, parse_contract, parse_public_key, yuan
+from protocols.ledger import Audit, LedgerError, Record, SignedHead, audit
 
 from .book import Book, Customer
 from .charging import Charger, ChargingSettings
@@ -36,9 +36,15 @@ DEFAULT_TZ = "Asia/Shanghai"
 
 def _records(bodies: Iterable[Any]) -> tuple[list[Record], list[Record], tuple[int, str] | None]:
     """Records by seq (the first copy of each), the copies that differ from it, the last head."""
+    records, conflicts, heads = _records_and_heads(bodies)
+    last = max(heads, key=lambda h: h.seq, default=None)
+    return records, conflicts, None if last is None else (last.seq, last.hash)
+
+
+def _records_and_heads(bodies: Iterable[Any]) -> tuple[list[Record], list[Record], list[SignedHead]]:
     by_seq: dict[int, Record] = {}
     conflicts: list[Record] = []
-    head: tuple[int, str] | None = None
+    heads: list[SignedHead] = []
     for body in bodies:
         if not isinstance(body, dict) or body.get("type") != "ledger":
             continue
@@ -54,10 +60,33 @@ def _records(bodies: Iterable[Any]) -> tuple[list[Record], list[Record], tuple[i
                 conflicts.append(record)
         h = body.get("head")
         if isinstance(h, dict):
-            seq, digest = h.get("seq"), h.get("hash")
-            if isinstance(seq, int) and isinstance(digest, str) and (head is None or seq >= head[0]):
-                head = (seq, digest)
-    return [by_seq[s] for s in sorted(by_seq)], conflicts, head
+            seq, digest, signature = h.get("seq"), h.get("hash"), h.get("signature", "")
+            if isinstance(seq, int) and isinstance(digest, str) and isinstance(signature, str):
+                heads.append(SignedHead(seq, digest, signature))
+    return [by_seq[s] for s in sorted(by_seq)], conflicts, heads
+
+
+def terminal_key(records: Iterable[Record], given: Any = None) -> Any:
+    """The key the roots and heads must verify with: the one given (pinned), else the one the
+    terminal put in its first ``terminal`` record (trust on first use)."""
+    if given is not None:
+        return given
+    for r in records:
+        if r.kind == "terminal":
+            try:
+                return parse_public_key(str(r.body.get("public_key", "")))
+            except SignatureError:
+                return None
+    return None
+
+
+def _audit(records: list[Record], heads: list[SignedHead], public_key: Any) -> Audit:
+    key = terminal_key(records, public_key)
+    last = max(heads, key=lambda h: h.seq, default=None)
+    signed = [h for h in heads if h.signature]
+    return audit(
+        records, public_key=key, head=None if last is None else (last.seq, last.hash), signed_heads=signed
+    )
 
 
 def timezone_of(records: Iterable[Record]) -> ZoneInfo:
@@ -93,7 +122,7 @@ def summary(
     date: str | None = None,
     public_key: Any = None,
 ) -> dict[str, Any]:
-    records, conflicts, head = _records(bodies)
+    records, conflicts, heads = _records_and_heads(bodies)
     tz = timezone_of(records)
     relay: dict[str, str] = {}
     corrections: dict[tuple[str, str], int] = {}
@@ -125,7 +154,7 @@ def summary(
                 }
             )
     rows.sort(key=lambda row: (row["date"], row["customer_id"]))
-    result = audit(records, public_key=public_key, head=head)
+    result = _audit(records, heads, public_key)
     dates = sorted({row["date"] for row in rows} if date is None else {date})
     by_day = [reconcile(records, day, tz, bank=_bank_of_day(bank, records, day, tz)) for day in dates]
     return {
@@ -258,8 +287,8 @@ def finance(
 
 def verify(terminal: str, bodies: Iterable[Any], *, bank: Mapping[str, BankTxn] | None = None,
            public_key: Any = None) -> dict[str, Any]:  # fmt: skip
-    records, conflicts, head = _records(bodies)
-    result: Audit = audit(records, public_key=public_key, head=head)
+    records, conflicts, heads = _records_and_heads(bodies)
+    result = _audit(records, heads, public_key)
     problems = [p.to_json() for p in result.problems]
     problems += [
         {"kind": "conflict", "seq": r.seq, "detail": "two different records with this seq"} for r in conflicts

@@ -32,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from protocols import billing
 from protocols.billing import yuan
 from protocols.errors import ProtocolError
+from protocols.ledger import sign_head
 from runtime.bus import Overflow
 from runtime.errors import ConfigError
 from runtime.scheduler import CatchUp, Daily, Interval
@@ -158,7 +159,14 @@ class BillingService:
             clients=self.directory.client,
             settings=config.settings,
         )
-        self.uplink = LedgerUplink(ctx.store.ledger, ctx.store, ctx.uplink, ctx.terminal.id)
+        key = self.engine.keys.terminal
+        self.uplink = LedgerUplink(
+            ctx.store.ledger,
+            ctx.store,
+            ctx.uplink,
+            ctx.terminal.id,
+            sign=lambda seq, h: sign_head(seq, h, key),
+        )
         self.engine.listen(self.uplink.poke)
 
     async def start(self) -> None:
