@@ -114,8 +114,14 @@ class Record:
 
 
 def record_hash(seq: int, ts: int, kind: str, uid: str | None, body: dict[str, Any], prev: str) -> str:
-    content = {"seq": seq, "ts": ts, "kind": kind, "uid": uid, "body": body, "prev": prev}
-    return hashlib.sha256(canonical_json(content)).hexdigest()
+    return hash_of_body_json(seq, ts, kind, uid, canonical_json(body), prev)
+
+
+def hash_of_body_json(seq: int, ts: int, kind: str, uid: str | None, body_json: bytes, prev: str) -> str:
+    """``record_hash`` from the body already in canonical JSON (the store serializes it once):
+    the canonical JSON of the record is its keys in sorted order, written out here."""
+    head = canonical_json({"kind": kind, "prev": prev, "seq": seq, "ts": ts, "uid": uid})
+    return hashlib.sha256(b'{"body":' + body_json + b"," + head[1:]).hexdigest()
 
 
 def make_record(seq: int, ts: int, kind: str, uid: str | None, body: dict[str, Any], prev: str) -> Record:
@@ -152,17 +158,21 @@ def _root_message(body: dict[str, Any]) -> bytes:
     return canonical_json({"kind": _ROOT_DOMAIN, "body": unsigned})
 
 
-def root_body(label: str, records: Sequence[Record], key: Ed25519PrivateKey) -> dict[str, Any]:
-    """The signed body of a root record covering ``records`` (contiguous, oldest first)."""
+def root_body(
+    label: str, records: Sequence[Record] | Sequence[tuple[int, str]], key: Ed25519PrivateKey
+) -> dict[str, Any]:
+    """The signed body of a root record covering ``records`` (contiguous, oldest first), given as
+    records or as (seq, hash) pairs."""
     if not records:
         raise LedgerError("a root covers at least one record")
+    pairs = [(r.seq, r.hash) if isinstance(r, Record) else (int(r[0]), str(r[1])) for r in records]
     public = key.public_key().public_bytes_raw()
     body: dict[str, Any] = {
         "label": label,
-        "first_seq": records[0].seq,
-        "last_seq": records[-1].seq,
-        "count": len(records),
-        "merkle_root": merkle_root([r.hash for r in records]),
+        "first_seq": pairs[0][0],
+        "last_seq": pairs[-1][0],
+        "count": len(pairs),
+        "merkle_root": merkle_root([h for _, h in pairs]),
         "key_id": hashlib.sha256(public).hexdigest()[:16],
         "public_key": base64.b64encode(public).decode("ascii"),
     }
@@ -410,6 +420,7 @@ __all__ = [
     "Record",
     "SignedHead",
     "audit",
+    "hash_of_body_json",
     "head_signature_ok",
     "make_record",
     "merkle_root",

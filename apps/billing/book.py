@@ -32,7 +32,7 @@ from protocols.billing import parse_contract
 from protocols.ledger import Record
 
 from .energy import Anchor, MeterAnchors
-from .tariff import TierState, Timeline
+from .tariff import LocalClock, TierState, Timeline
 
 RelayState = str  # "closed" | "open" | "close_allowed" | "unknown"
 
@@ -102,21 +102,36 @@ class Book:
         self.last_seq = 0
         self.head = ""
         self.counts: dict[str, int] = {}
+        self._bounds: dict[str, tuple[int, int]] = {}
+        self._dates: dict[int, str] = {}
+        self._next: dict[str, str] = {}
+        self.clock = LocalClock(tz)
 
     # ------------------------------------------------------------------ time
 
     def local_date(self, ts: float) -> str:
-        return datetime.fromtimestamp(ts, self.tz).date().isoformat()
+        """The local date of ``ts`` (cached per 15 minutes: every UTC offset in use is a multiple)."""
+        key = int(ts // 900)
+        known = self._dates.get(key)
+        if known is None:
+            known = self._dates[key] = datetime.fromtimestamp(key * 900, self.tz).date().isoformat()
+        return known
 
     def day_bounds(self, day: str) -> tuple[int, int]:
-        d = date.fromisoformat(day)
-        start = datetime.combine(d, datetime.min.time(), self.tz)
-        end = datetime.combine(d + timedelta(days=1), datetime.min.time(), self.tz)
-        return int(start.timestamp()), int(end.timestamp())
+        """UTC epoch of the local day's start and end (cached)."""
+        known = self._bounds.get(day)
+        if known is None:
+            d = date.fromisoformat(day)
+            start = datetime.combine(d, datetime.min.time(), self.tz)
+            end = datetime.combine(d + timedelta(days=1), datetime.min.time(), self.tz)
+            known = self._bounds[day] = (int(start.timestamp()), int(end.timestamp()))
+        return known
 
-    @staticmethod
-    def next_day(day: str) -> str:
-        return (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+    def next_day(self, day: str) -> str:
+        known = self._next.get(day)
+        if known is None:
+            known = self._next[day] = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+        return known
 
     # ------------------------------------------------------------------ accounts
 
@@ -159,22 +174,24 @@ class Book:
         self.contracts[contract.key] = record
 
     def _on_readings(self, record: Record, body: dict[str, Any]) -> None:
-        for meter, ts, imp, exp, source in body["rows"]:
-            self.meter_anchors(str(meter)).add(
-                Anchor(int(ts), int(imp), None if exp is None else int(exp), source)
-            )
+        anchors = self.anchors
+        for meter, ts, imp, exp, source in body["rows"]:  # ints from our own ledger (JSON)
+            found = anchors.get(meter) or self.meter_anchors(meter)
+            found.add(Anchor(ts, imp, exp, source))
 
     def _on_debit(self, record: Record, body: dict[str, Any]) -> None:
+        accounts = self.accounts
         for customer, day, fen, _balance in body["entries"]:
-            acc = self.account(customer)
+            acc = accounts.get(customer) or self.account(customer)
             acc.balance -= fen
             acc.charges += fen
             acc.debited[day] = acc.debited.get(day, 0) + fen
             if acc.first_day is None or day < acc.first_day:
                 acc.first_day = day
-            totals = self.totals(day)
+            totals = self.days.get(day) or self.totals(day)
             totals.debits += fen
-            totals.debit_seqs.append(record.seq)
+            if not totals.debit_seqs or totals.debit_seqs[-1] != record.seq:
+                totals.debit_seqs.append(record.seq)
 
     def _on_charge(self, record: Record, body: dict[str, Any]) -> None:
         acc = self.account(body["customer"])

@@ -83,7 +83,7 @@ class Charger:
         self.book = book
         self.settings = settings or ChargingSettings()
         self._open: dict[
-            tuple[str, str], tuple[list[Any], DayBill]
+            tuple[str, str], tuple[TierState, DayBill]
         ] = {}  # (customer, day) -> (tier_start, bill)
         self.late_rows = 0  # anchors older than any day still open to corrections
 
@@ -121,7 +121,10 @@ class Charger:
         """One whole local day of ``customer`` from ``anchors``, tier count from ``tier_start``."""
         start, end = self.book.day_bounds(day)
         bill = DayBill(customer.id, day, tier_start.copy())
-        return price(bill, anchors.intervals(start, end), self.book.timeline, customer.tariff, self.book.tz)
+        book = self.book
+        return price(
+            bill, anchors.intervals(start, end), book.timeline, customer.tariff, book.tz, clock=book.clock
+        )
 
     def _open_bill(
         self, customer: Customer, day: str, tier_start: TierState, anchors: MeterAnchors
@@ -129,22 +132,21 @@ class Charger:
         key = (customer.id, day)
         cached = self._open.get(key)
         dirty = anchors.dirty_from
-        if cached is not None and cached[0] == tier_start.to_json():
+        if cached is not None and cached[0] == tier_start:
             bill = cached[1]
             if dirty is None or dirty >= bill.last_start + INTERVAL_S:
                 start, end = self.book.day_bounds(day)
                 since = max(start, bill.last_start + INTERVAL_S)
-                return price(
-                    bill, anchors.intervals(since, end), self.book.timeline, customer.tariff, self.book.tz
-                )
+                book = self.book
+                intervals = anchors.intervals(since, end)
+                return price(bill, intervals, book.timeline, customer.tariff, book.tz, clock=book.clock)
         bill = self.price_day(customer, day, tier_start, anchors)
-        self._open[key] = (tier_start.to_json(), bill)
+        self._open[key] = (tier_start.copy(), bill)
         return bill
 
     def _closable(self, day: str, anchors: MeterAnchors, now: float) -> bool:
         _, end = self.book.day_bounds(day)
-        after = anchors.at_or_after(end)
-        if after is None:
+        if (anchors.last or 0) < end:
             return False
         at_end = anchors.get(end)
         return (at_end is not None and at_end.source == "freeze") or now >= end + self.settings.close_grace_s

@@ -45,8 +45,15 @@ class LedgerBackend(Protocol):
     async def append(self, entries: Sequence[LedgerEntry]) -> list[Appended]: ...
 
     async def records(
-        self, *, after: int = 0, limit: int | None = None, kind: str | None = None
+        self,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        kind: str | None = None,
+        kinds: Sequence[str] | None = None,
     ) -> list[Record]: ...
+
+    async def hashes(self, *, after: int = 0) -> list[tuple[int, str]]: ...
 
     async def last(self, kind: str) -> Record | None: ...
 
@@ -81,6 +88,7 @@ class Refused(ValueError):
 Listener = Callable[[], None]
 ClientLookup = Callable[[str], MeterClient | None]
 REPLAY_PAGE = 2000
+RECONCILED = ("debit", "charge", "correction", "topup", "refund", "topup_refused")  # what reconcile reads
 
 
 class Billing:
@@ -259,7 +267,19 @@ class Billing:
                     return
                 acc = self.book.account(customer.id)
 
-        wanted = [self._customers[c] for c in customer_ids if c in self._customers]
+        now = self.clock.now()
+        wanted = []
+        for c in customer_ids:  # decided here, so only customers with something to do get a task
+            customer = self._customers.get(c)
+            if customer is None:
+                continue
+            acc, fee = self.book.account(c), self.fee_control_of(customer, now)
+            if feecontrol.plan(acc, fee, prepaid=customer.prepaid) or (
+                feecontrol.blocked(acc, fee) and not acc.trip_blocked
+            ):
+                wanted.append(customer)
+        if not wanted:
+            return
         async with asyncio.TaskGroup() as tg:
             for customer in wanted:
                 tg.create_task(one(customer), name=f"billing:relay:{customer.id}")
@@ -456,7 +476,7 @@ class Billing:
         async with self._lock:
             start, _ = self.book.day_bounds(day)
             first = await self.ledger.first_since(start * 1000)
-            records = [] if first is None else [r async for r in self._pages(first - 1)]
+            records = [] if first is None else await self.ledger.records(after=first - 1, kinds=RECONCILED)
             result = reconcile(records, day, self.book.tz)
             uid = f"reconciliation:{day}"
             await self._append([LedgerEntry("reconciliation", result.to_json(), self._now_ms(), uid)])
@@ -476,7 +496,7 @@ class Billing:
     async def _root(self, label: str) -> None:
         previous = await self.ledger.last(ROOT_KIND)
         after = 0 if previous is None else previous.seq - 1
-        covered = [r async for r in self._pages(after)]
+        covered = await self.ledger.hashes(after=after)
         if covered:
             body = root_body(label, covered, self.keys.terminal)
             await self._append([LedgerEntry(ROOT_KIND, body, self._now_ms(), f"root:{label}")])
