@@ -27,7 +27,6 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Iterable
 from dataclasses import replace
 from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
@@ -45,7 +44,7 @@ from apps.billing.book import Customer
 from apps.billing.engine import Billing, Keys, Settings
 from apps.billing.report import verify
 from protocols import billing
-from protocols.ledger import Record, SignedHead, make_record, sign_head
+from protocols.ledger import Record, make_record, sign_head
 from runtime.store import LedgerEntry, Store
 from sim.loads import HouseholdProfile
 
@@ -169,7 +168,9 @@ def independent(
         t = next(x for x in doc["tariffs"] if x["id"] == tariff)
         season = next(s for s in t["seasons"] if local.month in s["months"])
         minute = local.hour * 60 + local.minute
-        period = [p["period"] for p in season["periods"] if int(p["from"][:2]) * 60 + int(p["from"][3:]) <= minute][-1]
+        period = [
+            p["period"] for p in season["periods"] if int(p["from"][:2]) * 60 + int(p["from"][3:]) <= minute
+        ][-1]
         price = Decimal(season["prices"][period])
         imp, exp = energy[ts]
         mode = t.get("export", {"mode": "none"})["mode"]
@@ -235,11 +236,15 @@ async def charge_days(n: int, folder: Path) -> dict[str, Any]:
                 await engine.readings(freezes, control=False)
                 if k:
                     clock.t = ts + 3600
-                    await engine.daily((datetime.fromtimestamp(ts, TZ) - timedelta(days=1)).date().isoformat())
+                    await engine.daily(
+                        (datetime.fromtimestamp(ts, TZ) - timedelta(days=1)).date().isoformat()
+                    )
                     cpu_day.append(time.process_time() - started)
                     started = time.process_time()
         records = await store.ledger.records()
-    charged = {(r.body["customer"], r.body["date"]): int(r.body["charge_fen"]) for r in records if r.kind == "charge"}
+    charged = {
+        (r.body["customer"], r.body["date"]): int(r.body["charge_fen"]) for r in records if r.kind == "charge"
+    }
     for r in records:
         if r.kind == "correction":
             charged[(r.body["customer"], r.body["date"])] = int(r.body["charge_fen"])
@@ -276,7 +281,9 @@ async def appends(folder: Path, seconds: float = 2.0) -> dict[str, float]:
         sequential = n / (time.perf_counter() - t)
         n, t = 0, time.perf_counter()
         while time.perf_counter() - t < seconds:
-            await asyncio.gather(*(store.ledger.append([LedgerEntry("relay", body, n + k)]) for k in range(64)))
+            await asyncio.gather(
+                *(store.ledger.append([LedgerEntry("relay", body, n + k)]) for k in range(64))
+            )
             n += 64
         concurrent = n / (time.perf_counter() - t)
         audited = (await store.ledger.audit()).ok
@@ -337,12 +344,10 @@ def tampering(records: list[Record], trials: int) -> dict[str, tuple[int, int]]:
             elif kind == "reorder":
                 j = min(i + 1 + rng.randrange(5), len(recs) - 1)
                 recs[i], recs[j] = replace(recs[j], seq=r.seq), replace(r, seq=recs[j].seq)
-            else:
-                copy_of = recs[i]
+            else:  # the same record entered again later, as a new record (a top-up credited twice, say)
                 at = rng.randrange(i + 1, len(recs) + 1)
-                recs.insert(at, copy_of)
-                if trial % 2:
-                    recs = [replace(x, seq=k + 1) for k, x in enumerate(recs)]
+                recs.insert(at, recs[i])
+                recs = [replace(x, seq=k + 1) for k, x in enumerate(recs)]
             if trial % 2:
                 recs = rechain(recs, max(0, i - 1))
             found += detected(recs)
@@ -358,7 +363,9 @@ def relays(folder: Path) -> dict[str, Any]:
 
     demo = Path(__file__).resolve().parents[1] / "sim" / "scenarios" / "contracts" / "prepaid-demo.toml"
     contract = folder / "no-overdraft.toml"
-    contract.write_text(demo.read_text(encoding="utf-8").replace('overdraft_yuan = "0.50"', 'overdraft_yuan = "0.00"'))
+    contract.write_text(
+        demo.read_text(encoding="utf-8").replace('overdraft_yuan = "0.50"', 'overdraft_yuan = "0.00"')
+    )
     low = [f"m-{k:04d}" for k in range(1, 31, 3)]
     kept = [f"m-{k:04d}" for k in (32, 35, 38)]
     lines = ["[scenario]", 'description = "bench: prepaid"', "pv_share = 0.0", "[grid]", "load_scale = 2.0",
@@ -377,7 +384,9 @@ def relays(folder: Path) -> dict[str, Any]:
             "SELECT seq, ts, kind, uid, body, prev, hash FROM ledger ORDER BY seq")]  # fmt: skip
     trips = {e["target"]: e for e in run.truth("events.csv") if e["kind"] == "relay_trip"}
     meter_of = {r.body["customer"]: r.body["meter"] for r in recs if r.kind == "charge"}
-    owner = {r.body["txn_id"].removeprefix("SIM-OPEN-"): r.body["customer"] for r in recs if r.kind == "topup"}
+    owner = {
+        r.body["txn_id"].removeprefix("SIM-OPEN-"): r.body["customer"] for r in recs if r.kind == "topup"
+    }
     delays = []
     for meter in low:
         customer = owner.get(meter)
@@ -395,8 +404,12 @@ def relays(folder: Path) -> dict[str, Any]:
         "delays_s": delays,
         "trips_under_keep_power": sum(1 for m in kept if m in trips),
         "keep_power_below_limit": sum(
-            1 for m in kept
-            if any(r.kind == "debit" and any(e[0] == owner.get(m) and e[3] <= 0 for e in r.body["entries"]) for r in recs)
+            1
+            for m in kept
+            if any(
+                r.kind == "debit" and any(e[0] == owner.get(m) and e[3] <= 0 for e in r.body["entries"])
+                for r in recs
+            )
         ),  # fmt: skip
     }
 
@@ -409,16 +422,24 @@ def ratio(value: float, goal: float) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--customers", type=int, default=2200)
-    parser.add_argument("--quick", action="store_true", help="220 customers, fewer tampering trials, no world run")
+    parser.add_argument(
+        "--quick", action="store_true", help="220 customers, fewer tampering trials, no world run"
+    )
     args = parser.parse_args()
     n = 220 if args.quick else args.customers
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        print(f"== charging {n} customers over {DAYS} days ({START:%Y-%m-%d} ..., {LOSS:.0%} of curve points lost)")
+        print(
+            f"== charging {n} customers over {DAYS} days ({START:%Y-%m-%d} ..., {LOSS:.0%} of curve points lost)"
+        )
         acc = asyncio.run(charge_days(n, folder))
-        print(f"customer-days charged {acc['customer_days']}, compared with the independent computation {acc['compared']}")
+        print(
+            f"customer-days charged {acc['customer_days']}, compared with the independent computation {acc['compared']}"
+        )
         print(f"  equal to the fen: {acc['equal_to_the_fen']} / {acc['compared']}, max difference {acc['max_difference_fen']} fen"
               f" (goal 0.01 元: {'met' if acc['max_difference_fen'] <= 1 else 'NOT met'})")  # fmt: skip
         print(f"  customer-days crossing a tier bound: {acc['customer_days_crossing_tiers']} "
@@ -429,12 +450,14 @@ def main() -> None:
               f" (for 2,200: {max(scaled):.2f} s worst day; goal <= 2 s: {ratio(max(scaled), 2.0)})")  # fmt: skip
         print("== durable ledger appends (sqlite WAL, synchronous=FULL)")
         ap = asyncio.run(appends(folder))
-        print(f"  one at a time, each awaited: {ap['sequential_per_s']:.0f} records/s ({ratio(ap['sequential_per_s'], 1000)})")
+        print(
+            f"  one at a time, each awaited: {ap['sequential_per_s']:.0f} records/s ({ratio(ap['sequential_per_s'], 1000)})"
+        )
         print(f"  64 callers at once (group commit): {ap['group_commit_per_s']:.0f} records/s "
               f"({ratio(ap['group_commit_per_s'], 1000)}); chain audited ok: {bool(ap['chain_ok'])}")  # fmt: skip
         print("== tampering with the archived ledger (the attacker re-chains half of the time, cannot sign)")
         records: list[Record] = acc["records"]
-        sample = records[: 600] if n > 300 else records
+        sample = records[:600] if n > 300 else records
         sample = [r for r in sample if r.seq <= len(sample)]
         trials = 20 if args.quick else 100
         t = tampering(sample, trials)
@@ -453,7 +476,9 @@ def main() -> None:
         print(f"  a debit removed (chain rebuilt, no key): verify ok = {found['ok']} "
               f"(reconciliation differences: {sum(len(d['differences']) for d in found['reconciliation'])})")  # fmt: skip
         if not args.quick:
-            print("== relays on the simulated station area (physics, wires, acquisition, billing, uplink, cloud)")
+            print(
+                "== relays on the simulated station area (physics, wires, acquisition, billing, uplink, cloud)"
+            )
             rel = relays(folder)
             d = rel["delays_s"]
             print(f"  {rel['tripped']}/{rel['low_balance_customers']} low-balance customers tripped; delay from the "
@@ -465,7 +490,3 @@ def main() -> None:
 
 if __name__ == "__main__":
     main()
-
-
-__all__: Iterable[str] = ()
-_ = SignedHead

@@ -170,7 +170,7 @@ class Charger:
                 if acc.closed_through
                 else book.local_date(anchors.first or 0)
             )
-            tier_start = tier if tier is not None else acc.tier.copy()
+            tier_start = tier if tier is not None else acc.tier  # not mutated here: bills copy it
             last = anchors.last or 0
             in_order = True  # days close one after the other
             while day <= today and book.day_bounds(day)[0] < last:
@@ -185,7 +185,7 @@ class Charger:
                     body = bill_body(customer, bill, tier_start) | {"balance": balance}
                     cycle.charges.append(LedgerEntry("charge", body, ts, f"charge:{customer.id}:{day}"))
                     self._open.pop((customer.id, day), None)
-                tier_start = bill.tier.copy()
+                tier_start = bill.tier
                 day = book.next_day(day)
             anchors.dirty_from = None
         if debits:
@@ -198,8 +198,10 @@ class Charger:
         """Re-price closed days the new anchors touch; returns the tier count after the last one."""
         dirty = anchors.dirty_from
         acc = self.book.account(customer.id)
-        if dirty is None or not acc.closed:
+        if dirty is None or not acc.closed or acc.closed_through is None:
             return None, balance
+        if dirty >= self.book.day_bounds(acc.closed_through)[1]:
+            return None, balance  # only open days changed
         tier: TierState | None = None
         for day in sorted(acc.closed):
             closed = acc.closed[day]
