@@ -38,6 +38,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import itertools
+
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from apps.billing.book import Customer
@@ -82,24 +84,54 @@ def contracts() -> list[dict[str, Any]]:
     tiers, higher peak price; a small-business tariff with net export for every 10th customer."""
     v1 = billing.normalize(
         {
-            "format": billing.FORMAT, "contract_id": "BENCH", "version": 1, "effective_from": "2025-01-01T00:00",
+            "format": billing.FORMAT,
+            "contract_id": "BENCH",
+            "version": 1,
+            "effective_from": "2025-01-01T00:00",
             "timezone": "Asia/Shanghai",
-            "fee_control": {"alarm1_yuan": "20.00", "alarm2_yuan": "10.00", "overdraft_yuan": "10.00",
-                            "max_stored_yuan": "100000.00", "close_allowed_yuan": "2.00"},
-            "coverage": [{"tariff": "residential", "customers": ["*"]}, {"tariff": "business", "customers": ["*"]}],
+            "fee_control": {
+                "alarm1_yuan": "20.00",
+                "alarm2_yuan": "10.00",
+                "overdraft_yuan": "10.00",
+                "max_stored_yuan": "100000.00",
+                "close_allowed_yuan": "2.00",
+            },
+            "coverage": [
+                {"tariff": "residential", "customers": ["*"]},
+                {"tariff": "business", "customers": ["*"]},
+            ],
             "tariffs": [
-                {"id": "residential", "tiers": {"basis": "annual", "bounds_kwh": ["8", "16"], "adders": ["0.05", "0.30"]},
-                 "seasons": [{"months": list(range(1, 13)),
-                              "periods": [{"from": "00:00", "period": "valley"}, {"from": "08:00", "period": "peak"},
-                                          {"from": "11:00", "period": "sharp"}, {"from": "13:00", "period": "peak"},
-                                          {"from": "22:00", "period": "valley"}],
-                              "prices": {"sharp": "0.6816", "peak": "0.568", "valley": "0.288"}}]},
-                {"id": "business", "export": {"mode": "net", "price": "0.3598"},
-                 "seasons": [{"months": list(range(1, 13)), "periods": [{"from": "00:00", "period": "flat"}],
-                              "prices": {"flat": "0.6500"}}]},
+                {
+                    "id": "residential",
+                    "tiers": {"basis": "annual", "bounds_kwh": ["8", "16"], "adders": ["0.05", "0.30"]},
+                    "seasons": [
+                        {
+                            "months": list(range(1, 13)),
+                            "periods": [
+                                {"from": "00:00", "period": "valley"},
+                                {"from": "08:00", "period": "peak"},
+                                {"from": "11:00", "period": "sharp"},
+                                {"from": "13:00", "period": "peak"},
+                                {"from": "22:00", "period": "valley"},
+                            ],
+                            "prices": {"sharp": "0.6816", "peak": "0.568", "valley": "0.288"},
+                        }
+                    ],
+                },
+                {
+                    "id": "business",
+                    "export": {"mode": "net", "price": "0.3598"},
+                    "seasons": [
+                        {
+                            "months": list(range(1, 13)),
+                            "periods": [{"from": "00:00", "period": "flat"}],
+                            "prices": {"flat": "0.6500"},
+                        }
+                    ],
+                },
             ],
         }
-    )  # fmt: skip
+    )
     v2 = copy.deepcopy(v1)
     v2["version"], v2["effective_from"] = 2, "2026-01-01T12:00"
     v2["tariffs"][0]["tiers"] = {"basis": "monthly", "bounds_kwh": ["6", "12"], "adders": ["0.05", "0.30"]}
@@ -145,13 +177,13 @@ def independent(
     starts = [(datetime.strptime(d["effective_from"], "%Y-%m-%dT%H:%M").replace(tzinfo=TZ), d) for d in docs]
     energy: dict[int, tuple[Decimal, Decimal]] = {}
     export_times = [t for t in times if anchors[t][1] is not None]
-    for a, b in zip(times, times[1:], strict=False):
+    for a, b in itertools.pairwise(times):
         n = (b - a) // 900
         e = max(anchors[b][0] - anchors[a][0], 0)
         base, extra = divmod(e, n)
         for k in range(n):
             energy[a + 900 * k] = (Decimal(base + (1 if k < extra else 0)) / 10000, Decimal(0))
-    for a, b in zip(export_times, export_times[1:], strict=False):
+    for a, b in itertools.pairwise(export_times):
         n = (b - a) // 900
         e = max((anchors[b][1] or 0) - (anchors[a][1] or 0), 0)
         base, extra = divmod(e, n)
@@ -211,10 +243,14 @@ async def charge_days(n: int, folder: Path) -> dict[str, Any]:
     fed: dict[str, dict[str, list[tuple[int, int, int | None, bool]]]] = {m: {"anchors": []} for m in meters}
     async with await Store.open(folder / "ttu.sqlite", clock=clock) as store:  # type: ignore[arg-type]
         engine = Billing(
-            terminal="BENCH", timezone="Asia/Shanghai", clock=clock, ledger=store.ledger,  # type: ignore[arg-type]
-            keys=Keys(TERMINAL, [UTILITY.public_key()], [BANK.public_key()]), customers=customers,
+            terminal="BENCH",
+            timezone="Asia/Shanghai",
+            clock=clock,
+            ledger=store.ledger,  # type: ignore[arg-type]
+            keys=Keys(TERMINAL, [UTILITY.public_key()], [BANK.public_key()]),
+            customers=customers,
             settings=Settings(close_grace_s=3 * 3600),
-        )  # fmt: skip
+        )
         await engine.start()
         for doc in contracts():
             await engine.install_contract(billing.sign("contract", doc, UTILITY))
@@ -368,8 +404,16 @@ def relays(folder: Path) -> dict[str, Any]:
     )
     low = [f"m-{k:04d}" for k in range(1, 31, 3)]
     kept = [f"m-{k:04d}" for k in (32, 35, 38)]
-    lines = ["[scenario]", 'description = "bench: prepaid"', "pv_share = 0.0", "[grid]", "load_scale = 2.0",
-             "[billing]", f'contract = "{contract}"', 'opening_yuan = "200.00"']  # fmt: skip
+    lines = [
+        "[scenario]",
+        'description = "bench: prepaid"',
+        "pv_share = 0.0",
+        "[grid]",
+        "load_scale = 2.0",
+        "[billing]",
+        f'contract = "{contract}"',
+        'opening_yuan = "200.00"',
+    ]
     for m in [*low, *kept]:
         lines += ["[[billing.balance]]", f'meter = "{m}"', 'yuan = "0.30"']
     for m in kept:
@@ -380,8 +424,12 @@ def relays(folder: Path) -> dict[str, Any]:
     run = run_world(folder / "world", hours=4, scenario=str(scenario), start=DEFAULT_START + 8 * 3600, seed=3)
     wall = time.perf_counter() - started
     with sqlite3.connect(run.workdir / "ttu.sqlite") as db:
-        recs = [Record(s, t, k, u, json.loads(b), p, h) for s, t, k, u, b, p, h in db.execute(
-            "SELECT seq, ts, kind, uid, body, prev, hash FROM ledger ORDER BY seq")]  # fmt: skip
+        recs = [
+            Record(s, t, k, u, json.loads(b), p, h)
+            for s, t, k, u, b, p, h in db.execute(
+                "SELECT seq, ts, kind, uid, body, prev, hash FROM ledger ORDER BY seq"
+            )
+        ]
     trips = {e["target"]: e for e in run.truth("events.csv") if e["kind"] == "relay_trip"}
     meter_of = {r.body["customer"]: r.body["meter"] for r in recs if r.kind == "charge"}
     owner = {
@@ -390,10 +438,25 @@ def relays(folder: Path) -> dict[str, Any]:
     delays = []
     for meter in low:
         customer = owner.get(meter)
-        crossing = next((r for r in recs if r.kind == "debit" and any(e[0] == customer and e[3] <= 0
-                         for e in r.body["entries"])), None)  # fmt: skip
-        trip = next((r for r in recs if r.kind == "relay" and r.body["customer"] == customer
-                     and r.body["command"] == "trip" and r.body["result"] == "ok"), None)  # fmt: skip
+        crossing = next(
+            (
+                r
+                for r in recs
+                if r.kind == "debit" and any(e[0] == customer and e[3] <= 0 for e in r.body["entries"])
+            ),
+            None,
+        )
+        trip = next(
+            (
+                r
+                for r in recs
+                if r.kind == "relay"
+                and r.body["customer"] == customer
+                and r.body["command"] == "trip"
+                and r.body["result"] == "ok"
+            ),
+            None,
+        )
         if crossing is not None and trip is not None:
             delays.append(trip.ts / 1000 - crossing.body["cycle"])
     del meter_of
@@ -410,7 +473,7 @@ def relays(folder: Path) -> dict[str, Any]:
                 r.kind == "debit" and any(e[0] == owner.get(m) and e[3] <= 0 for e in r.body["entries"])
                 for r in recs
             )
-        ),  # fmt: skip
+        ),
     }
 
 
@@ -434,27 +497,39 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         print(
-            f"== charging {n} customers over {DAYS} days ({START:%Y-%m-%d} ..., {LOSS:.0%} of curve points lost)"
+            f"== charging {n} customers over {DAYS} days from {START:%Y-%m-%d}, "
+            f"{LOSS:.0%} of curve points lost"
         )
         acc = asyncio.run(charge_days(n, folder))
         print(
-            f"customer-days charged {acc['customer_days']}, compared with the independent computation {acc['compared']}"
+            f"customer-days charged {acc['customer_days']}, "
+            f"compared with the independent computation {acc['compared']}"
         )
-        print(f"  equal to the fen: {acc['equal_to_the_fen']} / {acc['compared']}, max difference {acc['max_difference_fen']} fen"
-              f" (goal 0.01 元: {'met' if acc['max_difference_fen'] <= 1 else 'NOT met'})")  # fmt: skip
-        print(f"  customer-days crossing a tier bound: {acc['customer_days_crossing_tiers']} "
-              "(annual tiers, a year boundary, monthly tiers from a noon contract change)")  # fmt: skip
+        print(
+            f"  equal to the fen: {acc['equal_to_the_fen']} / {acc['compared']}, "
+            f"max difference {acc['max_difference_fen']} fen"
+            f" (goal 0.01 元: {'met' if acc['max_difference_fen'] <= 1 else 'NOT met'})"
+        )
+        print(
+            f"  customer-days crossing a tier bound: {acc['customer_days_crossing_tiers']} "
+            "(annual tiers, a year boundary, monthly tiers from a noon contract change)"
+        )
         cpu = acc["cpu_s_per_day"]
         scaled = [c * 2200 / n for c in cpu]
-        print(f"  CPU per day of billing {n} customers: {', '.join(f'{c:.2f} s' for c in cpu)}"
-              f" (for 2,200: {max(scaled):.2f} s worst day; goal <= 2 s: {ratio(max(scaled), 2.0)})")  # fmt: skip
+        print(
+            f"  CPU per day of billing {n} customers: {', '.join(f'{c:.2f} s' for c in cpu)}"
+            f" (for 2,200: {max(scaled):.2f} s worst day; goal <= 2 s: {ratio(max(scaled), 2.0)})"
+        )
         print("== durable ledger appends (sqlite WAL, synchronous=FULL)")
         ap = asyncio.run(appends(folder))
         print(
-            f"  one at a time, each awaited: {ap['sequential_per_s']:.0f} records/s ({ratio(ap['sequential_per_s'], 1000)})"
+            f"  one at a time, each awaited: {ap['sequential_per_s']:.0f} records/s "
+            f"({ratio(ap['sequential_per_s'], 1000)})"
         )
-        print(f"  64 callers at once (group commit): {ap['group_commit_per_s']:.0f} records/s "
-              f"({ratio(ap['group_commit_per_s'], 1000)}); chain audited ok: {bool(ap['chain_ok'])}")  # fmt: skip
+        print(
+            f"  64 callers at once (group commit): {ap['group_commit_per_s']:.0f} records/s "
+            f"({ratio(ap['group_commit_per_s'], 1000)}); chain audited ok: {bool(ap['chain_ok'])}"
+        )
         print("== tampering with the archived ledger (the attacker re-chains half of the time, cannot sign)")
         records: list[Record] = acc["records"]
         sample = records[:600] if n > 300 else records
@@ -467,25 +542,35 @@ def main() -> None:
         print(f"  detection rate {100 * total[0] / total[1]:.1f} % (goal 100 %)")
         print("== reconciliation")
         recs = [r for r in records if r.kind == "reconciliation"]
-        print(f"  days reconciled {len(recs)}, exact {sum(1 for r in recs if r.body['ok'])}"
-              f" (differences {', '.join(r.body['difference_yuan'] for r in recs)} 元)")  # fmt: skip
+        print(
+            f"  days reconciled {len(recs)}, exact {sum(1 for r in recs if r.body['ok'])}"
+            f" (differences {', '.join(r.body['difference_yuan'] for r in recs)} 元)"
+        )
         debit = next(i for i, r in enumerate(sample) if r.kind == "debit")
         cut = rechain([r for i, r in enumerate(sample) if i != debit], 0)
         cut = [replace(r, seq=k + 1) for k, r in enumerate(cut)]
         found = verify("BENCH", [{"type": "ledger", "records": [r.to_json() for r in rechain(cut, 0)]}])
-        print(f"  a debit removed (chain rebuilt, no key): verify ok = {found['ok']} "
-              f"(reconciliation differences: {sum(len(d['differences']) for d in found['reconciliation'])})")  # fmt: skip
+        print(
+            f"  a debit removed (chain rebuilt, no key): verify ok = {found['ok']} "
+            f"(reconciliation differences: {sum(len(d['differences']) for d in found['reconciliation'])})"
+        )
         if not args.quick:
             print(
-                "== relays on the simulated station area (physics, wires, acquisition, billing, uplink, cloud)"
+                "== relays on the simulated station area "
+                "(physics, wires, acquisition, billing, uplink, cloud)"
             )
             rel = relays(folder)
             d = rel["delays_s"]
-            print(f"  {rel['tripped']}/{rel['low_balance_customers']} low-balance customers tripped; delay from the "
-                  f"crossing reading cycle to the relay open: median {statistics.median(d):.1f} s, max {max(d):.1f} s "
-                  f"(goal: within one reading cycle, 900 s: {ratio(max(d), 900)})")  # fmt: skip
-            print(f"  保电 customers below the trip limit: {rel['keep_power_below_limit']}, tripped: "
-                  f"{rel['trips_under_keep_power']} (goal 0); world run {rel['wall_s']:.0f} s wall for 4 h")  # fmt: skip
+            print(
+                f"  {rel['tripped']}/{rel['low_balance_customers']} low-balance customers tripped; "
+                f"delay from the crossing reading cycle to the relay open: "
+                f"median {statistics.median(d):.1f} s, max {max(d):.1f} s "
+                f"(goal: within one reading cycle, 900 s: {ratio(max(d), 900)})"
+            )
+            print(
+                f"  保电 customers below the trip limit: {rel['keep_power_below_limit']}, tripped: "
+                f"{rel['trips_under_keep_power']} (goal 0); world run {rel['wall_s']:.0f} s wall for 4 h"
+            )
 
 
 if __name__ == "__main__":
