@@ -13,6 +13,7 @@ first correct report per fault, and every report no fault explains as a false po
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -21,9 +22,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 
 from apps.lineloss.causes.anomaly import Anomaly
-from apps.lineloss.causes.archive import Records
+from apps.lineloss.causes.archive import MissingMeter, Records, TopologyView
 from apps.lineloss.energy import INTERVAL_S, INTERVALS_PER_DAY, DayReadings
-from apps.lineloss.engine import DayResult, Settings, analyse
+from apps.lineloss.engine import DayResult, Settings, analyse, registers_and_theft
 from apps.lineloss.layout import BoxInfo, BranchInfo, MeterInfo
 from apps.lineloss.window import Day
 from sim.loads import CHINA_UTC_OFFSET_S
@@ -161,10 +162,53 @@ def local_date(start: float) -> str:
     return (datetime.fromtimestamp(start, UTC) + timedelta(seconds=CHINA_UTC_OFFSET_S)).date().isoformat()
 
 
+def perfect_topology(w: World) -> TopologyView:
+    """What a topology app that got everything right would publish about the archive errors."""
+    foreign = {e.id: 0.95 for e in w.station.foreign}
+    missing = tuple(
+        MissingMeter(w.meters[m].meter.address, w.meters[m].branch, w.meters[m].box, 0.9)
+        for m in sorted(w.station.unarchived)
+    )
+    return TopologyView(foreign, {}, missing)
+
+
+@dataclass
+class Report:
+    """What the terminal would say at ``found_at``: an hourly early look at today (``result`` None)
+    or a whole day, computed once its freezes are in."""
+
+    found_at: float
+    anomalies: list[Anomaly]
+    result: DayResult | None = None
+
+
+EARLY_HOURS = (4, 8, 12, 16, 20, 22, 23)  # the app looks every hour; a sample of them
+CLOSE_S = 1800.0  # the app computes a day half an hour after midnight
+
+
+def partial(day: DayReadings, hours: float) -> DayReadings:
+    """The day as known ``hours`` after its midnight: later points not read yet, no closing freeze."""
+    cut = int(hours * 4) + 1
+    out = copy.deepcopy(day)
+    for a in (out.curve_forward, out.curve_reverse, out.curve_power, out.curve_voltage):
+        a[:, cut:] = np.nan
+    out.metrology_forward[cut:] = np.nan
+    out.metrology_reverse[cut:] = np.nan
+    out.freeze_forward[:, 1] = np.nan
+    out.freeze_reverse[:, 1] = np.nan
+    return out
+
+
 def run(
-    w: World, *, days: int, settings: Settings | None = None, drop_rate: float = 0.0
-) -> Iterator[DayResult]:
-    """The engine's result for each whole local day of the run."""
+    w: World,
+    *,
+    days: int,
+    settings: Settings | None = None,
+    drop_rate: float = 0.0,
+    topology: TopologyView | None = None,
+    early_hours: tuple[float, ...] = EARLY_HOURS,
+) -> Iterator[Report]:
+    """The engine's findings as the app makes them: early looks at each day, then the whole day."""
     rec = records(w)
     layout = rec.layout()
     reader = Reader(w, [m.id for m in layout.meters], drop_rate)
@@ -172,9 +216,17 @@ def run(
     window: list[Day] = []
     for d in range(days):
         start = w.start + d * DAY_S
-        window.append(Day.of(local_date(start), reader.day(start), layout))
+        readings = reader.day(start)
+        date = local_date(start)
+        for h in early_hours:
+            today = Day.of(date, partial(readings, h), layout)
+            recent = [*window[-(settings.history_days - 1) :], today]
+            found = registers_and_theft(layout, recent, settings, topology=topology)
+            yield Report(start + h * 3600.0, found)
+        window.append(Day.of(date, readings, layout))
         window = window[-settings.history_days :]
-        yield analyse(rec, layout, window, settings)
+        result = analyse(rec, layout, window, settings, topology=topology)
+        yield Report(start + DAY_S + CLOSE_S, result.anomalies, result)
 
 
 # -- scoring ----------------------------------------------------------------------------------------
@@ -200,15 +252,11 @@ class Score:
     examples: list[Anomaly] = field(default_factory=list)
 
 
-def score(w: World, results: list[DayResult]) -> Score:
+def score(w: World, results: list[Report]) -> Score:
     out = Score()
     faults = [f for f in w.faults if f["kind"] in MATCH]
     branch_of = {m.id: m.branch for m in w.meters.values()}
-
-    def day_end(date: str) -> float:
-        d = datetime.fromisoformat(date).replace(tzinfo=UTC) - timedelta(seconds=CHINA_UTC_OFFSET_S)
-        return d.timestamp() + DAY_S
-
+    address = {m.meter.address: m.id for m in w.meters.values()}
     for f in faults:
         kind, target, start = str(f["kind"]), str(f["target"]), float(str(f["start"]))
         first = None
@@ -217,14 +265,15 @@ def score(w: World, results: list[DayResult]) -> Score:
             for a in res.anomalies:
                 if a.kind != MATCH[kind]:
                     continue
-                if a.target == target and first is None:
-                    first = (day_end(res.date) - start) / DAY_S
+                if address.get(a.target, a.target) == target and first is None:
+                    first = (res.found_at - start) / DAY_S
                 if kind == "theft" and first_branch is None and a.branch == branch_of.get(target):
-                    first_branch = (day_end(res.date) - start) / DAY_S
+                    first_branch = (res.found_at - start) / DAY_S
         out.delays.setdefault(kind, []).append(first)
         if kind == "theft":
             out.branch_delays.append(first_branch)
     explained = {(MATCH[str(f["kind"])], str(f["target"])) for f in faults}
+    explained |= {(k, a) for a, m in address.items() for k, t in explained if t == m}
     theft_branches = {branch_of.get(str(f["target"])) for f in faults if f["kind"] == "theft"}
     for res in results:
         for a in res.anomalies:
@@ -240,4 +289,16 @@ def score(w: World, results: list[DayResult]) -> Score:
     return out
 
 
-__all__ = ["BUSES", "START", "Reader", "Score", "records", "run", "scenario", "score", "world"]
+__all__ = [
+    "BUSES",
+    "START",
+    "Reader",
+    "Report",
+    "Score",
+    "perfect_topology",
+    "records",
+    "run",
+    "scenario",
+    "score",
+    "world",
+]

@@ -135,6 +135,7 @@ async def measure_rs485(isolated: bool, rounds: int) -> dict[str, float]:
                     reply = None if isinstance(frame, Exception) else responder.handle(frame, now=clock.now())
                     if reply is not None:
                         await link.write(reply)
+
     meters_end, terminal_end = memory_link_pair(settings, names=("meters", "rs485-1"))
     try:
         async with AsyncExitStack() as stack:

@@ -10,6 +10,8 @@ gets the same seeded scenarios, drawn from its own customers (no meter ids tuned
 * meters:  one register stopped, one slow by 10-30 %
 * ct:      the 总表's archive CT ratio one standard step off
 * comms:   10 % of curve points and freezes lost (incomputable days must say comms, nothing else)
+* archive: one meter left out of the archive, one foreign entry in it; the topology app's view
+           given as a perfect one (``perfect_topology``): an abnormal scope it explains is found
 
 Every scenario runs with heavier load and longer lines (``[grid]``), so technical loss is a few
 percent, as on a Chinese feeder. Goals (issue 10): theft to its branch in 1 day and to the
@@ -35,15 +37,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from bench import _lineloss_world as rig
 from sim.physics import PowerFlowNotConverged
 
-DAYS = {"clean": 7, "theft": 3, "meters": 3, "ct": 2, "comms": 2}
+DAYS = {"clean": 7, "theft": 3, "meters": 3, "ct": 2, "comms": 2, "archive": 2}
 #: per network: demand and line-length multipliers that bring technical loss to 2-5 % (measured:
 #: ieee-eu-lv 4.5 %, kerber_dorfnetz 2.4 %, kerber_vorstadtnetz_kabel_1 2.6 %, dickert long
-#: overhead 2.8 %, kerber_landnetz_freileitung_2 2.7 % of the day's supply)
+#: overhead 2.1 % (it does not converge for every seed at 1.5), kerber_landnetz_freileitung_2
+#: 2.7 % of the day's supply)
 GRID = {
     "ieee-eu-lv": {"load_scale": 2.0, "line_scale": 2.0},
     "kerber_dorfnetz": {"load_scale": 3.0, "line_scale": 2.0},
     "kerber_vorstadtnetz_kabel_1": {"load_scale": 3.0, "line_scale": 2.0},
-    "dickert_long_overhead": {"load_scale": 1.5, "line_scale": 1.5},
+    "dickert_long_overhead": {"load_scale": 1.3, "line_scale": 1.3},
     "kerber_landnetz_freileitung_2": {"load_scale": 3.0, "line_scale": 2.0},
 }
 GOALS = {"theft": 3.0, "theft_branch": 1.0, "stopped": 1.0, "slow": 3.0, "ct_ratio": 1.0}
@@ -100,15 +103,17 @@ def scenarios(network: str, ids: list[str], seed: int) -> dict[str, dict[str, An
         },
         "ct": {**base, "transformer": {"ct_ratio_actual": 200.0, "ct_ratio_configured": 200.0 * step}},
         "comms": base,
+        "archive": {**base, "archive": {"missing": 1, "foreign": 1}},
     }
 
 
 def run_one(network: str, kind: str, data: dict[str, Any], seed: int) -> tuple[rig.Score, int]:
     days = DAYS[kind]
     w = rig.world(rig.scenario(kind, data), days=days, network=network, seed=seed)
-    results = list(rig.run(w, days=days, drop_rate=0.1 if kind == "comms" else 0.0))
-    if kind == "comms":
-        w.faults.append({"kind": "comms", "target": "all", "start": w.start, "end": None})
+    topology = rig.perfect_topology(w) if kind == "archive" else None
+    results = list(rig.run(w, days=days, drop_rate=0.1 if kind == "comms" else 0.0, topology=topology))
+    if kind == "comms":  # 10 % of reads lost: the station cannot be computed, and must say why
+        w.faults.append({"kind": "comms", "target": "station", "start": w.start, "end": None})
     return rig.score(w, results), len(w.customers())
 
 
@@ -178,7 +183,8 @@ def main() -> None:
         f"\n{runs} runs over {len(names)} networks x {len(seeds)} seeds in {time.time() - t_start:.0f} s wall"
     )
     print(f"{'kind':14s} {'faults':>6s} {'found':>6s} {'max delay d':>11s} {'goal d':>7s}")
-    for kind in ("theft_branch", "theft", "stopped", "slow", "ct_ratio", "comms"):
+    for kind in ("theft_branch", "theft", "stopped", "slow", "ct_ratio", "comms", "archive_foreign",
+                 "archive_missing"):  # fmt: skip
         got = delays.get(kind, [])
         found = [d for d in got if d is not None]
         worst = f"{max(found):.0f}" if found else "-"

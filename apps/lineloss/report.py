@@ -36,11 +36,25 @@ def newest_days(bodies: Iterable[Any]) -> dict[str, Mapping[str, Any]]:
     return out
 
 
+def early_findings(bodies: Iterable[Any]) -> dict[str, list[Mapping[str, Any]]]:
+    """Date -> the anomalies the terminal's early looks sent, in order."""
+    out: dict[str, list[Mapping[str, Any]]] = {}
+    for body in bodies:
+        if isinstance(body, Mapping) and body.get("type") == "anomaly" and isinstance(body.get("date"), str):
+            out.setdefault(str(body["date"]), []).append(body)
+    return out
+
+
 def summary(terminal: str, bodies: Iterable[Any]) -> dict[str, Any]:
-    """The ``ttu cloud lineloss --json`` object: days oldest first, station first within a day."""
+    """The ``ttu cloud lineloss --json`` object: days oldest first, station first within a day;
+    a date's anomalies are its newest day message's, then the early ones it does not repeat."""
+    bodies = list(bodies)
     days: list[dict[str, Any]] = []
     anomalies: list[dict[str, Any]] = []
-    for date, message in sorted(newest_days(bodies).items()):
+    early = early_findings(bodies)
+    newest = newest_days(bodies)
+    for date in sorted(set(newest) | set(early)):
+        message = newest.get(date, {})
         rows = [r for r in message.get("days") or () if isinstance(r, Mapping)]
         rows.sort(key=lambda r: (r.get("level") != "station", str(r.get("scope"))))
         for r in rows:
@@ -48,24 +62,27 @@ def summary(terminal: str, bodies: Iterable[Any]) -> dict[str, Any]:
             day["date"] = date
             day.update({k: r[k] for k in EXTRA_FIELDS if k in r})
             days.append(day)
-        for a in message.get("anomalies") or ():
-            if isinstance(a, Mapping):
-                anomalies.append(
-                    {
-                        "date": date,
-                        "kind": a.get("kind"),
-                        "target": a.get("target"),
-                        "branch": a.get("branch"),
-                        "evidence": a.get("evidence") or {},
-                        "confidence": a.get("confidence"),
-                    }
-                )
+        listed = [a for a in message.get("anomalies") or () if isinstance(a, Mapping)]
+        seen = {(a.get("kind"), a.get("target")) for a in listed}
+        listed += [a for a in early.get(date, ()) if (a.get("kind"), a.get("target")) not in seen]
+        for a in listed:
+            anomalies.append(
+                {
+                    "date": date,
+                    "kind": a.get("kind"),
+                    "target": a.get("target"),
+                    "branch": a.get("branch"),
+                    "evidence": a.get("evidence") or {},
+                    "confidence": a.get("confidence"),
+                }
+            )
     return {"terminal": terminal, "days": days, "anomalies": anomalies}
 
 
 def chart(terminal: str, bodies: Iterable[Any]) -> dict[str, Any]:
     """What the dashboard panel draws: the daily loss rate per scope (station and branches) by
     date, the thresholds the terminal classified with, and the newest anomalies."""
+    bodies = list(bodies)
     newest = newest_days(bodies)
     series: dict[str, list[list[Any]]] = {}
     thresholds: Mapping[str, Any] = {}
@@ -74,7 +91,7 @@ def chart(terminal: str, bodies: Iterable[Any]) -> dict[str, Any]:
         for r in message.get("days") or ():
             if isinstance(r, Mapping) and r.get("level") in ("station", "branch"):
                 series.setdefault(str(r.get("scope")), []).append([date, r.get("loss_rate"), r.get("class")])
-    report = summary(terminal, newest.values())
+    report = summary(terminal, bodies)
     return {
         "terminal": terminal,
         "dates": sorted(newest),

@@ -7,15 +7,25 @@ Layer: apps (lineloss). Uses only its context: the bus (acquisition's ``meter/<i
 The arithmetic is pure (``engine``); this module decides when, and says what came out:
 
 * bus ``lineloss/day`` (retained): the newest day message; ``lineloss/anomaly``: each anomaly
-  new in a revision; ``lineloss/interval``: each completed 15-min interval (station, branches);
+  new in a revision or an early look; ``lineloss/interval``: each completed 15-min interval
+  (station, branches);
 * uplink stream ``lineloss``: ``{"type": "day", "date", "revision", "computed_at", "station",
-  "days": [...], "anomalies": [...]}`` and ``{"type": "intervals", "date", "revision", "start",
-  "step_s", "scopes", "supply_kwh", "loss_kwh", "loss_rate", "coverage"}``; a day is sent again
-  (revision + 1) only when its figures or findings change;
+  "thresholds", "days": [...], "anomalies": [...]}`` and ``{"type": "intervals", "date",
+  "revision", "start", "step_s", "scopes", "supply_kwh", "loss_kwh", "loss_rate", "coverage"}``;
+  a day is sent again (revision + 1) only when its figures or findings change;
+  ``{"type": "anomaly", "date", "found_at", "kind", "target", "branch", "evidence",
+  "confidence"}`` for a finding of an early look;
+* every ``early_every_min`` the findings that need only 15-min data (CT ratio, registers,
+  theft) are looked for on today so far; what is new for today is sent at once (an early
+  warning that does not wait for the day's freezes);
 * cloud commands ``lineloss.day {"date"}`` (the stored day message) and ``lineloss.recompute``.
 
-Days before the app's first start are not computed (their opening freeze was never read).
-After a restart the book refills from the bus; results already sent stay in the store.
+Days that began before the app first ran, or at that very instant, are not computed: their
+opening freeze was not read (acquisition reads each midnight's freeze after it).
+After a restart the book is reloaded from the store: the daily freezes of the days kept, and
+the energy registers at the 15-min points of yesterday and today. The store keeps one value
+per (device, quantity, time), so a realtime snapshot taken at a 15-min point may stand for the
+curve point there: seconds of energy off, not a gap. Results already sent stay in the store.
 """
 
 from __future__ import annotations
@@ -31,13 +41,13 @@ from typing import Any
 from runtime.bus import Overflow
 from runtime.scheduler import Aligned, CatchUp, Slot
 
-from .book import Book
+from .book import METROLOGY, Book
 from .causes.archive import Records, TopologyView
 from .causes.ct import CtSettings
 from .causes.meters import MeterSettings
 from .causes.sections import FitSettings
 from .classify import Thresholds
-from .engine import DayResult, Settings, analyse
+from .engine import DayResult, Settings, analyse, registers_and_theft
 from .layout import Layout
 from .station import StationLike, records_from_model
 from .window import Day
@@ -52,6 +62,7 @@ class Config:
     settings: Settings
     day_close_delay_s: float = 1800.0
     recompute_days: int = 7
+    early_every_s: float = 3600.0  # 0: no early looks
 
     @classmethod
     def parse(cls, config: Mapping[str, Any]) -> Config:
@@ -69,7 +80,7 @@ class Config:
                 window_days=window,
             ),
             fit=FitSettings(
-                min_share=float(config.get("theft_min_share", 0.12)),
+                min_share=float(config.get("theft_min_share", 0.14)),
                 min_t=float(config.get("theft_min_t", 5.0)),
                 window_days=window,
             ),
@@ -80,6 +91,7 @@ class Config:
             settings,
             day_close_delay_s=60.0 * float(config.get("day_close_delay_min", 30)),
             recompute_days=int(config.get("recompute_days", 7)),
+            early_every_s=60.0 * float(config.get("early_every_min", 60)),
         )
 
 
@@ -105,6 +117,8 @@ class LineLossService:
     _computed: dict[date, _Computed] = field(default_factory=dict)
     _days: dict[date, tuple[tuple[int, int], Day]] = field(default_factory=dict)
     _interval_sent: tuple[date, int] | None = None
+    _early_at: float = 0.0
+    _reported: dict[date, set[tuple[str, str]]] = field(default_factory=dict)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     def __post_init__(self) -> None:
@@ -122,10 +136,34 @@ class LineLossService:
         self.since = float(since)
         self.revisions = {str(k): int(v) for k, v in (await store.get("revisions", {})).items()}
         self.use_station(self._model())
+        await self.reload()
         self.ctx.scheduler.add("tick", Aligned(TICK_S), self._tick, catch_up=CatchUp.LATEST)
         self.ctx.uplink.register_command("lineloss.day", self._cmd_day)
         self.ctx.uplink.register_command("lineloss.recompute", self._cmd_recompute)
         self.ctx.bus.serve("lineloss/day/get", self._get_day)
+
+    async def reload(self) -> None:
+        """Refill the book from the store after a restart (see the module docstring)."""
+        today = self.local_date(self.ctx.clock.now())
+        store = self.ctx.store
+        loaded = 0
+        for quantity, since in (
+            ("daily.energy.active.import.total", today - timedelta(days=self.book.keep_days)),
+            ("daily.energy.active.export.total", today - timedelta(days=self.book.keep_days)),
+            ("energy.active.import.total", today - timedelta(days=1)),
+            ("energy.active.export.total", today - timedelta(days=1)),
+        ):
+            rows = await store.query_readings(quantity=quantity, since=self.book.midnight(since))
+            by_device: dict[str, list[dict[str, Any]]] = {}
+            for r in rows:
+                by_device.setdefault(r.device, []).append(r.to_json())
+            for device, batch in by_device.items():
+                kind = "freeze" if quantity.startswith("daily.") else "curve"
+                self.book.add("realtime" if device == METROLOGY and kind == "curve" else kind, device, batch)
+            loaded += len(rows)
+        self.book.skipped = 0  # snapshots off the 15-min grid are expected here
+        if loaded:
+            self.ctx.log.info("reloaded %d stored readings", loaded)
 
     def _model(self) -> StationLike | None:
         station = getattr(self.ctx, "station", None)
@@ -203,7 +241,7 @@ class LineLossService:
         first = today - timedelta(days=self.config.recompute_days)
         out = []
         for d in sorted(self.book.days):
-            if d < first or d >= today or self.book.midnight(d) < self.since - 1.0:
+            if d < first or d >= today or self.book.midnight(d) <= self.since:
                 continue
             if now < self.book.midnight(d + timedelta(days=1)) + self.config.day_close_delay_s:
                 continue
@@ -219,6 +257,42 @@ class LineLossService:
             await self._intervals(now)
             for d in self.due(now):
                 await self.compute(d)
+            every = self.config.early_every_s
+            if every > 0 and now - self._early_at >= every - 1.0:
+                self._early_at = now
+                await self.early(now)
+
+    async def early(self, now: float) -> list[dict[str, Any]]:
+        """Look at today so far (and the days before it) for what needs only 15-min data; send
+        what was not reported today yet. The days before the first start count here: curves
+        are read from the first 15 minutes on, only the opening freeze is missing."""
+        if self.layout is None:
+            return []
+        today = self.local_date(now)
+        if today not in self.book.days:
+            return []
+        history = self.config.settings.history_days
+        days = [today - timedelta(days=k) for k in range(history - 1, -1, -1)]
+        window = [self._day(x) for x in days if x in self.book.days]
+        layout, settings = self.layout, self.config.settings
+        topology = self.topology
+        found = await asyncio.to_thread(registers_and_theft, layout, window, settings, topology=topology)
+        reported = self._reported.setdefault(today, set())
+        sent = []
+        for anomaly in found:
+            key = (anomaly.kind, anomaly.target)
+            if key in reported:
+                continue
+            reported.add(key)
+            body = anomaly.to_json()
+            body["evidence"] = {**body["evidence"], "early": True}
+            message = {"type": "anomaly", "found_at": now, **body}
+            await self.ctx.uplink.send(STREAM, message)
+            self.ctx.bus.publish("lineloss/anomaly", message)
+            sent.append(message)
+        for d in [d for d in self._reported if d < today - timedelta(days=self.config.recompute_days)]:
+            del self._reported[d]
+        return sent
 
     # ------------------------------------------------------------------ what
 
@@ -235,9 +309,7 @@ class LineLossService:
 
     def window(self, d: date) -> list[Day]:
         days = [d - timedelta(days=k) for k in range(self.config.settings.history_days - 1, -1, -1)]
-        return [
-            self._day(x) for x in days if x in self.book.days and self.book.midnight(x) >= self.since - 1.0
-        ]
+        return [self._day(x) for x in days if x in self.book.days and self.book.midnight(x) > self.since]
 
     async def compute(self, d: date, *, force: bool = False) -> DayResult | None:
         if self.layout is None or self.records is None:

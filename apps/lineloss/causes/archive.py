@@ -6,8 +6,9 @@ from what it publishes on the bus; never its internals) and recomputes the day w
 
 * meters it marks ``foreign`` (fed by another transformer) left out of the sales,
 * meters it ``corrected`` put in the branch and box it identified,
-* meters it found ``missing`` from the archive added with an estimated day (the median day of
-  the customers read in the same branch, else of the station: their registers are not read),
+* meters it found ``missing`` from the archive added with the day they must have had for their
+  box, branch or station to be normal, when a household can draw (or, with PV, export) that
+  much -- else the median day of their neighbours (their registers are not read),
 
 then compares class by class. Each misplaced meter that turns an abnormal scope (high,
 negative, or incomputable because it was never read) into a qualified one is an ``archive``
@@ -79,18 +80,18 @@ class TopologyView:
                 branch, box = _text(row.get("branch")), _text(row.get("box"))
                 if (branch or was.branch) != was.branch or (box or was.box) != was.box:
                     moved[meter_id] = Placement(branch or was.branch, box or was.box, conf)
-        missing = tuple(
-            MissingMeter(
-                str(row["address"]),
-                _text(row.get("branch")),
-                _text(row.get("box")),
-                _confidence(row.get("confidence"), 0.8),
+        missing = []
+        for k, row in enumerate(_rows(result.get("missing"))):
+            address, branch = _text(row.get("address")), _text(row.get("branch"))
+            if address is None and branch is None:
+                continue  # nowhere to put it
+            # no address: unexplained energy the topology app saw at a branch unit
+            name = address or f"unlisted-{branch}-{k + 1}"
+            missing.append(
+                MissingMeter(name, branch, _text(row.get("box")), _confidence(row.get("confidence"), 0.8))
             )
-            for row in _rows(result.get("missing"))
-            if isinstance(row.get("address"), str)
-        )
         at = result.get("computed_at")
-        return cls(foreign, moved, missing, float(at) if isinstance(at, int | float) else None)
+        return cls(foreign, moved, tuple(missing), float(at) if isinstance(at, int | float) else None)
 
 
 def _rows(value: Any) -> list[Mapping[str, Any]]:
@@ -140,7 +141,7 @@ def explain_by_archive(
             meters.append(replace(m, branch=p.branch, box=p.box))
         else:
             meters.append(m)
-    estimates = _missing_estimates(layout, day, topology.missing)
+    estimates = _missing_estimates(layout, day, before, topology.missing, thresholds)
     for miss, _ in estimates:
         meters.append(MeterInfo(f"missing:{miss.address}", branch=miss.branch, box=miss.box))
     alt = Records(meters, records.branches, records.boxes, records.assessment).layout()
@@ -155,8 +156,8 @@ def explain_by_archive(
                 weights[j] = expected[i]
     for miss, kwh in estimates:
         j = alt.index[f"missing:{miss.address}"]
-        fwd[j], rev[j] = kwh, 0.0
-        weights[j] = kwh
+        fwd[j], rev[j] = max(kwh, 0.0), max(-kwh, 0.0)  # an export is read by the reverse register
+        weights[j] = abs(kwh)
     after = {
         b.scope: (b, classify(b.loss_rate, b.supply_kwh, b.coverage, thresholds))
         for b in day_balances(alt, Energies(fwd, rev), weights)
@@ -194,14 +195,39 @@ def explain_by_archive(
 
 
 def _missing_estimates(
-    layout: Layout, day: Day, missing: Sequence[MissingMeter]
+    layout: Layout,
+    day: Day,
+    before: Sequence[tuple[Balance, Verdict]],
+    missing: Sequence[MissingMeter],
+    thresholds: Thresholds,
 ) -> list[tuple[MissingMeter, float]]:
+    """The day each missing meter must have had: the energy that brings its innermost scope (box,
+    branch, else the station) to the middle of the economic band, shared by the missing meters
+    there -- when that is what a household can draw or export (a prosumer's export is negative).
+    Otherwise the median day of the scope's customers: their registers are not read, so this is
+    all the archive can say."""
+    target = (thresholds.economic_min_pct + thresholds.economic_max_pct) / 2.0
+    balance = {b.scope: b for b, _ in before}
+    scopes = {s.id: s for s in layout.scopes}
+    reads = day.energy.net[layout.customer_mask]
+    reads = reads[np.isfinite(reads)]
+    plausible = 3.0 * float(np.max(np.abs(reads))) if len(reads) else 0.0
+    home = {}
+    for miss in missing:
+        key = next((k for k in (miss.box, miss.branch) if k in scopes), layout.scopes[0].id)
+        home[miss.address] = key
     out = []
     for miss in missing:
-        scope = next(
-            (s for s in layout.scopes if s.level == "branch" and s.id == miss.branch), layout.scopes[0]
-        )
-        days = day.energy.forward[scope.customers]
+        key = home[miss.address]
+        b = balance.get(key)
+        sharing = sum(1 for v in home.values() if v == key)
+        implied = None
+        if b is not None and b.supply_kwh is not None and b.loss_kwh is not None and b.supply_kwh > 0:
+            implied = (b.loss_kwh - target / 100.0 * b.supply_kwh) / sharing
+        if implied is not None and abs(implied) <= plausible:
+            out.append((miss, implied))
+            continue
+        days = day.energy.forward[scopes[key].customers]
         days = days[np.isfinite(days)]
         if len(days):
             out.append((miss, float(np.median(days))))

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..energy import FArray
 from ..layout import Layout
 from ..window import Day
 from .anomaly import CT_RATIO, Anomaly, rounded
@@ -52,21 +53,41 @@ class CtFinding:
     anomaly: Anomaly
 
 
+MIN_INTERVALS = 16  # four hours of 15-min points: enough to judge a factor of 20 %
+
+
+def _ratio(reference: FArray, recorded: FArray, min_kwh: float) -> tuple[float, float, float] | None:
+    """reference / recorded over the intervals where both were read: (ratio, reference kWh,
+    recorded kWh), None with too few intervals or too little energy."""
+    ok = np.isfinite(reference) & np.isfinite(recorded)
+    if int(ok.sum()) < MIN_INTERVALS:
+        return None
+    ref, rec = float(reference[ok].sum()), float(recorded[ok].sum())
+    if rec < min_kwh or ref <= 0:
+        return None
+    return ref / rec, ref, rec
+
+
 def detect_ct(layout: Layout, day: Day, settings: CtSettings) -> CtFinding | None:
+    """On a whole day or on the part of today read so far (interval by interval)."""
     a = layout.assessment
     if a < 0:
         return None
-    recorded = float(day.energy.net[a])
-    if not np.isfinite(recorded) or recorded < settings.min_kwh:
-        return None
     meter = layout.meters[a]
-    metrology = day.metrology_day
     station = layout.sections[0]
     children = np.concatenate([station.feeds, station.customers])
-    kids = day.energy.net[children]
-    branch_units = float(kids.sum()) if len(station.feeds) and not np.isnan(kids).any() else None
-    k_m = metrology / recorded if metrology is not None and metrology > 0 else None
-    k_b = branch_units / recorded if branch_units is not None and branch_units > 0 else None
+    recorded_i = day.intervals.net[a]
+    by_metrology = _ratio(day.metrology, recorded_i, settings.min_kwh)
+    by_units = (
+        _ratio(day.intervals.net[children].sum(axis=0), recorded_i, settings.min_kwh)
+        if len(station.feeds)
+        else None
+    )
+    k_m = None if by_metrology is None else by_metrology[0]
+    k_b = None if by_units is None else by_units[0]
+    recorded = (by_metrology or by_units or (0.0, 0.0, float(np.nansum(recorded_i))))[2]
+    metrology = None if by_metrology is None else by_metrology[1]
+    branch_units = None if by_units is None else by_units[1]
     rate_median, rate_iqr = _interval_rates(layout, day)
     off = [k for k in (k_m, k_b) if k is not None and abs(k - 1.0) > settings.tolerance]
     if k_m is not None and k_b is not None:

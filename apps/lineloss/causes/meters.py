@@ -6,6 +6,11 @@ or a slow one shows as register energy well below the energy its own instantaneo
 imply. Both are compared over the intervals where both ends of both are read, gross (forward +
 reverse register against |P|), so PV export does not cancel consumption.
 
+A register that stops during the day is found by its trailing run of still intervals (the
+register moves by less than half a digit) that hold at least ``stopped_min_kwh`` of V x I x PF
+energy; the run's first interval is when it stopped (``stuck`` marks the still intervals, for the
+section fits to count the meter's energy there from its V x I x PF).
+
 Must not look at balances (``theft`` adds the branch balance as confirmation).
 """
 
@@ -20,6 +25,9 @@ from ..layout import Layout
 from ..window import Day, stacked
 
 RESOLUTION_KWH = 0.01  # a register shows 0.01 kWh: a stopped one moves less than this
+MIN_DIGITS = 5  # a still run must have missed this many register digits to be a stopped register
+MIN_STRONG = 4  # ... and hold this many intervals in which V x I x PF alone is worth 2 digits
+MIN_SLOW_INTERVALS = 96  # a day's worth of intervals before a ratio says "slow"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +47,7 @@ class MeterCheck:
     power_kwh: float
     intervals: int
     days: int
+    since: float | None = None  # stopped: the start of the first still interval (UTC epoch)
 
     @property
     def ratio(self) -> float:
@@ -54,13 +63,8 @@ def check_meters(layout: Layout, window: list[Day], settings: MeterSettings) -> 
     if not window:
         return []
     rows = np.arange(layout.n)
-    out: list[MeterCheck] = []
-    stopped: set[int] = set()
-    reg, pw, n, _ = _valid_sums(window[-1:], rows)
-    for i in np.nonzero(pw >= settings.stopped_min_kwh)[0]:
-        if reg[i] <= max(RESOLUTION_KWH * layout.multipliers[i], 0.02 * pw[i]):
-            stopped.add(int(i))
-            out.append(MeterCheck(int(i), "stopped", float(reg[i]), float(pw[i]), int(n[i]), 1))
+    out = stopped_registers(layout, window[-1], settings)
+    stopped = {c.meter for c in out}
     days = window[-settings.window_days :]
     reg, pw, n, spread = _valid_sums(days, rows)
     limit = 1.0 - settings.slow_min_pct / 100.0
@@ -69,10 +73,60 @@ def check_meters(layout: Layout, window: list[Day], settings: MeterSettings) -> 
         # the ratio's standard error from how far each interval strays from it
         se = np.where(pw > 0, np.sqrt(spread(ratio)) / pw, np.inf)
         z = (1.0 - ratio) / se
-    for i in np.nonzero((pw >= settings.slow_min_kwh) & (ratio <= limit) & (z >= settings.slow_min_z))[0]:
+    enough = (pw >= settings.slow_min_kwh) & (n >= MIN_SLOW_INTERVALS)
+    for i in np.nonzero(enough & (ratio <= limit) & (z >= settings.slow_min_z))[0]:
         if int(i) not in stopped:
             out.append(MeterCheck(int(i), "slow", float(reg[i]), float(pw[i]), int(n[i]), len(days)))
     return out
+
+
+def still(layout: Layout, day: Day) -> np.ndarray:
+    """(n, 96): intervals in which a meter's register moved by less than half a digit (NaN-free:
+    an unread interval counts as moving, so it never extends a still run)."""
+    gross = day.intervals.forward + day.intervals.reverse
+    half = 0.5 * RESOLUTION_KWH * layout.multipliers[:, None]
+    with np.errstate(invalid="ignore"):
+        return np.asarray(np.nan_to_num(gross, nan=np.inf) < half)
+
+
+def stopped_registers(layout: Layout, day: Day, settings: MeterSettings) -> list[MeterCheck]:
+    """Meters whose register stood still from some interval up to the last one read of ``day``
+    (the day may still be going on) while their own V x I x PF showed ``stopped_min_kwh``."""
+    flat = still(layout, day)
+    power = np.nan_to_num(np.abs(day.power))
+    read = ~np.isnan(day.intervals.forward)
+    width = flat.shape[1]
+    end = np.where(read.any(axis=1), width - 1 - np.argmax(read[:, ::-1], axis=1), -1)  # last read
+    out = []
+    for i in np.nonzero(end >= 0)[0]:
+        stop = int(end[i]) + 1
+        moving = np.nonzero(~flat[i, :stop])[0]
+        first = int(moving[-1]) + 1 if len(moving) else 0
+        if first >= stop:
+            continue
+        energy = float(power[i, first:stop].sum())
+        # enough energy, in enough intervals, for the register to have moved by several digits:
+        # a register showing 0.01 kWh (of secondary energy, behind a CT) legitimately stands still
+        # for a while at light load, and a net flow near zero (PV) moves it little
+        digit = RESOLUTION_KWH * layout.multipliers[i]
+        strong = int((power[i, first:stop] >= 2 * digit).sum())
+        if energy >= settings.stopped_min_kwh and energy >= MIN_DIGITS * digit and strong >= MIN_STRONG:
+            gross = day.intervals.forward[i, first:stop] + day.intervals.reverse[i, first:stop]
+            since = day.readings.start + first * 900.0
+            out.append(
+                MeterCheck(
+                    int(i), "stopped", float(np.nan_to_num(gross).sum()), energy, stop - first, 1, since
+                )
+            )
+    return out
+
+
+def register_ratios(layout: Layout, window: list[Day], settings: MeterSettings) -> np.ndarray:
+    """(n,): each meter's register against its own V x I x PF over the window (1 where too
+    little is known): a register problem in the making, before it is sure enough to report."""
+    reg, pw, _, _ = _valid_sums(window[-settings.window_days :], np.arange(layout.n))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.asarray(np.where(pw >= settings.stopped_min_kwh, reg / pw, 1.0))
 
 
 def _valid_sums(
@@ -92,4 +146,4 @@ def _valid_sums(
     return e.sum(axis=1), p.sum(axis=1), ok.sum(axis=1), spread
 
 
-__all__ = ["RESOLUTION_KWH", "MeterCheck", "MeterSettings", "check_meters"]
+__all__ = ["RESOLUTION_KWH", "MeterCheck", "MeterSettings", "check_meters", "register_ratios"]

@@ -21,6 +21,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
+
 from ..layout import Layout
 from .anomaly import METER_SLOW, METER_STOPPED, THEFT, Anomaly, rounded, squash
 from .meters import MeterCheck
@@ -43,6 +45,7 @@ def meter_anomalies(
         if c.kind == "stopped":
             confidence = 0.8 + 0.19 * squash(c.power_kwh, 2.0)
             kind = METER_STOPPED
+            evidence["since"] = c.since
         else:
             evidence["slow_pct"] = rounded(c.slow_pct, 2)
             confidence = 0.6 + 0.3 * squash(c.slow_pct - 3.0, 5.0) * squash(c.power_kwh, 5.0)
@@ -58,11 +61,22 @@ def meter_anomalies(
     return out
 
 
-def theft_anomalies(date: str, layout: Layout, fits: Sequence[SectionFit], faulty: set[int]) -> list[Anomaly]:
+def theft_anomalies(
+    date: str,
+    layout: Layout,
+    fits: Sequence[SectionFit],
+    faulty: set[int],
+    ratios: np.ndarray | None = None,
+    *,
+    slow_below: float = 0.95,
+) -> list[Anomaly]:
+    """Thefts among the fits' candidates: not a meter with a register fault, nor one whose
+    register runs below its own V x I x PF (``ratios`` < ``slow_below``): that is a slow
+    register not yet sure enough to report, and a bypass would hide from V x I x PF too."""
     out = []
     for fit in fits:
         for rank, c in enumerate(fit.found):
-            if c.meter in faulty:
+            if c.meter in faulty or (ratios is not None and ratios[c.meter] < slow_below):
                 continue
             meter = layout.meters[c.meter]
             margin = fit.margin if rank == 0 else 1.0

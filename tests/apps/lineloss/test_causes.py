@@ -152,3 +152,28 @@ def test_comms_names_the_unread_meters_but_not_the_foreign_ones() -> None:
     (a,) = comms_anomalies(d.date, lay, pairs, not_ours={"n1"})
     assert a.evidence["unread"] == ["a"]
     assert comms_anomalies(d.date, lay, pairs, not_ours={"a", "n1"}) == []
+
+
+def test_a_missing_meter_explains_a_high_branch_loss() -> None:
+    rec = branch_records(4)
+    lay = rec.layout()
+    cust = loads(5, seed=7)
+    cust[4] = cust[:4].mean(axis=0)  # a customer of ours the archive lacks: a typical household
+    flow = cust.sum(axis=0) * 1.01
+    (day,) = window(lay, [readings(lay, 0.0, np.vstack([flow, flow, cust[:4]]))])
+    th = Thresholds()
+    before = [(b, classify(b.loss_rate, b.supply_kwh, b.coverage, th)) for b in day_balances(lay, day.energy)]
+    assert {b.scope: v.klass for b, v in before} == {"station": "high", "F1": "high"}
+    archive = {m.id: m for m in rec.meters}
+    view = TopologyView.from_result({"missing": [{"address": "881200000001", "branch": "F1"}]}, archive)
+    found = explain_by_archive(rec, lay, day, before, view, th)
+    assert [(a.kind, a.target, a.branch) for a in found] == [("archive", "881200000001", "F1")]
+    # the day it must have had for F1 to sit in the middle of the economic band (2 %)
+    supply, sales = flow.sum(), cust[:4].sum()
+    assert found[0].evidence["estimated_kwh"] == pytest.approx(supply - sales - 0.02 * supply, abs=1e-3)
+    assert {s["scope"] for s in found[0].evidence["scopes"]} == {"station", "F1"}
+    # unexplained energy at a branch unit (no address): named after the branch
+    view = TopologyView.from_result(
+        {"missing": [{"address": None, "branch": "F1"}, {"address": None}]}, archive
+    )
+    assert [a.target for a in explain_by_archive(rec, lay, day, before, view, th)] == ["unlisted-F1-1"]

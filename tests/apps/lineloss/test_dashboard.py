@@ -41,11 +41,16 @@ def day(date: str, revision: int, rates: dict[str, float | None], anomalies: lis
 THEFT = {"date": "2024-06-03", "kind": "theft", "target": "m-0020", "branch": "F2",
          "evidence": {"bypass_pct": 31.2, "t": 18.8}, "confidence": 0.82}  # fmt: skip
 
+EARLY = {"type": "anomaly", "found_at": 1.7e9, "date": "2024-06-04", "kind": "meter_stopped",
+         "target": "m-0035", "branch": "F3", "evidence": {"early": True}, "confidence": 0.99}  # fmt: skip
+
 STREAM = [
     day("2024-06-02", 1, {"station": 3.1, "F1": 0.4, "F2": 2.0}, []),
+    {**EARLY, "date": "2024-06-03", "kind": "theft", "target": "m-0020"},  # the day repeats it
     day("2024-06-03", 1, {"station": None, "F1": 0.5, "F2": None}, []),
     {"type": "intervals", "date": "2024-06-03"},
     day("2024-06-03", 2, {"station": 4.2, "F1": 0.5, "F2": 12.5}, [THEFT]),  # 补抄 came in
+    EARLY,  # today, found by an early look: no day message yet
     "garbage",
 ]
 
@@ -63,7 +68,8 @@ def test_the_cloud_json_keeps_the_newest_revision_of_each_day() -> None:
     ]
     assert set(out["days"][0]) >= {"date", "scope", "supply_kwh", "sales_kwh", "loss_kwh", "loss_rate",
                                    "class", "coverage"}  # fmt: skip
-    assert out["anomalies"] == [THEFT]
+    early = {k: EARLY[k] for k in ("date", "kind", "target", "branch", "evidence", "confidence")}
+    assert out["anomalies"] == [THEFT, early]
 
 
 def test_the_panel_draws_rates_thresholds_and_anomalies_in_chromium(tmp_path: Path) -> None:
@@ -85,5 +91,5 @@ def test_the_panel_draws_rates_thresholds_and_anomalies_in_chromium(tmp_path: Pa
     high_y = float(dom.find("line", class_="threshold-high")[0]["y1"])
     f2_y = [float(p.split(",")[1]) for p in series["F2"]]
     assert f2_y[1] < high_y < f2_y[0]  # 12.5 % above the 10 % line, 2 % below it (SVG y grows down)
-    assert dom.find("tr", class_="anomaly-theft")
+    assert dom.find("tr", class_="anomaly-theft") and dom.find("tr", class_="anomaly-meter_stopped")
     assert {"2024-06-03", "theft", "m-0020", "F2", "0.82"} <= set(dom.cells)

@@ -18,6 +18,7 @@ import pytest
 
 from apps.lineloss.service import Config, LineLossService
 from runtime.bus import Bus
+from runtime.model import Reading
 
 TZ = ZoneInfo("Asia/Shanghai")
 D0 = datetime(2024, 6, 2, tzinfo=TZ).timestamp()  # local midnight
@@ -46,12 +47,16 @@ class Terminal:
 @dataclass
 class Store:
     kv: dict[str, Any] = field(default_factory=dict)
+    readings: list[Reading] = field(default_factory=list)
 
     async def get(self, key: str, default: Any = None) -> Any:
         return self.kv.get(key, default)
 
     async def set(self, key: str, value: Any) -> None:
         self.kv[key] = value
+
+    async def query_readings(self, *, quantity: str, since: float) -> list[Reading]:
+        return [r for r in self.readings if r.quantity == quantity and r.ts >= since]
 
 
 @dataclass
@@ -169,7 +174,7 @@ async def started(ctx: Ctx, **config: Any) -> LineLossService:
 
 
 async def test_a_day_is_computed_once_due_with_hand_computed_figures() -> None:
-    ctx = ctx_at(D0)
+    ctx = ctx_at(D0 - 3600)  # running before the day began
     svc = await started(ctx)
     feed(svc, 0)
     await svc.update(D0 + DAY + 600)  # before the close delay: nothing yet
@@ -197,7 +202,7 @@ async def test_a_day_is_computed_once_due_with_hand_computed_figures() -> None:
 
 
 async def test_late_data_reclassifies_the_day() -> None:
-    ctx = ctx_at(D0)
+    ctx = ctx_at(D0 - 3600)  # running before the day began
     svc = await started(ctx)
     feed(svc, 0, freeze_b_end=False)
     # b's last curve point did not come either: the day cannot know b's energy
@@ -217,7 +222,7 @@ async def test_late_data_reclassifies_the_day() -> None:
 
 
 async def test_rows_arrive_over_the_bus_and_bad_rows_are_counted() -> None:
-    ctx = ctx_at(D0)
+    ctx = ctx_at(D0 - 3600)  # running before the day began
     svc = await started(ctx)
     task = asyncio.create_task(svc.run())
     await asyncio.sleep(0)
@@ -246,3 +251,50 @@ async def test_days_before_the_first_start_are_left_alone() -> None:
     feed(svc, 1)
     await svc.update(D0 + 2 * DAY + 1800)
     assert [b["date"] for _, b in ctx.uplink.sent if b["type"] == "day"] == ["2024-06-03"]
+
+
+async def test_a_restart_reloads_the_book_from_the_store() -> None:
+    ctx = ctx_at(D0 - 3600)  # running before the day began
+    svc = await started(ctx)
+    feed(svc, 0)
+    for meter, md in svc.book.days[datetime(2024, 6, 2).date()].items():  # what acquisition stored
+        for k, v in enumerate(md.values["forward"]):
+            ctx.store.readings.append(Reading(meter, "energy.active.import.total", v, "kWh", D0 + 900 * k))
+        for k, v in enumerate(md.freeze["forward"]):
+            ctx.store.readings.append(
+                Reading(meter, "daily.energy.active.import.total", v, "kWh", D0 + DAY * k)
+            )
+        ctx.store.readings.append(
+            Reading(meter, "energy.active.import.total", 1.0, "kWh", D0 + 61)
+        )  # realtime
+    ctx.clock.t = D0 + DAY + 60
+    ctx.bus = Bus(clock=ctx.clock)  # a new process: a new bus, the same store
+    again = LineLossService(ctx, Config.parse({}))
+    await again.start()  # the same store: "since" and the revisions survive
+    await again.update(D0 + DAY + 1800)
+    (day,) = [b for _, b in ctx.uplink.sent if b["type"] == "day"]
+    assert {r["scope"]: r["class"] for r in day["days"]} == {"station": "qualified", "F1": "qualified"}
+    assert day["days"][0]["loss_rate"] == pytest.approx(0.02265 / 0.77265 * 100, abs=1e-3)
+
+
+async def test_an_early_look_reports_a_stopped_register_before_the_day_is_over() -> None:
+    ctx = ctx_at(D0 - 3600)
+    svc = await started(ctx)
+    for meter, e in PER.items():
+        rows = []
+        for k in range(49):  # until noon
+            ts = D0 + 900 * k
+            # b's register stops at 06:00 (point 24); its front end goes on measuring
+            value = 1000.0 + e * (min(k, 24) if meter == "b" else k)
+            rows += [row("energy.active.import.total", value, ts), row("energy.active.export.total", 0.0, ts)]
+            if meter == "b":
+                rows += [row("voltage.a", 230.0, ts), row("current.a", e * 4 * 1000 / 230.0, ts)]  # 2 kW
+                rows += [row("power_factor.total", 1.0, ts), row("power.active.total", e * 4, ts)]
+        svc.book.add("curve", meter, rows)
+    await svc.update(D0 + 12 * 3600 + 60)
+    early = [b for _, b in ctx.uplink.sent if b["type"] == "anomaly"]
+    assert [(b["kind"], b["target"], b["date"]) for b in early] == [("meter_stopped", "b", "2024-06-02")]
+    assert early[0]["evidence"]["early"] is True and early[0]["evidence"]["since"] == D0 + 6 * 3600
+    assert early[0]["evidence"]["vi_kwh"] == pytest.approx(0.5 * 24, rel=0.05)
+    await svc.update(D0 + 13 * 3600 + 60)  # found again an hour later: not sent again
+    assert len([b for _, b in ctx.uplink.sent if b["type"] == "anomaly"]) == 1
