@@ -34,13 +34,16 @@ def options(tmp_path: Path, broker_url: str, *, duration_s: float | None = None)
 
 
 async def subscribed(run: SimRun) -> None:
-    """Wait (bounded) until the terminal's uplink has subscribed its command topic and sent a batch."""
+    """Wait (bounded) until the terminal's uplink has subscribed its command topic and sent a batch,
+    and every app is up (has registered its commands: the first batch may be any app's)."""
     async with run.clock.timeout(300):
         while True:
             parts = run.terminal.parts
             uplink = parts.uplink if parts is not None else None
             if uplink is not None and uplink.statistics()["published_batches"] > 0:
-                return
+                states = {a["state"] for a in parts.supervisor.status()} if parts is not None else set()
+                if states <= {"ready", "running"}:
+                    return
             await run.clock.sleep(1.0)
 
 
@@ -72,7 +75,7 @@ async def test_signed_commands_round_trip(tmp_path: Path, broker: AnyBroker) -> 
         before = archive_file.read_text()
         await subscribed(run)
         got = await run.cloud.send_command(terminal, "archive.get", {}, timeout=120)
-        assert got.ok and got.result is not None
+        assert got.ok and got.result is not None, got
         assert sorted(m["address"] for m in got.result["meters"]) == sorted(
             m.meter.address for m in run.station.meters
         )
