@@ -62,8 +62,8 @@ def test_branch_outage_reaches_the_terminal_as_power_off_and_on_lists(tmp_path: 
     acq = board.apps["acquisition"]
     apps = {**board.apps, "acquisition": dataclasses.replace(acq, config={**acq.config, "curve": False})}
     options = SimOptions(
-        board=dataclasses.replace(board, apps=apps), workdir=tmp_path / "run", speed=math.inf, meters_per_bus=1,
-        seed=SEED, start=START, duration_s=RUN_S, network="ieee-eu-lv", scenario=str(scenario),
+        board=dataclasses.replace(board, apps=apps), workdir=tmp_path / "run", speed=math.inf,
+        meters_per_bus=1, seed=SEED, start=START, duration_s=RUN_S, network="ieee-eu-lv", scenario=str(scenario),
         customers_scale=1, truth_dir=tmp_path / "truth", hplc_meters=HPLC_METERS,
     )  # fmt: skip
 
@@ -89,9 +89,9 @@ def test_branch_outage_reaches_the_terminal_as_power_off_and_on_lists(tmp_path: 
             summary = await run.summary()
             readings = {m.id: await run.cloud.readings(device=m.id, limit=1) for m in hplc}
             dips = run.hplc.outages.dips
-        return seen, hplc, outage, expected, summary, readings, dips, t0, t1, dip
+        return seen, hplc, expected, summary, readings, dips, t0, t1, dip
 
-    seen, hplc, outage, expected, summary, readings, dips, t0, t1, dip = run_virtual(main)
+    seen, hplc, expected, summary, readings, dips, t0, t1, dip = run_virtual(main)
     assert len(expected) >= 2, f"branch {branch}: too few HPLC meters for the test"
     offs = [s for s in seen if s[0] == "power_off"]
     ons = [s for s in seen if s[0] == "power_on"]
