@@ -63,8 +63,8 @@ def test_branch_outage_reaches_the_terminal_as_power_off_and_on_lists(tmp_path: 
     apps = {**board.apps, "acquisition": dataclasses.replace(acq, config={**acq.config, "curve": False})}
     options = SimOptions(
         board=dataclasses.replace(board, apps=apps), workdir=tmp_path / "run", speed=math.inf,
-        meters_per_bus=1, seed=SEED, start=START, duration_s=RUN_S, network="ieee-eu-lv", scenario=str(scenario),
-        customers_scale=1, truth_dir=tmp_path / "truth", hplc_meters=HPLC_METERS,
+        meters_per_bus=1, seed=SEED, start=START, duration_s=RUN_S, network="ieee-eu-lv",
+        scenario=str(scenario), customers_scale=1, truth_dir=tmp_path / "truth", hplc_meters=HPLC_METERS,
     )  # fmt: skip
 
     async def main() -> tuple[Any, ...]:
