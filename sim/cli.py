@@ -291,14 +291,11 @@ def render_summary(summary: dict[str, Any], run: SimRun) -> str:
 
 
 async def _open_dashboard(run: SimRun, port: int) -> Dashboard:
-    from sim.cloud.plugins import Reader
-
-    reader = Reader(str(run.options.workdir / "cloud.sqlite"))  # the apps' panels read the stub's db
     try:
-        return await Dashboard(run.summary, run.cloud, port=port, reader=reader).__aenter__()
+        return await Dashboard(run.summary, run.cloud, port=port).__aenter__()
     except OSError as err:
         print(f"dashboard: port {port} is not available ({err.strerror}); using a free port", file=sys.stderr)
-        return await Dashboard(run.summary, run.cloud, port=0, reader=reader).__aenter__()
+        return await Dashboard(run.summary, run.cloud, port=0).__aenter__()
 
 
 async def _live(options: SimOptions, *, dashboard_port: int | None) -> dict[str, Any]:

@@ -8,17 +8,17 @@ gets a 4xx with a one-line reason, never a traceback.
 
 Routes::
 
-    GET /                       the page (polls the API every 2 s)
+    GET /                       the page (polls the API every 2 s, the panels every 10 s)
     GET /api/summary            SimRun.summary()
     GET /api/readings?device=&quantity=&limit=   newest first (limit <= 500)
     GET /api/events?kind=&limit=                 newest first (limit <= 500)
     GET /api/terminals
-    GET /api/panels             the apps' panels (entry points ``ttu.dashboard``): name, title, script
-    GET /api/panels/<name>?terminal=   that panel's data, from what the cloud stored
+    GET /api/panels             the panels apps contribute: [{"name", "title"}] in display order
+    GET /api/panels/<name>?terminal=             the panel's data (``Panel.data`` on the db thread)
+    GET /panels/<name>.js       the panel's script, as ``window.ttuPanels[name] = render``
 
-An app's panel (``protocols.cloud.Panel``) is drawn on the page by its own ``render(element,
-data)``; its ``data(reader, query)`` runs on a worker thread over the cloud stub's database
-(read-only), so a slow panel never holds the event loop.
+Panels come from the ``ttu.dashboard`` entry points (``sim.cloud.plugins.load_panels``): an app
+adds one without editing this file.
 """
 
 from __future__ import annotations
@@ -33,6 +33,9 @@ from importlib import resources
 from types import TracebackType
 from typing import Any, Protocol, Self
 from urllib.parse import parse_qs, urlsplit
+
+from protocols.cloud import Panel
+from sim.cloud.plugins import load_panels
 
 log = logging.getLogger("ttu.sim.dashboard")
 
@@ -57,24 +60,9 @@ class CloudView(Protocol):
 
     async def events(self, *args: Any, **kwargs: Any) -> list[Any]: ...
 
-
-class PanelReader(Protocol):
-    """What a panel's ``data`` reads (``sim.cloud.plugins.Reader``)."""
-
-    def results(self, stream: str, *, terminal: str | None = None) -> list[Any]: ...
-
-
-def load_panels() -> list[Any]:
-    """The ``protocols.cloud.Panel`` of every installed ``ttu.dashboard`` entry point."""
-    from importlib.metadata import entry_points
-
-    panels = []
-    for ep in sorted(entry_points(group="ttu.dashboard"), key=lambda e: e.name):
-        try:
-            panels.append(ep.load())
-        except Exception as err:  # a broken app panel must not take the dashboard down
-            log.warning("dashboard panel %s unavailable: %s", ep.name, err)
-    return panels
+    async def query(self, fn: Callable[[Any], Any]) -> Any:
+        """Run ``fn(db)`` where the stub's database lives (``CloudStub.query``)."""
+        ...
 
 
 class BadRequest(Exception):
@@ -113,13 +101,11 @@ class Dashboard:
         *,
         host: str = "127.0.0.1",
         port: int = 8080,
-        panels: list[Any] | None = None,
-        reader: PanelReader | None = None,
+        panels: Mapping[str, Panel] | None = None,
     ) -> None:
         self._summary = summary
         self._cloud = cloud
-        self._panels = {p.name: p for p in (load_panels() if panels is None else panels)}
-        self._reader = reader
+        self.panels = dict(panels) if panels is not None else load_panels()
         self._host = host
         self._port = port
         self._server: asyncio.Server | None = None
@@ -184,13 +170,12 @@ class Dashboard:
         query = parse_qs(url.query)
         if url.path == "/":
             return 200, "text/html; charset=utf-8", _page()
+        if url.path.startswith("/panels/") and url.path.endswith(".js"):
+            script = self._script(url.path.removeprefix("/panels/").removesuffix(".js"))
+            return 200, "text/javascript; charset=utf-8", script
+        if url.path.startswith("/api/panels/"):
+            return await self._panel_data(url.path[len("/api/panels/") :], query)
         route = _ROUTES.get(url.path)
-        if route is None and url.path.startswith("/api/panels/"):
-            name = url.path.removeprefix("/api/panels/")
-
-            async def route(dash: Dashboard, q: Mapping[str, list[str]]) -> Any:
-                return await dash._api_panel(name, q)
-
         if route is None:
             raise BadRequest(404, f"{url.path}: no such page")
         try:
@@ -221,17 +206,31 @@ class Dashboard:
         return [_jsonable(r) for r in await self._cloud.terminals()]
 
     async def _api_panels(self, query: Mapping[str, list[str]]) -> Any:
-        if self._reader is None:
-            return []
-        return [{"name": p.name, "title": p.title, "script": p.script} for p in self._panels.values()]
+        return [{"name": p.name, "title": p.title} for p in self.panels.values()]
 
-    async def _api_panel(self, name: str, query: Mapping[str, list[str]]) -> Any:
-        panel = self._panels.get(name)
-        if panel is None or self._reader is None:
+    def _panel(self, name: str) -> Panel:
+        panel = self.panels.get(name)
+        if panel is None:
             raise BadRequest(404, f"no panel {name!r}")
-        terminal = _one(query, "terminal")
-        args = {"terminal": terminal} if terminal else {}
-        return await asyncio.to_thread(panel.data, self._reader, args)
+        return panel
+
+    def _script(self, name: str) -> bytes:
+        panel = self._panel(name)
+        wrapped = (
+            "window.ttuPanels = window.ttuPanels || {};\n"
+            f"window.ttuPanels[{json.dumps(panel.name)}] = (function () {{\n"
+            f"{panel.script}\nreturn render;\n}})();\n"
+        )
+        return wrapped.encode()
+
+    async def _panel_data(self, name: str, query: Mapping[str, list[str]]) -> tuple[int, str, bytes]:
+        panel = self._panel(name)
+        try:
+            data = await self._cloud.query(lambda db: panel.data(db, query))
+        except Exception as err:  # an app's view must never take the dashboard down
+            log.warning("dashboard panel %s failed: %s: %s", name, type(err).__name__, err)
+            raise BadRequest(503, f"panel {name}: not available right now ({type(err).__name__})") from err
+        return 200, "application/json", json.dumps(data, default=str).encode()
 
 
 _Route = Callable[[Dashboard, Mapping[str, list[str]]], Awaitable[Any]]
@@ -256,4 +255,4 @@ def _page() -> bytes:
     return resources.files("sim").joinpath("dashboard.html").read_bytes()
 
 
-__all__ = ["BadRequest", "CloudView", "Dashboard", "PanelReader", "load_panels"]
+__all__ = ["BadRequest", "CloudView", "Dashboard"]

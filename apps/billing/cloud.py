@@ -1,19 +1,22 @@
 """``ttu cloud billing ...``: the master station's billing commands (marketing, bank, finance).
 
 Layer: apps (billing), cloud side; registered through the ``ttu.cloud`` entry point as
-``register(sub, tools)``. Everything it reads or sends goes through ``tools`` (the stub's stored
-results and command log, signed commands); it never imports the simulator.
+``register(subparsers, tools)`` (``tools``: ``protocols.cloud.CloudTools``). Everything it reads
+or sends goes through ``tools`` -- the stored ``billing`` stream (and the master station's command
+log, when it keeps one: the bank's own list of top-ups), signed commands; it never imports the
+simulator.
 
-    ttu cloud billing [--terminal T] [--date D] [--json]      customer-days, ledger, reconciliation
+    ttu cloud billing [--terminal T] [--date D] [--json] [--detail]   customer-days, ledger, reconciliation
     ttu cloud billing verify [--terminal T] [--terminal-key B64] [--json]
     ttu cloud billing view {marketing,bank,finance} [--terminal T] [--json]
-    ttu cloud billing contract publish FILE --key KEY [--terminal T]   (the utility signs)
-    ttu cloud billing topup --customer C --amount 50.00 [--refund] [--txn ID] --key KEY
-    ttu cloud billing keep-power --customer C {on,off} [--reason R] --key KEY
+    ttu cloud billing contract publish FILE --key KEY --terminal T   (the utility signs)
+    ttu cloud billing topup --customer C --amount 50.00 [--refund] [--txn ID] --key KEY --terminal T
+    ttu cloud billing keep-power {on,off} --customer C [--reason R] --key KEY --terminal T
 
 ``KEY`` is an Ed25519 private key (PEM); the terminal trusts the matching public key in its
 board.toml (``[apps.billing.config] utility_keys / bank_keys``). A mistake (bad file, bad
-contract, unreadable key) is one line on stderr and exit status 2; a refused command exits 1.
+contract, unreadable key, a command the terminal refused) is one line on stderr and exit status 2;
+``verify`` exits 1 when it finds a problem.
 """
 
 from __future__ import annotations
@@ -23,51 +26,20 @@ import json
 import sys
 import tomllib
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from protocols import billing
+from protocols.cloud import CloudTools
 from protocols.errors import ProtocolError
 
 from . import report
-from .reconcile import BankTxn
-
-STREAM = "billing"
-
-
-class Stored(Protocol):
-    @property
-    def terminal(self) -> str: ...
-
-    @property
-    def body(self) -> Any: ...
-
-
-class ResultReader(Protocol):
-    def results(self, stream: str, *, terminal: str | None = None) -> Iterable[Stored]: ...
-
-    def command_log(
-        self, *, name: str | None = None, terminal: str | None = None
-    ) -> list[dict[str, Any]]: ...
-
-
-class CloudTools(Protocol):
-    def add_query_options(self, parser: argparse.ArgumentParser) -> None: ...
-
-    def results(self, args: argparse.Namespace) -> ResultReader: ...
-
-    def add_command_options(self, parser: argparse.ArgumentParser) -> None: ...
-
-    def command(
-        self, args: argparse.Namespace, terminal: str, name: str, cmd_args: dict[str, Any]
-    ) -> dict[str, Any]: ...
-
-    def print_json(self, obj: Any) -> None: ...
+from .report import bank_list, stored_bodies
 
 
 class UserError(Exception):
@@ -107,28 +79,6 @@ def load_document(path: str) -> dict[str, Any]:
 # ------------------------------------------------------------------ reading what the cloud holds
 
 
-def _bodies(tools: CloudTools, args: argparse.Namespace) -> dict[str, list[Any]]:
-    out: dict[str, list[Any]] = {}
-    for stored in tools.results(args).results(STREAM, terminal=args.terminal):
-        out.setdefault(stored.terminal, []).append(stored.body)
-    return out
-
-
-def bank_list(reader: ResultReader, terminal: str) -> dict[str, BankTxn]:
-    """What the bank issued to ``terminal`` and the terminal did not refuse (the stub's command log)."""
-    issued: list[Mapping[str, Any]] = []
-    for command in reader.command_log(name="billing.topup", terminal=terminal):
-        args, reply = command["args"], command["reply"]
-        documents = args.get("documents") or [args.get("document")]
-        results = (reply or {}).get("result") or {}
-        statuses = [r.get("status") for r in results.get("results", [])] or [results.get("status")]
-        for i, doc in enumerate(documents):
-            status = statuses[i] if i < len(statuses) else None
-            if isinstance(doc, Mapping) and status != "refused":
-                issued.append(doc)
-    return report.bank_transactions(issued)
-
-
 def _summary_table(out: dict[str, Any]) -> str:
     lines = [f"terminal {out['terminal']}"]
     lines.append(
@@ -150,11 +100,11 @@ def _summary_table(out: dict[str, Any]) -> str:
 
 
 def _cmd_summary(tools: CloudTools, args: argparse.Namespace) -> int:
-    reader = tools.results(args)
-    outs = [
-        report.summary(t, bodies, bank=bank_list(reader, t), date=args.date)
-        for t, bodies in sorted(_bodies(tools, args).items())
-    ]
+    with tools.reader(args) as reader:
+        outs = [
+            report.summary(t, bodies, bank=bank_list(reader, t), date=args.date, detail=args.detail)
+            for t, bodies in sorted(stored_bodies(reader, args.terminal).items())
+        ]
     if args.terminal is not None and not outs:
         outs = [report.summary(args.terminal, [])]
     if args.json:
@@ -165,17 +115,17 @@ def _cmd_summary(tools: CloudTools, args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(tools: CloudTools, args: argparse.Namespace) -> int:
-    reader = tools.results(args)
     key = None
     if args.terminal_key:
         try:
             key = billing.parse_public_key(args.terminal_key)
         except ProtocolError as err:
             raise UserError(f"--terminal-key: {err.reason}") from err
-    results = [
-        report.verify(t, bodies, bank=bank_list(reader, t), public_key=key)
-        for t, bodies in sorted(_bodies(tools, args).items())
-    ]
+    with tools.reader(args) as reader:
+        results = [
+            report.verify(t, bodies, bank=bank_list(reader, t), public_key=key)
+            for t, bodies in sorted(stored_bodies(reader, args.terminal).items())
+        ]
     if args.json:
         tools.print_json(results[0] if len(results) == 1 else results)
     else:
@@ -202,23 +152,20 @@ def _cmd_verify(tools: CloudTools, args: argparse.Namespace) -> int:
 
 
 def _cmd_view(tools: CloudTools, args: argparse.Namespace) -> int:
-    reader = tools.results(args)
-    views: dict[str, Callable[[str, list[Any]], dict[str, Any]]] = {
-        "marketing": report.marketing,
-        "bank": lambda t, b: report.bank_view(t, b, bank_list(reader, t)),
-        "finance": lambda t, b: report.finance(t, b, bank_list(reader, t)),
-    }
-    outs = [views[args.party](t, bodies) for t, bodies in sorted(_bodies(tools, args).items())]
+    with tools.reader(args) as reader:
+        views: dict[str, Callable[[str, list[Any]], dict[str, Any]]] = {
+            "marketing": report.marketing,
+            "bank": lambda t, b: report.bank_view(t, b, bank_list(reader, t)),
+            "finance": lambda t, b: report.finance(t, b, bank_list(reader, t)),
+        }
+        outs = [views[args.party](t, b) for t, b in sorted(stored_bodies(reader, args.terminal).items())]
     tools.print_json(outs[0] if len(outs) == 1 else outs)
     return 0
 
 
 def _send(tools: CloudTools, args: argparse.Namespace, name: str, cmd_args: dict[str, Any]) -> int:
-    if args.terminal is None:
-        raise UserError("--terminal: which terminal to send to")
-    reply = tools.command(args, args.terminal, name, cmd_args)
-    tools.print_json(reply)
-    return 0 if reply.get("ok", True) else 1
+    tools.print_json(tools.command(args, name, cmd_args))  # a refusal: one line on stderr, exit 2
+    return 0
 
 
 def _cmd_contract(tools: CloudTools, args: argparse.Namespace) -> int:
@@ -231,8 +178,6 @@ def _now_text() -> str:
 
 
 def _cmd_topup(tools: CloudTools, args: argparse.Namespace) -> int:
-    if args.terminal is None:
-        raise UserError("--terminal: which terminal the top-up is for")
     body = {
         "txn_id": args.txn or f"BANK-{uuid.uuid4().hex[:12]}",
         "terminal": args.terminal,
@@ -250,8 +195,6 @@ def _cmd_topup(tools: CloudTools, args: argparse.Namespace) -> int:
 
 
 def _cmd_keep_power(tools: CloudTools, args: argparse.Namespace) -> int:
-    if args.terminal is None:
-        raise UserError("--terminal: which terminal")
     body = {"terminal": args.terminal, "customer_id": args.customer, "on": args.state == "on",
             "reason": args.reason, "issued_at": _now_text()}  # fmt: skip
     return _send(
@@ -269,7 +212,7 @@ def _guarded(
             print(f"ttu cloud billing: error: {err}", file=sys.stderr)
             return 2
 
-    return run
+    return tools.guard(run)
 
 
 def register(sub: Any, tools: CloudTools) -> None:
@@ -279,6 +222,9 @@ def register(sub: Any, tools: CloudTools) -> None:
     )
     tools.add_query_options(parser)
     parser.add_argument("--date", help="only this local date (YYYY-MM-DD)")
+    parser.add_argument(
+        "--detail", action="store_true", help="also estimated intervals, contracts, reconciliation totals"
+    )
     parser.set_defaults(handler=_guarded(tools, _cmd_summary))
     cmds = parser.add_subparsers(dest="billing_command")
     verify = cmds.add_parser("verify", help="audit the ledger, reconcile every day, price every charge again")
@@ -318,4 +264,4 @@ def register(sub: Any, tools: CloudTools) -> None:
     keep.set_defaults(handler=_guarded(tools, _cmd_keep_power))
 
 
-__all__ = ["CloudTools", "ResultReader", "bank_list", "register"]
+__all__ = ["UserError", "load_document", "load_key", "register"]

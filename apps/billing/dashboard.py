@@ -1,8 +1,10 @@
 """The billing panel of the cloud dashboard: every customer's balance and relay, the ledger's state,
 and the daily reconciliation.
 
-Layer: apps (billing), cloud side. ``data(terminal, bodies)`` runs where the cloud's stored
-``billing`` stream is (over ``report``); ``SCRIPT`` defines ``render(element, data)`` in the page:
+Layer: apps (billing), cloud side; the ``ttu.dashboard`` entry point ``PANEL`` (a
+``protocols.cloud.Panel``). ``panel_data(reader, query)`` runs on the stub's database thread over
+the stored ``billing`` stream (``data(terminal, bodies)``, over ``report``); ``SCRIPT`` defines
+``render(element, data)`` in the page:
 the ledger line (length, head, verified, signed roots), counters (tripped, alarmed, 保电), a table
 of customers (balance, relay, alarm level, 保电, last day's charge; tripped rows marked) and a table
 of reconciled days. Plain DOM, no libraries. Must not import the simulator.
@@ -10,13 +12,14 @@ of reconciled days. Plain DOM, no libraries. Must not import the simulator.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from protocols.billing import yuan
-from protocols.cloud import Panel
+from protocols.cloud import Panel, ResultReader
 
 from . import report
+from .report import stored_bodies
 
 TITLE = "Billing (本地费控)"
 
@@ -24,7 +27,7 @@ TITLE = "Billing (本地费控)"
 def data(terminal: str, bodies: Iterable[Any]) -> dict[str, Any]:
     items = list(bodies)
     records, conflicts, heads = report._records_and_heads(items)
-    out = report.summary(terminal, items)
+    out = report.summary(terminal, items, detail=True)
     balance: dict[str, int] = {}
     meter: dict[str, str] = {}
     relay: dict[str, str] = {}
@@ -87,6 +90,7 @@ def data(terminal: str, bodies: Iterable[Any]) -> dict[str, Any]:
 SCRIPT = r"""
 function render(element, data) {
   element.innerHTML = "";
+  if (!data) { element.textContent = "no billing data yet"; return; }
   const add = (parent, tag, cls, text) => {
     const e = document.createElement(tag);
     if (cls) e.className = cls;
@@ -141,22 +145,17 @@ function render(element, data) {
 """
 
 
-def panel_data(reader: Any, query: Mapping[str, str]) -> list[dict[str, Any]]:
-    """The panel's data for every terminal the cloud holds billing for (or the one asked for)."""
-    by_terminal: dict[str, list[Any]] = {}
-    for stored in reader.results("billing", terminal=query.get("terminal")):
-        by_terminal.setdefault(stored.terminal, []).append(stored.body)
-    return [data(t, bodies) for t, bodies in sorted(by_terminal.items())]
+def panel_data(reader: ResultReader, query: Mapping[str, Sequence[str]]) -> dict[str, Any] | None:
+    """The panel's data for the terminal asked for (``?terminal=``; else the first that sent billing)."""
+    asked = query.get("terminal")
+    terminal = asked[-1] if asked else None
+    by_terminal = stored_bodies(reader, terminal)
+    if not by_terminal:
+        return None if terminal is None else data(terminal, [])
+    name = terminal if terminal is not None else min(by_terminal)
+    return data(name, by_terminal.get(name, []))
 
 
-PANEL = Panel(
-    "billing",
-    TITLE,
-    SCRIPT.replace("function render(element, data) {", "function renderOne(element, data) {", 1)
-    + "\nfunction render(element, list) {\n  element.innerHTML = '';\n"
-    "  for (const one of list) { const div = document.createElement('div');"
-    " div.className = 'billing-terminal'; element.appendChild(div); renderOne(div, one); }\n}\n",
-    panel_data,
-)
+PANEL = Panel("billing", TITLE, data=panel_data, script=SCRIPT, order=40)
 
 __all__ = ["PANEL", "SCRIPT", "TITLE", "data", "panel_data"]

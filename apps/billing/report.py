@@ -20,10 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
-from protocols.billing import ENERGY, SignatureError, parse_contract, parse_public_key, yuan
+from protocols.billing import ENERGY, SignatureError, parse_contract, parse_public_key, parse_yuan, yuan
+from protocols.cloud import ResultReader
+from protocols.errors import ProtocolError
 from protocols.ledger import Audit, LedgerError, Record, SignedHead, audit
 
 from .book import Book, Customer
@@ -32,6 +34,8 @@ from .reconcile import BankTxn, reconcile
 from .tariff import TierState
 
 DEFAULT_TZ = "Asia/Shanghai"
+STREAM = "billing"
+ALL = 1 << 62  # every stored message (the ledger is read whole)
 
 
 def _records(bodies: Iterable[Any]) -> tuple[list[Record], list[Record], tuple[int, str] | None]:
@@ -102,12 +106,47 @@ def bank_transactions(issued: Iterable[Mapping[str, Any]]) -> dict[str, BankTxn]
     for doc in issued:
         body = doc.get("body", {}) if isinstance(doc, Mapping) else {}
         try:
-            amount = round(float(body["amount_yuan"]) * 100)
+            amount = parse_yuan(body["amount_yuan"], "amount_yuan")
             fen = -amount if body.get("type") == "refund" else amount
             out[str(body["txn_id"])] = BankTxn(str(body["txn_id"]), str(body["customer_id"]), fen)
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, ProtocolError):
             continue
     return out
+
+
+@runtime_checkable
+class CommandLog(Protocol):
+    """A master station that keeps its own record of the commands it sent and their replies."""
+
+    def command_log(
+        self, *, name: str | None = None, terminal: str | None = None
+    ) -> list[dict[str, Any]]: ...
+
+
+def stored_bodies(reader: ResultReader, terminal: str | None = None) -> dict[str, list[Any]]:
+    """Every stored message body of stream ``billing`` by terminal, oldest first."""
+    out: dict[str, list[Any]] = {}
+    for stored in reversed(reader.results(STREAM, terminal=terminal, limit=ALL)):
+        out.setdefault(stored.terminal, []).append(stored.body)
+    return out
+
+
+def bank_list(reader: ResultReader, terminal: str) -> dict[str, BankTxn] | None:
+    """What the bank issued to ``terminal`` and the terminal did not refuse, from the master
+    station's command log; None when the station keeps no such log (then only the ledger counts)."""
+    if not isinstance(reader, CommandLog):
+        return None
+    issued: list[Mapping[str, Any]] = []
+    for command in reader.command_log(name="billing.topup", terminal=terminal):
+        args, reply = command["args"], command["reply"]
+        documents = args.get("documents") or [args.get("document")]
+        results = (reply or {}).get("result") or {}
+        statuses = [r.get("status") for r in results.get("results", [])] or [results.get("status")]
+        for i, doc in enumerate(documents):
+            status = statuses[i] if i < len(statuses) else None
+            if isinstance(doc, Mapping) and status != "refused":
+                issued.append(doc)
+    return bank_transactions(issued)
 
 
 def _kwh(units: int) -> float:
@@ -121,7 +160,10 @@ def summary(
     bank: Mapping[str, BankTxn] | None = None,
     date: str | None = None,
     public_key: Any = None,
+    detail: bool = False,
 ) -> dict[str, Any]:
+    """The issue's shape exactly; ``detail`` adds per row ``estimated_intervals`` and ``contracts``,
+    the ledger's ``problems`` count, and each day's reconciliation totals."""
     records, conflicts, heads = _records_and_heads(bodies)
     tz = timezone_of(records)
     relay: dict[str, str] = {}
@@ -149,25 +191,33 @@ def summary(
                     "charge_yuan": yuan(int(body["charge_fen"])),
                     "balance_yuan": yuan(int(body["balance"])),
                     "relay": relay.get(body["customer"], "closed"),
-                    "estimated_intervals": int(body.get("estimated", 0)),
-                    "contracts": list(body.get("contracts", [])),
                 }
             )
+            if detail:
+                rows[-1]["estimated_intervals"] = int(body.get("estimated", 0))
+                rows[-1]["contracts"] = list(body.get("contracts", []))
     rows.sort(key=lambda row: (row["date"], row["customer_id"]))
     result = _audit(records, heads, public_key)
     dates = sorted({row["date"] for row in rows} if date is None else {date})
     by_day = [reconcile(records, day, tz, bank=_bank_of_day(bank, records, day, tz)) for day in dates]
+    ledger: dict[str, Any] = {
+        "length": result.length,
+        "head": result.head,
+        "verified": result.ok and not conflicts,
+    }
+    if detail:
+        ledger["problems"] = len(result.problems) + len(conflicts)
     return {
         "terminal": terminal,
         "customers": rows,
-        "ledger": {
-            "length": result.length,
-            "head": result.head,
-            "verified": result.ok and not conflicts,
-            "problems": len(result.problems) + len(conflicts),
-        },
+        "ledger": ledger,
         "reconciliation": [
-            {"date": x.date, "ok": x.ok, "difference_yuan": yuan(x.difference_fen), **_extra(x.to_json())}
+            {
+                "date": x.date,
+                "ok": x.ok,
+                "difference_yuan": yuan(x.difference_fen),
+                **(_extra(x.to_json()) if detail else {}),
+            }
             for x in by_day
         ],
     }
@@ -232,7 +282,11 @@ def marketing(terminal: str, bodies: Iterable[Any]) -> dict[str, Any]:
     }
 
 
-def bank_view(terminal: str, bodies: Iterable[Any], bank: Mapping[str, BankTxn]) -> dict[str, Any]:
+def bank_view(terminal: str, bodies: Iterable[Any], bank: Mapping[str, BankTxn] | None) -> dict[str, Any]:
+    """Top-ups and refunds, the bank's list against the ledger (``bank`` None: the master station
+    keeps no list of its own, the ledger's are shown), and the balances."""
+    known = bank is not None
+    bank = bank or {}
     records, _, _ = _records(bodies)
     ledger: dict[str, Record] = {
         str(r.body["txn_id"]): r for r in records if r.kind in ("topup", "refund", "topup_refused")
@@ -258,13 +312,14 @@ def bank_view(terminal: str, bodies: Iterable[Any], bank: Mapping[str, BankTxn])
                 "status": "missing in ledger"
                 if record is None
                 else record.kind
-                if issued
+                if issued or not known
                 else "not issued by the bank",
                 "seq": None if record is None else record.seq,
             }
         )
     return {
         "terminal": terminal,
+        "bank_list": known,
         "transactions": txns,
         "balances": [{"customer_id": c, "balance_yuan": yuan(b)} for c, b in sorted(balances.items())],
     }
@@ -340,11 +395,16 @@ def reprice(records: list[Record], tz: ZoneInfo) -> list[dict[str, Any]]:
 
 
 __all__ = [
+    "ALL",
+    "STREAM",
+    "CommandLog",
+    "bank_list",
     "bank_transactions",
     "bank_view",
     "finance",
     "marketing",
     "reprice",
+    "stored_bodies",
     "summary",
     "timezone_of",
     "verify",

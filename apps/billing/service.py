@@ -33,13 +33,15 @@ from protocols import billing
 from protocols.billing import yuan
 from protocols.errors import ProtocolError
 from protocols.ledger import sign_head
+from protocols.station import StationModel
+from runtime.api import AppContext
 from runtime.bus import Overflow
 from runtime.errors import ConfigError
 from runtime.scheduler import CatchUp, Daily, Interval
 
 from .charging import Row
 from .contracts import ContractRefused
-from .directory import Directory, from_archive
+from .directory import Directory, from_model
 from .engine import Billing, Keys, Refused, Settings
 from .uplink import LedgerUplink
 
@@ -55,7 +57,6 @@ class Config:
     utility_keys: list[Ed25519PublicKey]
     bank_keys: list[Ed25519PublicKey]
     terminal_key: Path
-    archive: Path
     settings: Settings
     daily_at: tuple[int, int]
     observe_interval_s: int
@@ -83,7 +84,6 @@ class Config:
             utility_keys=keys("utility_keys"),
             bank_keys=keys("bank_keys"),
             terminal_key=path("terminal_key", "var/billing/terminal.key"),
-            archive=path("archive", "var/archive.toml"),
             settings=Settings(
                 close_grace_s=int(config.get("close_grace_s", 3 * 3600)),
                 relay_retries=int(config.get("relay_retries", 3)),
@@ -143,11 +143,11 @@ def rows_of(device: str, payload: Any, source: str) -> list[Row]:
 
 
 class BillingService:
-    def __init__(self, ctx: Any, config: Config) -> None:
+    def __init__(self, ctx: AppContext, config: Config) -> None:
         self.ctx = ctx
         self.config = config
         self.directory = Directory(ctx.hal, ctx.clock)
-        customers, places = from_archive(config.archive) if config.archive.exists() else ([], [])
+        customers, places = from_model(ctx.station.model)
         self.directory.use(places)
         self.engine = Billing(
             terminal=ctx.terminal.id,
@@ -171,9 +171,7 @@ class BillingService:
 
     async def start(self) -> None:
         if not self.engine.customers:
-            self.ctx.log.warning(
-                "no customers to bill: %s has no meters with a customer", self.config.archive
-            )
+            self.ctx.log.warning("no customers to bill yet: the station model has no customer meters")
         await self.engine.start()
         await self._freezes_from_store()
         uplink = self.ctx.uplink
@@ -254,12 +252,29 @@ class BillingService:
             await self.engine.readings(rows)
 
     async def consume(self) -> None:
-        """One engine cycle per burst of curve/freeze messages from acquisition."""
+        """One engine cycle per burst of curve/freeze messages from acquisition; the station
+        model's changes (customers added, moved or re-tariffed) as they come."""
         curve = self.ctx.bus.subscribe("meter/+/curve", maxsize=50_000, overflow=Overflow.DROP_OLDEST)
         freeze = self.ctx.bus.subscribe("meter/+/freeze", maxsize=50_000, overflow=Overflow.DROP_OLDEST)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._consume(curve, "curve"), name="billing:curve")
             tg.create_task(self._consume(freeze, "freeze"), name="billing:freeze")
+            tg.create_task(self._follow_model(), name="billing:station")
+
+    async def _follow_model(self) -> None:
+        async with self.ctx.station.watch() as changes:
+            async for change in changes:
+                if change.model is not None:
+                    self.use_model(change.model)
+
+    def use_model(self, model: StationModel) -> None:
+        """Bill the customers of ``model`` from now on (a customer that left keeps its ledger)."""
+        customers, places = from_model(model)
+        if customers == self.engine.customers:
+            return
+        self.directory.use(places)
+        self.engine.set_customers(customers)
+        self.ctx.log.info("station model v%s: %d customers billed", model.version, len(customers))
 
     async def _consume(self, sub: Any, source: str) -> None:
         async for msg in sub:
@@ -324,7 +339,7 @@ class BillingService:
         self.ctx.bus.publish("billing/status", status, retain=True)
 
 
-async def run_billing(ctx: Any, config: dict[str, Any]) -> None:
+async def run_billing(ctx: AppContext, config: dict[str, Any]) -> None:
     service = BillingService(ctx, Config.parse(config, ctx.terminal.root))
     await service.start()
     async with asyncio.TaskGroup() as tg:

@@ -601,14 +601,6 @@ class CloudDb:
         ).fetchall()
         return [StreamRow(*row) for row in rows]
 
-    def stream_bodies(self, stream: str, *, terminal: str | None = None) -> list[tuple[str, int, Any]]:
-        """Every stored message body of ``stream`` as (terminal, seq, body), oldest first."""
-        where, params = _filters(stream=stream, terminal=terminal)
-        rows = self._conn.execute(
-            f"SELECT terminal, seq, body FROM messages{_where(where)} ORDER BY terminal, seq, id", params
-        ).fetchall()
-        return [(t, int(seq), json.loads(body)) for t, seq, body in rows]
-
     def command_log(self, *, name: str | None = None, terminal: str | None = None) -> list[dict[str, Any]]:
         """Commands sent (oldest first) with their reply if one came: the master station's own record."""
         where, params = _filters(name=name, terminal=terminal)

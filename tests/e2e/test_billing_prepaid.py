@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from protocols.ledger import Record, audit
+from runtime.cli import main
 from sim.harness import DEFAULT_START, WorldRun
 
 START = DEFAULT_START + 8 * 3600  # 2024-06-01 08:00 local: peak prices, daytime load
@@ -60,8 +61,8 @@ def ledger(run: WorldRun) -> list[Record]:
 
 
 def cloud_records(run: WorldRun) -> list[Record]:
-    with sqlite3.connect(run.cloud_db) as db:
-        bodies = [json.loads(b) for (b,) in db.execute("SELECT body FROM messages WHERE stream = 'billing'")]
+    with run.cloud() as db:
+        bodies = [stored.body for stored in db.results("billing", limit=1 << 40)]
     seen: dict[int, Record] = {}
     for body in bodies:
         for raw in body.get("records", []):
@@ -78,7 +79,7 @@ def when(text: str) -> float:
     )
 
 
-def test_prepaid_cycle_visible_in_the_physics(sim_world: Any, tmp_path: Path) -> None:
+def test_prepaid_cycle_visible_in_the_physics(sim_world: Any, tmp_path: Path, capsys: Any) -> None:
     demo = Path(__file__).resolve().parents[2] / "sim" / "scenarios" / "contracts" / "prepaid-demo.toml"
     contract = tmp_path / "no-overdraft.toml"  # the demo contract, tripping at zero
     contract.write_text(
@@ -138,3 +139,11 @@ def test_prepaid_cycle_visible_in_the_physics(sim_world: Any, tmp_path: Path) ->
         archived = int(dict(db.execute("SELECT key, value FROM ledger_state").fetchall())["archived_seq"])
     assert archived >= len(records) - 20
     assert audit(records).ok
+
+    # the master station's own commands: the summary of the shape, and verify
+    terminal = records[0].body["terminal"]
+    assert main(["cloud", "billing", "--db", str(run.cloud_db), "--terminal", terminal, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["ledger"]["verified"] and out["terminal"] == terminal
+    assert main(["cloud", "billing", "verify", "--db", str(run.cloud_db), "--terminal", terminal]) == 0
+    assert f"{terminal}: OK" in capsys.readouterr().out

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from apps.billing.dashboard import SCRIPT, data
 
@@ -52,10 +53,10 @@ async def test_the_simulator_dashboard_serves_the_billing_panel_from_the_cloud_d
     from apps.billing.dashboard import PANEL
     from protocols.cloud import UpBatch, UpMessage, up_topic
     from sim.cloud.db import CloudDb
-    from sim.cloud.plugins import Reader
-    from sim.dashboard import Dashboard, load_panels
+    from sim.cloud.plugins import load_panels
+    from sim.dashboard import Dashboard
 
-    assert any(p.name == "billing" for p in load_panels())
+    assert load_panels().get("billing") == PANEL
     async with rig(tmp_path / "run", n=2, kw=8.0) as r:
         await r.engine.install_contract(signed_contract(effective_from="2026-01-01T00:00"))
         await r.engine.topup(signed_topup("T-1", "C0001", "25.00"))
@@ -63,19 +64,17 @@ async def test_the_simulator_dashboard_serves_the_billing_panel_from_the_cloud_d
         for k in range(33):
             await r.cycle(local(2026, 3, 2, 8, 0) + 900 * k)
         records = await r.store.ledger.records()
-    db_path = tmp_path / "cloud.sqlite"
-    db = CloudDb(db_path)
+    db = CloudDb(tmp_path / "cloud.sqlite")
     messages = tuple(
         UpMessage(f"TTU-T1:billing:{i + 1}", i + 1, 0.0, body) for i, body in enumerate(bodies(records))
     )
     db.ingest_batch(
         topic=up_topic("TTU-T1", "billing"), batch=UpBatch("TTU-T1", "billing", messages), now=0.0
     )
-    db.close()
 
-    class Cloud:
+    class DbCloud:  # the stub's database behind the dashboard, as CloudStub serves it (one thread here)
         async def terminals(self) -> list[object]:
-            return []
+            return list(db.terminals())
 
         async def readings(self, *args: object, **kwargs: object) -> list[object]:
             return []
@@ -83,14 +82,20 @@ async def test_the_simulator_dashboard_serves_the_billing_panel_from_the_cloud_d
         async def events(self, *args: object, **kwargs: object) -> list[object]:
             return []
 
-    async def summary() -> dict[str, object]:
-        return {"meters": 2, "apps": [{"name": "billing", "state": "running", "restarts": 0}]}
+        async def query(self, fn: Any) -> Any:
+            return fn(db)
 
-    async with Dashboard(summary, Cloud(), port=0, panels=[PANEL], reader=Reader(str(db_path))) as dash:
-        html = await asyncio.to_thread(dump_dom, dash.url, tmp_path / "profile", budget_ms=8000)
+    async def summary() -> dict[str, object]:
+        return {"meters": 2, "speed": 1, "elapsed_s": 0, "sim_time": 0, "acquisition": {},
+                "apps": [{"name": "billing", "state": "running", "restarts": 0}]}  # fmt: skip
+
+    try:
+        async with Dashboard(summary, DbCloud(), port=0) as dash:  # panels from the entry points
+            html = await asyncio.to_thread(dump_dom, dash.url, tmp_path / "profile", budget_ms=8000)
+    finally:
+        db.close()
     dom = Elements(html)
-    (section,) = dom.find("section", class_="panel")
-    assert section["data-panel"] == "billing"
+    assert dom.find("section", id="panel-billing")
     (ledger,) = dom.find("p", class_="billing-ledger")
     assert ledger["data-verified"] == "true" and ledger["data-length"] == str(records[-1].seq)
     rows = {a["data-customer"]: a["data-relay"] for a in dom.find("tr", class_="customer")}

@@ -149,3 +149,83 @@ async def test_a_wrong_charge_in_a_consistent_chain_is_found_by_pricing_it_again
     result = verify(TERMINAL, bodies(forged, head=forged[-1]))  # no key pinned, head forged too
     assert [m["customer"] for m in result["charges"]["mismatched"]] == ["C0001"]
     assert result["charges"]["mismatched"][0]["priced_yuan"] == "21.66"
+
+
+def cloud_db(path: Path, records: list[Record], topups: list[dict[str, Any]]) -> str:
+    """The stub's database as the uplink and the bank's commands left it."""
+    from protocols.cloud import Reply, UpBatch, UpMessage, up_topic
+    from sim.cloud.db import CloudDb
+
+    db = CloudDb(path)
+    try:
+        messages = tuple(
+            UpMessage(f"{TERMINAL}:billing:{i + 1}", i + 1, 0.0, b) for i, b in enumerate(bodies(records))
+        )
+        db.ingest_batch(
+            topic=up_topic(TERMINAL, "billing"), batch=UpBatch(TERMINAL, "billing", messages), now=0.0
+        )
+        replies = []
+        for i, doc in enumerate(topups):
+            db.record_command(
+                command_id=f"c-{i}", terminal=TERMINAL, name="billing.topup", args={"document": doc}, now=0.0
+            )
+            reply = Reply(f"c-{i}", True, {"status": "applied"})
+            replies.append(UpMessage(f"{TERMINAL}:reply:{i + 1}", i + 1, 0.0, reply.to_json()))
+        db.ingest_batch(
+            topic=up_topic(TERMINAL, "reply"), batch=UpBatch(TERMINAL, "reply", tuple(replies)), now=0.0
+        )
+    finally:
+        db.close()
+    return str(path)
+
+
+async def test_ttu_cloud_billing_commands(tmp_path: Path, capsys: Any) -> None:
+    """``ttu cloud billing --terminal T --json`` prints exactly the issue's shape; verify, the views and
+    the refusals go through the stub's CloudTools (entry point ``ttu.cloud``)."""
+    import json
+
+    from runtime.cli import main
+
+    records, topups = await ledger_of_two_days(tmp_path / "run")
+    db = cloud_db(tmp_path / "cloud.sqlite", records, topups)
+    assert main(["cloud", "billing", "--db", db, "--terminal", TERMINAL, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out == summary(TERMINAL, bodies(records), bank=bank_transactions(topups))
+    assert set(out) == {"terminal", "customers", "ledger", "reconciliation"}
+    assert set(out["customers"][0]) == {
+        "customer_id", "meter_id", "date", "kwh", "charge_yuan", "balance_yuan", "relay"
+    }  # fmt: skip
+    assert set(out["customers"][0]["kwh"]) == {"sharp", "peak", "flat", "valley"}
+    assert set(out["ledger"]) == {"length", "head", "verified"}
+    assert set(out["reconciliation"][0]) >= {"date", "ok", "difference_yuan"}
+    assert main(["cloud", "billing", "verify", "--db", db, "--terminal", TERMINAL]) == 0
+    assert f"{TERMINAL}: OK" in capsys.readouterr().out
+    assert main(["cloud", "billing", "view", "bank", "--db", db, "--terminal", TERMINAL]) == 0
+    bank = json.loads(capsys.readouterr().out)
+    assert bank["bank_list"] is True and [t["status"] for t in bank["transactions"]] == ["topup", "topup"]
+    assert main(["cloud", "billing", "--db", db]) == 0  # every terminal, as a table
+    assert "reconciliation 2026-03-02: ok 0.00" in capsys.readouterr().out
+    # a top-up the bank issued that the ledger does not hold: verify fails and names it
+    missing = [*topups, signed_topup("B-3", "C0001", "9.99")]
+    db2 = cloud_db(tmp_path / "cloud2.sqlite", records, missing)
+    assert main(["cloud", "billing", "verify", "--db", db2, "--terminal", TERMINAL]) == 1
+    assert "B-3" in capsys.readouterr().out
+    # user mistakes: one line on stderr, exit 2
+    key = tmp_path / "nokey.pem"
+    contract = tmp_path / "c.toml"
+    contract.write_text("[contract]\nid = 1\n", encoding="utf-8")
+    args = [
+        "cloud",
+        "billing",
+        "contract",
+        "publish",
+        str(contract),
+        "--key",
+        str(key),
+        "--terminal",
+        TERMINAL,
+    ]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "c.toml" in err
+    assert main(["cloud", "billing", "--db", str(tmp_path / "missing.sqlite")]) == 2

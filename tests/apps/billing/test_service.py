@@ -103,7 +103,6 @@ async def app_rig(tmp_path: Path, *, start: float) -> AsyncIterator[AppRig]:
         configs = {
             "acquisition": BASE_CONFIG,
             "billing": {
-                "archive": str(archive),
                 "utility_keys": [billing.public_key_text(UTILITY.public_key())],
                 "bank_keys": [billing.public_key_text(BANK.public_key())],
                 "relay_retry_delay_s": 2.0,
