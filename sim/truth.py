@@ -156,13 +156,18 @@ def write_truth(world: World, folder: str | Path, *, end: float) -> Path:
             str(f["target"]),
             iso(f["start"]),
             iso(f["end"]),
-            f"{f['value']:g}",
+            _value(f["value"]),
             str(f["detail"]),
-        ]  # type: ignore[arg-type, str-format]
+        ]
         for f in world.faults
     ]
     _write(out / "faults.csv", ["kind", "target", "start", "end", "value", "detail"], rows)
     return out
+
+
+def _value(value: object) -> str:
+    """A fault's value: a number as ``%g``, a label (an archive's wrong phase, branch or box) as is."""
+    return f"{value:g}" if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
 
 
 def _under(heads: tuple[tuple[int, int, bool, int], ...], s: int, b: int) -> bool:

@@ -254,11 +254,19 @@ class BoxProfile:
         return self.replica.horizon.p_kw[k][:, self.customers].sum(axis=1)
 
     def phase_power_kw_array(self, t: FloatArray) -> FloatArray:
+        """Per phase, the box's customers on it -- where each is connected at that time (a
+        ``[[phase_move]]`` reconnects a customer: the box terminal sees its current move)."""
+        hz = self.replica.horizon
         k = self.replica.steps_of(np.asarray(t))
-        p = self.replica.horizon.p_kw[k][:, self.customers]
+        p = hz.p_kw[k][:, self.customers]
         out = np.zeros((len(k), 3))
-        for j, ph in enumerate(self.phase_of):
-            out[:, ph] += p[:, j]
+        rows = np.arange(len(k))
+        for j, customer in enumerate(self.customers):
+            ph = np.full(len(k), self.phase_of[j])
+            for i, phase, k0 in hz.moves:
+                if i == customer:
+                    ph[k >= k0] = "ABC".index(phase)
+            np.add.at(out, (rows, ph), p[:, j])
         return out
 
     def reactive_kvar_array(self, t: FloatArray) -> FloatArray:
@@ -1040,7 +1048,7 @@ def _archive_errors(world: World) -> None:
                 "start": world.start,
                 "end": None,
                 "value": 1,
-                "detail": f"address {entry.address}: listed, but no meter answers at it (removed or never built)",
+                "detail": f"address {entry.address}: listed, but no meter answers at it",
             }
         )
 
