@@ -3,7 +3,9 @@ and which meters the archive has wrong about their transformer (户变关系).
 
 Layer: apps. Entry point ``run(ctx, config)``; everything it touches comes through ``ctx``.
 The methods are pure modules (``identify`` and what it uses); ``service`` runs them on the
-terminal. See ``service`` for the jobs, topics and commands.
+terminal with ``carrier`` (the CCO's view), ``night`` (signature-current injections) and
+``proposals`` (station-model corrections). ``cloud`` is the master station's view of the
+results (``ttu cloud topology``, the dashboard's tree).
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from runtime.api import AppContext
+
 from .service import Settings, TopologyService
 
 
-async def run(ctx: Any, config: dict[str, Any]) -> None:
+async def run(ctx: AppContext, config: dict[str, Any]) -> None:
     service = TopologyService(ctx, Settings.from_config(config))
     await service.start()
     async with asyncio.TaskGroup() as tg:

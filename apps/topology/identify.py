@@ -716,31 +716,54 @@ def window(inputs: Inputs, first: int, last: int) -> Inputs:
 def phase_changes(
     inputs: Inputs, frame: Frame, branches: Decided, boxes: Decided, phases: Decided, settings: Settings
 ) -> dict[int, changes.Change]:
-    """Meters that moved to another phase during the window. With every other meter where the
-    window's solution has it, each meter's gain on every phase is summed over the first and
-    over the last part of the window; a meter whose parts prefer different phases (or one part
-    another phase than the solution's) is a candidate, and a change is where its own
-    point-by-point evidence splits into a prefix for one phase and a suffix for another, both
-    strong (``changes.detect``)."""
+    """Meters that moved to another phase during the window. The first and the last
+    ``change_window_points`` are identified on their own (each part solved alone, so a moved
+    meter is modelled where it is in that part); a meter surely on one phase in the first and
+    surely on another in the last is a candidate, and it moved when its own point-by-point
+    evidence in the whole window's solution also splits into a prefix for the one phase and a
+    suffix for the other, both strong (``changes.detect``): two views must agree, because a
+    meter that is merely hard to place, or the residual another error leaves, can fool one."""
     points = inputs.points
     part = max(settings.change_window_points, 2 * settings.change_min_points)
     problem, sol = phases.problem, phases.solution
     if points < 2 * part or problem is None or sol is None:
         return {}
-    ok = frame.has_data & ~frame.three_phase & ~frame.forced
-    real = np.arange(problem.k) < 3
-    shortlist = np.zeros(problem.n, dtype=bool)
+    parts = []
     for first, last in ((0, part), (points - part, points)):
-        mask = np.zeros(points)
-        mask[first:last] = 1.0
-        gain = changes.window_scores(problem, sol, mask)[:, real]
-        shortlist |= gain.max(axis=1) > settings.change_llr / 2
-    cands = np.nonzero(shortlist[: frame.n] & ok & (sol.labels[: frame.n] < 3))[0]
-    found = changes.detect(
-        problem, sol, points, candidates=cands.astype(np.int64), labels=3,
-        min_points=settings.change_min_points, min_llr=settings.change_llr,
-    )  # fmt: skip
-    return {c.meter: c for c in found}
+        sub = window(inputs, first, last)
+        sub_frame = prepare(sub, settings)
+        sub_frame.forced = frame.forced.copy()
+        parts.append(identify_phases(sub, sub_frame, branches, boxes, settings))
+    early, late = parts
+    ok = frame.has_data & ~frame.three_phase & ~frame.forced
+    sure = settings.change_llr / 2
+    found: dict[int, changes.Change] = {}
+    for i in np.nonzero(ok)[0]:
+        a, b = int(early.chosen[i]), int(late.chosen[i])
+        if a == b or a >= 3 or b >= 3:
+            continue
+        if min(label_margin_at(early, int(i)), label_margin_at(late, int(i))) < sure:
+            continue
+        split = changes.detect(
+            problem, sol, points, candidates=np.array([i], dtype=np.int64), labels=3,
+            min_points=settings.change_min_points, min_llr=settings.change_llr,
+        )  # fmt: skip
+        if split and (split[0].before, split[0].after) == (a, b):
+            found[int(i)] = split[0]
+        elif int(sol.labels[i]) in (a, b):  # the whole window took one side: split on the other
+            other = b if int(sol.labels[i]) == a else a
+            ev = changes.point_evidence(problem, sol, int(i), other, points)
+            if other == a:
+                ev = -ev
+            prefix = np.concatenate([[0.0], np.cumsum(ev)])  # evidence for b from each point on
+            gain = prefix[-1] - 2.0 * prefix[:-1]
+            lo, hi = settings.change_min_points, points - settings.change_min_points
+            if hi > lo:
+                since = lo + int(np.argmax(gain[lo:hi]))
+                llr = float(gain[since])
+                if llr >= settings.change_llr:
+                    found[int(i)] = changes.Change(int(i), a, b, since, llr)
+    return found
 
 
 def label_margin_at(decided: Decided, i: int) -> float:

@@ -33,6 +33,8 @@ TRANSFORMER = "transformer"
 COVERAGE_MIN = 0.8
 #: the longest gap between two snapshots still integrated [s]
 GAP_MAX_S = 300.0
+#: a snapshot this close to a 15-min point gives that point's voltages [s]
+POINT_TOLERANCE_S = 30.0
 
 
 class _Ring:
@@ -111,15 +113,27 @@ class Window:
                     power[k] = value
                 elif quantity == f"voltage.{ph}":
                     volts[k] = value
-        if ts is None or not np.isfinite(power).all():
+        if ts is not None:
+            self.add_snapshot(ts, power, volts)
+
+    def add_snapshot(
+        self, ts: float, power: Sequence[float | None] | FArray, volts: Sequence[float | None] | FArray
+    ) -> None:
+        """Per-phase active power [kW] and voltages [V] of the transformer at ``ts``: the power is
+        integrated since the previous snapshot (it holds until this one); voltages are kept at a
+        15-min point (a snapshot within ``POINT_TOLERANCE_S`` of it)."""
+        p = np.array([np.nan if x is None else float(x) for x in power])
+        v = np.array([np.nan if x is None else float(x) for x in volts])
+        if not np.isfinite(p).all() or len(p) != 3:
+            self.ignored += 1
             return
-        if ts % STEP_S == 0:
-            self._volts.row(int(ts // STEP_S))[:] = volts
+        point = round(ts / STEP_S)
+        if abs(ts - point * STEP_S) <= POINT_TOLERANCE_S and len(v) == 3:
+            self._volts.row(point)[:] = v
         prev = self._last_snapshot
-        self._last_snapshot = (ts, power)
+        self._last_snapshot = (ts, p)
         if prev is None or not 0 < ts - prev[0] <= GAP_MAX_S:
             return
-        # the previous snapshot's power holds until this one: split across slot boundaries
         t0, p0 = prev
         while t0 < ts:
             slot = int(t0 // STEP_S)
