@@ -340,18 +340,21 @@ class VirtualMeter:
         split = sample_phase_power(self.profile, t) if self.phase == "ABC" else None
         if split is not None:  # a profile that knows its phases (branch head, meter box)
             phases = [(sample_voltage(self.profile, t, ph), split[:, j] * flow) for j, ph in enumerate("ABC")]
-        elif self.phase == "ABC":
-            phases = [
-                (sample_voltage(self.profile, t, ph), p * w)
-                for ph, w in zip("ABC", self._phase_weights, strict=True)
-            ]
+            amps = _phase_amps(phases, q)
         else:
-            # A single-phase meter does not know its phase: it reports in the A slot.
-            phases = [(sample_voltage(self.profile, t, self.phase), p)]
-        # no voltage (an outage inside a curve step): no current, not a division by zero
-        amps = [
-            np.divide(pw * 1000.0, v * pf, out=np.zeros_like(v * pf), where=v * pf > 0) for v, pw in phases
-        ]
+            if self.phase == "ABC":
+                phases = [
+                    (sample_voltage(self.profile, t, ph), p * w)
+                    for ph, w in zip("ABC", self._phase_weights, strict=True)
+                ]
+            else:
+                # A single-phase meter does not know its phase: it reports in the A slot.
+                phases = [(sample_voltage(self.profile, t, self.phase), p)]
+            # no voltage (an outage inside a curve step): no current, not a division by zero
+            amps = [
+                np.divide(pw * 1000.0, v * pf, out=np.zeros_like(v * pf), where=v * pf > 0)
+                for v, pw in phases
+            ]
         out = []
         for k in range(len(t)):
             volts = [float(v[k]) for v, _ in phases]
@@ -490,6 +493,22 @@ class VirtualMeter:
 def _block(tariffs: FloatArray) -> tuple[float, float, float, float, float]:
     t1, t2, t3, t4 = (float(x) for x in tariffs)
     return (t1 + t2 + t3 + t4, t1, t2, t3, t4)
+
+
+def _phase_amps(phases: list[tuple[FloatArray, FloatArray]], q: FloatArray) -> list[FloatArray]:
+    """Per-phase current of a device whose profile splits its power by phase (a branch head, a
+    meter box): each phase's own apparent power over its voltage, signed as its active power
+    (negative = export). The reactive power is shared in proportion to each phase's active
+    power: the total's power factor would blow the currents up when the phases' flows cancel
+    (PV export on one phase, load on the others)."""
+    p3 = np.stack([pw for _, pw in phases], axis=1)
+    weight = np.abs(p3).sum(axis=1, keepdims=True)
+    share = np.divide(np.abs(p3), weight, out=np.full_like(p3, 1.0 / 3.0), where=weight > 0)
+    out = []
+    for j, (v, pw) in enumerate(phases):
+        s = np.hypot(pw, q * share[:, j]) * np.where(pw < 0, -1.0, 1.0)
+        out.append(np.divide(s * 1000.0, v, out=np.zeros_like(v), where=v > 0))
+    return out
 
 
 def _pad3(values: Sequence[float]) -> tuple[float | None, float | None, float | None]:
