@@ -29,9 +29,7 @@ def _result(seed: int = 4) -> tuple[TopologyResult, StationModel]:
     inputs, _truth = station(spec, seed=seed)
     result = identify(inputs, terminal="T1", computed_at=T0)
     meters = tuple(
-        Meter(
-            m.id, m.address, channel=m.channel, phase=m.phase.value, flags=("prepaid",) if k == 0 else ()
-        )
+        Meter(m.id, m.address, channel=m.channel, phase=m.phase.value, flags=("prepaid",) if k == 0 else ())
         for k, m in enumerate(inputs.meters)
     )
     return result, StationModel(id="S", name="s", version=3, updated_at=None, transformer=None, meters=meters)
