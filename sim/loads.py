@@ -64,6 +64,22 @@ class PhaseLoadProfile(Protocol):
         ...
 
 
+@runtime_checkable
+class PhaseReactiveProfile(Protocol):
+    """A three-phase load that also knows each phase's reactive power (a meter box)."""
+
+    def phase_reactive_kvar_array(self, t: FloatArray) -> FloatArray:
+        """(len(t), 3) reactive power per phase A, B, C."""
+        ...
+
+
+def sample_phase_reactive(profile: LoadProfile, t: FloatArray) -> FloatArray | None:
+    """(len(t), 3) reactive power per phase, or None when the profile has only the total."""
+    if isinstance(profile, PhaseReactiveProfile):
+        return np.asarray(profile.phase_reactive_kvar_array(t), dtype=np.float64)
+    return None
+
+
 def sample_phase_power(profile: LoadProfile, t: FloatArray) -> FloatArray | None:
     """(len(t), 3) active power per phase, or None when the profile has only the total."""
     if isinstance(profile, PhaseLoadProfile):

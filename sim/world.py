@@ -256,9 +256,15 @@ class BoxProfile:
     def phase_power_kw_array(self, t: FloatArray) -> FloatArray:
         """Per phase, the box's customers on it -- where each is connected at that time (a
         ``[[phase_move]]`` reconnects a customer: the box terminal sees its current move)."""
+        return self._by_phase(self.replica.horizon.p_kw, t)
+
+    def phase_reactive_kvar_array(self, t: FloatArray) -> FloatArray:
+        return self._by_phase(self.replica.horizon.q_kvar, t)
+
+    def _by_phase(self, values: FloatArray, t: FloatArray) -> FloatArray:
         hz = self.replica.horizon
         k = self.replica.steps_of(np.asarray(t))
-        p = hz.p_kw[k][:, self.customers]
+        v = values[k][:, self.customers]
         out = np.zeros((len(k), 3))
         rows = np.arange(len(k))
         for j, customer in enumerate(self.customers):
@@ -266,7 +272,7 @@ class BoxProfile:
             for i, phase, k0 in hz.moves:
                 if i == customer:
                     ph[k >= k0] = "ABC".index(phase)
-            np.add.at(out, (rows, ph), p[:, j])
+            np.add.at(out, (rows, ph), v[:, j])
         return out
 
     def reactive_kvar_array(self, t: FloatArray) -> FloatArray:

@@ -27,6 +27,7 @@ from sim.loads import (
     FloatArray,
     LoadProfile,
     sample_phase_power,
+    sample_phase_reactive,
     sample_power,
     sample_reactive,
     sample_voltage,
@@ -340,7 +341,7 @@ class VirtualMeter:
         split = sample_phase_power(self.profile, t) if self.phase == "ABC" else None
         if split is not None:  # a profile that knows its phases (branch head, meter box)
             phases = [(sample_voltage(self.profile, t, ph), split[:, j] * flow) for j, ph in enumerate("ABC")]
-            amps = _phase_amps(phases, q)
+            amps = _phase_amps(phases, q, sample_phase_reactive(self.profile, t))
         else:
             if self.phase == "ABC":
                 phases = [
@@ -495,18 +496,22 @@ def _block(tariffs: FloatArray) -> tuple[float, float, float, float, float]:
     return (t1 + t2 + t3 + t4, t1, t2, t3, t4)
 
 
-def _phase_amps(phases: list[tuple[FloatArray, FloatArray]], q: FloatArray) -> list[FloatArray]:
+def _phase_amps(
+    phases: list[tuple[FloatArray, FloatArray]], q: FloatArray, q3: FloatArray | None
+) -> list[FloatArray]:
     """Per-phase current of a device whose profile splits its power by phase (a branch head, a
     meter box): each phase's own apparent power over its voltage, signed as its active power
-    (negative = export). The reactive power is shared in proportion to each phase's active
-    power: the total's power factor would blow the currents up when the phases' flows cancel
-    (PV export on one phase, load on the others)."""
+    (negative = export). The reactive power per phase is the profile's (``q3``) or else the
+    total shared in proportion to each phase's active power: the total's power factor would blow
+    the currents up when the phases' flows cancel (PV export on one phase, load on the others)."""
     p3 = np.stack([pw for _, pw in phases], axis=1)
-    weight = np.abs(p3).sum(axis=1, keepdims=True)
-    share = np.divide(np.abs(p3), weight, out=np.full_like(p3, 1.0 / 3.0), where=weight > 0)
+    if q3 is None:
+        weight = np.abs(p3).sum(axis=1, keepdims=True)
+        share = np.divide(np.abs(p3), weight, out=np.full_like(p3, 1.0 / 3.0), where=weight > 0)
+        q3 = q[:, None] * share
     out = []
     for j, (v, pw) in enumerate(phases):
-        s = np.hypot(pw, q * share[:, j]) * np.where(pw < 0, -1.0, 1.0)
+        s = np.hypot(pw, q3[:, j]) * np.where(pw < 0, -1.0, 1.0)
         out.append(np.divide(s * 1000.0, v, out=np.zeros_like(v), where=v > 0))
     return out
 

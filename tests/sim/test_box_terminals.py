@@ -58,3 +58,28 @@ def test_unknown_box_is_a_config_error() -> None:
         world({"monitoring": {"box_terminals": ["F9-X99"]}})
     with pytest.raises(ConfigError, match=r"monitoring.box_terminals: must be"):
         world({"monitoring": {"box_terminals": 3}})
+
+
+def test_box_phase_currents_stay_within_their_customers_even_when_pv_cancels_the_load() -> None:
+    """A box's current on a phase is bounded by the sum of its customers' currents on that phase
+    (a phasor sum is never longer than its parts), and close to it when they all draw: PV export
+    on one phase cancelling the load on another must not blow the currents up."""
+    sc = parse_scenario(
+        {"scenario": {"pv_share": 0.6}, "monitoring": {"box_terminals": "all"}}, name="t", source="t"
+    )
+    w = build_world(buses=BUSES, scenario=sc, seed=5, start=START, duration_s=86400.0)
+    drawing = 0
+    for bt in w.box_terminals():
+        members = [m for m in w.customers() if m.box == bt.box]
+        for t in (START + 3600.0 * (0.5 + 3 * k) for k in range(8)):
+            box = bt.meter.instant(t).current
+            per_phase: dict[int, list[float]] = {0: [], 1: [], 2: []}
+            for m in members:
+                per_phase["ABC".index(m.meter.phase)].append(m.meter.instant(t).current[0] or 0.0)
+            for j, amps in per_phase.items():
+                got = box[j] or 0.0
+                assert abs(got) <= sum(abs(a) for a in amps) * 1.02 + 0.05, (bt.id, t, j, got, amps)
+                if amps and all(a > 0.5 for a in amps):
+                    drawing += 1
+                    assert got == pytest.approx(sum(amps), rel=0.05), (bt.id, t, j, got, amps)
+    assert drawing > 10
