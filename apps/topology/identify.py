@@ -247,7 +247,23 @@ def _decide(
 
 
 def _unit_energy(inputs: Inputs, frame: Frame, device: str) -> FArray:
-    return np.nan_to_num(inputs.curves.energy[:, frame.col[device]])
+    """A unit's interval energy, NaN where it recorded none (``_balance`` leaves those out)."""
+    return np.asarray(inputs.curves.energy[:, frame.col[device]], dtype=np.float64)
+
+
+def _balance(
+    name: str, series: FArray, targets: FArray, incidence: FArray, *, fixed: FArray | None = None, **kw: Any
+) -> assign.Balance:
+    """An ``assign.Balance`` without the points some target did not record (a unit's gap, the
+    window's start before the first curve point): their series, targets and fixed parts are
+    zeroed, so no labelling gains or loses there. A missing target read as zero would call
+    every meter's energy at that point surplus and push meters out of the balance."""
+    gap = np.asarray(~np.isfinite(targets).reshape(len(targets), -1).all(axis=1), dtype=bool)
+    if gap.any():
+        series = np.where(gap[:, None], 0.0, series)
+        fixed = None if fixed is None else np.where(gap[:, None, None], 0.0, fixed)
+    targets = np.where(np.isfinite(targets), targets, 0.0)
+    return assign.Balance(name, series, targets, incidence, fixed=fixed, **kw)
 
 
 def identify_branches(inputs: Inputs, frame: Frame, previous: Decided | None = None) -> Decided:
@@ -278,7 +294,7 @@ def identify_branches(inputs: Inputs, frame: Frame, previous: Decided | None = N
             sorted({units.index(frame.unit_of_branch[b]) for b in tops if b in frame.unit_of_branch})
         )
         balances.append(
-            assign.Balance(
+            _balance(
                 "branch_units", np.where(frame.has_data, frame.energy, 0.0), y, on_path, partition=partition,
                 partition_of=top_units,
                 sigma_floor=0.01, relative_floor=0.005, one_sided=True,
@@ -337,8 +353,8 @@ def identify_phases(
     if inputs.transformer_energy is not None and frame.energy.shape[0]:
         fixed = frame.phase_energy[:, frame.three_phase & frame.has_data, :].sum(axis=1)[:, None, :]
         balances.append(
-            assign.Balance(
-                "transformer", series_e, np.nan_to_num(inputs.transformer_energy)[:, None, :], inc,
+            _balance(
+                "transformer", series_e, np.asarray(inputs.transformer_energy)[:, None, :], inc,
                 fixed=fixed, partition=True, sigma_floor=0.01, relative_floor=0.002, one_sided=True,
             )
         )  # fmt: skip
@@ -397,7 +413,7 @@ def _current_balances(
         for b in frame.branch_ids:
             nearest[b] = next((a for a in ancestors(b, frame.parent) if a in gpos), None)
         targets = np.stack(
-            [np.nan_to_num(c.current[:, frame.col[frame.unit_of_branch[b]], :]) for b in monitored], axis=1
+            [c.current[:, frame.col[frame.unit_of_branch[b]], :] for b in monitored], axis=1
         )
         section = targets.copy()
         for b in monitored:  # subtract the heads of monitored branches directly below
@@ -416,7 +432,7 @@ def _current_balances(
         )
         fixed = _three_phase_currents(inputs, frame, groups, len(monitored))
         out.append(
-            assign.Balance(
+            _balance(
                 "unit_currents", series, section, inc, groups=groups, fixed=fixed, residual_model="gain",
                 sigma_floor=0.05, relative_floor=0.01,
             )
@@ -425,12 +441,12 @@ def _current_balances(
     if boxes and c.current.shape[0]:
         xpos = {x: g for g, x in enumerate(boxes)}
         targets = np.stack(
-            [np.nan_to_num(c.current[:, frame.col[frame.terminal_of_box[x]], :]) for x in boxes], axis=1
+            [c.current[:, frame.col[frame.terminal_of_box[x]], :] for x in boxes], axis=1
         )
         groups = np.array([xpos.get(boxes_found.value(i) or "", -1) for i in range(frame.n)], dtype=np.int64)
         fixed = _three_phase_currents(inputs, frame, groups, len(boxes))
         out.append(
-            assign.Balance(
+            _balance(
                 "box_currents", series, targets, inc, groups=groups, fixed=fixed, residual_model="gain",
                 sigma_floor=0.05, relative_floor=0.01,
             )
@@ -510,7 +526,7 @@ def identify_boxes(
                     inc[j, terms.index(frame.terminal_of_box[x])] = 1.0
             live = frame.has_data[idx]
             bal.append(
-                assign.Balance(
+                _balance(
                     "box_terminals", np.where(live, frame.energy[:, idx], 0.0), y, inc,
                     residual_model="gain", sigma_floor=0.01, relative_floor=0.005, one_sided=True,
                 )
@@ -673,7 +689,7 @@ def unexplained_energy(
     out = []
     for j, u in enumerate(units):
         resid = fit.residual[:, 0, j]
-        total = float(np.abs(_unit_energy(inputs, frame, u)).sum())
+        total = float(np.nansum(np.abs(_unit_energy(inputs, frame, u))))
         extra = float(resid.sum())
         if total <= 0:
             continue

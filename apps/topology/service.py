@@ -195,7 +195,9 @@ class TopologyService:
 
     # -- jobs -------------------------------------------------------------------------------------
     async def _daily(self, slot: Slot) -> None:
-        await self.run(reason="daily")
+        result = await self.run(reason="daily")
+        if result is not None:  # a move the checks missed (or that ran without them) is said daily
+            await self._report_changes(result)
 
     async def _check(self, slot: Slot) -> None:
         result = await self.run(reason="check", report=False)

@@ -199,3 +199,26 @@ def test_a_meter_without_data_is_unresolved_not_guessed() -> None:
         first.branch.archive,
         first.box.archive,
     )
+
+
+def test_points_no_unit_recorded_take_no_part_in_the_balances() -> None:
+    """The window starts before the first curve point (a day's run, a terminal just installed):
+    every device and the transformer lack the first intervals. Meters are placed as well as
+    with every point -- a missing target is not read as zero energy that the meters exceed."""
+    spec = Spec(branches=4, wrong_phase=0.1, wrong_branch=0.05, foreign=1, missing=1)
+    inputs, truth = station(spec, seed=11)
+    c = inputs.curves
+    energy, voltage_, current = c.energy.copy(), c.voltage.copy(), c.current.copy()
+    energy[:2], voltage_[:2], current[:2] = np.nan, np.nan, np.nan
+    trafo = np.array(inputs.transformer_energy, dtype=float)
+    trafo[:2] = np.nan
+    gappy = replace(
+        inputs,
+        curves=replace(c, energy=energy, voltage=voltage_, current=current),
+        transformer_energy=trafo,
+    )
+    result = identify(gappy, terminal="T", computed_at=0.0)
+    for dim in ("phase", "branch", "box"):
+        assert accuracy(result, truth, dim) >= 0.98, dim
+    assert {m.meter_id for m in result.meters if m.status == "foreign"} == set(truth.foreign)
+    assert sum(m.status == "unresolved" for m in result.meters) <= 1
