@@ -61,7 +61,8 @@ class Account:
     balance: int = 0  # fen; negative = overdraft
     relay: RelayState = "closed"
     alarm: int = 0  # alarm level commanded on the meter: 0 none, 1 alarm 1, 2 alarm 2, 3 overdraft
-    keep_power: bool = False  # 保电 ordered by the utility (signed) and sent to the meter
+    keep_power: bool = False  # 保电 ordered by the utility (signed)
+    meter_keep_power: bool = False  # 保电 as last told to the meter (3AH / 3BH answered ok or refused)
     tripped: bool = False  # we tripped it (a close is ours to send)
     trip_blocked: bool = False  # a trip due was held back by 保电 (recorded once until things change)
     first_day: str | None = None  # first day with a billable anchor
@@ -249,12 +250,14 @@ class Book:
         acc.trip_blocked = False
 
     def _on_relay(self, record: Record, body: dict[str, Any]) -> None:
-        if body.get("result") == "blocked":
+        result, command = body.get("result"), body["command"]
+        if result == "blocked":
             self.account(body["customer"]).trip_blocked = True
-        if body.get("result") != "ok":
+        if command in ("keep_power", "keep_power_release") and result in ("ok", "refused"):
+            self.account(body["customer"]).meter_keep_power = command == "keep_power"
+        if result != "ok":
             return
         acc = self.account(body["customer"])
-        command = body["command"]
         if command == "trip":
             acc.relay, acc.tripped = "open", True
         elif command == "close_allowed":
@@ -282,6 +285,7 @@ class Book:
                 "relay": a.relay,
                 "alarm": a.alarm,
                 "keep_power": a.keep_power,
+                "meter_keep_power": a.meter_keep_power,
                 "tripped": a.tripped,
                 "trip_blocked": a.trip_blocked,
                 "first_day": a.first_day,
@@ -318,6 +322,7 @@ class Book:
                 relay=str(a["relay"]),
                 alarm=int(a["alarm"]),
                 keep_power=bool(a["keep_power"]),
+                meter_keep_power=bool(a.get("meter_keep_power", a["keep_power"])),
                 tripped=bool(a["tripped"]),
                 trip_blocked=bool(a.get("trip_blocked", False)),
                 first_day=a["first_day"],
