@@ -62,8 +62,8 @@ def keep_power_action(acc: Account, *, archived: bool = False) -> Action | None:
     if wanted == acc.meter_keep_power:
         return None
     if wanted:
-        why = "保电 (keep power) ordered by the utility" if acc.keep_power else "保电 flag in the station model"
-        return Action(RelayCommand.KEEP_POWER, why)
+        ordered = "保电 (keep power) ordered by the utility"
+        return Action(RelayCommand.KEEP_POWER, ordered if acc.keep_power else "保电 flag in the station model")
     return Action(RelayCommand.KEEP_POWER_RELEASE, "保电 (keep power) lifted")
 
 
