@@ -63,7 +63,9 @@ def keep_power_action(acc: Account, *, archived: bool = False) -> Action | None:
         return None
     if wanted:
         ordered = "保电 (keep power) ordered by the utility"
-        return Action(RelayCommand.KEEP_POWER, ordered if acc.keep_power else "保电 flag in the station model")
+        return Action(
+            RelayCommand.KEEP_POWER, ordered if acc.keep_power else "保电 flag in the station model"
+        )
     return Action(RelayCommand.KEEP_POWER_RELEASE, "保电 (keep power) lifted")
 
 
