@@ -8,6 +8,7 @@ book only remembers.
 Record kinds and what they do to the book (amounts are integer fen, energies 0.0001 kWh)::
 
     terminal      {terminal, key_id, public_key}                 the key that signs the roots
+    customers     {set: [[id, meter, tariff, prepaid, keep_power]], removed: [id]}   who is billed how
     contract      {document, key, start}                         a contract joins the timeline
     readings      {rows: [[meter, ts, imp, exp|null, source]]}   anchors of the meters' registers
     debit         {cycle, entries: [[customer, date, fen, balance]]}   provisional charges of open days
@@ -46,6 +47,11 @@ class Customer:
     tariff: str | None = None  # station-model tariff id
     prepaid: bool = True
     keep_power: bool = False  # 保电 flag of the station model
+
+
+def customer_row(c: Customer) -> list[Any]:
+    """A customer as a ``customers`` record lists it."""
+    return [c.id, c.meter, c.tariff, c.prepaid, c.keep_power]
 
 
 @dataclass(slots=True)
@@ -100,6 +106,7 @@ class Book:
         self.days: dict[str, DayTotals] = {}
         self.reconciled: dict[str, bool] = {}
         self.terminal_key: str | None = None
+        self.directory: dict[str, Customer] = {}  # who is billed, as the ledger last recorded it
         self.last_seq = 0
         self.head = ""
         self.counts: dict[str, int] = {}
@@ -167,6 +174,14 @@ class Book:
 
     def _on_terminal(self, record: Record, body: dict[str, Any]) -> None:
         self.terminal_key = str(body["public_key"])
+
+    def _on_customers(self, record: Record, body: dict[str, Any]) -> None:
+        for customer_id, meter, tariff, prepaid, keep_power in body.get("set", []):
+            self.directory[customer_id] = Customer(
+                customer_id, meter, tariff, bool(prepaid), bool(keep_power)
+            )
+        for customer_id in body.get("removed", []):
+            self.directory.pop(customer_id, None)
 
     def _on_contract(self, record: Record, body: dict[str, Any]) -> None:
         contract = parse_contract(body["document"]["body"])
@@ -306,6 +321,7 @@ class Book:
             "contracts": contracts,
             "anchors_from": anchors_from,
             "terminal_key": self.terminal_key,
+            "directory": [customer_row(c) for _, c in sorted(self.directory.items())],
             "reconciled": dict(sorted(self.reconciled.items())[-10:]),
         }
 
@@ -342,6 +358,8 @@ class Book:
                 self.timeline.add(contract)
             self.contracts[contract.key] = Record(0, 0, "contract", None, entry, "", "")
         self.terminal_key = body.get("terminal_key")
+        self.directory = {}
+        self._on_customers(Record(0, 0, "customers", None, {}, "", ""), {"set": body.get("directory", [])})
         self.reconciled.update({k: bool(v) for k, v in body.get("reconciled", {}).items()})
 
     def _forget_old(self, acc: Account) -> None:
@@ -350,4 +368,4 @@ class Book:
                 del acc.closed[day]
 
 
-__all__ = ["Account", "Book", "ClosedDay", "Customer", "DayTotals", "RelayState"]
+__all__ = ["Account", "Book", "ClosedDay", "Customer", "DayTotals", "RelayState", "customer_row"]

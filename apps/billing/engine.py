@@ -31,7 +31,7 @@ from protocols.ledger import ROOT_KIND, Audit, Record, root_body
 from runtime.store import Appended, LedgerEntry, LedgerState
 
 from . import contracts, feecontrol
-from .book import Book, Customer
+from .book import Book, Customer, customer_row
 from .charging import Charger, ChargingSettings, Cycle, Row
 from .reconcile import reconcile
 from .relays import Outcome, RelayDriver
@@ -150,6 +150,20 @@ class Billing:
     def customers(self) -> list[Customer]:
         return list(self._customers.values())
 
+    async def record_customers(self) -> None:
+        """A ``customers`` record when who is billed (meter, tariff, flags) differs from what the
+        ledger last said: the parties reprice and audit with it."""
+        async with self._lock:
+            known = self.book.directory
+            changed = [c for c in self.customers if known.get(c.id) != c]
+            removed = sorted(set(known) - set(self._customers))
+            if changed or removed:
+                body = {
+                    "set": [customer_row(c) for c in sorted(changed, key=lambda c: c.id)],
+                    "removed": removed,
+                }
+                await self._append([LedgerEntry("customers", body, self._now_ms())])
+
     def listen(self, listener: Listener) -> None:
         """Call ``listener()`` after every append (the uplink sends what is new)."""
         self._listeners.append(listener)
@@ -191,6 +205,7 @@ class Billing:
                     len(self.last_audit.problems),
                     self.last_audit.problems[:5],
                 )
+        await self.record_customers()
 
     async def _replay(self) -> None:
         checkpoint = await self.ledger.last("checkpoint")
