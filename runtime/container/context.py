@@ -33,6 +33,7 @@ from hal.interfaces import (
     Slot,
     Watchdog,
 )
+from protocols.cloud import StreamPriority
 from runtime.bus import Bus, Handler, Overflow, Service, Subscription, pattern_covers, topic_matches
 from runtime.container.manifest import Manifest
 from runtime.errors import CapabilityError
@@ -162,6 +163,10 @@ class UplinkClient(Protocol):
 
     def unregister_command(self, name: str) -> None: ...
 
+    def declare_stream(self, stream: str, *, priority: StreamPriority | str) -> None:
+        """How urgent ``stream`` is ("urgent" overtakes any backlog, "bulk" waits; default normal)."""
+        ...
+
 
 class ScopedUplink:
     """The uplink as one app uses it: the commands it registers are unregistered when it stops."""
@@ -176,6 +181,9 @@ class ScopedUplink:
     def register_command(self, name: str, handler: CommandHandler) -> None:
         self._uplink.register_command(name, handler)
         self._commands.append(name)
+
+    def declare_stream(self, stream: str, *, priority: StreamPriority | str) -> None:
+        self._uplink.declare_stream(stream, priority=priority)
 
     def unregister_command(self, name: str) -> None:
         if name in self._commands:

@@ -550,6 +550,10 @@ async def _uplink_unregister(s: AppSession, f: dict[str, Any]) -> None:
     s.ctx.uplink.unregister_command(str(f["name"]))
 
 
+async def _uplink_declare(s: AppSession, f: dict[str, Any]) -> None:
+    s.ctx.uplink.declare_stream(str(f["stream"]), priority=str(f["priority"]))
+
+
 async def _scheduler_add(s: AppSession, f: dict[str, Any]) -> None:
     jid = int(f["jid"])
 
@@ -584,6 +588,7 @@ _OPS: dict[str, Op] = {
     "uplink.send": _uplink_send,
     "uplink.register": _uplink_register,
     "uplink.unregister": _uplink_unregister,
+    "uplink.declare": _uplink_declare,
     "scheduler.add": _scheduler_add,
     "scheduler.cancel": _scheduler_cancel,
     **HAL_OPS,

@@ -39,6 +39,7 @@ from datetime import datetime
 from typing import Any
 
 from base.clock import Clock, LoopClock
+from protocols.cloud import StreamPriority
 from runtime.bus import Bus, Handler, Message, Overflow, Service, Subscription, payload_to_json
 from runtime.container.context import (
     AppContext,
@@ -279,6 +280,10 @@ class RemoteUplink:
     def unregister_command(self, name: str) -> None:
         if self.commands.pop(name, None) is not None:
             self._chan.request_nowait("uplink.unregister", {"name": name})
+
+    def declare_stream(self, stream: str, *, priority: StreamPriority | str) -> None:
+        level = StreamPriority.parse(priority)
+        self._chan.request_nowait("uplink.declare", {"stream": stream, "priority": level.name.lower()})
 
 
 class IsolatedContext(AppContext):

@@ -81,6 +81,7 @@ async def test_messages_arrive_in_order(broker: EmbeddedBroker | MosquittoBroker
             assert max(len(b.messages) for b in cloud.batches) <= 40
             assert "online" in cloud.states
             await eventually(lambda: uplink.statistics()["published_messages"] == 127, clock)
+            await eventually(lambda: uplink.statistics()["backlog"] == {}, clock)  # every row acked
             stats = uplink.statistics()
             assert stats["connected"] is True and stats["backlog"] == {}
         assert await store.outbox_backlog() == {}

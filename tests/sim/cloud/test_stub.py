@@ -78,7 +78,7 @@ async def test_malformed_payloads_are_rejected_stored_and_the_stub_keeps_working
         await publish(
             term, T, "readings", batch("ttu-9999", "readings", (1, {"readings": []}))
         )  # wrong terminal
-        await publish(term, T, "weather", batch(T, "weather", (1, {})))  # not a stream
+        await publish(term, T, "Weather!", batch(T, "Weather!", (1, {})))  # not a stream name
         await term.publish(state_topic(T), "sleepy", qos=1)
         await term.publish(f"ttu/{T}/up/readings/extra", b"x", qos=1)  # outside the scheme
         await publish(term, T, "readings", batch(T, "readings", (1, {"readings": [
@@ -96,7 +96,7 @@ async def test_malformed_payloads_are_rejected_stored_and_the_stub_keeps_working
     assert any("not JSON" in e for e in errors)
     assert any("batch.messages: missing" in e for e in errors)
     assert any("ttu-9999/readings but came on ttu-0001/readings" in e for e in errors)
-    assert any("unknown stream 'weather'" in e for e in errors)
+    assert any("'Weather!' is not a stream name" in e for e in errors)
     assert any("state must be 'online' or 'offline'" in e for e in errors)
     assert any("not in the ttu scheme" in e for e in errors)
     assert any("body.readings[1].value: not a number" in e for e in errors)
