@@ -12,13 +12,14 @@ No I/O.
   the most urgent stream first, so an outage report overtakes an hour of readings.
 * **Acks** (cloud -> terminal, ``ttu/T/down/ack``, QoS 1, HMAC-signed like commands)::
 
-      {"v": 1, "acks": {"readings": 1234}, "seen": {"readings": 1300},
+      {"v": 1, "acks": {"readings": 1234}, "seen": {"readings": 1300}, "batch": ["readings", 1291, 1300],
        "nacks": [{"stream": "readings", "first": 1235, "last": 1300, "code": "too_large",
                   "reason": "payload of 2105605 bytes is over 262144"}], "auth": "<hex>"}
 
   ``acks[S]``: the highest seq of stream S up to which the cloud has durably stored every
   message (contiguous); ``seen[S]``: the highest it stored at all (above ``acks``: a gap the
-  terminal fills). A nack names a batch the cloud refused (``too_large``: split it; anything
+  terminal fills); ``batch``: the batch it answers (a batch sent before it on the same
+  connection and still unacknowledged was lost: MQTT keeps order). A nack names a batch the cloud refused (``too_large``: split it; anything
   else: send it again later). The terminal keeps a row until ``acks`` covers it.
 * **Batch header**: an encoded batch starts ``{"acked":A,"first":F,"last":L,`` (canonical JSON
   sorts keys), so the cloud can name a batch too large to parse from its first bytes
@@ -182,21 +183,25 @@ class Ack:
     acks: Mapping[str, int]
     seen: Mapping[str, int]
     nacks: tuple[Nack, ...] = ()
+    batch: tuple[str, int, int] | None = None  # the batch (stream, first, last) this ack answers
     auth: str = ""
 
     def unsigned_json(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "v": PROTOCOL_VERSION,
             "acks": dict(self.acks),
             "seen": dict(self.seen),
             "nacks": [n.to_json() for n in self.nacks],
         }
+        if self.batch is not None:
+            out["batch"] = list(self.batch)
+        return out
 
     def encode(self) -> bytes:
         return canonical_json({**self.unsigned_json(), "auth": self.auth})
 
     def signed(self, key: bytes) -> Ack:
-        return Ack(self.acks, self.seen, self.nacks, _mac(key, self))
+        return Ack(self.acks, self.seen, self.nacks, self.batch, _mac(key, self))
 
     def verify(self, key: bytes) -> bool:
         return hmac.compare_digest(self.auth, _mac(key, self))
@@ -215,7 +220,14 @@ class Ack:
         auth = data.get("auth", "")
         if not isinstance(auth, str):
             raise ProtocolError("ack.auth: must be a string", protocol="cloud")
-        return cls(acks, seen, nacks, auth)
+        batch = data.get("batch")
+        if batch is not None:
+            if not (isinstance(batch, list) and len(batch) == 3 and isinstance(batch[0], str)):
+                raise ProtocolError("ack.batch: must be [stream, first, last]", protocol="cloud")
+            first, last = _seq(batch[1], "ack.batch[1]"), _seq(batch[2], "ack.batch[2]")
+            assert first is not None and last is not None
+            batch = (batch[0], first, last)
+        return cls(acks, seen, nacks, batch, auth)
 
 
 def _mac(key: bytes, ack: Ack) -> str:

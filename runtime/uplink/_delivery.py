@@ -7,14 +7,15 @@ from the store, publishes, and feeds acks back. It must not touch MQTT, the stor
 Per stream: ``acked`` (the cloud stored everything up to it: those rows are delivered), ``sent``
 (published in this connection, ``>= acked``), ``last`` (the newest row in the outbox) and the
 batches in flight. The next batch is always taken from the most urgent stream that has rows
-past ``sent`` and room in its window (``window`` batches in flight), so an urgent message never
-waits behind a backlog of bulk ones. A stream is rewound to ``acked`` (its unacknowledged rows
+past ``sent`` and room in its window (``window_bytes`` and ``window`` batches in flight), so an
+urgent message never waits behind a backlog of bulk ones, and small urgent batches do not wait
+for acks of the ones before them. A stream is rewound to ``acked`` (its unacknowledged rows
 are sent again; the cloud de-duplicates on the key) when
 
 * the connection is new (the broker may have lost what was in flight),
 * the oldest batch in flight got no ack within ``ack_timeout_s``,
 * an ack shows a gap (the cloud ``seen`` a later seq than its contiguous ``acks``, and nothing in
-  flight starts right after ``acks``),
+  flight starts right after ``acks``, or the ack answers a batch sent after an unacknowledged one),
 * the cloud nacked a batch: ``too_large`` halves the batch size for that range (down to one
   message; a single message it still refuses leaves the stream *blocked*, retried every
   ``ack_timeout_s`` and reported); any other code retries after ``ack_timeout_s``.
@@ -33,6 +34,7 @@ class Flight:
     first: int
     last: int
     at: float  # loop time it was published
+    size: int = 0  # bytes
 
 
 @dataclass(slots=True)
@@ -47,6 +49,11 @@ class StreamState:
     split_until: int = 0
     not_before: float = 0.0  # after a nack: no batch before this loop time
     blocked: str | None = None  # a single message the cloud refuses: why
+    turn: int = 0  # when it last had a batch sent: equal priorities take turns
+
+    @property
+    def inflight_bytes(self) -> int:
+        return sum(f.size for f in self.inflight)
 
     @property
     def backlog(self) -> int:
@@ -72,17 +79,20 @@ class Delivery:
         self,
         *,
         max_messages: int,
-        window: int = 4,
+        window_bytes: int = 1 << 20,
+        window: int = 64,
         ack_timeout_s: float = 30.0,
         priorities: dict[str, StreamPriority] | None = None,
     ) -> None:
-        if max_messages < 1 or window < 1 or ack_timeout_s <= 0:
-            raise ValueError("max_messages, window and ack_timeout_s must be positive")
+        if max_messages < 1 or window < 1 or window_bytes < 1 or ack_timeout_s <= 0:
+            raise ValueError("max_messages, window, window_bytes and ack_timeout_s must be positive")
         self.max_messages = max_messages
         self.window = window
+        self.window_bytes = window_bytes
         self.ack_timeout_s = ack_timeout_s
         self._priorities = dict(priorities or {})
         self.streams: dict[str, StreamState] = {}
+        self._turns = 0
         self.resends = 0  # rewinds (timeouts, gaps, nacks, reconnects with rows in flight)
         self.nacks = 0
         self.acks = 0
@@ -120,15 +130,18 @@ class Delivery:
     # -- sending --------------------------------------------------------------------------------
 
     def next_batch(self, now: float) -> NextBatch | None:
-        """The most urgent stream's next batch, or None (nothing to send, or every window full)."""
+        """The most urgent stream's next batch (streams of equal priority take turns), or None
+        (nothing to send, or every window full)."""
         best: StreamState | None = None
         for state in self.streams.values():
-            if state.last <= state.sent or len(state.inflight) >= self.window or now < state.not_before:
+            if state.last <= state.sent or now < state.not_before or self._window_full(state):
                 continue
-            if best is None or state.priority < best.priority:
+            if best is None or (state.priority, state.turn) < (best.priority, best.turn):
                 best = state
         if best is None:
             return None
+        self._turns += 1
+        best.turn = self._turns
         limit = self.max_messages
         if best.split_limit is not None:
             if best.sent >= best.split_until:
@@ -137,10 +150,13 @@ class Delivery:
                 limit = min(limit, best.split_limit, best.split_until - best.sent)
         return NextBatch(best.name, best.sent, limit)
 
-    def sent(self, name: str, first: int, last: int, now: float) -> None:
+    def _window_full(self, state: StreamState) -> bool:
+        return len(state.inflight) >= self.window or state.inflight_bytes >= self.window_bytes
+
+    def sent(self, name: str, first: int, last: int, now: float, size: int = 0) -> None:
         state = self.stream(name)
         state.sent = max(state.sent, last)
-        state.inflight.append(Flight(first, last, now))
+        state.inflight.append(Flight(first, last, now, size))
 
     def reconnected(self) -> None:
         """A new connection: whatever was in flight may be lost; send it all again."""
@@ -179,12 +195,28 @@ class Delivery:
                 moved[name] = seq
             seen = ack.seen.get(name, 0)
             covered = bool(state.inflight) and state.inflight[0].first <= state.acked + 1
-            if seen > state.acked and state.sent > state.acked and not covered:
+            if (
+                seen > state.acked
+                and state.sent > state.acked
+                and (not covered or self._overtaken(state, ack))
+            ):
                 self.resends += 1  # a gap the cloud cannot fill by waiting
                 state.rewind()
         for nack in ack.nacks:
             self._on_nack(nack, now)
         return moved
+
+    @staticmethod
+    def _overtaken(state: StreamState, ack: Ack) -> bool:
+        """The ack answers a batch sent after one still unacknowledged: that one was lost (one
+        connection, one topic: MQTT delivers in order)."""
+        if ack.batch is None or ack.batch[0] != state.name:
+            return False
+        _, first, last = ack.batch
+        for i, flight in enumerate(state.inflight):
+            if (flight.first, flight.last) == (first, last):
+                return any(f.last > state.acked for f in list(state.inflight)[:i])
+        return False
 
     def _on_nack(self, nack: Nack, now: float) -> None:
         state = self.streams.get(nack.stream)

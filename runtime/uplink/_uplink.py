@@ -8,7 +8,7 @@ it, and a broker restarted without persistence forgets it.
 
 Delivery (``_delivery.Delivery`` decides, this module does the I/O): the sender takes the next
 batch from the most urgent stream (``StreamPriority``; ``declare_stream``) with rows past what it
-already sent, up to ``window`` batches in flight per stream. A batch is bounded by the limit the
+already sent, up to ``window_bytes`` in flight per stream. A batch is bounded by the limit the
 cloud shares (``MAX_BATCH_BYTES``, ``MAX_BATCH_MESSAGES``), and a body bigger than
 ``MAX_MESSAGE_BYTES`` is refused at ``send`` (so a batch of one always fits). Acks mark rows
 delivered (the store prunes them later); a gap, a nack or ``ack_timeout_s`` without an ack sends
@@ -67,6 +67,7 @@ from ._delivery import Delivery
 _log = logging.getLogger(__name__)
 
 _OFFLINE_PUBLISH_S = 2.0
+MARK_EVERY_S = 0.5
 ChunkHandler = Callable[[bytes], Awaitable[None]]
 
 
@@ -112,7 +113,7 @@ class Uplink:
         password: str | None = None,
         batch_max: int = MAX_BATCH_MESSAGES,
         batch_bytes: int = MAX_BATCH_BYTES,
-        window: int = 4,
+        window_bytes: int = 4 * MAX_BATCH_BYTES,
         ack_timeout_s: float = 30.0,
         max_command_bytes: int = DEFAULT_MAX_COMMAND_BYTES,
         keepalive_s: int = 30,
@@ -143,11 +144,13 @@ class Uplink:
         self._key = command_key
         self._delivery = Delivery(
             max_messages=min(batch_max, MAX_BATCH_MESSAGES),
-            window=window,
+            window_bytes=window_bytes,
             ack_timeout_s=ack_timeout_s,
             priorities=dict(DEFAULT_PRIORITIES),
         )
         self._restored = False
+        self._unmarked: dict[str, int] = {}  # acked seq per stream not yet written to the store
+        self._marks = asyncio.Event()
         self._wake = asyncio.Event()
         self._connected = False
         self._reconnects = 0
@@ -219,12 +222,10 @@ class Uplink:
         if not ack.verify(self._key):
             return self._bad_ack("bad or missing signature")
         await self._restore()
-        for stream, seq in self._delivery.advances(ack).items():  # the store first, then memory
-            try:
-                self._acked_messages += await self._store.outbox_acknowledge(stream, seq)
-            except StoreError as err:  # the rows stay undelivered and are sent again: nothing lost
-                _log.error("uplink: cannot mark %s rows up to %d delivered: %s", stream, seq, err)
-        self._delivery.on_ack(ack, asyncio.get_running_loop().time())
+        moved = self._delivery.on_ack(ack, asyncio.get_running_loop().time())
+        self._unmarked.update(moved)  # written to the store by _mark_delivered, a few at a time
+        if moved:
+            self._marks.set()
         for nack in ack.nacks:
             _log.warning(
                 "uplink: the cloud refused %s %s..%s (%s): %s",
@@ -232,6 +233,25 @@ class Uplink:
             )  # fmt: skip
         self._wake.set()
         return True
+
+    async def flush(self) -> None:
+        """Write the acknowledged marks not yet in the store (delivered rows; pruned later)."""
+        marks, self._unmarked = self._unmarked, {}
+        for stream, seq in marks.items():
+            try:
+                self._acked_messages += await self._store.outbox_acknowledge(stream, seq)
+            except StoreError as err:  # the rows stay undelivered, are sent again after a restart
+                _log.error("uplink: cannot mark %s rows up to %d delivered: %s", stream, seq, err)
+
+    async def _mark_delivered(self) -> None:
+        """Acks arrive per batch; their store writes (each an fsync) are gathered over
+        ``MARK_EVERY_S`` so the outbox writes of new messages do not queue behind them. A row
+        marked late is only sent again after a restart: the cloud de-duplicates it."""
+        while True:
+            await self._marks.wait()
+            self._marks.clear()
+            await asyncio.sleep(MARK_EVERY_S)  # real time: store I/O, not the simulated world
+            await self.flush()
 
     def _bad_ack(self, reason: str) -> bool:
         self._bad_acks += 1
@@ -291,6 +311,16 @@ class Uplink:
     async def run(self) -> None:
         """Connect, keep connected, send and receive until cancelled."""
         await self._restore()
+        marker = asyncio.create_task(self._mark_delivered(), name=f"uplink-marks-{self.terminal_id}")
+        try:
+            await self._connect_forever()
+        finally:
+            marker.cancel()
+            await asyncio.wait({marker})
+            with contextlib.suppress(StoreError):
+                await asyncio.shield(self.flush())  # what was acknowledged is delivered
+
+    async def _connect_forever(self) -> None:
         where = f"{self._address.host}:{self._address.port}"
         while True:
             stopping = False
@@ -369,7 +399,7 @@ class Uplink:
             messages = messages[: max(1, len(messages) // 2)]
             payload = encode_batch(self.terminal_id, stream, acked, messages)
         first, last = messages[0][0], messages[-1][0]
-        self._delivery.sent(stream, first, last, asyncio.get_running_loop().time())
+        self._delivery.sent(stream, first, last, asyncio.get_running_loop().time(), len(payload))
         try:
             await keep_cancel(client.publish(up_topic(self.terminal_id, stream), payload, qos=1))
         except aiomqtt.MqttError:

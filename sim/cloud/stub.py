@@ -116,6 +116,7 @@ class CloudStub:
         backoff_max: float = 30.0,
         command_time: Callable[[], float] | None = None,
         client_id: str | None = None,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
     ) -> None:
         self._broker = BrokerAddress.parse(broker_url)
         # the time commands are stamped with: the terminal's clock (a simulated terminal runs
@@ -132,6 +133,7 @@ class CloudStub:
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
         self._client_id = client_id or _session_id(db_path, terminal)
+        self._max_batch_bytes = max_batch_bytes  # what it accepts (a real master station may take less)
         self._db = DbWorker(db_path)
         self._tg: asyncio.TaskGroup | None = None
         self._task: asyncio.Task[None] | None = None
@@ -276,7 +278,7 @@ class CloudStub:
         try:
             if not _STREAM.fullmatch(stream):
                 raise ProtocolError(f"stream {stream!r} is not a stream name", protocol="cloud")
-            batch = UpBatch.decode(payload)
+            batch = UpBatch.decode(payload, max_bytes=self._max_batch_bytes)
             if batch.terminal != terminal or batch.stream != stream:
                 raise ProtocolError(
                     f"batch is for {batch.terminal}/{batch.stream} but came on {terminal}/{stream}",
@@ -288,7 +290,8 @@ class CloudStub:
             await self._db.run(
                 lambda db: db.reject(terminal=terminal, topic=topic, error=error, payload=payload, now=now)
             )
-            code = NACK_TOO_LARGE if len(payload) > MAX_BATCH_BYTES or "values" in error else NACK_BAD_BATCH
+            too_large = len(payload) > self._max_batch_bytes or "values" in error
+            code = NACK_TOO_LARGE if too_large else NACK_BAD_BATCH
             await self._nack(terminal, stream, payload, code, error)
             return
         try:
@@ -296,7 +299,10 @@ class CloudStub:
         except sqlite3.Error as err:  # not stored: the terminal keeps it and sends it again
             await self._nack(terminal, stream, payload, NACK_STORE_FAILED, f"not stored: {err}")
             raise
-        await self._ack(terminal, Ack({stream: outcome.acked}, {stream: outcome.seen}))
+        first, last = batch.messages[0].seq, batch.messages[-1].seq
+        await self._ack(
+            terminal, Ack({stream: outcome.acked}, {stream: outcome.seen}, batch=(stream, first, last))
+        )
         _log.debug(
             "cloud stub: %s: stored %d, duplicates %d, gaps %d, late %d, rejected %d",
             topic, outcome.stored, outcome.duplicates, outcome.gaps, outcome.out_of_order, outcome.rejected,

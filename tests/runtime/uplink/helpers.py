@@ -107,7 +107,8 @@ class Cloud:
         acked = batch.acked
         while acked + 1 in have:
             acked += 1
-        return Ack({batch.stream: acked}, {batch.stream: max(have)}).signed(KEY)
+        span = (batch.stream, batch.messages[0].seq, batch.messages[-1].seq)
+        return Ack({batch.stream: acked}, {batch.stream: max(have)}, batch=span).signed(KEY)
 
     def messages(self, stream: str) -> list[Any]:
         return [m for b in self.batches if b.stream == stream for m in b.messages]

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from base.clock import LoopClock
-from protocols.cloud import Command
-from runtime.errors import CommandError
+from protocols.cloud import MAX_MESSAGE_BYTES, Command
+from runtime.errors import CommandError, MessageTooLarge
 from runtime.model import Event, Reading
 from runtime.store import Store
 from runtime.uplink import Backoff, Uplink
@@ -256,3 +256,42 @@ def test_bad_broker_url_is_a_config_error(url: str, tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="broker_url"):
         parse_broker_url(url)
+
+
+def backlog_body(i: int) -> dict[str, Any]:
+    rows = [Reading(f"m-{k:04d}", "voltage.a", 220.0 + k, "V", T0 + 60 * i).to_json() for k in range(150)]
+    return {"readings": rows}  # ~16 KiB: an hour of a station area's readings is ~700 of these
+
+
+async def test_an_urgent_report_overtakes_a_readings_backlog(
+    mosquitto_broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    clock = LoopClock(start=T0)
+    async with (
+        await Store.open(tmp_path / "s.db", clock=clock) as store,
+        cloud_peer(mosquitto_broker.host, mosquitto_broker.port) as cloud,
+    ):
+        uplink = make_uplink(store, clock, mosquitto_broker.url)
+        uplink.declare_stream("outage", priority="urgent")
+        for i in range(300):  # the backlog an uplink outage left (~5 MiB)
+            await uplink.send("readings", backlog_body(i))
+        async with running(uplink):
+            await cloud.wait(lambda: len(cloud.unique("readings")) > 0)
+            await uplink.send("outage", {"id": "o-1", "level": "branch", "target": "F2"})
+            await cloud.wait(lambda: len(cloud.unique("outage")) == 1)
+            readings_before = len(cloud.unique("readings"))
+            await cloud.wait(lambda: len(cloud.unique("readings")) == 300)
+            await eventually(lambda: uplink.statistics()["backlog"] == {}, clock)
+    # it went out with the first batches (at most one window of 1 MiB of readings ahead), not last
+    assert readings_before < 100
+    assert_in_order_exactly_once(cloud, "readings", 300)
+
+
+async def test_a_message_larger_than_a_batch_is_refused_and_nothing_is_stored(tmp_path: Path) -> None:
+    clock = LoopClock(start=T0)
+    async with await Store.open(tmp_path / "s.db", clock=clock) as store:
+        uplink = make_uplink(store, clock, "mqtt://127.0.0.1:1")
+        with pytest.raises(MessageTooLarge, match="over"):
+            await uplink.send("topology", {"result": "x" * MAX_MESSAGE_BYTES})
+        assert await store.outbox_backlog() == {}
+        assert await uplink.send("topology", {"result": "x" * (MAX_MESSAGE_BYTES - 100)})
