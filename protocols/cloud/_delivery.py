@@ -19,8 +19,9 @@ No I/O.
   ``acks[S]``: the highest seq of stream S up to which the cloud has durably stored every
   message (contiguous); ``seen[S]``: the highest it stored at all (above ``acks``: a gap the
   terminal fills); ``batch``: the batch it answers (a batch sent before it on the same
-  connection and still unacknowledged was lost: MQTT keeps order). A nack names a batch the cloud refused (``too_large``: split it; anything
-  else: send it again later). The terminal keeps a row until ``acks`` covers it.
+  connection and still unacknowledged was lost: MQTT keeps order). A nack names a batch the
+  cloud refused (``too_large``: split it; anything else: send it again later). The terminal
+  keeps a row until ``acks`` covers it.
 * **Batch header**: an encoded batch starts ``{"acked":A,"first":F,"last":L,`` (canonical JSON
   sorts keys), so the cloud can name a batch too large to parse from its first bytes
   (``peek_batch``); ``acked`` is the terminal's last known ack of the stream, where a cloud that
