@@ -69,7 +69,7 @@ async def cloud_messages(cloud: CloudStub) -> int:
     return (await cloud.statistics()).get(TERMINAL, {}).get("messages", 0)
 
 
-async def test_every_reading_arrives_once_through_broker_kill_stub_restart_and_oversize(tmp_path: Path) -> None:
+async def test_every_reading_once_through_broker_kill_stub_restart_and_oversize(tmp_path: Path) -> None:
     clock = LoopClock(start=T0)
     db = tmp_path / "cloud.sqlite"
     sent = 0
