@@ -8,9 +8,9 @@ messages of 200 as the acquisition app sends them). While the backlog drains thr
 mosquitto to the cloud stub in its own process (``ttu cloud serve``: it acks every batch), an
 app sends outage reports on an URGENT stream every 20-60 ms. Each report's latency is measured
 from the ``uplink.send`` call to its arrival at an MQTT subscriber on the same broker: the
-outbox write (fsync), the wait for the sender and the publish. Three runs: no backlog (the baseline), the backlog with the stream
-priorities, and the backlog with every stream at the same priority (streams take turns:
-a report waits behind at most one readings batch of each turn). Goal: p99 <= 100 ms.
+outbox write (fsync), the wait for the sender and the publish. Three runs: no backlog (the
+baseline), the backlog with the stream priorities, and the backlog with every stream at the same
+priority (streams take turns: a report waits behind one readings batch a turn). Goal: p99 <= 100 ms.
 """
 
 from __future__ import annotations

@@ -65,7 +65,7 @@ def test_batch_header_encoding_matches_the_dataclass_and_is_peekable() -> None:
 
 def test_batches_over_the_shared_limits_are_refused() -> None:
     messages = tuple(UpMessage(f"T:r:{i}", i, 0.0, {}) for i in range(1, 502))
-    with pytest.raises(ProtocolError, match="1..500 messages"):
+    with pytest.raises(ProtocolError, match=r"1\.\.500 messages"):
         UpBatch.decode(UpBatch("T", "r", messages).encode())
     big = UpBatch("T", "r", (UpMessage("T:r:1", 1, 0.0, {"pad": "x" * MAX_BATCH_BYTES}),)).encode()
     with pytest.raises(ProtocolError, match=f"over {MAX_BATCH_BYTES}"):
