@@ -62,7 +62,9 @@ are still on disk, and the terminal sends ``fetch`` when it comes back; re-sendi
 
 from ._delivery import (
     BATCH_ENVELOPE_BYTES,
+    DEFAULT_MAX_COMMAND_BYTES,
     DEFAULT_PRIORITIES,
+    MAX_ACK_BYTES,
     MAX_BATCH_BYTES,
     MAX_BATCH_MESSAGES,
     MAX_JSON_DEPTH,
@@ -97,6 +99,7 @@ from ._jobs import (
     verify_chunk,
 )
 from ._messages import (
+    MAX_PAYLOAD_BYTES,
     PROTOCOL_VERSION,
     Command,
     Reply,
@@ -120,14 +123,17 @@ from ._topics import (
 __all__ = [
     "BATCH_ENVELOPE_BYTES",
     "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_MAX_COMMAND_BYTES",
     "DEFAULT_PRIORITIES",
     "FINAL_STATES",
     "JOB_STATES",
+    "MAX_ACK_BYTES",
     "MAX_BATCH_BYTES",
     "MAX_BATCH_MESSAGES",
     "MAX_CHUNK_SIZE",
     "MAX_JSON_DEPTH",
     "MAX_MESSAGE_BYTES",
+    "MAX_PAYLOAD_BYTES",
     "MIN_CHUNK_SIZE",
     "NACK_BAD_BATCH",
     "NACK_STORE_FAILED",

@@ -49,6 +49,7 @@ BATCH_ENVELOPE_BYTES = 1 << 10  # header and one message's key/seq/ts, with room
 MAX_MESSAGE_BYTES = MAX_BATCH_BYTES - BATCH_ENVELOPE_BYTES
 MAX_JSON_DEPTH = 32
 MAX_ACK_BYTES = 64 << 10
+DEFAULT_MAX_COMMAND_BYTES = 64 << 10  # board uplink.max_command_bytes; a chunk's limit is its own
 
 NACK_TOO_LARGE = "too_large"  # split it
 NACK_BAD_BATCH = "bad_batch"  # not a batch (a bug on one side): sent again later, counted
@@ -271,7 +272,9 @@ def _nack(item: Any, where: str) -> Nack:
 
 __all__ = [
     "BATCH_ENVELOPE_BYTES",
+    "DEFAULT_MAX_COMMAND_BYTES",
     "DEFAULT_PRIORITIES",
+    "MAX_ACK_BYTES",
     "MAX_BATCH_BYTES",
     "MAX_BATCH_MESSAGES",
     "MAX_JSON_DEPTH",

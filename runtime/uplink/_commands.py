@@ -10,7 +10,8 @@ parsing: a payload of 100,000 brackets cannot reach the JSON parser's recursion)
 (``bad_json``/``bad_command``) -> HMAC (``unauthenticated``)
 -> age within +-10 min of the clock (``expired``) -> replay cache (same id: the cached
 reply, no second execution) -> lookup (``unknown_command``) -> ``validate(args)``
-(``bad_args``) -> handler (``failed``, or the code of a ``CommandError`` it raises).
+(``bad_args``) -> handler (``failed``, ``bad_args`` for a ``ValueError``, or the code of a
+``CommandError`` it raises).
 Replies to authenticated commands are cached in the store (kv namespace
 ``uplink.commands``) for twice the freshness window, so a reboot does not re-execute a
 replayed command either.
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from base.clock import Clock
-from protocols.cloud import Command, Reply, load_bounded, verify_command
+from protocols.cloud import DEFAULT_MAX_COMMAND_BYTES, Command, Reply, load_bounded, verify_command
 from protocols.errors import ProtocolError
 from runtime.errors import CommandError
 from runtime.store import Store
@@ -36,7 +37,6 @@ Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
 Validator = Callable[[dict[str, Any]], None]
 
 FRESHNESS_S = 600.0
-DEFAULT_MAX_COMMAND_BYTES = 64 << 10
 REPLAY_NS = "uplink.commands"
 
 
@@ -146,6 +146,8 @@ class CommandDispatcher:
             result = await entry.handler(cmd.args)
         except CommandError as err:
             return self._reject(cmd.id, err.code, f"{cmd.name}: {err.reason}")
+        except ValueError as err:  # the handler's own check of its arguments: the sender's mistake
+            return self._reject(cmd.id, "bad_args", f"{cmd.name}: {err}")
         except Exception as err:  # a crashing handler must still produce a reply
             _log.exception("command %r (%s) failed", cmd.id, cmd.name)
             return self._reject(cmd.id, "failed", f"{cmd.name}: {type(err).__name__}: {err}")

@@ -41,6 +41,7 @@ import aiomqtt
 from base.cancellation import keep_cancel
 from base.clock import Clock
 from protocols.cloud import (
+    DEFAULT_MAX_COMMAND_BYTES,
     DEFAULT_PRIORITIES,
     MAX_BATCH_BYTES,
     MAX_BATCH_MESSAGES,
@@ -61,7 +62,7 @@ from runtime.errors import ConfigError, StoreError
 from runtime.store import Store
 
 from ._backoff import Backoff
-from ._commands import DEFAULT_MAX_COMMAND_BYTES, CommandDispatcher, Handler, Validator
+from ._commands import CommandDispatcher, Handler, Validator
 from ._delivery import Delivery
 
 _log = logging.getLogger(__name__)
