@@ -75,7 +75,7 @@ async def test_garbage_and_half_frames_on_every_line(
         attack = await Attack.begin(run)
         before = decode_errors(run)
         done = {port: s["transactions"] for port, s in ports(run).items() if port.startswith("rs485")}
-        for name, link in sorted(tapped.items()):
+        for _, link in sorted(tapped.items()):
             await link.write(rng.randbytes(2048))  # line noise
             for piece in half_frames():
                 await link.write(piece)  # then silence: the terminal must not wait for the rest
