@@ -163,7 +163,7 @@ def load_archive(path: Path, *, known_ports: Iterable[str] | None = None) -> Arc
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError as err:
         raise ConfigError("", "archive file not found", source=str(path)) from err
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError, RecursionError) as err:
         raise ConfigError("", f"not valid TOML: {err}", source=str(path)) from err
     return parse_archive(data, source=str(path), known_ports=known_ports)
 

@@ -135,7 +135,7 @@ def load_devices(path: Path, *, known_ports: Iterable[str]) -> tuple[DeviceRecor
         return ()
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as err:
+    except (OSError, tomllib.TOMLDecodeError, RecursionError) as err:
         raise ConfigErrors([ConfigError("", f"cannot read device archive: {err}", source=str(path))]) from err
     return parse_devices(data, source=str(path), known_ports=known_ports)
 

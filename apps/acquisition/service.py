@@ -21,6 +21,7 @@ change re-plans at once. Transformer readings and Modbus field devices are ``met
 from __future__ import annotations
 
 import asyncio
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -42,6 +43,8 @@ from .plan import Plan
 from .reader import MeterReader
 from .realtime import RealtimeTask
 from .timesync import TimeSyncTask
+
+LAST_GOOD_ARCHIVE = "archive.last_good"  # app store key: the archive as last loaded without error
 
 
 class TerminalInfo(Protocol):
@@ -133,10 +136,31 @@ class Acquisition:
 
     # ------------------------------------------------------------------ setup
 
+    async def _load_archive(self) -> Archive:
+        """The archive file; when it is unusable (a bad edit, a broken disk), the last good one
+        from the store -- said loudly and counted -- so the meters are still read. Without a
+        last good one the error stands: the app cannot know what to read."""
+        path = self._settings.archive
+        try:
+            archive = await asyncio.to_thread(load_archive, path, known_ports=self._terminal.rs485_ports)
+        except (ConfigError, ConfigErrors) as err:
+            last_good = await self._ctx.store.get(LAST_GOOD_ARCHIVE)
+            if last_good is None:
+                raise
+            self.counters["archive_errors"] = self.counters.get("archive_errors", 0) + 1
+            fallback = parse_archive(
+                last_good, source="the last good archive", known_ports=self._terminal.rs485_ports
+            )
+            self._ctx.log.error(
+                "archive %s is unusable, reading the last good archive (%d meters) instead: %s",
+                path, len(fallback.meters), err,
+            )  # fmt: skip
+            return fallback
+        await self._ctx.store.set(LAST_GOOD_ARCHIVE, tomllib.loads(archive.to_toml()))
+        return archive
+
     async def start(self) -> None:
-        archive = await asyncio.to_thread(
-            load_archive, self._settings.archive, known_ports=self._terminal.rs485_ports
-        )
+        archive = await self._load_archive()
         self._use_archive(archive)
         await self.events.note_first_seen(archive)
         await self.curve.load()
@@ -219,6 +243,7 @@ class Acquisition:
         except ConfigErrors as err:
             raise ValueError("; ".join(str(e) for e in err.errors)) from err
         await asyncio.to_thread(save_archive, archive, self._settings.archive)
+        await self._ctx.store.set(LAST_GOOD_ARCHIVE, tomllib.loads(archive.to_toml()))
         gone = {m.id for m in self.plan.archive.meters} - {m.id for m in archive.meters}
         self._use_archive(archive)
         await self.events.note_first_seen(archive)

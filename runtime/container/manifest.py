@@ -356,8 +356,8 @@ def _read(path: Path, errs: _Errors) -> Manifest | None:
     except OSError as err:
         errs.add("", f"cannot read: {err.strerror or err}")
         return None
-    except tomllib.TOMLDecodeError as err:
-        errs.add("", f"not valid TOML: {err}")
+    except (tomllib.TOMLDecodeError, RecursionError) as err:  # RecursionError: nested too deeply
+        errs.add("", f"not valid TOML: {err or 'nested too deeply'}")
         return None
     return _parse(path, doc, errs)
 
