@@ -11,7 +11,12 @@ Manifest shape::
     [app]            name (= folder), version (semver), api (int <= RUNTIME_API_VERSION),
                      entry ("module:function", default "apps.<name>:run"), description
     [capabilities]   hal = subset of rs485, hplc, metrology, slots, watchdog
+                     station = "read" (default) | "propose" (may propose station-model corrections)
     [topics]         publish = [patterns], subscribe = [patterns]
+    [uplink]         streams = [names] the app sends on (``readings``, ``events``, ``status``,
+                     ``alarms`` are shared; result streams such as ``topology`` are its own);
+                     priority = {stream = "urgent" | "normal" | "bulk"}: urgent streams overtake
+                     any backlog of the others (outage reports), bulk ones wait (default normal)
     [config.<key>]   type = int|float|bool|str|list|table, default, min, max, choices, description
     [limits]         memory_mb, ready_timeout_s, stop_timeout_s,
                      restart = {max_crashes, window_s, backoff_initial_s, backoff_max_s}
@@ -30,11 +35,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from protocols.cloud import RUNTIME_STREAMS, StreamPriority, check_stream
+from protocols.errors import ProtocolError
 from runtime import RUNTIME_API_VERSION
 from runtime.bus import validate_pattern
 from runtime.errors import BusError, ConfigError, ConfigErrors
 
 HAL_CAPABILITIES = frozenset({"rs485", "hplc", "metrology", "slots", "watchdog"})
+STATION_ACCESS = ("read", "propose")
 CONFIG_TYPES = ("int", "float", "bool", "str", "list", "table")
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -94,6 +102,9 @@ class Manifest:
     config: Mapping[str, ConfigField]
     limits: Limits
     folder: Path
+    streams: tuple[str, ...] = ()
+    station: str = "read"
+    priorities: Mapping[str, str] = MappingProxyType({})  # stream -> urgent | normal | bulk
 
     @property
     def entry_module(self) -> str:
@@ -113,11 +124,14 @@ class _Errors:
         self.items.append(ConfigError(path, reason, source=self.source))
 
 
+STREAM_PRIORITIES = tuple(p.name.lower() for p in StreamPriority)
+
 _KNOWN = {
-    "": {"app", "capabilities", "topics", "config", "limits"},
+    "": {"app", "capabilities", "topics", "uplink", "config", "limits"},
     "app": {"name", "version", "api", "entry", "description"},
-    "capabilities": {"hal"},
+    "capabilities": {"hal", "station"},
     "topics": {"publish", "subscribe"},
+    "uplink": {"streams", "priority"},
     "limits": {"memory_mb", "ready_timeout_s", "stop_timeout_s", "restart"},
     "limits.restart": {"max_crashes", "window_s", "backoff_initial_s", "backoff_max_s"},
     "field": {"type", "default", "min", "max", "choices", "description"},
@@ -294,6 +308,16 @@ def _parse(path: Path, doc: Mapping[str, Any], errs: _Errors) -> Manifest:
             else:
                 hal.add(cap)
 
+    station = caps.get("station", "read")
+    if station not in STATION_ACCESS:
+        errs.add("capabilities.station", f"must be one of {', '.join(STATION_ACCESS)}, not {station!r}")
+        station = "read"
+
+    uplink = _table(errs, doc, "uplink", "uplink")
+    _unknown(errs, uplink, _KNOWN["uplink"], "uplink.")
+    streams = _streams(errs, uplink)
+    priorities = _priorities(errs, uplink, streams)
+
     topics = _table(errs, doc, "topics", "topics")
     _unknown(errs, topics, _KNOWN["topics"], "topics.")
     publish = _patterns(errs, topics, "publish")
@@ -343,7 +367,49 @@ def _parse(path: Path, doc: Mapping[str, Any], errs: _Errors) -> Manifest:
         config=MappingProxyType(config),
         limits=limits,
         folder=folder,
+        streams=streams,
+        station=str(station),
+        priorities=MappingProxyType(priorities),
     )
+
+
+def _streams(errs: _Errors, table: Mapping[str, Any]) -> tuple[str, ...]:
+    value = table.get("streams", [])
+    if not isinstance(value, list):
+        errs.add("uplink.streams", f"must be a list of stream names, not {value!r}")
+        return ()
+    out: list[str] = []
+    for i, stream in enumerate(value):
+        try:
+            check_stream(stream)
+        except ProtocolError as err:
+            errs.add(f"uplink.streams[{i}]", err.reason)
+            continue
+        if stream in RUNTIME_STREAMS:
+            errs.add(f"uplink.streams[{i}]", f"{stream!r} is the runtime's own stream")
+        elif stream in out:
+            errs.add(f"uplink.streams[{i}]", f"{stream!r} is listed twice")
+        else:
+            out.append(stream)
+    return tuple(out)
+
+
+def _priorities(errs: _Errors, table: Mapping[str, Any], streams: tuple[str, ...]) -> dict[str, str]:
+    """``[uplink] priority = {outage = "urgent"}``: how urgent each of the app's streams is."""
+    value = table.get("priority", {})
+    if not isinstance(value, Mapping):
+        errs.add("uplink.priority", f"must be a table of stream = priority, not {value!r}")
+        return {}
+    out: dict[str, str] = {}
+    for stream, level in value.items():
+        if stream not in streams:
+            errs.add(f"uplink.priority.{stream}", "not one of the streams in uplink.streams")
+        elif level not in STREAM_PRIORITIES:
+            allowed = ", ".join(STREAM_PRIORITIES)
+            errs.add(f"uplink.priority.{stream}", f"must be one of {allowed}, not {level!r}")
+        else:
+            out[stream] = level
+    return out
 
 
 def _read(path: Path, errs: _Errors) -> Manifest | None:

@@ -8,12 +8,14 @@ scheme and payloads of ``protocols.cloud``; stores everything in its own sqlite
 ``async with CloudStub(broker_url=..., db_path=..., default_key=..., clock=...) as stub:``
 subscribes ``ttu/+/up/#`` and ``ttu/+/state`` in a persistent MQTT session (one client id
 per database: what the broker holds while the stub restarts is delivered when it is back),
-reconnects with exponential backoff when the broker goes away, de-duplicates by message key,
-counts sequence gaps and out-of-order messages per (terminal, stream), and stores malformed
-payloads as rejected instead of failing. After each batch it acknowledges, signed, on
-``ttu/T/down/ack`` the stream's highest contiguous seq now durably stored (the terminal keeps
-every row until then) and answers a batch it refused with a nack naming it (``too_large``:
-over ``MAX_BATCH_BYTES``, the limit both ends share). ``await stub.send_command(T, name, args)`` returns the
+reconnects with exponential backoff when the broker goes away, accepts any well-formed stream
+(apps' result streams are stored in tables of their own: ``results``, ``latest``), de-duplicates
+by message key, counts sequence gaps and out-of-order messages per (terminal, stream), and
+stores malformed payloads as rejected instead of failing. After each batch it acknowledges,
+signed, on ``ttu/T/down/ack`` the stream's highest contiguous seq now durably stored (the
+terminal keeps every row until then) and answers a batch it refused with a nack naming it
+(``too_large``: over ``MAX_BATCH_BYTES``, the limit both ends share).
+``await stub.send_command(T, name, args)`` returns the
 terminal's ``Reply`` or raises ``TimeoutError``.
 """
 
@@ -23,14 +25,13 @@ import asyncio
 import hashlib
 import json
 import logging
-import re
 import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit
 
 import aiomqtt
@@ -47,8 +48,10 @@ from protocols.cloud import (
     Command,
     Nack,
     Reply,
+    StoredResult,
     UpBatch,
     ack_topic,
+    check_stream,
     chunk_topic,
     command_topic,
     parse_topic,
@@ -58,10 +61,11 @@ from protocols.cloud import (
     up_wildcard,
 )
 from protocols.errors import ProtocolError
-from sim.cloud.db import DbWorker, EventRow, ReadingRow, TerminalRow
+from sim.cloud.db import CloudDb, DbWorker, EventRow, ReadingRow, TerminalRow
 
 _log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 STATES = frozenset({"online", "offline"})
 Listener = Callable[[str, dict[str, Any]], Awaitable[None]]
 
@@ -276,8 +280,7 @@ class CloudStub:
 
     async def _handle_batch(self, topic: str, terminal: str, stream: str, payload: bytes, now: float) -> None:
         try:
-            if not _STREAM.fullmatch(stream):
-                raise ProtocolError(f"stream {stream!r} is not a stream name", protocol="cloud")
+            check_stream(stream)  # any well-formed stream: apps' result streams have tables of their own
             batch = UpBatch.decode(payload, max_bytes=self._max_batch_bytes)
             if batch.terminal != terminal or batch.stream != stream:
                 raise ProtocolError(
@@ -455,6 +458,23 @@ class CloudStub:
         """Seq numbers missing now per (terminal, stream) (see ``CloudDb.holes``)."""
         return await self._db.run(lambda db: db.holes())
 
+    async def results(
+        self, stream: str, *, terminal: str | None = None, since: float | None = None, limit: int = 100
+    ) -> list[StoredResult]:
+        """What arrived on a result stream (an app's, or ``station``), newest first."""
+        return await self._db.run(lambda db: db.results(stream, terminal=terminal, since=since, limit=limit))
+
+    async def latest(self, stream: str, *, terminal: str | None = None) -> StoredResult | None:
+        return await self._db.run(lambda db: db.latest(stream, terminal=terminal))
+
+    async def result_streams(self) -> dict[str, dict[str, int]]:
+        """Every result stream with its rows per terminal."""
+        return await self._db.run(lambda db: db.result_counts())
+
+    async def query(self, fn: Callable[[CloudDb], T]) -> T:
+        """Run ``fn(db)`` on the database thread (for views such as dashboard panels)."""
+        return await self._db.run(fn)
+
     async def counts(self) -> dict[str, int]:
         return await self._db.run(lambda db: db.counts())
 
@@ -465,9 +485,6 @@ class CloudStub:
     async def statistics(self) -> dict[str, dict[str, int]]:
         """Counters per terminal (see ``CloudDb.statistics``)."""
         return await self._db.run(lambda db: db.statistics())
-
-
-_STREAM = re.compile(r"[a-z][a-z0-9_]{0,31}")
 
 
 def _session_id(db_path: Path | str, terminal: str) -> str:
