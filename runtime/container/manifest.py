@@ -104,7 +104,7 @@ class Manifest:
     folder: Path
     streams: tuple[str, ...] = ()
     station: str = "read"
-    priorities: Mapping[str, str] = MappingProxyType({})  # stream -> urgent | normal | bulk
+    priorities: Mapping[str, str] = field(default_factory=dict)  # stream -> urgent | normal | bulk
 
     @property
     def entry_module(self) -> str:

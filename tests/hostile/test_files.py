@@ -3,6 +3,7 @@ traceback; a running terminal whose archive file goes bad keeps reading its mete
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -41,22 +42,29 @@ def test_a_malformed_board_is_a_one_line_error_naming_file_and_key(
         assert named in err, (case, err[:500])
 
 
-async def test_an_archive_file_gone_bad_falls_back_to_the_last_good_one(
-    tmp_path: Path, amqtt_broker: EmbeddedBroker
+@pytest.mark.parametrize(
+    ("case", "text"),
+    [
+        ("not TOML", "[[meters]\nid = 'm-1'\naddress = 12\n"),
+        ("deep nesting", "x = " + "[" * 5000 + "]" * 5000 + "\n"),
+        ("wrong types", "[[meters]]\nid = 5\naddress = true\n"),
+    ],
+)
+async def test_a_station_archive_gone_bad_keeps_the_last_good_model(
+    tmp_path: Path, amqtt_broker: EmbeddedBroker, case: str, text: str
 ) -> None:
     async with station(tmp_path, amqtt_broker.url) as run:
         parts = run.terminal.parts
         assert parts is not None
-        supervisor = parts.supervisor
-        archive = run.options.workdir / "archive.toml"
-        archive.write_text("[[meters]\nid = 'm-1'\naddress = 12\n")  # a bad edit on the box
-        await supervisor.stop_app("acquisition")
+        service = parts.station
+        meters, version = len(service.model.meters), service.version
+        errors = service.statistics()["file_errors"]
         attack = await Attack.begin(run)
-        supervisor.start_app("acquisition")
-        async with run.clock.timeout(600):
-            await supervisor.wait_state("acquisition", AppState.RUNNING, AppState.QUARANTINED)
-        assert supervisor.state("acquisition") is AppState.RUNNING
+        await asyncio.to_thread(service.file.write_text, text)  # a bad edit on the box
+        await service.reload_file()
+        stats = service.statistics()
+        assert stats["file_errors"] == errors + 1, case
+        assert "refused" in (stats["last_error"] or ""), case
+        assert (len(service.model.meters), service.version) == (meters, version)  # nothing lost
+        assert parts.supervisor.state("acquisition") is AppState.RUNNING
         await attack.still_reading()
-        stats = await parts.bus.request("acquisition/stats/get", None, timeout=5.0)
-        assert stats["archive_errors"] == 1
-        assert stats["meters_online"] > 0

@@ -172,6 +172,9 @@ def test_result_streams_and_station_access_are_declared(tmp_path: Path) -> None:
         ('streams = ["x", "x"]', "uplink.streams[1]", "listed twice"),
         ('streams = "topology"', "uplink.streams", "must be a list"),
         ("colour = 1", "uplink.colour", "unknown key"),
+        ('streams = ["outage"]\npriority = {outage = "asap"}', "uplink.priority.outage", "urgent, normal, bulk"),
+        ('streams = ["outage"]\npriority = {alarm = "urgent"}', "uplink.priority.alarm", "not one of the streams"),
+        ('streams = ["outage"]\npriority = "urgent"', "uplink.priority", "must be a table"),
     ],
 )
 def test_bad_streams_name_the_key(tmp_path: Path, uplink: str, path: str, reason: str) -> None:
@@ -179,6 +182,12 @@ def test_bad_streams_name_the_key(tmp_path: Path, uplink: str, path: str, reason
     with pytest.raises(ConfigErrors) as err:
         load_manifest(write_app(tmp_path, "acquisition", text))
     assert any(e.path == path and reason in e.reason for e in err.value.errors), err.value.errors
+
+
+def test_stream_priorities_are_declared_with_the_streams(tmp_path: Path) -> None:
+    text = GOOD + '\n[uplink]\nstreams = ["outage", "lineloss"]\npriority = {outage = "urgent"}\n'
+    m = load_manifest(write_app(tmp_path, "acquisition", text))
+    assert dict(m.priorities) == {"outage": "urgent"}
 
 
 def test_station_access_is_read_or_propose(tmp_path: Path) -> None:
