@@ -172,8 +172,8 @@ def test_result_streams_and_station_access_are_declared(tmp_path: Path) -> None:
         ('streams = ["x", "x"]', "uplink.streams[1]", "listed twice"),
         ('streams = "topology"', "uplink.streams", "must be a list"),
         ("colour = 1", "uplink.colour", "unknown key"),
-        ('streams = ["outage"]\npriority = {outage = "asap"}', "uplink.priority.outage", "urgent, normal, bulk"),
-        ('streams = ["outage"]\npriority = {alarm = "urgent"}', "uplink.priority.alarm", "not one of the streams"),
+        ('streams = ["o"]\npriority = {o = "asap"}', "uplink.priority.o", "urgent, normal, bulk"),
+        ('streams = ["o"]\npriority = {alarm = "urgent"}', "uplink.priority.alarm", "not one of the streams"),
         ('streams = ["outage"]\npriority = "urgent"', "uplink.priority", "must be a table"),
     ],
 )
