@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from runtime.config import load_board, load_credentials
+from runtime.container.supervisor import AppState
 from runtime.uplink import Uplink
 from sim.runner import SimOptions, SimRun, simulate
 
@@ -37,7 +38,14 @@ async def station(tmp_path: Path, broker_url: str) -> AsyncIterator[SimRun]:
     )
     async with simulate(options) as run:
         await until(run, lambda: uplink(run).statistics()["acks"] > 0, "the first ack from the cloud")
+        await until(run, lambda: all_running(run), "every enabled app running")
         yield run
+
+
+def all_running(run: SimRun) -> bool:
+    parts = run.terminal.parts
+    assert parts is not None
+    return all(app["state"] == AppState.RUNNING for app in parts.supervisor.status())
 
 
 def uplink(run: SimRun) -> Uplink:

@@ -59,7 +59,8 @@ async def test_hostile_commands_are_answered_counted_and_the_terminal_keeps_read
             run, attacker, json.dumps({"v": 1, "id": 5, "name": "ping", "ts": 1}).encode(), "bad_command"
         )
         await expect_reply(run, attacker, signed(run, "c-2", "no.such.command", {}), "unknown_command")
-        await expect_reply(run, attacker, signed(run, "c-3", "archive.replace", {"meters": 7}), "bad_args")
+        await expect_reply(run, attacker, signed(run, "c-3", "station.replace", {"model": 7}), "bad_args")
+        await expect_reply(run, attacker, signed(run, "c-3b", "station.patch", {"ops": "all"}), "bad_args")
         await expect_reply(
             run, attacker, signed(run, "c-4", "ping", {}, ts=run.clock.now() - 3600), "expired"
         )
