@@ -17,7 +17,8 @@ smaller batches. After a reconnect or a reboot (a new ``Uplink`` on the same sto
 unacknowledged is sent again. ``ack_timeout_s`` is real (loop) time: it bounds a network round
 trip, which does not speed up with a simulation.
 
-Connection: ``run()`` connects with jittered exponential backoff on the Clock (1 s .. 60 s),
+Connection: ``run()`` connects with jittered exponential backoff on the Clock (1 s .. 60 s; an
+urgent message sent while disconnected cuts the wait short),
 sets a retained "offline" will on ``state_topic``, publishes a retained "online" after
 connecting, and subscribes the command and ack topics (and the app-package chunk topic once
 ``register_chunks`` gave it a handler). Commands are handled one at a time by a
@@ -153,6 +154,8 @@ class Uplink:
         self._unmarked: dict[str, int] = {}  # acked seq per stream not yet written to the store
         self._marks = asyncio.Event()
         self._wake = asyncio.Event()
+        self._urgent = asyncio.Event()  # an urgent message waits for a connection
+        self._early_reconnects = 0
         self._connected = False
         self._reconnects = 0
         self._connects = 0
@@ -183,6 +186,8 @@ class Uplink:
         )
         self._delivery.appended(stream, entry.seq)
         self._wake.set()
+        if not self._connected and self._delivery.priority(stream) is StreamPriority.URGENT:
+            self._urgent.set()  # do not let it wait out a long reconnect backoff
         return entry.key
 
     def declare_stream(self, stream: str, *, priority: StreamPriority | str) -> None:
@@ -270,6 +275,7 @@ class Uplink:
             "connected": self._connected,
             "connects": self._connects,
             "reconnects": self._reconnects,
+            "early_reconnects": self._early_reconnects,
             "published_batches": self._batches,
             "published_messages": self._messages,
             "acked_messages": self._acked_messages,
@@ -341,11 +347,23 @@ class Uplink:
                 self._reconnects += 1
             delay = self._backoff.next_delay()
             _log.info("uplink: reconnecting to %s in %.1f s", where, delay)
-            await self._clock.sleep(delay)
+            await self._backoff_wait(delay)
+
+    async def _backoff_wait(self, delay: float) -> None:
+        """Sleep ``delay`` before the next attempt; an urgent message sent meanwhile (a last gasp
+        has seconds of hold-up) cuts it short, though never below the backoff's first step, so a
+        burst of urgent sends cannot hammer a broker that is down."""
+        with contextlib.suppress(TimeoutError):
+            async with self._clock.timeout(delay):
+                await self._clock.sleep(min(delay, self._backoff.initial))
+                await self._urgent.wait()
+                self._early_reconnects += 1
+        self._urgent.clear()
 
     async def _session(self, client: aiomqtt.Client) -> None:
         self._connected = True
         self._connects += 1
+        self._urgent.clear()
         self._backoff.reset()
         _log.info("uplink connected to %s:%s as %s", self._address.host, self._address.port, self._client_id)
         try:

@@ -73,6 +73,7 @@ async def test_hostile_packages_fail_with_a_reason_and_the_terminal_keeps_readin
         assert parts is not None and parts.jobs is not None and parts.packages is not None
         server, watcher = PackageServer(run.cloud), JobWatcher(run.cloud)
         attack = await Attack.begin(run)
+        refused = parts.packages.statistics()["refused"]
         apps_before = sorted(p.name for p in (tmp_path / "run").rglob("*") if p.name == "link.py")
         outcomes: dict[str, tuple[str | None, str | None]] = {}
         cases = hostile(tmp_path)
@@ -96,6 +97,7 @@ async def test_hostile_packages_fail_with_a_reason_and_the_terminal_keeps_readin
         )
         assert all(code for code, _ in outcomes.values())
         assert parts.packages.statistics()["installs"] == 0
+        assert parts.packages.statistics()["refused"] == refused + len(cases)  # each one counted
         assert parts.supervisor.status() == [a for a in parts.supervisor.status() if a["name"] != "demo"]
         assert sorted(p.name for p in (tmp_path / "run").rglob("*") if p.name == "link.py") == apps_before
         assert not await asyncio.to_thread(Path("/etc/cron.d/evil").exists)

@@ -287,6 +287,48 @@ async def test_an_urgent_report_overtakes_a_readings_backlog(
     assert_in_order_exactly_once(cloud, "readings", 300)
 
 
+class _LongBackoff(Backoff):
+    """The first retry after a short wait, every later one after an hour."""
+
+    calls = 0
+
+    def next_delay(self) -> float:
+        self.calls += 1
+        delay = self._next
+        self._next = self.maximum
+        return delay
+
+
+async def test_an_urgent_message_cuts_a_long_reconnect_backoff_short(
+    mosquitto_broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    """A last gasp has seconds of hold-up: it must not wait out an hour of reconnect backoff."""
+    clock = LoopClock(start=T0)
+    proxy = TcpProxy(mosquitto_broker.host, mosquitto_broker.port)
+    await proxy.start()
+    try:
+        async with (
+            await Store.open(tmp_path / "s.db", clock=clock) as store,
+            cloud_peer(mosquitto_broker.host, mosquitto_broker.port) as cloud,
+        ):
+            backoff = _LongBackoff(initial=0.05, maximum=3600.0)
+            uplink = make_uplink(store, clock, proxy.url, backoff=backoff)
+            uplink.declare_stream("outage", priority="urgent")
+            async with running(uplink):
+                await uplink.send("readings", reading(0))
+                await cloud.wait(lambda: len(cloud.unique("readings")) == 1)
+                await proxy.cut()
+                await eventually(lambda: backoff.calls == 2, clock)  # one retry failed: an hour to the next
+                await proxy.start()  # the broker is back
+                await uplink.send("readings", reading(1))  # bulk: waits for the retry
+                await uplink.send("outage", {"id": "o-1", "level": "station", "target": "S"})
+                await cloud.wait(lambda: len(cloud.unique("outage")) == 1)  # bounded by WAIT_S, not an hour
+                await cloud.wait(lambda: len(cloud.unique("readings")) == 2)
+                assert uplink.statistics()["early_reconnects"] == 1
+    finally:
+        await proxy.close()
+
+
 async def test_a_message_larger_than_a_batch_is_refused_and_nothing_is_stored(tmp_path: Path) -> None:
     clock = LoopClock(start=T0)
     async with await Store.open(tmp_path / "s.db", clock=clock) as store:
