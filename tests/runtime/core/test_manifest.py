@@ -195,3 +195,9 @@ def test_station_access_is_read_or_propose(tmp_path: Path) -> None:
     with pytest.raises(ConfigErrors) as err:
         load_manifest(write_app(tmp_path, "acquisition", text))
     assert [e.path for e in err.value.errors] == ["capabilities.station"]
+
+
+def test_outage_reports_overtake_a_readings_backlog() -> None:
+    """Issue 9 section 3: an outage report must not wait behind an hour of readings."""
+    outage = load_manifest(Path(__file__).resolve().parents[3] / "apps" / "outage" / "app.toml")
+    assert dict(outage.priorities) == {"outage": "urgent"}
