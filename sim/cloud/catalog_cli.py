@@ -17,13 +17,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from base.clock import LoopClock
 from sim.cloud.catalog import Catalog, CatalogCorrupt, CatalogEntry, CatalogError
 
 DEFAULT_CATALOG = "var/catalog"
 
 
 async def _clock_now() -> float:
+    from base.clock import LoopClock
+
     return LoopClock().now()
 
 
