@@ -36,7 +36,7 @@ from runtime.scheduler import CatchUp
 if TYPE_CHECKING:  # declarations only: importing this module costs nothing of the layers below
     from base.clock import Clock
     from base.streams import Stream
-    from hal.interfaces import CarrierModule, Metrology, Slot, Watchdog
+    from hal.interfaces import CarrierModule, Metrology, PowerMonitor, Slot, Watchdog
     from hal.meters.transport import TransactionPort
     from protocols.station import Correction, ProposalResult, StationChange, StationModel
     from runtime.bus import Handler, Service, Subscription
@@ -145,6 +145,8 @@ class HalFacet(Protocol):
     def slot(self, name: str) -> Slot: ...
 
     def watchdog(self) -> Watchdog: ...
+
+    def power(self) -> PowerMonitor: ...
 
 
 class StationFacet(Protocol):

@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--capabilities",
         help="comma-separated hal capabilities the target has (default: the board's, or all: "
-        "hplc,metrology,rs485,slots,watchdog)",
+        "hplc,metrology,power,rs485,slots,watchdog)",
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=_cmd_verify)
