@@ -34,10 +34,10 @@ from runtime.bus import Overflow
 from runtime.scheduler import CatchUp
 
 if TYPE_CHECKING:  # declarations only: importing this module costs nothing of the layers below
-    from base.clock import Clock
-    from base.streams import Stream
+    from hal.clock import Clock
     from hal.interfaces import CarrierModule, Metrology, PowerMonitor, Slot, Watchdog
     from hal.meters.transport import TransactionPort
+    from hal.streams import Stream
     from protocols.station import Correction, ProposalResult, StationChange, StationModel
     from runtime.bus import Handler, Service, Subscription
     from runtime.container.manifest import Manifest

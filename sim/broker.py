@@ -20,7 +20,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from base.errors import TerminalError
+from protocols.errors import TerminalError
 
 _log = logging.getLogger(__name__)
 

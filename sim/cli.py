@@ -31,7 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from base.errors import ConfigError
+from protocols.errors import ConfigError
 
 if TYPE_CHECKING:  # the simulator (pandapower, the runner) loads when `ttu sim` runs, not with the parser
     from runtime.config import Board

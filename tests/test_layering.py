@@ -1,15 +1,19 @@
 """Every import rule of ``shared/DESIGN.md``, checked on the source of every module (``ast``, so
 imports inside functions and under ``TYPE_CHECKING`` count too).
 
-    base      -> nothing of ours (the ground: Clock, error roots, cancellation, package format)
     protocols -> protocols only; pure: no asyncio, serial, sockets, MQTT, sqlite, subprocesses
-    hal       -> protocols, base
-    runtime   -> hal, protocols, base; of protocols only what is not a grid/meter codec
-                 (cloud scheme, errors, station model, ledger), protocols.inspect for `ttu frame`
-    apps      -> runtime, protocols, hal, base; never another app, never sim
-    sim       -> protocols, base, and of hal what the world shares with the terminal (the
-                 interfaces and errors, the sim backend, the Modbus RTU codec); runtime only to
-                 boot a terminal (sim/runner.py, sim/cli.py)
+                 (the ground: codecs, the error roots, the station model, the package format)
+    hal       -> protocols (hal also holds the Clock, keep_cancel and Stream: loop utilities
+                 that runtime, apps and the simulator's devices all run on)
+    runtime   -> hal, protocols; of protocols only what is not a grid/meter codec
+                 (cloud scheme, errors, station model, ledger, package format),
+                 protocols.inspect for `ttu frame`
+    apps      -> runtime, protocols, hal; never another app, never sim
+    sim       -> protocols, and of hal what the world shares with the terminal (the clock,
+                 cancellation, interfaces and errors, the sim backend, the Modbus RTU codec);
+                 runtime only to boot a terminal (sim/runner.py, sim/cli.py)
+
+There is no package of ours outside the fixed layout (runtime/ apps/ protocols/ hal/ sim/).
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-OURS = {"base", "protocols", "hal", "runtime", "apps", "sim"}
+OURS = {"protocols", "hal", "runtime", "apps", "sim"}
 IO = {
     "asyncio",
     "serial",
@@ -70,8 +74,18 @@ def offences(layer: str, allowed: set[str]) -> list[str]:
     return out
 
 
-def test_base_imports_nothing_of_ours() -> None:
-    assert offences("base", set()) == []
+def test_no_package_outside_the_fixed_layout() -> None:
+    layout = OURS | {"tests", "bench"}
+    packages = {p.parent.name for p in REPO.glob("*/__init__.py")}
+    assert packages - layout == set()
+    strays = [
+        f"{p.relative_to(REPO)}:{line} {m}"
+        for folder in sorted(layout)
+        for p in sources(folder)
+        for m, line in imports(p)
+        if top(m) == "base"
+    ]
+    assert strays == []
 
 
 def test_protocols_are_pure_codecs() -> None:
@@ -85,15 +99,21 @@ def test_protocols_are_pure_codecs() -> None:
     assert io == []
 
 
-def test_hal_knows_only_protocols_and_base() -> None:
-    assert offences("hal", {"protocols", "base"}) == []
+def test_hal_knows_only_protocols() -> None:
+    assert offences("hal", {"protocols"}) == []
 
 
-RUNTIME_PROTOCOLS = ("protocols.cloud", "protocols.errors", "protocols.station", "protocols.ledger")
+RUNTIME_PROTOCOLS = (
+    "protocols.cloud",
+    "protocols.errors",
+    "protocols.station",
+    "protocols.ledger",
+    "protocols.packages",
+)
 
 
 def test_runtime_knows_no_grid_or_meter_codec() -> None:
-    assert offences("runtime", {"hal", "protocols", "base"}) == []
+    assert offences("runtime", {"hal", "protocols"}) == []
     specific = [
         f"{p.relative_to(REPO)}:{line} {m}"
         for p in sources("runtime")
@@ -106,7 +126,7 @@ def test_runtime_knows_no_grid_or_meter_codec() -> None:
 
 
 def test_apps_use_the_layers_below_and_never_each_other() -> None:
-    assert offences("apps", {"runtime", "protocols", "hal", "base"}) == []
+    assert offences("apps", {"runtime", "protocols", "hal"}) == []
     crossing = []
     for path in sources("apps"):
         own = path.relative_to(REPO / "apps").parts[0]
@@ -117,12 +137,12 @@ def test_apps_use_the_layers_below_and_never_each_other() -> None:
     assert crossing == []
 
 
-SIM_HAL = ("hal.interfaces", "hal.errors", "hal.sim", "hal.modbus")
+SIM_HAL = ("hal.clock", "hal.cancellation", "hal.interfaces", "hal.errors", "hal.sim", "hal.modbus")
 SIM_BOOTS = {REPO / "sim/runner.py", REPO / "sim/cli.py"}
 
 
 def test_sim_talks_to_the_terminal_only_through_what_it_shares() -> None:
-    assert offences("sim", {"protocols", "hal", "base", "runtime"}) == []  # never apps
+    assert offences("sim", {"protocols", "hal", "runtime"}) == []  # never apps
     wrong = []
     for path in sources("sim"):
         for module, line in imports(path):
@@ -143,17 +163,17 @@ def test_sim_talks_to_the_terminal_only_through_what_it_shares() -> None:
             set(),
             1,
         ),
-        ("hal", "def f():\n    from runtime.bus import Bus\n", {"protocols", "base"}, 1),
+        ("hal", "def f():\n    from runtime.bus import Bus\n", {"protocols"}, 1),
         (
             "apps",
             "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from sim.world import World\n",
-            {"runtime", "protocols", "hal", "base"},
+            {"runtime", "protocols", "hal"},
             1,
         ),
         (
             "runtime",
-            "from hal.rs485 import Rs485Port\nfrom base.clock import Clock\n",
-            {"hal", "protocols", "base"},
+            "from hal.rs485 import Rs485Port\nfrom hal.clock import Clock\n",
+            {"hal", "protocols"},
             0,
         ),
     ],

@@ -33,7 +33,8 @@ def _print_public(text: str, kid: str) -> None:
 
 
 def _cmd_new(args: argparse.Namespace) -> int:
-    from base.packages import BadKey, generate_keypair, key_id, public_key_text, write_private_key
+    from protocols.packages import BadKey, generate_keypair, key_id, public_key_text
+    from runtime.packages.keys import write_private_key
 
     path: Path = args.key
     pub_path = path.with_name(path.name + ".pub")
@@ -56,7 +57,8 @@ def _cmd_new(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    from base.packages import BadKey, key_id, load_private_key, load_public_key, public_key_text
+    from protocols.packages import BadKey, key_id, public_key_text
+    from runtime.packages.keys import load_private_key, load_public_key
 
     path: Path = args.key
     try:

@@ -45,7 +45,7 @@ async def _main(terminal: Terminal) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from base.clock import LoopClock
+    from hal.clock import LoopClock
     from runtime.config import load_board
     from runtime.terminal import Terminal
 

@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from base.clock import Clock
+from hal.clock import Clock
 from protocols.cloud import Command, Reply, verify_command
 from protocols.errors import ProtocolError
 from runtime.errors import CommandError

@@ -32,8 +32,8 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
-from base.cancellation import keep_cancel
-from base.clock import Clock
+from hal.cancellation import keep_cancel
+from hal.clock import Clock
 from protocols.cloud import UpBatch, UpMessage, chunk_topic, command_topic, state_topic, up_topic
 from protocols.errors import ProtocolError
 from runtime.errors import ConfigError, StoreError

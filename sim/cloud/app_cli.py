@@ -24,7 +24,7 @@ from sim.cloud.catalog_cli import DEFAULT_CATALOG
 from sim.cloud.cli import DEFAULT_BROKER, CloudCliError, load_command_key, render_table
 
 if TYPE_CHECKING:  # the MQTT stub, the transfer and the catalog load when a handler runs
-    from base.clock import LoopClock
+    from hal.clock import LoopClock
     from sim.cloud.catalog import Catalog
     from sim.cloud.stub import CloudStub
     from sim.cloud.transfer import JobProgress
@@ -89,14 +89,14 @@ def _print_reply(reply: Reply) -> int:
 
 def _package_job(args: argparse.Namespace) -> tuple[bytes, str, str, bool, Catalog | None]:
     """(package bytes, name, version, from catalog?, catalog) for install/upgrade."""
-    from base.packages import PackageError, inspect
-    from sim.cloud.catalog import Catalog, CatalogError
+    from protocols.packages import PackageError
+    from sim.cloud.catalog import Catalog, CatalogError, inspect_file
 
     if args.package is not None:
         if args.name is not None or args.version is not None:
             raise AppCliError("give either --package or --name/--version, not both")
         try:
-            pkg = inspect(args.package)
+            pkg = inspect_file(args.package)
         except PackageError as err:
             raise AppCliError(f"{args.package}: {err}") from err
         return args.package.read_bytes(), pkg.name, pkg.version, False, None
@@ -118,7 +118,7 @@ async def _job(
     command_args: dict[str, Any],
     serve: Callable[..., None],
 ) -> int:
-    from base.clock import LoopClock
+    from hal.clock import LoopClock
     from sim.cloud.transfer import JobWatcher
 
     job = command_args["job"]
@@ -184,7 +184,7 @@ def _cmd_rollback(args: argparse.Namespace) -> int:
 
 
 async def _simple(args: argparse.Namespace, key: bytes, command: str, command_args: dict[str, Any]) -> Reply:
-    from base.clock import LoopClock
+    from hal.clock import LoopClock
 
     async with await _stub(args, key, LoopClock()) as stub:
         return await stub.send_command(args.terminal, command, command_args, timeout=args.timeout)

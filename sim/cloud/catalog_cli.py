@@ -23,7 +23,7 @@ DEFAULT_CATALOG = "var/catalog"
 
 
 async def _clock_now() -> float:
-    from base.clock import LoopClock
+    from hal.clock import LoopClock
 
     return LoopClock().now()
 

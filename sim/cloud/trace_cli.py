@@ -63,7 +63,7 @@ def decoded_frames(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def _fetch(args: argparse.Namespace, key: bytes, command_args: dict[str, Any]) -> dict[str, Any]:
-    from base.clock import LoopClock
+    from hal.clock import LoopClock
     from sim.cloud.simclock import terminal_time
     from sim.cloud.stub import CloudStub
 

@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from hal.interfaces import SerialSettings
 from hal.linux.serial import PySerialLink
 from hal.rs485 import Rs485Port

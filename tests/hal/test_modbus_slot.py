@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from hal.errors import CapabilityMissing, DeviceError, TransportTimeout
 from hal.interfaces import SerialSettings, Slot
 from hal.linux.serial import PySerialLink

@@ -11,7 +11,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from runtime.errors import TerminalError
 from runtime.scheduler import (
     Aligned,
