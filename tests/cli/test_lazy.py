@@ -31,6 +31,8 @@ def loaded_after(argv: list[str]) -> set[str]:
 def test_building_the_parser_loads_nothing_heavy(argv: list[str]) -> None:
     modules = loaded_after(argv)
     assert not {m for m in modules for h in HEAVY if m == h or m.startswith(h + ".")}
+    # an app's ttu.cloud / ttu.dashboard entry point comes without the app that runs on the terminal
+    assert not [m for m in modules if m.startswith("apps.") and m.split(".")[-1] == "service"]
 
 
 def test_ttu_run_loads_nothing_of_the_simulator() -> None:
