@@ -49,9 +49,9 @@ from datetime import UTC, datetime
 
 import numpy as np
 
-from base.clock import Clock
-from base.errors import ConfigError
+from hal.clock import Clock
 from hal.interfaces import SerialSettings
+from protocols.errors import ConfigError
 from protocols.signature import Detection
 from protocols.station import Meter
 from sim.loads import FloatArray, HouseholdProfile
