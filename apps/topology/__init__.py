@@ -11,14 +11,17 @@ results (``ttu cloud topology``, the dashboard's tree).
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from runtime.api import AppContext
-
-from .service import Settings, TopologyService
+if TYPE_CHECKING:
+    from runtime.api import AppContext
 
 
 async def run(ctx: AppContext, config: dict[str, Any]) -> None:
+    # Imported when the app starts: ``ttu cloud topology`` loads ``apps.topology.cloud`` through
+    # this package without the app itself (nor numpy).
+    from .service import Settings, TopologyService
+
     service = TopologyService(ctx, Settings.from_config(config))
     await service.start()
     async with asyncio.TaskGroup() as tg:
