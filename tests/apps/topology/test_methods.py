@@ -222,3 +222,13 @@ def test_points_no_unit_recorded_take_no_part_in_the_balances() -> None:
         assert accuracy(result, truth, dim) >= 0.98, dim
     assert {m.meter_id for m in result.meters if m.status == "foreign"} == set(truth.foreign)
     assert sum(m.status == "unresolved" for m in result.meters) <= 1
+
+
+def test_one_night_of_injections_is_enough_for_the_signature_foreign_test() -> None:
+    """After one day the service has one injection per meter: a foreign meter's, heard by no
+    unit on any path of ours, is already a foreign test -- and no meter of ours fails it."""
+    inputs, truth = station(Spec(branches=4, foreign=2, injections=1), seed=3)
+    result = identify(inputs, terminal="T", computed_at=0.0)
+    fired = {m.meter_id for m in result.meters if "signature" in m.evidence.get("foreign_tests", {})}
+    assert fired == set(truth.foreign)
+    assert {m.meter_id for m in result.meters if m.status == "foreign"} == set(truth.foreign)
