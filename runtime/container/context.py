@@ -11,7 +11,8 @@ module must not import the concrete store, uplink or hal, nor any app.
 
 When the app stops (returns, crashes, is stopped), the supervisor calls ``close()``: everything
 the app registered goes with it -- bus subscriptions and responders, scheduler jobs, downlink
-commands, carrier event streams, station watches -- so a restarted instance registers them afresh.
+commands, carrier event streams, station watches -- so a restarted instance registers them afresh
+(the tasks it left running are the supervisor's to cancel: ``runtime.container.tasks``).
 """
 
 from __future__ import annotations
