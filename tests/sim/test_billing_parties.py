@@ -40,7 +40,7 @@ class Stub:
         self.sent: list[tuple[str, dict[str, Any], int]] = []
 
     async def send_command(
-        self, terminal: str, name: str, args: dict[str, Any] | None = None, *, timeout: float = 30.0
+        self, terminal: str, name: str, args: dict[str, Any] | None = None, **options: Any
     ) -> Reply:
         size = len(json.dumps({"name": name, "args": args}).encode())
         self.sent.append((name, dict(args or {}), size))
