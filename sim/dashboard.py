@@ -13,6 +13,12 @@ Routes::
     GET /api/readings?device=&quantity=&limit=   newest first (limit <= 500)
     GET /api/events?kind=&limit=                 newest first (limit <= 500)
     GET /api/terminals
+    GET /api/panels                              the apps' panels: [{"name", "title"}] (entry point
+                                                 group ``ttu.dashboard``: ``protocols.cloud.Panel``)
+    GET /api/panels/<name>?terminal=             the panel's data (its ``data`` on the stub's database)
+    GET /api/panels/<name>/script                its JavaScript (defines ``render(element, data)``)
+
+A panel whose plug-in fails to load is left out (logged); one whose data fails answers 503.
 """
 
 from __future__ import annotations
@@ -22,11 +28,14 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from importlib import resources
+from importlib.metadata import entry_points
 from types import TracebackType
 from typing import Any, Protocol, Self
 from urllib.parse import parse_qs, urlsplit
+
+from protocols.cloud import Panel, ResultReader
 
 log = logging.getLogger("ttu.sim.dashboard")
 
@@ -50,6 +59,10 @@ class CloudView(Protocol):
     ) -> list[Any]: ...
 
     async def events(self, *args: Any, **kwargs: Any) -> list[Any]: ...
+
+    async def query(self, fn: Callable[[ResultReader], Any]) -> Any:
+        """Run ``fn`` on the stub's database (its own thread) with read access to the results."""
+        ...
 
 
 class BadRequest(Exception):
@@ -88,9 +101,12 @@ class Dashboard:
         *,
         host: str = "127.0.0.1",
         port: int = 8080,
+        panels: Sequence[Panel] | None = None,
     ) -> None:
         self._summary = summary
         self._cloud = cloud
+        found = installed_panels() if panels is None else list(panels)
+        self.panels = {p.name: p for p in sorted(found, key=lambda p: (p.order, p.name))}
         self._host = host
         self._port = port
         self._server: asyncio.Server | None = None
@@ -155,6 +171,8 @@ class Dashboard:
         query = parse_qs(url.query)
         if url.path == "/":
             return 200, "text/html; charset=utf-8", _page()
+        if url.path.startswith("/api/panels/"):
+            return await self._panel(url.path[len("/api/panels/") :], query)
         route = _ROUTES.get(url.path)
         if route is None:
             raise BadRequest(404, f"{url.path}: no such page")
@@ -185,6 +203,39 @@ class Dashboard:
     async def _api_terminals(self, query: Mapping[str, list[str]]) -> Any:
         return [_jsonable(r) for r in await self._cloud.terminals()]
 
+    async def _api_panels(self, query: Mapping[str, list[str]]) -> Any:
+        return [{"name": p.name, "title": p.title} for p in self.panels.values()]
+
+    async def _panel(self, rest: str, query: Mapping[str, list[str]]) -> tuple[int, str, bytes]:
+        name, _, part = rest.partition("/")
+        panel = self.panels.get(name)
+        if panel is None or part not in ("", "script"):
+            raise BadRequest(404, f"/api/panels/{rest}: no such panel")
+        if part == "script":
+            return 200, "application/javascript; charset=utf-8", panel.script.encode()
+        try:
+            data = await self._cloud.query(lambda reader: panel.data(reader, query))
+        except Exception as err:  # a plug-in's bug must not take the dashboard down
+            log.warning("dashboard panel %s failed: %s", name, err)
+            raise BadRequest(503, f"panel {name}: not available right now ({type(err).__name__})") from err
+        return 200, "application/json", json.dumps(data, default=str).encode()
+
+
+def installed_panels() -> list[Panel]:
+    """Every app's dashboard panel (entry point group ``ttu.dashboard``); a broken one is skipped."""
+    out: list[Panel] = []
+    for ep in entry_points(group="ttu.dashboard"):
+        try:
+            panel = ep.load()
+        except Exception as err:  # a broken plug-in costs its panel, not the dashboard
+            log.warning("dashboard panel %s (%s) cannot be loaded: %s", ep.name, ep.value, err)
+            continue
+        if isinstance(panel, Panel):
+            out.append(panel)
+        else:
+            log.warning("dashboard panel %s (%s) is not a protocols.cloud.Panel", ep.name, ep.value)
+    return out
+
 
 _Route = Callable[[Dashboard, Mapping[str, list[str]]], Awaitable[Any]]
 _ROUTES: dict[str, _Route] = {
@@ -192,6 +243,7 @@ _ROUTES: dict[str, _Route] = {
     "/api/readings": Dashboard._api_readings,
     "/api/events": Dashboard._api_events,
     "/api/terminals": Dashboard._api_terminals,
+    "/api/panels": Dashboard._api_panels,
 }
 _REASONS = {
     200: "OK",
@@ -207,4 +259,4 @@ def _page() -> bytes:
     return resources.files("sim").joinpath("dashboard.html").read_bytes()
 
 
-__all__ = ["BadRequest", "CloudView", "Dashboard"]
+__all__ = ["BadRequest", "CloudView", "Dashboard", "installed_panels"]
