@@ -62,7 +62,8 @@ def outages(rows: Iterable[StoredResult]) -> tuple[list[dict[str, Any]], float |
 
 
 def timeline(reader: ResultReader, query: Mapping[str, Sequence[str]]) -> dict[str, Any]:
-    terminal = (query.get("terminal") or [None])[-1]
+    given = query.get("terminal")
+    terminal = given[-1] if given else None
     found, now = outages(reader.results(STREAM, terminal=terminal, limit=ALL))
     return {"levels": list(LEVELS), "now": now, "outages": found}
 
