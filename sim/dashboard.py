@@ -8,17 +8,17 @@ gets a 4xx with a one-line reason, never a traceback.
 
 Routes::
 
-    GET /                       the page (polls the API every 2 s)
+    GET /                       the page (polls the API every 2 s, the panels every 10 s)
     GET /api/summary            SimRun.summary()
     GET /api/readings?device=&quantity=&limit=   newest first (limit <= 500)
     GET /api/events?kind=&limit=                 newest first (limit <= 500)
     GET /api/terminals
-    GET /api/panels                              the apps' panels: [{"name", "title"}] (entry point
-                                                 group ``ttu.dashboard``: ``protocols.cloud.Panel``)
-    GET /api/panels/<name>?terminal=             the panel's data (its ``data`` on the stub's database)
-    GET /api/panels/<name>/script                its JavaScript (defines ``render(element, data)``)
+    GET /api/panels             the panels apps contribute: [{"name", "title"}] in display order
+    GET /api/panels/<name>?terminal=             the panel's data (``Panel.data`` on the db thread)
+    GET /panels/<name>.js       the panel's script, as ``window.ttuPanels[name] = render``
 
-A panel whose plug-in fails to load is left out (logged); one whose data fails answers 503.
+Panels come from the ``ttu.dashboard`` entry points (``sim.cloud.plugins.load_panels``): an app
+adds one without editing this file.
 """
 
 from __future__ import annotations
@@ -28,14 +28,14 @@ import contextlib
 import dataclasses
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping
 from importlib import resources
-from importlib.metadata import entry_points
 from types import TracebackType
 from typing import Any, Protocol, Self
 from urllib.parse import parse_qs, urlsplit
 
-from protocols.cloud import Panel, ResultReader
+from protocols.cloud import Panel
+from sim.cloud.plugins import load_panels
 
 log = logging.getLogger("ttu.sim.dashboard")
 
@@ -60,8 +60,8 @@ class CloudView(Protocol):
 
     async def events(self, *args: Any, **kwargs: Any) -> list[Any]: ...
 
-    async def query(self, fn: Callable[[ResultReader], Any]) -> Any:
-        """Run ``fn`` on the stub's database (its own thread) with read access to the results."""
+    async def query(self, fn: Callable[[Any], Any]) -> Any:
+        """Run ``fn(db)`` where the stub's database lives (``CloudStub.query``)."""
         ...
 
 
@@ -101,12 +101,11 @@ class Dashboard:
         *,
         host: str = "127.0.0.1",
         port: int = 8080,
-        panels: Sequence[Panel] | None = None,
+        panels: Mapping[str, Panel] | None = None,
     ) -> None:
         self._summary = summary
         self._cloud = cloud
-        found = installed_panels() if panels is None else list(panels)
-        self.panels = {p.name: p for p in sorted(found, key=lambda p: (p.order, p.name))}
+        self.panels = dict(panels) if panels is not None else load_panels()
         self._host = host
         self._port = port
         self._server: asyncio.Server | None = None
@@ -171,8 +170,11 @@ class Dashboard:
         query = parse_qs(url.query)
         if url.path == "/":
             return 200, "text/html; charset=utf-8", _page()
+        if url.path.startswith("/panels/") and url.path.endswith(".js"):
+            script = self._script(url.path.removeprefix("/panels/").removesuffix(".js"))
+            return 200, "text/javascript; charset=utf-8", script
         if url.path.startswith("/api/panels/"):
-            return await self._panel(url.path[len("/api/panels/") :], query)
+            return await self._panel_data(url.path[len("/api/panels/") :], query)
         route = _ROUTES.get(url.path)
         if route is None:
             raise BadRequest(404, f"{url.path}: no such page")
@@ -206,35 +208,29 @@ class Dashboard:
     async def _api_panels(self, query: Mapping[str, list[str]]) -> Any:
         return [{"name": p.name, "title": p.title} for p in self.panels.values()]
 
-    async def _panel(self, rest: str, query: Mapping[str, list[str]]) -> tuple[int, str, bytes]:
-        name, _, part = rest.partition("/")
+    def _panel(self, name: str) -> Panel:
         panel = self.panels.get(name)
-        if panel is None or part not in ("", "script"):
-            raise BadRequest(404, f"/api/panels/{rest}: no such panel")
-        if part == "script":
-            return 200, "application/javascript; charset=utf-8", panel.script.encode()
+        if panel is None:
+            raise BadRequest(404, f"no panel {name!r}")
+        return panel
+
+    def _script(self, name: str) -> bytes:
+        panel = self._panel(name)
+        wrapped = (
+            "window.ttuPanels = window.ttuPanels || {};\n"
+            f"window.ttuPanels[{json.dumps(panel.name)}] = (function () {{\n"
+            f"{panel.script}\nreturn render;\n}})();\n"
+        )
+        return wrapped.encode()
+
+    async def _panel_data(self, name: str, query: Mapping[str, list[str]]) -> tuple[int, str, bytes]:
+        panel = self._panel(name)
         try:
-            data = await self._cloud.query(lambda reader: panel.data(reader, query))
-        except Exception as err:  # a plug-in's bug must not take the dashboard down
-            log.warning("dashboard panel %s failed: %s", name, err)
+            data = await self._cloud.query(lambda db: panel.data(db, query))
+        except Exception as err:  # an app's view must never take the dashboard down
+            log.warning("dashboard panel %s failed: %s: %s", name, type(err).__name__, err)
             raise BadRequest(503, f"panel {name}: not available right now ({type(err).__name__})") from err
         return 200, "application/json", json.dumps(data, default=str).encode()
-
-
-def installed_panels() -> list[Panel]:
-    """Every app's dashboard panel (entry point group ``ttu.dashboard``); a broken one is skipped."""
-    out: list[Panel] = []
-    for ep in entry_points(group="ttu.dashboard"):
-        try:
-            panel = ep.load()
-        except Exception as err:  # a broken plug-in costs its panel, not the dashboard
-            log.warning("dashboard panel %s (%s) cannot be loaded: %s", ep.name, ep.value, err)
-            continue
-        if isinstance(panel, Panel):
-            out.append(panel)
-        else:
-            log.warning("dashboard panel %s (%s) is not a protocols.cloud.Panel", ep.name, ep.value)
-    return out
 
 
 _Route = Callable[[Dashboard, Mapping[str, list[str]]], Awaitable[Any]]
@@ -259,4 +255,4 @@ def _page() -> bytes:
     return resources.files("sim").joinpath("dashboard.html").read_bytes()
 
 
-__all__ = ["BadRequest", "CloudView", "Dashboard", "installed_panels"]
+__all__ = ["BadRequest", "CloudView", "Dashboard"]
