@@ -53,6 +53,17 @@ class StoreError(TerminalError):
     """The store cannot do what was asked (corrupt database, disk full)."""
 
 
+class MessageTooLarge(TerminalError):
+    """An upward message bigger than one batch may carry (``protocols.cloud.MAX_MESSAGE_BYTES``):
+    refused before anything is stored. Split the result into several messages."""
+
+    def __init__(self, stream: str, size: int, limit: int) -> None:
+        self.stream = stream
+        self.size = size
+        self.limit = limit
+        super().__init__(f"uplink message on stream {stream!r} of {size} bytes is over {limit}")
+
+
 class StoreFull(StoreError):
     """The store reached its size limit and only undelivered rows remain to prune."""
 
@@ -77,6 +88,7 @@ __all__ = [
     "CommandError",
     "ConfigError",
     "ConfigErrors",
+    "MessageTooLarge",
     "RequestTimeout",
     "StoreError",
     "StoreFull",

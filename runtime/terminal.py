@@ -134,6 +134,8 @@ class Terminal:
             username=credentials.username,
             password=credentials.password,
             batch_max=node.batch_max,
+            max_command_bytes=node.max_command_bytes,
+            ack_timeout_s=node.ack_timeout_s,
             keepalive_s=node.keepalive_s,
         )
 

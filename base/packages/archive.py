@@ -164,7 +164,7 @@ def _check_app_identity(app_toml: bytes, block: SignatureBlock) -> None:
     installer's business)."""
     try:
         doc = tomllib.loads(app_toml.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as err:  # deep nesting: refused
         raise BadManifest(f"{APP_TOML}: not valid TOML: {err}") from err
     app = doc.get("app")
     name = app.get("name") if isinstance(app, dict) else None

@@ -76,7 +76,7 @@ def load_migrations(app_folder: Path) -> list[Migration]:
         return []
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as err:
         raise BadManifest(f"{MIGRATIONS_FILE}: cannot read: {err}") from err
     unknown = set(doc) - {"migration"}
     if unknown:

@@ -98,7 +98,7 @@ def verify(
 def _load_manifest(data: bytes, pkg: Path) -> Manifest:
     try:
         doc = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as err:  # deep nesting: refused
         raise BadManifest(f"{APP_TOML}: not valid TOML: {err}") from err
     app = doc.get("app")
     api = app.get("api") if isinstance(app, dict) else None

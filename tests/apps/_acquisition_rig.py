@@ -57,6 +57,7 @@ class FakeUplink:
     def __init__(self) -> None:
         self.sent: list[tuple[str, dict[str, Any]]] = []
         self.commands: dict[str, Callable[[dict[str, Any]], Any]] = {}
+        self.priorities: dict[str, Any] = {}
 
     async def send(self, stream: str, body: dict[str, Any]) -> str:
         self.sent.append((stream, body))
@@ -67,6 +68,9 @@ class FakeUplink:
 
     def unregister_command(self, name: str) -> None:
         self.commands.pop(name, None)
+
+    def declare_stream(self, stream: str, *, priority: Any) -> None:
+        self.priorities[stream] = priority
 
 
 class FakeCarrier:
