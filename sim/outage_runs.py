@@ -25,6 +25,7 @@ from sim.world import build_world
 
 TTU = Path(sys.executable).with_name("ttu")
 BUSES = ["rs485-1", "rs485-2", "rs485-3", "rs485-4"]  # the repository board's
+FILTERED = ("dip", "relay_trip", "comms_loss")  # truth events that must never become an outage
 
 
 @dataclass(slots=True)
@@ -34,7 +35,8 @@ class OutageRun:
     reports: list[dict[str, Any]]
     bodies: list[dict[str, Any]]  # every outage message the cloud stored (all revisions)
     score: Score
-    false_on_dips_and_trips: list[str]
+    false_on_dips_and_trips: list[str]  # reports on a dip, a prepaid relay trip or a comms loss
+    retracted: list[str]  # outages reported, then withdrawn (not in the list: they were shown once)
 
 
 def scenario_for(
@@ -93,7 +95,10 @@ def scored_run(
     with run.cloud() as db:
         bodies = [dict(r.body) for r in db.results("outage")]
     s = score(events, reports, Groups.from_model(model))
-    return OutageRun(run, scenario, reports, bodies, s, false_for(events, reports, ("dip", "relay_trip")))
+    false = false_for(events, reports, FILTERED)
+    retracted = sorted({f"{b.get('level')} {b.get('target')} ({b.get('id')})" for b in bodies
+                        if b.get("status") == "retracted"})  # fmt: skip
+    return OutageRun(run, scenario, reports, bodies, s, false, retracted)
 
 
-__all__ = ["OutageRun", "cloud_outages", "scenario_for", "scored_run"]
+__all__ = ["FILTERED", "OutageRun", "cloud_outages", "scenario_for", "scored_run"]

@@ -204,10 +204,11 @@ def score(
             e_err = min(abs(end - t.end), abs(end - _last_end(truth, t, end, tolerance_s)))
             s.end_errors.append(e_err)
             s.end_ok += e_err <= tolerance_s
-    for i, (r, start, _end, mem) in enumerate(rep):
+    for i, (r, start, end, mem) in enumerate(rep):
         if i not in used and not any(
             (mem & t.meters or (r.get("level"), r.get("target")) == (t.level, t.target))
             and start <= (t.end or float("inf")) + tolerance_s
+            and (end if end is not None else float("inf")) >= t.start - tolerance_s
             for t in truth
         ):
             s.false_reports += 1
@@ -224,7 +225,9 @@ def _last_end(truth: list[TrueOutage], t: TrueOutage, end: float, tol: float) ->
 def false_for(
     events: Iterable[Mapping[str, str]], reports: Sequence[Mapping[str, Any]], kinds: Sequence[str]
 ) -> list[str]:
-    """Reports that fall on a non-outage event of ``kinds`` (dip, relay_trip) and on no outage."""
+    """Reports that fall on a non-outage event of ``kinds`` (dip, relay_trip, comms_loss) and on no
+    outage: the report names the event's target or one of its meters, and starts near it (or, for
+    a longer event such as a comms loss, while it lasts)."""
     ev = list(events)
     outages = [(epoch(e["start"]), epoch(e.get("end"))) for e in ev if e["kind"] == "outage"]
     out = []
@@ -236,9 +239,11 @@ def false_for(
             if e["kind"] not in kinds:
                 continue
             t0 = epoch(e["start"]) or 0.0
-            hit = e["target"] in (r.get("meters") or []) or e["target"] == r.get("target")
+            t1 = epoch(e.get("end")) or t0
+            named = set(r.get("meters") or []) | {str(r.get("target"))}
+            hit = e["target"] in named or bool(set((e.get("meters") or "").split(";")) & named - {""})
             covered = any(a is not None and a - 66 <= start <= (b or float("inf")) + 66 for a, b in outages)
-            if hit and abs(start - t0) <= 66 and not covered:
+            if hit and t0 - 66 <= start <= max(t0, t1) + 66 and not covered:
                 out.append(f"{r.get('level')} {r.get('target')} at {start:.0f} on a {e['kind']}")
     return out
 

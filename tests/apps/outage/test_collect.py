@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from apps.outage.collect import Timing, Translator
-from apps.outage.evidence import GroupSupply, MetersBack, MetersDark, PowerDownRecord, ReadResult, RelayState
+from apps.outage.evidence import (
+    GroupSupply,
+    MetersBack,
+    MetersDark,
+    PowerDownRecord,
+    ReadResult,
+    RecordsRead,
+    RelayState,
+)
 from apps.outage.members import Group, from_records
 
 MEMBERS = from_records(
@@ -77,3 +85,18 @@ def test_acquisition_events_and_readings() -> None:
     assert by == {Group("phase", "A"): False, Group("phase", "B"): True, Group("phase", "C"): True,
                   Group("station", "S1"): True}  # fmt: skip
     assert t.rejected == 0
+
+
+def test_a_probe_reply_gives_answers_silences_and_with_records_the_records_read() -> None:
+    t = Translator(MEMBERS)
+    reply = {"at": 700.0, "answered": ["m1", "nobody"], "silent": ["m2"], "unknown": ["nobody"]}
+    assert t.probe_reply(reply, 701.0) == [
+        ReadResult("m1", True, 700.0, 701.0),
+        ReadResult("m2", False, 700.0, 701.0),
+    ]
+    with_records = t.probe_reply(reply, 701.0, records=True)
+    assert RecordsRead("m1", 700.0, 701.0) in with_records
+    assert not any(
+        isinstance(e, RecordsRead) and e.meter == "m2" for e in with_records
+    )  # silent: nothing read
+    assert t.probe_reply(["not", "a", "reply"], 702.0) == [] and t.rejected == 1

@@ -256,8 +256,10 @@ async def test_last_gasp_box_report_goes_to_the_uplink_at_once_with_its_hal_rece
         assert report["evidence_received_at"] == received
         assert report["computed_at"] - received < 0.01  # judged and queued at once
         assert abs(report["start"] - (received - 63.0)) < 0.5
-        state = r.bus.retained("outage/state")
-        assert state is not None and state.payload["open"][0]["id"] == report["id"]
+        async with r.clock.timeout(10):  # published once the state is saved (a store write)
+            while (state := r.bus.retained("outage/state")) is None:
+                await r.clock.sleep(0.01)
+        assert state.payload["open"][0]["id"] == report["id"]
 
 
 async def test_station_outage_is_a_last_gasp_within_the_hold_up_and_survives_the_restart(
