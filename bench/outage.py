@@ -106,7 +106,8 @@ def accuracy(seeds: int, hours: float) -> None:
                     runs += 1
                     s = run.score
                     print(f"  {Path(net).stem:<26} seed {seed}  outages {s.outages:2d}  right {s.right:2d}  "
-                          f"restored {s.restored:2d}  false {s.false_reports}", flush=True)  # fmt: skip
+                          f"restored {s.restored:2d}  false {s.false_reports}  duplicate {s.duplicates}",
+                          flush=True)  # fmt: skip
                     for m in s.missed:
                         print(f"      not right: {m}")
             print_accuracy(total, loss, runs, len(nets), time.perf_counter() - wall, false_filters)
@@ -130,7 +131,10 @@ def print_accuracy(
     print(f"restores reported {s.restored} of {s.right} ({100 * (summary['restore_rate'] or 0):.1f} %)")
     print(f"start within resolution {s.start_ok}/{s.right}, end {s.end_ok}/{s.restored}; median error "
           f"start {summary['start_error_median_s']} s, end {summary['end_error_median_s']} s")  # fmt: skip
-    print(f"false reports {s.false_reports} (of {s.reports}); on dips / prepaid trips: {len(false_filters)}")
+    print(f"false reports {s.false_reports} (of {s.reports}); on dips / prepaid trips / comms losses: "
+          f"{len(false_filters)}; duplicate reports of one outage {s.duplicates}")  # fmt: skip
+    for line in s.false + false_filters + s.extra:
+        print(f"    {line}")
 
 
 # ---------------------------------------------------------------------------------------- latency

@@ -11,7 +11,9 @@ Matching, per truth outage (kind "outage"): a report is *at the right level and 
 meters as the true one (a branch with a single box, a box with a single meter: no evidence
 tells them apart, GRID.md §3 reports the highest such level). A report found for an outage
 whose meters overlap but whose group differs counts in the confusion matrix as that level. A
-report matching nothing true (no overlap in meters and time with any outage) is *false*.
+report matching nothing true (no overlap in meters and time with any outage) is *false*; one
+that overlaps a true outage another report already stands for is a *duplicate* (a fragment:
+the outage was to be one report at its highest level, GRID.md §3).
 Several truth outages of the same group inside one report's interval (repeated switching
 merged into one report) all count as found by it.
 
@@ -95,10 +97,13 @@ class Score:
     end_errors: list[float] = field(default_factory=list)
     missed: list[str] = field(default_factory=list)
     false: list[str] = field(default_factory=list)
+    duplicates: int = 0  # reports on a true outage's meters that are not its one report (fragments)
+    extra: list[str] = field(default_factory=list)
 
     def add(self, other: Score) -> None:
         for name in ("outages", "right", "restored", "start_ok", "end_ok", "false_reports", "reports"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.duplicates += other.duplicates
         for lv, row in other.confusion.items():
             mine = self.confusion.setdefault(lv, {})
             for k, n in row.items():
@@ -107,6 +112,7 @@ class Score:
         self.end_errors += other.end_errors
         self.missed += other.missed
         self.false += other.false
+        self.extra += other.extra
 
     @property
     def right_rate(self) -> float | None:
@@ -130,6 +136,7 @@ class Score:
             "end_error_median_s": med(self.end_errors) if self.end_errors else None,
             "reports": self.reports,
             "false_reports": self.false_reports,
+            "duplicate_reports": self.duplicates,
             "confusion": self.confusion,
         }
 
@@ -205,14 +212,20 @@ def score(
             s.end_errors.append(e_err)
             s.end_ok += e_err <= tolerance_s
     for i, (r, start, end, mem) in enumerate(rep):
-        if i not in used and not any(
+        if i in used:
+            continue
+        on_truth = any(
             (mem & t.meters or (r.get("level"), r.get("target")) == (t.level, t.target))
             and start <= (t.end or float("inf")) + tolerance_s
             and (end if end is not None else float("inf")) >= t.start - tolerance_s
             for t in truth
-        ):
+        )
+        if not on_truth:
             s.false_reports += 1
             s.false.append(f"{r.get('level')} {r.get('target')} at {start:.0f}")
+        else:
+            s.duplicates += 1  # on a true outage that another report already stands for
+            s.extra.append(f"{r.get('level')} {r.get('target')} at {start:.0f}")
     return s
 
 

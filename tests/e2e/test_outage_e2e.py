@@ -35,6 +35,7 @@ def test_random_outages_with_lost_last_gasps_are_reported_right_and_restored(tmp
     assert s.right >= 0.95 * s.outages, (s.summary(), s.missed)
     assert s.restored >= 0.99 * s.right, s.summary()
     assert s.false_reports == 0 and not run.false_on_dips_and_trips, (s.false, run.false_on_dips_and_trips)
+    assert s.duplicates == 0, s.extra  # one outage, one report
     assert s.start_ok == s.right and s.end_ok >= 0.9 * s.restored, s.summary()
     for report in run.reports:  # exactly the shape, ISO 8601 UTC
         assert tuple(report) == FIELDS
