@@ -291,6 +291,7 @@ class Classifier:
         self._reconcile(view, selected, now, trigger, out)
         self._place_records(view, now, trigger, out)
         self._place_closed_losses(now, trigger, out)
+        self._promote(now, trigger, out)
         self._absorb(trigger, out)
         self._withdraw_silences(now, trigger, out)
         self._still_dark(view, now, trigger, out)
@@ -463,6 +464,51 @@ class Classifier:
                 for m, rec in o.records.items():
                     high.records.setdefault(m, rec)
             self._changed(high, trigger, out)
+
+    def _promote(self, now: float, trigger: float, out: StepResult) -> None:
+        """Restored outages that began together and, between them, cover every member of a group
+        above them (boxes and meters of one branch, told apart live because the branch waited for
+        members not heard from, or found by records) were that group's outage: the first reported
+        becomes it, the others merge into it. Ongoing ones are left to the live rules."""
+        done = [o for o in self.outages.values() if o.status == RESTORED and o.end is not None]
+        if len(done) < 2:
+            return
+        tol = self.settings.record_tolerance_s
+        for o in sorted(done, key=lambda o: o.reported_at):
+            if o.status != RESTORED:
+                continue
+            best: tuple[Group, list[Outage]] | None = None
+            for a in self.members.ancestors(o.group):  # lowest first: the last that fits is the highest
+                mem = self.members.members(a)
+                parts = [
+                    p
+                    for p in done
+                    if p.status == RESTORED
+                    and self.members.members(p.group) <= mem
+                    and _overlap(p.start, o.start, tol)
+                ]
+                covered = frozenset().union(*(self.members.members(p.group) for p in parts))
+                if len(parts) >= 2 and covered >= mem:
+                    best = (a, parts)
+            if best is None:
+                continue
+            group, parts = best
+            first = min(parts, key=lambda p: p.reported_at)
+            first.group = group
+            for p in parts:
+                if p is not first:
+                    p.status, p.merged_into, p.still_due = MERGED, first.id, None
+                    self._changed(p, trigger, out)
+                    for m, rec in p.records.items():
+                        first.records.setdefault(m, rec)
+            first.meters = tuple(sorted({m for p in parts for m in p.meters}))
+            first.sources = tuple(sorted({s for p in parts for s in p.sources}))
+            ends = [p.end for p in parts if p.end is not None]
+            first.end = max(ends, key=lambda w: w.hi)  # the group is back when its last part is
+            if first.records:
+                self._refine(first, tol)
+            first.still_dark, first.still_due = None, now
+            self._changed(first, trigger, out)
 
     def _reopen(self, g: Group, v: Verdict) -> Outage | None:
         assert v.start is not None

@@ -16,6 +16,8 @@ import sqlite3
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from apps.outage.cloud import FIELDS
 from sim.harness import DEFAULT_START, run_world
 from sim.outage_runs import cloud_outages, scored_run
@@ -25,6 +27,7 @@ from sim.scenarios.random_outages import Knobs
 HOLDUP_S = 30.0  # board.toml [power] holdup_s
 
 
+@pytest.mark.timeout(600)  # ~100 s alone; several suites on two cores take longer
 def test_random_outages_with_lost_last_gasps_are_reported_right_and_restored(tmp_path: Path) -> None:
     run = scored_run(
         tmp_path, network="ieee-eu-lv", seed=7, profile="analytics",
@@ -45,6 +48,7 @@ def test_random_outages_with_lost_last_gasps_are_reported_right_and_restored(tmp
     assert {"outage", "dip", "relay_trip"} <= kinds  # the scenario exercised the filters
 
 
+@pytest.mark.timeout(600)
 def test_a_station_outage_is_a_last_gasp_and_the_terminal_loses_nothing(tmp_path: Path) -> None:
     scenario = tmp_path / "station.toml"
     scenario.write_text(

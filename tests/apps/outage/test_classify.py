@@ -582,3 +582,29 @@ def test_outages_inside_a_higher_outage_that_began_with_it_become_one_report() -
     assert earlier.status == ONGOING  # began long before: its own outage
     assert branch.meters == ("m6", "m7", "m8", "m9") and branch.sources == ("breaker", "hplc", "rs485")
     assert {o.id for o in changed} == {"a", "b", "d"}
+
+
+def test_restored_outages_that_began_together_and_cover_a_branch_were_the_branch() -> None:
+    """F2a's box and F2-X1's meters reported apart (short outage, members not heard from in time),
+    all back: together they are every meter of F2, at one time: one branch F2 outage."""
+    c = Classifier(station())
+    w, back = Window(100.0, 99.0, 100.0), Window(140.0, 139.0, 141.0)
+
+    def add(oid: str, level: str, target: str, meters: tuple[str, ...], start: Window = w) -> Outage:
+        o = Outage(oid, Group(level, target), start, meters, ("hplc",), reported_at=200.0 + len(c.outages))  # type: ignore[arg-type]
+        o.status, o.end = RESTORED, back
+        c.outages[oid] = o
+        return o
+
+    first = add("a", "box", "F2a-X1", ("m8", "m9"))
+    add("b", "meter", "m6", ("m6",))
+    add("c", "meter", "m7", ("m7",))
+    later = add("d", "meter", "m10", ("m10",), Window(500.0, 499.0, 500.0))  # another time
+    c.step(1000.0)
+    assert first.group == Group("box", "F2a-X1") and later.status == RESTORED  # F2 not all dark together
+    c.outages["d"].start = w  # (as its meter's record would say)
+    c.observe(RecordsRead("m10", 1001.0, 1001.0))
+    c.step(1001.0)
+    assert first.group == Group("branch", "F2") and first.status == RESTORED
+    assert first.meters == ("m10", "m6", "m7", "m8", "m9") and first.end == back
+    assert [o.merged_into for o in c.outages.values() if o.status == MERGED] == ["a", "a", "a"]
