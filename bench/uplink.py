@@ -32,7 +32,7 @@ if str(ROOT) not in sys.path:
 
 import aiomqtt  # noqa: E402
 
-from base.clock import LoopClock  # noqa: E402
+from hal.clock import LoopClock  # noqa: E402
 from protocols.cloud import StreamPriority, UpBatch, peek_batch, up_wildcard  # noqa: E402
 from runtime.config import load_credentials  # noqa: E402
 from runtime.model import Reading  # noqa: E402

@@ -38,7 +38,7 @@ class SerialSettings:
 
 
 class HalClock(Protocol):
-    """The part of ``base.clock.Clock`` hal drivers use (hal does not import runtime)."""
+    """The part of ``hal.clock.Clock`` hal drivers use (hal does not import runtime)."""
 
     def now(self) -> float: ...
 

@@ -1,4 +1,4 @@
-"""Exception tree of the runtime layer, under the roots of ``base.errors`` (re-exported here).
+"""Exception tree of the runtime layer, under the roots of ``protocols.errors`` (re-exported here).
 
 Layer: runtime. Every error a user can cause (a bad board.toml, a bad app manifest,
 a hostile cloud command) is one of these, carries where it happened, and is
@@ -8,7 +8,7 @@ reported as a one-line message, never a traceback. Causes are chained with
 
 from __future__ import annotations
 
-from base.errors import ConfigError, ConfigErrors, TerminalError
+from protocols.errors import ConfigError, ConfigErrors, TerminalError
 
 
 class TerminalDied(TerminalError):

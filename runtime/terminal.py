@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from base.clock import Clock
+from hal.clock import Clock
 from hal.interfaces import PowerMonitor, SerialLink
 from runtime import RUNTIME_API_VERSION
 from runtime.board_hal import BoardHal

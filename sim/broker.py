@@ -27,7 +27,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from base.errors import TerminalError
 from protocols.cloud import (
     DEFAULT_MAX_COMMAND_BYTES,
     MAX_ACK_BYTES,
@@ -35,7 +34,7 @@ from protocols.cloud import (
     MAX_PAYLOAD_BYTES,
     check_json_shape,
 )
-from protocols.errors import ProtocolError
+from protocols.errors import ProtocolError, TerminalError
 
 _log = logging.getLogger(__name__)
 

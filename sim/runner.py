@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from hal.sim import SimPowerMonitor
 from protocols.station import StationModel, Transformer
 from runtime.config import AppConfig, Board, load_board, load_credentials

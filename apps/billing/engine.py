@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from base.clock import Clock
+from hal.clock import Clock
 from hal.meters import MeterClient, RelayCommand
 from protocols import billing
 from protocols.billing import FeeControl, yuan

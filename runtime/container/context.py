@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from base.clock import Clock
-from base.streams import Stream
+from hal.clock import Clock
 from hal.interfaces import (
     CarrierEvent,
     CarrierModule,
@@ -36,6 +35,7 @@ from hal.interfaces import (
     Watchdog,
 )
 from hal.meters.transport import TransactionPort
+from hal.streams import Stream
 from protocols.cloud import StreamPriority
 from protocols.station import Correction, ProposalResult, StationChange, StationModel
 from runtime.api import AppStore, CommandHandler, TerminalInfo, UplinkClient

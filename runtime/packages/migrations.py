@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from base.packages.errors import BadManifest
+from protocols.packages.errors import BadManifest
 
 MIGRATIONS_FILE = "migrations.toml"
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+.*)?$")

@@ -33,7 +33,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from base.clock import Clock
+from hal.clock import Clock
 from runtime.errors import MessageTooLarge, StoreError, StoreFull
 from runtime.model import Event, Quality, Reading
 

@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from base.clock import Clock
+from hal.clock import Clock
 from protocols.cloud import DEFAULT_MAX_COMMAND_BYTES, Command, Reply, load_bounded, verify_command
 from protocols.errors import ProtocolError
 from runtime.errors import CommandError

@@ -39,8 +39,8 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
-from base.cancellation import keep_cancel
-from base.clock import Clock
+from hal.cancellation import keep_cancel
+from hal.clock import Clock
 from protocols.cloud import (
     DEFAULT_MAX_COMMAND_BYTES,
     DEFAULT_PRIORITIES,

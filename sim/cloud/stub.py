@@ -36,8 +36,8 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
-from base.cancellation import keep_cancel
-from base.clock import Clock, wall_timeout
+from hal.cancellation import keep_cancel
+from hal.clock import Clock, wall_timeout
 from protocols.cloud import (
     MAX_BATCH_BYTES,
     NACK_BAD_BATCH,

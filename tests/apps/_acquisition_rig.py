@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from hal.errors import CapabilityMissing, TransportTimeout
 from hal.interfaces import CarrierEvent, SerialSettings
 from hal.rs485 import Rs485Port

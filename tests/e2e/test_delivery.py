@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from runtime.model import Reading
 from runtime.store import Store
 from runtime.uplink import Backoff, Uplink

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiomqtt
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from protocols.cloud import (
     MAX_BATCH_BYTES,
     NACK_BAD_BATCH,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from base.packages.keys import raw_public
+from protocols.packages.keys import raw_public
 from runtime.config import TrustedKey
 from sim.broker import EmbeddedBroker
 from sim.cloud.transfer import JobWatcher, PackageServer, install_args, new_job_id

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from protocols.cloud import Command, StreamPriority, sign_command
 from runtime.bus import Bus
 from runtime.container.context import AppContextFactory

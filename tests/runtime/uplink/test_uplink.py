@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from protocols.cloud import MAX_MESSAGE_BYTES, Command
 from runtime.errors import CommandError, MessageTooLarge
 from runtime.model import Event, Reading
