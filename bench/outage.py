@@ -41,7 +41,7 @@ import aiomqtt
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from base.clock import LoopClock  # noqa: E402
+from hal.clock import LoopClock  # noqa: E402
 from hal.errors import CapabilityMissing  # noqa: E402
 from hal.interfaces import MetrologySnapshot, PhaseValues  # noqa: E402
 from hal.sim import SimPowerMonitor  # noqa: E402

@@ -16,14 +16,13 @@ import json
 import signal
 import sqlite3
 import sys
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from apps.outage.cloud import iso
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from protocols.station import Branch, Meter, MeterBox, StationModel
 from runtime.config import load_credentials
 from sim.archive import write_station
@@ -153,6 +152,7 @@ def outage_app_running(work: Path) -> Any:
 async def test_terminal_power_loss_last_gasp_then_sigkill_loses_nothing(
     tmp_path: Path, mosquitto_broker: MosquittoBroker
 ) -> None:
+    clock = LoopClock()  # epoch time as the terminal reads it (its reports' start, end)
     work = tmp_path / "terminal"
     work.mkdir()
     log = tmp_path / "ttu-run.log"
@@ -180,7 +180,7 @@ async def test_terminal_power_loss_last_gasp_then_sigkill_loses_nothing(
                 return bool(await query(cloud_db, f"SELECT 1 FROM messages WHERE terminal = '{TERMINAL}'"))
 
             await wait_for("first message at the cloud", heard_from, log)
-            t_cut = time.time()
+            t_cut = clock.now()
             mains.write_text("0\n", encoding="utf-8")  # the transformer's LV side is gone
             gasp = await wait_for("last gasp", station_outage, log, within=HOLDUP_S + 10)
             # the capacitor runs out: the process dies where it stands
@@ -199,7 +199,7 @@ async def test_terminal_power_loss_last_gasp_then_sigkill_loses_nothing(
         assert received and received <= outbox
 
         # the mains returns: the terminal boots again on the same store and reports the restore
-        t_back = time.time()
+        t_back = clock.now()
         mains.write_text("1\n", encoding="utf-8")
         async with terminal(work, log) as proc:
 
@@ -229,7 +229,7 @@ async def test_terminal_power_loss_last_gasp_then_sigkill_loses_nothing(
     (done,) = [r for r in cloud_outages(cloud_db, TERMINAL) if r["level"] == "station"]
     assert done["id"] == gasp["id"] and done["start"] == iso(gasp["start"])
     end = epoch(done["end"])
-    assert end is not None and t_back - BOOT_S - 1.0 <= end <= time.time(), (end, t_back)
+    assert end is not None and t_back - BOOT_S - 1.0 <= end <= clock.now(), (end, t_back)
     # every message the terminal accepted, before and after its death, is at the cloud once
     outbox = {str(k) for (k,) in await query(store_db, "SELECT key FROM outbox")}
     rows = await query(
