@@ -52,6 +52,7 @@ Status = Literal["dark", "pending", "lit", "none"]
 ONGOING, RESTORED, MERGED, RETRACTED = "ongoing", "restored", "merged", "retracted"
 NEG_INF = float("-inf")
 MAX_PROBES = 64
+KEEP_FINISHED = 256  # restored / merged / retracted outages kept in memory (the newest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,11 +293,30 @@ class Classifier:
         self._place_records(view, now, trigger, out)
         self._place_closed_losses(now, trigger, out)
         self._promote(now, trigger, out)
-        self._absorb(trigger, out)
+        self._absorb(now, trigger, out)
         self._withdraw_silences(now, trigger, out)
         self._still_dark(view, now, trigger, out)
         self._comms(view, now)
+        self._prune()
         return out
+
+    def _recent(self, o: Outage, now: float) -> bool:
+        """Still open, or changed recently enough that records or a late group may join it."""
+        s = self.settings
+        return o.status == ONGOING or (
+            o.status == RESTORED and now - o.trigger <= s.record_settle_s + 2 * s.settle_s
+        )
+
+    def _prune(self) -> None:
+        """Forget the oldest finished outages beyond ``KEEP_FINISHED`` (the cloud has them)."""
+        if len(self.outages) <= 2 * KEEP_FINISHED:
+            return
+        finished = sorted(
+            (o for o in self.outages.values() if o.status != ONGOING and o.still_due is None),
+            key=lambda o: o.end.at if o.end is not None else o.start.at,
+        )
+        for o in finished[: max(0, len(finished) - KEEP_FINISHED)]:
+            del self.outages[o.id]
 
     def _corroborate(self) -> None:
         """A sampled loss on a group whose members show their own dark evidence (or fail reads)
@@ -432,11 +452,11 @@ class Classifier:
         first.group = g
         return first
 
-    def _absorb(self, trigger: float, out: StepResult) -> None:
+    def _absorb(self, now: float, trigger: float, out: StepResult) -> None:
         """One outage, one report: outages of groups inside a higher outage's group that began
         with it (reported while the higher group still waited for members, say, or from records)
         are merged into it, however long ago they were reported; their meters are listed there."""
-        live = [o for o in self.outages.values() if o.status in (ONGOING, RESTORED)]
+        live = [o for o in self.outages.values() if self._recent(o, now)]
         if len(live) < 2:
             return
         tol = self.settings.record_tolerance_s
@@ -470,7 +490,11 @@ class Classifier:
         above them (boxes and meters of one branch, told apart live because the branch waited for
         members not heard from, or found by records) were that group's outage: the first reported
         becomes it, the others merge into it. Ongoing ones are left to the live rules."""
-        done = [o for o in self.outages.values() if o.status == RESTORED and o.end is not None]
+        done = [
+            o
+            for o in self.outages.values()
+            if o.status == RESTORED and o.end is not None and self._recent(o, now)
+        ]
         if len(done) < 2:
             return
         tol = self.settings.record_tolerance_s
@@ -998,6 +1022,7 @@ def _posthoc(c: Classifier, view: _View, entries: list[PowerDownRecord]) -> list
 
 
 __all__ = [
+    "KEEP_FINISHED",
     "MERGED",
     "ONGOING",
     "RESTORED",

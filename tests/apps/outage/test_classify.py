@@ -14,7 +14,16 @@ Times are seconds from 0; evidence is fed as the app's collectors would.
 
 from __future__ import annotations
 
-from apps.outage.classify import MERGED, ONGOING, RESTORED, RETRACTED, Classifier, Outage, Settings
+from apps.outage.classify import (
+    KEEP_FINISHED,
+    MERGED,
+    ONGOING,
+    RESTORED,
+    RETRACTED,
+    Classifier,
+    Outage,
+    Settings,
+)
 from apps.outage.evidence import (
     GroupSupply,
     MetersBack,
@@ -592,7 +601,7 @@ def test_restored_outages_that_began_together_and_cover_a_branch_were_the_branch
 
     def add(oid: str, level: str, target: str, meters: tuple[str, ...], start: Window = w) -> Outage:
         o = Outage(oid, Group(level, target), start, meters, ("hplc",), reported_at=200.0 + len(c.outages))  # type: ignore[arg-type]
-        o.status, o.end = RESTORED, back
+        o.status, o.end, o.trigger = RESTORED, back, 900.0  # last changed at 900
         c.outages[oid] = o
         return o
 
@@ -608,3 +617,17 @@ def test_restored_outages_that_began_together_and_cover_a_branch_were_the_branch
     assert first.group == Group("branch", "F2") and first.status == RESTORED
     assert first.meters == ("m10", "m6", "m7", "m8", "m9") and first.end == back
     assert [o.merged_into for o in c.outages.values() if o.status == MERGED] == ["a", "a", "a"]
+
+
+def test_finished_outages_beyond_the_keep_are_forgotten_the_open_ones_never() -> None:
+    c = Classifier(station())
+    for n in range(2 * KEEP_FINISHED + 1):
+        o = Outage(
+            f"o{n}", Group("meter", "m1"), Window.exact(float(n)), ("m1",), ("hplc",), reported_at=float(n)
+        )
+        o.status, o.end = RESTORED, Window.exact(n + 0.5)
+        c.outages[o.id] = o
+    c.outages["open"] = Outage("open", Group("meter", "m2"), Window.exact(0.0), ("m2",), ("hplc",), 0.0)
+    c.step(10_000.0)
+    assert len(c.outages) == KEEP_FINISHED + 1 and "open" in c.outages
+    assert min(int(k[1:]) for k in c.outages if k != "open") == KEEP_FINISHED + 1  # the newest kept
