@@ -14,6 +14,8 @@ Not a test. Two parts, printed as tables:
    are published on the bus as the hal does (their ``ts`` is the receipt), each report's MQTT
    PUBLISH is timed (``aiomqtt.Client.publish`` wrapped), with an empty outbox and with one hour
    of readings of the station area queued in it. Prints p50 / p90 / p99 / max.
+3. **Classifier CPU** per HPLC list (``time.process_time``, the app's own work without the
+   store, the uplink and the machine's other load): what of the latency is the judging itself.
 
 Goals (issue 9): >= 99 % at the right level and target (>= 95 % with 10 % of last gasps lost),
 >= 99 % of restores, no false report, terminal-added latency p99 <= 100 ms, with a backlog too.
@@ -338,6 +340,43 @@ def main() -> None:
         out = asyncio.run(latency(args.events, backlog=backlog))
         label = "one hour of readings queued" if backlog else "empty outbox"
         print(f"  {label:<28} " + json.dumps(out))
+    print("\nClassifier CPU per HPLC list of a whole branch (translate + step, process time):")
+    print("  " + json.dumps(classifier_cpu()))
+
+
+def classifier_cpu(lists: int = 400) -> dict[str, Any]:
+    """CPU time of ``Translator.carrier`` + ``Classifier.step`` per HPLC list of a whole branch."""
+    from apps.outage.classify import Classifier
+    from apps.outage.collect import Translator
+    from apps.outage.evidence import GroupSupply, Window
+    from apps.outage.members import Group, from_station
+
+    model = bench_station()
+    members = from_station(model)
+    classifier, translator = Classifier(members), Translator(members)
+    branches = [b.id for b in model.branches]
+    addresses = {b: [m.address for m in model.meters if m.branch == b] for b in branches}
+    now = time.time()
+    cpu: list[float] = []
+    for k in range(lists):
+        b = branches[k % len(branches)]
+        kind = "power_off" if (k // len(branches)) % 2 == 0 else "power_on"
+        now += 5.0
+        for p in "ABC":  # the metrology unit: every phase live
+            classifier.observe(GroupSupply(Group("phase", p), True, Window.exact(now), now, "metrology"))
+        t0 = time.process_time()
+        payload = {"kind": kind, "addresses": addresses[b], "ts": now, "payload": "", "extra": {}}
+        classifier.observe_all(translator.carrier(kind, payload))
+        classifier.step(now)
+        cpu.append((time.process_time() - t0) * 1000.0)
+    cpu.sort()
+    return {
+        "lists": lists,
+        "meters": len(model.meters),
+        "p50_ms": round(statistics.median(cpu), 2),
+        "p99_ms": round(cpu[max(0, int(0.99 * len(cpu)) - 1)], 2),
+        "max_ms": round(cpu[-1], 2),
+    }
 
 
 if __name__ == "__main__":
