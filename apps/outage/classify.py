@@ -470,6 +470,7 @@ class Classifier:
                 for o in live
                 if o is not high
                 and o.status in (ONGOING, RESTORED)
+                and not (o.status == ONGOING and high.status == RESTORED)  # still dark: its own
                 and _within(self.members.members(o.group), o.group, mem, high.group)
                 and _overlap(o.start, high.start, tol)
             ]

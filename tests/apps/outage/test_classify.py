@@ -631,3 +631,20 @@ def test_finished_outages_beyond_the_keep_are_forgotten_the_open_ones_never() ->
     c.step(10_000.0)
     assert len(c.outages) == KEEP_FINISHED + 1 and "open" in c.outages
     assert min(int(k[1:]) for k in c.outages if k != "open") == KEEP_FINISHED + 1  # the newest kept
+
+
+def test_a_group_dark_again_right_after_its_parent_came_back_is_not_swallowed_by_it() -> None:
+    """The branch is back; a box in it is dark a moment later (its start window overlaps the
+    branch's): a new outage of its own, reported once, not merged into the restored branch."""
+    c = Classifier(station())
+    branch = Outage(
+        "b", Group("branch", "F2"), Window(100.0, 40.0, 100.0), ("m6", "m7", "m10"), ("hplc",), 100.0
+    )
+    branch.status, branch.end, branch.trigger = RESTORED, Window(130.0, 125.0, 130.0), 130.0
+    box = Outage(
+        "x", Group("box", "F2-X1"), Window(140.0, 80.0, 140.0), ("m6", "m7", "m10"), ("hplc",), 200.0
+    )
+    box.trigger = 200.0
+    c.outages.update({"b": branch, "x": box})
+    c.step(200.0)
+    assert box.status == ONGOING and box.merged_into is None and branch.status == RESTORED
