@@ -24,6 +24,8 @@ address, branches (``F2``) and boxes (``F2-X03``) as in the topology ground trut
     [monitoring]   box_terminals = "all" | ["F2-X01", ...]  (meter-box terminals 表箱终端; default none)
     [grid]         load_scale (x every customer's demand, not PV), line_scale (x every line length):
                    heavier, longer Chinese feeders, so technical loss reaches a few % (GRID.md §2)
+    [metering]     error_scale: x every device's measurement error (accuracy-class gain and
+                   noise, ``sim.physics.measure.DeviceErrors``); 1 = as their classes say, 0 = ideal
 """
 
 from __future__ import annotations
@@ -124,6 +126,13 @@ class Grid:
 
 
 @dataclass(frozen=True, slots=True)
+class Measurement:
+    """How good the instruments are: a multiplier of every accuracy-class error (0 = ideal)."""
+
+    error_scale: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
     name: str
     source: str
@@ -139,6 +148,7 @@ class Scenario:
     comms: Comms = field(default_factory=Comms)
     monitoring: Monitoring = field(default_factory=Monitoring)
     grid: Grid = field(default_factory=Grid)
+    metering: Measurement = field(default_factory=Measurement)
 
 
 def available() -> list[str]:
@@ -173,7 +183,7 @@ def load_scenario(name: str | Path) -> Scenario:
 def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
     r = _Reader(source)
     r.keys(data, "", {"scenario", "outage", "theft", "meter_fault", "relay", "pv_surge", "transformer",
-                      "archive", "comms", "monitoring", "grid"})  # fmt: skip
+                      "archive", "comms", "monitoring", "grid", "metering"})  # fmt: skip
     head = r.table(data, "scenario")
     r.keys(head, "scenario", {"description", "pv_share"})
     outages = []
@@ -233,6 +243,8 @@ def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
         )
     grid = r.table(data, "grid")
     r.keys(grid, "grid", {"load_scale", "line_scale"})
+    metering = r.table(data, "metering")
+    r.keys(metering, "metering", {"error_scale"})
     return Scenario(
         name=name,
         source=source,
@@ -262,6 +274,9 @@ def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
         grid=Grid(
             load_scale=r.number(grid, "grid", "load_scale", lo=0.01, hi=20.0, default=1.0),
             line_scale=r.number(grid, "grid", "line_scale", lo=0.01, hi=100.0, default=1.0),
+        ),
+        metering=Measurement(
+            error_scale=r.number(metering, "metering", "error_scale", lo=0.0, hi=10.0, default=1.0)
         ),
     )
 
@@ -358,6 +373,7 @@ __all__ = [
     "ArchiveErrors",
     "Comms",
     "Grid",
+    "Measurement",
     "MeterFault",
     "Monitoring",
     "Outage",
