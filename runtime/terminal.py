@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,7 +32,7 @@ from runtime.container import (
 )
 from runtime.container.isolation.bridge import SOCKET_NAME, Bridge
 from runtime.diagnostics import trace_handler, validate_trace_args
-from runtime.errors import ConfigError
+from runtime.errors import ConfigError, TerminalDied
 from runtime.packages.jobs import JobRunner
 from runtime.packages.manager import PackageManager
 from runtime.packages.verify import board_capabilities
@@ -208,17 +208,27 @@ class Terminal:
                     len(supervisor.status()),
                     len(hal.ports),
                 )
-                async with asyncio.TaskGroup() as tg:
-                    if uplink is not None:
-                        tg.create_task(uplink.run(), name="uplink")
-                    tg.create_task(scheduler.run(), name="scheduler")
-                    tg.create_task(supervisor.run(), name="supervisor")
-                    if jobs is not None:
-                        tg.create_task(jobs.run(), name="package-jobs")
-                    tg.create_task(watchdog.run(), name="loop-watchdog")
-                    tg.create_task(hal.carrier_events(bus.publish), name="hplc-events")
-                    tg.create_task(self._upkeep(store, uplink, supervisor, alarms), name="store-upkeep")
-                    self.started.set()
+                try:
+                    async with asyncio.TaskGroup() as tg:
+
+                        def essential(name: str, coro: Coroutine[Any, Any, None]) -> None:
+                            tg.create_task(_essential(name, coro), name=name)
+
+                        if uplink is not None:
+                            essential("uplink", uplink.run())
+                        essential("scheduler", scheduler.run())
+                        essential("supervisor", supervisor.run())
+                        if jobs is not None:
+                            essential("package-jobs", jobs.run())
+                        essential("loop-watchdog", watchdog.run())
+                        essential("hplc-events", hal.carrier_events(bus.publish))
+                        essential("store-upkeep", self._upkeep(store, uplink, supervisor, alarms))
+                        self.started.set()
+                except BaseExceptionGroup as group:
+                    died = [e for e in group.exceptions if isinstance(e, TerminalDied)]
+                    if not died:
+                        raise
+                    raise died[0] from group
         finally:
             self.parts = None
             await store.close()
@@ -299,3 +309,19 @@ class Terminal:
                 await uplink.send("status", body)
                 if alarms.get("store_full", {}).get("active"):
                     await uplink.send("alarms", {"kind": "store_full", **alarms["store_full"]})
+
+
+async def _essential(name: str, coro: Coroutine[Any, Any, None]) -> None:
+    """Run one part the terminal cannot do without; its failure is logged with its cause and
+    becomes ``TerminalDied`` (the task group then stops the rest, and ``run`` raises it)."""
+    try:
+        await coro
+    except Exception as err:
+        log.critical(
+            "terminal part %s failed, stopping the terminal: %s: %s",
+            name,
+            type(err).__name__,
+            err,
+            exc_info=err,
+        )
+        raise TerminalDied(name, f"{type(err).__name__}: {err}") from err

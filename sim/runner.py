@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 from base.clock import LoopClock
 from runtime.config import AppConfig, Board, load_board, load_credentials
-from runtime.errors import BusError, ConfigError
+from runtime.errors import BusError, ConfigError, TerminalDied
 from runtime.terminal import Terminal
 from sim.broker import BrokerError, EmbeddedBroker
 from sim.cloud.simclock import publish_beacons
@@ -110,6 +110,16 @@ class SimRun:
     devices: FieldDevices | None = None  # metrology unit and Modbus devices (sim/devices)
     hplc: VirtualCco | None = None  # the virtual CCO behind sim:hplc, when there are HPLC meters
     notes: list[str] = dataclasses.field(default_factory=list)  # departures from the board, said once
+    terminal_task: asyncio.Task[None] | None = None
+
+    @property
+    def terminal_failure(self) -> str | None:
+        """Why the terminal stopped on its own (None while it runs)."""
+        task = self.terminal_task
+        if task is None or not task.done() or task.cancelled():
+            return None
+        error = task.exception()
+        return "the terminal returned" if error is None else f"{type(error).__name__}: {error}"
 
     @property
     def mode(self) -> str:
@@ -144,6 +154,7 @@ class SimRun:
             "sim_time": self.clock.now(),
             "elapsed_s": self.clock.monotonic() - self.started_monotonic,
             "speed": self.clock.speed,
+            "terminal_died": self.terminal_failure,
             "mode": self.mode,
             "achieved_speed": self.achieved_speed(),
             "wall_s": self.wall_seconds(),
@@ -372,6 +383,8 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
             run.truth_dir = options.truth_dir or options.workdir / "truth"
         world_task = None if world is None else asyncio.create_task(world.run(clock), name="sim-world")
         task = asyncio.create_task(terminal.run(), name="terminal")
+        run.terminal_task = task
+        task.add_done_callback(_say_if_died)
         beacon = asyncio.create_task(
             publish_beacons(cloud, clock, speed=run.achieved_speed if options.virtual else None),
             name="sim-clock-beacon",
@@ -390,8 +403,14 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
             for t in (beacon, task, world_task):
                 if t is not None:
                     t.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
+                    # a terminal that died is in the report (terminal_died), not raised here
+                    with contextlib.suppress(asyncio.CancelledError, TerminalDied):
                         await t
+
+
+def _say_if_died(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("the simulated terminal died: %s", task.exception())
 
 
 def _hplc_meters(options: SimOptions) -> int:
@@ -438,6 +457,8 @@ async def run_for(
                 result = on_tick(run)
                 if asyncio.iscoroutine(result):
                     await result
+            if run.terminal_failure is not None:
+                break  # nothing more will happen: report it now
         await drain(run)
         return await report(run)
 
@@ -447,7 +468,7 @@ async def drain(run: SimRun) -> None:
     and ``DRAIN_WALL_S`` wall seconds; the apps keep running meanwhile (the report counts what
     they add as sent, and as delivered or queued)."""
     parts = run.terminal.parts
-    if parts is None:
+    if parts is None or run.terminal_failure is not None:
         return
     clock = run.clock
     sim_deadline = clock.monotonic() + DRAIN_SIM_S
@@ -497,6 +518,8 @@ async def report(run: SimRun) -> dict[str, Any]:
     delivered = await delivery(run)
     return {
         "terminal": terminal_id,
+        "failures": failures(summary, parts.supervisor.status() if parts is not None else []),
+        "terminal_died": summary["terminal_died"],
         "mode": run.mode,
         "speed": None if run.options.virtual else run.options.speed,
         "achieved_speed": summary["achieved_speed"],
@@ -542,3 +565,17 @@ async def report(run: SimRun) -> dict[str, Any]:
             "truth_dir": str(run.truth_dir),
         },
     }
+
+
+def failures(summary: dict[str, Any], apps: list[dict[str, Any]]) -> list[str]:
+    """What makes a run a failure (``ttu sim`` exits non-zero): the terminal died, an app ended
+    quarantined, or not one reading reached the cloud."""
+    out: list[str] = []
+    if summary.get("terminal_died"):
+        out.append(f"the terminal died: {summary['terminal_died']}")
+    for app in apps:
+        if app.get("state") == "quarantined":
+            out.append(f"app {app.get('name')} ended quarantined: {app.get('last_error')}")
+    if not summary["cloud"].get("readings"):
+        out.append("no reading reached the cloud")
+    return out

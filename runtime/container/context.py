@@ -8,21 +8,31 @@ objects are written elsewhere and typed here as small Protocols; this module mus
 not import them, nor any app.
 
 When the app stops (returns, crashes, is stopped), the supervisor calls
-``close()``: the app's subscriptions, responders and scheduler jobs go with it.
+``close()``: everything the app registered goes with it -- bus subscriptions and
+responders, scheduler jobs, downlink commands, carrier event streams -- so a restarted
+instance registers them afresh.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
 from base.clock import Clock
-from hal.interfaces import CarrierModule, Metrology, Slot, Watchdog
+from hal.interfaces import (
+    CarrierEvent,
+    CarrierModule,
+    Metrology,
+    NetworkNode,
+    NodePhase,
+    Slot,
+    Watchdog,
+)
 from runtime.bus import Bus, Handler, Overflow, Service, Subscription, pattern_covers, topic_matches
 from runtime.container.manifest import Manifest
 from runtime.errors import CapabilityError
@@ -150,6 +160,33 @@ class UplinkClient(Protocol):
 
     def register_command(self, name: str, handler: CommandHandler) -> None: ...
 
+    def unregister_command(self, name: str) -> None: ...
+
+
+class ScopedUplink:
+    """The uplink as one app uses it: the commands it registers are unregistered when it stops."""
+
+    def __init__(self, uplink: UplinkClient) -> None:
+        self._uplink = uplink
+        self._commands: list[str] = []
+
+    async def send(self, stream: str, body: dict[str, Any]) -> str:
+        return await self._uplink.send(stream, body)
+
+    def register_command(self, name: str, handler: CommandHandler) -> None:
+        self._uplink.register_command(name, handler)
+        self._commands.append(name)
+
+    def unregister_command(self, name: str) -> None:
+        if name in self._commands:
+            self._commands.remove(name)
+            self._uplink.unregister_command(name)
+
+    def close(self) -> None:
+        for name in self._commands:
+            self._uplink.unregister_command(name)
+        self._commands.clear()
+
 
 @runtime_checkable
 class HalAccess(Protocol):
@@ -262,6 +299,39 @@ class ScopedScheduler:
         self._jobs.clear()
 
 
+class _AppCarrier:
+    """The carrier module as one app holds it: the event streams it opens close when it stops."""
+
+    def __init__(self, module: CarrierModule, streams: list[Any]) -> None:
+        self._module = module
+        self._streams = streams
+
+    async def reset(self) -> None:
+        await self._module.reset()
+
+    async def sync_archive(
+        self, addresses: Sequence[str], *, protocols: Mapping[str, str] | None = None
+    ) -> None:
+        await self._module.sync_archive(addresses, protocols=protocols)
+
+    async def transact(self, address: str, frame: bytes, *, timeout: float) -> bytes:  # noqa: ASYNC109 (the module-side timeout)
+        return await self._module.transact(address, frame, timeout=timeout)
+
+    async def broadcast(self, frame: bytes) -> None:
+        await self._module.broadcast(frame)
+
+    def events(self) -> AsyncIterator[CarrierEvent]:
+        stream = self._module.events()
+        self._streams.append(stream)
+        return stream
+
+    async def network(self) -> tuple[NetworkNode, ...]:
+        return await self._module.network()
+
+    async def phases(self) -> tuple[NodePhase, ...]:
+        return await self._module.phases()
+
+
 class ScopedHal:
     """The hal capabilities the manifest declares; anything else is refused."""
 
@@ -269,6 +339,7 @@ class ScopedHal:
         self._hal = hal
         self._m = manifest
         self._violations = violations
+        self._streams: list[Any] = []  # carrier event streams the app opened
 
     @property
     def has_backend(self) -> bool:
@@ -286,7 +357,7 @@ class ScopedHal:
         return self._need("rs485").rs485(name)
 
     def hplc(self) -> CarrierModule:
-        return self._need("hplc").hplc()
+        return _AppCarrier(self._need("hplc").hplc(), self._streams)
 
     def metrology(self) -> Metrology:
         return self._need("metrology").metrology()
@@ -296,6 +367,14 @@ class ScopedHal:
 
     def watchdog(self) -> Watchdog:
         return self._need("watchdog").watchdog()
+
+    def close(self) -> None:
+        """Close the carrier event streams the app left open (a crash skips its ``async with``)."""
+        for stream in self._streams:
+            close = getattr(stream, "close", None)
+            if close is not None:
+                close()
+        self._streams.clear()
 
 
 class AppContext:
@@ -323,7 +402,7 @@ class AppContext:
         self.scheduler = ScopedScheduler(scheduler, manifest.name)
         self.hal = ScopedHal(hal, manifest, self.violations)
         self._store = store
-        self._uplink = uplink
+        self._uplink = None if uplink is None else ScopedUplink(uplink)
         self._ready: asyncio.Future[None] | None = None
         self._stopping = asyncio.Event()
 
@@ -365,9 +444,12 @@ class AppContext:
         self._stopping.set()
 
     def close(self) -> None:
-        """Drop the app's subscriptions, responders and jobs (called by the supervisor)."""
+        """Release everything the app registered (called by the supervisor when it ends)."""
         self.bus.close()
         self.scheduler.close()
+        if self._uplink is not None:
+            self._uplink.close()
+        self.hal.close()
 
 
 ContextFactory = Callable[[Manifest], AppContext]
@@ -423,6 +505,7 @@ __all__ = [
     "ScopedBus",
     "ScopedHal",
     "ScopedScheduler",
+    "ScopedUplink",
     "TerminalInfo",
     "TerminalStore",
     "UplinkClient",

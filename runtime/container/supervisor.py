@@ -13,7 +13,10 @@ Lifecycle::
                         -> BACKOFF (initial * 2^(n-1), capped) -> STARTING ...
                         -> QUARANTINED (max_crashes within window_s; stays down)
 
-An app that returns normally is STOPPED and not restarted. An app added with
+``ready_timeout_s`` and ``stop_timeout_s`` are real seconds (``wall_timeout``): they bound the
+machine's work, so a simulation at x600 gives an app the same time to start as the field does;
+restart backoff and the crash window stay on the clock. An app that returns normally is STOPPED
+and not restarted. An app added with
 ``isolated=True`` (board.toml ``[apps.<name>] isolated``, or installed from a
 package) runs the same lifecycle in its own host process through the bridge
 (``runtime.container.isolation.runner``); CRASHED then also covers a host
@@ -37,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from base.clock import Clock
+from base.clock import Clock, wall_timeout
 from runtime.bus import Bus
 from runtime.container.context import AppContext, ContextFactory
 from runtime.container.isolation.bridge import Bridge
@@ -364,7 +367,8 @@ class Supervisor:
         waiting: list[asyncio.Future[Any]] = [task, ready]
         try:
             try:
-                async with self._clock.timeout(manifest.limits.ready_timeout_s):
+                # a start-up deadline: real seconds, however fast the simulated clock runs
+                async with wall_timeout(manifest.limits.ready_timeout_s):
                     await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             except TimeoutError:
                 await self._cancel(task)
@@ -408,7 +412,7 @@ class Supervisor:
         self._set_state(rec, AppState.STOPPING)
         ctx.request_stop()
         try:
-            async with self._clock.timeout(rec.manifest.limits.stop_timeout_s):
+            async with wall_timeout(rec.manifest.limits.stop_timeout_s):
                 await asyncio.wait({task})
         except TimeoutError:
             log.warning(

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit
 import aiomqtt
 
 from base.cancellation import keep_cancel
-from base.clock import Clock
+from base.clock import Clock, wall_timeout
 from protocols.cloud import (
     STREAMS,
     Chunk,
@@ -85,8 +85,8 @@ class CloudStub:
     ``command_keys`` maps terminal ids to their HMAC command keys; ``default_key`` is
     used for any terminal not in the map. ``db_path=":memory:"`` keeps nothing.
     ``terminal`` narrows the subscriptions to one terminal (``"+"``: all).
-    ``connect_timeout`` bounds how long entering waits for the first subscription
-    (``None``: do not wait; the stub keeps trying in the background).
+    ``connect_timeout`` bounds how long entering waits for the first subscription, in real
+    seconds whatever the clock's speed (``None``: do not wait; the stub keeps trying).
     """
 
     def __init__(
@@ -141,7 +141,9 @@ class CloudStub:
         self._task = tg.create_task(self._run(), name=f"cloud-stub-mqtt[{self._client_id}]")
         if self._connect_timeout is not None:
             try:
-                await self.wait_until(lambda s: s.connections > 0, timeout=self._connect_timeout)
+                # a start-up deadline: real seconds, however fast the simulated clock runs
+                async with wall_timeout(self._connect_timeout), self._changed:
+                    await self._changed.wait_for(lambda: self.connections > 0)
             except BaseException as err:
                 await self.__aexit__(type(err), err, err.__traceback__)
                 if isinstance(err, TimeoutError):

@@ -63,6 +63,9 @@ class FakeUplink:
     def register_command(self, name: str, handler: Callable[[dict[str, Any]], Any]) -> None:
         self.commands[name] = handler
 
+    def unregister_command(self, name: str) -> None:
+        self.commands.pop(name, None)
+
 
 class FakeCarrier:
     """A carrier module (CCO) whose nodes answer from virtual meters after a per-node latency."""

@@ -546,6 +546,10 @@ async def _uplink_register(s: AppSession, f: dict[str, Any]) -> None:
     s.ctx.uplink.register_command(name, handler)
 
 
+async def _uplink_unregister(s: AppSession, f: dict[str, Any]) -> None:
+    s.ctx.uplink.unregister_command(str(f["name"]))
+
+
 async def _scheduler_add(s: AppSession, f: dict[str, Any]) -> None:
     jid = int(f["jid"])
 
@@ -579,6 +583,7 @@ _OPS: dict[str, Op] = {
     "store.query_readings": _query,
     "uplink.send": _uplink_send,
     "uplink.register": _uplink_register,
+    "uplink.unregister": _uplink_unregister,
     "scheduler.add": _scheduler_add,
     "scheduler.cancel": _scheduler_cancel,
     **HAL_OPS,

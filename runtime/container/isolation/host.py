@@ -276,6 +276,10 @@ class RemoteUplink:
         self.commands[name] = handler
         self._chan.request_nowait("uplink.register", {"name": name})
 
+    def unregister_command(self, name: str) -> None:
+        if self.commands.pop(name, None) is not None:
+            self._chan.request_nowait("uplink.unregister", {"name": name})
+
 
 class IsolatedContext(AppContext):
     """The ``AppContext`` of an isolated app; ``ready()`` also tells the runtime."""
