@@ -36,7 +36,8 @@ from runtime.errors import ConfigError, TerminalDied
 from runtime.packages.jobs import JobRunner
 from runtime.packages.manager import PackageManager
 from runtime.packages.verify import board_capabilities
-from runtime.scheduler import Scheduler
+from runtime.scheduler import Daily, Scheduler
+from runtime.station import StationService
 from runtime.store import Store, StoreLimits
 from runtime.uplink import OutboxOnlyUplink, Uplink
 
@@ -56,6 +57,7 @@ class TerminalParts:
     supervisor: Supervisor
     uplink: Uplink | None
     info: TerminalInfo
+    station: StationService
     alarms: dict[str, Any] = field(default_factory=dict)
     packages: PackageManager | None = None
     jobs: JobRunner | None = None
@@ -156,6 +158,17 @@ class Terminal:
             scheduler = Scheduler(clock=self._clock, tz=info.tz, state=NamespacedStore(store, "scheduler"))
             uplink = self._uplink(store)
             offline = OutboxOnlyUplink(store, terminal_id=board.terminal.id)
+            station = StationService(
+                store=store,
+                bus=bus,
+                clock=self._clock,
+                file=board.station.file,
+                proposals=board.station.proposals,
+                auto_min_confidence=board.station.auto_min_confidence,
+                send=(uplink or offline).send,
+                known_ports=info.rs485_ports,
+            )
+            await station.start()
             async with (
                 BoardHal(board, clock=self._clock, sim_devices=self._sim_devices) as hal,
                 contextlib.AsyncExitStack() as stack,  # the app bridge, closed after the supervisor
@@ -168,6 +181,7 @@ class Terminal:
                     uplinks=lambda name: uplink if uplink is not None else offline,
                     hal=hal,
                     terminal=info,
+                    station=station,
                 )
                 bridge = await stack.enter_async_context(
                     Bridge(self._state_dir / SOCKET_NAME, bus=bus, clock=self._clock, terminal=info)
@@ -194,10 +208,12 @@ class Terminal:
                     hal_watchdog=hal.watchdog() if board.watchdog and board.watchdog.enabled else None,
                 )
                 self.parts = TerminalParts(
-                    store, bus, scheduler, hal, supervisor, uplink, info, alarms, packages, jobs
+                    store, bus, scheduler, hal, supervisor, uplink, info, station, alarms, packages, jobs
                 )
+                scheduler.add("station.snapshot", Daily(0, 5), lambda slot: station.snapshot())
                 if uplink is not None:
                     self._register_commands(uplink)
+                    station.register_commands(uplink.register_command)
                     uplink.register_command(
                         "hal.trace", trace_handler(hal.traces), validate=validate_trace_args
                     )
@@ -283,6 +299,7 @@ class Terminal:
             "uplink": parts.uplink.statistics() if parts.uplink else None,
             "ports": parts.hal.statistics(),
             "alarms": parts.alarms,
+            "station": parts.station.statistics(),
             "packages": parts.jobs.statistics() if parts.jobs else None,
         }
 

@@ -21,9 +21,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from base.clock import LoopClock
+from protocols.station import StationModel, Transformer
 from runtime.config import AppConfig, Board, load_board, load_credentials
 from runtime.errors import BusError, ConfigError, TerminalDied
 from runtime.terminal import Terminal
+from sim.archive import station_model, write_station
 from sim.broker import BrokerError, EmbeddedBroker
 from sim.cloud.simclock import publish_beacons
 from sim.cloud.stub import CloudStub
@@ -217,7 +219,7 @@ def _with_workdir(
     notes: list[str],
     app_config: Mapping[str, Mapping[str, Any]],
 ) -> Board:
-    """The simulated board with its store and the acquisition archive inside the run folder,
+    """The simulated board with its store and the station archive inside the run folder,
     and ``app_config`` over the apps' configs.
 
     ``in_process``: apps the board isolates run in the terminal's process instead (a separate
@@ -228,9 +230,6 @@ def _with_workdir(
     for name, overrides in app_config.items():
         app = apps.get(name) or AppConfig(name=name, enabled=True, isolated=False, config={})
         apps[name] = dataclasses.replace(app, config={**app.config, **overrides})
-    if "acquisition" in apps:
-        app = apps["acquisition"]
-        apps["acquisition"] = dataclasses.replace(app, config={**app.config, "archive": str(archive)})
     isolated = sorted(name for name, app in apps.items() if app.enabled and app.isolated)
     if in_process and isolated:
         for name in isolated:
@@ -239,7 +238,29 @@ def _with_workdir(
             f"apps {', '.join(isolated)} run in the terminal's process: an isolated app's own process "
             "cannot follow virtual time (--speed max)"
         )
-    return dataclasses.replace(board, store=store, apps=apps)
+    station = dataclasses.replace(board.station, file=archive)
+    return dataclasses.replace(board, store=store, apps=apps, station=station)
+
+
+def _archive(board: Board, station: Station, world: World | None, devices: FieldDevices) -> StationModel:
+    """The station archive the simulated terminal starts from: the world as the utility records it
+    (with the scenario's archive errors, a wrong CT of the 总表 included), its field devices, and the
+    transformer (``sim.archive``; without a world, the board's metrology unit is the 总表)."""
+    node = board.metrology if board.metrology is not None and board.metrology.enabled else None
+    transformer = Transformer(
+        "T1",
+        ct_ratio=node.ct_ratio if node is not None else 1.0,
+        pt_ratio=node.pt_ratio if node is not None else 1.0,
+        meter="transformer",
+    )
+    return station_model(
+        station,
+        world=world,
+        devices=devices.archive(),
+        station_id=board.terminal.address or board.terminal.id,
+        name=board.terminal.name or "",
+        transformer=transformer,
+    )
 
 
 def _field_devices(board: Board, station: Station, world: World | None) -> FieldDevices:
@@ -313,6 +334,7 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
             )
         wiring = MemoryWiring()
     clock = LoopClock(start=options.start, speed=1.0 if options.virtual else options.speed)
+    start = clock.now()
     board = options.board
     buses = [p.name for p in board.rs485 if p.enabled]
     world: World | None = None
@@ -321,7 +343,7 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
             buses=buses,
             scenario=load_scenario(options.scenario or "default"),
             seed=options.seed,
-            start=clock.now(),
+            start=start,
             duration_s=options.duration_s,
             network=options.network,
             customers_scale=options.customers_scale,
@@ -338,15 +360,14 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
             buses=buses,
             meters_per_bus=options.meters_per_bus,
             seed=options.seed,
-            start=clock.now(),
+            start=start,
             response_delay_s=options.response_delay_s,
             hplc_meters=_hplc_meters(options),
         )
-    archive = options.workdir / "archive.toml"
-    station.write_archive(archive)
     devices = _field_devices(board, station, world)
     attach(devices, station, clock)
-    devices.write_archive(options.workdir / "devices.toml")  # next to archive.toml, where acquisition looks
+    archive = options.workdir / "station.toml"
+    write_station(archive, _archive(board, station, world, devices))
     notes: list[str] = []
     run_board = _with_workdir(
         board,

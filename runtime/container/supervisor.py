@@ -35,14 +35,15 @@ import inspect
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from base.clock import Clock, wall_timeout
+from runtime.api import EntryPoint
 from runtime.bus import Bus
-from runtime.container.context import AppContext, ContextFactory
+from runtime.container.context import ContextFactory, LocalContext
 from runtime.container.isolation.bridge import Bridge
 from runtime.container.isolation.runner import IsolatedAppError, IsolatedRunner
 from runtime.container.manifest import Manifest, load_manifest, resolve_config
@@ -51,7 +52,6 @@ from runtime.errors import AppError, AppNotReady, ConfigError, ConfigErrors, Ter
 log = logging.getLogger("ttu.supervisor")
 
 STATUS_FILE = "apps.json"
-EntryPoint = Callable[[AppContext, dict[str, Any]], Awaitable[None]]
 
 
 class AppState(enum.StrEnum):
@@ -79,7 +79,7 @@ class AppRecord:
     restarts: int = 0
     crashes: list[float] = field(default_factory=list)  # monotonic times within the window
     last_error: str | None = None
-    context: AppContext | None = None
+    context: LocalContext | None = None
     task: asyncio.Task[BaseException | None] | None = None
     supervisor_task: asyncio.Task[None] | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -307,7 +307,7 @@ class Supervisor:
         entry: EntryPoint = func
         return entry
 
-    async def _guarded(self, rec: AppRecord, entry: EntryPoint, ctx: AppContext) -> BaseException | None:
+    async def _guarded(self, rec: AppRecord, entry: EntryPoint, ctx: LocalContext) -> BaseException | None:
         """The app's own task: returns its exception instead of raising it into the TaskGroup."""
         try:
             await entry(ctx, dict(rec.config))
@@ -360,6 +360,7 @@ class Supervisor:
             return err
         assert self._tg is not None
         ctx = self._factory(manifest)
+        ctx.use_config(rec.config)
         rec.context = ctx
         ready = ctx.ready_future()
         task = self._tg.create_task(self._guarded(rec, entry, ctx), name=f"app:{manifest.name}")
@@ -405,7 +406,7 @@ class Supervisor:
         self._record(name)
         return self._runner.pids.get(name) if self._runner is not None else None
 
-    async def _stop_app_task(self, rec: AppRecord, task: asyncio.Task[Any], ctx: AppContext) -> None:
+    async def _stop_app_task(self, rec: AppRecord, task: asyncio.Task[Any], ctx: LocalContext) -> None:
         """Ask the app to stop, give it stop_timeout_s, then cancel it."""
         if task.done():
             return
