@@ -1,14 +1,14 @@
 """``Cco``: the terminal side of Q/GDW 1376.2 towards an HPLC carrier module (CCO).
 
 Layer: hal. Implements ``hal.interfaces.CarrierModule`` and ``RouteModule`` over one
-``SerialLink`` (the module's UART, 9600 8E1). One reader task owns the receive side: it feeds the 1376.2 ``Framer``,
-hands replies (PRM=0) to the request waiting on that R6 sequence number, and answers the
-module's own frames (PRM=1): AFN06 reports are confirmed with AFN00 F1 and published as
-``CarrierEvent``s (repeats de-duplicated), AFN14 F1/F2 module-led reading requests are
-answered (F1 by the ``RouteReader`` given to ``lead``, each ask in a task of its own; the
+``SerialLink`` (the module's UART, 9600 8E1). One reader task owns the receive side: it feeds
+the 1376.2 ``Framer``, hands replies (PRM=0) to the request waiting on that R6 sequence number,
+and answers the module's own frames (PRM=1): AFN06 reports are confirmed with AFN00 F1 and
+published as ``CarrierEvent``s (repeats de-duplicated), AFN14 F1/F2 module-led reading requests
+are answered (F1 by the ``RouteReader`` given to ``lead``, each ask in a task of its own; the
 meters' replies of AFN06 F2 go to that reader, not to the event stream), and an unsolicited
-AFN03 F10 means the module restarted. A recovery task then
-re-identifies the module and re-syncs the archive it was last given.
+AFN03 F10 means the module restarted. A recovery task then re-identifies the module and re-syncs
+the archive it was last given.
 
 Flows (PROTOCOLS.md §3.4):
 
@@ -34,7 +34,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal, Self

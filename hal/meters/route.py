@@ -127,9 +127,10 @@ class RouteTransport:
         address = ask.address
         now = self._clock.monotonic()
         session = self._sessions.get(address)
-        if session is not None and session.ended_at is not None and now - session.ended_at > self._answer_within:
-            session = None  # a job that ended while the module was elsewhere: a new visit
-            del self._sessions[address]
+        stale = session is not None and session.ended_at is not None
+        if stale and session is not None and now - (session.ended_at or now) > self._answer_within:
+            del self._sessions[address]  # a job that ended while the module was elsewhere: a new visit
+            session = None
         if session is not None and session.reply is not None and not session.reply.done():
             # asked again while our frame is still out: the module gave up on the node
             self.unanswered += 1
@@ -146,7 +147,7 @@ class RouteTransport:
             async with self._clock.timeout(self._answer_within):
                 step = await asyncio.shield(session.step)
         except TimeoutError:
-            _log.warning("%s: node %s: the next frame was not ready in time; node failed", self._name, address)
+            _log.warning("%s: node %s: next frame not ready in time; node failed", self._name, address)
             self._drop(session)
             return RouteAnswer(ok=False)
         if step is None:
@@ -240,7 +241,9 @@ class RouteTransport:
         except TimeoutError as err:
             self.unanswered += 1
             self._health.failure(device, "timeouts")
-            raise TransportTimeout(f"{self._name}: node {device} did not answer within {timeout:g} s") from err
+            raise TransportTimeout(
+                f"{self._name}: node {device} did not answer within {timeout:g} s"
+            ) from err
         except TransportTimeout:
             self._health.failure(device, "timeouts")
             raise

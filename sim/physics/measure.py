@@ -84,7 +84,6 @@ ACCURACY: dict[str, AccuracyClass] = {
 }
 
 
-
 def _mix(x: NDArray[np.uint64]) -> NDArray[np.uint64]:
     """splitmix64 finaliser: a well-spread 64-bit hash of each element."""
     with np.errstate(over="ignore"):

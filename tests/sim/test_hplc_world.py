@@ -3,7 +3,7 @@ virtual CCO send last-gasp power-off and restore power-on lists (AFN06 F5) that 
 driver publishes on its bus as ``hplc/event/power_off|power_on``; a dip shorter than the
 judgement sends nothing; HPLC meters' readings reach the cloud stub.
 
-Runs ``sim.runner.simulate`` on the repo board (scaled clock, x30) with one feeder (55
+Runs ``sim.runner.simulate`` on the repo board (virtual time, ``--speed max``) with one feeder (55
 customers, 15 of them on HPLC). Expected addresses come from the world's ground truth (the
 outage's meters that are on the carrier); expected times from the GRID.md §3 timing model.
 """
@@ -30,7 +30,7 @@ HPLC_METERS = 15
 OUTAGE_AT, OUTAGE_S = 60.0, 90.0
 DIP_AT, DIP_S = 240.0, 2.0
 RUN_S = 330.0
-SLACK_S = 5.0  # scheduling of a scaled clock (x30) on a loaded machine, plus the wire
+SLACK_S = 5.0  # the wire and the CCO's own scheduling
 TIMING = LastGaspTiming()
 
 
