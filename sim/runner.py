@@ -202,6 +202,10 @@ class SimRun:
             "power_on_reports": received["power_on"],
             "report_sends": c.reports_sent,
             "dips_ignored": cco.outages.dips,
+            "route_rounds": c.route_rounds,  # module-led reading (路由主动抄表)
+            "route_reads": c.route_reads,
+            "route_reads_lost": c.route_reads_lost,
+            "peak_in_flight": c.peak_in_flight,
         }
 
     def _devices(self) -> dict[str, Any] | None:

@@ -55,7 +55,8 @@ class _Session:
 
     address: str
     step: asyncio.Future[bytes | None]  # the job's next frame, or None once it ended
-    reply: asyncio.Future[bytes] | None = None  # the module's answer to the frame handed out
+    reply: asyncio.Future[bytes] | None = None  # the reply awaited for the job's current frame
+    handed: asyncio.Future[bytes] | None = None  # ... once that frame went to the module
     task: asyncio.Task[None] | None = None
     ok: bool = False
     ended_at: float | None = None
@@ -131,10 +132,11 @@ class RouteTransport:
         if stale and session is not None and now - (session.ended_at or now) > self._answer_within:
             del self._sessions[address]  # a job that ended while the module was elsewhere: a new visit
             session = None
-        if session is not None and session.reply is not None and not session.reply.done():
-            # asked again while our frame is still out: the module gave up on the node
+        if session is not None and session.handed is not None and not session.handed.done():
+            # asked again while the frame it carried has no reply: the module gave up on it
             self.unanswered += 1
-            session.reply.set_exception(TransportTimeout(f"{self._name}: node {address}: no reply came back"))
+            gave_up = TransportTimeout(f"{self._name}: node {address}: no reply came back")
+            session.handed.set_exception(gave_up)
         if session is None:
             job = self._jobs(address) if self._jobs is not None else None
             if job is None:
@@ -154,6 +156,7 @@ class RouteTransport:
             self._drop(session)
             return RouteAnswer(ok=session.ok)
         session.step = asyncio.get_running_loop().create_future()
+        session.handed = session.reply
         return RouteAnswer(frame=step)
 
     def data(self, address: str, frame: bytes, *, duration_s: float) -> None:
@@ -248,7 +251,7 @@ class RouteTransport:
             self._health.failure(device, "timeouts")
             raise
         finally:
-            session.reply = None
+            session.reply = session.handed = None
         problems: list[str] = []
         for item in decoder.feed(raw):
             if isinstance(item, Exception):
