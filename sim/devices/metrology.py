@@ -19,7 +19,7 @@ from typing import Protocol
 
 import numpy as np
 
-from base.clock import Clock
+from hal.clock import Clock
 from hal.interfaces import SerialLink, SerialSettings
 from protocols import dlt698
 from protocols.errors import ProtocolError

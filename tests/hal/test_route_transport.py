@@ -12,7 +12,7 @@ import asyncio
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from hal.errors import TransportTimeout
 from hal.interfaces import Priority, RouteAsk
 from hal.meters.route import RouteTransport
