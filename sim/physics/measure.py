@@ -14,6 +14,8 @@ branch unit, box terminal and the metrology unit of the simulated station carrie
 
 from __future__ import annotations
 
+import functools
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -86,21 +88,50 @@ ACCURACY: dict[str, AccuracyClass] = {
 
 def _mix(x: NDArray[np.uint64]) -> NDArray[np.uint64]:
     """splitmix64 finaliser: a well-spread 64-bit hash of each element."""
-    with np.errstate(over="ignore"):
-        z = x + np.uint64(0x9E3779B97F4A7C15)
-        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = x + np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     return z ^ (z >> np.uint64(31))
+
+
+_M64 = 0xFFFFFFFFFFFFFFFF
+_SECOND = 0xD1B54A32D192ED03
+_SMALL = 8  # up to this many times: Python integers (numpy's per-call overhead dominates there)
+
+
+def _mix_int(z: int) -> int:
+    """``_mix`` of one value, on Python integers (the same bits)."""
+    z = (z + 0x9E3779B97F4A7C15) & _M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _M64
+    return z ^ (z >> 31)
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _base(seed: int, key: int, salt: int) -> int:
+    return (_mix_int(seed & 0xFFFFFFFF) + _mix_int(key & 0xFFFFFFFFFFFF) + _mix_int(salt & _M64)) & _M64
+
+
+def _normal_at(base: int, t: float) -> float:
+    a = _mix_int((round(t * 1000.0) & _M64) ^ base)
+    b = _mix_int(a ^ _SECOND)
+    u1 = ((a >> 11) + 0.5) / 2.0**53
+    u2 = (b >> 11) / 2.0**53
+    return math.sqrt(-2.0 * math.log(u1)) * math.cos(2.0 * math.pi * u2)
 
 
 def normals(seed: int, key: int, t: FArray, salt: int) -> FArray:
     """Standard normal draws that depend only on (seed, device key, time to the ms, salt): the same
     reading gets the same noise whoever reads it, whenever, in whatever order."""
-    ms = np.round(np.asarray(t, dtype=np.float64) * 1000.0).astype(np.int64).astype(np.uint64)
+    times = np.asarray(t, dtype=np.float64)
+    base = _base(seed, key, salt)
+    if times.size <= _SMALL:  # a reading or a few curve points: the common case, kept cheap
+        flat = [_normal_at(base, x) for x in times.ravel().tolist()]
+        return np.array(flat, dtype=np.float64).reshape(times.shape)
+    ms = np.round(times * 1000.0).astype(np.int64).astype(np.uint64)
     with np.errstate(over="ignore"):
-        base = _mix(np.array([seed & 0xFFFFFFFF, key & 0xFFFFFFFFFFFF, salt], dtype=np.uint64)).sum()
         a = _mix(ms ^ np.uint64(base))
-        b = _mix(a ^ np.uint64(0xD1B54A32D192ED03))
+        b = _mix(a ^ np.uint64(_SECOND))
     u1 = ((a >> np.uint64(11)).astype(np.float64) + 0.5) / 2.0**53
     u2 = (b >> np.uint64(11)).astype(np.float64) / 2.0**53
     return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)  # type: ignore[no-any-return]
