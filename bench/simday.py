@@ -43,8 +43,11 @@ from sim.runner import PROFILES, SimOptions, run_for, sim_board  # noqa: E402
 from sim.vloop import run_virtual  # noqa: E402
 
 SAMPLE_S = 0.002
+ROUND_S = 3600.0  # the acquisition app's module-led round (route_round_s)
 FEEDER_CUSTOMERS = 55  # the IEEE European LV feeder
 SIDES = {"runtime": "terminal", "apps": "terminal", "hal": "terminal", "sim": "simulator"}
+#: at the bottom of every stack (they run the loop): they decide nothing
+DRIVERS = {"sim/vloop.py", "sim/runner.py", "sim/harness.py"}
 
 
 class Sampler:
@@ -69,8 +72,9 @@ class Sampler:
         t0 = time.perf_counter()
         last_rss = 0.0
         while not self._stop.wait(SAMPLE_S):
-            frame = sys._current_frames().get(self._thread)
-            self.counts[_side(frame)] += 1
+            # no frame is held between samples: a frame kept alive keeps its locals alive, and a
+            # memoryview among them would stop the loop thread's bytearray from being resized
+            self.counts[_side(sys._current_frames().get(self._thread))] += 1
             now = time.perf_counter()
             if now - last_rss >= 1.0:
                 last_rss = now
@@ -82,6 +86,13 @@ class Sampler:
 
 
 def _side(frame: FrameType | None) -> str:
+    try:
+        return _side_of(frame)
+    finally:
+        del frame
+
+
+def _side_of(frame: FrameType | None) -> str:
     if frame is None:
         return "idle"
     innermost = frame.f_code.co_filename
@@ -90,7 +101,10 @@ def _side(frame: FrameType | None) -> str:
     while frame is not None:
         path = frame.f_code.co_filename
         if path.startswith(str(ROOT)) and "/.venv/" not in path:
-            top = Path(path).relative_to(ROOT).parts[0]
+            rel = Path(path).relative_to(ROOT)
+            if rel.as_posix() in DRIVERS:
+                return "other"  # broker, cloud stub, asyncio itself
+            top = rel.parts[0]
             if top in SIDES:
                 return SIDES[top]
         frame = frame.f_back
@@ -130,6 +144,11 @@ def _options(args: argparse.Namespace, workdir: Path, *, speed: float, duration_
     )  # fmt: skip
 
 
+def _store_bytes(workdir: Path) -> int:
+    """Bytes of the terminal's store (sqlite file with its WAL) at the end of the run."""
+    return sum(p.stat().st_size for p in workdir.glob("ttu.sqlite*") if p.is_file())
+
+
 def _curve_completeness(cloud_db: Path, start: float, end: float) -> tuple[int, int]:
     """(15-min curve points at the cloud, points expected: every meter of the archive x quarter-hour)."""
     conn = sqlite3.connect(cloud_db)
@@ -137,6 +156,7 @@ def _curve_completeness(cloud_db: Path, start: float, end: float) -> tuple[int, 
         got = conn.execute(
             "SELECT COUNT(DISTINCT device || '@' || ts) FROM readings "
             "WHERE quantity = 'energy.active.import.total' AND quality IN ('good', 'catch_up') "
+            "AND device LIKE 'm-%' "
             "AND ts > ? AND ts <= ? AND CAST(ts AS INTEGER) % 900 = 0",
             (start, end),
         ).fetchone()[0]
@@ -162,8 +182,12 @@ def virtual_run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     rss = sampler.rss
     half = [kb for t, kb in rss if t >= rss[-1][0] / 2] if rss else []
     start = DEFAULT_START
-    got, expected = _curve_completeness(workdir / "cloud.sqlite", start, start + args.days * 86400.0)
+    end = start + args.days * 86400.0
+    got, expected = _curve_completeness(workdir / "cloud.sqlite", start, end)
+    # module-led reading brings a round's points with the next round: completeness up to the last one
+    settled = _curve_completeness(workdir / "cloud.sqlite", start, end - ROUND_S)
     return {
+        "settled": settled, "store_bytes": _store_bytes(workdir),
         "report": report, "wall": wall, "cpu": cpu, "reads": reads, "hplc_reads": hplc.get("reads", 0),
         "shares": sampler.shares(), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_growth_mb": (half[-1] - half[0]) / 1024 if len(half) > 1 else 0.0,
@@ -234,6 +258,28 @@ def main() -> int:
         f"  15-min curve points  {got} of {expected} customer-meter quarter-hours at the cloud "
         f"({100.0 * got / max(expected, 1):.1f} %)"
     )
+    sgot, sexp = v["settled"]
+    print(
+        f"  ... up to 1 h before the end (the last module-led round's points come with the next): "
+        f"{sgot} of {sexp} ({100.0 * sgot / max(sexp, 1):.1f} %)"
+    )
+    sim_s = days * 86400.0
+    terminal_cpu = v["cpu"] * shares["terminal"] / busy
+    print(
+        f"  terminal CPU         {terminal_cpu:.1f} s = {100.0 * terminal_cpu / sim_s:.2f} % of a core at x1 "
+        f"(runtime/apps/hal samples; protocols and libraries go to their caller)"
+    )
+    meters = int(v["meters"] or 1)
+    print(
+        f"  terminal store       {v['store_bytes'] / 1e6:.1f} MB = "
+        f"{v['store_bytes'] / meters / max(days, 1e-9) / 1024:.1f} kB per meter-day"
+    )
+    route = r.get("hplc") or {}
+    if route.get("route_rounds"):
+        print(
+            f"  module-led reading   {route['route_rounds']} rounds, {route['route_reads']} carried reads "
+            f"({route['route_reads_lost']} lost), peak {route['peak_in_flight']} in flight"
+        )
     print(f"  realtime cycle       {cycle:.1f} s vs wire bound {bound:.1f} s ({cycle / (bound or 1):.3f}x)")
     if pty_day is not None:
         print(
