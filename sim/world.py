@@ -58,6 +58,7 @@ from sim.loads import FloatArray, HouseholdProfile
 from sim.meters.bus import Delay
 from sim.meters.model import Phase, RelayRefused, VirtualMeter
 from sim.physics import Horizon, Profiles, StationNetwork, build_profiles, load_network, solve
+from sim.physics.measure import ACCURACY, DeviceErrors
 from sim.profiles.uci import ProfileDataMissing
 from sim.scenarios import POWER_DOWN_JUDGEMENT_S, Outage, Scenario
 from sim.station import Customer, Station, StationMeter, assign_protocols
@@ -370,8 +371,8 @@ BreakerHook = Callable[[str, bool, float], None]
 
 @dataclass(frozen=True, slots=True)
 class TruthEvent:
-    kind: str  # outage | dip | relay_trip | lastgasp ...
-    scope: str  # station | branch | box | meter
+    kind: str  # outage | dip | relay_trip | lastgasp | comms_loss | terminal_down ...
+    scope: str  # station | phase | branch | box | meter (| bus for a comms_loss)
     target: str
     start: float
     end: float | None
@@ -595,6 +596,7 @@ def build_world(
     _mislabels(world)
     _comms(world)
     _signature(world)
+    _comms_losses(world)
     tr = scenario.transformer
     if tr.ct_ratio_actual is not None and tr.ct_ratio_configured is not None:
         world.faults.append(
@@ -695,6 +697,7 @@ def _add_meters(world: World, buses: list[str], *, start: float, seed: int) -> N
             phase=c.phase,  # type: ignore[arg-type]
             seed=seed,
             initial_kwh=tuple(float(x) for x in rng.uniform(50, 3000) * np.array([0.1, 0.3, 0.35, 0.25])),
+            errors=_errors(world, address, "household" if c.phase in ("A", "B", "C") else "three_phase"),
         )
         sm = StationMeter(device, bus, meter, Customer(f"C{k:04d}", device), meter.profile)
         world.station.buses[bus].append(sm)
@@ -718,7 +721,14 @@ def _add_meters(world: World, buses: list[str], *, start: float, seed: int) -> N
                 rep.prefix + name,
                 head=rep.branch_offset + b,
             )
-            meter = VirtualMeter(address, profile=profile, start=start, phase=phase, seed=seed)
+            meter = VirtualMeter(
+                address,
+                profile=profile,
+                start=start,
+                phase=phase,
+                seed=seed,
+                errors=_errors(world, address, "three_phase"),
+            )
             sm = StationMeter(
                 device,
                 bus,
@@ -747,8 +757,9 @@ def _add_box_terminals(world: World, bus: str, *, start: float, seed: int) -> No
             phases: dict[str, int] = {}
             for i in custs:
                 phases.setdefault(rep.network.customers[i].phase, rep.offset + i)
+            address = f"{rep.index + 1:02d}98{n:08d}"
             meter = VirtualMeter(
-                f"{rep.index + 1:02d}98{n:08d}",
+                address,
                 profile=BoxProfile(
                     rep,
                     rep.customers(custs),
@@ -759,6 +770,7 @@ def _add_box_terminals(world: World, bus: str, *, start: float, seed: int) -> No
                 start=start,
                 phase="ABC",
                 seed=seed,
+                errors=_errors(world, address, "three_phase"),
             )
             device = f"bt-{box}"
             customer = Customer(f"box:{box}", device, "box-terminal")
@@ -791,11 +803,17 @@ def _add_assessment(world: World, bus: str, *, start: float, seed: int) -> None:
         phase="ABC",
         seed=seed,
         initial_kwh=(100.0, 300.0, 350.0, 250.0),
+        errors=_errors(world, "019700000001", "assessment"),
     )
     customer = Customer("station:assessment", ASSESSMENT_ID, "assessment")
     sm = StationMeter(ASSESSMENT_ID, bus, meter, customer, meter.profile)
     world.station.buses[bus].append(sm)
     world.meters[ASSESSMENT_ID] = WorldMeter(ASSESSMENT_ID, world.replicas[0], -1, "", "", sm, "assessment")
+
+
+def _errors(world: World, address: str, kind: str) -> DeviceErrors:
+    """The seeded measurement errors of the device at ``address`` (``sim.physics.measure``)."""
+    return DeviceErrors(int(address), world.seed, ACCURACY[kind], world.scenario.metering.error_scale)
 
 
 def _descendants(net: StationNetwork, b: int) -> list[int]:
@@ -1288,6 +1306,35 @@ def _comms(world: World) -> None:
                 "detail": f"loss {c.loss_pct:g} %, corruption {c.corrupt_pct:g} %",
             }
         )
+
+
+def _comms_losses(world: World) -> None:
+    """Devices that stop answering while they keep their supply: a meter, a box (its RS-485 lead
+    cut: its RS-485 meters and its box terminal) or a whole bus ("rs485-N", or "hplc": every
+    carrier meter). Ground truth: a ``comms_loss`` event (no outage)."""
+    for n, c in enumerate(world.scenario.comms_losses):
+        path = f"comms_loss[{n}].target"
+        if c.target in world.station.buses or c.target == "hplc":
+            scope = "bus"
+            hit = [m for m in world.meters.values() if m.channel == c.target]
+        elif any(m.box == c.target for m in world.meters.values()):
+            scope = "box"  # its RS-485 lead: carrier meters in the box go on answering
+            hit = [m for m in world.meters.values() if m.box == c.target and m.channel != "hplc"]
+        else:
+            scope = "meter"
+            hit = [world.by_key(c.target, path=path)]
+        if not hit:
+            raise ConfigError(path, f"{c.target!r}: no meter to silence there", source=world.scenario.source)
+        t0, t1 = world.start + c.at, world.start + c.at + c.duration
+        meters = [m.meter for m in hit]
+
+        def mute(t: float, meters: list[VirtualMeter] = meters, on: bool = True) -> None:
+            for vm in meters:
+                vm.faults.mute = on
+
+        world.schedule(t0, mute)
+        world.schedule(t1, functools.partial(mute, on=False))
+        world.events.append(TruthEvent("comms_loss", scope, c.target, t0, t1, tuple(m.id for m in hit)))
 
 
 __all__ = [

@@ -33,6 +33,7 @@ from sim.loads import (
     sample_voltage,
 )
 from sim.meters.signature import SignatureState
+from sim.physics.measure import DeviceErrors
 
 Phase = Literal["A", "B", "C", "ABC"]
 
@@ -139,6 +140,7 @@ class Faults:
     stopped: bool = False
     slow_pct: float = 0.0
     miss_rate: float = 0.0  # probability that the meter ignores a request addressed to it
+    mute: bool = False  # its communication is cut (wire, module): it hears and answers nothing
 
     @property
     def factor(self) -> float:
@@ -176,6 +178,7 @@ class VirtualMeter:
         step_s: float = 60.0,
         curve_days: int = 10,
         freeze_days: int = 62,
+        errors: DeviceErrors | None = None,
     ) -> None:
         if len(address) != 12 or not address.isdigit():
             raise ValueError(f"meter address {address!r}: not 12 BCD digits")
@@ -193,6 +196,7 @@ class VirtualMeter:
         self.credit_yuan = credit_yuan
         self.prices = tuple(prices)
         self.faults = Faults()
+        self.errors = errors  # measurement errors (class, gain, noise); None = an ideal instrument
         self.step_s = float(step_s)
         self.rng = np.random.default_rng([seed, int(address)])
         weights = self.rng.uniform(0.8, 1.2, 3)
@@ -291,7 +295,7 @@ class VirtualMeter:
         ]
         cum_f = np.zeros((n + 1, 4))
         cum_r = np.zeros((n + 1, 4))
-        factor = self.faults.factor
+        factor = self.faults.factor * (self.errors.energy_gain if self.errors is not None else 1.0)
         if self._flowing() and factor > 0:
             mids = (edges[:-1] + edges[1:]) / 2.0 - skew
             e = sample_power(self.profile, mids) * factor * np.diff(edges) / 3600.0
@@ -356,6 +360,13 @@ class VirtualMeter:
                 np.divide(pw * 1000.0, v * pf, out=np.zeros_like(v * pf), where=v * pf > 0)
                 for v, pw in phases
             ]
+        errors = self.errors
+        if errors is not None:  # what the instrument makes of the true values
+            amps = [errors.current(a, t, ph) for ph, a in enumerate(amps)]
+            phases = [
+                (errors.voltage(v, t, ph), errors.power(pw, t, ph)) for ph, (v, pw) in enumerate(phases)
+            ]
+            p = sum(pw for _, pw in phases) if self.phase == "ABC" else phases[0][1]
         out = []
         for k in range(len(t)):
             volts = [float(v[k]) for v, _ in phases]
@@ -488,6 +499,8 @@ class VirtualMeter:
 
     def misses(self) -> bool:
         """Draw once per request addressed to this meter: True = it does not answer."""
+        if self.faults.mute:
+            return True
         return self.faults.miss_rate > 0 and bool(self.rng.random() < self.faults.miss_rate)
 
 

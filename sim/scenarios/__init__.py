@@ -19,6 +19,11 @@ address, branches (``F2``) and boxes (``F2-X03``) as in the topology ground trut
     [[theft]]      meter; bypass (0..1, the share of the load the meter does not see); at; duration?
     [[meter_fault]] meter; kind = "stopped" | "slow" | "clock_skew"; value (% slow or s skew); at
     [[relay]]      meter; action = "trip" | "close"; at   (a local fee-control trip, say)
+    [[comms_loss]] target; at; duration: devices that stop answering while they keep their supply
+                   (a pure communication loss, no outage): target a meter (id or address), a meter
+                   box (its RS-485 meters and box terminal: the box's RS-485 lead cut) or a bus
+                   ("rs485-1", ...: the bus's A/B pair cut at the terminal; "hplc": every carrier
+                   meter, the CCO's network lost)
     [[pv_surge]]   at; duration; factor (PV output multiplier)
     [transformer]  ct_ratio_actual, ct_ratio_configured   (wrong CT ratio: ground truth only)
     [[phase_move]] meter; at; phase (A|B|C, default the next one): an electrician reconnects the
@@ -38,6 +43,8 @@ address, branches (``F2``) and boxes (``F2-X03``) as in the topology ground trut
                    supply is back; default 5 s)
     [grid]         load_scale (x every customer's demand, not PV), line_scale (x every line length):
                    heavier, longer Chinese feeders, so technical loss reaches a few % (GRID.md §2)
+    [metering]     error_scale: x every device's measurement error (accuracy-class gain and
+                   noise, ``sim.physics.measure.DeviceErrors``); 1 = as their classes say, 0 = ideal
     [billing]      (the utility and the bank of the prepaid app, ``sim.billing``) contract = an example
                    of protocols/billing/examples or a TOML/JSON path (default "zhejiang-residential",
                    re-dated to start on the run's first day); opening_yuan = every customer's first
@@ -105,6 +112,13 @@ class RelayAction:
     meter: str
     action: str
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CommsLoss:
+    target: str
+    at: float
+    duration: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +207,13 @@ class Grid:
 
 
 @dataclass(frozen=True, slots=True)
+class Measurement:
+    """How good the instruments are: a multiplier of every accuracy-class error (0 = ideal)."""
+
+    error_scale: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
 class Billing:
     """What the simulated utility and bank do for the billing app (``sim.billing``)."""
 
@@ -214,6 +235,7 @@ class Scenario:
     thefts: tuple[Theft, ...] = ()
     meter_faults: tuple[MeterFault, ...] = ()
     relays: tuple[RelayAction, ...] = ()
+    comms_losses: tuple[CommsLoss, ...] = ()
     pv_surges: tuple[PvSurge, ...] = ()
     transformer: Transformer = field(default_factory=Transformer)
     archive: ArchiveErrors = field(default_factory=ArchiveErrors)
@@ -222,6 +244,7 @@ class Scenario:
     hplc: Hplc = field(default_factory=Hplc)
     terminal: TerminalKnobs = field(default_factory=TerminalKnobs)
     grid: Grid = field(default_factory=Grid)
+    metering: Measurement = field(default_factory=Measurement)
     billing: Billing = field(default_factory=Billing)
     phase_moves: tuple[PhaseMove, ...] = ()
     signature: Signature = field(default_factory=Signature)
@@ -258,9 +281,9 @@ def load_scenario(name: str | Path) -> Scenario:
 
 def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
     r = _Reader(source)
-    r.keys(data, "", {"scenario", "outage", "theft", "meter_fault", "relay", "pv_surge", "transformer",
-                      "archive", "comms", "monitoring", "grid", "hplc", "terminal", "billing",
-                      "phase_move", "signature"})  # fmt: skip
+    r.keys(data, "", {"scenario", "outage", "theft", "meter_fault", "relay", "comms_loss", "pv_surge",
+                      "transformer", "archive", "comms", "monitoring", "grid", "hplc", "terminal", "metering",
+                      "billing", "phase_move", "signature"})  # fmt: skip
     head = r.table(data, "scenario")
     r.keys(head, "scenario", {"description", "pv_share"})
     outages = []
@@ -301,6 +324,11 @@ def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
                 r.text(t, path, "meter"), r.choice(t, path, "action", RELAY_ACTIONS), r.seconds(t, path, "at")
             )
         )
+    comms_losses = []
+    for path, t in r.tables(data, "comms_loss"):
+        r.keys(t, path, {"target", "at", "duration"})
+        duration = r.seconds(t, path, "duration", positive=True)
+        comms_losses.append(CommsLoss(r.text(t, path, "target"), r.seconds(t, path, "at"), duration))
     surges = []
     for path, t in r.tables(data, "pv_surge"):
         r.keys(t, path, {"at", "duration", "factor"})
@@ -337,6 +365,8 @@ def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
     r.keys(term, "terminal", {"boot_s"})
     grid = r.table(data, "grid")
     r.keys(grid, "grid", {"load_scale", "line_scale"})
+    metering = r.table(data, "metering")
+    r.keys(metering, "metering", {"error_scale"})
     billing = _billing(r, r.table(data, "billing"))
     return Scenario(
         name=name,
@@ -348,6 +378,7 @@ def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
         thefts=tuple(thefts),
         meter_faults=tuple(faults),
         relays=tuple(relays),
+        comms_losses=tuple(comms_losses),
         pv_surges=tuple(surges),
         transformer=Transformer(
             ct_ratio_actual=r.number(tr, "transformer", "ct_ratio_actual", lo=1e-3, hi=1e5, default=None),
@@ -384,6 +415,9 @@ def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
             lastgasp_loss_pct=r.number(hplc, "hplc", "lastgasp_loss_pct", lo=0.0, hi=100.0, default=0.0)
         ),
         terminal=TerminalKnobs(boot_s=r.number(term, "terminal", "boot_s", lo=0.0, hi=3600.0, default=5.0)),
+        metering=Measurement(
+            error_scale=r.number(metering, "metering", "error_scale", lo=0.0, hi=10.0, default=1.0)
+        ),
     )
 
 
@@ -528,9 +562,12 @@ __all__ = [
     "PHASE_TARGETS",
     "POWER_DOWN_JUDGEMENT_S",
     "ArchiveErrors",
+    "Billing",
     "Comms",
+    "CommsLoss",
     "Grid",
     "Hplc",
+    "Measurement",
     "MeterFault",
     "Mislabel",
     "Monitoring",
