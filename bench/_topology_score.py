@@ -13,7 +13,8 @@ the run's ``topology.csv`` and ``faults.csv`` rows (``sim.truth``). Scored:
   address; an address there that is not one of them is a false positive (entries without an
   address, unexplained energy at a unit, are counted apart);
 * archive errors (``faults.csv`` ``archive_phase`` / ``archive_branch`` / ``archive_box``):
-  how many the result corrected (status ``corrected`` with the true value).
+  how many the result corrected (status ``corrected`` with the true value); a wrong phase label
+  that a phase move later made right does not count.
 """
 
 from __future__ import annotations
@@ -84,6 +85,9 @@ def score(
     s.missing = (len(heard & unlisted), len(unlisted), len(heard - unlisted))
     s.unexplained = sum(1 for m in result.get("missing", []) if not m.get("address"))
     errors = [f for f in faults if f["kind"] in ("archive_phase", "archive_branch", "archive_box")]
+    # a wrong phase label a later phase move made right (the customer was reconnected to the
+    # phase the archive had) is no error any more
+    errors = [f for f in errors if not (f["kind"] == "archive_phase" and _true(customers, f) == f["value"])]
     fixed = 0
     for f in errors:
         m, true = got.get(f["target"]), customers.get(f["target"])
@@ -92,6 +96,11 @@ def score(
             fixed += 1
     s.errors_fixed = (fixed, len(errors))
     return s
+
+
+def _true(customers: Mapping[str, Mapping[str, str]], fault: Mapping[str, str]) -> str | None:
+    row = customers.get(fault["target"])
+    return None if row is None else row["phase"]
 
 
 __all__ = ["DIMENSIONS", "WorldScore", "score"]

@@ -74,6 +74,10 @@ NETWORKS: dict[str, Callable[[], Any] | None] = {
     "dickert_long_cable": lambda: _pn().create_dickert_lv_network(
         feeders_range="long", linetype="cable", customer="multiple", case="average"
     ),
+    "kerber_landnetz_kabel_2": lambda: _pn().create_kerber_landnetz_kabel_2(),
+    "dickert_middle_ohl_good": lambda: _pn().create_dickert_lv_network(
+        feeders_range="middle", linetype="C&OHL", customer="multiple", case="good"
+    ),
     "simbench_1-LV-rural2--0-sw": _simbench("1-LV-rural2--0-sw"),
     "simbench_1-LV-semiurb4--0-sw": _simbench("1-LV-semiurb4--0-sw"),
     "simbench_1-LV-urban6--0-sw": _simbench("1-LV-urban6--0-sw"),

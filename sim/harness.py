@@ -21,15 +21,18 @@ from __future__ import annotations
 import contextlib
 import csv
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sim.cloud.db import CloudDb
 from sim.physics import DEFAULT_NETWORK
-from sim.runner import PROFILES, SimOptions, run_for, sim_board
+from sim.runner import PROFILES, SimOptions, SimRun, run_for, sim_board
 from sim.vloop import run_virtual
+
+if TYPE_CHECKING:
+    from runtime.config import Board
 
 REPO = Path(__file__).resolve().parents[1]
 #: 2024-06-01 00:00 Asia/Shanghai: a fixed start keeps runs reproducible
@@ -74,7 +77,8 @@ def run_world(
     hplc_meters: int | None = None,
     profile: str = "analytics",
     apps: Mapping[str, Mapping[str, Any]] | None = None,
-    board: Path | None = None,
+    board: Path | Board | None = None,
+    on_tick: Callable[[SimRun], Any] | None = None,
 ) -> WorldRun:
     """Run the station area of ``network`` x ``customers_scale`` under ``scenario`` for ``hours``
     simulated hours from ``start`` on virtual time; everything goes to ``workdir`` (wiped first).
@@ -82,7 +86,9 @@ def run_world(
     ``hplc_meters``: customer meters behind the virtual CCO (default: the board's [sim] count).
     ``profile``: ``"analytics"`` (15-min realtime snapshot and event poll: fast) or ``"standard"``.
     ``apps``: per app, config keys over the board's (an app the board lacks is added, enabled).
-    ``board``: a simulated board.toml (default: the repository's).
+    ``board``: a simulated board.toml, or a board already loaded (default: the repository's).
+    ``on_tick(run)``: called (and awaited when it returns a coroutine) every simulated minute,
+    e.g. to send a command from the master station over the broker (``run.cloud.send_command``).
     """
     if profile not in PROFILES:
         raise ValueError(f"profile {profile!r}: one of {', '.join(sorted(PROFILES))}")
@@ -93,7 +99,7 @@ def run_world(
         app_config[name] = {**app_config.get(name, {}), **keys}
     truth_dir = workdir / "truth"
     options = SimOptions(
-        board=sim_board(board or REPO / "board.toml"),
+        board=sim_board(board or REPO / "board.toml") if board is None or isinstance(board, Path) else board,
         workdir=workdir,
         speed=math.inf,
         meters_per_bus=1,
@@ -107,7 +113,7 @@ def run_world(
         hplc_meters=hplc_meters,
         app_config=app_config,
     )
-    report = run_virtual(lambda: run_for(options))
+    report = run_virtual(lambda: run_for(options, on_tick=on_tick))
     return WorldRun(
         report=report,
         workdir=workdir,

@@ -69,8 +69,9 @@ class Settings:
     #: not enough; and "foreign" needs a second, independent test besides
     signature_foreign_llr: float = 3.0
     signature_min_injections: int = 1
-    #: online phase change: the first and the last this many points are identified on their own;
-    #: a meter surely on one phase in the first and surely on another in the last moved
+    #: online phase change: the first and the last this many points (half the window when it is
+    #: shorter, at least twice ``change_min_points``) are identified on their own; a meter surely
+    #: on one phase in the first and surely on another in the last moved
     change_window_points: int = 32
     change_min_points: int = 8
     change_llr: float = 25.0
@@ -736,21 +737,25 @@ def phase_changes(
     inputs: Inputs, frame: Frame, branches: Decided, boxes: Decided, phases: Decided, settings: Settings
 ) -> dict[int, changes.Change]:
     """Meters that moved to another phase during the window. The first and the last
-    ``change_window_points`` are identified on their own (each part solved alone, so a moved
-    meter is modelled where it is in that part); a meter surely on one phase in the first and
-    surely on another in the last is a candidate, and it moved when its own point-by-point
-    evidence in the whole window's solution also splits into a prefix for the one phase and a
-    suffix for the other, both strong (``changes.detect``): two views must agree, because a
-    meter that is merely hard to place, or the residual another error leaves, can fool one."""
+    ``change_window_points`` (or half the window) are identified on their own (each part solved
+    alone, so a moved meter is modelled where it is in that part); a meter surely on one phase
+    in the first and surely on another in the last is a candidate, and it moved when its own
+    point-by-point evidence in the whole window's solution also splits into a prefix for the one
+    phase and a suffix for the other, both strong (``changes.detect``): two views must agree,
+    because a meter that is merely hard to place, or the residual another error leaves, can fool
+    one."""
     points = inputs.points
-    part = max(settings.change_window_points, 2 * settings.change_min_points)
+    part = min(settings.change_window_points, points // 2)
     problem, sol = phases.problem, phases.solution
-    if points < 2 * part or problem is None or sol is None:
+    if part < 2 * settings.change_min_points or problem is None or sol is None:
         return {}
     parts = []
+    # a part of a short window is shorter than a meter's usual minimum of points: each part only
+    # shortlists candidates (the whole window's split decides), so half the part is enough there
+    sub_settings = replace(settings, min_points=min(settings.min_points, part // 2))
     for first, last in ((0, part), (points - part, points)):
         sub = window(inputs, first, last)
-        sub_frame = prepare(sub, settings)
+        sub_frame = prepare(sub, sub_settings)
         sub_frame.forced = frame.forced.copy()
         parts.append(identify_phases(sub, sub_frame, branches, boxes, settings))
     early, late = parts

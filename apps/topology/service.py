@@ -218,6 +218,7 @@ class TopologyService:
         result = await self.run(reason="command", window_h=float(hours))
         if result is None:
             return {"status": "no data", "points": 0}
+        await self._report_changes(result)
         return {"status": "done", "computed_at": result.computed_at, "summary": result.summary}
 
     # -- the identification -------------------------------------------------------------------

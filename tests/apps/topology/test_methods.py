@@ -182,6 +182,22 @@ def test_a_meter_moved_to_another_phase_is_noticed() -> None:
         assert moved is not None and moved["from"] == before
 
 
+def test_a_move_is_noticed_in_a_window_of_eight_hours() -> None:
+    """A check's short window: each half (17 points) is below a meter's usual minimum of points,
+    yet the move is found, and a station without one reports none."""
+    inputs, truth = station(Spec(branches=3, moves=2, wrong_phase=0.0, days=8.25 / 24), seed=2)
+    assert inputs.points < 2 * Settings().min_points
+    result = identify(inputs, terminal="T", computed_at=0.0)
+    by_id = {m.meter_id: m for m in result.meters}
+    assert truth.moved
+    for meter, (before, after, _) in truth.moved.items():
+        moved = by_id[meter].phase.evidence.get("moved")
+        assert moved is not None and (moved["from"], moved["to"]) == (before, after)
+    still, _ = station(Spec(branches=3, moves=0, days=8.25 / 24), seed=2)
+    quiet = identify(still, terminal="T", computed_at=0.0)
+    assert not [m.meter_id for m in quiet.meters if m.phase.evidence.get("moved")]
+
+
 def test_a_meter_without_data_is_unresolved_not_guessed() -> None:
     inputs, _truth = station(replace(SMALL, injections=0, hplc_share=0.0), seed=7)
     c = inputs.curves
