@@ -89,7 +89,7 @@ class Outcome:
 def _board() -> Board:
     """The repository's board with only the apps the identification stands on."""
     board = load_board(REPO / "board.toml")
-    apps = {name: app for name, app in board.apps.items() if name == "acquisition"}
+    apps = {name: app for name, app in board.apps.items() if name in ("acquisition", "topology")}
     return dataclasses.replace(board, apps=apps)
 
 

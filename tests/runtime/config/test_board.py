@@ -63,7 +63,7 @@ def test_repo_board_loads(apps_dir: Path) -> None:
     assert board.uplink.credentials_file == REPO / "sim" / "credentials.toml"
     assert board.store.path == REPO / "var" / "ttu.sqlite"
     assert (board.store.max_mb, board.store.retention_days) == (512, 90)
-    assert list(board.enabled_apps) == ["acquisition", "billing", "outage"]
+    assert list(board.enabled_apps) == ["acquisition", "billing", "outage", "topology"]
     assert board.station == StationConfig(REPO / "var" / "station.toml", "auto", 0.9)
     assert dict(board.enabled_apps["acquisition"].config) == {
         "realtime_interval_s": 60,
@@ -72,6 +72,7 @@ def test_repo_board_loads(apps_dir: Path) -> None:
         "event_poll_interval_s": 300,
         "time_sync": True,
     }
+    assert dict(board.enabled_apps["topology"].config) == {"daily_at": "06:00", "signature_window": "01:00-05:00"}
     assert board.sim is not None
     assert (board.sim.meters_per_bus, board.sim.hplc_meters, board.sim.speed, board.sim.seed) == (
         50,
