@@ -46,9 +46,15 @@ def page_budget(head: Mapping[str, Any], *, limit: int = MAX_MESSAGE_BYTES) -> i
 
 
 def pages(
-    items: Iterable[T], *, budget: int, size: Callable[[T], int] = json_size, what: str = "item"
+    items: Iterable[T],
+    *,
+    budget: int,
+    size: Callable[[T], int] = json_size,
+    what: str = "item",
+    max_items: int | None = None,
 ) -> list[list[T]]:
-    """``items`` in order, cut into pages of at most ``budget`` bytes of JSON (with the commas).
+    """``items`` in order, cut into pages of at most ``budget`` bytes of JSON (with the commas)
+    and at most ``max_items`` items.
 
     Always at least one page (an empty one for no items). ``PageError`` for an item over
     ``budget`` alone."""
@@ -58,7 +64,7 @@ def pages(
         n = size(item) + 1
         if n + 2 > budget:
             raise PageError(f"{what} {i} is {n - 1} bytes of JSON, over the {budget} a message can carry")
-        if out[-1] and used + n > budget:
+        if out[-1] and (used + n > budget or (max_items is not None and len(out[-1]) >= max_items)):
             out.append([])
             used = 2
         out[-1].append(item)
