@@ -113,7 +113,17 @@ from ._messages import (
     sign_command,
     verify_command,
 )
-from ._paging import PAGE_SLACK_BYTES, PageError, joined, json_size, page_budget, paged, pages
+from ._paging import (
+    PAGE_SLACK_BYTES,
+    PageError,
+    joined,
+    joined_rows,
+    json_size,
+    page_budget,
+    paged,
+    paged_lists,
+    pages,
+)
 from ._topics import (
     RUNTIME_STREAMS,
     STREAM_NAME,
@@ -180,11 +190,13 @@ __all__ = [
     "command_topic",
     "encode_batch",
     "joined",
+    "joined_rows",
     "json_size",
     "load_bounded",
     "message_json",
     "page_budget",
     "paged",
+    "paged_lists",
     "pages",
     "parse_app_name",
     "parse_topic",

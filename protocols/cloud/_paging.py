@@ -16,11 +16,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from protocols.errors import ProtocolError
 
 from ._delivery import MAX_MESSAGE_BYTES
+from ._views import StoredResult
 
 T = TypeVar("T")
 
@@ -94,8 +96,72 @@ def joined(messages: Sequence[Mapping[str, Any]], key: str) -> list[Any] | None:
     return [item for i in range(parts) for item in by_part[i]]
 
 
+def paged_lists(
+    body: Mapping[str, Any], keys: Sequence[str], *, limit: int = MAX_MESSAGE_BYTES
+) -> list[dict[str, Any]]:
+    """``body`` as it is when it fits one message; else its lists under ``keys`` cut over several
+    messages, each ``{**head, k: slice for k in keys, "part": i, "parts": n}`` (``joined_rows``
+    puts them back). A key whose value is not a list stays in the head."""
+    if json_size(dict(body)) <= limit:
+        return [dict(body)]
+    lists = [k for k in keys if isinstance(body.get(k), list)]
+    head = {k: v for k, v in body.items() if k not in lists}
+    items = [(k, v) for k in lists for v in body[k]]
+    budget = page_budget({**head, **{k: [] for k in lists}}, limit=limit)
+    chunks = pages(items, budget=budget, size=lambda item: json_size(item[1]), what="list item")
+    return [
+        {**head, **{k: [v for name, v in chunk if name == k] for k in lists}, "part": i, "parts": len(chunks)}
+        for i, chunk in enumerate(chunks)
+    ]
+
+
+def joined_rows(rows: Iterable[StoredResult], keys: Sequence[str]) -> list[StoredResult]:
+    """A stream's stored rows with every paged result (``paged_lists``) joined into one row (the
+    newest part's, lists concatenated in part order); a result with a part missing is left out;
+    rows without ``parts`` pass as they are. Order: as given, a joined result where its first part was."""
+    out: list[StoredResult | tuple[str, str]] = []
+    groups: dict[tuple[str, str], list[StoredResult]] = {}
+    for row in rows:
+        if "parts" not in row.body:
+            out.append(row)
+            continue
+        head = {k: v for k, v in row.body.items() if k not in keys and k not in ("part", "parts")}
+        key = (row.terminal, json.dumps(head, sort_keys=True, default=str))
+        if key not in groups:
+            out.append(key)
+        groups.setdefault(key, []).append(row)
+    result: list[StoredResult] = []
+    for item in out:
+        if isinstance(item, StoredResult):
+            result.append(item)
+            continue
+        group = groups[item]
+        body = dict(max(group, key=lambda r: r.seq).body)
+        complete = True
+        for k in keys:
+            if isinstance(body.get(k), list):
+                values = joined([r.body for r in group], k)
+                complete = complete and values is not None
+                body[k] = values
+        if complete:
+            body.pop("part", None)
+            body.pop("parts", None)
+            result.append(replace(max(group, key=lambda r: r.seq), body=body))
+    return result
+
+
 def _count(value: Any, default: int) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else default
 
 
-__all__ = ["PAGE_SLACK_BYTES", "PageError", "joined", "json_size", "page_budget", "paged", "pages"]
+__all__ = [
+    "PAGE_SLACK_BYTES",
+    "PageError",
+    "joined",
+    "joined_rows",
+    "json_size",
+    "page_budget",
+    "paged",
+    "paged_lists",
+    "pages",
+]
