@@ -18,13 +18,14 @@ under apps/ enabled, on the virtual-time loop, and prints:
   (``protocols.cloud.MAX_MESSAGE_BYTES``): a stream whose result grows with the station area must
   page it (``--hplc-meters 2000`` is the case that once killed the terminal at start).
 
-Usage: .venv/bin/python -P bench/simday.py [--days 1] [--hplc-meters N] [--pty-minutes 5]
+Usage: .venv/bin/python -P bench/simday.py [--days 1] [--hplc-meters N] [--pty-minutes 5] [--apps acquisition]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import math
 import resource
 import sqlite3
@@ -167,6 +168,11 @@ def _options(args: argparse.Namespace, workdir: Path, *, speed: float, duration_
     app_config: dict[str, dict[str, Any]] = {k: dict(v) for k, v in PROFILES[args.profile].items()}
     if args.all_apps:
         app_config.update(_every_app(set(board.apps)))
+    if args.apps:  # only these (the per-transaction cost of acquisition alone: --apps acquisition)
+        wanted = set(args.apps.split(","))
+        apps = {k: dataclasses.replace(a, enabled=k in wanted) for k, a in board.apps.items()}
+        board = dataclasses.replace(board, apps=apps)
+        app_config = {k: v for k, v in app_config.items() if k in wanted}
     return SimOptions(
         board=board, workdir=workdir, speed=speed, meters_per_bus=1, seed=args.seed, start=DEFAULT_START,
         duration_s=duration_s, network=DEFAULT_NETWORK, scenario=args.scenario, customers_scale=scale,
@@ -247,6 +253,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--pty-minutes", type=float, default=5.0, help="length of the x60 pty run (0: skip)")
     ap.add_argument("--no-all-apps", dest="all_apps", action="store_false", help="only the board's apps")
+    ap.add_argument("--apps", default="", help="only these apps, comma-separated (e.g. acquisition)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         v = virtual_run(args, Path(tmp) / "max")
