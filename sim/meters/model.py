@@ -304,7 +304,8 @@ class VirtualMeter:
             cum_r[1:] = np.cumsum(np.clip(-e, 0.0, None)[:, None] * onehot, axis=0)
         base_f, base_r = self._state.forward.copy(), self._state.reverse.copy()
         curve_idx = np.nonzero(np.mod(edges[1:], CURVE_PERIOD_S) == 0)[0] + 1
-        instants = self._instants(edges[curve_idx] - skew) if self.on else []
+        # (only when a curve point closes in this chunk: most chunks end at a read between two)
+        instants = self._instants(edges[curve_idx] - skew) if self.on and len(curve_idx) else []
         for k, i in enumerate(curve_idx):
             reg = Registers(_block(base_f + cum_f[i]), _block(base_r + cum_r[i]))
             mt = float(edges[i])
