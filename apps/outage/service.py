@@ -21,11 +21,13 @@ from typing import Any
 
 from hal.errors import CapabilityMissing, HalError
 from hal.interfaces import PowerMonitor
+from protocols.cloud import paged_lists
 from protocols.errors import ProtocolError
 from runtime.api import AppContext
 from runtime.errors import BusError, CapabilityError
 
 from .classify import ONGOING, Classifier, Outage, Settings, StepResult
+from .cloud import REPORT_LISTS
 from .collect import Timing, Translator
 from .evidence import Evidence, Window
 from .members import Members, from_station
@@ -223,7 +225,8 @@ class OutageService:
         now = self._ctx.clock.now()
         for o in changed:
             body = {**o.to_json(), "computed_at": now}
-            await self._ctx.uplink.send(STREAM, body)
+            for message in paged_lists(body, REPORT_LISTS):  # a station-wide outage of 2,000 meters
+                await self._ctx.uplink.send(STREAM, message)
             self.counters["reports"] += 1
             self._ctx.bus.publish("outage/report", body)
             self._log.info(
