@@ -26,12 +26,14 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from protocols.cloud import CloudTools, ResultReader
+from protocols.cloud import CloudTools, ResultReader, StoredResult, joined_rows
+
+from .result import PAGED
 
 STREAM = "topology"
 COMMAND = "topology.run"
 METER_KEYS = ("meter_id", "address", "phase", "branch", "box", "confidence", "status")
-#: a result is one message; the stream also carries phase-move messages between results
+#: the stream also carries phase-move messages between results
 SCAN = 1000
 
 
@@ -39,13 +41,18 @@ def is_result(body: Mapping[str, Any]) -> bool:
     return body.get("type", "result") == "result" and isinstance(body.get("meters"), list)
 
 
+def results_of(rows: list[StoredResult]) -> list[StoredResult]:
+    """The complete results among a stream's stored rows, paged ones joined (a result with a part
+    not yet received is left out)."""
+    return [r for r in joined_rows(rows, PAGED) if is_result(r.body)]
+
+
 def newest(results: ResultReader, terminal: str) -> dict[str, Any] | None:
-    """The newest full result the master station holds for ``terminal`` (None: none yet)."""
+    """The newest complete result the master station holds for ``terminal`` (None: none yet)."""
     latest = results.latest(STREAM, terminal=terminal)
-    if latest is not None and is_result(latest.body):
+    if latest is not None and is_result(latest.body) and "parts" not in latest.body:
         return latest.body
-    stored = results.results(STREAM, terminal=terminal, limit=SCAN)
-    found = [r for r in stored if is_result(r.body)]
+    found = results_of(results.results(STREAM, terminal=terminal, limit=SCAN))
     return max(found, key=lambda r: (r.ts, r.seq)).body if found else None
 
 
@@ -131,4 +138,15 @@ def register(subparsers: Any, tools: CloudTools) -> None:
     run.set_defaults(handler=tools.guard(send))
 
 
-__all__ = ["COMMAND", "METER_KEYS", "STREAM", "is_result", "newest", "register", "summary", "table"]
+__all__ = [
+    "COMMAND",
+    "METER_KEYS",
+    "PAGED",
+    "STREAM",
+    "is_result",
+    "newest",
+    "register",
+    "results_of",
+    "summary",
+    "table",
+]

@@ -17,7 +17,7 @@ from typing import Any
 
 from protocols.cloud import Panel, ResultReader
 
-from .cloud import SCAN, STREAM, is_result, newest
+from .cloud import SCAN, STREAM, newest, results_of
 
 TITLE = "Topology (拓扑: phase, branch, box, 户变)"
 PHASE_ORDER = ("A", "B", "C", "ABC")
@@ -94,7 +94,7 @@ def panel_data(reader: ResultReader, query: Mapping[str, Sequence[str]]) -> dict
     if asked:
         body = newest(reader, asked[-1])
     else:
-        found = [r for r in reader.results(STREAM, limit=SCAN) if is_result(r.body)]
+        found = results_of(reader.results(STREAM, limit=SCAN))
         body = max(found, key=lambda r: (r.ts, r.seq)).body if found else None
     return None if body is None else tree(body)
 

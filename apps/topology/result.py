@@ -24,6 +24,11 @@ STATUSES = ("confirmed", "corrected", "foreign", "unresolved")
 DIMENSIONS = ("phase", "branch", "box")
 
 
+#: a result too big for one upward message goes up as parts cut over these lists
+#: (``protocols.cloud.paged_lists``; ~0.5-1 kB a meter, so from a few hundred meters on)
+PAGED = ("meters", "missing")
+
+
 @dataclass(frozen=True, slots=True)
 class Dimension:
     """One dimension of one meter: identified value, confidence, archive value, outcome."""
@@ -130,4 +135,4 @@ class TopologyResult:
         return out
 
 
-__all__ = ["DIMENSIONS", "STATUSES", "Dimension", "MeterResult", "MissingMeter", "TopologyResult"]
+__all__ = ["DIMENSIONS", "PAGED", "STATUSES", "Dimension", "MeterResult", "MissingMeter", "TopologyResult"]

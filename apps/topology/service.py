@@ -34,6 +34,7 @@ from datetime import time
 from typing import Any
 
 from hal.errors import CapabilityMissing, HalError
+from protocols.cloud import paged_lists
 from protocols.errors import ProtocolError
 from protocols.station import Correction, StationModel
 from runtime.api import AppContext
@@ -48,7 +49,7 @@ from .identify import Settings as MethodSettings
 from .identify import identify
 from .inputs import Inputs
 from .night import Night
-from .result import TopologyResult
+from .result import PAGED, TopologyResult
 from .window import STEP_S, TRANSFORMER, Window
 
 RESULT_TOPIC = "topology/result"
@@ -285,7 +286,8 @@ class TopologyService:
         body = result.to_json()
         self.ctx.bus.publish(RESULT_TOPIC, body, retain=True)
         await self.ctx.store.set("last_result", body)
-        await self.ctx.uplink.send(STREAM, body)
+        for message in paged_lists(body, PAGED):  # one message unless it is over the uplink's limit
+            await self.ctx.uplink.send(STREAM, message)
         if self.settings.propose:
             await self._propose(proposals.corrections(result, model))
             await self._propose(proposals.additions(result, model))

@@ -12,10 +12,10 @@ import pytest
 
 from apps.topology import cloud, dashboard, proposals
 from apps.topology.identify import identify
-from apps.topology.result import TopologyResult
+from apps.topology.result import PAGED, TopologyResult
 from apps.topology.synthetic import Spec, station
 from apps.topology.window import STEP_S, Window
-from protocols.cloud import UpBatch, UpMessage
+from protocols.cloud import MAX_MESSAGE_BYTES, UpBatch, UpMessage, json_size, paged_lists
 from protocols.station import Meter, StationModel, apply_ops
 from protocols.station import Provenance as Prov
 from runtime.cli import main
@@ -138,3 +138,40 @@ def test_the_app_s_own_power_samples_give_per_phase_energy() -> None:
     assert np.allclose(energy[0], [0.5, 1.0, 1.5], rtol=0.02)  # one sample without C: skipped, bridged
     assert np.allclose(volts[0], [230.0, 231.0, 232.0]) and np.allclose(volts[1], [230.0, 231.0, 232.0])
     assert w.ignored == 1 and STEP_S == 900
+
+
+def test_a_result_of_2000_meters_goes_up_in_parts_the_master_station_joins(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every message within the uplink's limit; ``ttu cloud topology`` shows a result only once
+    all its parts arrived (the older complete one meanwhile)."""
+    result, _ = _result()
+    small = result.to_json()
+    big = dict(small, computed_at=T0 + 86400)
+    one = small["meters"]
+    big["meters"] = [
+        {**one[i % len(one)], "meter_id": f"m-{i:05d}", "address": f"{i:012d}"} for i in range(2000)
+    ]
+    parts = paged_lists(big, PAGED)
+    assert len(parts) > 1 and all(json_size(p) <= MAX_MESSAGE_BYTES for p in parts)
+    path = tmp_path / "cloud.sqlite"
+
+    def shown() -> dict[str, Any]:
+        assert main(["cloud", "topology", "--terminal", "T1", "--json", "--db", str(path)]) == 0
+        out: dict[str, Any] = json.loads(capsys.readouterr().out)
+        return out
+
+    db = CloudDb(path)
+    try:
+        store(db, [small, *parts[:-1]])  # the last part has not arrived yet
+    finally:
+        db.close()
+    assert shown()["computed_at"] == T0 and len(shown()["meters"]) == len(one)
+    db = CloudDb(path)
+    try:
+        store(db, [small, *parts[:-1], parts[-1]])
+    finally:
+        db.close()
+    got = shown()
+    assert got["computed_at"] == T0 + 86400
+    assert [m["meter_id"] for m in got["meters"]] == [f"m-{i:05d}" for i in range(2000)]
