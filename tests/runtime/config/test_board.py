@@ -72,7 +72,8 @@ def test_repo_board_loads(apps_dir: Path) -> None:
         "event_poll_interval_s": 300,
         "time_sync": True,
     }
-    assert dict(board.enabled_apps["topology"].config) == {"daily_at": "06:00", "signature_window": "01:00-05:00"}
+    topology = dict(board.enabled_apps["topology"].config)
+    assert topology == {"daily_at": "06:00", "signature_window": "01:00-05:00"}
     assert board.sim is not None
     assert (board.sim.meters_per_bus, board.sim.hplc_meters, board.sim.speed, board.sim.seed) == (
         50,
