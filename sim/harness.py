@@ -20,19 +20,17 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import dataclasses
 import math
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sim.cloud.db import CloudDb
 from sim.physics import DEFAULT_NETWORK
 from sim.runner import PROFILES, SimOptions, SimRun, run_for, sim_board
 from sim.vloop import run_virtual
-
-if TYPE_CHECKING:
-    from runtime.config import Board
 
 REPO = Path(__file__).resolve().parents[1]
 #: 2024-06-01 00:00 Asia/Shanghai: a fixed start keeps runs reproducible
@@ -77,7 +75,8 @@ def run_world(
     hplc_meters: int | None = None,
     profile: str = "analytics",
     apps: Mapping[str, Mapping[str, Any]] | None = None,
-    board: Path | Board | None = None,
+    board: Path | None = None,
+    only_apps: Collection[str] | None = None,
     on_tick: Callable[[SimRun], Any] | None = None,
 ) -> WorldRun:
     """Run the station area of ``network`` x ``customers_scale`` under ``scenario`` for ``hours``
@@ -86,7 +85,8 @@ def run_world(
     ``hplc_meters``: customer meters behind the virtual CCO (default: the board's [sim] count).
     ``profile``: ``"analytics"`` (15-min realtime snapshot and event poll: fast) or ``"standard"``.
     ``apps``: per app, config keys over the board's (an app the board lacks is added, enabled).
-    ``board``: a simulated board.toml, or a board already loaded (default: the repository's).
+    ``board``: a simulated board.toml (default: the repository's).
+    ``only_apps``: run only these of the board's apps (and those ``apps`` adds).
     ``on_tick(run)``: called (and awaited when it returns a coroutine) every simulated minute,
     e.g. to send a command from the master station over the broker (``run.cloud.send_command``).
     """
@@ -98,8 +98,12 @@ def run_world(
     for name, keys in (apps or {}).items():
         app_config[name] = {**app_config.get(name, {}), **keys}
     truth_dir = workdir / "truth"
+    loaded = sim_board(board or REPO / "board.toml")
+    if only_apps is not None:
+        kept = {name: app for name, app in loaded.apps.items() if name in only_apps}
+        loaded = dataclasses.replace(loaded, apps=kept)
     options = SimOptions(
-        board=sim_board(board or REPO / "board.toml") if board is None or isinstance(board, Path) else board,
+        board=loaded,
         workdir=workdir,
         speed=math.inf,
         meters_per_bus=1,

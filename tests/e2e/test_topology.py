@@ -17,7 +17,6 @@ Plain (not async) tests: each world has its own virtual-time event loop (``sim.h
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,8 +27,7 @@ from bench._topology_score import DIMENSIONS, WorldScore
 from bench.topology import network_path
 from bench.topology_world import world_score
 from protocols.cloud import Reply
-from runtime.config import Board, load_board
-from sim.harness import DEFAULT_START, REPO, WorldRun, run_world
+from sim.harness import DEFAULT_START, WorldRun, run_world
 from sim.runner import SimRun
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
@@ -86,13 +84,6 @@ class Outcome:
     result: dict[str, Any]
 
 
-def _board() -> Board:
-    """The repository's board with only the apps the identification stands on."""
-    board = load_board(REPO / "board.toml")
-    apps = {name: app for name, app in board.apps.items() if name in ("acquisition", "topology")}
-    return dataclasses.replace(board, apps=apps)
-
-
 @pytest.fixture(scope="module", params=sorted(NETWORKS))
 def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Outcome:
     name: str = request.param
@@ -118,7 +109,7 @@ def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         seed=seed,
         start=START,
         hplc_meters=hplc,
-        board=_board(),
+        only_apps=("acquisition", "topology"),  # what the identification stands on
         apps={"topology": TOPOLOGY},
         on_tick=master_station,
     )
