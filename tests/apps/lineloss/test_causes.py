@@ -177,3 +177,35 @@ def test_a_missing_meter_explains_a_high_branch_loss() -> None:
         {"missing": [{"address": None, "branch": "F1"}, {"address": None}]}, archive
     )
     assert [a.target for a in explain_by_archive(rec, lay, day, before, view, th)] == ["unlisted-F1-1"]
+
+
+def households(n: int, seed: int) -> np.ndarray:
+    """Loads that share a strong time of day (morning and evening peaks), each with its own size
+    and ups and downs: what makes an unmetered household look like any one of them."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 24, T, endpoint=False)
+    common = 0.05 + 0.25 * np.exp(-(((t - 19.5) / 1.5) ** 2)) + 0.12 * np.exp(-(((t - 7.5) / 1.0) ** 2))
+    return rng.uniform(0.6, 1.4, n)[:, None] * common[None, :] + rng.gamma(2.0, 0.02, size=(n, T))
+
+
+def test_an_unarchived_household_is_not_pinned_on_a_neighbour() -> None:
+    """A customer the archive lacks draws energy nobody meters; its load shares only the time of
+    day with the metered ones, which together explain it better than any one of them. A bypass
+    on one of them still follows that one's own ups and downs."""
+    rec = branch_records(8)
+    lay = rec.layout()
+    both = households(9, seed=1)
+    metered, hidden = both[:8], both[8]
+    flow = metered.sum(axis=0) + hidden
+    fwd = np.vstack([flow, flow + 0.004 * flow**2, metered])
+    days = window(lay, [readings(lay, 86400.0 * k, fwd) for k in range(2)])
+    result = analyse(rec, lay, days, Settings())
+    assert {d.balance.scope: d.verdict.klass for d in result.days}["F1"] == "high"
+    assert [a for a in result.anomalies if a.kind == "theft"] == []
+    seen = metered.copy()
+    seen[3] *= 0.7  # no hidden household now: c3 bypasses 30 % of its load
+    flow = metered.sum(axis=0)
+    fwd = np.vstack([flow, flow + 0.004 * flow**2, seen])
+    days = window(lay, [readings(lay, 86400.0 * k, fwd) for k in range(2)])
+    thefts = [a for a in analyse(rec, lay, days, Settings()).anomalies if a.kind == "theft"]
+    assert [a.target for a in thefts] == ["c3"]
