@@ -33,6 +33,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..energy import FArray
 from ..layout import Layout, Section
@@ -52,6 +53,8 @@ class FitSettings:
     min_kwh_per_day: float = 0.3
     min_margin: float = 0.3  # see ``_distinct``
     min_intervals: int = 48
+    onset_step: int = 16  # a theft may begin every 4 h of the window (0: only at its start)
+    onset_min_after: int = 48  # ... with at least 12 h of data after it
     max_found: int = 3
     window_days: int = 3
 
@@ -64,6 +67,8 @@ class Candidate:
     partial_r2: float
     unmetered_kwh: float  # β x the customer's metered energy over the used intervals
     metered_kwh: float
+    onset: int = 0  # position (in the used intervals) from which its loss is fitted
+    intervals: int = 0  # used intervals from the onset on
 
 
 @dataclass
@@ -151,6 +156,12 @@ def fit_section(
     if swap:  # a stopped register is no candidate: its energy is in the regressors above
         m = m.copy()
         m[[k for k, i in enumerate(section.customers) if int(i) in substitute]] = 0.0
+    onsets = _onsets(n, settings)
+    # candidate (customer c, onset g): c's energy from the g-th onset on -- a theft begins some
+    # time; fitted over the whole window its share would be diluted by the time before
+    masks = np.arange(n)[None, :] >= onsets[:, None]  # (G, n)
+    cand_m = (m[:, None, :] * masks[None, :, :]).reshape(-1, n)  # (C x G, n)
+    groups = len(onsets)
     chosen: set[int] = set()
     for step in range(settings.max_found):
         q, _ = np.linalg.qr(np.column_stack(base))
@@ -158,33 +169,48 @@ def fit_section(
         ssr = float(r @ r)
         if ssr <= 0:
             break
-        mp = m - (m @ q) @ q.T  # customers with the current regressors projected out
+        mp = cand_m - (cand_m @ q) @ q.T  # candidates with the current regressors projected out
         num = mp @ r
         den = np.einsum("ij,ij->i", mp, mp)
-        usable = den > 1e-9 * np.maximum(np.einsum("ij,ij->i", m, m), 1e-12)
+        usable = den > 1e-9 * np.maximum(np.einsum("ij,ij->i", cand_m, cand_m), 1e-12)
         beta = np.divide(num, den, out=np.zeros_like(num), where=usable)
         gain = np.divide(num * num, den, out=np.zeros_like(num), where=usable)
-        gain[list(chosen)] = 0.0
         gain[beta <= 0] = 0.0
-        order = np.argsort(-gain)
+        per = gain.reshape(-1, groups)
+        per[list(chosen)] = 0.0
+        onset_of = np.argmax(per, axis=1)  # each customer's best onset
+        best_gain = per[np.arange(len(per)), onset_of]
+        order = np.argsort(-best_gain)
         best = int(order[0])
-        if gain[best] <= 0:
+        if best_gain[best] <= 0:
             break
+        k = best * groups + int(onset_of[best])
         dof = max(n - len(base) - 1, 1)
-        cand = _candidate(section, best, beta, gain, den, ssr, dof, m)
+        cand = _candidate(section, best, k, beta, gain, den, ssr, dof, cand_m, onsets[onset_of[best]], n)
         rival = None
-        if len(order) > 1 and gain[int(order[1])] > 0:
-            rival = _candidate(section, int(order[1]), beta, gain, den, ssr, dof, m)
+        if len(order) > 1 and best_gain[int(order[1])] > 0:
+            j = int(order[1])
+            kj = j * groups + int(onset_of[j])
+            rival = _candidate(section, j, kj, beta, gain, den, ssr, dof, cand_m, onsets[onset_of[j]], n)
         if step == 0:
             fit.runner_up = rival
         if not _significant(cand, settings, len(days)) or not _distinct(cand, rival, settings, len(days)):
             break
-        if len(section.customers) > 2 and _generic(m, q, r, float(gain[best])):
+        if len(section.customers) > 2 and _generic(m * masks[onset_of[best]], q, r, float(gain[k])):
             break
         fit.found.append(cand)
         chosen.add(best)
-        base.append(m[best])
+        base.append(cand_m[k])
     return fit
+
+
+def _onsets(n: int, settings: FitSettings) -> NDArray[np.int64]:
+    """Where a theft may have begun, as positions in the window's intervals: the start, then every
+    ``onset_step`` intervals while ``min_after`` intervals are left after it."""
+    if settings.onset_step <= 0:
+        return np.zeros(1, dtype=np.int64)
+    last = max(n - settings.onset_min_after, 0)
+    return np.arange(0, last + 1, settings.onset_step, dtype=np.int64)
 
 
 def _ends(days: list[Day], meters: list[int], layout: Layout) -> FArray:
@@ -253,18 +279,31 @@ def _unit(x: FArray) -> FArray:
 
 
 def _candidate(
-    section: Section, c: int, beta: FArray, gain: FArray, den: FArray, ssr: float, dof: int, m: FArray
+    section: Section,
+    c: int,
+    k: int,
+    beta: FArray,
+    gain: FArray,
+    den: FArray,
+    ssr: float,
+    dof: int,
+    m: FArray,
+    onset: int,
+    n: int,
 ) -> Candidate:
-    rest = max(ssr - float(gain[c]), 1e-18)
-    se = float(np.sqrt(rest / dof / den[c])) if den[c] > 0 else float("inf")
-    metered = float(np.abs(m[c]).sum())  # a prosumer's net can be export: the size counts
+    """Customer ``c`` of the section as fitted in candidate row ``k`` (its onset ``onset``)."""
+    rest = max(ssr - float(gain[k]), 1e-18)
+    se = float(np.sqrt(rest / dof / den[k])) if den[k] > 0 else float("inf")
+    metered = float(np.abs(m[k]).sum())  # a prosumer's net can be export: the size counts
     return Candidate(
         meter=int(section.customers[c]),
-        share=float(beta[c]),
-        t=float(beta[c]) / se if se > 0 else 0.0,
-        partial_r2=float(gain[c]) / ssr,
-        unmetered_kwh=float(beta[c]) * metered,
+        share=float(beta[k]),
+        t=float(beta[k]) / se if se > 0 else 0.0,
+        partial_r2=float(gain[k]) / ssr,
+        unmetered_kwh=float(beta[k]) * metered,
         metered_kwh=metered,
+        onset=int(onset),
+        intervals=n - int(onset),
     )
 
 
@@ -287,7 +326,7 @@ def _significant(c: Candidate, settings: FitSettings, days: int) -> bool:
         c.share >= settings.min_share
         and c.t >= settings.min_t
         and c.partial_r2 >= settings.min_partial_r2
-        and c.unmetered_kwh >= settings.min_kwh_per_day * days
+        and c.unmetered_kwh >= settings.min_kwh_per_day * max(c.intervals, 1) / 96.0
     )
 
 
