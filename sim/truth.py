@@ -14,6 +14,9 @@ start of its 15-minute step; only steps complete by ``end`` are written.
                      branch and its sub-branches; branch "ALL" = the whole LV network: supply at the
                      transformer LV terminal, all line losses)
     transformer.csv  timestamp, phase, energy_kwh   (true energy at the LV terminal)
+    busbar.csv       timestamp, voltage_a, voltage_b, voltage_c, transformer_loss_kwh   (the LV
+                     busbar's mean phase voltages in the step and the transformer's own loss,
+                     copper + iron, which the station-area statistic does not see)
     events.csv       kind, scope, target, start, end   (outage, dip < 3 s, relay_trip, lastgasp:
                      the HPLC timing model for each HPLC meter an outage hits, start = its STA's
                      first frame, end = the latest CCO report time of that window)
@@ -28,13 +31,19 @@ import math
 from datetime import UTC, datetime
 from pathlib import Path
 
-import numpy as np
-
 from sim.world import World
 
 __all__ = ["TRUTH_FILES", "iso", "write_truth"]
 
-TRUTH_FILES = ("topology.csv", "intervals.csv", "branches.csv", "transformer.csv", "events.csv", "faults.csv")
+TRUTH_FILES = (
+    "topology.csv",
+    "intervals.csv",
+    "branches.csv",
+    "transformer.csv",
+    "busbar.csv",
+    "events.csv",
+    "faults.csv",
+)
 
 
 def iso(t: float | None) -> str:
@@ -50,10 +59,12 @@ def _num(x: float) -> str:
 
 
 def write_truth(world: World, folder: str | Path, *, end: float) -> Path:
-    """Write the six CSV files for the run from ``world.start`` to ``end``; returns the folder."""
+    """Write the CSV files (``TRUTH_FILES``) for the run from ``world.start`` to ``end``; returns
+    the folder."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
-    hz0 = world.replicas[0].horizon
+    hz0 = world.grid.horizon
+    net = world.grid.network
     first = int((world.start - hz0.start) // hz0.step_s)
     last = min(int((end - hz0.start) // hz0.step_s), hz0.steps)  # exclusive: complete steps only
     steps = range(first, max(first, last))
@@ -62,7 +73,6 @@ def write_truth(world: World, folder: str | Path, *, end: float) -> Path:
 
     rows: list[list[str]] = []
     for m in world.meters.values():
-        net = m.replica.network
         phase = net.customers[m.customer].phase if m.customer >= 0 else "ABC"
         rows.append([m.id, m.meter.address, phase, m.branch, m.box, m.channel])
     _write(out / "topology.csv", ["meter_id", "address", "phase", "branch", "box", "channel"], rows)
@@ -71,30 +81,49 @@ def write_truth(world: World, folder: str | Path, *, end: float) -> Path:
     customers = world.customers()
     for j, k in enumerate(steps):
         for m in customers:
-            hz = m.replica.horizon
             rows.append(
-                [stamps[j], m.id, _num(hz.p_kw[k, m.customer] * hours), f"{hz.voltage_v[k, m.customer]:.2f}"]
+                [
+                    stamps[j],
+                    m.id,
+                    _num(hz0.p_kw[k, m.customer] * hours),
+                    f"{hz0.voltage_v[k, m.customer]:.2f}",
+                ]
             )
     _write(out / "intervals.csv", ["timestamp", "meter_id", "energy_kwh", "voltage_v"], rows)
 
     rows = []
+    below = [
+        [b] + [s for s in range(len(net.branches)) if _under(net.heads, s, b)]
+        for b in range(len(net.branches))
+    ]
     for j, k in enumerate(steps):
-        total_supply = sum(float(r.horizon.trafo_p[k].sum()) for r in world.replicas) * hours
-        total_loss = sum(float(r.horizon.line_loss[k]) for r in world.replicas) * hours
-        rows.append([stamps[j], "ALL", _num(total_supply), _num(total_loss)])
-        for r in world.replicas:
-            for b, name in enumerate(r.network.branches):
-                sections = [b] + [s for s in range(len(r.network.branches)) if _under(r.network.heads, s, b)]
-                supply = float(r.horizon.branch_p[k, sections].sum()) * hours
-                loss = float(r.horizon.branch_loss[k, sections].sum()) * hours
-                rows.append([stamps[j], r.prefix + name, _num(supply), _num(loss)])
+        rows.append(
+            [
+                stamps[j],
+                "ALL",
+                _num(float(hz0.trafo_p[k].sum()) * hours),
+                _num(float(hz0.line_loss[k]) * hours),
+            ]
+        )
+        for b, name in enumerate(net.branches):
+            supply = float(hz0.branch_p[k, below[b]].sum()) * hours
+            loss = float(hz0.branch_loss[k, below[b]].sum()) * hours
+            rows.append([stamps[j], name, _num(supply), _num(loss)])
     _write(out / "branches.csv", ["timestamp", "branch", "supply_kwh", "loss_kwh"], rows)
 
     rows = []
     for j, k in enumerate(steps):
-        per_phase = np.sum([r.horizon.trafo_p[k] for r in world.replicas], axis=0) * hours
+        per_phase = hz0.trafo_p[k] * hours
         rows += [[stamps[j], ph, _num(float(per_phase[p]))] for p, ph in enumerate("ABC")]
     _write(out / "transformer.csv", ["timestamp", "phase", "energy_kwh"], rows)
+
+    rows = [
+        [stamps[j], *(f"{float(v):.2f}" for v in hz0.trafo_v[k]), _num(float(hz0.trafo_loss[k]) * hours)]
+        for j, k in enumerate(steps)
+    ]
+    _write(
+        out / "busbar.csv", ["timestamp", "voltage_a", "voltage_b", "voltage_c", "transformer_loss_kwh"], rows
+    )
 
     rows = []
     for e in sorted(world.events, key=lambda e: (e.start, e.kind, e.target)):

@@ -12,6 +12,14 @@ Three things the loop must get right so the world stays faithful:
 * real sockets still flow: before jumping, the selector is polled with a zero timeout, so an
   in-process loopback MQTT exchange (embedded broker, terminal uplink, cloud stub) is delivered
   at the virtual instant it was sent. Only a loop with no timers at all waits for real I/O.
+  I/O is taken only when nothing else can run (and in file-descriptor order), never between
+  two ready callbacks, and time does not jump while a TCP socket of the loop has sent bytes its
+  in-process peer has not received yet (``TCP_INFO`` of both ends): on a loaded machine the
+  kernel may deliver a loopback packet late, and the loop waits for it instead of running ahead.
+  So when the kernel delivers does not change what runs when, and runs stay deterministic.
+  Timers due at the same instant fire in the order they were set (asyncio's heap alone does not
+  keep that order, so how many other timers came and went -- e.g. one per MQTT packet read --
+  could reorder two meter reads scheduled for the same second).
 * executor jobs (the sqlite store and the cloud database run off-loop on worker threads) finish
   before anything else happens: ``run_in_executor`` hands the job to its executor and waits for
   it, so the result is delivered in a fixed order and never overtakes a virtual timer. That keeps
@@ -28,7 +36,12 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import heapq
+import os
 import selectors
+import socket
+import stat
+import struct
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -38,6 +51,8 @@ T = TypeVar("T")
 #: a loop with no timer at all waits this long for real I/O per poll (a wake-up from another
 #: thread or a signal arrives at once through the loop's self-pipe)
 IDLE_POLL_S = 1.0
+#: while bytes are in flight on a loopback socket, the loop polls this often (wall seconds)
+IN_FLIGHT_POLL_S = 0.0005
 
 
 class _VirtualSelector(selectors.BaseSelector):
@@ -46,26 +61,62 @@ class _VirtualSelector(selectors.BaseSelector):
     def __init__(self, real: selectors.BaseSelector, loop: VirtualTimeLoop) -> None:
         self._real = real
         self._loop = loop
+        self._tcp: dict[int, _Tcp | None] = {}  # fd -> its TCP socket (None: not a TCP socket)
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
-        return self._real.register(fileobj, events, data)
+        key = self._real.register(fileobj, events, data)
+        self._forget(key.fd)
+        return key
 
     def unregister(self, fileobj: Any) -> selectors.SelectorKey:
-        return self._real.unregister(fileobj)
+        key = self._real.unregister(fileobj)
+        self._forget(key.fd)
+        return key
+
+    def _forget(self, fd: int) -> None:
+        tcp = self._tcp.pop(fd, None)
+        if tcp is not None:
+            tcp.sock.close()
+
+    def _in_flight(self) -> bool:
+        """True while bytes one of the loop's TCP sockets sent have not reached its peer, when that
+        peer is the loop's too (the in-process broker, uplink and cloud stub)."""
+        sockets: dict[tuple[object, object], _Tcp] = {}
+        for key in self._real.get_map().values():
+            if key.fd not in self._tcp:
+                self._tcp[key.fd] = _Tcp.of(key.fd)
+            tcp = self._tcp[key.fd]
+            if tcp is not None:
+                sockets[tcp.ends] = tcp
+        for (here, there), tcp in sockets.items():
+            peer = sockets.get((there, here))
+            if peer is None:
+                continue
+            sent, unsent, _ = tcp.counters()
+            if unsent > 0 or sent > peer.counters()[2]:
+                return True
+        return False
 
     def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._real.modify(fileobj, events, data)
 
     def select(self, timeout: float | None = None) -> list[tuple[selectors.SelectorKey, int]]:
+        if timeout == 0:
+            return []  # callbacks are ready: they run first, I/O waits until the loop is idle
         ready = self._real.select(0)
-        if ready or timeout == 0:
-            return ready
-        if timeout is None:  # no timer: only real I/O (another thread, a signal) can wake us
-            return self._real.select(IDLE_POLL_S)
-        self._loop._jump()
+        while not ready and self._in_flight():  # the kernel is still delivering: wait for it
+            ready = self._real.select(IN_FLIGHT_POLL_S)
+        if not ready and timeout is None:  # no timer: only real I/O (a thread, a signal) can wake us
+            ready = self._real.select(IDLE_POLL_S)
+        if ready:
+            return sorted(ready, key=lambda event: event[0].fd)
+        if timeout is not None:
+            self._loop._jump()
         return []
 
     def close(self) -> None:
+        for fd in list(self._tcp):
+            self._forget(fd)
         self._real.close()
 
     def get_key(self, fileobj: Any) -> selectors.SelectorKey:
@@ -73,6 +124,62 @@ class _VirtualSelector(selectors.BaseSelector):
 
     def get_map(self) -> Any:
         return self._real.get_map()
+
+
+class _Tcp:
+    """A TCP socket of the loop, seen through a duplicate of its descriptor (``TCP_INFO``)."""
+
+    # struct tcp_info (linux/tcp.h): tcpi_bytes_received u64 @128, tcpi_notsent_bytes u32 @144,
+    # tcpi_bytes_sent u64 @200, tcpi_bytes_retrans u64 @208 (Linux >= 4.19)
+    _SIZE = 216
+
+    def __init__(self, sock: socket.socket, ends: tuple[object, object]) -> None:
+        self.sock = sock
+        self.ends = ends
+
+    @classmethod
+    def of(cls, fd: int) -> _Tcp | None:
+        try:
+            if not stat.S_ISSOCK(os.fstat(fd).st_mode):
+                return None
+            sock = socket.socket(fileno=os.dup(fd))
+        except OSError:
+            return None
+        try:
+            if sock.type != socket.SOCK_STREAM or sock.family not in (socket.AF_INET, socket.AF_INET6):
+                raise OSError("not TCP")
+            return cls(sock, (sock.getsockname(), sock.getpeername()))
+        except OSError:  # not TCP, or listening (no peer)
+            sock.close()
+            return None
+
+    def counters(self) -> tuple[int, int, int]:
+        """(bytes sent once, bytes not yet sent, bytes received)."""
+        try:
+            info = self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, self._SIZE)
+        except OSError:
+            return 0, 0, 0
+        if len(info) < self._SIZE:
+            return 0, 0, 0
+        received = struct.unpack_from("Q", info, 128)[0]
+        unsent = struct.unpack_from("I", info, 144)[0]
+        sent, retrans = struct.unpack_from("QQ", info, 200)
+        return sent - retrans, unsent, received
+
+
+class _OrderedTimer(asyncio.TimerHandle):
+    """A timer that sorts after every earlier-set timer due at the same time."""
+
+    __slots__ = ("_order",)
+
+    def __init__(self, order: int, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._order = order
+
+    def __lt__(self, other: object) -> bool:
+        if isinstance(other, _OrderedTimer):
+            return (self._when, self._order) < (other._when, other._order)
+        return super().__lt__(other)  # type: ignore[operator]
 
 
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
@@ -85,6 +192,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def __init__(self) -> None:
         super().__init__()
         self._now = 0.0
+        self._timers = 0
         self.jumps = 0
         self.executor_jobs = 0
         self.wall_started = time.perf_counter()
@@ -92,6 +200,21 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
 
     def time(self) -> float:
         return self._now
+
+    def call_at(  # type: ignore[override]
+        self, when: float, callback: Callable[..., object], *args: Any, context: Any = None
+    ) -> asyncio.TimerHandle:
+        """asyncio's ``call_at`` with timers kept in the order they were set (see the docstring)."""
+        if when is None:
+            raise TypeError("when cannot be None")
+        self._check_closed()  # type: ignore[attr-defined]
+        self._timers += 1
+        timer = _OrderedTimer(self._timers, when, callback, args, self, context)
+        if timer._source_traceback:
+            del timer._source_traceback[-1]
+        heapq.heappush(self._scheduled, timer)  # type: ignore[attr-defined]
+        timer._scheduled = True
+        return timer
 
     def _jump(self) -> None:
         """Move time to the earliest live timer (asyncio pops cancelled ones before polling)."""

@@ -7,9 +7,10 @@ the terminal makes. Must not import the terminal, hal backends or apps; writes n
 (``sim.truth`` does).
 
 Scale: ``customers_scale`` K hangs K replicas of the feeder (each with its own seeded profiles)
-under the one transformer. Each replica is solved on its own, so a replica's voltages ignore the
-others' load on the transformer impedance; energies, losses and conservation are exact per replica.
-Replica r > 1 prefixes branch and box names with ``R<r>-``.
+in parallel at the one transformer's LV busbar: ONE electrical network (``Grid``), solved
+together, so the transformer's loading, the busbar voltage and the losses are those of all
+customers at once. Replica r > 1 prefixes branch and box names with ``R<r>-``. Customer indices
+in a ``WorldMeter``, the profiles and the horizons are those of the whole network.
 
 Assessment meter (总表): a CT-connected three-phase DL/T 645 meter at the transformer LV side
 (device ``assessment``), on the last bus with the branch units. Its registers count *secondary*
@@ -65,18 +66,13 @@ LASTGASP_AGGREGATION_S = 30.0 + 30.0
 
 
 @dataclass(slots=True)
-class Replica:
-    """One copy of the feeder: its network, the scenario horizon and the live one (with trips)."""
+class Grid:
+    """The one electrical network: the scenario horizon and the live one (with relay trips)."""
 
-    index: int
-    network: StationNetwork
+    network: StationNetwork  # every replica (``StationNetwork.replicate``)
     base: Horizon  # scenario outages applied
     horizon: Horizon  # base + relay trips made at run time
     offs: dict[int, list[list[float]]] = field(default_factory=dict)  # customer -> [[t0, t1], ...]
-
-    @property
-    def prefix(self) -> str:
-        return "" if self.index == 0 else f"R{self.index + 1}-"
 
     def steps_of(self, t: FloatArray) -> np.ndarray:
         hz = self.horizon
@@ -90,6 +86,42 @@ class Replica:
             for t0, t1 in intervals:
                 hz = hz.with_customer_off(i, max(t0, hz.start), min(t1, hz.end))
         self.horizon = hz
+
+
+@dataclass(slots=True)
+class Replica:
+    """One copy of the feeder in the ``Grid``: ``network`` is the feeder alone (local indices)."""
+
+    index: int
+    grid: Grid
+
+    @property
+    def prefix(self) -> str:
+        return "" if self.index == 0 else f"R{self.index + 1}-"
+
+    @property
+    def network(self) -> StationNetwork:
+        return self.grid.network.feeder
+
+    @property
+    def offset(self) -> int:
+        """Index of this copy's first customer in the whole network."""
+        return self.index * self.grid.network.feeder_customers
+
+    @property
+    def branch_offset(self) -> int:
+        return self.index * self.grid.network.feeder_branches
+
+    def customers(self, local: list[int]) -> list[int]:
+        """Whole-network indices of this copy's customers ``local``."""
+        return [self.offset + i for i in local]
+
+    @property
+    def horizon(self) -> Horizon:
+        return self.grid.horizon
+
+    def steps_of(self, t: FloatArray) -> np.ndarray:
+        return self.grid.steps_of(t)
 
 
 @dataclass(slots=True)
@@ -196,31 +228,22 @@ class BoxProfile:
 
 @dataclass(slots=True)
 class TransformerProfile:
-    """The transformer LV side as the 总表's CT secondary sees it: every replica's flow / CT."""
+    """The transformer LV side as the 总表's CT secondary sees it: the whole network's flow / CT."""
 
-    replicas: list[Replica]
+    grid: Grid
     ct_fitted: float
 
     def power_kw_array(self, t: FloatArray) -> FloatArray:
-        return (
-            sum(  # type: ignore[return-value]
-                r.horizon.trafo_p[r.steps_of(np.asarray(t))].sum(axis=1) for r in self.replicas
-            )
-            / self.ct_fitted
-        )
+        k = self.grid.steps_of(np.asarray(t))
+        return self.grid.horizon.trafo_p[k].sum(axis=1) / self.ct_fitted  # type: ignore[no-any-return]
 
     def reactive_kvar_array(self, t: FloatArray) -> FloatArray:
-        return (
-            sum(  # type: ignore[return-value]
-                r.horizon.trafo_q[r.steps_of(np.asarray(t))].sum(axis=1) for r in self.replicas
-            )
-            / self.ct_fitted
-        )
+        k = self.grid.steps_of(np.asarray(t))
+        return self.grid.horizon.trafo_q[k].sum(axis=1) / self.ct_fitted  # type: ignore[no-any-return]
 
     def voltage_v_array(self, t: FloatArray, phase: str = "A") -> FloatArray:
         ph = "ABC".index(phase) if phase in ("A", "B", "C") else 0
-        rep = self.replicas[0]
-        return rep.horizon.trafo_v[rep.steps_of(np.asarray(t)), ph]
+        return self.grid.horizon.trafo_v[self.grid.steps_of(np.asarray(t)), ph]
 
     def power_kw(self, t: float) -> float:
         return float(self.power_kw_array(np.array([t]))[0])
@@ -253,7 +276,7 @@ class WorldMeter:
 
     id: str
     replica: Replica
-    customer: int  # index in the replica's network, -1 for the other kinds
+    customer: int  # index in the whole network (``Grid``), -1 for the other kinds
     branch: str  # full name (with replica prefix); empty for the assessment meter
     box: str
     station_meter: StationMeter
@@ -294,6 +317,7 @@ class _Action:
 class World:
     scenario: Scenario
     replicas: list[Replica]
+    grid: Grid
     station: Station
     meters: dict[str, WorldMeter]
     start: float
@@ -374,7 +398,7 @@ class World:
             # the meter knows when its relay moved; the physics follows from that instant
             at = m.meter.relay_changed_at
             at = now if at is None or at > now else at
-            intervals = m.replica.offs.setdefault(m.customer, [])
+            intervals = m.replica.grid.offs.setdefault(m.customer, [])
             if not closed:
                 intervals.append([at, math.inf])
                 self._open_trips[m.id] = len(self.events)
@@ -384,7 +408,7 @@ class World:
                     intervals[-1][1] = at
                 if (k := self._open_trips.pop(m.id, None)) is not None:
                     self.events[k] = dataclasses.replace(self.events[k], end=at)
-            m.replica.refresh()
+            m.replica.grid.refresh()
 
     async def run(self, clock: Clock, *, poll_s: float = 2.0) -> None:
         """Apply the scenario's timed actions and follow relay changes until cancelled."""
@@ -422,18 +446,24 @@ def build_world(
         raise ConfigError("buses", f"need distinct bus names, got {buses!r}")
     if customers_scale < 1:
         raise ConfigError("--customers-scale", f"must be at least 1, got {customers_scale}")
-    nw = load_network(network, seed=seed, line_scale=scenario.grid.line_scale)
+    feeder = load_network(network, seed=seed, line_scale=scenario.grid.line_scale)
+    nw = feeder.replicate(customers_scale)
     h_start = math.floor(start / STEP_S) * STEP_S
     span = (duration_s if duration_s is not None else LIVE_HORIZON_S) + HORIZON_MARGIN_S
     steps = math.ceil((start + span - h_start) / STEP_S)
-    replicas = []
-    for r in range(customers_scale):
-        prof = _profiles(nw, start=h_start, steps=steps, seed=seed * 1000 + r, scenario=scenario, t0=start)
-        hz = solve(nw, prof)
-        replicas.append(Replica(r, nw, hz, hz))
+    profiles = Profiles.side_by_side(
+        [
+            _profiles(feeder, start=h_start, steps=steps, seed=seed * 1000 + r, scenario=scenario, t0=start)
+            for r in range(customers_scale)
+        ]
+    )
+    hz = solve(nw, profiles)
+    grid = Grid(nw, hz, hz)
+    replicas = [Replica(r, grid) for r in range(customers_scale)]
     world = World(
         scenario=scenario,
         replicas=replicas,
+        grid=grid,
         station=Station(
             buses={b: [] for b in buses},
             seed=seed,
@@ -452,8 +482,7 @@ def build_world(
     _hplc(world, hplc_meters)
     for outage in scenario.outages:
         _outage(world, outage)
-    for rep in replicas:
-        rep.horizon = rep.base
+    grid.horizon = grid.base
     _thefts(world)
     _meter_faults(world)
     _relays(world)
@@ -554,7 +583,7 @@ def _add_meters(world: World, buses: list[str], *, start: float, seed: int) -> N
         device = f"m-{k:04d}"
         meter = VirtualMeter(
             address,
-            profile=HorizonProfile(rep, i),
+            profile=HorizonProfile(rep, rep.offset + i),
             start=start,
             phase=c.phase,  # type: ignore[arg-type]
             seed=seed,
@@ -562,19 +591,20 @@ def _add_meters(world: World, buses: list[str], *, start: float, seed: int) -> N
         )
         sm = StationMeter(device, bus, meter, Customer(f"C{k:04d}", device), meter.profile)
         world.station.buses[bus].append(sm)
-        world.meters[device] = WorldMeter(device, rep, i, rep.prefix + c.branch, rep.prefix + c.box, sm)
+        world.meters[device] = WorldMeter(
+            device, rep, rep.offset + i, rep.prefix + c.branch, rep.prefix + c.box, sm
+        )
     bus = buses[-1]
     for rep in world.replicas:
         net = rep.network
         for b, name in enumerate(net.branches):
             sections = _descendants(net, b)
             custs = [i for i, c in enumerate(net.customers) if net.branches.index(c.branch) in sections]
+            profile = BranchProfile(rep, [rep.branch_offset + s for s in sections], rep.customers(custs))
             address = f"{rep.index + 1:02d}99{b + 1:08d}"
             device = f"bu-{rep.prefix}{name}"
             phase: Phase = "ABC"
-            meter = VirtualMeter(
-                address, profile=BranchProfile(rep, sections, custs), start=start, phase=phase, seed=seed
-            )
+            meter = VirtualMeter(address, profile=profile, start=start, phase=phase, seed=seed)
             sm = StationMeter(
                 device,
                 bus,
@@ -602,10 +632,10 @@ def _add_box_terminals(world: World, bus: str, *, start: float, seed: int) -> No
             n += 1
             phases: dict[str, int] = {}
             for i in custs:
-                phases.setdefault(rep.network.customers[i].phase, i)
+                phases.setdefault(rep.network.customers[i].phase, rep.offset + i)
             meter = VirtualMeter(
                 f"{rep.index + 1:02d}98{n:08d}",
-                profile=BoxProfile(rep, custs, phases),
+                profile=BoxProfile(rep, rep.customers(custs), phases),
                 start=start,
                 phase="ABC",
                 seed=seed,
@@ -628,7 +658,7 @@ def _add_box_terminals(world: World, bus: str, *, start: float, seed: int) -> No
 def _add_assessment(world: World, bus: str, *, start: float, seed: int) -> None:
     """The 总表 at the transformer LV side: registers in secondary kWh of the CT really fitted."""
     net = world.replicas[0].network
-    rating_kva = float(net.net.trafo.sn_mva.iloc[0]) * 1000.0 * len(world.replicas)
+    rating_kva = float(net.net.trafo.sn_mva.iloc[0]) * 1000.0  # one transformer, however many replicas
     standard = assessment_ct(rating_kva, net.vn_lv_kv)
     tr = world.scenario.transformer
     fitted = tr.ct_ratio_actual or standard
@@ -636,7 +666,7 @@ def _add_assessment(world: World, bus: str, *, start: float, seed: int) -> None:
     world.assessment_ct = (fitted, recorded)
     meter = VirtualMeter(
         "019700000001",
-        profile=TransformerProfile(world.replicas, fitted),
+        profile=TransformerProfile(world.grid, fitted),
         start=start,
         phase="ABC",
         seed=seed,
@@ -680,16 +710,19 @@ def _outage(world: World, o: Outage) -> None:
             units = []
         else:
             m = world.by_key(o.target, path=path)
-            idx = [m.customer] if m.replica is rep and m.customer >= 0 else []
+            idx = [m.customer - rep.offset] if m.replica is rep and m.customer >= 0 else []
             units = []
+        idx = rep.customers(idx)
+        grid = world.grid
         if idx:
-            rep.base = rep.base.with_customer_off(
-                idx, max(t0, rep.base.start), min(t1, rep.base.end), outage=True
+            grid.base = grid.base.with_customer_off(
+                idx, max(t0, grid.base.start), min(t1, grid.base.end), outage=True
             )
-        hit += [m for m in world.customers() if m.replica is rep and m.customer in idx] + units
+        inside = set(idx)
+        hit += [m for m in world.customers() if m.replica is rep and m.customer in inside] + units
         for m in world.box_terminals():  # a box terminal goes dark with the supply of its whole box
             profile = m.station_meter.profile
-            whole_box = isinstance(profile, BoxProfile) and set(profile.customers) <= set(idx)
+            whole_box = isinstance(profile, BoxProfile) and set(profile.customers) <= inside
             # a meter-level outage is the meter's own fuse, downstream of the box terminal
             if m.replica is rep and idx and whole_box and o.level != "meter":
                 hit.append(m)

@@ -161,23 +161,14 @@ def _step(rep: Replica, t: float) -> int:
 
 def _world_source(world: World) -> FunctionSource:
     def sample(t: float) -> TransformerSample:
-        v = np.zeros(3)
-        i = np.zeros(3)
-        p = np.zeros(3)
-        q = np.zeros(3)
-        for n, rep in enumerate(world.replicas):
-            k = _step(rep, t)
-            hz = rep.horizon
-            if n == 0:
-                v = hz.trafo_v[k]
-            i = i + hz.trafo_i[k]
-            p = p + hz.trafo_p[k]
-            q = q + hz.trafo_q[k]
+        grid = world.grid
+        k = int(grid.steps_of(np.array([t]))[0])
+        hz = grid.horizon
         return TransformerSample(
-            tuple(float(x) for x in v),  # type: ignore[arg-type]
-            tuple(float(x) for x in i),  # type: ignore[arg-type]
-            tuple(float(x) for x in p),  # type: ignore[arg-type]
-            tuple(float(x) for x in q),  # type: ignore[arg-type]
+            tuple(float(x) for x in hz.trafo_v[k]),  # type: ignore[arg-type]
+            tuple(float(x) for x in hz.trafo_i[k]),  # type: ignore[arg-type]
+            tuple(float(x) for x in hz.trafo_p[k]),  # type: ignore[arg-type]
+            tuple(float(x) for x in hz.trafo_q[k]),  # type: ignore[arg-type]
             50.0 + 0.02 * math.sin(t / 600.0),
         )
 
@@ -201,9 +192,12 @@ class BranchSwitch:
     def _scope(self) -> tuple[list[int], list[WorldMeter]]:
         net = self.replica.network
         sections = _descendants(net, self.branch)
-        idx = [i for i, c in enumerate(net.customers) if net.branches.index(c.branch) in sections]
+        idx = self.replica.customers(
+            [i for i, c in enumerate(net.customers) if net.branches.index(c.branch) in sections]
+        )
         names = {self.replica.prefix + net.branches[s] for s in sections[1:]}
-        hit = [m for m in self.world.customers() if m.replica is self.replica and m.customer in idx]
+        inside = set(idx)
+        hit = [m for m in self.world.customers() if m.replica is self.replica and m.customer in inside]
         hit += [m for m in self.world.branch_units() if m.replica is self.replica and m.branch in names]
         return idx, hit
 
@@ -219,7 +213,7 @@ class BranchSwitch:
                 continue  # out of supply
             # from S and V per customer (a three-phase customer shares S over its phases)
             s_kva = math.hypot(float(hz.p_kw[k, i]), float(hz.q_kvar[k, i]))
-            phase = rep.network.customers[i].phase
+            phase = self.world.grid.network.customers[i].phase
             phases = [0, 1, 2] if phase not in ("A", "B", "C") else ["ABC".index(phase)]
             for ph in phases:
                 amps[ph] += s_kva * 1000.0 / volts / len(phases)
@@ -228,16 +222,16 @@ class BranchSwitch:
         return (float(v[0]), float(v[1]), float(v[2])), (amps[0], amps[1], amps[2]), p_kw
 
     def switched(self, closed: bool, t: float) -> None:
-        rep = self.replica
+        grid = self.world.grid
         idx, hit = self._scope()
         if not closed and self._opened is None:
-            self._opened = (rep.base, t, len(self.world.events))
+            self._opened = (grid.base, t, len(self.world.events))
             self._generation += 1
             self.world.events.append(
                 TruthEvent("outage", "branch", self.name, t, None, tuple(m.id for m in hit))
             )
             self._cut(t, self._generation)
-            rep.refresh()
+            grid.refresh()
             for m in hit:
                 m.meter.power_off(t)
             self.world.supply_changed(t)  # the HPLC STAs of the branch go dark too (last gasp)
@@ -245,8 +239,8 @@ class BranchSwitch:
         elif closed and self._opened is not None:
             base, t0, k = self._opened
             self._opened = None
-            rep.base = base.with_customer_off(idx, t0, t, outage=True) if idx else base
-            rep.refresh()
+            grid.base = base.with_customer_off(idx, t0, t, outage=True) if idx else base
+            grid.refresh()
             for m in hit:
                 m.meter.power_on(t)
             self.world.supply_changed(t)
@@ -263,13 +257,13 @@ class BranchSwitch:
         """
         if self._opened is None or generation != self._generation:
             return  # closed, or opened again, since this extension was booked
-        rep = self.replica
+        grid = self.world.grid
         idx, _ = self._scope()
-        end = min(t0 + SOLVE_AHEAD_S, rep.base.end)
+        end = min(t0 + SOLVE_AHEAD_S, grid.base.end)
         if idx and t0 < end:
-            rep.base = rep.base.with_customer_off(idx, t0, end, outage=True)
-            rep.refresh()
-        if end < rep.base.end:
+            grid.base = grid.base.with_customer_off(idx, t0, end, outage=True)
+            grid.refresh()
+        if end < grid.base.end:
             self.world.schedule(end - SOLVE_MARGIN_S, lambda _t: self._cut(end, generation))
 
 

@@ -7,7 +7,19 @@ pandapower's own ``runpp_3ph`` is run once on a zero-load copy only to obtain it
 admittance matrices (Ybus0/1/2, Yf, Yt) exactly as pandapower models lines, the transformer's
 vector group and the external grid. From them we precompute, per sequence k,
 ``Z_k = Y_k^-1`` restricted to the columns of the load buses, so every later time step costs a
-few small dense matrix products (see ``solver``).
+few small dense matrix products (see ``solver``). Loops inside the feeder need nothing special.
+
+The transformer's LV terminal b separates the source side (grid, transformer) from the feeder,
+so the feeder sees the source only through b. Split at b (``Z_bb``: b's self-impedance,
+``alpha_i = Z_ib / Z_bb``: how a voltage at b reaches bus i, ``w_j = Z_bj / Z_bb``: how much of a
+current injected at j reaches b):
+
+    V_i = sum_j Zf_ij I_j + alpha_i V_b (+ e_i E on the source side)      Zf = Z - alpha (x) Z_b.
+    V_b = (c E + sum_j w_j I_j) / Y_b                                    c = v_oc_b / Z_bb
+
+With k copies of the feeder in parallel at b (``StationNetwork.replicate``) the sum runs over
+every copy's currents and ``Y_b = 1 / Z_bb + (k - 1) y_feeder``, y_feeder being the admittance
+one unloaded feeder (its cable capacitance) adds at b: exact, one feeder's matrices for all copies.
 """
 
 from __future__ import annotations
@@ -48,6 +60,20 @@ class SequenceModel:
     line_rows: NDArray[np.int64]  # ppci branch row of every line, in net.line order
     trafo_row: int  # ppci branch row of the (single) transformer; its LV side is the "to" end
     bus_lookup: NDArray[np.int64]  # pandapower bus index -> ppci position
+    line_pos: dict[int, int]  # pandapower line label -> position in net.line (and line_rows)
+    lv: int  # ppci index of the transformer LV terminal (the busbar b)
+    # the split at b, per sequence (see the module docstring): all buses x load buses, all buses, ...
+    zf: tuple[CArray, CArray, CArray]
+    alpha: tuple[CArray, CArray, CArray]
+    w: tuple[CArray, CArray, CArray]  # (n_load_bus,)
+    e1: CArray  # (n_bus,) source term of the positive sequence (0 in the feeder)
+    c1: complex  # positive-sequence Norton current at b per unit of source voltage
+    z_bb: tuple[complex, complex, complex]
+    y_feeder: tuple[complex, complex, complex]
+
+    def y_busbar(self, copies: int) -> tuple[complex, complex, complex]:
+        """``Y_b`` per sequence with ``copies`` feeders in parallel at b."""
+        return tuple(1.0 / self.z_bb[k] + (copies - 1) * self.y_feeder[k] for k in range(3))  # type: ignore[return-value]
 
 
 def build_sequence_model(net: pp.pandapowerNet, load_buses_pp: NDArray[np.int64]) -> SequenceModel:
@@ -79,8 +105,10 @@ def build_sequence_model(net: pp.pandapowerNet, load_buses_pp: NDArray[np.int64]
     t0, _ = branch_lookup["trafo"]
     line_rows = l0 + np.arange(len(work.line), dtype=np.int64)
 
-    rhs = np.zeros((n_bus, load_bus.size), dtype=np.complex128)
-    rhs[load_bus, np.arange(load_bus.size)] = 1.0
+    lv = int(lookup[int(net.trafo.lv_bus.iloc[0])])
+    cols = np.append(load_bus, lv)  # the load buses, then b
+    rhs = np.zeros((n_bus, cols.size), dtype=np.complex128)
+    rhs[cols, np.arange(cols.size)] = 1.0
     z0 = spla.splu(ybus[0]).solve(rhs)
     z2 = spla.splu(ybus[2]).solve(rhs)
     # positive sequence: the slack bus has a fixed voltage, so solve on the other buses only
@@ -92,11 +120,35 @@ def build_sequence_model(net: pp.pandapowerNet, load_buses_pp: NDArray[np.int64]
     v1_oc = np.zeros(n_bus, dtype=np.complex128)
     v1_oc[slack] = 1.0
     v1_oc[keep] = lu1.solve(-np.asarray(y1[keep][:, [slack]].todense()).ravel())
+
+    ends = (
+        lookup[work.line.from_bus.to_numpy(dtype=np.int64)],
+        lookup[work.line.to_bus.to_numpy(dtype=np.int64)],
+    )
+    line_lv = [(i, True) for i, b in enumerate(ends[0]) if b == lv]
+    line_lv += [(i, False) for i, b in enumerate(ends[1]) if b == lv]
+    neighbours = sorted({int(ends[1][i] if at_from else ends[0][i]) for i, at_from in line_lv})
+    zf, alpha, w, z_bb, y_feeder = [], [], [], [], []
+    for k, z in enumerate((z0, z1, z2)):
+        zb = z[:, -1]
+        bb = complex(zb[lv])
+        a = zb / bb
+        zf.append(z[:, :-1] - np.outer(a, z[lv, :-1]))
+        alpha.append(a)
+        w.append(z[lv, :-1] / bb)
+        z_bb.append(bb)
+        # what one unloaded feeder adds at b: its lines' own admittance at b, and through them
+        # the rest of the feeder (alpha): the current the feeder draws per volt at b
+        mats = (yf[k], yt[k])
+        y_own = sum(complex(mats[0 if at_from else 1][line_rows[i], lv]) for i, at_from in line_lv)
+        row = ybus[k].tocsr()[lv].toarray().ravel()
+        y_feeder.append(y_own + complex(row[neighbours] @ a[neighbours]))
+    e1 = v1_oc - alpha[1] * v1_oc[lv]
     return SequenceModel(
         base_mva=float(ppc[1]["baseMVA"]),
         n_bus=n_bus,
         slack=slack,
-        z=(z0, z1, z2),
+        z=(z0[:, :-1], z1[:, :-1], z2[:, :-1]),
         v1_oc=v1_oc,
         yf=yf,  # type: ignore[arg-type]
         yt=yt,  # type: ignore[arg-type]
@@ -104,4 +156,13 @@ def build_sequence_model(net: pp.pandapowerNet, load_buses_pp: NDArray[np.int64]
         line_rows=line_rows,
         trafo_row=int(t0),
         bus_lookup=lookup,
+        line_pos={int(label): i for i, label in enumerate(work.line.index)},
+        lv=lv,
+        zf=tuple(zf),  # type: ignore[arg-type]
+        alpha=tuple(alpha),  # type: ignore[arg-type]
+        w=tuple(w),  # type: ignore[arg-type]
+        e1=e1,
+        c1=complex(v1_oc[lv] / z_bb[1]),
+        z_bb=tuple(z_bb),  # type: ignore[arg-type]
+        y_feeder=tuple(y_feeder),  # type: ignore[arg-type]
     )

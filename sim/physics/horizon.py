@@ -56,6 +56,7 @@ class Horizon:
     branch_p: FArray  # [kW] into each branch section, see solver.FlowResult
     branch_loss: FArray  # [kW] branch_p minus its customers' power
     line_loss: FArray  # (T,) [kW] all LV lines
+    trafo_loss: FArray  # (T,) [kW] the transformer (copper + iron)
     on: FArray = field(repr=False)  # (T, n) fraction of each step the customer draws power
     supplied: NDArray[np.bool_] = field(repr=False)  # (T, n) False for steps fully in an outage
 
@@ -124,6 +125,9 @@ class Horizon:
     def line_loss_kwh(self, t0: float, t1: float) -> float:
         return float(self._integral(self.line_loss, t0, t1))
 
+    def trafo_loss_kwh(self, t0: float, t1: float) -> float:
+        return float(self._integral(self.trafo_loss, t0, t1))
+
     # -- events -------------------------------------------------------------------------------
 
     def with_customer_off(
@@ -187,6 +191,7 @@ def _empty(network: StationNetwork, profiles: Profiles) -> Horizon:
         branch_p=z((t, nb)),
         branch_loss=z((t, nb)),
         line_loss=z(t),
+        trafo_loss=z(t),
         on=np.ones((t, n)),
         supplied=np.ones((t, n), dtype=bool),
     )
@@ -201,7 +206,7 @@ def _resolve(base: Horizon, on: FArray, supplied: NDArray[np.bool_], steps: NDAr
         name: getattr(base, name).copy()
         for name in (
             "voltage_v", "current_a", "p_kw", "q_kvar", "trafo_v", "trafo_i", "trafo_p", "trafo_q",
-            "branch_p", "branch_loss", "line_loss",
+            "branch_p", "branch_loss", "line_loss", "trafo_loss",
         )
     }  # fmt: skip
     arrays["voltage_v"][steps] = np.where(supplied[steps], flow.v, 0.0)
@@ -214,6 +219,7 @@ def _resolve(base: Horizon, on: FArray, supplied: NDArray[np.bool_], steps: NDAr
     arrays["trafo_q"][steps] = flow.trafo_q
     arrays["branch_p"][steps] = flow.branch_p
     arrays["line_loss"][steps] = flow.line_loss
+    arrays["trafo_loss"][steps] = flow.trafo_loss
     bidx = base.network.branch_index()
     cust_by_branch = np.zeros((p.shape[0], len(base.network.branches)))
     for b in range(len(base.network.branches)):

@@ -3,6 +3,16 @@
 Layer: sim (physics). Loads networks and derives topology (phase, branch, meter box per customer);
 it must not compute power flows over time (``solver``) nor generate profiles (``sim.profiles``).
 
+Switches are honoured as set: an open line switch takes its line out, a closed bus-bus switch
+fuses its buses, an open one separates them; buses left without supply are dropped (a customer
+among them is an error). Loops that remain (a network operated meshed) are kept and solved;
+the archive then follows the supplying tree as operated: every bus hangs below the neighbour on
+its shortest cable path to the transformer, the lines left over close the loops (``loops``).
+
+``replicate(k)`` puts k copies of the feeder below the one transformer, in parallel at its LV
+busbar (``--customers-scale``): ONE electrical network, solved together (``solver``). Copy r > 0
+prefixes its branch and box names with ``R<r+1>-``.
+
 A *customer* is one single-phase Wye load. *Branches* (分支): every feeder leaving the
 distribution board (the first bus below the transformer where the cable forks) is a branch, and
 inside a branch every side subtree with at least ``min_branch_customers`` customers splits off as
@@ -14,9 +24,10 @@ point, within ``box_radius_m`` of cable.
 from __future__ import annotations
 
 import copy
+import heapq
 import json
-from collections import deque
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +38,7 @@ from numpy.typing import NDArray
 from base.errors import ConfigError
 from sim.physics._seqnet import SequenceModel, build_sequence_model
 
-__all__ = ["DEFAULT_NETWORK", "Customer", "StationNetwork", "load_network"]
+__all__ = ["DEFAULT_NETWORK", "Customer", "StationNetwork", "fill_zero_sequence", "load_network"]
 
 DEFAULT_NETWORK = "ieee-eu-lv"
 PHASES = ("A", "B", "C")
@@ -45,11 +56,18 @@ class Customer:
     phase: str  # "A" | "B" | "C"
     branch: str  # "F1", "F2", ... (feeder leaving the distribution board); "F0" = on the board
     box: str  # "F1-X01", ...
+    replica: int = 0  # which copy of the feeder (``StationNetwork.replicate``)
 
 
 @dataclass(frozen=True)
 class StationNetwork:
-    """A network ready to solve. ``net`` holds only single-phase Wye asymmetric loads."""
+    """A network ready to solve. ``net`` holds only single-phase Wye asymmetric loads.
+
+    With ``replicas`` k > 1, ``net`` and ``model`` are one feeder, and ``customers``, ``branches``
+    and ``heads`` list all k copies in order (copy r holds customers r*n .. (r+1)*n - 1 and branches
+    r*nb .. (r+1)*nb - 1, n and nb those of one feeder); bus and line numbers in them are the
+    feeder's own.
+    """
 
     name: str
     net: pp.pandapowerNet = field(repr=False)
@@ -64,10 +82,60 @@ class StationNetwork:
     source_va_degree: float
     vn_lv_kv: float  # nominal LV line-to-line voltage of the customer buses
     model: SequenceModel = field(repr=False)
+    #: lines (labels) left over by the supplying tree: each closes one loop the network is operated with
+    loops: tuple[int, ...] = ()
+    #: per line (``net.line`` order): (branch that owns it, branch of its from bus, of its to bus),
+    #: -1 for none (trunk, board, no customers below); a tree line belongs to the branch of its
+    #: downstream bus, a loop line to that of its to bus. A branch's supply is what flows into
+    #: its lines across its boundary (``solver``).
+    line_sections: tuple[tuple[int, int, int], ...] = ()
+    replicas: int = 1
 
     @property
     def n_customers(self) -> int:
         return len(self.customers)
+
+    @property
+    def feeder_customers(self) -> int:
+        """Customers of one copy of the feeder."""
+        return len(self.customers) // self.replicas
+
+    @property
+    def feeder_branches(self) -> int:
+        return len(self.branches) // self.replicas
+
+    @property
+    def feeder(self) -> StationNetwork:
+        """One copy of the feeder alone (the first)."""
+        if self.replicas == 1:
+            return self
+        n, nb = self.feeder_customers, self.feeder_branches
+        return replace(
+            self, customers=self.customers[:n], branches=self.branches[:nb], heads=self.heads[:nb], replicas=1
+        )
+
+    def replicate(self, copies: int) -> StationNetwork:
+        """``copies`` copies of this (single) feeder in parallel below its transformer."""
+        if self.replicas != 1:
+            raise ConfigError("network", "replicate a single feeder, not an already replicated network")
+        if copies < 1:
+            raise ConfigError("--customers-scale", f"must be at least 1, got {copies}")
+        if copies == 1:
+            return self
+        nb = len(self.branches)
+        customers: list[Customer] = []
+        branches: list[str] = []
+        heads: list[tuple[int, int, bool, int]] = []
+        for r in range(copies):
+            prefix = "" if r == 0 else f"R{r + 1}-"
+            customers += [
+                replace(c, branch=prefix + c.branch, box=prefix + c.box, replica=r) for c in self.customers
+            ]
+            branches += [prefix + b for b in self.branches]
+            heads += [(f, line, fwd, up + r * nb if up >= 0 else -1) for f, line, fwd, up in self.heads]
+        return replace(
+            self, customers=tuple(customers), branches=tuple(branches), heads=tuple(heads), replicas=copies
+        )
 
     def phase_index(self) -> NDArray[np.int64]:
         return np.array([PHASES.index(c.phase) for c in self.customers], dtype=np.int64)
@@ -104,7 +172,7 @@ def load_network(
 
     Balanced ``load`` elements become single-phase Wye customers on a phase drawn from ``seed``;
     missing zero-sequence data is filled with typical LV cable/transformer values (see
-    ``_fill_zero_sequence``). ``line_scale`` multiplies every line's length (after branches and
+    ``fill_zero_sequence``). ``line_scale`` multiplies every line's length (after branches and
     boxes are drawn from the real lengths), e.g. to reach the technical loss of a long overhead
     Chinese feeder (GRID.md §2). Raises ConfigError naming the file and the problem.
     """
@@ -149,6 +217,7 @@ def _prepare(
     line_scale: float = 1.0,
 ) -> StationNetwork:
     net = copy.deepcopy(net)
+    _apply_switches(net, name)
     pp.toolbox.drop_out_of_service_elements(net)
     if len(net.trafo) != 1 or len(net.ext_grid) != 1:
         raise ConfigError(
@@ -158,14 +227,16 @@ def _prepare(
         if table in net and len(net[table]):
             raise ConfigError(f"{name}.{table}", "not supported: model generation as negative customer load")
     _single_phase_customers(net, seed=seed)
-    _fill_zero_sequence(net)
+    fill_zero_sequence(net)
     if not len(net.asymmetric_load):
         raise ConfigError(name, "network has no customer loads")
     lv_bus = int(net.trafo.lv_bus.iloc[0])
-    board, children, parent, dist = _tree(net, lv_bus)
-    customers, branches, heads = _archive(
+    _drop_unsupplied(net, name, lv_bus)
+    board, children, parent, dist, loops = _tree(net, lv_bus)
+    customers, branches, heads, branch_of = _archive(
         net, board, children, parent, dist, box_radius_m, min_branch_customers
     )
+    line_sections = _line_sections(net, branches, branch_of, parent)
     if line_scale != 1.0:
         net.line["length_km"] = net.line["length_km"] * line_scale
     load_buses = np.unique(net.asymmetric_load.bus.to_numpy(dtype=np.int64))
@@ -182,6 +253,8 @@ def _prepare(
         source_va_degree=float(net.ext_grid.va_degree.iloc[0]),
         vn_lv_kv=float(net.bus.vn_kv.loc[lv_bus]),
         model=model,
+        loops=loops,
+        line_sections=line_sections,
     )
 
 
@@ -206,7 +279,7 @@ def _single_phase_customers(net: pp.pandapowerNet, *, seed: int) -> None:
         net.load.drop(net.load.index, inplace=True)
 
 
-def _fill_zero_sequence(net: pp.pandapowerNet) -> None:
+def fill_zero_sequence(net: pp.pandapowerNet) -> None:
     """Typical values where a balanced network lacks zero-sequence data.
 
     Lines: R0 = 4 R1, X0 = 4 X1 (4-core cable, neutral return), C0 = C1. Transformer: Dyn with
@@ -242,38 +315,109 @@ def _fill_zero_sequence(net: pp.pandapowerNet) -> None:
             eg[col] = eg[col].fillna(default) if col in eg else default
 
 
+def _line_sections(
+    net: pp.pandapowerNet, branches: tuple[str, ...], branch_of: dict[int, str], parent: dict[int, int]
+) -> tuple[tuple[int, int, int], ...]:
+    index = {name: i for i, name in enumerate(branches)}
+
+    def section(bus: int) -> int:
+        return index.get(branch_of.get(bus, ""), -1)
+
+    out = []
+    for f, t in zip(net.line.from_bus.astype(int), net.line.to_bus.astype(int), strict=True):
+        child = t if parent.get(t) == f else f if parent.get(f) == t else t
+        out.append((section(child), section(f), section(t)))
+    return tuple(out)
+
+
+def _apply_switches(net: pp.pandapowerNet, name: str) -> None:
+    """Honour the switch states, then drop the switches (the solver knows lines and buses only).
+
+    Open line switch: the line is out. Bus-bus switch: closed fuses the two buses, open separates
+    them. Transformer switches must be closed.
+    """
+    if "switch" not in net or not len(net.switch):
+        return
+    sw = net.switch
+    if "in_service" in sw:
+        sw = sw[sw.in_service.astype(bool)]
+    open_trafo = sw[(sw.et == "t") & ~sw.closed.astype(bool)]
+    if len(open_trafo):
+        raise ConfigError(
+            f"{name}.switch", f"the transformer is switched off (switch {int(open_trafo.index[0])})"
+        )
+    open_lines = sw[(sw.et == "l") & ~sw.closed.astype(bool)]
+    net.line.loc[sorted({int(x) for x in open_lines.element}), "in_service"] = False
+    for _, row in sw[(sw.et == "b") & sw.closed.astype(bool)].iterrows():
+        keep, gone = int(row.bus), int(row.element)
+        if keep != gone and gone in net.bus.index and keep in net.bus.index:
+            pp.toolbox.fuse_buses(net, keep, gone)
+    net.switch.drop(net.switch.index, inplace=True)
+
+
+def _drop_unsupplied(net: pp.pandapowerNet, name: str, lv_bus: int) -> None:
+    """Drop buses (and what hangs on them) that no line path joins to the transformer, as switched."""
+    adj: dict[int, set[int]] = {}
+    for f, t in zip(net.line.from_bus.astype(int), net.line.to_bus.astype(int), strict=True):
+        adj.setdefault(f, set()).add(t)
+        adj.setdefault(t, set()).add(f)
+    hv = {int(net.trafo.hv_bus.iloc[0]), *(int(b) for b in net.ext_grid.bus)}
+    seen = {lv_bus, *hv}
+    stack = [lv_bus]
+    while stack:
+        for nxt in adj.get(stack.pop(), ()):
+            if nxt not in seen:
+                seen.add(nxt)
+                stack.append(nxt)
+    dead = sorted(set(net.bus.index.astype(int)) - seen)
+    if not dead:
+        return
+    stranded = (
+        sorted(set(net.asymmetric_load.bus.astype(int)) & set(dead)) if len(net.asymmetric_load) else []
+    )
+    if stranded:
+        raise ConfigError(
+            f"{name}.switch", f"customers at buses {stranded[:5]} have no supply as the switches are set"
+        )
+    pp.toolbox.drop_buses(net, dead)
+
+
 def _tree(
     net: pp.pandapowerNet, lv_bus: int
-) -> tuple[int, dict[int, list[tuple[int, int, bool]]], dict[int, int], dict[int, float]]:
-    """Radial tree below the LV terminal: (board bus, children, parent, cable distance in m).
+) -> tuple[int, dict[int, list[tuple[int, int, bool]]], dict[int, int], dict[int, float], tuple[int, ...]]:
+    """The supplying tree below the LV terminal: (board bus, children, parent, cable distance in m,
+    lines closing loops).
 
-    children[bus] = [(child bus, line label or -1 for a bus-bus switch, line from_bus == bus)].
+    Every bus hangs below the neighbour on its shortest cable path to the transformer (Dijkstra,
+    ties broken by bus number); in a radial network that is the one path. children[bus] =
+    [(child bus, line label, line from_bus == bus)].
     """
     adj: dict[int, list[tuple[int, int, float, bool]]] = {}
     for idx, row in net.line.iterrows():
         f, t, m = int(row.from_bus), int(row.to_bus), float(row.length_km) * 1000.0
         adj.setdefault(f, []).append((t, int(idx), m, True))
         adj.setdefault(t, []).append((f, int(idx), m, False))
-    if "switch" in net and len(net.switch):
-        for _, sw in net.switch[(net.switch.et == "b") & net.switch.closed].iterrows():
-            a, b = int(sw.bus), int(sw.element)
-            adj.setdefault(a, []).append((b, -1, 0.0, True))
-            adj.setdefault(b, []).append((a, -1, 0.0, False))
-    children: dict[int, list[tuple[int, int, bool]]] = {}
     parent = {lv_bus: -1}
+    via: dict[int, tuple[int, bool]] = {}
     dist = {lv_bus: 0.0}
-    queue = deque([lv_bus])
-    while queue:
-        bus = queue.popleft()
-        for nxt, line, m, fwd in adj.get(bus, []):
-            if nxt in parent:
-                if parent[bus] != nxt:
-                    raise ConfigError("network.line", f"not radial: a loop closes at bus {nxt}")
+    done: set[int] = set()
+    heap = [(0.0, lv_bus)]
+    while heap:
+        d, bus = heapq.heappop(heap)
+        if bus in done:
+            continue
+        done.add(bus)
+        for nxt, line, m, fwd in sorted(adj.get(bus, [])):
+            if nxt in done or d + m >= dist.get(nxt, math.inf):
                 continue
-            parent[nxt] = bus
-            dist[nxt] = dist[bus] + m
-            children.setdefault(bus, []).append((nxt, line, fwd))
-            queue.append(nxt)
+            dist[nxt], parent[nxt], via[nxt] = d + m, bus, (line, fwd)
+            heapq.heappush(heap, (d + m, nxt))
+    children: dict[int, list[tuple[int, int, bool]]] = {}
+    for bus in sorted(via, key=lambda b: (dist[b], b)):
+        line, fwd = via[bus]
+        children.setdefault(parent[bus], []).append((bus, line, fwd))
+    tree_lines = {line for line, _ in via.values()}
+    loops = tuple(sorted(int(i) for i in net.line.index if int(i) not in tree_lines))
     load_buses = set(net.asymmetric_load.bus.astype(int))
     if missing := sorted(load_buses - set(parent)):
         raise ConfigError("network.asymmetric_load", f"buses {missing[:5]} not connected to the transformer")
@@ -285,7 +429,7 @@ def _tree(
     board = lv_bus
     while len(children.get(board, [])) == 1 and board not in load_buses:
         board = children[board][0][0]
-    return board, children, parent, dist
+    return board, children, parent, dist, loops
 
 
 def _archive(
@@ -296,7 +440,7 @@ def _archive(
     dist: dict[float | int, float],
     box_radius_m: float,
     min_branch_customers: int,
-) -> tuple[tuple[Customer, ...], tuple[str, ...], tuple[tuple[int, int, bool, int], ...]]:
+) -> tuple[tuple[Customer, ...], tuple[str, ...], tuple[tuple[int, int, bool, int], ...], dict[int, str]]:
     branch_of: dict[int, str] = {board: "F0"}
     load_count: dict[int, int] = {}
     for b in net.asymmetric_load.bus.astype(int):
@@ -365,4 +509,4 @@ def _archive(
         )
     if any(line < 0 for _, line, _, _ in heads):
         raise ConfigError("network.switch", "a branch must start with a line, not a bus-bus switch")
-    return tuple(customers), tuple(branches), tuple(heads)
+    return tuple(customers), tuple(branches), tuple(heads), branch_of

@@ -52,6 +52,26 @@ class Profiles:
         return int(self.p_kw.shape[1])
 
     @classmethod
+    def side_by_side(cls, parts: list[Profiles]) -> Profiles:
+        """The customers of ``parts`` in one horizon (same start, step and length), in order;
+        the MV voltage is the first part's: one network has one source."""
+        if not parts:
+            raise ConfigError("profiles", "nothing to put side by side")
+        first = parts[0]
+        if any((p.start, p.step_s, p.steps) != (first.start, first.step_s, first.steps) for p in parts):
+            raise ConfigError("profiles", "side by side needs one start, step and length")
+        return cls(
+            start=first.start,
+            step_s=first.step_s,
+            p_kw=np.concatenate([p.p_kw for p in parts], axis=1),
+            q_kvar=np.concatenate([p.q_kvar for p in parts], axis=1),
+            mv_pu=first.mv_pu,
+            load_kw=np.concatenate([p.load_kw for p in parts], axis=1),
+            pv_kw=np.concatenate([p.pv_kw for p in parts], axis=1),
+            prosumer=np.concatenate([p.prosumer for p in parts]),
+        )
+
+    @classmethod
     def constant(
         cls, p_kw: FArray, q_kvar: FArray, mv_pu: FArray, *, start: float = 0.0, step_s: float = 900.0
     ) -> Profiles:

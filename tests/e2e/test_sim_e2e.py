@@ -1,7 +1,8 @@
 """The whole simulated station area: virtual meters on real ptys, the terminal, a real broker, the cloud stub.
 
 Runs ``sim.runner.simulate`` / ``run_for`` on the repo board (store and archive moved into
-tmp_path) at 25x speed against the embedded amqtt broker and mosquitto (the ``broker`` fixture).
+tmp_path) at 10x speed (real ptys on the wall clock: a loaded machine must keep up) against the
+embedded amqtt broker and mosquitto (the ``broker`` fixture). Virtual time: test_sim_max.py.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from sim.runner import SimOptions, SimRun, run_for, simulate
 from tests.brokers import AnyBroker
 
 REPO = Path(__file__).resolve().parents[2]
-SPEED = 25.0
+SPEED = 10.0
 
 
 def repo_board() -> Board:

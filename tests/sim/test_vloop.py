@@ -151,3 +151,20 @@ def test_paho_time_is_restored_and_only_virtual_loops_are_reported() -> None:
         assert asyncio.run(probe()) is False
     finally:
         loop.close()
+
+
+def test_timers_due_together_fire_in_the_order_they_were_set() -> None:
+    async def main() -> list[int]:
+        loop = asyncio.get_running_loop()
+        fired: list[int] = []
+        noise = []
+        for n in range(200):
+            loop.call_at(10.0, fired.append, n)
+            # other timers come and go, as MQTT reads and timeouts do: they reshape the heap
+            noise += [loop.call_at(10.0 - (n % 7) * 0.5, lambda: None) for _ in range(n % 5)]
+            if n % 3 == 0 and noise:
+                noise.pop(n % len(noise)).cancel()
+        await asyncio.sleep(11.0)
+        return fired
+
+    assert run_virtual(main) == list(range(200))

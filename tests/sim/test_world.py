@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -14,6 +16,7 @@ from runtime.errors import ConfigError
 from sim.runner import SimOptions, simulate
 from sim.scenarios import Scenario, load_scenario, parse_scenario
 from sim.truth import TRUTH_FILES, write_truth
+from sim.vloop import run_virtual
 from sim.world import World, build_world
 
 REPO = Path(__file__).resolve().parents[2]
@@ -166,7 +169,8 @@ def test_relay_trip_takes_load_out_of_physics_and_close_restores(tmp_path: Path)
     ]  # fmt: skip
 
 
-async def test_outage_reaches_the_cloud_through_the_terminal(tmp_path: Path) -> None:
+def test_outage_reaches_the_cloud_through_the_terminal(tmp_path: Path) -> None:
+    """On virtual time (``--speed max``): the whole path, independent of the machine's load."""
     scenario = tmp_path / "one.toml"
     scenario.write_text(
         '[scenario]\npv_share = 0.0\n[[outage]]\nlevel = "meter"\ntarget = "m-0003"\n'
@@ -181,22 +185,27 @@ async def test_outage_reaches_the_cloud_through_the_terminal(tmp_path: Path) -> 
     }
     board = dataclasses.replace(board, apps=apps)
     options = SimOptions(
-        board=board, workdir=tmp_path / "run", speed=30.0, meters_per_bus=1, seed=2, start=START,
+        board=board, workdir=tmp_path / "run", speed=math.inf, meters_per_bus=1, seed=2, start=START,
         duration_s=360.0, network="ieee-eu-lv", scenario=str(scenario), truth_dir=tmp_path / "truth",
     )  # fmt: skip
-    async with simulate(options) as run:
-        await run.clock.sleep(360.0)
-        found = []
-        for _ in range(30):
-            found = [e for e in await run.cloud.events(kind="meter.power_down") if e.source == "m-0003"]
-            if found:
-                break
-            await run.clock.sleep(5.0)
-        count = run.world.meters["m-0003"].meter.power_down_count if run.world else None
-        seen = (
-            [(e.kind, e.source) for e in await run.cloud.events(limit=50)],
-            (await run.summary())["acquisition"],
-        )
+
+    async def main() -> tuple[list[Any], int | None, object]:
+        async with simulate(options) as run:
+            await run.clock.sleep(360.0)
+            found = []
+            for _ in range(30):
+                found = [e for e in await run.cloud.events(kind="meter.power_down") if e.source == "m-0003"]
+                if found:
+                    break
+                await run.clock.sleep(5.0)
+            count = run.world.meters["m-0003"].meter.power_down_count if run.world else None
+            seen = (
+                [(e.kind, e.source) for e in await run.cloud.events(limit=50)],
+                (await run.summary())["acquisition"],
+            )
+        return found, count, seen
+
+    found, count, seen = run_virtual(main)
     assert found, f"the power-down record never reached the cloud stub: count {count}, events {seen}"
     assert found[0].start == pytest.approx(START + 90, abs=1.0)
     events = rows(tmp_path / "truth" / "events.csv")
