@@ -52,7 +52,7 @@ class FitSettings:
     min_partial_r2: float = 0.2
     min_kwh_per_day: float = 0.3
     min_margin: float = 0.3  # see ``_distinct``
-    min_intervals: int = 48
+    min_intervals: int = 64  # 16 h: half a day of one household is too little to name it
     onset_step: int = 16  # a theft may begin every 4 h of the window (0: only at its start)
     onset_min_after: int = 48  # ... with at least 12 h of data after it
     max_found: int = 3
@@ -163,6 +163,7 @@ def fit_section(
     cand_m = (m[:, None, :] * masks[None, :, :]).reshape(-1, n)  # (C x G, n)
     groups = len(onsets)
     chosen: set[int] = set()
+    partner: int | None = None
     for step in range(settings.max_found):
         q, _ = np.linalg.qr(np.column_stack(base))
         r = y - q @ (q.T @ y)
@@ -194,13 +195,27 @@ def fit_section(
             rival = _candidate(section, j, kj, beta, gain, den, ssr, dof, cand_m, onsets[onset_of[j]], n)
         if step == 0:
             fit.runner_up = rival
-        if not _significant(cand, settings, len(days)) or not _distinct(cand, rival, settings, len(days)):
+        named = _significant(cand, settings, len(days))
+        if partner is not None and (cand.meter != partner or not named):
+            fit.found.pop()  # it was named for a rival that does not hold up on its own: misfit
+            partner = None
             break
+        partner = None
+        if not named:
+            break
+        waiting = None
+        if not _distinct(cand, rival, settings):
+            if rival is None or not _significant(rival, settings, len(days)):
+                break
+            waiting = rival.meter  # two thieves in one section? only if the rival holds up next
         if len(section.customers) > 2 and _generic(m * masks[onset_of[best]], q, r, float(gain[k])):
             break
+        partner = waiting
         fit.found.append(cand)
         chosen.add(best)
         base.append(cand_m[k])
+    if partner is not None:  # the search ended before the rival could hold up
+        fit.found.pop()
     return fit
 
 
@@ -307,18 +322,15 @@ def _candidate(
     )
 
 
-def _distinct(c: Candidate, rival: Candidate | None, settings: FitSettings, days: int) -> bool:
+def _distinct(c: Candidate, rival: Candidate | None, settings: FitSettings) -> bool:
     """A customer is named when it explains the loss clearly better than the next one, or its
-    share is large, or the next one is significant too (two thieves in one section). A weak
-    share that a rival explains nearly as well is the technical-loss model's misfit."""
+    share is large. A weak share that a rival explains nearly as well is the technical-loss
+    model's misfit -- unless the rival is significant too and still is once the first is taken
+    out (two thieves in one section; the fit checks that at its next step)."""
     if rival is None or c.partial_r2 <= 0:
         return True
     margin = 1.0 - rival.partial_r2 / c.partial_r2
-    return (
-        margin >= settings.min_margin
-        or c.share >= 2 * settings.min_share
-        or _significant(rival, settings, days)
-    )
+    return margin >= settings.min_margin or c.share >= 2 * settings.min_share
 
 
 def _significant(c: Candidate, settings: FitSettings, days: int) -> bool:
