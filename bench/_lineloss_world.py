@@ -67,7 +67,7 @@ def records(w: World) -> Records:
         elif m.kind == "box_terminal":
             meters.append(MeterInfo(m.id, "box_terminal", branch=m.branch, box=m.box))
         else:
-            phase = m.replica.network.customers[m.customer].phase
+            phase = w.grid.network.customers[m.customer].phase  # whole-network index
             meters.append(MeterInfo(m.id, "customer", branch=m.branch, box=m.box, phase=phase))
     for entry in w.station.foreign:
         meters.append(MeterInfo(entry.id, "customer"))
@@ -132,11 +132,11 @@ class Reader:
         edges = [start + k * INTERVAL_S for k in range(INTERVALS_PER_DAY + 1)]
         f = np.zeros(len(edges))
         r = np.zeros(len(edges))
-        for rep in self.w.replicas:
-            for k in range(1, len(edges)):
-                e = float(rep.horizon.trafo_energy_kwh(edges[k - 1], edges[k]).sum())
-                f[k] += max(e, 0.0)
-                r[k] += max(-e, 0.0)
+        horizon = self.w.grid.horizon  # the one transformer of every replica
+        for k in range(1, len(edges)):
+            e = float(horizon.trafo_energy_kwh(edges[k - 1], edges[k]).sum())
+            f[k] = max(e, 0.0)
+            r[k] = max(-e, 0.0)
         out.metrology_forward[:] = np.floor((1000.0 + np.cumsum(f)) * 100) / 100
         out.metrology_reverse[:] = np.floor(np.cumsum(r) * 100) / 100
         return out
