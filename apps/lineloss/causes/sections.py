@@ -324,9 +324,9 @@ def _candidate(
 
 def _distinct(c: Candidate, rival: Candidate | None, settings: FitSettings) -> bool:
     """A customer is named when it explains the loss clearly better than the next one, or its
-    share is large (3 x the minimum). A weak share a rival explains nearly as well is the technical-loss
-    model's misfit -- unless the rival is significant too and still is once the first is taken
-    out (two thieves in one section; the fit checks that at its next step)."""
+    share is large (3 x the minimum). A weak share a rival explains nearly as well is the
+    technical-loss model's misfit -- unless the rival is significant too and still is once the
+    first is taken out (two thieves in one section; the fit checks that at its next step)."""
     if rival is None or c.partial_r2 <= 0:
         return True
     margin = 1.0 - rival.partial_r2 / c.partial_r2
