@@ -14,6 +14,11 @@ time so that ``looptime`` fast-forwards every one of them in tests:
 * fast-forward:  ``LoopClock(start=...)`` under ``looptime`` — a simulated day of
                  15-minute cycles runs in well under a second of wall time.
 
+Start-up deadlines (an app's ready, a broker connection, a pty open) measure the machine, not
+the simulated world: ``wall_timeout`` bounds them in real (loop) seconds whatever the clock's
+speed, so a run at x600 does not give an app 50 ms to start. Protocol timeouts (a meter's reply,
+a module's answer) stay on the clock.
+
 ``step(delta)`` moves wall time (a time sync) without touching monotonic time; any
 ``sleep_until`` in progress re-evaluates its deadline at once, and ``wait_step()``
 returns (the app bridge forwards steps to isolated apps' clocks that way).
@@ -143,6 +148,15 @@ class LoopClock:
         await self._stepped.wait()
 
 
+def wall_timeout(seconds: float) -> asyncio.Timeout:
+    """A timeout scope of ``seconds`` REAL seconds (event-loop time), whatever any clock's speed.
+
+    For start-up and shutdown deadlines only (app ready/stop, broker connection, pty open), which
+    bound how long the machine may take; ``looptime`` fast-forwards them in tests like any timer.
+    """
+    return asyncio.timeout(max(0.0, seconds))
+
+
 @asynccontextmanager
 async def ticking(clock: Clock, period: float) -> AsyncIterator[AsyncIterator[float]]:
     """Yield an async iterator that ticks every ``period`` clock seconds (monotonic, drift-free)."""
@@ -161,4 +175,4 @@ async def ticking(clock: Clock, period: float) -> AsyncIterator[AsyncIterator[fl
     yield ticks()
 
 
-__all__ = ["Clock", "LoopClock", "ticking"]
+__all__ = ["Clock", "LoopClock", "ticking", "wall_timeout"]

@@ -35,7 +35,7 @@ from pymodbus.pdu.register_message import (
 
 from hal.errors import DeviceError, HalError
 from hal.interfaces import Priority, SerialSettings
-from hal.rs485 import Rs485Port
+from hal.meters.transport import TransactionPort
 from protocols import modbus
 from protocols.errors import ProtocolError
 
@@ -186,14 +186,14 @@ class WriteNotVerified(HalError):
 class ModbusMaster:
     """Reads and writes Modbus RTU devices on one RS-485 port (which it does not own)."""
 
-    def __init__(self, port: Rs485Port, *, timeout: float = 0.5) -> None:
+    def __init__(self, port: TransactionPort, *, timeout: float = 0.5) -> None:
         self._port = port
         self._timeout = timeout
         self._silence = frame_silence(port.link.settings)
         self.exchanges = 0
 
     @property
-    def port(self) -> Rs485Port:
+    def port(self) -> TransactionPort:
         return self._port
 
     @staticmethod

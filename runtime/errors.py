@@ -11,6 +11,19 @@ from __future__ import annotations
 from base.errors import ConfigError, ConfigErrors, TerminalError
 
 
+class TerminalDied(TerminalError):
+    """A part the terminal cannot run without (uplink, scheduler, supervisor...) failed.
+
+    ``task`` names the part; the cause is chained. ``ttu run`` exits non-zero with it so the
+    service manager restarts the terminal.
+    """
+
+    def __init__(self, task: str, reason: str) -> None:
+        self.task = task
+        self.reason = reason
+        super().__init__(f"terminal stopped: {task} failed: {reason}")
+
+
 class AppError(TerminalError):
     """An app failed: bad manifest, crash, hang, or capability violation."""
 
@@ -67,5 +80,6 @@ __all__ = [
     "RequestTimeout",
     "StoreError",
     "StoreFull",
+    "TerminalDied",
     "TerminalError",
 ]

@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Mapping
+from collections.abc import Coroutine, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,11 +32,12 @@ from runtime.container import (
 )
 from runtime.container.isolation.bridge import SOCKET_NAME, Bridge
 from runtime.diagnostics import trace_handler, validate_trace_args
-from runtime.errors import ConfigError
+from runtime.errors import ConfigError, TerminalDied
 from runtime.packages.jobs import JobRunner
 from runtime.packages.manager import PackageManager
 from runtime.packages.verify import board_capabilities
-from runtime.scheduler import Scheduler
+from runtime.scheduler import Daily, Scheduler
+from runtime.station import StationService
 from runtime.store import Store, StoreLimits
 from runtime.uplink import OutboxOnlyUplink, Uplink
 
@@ -56,6 +57,7 @@ class TerminalParts:
     supervisor: Supervisor
     uplink: Uplink | None
     info: TerminalInfo
+    station: StationService
     alarms: dict[str, Any] = field(default_factory=dict)
     packages: PackageManager | None = None
     jobs: JobRunner | None = None
@@ -156,6 +158,17 @@ class Terminal:
             scheduler = Scheduler(clock=self._clock, tz=info.tz, state=NamespacedStore(store, "scheduler"))
             uplink = self._uplink(store)
             offline = OutboxOnlyUplink(store, terminal_id=board.terminal.id)
+            station = StationService(
+                store=store,
+                bus=bus,
+                clock=self._clock,
+                file=board.station.file,
+                proposals=board.station.proposals,
+                auto_min_confidence=board.station.auto_min_confidence,
+                send=(uplink or offline).send,
+                known_ports=info.rs485_ports,
+            )
+            await station.start()
             async with (
                 BoardHal(board, clock=self._clock, sim_devices=self._sim_devices) as hal,
                 contextlib.AsyncExitStack() as stack,  # the app bridge, closed after the supervisor
@@ -168,6 +181,7 @@ class Terminal:
                     uplinks=lambda name: uplink if uplink is not None else offline,
                     hal=hal,
                     terminal=info,
+                    station=station,
                 )
                 bridge = await stack.enter_async_context(
                     Bridge(self._state_dir / SOCKET_NAME, bus=bus, clock=self._clock, terminal=info)
@@ -194,10 +208,12 @@ class Terminal:
                     hal_watchdog=hal.watchdog() if board.watchdog and board.watchdog.enabled else None,
                 )
                 self.parts = TerminalParts(
-                    store, bus, scheduler, hal, supervisor, uplink, info, alarms, packages, jobs
+                    store, bus, scheduler, hal, supervisor, uplink, info, station, alarms, packages, jobs
                 )
+                scheduler.add("station.snapshot", Daily(0, 5), lambda slot: station.snapshot())
                 if uplink is not None:
                     self._register_commands(uplink)
+                    station.register_commands(uplink.register_command)
                     uplink.register_command(
                         "hal.trace", trace_handler(hal.traces), validate=validate_trace_args
                     )
@@ -208,17 +224,27 @@ class Terminal:
                     len(supervisor.status()),
                     len(hal.ports),
                 )
-                async with asyncio.TaskGroup() as tg:
-                    if uplink is not None:
-                        tg.create_task(uplink.run(), name="uplink")
-                    tg.create_task(scheduler.run(), name="scheduler")
-                    tg.create_task(supervisor.run(), name="supervisor")
-                    if jobs is not None:
-                        tg.create_task(jobs.run(), name="package-jobs")
-                    tg.create_task(watchdog.run(), name="loop-watchdog")
-                    tg.create_task(hal.carrier_events(bus.publish), name="hplc-events")
-                    tg.create_task(self._upkeep(store, uplink, supervisor, alarms), name="store-upkeep")
-                    self.started.set()
+                try:
+                    async with asyncio.TaskGroup() as tg:
+
+                        def essential(name: str, coro: Coroutine[Any, Any, None]) -> None:
+                            tg.create_task(_essential(name, coro), name=name)
+
+                        if uplink is not None:
+                            essential("uplink", uplink.run())
+                        essential("scheduler", scheduler.run())
+                        essential("supervisor", supervisor.run())
+                        if jobs is not None:
+                            essential("package-jobs", jobs.run())
+                        essential("loop-watchdog", watchdog.run())
+                        essential("hplc-events", hal.carrier_events(bus.publish))
+                        essential("store-upkeep", self._upkeep(store, uplink, supervisor, alarms))
+                        self.started.set()
+                except BaseExceptionGroup as group:
+                    died = [e for e in group.exceptions if isinstance(e, TerminalDied)]
+                    if not died:
+                        raise
+                    raise died[0] from group
         finally:
             self.parts = None
             await store.close()
@@ -273,6 +299,7 @@ class Terminal:
             "uplink": parts.uplink.statistics() if parts.uplink else None,
             "ports": parts.hal.statistics(),
             "alarms": parts.alarms,
+            "station": parts.station.statistics(),
             "packages": parts.jobs.statistics() if parts.jobs else None,
         }
 
@@ -299,3 +326,19 @@ class Terminal:
                 await uplink.send("status", body)
                 if alarms.get("store_full", {}).get("active"):
                     await uplink.send("alarms", {"kind": "store_full", **alarms["store_full"]})
+
+
+async def _essential(name: str, coro: Coroutine[Any, Any, None]) -> None:
+    """Run one part the terminal cannot do without; its failure is logged with its cause and
+    becomes ``TerminalDied`` (the task group then stops the rest, and ``run`` raises it)."""
+    try:
+        await coro
+    except Exception as err:
+        log.critical(
+            "terminal part %s failed, stopping the terminal: %s: %s",
+            name,
+            type(err).__name__,
+            err,
+            exc_info=err,
+        )
+        raise TerminalDied(name, f"{type(err).__name__}: {err}") from err

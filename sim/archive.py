@@ -1,95 +1,130 @@
-"""The meter archive (档案) file the terminal's acquisition app loads.
+"""The station archive (台区档案) the simulator hands the terminal: its world as the utility records it.
 
-Layer: sim. Writes (and, for round-trip tests and tools, reads) the TOML archive:
+Layer: sim. Builds a ``protocols.station.StationModel`` from the simulated station -- every
+meter the terminal should read (customers, branch monitoring units, box terminals) with its
+transport, protocol, phase, branch, box, customer and tariff; in the physics world also the
+transformer, the branches (with their breaker and monitoring unit) and the meter boxes (with
+their terminal); the Modbus field devices -- and writes it as the TOML file of
+``board.toml [station] file``. The scenario's archive errors are in it as a utility's archive
+would have them: meters left out (``Station.unarchived``), foreign meters listed
+(``Station.foreign``). What the archive says is not the truth: ``sim.truth`` writes that.
 
-    [[meters]]
-    id = "m-0001"            # device id used in readings
-    address = "000000000001" # 12 digits, nameplate order
-    protocol = "dlt645"
-    port = "rs485-1"         # board port name, or "hplc"
-    baud = 2400
-    phase = "A"              # "A"|"B"|"C"|"ABC"; optional
-    customer = "C0001"
-    tariff = "residential"
-
-It knows nothing of meters' state or of the terminal's config validation.
+It knows nothing of the terminal's runtime; the format is ``protocols.station``.
 """
 
 from __future__ import annotations
 
-import json
-import tomllib
-from collections.abc import Iterable
-from dataclasses import dataclass
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-PHASES = ("A", "B", "C", "ABC")
+from protocols.station import Branch, FieldDevice, Meter, MeterBox, StationModel, Transformer, dumps, loads
 
+if TYPE_CHECKING:
+    from sim.station import Station
+    from sim.world import World
 
-@dataclass(frozen=True, slots=True)
-class ArchiveEntry:
-    """One meter in the archive."""
-
-    id: str
-    address: str
-    protocol: str = "dlt645"
-    port: str = "rs485-1"
-    baud: int = 2400
-    phase: str | None = None
-    customer: str = ""
-    tariff: str = "residential"
-
-    def __post_init__(self) -> None:
-        if len(self.address) != 12 or not self.address.isdigit():
-            raise ValueError(f"archive entry {self.id}: address {self.address!r} is not 12 BCD digits")
-        if self.phase is not None and self.phase not in PHASES:
-            raise ValueError(f"archive entry {self.id}: phase {self.phase!r} not one of {PHASES}")
+KINDS_BY_TARIFF = {"branch-unit": "branch_unit", "box-terminal": "box_terminal", "assessment": "assessment"}
 
 
-def _toml_str(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)  # a JSON string is a valid TOML basic string
+def station_model(
+    station: Station,
+    *,
+    world: World | None = None,
+    devices: Iterable[FieldDevice] = (),
+    station_id: str = "",
+    name: str = "",
+    transformer: Transformer | None = None,
+) -> StationModel:
+    """The archive of ``station`` (and of ``world``'s branches and boxes when there is one)."""
+    where: Mapping[str, Any] = {} if world is None else world.meters
+    meters: list[Meter] = []
+    for m in station.meters:
+        if m.id in station.unarchived:
+            continue
+        placed = where.get(m.id)
+        meter = m.archive_meter(baud=station.settings.baud)
+        if placed is not None:
+            meter = replace(meter, branch=placed.branch or None, box=placed.box or None)
+        if world is not None and meter.kind == "assessment":
+            meter = replace(meter, ct_ratio=float(world.assessment_ct[1]))  # the CT the utility recorded
+        meters.append(meter)
+    meters += station.foreign
+    devices = tuple(devices)
+    branches: list[Branch] = []
+    boxes: list[MeterBox] = []
+    if world is not None:
+        ids = {m.id for m in meters}
+        breakers = {d.branch: d.id for d in devices if d.profile == "breaker" and d.branch is not None}
+        for rep in world.replicas:
+            net = rep.network
+            for b, branch in enumerate(net.branches):
+                full = rep.prefix + branch
+                parent = net.heads[b][3]
+                monitor = f"bu-{full}"
+                branches.append(
+                    Branch(
+                        full,
+                        breaker=breakers.get(full),
+                        monitor=monitor if monitor in ids else None,
+                        parent=None if parent < 0 else rep.prefix + net.branches[parent],
+                    )
+                )
+            seen: set[str] = set()
+            for c in net.customers:
+                box = rep.prefix + c.box
+                if box in seen:
+                    continue
+                seen.add(box)
+                terminal = f"bt-{box}"
+                boxes.append(
+                    MeterBox(
+                        box, branch=rep.prefix + c.branch, terminal=terminal if terminal in ids else None
+                    )
+                )
+    if world is not None:
+        transformer = _transformer(world, transformer)
+    named = {b.id for b in branches}
+    listed = tuple(d if d.branch is None or d.branch in named else replace(d, branch=None) for d in devices)
+    return StationModel(
+        id=station_id,
+        name=name,
+        transformer=transformer,
+        branches=tuple(branches),
+        boxes=tuple(boxes),
+        meters=tuple(meters),
+        devices=listed,
+    )
 
 
-def dumps_archive(entries: Iterable[ArchiveEntry]) -> str:
-    """The archive as TOML text, one ``[[meters]]`` table per entry."""
-    blocks = []
-    for e in entries:
-        lines = [
-            "[[meters]]",
-            f"id = {_toml_str(e.id)}",
-            f"address = {_toml_str(e.address)}",
-            f"protocol = {_toml_str(e.protocol)}",
-            f"port = {_toml_str(e.port)}",
-            f"baud = {int(e.baud)}",
-        ]
-        if e.phase is not None:
-            lines.append(f"phase = {_toml_str(e.phase)}")
-        lines += [f"customer = {_toml_str(e.customer)}", f"tariff = {_toml_str(e.tariff)}"]
-        blocks.append("\n".join(lines) + "\n")
-    return "\n".join(blocks)
+def _transformer(world: World, given: Transformer | None) -> Transformer:
+    """The world's transformer: its rating, and the 总表 with the CT ratio the archive records
+    (the world's assessment meter when it has one, else the metrology unit, device ``transformer``)."""
+    net = world.replicas[0].network
+    try:
+        rating: float | None = round(float(net.net.trafo.sn_mva.iloc[0]) * 1000.0 * len(world.replicas), 1)
+    except (AttributeError, IndexError, KeyError, TypeError, ValueError):
+        rating = None
+    base = given or Transformer("T1")
+    if world.assessment is None:
+        return replace(base, rating_kva=rating, meter=base.meter or "transformer")
+    return replace(base, rating_kva=rating, meter=world.assessment.id, ct_ratio=float(world.assessment_ct[1]))
 
 
-def write_archive(path: str | Path, entries: Iterable[ArchiveEntry]) -> None:
+def write_station(path: str | os.PathLike[str], model: StationModel) -> None:
     """Write the archive atomically (temp file + rename)."""
     target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(dumps_archive(entries), encoding="utf-8")
+    tmp.write_text(dumps(model), encoding="utf-8")
     tmp.replace(target)
 
 
-def read_archive(path: str | Path) -> list[ArchiveEntry]:
-    """Read an archive written by ``write_archive``; ValueError names the file and entry on bad input."""
-    try:
-        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as err:
-        raise ValueError(f"{path}: cannot read archive: {err}") from err
-    entries = []
-    for i, raw in enumerate(data.get("meters", [])):
-        try:
-            entries.append(ArchiveEntry(**raw))
-        except TypeError as err:
-            raise ValueError(f"{path}: meters[{i}]: {err}") from err
-    return entries
+def read_station(path: str | os.PathLike[str]) -> StationModel:
+    """Read an archive written by ``write_station`` (``StationError`` names the key on bad input)."""
+    return loads(Path(path).read_text(encoding="utf-8"), source=str(path))
 
 
-__all__ = ["ArchiveEntry", "dumps_archive", "read_archive", "write_archive"]
+__all__ = ["read_station", "station_model", "write_station"]

@@ -1,7 +1,9 @@
 """``ttu sim``: run a simulated station area with the terminal, the broker and the cloud stub.
 
 Layer: sim (CLI). ``make sim`` runs ``ttu sim --live``: a live summary until Ctrl-C.
-Headless: ``ttu sim --speed 60 --duration 2h --report out.json``.
+Headless: ``ttu sim --speed 60 --duration 2h --report out.json``; exit status 1 (and why, on
+stderr and in the report's ``failures``) when the terminal died, an app ended quarantined or no
+reading reached the cloud.
 
 Two time models (``--speed``, see ``HELP_EPILOG``): a number N runs the world N times faster
 than the wall clock over real ptys (to watch and poke at it); ``max`` runs it on virtual time
@@ -30,14 +32,17 @@ from pathlib import Path
 from typing import Any
 
 from base.errors import ConfigError
+from runtime.config import Board
 from sim.dashboard import Dashboard
 from sim.physics import DEFAULT_NETWORK
 from sim.runner import PROFILES, SimOptions, SimRun, run_for, sim_board
 from sim.scenarios import load_scenario
+from sim.speed import check_speed, max_speed
 from sim.vloop import run_virtual
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+EXIT_FAILED = 1  # the run ended, but the terminal died, an app is quarantined or no reading arrived
 #: the IEEE European LV feeder has 55 customers; issue 2 wants >= 200 meters over 4 buses
 DEFAULT_CUSTOMERS_SCALE = 4
 MAX_SPEED = "max"
@@ -190,7 +195,7 @@ def _options(args: argparse.Namespace) -> SimOptions:
         if not 10 <= args.realtime_period <= 3600:
             raise ConfigError("--realtime-period", "must be within 10 s .. 1 h")
         app_config.setdefault("acquisition", {})["realtime_interval_s"] = int(args.realtime_period)
-    return SimOptions(
+    options = SimOptions(
         board=board,
         workdir=args.workdir,
         speed=speed,
@@ -206,6 +211,15 @@ def _options(args: argparse.Namespace) -> SimOptions:
         hplc_meters=args.hplc_meters,
         app_config=app_config,
     )
+    if not options.virtual:  # virtual time models the wire exactly, at any pace
+        check_speed(options.speed, wire_speed_limit(board, max(options.response_delay_s)))
+    return options
+
+
+def wire_speed_limit(board: Board, response_delay_max_s: float) -> float:
+    """``sim.speed.max_speed`` of the board's enabled RS-485 lines (their reply timeouts)."""
+    lines = [(p.timeout_ms / 1000, p.settings) for p in board.rs485 if p.enabled]
+    return max_speed(lines, response_delay_max_s=response_delay_max_s)
 
 
 def _fmt_rate(value: Any) -> str:
@@ -261,6 +275,11 @@ def render_summary(summary: dict[str, Any], run: SimRun) -> str:
         f"  events          {summary['cloud'].get('events', 0)} at the cloud"
         + (f"; last: {events[0].get('kind')} {events[0].get('source')}" if events else ""),
         "  apps            " + ", ".join(f"{a['name']}={a['state']}" for a in summary["apps"]),
+        *(
+            [f"  TERMINAL DIED   {summary['terminal_died']} (the simulator stops; see the log)"]
+            if summary.get("terminal_died")
+            else []
+        ),
         _devices_line(summary.get("devices")),
         _hplc_line(summary.get("hplc")),
         f"  broker {run.broker_url}   cloud db {run.options.workdir / 'cloud.sqlite'}   "
@@ -288,7 +307,7 @@ async def _live(options: SimOptions, *, dashboard_port: int | None) -> dict[str,
         if dashboard is None and dashboard_port is not None:
             dashboard = await _open_dashboard(run, dashboard_port)
         now = time.monotonic()  # the display refreshes on the wall clock, the sim on its own
-        if now - last < 2.0:
+        if now - last < 2.0 and run.terminal_failure is None:
             return
         last = now
         text = render_summary(await run.summary(), run)
@@ -339,4 +358,6 @@ def _handle(args: argparse.Namespace) -> int:
         print(f"report written to {args.report}")
     else:
         print(text)
-    return 0
+    for failure in report["failures"]:
+        print(f"ttu sim: FAILED: {failure}", file=sys.stderr)
+    return EXIT_FAILED if report["failures"] else 0

@@ -21,9 +21,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from base.clock import LoopClock
+from protocols.station import StationModel, Transformer
 from runtime.config import AppConfig, Board, load_board, load_credentials
-from runtime.errors import BusError, ConfigError
+from runtime.errors import BusError, ConfigError, TerminalDied
 from runtime.terminal import Terminal
+from sim.archive import station_model, write_station
 from sim.broker import BrokerError, EmbeddedBroker
 from sim.cloud.simclock import publish_beacons
 from sim.cloud.stub import CloudStub
@@ -110,6 +112,16 @@ class SimRun:
     devices: FieldDevices | None = None  # metrology unit and Modbus devices (sim/devices)
     hplc: VirtualCco | None = None  # the virtual CCO behind sim:hplc, when there are HPLC meters
     notes: list[str] = dataclasses.field(default_factory=list)  # departures from the board, said once
+    terminal_task: asyncio.Task[None] | None = None
+
+    @property
+    def terminal_failure(self) -> str | None:
+        """Why the terminal stopped on its own (None while it runs)."""
+        task = self.terminal_task
+        if task is None or not task.done() or task.cancelled():
+            return None
+        error = task.exception()
+        return "the terminal returned" if error is None else f"{type(error).__name__}: {error}"
 
     @property
     def mode(self) -> str:
@@ -144,6 +156,7 @@ class SimRun:
             "sim_time": self.clock.now(),
             "elapsed_s": self.clock.monotonic() - self.started_monotonic,
             "speed": self.clock.speed,
+            "terminal_died": self.terminal_failure,
             "mode": self.mode,
             "achieved_speed": self.achieved_speed(),
             "wall_s": self.wall_seconds(),
@@ -206,7 +219,7 @@ def _with_workdir(
     notes: list[str],
     app_config: Mapping[str, Mapping[str, Any]],
 ) -> Board:
-    """The simulated board with its store and the acquisition archive inside the run folder,
+    """The simulated board with its store and the station archive inside the run folder,
     and ``app_config`` over the apps' configs.
 
     ``in_process``: apps the board isolates run in the terminal's process instead (a separate
@@ -217,9 +230,6 @@ def _with_workdir(
     for name, overrides in app_config.items():
         app = apps.get(name) or AppConfig(name=name, enabled=True, isolated=False, config={})
         apps[name] = dataclasses.replace(app, config={**app.config, **overrides})
-    if "acquisition" in apps:
-        app = apps["acquisition"]
-        apps["acquisition"] = dataclasses.replace(app, config={**app.config, "archive": str(archive)})
     isolated = sorted(name for name, app in apps.items() if app.enabled and app.isolated)
     if in_process and isolated:
         for name in isolated:
@@ -228,7 +238,29 @@ def _with_workdir(
             f"apps {', '.join(isolated)} run in the terminal's process: an isolated app's own process "
             "cannot follow virtual time (--speed max)"
         )
-    return dataclasses.replace(board, store=store, apps=apps)
+    station = dataclasses.replace(board.station, file=archive)
+    return dataclasses.replace(board, store=store, apps=apps, station=station)
+
+
+def _archive(board: Board, station: Station, world: World | None, devices: FieldDevices) -> StationModel:
+    """The station archive the simulated terminal starts from: the world as the utility records it
+    (with the scenario's archive errors, a wrong CT of the 总表 included), its field devices, and the
+    transformer (``sim.archive``; without a world, the board's metrology unit is the 总表)."""
+    node = board.metrology if board.metrology is not None and board.metrology.enabled else None
+    transformer = Transformer(
+        "T1",
+        ct_ratio=node.ct_ratio if node is not None else 1.0,
+        pt_ratio=node.pt_ratio if node is not None else 1.0,
+        meter="transformer",
+    )
+    return station_model(
+        station,
+        world=world,
+        devices=devices.archive(),
+        station_id=board.terminal.address or board.terminal.id,
+        name=board.terminal.name or "",
+        transformer=transformer,
+    )
 
 
 def _field_devices(board: Board, station: Station, world: World | None) -> FieldDevices:
@@ -302,6 +334,7 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
             )
         wiring = MemoryWiring()
     clock = LoopClock(start=options.start, speed=1.0 if options.virtual else options.speed)
+    start = clock.now()
     board = options.board
     buses = [p.name for p in board.rs485 if p.enabled]
     world: World | None = None
@@ -310,7 +343,7 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
             buses=buses,
             scenario=load_scenario(options.scenario or "default"),
             seed=options.seed,
-            start=clock.now(),
+            start=start,
             duration_s=options.duration_s,
             network=options.network,
             customers_scale=options.customers_scale,
@@ -327,15 +360,14 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
             buses=buses,
             meters_per_bus=options.meters_per_bus,
             seed=options.seed,
-            start=clock.now(),
+            start=start,
             response_delay_s=options.response_delay_s,
             hplc_meters=_hplc_meters(options),
         )
-    archive = options.workdir / "archive.toml"
-    station.write_archive(archive)
     devices = _field_devices(board, station, world)
     attach(devices, station, clock)
-    devices.write_archive(options.workdir / "devices.toml")  # next to archive.toml, where acquisition looks
+    archive = options.workdir / "station.toml"
+    write_station(archive, _archive(board, station, world, devices))
     notes: list[str] = []
     run_board = _with_workdir(
         board,
@@ -372,6 +404,8 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
             run.truth_dir = options.truth_dir or options.workdir / "truth"
         world_task = None if world is None else asyncio.create_task(world.run(clock), name="sim-world")
         task = asyncio.create_task(terminal.run(), name="terminal")
+        run.terminal_task = task
+        task.add_done_callback(_say_if_died)
         beacon = asyncio.create_task(
             publish_beacons(cloud, clock, speed=run.achieved_speed if options.virtual else None),
             name="sim-clock-beacon",
@@ -390,8 +424,14 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
             for t in (beacon, task, world_task):
                 if t is not None:
                     t.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
+                    # a terminal that died is in the report (terminal_died), not raised here
+                    with contextlib.suppress(asyncio.CancelledError, TerminalDied):
                         await t
+
+
+def _say_if_died(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.critical("the simulated terminal died: %s", task.exception())
 
 
 def _hplc_meters(options: SimOptions) -> int:
@@ -438,6 +478,8 @@ async def run_for(
                 result = on_tick(run)
                 if asyncio.iscoroutine(result):
                     await result
+            if run.terminal_failure is not None:
+                break  # nothing more will happen: report it now
         await drain(run)
         return await report(run)
 
@@ -447,7 +489,7 @@ async def drain(run: SimRun) -> None:
     and ``DRAIN_WALL_S`` wall seconds; the apps keep running meanwhile (the report counts what
     they add as sent, and as delivered or queued)."""
     parts = run.terminal.parts
-    if parts is None:
+    if parts is None or run.terminal_failure is not None:
         return
     clock = run.clock
     sim_deadline = clock.monotonic() + DRAIN_SIM_S
@@ -497,6 +539,8 @@ async def report(run: SimRun) -> dict[str, Any]:
     delivered = await delivery(run)
     return {
         "terminal": terminal_id,
+        "failures": failures(summary, parts.supervisor.status() if parts is not None else []),
+        "terminal_died": summary["terminal_died"],
         "mode": run.mode,
         "speed": None if run.options.virtual else run.options.speed,
         "achieved_speed": summary["achieved_speed"],
@@ -542,3 +586,17 @@ async def report(run: SimRun) -> dict[str, Any]:
             "truth_dir": str(run.truth_dir),
         },
     }
+
+
+def failures(summary: dict[str, Any], apps: list[dict[str, Any]]) -> list[str]:
+    """What makes a run a failure (``ttu sim`` exits non-zero): the terminal died, an app ended
+    quarantined, or not one reading reached the cloud."""
+    out: list[str] = []
+    if summary.get("terminal_died"):
+        out.append(f"the terminal died: {summary['terminal_died']}")
+    for app in apps:
+        if app.get("state") == "quarantined":
+            out.append(f"app {app.get('name')} ended quarantined: {app.get('last_error')}")
+    if not summary["cloud"].get("readings"):
+        out.append("no reading reached the cloud")
+    return out

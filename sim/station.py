@@ -1,8 +1,8 @@
 """A simulated station area (台区): meters on RS-485 buses, their customers and the archive.
 
 Layer: sim. ``build_station`` creates meters with unique addresses, one load profile
-each and seeded phases; ``Station.write_archive`` writes the archive the terminal's
-acquisition app loads; ``Station.serve`` wires one line per bus (a pty, or an in-memory
+each and seeded phases; ``Station.write_archive`` writes the station archive the terminal
+loads (``sim.archive``); ``Station.serve`` wires one line per bus (a pty, or an in-memory
 link: ``sim.wiring``) and runs its ``MeterBus`` until the context exits. Each meter speaks one
 protocol (``StationMeter.protocol``: "dlt645" or "dlt698"); ``assign_protocols`` makes a seeded
 share of them DL/T 698.45. Grid physics (``sim/physics``) may replace the default profiles through
@@ -22,7 +22,8 @@ import numpy as np
 
 from base.clock import Clock
 from hal.interfaces import SerialSettings
-from sim.archive import ArchiveEntry, write_archive
+from protocols.station import Meter
+from sim.archive import KINDS_BY_TARIFF, station_model, write_station
 from sim.loads import HouseholdProfile, LoadProfile
 from sim.meters._codec import Frame
 from sim.meters.bus import Delay, MeterBus
@@ -48,16 +49,21 @@ class StationMeter:
     profile: LoadProfile
     protocol: str = "dlt645"
 
-    def archive_entry(self, *, baud: int) -> ArchiveEntry:
-        return ArchiveEntry(
+    def archive_meter(self, *, baud: int) -> Meter:
+        """This meter as the archive lists it (``sim.archive`` adds its branch and box)."""
+        hplc = self.bus == "hplc"
+        kind = KINDS_BY_TARIFF.get(self.customer.tariff, "customer")
+        return Meter(
             id=self.id,
             address=self.meter.address,
             protocol=self.protocol,
-            port=self.bus,
-            baud=baud,
+            channel="hplc" if hplc else "rs485",
+            port=None if hplc else self.bus,
+            baud=None if hplc else baud,
+            kind=kind,
             phase=self.meter.phase,
-            customer=self.customer.id,
-            tariff=self.customer.tariff,
+            customer=self.customer.id if kind == "customer" else None,
+            tariff=self.customer.tariff if kind == "customer" else None,
         )
 
 
@@ -72,7 +78,7 @@ class Station:
     response_delay_s: Delay | Mapping[str, Delay] = (0.02, 0.05)
     running: dict[str, MeterBus] = field(default_factory=dict)
     #: archive errors: entries with no meter behind them, and meter ids left out of the archive
-    foreign: list[ArchiveEntry] = field(default_factory=list)
+    foreign: list[Meter] = field(default_factory=list)
     unarchived: set[str] = field(default_factory=set)
     #: per bus: probability that a reply is corrupted on the line (one flipped byte)
     corrupt_rate: dict[str, float] = field(default_factory=dict)
@@ -96,12 +102,14 @@ class Station:
         """Address -> protocol of the meters on ``bus`` (what ``MeterBus(protocols=...)`` takes)."""
         return {m.meter.address: m.protocol for m in self.buses[bus]}
 
-    def archive(self) -> list[ArchiveEntry]:
-        ours = [m.archive_entry(baud=self.settings.baud) for m in self.meters if m.id not in self.unarchived]
+    def archive(self) -> list[Meter]:
+        """The meters the archive lists: ours (but the unarchived ones) and the foreign ones."""
+        ours = [m.archive_meter(baud=self.settings.baud) for m in self.meters if m.id not in self.unarchived]
         return ours + list(self.foreign)
 
     def write_archive(self, path: str | Path) -> None:
-        write_archive(path, self.archive())
+        """The station archive of this station alone (no world, no devices)."""
+        write_station(path, station_model(self))
 
     @asynccontextmanager
     async def serve(

@@ -43,7 +43,7 @@ import numpy as np
 from base.clock import Clock
 from base.errors import ConfigError
 from hal.interfaces import SerialSettings
-from sim.archive import ArchiveEntry
+from protocols.station import Meter
 from sim.loads import FloatArray, HouseholdProfile
 from sim.meters.bus import Delay
 from sim.meters.model import Phase, RelayRefused, VirtualMeter
@@ -888,13 +888,14 @@ def _archive_errors(world: World) -> None:
         )
     buses = list(world.station.buses)
     for j in range(a.foreign):
-        entry = ArchiveEntry(
+        entry = Meter(
             id=f"m-{9001 + j}",
             address=f"88{int(rng.integers(0, 10**10)):010d}",
             port=buses[j % len(buses)],
             baud=world.station.settings.baud,
             phase="ABC"[j % 3],
             customer=f"N{9001 + j}",
+            tariff="residential",
         )
         world.station.foreign.append(entry)
         world.faults.append(

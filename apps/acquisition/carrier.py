@@ -1,9 +1,9 @@
-"""The acquisition app's side of the HPLC carrier module: archive sync and meter events.
+"""The acquisition app's side of the HPLC carrier module: node-table sync and meter events.
 
-Layer: apps (acquisition). ``CarrierLink`` keeps the module's node table equal to the
-archive's HPLC meters (``sync_archive(addresses, protocols=...)`` each time the archive is
-loaded or replaced; a failure is logged once, counted, and retried with backoff until it
-works or a newer archive arrives) and turns the module's meter events -- the runtime publishes
+Layer: apps (acquisition). ``CarrierLink`` keeps the module's node table (its archive) equal to
+the station model's HPLC meters (``sync_archive(addresses, protocols=...)`` at start and each
+time the model's HPLC meters change; a failure is logged once, counted, and retried with
+backoff until it works or a newer model arrives) and turns the module's meter events -- the runtime publishes
 each carrier event as ``hplc/event/<kind>`` -- into an immediate event read of that meter
 (its power-down records and status) instead of waiting for the next poll. Uses only the
 app context; must not read meters itself (the service's ``event_read`` does) and must not
@@ -15,26 +15,26 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 from hal.errors import CapabilityMissing, HalError
+from hal.interfaces import CarrierModule
+from protocols.station import Meter, StationModel
+from runtime.api import AppContext
 from runtime.errors import TerminalError
-
-from .archive import Archive, MeterRecord
 
 HPLC = "hplc"
 METER_EVENTS = "hplc/event/meter_event"
 SYNC_RETRY_S = 30.0  # first retry after a failed sync; doubles up to SYNC_RETRY_MAX_S
 SYNC_RETRY_MAX_S = 600.0
-SETTLE_WAIT_S = 60.0  # a cycle waits at most this long for the first sync of a new archive
+SETTLE_WAIT_S = 60.0  # a cycle waits at most this long for the first sync of a new model
 
-EventRead = Callable[[MeterRecord], Awaitable[None]]
+EventRead = Callable[[Meter], Awaitable[None]]
 
 
 class CarrierLink:
-    """Archive sync and meter-event reads for the HPLC meters of the current archive."""
+    """Node-table sync and meter-event reads for the HPLC meters of the current station model."""
 
-    def __init__(self, ctx: Any, *, event_read: EventRead, counters: dict[str, int]) -> None:
+    def __init__(self, ctx: AppContext, *, event_read: EventRead, counters: dict[str, int]) -> None:
         self._ctx = ctx
         self._log = ctx.log
         self._event_read = event_read
@@ -43,36 +43,40 @@ class CarrierLink:
                     "carrier_events_ignored"):  # fmt: skip
             counters.setdefault(key, 0)
         self._wish: tuple[tuple[str, ...], dict[str, str]] | None = None
-        self._by_address: dict[str, MeterRecord] = {}
+        self._by_address: dict[str, Meter] = {}
         self._synced_nonempty = False
         self._dirty = asyncio.Event()
         self._settled = asyncio.Event()
         self._settled.set()
         self._reading: set[str] = set()
 
-    # ------------------------------------------------------------------ archive
+    # ------------------------------------------------------------------ node table
 
-    def archive_changed(self, archive: Archive) -> None:
-        """Queue a sync of the module with ``archive``'s HPLC meters (called on load/replace)."""
-        meters = [m for m in archive.meters if m.port == HPLC]
-        self._by_address = {m.address.upper(): m for m in archive.meters}
+    def model_changed(self, model: StationModel) -> None:
+        """Queue a sync of the module with ``model``'s HPLC meters (at start and on every change
+        of the model; nothing is sent when the HPLC meters stay the same)."""
+        meters = [m for m in model.meters if m.channel == HPLC]
+        self._by_address = {m.address.upper(): m for m in model.meters}
         if not meters and not self._synced_nonempty:
             self._wish = None  # nothing on the carrier and nothing to clear from the module
             self._settled.set()
             return
-        self._wish = (tuple(m.address for m in meters), {m.address: m.protocol for m in meters})
+        wish = (tuple(m.address for m in meters), {m.address: m.protocol for m in meters})
+        if wish == self._wish:
+            return
+        self._wish = wish
         self._settled.clear()
         self._dirty.set()
 
     async def settled(self) -> None:
-        """Wait (bounded) until the latest archive has been offered to the module once."""
+        """Wait (bounded) until the latest model's HPLC meters have been offered to the module once."""
         if self._settled.is_set():
             return
         with contextlib.suppress(TimeoutError):
             async with self._ctx.clock.timeout(SETTLE_WAIT_S):
                 await self._settled.wait()
 
-    def _module(self) -> Any | None:
+    def _module(self) -> CarrierModule | None:
         try:
             return self._ctx.hal.hplc()
         except CapabilityMissing:
@@ -99,7 +103,7 @@ class CarrierLink:
                 self._settled.set()  # reads go ahead; the module may still know the nodes
                 with contextlib.suppress(TimeoutError):
                     async with self._ctx.clock.timeout(delay):
-                        await self._dirty.wait()  # a newer archive cuts the wait short
+                        await self._dirty.wait()  # a newer model cuts the wait short
                 delay = min(delay * 2, SYNC_RETRY_MAX_S)
                 self._dirty.set()
                 continue
@@ -130,17 +134,17 @@ class CarrierLink:
                 self._reading.add(meter.id)
                 tg.create_task(self._read(meter), name=f"acquisition:event-read:{meter.id}")
 
-    def _meter_of(self, payload: object) -> MeterRecord | None:
+    def _meter_of(self, payload: object) -> Meter | None:
         addresses = payload.get("addresses") if isinstance(payload, dict) else None
         if not isinstance(addresses, list) or not addresses or not isinstance(addresses[0], str):
             self._log.debug("carrier meter event without a meter address: %.120r", payload)
             return None
         meter = self._by_address.get(addresses[0].upper())
         if meter is None:
-            self._log.info("carrier meter event from %s: not in the archive", addresses[0])
+            self._log.info("carrier meter event from %s: not in the station model", addresses[0])
         return meter
 
-    async def _read(self, meter: MeterRecord) -> None:
+    async def _read(self, meter: Meter) -> None:
         try:
             self._counters["carrier_event_reads"] += 1
             await self._event_read(meter)

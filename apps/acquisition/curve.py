@@ -11,14 +11,14 @@ as lost. Must not schedule itself.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
+from protocols.station import Meter
+from runtime.api import AppContext
 from runtime.model import Quality, Reading
 from runtime.scheduler import Slot
 
 from . import items
-from .archive import MeterRecord
 from .output import Output
 from .plan import Plan, each_meter
 from .reader import MeterReader
@@ -29,7 +29,14 @@ STORE_KEY = "missing_curve"
 
 class CurveTask:
     def __init__(
-        self, ctx: Any, plan: Plan, reader: MeterReader, output: Output, *, tz: ZoneInfo, catch_up_hours: int
+        self,
+        ctx: AppContext,
+        plan: Plan,
+        reader: MeterReader,
+        output: Output,
+        *,
+        tz: ZoneInfo,
+        catch_up_hours: int,
     ) -> None:
         self._ctx = ctx
         self._plan = plan
@@ -49,7 +56,7 @@ class CurveTask:
         await self._ctx.store.set(STORE_KEY, {k: sorted(v) for k, v in self.missing.items()})
 
     def forget(self, meter_ids: set[str]) -> None:
-        """Drop the missed points of meters that left the archive."""
+        """Drop the missed points of meters that left the station model."""
         for meter_id in meter_ids:
             self.missing.pop(meter_id, None)
 
@@ -61,7 +68,7 @@ class CurveTask:
         await self.catch_up()
 
     async def _read(
-        self, meter: MeterRecord, start: float, count: int, quality: Quality
+        self, meter: Meter, start: float, count: int, quality: Quality
     ) -> dict[float, list[Reading]] | None:
         client = self._plan.client(meter.id)
         if client is None:
@@ -72,10 +79,10 @@ class CurveTask:
             return None
         return items.records_to_points(meter, records, self._tz, quality=quality)
 
-    async def _port(self, meters: list[MeterRecord], point: float) -> list[Reading]:
+    async def _port(self, meters: list[Meter], point: float) -> list[Reading]:
         out: list[Reading] = []
 
-        async def one(meter: MeterRecord) -> None:
+        async def one(meter: Meter) -> None:
             points = await self._read(meter, point, 1, Quality.GOOD)
             if points is None or point not in points:
                 self.missing.setdefault(meter.id, set()).add(point)

@@ -1,15 +1,10 @@
-"""Modbus RTU field devices (breakers, RCD, capacitor bank, environment sensor): archive and polling.
+"""Modbus RTU field devices (breakers, RCD, capacitor bank, environment sensor): polling and commands.
 
-Layer: apps (acquisition). Uses only its context (hal ports, bus, store, uplink, log).
-The device archive is ``devices.toml`` next to the meter archive (the simulator or the
-installer writes it; missing = no devices)::
-
-    [[devices]]
-    id = "brk-F1"            # device id used in readings and commands
-    profile = "breaker"      # a protocols/modbus profile name
-    port = "rs485-4"         # a board RS-485 port (shared with its 645 meters)
-    unit_id = 1              # Modbus unit id 1..247, unique per port
-    branch = "F1"            # optional: the branch the device protects
+Layer: apps (acquisition). Uses only its context (hal ports, bus, store, uplink, log, station).
+The devices are the station model's ``[[devices]]`` (``protocols.station.FieldDevice``: id,
+Modbus profile name, board port, unit id, branch); ``DevicePoller.use`` follows every change of
+the model. A device whose profile this app does not know, or whose port the board lacks, is
+left out with a warning (``devices_refused``).
 
 Every device of a port is read in turn through the port's queue at EVENT priority: a
 breaker's state and trip records must not wait behind a whole bus of queued meter reads
@@ -26,10 +21,8 @@ verified by read-back.
 from __future__ import annotations
 
 import asyncio
-import tomllib
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from hal.errors import DeviceError, HalError
@@ -38,18 +31,21 @@ from hal.modbus import ModbusMaster
 from protocols import modbus
 from protocols.errors import ProtocolError
 from protocols.quantities import QUANTITIES
-from runtime.errors import CommandError, ConfigError, ConfigErrors
+from protocols.station import FieldDevice
+from runtime.api import AppContext
+from runtime.errors import CommandError
 from runtime.model import Event, Reading
 from runtime.scheduler import Aligned, CatchUp, Slot
 
 from .metrology import MetrologyReader
 
-_KEYS = {"id", "profile", "port", "unit_id", "branch"}
 STATS_TOPIC = "acquisition/devices/stats"
 
 
 @dataclass(frozen=True, slots=True)
 class DeviceRecord:
+    """A field device of the station model with its Modbus profile resolved."""
+
     id: str
     profile: modbus.Profile
     port: str
@@ -64,80 +60,27 @@ class DeviceRecord:
         return out
 
 
-def parse_devices(
-    data: Mapping[str, Any], *, source: str, known_ports: Iterable[str]
-) -> tuple[DeviceRecord, ...]:
-    """Validate a device archive; every problem is reported with its key path."""
-    errors: list[ConfigError] = []
+def device_records(
+    devices: Sequence[FieldDevice], *, known_ports: Iterable[str]
+) -> tuple[list[DeviceRecord], list[str]]:
+    """The station model's devices this app can poll, and why each other one cannot be polled
+    (a profile it does not know, a port the board does not have). The model has already checked
+    ids, unit ids and references."""
     ports = set(known_ports)
     names = modbus.builtin_names()
-    for key in sorted(set(data) - {"devices"}):
-        errors.append(ConfigError(key, "unknown key", source=source))
-    raw = data.get("devices", [])
-    if not isinstance(raw, list):
-        raise ConfigErrors([ConfigError("devices", "must be an array of tables", source=source)])
-    out: list[DeviceRecord] = []
-    ids: set[str] = set()
-    units: set[tuple[str, int]] = set()
-    for i, item in enumerate(raw):
-        path = f"devices[{i}]"
-
-        def bad(key: str, reason: str, path: str = path) -> None:
-            errors.append(ConfigError(f"{path}.{key}", reason, source=source))
-
-        if not isinstance(item, Mapping):
-            errors.append(ConfigError(path, "must be a table", source=source))
-            continue
-        for key in sorted(set(item) - _KEYS):
-            bad(key, "unknown key")
-        dev_id, profile, port, unit = (
-            item.get("id"),
-            item.get("profile"),
-            item.get("port"),
-            item.get("unit_id"),
-        )
-        ok = True
-        if not isinstance(dev_id, str) or not dev_id or "/" in dev_id or "+" in dev_id or "#" in dev_id:
-            bad("id", "must be a non-empty string without '/', '+', '#'")
-            ok = False
-        elif dev_id in ids:
-            bad("id", f"duplicate device id {dev_id!r}")
-            ok = False
-        if profile not in names:
-            bad("profile", f"{profile!r} is not a profile; known: {', '.join(names)}")
-            ok = False
-        if port not in ports:
-            bad("port", f"{port!r} is not an RS-485 port of this board ({', '.join(sorted(ports))})")
-            ok = False
-        if isinstance(unit, bool) or not isinstance(unit, int) or not 1 <= unit <= 247:
-            bad("unit_id", f"{unit!r} is not a Modbus unit id 1..247")
-            ok = False
-        elif (str(port), unit) in units:
-            bad("unit_id", f"unit {unit} is already used on {port}")
-            ok = False
-        branch = item.get("branch")
-        if branch is not None and (not isinstance(branch, str) or not branch):
-            bad("branch", "must be a non-empty string")
-            ok = False
-        if ok and isinstance(unit, int):
-            ids.add(str(dev_id))
-            units.add((str(port), unit))
-            record = DeviceRecord(str(dev_id), modbus.builtin_profile(str(profile)), str(port), unit, branch)
-            out.append(record)
-    if errors:
-        raise ConfigErrors(errors)
-    return tuple(out)
-
-
-def load_devices(path: Path, *, known_ports: Iterable[str]) -> tuple[DeviceRecord, ...]:
-    """The device archive at ``path``; a missing file is an empty archive."""
-    if not path.exists():
-        return ()
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as err:
-        raise ConfigErrors([ConfigError("", f"cannot read device archive: {err}", source=str(path))]) from err
-    return parse_devices(data, source=str(path), known_ports=known_ports)
+    usable: list[DeviceRecord] = []
+    problems: list[str] = []
+    for i, dev in enumerate(devices):
+        where = f"devices[{i}] {dev.id}"
+        if dev.profile not in names:
+            problems.append(f"{where}: {dev.profile!r} is not a profile; known: {', '.join(names)}")
+        elif dev.port not in ports:
+            known = ", ".join(sorted(ports))
+            problems.append(f"{where}: {dev.port!r} is not an RS-485 port of this board ({known})")
+        else:
+            profile = modbus.builtin_profile(dev.profile)
+            usable.append(DeviceRecord(dev.id, profile, dev.port, dev.unit_id, dev.branch))
+    return usable, problems
 
 
 #: breaker points behind the trip and switch events, read with the readings
@@ -151,41 +94,50 @@ def polled_points(profile: modbus.Profile) -> list[str]:
 
 
 class DevicePoller:
-    """Polls the archive's Modbus devices and runs breaker commands."""
+    """Polls the station model's Modbus devices and runs breaker commands."""
 
     def __init__(
         self,
-        ctx: Any,
-        devices: tuple[DeviceRecord, ...],
+        ctx: AppContext,
+        devices: Sequence[DeviceRecord] = (),
         *,
         emit: Callable[[list[Reading]], Awaitable[None]],
         emit_event: Callable[[Event], Awaitable[None]],
         timeout_s: float = 1.0,
     ) -> None:
         self._ctx = ctx
-        self.devices = {d.id: d for d in devices}
         self._emit = emit
         self._emit_event = emit_event
-        self._masters = {
-            p: ModbusMaster(ctx.hal.rs485(p), timeout=timeout_s) for p in {d.port for d in devices}
-        }
+        self._timeout_s = timeout_s
+        self.devices: dict[str, DeviceRecord] = {}
+        self._masters: dict[str, ModbusMaster] = {}
         self._failing: set[str] = set()
         self.counters = {
             "device_reads_ok": 0,
             "device_reads_failed": 0,
             "device_commands": 0,
             "device_commands_failed": 0,
+            "devices_refused": 0,
         }
+        self.use(devices)
+
+    def use(self, devices: Sequence[DeviceRecord]) -> None:
+        """Poll ``devices`` from now on (at start and after every change of the station model)."""
+        self.devices = {d.id: d for d in devices}
+        self._masters = {
+            p: self._masters.get(p) or ModbusMaster(self._ctx.hal.rs485(p), timeout=self._timeout_s)
+            for p in sorted({d.port for d in devices})
+        }
+        self._failing &= set(self.devices)
 
     def start(self, interval_s: int) -> None:
-        if not self.devices:
-            return
         self._ctx.scheduler.add("devices", Aligned(interval_s), self.poll, catch_up=CatchUp.SKIP)
         self._ctx.uplink.register_command("breaker.control", self.control)
         self._ctx.bus.serve("acquisition/breaker/control", self.control)
-        self._ctx.log.info(
-            "devices: %d Modbus devices on %s", len(self.devices), ", ".join(sorted(self._masters))
-        )
+        if self.devices:
+            self._ctx.log.info(
+                "devices: %d Modbus devices on %s", len(self.devices), ", ".join(sorted(self._masters))
+            )
 
     async def poll(self, slot: Slot) -> None:
         readings: list[Reading] = []
@@ -293,33 +245,42 @@ class DevicePoller:
 
 
 async def start_field_devices(
-    ctx: Any,
+    ctx: AppContext,
     *,
-    archive: Path,
+    devices: Sequence[FieldDevice],
     ports: Iterable[str],
     interval_s: int,
     emit: Callable[[list[Reading]], Awaitable[None]],
     emit_event: Callable[[Event], Awaitable[None]],
     timeout_s: float = 1.0,
 ) -> tuple[MetrologyReader, DevicePoller]:
-    """The service's hook: transformer readings from the metrology unit, and the Modbus devices of
-    ``devices.toml`` next to the meter archive (written by the simulator, or by the installer)."""
+    """The service's hook: transformer readings from the metrology unit, and the Modbus devices
+    of the station model."""
     reader = MetrologyReader(ctx, emit)
     reader.start(interval_s)
-    records = await asyncio.to_thread(
-        load_devices, archive.with_name("devices.toml"), known_ports=tuple(ports)
-    )
-    poller = DevicePoller(ctx, records, emit=emit, emit_event=emit_event, timeout_s=timeout_s)
+    poller = DevicePoller(ctx, emit=emit, emit_event=emit_event, timeout_s=timeout_s)
+    follow_devices(ctx, poller, devices, ports=ports)
     poller.start(interval_s)
     return reader, poller
+
+
+def follow_devices(
+    ctx: AppContext, poller: DevicePoller, devices: Sequence[FieldDevice], *, ports: Iterable[str]
+) -> None:
+    """Hand the usable ``devices`` to ``poller``; log and count the others."""
+    usable, problems = device_records(devices, known_ports=ports)
+    for problem in problems:
+        ctx.log.warning("device left out: %s", problem)
+    poller.counters["devices_refused"] = len(problems)
+    poller.use(usable)
 
 
 __all__ = [
     "STATS_TOPIC",
     "DevicePoller",
     "DeviceRecord",
-    "load_devices",
-    "parse_devices",
+    "device_records",
+    "follow_devices",
     "polled_points",
     "start_field_devices",
 ]

@@ -4,7 +4,7 @@ Layer: apps (acquisition), one task. Every ``event_poll_interval_s`` (and at onc
 carrier module reports a meter event, see ``carrier.CarrierLink``) each available meter is
 asked for its power-down count; when it rose, the new records (start/end, at most the 10 a
 meter keeps) become ``meter.power_down`` events, oldest first. On first sight of a meter only
-records that start after it joined this archive are ours (``first_seen/<id>``): older ones
+records that start after it joined the station model are ours (``first_seen/<id>``): older ones
 were reported by whoever read the meter then. Status word 3 gives the relay state; a change
 is ``meter.relay_open`` / ``meter.relay_closed``. One event read per meter at a time.
 Must not schedule itself.
@@ -13,15 +13,16 @@ Must not schedule itself.
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from collections.abc import Iterable
 from zoneinfo import ZoneInfo
 
 from hal.meters import MeterClient
+from protocols.station import Meter
+from runtime.api import AppContext
 from runtime.model import Event, Reading
 from runtime.scheduler import Slot
 
 from . import items
-from .archive import Archive, MeterRecord
 from .output import Output
 from .plan import Plan, each_meter
 from .reader import MeterReader
@@ -30,7 +31,9 @@ POWER_DOWN_RECORDS = 10  # a meter keeps its 10 most recent power-down records (
 
 
 class EventTask:
-    def __init__(self, ctx: Any, plan: Plan, reader: MeterReader, output: Output, *, tz: ZoneInfo) -> None:
+    def __init__(
+        self, ctx: AppContext, plan: Plan, reader: MeterReader, output: Output, *, tz: ZoneInfo
+    ) -> None:
         self._ctx = ctx
         self._plan = plan
         self._reader = reader
@@ -38,10 +41,10 @@ class EventTask:
         self._tz = tz
         self._locks: dict[str, asyncio.Lock] = {}
 
-    async def note_first_seen(self, archive: Archive) -> None:
-        """Remember when each meter joined the archive: power-downs after that are ours to report."""
+    async def note_first_seen(self, meters: Iterable[Meter]) -> None:
+        """Remember when each meter joined the model: power-downs after that are ours to report."""
         now = self._ctx.clock.now()
-        for meter in archive.meters:
+        for meter in meters:
             key = f"first_seen/{meter.id}"
             if await self._ctx.store.get(key) is None:
                 await self._ctx.store.set(key, now)
@@ -49,27 +52,27 @@ class EventTask:
     async def run(self, slot: Slot) -> None:
         """Poll every available meter (all ports at once; each transport orders its meters)."""
 
-        async def one(meter: MeterRecord) -> None:
+        async def one(meter: Meter) -> None:
             if self._reader.available(meter):
                 await self.read(meter)
 
-        async def port(name: str, meters: list[MeterRecord]) -> list[Reading]:
+        async def port(name: str, meters: list[Meter]) -> list[Reading]:
             await each_meter(meters, one, task="events")
             return []
 
         await self._plan.per_port(port)
 
-    async def read(self, meter: MeterRecord) -> None:
+    async def read(self, meter: Meter) -> None:
         """Power-down records and relay state of one meter: the poll, or a carrier meter event."""
         client = self._plan.client(meter.id)
         if client is None:
-            return  # not reachable (no module), or no longer in the archive
+            return  # not reachable (no module), or no longer in the model
         # one event read per meter at a time: a poll and an event read must not both emit records
         async with self._locks.setdefault(meter.id, asyncio.Lock()):
             await self._power_down_records(client, meter)
             await self._relay_state(client, meter)
 
-    async def _power_down_records(self, client: MeterClient, meter: MeterRecord) -> None:
+    async def _power_down_records(self, client: MeterClient, meter: Meter) -> None:
         store = self._ctx.store
         new = await self._reader.attempt(meter, "event", client.read_power_down_count, record=False)
         if new is None:
@@ -99,13 +102,10 @@ class EventTask:
             if since is not None and start < float(since):
                 continue
             end = None if record.end is None else items.local_to_epoch(record.end, self._tz)
-            await self._output.event(
-                Event(
-                    "meter.power_down", meter.id, start, end, {"address": meter.address, "port": meter.port}
-                )
-            )
+            data = {"address": meter.address, "port": meter.transport}
+            await self._output.event(Event("meter.power_down", meter.id, start, end, data))
 
-    async def _relay_state(self, client: MeterClient, meter: MeterRecord) -> None:
+    async def _relay_state(self, client: MeterClient, meter: Meter) -> None:
         relay_open = await self._reader.attempt(meter, "event", client.read_relay_state, record=False)
         if relay_open is None:
             return

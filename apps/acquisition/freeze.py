@@ -10,14 +10,14 @@ Must not schedule itself.
 
 from __future__ import annotations
 
-from typing import Any
 from zoneinfo import ZoneInfo
 
+from protocols.station import Meter
+from runtime.api import AppContext
 from runtime.model import Quality, Reading
 from runtime.scheduler import Slot
 
 from . import items
-from .archive import MeterRecord
 from .output import Output
 from .plan import Plan, each_meter
 from .reader import MeterReader
@@ -28,7 +28,9 @@ HISTORY_DAYS = 62  # DL/T 645 meters keep 62 daily freezes (050600nn)
 
 
 class FreezeTask:
-    def __init__(self, ctx: Any, plan: Plan, reader: MeterReader, output: Output, *, tz: ZoneInfo) -> None:
+    def __init__(
+        self, ctx: AppContext, plan: Plan, reader: MeterReader, output: Output, *, tz: ZoneInfo
+    ) -> None:
         self._ctx = ctx
         self._plan = plan
         self._reader = reader
@@ -54,7 +56,7 @@ class FreezeTask:
         readings = await self._plan.per_port(lambda port, meters: self._port(meters, day))
         await self._output.readings(readings, kind="freeze")
 
-    async def _read(self, meter: MeterRecord, times_ago: int) -> tuple[float, dict[str, float]] | None:
+    async def _read(self, meter: Meter, times_ago: int) -> tuple[float, dict[str, float]] | None:
         client = self._plan.client(meter.id)
         if client is None:
             return None
@@ -63,10 +65,10 @@ class FreezeTask:
             return None
         return items.local_to_epoch(record.at, self._tz), record.values
 
-    async def _port(self, meters: list[MeterRecord], day: float) -> list[Reading]:
+    async def _port(self, meters: list[Meter], day: float) -> list[Reading]:
         out: list[Reading] = []
 
-        async def one(meter: MeterRecord) -> None:
+        async def one(meter: Meter) -> None:
             got = await self._read(meter, 1)
             if got is None or abs(got[0] - day) > SAME_FREEZE_S:
                 # not read, or the meter has not frozen today yet (clock skew): read it back later

@@ -12,9 +12,8 @@ from zoneinfo import ZoneInfo
 
 from hal.meters import REALTIME_ITEMS, Record
 from protocols.quantities import QUANTITIES
+from protocols.station import Meter
 from runtime.model import Quality, Reading
-
-from .archive import MeterRecord
 
 DAILY_PREFIX = "daily."
 
@@ -33,7 +32,7 @@ def local_to_epoch(when: datetime, tz: ZoneInfo) -> float:
 
 
 def to_readings(
-    meter: MeterRecord,
+    meter: Meter,
     values: Mapping[str, float],
     ts: float,
     *,
@@ -57,7 +56,7 @@ def to_readings(
 
 
 def records_to_points(
-    meter: MeterRecord, records: Sequence[Record], tz: ZoneInfo, *, quality: Quality
+    meter: Meter, records: Sequence[Record], tz: ZoneInfo, *, quality: Quality
 ) -> dict[float, list[Reading]]:
     """Curve records -> readings per record time (epoch)."""
     points: dict[float, list[Reading]] = {}

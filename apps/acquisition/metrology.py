@@ -16,6 +16,7 @@ from hal.errors import CapabilityMissing, HalError
 from hal.interfaces import Metrology, MetrologySnapshot
 from protocols.errors import ProtocolError
 from protocols.quantities import QUANTITIES
+from runtime.api import AppContext
 from runtime.model import Reading
 from runtime.scheduler import Aligned, CatchUp, Slot
 
@@ -61,7 +62,7 @@ def snapshot_readings(
 class MetrologyReader:
     """Polls the metrology unit on the realtime schedule and hands readings to ``emit``."""
 
-    def __init__(self, ctx: Any, emit: Callable[[list[Reading]], Awaitable[None]]) -> None:
+    def __init__(self, ctx: AppContext, emit: Callable[[list[Reading]], Awaitable[None]]) -> None:
         self._ctx = ctx
         self._emit = emit
         self._unit: Metrology | None = None

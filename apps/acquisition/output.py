@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from runtime.api import AppContext
 from runtime.model import Event, Reading
 
 UPLINK_CHUNK = 200
 
 
 class Output:
-    def __init__(self, ctx: Any, counters: dict[str, int]) -> None:
+    def __init__(self, ctx: AppContext, counters: dict[str, int]) -> None:
         self._ctx = ctx
         self.counters = counters
         counters.setdefault("readings", 0)

@@ -1,12 +1,13 @@
 """The reading plan: which meters are read, over which transport, through which client.
 
-Layer: apps (acquisition). ``Plan.use(archive)`` (re)builds the plan from the archive: one
-transport per archive port (an RS-485 port's ``Rs485Transport``, or the carrier module's
-``CarrierTransport`` for ``hplc``), one ``MeterClient`` per meter from ``hal.meters.MeterClients``.
-A board without an HPLC module makes the archive's HPLC meters unreachable: logged once per
-archive, counted, left out of the plan (they stay in the success tracker, where they count as
-failed). ``per_port`` runs one piece of work per port at once -- an RS-485 port serializes its
-meters by priority, the carrier transport admits ``concurrency`` at once -- so neither idles.
+Layer: apps (acquisition). ``Plan.use(model)`` (re)builds the plan from the station model's
+meters: one transport per meter transport (an RS-485 port's ``Rs485Transport``, or the carrier
+module's ``CarrierTransport`` for the ``hplc`` channel), one ``MeterClient`` per meter from
+``hal.meters.MeterClients``. A board without an HPLC module makes the model's HPLC meters
+unreachable: logged once per model, counted, left out of the plan (they stay in the success
+tracker, where they count as failed). ``per_port`` runs one piece of work per port at once --
+an RS-485 port serializes its meters by priority, the carrier transport admits ``concurrency``
+at once -- so neither idles.
 
 Must not read meters itself (the tasks do, through ``reader.MeterReader``) nor keep read state.
 """
@@ -14,26 +15,26 @@ Must not read meters itself (the tasks do, through ``reader.MeterReader``) nor k
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from hal.errors import CapabilityMissing
 from hal.meters import CarrierTransport, MeterClient, MeterClients, MeterTransport, Rs485Transport
+from protocols.station import Meter, StationModel
+from runtime.api import AppContext
 from runtime.model import Reading
-
-from .archive import Archive, MeterRecord
 
 HPLC = "hplc"
 
-PortWork = Callable[[str, list[MeterRecord]], Awaitable[list[Reading]]]
+PortWork = Callable[[str, list[Meter]], Awaitable[list[Reading]]]
 
 
 class Plan:
-    """The meters of the current archive that can be read, grouped by transport."""
+    """The meters of the current station model that can be read, grouped by transport."""
 
     def __init__(
         self,
-        ctx: Any,
+        ctx: AppContext,
         *,
         clients: MeterClients,
         hplc_concurrency: int,
@@ -44,20 +45,20 @@ class Plan:
         self._factory = clients
         self._hplc_concurrency = hplc_concurrency
         self._before_port = before_port
-        self.archive = Archive(())
+        self.model = StationModel()
         self._transports: dict[str, MeterTransport] = {}
         self._clients: dict[str, MeterClient] = {}
         self._hplc_missing = False
         self.unreachable = 0
 
-    def use(self, archive: Archive) -> None:
-        """Re-plan for ``archive`` (at start and whenever the archive changes)."""
-        self.archive = archive
+    def use(self, model: StationModel) -> None:
+        """Re-plan for ``model`` (at start and at once whenever the station model changes)."""
+        self.model = model
         self._hplc_missing = False
         clients: dict[str, MeterClient] = {}
         unreachable = 0
-        for meter in archive.meters:
-            transport = self._transport(meter.port)
+        for meter in model.meters:
+            transport = self._transport(meter.transport)
             if transport is None:
                 unreachable += 1
                 continue
@@ -67,14 +68,15 @@ class Plan:
         self._clients = clients
         self.unreachable = unreachable
         self._log.info(
-            "archive: %d meters on %d transports (%d unreachable)",
-            len(archive.meters),
-            len({m.port for m in archive.meters}),
+            "station model v%d: %d meters on %d transports (%d unreachable)",
+            model.version,
+            len(model.meters),
+            len({m.transport for m in model.meters}),
             unreachable,
         )
 
     def _transport(self, port: str) -> MeterTransport | None:
-        """The transport named by an archive ``port``; None when the board has no carrier module."""
+        """The transport of a meter (a board port, or ``hplc``); None when the board has no carrier module."""
         known = self._transports.get(port)
         if known is not None:
             return known
@@ -83,7 +85,7 @@ class Plan:
             try:
                 module = self._ctx.hal.hplc()
             except CapabilityMissing as err:
-                if not self._hplc_missing:  # edge-triggered: once per archive that needs it
+                if not self._hplc_missing:  # edge-triggered: once per model that needs it
                     self._hplc_missing = True
                     self._log.warning("HPLC meters are unreachable: %s", err)
                 return None
@@ -97,29 +99,28 @@ class Plan:
         """The meter's client, or None when it is not (or no longer) readable."""
         return self._clients.get(meter_id)
 
-    def readable(self) -> list[MeterRecord]:
-        """The archive's meters that have a client, in archive order."""
-        return [m for m in self.archive.meters if m.id in self._clients]
+    def readable(self) -> list[Meter]:
+        """The model's meters that have a client, in model order."""
+        return [m for m in self.model.meters if m.id in self._clients]
 
-    def by_port(self) -> dict[str, list[MeterRecord]]:
-        return {
-            port: [m for m in meters if m.id in self._clients]
-            for port, meters in self.archive.by_port().items()
-            if any(m.id in self._clients for m in meters)
-        }
+    def by_port(self) -> dict[str, list[Meter]]:
+        ports: dict[str, list[Meter]] = {}
+        for meter in self.readable():
+            ports.setdefault(meter.transport, []).append(meter)
+        return ports
 
     def rs485(self) -> list[Rs485Transport]:
         return [t for t in self._transports.values() if isinstance(t, Rs485Transport)]
 
     def pairs(self) -> set[tuple[str, str]]:
         """(transport name, protocol) of every readable meter: where a broadcast must go."""
-        return {(m.port, m.protocol) for m in self.readable()}
+        return {(m.transport, m.protocol) for m in self.readable()}
 
     async def per_port(self, work: PortWork) -> list[Reading]:
         """Run ``work(port, meters)`` for every port at once; the readings of all of them."""
         results: list[Reading] = []
 
-        async def one(port: str, meters: list[MeterRecord]) -> None:
+        async def one(port: str, meters: list[Meter]) -> None:
             if self._before_port is not None:
                 await self._before_port(port)
             results.extend(await work(port, meters))
@@ -131,7 +132,7 @@ class Plan:
 
 
 async def each_meter(
-    meters: list[MeterRecord], work: Callable[[MeterRecord], Awaitable[None]], *, task: str
+    meters: list[Meter], work: Callable[[Meter], Coroutine[Any, Any, None]], *, task: str
 ) -> None:
     """Queue ``work(meter)`` for every meter at once: the transport decides the order."""
     async with asyncio.TaskGroup() as tg:

@@ -11,12 +11,13 @@ or resumes answering is logged once each way. Must not decide what to read or wh
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from hal.errors import DeviceError, HalError, TransportTimeout
 from protocols.errors import ProtocolError
+from protocols.station import Meter
+from runtime.api import AppContext
 
-from .archive import MeterRecord
 from .plan import Plan
 from .stats import SuccessTracker
 
@@ -29,7 +30,7 @@ COUNTERS = ("reads_ok", "reads_failed", "device_errors", "protocol_errors")
 class MeterReader:
     """Reads with retries over the plan's clients; owns the success tracker."""
 
-    def __init__(self, ctx: Any, plan: Plan, *, retries: int, counters: dict[str, int]) -> None:
+    def __init__(self, ctx: AppContext, plan: Plan, *, retries: int, counters: dict[str, int]) -> None:
         self._ctx = ctx
         self._log = ctx.log
         self._plan = plan
@@ -40,17 +41,17 @@ class MeterReader:
         self.tracker = SuccessTracker([])
 
     def follow(self) -> None:
-        """Track the plan's archive (after each re-plan); meters that stay keep their history.
+        """Track the plan's meters (after each re-plan); meters that stay keep their history.
         Unreachable meters are tracked too: they count against the success rate."""
-        meters = self._plan.archive.meters
-        self.tracker.reset_meters([m.id for m in meters], {m.id: m.port for m in meters})
+        meters = self._plan.model.meters
+        self.tracker.reset_meters([m.id for m in meters], {m.id: m.transport for m in meters})
 
-    def available(self, meter: MeterRecord) -> bool:
+    def available(self, meter: Meter) -> bool:
         client = self._plan.client(meter.id)
         return client is not None and client.available()
 
     async def attempt(
-        self, meter: MeterRecord, kind: str, call: Callable[[], Awaitable[T]], *, record: bool = True
+        self, meter: Meter, kind: str, call: Callable[[], Awaitable[T]], *, record: bool = True
     ) -> T | None:
         """Run one read with retries and backoff; count it; None when it finally failed.
 
@@ -89,11 +90,12 @@ class MeterReader:
             return result
         return None
 
-    def record(self, meter: MeterRecord, kind: str, ok: bool) -> None:
+    def record(self, meter: Meter, kind: str, ok: bool) -> None:
         """Count one scheduled read of ``meter``; log the edges (stopped / resumed answering)."""
         offline, back = self.tracker.record(meter.id, kind, ok, self._ctx.clock.now())
         if offline:
-            self._log.warning("meter %s (%s on %s) is not answering", meter.id, meter.address, meter.port)
+            where = meter.transport
+            self._log.warning("meter %s (%s on %s) is not answering", meter.id, meter.address, where)
         elif back:
             self._log.info("meter %s answers again", meter.id)
 

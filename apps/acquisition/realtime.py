@@ -10,14 +10,14 @@ the wire-time lower bound of the busiest RS-485 port. Must not schedule itself.
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Any
 
 from hal.interfaces import Priority
+from protocols.station import Meter
+from runtime.api import AppContext
 from runtime.model import Reading
 from runtime.scheduler import Slot
 
 from . import items
-from .archive import MeterRecord
 from .output import Output
 from .plan import Plan, each_meter
 from .reader import MeterReader
@@ -25,7 +25,7 @@ from .reader import MeterReader
 
 class RealtimeTask:
     def __init__(
-        self, ctx: Any, plan: Plan, reader: MeterReader, output: Output, *, items: tuple[str, ...]
+        self, ctx: AppContext, plan: Plan, reader: MeterReader, output: Output, *, items: tuple[str, ...]
     ) -> None:
         self._ctx = ctx
         self._plan = plan
@@ -47,10 +47,10 @@ class RealtimeTask:
         cycle.reads = sum(t.tally.exchanges for t in rs485)
         await self._output.readings(readings)
 
-    async def _port(self, meters: list[MeterRecord], ts: float) -> list[Reading]:
+    async def _port(self, meters: list[Meter], ts: float) -> list[Reading]:
         out: list[Reading] = []
 
-        async def meter_reads(meter: MeterRecord) -> None:
+        async def meter_reads(meter: Meter) -> None:
             client = self._plan.client(meter.id)
             if client is None:
                 return

@@ -13,8 +13,10 @@ through ``output.Output``. Tasks and their transport priorities:
   carrier meter event (``carrier.CarrierLink``);
 * ``timesync`` (CONTROL), daily broadcast on every transport, per protocol on it.
 
-The archive comes from the archive file and the ``archive.replace`` cloud command; every
-change re-plans at once. Transformer readings and Modbus field devices are ``metrology`` /
+The meters and field devices are those of the station model (``ctx.station``, owned by the
+runtime: archive file, cloud patches, apps' corrections); every change of the model re-plans at
+once -- a meter added is read from the next cycle, one removed is not read again, one moved to
+another port is read there. Transformer readings and Modbus field devices are ``metrology`` /
 ``devices``. This module must not read meters itself.
 """
 
@@ -23,37 +25,30 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
-from zoneinfo import ZoneInfo
+from typing import Any
 
 from hal.meters import MeterClients
-from runtime.errors import ConfigError, ConfigErrors
+from protocols.station import Meter, StationModel
+from runtime.api import AppContext, TerminalInfo
+from runtime.errors import ConfigError
 from runtime.scheduler import Aligned, CatchUp, Daily, Interval, Slot
 
 from . import items
-from .archive import Archive, load_archive, parse_archive, save_archive
 from .carrier import HPLC, CarrierLink
 from .curve import CURVE_PERIOD_S, CurveTask
-from .devices import start_field_devices
+from .devices import follow_devices, start_field_devices
 from .events import EventTask
 from .freeze import FreezeTask
 from .output import Output
 from .plan import Plan
 from .reader import MeterReader
 from .realtime import RealtimeTask
+from .stats import SuccessTracker
 from .timesync import TimeSyncTask
-
-
-class TerminalInfo(Protocol):
-    id: str
-    tz: ZoneInfo
-    root: Path
-    rs485_ports: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
 class Settings:
-    archive: Path
     realtime_interval_s: int
     realtime_items: tuple[str, ...]
     curve: bool
@@ -80,9 +75,7 @@ class Settings:
             raise ConfigError(
                 "apps.acquisition.config.time_sync_at", f"{config['time_sync_at']!r} is not HH:MM"
             )
-        archive = Path(config["archive"])
         return cls(
-            archive=archive if archive.is_absolute() else root / archive,
             realtime_interval_s=int(config["realtime_interval_s"]),
             realtime_items=tuple(config["realtime_items"]),
             curve=bool(config["curve"]),
@@ -101,7 +94,7 @@ class Settings:
 class Acquisition:
     """The tasks of the app and what they share: the plan, the reader, the output, the counters."""
 
-    def __init__(self, ctx: Any, settings: Settings, terminal: TerminalInfo) -> None:
+    def __init__(self, ctx: AppContext, settings: Settings, terminal: TerminalInfo) -> None:
         self._ctx = ctx
         self._settings = settings
         self._terminal = terminal
@@ -124,21 +117,19 @@ class Acquisition:
         self.timesync = TimeSyncTask(ctx, self.plan, self.clients, tz=tz)
 
     @property
-    def tracker(self) -> Any:
+    def tracker(self) -> SuccessTracker:
         return self.reader.tracker
 
     @property
-    def archive(self) -> Archive:
-        return self.plan.archive
+    def model(self) -> StationModel:
+        return self.plan.model
 
     # ------------------------------------------------------------------ setup
 
     async def start(self) -> None:
-        archive = await asyncio.to_thread(
-            load_archive, self._settings.archive, known_ports=self._terminal.rs485_ports
-        )
-        self._use_archive(archive)
-        await self.events.note_first_seen(archive)
+        model = self._ctx.station.model
+        self._use(model)
+        await self.events.note_first_seen(model.meters)
         await self.curve.load()
         await self.freeze.load()
         s = self._settings
@@ -152,30 +143,44 @@ class Acquisition:
         if s.time_sync:
             hh, mm = s.time_sync_at
             scheduler.add("time_sync", Daily(hh, mm), self.timesync.run, catch_up=CatchUp.LATEST)
-        self._ctx.uplink.register_command("archive.replace", self._cmd_archive_replace)
-        self._ctx.uplink.register_command("archive.get", self._cmd_archive_get)
         self._ctx.uplink.register_command("acquisition.stats", self._cmd_stats)
-        # transformer readings and the Modbus devices of devices.toml (next to the archive)
+        # transformer readings and the Modbus devices of the station model
         self.field_devices = await start_field_devices(
             self._ctx,
-            archive=s.archive,
+            devices=model.devices,
             ports=self._terminal.rs485_ports,
             interval_s=s.realtime_interval_s,
             emit=self.output.readings,
             emit_event=self.output.event,
         )
 
-    def _use_archive(self, archive: Archive) -> None:
-        self.plan.use(archive)
+    def _use(self, model: StationModel) -> None:
+        self.plan.use(model)
         self.counters["unreachable_meters"] = self.plan.unreachable
-        self.carrier.archive_changed(archive)
+        self.carrier.model_changed(model)
         self.reader.follow()
+
+    async def follow_model(self) -> None:
+        """Re-plan at once on every change of the station model, until cancelled."""
+        async with self._ctx.station.watch() as changes:
+            async for change in changes:
+                model = change.model
+                if model is None or model.version == self.plan.model.version:
+                    continue
+                gone = {m.id for m in self.plan.model.meters} - {m.id for m in model.meters}
+                self._use(model)
+                _, poller = self.field_devices
+                follow_devices(self._ctx, poller, model.devices, ports=self._terminal.rs485_ports)
+                await self.events.note_first_seen(model.meters)
+                self.curve.forget(gone)
+                self.freeze.forget(gone)
+                await self._save_missing()
 
     async def _settle(self, port: str) -> None:
         if port == HPLC:
             await self.carrier.settled()  # nodes the module does not know yet would time out
 
-    async def _event_read(self, meter: Any) -> None:
+    async def _event_read(self, meter: Meter) -> None:
         await self.events.read(meter)
 
     # ------------------------------------------------------------------ the scheduled jobs
@@ -213,23 +218,6 @@ class Acquisition:
 
     # ------------------------------------------------------------------ cloud commands
 
-    async def _cmd_archive_replace(self, args: dict[str, Any]) -> dict[str, Any]:
-        try:
-            archive = parse_archive(args, source="args", known_ports=self._terminal.rs485_ports)
-        except ConfigErrors as err:
-            raise ValueError("; ".join(str(e) for e in err.errors)) from err
-        await asyncio.to_thread(save_archive, archive, self._settings.archive)
-        gone = {m.id for m in self.plan.archive.meters} - {m.id for m in archive.meters}
-        self._use_archive(archive)
-        await self.events.note_first_seen(archive)
-        self.curve.forget(gone)
-        self.freeze.forget(gone)
-        await self._save_missing()
-        return {"meters": len(archive.meters)}
-
-    async def _cmd_archive_get(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"meters": [m.to_json() for m in self.plan.archive.meters]}
-
     async def _cmd_stats(self, args: dict[str, Any]) -> dict[str, Any]:
         return {
             "station": self.reader.tracker.summary(),
@@ -238,13 +226,15 @@ class Acquisition:
         }
 
 
-async def run_acquisition(ctx: Any, config: dict[str, Any], terminal: TerminalInfo) -> None:
+async def run_acquisition(ctx: AppContext, config: dict[str, Any], terminal: TerminalInfo) -> None:
     settings = Settings.from_config(config, terminal.root)
     service = Acquisition(ctx, settings, terminal)
     await service.start()
     ctx.bus.serve("acquisition/stats/get", lambda msg: service.summary())
     async with asyncio.TaskGroup() as tg:
         carrier = tg.create_task(service.carrier.run(), name="acquisition:carrier")
+        following = tg.create_task(service.follow_model(), name="acquisition:station-model")
         await ctx.ready()
         await ctx.wait_stop()
         carrier.cancel()
+        following.cancel()

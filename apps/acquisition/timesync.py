@@ -9,17 +9,17 @@ broadcast is logged and left to the next day. Must not schedule itself.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from hal.meters import MeterClients
+from runtime.api import AppContext
 from runtime.scheduler import Slot
 
 from .plan import Plan
 
 
 class TimeSyncTask:
-    def __init__(self, ctx: Any, plan: Plan, clients: MeterClients, *, tz: ZoneInfo) -> None:
+    def __init__(self, ctx: AppContext, plan: Plan, clients: MeterClients, *, tz: ZoneInfo) -> None:
         self._ctx = ctx
         self._plan = plan
         self._clients = clients

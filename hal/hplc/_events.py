@@ -9,12 +9,9 @@ twice. ``node_event`` maps an AFN06 F5 data unit to an event. Must not do I/O.
 
 from __future__ import annotations
 
-import asyncio
-from collections import OrderedDict, deque
-from collections.abc import Callable
-from types import TracebackType
-from typing import Self
+from collections import OrderedDict
 
+from base.streams import Stream
 from hal.interfaces import CarrierEvent
 from protocols import dlt645
 from protocols import gdw1376_2 as q
@@ -23,68 +20,10 @@ from protocols.errors import ProtocolError
 PROTOCOL_NAMES = {q.DLT645_1997: "dlt645-1997", q.DLT645_2007: "dlt645", q.DLT698: "dlt698"}
 
 
-class EventStream:
-    """One subscriber: ``async for event in stream`` until ``aclose()`` (or the driver closes).
-
-    Holds at most ``maxlen`` events, dropping the oldest (``dropped``; ``on_drop`` is told).
-    ``on_close`` is called once when the stream closes: the hub forgets it, or the isolated
-    app's proxy tells the runtime to stop forwarding.
-    """
-
-    def __init__(
-        self,
-        maxlen: int,
-        *,
-        on_close: Callable[[EventStream], None],
-        on_drop: Callable[[], None] | None = None,
-    ) -> None:
-        self._items: deque[CarrierEvent] = deque()
-        self._maxlen = maxlen
-        self._on_close = on_close
-        self._on_drop = on_drop
-        self._wake = asyncio.Event()
-        self.closed = False
-        self.dropped = 0
-
-    def put(self, event: CarrierEvent) -> None:
-        if len(self._items) >= self._maxlen:
-            self._items.popleft()
-            self.dropped += 1
-            if self._on_drop is not None:
-                self._on_drop()
-        self._items.append(event)
-        self._wake.set()
-
-    def get_nowait(self) -> CarrierEvent | None:
-        return self._items.popleft() if self._items else None
-
-    def __aiter__(self) -> Self:
-        return self
-
-    async def __anext__(self) -> CarrierEvent:
-        while not self._items:
-            if self.closed:
-                raise StopAsyncIteration
-            self._wake.clear()
-            await self._wake.wait()
-        return self._items.popleft()
-
-    async def aclose(self) -> None:
-        self.close()
-
-    def close(self) -> None:
-        if not self.closed:
-            self.closed = True
-            self._on_close(self)
-            self._wake.set()
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.close()
+class EventStream(Stream[CarrierEvent]):
+    """One subscriber of carrier events: ``async for event in stream`` until ``aclose()`` (or the
+    driver closes). Bounded, drops the oldest (``base.streams.Stream``); ``on_close`` lets the hub
+    forget it, or the isolated app's proxy tell the runtime to stop forwarding."""
 
 
 class EventHub:
@@ -94,7 +33,7 @@ class EventHub:
         if maxlen < 1:
             raise ValueError(f"event queue length must be >= 1, not {maxlen}")
         self._maxlen = maxlen
-        self._streams: list[EventStream] = []
+        self._streams: list[Stream[CarrierEvent]] = []
         self.published = 0
         self.dropped = 0
 
@@ -106,7 +45,7 @@ class EventHub:
     def _count_drop(self) -> None:
         self.dropped += 1
 
-    def remove(self, stream: EventStream) -> None:
+    def remove(self, stream: Stream[CarrierEvent]) -> None:
         if stream in self._streams:
             self._streams.remove(stream)
 

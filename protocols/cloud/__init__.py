@@ -6,7 +6,9 @@ commands. No MQTT client, no I/O.
 Topics (``T`` = terminal id, ``S`` = stream name)::
 
     ttu/T/up/S          terminal -> cloud   an UpBatch of one stream, QoS 1
-                        streams: readings, events, status, alarms, apps, jobs, reply
+                        built-in: readings, events, status, alarms, apps, jobs, reply, station;
+                        any other stream name (``[a-z][a-z0-9_]{0,31}``) is an app's result
+                        stream, declared in its manifest (``[uplink] streams``)
     ttu/T/state         terminal -> cloud   retained "online"/"offline" (offline is the will)
     ttu/T/down/cmd      cloud -> terminal   a Command, QoS 1
     ttu/T/down/chunk    cloud -> terminal   a Chunk of an app package, QoS 1 (HMAC like commands)
@@ -81,7 +83,10 @@ from ._messages import (
     verify_command,
 )
 from ._topics import (
+    RUNTIME_STREAMS,
+    STREAM_NAME,
     STREAMS,
+    check_stream,
     chunk_topic,
     command_topic,
     parse_topic,
@@ -89,6 +94,7 @@ from ._topics import (
     up_topic,
     up_wildcard,
 )
+from ._views import CloudTools, Panel, Register, ResultReader, StoredResult
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -97,18 +103,26 @@ __all__ = [
     "MAX_CHUNK_SIZE",
     "MIN_CHUNK_SIZE",
     "PROTOCOL_VERSION",
+    "RUNTIME_STREAMS",
     "STREAMS",
+    "STREAM_NAME",
     "Chunk",
+    "CloudTools",
     "Command",
     "InstallJob",
     "JobReport",
     "PackageSource",
+    "Panel",
+    "Register",
     "Reply",
+    "ResultReader",
+    "StoredResult",
     "UpBatch",
     "UpMessage",
     "canonical_json",
     "check_app_name",
     "check_job_id",
+    "check_stream",
     "chunk_topic",
     "command_topic",
     "parse_app_name",

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from protocols.errors import ProtocolError
 
 ROOT = "ttu"
-STREAMS = ("readings", "events", "status", "alarms", "apps", "jobs", "reply")
+STREAMS = ("readings", "events", "status", "alarms", "apps", "jobs", "reply", "station")
+"""The built-in streams: each has its own meaning (and table) at the master station."""
+RUNTIME_STREAMS = frozenset({"apps", "jobs", "reply", "station"})
+"""Built-in streams only the runtime sends on; an app may not declare them."""
+STREAM_NAME = re.compile(r"^[a-z][a-z0-9_]{0,31}$")
+"""Any stream: a lower-case word of at most 32 characters (apps' result streams: ``topology``)."""
+
+
+def check_stream(stream: str) -> str:
+    """``stream`` if it is a valid stream name, else ``ProtocolError``."""
+    if not isinstance(stream, str) or not STREAM_NAME.match(stream):
+        raise ProtocolError(
+            f"stream {stream!r} is not a stream name (a-z, 0-9, '_', starting with a letter, at most 32)",
+            protocol="cloud",
+        )
+    return stream
 
 
 def _check_id(terminal: str) -> str:

@@ -179,13 +179,9 @@ def encode(frame: Frame, *, preamble: int = 4) -> bytes:
     return bytes([PREAMBLE]) * preamble + raw
 
 
-def check(buf: bytes | bytearray, start: int) -> int | ProtocolError | None:
-    """Validate the frame whose first 68 is at ``buf[start]``.
-
-    Returns the end index (exclusive) of a valid frame, ``None`` when more bytes are
-    needed, or a ``ProtocolError`` whose offset is the index of the offending byte.
-    Shared by ``decode`` and the streaming ``Framer`` so both reject the same things.
-    """
+def check_header(buf: bytes | bytearray, start: int) -> int | ProtocolError | None:
+    """The end index (exclusive) the frame whose first 68 is at ``buf[start]`` claims, once its
+    header (second 68, L) checks out; ``None`` when more bytes are needed; else the error."""
     n = len(buf)
     if start + 7 < n and buf[start + 7] != START:
         return ProtocolError(
@@ -196,9 +192,11 @@ def check(buf: bytes | bytearray, start: int) -> int | ProtocolError | None:
     length = buf[start + 9]
     if length > MAX_DATA:
         return ProtocolError(f"length L={length} exceeds {MAX_DATA}", offset=start + 9, protocol=PROTOCOL)
-    end = start + MIN_FRAME + length
-    if end > n:
-        return None
+    return start + MIN_FRAME + length
+
+
+def check_body(buf: bytes | bytearray, start: int, end: int) -> ProtocolError | None:
+    """CS and the end 16 of the whole frame ``buf[start:end]`` (header already checked)."""
     cs_at = end - 2
     calc = sum8(memoryview(buf)[start:cs_at])
     if buf[cs_at] != calc:
@@ -211,7 +209,22 @@ def check(buf: bytes | bytearray, start: int) -> int | ProtocolError | None:
         return ProtocolError(
             f"end 0x16 expected, got 0x{buf[end - 1]:02X}", offset=end - 1, protocol=PROTOCOL
         )
-    return end
+    return None
+
+
+def check(buf: bytes | bytearray, start: int) -> int | ProtocolError | None:
+    """Validate the frame whose first 68 is at ``buf[start]``.
+
+    Returns the end index (exclusive) of a valid frame, ``None`` when more bytes are
+    needed, or a ``ProtocolError`` whose offset is the index of the offending byte.
+    The same checks as the streaming ``Framer``, so both reject the same things.
+    """
+    end = check_header(buf, start)
+    if end is None or isinstance(end, ProtocolError):
+        return end
+    if end > len(buf):
+        return None
+    return check_body(buf, start, end) or end
 
 
 def frame_at(buf: bytes | bytearray, start: int) -> Frame:
@@ -271,6 +284,8 @@ __all__ = [
     "address_from_wire",
     "address_to_wire",
     "check",
+    "check_body",
+    "check_header",
     "count_preamble",
     "decode",
     "encode",

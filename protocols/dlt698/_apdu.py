@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from types import MappingProxyType
 from typing import Any, ClassVar, TypeVar, Union
 
@@ -292,7 +293,16 @@ class Apdu:
 
 
 def _piid(r: Reader) -> int:
-    return r.u8("PIID")
+    return r.u8("PIID")  # bit 6 is reserved in a request; accepted as received (be liberal)
+
+
+PIID_RESERVED = 0x40  # PIID: bit 7 priority, bit 6 reserved, bits 0-5 invoke id (PIID-ACD: bit 6 = ACD)
+
+
+def _check_piid(piid: int) -> None:
+    """A request's PIID must not set the reserved bit 6 (a peer refuses it)."""
+    if isinstance(piid, int) and piid & PIID_RESERVED:
+        raise EncodeError(f"PIID 0x{piid:02X}: bit 6 is reserved in a request", protocol=PROTOCOL)
 
 
 # --- link / connect / release -----------------------------------------------------------------
@@ -336,6 +346,7 @@ class LinkResponse(Apdu):
 
     def _write(self, out: bytearray) -> None:
         put_uint(out, self.piid, 1, "PIID")
+        _check_piid(self.piid)
         put_uint(out, self.result, 1, "link result")
         for t in (self.request_time, self.receive_time, self.response_time):
             write_date_time(out, t)
@@ -392,6 +403,7 @@ class ConnectRequest(Apdu):
 
     def _write(self, out: bytearray) -> None:
         put_uint(out, self.piid, 1, "PIID")
+        _check_piid(self.piid)
         _write_negotiation(out, self)
         m = self.mechanism
         put_uint(out, m.kind, 1, "connect mechanism")
@@ -477,6 +489,7 @@ class ReleaseRequest(Apdu):
 
     def _write(self, out: bytearray) -> None:
         put_uint(out, self.piid, 1, "PIID")
+        _check_piid(self.piid)
 
     @classmethod
     def _fields(cls, r: Reader) -> tuple[Any, ...]:
@@ -537,6 +550,7 @@ class GetRequestNormal(Apdu):
 
     def _write(self, out: bytearray) -> None:
         put_uint(out, self.piid, 1, "PIID")
+        _check_piid(self.piid)
         write_oad(out, self.oad)
 
     @classmethod
@@ -555,6 +569,7 @@ class GetRequestNormalList(Apdu):
 
     def _write(self, out: bytearray) -> None:
         put_uint(out, self.piid, 1, "PIID")
+        _check_piid(self.piid)
         _put_seq(out, self.oads, write_oad, "OADs")
 
     @classmethod
@@ -573,6 +588,7 @@ class GetRequestRecord(Apdu):
 
     def _write(self, out: bytearray) -> None:
         put_uint(out, self.piid, 1, "PIID")
+        _check_piid(self.piid)
         write_get_record(out, self.record)
 
     @classmethod
@@ -591,6 +607,7 @@ class GetRequestRecordList(Apdu):
 
     def _write(self, out: bytearray) -> None:
         put_uint(out, self.piid, 1, "PIID")
+        _check_piid(self.piid)
         _put_seq(out, self.records, write_get_record, "GetRecords")
 
     @classmethod
@@ -609,6 +626,7 @@ class GetRequestNext(Apdu):
 
     def _write(self, out: bytearray) -> None:
         put_uint(out, self.piid, 1, "PIID")
+        _check_piid(self.piid)
         put_uint(out, self.last_block, 2, "block number")
 
     @classmethod
@@ -627,6 +645,7 @@ class GetRequestMD5(Apdu):
 
     def _write(self, out: bytearray) -> None:
         put_uint(out, self.piid, 1, "PIID")
+        _check_piid(self.piid)
         write_oad(out, self.oad)
 
     @classmethod
@@ -846,6 +865,7 @@ class SetRequestNormal(Apdu):
 
     def _write(self, out: bytearray) -> None:
         put_uint(out, self.piid, 1, "PIID")
+        _check_piid(self.piid)
         _write_oad_data(out, (self.oad, self.data))
 
     @classmethod
@@ -864,6 +884,7 @@ class SetRequestNormalList(Apdu):
 
     def _write(self, out: bytearray) -> None:
         put_uint(out, self.piid, 1, "PIID")
+        _check_piid(self.piid)
         _put_seq(out, self.items, _write_oad_data, "items")
 
     @classmethod
@@ -924,6 +945,7 @@ class ActionRequestNormal(Apdu):
 
     def _write(self, out: bytearray) -> None:
         put_uint(out, self.piid, 1, "PIID")
+        _check_piid(self.piid)
         _write_omd_data(out, (self.omd, self.data))
 
     @classmethod
@@ -942,6 +964,7 @@ class ActionRequestNormalList(Apdu):
 
     def _write(self, out: bytearray) -> None:
         put_uint(out, self.piid, 1, "PIID")
+        _check_piid(self.piid)
         _put_seq(out, self.items, _write_omd_data, "items")
 
     @classmethod
@@ -1052,6 +1075,7 @@ class ReportResponseList(Apdu):
 
     def _write(self, out: bytearray) -> None:
         put_uint(out, self.piid, 1, "PIID")
+        _check_piid(self.piid)
         _put_seq(out, self.oads, write_oad, "OADs")
 
     @classmethod
@@ -1070,6 +1094,7 @@ class ReportResponseRecordList(Apdu):
 
     def _write(self, out: bytearray) -> None:
         put_uint(out, self.piid, 1, "PIID")
+        _check_piid(self.piid)
         _put_seq(out, self.oads, write_oad, "OADs")
 
     @classmethod
@@ -1113,6 +1138,7 @@ class ProxyGetRequestList(Apdu):
 
     def _write(self, out: bytearray) -> None:
         put_uint(out, self.piid, 1, "PIID")
+        _check_piid(self.piid)
         put_uint(out, self.timeout, 2, "proxy timeout")
         _put_seq(out, self.targets, _write_proxy_get, "proxy targets")
 
@@ -1134,6 +1160,7 @@ class ProxyGetRequestRecord(Apdu):
 
     def _write(self, out: bytearray) -> None:
         put_uint(out, self.piid, 1, "PIID")
+        _check_piid(self.piid)
         put_uint(out, self.timeout, 2, "proxy timeout")
         write_tsa(out, self.tsa)
         write_get_record(out, self.record)
@@ -1160,6 +1187,7 @@ class ProxyTransCommandRequest(Apdu):
 
     def _write(self, out: bytearray) -> None:
         put_uint(out, self.piid, 1, "PIID")
+        _check_piid(self.piid)
         write_oad(out, self.port)
         c = self.comdcb
         for field in (c.baud, c.parity, c.data_bits, c.stop_bits, c.flow):
@@ -1387,25 +1415,51 @@ class SecurityResponse(Apdu):
 @dataclass(frozen=True, slots=True)
 class ErrorResponse(Apdu):
     """ERROR-Response: tag EE from the server, 6E from the client; error 1 undecodable APDU,
-    2 service not supported, 255 other."""
+    2 service not supported, 255 other.
+
+    It is a choice of Server-APDU / Client-APDU like any other service, so it carries their
+    trailer: FollowReport OPTIONAL + TimeTag OPTIONAL from the server, TimeTag OPTIONAL from the
+    client -- always encoded (a peer refuses it truncated). Devices that send it bare are
+    still understood (``trailer=False`` records that; it is re-encoded with the trailer).
+    """
 
     TAG: ClassVar[int] = 0xEE
     SERVICE: ClassVar[str] = "ERROR-Response"
-    TRAILER: ClassVar[str] = "none"
+    TRAILER: ClassVar[str] = "none"  # by direction: see encode() and read()
     piid: int
     error: int
     from_server: bool = True
+    follow_report: FollowReport | None = None
+    time_tag: TimeTag | None = None
+    trailer: bool = dc_field(default=True, compare=False)
 
     def _head(self, out: bytearray) -> None:
         out.append(0xEE if self.from_server else 0x6E)
 
     def _write(self, out: bytearray) -> None:
-        put_uint(out, self.piid, 1, "PIID")
+        put_uint(out, self.piid, 1, "PIID-ACD" if self.from_server else "PIID")
+        if not self.from_server:
+            _check_piid(self.piid)
         put_uint(out, self.error, 1, "error type")
 
+    def encode(self) -> bytes:
+        if self.follow_report is not None and not self.from_server:
+            raise EncodeError("a client's ERROR-Response carries no FollowReport", protocol=PROTOCOL)
+        out = bytearray()
+        self._head(out)
+        self._write(out)
+        if self.from_server:
+            _write_follow_report(out, self.follow_report)
+        _write_time_tag(out, self.time_tag)
+        return bytes(out)
+
     @classmethod
-    def _fields(cls, r: Reader) -> tuple[Any, ...]:
-        return (_piid(r), r.u8("error type"))
+    def read(cls, r: Reader, *, from_server: bool) -> ErrorResponse:
+        piid, error = _piid(r), r.u8("error type")
+        if not r.left:
+            return cls(piid, error, from_server, trailer=False)
+        follow = _read_follow_report(r) if from_server else None
+        return cls(piid, error, from_server, follow, _read_time_tag(r))
 
 
 # --- dispatch -----------------------------------------------------------------------------------
@@ -1541,11 +1595,9 @@ def decode_apdu(raw: bytes, *, base: int = 0) -> Apdu:
         if tag in (0x09, 0x89) and choice is not None:
             return ProxyOpaque(tag, choice, r.take(r.left))
         raise r.error(f"{SERVICE_NAMES[tag]} choice {choice} not supported", at=1)
-    apdu = cls._read(r)
+    apdu = ErrorResponse.read(r, from_server=tag == 0xEE) if cls is ErrorResponse else cls._read(r)
     if r.left:
         raise r.error(f"{r.left} trailing bytes after {apdu.service}")
-    if isinstance(apdu, ErrorResponse) and tag == 0x6E:
-        apdu = ErrorResponse(apdu.piid, apdu.error, from_server=False)
     return apdu
 
 

@@ -13,7 +13,7 @@ from protocols.dlt698._axdr import OAD, Data, dar_name, plain
 from protocols.dlt698._frame import FUNCTIONS, START, count_preamble, decode, encode
 from protocols.dlt698._objects import values
 from protocols.dlt698._wire import PROTOCOL
-from protocols.errors import ProtocolError
+from protocols.errors import EncodeError, ProtocolError
 
 Description = dict[str, Any]
 _LINK_KINDS = {0: "login", 1: "heartbeat", 2: "logout"}
@@ -155,9 +155,13 @@ def describe_dlt698(raw: bytes) -> Description:
         frame = decode(raw)
     except ProtocolError as err:
         return {**out, "ok": False, "error": err.reason, "offset": err.offset}
+    try:
+        roundtrip: bool | str = encode(frame, preamble=preamble) == raw
+    except EncodeError as err:  # received with a reserved bit set: accepted, never re-sent
+        roundtrip = f"not re-encodable: {err.reason}"
     out.update(
         ok=True,
-        roundtrip=encode(frame, preamble=preamble) == raw,
+        roundtrip=roundtrip,
         preamble=preamble,
         length=len(raw) - preamble - 2,
         control=f"0x{frame.control:02X}",

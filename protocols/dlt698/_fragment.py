@@ -22,17 +22,21 @@ MAX_APDU = 65536
 
 
 def split(frame: Frame, size: int, *, first_seq: int = 0) -> list[Frame]:
-    """``frame`` (unfragmented) as fragment frames carrying at most ``size`` APDU bytes each."""
+    """``frame`` (unfragmented) as fragment frames carrying at most ``size`` APDU bytes each.
+
+    An APDU that fits in one piece is not fragmented at all: ``[frame]`` (a lone END fragment,
+    which it used to be, is a transfer without a start that a receiver must refuse).
+    """
     if frame.fragment is not None:
         raise EncodeError("frame is already a fragment", protocol=PROTOCOL)
     if size < 1:
         raise EncodeError(f"fragment size {size}: expected >= 1", protocol=PROTOCOL)
-    pieces = [frame.apdu[i : i + size] for i in range(0, len(frame.apdu), size)] or [b""]
+    if len(frame.apdu) <= size:
+        return [frame]
+    pieces = [frame.apdu[i : i + size] for i in range(0, len(frame.apdu), size)]
     out: list[Frame] = []
     for i, piece in enumerate(pieces):
-        if len(pieces) == 1:
-            kind = FragmentType.END
-        elif i == 0:
+        if i == 0:
             kind = FragmentType.START
         elif i == len(pieces) - 1:
             kind = FragmentType.END

@@ -13,13 +13,24 @@ Wire layout (PROTOCOLS.md §2.1)::
   bit 14 = length unit flag (kilobytes; rejected: no meter uses it), bit 15 reserved (kept);
 * C: D7 DIR (1 = sent by the server), D6 PRM (1 = exchange started by the client),
   D5 fragment flag, D3 scrambling flag, D2..D0 function (1 link management, 3 user data);
-* AF: bits 0-3 SA length - 1, bit 4 logical address, bit 5 extended logical address
-  (then the first SA byte is that address), bits 6-7 type (0 single, 1 wildcard, 2 group,
-  3 broadcast);
+* AF: bits 0-3 SA length - 1 (counting the extended logical address byte), bit 4 logical
+  address 0/1, bit 5 extended logical address: the first SA byte is then the logical address
+  (2..255), bits 6-7 type (0 single, 1 wildcard, 2 group, 3 broadcast: SA is one byte AA).
+  This is DL/T 698.45-2017 as the fusion-terminal and meter firmware in public code implement
+  it (CEPRI container apps: ``OOP_AF_U {len:4, oldvxd:1, flag:1 "has extended logical address",
+  type:2}``; HPLC STA firmware skips one more SA byte when AF bit 5 is set). Older peers read
+  bits 4-5 as one 2-bit logical address 0..3 (Q/GDW 698, ``dlt698_rs``); their frames differ
+  only when bit 5 is set, and are accepted where the 2017 reading is impossible (a one-byte SA
+  with bit 5: nothing would be left of the address) as that logical address. Encoding always
+  writes the 2017 form;
 * SA: BCD, low byte first (``AA`` nibbles are wildcards); CA: client address;
 * HCS/FCS: CRC-16/X-25, low byte first;
 * FRAG (only when C.D5 = 1): little-endian word, bits 0-11 sequence number, bits 12-13
-  reserved (kept for byte-exact round trips), bits 14-15 type (0 start, 1 end, 2 ack, 3 middle).
+  reserved, bits 14-15 type (0 start, 1 end, 2 ack, 3 middle).
+
+Liberal in, strict out: a decoded frame keeps reserved bits as received (L bit 15, FRAG bits
+12-13) and a broadcast address of any length, but ``encode`` refuses to write a reserved bit,
+a broadcast SA other than ``AA`` or an extended logical address below 2 (peers refuse them).
 """
 
 from __future__ import annotations
@@ -210,10 +221,28 @@ FRAME = Struct(
 )
 
 
+def _refuse_reserved(frame: Frame) -> None:
+    """Never encode what a peer must refuse (see the module docstring)."""
+    if frame.length_reserved:
+        raise EncodeError("L bit 15 is reserved", protocol=PROTOCOL)
+    if frame.fragment is not None and frame.fragment.reserved:
+        raise EncodeError("fragment word bits 12-13 are reserved", protocol=PROTOCOL)
+    if frame.sa_type is AddressType.BROADCAST and frame.sa != "AA":
+        raise EncodeError(
+            f"broadcast server address {frame.sa}: must be the single byte AA", protocol=PROTOCOL
+        )
+    if frame.ext_logical is not None and frame.ext_logical < 2:
+        raise EncodeError(
+            f"extended logical address {frame.ext_logical}: 0 and 1 are AF bit 4, the byte carries 2..255",
+            protocol=PROTOCOL,
+        )
+
+
 def encode(frame: Frame, *, preamble: int = 4) -> bytes:
     """Wire bytes of ``frame`` with ``preamble`` wake-up FE bytes in front."""
     if not 0 <= preamble <= 16:
         raise EncodeError(f"preamble {preamble}: expected 0..16 FE bytes", protocol=PROTOCOL)
+    _refuse_reserved(frame)
     sa = frame.sa_wire
     body = (b"" if frame.fragment is None else frame.fragment.word.to_bytes(2, "little")) + frame.apdu
     length = 2 + 1 + 1 + len(sa) + 1 + 2 + len(body) + 2
@@ -238,14 +267,12 @@ def _header_end(buf: bytes | bytearray, start: int) -> int:
     return start + 6 + (buf[start + 4] & 0x0F) + 1
 
 
-def check(buf: bytes | bytearray, start: int, *, max_length: int = MAX_LENGTH) -> int | ProtocolError | None:
-    """Validate the frame whose 68 is at ``buf[start]``.
-
-    Returns the end index (exclusive) of a valid frame, ``None`` when more bytes are needed,
-    or a ``ProtocolError`` whose offset is the index of the offending byte. The header is
-    checked (L range, HCS) as soon as it is in, so noise is rejected without waiting for L bytes.
-    Shared by ``decode`` and the streaming ``Framer`` so both reject the same things.
-    """
+def check_header(
+    buf: bytes | bytearray, start: int, *, max_length: int = MAX_LENGTH
+) -> int | ProtocolError | None:
+    """The end index (exclusive) the frame whose 68 is at ``buf[start]`` claims once its header
+    (L range, HCS, fragment word room) checks out; ``None`` when more bytes are needed; else
+    the error. A declared length above ``max_length`` is rejected as soon as L is in."""
     n = len(buf)
     if start + 3 > n:
         return None
@@ -279,8 +306,11 @@ def check(buf: bytes | bytearray, start: int, *, max_length: int = MAX_LENGTH) -
     end = start + length + 2
     if buf[start + 3] & FRAGMENTED and end - 3 - (hcs_at + 2) < 2:
         return ProtocolError("fragment flag set but no fragment header", offset=hcs_at + 2, protocol=PROTOCOL)
-    if end > n:
-        return None
+    return end
+
+
+def check_body(buf: bytes | bytearray, start: int, end: int) -> ProtocolError | None:
+    """FCS and the end 16 of the whole frame ``buf[start:end]`` (header already checked)."""
     fcs_at = end - 3
     fcs = buf[fcs_at] | (buf[fcs_at + 1] << 8)
     calc = crc16_x25(memoryview(buf)[start + 1 : fcs_at])
@@ -292,13 +322,33 @@ def check(buf: bytes | bytearray, start: int, *, max_length: int = MAX_LENGTH) -
         return ProtocolError(
             f"end 0x16 expected, got 0x{buf[end - 1]:02X}", offset=end - 1, protocol=PROTOCOL
         )
-    return end
+    return None
+
+
+def check(buf: bytes | bytearray, start: int, *, max_length: int = MAX_LENGTH) -> int | ProtocolError | None:
+    """Validate the frame whose 68 is at ``buf[start]``.
+
+    Returns the end index (exclusive) of a valid frame, ``None`` when more bytes are needed,
+    or a ``ProtocolError`` whose offset is the index of the offending byte. The header is
+    checked (L range, HCS) as soon as it is in, so noise is rejected without waiting for L bytes.
+    The same checks as the streaming ``Framer``, so both reject the same things.
+    """
+    end = check_header(buf, start, max_length=max_length)
+    if end is None or isinstance(end, ProtocolError):
+        return end
+    if end > len(buf):
+        return None
+    return check_body(buf, start, end) or end
 
 
 def _frame(word: int, control: int, af: int, sa: bytes, ca: int, body: bytes) -> Frame:
     ext = None
+    logical = (af >> 4) & 1
     if af & 0x20:
-        ext, sa = sa[0], sa[1:]
+        if len(sa) > 1:  # DL/T 698.45-2017: the first SA byte is the extended logical address
+            ext, sa = sa[0], sa[1:]
+        else:  # nothing would be left of the address: an older peer's 2-bit logical address
+            ext, logical = (af >> 4) & 3, 0
     fragment = None
     if control & FRAGMENTED:
         fragment = FragmentHeader.from_word(body[0] | (body[1] << 8))
@@ -309,7 +359,7 @@ def _frame(word: int, control: int, af: int, sa: bytes, ca: int, body: bytes) ->
         ca,
         body,
         AddressType(af >> 6),
-        (af >> 4) & 1,
+        logical,
         ext,
         fragment,
         bool(word & LENGTH_RESERVED),
@@ -378,6 +428,8 @@ __all__ = [
     "FragmentType",
     "Frame",
     "check",
+    "check_body",
+    "check_header",
     "count_preamble",
     "decode",
     "encode",

@@ -1,99 +1,46 @@
-"""Streaming DL/T 698.45 framer: bytes in, frames and typed errors out.
+"""Streaming DL/T 698.45 framer: the shared framing loop over the DL/T 698.45 frame description.
 
 Layer: protocols (sans-I/O). Must not import asyncio, serial, hal or runtime.
 
-``feed`` skips FE preamble and line noise, hunts for 0x68, keeps a partial frame until
-the rest arrives, and on a bad L / HCS / FCS / end 0x16 yields a ``ProtocolError`` whose
-``offset`` counts from the first byte ever fed, then resynchronizes one byte after the
-rejected start. The header is checked (L range, HCS) as soon as its bytes are in, so a
-stray 0x68 in noise is rejected without waiting for the L bytes it claims; an incomplete
-candidate followed by a complete, checksummed frame is rejected at once. L is capped by
-``max_length``, which bounds the buffer. Nothing is dropped silently: every skipped byte
-and rejected frame is counted; 0x68 bytes inside a frame whose header (HCS) was valid but
-whose FCS or end byte was not are counted as skipped, not reported again as errors.
+``protocols.framing.StreamFramer`` does the hunting, waiting, resynchronizing and counting;
+this module only says what a DL/T 698.45 header and body are. The header (L range, HCS) is
+checked as soon as its bytes are in, so a stray 0x68 in noise is rejected without waiting for
+the L bytes it claims, and L is capped by ``max_length`` (which bounds the buffer). The body
+is the FCS, the end 16 and the link-frame decode; a frame that cannot be decoded (e.g. an
+address field too short for what AF announces) is a ``ProtocolError``, never an exception.
 """
 
 from __future__ import annotations
 
-from protocols.dlt698._frame import MAX_LENGTH, START, Frame, check, frame_at
+from protocols.dlt698._frame import MAX_LENGTH, Frame, check_body, check_header, frame_at
 from protocols.dlt698._wire import PROTOCOL
 from protocols.errors import ProtocolError
+from protocols.framing import StreamFramer
 
 
-class Framer:
-    """Implements ``hal.interfaces.StreamDecoder`` for DL/T 698.45."""
+class Dlt698Spec:
+    """The DL/T 698.45 link frame as ``protocols.framing.FrameSpec``."""
+
+    protocol = PROTOCOL
 
     def __init__(self, *, max_length: int = MAX_LENGTH) -> None:
         self.max_length = max_length
-        self._buf = bytearray()
-        self._base = 0  # stream offset of _buf[0]
-        self.frames = 0
-        self.errors = 0
-        self.skipped = 0  # FE preamble and noise bytes outside frames
 
-    @property
-    def pending(self) -> int:
-        """Bytes held waiting for the rest of a frame."""
-        return len(self._buf)
+    def header(self, buf: bytearray, start: int) -> int | ProtocolError | None:
+        return check_header(buf, start, max_length=self.max_length)
 
-    def reset(self) -> None:
-        """Forget a partial frame (e.g. after a link timeout); counted as skipped."""
-        self.skipped += len(self._buf)
-        self._base += len(self._buf)
-        self._buf.clear()
-
-    def feed(self, data: bytes) -> list[Frame | ProtocolError]:
-        self._buf += data
-        buf = self._buf
-        out: list[Frame | ProtocolError] = []
-        pos = 0
-        quiet_until = 0
-        while True:
-            start = buf.find(START, pos)
-            if start < 0:
-                self.skipped += len(buf) - pos
-                pos = len(buf)
-                break
-            self.skipped += start - pos
-            result = check(buf, start, max_length=self.max_length)
-            if result is None:
-                later = self._complete_after(start)
-                if later is None:
-                    pos = start
-                    break
-                result = ProtocolError(
-                    f"incomplete frame superseded by a valid frame at offset {self._base + later}",
-                    offset=start,
-                    protocol=PROTOCOL,
-                )
-            if isinstance(result, ProtocolError):
-                pos = start + 1
-                if start < quiet_until:
-                    self.skipped += 1
-                    continue
-                self.errors += 1
-                offset = None if result.offset is None else result.offset + self._base
-                out.append(ProtocolError(result.reason, offset=offset, protocol=result.protocol))
-                if "FCS" in result.reason or "end 0x16" in result.reason:
-                    # The header checked out, so the frame's claimed extent is credible.
-                    quiet_until = start + ((buf[start + 1] | (buf[start + 2] << 8)) & 0x3FFF) + 2
-                continue
-            out.append(frame_at(buf, start))
-            self.frames += 1
-            pos = result
-        del buf[:pos]
-        self._base += pos
-        return out
-
-    def _complete_after(self, start: int) -> int | None:
-        """Index of the first later 0x68 that starts a complete valid frame, if any."""
-        buf = self._buf
-        at = buf.find(START, start + 1)
-        while at >= 0:
-            if isinstance(check(buf, at, max_length=self.max_length), int):
-                return at
-            at = buf.find(START, at + 1)
-        return None
+    def body(self, buf: bytearray, start: int, end: int) -> Frame | ProtocolError:
+        return check_body(buf, start, end) or frame_at(buf, start)
 
 
-__all__ = ["Framer"]
+class Framer(StreamFramer[Frame]):
+    """Implements ``hal.interfaces.StreamDecoder`` for DL/T 698.45."""
+
+    def __init__(self, *, max_length: int = MAX_LENGTH) -> None:
+        if not 10 <= max_length <= MAX_LENGTH:
+            raise ValueError(f"max_length {max_length}: expected 10..{MAX_LENGTH}")
+        super().__init__(Dlt698Spec(max_length=max_length))
+        self.max_length = max_length
+
+
+__all__ = ["Dlt698Spec", "Framer"]

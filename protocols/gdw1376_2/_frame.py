@@ -332,12 +332,12 @@ def encode(frame: Frame) -> bytes:
 # --- hand-written decode path (shared by decode() and the Framer) ------------------------------
 
 
-def check(buf: bytes | bytearray, start: int, *, max_length: int = MAX_FRAME) -> int | ProtocolError | None:
-    """Validate the frame whose 68 is at ``buf[start]``.
-
-    Returns the end index (exclusive) of a frame with a good L, CS and 16, ``None`` when more
-    bytes are needed, or a ``ProtocolError`` whose offset is the index of the offending byte.
-    """
+def check_header(
+    buf: bytes | bytearray, start: int, *, max_length: int = MAX_FRAME
+) -> int | ProtocolError | None:
+    """The end index (exclusive) the frame whose 68 is at ``buf[start]`` claims once its L (and
+    the address field the module flag announces) checks out; ``None`` when more bytes are
+    needed; else the error. L above ``max_length`` is rejected as soon as it is in."""
     n = len(buf)
     if start + 3 > n:
         return None
@@ -348,7 +348,9 @@ def check(buf: bytes | bytearray, start: int, *, max_length: int = MAX_FRAME) ->
         )
     if length > max_length:
         return ProtocolError(f"length L={length} exceeds {max_length}", offset=start + 1, protocol=PROTOCOL)
-    if start + 4 < n and buf[start + 4] & 0x04:
+    if start + 5 > n:
+        return None
+    if buf[start + 4] & 0x04:
         need = MIN_FRAME + 12 + 6 * (buf[start + 4] >> 4)
         if length < need:
             return ProtocolError(
@@ -356,9 +358,11 @@ def check(buf: bytes | bytearray, start: int, *, max_length: int = MAX_FRAME) ->
                 offset=start + 1,
                 protocol=PROTOCOL,
             )
-    end = start + length
-    if end > n:
-        return None
+    return start + length
+
+
+def check_body(buf: bytes | bytearray, start: int, end: int) -> ProtocolError | None:
+    """CS and the end 16 of the whole frame ``buf[start:end]`` (header already checked)."""
     cs_at = end - 2
     calc = sum8(memoryview(buf)[start + 3 : cs_at])
     if buf[cs_at] != calc:
@@ -371,7 +375,21 @@ def check(buf: bytes | bytearray, start: int, *, max_length: int = MAX_FRAME) ->
         return ProtocolError(
             f"end 0x16 expected, got 0x{buf[end - 1]:02X}", offset=end - 1, protocol=PROTOCOL
         )
-    return end
+    return None
+
+
+def check(buf: bytes | bytearray, start: int, *, max_length: int = MAX_FRAME) -> int | ProtocolError | None:
+    """Validate the frame whose 68 is at ``buf[start]``.
+
+    Returns the end index (exclusive) of a frame with a good L, CS and 16, ``None`` when more
+    bytes are needed, or a ``ProtocolError`` whose offset is the index of the offending byte.
+    """
+    end = check_header(buf, start, max_length=max_length)
+    if end is None or isinstance(end, ProtocolError):
+        return end
+    if end > len(buf):
+        return None
+    return check_body(buf, start, end) or end
 
 
 def frame_at(buf: bytes | bytearray, start: int) -> Frame:

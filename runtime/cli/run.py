@@ -1,7 +1,8 @@
 """``ttu run``: run the terminal described by a board file until Ctrl-C / SIGTERM.
 
 Layer: runtime (CLI). For a simulated board use ``ttu sim``, which starts the
-simulated devices behind the ``sim:`` nodes first.
+simulated devices behind the ``sim:`` nodes first. Exit status: 0 after Ctrl-C / SIGTERM,
+1 when the terminal stopped on its own (the cause is logged and printed), 2 for a bad board.
 """
 
 from __future__ import annotations
@@ -10,12 +11,15 @@ import argparse
 import asyncio
 import contextlib
 import signal
+import sys
 from pathlib import Path
 
 from base.clock import LoopClock
 from runtime.config import load_board
-from runtime.errors import ConfigError
+from runtime.errors import ConfigError, TerminalDied
 from runtime.terminal import Terminal
+
+EXIT_DIED = 1  # the terminal stopped on its own (an essential part failed): restart it
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -47,5 +51,10 @@ def _run(args: argparse.Namespace) -> int:
             "this board is simulated: run it with `ttu sim --board ...`",
             source=str(args.board),
         )
-    asyncio.run(_main(Terminal(board, clock=LoopClock(), apps_dir=args.apps_dir)))
+    try:
+        asyncio.run(_main(Terminal(board, clock=LoopClock(), apps_dir=args.apps_dir)))
+    except TerminalDied as err:
+        # logged with its traceback where it happened; the service manager restarts us on this
+        print(f"ttu run: {err}", file=sys.stderr)
+        return EXIT_DIED
     return 0

@@ -186,6 +186,19 @@ class AppConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class StationConfig:
+    """``[station]``: the station model (台区档案) the runtime owns.
+
+    ``file``: the utility's archive the terminal starts from (re-read when it changes);
+    ``proposals``: ``"auto"`` applies apps' corrections of confidence >= ``auto_min_confidence``
+    at once, ``"confirm"`` keeps every correction pending until the cloud confirms it."""
+
+    file: Path
+    proposals: str = "confirm"
+    auto_min_confidence: float = 0.9
+
+
+@dataclass(frozen=True, slots=True)
 class SimConfig:
     """``[sim]``: knobs the simulator owns; validated for shape only."""
 
@@ -218,6 +231,7 @@ class Board:
     apps: Mapping[str, AppConfig]
     aliases: Mapping[str, str]
     sim: SimConfig | None
+    station: StationConfig = StationConfig(Path("var/station.toml"))
 
     @property
     def rs485_by_name(self) -> Mapping[str, Rs485Port]:

@@ -236,6 +236,14 @@ APP: Mapping[str, FieldSpec] = MappingProxyType(
     }
 )
 
+STATION: Mapping[str, FieldSpec] = MappingProxyType(
+    {
+        "file": PathField(default=None, doc="the station archive (TOML); default var/station.toml"),
+        "proposals": Str(default="confirm", choices=("auto", "confirm")),
+        "auto_min_confidence": Float(default=0.9, min=0.0, max=1.0),
+    }
+)
+
 SIM: Mapping[str, FieldSpec] = MappingProxyType(
     {
         "meters_per_bus": Int(default=50, min=0, max=1000),
@@ -268,6 +276,7 @@ BOARD: Mapping[str, FieldSpec] = MappingProxyType(
             key_reason="is not an alias (lowercase, digits, '-')",
         ),
         "sim": Table(SIM, into=SimConfig, default=None),
+        "station": Table(STATION, default=EMPTY),
     }
 )
 """Top level of board.toml. Sections needing the board's folder or other sections stay mappings here."""

@@ -32,6 +32,7 @@ from runtime.config._nodes import (
     Rs485Port,
     SimConfig,
     SlotConfig,
+    StationConfig,
     StoreConfig,
     TerminalConfig,
     TlsConfig,
@@ -46,6 +47,7 @@ from runtime.errors import ConfigError, ConfigErrors
 
 DEFAULT_STORE_PATH = Path("var/ttu.sqlite")
 DEFAULT_APPS_DIR = Path("apps")
+DEFAULT_STATION_PATH = Path("var/station.toml")
 
 
 def load_board(path: str | os.PathLike[str], *, apps_dir: str | os.PathLike[str] | None = None) -> Board:
@@ -115,6 +117,7 @@ def _assemble(values: Mapping[str, Any], *, root: Path, source: str | None, ctx:
         apps=MappingProxyType({name: AppConfig(name=name, **app) for name, app in values["apps"].items()}),
         aliases=values["aliases"],
         sim=values["sim"],
+        station=_station(values["station"], root=root),
     )
 
 
@@ -138,6 +141,14 @@ def _uplink(values: Mapping[str, Any] | None, *, root: Path, default_client_id: 
         credentials_file=_resolve(root, credentials) if credentials is not None else None,
         batch_max=values["batch_max"],
         qos=values["qos"],
+    )
+
+
+def _station(values: Mapping[str, Any], *, root: Path) -> StationConfig:
+    return StationConfig(
+        file=_resolve(root, values["file"] or DEFAULT_STATION_PATH),
+        proposals=values["proposals"],
+        auto_min_confidence=float(values["auto_min_confidence"]),
     )
 
 
@@ -167,6 +178,7 @@ def _packages(values: Mapping[str, Any], *, root: Path, ctx: ValidationContext) 
 
 __all__ = [
     "DEFAULT_APPS_DIR",
+    "DEFAULT_STATION_PATH",
     "DEFAULT_STORE_PATH",
     "AppConfig",
     "Board",
@@ -177,6 +189,7 @@ __all__ = [
     "Rs485Port",
     "SimConfig",
     "SlotConfig",
+    "StationConfig",
     "StoreConfig",
     "TerminalConfig",
     "TlsConfig",

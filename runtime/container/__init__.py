@@ -3,18 +3,17 @@
 Layer: runtime. Loads apps from ``apps/<name>/app.toml``, hands each an
 ``AppContext`` scoped to its manifest, supervises its task, and names the app
 that blocks the event loop. It must not import any app except through the
-manifest's entry point, and knows nothing of grid or protocol specifics.
+manifest's entry point, and knows nothing of grid or protocol specifics. ``AppContext`` is the
+protocol apps are typed against (``runtime.api``); ``LocalContext`` the in-process implementation.
 """
 
+from runtime.api import AppContext, AppStore, TerminalInfo, UplinkClient
 from runtime.container.context import (
-    AppContext,
     AppContextFactory,
-    AppStore,
     ContextFactory,
     HalAccess,
+    LocalContext,
     NamespacedStore,
-    TerminalInfo,
-    UplinkClient,
 )
 from runtime.container.isolation.bridge import Bridge, IsolationSettings
 from runtime.container.manifest import (
@@ -41,6 +40,7 @@ __all__ = [
     "HalAccess",
     "IsolationSettings",
     "Limits",
+    "LocalContext",
     "LoopWatchdog",
     "Manifest",
     "NamespacedStore",

@@ -11,7 +11,10 @@ Manifest shape::
     [app]            name (= folder), version (semver), api (int <= RUNTIME_API_VERSION),
                      entry ("module:function", default "apps.<name>:run"), description
     [capabilities]   hal = subset of rs485, hplc, metrology, slots, watchdog
+                     station = "read" (default) | "propose" (may propose station-model corrections)
     [topics]         publish = [patterns], subscribe = [patterns]
+    [uplink]         streams = [names] the app sends on (``readings``, ``events``, ``status``,
+                     ``alarms`` are shared; result streams such as ``topology`` are its own)
     [config.<key>]   type = int|float|bool|str|list|table, default, min, max, choices, description
     [limits]         memory_mb, ready_timeout_s, stop_timeout_s,
                      restart = {max_crashes, window_s, backoff_initial_s, backoff_max_s}
@@ -30,11 +33,14 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from protocols.cloud import RUNTIME_STREAMS, check_stream
+from protocols.errors import ProtocolError
 from runtime import RUNTIME_API_VERSION
 from runtime.bus import validate_pattern
 from runtime.errors import BusError, ConfigError, ConfigErrors
 
 HAL_CAPABILITIES = frozenset({"rs485", "hplc", "metrology", "slots", "watchdog"})
+STATION_ACCESS = ("read", "propose")
 CONFIG_TYPES = ("int", "float", "bool", "str", "list", "table")
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
@@ -94,6 +100,8 @@ class Manifest:
     config: Mapping[str, ConfigField]
     limits: Limits
     folder: Path
+    streams: tuple[str, ...] = ()
+    station: str = "read"
 
     @property
     def entry_module(self) -> str:
@@ -114,10 +122,11 @@ class _Errors:
 
 
 _KNOWN = {
-    "": {"app", "capabilities", "topics", "config", "limits"},
+    "": {"app", "capabilities", "topics", "uplink", "config", "limits"},
     "app": {"name", "version", "api", "entry", "description"},
-    "capabilities": {"hal"},
+    "capabilities": {"hal", "station"},
     "topics": {"publish", "subscribe"},
+    "uplink": {"streams"},
     "limits": {"memory_mb", "ready_timeout_s", "stop_timeout_s", "restart"},
     "limits.restart": {"max_crashes", "window_s", "backoff_initial_s", "backoff_max_s"},
     "field": {"type", "default", "min", "max", "choices", "description"},
@@ -294,6 +303,15 @@ def _parse(path: Path, doc: Mapping[str, Any], errs: _Errors) -> Manifest:
             else:
                 hal.add(cap)
 
+    station = caps.get("station", "read")
+    if station not in STATION_ACCESS:
+        errs.add("capabilities.station", f"must be one of {', '.join(STATION_ACCESS)}, not {station!r}")
+        station = "read"
+
+    uplink = _table(errs, doc, "uplink", "uplink")
+    _unknown(errs, uplink, _KNOWN["uplink"], "uplink.")
+    streams = _streams(errs, uplink)
+
     topics = _table(errs, doc, "topics", "topics")
     _unknown(errs, topics, _KNOWN["topics"], "topics.")
     publish = _patterns(errs, topics, "publish")
@@ -343,7 +361,30 @@ def _parse(path: Path, doc: Mapping[str, Any], errs: _Errors) -> Manifest:
         config=MappingProxyType(config),
         limits=limits,
         folder=folder,
+        streams=streams,
+        station=str(station),
     )
+
+
+def _streams(errs: _Errors, table: Mapping[str, Any]) -> tuple[str, ...]:
+    value = table.get("streams", [])
+    if not isinstance(value, list):
+        errs.add("uplink.streams", f"must be a list of stream names, not {value!r}")
+        return ()
+    out: list[str] = []
+    for i, stream in enumerate(value):
+        try:
+            check_stream(stream)
+        except ProtocolError as err:
+            errs.add(f"uplink.streams[{i}]", err.reason)
+            continue
+        if stream in RUNTIME_STREAMS:
+            errs.add(f"uplink.streams[{i}]", f"{stream!r} is the runtime's own stream")
+        elif stream in out:
+            errs.add(f"uplink.streams[{i}]", f"{stream!r} is listed twice")
+        else:
+            out.append(stream)
+    return tuple(out)
 
 
 def _read(path: Path, errs: _Errors) -> Manifest | None:

@@ -13,7 +13,10 @@ Lifecycle::
                         -> BACKOFF (initial * 2^(n-1), capped) -> STARTING ...
                         -> QUARANTINED (max_crashes within window_s; stays down)
 
-An app that returns normally is STOPPED and not restarted. An app added with
+``ready_timeout_s`` and ``stop_timeout_s`` are real seconds (``wall_timeout``): they bound the
+machine's work, so a simulation at x600 gives an app the same time to start as the field does;
+restart backoff and the crash window stay on the clock. An app that returns normally is STOPPED
+and not restarted. An app added with
 ``isolated=True`` (board.toml ``[apps.<name>] isolated``, or installed from a
 package) runs the same lifecycle in its own host process through the bridge
 (``runtime.container.isolation.runner``); CRASHED then also covers a host
@@ -32,14 +35,15 @@ import inspect
 import json
 import logging
 import os
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from base.clock import Clock
+from base.clock import Clock, wall_timeout
+from runtime.api import EntryPoint
 from runtime.bus import Bus
-from runtime.container.context import AppContext, ContextFactory
+from runtime.container.context import ContextFactory, LocalContext
 from runtime.container.isolation.bridge import Bridge
 from runtime.container.isolation.runner import IsolatedAppError, IsolatedRunner
 from runtime.container.manifest import Manifest, load_manifest, resolve_config
@@ -48,7 +52,6 @@ from runtime.errors import AppError, AppNotReady, ConfigError, ConfigErrors, Ter
 log = logging.getLogger("ttu.supervisor")
 
 STATUS_FILE = "apps.json"
-EntryPoint = Callable[[AppContext, dict[str, Any]], Awaitable[None]]
 
 
 class AppState(enum.StrEnum):
@@ -76,7 +79,7 @@ class AppRecord:
     restarts: int = 0
     crashes: list[float] = field(default_factory=list)  # monotonic times within the window
     last_error: str | None = None
-    context: AppContext | None = None
+    context: LocalContext | None = None
     task: asyncio.Task[BaseException | None] | None = None
     supervisor_task: asyncio.Task[None] | None = None
     changed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -304,7 +307,7 @@ class Supervisor:
         entry: EntryPoint = func
         return entry
 
-    async def _guarded(self, rec: AppRecord, entry: EntryPoint, ctx: AppContext) -> BaseException | None:
+    async def _guarded(self, rec: AppRecord, entry: EntryPoint, ctx: LocalContext) -> BaseException | None:
         """The app's own task: returns its exception instead of raising it into the TaskGroup."""
         try:
             await entry(ctx, dict(rec.config))
@@ -357,6 +360,7 @@ class Supervisor:
             return err
         assert self._tg is not None
         ctx = self._factory(manifest)
+        ctx.use_config(rec.config)
         rec.context = ctx
         ready = ctx.ready_future()
         task = self._tg.create_task(self._guarded(rec, entry, ctx), name=f"app:{manifest.name}")
@@ -364,7 +368,8 @@ class Supervisor:
         waiting: list[asyncio.Future[Any]] = [task, ready]
         try:
             try:
-                async with self._clock.timeout(manifest.limits.ready_timeout_s):
+                # a start-up deadline: real seconds, however fast the simulated clock runs
+                async with wall_timeout(manifest.limits.ready_timeout_s):
                     await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             except TimeoutError:
                 await self._cancel(task)
@@ -401,14 +406,14 @@ class Supervisor:
         self._record(name)
         return self._runner.pids.get(name) if self._runner is not None else None
 
-    async def _stop_app_task(self, rec: AppRecord, task: asyncio.Task[Any], ctx: AppContext) -> None:
+    async def _stop_app_task(self, rec: AppRecord, task: asyncio.Task[Any], ctx: LocalContext) -> None:
         """Ask the app to stop, give it stop_timeout_s, then cancel it."""
         if task.done():
             return
         self._set_state(rec, AppState.STOPPING)
         ctx.request_stop()
         try:
-            async with self._clock.timeout(rec.manifest.limits.stop_timeout_s):
+            async with wall_timeout(rec.manifest.limits.stop_timeout_s):
                 await asyncio.wait({task})
         except TimeoutError:
             log.warning(

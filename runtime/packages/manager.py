@@ -32,7 +32,7 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from base.clock import Clock
+from base.clock import Clock, wall_timeout
 from base.packages.errors import BadManifest, HealthCheckFailed, InstallRefused, PackageError
 from base.packages.format import DEFAULT_LIMITS, PackageLimits
 from runtime.container.manifest import Manifest, load_manifest
@@ -401,7 +401,7 @@ class PackageManager:
         ready_s = manifest.limits.ready_timeout_s
         try:
             # the supervisor enforces ready_timeout_s itself (CRASHED); the margin covers a stuck runner
-            async with self._clock.timeout(ready_s + 1.0):
+            async with wall_timeout(ready_s + 1.0):  # ready_timeout_s is real seconds, as there
                 state = await self._runner.wait_state(name, *_UP, *_DOWN)
         except TimeoutError:
             raise HealthCheckFailed("not_ready", f"{name}: not running within {ready_s:g} s") from None

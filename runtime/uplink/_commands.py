@@ -64,6 +64,11 @@ class CommandDispatcher:
             raise ValueError(f"command {name!r} is empty or already registered")
         self._commands[name] = _Registered(handler, validate)
 
+    def unregister(self, name: str) -> bool:
+        """Forget command ``name`` (its app stopped); True if it was registered. A command that
+        arrives afterwards is answered ``unknown_command``."""
+        return self._commands.pop(name, None) is not None
+
     @property
     def names(self) -> list[str]:
         return sorted(self._commands)

@@ -41,6 +41,9 @@ class OutboxOnlyUplink:
             _log.debug("command %s registered, but this board has no uplink to receive it", name)
         self._commands[name] = handler
 
+    def unregister_command(self, name: str) -> None:
+        self._commands.pop(name, None)
+
     def commands(self) -> list[str]:
         return sorted(self._commands)
 

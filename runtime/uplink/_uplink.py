@@ -144,6 +144,10 @@ class Uplink:
         """Route command ``name`` to ``handler(args) -> result``; ``validate(args)`` raises on bad args."""
         self._commands.register(name, handler, validate=validate)
 
+    def unregister_command(self, name: str) -> None:
+        """Forget command ``name`` (the app that registered it stopped or crashed)."""
+        self._commands.unregister(name)
+
     def register_chunks(self, handler: ChunkHandler) -> None:
         """Route raw payloads of ``ttu/T/down/chunk`` (app-package chunks) to ``handler``.
 

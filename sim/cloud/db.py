@@ -7,8 +7,12 @@ query runs on the event loop; the CLI opens it read-only and queries it directly
 Tables: terminals (with counters), streams (per terminal+stream sequence tracking),
 messages (UNIQUE (terminal, key): the idempotency key de-duplicates at-least-once
 delivery), readings, events, replies, commands, status snapshots and rejected
-payloads (topic, error, raw excerpt). A malformed body is stored as rejected with its
-error and counted; it never raises out of ``ingest_batch``.
+payloads (topic, error, raw excerpt). Every other stream -- an app's result stream such as
+``topology`` or ``billing``, and the runtime's ``station`` -- gets a table of its own,
+``results_<stream>`` (made when its first message arrives, at most ``MAX_RESULT_STREAMS``),
+read back as ``protocols.cloud.StoredResult`` (``results``, ``latest``, ``result_streams``).
+A malformed body is stored as rejected with its error and counted; it never raises out of
+``ingest_batch``.
 
 Must not speak MQTT or know about asyncio beyond ``DbWorker``.
 """
@@ -24,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from protocols.cloud import Reply, UpBatch
+from protocols.cloud import Reply, StoredResult, UpBatch, check_stream
 from protocols.errors import ProtocolError
 from sim.cloud.payloads import BodyError, parse_event, parse_reading, reading_list
 
@@ -32,6 +36,9 @@ T = TypeVar("T")
 
 SCHEMA_ID = "ttu-cloud-stub/1"
 EXCERPT_BYTES = 200
+MAX_RESULT_STREAMS = 64
+OWN_TABLES = frozenset({"readings", "events", "reply", "status", "alarms", "apps", "jobs"})
+"""Streams stored in the tables above (alarms, apps, jobs: the message row is the record)."""
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -444,12 +451,95 @@ class CloudDb:
                     "INSERT INTO status (terminal, ts, received, body) VALUES (?, ?, ?, ?)",
                     (terminal, ts, now, json.dumps(body, sort_keys=True)),
                 )
+            elif stream not in OWN_TABLES:
+                self._store_result(terminal, stream, body, ts, message_id, now)
             # alarms, apps, jobs: the message row (with its body) is the record
         except BodyError as err:
             errors.append((str(err), json.dumps(body)))
         return errors
 
+    def _result_table(self, stream: str, *, create: bool) -> str | None:
+        """The table of a result stream (``results_<stream>``), made on first use when ``create``."""
+        try:
+            check_stream(stream)
+        except ProtocolError as err:
+            if create:
+                raise BodyError("stream", err.reason) from err
+            raise CloudDbError(err.reason) from err
+        table = f"results_{stream}"
+        if self._has_table(table):
+            return table
+        if not create:
+            return None
+        if len(self.result_streams()) >= MAX_RESULT_STREAMS:
+            raise BodyError("stream", f"more than {MAX_RESULT_STREAMS} result streams: {stream!r} not stored")
+        self._conn.execute(
+            f"CREATE TABLE IF NOT EXISTS {table} (id INTEGER PRIMARY KEY, terminal TEXT NOT NULL, "
+            "key TEXT NOT NULL, seq INTEGER NOT NULL, ts REAL NOT NULL, received REAL NOT NULL, "
+            "body TEXT NOT NULL, message_id INTEGER NOT NULL)"
+        )
+        self._conn.execute(f"CREATE INDEX IF NOT EXISTS {table}_by_terminal ON {table} (terminal, id)")
+        return table
+
+    def _has_table(self, table: str) -> bool:
+        row = self._conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,))
+        return row.fetchone() is not None
+
+    def _store_result(
+        self, terminal: str, stream: str, body: dict[str, Any], ts: float, message_id: int, now: float
+    ) -> None:
+        table = self._result_table(stream, create=True)
+        row = self._conn.execute("SELECT key, seq FROM messages WHERE id = ?", (message_id,)).fetchone()
+        self._conn.execute(
+            f"INSERT INTO {table} (terminal, key, seq, ts, received, body, message_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (terminal, row[0], row[1], ts, now, json.dumps(body, sort_keys=True), message_id),
+        )
+
     # -- reading ------------------------------------------------------------------------------
+
+    def result_streams(self) -> list[str]:
+        """The result streams that have a table (an app's, or the runtime's ``station``)."""
+        rows = self._conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'results\\_%' ESCAPE '\\' "
+            "ORDER BY name"
+        ).fetchall()
+        return [name.removeprefix("results_") for (name,) in rows]
+
+    def result_counts(self) -> dict[str, dict[str, int]]:
+        """Per result stream: rows per terminal."""
+        out: dict[str, dict[str, int]] = {}
+        for stream in self.result_streams():
+            rows = self._conn.execute(
+                f"SELECT terminal, count(*) FROM results_{stream} GROUP BY terminal ORDER BY terminal"
+            ).fetchall()
+            out[stream] = {t: int(n) for t, n in rows}
+        return out
+
+    def results(
+        self, stream: str, *, terminal: str | None = None, since: float | None = None, limit: int = 100
+    ) -> list[StoredResult]:
+        """Messages of result stream ``stream``, newest first (nothing for a stream never seen)."""
+        table = self._result_table(stream, create=False)
+        if table is None:
+            return []
+        where, params = _filters(terminal=terminal)
+        if since is not None:
+            where.append("ts >= ?")
+            params.append(since)
+        rows = self._conn.execute(
+            f"SELECT terminal, key, seq, ts, received, body FROM {table}{_where(where)} "
+            "ORDER BY id DESC LIMIT ?",
+            (*params, limit),
+        ).fetchall()
+        return [
+            StoredResult(t, stream, k, seq, ts, rec, json.loads(body)) for t, k, seq, ts, rec, body in rows
+        ]
+
+    def latest(self, stream: str, *, terminal: str | None = None) -> StoredResult | None:
+        """The newest message of ``stream`` (of ``terminal``), or None."""
+        found = self.results(stream, terminal=terminal, limit=1)
+        return found[0] if found else None
 
     def terminals(self) -> list[TerminalRow]:
         cols = ", ".join(("id", "first_seen", "last_seen", "state", *_TERMINAL_COUNTERS))

@@ -7,7 +7,8 @@ scheme and payloads of ``protocols.cloud``; stores everything in its own sqlite
 
 ``async with CloudStub(broker_url=..., db_path=..., default_key=..., clock=...) as stub:``
 subscribes ``ttu/+/up/#`` and ``ttu/+/state``, reconnects with exponential backoff
-when the broker goes away, de-duplicates by message key, counts sequence gaps and
+when the broker goes away, accepts any well-formed stream (apps' result streams are stored in
+tables of their own: ``results``, ``latest``), de-duplicates by message key, counts sequence gaps and
 out-of-order messages per (terminal, stream), and stores malformed payloads as
 rejected instead of failing. ``await stub.send_command(T, name, args)`` returns the
 terminal's ``Reply`` or raises ``TimeoutError``.
@@ -24,19 +25,20 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, TypeVar
 from urllib.parse import urlsplit
 
 import aiomqtt
 
 from base.cancellation import keep_cancel
-from base.clock import Clock
+from base.clock import Clock, wall_timeout
 from protocols.cloud import (
-    STREAMS,
     Chunk,
     Command,
     Reply,
+    StoredResult,
     UpBatch,
+    check_stream,
     chunk_topic,
     command_topic,
     parse_topic,
@@ -45,10 +47,11 @@ from protocols.cloud import (
     up_wildcard,
 )
 from protocols.errors import ProtocolError
-from sim.cloud.db import DbWorker, EventRow, ReadingRow, TerminalRow
+from sim.cloud.db import CloudDb, DbWorker, EventRow, ReadingRow, TerminalRow
 
 _log = logging.getLogger(__name__)
 
+T = TypeVar("T")
 STATES = frozenset({"online", "offline"})
 Listener = Callable[[str, dict[str, Any]], Awaitable[None]]
 
@@ -85,8 +88,8 @@ class CloudStub:
     ``command_keys`` maps terminal ids to their HMAC command keys; ``default_key`` is
     used for any terminal not in the map. ``db_path=":memory:"`` keeps nothing.
     ``terminal`` narrows the subscriptions to one terminal (``"+"``: all).
-    ``connect_timeout`` bounds how long entering waits for the first subscription
-    (``None``: do not wait; the stub keeps trying in the background).
+    ``connect_timeout`` bounds how long entering waits for the first subscription, in real
+    seconds whatever the clock's speed (``None``: do not wait; the stub keeps trying).
     """
 
     def __init__(
@@ -141,7 +144,9 @@ class CloudStub:
         self._task = tg.create_task(self._run(), name=f"cloud-stub-mqtt[{self._client_id}]")
         if self._connect_timeout is not None:
             try:
-                await self.wait_until(lambda s: s.connections > 0, timeout=self._connect_timeout)
+                # a start-up deadline: real seconds, however fast the simulated clock runs
+                async with wall_timeout(self._connect_timeout), self._changed:
+                    await self._changed.wait_for(lambda: self.connections > 0)
             except BaseException as err:
                 await self.__aexit__(type(err), err, err.__traceback__)
                 if isinstance(err, TimeoutError):
@@ -256,8 +261,7 @@ class CloudStub:
 
     async def _handle_batch(self, topic: str, terminal: str, stream: str, payload: bytes, now: float) -> None:
         try:
-            if stream not in STREAMS:
-                raise ProtocolError(f"unknown stream {stream!r}", protocol="cloud")
+            check_stream(stream)  # any well-formed stream: apps' result streams have tables of their own
             batch = UpBatch.decode(payload)
             if batch.terminal != terminal or batch.stream != stream:
                 raise ProtocolError(
@@ -400,6 +404,23 @@ class CloudStub:
         return await self._db.run(
             lambda db: db.events(terminal=terminal, kind=kind, since=since, limit=limit)
         )
+
+    async def results(
+        self, stream: str, *, terminal: str | None = None, since: float | None = None, limit: int = 100
+    ) -> list[StoredResult]:
+        """What arrived on a result stream (an app's, or ``station``), newest first."""
+        return await self._db.run(lambda db: db.results(stream, terminal=terminal, since=since, limit=limit))
+
+    async def latest(self, stream: str, *, terminal: str | None = None) -> StoredResult | None:
+        return await self._db.run(lambda db: db.latest(stream, terminal=terminal))
+
+    async def result_streams(self) -> dict[str, dict[str, int]]:
+        """Every result stream with its rows per terminal."""
+        return await self._db.run(lambda db: db.result_counts())
+
+    async def query(self, fn: Callable[[CloudDb], T]) -> T:
+        """Run ``fn(db)`` on the database thread (for views such as dashboard panels)."""
+        return await self._db.run(fn)
 
     async def counts(self) -> dict[str, int]:
         return await self._db.run(lambda db: db.counts())

@@ -21,13 +21,13 @@ import math
 from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
 from base.clock import Clock
 from hal.interfaces import SerialLink, SerialSettings
 from protocols import modbus
+from protocols.station import FieldDevice
 from sim.devices.metrology import ConstantSource, FunctionSource, TransformerSample, VirtualMetrology
 from sim.devices.modbus import (
     ModbusDevice,
@@ -70,13 +70,6 @@ class DeviceEntry:
     unit_id: int
     branch: str | None = None
 
-    def to_toml(self) -> str:
-        lines = ["[[devices]]", f'id = "{self.id}"', f'profile = "{self.profile}"', f'port = "{self.port}"']
-        lines.append(f"unit_id = {self.unit_id}")
-        if self.branch is not None:
-            lines.append(f'branch = "{self.branch}"')
-        return "\n".join(lines) + "\n"
-
 
 @dataclass(slots=True)
 class FieldDevices:
@@ -88,11 +81,9 @@ class FieldDevices:
     environment: VirtualEnvironment | None = None
     io_lines: dict[str, ModbusLine] = field(default_factory=dict)  # sim: name -> the slot's modules
 
-    def write_archive(self, path: str | Path) -> None:
-        target = Path(path)
-        tmp = target.with_name(target.name + ".tmp")
-        tmp.write_text("\n".join(e.to_toml() for e in self.entries), encoding="utf-8")
-        tmp.replace(target)
+    def archive(self) -> list[FieldDevice]:
+        """The devices as the station archive lists them (``sim.archive``)."""
+        return [FieldDevice(e.id, e.profile, e.port, e.unit_id, e.branch) for e in self.entries]
 
     @asynccontextmanager
     async def serve(

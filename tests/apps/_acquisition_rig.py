@@ -27,11 +27,13 @@ from hal.errors import CapabilityMissing, TransportTimeout
 from hal.interfaces import CarrierEvent, SerialSettings
 from hal.rs485 import Rs485Port
 from hal.sim import memory_link_pair
+from protocols.station import ARCHIVE, Meter, PatchOp, StationModel
 from runtime.bus import Bus
 from runtime.container import AppContextFactory, NamespacedStore, Supervisor, TerminalInfo
 from runtime.container.supervisor import AppState
 from runtime.model import Reading
 from runtime.scheduler import Scheduler
+from runtime.station import StationService
 from runtime.store import Store
 from sim.meters import Answer, MeterBus, VirtualMeter, make_answer
 from sim.station import Station, build_station
@@ -62,6 +64,9 @@ class FakeUplink:
 
     def register_command(self, name: str, handler: Callable[[dict[str, Any]], Any]) -> None:
         self.commands[name] = handler
+
+    def unregister_command(self, name: str) -> None:
+        self.commands.pop(name, None)
 
 
 class FakeCarrier:
@@ -164,6 +169,19 @@ class Rig:
     hal: FakeHal
     buses: dict[str, MeterBus] = field(default_factory=dict)
     bus: Bus | None = None  # the terminal's bus (e.g. to publish hplc/event/<kind> as the runtime does)
+    model: StationService | None = None  # the terminal's station model
+
+    @property
+    def service(self) -> StationService:
+        assert self.model is not None
+        return self.model
+
+    async def use_meters(self, meters: Sequence[Meter]) -> None:
+        """Make ``meters`` the station model's meters (as a replace from the cloud would)."""
+        await self.service.replace(StationModel(meters=tuple(meters)), by="test")
+
+    async def patch(self, *ops: PatchOp) -> None:
+        await self.service.patch(ops, provenance=ARCHIVE, by="test")
 
     def meter(self, meter_id: str) -> VirtualMeter:
         return self.station.meter(meter_id)
@@ -203,6 +221,7 @@ async def acquisition_app(
     hal: FakeHal,
     terminal: TerminalInfo,
     config: dict[str, Any],
+    station: StationService | None = None,
 ) -> AsyncIterator[Supervisor]:
     """The acquisition app (``config``) in a real ``Supervisor``, with the scheduler running.
 
@@ -217,6 +236,7 @@ async def acquisition_app(
         uplinks=lambda name: uplink,  # type: ignore[arg-type,return-value]
         hal=hal,
         terminal=terminal,
+        station=station,
     )
     supervisor = Supervisor(clock=clock, bus=bus, context_factory=factory)
     supervisor.load(APPS_DIR, configs={"acquisition": config}, enabled=["acquisition"])
@@ -265,7 +285,7 @@ async def rig(
         for name, members in station.buses.items():
             for k, m in enumerate(members):
                 m.protocol = protocol(name, k)
-    archive = tmp_path / "archive.toml"
+    archive = tmp_path / "station.toml"
     station.write_archive(archive)
     settings = SerialSettings()
     uplink = FakeUplink()
@@ -306,7 +326,11 @@ async def rig(
             stack.callback(serving.cancel)  # before the port closes: a hang-up ends serve_link with an error
         hal = FakeHal(ports, carrier)
         info = TerminalInfo(id="TTU-T", tz=TZ, root=tmp_path, rs485_ports=rs485)
-        config = {**BASE_CONFIG, "archive": str(archive), **(config or {})}
+        config = {**BASE_CONFIG, **(config or {})}
+        model = StationService(
+            store=store, bus=bus, clock=clock, file=archive, send=uplink.send, known_ports=rs485
+        )
+        await model.start()
         app = acquisition_app(
             stack,
             tg,
@@ -318,6 +342,7 @@ async def rig(
             hal=hal,
             terminal=info,
             config=config,
+            station=model,
         )
         async with app as supervisor:
-            yield Rig(clock, station, store, uplink, supervisor, archive, hal, meter_buses, bus)
+            yield Rig(clock, station, store, uplink, supervisor, archive, hal, meter_buses, bus, model)

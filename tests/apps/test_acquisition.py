@@ -8,14 +8,15 @@ values come from the virtual meters, never from the code under test.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
 
 import pytest
 
-from apps.acquisition.archive import load_archive
-from runtime.errors import ConfigError, ConfigErrors
+from protocols.station import PatchOp, StationError
 from runtime.model import Quality
+from sim.archive import read_station
 from sim.meters.model import PowerDown
 from tests.apps._acquisition_rig import ENERGY, kwh, local, rig
 
@@ -174,31 +175,10 @@ async def test_outage_before_the_first_event_poll_is_reported_but_not_older_reco
 # ---------------------------------------------------------------------------------------- archive
 
 
-async def test_archive_replace_command(tmp_path: Path) -> None:
+async def test_a_replaced_model_is_followed_at_once(tmp_path: Path) -> None:
     async with rig(tmp_path, start=local(2026, 1, 10, 10, 2)) as r:
-        replace = r.uplink.commands["archive.replace"]
-        keep = [m.archive_entry(baud=2400) for m in r.station.buses["rs485-1"]]
-        meters = [
-            {"id": e.id, "address": e.address, "protocol": "dlt645", "port": e.port, "phase": e.phase}
-            for e in keep
-        ]
-        original = r.archive.read_text()
-        bad = [
-            {**meters[0], "address": "12345"},
-            {**meters[1], "port": "rs485-9"},
-        ]
-        with pytest.raises(ValueError) as err:
-            await replace({"meters": bad})
-        assert "meters[0].address" in str(err.value) and "meters[1].port" in str(err.value)
-        assert r.archive.read_text() == original
-        got = await r.uplink.commands["archive.get"]({})
-        assert len(got["meters"]) == 6
-
-        assert await replace({"meters": meters}) == {"meters": 3}
-        on_file = load_archive(r.archive, known_ports=BUSES)
-        assert [m.id for m in on_file.meters] == [e.id for e in keep]
-        got = await r.uplink.commands["archive.get"]({})
-        assert [m["id"] for m in got["meters"]] == [e.id for e in keep]
+        keep = [m.archive_meter(baud=2400) for m in r.station.buses["rs485-1"]]
+        await r.use_meters(keep)
         slot = local(2026, 1, 10, 10, 10)
         await r.until(slot + 60)
         for m in r.station.meters:
@@ -207,19 +187,44 @@ async def test_archive_replace_command(tmp_path: Path) -> None:
         assert set((await r.stats())["meters"]) == {e.id for e in keep}
 
 
-def test_bad_archive_file_names_file_and_key_path(tmp_path: Path) -> None:
-    path = tmp_path / "archive.toml"
+async def test_a_meter_added_moved_or_removed_is_read_from_the_next_cycle(tmp_path: Path) -> None:
+    async with rig(tmp_path, start=local(2026, 1, 10, 10, 2)) as r:
+        one, two = r.station.buses["rs485-1"][0], r.station.buses["rs485-2"][0]
+        # the archive lists meter `one` on the wrong port and lacks `two`: neither is read
+        wrong = dataclasses.replace(one.archive_meter(baud=2400), port="rs485-2")
+        others = [m.archive_meter(baud=2400) for m in r.station.meters if m.id not in (one.id, two.id)]
+        await r.use_meters([wrong, *others])
+        before = local(2026, 1, 10, 10, 5)
+        await r.until(before + 60)
+        assert await r.readings(one.id, ENERGY, before) == []
+        assert await r.readings(two.id, ENERGY, before) == []
+        # corrected and added through patches: both are read at the next realtime slot
+        await r.patch(
+            PatchOp("set", "meter", one.id, "port", "rs485-1"),
+            PatchOp(
+                "add",
+                "meter",
+                two.id,
+                None,
+                {"id": two.id, "address": two.meter.address, "protocol": two.protocol, "port": "rs485-2"},
+            ),
+            PatchOp("remove", "meter", others[0].id),
+        )
+        after = local(2026, 1, 10, 10, 10)
+        await r.until(after + 60)
+        assert len(await r.readings(one.id, ENERGY, after)) == 1
+        assert len(await r.readings(two.id, ENERGY, after)) == 1
+        assert await r.readings(others[0].id, ENERGY, after) == []
+        assert others[0].id not in (await r.stats())["meters"]
+
+
+def test_bad_station_file_names_file_and_key_path(tmp_path: Path) -> None:
+    path = tmp_path / "station.toml"
     path.write_text('[[meters]]\nid = "m-1"\naddress = "00000000000X"\nport = "rs485-1"\n')
-    with pytest.raises(ConfigErrors) as err:
-        load_archive(path, known_ports=BUSES)
-    (error,) = err.value.errors
-    assert isinstance(error, ConfigError)
-    assert error.source == str(path) and error.path == "meters[0].address"
-    assert str(path) in str(err.value) and "meters[0].address" in str(err.value)
-    path.write_text("[[meters]\n")
-    with pytest.raises(ConfigError) as broken:
-        load_archive(path)
-    assert str(path) in str(broken.value)
+    with pytest.raises(StationError) as err:
+        read_station(path)
+    assert err.value.problems == (("meters[0].address", "'00000000000X' is not 12 BCD digits"),)
+    assert str(path) in str(err.value)
 
 
 # ---------------------------------------------------------------------------------------- dead meter

@@ -1,5 +1,6 @@
-"""Acquisition app and the HPLC module: archive sync (with retries) and meter events that trigger
-an event read, in virtual time through ``FakeCarrier`` (tests/apps/_acquisition_rig.py)."""
+"""Acquisition app and the HPLC module: node-table sync with the station model (with retries) and
+meter events that trigger an event read, in virtual time through ``FakeCarrier``
+(tests/apps/_acquisition_rig.py)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ def hplc_archive(r: Rig) -> dict[str, str]:
     return {m.meter.address: m.protocol for m in r.station.buses[HPLC]}
 
 
-async def test_archive_is_synced_to_the_module_on_start_and_on_replace(tmp_path: Path) -> None:
+async def test_the_module_follows_the_station_models_hplc_meters(tmp_path: Path) -> None:
     async with rig(
         tmp_path, start=START, buses=BUSES, meters_per_bus=4, protocol=mixed, config=CONFIG
     ) as r:  # fmt: skip
@@ -34,15 +35,17 @@ async def test_archive_is_synced_to_the_module_on_start_and_on_replace(tmp_path:
         wanted = hplc_archive(r)
         assert r.carrier.syncs == [(tuple(wanted), wanted)]
         assert set(wanted.values()) == {"dlt645", "dlt698"}
-        keep = [m.archive_entry(baud=2400) for m in r.station.buses[HPLC][:2]]
-        body = [{"id": e.id, "address": e.address, "protocol": e.protocol, "port": e.port} for e in keep]
-        await r.uplink.commands["archive.replace"]({"meters": body})
+        keep = [m.archive_meter(baud=2400) for m in r.station.buses[HPLC][:2]]
+        rs485 = [m.archive_meter(baud=2400) for m in r.station.buses["rs485-1"]]
+        await r.use_meters(keep + rs485)
         await r.until(local(2026, 1, 10, 10, 4))
         assert r.carrier.syncs[-1] == (tuple(e.address for e in keep), {e.address: e.protocol for e in keep})
+        # a change that leaves the HPLC meters as they are does not touch the module
+        await r.use_meters(keep + rs485[1:])
+        await r.until(local(2026, 1, 10, 10, 4, 30))
+        assert len(r.carrier.syncs) == 2
         # no HPLC meters left: the module's table is emptied, not left with the old nodes
-        rs485 = [m.archive_entry(baud=2400) for m in r.station.buses["rs485-1"]]
-        body = [{"id": e.id, "address": e.address, "port": e.port} for e in rs485]
-        await r.uplink.commands["archive.replace"]({"meters": body})
+        await r.use_meters(rs485)
         await r.until(local(2026, 1, 10, 10, 5))
         assert r.carrier.syncs[-1] == ((), {})
         assert len(r.carrier.syncs) == 3
@@ -58,10 +61,9 @@ async def test_a_failing_sync_is_logged_once_retried_and_the_app_keeps_reading(
     ) as r:  # fmt: skip
         await r.until(local(2026, 1, 10, 10, 3))
         r.carrier.sync_failures = 3
-        entries = [m.archive_entry(baud=2400) for ms in r.station.buses.values() for m in ms]
-        body = [{"id": e.id, "address": e.address, "protocol": e.protocol, "port": e.port} for e in entries]
+        entries = [m.archive_meter(baud=2400) for ms in r.station.buses.values() for m in ms]
         replaced_at = r.clock.now()
-        await r.uplink.commands["archive.replace"]({"meters": body})
+        await r.use_meters(entries[:-1])  # one HPLC meter fewer: the module's table must follow
         await r.until(replaced_at + 30 + 60 + 120 + 5)  # backoff 30, 60, 120 s
         assert len(r.carrier.syncs) == 1 + 4
         warned = [rec for rec in caplog.records if "HPLC archive sync failed" in rec.getMessage()]
@@ -71,7 +73,7 @@ async def test_a_failing_sync_is_logged_once_retried_and_the_app_keeps_reading(
         assert counters["hplc_sync_failures"] == 3 and counters["hplc_syncs"] == 2
         assert r.supervisor.state("acquisition") is AppState.RUNNING
         slot = local(2026, 1, 10, 10, 5)  # the cycles went on meanwhile, on both transports
-        for m in r.on(HPLC) + r.on("rs485-1"):
+        for m in r.on(HPLC)[:-1] + r.on("rs485-1"):
             assert len(await r.readings(m, "energy.active.import.total", slot)) == 1, m
 
 

@@ -23,13 +23,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from apps.acquisition.devices import (
-    DevicePoller,
-    load_devices,
-    parse_devices,
-    polled_points,
-    start_field_devices,
-)
+from apps.acquisition.devices import DevicePoller, device_records, polled_points, start_field_devices
 from apps.acquisition.metrology import MetrologyReader
 from base.clock import LoopClock
 from hal.interfaces import SerialSettings
@@ -37,11 +31,13 @@ from hal.metrology import DltMetrology, Ratios
 from hal.rs485 import Rs485Port
 from hal.sim import memory_link_pair
 from protocols import modbus
+from protocols.station import FieldDevice, StationError, model_from_doc
 from runtime.bus import Bus
 from runtime.container import NamespacedStore, TerminalInfo
-from runtime.errors import CommandError, ConfigErrors
+from runtime.errors import CommandError
 from runtime.model import Event, Reading
 from runtime.scheduler import Scheduler
+from runtime.station import StationService
 from runtime.store import Store
 from sim.devices.metrology import ConstantSource, TransformerSample, VirtualMetrology
 from sim.devices.modbus import ModbusLine, VirtualBreaker, VirtualCapacitor, VirtualEnvironment, VirtualRcd
@@ -97,12 +93,10 @@ class Rig:
         await self.clock.sleep_until((now // INTERVAL + n) * INTERVAL + 20)
 
 
-def write_archive(path: Path, rows: list[dict[str, Any]]) -> Path:
-    text = ""
-    for row in rows:
-        text += "[[devices]]\n" + "".join(f"{k} = {v!r}\n".replace("'", '"') for k, v in row.items())
-    path.write_text(text, encoding="utf-8")
-    return path
+def field_devices(rows: list[dict[str, Any]]) -> tuple[FieldDevice, ...]:
+    """The rows as the station model holds them (``F1`` is a branch of the model)."""
+    branches = [{"id": "F1"}] if any(r.get("branch") == "F1" for r in rows) else []
+    return model_from_doc({"devices": rows, "branches": branches}).devices
 
 
 ARCHIVE = [
@@ -149,7 +143,6 @@ async def rig(
         settings=LINE,
     )
     unit = VirtualMetrology(ConstantSource(PRIMARY), ct_ratio=200, energy_import_kwh=5000.0)
-    write_archive(tmp_path / "devices.toml", ARCHIVE if rows is None else rows)
     uplink = FakeUplink()
     async with AsyncExitStack() as stack:
         store = await Store.open(tmp_path / "ttu.sqlite", clock=clock)
@@ -172,7 +165,7 @@ async def rig(
         stack.callback(scheduling.cancel)
         r.started = await start_field_devices(
             ctx,
-            archive=tmp_path / "archive.toml",
+            devices=field_devices(ARCHIVE if rows is None else rows),
             ports=[PORT, "rs485-1"],
             interval_s=INTERVAL,
             emit=r.emit,
@@ -184,55 +177,48 @@ async def rig(
 # --------------------------------------------------------------------------------- archive
 
 
-def test_archive_errors_carry_key_paths() -> None:
-    data = {
-        "devices": [
-            {"id": "brk-1", "profile": "breaker", "port": PORT, "unit_id": 1},
-            {"id": "brk-1", "profile": "breaker", "port": PORT, "unit_id": 2},  # duplicate id
-            {"id": "a/b", "profile": "toaster", "port": "rs485-9", "unit_id": 0, "colour": "red"},
-            {"id": "brk-3", "profile": "breaker", "port": PORT, "unit_id": 1},  # unit taken
-            {"id": "brk-4", "profile": "breaker", "port": PORT, "unit_id": True, "branch": ""},
-            "not a table",
-        ],
-        "meters": [],
-    }
-    with pytest.raises(ConfigErrors) as info:
-        parse_devices(data, source="var/devices.toml", known_ports=[PORT])
-    got = {(e.path, e.source) for e in info.value.errors}
-    assert {p for p, _ in got} == {
-        "meters",
-        "devices[1].id",
+def test_the_station_model_checks_the_device_archive_with_key_paths() -> None:
+    rows: list[Any] = [
+        {"id": "brk-1", "profile": "breaker", "port": PORT, "unit_id": 1},
+        {"id": "brk-1", "profile": "breaker", "port": PORT, "unit_id": 2},  # duplicate id
+        {"id": "a/b", "profile": "toaster", "port": PORT, "unit_id": 0, "colour": "red"},
+        {"id": "brk-3", "profile": "breaker", "port": PORT, "unit_id": 1},  # unit taken
+        {"id": "brk-4", "profile": "breaker", "port": PORT, "unit_id": True, "branch": ""},
+        "not a table",
+    ]
+    with pytest.raises(StationError) as info:
+        model_from_doc({"devices": rows}, source="var/station.toml")
+    assert {p for p, _ in info.value.problems} == {
         "devices[2].id",
-        "devices[2].profile",
-        "devices[2].port",
         "devices[2].unit_id",
         "devices[2].colour",
-        "devices[3].unit_id",
         "devices[4].unit_id",
         "devices[4].branch",
         "devices[5]",
     }
-    assert {s for _, s in got} == {"var/devices.toml"}
-    text = str(info.value)
-    assert "var/devices.toml: devices[1].id: duplicate device id 'brk-1'" in text
-    assert "devices[2].port: 'rs485-9' is not an RS-485 port of this board (rs485-4)" in text
-    assert "devices[3].unit_id: unit 1 is already used on rs485-4" in text
-    assert "'toaster' is not a profile; known: breaker" in text
+    with pytest.raises(StationError) as dup:
+        model_from_doc({"devices": [rows[0], rows[1], rows[3]]}, source="var/station.toml")
+    text = str(dup.value)
+    assert "var/station.toml: devices[1].id: 'brk-1' already used by devices[0]" in text
+    assert "devices[2].unit_id: unit 1 already used on rs485-4" in text
 
 
-def test_archive_file_errors(tmp_path: Path) -> None:
-    assert load_devices(tmp_path / "absent.toml", known_ports=[PORT]) == ()
-    bad = tmp_path / "devices.toml"
-    bad.write_text("[[devices]\nid = 1\n", encoding="utf-8")
-    with pytest.raises(ConfigErrors, match="cannot read device archive") as info:
-        load_devices(bad, known_ports=[PORT])
-    assert info.value.errors[0].source == str(bad)
-    with pytest.raises(ConfigErrors, match="must be an array of tables"):
-        parse_devices({"devices": {"id": "x"}}, source="d.toml", known_ports=[PORT])
-    good = load_devices(write_archive(bad, ARCHIVE), known_ports=[PORT])
-    assert [d.id for d in good] == ["brk-F1", "rcd-1", "env-1"]
-    assert good[0].branch == "F1" and good[0].profile.kind == "breaker"
-    assert good[0].to_json() == ARCHIVE[0]
+def test_devices_the_app_cannot_poll_are_named() -> None:
+    devices = field_devices(
+        [
+            {"id": "brk-F1", "profile": "breaker", "port": PORT, "unit_id": 1, "branch": "F1"},
+            {"id": "toast-1", "profile": "toaster", "port": PORT, "unit_id": 2},
+            {"id": "rcd-9", "profile": "rcd", "port": "rs485-9", "unit_id": 3},
+        ]
+    )
+    usable, problems = device_records(devices, known_ports=[PORT])
+    assert [d.id for d in usable] == ["brk-F1"]
+    assert usable[0].branch == "F1" and usable[0].profile.kind == "breaker"
+    assert usable[0].to_json() == ARCHIVE[0]
+    assert problems == [
+        "devices[1] toast-1: 'toaster' is not a profile; known: " + ", ".join(modbus.builtin_names()),
+        "devices[2] rcd-9: 'rs485-9' is not an RS-485 port of this board (rs485-4)",
+    ]
 
 
 # --------------------------------------------------------------------------------- readings
@@ -415,15 +401,13 @@ async def test_dead_device_counted_every_time_logged_once_each_way(
 
 
 async def test_acquisition_app_polls_the_devices_and_the_metrology_unit(tmp_path: Path) -> None:
-    """The hook in ``service.py``: the real app under the real supervisor finds devices.toml next
-    to its (empty) meter archive, publishes device and transformer readings, and answers
+    """The hook in ``service.py``: the real app under the real supervisor polls the station
+    model's devices (no meters), publishes device and transformer readings, answers
     ``breaker.control``."""
     clock = LoopClock(start=START)
     breaker = VirtualBreaker(BREAKER, 1, name="brk-F1", measure=measure)
     line = ModbusLine([breaker], clock=clock, settings=LINE)
     unit = VirtualMetrology(ConstantSource(PRIMARY), ct_ratio=200)
-    (tmp_path / "archive.toml").write_text("meters = []\n", encoding="utf-8")
-    write_archive(tmp_path / "devices.toml", ARCHIVE[:1])
     uplink = FakeUplink()
     async with AsyncExitStack() as stack:
         store = await Store.open(tmp_path / "ttu.sqlite", clock=clock)
@@ -432,11 +416,10 @@ async def test_acquisition_app_polls_the_devices_and_the_metrology_unit(tmp_path
         scheduler = Scheduler(clock=clock, tz=TZ, state=NamespacedStore(store, "scheduler"))
         tg = await stack.enter_async_context(asyncio.TaskGroup())
         port, metrology = await serve_devices(stack, tg, clock, line, unit)
-        config = {
-            "archive": str(tmp_path / "archive.toml"),
-            "realtime_interval_s": INTERVAL,
-            "time_sync": False,
-        }
+        config = {"realtime_interval_s": INTERVAL, "time_sync": False}
+        model = StationService(store=store, bus=bus, clock=clock, file=tmp_path / "station.toml")
+        await model.start()
+        await model.replace(model_from_doc({"branches": [{"id": "F1"}], "devices": ARCHIVE[:1]}), by="test")
         app = acquisition_app(
             stack,
             tg,
@@ -448,6 +431,7 @@ async def test_acquisition_app_polls_the_devices_and_the_metrology_unit(tmp_path
             hal=FakeHal({PORT: port}, metrology=metrology),
             terminal=TerminalInfo(id="TTU-T", tz=TZ, root=tmp_path, rs485_ports=(PORT,)),
             config=config,
+            station=model,
         )
         async with app:
             await clock.sleep_until((clock.now() // INTERVAL + 1) * INTERVAL + 20)

@@ -65,32 +65,69 @@ async def test_readings_reach_the_cloud(tmp_path: Path, broker: AnyBroker) -> No
 
 
 async def test_signed_commands_round_trip(tmp_path: Path, broker: AnyBroker) -> None:
+    """The station model file -> store -> bus -> cloud, then a signed patch from the cloud -> bus,
+    with its provenance, and its change event back at the cloud; refusals change nothing."""
     broker_url = broker.url
     async with simulate(options(tmp_path, broker_url)) as run:
         terminal = run.options.board.terminal.id
-        archive_file = run.options.workdir / "archive.toml"
+        archive_file = run.options.workdir / "station.toml"
         before = archive_file.read_text()
+        parts = run.terminal.parts
+        assert parts is not None
         await subscribed(run)
-        got = await run.cloud.send_command(terminal, "archive.get", {}, timeout=120)
-        assert got.ok and got.result is not None
-        assert sorted(m["address"] for m in got.result["meters"]) == sorted(
+        got = await run.cloud.send_command(terminal, "station.get", {}, timeout=120)
+        assert got.ok and got.result is not None and got.result["version"] == 1
+        assert sorted(m["address"] for m in got.result["model"]["meters"]) == sorted(
             m.meter.address for m in run.station.meters
         )
         status = await run.cloud.send_command(terminal, "terminal.status", {}, timeout=120)
         assert status.ok and status.result is not None
         assert status.result["running"] is True and status.result["terminal"] == terminal
         assert any(a["name"] == "acquisition" for a in status.result["apps"])
+        assert status.result["station"]["version"] == 1
 
         bad = await run.cloud.send_command(
             terminal,
-            "archive.replace",
-            {"meters": [{"id": "x", "address": "12", "port": "rs485-9"}]},
+            "station.replace",
+            {"model": {"meters": [{"id": "x", "address": "12", "port": "rs485-9"}]}},
             timeout=120,
         )
-        assert not bad.ok and bad.message is not None
-        assert "meters[0].address" in bad.message and "meters[0].port" in bad.message
+        assert not bad.ok and bad.code == "bad_args" and bad.message is not None
+        assert "meters[0].address" in bad.message
         unknown = await run.cloud.send_command(terminal, "no.such.command", {}, timeout=120)
         assert not unknown.ok
         assert archive_file.read_text() == before
-        again = await run.cloud.send_command(terminal, "archive.get", {}, timeout=120)
-        assert again.ok and again.result == got.result
+
+        target = run.station.meters[0]
+        phase = "C" if target.meter.phase != "C" else "A"
+        op = {"op": "set", "kind": "meter", "id": target.id, "field": "phase", "value": phase}
+        patched = await run.cloud.send_command(
+            terminal, "station.patch", {"ops": [op], "by": "op-7"}, timeout=120
+        )
+        assert patched.ok and patched.result == {"version": 2, "changes": 1}
+        retained = parts.bus.retained("station/model")
+        assert retained is not None and retained.payload.version == 2
+        meter = retained.payload.meter(target.id)
+        assert meter.phase == phase and meter.source_of("phase").source == "confirmed"
+        assert meter.source_of("phase").by == "op-7"
+
+        async with run.clock.timeout(120):  # the master station has the snapshot and the change
+            while len(await run.cloud.results("station", terminal=terminal)) < 2:
+                await run.clock.sleep(1.0)
+        bodies = [r.body for r in reversed(await run.cloud.results("station", terminal=terminal))]
+        snapshot = next(b for b in bodies if b["type"] == "snapshot")
+        assert snapshot["version"] == 1 and len(snapshot["model"]["meters"]) == len(
+            got.result["model"]["meters"]
+        )
+        (change,) = [b for b in bodies if b["type"] == "change" and b["version"] == 2]
+        assert change["cause"] == "patch" and change["by"] == "op-7"
+        assert change["changes"] == [
+            {
+                "kind": "meter",
+                "id": target.id,
+                "field": "phase",
+                "before": target.meter.phase,
+                "after": phase,
+                "provenance": meter.source_of("phase").to_doc(),
+            }
+        ]

@@ -37,6 +37,9 @@ async def test_trace_of_a_running_terminal(tmp_path: Path, amqtt_broker: Embedde
 
     async with simulate(options) as run:
         await subscribed(run)
+        async with run.clock.timeout(300):  # a first realtime cycle has put frames on the bus
+            while run.terminal.parts is None or run.terminal.parts.bus.retained("acquisition/stats") is None:
+                await run.clock.sleep(1.0)
         result = await _fetch(args(), key, {"link": "rs485-1", "limit": 10})
         frames = decoded_frames(result)
         assert 0 < len(frames) <= 10 and {f["link"] for f in frames} == {"rs485-1"}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from apps.acquisition.devices import load_devices
+from apps.acquisition.devices import device_records
 from base.clock import LoopClock
 from hal.interfaces import SerialSettings
 from hal.metrology import DltMetrology, Ratios
@@ -25,6 +25,7 @@ from hal.rs485 import Rs485Port
 from hal.sim import memory_link_pair
 from protocols import modbus
 from protocols.cloud import Reply
+from sim.archive import read_station, station_model, write_station
 from sim.devices.station import FieldDevices, attach, build_devices
 from sim.scenarios import load_scenario
 from sim.station import build_station
@@ -197,21 +198,32 @@ async def test_a_closed_breaker_written_closed_changes_nothing(tmp_path: Path) -
 def test_archive_of_the_physics_station_loads_in_the_acquisition_app(tmp_path: Path) -> None:
     w = world()
     devices = build_devices(station=w.station, world=w, port=PORT)
-    devices.write_archive(tmp_path / "devices.toml")
-    records = load_devices(tmp_path / "devices.toml", known_ports=BUSES)
+    write_station(tmp_path / "station.toml", station_model(w.station, world=w, devices=devices.archive()))
+    model = read_station(tmp_path / "station.toml")
+    records, problems = device_records(model.devices, known_ports=BUSES)
     branches = list(w.replicas[0].network.branches)
+    assert problems == []
     assert [d.branch for d in records if d.profile.kind == "breaker"] == branches
     assert {d.id for d in records} == {e.id for e in devices.entries}
     assert {d.profile.kind for d in records} == {"breaker", "rcd", "capacitor", "environment"}
     assert {d.port for d in records} == {PORT}
+    # the branches know their breaker and monitoring unit; every customer its branch and box
+    assert [(b.id, b.breaker, b.monitor) for b in model.branches] == [
+        (b, f"brk-{b}", f"bu-{b}") for b in branches
+    ]
+    for m in model.customers():
+        truth = w.meters[m.id]
+        assert (m.branch, m.box) == (truth.branch, truth.box), m.id
+        box = model.box(truth.box)
+        assert box is not None and box.branch == truth.branch
 
 
 def test_synthetic_station_gets_a_main_breaker_and_no_branches(tmp_path: Path) -> None:
     station = build_station(buses=BUSES, meters_per_bus=2, seed=1, start=START)
     devices = build_devices(station=station, world=None, port=PORT)
     assert list(devices.breakers) == ["brk-main"]
-    devices.write_archive(tmp_path / "devices.toml")
-    records = load_devices(tmp_path / "devices.toml", known_ports=BUSES)
+    model = station_model(station, devices=devices.archive())
+    records, _ = device_records(model.devices, known_ports=BUSES)
     assert (records[0].id, records[0].unit_id, records[0].branch) == ("brk-main", 1, None)
     none = build_devices(station=station, world=None, port=None)
     assert none.line is None and none.entries == [] and none.metrology is not None

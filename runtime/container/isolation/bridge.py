@@ -6,7 +6,7 @@ Layer: runtime. One ``Bridge`` per terminal listens on ``<state_dir>/apps.sock``
 hello with that token; a connection with an unknown token is refused, so one
 app's process cannot speak as another app.
 
-An ``AppSession`` serves one connected host. It works through an ``AppContext``
+An ``AppSession`` serves one connected host. It works through an ``LocalContext``
 built by the terminal's context factory, exactly the one an in-process app
 would get: the bus, scheduler and hal scoping (and their cleanup on ``close``)
 are the in-process code. Enforcement therefore happens here, whatever the host
@@ -40,8 +40,9 @@ from typing import Any
 from base.clock import Clock
 from hal.errors import HalError
 from protocols.errors import ProtocolError
+from protocols.station import Correction, StationError, model_to_doc
 from runtime.bus import Bus, Overflow, Subscription, payload_to_json
-from runtime.container.context import AppContext, TerminalInfo
+from runtime.container.context import LocalContext, TerminalInfo
 from runtime.container.isolation.channel import Channel
 from runtime.container.isolation.hal_ops import HAL_OPS, describe
 from runtime.container.isolation.wire import (
@@ -254,7 +255,7 @@ class AppSession:
         self,
         bridge: Bridge,
         conn: Connection,
-        ctx: AppContext,
+        ctx: LocalContext,
         config: Mapping[str, Any],
         *,
         nice: int,
@@ -302,12 +303,14 @@ class AppSession:
                 "cgroup": settings.use_cgroup,
                 "debug": self.applog.isEnabledFor(logging.DEBUG),
                 "hal": describe(self.ctx, self.bridge.terminal.rs485_ports, self.bridge.terminal.slots),
+                "station": model_to_doc(self.ctx.station.model),
             }
         )
         try:
             async with asyncio.TaskGroup() as tg:
                 self._tg = tg
                 self.spawn(self._clock_steps(), "clock-steps")
+                self.spawn(self._station_changes(), "station-changes")
                 try:
                     await self._read()
                 finally:
@@ -335,6 +338,18 @@ class AppSession:
             except BusError:
                 return
             log.info("app %s: clock step of %+.3f s forwarded", self.app, delta)
+
+    async def _station_changes(self) -> None:
+        """Forward every new version of the station model (with the model) to the host's mirror."""
+        async with self.ctx.station.watch() as changes:
+            async for change in changes:
+                if change.model is None:
+                    continue
+                frame = {"op": "station", "change": change.to_doc(), "model": model_to_doc(change.model)}
+                try:
+                    await self.chan.send(frame)
+                except BusError:
+                    return
 
     def close(self) -> None:
         self.chan.close()
@@ -546,6 +561,10 @@ async def _uplink_register(s: AppSession, f: dict[str, Any]) -> None:
     s.ctx.uplink.register_command(name, handler)
 
 
+async def _uplink_unregister(s: AppSession, f: dict[str, Any]) -> None:
+    s.ctx.uplink.unregister_command(str(f["name"]))
+
+
 async def _scheduler_add(s: AppSession, f: dict[str, Any]) -> None:
     jid = int(f["jid"])
 
@@ -564,6 +583,18 @@ async def _scheduler_cancel(s: AppSession, f: dict[str, Any]) -> None:
         job.cancel()
 
 
+async def _station_propose(s: AppSession, f: dict[str, Any]) -> dict[str, Any]:
+    raw = f.get("corrections")
+    if not isinstance(raw, list):
+        raise BusError("station.propose: corrections must be a list")
+    try:
+        corrections = [Correction.from_doc(c, f"corrections[{i}]") for i, c in enumerate(raw)]
+        result = await s.ctx.station.propose(corrections)
+    except StationError as err:
+        raise BusError(f"station.propose: {err.reason}") from err
+    return result.to_doc()
+
+
 _OPS: dict[str, Op] = {
     "bus.publish": _publish,
     "bus.subscribe": _subscribe,
@@ -579,8 +610,10 @@ _OPS: dict[str, Op] = {
     "store.query_readings": _query,
     "uplink.send": _uplink_send,
     "uplink.register": _uplink_register,
+    "uplink.unregister": _uplink_unregister,
     "scheduler.add": _scheduler_add,
     "scheduler.cancel": _scheduler_cancel,
+    "station.propose": _station_propose,
     **HAL_OPS,
 }
 

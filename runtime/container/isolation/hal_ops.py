@@ -1,7 +1,7 @@
 """The runtime's side of hal for isolated apps: bridge requests run against the real hal objects.
 
 Layer: runtime, used by ``runtime.container.isolation.bridge``. Every request goes through the
-session's ``AppContext.hal`` -- the same ``ScopedHal`` an in-process app gets -- on every
+session's ``LocalContext.hal`` -- the same ``ScopedHal`` an in-process app gets -- on every
 call, not only when the host "opens" a node: an undeclared capability is the counted
 refusal the bridge reports as a violation, a node the board lacks is ``CapabilityMissing``,
 whatever the host process sends. Priorities and timeouts are the real port's (the
@@ -28,7 +28,7 @@ from typing import Any, Protocol
 from hal.errors import CapabilityMissing
 from hal.framings import FRAMINGS
 from hal.interfaces import Priority, StreamDecoder
-from runtime.container.context import AppContext
+from runtime.container.context import LocalContext
 from runtime.container.isolation.channel import Channel
 from runtime.container.isolation.wire import (
     bytes_from_json,
@@ -50,7 +50,7 @@ MAX_EVENT_STREAMS = 8
 class HalSession(Protocol):
     """What these ops need of an ``AppSession``."""
 
-    ctx: AppContext
+    ctx: LocalContext
     chan: Channel
     app: str
     event_streams: dict[int, asyncio.Task[Any]]
@@ -101,7 +101,7 @@ def _port(s: HalSession, f: Mapping[str, Any]) -> Any:
     return s.ctx.hal.rs485(str(f["port"]))
 
 
-def describe(ctx: AppContext, rs485_ports: tuple[str, ...], slots: tuple[str, ...]) -> dict[str, Any]:
+def describe(ctx: LocalContext, rs485_ports: tuple[str, ...], slots: tuple[str, ...]) -> dict[str, Any]:
     """The declared hal nodes this board has, for the host to build its proxies from.
 
     Only what the manifest declares is looked at, so nothing here counts as a violation; a

@@ -34,19 +34,30 @@ import signal
 import sys
 import traceback
 import types
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
 from base.clock import Clock, LoopClock
+from base.streams import Stream
+from protocols.station import (
+    Correction,
+    ProposalResult,
+    StationChange,
+    StationError,
+    StationModel,
+    model_from_doc,
+)
+from runtime.api import AppContext, CommandHandler, EntryPoint, TerminalInfo
 from runtime.bus import Bus, Handler, Message, Overflow, Service, Subscription, payload_to_json
 from runtime.container.context import (
-    AppContext,
-    CommandHandler,
+    ContextCore,
+    LocalContext,
     ScopedBus,
     ScopedScheduler,
-    TerminalInfo,
     Violations,
+    check_propose,
+    check_stream,
 )
 from runtime.container.isolation.channel import Channel
 from runtime.container.isolation.hal_proxy import RemoteHal
@@ -71,6 +82,7 @@ from runtime.errors import AppError, BusError, CapabilityError, TerminalError
 from runtime.model import Event, Reading
 from runtime.scheduler import CatchUp, Job, JobFunc, MemoryKeyValue, Schedule, Scheduler
 from runtime.scheduler import Slot as JobSlot
+from runtime.store import Ledger
 
 log = logging.getLogger("ttu.host")
 _PR_SET_PDEATHSIG = 1
@@ -229,8 +241,13 @@ class RemoteScheduler(ScopedScheduler):
 class RemoteStore:
     """``ctx.store``: the app's key-value namespace, readings and events, in the runtime's store."""
 
-    def __init__(self, chan: Channel) -> None:
+    def __init__(self, chan: Channel, app: str) -> None:
         self._chan = chan
+        self._app = app
+
+    @property
+    def ledger(self) -> Ledger:
+        raise CapabilityError(self._app, "the ledger is the runtime's: isolated apps cannot append to it")
 
     async def get(self, key: str, default: Any = None) -> Any:
         return await self._chan.request("store.get", {"key": key, "default": payload_to_json(default)})
@@ -265,20 +282,83 @@ class RemoteStore:
 
 
 class RemoteUplink:
-    def __init__(self, chan: Channel) -> None:
+    """``ctx.uplink``: declared streams are checked here (and again by the bridge), sent there."""
+
+    def __init__(self, chan: Channel, manifest: Manifest, violations: Violations) -> None:
         self._chan = chan
+        self._m = manifest
+        self._violations = violations
         self.commands: dict[str, CommandHandler] = {}
 
     async def send(self, stream: str, body: dict[str, Any]) -> str:
-        return str(await self._chan.request("uplink.send", {"stream": stream, "body": payload_to_json(body)}))
+        request = {"stream": stream, "body": payload_to_json(body)}
+        try:
+            check_stream(self._m, self._violations, stream)
+        except CapabilityError:
+            self._chan.request_nowait("uplink.send", request)  # the bridge refuses and reports it
+            raise
+        return str(await self._chan.request("uplink.send", request))
 
     def register_command(self, name: str, handler: CommandHandler) -> None:
         self.commands[name] = handler
         self._chan.request_nowait("uplink.register", {"name": name})
 
+    def unregister_command(self, name: str) -> None:
+        if self.commands.pop(name, None) is not None:
+            self._chan.request_nowait("uplink.unregister", {"name": name})
 
-class IsolatedContext(AppContext):
-    """The ``AppContext`` of an isolated app; ``ready()`` also tells the runtime."""
+
+class RemoteStation:
+    """``ctx.station``: a mirror of the runtime's model, kept current by the bridge's ``station``
+    frames (every new version, with the whole model); proposals cross as requests."""
+
+    def __init__(
+        self, chan: Channel, manifest: Manifest, violations: Violations, model: StationModel
+    ) -> None:
+        self._chan = chan
+        self._m = manifest
+        self._violations = violations
+        self._model = model
+        self._streams: set[Stream[StationChange]] = set()
+
+    @property
+    def model(self) -> StationModel:
+        return self._model
+
+    def watch(self, *, maxsize: int = 64) -> Stream[StationChange]:
+        stream: Stream[StationChange] = Stream(maxsize, on_close=self._streams.discard)
+        self._streams.add(stream)
+        return stream
+
+    async def propose(self, corrections: Sequence[Correction]) -> ProposalResult:
+        request = {"corrections": [c.to_doc() for c in corrections]}
+        try:
+            check_propose(self._m, self._violations)
+        except CapabilityError:
+            self._chan.request_nowait("station.propose", request)  # the bridge refuses and reports it
+            raise
+        return ProposalResult.from_doc(await self._chan.request("station.propose", request))
+
+    def deliver(self, frame: dict[str, Any]) -> None:
+        """A new version from the runtime (``{"op": "station", "change": .., "model": ..}``)."""
+        try:
+            model = model_from_doc(frame["model"], source="bridge")
+            change = StationChange.from_doc(frame["change"], model)
+        except (KeyError, StationError) as err:
+            log.warning("station change from the runtime not understood: %s", err)
+            return
+        self._model = model
+        for stream in list(self._streams):
+            stream.put(change)
+
+    def close(self) -> None:
+        for stream in list(self._streams):
+            stream.close()
+
+
+class IsolatedContext(ContextCore):
+    """The ``AppContext`` of an isolated app: every facet is a proxy of the runtime's, with the
+    manifest checks of the in-process facets; ``ready()`` also tells the runtime."""
 
     def __init__(
         self,
@@ -288,33 +368,54 @@ class IsolatedContext(AppContext):
         clock: Clock,
         terminal: TerminalInfo,
         hal_nodes: dict[str, Any] | None = None,
+        config: Mapping[str, Any] | None = None,
+        station: StationModel | None = None,
     ) -> None:
+        super().__init__(manifest=manifest, clock=clock, terminal=terminal, config=config)
         local = Bus(clock=clock)
         scheduler = Scheduler(clock=clock, tz=terminal.tz, state=MemoryKeyValue())
         self._channel = chan
-        self.remote_store = RemoteStore(chan)
-        self.remote_uplink = RemoteUplink(chan)
-        super().__init__(
-            manifest=manifest,
-            clock=clock,
-            bus=local,
-            scheduler=scheduler,
-            store=self.remote_store,
-            uplink=self.remote_uplink,
-            terminal=terminal,
-        )
+        self.remote_store = RemoteStore(chan, manifest.name)
+        self.remote_uplink = RemoteUplink(chan, manifest, self.violations)
         self.remote_bus = RemoteBus(local, manifest, self.violations, chan)
         self.remote_scheduler = RemoteScheduler(scheduler, manifest.name, chan)
-        self.bus = self.remote_bus
-        self.scheduler = self.remote_scheduler
         self.remote_hal = RemoteHal(manifest, self.violations, chan, hal_nodes or {})
-        self.hal = self.remote_hal
+        self.remote_station = RemoteStation(chan, manifest, self.violations, station or StationModel())
+
+    @property
+    def bus(self) -> RemoteBus:
+        return self.remote_bus
+
+    @property
+    def scheduler(self) -> RemoteScheduler:
+        return self.remote_scheduler
+
+    @property
+    def store(self) -> RemoteStore:
+        return self.remote_store
+
+    @property
+    def uplink(self) -> RemoteUplink:
+        return self.remote_uplink
+
+    @property
+    def hal(self) -> RemoteHal:
+        return self.remote_hal
+
+    @property
+    def station(self) -> RemoteStation:
+        return self.remote_station
 
     async def ready(self) -> None:
         fut = self.ready_future()
         if not fut.done():
             await super().ready()
             await self._channel.send({"op": "ready"})
+
+
+def _implements(ctx: IsolatedContext, local: LocalContext) -> tuple[AppContext, AppContext]:
+    """Never called: mypy checks here that both contexts implement the ``AppContext`` protocol."""
+    return ctx, local
 
 
 class _BridgeLog(logging.Handler):
@@ -339,7 +440,7 @@ class _BridgeLog(logging.Handler):
             self._busy = False
 
 
-def _import_entry(manifest: Manifest) -> Callable[[AppContext, dict[str, Any]], Awaitable[None]]:
+def _import_entry(manifest: Manifest) -> EntryPoint:
     """Import the entry point from the app's own folder (not wherever ``sys.path`` points)."""
     parts = manifest.entry_module.split(".")
     if manifest.name not in parts:
@@ -374,7 +475,7 @@ def _import_entry(manifest: Manifest) -> Callable[[AppContext, dict[str, Any]], 
     func = getattr(module, manifest.entry_function, None)
     if func is None or not inspect.iscoroutinefunction(func):
         raise AppError(manifest.name, f"{manifest.entry} is not an async function")
-    entry: Callable[[AppContext, dict[str, Any]], Awaitable[None]] = func
+    entry: EntryPoint = func
     return entry
 
 
@@ -436,12 +537,20 @@ class Host:
         except AppError as err:
             await chan.send({"op": "crash", "error": f"{type(err).__name__}: {err.reason}", "traceback": ""})
             return EXIT_IMPORT
+        station = StationModel()
+        if welcome.get("station") is not None:
+            try:
+                station = model_from_doc(welcome["station"], source="bridge")
+            except StationError as err:
+                log.warning("station model from the runtime not understood: %s", err)
         ctx = IsolatedContext(
             chan=chan,
             manifest=manifest,
             clock=clock,
             terminal=terminal,
             hal_nodes=dict(welcome.get("hal") or {}),
+            config=config,
+            station=station,
         )
         heartbeat_s = float(welcome["heartbeat_s"])
         async with asyncio.TaskGroup() as tg:
@@ -468,7 +577,7 @@ class Host:
 
     async def _app(
         self,
-        entry: Callable[[AppContext, dict[str, Any]], Awaitable[None]],
+        entry: EntryPoint,
         ctx: IsolatedContext,
         config: dict[str, Any],
     ) -> tuple[int, dict[str, Any]]:
@@ -511,6 +620,8 @@ class Host:
                 ctx.remote_bus.deliver(frame)
             elif op == "hal.event":
                 ctx.remote_hal.deliver_event(frame)
+            elif op == "station":
+                ctx.remote_station.deliver(frame)
             elif op == "clock":
                 step = frame.get("step")
                 if isinstance(step, int | float) and step == step:

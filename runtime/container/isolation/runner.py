@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import runtime
-from base.clock import Clock
+from base.clock import Clock, wall_timeout
 from runtime.container.context import ContextFactory
 from runtime.container.isolation.bridge import AppSession, Bridge, Connection
 from runtime.container.isolation.wire import ENV_SOCKET, ENV_TOKEN, EXIT_MEMORY, EXIT_REASONS
@@ -137,7 +137,7 @@ class _Run:
     ) -> BaseException | None:
         timeout = self.m.limits.ready_timeout_s
         try:
-            async with self.clock.timeout(timeout):
+            async with wall_timeout(timeout):  # a start-up deadline: real seconds
                 waiting: set[asyncio.Future[Any]] = {self.pending, exited}
                 await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
                 if self.pending.done():
@@ -223,7 +223,7 @@ class _Run:
             await self.session.stop()
         for sig in (signal.SIGTERM, signal.SIGKILL):
             with contextlib.suppress(TimeoutError):
-                async with self.clock.timeout(half):
+                async with wall_timeout(half):
                     await asyncio.wait({exited})
             if exited.done():
                 return

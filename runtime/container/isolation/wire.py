@@ -231,6 +231,8 @@ def manifest_to_json(m: Manifest) -> dict[str, Any]:
         },
         "limits": dataclasses.asdict(m.limits),
         "folder": str(m.folder),
+        "streams": list(m.streams),
+        "station": m.station,
     }
 
 
@@ -253,6 +255,8 @@ def manifest_from_json(doc: Mapping[str, Any]) -> Manifest:
         config=MappingProxyType(config),
         limits=Limits(**limits, restart=restart),
         folder=Path(doc["folder"]),
+        streams=tuple(doc.get("streams", ())),
+        station=str(doc.get("station", "read")),
     )
 
 

@@ -23,6 +23,7 @@ from runtime.bus import Bus
 from runtime.container import AppContextFactory, NamespacedStore, Supervisor, TerminalInfo
 from runtime.container.supervisor import AppState
 from runtime.scheduler import Scheduler
+from runtime.station import StationService
 from runtime.store import Store
 from sim.loads import ConstantProfile
 from sim.meters import MeterBus
@@ -86,6 +87,8 @@ async def app_rig(tmp_path: Path, *, start: float) -> AsyncIterator[AppRig]:
         serving = tg.create_task(meter_bus.serve_link(meters_end), name="test-bus")
         stack.callback(serving.cancel)
         info = TerminalInfo(id=TERMINAL, tz=local.__globals__["TZ"], root=tmp_path, rs485_ports=(BUS,))
+        model = StationService(store=store, bus=bus, clock=clock, file=archive, known_ports=(BUS,))
+        await model.start()
         factory = AppContextFactory(
             clock=clock,
             bus=bus,
@@ -94,10 +97,11 @@ async def app_rig(tmp_path: Path, *, start: float) -> AsyncIterator[AppRig]:
             uplinks=lambda name: uplink,  # type: ignore[arg-type,return-value]
             hal=FakeHal({BUS: port}),
             terminal=info,
+            station=model,
         )
         supervisor = Supervisor(clock=clock, bus=bus, context_factory=factory)
         configs = {
-            "acquisition": {**BASE_CONFIG, "archive": str(archive)},
+            "acquisition": BASE_CONFIG,
             "billing": {
                 "archive": str(archive),
                 "utility_keys": [billing.public_key_text(UTILITY.public_key())],

@@ -11,7 +11,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from hal.interfaces import SerialSettings
-from runtime.config import Board, load_board, parse_board
+from runtime.config import Board, StationConfig, load_board, parse_board
 from runtime.errors import ConfigErrors
 
 from .conftest import MINIMAL, REPO
@@ -64,8 +64,8 @@ def test_repo_board_loads(apps_dir: Path) -> None:
     assert board.store.path == REPO / "var" / "ttu.sqlite"
     assert (board.store.max_mb, board.store.retention_days) == (512, 90)
     assert list(board.enabled_apps) == ["acquisition"]
+    assert board.station == StationConfig(REPO / "var" / "station.toml", "auto", 0.9)
     assert dict(board.enabled_apps["acquisition"].config) == {
-        "archive": "var/archive.toml",
         "realtime_interval_s": 60,
         "curve": True,
         "daily_freeze": True,

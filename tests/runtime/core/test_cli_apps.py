@@ -20,7 +20,7 @@ def test_lists_installed_manifests_when_nothing_runs(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].split() == ["name", "version", "state", "since", "restarts", "last", "error"]
     rows = {line.split()[0]: line for line in lines[1:]}
-    assert set(rows) == {"blocker", "crasher", "good", "hanger", "quitter", "sneaky"}
+    assert set(rows) == {"blocker", "crasher", "good", "hanger", "phoenix", "quitter", "slowstart", "sneaky"}
     assert "1.0.0" in rows["good"] and "not running" in rows["good"]
 
 

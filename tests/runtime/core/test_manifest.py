@@ -152,3 +152,37 @@ def test_resolve_config_defaults_types_and_unknown_keys(tmp_path: Path) -> None:
 
 def test_repo_fixture_apps_pass_the_static_check() -> None:
     assert check_manifests(Path(__file__).parent / "fixture_apps") == []
+
+
+def test_result_streams_and_station_access_are_declared(tmp_path: Path) -> None:
+    declared = 'station = "propose"\n\n[uplink]\nstreams = ["readings", "topology"]'
+    text = GOOD.replace('hal = ["rs485", "hplc"]', f'hal = ["rs485", "hplc"]\n{declared}')
+    m = load_manifest(write_app(tmp_path, "acquisition", text))
+    assert m.streams == ("readings", "topology") and m.station == "propose"
+    plain = load_manifest(write_app(tmp_path / "b", "acquisition", GOOD))
+    assert plain.streams == () and plain.station == "read"
+
+
+@pytest.mark.parametrize(
+    ("uplink", "path", "reason"),
+    [
+        ('streams = ["Topology"]', "uplink.streams[0]", "not a stream name"),
+        ('streams = ["reply"]', "uplink.streams[0]", "the runtime's own stream"),
+        ('streams = ["station"]', "uplink.streams[0]", "the runtime's own stream"),
+        ('streams = ["x", "x"]', "uplink.streams[1]", "listed twice"),
+        ('streams = "topology"', "uplink.streams", "must be a list"),
+        ("colour = 1", "uplink.colour", "unknown key"),
+    ],
+)
+def test_bad_streams_name_the_key(tmp_path: Path, uplink: str, path: str, reason: str) -> None:
+    text = GOOD + f"\n[uplink]\n{uplink}\n"
+    with pytest.raises(ConfigErrors) as err:
+        load_manifest(write_app(tmp_path, "acquisition", text))
+    assert any(e.path == path and reason in e.reason for e in err.value.errors), err.value.errors
+
+
+def test_station_access_is_read_or_propose(tmp_path: Path) -> None:
+    text = GOOD.replace('hal = ["rs485", "hplc"]', 'hal = ["rs485", "hplc"]\nstation = "write"')
+    with pytest.raises(ConfigErrors) as err:
+        load_manifest(write_app(tmp_path, "acquisition", text))
+    assert [e.path for e in err.value.errors] == ["capabilities.station"]

@@ -7,15 +7,20 @@ import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from base.clock import LoopClock
+from protocols.cloud import Command, sign_command
 from runtime.bus import Bus
 from runtime.container.context import AppContextFactory
 from runtime.container.manifest import load_manifest
 from runtime.container.supervisor import AppState, Supervisor
 from runtime.scheduler import MemoryKeyValue, Scheduler
+from runtime.store import Store
+from runtime.uplink import Uplink
+from tests.runtime.uplink.helpers import KEY
 
 FIXTURES = Path(__file__).parent / "fixture_apps"
 START = 1_767_225_600.0
@@ -23,9 +28,9 @@ START = 1_767_225_600.0
 
 @asynccontextmanager
 async def terminal(
-    *apps: str, state_dir: Path | None = None
+    *apps: str, state_dir: Path | None = None, speed: float = 1.0
 ) -> AsyncIterator[tuple[Supervisor, Bus, LoopClock]]:
-    clock = LoopClock(start=START)
+    clock = LoopClock(start=START, speed=speed)
     bus = Bus(clock=clock)
     scheduler = Scheduler(clock=clock, tz="Asia/Shanghai", state=MemoryKeyValue())
     factory = AppContextFactory(clock=clock, bus=bus, scheduler=scheduler)
@@ -167,3 +172,131 @@ async def test_bad_config_is_refused_with_path() -> None:
         ("apps.good.config.greeting", "expected str, not int 5"),
     ]
     assert load_manifest(FIXTURES / "good" / "app.toml").name == "good"
+
+
+# -- everything an app registers goes when it stops ------------------------------------------
+
+
+class _Carrier:
+    """A carrier module whose event streams are counted (the hub of ``hal.hplc``)."""
+
+    def __init__(self) -> None:
+        from hal.hplc._events import EventHub
+
+        self.hub = EventHub()
+
+    def events(self) -> Any:
+        return self.hub.stream()
+
+
+class _Hal:
+    def __init__(self) -> None:
+        self.carrier = _Carrier()
+
+    def hplc(self) -> Any:
+        return self.carrier
+
+
+@asynccontextmanager
+async def phoenix_terminal(
+    tmp_path: Path,
+) -> AsyncIterator[tuple[Supervisor, Bus, LoopClock, Scheduler, Uplink, _Hal]]:
+    clock = LoopClock(start=START)
+    bus = Bus(clock=clock)
+    scheduler = Scheduler(clock=clock, tz="Asia/Shanghai", state=MemoryKeyValue())
+    hal = _Hal()
+    async with await Store.open(tmp_path / "ttu.sqlite", clock=clock) as store:
+        uplink = Uplink(
+            store=store,
+            clock=clock,
+            terminal_id="T1",
+            broker_url="mqtt://127.0.0.1:1",
+            client_id="t1",
+            command_key=KEY,
+        )
+        factory = AppContextFactory(
+            clock=clock,
+            bus=bus,
+            scheduler=scheduler,
+            uplinks=lambda name: uplink,
+            hal=hal,  # type: ignore[arg-type]
+        )
+        sup = Supervisor(clock=clock, bus=bus, context_factory=factory)
+        sup.load(FIXTURES, enabled=["phoenix"])
+        async with asyncio.TaskGroup() as tg:
+            sched_task = tg.create_task(scheduler.run(), name="scheduler")
+            sup_task = tg.create_task(sup.run(), name="supervisor")
+            yield sup, bus, clock, scheduler, uplink, hal
+            await sup.stop()
+            await sup_task
+            sched_task.cancel()
+
+
+async def _ping(uplink: Uplink, clock: LoopClock, n: int) -> dict[str, Any]:
+    command = sign_command(
+        Command(f"c-{n}-{clock.monotonic()}", "phoenix.ping", {"n": n}, ts=clock.now()), KEY
+    )
+    reply = await uplink._commands.dispatch(command.encode())
+    return reply.to_json()
+
+
+@pytest.mark.looptime
+async def test_a_crashed_app_comes_back_and_works_having_released_what_it_held(tmp_path: Path) -> None:
+    async with phoenix_terminal(tmp_path) as (sup, bus, clock, scheduler, uplink, hal):
+        for round_ in range(4):
+            await wait(sup, clock, "phoenix", AppState.RUNNING)
+            # it works: its command answers, its responder and its subscription are there, once
+            assert (await _ping(uplink, clock, round_))["result"] == {"pong": round_}
+            assert await bus.request("phoenix/echo", round_, timeout=1.0) == round_
+            async with bus.subscribe("phoenix/out") as out:
+                bus.publish("phoenix/in", f"hello {round_}")
+                async with clock.timeout(1):
+                    assert (await out.get()).payload == f"hello {round_}"
+            stats = bus.statistics()
+            assert [s["pattern"] for s in stats["subscribers"]] == ["phoenix/in"]
+            assert stats["services"] == ["phoenix/echo"]
+            assert list(scheduler.jobs()) == ["phoenix.tick"]
+            assert len(hal.carrier.hub._streams) == 1
+            assert uplink._commands.names.count("phoenix.ping") == 1
+            if round_ == 3:
+                break
+            # crash it, then wait past the crash window so the quarantine is not reached
+            bus.publish("phoenix/in", "crash")
+            await wait(sup, clock, "phoenix", AppState.CRASHED, AppState.BACKOFF)
+            assert "phoenix.ping" not in uplink._commands.names
+            assert bus.statistics()["services"] == []
+            assert scheduler.jobs() == {}
+            assert hal.carrier.hub._streams == []
+            await clock.sleep(601)
+        assert sup.record("phoenix").restarts == 3
+        assert sup.state("phoenix") is AppState.RUNNING
+
+
+@pytest.mark.looptime
+async def test_quarantine_only_after_real_repeated_crashes(tmp_path: Path) -> None:
+    async with phoenix_terminal(tmp_path) as (sup, bus, clock, scheduler, uplink, hal):
+        for _ in range(3):  # max_crashes = 3 within 600 s
+            await wait(sup, clock, "phoenix", AppState.RUNNING)
+            bus.publish("phoenix/in", "crash")
+            await wait(sup, clock, "phoenix", AppState.BACKOFF, AppState.QUARANTINED)
+        assert sup.state("phoenix") is AppState.QUARANTINED
+        assert sup.record("phoenix").restarts == 2
+        assert "told to crash" in (sup.record("phoenix").last_error or "")
+        # quarantined: nothing of it remains registered
+        assert "phoenix.ping" not in uplink._commands.names
+        assert hal.carrier.hub._streams == [] and scheduler.jobs() == {}
+        reply = await _ping(uplink, clock, 9)
+        assert reply["error"]["code"] == "unknown_command"
+
+
+@pytest.mark.looptime
+async def test_ready_deadline_is_real_seconds_whatever_the_simulated_speed() -> None:
+    # 600 simulated seconds of start-up: 1 real second at x600, well inside ready_timeout_s = 5
+    async with terminal("slowstart", speed=600.0) as (sup, _bus, clock):
+        await wait(sup, clock, "slowstart", AppState.RUNNING, AppState.CRASHED, within=6000)
+        assert sup.state("slowstart") is AppState.RUNNING
+        assert sup.record("slowstart").restarts == 0
+    # the same start-up in the field (x1) takes 600 real seconds: not ready within 5
+    async with terminal("slowstart") as (sup, _bus, clock):
+        await wait(sup, clock, "slowstart", AppState.BACKOFF, AppState.QUARANTINED, within=60)
+        assert "not ready within 5 s" in (sup.record("slowstart").last_error or "")

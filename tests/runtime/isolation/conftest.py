@@ -20,12 +20,14 @@ from zoneinfo import ZoneInfo
 from base.clock import LoopClock
 from hal.errors import CapabilityMissing
 from hal.interfaces import CarrierModule, Metrology, Slot, Watchdog
+from runtime.api import UplinkClient
 from runtime.bus import Bus, Message
 from runtime.container.context import AppContextFactory, NamespacedStore, TerminalInfo
 from runtime.container.isolation.bridge import SOCKET_NAME, Bridge, IsolationSettings
 from runtime.container.manifest import load_manifest
 from runtime.container.supervisor import AppState, Supervisor
 from runtime.scheduler import MemoryKeyValue, Scheduler
+from runtime.station import StationService
 from runtime.store import Store
 
 FIXTURES = Path(__file__).parent.parent / "core" / "fixture_apps"  # the in-process suite's apps
@@ -107,6 +109,8 @@ async def core(
     board: StubBoard | None = None,
     configs: dict[str, dict[str, Any]] | None = None,
     clock: LoopClock | None = None,
+    station: StationService | None = None,
+    uplink: UplinkClient | None = None,
 ) -> AsyncIterator[Core]:
     # Unix socket paths are limited to 107 bytes: pytest's tmp_path can be longer.
     tmp = Path(tempfile.mkdtemp(prefix="ttu-iso-", dir="/tmp"))
@@ -131,6 +135,8 @@ async def core(
         stores=lambda name: NamespacedStore(store, name),
         hal=board,
         terminal=terminal,
+        station=station,
+        uplinks=None if uplink is None else lambda name: uplink,
     )
     configs = configs or {}
     try:

@@ -78,7 +78,7 @@ async def test_malformed_payloads_are_rejected_stored_and_the_stub_keeps_working
         await publish(
             term, T, "readings", batch("ttu-9999", "readings", (1, {"readings": []}))
         )  # wrong terminal
-        await publish(term, T, "weather", batch(T, "weather", (1, {})))  # not a stream
+        await publish(term, T, "Weather", batch(T, "Weather", (1, {})))  # not a stream name
         await term.publish(state_topic(T), "sleepy", qos=1)
         await term.publish(f"ttu/{T}/up/readings/extra", b"x", qos=1)  # outside the scheme
         await publish(term, T, "readings", batch(T, "readings", (1, {"readings": [
@@ -96,7 +96,7 @@ async def test_malformed_payloads_are_rejected_stored_and_the_stub_keeps_working
     assert any("not JSON" in e for e in errors)
     assert any("batch.messages: missing" in e for e in errors)
     assert any("ttu-9999/readings but came on ttu-0001/readings" in e for e in errors)
-    assert any("unknown stream 'weather'" in e for e in errors)
+    assert any("stream 'Weather' is not a stream name" in e for e in errors)
     assert any("state must be 'online' or 'offline'" in e for e in errors)
     assert any("not in the ttu scheme" in e for e in errors)
     assert any("body.readings[1].value: not a number" in e for e in errors)
@@ -225,3 +225,22 @@ def test_broker_url_and_keys_are_checked() -> None:
         CloudStub(broker_url="http://x", db_path=":memory:", clock=LoopClock(), default_key=KEY)
     with pytest.raises(CloudStubError, match="needs command_keys or default_key"):
         CloudStub(broker_url="mqtt://127.0.0.1:1", db_path=":memory:", clock=LoopClock())
+
+
+async def test_a_new_result_stream_gets_its_own_table_without_editing_the_stub(
+    stub: CloudStub, broker: AnyBroker
+) -> None:
+    first = {"computed_at": 1767225600.0, "meters": [{"meter_id": "m-1", "phase": "B"}]}
+    second = {"computed_at": 1767312000.0, "meters": [{"meter_id": "m-1", "phase": "C"}]}
+    async with mqtt(broker) as term:
+        await publish(term, T, "topology", batch(T, "topology", (1, first), (2, second)))
+        await publish(term, T, "topology", batch(T, "topology", (2, second)))  # a duplicate delivery
+        await publish(term, "ttu-0002", "outage", batch("ttu-0002", "outage", (1, {"level": "box"})))
+        await stub.wait_until(lambda s: s.handled >= 3)
+    assert await stub.result_streams() == {"outage": {"ttu-0002": 1}, "topology": {T: 2}}
+    newest = await stub.latest("topology", terminal=T)
+    assert newest is not None and newest.body == second and newest.seq == 2 and newest.stream == "topology"
+    assert [r.body for r in await stub.results("topology")] == [second, first]
+    assert await stub.results("topology", terminal="ttu-0002") == []
+    assert await stub.results("billing") == []  # a stream nobody sent on
+    assert (await stub.counts())["rejected"] == 0

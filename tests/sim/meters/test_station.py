@@ -12,7 +12,7 @@ import serial
 
 from base.clock import LoopClock
 from protocols.dlt645 import Frame, Framer, encode, parse_read_response, read_request
-from sim.archive import read_archive
+from sim.archive import read_station
 from sim.station import build_station
 
 START = calendar.timegm((2024, 3, 3, 16, 0, 0)) * 1.0
@@ -35,15 +35,25 @@ def test_station_is_seeded_and_addresses_unique() -> None:
 
 def test_archive_file_format(tmp_path: Path) -> None:
     station = build_station(buses=["rs485-1", "rs485-2"], meters_per_bus=3, seed=1, start=START)
-    path = tmp_path / "archive.toml"
+    path = tmp_path / "station.toml"
     station.write_archive(path)
     data = tomllib.loads(path.read_text(encoding="utf-8"))
     first = data["meters"][0]
-    assert set(first) == {"id", "address", "protocol", "port", "baud", "phase", "customer", "tariff"}
+    assert set(first) == {
+        "id",
+        "address",
+        "protocol",
+        "channel",
+        "port",
+        "baud",
+        "phase",
+        "customer",
+        "tariff",
+    }
     assert first["id"] == "m-0001" and first["protocol"] == "dlt645" and first["baud"] == 2400
-    assert first["customer"] == "C0001" and first["tariff"] == "residential"
+    assert first["customer"] == "C0001" and first["tariff"] == "residential" and first["channel"] == "rs485"
     assert [m["port"] for m in data["meters"]] == ["rs485-1"] * 3 + ["rs485-2"] * 3
-    assert read_archive(path) == station.archive()
+    assert list(read_station(path).meters) == station.archive()
     assert station.meter("m-0004").address == data["meters"][3]["address"]
 
 
