@@ -10,16 +10,29 @@ confidence, evidence). Plain DOM, no libraries. Must not import the simulator.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from protocols.cloud import Panel, ResultReader
+
+from .cloud import STREAM, bodies
 from .report import chart
 
 TITLE = "Line loss (线损)"
 
 
-def data(terminal: str, bodies: Iterable[Any]) -> dict[str, Any]:
-    return chart(terminal, bodies)
+def data(terminal: str, messages: Iterable[Any]) -> dict[str, Any]:
+    return chart(terminal, messages)
+
+
+def panel_data(results: ResultReader, query: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """``/api/panels/lineloss?terminal=T``: the chart of ``T`` (default: the terminal that sent the
+    newest line-loss result)."""
+    terminal = next(iter(query.get("terminal") or ()), "")
+    if not terminal:
+        newest = results.latest(STREAM)
+        terminal = newest.terminal if newest is not None else ""
+    return data(terminal, bodies(results, terminal) if terminal else [])
 
 
 SCRIPT = r"""
@@ -107,4 +120,6 @@ function render(element, data) {
 }
 """
 
-__all__ = ["SCRIPT", "TITLE", "data"]
+PANEL = Panel("lineloss", TITLE, panel_data, SCRIPT, order=40)
+
+__all__ = ["PANEL", "SCRIPT", "TITLE", "data", "panel_data"]

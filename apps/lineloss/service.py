@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from runtime.api import AppContext
 from runtime.bus import Overflow
 from runtime.scheduler import Aligned, CatchUp, Slot
 
@@ -103,7 +104,7 @@ class _Computed:
 
 @dataclass
 class LineLossService:
-    ctx: Any
+    ctx: AppContext
     config: Config
     book: Book = field(init=False)
     records: Records | None = None
@@ -460,7 +461,7 @@ def _num(x: float) -> float | None:
     return None if x != x else round(float(x), 4)  # NaN -> None
 
 
-async def run_lineloss(ctx: Any, config: dict[str, Any]) -> None:
+async def run_lineloss(ctx: AppContext, config: dict[str, Any]) -> None:
     service = LineLossService(ctx, Config.parse(config))
     await service.start()
     async with asyncio.TaskGroup() as tg:
