@@ -217,6 +217,43 @@ class Slot(Protocol):
     async def write_output(self, point: str, value: float | bool) -> None: ...
 
 
+@dataclass(frozen=True, slots=True)
+class SupplyState:
+    """The terminal's own supply: ``powered`` (mains present) since ``since`` (clock time of the
+    change, or of start-up); ``voltage_v`` where the input measures it (an ADC)."""
+
+    powered: bool
+    since: float
+    voltage_v: float | None = None
+
+
+class SupplyChanges(Protocol):
+    """A subscription to supply changes: ``async for state in changes`` until closed."""
+
+    def __aiter__(self) -> AsyncIterator[SupplyState]: ...
+
+    async def aclose(self) -> None: ...
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+@runtime_checkable
+class PowerMonitor(Protocol):
+    """The terminal's own supply input: mains in front of the supercapacitor that keeps the board
+    (and its modem) alive for ``holdup_s`` seconds after a loss, time for a last gasp."""
+
+    @property
+    def holdup_s(self) -> float: ...
+
+    def state(self) -> SupplyState: ...
+
+    def changes(self) -> SupplyChanges: ...
+
+
 @runtime_checkable
 class Watchdog(Protocol):
     """The hardware watchdog: ``kick`` at least every ``timeout`` seconds or the board resets."""
@@ -237,10 +274,13 @@ __all__ = [
     "NodePhase",
     "Parity",
     "PhaseValues",
+    "PowerMonitor",
     "Priority",
     "SerialLink",
     "SerialSettings",
     "Slot",
     "StreamDecoder",
+    "SupplyChanges",
+    "SupplyState",
     "Watchdog",
 ]

@@ -32,7 +32,7 @@ from zoneinfo import ZoneInfo
 
 from base.clock import Clock
 from base.streams import Stream
-from hal.interfaces import CarrierModule, Metrology, Slot, Watchdog
+from hal.interfaces import CarrierModule, Metrology, PowerMonitor, Slot, Watchdog
 from hal.meters.transport import TransactionPort
 from protocols.station import Correction, ProposalResult, StationChange, StationModel
 from runtime.bus import Handler, Overflow, Service, Subscription
@@ -143,6 +143,8 @@ class HalFacet(Protocol):
     def slot(self, name: str) -> Slot: ...
 
     def watchdog(self) -> Watchdog: ...
+
+    def power(self) -> PowerMonitor: ...
 
 
 class StationFacet(Protocol):

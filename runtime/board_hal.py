@@ -26,18 +26,20 @@ from hal.interfaces import (
     CarrierEvent,
     CarrierModule,
     Metrology,
+    PowerMonitor,
     SerialLink,
     SerialSettings,
     Slot,
     Watchdog,
 )
+from hal.linux.power import InputPowerMonitor, parse_device
 from hal.linux.serial import PySerialLink
 from hal.linux.watchdog import DevWatchdog
 from hal.metrology import DltMetrology, Ratios
 from hal.modbus import ModbusMaster
 from hal.modbus_slot import ModbusIoSlot
 from hal.rs485 import Rs485Port
-from hal.sim import MemorySlot, SimWatchdog
+from hal.sim import MemorySlot, SimPowerMonitor, SimWatchdog
 from hal.trace import FrameTrace
 from runtime.config import Board, SlotConfig
 from runtime.errors import ConfigError
@@ -52,11 +54,17 @@ class BoardHal:
     ``sim_devices`` maps a ``sim:<name>`` device to what the simulator serves it on: the path
     of a pty slave (opened with pyserial like a real tty), or a ready ``SerialLink`` (an
     in-memory link, for a simulation on virtual time); it is required for every ``sim:`` node
-    that is a serial line.
+    that is a serial line. ``sim_power`` is the simulator's mains for a ``sim:`` power node
+    (without one the board's own supply is simply always present).
     """
 
     def __init__(
-        self, board: Board, *, clock: Clock, sim_devices: Mapping[str, str | SerialLink] | None = None
+        self,
+        board: Board,
+        *,
+        clock: Clock,
+        sim_devices: Mapping[str, str | SerialLink] | None = None,
+        sim_power: PowerMonitor | None = None,
     ) -> None:
         self._board = board
         self._clock = clock
@@ -67,6 +75,8 @@ class BoardHal:
         self._watchdog: Watchdog | None = None
         self._metrology: Metrology | None = None
         self._hplc: Cco | None = None
+        self._power: PowerMonitor | None = None
+        self._sim_power = sim_power
         self._stack = AsyncExitStack()
 
     def _link(self, path: str, device: str, settings: SerialSettings, name: str) -> SerialLink:
@@ -89,6 +99,7 @@ class BoardHal:
                 port = Rs485Port(link, clock=self._clock, name=node.name)
                 self._ports[node.name] = await self._stack.enter_async_context(port)
             await self._open_metrology()
+            await self._open_power()
             await self._open_hplc()
             for i, slot in enumerate(board.slots):
                 if not slot.enabled:
@@ -131,6 +142,23 @@ class BoardHal:
             logical_address=node.logical_address,
         )
         self._metrology = await self._stack.enter_async_context(unit)
+
+    async def _open_power(self) -> None:
+        node = self._board.power
+        if node is None or not node.enabled:
+            return
+        if node.device.startswith(SIM_PREFIX):
+            self._power = self._sim_power or SimPowerMonitor(holdup_s=node.holdup_s, since=self._clock.now())
+            return
+        try:
+            source = parse_device(node.device, active_low=node.active_low, adc_scale=node.adc_scale,
+                                  adc_threshold_v=node.adc_threshold_v)  # fmt: skip
+        except ValueError as err:
+            raise ConfigError("power.device", str(err)) from err
+        monitor = InputPowerMonitor(
+            source, clock=self._clock, holdup_s=node.holdup_s, poll_s=node.poll_ms / 1000
+        )
+        self._power = await self._stack.enter_async_context(monitor)
 
     async def _open_modbus_slot(self, i: int, slot: SlotConfig) -> None:
         if slot.device is None:  # the board validation requires it; a hand-built Board may not
@@ -207,6 +235,11 @@ class BoardHal:
         if self._watchdog is None:
             raise CapabilityMissing("no watchdog enabled on this board")
         return self._watchdog
+
+    def power(self) -> PowerMonitor:
+        if self._power is None:
+            raise CapabilityMissing("power monitor: no [power] node enabled on this board")
+        return self._power
 
     def traces(self) -> dict[str, FrameTrace]:
         """The frame ring buffer of every open link that keeps one, by node name."""

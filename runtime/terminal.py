@@ -18,7 +18,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from base.clock import Clock
-from hal.interfaces import SerialLink
+from hal.interfaces import PowerMonitor, SerialLink
 from runtime import RUNTIME_API_VERSION
 from runtime.board_hal import BoardHal
 from runtime.bus import Bus
@@ -76,7 +76,8 @@ class Terminal:
     """Run a terminal until cancelled: ``await Terminal(board, clock=...).run()``.
 
     ``sim_devices`` maps ``sim:<name>`` board devices to what the simulator serves them on (a
-    pty path, or an in-memory ``SerialLink``: ``runtime.board_hal.BoardHal``);
+    pty path, or an in-memory ``SerialLink``: ``runtime.board_hal.BoardHal``); ``sim_power`` is
+    the simulator's mains behind a ``sim:`` ``[power]`` node;
     ``broker_url`` overrides ``uplink.broker`` (``make sim --broker``).
     """
 
@@ -87,6 +88,7 @@ class Terminal:
         clock: Clock,
         apps_dir: Path | None = None,
         sim_devices: Mapping[str, str | SerialLink] | None = None,
+        sim_power: PowerMonitor | None = None,
         broker_url: str | None = None,
         state_dir: Path | None = None,
     ) -> None:
@@ -94,6 +96,7 @@ class Terminal:
         self._clock = clock
         self._apps_dir = apps_dir or board.packages.apps_dir
         self._sim_devices = sim_devices
+        self._sim_power = sim_power
         self._broker_url = broker_url
         self._state_dir = state_dir or board.store.path.parent / "state"
         self._command_key = b""
@@ -170,7 +173,9 @@ class Terminal:
             )
             await station.start()
             async with (
-                BoardHal(board, clock=self._clock, sim_devices=self._sim_devices) as hal,
+                BoardHal(
+                    board, clock=self._clock, sim_devices=self._sim_devices, sim_power=self._sim_power
+                ) as hal,
                 contextlib.AsyncExitStack() as stack,  # the app bridge, closed after the supervisor
             ):
                 factory = AppContextFactory(

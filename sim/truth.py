@@ -17,9 +17,13 @@ start of its 15-minute step; only steps complete by ``end`` are written.
     busbar.csv       timestamp, voltage_a, voltage_b, voltage_c, transformer_loss_kwh   (the LV
                      busbar's mean phase voltages in the step and the transformer's own loss,
                      copper + iron, which the station-area statistic does not see)
-    events.csv       kind, scope, target, start, end   (outage, dip < 3 s, relay_trip, lastgasp:
-                     the HPLC timing model for each HPLC meter an outage hits, start = its STA's
-                     first frame, end = the latest CCO report time of that window)
+    events.csv       kind, scope, target, start, end, meters   (outage, dip < 3 s, relay_trip,
+                     lastgasp: the HPLC timing model for each HPLC meter an outage hits, start = its
+                     STA's first frame, end = the latest CCO report time of that window;
+                     terminal_down: the terminal process off after its hold-up ran out, until it
+                     booted again). scope = station | phase | branch | box | meter; target = the
+                     station model's id (station: the station id, phase: "A" | "B" | "C");
+                     meters = the devices without supply, ";"-separated
     faults.csv       kind, target, start, end, value, detail   (every injected fault)
 """
 
@@ -128,8 +132,8 @@ def write_truth(world: World, folder: str | Path, *, end: float) -> Path:
     rows = []
     for e in sorted(world.events, key=lambda e: (e.start, e.kind, e.target)):
         if e.start < end:
-            rows.append([e.kind, e.scope, e.target, iso(e.start), iso(e.end)])
-    _write(out / "events.csv", ["kind", "scope", "target", "start", "end"], rows)
+            rows.append([e.kind, e.scope, e.target, iso(e.start), iso(e.end), ";".join(e.meters)])
+    _write(out / "events.csv", ["kind", "scope", "target", "start", "end", "meters"], rows)
 
     rows = [
         [

@@ -27,12 +27,20 @@ dips shorter than the judgement, which leave the meters alone -- goes to the sup
 (``World.on_supply``) with the addresses and the exact time; the runner hangs the CCO's
 ``node_power`` there. A meter's own relay cuts its customer's load, not the meter, so a relay
 trip is no power loss for its STA.
+
+What stays powered through an outage and measures it: ``World.spans`` holds the intervals
+during which each transformer phase ("phase:A" ...) and each tripped branch's measuring point
+("unit:<branch>") have no voltage; the metrology unit, branch units, box terminals and breakers
+read their voltages through it. A station-level outage (or dip) also switches the terminal's
+own supply (``World.on_station`` hooks: the runner's power monitor and terminal); a branch
+outage caused by a trip opens that branch's breaker (``World.on_breaker`` hooks: sim.devices).
 """
 
 from __future__ import annotations
 
 import bisect
 import dataclasses
+import functools
 import logging
 import math
 from collections.abc import Callable, Mapping
@@ -53,6 +61,7 @@ from sim.scenarios import POWER_DOWN_JUDGEMENT_S, Outage, Scenario
 from sim.station import Customer, Station, StationMeter, assign_protocols
 
 log = logging.getLogger("ttu.sim.world")
+TRIP_CAUSE_SHORT_CIRCUIT = 2  # breaker profile: "short circuit (short delay)"
 
 STEP_S = 900.0
 LIVE_HORIZON_S = 7 * 86400.0  # without a duration: a week, then the profiles repeat
@@ -63,6 +72,25 @@ LASTGASP_AGGREGATION_S = 30.0 + 30.0
 
 
 # -- load profiles from the physics ---------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Spans:
+    """Intervals without voltage, by key ("phase:A", "unit:F2"): what stays powered but measures."""
+
+    items: dict[str, list[tuple[float, float]]] = field(default_factory=dict)
+
+    def add(self, key: str, t0: float, t1: float) -> None:
+        self.items.setdefault(key, []).append((t0, t1))
+
+    def live(self, keys: tuple[str, ...], t: FloatArray) -> FloatArray:
+        """1.0 where none of ``keys`` is off at ``t``, else 0.0."""
+        t = np.asarray(t, dtype=np.float64)
+        on = np.ones(np.shape(t))
+        for key in keys:
+            for t0, t1 in self.items.get(key, ()):
+                on = np.where((t >= t0) & (t < t1), 0.0, on)
+        return on
 
 
 @dataclass(slots=True)
@@ -169,6 +197,8 @@ class BranchProfile:
     replica: Replica
     sections: list[int]  # branch indices whose section flows add up to the head flow
     customers: list[int]
+    spans: Spans = field(default_factory=Spans)
+    name: str = ""  # the branch (with replica prefix): its unit reads 0 V while its breaker is tripped
 
     def power_kw_array(self, t: FloatArray) -> FloatArray:
         k = self.replica.steps_of(np.asarray(t))
@@ -180,7 +210,8 @@ class BranchProfile:
 
     def voltage_v_array(self, t: FloatArray, phase: str = "A") -> FloatArray:
         ph = "ABC".index(phase) if phase in ("A", "B", "C") else 0
-        return self.replica.horizon.trafo_v[self.replica.steps_of(np.asarray(t)), ph]
+        v = self.replica.horizon.trafo_v[self.replica.steps_of(np.asarray(t)), ph]
+        return v * self.spans.live((f"phase:{'ABC'[ph]}", f"unit:{self.name}"), t)
 
     def power_kw(self, t: float) -> float:
         return float(self.power_kw_array(np.array([t]))[0])
@@ -203,6 +234,7 @@ class BoxProfile:
     replica: Replica
     customers: list[int]
     phases: dict[str, int]  # phase -> a customer index on that phase
+    spans: Spans = field(default_factory=Spans)
 
     def power_kw_array(self, t: FloatArray) -> FloatArray:
         k = self.replica.steps_of(np.asarray(t))
@@ -214,7 +246,8 @@ class BoxProfile:
 
     def voltage_v_array(self, t: FloatArray, phase: str = "A") -> FloatArray:
         i = self.phases.get(phase, self.customers[0])
-        return self.replica.horizon.voltage_v[self.replica.steps_of(np.asarray(t)), i]
+        v = self.replica.horizon.voltage_v[self.replica.steps_of(np.asarray(t)), i]
+        return v * self.spans.live((f"phase:{phase}",), t) if phase in ("A", "B", "C") else v
 
     def power_kw(self, t: float) -> float:
         return float(self.power_kw_array(np.array([t]))[0])
@@ -294,6 +327,10 @@ class WorldMeter:
 
 #: ``hook(addresses, powered, t)``: HPLC meters lost (False) or regained (True) supply at ``t``
 SupplyHook = Callable[[tuple[str, ...], bool, float], None]
+#: ``hook(powered, t)``: the transformer's LV side (and the terminal on it) lost / regained supply
+StationHook = Callable[[bool, float], None]
+#: ``hook(branch, closed, t)``: a branch breaker tripped (False) or was closed again (True)
+BreakerHook = Callable[[str, bool, float], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -330,6 +367,24 @@ class World:
     _seq: int = 0
     _supply_hooks: list[SupplyHook] = field(default_factory=list)
     _supplied: dict[str, bool] = field(default_factory=dict)  # HPLC meter id -> last state told
+    station_id: str = "station"
+    spans: Spans = field(default_factory=Spans)
+    _station_hooks: list[StationHook] = field(default_factory=list)
+    _breaker_hooks: list[BreakerHook] = field(default_factory=list)
+
+    def on_station(self, hook: StationHook) -> None:
+        """Call ``hook(powered, t)`` at every edge of a station-level outage or dip."""
+        self._station_hooks.append(hook)
+
+    def on_breaker(self, hook: BreakerHook) -> None:
+        """Call ``hook(branch, closed, t)`` when a branch outage trips / recloses its breaker."""
+        self._breaker_hooks.append(hook)
+
+    def phases_live(self, t: float) -> tuple[bool, bool, bool]:
+        """Whether each transformer LV phase has voltage at ``t`` (station and phase outages)."""
+        on = [bool(self.spans.live((f"phase:{p}",), np.array([t]))[0]) for p in "ABC"]
+        return on[0], on[1], on[2]
+
     #: the 总表's CT: (fitted, recorded in the archive); they differ under a wrong-CT scenario
     assessment_ct: tuple[float, float] = (1.0, 1.0)
 
@@ -357,6 +412,14 @@ class World:
     def _tell(self, addresses: tuple[str, ...], on: bool, t: float) -> None:
         for hook in self._supply_hooks:
             hook(addresses, on, t)
+
+    def _station(self, powered: bool, t: float) -> None:
+        for hook in self._station_hooks:
+            hook(powered, t)
+
+    def _breaker(self, branch: str, closed: bool, t: float) -> None:
+        for hook in self._breaker_hooks:
+            hook(branch, closed, t)
 
     def by_key(self, key: str, *, path: str = "meter") -> WorldMeter:
         """A meter by device id or address; ConfigError naming the scenario key otherwise."""
@@ -439,6 +502,7 @@ def build_world(
     settings: SerialSettings | None = None,
     response_delay_s: Delay | Mapping[str, Delay] = (0.02, 0.05),
     hplc_meters: int = 0,
+    station_id: str = "station",
 ) -> World:
     """The station area of ``network`` (× ``customers_scale``) under ``scenario``, from ``start``;
     ``hplc_meters`` of its customers are read over HPLC instead of RS-485."""
@@ -474,6 +538,7 @@ def build_world(
         meters={},
         start=start,
         seed=seed,
+        station_id=station_id,
     )
     _add_meters(world, buses, start=start, seed=seed)
     _add_box_terminals(world, buses[-1], start=start, seed=seed)
@@ -600,10 +665,16 @@ def _add_meters(world: World, buses: list[str], *, start: float, seed: int) -> N
         for b, name in enumerate(net.branches):
             sections = _descendants(net, b)
             custs = [i for i, c in enumerate(net.customers) if net.branches.index(c.branch) in sections]
-            profile = BranchProfile(rep, [rep.branch_offset + s for s in sections], rep.customers(custs))
             address = f"{rep.index + 1:02d}99{b + 1:08d}"
             device = f"bu-{rep.prefix}{name}"
             phase: Phase = "ABC"
+            profile = BranchProfile(
+                rep,
+                [rep.branch_offset + s for s in sections],
+                rep.customers(custs),
+                world.spans,
+                rep.prefix + name,
+            )
             meter = VirtualMeter(address, profile=profile, start=start, phase=phase, seed=seed)
             sm = StationMeter(
                 device,
@@ -635,7 +706,7 @@ def _add_box_terminals(world: World, bus: str, *, start: float, seed: int) -> No
                 phases.setdefault(rep.network.customers[i].phase, rep.offset + i)
             meter = VirtualMeter(
                 f"{rep.index + 1:02d}98{n:08d}",
-                profile=BoxProfile(rep, rep.customers(custs), phases),
+                profile=BoxProfile(rep, rep.customers(custs), phases, world.spans),
                 start=start,
                 phase="ABC",
                 seed=seed,
@@ -705,6 +776,9 @@ def _outage(world: World, o: Outage) -> None:
             idx = [i for i, c in enumerate(net.customers) if net.branches.index(c.branch) in sections]
             names = {rep.prefix + net.branches[s] for s in sections[1:]}
             units = [m for m in world.branch_units() if m.replica is rep and m.branch in names]
+        elif o.level == "phase":  # a transformer LV phase: its single-phase customers go dark
+            idx = [i for i, c in enumerate(net.customers) if c.phase == o.target]
+            units = []
         elif o.level == "box":
             idx = [i for i, c in enumerate(net.customers) if rep.prefix + c.box == o.target]
             units = []
@@ -723,17 +797,23 @@ def _outage(world: World, o: Outage) -> None:
         for m in world.box_terminals():  # a box terminal goes dark with the supply of its whole box
             profile = m.station_meter.profile
             whole_box = isinstance(profile, BoxProfile) and set(profile.customers) <= inside
-            # a meter-level outage is the meter's own fuse, downstream of the box terminal
-            if m.replica is rep and idx and whole_box and o.level != "meter":
+            # a meter-level outage is the meter's own fuse, downstream of the box terminal; a
+            # three-phase box terminal rides through the loss of one phase
+            if m.replica is rep and idx and whole_box and o.level not in ("meter", "phase"):
                 hit.append(m)
     if not hit:
         raise ConfigError(path, f"{o.level} {o.target!r} matches no meter", source=world.scenario.source)
     ids = tuple(m.id for m in hit)
+    target = world.station_id if o.level == "station" else o.target
+    _measured_supply(world, o, t0, t1)
     if o.duration < POWER_DOWN_JUDGEMENT_S:
-        world.events.append(TruthEvent("dip", o.level, o.target, t0, t1, ids))
+        world.events.append(TruthEvent("dip", o.level, target, t0, t1, ids))
         _dip_at_stas(world, [m for m in hit if m.channel == "hplc"], t0, t1)
         return
-    world.events.append(TruthEvent("outage", o.level, o.target, t0, t1, ids))
+    world.events.append(TruthEvent("outage", o.level, target, t0, t1, ids))
+    if o.level == "branch" and o.cause == "trip":
+        world.schedule(t0, functools.partial(world._breaker, o.target, False))
+        world.schedule(t1, functools.partial(world._breaker, o.target, True))
     rng = np.random.default_rng([world.seed, 0x1A57, len(world.events)])
     for m in hit:
         if m.channel != "hplc":
@@ -754,6 +834,20 @@ def _outage(world: World, o: Outage) -> None:
 
     world.schedule(t0, off)
     world.schedule(t1, on)
+
+
+def _measured_supply(world: World, o: Outage, t0: float, t1: float) -> None:
+    """What the devices that stay powered measure: phases without voltage at the transformer (a
+    station or phase outage, dips included), the branch unit of a tripped branch; and the
+    terminal's own supply at every edge of a station-level outage or dip."""
+    if o.level in ("station", "phase"):
+        for p in "ABC" if o.level == "station" else o.target:
+            world.spans.add(f"phase:{p}", t0, t1)
+    if o.level == "station":
+        world.schedule(t0, lambda t: world._station(False, t))
+        world.schedule(t1, lambda t: world._station(True, t))
+    if o.level == "branch" and o.cause == "trip" and o.duration >= POWER_DOWN_JUDGEMENT_S:
+        world.spans.add(f"unit:{o.target}", t0, t1)
 
 
 def _dip_at_stas(world: World, hplc: list[WorldMeter], t0: float, t1: float) -> None:
@@ -939,9 +1033,11 @@ def _comms(world: World) -> None:
 
 __all__ = [
     "ASSESSMENT_ID",
+    "TRIP_CAUSE_SHORT_CIRCUIT",
     "BranchProfile",
     "HorizonProfile",
     "Replica",
+    "Spans",
     "TransformerProfile",
     "TruthEvent",
     "World",

@@ -200,9 +200,10 @@ class DevicePoller:
         if known is not None and count > int(known):
             cause = dev.profile.register("trip_cause").meaning(values.get("trip_cause", 0))
             at = float(values.get("last_trip_time", now)) or now
-            await self._emit_event(
-                Event("breaker.trip", dev.id, at, None, {**base, "cause": cause, "trips": count - int(known)})
-            )
+            # whether it is still open when seen: a trip closed again between two polls is over
+            state = {"closed": bool(values.get("switch_closed", True)), "seen_at": now}
+            data = {**base, "cause": cause, "trips": count - int(known), **state}
+            await self._emit_event(Event("breaker.trip", dev.id, at, None, data))
         closed = bool(values.get("switch_closed", True))
         was = await store.get(f"breaker_closed/{dev.id}")
         await store.set(f"breaker_closed/{dev.id}", closed)

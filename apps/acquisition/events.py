@@ -112,6 +112,9 @@ class EventTask:
         key = f"relay_open/{meter.id}"
         known = await self._ctx.store.get(key)
         await self._ctx.store.set(key, relay_open)
+        if known is None or bool(known) != relay_open:  # retained: an app starting later knows it too
+            state = {"open": relay_open, "at": self._ctx.clock.now(), "cause": "unknown"}
+            self._ctx.bus.publish(f"meter/{meter.id}/relay", state, retain=True)
         if known is not None and bool(known) != relay_open:
             kind = "meter.relay_open" if relay_open else "meter.relay_closed"
             await self._output.event(

@@ -5,7 +5,10 @@ transport timeout or a garbled reply is retried (``retries`` times, doubling the
 0.5 s) while the transport still counts the meter as available; an abnormal reply
 (``DeviceError``) is an answer -- the meter is there, the item is not -- and is not retried.
 Each scheduled read is recorded in the ``SuccessTracker`` (采集成功率), and a meter that stops
-or resumes answering is logged once each way. Must not decide what to read or when.
+or resumes answering is logged once each way. Read health is published for other apps (the
+outage app tells comms from supply by it): ``meter/<id>/health`` (retained)
+``{"online", "at", "port", "kind"}`` after every failed read and when the meter answers again.
+Must not decide what to read or when.
 """
 
 from __future__ import annotations
@@ -98,6 +101,13 @@ class MeterReader:
             self._log.warning("meter %s (%s on %s) is not answering", meter.id, meter.address, where)
         elif back:
             self._log.info("meter %s answers again", meter.id)
+        if not ok or back:
+            self.health(meter, kind, ok)
+
+    def health(self, meter: Meter, kind: str, ok: bool) -> None:
+        """Tell the bus how a read of ``meter`` ended (not counted in the success rate)."""
+        body = {"online": ok, "at": self._ctx.clock.now(), "port": meter.transport, "kind": kind}
+        self._ctx.bus.publish(f"meter/{meter.id}/health", body, retain=True)
 
 
 __all__ = ["MeterReader"]

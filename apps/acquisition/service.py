@@ -41,6 +41,7 @@ from .events import EventTask
 from .freeze import FreezeTask
 from .output import Output
 from .plan import Plan
+from .probe import ProbeTask
 from .reader import MeterReader
 from .realtime import RealtimeTask
 from .stats import SuccessTracker
@@ -115,6 +116,7 @@ class Acquisition:
         self.freeze = FreezeTask(ctx, self.plan, self.reader, self.output, tz=tz)
         self.events = EventTask(ctx, self.plan, self.reader, self.output, tz=tz)
         self.timesync = TimeSyncTask(ctx, self.plan, self.clients, tz=tz)
+        self.probe = ProbeTask(ctx, self.plan, self.reader, self.events)
 
     @property
     def tracker(self) -> SuccessTracker:
@@ -144,6 +146,7 @@ class Acquisition:
             hh, mm = s.time_sync_at
             scheduler.add("time_sync", Daily(hh, mm), self.timesync.run, catch_up=CatchUp.LATEST)
         self._ctx.uplink.register_command("acquisition.stats", self._cmd_stats)
+        self._ctx.bus.serve("acquisition/probe", self.probe.handle)
         # transformer readings and the Modbus devices of the station model
         self.field_devices = await start_field_devices(
             self._ctx,

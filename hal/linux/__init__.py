@@ -4,7 +4,8 @@ Layer: hal. Must not know apps, schedules or grid logic; every wait is driven fr
 event loop (no blocking reads or sleeps).
 """
 
+from hal.linux.power import InputPowerMonitor
 from hal.linux.serial import PySerialLink
 from hal.linux.watchdog import DevWatchdog
 
-__all__ = ["DevWatchdog", "PySerialLink"]
+__all__ = ["DevWatchdog", "InputPowerMonitor", "PySerialLink"]

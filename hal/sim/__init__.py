@@ -5,7 +5,8 @@ unchanged on a simulated board. Must not know apps or grid physics (that is ``si
 """
 
 from hal.sim.memory import MemoryLink, memory_link_pair
+from hal.sim.power import SimPowerMonitor
 from hal.sim.slot import MemorySlot
 from hal.sim.watchdog import MissedDeadline, SimWatchdog
 
-__all__ = ["MemoryLink", "MemorySlot", "MissedDeadline", "SimWatchdog", "memory_link_pair"]
+__all__ = ["MemoryLink", "MemorySlot", "MissedDeadline", "SimPowerMonitor", "SimWatchdog", "memory_link_pair"]

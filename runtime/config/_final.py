@@ -21,7 +21,7 @@ from runtime.config.credentials import load_credentials
 from runtime.config.schema import ValidationContext
 from runtime.errors import ConfigErrors
 
-FIXED_NODES = ("watchdog", "metrology", "hplc")
+FIXED_NODES = ("watchdog", "metrology", "hplc", "power")
 """Names of the singleton nodes; port, slot and alias names must not take them."""
 
 
@@ -61,6 +61,8 @@ def _devices(board: Board) -> list[tuple[str, str]]:
         out.append(("watchdog.device", board.watchdog.device))
     if board.metrology is not None and board.metrology.enabled:
         out.append(("metrology.device", board.metrology.device))
+    if board.power is not None and board.power.enabled:
+        out.append(("power.device", board.power.device))
     out += [(f"rs485[{i}].device", p.device) for i, p in enumerate(board.rs485) if p.enabled]
     if board.hplc is not None and board.hplc.enabled:
         out.append(("hplc.device", board.hplc.device))
@@ -86,6 +88,11 @@ def _check_devices(board: Board, ctx: ValidationContext) -> None:
             ctx.error(where, f'{device!r} is a simulated device, but hal.backend is "{backend}"')
         elif simulated and len(device) == len("sim:"):
             ctx.error(where, f"{device!r} names no simulated device (sim:<name>)")
+        elif where == "power.device" and not simulated:
+            if device.partition(":")[0] not in ("gpio", "adc") or not device.partition(":")[2].startswith(
+                "/"
+            ):
+                ctx.error(where, f"{device!r} is not gpio:<value file> or adc:<raw file> (absolute paths)")
         elif not simulated and not device.startswith("/"):
             hint = "an absolute device path such as /dev/ttyS1"
             if backend == "sim":

@@ -52,6 +52,23 @@ class WatchdogConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class PowerConfig:
+    """``[power]``: the terminal's own supply input and its supercapacitor hold-up.
+
+    ``device`` is ``sim:<name>`` (the simulator drives it), ``gpio:<sysfs value file>`` or
+    ``adc:<IIO raw file>``; ``holdup_s`` is how long the board (and its modem) runs after the
+    mains goes: the time a last gasp has."""
+
+    enabled: bool
+    device: str
+    holdup_s: float
+    active_low: bool
+    adc_scale: float
+    adc_threshold_v: float
+    poll_ms: int
+
+
+@dataclass(frozen=True, slots=True)
 class MetrologyConfig:
     """``[metrology]``: the AC sampling unit on the transformer's LV side."""
 
@@ -209,7 +226,7 @@ class SimConfig:
     scenario: str | None
 
 
-Node = WatchdogConfig | MetrologyConfig | Rs485Port | HplcConfig | SlotConfig
+Node = WatchdogConfig | MetrologyConfig | Rs485Port | HplcConfig | SlotConfig | PowerConfig
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +239,7 @@ class Board:
     hal: HalConfig
     watchdog: WatchdogConfig | None
     metrology: MetrologyConfig | None
+    power: PowerConfig | None
     rs485: tuple[Rs485Port, ...]
     hplc: HplcConfig | None
     slots: tuple[SlotConfig, ...]
@@ -258,6 +276,8 @@ class Board:
             out["watchdog"] = self.watchdog
         if self.metrology is not None:
             out["metrology"] = self.metrology
+        if self.power is not None:
+            out["power"] = self.power
         if self.hplc is not None:
             out["hplc"] = self.hplc
         out.update(self.rs485_by_name)
@@ -282,6 +302,7 @@ __all__ = [
     "MetrologyConfig",
     "Node",
     "PackagesConfig",
+    "PowerConfig",
     "Rs485Port",
     "SimConfig",
     "SlotConfig",

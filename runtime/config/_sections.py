@@ -16,6 +16,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from runtime.config._nodes import (
     HplcConfig,
     MetrologyConfig,
+    PowerConfig,
     Rs485Port,
     SimConfig,
     SlotConfig,
@@ -91,6 +92,18 @@ WATCHDOG: Mapping[str, FieldSpec] = MappingProxyType(
         "enabled": Bool(default=True),
         "device": Str(),
         "timeout_s": Float(default=30.0, min=1.0, max=3600.0),
+    }
+)
+
+POWER: Mapping[str, FieldSpec] = MappingProxyType(
+    {
+        "enabled": Bool(default=True),
+        "device": Str(doc="sim:<name>, gpio:<sysfs value file> or adc:<IIO raw file>"),
+        "holdup_s": Float(default=30.0, gt=0.0, max=600.0, doc="supercapacitor hold-up after mains loss"),
+        "active_low": Bool(default=True, doc='gpio: "0" means the mains is lost'),
+        "adc_scale": Float(default=1.0, gt=0.0, max=1e6, doc="adc: volts per raw count"),
+        "adc_threshold_v": Float(default=154.0, gt=0.0, max=1000.0, doc="adc: mains below this is lost"),
+        "poll_ms": Int(default=20, min=1, max=10_000),
     }
 )
 
@@ -260,6 +273,7 @@ BOARD: Mapping[str, FieldSpec] = MappingProxyType(
         "hal": Table(HAL),
         "watchdog": Table(WATCHDOG, into=WatchdogConfig, default=None),
         "metrology": Table(METROLOGY, into=MetrologyConfig, default=None),
+        "power": Table(POWER, into=PowerConfig, default=None),
         "rs485": ListOf(Table(RS485, into=Rs485Port), default=()),
         "hplc": Table(HPLC, into=HplcConfig, default=None),
         "slots": ListOf(Table(SLOT, into=SlotConfig, checks_table=(_slot_rules,)), default=()),

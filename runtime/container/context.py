@@ -31,6 +31,7 @@ from hal.interfaces import (
     Metrology,
     NetworkNode,
     NodePhase,
+    PowerMonitor,
     Slot,
     Watchdog,
 )
@@ -215,6 +216,10 @@ class ScopedHal:
     def watchdog(self) -> Watchdog:
         return self._need("watchdog").watchdog()
 
+    def power(self) -> PowerMonitor:
+        """The terminal's own supply monitor (capability ``power``)."""
+        return self._need("power").power()
+
     def close(self) -> None:
         """Close the carrier event streams the app left open (a crash skips its ``async with``)."""
         for stream in self._streams:
@@ -364,6 +369,8 @@ class HalAccess(Protocol):
     def slot(self, name: str) -> Slot: ...
 
     def watchdog(self) -> Watchdog: ...
+
+    def power(self) -> PowerMonitor: ...
 
 
 class ContextCore:

@@ -10,7 +10,7 @@ Manifest shape::
 
     [app]            name (= folder), version (semver), api (int <= RUNTIME_API_VERSION),
                      entry ("module:function", default "apps.<name>:run"), description
-    [capabilities]   hal = subset of rs485, hplc, metrology, slots, watchdog
+    [capabilities]   hal = subset of rs485, hplc, metrology, slots, watchdog, power
                      station = "read" (default) | "propose" (may propose station-model corrections)
     [topics]         publish = [patterns], subscribe = [patterns]
     [uplink]         streams = [names] the app sends on (``readings``, ``events``, ``status``,
@@ -39,7 +39,7 @@ from runtime import RUNTIME_API_VERSION
 from runtime.bus import validate_pattern
 from runtime.errors import BusError, ConfigError, ConfigErrors
 
-HAL_CAPABILITIES = frozenset({"rs485", "hplc", "metrology", "slots", "watchdog"})
+HAL_CAPABILITIES = frozenset({"rs485", "hplc", "metrology", "slots", "watchdog", "power"})
 STATION_ACCESS = ("read", "propose")
 CONFIG_TYPES = ("int", "float", "bool", "str", "list", "table")
 

@@ -74,6 +74,8 @@ def board_capabilities(board: Board) -> frozenset[str]:
         caps.add("slots")
     if board.watchdog is not None and board.watchdog.enabled:
         caps.add("watchdog")
+    if board.power is not None and board.power.enabled:
+        caps.add("power")
     return frozenset(caps)
 
 

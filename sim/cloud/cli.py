@@ -13,13 +13,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import signal
 import sys
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -321,6 +323,61 @@ def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Name
     return run
 
 
+# -- apps' subcommands (entry point group ``ttu.cloud``) ---------------------------------------
+
+
+class StubTools:
+    """``protocols.cloud.CloudTools`` over the stub's database and command channel."""
+
+    def add_query_options(self, parser: argparse.ArgumentParser, *, terminal_required: bool = False) -> None:
+        parser.add_argument("--db", default=DEFAULT_DB, help=f"the stub's sqlite file (default {DEFAULT_DB})")
+        parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        parser.add_argument("--terminal", required=terminal_required, help="only this terminal")
+
+    def add_command_options(self, parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--terminal", required=True, help="terminal id")
+        parser.add_argument("--broker", default=DEFAULT_BROKER, help=f"broker URL (default {DEFAULT_BROKER})")
+        parser.add_argument(
+            "--key-file", default=DEFAULT_KEY_FILE, help='TOML file with command_key = "<hex>"'
+        )
+        parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the reply")
+
+    def reader(self, args: argparse.Namespace) -> contextlib.AbstractContextManager[CloudDb]:
+        return contextlib.closing(_open(args))
+
+    def command(self, args: argparse.Namespace, name: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
+        key = load_command_key(args.key_file)
+
+        async def send() -> dict[str, Any]:
+            when = await terminal_time(args.broker)
+            async with CloudStub(
+                broker_url=args.broker, db_path=":memory:", clock=LoopClock(), default_key=key,
+                terminal=args.terminal, connect_timeout=args.timeout, command_time=when,
+            ) as stub:  # fmt: skip
+                reply = await stub.send_command(args.terminal, name, dict(arguments), timeout=args.timeout)
+            if not reply.ok:
+                raise CloudCliError(f"{name}: refused: {reply.code}: {reply.message}")
+            return dict(reply.result or {})
+
+        return asyncio.run(send())
+
+    def print_json(self, value: Any) -> None:
+        print(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
+
+    def guard(self, handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        return _guarded(handler)
+
+
+def _app_commands(sub: Any) -> None:
+    """Each installed app's ``ttu cloud <name>`` (a broken one is reported, the others still work)."""
+    tools = StubTools()
+    for ep in sorted(entry_points(group="ttu.cloud"), key=lambda e: e.name):
+        try:
+            ep.load()(sub, tools)
+        except Exception as err:  # a broken plug-in must not take `ttu cloud` down
+            print(f"ttu cloud: {ep.name}: cannot load {ep.value}: {err}", file=sys.stderr)
+
+
 # -- registration -------------------------------------------------------------------------------
 
 
@@ -366,6 +423,7 @@ def register(subparsers: Any) -> None:
     register_catalog(sub)
     register_app(sub)
     register_trace(sub, guard=_guarded)
+    _app_commands(sub)
 
     p = sub.add_parser("serve", help="run the cloud stub until Ctrl-C")
     p.add_argument("--broker", default=DEFAULT_BROKER, help=f"broker URL (default {DEFAULT_BROKER})")

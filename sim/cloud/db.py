@@ -601,6 +601,12 @@ class CloudDb:
         ).fetchall()
         return [StreamRow(*row) for row in rows]
 
+    def __enter__(self) -> CloudDb:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def known_keys(self, terminal: str, keys: list[str]) -> set[str]:
         """Those of ``keys`` (message idempotency keys) the cloud has stored for ``terminal``."""
         found: set[str] = set()

@@ -156,6 +156,17 @@ class VirtualBreaker(ModbusDevice):
         if self.on_switch is not None:
             self.on_switch(closed, t)
 
+    def fault(self, closed: bool, t: float, *, cause: int) -> None:
+        """The simulated world opened (a trip recording ``cause``) or closed the breaker itself:
+        the registers follow, without telling ``on_switch`` (the world already changed)."""
+        if closed == self.closed:
+            return
+        self._set_closed(closed)
+        if not closed:
+            self.set("trip_cause", cause)
+            self.set("trip_count", int(self.get("trip_count")) + 1)
+            self.set("last_trip_time", int(t))
+
     def written(self, point: str, value: float | bool, t: float) -> None:
         if point == "switch_command":
             self.switch(bool(value), t)

@@ -41,7 +41,7 @@ from sim.devices.modbus import (
 from sim.physics import Horizon
 from sim.station import Station
 from sim.wiring import PtyWiring, TerminalEnd, Wiring
-from sim.world import Replica, TruthEvent, World, WorldMeter, _descendants
+from sim.world import TRIP_CAUSE_SHORT_CIRCUIT, Replica, TruthEvent, World, WorldMeter, _descendants
 
 log = logging.getLogger("ttu.sim.devices")
 MAX_BREAKERS = 200  # unit ids 1..200; 201.. are the other devices
@@ -151,15 +151,20 @@ def _step(rep: Replica, t: float) -> int:
 
 
 def _world_source(world: World) -> FunctionSource:
+    """The transformer LV side from the physics; a phase without voltage (station or phase outage,
+    dips included: ``World.spans``) reads zero on every quantity of that phase."""
+
     def sample(t: float) -> TransformerSample:
         grid = world.grid
         k = int(grid.steps_of(np.array([t]))[0])
         hz = grid.horizon
+        live = np.array(world.phases_live(t), dtype=np.float64)
+        v, i, p, q = (hz.trafo_v[k] * live, hz.trafo_i[k] * live, hz.trafo_p[k] * live, hz.trafo_q[k] * live)
         return TransformerSample(
-            tuple(float(x) for x in hz.trafo_v[k]),  # type: ignore[arg-type]
-            tuple(float(x) for x in hz.trafo_i[k]),  # type: ignore[arg-type]
-            tuple(float(x) for x in hz.trafo_p[k]),  # type: ignore[arg-type]
-            tuple(float(x) for x in hz.trafo_q[k]),  # type: ignore[arg-type]
+            tuple(float(x) for x in v),  # type: ignore[arg-type]
+            tuple(float(x) for x in i),  # type: ignore[arg-type]
+            tuple(float(x) for x in p),  # type: ignore[arg-type]
+            tuple(float(x) for x in q),  # type: ignore[arg-type]
             50.0 + 0.02 * math.sin(t / 600.0),
         )
 
@@ -209,8 +214,10 @@ class BranchSwitch:
             for ph in phases:
                 amps[ph] += s_kva * 1000.0 / volts / len(phases)
         p_kw = float(hz.p_kw[k, idx].sum()) if idx else 0.0
-        v = hz.trafo_v[k]
-        return (float(v[0]), float(v[1]), float(v[2])), (amps[0], amps[1], amps[2]), p_kw
+        live = self.world.phases_live(t)  # the breaker's line side: the transformer's phases
+        v = [float(x) if on else 0.0 for x, on in zip(hz.trafo_v[k], live, strict=True)]
+        amps = [a if on else 0.0 for a, on in zip(amps, live, strict=True)]
+        return (v[0], v[1], v[2]), (amps[0], amps[1], amps[2]), p_kw
 
     def switched(self, closed: bool, t: float) -> None:
         grid = self.world.grid
@@ -256,6 +263,14 @@ class BranchSwitch:
             grid.refresh()
         if end < grid.base.end:
             self.world.schedule(end - SOLVE_MARGIN_S, lambda _t: self._cut(end, generation))
+
+
+def _fault(breakers: dict[str, VirtualBreaker], branch: str, closed: bool, t: float) -> None:
+    """A scenario's branch outage tripped (or the crew closed again) this branch's breaker: its
+    state and trip records follow; the physics already knows (``sim.world``)."""
+    dev = breakers.get(branch)
+    if dev is not None:
+        dev.fault(closed, t, cause=TRIP_CAUSE_SHORT_CIRCUIT)
 
 
 def build_devices(
@@ -313,13 +328,17 @@ def build_devices(
             switches += [BranchSwitch(world, rep, b) for b in range(len(rep.network.branches))]
     if len(switches) > MAX_BREAKERS:
         log.warning("%d branches: only the first %d get a Modbus breaker", len(switches), MAX_BREAKERS)
+    by_branch: dict[str, VirtualBreaker] = {}
     for n, sw in enumerate(switches[:MAX_BREAKERS], start=1):
         dev = VirtualBreaker(
             breaker, n, name=f"brk-{sw.name}", measure=sw.measure, on_switch=sw.switched, seed=seed
         )
         devices.append(dev)
         out.breakers[dev.name] = dev
+        by_branch[sw.name] = dev
         out.entries.append(DeviceEntry(dev.name, "breaker", port, n, sw.name))
+    if world is not None:
+        world.on_breaker(lambda branch, closed, t: _fault(by_branch, branch, closed, t))
     if not switches:
         dev = VirtualBreaker(breaker, 1, name="brk-main", seed=seed)
         devices.append(dev)

@@ -112,6 +112,7 @@ class VirtualCco:
         max_sends: int = 10,
         boot_s: float = 2.0,
         local_delay_s: float = 0.02,
+        lastgasp_loss: float = 0.0,
     ) -> None:
         if not 1 <= concurrency <= 255:
             raise ValueError(f"concurrency {concurrency}: expected 1..255")
@@ -139,7 +140,12 @@ class VirtualCco:
         self.drop_confirms = 0
         self.reports_enabled = False
         self.counters = CcoCounters()
-        self.outages = OutageModel(timing=timing, seed=seed)
+        self._timing = timing
+        self._seed = seed
+        self.lastgasp_loss = lastgasp_loss
+        self.outages = OutageModel(timing=timing, seed=seed, loss=lastgasp_loss)
+        self.module_powered = True
+        self.lastgasp_lost = 0  # over every outage model this module had (it restarts with the terminal)
         self.sent: list[SentReport] = []
         self.broadcasts: list[bytes] = []
         self.received: list[q.Frame] = []  # every well-formed down frame, for tests
@@ -169,7 +175,25 @@ class VirtualCco:
         known = [a for a in addresses if a in self.nodes]
         for a in known:
             self.nodes[a].powered = on
+        if not self.module_powered:
+            return  # the module is dark too: nobody listens to the last gasps
         (self.outages.power_on if on else self.outages.power_off)(known, t)
+        self._power_changed.set()
+
+    def module_power(self, on: bool) -> None:
+        """The module's own supply (it sits in the terminal): off drops what it was aggregating
+        and what it had not reported yet; on, it comes back knowing nothing of earlier outages."""
+        if on == self.module_powered:
+            return
+        self.module_powered = on
+        self.lastgasp_lost += len(self.outages.lost)
+        self._seed += 1
+        self.outages = OutageModel(timing=self._timing, seed=self._seed, loss=self.lastgasp_loss)
+        if not on:
+            while not self._outgoing.empty():
+                self._outgoing.get_nowait()
+            self.reports_enabled = False
+            self._enabled.clear()
         self._power_changed.set()
 
     async def restart(self, *, wipe: bool = False) -> None:

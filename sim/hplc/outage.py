@@ -12,7 +12,9 @@ Layer: sim. Pure arithmetic on times given by the caller (no clock, no I/O). GRI
 * on restore, the node boots and rejoins (``restore_delay_s``), sends its power-on frame, and
   the CCO aggregates power-on frames for ``restore_aggregation_s`` before reporting;
 * the CCO reports only the difference against what it already reported (a node reported off
-  and not yet back is not reported off again).
+  and not yet back is not reported off again);
+* a share ``loss`` of last-gasp frames never reaches the CCO (a neighbour's super-capacitor ran
+  out, noise): that node is in no power-off report, and so in no power-on report either.
 
 ``OutageModel.due(now)`` returns the reports whose window has closed; ``next_time()`` says when
 to ask again.
@@ -73,9 +75,14 @@ class _Window:
 class OutageModel:
     """Which nodes are down, which STA frames are in flight, and which windows are open."""
 
-    def __init__(self, *, timing: LastGaspTiming | None = None, seed: int = 0) -> None:
+    def __init__(self, *, timing: LastGaspTiming | None = None, seed: int = 0, loss: float = 0.0) -> None:
+        if not 0.0 <= loss <= 1.0:
+            raise ValueError(f"last-gasp loss must be within 0..1, not {loss}")
         self.timing = timing or LastGaspTiming()
+        self.loss = loss
+        self.lost: list[tuple[str, float]] = []  # (address, outage time) of frames lost
         self._rng = np.random.default_rng([seed, 0x1A57])
+        self._loss_rng = np.random.default_rng([seed, 0x1055])
         self._frames: dict[str, tuple[str, float]] = {}  # address -> (kind, when its STA frame arrives)
         self._windows: dict[str, _Window] = {}
         self._reported_off: set[str] = set()
@@ -98,7 +105,11 @@ class OutageModel:
                 del self._frames[a]  # went down again before its power-on frame got out
                 if a in self._reported_off:
                     continue  # the terminal still believes it is off: nothing new to report
-            self._frames[a] = (POWER_OFF, t + tm.judgement_s + float(self._rng.uniform(*tm.sta_delay_s)))
+            sent = t + tm.judgement_s + float(self._rng.uniform(*tm.sta_delay_s))
+            if self.loss and self._loss_rng.random() < self.loss:
+                self.lost.append((a, t))  # the node is down, but nobody hears its last gasp
+                continue
+            self._frames[a] = (POWER_OFF, sent)
 
     def power_on(self, addresses: tuple[str, ...] | list[str], t: float) -> None:
         tm = self.timing

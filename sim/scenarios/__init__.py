@@ -12,7 +12,10 @@ address, branches (``F2``) and boxes (``F2-X03``) as in the topology ground trut
     description = "..."
     pv_share = 0.2                      # share of prosumers (PV) among customers
 
-    [[outage]]     level = "station" | "branch" | "box" | "meter"; target; at; duration
+    [[outage]]     level = "station" | "phase" | "branch" | "box" | "meter"; target; at; duration;
+                   cause (branch only) = "trip" (default: its breaker trips, its branch unit reads
+                   0 V) | "cut" (the cable is cut below the branch unit: breaker closed, unit live);
+                   a phase outage's target is "A" | "B" | "C" (a transformer LV phase lost)
     [[theft]]      meter; bypass (0..1, the share of the load the meter does not see); at; duration?
     [[meter_fault]] meter; kind = "stopped" | "slow" | "clock_skew"; value (% slow or s skew); at
     [[relay]]      meter; action = "trip" | "close"; at   (a local fee-control trip, say)
@@ -22,6 +25,9 @@ address, branches (``F2``) and boxes (``F2-X03``) as in the topology ground trut
                    left out of the archive)
     [comms]        loss_pct, corrupt_pct; buses = [...] (default all)
     [monitoring]   box_terminals = "all" | ["F2-X01", ...]  (meter-box terminals 表箱终端; default none)
+    [hplc]         lastgasp_loss_pct (share of STA power-off frames that never reach the CCO)
+    [terminal]     boot_s (after a station outage took the terminal down: start-up time once the
+                   supply is back; default 5 s)
     [grid]         load_scale (x every customer's demand, not PV), line_scale (x every line length):
                    heavier, longer Chinese feeders, so technical loss reaches a few % (GRID.md §2)
 """
@@ -37,7 +43,9 @@ from typing import Any
 from base.errors import ConfigError
 
 SCENARIO_DIR = Path(__file__).resolve().parent
-OUTAGE_LEVELS = ("station", "branch", "box", "meter")
+OUTAGE_LEVELS = ("station", "phase", "branch", "box", "meter")
+BRANCH_CAUSES = ("trip", "cut")
+PHASE_TARGETS = ("A", "B", "C")
 FAULT_KINDS = ("stopped", "slow", "clock_skew")
 RELAY_ACTIONS = ("trip", "close")
 #: a meter judges a supply loss as a power-down only after this long (GRID.md §3)
@@ -53,6 +61,7 @@ class Outage:
     target: str
     at: float
     duration: float
+    cause: str = "trip"  # branch outages: "trip" (breaker) | "cut" (cable below the branch unit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,6 +125,16 @@ class Comms:
 
 
 @dataclass(frozen=True, slots=True)
+class Hplc:
+    lastgasp_loss_pct: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class TerminalKnobs:
+    boot_s: float = 5.0
+
+
+@dataclass(frozen=True, slots=True)
 class Grid:
     """How the network is stressed: demand and line length multipliers (1 = as loaded)."""
 
@@ -138,6 +157,8 @@ class Scenario:
     archive: ArchiveErrors = field(default_factory=ArchiveErrors)
     comms: Comms = field(default_factory=Comms)
     monitoring: Monitoring = field(default_factory=Monitoring)
+    hplc: Hplc = field(default_factory=Hplc)
+    terminal: TerminalKnobs = field(default_factory=TerminalKnobs)
     grid: Grid = field(default_factory=Grid)
 
 
@@ -173,17 +194,23 @@ def load_scenario(name: str | Path) -> Scenario:
 def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
     r = _Reader(source)
     r.keys(data, "", {"scenario", "outage", "theft", "meter_fault", "relay", "pv_surge", "transformer",
-                      "archive", "comms", "monitoring", "grid"})  # fmt: skip
+                      "archive", "comms", "monitoring", "grid", "hplc", "terminal"})  # fmt: skip
     head = r.table(data, "scenario")
     r.keys(head, "scenario", {"description", "pv_share"})
     outages = []
     for path, t in r.tables(data, "outage"):
-        r.keys(t, path, {"level", "target", "at", "duration"})
+        r.keys(t, path, {"level", "target", "at", "duration", "cause"})
         level = r.choice(t, path, "level", OUTAGE_LEVELS)
         target = r.text(t, path, "target", default="station" if level == "station" else None)
-        outages.append(
-            Outage(level, target, r.seconds(t, path, "at"), r.seconds(t, path, "duration", positive=True))
-        )
+        if level == "phase" and target not in PHASE_TARGETS:
+            raise r.fail(f"{path}.target", f"{target!r} is not a phase ({', '.join(PHASE_TARGETS)})")
+        cause = "trip"
+        if "cause" in t:
+            if level != "branch":
+                raise r.fail(f"{path}.cause", "only a branch outage has a cause")
+            cause = r.choice(t, path, "cause", BRANCH_CAUSES)
+        at, duration = r.seconds(t, path, "at"), r.seconds(t, path, "duration", positive=True)
+        outages.append(Outage(level, target, at, duration, cause))
     thefts = []
     for path, t in r.tables(data, "theft"):
         r.keys(t, path, {"meter", "bypass", "at", "duration"})
@@ -231,6 +258,10 @@ def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
         raise ConfigError(
             "monitoring.box_terminals", f'must be "all" or a list of box names, got {boxes!r}', source=source
         )
+    hplc = r.table(data, "hplc")
+    r.keys(hplc, "hplc", {"lastgasp_loss_pct"})
+    term = r.table(data, "terminal")
+    r.keys(term, "terminal", {"boot_s"})
     grid = r.table(data, "grid")
     r.keys(grid, "grid", {"load_scale", "line_scale"})
     return Scenario(
@@ -263,6 +294,10 @@ def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
             load_scale=r.number(grid, "grid", "load_scale", lo=0.01, hi=20.0, default=1.0),
             line_scale=r.number(grid, "grid", "line_scale", lo=0.01, hi=100.0, default=1.0),
         ),
+        hplc=Hplc(
+            lastgasp_loss_pct=r.number(hplc, "hplc", "lastgasp_loss_pct", lo=0.0, hi=100.0, default=0.0)
+        ),
+        terminal=TerminalKnobs(boot_s=r.number(term, "terminal", "boot_s", lo=0.0, hi=3600.0, default=5.0)),
     )
 
 
@@ -352,18 +387,22 @@ class _Reader:
 
 
 __all__ = [
+    "BRANCH_CAUSES",
     "FAULT_KINDS",
     "OUTAGE_LEVELS",
+    "PHASE_TARGETS",
     "POWER_DOWN_JUDGEMENT_S",
     "ArchiveErrors",
     "Comms",
     "Grid",
+    "Hplc",
     "MeterFault",
     "Monitoring",
     "Outage",
     "PvSurge",
     "RelayAction",
     "Scenario",
+    "TerminalKnobs",
     "Theft",
     "Transformer",
     "available",

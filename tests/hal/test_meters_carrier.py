@@ -85,9 +85,7 @@ async def test_645_and_698_meters_over_the_carrier_with_module_concurrency() -> 
     carrier = FakeCarrier({a: make_answer(m, protocols[a], clock=clock) for a, m in meters.items()}, clock)
     transport = CarrierTransport(carrier, clock=clock, concurrency=3)
     m645, m698 = Dlt645Master(transport, timeout=10), Dlt698Master(transport, timeout=10)
-    clients = [
-        Dlt698Client(m698, a) if protocols[a] == "dlt698" else Dlt645Client(m645, a) for a in meters
-    ]
+    clients = [Dlt698Client(m698, a) if protocols[a] == "dlt698" else Dlt645Client(m645, a) for a in meters]
     started = clock.monotonic()
     results = await asyncio.gather(*(c.read_realtime(["energy"]) for c in clients))
     elapsed = clock.monotonic() - started

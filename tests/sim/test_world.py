@@ -165,7 +165,7 @@ def test_relay_trip_takes_load_out_of_physics_and_close_restores(tmp_path: Path)
     trips = [r for r in rows(tmp_path / "events.csv") if r["kind"] == "relay_trip"]
     assert trips == [
         {"kind": "relay_trip", "scope": "meter", "target": "m-0005", "start": "2024-06-01T00:15:00Z",
-         "end": "2024-06-01T01:00:00Z"}
+         "end": "2024-06-01T01:00:00Z", "meters": "m-0005"}
     ]  # fmt: skip
 
 

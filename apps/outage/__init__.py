@@ -1,0 +1,16 @@
+"""Outage reporting app (停电上报): which level went dark, when, and when it came back.
+
+Layer: apps. Entry point ``run(ctx, config)``; everything it touches comes through ``ctx``.
+``classify.py`` holds the rules (pure), ``collect.py`` turns bus messages and hal reads into
+evidence, ``service.py`` runs it and reports on the uplink stream ``outage``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .service import run_outage
+
+
+async def run(ctx: Any, config: dict[str, Any]) -> None:
+    await run_outage(ctx, config)

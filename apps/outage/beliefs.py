@@ -1,0 +1,353 @@
+"""What the terminal believes about each meter's and group's supply, updated by evidence.
+
+Layer: apps (outage), pure. ``Beliefs.observe(evidence)`` folds one piece of evidence into
+per-meter state (dark since, last answers, silent since, relay) and per-group signals (a
+breaker, a branch unit, a box terminal, the metrology unit, the terminal's own supply).
+It judges signals (a loss shorter than the judgement delay is a dip: counted, then forgotten)
+but draws no conclusion about levels: that is ``classify.Classifier``. Must not do I/O.
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import dataclass, field
+from typing import Any
+
+from .evidence import (
+    Evidence,
+    GroupSupply,
+    MetersBack,
+    MetersDark,
+    PowerDownRecord,
+    ReadResult,
+    RelayState,
+    Window,
+)
+from .members import Group, Members
+
+ANSWERS_KEPT = 32  # per meter: enough to tell whether it answered during a past interval
+#: sources whose "supplied" says the whole group is supplied (a box terminal at the box incomer,
+#: the metrology unit at the transformer, the terminal's own input); a branch unit does not
+#: (the group can be cut further down its cable)
+VETO_SOURCES = frozenset({"box_terminal", "metrology", "power_monitor"})
+#: sources reporting a state that lasts until it changes (judged by waiting, not by a 2nd sample)
+CONTINUOUS_SOURCES = frozenset({"breaker", "power_monitor"})
+
+
+@dataclass(slots=True)
+class Spell:
+    """A meter's own evidence that it is dark: since ``when``, seen by ``sources``."""
+
+    when: Window
+    sources: set[str]
+    received: float
+
+
+@dataclass(slots=True)
+class MeterBelief:
+    dark: Spell | None = None
+    back: Window | None = None  # the last return evidence (power-on list, answer after dark)
+    answers: list[float] = field(default_factory=list)  # sorted, the latest ANSWERS_KEPT
+    fails: list[float] = field(default_factory=list)
+    relay_open_since: float | None = None
+    relay_cause: str = ""
+
+    @property
+    def last_answer(self) -> float | None:
+        return self.answers[-1] if self.answers else None
+
+    @property
+    def last_failed(self) -> float | None:
+        return self.fails[-1] if self.fails else None
+
+    def answered_between(self, lo: float, hi: float) -> bool:
+        return any(lo < t < hi for t in self.answers)
+
+    def first_answer_after(self, t: float) -> float | None:
+        return next((a for a in self.answers if a > t), None)
+
+    def failed_after(self, t: float) -> list[float]:
+        return [f for f in self.fails if f > t]
+
+
+@dataclass(slots=True)
+class Signal:
+    """One source's view of one group: lost (``powered`` False) since ``when``, or supplied."""
+
+    powered: bool
+    when: Window
+    source: str
+    received: float
+    sampled: bool
+    confirmed: bool = False  # a loss judged longer than the judgement delay
+    last_seen: float = 0.0  # time of the latest sample agreeing with ``powered``
+    returned: bool = False  # supplied again after a judged loss (return evidence for the group)
+
+
+@dataclass(slots=True)
+class Counters:
+    evidence: int = 0
+    dips: int = 0
+    unknown_meters: int = 0
+    records: int = 0
+    by_source: dict[str, int] = field(default_factory=dict)
+
+
+class Beliefs:
+    """Per-meter and per-group supply state of one station area."""
+
+    def __init__(self, members: Members, *, judgement_s: float = 3.0) -> None:
+        self.members = members
+        self.judgement_s = judgement_s
+        self.meters: dict[str, MeterBelief] = {}
+        self.signals: dict[Group, dict[str, Signal]] = {}
+        self.records: list[PowerDownRecord] = []  # power-down records not yet placed by the classifier
+        #: losses judged only as they ended: (group, lost since, back since)
+        self.closed_losses: list[tuple[Group, Window, Window]] = []
+        self.port_answer: dict[str, float] = {}  # port -> last answer of any meter on it
+        self.counters = Counters()
+
+    def meter(self, meter_id: str) -> MeterBelief:
+        b = self.meters.get(meter_id)
+        if b is None:
+            b = self.meters[meter_id] = MeterBelief()
+        return b
+
+    def use(self, members: Members) -> None:
+        """A new station model: forget meters that left it (their evidence means nothing now)."""
+        self.members = members
+        for mid in [m for m in self.meters if m not in members.meters and m not in _watchers(members)]:
+            del self.meters[mid]
+
+    # ---- evidence in
+
+    def observe(self, ev: Evidence) -> None:
+        c = self.counters
+        c.evidence += 1
+        c.by_source[ev.source if not isinstance(ev, RelayState) else "relay"] = (
+            c.by_source.get(ev.source if not isinstance(ev, RelayState) else "relay", 0) + 1
+        )
+        if isinstance(ev, MetersDark):
+            for mid in self._known(ev.meters):
+                self._dark(mid, ev.when, ev.source, ev.received)
+        elif isinstance(ev, MetersBack):
+            for mid in self._known(ev.meters):
+                self._back(mid, ev.when, received=ev.received)
+        elif isinstance(ev, ReadResult):
+            self._read(ev)
+        elif isinstance(ev, RelayState):
+            b = self.meter(ev.meter)
+            if ev.open and b.relay_open_since is None:
+                b.relay_open_since = ev.at
+                b.relay_cause = ev.cause
+            elif not ev.open:
+                b.relay_open_since = None
+                b.relay_cause = ""
+        elif isinstance(ev, PowerDownRecord):
+            if ev.end is None or ev.end - ev.start >= self.judgement_s:
+                c.records += 1
+                self.records.append(ev)
+            else:
+                c.dips += 1
+        elif isinstance(ev, GroupSupply):
+            self._group(ev)
+
+    def _known(self, meters: tuple[str, ...]) -> list[str]:
+        known = [m for m in meters if m in self.members.meters]
+        self.counters.unknown_meters += len(meters) - len(known)
+        return known
+
+    def _dark(self, mid: str, when: Window, source: str, received: float) -> None:
+        b = self.meter(mid)
+        if b.dark is None:
+            b.dark = Spell(when, {source}, received)
+            b.back = None
+        else:
+            b.dark.sources.add(source)
+
+    def _back(self, mid: str, when: Window, *, received: float | None = None) -> None:
+        """Supply back. A power-on list received after the power-off list is about a later
+        time, even when the two windows overlap (a short outage: the CCO holds the power-on back
+        until the power-off is out): its window starts no earlier than the loss."""
+        b = self.meter(mid)
+        if b.dark is not None:
+            if received is not None and received >= b.dark.received:
+                lo = max(when.lo, b.dark.when.lo)
+                when = Window.between(lo, max(when.hi, lo), at=when.at)
+            elif when.hi <= b.dark.when.hi:
+                return  # an older power-on than the power-off we hold
+        b.back = when
+        b.dark = None
+
+    def _read(self, ev: ReadResult) -> None:
+        b = self.meter(ev.meter)
+        if not ev.ok:
+            _keep(b.fails, ev.at)
+            return
+        if b.dark is not None and ev.at > b.dark.when.hi:
+            self._back(ev.meter, Window.between(max(b.dark.when.hi, b.last_failed or 0.0), ev.at))
+        _keep(b.answers, ev.at)
+        info = self.members.meters.get(ev.meter)
+        if info is not None and info.port is not None:
+            self.port_answer[info.port] = max(ev.at, self.port_answer.get(info.port, ev.at))
+
+    def _group(self, ev: GroupSupply) -> None:
+        per = self.signals.setdefault(ev.group, {})
+        old = per.get(ev.source)
+        sampled = ev.sampled and ev.source not in CONTINUOUS_SOURCES
+        if ev.powered:
+            if old is not None and not old.powered:
+                if not old.confirmed and not sampled and ev.when.at - old.when.hi >= self.judgement_s:
+                    # a continuous loss that lasted, told only now (the terminal was off meanwhile)
+                    self.closed_losses.append((ev.group, old.when, ev.when))
+                    per[ev.source] = Signal(
+                        True, ev.when, ev.source, ev.received, sampled, last_seen=ev.when.hi, returned=True
+                    )
+                    return
+                if not old.confirmed:
+                    self.counters.dips += 1  # lost, then back before it was judged: a dip
+                    per[ev.source] = Signal(
+                        True, ev.when, ev.source, ev.received, sampled, last_seen=ev.when.hi
+                    )
+                    return
+                # back after a judged loss: somewhere after the last sample that saw it lost
+                when = ev.when if not sampled else Window.between(min(old.last_seen, ev.when.hi), ev.when.hi)
+                per[ev.source] = Signal(
+                    True, when, ev.source, ev.received, sampled, last_seen=ev.when.hi, returned=True
+                )
+            elif old is None:
+                per[ev.source] = Signal(True, ev.when, ev.source, ev.received, sampled, last_seen=ev.when.hi)
+            else:
+                old.last_seen = max(old.last_seen, ev.when.hi)
+            return
+        if old is None or old.powered:
+            # a sampled source lost it after the last sample that saw it supplied
+            lo = old.last_seen if old is not None and old.powered and sampled else ev.when.lo
+            when = Window.between(min(lo, ev.when.hi), ev.when.hi, at=ev.when.at)
+            per[ev.source] = Signal(False, when, ev.source, ev.received, sampled, last_seen=ev.when.hi)
+            return
+        old.last_seen = ev.when.hi
+        old.received = ev.received
+        if sampled and ev.when.hi - old.when.hi >= self.judgement_s:
+            old.confirmed = True
+
+    # ---- judging
+
+    def judge(self, now: float) -> list[Signal]:
+        """Confirm continuous losses that lasted the judgement delay; return those newly confirmed."""
+        out = []
+        for per in self.signals.values():
+            for s in per.values():
+                if (
+                    not s.powered
+                    and not s.confirmed
+                    and not s.sampled
+                    and now >= s.when.hi + self.judgement_s
+                ):
+                    s.confirmed = True
+                    out.append(s)
+        return out
+
+    def corroborate(self, group: Group) -> None:
+        """Members of ``group`` are dark by their own evidence: its sampled loss is not a dip."""
+        for s in self.signals.get(group, {}).values():
+            if not s.powered:
+                s.confirmed = True
+
+    def next_judgement(self) -> float | None:
+        times = [
+            s.when.hi + self.judgement_s
+            for per in self.signals.values()
+            for s in per.values()
+            if not s.powered and not s.confirmed and not s.sampled
+        ]
+        return min(times) if times else None
+
+    def lost(self, group: Group) -> list[Signal]:
+        """The confirmed losses on ``group`` now."""
+        return [s for s in self.signals.get(group, {}).values() if not s.powered and s.confirmed]
+
+    def pending_loss(self, group: Group) -> list[Signal]:
+        """Losses on ``group`` seen but not yet judged."""
+        return [s for s in self.signals.get(group, {}).values() if not s.powered and not s.confirmed]
+
+    def supplied_after(self, group: Group, t: float) -> Signal | None:
+        """A vetoing source says ``group`` is supplied at a time after ``t``."""
+        for s in self.signals.get(group, {}).values():
+            # a continuous source's state holds until it changes
+            seen = float("inf") if s.source in CONTINUOUS_SOURCES else s.last_seen
+            if s.powered and s.source in VETO_SOURCES and seen > t:
+                return s
+        return None
+
+    def back_signal(self, group: Group, after: float) -> Signal | None:
+        """A source that said ``group`` was lost now says supplied again, since after ``after``."""
+        for s in self.signals.get(group, {}).values():
+            if s.powered and s.returned and s.when.hi > after:
+                return s
+        return None
+
+    # ---- state for the store
+
+    def to_json(self) -> dict[str, Any]:
+        meters = {}
+        for mid, b in self.meters.items():
+            row: dict[str, Any] = {}
+            if b.dark is not None:
+                row["dark"] = [*_w(b.dark.when), sorted(b.dark.sources), b.dark.received]
+            if b.relay_open_since is not None:
+                row["relay"] = [b.relay_open_since, b.relay_cause]
+            if row:
+                meters[mid] = row
+        signals = [
+            [
+                g.level,
+                g.target,
+                s.source,
+                s.powered,
+                *_w(s.when),
+                s.received,
+                s.sampled,
+                s.confirmed,
+                s.last_seen,
+                s.returned,
+            ]
+            for g, per in self.signals.items()
+            for s in per.values()
+        ]
+        return {"meters": meters, "signals": signals}
+
+    def load_json(self, data: dict[str, Any]) -> None:
+        for mid, row in dict(data.get("meters") or {}).items():
+            b = self.meter(str(mid))
+            if "dark" in row:
+                at, lo, hi, sources, received = row["dark"]
+                b.dark = Spell(Window(at, lo, hi), set(sources), received)
+            if "relay" in row:
+                b.relay_open_since, b.relay_cause = row["relay"]
+        for row in data.get("signals") or []:
+            level, target, source, powered, at, lo, hi, received, sampled, confirmed, seen, returned = row
+            self.signals.setdefault(Group(level, target), {})[source] = Signal(
+                powered, Window(at, lo, hi), source, received, sampled, confirmed, seen, returned
+            )
+
+
+def _keep(times: list[float], t: float) -> None:
+    """Insert ``t`` in order (reads may be reported late), keeping the latest ``ANSWERS_KEPT``."""
+    if not times or t >= times[-1]:
+        times.append(t)
+    else:
+        bisect.insort(times, t)
+    if len(times) > ANSWERS_KEPT:
+        del times[0]
+
+
+def _w(w: Window) -> list[float]:
+    return [w.at, w.lo, w.hi]
+
+
+def _watchers(members: Members) -> set[str]:
+    return set(members.breakers) | set(members.branch_units) | set(members.box_terminals)
+
+
+__all__ = ["ANSWERS_KEPT", "VETO_SOURCES", "Beliefs", "Counters", "MeterBelief", "Signal", "Spell"]

@@ -1,0 +1,515 @@
+"""The outage classifier, one rule at a time, on a small hand-made station area.
+
+    station S1, phases A/B/C
+    ├── branch F1 (breaker brk-F1, branch unit bu-F1)
+    │   ├── box F1-X1: m1 A (hplc), m2 B (rs485-1), m3 C (rs485-1)
+    │   └── box F1-X2: m4 A (rs485-1), m5 B (hplc)
+    └── branch F2 (breaker brk-F2)
+        ├── box F2-X1: m6 A (rs485-2), m7 B (rs485-2), m10 ABC (rs485-2)
+        └── branch F2a (sub-branch)
+            └── box F2a-X1 (box terminal bt-F2a-X1): m8 C (rs485-2), m9 A (hplc)
+
+Times are seconds from 0; evidence is fed as the app's collectors would.
+"""
+
+from __future__ import annotations
+
+from apps.outage.classify import MERGED, ONGOING, RESTORED, RETRACTED, Classifier, Outage, Settings
+from apps.outage.evidence import (
+    GroupSupply,
+    MetersBack,
+    MetersDark,
+    PowerDownRecord,
+    ReadResult,
+    RelayState,
+    Window,
+)
+from apps.outage.members import Group, Members, from_records
+
+HPLC_WINDOW = 63.0  # judgement 3 s + STA 30 s + CCO 30 s
+
+
+def station() -> Members:
+    def m(mid: str, phase: str, box: str, branch: str, port: str) -> dict[str, str]:
+        address = f"0000000000{mid[1:]:>02}"
+        return {"id": mid, "address": address, "phase": phase, "box": box, "branch": branch, "port": port}
+
+    meters = [
+        m("m1", "A", "F1-X1", "F1", "hplc"),
+        m("m2", "B", "F1-X1", "F1", "rs485-1"),
+        m("m3", "C", "F1-X1", "F1", "rs485-1"),
+        m("m4", "A", "F1-X2", "F1", "rs485-1"),
+        m("m5", "B", "F1-X2", "F1", "hplc"),
+        m("m6", "A", "F2-X1", "F2", "rs485-2"),
+        m("m7", "B", "F2-X1", "F2", "rs485-2"),
+        m("m10", "ABC", "F2-X1", "F2", "rs485-2"),
+        m("m8", "C", "F2a-X1", "F2a", "rs485-2"),
+        m("m9", "A", "F2a-X1", "F2a", "hplc"),
+        {"id": "bu-F1", "kind": "branch_unit", "branch": "F1", "port": "rs485-2"},
+    ]
+    boxes = [
+        {"id": "F1-X1", "branch": "F1"},
+        {"id": "F1-X2", "branch": "F1"},
+        {"id": "F2-X1", "branch": "F2"},
+        {"id": "F2a-X1", "branch": "F2a", "terminal": "bt-F2a-X1"},
+    ]
+    branches = [
+        {"id": "F1", "breaker": "brk-F1", "monitor": "bu-F1"},
+        {"id": "F2", "breaker": "brk-F2"},
+        {"id": "F2a", "parent": "F2"},
+    ]
+    return from_records("S1", meters, boxes=boxes, branches=branches)
+
+
+ALL = ("m1", "m2", "m3", "m4", "m5", "m6", "m7", "m8", "m9", "m10")
+RS485 = ("m2", "m3", "m4", "m6", "m7", "m10", "m8")
+
+
+class Rig:
+    """A classifier and a virtual 'now'; ``at(t)`` steps it and keeps every report it publishes.
+
+    Like the app, it hears the metrology unit's phases (``live_phases``) at every step; a test
+    that takes a phase away removes it from there and feeds the loss itself."""
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.c = Classifier(station(), settings)
+        self.now = 0.0
+        self.reports: list[dict[str, object]] = []
+        self.probes: set[str] = set()
+        self.live_phases = {"A", "B", "C"}
+
+    def at(self, t: float) -> None:
+        """Advance to ``t``, stepping at every wakeup on the way (as the app's loop does)."""
+        while (w := self.c.next_wakeup()) is not None and w <= t:
+            self._step(max(w, self.now))
+        self._step(t)
+
+    def _step(self, t: float) -> None:
+        self.now = t
+        for p in sorted(self.live_phases):
+            self.c.observe(GroupSupply(Group("phase", p), True, Window.exact(t), t, "metrology"))
+        r = self.c.step(t)
+        self.reports += [o.to_json() for o in r.changed]
+        self.probes |= r.probes
+
+    def answer(self, t: float, *meters: str) -> None:
+        self.at(t)
+        for mid in meters:
+            self.c.observe(ReadResult(mid, True, t, t))
+        self.at(t)
+
+    def fail(self, t: float, *meters: str) -> None:
+        self.at(t)
+        for mid in meters:
+            self.c.observe(ReadResult(mid, False, t, t))
+        self.at(t)
+
+    def hplc_off(self, received: float, *meters: str) -> None:
+        self.at(received)
+        when = Window(received - HPLC_WINDOW, received - HPLC_WINDOW - 0.2, received - 3.0)
+        self.c.observe(MetersDark(meters, when, received))
+        self.at(received)
+
+    def hplc_on(self, received: float, *meters: str) -> None:
+        self.at(received)
+        self.c.observe(
+            MetersBack(meters, Window(received - 33.0, received - 35.0, received - 30.0), received)
+        )
+        self.at(received)
+
+    def group(
+        self, t: float, level: str, target: str, powered: bool, source: str, *, sampled: bool = True
+    ) -> None:
+        self.at(t)
+        g = Group(level, target)  # type: ignore[arg-type]
+        self.c.observe(GroupSupply(g, powered, Window.exact(t), t, source, sampled=sampled))  # type: ignore[arg-type]
+        self.at(t)
+
+    def open(self) -> list[Outage]:
+        return [o for o in self.c.outages.values() if o.status == ONGOING]
+
+    def all_reported(self) -> list[Outage]:
+        return [o for o in self.c.outages.values() if o.status not in (MERGED, RETRACTED)]
+
+
+def baseline(r: Rig, t: float = 0.0) -> None:
+    """The terminal's own supply is there and every meter answers once at ``t``."""
+    r.group(t, "station", "S1", True, "power_monitor", sampled=False)
+    r.answer(t, *ALL)
+
+
+# ---------------------------------------------------------------------------------------- levels
+
+
+def test_box_outage_from_hplc_and_silent_neighbours_is_reported_at_box_level() -> None:
+    r = Rig()
+    baseline(r)
+    r.answer(70.0, "m4", "m6", "m7", "m10", "m8")  # the rest of the area answers after the outage began
+    r.fail(72.0, "m2", "m3")  # box F1-X1's RS-485 meters fail
+    assert not r.reports  # m2/m3 alone are comms: no supply evidence yet
+    r.hplc_off(100.0, "m1")  # its HPLC meter's last gasp, judged and aggregated by the CCO
+    # m4 answered at 70 s: before or after the outage began (somewhere in 37..97 s)? Ask.
+    assert not r.reports and {"m4", "m5"} <= r.probes
+    r.answer(101.0, "m4", "m5")  # the probe: the rest of branch F1 answers
+    (o,) = r.open()
+    assert (o.group.level, o.group.target) == ("box", "F1-X1")
+    assert o.meters == ("m1", "m2", "m3")
+    assert set(o.sources) == {"hplc", "rs485"}
+    assert abs(o.start.at - (100.0 - HPLC_WINDOW)) < 1.0
+    assert r.reports[-1]["reported_at"] == 101.0
+
+
+def test_whole_branch_dark_is_reported_once_at_the_branch_with_every_meter_listed() -> None:
+    r = Rig()
+    baseline(r)
+    r.answer(61.0, "m6", "m7", "m10", "m8")  # F2 fine
+    r.fail(62.0, "m2", "m3", "m4")
+    r.hplc_off(100.0, "m1", "m5")
+    (o,) = r.open()
+    assert o.group == Group("branch", "F1")
+    assert o.meters == ("m1", "m2", "m3", "m4", "m5")
+    assert len(r.reports) == 1  # not a box first and a branch later
+
+
+def test_sub_branch_outage_is_the_sub_branch_not_its_parent() -> None:
+    r = Rig()
+    baseline(r)
+    r.answer(61.0, "m6", "m7", "m10", "m2", "m3", "m4")
+    r.fail(62.0, "m8")
+    r.hplc_off(100.0, "m9")
+    r.answer(101.0, "m6", "m7", "m10")  # the probe: the rest of F2 answers
+    (o,) = r.open()
+    assert o.group in (Group("branch", "F2a"), Group("box", "F2a-X1"))  # same members: one box on F2a
+    assert o.group == Group("branch", "F2a")  # the highest level whose members are all dark
+
+
+def test_single_meter_outage_needs_its_own_supply_evidence() -> None:
+    r = Rig()
+    baseline(r)
+    r.hplc_off(100.0, "m5")
+    assert not r.reports and "m4" in r.probes  # its box has a meter not heard from since
+    r.answer(101.0, *[m for m in ALL if m != "m5"])  # the probe: everybody else answers
+    (o,) = r.open()
+    assert o.group == Group("meter", "m5") and o.meters == ("m5",)
+
+
+def test_breaker_open_is_a_branch_outage_after_the_judgement_delay() -> None:
+    r = Rig()
+    baseline(r)
+    r.group(50.0, "branch", "F1", False, "breaker", sampled=False)
+    assert not r.reports
+    r.at(52.9)
+    assert not r.reports
+    r.at(53.0)
+    (o,) = r.open()
+    assert o.group == Group("branch", "F1") and o.meters == ("m1", "m2", "m3", "m4", "m5")
+    assert o.start.at == 50.0 and o.sources == ("breaker",)
+    assert r.reports[-1]["evidence_received_at"] == 53.0  # the judgement deadline triggered it
+
+
+def test_phase_loss_at_the_transformer_is_a_phase_outage_three_phase_meters_stay() -> None:
+    r = Rig()
+    baseline(r)
+    r.live_phases.discard("A")
+    r.group(30.0, "phase", "A", False, "metrology")
+    r.group(31.0, "phase", "A", False, "metrology")
+    assert not r.reports  # one second: not judged yet
+    r.group(33.0, "phase", "A", False, "metrology")
+    (o,) = r.open()
+    assert o.group == Group("phase", "A")
+    assert o.meters == ("m1", "m4", "m6", "m9")  # m10 is three-phase: not dark
+
+
+def test_terminal_supply_lost_is_a_station_outage_listing_every_meter() -> None:
+    r = Rig()
+    baseline(r)
+    r.group(10.0, "station", "S1", False, "power_monitor", sampled=False)
+    r.at(13.0)
+    (o,) = r.open()
+    assert o.group == Group("station", "S1") and o.meters == tuple(sorted(ALL))
+
+
+def test_all_three_phases_lost_is_the_station() -> None:
+    r = Rig()
+    r.live_phases.clear()
+    r.answer(0.0, *ALL)  # and no power monitor on this terminal
+    for t in (20.0, 24.0):
+        for p in "ABC":
+            r.group(t, "phase", p, False, "metrology")
+    (o,) = r.open()
+    assert o.group == Group("station", "S1") and "m10" in o.meters
+
+
+# ---------------------------------------------------------------------------------------- filters
+
+
+def test_dips_shorter_than_the_judgement_delay_never_become_reports() -> None:
+    r = Rig()
+    baseline(r)
+    r.group(10.0, "station", "S1", False, "power_monitor", sampled=False)
+    r.group(12.0, "station", "S1", True, "power_monitor", sampled=False)
+    r.group(20.0, "branch", "F2", False, "breaker", sampled=False)
+    r.group(22.5, "branch", "F2", True, "breaker", sampled=False)
+    r.live_phases.discard("B")
+    r.group(30.0, "phase", "B", False, "metrology")
+    r.group(31.0, "phase", "B", True, "metrology")
+    r.at(400.0)
+    assert not r.reports
+    assert r.c.beliefs.counters.dips == 3
+    r.c.observe(PowerDownRecord("m2", 500.0, 501.5, 600.0))  # a meter's own record of a 1.5 s dip
+    r.at(2000.0)
+    assert not r.reports
+
+
+def test_relay_open_by_fee_control_is_not_an_outage() -> None:
+    r = Rig()
+    baseline(r)
+    r.at(40.0)
+    r.c.observe(RelayState("m5", True, 40.0, 40.0, cause="fee_control"))
+    r.hplc_off(100.0, "m5")
+    r.answer(101.0, *[m for m in ALL if m != "m5"])
+    assert not r.reports
+    assert "m5" in r.c.suppressed_relay
+    # a relay closed again: a later loss of that meter is an outage
+    r.c.observe(RelayState("m5", False, 200.0, 200.0))
+    r.hplc_on(230.0, "m5")
+    r.hplc_off(400.0, "m5")
+    r.answer(401.0, *[m for m in ALL if m != "m5"])
+    assert [o.group for o in r.open()] == [Group("meter", "m5")]
+
+
+def test_pure_comms_loss_is_comms_not_outage() -> None:
+    r = Rig()
+    baseline(r)
+    r.answer(60.0, "m6", "m7", "m10")
+    r.fail(61.0, "m2")  # one meter stops answering
+    r.fail(121.0, "m2")
+    r.fail(181.0, "m2")
+    r.at(400.0)
+    assert not r.reports
+    assert "m2" in r.c.comms
+
+
+def test_a_quiet_bus_is_comms_even_when_a_whole_box_is_silent() -> None:
+    r = Rig()
+    baseline(r)
+    r.answer(30.0, "m2", "m3", "m4")  # rs485-2 answers last at 0: then the whole bus goes quiet
+    for t in (60.0, 120.0, 180.0):
+        r.fail(t, "m6", "m7", "m10", "m8")
+    r.at(400.0)
+    assert not r.reports
+
+
+def test_a_box_going_silent_together_while_its_bus_answers_is_a_box_outage() -> None:
+    r = Rig()
+    baseline(r)
+    r.fail(60.0, "m6", "m7", "m10")
+    r.answer(61.0, "m8", "m2", "m3", "m4")
+    assert not r.reports  # one failed read each: could be a burst of noise
+    r.fail(120.0, "m6", "m7", "m10")
+    r.answer(121.0, "m8")
+    (o,) = r.open()
+    assert o.group == Group("box", "F2-X1") and o.sources == ("rs485",)
+    assert o.start.lo >= 0.0 and o.start.hi <= 60.0
+
+
+# ---------------------------------------------------------------------------------------- waiting
+
+
+def test_a_group_with_members_not_heard_from_waits_and_asks_for_them() -> None:
+    r = Rig()
+    baseline(r)
+    r.answer(5.0, "m6", "m7", "m10", "m8")  # F2 answered before the outage only
+    r.hplc_off(100.0, "m9")  # F2a-X1 is m8 (rs485) + m9: m8 not heard from since
+    assert not r.reports
+    assert "m8" in r.probes
+    r.fail(101.0, "m8")  # the probe: m8 does not answer either
+    r.answer(102.0, "m6", "m7", "m10")
+    (o,) = r.open()
+    assert o.group == Group("branch", "F2a") and o.meters == ("m8", "m9")
+
+
+def test_a_pending_group_is_decided_after_settle_with_unknown_members_counted_supplied() -> None:
+    r = Rig(Settings(settle_s=30.0))
+    baseline(r)
+    r.hplc_off(100.0, "m1")  # F1-X1: m2, m3 not heard from since; nothing else either
+    assert not r.reports
+    r.at(129.0)
+    assert not r.reports
+    r.at(130.0)
+    (o,) = r.open()
+    assert o.group == Group("meter", "m1")
+
+
+# ---------------------------------------------------------------------------------------- restores
+
+
+def test_restore_gives_the_end_and_later_the_meters_still_dark() -> None:
+    r = Rig(Settings(settle_s=60.0))
+    baseline(r)
+    r.answer(61.0, "m6", "m7", "m10", "m8")
+    r.fail(62.0, "m2", "m3", "m4")
+    r.hplc_off(100.0, "m1", "m5")
+    (o,) = r.open()
+    r.answer(300.0, "m2", "m3")  # the branch is back, except m4 (its own fuse, say)
+    r.fail(301.0, "m4")
+    assert o.status == RESTORED and o.end is not None
+    assert o.end.lo >= 62.0 and o.end.hi <= 300.0
+    r.hplc_on(330.0, "m1", "m5")
+    r.at(365.0)
+    assert o.still_dark == ("m4",)
+    assert r.reports[-1]["still_dark"] == ["m4"]
+
+
+def test_breaker_closing_restores_the_branch() -> None:
+    r = Rig()
+    baseline(r)
+    r.group(50.0, "branch", "F1", False, "breaker", sampled=False)
+    r.at(60.0)
+    r.group(500.0, "branch", "F1", True, "breaker", sampled=False)
+    (o,) = r.all_reported()
+    assert o.status == RESTORED and o.end is not None and o.end.at == 500.0
+    assert o.end.at - o.start.at == 450.0
+
+
+def test_repeated_switching_inside_the_merge_window_is_one_outage() -> None:
+    r = Rig(Settings(merge_s=300.0))
+    baseline(r)
+    for t0 in (50.0, 200.0, 350.0):
+        r.group(t0, "branch", "F2", False, "breaker", sampled=False)
+        r.at(t0 + 10.0)
+        r.group(t0 + 60.0, "branch", "F2", True, "breaker", sampled=False)
+    (o,) = r.all_reported()
+    assert o.flaps == 2 and o.status == RESTORED and o.start.at == 50.0 and o.end is not None
+    assert o.end.at == 410.0
+    r.group(1000.0, "branch", "F2", False, "breaker", sampled=False)  # much later: a new outage
+    r.at(1010.0)
+    assert len(r.all_reported()) == 2
+
+
+def test_a_box_reported_first_becomes_the_branch_when_the_rest_turns_out_dark() -> None:
+    r = Rig()
+    baseline(r)
+    r.fail(66.0, "m2", "m3")
+    r.hplc_off(100.0, "m1")
+    r.answer(101.0, "m6", "m7", "m10", "m8", "m5")  # m5 answers: F1 is not all dark
+    r.fail(101.0, "m4")
+    (o,) = r.open()
+    assert o.group == Group("box", "F1-X1")
+    r.c.observe(
+        GroupSupply(Group("branch", "F1"), False, Window.between(66.0, 67.0), 110.0, "breaker", sampled=False)
+    )
+    r.at(113.0)
+    (branch,) = r.open()
+    assert branch.id == o.id and branch.group == Group("branch", "F1")  # one outage, re-levelled
+    # the breaker says the whole branch since 67 s; m5 answering at 101 s is a wrong archive entry
+    assert branch.meters == ("m1", "m2", "m3", "m4") and branch.lit == ("m5",) and branch.start.at == 67.0
+    assert [x["level"] for x in r.reports if x["id"] == o.id] == ["box", "branch"]
+
+
+# ---------------------------------------------------------------------------------------- records
+
+
+def test_power_down_records_report_an_outage_nobody_saw_live() -> None:
+    r = Rig(Settings(record_settle_s=300.0))
+    baseline(r)
+    # m2 (rs485) had its own 40 s outage between two polls; nothing live, its record says it all
+    r.answer(120.0, *ALL)
+    r.at(130.0)
+    r.c.observe(PowerDownRecord("m2", 70.0, 110.0, 130.0))
+    r.at(200.0)
+    assert not r.reports
+    r.at(430.0)
+    (o,) = r.all_reported()
+    assert o.group == Group("meter", "m2") and o.status == RESTORED
+    assert (o.start.at, o.end.at if o.end else None) == (70.0, 110.0)
+    assert o.sources == ("meter_record",)
+
+
+def test_records_of_a_whole_box_are_one_box_outage() -> None:
+    r = Rig(Settings(record_settle_s=300.0))
+    baseline(r)
+    for mid, s, e in (("m6", 70.0, 110.0), ("m7", 70.0, 111.0), ("m10", 71.0, 110.0)):
+        r.c.observe(PowerDownRecord(mid, s, e, 130.0))
+    r.at(500.0)
+    (o,) = r.all_reported()
+    assert o.group == Group("box", "F2-X1") and o.start.at == 70.0 and o.end is not None and o.end.at == 110.0
+
+
+def test_records_refine_a_live_outage_start_and_end() -> None:
+    r = Rig()
+    baseline(r)
+    r.answer(61.0, "m6", "m7", "m10", "m8")
+    r.fail(62.0, "m2", "m3", "m4")
+    r.hplc_off(100.0, "m1", "m5")
+    (o,) = r.open()
+    assert o.start.resolution > 5.0
+    r.answer(300.0, "m2", "m3", "m4")
+    for mid in ("m2", "m3", "m4"):
+        r.c.observe(PowerDownRecord(mid, 36.0, 290.0, 310.0))
+    r.at(310.0)
+    assert o.start.at == 36.0 and o.end is not None and o.end.at == 290.0
+    assert "meter_record" in o.sources
+
+
+# ---------------------------------------------------------------------------------------- state
+
+
+def test_state_survives_a_restart_and_the_outage_ends_after_it() -> None:
+    r = Rig()
+    baseline(r)
+    r.group(10.0, "station", "S1", False, "power_monitor", sampled=False)
+    r.at(13.0)
+    (o,) = r.open()
+    saved = r.c.to_json()
+    r2 = Rig()
+    r2.c.load_json(saved)
+    r2.at(900.0)
+    assert [x.id for x in r2.open()] == [o.id]
+    r2.group(900.0, "station", "S1", True, "power_monitor", sampled=False)
+    (back,) = r2.all_reported()
+    assert back.id == o.id and back.status == RESTORED and back.end is not None and back.end.at == 900.0
+
+
+def test_a_power_on_list_right_after_its_power_off_is_a_short_outage_not_ignored() -> None:
+    r = Rig(Settings(record_settle_s=300.0))
+    baseline(r)
+    r.hplc_off(100.0, "m5")  # a 10 s outage: the CCO sends the power-on right after the power-off
+    r.hplc_on(100.5, "m5")
+    assert r.c.beliefs.meters["m5"].dark is None  # its window overlaps the power-off's: still later
+    r.c.observe(PowerDownRecord("m5", 40.0, 50.0, 130.0))  # the meter's own record, read at once
+    r.answer(131.0, *[m for m in ALL if m != "m5"])
+    r.at(500.0)
+    (o,) = r.all_reported()
+    assert o.group == Group("box", "F1-X2") or o.group == Group("meter", "m5")
+    assert (o.start.at, o.end.at if o.end else None) == (40.0, 50.0)
+
+
+def test_a_breaker_trip_closed_again_by_its_poll_leaves_the_length_to_the_meters() -> None:
+    r = Rig(Settings(record_settle_s=300.0))
+    baseline(r)
+    r.c.observe(PowerDownRecord("m6", 50.0, 98.0, 120.0))  # read before the breaker was polled
+    r.at(130.0)
+    breaker = GroupSupply(Group("branch", "F2"), False, Window.exact(50.0), 140.0, "breaker", sampled=False)
+    back = GroupSupply(Group("branch", "F2"), True, Window.between(50.0, 140.0, at=50.0), 140.0, "breaker",
+                       sampled=False)  # fmt: skip
+    r.c.observe_all([breaker, back])  # a trip closed again before the poll: how long, only the meters say
+    r.at(600.0)
+    (o,) = r.all_reported()
+    assert o.group == Group("meter", "m6") or o.group.level == "box"
+    assert (o.start.at, o.end.at if o.end else None) == (50.0, 98.0) and "meter_record" in o.sources
+
+
+def test_records_waiting_for_company_join_an_outage_reported_meanwhile() -> None:
+    r = Rig(Settings(record_settle_s=300.0))
+    baseline(r)
+    r.c.observe(PowerDownRecord("m6", 50.0, 98.0, 120.0))  # read before the breaker was polled
+    r.at(130.0)
+    r.c.observe(
+        GroupSupply(Group("branch", "F2"), False, Window.exact(50.0), 140.0, "breaker", sampled=False)
+    )
+    r.at(150.0)
+    (o,) = r.open()
+    assert o.group == Group("branch", "F2") and "meter_record" not in o.sources
+    r.at(500.0)
+    assert [x.id for x in r.all_reported()] == [o.id] and "meter_record" in o.sources
