@@ -23,10 +23,15 @@ is signed with its Ed25519 key and covers every record since the previous root::
 The Merkle tree is RFC 6962's (leaf = SHA-256(00 || hash), node = SHA-256(01 || left || right),
 split at the largest power of two below n), so a record's inclusion can be proven later.
 
+Signed head: with every batch of records it sends, the terminal signs "record ``seq`` has hash
+``h``" (``sign_head``), so every record is vouched for by the terminal's key as soon as it
+leaves, not only once the day's root is signed.
+
 ``audit`` finds edited records (hash does not match the content), removed ones (a seq missing,
 or the tail behind the reported head gone), reordered ones (out of seq order), replayed ones (a
-uid or a whole record twice), broken links, and roots whose signature or Merkle root fails --
-which is what shows a record edited *and* re-chained, since only the terminal can sign.
+uid or a whole record twice), broken links, and roots or signed heads that do not match --
+which is what shows a record edited *and* re-chained, since only the terminal can sign -- and
+records no signed head covers (``unsigned``).
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ from protocols.errors import ProtocolError
 GENESIS = "0" * 64
 ROOT_KIND = "root"
 _ROOT_DOMAIN = "ledger_root"
+_HEAD_DOMAIN = "ledger_head"
 
 
 class LedgerError(ProtocolError):
@@ -108,8 +114,14 @@ class Record:
 
 
 def record_hash(seq: int, ts: int, kind: str, uid: str | None, body: dict[str, Any], prev: str) -> str:
-    content = {"seq": seq, "ts": ts, "kind": kind, "uid": uid, "body": body, "prev": prev}
-    return hashlib.sha256(canonical_json(content)).hexdigest()
+    return hash_of_body_json(seq, ts, kind, uid, canonical_json(body), prev)
+
+
+def hash_of_body_json(seq: int, ts: int, kind: str, uid: str | None, body_json: bytes, prev: str) -> str:
+    """``record_hash`` from the body already in canonical JSON (the store serializes it once):
+    the canonical JSON of the record is its keys in sorted order, written out here."""
+    head = canonical_json({"kind": kind, "prev": prev, "seq": seq, "ts": ts, "uid": uid})
+    return hashlib.sha256(b'{"body":' + body_json + b"," + head[1:]).hexdigest()
 
 
 def make_record(seq: int, ts: int, kind: str, uid: str | None, body: dict[str, Any], prev: str) -> Record:
@@ -146,17 +158,21 @@ def _root_message(body: dict[str, Any]) -> bytes:
     return canonical_json({"kind": _ROOT_DOMAIN, "body": unsigned})
 
 
-def root_body(label: str, records: Sequence[Record], key: Ed25519PrivateKey) -> dict[str, Any]:
-    """The signed body of a root record covering ``records`` (contiguous, oldest first)."""
+def root_body(
+    label: str, records: Sequence[Record] | Sequence[tuple[int, str]], key: Ed25519PrivateKey
+) -> dict[str, Any]:
+    """The signed body of a root record covering ``records`` (contiguous, oldest first), given as
+    records or as (seq, hash) pairs."""
     if not records:
         raise LedgerError("a root covers at least one record")
+    pairs = [(r.seq, r.hash) if isinstance(r, Record) else (int(r[0]), str(r[1])) for r in records]
     public = key.public_key().public_bytes_raw()
     body: dict[str, Any] = {
         "label": label,
-        "first_seq": records[0].seq,
-        "last_seq": records[-1].seq,
-        "count": len(records),
-        "merkle_root": merkle_root([r.hash for r in records]),
+        "first_seq": pairs[0][0],
+        "last_seq": pairs[-1][0],
+        "count": len(pairs),
+        "merkle_root": merkle_root([h for _, h in pairs]),
         "key_id": hashlib.sha256(public).hexdigest()[:16],
         "public_key": base64.b64encode(public).decode("ascii"),
     }
@@ -171,6 +187,32 @@ def root_signature_ok(body: dict[str, Any], key: Ed25519PublicKey) -> bool:
     except (InvalidSignature, binascii.Error, ValueError):
         return False
     return True
+
+
+def sign_head(seq: int, digest: str, key: Ed25519PrivateKey) -> str:
+    """The terminal's signature over "the ledger's record ``seq`` has hash ``digest``" (base64)."""
+    message = canonical_json({"kind": _HEAD_DOMAIN, "seq": seq, "hash": digest})
+    return base64.b64encode(key.sign(message)).decode("ascii")
+
+
+def head_signature_ok(seq: int, digest: str, signature: str, key: Ed25519PublicKey) -> bool:
+    try:
+        key.verify(
+            base64.b64decode(signature, validate=True),
+            canonical_json({"kind": _HEAD_DOMAIN, "seq": seq, "hash": digest}),
+        )
+    except (InvalidSignature, binascii.Error, ValueError):
+        return False
+    return True
+
+
+@dataclass(frozen=True, slots=True)
+class SignedHead:
+    """A head the terminal reported with a message: every record up to ``seq`` is committed to."""
+
+    seq: int
+    hash: str
+    signature: str
 
 
 # ------------------------------------------------------------------------------------- audit
@@ -217,13 +259,17 @@ def audit(
     base_seq: int = 0,
     base_hash: str = GENESIS,
     head: tuple[int, str] | None = None,
+    signed_heads: Iterable[SignedHead] = (),
 ) -> Audit:
     """Check ``records`` in the order they are stored.
 
     ``base_seq``/``base_hash``: where the chain starts (after records pruned once archived).
     ``public_key``: the terminal's key that must have signed every root (None: the key named in
     the first root is pinned, later roots must use the same). ``head``: the (seq, hash) the
-    terminal last reported; records missing behind it count as removed.
+    terminal last reported; records missing behind it count as removed. ``signed_heads``: heads
+    the terminal signed (one per uplink message); each must match the record at its seq, so a
+    record edited and re-chained after the last root is found too, and a record after the
+    newest signed head is one the terminal never vouched for (``unsigned``).
     """
     result = Audit(length=base_seq, head=base_hash)
     problems = result.problems
@@ -277,15 +323,52 @@ def audit(
         if previous and linked.prev != previous:
             problems.append(Problem("broken_link", seq, "prev does not match the hash of the record before"))
         previous = linked.hash
-    _audit_roots(by_seq, base_seq, highest, public_key, result)
+    key = _audit_roots(by_seq, base_seq, highest, public_key, result)
+    _audit_heads(by_seq, base_seq, highest, key, list(signed_heads), result)
     result.length = highest
     result.head = by_seq[highest].hash if highest in by_seq else (base_hash if highest == base_seq else "")
     return result
 
 
+def _audit_heads(
+    by_seq: dict[int, Record],
+    base_seq: int,
+    highest: int,
+    key: Ed25519PublicKey | None,
+    heads: list[SignedHead],
+    result: Audit,
+) -> None:
+    if not heads:
+        return
+    if key is None:
+        result.problems.append(Problem("bad_head", None, "signed heads, but no terminal key to check them"))
+        return
+    vouched = base_seq
+    for h in sorted(heads, key=lambda x: x.seq):
+        if not head_signature_ok(h.seq, h.hash, h.signature, key):
+            result.problems.append(
+                Problem("bad_head", h.seq, "head signature does not verify with the terminal key")
+            )
+            continue
+        vouched = max(vouched, h.seq)
+        if h.seq <= base_seq:
+            continue
+        record = by_seq.get(h.seq)
+        if record is None:
+            if h.seq > highest:
+                result.problems.append(
+                    Problem("removed", h.seq, f"the terminal signed a head at {h.seq}, not stored")
+                )
+        elif record.hash != h.hash:
+            result.problems.append(Problem("edited", h.seq, "differs from the head the terminal signed"))
+    for seq in range(vouched + 1, highest + 1):
+        if seq in by_seq:
+            result.problems.append(Problem("unsigned", seq, "after the newest head the terminal signed"))
+
+
 def _audit_roots(
     by_seq: dict[int, Record], base_seq: int, highest: int, public_key: Ed25519PublicKey | None, result: Audit
-) -> None:
+) -> Ed25519PublicKey | None:
     key = public_key
     covered = base_seq
     for seq in range(base_seq + 1, highest + 1):
@@ -325,6 +408,7 @@ def _audit_roots(
             result.problems.append(
                 Problem("bad_root", seq, f"Merkle root over {first}..{last} does not match")
             )
+    return key
 
 
 __all__ = [
@@ -334,10 +418,14 @@ __all__ = [
     "LedgerError",
     "Problem",
     "Record",
+    "SignedHead",
     "audit",
+    "hash_of_body_json",
+    "head_signature_ok",
     "make_record",
     "merkle_root",
     "record_hash",
     "root_body",
     "root_signature_ok",
+    "sign_head",
 ]

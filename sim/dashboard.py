@@ -8,11 +8,17 @@ gets a 4xx with a one-line reason, never a traceback.
 
 Routes::
 
-    GET /                       the page (polls the API every 2 s)
+    GET /                       the page (polls the API every 2 s, the panels every 10 s)
     GET /api/summary            SimRun.summary()
     GET /api/readings?device=&quantity=&limit=   newest first (limit <= 500)
     GET /api/events?kind=&limit=                 newest first (limit <= 500)
     GET /api/terminals
+    GET /api/panels             the panels apps contribute: [{"name", "title"}] in display order
+    GET /api/panels/<name>?terminal=             the panel's data (``Panel.data`` on the db thread)
+    GET /panels/<name>.js       the panel's script, as ``window.ttuPanels[name] = render``
+
+Panels come from the ``ttu.dashboard`` entry points (``sim.cloud.plugins.load_panels``): an app
+adds one without editing this file.
 """
 
 from __future__ import annotations
@@ -27,6 +33,9 @@ from importlib import resources
 from types import TracebackType
 from typing import Any, Protocol, Self
 from urllib.parse import parse_qs, urlsplit
+
+from protocols.cloud import Panel
+from sim.cloud.plugins import load_panels
 
 log = logging.getLogger("ttu.sim.dashboard")
 
@@ -50,6 +59,10 @@ class CloudView(Protocol):
     ) -> list[Any]: ...
 
     async def events(self, *args: Any, **kwargs: Any) -> list[Any]: ...
+
+    async def query(self, fn: Callable[[Any], Any]) -> Any:
+        """Run ``fn(db)`` where the stub's database lives (``CloudStub.query``)."""
+        ...
 
 
 class BadRequest(Exception):
@@ -88,9 +101,11 @@ class Dashboard:
         *,
         host: str = "127.0.0.1",
         port: int = 8080,
+        panels: Mapping[str, Panel] | None = None,
     ) -> None:
         self._summary = summary
         self._cloud = cloud
+        self.panels = dict(panels) if panels is not None else load_panels()
         self._host = host
         self._port = port
         self._server: asyncio.Server | None = None
@@ -155,6 +170,11 @@ class Dashboard:
         query = parse_qs(url.query)
         if url.path == "/":
             return 200, "text/html; charset=utf-8", _page()
+        if url.path.startswith("/panels/") and url.path.endswith(".js"):
+            script = self._script(url.path.removeprefix("/panels/").removesuffix(".js"))
+            return 200, "text/javascript; charset=utf-8", script
+        if url.path.startswith("/api/panels/"):
+            return await self._panel_data(url.path[len("/api/panels/") :], query)
         route = _ROUTES.get(url.path)
         if route is None:
             raise BadRequest(404, f"{url.path}: no such page")
@@ -185,6 +205,33 @@ class Dashboard:
     async def _api_terminals(self, query: Mapping[str, list[str]]) -> Any:
         return [_jsonable(r) for r in await self._cloud.terminals()]
 
+    async def _api_panels(self, query: Mapping[str, list[str]]) -> Any:
+        return [{"name": p.name, "title": p.title} for p in self.panels.values()]
+
+    def _panel(self, name: str) -> Panel:
+        panel = self.panels.get(name)
+        if panel is None:
+            raise BadRequest(404, f"no panel {name!r}")
+        return panel
+
+    def _script(self, name: str) -> bytes:
+        panel = self._panel(name)
+        wrapped = (
+            "window.ttuPanels = window.ttuPanels || {};\n"
+            f"window.ttuPanels[{json.dumps(panel.name)}] = (function () {{\n"
+            f"{panel.script}\nreturn render;\n}})();\n"
+        )
+        return wrapped.encode()
+
+    async def _panel_data(self, name: str, query: Mapping[str, list[str]]) -> tuple[int, str, bytes]:
+        panel = self._panel(name)
+        try:
+            data = await self._cloud.query(lambda db: panel.data(db, query))
+        except Exception as err:  # an app's view must never take the dashboard down
+            log.warning("dashboard panel %s failed: %s: %s", name, type(err).__name__, err)
+            raise BadRequest(503, f"panel {name}: not available right now ({type(err).__name__})") from err
+        return 200, "application/json", json.dumps(data, default=str).encode()
+
 
 _Route = Callable[[Dashboard, Mapping[str, list[str]]], Awaitable[Any]]
 _ROUTES: dict[str, _Route] = {
@@ -192,6 +239,7 @@ _ROUTES: dict[str, _Route] = {
     "/api/readings": Dashboard._api_readings,
     "/api/events": Dashboard._api_events,
     "/api/terminals": Dashboard._api_terminals,
+    "/api/panels": Dashboard._api_panels,
 }
 _REASONS = {
     200: "OK",

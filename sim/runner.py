@@ -27,12 +27,14 @@ from runtime.config import AppConfig, Board, load_board, load_credentials
 from runtime.errors import BusError, ConfigError, TerminalDied
 from runtime.terminal import Terminal
 from sim.archive import station_model, write_station
+from sim.billing import BillingDriver, LedgerArchive, Party, write_keys
 from sim.broker import BrokerError, EmbeddedBroker
 from sim.cloud.simclock import publish_beacons
 from sim.cloud.stub import CloudStub
 from sim.devices.station import FieldDevices, IoSlot, attach, build_devices
 from sim.hplc.cco import VirtualCco
 from sim.hplc.serve import serve_cco
+from sim.scenarios import Billing as BillingScenario
 from sim.scenarios import load_scenario
 from sim.station import Station, build_station
 from sim.terminal_life import TerminalLife
@@ -115,6 +117,8 @@ class SimRun:
     hplc: VirtualCco | None = None  # the virtual CCO behind sim:hplc, when there are HPLC meters
     life: TerminalLife[Terminal] | None = None  # the terminal's supply, deaths and boots (station outages)
     notes: list[str] = dataclasses.field(default_factory=list)  # departures from the board, said once
+    billing: BillingDriver | None = None  # the simulated utility and bank (billing app enabled)
+    ledger_archive: LedgerArchive | None = None
     terminal_task: asyncio.Task[None] | None = None
 
     @property
@@ -233,6 +237,10 @@ def _with_workdir(
     for name, overrides in app_config.items():
         app = apps.get(name) or AppConfig(name=name, enabled=True, isolated=False, config={})
         apps[name] = dataclasses.replace(app, config={**app.config, **overrides})
+    if "billing" in apps:  # the terminal's signing key in the run folder
+        app = apps["billing"]
+        key = str(workdir / "billing" / "terminal.key")
+        apps["billing"] = dataclasses.replace(app, config={"terminal_key": key, **app.config})
     isolated = sorted(name for name, app in apps.items() if app.enabled and app.isolated)
     if in_process and isolated:
         for name in isolated:
@@ -422,6 +430,7 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
         if world is not None:
             run.truth_dir = options.truth_dir or options.workdir / "truth"
         world_task = None if world is None else asyncio.create_task(world.run(clock), name="sim-world")
+        billing_tasks = _billing(run, run_board, world)
         task = life.start()
         run.terminal_task = task
         task.add_done_callback(_say_if_died)
@@ -441,12 +450,31 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
             if world is not None and run.truth_dir is not None:
                 end = clock.now() if options.duration_s is None else world.start + options.duration_s
                 write_truth(world, run.truth_dir, end=min(end, clock.now() + 1.0))
-            for t in (beacon, world_task):
+            for t in (beacon, world_task, *billing_tasks):
                 if t is not None:
                     t.cancel()
                     # a terminal that died is in the report (terminal_died), not raised here
                     with contextlib.suppress(asyncio.CancelledError, TerminalDied):
                         await t
+
+
+def _billing(run: SimRun, board: Board, world: World | None) -> list[asyncio.Task[None]]:
+    """The simulated utility and bank, when the board runs the billing app (``sim.billing``)."""
+    app = board.apps.get("billing")
+    if app is None or not app.enabled:
+        return []
+    write_keys(run.options.workdir / "keys")
+    skip = ("branch-unit", "box-terminal", "assessment")  # monitoring meters, not customers
+    customers = {m.id: m.customer.id for m in run.station.meters if m.customer.tariff not in skip}
+    party = Party(board.terminal.id, customers, run.clock.now(), board.terminal.tz)
+    scenario = world.scenario.billing if world is not None else BillingScenario()
+    run.billing = BillingDriver(run.cloud, run.clock, party, scenario)
+    run.ledger_archive = archive = LedgerArchive(run.cloud, run.clock)
+    run.cloud.listen("billing", archive.on_message)
+    return [
+        asyncio.create_task(run.billing.run(), name="sim-billing-parties"),
+        asyncio.create_task(archive.run(), name="sim-billing-archive"),
+    ]
 
 
 def station_id(board: Board) -> str:

@@ -551,6 +551,8 @@ def build_world(
     _thefts(world)
     _meter_faults(world)
     _relays(world)
+    for m in world.customers():  # how long after "close allowed" (1BH) each customer presses the button
+        m.meter.button_delay_s = scenario.billing.button_delay_s
     _archive_errors(world)
     _comms(world)
     tr = scenario.transformer

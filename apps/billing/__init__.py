@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from runtime.api import AppContext
+
 from .service import run_billing
 
 
-async def run(ctx: Any, config: dict[str, Any]) -> None:
+async def run(ctx: AppContext, config: dict[str, Any]) -> None:
     await run_billing(ctx, config)

@@ -32,7 +32,7 @@ from protocols.billing import parse_contract
 from protocols.ledger import Record
 
 from .energy import Anchor, MeterAnchors
-from .tariff import TierState, Timeline
+from .tariff import LocalClock, TierState, Timeline
 
 RelayState = str  # "closed" | "open" | "close_allowed" | "unknown"
 
@@ -63,6 +63,7 @@ class Account:
     alarm: int = 0  # alarm level commanded on the meter: 0 none, 1 alarm 1, 2 alarm 2, 3 overdraft
     keep_power: bool = False  # 保电 ordered by the utility (signed) and sent to the meter
     tripped: bool = False  # we tripped it (a close is ours to send)
+    trip_blocked: bool = False  # a trip due was held back by 保电 (recorded once until things change)
     first_day: str | None = None  # first day with a billable anchor
     tier: TierState = field(default_factory=TierState)  # at the start of the first open day
     closed_through: str | None = None  # last closed local date
@@ -101,21 +102,36 @@ class Book:
         self.last_seq = 0
         self.head = ""
         self.counts: dict[str, int] = {}
+        self._bounds: dict[str, tuple[int, int]] = {}
+        self._dates: dict[int, str] = {}
+        self._next: dict[str, str] = {}
+        self.clock = LocalClock(tz)
 
     # ------------------------------------------------------------------ time
 
     def local_date(self, ts: float) -> str:
-        return datetime.fromtimestamp(ts, self.tz).date().isoformat()
+        """The local date of ``ts`` (cached per 15 minutes: every UTC offset in use is a multiple)."""
+        key = int(ts // 900)
+        known = self._dates.get(key)
+        if known is None:
+            known = self._dates[key] = datetime.fromtimestamp(key * 900, self.tz).date().isoformat()
+        return known
 
     def day_bounds(self, day: str) -> tuple[int, int]:
-        d = date.fromisoformat(day)
-        start = datetime.combine(d, datetime.min.time(), self.tz)
-        end = datetime.combine(d + timedelta(days=1), datetime.min.time(), self.tz)
-        return int(start.timestamp()), int(end.timestamp())
+        """UTC epoch of the local day's start and end (cached)."""
+        known = self._bounds.get(day)
+        if known is None:
+            d = date.fromisoformat(day)
+            start = datetime.combine(d, datetime.min.time(), self.tz)
+            end = datetime.combine(d + timedelta(days=1), datetime.min.time(), self.tz)
+            known = self._bounds[day] = (int(start.timestamp()), int(end.timestamp()))
+        return known
 
-    @staticmethod
-    def next_day(day: str) -> str:
-        return (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+    def next_day(self, day: str) -> str:
+        known = self._next.get(day)
+        if known is None:
+            known = self._next[day] = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+        return known
 
     # ------------------------------------------------------------------ accounts
 
@@ -158,22 +174,24 @@ class Book:
         self.contracts[contract.key] = record
 
     def _on_readings(self, record: Record, body: dict[str, Any]) -> None:
-        for meter, ts, imp, exp, source in body["rows"]:
-            self.meter_anchors(str(meter)).add(
-                Anchor(int(ts), int(imp), None if exp is None else int(exp), source)
-            )
+        anchors = self.anchors
+        for meter, ts, imp, exp, source in body["rows"]:  # ints from our own ledger (JSON)
+            found = anchors.get(meter) or self.meter_anchors(meter)
+            found.add(Anchor(ts, imp, exp, source))
 
     def _on_debit(self, record: Record, body: dict[str, Any]) -> None:
+        accounts = self.accounts
         for customer, day, fen, _balance in body["entries"]:
-            acc = self.account(customer)
+            acc = accounts.get(customer) or self.account(customer)
             acc.balance -= fen
             acc.charges += fen
             acc.debited[day] = acc.debited.get(day, 0) + fen
             if acc.first_day is None or day < acc.first_day:
                 acc.first_day = day
-            totals = self.totals(day)
+            totals = self.days.get(day) or self.totals(day)
             totals.debits += fen
-            totals.debit_seqs.append(record.seq)
+            if not totals.debit_seqs or totals.debit_seqs[-1] != record.seq:
+                totals.debit_seqs.append(record.seq)
 
     def _on_charge(self, record: Record, body: dict[str, Any]) -> None:
         acc = self.account(body["customer"])
@@ -216,6 +234,7 @@ class Book:
         fen = int(body["fen"])
         acc.balance += fen
         acc.credits += fen
+        acc.trip_blocked = False
         totals = self.totals(self.local_date(record.ts / 1000))
         if fen >= 0:
             totals.credits += fen
@@ -225,9 +244,13 @@ class Book:
     _on_refund = _on_topup
 
     def _on_keep_power(self, record: Record, body: dict[str, Any]) -> None:
-        self.account(body["customer"]).keep_power = bool(body["on"])
+        acc = self.account(body["customer"])
+        acc.keep_power = bool(body["on"])
+        acc.trip_blocked = False
 
     def _on_relay(self, record: Record, body: dict[str, Any]) -> None:
+        if body.get("result") == "blocked":
+            self.account(body["customer"]).trip_blocked = True
         if body.get("result") != "ok":
             return
         acc = self.account(body["customer"])
@@ -260,6 +283,7 @@ class Book:
                 "alarm": a.alarm,
                 "keep_power": a.keep_power,
                 "tripped": a.tripped,
+                "trip_blocked": a.trip_blocked,
                 "first_day": a.first_day,
                 "tier": a.tier.to_json(),
                 "closed_through": a.closed_through,
@@ -295,6 +319,7 @@ class Book:
                 alarm=int(a["alarm"]),
                 keep_power=bool(a["keep_power"]),
                 tripped=bool(a["tripped"]),
+                trip_blocked=bool(a.get("trip_blocked", False)),
                 first_day=a["first_day"],
                 tier=TierState.from_json(a["tier"]),
                 closed_through=a["closed_through"],

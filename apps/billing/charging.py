@@ -59,6 +59,7 @@ def bill_body(customer: Customer, bill: DayBill, tier_start: TierState) -> dict[
     return {
         "customer": customer.id,
         "meter": customer.meter,
+        "tariff": customer.tariff,
         "date": bill.date,
         "charge_fen": bill.charge_fen,
         "charge_yuan": yuan(bill.charge_fen),
@@ -82,15 +83,15 @@ class Charger:
         self.book = book
         self.settings = settings or ChargingSettings()
         self._open: dict[
-            tuple[str, str], tuple[list[Any], DayBill]
+            tuple[str, str], tuple[TierState, DayBill]
         ] = {}  # (customer, day) -> (tier_start, bill)
         self.late_rows = 0  # anchors older than any day still open to corrections
 
     # ------------------------------------------------------------------ anchors
 
     def accept(self, rows: Iterable[Row], meters: set[str]) -> list[Row]:
-        """The rows worth recording: meters we bill, on the 15-min grid, new or a correcting freeze
-        (within one batch too, a freeze beats a curve record of the same instant)."""
+        """The rows worth recording: meters we bill, on the 15-min grid, new, or a freeze where only a
+        curve record was (within one batch too, a freeze beats a curve record of the same instant)."""
         batch: dict[tuple[str, int], Row] = {}
         for meter, ts, imp, exp, source in rows:
             if meter not in meters or ts % INTERVAL_S:
@@ -103,9 +104,8 @@ class Charger:
             anchors = self.book.anchors.get(meter)
             if anchors is not None:
                 known_anchor = anchors.get(ts)
-                if known_anchor is not None and (
-                    known_anchor.source == "freeze" or row[4] != "freeze" or known_anchor.imp == row[2]
-                ):
+                # a freeze is news even when it equals the curve record: it is what closes the day
+                if known_anchor is not None and (known_anchor.source == "freeze" or row[4] != "freeze"):
                     continue
                 if anchors.first is not None and ts < anchors.first and len(anchors) > 1:
                     self.late_rows += 1
@@ -115,10 +115,16 @@ class Charger:
 
     # ------------------------------------------------------------------ pricing
 
-    def _price(self, customer: Customer, day: str, tier_start: TierState, anchors: MeterAnchors) -> DayBill:
+    def price_day(
+        self, customer: Customer, day: str, tier_start: TierState, anchors: MeterAnchors
+    ) -> DayBill:
+        """One whole local day of ``customer`` from ``anchors``, tier count from ``tier_start``."""
         start, end = self.book.day_bounds(day)
         bill = DayBill(customer.id, day, tier_start.copy())
-        return price(bill, anchors.intervals(start, end), self.book.timeline, customer.tariff, self.book.tz)
+        book = self.book
+        return price(
+            bill, anchors.intervals(start, end), book.timeline, customer.tariff, book.tz, clock=book.clock
+        )
 
     def _open_bill(
         self, customer: Customer, day: str, tier_start: TierState, anchors: MeterAnchors
@@ -126,22 +132,21 @@ class Charger:
         key = (customer.id, day)
         cached = self._open.get(key)
         dirty = anchors.dirty_from
-        if cached is not None and cached[0] == tier_start.to_json():
+        if cached is not None and cached[0] == tier_start:
             bill = cached[1]
             if dirty is None or dirty >= bill.last_start + INTERVAL_S:
                 start, end = self.book.day_bounds(day)
                 since = max(start, bill.last_start + INTERVAL_S)
-                return price(
-                    bill, anchors.intervals(since, end), self.book.timeline, customer.tariff, self.book.tz
-                )
-        bill = self._price(customer, day, tier_start, anchors)
-        self._open[key] = (tier_start.to_json(), bill)
+                book = self.book
+                intervals = anchors.intervals(since, end)
+                return price(bill, intervals, book.timeline, customer.tariff, book.tz, clock=book.clock)
+        bill = self.price_day(customer, day, tier_start, anchors)
+        self._open[key] = (tier_start.copy(), bill)
         return bill
 
     def _closable(self, day: str, anchors: MeterAnchors, now: float) -> bool:
         _, end = self.book.day_bounds(day)
-        after = anchors.at_or_after(end)
-        if after is None:
+        if (anchors.last or 0) < end:
             return False
         at_end = anchors.get(end)
         return (at_end is not None and at_end.source == "freeze") or now >= end + self.settings.close_grace_s
@@ -165,7 +170,7 @@ class Charger:
                 if acc.closed_through
                 else book.local_date(anchors.first or 0)
             )
-            tier_start = tier if tier is not None else acc.tier.copy()
+            tier_start = tier if tier is not None else acc.tier  # not mutated here: bills copy it
             last = anchors.last or 0
             in_order = True  # days close one after the other
             while day <= today and book.day_bounds(day)[0] < last:
@@ -180,7 +185,7 @@ class Charger:
                     body = bill_body(customer, bill, tier_start) | {"balance": balance}
                     cycle.charges.append(LedgerEntry("charge", body, ts, f"charge:{customer.id}:{day}"))
                     self._open.pop((customer.id, day), None)
-                tier_start = bill.tier.copy()
+                tier_start = bill.tier
                 day = book.next_day(day)
             anchors.dirty_from = None
         if debits:
@@ -193,15 +198,17 @@ class Charger:
         """Re-price closed days the new anchors touch; returns the tier count after the last one."""
         dirty = anchors.dirty_from
         acc = self.book.account(customer.id)
-        if dirty is None or not acc.closed:
+        if dirty is None or not acc.closed or acc.closed_through is None:
             return None, balance
+        if dirty >= self.book.day_bounds(acc.closed_through)[1]:
+            return None, balance  # only open days changed
         tier: TierState | None = None
         for day in sorted(acc.closed):
             closed = acc.closed[day]
             if tier is None and self.book.day_bounds(day)[1] <= dirty:
                 continue
             start = tier if tier is not None else closed.tier_start.copy()
-            bill = self._price(customer, day, start, anchors)
+            bill = self.price_day(customer, day, start, anchors)
             tier = bill.tier.copy()
             delta = bill.charge_fen - closed.charge_fen
             if delta or bill.tier != closed.tier_end:

@@ -3,26 +3,27 @@
 Layer: apps (billing). ``Directory`` pairs the billing ``Customer`` (id, meter, tariff, flags)
 with the meter's address, protocol and port, and hands out one ``MeterClient`` per meter for the
 relay commands (control priority on the same RS-485 port as acquisition; on HPLC through the
-carrier module). The customers come from the station model; until the runtime serves that model
-to apps, they are read from the meter archive file acquisition reads (``[[meters]]`` with
-``customer`` and ``tariff``). Must not read or write meters itself.
+carrier module). The customers come from the station model (``ctx.station.model``): every meter
+of kind ``customer`` with a ``customer`` id is billed (flags ``postpaid``: no fee control,
+``keep_power``: 保电); branch units, box terminals and the transformer's assessment meter are not.
+Must not read or write meters itself.
 """
 
 from __future__ import annotations
 
-import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from base.clock import Clock
 from hal.errors import CapabilityMissing
 from hal.meters import CarrierTransport, MeterClient, MeterClients, MeterTransport, Rs485Transport
+from protocols.station import StationModel
 
 from .book import Customer
 
 HPLC = "hplc"
+NOT_CUSTOMERS = ("branch-unit", "box-terminal", "assessment")  # tariffs of monitoring meters
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,34 +35,23 @@ class MeterPlace:
     three_phase: bool = False
 
 
-def from_archive(path: Path) -> tuple[list[Customer], list[MeterPlace]]:
-    """Customers and meter places of an archive file; meters without a customer are not billed."""
-    data = tomllib.loads(path.read_text(encoding="utf-8"))
+def from_model(model: StationModel) -> tuple[list[Customer], list[MeterPlace]]:
+    """Customers and meter places of the station model; meters without a customer are not billed."""
     customers: list[Customer] = []
     places: list[MeterPlace] = []
-    for i, raw in enumerate(data.get("meters", [])):
-        if not isinstance(raw, dict) or not raw.get("customer"):
+    for meter in model.meters:
+        if meter.kind != "customer" or not meter.customer or meter.tariff in NOT_CUSTOMERS:
             continue
-        try:
-            meter, address, port = str(raw["id"]), str(raw["address"]), str(raw["port"])
-        except KeyError as err:
-            raise ValueError(f"{path}: meters[{i}]: missing {err.args[0]!r}") from None
-        flags = raw.get("flags", [])
-        tariff = raw.get("tariff")
-        if tariff in ("branch-unit", "box-terminal"):
-            continue  # monitoring units, not customers
         customers.append(
             Customer(
-                str(raw["customer"]),
-                meter,
-                None if tariff is None else str(tariff),
-                prepaid="postpaid" not in flags,
-                keep_power="keep_power" in flags,
+                meter.customer,
+                meter.id,
+                meter.tariff,
+                prepaid="postpaid" not in meter.flags,
+                keep_power="keep_power" in meter.flags,
             )
         )
-        places.append(
-            MeterPlace(meter, address, str(raw.get("protocol", "dlt645")), port, raw.get("phase") == "ABC")
-        )
+        places.append(MeterPlace(meter.id, meter.address, meter.protocol, meter.transport, meter.three_phase))
     return customers, places
 
 
@@ -78,8 +68,9 @@ class Directory:
         self.unreachable: set[str] = set()
 
     def use(self, places: Iterable[MeterPlace]) -> None:
-        self._places = {p.meter: p for p in places}
-        self._clients = {}
+        new = {p.meter: p for p in places}
+        self._clients = {m: c for m, c in self._clients.items() if self._places.get(m) == new.get(m)}
+        self._places = new
 
     def _transport(self, port: str) -> MeterTransport | None:
         if port not in self._transports:
@@ -110,4 +101,4 @@ class Directory:
         return client
 
 
-__all__ = ["Directory", "MeterPlace", "from_archive"]
+__all__ = ["NOT_CUSTOMERS", "Directory", "MeterPlace", "from_model"]

@@ -71,7 +71,14 @@ class MeterAnchors:
             raise ValueError(f"anchor at {anchor.ts} is not on a 15-min boundary")
         known = self._rows.get(anchor.ts)
         if known is None:
-            bisect.insort(self._times, anchor.ts)
+            times = self._times
+            if not times or anchor.ts > times[-1]:  # the usual case: the newest point
+                previous = times[-1] if times else anchor.ts
+                times.append(anchor.ts)
+                self._rows[anchor.ts] = anchor
+                self.dirty_from = previous if self.dirty_from is None else min(self.dirty_from, previous)
+                return True
+            bisect.insort(times, anchor.ts)
             self._rows[anchor.ts] = anchor
             self._dirty(anchor.ts)
             return True
@@ -103,6 +110,14 @@ class MeterAnchors:
         times = self._times
         if len(times) < 2:
             return []
+        i = bisect.bisect_left(times, start)
+        single = i + 1 < len(times) and times[i] == start and times[i + 1] == start + INTERVAL_S
+        if single and (i + 2 == len(times) or times[i + 2] >= end or start + INTERVAL_S >= end):
+            a, b = self._rows[start], self._rows[start + INTERVAL_S]  # the common case: one interval
+            if a.exp is not None and b.exp is not None:
+                if b.imp < a.imp:
+                    self.anomalies += 1
+                return [Interval(start, max(b.imp - a.imp, 0), max(b.exp - a.exp, 0))]
         lo = max(0, bisect.bisect_right(times, start) - 1)
         hi = min(len(times) - 1, bisect.bisect_left(times, end))
         imports: dict[int, tuple[int, bool]] = {}

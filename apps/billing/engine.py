@@ -45,8 +45,15 @@ class LedgerBackend(Protocol):
     async def append(self, entries: Sequence[LedgerEntry]) -> list[Appended]: ...
 
     async def records(
-        self, *, after: int = 0, limit: int | None = None, kind: str | None = None
+        self,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        kind: str | None = None,
+        kinds: Sequence[str] | None = None,
     ) -> list[Record]: ...
+
+    async def hashes(self, *, after: int = 0) -> list[tuple[int, str]]: ...
 
     async def last(self, kind: str) -> Record | None: ...
 
@@ -81,6 +88,7 @@ class Refused(ValueError):
 Listener = Callable[[], None]
 ClientLookup = Callable[[str], MeterClient | None]
 REPLAY_PAGE = 2000
+RECONCILED = ("debit", "charge", "correction", "topup", "refund", "topup_refused")  # what reconcile reads
 
 
 class Billing:
@@ -244,8 +252,10 @@ class Billing:
             client = self.clients(customer.meter)
             fee = self.fee_control_of(customer, self.clock.now())
             acc = self.book.account(customer.id)
-            if feecontrol.blocked(acc, fee):
+            if feecontrol.blocked(acc, fee) and not acc.trip_blocked:
                 self.counters["trips_blocked_keep_power"] += 1
+                held = feecontrol.Action(RelayCommand.TRIP, "held back: 保电 (keep power) ordered")
+                await self._relay_record(customer, held, Outcome("blocked", 0, None))
             for action in feecontrol.plan(acc, fee, prepaid=customer.prepaid):
                 if client is None:
                     return
@@ -257,13 +267,25 @@ class Billing:
                     return
                 acc = self.book.account(customer.id)
 
-        wanted = [self._customers[c] for c in customer_ids if c in self._customers]
+        now = self.clock.now()
+        wanted = []
+        for c in customer_ids:  # decided here, so only customers with something to do get a task
+            customer = self._customers.get(c)
+            if customer is None:
+                continue
+            acc, fee = self.book.account(c), self.fee_control_of(customer, now)
+            if feecontrol.plan(acc, fee, prepaid=customer.prepaid) or (
+                feecontrol.blocked(acc, fee) and not acc.trip_blocked
+            ):
+                wanted.append(customer)
+        if not wanted:
+            return
         async with asyncio.TaskGroup() as tg:
             for customer in wanted:
                 tg.create_task(one(customer), name=f"billing:relay:{customer.id}")
 
     async def _relay_record(self, customer: Customer, action: feecontrol.Action, outcome: Outcome) -> None:
-        self.counters[f"relay_{outcome.result}"] += 1
+        self.counters[f"relay_{outcome.result}"] = self.counters.get(f"relay_{outcome.result}", 0) + 1
         acc = self.book.account(customer.id)
         status = outcome.status
         body: dict[str, Any] = {
@@ -454,7 +476,7 @@ class Billing:
         async with self._lock:
             start, _ = self.book.day_bounds(day)
             first = await self.ledger.first_since(start * 1000)
-            records = [] if first is None else [r async for r in self._pages(first - 1)]
+            records = [] if first is None else await self.ledger.records(after=first - 1, kinds=RECONCILED)
             result = reconcile(records, day, self.book.tz)
             uid = f"reconciliation:{day}"
             await self._append([LedgerEntry("reconciliation", result.to_json(), self._now_ms(), uid)])
@@ -474,7 +496,7 @@ class Billing:
     async def _root(self, label: str) -> None:
         previous = await self.ledger.last(ROOT_KIND)
         after = 0 if previous is None else previous.seq - 1
-        covered = [r async for r in self._pages(after)]
+        covered = await self.ledger.hashes(after=after)
         if covered:
             body = root_body(label, covered, self.keys.terminal)
             await self._append([LedgerEntry(ROOT_KIND, body, self._now_ms(), f"root:{label}")])

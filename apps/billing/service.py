@@ -6,9 +6,11 @@ Layer: apps (billing). Uses only its context. What it does:
   catch-up included) and ``meter/<id>/freeze`` (daily freezes) -- a cycle at a time, and hands
   them to the engine, which charges and acts on relays within the same cycle;
 * at start, takes the daily freezes the store already holds (missed while billing was down);
-* serves the party commands: ``billing.contract``, ``billing.topup``, ``billing.keep_power``
+* serves the party commands: ``billing.contract``, ``billing.topup`` (one, or a bank batch as
+  ``documents``), ``billing.keep_power``
   (signed documents, see ``protocols.billing``), ``billing.archived`` (the master station
-  archived the ledger up to a seq), ``billing.status``, ``billing.audit``;
+  archived the ledger up to a seq), ``billing.resend`` (it misses records from a seq on),
+  ``billing.status``, ``billing.audit``;
 * daily at ``daily_at``: closes what is due, reconciles yesterday, checkpoints and signs the
   Merkle root; hourly a sweep; every ``observe_interval_s`` reads back relays waiting for the
   customer's button;
@@ -30,13 +32,16 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from protocols import billing
 from protocols.billing import yuan
 from protocols.errors import ProtocolError
+from protocols.ledger import sign_head
+from protocols.station import StationModel
+from runtime.api import AppContext
 from runtime.bus import Overflow
 from runtime.errors import ConfigError
 from runtime.scheduler import CatchUp, Daily, Interval
 
 from .charging import Row
 from .contracts import ContractRefused
-from .directory import Directory, from_archive
+from .directory import Directory, from_model
 from .engine import Billing, Keys, Refused, Settings
 from .uplink import LedgerUplink
 
@@ -44,6 +49,7 @@ CURVE = "energy.active.import.total"
 CURVE_EXPORT = "energy.active.export.total"
 FREEZE = "daily.energy.active.import.total"
 ENERGY_UNITS = billing.ENERGY
+MAX_BATCH = 5000  # top-ups in one bank batch command
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,7 +57,6 @@ class Config:
     utility_keys: list[Ed25519PublicKey]
     bank_keys: list[Ed25519PublicKey]
     terminal_key: Path
-    archive: Path
     settings: Settings
     daily_at: tuple[int, int]
     observe_interval_s: int
@@ -79,7 +84,6 @@ class Config:
             utility_keys=keys("utility_keys"),
             bank_keys=keys("bank_keys"),
             terminal_key=path("terminal_key", "var/billing/terminal.key"),
-            archive=path("archive", "var/archive.toml"),
             settings=Settings(
                 close_grace_s=int(config.get("close_grace_s", 3 * 3600)),
                 relay_retries=int(config.get("relay_retries", 3)),
@@ -139,11 +143,11 @@ def rows_of(device: str, payload: Any, source: str) -> list[Row]:
 
 
 class BillingService:
-    def __init__(self, ctx: Any, config: Config) -> None:
+    def __init__(self, ctx: AppContext, config: Config) -> None:
         self.ctx = ctx
         self.config = config
         self.directory = Directory(ctx.hal, ctx.clock)
-        customers, places = from_archive(config.archive) if config.archive.exists() else ([], [])
+        customers, places = from_model(ctx.station.model)
         self.directory.use(places)
         self.engine = Billing(
             terminal=ctx.terminal.id,
@@ -155,21 +159,27 @@ class BillingService:
             clients=self.directory.client,
             settings=config.settings,
         )
-        self.uplink = LedgerUplink(ctx.store.ledger, ctx.store, ctx.uplink, ctx.terminal.id)
+        key = self.engine.keys.terminal
+        self.uplink = LedgerUplink(
+            ctx.store.ledger,
+            ctx.store,
+            ctx.uplink,
+            ctx.terminal.id,
+            sign=lambda seq, h: sign_head(seq, h, key),
+        )
         self.engine.listen(self.uplink.poke)
 
     async def start(self) -> None:
         if not self.engine.customers:
-            self.ctx.log.warning(
-                "no customers to bill: %s has no meters with a customer", self.config.archive
-            )
+            self.ctx.log.warning("no customers to bill yet: the station model has no customer meters")
         await self.engine.start()
         await self._freezes_from_store()
         uplink = self.ctx.uplink
         uplink.register_command("billing.contract", self._cmd(self.engine.install_contract))
-        uplink.register_command("billing.topup", self._cmd(self.engine.topup))
+        uplink.register_command("billing.topup", self._topups)
         uplink.register_command("billing.keep_power", self._cmd(self.engine.keep_power))
         uplink.register_command("billing.archived", self._archived)
+        uplink.register_command("billing.resend", self._resend)
         uplink.register_command("billing.status", self._status_cmd)
         uplink.register_command("billing.audit", self._audit)
         scheduler = self.ctx.scheduler
@@ -193,11 +203,35 @@ class BillingService:
 
         return run
 
+    async def _topups(self, args: dict[str, Any]) -> dict[str, Any]:
+        """One signed top-up (``document``) or a bank's batch of them (``documents``), each on its own:
+        a refused one does not stop the others."""
+        if "documents" not in args:
+            single: dict[str, Any] = await self._cmd(self.engine.topup)(args)
+            return single
+        documents = args["documents"]
+        if not isinstance(documents, list) or len(documents) > MAX_BATCH:
+            raise ValueError(f"billing.topup: documents must be a list of at most {MAX_BATCH} signed top-ups")
+        results: list[dict[str, Any]] = []
+        for document in documents:
+            try:
+                results.append(await self.engine.topup(document))
+            except Refused as err:
+                results.append({"status": "refused", "reason": str(err)})
+        await self._publish()
+        return {"results": results}
+
     async def _archived(self, args: dict[str, Any]) -> dict[str, Any]:
         seq, digest = args.get("seq"), args.get("hash")
         if not isinstance(seq, int) or not isinstance(digest, str):
             raise ValueError("billing.archived: expected {seq: int, hash: str}")
         return {"archived_seq": await self.engine.archived(seq, digest)}
+
+    async def _resend(self, args: dict[str, Any]) -> dict[str, Any]:
+        start = args.get("from")
+        if not isinstance(start, int) or start < 1:
+            raise ValueError("billing.resend: expected {from: seq >= 1}")
+        return {"resending_after": await self.uplink.rewind(start - 1)}
 
     async def _audit(self, args: dict[str, Any]) -> dict[str, Any]:
         result: dict[str, Any] = (await self.engine.audit()).to_json()
@@ -218,12 +252,29 @@ class BillingService:
             await self.engine.readings(rows)
 
     async def consume(self) -> None:
-        """One engine cycle per burst of curve/freeze messages from acquisition."""
+        """One engine cycle per burst of curve/freeze messages from acquisition; the station
+        model's changes (customers added, moved or re-tariffed) as they come."""
         curve = self.ctx.bus.subscribe("meter/+/curve", maxsize=50_000, overflow=Overflow.DROP_OLDEST)
         freeze = self.ctx.bus.subscribe("meter/+/freeze", maxsize=50_000, overflow=Overflow.DROP_OLDEST)
         async with asyncio.TaskGroup() as tg:
             tg.create_task(self._consume(curve, "curve"), name="billing:curve")
             tg.create_task(self._consume(freeze, "freeze"), name="billing:freeze")
+            tg.create_task(self._follow_model(), name="billing:station")
+
+    async def _follow_model(self) -> None:
+        async with self.ctx.station.watch() as changes:
+            async for change in changes:
+                if change.model is not None:
+                    self.use_model(change.model)
+
+    def use_model(self, model: StationModel) -> None:
+        """Bill the customers of ``model`` from now on (a customer that left keeps its ledger)."""
+        customers, places = from_model(model)
+        if customers == self.engine.customers:
+            return
+        self.directory.use(places)
+        self.engine.set_customers(customers)
+        self.ctx.log.info("station model v%s: %d customers billed", model.version, len(customers))
 
     async def _consume(self, sub: Any, source: str) -> None:
         async for msg in sub:
@@ -288,7 +339,7 @@ class BillingService:
         self.ctx.bus.publish("billing/status", status, retain=True)
 
 
-async def run_billing(ctx: Any, config: dict[str, Any]) -> None:
+async def run_billing(ctx: AppContext, config: dict[str, Any]) -> None:
     service = BillingService(ctx, Config.parse(config, ctx.terminal.root))
     await service.start()
     async with asyncio.TaskGroup() as tg:

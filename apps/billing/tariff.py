@@ -70,6 +70,8 @@ class Timeline:
         self._contracts: list[Contract] = []
         self._starts: list[float] = []
         self._ends: list[float | None] = []
+        self._edges: list[float] = []  # every start and end: between two edges the same contracts hold
+        self._terms: dict[tuple[int, str, str | None], tuple[Contract, Tariff] | None] = {}
         for contract in contracts:
             self.add(contract)
 
@@ -91,6 +93,8 @@ class Timeline:
                     break
             ends.append(end)
         self._ends = ends
+        self._edges = sorted({*self._starts, *(e for e in ends if e is not None)})
+        self._terms = {}
 
     def in_force(self, ts: float) -> list[Contract]:
         """Every contract in force at ``ts`` (several series may run side by side)."""
@@ -102,12 +106,19 @@ class Timeline:
         ]
 
     def terms(self, ts: float, customer: str, model_tariff: str | None) -> tuple[Contract, Tariff] | None:
-        """The contract and tariff that bill ``customer`` at ``ts``, if any covers it."""
+        """The contract and tariff that bill ``customer`` at ``ts``, if any covers it (cached per
+        stretch of time between contract edges)."""
+        key = (bisect.bisect_right(self._edges, ts), customer, model_tariff)
+        if key in self._terms:
+            return self._terms[key]
+        found: tuple[Contract, Tariff] | None = None
         for contract in reversed(self.in_force(ts)):
             tariff = contract.tariff_for(customer, model_tariff)
             if tariff is not None:
-                return contract, tariff
-        return None
+                found = (contract, tariff)
+                break
+        self._terms[key] = found
+        return found
 
 
 def _zero_periods() -> dict[Period, int]:
@@ -132,6 +143,7 @@ class DayBill:
     estimated: int = 0
     contracts: list[str] = field(default_factory=list)
     last_start: int = -1
+    last_contract: Contract | None = field(default=None, repr=False, compare=False)  # speeds up price()
 
     @property
     def exact(self) -> int:
@@ -160,10 +172,17 @@ class DayBill:
         }
 
 
-def _keys(local: datetime, tiers: Tiers | None) -> tuple[str, str]:
+_KEYS: dict[tuple[int, int, int], tuple[str, str]] = {}
+
+
+def _keys(year: int, month: int, tiers: Tiers | None) -> tuple[str, str]:
+    """The (billing year, month) accumulator names of a local year and month."""
     start = tiers.year_start_month if tiers is not None and tiers.basis == "annual" else 1
-    year = local.year if local.month >= start else local.year - 1
-    return f"{year:04d}-{start:02d}", f"{local.year:04d}-{local.month:02d}"
+    cached = _KEYS.get((year, month, start))
+    if cached is None:
+        first = year if month >= start else year - 1
+        cached = _KEYS[(year, month, start)] = (f"{first:04d}-{start:02d}", f"{year:04d}-{month:02d}")
+    return cached
 
 
 def tier_split(before: int, units: int, bounds: Sequence[int]) -> list[int]:
@@ -180,25 +199,26 @@ def tier_split(before: int, units: int, bounds: Sequence[int]) -> list[int]:
     return parts
 
 
-class _LocalClock:
-    """Local (wall) time of interval starts; arithmetic within a day whose UTC offset is fixed."""
+class LocalClock:
+    """Local (wall) time of interval starts as (year, month, minute of day): integer arithmetic
+    within a day whose UTC offset is fixed, zoneinfo only to find each day (and across DST)."""
 
     def __init__(self, tz: ZoneInfo) -> None:
         self.tz = tz
         self._start = 0
         self._end = -1
-        self._midnight = datetime(1970, 1, 1)
+        self._ym = (1970, 1)
 
-    def local(self, ts: int) -> datetime:
+    def info(self, ts: int) -> tuple[int, int, int]:
         if self._start <= ts < self._end:
-            return self._midnight + timedelta(seconds=ts - self._start)
+            return self._ym[0], self._ym[1], (ts - self._start) // 60
         local = datetime.fromtimestamp(ts, self.tz)
         midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
         following = datetime.combine(midnight.date() + timedelta(days=1), midnight.time(), self.tz)
         start, end = int(midnight.timestamp()), int(following.timestamp())
         if end - start == 86400:  # no DST change today: wall time = midnight + elapsed
-            self._start, self._end, self._midnight = start, end, midnight.replace(tzinfo=None)
-        return local.replace(tzinfo=None)
+            self._start, self._end, self._ym = start, end, (local.year, local.month)
+        return local.year, local.month, local.hour * 60 + local.minute
 
 
 def price(
@@ -207,9 +227,12 @@ def price(
     timeline: Timeline,
     model_tariff: str | None,
     tz: ZoneInfo,
+    *,
+    clock: LocalClock | None = None,
 ) -> DayBill:
-    """Add ``intervals`` (after ``bill.last_start``, in order) to ``bill``; returns ``bill``."""
-    clock = _LocalClock(tz)
+    """Add ``intervals`` (after ``bill.last_start``, in order) to ``bill``; returns ``bill``.
+    ``clock``: a ``LocalClock`` of ``tz`` to reuse across calls (it caches the current day)."""
+    clock = clock or LocalClock(tz)
     tier = bill.tier
     for interval in intervals:
         if interval.start <= bill.last_start:
@@ -220,21 +243,23 @@ def price(
         bill.intervals += 1
         bill.estimated += interval.estimated
         terms = timeline.terms(interval.start, bill.customer, model_tariff)
-        local = clock.local(interval.start)
+        year, month, minute = clock.info(interval.start)
         tiers = terms[1].tiers if terms is not None else None
-        year, month = _keys(local, tiers)
-        if year != tier.year:
-            tier.year, tier.year_units = year, 0
-        if month != tier.month:
-            tier.month, tier.month_units = month, 0
+        year_key, month_key = _keys(year, month, tiers)
+        if year_key != tier.year:
+            tier.year, tier.year_units = year_key, 0
+        if month_key != tier.month:
+            tier.month, tier.month_units = month_key, 0
         if terms is None:
             bill.unbilled_units += interval.imp
             continue
         contract, tariff = terms
-        if not bill.contracts or bill.contracts[-1] != contract.key:
-            bill.contracts.append(contract.key)
-        season = tariff.season(local.month)
-        slot = (local.hour * 60 + local.minute) // 15
+        if contract is not bill.last_contract:
+            bill.last_contract = contract
+            if not bill.contracts or bill.contracts[-1] != contract.key:
+                bill.contracts.append(contract.key)
+        season = tariff.season_of_month[month - 1]
+        slot = minute // 15
         export = tariff.export
         if export.mode == "net":
             billed = max(interval.imp - interval.exp, 0)
@@ -249,13 +274,19 @@ def price(
             bill.export_exact -= credited * export.price
         if tiers is not None:
             before = tier.year_units if tiers.basis == "annual" else tier.month_units
-            parts = tier_split(before, billed, tiers.bounds)
-            if len(bill.tier_units) < len(parts):
-                bill.tier_units.extend([0] * (len(parts) - len(bill.tier_units)))
-            for i, part in enumerate(parts):
-                bill.tier_units[i] += part
-                if i and part:
-                    bill.adder_exact += part * tiers.adders[i - 1]
+            bounds = tiers.bounds
+            if len(bill.tier_units) <= len(bounds):
+                bill.tier_units.extend([0] * (len(bounds) + 1 - len(bill.tier_units)))
+            at = bisect.bisect_left(bounds, before + billed)  # the tier the interval ends in
+            if at == bisect.bisect_left(bounds, before) or billed == 0:  # no bound crossed: one tier
+                bill.tier_units[at] += billed
+                if at:
+                    bill.adder_exact += billed * tiers.adders[at - 1]
+            else:
+                for i, part in enumerate(tier_split(before, billed, bounds)):
+                    bill.tier_units[i] += part
+                    if i and part:
+                        bill.adder_exact += part * tiers.adders[i - 1]
         elif billed:
             if not bill.tier_units:
                 bill.tier_units.append(0)
@@ -265,4 +296,4 @@ def price(
     return bill
 
 
-__all__ = ["INTERVAL_S", "DayBill", "Interval", "TierState", "Timeline", "price", "tier_split"]
+__all__ = ["INTERVAL_S", "DayBill", "Interval", "LocalClock", "TierState", "Timeline", "price", "tier_split"]

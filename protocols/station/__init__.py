@@ -21,6 +21,7 @@ from ._changes import (
     StationChange,
     apply_ops,
     diff,
+    replay,
 )
 from ._codec import (
     ATTRS,
@@ -98,5 +99,6 @@ __all__ = [
     "provenance_from_doc",
     "record_from_doc",
     "record_to_doc",
+    "replay",
     "with_version",
 ]

@@ -373,6 +373,22 @@ def _set(
     return Change(op.kind, op.id, name, before, value, provenance)
 
 
+def replay(model: StationModel, changes: Sequence[Change]) -> StationModel:
+    """``model`` with ``changes`` (of one ``StationChange``, in order) made again: what the master
+    station does with the change events that follow a snapshot. ``StationError`` when a change
+    does not fit (a change event was lost: ask for a new snapshot)."""
+    for change in changes:
+        prov = change.provenance or Provenance()
+        if change.field is not None:
+            op = PatchOp("set", change.kind, change.id, change.field, change.after)
+        elif change.after is None:
+            op = PatchOp("remove", change.kind, change.id)
+        else:
+            op, prov = PatchOp("add", change.kind, change.id, None, change.after), Provenance()
+        model, _ = apply_ops(model, [op], prov)
+    return model
+
+
 def diff(before: StationModel, after: StationModel) -> list[Change]:
     """Every difference between two models, as changes (provenance from ``after``'s records)."""
     changes: list[Change] = []
@@ -428,4 +444,5 @@ __all__ = [
     "StationChange",
     "apply_ops",
     "diff",
+    "replay",
 ]

@@ -28,7 +28,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from protocols.cloud import canonical_json
-from protocols.ledger import GENESIS, Audit, Record, audit, make_record
+from protocols.ledger import GENESIS, Audit, Record, audit, hash_of_body_json
 from runtime.errors import StoreError
 
 if TYPE_CHECKING:
@@ -86,7 +86,7 @@ class Ledger:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._pending: list[tuple[list[LedgerEntry], asyncio.Future[list[Appended]]]] = []
+        self._pending: list[tuple[list[tuple[LedgerEntry, bytes]], asyncio.Future[list[Appended]]]] = []
         self._idle: asyncio.Event | None = None
         self._head: tuple[int, str] | None = None  # worker thread only
         self._lock = threading.Lock()
@@ -96,14 +96,15 @@ class Ledger:
 
     async def append(self, entries: Sequence[LedgerEntry]) -> list[Appended]:
         """Append ``entries`` in order; returns one ``Appended`` per entry once it is durable."""
-        for entry in entries:
+        encoded: list[tuple[LedgerEntry, bytes]] = []
+        for entry in entries:  # serialized once here: checked, hashed and stored from these bytes
             try:
-                canonical_json(entry.body)
+                encoded.append((entry, canonical_json(entry.body)))
             except (TypeError, ValueError) as err:
                 raise StoreError(f"ledger {entry.kind}: body is not JSON-able ({err})") from err
         loop = asyncio.get_running_loop()
         future: asyncio.Future[list[Appended]] = loop.create_future()
-        self._pending.append((list(entries), future))
+        self._pending.append((encoded, future))
         if self._idle is None:
             self._idle = asyncio.Event()
             self._idle.set()
@@ -114,13 +115,16 @@ class Ledger:
             self._idle.clear()
             batch, self._pending = self._pending, []
             work = self._store._submit(self._store._write, partial(self._write_batch, batch))
-            work.add_done_callback(partial(self._settle, batch))
             try:
                 await asyncio.shield(work)
             except BaseException:
                 if not work.done():  # we were cancelled: the batch still settles when it is done
+                    work.add_done_callback(partial(self._settle, batch))
                     work.add_done_callback(lambda _: self._release())
                     raise
+            # settle here, not in a done callback: on a loop whose executor jobs complete at once
+            # (sim.vloop) the await above does not yield, and this caller must see its result now
+            self._settle(batch, work)
             self._release()
         return future.result()
 
@@ -130,7 +134,7 @@ class Ledger:
 
     def _settle(
         self,
-        batch: list[tuple[list[LedgerEntry], asyncio.Future[list[Appended]]]],
+        batch: list[tuple[list[tuple[LedgerEntry, bytes]], asyncio.Future[list[Appended]]]],
         work: asyncio.Future[list[list[Appended]]],
     ) -> None:
         error = None if work.cancelled() else work.exception()
@@ -147,13 +151,13 @@ class Ledger:
                 future.set_result(work.result()[i])
 
     def _write_batch(
-        self, batch: list[tuple[list[LedgerEntry], Any]], conn: sqlite3.Connection
+        self, batch: list[tuple[list[tuple[LedgerEntry, bytes]], Any]], conn: sqlite3.Connection
     ) -> list[list[Appended]]:
         seq, prev = self._head if self._head is not None else self._read_head(conn)
         out: list[list[Appended]] = []
         for entries, _ in batch:
             done: list[Appended] = []
-            for entry in entries:
+            for entry, body_json in entries:
                 if entry.uid is not None:
                     row = conn.execute(
                         f"SELECT {_COLUMNS} FROM ledger WHERE uid = ?", (entry.uid,)
@@ -162,18 +166,11 @@ class Ledger:
                         done.append(Appended(_record(row), False))
                         continue
                 seq += 1
-                record = make_record(seq, entry.ts, entry.kind, entry.uid, entry.body, prev)
+                digest = hash_of_body_json(seq, entry.ts, entry.kind, entry.uid, body_json, prev)
+                record = Record(seq, entry.ts, entry.kind, entry.uid, entry.body, prev, digest)
                 conn.execute(
                     f"INSERT INTO ledger ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        seq,
-                        entry.ts,
-                        entry.kind,
-                        entry.uid,
-                        canonical_json(entry.body).decode(),
-                        prev,
-                        record.hash,
-                    ),
+                    (seq, entry.ts, entry.kind, entry.uid, body_json.decode(), prev, digest),
                 )
                 prev = record.hash
                 done.append(Appended(record, True))
@@ -197,14 +194,20 @@ class Ledger:
     # ------------------------------------------------------------------ reading
 
     async def records(
-        self, *, after: int = 0, limit: int | None = None, kind: str | None = None
+        self,
+        *,
+        after: int = 0,
+        limit: int | None = None,
+        kind: str | None = None,
+        kinds: Sequence[str] | None = None,
     ) -> list[Record]:
-        """Records with seq > ``after``, oldest first."""
+        """Records with seq > ``after`` (of ``kind``, or of any of ``kinds``), oldest first."""
         sql = f"SELECT {_COLUMNS} FROM ledger WHERE seq > ?"
         args: list[Any] = [after]
-        if kind is not None:
-            sql += " AND kind = ?"
-            args.append(kind)
+        wanted = [kind] if kind is not None else list(kinds or [])
+        if wanted:
+            sql += f" AND kind IN ({','.join('?' * len(wanted))})"
+            args.extend(wanted)
         sql += " ORDER BY seq"
         if limit is not None:
             sql += " LIMIT ?"
@@ -212,6 +215,17 @@ class Ledger:
 
         def work() -> list[Record]:
             return [_record(row) for row in self._store._db().execute(sql, args)]
+
+        return await self._store._run(work)
+
+    async def hashes(self, *, after: int = 0) -> list[tuple[int, str]]:
+        """(seq, hash) of every record after ``after``: what a Merkle root needs, without bodies."""
+
+        def work() -> list[tuple[int, str]]:
+            rows = self._store._db().execute(
+                "SELECT seq, hash FROM ledger WHERE seq > ? ORDER BY seq", (after,)
+            )
+            return [(int(s), str(h)) for s, h in rows]
 
         return await self._store._run(work)
 

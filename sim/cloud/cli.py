@@ -1,46 +1,42 @@
 """``ttu cloud ...``: run the cloud master-station stub, query what it received, send a command.
 
-Layer: sim (cloud stub), plugged into the ``ttu`` dispatcher through the
-``ttu.commands`` entry point ``cloud = sim.cloud.cli``. Queries read the stub's sqlite
-file read-only (``--db``, default ``var/sim/cloud.sqlite``, where ``make sim`` writes it) and print a table or
-``--json``; ``serve`` runs the stub until Ctrl-C; ``command`` sends one signed
-command and prints the reply; ``catalog`` (``sim.cloud.catalog_cli``) publishes and lists
-packages, ``app`` (``sim.cloud.app_cli``) installs and manages apps on a terminal.
-Every user mistake is one line on stderr and exit status 2.
+Layer: sim (cloud stub), plugged into the ``ttu`` dispatcher through the ``ttu.commands`` entry
+point ``cloud = sim.cloud.cli``. Queries read the stub's sqlite file read-only (``--db``, default
+``var/sim/cloud.sqlite``, where ``make sim`` writes it) and print a table or ``--json``;
+``streams`` and ``results`` show any result stream; ``serve`` runs the stub until Ctrl-C;
+``command`` sends one signed command and prints the reply; ``catalog`` (``sim.cloud.catalog_cli``)
+publishes and lists packages, ``app`` (``sim.cloud.app_cli``) installs and manages apps on a
+terminal. Apps (and the runtime, for its ``station`` stream) add subcommands through the
+``ttu.cloud`` entry points (``sim.cloud.plugins``). Every user mistake is one line on stderr and
+exit status 2. Heavy imports (the MQTT client, the catalog) happen when a handler runs.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import signal
 import sys
 import tomllib
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
-from base.clock import LoopClock
-from sim.cloud.catalog import Catalog
-from sim.cloud.db import CloudDb, CloudDbError
-from sim.cloud.simclock import terminal_time
-from sim.cloud.stub import CloudStub, CloudStubError
-from sim.cloud.transfer import PackageServer
+from protocols.cloud import Reply
+from sim.cloud.db import CloudDb
+from sim.cloud.plugins import (
+    DEFAULT_BROKER,
+    DEFAULT_DB,
+    DEFAULT_KEY_FILE,
+    CloudCliError,
+    StubTools,
+    register_plugins,
+)
 
-# what `make sim` uses: its run folder and the embedded broker of the simulated board.toml
-DEFAULT_DB = "var/sim/cloud.sqlite"
-DEFAULT_BROKER = "mqtt://127.0.0.1:18830"
-DEFAULT_KEY_FILE = "sim/credentials.toml"
 SUMMARY_PERIOD_S = 60.0
-
-
-class CloudCliError(Exception):
-    """A user mistake on the ``ttu cloud`` command line (bad key file, bad --args)."""
 
 
 def load_command_key(path: str | Path) -> bytes:
@@ -251,7 +247,12 @@ def _parse_args_json(text: str) -> dict[str, Any]:
     return value
 
 
-async def _send(args: argparse.Namespace, key: bytes, command_args: dict[str, Any]) -> int:
+async def send_command(args: argparse.Namespace, key: bytes, name: str, arguments: dict[str, Any]) -> Reply:
+    """Sign and send ``name`` to ``args.terminal`` through ``args.broker``; the terminal's reply."""
+    from base.clock import LoopClock
+    from sim.cloud.simclock import terminal_time
+    from sim.cloud.stub import CloudStub
+
     async with CloudStub(
         broker_url=args.broker,
         db_path=":memory:",
@@ -261,7 +262,11 @@ async def _send(args: argparse.Namespace, key: bytes, command_args: dict[str, An
         connect_timeout=args.timeout,
         command_time=await terminal_time(args.broker),
     ) as stub:
-        reply = await stub.send_command(args.terminal, args.name, command_args, timeout=args.timeout)
+        return await stub.send_command(args.terminal, name, arguments, timeout=args.timeout)
+
+
+async def _send(args: argparse.Namespace, key: bytes, command_args: dict[str, Any]) -> int:
+    reply = await send_command(args, key, args.name, command_args)
     print(json.dumps(reply.to_json(), indent=2, sort_keys=True))
     return 0 if reply.ok else 1
 
@@ -277,6 +282,11 @@ def _cmd_command(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace, key: bytes) -> None:
+    from base.clock import LoopClock
+    from sim.cloud.catalog import Catalog
+    from sim.cloud.stub import CloudStub
+    from sim.cloud.transfer import PackageServer
+
     clock = LoopClock()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -313,69 +323,35 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-    def run(args: argparse.Namespace) -> int:
-        try:
-            return fn(args)
-        except (CloudCliError, CloudDbError, CloudStubError) as err:
-            print(f"ttu cloud: error: {err}", file=sys.stderr)
-            return 2
-
-    return run
+    return StubTools().guard(fn)
 
 
-# -- apps' subcommands (entry point group ``ttu.cloud``) ---------------------------------------
+def _cmd_streams(args: argparse.Namespace) -> int:
+    db = _open(args)
+    try:
+        counts = db.result_counts()
+    finally:
+        db.close()
+    rows = [(stream, terminal, n) for stream, per in counts.items() for terminal, n in per.items()]
+    _emit(args, counts, lambda: render_table(("stream", "terminal", "messages"), rows))
+    return 0
 
 
-class StubTools:
-    """``protocols.cloud.CloudTools`` over the stub's database and command channel."""
-
-    def add_query_options(self, parser: argparse.ArgumentParser, *, terminal_required: bool = False) -> None:
-        parser.add_argument("--db", default=DEFAULT_DB, help=f"the stub's sqlite file (default {DEFAULT_DB})")
-        parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
-        parser.add_argument("--terminal", required=terminal_required, help="only this terminal")
-
-    def add_command_options(self, parser: argparse.ArgumentParser) -> None:
-        parser.add_argument("--terminal", required=True, help="terminal id")
-        parser.add_argument("--broker", default=DEFAULT_BROKER, help=f"broker URL (default {DEFAULT_BROKER})")
-        parser.add_argument(
-            "--key-file", default=DEFAULT_KEY_FILE, help='TOML file with command_key = "<hex>"'
-        )
-        parser.add_argument("--timeout", type=float, default=30.0, help="seconds to wait for the reply")
-
-    def reader(self, args: argparse.Namespace) -> contextlib.AbstractContextManager[CloudDb]:
-        return contextlib.closing(_open(args))
-
-    def command(self, args: argparse.Namespace, name: str, arguments: Mapping[str, Any]) -> dict[str, Any]:
-        key = load_command_key(args.key_file)
-
-        async def send() -> dict[str, Any]:
-            when = await terminal_time(args.broker)
-            async with CloudStub(
-                broker_url=args.broker, db_path=":memory:", clock=LoopClock(), default_key=key,
-                terminal=args.terminal, connect_timeout=args.timeout, command_time=when,
-            ) as stub:  # fmt: skip
-                reply = await stub.send_command(args.terminal, name, dict(arguments), timeout=args.timeout)
-            if not reply.ok:
-                raise CloudCliError(f"{name}: refused: {reply.code}: {reply.message}")
-            return dict(reply.result or {})
-
-        return asyncio.run(send())
-
-    def print_json(self, value: Any) -> None:
-        print(json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False))
-
-    def guard(self, handler: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
-        return _guarded(handler)
-
-
-def _app_commands(sub: Any) -> None:
-    """Each installed app's ``ttu cloud <name>`` (a broken one is reported, the others still work)."""
-    tools = StubTools()
-    for ep in sorted(entry_points(group="ttu.cloud"), key=lambda e: e.name):
-        try:
-            ep.load()(sub, tools)
-        except Exception as err:  # a broken plug-in must not take `ttu cloud` down
-            print(f"ttu cloud: {ep.name}: cannot load {ep.value}: {err}", file=sys.stderr)
+def _cmd_results(args: argparse.Namespace) -> int:
+    db = _open(args)
+    try:
+        rows = db.results(args.stream, terminal=args.terminal, limit=args.limit)
+    finally:
+        db.close()
+    _emit(
+        args,
+        rows,
+        lambda: render_table(
+            ("terminal", "seq", "time (UTC)", "body"),
+            [(r.terminal, r.seq, _time(r.ts), json.dumps(r.body, sort_keys=True)[:100]) for r in rows],
+        ),
+    )
+    return 0
 
 
 # -- registration -------------------------------------------------------------------------------
@@ -405,6 +381,11 @@ def register(subparsers: Any) -> None:
     p.add_argument("--kind", help="only this event kind (e.g. meter.power_down)")
     p.add_argument("--limit", type=int, default=100, help="at most N rows (default 100)")
     query("stats", "row counts, per-stream sequence gaps, recent rejected payloads", _cmd_stats)
+    query("streams", "result streams (apps', station) with their messages per terminal", _cmd_streams)
+    p = query("results", "messages of one result stream, newest first", _cmd_results)
+    p.add_argument("--stream", required=True, help="the stream, e.g. topology")
+    p.add_argument("--terminal", help="only this terminal")
+    p.add_argument("--limit", type=int, default=20, help="at most N messages (default 20)")
 
     p = sub.add_parser("command", help="send one signed command to a terminal and print its reply")
     p.add_argument("--terminal", required=True, help="terminal id")
@@ -423,7 +404,6 @@ def register(subparsers: Any) -> None:
     register_catalog(sub)
     register_app(sub)
     register_trace(sub, guard=_guarded)
-    _app_commands(sub)
 
     p = sub.add_parser("serve", help="run the cloud stub until Ctrl-C")
     p.add_argument("--broker", default=DEFAULT_BROKER, help=f"broker URL (default {DEFAULT_BROKER})")
@@ -432,5 +412,17 @@ def register(subparsers: Any) -> None:
     p.add_argument("--catalog", type=Path, help="serve app packages of this catalog folder to terminals")
     p.set_defaults(handler=_guarded(_cmd_serve))
 
+    # what apps (and the runtime, for its station stream) contribute: entry points `ttu.cloud`
+    register_plugins(sub, StubTools())
 
-__all__ = ["CloudCliError", "load_command_key", "register", "render_table"]
+
+__all__ = [
+    "DEFAULT_BROKER",
+    "DEFAULT_DB",
+    "DEFAULT_KEY_FILE",
+    "CloudCliError",
+    "load_command_key",
+    "register",
+    "render_table",
+    "send_command",
+]

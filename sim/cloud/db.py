@@ -601,6 +601,36 @@ class CloudDb:
         ).fetchall()
         return [StreamRow(*row) for row in rows]
 
+    def command_log(self, *, name: str | None = None, terminal: str | None = None) -> list[dict[str, Any]]:
+        """Commands sent (oldest first) with their reply if one came: the master station's own record."""
+        where, params = _filters(name=name, terminal=terminal)
+        sql = (
+            "SELECT c.id, c.terminal, c.name, c.args, c.sent, r.ok, r.code, r.message, r.result"
+            " FROM commands c LEFT JOIN replies r ON r.command_id = c.id"
+            + _where([f"c.{w}" for w in where])
+            + " ORDER BY c.sent, c.id"
+        )
+        out = []
+        for cid, term, cname, args, sent, ok, code, message, result in self._conn.execute(sql, params):
+            out.append(
+                {
+                    "id": cid,
+                    "terminal": term,
+                    "name": cname,
+                    "args": json.loads(args),
+                    "sent": sent,
+                    "reply": None
+                    if ok is None
+                    else {
+                        "ok": bool(ok),
+                        "code": code,
+                        "message": message,
+                        "result": json.loads(result or "null"),
+                    },
+                }
+            )
+        return out
+
     def __enter__(self) -> CloudDb:
         return self
 

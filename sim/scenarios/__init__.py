@@ -30,6 +30,14 @@ address, branches (``F2``) and boxes (``F2-X03``) as in the topology ground trut
                    supply is back; default 5 s)
     [grid]         load_scale (x every customer's demand, not PV), line_scale (x every line length):
                    heavier, longer Chinese feeders, so technical loss reaches a few % (GRID.md §2)
+    [billing]      (the utility and the bank of the prepaid app, ``sim.billing``) contract = an example
+                   of protocols/billing/examples or a TOML/JSON path (default "zhejiang-residential",
+                   re-dated to start on the run's first day); opening_yuan = every customer's first
+                   top-up (default "200.00"); button_delay_s = how long after "close allowed" the
+                   customer presses the meter's button (default 60, -1 = never)
+    [[billing.balance]]    meter; yuan        (this customer's opening top-up instead, e.g. "3.00")
+    [[billing.topup]]      meter; at; yuan    (a bank top-up during the run)
+    [[billing.keep_power]] meter; at; on      (保电 ordered / lifted by the utility)
 """
 
 from __future__ import annotations
@@ -143,6 +151,18 @@ class Grid:
 
 
 @dataclass(frozen=True, slots=True)
+class Billing:
+    """What the simulated utility and bank do for the billing app (``sim.billing``)."""
+
+    contract: str = "zhejiang-residential"
+    opening_yuan: str = "200.00"
+    button_delay_s: float | None = 60.0
+    balances: tuple[tuple[str, str], ...] = ()  # (meter, yuan)
+    topups: tuple[tuple[str, float, str], ...] = ()  # (meter, at, yuan)
+    keep_power: tuple[tuple[str, float, bool], ...] = ()  # (meter, at, on)
+
+
+@dataclass(frozen=True, slots=True)
 class Scenario:
     name: str
     source: str
@@ -160,6 +180,7 @@ class Scenario:
     hplc: Hplc = field(default_factory=Hplc)
     terminal: TerminalKnobs = field(default_factory=TerminalKnobs)
     grid: Grid = field(default_factory=Grid)
+    billing: Billing = field(default_factory=Billing)
 
 
 def available() -> list[str]:
@@ -194,7 +215,7 @@ def load_scenario(name: str | Path) -> Scenario:
 def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
     r = _Reader(source)
     r.keys(data, "", {"scenario", "outage", "theft", "meter_fault", "relay", "pv_surge", "transformer",
-                      "archive", "comms", "monitoring", "grid", "hplc", "terminal"})  # fmt: skip
+                      "archive", "comms", "monitoring", "grid", "hplc", "terminal", "billing"})  # fmt: skip
     head = r.table(data, "scenario")
     r.keys(head, "scenario", {"description", "pv_share"})
     outages = []
@@ -264,9 +285,11 @@ def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
     r.keys(term, "terminal", {"boot_s"})
     grid = r.table(data, "grid")
     r.keys(grid, "grid", {"load_scale", "line_scale"})
+    billing = _billing(r, r.table(data, "billing"))
     return Scenario(
         name=name,
         source=source,
+        billing=billing,
         description=r.text(head, "scenario", "description", default=""),
         pv_share=r.number(head, "scenario", "pv_share", lo=0.0, hi=1.0, default=0.2),
         outages=tuple(outages),
@@ -298,6 +321,46 @@ def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
             lastgasp_loss_pct=r.number(hplc, "hplc", "lastgasp_loss_pct", lo=0.0, hi=100.0, default=0.0)
         ),
         terminal=TerminalKnobs(boot_s=r.number(term, "terminal", "boot_s", lo=0.0, hi=3600.0, default=5.0)),
+    )
+
+
+def _yuan(r: _Reader, t: dict[str, Any], path: str, key: str, default: Any = None) -> str:
+    value = r.text(t, path, key, default=default)
+    if not isinstance(value, str) or not re.fullmatch(r"\d+(\.\d{1,2})?", value):
+        raise r.fail(f"{path}.{key}", f'expected an amount in yuan such as "50.00", got {value!r}')
+    return value
+
+
+def _billing(r: _Reader, t: dict[str, Any]) -> Billing:
+    r.keys(t, "billing", {"contract", "opening_yuan", "button_delay_s", "balance", "topup", "keep_power"})
+    delay = r.number(t, "billing", "button_delay_s", lo=-1.0, hi=86400.0, default=60.0)
+    balances = []
+    for path, b in r.tables(t, "balance"):
+        r.keys(b, f"billing.{path}", {"meter", "yuan"})
+        balances.append((r.text(b, f"billing.{path}", "meter"), _yuan(r, b, f"billing.{path}", "yuan")))
+    topups = []
+    for path, b in r.tables(t, "topup"):
+        where = f"billing.{path}"
+        r.keys(b, where, {"meter", "at", "yuan"})
+        topups.append((r.text(b, where, "meter"), r.seconds(b, where, "at"), _yuan(r, b, where, "yuan")))
+    orders = []
+    for path, b in r.tables(t, "keep_power"):
+        where = f"billing.{path}"
+        r.keys(b, where, {"meter", "at", "on"})
+        on = b.get("on", True)
+        if not isinstance(on, bool):
+            raise r.fail(f"{where}.on", f"expected true or false, got {on!r}")
+        orders.append((r.text(b, where, "meter"), r.seconds(b, where, "at", default=0.0), on))
+    contract = r.text(t, "billing", "contract", default="zhejiang-residential")
+    if contract.endswith((".toml", ".json")) and not Path(contract).is_absolute():
+        contract = str(Path(r.source).parent / contract)  # relative to the scenario file
+    return Billing(
+        contract=contract,
+        opening_yuan=_yuan(r, t, "billing", "opening_yuan", default="200.00"),
+        button_delay_s=None if delay < 0 else delay,
+        balances=tuple(balances),
+        topups=tuple(topups),
+        keep_power=tuple(orders),
     )
 
 

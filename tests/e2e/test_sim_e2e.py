@@ -34,13 +34,16 @@ def options(tmp_path: Path, broker_url: str, *, duration_s: float | None = None)
 
 
 async def subscribed(run: SimRun) -> None:
-    """Wait (bounded) until the terminal's uplink has subscribed its command topic and sent a batch."""
+    """Wait (bounded) until the terminal's uplink has subscribed its command topic and sent a batch,
+    and every app is up (has registered its commands: the first batch may be any app's)."""
     async with run.clock.timeout(300):
         while True:
             parts = run.terminal.parts
             uplink = parts.uplink if parts is not None else None
             if uplink is not None and uplink.statistics()["published_batches"] > 0:
-                return
+                states = {a["state"] for a in parts.supervisor.status()} if parts is not None else set()
+                if states <= {"ready", "running"}:
+                    return
             await run.clock.sleep(1.0)
 
 

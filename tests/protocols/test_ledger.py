@@ -152,3 +152,30 @@ def test_audit_from_a_pruned_base() -> None:
     result = audit(kept, public_key=KEY.public_key(), base_seq=12, base_hash=records[11].hash)
     assert result.ok, result.problems
     assert not audit(kept, base_seq=12, base_hash="f" * 64).ok
+
+
+def test_signed_heads_vouch_for_the_tail_the_roots_do_not_cover_yet() -> None:
+    records = chain(25, root_every=9)  # roots at 10 and 20: 21..25 only under signed heads
+    heads = [
+        ledger.SignedHead(s, records[s - 1].hash, ledger.sign_head(s, records[s - 1].hash, KEY))
+        for s in (22, 25)
+    ]
+    assert audit(records, public_key=KEY.public_key(), signed_heads=heads).ok
+    # an edit in the tail, re-chained to the end: only the signed head can tell
+    edited = list(records)
+    edited[22] = dataclasses.replace(records[22], body={"fen": 0})
+    assert {"edited"} == audit(rechain(edited), public_key=KEY.public_key(), signed_heads=heads).kinds()
+    # a record appended after the newest signed head: the terminal never vouched for it
+    extra = make_record(26, 26000, "charge", "charge:X", {"fen": 1}, records[-1].hash)
+    result = audit([*records, extra], public_key=KEY.public_key(), signed_heads=heads)
+    assert [(p.kind, p.seq) for p in result.problems] == [("unsigned", 26)]
+    # the tail cut off behind a signed head, and a head signed by another key
+    assert ("removed", 25) in {
+        (p.kind, p.seq) for p in audit(records[:23], public_key=KEY.public_key(), signed_heads=heads).problems
+    }
+    forged = [
+        ledger.SignedHead(
+            25, records[24].hash, ledger.sign_head(25, records[24].hash, Ed25519PrivateKey.generate())
+        )
+    ]
+    assert "bad_head" in audit(records, public_key=KEY.public_key(), signed_heads=forged).kinds()

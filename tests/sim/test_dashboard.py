@@ -90,3 +90,70 @@ async def test_bad_requests_are_refused_and_counted() -> None:
         cloud.broken = False
         assert (await get(dash.url, "/api/readings"))[0] == 200  # still serving
         assert dash.refused == 6
+
+
+class PanelCloud(FakeCloud):
+    """A cloud whose database is a dict of results per stream (what ``Panel.data`` reads)."""
+
+    def __init__(self, results: dict[str, list[Any]]) -> None:
+        super().__init__()
+        self.db = results
+
+    async def query(self, fn: Any) -> Any:
+        return fn(self)
+
+    def results(
+        self, stream: str, *, terminal: str | None = None, since: Any = None, limit: int = 100
+    ) -> list[Any]:
+        return self.db.get(stream, [])[:limit]
+
+    def latest(self, stream: str, *, terminal: str | None = None) -> Any:
+        found = self.db.get(stream, [])
+        return found[0] if found else None
+
+
+def demo_data(reader: Any, query: Any) -> Any:
+    return {"terminal": query.get("terminal", ["?"])[-1], "n": len(reader.results("demo"))}
+
+
+def broken_data(reader: Any, query: Any) -> Any:
+    raise KeyError("a bug in the app's view")
+
+
+async def test_panels_contributed_by_apps_are_listed_served_and_contained() -> None:
+    from protocols.cloud import Panel
+
+    panels = {
+        "demo": Panel(
+            "demo", "Demo app", demo_data, "function render(el, data) { el.textContent = data.n; }"
+        ),
+        "broken": Panel("broken", "Broken app", broken_data, "function render(el, data) {}"),
+    }
+
+    async def summary() -> dict[str, Any]:
+        return {}
+
+    async with Dashboard(summary, PanelCloud({"demo": [1, 2, 3]}), port=0, panels=panels) as dash:
+        status, body = await get(dash.url, "/api/panels")
+        assert status == 200 and json.loads(body) == [
+            {"name": "demo", "title": "Demo app"},
+            {"name": "broken", "title": "Broken app"},
+        ]
+        status, body = await get(dash.url, "/api/panels/demo?terminal=TTU-1")
+        assert status == 200 and json.loads(body) == {"terminal": "TTU-1", "n": 3}
+        status, body = await get(dash.url, "/panels/demo.js")
+        assert (
+            status == 200
+            and b'window.ttuPanels["demo"] = (function () {' in body
+            and b"return render;" in body
+        )
+        assert (await get(dash.url, "/api/panels/broken"))[0] == 503  # the app's bug, not the dashboard's
+        assert (await get(dash.url, "/api/panels/nope"))[0] == 404
+        assert (await get(dash.url, "/panels/nope.js"))[0] == 404
+        assert (await get(dash.url, "/api/summary"))[0] == 200  # still serving
+
+
+def test_the_station_panel_comes_from_the_entry_points() -> None:
+    from sim.cloud.plugins import load_panels
+
+    assert "station" in load_panels()

@@ -315,7 +315,7 @@ async def test_cloud_opens_a_branch_breaker_through_the_terminal(tmp_path: Path)
         bad = await control("brk-F4", "flip")
         assert not bad.ok and "not 'open' or 'close'" in (bad.message or "")
         reply = await control("brk-F4", "open")
-        assert reply.ok and reply.result is not None and reply.result["closed"] is False
+        assert reply.ok and reply.result is not None and reply.result["closed"] is False, reply
         assert not run.devices.breakers["brk-F4"].closed
         assert f4 and all(not m.meter.on for m in f4)
         events: list[str] = []

@@ -19,6 +19,7 @@ from hal.rs485 import Rs485Port
 from hal.sim import memory_link_pair
 from protocols import billing
 from protocols.ledger import Record, audit
+from protocols.station import ARCHIVE, PatchOp
 from runtime.bus import Bus
 from runtime.container import AppContextFactory, NamespacedStore, Supervisor, TerminalInfo
 from runtime.container.supervisor import AppState
@@ -45,6 +46,7 @@ class AppRig:
     uplink: FakeUplink
     supervisor: Supervisor
     bus: Bus
+    model: StationService
 
     async def command(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         return dict(await self.uplink.commands[name](args))
@@ -103,7 +105,6 @@ async def app_rig(tmp_path: Path, *, start: float) -> AsyncIterator[AppRig]:
         configs = {
             "acquisition": BASE_CONFIG,
             "billing": {
-                "archive": str(archive),
                 "utility_keys": [billing.public_key_text(UTILITY.public_key())],
                 "bank_keys": [billing.public_key_text(BANK.public_key())],
                 "relay_retry_delay_s": 2.0,
@@ -119,7 +120,7 @@ async def app_rig(tmp_path: Path, *, start: float) -> AsyncIterator[AppRig]:
                 state = await supervisor.wait_state(name, AppState.RUNNING, AppState.CRASHED)
                 assert state is AppState.RUNNING, supervisor.status()
         try:
-            yield AppRig(clock, station, store, uplink, supervisor, bus)
+            yield AppRig(clock, station, store, uplink, supervisor, bus, model)
         finally:
             assert supervisor.state("billing") is AppState.RUNNING, supervisor.status()
             await supervisor.stop()
@@ -176,3 +177,26 @@ async def test_prepaid_cycle_through_the_wire(tmp_path: Path) -> None:
         sent = r.ledger_sent()
         assert [x.seq for x in sent] == list(range(1, len(sent) + 1)) and len(sent) >= len(records) - 2
         assert audit(sent).ok
+
+
+async def test_the_customers_follow_the_station_model(tmp_path: Path) -> None:
+    """A customer change in the station model (a new customer moves in behind meter 2; meter 3 gets a
+    branch-unit role) is billed from then on, without a restart."""
+    async with app_rig(tmp_path, start=local(2026, 3, 2, 7, 50)) as r:
+        meters = r.station.buses[BUS]
+        before = await r.command("billing.status", {})
+        assert [c["meter_id"] for c in before["customers"]] == [m.id for m in meters]
+        await r.model.patch(
+            [
+                PatchOp("set", "meter", meters[1].id, "customer", "NEW-1"),
+                PatchOp("set", "meter", meters[2].id, "kind", "branch_unit"),
+            ],
+            provenance=ARCHIVE,
+            by="test",
+        )
+        await r.clock.sleep(1.0)
+        after = await r.command("billing.status", {})
+        assert [(c["customer_id"], c["meter_id"]) for c in after["customers"]] == [
+            (meters[0].customer.id, meters[0].id),
+            ("NEW-1", meters[1].id),
+        ]

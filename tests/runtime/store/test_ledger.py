@@ -183,3 +183,18 @@ async def test_acknowledged_records_survive_sigkill(tmp_path: Path) -> None:
         result = await store.ledger.audit()
         assert result.ok, result.problems
         assert result.length >= acked
+
+
+def test_appends_on_a_loop_whose_executor_jobs_complete_at_once(tmp_path: Path) -> None:
+    """``sim.vloop`` runs executor jobs to completion inside ``run_in_executor``: awaiting the
+    result does not yield, so the group commit must settle its callers without a loop turn."""
+    from sim.vloop import run_virtual
+
+    async def main() -> list[int]:
+        async with await open_store(tmp_path / "s.db") as store:
+            done = await asyncio.gather(*(store.ledger.append([entry(i)]) for i in range(20)))
+            one = await store.ledger.append([entry(99)])
+            return [d[0].record.seq for d in done] + [one[0].record.seq]
+
+    seqs = run_virtual(main)
+    assert sorted(seqs) == list(range(1, 22))
