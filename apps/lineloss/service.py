@@ -8,7 +8,7 @@ The arithmetic is pure (``engine``); this module decides when, and says what cam
 
 * bus ``lineloss/day`` (retained): the newest day message; ``lineloss/anomaly``: each anomaly
   new in a revision or an early look; ``lineloss/interval``: each completed 15-min interval
-  (station, branches);
+  (station, branches, boxes with a box terminal);
 * uplink stream ``lineloss``: ``{"type": "day", "date", "revision", "computed_at", "station",
   "thresholds", "days": [...], "anomalies": [...]}`` and ``{"type": "intervals", "date",
   "revision", "start", "step_s", "scopes", "supply_kwh", "loss_kwh", "loss_rate", "coverage"}``;
@@ -55,7 +55,7 @@ from .window import Day
 
 STREAM = "lineloss"
 TICK_S = 300
-INTERVAL_LEVELS = ("station", "branch")
+INTERVAL_LEVELS = ("station", "branch", "box")
 
 
 @dataclass(frozen=True)
@@ -383,7 +383,7 @@ class LineLossService:
                 self.ctx.bus.publish("lineloss/anomaly", a)
 
     async def _intervals(self, now: float) -> None:
-        """Each newly completed 15-min interval of today: station and branch figures on the bus."""
+        """Each newly completed 15-min interval of today: station, branch and box figures on the bus."""
         if self.layout is None:
             return
         today = self.local_date(now)
