@@ -184,8 +184,12 @@ async def test_a_box_with_a_box_terminal_has_its_day_and_its_intervals() -> None
     ctx = ctx_at(D0 - 3600)
     model = Model(
         boxes=(Bx("X1", branch="F1", terminal="bt1"),),
-        meters=(*Model().meters[:2], Mt("bt1", "box_terminal", branch="F1", box="X1", phase="ABC"),
-                Mt("a", branch="F1"), Mt("b", branch="F1", box="X1")),  # fmt: skip
+        meters=(
+            *Model().meters[:2],
+            Mt("bt1", "box_terminal", branch="F1", box="X1", phase="ABC"),
+            Mt("a", branch="F1"),
+            Mt("b", branch="F1", box="X1"),
+        ),
     )
     ctx.station = Station(model)
     svc = await started(ctx)
