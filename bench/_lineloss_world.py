@@ -265,7 +265,9 @@ def score(w: World, results: list[Report]) -> Score:
             for a in res.anomalies:
                 if a.kind != MATCH[kind]:
                     continue
-                if address.get(a.target, a.target) == target and first is None:
+                # lost reads are station-wide: a comms finding names the scope or the unread meter
+                hit = kind == "comms" or address.get(a.target, a.target) == target
+                if hit and first is None:
                     first = (res.found_at - start) / DAY_S
                 if kind == "theft" and first_branch is None and a.branch == branch_of.get(target):
                     first_branch = (res.found_at - start) / DAY_S
