@@ -12,7 +12,7 @@ import json
 import sys
 from pathlib import Path
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from sim.station import build_station
 
 

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from runtime.config import load_board
 from runtime.terminal import Terminal
 

@@ -255,7 +255,7 @@ async def charge_days(n: int, folder: Path) -> dict[str, Any]:
         for doc in contracts():
             await engine.install_contract(billing.sign("contract", doc, UTILITY))
         cpu_day: list[float] = []
-        started = time.process_time()
+        spent = 0.0  # CPU of the engine's calls only (the bench's own feeding is left out)
         for k in range(DAYS * 96 + 1):
             ts = t0 + 900 * k
             clock.t = ts + 30
@@ -265,18 +265,24 @@ async def charge_days(n: int, folder: Path) -> dict[str, Any]:
                     continue
                 rows.append([m, ts, int(imp[i, k]), int(exp[i, k]), "curve"])
                 fed[m]["anchors"].append((ts, int(imp[i, k]), int(exp[i, k]), False))
+            started = time.process_time()
             await engine.readings(rows, control=False)
+            spent += time.process_time() - started
             if k % 96 == 0:
                 clock.t = ts + 300
                 freezes = [[m, ts, int(imp[i, k]), None, "freeze"] for i, m in enumerate(meters)]
+                started = time.process_time()
                 await engine.readings(freezes, control=False)
                 if k:
                     clock.t = ts + 3600
                     await engine.daily(
                         (datetime.fromtimestamp(ts, TZ) - timedelta(days=1)).date().isoformat()
                     )
-                    cpu_day.append(time.process_time() - started)
-                    started = time.process_time()
+                    spent += time.process_time() - started
+                    cpu_day.append(spent)
+                else:
+                    spent += time.process_time() - started
+                spent = 0.0
         records = await store.ledger.records()
     charged = {
         (r.body["customer"], r.body["date"]): int(r.body["charge_fen"]) for r in records if r.kind == "charge"

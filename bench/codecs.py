@@ -83,7 +83,7 @@ def codecs() -> None:
 async def _reads(
     n_meters: int, reads: int, *, speed: float, method: str, concurrency: int
 ) -> tuple[float, float]:
-    from base.clock import LoopClock
+    from hal.clock import LoopClock
     from tests.hal._cco_harness import START, cco_pair, make_meters
 
     meters = make_meters(n_meters)

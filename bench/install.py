@@ -31,8 +31,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from base.clock import LoopClock
-from base.packages.keys import raw_public
+from hal.clock import LoopClock
+from protocols.packages.keys import raw_public
 from runtime.bus import Bus
 from runtime.container.context import AppContextFactory, NamespacedStore
 from runtime.container.isolation.bridge import SOCKET_NAME, Bridge, IsolationSettings

@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from contextlib import AsyncExitStack
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from hal.errors import CapabilityMissing
 from hal.interfaces import SerialSettings
 from hal.rs485 import Rs485Port

@@ -38,7 +38,7 @@ class SerialSettings:
 
 
 class HalClock(Protocol):
-    """The part of ``base.clock.Clock`` hal drivers use (hal does not import runtime)."""
+    """The part of ``hal.clock.Clock`` hal drivers use (hal does not import runtime)."""
 
     def now(self) -> float: ...
 
@@ -72,8 +72,9 @@ class SerialLink(Protocol):
 
     async def write(self, data: bytes) -> None: ...
 
-    def discard_input(self) -> None:
-        """Drop bytes received but not yet read (stale replies, line noise)."""
+    def discard_input(self) -> int:
+        """Drop bytes received but not yet read (stale replies, line noise); how many (as far
+        as the link can tell: 0 when it cannot)."""
         ...
 
     async def __aenter__(self) -> Self: ...

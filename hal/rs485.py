@@ -85,6 +85,7 @@ class Rs485Port:
         self._broadcasts = 0
         self._busy_seconds = 0.0
         self._decode_errors = 0
+        self._stray_bytes = 0
         self._unmatched = 0
         self.last_exchange: tuple[int, int] = (0, 0)
         """Bytes of the last answered transaction on the wire: (request, reply incl. preamble/noise)."""
@@ -132,6 +133,7 @@ class Rs485Port:
             "busy": self._bus.in_use > 0,
             "queue": self._bus.waiting_by_priority(),
             "decode_errors": self._decode_errors,
+            "stray_bytes": self._stray_bytes,
             "unmatched_frames": self._unmatched,
             "devices": {
                 h.device: {
@@ -152,9 +154,17 @@ class Rs485Port:
     def _record(self, direction: Direction, data: bytes, device: str, note: str) -> None:
         self._trace.record(direction, data, ts=self._clock.now(), device=device, note=note)
 
+    def _count_stray(self, dropped: int, device: str) -> None:
+        """Bytes nobody asked for (line noise, a late reply) dropped before a request: counted."""
+        if dropped > 0:
+            self._stray_bytes += dropped
+            _log.debug(
+                "%s: %d stray bytes dropped before a request to %s", self._name, dropped, device or "-"
+            )
+
     def _discard_quietly(self) -> None:
         try:
-            self._link.discard_input()
+            self._count_stray(self._link.discard_input(), "")
         except TransportError as err:  # the link is failing anyway; the caller sees the first error
             _log.debug("%s: discard after failed transaction: %s", self._name, err)
 
@@ -186,7 +196,7 @@ class Rs485Port:
             traced = 0  # bytes of `received` already in the trace
             answered = False
             try:
-                self._link.discard_input()
+                self._count_stray(self._link.discard_input(), device)
                 self._record("tx", request, device, f"{priority.name.lower()} request")
                 request_wire = self._link.settings.wire_seconds(len(request))
                 try:

@@ -30,17 +30,19 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
-from base.clock import Clock
-from base.streams import Stream
-from hal.interfaces import CarrierModule, Metrology, PowerMonitor, Slot, Watchdog
-from hal.meters.transport import TransactionPort
-from protocols.station import Correction, ProposalResult, StationChange, StationModel
-from runtime.bus import Handler, Overflow, Service, Subscription
-from runtime.model import Event, Reading
-from runtime.scheduler import CatchUp, Job, JobFunc, Schedule
+from runtime.bus import Overflow
+from runtime.scheduler import CatchUp
 
-if TYPE_CHECKING:  # the container imports this module: no import of it at run time
+if TYPE_CHECKING:  # declarations only: importing this module costs nothing of the layers below
+    from hal.clock import Clock
+    from hal.interfaces import CarrierModule, Metrology, PowerMonitor, Slot, Watchdog
+    from hal.meters.transport import TransactionPort
+    from hal.streams import Stream
+    from protocols.station import Correction, ProposalResult, StationChange, StationModel
+    from runtime.bus import Handler, Service, Subscription
     from runtime.container.manifest import Manifest
+    from runtime.model import Event, Reading
+    from runtime.scheduler import Job, JobFunc, Schedule
     from runtime.store import Ledger
 
 CommandHandler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]

@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Self
 from zoneinfo import ZoneInfo
 
-from base.clock import Clock
+from hal.clock import Clock
 from hal.errors import CapabilityMissing
 from hal.hplc import Cco
 from hal.interfaces import (

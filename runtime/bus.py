@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
 
-from base.clock import Clock
+from hal.clock import Clock
 from runtime.errors import BusError, RequestTimeout
 
 Handler = Callable[[Any], Awaitable[Any] | Any]

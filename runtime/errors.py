@@ -1,4 +1,4 @@
-"""Exception tree of the runtime layer, under the roots of ``base.errors`` (re-exported here).
+"""Exception tree of the runtime layer, under the roots of ``protocols.errors`` (re-exported here).
 
 Layer: runtime. Every error a user can cause (a bad board.toml, a bad app manifest,
 a hostile cloud command) is one of these, carries where it happened, and is
@@ -8,7 +8,7 @@ reported as a one-line message, never a traceback. Causes are chained with
 
 from __future__ import annotations
 
-from base.errors import ConfigError, ConfigErrors, TerminalError
+from protocols.errors import ConfigError, ConfigErrors, TerminalError
 
 
 class TerminalDied(TerminalError):
@@ -53,6 +53,17 @@ class StoreError(TerminalError):
     """The store cannot do what was asked (corrupt database, disk full)."""
 
 
+class MessageTooLarge(TerminalError):
+    """An upward message bigger than one batch may carry (``protocols.cloud.MAX_MESSAGE_BYTES``):
+    refused before anything is stored. Split the result into several messages."""
+
+    def __init__(self, stream: str, size: int, limit: int) -> None:
+        self.stream = stream
+        self.size = size
+        self.limit = limit
+        super().__init__(f"uplink message on stream {stream!r} of {size} bytes is over {limit}")
+
+
 class StoreFull(StoreError):
     """The store reached its size limit and only undelivered rows remain to prune."""
 
@@ -77,6 +88,7 @@ __all__ = [
     "CommandError",
     "ConfigError",
     "ConfigErrors",
+    "MessageTooLarge",
     "RequestTimeout",
     "StoreError",
     "StoreFull",

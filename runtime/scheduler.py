@@ -40,7 +40,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 from zoneinfo import ZoneInfo
 
-from base.clock import Clock
+from hal.clock import Clock
 from runtime.errors import TerminalError
 
 log = logging.getLogger("ttu.scheduler")

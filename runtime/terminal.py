@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from base.clock import Clock
+from hal.clock import Clock
 from hal.interfaces import PowerMonitor, SerialLink
 from runtime import RUNTIME_API_VERSION
 from runtime.board_hal import BoardHal
@@ -134,6 +134,8 @@ class Terminal:
             username=credentials.username,
             password=credentials.password,
             batch_max=node.batch_max,
+            max_command_bytes=node.max_command_bytes,
+            ack_timeout_s=node.ack_timeout_s,
             keepalive_s=node.keepalive_s,
         )
 

@@ -35,7 +35,7 @@ from zoneinfo import ZoneInfo
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from base.clock import Clock
+from hal.clock import Clock
 from protocols import billing
 from protocols.ledger import Record
 from sim.cloud.stub import CloudStub, CloudStubError

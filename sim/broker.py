@@ -6,6 +6,11 @@ bytes between the terminal's uplink and the cloud stub.
 
 ``EmbeddedBroker`` runs in the current event loop (no threads); ``MosquittoBroker``
 runs ``mosquitto`` as a child process and always terminates and reaps it on exit.
+
+The embedded broker refuses what neither end of the ttu scheme would accept (``PayloadLimits``:
+the same size, nesting and element bounds as the terminal and the cloud stub): the message is
+not forwarded, and it is counted (``refused``) and logged. A broker cannot answer an MQTT 3.1.1
+publisher with an error, so the terminal or the stub still check everything they receive.
 """
 
 from __future__ import annotations
@@ -16,11 +21,20 @@ import logging
 import shutil
 import socket
 import tempfile
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
 
-from base.errors import TerminalError
+from protocols.cloud import (
+    DEFAULT_MAX_COMMAND_BYTES,
+    MAX_ACK_BYTES,
+    MAX_BATCH_BYTES,
+    MAX_PAYLOAD_BYTES,
+    check_json_shape,
+)
+from protocols.errors import ProtocolError, TerminalError
 
 _log = logging.getLogger(__name__)
 
@@ -38,6 +52,66 @@ def _free_port(host: str) -> int:
         return port
 
 
+@dataclass(frozen=True, slots=True)
+class PayloadLimits:
+    """The largest payload the broker forwards, per kind of ttu topic (other topics: ``other``)."""
+
+    command: int = DEFAULT_MAX_COMMAND_BYTES  # ttu/T/down/cmd: board uplink.max_command_bytes
+    up: int = MAX_BATCH_BYTES  # ttu/T/up/S: one batch
+    ack: int = MAX_ACK_BYTES  # ttu/T/down/ack
+    other: int = MAX_PAYLOAD_BYTES  # chunks, state, anything else
+
+    def refusal(self, topic: str, payload: bytes) -> str | None:
+        """Why ``payload`` on ``topic`` is not forwarded (None: forward it)."""
+        parts = topic.split("/")
+        json_topic = len(parts) == 4 and parts[0] == "ttu" and parts[2] in ("up", "down")
+        if json_topic and parts[2] == "up":
+            limit = self.up
+        elif json_topic and parts[3] == "cmd":
+            limit = self.command
+        elif json_topic and parts[3] == "ack":
+            limit = self.ack
+        else:
+            limit = self.other
+        if len(payload) > limit:
+            return f"payload of {len(payload)} bytes is over {limit}"
+        if json_topic:
+            try:
+                check_json_shape(payload, what=topic, max_bytes=limit, max_elements=limit // 2)
+            except ProtocolError as err:
+                return err.reason
+        return None
+
+
+def _limited_broker_class() -> Any:
+    """``amqtt.broker.Broker`` that drops (and counts) what ``PayloadLimits`` refuses."""
+    from amqtt.broker import Broker
+
+    class LimitedBroker(Broker):  # type: ignore[misc]
+        limits = PayloadLimits()
+        refused: Counter[str]
+
+        async def _handle_message_delivery(
+            self, client_session: Any, handler: Any, wait_deliver: Any
+        ) -> bool:
+            message = wait_deliver.result()
+            if message is not None and message.topic:
+                reason = self.limits.refusal(message.topic, bytes(message.data or b""))
+                if reason is not None:
+                    self.refused[message.topic.split("/")[-1]] += 1
+                    _log.warning(
+                        "embedded broker: not forwarding %s from %s: %s",
+                        message.topic,
+                        client_session.client_id,
+                        reason,
+                    )
+                    return True  # keep the connection; nothing is forwarded
+            result: bool = await super()._handle_message_delivery(client_session, handler, wait_deliver)
+            return result
+
+    return LimitedBroker
+
+
 class EmbeddedBroker:
     """An amqtt 0.12 broker on loopback, in this event loop.
 
@@ -45,10 +119,14 @@ class EmbeddedBroker:
     ``port=0`` picks a free port (read back from the listening socket).
     """
 
-    def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, *, host: str = "127.0.0.1", port: int = 0, limits: PayloadLimits | None = None
+    ) -> None:
         self.host = host
         self._port = port
         self._broker: Any = None
+        self.limits = limits or PayloadLimits()
+        self.refused: Counter[str] = Counter()  # payloads not forwarded, by the topic's last level
 
     @property
     def port(self) -> int:
@@ -61,13 +139,13 @@ class EmbeddedBroker:
         return f"mqtt://{self.host}:{self.port}"
 
     async def start(self) -> None:
-        from amqtt.broker import Broker
-
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self._port}"}},
             "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
         }
-        broker = Broker(config)
+        broker = _limited_broker_class()(config)
+        broker.limits = self.limits
+        broker.refused = self.refused
         try:
             await broker.start()
         except Exception as err:
@@ -204,4 +282,4 @@ class MosquittoBroker:
         await self.stop()
 
 
-__all__ = ["BrokerError", "EmbeddedBroker", "MosquittoBroker", "mosquitto_binary"]
+__all__ = ["BrokerError", "EmbeddedBroker", "MosquittoBroker", "PayloadLimits", "mosquitto_binary"]

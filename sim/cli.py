@@ -29,16 +29,16 @@ import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from base.errors import ConfigError
-from runtime.config import Board
-from sim.dashboard import Dashboard
-from sim.physics import DEFAULT_NETWORK
-from sim.runner import PROFILES, SimOptions, SimRun, run_for, sim_board
-from sim.scenarios import load_scenario
-from sim.speed import check_speed, max_speed
-from sim.vloop import run_virtual
+from protocols.errors import ConfigError
+
+if TYPE_CHECKING:  # the simulator (pandapower, the runner) loads when `ttu sim` runs, not with the parser
+    from runtime.config import Board
+    from sim.dashboard import Dashboard
+    from sim.runner import SimOptions, SimRun
+
+PROFILE_NAMES = ("analytics", "standard")  # sim.runner.PROFILES
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -138,7 +138,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     parser.add_argument(
         "--profile",
-        choices=sorted(PROFILES),
+        choices=PROFILE_NAMES,
         default="standard",
         help="app settings: standard (the board's), analytics (realtime snapshot and event poll every "
         "15 min: days of data for the grid apps)",
@@ -165,6 +165,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _options(args: argparse.Namespace) -> SimOptions:
+    from sim.physics import DEFAULT_NETWORK
+    from sim.runner import PROFILES, SimOptions, sim_board
+    from sim.scenarios import load_scenario
+    from sim.speed import check_speed
+
     board = sim_board(args.board)
     sim = board.sim
     speed = args.speed if args.speed is not None else (sim.speed if sim else 1.0)
@@ -218,6 +223,8 @@ def _options(args: argparse.Namespace) -> SimOptions:
 
 def wire_speed_limit(board: Board, response_delay_max_s: float) -> float:
     """``sim.speed.max_speed`` of the board's enabled RS-485 lines (their reply timeouts)."""
+    from sim.speed import max_speed
+
     lines = [(p.timeout_ms / 1000, p.settings) for p in board.rs485 if p.enabled]
     return max_speed(lines, response_delay_max_s=response_delay_max_s)
 
@@ -291,6 +298,8 @@ def render_summary(summary: dict[str, Any], run: SimRun) -> str:
 
 
 async def _open_dashboard(run: SimRun, port: int) -> Dashboard:
+    from sim.dashboard import Dashboard
+
     try:
         return await Dashboard(run.summary, run.cloud, port=port).__aenter__()
     except OSError as err:
@@ -317,6 +326,8 @@ async def _live(options: SimOptions, *, dashboard_port: int | None) -> dict[str,
             sys.stdout.write("\x1b[2J\x1b[H")
         print(text, flush=True)
 
+    from sim.runner import run_for
+
     try:
         return await run_for(options, on_tick=tick)
     finally:
@@ -332,6 +343,8 @@ async def _main(
     assert task is not None
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, task.cancel)
+    from sim.runner import run_for
+
     with contextlib.suppress(asyncio.CancelledError):
         if live:
             return await _live(options, dashboard_port=dashboard_port)
@@ -346,6 +359,8 @@ def _handle(args: argparse.Namespace) -> int:
     dashboard_port = None if args.dashboard < 0 else args.dashboard
     if dashboard_port is not None and dashboard_port > 65535:
         raise ConfigError("--dashboard", f"{dashboard_port} is not a TCP port (0-65535, or -1 for none)")
+    from sim.vloop import run_virtual
+
     main = lambda: _main(options, live=args.live, dashboard_port=dashboard_port)  # noqa: E731
     report = run_virtual(main) if options.virtual else asyncio.run(main())
     if report is None:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from hal.sim import SimPowerMonitor
 from protocols.station import StationModel, Transformer
 from runtime.config import AppConfig, Board, load_board, load_credentials
@@ -28,7 +28,7 @@ from runtime.errors import BusError, ConfigError, TerminalDied
 from runtime.terminal import Terminal
 from sim.archive import station_model, write_station
 from sim.billing import BillingDriver, LedgerArchive, Party, write_keys
-from sim.broker import BrokerError, EmbeddedBroker
+from sim.broker import BrokerError, EmbeddedBroker, PayloadLimits
 from sim.cloud.simclock import publish_beacons
 from sim.cloud.stub import CloudStub
 from sim.devices.station import FieldDevices, IoSlot, attach, build_devices
@@ -314,14 +314,17 @@ async def _broker(options: SimOptions) -> AsyncIterator[str]:
         return
     wanted = options.board.uplink.broker if options.board.uplink else "mqtt://127.0.0.1:0"
     port = urlsplit(wanted).port or 0
-    broker = EmbeddedBroker(port=port)
+    # the broker forwards no more than the terminal accepts (the same command limit as board.toml)
+    uplink = options.board.uplink
+    limits = PayloadLimits(command=uplink.max_command_bytes) if uplink is not None else PayloadLimits()
+    broker = EmbeddedBroker(port=port, limits=limits)
     try:
         await broker.start()
     except BrokerError as err:  # e.g. another `ttu sim` holds the board's port
         if port == 0:
             raise
         log.warning("%s; the embedded broker uses a free port instead", err)
-        broker = EmbeddedBroker(port=0)
+        broker = EmbeddedBroker(port=0, limits=limits)
         await broker.start()
     try:
         yield broker.url

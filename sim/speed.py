@@ -19,8 +19,8 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
-from base.errors import ConfigError
 from hal.interfaces import SerialSettings
+from protocols.errors import ConfigError
 
 REAL_TURNAROUND_S = 0.010
 #: one DL/T 645 read on the wire: 4 FE + 16-byte request, 4 FE + a ~32-byte reply

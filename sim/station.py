@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from base.clock import Clock
+from hal.clock import Clock
 from hal.interfaces import SerialSettings
 from protocols.station import Meter
 from sim.archive import KINDS_BY_TARIFF, station_model, write_station

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Coroutine
 from typing import Any, Generic, Protocol, TypeVar
 
-from base.clock import Clock
+from hal.clock import Clock
 from hal.sim import SimPowerMonitor
 from sim.hplc.cco import VirtualCco
 from sim.world import TruthEvent, World

@@ -113,8 +113,9 @@ class PtyLink:
                     return
                 raise TransportBroken(f"pty {self._pty.name}: write failed: {err}") from err
 
-    def discard_input(self) -> None:
+    def discard_input(self) -> int:
         """Nothing to drop: the simulator reads every byte the terminal writes."""
+        return 0
 
     async def __aenter__(self) -> Self:
         await self.open()

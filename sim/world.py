@@ -48,9 +48,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from base.clock import Clock
-from base.errors import ConfigError
+from hal.clock import Clock
 from hal.interfaces import SerialSettings
+from protocols.errors import ConfigError
 from protocols.station import Meter
 from sim.loads import FloatArray, HouseholdProfile
 from sim.meters.bus import Delay

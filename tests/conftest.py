@@ -4,21 +4,114 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 
+import psutil
 import pytest
 
 pytest_plugins = ["tests.brokers", "tests.simworld"]
 
 
+def _open_files() -> dict[int, str]:
+    """This process's open file descriptors and what they point at (not stdin/out/err, which
+    pytest's capture points at a new file in every phase)."""
+    out: dict[int, str] = {}
+    for name in os.listdir("/proc/self/fd"):
+        if int(name) <= 2:
+            continue
+        with contextlib.suppress(OSError):
+            out[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+    return out
+
+
+def _children() -> dict[int, str]:
+    out: dict[int, str] = {}
+    for child in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if child.status() != psutil.STATUS_ZOMBIE:
+                out[child.pid] = " ".join(child.cmdline())[:200]
+    return out
+
+
+def _files_in(folder: Path) -> set[Path]:
+    """What the working folder holds (top level) and everything under its ``var/``."""
+    if not folder.is_dir():
+        return set()
+    found = {p for p in folder.iterdir() if not p.name.startswith(".") and p.name not in _CACHES}
+    var = folder / "var"
+    if var.is_dir():
+        found |= set(var.rglob("*"))
+    return found
+
+
+_CACHES = {"__pycache__", "ttu.egg-info"}
+
+
+def _stop(pids: list[int]) -> None:
+    """Kill what a test left running, so that one leak does not fail the tests after it."""
+    procs = [psutil.Process(pid) for pid in pids if psutil.pid_exists(pid)]
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(procs, timeout=5)
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    """What the process holds just before a test body runs (after every fixture is set up, so a
+    session fixture a test is the first to use does not count as the test's leak)."""
+
+    files: dict[int, str]
+    children: dict[int, str]
+    cwd: Path
+    folder: set[Path]
+
+    @classmethod
+    def take(cls, cwd: Path) -> _Snapshot:
+        return cls(_open_files(), _children(), cwd, _files_in(cwd))
+
+
+_BEFORE = pytest.StashKey[_Snapshot]()
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    """Make the main thread's default event loop now: looptime asks the policy for it in the
+    first test that runs, and its selector and self-pipe are the process's, not that test's."""
+    asyncio.get_event_loop_policy().get_event_loop()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    item.stash[_BEFORE] = _Snapshot.take(item.config.invocation_params.dir)
+    return (yield)
+
+
 @pytest.fixture(autouse=True)
-def _check_no_leaks() -> Iterator[None]:
+def _check_no_leaks(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Fail a test that leaves tasks, threads, open files, files in the working folder or child
+    processes behind (pymodbus test/conftest.py ``_check_system_health``). Files and processes
+    count from just before the test body to after its fixtures are torn down."""
     threads_before = {t.ident for t in threading.enumerate()}
     yield
-    try:
+    before = request.node.stash.get(_BEFORE, None)
+    if before is None:  # setup failed: the body never ran
+        return
+    children = {pid: cmd for pid, cmd in _children().items() if pid not in before.children}
+    if children:
+        _stop(list(children))
+        pytest.fail(f"test left child processes running (killed now): {children}")
+    gc.collect()  # what only the garbage still holds is closed by now
+    opened = {fd: target for fd, target in _open_files().items() if before.files.get(fd) != target}
+    assert not opened, f"test left files open: {opened}"
+    left = sorted(str(p.relative_to(before.cwd)) for p in _files_in(before.cwd) - before.folder)
+    assert not left, f"test left files in the working folder {before.cwd}: {left}"
+    try:  # after the file checks: asking the policy for a loop may make one (and its files)
         loop = asyncio.get_event_loop_policy().get_event_loop()
     except RuntimeError:
         loop = None

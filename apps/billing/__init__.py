@@ -9,12 +9,15 @@ Layer: apps. Entry point ``run(ctx, config)``. The pieces: ``tariff`` (the engin
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from runtime.api import AppContext
-
-from .service import run_billing
+if TYPE_CHECKING:
+    from runtime.api import AppContext
 
 
 async def run(ctx: AppContext, config: dict[str, Any]) -> None:
+    # Imported when the app starts: ``ttu cloud billing`` and the dashboard load
+    # ``apps.billing.cloud``/``dashboard`` through this package without the app itself.
+    from .service import run_billing
+
     await run_billing(ctx, config)

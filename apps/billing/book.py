@@ -8,6 +8,7 @@ book only remembers.
 Record kinds and what they do to the book (amounts are integer fen, energies 0.0001 kWh)::
 
     terminal      {terminal, key_id, public_key}                 the key that signs the roots
+    customers     {set: [[id, meter, tariff, prepaid, keep_power]], removed: [id]}   who is billed how
     contract      {document, key, start}                         a contract joins the timeline
     readings      {rows: [[meter, ts, imp, exp|null, source]]}   anchors of the meters' registers
     debit         {cycle, entries: [[customer, date, fen, balance]]}   provisional charges of open days
@@ -48,6 +49,11 @@ class Customer:
     keep_power: bool = False  # 保电 flag of the station model
 
 
+def customer_row(c: Customer) -> list[Any]:
+    """A customer as a ``customers`` record lists it."""
+    return [c.id, c.meter, c.tariff, c.prepaid, c.keep_power]
+
+
 @dataclass(slots=True)
 class ClosedDay:
     charge_fen: int  # the day's charge including corrections
@@ -61,7 +67,8 @@ class Account:
     balance: int = 0  # fen; negative = overdraft
     relay: RelayState = "closed"
     alarm: int = 0  # alarm level commanded on the meter: 0 none, 1 alarm 1, 2 alarm 2, 3 overdraft
-    keep_power: bool = False  # 保电 ordered by the utility (signed) and sent to the meter
+    keep_power: bool = False  # 保电 ordered by the utility (signed)
+    meter_keep_power: bool = False  # 保电 as last told to the meter (3AH / 3BH answered ok or refused)
     tripped: bool = False  # we tripped it (a close is ours to send)
     trip_blocked: bool = False  # a trip due was held back by 保电 (recorded once until things change)
     first_day: str | None = None  # first day with a billable anchor
@@ -99,6 +106,7 @@ class Book:
         self.days: dict[str, DayTotals] = {}
         self.reconciled: dict[str, bool] = {}
         self.terminal_key: str | None = None
+        self.directory: dict[str, Customer] = {}  # who is billed, as the ledger last recorded it
         self.last_seq = 0
         self.head = ""
         self.counts: dict[str, int] = {}
@@ -166,6 +174,14 @@ class Book:
 
     def _on_terminal(self, record: Record, body: dict[str, Any]) -> None:
         self.terminal_key = str(body["public_key"])
+
+    def _on_customers(self, record: Record, body: dict[str, Any]) -> None:
+        for customer_id, meter, tariff, prepaid, keep_power in body.get("set", []):
+            self.directory[customer_id] = Customer(
+                customer_id, meter, tariff, bool(prepaid), bool(keep_power)
+            )
+        for customer_id in body.get("removed", []):
+            self.directory.pop(customer_id, None)
 
     def _on_contract(self, record: Record, body: dict[str, Any]) -> None:
         contract = parse_contract(body["document"]["body"])
@@ -249,12 +265,14 @@ class Book:
         acc.trip_blocked = False
 
     def _on_relay(self, record: Record, body: dict[str, Any]) -> None:
-        if body.get("result") == "blocked":
+        result, command = body.get("result"), body["command"]
+        if result == "blocked":
             self.account(body["customer"]).trip_blocked = True
-        if body.get("result") != "ok":
+        if command in ("keep_power", "keep_power_release") and result in ("ok", "refused"):
+            self.account(body["customer"]).meter_keep_power = command == "keep_power"
+        if result != "ok":
             return
         acc = self.account(body["customer"])
-        command = body["command"]
         if command == "trip":
             acc.relay, acc.tripped = "open", True
         elif command == "close_allowed":
@@ -282,6 +300,7 @@ class Book:
                 "relay": a.relay,
                 "alarm": a.alarm,
                 "keep_power": a.keep_power,
+                "meter_keep_power": a.meter_keep_power,
                 "tripped": a.tripped,
                 "trip_blocked": a.trip_blocked,
                 "first_day": a.first_day,
@@ -302,6 +321,7 @@ class Book:
             "contracts": contracts,
             "anchors_from": anchors_from,
             "terminal_key": self.terminal_key,
+            "directory": [customer_row(c) for _, c in sorted(self.directory.items())],
             "reconciled": dict(sorted(self.reconciled.items())[-10:]),
         }
 
@@ -318,6 +338,7 @@ class Book:
                 relay=str(a["relay"]),
                 alarm=int(a["alarm"]),
                 keep_power=bool(a["keep_power"]),
+                meter_keep_power=bool(a.get("meter_keep_power", a["keep_power"])),
                 tripped=bool(a["tripped"]),
                 trip_blocked=bool(a.get("trip_blocked", False)),
                 first_day=a["first_day"],
@@ -337,6 +358,8 @@ class Book:
                 self.timeline.add(contract)
             self.contracts[contract.key] = Record(0, 0, "contract", None, entry, "", "")
         self.terminal_key = body.get("terminal_key")
+        self.directory = {}
+        self._on_customers(Record(0, 0, "customers", None, {}, "", ""), {"set": body.get("directory", [])})
         self.reconciled.update({k: bool(v) for k, v in body.get("reconciled", {}).items()})
 
     def _forget_old(self, acc: Account) -> None:
@@ -345,4 +368,4 @@ class Book:
                 del acc.closed[day]
 
 
-__all__ = ["Account", "Book", "ClosedDay", "Customer", "DayTotals", "RelayState"]
+__all__ = ["Account", "Book", "ClosedDay", "Customer", "DayTotals", "RelayState", "customer_row"]

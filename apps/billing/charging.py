@@ -31,7 +31,7 @@ from runtime.store import LedgerEntry
 
 from .book import Book, Customer
 from .energy import MeterAnchors
-from .tariff import INTERVAL_S, DayBill, TierState, price
+from .tariff import INTERVAL_S, DayBill, Interval, TierState, price
 
 Row = list[Any]  # [meter, ts, imp, exp | None, source]
 
@@ -162,6 +162,9 @@ class Charger:
             anchors = book.anchors.get(customer.meter)
             if anchors is None or len(anchors) < 2 or (anchors.dirty_from is None and not everyone):
                 continue
+            if not everyone and self._next_interval(customer, anchors, today, debits):
+                cycle.priced += 1
+                continue
             acc = book.account(customer.id)
             balance = acc.balance
             tier, balance = self._corrections(customer, anchors, balance, ts, cycle)
@@ -191,6 +194,42 @@ class Charger:
         if debits:
             cycle.debit = LedgerEntry("debit", {"cycle": int(now), "entries": debits}, ts)
         return cycle
+
+    def _next_interval(
+        self, customer: Customer, anchors: MeterAnchors, today: str, debits: list[list[Any]]
+    ) -> bool:
+        """The steady state, priced on its own: one new anchor, one interval after the previous,
+        inside the customer's only open day, which the cycle before priced up to that interval (so
+        no correction, no day to close: the anchor is before the day's end). False: not this case,
+        nothing done -- the general path decides."""
+        step = anchors.newest_step()
+        if step is None:
+            return False
+        a, b = step
+        acc = self.book.account(customer.id)
+        day = self.book.local_date(a.ts)
+        if day > today or (acc.closed_through is not None and self.book.next_day(acc.closed_through) != day):
+            return False
+        cached = self._open.get((customer.id, day))
+        if cached is None or cached[1].last_start != a.ts - INTERVAL_S or cached[0] != acc.tier:
+            return False
+        if acc.closed_through is None and self.book.local_date(anchors.first or 0) != day:
+            return False
+        if b.ts >= self.book.day_bounds(day)[1]:
+            return False
+        imp = b.imp - a.imp
+        if imp < 0:
+            anchors.anomalies += 1
+            imp = 0
+        bill = cached[1]
+        book = self.book
+        interval = Interval(a.ts, imp, max(b.exp - a.exp, 0))  # type: ignore[operator]
+        price(bill, (interval,), book.timeline, customer.tariff, book.tz, clock=book.clock)
+        delta = bill.charge_fen - acc.debited.get(day, 0)
+        if delta:
+            debits.append([customer.id, day, delta, acc.balance - delta])
+        anchors.dirty_from = None
+        return True
 
     def _corrections(
         self, customer: Customer, anchors: MeterAnchors, balance: int, ts: int, cycle: Cycle

@@ -27,7 +27,7 @@ TITLE = "Billing (本地费控)"
 def data(terminal: str, bodies: Iterable[Any]) -> dict[str, Any]:
     items = list(bodies)
     records, conflicts, heads = report._records_and_heads(items)
-    out = report.summary(terminal, items, detail=True)
+    out = report.summary(terminal, items, detail=True, open_days=False)
     balance: dict[str, int] = {}
     meter: dict[str, str] = {}
     relay: dict[str, str] = {}

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from base.clock import Clock
+from hal.clock import Clock
 from hal.errors import CapabilityMissing
 from hal.meters import CarrierTransport, MeterClient, MeterClients, MeterTransport, Rs485Transport
 from protocols.station import StationModel

@@ -97,6 +97,21 @@ class MeterAnchors:
         start = ts if previous is None else previous
         self.dirty_from = start if self.dirty_from is None else min(self.dirty_from, start)
 
+    def newest_step(self) -> tuple[Anchor, Anchor] | None:
+        """The two newest anchors when only the newest is new since the last pricing, one interval
+        after the one before it, both with an export register: the steady state of a meter read
+        every cycle, which charging prices without the general path."""
+        times = self._times
+        if len(times) < 2:
+            return None
+        b_ts, a_ts = times[-1], times[-2]
+        if self.dirty_from != a_ts or b_ts - a_ts != INTERVAL_S:
+            return None
+        a, b = self._rows[a_ts], self._rows[b_ts]
+        if a.exp is None or b.exp is None:
+            return None
+        return a, b
+
     def at_or_before(self, ts: int) -> int | None:
         i = bisect.bisect_right(self._times, ts)
         return self._times[i - 1] if i else None

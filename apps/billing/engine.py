@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from base.clock import Clock
+from hal.clock import Clock
 from hal.meters import MeterClient, RelayCommand
 from protocols import billing
 from protocols.billing import FeeControl, yuan
@@ -31,7 +31,7 @@ from protocols.ledger import ROOT_KIND, Audit, Record, root_body
 from runtime.store import Appended, LedgerEntry, LedgerState
 
 from . import contracts, feecontrol
-from .book import Book, Customer
+from .book import Book, Customer, customer_row
 from .charging import Charger, ChargingSettings, Cycle, Row
 from .reconcile import reconcile
 from .relays import Outcome, RelayDriver
@@ -88,6 +88,7 @@ class Refused(ValueError):
 Listener = Callable[[], None]
 ClientLookup = Callable[[str], MeterClient | None]
 REPLAY_PAGE = 2000
+KEEP_POWER_COMMANDS = (RelayCommand.KEEP_POWER, RelayCommand.KEEP_POWER_RELEASE)
 RECONCILED = ("debit", "charge", "correction", "topup", "refund", "topup_refused")  # what reconcile reads
 
 
@@ -149,6 +150,20 @@ class Billing:
     def customers(self) -> list[Customer]:
         return list(self._customers.values())
 
+    async def record_customers(self) -> None:
+        """A ``customers`` record when who is billed (meter, tariff, flags) differs from what the
+        ledger last said: the parties reprice and audit with it."""
+        async with self._lock:
+            known = self.book.directory
+            changed = [c for c in self.customers if known.get(c.id) != c]
+            removed = sorted(set(known) - set(self._customers))
+            if changed or removed:
+                body = {
+                    "set": [customer_row(c) for c in sorted(changed, key=lambda c: c.id)],
+                    "removed": removed,
+                }
+                await self._append([LedgerEntry("customers", body, self._now_ms())])
+
     def listen(self, listener: Listener) -> None:
         """Call ``listener()`` after every append (the uplink sends what is new)."""
         self._listeners.append(listener)
@@ -190,6 +205,7 @@ class Billing:
                     len(self.last_audit.problems),
                     self.last_audit.problems[:5],
                 )
+        await self.record_customers()
 
     async def _replay(self) -> None:
         checkpoint = await self.ledger.last("checkpoint")
@@ -252,19 +268,20 @@ class Billing:
             client = self.clients(customer.meter)
             fee = self.fee_control_of(customer, self.clock.now())
             acc = self.book.account(customer.id)
-            if feecontrol.blocked(acc, fee) and not acc.trip_blocked:
+            archived = customer.keep_power
+            if feecontrol.blocked(acc, fee, archived_keep_power=archived) and not acc.trip_blocked:
                 self.counters["trips_blocked_keep_power"] += 1
-                held = feecontrol.Action(RelayCommand.TRIP, "held back: 保电 (keep power) ordered")
+                held = feecontrol.Action(RelayCommand.TRIP, "held back: 保电 (keep power)")
                 await self._relay_record(customer, held, Outcome("blocked", 0, None))
-            for action in feecontrol.plan(acc, fee, prepaid=customer.prepaid):
+            for action in feecontrol.plan(acc, fee, prepaid=customer.prepaid, archived_keep_power=archived):
                 if client is None:
                     return
                 outcome = await self.driver.execute(client, action.command)
                 await self._relay_record(customer, action, outcome)
                 if crossed_at is not None and outcome.result == "ok":
                     self.crossings.append((customer.id, action.command.value, crossed_at, outcome.done_at))
-                if outcome.result != "ok":
-                    return
+                if outcome.result != "ok" and action.command not in KEEP_POWER_COMMANDS:
+                    return  # decided again next cycle (a 保电 command failing holds nothing else back)
                 acc = self.book.account(customer.id)
 
         now = self.clock.now()
@@ -274,8 +291,9 @@ class Billing:
             if customer is None:
                 continue
             acc, fee = self.book.account(c), self.fee_control_of(customer, now)
-            if feecontrol.plan(acc, fee, prepaid=customer.prepaid) or (
-                feecontrol.blocked(acc, fee) and not acc.trip_blocked
+            archived = customer.keep_power
+            if feecontrol.plan(acc, fee, prepaid=customer.prepaid, archived_keep_power=archived) or (
+                feecontrol.blocked(acc, fee, archived_keep_power=archived) and not acc.trip_blocked
             ):
                 wanted.append(customer)
         if not wanted:
@@ -412,14 +430,7 @@ class Billing:
         body = {"document": document, "customer": customer.id, "on": order.on, "reason": order.reason}
         async with self._lock:
             (done,) = await self._append([LedgerEntry("keep_power", body, self._now_ms(), uid)])
-        client = self.clients(customer.meter)
-        if done.created and client is not None:
-            command = RelayCommand.KEEP_POWER if order.on else RelayCommand.KEEP_POWER_RELEASE
-            outcome = await self.driver.execute(client, command)
-            await self._relay_record(
-                customer, feecontrol.Action(command, order.reason or "保电 order"), outcome
-            )
-        await self.control([customer.id])
+        await self.control([customer.id])  # the meter is told (3AH / 3BH), then trips or closes follow
         return {
             "customer": customer.id,
             "keep_power": order.on,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
-from base.clock import Clock
+from hal.clock import Clock
 from hal.errors import DeviceError, HalError
 from hal.meters import MeterClient, RelayCommand, RelayStatus
 from protocols.errors import ProtocolError

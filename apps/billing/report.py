@@ -161,45 +161,63 @@ def summary(
     date: str | None = None,
     public_key: Any = None,
     detail: bool = False,
+    open_days: bool = True,
 ) -> dict[str, Any]:
-    """The issue's shape exactly; ``detail`` adds per row ``estimated_intervals`` and ``contracts``,
-    the ledger's ``problems`` count, and each day's reconciliation totals."""
+    """The issue's shape exactly: one row per customer-day, closed days as charged (and corrected)
+    by the terminal, then each customer's days still open (``open_days``): the charge debited so
+    far, the kWh so far priced from the ledger's own readings, the balance and relay as they are
+    now. ``detail`` adds per row ``closed``, ``estimated_intervals`` and ``contracts``, the
+    ledger's ``problems`` count, and each day's reconciliation totals."""
     records, conflicts, heads = _records_and_heads(bodies)
     tz = timezone_of(records)
     relay: dict[str, str] = {}
-    corrections: dict[tuple[str, str], int] = {}
+    balance: dict[str, int] = {}
+    debited: dict[tuple[str, str], int] = {}
     rows: list[dict[str, Any]] = []
+    closed: dict[tuple[str, str], dict[str, Any]] = {}
     for r in records:
         body = r.body
         if r.kind == "relay" and body.get("result") == "ok":
             relay[body["customer"]] = _relay_after(relay.get(body["customer"], "closed"), body)
+        elif r.kind == "debit":
+            for customer, day, fen, after in body["entries"]:
+                debited[(customer, day)] = debited.get((customer, day), 0) + int(fen)
+                balance[customer] = int(after)
+        elif r.kind in ("topup", "refund"):
+            balance[body["customer"]] = int(body["balance"])
         elif r.kind == "correction":
+            balance[body["customer"]] = int(body["balance"])
+            row = closed.get((body["customer"], body["date"]))
+            if row is not None:
+                row["charge_yuan"] = yuan(int(body["charge_fen"]))
+                row["balance_yuan"] = yuan(int(body["balance"]))
+                row["kwh"] = {p: _kwh(int(v)) for p, v in body["kwh"].items()}
+        elif r.kind == "charge":
             key = (body["customer"], body["date"])
-            corrections[key] = corrections.get(key, 0) + int(body["fen"])
-            for row in rows:
-                if (row["customer_id"], row["date"]) == key:
-                    row["charge_yuan"] = yuan(int(body["charge_fen"]))
-                    row["balance_yuan"] = yuan(int(body["balance"]))
-                    row["kwh"] = {p: _kwh(int(v)) for p, v in body["kwh"].items()}
-        elif r.kind == "charge" and (date is None or body["date"] == date):
-            rows.append(
-                {
-                    "customer_id": body["customer"],
-                    "meter_id": body["meter"],
-                    "date": body["date"],
-                    "kwh": {p: _kwh(int(v)) for p, v in body["kwh"].items()},
-                    "charge_yuan": yuan(int(body["charge_fen"])),
-                    "balance_yuan": yuan(int(body["balance"])),
-                    "relay": relay.get(body["customer"], "closed"),
-                }
-            )
+            closed[key] = row = {
+                "customer_id": body["customer"],
+                "meter_id": body["meter"],
+                "date": body["date"],
+                "kwh": {p: _kwh(int(v)) for p, v in body["kwh"].items()},
+                "charge_yuan": yuan(int(body["charge_fen"])),
+                "balance_yuan": yuan(int(body["balance"])),
+                "relay": relay.get(body["customer"], "closed"),
+            }
             if detail:
-                rows[-1]["estimated_intervals"] = int(body.get("estimated", 0))
-                rows[-1]["contracts"] = list(body.get("contracts", []))
+                row |= {"closed": True, "estimated_intervals": int(body.get("estimated", 0)),
+                        "contracts": list(body.get("contracts", []))}  # fmt: skip
+            if date is None or body["date"] == date:
+                rows.append(row)
+    reconciled = sorted({row["date"] for row in rows} if date is None else {date})
+    if open_days:
+        still_open = {k: fen for k, fen in debited.items() if k not in closed and date in (None, k[1])}
+        for row in _open_rows(records, tz, still_open, detail=detail):
+            row["balance_yuan"] = yuan(balance.get(row["customer_id"], 0))
+            row["relay"] = relay.get(row["customer_id"], "closed")
+            rows.append(row)
     rows.sort(key=lambda row: (row["date"], row["customer_id"]))
     result = _audit(records, heads, public_key)
-    dates = sorted({row["date"] for row in rows} if date is None else {date})
-    by_day = [reconcile(records, day, tz, bank=_bank_of_day(bank, records, day, tz)) for day in dates]
+    by_day = [reconcile(records, day, tz, bank=_bank_of_day(bank, records, day, tz)) for day in reconciled]
     ledger: dict[str, Any] = {
         "length": result.length,
         "head": result.head,
@@ -221,6 +239,56 @@ def summary(
             for x in by_day
         ],
     }
+
+
+def _open_rows(
+    records: list[Record], tz: ZoneInfo, debited: Mapping[tuple[str, str], int], *, detail: bool
+) -> list[dict[str, Any]]:
+    """Rows of the customer-days still open: what was debited for them so far, and their kWh by
+    TOU period priced again from the ledger's readings, contracts and customer records (the tier
+    count continues from the customer's last closed day)."""
+    if not debited:
+        return []
+    book = Book(tz)
+    charger = Charger(book, ChargingSettings(close_grace_s=0))
+    meters: dict[str, str] = {}
+    tier_end: dict[str, TierState] = {}
+    for r in records:
+        if r.kind in ("contract", "customers"):
+            book.apply(r)
+        elif r.kind in ("charge", "correction"):
+            meters.setdefault(r.body["customer"], r.body["meter"])
+            tier_end[r.body["customer"]] = TierState.from_json(r.body["tier"])
+    wanted = {c: book.directory.get(c) for c, _ in debited}
+    billed = {x.meter for x in wanted.values() if x is not None} | set(meters.values())
+    for r in records:
+        if r.kind == "readings":
+            rows = [row for row in r.body["rows"] if row[0] in billed]
+            if rows:
+                book.apply(Record(r.seq, r.ts, r.kind, r.uid, {"rows": rows}, r.prev, r.hash))
+    out: list[dict[str, Any]] = []
+    for customer_id, day in sorted(debited, key=lambda k: (k[0], k[1])):
+        known = wanted.get(customer_id)
+        meter = known.meter if known is not None else meters.get(customer_id)
+        row: dict[str, Any] = {
+            "customer_id": customer_id,
+            "meter_id": meter or "",
+            "date": day,
+            "kwh": dict.fromkeys(("sharp", "peak", "flat", "valley"), 0.0),
+            "charge_yuan": yuan(debited[(customer_id, day)]),
+        }
+        anchors = None if meter is None else book.anchors.get(meter)
+        bill = None
+        if anchors is not None:
+            customer = known or Customer(customer_id, meter or "", None)
+            bill = charger.price_day(customer, day, tier_end.get(customer_id, TierState()), anchors)
+            tier_end[customer_id] = bill.tier
+            row["kwh"] = {p: _kwh(v) for p, v in bill.kwh.items()}
+        if detail:
+            row |= {"closed": False, "estimated_intervals": 0 if bill is None else bill.estimated,
+                    "contracts": [] if bill is None else list(bill.contracts)}  # fmt: skip
+        out.append(row)
+    return out
 
 
 def _extra(rec: dict[str, Any]) -> dict[str, Any]:
@@ -271,9 +339,9 @@ def marketing(terminal: str, bodies: Iterable[Any]) -> dict[str, Any]:
             for r in records
             if r.kind == "contract"
         ],
-        "charges": summary(terminal, [{"type": "ledger", "records": [x.to_json() for x in records]}])[
-            "customers"
-        ],
+        "charges": summary(
+            terminal, [{"type": "ledger", "records": [x.to_json() for x in records]}], open_days=False
+        )["customers"],
         "relay_actions": [
             {"seq": r.seq, **{k: r.body.get(k) for k in ("customer", "meter", "command", "result", "reason")}}
             for r in records

@@ -265,15 +265,16 @@ class BillingService:
         async with self.ctx.station.watch() as changes:
             async for change in changes:
                 if change.model is not None:
-                    self.use_model(change.model)
+                    await self.use_model(change.model)
 
-    def use_model(self, model: StationModel) -> None:
+    async def use_model(self, model: StationModel) -> None:
         """Bill the customers of ``model`` from now on (a customer that left keeps its ledger)."""
         customers, places = from_model(model)
         if customers == self.engine.customers:
             return
         self.directory.use(places)
         self.engine.set_customers(customers)
+        await self.engine.record_customers()
         self.ctx.log.info("station model v%s: %d customers billed", model.version, len(customers))
 
     async def _consume(self, sub: Any, source: str) -> None:

@@ -72,6 +72,7 @@ class Timeline:
         self._ends: list[float | None] = []
         self._edges: list[float] = []  # every start and end: between two edges the same contracts hold
         self._terms: dict[tuple[int, str, str | None], tuple[Contract, Tariff] | None] = {}
+        self.version = 0  # changes with every contract added (cursors priced under an older one are stale)
         for contract in contracts:
             self.add(contract)
 
@@ -95,6 +96,13 @@ class Timeline:
         self._ends = ends
         self._edges = sorted({*self._starts, *(e for e in ends if e is not None)})
         self._terms = {}
+        self.version += 1
+
+    def next_edge(self, ts: float) -> float:
+        """The first contract start or end after ``ts`` (infinity if none): until then the same
+        contracts are in force."""
+        i = bisect.bisect_right(self._edges, ts)
+        return self._edges[i] if i < len(self._edges) else float("inf")
 
     def in_force(self, ts: float) -> list[Contract]:
         """Every contract in force at ``ts`` (several series may run side by side)."""
@@ -144,6 +152,7 @@ class DayBill:
     contracts: list[str] = field(default_factory=list)
     last_start: int = -1
     last_contract: Contract | None = field(default=None, repr=False, compare=False)  # speeds up price()
+    cursor: _Cursor | None = field(default=None, repr=False, compare=False)  # speeds up price()
 
     @property
     def exact(self) -> int:
@@ -170,6 +179,22 @@ class DayBill:
             "contracts": list(self.contracts),
             "last_start": self.last_start,
         }
+
+
+@dataclass(frozen=True, slots=True)
+class _Cursor:
+    """What ``price`` looked up for a stretch of intervals that share it: the same contracts in
+    force (no timeline edge), the same local day of fixed UTC offset (so minute of day is plain
+    arithmetic from ``day_start``), hence the same terms, season and tier accumulator names."""
+
+    until: float  # valid for interval starts before this
+    version: int  # of the timeline it was made under
+    model_tariff: str | None  # the customer's tariff id in the station model it was made for
+    day_start: int  # UTC epoch of the local midnight
+    month: int
+    terms: tuple[Contract, Tariff] | None
+    year_key: str
+    month_key: str
 
 
 _KEYS: dict[tuple[int, int, int], tuple[str, str]] = {}
@@ -209,6 +234,11 @@ class LocalClock:
         self._end = -1
         self._ym = (1970, 1)
 
+    def regular_day(self, ts: int) -> tuple[int, int] | None:
+        """(midnight, next midnight) of the local day ``info`` just looked up for ``ts``, when its
+        UTC offset is fixed all day; None across a DST change."""
+        return (self._start, self._end) if self._start <= ts < self._end else None
+
     def info(self, ts: int) -> tuple[int, int, int]:
         if self._start <= ts < self._end:
             return self._ym[0], self._ym[1], (ts - self._start) // 60
@@ -219,6 +249,20 @@ class LocalClock:
         if end - start == 86400:  # no DST change today: wall time = midnight + elapsed
             self._start, self._end, self._ym = start, end, (local.year, local.month)
         return local.year, local.month, local.hour * 60 + local.minute
+
+
+def _cursor(
+    start: int, customer: str, model_tariff: str | None, timeline: Timeline, clock: LocalClock
+) -> _Cursor:
+    terms = timeline.terms(start, customer, model_tariff)
+    year, month, minute = clock.info(start)
+    tiers = terms[1].tiers if terms is not None else None
+    year_key, month_key = _keys(year, month, tiers)
+    day = clock.regular_day(start)
+    until = min(timeline.next_edge(start), day[1] if day is not None else start + 1)
+    return _Cursor(
+        until, timeline.version, model_tariff, start - minute * 60, month, terms, year_key, month_key
+    )
 
 
 def price(
@@ -235,21 +279,28 @@ def price(
     clock = clock or LocalClock(tz)
     tier = bill.tier
     for interval in intervals:
-        if interval.start <= bill.last_start:
-            raise ValueError(
-                f"{bill.customer} {bill.date}: interval {interval.start} is not after {bill.last_start}"
-            )
-        bill.last_start = interval.start
+        start = interval.start
+        if start <= bill.last_start:
+            raise ValueError(f"{bill.customer} {bill.date}: interval {start} is not after {bill.last_start}")
+        bill.last_start = start
         bill.intervals += 1
         bill.estimated += interval.estimated
-        terms = timeline.terms(interval.start, bill.customer, model_tariff)
-        year, month, minute = clock.info(interval.start)
+        cursor = bill.cursor
+        if (
+            cursor is None
+            or start >= cursor.until
+            or cursor.version != timeline.version
+            or cursor.model_tariff != model_tariff
+        ):
+            cursor = bill.cursor = _cursor(start, bill.customer, model_tariff, timeline, clock)
+        minute = (start - cursor.day_start) // 60
+        month = cursor.month
+        terms = cursor.terms
         tiers = terms[1].tiers if terms is not None else None
-        year_key, month_key = _keys(year, month, tiers)
-        if year_key != tier.year:
-            tier.year, tier.year_units = year_key, 0
-        if month_key != tier.month:
-            tier.month, tier.month_units = month_key, 0
+        if cursor.year_key != tier.year:
+            tier.year, tier.year_units = cursor.year_key, 0
+        if cursor.month_key != tier.month:
+            tier.month, tier.month_units = cursor.month_key, 0
         if terms is None:
             bill.unbilled_units += interval.imp
             continue

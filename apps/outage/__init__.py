@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .service import run_outage
-
 
 async def run(ctx: Any, config: dict[str, Any]) -> None:
+    # Imported when the app starts: ``ttu cloud outages`` loads ``apps.outage.cloud`` through
+    # this package without the app itself.
+    from .service import run_outage
+
     await run_outage(ctx, config)

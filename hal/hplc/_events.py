@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from base.streams import Stream
 from hal.interfaces import CarrierEvent
+from hal.streams import Stream
 from protocols import dlt645
 from protocols import gdw1376_2 as q
 from protocols.errors import ProtocolError
@@ -22,7 +22,7 @@ PROTOCOL_NAMES = {q.DLT645_1997: "dlt645-1997", q.DLT645_2007: "dlt645", q.DLT69
 
 class EventStream(Stream[CarrierEvent]):
     """One subscriber of carrier events: ``async for event in stream`` until ``aclose()`` (or the
-    driver closes). Bounded, drops the oldest (``base.streams.Stream``); ``on_close`` lets the hub
+    driver closes). Bounded, drops the oldest (``hal.streams.Stream``); ``on_close`` lets the hub
     forget it, or the isolated app's proxy tell the runtime to stop forwarding."""
 
 

@@ -200,14 +200,16 @@ class PySerialLink:
             if view:
                 await self._wait(fd, writable=True)
 
-    def discard_input(self) -> None:
+    def discard_input(self) -> int:
         port = self._serial
         if port is None:
-            return
+            return 0
         try:
+            dropped = int(port.in_waiting)
             port.reset_input_buffer()
         except (serial.SerialException, OSError) as err:
             raise TransportBroken(f"{self._label()}: cannot flush input: {err}") from err
+        return dropped
 
     async def __aenter__(self) -> Self:
         await self.open()

@@ -140,10 +140,12 @@ class MemoryLink:
             if view:
                 await pipe.changed()
 
-    def discard_input(self) -> None:
-        if self._rx.buffer:
+    def discard_input(self) -> int:
+        dropped = len(self._rx.buffer)
+        if dropped:
             self._rx.buffer.clear()
             self._rx.notify()
+        return dropped
 
     async def __aenter__(self) -> Self:
         await self.open()

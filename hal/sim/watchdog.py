@@ -1,7 +1,7 @@
 """``SimWatchdog``: a watchdog that records kicks and reports missed deadlines.
 
 Layer: hal (sim backend). Time comes from the monotonic side of the clock it is given
-(a ``base.clock.Clock``), so tests under ``looptime`` can check a supervisor's
+(a ``hal.clock.Clock``), so tests under ``looptime`` can check a supervisor's
 kicking in virtual time. Must not reset anything: it only observes.
 """
 
@@ -12,7 +12,7 @@ from typing import Protocol
 
 
 class MonotonicClock(Protocol):
-    """The part of ``base.clock.Clock`` a watchdog needs (hal does not import runtime)."""
+    """The part of ``hal.clock.Clock`` a watchdog needs (hal does not import runtime)."""
 
     def monotonic(self) -> float: ...
 

@@ -12,11 +12,17 @@ Topics (``T`` = terminal id, ``S`` = stream name)::
     ttu/T/state         terminal -> cloud   retained "online"/"offline" (offline is the will)
     ttu/T/down/cmd      cloud -> terminal   a Command, QoS 1
     ttu/T/down/chunk    cloud -> terminal   a Chunk of an app package, QoS 1 (HMAC like commands)
+    ttu/T/down/ack      cloud -> terminal   an Ack: what the cloud durably stored, per stream (HMAC)
 
-UpBatch JSON::
+Delivery (``_delivery``): one limit for both ends (``MAX_BATCH_BYTES``, ``MAX_BATCH_MESSAGES``,
+``MAX_MESSAGE_BYTES``), every JSON payload's nesting and element count bounded before parsing
+(``check_json_shape``), stream priorities (``StreamPriority``) and the cloud's acks and nacks.
 
-    {"v": 1, "terminal": "T", "stream": "readings",
-     "messages": [{"key": "T:readings:42", "seq": 42, "ts": 1767225600.0, "body": {...}}, ...]}
+UpBatch JSON (canonical: sorted keys, so the seq header comes first)::
+
+    {"acked": 41, "first": 42, "last": 42,
+     "messages": [{"body": {...}, "key": "T:readings:42", "seq": 42, "ts": 1767225600.0}, ...],
+     "stream": "readings", "terminal": "T", "v": 1}
 
 ``key`` is the idempotency key: the cloud de-duplicates on it (delivery is
 at-least-once). ``seq`` increases by one per message within (terminal, stream), so
@@ -56,6 +62,28 @@ are still on disk, and the terminal sends ``fetch`` when it comes back; re-sendi
 ``app.install`` (same job id and arguments) is answered with the current ``next``.
 """
 
+from ._delivery import (
+    BATCH_ENVELOPE_BYTES,
+    DEFAULT_MAX_COMMAND_BYTES,
+    DEFAULT_PRIORITIES,
+    MAX_ACK_BYTES,
+    MAX_BATCH_BYTES,
+    MAX_BATCH_MESSAGES,
+    MAX_JSON_DEPTH,
+    MAX_MESSAGE_BYTES,
+    NACK_BAD_BATCH,
+    NACK_STORE_FAILED,
+    NACK_TOO_LARGE,
+    Ack,
+    Nack,
+    StreamPriority,
+    batch_overhead,
+    check_json_shape,
+    encode_batch,
+    load_bounded,
+    message_json,
+    peek_batch,
+)
 from ._jobs import (
     DEFAULT_CHUNK_SIZE,
     FINAL_STATES,
@@ -73,6 +101,7 @@ from ._jobs import (
     verify_chunk,
 )
 from ._messages import (
+    MAX_PAYLOAD_BYTES,
     PROTOCOL_VERSION,
     Command,
     Reply,
@@ -86,6 +115,7 @@ from ._topics import (
     RUNTIME_STREAMS,
     STREAM_NAME,
     STREAMS,
+    ack_topic,
     check_stream,
     chunk_topic,
     command_topic,
@@ -97,36 +127,58 @@ from ._topics import (
 from ._views import CloudTools, Panel, Register, ResultReader, StoredResult
 
 __all__ = [
+    "BATCH_ENVELOPE_BYTES",
     "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_MAX_COMMAND_BYTES",
+    "DEFAULT_PRIORITIES",
     "FINAL_STATES",
     "JOB_STATES",
+    "MAX_ACK_BYTES",
+    "MAX_BATCH_BYTES",
+    "MAX_BATCH_MESSAGES",
     "MAX_CHUNK_SIZE",
+    "MAX_JSON_DEPTH",
+    "MAX_MESSAGE_BYTES",
+    "MAX_PAYLOAD_BYTES",
     "MIN_CHUNK_SIZE",
+    "NACK_BAD_BATCH",
+    "NACK_STORE_FAILED",
+    "NACK_TOO_LARGE",
     "PROTOCOL_VERSION",
     "RUNTIME_STREAMS",
     "STREAMS",
     "STREAM_NAME",
+    "Ack",
     "Chunk",
     "CloudTools",
     "Command",
     "InstallJob",
     "JobReport",
+    "Nack",
     "PackageSource",
     "Panel",
     "Register",
     "Reply",
     "ResultReader",
     "StoredResult",
+    "StreamPriority",
     "UpBatch",
     "UpMessage",
+    "ack_topic",
+    "batch_overhead",
     "canonical_json",
     "check_app_name",
     "check_job_id",
+    "check_json_shape",
     "check_stream",
     "chunk_topic",
     "command_topic",
+    "encode_batch",
+    "load_bounded",
+    "message_json",
     "parse_app_name",
     "parse_topic",
+    "peek_batch",
     "sign_chunk",
     "sign_command",
     "state_topic",

@@ -20,16 +20,11 @@ def canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _load(payload: bytes | str, what: str) -> dict[str, Any]:
-    if isinstance(payload, bytes) and len(payload) > MAX_PAYLOAD_BYTES:
-        raise ProtocolError(f"{what}: payload of {len(payload)} bytes is too large", protocol="cloud")
-    try:
-        data = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as err:
-        raise ProtocolError(f"{what}: not JSON ({err})", protocol="cloud") from err
-    if not isinstance(data, dict):
-        raise ProtocolError(f"{what}: must be a JSON object", protocol="cloud")
-    return data
+def _load(payload: bytes | str, what: str, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> dict[str, Any]:
+    """A JSON object from ``payload``, its size, nesting and element count bounded before parsing."""
+    from ._delivery import load_bounded  # (a cycle: _delivery builds on canonical_json here)
+
+    return load_bounded(payload, what=what, max_bytes=max_bytes, max_elements=max_bytes // 2)
 
 
 def _field(data: dict[str, Any], name: str, kind: type | tuple[type, ...], what: str) -> Any:
@@ -56,26 +51,42 @@ class UpMessage:
 
 @dataclass(frozen=True, slots=True)
 class UpBatch:
+    """One stream's messages in seq order; ``acked`` is the terminal's last known cloud ack of the
+    stream. Encoded with the ``first``/``last`` seq header (``_delivery.peek_batch``)."""
+
     terminal: str
     stream: str
     messages: tuple[UpMessage, ...]
+    acked: int = 0
 
     def encode(self) -> bytes:
-        return canonical_json(
-            {
-                "v": PROTOCOL_VERSION,
-                "terminal": self.terminal,
-                "stream": self.stream,
-                "messages": [m.to_json() for m in self.messages],
-            }
+        from ._delivery import encode_batch, message_json
+
+        return encode_batch(
+            self.terminal,
+            self.stream,
+            self.acked,
+            [
+                (m.seq, message_json(m.key, m.seq, m.ts, canonical_json(m.body).decode()))
+                for m in self.messages
+            ],
         )
 
     @classmethod
-    def decode(cls, payload: bytes | str) -> UpBatch:
-        data = _load(payload, "batch")
+    def decode(cls, payload: bytes | str, *, max_bytes: int | None = None) -> UpBatch:
+        from ._delivery import MAX_BATCH_BYTES, MAX_BATCH_MESSAGES
+
+        data = _load(payload, "batch", max_bytes=max_bytes or MAX_BATCH_BYTES)
         terminal = _field(data, "terminal", str, "batch")
         stream = _field(data, "stream", str, "batch")
         raw = _field(data, "messages", list, "batch")
+        acked = _field(data, "acked", int, "batch") if "acked" in data else 0
+        if acked < 0:
+            raise ProtocolError("batch.acked: negative", protocol="cloud")
+        if not raw or len(raw) > MAX_BATCH_MESSAGES:
+            raise ProtocolError(
+                f"batch.messages: 1..{MAX_BATCH_MESSAGES} messages, not {len(raw)}", protocol="cloud"
+            )
         messages = []
         for i, item in enumerate(raw):
             where = f"batch.messages[{i}]"
@@ -89,7 +100,7 @@ class UpBatch:
                     body=_field(item, "body", dict, where),
                 )
             )
-        return cls(terminal, stream, tuple(messages))
+        return cls(terminal, stream, tuple(messages), acked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,9 +118,10 @@ class Command:
         return canonical_json({**self.unsigned_json(), "auth": self.auth})
 
     @classmethod
-    def decode(cls, payload: bytes | str) -> Command:
-        """Parse the shape only; ``verify_command`` checks the signature."""
-        data = _load(payload, "command")
+    def decode(cls, payload: bytes | str, *, max_bytes: int = MAX_PAYLOAD_BYTES) -> Command:
+        """Parse the shape only (size, nesting and element count bounded before parsing);
+        ``verify_command`` checks the signature."""
+        data = _load(payload, "command", max_bytes=max_bytes)
         version = data.get("v")
         if version != PROTOCOL_VERSION:
             raise ProtocolError(f"command.v: unsupported version {version!r}", protocol="cloud")

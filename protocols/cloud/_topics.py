@@ -49,6 +49,11 @@ def command_topic(terminal: str) -> str:
     return f"{ROOT}/{_check_id(terminal)}/down/cmd"
 
 
+def ack_topic(terminal: str) -> str:
+    """Where the cloud acknowledges what it stored (``protocols.cloud.Ack``)."""
+    return f"{ROOT}/{_check_id(terminal)}/down/ack"
+
+
 def chunk_topic(terminal: str) -> str:
     return f"{ROOT}/{_check_id(terminal)}/down/chunk"
 

@@ -485,6 +485,8 @@ def loads(text: str, *, source: str = "") -> StationModel:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         raise StationError([("", f"not valid TOML: {err}")], source=source) from err
+    except RecursionError as err:  # tomllib recurses per nesting level: a hostile file must not crash us
+        raise StationError([("", "not valid TOML: nested too deeply")], source=source) from err
     return model_from_doc(doc, source=source)
 
 

@@ -13,21 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
-from runtime.config import load_board
-from runtime.container.manifest import HAL_CAPABILITIES
 from runtime.errors import TerminalError
-from runtime.packages import (
-    board_capabilities,
-    default_name,
-    load_private_key,
-    load_public_key,
-    pack,
-    verify,
-)
-from runtime.packages.journal import JournalError, Layout
+
+if TYPE_CHECKING:  # packages, keys and the board load when a handler runs, not with the parser
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -52,8 +43,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     keys.add_argument("--board", type=Path, help="use this board.toml's trusted keys and hal capabilities")
     p.add_argument(
         "--capabilities",
-        help=f"comma-separated hal capabilities the target has (default: the board's, or all: "
-        f"{','.join(sorted(HAL_CAPABILITIES))})",
+        help="comma-separated hal capabilities the target has (default: the board's, or all: "
+        "hplc,metrology,power,rs485,slots,watchdog)",
     )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(handler=_cmd_verify)
@@ -68,6 +59,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _cmd_pack(args: argparse.Namespace) -> int:
+    from runtime.packages import default_name, load_private_key, pack
+
     key = load_private_key(args.key)
     out: Path = args.out if args.out is not None else Path(default_name(args.app_dir))
     path = pack(args.app_dir, private_key=key, out=out, wheels=args.wheel)
@@ -76,6 +69,9 @@ def _cmd_pack(args: argparse.Namespace) -> int:
 
 
 def _cmd_installed(args: argparse.Namespace) -> int:
+    from runtime.config import load_board
+    from runtime.packages.journal import JournalError, Layout
+
     board = load_board(args.board)
     state = args.state_dir if args.state_dir is not None else board.store.path.parent / "state"
     layout = Layout(state)
@@ -109,6 +105,8 @@ def _cmd_installed(args: argparse.Namespace) -> int:
 
 
 def _capabilities(text: str) -> frozenset[str]:
+    from runtime.container.manifest import HAL_CAPABILITIES
+
     caps = frozenset(c.strip() for c in text.split(",") if c.strip())
     unknown = caps - HAL_CAPABILITIES
     if unknown:
@@ -120,6 +118,10 @@ def _capabilities(text: str) -> frozenset[str]:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
+    from runtime.config import load_board
+    from runtime.container.manifest import HAL_CAPABILITIES
+    from runtime.packages import board_capabilities, load_public_key, verify
+
     trusted: list[Ed25519PublicKey | bytes]
     if args.board is not None:
         board = load_board(args.board)

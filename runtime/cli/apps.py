@@ -14,8 +14,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from runtime.container.manifest import load_manifest
-from runtime.container.supervisor import STATUS_FILE
 from runtime.errors import ConfigError, ConfigErrors, TerminalError
 
 COLUMNS = ("name", "version", "state", "since", "restarts", "last error")
@@ -44,6 +42,8 @@ def _alive(pid: Any) -> bool:
 
 def read_status(state_dir: Path) -> list[dict[str, Any]] | None:
     """The app list of a running terminal, or None if none is running."""
+    from runtime.container.supervisor import STATUS_FILE
+
     path = state_dir / STATUS_FILE
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
@@ -60,6 +60,8 @@ def read_status(state_dir: Path) -> list[dict[str, Any]] | None:
 
 def installed(apps_dir: Path) -> list[dict[str, Any]]:
     """One row per ``<apps_dir>/<name>/app.toml``; a broken manifest shows as "invalid"."""
+    from runtime.container.manifest import load_manifest
+
     rows: list[dict[str, Any]] = []
     for path in sorted(apps_dir.glob("*/app.toml")):
         try:

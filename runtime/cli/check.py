@@ -12,10 +12,12 @@ import importlib
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from runtime.config import Board, load_board
 from runtime.errors import ConfigError, ConfigErrors
+
+if TYPE_CHECKING:
+    from runtime.config import Board
 
 MANIFEST_CHECKER = "runtime.container.manifest"
 
@@ -76,6 +78,8 @@ def _check_manifests(check: ManifestCheck, apps_dir: Path) -> list[ConfigError]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from runtime.config import load_board
+
     board_file: str = args.board
     failed = False
     board: Board | None = None

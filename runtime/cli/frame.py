@@ -12,8 +12,6 @@ import json
 import sys
 from collections.abc import Iterable, Iterator
 
-from protocols.inspect import PROTOCOLS, describe
-
 
 def _frames(items: Iterable[str]) -> Iterator[str]:
     for item in items:
@@ -30,6 +28,14 @@ def _parse_hex(text: str) -> bytes:
 
 
 def _decode(args: argparse.Namespace) -> int:
+    from protocols.inspect import PROTOCOLS, describe  # the codecs load when a frame is decoded
+
+    if args.protocol not in ("auto", *PROTOCOLS):
+        print(
+            f"ttu frame decode: --protocol {args.protocol!r}: one of auto, {', '.join(PROTOCOLS)}",
+            file=sys.stderr,
+        )
+        return 2
     status = 0
     for text in _frames(args.hex):
         try:
@@ -58,7 +64,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         description="Each HEX argument is one frame (quote it to keep spaces); "
         "'-' reads one frame per line from stdin.",
     )
-    decode.add_argument("--protocol", choices=("auto", *PROTOCOLS), default="auto")
+    decode.add_argument("--protocol", default="auto", help="auto (default), dlt645, dlt698 or gdw1376.2")
     decode.add_argument("hex", nargs="+", metavar="HEX")
     decode.set_defaults(handler=_decode)
 

@@ -12,16 +12,6 @@ import argparse
 import os
 from pathlib import Path
 
-from runtime.packages import (
-    BadKey,
-    generate_keypair,
-    key_id,
-    load_private_key,
-    load_public_key,
-    public_key_text,
-    write_private_key,
-)
-
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser("keys", help="publisher keys for signing app packages")
@@ -43,6 +33,9 @@ def _print_public(text: str, kid: str) -> None:
 
 
 def _cmd_new(args: argparse.Namespace) -> int:
+    from protocols.packages import BadKey, generate_keypair, key_id, public_key_text
+    from runtime.packages.keys import write_private_key
+
     path: Path = args.key
     pub_path = path.with_name(path.name + ".pub")
     if pub_path.exists():
@@ -64,6 +57,9 @@ def _cmd_new(args: argparse.Namespace) -> int:
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
+    from protocols.packages import BadKey, key_id, public_key_text
+    from runtime.packages.keys import load_private_key, load_public_key
+
     path: Path = args.key
     try:
         head = path.read_bytes()[:64]

@@ -13,11 +13,12 @@ import contextlib
 import signal
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from base.clock import LoopClock
-from runtime.config import load_board
 from runtime.errors import ConfigError, TerminalDied
-from runtime.terminal import Terminal
+
+if TYPE_CHECKING:
+    from runtime.terminal import Terminal
 
 EXIT_DIED = 1  # the terminal stopped on its own (an essential part failed): restart it
 
@@ -44,6 +45,10 @@ async def _main(terminal: Terminal) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from hal.clock import LoopClock
+    from runtime.config import load_board
+    from runtime.terminal import Terminal
+
     board = load_board(args.board, apps_dir=args.apps_dir)
     if board.hal.backend == "sim":
         raise ConfigError(

@@ -161,6 +161,8 @@ class UplinkConfig:
     credentials_file: Path | None
     batch_max: int
     qos: int
+    max_command_bytes: int
+    ack_timeout_s: float
 
 
 @dataclass(frozen=True, slots=True)

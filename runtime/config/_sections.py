@@ -204,8 +204,19 @@ UPLINK: Mapping[str, FieldSpec] = MappingProxyType(
         "keepalive_s": Int(default=60, min=5, max=65_535),
         "tls": Table(TLS, into=TlsConfig, default=None, checks_table=(_tls_rules,)),
         "credentials_file": PathField(default=None),
-        "batch_max": Int(default=100, min=1, max=10_000),
+        "batch_max": Int(
+            default=100, min=1, max=500, doc="messages per batch (protocols.cloud MAX_BATCH_MESSAGES)"
+        ),
         "qos": Int(default=1, choices=(1, 2), choices_label="an at-least-once QoS"),
+        "max_command_bytes": Int(
+            default=64 << 10,
+            min=1 << 10,
+            max=1 << 20,
+            doc="largest downlink command accepted (chunks: their own)",
+        ),
+        "ack_timeout_s": Float(
+            default=30.0, min=1.0, max=3600.0, doc="real seconds to wait for the cloud's ack"
+        ),
     }
 )
 

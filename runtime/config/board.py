@@ -143,6 +143,8 @@ def _uplink(values: Mapping[str, Any] | None, *, root: Path, default_client_id: 
         credentials_file=_resolve(root, credentials) if credentials is not None else None,
         batch_max=values["batch_max"],
         qos=values["qos"],
+        max_command_bytes=values["max_command_bytes"],
+        ack_timeout_s=values["ack_timeout_s"],
     )
 
 

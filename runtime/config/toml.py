@@ -18,6 +18,8 @@ def parse_toml(text: str, *, source: str | None = None) -> dict[str, Any]:
     """Parse ``text``; raise ``ConfigErrors([ConfigError("", "line L, column C: invalid TOML: ...")])``."""
     try:
         return tomllib.loads(text)
+    except RecursionError as err:  # tomllib recurses per nesting level: a hostile file must not crash us
+        raise ConfigErrors([ConfigError("", "invalid TOML: nested too deeply", source=source)]) from err
     except tomllib.TOMLDecodeError as err:
         message = str(err)
         match = _WHERE.search(message)

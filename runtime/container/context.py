@@ -23,8 +23,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from base.clock import Clock
-from base.streams import Stream
+from hal.clock import Clock
 from hal.interfaces import (
     CarrierEvent,
     CarrierModule,
@@ -36,6 +35,8 @@ from hal.interfaces import (
     Watchdog,
 )
 from hal.meters.transport import TransactionPort
+from hal.streams import Stream
+from protocols.cloud import StreamPriority
 from protocols.station import Correction, ProposalResult, StationChange, StationModel
 from runtime.api import AppStore, CommandHandler, TerminalInfo, UplinkClient
 from runtime.bus import Bus, Handler, Overflow, Service, Subscription, pattern_covers, topic_matches
@@ -241,15 +242,24 @@ def check_stream(manifest: Manifest, violations: Violations, stream: str) -> Non
         )
 
 
+class TerminalUplink(UplinkClient, Protocol):
+    """The terminal's uplink (``runtime.uplink.Uplink``, ``OutboxOnlyUplink``) behind the apps':
+    it also orders streams by priority."""
+
+    def declare_stream(self, stream: str, *, priority: StreamPriority | str) -> None: ...
+
+
 class ScopedUplink:
     """The uplink as one app uses it: sends on the streams its manifest declares; the commands it
     registers are unregistered when it stops."""
 
-    def __init__(self, uplink: UplinkClient, manifest: Manifest, violations: Violations) -> None:
+    def __init__(self, uplink: TerminalUplink, manifest: Manifest, violations: Violations) -> None:
         self._uplink = uplink
         self._m = manifest
         self._violations = violations
         self._commands: list[str] = []
+        for stream, priority in manifest.priorities.items():  # [uplink] priority of the manifest
+            uplink.declare_stream(stream, priority=priority)
 
     async def send(self, stream: str, body: dict[str, Any]) -> str:
         check_stream(self._m, self._violations, stream)
@@ -460,7 +470,7 @@ class LocalContext(ContextCore):
         bus: Bus,
         scheduler: Scheduler,
         store: AppStore | None = None,
-        uplink: UplinkClient | None = None,
+        uplink: TerminalUplink | None = None,
         hal: HalAccess | None = None,
         terminal: TerminalInfo | None = None,
         station: StationService | None = None,
@@ -529,7 +539,7 @@ class AppContextFactory:
         bus: Bus,
         scheduler: Scheduler,
         stores: Callable[[str], AppStore] | None = None,
-        uplinks: Callable[[str], UplinkClient] | None = None,
+        uplinks: Callable[[str], TerminalUplink] | None = None,
         hal: HalAccess | None = None,
         terminal: TerminalInfo | None = None,
         station: StationService | None = None,
@@ -572,6 +582,7 @@ __all__ = [
     "ScopedScheduler",
     "ScopedUplink",
     "TerminalInfo",
+    "TerminalUplink",
     "UplinkClient",
     "Violations",
     "check_propose",

@@ -14,7 +14,9 @@ Manifest shape::
                      station = "read" (default) | "propose" (may propose station-model corrections)
     [topics]         publish = [patterns], subscribe = [patterns]
     [uplink]         streams = [names] the app sends on (``readings``, ``events``, ``status``,
-                     ``alarms`` are shared; result streams such as ``topology`` are its own)
+                     ``alarms`` are shared; result streams such as ``topology`` are its own);
+                     priority = {stream = "urgent" | "normal" | "bulk"}: urgent streams overtake
+                     any backlog of the others (outage reports), bulk ones wait (default normal)
     [config.<key>]   type = int|float|bool|str|list|table, default, min, max, choices, description
     [limits]         memory_mb, ready_timeout_s, stop_timeout_s,
                      restart = {max_crashes, window_s, backoff_initial_s, backoff_max_s}
@@ -33,7 +35,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from protocols.cloud import RUNTIME_STREAMS, check_stream
+from protocols.cloud import RUNTIME_STREAMS, StreamPriority, check_stream
 from protocols.errors import ProtocolError
 from runtime import RUNTIME_API_VERSION
 from runtime.bus import validate_pattern
@@ -102,6 +104,7 @@ class Manifest:
     folder: Path
     streams: tuple[str, ...] = ()
     station: str = "read"
+    priorities: Mapping[str, str] = field(default_factory=dict)  # stream -> urgent | normal | bulk
 
     @property
     def entry_module(self) -> str:
@@ -121,12 +124,14 @@ class _Errors:
         self.items.append(ConfigError(path, reason, source=self.source))
 
 
+STREAM_PRIORITIES = tuple(p.name.lower() for p in StreamPriority)
+
 _KNOWN = {
     "": {"app", "capabilities", "topics", "uplink", "config", "limits"},
     "app": {"name", "version", "api", "entry", "description"},
     "capabilities": {"hal", "station"},
     "topics": {"publish", "subscribe"},
-    "uplink": {"streams"},
+    "uplink": {"streams", "priority"},
     "limits": {"memory_mb", "ready_timeout_s", "stop_timeout_s", "restart"},
     "limits.restart": {"max_crashes", "window_s", "backoff_initial_s", "backoff_max_s"},
     "field": {"type", "default", "min", "max", "choices", "description"},
@@ -311,6 +316,7 @@ def _parse(path: Path, doc: Mapping[str, Any], errs: _Errors) -> Manifest:
     uplink = _table(errs, doc, "uplink", "uplink")
     _unknown(errs, uplink, _KNOWN["uplink"], "uplink.")
     streams = _streams(errs, uplink)
+    priorities = _priorities(errs, uplink, streams)
 
     topics = _table(errs, doc, "topics", "topics")
     _unknown(errs, topics, _KNOWN["topics"], "topics.")
@@ -363,6 +369,7 @@ def _parse(path: Path, doc: Mapping[str, Any], errs: _Errors) -> Manifest:
         folder=folder,
         streams=streams,
         station=str(station),
+        priorities=MappingProxyType(priorities),
     )
 
 
@@ -387,6 +394,24 @@ def _streams(errs: _Errors, table: Mapping[str, Any]) -> tuple[str, ...]:
     return tuple(out)
 
 
+def _priorities(errs: _Errors, table: Mapping[str, Any], streams: tuple[str, ...]) -> dict[str, str]:
+    """``[uplink] priority = {outage = "urgent"}``: how urgent each of the app's streams is."""
+    value = table.get("priority", {})
+    if not isinstance(value, Mapping):
+        errs.add("uplink.priority", f"must be a table of stream = priority, not {value!r}")
+        return {}
+    out: dict[str, str] = {}
+    for stream, level in value.items():
+        if stream not in streams:
+            errs.add(f"uplink.priority.{stream}", "not one of the streams in uplink.streams")
+        elif level not in STREAM_PRIORITIES:
+            allowed = ", ".join(STREAM_PRIORITIES)
+            errs.add(f"uplink.priority.{stream}", f"must be one of {allowed}, not {level!r}")
+        else:
+            out[stream] = level
+    return out
+
+
 def _read(path: Path, errs: _Errors) -> Manifest | None:
     try:
         with path.open("rb") as fh:
@@ -397,8 +422,8 @@ def _read(path: Path, errs: _Errors) -> Manifest | None:
     except OSError as err:
         errs.add("", f"cannot read: {err.strerror or err}")
         return None
-    except tomllib.TOMLDecodeError as err:
-        errs.add("", f"not valid TOML: {err}")
+    except (tomllib.TOMLDecodeError, RecursionError) as err:  # RecursionError: nested too deeply
+        errs.add("", f"not valid TOML: {err or 'nested too deeply'}")
         return None
     return _parse(path, doc, errs)
 

@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from base.clock import Clock, wall_timeout
+from hal.clock import Clock, wall_timeout
 from runtime.api import EntryPoint
 from runtime.bus import Bus
 from runtime.container.context import ContextFactory, LocalContext

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from base.clock import Clock
+from hal.clock import Clock
 from hal.interfaces import Watchdog
 from runtime.bus import Bus
 

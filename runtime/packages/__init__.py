@@ -13,10 +13,12 @@ change the disk on failure. On top of them:
 * ``jobs.JobRunner`` serves the ``app.*`` downlink commands and the chunked, resumable
   package transfer, and reports job states upward.
 
-See ``base.packages.format`` for the archive layout and what the signature covers.
+The format itself (layout, signature, key ids, the archive checks over an open file) is
+``protocols.packages``; this package adds the files: ``archive`` opens a package for those
+checks, ``keys`` reads and writes key files.
 """
 
-from base.packages import (
+from protocols.packages import (
     DEFAULT_LIMITS,
     FORMAT,
     SUFFIX,
@@ -39,14 +41,11 @@ from base.packages import (
     UnknownKey,
     Unsigned,
     generate_keypair,
-    inspect,
     key_id,
-    load_private_key,
-    load_public_key,
     public_key_text,
-    read_signed,
-    write_private_key,
 )
+from runtime.packages.archive import inspect, read_signed
+from runtime.packages.keys import load_private_key, load_public_key, write_private_key
 from runtime.packages.pack import build_archive, default_name, pack
 from runtime.packages.unpack import unpack
 from runtime.packages.verify import VerifiedPackage, board_capabilities, verify

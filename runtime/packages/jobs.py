@@ -26,10 +26,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from base.clock import Clock
-from base.packages.errors import PackageError
+from hal.clock import Clock
 from protocols.cloud import FINAL_STATES, Chunk, InstallJob, parse_app_name, verify_chunk
 from protocols.errors import ProtocolError
+from protocols.packages.errors import PackageError
 from runtime.errors import CommandError
 from runtime.packages._disk import append_durably, read_json, remove, write_json
 from runtime.packages.journal import Txn

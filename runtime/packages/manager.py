@@ -32,9 +32,9 @@ from typing import Any, Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from base.clock import Clock, wall_timeout
-from base.packages.errors import BadManifest, HealthCheckFailed, InstallRefused, PackageError
-from base.packages.format import DEFAULT_LIMITS, PackageLimits
+from hal.clock import Clock, wall_timeout
+from protocols.packages.errors import BadManifest, HealthCheckFailed, InstallRefused, PackageError
+from protocols.packages.format import DEFAULT_LIMITS, PackageLimits
 from runtime.container.manifest import Manifest, load_manifest
 from runtime.container.supervisor import AppState
 from runtime.errors import AppError, ConfigErrors

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from base.packages.errors import BadManifest
+from protocols.packages.errors import BadManifest
 
 MIGRATIONS_FILE = "migrations.toml"
 _VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-([0-9A-Za-z.-]+))?(?:\+.*)?$")
@@ -76,7 +76,7 @@ def load_migrations(app_folder: Path) -> list[Migration]:
         return []
     try:
         doc = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as err:
         raise BadManifest(f"{MIGRATIONS_FILE}: cannot read: {err}") from err
     unknown = set(doc) - {"migration"}
     if unknown:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from base.packages.errors import (
+from protocols.packages.errors import (
     BadDestination,
     BadManifest,
     Oversize,
@@ -26,7 +26,7 @@ from base.packages.errors import (
     PathEscape,
     TooManyFiles,
 )
-from base.packages.format import (
+from protocols.packages.format import (
     APP_TOML,
     DEFAULT_LIMITS,
     FILE_MODE,
@@ -44,7 +44,7 @@ from base.packages.format import (
     render_signature,
     signed_message,
 )
-from base.packages.keys import key_id, raw_public
+from protocols.packages.keys import key_id, raw_public
 from runtime.container.manifest import entry_source, load_manifest
 
 _SKIP_DIRS = frozenset({"__pycache__"})

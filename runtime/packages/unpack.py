@@ -17,9 +17,9 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from base.packages.archive import stream_entry
-from base.packages.errors import BadArchive, BadDestination, Tampered
-from base.packages.format import DIR_MODE, FILE_MODE
+from protocols.packages.archive import stream_entry
+from protocols.packages.errors import BadArchive, BadDestination, Tampered
+from protocols.packages.format import DIR_MODE, FILE_MODE
 from runtime.packages.verify import VerifiedPackage
 
 

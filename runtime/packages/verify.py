@@ -1,7 +1,7 @@
 """``verify``: decide whether a ``.ttuapp`` may be installed on this board, touching nothing.
 
 Layer: runtime (package manager). Checks 1-3 are the package format's own
-(``base.packages.archive.read_signed``: archive safety, signature by a trusted key, file
+(``protocols.packages.archive.read_signed``: archive safety, signature by a trusted key, file
 hashes); on top of them, 4: ``app.toml`` is a valid manifest matching the signed name and
 version with its entry module in the package (``bad_manifest``), for this runtime's API
 (``incompatible_api``), with the hal capabilities the board has (``missing_capability``).
@@ -23,9 +23,8 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from base.packages.archive import read_signed
-from base.packages.errors import BadManifest, IncompatibleApi, MissingCapability
-from base.packages.format import (
+from protocols.packages.errors import BadManifest, IncompatibleApi, MissingCapability
+from protocols.packages.format import (
     APP_TOML,
     DEFAULT_LIMITS,
     SIGNATURE_NAME,
@@ -34,11 +33,12 @@ from base.packages.format import (
     SignatureBlock,
     is_pure_wheel,
 )
-from base.packages.keys import raw_public
+from protocols.packages.keys import raw_public
 from runtime import RUNTIME_API_VERSION
 from runtime.config import Board
 from runtime.container.manifest import HAL_CAPABILITIES, Manifest, load_manifest
 from runtime.errors import ConfigErrors
+from runtime.packages.archive import read_signed
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -98,7 +98,7 @@ def verify(
 def _load_manifest(data: bytes, pkg: Path) -> Manifest:
     try:
         doc = tomllib.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as err:  # deep nesting: refused
         raise BadManifest(f"{APP_TOML}: not valid TOML: {err}") from err
     app = doc.get("app")
     api = app.get("api") if isinstance(app, dict) else None

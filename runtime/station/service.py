@@ -36,8 +36,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from base.clock import Clock
-from base.streams import Stream
+from hal.clock import Clock
+from hal.streams import Stream
 from protocols.station import (
     ARCHIVE,
     KINDS,

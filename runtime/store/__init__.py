@@ -6,7 +6,7 @@ board.toml limits. It must not know grid or protocol specifics, nor MQTT.
 """
 
 from ._ledger import Appended, Ledger, LedgerEntry, LedgerState
-from ._records import OutboxEntry, PruneResult, StoredEvent, StoreLimits
+from ._records import OutboxEntry, OutboxRow, PruneResult, StoredEvent, StoreLimits
 from ._schema import SCHEMA_VERSION
 from ._store import Store
 
@@ -17,6 +17,7 @@ __all__ = [
     "LedgerEntry",
     "LedgerState",
     "OutboxEntry",
+    "OutboxRow",
     "PruneResult",
     "Store",
     "StoreLimits",

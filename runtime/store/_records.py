@@ -40,6 +40,16 @@ class OutboxEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class OutboxRow:
+    """An undelivered outbox row as the uplink sends it: ``body`` is its JSON text, as stored."""
+
+    seq: int
+    key: str
+    ts: float
+    body: str
+
+
+@dataclass(frozen=True, slots=True)
 class StoredEvent:
     """An event as stored, with its row id (to close it later with ``end_event``)."""
 

@@ -53,6 +53,10 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         # base_seq/base_hash (after pruning), archived_seq/archived_hash (what the cloud holds)
         "CREATE TABLE ledger_state (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
     ),
+    (
+        # the uplink reads undelivered rows by seq (a window after what it sent; acks up to a seq)
+        "CREATE INDEX outbox_undelivered_seq ON outbox (stream, seq) WHERE delivered IS NULL",
+    ),
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

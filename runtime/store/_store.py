@@ -33,12 +33,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Self, TypeVar
 
-from base.clock import Clock
-from runtime.errors import StoreError, StoreFull
+from hal.clock import Clock
+from runtime.errors import MessageTooLarge, StoreError, StoreFull
 from runtime.model import Event, Quality, Reading
 
 from ._ledger import Ledger
-from ._records import OutboxEntry, PruneResult, StoredEvent, StoreLimits
+from ._records import OutboxEntry, OutboxRow, PruneResult, StoredEvent, StoreLimits
 from ._schema import migrate
 
 _log = logging.getLogger(__name__)
@@ -47,6 +47,7 @@ T = TypeVar("T")
 JSON = Any
 
 _DAY = 86400.0
+OUTBOX_ENVELOPE_BYTES = 48  # a message's "key"/"seq"/"ts" and punctuation around its body
 _PRUNE_MIN_CHUNK = 50
 
 AlarmCallback = Callable[[bool, int], None]
@@ -352,12 +353,19 @@ class Store:
 
     # ------------------------------------------------------------------ outbox
 
-    async def outbox_append(self, stream: str, body: dict[str, Any], *, terminal: str) -> OutboxEntry:
+    async def outbox_append(
+        self, stream: str, body: dict[str, Any], *, terminal: str, max_bytes: int | None = None
+    ) -> OutboxEntry:
         """Durably append one upward message; its seq is the stream's last seq + 1 (persisted).
 
-        ``terminal`` is the terminal id that prefixes the idempotency key.
+        ``terminal`` is the terminal id that prefixes the idempotency key. A body whose JSON is
+        over ``max_bytes`` raises ``MessageTooLarge`` and is not stored.
         """
         text = _json(body, f"outbox {stream} body")
+        if max_bytes is not None:
+            size = len(text.encode())
+            if size > max_bytes:
+                raise MessageTooLarge(stream, size, max_bytes)
         ts = self._clock.now()
 
         def work(conn: sqlite3.Connection) -> OutboxEntry:
@@ -389,6 +397,56 @@ class Store:
                 OutboxEntry(i, s, q, k, t, json.loads(b))
                 for i, s, q, k, t, b in self._db().execute(sql, args)
             ]
+
+        return await self._run(work)
+
+    async def outbox_window(self, stream: str, *, after: int, limit: int, max_bytes: int) -> list[OutboxRow]:
+        """Undelivered rows of ``stream`` with seq > ``after``, in seq order, bodies as stored JSON
+        text: at most ``limit`` rows whose bodies and envelopes total at most ``max_bytes`` (but
+        always the first one)."""
+        sql = (
+            "SELECT seq, key, ts, body FROM outbox WHERE stream = ? AND seq > ? AND delivered IS NULL"
+            " ORDER BY seq LIMIT ?"
+        )
+
+        def work() -> list[OutboxRow]:
+            out: list[OutboxRow] = []
+            total = 0
+            for seq, key, ts, body in self._db().execute(sql, (stream, after, int(limit))):
+                size = len(body.encode()) + len(key) + OUTBOX_ENVELOPE_BYTES
+                if out and total + size > max_bytes:
+                    break
+                out.append(OutboxRow(int(seq), key, float(ts), body))
+                total += size
+            return out
+
+        return await self._run(work)
+
+    async def outbox_acknowledge(self, stream: str, upto: int) -> int:
+        """Mark the rows of ``stream`` up to seq ``upto`` delivered (the cloud acknowledged them)."""
+        now = self._clock.now()
+
+        def work(conn: sqlite3.Connection) -> int:
+            cur = conn.execute(
+                "UPDATE outbox SET delivered = ? WHERE stream = ? AND seq <= ? AND delivered IS NULL",
+                (now, stream, upto),
+            )
+            return int(cur.rowcount)
+
+        return await self._run(self._write, work)
+
+    async def outbox_streams(self) -> dict[str, tuple[int, int]]:
+        """Per stream ``(acked, last)``: every row up to ``acked`` is delivered, ``last`` is the
+        newest seq appended (acks are contiguous, so delivered rows are always a prefix)."""
+
+        def work() -> dict[str, tuple[int, int]]:
+            rows = self._db().execute(
+                "SELECT s.stream, s.last_seq, (SELECT MIN(o.seq) FROM outbox o"
+                " WHERE o.stream = s.stream AND o.delivered IS NULL) FROM outbox_seq s"
+            )
+            return {
+                stream: (last if first is None else int(first) - 1, int(last)) for stream, last, first in rows
+            }
 
         return await self._run(work)
 

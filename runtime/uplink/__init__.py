@@ -3,16 +3,21 @@
 Layer: runtime. Uses the store's outbox and the ``protocols.cloud`` scheme; knows no grid app.
 """
 
+from protocols.cloud import DEFAULT_MAX_COMMAND_BYTES
+
 from ._backoff import Backoff
 from ._commands import FRESHNESS_S, CommandDispatcher, Handler, Validator
+from ._delivery import Delivery
 from ._offline import OutboxOnlyUplink
 from ._uplink import BrokerAddress, Uplink, parse_broker_url
 
 __all__ = [
+    "DEFAULT_MAX_COMMAND_BYTES",
     "FRESHNESS_S",
     "Backoff",
     "BrokerAddress",
     "CommandDispatcher",
+    "Delivery",
     "Handler",
     "OutboxOnlyUplink",
     "Uplink",

@@ -4,10 +4,14 @@ Layer: runtime (uplink). Turns one raw payload from the command topic into exact
 ``protocols.cloud.Reply``; it never touches MQTT (the uplink sends the reply through the
 outbox). A rejected command never reaches its handler, so it changes nothing.
 
-Order of checks: JSON/shape (``bad_json``/``bad_command``) -> HMAC (``unauthenticated``)
+Order of checks: size (``too_large``: over ``max_bytes``, board ``uplink.max_command_bytes``)
+-> nesting deeper than 32 or too many values (``too_complex``, refused by a scan before
+parsing: a payload of 100,000 brackets cannot reach the JSON parser's recursion) -> JSON/shape
+(``bad_json``/``bad_command``) -> HMAC (``unauthenticated``)
 -> age within +-10 min of the clock (``expired``) -> replay cache (same id: the cached
 reply, no second execution) -> lookup (``unknown_command``) -> ``validate(args)``
-(``bad_args``) -> handler (``failed``, or the code of a ``CommandError`` it raises).
+(``bad_args``) -> handler (``failed``, ``bad_args`` for a ``ValueError``, or the code of a
+``CommandError`` it raises).
 Replies to authenticated commands are cached in the store (kv namespace
 ``uplink.commands``) for twice the freshness window, so a reboot does not re-execute a
 replayed command either.
@@ -15,15 +19,14 @@ replayed command either.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from base.clock import Clock
-from protocols.cloud import Command, Reply, verify_command
+from hal.clock import Clock
+from protocols.cloud import DEFAULT_MAX_COMMAND_BYTES, Command, Reply, load_bounded, verify_command
 from protocols.errors import ProtocolError
 from runtime.errors import CommandError
 from runtime.store import Store
@@ -46,9 +49,12 @@ class _Registered:
 class CommandDispatcher:
     """Registry of command handlers plus the checks every command passes through."""
 
-    def __init__(self, *, store: Store, clock: Clock, key: bytes) -> None:
+    def __init__(
+        self, *, store: Store, clock: Clock, key: bytes, max_bytes: int = DEFAULT_MAX_COMMAND_BYTES
+    ) -> None:
         if not key:
             raise ValueError("command key must not be empty")
+        self.max_bytes = max_bytes
         self._store = store
         self._clock = clock
         self._key = key
@@ -101,11 +107,16 @@ class CommandDispatcher:
     async def dispatch(self, payload: bytes) -> Reply:
         """Exactly one reply for one payload; never raises for bad input."""
         await self._load_cache()
+        if len(payload) > self.max_bytes:  # not even looked at: no id to salvage
+            return self._reject("", "too_large", f"command of {len(payload)} bytes is over {self.max_bytes}")
         try:
-            cmd = Command.decode(payload)
+            cmd = Command.decode(payload, max_bytes=self.max_bytes)
         except ProtocolError as err:
-            code = "bad_json" if "not JSON" in str(err) or "too large" in str(err) else "bad_command"
-            return self._reject(_salvage_id(payload), code, str(err))
+            reason = str(err)
+            if "nested deeper" in reason or "values" in reason:
+                return self._reject("", "too_complex", reason)
+            code = "bad_json" if "not JSON" in reason or "JSON object" in reason else "bad_command"
+            return self._reject(_salvage_id(payload, self.max_bytes), code, reason)
         if not verify_command(cmd, self._key):
             return self._reject(cmd.id, "unauthenticated", f"command {cmd.id}: bad or missing signature")
         age = self._clock.now() - cmd.ts
@@ -135,6 +146,8 @@ class CommandDispatcher:
             result = await entry.handler(cmd.args)
         except CommandError as err:
             return self._reject(cmd.id, err.code, f"{cmd.name}: {err.reason}")
+        except ValueError as err:  # the handler's own check of its arguments: the sender's mistake
+            return self._reject(cmd.id, "bad_args", f"{cmd.name}: {err}")
         except Exception as err:  # a crashing handler must still produce a reply
             _log.exception("command %r (%s) failed", cmd.id, cmd.name)
             return self._reject(cmd.id, "failed", f"{cmd.name}: {type(err).__name__}: {err}")
@@ -144,11 +157,11 @@ class CommandDispatcher:
         return Reply(cmd.id, True, result=result)
 
 
-def _salvage_id(payload: bytes) -> str:
+def _salvage_id(payload: bytes, max_bytes: int) -> str:
     """The command id of a malformed command when it can still be read, else ``""``."""
     try:
-        data = json.loads(payload)
-    except (ValueError, UnicodeDecodeError):
+        data = load_bounded(payload, what="command", max_bytes=max_bytes, max_elements=max_bytes // 2)
+    except ProtocolError:
         return ""
-    cmd_id = data.get("id") if isinstance(data, dict) else None
+    cmd_id = data.get("id")
     return cmd_id if isinstance(cmd_id, str) and 0 < len(cmd_id) <= 128 else ""

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from protocols.cloud import MAX_MESSAGE_BYTES, StreamPriority
 from runtime.store import Store
 from runtime.uplink._commands import Handler, Validator
 from runtime.uplink._uplink import _check_stream
@@ -31,9 +32,16 @@ class OutboxOnlyUplink:
     async def send(self, stream: str, body: dict[str, Any]) -> str:
         """Append ``body`` durably to the outbox of ``stream``; return its idempotency key."""
         _check_stream(stream)
-        entry = await self._store.outbox_append(stream, body, terminal=self.terminal_id)
+        entry = await self._store.outbox_append(
+            stream, body, terminal=self.terminal_id, max_bytes=MAX_MESSAGE_BYTES
+        )
         self.queued += 1
         return entry.key
+
+    def declare_stream(self, stream: str, *, priority: StreamPriority | str) -> None:
+        """Checked and forgotten: with no sender there is nothing to order."""
+        _check_stream(stream)
+        StreamPriority.parse(priority)
 
     def register_command(self, name: str, handler: Handler, *, validate: Validator | None = None) -> None:
         """Remember ``name``; with no downlink it can never be called, which is logged once per name."""

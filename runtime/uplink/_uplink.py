@@ -1,21 +1,29 @@
-"""The durable uplink: outbox -> MQTT (at-least-once, in order per stream) and signed commands down.
+"""The durable uplink: outbox -> MQTT -> the cloud's ack, in order per stream, urgent streams first.
 
 Layer: runtime. Speaks MQTT through aiomqtt; knows the ttu topic scheme and payloads from
-``protocols.cloud`` and nothing of grid apps. It must not drop an upward message: every
-``send`` is durable in the store before it returns, and a row is marked delivered only after
-the broker's PUBACK for the batch that carried it.
+``protocols.cloud`` and nothing of grid apps. It must not lose an upward message: every ``send``
+is durable in the store before it returns, and a row counts as delivered only when the CLOUD
+acknowledges it (``ttu/T/down/ack``, HMAC-signed): a broker's PUBACK only means the broker has
+it, and a broker restarted without persistence forgets it.
 
-Delivery: one sender publishes pending outbox rows stream by stream (round-robin, so a long
-readings backlog does not starve replies), up to ``batch_max`` rows per ``UpBatch``, QoS 1,
-one batch in flight at a time — which is what keeps each stream in order. After a disconnect
-or a reboot (a new ``Uplink`` on the same store) it resumes from the first undelivered row;
-rows whose PUBACK was lost are sent again, and the cloud de-duplicates on ``key``.
+Delivery (``_delivery.Delivery`` decides, this module does the I/O): the sender takes the next
+batch from the most urgent stream (``StreamPriority``; ``declare_stream``) with rows past what it
+already sent, up to ``window_bytes`` in flight per stream. A batch is bounded by the limit the
+cloud shares (``MAX_BATCH_BYTES``, ``MAX_BATCH_MESSAGES``), and a body bigger than
+``MAX_MESSAGE_BYTES`` is refused at ``send`` (so a batch of one always fits). Acks mark rows
+delivered (the store prunes them later); a gap, a nack or ``ack_timeout_s`` without an ack sends
+the unacknowledged rows again (the cloud de-duplicates on ``key``), a ``too_large`` nack in
+smaller batches. After a reconnect or a reboot (a new ``Uplink`` on the same store) everything
+unacknowledged is sent again. ``ack_timeout_s`` is real (loop) time: it bounds a network round
+trip, which does not speed up with a simulation.
 
-Connection: ``run()`` connects with jittered exponential backoff on the Clock (1 s .. 60 s),
+Connection: ``run()`` connects with jittered exponential backoff on the Clock (1 s .. 60 s; an
+urgent message sent while disconnected cuts the wait short),
 sets a retained "offline" will on ``state_topic``, publishes a retained "online" after
-connecting, and subscribes the command topic (and the app-package chunk topic once
+connecting, and subscribes the command and ack topics (and the app-package chunk topic once
 ``register_chunks`` gave it a handler). Commands are handled one at a time by a
-``CommandDispatcher``; each reply goes up through the outbox on stream ``reply``.
+``CommandDispatcher`` (size, nesting and element limits first); each reply goes up through the
+outbox on stream ``reply``.
 """
 
 from __future__ import annotations
@@ -24,7 +32,6 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -32,19 +39,37 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
-from base.cancellation import keep_cancel
-from base.clock import Clock
-from protocols.cloud import UpBatch, UpMessage, chunk_topic, command_topic, state_topic, up_topic
+from hal.cancellation import keep_cancel
+from hal.clock import Clock
+from protocols.cloud import (
+    DEFAULT_MAX_COMMAND_BYTES,
+    DEFAULT_PRIORITIES,
+    MAX_BATCH_BYTES,
+    MAX_BATCH_MESSAGES,
+    MAX_MESSAGE_BYTES,
+    Ack,
+    StreamPriority,
+    ack_topic,
+    batch_overhead,
+    chunk_topic,
+    command_topic,
+    encode_batch,
+    message_json,
+    state_topic,
+    up_topic,
+)
 from protocols.errors import ProtocolError
 from runtime.errors import ConfigError, StoreError
-from runtime.store import OutboxEntry, Store
+from runtime.store import Store
 
 from ._backoff import Backoff
 from ._commands import CommandDispatcher, Handler, Validator
+from ._delivery import Delivery
 
 _log = logging.getLogger(__name__)
 
 _OFFLINE_PUBLISH_S = 2.0
+MARK_EVERY_S = 0.5
 ChunkHandler = Callable[[bytes], Awaitable[None]]
 
 
@@ -88,7 +113,11 @@ class Uplink:
         tls: ssl.SSLContext | None = None,
         username: str | None = None,
         password: str | None = None,
-        batch_max: int = 100,
+        batch_max: int = MAX_BATCH_MESSAGES,
+        batch_bytes: int = MAX_BATCH_BYTES,
+        window_bytes: int = 4 * MAX_BATCH_BYTES,
+        ack_timeout_s: float = 30.0,
+        max_command_bytes: int = DEFAULT_MAX_COMMAND_BYTES,
         keepalive_s: int = 30,
         backoff: Backoff | None = None,
     ) -> None:
@@ -98,6 +127,7 @@ class Uplink:
             self._state_topic = state_topic(terminal_id)
             self._command_topic = command_topic(terminal_id)
             self._chunk_topic = chunk_topic(terminal_id)
+            self._ack_topic = ack_topic(terminal_id)
         except ProtocolError as err:
             raise ConfigError("identity.terminal_id", str(err)) from err
         self._address = parse_broker_url(broker_url)
@@ -110,18 +140,33 @@ class Uplink:
         self._client_id = client_id
         self._username = username
         self._password = password
-        self._batch_max = batch_max
+        self._batch_bytes = min(batch_bytes, MAX_BATCH_BYTES)  # the cloud accepts no more
         self._keepalive_s = keepalive_s
         self._backoff = backoff or Backoff(initial=1.0, maximum=60.0)
+        self._key = command_key
+        self._delivery = Delivery(
+            max_messages=min(batch_max, MAX_BATCH_MESSAGES),
+            window_bytes=window_bytes,
+            ack_timeout_s=ack_timeout_s,
+            priorities=dict(DEFAULT_PRIORITIES),
+        )
+        self._restored = False
+        self._unmarked: dict[str, int] = {}  # acked seq per stream not yet written to the store
+        self._marks = asyncio.Event()
         self._wake = asyncio.Event()
+        self._urgent = asyncio.Event()  # an urgent message waits for a connection
+        self._early_reconnects = 0
         self._connected = False
         self._reconnects = 0
         self._connects = 0
         self._batches = 0
         self._messages = 0
         self._publish_errors = 0
-        self._backlog: Counter[str] = Counter()
-        self._commands = CommandDispatcher(store=store, clock=clock, key=command_key)
+        self._acked_messages = 0
+        self._bad_acks = 0
+        self._commands = CommandDispatcher(
+            store=store, clock=clock, key=command_key, max_bytes=max_command_bytes
+        )
         self._chunk_handler: ChunkHandler | None = None
         self._commands.register("ping", self._ping)
         self._commands.register("uplink.stats", self._stats)
@@ -132,13 +177,25 @@ class Uplink:
         """Append ``body`` durably to the outbox of ``stream``; return its idempotency key.
 
         Bodies: ``readings`` -> ``{"readings": [Reading.to_json(), ...]}``; ``events`` ->
-        ``Event.to_json()``; other streams free JSON objects.
+        ``Event.to_json()``; other streams free JSON objects of at most ``MAX_MESSAGE_BYTES``
+        (``MessageTooLarge`` otherwise: nothing is stored).
         """
         _check_stream(stream)
-        entry = await self._store.outbox_append(stream, body, terminal=self.terminal_id)
-        self._backlog[stream] += 1
+        entry = await self._store.outbox_append(
+            stream, body, terminal=self.terminal_id, max_bytes=MAX_MESSAGE_BYTES
+        )
+        self._delivery.appended(stream, entry.seq)
         self._wake.set()
+        if not self._connected and self._delivery.priority(stream) is StreamPriority.URGENT:
+            self._urgent.set()  # do not let it wait out a long reconnect backoff
         return entry.key
+
+    def declare_stream(self, stream: str, *, priority: StreamPriority | str) -> None:
+        """How urgent ``stream`` is: ``urgent`` streams (outage reports, alarms) overtake any
+        backlog of ``normal`` ones, which overtake ``bulk`` (readings). Undeclared: normal."""
+        _check_stream(stream)
+        self._delivery.declare(stream, StreamPriority.parse(priority))
+        self._wake.set()
 
     def register_command(self, name: str, handler: Handler, *, validate: Validator | None = None) -> None:
         """Route command ``name`` to ``handler(args) -> result``; ``validate(args)`` raises on bad args."""
@@ -162,20 +219,73 @@ class Uplink:
         reply = await self._commands.dispatch(payload)
         return await self.send("reply", reply.to_json())
 
+    async def handle_ack(self, payload: bytes) -> bool:
+        """Apply one raw ack from the cloud; False (counted, logged) when it is not a valid signed ack."""
+        try:
+            ack = Ack.decode(payload)
+        except ProtocolError as err:
+            return self._bad_ack(str(err))
+        if not ack.verify(self._key):
+            return self._bad_ack("bad or missing signature")
+        await self._restore()
+        moved = self._delivery.on_ack(ack, asyncio.get_running_loop().time())
+        self._unmarked.update(moved)  # written to the store by _mark_delivered, a few at a time
+        if moved:
+            self._marks.set()
+        for nack in ack.nacks:
+            _log.warning(
+                "uplink: the cloud refused %s %s..%s (%s): %s",
+                nack.stream, nack.first, nack.last, nack.code, nack.reason,
+            )  # fmt: skip
+        self._wake.set()
+        return True
+
+    async def flush(self) -> None:
+        """Write the acknowledged marks not yet in the store (delivered rows; pruned later)."""
+        marks, self._unmarked = self._unmarked, {}
+        for stream, seq in marks.items():
+            try:
+                self._acked_messages += await self._store.outbox_acknowledge(stream, seq)
+            except StoreError as err:  # the rows stay undelivered, are sent again after a restart
+                _log.error("uplink: cannot mark %s rows up to %d delivered: %s", stream, seq, err)
+
+    async def _mark_delivered(self) -> None:
+        """Acks arrive per batch; their store writes (each an fsync) are gathered over
+        ``MARK_EVERY_S`` so the outbox writes of new messages do not queue behind them. A row
+        marked late is only sent again after a restart: the cloud de-duplicates it."""
+        while True:
+            await self._marks.wait()
+            self._marks.clear()
+            await asyncio.sleep(MARK_EVERY_S)  # real time: store I/O, not the simulated world
+            await self.flush()
+
+    def _bad_ack(self, reason: str) -> bool:
+        self._bad_acks += 1
+        _log.warning("uplink: ignoring an ack: %s", reason)
+        return False
+
     @property
     def connected(self) -> bool:
         return self._connected
 
     def statistics(self) -> dict[str, Any]:
         """Counters for health checks and the ``uplink.stats`` command (JSON-able)."""
+        d = self._delivery
         return {
             "connected": self._connected,
             "connects": self._connects,
             "reconnects": self._reconnects,
+            "early_reconnects": self._early_reconnects,
             "published_batches": self._batches,
             "published_messages": self._messages,
+            "acked_messages": self._acked_messages,
             "publish_errors": self._publish_errors,
-            "backlog": {s: n for s, n in sorted(self._backlog.items()) if n > 0},
+            "resends": d.resends,
+            "nacks": d.nacks,
+            "acks": d.acks,
+            "bad_acks": self._bad_acks,
+            "backlog": dict(sorted(d.backlog().items())),
+            "blocked": d.blocked(),
             "commands_ok": self._commands.ok,
             "commands_replayed": self._commands.replayed,
             "commands_rejected": dict(sorted(self._commands.rejected.items())),
@@ -197,9 +307,27 @@ class Uplink:
             logger=_log,
         )
 
+    async def _restore(self) -> None:
+        """Once: what the outbox holds (acked/newest seq per stream) from before this start."""
+        if self._restored:
+            return
+        self._restored = True
+        for stream, (acked, last) in (await self._store.outbox_streams()).items():
+            self._delivery.restore(stream, acked=acked, last=last)
+
     async def run(self) -> None:
         """Connect, keep connected, send and receive until cancelled."""
-        self._backlog = Counter(await self._store.outbox_backlog())
+        await self._restore()
+        marker = asyncio.create_task(self._mark_delivered(), name=f"uplink-marks-{self.terminal_id}")
+        try:
+            await self._connect_forever()
+        finally:
+            marker.cancel()
+            await asyncio.wait({marker})
+            with contextlib.suppress(StoreError):
+                await asyncio.shield(self.flush())  # what was acknowledged is delivered
+
+    async def _connect_forever(self) -> None:
         where = f"{self._address.host}:{self._address.port}"
         while True:
             stopping = False
@@ -219,16 +347,29 @@ class Uplink:
                 self._reconnects += 1
             delay = self._backoff.next_delay()
             _log.info("uplink: reconnecting to %s in %.1f s", where, delay)
-            await self._clock.sleep(delay)
+            await self._backoff_wait(delay)
+
+    async def _backoff_wait(self, delay: float) -> None:
+        """Sleep ``delay`` before the next attempt; an urgent message sent meanwhile (a last gasp
+        has seconds of hold-up) cuts it short, though never below the backoff's first step, so a
+        burst of urgent sends cannot hammer a broker that is down."""
+        with contextlib.suppress(TimeoutError):
+            async with self._clock.timeout(delay):
+                await self._clock.sleep(min(delay, self._backoff.initial))
+                await self._urgent.wait()
+                self._early_reconnects += 1
+        self._urgent.clear()
 
     async def _session(self, client: aiomqtt.Client) -> None:
         self._connected = True
         self._connects += 1
+        self._urgent.clear()
         self._backoff.reset()
         _log.info("uplink connected to %s:%s as %s", self._address.host, self._address.port, self._client_id)
         try:
             await keep_cancel(client.publish(self._state_topic, b"online", qos=1, retain=True))
             await keep_cancel(client.subscribe(self._command_topic, qos=1))
+            await keep_cancel(client.subscribe(self._ack_topic, qos=1))
             if self._chunk_handler is not None:
                 await keep_cancel(client.subscribe(self._chunk_topic, qos=1))
             await _run_both(
@@ -243,51 +384,65 @@ class Uplink:
             raise
 
     async def _sender(self, client: aiomqtt.Client) -> None:
+        loop = asyncio.get_running_loop()
+        delivery = self._delivery
+        delivery.reconnected()
         while True:
             self._wake.clear()
-            backlog = await self._store.outbox_backlog()
-            self._backlog = Counter(backlog)
-            if not backlog:
-                await self._wake.wait()
+            now = loop.time()
+            for stream in delivery.expire(now):
+                _log.info(
+                    "uplink: no ack for %s within %g s: sending it again", stream, delivery.ack_timeout_s
+                )
+            nxt = delivery.next_batch(now)
+            if nxt is None:
+                deadline = delivery.next_deadline()
+                # an ack round trip is real time, whatever the simulated clock does
+                with contextlib.suppress(TimeoutError):
+                    async with asyncio.timeout(None if deadline is None else max(0.0, deadline - now)):
+                        await self._wake.wait()
                 continue
-            for stream in backlog:
-                rows = await self._store.outbox_pending(stream, limit=self._batch_max)
-                if rows:
-                    await self._publish(client, stream, rows)
+            await self._publish_next(client, nxt.stream, nxt.after, nxt.max_messages)
 
-    async def _publish(self, client: aiomqtt.Client, stream: str, rows: list[OutboxEntry]) -> None:
-        batch = UpBatch(self.terminal_id, stream, tuple(UpMessage(r.key, r.seq, r.ts, r.body) for r in rows))
+    async def _publish_next(self, client: aiomqtt.Client, stream: str, after: int, limit: int) -> None:
+        budget = self._batch_bytes - batch_overhead(self.terminal_id, stream)
+        rows = await self._store.outbox_window(stream, after=after, limit=limit, max_bytes=budget)
+        if not rows:
+            # nothing past `after` although the outbox said so (rows acked meanwhile): in sync again
+            self._delivery.stream(stream).last = after
+            return
+        messages = [(r.seq, message_json(r.key, r.seq, r.ts, r.body)) for r in rows]
+        acked = self._delivery.stream(stream).acked
+        payload = encode_batch(self.terminal_id, stream, acked, messages)
+        while len(payload) > self._batch_bytes and len(messages) > 1:  # the store's estimate was short
+            messages = messages[: max(1, len(messages) // 2)]
+            payload = encode_batch(self.terminal_id, stream, acked, messages)
+        first, last = messages[0][0], messages[-1][0]
+        self._delivery.sent(stream, first, last, asyncio.get_running_loop().time(), len(payload))
         try:
-            await keep_cancel(client.publish(up_topic(self.terminal_id, stream), batch.encode(), qos=1))
+            await keep_cancel(client.publish(up_topic(self.terminal_id, stream), payload, qos=1))
         except aiomqtt.MqttError:
             self._publish_errors += 1
             raise
-        # the PUBACK is in: only now are these rows delivered
-        try:
-            await self._store.outbox_mark_delivered([r.id for r in rows])
-        except StoreError as err:
-            # the rows stay pending and are sent again (the cloud de-duplicates); not a lost message
-            _log.error("uplink: cannot mark %d %s rows delivered: %s", len(rows), stream, err)
-            raise
         self._batches += 1
-        self._messages += len(rows)
-        self._backlog[stream] = max(0, self._backlog[stream] - len(rows))
+        self._messages += len(messages)
 
     async def _receiver(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             topic = message.topic.value
-            if topic != self._command_topic and (topic != self._chunk_topic or self._chunk_handler is None):
-                _log.warning("uplink: ignoring message on unexpected topic %r", topic)
-                continue
             payload = message.payload
             if isinstance(payload, str):
                 payload = payload.encode()
             elif not isinstance(payload, bytes | bytearray):
                 payload = b"" if payload is None else str(payload).encode()
-            if topic == self._chunk_topic and self._chunk_handler is not None:
+            if topic == self._ack_topic:
+                await self.handle_ack(bytes(payload))
+            elif topic == self._chunk_topic and self._chunk_handler is not None:
                 await self._chunk_handler(bytes(payload))
-            else:
+            elif topic == self._command_topic:
                 await self.handle_command(bytes(payload))
+            else:
+                _log.warning("uplink: ignoring message on unexpected topic %r", topic)
 
     # ------------------------------------------------------------------ built-in commands
 

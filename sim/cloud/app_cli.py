@@ -17,17 +17,17 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
-from base.clock import LoopClock
-from base.packages import PackageError, inspect
 from protocols.cloud import DEFAULT_CHUNK_SIZE, Reply
-from sim.cloud.catalog import Catalog, CatalogError
 from sim.cloud.catalog_cli import DEFAULT_CATALOG
 from sim.cloud.cli import DEFAULT_BROKER, CloudCliError, load_command_key, render_table
-from sim.cloud.simclock import terminal_time
-from sim.cloud.stub import CloudStub, CloudStubError
-from sim.cloud.transfer import JobProgress, JobWatcher, PackageServer, install_args, new_job_id
+
+if TYPE_CHECKING:  # the MQTT stub, the transfer and the catalog load when a handler runs
+    from hal.clock import LoopClock
+    from sim.cloud.catalog import Catalog
+    from sim.cloud.stub import CloudStub
+    from sim.cloud.transfer import JobProgress
 
 DEFAULT_KEY_FILE = "sim/credentials.toml"
 BAR = 30
@@ -65,6 +65,9 @@ class ProgressBar:
 
 
 async def _stub(args: argparse.Namespace, key: bytes, clock: LoopClock) -> CloudStub:
+    from sim.cloud.simclock import terminal_time
+    from sim.cloud.stub import CloudStub
+
     return CloudStub(
         broker_url=args.broker,
         db_path=":memory:",
@@ -86,11 +89,14 @@ def _print_reply(reply: Reply) -> int:
 
 def _package_job(args: argparse.Namespace) -> tuple[bytes, str, str, bool, Catalog | None]:
     """(package bytes, name, version, from catalog?, catalog) for install/upgrade."""
+    from protocols.packages import PackageError
+    from sim.cloud.catalog import Catalog, CatalogError, inspect_file
+
     if args.package is not None:
         if args.name is not None or args.version is not None:
             raise AppCliError("give either --package or --name/--version, not both")
         try:
-            pkg = inspect(args.package)
+            pkg = inspect_file(args.package)
         except PackageError as err:
             raise AppCliError(f"{args.package}: {err}") from err
         return args.package.read_bytes(), pkg.name, pkg.version, False, None
@@ -112,6 +118,9 @@ async def _job(
     command_args: dict[str, Any],
     serve: Callable[..., None],
 ) -> int:
+    from hal.clock import LoopClock
+    from sim.cloud.transfer import JobWatcher
+
     job = command_args["job"]
     clock = LoopClock()
     async with await _stub(args, key, clock) as stub:
@@ -140,6 +149,8 @@ async def _job(
 
 
 def _cmd_install(args: argparse.Namespace, *, upgrade: bool) -> int:
+    from sim.cloud.transfer import PackageServer, install_args, new_job_id
+
     data, name, version, from_catalog, catalog = _package_job(args)
     key = load_command_key(args.key_file)
     job = args.job or new_job_id()
@@ -165,12 +176,16 @@ def _cmd_install(args: argparse.Namespace, *, upgrade: bool) -> int:
 
 
 def _cmd_rollback(args: argparse.Namespace) -> int:
+    from sim.cloud.transfer import new_job_id
+
     key = load_command_key(args.key_file)
     command_args = {"job": args.job or new_job_id(), "name": args.name}
     return asyncio.run(_job(args, key, "app.rollback", command_args, lambda stub: None))
 
 
 async def _simple(args: argparse.Namespace, key: bytes, command: str, command_args: dict[str, Any]) -> Reply:
+    from hal.clock import LoopClock
+
     async with await _stub(args, key, LoopClock()) as stub:
         return await stub.send_command(args.terminal, command, command_args, timeout=args.timeout)
 
@@ -205,6 +220,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _guarded(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
+        from sim.cloud.stub import CloudStubError
+
         try:
             return fn(args)
         except (AppCliError, CloudCliError, CloudStubError, TimeoutError) as err:

@@ -1,7 +1,7 @@
 """The app catalog of the cloud stub (the "sharing supermarket"): published packages and an
 append-only, hash-chained log that anyone can re-verify.
 
-Layer: sim (cloud stub). Uses ``base.packages.inspect`` to check a package (intact,
+Layer: sim (cloud stub). Uses ``protocols.packages.inspect`` to check a package (intact,
 well formed, validly signed by the key it names) because the package format is the
 contract between cloud and terminal; it never installs or runs apps. Synchronous file
 work, no event loop.
@@ -32,8 +32,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from base.packages import DEFAULT_LIMITS, PackageError, PackageLimits, inspect
 from protocols.cloud import canonical_json
+from protocols.packages import DEFAULT_LIMITS, BadArchive, PackageError, PackageLimits, SignedArchive, inspect
 
 GENESIS = "0" * 64
 LOG_NAME = "log.jsonl"
@@ -50,6 +50,19 @@ _FIELDS = {
     "entry_hash": str,
 }
 
+
+
+def inspect_file(path: str | os.PathLike[str], *, limits: PackageLimits = DEFAULT_LIMITS) -> SignedArchive:
+    """``protocols.packages.inspect`` on the package file at ``path`` (a regular file only: a
+    fifo would block, a device would never end); ``PackageError`` for anything wrong."""
+    source = Path(path)
+    if not source.is_file():
+        raise BadArchive(f"{source} is not a regular file" if source.exists() else f"{source} does not exist")
+    try:
+        with source.open("rb") as fh:
+            return inspect(fh, path=source, limits=limits)
+    except OSError as err:
+        raise BadArchive(f"cannot read {source}: {err.strerror or err}") from err
 
 class CatalogError(Exception):
     """A catalog operation was refused (bad package, version already published, unreadable folder)."""
@@ -233,7 +246,7 @@ class Catalog:
         """
         source = Path(pkg_path)
         try:
-            pkg = inspect(source, limits=self.limits)
+            pkg = inspect_file(source, limits=self.limits)
         except PackageError as err:
             raise CatalogError(f"{source}: refused: {err}") from err
         with self._locked():
@@ -268,4 +281,4 @@ class Catalog:
             return entry
 
 
-__all__ = ["GENESIS", "Catalog", "CatalogCorrupt", "CatalogEntry", "CatalogError"]
+__all__ = ["GENESIS", "Catalog", "CatalogCorrupt", "CatalogEntry", "CatalogError", "inspect_file"]

@@ -15,15 +15,17 @@ import sys
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from base.clock import LoopClock
-from sim.cloud.catalog import Catalog, CatalogCorrupt, CatalogEntry, CatalogError
+if TYPE_CHECKING:  # the catalog (and the package format's cryptography) loads when a command runs
+    from sim.cloud.catalog import CatalogEntry
 
 DEFAULT_CATALOG = "var/catalog"
 
 
 async def _clock_now() -> float:
+    from hal.clock import LoopClock
+
     return LoopClock().now()
 
 
@@ -33,6 +35,8 @@ def _now() -> float:
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
+    from sim.cloud.catalog import Catalog
+
     catalog = Catalog(args.catalog)
     ts = args.ts if args.ts is not None else _now()
     for pkg in args.packages:
@@ -47,6 +51,8 @@ def _row(e: CatalogEntry) -> tuple[str, ...]:
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
+    from sim.cloud.catalog import Catalog
+
     entries = [e for e in Catalog(args.catalog).entries() if args.name is None or e.name == args.name]
     if args.json:
         print(json.dumps([asdict(e) for e in entries], indent=2, sort_keys=True))
@@ -62,6 +68,8 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
+    from sim.cloud.catalog import Catalog, CatalogCorrupt
+
     catalog = Catalog(args.catalog)
     try:
         count = catalog.verify()
@@ -74,6 +82,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 
 def _guarded(fn: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
+        from sim.cloud.catalog import CatalogError
+
         try:
             result: int = fn(args)
         except CatalogError as err:

@@ -249,7 +249,7 @@ def _parse_args_json(text: str) -> dict[str, Any]:
 
 async def send_command(args: argparse.Namespace, key: bytes, name: str, arguments: dict[str, Any]) -> Reply:
     """Sign and send ``name`` to ``args.terminal`` through ``args.broker``; the terminal's reply."""
-    from base.clock import LoopClock
+    from hal.clock import LoopClock
     from sim.cloud.simclock import terminal_time
     from sim.cloud.stub import CloudStub
 
@@ -282,7 +282,7 @@ def _cmd_command(args: argparse.Namespace) -> int:
 
 
 async def _serve(args: argparse.Namespace, key: bytes) -> None:
-    from base.clock import LoopClock
+    from hal.clock import LoopClock
     from sim.cloud.catalog import Catalog
     from sim.cloud.stub import CloudStub
     from sim.cloud.transfer import PackageServer

@@ -79,6 +79,7 @@ CREATE TABLE IF NOT EXISTS messages (
     body TEXT NOT NULL,
     UNIQUE (terminal, key)
 );
+CREATE INDEX IF NOT EXISTS messages_by_seq ON messages (terminal, stream, seq);
 CREATE TABLE IF NOT EXISTS readings (
     id INTEGER PRIMARY KEY,
     terminal TEXT NOT NULL,
@@ -224,6 +225,8 @@ class Ingested:
     out_of_order: int = 0
     rejected: int = 0
     replies: list[Reply] = field(default_factory=list)
+    acked: int = 0  # the stream's highest contiguous seq stored, after this batch
+    seen: int = 0  # the stream's highest seq stored
 
 
 def excerpt(payload: bytes) -> str:
@@ -247,8 +250,11 @@ class CloudDb:
                     Path(self.path).parent.mkdir(parents=True, exist_ok=True)
                 self._conn = sqlite3.connect(self.path)
                 self._conn.execute("PRAGMA journal_mode=WAL")
-                self._conn.execute("PRAGMA synchronous=NORMAL")
+                # FULL: a batch is acknowledged to the terminal (which then forgets it) only once
+                # its commit is on disk, power cut included
+                self._conn.execute("PRAGMA synchronous=FULL")
                 self._conn.executescript(_SCHEMA)
+                _add_column(self._conn, "streams", "acked", "INTEGER NOT NULL DEFAULT 0")
                 self._conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (SCHEMA_ID,))
                 self._conn.commit()
             self._conn.execute("PRAGMA busy_timeout=5000")
@@ -370,6 +376,42 @@ class CloudDb:
             counters["duplicates"] = out.duplicates
             counters["rejected"] = out.rejected
             self._bump(terminal, **counters)
+            out.acked, out.seen = self._advance(terminal, stream, batch.acked)
+        return out
+
+    def _advance(self, terminal: str, stream: str, floor: int) -> tuple[int, int]:
+        """Move the stream's contiguous mark over every seq now stored; (acked, seen).
+
+        ``floor`` is what the terminal says it already had acknowledged: a cloud that never saw
+        the stream (or lost its database) starts counting there."""
+        row = self._conn.execute(
+            "SELECT acked, last_seq FROM streams WHERE terminal = ? AND stream = ?", (terminal, stream)
+        ).fetchone()
+        if row is None:
+            return floor, floor
+        acked, seen = max(int(row[0]), floor), int(row[1])
+        stored = "SELECT 1 FROM messages WHERE terminal = ? AND stream = ? AND seq = ?"
+        while acked < seen and self._conn.execute(stored, (terminal, stream, acked + 1)).fetchone():
+            acked += 1
+        self._conn.execute(
+            "UPDATE streams SET acked = ? WHERE terminal = ? AND stream = ?", (acked, terminal, stream)
+        )
+        return acked, max(acked, seen)
+
+    def holes(self) -> dict[tuple[str, str], int]:
+        """Seq numbers missing now between each stream's contiguous mark and its newest message
+        (0 everywhere once every gap was filled); streams without holes are left out."""
+        out: dict[tuple[str, str], int] = {}
+        for terminal, stream, acked, last in self._conn.execute(
+            "SELECT terminal, stream, acked, last_seq FROM streams"
+        ).fetchall():
+            have = self._conn.execute(
+                "SELECT COUNT(*) FROM messages WHERE terminal = ? AND stream = ? AND seq > ?",
+                (terminal, stream, acked),
+            ).fetchone()[0]
+            missing = int(last) - int(acked) - int(have)
+            if missing > 0:
+                out[(terminal, stream)] = missing
         return out
 
     def _store_body(
@@ -661,6 +703,12 @@ class CloudDb:
         """Per terminal: messages, duplicates, readings, events, replies, rejected, gaps, missing,
         out_of_order (``gaps`` counts jumps in seq, ``missing`` the seq numbers skipped)."""
         return {row.id: {k: getattr(row, k) for k in _TERMINAL_COUNTERS} for row in self.terminals()}
+
+
+def _add_column(conn: sqlite3.Connection, table: str, column: str, spec: str) -> None:
+    """Add ``column`` to a table of an older stub database (idempotent)."""
+    if column not in {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}:
+        conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {spec}")
 
 
 def _filters(**equal: str | None) -> tuple[list[str], list[Any]]:

@@ -21,8 +21,8 @@ from typing import Any, Protocol
 
 import aiomqtt
 
-from base.cancellation import keep_cancel
-from base.clock import LoopClock
+from hal.cancellation import keep_cancel
+from hal.clock import LoopClock
 from sim.cloud.stub import BrokerAddress
 
 SIM_CLOCK_TOPIC = "ttu-sim/clock"

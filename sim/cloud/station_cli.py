@@ -20,18 +20,12 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from protocols.cloud import Panel, ResultReader, StoredResult
-from protocols.station import (
-    KINDS,
-    Change,
-    StationError,
-    StationModel,
-    model_from_doc,
-    model_to_doc,
-    replay,
-)
+
+if TYPE_CHECKING:  # the station codec loads when a model is shown, not to build `ttu cloud`
+    from protocols.station import StationModel
 
 STREAM = "station"
 SCAN = 10_000  # station messages looked at (newest first) to find the snapshot and what followed
@@ -39,6 +33,8 @@ SCAN = 10_000  # station messages looked at (newest first) to find the snapshot 
 
 def view(results: Sequence[StoredResult]) -> dict[str, Any]:
     """The model as the master station has it, from one terminal's ``station`` messages (any order)."""
+    from protocols.station import Change, StationError, StationModel, model_from_doc, model_to_doc, replay
+
     ordered = sorted(results, key=lambda r: r.seq)
     snapshots = [i for i, r in enumerate(ordered) if r.body.get("type") == "snapshot"]
     out: dict[str, Any] = {"version": None, "model": None, "stale": False, "proposals": []}
@@ -98,6 +94,8 @@ def history(reader: ResultReader, terminal: str, limit: int) -> list[dict[str, A
 
 def parse_sets(items: Sequence[str]) -> list[dict[str, Any]]:
     """``--set [kind:]id.field=value`` -> patch ops (kind defaults to meter; ``value`` may be JSON)."""
+    from protocols.station import KINDS
+
     ops: list[dict[str, Any]] = []
     for item in items:
         target, sep, raw = item.partition("=")

@@ -6,17 +6,23 @@ scheme and payloads of ``protocols.cloud``; stores everything in its own sqlite
 (runtime store, uplink, apps); time comes from the ``Clock`` it is given.
 
 ``async with CloudStub(broker_url=..., db_path=..., default_key=..., clock=...) as stub:``
-subscribes ``ttu/+/up/#`` and ``ttu/+/state``, reconnects with exponential backoff
-when the broker goes away, accepts any well-formed stream (apps' result streams are stored in
-tables of their own: ``results``, ``latest``), de-duplicates by message key, counts sequence gaps and
-out-of-order messages per (terminal, stream), and stores malformed payloads as
-rejected instead of failing. ``await stub.send_command(T, name, args)`` returns the
+subscribes ``ttu/+/up/#`` and ``ttu/+/state`` in a persistent MQTT session (one client id
+per database: what the broker holds while the stub restarts is delivered when it is back),
+reconnects with exponential backoff when the broker goes away, accepts any well-formed stream
+(apps' result streams are stored in tables of their own: ``results``, ``latest``), de-duplicates
+by message key, counts sequence gaps and out-of-order messages per (terminal, stream), and
+stores malformed payloads as rejected instead of failing. After each batch it acknowledges,
+signed, on ``ttu/T/down/ack`` the stream's highest contiguous seq now durably stored (the
+terminal keeps every row until then) and answers a batch it refused with a nack naming it
+(``too_large``: over ``MAX_BATCH_BYTES``, the limit both ends share).
+``await stub.send_command(T, name, args)`` returns the
 terminal's ``Reply`` or raises ``TimeoutError``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import logging
 import sqlite3
@@ -30,18 +36,26 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
-from base.cancellation import keep_cancel
-from base.clock import Clock, wall_timeout
+from hal.cancellation import keep_cancel
+from hal.clock import Clock, wall_timeout
 from protocols.cloud import (
+    MAX_BATCH_BYTES,
+    NACK_BAD_BATCH,
+    NACK_STORE_FAILED,
+    NACK_TOO_LARGE,
+    Ack,
     Chunk,
     Command,
+    Nack,
     Reply,
     StoredResult,
     UpBatch,
+    ack_topic,
     check_stream,
     chunk_topic,
     command_topic,
     parse_topic,
+    peek_batch,
     sign_chunk,
     sign_command,
     up_wildcard,
@@ -105,6 +119,8 @@ class CloudStub:
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
         command_time: Callable[[], float] | None = None,
+        client_id: str | None = None,
+        max_batch_bytes: int = MAX_BATCH_BYTES,
     ) -> None:
         self._broker = BrokerAddress.parse(broker_url)
         # the time commands are stamped with: the terminal's clock (a simulated terminal runs
@@ -120,7 +136,8 @@ class CloudStub:
         self._connect_timeout = connect_timeout
         self._backoff_initial = backoff_initial
         self._backoff_max = backoff_max
-        self._client_id = f"ttu-cloud-{uuid.uuid4().hex[:12]}"
+        self._client_id = client_id or _session_id(db_path, terminal)
+        self._max_batch_bytes = max_batch_bytes  # what it accepts (a real master station may take less)
         self._db = DbWorker(db_path)
         self._tg: asyncio.TaskGroup | None = None
         self._task: asyncio.Task[None] | None = None
@@ -132,6 +149,8 @@ class CloudStub:
         self.disconnects = 0
         self.handled = 0  # MQTT messages processed (stored, duplicate or rejected)
         self.store_errors = 0  # messages the database failed to store (logged)
+        self.acks_sent = 0
+        self.nacks_sent = 0
         self.last_error: str | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
@@ -179,7 +198,7 @@ class CloudStub:
             stopping = False
             try:
                 async with aiomqtt.Client(
-                    self._broker.host, self._broker.port, identifier=self._client_id, clean_session=True
+                    self._broker.host, self._broker.port, identifier=self._client_id, clean_session=False
                 ) as client:
                     backoff = self._backoff_initial
                     try:
@@ -262,7 +281,7 @@ class CloudStub:
     async def _handle_batch(self, topic: str, terminal: str, stream: str, payload: bytes, now: float) -> None:
         try:
             check_stream(stream)  # any well-formed stream: apps' result streams have tables of their own
-            batch = UpBatch.decode(payload)
+            batch = UpBatch.decode(payload, max_bytes=self._max_batch_bytes)
             if batch.terminal != terminal or batch.stream != stream:
                 raise ProtocolError(
                     f"batch is for {batch.terminal}/{batch.stream} but came on {terminal}/{stream}",
@@ -274,8 +293,19 @@ class CloudStub:
             await self._db.run(
                 lambda db: db.reject(terminal=terminal, topic=topic, error=error, payload=payload, now=now)
             )
+            too_large = len(payload) > self._max_batch_bytes or "values" in error
+            code = NACK_TOO_LARGE if too_large else NACK_BAD_BATCH
+            await self._nack(terminal, stream, payload, code, error)
             return
-        outcome = await self._db.run(lambda db: db.ingest_batch(topic=topic, batch=batch, now=now))
+        try:
+            outcome = await self._db.run(lambda db: db.ingest_batch(topic=topic, batch=batch, now=now))
+        except sqlite3.Error as err:  # not stored: the terminal keeps it and sends it again
+            await self._nack(terminal, stream, payload, NACK_STORE_FAILED, f"not stored: {err}")
+            raise
+        first, last = batch.messages[0].seq, batch.messages[-1].seq
+        await self._ack(
+            terminal, Ack({stream: outcome.acked}, {stream: outcome.seen}, batch=(stream, first, last))
+        )
         _log.debug(
             "cloud stub: %s: stored %d, duplicates %d, gaps %d, late %d, rejected %d",
             topic, outcome.stored, outcome.duplicates, outcome.gaps, outcome.out_of_order, outcome.rejected,
@@ -297,6 +327,25 @@ class CloudStub:
                 )
             elif not fut.done():
                 fut.set_result(reply)
+
+    async def _ack(self, terminal: str, ack: Ack) -> None:
+        """Tell the terminal what is durably stored (signed with its key; QoS 1)."""
+        key = self._keys.get(terminal, self._default_key)
+        client = self._client
+        if key is None or client is None:
+            return  # no key: unsigned acks would be ignored; no client: the terminal sends again
+        try:
+            await keep_cancel(client.publish(ack_topic(terminal), ack.signed(key).encode(), qos=1))
+        except aiomqtt.MqttError as err:  # lost acks only cost a resend
+            _log.warning("cloud stub: ack to %s not published: %s", terminal, err)
+        else:
+            self.acks_sent += 1
+
+    async def _nack(self, terminal: str, stream: str, payload: bytes, code: str, reason: str) -> None:
+        span = peek_batch(payload)
+        first, last = (None, None) if span is None else span
+        self.nacks_sent += 1
+        await self._ack(terminal, Ack({}, {}, (Nack(stream, first, last, code, reason[:300]),)))
 
     def listen(self, stream: str, listener: Listener) -> None:
         """Call ``await listener(terminal, body)`` for every message of ``stream`` received
@@ -405,6 +454,10 @@ class CloudStub:
             lambda db: db.events(terminal=terminal, kind=kind, since=since, limit=limit)
         )
 
+    async def holes(self) -> dict[tuple[str, str], int]:
+        """Seq numbers missing now per (terminal, stream) (see ``CloudDb.holes``)."""
+        return await self._db.run(lambda db: db.holes())
+
     async def results(
         self, stream: str, *, terminal: str | None = None, since: float | None = None, limit: int = 100
     ) -> list[StoredResult]:
@@ -432,6 +485,15 @@ class CloudStub:
     async def statistics(self) -> dict[str, dict[str, int]]:
         """Counters per terminal (see ``CloudDb.statistics``)."""
         return await self._db.run(lambda db: db.statistics())
+
+
+def _session_id(db_path: Path | str, terminal: str) -> str:
+    """One MQTT client id per cloud database (and terminal filter): a restarted stub resumes its
+    persistent session, so what the broker queued meanwhile reaches it."""
+    if str(db_path) == ":memory:":
+        return f"ttu-cloud-{uuid.uuid4().hex[:12]}"
+    where = f"{Path(db_path).resolve()}|{terminal}"
+    return f"ttu-cloud-{hashlib.sha1(where.encode()).hexdigest()[:12]}"
 
 
 def _payload_bytes(payload: Any) -> bytes:

@@ -16,11 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from base.clock import LoopClock
-from protocols.inspect import describe
 from sim.cloud.cli import DEFAULT_BROKER, DEFAULT_KEY_FILE, CloudCliError, load_command_key, render_table
-from sim.cloud.simclock import terminal_time
-from sim.cloud.stub import CloudStub
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -52,6 +48,7 @@ def summary(decoded: dict[str, Any]) -> str:
 
 
 def decoded_frames(result: dict[str, Any]) -> list[dict[str, Any]]:
+    from protocols.inspect import describe  # the codecs load when frames are decoded
     """Every frame of a ``hal.trace`` result, oldest first per link, with its decoding added."""
     out = []
     for link, body in sorted(result.get("links", {}).items()):
@@ -66,6 +63,10 @@ def decoded_frames(result: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 async def _fetch(args: argparse.Namespace, key: bytes, command_args: dict[str, Any]) -> dict[str, Any]:
+    from hal.clock import LoopClock
+    from sim.cloud.simclock import terminal_time
+    from sim.cloud.stub import CloudStub
+
     async with CloudStub(
         broker_url=args.broker,
         db_path=":memory:",

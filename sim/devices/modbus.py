@@ -27,7 +27,7 @@ from typing import Protocol
 import numpy as np
 from pymodbus.constants import ExcCodes
 
-from base.clock import Clock
+from hal.clock import Clock
 from hal.interfaces import SerialLink, SerialSettings
 from hal.modbus import RtuDecoder, RtuFrame, encode_frame
 from hal.sim import memory_link_pair

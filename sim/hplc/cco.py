@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from base.clock import Clock
+from hal.clock import Clock
 from hal.interfaces import SerialLink, SerialSettings
 from protocols import gdw1376_2 as q
 from protocols.errors import ProtocolError

@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from base.clock import Clock
+from hal.clock import Clock
 from protocols import gdw1376_2 as q
 from sim.hplc.cco import VirtualCco
 from sim.hplc.nodes import SimNode

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from base.clock import Clock
+from hal.clock import Clock
 from protocols import dlt645, dlt698
 from protocols.errors import ProtocolError
 from sim.meters.bus import address_matches

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from base.clock import Clock
+from hal.clock import Clock
 from hal.interfaces import SerialLink, SerialSettings
 from protocols import dlt698
 from protocols.errors import ProtocolError

@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from pandapower.pypower.idx_bus import BUS_TYPE, REF
 from pandapower.pypower.makeYbus import makeYbus
 
-from base.errors import ConfigError
+from protocols.errors import ConfigError
 
 CArray = NDArray[np.complex128]
 

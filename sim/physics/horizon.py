@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 from numpy.typing import NDArray
 
-from base.errors import ConfigError
+from protocols.errors import ConfigError
 from sim.physics.network import StationNetwork
 from sim.physics.solver import power_flow
 from sim.profiles.types import Profiles

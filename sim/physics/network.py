@@ -35,7 +35,7 @@ import pandapower as pp
 import pandapower.networks as pn
 from numpy.typing import NDArray
 
-from base.errors import ConfigError
+from protocols.errors import ConfigError
 from sim.physics._seqnet import SequenceModel, build_sequence_model
 
 __all__ = ["DEFAULT_NETWORK", "Customer", "StationNetwork", "fill_zero_sequence", "load_network"]

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from base.errors import ConfigError
+from protocols.errors import ConfigError
 from sim.physics._seqnet import PHASE_TO_SEQ, SEQ_TO_PHASE
 from sim.physics.network import StationNetwork
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from base.errors import ConfigError
+from protocols.errors import ConfigError
 from sim.profiles.pv import pv_profiles
 from sim.profiles.types import Profiles
 from sim.profiles.uci import UciData, load_uci

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from numpy.typing import NDArray
 
-from base.errors import ConfigError
+from protocols.errors import ConfigError
 
 FArray = NDArray[np.float64]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from base.errors import ConfigError
+from protocols.errors import ConfigError
 
 __all__ = ["UciData", "default_cache_dir", "load_uci"]
 

@@ -48,7 +48,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from base.errors import ConfigError
+from protocols.errors import ConfigError
 
 SCENARIO_DIR = Path(__file__).resolve().parent
 OUTAGE_LEVELS = ("station", "phase", "branch", "box", "meter")

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from hal.errors import CapabilityMissing, TransportTimeout
 from hal.interfaces import CarrierEvent, SerialSettings
 from hal.rs485 import Rs485Port
@@ -57,6 +57,7 @@ class FakeUplink:
     def __init__(self) -> None:
         self.sent: list[tuple[str, dict[str, Any]]] = []
         self.commands: dict[str, Callable[[dict[str, Any]], Any]] = {}
+        self.priorities: dict[str, Any] = {}
 
     async def send(self, stream: str, body: dict[str, Any]) -> str:
         self.sent.append((stream, body))
@@ -67,6 +68,9 @@ class FakeUplink:
 
     def unregister_command(self, name: str) -> None:
         self.commands.pop(name, None)
+
+    def declare_stream(self, stream: str, *, priority: Any) -> None:
+        self.priorities[stream] = priority
 
 
 class FakeCarrier:

@@ -25,7 +25,7 @@ import pytest
 
 from apps.acquisition.devices import DevicePoller, device_records, polled_points, start_field_devices
 from apps.acquisition.metrology import MetrologyReader
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from hal.interfaces import SerialSettings
 from hal.metrology import DltMetrology, Ratios
 from hal.rs485 import Rs485Port

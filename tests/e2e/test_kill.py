@@ -15,7 +15,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from runtime.config import load_board, load_credentials
 from runtime.store import Store
 from runtime.uplink import Uplink

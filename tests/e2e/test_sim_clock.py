@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from runtime.config import load_board
 from sim.cloud.cli import load_command_key
 from sim.cloud.simclock import SimClockBeacon, discover, terminal_time

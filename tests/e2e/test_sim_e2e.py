@@ -115,7 +115,10 @@ async def test_signed_commands_round_trip(tmp_path: Path, broker: AnyBroker) -> 
         assert meter.source_of("phase").by == "op-7"
 
         async with run.clock.timeout(120):  # the master station has the snapshot and the change
-            while len(await run.cloud.results("station", terminal=terminal)) < 2:
+            while not any(
+                r.body.get("type") == "change" and r.body.get("version") == 2
+                for r in await run.cloud.results("station", terminal=terminal)
+            ):
                 await run.clock.sleep(1.0)
         bodies = [r.body for r in reversed(await run.cloud.results("station", terminal=terminal))]
         snapshot = next(b for b in bodies if b["type"] == "snapshot")

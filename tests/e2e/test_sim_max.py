@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from base.errors import ConfigError
+from protocols.errors import ConfigError
 from runtime.config import load_board
 from sim.cli import parse_speed
 from sim.harness import DEFAULT_START, REPO

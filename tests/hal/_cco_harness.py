@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from hal.hplc import Cco
 from hal.interfaces import SerialSettings
 from hal.linux import PySerialLink

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from hal.errors import TransportError
 from hal.sim import MemoryLink
 

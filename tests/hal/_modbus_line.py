@@ -7,7 +7,7 @@ import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from hal.interfaces import SerialSettings
 from hal.linux.serial import PySerialLink
 from hal.rs485 import Rs485Port
@@ -19,8 +19,10 @@ from sim.pty import open_pty
 async def served_line(
     devices: Sequence[Any], settings: SerialSettings, *, name: str, start: float = 1_700_000_000.0
 ) -> AsyncIterator[tuple[Rs485Port, ModbusLine]]:
-    """Yield the open port and the line serving ``devices`` (clock at 10x) until the block ends."""
-    clock = LoopClock(start=start, speed=10.0)
+    """Yield the open port and the line serving ``devices`` until the block ends. The clock runs
+    at 2x: this is real pty I/O, so a reply timeout must leave a loaded machine room (at 10x a
+    0.5 s timeout was 50 ms of wall time, and tests failed when CI was busy)."""
+    clock = LoopClock(start=start, speed=2.0)
     line = ModbusLine(list(devices), clock=clock, settings=settings)
     pty = open_pty(name)
     port = Rs485Port(PySerialLink(pty.slave_path, settings, name=name), clock=clock, name=name)

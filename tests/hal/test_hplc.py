@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from hal.hplc import ModuleDenied, NodeTimeout
 from hal.interfaces import CarrierModule
 from protocols import dlt645

@@ -18,7 +18,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from hal.errors import DeviceError, TransportTimeout
 from hal.interfaces import SerialSettings
 from hal.linux.serial import PySerialLink

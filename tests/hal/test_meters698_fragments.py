@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from hal.linux.serial import PySerialLink
 from hal.meters import Dlt698Master
 from hal.meters.dlt698 import FragmentError

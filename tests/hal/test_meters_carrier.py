@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from hal.errors import TransportTimeout
 from hal.interfaces import CarrierEvent, Priority
 from hal.meters import CarrierTransport, Dlt645Client, Dlt645Master, Dlt698Client, Dlt698Master

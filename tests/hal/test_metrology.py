@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from hal.errors import DeviceError, TransportTimeout
 from hal.interfaces import SerialSettings
 from hal.linux.serial import PySerialLink

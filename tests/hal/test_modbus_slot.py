@@ -1,6 +1,7 @@
 """The modbus-rtu slot driver over a real pty (pyserial) against the simulator's virtual I/O modules.
 
-Real I/O, so no looptime: a 10x clock keeps the wire/response delays short in wall time.
+Real I/O, so no looptime: a 2x clock (tests/hal/_modbus_line.py) keeps the
+wire/response delays short in wall time.
 Expected values come from the virtual modules' knobs and register images.
 """
 
@@ -12,7 +13,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from hal.errors import CapabilityMissing, DeviceError, TransportTimeout
 from hal.interfaces import SerialSettings, Slot
 from hal.linux.serial import PySerialLink

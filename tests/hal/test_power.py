@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from hal.errors import HalError
 from hal.linux.power import AdcInput, GpioInput, InputPowerMonitor, parse_device
 from hal.sim import SimPowerMonitor

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from hal.errors import TransportClosed, TransportTimeout
 from hal.interfaces import Priority, SerialSettings
 from hal.linux import PySerialLink

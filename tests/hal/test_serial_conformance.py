@@ -110,7 +110,7 @@ async def test_discard_input_drops_stale_bytes(harness: Harness) -> None:
     async with asyncio.timeout(GUARD):
         await harness.peer.send(b"stale reply")
         assert await harness.link.read(1) == b"s"  # the rest of that write has arrived with it
-        harness.link.discard_input()
+        assert harness.link.discard_input() == len(b"tale reply")  # counted, not silently gone
         await harness.peer.send(b"fresh")
         assert await read_exactly(harness.link, 5) == b"fresh"
 
@@ -121,7 +121,7 @@ async def test_closed_link_raises_closed(harness: Harness) -> None:
         await harness.link.read()
     with pytest.raises(TransportClosed):
         await harness.link.write(b"x")
-    harness.link.discard_input()  # harmless on a closed link
+    assert harness.link.discard_input() == 0  # harmless on a closed link
 
 
 async def test_never_opened_link_raises_closed() -> None:

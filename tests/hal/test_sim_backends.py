@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from hal.errors import CapabilityMissing, DeviceError, TransportBroken, TransportClosed
 from hal.interfaces import SerialSettings, Slot, Watchdog
 from hal.linux import DevWatchdog

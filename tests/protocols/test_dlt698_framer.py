@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import time
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -91,14 +90,12 @@ def test_offsets_count_across_feeds_and_reset() -> None:
 @given(st.binary(max_size=400), st.lists(st.integers(1, 64), max_size=20))
 def test_random_bytes_give_only_frames_or_protocol_errors(data: bytes, cuts: list[int]) -> None:
     framer = dlt698.Framer(max_length=256)
-    start = time.perf_counter()
     pos = 0
     for n in [*cuts, len(data)]:
         for item in framer.feed(data[pos : pos + n]):
             assert isinstance(item, dlt698.Frame | ProtocolError)
         pos += n
     assert framer.pending <= 256 + 64 + 2
-    assert time.perf_counter() - start < 1.0
 
 
 @settings(max_examples=300, deadline=None)
@@ -121,7 +118,6 @@ def test_mutated_frames_never_escape_protocol_error(frame: bytes, data: st.DataO
 @settings(max_examples=500, deadline=None)
 @given(st.binary(max_size=300))
 def test_random_apdus_and_data_raise_only_protocol_error(raw: bytes) -> None:
-    start = time.perf_counter()
     for decoder in (dlt698.decode_apdu, dlt698.Data.decode):
         try:
             decoded = decoder(raw)
@@ -135,7 +131,6 @@ def test_random_apdus_and_data_raise_only_protocol_error(raw: bytes) -> None:
                 continue
             bare_error = isinstance(decoded, dlt698.ErrorResponse) and not decoded.trailer
             assert again == raw or isinstance(decoded, dlt698.Data) or bare_error
-    assert time.perf_counter() - start < 0.5
 
 
 @settings(max_examples=300, deadline=None)

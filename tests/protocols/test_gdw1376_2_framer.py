@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -105,7 +103,6 @@ SAMPLES = [QUERY, MONITOR, CONFIRM]
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.binary(max_size=300))
 def test_random_bytes_only_yield_frames_or_protocol_errors(data: bytes) -> None:
-    start = time.perf_counter()
     framer = q.Framer()
     for item in framer.feed(data) + framer.feed(data[::-1]):
         assert isinstance(item, q.Frame | ProtocolError)
@@ -119,7 +116,6 @@ def test_random_bytes_only_yield_frames_or_protocol_errors(data: bytes) -> None:
         _parses(frame)
     described = describe(data)
     assert isinstance(described["ok"], bool)
-    assert time.perf_counter() - start < 1.0
 
 
 def _parses(frame: q.Frame) -> bool:
@@ -152,7 +148,6 @@ def _mutated(draw: st.DrawFn) -> bytes:
 @settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_mutated(), st.integers(1, 17))
 def test_mutated_frames_only_yield_frames_or_protocol_errors(data: bytes, chunk: int) -> None:
-    start = time.perf_counter()
     framer = q.Framer()
     out: list[q.Frame | ProtocolError] = []
     for i in range(0, len(data), chunk):
@@ -169,7 +164,6 @@ def test_mutated_frames_only_yield_frames_or_protocol_errors(data: bytes, chunk:
     described = describe(data)
     if described["ok"] and described["protocol"] == "gdw1376.2":
         assert described["roundtrip"]
-    assert time.perf_counter() - start < 1.0
 
 
 @settings(max_examples=200, deadline=None)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from hal.errors import CapabilityMissing
 from hal.interfaces import SerialSettings
 from hal.modbus_slot import ModbusIoSlot

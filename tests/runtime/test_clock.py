@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from base.clock import LoopClock, ticking
+from hal.clock import LoopClock, ticking
 
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 

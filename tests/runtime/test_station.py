@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from protocols.station import (
     Correction,
     PatchOp,

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from apps.acquisition.devices import device_records
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from hal.interfaces import SerialSettings
 from hal.metrology import DltMetrology, Ratios
 from hal.modbus import ModbusMaster

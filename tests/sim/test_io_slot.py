@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from hal.modbus_slot import ModbusIoSlot
 from protocols import modbus
 from runtime.board_hal import BoardHal

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from base.clock import Clock
+from hal.clock import Clock
 from hal.errors import HalError
 from protocols.errors import ProtocolError
 from protocols.station import Correction, StationError, model_to_doc

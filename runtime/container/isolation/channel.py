@@ -15,7 +15,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from base.clock import Clock
+from hal.clock import Clock
 from runtime.container.isolation.wire import encode_frame, error_from_json, error_to_json
 from runtime.errors import BusError, RequestTimeout
 

@@ -38,8 +38,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from base.clock import Clock, LoopClock
-from base.streams import Stream
+from hal.clock import Clock, LoopClock
+from hal.streams import Stream
 from protocols.station import (
     Correction,
     ProposalResult,

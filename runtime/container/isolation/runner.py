@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import runtime
-from base.clock import Clock, wall_timeout
+from hal.clock import Clock, wall_timeout
 from runtime.container.context import ContextFactory
 from runtime.container.isolation.bridge import AppSession, Bridge, Connection
 from runtime.container.isolation.wire import ENV_SOCKET, ENV_TOKEN, EXIT_MEMORY, EXIT_REASONS

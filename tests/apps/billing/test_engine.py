@@ -4,6 +4,7 @@ root, checkpoint and restart. Amounts are worked out by hand in the comments."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ from apps.billing.contracts import ContractRefused
 from apps.billing.engine import Refused
 from protocols import billing
 from protocols.ledger import audit
+from sim.meters.model import RelayRefused
 
 from .rig import (
     BANK,
@@ -89,6 +91,48 @@ async def test_keep_power_blocks_the_trip_until_released(tmp_path: Path) -> None
         )
         assert released["keep_power"] is False
         assert not r.meters["m-0002"].relay_closed and commands(r, "m-0002")[-1] == "trip"
+
+
+async def test_keep_power_flag_of_the_station_model_is_sent_to_the_meter_and_blocks_trips(
+    tmp_path: Path,
+) -> None:
+    """保电 from the archive (station-model flag ``keep_power``), no signed order: the meter is told
+    (3AH) at the first decision, the customer runs into overdraft but is never tripped; when the
+    flag goes, 3BH and the trip follow."""
+    async with rig(tmp_path, n=2, kw=8.0) as r:
+        flagged = [replace(c, keep_power=True) if c.id == "C0002" else c for c in r.engine.customers]
+        r.engine.set_customers(flagged)
+        await prepare(r)
+        for k in range(1, 33):
+            await r.cycle(local(2026, 3, 2, 8, 0) + 900 * k)
+        assert not r.meters["m-0001"].relay_closed  # C0001 tripped at k = 31
+        assert r.meters["m-0002"].keep_power and r.meters["m-0002"].relay_closed
+        assert commands(r, "m-0002") == ["keep_power", "alarm", "alarm", "alarm"]
+        held = [x for x in await r.store.ledger.records(kind="relay") if x.body["result"] == "blocked"]
+        assert [x.body["customer"] for x in held] == ["C0002"]  # recorded once
+        r.engine.set_customers([replace(c, keep_power=False) for c in flagged])
+        await r.cycle(local(2026, 3, 2, 16, 15))
+        assert commands(r, "m-0002")[-2:] == ["keep_power_release", "trip"]
+        assert not r.meters["m-0002"].relay_closed
+
+
+async def test_a_meter_that_refuses_keep_power_still_gets_its_alarms(tmp_path: Path) -> None:
+    async with rig(tmp_path, n=1, kw=8.0) as r:
+        r.engine.set_customers([replace(c, keep_power=True) for c in r.engine.customers])
+
+        def refuse(on: bool, t: float) -> None:
+            raise RelayRefused("no 保电 on this firmware")
+
+        r.meters["m-0001"].set_keep_power = refuse  # type: ignore[method-assign]
+        await prepare(r, customers=("C0001",))
+        for k in range(1, 6):  # alarm 1 at k = 5
+            await r.cycle(local(2026, 3, 2, 8, 0) + 900 * k)
+        assert commands(r, "m-0001") == ["keep_power", "alarm"]  # refused once, not sent again
+        relays = await r.store.ledger.records(kind="relay")
+        assert [(x.body["command"], x.body["result"]) for x in relays] == [
+            ("keep_power", "refused"),
+            ("alarm", "ok"),
+        ]
 
 
 async def test_a_trip_the_meter_refuses_is_recorded_and_tried_again_next_cycle(tmp_path: Path) -> None:

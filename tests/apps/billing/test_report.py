@@ -58,13 +58,28 @@ async def test_summary_has_the_issue_shape_and_the_day_charges(tmp_path: Path) -
     bank = bank_transactions(topups)
     out = summary(TERMINAL, bodies(records), bank=bank)
     assert set(out) == {"terminal", "customers", "ledger", "reconciliation"} and out["terminal"] == TERMINAL
-    (c1,) = [c for c in out["customers"] if c["customer_id"] == "C0001"]
+    c1, c1_open = [c for c in out["customers"] if c["customer_id"] == "C0001"]
     keys = ("customer_id", "meter_id", "date", "charge_yuan", "balance_yuan", "relay")
     assert {k: c1[k] for k in keys} == {
         "customer_id": "C0001", "meter_id": "m-0001", "date": "2026-03-02",
         "charge_yuan": "21.66", "balance_yuan": "78.34", "relay": "closed",
     }  # fmt: skip
     assert c1["kwh"] == {"sharp": 0.0, "peak": 28.0, "flat": 0.0, "valley": 20.0}  # 2 kW, 8-22 peak
+    # the day still open: 00:00 (the freeze) to 05:00 at 2 kW, valley 0.288: 10 kWh, 2.88 so far
+    assert {k: c1_open[k] for k in keys} == {
+        "customer_id": "C0001", "meter_id": "m-0001", "date": "2026-03-03",
+        "charge_yuan": "2.88", "balance_yuan": "75.46", "relay": "closed",
+    }  # fmt: skip
+    assert c1_open["kwh"] == {"sharp": 0.0, "peak": 0.0, "flat": 0.0, "valley": 10.0}
+    assert [c["date"] for c in summary(TERMINAL, bodies(records), open_days=False)["customers"]] == [
+        "2026-03-02",
+        "2026-03-02",
+    ]
+    detailed = summary(TERMINAL, bodies(records), date="2026-03-03", detail=True)["customers"]
+    assert [(c["customer_id"], c["closed"], c["contracts"]) for c in detailed] == [
+        ("C0001", False, ["ZJ-RES@1"]),
+        ("C0002", False, ["ZJ-RES@1"]),
+    ]
     assert isinstance(c1["charge_yuan"], str) and isinstance(c1["balance_yuan"], str)
     assert out["ledger"]["verified"] and out["ledger"]["length"] == records[-1].seq
     assert out["ledger"]["head"] == records[-1].hash

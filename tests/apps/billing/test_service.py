@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from hal.interfaces import SerialSettings
 from hal.rs485 import Rs485Port
 from hal.sim import memory_link_pair

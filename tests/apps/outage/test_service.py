@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from hal.errors import CapabilityMissing
 from hal.interfaces import MetrologySnapshot, PhaseValues
 from hal.sim import SimPowerMonitor

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from runtime.bus import (
     Bus,
     Overflow,

@@ -172,6 +172,9 @@ def test_result_streams_and_station_access_are_declared(tmp_path: Path) -> None:
         ('streams = ["x", "x"]', "uplink.streams[1]", "listed twice"),
         ('streams = "topology"', "uplink.streams", "must be a list"),
         ("colour = 1", "uplink.colour", "unknown key"),
+        ('streams = ["o"]\npriority = {o = "asap"}', "uplink.priority.o", "urgent, normal, bulk"),
+        ('streams = ["o"]\npriority = {alarm = "urgent"}', "uplink.priority.alarm", "not one of the streams"),
+        ('streams = ["outage"]\npriority = "urgent"', "uplink.priority", "must be a table"),
     ],
 )
 def test_bad_streams_name_the_key(tmp_path: Path, uplink: str, path: str, reason: str) -> None:
@@ -181,8 +184,20 @@ def test_bad_streams_name_the_key(tmp_path: Path, uplink: str, path: str, reason
     assert any(e.path == path and reason in e.reason for e in err.value.errors), err.value.errors
 
 
+def test_stream_priorities_are_declared_with_the_streams(tmp_path: Path) -> None:
+    text = GOOD + '\n[uplink]\nstreams = ["outage", "lineloss"]\npriority = {outage = "urgent"}\n'
+    m = load_manifest(write_app(tmp_path, "acquisition", text))
+    assert dict(m.priorities) == {"outage": "urgent"}
+
+
 def test_station_access_is_read_or_propose(tmp_path: Path) -> None:
     text = GOOD.replace('hal = ["rs485", "hplc"]', 'hal = ["rs485", "hplc"]\nstation = "write"')
     with pytest.raises(ConfigErrors) as err:
         load_manifest(write_app(tmp_path, "acquisition", text))
     assert [e.path for e in err.value.errors] == ["capabilities.station"]
+
+
+def test_outage_reports_overtake_a_readings_backlog() -> None:
+    """Issue 9 section 3: an outage report must not wait behind an hour of readings."""
+    outage = load_manifest(Path(__file__).resolve().parents[3] / "apps" / "outage" / "app.toml")
+    assert dict(outage.priorities) == {"outage": "urgent"}

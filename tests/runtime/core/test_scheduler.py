@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -11,7 +10,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from runtime.errors import TerminalError
 from runtime.scheduler import (
     Aligned,
@@ -54,20 +53,17 @@ async def running(scheduler: Scheduler) -> AsyncIterator[None]:
 
 
 @pytest.mark.looptime
-async def test_a_day_of_15_min_jobs_runs_at_quarter_hours_fast() -> None:
+async def test_a_day_of_15_min_jobs_runs_at_quarter_hours() -> None:
     clock = LoopClock(start=local(SHANGHAI, 2026, 1, 1, 0, 0) - 1)
     s = Scheduler(clock=clock, tz=SHANGHAI, state=MemoryKeyValue())
     rec = Recorder()
     s.add("curve", Aligned(900), rec)
-    t0 = time.perf_counter()
     async with running(s):
         await clock.sleep(86400)
-    wall = time.perf_counter() - t0
     assert len(rec.slots) == 96
     assert rec.hm[:5] == ["01-01 00:00", "01-01 00:15", "01-01 00:30", "01-01 00:45", "01-01 01:00"]
     assert rec.hm[-1] == "01-01 23:45"
     assert all(not slot.late for slot in rec.slots)
-    assert wall < 1.0
 
 
 @pytest.mark.looptime

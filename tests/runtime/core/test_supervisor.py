@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from base.clock import LoopClock
-from protocols.cloud import Command, sign_command
+from hal.clock import LoopClock
+from protocols.cloud import Command, StreamPriority, sign_command
 from runtime.bus import Bus
 from runtime.container.context import AppContextFactory
 from runtime.container.manifest import load_manifest
@@ -269,6 +269,7 @@ async def test_a_crashed_app_comes_back_and_works_having_released_what_it_held(t
             assert hal.carrier.hub._streams == []
             await clock.sleep(601)
         assert sup.record("phoenix").restarts == 3
+        assert uplink._delivery.priority("alerts") is StreamPriority.URGENT  # from its manifest
         assert sup.state("phoenix") is AppState.RUNNING
 
 

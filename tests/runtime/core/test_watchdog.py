@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from runtime.bus import Bus
 from runtime.container.context import AppContextFactory
 from runtime.container.supervisor import AppState, Supervisor

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from hal.errors import CapabilityMissing
 from hal.interfaces import CarrierModule, Metrology, Slot, Watchdog
 from runtime.api import UplinkClient

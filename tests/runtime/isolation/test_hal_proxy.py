@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from hal.hplc import EventStream
 from hal.hplc._events import EventHub
 from hal.interfaces import CarrierEvent, MetrologySnapshot, PhaseValues, SerialSettings

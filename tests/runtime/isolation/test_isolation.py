@@ -159,7 +159,7 @@ async def test_stop_escalates_to_sigkill_within_stop_timeout_and_leaves_no_proce
 
 
 async def test_isolated_needs_a_bridge() -> None:
-    from base.clock import LoopClock
+    from hal.clock import LoopClock
     from runtime.bus import Bus
     from runtime.container.context import AppContextFactory
     from runtime.container.manifest import load_manifest

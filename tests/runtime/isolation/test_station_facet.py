@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from protocols.station import ARCHIVE, Correction, PatchOp
 from runtime.bus import Bus
 from runtime.container.supervisor import AppState

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from base.packages.format import (
+from protocols.packages.format import (
     MANIFEST_NAME,
     SIGNATURE_NAME,
     render_header,
@@ -17,7 +17,7 @@ from base.packages.format import (
     render_signature,
     signed_message,
 )
-from base.packages.keys import key_id, raw_public
+from protocols.packages.keys import key_id, raw_public
 
 APP_TOML = """\
 [app]

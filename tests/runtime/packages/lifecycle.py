@@ -20,8 +20,8 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from base.clock import LoopClock
-from base.packages.keys import raw_public
+from hal.clock import LoopClock
+from protocols.packages.keys import raw_public
 from runtime.bus import Bus
 from runtime.container.context import AppContextFactory, NamespacedStore
 from runtime.container.manifest import Manifest

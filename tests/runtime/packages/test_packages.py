@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import stat
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from base.packages.format import MANIFEST_NAME, SIGNATURE_NAME
+from protocols.packages.archive import inspect as format_inspect
+from protocols.packages.format import MANIFEST_NAME, SIGNATURE_NAME
 from runtime.config import load_board
 from runtime.errors import ConfigErrors
 from runtime.packages import (
@@ -126,6 +128,21 @@ def test_packing_is_deterministic(tmp_path: Path) -> None:
 def test_inspect_needs_no_trust_but_a_valid_signature(tmp_path: Path) -> None:
     pkg = pack(make_app(tmp_path), private_key=KEY, out=tmp_path / "p.ttuapp")
     assert inspect(pkg).key_id == key_id(PUB)
+
+
+def test_the_format_checks_bytes_the_caller_holds_without_opening_anything(tmp_path: Path) -> None:
+    """protocols.packages reads only through the file object it is given (the cloud's catalog
+    and the terminal open the file themselves): a package held in memory checks the same."""
+    pkg = pack(make_app(tmp_path), private_key=KEY, out=tmp_path / "p.ttuapp")
+    data = pkg.read_bytes()
+    held = format_inspect(io.BytesIO(data), path=Path("held.ttuapp"))
+    assert (held.key_id, held.sha256, held.size) == (key_id(PUB), inspect(pkg).sha256, len(data))
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        entry = next(i for i in zf.infolist() if i.filename not in (MANIFEST_NAME, SIGNATURE_NAME))
+    at = entry.header_offset + 30 + len(entry.filename.encode()) + len(entry.extra) + entry.compress_size // 2
+    changed = data[:at] + bytes([data[at] ^ 0xFF]) + data[at + 1 :]
+    with pytest.raises(Tampered):
+        format_inspect(io.BytesIO(changed), path=Path("changed.ttuapp"))
 
 
 # -- refusals -------------------------------------------------------------------------------------

@@ -8,14 +8,14 @@ import signal
 import sys
 from pathlib import Path
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from runtime.store import Store
 
 REPO = Path(__file__).resolve().parents[3]
 
 CHILD = """
 import asyncio, sys
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from runtime.model import Reading
 from runtime.store import Store
 

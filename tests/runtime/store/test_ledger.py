@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from protocols.ledger import GENESIS
 from runtime.errors import StoreError
 from runtime.store import LedgerEntry, Store, StoreLimits
@@ -142,7 +142,7 @@ async def test_tampering_on_disk_is_found(tmp_path: Path) -> None:
 
 CHILD = """
 import asyncio, sys
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from runtime.store import LedgerEntry, Store
 
 async def main(path):

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from runtime.errors import StoreError
 from runtime.model import Event, Quality, Reading
 from runtime.store import SCHEMA_VERSION, Store, StoreLimits

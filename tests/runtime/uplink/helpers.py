@@ -11,7 +11,17 @@ from typing import Any
 
 import aiomqtt
 
-from protocols.cloud import Command, Reply, UpBatch, command_topic, sign_command, state_topic, up_wildcard
+from protocols.cloud import (
+    Ack,
+    Command,
+    Reply,
+    UpBatch,
+    ack_topic,
+    command_topic,
+    sign_command,
+    state_topic,
+    up_wildcard,
+)
 
 KEY = b"test-command-key"
 TERMINAL = "T1"
@@ -89,6 +99,16 @@ class Cloud:
     batches: list[UpBatch] = field(default_factory=list)
     states: list[str] = field(default_factory=list)
     changed: asyncio.Condition = field(default_factory=asyncio.Condition)
+    acking: bool = True  # acknowledge what arrived, as the master station does (False: a silent peer)
+
+    def ack_for(self, batch: UpBatch) -> Ack:
+        """The signed ack of everything of ``batch.stream`` received contiguously so far."""
+        have = {m.seq for m in self.messages(batch.stream)}
+        acked = batch.acked
+        while acked + 1 in have:
+            acked += 1
+        span = (batch.stream, batch.messages[0].seq, batch.messages[-1].seq)
+        return Ack({batch.stream: acked}, {batch.stream: max(have)}, batch=span).signed(KEY)
 
     def messages(self, stream: str) -> list[Any]:
         return [m for b in self.batches if b.stream == stream for m in b.messages]
@@ -140,7 +160,10 @@ async def cloud_peer(host: str, port: int, terminal: str = TERMINAL) -> AsyncIte
                     if msg.topic.value == state_topic(terminal):
                         cloud.states.append(payload.decode())
                     else:
-                        cloud.batches.append(UpBatch.decode(payload))
+                        batch = UpBatch.decode(payload)
+                        cloud.batches.append(batch)
+                        if cloud.acking:
+                            await client.publish(ack_topic(terminal), cloud.ack_for(batch).encode(), qos=1)
                     cloud.changed.notify_all()
 
         async with asyncio.TaskGroup() as tg:

@@ -2,7 +2,7 @@
 
 Python 3.11's ``asyncio.wait_for`` (which aiomqtt uses for every acknowledgement) then
 returns the PUBACK and drops the cancellation; a sender that goes back to waiting for work
-would never end and the terminal's shutdown would hang (base.cancellation). The client
+would never end and the terminal's shutdown would hang (hal.cancellation). The client
 here is aiomqtt's shape with ``wait_for`` on a PUBACK the test releases at that moment.
 """
 
@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from base.cancellation import keep_cancel
-from base.clock import LoopClock
+from hal.cancellation import keep_cancel
+from hal.clock import LoopClock
 from runtime.store import Store
 from runtime.uplink import Uplink
 

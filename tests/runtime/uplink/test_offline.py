@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from runtime.store import Store
 from runtime.uplink import OutboxOnlyUplink
 

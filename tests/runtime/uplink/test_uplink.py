@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from base.clock import LoopClock
-from protocols.cloud import Command
-from runtime.errors import CommandError
+from hal.clock import LoopClock
+from protocols.cloud import MAX_MESSAGE_BYTES, Command
+from runtime.errors import CommandError, MessageTooLarge
 from runtime.model import Event, Reading
 from runtime.store import Store
 from runtime.uplink import Backoff, Uplink
@@ -81,6 +81,7 @@ async def test_messages_arrive_in_order(broker: EmbeddedBroker | MosquittoBroker
             assert max(len(b.messages) for b in cloud.batches) <= 40
             assert "online" in cloud.states
             await eventually(lambda: uplink.statistics()["published_messages"] == 127, clock)
+            await eventually(lambda: uplink.statistics()["backlog"] == {}, clock)  # every row acked
             stats = uplink.statistics()
             assert stats["connected"] is True and stats["backlog"] == {}
         assert await store.outbox_backlog() == {}
@@ -255,3 +256,84 @@ def test_bad_broker_url_is_a_config_error(url: str, tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="broker_url"):
         parse_broker_url(url)
+
+
+def backlog_body(i: int) -> dict[str, Any]:
+    rows = [Reading(f"m-{k:04d}", "voltage.a", 220.0 + k, "V", T0 + 60 * i).to_json() for k in range(150)]
+    return {"readings": rows}  # ~16 KiB: an hour of a station area's readings is ~700 of these
+
+
+async def test_an_urgent_report_overtakes_a_readings_backlog(
+    mosquitto_broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    clock = LoopClock(start=T0)
+    async with (
+        await Store.open(tmp_path / "s.db", clock=clock) as store,
+        cloud_peer(mosquitto_broker.host, mosquitto_broker.port) as cloud,
+    ):
+        uplink = make_uplink(store, clock, mosquitto_broker.url)
+        uplink.declare_stream("outage", priority="urgent")
+        for i in range(300):  # the backlog an uplink outage left (~5 MiB)
+            await uplink.send("readings", backlog_body(i))
+        async with running(uplink):
+            await cloud.wait(lambda: len(cloud.unique("readings")) > 0)
+            await uplink.send("outage", {"id": "o-1", "level": "branch", "target": "F2"})
+            await cloud.wait(lambda: len(cloud.unique("outage")) == 1)
+            readings_before = len(cloud.unique("readings"))
+            await cloud.wait(lambda: len(cloud.unique("readings")) == 300)
+            await eventually(lambda: uplink.statistics()["backlog"] == {}, clock)
+    # it went out with the first batches (at most one window of 1 MiB of readings ahead), not last
+    assert readings_before < 100
+    assert_in_order_exactly_once(cloud, "readings", 300)
+
+
+class _LongBackoff(Backoff):
+    """The first retry after a short wait, every later one after an hour."""
+
+    calls = 0
+
+    def next_delay(self) -> float:
+        self.calls += 1
+        delay = self._next
+        self._next = self.maximum
+        return delay
+
+
+async def test_an_urgent_message_cuts_a_long_reconnect_backoff_short(
+    mosquitto_broker: MosquittoBroker, tmp_path: Path
+) -> None:
+    """A last gasp has seconds of hold-up: it must not wait out an hour of reconnect backoff."""
+    clock = LoopClock(start=T0)
+    proxy = TcpProxy(mosquitto_broker.host, mosquitto_broker.port)
+    await proxy.start()
+    try:
+        async with (
+            await Store.open(tmp_path / "s.db", clock=clock) as store,
+            cloud_peer(mosquitto_broker.host, mosquitto_broker.port) as cloud,
+        ):
+            backoff = _LongBackoff(initial=0.05, maximum=3600.0)
+            uplink = make_uplink(store, clock, proxy.url, backoff=backoff)
+            uplink.declare_stream("outage", priority="urgent")
+            async with running(uplink):
+                await uplink.send("readings", reading(0))
+                await cloud.wait(lambda: len(cloud.unique("readings")) == 1)
+                await proxy.cut()
+                await eventually(lambda: backoff.calls == 2, clock)  # one retry failed: an hour to the next
+                await proxy.start()  # the broker is back
+                await uplink.send("readings", reading(1))  # bulk: waits for the retry
+                await uplink.send("outage", {"id": "o-1", "level": "station", "target": "S"})
+                await cloud.wait(lambda: len(cloud.unique("outage")) == 1)  # bounded by WAIT_S, not an hour
+                await cloud.wait(lambda: len(cloud.unique("readings")) == 2)
+                assert uplink.statistics()["early_reconnects"] == 1
+    finally:
+        await proxy.close()
+
+
+async def test_a_message_larger_than_a_batch_is_refused_and_nothing_is_stored(tmp_path: Path) -> None:
+    clock = LoopClock(start=T0)
+    async with await Store.open(tmp_path / "s.db", clock=clock) as store:
+        uplink = make_uplink(store, clock, "mqtt://127.0.0.1:1")
+        with pytest.raises(MessageTooLarge, match="over"):
+            await uplink.send("topology", {"result": "x" * MAX_MESSAGE_BYTES})
+        assert await store.outbox_backlog() == {}
+        assert await uplink.send("topology", {"result": "x" * (MAX_MESSAGE_BYTES - 100)})

@@ -17,7 +17,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from runtime.bus import Bus
 from runtime.container.context import AppContextFactory, NamespacedStore
 from runtime.packages.jobs import JobRunner

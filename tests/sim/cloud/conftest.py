@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from sim.cloud import CloudStub
 from tests.brokers import AnyBroker
 

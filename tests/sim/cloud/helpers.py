@@ -9,7 +9,7 @@ from typing import Any
 
 import aiomqtt
 
-from base.cancellation import keep_cancel
+from hal.cancellation import keep_cancel
 from protocols.cloud import Command, Reply, UpBatch, UpMessage, command_topic, up_topic, verify_command
 from protocols.errors import ProtocolError
 from tests.brokers import AnyBroker
@@ -65,7 +65,7 @@ async def answer_commands(
             reply = Reply(command.id, True, result={"echo": command.args})
         else:
             reply = Reply(command.id, False, code="unknown_command", message=f"no command {command.name!r}")
-        # keep_cancel: a stop coming with the PUBACK must still end this loop (base.cancellation)
+        # keep_cancel: a stop coming with the PUBACK must still end this loop (hal.cancellation)
         body = batch(terminal, "reply", (seq, reply.to_json()))
         await keep_cancel(publish(client, terminal, "reply", body))
         seq += 1

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from protocols.cloud import Command, state_topic
 from sim.cloud import CloudStub, cli
 from tests.brokers import AnyBroker

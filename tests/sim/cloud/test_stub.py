@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from protocols.cloud import Command, state_topic
 from sim.broker import MosquittoBroker, mosquitto_binary
 from sim.cloud import CloudStub, CloudStubError

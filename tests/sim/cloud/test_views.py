@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from protocols.cloud import StoredResult, UpBatch, UpMessage
 from protocols.station import ARCHIVE, PatchOp, Provenance
 from runtime.bus import Bus

@@ -12,7 +12,7 @@ from datetime import datetime
 import pytest
 import serial
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from hal.interfaces import SerialSettings
 from protocols.dlt645 import (
     Frame,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import serial
 
-from base.clock import LoopClock
+from hal.clock import LoopClock
 from protocols.dlt645 import Frame, Framer, encode, parse_read_response, read_request
 from sim.archive import read_station
 from sim.station import build_station

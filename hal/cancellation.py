@@ -7,7 +7,8 @@ CONNACK, PUBACK and SUBACK with ``wait_for``, so a publisher cancelled just as i
 acknowledgement comes in carries on -- and a loop that then waits for more work is a task
 nobody can stop (a ``TaskGroup`` exit hangs on it).
 
-Layer: base: the terminal's uplink and the simulator's cloud stub both publish through aiomqtt.
+Layer: hal (a loop utility below runtime): the terminal's uplink and the simulator's cloud
+stub both publish through aiomqtt.
 
 ``keep_cancel`` runs such an await in a task of its own and waits with ``asyncio.wait``,
 which never swallows: a cancellation always reaches the caller, whatever the inner await

@@ -1,10 +1,12 @@
 """A ``.ttuapp`` archive opened safely: entries checked, signature and file hashes verified.
 
-Layer: base (package format). What both the terminal (before installing) and the cloud
-catalog (before publishing) check, touching nothing: reads the archive through one open file
-handle, at most one 64 KiB chunk of a file in memory (``app.toml`` and the two signature
-files excepted), never unpacks, never imports app code. The terminal's installer adds its
-own checks on top (manifest, runtime API, hal capabilities: ``runtime.packages.verify``).
+Layer: protocols (package format). What both the terminal (before installing) and the cloud
+catalog (before publishing) check, touching nothing: reads the archive through the one open,
+seekable binary file the caller hands in (opening it is the caller's: ``runtime.packages``
+on the terminal, ``sim.cloud.catalog`` in the cloud), at most one 64 KiB chunk of a file in
+memory (``app.toml`` and the two signature files excepted), never unpacks, never imports app
+code. The terminal's installer adds its own checks on top (manifest, runtime API, hal
+capabilities: ``runtime.packages.verify``).
 
 Order of checks (the first failure is raised as a ``PackageError`` subclass):
 
@@ -30,11 +32,12 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
+from typing import BinaryIO
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from base.packages.errors import (
+from protocols.packages.errors import (
     BadArchive,
     BadManifest,
     BadSignature,
@@ -45,7 +48,7 @@ from base.packages.errors import (
     UnknownKey,
     Unsigned,
 )
-from base.packages.format import (
+from protocols.packages.format import (
     APP_TOML,
     DEFAULT_LIMITS,
     MANIFEST_NAME,
@@ -58,7 +61,7 @@ from base.packages.format import (
     parse_signature,
     signed_message,
 )
-from base.packages.keys import key_id
+from protocols.packages.keys import key_id
 
 CHUNK = 64 << 10
 MAX_META_BYTES = 1 << 20
@@ -101,60 +104,59 @@ class SignedArchive:
 
 
 def read_signed(
-    pkg_path: str | os.PathLike[str],
+    fh: BinaryIO,
     *,
+    path: Path,
     trusted: frozenset[bytes] | None = None,
     limits: PackageLimits = DEFAULT_LIMITS,
 ) -> SignedArchive:
-    """Checks 1-3 on the package at ``pkg_path``; ``trusted`` (raw Ed25519 public keys), when
-    given, is the set of signers accepted. Raises a ``PackageError`` subclass; writes nothing."""
-    path = Path(pkg_path)
+    """Checks 1-3 on the package open as ``fh`` (a seekable binary file, read from its start;
+    ``path`` names it in messages and in the result); ``trusted`` (raw Ed25519 public keys),
+    when given, is the set of signers accepted. Raises a ``PackageError`` subclass; opens and
+    writes nothing."""
+    size = fh.seek(0, os.SEEK_END)
+    if size > limits.max_package_bytes:
+        raise Oversize(f"package is {size} bytes, the limit is {limits.max_package_bytes}")
+    fh.seek(0)
+    digest = hashlib.sha256()
+    while chunk := fh.read(CHUNK):
+        digest.update(chunk)
+    sha256 = digest.hexdigest()
+    fh.seek(0)
     try:
-        fh = path.open("rb")
-    except OSError as err:
-        raise BadArchive(f"cannot read {path}: {err.strerror or err}") from err
-    with fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise BadArchive(f"{path} is not a regular file")
-        if st.st_size > limits.max_package_bytes:
-            raise Oversize(f"package is {st.st_size} bytes, the limit is {limits.max_package_bytes}")
-        sha256 = hashlib.file_digest(fh, "sha256").hexdigest()
-        fh.seek(0)
-        try:
-            zf = zipfile.ZipFile(fh)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as err:
-            raise BadArchive(f"{path.name} is not a readable zip archive: {err}") from err
-        with zf:
-            entries = check_entries(zf, limits)
-            if MANIFEST_NAME not in entries or SIGNATURE_NAME not in entries:
-                absent = [n for n in (MANIFEST_NAME, SIGNATURE_NAME) if n not in entries]
-                raise Unsigned(f"{path.name} has no {' and no '.join(absent)}")
-            block = parse_signature(_read_small(zf, entries[SIGNATURE_NAME]))
-            manifest_bytes = _read_small(zf, entries[MANIFEST_NAME])
-            _check_signature(block, manifest_bytes, trusted)
-            hashes = parse_manifest(manifest_bytes)
-            _check_hashes(zf, entries, hashes)
-            if APP_TOML not in hashes:
-                raise BadManifest(f"the package has no {APP_TOML}")
-            app_toml = _read_small(zf, entries[APP_TOML])
-            if hashlib.sha256(app_toml).hexdigest() != hashes[APP_TOML]:
-                raise Tampered(APP_TOML, "changed while the package was being verified")
+        zf = zipfile.ZipFile(fh)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as err:
+        raise BadArchive(f"{path.name} is not a readable zip archive: {err}") from err
+    with zf:
+        entries = check_entries(zf, limits)
+        if MANIFEST_NAME not in entries or SIGNATURE_NAME not in entries:
+            absent = [n for n in (MANIFEST_NAME, SIGNATURE_NAME) if n not in entries]
+            raise Unsigned(f"{path.name} has no {' and no '.join(absent)}")
+        block = parse_signature(_read_small(zf, entries[SIGNATURE_NAME]))
+        manifest_bytes = _read_small(zf, entries[MANIFEST_NAME])
+        _check_signature(block, manifest_bytes, trusted)
+        hashes = parse_manifest(manifest_bytes)
+        _check_hashes(zf, entries, hashes)
+        if APP_TOML not in hashes:
+            raise BadManifest(f"the package has no {APP_TOML}")
+        app_toml = _read_small(zf, entries[APP_TOML])
+        if hashlib.sha256(app_toml).hexdigest() != hashes[APP_TOML]:
+            raise Tampered(APP_TOML, "changed while the package was being verified")
     return SignedArchive(
         path=path,
         block=block,
         files=MappingProxyType(dict(hashes)),
         app_toml=app_toml,
         sha256=sha256,
-        size=st.st_size,
+        size=size,
     )
 
 
-def inspect(pkg_path: str | os.PathLike[str], *, limits: PackageLimits = DEFAULT_LIMITS) -> SignedArchive:
+def inspect(fh: BinaryIO, *, path: Path, limits: PackageLimits = DEFAULT_LIMITS) -> SignedArchive:
     """Verify everything except trust: the package is intact, well formed, validly signed by
     the key it names, and its ``app.toml`` names the signed app and version (for a catalog that
     records publishers; the installer validates the whole manifest instead)."""
-    signed = read_signed(pkg_path, trusted=None, limits=limits)
+    signed = read_signed(fh, path=path, trusted=None, limits=limits)
     _check_app_identity(signed.app_toml, signed.block)
     return signed
 
@@ -164,7 +166,7 @@ def _check_app_identity(app_toml: bytes, block: SignatureBlock) -> None:
     installer's business)."""
     try:
         doc = tomllib.loads(app_toml.decode("utf-8"))
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as err:
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as err:  # deep nesting: refused
         raise BadManifest(f"{APP_TOML}: not valid TOML: {err}") from err
     app = doc.get("app")
     name = app.get("name") if isinstance(app, dict) else None

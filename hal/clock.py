@@ -1,6 +1,7 @@
 """The one source of time for the terminal: wall time, monotonic time, sleeps and timeouts.
 
-Layer: base. Every timer in runtime/, apps/, hal/ and sim/ goes through a
+Layer: hal (below runtime and apps; the simulator drives its virtual devices on it too).
+Every timer in runtime/, apps/, hal/ and sim/ goes through a
 ``Clock``; nothing else may call ``time.time()`` or ``asyncio.sleep()`` with
 wall-clock meaning. Timestamps are UTC epoch seconds; local time zones are applied
 by the scheduler only.

@@ -1,6 +1,6 @@
 """Why an app package was refused: ``PackageError(code, reason)`` and one subclass per code.
 
-Layer: base (package format). Plain exception classes, no I/O. ``code`` is the
+Layer: protocols (package format). Plain exception classes, no I/O. ``code`` is the
 machine-readable reason an installer reports upward; ``reason`` names what and where
 (the file whose hash differs, the archive entry that escapes). Every error is a
 ``TerminalError``, so the CLI prints it as one line.
@@ -8,7 +8,7 @@ machine-readable reason an installer reports upward; ``reason`` names what and w
 
 from __future__ import annotations
 
-from base.errors import TerminalError
+from protocols.errors import TerminalError
 
 
 class PackageError(TerminalError):

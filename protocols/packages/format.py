@@ -1,6 +1,6 @@
 """The ``.ttuapp`` archive format: names, limits, ``MANIFEST.sha256`` and ``SIGNATURE`` text.
 
-Layer: base (package format). Pure functions over bytes and strings; no file I/O.
+Layer: protocols (package format). Pure functions over bytes and strings; no file I/O.
 
 A package is a zip archive (deflate, entries sorted, fixed 1980-01-01 mtimes, mode 0644,
 so one folder always packs to the same bytes)::
@@ -32,7 +32,7 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
-from base.packages.errors import BadArchive, BadSignature, PathEscape
+from protocols.packages.errors import BadArchive, BadSignature, PathEscape
 
 FORMAT = "ttu-app-package/1"
 MANIFEST_NAME = "MANIFEST.sha256"

@@ -1,6 +1,6 @@
 """A bounded, drop-oldest stream of items for one consumer: ``async for item in stream``.
 
-Layer: base. Used wherever one producer fans items out to subscribers that must never slow it
+Layer: hal (below runtime). Used wherever one producer fans items out to subscribers that must never slow it
 down: carrier events (``hal.hplc``), station-model changes (``runtime.station``) and their
 proxies in an isolated app. ``put`` never blocks: a full stream drops its oldest item
 (``dropped``, ``on_drop`` is told). ``on_close`` is called once when the consumer closes it
