@@ -77,6 +77,38 @@ def test_stopped_and_slow_registers_against_their_own_power() -> None:
     assert checks["c1"].days == 3
 
 
+def test_a_register_stopped_last_evening_is_stopped_at_four_in_the_morning_despite_gaps() -> None:
+    """The still run is read across midnight and across unread points: an early look at 04:00
+    must not call a register that stopped at 18:00 yesterday "slow" (its ratio over the window)."""
+    rec = branch_records(4)
+    lay = rec.layout()
+    first, second = loads(4, seed=21), loads(4, seed=22)
+    p1 = np.concatenate([first, second[:, :1]], axis=1) / 0.25  # V x I x PF, kW at the points
+    p2 = np.concatenate([second, second[:, -1:]], axis=1) / 0.25
+    seen1, seen2 = first.copy(), second.copy()
+    seen1[0, 72:] = 0.0  # c0's register stops at 18:00 on day 1
+    seen2[0] = 0.0
+    fwd1 = np.vstack([first.sum(0), first.sum(0), seen1])
+    fwd2 = np.vstack([second.sum(0), second.sum(0), seen2])
+    day1 = readings(lay, 0.0, fwd1, power_kw=np.vstack([p1.sum(0), p1.sum(0), p1]))
+    end = day1.curve_forward[:, -1]
+    day2 = readings(lay, 86400.0, fwd2, power_kw=np.vstack([p2.sum(0), p2.sum(0), p2]), base=0.0)
+    day2.curve_forward += end[:, None]  # the registers go on from where day 1 left them
+    day2.freeze_forward += end[:, None]
+    for a in (day2.curve_forward, day2.curve_reverse, day2.curve_power):
+        a[:, 17:] = np.nan  # 04:00: later points not read yet
+    day2.freeze_forward[:, 1] = np.nan
+    day1.curve_forward[2, [80, 81]] = np.nan  # c0 missed at 20:00 and 20:15 ...
+    day2.curve_forward[2, [0, 5]] = np.nan  # ... at midnight and at 01:15
+    days = window(lay, [day1, day2])
+    checks = {lay.meters[c.meter].id: c for c in check_meters(lay, days, MeterSettings())}
+    assert set(checks) == {"c0"}
+    c0 = checks["c0"]
+    assert c0.kind == "stopped" and c0.since == 72 * 900.0 and c0.days == 2
+    assert c0.register_kwh == pytest.approx(0.0, abs=1e-9)
+    assert c0.power_kwh == pytest.approx(p1[0, 72:96].sum() * 0.25 + p2[0, :16].sum() * 0.25, rel=0.1)
+
+
 def test_the_section_loss_follows_the_thief() -> None:
     rec = branch_records(8)
     lay = rec.layout()
