@@ -187,7 +187,7 @@ def main() -> None:
                  "archive_missing"):  # fmt: skip
         got = delays.get(kind, [])
         found = [d for d in got if d is not None]
-        worst = f"{max(found):.0f}" if found else "-"
+        worst = f"{max(found):.2f}" if found else "-"
         goal = GOALS.get(kind)
         print(f"{kind:14s} {len(got):6d} {len(found):6d} {worst:>11s} {goal if goal else '-':>7}")
     print("false positives per anomaly kind:", fps or "none")
