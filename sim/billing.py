@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from hal.clock import Clock
 from protocols import billing
+from protocols.cloud import DEFAULT_MAX_COMMAND_BYTES
 from protocols.ledger import Record
 from sim.cloud.stub import CloudStub, CloudStubError
 from sim.scenarios import Billing as BillingScenario
@@ -101,11 +102,20 @@ class Party:
 
 
 class BillingDriver:
-    def __init__(self, stub: CloudStub, clock: Clock, party: Party, scenario: BillingScenario) -> None:
+    def __init__(
+        self,
+        stub: CloudStub,
+        clock: Clock,
+        party: Party,
+        scenario: BillingScenario,
+        *,
+        max_command_bytes: int = DEFAULT_MAX_COMMAND_BYTES,
+    ) -> None:
         self.stub = stub
         self.clock = clock
         self.party = party
         self.scenario = scenario
+        self.max_command_bytes = max_command_bytes  # the terminal's (and broker's) downlink limit
         self.replies: list[dict[str, Any]] = []
         self.refused: list[str] = []
 
@@ -150,7 +160,8 @@ class BillingDriver:
             self._topup(f"SIM-OPEN-{meter}", meter, opening.get(meter, s.opening_yuan))
             for meter in sorted(self.party.customers)
         ]
-        await self._command("billing.topup", batch, key="documents")
+        for chunk in batches(batch, self.max_command_bytes // 2):  # half: envelope and signature
+            await self._command("billing.topup", chunk, key="documents")
         await self._command("billing.contract", billing.sign("contract", contract, utility_key()))
         events: list[tuple[float, str, Any]] = [
             *((self.party.start + at, "topup", (meter, yuan)) for meter, at, yuan in s.topups),
@@ -175,6 +186,21 @@ class BillingDriver:
                     ),
                 }
                 await self._command("billing.keep_power", billing.sign("keep_power", body, utility_key()))
+
+
+def batches(documents: list[dict[str, Any]], max_bytes: int) -> list[list[dict[str, Any]]]:
+    """``documents`` cut into consecutive batches whose JSON stays within ``max_bytes`` (a single
+    document larger than that is a batch of its own: the terminal refuses it by name)."""
+    out: list[list[dict[str, Any]]] = []
+    size = max_bytes + 1
+    for doc in documents:
+        n = len(json.dumps(doc, separators=(",", ":"), ensure_ascii=False).encode()) + 1
+        if size + n > max_bytes:
+            out.append([])
+            size = 1
+        out[-1].append(doc)
+        size += n
+    return out
 
 
 class LedgerArchive:
@@ -262,6 +288,7 @@ __all__ = [
     "LedgerArchive",
     "Party",
     "bank_key",
+    "batches",
     "contract_document",
     "utility_key",
     "write_keys",

@@ -21,10 +21,11 @@ from sim.harness import DEFAULT_START, WorldRun, run_world
 from sim.outage_score import Groups, Score, false_for, score
 from sim.scenarios import parse_scenario
 from sim.scenarios.random_outages import Knobs, random_outage_scenario
-from sim.world import build_world
+from sim.world import World, build_world
 
 TTU = Path(sys.executable).with_name("ttu")
 BUSES = ["rs485-1", "rs485-2", "rs485-3", "rs485-4"]  # the repository board's
+FILTERED = ("dip", "relay_trip", "comms_loss")  # truth events that must never become an outage
 
 
 @dataclass(slots=True)
@@ -34,7 +35,8 @@ class OutageRun:
     reports: list[dict[str, Any]]
     bodies: list[dict[str, Any]]  # every outage message the cloud stored (all revisions)
     score: Score
-    false_on_dips_and_trips: list[str]
+    false_on_dips_and_trips: list[str]  # reports on a dip, a prepaid relay trip or a comms loss
+    retracted: list[str]  # outages reported, then withdrawn (not in the list: they were shown once)
 
 
 def scenario_for(
@@ -47,16 +49,26 @@ def scenario_for(
     station_id: str = "4401-0001",
 ) -> Path:
     """Write a random outage scenario fitting the station area ``run_world`` will build."""
-    quiet = parse_scenario({"scenario": {}}, name="probe", source="probe")
-    probe = build_world(
-        buses=BUSES, scenario=quiet, seed=seed, start=DEFAULT_START, duration_s=900.0, network=network,
-        hplc_meters=hplc_meters, station_id=station_id,
-    )  # fmt: skip
+    probe = _probe_world(network, seed=seed, hplc_meters=hplc_meters, station_id=station_id)
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / f"scenario-{seed}.toml"
     model = station_model(probe.station, world=probe, station_id=station_id)
     path.write_text(random_outage_scenario(model, seed=seed, knobs=knobs), encoding="utf-8")
     return path
+
+
+def _probe_world(network: str, *, seed: int, hplc_meters: int, station_id: str) -> World:
+    quiet = parse_scenario({"scenario": {}}, name="probe", source="probe")
+    return build_world(
+        buses=BUSES, scenario=quiet, seed=seed, start=DEFAULT_START, duration_s=900.0, network=network,
+        hplc_meters=hplc_meters, station_id=station_id,
+    )  # fmt: skip
+
+
+def fit_hplc(network: str, hplc_meters: int, *, seed: int = 1) -> int:
+    """``hplc_meters``, or half the customers of a station area that has fewer (a rural feeder)."""
+    customers = len(_probe_world(network, seed=seed, hplc_meters=0, station_id="probe").customers())
+    return hplc_meters if hplc_meters <= customers else customers // 2
 
 
 def cloud_outages(db: Path, terminal: str | None = None) -> list[dict[str, Any]]:
@@ -80,6 +92,7 @@ def scored_run(
     outage_config: dict[str, Any] | None = None,
 ) -> OutageRun:
     knobs = knobs or Knobs()
+    hplc_meters = fit_hplc(network, hplc_meters, seed=seed)
     scenario = scenario_for(
         workdir / "scenarios", network=network, seed=seed, knobs=knobs, hplc_meters=hplc_meters
     )
@@ -93,7 +106,10 @@ def scored_run(
     with run.cloud() as db:
         bodies = [dict(r.body) for r in db.results("outage")]
     s = score(events, reports, Groups.from_model(model))
-    return OutageRun(run, scenario, reports, bodies, s, false_for(events, reports, ("dip", "relay_trip")))
+    false = false_for(events, reports, FILTERED)
+    retracted = sorted({f"{b.get('level')} {b.get('target')} ({b.get('id')})" for b in bodies
+                        if b.get("status") == "retracted"})  # fmt: skip
+    return OutageRun(run, scenario, reports, bodies, s, false, retracted)
 
 
-__all__ = ["OutageRun", "cloud_outages", "scenario_for", "scored_run"]
+__all__ = ["FILTERED", "OutageRun", "cloud_outages", "fit_hplc", "scenario_for", "scored_run"]

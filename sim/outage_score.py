@@ -11,7 +11,9 @@ Matching, per truth outage (kind "outage"): a report is *at the right level and 
 meters as the true one (a branch with a single box, a box with a single meter: no evidence
 tells them apart, GRID.md §3 reports the highest such level). A report found for an outage
 whose meters overlap but whose group differs counts in the confusion matrix as that level. A
-report matching nothing true (no overlap in meters and time with any outage) is *false*.
+report matching nothing true (no overlap in meters and time with any outage) is *false*; one
+that overlaps a true outage another report already stands for is a *duplicate* (a fragment:
+the outage was to be one report at its highest level, GRID.md §3).
 Several truth outages of the same group inside one report's interval (repeated switching
 merged into one report) all count as found by it.
 
@@ -95,10 +97,13 @@ class Score:
     end_errors: list[float] = field(default_factory=list)
     missed: list[str] = field(default_factory=list)
     false: list[str] = field(default_factory=list)
+    duplicates: int = 0  # reports on a true outage's meters that are not its one report (fragments)
+    extra: list[str] = field(default_factory=list)
 
     def add(self, other: Score) -> None:
         for name in ("outages", "right", "restored", "start_ok", "end_ok", "false_reports", "reports"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.duplicates += other.duplicates
         for lv, row in other.confusion.items():
             mine = self.confusion.setdefault(lv, {})
             for k, n in row.items():
@@ -107,6 +112,7 @@ class Score:
         self.end_errors += other.end_errors
         self.missed += other.missed
         self.false += other.false
+        self.extra += other.extra
 
     @property
     def right_rate(self) -> float | None:
@@ -130,6 +136,7 @@ class Score:
             "end_error_median_s": med(self.end_errors) if self.end_errors else None,
             "reports": self.reports,
             "false_reports": self.false_reports,
+            "duplicate_reports": self.duplicates,
             "confusion": self.confusion,
         }
 
@@ -204,14 +211,21 @@ def score(
             e_err = min(abs(end - t.end), abs(end - _last_end(truth, t, end, tolerance_s)))
             s.end_errors.append(e_err)
             s.end_ok += e_err <= tolerance_s
-    for i, (r, start, _end, mem) in enumerate(rep):
-        if i not in used and not any(
+    for i, (r, start, end, mem) in enumerate(rep):
+        if i in used:
+            continue
+        on_truth = any(
             (mem & t.meters or (r.get("level"), r.get("target")) == (t.level, t.target))
             and start <= (t.end or float("inf")) + tolerance_s
+            and (end if end is not None else float("inf")) >= t.start - tolerance_s
             for t in truth
-        ):
+        )
+        if not on_truth:
             s.false_reports += 1
             s.false.append(f"{r.get('level')} {r.get('target')} at {start:.0f}")
+        else:
+            s.duplicates += 1  # on a true outage that another report already stands for
+            s.extra.append(f"{r.get('level')} {r.get('target')} at {start:.0f}")
     return s
 
 
@@ -224,7 +238,9 @@ def _last_end(truth: list[TrueOutage], t: TrueOutage, end: float, tol: float) ->
 def false_for(
     events: Iterable[Mapping[str, str]], reports: Sequence[Mapping[str, Any]], kinds: Sequence[str]
 ) -> list[str]:
-    """Reports that fall on a non-outage event of ``kinds`` (dip, relay_trip) and on no outage."""
+    """Reports that fall on a non-outage event of ``kinds`` (dip, relay_trip, comms_loss) and on no
+    outage: the report names the event's target or one of its meters, and starts near it (or, for
+    a longer event such as a comms loss, while it lasts)."""
     ev = list(events)
     outages = [(epoch(e["start"]), epoch(e.get("end"))) for e in ev if e["kind"] == "outage"]
     out = []
@@ -236,9 +252,11 @@ def false_for(
             if e["kind"] not in kinds:
                 continue
             t0 = epoch(e["start"]) or 0.0
-            hit = e["target"] in (r.get("meters") or []) or e["target"] == r.get("target")
+            t1 = epoch(e.get("end")) or t0
+            named = set(r.get("meters") or []) | {str(r.get("target"))}
+            hit = e["target"] in named or bool(set((e.get("meters") or "").split(";")) & named - {""})
             covered = any(a is not None and a - 66 <= start <= (b or float("inf")) + 66 for a, b in outages)
-            if hit and abs(start - t0) <= 66 and not covered:
+            if hit and t0 - 66 <= start <= max(t0, t1) + 66 and not covered:
                 out.append(f"{r.get('level')} {r.get('target')} at {start:.0f} on a {e['kind']}")
     return out
 

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 
 from hal.clock import LoopClock
 from hal.sim import SimPowerMonitor
+from protocols.cloud import DEFAULT_MAX_COMMAND_BYTES
 from protocols.station import StationModel, Transformer
 from runtime.config import AppConfig, Board, load_board, load_credentials
 from runtime.errors import BusError, ConfigError, TerminalDied
@@ -471,7 +472,8 @@ def _billing(run: SimRun, board: Board, world: World | None) -> list[asyncio.Tas
     customers = {m.id: m.customer.id for m in run.station.meters if m.customer.tariff not in skip}
     party = Party(board.terminal.id, customers, run.clock.now(), board.terminal.tz)
     scenario = world.scenario.billing if world is not None else BillingScenario()
-    run.billing = BillingDriver(run.cloud, run.clock, party, scenario)
+    limit = board.uplink.max_command_bytes if board.uplink is not None else DEFAULT_MAX_COMMAND_BYTES
+    run.billing = BillingDriver(run.cloud, run.clock, party, scenario, max_command_bytes=limit)
     run.ledger_archive = archive = LedgerArchive(run.cloud, run.clock)
     run.cloud.listen("billing", archive.on_message)
     return [

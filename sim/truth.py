@@ -21,9 +21,11 @@ start of its 15-minute step; only steps complete by ``end`` are written.
                      lastgasp: the HPLC timing model for each HPLC meter an outage hits, start = its
                      STA's first frame, end = the latest CCO report time of that window;
                      terminal_down: the terminal process off after its hold-up ran out, until it
-                     booted again). scope = station | phase | branch | box | meter; target = the
-                     station model's id (station: the station id, phase: "A" | "B" | "C");
-                     meters = the devices without supply, ";"-separated
+                     booted again; comms_loss: devices that stopped answering with their supply
+                     on, scope meter | box | bus). scope = station | phase | branch | box | meter;
+                     target = the station model's id (station: the station id, phase: "A" | "B" |
+                     "C"); meters = the devices without supply (comms_loss: without
+                     communication), ";"-separated
     faults.csv       kind, target, start, end, value, detail   (every injected fault)
 """
 

@@ -335,8 +335,8 @@ BreakerHook = Callable[[str, bool, float], None]
 
 @dataclass(frozen=True, slots=True)
 class TruthEvent:
-    kind: str  # outage | dip | relay_trip | lastgasp ...
-    scope: str  # station | branch | box | meter
+    kind: str  # outage | dip | relay_trip | lastgasp | comms_loss | terminal_down ...
+    scope: str  # station | phase | branch | box | meter (| bus for a comms_loss)
     target: str
     start: float
     end: float | None
@@ -555,6 +555,7 @@ def build_world(
         m.meter.button_delay_s = scenario.billing.button_delay_s
     _archive_errors(world)
     _comms(world)
+    _comms_losses(world)
     tr = scenario.transformer
     if tr.ct_ratio_actual is not None and tr.ct_ratio_configured is not None:
         world.faults.append(
@@ -1031,6 +1032,35 @@ def _comms(world: World) -> None:
                 "detail": f"loss {c.loss_pct:g} %, corruption {c.corrupt_pct:g} %",
             }
         )
+
+
+def _comms_losses(world: World) -> None:
+    """Devices that stop answering while they keep their supply: a meter, a box (its RS-485 lead
+    cut: its RS-485 meters and its box terminal) or a whole bus ("rs485-N", or "hplc": every
+    carrier meter). Ground truth: a ``comms_loss`` event (no outage)."""
+    for n, c in enumerate(world.scenario.comms_losses):
+        path = f"comms_loss[{n}].target"
+        if c.target in world.station.buses or c.target == "hplc":
+            scope = "bus"
+            hit = [m for m in world.meters.values() if m.channel == c.target]
+        elif any(m.box == c.target for m in world.meters.values()):
+            scope = "box"  # its RS-485 lead: carrier meters in the box go on answering
+            hit = [m for m in world.meters.values() if m.box == c.target and m.channel != "hplc"]
+        else:
+            scope = "meter"
+            hit = [world.by_key(c.target, path=path)]
+        if not hit:
+            raise ConfigError(path, f"{c.target!r}: no meter to silence there", source=world.scenario.source)
+        t0, t1 = world.start + c.at, world.start + c.at + c.duration
+        meters = [m.meter for m in hit]
+
+        def mute(t: float, meters: list[VirtualMeter] = meters, on: bool = True) -> None:
+            for vm in meters:
+                vm.faults.mute = on
+
+        world.schedule(t0, mute)
+        world.schedule(t1, functools.partial(mute, on=False))
+        world.events.append(TruthEvent("comms_loss", scope, c.target, t0, t1, tuple(m.id for m in hit)))
 
 
 __all__ = [

@@ -26,12 +26,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from protocols.billing import yuan
+from protocols.billing import round_fen, yuan
 from runtime.store import LedgerEntry
 
 from .book import Book, Customer
 from .energy import MeterAnchors
-from .tariff import INTERVAL_S, DayBill, Interval, TierState, price
+from .tariff import INTERVAL_S, DayBill, TierState, price, price_one
 
 Row = list[Any]  # [meter, ts, imp, exp | None, source]
 
@@ -206,26 +206,30 @@ class Charger:
         if step is None:
             return False
         a, b = step
-        acc = self.book.account(customer.id)
-        day = self.book.local_date(a.ts)
-        if day > today or (acc.closed_through is not None and self.book.next_day(acc.closed_through) != day):
-            return False
+        book = self.book
+        day = book.local_date(a.ts)
         cached = self._open.get((customer.id, day))
-        if cached is None or cached[1].last_start != a.ts - INTERVAL_S or cached[0] != acc.tier:
+        if cached is None:
             return False
-        if acc.closed_through is None and self.book.local_date(anchors.first or 0) != day:
+        tier_start, bill = cached
+        if bill.last_start != a.ts - INTERVAL_S or day > today or b.ts >= book.day_bounds(day)[1]:
             return False
-        if b.ts >= self.book.day_bounds(day)[1]:
+        acc = book.accounts.get(customer.id)
+        if acc is None or tier_start != acc.tier:
+            return False
+        closed = acc.closed_through
+        if closed is None:
+            if book.local_date(anchors.first or 0) != day:
+                return False
+        elif book.next_day(closed) != day:
             return False
         imp = b.imp - a.imp
         if imp < 0:
             anchors.anomalies += 1
             imp = 0
-        bill = cached[1]
-        book = self.book
-        interval = Interval(a.ts, imp, max(b.exp - a.exp, 0))  # type: ignore[operator]
-        price(bill, (interval,), book.timeline, customer.tariff, book.tz, clock=book.clock)
-        delta = bill.charge_fen - acc.debited.get(day, 0)
+        exp = b.exp - a.exp  # type: ignore[operator]  # newest_step: both carry one
+        price_one(bill, a.ts, imp, exp if exp > 0 else 0, book.timeline, customer.tariff, book.clock)
+        delta = round_fen(bill.tou_exact + bill.adder_exact + bill.export_exact) - acc.debited.get(day, 0)
         if delta:
             debits.append([customer.id, day, delta, acc.balance - delta])
         anchors.dirty_from = None

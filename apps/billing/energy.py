@@ -17,16 +17,16 @@ Export works the same over the anchors that carry an export register (freezes do
 from __future__ import annotations
 
 import bisect
-from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from .tariff import INTERVAL_S, Interval
 
 Source = Literal["curve", "catch_up", "freeze"]
 
 
-@dataclass(frozen=True, slots=True)
-class Anchor:
+class Anchor(NamedTuple):
+    """One register reading at a 15-min point (a named tuple: one is made for every reading)."""
+
     ts: int  # UTC epoch s, on a 15-min boundary
     imp: int  # forward (import) register, energy units
     exp: int | None  # reverse (export) register, None when not read

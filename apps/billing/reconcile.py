@@ -96,25 +96,31 @@ def reconcile(
     records: Iterable[Record], day: str, tz: ZoneInfo, *, bank: Mapping[str, BankTxn] | None = None
 ) -> Reconciliation:
     result = Reconciliation(day)
-    charged: dict[str, tuple[int, list[int]]] = {}
-    debited: dict[str, tuple[int, list[int]]] = {}
+    charged: dict[str, list[int]] = {}  # customer -> [fen, seq, seq...]
+    debited: dict[str, list[int]] = {}  # customer -> [fen, seq, seq...] (each debit record once)
     ledger_txns: dict[str, tuple[int, int, str]] = {}  # txn -> (fen, seq, customer)
     for r in records:
         body = r.body
-        if r.kind == "charge" and body.get("date") == day:
-            fen, seqs = charged.get(body["customer"], (0, []))
-            charged[body["customer"]] = (fen + int(body["charge_fen"]), [*seqs, r.seq])
-            result.charges_fen += int(body["charge_fen"])
-        elif r.kind == "correction" and body.get("date") == day:
-            result.corrections_fen += int(body["fen"])
-        elif r.kind == "debit":
+        kind = r.kind
+        if kind == "debit":
+            seq = r.seq
             for customer, date, fen, _ in body["entries"]:
                 if date == day:
-                    total, seqs = debited.get(customer, (0, []))
-                    debited[customer] = (
-                        total + int(fen),
-                        seqs if seqs and seqs[-1] == r.seq else [*seqs, r.seq],
-                    )
+                    found = debited.get(customer)
+                    if found is None:
+                        debited[customer] = [int(fen), seq]
+                    else:
+                        found[0] += int(fen)
+                        if found[-1] != seq:
+                            found.append(seq)
+        elif kind == "charge" and body.get("date") == day:
+            fen = int(body["charge_fen"])
+            found = charged.setdefault(body["customer"], [0])
+            found[0] += fen
+            found.append(r.seq)
+            result.charges_fen += fen
+        elif kind == "correction" and body.get("date") == day:
+            result.corrections_fen += int(body["fen"])
         elif r.kind in ("topup", "refund", "topup_refused"):
             if datetime.fromtimestamp(r.ts / 1000, tz).date().isoformat() != day:
                 continue
@@ -129,8 +135,8 @@ def reconcile(
             result.customers_open.append(customer)
             continue
         result.customers_closed += 1
-        charge, charge_seqs = charged[customer]
-        debit, debit_seqs = debited.get(customer, (0, []))
+        charge, *charge_seqs = charged[customer]
+        debit, *debit_seqs = debited.get(customer, [0])
         result.debits_fen += debit
         if charge != debit:
             result.differences.append(

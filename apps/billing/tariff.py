@@ -24,7 +24,7 @@ import bisect
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from protocols.billing import PERIODS, Contract, Period, Tariff, Tiers, round_fen
@@ -32,9 +32,9 @@ from protocols.billing import PERIODS, Contract, Period, Tariff, Tiers, round_fe
 INTERVAL_S = 900
 
 
-@dataclass(frozen=True, slots=True)
-class Interval:
-    """Energy of one 15-min interval starting at ``start`` (UTC epoch s), in energy units."""
+class Interval(NamedTuple):
+    """Energy of one 15-min interval starting at ``start`` (UTC epoch s), in energy units.
+    (A named tuple: made for every interval priced, it must be cheap to build.)"""
 
     start: int
     imp: int
@@ -277,74 +277,98 @@ def price(
     """Add ``intervals`` (after ``bill.last_start``, in order) to ``bill``; returns ``bill``.
     ``clock``: a ``LocalClock`` of ``tz`` to reuse across calls (it caches the current day)."""
     clock = clock or LocalClock(tz)
-    tier = bill.tier
-    for interval in intervals:
-        start = interval.start
-        if start <= bill.last_start:
-            raise ValueError(f"{bill.customer} {bill.date}: interval {start} is not after {bill.last_start}")
-        bill.last_start = start
-        bill.intervals += 1
-        bill.estimated += interval.estimated
-        cursor = bill.cursor
-        if (
-            cursor is None
-            or start >= cursor.until
-            or cursor.version != timeline.version
-            or cursor.model_tariff != model_tariff
-        ):
-            cursor = bill.cursor = _cursor(start, bill.customer, model_tariff, timeline, clock)
-        minute = (start - cursor.day_start) // 60
-        month = cursor.month
-        terms = cursor.terms
-        tiers = terms[1].tiers if terms is not None else None
-        if cursor.year_key != tier.year:
-            tier.year, tier.year_units = cursor.year_key, 0
-        if cursor.month_key != tier.month:
-            tier.month, tier.month_units = cursor.month_key, 0
-        if terms is None:
-            bill.unbilled_units += interval.imp
-            continue
-        contract, tariff = terms
-        if contract is not bill.last_contract:
-            bill.last_contract = contract
-            if not bill.contracts or bill.contracts[-1] != contract.key:
-                bill.contracts.append(contract.key)
-        season = tariff.season_of_month[month - 1]
-        slot = minute // 15
-        export = tariff.export
-        if export.mode == "net":
-            billed = max(interval.imp - interval.exp, 0)
-            credited = max(interval.exp - interval.imp, 0)
-        else:
-            billed = interval.imp
-            credited = interval.exp if export.mode == "feed_in" else 0
-        bill.kwh[season.slot_periods[slot]] += billed
-        bill.tou_exact += billed * season.slot_prices[slot]
-        if credited:
-            bill.export_units += credited
-            bill.export_exact -= credited * export.price
-        if tiers is not None:
-            before = tier.year_units if tiers.basis == "annual" else tier.month_units
-            bounds = tiers.bounds
-            if len(bill.tier_units) <= len(bounds):
-                bill.tier_units.extend([0] * (len(bounds) + 1 - len(bill.tier_units)))
-            at = bisect.bisect_left(bounds, before + billed)  # the tier the interval ends in
-            if at == bisect.bisect_left(bounds, before) or billed == 0:  # no bound crossed: one tier
-                bill.tier_units[at] += billed
-                if at:
-                    bill.adder_exact += billed * tiers.adders[at - 1]
-            else:
-                for i, part in enumerate(tier_split(before, billed, bounds)):
-                    bill.tier_units[i] += part
-                    if i and part:
-                        bill.adder_exact += part * tiers.adders[i - 1]
-        elif billed:
-            if not bill.tier_units:
-                bill.tier_units.append(0)
-            bill.tier_units[0] += billed
-        tier.year_units += billed
-        tier.month_units += billed
+    for start, imp, exp, estimated in intervals:
+        price_one(bill, start, imp, exp, timeline, model_tariff, clock, estimated)
     return bill
 
 
-__all__ = ["INTERVAL_S", "DayBill", "Interval", "LocalClock", "TierState", "Timeline", "price", "tier_split"]
+def price_one(
+    bill: DayBill,
+    start: int,
+    imp: int,
+    exp: int,
+    timeline: Timeline,
+    model_tariff: str | None,
+    clock: LocalClock,
+    estimated: bool = False,
+) -> None:
+    """Add one interval (``start`` after ``bill.last_start``) to ``bill``: ``price`` for one, without
+    building an ``Interval`` (the steady state of a reading cycle prices one per customer)."""
+    if start <= bill.last_start:
+        raise ValueError(f"{bill.customer} {bill.date}: interval {start} is not after {bill.last_start}")
+    bill.last_start = start
+    bill.intervals += 1
+    if estimated:
+        bill.estimated += 1
+    cursor = bill.cursor
+    if (
+        cursor is None
+        or start >= cursor.until
+        or cursor.version != timeline.version
+        or cursor.model_tariff != model_tariff
+    ):
+        cursor = bill.cursor = _cursor(start, bill.customer, model_tariff, timeline, clock)
+    tier = bill.tier
+    if cursor.year_key != tier.year:
+        tier.year, tier.year_units = cursor.year_key, 0
+    if cursor.month_key != tier.month:
+        tier.month, tier.month_units = cursor.month_key, 0
+    terms = cursor.terms
+    if terms is None:
+        bill.unbilled_units += imp
+        return
+    contract, tariff = terms
+    if contract is not bill.last_contract:
+        bill.last_contract = contract
+        if not bill.contracts or bill.contracts[-1] != contract.key:
+            bill.contracts.append(contract.key)
+    season = tariff.season_of_month[cursor.month - 1]
+    slot = (start - cursor.day_start) // INTERVAL_S
+    export = tariff.export
+    if export.mode == "net":
+        billed = imp - exp if imp > exp else 0
+        credited = exp - imp if exp > imp else 0
+    else:
+        billed = imp
+        credited = exp if export.mode == "feed_in" else 0
+    bill.kwh[season.slot_periods[slot]] += billed
+    bill.tou_exact += billed * season.slot_prices[slot]
+    if credited:
+        bill.export_units += credited
+        bill.export_exact -= credited * export.price
+    tiers = tariff.tiers
+    tier_units = bill.tier_units
+    if tiers is not None:
+        before = tier.year_units if tiers.basis == "annual" else tier.month_units
+        bounds = tiers.bounds
+        if len(tier_units) <= len(bounds):
+            tier_units.extend([0] * (len(bounds) + 1 - len(tier_units)))
+        at = bisect.bisect_left(bounds, before + billed)  # the tier the interval ends in
+        if billed == 0 or at == bisect.bisect_left(bounds, before):  # no bound crossed: one tier
+            tier_units[at] += billed
+            if at:
+                bill.adder_exact += billed * tiers.adders[at - 1]
+        else:
+            for i, part in enumerate(tier_split(before, billed, bounds)):
+                tier_units[i] += part
+                if i and part:
+                    bill.adder_exact += part * tiers.adders[i - 1]
+    elif billed:
+        if not tier_units:
+            tier_units.append(0)
+        tier_units[0] += billed
+    tier.year_units += billed
+    tier.month_units += billed
+
+
+__all__ = [
+    "INTERVAL_S",
+    "DayBill",
+    "Interval",
+    "LocalClock",
+    "TierState",
+    "Timeline",
+    "price",
+    "price_one",
+    "tier_split",
+]

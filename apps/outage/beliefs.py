@@ -20,6 +20,7 @@ from .evidence import (
     MetersDark,
     PowerDownRecord,
     ReadResult,
+    RecordsRead,
     RelayState,
     Window,
 )
@@ -51,6 +52,8 @@ class MeterBelief:
     fails: list[float] = field(default_factory=list)
     relay_open_since: float | None = None
     relay_cause: str = ""
+    records_read: float | None = None  # when its power-down records were last read (at)
+    records_received: float | None = None  # ... and when the terminal heard of that read
 
     @property
     def last_answer(self) -> float | None:
@@ -149,6 +152,10 @@ class Beliefs:
                 self.records.append(ev)
             else:
                 c.dips += 1
+        elif isinstance(ev, RecordsRead):
+            b = self.meter(ev.meter)
+            if b.records_read is None or ev.at >= b.records_read:
+                b.records_read, b.records_received = ev.at, ev.received
         elif isinstance(ev, GroupSupply):
             self._group(ev)
 

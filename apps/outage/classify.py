@@ -27,6 +27,10 @@ The rules (GRID.md §3; issue 9):
 * **Repeated switching** of a group within ``merge_s`` of its restore reopens the same outage.
 * **Restore** per outage: the earliest return evidence after its start (power-on, answers,
   supply back); ``still_dark`` lists members still dark or silent ``settle_s`` later.
+* **Silence alone is withdrawn.** An outage seen only as RS-485 silence (no supply evidence) is
+  reported, and withdrawn (``retracted``) when, after it ended, its meters' power-down records
+  were read and none of them holds a power-down then: it was a communication loss (a box's
+  RS-485 lead cut, say). Its meters are counted as comms.
 * **Power-down records** read after the fact refine start and end (median over members:
   robust to one meter's clock), or report an outage the terminal did not see live (an
   RS-485-only meter or box, an outage while the terminal was down).
@@ -48,6 +52,7 @@ Status = Literal["dark", "pending", "lit", "none"]
 ONGOING, RESTORED, MERGED, RETRACTED = "ongoing", "restored", "merged", "retracted"
 NEG_INF = float("-inf")
 MAX_PROBES = 64
+KEEP_FINISHED = 256  # restored / merged / retracted outages kept in memory (the newest)
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,9 +64,18 @@ class Settings:
     min_silent_group: int = 2  # RS-485 silence needs at least this many members
     record_settle_s: float = 330.0  # power-down records of one outage trickle in for this long
     record_tolerance_s: float = 10.0  # records of one outage agree within this (meter clocks)
+    records_grace_s: float = 15.0  # after a records read, how long its records may take to arrive
 
     def __post_init__(self) -> None:
-        for name in ("judgement_s", "settle_s", "merge_s", "silence_confirm_s", "record_settle_s"):
+        names = (
+            "judgement_s",
+            "settle_s",
+            "merge_s",
+            "silence_confirm_s",
+            "record_settle_s",
+            "records_grace_s",
+        )
+        for name in names:
             if getattr(self, name) < 0:
                 raise ValueError(f"outage settings: {name} must be >= 0")
         if self.min_silent_group < 1:
@@ -202,6 +216,7 @@ class Classifier:
         self._last_step = NEG_INF
         self.suppressed_relay: set[str] = set()
         self.comms: dict[str, float] = {}  # meter -> silent since (no supply evidence)
+        self.comms_retracted = 0  # outages seen only as silence, withdrawn by the meters' records
 
     @property
     def members(self) -> Members:
@@ -255,6 +270,7 @@ class Classifier:
         if self._pool.entries:
             times.append(min(e.received for e in self._pool.entries) + s.record_settle_s)
         times += [since + s.silence_confirm_s for since in self.comms.values()]
+        times += [t for o in self.outages.values() if (t := self._silence_verdict_due(o)) is not None]
         times = [t for t in times if t > self._last_step]
         return min(times) if times else None
 
@@ -276,9 +292,31 @@ class Classifier:
         self._reconcile(view, selected, now, trigger, out)
         self._place_records(view, now, trigger, out)
         self._place_closed_losses(now, trigger, out)
+        self._promote(now, trigger, out)
+        self._absorb(now, trigger, out)
+        self._withdraw_silences(now, trigger, out)
         self._still_dark(view, now, trigger, out)
         self._comms(view, now)
+        self._prune()
         return out
+
+    def _recent(self, o: Outage, now: float) -> bool:
+        """Still open, or changed recently enough that records or a late group may join it."""
+        s = self.settings
+        return o.status == ONGOING or (
+            o.status == RESTORED and now - o.trigger <= s.record_settle_s + 2 * s.settle_s
+        )
+
+    def _prune(self) -> None:
+        """Forget the oldest finished outages beyond ``KEEP_FINISHED`` (the cloud has them)."""
+        if len(self.outages) <= 2 * KEEP_FINISHED:
+            return
+        finished = sorted(
+            (o for o in self.outages.values() if o.status != ONGOING and o.still_due is None),
+            key=lambda o: o.end.at if o.end is not None else o.start.at,
+        )
+        for o in finished[: max(0, len(finished) - KEEP_FINISHED)]:
+            del self.outages[o.id]
 
     def _corroborate(self) -> None:
         """A sampled loss on a group whose members show their own dark evidence (or fail reads)
@@ -414,6 +452,89 @@ class Classifier:
         first.group = g
         return first
 
+    def _absorb(self, now: float, trigger: float, out: StepResult) -> None:
+        """One outage, one report: outages of groups inside a higher outage's group that began
+        with it (reported while the higher group still waited for members, say, or from records)
+        are merged into it, however long ago they were reported; their meters are listed there."""
+        live = [o for o in self.outages.values() if self._recent(o, now)]
+        if len(live) < 2:
+            return
+        tol = self.settings.record_tolerance_s
+        size = {o.id: len(self.members.members(o.group)) for o in live}
+        for high in sorted(live, key=lambda o: (-size[o.id], o.group.rank, o.reported_at)):
+            if high.status not in (ONGOING, RESTORED):
+                continue
+            mem = self.members.members(high.group)
+            inside = [
+                o
+                for o in live
+                if o is not high
+                and o.status in (ONGOING, RESTORED)
+                and not (o.status == ONGOING and high.status == RESTORED)  # still dark: its own
+                and _within(self.members.members(o.group), o.group, mem, high.group)
+                and _overlap(o.start, high.start, tol)
+            ]
+            if not inside:
+                continue
+            for o in inside:
+                o.status, o.merged_into, o.still_due = MERGED, high.id, None
+                self._changed(o, trigger, out)
+            high.meters = tuple(sorted({*high.meters, *(m for o in inside for m in o.meters)}))
+            high.sources = tuple(sorted({*high.sources, *(s for o in inside for s in o.sources)}))
+            for o in inside:
+                for m, rec in o.records.items():
+                    high.records.setdefault(m, rec)
+            self._changed(high, trigger, out)
+
+    def _promote(self, now: float, trigger: float, out: StepResult) -> None:
+        """Restored outages that began together and, between them, cover every member of a group
+        above them (boxes and meters of one branch, told apart live because the branch waited for
+        members not heard from, or found by records) were that group's outage: the first reported
+        becomes it, the others merge into it. Ongoing ones are left to the live rules."""
+        done = [
+            o
+            for o in self.outages.values()
+            if o.status == RESTORED and o.end is not None and self._recent(o, now)
+        ]
+        if len(done) < 2:
+            return
+        tol = self.settings.record_tolerance_s
+        for o in sorted(done, key=lambda o: o.reported_at):
+            if o.status != RESTORED:
+                continue
+            best: tuple[Group, list[Outage]] | None = None
+            for a in self.members.ancestors(o.group):  # lowest first: the last that fits is the highest
+                mem = self.members.members(a)
+                parts = [
+                    p
+                    for p in done
+                    if p.status == RESTORED
+                    and self.members.members(p.group) <= mem
+                    and _overlap(p.start, o.start, tol)
+                ]
+                covered = frozenset().union(*(self.members.members(p.group) for p in parts))
+                if len(parts) >= 2 and covered >= mem:
+                    best = (a, parts)
+            if best is None:
+                continue
+            group, parts = best
+            first = min(parts, key=lambda p: p.reported_at)
+            first.group = group
+            for p in parts:
+                if p is not first:
+                    p.status, p.merged_into, p.still_due = MERGED, first.id, None
+                    self._changed(p, trigger, out)
+                    for m, rec in p.records.items():
+                        first.records.setdefault(m, rec)
+            first.meters = tuple(sorted({m for p in parts for m in p.meters}))
+            first.sources = tuple(sorted({s for p in parts for s in p.sources}))
+            ends = [p.end for p in parts if p.end is not None]
+            first.end = max(ends, key=lambda w: w.hi)  # the group is back when its last part is
+            if first.records:
+                self._refine(first, tol)
+            first.still_dark, first.still_due = None, now
+            self._changed(first, trigger, out)
+
     def _reopen(self, g: Group, v: Verdict) -> Outage | None:
         assert v.start is not None
         prev = [
@@ -449,6 +570,32 @@ class Classifier:
             o.still_due = None
             o.still_dark = tuple(m for m in o.meters if view.still_dark(m, o.end.hi))
             self._changed(o, max(trigger, now), out)
+
+    # ---- silence without supply evidence
+
+    def _silence_verdict_due(self, o: Outage) -> float | None:
+        """When a restored outage seen only as RS-485 silence can be judged by its meters' records
+        (read after it ended, with time for the records to arrive), or None."""
+        if o.status != RESTORED or o.end is None or o.records or set(o.sources) - {"rs485"}:
+            return None
+        read = []
+        for mid in o.meters:
+            b = self.beliefs.meters.get(mid)
+            if b is not None and b.records_read is not None and b.records_read >= o.end.lo:
+                read.append(b.records_received if b.records_received is not None else b.records_read)
+        if 2 * len(read) < len(o.meters) or not read:
+            return None  # most of its meters' records are not read yet
+        return max(read) + self.settings.records_grace_s
+
+    def _withdraw_silences(self, now: float, trigger: float, out: StepResult) -> None:
+        """Outages seen only as silence whose meters' records hold no power-down: comms, withdrawn."""
+        for o in self.outages.values():
+            due = self._silence_verdict_due(o)
+            if due is None or now < due:
+                continue
+            o.status, o.still_due = RETRACTED, None
+            self.comms_retracted += 1
+            self._changed(o, max(trigger, due), out)
 
     # ---- power-down records
 
@@ -811,6 +958,12 @@ def _precise(w: Window) -> bool:
     return w.resolution <= 2.0
 
 
+def _within(inner: frozenset[str], g: Group, outer: frozenset[str], h: Group) -> bool:
+    """Group ``g`` (members ``inner``) lies inside ``h``: fewer of the same members (a sub-branch
+    in its branch), or the same members at a lower level (a box that is a whole branch)."""
+    return bool(inner) and inner <= outer and (inner != outer or g.rank > h.rank)
+
+
 def _overlap(a: Window, b: Window, tol: float) -> bool:
     return a.lo <= b.hi + tol and b.lo <= a.hi + tol
 
@@ -870,6 +1023,7 @@ def _posthoc(c: Classifier, view: _View, entries: list[PowerDownRecord]) -> list
 
 
 __all__ = [
+    "KEEP_FINISHED",
     "MERGED",
     "ONGOING",
     "RESTORED",

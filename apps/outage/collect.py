@@ -33,6 +33,7 @@ from .evidence import (
     MetersDark,
     PowerDownRecord,
     ReadResult,
+    RecordsRead,
     RelayState,
     Source,
     Window,
@@ -168,8 +169,9 @@ class Translator:
             RelayState(device, bool(payload["open"]), at, received, str(payload.get("cause") or "unknown"))
         ]
 
-    def probe_reply(self, reply: Any, received: float) -> list[Evidence]:
-        """``acquisition/probe`` reply ``{"at", "answered": [...], "silent": [...]}``."""
+    def probe_reply(self, reply: Any, received: float, *, records: bool = False) -> list[Evidence]:
+        """``acquisition/probe`` reply ``{"at", "answered": [...], "silent": [...]}``; with
+        ``records`` the meters that answered also had their power-down records read."""
         if not isinstance(reply, Mapping):
             return self._reject()
         at = _num(reply.get("at")) or received
@@ -178,6 +180,8 @@ class Translator:
             for mid in reply.get(key) or []:
                 if isinstance(mid, str) and mid in self.members.meters:
                     out.append(ReadResult(mid, ok, at, received))
+                    if ok and records:
+                        out.append(RecordsRead(mid, at, received))
         return out
 
     # ---- own hal reads

@@ -103,6 +103,18 @@ class PowerDownRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class RecordsRead:
+    """A meter's power-down records were read at ``at`` (after a restore, on request): any record
+    newer than the previous read was published before this, so an outage the meter has no
+    record of did not happen at its supply (a pure communication loss, say)."""
+
+    meter: str
+    at: float
+    received: float
+    source: Source = "meter_record"
+
+
+@dataclass(frozen=True, slots=True)
 class ReadResult:
     """A read of a meter (or a device) succeeded or failed at ``at`` (``at`` = when it finished)."""
 
@@ -142,7 +154,7 @@ class GroupSupply:
     sampled: bool = True
 
 
-Evidence = MetersDark | MetersBack | PowerDownRecord | ReadResult | RelayState | GroupSupply
+Evidence = MetersDark | MetersBack | PowerDownRecord | RecordsRead | ReadResult | RelayState | GroupSupply
 
 __all__ = [
     "SOURCES",
@@ -152,6 +164,7 @@ __all__ = [
     "MetersDark",
     "PowerDownRecord",
     "ReadResult",
+    "RecordsRead",
     "RelayState",
     "Source",
     "Window",

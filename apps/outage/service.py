@@ -253,6 +253,7 @@ class OutageService:
                 "rejected": self.translator.rejected,
                 "dips": c.beliefs.counters.dips,
                 "evidence": c.beliefs.counters.evidence,
+                "comms_retracted": c.comms_retracted,
             },
             "ts": self._ctx.clock.now(),
         }
@@ -285,7 +286,7 @@ class OutageService:
             self._probe_off_until = self._ctx.clock.now() + PROBE_BACKOFF_S
             self._log.debug("probe of %d meters: %s", len(meters), err)
             return
-        self.feed(self.translator.probe_reply(reply, self._ctx.clock.now()))
+        self.feed(self.translator.probe_reply(reply, self._ctx.clock.now(), records=records))
 
 
 async def run_outage(ctx: AppContext, config: dict[str, Any]) -> None:

@@ -137,6 +137,7 @@ class Faults:
     stopped: bool = False
     slow_pct: float = 0.0
     miss_rate: float = 0.0  # probability that the meter ignores a request addressed to it
+    mute: bool = False  # its communication is cut (wire, module): it hears and answers nothing
 
     @property
     def factor(self) -> float:
@@ -480,6 +481,8 @@ class VirtualMeter:
 
     def misses(self) -> bool:
         """Draw once per request addressed to this meter: True = it does not answer."""
+        if self.faults.mute:
+            return True
         return self.faults.miss_rate > 0 and bool(self.rng.random() < self.faults.miss_rate)
 
 

@@ -19,6 +19,11 @@ address, branches (``F2``) and boxes (``F2-X03``) as in the topology ground trut
     [[theft]]      meter; bypass (0..1, the share of the load the meter does not see); at; duration?
     [[meter_fault]] meter; kind = "stopped" | "slow" | "clock_skew"; value (% slow or s skew); at
     [[relay]]      meter; action = "trip" | "close"; at   (a local fee-control trip, say)
+    [[comms_loss]] target; at; duration: devices that stop answering while they keep their supply
+                   (a pure communication loss, no outage): target a meter (id or address), a meter
+                   box (its RS-485 meters and box terminal: the box's RS-485 lead cut) or a bus
+                   ("rs485-1", ...: the bus's A/B pair cut at the terminal; "hplc": every carrier
+                   meter, the CCO's network lost)
     [[pv_surge]]   at; duration; factor (PV output multiplier)
     [transformer]  ct_ratio_actual, ct_ratio_configured   (wrong CT ratio: ground truth only)
     [archive]      foreign (entries of a neighbouring area, no meter behind them); missing (ours,
@@ -93,6 +98,13 @@ class RelayAction:
     meter: str
     action: str
     at: float
+
+
+@dataclass(frozen=True, slots=True)
+class CommsLoss:
+    target: str
+    at: float
+    duration: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +184,7 @@ class Scenario:
     thefts: tuple[Theft, ...] = ()
     meter_faults: tuple[MeterFault, ...] = ()
     relays: tuple[RelayAction, ...] = ()
+    comms_losses: tuple[CommsLoss, ...] = ()
     pv_surges: tuple[PvSurge, ...] = ()
     transformer: Transformer = field(default_factory=Transformer)
     archive: ArchiveErrors = field(default_factory=ArchiveErrors)
@@ -214,8 +227,9 @@ def load_scenario(name: str | Path) -> Scenario:
 
 def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
     r = _Reader(source)
-    r.keys(data, "", {"scenario", "outage", "theft", "meter_fault", "relay", "pv_surge", "transformer",
-                      "archive", "comms", "monitoring", "grid", "hplc", "terminal", "billing"})  # fmt: skip
+    r.keys(data, "", {"scenario", "outage", "theft", "meter_fault", "relay", "comms_loss", "pv_surge",
+                      "transformer", "archive", "comms", "monitoring", "grid", "hplc", "terminal",
+                      "billing"})  # fmt: skip
     head = r.table(data, "scenario")
     r.keys(head, "scenario", {"description", "pv_share"})
     outages = []
@@ -256,6 +270,11 @@ def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
                 r.text(t, path, "meter"), r.choice(t, path, "action", RELAY_ACTIONS), r.seconds(t, path, "at")
             )
         )
+    comms_losses = []
+    for path, t in r.tables(data, "comms_loss"):
+        r.keys(t, path, {"target", "at", "duration"})
+        duration = r.seconds(t, path, "duration", positive=True)
+        comms_losses.append(CommsLoss(r.text(t, path, "target"), r.seconds(t, path, "at"), duration))
     surges = []
     for path, t in r.tables(data, "pv_surge"):
         r.keys(t, path, {"at", "duration", "factor"})
@@ -296,6 +315,7 @@ def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
         thefts=tuple(thefts),
         meter_faults=tuple(faults),
         relays=tuple(relays),
+        comms_losses=tuple(comms_losses),
         pv_surges=tuple(surges),
         transformer=Transformer(
             ct_ratio_actual=r.number(tr, "transformer", "ct_ratio_actual", lo=1e-3, hi=1e5, default=None),
@@ -457,6 +477,7 @@ __all__ = [
     "POWER_DOWN_JUDGEMENT_S",
     "ArchiveErrors",
     "Comms",
+    "CommsLoss",
     "Grid",
     "Hplc",
     "MeterFault",

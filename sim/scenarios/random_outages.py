@@ -3,10 +3,12 @@
 Layer: sim, pure (no world, no clock): from the station model (``protocols.station``)
 and a seed, a scenario TOML with outages at every level -- station, phase, branch (a breaker
 trip or a cable cut), meter box, meter -- of random lengths, dips shorter than the judgement
-delay, prepaid relay trips (some inside an outage of their own box), and the knobs asked for
-(HPLC last-gasp loss, RS-485 comms loss). Events are spaced so each can be told apart (an
-outage is over ``gap_s`` before the next begins); the last ends ``tail_s`` before the run ends,
-time for its restore and the meters' records. Same arguments -> same text.
+delay, prepaid relay trips (some inside an outage of their own box), pure communication losses
+(a meter, a meter box or a whole bus stops answering with its supply on, at a time no outage
+touches those meters) and the knobs asked for (HPLC last-gasp loss, RS-485 frame loss). Events
+are spaced so each can be told apart (an outage is over ``gap_s`` before the next begins); the
+last ends ``tail_s`` before the run ends, time for its restore and the meters' records. Same
+arguments -> same text.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class Knobs:
     tail_s: float = 900.0
     dips: float = 0.3  # chance of a dip in each gap
     relay_trips: int = 3
+    comms_losses: int = 2  # meters, boxes or buses silent with their supply on
 
 
 def random_outage_scenario(model: StationModel, *, seed: int, knobs: Knobs | None = None) -> str:
@@ -89,7 +92,63 @@ def random_outage_scenario(model: StationModel, *, seed: int, knobs: Knobs | Non
         if rng.random() < 0.5:
             lines += ["[[relay]]", f'meter = "{meter}"', 'action = "close"',
                       f'at = "{min(t_trip + float(rng.uniform(300, 1800)), end):.0f}s"', ""]  # fmt: skip
+    lines += _comms_losses(model, outages, rng, k, end)
     return "\n".join(lines)
+
+
+def _comms_losses(
+    model: StationModel,
+    outages: list[tuple[str, str, float, float]],
+    rng: np.random.Generator,
+    k: Knobs,
+    end: float,
+) -> list[str]:
+    """``[[comms_loss]]`` tables at times when no outage touches the silenced meters."""
+    customers = [m for m in model.meters if m.kind == "customer"]
+    parents = {b.id: b.parent for b in model.branches}
+
+    def in_branch(m: Meter, branch: str) -> bool:
+        b, seen = m.branch, set()
+        while b and b not in seen:
+            if b == branch:
+                return True
+            seen.add(b)
+            b = parents.get(b)
+        return False
+
+    def dark(level: str, target: str) -> set[str]:
+        return {m.id for m in customers
+                if level == "station" or (level == "phase" and m.phase == target)
+                or (level == "branch" and in_branch(m, target)) or (level == "box" and m.box == target)
+                or (level == "meter" and m.id == target)}  # fmt: skip
+
+    spans = [(dark(level, target), at, at + duration) for level, target, at, duration in outages]
+    buses = sorted({m.port for m in model.meters if m.channel == "rs485" and m.port} | {"hplc"})
+    boxes = sorted({m.box for m in customers if m.box and m.channel == "rs485"})
+    lines: list[str] = []
+    for _ in range(k.comms_losses):
+        for _attempt in range(50):
+            kind = str(rng.choice(["meter", "box", "bus"], p=[0.4, 0.4, 0.2]))
+            if kind == "meter":
+                target = customers[int(rng.integers(len(customers)))].id
+                hit = {target}
+            elif kind == "box" and boxes:
+                target = boxes[int(rng.integers(len(boxes)))]
+                hit = {m.id for m in customers if m.box == target and m.channel == "rs485"}
+            else:
+                target = buses[int(rng.integers(len(buses)))]
+                hit = {m.id for m in customers if (m.port or m.channel) == target}
+            duration = float(rng.uniform(600.0, 1800.0))
+            if end - duration <= k.first_s:
+                break
+            at = float(rng.uniform(k.first_s, end - duration))
+            # no outage of these meters from a little before until well after (their records)
+            busy = any(hit & d and at - 300.0 < t1 and t0 < at + duration + 900.0 for d, t0, t1 in spans)
+            if hit and not busy:
+                lines += ["[[comms_loss]]", f'target = "{target}"', f'at = "{at:.0f}s"',
+                          f'duration = "{duration:.0f}s"', ""]  # fmt: skip
+                break
+    return lines
 
 
 def _target(

@@ -210,3 +210,32 @@ def test_outage_reaches_the_cloud_through_the_terminal(tmp_path: Path) -> None:
     assert found[0].start == pytest.approx(START + 90, abs=1.0)
     events = rows(tmp_path / "truth" / "events.csv")
     assert events[0]["kind"] == "outage" and events[0]["target"] == "m-0003"
+
+
+def test_comms_loss_silences_a_box_on_rs485_keeps_its_supply_and_is_ground_truth(tmp_path: Path) -> None:
+    probe = world(load_scenario("quiet"))
+    box = next(m.box for m in probe.meters.values() if m.channel != "hplc" and m.box and m.kind == "customer")
+    sc = parse_scenario(
+        {"scenario": {}, "comms_loss": [{"target": box, "at": "10m", "duration": "20m"}]},
+        name="c",
+        source="c.toml",
+    )
+    w = world(sc)
+    hit = [m for m in w.meters.values() if m.box == box and m.channel != "hplc"]
+    assert hit
+    w.apply_due(START + 599)
+    assert not any(m.meter.misses() for m in hit)
+    w.apply_due(START + 600)
+    assert all(m.meter.misses() for m in hit)  # it hears nothing...
+    assert all(m.meter.on for m in hit) and not any(m.meter.power_downs for m in hit)  # ...with supply
+    w.apply_due(START + 1800)
+    assert not any(m.meter.misses() for m in hit)
+    write_truth(w, tmp_path, end=START + 7200)
+    events = rows(tmp_path / "events.csv")
+    (loss,) = [r for r in events if r["kind"] == "comms_loss"]
+    assert (loss["scope"], loss["target"]) == ("box", box)
+    assert set(loss["meters"].split(";")) == {m.id for m in hit}
+    assert not [r for r in events if r["kind"] == "outage"]
+    with pytest.raises(ConfigError, match="comms_loss"):
+        bad = {"scenario": {}, "comms_loss": [{"target": "nowhere", "at": "1m", "duration": "1m"}]}
+        world(parse_scenario(bad, name="c", source="c.toml"))

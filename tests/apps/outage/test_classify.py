@@ -14,13 +14,23 @@ Times are seconds from 0; evidence is fed as the app's collectors would.
 
 from __future__ import annotations
 
-from apps.outage.classify import MERGED, ONGOING, RESTORED, RETRACTED, Classifier, Outage, Settings
+from apps.outage.classify import (
+    KEEP_FINISHED,
+    MERGED,
+    ONGOING,
+    RESTORED,
+    RETRACTED,
+    Classifier,
+    Outage,
+    Settings,
+)
 from apps.outage.evidence import (
     GroupSupply,
     MetersBack,
     MetersDark,
     PowerDownRecord,
     ReadResult,
+    RecordsRead,
     RelayState,
     Window,
 )
@@ -313,6 +323,50 @@ def test_a_box_going_silent_together_while_its_bus_answers_is_a_box_outage() -> 
     assert o.start.lo >= 0.0 and o.start.hi <= 60.0
 
 
+def box_silent_then_back(r: Rig) -> Outage:
+    """Box F2-X1 (all RS-485) silent while its bus answers, then answering again at 600."""
+    baseline(r)
+    for t in (60.0, 120.0):
+        r.fail(t, "m6", "m7", "m10")
+        r.answer(t + 1.0, "m8")
+    (o,) = r.open()
+    r.answer(600.0, "m6", "m7", "m10")
+    assert o.status == RESTORED
+    return o
+
+
+def test_silence_alone_is_withdrawn_when_the_records_show_no_power_down() -> None:
+    r = Rig(Settings(records_grace_s=15.0))
+    o = box_silent_then_back(r)
+    for mid in ("m6", "m7", "m10"):  # their records read at the restore: nothing new
+        r.c.observe(RecordsRead(mid, 601.0, 601.0))
+    r.at(610.0)
+    assert o.status == RESTORED  # records may still be on their way
+    r.at(620.0)
+    assert o.status == RETRACTED and r.reports[-1]["status"] == "retracted"
+    assert r.c.comms_retracted == 1
+    assert not r.all_reported()
+
+
+def test_silence_confirmed_by_the_records_stays_an_outage() -> None:
+    r = Rig(Settings(records_grace_s=15.0))
+    o = box_silent_then_back(r)
+    for mid in ("m6", "m7", "m10"):
+        r.c.observe(PowerDownRecord(mid, 30.0, 598.0, 601.5))
+        r.c.observe(RecordsRead(mid, 601.0, 601.0))
+    r.at(700.0)
+    assert o.status == RESTORED and "meter_record" in o.sources
+    assert o.start.at == 30.0 and o.end is not None and o.end.at == 598.0
+
+
+def test_silence_is_not_withdrawn_before_most_records_are_read() -> None:
+    r = Rig(Settings(records_grace_s=15.0))
+    o = box_silent_then_back(r)
+    r.c.observe(RecordsRead("m6", 601.0, 601.0))  # one of three
+    r.at(900.0)
+    assert o.status == RESTORED
+
+
 # ---------------------------------------------------------------------------------------- waiting
 
 
@@ -513,3 +567,84 @@ def test_records_waiting_for_company_join_an_outage_reported_meanwhile() -> None
     assert o.group == Group("branch", "F2") and "meter_record" not in o.sources
     r.at(500.0)
     assert [x.id for x in r.all_reported()] == [o.id] and "meter_record" in o.sources
+
+
+def test_outages_inside_a_higher_outage_that_began_with_it_become_one_report() -> None:
+    """A sub-branch and a box reported on their own (the branch still waited for members), the
+    branch later: one report, the branch, listing every meter; a box outage of another time stays."""
+    c = Classifier(station())
+    w = Window(100.0, 90.0, 100.0)
+
+    def add(
+        oid: str, level: str, target: str, meters: tuple[str, ...], start: Window, sources: tuple[str, ...]
+    ) -> Outage:
+        o = Outage(oid, Group(level, target), start, meters, sources, reported_at=start.hi + 60.0)  # type: ignore[arg-type]
+        c.outages[oid] = o
+        return o
+
+    sub = add("a", "branch", "F2a", ("m8", "m9"), w, ("hplc",))
+    box = add("b", "box", "F2-X1", ("m6", "m7"), Window(101.0, 95.0, 101.0), ("rs485",))
+    earlier = add("c", "meter", "m10", ("m10",), Window(10.0, 5.0, 12.0), ("hplc",))
+    branch = add("d", "branch", "F2", ("m6", "m7"), Window(100.0, 100.0, 100.0), ("breaker",))
+    changed = c.step(1000.0).changed
+    assert (sub.status, sub.merged_into, box.status, box.merged_into) == (MERGED, "d", MERGED, "d")
+    assert earlier.status == ONGOING  # began long before: its own outage
+    assert branch.meters == ("m6", "m7", "m8", "m9") and branch.sources == ("breaker", "hplc", "rs485")
+    assert {o.id for o in changed} == {"a", "b", "d"}
+
+
+def test_restored_outages_that_began_together_and_cover_a_branch_were_the_branch() -> None:
+    """F2a's box and F2-X1's meters reported apart (short outage, members not heard from in time),
+    all back: together they are every meter of F2, at one time: one branch F2 outage."""
+    c = Classifier(station())
+    w, back = Window(100.0, 99.0, 100.0), Window(140.0, 139.0, 141.0)
+
+    def add(oid: str, level: str, target: str, meters: tuple[str, ...], start: Window = w) -> Outage:
+        o = Outage(oid, Group(level, target), start, meters, ("hplc",), reported_at=200.0 + len(c.outages))  # type: ignore[arg-type]
+        o.status, o.end, o.trigger = RESTORED, back, 900.0  # last changed at 900
+        c.outages[oid] = o
+        return o
+
+    first = add("a", "box", "F2a-X1", ("m8", "m9"))
+    add("b", "meter", "m6", ("m6",))
+    add("c", "meter", "m7", ("m7",))
+    later = add("d", "meter", "m10", ("m10",), Window(500.0, 499.0, 500.0))  # another time
+    c.step(1000.0)
+    assert first.group == Group("box", "F2a-X1") and later.status == RESTORED  # F2 not all dark together
+    c.outages["d"].start = w  # (as its meter's record would say)
+    c.observe(RecordsRead("m10", 1001.0, 1001.0))
+    c.step(1001.0)
+    assert first.group == Group("branch", "F2") and first.status == RESTORED
+    assert first.meters == ("m10", "m6", "m7", "m8", "m9") and first.end == back
+    assert [o.merged_into for o in c.outages.values() if o.status == MERGED] == ["a", "a", "a"]
+
+
+def test_finished_outages_beyond_the_keep_are_forgotten_the_open_ones_never() -> None:
+    c = Classifier(station())
+    for n in range(2 * KEEP_FINISHED + 1):
+        o = Outage(
+            f"o{n}", Group("meter", "m1"), Window.exact(float(n)), ("m1",), ("hplc",), reported_at=float(n)
+        )
+        o.status, o.end = RESTORED, Window.exact(n + 0.5)
+        c.outages[o.id] = o
+    c.outages["open"] = Outage("open", Group("meter", "m2"), Window.exact(0.0), ("m2",), ("hplc",), 0.0)
+    c.step(10_000.0)
+    assert len(c.outages) == KEEP_FINISHED + 1 and "open" in c.outages
+    assert min(int(k[1:]) for k in c.outages if k != "open") == KEEP_FINISHED + 1  # the newest kept
+
+
+def test_a_group_dark_again_right_after_its_parent_came_back_is_not_swallowed_by_it() -> None:
+    """The branch is back; a box in it is dark a moment later (its start window overlaps the
+    branch's): a new outage of its own, reported once, not merged into the restored branch."""
+    c = Classifier(station())
+    branch = Outage(
+        "b", Group("branch", "F2"), Window(100.0, 40.0, 100.0), ("m6", "m7", "m10"), ("hplc",), 100.0
+    )
+    branch.status, branch.end, branch.trigger = RESTORED, Window(130.0, 125.0, 130.0), 130.0
+    box = Outage(
+        "x", Group("box", "F2-X1"), Window(140.0, 80.0, 140.0), ("m6", "m7", "m10"), ("hplc",), 200.0
+    )
+    box.trigger = 200.0
+    c.outages.update({"b": branch, "x": box})
+    c.step(200.0)
+    assert box.status == ONGOING and box.merged_into is None and branch.status == RESTORED

@@ -10,6 +10,7 @@ writes it.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -23,6 +24,7 @@ from hal.clock import LoopClock
 from hal.errors import CapabilityMissing
 from hal.interfaces import MetrologySnapshot, PhaseValues
 from hal.sim import SimPowerMonitor
+from protocols.station import Branch, Meter, MeterBox
 from runtime.bus import Bus
 from runtime.container import AppContextFactory, NamespacedStore, Supervisor, TerminalInfo
 from runtime.container.supervisor import AppState
@@ -154,6 +156,7 @@ class Rig:
     supervisor: Supervisor
     power: SimPowerMonitor
     metrology: FakeMetrology
+    station: StationService
 
     def reports(self) -> list[dict[str, Any]]:
         return [b for s, b in self.uplink.sent if s == "outage"]
@@ -229,7 +232,7 @@ async def rig(tmp_path: Path, config: dict[str, Any] | None = None) -> AsyncIter
                 await supervisor.wait_state("outage", AppState.RUNNING, AppState.CRASHED) is AppState.RUNNING
             )
         try:
-            yield Rig(clock, bus, store, uplink, supervisor, power, metrology)
+            yield Rig(clock, bus, store, uplink, supervisor, power, metrology, station)
         finally:
             assert supervisor.state("outage") is AppState.RUNNING, supervisor.status()
             await supervisor.stop()
@@ -253,8 +256,10 @@ async def test_last_gasp_box_report_goes_to_the_uplink_at_once_with_its_hal_rece
         assert report["evidence_received_at"] == received
         assert report["computed_at"] - received < 0.01  # judged and queued at once
         assert abs(report["start"] - (received - 63.0)) < 0.5
-        state = r.bus.retained("outage/state")
-        assert state is not None and state.payload["open"][0]["id"] == report["id"]
+        async with r.clock.timeout(10):  # published once the state is saved (a store write)
+            while (state := r.bus.retained("outage/state")) is None:
+                await r.clock.sleep(0.01)
+        assert state.payload["open"][0]["id"] == report["id"]
 
 
 async def test_station_outage_is_a_last_gasp_within_the_hold_up_and_survives_the_restart(
@@ -347,3 +352,19 @@ async def test_members_not_heard_from_are_probed_through_acquisition(tmp_path: P
         }  # the box and branch: phases are known and asked[0]["records"] is False
         (report,) = r.latest().values()
         assert (report["level"], report["target"], report["meters"]) == ("box", "F1-X1", ["m1", "m2"])
+
+
+async def test_a_new_station_model_is_followed_at_once(tmp_path: Path) -> None:
+    async with rig(tmp_path) as r:
+        await r.until(50)
+        model = r.station.model
+        box = MeterBox("F3-X1", branch="F3")
+        added = Meter("m9", "000000000009", channel="hplc", phase="B", branch="F3", box="F3-X1")
+        new = dataclasses.replace(model, branches=(*model.branches, Branch("F3")), boxes=(*model.boxes, box),
+                                  meters=(*model.meters, added))  # fmt: skip
+        await r.station.replace(new, by="cloud")
+        await r.until(100)
+        r.carrier("power_off", "000000000009")  # a meter the terminal did not know at start-up
+        await r.until(101)
+        (rep,) = r.latest().values()
+        assert (rep["level"], rep["target"], rep["meters"]) == ("branch", "F3", ["m9"])
