@@ -203,6 +203,48 @@ class CarrierModule(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class RouteAsk:
+    """The module, leading the reading, asks what to read at one node (Q/GDW 1376.2 AFN14 F1)."""
+
+    address: str
+    index: int  # the node's index in the module's table
+    phase: int = 0  # 0 unknown, 1..3
+
+
+@dataclass(frozen=True, slots=True)
+class RouteAnswer:
+    """What to tell the module: ``frame`` to read at the node (flag 2, "can read"), or, without
+    a frame, that the node is done for this round -- read succeeded (flag 1) or failed (flag 0)."""
+
+    frame: bytes = b""
+    ok: bool = True
+
+
+class RouteReader(Protocol):
+    """The terminal's side of module-led reading (路由主动抄表, PROTOCOLS.md §3.4): answers the
+    module's asks, takes the meters' replies the module brings back (AFN06 F2) and hears when a
+    round ended (AFN06 F3). Called from the driver's reader: ``data`` and ``finished`` must not
+    block; ``ask`` must answer within the module's local wait (seconds)."""
+
+    async def ask(self, ask: RouteAsk) -> RouteAnswer: ...
+
+    def data(self, address: str, frame: bytes, *, duration_s: float) -> None: ...
+
+    def finished(self) -> None: ...
+
+
+@runtime_checkable
+class RouteModule(Protocol):
+    """A carrier module that can lead the reading: ``lead(reader)`` makes ``reader`` answer its
+    asks (None: the driver answers "nothing to read"); ``route`` restarts (a new round over
+    every node), pauses or resumes its routing (AFN12 F1/F2/F3)."""
+
+    def lead(self, reader: RouteReader | None) -> None: ...
+
+    async def route(self, action: Literal["restart", "pause", "resume"]) -> None: ...
+
+
 @runtime_checkable
 class Slot(Protocol):
     """An expansion-module slot (DI/DO, analog, extra RS-485 via Modbus RTU)."""
@@ -277,6 +319,10 @@ __all__ = [
     "PhaseValues",
     "PowerMonitor",
     "Priority",
+    "RouteAnswer",
+    "RouteAsk",
+    "RouteModule",
+    "RouteReader",
     "SerialLink",
     "SerialSettings",
     "Slot",

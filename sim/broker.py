@@ -41,6 +41,10 @@ _log = logging.getLogger(__name__)
 _START_TIMEOUT_S = 10.0
 
 
+#: extra seconds the broker waits beyond a client's keep-alive (half of paho's default 60 s)
+KEEPALIVE_GRACE_S = 30
+
+
 class BrokerError(TerminalError):
     """A broker could not be started (a user-facing condition: the CLI prints it on one line)."""
 
@@ -142,6 +146,11 @@ class EmbeddedBroker:
         config = {
             "listeners": {"default": {"type": "tcp", "bind": f"{self.host}:{self._port}"}},
             "plugins": {"amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}},
+            # MQTT 3.1.1 §3.1.2.10: the server allows one and a half keep-alives before it drops
+            # a silent client. amqtt's default grace is 0: a client that only receives (the
+            # cloud stub) pings once its keep-alive has passed (paho looks every second) and
+            # was cut off just before its PINGREQ arrived.
+            "timeout_disconnect_delay": KEEPALIVE_GRACE_S,
         }
         broker = _limited_broker_class()(config)
         broker.limits = self.limits

@@ -203,6 +203,10 @@ class SimRun:
             "power_on_reports": received["power_on"],
             "report_sends": c.reports_sent,
             "dips_ignored": cco.outages.dips,
+            "route_rounds": c.route_rounds,  # module-led reading (路由主动抄表)
+            "route_reads": c.route_reads,
+            "route_reads_lost": c.route_reads_lost,
+            "peak_in_flight": c.peak_in_flight,
         }
 
     def _devices(self) -> dict[str, Any] | None:
@@ -554,8 +558,9 @@ async def run_for(
 
 async def drain(run: SimRun) -> None:
     """Let the uplink deliver what the terminal has queued, bounded by ``DRAIN_SIM_S`` simulated
-    and ``DRAIN_WALL_S`` wall seconds; the apps keep running meanwhile (the report counts what
-    they add as sent, and as delivered or queued)."""
+    and ``DRAIN_WALL_S`` wall seconds: until the outbox is empty and the cloud has every reading
+    sent (the apps keep running meanwhile: a reading they add is waited for too, within the bound;
+    the report counts the rest as queued)."""
     parts = run.terminal.parts
     if parts is None or run.terminal_failure is not None:
         return
@@ -564,9 +569,15 @@ async def drain(run: SimRun) -> None:
     wall_deadline = time.perf_counter() + DRAIN_WALL_S
     while clock.monotonic() < sim_deadline and time.perf_counter() < wall_deadline:
         if not any((await parts.store.outbox_backlog()).values()):
-            break
+            await clock.sleep(2.0)  # the cloud stub stores what it received
+            counted = await delivery(run)
+            if (
+                counted["queued"] == 0
+                and counted["sent"] is not None
+                and counted["delivered"] >= counted["sent"]
+            ):
+                return
         await clock.sleep(1.0)
-    await clock.sleep(2.0)  # the cloud stub stores what it received
 
 
 async def delivery(run: SimRun) -> dict[str, int | None]:
@@ -618,8 +629,8 @@ async def report(run: SimRun) -> dict[str, Any]:
         "simulated_seconds": summary["elapsed_s"],
         "readings": delivered,
         "meters": summary["meters"],
-        "readings_sent": acq.get("readings", 0),
-        "readings_received_by_cloud": summary["cloud"].get("readings", 0),
+        "readings_sent": delivered["sent"] if delivered["sent"] is not None else acq.get("readings", 0),
+        "readings_received_by_cloud": delivered["delivered"],
         "reading_success_rate": acq.get("success_rate"),
         "daily_success_rate": acq.get("daily_success_rate"),
         "meters_online": acq.get("meters_online"),

@@ -28,6 +28,7 @@ from sim.loads import HouseholdProfile, LoadProfile
 from sim.meters._codec import Frame
 from sim.meters.bus import Delay, MeterBus
 from sim.meters.model import Phase, VirtualMeter
+from sim.physics.measure import ACCURACY, DeviceErrors
 from sim.wiring import PtyWiring, TerminalEnd, Wiring
 
 
@@ -176,6 +177,12 @@ def _addresses(rng: np.random.Generator, n: int) -> list[str]:
     return out
 
 
+def _errors(address: str, seed: int, phase: str) -> DeviceErrors:
+    """A meter's seeded accuracy-class errors (``sim.physics.measure``)."""
+    kind = "household" if phase in ("A", "B", "C") else "three_phase"
+    return DeviceErrors(int(address), seed, ACCURACY[kind])
+
+
 def assign_protocols(station: Station, *, dlt698_share: float, seed: int) -> None:
     """Make about ``dlt698_share`` of the household meters DL/T 698.45, drawn from ``seed``.
 
@@ -234,6 +241,7 @@ def build_station(
                 phase=phase,
                 seed=seed,
                 initial_kwh=tuple(float(x) for x in rng.uniform(50, 3000) * np.array([0.1, 0.3, 0.35, 0.25])),
+                errors=_errors(addresses[k - 1], seed, phase),
             )
             device = f"m-{k:04d}"
             members.append(
@@ -247,9 +255,10 @@ def build_station(
         k += 1
         profile = HouseholdProfile.for_customer(seed, k)
         kwh = tuple(float(x) for x in rng.uniform(50, 3000) * np.array([0.1, 0.3, 0.35, 0.25]))
+        phase = ("A", "B", "C")[int(rng.integers(3))]
         meter = VirtualMeter(
-            addresses[k - 1], profile=profile, start=start, phase=("A", "B", "C")[int(rng.integers(3))],
-            seed=seed, initial_kwh=kwh,
+            addresses[k - 1], profile=profile, start=start, phase=phase, seed=seed, initial_kwh=kwh,
+            errors=_errors(addresses[k - 1], seed, phase),
         )  # fmt: skip
         device = f"m-{k:04d}"
         hplc.append(StationMeter(device, "hplc", meter, Customer(f"C{k:04d}", device), profile))

@@ -62,6 +62,7 @@ class _VirtualSelector(selectors.BaseSelector):
         self._real = real
         self._loop = loop
         self._tcp: dict[int, _Tcp | None] = {}  # fd -> its TCP socket (None: not a TCP socket)
+        self._pairs: list[tuple[_Tcp, _Tcp]] | None = None  # both ends in the loop; None: to find
 
     def register(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         key = self._real.register(fileobj, events, data)
@@ -74,6 +75,7 @@ class _VirtualSelector(selectors.BaseSelector):
         return key
 
     def _forget(self, fd: int) -> None:
+        self._pairs = None  # the registrations changed: pair the sockets up again when asked
         tcp = self._tcp.pop(fd, None)
         if tcp is not None:
             tcp.sock.close()
@@ -81,6 +83,20 @@ class _VirtualSelector(selectors.BaseSelector):
     def _in_flight(self) -> bool:
         """True while bytes one of the loop's TCP sockets sent have not reached its peer, when that
         peer is the loop's too (the in-process broker, uplink and cloud stub)."""
+        if self._pairs is None:
+            self._pairs = self._pair_up()
+        seen: dict[int, tuple[int, int, int]] = {}
+        for tcp, peer in self._pairs:
+            sent, unsent, _ = seen.get(id(tcp)) or seen.setdefault(id(tcp), tcp.counters())
+            if unsent > 0:
+                return True
+            received = (seen.get(id(peer)) or seen.setdefault(id(peer), peer.counters()))[2]
+            if sent > received:
+                return True
+        return False
+
+    def _pair_up(self) -> list[tuple[_Tcp, _Tcp]]:
+        """(socket, its peer) for every TCP connection of which the loop holds both ends."""
         sockets: dict[tuple[object, object], _Tcp] = {}
         for key in self._real.get_map().values():
             if key.fd not in self._tcp:
@@ -88,14 +104,12 @@ class _VirtualSelector(selectors.BaseSelector):
             tcp = self._tcp[key.fd]
             if tcp is not None:
                 sockets[tcp.ends] = tcp
+        pairs = []
         for (here, there), tcp in sockets.items():
             peer = sockets.get((there, here))
-            if peer is None:
-                continue
-            sent, unsent, _ = tcp.counters()
-            if unsent > 0 or sent > peer.counters()[2]:
-                return True
-        return False
+            if peer is not None:
+                pairs.append((tcp, peer))
+        return pairs
 
     def modify(self, fileobj: Any, events: int, data: Any = None) -> selectors.SelectorKey:
         return self._real.modify(fileobj, events, data)

@@ -56,6 +56,7 @@ from sim.loads import FloatArray, HouseholdProfile
 from sim.meters.bus import Delay
 from sim.meters.model import Phase, RelayRefused, VirtualMeter
 from sim.physics import Horizon, Profiles, StationNetwork, build_profiles, load_network, solve
+from sim.physics.measure import ACCURACY, DeviceErrors
 from sim.profiles.uci import ProfileDataMissing
 from sim.scenarios import POWER_DOWN_JUDGEMENT_S, Outage, Scenario
 from sim.station import Customer, Station, StationMeter, assign_protocols
@@ -656,6 +657,7 @@ def _add_meters(world: World, buses: list[str], *, start: float, seed: int) -> N
             phase=c.phase,  # type: ignore[arg-type]
             seed=seed,
             initial_kwh=tuple(float(x) for x in rng.uniform(50, 3000) * np.array([0.1, 0.3, 0.35, 0.25])),
+            errors=_errors(world, address, "household" if c.phase in ("A", "B", "C") else "three_phase"),
         )
         sm = StationMeter(device, bus, meter, Customer(f"C{k:04d}", device), meter.profile)
         world.station.buses[bus].append(sm)
@@ -678,7 +680,14 @@ def _add_meters(world: World, buses: list[str], *, start: float, seed: int) -> N
                 world.spans,
                 rep.prefix + name,
             )
-            meter = VirtualMeter(address, profile=profile, start=start, phase=phase, seed=seed)
+            meter = VirtualMeter(
+                address,
+                profile=profile,
+                start=start,
+                phase=phase,
+                seed=seed,
+                errors=_errors(world, address, "three_phase"),
+            )
             sm = StationMeter(
                 device,
                 bus,
@@ -707,12 +716,14 @@ def _add_box_terminals(world: World, bus: str, *, start: float, seed: int) -> No
             phases: dict[str, int] = {}
             for i in custs:
                 phases.setdefault(rep.network.customers[i].phase, rep.offset + i)
+            address = f"{rep.index + 1:02d}98{n:08d}"
             meter = VirtualMeter(
-                f"{rep.index + 1:02d}98{n:08d}",
+                address,
                 profile=BoxProfile(rep, rep.customers(custs), phases, world.spans),
                 start=start,
                 phase="ABC",
                 seed=seed,
+                errors=_errors(world, address, "three_phase"),
             )
             device = f"bt-{box}"
             customer = Customer(f"box:{box}", device, "box-terminal")
@@ -745,11 +756,17 @@ def _add_assessment(world: World, bus: str, *, start: float, seed: int) -> None:
         phase="ABC",
         seed=seed,
         initial_kwh=(100.0, 300.0, 350.0, 250.0),
+        errors=_errors(world, "019700000001", "assessment"),
     )
     customer = Customer("station:assessment", ASSESSMENT_ID, "assessment")
     sm = StationMeter(ASSESSMENT_ID, bus, meter, customer, meter.profile)
     world.station.buses[bus].append(sm)
     world.meters[ASSESSMENT_ID] = WorldMeter(ASSESSMENT_ID, world.replicas[0], -1, "", "", sm, "assessment")
+
+
+def _errors(world: World, address: str, kind: str) -> DeviceErrors:
+    """The seeded measurement errors of the device at ``address`` (``sim.physics.measure``)."""
+    return DeviceErrors(int(address), world.seed, ACCURACY[kind], world.scenario.metering.error_scale)
 
 
 def _descendants(net: StationNetwork, b: int) -> list[int]:

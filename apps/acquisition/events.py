@@ -80,8 +80,9 @@ class EventTask:
         key = f"power_down_count/{meter.id}"
         known = await store.get(key)
         if known is not None and new <= int(known):
-            await store.set(key, new)  # a meter clear lowers the count
-            return
+            if new != int(known):
+                await store.set(key, new)  # a meter clear lowers the count
+            return  # unchanged: no write (a store write per meter and poll is most of a poll's cost)
         # Without a first-seen time (state of an older version) the count is a baseline.
         since = None if known is not None else await store.get(f"first_seen/{meter.id}")
         if known is None and (since is None or new == 0):
@@ -111,7 +112,8 @@ class EventTask:
             return
         key = f"relay_open/{meter.id}"
         known = await self._ctx.store.get(key)
-        await self._ctx.store.set(key, relay_open)
+        if known is None or bool(known) != relay_open:
+            await self._ctx.store.set(key, relay_open)
         if known is None or bool(known) != relay_open:  # retained: an app starting later knows it too
             state = {"open": relay_open, "at": self._ctx.clock.now(), "cause": "unknown"}
             self._ctx.bus.publish(f"meter/{meter.id}/relay", state, retain=True)

@@ -7,7 +7,8 @@ module's ``CarrierTransport`` for the ``hplc`` channel), one ``MeterClient`` per
 unreachable: logged once per model, counted, left out of the plan (they stay in the success
 tracker, where they count as failed). ``per_port`` runs one piece of work per port at once --
 an RS-485 port serializes its meters by priority, the carrier transport admits ``concurrency``
-at once -- so neither idles.
+at once -- so neither idles. A port the carrier module leads (``led``, module-led reading) is
+left out of ``per_port``: the route task reads it.
 
 Must not read meters itself (the tasks do, through ``reader.MeterReader``) nor keep read state.
 """
@@ -50,6 +51,7 @@ class Plan:
         self._clients: dict[str, MeterClient] = {}
         self._hplc_missing = False
         self.unreachable = 0
+        self.led: set[str] = set()  # ports whose meters the carrier module leads (route.RouteTask)
 
     def use(self, model: StationModel) -> None:
         """Re-plan for ``model`` (at start and at once whenever the station model changes)."""
@@ -117,7 +119,8 @@ class Plan:
         return {(m.transport, m.protocol) for m in self.readable()}
 
     async def per_port(self, work: PortWork) -> list[Reading]:
-        """Run ``work(port, meters)`` for every port at once; the readings of all of them."""
+        """Run ``work(port, meters)`` for every port at once; the readings of all of them.
+        Ports in ``led`` are left out: their module reads them when it leads the reading."""
         results: list[Reading] = []
 
         async def one(port: str, meters: list[Meter]) -> None:
@@ -127,6 +130,8 @@ class Plan:
 
         async with asyncio.TaskGroup() as tg:
             for port, meters in self.by_port().items():
+                if port in self.led:
+                    continue
                 tg.create_task(one(port, meters), name=f"acquisition:{port}")
         return results
 

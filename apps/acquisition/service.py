@@ -11,7 +11,11 @@ through ``output.Output``. Tasks and their transport priorities:
 * ``freeze`` (CURVE) after 00:00 local: the meter's own frozen energy;
 * ``events`` (EVENT): power-down records, status word 3 (relay state); also at once on a
   carrier meter event (``carrier.CarrierLink``);
-* ``timesync`` (CONTROL), daily broadcast on every transport, per protocol on it.
+* ``timesync`` (CONTROL), daily broadcast on every transport, per protocol on it;
+* ``route``: module-led reading (路由主动抄表) of the HPLC meters -- when ``hplc_reading`` is
+  ``module``, or ``auto`` with at least ``ROUTE_AUTO_METERS`` of them -- every ``route_round_s``:
+  the carrier module leads, the curve blocks and daily freezes due at each node are the answers
+  (``route.RouteTask``); the tasks above then leave the ``hplc`` port out.
 
 The meters and field devices are those of the station model (``ctx.station``, owned by the
 runtime: archive file, cloud patches, apps' corrections); every change of the model re-plans at
@@ -27,6 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from hal.errors import CapabilityMissing
 from hal.meters import MeterClients
 from protocols.station import Meter, StationModel
 from runtime.api import AppContext, TerminalInfo
@@ -44,6 +49,7 @@ from .plan import Plan
 from .probe import ProbeTask
 from .reader import MeterReader
 from .realtime import RealtimeTask
+from .route import RouteTask
 from .stats import SuccessTracker
 from .timesync import TimeSyncTask
 
@@ -62,6 +68,8 @@ class Settings:
     timeout_s: float
     hplc_timeout_s: float = 20.0
     hplc_concurrency: int = 4
+    hplc_reading: str = "auto"
+    route_round_s: int = 3600
 
     @classmethod
     def from_config(cls, config: dict[str, Any], root: Path) -> Settings:
@@ -76,6 +84,17 @@ class Settings:
             raise ConfigError(
                 "apps.acquisition.config.time_sync_at", f"{config['time_sync_at']!r} is not HH:MM"
             )
+        reading = str(config.get("hplc_reading", "auto"))
+        if reading not in HPLC_READING:
+            raise ConfigError(
+                "apps.acquisition.config.hplc_reading", f"{reading!r}: one of {', '.join(HPLC_READING)}"
+            )
+        round_s = int(config.get("route_round_s", 3600))
+        if round_s < CURVE_PERIOD_S or 86400 % round_s:
+            raise ConfigError(
+                "apps.acquisition.config.route_round_s",
+                f"{round_s}: a multiple of {CURVE_PERIOD_S} s that divides a day",
+            )
         return cls(
             realtime_interval_s=int(config["realtime_interval_s"]),
             realtime_items=tuple(config["realtime_items"]),
@@ -89,7 +108,13 @@ class Settings:
             timeout_s=float(config["timeout_s"]),
             hplc_timeout_s=float(config.get("hplc_timeout_s", 20.0)),
             hplc_concurrency=int(config.get("hplc_concurrency", 4)),
+            hplc_reading=reading,
+            route_round_s=round_s,
         )
+
+
+HPLC_READING = ("auto", "terminal", "module")
+ROUTE_AUTO_METERS = 100  # ``auto``: the module leads from this many carrier meters on
 
 
 class Acquisition:
@@ -117,6 +142,10 @@ class Acquisition:
         self.events = EventTask(ctx, self.plan, self.reader, self.output, tz=tz)
         self.timesync = TimeSyncTask(ctx, self.plan, self.clients, tz=tz)
         self.probe = ProbeTask(ctx, self.plan, self.reader, self.events)
+        self.route = RouteTask(
+            ctx, self.reader, self.output, self.clients, tz=tz, catch_up_hours=settings.catch_up_hours,
+            round_s=settings.route_round_s, daily_freeze=settings.daily_freeze,
+        )  # fmt: skip
 
     @property
     def tracker(self) -> SuccessTracker:
@@ -134,6 +163,7 @@ class Acquisition:
         await self.events.note_first_seen(model.meters)
         await self.curve.load()
         await self.freeze.load()
+        await self.route.load()
         s = self._settings
         scheduler = self._ctx.scheduler
         scheduler.add("realtime", Aligned(s.realtime_interval_s), self._realtime, catch_up=CatchUp.SKIP)
@@ -142,6 +172,7 @@ class Acquisition:
         if s.daily_freeze:
             scheduler.add("daily_freeze", Daily(0, 0), self._daily_freeze, catch_up=CatchUp.LATEST)
         scheduler.add("events", Interval(s.event_poll_interval_s), self._events, catch_up=CatchUp.SKIP)
+        scheduler.add("route", Aligned(s.route_round_s), self._route, catch_up=CatchUp.LATEST)
         if s.time_sync:
             hh, mm = s.time_sync_at
             scheduler.add("time_sync", Daily(hh, mm), self.timesync.run, catch_up=CatchUp.LATEST)
@@ -162,6 +193,29 @@ class Acquisition:
         self.counters["unreachable_meters"] = self.plan.unreachable
         self.carrier.model_changed(model)
         self.reader.follow()
+        self._lead_or_not(model)
+        self.route.use(model)
+
+    def _lead_or_not(self, model: StationModel) -> None:
+        """Module-led reading of the HPLC meters, or terminal-led (``hplc_reading``)."""
+        count = sum(1 for m in model.meters if m.transport == HPLC)
+        mode = self._settings.hplc_reading
+        want = count > 0 and (mode == "module" or (mode == "auto" and count >= ROUTE_AUTO_METERS))
+        if want == (HPLC in self.plan.led):
+            return
+        if not want:
+            self.route.detach()
+            self.plan.led.discard(HPLC)
+            self._ctx.log.info("HPLC meters: terminal-led reading (%d meters)", count)
+            return
+        try:
+            module = self._ctx.hal.hplc()
+        except CapabilityMissing:
+            return  # the plan has said so once already
+        if self.route.attach(module):
+            self.plan.led.add(HPLC)
+            self._ctx.log.info("HPLC meters: module-led reading (%d meters, a round every %d s)",
+                           count, self._settings.route_round_s)  # fmt: skip
 
     async def follow_model(self) -> None:
         """Re-plan at once on every change of the station model, until cancelled."""
@@ -205,6 +259,14 @@ class Acquisition:
         await self.events.run(slot)
         await self._publish_status()
 
+    async def _route(self, slot: Slot) -> None:
+        await self.route.run(slot)
+
+    async def stop(self) -> None:
+        """The app stops: the module no longer asks this app; what was read is kept."""
+        self.route.detach()
+        await self.route.flush()
+
     async def _save_missing(self) -> None:
         await self.curve.save()
         await self.freeze.save()
@@ -226,6 +288,7 @@ class Acquisition:
             "station": self.reader.tracker.summary(),
             "counters": self.counters,
             "meters": self.reader.tracker.per_meter(),
+            "route": self.route.statistics() if HPLC in self.plan.led else None,
         }
 
 
@@ -241,3 +304,4 @@ async def run_acquisition(ctx: AppContext, config: dict[str, Any], terminal: Ter
         await ctx.wait_stop()
         carrier.cancel()
         following.cancel()
+        await service.stop()

@@ -29,17 +29,15 @@ import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typing import TYPE_CHECKING, Any
 
 from protocols import billing
 from protocols.cloud import CloudTools
 from protocols.errors import ProtocolError
 
-from . import report
-from .report import bank_list, stored_bodies
+if TYPE_CHECKING:  # the reports and key loading are imported by the commands that use them:
+    # `ttu --help` and `ttu cloud` build this parser without them (tests/cli/test_lazy.py)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 
 class UserError(Exception):
@@ -47,6 +45,9 @@ class UserError(Exception):
 
 
 def load_key(path: str) -> Ed25519PrivateKey:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     try:
         key = serialization.load_pem_private_key(Path(path).read_bytes(), password=None)
     except FileNotFoundError as err:
@@ -100,6 +101,9 @@ def _summary_table(out: dict[str, Any]) -> str:
 
 
 def _cmd_summary(tools: CloudTools, args: argparse.Namespace) -> int:
+    from . import report
+    from .report import bank_list, stored_bodies
+
     with tools.reader(args) as reader:
         outs = [
             report.summary(t, bodies, bank=bank_list(reader, t), date=args.date, detail=args.detail)
@@ -115,6 +119,9 @@ def _cmd_summary(tools: CloudTools, args: argparse.Namespace) -> int:
 
 
 def _cmd_verify(tools: CloudTools, args: argparse.Namespace) -> int:
+    from . import report
+    from .report import bank_list, stored_bodies
+
     key = None
     if args.terminal_key:
         try:
@@ -152,6 +159,9 @@ def _cmd_verify(tools: CloudTools, args: argparse.Namespace) -> int:
 
 
 def _cmd_view(tools: CloudTools, args: argparse.Namespace) -> int:
+    from . import report
+    from .report import bank_list, stored_bodies
+
     with tools.reader(args) as reader:
         views: dict[str, Callable[[str, list[Any]], dict[str, Any]]] = {
             "marketing": report.marketing,

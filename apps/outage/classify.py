@@ -307,6 +307,17 @@ class Classifier:
             o.status == RESTORED and now - o.trigger <= s.record_settle_s + 2 * s.settle_s
         )
 
+    def _with_company(self, outages: list[Outage], now: float) -> list[Outage]:
+        """The recent ones among ``outages`` and those that began with one of them (a box reported
+        live long ago, a neighbour found by its records only now: the same outage)."""
+        recent = [o for o in outages if self._recent(o, now)]
+        if not recent:
+            return []
+        tol = self.settings.record_tolerance_s
+        return [
+            o for o in outages if self._recent(o, now) or any(_overlap(o.start, r.start, tol) for r in recent)
+        ]
+
     def _prune(self) -> None:
         """Forget the oldest finished outages beyond ``KEEP_FINISHED`` (the cloud has them)."""
         if len(self.outages) <= 2 * KEEP_FINISHED:
@@ -456,7 +467,7 @@ class Classifier:
         """One outage, one report: outages of groups inside a higher outage's group that began
         with it (reported while the higher group still waited for members, say, or from records)
         are merged into it, however long ago they were reported; their meters are listed there."""
-        live = [o for o in self.outages.values() if self._recent(o, now)]
+        live = self._with_company([o for o in self.outages.values() if o.status in (ONGOING, RESTORED)], now)
         if len(live) < 2:
             return
         tol = self.settings.record_tolerance_s
@@ -491,11 +502,9 @@ class Classifier:
         above them (boxes and meters of one branch, told apart live because the branch waited for
         members not heard from, or found by records) were that group's outage: the first reported
         becomes it, the others merge into it. Ongoing ones are left to the live rules."""
-        done = [
-            o
-            for o in self.outages.values()
-            if o.status == RESTORED and o.end is not None and self._recent(o, now)
-        ]
+        done = self._with_company(
+            [o for o in self.outages.values() if o.status == RESTORED and o.end is not None], now
+        )
         if len(done) < 2:
             return
         tol = self.settings.record_tolerance_s

@@ -1,12 +1,14 @@
 """``Cco``: the terminal side of Q/GDW 1376.2 towards an HPLC carrier module (CCO).
 
-Layer: hal. Implements ``hal.interfaces.CarrierModule`` over one ``SerialLink`` (the module's
-UART, 9600 8E1). One reader task owns the receive side: it feeds the 1376.2 ``Framer``,
-hands replies (PRM=0) to the request waiting on that R6 sequence number, and answers the
-module's own frames (PRM=1): AFN06 reports are confirmed with AFN00 F1 and published as
-``CarrierEvent``s (repeats de-duplicated), AFN14 F1/F2 module-led reading requests are
-answered, and an unsolicited AFN03 F10 means the module restarted. A recovery task then
-re-identifies the module and re-syncs the archive it was last given.
+Layer: hal. Implements ``hal.interfaces.CarrierModule`` and ``RouteModule`` over one
+``SerialLink`` (the module's UART, 9600 8E1). One reader task owns the receive side: it feeds
+the 1376.2 ``Framer``, hands replies (PRM=0) to the request waiting on that R6 sequence number,
+and answers the module's own frames (PRM=1): AFN06 reports are confirmed with AFN00 F1 and
+published as ``CarrierEvent``s (repeats de-duplicated), AFN14 F1/F2 module-led reading requests
+are answered (F1 by the ``RouteReader`` given to ``lead``, each ask in a task of its own; the
+meters' replies of AFN06 F2 go to that reader, not to the event stream), and an unsolicited
+AFN03 F10 means the module restarted. A recovery task then re-identifies the module and re-syncs
+the archive it was last given.
 
 Flows (PROTOCOLS.md §3.4):
 
@@ -32,7 +34,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal, Self
@@ -40,7 +42,16 @@ from typing import Literal, Self
 from hal.errors import HalError, TransportError, TransportTimeout
 from hal.hplc._events import EventHub, EventStream, ReportFilter, node_event
 from hal.hplc.errors import ModuleDenied, ModuleError, ModuleReset, NodeTimeout
-from hal.interfaces import CarrierEvent, HalClock, NetworkNode, NodePhase, SerialLink
+from hal.interfaces import (
+    CarrierEvent,
+    HalClock,
+    NetworkNode,
+    NodePhase,
+    RouteAnswer,
+    RouteAsk,
+    RouteReader,
+    SerialLink,
+)
 from hal.trace import Direction, FrameTrace
 from protocols import gdw1376_2 as q
 from protocols.errors import ProtocolError
@@ -56,7 +67,6 @@ NODE_SILENT = frozenset({0, 8, 11, 12})
 MAX_CONCURRENCY_EXCEEDED = 109
 
 ReadMethod = Literal["auto", "monitor", "concurrent"]
-ReadHandler = Callable[[q.ReadRequest], Awaitable[q.ReadReply]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,6 +136,7 @@ class CcoCounters:
     confirms_sent: int = 0
     unsupported_frames: int = 0
     route_requests: int = 0
+    route_data: int = 0  # meters' replies the module brought back while leading the reading
     module_resets: int = 0
     identifies: int = 0
     syncs: int = 0
@@ -217,7 +228,8 @@ class Cco:
         self._gate = asyncio.Condition()
         self._in_flight = 0
         self._limit: int | None = None
-        self._read_handler: ReadHandler | None = None
+        self._route_reader: RouteReader | None = None
+        self._asks: set[asyncio.Task[None]] = set()
         self._identified = False
         self._expect_restart = False
         self._restart_seen = asyncio.Event()
@@ -410,13 +422,16 @@ class Cco:
 
     # ------------------------------------------------------------------ module-led reading
 
-    def set_read_handler(self, handler: ReadHandler | None) -> None:
-        """Who answers the module's AFN14 F1 "what shall I read at this node" requests.
+    def lead(self, reader: RouteReader | None) -> None:
+        """Who answers the module's AFN14 F1 "what shall I read at this node" asks (``RouteModule``).
 
-        Without a handler the driver answers "read succeeded" (nothing to read), so the route
-        moves on; the data the module collects comes back as ``read_data`` events (AFN06 F2).
+        With a reader, the meters' replies the module brings back (AFN06 F2) go to
+        ``reader.data`` and the end of a round (AFN06 F3) to ``reader.finished``; asks are
+        answered concurrently (the module leads several nodes at once). Without one the driver
+        answers "read succeeded" (nothing to read), so the route moves on, and the data that
+        still comes back is published as ``read_data`` events.
         """
-        self._read_handler = handler
+        self._route_reader = reader
 
     async def route(self, action: Literal["restart", "pause", "resume"]) -> None:
         """AFN12 F1 restart / F2 pause / F3 resume the module's routing (module-led reading)."""
@@ -743,11 +758,17 @@ class Cco:
             event = node_event(frame, unit, ts=now)
         elif isinstance(unit, q.ReadData):
             address = self._indices.get(unit.index)
+            self.counters.route_data += 1
+            if self._route_reader is not None and address is not None:
+                self._route_reader.data(address, unit.frame, duration_s=float(unit.duration_s))
+                return
             event = CarrierEvent(
                 "read_data", (address,) if address else (), now, unit.frame,
                 {"index": unit.index, "protocol": unit.protocol, "duration_s": unit.duration_s},
             )  # fmt: skip
         elif isinstance(unit, q.RouteChange):
+            if unit.task == 1 and self._route_reader is not None:
+                self._route_reader.finished()
             event = CarrierEvent("route_change", (), now, b"", {"task": unit.task})
         elif isinstance(unit, q.NodeReport | q.DeviceReport):
             event = CarrierEvent("node_registered", tuple(n.address for n in unit.nodes), now, frame.unit)
@@ -784,32 +805,42 @@ class Cco:
             _log.error("%s: cannot write to the module: %s", self._name, err)
 
     async def _answerer(self) -> None:
-        """Answers the module's AFN14 requests in arrival order."""
-        while True:
-            frame = await self._requests.get()
-            try:
-                await self._answer_route(frame)
-            except (ProtocolError, ModuleError) as err:
-                self.counters.bad_units += 1
-                self._record("rx", q.encode(frame), f"module request rejected: {err}")
-            except TransportError as err:
-                self._broken = err
-                _log.error("%s: cannot answer the module: %s", self._name, err)
-                return
+        """Answers the module's AFN14 requests: each in a task of its own (the module leads
+        several nodes at once, and the answer for one may wait on that node's previous reply)."""
+        try:
+            while True:
+                frame = await self._requests.get()
+                task = asyncio.create_task(self._answer(frame), name=f"{self._name}-ask-{frame.seq}")
+                self._asks.add(task)
+                task.add_done_callback(self._asks.discard)
+        finally:
+            for task in list(self._asks):
+                task.cancel()
+
+    async def _answer(self, frame: q.Frame) -> None:
+        try:
+            await self._answer_route(frame)
+        except (ProtocolError, ModuleError) as err:
+            self.counters.bad_units += 1
+            self._record("rx", q.encode(frame), f"module request rejected: {err}")
+        except TransportError as err:
+            self._broken = err
+            _log.error("%s: cannot answer the module: %s", self._name, err)
 
     async def _answer_route(self, frame: q.Frame) -> None:
         unit = q.parse_unit(frame)
         if isinstance(unit, q.ReadRequest):
             self._indices[unit.index] = unit.address
             reply = q.ReadReply(1)
-            if self._read_handler is not None:
+            if self._route_reader is not None:
                 try:
-                    reply = await self._read_handler(unit)
+                    answer = await self._route_reader.ask(RouteAsk(unit.address, unit.index, unit.phase))
                 except asyncio.CancelledError:
                     raise
-                except Exception as err:  # an app's handler failing must not stop the route
-                    _log.warning("%s: read handler failed for %s: %s", self._name, unit.address, err)
-                    reply = q.ReadReply(0)
+                except Exception as err:  # an app's reader failing must not stop the route
+                    _log.warning("%s: route reader failed for %s: %s", self._name, unit.address, err)
+                    answer = RouteAnswer(ok=False)
+                reply = q.ReadReply(2, answer.frame) if answer.frame else q.ReadReply(1 if answer.ok else 0)
             out = q.make_frame(0x14, 1, reply, seq=frame.seq, src=self.master_address, dst=unit.address)
         elif frame.fn == 2:
             local = dt.datetime.fromtimestamp(self._clock.now(), self._tz).replace(tzinfo=None, microsecond=0)
@@ -842,7 +873,6 @@ __all__ = [
     "Cco",
     "CcoCounters",
     "ModuleInfo",
-    "ReadHandler",
     "ReadMethod",
     "SyncResult",
     "protocol_of",

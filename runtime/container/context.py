@@ -11,7 +11,8 @@ module must not import the concrete store, uplink or hal, nor any app.
 
 When the app stops (returns, crashes, is stopped), the supervisor calls ``close()``: everything
 the app registered goes with it -- bus subscriptions and responders, scheduler jobs, downlink
-commands, carrier event streams, station watches -- so a restarted instance registers them afresh.
+commands, carrier event streams, station watches -- so a restarted instance registers them afresh
+(the tasks it left running are the supervisor's to cancel: ``runtime.container.tasks``).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from hal.clock import Clock
+from hal.errors import CapabilityMissing
 from hal.interfaces import (
     CarrierEvent,
     CarrierModule,
@@ -31,6 +33,8 @@ from hal.interfaces import (
     NetworkNode,
     NodePhase,
     PowerMonitor,
+    RouteModule,
+    RouteReader,
     Slot,
     Watchdog,
 )
@@ -146,11 +150,26 @@ class ScopedScheduler:
 
 
 class _AppCarrier:
-    """The carrier module as one app holds it: the event streams it opens close when it stops."""
+    """The carrier module as one app holds it: the event streams it opens close when it stops,
+    and so does its lead of the module's reading (``lead``/``route``, when the module can lead)."""
 
     def __init__(self, module: CarrierModule, streams: list[Any]) -> None:
         self._module = module
         self._streams = streams
+
+    def lead(self, reader: RouteReader | None) -> None:
+        module = self._module
+        if not isinstance(module, RouteModule):
+            raise CapabilityMissing("this carrier module cannot lead the reading (no AFN14 route)")
+        module.lead(reader)
+        if reader is not None:
+            self._streams.append(_Lead(module))
+
+    async def route(self, action: Literal["restart", "pause", "resume"]) -> None:
+        module = self._module
+        if not isinstance(module, RouteModule):
+            raise CapabilityMissing("this carrier module cannot lead the reading (no AFN14 route)")
+        await module.route(action)
 
     async def reset(self) -> None:
         await self._module.reset()
@@ -176,6 +195,16 @@ class _AppCarrier:
 
     async def phases(self) -> tuple[NodePhase, ...]:
         return await self._module.phases()
+
+
+class _Lead:
+    """Closed with the app's streams: the module stops asking the stopped app."""
+
+    def __init__(self, module: RouteModule) -> None:
+        self._module = module
+
+    def close(self) -> None:
+        self._module.lead(None)
 
 
 class ScopedHal:

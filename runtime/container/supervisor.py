@@ -15,8 +15,10 @@ Lifecycle::
 
 ``ready_timeout_s`` and ``stop_timeout_s`` are real seconds (``wall_timeout``): they bound the
 machine's work, so a simulation at x600 gives an app the same time to start as the field does;
-restart backoff and the crash window stay on the clock. An app that returns normally is STOPPED
-and not restarted. An app added with
+restart backoff and the crash window stay on the clock. When a run of an app ends (returned,
+crashed, stopped), its context releases what it registered and the tasks it started and left
+running (timers, background loops: ``runtime.container.tasks``) are cancelled, so a restarted
+instance starts clean. An app that returns normally is STOPPED and not restarted. An app added with
 ``isolated=True`` (board.toml ``[apps.<name>] isolated``, or installed from a
 package) runs the same lifecycle in its own host process through the bridge
 (``runtime.container.isolation.runner``); CRASHED then also covers a host
@@ -47,6 +49,7 @@ from runtime.container.context import ContextFactory, LocalContext
 from runtime.container.isolation.bridge import Bridge
 from runtime.container.isolation.runner import IsolatedAppError, IsolatedRunner
 from runtime.container.manifest import Manifest, load_manifest, resolve_config
+from runtime.container.tasks import TaskOwner
 from runtime.errors import AppError, AppNotReady, ConfigError, ConfigErrors, TerminalError
 
 log = logging.getLogger("ttu.supervisor")
@@ -79,6 +82,7 @@ class AppRecord:
     restarts: int = 0
     crashes: list[float] = field(default_factory=list)  # monotonic times within the window
     last_error: str | None = None
+    leftover_tasks: int = 0  # tasks an ended run of the app left running, cancelled by us
     context: LocalContext | None = None
     task: asyncio.Task[BaseException | None] | None = None
     supervisor_task: asyncio.Task[None] | None = None
@@ -307,10 +311,13 @@ class Supervisor:
         entry: EntryPoint = func
         return entry
 
-    async def _guarded(self, rec: AppRecord, entry: EntryPoint, ctx: LocalContext) -> BaseException | None:
+    async def _guarded(
+        self, rec: AppRecord, entry: EntryPoint, ctx: LocalContext, owner: TaskOwner
+    ) -> BaseException | None:
         """The app's own task: returns its exception instead of raising it into the TaskGroup."""
         try:
-            await entry(ctx, dict(rec.config))
+            with owner.running():  # the tasks the app starts are its own (cancelled when it ends)
+                await entry(ctx, dict(rec.config))
         except (Exception, SystemExit) as err:  # CancelledError / KeyboardInterrupt propagate
             return err
         return None
@@ -363,7 +370,8 @@ class Supervisor:
         ctx.use_config(rec.config)
         rec.context = ctx
         ready = ctx.ready_future()
-        task = self._tg.create_task(self._guarded(rec, entry, ctx), name=f"app:{manifest.name}")
+        owner = TaskOwner(manifest.name, _code_root(entry))
+        task = self._tg.create_task(self._guarded(rec, entry, ctx, owner), name=f"app:{manifest.name}")
         rec.task = task
         waiting: list[asyncio.Future[Any]] = [task, ready]
         try:
@@ -385,6 +393,15 @@ class Supervisor:
             ctx.close()
             rec.context = None
             rec.task = None
+            await self._cancel_leftovers(rec, owner)
+
+    async def _cancel_leftovers(self, rec: AppRecord, owner: TaskOwner) -> None:
+        """Cancel the tasks (timers, background loops) an ended run of the app left running."""
+        if not owner.live():
+            return
+        left = await owner.cancel_leftovers(timeout=rec.manifest.limits.stop_timeout_s)
+        rec.leftover_tasks += left
+        log.warning("app %s left %d task(s) running when it ended: cancelled", rec.manifest.name, left)
 
     async def _run_isolated(self, rec: AppRecord) -> BaseException | None:
         assert self._runner is not None
@@ -428,6 +445,14 @@ class Supervisor:
             return
         task.cancel()
         await asyncio.wait({task})
+
+
+def _code_root(entry: EntryPoint) -> Path | None:
+    """The directory of the app's package: a task running code from there is the app's."""
+    try:
+        return Path(inspect.getfile(entry)).parent
+    except TypeError:  # not defined in a file
+        return None
 
 
 __all__ = ["STATUS_FILE", "AppRecord", "AppState", "EntryPoint", "Supervisor"]

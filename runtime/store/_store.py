@@ -60,6 +60,9 @@ def _json(value: JSON, what: str) -> str:
         raise StoreError(f"{what}: value is not JSON-able ({err})") from err
 
 
+#: key-value values up to this many characters of JSON are kept in memory (read/write-through)
+KV_CACHED_CHARS = 4096
+
 class Store:
     """Async facade over one sqlite file. Open with ``await Store.open(path, clock=..., limits=...)``.
 
@@ -83,6 +86,9 @@ class Store:
         self._on_alarm = on_alarm
         self._full = False
         self._closed = False
+        # key-value rows as JSON text, read through and written through: an app's get of a key it
+        # set needs no trip to the worker thread (this store is the kv table's only writer)
+        self._kv: dict[tuple[str, str], str | None] = {}
         self.ledger = Ledger(self)
 
     # ------------------------------------------------------------------ lifecycle
@@ -318,11 +324,23 @@ class Store:
     # ------------------------------------------------------------------ key-value
 
     async def kv_get(self, ns: str, key: str, default: JSON = None) -> JSON:
-        def work() -> JSON:
-            row = self._db().execute("SELECT value FROM kv WHERE ns = ? AND key = ?", (ns, key)).fetchone()
-            return default if row is None else json.loads(row[0])
+        if (ns, key) in self._kv:
+            text = self._kv[(ns, key)]
+            return default if text is None else json.loads(text)
 
-        return await self._run(work)
+        def work() -> str | None:
+            row = self._db().execute("SELECT value FROM kv WHERE ns = ? AND key = ?", (ns, key)).fetchone()
+            return None if row is None else str(row[0])
+
+        text = await self._run(work)
+        self._remember(ns, key, text)
+        return default if text is None else json.loads(text)
+
+    def _remember(self, ns: str, key: str, text: str | None) -> None:
+        if text is None or len(text) <= KV_CACHED_CHARS:
+            self._kv[(ns, key)] = text
+        else:
+            self._kv.pop((ns, key), None)  # large values are read from the database each time
 
     async def kv_set(self, ns: str, key: str, value: JSON) -> None:
         text = _json(value, f"kv {ns}/{key}")
@@ -334,7 +352,9 @@ class Store:
                 (ns, key, text),
             )
 
+        self._kv.pop((ns, key), None)  # not known until written
         await self._run(self._write, work)
+        self._remember(ns, key, text)
 
     async def kv_delete(self, ns: str, key: str) -> bool:
         """Delete one key; True if it existed."""
@@ -342,7 +362,10 @@ class Store:
         def work(conn: sqlite3.Connection) -> bool:
             return conn.execute("DELETE FROM kv WHERE ns = ? AND key = ?", (ns, key)).rowcount > 0
 
-        return await self._run(self._write, work)
+        self._kv.pop((ns, key), None)
+        existed: bool = await self._run(self._write, work)
+        self._remember(ns, key, None)
+        return existed
 
     async def kv_items(self, ns: str) -> dict[str, JSON]:
         def work() -> dict[str, JSON]:

@@ -23,10 +23,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, is_dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from protocols.cloud import Reply
-from sim.cloud.db import CloudDb
 from sim.cloud.plugins import (
     DEFAULT_BROKER,
     DEFAULT_DB,
@@ -35,6 +34,9 @@ from sim.cloud.plugins import (
     StubTools,
     register_plugins,
 )
+
+if TYPE_CHECKING:  # the stub's database (sqlite) loads when a command opens it
+    from sim.cloud.db import CloudDb
 
 SUMMARY_PERIOD_S = 60.0
 
@@ -88,6 +90,8 @@ def _emit(args: argparse.Namespace, data: Any, render: Callable[[], str]) -> Non
 
 
 def _open(args: argparse.Namespace) -> CloudDb:
+    from sim.cloud.db import CloudDb
+
     return CloudDb(args.db, readonly=True)
 
 

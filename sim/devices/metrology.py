@@ -11,15 +11,19 @@ answering (timeout tests). Must not import the terminal, hal backends or apps.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
+import numpy as np
+
 from hal.clock import Clock
 from hal.interfaces import SerialLink, SerialSettings
 from protocols import dlt698
 from protocols.errors import ProtocolError
+from sim.physics.measure import DeviceErrors, FArray
 from sim.pty import PtyPair
 from sim.wiring import PtyLink
 
@@ -70,6 +74,8 @@ class VirtualMetrology:
     response_delay_s: float = 0.02
     dar: dict[int, int] = field(default_factory=dict)  # OAD (0x20000200) -> DAR code to answer
     silent: bool = False
+    #: the unit's own measurement errors (0.5S / 0.2 class: ``sim.physics.measure``); None = ideal
+    errors: DeviceErrors | None = None
     energy_import_kwh: float = 1000.0  # primary, integrated from the source
     energy_export_kwh: float = 0.0
     requests: int = 0
@@ -87,7 +93,8 @@ class VirtualMetrology:
         """Integrate energy up to ``t`` (step-held power) and return the sample at ``t``."""
         s = self.source.sample(t)
         if self._last_t is not None and t > self._last_t:
-            p = sum(s.p_kw) * (t - self._last_t) / 3600.0
+            gain = self.errors.energy_gain if self.errors is not None else 1.0
+            p = sum(s.p_kw) * gain * (t - self._last_t) / 3600.0
             if p >= 0:
                 self.energy_import_kwh += p
             else:
@@ -95,9 +102,27 @@ class VirtualMetrology:
         self._last_t = t if self._last_t is None else max(t, self._last_t)
         return s
 
+    def _measured(self, s: TransformerSample, t: float) -> TransformerSample:
+        """``s`` as the unit's instruments see it: per-phase gain and noise of its class."""
+        e = self.errors
+        if e is None:
+            return s
+        at = np.array([t])
+
+        def per_phase(values: tuple[float, ...], measure: Callable[..., FArray]) -> tuple[float, ...]:
+            return tuple(float(measure(np.array([v]), at, ph)[0]) for ph, v in enumerate(values))
+
+        return dataclasses.replace(
+            s,
+            voltage_v=per_phase(s.voltage_v, e.voltage),  # type: ignore[arg-type]
+            current_a=per_phase(s.current_a, e.current),  # type: ignore[arg-type]
+            p_kw=per_phase(s.p_kw, e.power),  # type: ignore[arg-type]
+            q_kvar=per_phase(s.q_kvar, e.power),  # type: ignore[arg-type]
+        )
+
     def objects(self, t: float) -> Mapping[int, dlt698.Data]:
         """The secondary-side Data of every object the unit serves."""
-        s = self.advance(t)
+        s = self._measured(self.advance(t), t)
         ct, pt = self.ct_seen, self.pt_ratio
 
         def arr(kind: DT, values: list[float], scaler: int) -> dlt698.Data:

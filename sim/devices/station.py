@@ -39,6 +39,7 @@ from sim.devices.modbus import (
     VirtualRcd,
 )
 from sim.physics import Horizon
+from sim.physics.measure import ACCURACY, DeviceErrors
 from sim.station import Station
 from sim.wiring import PtyWiring, TerminalEnd, Wiring
 from sim.world import TRIP_CAUSE_SHORT_CIRCUIT, Replica, TruthEvent, World, WorldMeter, _descendants
@@ -48,6 +49,7 @@ MAX_BREAKERS = 200  # unit ids 1..200; 201.. are the other devices
 SOLVE_AHEAD_S = 3600.0  # an open branch is re-solved out of the physics this far ahead ...
 SOLVE_MARGIN_S = 900.0  # ... and extended this long (one 15-min step) before that runs out
 TRANSFORMER_KVA = 800.0  # the IEEE European LV test feeder's 11/0.416 kV transformer
+METROLOGY_KEY = 0x7E1  # the metrology unit's key for its seeded measurement errors
 
 
 @dataclass(frozen=True, slots=True)
@@ -306,6 +308,12 @@ def build_devices(
             pt_ratio=pt_ratio,
             ct_ratio_actual=ct_ratio_actual,
             settings=metrology_settings or SerialSettings(9600, "E"),
+            errors=DeviceErrors(
+                METROLOGY_KEY,
+                seed,
+                ACCURACY["metrology"],
+                world.scenario.metering.error_scale if world is not None else 1.0,
+            ),
         )
         if metrology
         else None

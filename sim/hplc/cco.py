@@ -14,8 +14,12 @@ link, ``sim.wiring``); every frame goes through ``protocols.gdw1376_2``. Models:
   multi-hop), loss probability, a concurrency limit (AFN F1 F1 beyond it: deny 109); a point read
   (AFN13 F1) or concurrent read hands the carried frame to the node's meter (``SimNode.answer``)
   and returns its reply; silence costs ``silent_s`` and then a deny 11 / empty F1 reply;
-* module-led reading: after AFN12 F1/F3 it asks AFN14 F1 per node, forwards the terminal's frame
-  and reports the answer with AFN06 F2, then AFN06 F3 "reading task finished";
+* module-led reading (路由主动抄表): AFN12 F1 starts a round over the node table, F2 pauses it,
+  F3 resumes it; ``concurrency`` nodes are led at once: AFN14 F1 "what to read here", the
+  terminal's frame carried to the meter, its reply reported with AFN06 F2 (awaiting the AFN00 F1
+  confirmation), asked again until the terminal says the node is done; nodes whose meter was
+  silent get one more visit at the end, then AFN06 F3 "reading task finished". The terminal's own
+  reads (AFN13 F1, AFN F1 F1) go first: the route carries only in the capacity they leave free;
 * outages: ``node_power`` feeds ``sim.hplc.outage.OutageModel``; its reports go out as AFN06 F5
   power-off/on lists (collectors with a state byte per address), one report in flight at a time,
   resent every ``resend_s`` until the terminal confirms with AFN00 F1 (same R6);
@@ -31,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -67,7 +72,10 @@ class CcoCounters:
     reports_confirmed: int = 0
     confirms_dropped: int = 0
     restarts: int = 0
-    route_requests: int = 0
+    route_requests: int = 0  # AFN14 F1 asks
+    route_rounds: int = 0
+    route_reads: int = 0
+    route_reads_lost: int = 0
 
 
 @dataclass(slots=True)
@@ -86,6 +94,7 @@ class _Outgoing:
     frame: q.Frame
     record: SentReport
     confirmed: asyncio.Event = field(default_factory=asyncio.Event)
+    done: asyncio.Event = field(default_factory=asyncio.Event)  # confirmed, or given up
 
 
 class VirtualCco:
@@ -160,6 +169,11 @@ class VirtualCco:
         self._current: _Outgoing | None = None
         self._route_waiters: dict[int, asyncio.Future[q.Frame]] = {}
         self._route_task: asyncio.Task[None] | None = None
+        self._route_pending: deque[int] = deque()  # node indices (1-based) left in this round
+        self._route_failed: list[int] = []
+        self._route_retried = False
+        self._route_in_flight = 0
+        self._carrier = asyncio.Condition()  # carrier capacity shared by the route and terminal reads
         self._power_changed = asyncio.Event()
         self._enabled = asyncio.Event()
         self._write_lock = asyncio.Lock()
@@ -202,9 +216,9 @@ class VirtualCco:
         self._alive = False
         for task in list(self._work):
             task.cancel()
-        if self._route_task is not None:
-            self._route_task.cancel()
-            self._route_task = None
+        self._stop_route()
+        self._route_pending.clear()
+        self._route_in_flight = 0
         self._in_flight = 0
         self._busy_monitor = False
         if wipe:
@@ -325,12 +339,10 @@ class VirtualCco:
                 self.counters.peak_in_flight = max(self.counters.peak_in_flight, self._in_flight)
                 self._spawn(tg, self._concurrent(frame, unit), f"sim-cco-read-{frame.dst}")
         elif key in ((0x12, 1), (0x12, 3)):
-            self._start_route(tg)
+            self._start_route(tg, restart=key == (0x12, 1))
             self._spawn(tg, self._confirm(frame), "sim-cco-confirm")
         elif key == (0x12, 2):
-            if self._route_task is not None:
-                self._route_task.cancel()
-                self._route_task = None
+            self._stop_route()
             self._spawn(tg, self._confirm(frame), "sim-cco-confirm")
         else:
             self._spawn(tg, self._local(frame, unit), f"sim-cco-afn{frame.afn:02x}")
@@ -484,10 +496,13 @@ class VirtualCco:
             await self._deny(frame, 9)
             return
         self._busy_monitor = True
+        self._in_flight += 1
         try:
             reply, took = await self._carry(frame.dst, unit.frame)
         finally:
             self._busy_monitor = False
+            self._in_flight = max(0, self._in_flight - 1)
+            self._wake_route()
         if reply is None:
             code = 12 if frame.dst not in self.table else 11
             await self._send(q.make_frame(0x00, 2, q.Deny(code), up=True, seq=frame.seq))
@@ -500,56 +515,127 @@ class VirtualCco:
             reply, _ = await self._carry(frame.dst, unit.frame)
         finally:
             self._in_flight = max(0, self._in_flight - 1)
+            self._wake_route()
         out = q.Concurrent(unit.protocol, reply or b"")
         assert frame.dst is not None
         await self._send(
             q.make_frame(0xF1, 1, out, up=True, seq=frame.seq, src=frame.dst, dst="000000000000")
         )
 
+    def _wake_route(self) -> None:
+        """A terminal read ended: route workers waiting for carrier capacity may go on."""
+        if self._route_task is None:
+            return
+
+        async def notify() -> None:
+            async with self._carrier:
+                self._carrier.notify_all()
+
+        assert self._tg is not None
+        self._spawn(self._tg, notify(), "sim-cco-carrier-free")
+
     # ------------------------------------------------------------------ module-led reading
 
-    def _start_route(self, tg: asyncio.TaskGroup) -> None:
-        if self._route_task is None or self._route_task.done():
-            self._route_task = tg.create_task(self._route(), name="sim-cco-route")
+    def _start_route(self, tg: asyncio.TaskGroup, *, restart: bool) -> None:
+        """AFN12 F1 (``restart``: a new round over the whole table) or F3 (resume the round,
+        a new one when none is left)."""
+        self._stop_route()
+        if restart or not self._route_pending:
+            self._route_pending = deque(range(1, len(self.table) + 1))
+            self._route_failed = []
+            self._route_retried = False
+            self.counters.route_rounds += 1
+        self._route_task = tg.create_task(self._route(), name="sim-cco-route")
+
+    def _stop_route(self) -> None:
+        """AFN12 F2: stop asking; nodes under way go back to the front of the round."""
+        if self._route_task is not None:
+            self._route_task.cancel()
+            self._route_task = None
 
     async def _route(self) -> None:
-        for index, (address, protocol) in enumerate(list(self.table.items()), start=1):
-            seq = self._next_seq()
-            waiter: asyncio.Future[q.Frame] = asyncio.get_running_loop().create_future()
-            self._route_waiters[seq] = waiter
-            node = self.nodes.get(address)
-            phase = node.phase if node is not None else 0
-            self.counters.route_requests += 1
-            await self._send(
-                q.make_frame(0x14, 1, q.ReadRequest(phase, address, index), up=True, prm=True, seq=seq)
-            )
-            try:
-                async with self.clock.timeout(LOCAL_WAIT_S):
-                    answer = await waiter
-            except TimeoutError:
-                continue
-            finally:
-                self._route_waiters.pop(seq, None)
-            try:
-                reply = q.parse_unit(answer)
-            except ProtocolError:
-                continue
-            if not isinstance(reply, q.ReadReply) or reply.flag != 2 or not reply.frame:
-                continue
-            data, took = await self._carry(address, reply.frame)
-            if data is not None:
-                await self._report(
-                    q.make_frame(
-                        0x06,
-                        2,
-                        q.ReadData(index, protocol, int(took), data),
-                        up=True,
-                        prm=True,
-                        seq=self._next_seq(),
-                    )
-                )
-        await self._report(q.make_frame(0x06, 3, q.RouteChange(1), up=True, prm=True, seq=self._next_seq()))
+        """One round: ``concurrency`` nodes led at once, in table order; nodes whose meter did
+        not answer get one more visit at the end; then AFN06 F3 "reading task finished"."""
+        async with asyncio.TaskGroup() as tg:
+            for k in range(self.concurrency):
+                tg.create_task(self._route_worker(), name=f"sim-cco-route-{k}")
+        if not self._route_retried and self._route_failed:
+            self._route_retried = True
+            self._route_pending.extend(self._route_failed)
+            self._route_failed = []
+            async with asyncio.TaskGroup() as tg:
+                for k in range(self.concurrency):
+                    tg.create_task(self._route_worker(), name=f"sim-cco-route-{k}")
         self._route_task = None
+        await self._report(q.make_frame(0x06, 3, q.RouteChange(1), up=True, prm=True, seq=self._next_seq()))
+
+    async def _route_worker(self) -> None:
+        while self._route_pending:
+            index = self._route_pending.popleft()
+            try:
+                if not await self._lead(index):
+                    self._route_failed.append(index)
+            except asyncio.CancelledError:
+                self._route_pending.appendleft(index)  # paused: this node is asked again on resume
+                raise
+
+    async def _lead(self, index: int) -> bool:
+        """Lead one node: ask what to read, carry it, report the reply, ask again -- until the
+        terminal says the node is done. False when the meter did not answer (visited again)."""
+        items = list(self.table.items())
+        if index > len(items):
+            return True  # the table shrank under the round
+        address, protocol = items[index - 1]
+        node = self.nodes.get(address)
+        phase = node.phase if node is not None else 0
+        for _ in range(MAX_ASKS_PER_VISIT):
+            answer = await self._ask(q.ReadRequest(phase, address, index))
+            if answer is None or answer.flag != 2 or not answer.frame:
+                return True  # done (or the terminal failed it, or did not answer: its call)
+            async with self._carrier:
+                await self._carrier.wait_for(self._route_may_carry)
+                self._route_in_flight += 1
+                self.counters.peak_in_flight = max(
+                    self.counters.peak_in_flight, self._in_flight + self._route_in_flight
+                )
+            try:
+                data, took = await self._carry(address, answer.frame)
+            finally:
+                async with self._carrier:
+                    self._route_in_flight -= 1
+                    self._carrier.notify_all()
+            if data is None:
+                self.counters.route_reads_lost += 1
+                return False
+            self.counters.route_reads += 1
+            report = q.ReadData(index, protocol, int(took), data)
+            seq = self._next_seq()
+            await self._report_and_wait(q.make_frame(0x06, 2, report, up=True, prm=True, seq=seq))
+        return True
+
+    def _route_may_carry(self) -> bool:
+        """The terminal's own reads go first: the route carries only in what they leave free."""
+        return self._in_flight + self._route_in_flight < self.concurrency
+
+    async def _ask(self, request: q.ReadRequest) -> q.ReadReply | None:
+        """AFN14 F1 up; the terminal's answer, None if it did not answer within the local wait."""
+        seq = self._next_seq()
+        waiter: asyncio.Future[q.Frame] = asyncio.get_running_loop().create_future()
+        self._route_waiters[seq] = waiter
+        self.counters.route_requests += 1
+        try:
+            await self._send(q.make_frame(0x14, 1, request, up=True, prm=True, seq=seq))
+            async with self.clock.timeout(LOCAL_WAIT_S):
+                answer = await waiter
+        except TimeoutError:
+            return None
+        finally:
+            self._route_waiters.pop(seq, None)
+        try:
+            reply = q.parse_unit(answer)
+        except ProtocolError:
+            return None
+        return reply if isinstance(reply, q.ReadReply) else None
 
     # ------------------------------------------------------------------ reports
 
@@ -557,6 +643,13 @@ class VirtualCco:
         record = SentReport(frame, first_sent=float("nan"), sends=0, outage=outage)
         await self._outgoing.put(_Outgoing(frame, record))
         return record
+
+    async def _report_and_wait(self, frame: q.Frame) -> bool:
+        """Report ``frame`` and wait until the terminal confirmed it (or the resends ran out)."""
+        item = _Outgoing(frame, SentReport(frame, first_sent=float("nan"), sends=0))
+        await self._outgoing.put(item)
+        await item.done.wait()
+        return item.confirmed.is_set()
 
     def _on_confirm(self, frame: q.Frame) -> None:
         cur = self._current
@@ -576,20 +669,23 @@ class VirtualCco:
             item = await self._outgoing.get()
             self._current = item
             self.sent.append(item.record)
-            for _ in range(self.max_sends):
-                await self._enabled.wait()  # a module reports only once the terminal allowed it
-                if item.record.sends == 0:
-                    item.record.first_sent = self.clock.now()
-                item.record.sends += 1
-                self.counters.reports_sent += 1
-                await self._send(item.frame)
-                try:
-                    async with self.clock.timeout(self.resend_s):
-                        await item.confirmed.wait()
-                    break
-                except TimeoutError:
-                    continue
-            self._current = None
+            try:
+                for _ in range(self.max_sends):
+                    await self._enabled.wait()  # a module reports only once the terminal allowed it
+                    if item.record.sends == 0:
+                        item.record.first_sent = self.clock.now()
+                    item.record.sends += 1
+                    self.counters.reports_sent += 1
+                    await self._send(item.frame)
+                    try:
+                        async with self.clock.timeout(self.resend_s):
+                            await item.confirmed.wait()
+                        break
+                    except TimeoutError:
+                        continue
+            finally:
+                self._current = None
+                item.done.set()
 
     async def _outage_clock(self) -> None:
         """Turn the outage model's closed windows into AFN06 F5 reports."""
@@ -632,6 +728,7 @@ class VirtualCco:
 
 
 LOCAL_WAIT_S = 6.0
+MAX_ASKS_PER_VISIT = 64  # a terminal that never says "done" cannot hold the route at one node
 
 
 __all__ = ["MAX_POWER_ADDRESSES", "CcoCounters", "SentReport", "VirtualCco"]

@@ -99,6 +99,11 @@ class MeterBus:
         self.responders698 = {
             m.address: Dlt698Responder(m, preamble=preamble, max_apdu=max_apdu_698) for m in self.meters
         }
+        # who speaks what, by address: a request picks its meter in O(1), not O(meters)
+        self._speakers: dict[str, list[VirtualMeter]] = {p: [] for p in PROTOCOLS}
+        for m in self.meters:
+            self._speakers[self.protocols[m.address]].append(m)
+        self._by_address = {m.address: m for m in self.meters}
         self._rng = np.random.default_rng([seed, 645])
         self._framer = MixedFramer()
         self._rx_since_frame = 0
@@ -152,10 +157,10 @@ class MeterBus:
         alone = len(self.meters) == 1
         if frame.is_response:
             return None, None  # another station's reply on the line (or our echo): not a request
-        speakers = [m for m in self.meters if self.protocols[m.address] == "dlt645"]
-        targets = [m for m in speakers if address_matches(frame.address, m.address)]
         if frame.address == BROADCAST_ADDRESS:
-            targets = speakers
+            targets = self._speakers["dlt645"]
+        else:
+            targets = self._addressed(frame.address, "dlt645")
         for meter in targets:
             if not meter.on:
                 continue
@@ -167,12 +172,18 @@ class MeterBus:
         return self._merge(replies)
 
     def _targets_698(self, frame: dlt698.Frame) -> list[VirtualMeter]:
-        speakers = [m for m in self.meters if self.protocols[m.address] == "dlt698"]
         if frame.sa_type is dlt698.AddressType.BROADCAST:
-            return speakers
+            return self._speakers["dlt698"]
         if len(frame.sa) != 12:
             return []
-        return [m for m in speakers if address_matches(frame.sa, m.address)]
+        return self._addressed(frame.sa, "dlt698")
+
+    def _addressed(self, pattern: str, protocol: str) -> list[VirtualMeter]:
+        """The meters speaking ``protocol`` that ``pattern`` selects (one, or a wildcard's many)."""
+        if "AA" not in pattern.upper():
+            meter = self._by_address.get(pattern)
+            return [meter] if meter is not None and self.protocols[meter.address] == protocol else []
+        return [m for m in self._speakers[protocol] if address_matches(pattern, m.address)]
 
     def _merge(self, replies: list[tuple[str, bytes]]) -> tuple[bytes | None, str | None]:
         if not replies:

@@ -31,6 +31,7 @@ from sim.loads import (
     sample_voltage,
 )
 from sim.meters.signature import SignatureState
+from sim.physics.measure import DeviceErrors
 
 Phase = Literal["A", "B", "C", "ABC"]
 
@@ -175,6 +176,7 @@ class VirtualMeter:
         step_s: float = 60.0,
         curve_days: int = 10,
         freeze_days: int = 62,
+        errors: DeviceErrors | None = None,
     ) -> None:
         if len(address) != 12 or not address.isdigit():
             raise ValueError(f"meter address {address!r}: not 12 BCD digits")
@@ -192,6 +194,7 @@ class VirtualMeter:
         self.credit_yuan = credit_yuan
         self.prices = tuple(prices)
         self.faults = Faults()
+        self.errors = errors  # measurement errors (class, gain, noise); None = an ideal instrument
         self.step_s = float(step_s)
         self.rng = np.random.default_rng([seed, int(address)])
         weights = self.rng.uniform(0.8, 1.2, 3)
@@ -290,7 +293,7 @@ class VirtualMeter:
         ]
         cum_f = np.zeros((n + 1, 4))
         cum_r = np.zeros((n + 1, 4))
-        factor = self.faults.factor
+        factor = self.faults.factor * (self.errors.energy_gain if self.errors is not None else 1.0)
         if self._flowing() and factor > 0:
             mids = (edges[:-1] + edges[1:]) / 2.0 - skew
             e = sample_power(self.profile, mids) * factor * np.diff(edges) / 3600.0
@@ -349,6 +352,13 @@ class VirtualMeter:
         amps = [
             np.divide(pw * 1000.0, v * pf, out=np.zeros_like(v * pf), where=v * pf > 0) for v, pw in phases
         ]
+        errors = self.errors
+        if errors is not None:  # what the instrument makes of the true values
+            amps = [errors.current(a, t, ph) for ph, a in enumerate(amps)]
+            phases = [
+                (errors.voltage(v, t, ph), errors.power(pw, t, ph)) for ph, (v, pw) in enumerate(phases)
+            ]
+            p = sum(pw for _, pw in phases) if self.phase == "ABC" else phases[0][1]
         out = []
         for k in range(len(t)):
             volts = [float(v[k]) for v, _ in phases]

@@ -35,6 +35,8 @@ address, branches (``F2``) and boxes (``F2-X03``) as in the topology ground trut
                    supply is back; default 5 s)
     [grid]         load_scale (x every customer's demand, not PV), line_scale (x every line length):
                    heavier, longer Chinese feeders, so technical loss reaches a few % (GRID.md §2)
+    [metering]     error_scale: x every device's measurement error (accuracy-class gain and
+                   noise, ``sim.physics.measure.DeviceErrors``); 1 = as their classes say, 0 = ideal
     [billing]      (the utility and the bank of the prepaid app, ``sim.billing``) contract = an example
                    of protocols/billing/examples or a TOML/JSON path (default "zhejiang-residential",
                    re-dated to start on the run's first day); opening_yuan = every customer's first
@@ -163,6 +165,13 @@ class Grid:
 
 
 @dataclass(frozen=True, slots=True)
+class Measurement:
+    """How good the instruments are: a multiplier of every accuracy-class error (0 = ideal)."""
+
+    error_scale: float = 1.0
+
+
+@dataclass(frozen=True, slots=True)
 class Billing:
     """What the simulated utility and bank do for the billing app (``sim.billing``)."""
 
@@ -193,6 +202,7 @@ class Scenario:
     hplc: Hplc = field(default_factory=Hplc)
     terminal: TerminalKnobs = field(default_factory=TerminalKnobs)
     grid: Grid = field(default_factory=Grid)
+    metering: Measurement = field(default_factory=Measurement)
     billing: Billing = field(default_factory=Billing)
 
 
@@ -228,7 +238,7 @@ def load_scenario(name: str | Path) -> Scenario:
 def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
     r = _Reader(source)
     r.keys(data, "", {"scenario", "outage", "theft", "meter_fault", "relay", "comms_loss", "pv_surge",
-                      "transformer", "archive", "comms", "monitoring", "grid", "hplc", "terminal",
+                      "transformer", "archive", "comms", "monitoring", "grid", "hplc", "terminal", "metering",
                       "billing"})  # fmt: skip
     head = r.table(data, "scenario")
     r.keys(head, "scenario", {"description", "pv_share"})
@@ -304,6 +314,8 @@ def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
     r.keys(term, "terminal", {"boot_s"})
     grid = r.table(data, "grid")
     r.keys(grid, "grid", {"load_scale", "line_scale"})
+    metering = r.table(data, "metering")
+    r.keys(metering, "metering", {"error_scale"})
     billing = _billing(r, r.table(data, "billing"))
     return Scenario(
         name=name,
@@ -341,6 +353,9 @@ def parse_scenario(data: dict[str, Any], *, name: str, source: str) -> Scenario:
             lastgasp_loss_pct=r.number(hplc, "hplc", "lastgasp_loss_pct", lo=0.0, hi=100.0, default=0.0)
         ),
         terminal=TerminalKnobs(boot_s=r.number(term, "terminal", "boot_s", lo=0.0, hi=3600.0, default=5.0)),
+        metering=Measurement(
+            error_scale=r.number(metering, "metering", "error_scale", lo=0.0, hi=10.0, default=1.0)
+        ),
     )
 
 
@@ -476,10 +491,12 @@ __all__ = [
     "PHASE_TARGETS",
     "POWER_DOWN_JUDGEMENT_S",
     "ArchiveErrors",
+    "Billing",
     "Comms",
     "CommsLoss",
     "Grid",
     "Hplc",
+    "Measurement",
     "MeterFault",
     "Monitoring",
     "Outage",

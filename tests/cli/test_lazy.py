@@ -11,7 +11,18 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
-HEAVY = ("pandapower", "pandas", "scipy", "aiomqtt", "paho", "numpy", "sim.runner", "runtime.terminal")
+HEAVY = (
+    "pandapower",
+    "pandas",
+    "scipy",
+    "aiomqtt",
+    "paho",
+    "numpy",
+    "sqlite3",
+    "sim.runner",
+    "runtime.terminal",
+    "runtime.store",
+)
 
 
 def loaded_after(argv: list[str]) -> set[str]:

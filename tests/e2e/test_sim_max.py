@@ -55,6 +55,7 @@ def test_a_virtual_run_delivers_every_reading(sim_world: WorldFactory) -> None:
     assert {row["channel"] for row in topology} >= {"hplc", "rs485-1"}
 
 
+@pytest.mark.timeout(600)  # three whole-area runs (2 h, 2 h, 0.5 h): minutes on a loaded 2-core machine
 def test_same_inputs_give_byte_identical_results(sim_world: WorldFactory) -> None:
     first = sim_world(hours=2, scenario="default", seed=5)
     second = sim_world(hours=2, scenario="default", seed=5)

@@ -27,7 +27,7 @@ def test_summary_of_a_bad_frame_names_error_and_offset() -> None:
 async def test_trace_of_a_running_terminal(tmp_path: Path, amqtt_broker: EmbeddedBroker) -> None:
     board = load_board(REPO / "board.toml")
     options = SimOptions(
-        board=board, workdir=tmp_path / "run", speed=20.0, meters_per_bus=2, seed=5,
+        board=board, workdir=tmp_path / "run", speed=10.0, meters_per_bus=2, seed=5,
         broker_url=amqtt_broker.url,
     )  # fmt: skip
     key = load_command_key(REPO / "sim" / "credentials.toml")

@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import math
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -286,49 +288,54 @@ def test_head_breakers_carry_the_transformer_current() -> None:
 # Real broker sockets and ptys: the sim's own 10x clock, not fast-forward. 10x rather than 30x
 # leaves the 1 s reply timeout 100 ms of wall time on a loaded machine.
 @pytest.mark.looptime(False)
-async def test_cloud_opens_a_branch_breaker_through_the_terminal(tmp_path: Path) -> None:
+def test_cloud_opens_a_branch_breaker_through_the_terminal(tmp_path: Path) -> None:
     """End to end under ``ttu sim``: a signed ``breaker.control`` from the cloud stub goes over MQTT to
     the terminal, whose acquisition app writes the breaker over Modbus on rs485-4 (shared with that
     bus's DL/T 645 meters); the branch goes dark in the physics, the trip reaches the cloud as events,
-    and a bad command is refused with a reply, not a crash."""
+    and a bad command is refused with a reply, not a crash. On virtual time (``--speed max``)."""
     from runtime.config import load_board
     from sim.runner import SimOptions, simulate
+    from sim.vloop import run_virtual
 
     board = load_board(BOARD)
     options = SimOptions(
-        board=board, workdir=tmp_path / "run", speed=10.0, meters_per_bus=1, seed=2, start=START,
+        board=board, workdir=tmp_path / "run", speed=math.inf, meters_per_bus=1, seed=2, start=START,
         duration_s=600.0, network="ieee-eu-lv", scenario="quiet", truth_dir=tmp_path / "truth",
     )  # fmt: skip
 
-    async def control(device: str, action: str) -> Reply:
-        return await run.cloud.send_command(
-            board.terminal.id, "breaker.control", {"device": device, "action": action}
-        )
+    async def main() -> dict[str, Any]:
+        async with simulate(options) as run:
 
-    async with simulate(options) as run:
-        assert run.devices is not None and run.world is not None
-        f4 = [m for m in run.world.customers() if m.branch == "F4"]
-        for _ in range(60):  # until a first device poll has learnt the breakers' state
-            if (await run.summary())["devices"]["terminal_devices"] is not None:
-                break
-            await run.clock.sleep(5.0)
-        bad = await control("brk-F4", "flip")
-        assert not bad.ok and "not 'open' or 'close'" in (bad.message or "")
-        reply = await control("brk-F4", "open")
-        assert reply.ok and reply.result is not None and reply.result["closed"] is False, reply
-        assert not run.devices.breakers["brk-F4"].closed
-        assert f4 and all(not m.meter.on for m in f4)
-        events: list[str] = []
-        for _ in range(40):
-            events = sorted({e.kind for e in await run.cloud.events(limit=50) if e.source == "brk-F4"})
-            if {"breaker.open", "breaker.trip"} <= set(events):
-                break
-            await run.clock.sleep(5.0)
-        assert {"breaker.open", "breaker.trip"} <= set(events), events
-        reply = await control("brk-F4", "close")
-        assert reply.ok and reply.result is not None and reply.result["closed"] is True
-        assert all(m.meter.on for m in f4)
-        summary = await run.summary()
+            async def control(device: str, action: str) -> Reply:
+                return await run.cloud.send_command(
+                    board.terminal.id, "breaker.control", {"device": device, "action": action}
+                )
+
+            assert run.devices is not None and run.world is not None
+            f4 = [m for m in run.world.customers() if m.branch == "F4"]
+            for _ in range(60):  # until a first device poll has learnt the breakers' state
+                if (await run.summary())["devices"]["terminal_devices"] is not None:
+                    break
+                await run.clock.sleep(5.0)
+            bad = await control("brk-F4", "flip")
+            assert not bad.ok and "not 'open' or 'close'" in (bad.message or "")
+            reply = await control("brk-F4", "open")
+            assert reply.ok and reply.result is not None and reply.result["closed"] is False, reply
+            assert not run.devices.breakers["brk-F4"].closed
+            assert f4 and all(not m.meter.on for m in f4)
+            events: list[str] = []
+            for _ in range(40):
+                events = sorted({e.kind for e in await run.cloud.events(limit=50) if e.source == "brk-F4"})
+                if {"breaker.open", "breaker.trip"} <= set(events):
+                    break
+                await run.clock.sleep(5.0)
+            assert {"breaker.open", "breaker.trip"} <= set(events), events
+            reply = await control("brk-F4", "close")
+            assert reply.ok and reply.result is not None and reply.result["closed"] is True
+            assert all(m.meter.on for m in f4)
+            return await run.summary()
+
+    summary = run_virtual(main)
     assert summary["devices"]["devices_online"] == summary["devices"]["devices"]
     assert summary["devices"]["metrology_readings"] >= 1
     outages = [e for e in rows(tmp_path / "truth" / "events.csv") if e["kind"] == "outage"]

@@ -47,7 +47,7 @@ def busiest_hplc_branch(scenario: Path) -> str:
 
 
 def test_branch_outage_reaches_the_terminal_as_power_off_and_on_lists(tmp_path: Path) -> None:
-    """On virtual time: a scaled clock (x30) on a loaded 2-core machine reported power-off late."""
+    """On virtual time (``--speed max``): the report times are the carrier model's, exactly."""
     probe = tmp_path / "probe.toml"
     probe.write_text("[scenario]\npv_share = 0.0\n", encoding="utf-8")
     branch = busiest_hplc_branch(probe)
@@ -89,9 +89,9 @@ def test_branch_outage_reaches_the_terminal_as_power_off_and_on_lists(tmp_path: 
             summary = await run.summary()
             readings = {m.id: await run.cloud.readings(device=m.id, limit=1) for m in hplc}
             dips = run.hplc.outages.dips
-        return seen, hplc, expected, summary, readings, dips, t0, t1, dip
+        return seen, t0, t1, dip, expected, summary, readings, dips, hplc
 
-    seen, hplc, expected, summary, readings, dips, t0, t1, dip = run_virtual(main)
+    seen, t0, t1, dip, expected, summary, readings, dips, hplc = run_virtual(main)
     assert len(expected) >= 2, f"branch {branch}: too few HPLC meters for the test"
     offs = [s for s in seen if s[0] == "power_off"]
     ons = [s for s in seen if s[0] == "power_on"]

@@ -648,3 +648,16 @@ def test_a_group_dark_again_right_after_its_parent_came_back_is_not_swallowed_by
     c.outages.update({"b": branch, "x": box})
     c.step(200.0)
     assert box.status == ONGOING and box.merged_into is None and branch.status == RESTORED
+
+
+def test_a_part_found_late_by_its_records_still_joins_the_parts_reported_long_before() -> None:
+    c = Classifier(station())
+    w, back = Window(100.0, 99.0, 100.0), Window(140.0, 139.0, 141.0)
+    for oid, target, trigger in (("a", "m6", 200.0), ("b", "m7", 200.0), ("c", "m10", 5000.0)):
+        o = Outage(oid, Group("meter", target), w, (target,), ("meter_record",), reported_at=trigger)
+        o.status, o.end, o.trigger = RESTORED, back, trigger  # m10's records were read only at 5000
+        c.outages[oid] = o
+    c.observe(RecordsRead("m10", 5000.0, 5000.0))
+    c.step(5000.0)
+    assert c.outages["a"].group == Group("box", "F2-X1") and c.outages["a"].meters == ("m10", "m6", "m7")
+    assert c.outages["b"].status == c.outages["c"].status == MERGED

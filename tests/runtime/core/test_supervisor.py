@@ -20,6 +20,7 @@ from runtime.container.supervisor import AppState, Supervisor
 from runtime.scheduler import MemoryKeyValue, Scheduler
 from runtime.store import Store
 from runtime.uplink import Uplink
+from tests.runtime.core.fixture_apps import phoenix
 from tests.runtime.uplink.helpers import KEY
 
 FIXTURES = Path(__file__).parent / "fixture_apps"
@@ -258,6 +259,7 @@ async def test_a_crashed_app_comes_back_and_works_having_released_what_it_held(t
             assert list(scheduler.jobs()) == ["phoenix.tick"]
             assert len(hal.carrier.hub._streams) == 1
             assert uplink._commands.names.count("phoenix.ping") == 1
+            assert [t.done() for t in phoenix.TIMERS[-(round_ + 1) :]] == [True] * round_ + [False]
             if round_ == 3:
                 break
             # crash it, then wait past the crash window so the quarantine is not reached
@@ -267,8 +269,10 @@ async def test_a_crashed_app_comes_back_and_works_having_released_what_it_held(t
             assert bus.statistics()["services"] == []
             assert scheduler.jobs() == {}
             assert hal.carrier.hub._streams == []
+            assert phoenix.TIMERS[-1].cancelled()  # the timer task it never awaited went with it
             await clock.sleep(601)
         assert sup.record("phoenix").restarts == 3
+        assert sup.record("phoenix").leftover_tasks == 3
         assert uplink._delivery.priority("alerts") is StreamPriority.URGENT  # from its manifest
         assert sup.state("phoenix") is AppState.RUNNING
 
@@ -286,6 +290,7 @@ async def test_quarantine_only_after_real_repeated_crashes(tmp_path: Path) -> No
         # quarantined: nothing of it remains registered
         assert "phoenix.ping" not in uplink._commands.names
         assert hal.carrier.hub._streams == [] and scheduler.jobs() == {}
+        assert all(t.done() for t in phoenix.TIMERS)
         reply = await _ping(uplink, clock, 9)
         assert reply["error"]["code"] == "unknown_command"
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 from hal.interfaces import CarrierEvent
@@ -153,28 +155,42 @@ async def test_meter_event_report_names_the_meter() -> None:
 
 
 @pytest.mark.looptime
-async def test_module_led_reading_answers_requests_and_reports_data() -> None:
+async def test_module_led_reading_answers_asks_and_hands_replies_to_the_reader() -> None:
+    from hal.interfaces import RouteAnswer, RouteAsk
     from protocols import dlt645
-    from protocols import gdw1376_2 as q
 
     meters = make_meters(3)
     async with cco_pair(meters, latency_s=0.5) as p:
         await ready(p)
         asked: list[str] = []
+        replies: list[tuple[str, bytes]] = []
+        finished = asyncio.Event()
+        given: set[str] = set()
 
-        async def handler(request: q.ReadRequest) -> q.ReadReply:
-            asked.append(request.address)
-            if request.address == meters[1].address:
-                return q.ReadReply(1)  # nothing to read at this one
-            return q.ReadReply(2, dlt645.encode(dlt645.read_request(request.address, 0x00010000)))
+        class Reader:
+            async def ask(self, ask: RouteAsk) -> RouteAnswer:
+                asked.append(ask.address)
+                if ask.address == meters[1].address or ask.address in given:
+                    return RouteAnswer(ok=True)  # nothing (more) to read at this one
+                given.add(ask.address)
+                return RouteAnswer(dlt645.encode(dlt645.read_request(ask.address, 0x00010000)))
 
-        p.cco.set_read_handler(handler)
+            def data(self, address: str, frame: bytes, *, duration_s: float) -> None:
+                replies.append((address, frame))
+
+            def finished(self) -> None:
+                finished.set()
+
+        p.cco.lead(Reader())
         events = p.cco.events()
         await p.cco.route("restart")
-        got = [await anext(events) for _ in range(3)]
-        assert asked == [m.address for m in meters]
-        data = [e for e in got if e.kind == "read_data"]
-        assert [e.addresses for e in data] == [(meters[0].address,), (meters[2].address,)]
-        assert all(dlt645.decode(e.payload).address == e.addresses[0] for e in data)
-        assert got[-1].kind == "route_change" and got[-1].extra["task"] == 1
+        await asyncio.wait_for(finished.wait(), 60)
+        # each node until it is done: asked again after its reply came back
+        a, b, c = (m.address for m in meters)
+        assert sorted(asked) == sorted([a, a, b, c, c])
+        assert sorted(a for a, _ in replies) == sorted([meters[0].address, meters[2].address])
+        assert all(dlt645.decode(frame).address == address for address, frame in replies)
+        route = await anext(events)  # the replies went to the reader, not to the event stream
+        assert route.kind == "route_change" and route.extra["task"] == 1
+        assert p.cco.counters.route_data == 2
         await events.aclose()

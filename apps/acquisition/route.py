@@ -1,0 +1,288 @@
+"""Module-led reading (路由主动抄表) of the HPLC meters: curve blocks and daily freezes per round.
+
+Layer: apps (acquisition), one task. At station-area scale (hundreds to thousands of carrier
+meters) a terminal does not read each meter point by point: it lets the carrier module lead.
+Every ``round_s`` (hourly by default, just after the boundary) the task restarts the module's
+routing (AFN12 F1); the module walks its node table, several nodes at once, and asks for each
+what to read (AFN14 F1). The answer is what is due at that meter: the curve points recorded
+since the last one read (DL/T 645 load-curve blocks / DL/T 698.45 record reads with a time
+selector, as many points per exchange as the protocol allows, back to ``catch_up_hours``) and,
+after local midnight, yesterday's daily freeze. The reads go through the same ``MeterClient``
+code as terminal-led reads, over ``hal.meters.RouteTransport``.
+
+Per meter the task keeps the last curve point and the last freeze day read (persisted as
+``route_progress`` together with the readings they stand for: first the readings, then the
+progress), so a restarted terminal asks only for what it has not got. Points a meter does not
+hold (it was off, or the points are older than the catch-up window) are counted lost, not asked
+again. A round not finished by the next slot goes on (a restart would starve the end of the
+table) unless it has run for ``STALE_ROUNDS`` periods: then the module is told to start over.
+
+Must not: read meters outside a module's ask (the module decides when a node is read), or
+schedule itself (the service does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Awaitable
+from datetime import datetime
+from typing import TypeVar
+from zoneinfo import ZoneInfo
+
+from hal.errors import CapabilityMissing, DeviceError, HalError, TransportTimeout
+from hal.interfaces import RouteModule
+from hal.meters import MeterClient, MeterClients, RouteTransport
+from hal.meters.route import Job
+from protocols.errors import ProtocolError
+from protocols.station import Meter, StationModel
+from runtime.api import AppContext
+from runtime.errors import TerminalError
+from runtime.model import Quality, Reading
+from runtime.scheduler import Slot
+
+from . import items
+from .curve import CURVE_PERIOD_S
+from .freeze import SAME_FREEZE_S
+from .output import Output
+from .reader import MeterReader
+
+T = TypeVar("T")
+
+HPLC = "hplc"
+STORE_KEY = "route_progress"
+ROUND_DELAY_S = 60.0  # after the boundary: the meters have frozen the point that just closed
+FLUSH_READINGS = 2000  # readings buffered before they go to the store and uplink
+FLUSH_EVERY_S = 300.0  # ... or this often while a round runs
+STALE_ROUNDS = 3  # a round unfinished for this many periods is restarted
+DAY_S = 86400
+
+
+class RouteTask:
+    """Leads nothing itself: answers the carrier module's asks with what each meter owes."""
+
+    def __init__(
+        self,
+        ctx: AppContext,
+        reader: MeterReader,
+        output: Output,
+        clients: MeterClients,
+        *,
+        tz: ZoneInfo,
+        catch_up_hours: int,
+        round_s: float,
+        daily_freeze: bool,
+    ) -> None:
+        self._ctx = ctx
+        self._log = ctx.log
+        self._reader = reader
+        self._output = output
+        self._factory = clients
+        self._tz = tz
+        self._catch_up_s = catch_up_hours * 3600.0
+        self.round_s = round_s
+        self._daily_freeze = daily_freeze
+        self.transport = RouteTransport(clock=ctx.clock, name="hplc-route", jobs=self._job)
+        self.counters = reader.counters
+        for key in ("route_rounds", "route_rounds_unfinished", "route_points", "route_points_lost",
+                    "route_freezes", "route_lead_refused"):  # fmt: skip
+            self.counters.setdefault(key, 0)
+        self._meters: dict[str, Meter] = {}  # by address (upper case)
+        self._clients: dict[str, MeterClient] = {}
+        self.last_point: dict[str, float] = {}  # meter id -> epoch of the last curve point read
+        self.last_freeze: dict[str, float] = {}  # meter id -> the local midnight of the last freeze read
+        self._pending: list[Reading] = []
+        self._module: RouteModule | None = None
+        self._round_started_at: float | None = None
+        self._first_point = math.floor(ctx.clock.now() / CURVE_PERIOD_S) * CURVE_PERIOD_S
+
+    # ------------------------------------------------------------------ setup
+
+    def attach(self, module: object) -> bool:
+        """Lead ``module``'s reading through this task; False when it cannot lead (a proxy
+        of an isolated app, a driver without AFN14): the HPLC meters are then read terminal-led."""
+        if not isinstance(module, RouteModule):
+            return False
+        try:
+            module.lead(self.transport)
+        except CapabilityMissing as err:
+            self.counters["route_lead_refused"] += 1
+            self._log.warning("module-led reading unavailable, reading terminal-led: %s", err)
+            return False
+        self._module = module
+        return True
+
+    def detach(self) -> None:
+        """Stop answering the module (the app stops): jobs under way are cancelled."""
+        if self._module is not None:
+            self._module.lead(None)
+            self._module = None
+        self.transport.close()
+
+    def use(self, model: StationModel) -> None:
+        """Follow the station model's HPLC meters (clients on the route transport)."""
+        meters = [m for m in model.meters if m.transport == HPLC]
+        self._meters = {m.address.upper(): m for m in meters}
+        self._clients = {
+            m.address.upper(): self._factory.client(
+                self.transport, m.protocol, m.address, three_phase=m.three_phase
+            )
+            for m in meters
+        }
+        ids = {m.id for m in meters}
+        for book in (self.last_point, self.last_freeze):
+            for gone in set(book) - ids:
+                del book[gone]
+
+    async def load(self) -> None:
+        saved = await self._ctx.store.get(STORE_KEY, {})
+        for meter_id, row in saved.items() if isinstance(saved, dict) else ():
+            if isinstance(row, list) and len(row) == 2:
+                point, freeze = row
+                if isinstance(point, int | float):
+                    self.last_point[meter_id] = float(point)
+                if isinstance(freeze, int | float):
+                    self.last_freeze[meter_id] = float(freeze)
+
+    # ------------------------------------------------------------------ rounds
+
+    async def run(self, slot: Slot) -> None:
+        """One scheduled round: start the module's routing (unless a round still runs), pass
+        the readings on while it runs, and return when it finished or the period is nearly over."""
+        module = self._module
+        if module is None or not self._meters:
+            return
+        await self._ctx.clock.sleep(ROUND_DELAY_S)
+        now = self._ctx.clock.now()
+        running = self.transport.in_round and self._round_started_at is not None
+        if running and now - (self._round_started_at or now) < STALE_ROUNDS * self.round_s:
+            self.counters["route_rounds_unfinished"] += 1
+            self._log.info("module-led round still under way: not restarted")
+        else:
+            try:
+                await module.route("restart")
+            except (HalError, TerminalError) as err:
+                self._log.warning("module-led round not started: %s", err)
+                return
+            self.transport.round_started()
+            self._round_started_at = now
+            self.counters["route_rounds"] += 1
+        deadline = slot.epoch + self.round_s - FLUSH_EVERY_S
+        while self.transport.in_round:
+            left = deadline - self._ctx.clock.now()
+            if left <= 0:
+                break
+            with contextlib.suppress(TimeoutError):
+                async with self._ctx.clock.timeout(min(FLUSH_EVERY_S, left)):
+                    await self.transport.wait_round()
+            await self.flush()
+        await self.flush()
+
+    async def flush(self) -> None:
+        """Readings gathered so far to the store and uplink, then the progress they stand for."""
+        if not self._pending:
+            return
+        readings, self._pending = self._pending, []
+        progress = {m: [self.last_point.get(m), self.last_freeze.get(m)]
+                    for m in self.last_point.keys() | self.last_freeze.keys()}  # fmt: skip
+        curve = [r for r in readings if not r.quantity.startswith(items.DAILY_PREFIX)]
+        freeze = [r for r in readings if r.quantity.startswith(items.DAILY_PREFIX)]
+        await self._output.readings(curve, kind="curve")
+        await self._output.readings(freeze, kind="freeze")
+        await self._ctx.store.set(STORE_KEY, progress)
+
+    # ------------------------------------------------------------------ one node
+
+    def _job(self, address: str) -> Job | None:
+        """What is due at the node the module asks about (None: nothing, the node is done)."""
+        meter = self._meters.get(address.upper())
+        client = self._clients.get(address.upper())
+        if meter is None or client is None:
+            return None
+        now = self._ctx.clock.now()
+        latest = math.floor(now / CURVE_PERIOD_S) * CURVE_PERIOD_S
+        horizon = latest - self._catch_up_s
+        last = self.last_point.get(meter.id)
+        first = self._first_point if last is None else last + CURVE_PERIOD_S
+        if first < horizon:
+            lost = int((horizon - first) // CURVE_PERIOD_S)
+            self.counters["route_points_lost"] += lost
+            first += lost * CURVE_PERIOD_S
+        midnight = self._midnight(now)
+        freeze_due = self._daily_freeze and self.last_freeze.get(meter.id, -math.inf) < midnight
+        if first > latest and not freeze_due:
+            return None
+
+        async def job() -> bool:
+            ok = True
+            if first <= latest:
+                ok = await self._read_curve(meter, client, first, latest)
+            if freeze_due:
+                ok = await self._read_freeze(meter, client, midnight) and ok
+            return ok
+
+        return job
+
+    def _midnight(self, now: float) -> float:
+        local = datetime.fromtimestamp(now, self._tz)
+        return local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+
+    async def _read_curve(self, meter: Meter, client: MeterClient, first: float, latest: float) -> bool:
+        start = first
+        while start <= latest:
+            count = min(client.curve_batch, int((latest - start) // CURVE_PERIOD_S) + 1)
+            local = datetime.fromtimestamp(start, self._tz).replace(tzinfo=None)
+            records = await self._call(meter, "curve", client.read_curve(local, count))
+            if records is None:
+                return False
+            points = items.records_to_points(meter, records, self._tz, quality=Quality.GOOD)
+            window_end = start + (count - 1) * CURVE_PERIOD_S
+            got = sorted(ts for ts in points if start <= ts <= window_end)
+            for ts in got:
+                self._pending.extend(points[ts])
+            self.counters["route_points"] += len(got)
+            if got:
+                # points before the newest one read that the meter did not hold: lost
+                self.counters["route_points_lost"] += int((got[-1] - start) // CURVE_PERIOD_S) + 1 - len(got)
+                self.last_point[meter.id] = got[-1]
+            if not got or got[-1] < window_end:
+                break  # the meter holds nothing newer yet: asked again next round
+            start = window_end + CURVE_PERIOD_S
+        return True
+
+    async def _read_freeze(self, meter: Meter, client: MeterClient, midnight: float) -> bool:
+        record = await self._call(meter, "freeze", client.read_daily_freeze(1))
+        if record is None:
+            return False
+        at = items.local_to_epoch(record.at, self._tz)
+        if abs(at - midnight) > SAME_FREEZE_S:
+            return True  # not frozen yet (a skewed clock): asked again next round
+        self._pending.extend(items.to_readings(meter, record.values, at, prefix=items.DAILY_PREFIX))
+        self.last_freeze[meter.id] = midnight
+        self.counters["route_freezes"] += 1
+        return True
+
+    async def _call(self, meter: Meter, kind: str, call: Awaitable[T]) -> T | None:
+        """One exchange inside the node's visit: no retry (the module revisits failed nodes)."""
+        try:
+            result = await call
+        except DeviceError as err:
+            self.counters["device_errors"] += 1
+            self._log.debug("%s: %s", meter.id, err)
+            self._reader.record(meter, kind, True)
+            return None
+        except (TransportTimeout, ProtocolError, HalError) as err:
+            if isinstance(err, ProtocolError):
+                self.counters["protocol_errors"] += 1
+            self.counters["reads_failed"] += 1
+            self._reader.record(meter, kind, False)
+            return None
+        self.counters["reads_ok"] += 1
+        self._reader.record(meter, kind, True)
+        return result
+
+    def statistics(self) -> dict[str, object]:
+        return {**self.transport.statistics(), "meters": len(self._meters)}
+
+
+__all__ = ["HPLC", "STORE_KEY", "RouteTask"]
