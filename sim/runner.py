@@ -552,23 +552,28 @@ async def run_for(
                     await result
             if run.terminal_failure is not None:
                 break  # nothing more will happen: report it now
-        await drain(run)
-        return await report(run)
+        backlog = await drain(run)
+        return await report(run, backlog_after_drain=backlog)
 
 
-async def drain(run: SimRun) -> None:
+async def drain(run: SimRun) -> int | None:
     """Let the uplink deliver what the terminal has queued, bounded by ``DRAIN_SIM_S`` simulated
     and ``DRAIN_WALL_S`` wall seconds: until the outbox is empty and the cloud has every reading
     sent (the apps keep running meanwhile: a reading they add is waited for too, within the bound;
-    the report counts the rest as queued)."""
+    the report counts the rest as queued).
+
+    Returns the outbox rows left unacknowledged when the drain ended: 0 when it emptied, what was
+    still queued when a bound ran out, None without a running terminal. (The apps keep running, so
+    a row queued after this moment is the next run's, not a leftover of this one.)"""
     parts = run.terminal.parts
     if parts is None or run.terminal_failure is not None:
-        return
+        return None
     clock = run.clock
     sim_deadline = clock.monotonic() + DRAIN_SIM_S
     wall_deadline = time.perf_counter() + DRAIN_WALL_S
+    backlog = sum((await parts.store.outbox_backlog()).values())
     while clock.monotonic() < sim_deadline and time.perf_counter() < wall_deadline:
-        if not any((await parts.store.outbox_backlog()).values()):
+        if backlog == 0:
             await clock.sleep(2.0)  # the cloud stub stores what it received
             counted = await delivery(run)
             if (
@@ -576,8 +581,10 @@ async def drain(run: SimRun) -> None:
                 and counted["sent"] is not None
                 and counted["delivered"] >= counted["sent"]
             ):
-                return
+                return 0
         await clock.sleep(1.0)
+        backlog = sum((await parts.store.outbox_backlog()).values())
+    return backlog
 
 
 async def delivery(run: SimRun) -> dict[str, int | None]:
@@ -606,7 +613,9 @@ async def delivery(run: SimRun) -> dict[str, int | None]:
     return {"sent": sent, "delivered": delivered, "queued": queued, "lost": sent - delivered - queued}
 
 
-async def report(run: SimRun) -> dict[str, Any]:
+async def report(run: SimRun, *, backlog_after_drain: int | None = None) -> dict[str, Any]:
+    """The end-of-run report. ``uplink_backlog`` is what the end-of-run drain left queued when
+    one ran (``backlog_after_drain``), else the outbox backlog now."""
     summary = await run.summary()
     acq = summary["acquisition"]
     stats = await run.cloud.statistics()
@@ -636,7 +645,7 @@ async def report(run: SimRun) -> dict[str, Any]:
         "meters_online": acq.get("meters_online"),
         "cycle_seconds": acq.get("cycle_seconds"),
         "wire_bound_seconds": acq.get("wire_bound_seconds"),
-        "uplink_backlog": summary["uplink_backlog"],
+        "uplink_backlog": summary["uplink_backlog"] if backlog_after_drain is None else backlog_after_drain,
         "cloud": {**summary["cloud"], **cloud_terminal},
         "errors": {
             "reads_failed": acq.get("reads_failed", 0),
