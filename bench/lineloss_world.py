@@ -47,7 +47,9 @@ GOALS = {"theft": 3.0, "theft_branch": 1.0, "stopped": 1.0, "slow": 3.0, "ct_rat
 def _dickert_middle() -> Any:
     import pandapower.networks as pn
 
-    return pn.create_dickert_lv_network(feeders_range="middle", linetype="C&OHL", customer="multiple", case="good")
+    return pn.create_dickert_lv_network(
+        feeders_range="middle", linetype="C&OHL", customer="multiple", case="good"
+    )
 
 
 def _kerber_dorfnetz() -> Any:
@@ -134,12 +136,19 @@ def figures(run: WorldRun) -> dict[str, Any]:
             rate = (supply - sales) / supply * 100.0
             worst_office = max(worst_office, abs(float(got[scope]["loss_rate"]) - rate))
     faults = run.truth("faults.csv")
-    faulty = {r["branch"] for r in run.truth("topology.csv") if r["meter_id"] in {f["target"] for f in faults}}
+    faulty = {
+        r["branch"] for r in run.truth("topology.csv") if r["meter_id"] in {f["target"] for f in faults}
+    }
     truth = score.physics(run, TZ_S)
     clean = []
     for d in out["days"]:
         key = (d["date"], d["scope"])
-        if key in truth and d["scope"] not in faulty and d["scope"] != "station" and d["loss_rate"] is not None:
+        if (
+            key in truth
+            and d["scope"] not in faulty
+            and d["scope"] != "station"
+            and d["loss_rate"] is not None
+        ):
             supply, loss = truth[key]
             clean.append(abs(float(d["loss_rate"]) - loss / supply * 100.0))
     technical = [truth[(date, "ALL")][1] / truth[(date, "ALL")][0] * 100.0 for date in dates]
@@ -185,7 +194,10 @@ def main() -> None:
             cpu, wall = time.process_time() - t0, time.time() - w0
             f = figures(run)
             for d in f["delays"]:
-                for kind, days in ((d.kind, d.days), *((("theft_branch", d.branch_days),) if d.kind == "theft" else ())):
+                for kind, days in (
+                    (d.kind, d.days),
+                    *((("theft_branch", d.branch_days),) if d.kind == "theft" else ()),
+                ):
                     c = counts.setdefault(kind, [0, 0])
                     c[0] += 1
                     if days is not None:
@@ -194,14 +206,19 @@ def main() -> None:
             shown = ", ".join(
                 f"{d.kind} {d.target}@{d.branch or '-'} "
                 + (f"{d.days:.2f} d" if d.days is not None else "MISSED")
-                + (f" (branch {d.branch_days:.2f} d)" if d.kind == "theft" and d.branch_days is not None else "")
+                + (
+                    f" (branch {d.branch_days:.2f} d)"
+                    if d.kind == "theft" and d.branch_days is not None
+                    else ""
+                )
                 for d in f["delays"]
             )
             clean = f"{f['clean_branch_pp']:.2f}" if f["clean_branch_pp"] is not None else "-"
             line = (
                 f"{name:16s} seed {seed} {'drawn' if drawn else 'lineloss'}: days {len(f['days'])}, "
                 f"|app - back office| {f['office_pp']:.4f} pp, clean branches |app - physics| {clean} pp, "
-                f"technical {', '.join(f'{t:.1f}' for t in f['technical_pct'])} %, false {f['false'] or 'none'}, "
+                f"technical {', '.join(f'{t:.1f}' for t in f['technical_pct'])} %, "
+                f"false {f['false'] or 'none'}, "
                 f"CPU {cpu:.0f} s, wall {wall:.0f} s\n    {shown}"
             )
             print(line, flush=True)

@@ -100,7 +100,9 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> WorldRun:
 
     folder = tmp_path_factory.mktemp("lineloss")
     network = folder / "dickert-middle.json"
-    net = pn.create_dickert_lv_network(feeders_range="middle", linetype="C&OHL", customer="multiple", case="good")
+    net = pn.create_dickert_lv_network(
+        feeders_range="middle", linetype="C&OHL", customer="multiple", case="good"
+    )
     pp.to_json(net, str(network))
     (folder / "scenario.toml").write_text(SCENARIO, encoding="utf-8")
     return run_world(
@@ -129,7 +131,16 @@ def test_figures_equal_the_back_office_and_the_physics(world: WorldRun) -> None:
     assert out["terminal"] == TERMINAL
     assert {d["date"] for d in out["days"]} == {DAY1}  # 2024-05-31 began before the terminal did
     for d in out["days"]:
-        assert set(d) >= {"date", "scope", "supply_kwh", "sales_kwh", "loss_kwh", "loss_rate", "class", "coverage"}
+        assert set(d) >= {
+            "date",
+            "scope",
+            "supply_kwh",
+            "sales_kwh",
+            "loss_kwh",
+            "loss_rate",
+            "class",
+            "coverage",
+        }
     got = {d["scope"]: d for d in out["days"]}
     office = score.back_office(world, DAY1, TZ_S)
     assert set(office) == {"station", "F1", "F2", "F3"}  # every branch has a branch unit
