@@ -226,10 +226,14 @@ def test_the_dashboard_draws_what_the_master_station_stored(world: WorldRun, tmp
     dom = Elements(html)
     assert dom.find("section", id="panel-lineloss")
     series = {a["data-scope"]: a["points"].split() for a in dom.find("polyline", class_="series")}
-    branches = {b.id for b in loads((world.workdir / "station.toml").read_text(encoding="utf-8")).branches}
+    model = loads((world.workdir / "station.toml").read_text(encoding="utf-8"))
+    level = (
+        {"station": "station"} | {b.id: "branch" for b in model.branches} | {b.id: "box" for b in model.boxes}
+    )
     scopes = {d["scope"] for d in out["days"] if d["loss_rate"] is not None}
-    assert set(series) == {s for s in scopes if s == "station" or s in branches}  # boxes: no line
-    assert set(series) == {"station", "F1", "F2", "F3"}
+    assert set(series) == scopes == {"station", "F1", "F2", "F3", "F2-X01", "F3-X02"}
+    drawn = {a["data-scope"]: a["data-level"] for a in dom.find("polyline", class_="series")}
+    assert drawn == {s: level[s] for s in scopes}  # boxes drawn as boxes, branches as branches
     assert dom.find("line", class_="threshold-high") and dom.find("line", class_="threshold-negative")
     rows = dom.find("tr", class_="anomaly")
     assert len(rows) == len(out["anomalies"]) == 4
