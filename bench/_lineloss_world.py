@@ -283,6 +283,8 @@ def score(w: World, results: list[Report]) -> Score:
                 continue
             if a.kind == "comms" and any(f["kind"] == "comms" for f in faults):
                 continue
+            if a.kind == "theft" and a.target not in branch_of and a.branch in theft_branches:
+                continue  # located to the thief's branch (or a box of it), no customer named: right
             if a.kind == "theft" and a.branch in theft_branches:
                 pass  # a wrong customer in the right branch still counts as a false positive
             out.false_positives[a.kind] = out.false_positives.get(a.kind, 0) + 1

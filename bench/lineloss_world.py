@@ -152,8 +152,7 @@ def figures(run: WorldRun) -> dict[str, Any]:
             supply, loss = truth[key]
             clean.append(abs(float(d["loss_rate"]) - loss / supply * 100.0))
     technical = [truth[(date, "ALL")][1] / truth[(date, "ALL")][0] * 100.0 for date in dates]
-    expected = {(score.KINDS[f["kind"]], f["target"]) for f in faults if f["kind"] in score.KINDS}
-    false = sorted({(a["kind"], a["target"]) for a in out["anomalies"]} - expected)
+    false = sorted(score.unexplained(run, out["anomalies"]))
     return {
         "days": dates,
         "office_pp": worst_office,

@@ -10,7 +10,8 @@ with it by construction.
 * ``back_office(run, date)``: scope -> (supply, sales) from the daily freezes, as a back office does;
 * ``physics(run)``: (local date, branch) -> (supply, technical loss) of the simulator's power flow;
 * ``reports(run, terminal)``: every anomaly the master station had, and when;
-* ``delays(run, terminal, since)``: per injected fault, the days until the master station had it.
+* ``delays(run, terminal, since)``: per injected fault, the days until the master station had it;
+* ``unexplained(run, anomalies)``: the anomalies that name no injected fault (false positives).
 """
 
 from __future__ import annotations
@@ -127,6 +128,25 @@ def first_reports(run: WorldRun, terminal: str) -> dict[tuple[str, str], float]:
     return first
 
 
+def unexplained(run: WorldRun, anomalies: list[dict[str, object]]) -> set[tuple[str, str]]:
+    """(kind, target) of the anomalies that name no injected fault of ``faults.csv``. A theft
+    located to a section only (its target a branch or box, not a meter) is explained when a
+    theft was injected on that branch."""
+    faults = run.truth("faults.csv")
+    branch_of = {r["meter_id"]: r["branch"] for r in run.truth("topology.csv")}
+    expected = {(KINDS[f["kind"]], f["target"]) for f in faults if f["kind"] in KINDS}
+    thief_branches = {branch_of.get(f["target"]) for f in faults if f["kind"] == "theft"}
+    out = set()
+    for a in anomalies:
+        key = (str(a["kind"]), str(a["target"]))
+        if key in expected:
+            continue
+        if key[0] == "theft" and key[1] not in branch_of and a.get("branch") in thief_branches:
+            continue
+        out.add(key)
+    return out
+
+
 @dataclass(frozen=True, slots=True)
 class Delay:
     """One injected fault and how long the master station waited for it, in days (None: never).
@@ -177,4 +197,5 @@ __all__ = [
     "midnight",
     "physics",
     "reports",
+    "unexplained",
 ]

@@ -21,7 +21,11 @@ Each customer is tried as the regressor m_c after projecting out the technical t
 that explains most of the remaining variance is kept if its share β, its t statistic and its
 partial R² pass the settings, and the search repeats (greedy forward selection) for a second
 or third. A candidate that the section's own supply (a loss proportional to all load: a wrong
-ratio on the supply meter, an unmetered customer) explains as well is not a customer's.
+ratio on the supply meter, an unmetered customer) explains as well is not a customer's; when
+nobody is named for that reason, or because a rival explains a large share (>=
+``section_min_share``) nearly as well, the significant best candidate is kept as
+``unseparated``: the section's balance breaks with a load-following loss, its customer not yet
+told apart.
 Published idea: correlating each user's consumption with the loss series (GRID.md §2; Zheng
 et al., Frontiers Energy Res. 2022, doi 10.3389/fenrg.2022.892541). Must not decide the kind
 (theft or a slow meter: ``theft`` does, with the meter checks).
@@ -52,6 +56,9 @@ class FitSettings:
     min_partial_r2: float = 0.2
     min_kwh_per_day: float = 0.3
     min_margin: float = 0.3  # see ``_distinct``
+    # a significant candidate's share from which, when another customer explains the loss nearly
+    # as well, the section is still named (no customer): twice what clean sections reach at most
+    section_min_share: float = 0.28
     min_intervals: int = 64  # 16 h: half a day of one household is too little to name it
     onset_step: int = 16  # a theft may begin every 4 h of the window (0: only at its start)
     onset_min_after: int = 48  # ... with at least 12 h of data after it
@@ -80,6 +87,12 @@ class SectionFit:
     supply_kwh: float
     found: list[Candidate] = field(default_factory=list)
     runner_up: Candidate | None = None  # best alternative to the first one found
+    #: nobody named, yet the loss follows load past the meters: the best candidate was significant
+    #: but the section's customers together explain the loss as well (several bypasses, or a
+    #: household missing from the archive): unmetered consumption located to this section only
+    unseparated: Candidate | None = None
+    unseparated_why: str = ""
+    unseparated_rival: Candidate | None = None
 
     @property
     def margin(self) -> float:
@@ -206,9 +219,21 @@ def fit_section(
         waiting = None
         if not _distinct(cand, rival, settings):
             if rival is None or not _significant(rival, settings, len(days)):
+                if not fit.found and cand.share >= settings.section_min_share:
+                    fit.unseparated, fit.unseparated_rival = cand, rival
+                    fit.unseparated_why = (
+                        "no single customer stands out: another one's load explains the loss nearly as "
+                        "well (several bypasses, or a household missing from the archive)"
+                    )
                 break
             waiting = rival.meter  # two thieves in one section? only if the rival holds up next
         if len(section.customers) > 2 and _generic(m * masks[onset_of[best]], q, r, float(gain[k])):
+            if not fit.found:
+                fit.unseparated = cand
+                fit.unseparated_why = (
+                    "the section's customers together explain the loss as well as any one: "
+                    "several bypasses, or a household missing from the archive"
+                )
             break
         partner = waiting
         fit.found.append(cand)

@@ -233,7 +233,11 @@ def test_an_unarchived_household_is_not_pinned_on_a_neighbour() -> None:
     days = window(lay, [readings(lay, 86400.0 * k, fwd) for k in range(2)])
     result = analyse(rec, lay, days, Settings())
     assert {d.balance.scope: d.verdict.klass for d in result.days}["F1"] == "high"
-    assert [a for a in result.anomalies if a.kind == "theft"] == []
+    # nobody named; the unmetered consumption is located to its branch (the customer not told apart)
+    (found,) = [a for a in result.anomalies if a.kind == "theft"]
+    assert (found.target, found.branch) == ("F1", "F1") and found.evidence["located"] == "branch"
+    assert "missing from the archive" in str(found.evidence["why_no_customer"])
+    assert 0.0 < found.confidence <= 0.5
     seen = metered.copy()
     seen[3] *= 0.7  # no hidden household now: c3 bypasses 30 % of its load
     flow = metered.sum(axis=0)
