@@ -160,11 +160,11 @@ class Charger:
                 intervals = anchors.intervals(since, end)
                 return price(bill, intervals, book.timeline, customer.tariff, book.tz, clock=book.clock)
         bill = self.price_day(customer, day, tier_start, anchors)
-        start = tier_start.copy()
-        self._open[key] = (start, bill)
+        kept = tier_start.copy()
+        self._open[key] = (kept, bill)
         newest = self._newest.get(customer.id)
         if newest is None or newest.day <= day:
-            self._newest[customer.id] = _Newest(day, self.book.day_bounds(day)[1], start, bill)
+            self._newest[customer.id] = _Newest(day, self.book.day_bounds(day)[1], kept, bill)
         return bill
 
     def _closed(self, customer: Customer, day: str) -> None:
