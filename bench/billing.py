@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import copy
+import gc
 import hashlib
 import json
 import random
@@ -49,6 +50,7 @@ from apps.billing.report import verify
 from protocols import billing
 from protocols.cloud import canonical_json
 from protocols.ledger import Record, make_record, sign_head
+from runtime.heap import settle
 from runtime.store import LedgerEntry, Store
 from sim.loads import HouseholdProfile
 
@@ -267,6 +269,7 @@ async def charge_days(n: int, folder: Path) -> dict[str, Any]:
         await engine.start()
         for doc in contracts():
             await engine.install_contract(billing.sign("contract", doc, UTILITY))
+        settle()  # the start-up heap frozen, as `ttu run` does once its apps have started (runtime.heap)
         cpu_day: list[float] = []
         cpu_close: list[float] = []  # of which the day's close (freezes, charges, reconciliation, root)
         cpu_floor: list[float] = []  # the baseline of each day (floor_cpu)
@@ -303,6 +306,7 @@ async def charge_days(n: int, folder: Path) -> dict[str, Any]:
                 else:
                     spent += time.process_time() - started
                 spent = floor = 0.0
+        gc.unfreeze()
         records = await store.ledger.records()
     charged = {
         (r.body["customer"], r.body["date"]): int(r.body["charge_fen"]) for r in records if r.kind == "charge"
