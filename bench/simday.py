@@ -13,15 +13,19 @@ under apps/ enabled, on the virtual-time loop, and prints:
   second half of the run (flat memory means ~0);
 * readings sent / at the cloud / queued / lost, 15-min curve completeness at the cloud;
 * the ratio of the wall time per simulated day to that of a ``--speed 60`` run over real ptys
-  (``--pty-minutes`` of it, the ``make sim`` time model), measured in the same run.
+  (``--pty-minutes`` of it, the ``make sim`` time model), measured in the same run;
+* the largest upward message of every stream (and message type) against the uplink's limit
+  (``protocols.cloud.MAX_MESSAGE_BYTES``): a stream whose result grows with the station area must
+  page it (``--hplc-meters 2000`` is the case that once killed the terminal at start).
 
-Usage: .venv/bin/python -P bench/simday.py [--days 1] [--hplc-meters N] [--pty-minutes 5]
+Usage: .venv/bin/python -P bench/simday.py [--days 1] [--hplc-meters N] [--pty-minutes 5] [--apps acquisition]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import math
 import resource
 import sqlite3
@@ -37,6 +41,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from protocols.cloud import MAX_MESSAGE_BYTES, json_size  # noqa: E402
+from runtime.store import Store  # noqa: E402
 from sim.harness import DEFAULT_START  # noqa: E402
 from sim.physics import DEFAULT_NETWORK  # noqa: E402
 from sim.runner import PROFILES, SimOptions, run_for, sim_board  # noqa: E402
@@ -111,6 +117,31 @@ def _side_of(frame: FrameType | None) -> str:
     return "other"
 
 
+class MessageSizes:
+    """The largest message the terminal queued per (stream, type), measured as the outbox does."""
+
+    def __init__(self) -> None:
+        self.largest: dict[tuple[str, str], int] = {}
+        self.count: Counter[tuple[str, str]] = Counter()
+        self._original = Store.outbox_append
+
+    def __enter__(self) -> MessageSizes:
+        original, largest, count = self._original, self.largest, self.count
+
+        async def measured(store: Store, stream: str, body: dict[str, Any], **kw: Any) -> Any:
+            kind = body.get("type") if isinstance(body.get("type"), str) else ""
+            key = (stream, str(kind))
+            largest[key] = max(largest.get(key, 0), json_size(body))
+            count[key] += 1
+            return await original(store, stream, body, **kw)
+
+        Store.outbox_append = measured  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        Store.outbox_append = self._original  # type: ignore[method-assign]
+
+
 def _rss_kb() -> int:
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -137,6 +168,11 @@ def _options(args: argparse.Namespace, workdir: Path, *, speed: float, duration_
     app_config: dict[str, dict[str, Any]] = {k: dict(v) for k, v in PROFILES[args.profile].items()}
     if args.all_apps:
         app_config.update(_every_app(set(board.apps)))
+    if args.apps:  # only these (the per-transaction cost of acquisition alone: --apps acquisition)
+        wanted = set(args.apps.split(","))
+        apps = {k: dataclasses.replace(a, enabled=k in wanted) for k, a in board.apps.items()}
+        board = dataclasses.replace(board, apps=apps)
+        app_config = {k: v for k, v in app_config.items() if k in wanted}
     return SimOptions(
         board=board, workdir=workdir, speed=speed, meters_per_bus=1, seed=args.seed, start=DEFAULT_START,
         duration_s=duration_s, network=DEFAULT_NETWORK, scenario=args.scenario, customers_scale=scale,
@@ -172,7 +208,7 @@ def virtual_run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     options = _options(args, workdir, speed=math.inf, duration_s=args.days * 86400.0)
     cpu0 = time.process_time()
     wall0 = time.perf_counter()
-    with Sampler(threading.get_ident()) as sampler:
+    with Sampler(threading.get_ident()) as sampler, MessageSizes() as sizes:
         report = run_virtual(lambda: run_for(options))
     wall = time.perf_counter() - wall0
     cpu = time.process_time() - cpu0
@@ -191,7 +227,7 @@ def virtual_run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "report": report, "wall": wall, "cpu": cpu, "reads": reads, "hplc_reads": hplc.get("reads", 0),
         "shares": sampler.shares(), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "rss_growth_mb": (half[-1] - half[0]) / 1024 if len(half) > 1 else 0.0,
-        "curve": (got, expected), "meters": report.get("meters"),
+        "curve": (got, expected), "meters": report.get("meters"), "sizes": sizes,
     }  # fmt: skip
 
 
@@ -217,6 +253,7 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--pty-minutes", type=float, default=5.0, help="length of the x60 pty run (0: skip)")
     ap.add_argument("--no-all-apps", dest="all_apps", action="store_false", help="only the board's apps")
+    ap.add_argument("--apps", default="", help="only these apps, comma-separated (e.g. acquisition)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         v = virtual_run(args, Path(tmp) / "max")
@@ -281,6 +318,15 @@ def main() -> int:
             f"({route['route_reads_lost']} lost), peak {route['peak_in_flight']} in flight"
         )
     print(f"  realtime cycle       {cycle:.1f} s vs wire bound {bound:.1f} s ({cycle / (bound or 1):.3f}x)")
+    sizes: MessageSizes = v["sizes"]
+    print(f"  largest message per stream (limit {MAX_MESSAGE_BYTES} B):")
+    for (stream, kind), size in sorted(sizes.largest.items(), key=lambda kv: -kv[1]):
+        name = f"{stream}/{kind}" if kind else stream
+        flag = "  OVER" if size > MAX_MESSAGE_BYTES else ""
+        print(
+            f"    {name:<28} {size:>9} B = {size / MAX_MESSAGE_BYTES:5.2f} of the limit "
+            f"({sizes.count[(stream, kind)]} messages){flag}"
+        )
     if pty_day is not None:
         print(
             f"  vs x60 over ptys     {pty_day:.0f} s per simulated day ({args.pty_minutes:g} min measured): "

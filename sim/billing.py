@@ -38,7 +38,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hal.clock import Clock
 from protocols import billing
 from protocols.cloud import DEFAULT_MAX_COMMAND_BYTES
-from protocols.ledger import Record
+from protocols.ledger import PieceJoiner, Record
 from sim.cloud.stub import CloudStub, CloudStubError
 from sim.scenarios import Billing as BillingScenario
 
@@ -213,6 +213,7 @@ class LedgerArchive:
         self.stub = stub
         self.clock = clock
         self.held: dict[str, dict[int, Record]] = {}
+        self.pieces: dict[str, PieceJoiner] = {}
         self.chained: dict[str, int] = {}  # highest seq of an unbroken chain from 1
         self.archived: dict[str, int] = {}  # acknowledged to the terminal
         self.acks = 0
@@ -221,10 +222,18 @@ class LedgerArchive:
         self._wake = asyncio.Event()
 
     async def on_message(self, terminal: str, body: dict[str, Any]) -> None:
-        if body.get("type") != "ledger":
+        if body.get("type") == "ledger_piece":  # a record too big for one message, in pieces
+            try:
+                joined = self.pieces.setdefault(terminal, PieceJoiner()).add(body)
+            except ValueError:
+                return
+            raws = [] if joined is None else [joined.to_json()]
+        elif body.get("type") == "ledger":
+            raws = body.get("records", [])
+        else:
             return
         held = self.held.setdefault(terminal, {})
-        for raw in body.get("records", []):
+        for raw in raws:
             try:
                 record = Record.from_json(raw)
             except ValueError:

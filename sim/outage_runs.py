@@ -16,12 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from protocols.cloud import joined_rows
 from sim.archive import read_station, station_model
 from sim.harness import DEFAULT_START, WorldRun, run_world
 from sim.outage_score import Groups, Score, false_for, score
 from sim.scenarios import parse_scenario
 from sim.scenarios.random_outages import Knobs, random_outage_scenario
 from sim.world import World, build_world
+
+REPORT_LISTS = ("meters", "lit", "still_dark")  # the outage report's lists, paged when too big
 
 TTU = Path(sys.executable).with_name("ttu")
 BUSES = ["rs485-1", "rs485-2", "rs485-3", "rs485-4"]  # the repository board's
@@ -104,7 +107,7 @@ def scored_run(
     model = read_station(run.workdir / "station.toml")
     events = run.truth("events.csv")
     with run.cloud() as db:
-        bodies = [dict(r.body) for r in db.results("outage")]
+        bodies = [dict(r.body) for r in joined_rows(db.results("outage"), REPORT_LISTS)]
     s = score(events, reports, Groups.from_model(model))
     false = false_for(events, reports, FILTERED)
     retracted = sorted({f"{b.get('level')} {b.get('target')} ({b.get('id')})" for b in bodies

@@ -364,6 +364,8 @@ class World:
     faults: list[dict[str, object]] = field(default_factory=list)
     actions: list[_Action] = field(default_factory=list)
     _relay_known: dict[str, bool] = field(default_factory=dict)
+    _relay_watch: set[str] | None = None  # customers whose relay moved or will (None: look at all)
+    _customer_order: dict[str, int] = field(default_factory=dict)
     _open_trips: dict[str, int] = field(default_factory=dict)  # meter id -> index in events
     _seq: int = 0
     _supply_hooks: list[SupplyHook] = field(default_factory=list)
@@ -452,9 +454,23 @@ class World:
         self.follow_relays(now)
 
     def follow_relays(self, now: float) -> None:
-        """Closed loop: a relay opened or closed (by the terminal or a scenario) changes the load."""
-        for m in self.customers():
+        """Closed loop: a relay opened or closed (by the terminal or a scenario) changes the load.
+
+        Only the customers whose meter said its relay moved, or a press of its button is due, are
+        looked at (the meters tell ``_relay_watch``); the first call looks at every customer."""
+        if self._relay_watch is None:
+            self._relay_watch = set()
+            for i, m in enumerate(self.customers()):
+                self._customer_order[m.id] = i
+                m.meter.on_relay = functools.partial(self._relay_watch.add, m.id)
+            due = list(self.customers())
+        else:
+            order = self._customer_order
+            due = [self.meters[i] for i in sorted(self._relay_watch, key=order.__getitem__)]
+        for m in due:
             m.meter.settle(now)  # a customer who pressed the button (close allowed)
+            if m.meter.press_due is None:
+                self._relay_watch.discard(m.id)
             closed = m.meter.relay_closed
             if self._relay_known.get(m.id, True) == closed:
                 continue

@@ -67,6 +67,10 @@ class EventTask:
         client = self._plan.client(meter.id)
         if client is None:
             return  # not reachable (no module), or no longer in the model
+        await self.read_with(client, meter)
+
+    async def read_with(self, client: MeterClient, meter: Meter) -> None:
+        """``read`` through ``client`` (module-led reading: the module's visit of the meter)."""
         # one event read per meter at a time: a poll and an event read must not both emit records
         async with self._locks.setdefault(meter.id, asyncio.Lock()):
             await self._power_down_records(client, meter)

@@ -3,7 +3,8 @@
 Layer: apps (acquisition). ``Output.readings`` stores a batch, publishes it per device on
 ``meter/<id>/reading`` (and, for the meter's own records, also on ``meter/<id>/curve`` or
 ``meter/<id>/freeze``, so an app can tell them from a realtime read at the same instant)
-and sends it up on stream ``readings`` in chunks of ``UPLINK_CHUNK``;
+and sends it up on stream ``readings`` in chunks of at most ``UPLINK_CHUNK`` readings that
+always fit one upward message (``protocols.cloud.pages``);
 ``Output.event`` does the same for one event (``meter/<id>/event``, stream ``events``).
 Must not read meters or decide what is worth sending.
 """
@@ -12,10 +13,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from protocols.cloud import page_budget, pages
 from runtime.api import AppContext
 from runtime.model import Event, Reading
 
 UPLINK_CHUNK = 200
+READINGS_BUDGET = page_budget({"readings": []})  # a chunk's bytes: within the uplink's message limit
 
 
 class Output:
@@ -38,9 +41,9 @@ class Output:
             self._ctx.bus.publish(f"meter/{device}/reading", rows)
             if kind is not None:
                 self._ctx.bus.publish(f"meter/{device}/{kind}", rows)
-        for start in range(0, len(readings), UPLINK_CHUNK):
-            chunk = readings[start : start + UPLINK_CHUNK]
-            await self._ctx.uplink.send("readings", {"readings": [r.to_json() for r in chunk]})
+        rows = [r.to_json() for r in readings]
+        for chunk in pages(rows, budget=READINGS_BUDGET, max_items=UPLINK_CHUNK, what="reading"):
+            await self._ctx.uplink.send("readings", {"readings": chunk})
 
     async def event(self, event: Event) -> None:
         self.counters["events"] += 1

@@ -7,8 +7,15 @@ routing (AFN12 F1); the module walks its node table, several nodes at once, and 
 what to read (AFN14 F1). The answer is what is due at that meter: the curve points recorded
 since the last one read (DL/T 645 load-curve blocks / DL/T 698.45 record reads with a time
 selector, as many points per exchange as the protocol allows, back to ``catch_up_hours``) and,
-after local midnight, yesterday's daily freeze. The reads go through the same ``MeterClient``
-code as terminal-led reads, over ``hal.meters.RouteTransport``.
+after local midnight, yesterday's daily freeze. Every ``realtime_every`` rounds a visit also
+takes the meter's realtime snapshot (``realtime_items``, stamped with the visit's time) and every
+``events_every`` rounds its event read (power-down records, relay state: ``EventTask.read_with``),
+which terminal-led polls would otherwise do. The meters take turns (a stable offset per meter), so
+a round carries the curve of every meter and the extras of a share of them: at 2,000 meters a
+snapshot of every meter every round did not fit the hour (rounds overran, 93 % of the points in
+time instead of all).
+The reads go through the same ``MeterClient`` code as terminal-led reads, over
+``hal.meters.RouteTransport``.
 
 Per meter the task keeps the last curve point and the last freeze day read (persisted as
 ``route_progress`` together with the readings they stand for: first the readings, then the
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import zlib
 from collections.abc import Awaitable
 from datetime import datetime
 from typing import TypeVar
@@ -43,6 +51,7 @@ from runtime.scheduler import Slot
 
 from . import items
 from .curve import CURVE_PERIOD_S
+from .events import EventTask
 from .freeze import SAME_FREEZE_S
 from .output import Output
 from .reader import MeterReader
@@ -72,6 +81,10 @@ class RouteTask:
         catch_up_hours: int,
         round_s: float,
         daily_freeze: bool,
+        realtime_items: tuple[str, ...] = (),
+        realtime_every: int = 0,
+        events: EventTask | None = None,
+        events_every: int = 0,
     ) -> None:
         self._ctx = ctx
         self._log = ctx.log
@@ -82,18 +95,26 @@ class RouteTask:
         self._catch_up_s = catch_up_hours * 3600.0
         self.round_s = round_s
         self._daily_freeze = daily_freeze
+        self._realtime_items = realtime_items
+        self._realtime_every = realtime_every if realtime_items else 0
+        self._events = events if events_every > 0 else None
+        self._events_every = events_every
         self.transport = RouteTransport(clock=ctx.clock, name="hplc-route", jobs=self._job)
         self.counters = reader.counters
         for key in ("route_rounds", "route_rounds_unfinished", "route_points", "route_points_lost",
-                    "route_freezes", "route_lead_refused"):  # fmt: skip
+                    "route_freezes", "route_lead_refused", "route_realtime",
+                    "route_event_reads"):  # fmt: skip
             self.counters.setdefault(key, 0)
         self._meters: dict[str, Meter] = {}  # by address (upper case)
         self._clients: dict[str, MeterClient] = {}
         self.last_point: dict[str, float] = {}  # meter id -> epoch of the last curve point read
         self.last_freeze: dict[str, float] = {}  # meter id -> the local midnight of the last freeze read
         self._pending: list[Reading] = []
+        self._pending_realtime: list[Reading] = []
+        self._visited: dict[str, int] = {}  # meter id -> the round of its last realtime/event visit
         self._module: RouteModule | None = None
         self._round_started_at: float | None = None
+        self._round = 0  # rounds started (realtime once a round, events every ``events_every``)
         self._first_point = math.floor(ctx.clock.now() / CURVE_PERIOD_S) * CURVE_PERIOD_S
 
     # ------------------------------------------------------------------ setup
@@ -167,6 +188,7 @@ class RouteTask:
             self.transport.round_started()
             self._round_started_at = now
             self.counters["route_rounds"] += 1
+            self._round += 1
         deadline = slot.epoch + self.round_s - FLUSH_EVERY_S
         while self.transport.in_round:
             left = deadline - self._ctx.clock.now()
@@ -180,6 +202,9 @@ class RouteTask:
 
     async def flush(self) -> None:
         """Readings gathered so far to the store and uplink, then the progress they stand for."""
+        if self._pending_realtime:
+            realtime, self._pending_realtime = self._pending_realtime, []
+            await self._output.readings(realtime)
         if not self._pending:
             return
         readings, self._pending = self._pending, []
@@ -210,7 +235,10 @@ class RouteTask:
             first += lost * CURVE_PERIOD_S
         midnight = self._midnight(now)
         freeze_due = self._daily_freeze and self.last_freeze.get(meter.id, -math.inf) < midnight
-        if first > latest and not freeze_due:
+        realtime_due = self._turn(meter, self._realtime_every)
+        events_due = self._events is not None and self._turn(meter, self._events_every)
+        visit_due = self._visited.get(meter.id) != self._round and (realtime_due or events_due)
+        if first > latest and not freeze_due and not visit_due:
             return None
 
         async def job() -> bool:
@@ -219,9 +247,32 @@ class RouteTask:
                 ok = await self._read_curve(meter, client, first, latest)
             if freeze_due:
                 ok = await self._read_freeze(meter, client, midnight) and ok
+            if visit_due:
+                ok = await self._read_visit(meter, client, realtime_due, events_due) and ok
             return ok
 
         return job
+
+    def _turn(self, meter: Meter, every: int) -> bool:
+        return turn(self._round, meter.id, every)
+
+    async def _read_visit(self, meter: Meter, client: MeterClient, realtime: bool, events: bool) -> bool:
+        """The realtime snapshot and/or the event read, on the meter's turn."""
+        got_any = not realtime
+        at = self._ctx.clock.now()
+        for batch in client.realtime_batches(self._realtime_items) if realtime else ():
+            values = await self._call(meter, "realtime", client.read_realtime(batch))
+            if values is not None:
+                got_any = True
+                self._pending_realtime.extend(items.to_readings(meter, values, at))
+        if realtime and got_any:
+            self.counters["route_realtime"] += 1
+        if events and self._events is not None:
+            await self._events.read_with(client, meter)
+            self.counters["route_event_reads"] += 1
+        if got_any:
+            self._visited[meter.id] = self._round
+        return got_any
 
     def _midnight(self, now: float) -> float:
         local = datetime.fromtimestamp(now, self._tz)
@@ -285,4 +336,13 @@ class RouteTask:
         return {**self.transport.statistics(), "meters": len(self._meters)}
 
 
-__all__ = ["HPLC", "STORE_KEY", "RouteTask"]
+def turn(round_number: int, meter_id: str, every: int) -> bool:
+    """Whether round ``round_number`` is the meter's turn for a read done every ``every`` rounds
+    (0: never). The meters take turns (a stable offset per meter), so each round carries about
+    1/every of them and the curve points of every meter still fit the round."""
+    if every <= 0:
+        return False
+    return (round_number + zlib.crc32(meter_id.encode())) % every == 0
+
+
+__all__ = ["HPLC", "STORE_KEY", "RouteTask", "turn"]

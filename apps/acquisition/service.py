@@ -14,8 +14,10 @@ through ``output.Output``. Tasks and their transport priorities:
 * ``timesync`` (CONTROL), daily broadcast on every transport, per protocol on it;
 * ``route``: module-led reading (路由主动抄表) of the HPLC meters -- when ``hplc_reading`` is
   ``module``, or ``auto`` with at least ``ROUTE_AUTO_METERS`` of them -- every ``route_round_s``:
-  the carrier module leads, the curve blocks and daily freezes due at each node are the answers
-  (``route.RouteTask``); the tasks above then leave the ``hplc`` port out.
+  the carrier module leads, the curve blocks and daily freezes due at each node are the answers,
+  with each meter's realtime snapshot every ``route_realtime_every`` rounds and its event read
+  every ``route_events_every`` rounds, the meters taking turns (``route.RouteTask``); the tasks
+  above then leave the ``hplc`` port out.
 
 The meters and field devices are those of the station model (``ctx.station``, owned by the
 runtime: archive file, cloud patches, apps' corrections); every change of the model re-plans at
@@ -70,6 +72,8 @@ class Settings:
     hplc_concurrency: int = 4
     hplc_reading: str = "auto"
     route_round_s: int = 3600
+    route_realtime_every: int = 4
+    route_events_every: int = 4
 
     @classmethod
     def from_config(cls, config: dict[str, Any], root: Path) -> Settings:
@@ -110,6 +114,8 @@ class Settings:
             hplc_concurrency=int(config.get("hplc_concurrency", 4)),
             hplc_reading=reading,
             route_round_s=round_s,
+            route_realtime_every=int(config.get("route_realtime_every", 4)),
+            route_events_every=int(config.get("route_events_every", 4)),
         )
 
 
@@ -145,6 +151,8 @@ class Acquisition:
         self.route = RouteTask(
             ctx, self.reader, self.output, self.clients, tz=tz, catch_up_hours=settings.catch_up_hours,
             round_s=settings.route_round_s, daily_freeze=settings.daily_freeze,
+            realtime_items=settings.realtime_items, realtime_every=settings.route_realtime_every,
+            events=self.events, events_every=settings.route_events_every,
         )  # fmt: skip
 
     @property

@@ -2,7 +2,8 @@
 parties' views, and the verification of the chain, the roots, the reconciliation and every charge.
 
 Layer: apps (billing), cloud side. Pure: works on the bodies of stream ``billing`` as the cloud
-stored them (``{"type": "ledger", "records": [...], "head": {...}}``) and on the bank's own list
+stored them (``{"type": "ledger", "records": [...], "head": {...}}``, and ``ledger_piece``
+messages of a record too big for one, joined here) and on the bank's own list
 of transactions; never imports the simulator or the stub. Money in the output is decimal text.
 
 * ``summary`` -- ``{"terminal", "customers": [one row per customer-day: customer_id, meter_id,
@@ -26,7 +27,7 @@ from zoneinfo import ZoneInfo
 from protocols.billing import ENERGY, SignatureError, parse_contract, parse_public_key, parse_yuan, yuan
 from protocols.cloud import ResultReader
 from protocols.errors import ProtocolError
-from protocols.ledger import Audit, LedgerError, Record, SignedHead, audit
+from protocols.ledger import Audit, LedgerError, PieceJoiner, Record, SignedHead, audit
 
 from .book import Book, Customer
 from .charging import Charger, ChargingSettings
@@ -49,10 +50,18 @@ def _records_and_heads(bodies: Iterable[Any]) -> tuple[list[Record], list[Record
     by_seq: dict[int, Record] = {}
     conflicts: list[Record] = []
     heads: list[SignedHead] = []
+    pieces = PieceJoiner()
     for body in bodies:
-        if not isinstance(body, dict) or body.get("type") != "ledger":
+        if not isinstance(body, dict) or body.get("type") not in ("ledger", "ledger_piece"):
             continue
-        for raw in body.get("records", []):
+        raws: list[Any] = body.get("records", []) if body["type"] == "ledger" else []
+        if body["type"] == "ledger_piece":
+            try:
+                joined = pieces.add(body)
+            except LedgerError:
+                joined = None
+            raws = [] if joined is None else [joined.to_json()]
+        for raw in raws:
             try:
                 record = Record.from_json(raw)
             except LedgerError:

@@ -20,9 +20,11 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from protocols.cloud import CloudTools, StoredResult
+from protocols.cloud import CloudTools, StoredResult, joined_rows
 
 STREAM = "outage"
+#: a report's lists of meters; a report too big for one upward message is paged over them
+REPORT_LISTS = ("meters", "lit", "still_dark")
 ALL = 1_000_000_000  # every stored message: the list keeps the newest revision of each outage
 HIDDEN = ("merged", "retracted")
 FIELDS = ("id", "level", "target", "start", "end", "meters", "sources", "reported_at")
@@ -40,7 +42,7 @@ def iso(t: Any) -> str | None:
 def outage_list(rows: Iterable[StoredResult]) -> list[dict[str, Any]]:
     """The newest revision of each reported outage, merged/retracted ones left out, newest first."""
     newest: dict[tuple[str, str], tuple[int, Mapping[str, Any]]] = {}
-    for row in rows:
+    for row in joined_rows(rows, REPORT_LISTS):
         body = row.body
         if not isinstance(body, Mapping) or body.get("type", "outage") != "outage" or "id" not in body:
             continue

@@ -14,9 +14,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from protocols.cloud import Panel, ResultReader, StoredResult
+from protocols.cloud import Panel, ResultReader, StoredResult, joined_rows
 
-from .cloud import ALL, HIDDEN, STREAM
+from .cloud import ALL, HIDDEN, REPORT_LISTS, STREAM
 
 LEVELS = ("station", "phase", "branch", "box", "meter")
 SHOWN = 200
@@ -27,7 +27,7 @@ def outages(rows: Iterable[StoredResult]) -> tuple[list[dict[str, Any]], float |
     the newest message (the timeline's "now")."""
     newest: dict[tuple[str, str], tuple[int, Mapping[str, Any]]] = {}
     now: float | None = None
-    for row in rows:
+    for row in joined_rows(rows, REPORT_LISTS):
         now = row.received if now is None else max(now, row.received)
         body = row.body
         if not isinstance(body, Mapping) or body.get("type", "outage") != "outage" or "id" not in body:

@@ -17,6 +17,8 @@ Topics (``T`` = terminal id, ``S`` = stream name)::
 Delivery (``_delivery``): one limit for both ends (``MAX_BATCH_BYTES``, ``MAX_BATCH_MESSAGES``,
 ``MAX_MESSAGE_BYTES``), every JSON payload's nesting and element count bounded before parsing
 (``check_json_shape``), stream priorities (``StreamPriority``) and the cloud's acks and nacks.
+Paging (``_paging``): a result that grows with the station area goes up as ``part``/``parts``
+messages that each fit ``MAX_MESSAGE_BYTES`` (``paged``), joined again by the cloud (``joined``).
 
 UpBatch JSON (canonical: sorted keys, so the seq header comes first)::
 
@@ -111,6 +113,17 @@ from ._messages import (
     sign_command,
     verify_command,
 )
+from ._paging import (
+    PAGE_SLACK_BYTES,
+    PageError,
+    joined,
+    joined_rows,
+    json_size,
+    page_budget,
+    paged,
+    paged_lists,
+    pages,
+)
 from ._topics import (
     RUNTIME_STREAMS,
     STREAM_NAME,
@@ -144,6 +157,7 @@ __all__ = [
     "NACK_BAD_BATCH",
     "NACK_STORE_FAILED",
     "NACK_TOO_LARGE",
+    "PAGE_SLACK_BYTES",
     "PROTOCOL_VERSION",
     "RUNTIME_STREAMS",
     "STREAMS",
@@ -156,6 +170,7 @@ __all__ = [
     "JobReport",
     "Nack",
     "PackageSource",
+    "PageError",
     "Panel",
     "Register",
     "Reply",
@@ -174,8 +189,15 @@ __all__ = [
     "chunk_topic",
     "command_topic",
     "encode_batch",
+    "joined",
+    "joined_rows",
+    "json_size",
     "load_bounded",
     "message_json",
+    "page_budget",
+    "paged",
+    "paged_lists",
+    "pages",
     "parse_app_name",
     "parse_topic",
     "peek_batch",

@@ -6,7 +6,8 @@ meters, field devices), the provenance of every fact (``archive`` from the utili
 JSON document they are written as, and the operations that change them. Shared by the
 simulator (writes the archive of its world), the terminal (``runtime.station`` owns the live,
 versioned model) and the cloud stub (reads and patches it). See ``_codec`` for the file
-format and ``_changes`` for patches, corrections and change events.
+format, ``_changes`` for patches, corrections and change events, ``_pages`` for the messages
+that carry them to the master station (paged to fit the uplink's message limit).
 """
 
 from ._changes import (
@@ -57,6 +58,7 @@ from ._model import (
     StationModel,
     Transformer,
 )
+from ._pages import TABLES, change_messages, join_snapshot, proposal_messages, snapshot_messages
 
 __all__ = [
     "ARCHIVE",
@@ -69,6 +71,7 @@ __all__ = [
     "OPS",
     "PHASES",
     "SOURCES",
+    "TABLES",
     "Branch",
     "Change",
     "Correction",
@@ -89,16 +92,20 @@ __all__ = [
     "StationModel",
     "Transformer",
     "apply_ops",
+    "change_messages",
     "check_references",
     "check_value",
     "diff",
     "dumps",
+    "join_snapshot",
     "loads",
     "model_from_doc",
     "model_to_doc",
+    "proposal_messages",
     "provenance_from_doc",
     "record_from_doc",
     "record_to_doc",
     "replay",
+    "snapshot_messages",
     "with_version",
 ]

@@ -11,7 +11,8 @@ parsing: a payload of 100,000 brackets cannot reach the JSON parser's recursion)
 -> age within +-10 min of the clock (``expired``) -> replay cache (same id: the cached
 reply, no second execution) -> lookup (``unknown_command``) -> ``validate(args)``
 (``bad_args``) -> handler (``failed``, ``bad_args`` for a ``ValueError``, or the code of a
-``CommandError`` it raises).
+``CommandError`` it raises) -> the reply's size (``result_too_large``: a result over
+``MAX_MESSAGE_BYTES`` could not go up; commands with large answers take a ``part``).
 Replies to authenticated commands are cached in the store (kv namespace
 ``uplink.commands``) for twice the freshness window, so a reboot does not re-execute a
 replayed command either.
@@ -26,7 +27,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from hal.clock import Clock
-from protocols.cloud import DEFAULT_MAX_COMMAND_BYTES, Command, Reply, load_bounded, verify_command
+from protocols.cloud import (
+    DEFAULT_MAX_COMMAND_BYTES,
+    MAX_MESSAGE_BYTES,
+    Command,
+    Reply,
+    json_size,
+    load_bounded,
+    verify_command,
+)
 from protocols.errors import ProtocolError
 from runtime.errors import CommandError
 from runtime.store import Store
@@ -153,8 +162,16 @@ class CommandDispatcher:
             return self._reject(cmd.id, "failed", f"{cmd.name}: {type(err).__name__}: {err}")
         if not isinstance(result, dict):
             return self._reject(cmd.id, "failed", f"{cmd.name}: handler returned {type(result).__name__}")
+        reply = Reply(cmd.id, True, result=result)
+        size = json_size(reply.to_json())
+        if size > MAX_MESSAGE_BYTES:  # the outbox would refuse it: say so instead of no reply at all
+            return self._reject(
+                cmd.id,
+                "result_too_large",
+                f"{cmd.name}: a reply of {size} bytes is over {MAX_MESSAGE_BYTES}; ask for it in parts",
+            )
         self.ok += 1
-        return Reply(cmd.id, True, result=result)
+        return reply
 
 
 def _salvage_id(payload: bytes, max_bytes: int) -> str:

@@ -3,7 +3,8 @@
 Layer: sim (cloud stub), contributed through the ``ttu.cloud`` entry point ``station`` (and the
 dashboard panel ``station``) like any app's view. The terminal sends its model on stream
 ``station`` (``runtime.station``): a snapshot, then every change with before/after and
-provenance, and every proposal. ``view`` rebuilds the current model from the newest snapshot
+provenance, and every proposal, each paged (``part``/``parts``) to fit the uplink's message
+limit. ``view`` joins the parts and rebuilds the current model from the newest complete snapshot
 and the changes after it (``protocols.station.replay``); a change that does not fit (one was
 lost) is reported as ``stale``.
 
@@ -32,41 +33,79 @@ SCAN = 10_000  # station messages looked at (newest first) to find the snapshot 
 
 
 def view(results: Sequence[StoredResult]) -> dict[str, Any]:
-    """The model as the master station has it, from one terminal's ``station`` messages (any order)."""
-    from protocols.station import Change, StationError, StationModel, model_from_doc, model_to_doc, replay
+    """The model as the master station has it, from one terminal's ``station`` messages (any order).
+
+    Messages come paged (``part``/``parts``, ``protocols.station.snapshot_messages``): the base is
+    the newest snapshot whose parts are all here; a change or proposal counts once all its parts
+    are."""
+    from protocols.cloud import joined
+    from protocols.station import (
+        Change,
+        StationError,
+        StationModel,
+        join_snapshot,
+        model_from_doc,
+        model_to_doc,
+        replay,
+    )
 
     ordered = sorted(results, key=lambda r: r.seq)
-    snapshots = [i for i, r in enumerate(ordered) if r.body.get("type") == "snapshot"]
     out: dict[str, Any] = {"version": None, "model": None, "stale": False, "proposals": []}
     proposals: dict[str, dict[str, Any]] = {}
-    for r in ordered:
-        if r.body.get("type") == "proposal" and isinstance(r.body.get("id"), str):
-            proposals[r.body["id"]] = r.body
+    for group in _groups(ordered, "proposal", ("id", "status")):
+        corrections = joined(group, "corrections")
+        if isinstance(group[0].get("id"), str) and corrections is not None:
+            head = {k: v for k, v in group[0].items() if k not in ("part", "parts")}
+            proposals[group[0]["id"]] = {**head, "corrections": corrections}
     out["proposals"] = [p for p in proposals.values() if p.get("status") == "pending"]
-    if not snapshots:
+    base: dict[str, Any] | None = None
+    version = 0
+    for group in reversed(_groups(ordered, "snapshot", ("version", "at"))):
+        base = join_snapshot(group)
+        if base is not None:
+            version = _int(group[0].get("version"), 0)
+            break
+    if base is None:
         return out
-    base = ordered[snapshots[-1]]
     try:
-        model = model_from_doc(base.body["model"], source="snapshot")
-    except (KeyError, StationError) as err:
+        model = model_from_doc(base, source="snapshot")
+    except StationError as err:
         return {**out, "stale": True, "error": f"snapshot not usable: {err}"}
-    version = int(base.body.get("version", 0))
-    for r in ordered[snapshots[-1] + 1 :]:
-        body = r.body
-        if body.get("type") != "change" or int(body.get("version", 0)) <= version:
+    for group in _groups(ordered, "change", ("version", "at")):
+        body = group[0]
+        if _int(body.get("version"), 0) <= version:
             continue
-        if int(body.get("previous", -1)) != version:
-            out["stale"] = True  # a change event is missing: the model below is as of `version`
+        changes = joined(group, "changes")
+        if _int(body.get("previous"), -1) != version or changes is None:
+            out["stale"] = True  # a change event (or a part of one) is missing: the model is as of `version`
             break
         try:
-            model = replay(model, [Change.from_doc(c) for c in body.get("changes", [])])
-        except (StationError, TypeError, ValueError) as err:
+            model = replay(model, [Change.from_doc(c) for c in changes])
+        except (StationError, TypeError, ValueError, AttributeError) as err:
             out["stale"], out["error"] = True, f"change v{body.get('version')} does not fit: {err}"
             break
-        version = int(body["version"])
+        version = _int(body.get("version"), version)
     out["version"] = version
     out["model"] = model_to_doc(StationModel(**{**_fields(model), "version": version}))
     return out
+
+
+def _groups(ordered: Sequence[StoredResult], kind: str, keys: tuple[str, ...]) -> list[list[dict[str, Any]]]:
+    """The messages of ``kind`` grouped by the head ``keys`` they share (the parts of one result),
+    groups in the order of their newest message."""
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    last: dict[tuple[str, ...], int] = {}
+    for r in ordered:
+        if r.body.get("type") != kind:
+            continue
+        key = tuple(json.dumps(r.body.get(k), sort_keys=True) for k in keys)
+        groups.setdefault(key, []).append(r.body)
+        last[key] = r.seq
+    return [groups[k] for k in sorted(groups, key=last.__getitem__)]
+
+
+def _int(value: Any, default: int) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
 
 
 def _fields(model: StationModel) -> dict[str, Any]:
@@ -87,8 +126,14 @@ def station_of(reader: ResultReader, terminal: str) -> dict[str, Any]:
 
 
 def history(reader: ResultReader, terminal: str, limit: int) -> list[dict[str, Any]]:
-    rows = reader.results(STREAM, terminal=terminal, limit=SCAN)
-    changes = [r.body for r in rows if r.body.get("type") == "change"]
+    from protocols.cloud import joined
+
+    rows = sorted(reader.results(STREAM, terminal=terminal, limit=SCAN), key=lambda r: r.seq)
+    changes = []
+    for group in reversed(_groups(rows, "change", ("version", "at"))):
+        head = {k: v for k, v in group[0].items() if k not in ("part", "parts", "changes")}
+        parts = joined(group, "changes")
+        changes.append({**head, "changes": parts} if parts is not None else {**head, "incomplete": True})
     return changes[:limit]
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -210,6 +210,7 @@ class VirtualMeter:
         self.credit_limits = dict(DEFAULT_CREDIT_LIMITS)
         self.button_delay_s: float | None = DEFAULT_BUTTON_DELAY_S  # None: nobody presses it
         self._press_at: float | None = None  # close allowed: when the customer presses the button
+        self.on_relay: Callable[[], None] | None = None  # told when the relay moves or a press is due
         self.report_status = 0  # 96-bit active-report status word
         self.curve: deque[CurvePoint] = deque(maxlen=curve_days * DAY_S // CURVE_PERIOD_S)
         self.daily_freezes: deque[Freeze] = deque(maxlen=freeze_days)  # newest first
@@ -303,7 +304,8 @@ class VirtualMeter:
             cum_r[1:] = np.cumsum(np.clip(-e, 0.0, None)[:, None] * onehot, axis=0)
         base_f, base_r = self._state.forward.copy(), self._state.reverse.copy()
         curve_idx = np.nonzero(np.mod(edges[1:], CURVE_PERIOD_S) == 0)[0] + 1
-        instants = self._instants(edges[curve_idx] - skew) if self.on else []
+        # (only when a curve point closes in this chunk: most chunks end at a read between two)
+        instants = self._instants(edges[curve_idx] - skew) if self.on and len(curve_idx) else []
         for k, i in enumerate(curve_idx):
             reg = Registers(_block(base_f + cum_f[i]), _block(base_r + cum_r[i]))
             mt = float(edges[i])
@@ -406,6 +408,8 @@ class VirtualMeter:
             return
         self.relay_closed = closed
         self.relay_changed_at = t
+        if self.on_relay is not None:
+            self.on_relay()
         if closed:
             self.report_status |= 1 << REPORT_BIT_RELAY_CLOSE
         else:
@@ -435,6 +439,8 @@ class VirtualMeter:
         self.relay_trip_command = False
         if not self.relay_closed and self._press_at is None and self.button_delay_s is not None:
             self._press_at = t + self.button_delay_s
+            if self.on_relay is not None:
+                self.on_relay()
 
     @property
     def press_due(self) -> float | None:

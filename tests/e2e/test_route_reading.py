@@ -16,7 +16,8 @@ QUARTER = 900
 
 
 def test_module_led_rounds_bring_every_curve_point_and_the_daily_freeze(sim_world: WorldFactory) -> None:
-    run = sim_world(hours=2.25, hplc_meters=30, apps={"acquisition": {"hplc_reading": "module"}})
+    config = {"hplc_reading": "module", "route_realtime_every": 1, "route_events_every": 1}
+    run = sim_world(hours=2.25, hplc_meters=30, apps={"acquisition": config})
     hplc = {row["meter_id"] for row in run.truth("topology.csv") if row["channel"] == "hplc"}
     assert len(hplc) == 30
     report = run.report
@@ -28,11 +29,15 @@ def test_module_led_rounds_bring_every_curve_point_and_the_daily_freeze(sim_worl
     conn = sqlite3.connect(run.cloud_db)
     try:
         curve = conn.execute(
-            "SELECT device, ts, value FROM readings WHERE quantity = ? AND quality = 'good' ORDER BY ts",
+            "SELECT device, ts, value FROM readings WHERE quantity = ? AND quality = 'good' "
+            "AND CAST(ts AS INTEGER) % 900 = 0 ORDER BY ts",  # curve points (not the realtime snapshot)
             (ENERGY,),
         ).fetchall()
         freezes = conn.execute(
             "SELECT DISTINCT device FROM readings WHERE quantity = ?", ("daily." + ENERGY,)
+        ).fetchall()
+        snapshots = conn.execute(
+            "SELECT device, COUNT(DISTINCT ts) FROM readings WHERE quantity = 'voltage.a' GROUP BY device"
         ).fetchall()
     finally:
         conn.close()
@@ -48,3 +53,7 @@ def test_module_led_rounds_bring_every_curve_point_and_the_daily_freeze(sim_worl
         values = [v for _, v in got]
         assert values == sorted(values), f"{meter}: the energy register went backwards"
     assert {d for (d,) in freezes} >= hplc  # yesterday's freeze, read in the first round
+    # each round's visit also took the realtime snapshot and read the meter's events
+    rounds = dict(snapshots)
+    assert all(rounds.get(m, 0) >= 2 for m in hplc), {m: rounds.get(m) for m in sorted(hplc)}
+    assert report["counters"]["route_event_reads"] >= len(hplc)  # the first round's, at least
