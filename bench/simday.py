@@ -272,9 +272,10 @@ def main() -> int:
         f"  wall time            {v['wall']:.1f} s = {v['wall'] / days:.1f} s per simulated day "
         f"(achieved x{r['achieved_speed']:.0f})"
     )
+    counters = r.get("counters", {})
     print(
         f"  reads                {v['reads']} terminal transactions ({v['hplc_reads']} over HPLC), "
-        f"{v['reads'] / v['wall']:.0f} per wall s"
+        f"{v['reads'] / v['wall']:.0f} per wall s; failed {counters.get('reads_failed', 0)}"
     )
     print(
         f"  CPU                  {v['cpu']:.1f} s: {per_k:.3f} s per 1000 reads = terminal "
