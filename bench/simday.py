@@ -123,23 +123,24 @@ class MessageSizes:
     def __init__(self) -> None:
         self.largest: dict[tuple[str, str], int] = {}
         self.count: Counter[tuple[str, str]] = Counter()
-        self._original = Store.outbox_append
+        self._original = Store.outbox_append_many  # every append goes through it
 
     def __enter__(self) -> MessageSizes:
         original, largest, count = self._original, self.largest, self.count
 
-        async def measured(store: Store, stream: str, body: dict[str, Any], **kw: Any) -> Any:
-            kind = body.get("type") if isinstance(body.get("type"), str) else ""
-            key = (stream, str(kind))
-            largest[key] = max(largest.get(key, 0), json_size(body))
-            count[key] += 1
-            return await original(store, stream, body, **kw)
+        async def measured(store: Store, stream: str, bodies: Any, **kw: Any) -> Any:
+            for body in bodies:
+                kind = body.get("type") if isinstance(body.get("type"), str) else ""
+                key = (stream, str(kind))
+                largest[key] = max(largest.get(key, 0), json_size(body))
+                count[key] += 1
+            return await original(store, stream, bodies, **kw)
 
-        Store.outbox_append = measured  # type: ignore[method-assign]
+        Store.outbox_append_many = measured  # type: ignore[method-assign]
         return self
 
     def __exit__(self, *exc: object) -> None:
-        Store.outbox_append = self._original  # type: ignore[method-assign]
+        Store.outbox_append_many = self._original  # type: ignore[method-assign]
 
 
 def _rss_kb() -> int:
