@@ -67,7 +67,7 @@ def records(w: World) -> Records:
         elif m.kind == "box_terminal":
             meters.append(MeterInfo(m.id, "box_terminal", branch=m.branch, box=m.box))
         else:
-            phase = m.replica.network.customers[m.customer].phase
+            phase = w.grid.network.customers[m.customer].phase  # whole-network index
             meters.append(MeterInfo(m.id, "customer", branch=m.branch, box=m.box, phase=phase))
     for entry in w.station.foreign:
         meters.append(MeterInfo(entry.id, "customer"))
@@ -132,11 +132,11 @@ class Reader:
         edges = [start + k * INTERVAL_S for k in range(INTERVALS_PER_DAY + 1)]
         f = np.zeros(len(edges))
         r = np.zeros(len(edges))
-        for rep in self.w.replicas:
-            for k in range(1, len(edges)):
-                e = float(rep.horizon.trafo_energy_kwh(edges[k - 1], edges[k]).sum())
-                f[k] += max(e, 0.0)
-                r[k] += max(-e, 0.0)
+        horizon = self.w.grid.horizon  # the one transformer of every replica
+        for k in range(1, len(edges)):
+            e = float(horizon.trafo_energy_kwh(edges[k - 1], edges[k]).sum())
+            f[k] = max(e, 0.0)
+            r[k] = max(-e, 0.0)
         out.metrology_forward[:] = np.floor((1000.0 + np.cumsum(f)) * 100) / 100
         out.metrology_reverse[:] = np.floor(np.cumsum(r) * 100) / 100
         return out
@@ -265,7 +265,9 @@ def score(w: World, results: list[Report]) -> Score:
             for a in res.anomalies:
                 if a.kind != MATCH[kind]:
                     continue
-                if address.get(a.target, a.target) == target and first is None:
+                # lost reads are station-wide: a comms finding names the scope or the unread meter
+                hit = kind == "comms" or address.get(a.target, a.target) == target
+                if hit and first is None:
                     first = (res.found_at - start) / DAY_S
                 if kind == "theft" and first_branch is None and a.branch == branch_of.get(target):
                     first_branch = (res.found_at - start) / DAY_S
@@ -281,6 +283,8 @@ def score(w: World, results: list[Report]) -> Score:
                 continue
             if a.kind == "comms" and any(f["kind"] == "comms" for f in faults):
                 continue
+            if a.kind == "theft" and a.target not in branch_of and a.branch in theft_branches:
+                continue  # located to the thief's branch (or a box of it), no customer named: right
             if a.kind == "theft" and a.branch in theft_branches:
                 pass  # a wrong customer in the right branch still counts as a false positive
             out.false_positives[a.kind] = out.false_positives.get(a.kind, 0) + 1

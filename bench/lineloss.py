@@ -143,6 +143,7 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="two networks, one seed, no CPU run")
     parser.add_argument("--networks", default=",".join(NETWORKS))
     parser.add_argument("--seeds", default="1,2")
+    parser.add_argument("--kinds", default=",".join(DAYS), help="scenarios to run (default: all)")
     args = parser.parse_args()
     names = args.networks.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -158,6 +159,8 @@ def main() -> None:
             for seed in seeds:
                 ids = customers(path, seed)
                 for kind, data in scenarios(path, ids, seed).items():
+                    if kind not in args.kinds.split(","):
+                        continue
                     try:
                         s, n = run_one(path, kind, data, seed)
                     except PowerFlowNotConverged as err:  # the network cannot carry that load
@@ -187,7 +190,7 @@ def main() -> None:
                  "archive_missing"):  # fmt: skip
         got = delays.get(kind, [])
         found = [d for d in got if d is not None]
-        worst = f"{max(found):.0f}" if found else "-"
+        worst = f"{max(found):.2f}" if found else "-"
         goal = GOALS.get(kind)
         print(f"{kind:14s} {len(got):6d} {len(found):6d} {worst:>11s} {goal if goal else '-':>7}")
     print("false positives per anomaly kind:", fps or "none")

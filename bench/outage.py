@@ -13,7 +13,9 @@ Not a test. Two parts, printed as tables:
    uplink and MQTT broker on the real clock: HPLC power-off / power-on lists of whole branches
    are published on the bus as the hal does (their ``ts`` is the receipt), each report's MQTT
    PUBLISH is timed (``aiomqtt.Client.publish`` wrapped), with an empty outbox and with one hour
-   of readings of the station area queued in it. Prints p50 / p90 / p99 / max.
+   of readings of the station area queued in it. The master station (the cloud stub) runs in a
+   process of its own, as it does in the field; the terminal's heap is settled after start-up as
+   ``ttu run`` does (``runtime.heap``). Prints p50 / p90 / p99 / max and the machine's load.
 3. **Classifier CPU** per HPLC list (``time.process_time``, the app's own work without the
    store, the uplink and the machine's other load): what of the latency is the judging itself.
 
@@ -28,14 +30,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
+import os
 import statistics
 import sys
 import tempfile
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 import aiomqtt
@@ -53,16 +57,18 @@ from runtime.bus import Bus  # noqa: E402
 from runtime.config import load_credentials  # noqa: E402
 from runtime.container import AppContextFactory, NamespacedStore, Supervisor, TerminalInfo  # noqa: E402
 from runtime.container.supervisor import AppState  # noqa: E402
+from runtime.heap import settle  # noqa: E402
 from runtime.scheduler import Scheduler  # noqa: E402
 from runtime.station import StationService  # noqa: E402
 from runtime.store import Store  # noqa: E402
 from runtime.uplink import Uplink  # noqa: E402
 from sim.archive import write_station  # noqa: E402
 from sim.broker import EmbeddedBroker, MosquittoBroker, mosquitto_binary  # noqa: E402
+from sim.cloud.db import CloudDb  # noqa: E402
 from sim.cloud.stub import CloudStub  # noqa: E402
-from sim.outage_runs import scored_run  # noqa: E402
-from sim.outage_score import Score  # noqa: E402
-from sim.scenarios.random_outages import Knobs  # noqa: E402
+
+if TYPE_CHECKING:
+    from sim.outage_score import Score
 
 TZ = ZoneInfo("Asia/Shanghai")
 TERMINAL = "TTU-BENCH"
@@ -90,6 +96,12 @@ def networks(folder: Path) -> list[str]:
 
 
 def accuracy(seeds: int, hours: float, first_seed: int = 1) -> None:
+    # the simulator's physics (pandapower, pandas: ~150,000 objects the garbage collector walks)
+    # is loaded here, not at the top: the latency part measures a terminal's process, which has none
+    from sim.outage_runs import scored_run
+    from sim.outage_score import Score
+    from sim.scenarios.random_outages import Knobs
+
     with tempfile.TemporaryDirectory(prefix="bench-outage-") as tmp:
         work = Path(tmp)
         nets = networks(work)
@@ -206,6 +218,46 @@ async def broker() -> AsyncIterator[EmbeddedBroker | MosquittoBroker]:
         yield b
 
 
+class MasterStation:
+    """The cloud stub in a process of its own: decoding and storing an hour of readings is the
+    master station's work, not the terminal's, and must not run on the terminal's event loop."""
+
+    def __init__(self, proc: asyncio.subprocess.Process) -> None:
+        self.proc = proc
+
+    async def stop(self) -> None:
+        """Close its stdin (it stops) and wait; what it stored is in its database then."""
+        if self.proc.returncode is None:
+            assert self.proc.stdin is not None
+            self.proc.stdin.close()
+            await self.proc.wait()
+
+
+@contextlib.asynccontextmanager
+async def master_station(url: str, db: Path) -> AsyncIterator[MasterStation]:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-P", __file__, "--serve-cloud", url, str(db),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    station = MasterStation(proc)
+    try:
+        assert proc.stdout is not None
+        line = await proc.stdout.readline()  # "ready": connected and subscribed
+        if line.strip() != b"ready":
+            raise RuntimeError(f"the cloud stub did not start: {line!r}")
+        yield station
+    finally:
+        await station.stop()
+
+
+async def serve_cloud(url: str, db: str) -> None:
+    """The child's side of ``master_station``: serve until stdin closes."""
+    key = load_credentials(ROOT / "sim" / "credentials.toml").command_key
+    async with CloudStub(broker_url=url, db_path=db, clock=LoopClock(), default_key=key):
+        print("ready", flush=True)
+        await asyncio.get_running_loop().run_in_executor(None, sys.stdin.read)
+
+
 def backlog_rows(model: StationModel, start: float, hours: float = 1.0) -> list[dict[str, Any]]:
     """One hour of 1-minute realtime snapshots of every meter, as acquisition sends them."""
     quantities = ("energy.active.import.total", "voltage.a", "current.a", "power.active.total")
@@ -239,11 +291,7 @@ async def latency(events: int, *, backlog: bool) -> dict[str, Any]:
         aiomqtt.Client.publish = timed  # type: ignore[method-assign]
         try:
             async with broker() as mqtt, contextlib.AsyncExitStack() as stack:
-                cloud = await stack.enter_async_context(
-                    CloudStub(
-                        broker_url=mqtt.url, db_path=work / "cloud.sqlite", clock=clock, default_key=key
-                    )
-                )
+                cloud = await stack.enter_async_context(master_station(mqtt.url, work / "cloud.sqlite"))
                 store = await Store.open(work / "ttu.sqlite", clock=clock)
                 stack.push_async_callback(store.close)
                 if backlog:
@@ -273,6 +321,7 @@ async def latency(events: int, *, backlog: bool) -> dict[str, Any]:
                 async with clock.timeout(30):
                     await supervisor.wait_state("outage", AppState.RUNNING)
                 await clock.sleep(2.0)  # the app has heard the metrology unit and its supply
+                settle()  # as `ttu run` does once its apps have started (runtime.heap)
                 # the uplink comes back (after an hour away, with the backlog): the events come now
                 up = tg.create_task(uplink.run(), name="bench-uplink")
                 async with clock.timeout(30):
@@ -290,7 +339,8 @@ async def latency(events: int, *, backlog: bool) -> dict[str, Any]:
                     backlog_left.append((await store.outbox_backlog()).get("readings", 0))
                     await clock.sleep(0.02 if backlog else 0.15)
                 await clock.sleep(2.0)
-                reports = await cloud.results("outage", limit=100_000)
+                await cloud.stop()
+                reports = CloudDb(work / "cloud.sqlite", readonly=True).results("outage", limit=100_000)
                 await supervisor.stop()
                 await sup
                 up.cancel()
@@ -298,6 +348,7 @@ async def latency(events: int, *, backlog: bool) -> dict[str, Any]:
                     await up
         finally:
             aiomqtt.Client.publish = original  # type: ignore[method-assign]
+            gc.unfreeze()  # this run's objects are collectable again (the next run settles anew)
     lat: list[float] = []
     for r in reports:
         t = published.get((str(r.body["id"]), int(r.body["revision"])))
@@ -331,15 +382,24 @@ def main() -> None:
     parser.add_argument("--hours", type=float, default=3.0, help="simulated hours per scenario (default 3)")
     parser.add_argument("--events", type=int, default=200, help="evidence messages in the latency part")
     parser.add_argument("--no-accuracy", action="store_true", help="only the latency part")
+    parser.add_argument("--rounds", type=int, default=1, help="latency runs of each kind (default 1)")
     parser.add_argument("--debug", action="store_true", help="print the first latencies of each run")
+    parser.add_argument("--serve-cloud", nargs=2, metavar=("URL", "DB"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.serve_cloud:  # the master station's process of the latency part
+        asyncio.run(serve_cloud(*args.serve_cloud))
+        return
     if not args.no_accuracy:
         accuracy(args.seeds, args.hours, args.first_seed)
     print("\nLatency, hal receipt -> MQTT publish (the outage app, a real store, uplink and broker):")
-    for backlog in (False, True):
-        out = asyncio.run(latency(args.events, backlog=backlog))
-        label = "one hour of readings queued" if backlog else "empty outbox"
-        print(f"  {label:<28} " + json.dumps(out))
+    for _ in range(args.rounds):
+        for backlog in (False, True):
+            load = os.getloadavg()[0]
+            out = asyncio.run(latency(args.events, backlog=backlog))
+            label = "one hour of readings queued" if backlog else "empty outbox"
+            shown = {k: round(v, 1) if isinstance(v, float) else v for k, v in out.items()}
+            where = f"load average {load:.1f}, {os.cpu_count()} CPUs"
+            print(f"  {label:<28} " + json.dumps(shown) + f"  ({where})")
     print("\nClassifier CPU per HPLC list of a whole branch (translate + step, process time):")
     print("  " + json.dumps(classifier_cpu()))
 

@@ -123,23 +123,24 @@ class MessageSizes:
     def __init__(self) -> None:
         self.largest: dict[tuple[str, str], int] = {}
         self.count: Counter[tuple[str, str]] = Counter()
-        self._original = Store.outbox_append
+        self._original = Store.outbox_append_many  # every append goes through it
 
     def __enter__(self) -> MessageSizes:
         original, largest, count = self._original, self.largest, self.count
 
-        async def measured(store: Store, stream: str, body: dict[str, Any], **kw: Any) -> Any:
-            kind = body.get("type") if isinstance(body.get("type"), str) else ""
-            key = (stream, str(kind))
-            largest[key] = max(largest.get(key, 0), json_size(body))
-            count[key] += 1
-            return await original(store, stream, body, **kw)
+        async def measured(store: Store, stream: str, bodies: Any, **kw: Any) -> Any:
+            for body in bodies:
+                kind = body.get("type") if isinstance(body.get("type"), str) else ""
+                key = (stream, str(kind))
+                largest[key] = max(largest.get(key, 0), json_size(body))
+                count[key] += 1
+            return await original(store, stream, bodies, **kw)
 
-        Store.outbox_append = measured  # type: ignore[method-assign]
+        Store.outbox_append_many = measured  # type: ignore[method-assign]
         return self
 
     def __exit__(self, *exc: object) -> None:
-        Store.outbox_append = self._original  # type: ignore[method-assign]
+        Store.outbox_append_many = self._original  # type: ignore[method-assign]
 
 
 def _rss_kb() -> int:
@@ -272,9 +273,10 @@ def main() -> int:
         f"  wall time            {v['wall']:.1f} s = {v['wall'] / days:.1f} s per simulated day "
         f"(achieved x{r['achieved_speed']:.0f})"
     )
+    counters = r.get("counters", {})
     print(
         f"  reads                {v['reads']} terminal transactions ({v['hplc_reads']} over HPLC), "
-        f"{v['reads'] / v['wall']:.0f} per wall s"
+        f"{v['reads'] / v['wall']:.0f} per wall s; failed {counters.get('reads_failed', 0)}"
     )
     print(
         f"  CPU                  {v['cpu']:.1f} s: {per_k:.3f} s per 1000 reads = terminal "

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from hal.clock import Clock
 from hal.interfaces import PowerMonitor, SerialLink
-from runtime import RUNTIME_API_VERSION
+from runtime import RUNTIME_API_VERSION, heap
 from runtime.board_hal import BoardHal
 from runtime.bus import Bus
 from runtime.config import Board, TlsConfig, load_credentials
@@ -31,6 +31,7 @@ from runtime.container import (
     TerminalInfo,
 )
 from runtime.container.isolation.bridge import SOCKET_NAME, Bridge
+from runtime.container.supervisor import AppState
 from runtime.diagnostics import trace_handler, validate_trace_args
 from runtime.errors import ConfigError, TerminalDied
 from runtime.packages.jobs import JobRunner
@@ -43,6 +44,8 @@ from runtime.uplink import OutboxOnlyUplink, Uplink
 
 log = logging.getLogger("ttu.terminal")
 PRUNE_EVERY_S = 3600.0
+SETTLE_WAIT_S = 60.0  # the longest the heap waits for the apps to start before it is frozen
+STARTED = (AppState.RUNNING, AppState.CRASHED, AppState.BACKOFF, AppState.QUARANTINED, AppState.STOPPED)
 STATUS_EVERY_S = 300.0
 
 
@@ -91,6 +94,7 @@ class Terminal:
         sim_power: PowerMonitor | None = None,
         broker_url: str | None = None,
         state_dir: Path | None = None,
+        settle_heap: bool = False,
     ) -> None:
         self._board = board
         self._clock = clock
@@ -99,6 +103,7 @@ class Terminal:
         self._sim_power = sim_power
         self._broker_url = broker_url
         self._state_dir = state_dir or board.store.path.parent / "state"
+        self._settle_heap = settle_heap  # ttu run: freeze the start-up heap (runtime.heap)
         self._command_key = b""
         self.parts: TerminalParts | None = None
         self.started = asyncio.Event()
@@ -246,6 +251,8 @@ class Terminal:
                         essential("loop-watchdog", watchdog.run())
                         essential("hplc-events", hal.carrier_events(bus.publish))
                         essential("store-upkeep", self._upkeep(store, uplink, supervisor, alarms))
+                        if self._settle_heap:
+                            tg.create_task(_settle_heap(supervisor), name="settle-heap")
                         self.started.set()
                 except BaseExceptionGroup as group:
                     died = [e for e in group.exceptions if isinstance(e, TerminalDied)]
@@ -333,6 +340,17 @@ class Terminal:
                 await uplink.send("status", body)
                 if alarms.get("store_full", {}).get("active"):
                     await uplink.send("alarms", {"kind": "store_full", **alarms["store_full"]})
+
+
+async def _settle_heap(supervisor: Supervisor) -> None:
+    """Once every app has started (or given up), freeze the start-up heap (``runtime.heap``):
+    the apps import their services as they start, so not before."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(SETTLE_WAIT_S):  # loop time: the apps' start is real work
+            for app in supervisor.status():
+                await supervisor.wait_state(app["name"], *STARTED)
+    frozen = heap.settle()
+    log.info("start-up heap frozen: %d objects the garbage collector no longer walks", frozen)
 
 
 async def _essential(name: str, coro: Coroutine[Any, Any, None]) -> None:

@@ -15,9 +15,9 @@ through ``output.Output``. Tasks and their transport priorities:
 * ``route``: module-led reading (路由主动抄表) of the HPLC meters -- when ``hplc_reading`` is
   ``module``, or ``auto`` with at least ``ROUTE_AUTO_METERS`` of them -- every ``route_round_s``:
   the carrier module leads, the curve blocks and daily freezes due at each node are the answers,
-  with a realtime snapshot per round (``route_realtime``) and an event read every
-  ``route_events_every`` rounds (``route.RouteTask``); the tasks above then leave the ``hplc``
-  port out.
+  with each meter's realtime snapshot every ``route_realtime_every`` rounds and its event read
+  every ``route_events_every`` rounds, the meters taking turns (``route.RouteTask``); the tasks
+  above then leave the ``hplc`` port out.
 
 The meters and field devices are those of the station model (``ctx.station``, owned by the
 runtime: archive file, cloud patches, apps' corrections); every change of the model re-plans at
@@ -72,7 +72,7 @@ class Settings:
     hplc_concurrency: int = 4
     hplc_reading: str = "auto"
     route_round_s: int = 3600
-    route_realtime: bool = True
+    route_realtime_every: int = 4
     route_events_every: int = 4
 
     @classmethod
@@ -114,7 +114,7 @@ class Settings:
             hplc_concurrency=int(config.get("hplc_concurrency", 4)),
             hplc_reading=reading,
             route_round_s=round_s,
-            route_realtime=bool(config.get("route_realtime", True)),
+            route_realtime_every=int(config.get("route_realtime_every", 4)),
             route_events_every=int(config.get("route_events_every", 4)),
         )
 
@@ -151,7 +151,7 @@ class Acquisition:
         self.route = RouteTask(
             ctx, self.reader, self.output, self.clients, tz=tz, catch_up_hours=settings.catch_up_hours,
             round_s=settings.route_round_s, daily_freeze=settings.daily_freeze,
-            realtime_items=settings.realtime_items if settings.route_realtime else (),
+            realtime_items=settings.realtime_items, realtime_every=settings.route_realtime_every,
             events=self.events, events_every=settings.route_events_every,
         )  # fmt: skip
 

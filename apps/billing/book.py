@@ -192,19 +192,28 @@ class Book:
     def _on_readings(self, record: Record, body: dict[str, Any]) -> None:
         anchors = self.anchors
         for meter, ts, imp, exp, source in body["rows"]:  # ints from our own ledger (JSON)
-            found = anchors.get(meter) or self.meter_anchors(meter)
+            found = anchors.get(meter)
+            if found is None:  # (not ``or``: an empty MeterAnchors is false, and len() costs a call)
+                found = anchors[meter] = MeterAnchors()
             found.add(Anchor(ts, imp, exp, source))
 
     def _on_debit(self, record: Record, body: dict[str, Any]) -> None:
         accounts = self.accounts
+        per_day: dict[str, int] = {}  # the station's totals move once per day, not per entry
         for customer, day, fen, _balance in body["entries"]:
-            acc = accounts.get(customer) or self.account(customer)
+            acc = accounts.get(customer)
+            if acc is None:
+                acc = self.account(customer)
             acc.balance -= fen
             acc.charges += fen
-            acc.debited[day] = acc.debited.get(day, 0) + fen
-            if acc.first_day is None or day < acc.first_day:
+            debited = acc.debited
+            debited[day] = debited.get(day, 0) + fen
+            first = acc.first_day
+            if first is None or day < first:
                 acc.first_day = day
-            totals = self.days.get(day) or self.totals(day)
+            per_day[day] = per_day.get(day, 0) + fen
+        for day, fen in per_day.items():
+            totals = self.totals(day)
             totals.debits += fen
             if not totals.debit_seqs or totals.debit_seqs[-1] != record.seq:
                 totals.debit_seqs.append(record.seq)

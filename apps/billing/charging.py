@@ -78,6 +78,23 @@ def bill_body(customer: Customer, bill: DayBill, tier_start: TierState) -> dict[
     }
 
 
+_UNSEEN: Any = object()  # what a fresh ``_Newest`` has seen of the account: nothing yet
+
+
+@dataclass(slots=True)
+class _Newest:
+    """A customer's newest open day as the general path last priced it (the same ``bill`` as in
+    ``Charger._open``), and what of the account the steady path last checked it against: while
+    the account's tier count and last closed day are those very objects, the checks hold."""
+
+    day: str
+    end: int  # UTC epoch of the day's end
+    tier_start: TierState
+    bill: DayBill
+    tier_seen: TierState | None = _UNSEEN
+    closed_seen: str | None = _UNSEEN
+
+
 class Charger:
     def __init__(self, book: Book, settings: ChargingSettings | None = None) -> None:
         self.book = book
@@ -85,6 +102,7 @@ class Charger:
         self._open: dict[
             tuple[str, str], tuple[TierState, DayBill]
         ] = {}  # (customer, day) -> (tier_start, bill)
+        self._newest: dict[str, _Newest] = {}  # customer -> its newest bill in _open
         self.late_rows = 0  # anchors older than any day still open to corrections
 
     # ------------------------------------------------------------------ anchors
@@ -100,9 +118,10 @@ class Charger:
             if known is None or (source == "freeze" and known[4] != "freeze"):
                 batch[(meter, ts)] = [meter, ts, imp, exp, source]
         out: list[Row] = []
+        anchors_of = self.book.anchors
         for (meter, ts), row in batch.items():
-            anchors = self.book.anchors.get(meter)
-            if anchors is not None:
+            anchors = anchors_of.get(meter)
+            if anchors is not None and not anchors.is_newest(ts):  # (the usual case: the next point)
                 known_anchor = anchors.get(ts)
                 # a freeze is news even when it equals the curve record: it is what closes the day
                 if known_anchor is not None and (known_anchor.source == "freeze" or row[4] != "freeze"):
@@ -141,8 +160,19 @@ class Charger:
                 intervals = anchors.intervals(since, end)
                 return price(bill, intervals, book.timeline, customer.tariff, book.tz, clock=book.clock)
         bill = self.price_day(customer, day, tier_start, anchors)
-        self._open[key] = (tier_start.copy(), bill)
+        kept = tier_start.copy()
+        self._open[key] = (kept, bill)
+        newest = self._newest.get(customer.id)
+        if newest is None or newest.day <= day:
+            self._newest[customer.id] = _Newest(day, self.book.day_bounds(day)[1], kept, bill)
         return bill
+
+    def _closed(self, customer: Customer, day: str) -> None:
+        """``day``'s charge is decided: its bill is done with."""
+        done = self._open.pop((customer.id, day), None)
+        newest = self._newest.get(customer.id)
+        if newest is not None and done is not None and newest.bill is done[1]:
+            del self._newest[customer.id]
 
     def _closable(self, day: str, anchors: MeterAnchors, now: float) -> bool:
         _, end = self.book.day_bounds(day)
@@ -158,12 +188,19 @@ class Charger:
         today = book.local_date(now)
         cycle = Cycle([], None, [])
         debits: list[list[Any]] = []
+        anchors_of = book.anchors
+        steady = 0
         for customer in customers:
-            anchors = book.anchors.get(customer.meter)
-            if anchors is None or len(anchors) < 2 or (anchors.dirty_from is None and not everyone):
+            anchors = anchors_of.get(customer.meter)
+            if anchors is None:
                 continue
-            if not everyone and self._next_interval(customer, anchors, today, debits):
-                cycle.priced += 1
+            if not everyone:
+                if anchors.dirty_from is None:
+                    continue
+                if self._next_interval(customer, anchors, today, debits):
+                    steady += 1
+                    continue
+            if len(anchors) < 2:
                 continue
             acc = book.account(customer.id)
             balance = acc.balance
@@ -187,10 +224,11 @@ class Charger:
                 if in_order:
                     body = bill_body(customer, bill, tier_start) | {"balance": balance}
                     cycle.charges.append(LedgerEntry("charge", body, ts, f"charge:{customer.id}:{day}"))
-                    self._open.pop((customer.id, day), None)
+                    self._closed(customer, day)
                 tier_start = bill.tier
                 day = book.next_day(day)
             anchors.dirty_from = None
+        cycle.priced += steady
         if debits:
             cycle.debit = LedgerEntry("debit", {"cycle": int(now), "entries": debits}, ts)
         return cycle
@@ -202,36 +240,41 @@ class Charger:
         inside the customer's only open day, which the cycle before priced up to that interval (so
         no correction, no day to close: the anchor is before the day's end). False: not this case,
         nothing done -- the general path decides."""
+        newest = self._newest.get(customer.id)
+        if newest is None:
+            return False
         step = anchors.newest_step()
         if step is None:
             return False
         a, b = step
+        bill = newest.bill
+        if bill.last_start != a.ts - INTERVAL_S or b.ts >= newest.end or newest.day > today:
+            return False
         book = self.book
-        day = book.local_date(a.ts)
-        cached = self._open.get((customer.id, day))
-        if cached is None:
-            return False
-        tier_start, bill = cached
-        if bill.last_start != a.ts - INTERVAL_S or day > today or b.ts >= book.day_bounds(day)[1]:
-            return False
         acc = book.accounts.get(customer.id)
-        if acc is None or tier_start != acc.tier:
+        if acc is None:
             return False
-        closed = acc.closed_through
-        if closed is None:
-            if book.local_date(anchors.first or 0) != day:
+        if acc.tier is not newest.tier_seen or acc.closed_through is not newest.closed_seen:
+            if newest.tier_start != acc.tier:
                 return False
-        elif book.next_day(closed) != day:
-            return False
+            closed = acc.closed_through
+            if closed is None:
+                if book.local_date(anchors.first or 0) != newest.day:
+                    return False
+            elif book.next_day(closed) != newest.day:
+                return False
+            newest.tier_seen, newest.closed_seen = acc.tier, closed  # (both change only by replacement)
         imp = b.imp - a.imp
         if imp < 0:
             anchors.anomalies += 1
             imp = 0
         exp = b.exp - a.exp  # type: ignore[operator]  # newest_step: both carry one
         price_one(bill, a.ts, imp, exp if exp > 0 else 0, book.timeline, customer.tariff, book.clock)
-        delta = round_fen(bill.tou_exact + bill.adder_exact + bill.export_exact) - acc.debited.get(day, 0)
+        delta = round_fen(bill.tou_exact + bill.adder_exact + bill.export_exact) - acc.debited.get(
+            newest.day, 0
+        )
         if delta:
-            debits.append([customer.id, day, delta, acc.balance - delta])
+            debits.append([customer.id, newest.day, delta, acc.balance - delta])
         anchors.dirty_from = None
         return True
 

@@ -44,6 +44,8 @@ def _split(total: int, n: int) -> list[int]:
 class MeterAnchors:
     """The anchors of one meter, by time."""
 
+    __slots__ = ("_rows", "_times", "anomalies", "dirty_from")
+
     def __init__(self) -> None:
         self._times: list[int] = []
         self._rows: dict[int, Anchor] = {}
@@ -60,6 +62,11 @@ class MeterAnchors:
     @property
     def last(self) -> int | None:
         return self._times[-1] if self._times else None
+
+    def is_newest(self, ts: int) -> bool:
+        """True when ``ts`` is after every anchor known (or none is)."""
+        times = self._times
+        return not times or ts > times[-1]
 
     def get(self, ts: int) -> Anchor | None:
         return self._rows.get(ts)

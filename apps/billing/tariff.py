@@ -195,6 +195,13 @@ class _Cursor:
     terms: tuple[Contract, Tariff] | None
     year_key: str
     month_key: str
+    # what price_one reads of the terms for every interval, looked up once here
+    slot_periods: tuple[Period, ...] = ()
+    slot_prices: tuple[int, ...] = ()
+    export_mode: str = "none"
+    export_price: int = 0
+    tiers: Tiers | None = None
+    annual: bool = False
 
 
 _KEYS: dict[tuple[int, int, int], tuple[str, str]] = {}
@@ -260,9 +267,16 @@ def _cursor(
     year_key, month_key = _keys(year, month, tiers)
     day = clock.regular_day(start)
     until = min(timeline.next_edge(start), day[1] if day is not None else start + 1)
+    day_start, version = start - minute * 60, timeline.version
+    if terms is None:
+        return _Cursor(until, version, model_tariff, day_start, month, terms, year_key, month_key)
+    tariff = terms[1]
+    season = tariff.season_of_month[month - 1]
     return _Cursor(
-        until, timeline.version, model_tariff, start - minute * 60, month, terms, year_key, month_key
-    )
+        until, version, model_tariff, day_start, month, terms, year_key, month_key,
+        season.slot_periods, season.slot_prices, tariff.export.mode, tariff.export.price,
+        tiers, tiers is not None and tiers.basis == "annual",
+    )  # fmt: skip
 
 
 def price(
@@ -317,29 +331,28 @@ def price_one(
     if terms is None:
         bill.unbilled_units += imp
         return
-    contract, tariff = terms
+    contract = terms[0]
     if contract is not bill.last_contract:
         bill.last_contract = contract
         if not bill.contracts or bill.contracts[-1] != contract.key:
             bill.contracts.append(contract.key)
-    season = tariff.season_of_month[cursor.month - 1]
     slot = (start - cursor.day_start) // INTERVAL_S
-    export = tariff.export
-    if export.mode == "net":
+    mode = cursor.export_mode
+    if mode == "net":
         billed = imp - exp if imp > exp else 0
         credited = exp - imp if exp > imp else 0
     else:
         billed = imp
-        credited = exp if export.mode == "feed_in" else 0
-    bill.kwh[season.slot_periods[slot]] += billed
-    bill.tou_exact += billed * season.slot_prices[slot]
+        credited = exp if mode == "feed_in" else 0
+    bill.kwh[cursor.slot_periods[slot]] += billed
+    bill.tou_exact += billed * cursor.slot_prices[slot]
     if credited:
         bill.export_units += credited
-        bill.export_exact -= credited * export.price
-    tiers = tariff.tiers
+        bill.export_exact -= credited * cursor.export_price
+    tiers = cursor.tiers
     tier_units = bill.tier_units
     if tiers is not None:
-        before = tier.year_units if tiers.basis == "annual" else tier.month_units
+        before = tier.year_units if cursor.annual else tier.month_units
         bounds = tiers.bounds
         if len(tier_units) <= len(bounds):
             tier_units.extend([0] * (len(bounds) + 1 - len(tier_units)))

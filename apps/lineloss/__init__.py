@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from .service import run_lineloss
-
 
 async def run(ctx: Any, config: dict[str, Any]) -> None:
+    # Imported when the app starts: ``ttu cloud lineloss`` and the dashboard load
+    # ``apps.lineloss.cloud`` / ``.dashboard`` through this package without the app (nor numpy).
+    from .service import run_lineloss
+
     await run_lineloss(ctx, config)

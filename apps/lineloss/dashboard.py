@@ -3,23 +3,37 @@ the anomaly list.
 
 Layer: apps (lineloss). ``data(results, terminal)`` runs in the cloud stub (over the stored
 ``lineloss`` stream, through ``report.chart``); ``SCRIPT`` defines ``render(element, data)`` in
-the page: an SVG line per scope (station bold), the high-loss and negative-loss thresholds as
-dashed lines, the economic band shaded, and a table of anomalies (date, kind, target, branch,
-confidence, evidence). Plain DOM, no libraries. Must not import the simulator.
+the page: an SVG line per scope (station bold, branches, meter boxes with a box terminal thin
+and dotted), the high-loss and negative-loss thresholds as dashed lines, the economic band
+shaded, and a table of anomalies (date, kind, target, branch, confidence, evidence). Plain DOM,
+no libraries. Must not import the simulator.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+from protocols.cloud import Panel, ResultReader
+
+from .cloud import STREAM, bodies
 from .report import chart
 
 TITLE = "Line loss (线损)"
 
 
-def data(terminal: str, bodies: Iterable[Any]) -> dict[str, Any]:
-    return chart(terminal, bodies)
+def data(terminal: str, messages: Iterable[Any]) -> dict[str, Any]:
+    return chart(terminal, messages)
+
+
+def panel_data(results: ResultReader, query: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """``/api/panels/lineloss?terminal=T``: the chart of ``T`` (default: the terminal that sent the
+    newest line-loss result)."""
+    terminal = next(iter(query.get("terminal") or ()), "")
+    if not terminal:
+        newest = results.latest(STREAM)
+        terminal = newest.terminal if newest is not None else ""
+    return data(terminal, bodies(results, terminal) if terminal else [])
 
 
 SCRIPT = r"""
@@ -28,7 +42,7 @@ function render(element, data) {
   const W = 720, H = 300, L = 56, R = 110, T = 16, B = 36;
   element.innerHTML = "";
   const head = document.createElement("h3");
-  head.textContent = "Daily loss rate per branch, terminal " + (data.terminal || "?");
+  head.textContent = "Daily loss rate per branch and meter box, terminal " + (data.terminal || "?");
   element.appendChild(head);
   const dates = data.dates || [];
   const th = data.thresholds || {};
@@ -73,16 +87,22 @@ function render(element, data) {
   dates.forEach((d, i) => add("text", {x: x(i), y: H - B + 16, "font-size": 10,
                                        "text-anchor": "middle"}, d.slice(5)));
   const palette = ["#333", "#e37400", "#188038", "#9334e6", "#d01884", "#12b5cb", "#b06000", "#5f6368"];
+  const levels = data.levels || {};
+  const width = {station: 3, branch: 1.5, box: 1};
   let n = 0;
   for (const [scope, rows] of Object.entries(data.series || {})) {
-    const colour = scope === "station" ? "#000" : palette[(n++ % (palette.length - 1)) + 1];
+    const level = levels[scope] || (scope === "station" ? "station" : "branch");
+    const colour = level === "station" ? "#000" : palette[(n++ % (palette.length - 1)) + 1];
     const pts = rows.filter((r) => typeof r[1] === "number").map((r) => [x(dates.indexOf(r[0])), y(r[1])]);
     if (!pts.length) continue;
-    add("polyline", {points: pts.map((p) => p.join(",")).join(" "), fill: "none", stroke: colour,
-                     "stroke-width": scope === "station" ? 3 : 1.5, "class": "series", "data-scope": scope});
-    for (const p of pts) add("circle", {cx: p[0], cy: p[1], r: 2.5, fill: colour});
+    const line = {points: pts.map((p) => p.join(",")).join(" "), fill: "none", stroke: colour,
+                  "stroke-width": width[level] || 1.5, "class": "series series-" + level,
+                  "data-scope": scope, "data-level": level};
+    if (level === "box") line["stroke-dasharray"] = "3 3";  // meter boxes: thin, dotted
+    add("polyline", line);
+    for (const p of pts) add("circle", {cx: p[0], cy: p[1], r: level === "box" ? 2 : 2.5, fill: colour});
     const last = pts[pts.length - 1];
-    add("text", {x: last[0] + 4, y: last[1] - 4, "font-size": 10, fill: colour}, scope);
+    add("text", {x: last[0] + 4, y: last[1] - 4, "font-size": level === "box" ? 9 : 10, fill: colour}, scope);
   }
   element.appendChild(svg);
   const table = document.createElement("table");
@@ -107,4 +127,6 @@ function render(element, data) {
 }
 """
 
-__all__ = ["SCRIPT", "TITLE", "data"]
+PANEL = Panel("lineloss", TITLE, panel_data, SCRIPT, order=40)
+
+__all__ = ["PANEL", "SCRIPT", "TITLE", "data", "panel_data"]

@@ -80,22 +80,27 @@ def summary(terminal: str, bodies: Iterable[Any]) -> dict[str, Any]:
 
 
 def chart(terminal: str, bodies: Iterable[Any]) -> dict[str, Any]:
-    """What the dashboard panel draws: the daily loss rate per scope (station and branches) by
-    date, the thresholds the terminal classified with, and the newest anomalies."""
+    """What the dashboard panel draws: the daily loss rate per scope (the station, every branch and
+    every meter box with a box terminal) by date, each scope's level, the thresholds the terminal
+    classified with, and the newest anomalies."""
     bodies = list(bodies)
     newest = newest_days(bodies)
     series: dict[str, list[list[Any]]] = {}
+    levels: dict[str, str] = {}
     thresholds: Mapping[str, Any] = {}
     for date, message in sorted(newest.items()):
         thresholds = message.get("thresholds") or thresholds
         for r in message.get("days") or ():
-            if isinstance(r, Mapping) and r.get("level") in ("station", "branch"):
-                series.setdefault(str(r.get("scope")), []).append([date, r.get("loss_rate"), r.get("class")])
+            if isinstance(r, Mapping) and r.get("level") in ("station", "branch", "box"):
+                scope = str(r.get("scope"))
+                levels[scope] = str(r.get("level"))
+                series.setdefault(scope, []).append([date, r.get("loss_rate"), r.get("class")])
     report = summary(terminal, bodies)
     return {
         "terminal": terminal,
         "dates": sorted(newest),
         "series": series,
+        "levels": levels,
         "thresholds": dict(thresholds),
         "anomalies": report["anomalies"][-50:][::-1],
     }

@@ -8,7 +8,7 @@ The arithmetic is pure (``engine``); this module decides when, and says what cam
 
 * bus ``lineloss/day`` (retained): the newest day message; ``lineloss/anomaly``: each anomaly
   new in a revision or an early look; ``lineloss/interval``: each completed 15-min interval
-  (station, branches);
+  (station, branches, boxes with a box terminal);
 * uplink stream ``lineloss``: ``{"type": "day", "date", "revision", "computed_at", "station",
   "thresholds", "days": [...], "anomalies": [...]}`` and ``{"type": "intervals", "date",
   "revision", "start", "step_s", "scopes", "supply_kwh", "loss_kwh", "loss_rate", "coverage"}``;
@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from runtime.api import AppContext
 from runtime.bus import Overflow
 from runtime.scheduler import Aligned, CatchUp, Slot
 
@@ -54,7 +55,7 @@ from .window import Day
 
 STREAM = "lineloss"
 TICK_S = 300
-INTERVAL_LEVELS = ("station", "branch")
+INTERVAL_LEVELS = ("station", "branch", "box")
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ class _Computed:
 
 @dataclass
 class LineLossService:
-    ctx: Any
+    ctx: AppContext
     config: Config
     book: Book = field(init=False)
     records: Records | None = None
@@ -382,7 +383,7 @@ class LineLossService:
                 self.ctx.bus.publish("lineloss/anomaly", a)
 
     async def _intervals(self, now: float) -> None:
-        """Each newly completed 15-min interval of today: station and branch figures on the bus."""
+        """Each newly completed 15-min interval of today: station, branch and box figures on the bus."""
         if self.layout is None:
             return
         today = self.local_date(now)
@@ -460,7 +461,7 @@ def _num(x: float) -> float | None:
     return None if x != x else round(float(x), 4)  # NaN -> None
 
 
-async def run_lineloss(ctx: Any, config: dict[str, Any]) -> None:
+async def run_lineloss(ctx: AppContext, config: dict[str, Any]) -> None:
     service = LineLossService(ctx, Config.parse(config))
     await service.start()
     async with asyncio.TaskGroup() as tg:

@@ -7,10 +7,13 @@ evidence, ``service.py`` runs it and reports on the uplink stream ``outage``.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runtime.api import AppContext
 
 
-async def run(ctx: Any, config: dict[str, Any]) -> None:
+async def run(ctx: AppContext, config: dict[str, Any]) -> None:
     # Imported when the app starts: ``ttu cloud outages`` loads ``apps.outage.cloud`` through
     # this package without the app itself.
     from .service import run_outage

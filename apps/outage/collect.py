@@ -38,7 +38,7 @@ from .evidence import (
     Source,
     Window,
 )
-from .members import PHASES, Group, Members
+from .members import PHASES, Group, Level, Members
 
 TRANSFORMER = "transformer"  # acquisition's device id of the metrology unit's readings
 
@@ -140,12 +140,14 @@ class Translator:
         volts = _phase_volts(rows)
         if device == TRANSFORMER:
             return self.phase_volts(volts, ts, received, source="metrology", sampled=True)
-        if device in self.members.branch_units and volts:
-            g = Group("branch", self.members.branch_units[device])
-            return [GroupSupply(g, self._any_live(volts), self._polled(ts), received, "branch_unit")]
-        if device in self.members.box_terminals and volts:
-            g = Group("box", self.members.box_terminals[device])
-            return [GroupSupply(g, self._any_live(volts), self._polled(ts), received, "box_terminal")]
+        watchers: tuple[tuple[Level, Source, Mapping[str, str]], ...] = (
+            ("branch", "branch_unit", self.members.branch_units),
+            ("box", "box_terminal", self.members.box_terminals),
+        )
+        for level, source, watched in watchers:  # a device that watches one group's voltage
+            if device in watched and volts:
+                g = Group(level, watched[device])
+                return [GroupSupply(g, self._any_live(volts), self._polled(ts), received, source)]
         if device in self.members.meters:
             return [ReadResult(device, True, ts, received)]
         return []
@@ -153,21 +155,21 @@ class Translator:
     # ---- acquisition: meter/<id>/health and meter/<id>/relay
 
     def health(self, device: str, payload: Any, received: float) -> list[Evidence]:
-        if not isinstance(payload, Mapping) or not isinstance(payload.get("online"), bool):
+        said = _flag(payload, "online", received)
+        if said is None:
             return self._reject()
-        at = _num(payload.get("at")) or received
+        online, at = said
         if device not in self.members.meters:
             return []
         src: Source = "hplc" if payload.get("port") == "hplc" else "rs485"
-        return [ReadResult(device, bool(payload["online"]), at, received, src)]
+        return [ReadResult(device, online, at, received, src)]
 
     def relay(self, device: str, payload: Any, received: float) -> list[Evidence]:
-        if not isinstance(payload, Mapping) or not isinstance(payload.get("open"), bool):
+        said = _flag(payload, "open", received)
+        if said is None:
             return self._reject()
-        at = _num(payload.get("at")) or received
-        return [
-            RelayState(device, bool(payload["open"]), at, received, str(payload.get("cause") or "unknown"))
-        ]
+        is_open, at = said
+        return [RelayState(device, is_open, at, received, str(payload.get("cause") or "unknown"))]
 
     def probe_reply(self, reply: Any, received: float, *, records: bool = False) -> list[Evidence]:
         """``acquisition/probe`` reply ``{"at", "answered": [...], "silent": [...]}``; with
@@ -229,6 +231,14 @@ def _num(x: Any) -> float | None:
     if isinstance(x, bool) or not isinstance(x, int | float):
         return None
     return float(x)
+
+
+def _flag(payload: Any, name: str, received: float) -> tuple[bool, float] | None:
+    """``(payload[name], payload["at"])`` of a message that states one flag at a time (the time
+    it was received when it gives none); None when it is not such a message."""
+    if not isinstance(payload, Mapping) or not isinstance(payload.get(name), bool):
+        return None
+    return bool(payload[name]), _num(payload.get("at")) or received
 
 
 def _phase_volts(rows: Sequence[Any]) -> dict[str, float]:

@@ -221,13 +221,15 @@ class OutageService:
                 self._publish_state()
 
     async def publish(self, changed: list[Outage]) -> None:
-        """Uplink first (durable in the outbox), then the bus."""
+        """Uplink first (durable in the outbox, every change of one step in one transaction: the
+        last of ten waits for one commit, not ten), then the bus."""
         now = self._ctx.clock.now()
-        for o in changed:
-            body = {**o.to_json(), "computed_at": now}
-            for message in paged_lists(body, REPORT_LISTS):  # a station-wide outage of 2,000 meters
-                await self._ctx.uplink.send(STREAM, message)
-            self.counters["reports"] += 1
+        bodies = [{**o.to_json(), "computed_at": now} for o in changed]
+        # a station-wide outage of 2,000 meters is paged over its meter lists
+        messages = [m for body in bodies for m in paged_lists(body, REPORT_LISTS)]
+        await self._ctx.uplink.send_many(STREAM, messages)
+        self.counters["reports"] += len(bodies)
+        for o, body in zip(changed, bodies, strict=True):
             self._ctx.bus.publish("outage/report", body)
             self._log.info(
                 "outage %s: %s %s %s, %d meters (%s)",

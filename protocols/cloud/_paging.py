@@ -97,14 +97,14 @@ def joined(messages: Sequence[Mapping[str, Any]], key: str) -> list[Any] | None:
 
 
 def paged_lists(
-    body: Mapping[str, Any], keys: Sequence[str], *, limit: int = MAX_MESSAGE_BYTES
+    body: Mapping[str, Any], keys: Sequence[str] | None = None, *, limit: int = MAX_MESSAGE_BYTES
 ) -> list[dict[str, Any]]:
-    """``body`` as it is when it fits one message; else its lists under ``keys`` cut over several
-    messages, each ``{**head, k: slice for k in keys, "part": i, "parts": n}`` (``joined_rows``
-    puts them back). A key whose value is not a list stays in the head."""
+    """``body`` as it is when it fits one message; else its lists under ``keys`` (None: every list
+    it holds) cut over several messages, each ``{**head, k: slice for k in keys, "part": i,
+    "parts": n}`` (``joined_rows`` puts them back). A key whose value is not a list stays in the head."""
     if json_size(dict(body)) <= limit:
         return [dict(body)]
-    lists = [k for k in keys if isinstance(body.get(k), list)]
+    lists = [k for k in (body if keys is None else keys) if isinstance(body.get(k), list)]
     head = {k: v for k, v in body.items() if k not in lists}
     items = [(k, v) for k in lists for v in body[k]]
     budget = page_budget({**head, **{k: [] for k in lists}}, limit=limit)
@@ -115,17 +115,19 @@ def paged_lists(
     ]
 
 
-def joined_rows(rows: Iterable[StoredResult], keys: Sequence[str]) -> list[StoredResult]:
+def joined_rows(rows: Iterable[StoredResult], keys: Sequence[str] | None = None) -> list[StoredResult]:
     """A stream's stored rows with every paged result (``paged_lists``) joined into one row (the
     newest part's, lists concatenated in part order); a result with a part missing is left out;
-    rows without ``parts`` pass as they are. Order: as given, a joined result where its first part was."""
+    rows without ``parts`` pass as they are. ``keys``: the paged lists (None: every list value).
+    Order: as given, a joined result where its first part was."""
     out: list[StoredResult | tuple[str, str]] = []
     groups: dict[tuple[str, str], list[StoredResult]] = {}
     for row in rows:
         if "parts" not in row.body:
             out.append(row)
             continue
-        head = {k: v for k, v in row.body.items() if k not in keys and k not in ("part", "parts")}
+        paged = [k for k, v in row.body.items() if isinstance(v, list)] if keys is None else keys
+        head = {k: v for k, v in row.body.items() if k not in paged and k not in ("part", "parts")}
         key = (row.terminal, json.dumps(head, sort_keys=True, default=str))
         if key not in groups:
             out.append(key)
@@ -138,7 +140,7 @@ def joined_rows(rows: Iterable[StoredResult], keys: Sequence[str]) -> list[Store
         group = groups[item]
         body = dict(max(group, key=lambda r: r.seq).body)
         complete = True
-        for k in keys:
+        for k in [k for k, v in body.items() if isinstance(v, list)] if keys is None else keys:
             if isinstance(body.get(k), list):
                 values = joined([r.body for r in group], k)
                 complete = complete and values is not None

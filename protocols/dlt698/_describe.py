@@ -10,22 +10,13 @@ from typing import Any
 
 from protocols.dlt698 import _apdu as A  # noqa: N812 - short, reads like a namespace
 from protocols.dlt698._axdr import OAD, Data, dar_name, plain
-from protocols.dlt698._frame import FUNCTIONS, START, count_preamble, decode, encode
+from protocols.dlt698._frame import FUNCTIONS, count_preamble, decode, encode
 from protocols.dlt698._objects import values
 from protocols.dlt698._wire import PROTOCOL
 from protocols.errors import EncodeError, ProtocolError
 
 Description = dict[str, Any]
 _LINK_KINDS = {0: "login", 1: "heartbeat", 2: "logout"}
-
-
-def looks_like(raw: bytes) -> bool:
-    """A 698 frame: 68, then L and AF such that HCS sits where the header says (not 645's 68 at +7)."""
-    start = count_preamble(raw)
-    if len(raw) < start + 12 or raw[start] != START:
-        return False
-    length = (raw[start + 1] | (raw[start + 2] << 8)) & 0x3FFF
-    return length + 2 == len(raw) - start and raw[-1] == 0x16
 
 
 def _data(oad: OAD, data: Data) -> Any:
@@ -189,4 +180,4 @@ def describe_dlt698(raw: bytes) -> Description:
     return out
 
 
-__all__ = ["apdu_fields", "describe_dlt698", "looks_like"]
+__all__ = ["apdu_fields", "describe_dlt698"]

@@ -57,7 +57,8 @@ def _run(args: argparse.Namespace) -> int:
             source=str(args.board),
         )
     try:
-        asyncio.run(_main(Terminal(board, clock=LoopClock(), apps_dir=args.apps_dir)))
+        terminal = Terminal(board, clock=LoopClock(), apps_dir=args.apps_dir, settle_heap=True)
+        asyncio.run(_main(terminal))
     except TerminalDied as err:
         # logged with its traceback where it happened; the service manager restarts us on this
         print(f"ttu run: {err}", file=sys.stderr)

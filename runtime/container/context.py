@@ -294,6 +294,10 @@ class ScopedUplink:
         check_stream(self._m, self._violations, stream)
         return await self._uplink.send(stream, body)
 
+    async def send_many(self, stream: str, bodies: Sequence[dict[str, Any]]) -> list[str]:
+        check_stream(self._m, self._violations, stream)
+        return await self._uplink.send_many(stream, bodies)
+
     def register_command(self, name: str, handler: CommandHandler) -> None:
         self._uplink.register_command(name, handler)
         self._commands.append(name)

@@ -63,6 +63,7 @@ def _json(value: JSON, what: str) -> str:
 #: key-value values up to this many characters of JSON are kept in memory (read/write-through)
 KV_CACHED_CHARS = 4096
 
+
 class Store:
     """Async facade over one sqlite file. Open with ``await Store.open(path, clock=..., limits=...)``.
 
@@ -384,28 +385,43 @@ class Store:
         ``terminal`` is the terminal id that prefixes the idempotency key. A body whose JSON is
         over ``max_bytes`` raises ``MessageTooLarge`` and is not stored.
         """
-        text = _json(body, f"outbox {stream} body")
+        (entry,) = await self.outbox_append_many(stream, [body], terminal=terminal, max_bytes=max_bytes)
+        return entry
+
+    async def outbox_append_many(
+        self, stream: str, bodies: Sequence[dict[str, Any]], *, terminal: str, max_bytes: int | None = None
+    ) -> list[OutboxEntry]:
+        """``outbox_append`` of several messages in order, in ONE transaction (one commit, one
+        fsync): all are stored or none is (a body over ``max_bytes`` refuses them all)."""
+        texts = [_json(body, f"outbox {stream} body") for body in bodies]
         if max_bytes is not None:
-            size = len(text.encode())
-            if size > max_bytes:
-                raise MessageTooLarge(stream, size, max_bytes)
+            for text in texts:
+                size = len(text.encode())
+                if size > max_bytes:
+                    raise MessageTooLarge(stream, size, max_bytes)
         ts = self._clock.now()
 
-        def work(conn: sqlite3.Connection) -> OutboxEntry:
+        def work(conn: sqlite3.Connection) -> list[OutboxEntry]:
             row = conn.execute("SELECT last_seq FROM outbox_seq WHERE stream = ?", (stream,)).fetchone()
-            seq = 1 if row is None else int(row[0]) + 1
+            last = 0 if row is None else int(row[0])
+            entries = []
+            for body, text in zip(bodies, texts, strict=True):
+                last += 1
+                key = f"{terminal}:{stream}:{last}"
+                cur = conn.execute(
+                    "INSERT INTO outbox (stream, seq, key, ts, body) VALUES (?, ?, ?, ?, ?)",
+                    (stream, last, key, ts, text),
+                )
+                entries.append(OutboxEntry(int(cur.lastrowid or 0), stream, last, key, ts, body))
             conn.execute(
                 "INSERT INTO outbox_seq (stream, last_seq) VALUES (?, ?)"
                 " ON CONFLICT (stream) DO UPDATE SET last_seq = excluded.last_seq",
-                (stream, seq),
+                (stream, last),
             )
-            key = f"{terminal}:{stream}:{seq}"
-            cur = conn.execute(
-                "INSERT INTO outbox (stream, seq, key, ts, body) VALUES (?, ?, ?, ?, ?)",
-                (stream, seq, key, ts, text),
-            )
-            return OutboxEntry(int(cur.lastrowid or 0), stream, seq, key, ts, body)
+            return entries
 
+        if not bodies:
+            return []
         return await self._run(self._write, work)
 
     async def outbox_pending(self, stream: str | None = None, limit: int = 100) -> list[OutboxEntry]:

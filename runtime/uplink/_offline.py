@@ -10,6 +10,7 @@ configured. There is no downlink, so registered commands are only remembered (an
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 from protocols.cloud import MAX_MESSAGE_BYTES, StreamPriority
@@ -31,12 +32,17 @@ class OutboxOnlyUplink:
 
     async def send(self, stream: str, body: dict[str, Any]) -> str:
         """Append ``body`` durably to the outbox of ``stream``; return its idempotency key."""
+        (key,) = await self.send_many(stream, [body])
+        return key
+
+    async def send_many(self, stream: str, bodies: Sequence[dict[str, Any]]) -> list[str]:
+        """``send`` of several bodies in order, in one store transaction; their keys."""
         _check_stream(stream)
-        entry = await self._store.outbox_append(
-            stream, body, terminal=self.terminal_id, max_bytes=MAX_MESSAGE_BYTES
+        entries = await self._store.outbox_append_many(
+            stream, bodies, terminal=self.terminal_id, max_bytes=MAX_MESSAGE_BYTES
         )
-        self.queued += 1
-        return entry.key
+        self.queued += len(entries)
+        return [entry.key for entry in entries]
 
     def declare_stream(self, stream: str, *, priority: StreamPriority | str) -> None:
         """Checked and forgotten: with no sender there is nothing to order."""

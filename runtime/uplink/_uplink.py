@@ -32,7 +32,7 @@ import asyncio
 import contextlib
 import logging
 import ssl
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -180,15 +180,23 @@ class Uplink:
         ``Event.to_json()``; other streams free JSON objects of at most ``MAX_MESSAGE_BYTES``
         (``MessageTooLarge`` otherwise: nothing is stored).
         """
+        (key,) = await self.send_many(stream, [body])
+        return key
+
+    async def send_many(self, stream: str, bodies: Sequence[dict[str, Any]]) -> list[str]:
+        """``send`` of several bodies in order, durable together in one store transaction (one
+        fsync, not one each: what one decision produced goes up at once); their keys."""
         _check_stream(stream)
-        entry = await self._store.outbox_append(
-            stream, body, terminal=self.terminal_id, max_bytes=MAX_MESSAGE_BYTES
+        entries = await self._store.outbox_append_many(
+            stream, bodies, terminal=self.terminal_id, max_bytes=MAX_MESSAGE_BYTES
         )
-        self._delivery.appended(stream, entry.seq)
+        if not entries:
+            return []
+        self._delivery.appended(stream, entries[-1].seq)
         self._wake.set()
         if not self._connected and self._delivery.priority(stream) is StreamPriority.URGENT:
             self._urgent.set()  # do not let it wait out a long reconnect backoff
-        return entry.key
+        return [entry.key for entry in entries]
 
     def declare_stream(self, stream: str, *, priority: StreamPriority | str) -> None:
         """How urgent ``stream`` is: ``urgent`` streams (outage reports, alarms) overtake any

@@ -63,6 +63,9 @@ class FakeUplink:
         self.sent.append((stream, body))
         return f"k{len(self.sent)}"
 
+    async def send_many(self, stream: str, bodies: Sequence[dict[str, Any]]) -> list[str]:
+        return [await self.send(stream, body) for body in bodies]
+
     def register_command(self, name: str, handler: Callable[[dict[str, Any]], Any]) -> None:
         self.commands[name] = handler
 

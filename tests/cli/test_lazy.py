@@ -65,3 +65,39 @@ def test_the_copies_the_parser_keeps_to_stay_light_agree_with_their_sources(
         main(["app", "verify", "--help"])
     text = "".join(capsys.readouterr().out.split())
     assert ",".join(sorted(HAL_CAPABILITIES)) in text
+
+
+CODECS = {"dlt645": "protocols.dlt645", "dlt698": "protocols.dlt698", "gdw1376.2": "protocols.gdw1376_2"}
+FRAMES = {  # one real frame of each (tests/protocols/vectors)
+    "dlt645": "6886200500000068910833333433A876B733E916",
+    "dlt698": "68 17 00 43 05 02 00 00 00 00 00 10 48 5E 05 01 15 F1 01 02 00 00 1A 00 16",
+}
+
+
+def loaded_after_decoding(args: list[str]) -> tuple[dict[str, object], set[str]]:
+    """The first JSON line ``ttu frame decode ARGS`` prints, and the modules it had loaded."""
+    code = (
+        "import contextlib, io, json, sys, runtime.cli as c; out = io.StringIO()\n"
+        "with contextlib.redirect_stdout(out): c.main(['frame', 'decode', *sys.argv[1:]])\n"
+        "print(json.dumps([out.getvalue().splitlines()[0], sorted(sys.modules)]))"
+    )
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, cwd=REPO, check=True)
+    line, modules = json.loads(done.stdout)
+    return json.loads(line), set(modules)
+
+
+@pytest.mark.parametrize("protocol", sorted(FRAMES))
+@pytest.mark.parametrize("named", [False, True])
+def test_frame_decode_imports_only_the_codec_of_the_frame(protocol: str, named: bool) -> None:
+    args = [f"--protocol={protocol}"] if named else []
+    result, modules = loaded_after_decoding([*args, FRAMES[protocol]])
+    assert result["ok"] and result["protocol"] == protocol
+    assert CODECS[protocol] in modules
+    others = [CODECS[p] for p in CODECS if p != protocol]
+    assert not [m for m in modules for o in others if m == o or m.startswith(o + ".")]
+
+
+def test_the_protocol_names_inspect_keeps_to_stay_light_are_the_codecs_own() -> None:
+    from protocols import dlt645, dlt698, gdw1376_2, inspect
+
+    assert inspect.PROTOCOLS == (dlt645.PROTOCOL, dlt698.PROTOCOL, gdw1376_2.PROTOCOL)

@@ -16,7 +16,7 @@ QUARTER = 900
 
 
 def test_module_led_rounds_bring_every_curve_point_and_the_daily_freeze(sim_world: WorldFactory) -> None:
-    config = {"hplc_reading": "module", "route_events_every": 1}
+    config = {"hplc_reading": "module", "route_realtime_every": 1, "route_events_every": 1}
     run = sim_world(hours=2.25, hplc_meters=30, apps={"acquisition": config})
     hplc = {row["meter_id"] for row in run.truth("topology.csv") if row["channel"] == "hplc"}
     assert len(hplc) == 30

@@ -37,3 +37,13 @@ def test_paged_lists_leave_a_small_body_alone_and_join_a_big_one_per_revision() 
     got = [r.body for r in joined_rows(rows, ("meters", "lit", "still_dark"))]
     assert got == [small, big]
     assert [r.body for r in joined_rows(rows[:-1], ("meters", "lit", "still_dark"))] == [small]
+
+
+def test_paged_lists_without_keys_page_every_list_and_join_back() -> None:
+    body = {"type": "intervals", "date": "2024-06-01", "scopes": [f"X{i:03d}" for i in range(300)],
+            "loss_kwh": [[0.125] * 96 for _ in range(300)], "step_s": 900}  # fmt: skip
+    parts = paged_lists(body, limit=20_000)
+    assert len(parts) > 3 and all(json_size(p) <= 20_000 for p in parts)
+    rows = [StoredResult("T", "s", f"k{i}", i, 0.0, 0.0, b) for i, b in enumerate(reversed(parts), 1)]
+    (got,) = joined_rows(rows)
+    assert got.body == body

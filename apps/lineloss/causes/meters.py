@@ -63,7 +63,7 @@ def check_meters(layout: Layout, window: list[Day], settings: MeterSettings) -> 
     if not window:
         return []
     rows = np.arange(layout.n)
-    out = stopped_registers(layout, window[-1], settings)
+    out = stopped_registers(layout, window[-settings.window_days :], settings)
     stopped = {c.meter for c in out}
     days = window[-settings.window_days :]
     reg, pw, n, spread = _valid_sums(days, rows)
@@ -89,36 +89,68 @@ def still(layout: Layout, day: Day) -> np.ndarray:
         return np.asarray(np.nan_to_num(gross, nan=np.inf) < half)
 
 
-def stopped_registers(layout: Layout, day: Day, settings: MeterSettings) -> list[MeterCheck]:
-    """Meters whose register stood still from some interval up to the last one read of ``day``
-    (the day may still be going on) while their own V x I x PF showed ``stopped_min_kwh``."""
-    flat = still(layout, day)
-    power = np.nan_to_num(np.abs(day.power))
-    read = ~np.isnan(day.intervals.forward)
-    width = flat.shape[1]
-    end = np.where(read.any(axis=1), width - 1 - np.argmax(read[:, ::-1], axis=1), -1)  # last read
+def stopped_registers(layout: Layout, days: list[Day], settings: MeterSettings) -> list[MeterCheck]:
+    """Meters whose register stood still from some point up to the last one read (the newest day
+    may still be going on) while their own V x I x PF showed ``stopped_min_kwh``.
+
+    The still run is read on the register's own curve points across the consecutive ``days`` (a
+    register that stopped yesterday evening is still stopped at 04:00), and an unread point does
+    not end it: the register stood still across a gap when it shows the same value on both sides.
+    """
+    days = _consecutive(days)
+    if not days:
+        return []
+    points = _register_points(days)  # (n, 96 x days + 1), raw register (secondary) kWh
+    power = np.nan_to_num(np.abs(stacked(days, np.arange(layout.n), "power")))
+    half = 0.5 * RESOLUTION_KWH
     out = []
-    for i in np.nonzero(end >= 0)[0]:
-        stop = int(end[i]) + 1
-        moving = np.nonzero(~flat[i, :stop])[0]
-        first = int(moving[-1]) + 1 if len(moving) else 0
-        if first >= stop:
+    for i in range(layout.n):
+        read = np.nonzero(~np.isnan(points[i]))[0]
+        if len(read) < 2:
             continue
-        energy = float(power[i, first:stop].sum())
+        last = int(read[-1])
+        moved = read[np.abs(points[i, read] - points[i, last]) >= half]
+        first = int(read[np.searchsorted(read, moved[-1], side="right")]) if len(moved) else int(read[0])
+        if first >= last:
+            continue
+        run = power[i, first:last]
+        energy = float(run.sum())
         # enough energy, in enough intervals, for the register to have moved by several digits:
         # a register showing 0.01 kWh (of secondary energy, behind a CT) legitimately stands still
         # for a while at light load, and a net flow near zero (PV) moves it little
         digit = RESOLUTION_KWH * layout.multipliers[i]
-        strong = int((power[i, first:stop] >= 2 * digit).sum())
+        strong = int((run >= 2 * digit).sum())
         if energy >= settings.stopped_min_kwh and energy >= MIN_DIGITS * digit and strong >= MIN_STRONG:
-            gross = day.intervals.forward[i, first:stop] + day.intervals.reverse[i, first:stop]
-            since = day.readings.start + first * 900.0
-            out.append(
-                MeterCheck(
-                    int(i), "stopped", float(np.nan_to_num(gross).sum()), energy, stop - first, 1, since
-                )
-            )
+            register = float(points[i, last] - points[i, first]) * float(layout.multipliers[i])
+            since = days[0].readings.start + first * 900.0
+            spanned = len({k // 96 for k in range(first, last)})
+            out.append(MeterCheck(i, "stopped", max(register, 0.0), energy, last - first, spanned, since))
     return out
+
+
+def _consecutive(days: list[Day]) -> list[Day]:
+    """The newest days that follow one another without a missing day between them."""
+    out = days[-1:]
+    for d in reversed(days[:-1]):
+        if not 0 < out[0].readings.start - d.readings.start <= 90_000.0:
+            break
+        out.insert(0, d)
+    return out
+
+
+def _register_points(days: list[Day]) -> np.ndarray:
+    """Forward + reverse register at every curve point of consecutive ``days``, each midnight once
+    (the next day's opening point, or the day's closing one where that was not read)."""
+    pts = [d.readings.curve_forward + d.readings.curve_reverse for d in days]
+    parts = []
+    for k, p in enumerate(pts):
+        if k + 1 < len(pts):
+            opening = pts[k + 1][:, 0]
+            pts[k + 1][:, 0] = np.where(np.isnan(opening), p[:, 96], opening)  # a fresh array: safe
+            parts.append(p[:, :96])
+        else:
+            parts.append(p)
+    return np.concatenate(parts, axis=1)
 
 
 def register_ratios(layout: Layout, window: list[Day], settings: MeterSettings) -> np.ndarray:

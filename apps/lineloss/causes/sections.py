@@ -21,7 +21,11 @@ Each customer is tried as the regressor m_c after projecting out the technical t
 that explains most of the remaining variance is kept if its share β, its t statistic and its
 partial R² pass the settings, and the search repeats (greedy forward selection) for a second
 or third. A candidate that the section's own supply (a loss proportional to all load: a wrong
-ratio on the supply meter, an unmetered customer) explains as well is not a customer's.
+ratio on the supply meter, an unmetered customer) explains as well is not a customer's; when
+nobody is named for that reason, or because a rival explains a large share (>=
+``section_min_share``) nearly as well, the significant best candidate is kept as
+``unseparated``: the section's balance breaks with a load-following loss, its customer not yet
+told apart.
 Published idea: correlating each user's consumption with the loss series (GRID.md §2; Zheng
 et al., Frontiers Energy Res. 2022, doi 10.3389/fenrg.2022.892541). Must not decide the kind
 (theft or a slow meter: ``theft`` does, with the meter checks).
@@ -33,6 +37,7 @@ import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
+from numpy.typing import NDArray
 
 from ..energy import FArray
 from ..layout import Layout, Section
@@ -51,7 +56,12 @@ class FitSettings:
     min_partial_r2: float = 0.2
     min_kwh_per_day: float = 0.3
     min_margin: float = 0.3  # see ``_distinct``
-    min_intervals: int = 48
+    # a significant candidate's share from which, when another customer explains the loss nearly
+    # as well, the section is still named (no customer): twice what clean sections reach at most
+    section_min_share: float = 0.28
+    min_intervals: int = 64  # 16 h: half a day of one household is too little to name it
+    onset_step: int = 16  # a theft may begin every 4 h of the window (0: only at its start)
+    onset_min_after: int = 48  # ... with at least 12 h of data after it
     max_found: int = 3
     window_days: int = 3
 
@@ -64,6 +74,8 @@ class Candidate:
     partial_r2: float
     unmetered_kwh: float  # β x the customer's metered energy over the used intervals
     metered_kwh: float
+    onset: int = 0  # position (in the used intervals) from which its loss is fitted
+    intervals: int = 0  # used intervals from the onset on
 
 
 @dataclass
@@ -75,6 +87,12 @@ class SectionFit:
     supply_kwh: float
     found: list[Candidate] = field(default_factory=list)
     runner_up: Candidate | None = None  # best alternative to the first one found
+    #: nobody named, yet the loss follows load past the meters: the best candidate was significant
+    #: but the section's customers together explain the loss as well (several bypasses, or a
+    #: household missing from the archive): unmetered consumption located to this section only
+    unseparated: Candidate | None = None
+    unseparated_why: str = ""
+    unseparated_rival: Candidate | None = None
 
     @property
     def margin(self) -> float:
@@ -151,40 +169,88 @@ def fit_section(
     if swap:  # a stopped register is no candidate: its energy is in the regressors above
         m = m.copy()
         m[[k for k, i in enumerate(section.customers) if int(i) in substitute]] = 0.0
+    onsets = _onsets(n, settings)
+    # candidate (customer c, onset g): c's energy from the g-th onset on -- a theft begins some
+    # time; fitted over the whole window its share would be diluted by the time before
+    masks = np.arange(n)[None, :] >= onsets[:, None]  # (G, n)
+    cand_m = (m[:, None, :] * masks[None, :, :]).reshape(-1, n)  # (C x G, n)
+    groups = len(onsets)
     chosen: set[int] = set()
+    partner: int | None = None
     for step in range(settings.max_found):
         q, _ = np.linalg.qr(np.column_stack(base))
         r = y - q @ (q.T @ y)
         ssr = float(r @ r)
         if ssr <= 0:
             break
-        mp = m - (m @ q) @ q.T  # customers with the current regressors projected out
+        mp = cand_m - (cand_m @ q) @ q.T  # candidates with the current regressors projected out
         num = mp @ r
         den = np.einsum("ij,ij->i", mp, mp)
-        usable = den > 1e-9 * np.maximum(np.einsum("ij,ij->i", m, m), 1e-12)
+        usable = den > 1e-9 * np.maximum(np.einsum("ij,ij->i", cand_m, cand_m), 1e-12)
         beta = np.divide(num, den, out=np.zeros_like(num), where=usable)
         gain = np.divide(num * num, den, out=np.zeros_like(num), where=usable)
-        gain[list(chosen)] = 0.0
         gain[beta <= 0] = 0.0
-        order = np.argsort(-gain)
+        per = gain.reshape(-1, groups)
+        per[list(chosen)] = 0.0
+        onset_of = np.argmax(per, axis=1)  # each customer's best onset
+        best_gain = per[np.arange(len(per)), onset_of]
+        order = np.argsort(-best_gain)
         best = int(order[0])
-        if gain[best] <= 0:
+        if best_gain[best] <= 0:
             break
+        k = best * groups + int(onset_of[best])
         dof = max(n - len(base) - 1, 1)
-        cand = _candidate(section, best, beta, gain, den, ssr, dof, m)
+        cand = _candidate(section, best, k, beta, gain, den, ssr, dof, cand_m, onsets[onset_of[best]], n)
         rival = None
-        if len(order) > 1 and gain[int(order[1])] > 0:
-            rival = _candidate(section, int(order[1]), beta, gain, den, ssr, dof, m)
+        if len(order) > 1 and best_gain[int(order[1])] > 0:
+            j = int(order[1])
+            kj = j * groups + int(onset_of[j])
+            rival = _candidate(section, j, kj, beta, gain, den, ssr, dof, cand_m, onsets[onset_of[j]], n)
         if step == 0:
             fit.runner_up = rival
-        if not _significant(cand, settings, len(days)) or not _distinct(cand, rival, settings, len(days)):
+        named = _significant(cand, settings, len(days))
+        if partner is not None and (cand.meter != partner or not named):
+            fit.found.pop()  # it was named for a rival that does not hold up on its own: misfit
+            partner = None
             break
-        if len(section.customers) > 2 and _generic(m, q, r, float(gain[best])):
+        partner = None
+        if not named:
             break
+        waiting = None
+        if not _distinct(cand, rival, settings):
+            if rival is None or not _significant(rival, settings, len(days)):
+                if not fit.found and cand.share >= settings.section_min_share:
+                    fit.unseparated, fit.unseparated_rival = cand, rival
+                    fit.unseparated_why = (
+                        "no single customer stands out: another one's load explains the loss nearly as "
+                        "well (several bypasses, or a household missing from the archive)"
+                    )
+                break
+            waiting = rival.meter  # two thieves in one section? only if the rival holds up next
+        if len(section.customers) > 2 and _generic(m * masks[onset_of[best]], q, r, float(gain[k])):
+            if not fit.found:
+                fit.unseparated = cand
+                fit.unseparated_why = (
+                    "the section's customers together explain the loss as well as any one: "
+                    "several bypasses, or a household missing from the archive"
+                )
+            break
+        partner = waiting
         fit.found.append(cand)
         chosen.add(best)
-        base.append(m[best])
+        base.append(cand_m[k])
+    if partner is not None:  # the search ended before the rival could hold up
+        fit.found.pop()
     return fit
+
+
+def _onsets(n: int, settings: FitSettings) -> NDArray[np.int64]:
+    """Where a theft may have begun, as positions in the window's intervals: the start, then every
+    ``onset_step`` intervals while ``min_after`` intervals are left after it."""
+    if settings.onset_step <= 0:
+        return np.zeros(1, dtype=np.int64)
+    last = max(n - settings.onset_min_after, 0)
+    return np.arange(0, last + 1, settings.onset_step, dtype=np.int64)
 
 
 def _ends(days: list[Day], meters: list[int], layout: Layout) -> FArray:
@@ -253,33 +319,43 @@ def _unit(x: FArray) -> FArray:
 
 
 def _candidate(
-    section: Section, c: int, beta: FArray, gain: FArray, den: FArray, ssr: float, dof: int, m: FArray
+    section: Section,
+    c: int,
+    k: int,
+    beta: FArray,
+    gain: FArray,
+    den: FArray,
+    ssr: float,
+    dof: int,
+    m: FArray,
+    onset: int,
+    n: int,
 ) -> Candidate:
-    rest = max(ssr - float(gain[c]), 1e-18)
-    se = float(np.sqrt(rest / dof / den[c])) if den[c] > 0 else float("inf")
-    metered = float(np.abs(m[c]).sum())  # a prosumer's net can be export: the size counts
+    """Customer ``c`` of the section as fitted in candidate row ``k`` (its onset ``onset``)."""
+    rest = max(ssr - float(gain[k]), 1e-18)
+    se = float(np.sqrt(rest / dof / den[k])) if den[k] > 0 else float("inf")
+    metered = float(np.abs(m[k]).sum())  # a prosumer's net can be export: the size counts
     return Candidate(
         meter=int(section.customers[c]),
-        share=float(beta[c]),
-        t=float(beta[c]) / se if se > 0 else 0.0,
-        partial_r2=float(gain[c]) / ssr,
-        unmetered_kwh=float(beta[c]) * metered,
+        share=float(beta[k]),
+        t=float(beta[k]) / se if se > 0 else 0.0,
+        partial_r2=float(gain[k]) / ssr,
+        unmetered_kwh=float(beta[k]) * metered,
         metered_kwh=metered,
+        onset=int(onset),
+        intervals=n - int(onset),
     )
 
 
-def _distinct(c: Candidate, rival: Candidate | None, settings: FitSettings, days: int) -> bool:
+def _distinct(c: Candidate, rival: Candidate | None, settings: FitSettings) -> bool:
     """A customer is named when it explains the loss clearly better than the next one, or its
-    share is large, or the next one is significant too (two thieves in one section). A weak
-    share that a rival explains nearly as well is the technical-loss model's misfit."""
+    share is large (3 x the minimum). A weak share a rival explains nearly as well is the
+    technical-loss model's misfit -- unless the rival is significant too and still is once the
+    first is taken out (two thieves in one section; the fit checks that at its next step)."""
     if rival is None or c.partial_r2 <= 0:
         return True
     margin = 1.0 - rival.partial_r2 / c.partial_r2
-    return (
-        margin >= settings.min_margin
-        or c.share >= 2 * settings.min_share
-        or _significant(rival, settings, days)
-    )
+    return margin >= settings.min_margin or c.share >= 3 * settings.min_share
 
 
 def _significant(c: Candidate, settings: FitSettings, days: int) -> bool:
@@ -287,7 +363,7 @@ def _significant(c: Candidate, settings: FitSettings, days: int) -> bool:
         c.share >= settings.min_share
         and c.t >= settings.min_t
         and c.partial_r2 >= settings.min_partial_r2
-        and c.unmetered_kwh >= settings.min_kwh_per_day * days
+        and c.unmetered_kwh >= settings.min_kwh_per_day * max(c.intervals, 1) / 96.0
     )
 
 

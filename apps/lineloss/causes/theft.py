@@ -9,7 +9,11 @@ V x I x PF) with the section fits (whose load the loss follows):
 * a customer the section's loss follows, whose register agrees with its own V x I x PF, is a
   ``theft``: the energy flows past the meter (bypass, tapping), so the meter sees neither it nor
   its current. Evidence: the share of the load that bypasses, the unmetered kWh per day, the
-  fit's t statistic, partial R² and the margin over the next candidate.
+  fit's t statistic, partial R² and the margin over the next candidate;
+* a section whose loss follows load past the meters while no single customer is told apart (its
+  customers together explain it as well: several bypasses, or a household missing from the
+  archive) is a ``theft`` located to the section only: target the branch or box, evidence the
+  best candidate so far, and a lower confidence. Staff can start on that branch the same day.
 
 Confidence is a saturating score of the evidence (``squash``): the fit's t statistic and its
 margin for a theft; the size of the gap and the energy behind it for a register. Must not
@@ -97,7 +101,39 @@ def theft_anomalies(
             }
             branch = meter.branch or fit.section.branch
             out.append(Anomaly(date, THEFT, meter.id, branch, round(min(confidence, 0.99), 3), evidence))
+        if not fit.found and fit.unseparated is not None:
+            suspects = [c for c in (fit.unseparated, fit.unseparated_rival) if c is not None]
+            low = [
+                c
+                for c in suspects
+                if c.meter in faulty or (ratios is not None and ratios[c.meter] < slow_below)
+            ]
+            if low:
+                continue  # a register that runs below its own V x I x PF explains it: not theft
+            out.append(_section_theft(date, layout, fit, fit.unseparated))
     return out
+
+
+def _section_theft(date: str, layout: Layout, fit: SectionFit, best: Candidate) -> Anomaly:
+    """Unmetered, load-following consumption located to a section (branch or box), no customer yet."""
+    section = fit.section
+    rate = fit.loss_kwh / fit.supply_kwh * 100.0 if fit.supply_kwh > 0 else None
+    evidence = {
+        "located": section.level,
+        "section": section.id,
+        "unmetered_kwh_per_day": rounded(best.unmetered_kwh / fit.days, 3),
+        "best_candidate": layout.meters[best.meter].id,
+        "best_share": rounded(best.share),
+        "t": rounded(best.t, 1),
+        "partial_r2": rounded(best.partial_r2, 3),
+        "section_loss_rate_pct": None if rate is None else rounded(rate, 2),
+        "runner_up": None if fit.unseparated_rival is None else layout.meters[fit.unseparated_rival.meter].id,
+        "why_no_customer": fit.unseparated_why,
+        "days": fit.days,
+        "intervals": fit.intervals,
+    }
+    confidence = 0.5 * squash(best.t, 6.0) * min(1.0, best.partial_r2 / 0.3) ** 0.5
+    return Anomaly(date, THEFT, section.id, section.branch, round(min(confidence, 0.99), 3), evidence)
 
 
 __all__ = ["meter_anomalies", "theft_anomalies"]

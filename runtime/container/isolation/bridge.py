@@ -551,6 +551,13 @@ async def _uplink_send(s: AppSession, f: dict[str, Any]) -> str:
     return await s.ctx.uplink.send(str(f["stream"]), body)
 
 
+async def _uplink_send_many(s: AppSession, f: dict[str, Any]) -> list[str]:
+    bodies = f.get("bodies")
+    if not isinstance(bodies, list) or not all(isinstance(b, dict) for b in bodies):
+        raise BusError("uplink.send_many: bodies must be a list of objects")
+    return await s.ctx.uplink.send_many(str(f["stream"]), bodies)
+
+
 async def _uplink_register(s: AppSession, f: dict[str, Any]) -> None:
     name = str(f["name"])
 
@@ -609,6 +616,7 @@ _OPS: dict[str, Op] = {
     "store.write_event": _write_event,
     "store.query_readings": _query,
     "uplink.send": _uplink_send,
+    "uplink.send_many": _uplink_send_many,
     "uplink.register": _uplink_register,
     "uplink.unregister": _uplink_unregister,
     "scheduler.add": _scheduler_add,

@@ -299,6 +299,16 @@ class RemoteUplink:
             raise
         return str(await self._chan.request("uplink.send", request))
 
+    async def send_many(self, stream: str, bodies: Sequence[dict[str, Any]]) -> list[str]:
+        request = {"stream": stream, "bodies": [payload_to_json(b) for b in bodies]}
+        try:
+            check_stream(self._m, self._violations, stream)
+        except CapabilityError:
+            self._chan.request_nowait("uplink.send_many", request)  # the bridge refuses and reports it
+            raise
+        keys = await self._chan.request("uplink.send_many", request)
+        return [str(k) for k in keys] if isinstance(keys, list) else []
+
     def register_command(self, name: str, handler: CommandHandler) -> None:
         self.commands[name] = handler
         self._chan.request_nowait("uplink.register", {"name": name})

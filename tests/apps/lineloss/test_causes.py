@@ -77,6 +77,38 @@ def test_stopped_and_slow_registers_against_their_own_power() -> None:
     assert checks["c1"].days == 3
 
 
+def test_a_register_stopped_last_evening_is_stopped_at_four_in_the_morning_despite_gaps() -> None:
+    """The still run is read across midnight and across unread points: an early look at 04:00
+    must not call a register that stopped at 18:00 yesterday "slow" (its ratio over the window)."""
+    rec = branch_records(4)
+    lay = rec.layout()
+    first, second = loads(4, seed=21), loads(4, seed=22)
+    p1 = np.concatenate([first, second[:, :1]], axis=1) / 0.25  # V x I x PF, kW at the points
+    p2 = np.concatenate([second, second[:, -1:]], axis=1) / 0.25
+    seen1, seen2 = first.copy(), second.copy()
+    seen1[0, 72:] = 0.0  # c0's register stops at 18:00 on day 1
+    seen2[0] = 0.0
+    fwd1 = np.vstack([first.sum(0), first.sum(0), seen1])
+    fwd2 = np.vstack([second.sum(0), second.sum(0), seen2])
+    day1 = readings(lay, 0.0, fwd1, power_kw=np.vstack([p1.sum(0), p1.sum(0), p1]))
+    end = day1.curve_forward[:, -1]
+    day2 = readings(lay, 86400.0, fwd2, power_kw=np.vstack([p2.sum(0), p2.sum(0), p2]), base=0.0)
+    day2.curve_forward += end[:, None]  # the registers go on from where day 1 left them
+    day2.freeze_forward += end[:, None]
+    for a in (day2.curve_forward, day2.curve_reverse, day2.curve_power):
+        a[:, 17:] = np.nan  # 04:00: later points not read yet
+    day2.freeze_forward[:, 1] = np.nan
+    day1.curve_forward[2, [80, 81]] = np.nan  # c0 missed at 20:00 and 20:15 ...
+    day2.curve_forward[2, [0, 5]] = np.nan  # ... at midnight and at 01:15
+    days = window(lay, [day1, day2])
+    checks = {lay.meters[c.meter].id: c for c in check_meters(lay, days, MeterSettings())}
+    assert set(checks) == {"c0"}
+    c0 = checks["c0"]
+    assert c0.kind == "stopped" and c0.since == 72 * 900.0 and c0.days == 2
+    assert c0.register_kwh == pytest.approx(0.0, abs=1e-9)
+    assert c0.power_kwh == pytest.approx(p1[0, 72:96].sum() * 0.25 + p2[0, :16].sum() * 0.25, rel=0.1)
+
+
 def test_the_section_loss_follows_the_thief() -> None:
     rec = branch_records(8)
     lay = rec.layout()
@@ -177,3 +209,39 @@ def test_a_missing_meter_explains_a_high_branch_loss() -> None:
         {"missing": [{"address": None, "branch": "F1"}, {"address": None}]}, archive
     )
     assert [a.target for a in explain_by_archive(rec, lay, day, before, view, th)] == ["unlisted-F1-1"]
+
+
+def households(n: int, seed: int) -> np.ndarray:
+    """Loads that share a strong time of day (morning and evening peaks), each with its own size
+    and ups and downs: what makes an unmetered household look like any one of them."""
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 24, T, endpoint=False)
+    common = 0.05 + 0.25 * np.exp(-(((t - 19.5) / 1.5) ** 2)) + 0.12 * np.exp(-(((t - 7.5) / 1.0) ** 2))
+    return rng.uniform(0.6, 1.4, n)[:, None] * common[None, :] + rng.gamma(2.0, 0.02, size=(n, T))
+
+
+def test_an_unarchived_household_is_not_pinned_on_a_neighbour() -> None:
+    """A customer the archive lacks draws energy nobody meters; its load shares only the time of
+    day with the metered ones, which together explain it better than any one of them. A bypass
+    on one of them still follows that one's own ups and downs."""
+    rec = branch_records(8)
+    lay = rec.layout()
+    both = households(9, seed=1)
+    metered, hidden = both[:8], both[8]
+    flow = metered.sum(axis=0) + hidden
+    fwd = np.vstack([flow, flow + 0.004 * flow**2, metered])
+    days = window(lay, [readings(lay, 86400.0 * k, fwd) for k in range(2)])
+    result = analyse(rec, lay, days, Settings())
+    assert {d.balance.scope: d.verdict.klass for d in result.days}["F1"] == "high"
+    # nobody named; the unmetered consumption is located to its branch (the customer not told apart)
+    (found,) = [a for a in result.anomalies if a.kind == "theft"]
+    assert (found.target, found.branch) == ("F1", "F1") and found.evidence["located"] == "branch"
+    assert "missing from the archive" in str(found.evidence["why_no_customer"])
+    assert 0.0 < found.confidence <= 0.5
+    seen = metered.copy()
+    seen[3] *= 0.7  # no hidden household now: c3 bypasses 30 % of its load
+    flow = metered.sum(axis=0)
+    fwd = np.vstack([flow, flow + 0.004 * flow**2, seen])
+    days = window(lay, [readings(lay, 86400.0 * k, fwd) for k in range(2)])
+    thefts = [a for a in analyse(rec, lay, days, Settings()).anomalies if a.kind == "theft"]
+    assert [a.target for a in thefts] == ["c3"]

@@ -24,7 +24,7 @@ def day(date: str, revision: int, rates: dict[str, float | None], anomalies: lis
         {
             "date": date,
             "scope": scope,
-            "level": "station" if scope == "station" else "branch",
+            "level": "station" if scope == "station" else "box" if "-X" in scope else "branch",
             "supply_kwh": 100.0,
             "sales_kwh": 100.0 - (rate or 0.0),
             "loss_kwh": rate,
@@ -49,7 +49,7 @@ STREAM = [
     {**EARLY, "date": "2024-06-03", "kind": "theft", "target": "m-0020"},  # the day repeats it
     day("2024-06-03", 1, {"station": None, "F1": 0.5, "F2": None}, []),
     {"type": "intervals", "date": "2024-06-03"},
-    day("2024-06-03", 2, {"station": 4.2, "F1": 0.5, "F2": 12.5}, [THEFT]),  # 补抄 came in
+    day("2024-06-03", 2, {"station": 4.2, "F1": 0.5, "F2": 12.5, "F2-X01": 31.0}, [THEFT]),  # 补抄 came in
     EARLY,  # today, found by an early look: no day message yet
     "garbage",
 ]
@@ -65,6 +65,7 @@ def test_the_cloud_json_keeps_the_newest_revision_of_each_day() -> None:
         ("2024-06-03", "station", 4.2, "qualified"),
         ("2024-06-03", "F1", 0.5, "qualified"),
         ("2024-06-03", "F2", 12.5, "high"),
+        ("2024-06-03", "F2-X01", 31.0, "high"),
     ]
     assert set(out["days"][0]) >= {"date", "scope", "supply_kwh", "sales_kwh", "loss_kwh", "loss_rate",
                                    "class", "coverage"}  # fmt: skip
@@ -84,8 +85,13 @@ def test_the_panel_draws_rates_thresholds_and_anomalies_in_chromium(tmp_path: Pa
     dom = Elements(dump_dom(page.as_uri(), tmp_path / "profile"))
     assert len(dom.find("svg", class_="lineloss-chart")) == 1
     series = {a["data-scope"]: a["points"].split() for a in dom.find("polyline", class_="series")}
-    assert set(series) == {"station", "F1", "F2"}
+    assert set(series) == {"station", "F1", "F2", "F2-X01"}
     assert len(series["F1"]) == 2 and len(series["F2"]) == 2  # both days drawn
+    assert len(series["F2-X01"]) == 1  # the box terminal's day
+    levels = {a["data-scope"]: a["data-level"] for a in dom.find("polyline", class_="series")}
+    assert levels == {"station": "station", "F1": "branch", "F2": "branch", "F2-X01": "box"}
+    (box,) = dom.find("polyline", class_="series-box")
+    assert box["stroke-dasharray"] and float(box["stroke-width"]) < 1.5  # told apart from branches
     assert dom.find("line", class_="threshold-high") and dom.find("line", class_="threshold-negative")
     assert dom.find("rect", class_="band-economic")
     high_y = float(dom.find("line", class_="threshold-high")[0]["y1"])

@@ -173,6 +173,46 @@ async def started(ctx: Ctx, **config: Any) -> LineLossService:
     return svc
 
 
+@dataclass(frozen=True)
+class Bx:
+    id: str
+    branch: str | None = None
+    terminal: str | None = None
+
+
+async def test_a_box_with_a_box_terminal_has_its_day_and_its_intervals() -> None:
+    ctx = ctx_at(D0 - 3600)
+    model = Model(
+        boxes=(Bx("X1", branch="F1", terminal="bt1"),),
+        meters=(
+            *Model().meters[:2],
+            Mt("bt1", "box_terminal", branch="F1", box="X1", phase="ABC"),
+            Mt("a", branch="F1"),
+            Mt("b", branch="F1", box="X1"),
+        ),
+    )
+    ctx.station = Station(model)
+    svc = await started(ctx)
+    PER["bt1"] = 0.505  # b's 0.5 plus 1 % lost inside the box
+    try:
+        feed(svc, 0)
+    finally:
+        del PER["bt1"]
+    seen = ctx.bus.subscribe("lineloss/interval", maxsize=100)
+    await svc.update(D0 + 3 * 900 + 60)  # three intervals of the day completed: on the bus at once
+    live = [m.payload for m in iter(seen.get_nowait, None)]
+    assert [m["index"] for m in live] == [0, 1, 2]
+    x1 = next(s for s in live[2]["scopes"] if s["scope"] == "X1")
+    assert x1["level"] == "box" and x1["loss_rate"] == pytest.approx(0.005 / 0.505 * 100, abs=1e-2)
+    await svc.update(D0 + DAY + 1800)
+    day, iv = (body for _, body in ctx.uplink.sent)
+    box = next(r for r in day["days"] if r["scope"] == "X1")
+    assert box["level"] == "box" and box["supply_kwh"] == pytest.approx(0.505 * 96, abs=1e-3)
+    assert box["loss_rate"] == pytest.approx(0.005 / 0.505 * 100, abs=1e-3)
+    assert iv["scopes"] == ["station", "F1", "X1"]
+    assert iv["loss_rate"][2][40] == pytest.approx(0.005 / 0.505 * 100, abs=1e-2)
+
+
 async def test_a_day_is_computed_once_due_with_hand_computed_figures() -> None:
     ctx = ctx_at(D0 - 3600)  # running before the day began
     svc = await started(ctx)

@@ -34,6 +34,9 @@ class Up:
         self.sent.append(body)
         return str(len(self.sent))
 
+    async def send_many(self, stream: str, bodies: list[dict[str, Any]]) -> list[str]:
+        return [await self.send(stream, body) for body in bodies]
+
 
 async def sent_reports(outage: Outage) -> list[dict[str, Any]]:
     up = Up()

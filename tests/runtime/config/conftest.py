@@ -25,7 +25,7 @@ backend = "sim"
 def apps_dir(tmp_path: Path) -> Path:
     """An apps folder with stub manifests for the apps the boards under test name."""
     root = tmp_path / "apps"
-    for name in ("acquisition", "topology", "billing", "outage"):
+    for name in ("acquisition", "topology", "billing", "outage", "lineloss"):
         (root / name).mkdir(parents=True)
         (root / name / "app.toml").write_text(f'name = "{name}"\n', encoding="utf-8")
     return root

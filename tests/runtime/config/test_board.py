@@ -63,7 +63,7 @@ def test_repo_board_loads(apps_dir: Path) -> None:
     assert board.uplink.credentials_file == REPO / "sim" / "credentials.toml"
     assert board.store.path == REPO / "var" / "ttu.sqlite"
     assert (board.store.max_mb, board.store.retention_days) == (512, 90)
-    assert list(board.enabled_apps) == ["acquisition", "billing", "outage", "topology"]
+    assert list(board.enabled_apps) == ["acquisition", "billing", "outage", "topology", "lineloss"]
     assert board.station == StationConfig(REPO / "var" / "station.toml", "auto", 0.9)
     assert dict(board.enabled_apps["acquisition"].config) == {
         "realtime_interval_s": 60,

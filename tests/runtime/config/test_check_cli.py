@@ -16,7 +16,7 @@ from .conftest import MINIMAL, REPO
 
 OK_LINE = (
     "{board}: OK — terminal TTU-SIM-0001, backend sim, 4 RS-485 ports, HPLC, metrology, 2 slots, "
-    "4 apps enabled"
+    "5 apps enabled"
 )
 
 

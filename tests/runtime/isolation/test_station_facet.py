@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -44,6 +44,9 @@ class Outbox:
     async def send(self, stream: str, body: dict[str, Any]) -> str:
         self.sent.append((stream, body))
         return f"k{len(self.sent)}"
+
+    async def send_many(self, stream: str, bodies: Sequence[dict[str, Any]]) -> list[str]:
+        return [await self.send(stream, body) for body in bodies]
 
     def register_command(self, name: str, handler: Any) -> None: ...
 
@@ -110,7 +113,16 @@ async def test_the_station_facet_is_the_same_in_process_and_isolated(isolated: b
             assert (
                 "CapabilityError" in answer["error"] and "not declared in [uplink] streams" in answer["error"]
             )
-        assert [s for s, _ in outbox.sent] == ["survey"]
+        assert (await ask(c, "survey/surveyor/send", {"stream": "survey", "many": 3}))["keys"] == [
+            "k2",
+            "k3",
+            "k4",
+        ]  # several bodies in one call, in order (over the bridge too)
+        answer = await ask(c, "survey/peeker/send", {"stream": "survey", "many": 2})
+        assert "not declared in [uplink] streams" in answer["error"]
+        assert [(s, b) for s, b in outbox.sent] == [("survey", {"n": 1})] + [
+            ("survey", {"n": n}) for n in range(3)
+        ]
         if isolated:  # the bridge enforces and reports as well, whatever the host process did
             async with c.clock.timeout(15):
                 while c.bridge.statistics()["violations"].get("peeker", 0) < 2:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from hal.clock import LoopClock
-from runtime.errors import StoreError
+from runtime.errors import MessageTooLarge, StoreError
 from runtime.model import Event, Quality, Reading
 from runtime.store import SCHEMA_VERSION, Store, StoreLimits
 
@@ -108,6 +108,26 @@ async def test_outbox_order_seq_and_keys_persist(tmp_path: Path) -> None:
         a3 = await store.outbox_append("readings", {"n": 4}, terminal="T1")
         assert a3.seq == 3  # ...but the sequence survives both the prune and the reopen
         assert await store.outbox_backlog() == {"events": 1, "readings": 1}
+
+
+async def test_outbox_append_many_appends_in_order_all_or_nothing(tmp_path: Path) -> None:
+    async with await open_store(tmp_path / "s.db") as store:
+        await store.outbox_append("outage", {"n": 0}, terminal="T1")
+        entries = await store.outbox_append_many("outage", [{"n": 1}, {"n": 2}, {"n": 3}], terminal="T1")
+        assert [(e.seq, e.key, e.body) for e in entries] == [
+            (2, "T1:outage:2", {"n": 1}),
+            (3, "T1:outage:3", {"n": 2}),
+            (4, "T1:outage:4", {"n": 3}),
+        ]
+        assert [p.body["n"] for p in await store.outbox_pending("outage")] == [0, 1, 2, 3]
+        # one body too big refuses them all: nothing is stored, the sequence does not move
+        with pytest.raises(MessageTooLarge):
+            await store.outbox_append_many(
+                "outage", [{"n": 4}, {"x": "y" * 200}], terminal="T1", max_bytes=100
+            )
+        assert await store.outbox_append_many("outage", [], terminal="T1") == []
+        assert (await store.outbox_append("outage", {"n": 5}, terminal="T1")).seq == 5
+        assert await store.outbox_streams() == {"outage": (0, 5)}
 
 
 async def test_prune_by_age(tmp_path: Path) -> None:

@@ -2,8 +2,8 @@
 
 On start it publishes the model it sees on ``survey/<name>/model``; every change of the model is
 published on ``survey/<name>/changed``; the requests ``survey/<name>/propose`` (a correction's
-document) and ``survey/<name>/send`` (``{"stream": ...}``) propose and send, answering the result
-or ``{"error": ...}``.
+document) and ``survey/<name>/send`` (``{"stream": ..., "many": n}``: n > 0 sends n bodies with
+one ``send_many``) propose and send, answering the result or ``{"error": ...}``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,10 @@ async def run(ctx: AppContext, config: dict[str, Any]) -> None:
 
     async def send(payload: Any) -> Any:
         try:
-            return {"key": await ctx.uplink.send(str(payload["stream"]), {"n": 1})}
+            stream, many = str(payload["stream"]), int(payload.get("many", 0))
+            if many:
+                return {"keys": await ctx.uplink.send_many(stream, [{"n": n} for n in range(many)])}
+            return {"key": await ctx.uplink.send(stream, {"n": 1})}
         except TerminalError as err:
             return {"error": f"{type(err).__name__}: {err}"}
 
