@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from protocols.cloud import CloudTools, ResultReader
+from protocols.cloud import CloudTools, ResultReader, joined_rows
 
 from .report import summary
 
@@ -21,8 +21,10 @@ MAX_MESSAGES = 100_000
 
 
 def bodies(results: ResultReader, terminal: str) -> list[dict[str, Any]]:
-    """Every stored message of the stream for ``terminal``, oldest first."""
-    stored = results.results(STREAM, terminal=terminal, limit=MAX_MESSAGES)
+    """Every stored message of the stream for ``terminal``, oldest first; a day or intervals message
+    the terminal sent in parts (over the uplink's limit: box scopes of a ~2,000-meter area) is joined
+    whole, and left out until every part has arrived."""
+    stored = joined_rows(results.results(STREAM, terminal=terminal, limit=MAX_MESSAGES))
     return [r.body for r in sorted(stored, key=lambda r: (r.ts, r.seq))]
 
 

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from protocols.cloud import paged_lists
 from runtime.api import AppContext
 from runtime.bus import Overflow
 from runtime.scheduler import Aligned, CatchUp, Slot
@@ -369,8 +370,8 @@ class LineLossService:
             "step_s": 900,
             **{k: [v[i] for i in keep] for k, v in iv.items()},
         }
-        await self.ctx.uplink.send(STREAM, message)
-        await self.ctx.uplink.send(STREAM, intervals)
+        for part in [*paged_lists(message), *paged_lists(intervals)]:  # parts only over the uplink's limit
+            await self.ctx.uplink.send(STREAM, part)
         self.counters["revisions_sent"] += 1
         await self.ctx.store.set(f"day/{name}", message)
         await self.ctx.store.set("revisions", self.revisions)
