@@ -9,10 +9,13 @@ Layer: apps. Entry point ``run(ctx, config)``; everything it touches comes throu
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from runtime.api import AppContext
 
 
-async def run(ctx: Any, config: dict[str, Any]) -> None:
+async def run(ctx: AppContext, config: dict[str, Any]) -> None:
     # Imported when the app starts: ``ttu cloud lineloss`` and the dashboard load
     # ``apps.lineloss.cloud`` / ``.dashboard`` through this package without the app (nor numpy).
     from .service import run_lineloss
