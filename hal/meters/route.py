@@ -33,7 +33,7 @@ from typing import TypeVar
 from hal.errors import HalError, TransportError, TransportTimeout
 from hal.health import DeviceHealth, DeviceHealthBook
 from hal.interfaces import HalClock, Priority, RouteAnswer, RouteAsk, StreamDecoder
-from hal.meters.transport import CARRIER_SLACK_S, TransportKind
+from hal.meters.transport import CARRIER_SLACK_S, TransportKind, reply_in
 from protocols.errors import ProtocolError
 
 _log = logging.getLogger(__name__)
@@ -252,19 +252,13 @@ class RouteTransport:
             raise
         finally:
             session.reply = session.handed = None
-        problems: list[str] = []
-        for item in decoder.feed(raw):
-            if isinstance(item, Exception):
-                problems.append(str(item))
-            elif match(item):
-                self.last_exchange = (len(request), len(raw))
-                self._health.success(device)
-                return item
-            else:
-                problems.append(f"not the reply: {item!r:.80}")
-        self._health.failure(device, "bad_frames")
-        detail = "; ".join(problems) or f"{len(raw)} bytes, no complete frame"
-        raise ProtocolError(f"{self._name}: reply of node {device} holds no answer ({detail})")
+        answer = reply_in(raw, decoder, match, what=f"{self._name}: reply of node {device}")
+        if isinstance(answer, ProtocolError):
+            self._health.failure(device, "bad_frames")
+            raise answer
+        self.last_exchange = (len(request), len(raw))
+        self._health.success(device)
+        return answer
 
     async def broadcast(self, frame: bytes, *, priority: Priority = Priority.CONTROL) -> None:
         raise TransportError(f"{self._name}: a broadcast goes through the module directly, not the route")

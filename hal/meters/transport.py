@@ -278,19 +278,13 @@ class CarrierTransport:
                 raise
         finally:
             self._slots.release()
-        problems: list[str] = []
-        for item in decoder.feed(raw):
-            if isinstance(item, Exception):
-                problems.append(str(item))
-            elif match(item):
-                self.last_exchange = (len(request), len(raw))
-                self._health.success(device)
-                return item
-            else:
-                problems.append(f"not the reply: {item!r:.80}")
-        self._health.failure(device, "bad_frames")
-        detail = "; ".join(problems) or f"{len(raw)} bytes, no complete frame"
-        raise ProtocolError(f"{self._name}: reply of node {device} holds no answer ({detail})")
+        answer = reply_in(raw, decoder, match, what=f"{self._name}: reply of node {device}")
+        if isinstance(answer, ProtocolError):
+            self._health.failure(device, "bad_frames")
+            raise answer
+        self.last_exchange = (len(request), len(raw))
+        self._health.success(device)
+        return answer
 
     async def broadcast(self, frame: bytes, *, priority: Priority = Priority.CONTROL) -> None:
         """Broadcast through the module (it floods the carrier network; nobody answers)."""
@@ -324,6 +318,23 @@ class CarrierTransport:
         return f"<CarrierTransport {self._name} x{self.concurrency}>"
 
 
+def reply_in(
+    raw: bytes, decoder: StreamDecoder[F], match: Callable[[F], bool], *, what: str
+) -> F | ProtocolError:
+    """The first frame of ``raw`` that ``match`` accepts, else a ``ProtocolError`` (returned, not
+    raised) naming ``what`` and every frame or decode error that was not the answer."""
+    problems: list[str] = []
+    for item in decoder.feed(raw):
+        if isinstance(item, Exception):
+            problems.append(str(item))
+        elif match(item):
+            return item
+        else:
+            problems.append(f"not the reply: {item!r:.80}")
+    detail = "; ".join(problems) or f"{len(raw)} bytes, no complete frame"
+    return ProtocolError(f"{what} holds no answer ({detail})")
+
+
 __all__ = [
     "CARRIER_SLACK_S",
     "MIN_RESPONSE_DELAY_S",
@@ -334,4 +345,6 @@ __all__ = [
     "TransactionPort",
     "TransportKind",
     "WireTally",
+    "reply_in",
 ]
+

@@ -1,7 +1,7 @@
 """Billing documents (本地费控): the signed tariff contract, bank top-ups, 保电 orders, exact money.
 
-Layer: protocols (pure: JSON-able dicts <-> frozen dataclasses, Ed25519 signatures). Must not
-import asyncio, hal, runtime or apps. The contract format is documented in ``_contract``
+Layer: protocols (pure: JSON-able dicts <-> frozen dataclasses, Ed25519 signatures). It must
+never use asyncio, hal, runtime or apps. The contract format is documented in ``_contract``
 (examples in ``protocols/billing/examples/``), the signed envelope in ``_signed``, the money
 units and the rounding rule in ``_money``; the ledger that records what billing did is the
 generic ``protocols.ledger``.
