@@ -267,7 +267,7 @@ def main() -> int:
     ap.add_argument(
         "--start", type=_instant, default=DEFAULT_START,
         help="simulated start, ISO 8601 with its offset (default 2024-06-01T00:00+08:00), e.g. "
-        "2024-05-31T22:00+08:00 with --days 0.375 to cross line loss (00:30), billing (01:00), topology (06:00)",
+        "2024-05-31T22:00+08:00 with --days 0.375: line loss (00:30), billing (01:00), topology (06:00)",
     )  # fmt: skip
     ap.add_argument(
         "--workdir", type=Path, default=None,
