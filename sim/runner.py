@@ -667,6 +667,7 @@ async def report(run: SimRun, *, backlog_after_drain: int | None = None) -> dict
         "metrology_readings": (summary["devices"] or {}).get("metrology_readings"),
         "field_devices": summary["devices"],
         "hplc": _with_terminal_cco(summary["hplc"], ports.get("hplc")),
+        "virtual_loop": _virtual_loop_figures(),
         "physics": None
         if run.world is None
         else {
@@ -693,6 +694,15 @@ def _with_terminal_cco(hplc: dict[str, Any] | None, driver: object) -> dict[str,
     if hplc is None or not isinstance(driver, dict):
         return hplc
     return {**hplc, "terminal": {k: driver.get(k) for k in TERMINAL_CCO_KEYS}}
+
+
+def _virtual_loop_figures() -> dict[str, int] | None:
+    """How the virtual-time loop ran (None on a real-time loop): time jumps, executor jobs, and
+    polls spent waiting for the kernel to deliver loopback bytes (should stay ~0)."""
+    loop = running_virtual_loop()
+    if loop is None:
+        return None
+    return {"jumps": loop.jumps, "executor_jobs": loop.executor_jobs, "delivery_waits": loop.delivery_waits}
 
 
 def failures(summary: dict[str, Any], apps: list[dict[str, Any]]) -> list[str]:

@@ -119,6 +119,7 @@ class _VirtualSelector(selectors.BaseSelector):
             return []  # callbacks are ready: they run first, I/O waits until the loop is idle
         ready = self._real.select(0)
         while not ready and self._in_flight():  # the kernel is still delivering: wait for it
+            self._loop.delivery_waits += 1
             ready = self._real.select(IN_FLIGHT_POLL_S)
         if not ready and timeout is None:  # no timer: only real I/O (a thread, a signal) can wake us
             ready = self._real.select(IDLE_POLL_S)
@@ -199,7 +200,9 @@ class _OrderedTimer(asyncio.TimerHandle):
 class VirtualTimeLoop(asyncio.SelectorEventLoop):
     """``asyncio.Runner(loop_factory=VirtualTimeLoop)``: an event loop on virtual time.
 
-    ``jumps`` counts the times time moved; ``wall_started`` is ``time.perf_counter()`` at
+    ``jumps`` counts the times time moved; ``delivery_waits`` the polls spent waiting for the
+    kernel to deliver loopback bytes (a client that leaves Nagle's algorithm on makes many: see
+    ``runtime.uplink.send_at_once``); ``wall_started`` is ``time.perf_counter()`` at
     creation, for the achieved speed (virtual seconds per wall second).
     """
 
@@ -208,6 +211,7 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
         self._now = 0.0
         self._timers = 0
         self.jumps = 0
+        self.delivery_waits = 0
         self.executor_jobs = 0
         self.wall_started = time.perf_counter()
         self._selector = _VirtualSelector(self._selector, self)  # type: ignore[has-type]

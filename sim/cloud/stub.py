@@ -25,6 +25,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import socket
 import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -200,6 +201,9 @@ class CloudStub:
                 async with aiomqtt.Client(
                     self._broker.host, self._broker.port, identifier=self._client_id, clean_session=False
                 ) as client:
+                    # acks are small: without this, Nagle holds one until TCP acknowledges the last
+                    sock = client._client.socket()  # paho under aiomqtt (no hook for socket options)
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     backoff = self._backoff_initial
                     try:
                         await self._session(client)
