@@ -287,6 +287,8 @@ def main() -> int:
     apps = ", ".join(a["name"] for a in r["apps"])
     print(f"simday: {days:g} simulated day(s), {v['meters']} meters ({nodes} HPLC), profile {args.profile}")
     print(f"  scenario {args.scenario}, apps: {apps}")
+    states = ", ".join(f"{a['name']} {a['state']} ({a['restarts']} restarts)" for a in r["apps"])
+    print(f"  failures {r['failures']}; at the end: {states}")
     print(
         f"  wall time            {v['wall']:.1f} s = {v['wall'] / days:.1f} s per simulated day "
         f"(achieved x{r['achieved_speed']:.0f})"
@@ -336,6 +338,15 @@ def main() -> int:
         print(
             f"  module-led reading   {route['route_rounds']} rounds, {route['route_reads']} carried reads "
             f"({route['route_reads_lost']} lost), peak {route['peak_in_flight']} in flight"
+        )
+        ours = route.get("terminal") or {}
+        print(
+            f"  ... terminal's own   {ours.get('point_reads_in_round')} HPLC reads in rounds: "
+            f"{ours.get('route_pauses')} pauses (AFN12 F2), {ours.get('route_resumes')} resumes, "
+            f"{ours.get('route_restarts')} restarts, {ours.get('route_lost')} lost places; longest read "
+            f"{ours.get('point_read_max_s') or 0:.1f} s; route paused "
+            f"{ours.get('route_paused_s') or 0:.0f} s in all; {route.get('route_rounds_finished')} rounds "
+            f"finished, {route.get('busy_denied')} reads refused busy"
         )
     print(f"  realtime cycle       {cycle:.1f} s vs wire bound {bound:.1f} s ({cycle / (bound or 1):.3f}x)")
     sizes: MessageSizes = v["sizes"]

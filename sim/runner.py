@@ -685,7 +685,8 @@ async def report(run: SimRun, *, backlog_after_drain: int | None = None) -> dict
 #: the terminal's CCO driver figures the report shows next to the virtual CCO's (module-led reading)
 TERMINAL_CCO_KEYS = (
     "route_restarts", "route_pauses", "route_resumes", "route_lost", "route_control_failures",
-    "point_reads_in_round", "point_read_max_s", "concurrency_denials", "reads_ok", "reads_failed",
+    "point_reads_in_round", "point_read_max_s", "route_paused_s", "concurrency_denials", "reads_ok",
+    "reads_failed",
 )  # fmt: skip
 
 

@@ -160,6 +160,7 @@ class CcoCounters:
     route_control_failures: int = 0  # AFN12 commands the module did not confirm
     point_reads_in_round: int = 0  # the terminal's own reads while the module led a round
     point_read_max_s: float = 0.0  # the longest of them, pause and wait for capacity included
+    route_paused_s: float = 0.0  # time the route stood paused (resumed or restarted since)
     module_resets: int = 0
     identifies: int = 0
     syncs: int = 0
@@ -258,6 +259,7 @@ class Cco:
         self._route_wanted: Literal["restart", "resume"] | None = None  # the owner's, held during reads
         self._route_lost = False  # the module restarted while it led a round
         self._route_lock = asyncio.Lock()  # one AFN12 decision at a time
+        self._paused_at: float | None = None
         self._point_reads = 0
         self._resumer: asyncio.Task[None] | None = None
         self._asks: set[asyncio.Task[None]] = set()
@@ -506,8 +508,12 @@ class Cco:
             raise
         if action == "pause":
             self._route_state = "paused"
+            self._paused_at = self._clock.monotonic()
             self.counters.route_pauses += 1
             return
+        if self._paused_at is not None:
+            self.counters.route_paused_s += self._clock.monotonic() - self._paused_at
+            self._paused_at = None
         if action == "restart":
             self.counters.route_restarts += 1
             self._forget_route_frames()  # a new round: the module dropped what it carried
@@ -564,11 +570,13 @@ class Cco:
                     await self._control(action)
                     return
                 except ModuleDenied as err:
-                    _log.warning("%s: route %s refused (%s): restarting the round", self._name, action, err)
-                    self._route_lost = True
-                    self.counters.route_lost += 1
-                    delay = 0.0
-                    continue
+                    if action == "resume" and not self._route_lost:  # no round to go on with
+                        _log.warning("%s: route resume refused (%s): restarting the round", self._name, err)
+                        self._route_lost = True
+                        self.counters.route_lost += 1
+                        delay = 0.0
+                        continue
+                    _log.warning("%s: route %s refused (%s); retrying", self._name, action, err)
                 except HalError as err:
                     _log.warning("%s: route %s failed (%s); retrying", self._name, action, err)
             delay = min(max(2 * delay, 1.0), RESUME_RETRY_MAX_S)
@@ -619,6 +627,9 @@ class Cco:
         """AFN06 F3: the module finished its round (a restart held for the reads still comes)."""
         self._route_state = "idle"
         self._route_lost = False
+        if self._paused_at is not None:
+            self.counters.route_paused_s += self._clock.monotonic() - self._paused_at
+            self._paused_at = None
         if self._route_wanted is None:
             self._route_yielded = False
         self._forget_route_frames()
