@@ -349,7 +349,8 @@ class VirtualCco:
             assert isinstance(unit, q.Concurrent)
             if self._in_flight + self._route_in_flight >= self.concurrency:
                 self.counters.concurrency_denied += 1
-                self.counters.busy_denied += self._in_flight < self.concurrency
+                if self._in_flight < self.concurrency:
+                    self.counters.busy_denied += 1  # the route holds the slots the terminal lacks
                 self._spawn(tg, self._deny(frame, 109), "sim-cco-deny")
             else:
                 self._in_flight += 1
@@ -359,8 +360,9 @@ class VirtualCco:
             self._start_route(tg, restart=True)
             self._spawn(tg, self._confirm(frame), "sim-cco-confirm")
         elif key == (0x12, 3):
-            if self._route_task is not None and not self._route_task.done():
-                self.counters.route_resumes += self._route_go.is_set() is False
+            if self.leading:
+                if not self._route_go.is_set():
+                    self.counters.route_resumes += 1
                 self._route_go.set()  # the paused round goes on where it was
             else:
                 self._start_route(tg, restart=False)
@@ -519,7 +521,8 @@ class VirtualCco:
 
     async def _monitor(self, frame: q.Frame, unit: q.Monitor) -> None:
         if self._busy_monitor or self._in_flight + self._route_in_flight >= self.concurrency:
-            self.counters.busy_denied += not self._busy_monitor
+            if not self._busy_monitor:
+                self.counters.busy_denied += 1
             await self._deny(frame, 9)
             return
         self._busy_monitor = True
@@ -657,7 +660,8 @@ class VirtualCco:
         waiter: asyncio.Future[q.Frame] = asyncio.get_running_loop().create_future()
         self._route_waiters[seq] = waiter
         self.counters.route_requests += 1
-        self.counters.route_asks_paused += not self._route_go.is_set()
+        if not self._route_go.is_set():
+            self.counters.route_asks_paused += 1
         try:
             await self._send(q.make_frame(0x14, 1, request, up=True, prm=True, seq=seq))
             async with self.clock.timeout(LOCAL_WAIT_S):
