@@ -79,6 +79,9 @@ RESUME_AFTER_S = 2.0
 #: or the module's monitor timeout plus this has passed (a silent meter is not reported)
 ROUTE_FRAME_SLACK_S = 2.0
 RESUME_RETRY_MAX_S = 60.0
+#: a read refused "max concurrency exceeded" while the module leads a round waits at most this
+#: long for one of the route's frames to come back before it asks again
+CROWDED_RETRY_S = 1.0
 
 ReadMethod = Literal["auto", "monitor", "concurrent"]
 RouteAction = Literal["restart", "pause", "resume"]
@@ -751,7 +754,13 @@ class Cco:
     async def _concurrent(self, address: str, frame: bytes, timeout: float) -> bytes:  # noqa: ASYNC109
         unit = q.Concurrent(protocol_of(frame), frame)
         limit = self._node_timeout(timeout)
+        crowded = False
         while True:
+            if crowded:  # refused in a round: wait until one of the route's frames comes back
+                event = self._capacity
+                with contextlib.suppress(TimeoutError):
+                    async with self._clock.timeout(CROWDED_RETRY_S):
+                        await event.wait()
             await self._take_slot()
             try:
                 reply = await self._request(
@@ -762,9 +771,13 @@ class Cco:
                 if err.code != MAX_CONCURRENCY_EXCEEDED:
                     raise
                 self.counters.concurrency_denials += 1
-                # The module holds fewer than it announced: run with what was in flight without us.
-                self._limit = max(1, self._busy() - 1)
-                _log.warning("%s: module refused a concurrent read; limit now %d", self._name, self._limit)
+                crowded = self._route_state != "idle"
+                if not crowded:
+                    # The module holds fewer than it announced: run with what was in flight without us.
+                    self._limit = max(1, self._busy() - 1)
+                    limit_now = self._limit
+                    _log.warning("%s: module refused a concurrent read; limit now %d", self._name, limit_now)
+                # else the route holds a slot we did not count (a frame it carried late): not a lower limit
                 continue
             finally:
                 self._release_slot()

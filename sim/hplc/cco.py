@@ -21,7 +21,8 @@ link, ``sim.wiring``); every frame goes through ``protocols.gdw1376_2``. Models:
   silent get one more visit at the end, then AFN06 F3 "reading task finished". Paused, the module
   asks nothing new: what is under way completes (an ask already sent is answered, its frame
   carried and reported), and F3 goes on where it stopped (a node in the middle of its visit is
-  asked again); F3 with no round left starts a new one. The carrier's capacity is shared exactly:
+  asked again); F3 with no round under way changes nothing (a round that finished, or one lost to a
+  restart of the module: the terminal starts a new one with F1). The carrier's capacity is shared exactly:
   the route carries only in what the terminal's reads leave free, and a terminal read that finds
   every slot taken by the route is refused (AFN F1 F1: deny 109, AFN13 F1: deny 9 "master node
   busy") -- a terminal pauses the route before its own reads (Q/GDW 1376.2 A.4);
@@ -357,15 +358,12 @@ class VirtualCco:
                 self.counters.peak_in_flight = max(self.counters.peak_in_flight, self._in_flight)
                 self._spawn(tg, self._concurrent(frame, unit), f"sim-cco-read-{frame.dst}")
         elif key == (0x12, 1):
-            self._start_route(tg, restart=True)
+            self._start_route(tg)
             self._spawn(tg, self._confirm(frame), "sim-cco-confirm")
         elif key == (0x12, 3):
-            if self.leading:
-                if not self._route_go.is_set():
-                    self.counters.route_resumes += 1
+            if self.leading and not self._route_go.is_set():
+                self.counters.route_resumes += 1
                 self._route_go.set()  # the paused round goes on where it was
-            else:
-                self._start_route(tg, restart=False)
             self._spawn(tg, self._confirm(frame), "sim-cco-confirm")
         elif key == (0x12, 2):
             if self._route_go.is_set():
@@ -566,16 +564,14 @@ class VirtualCco:
 
     # ------------------------------------------------------------------ module-led reading
 
-    def _start_route(self, tg: asyncio.TaskGroup, *, restart: bool) -> None:
-        """AFN12 F1 (``restart``: a new round over the whole table) or F3 with no round under
-        way (the rest of one cut by a restart of the module, a new one when none is left)."""
+    def _start_route(self, tg: asyncio.TaskGroup) -> None:
+        """AFN12 F1: a new round over the whole table (one under way is abandoned)."""
         self._stop_route()
         self._route_go.set()
-        if restart or not self._route_pending:
-            self._route_pending = deque(range(1, len(self.table) + 1))
-            self._route_failed = []
-            self._route_retried = False
-            self.counters.route_rounds += 1
+        self._route_pending = deque(range(1, len(self.table) + 1))
+        self._route_failed = []
+        self._route_retried = False
+        self.counters.route_rounds += 1
         self._route_task = tg.create_task(self._route(), name="sim-cco-route")
 
     def _stop_route(self) -> None:

@@ -141,3 +141,24 @@ async def test_a_module_that_lost_its_place_while_paused_is_restarted_not_resume
         assert p.cco.counters.route_lost == 1
         assert p.cco.counters.route_restarts == 2 and p.cco.counters.route_resumes == 0
         assert led.done == {m.address for m in meters}
+
+
+@pytest.mark.looptime
+async def test_a_read_refused_for_a_slot_the_route_still_holds_waits_and_keeps_the_modules_limit() -> None:
+    # a module slower than it says: silent meters hold its two slots 30 s, it announces 5 s
+    meters = make_meters(4)
+    async with cco_pair(meters, concurrency=2, monitor_timeout_s=5, silent_s=30.0, latency_s=1.0) as p:
+        await p.cco.reset()
+        silent = ["990000000001", "990000000002"]  # archived, never heard: the round leads them first
+        await p.cco.sync_archive([*silent, *(m.address for m in meters)])
+        led = Round(p)
+        p.cco.lead(led.route)
+        await p.cco.route("restart")
+        led.route.round_started()
+        await p.clock.sleep(2.0)  # both slots carry a silent meter's frame
+        reply = await p.cco.transact(meters[0].address, read(meters[0].address), timeout=20)
+        assert dlt645.decode(reply).address == meters[0].address
+        # the driver gave the route's frames up after 5 + 2 s and was refused: it waited for the
+        # route instead of taking the refusal for a smaller module
+        assert p.cco.counters.concurrency_denials >= 1 and p.sim.counters.busy_denied >= 1
+        assert p.cco.concurrency == 2
