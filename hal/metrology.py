@@ -77,6 +77,7 @@ class DltMetrology:
         self._logical = logical_address
         self._timeout = timeout
         self._piid = itertools.cycle(range(64))
+        self._requests: dict[int, bytes] = {}
         self.last_values: dict[str, float] = {}
         """Every primary value of the last snapshot by quantity name (tariff energies, totals)."""
 
@@ -85,6 +86,14 @@ class DltMetrology:
         return self._port
 
     def request(self, piid: int) -> bytes:
+        """The GET-Request-NormalList frame of every object under ``piid`` (the same bytes every
+        time: kept per piid, 64 of them)."""
+        frame = self._requests.get(piid)
+        if frame is None:
+            frame = self._requests[piid] = self._request(piid)
+        return frame
+
+    def _request(self, piid: int) -> bytes:
         apdu = dlt698.GetRequestNormalList(piid=piid, oads=tuple(dlt698.OAD.of(o) for o, _ in OADS))
         frame = dlt698.Frame(
             dlt698.CONTROL_CLIENT_REQUEST,

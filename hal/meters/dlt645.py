@@ -9,6 +9,7 @@ Must not know schedules, archives or what the values are used for.
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
 
 from hal.errors import DeviceError
@@ -20,6 +21,14 @@ from protocols.errors import ProtocolError
 
 MAX_FOLLOW_UPS = 16
 PREAMBLE = 4
+READ_REQUESTS_KEPT = 8192  # (meter, DI) read requests kept encoded: ~2.5 MB at most
+
+
+@functools.lru_cache(maxsize=READ_REQUESTS_KEPT)
+def _read_request(address: str, di: int) -> tuple[dlt645.Frame, bytes]:
+    """The read request of ``di`` from ``address`` and its wire bytes: the same every cycle."""
+    request = dlt645.read_request(address, di)
+    return request, dlt645.encode(request, preamble=PREAMBLE)
 
 
 class Dlt645Master:
@@ -53,8 +62,11 @@ class Dlt645Master:
         *,
         priority: Priority,
         timeout: float | None,  # noqa: ASYNC109 (the reply timeout, applied by the port with clock.timeout)
+        raw: bytes | None = None,
     ) -> dlt645.Frame:
-        raw = dlt645.encode(request, preamble=PREAMBLE)
+        """One exchange of ``request`` (its wire bytes ``raw`` when the caller has them)."""
+        if raw is None:
+            raw = dlt645.encode(request, preamble=PREAMBLE)
         code = request.control & 0x1F
         wildcard = "A" in request.address
 
@@ -88,7 +100,8 @@ class Dlt645Master:
         timeout: float | None = None,  # noqa: ASYNC109 (per-device reply timeout, see _exchange)
     ) -> dlt645.ReadResult:
         """Read one data identifier; joins follow-up frames into one result."""
-        reply = await self._exchange(dlt645.read_request(address, di), priority=priority, timeout=timeout)
+        request, raw = _read_request(address, di)
+        reply = await self._exchange(request, priority=priority, timeout=timeout, raw=raw)
         result = dlt645.parse_read_response(reply)
         if not result.follow_up:
             return result

@@ -23,6 +23,7 @@ format          wire (transmission order)     decoded value
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from dataclasses import dataclass, field
@@ -128,8 +129,19 @@ _STAMP_TEXT = {
 }
 
 
-def _fields(layout: str) -> list[str]:
-    return re.findall(r"YY|MM|DD|WW|hh|mm|ss", layout)
+@functools.cache
+def _fields(layout: str) -> tuple[str, ...]:
+    return tuple(re.findall(r"YY|MM|DD|WW|hh|mm|ss", layout))
+
+
+@functools.cache
+def _stamp_pattern(layout: str) -> re.Pattern[str]:
+    """The text form of ``layout`` as a regex with one named group per field."""
+    pattern = re.escape(_STAMP_TEXT[layout])
+    pattern = pattern.replace(r"\{", "{").replace(r"\}", "}")
+    return re.compile(
+        re.sub(r"\{(\w+)\}", lambda m: rf"(?P<{m[1]}>\d{{{'1,2' if m[1] == 'W' else 2}}})", pattern)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,10 +177,7 @@ class Stamp:
             value = self._from_datetime(value)
         if not isinstance(value, str):
             raise EncodeError(f"{self.layout}: expected text or datetime, got {value!r}", protocol=PROTOCOL)
-        pattern = re.escape(_STAMP_TEXT[self.layout])
-        pattern = pattern.replace(r"\{", "{").replace(r"\}", "}")
-        pattern = re.sub(r"\{(\w+)\}", lambda m: rf"(?P<{m[1]}>\d{{{'1,2' if m[1] == 'W' else 2}}})", pattern)
-        match = re.fullmatch(pattern, value)
+        match = _stamp_pattern(self.layout).fullmatch(value)
         if match is None:
             raise EncodeError(f"{self.layout}: {value!r} does not match {_STAMP_TEXT[self.layout]!r}")
         groups = match.groupdict()

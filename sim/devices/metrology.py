@@ -17,13 +17,11 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-import numpy as np
-
 from hal.clock import Clock
 from hal.interfaces import SerialLink, SerialSettings
 from protocols import dlt698
 from protocols.errors import ProtocolError
-from sim.physics.measure import DeviceErrors, FArray
+from sim.physics.measure import DeviceErrors
 from sim.pty import PtyPair
 from sim.wiring import PtyLink
 
@@ -61,6 +59,9 @@ class FunctionSource:
 
     def sample(self, t: float) -> TransformerSample:
         return self.fn(t)
+
+
+Measure = Callable[[float, float, int], float]  # (true value, t, phase) -> what the instrument reads
 
 
 @dataclass(slots=True)
@@ -107,17 +108,16 @@ class VirtualMetrology:
         e = self.errors
         if e is None:
             return s
-        at = np.array([t])
 
-        def per_phase(values: tuple[float, ...], measure: Callable[..., FArray]) -> tuple[float, ...]:
-            return tuple(float(measure(np.array([v]), at, ph)[0]) for ph, v in enumerate(values))
+        def per_phase(values: tuple[float, ...], measure: Measure) -> tuple[float, ...]:
+            return tuple(measure(v, t, ph) for ph, v in enumerate(values))
 
         return dataclasses.replace(
             s,
-            voltage_v=per_phase(s.voltage_v, e.voltage),  # type: ignore[arg-type]
-            current_a=per_phase(s.current_a, e.current),  # type: ignore[arg-type]
-            p_kw=per_phase(s.p_kw, e.power),  # type: ignore[arg-type]
-            q_kvar=per_phase(s.q_kvar, e.power),  # type: ignore[arg-type]
+            voltage_v=per_phase(s.voltage_v, e.voltage_at),  # type: ignore[arg-type]
+            current_a=per_phase(s.current_a, e.current_at),  # type: ignore[arg-type]
+            p_kw=per_phase(s.p_kw, e.power_at),  # type: ignore[arg-type]
+            q_kvar=per_phase(s.q_kvar, e.power_at),  # type: ignore[arg-type]
         )
 
     def objects(self, t: float) -> Mapping[int, dlt698.Data]:
