@@ -292,10 +292,8 @@ class VirtualMeter:
         m0, m1 = t0 + skew, t1 + skew
         k0, k1 = math.floor(m0 / step) + 1, math.ceil(m1 / step)
         if k1 - k0 < FEW_STEPS:
-            inner_points = [k * step for k in range(k0, k1)]
-            if m1 % CURVE_PERIOD_S and all(m % CURVE_PERIOD_S for m in inner_points):
-                self._advance_few([m0, *inner_points, m1])
-                return
+            self._advance_few([m0, *[k * step for k in range(k0, k1)], m1])
+            return
         inner = np.arange(k0, k1, dtype=np.float64) * step
         edges = np.concatenate(([m0], inner, [m1]))
         n = len(edges) - 1
@@ -317,46 +315,67 @@ class VirtualMeter:
         # (only when a curve point closes in this chunk: most chunks end at a read between two)
         instants = self._instants(edges[curve_idx] - skew) if self.on and len(curve_idx) else []
         for k, i in enumerate(curve_idx):
-            reg = Registers(_block(base_f + cum_f[i]), _block(base_r + cum_r[i]))
-            mt = float(edges[i])
-            if (mt + self.utc_offset_s) % DAY_S == 0:
-                self.daily_freezes.appendleft(Freeze(ts=mt, registers=reg))
-            if self.on:
-                self.curve.append(
-                    CurvePoint(
-                        ts=mt, instant=instants[k], forward_total=reg.forward[0], reverse_total=reg.reverse[0]
-                    )
-                )
+            self._close_point(
+                float(edges[i]), base_f + cum_f[i], base_r + cum_r[i], instants[k] if self.on else None
+            )
         if self.credit_yuan is not None:
             used = (cum_f[-1] * np.asarray(self.prices)).sum()
             self.credit_yuan -= float(used)
         self._state.forward = base_f + cum_f[-1]
         self._state.reverse = base_r + cum_r[-1]
 
+    def _close_point(
+        self, mt: float, forward: Sequence[float], reverse: Sequence[float], instant: Instant | None
+    ) -> None:
+        """A 15-min boundary of the meter's clock ``mt`` passed with these tariff registers: its
+        curve point (``instant`` None: the meter is off, no point), and at local midnight the
+        daily freeze."""
+        reg = Registers(_block(forward), _block(reverse))
+        if (mt + self.utc_offset_s) % DAY_S == 0:
+            self.daily_freezes.appendleft(Freeze(ts=mt, registers=reg))
+        if instant is not None:
+            self.curve.append(
+                CurvePoint(ts=mt, instant=instant, forward_total=reg.forward[0], reverse_total=reg.reverse[0])
+            )
+
     def _advance_few(self, edges: list[float]) -> None:
-        """``_advance_chunk`` of a chunk of a few steps in which no curve point closes (the
-        common case: a read a few seconds after the last), on Python floats: numpy's per-call
-        overhead is most of the cost at this size. The same operations in the same order, so the
-        same bits: the midpoint energy of each step summed per tariff onto the registers."""
+        """``_advance_chunk`` of a chunk of a few steps (the common case: a read a few seconds or
+        minutes after the last), on Python floats: numpy's per-call overhead is most of the cost
+        at this size. The same operations in the same order, so the same bits: the midpoint
+        energy of each step summed per tariff onto the registers, a curve point at each 15-min
+        boundary."""
         skew = self.skew_s
-        factor = self.faults.factor * (self.errors.energy_gain if self.errors is not None else 1.0)
-        if not (self._flowing() and factor > 0):
-            return  # nothing registers (the numpy path adds zeros)
         n = len(edges) - 1
-        mids = [(edges[i] + edges[i + 1]) / 2.0 - skew for i in range(n)]
-        if n <= FEW_SAMPLES:  # a LoadProfile's one-instant methods give its arrays' values
-            power = [self.profile.power_kw(m) for m in mids]
-        else:
-            power = sample_power(self.profile, np.array(mids, dtype=np.float64)).tolist()
+        factor = self.faults.factor * (self.errors.energy_gain if self.errors is not None else 1.0)
+        flowing = self._flowing() and factor > 0
+        power: list[float] = []
+        if flowing:
+            mids = [(edges[i] + edges[i + 1]) / 2.0 - skew for i in range(n)]
+            if n <= FEW_SAMPLES:  # a LoadProfile's one-instant methods give its arrays' values
+                power = [self.profile.power_kw(m) for m in mids]
+            else:
+                power = sample_power(self.profile, np.array(mids, dtype=np.float64)).tolist()
         tou, offset = self.tou, self.utc_offset_s
+        base_f, base_r = self._state.forward.tolist(), self._state.reverse.tolist()
         forward, reverse = [0.0] * 4, [0.0] * 4
         for i in range(n):
-            e = power[i] * factor * (edges[i + 1] - edges[i]) / 3600.0
-            tariff = tou[int(((edges[i] + offset) % DAY_S) // 3600)] - 1
-            if e > 0.0:
-                forward[tariff] += e
-            elif e < 0.0:
-                reverse[tariff] -= e
+            if flowing:
+                e = power[i] * factor * (edges[i + 1] - edges[i]) / 3600.0
+                tariff = tou[int(((edges[i] + offset) % DAY_S) // 3600)] - 1
+                if e > 0.0:
+                    forward[tariff] += e
+                elif e < 0.0:
+                    reverse[tariff] -= e
+            mt = edges[i + 1]
+            if mt % CURVE_PERIOD_S == 0:
+                self._close_point(
+                    mt,
+                    [b + x for b, x in zip(base_f, forward, strict=True)],
+                    [b + x for b, x in zip(base_r, reverse, strict=True)],
+                    self._instant(mt - skew) if self.on else None,
+                )
+        if not flowing:
+            return  # nothing registered (the numpy path adds zeros)
         if self.credit_yuan is not None:
             self.credit_yuan -= float((np.array(forward) * np.asarray(self.prices)).sum())
         self._state.forward = self._state.forward + np.array(forward)
@@ -576,7 +595,7 @@ class VirtualMeter:
         return self.faults.miss_rate > 0 and bool(self.rng.random() < self.faults.miss_rate)
 
 
-def _block(tariffs: FloatArray) -> tuple[float, float, float, float, float]:
+def _block(tariffs: Sequence[float] | FloatArray) -> tuple[float, float, float, float, float]:
     t1, t2, t3, t4 = (float(x) for x in tariffs)
     return (t1 + t2 + t3 + t4, t1, t2, t3, t4)
 
