@@ -109,7 +109,12 @@ class StreamFramer(Generic[F]):
         self._valid.clear()
 
     def feed(self, data: bytes | bytearray | memoryview) -> list[F | ProtocolError]:
+        idle = not self._buf and not self._items and not self._open and self._quiet <= self._base
         self._buf += data
+        if idle:
+            whole = self._whole()
+            if whole is not None:
+                return [whole]
         out: list[F | ProtocolError] = []
         while True:
             self._examine()
@@ -118,6 +123,30 @@ class StreamFramer(Generic[F]):
                 break
         self._compact()
         return out
+
+    def _whole(self) -> F | None:
+        """The common case, in one step: an idle framer fed one whole valid frame (after any
+        preamble), e.g. a reply read at once. Gives what the three steps would: the frame, its
+        preamble skipped, and the 0x68s inside it its own bytes -- when fewer than
+        ``MAX_CANDIDATES`` of them could open a candidate; None (nothing changed) otherwise."""
+        buf = self._buf
+        start = buf.find(START)
+        if start < 0 or buf.count(START, start + 1) >= MAX_CANDIDATES - 1:
+            return None
+        try:
+            end = self._spec.header(buf, start)
+            if end != len(buf):
+                return None
+            result = self._spec.body(buf, start, end)
+        except Exception:  # the three steps report it (and count a fault)
+            return None
+        if isinstance(result, ProtocolError):
+            return None
+        self.skipped += start
+        self.frames += 1
+        self._base = self._front = self._scan = self._base + end
+        buf.clear()
+        return result
 
     # -- the three steps -------------------------------------------------------------------------
 

@@ -131,3 +131,49 @@ def test_gdw1376_2_any_frame(
     raw = gdw1376_2.encode(frame)
     assert raw == f1376.build(frame)
     assert gdw1376_2.decode(raw) == frame
+
+
+# -- the framing loop's one-step path for a whole frame read at once ----------------------------
+
+
+def _stepwise(framer_class: type[Any]) -> Any:
+    class Stepwise(framer_class):  # type: ignore[misc,valid-type]
+        def _whole(self) -> None:  # always the three steps
+            return None
+
+    return Stepwise()
+
+
+FRAMERS = {
+    "dlt645": (dlt645.Framer, lambda d: dlt645.encode(dlt645.Frame("000012345678", 0x91, d), preamble=4)),
+    "dlt698": (dlt698.Framer, lambda d: dlt698.encode(dlt698.Frame(0xC3, "000012345678", 0, d))),
+    "gdw1376_2": (
+        gdw1376_2.Framer,
+        lambda d: gdw1376_2.encode(gdw1376_2.Frame(0x81, gdw1376_2.UpInfo(), 0x13, 1, d[:200])),
+    ),
+}
+
+
+@pytest.mark.parametrize("protocol", sorted(FRAMERS))
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.binary(max_size=120).map(lambda b: b.replace(b"\x68", b"\x68\x68")),
+    noise=st.binary(max_size=6),
+    flip=st.one_of(st.none(), st.integers(0, 400)),
+    tail=st.binary(max_size=30),
+    cut=st.integers(0, 400),
+)
+def test_a_whole_frame_in_one_step_is_what_the_three_steps_give(
+    protocol: str, data: bytes, noise: bytes, flip: int | None, tail: bytes, cut: int
+) -> None:
+    framer_class, make = FRAMERS[protocol]
+    raw = bytearray(noise + make(data))
+    if flip is not None and flip < len(raw):
+        raw[flip] ^= 0x5A
+    chunks = [bytes(raw), tail] if cut % 2 else [bytes(raw[:cut]), bytes(raw[cut:]) + tail]
+    fast, slow = framer_class(), _stepwise(framer_class)
+    for chunk in chunks * 2:
+        assert repr(fast.feed(chunk)) == repr(slow.feed(chunk))
+        assert (fast.frames, fast.errors, fast.skipped, fast.pending, fast.faults) == (
+            slow.frames, slow.errors, slow.skipped, slow.pending, slow.faults
+        )  # fmt: skip
