@@ -14,8 +14,6 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 
 from hal.interfaces import Priority
 
@@ -70,13 +68,26 @@ class PrioritySlots:
         self._free += 1
         self.in_use -= 1
 
-    @asynccontextmanager
-    async def hold(self, priority: Priority) -> AsyncIterator[None]:
-        await self.acquire(priority)
-        try:
-            yield
-        finally:
-            self.release()
+    def hold(self, priority: Priority) -> _Hold:
+        """``async with slots.hold(priority):`` -- a slot for the block (released on any exit)."""
+        return _Hold(self, priority)
+
+
+class _Hold:
+    """``PrioritySlots.hold``: a plain async context manager (one per transaction: cheaper than a
+    generator-based one)."""
+
+    __slots__ = ("_priority", "_slots")
+
+    def __init__(self, slots: PrioritySlots, priority: Priority) -> None:
+        self._slots = slots
+        self._priority = priority
+
+    async def __aenter__(self) -> None:
+        await self._slots.acquire(self._priority)
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._slots.release()
 
 
 __all__ = ["PrioritySlots"]

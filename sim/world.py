@@ -95,6 +95,14 @@ class Spans:
                 on = np.where((t >= t0) & (t < t1), 0.0, on)
         return on
 
+    def live_at(self, keys: tuple[str, ...], t: float) -> bool:
+        """``live`` of one instant."""
+        for key in keys:
+            for t0, t1 in self.items.get(key, ()):
+                if t0 <= t < t1:
+                    return False
+        return True
+
 
 @dataclass(slots=True)
 class Grid:
@@ -109,6 +117,11 @@ class Grid:
         hz = self.horizon
         k = np.floor((np.asarray(t, dtype=np.float64) - hz.start) / hz.step_s).astype(np.int64)
         return np.mod(k, hz.steps)  # past the horizon the profiles repeat (live runs)
+
+    def step_at(self, t: float) -> int:
+        """``steps_of`` of one instant, on Python numbers (the same step)."""
+        hz = self.horizon
+        return math.floor((t - hz.start) / hz.step_s) % hz.steps
 
     def refresh(self) -> None:
         """Re-derive the live horizon from the scenario horizon and the relay intervals."""
@@ -185,8 +198,7 @@ class HorizonProfile:
 
     # one instant (a meter's read), on Python numbers: the same values as the arrays' methods
     def _step(self, t: float) -> int:
-        hz = self.replica.horizon
-        return math.floor((t - hz.start) / hz.step_s) % hz.steps  # Grid.steps_of of one instant
+        return self.replica.grid.step_at(t)
 
     def _seen_at(self, t: float) -> float:
         f = 1.0
@@ -432,8 +444,8 @@ class World:
 
     def phases_live(self, t: float) -> tuple[bool, bool, bool]:
         """Whether each transformer LV phase has voltage at ``t`` (station and phase outages)."""
-        on = [bool(self.spans.live((f"phase:{p}",), np.array([t]))[0]) for p in "ABC"]
-        return on[0], on[1], on[2]
+        live = self.spans.live_at
+        return live(("phase:A",), t), live(("phase:B",), t), live(("phase:C",), t)
 
     #: the 总表's CT: (fitted, recorded in the archive); they differ under a wrong-CT scenario
     assessment_ct: tuple[float, float] = (1.0, 1.0)

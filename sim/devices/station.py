@@ -149,7 +149,7 @@ class FieldDevices:
 
 
 def _step(rep: Replica, t: float) -> int:
-    return int(rep.steps_of(np.array([t]))[0])
+    return rep.grid.step_at(t)
 
 
 def _world_source(world: World) -> FunctionSource:
@@ -158,15 +158,19 @@ def _world_source(world: World) -> FunctionSource:
 
     def sample(t: float) -> TransformerSample:
         grid = world.grid
-        k = int(grid.steps_of(np.array([t]))[0])
+        k = grid.step_at(t)
         hz = grid.horizon
-        live = np.array(world.phases_live(t), dtype=np.float64)
-        v, i, p, q = (hz.trafo_v[k] * live, hz.trafo_i[k] * live, hz.trafo_p[k] * live, hz.trafo_q[k] * live)
+        live = [float(on) for on in world.phases_live(t)]
+
+        def phases(row: np.ndarray) -> tuple[float, float, float]:
+            a, b, c = (x * on for x, on in zip(row.tolist(), live, strict=True))
+            return a, b, c
+
         return TransformerSample(
-            tuple(float(x) for x in v),  # type: ignore[arg-type]
-            tuple(float(x) for x in i),  # type: ignore[arg-type]
-            tuple(float(x) for x in p),  # type: ignore[arg-type]
-            tuple(float(x) for x in q),  # type: ignore[arg-type]
+            phases(hz.trafo_v[k]),
+            phases(hz.trafo_i[k]),
+            phases(hz.trafo_p[k]),
+            phases(hz.trafo_q[k]),
             50.0 + 0.02 * math.sin(t / 600.0),
         )
 
