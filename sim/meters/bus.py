@@ -35,6 +35,7 @@ from hal.interfaces import SerialLink, SerialSettings
 from protocols import dlt698
 from protocols.errors import ProtocolError
 from sim.meters._codec import BROADCAST_ADDRESS
+from sim.meters._draws import Draws
 from sim.meters._mixed import Frame, MixedFramer
 from sim.meters.model import VirtualMeter
 from sim.meters.responder import MeterResponder
@@ -104,7 +105,7 @@ class MeterBus:
         for m in self.meters:
             self._speakers[self.protocols[m.address]].append(m)
         self._by_address = {m.address: m for m in self.meters}
-        self._rng = np.random.default_rng([seed, 645])
+        self._draws = Draws(np.random.default_rng([seed, 645]))  # response delays, one per exchange
         self._framer = MixedFramer()
         self._last_end = 0  # stream offset just past the last request
         self.last_error: ProtocolError | None = None
@@ -121,7 +122,7 @@ class MeterBus:
             spec = spec.get(address, (0.02, 0.05))
         if isinstance(spec, tuple):
             lo, hi = spec
-            return float(self._rng.uniform(lo, hi))
+            return self._draws.uniform(lo, hi)
         return float(spec)
 
     # -- receive ------------------------------------------------------------------------------------

@@ -32,6 +32,7 @@ from sim.loads import (
     sample_reactive,
     sample_voltage,
 )
+from sim.meters._draws import Draws
 from sim.meters.signature import SignatureState
 from sim.physics.measure import DeviceErrors
 
@@ -202,6 +203,7 @@ class VirtualMeter:
         self.step_s = float(step_s)
         self.rng = np.random.default_rng([seed, int(address)])
         weights = self.rng.uniform(0.8, 1.2, 3)
+        self._draws: Draws | None = None
         self._phase_weights = tuple(float(w) for w in weights / weights.sum())
         self._state = _State(forward=np.array(initial_kwh, dtype=np.float64), reverse=np.zeros(4))
         self._t = float(start)
@@ -592,7 +594,11 @@ class VirtualMeter:
         """Draw once per request addressed to this meter: True = it does not answer."""
         if self.faults.mute:
             return True
-        return self.faults.miss_rate > 0 and bool(self.rng.random() < self.faults.miss_rate)
+        if self.faults.miss_rate <= 0:
+            return False
+        if self._draws is None:  # from here on ``rng`` is drawn through it (a block at a time)
+            self._draws = Draws(self.rng)
+        return self._draws.next() < self.faults.miss_rate
 
 
 def _block(tariffs: Sequence[float] | FloatArray) -> tuple[float, float, float, float, float]:
