@@ -34,6 +34,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -175,7 +176,7 @@ def _options(args: argparse.Namespace, workdir: Path, *, speed: float, duration_
         board = dataclasses.replace(board, apps=apps)
         app_config = {k: v for k, v in app_config.items() if k in wanted}
     return SimOptions(
-        board=board, workdir=workdir, speed=speed, meters_per_bus=1, seed=args.seed, start=DEFAULT_START,
+        board=board, workdir=workdir, speed=speed, meters_per_bus=1, seed=args.seed, start=args.start,
         duration_s=duration_s, network=DEFAULT_NETWORK, scenario=args.scenario, customers_scale=scale,
         hplc_meters=hplc, app_config=app_config,
     )  # fmt: skip
@@ -218,7 +219,7 @@ def virtual_run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     reads = int(counters.get("reads_ok", 0)) + int(counters.get("reads_failed", 0))
     rss = sampler.rss
     half = [kb for t, kb in rss if t >= rss[-1][0] / 2] if rss else []
-    start = DEFAULT_START
+    start = args.start
     end = start + args.days * 86400.0
     got, expected = _curve_completeness(workdir / "cloud.sqlite", start, end)
     # module-led reading brings a round's points with the next round: completeness up to the last one
@@ -241,6 +242,14 @@ def pty_run(args: argparse.Namespace, workdir: Path) -> float:
     return wall * 86400.0 / (args.pty_minutes * 60.0)
 
 
+def _instant(text: str) -> float:
+    """An ISO 8601 instant with its UTC offset, as epoch seconds."""
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the UTC offset, e.g. 2024-05-31T22:00+08:00")
+    return when.timestamp()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--days", type=float, default=1.0)
@@ -255,9 +264,18 @@ def main() -> int:
     ap.add_argument("--pty-minutes", type=float, default=5.0, help="length of the x60 pty run (0: skip)")
     ap.add_argument("--no-all-apps", dest="all_apps", action="store_false", help="only the board's apps")
     ap.add_argument("--apps", default="", help="only these apps, comma-separated (e.g. acquisition)")
+    ap.add_argument(
+        "--start", type=_instant, default=DEFAULT_START,
+        help="simulated start, ISO 8601 with its offset (default 2024-06-01T00:00+08:00), e.g. "
+        "2024-05-31T22:00+08:00 with --days 0.375: line loss (00:30), billing (01:00), topology (06:00)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--workdir", type=Path, default=None,
+        help="keep the virtual run's folder here (wiped first) for ttu cloud ... --db <workdir>/cloud.sqlite",
+    )  # fmt: skip
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        v = virtual_run(args, Path(tmp) / "max")
+        v = virtual_run(args, args.workdir or Path(tmp) / "max")
         pty_day = pty_run(args, Path(tmp) / "pty") if args.pty_minutes > 0 else None
     r = v["report"]
     readings = r["readings"]
@@ -269,6 +287,8 @@ def main() -> int:
     apps = ", ".join(a["name"] for a in r["apps"])
     print(f"simday: {days:g} simulated day(s), {v['meters']} meters ({nodes} HPLC), profile {args.profile}")
     print(f"  scenario {args.scenario}, apps: {apps}")
+    states = ", ".join(f"{a['name']} {a['state']} ({a['restarts']} restarts)" for a in r["apps"])
+    print(f"  failures {r['failures']}; at the end: {states}")
     print(
         f"  wall time            {v['wall']:.1f} s = {v['wall'] / days:.1f} s per simulated day "
         f"(achieved x{r['achieved_speed']:.0f})"
@@ -318,6 +338,15 @@ def main() -> int:
         print(
             f"  module-led reading   {route['route_rounds']} rounds, {route['route_reads']} carried reads "
             f"({route['route_reads_lost']} lost), peak {route['peak_in_flight']} in flight"
+        )
+        ours = route.get("terminal") or {}
+        print(
+            f"  ... terminal's own   {ours.get('point_reads_in_round')} HPLC reads in rounds: "
+            f"{ours.get('route_pauses')} pauses (AFN12 F2), {ours.get('route_resumes')} resumes, "
+            f"{ours.get('route_restarts')} restarts, {ours.get('route_lost')} lost places; longest read "
+            f"{ours.get('point_read_max_s') or 0:.1f} s; route paused "
+            f"{ours.get('route_paused_s') or 0:.0f} s in all; {route.get('route_rounds_finished')} rounds "
+            f"finished, {route.get('busy_denied')} reads refused busy"
         )
     print(f"  realtime cycle       {cycle:.1f} s vs wire bound {bound:.1f} s ({cycle / (bound or 1):.3f}x)")
     sizes: MessageSizes = v["sizes"]

@@ -206,6 +206,11 @@ class SimRun:
             "route_rounds": c.route_rounds,  # module-led reading (路由主动抄表)
             "route_reads": c.route_reads,
             "route_reads_lost": c.route_reads_lost,
+            "route_rounds_finished": c.route_rounds_finished,
+            "route_pauses": c.route_pauses,  # AFN12 F2/F3 the terminal sent around its own reads
+            "route_resumes": c.route_resumes,
+            "route_asks_paused": c.route_asks_paused,
+            "busy_denied": c.busy_denied,  # terminal reads refused: the route held every slot
             "peak_in_flight": c.peak_in_flight,
         }
 
@@ -672,7 +677,7 @@ async def report(run: SimRun, *, backlog_after_drain: int | None = None) -> dict
         "devices_online": (summary["devices"] or {}).get("devices_online"),
         "metrology_readings": (summary["devices"] or {}).get("metrology_readings"),
         "field_devices": summary["devices"],
-        "hplc": summary["hplc"],
+        "hplc": _with_terminal_cco(summary["hplc"], ports.get("hplc")),
         "virtual_loop": _virtual_loop_figures(),
         "physics": None
         if run.world is None
@@ -686,6 +691,21 @@ async def report(run: SimRun, *, backlog_after_drain: int | None = None) -> dict
             "truth_dir": str(run.truth_dir),
         },
     }
+
+
+#: the terminal's CCO driver figures the report shows next to the virtual CCO's (module-led reading)
+TERMINAL_CCO_KEYS = (
+    "route_restarts", "route_pauses", "route_resumes", "route_lost", "route_control_failures",
+    "point_reads_in_round", "point_read_max_s", "route_paused_s", "concurrency_denials", "reads_ok",
+    "reads_failed",
+)  # fmt: skip
+
+
+def _with_terminal_cco(hplc: dict[str, Any] | None, driver: object) -> dict[str, Any] | None:
+    """The virtual CCO's figures with the terminal's driver's under ``terminal``."""
+    if hplc is None or not isinstance(driver, dict):
+        return hplc
+    return {**hplc, "terminal": {k: driver.get(k) for k in TERMINAL_CCO_KEYS}}
 
 
 def _virtual_loop_figures() -> dict[str, int] | None:
