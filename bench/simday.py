@@ -12,11 +12,12 @@ under apps/ enabled, on the virtual-time loop, and prints:
 * peak RSS of the process (world + terminal + broker + cloud stub together) and its growth per
   simulated day, day by day (sampled on the virtual clock every simulated minute; flat memory means
   ~0 after the first day; a run shorter than two days gives the second half's growth per day);
-* with ``--heap``: the terminal's own memory, estimated apart from the world's (see ``HeapWatch``):
-  the live heap at the end (and at every simulated day's end) by side -- terminal, simulator,
-  broker, cloud stub -- plus the interpreter with the terminal's code (a fresh process importing
-  runtime/, apps/, hal/, protocols/) and its store's sqlite page cache. tracemalloc slows the run
-  (~1.5-2x CPU): the CPU figures of a ``--heap`` run are not the terminal's cost;
+* the terminal's own memory, estimated apart from the world's (``MemoryWatch``): the heap its
+  ``Terminal`` object holds (reachability, at every simulated day's end and at the end) + the RSS
+  of a fresh interpreter with the terminal's code (every module of runtime/, apps/, hal/,
+  protocols/) + its store's sqlite page cache; with ``--heap`` also the live heap filed by the code
+  that allocated it (tracemalloc: terminal, simulator, broker, cloud stub), which costs ~10-25x
+  the CPU: the CPU figures of a ``--heap`` run are not the terminal's cost;
 * readings sent / at the cloud / queued / lost, 15-min curve completeness at the cloud;
 * the ratio of the wall time per simulated day to that of a ``--speed 60`` run over real ptys
   (``--pty-minutes`` of it, the ``make sim`` time model), measured in the same run;
@@ -48,6 +49,7 @@ import time
 import tracemalloc
 import types
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -69,9 +71,9 @@ SIDES = {"runtime": "terminal", "apps": "terminal", "hal": "terminal", "sim": "s
 #: at the bottom of every stack (they run the loop): they decide nothing
 DRIVERS = {"sim/vloop.py", "sim/runner.py", "sim/harness.py"}
 DAY_S = 86400.0
-#: frames kept per allocation: enough for most allocations to reach the repository frame that
-#: made them (asyncio's own frames, a task step and a library or two sit below it)
-HEAP_FRAMES = 32
+#: frames kept per allocation (--heap): enough for most allocations to reach the repository
+#: frame that made them (a library or two sit below it); 32 costs ~25x the CPU, 12 ~20x, 4 ~8x
+HEAP_FRAMES = 12
 #: sqlite's default page cache per connection (PRAGMA cache_size = -2000: KiB); the terminal's
 #: store has one connection and does not change it
 SQLITE_CACHE_BYTES = 2000 * 1024
@@ -401,7 +403,7 @@ def _options(args: argparse.Namespace, workdir: Path, *, speed: float, duration_
         board = dataclasses.replace(board, apps=apps)
         app_config = {k: v for k, v in app_config.items() if k in wanted}
     return SimOptions(
-        board=board, workdir=workdir, speed=speed, meters_per_bus=1, seed=args.seed, start=DEFAULT_START,
+        board=board, workdir=workdir, speed=speed, meters_per_bus=1, seed=args.seed, start=args.start,
         duration_s=duration_s, network=DEFAULT_NETWORK, scenario=args.scenario, customers_scale=scale,
         hplc_meters=hplc, app_config=app_config,
     )  # fmt: skip
@@ -446,7 +448,7 @@ def virtual_run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     counters = report.get("counters", {})
     hplc = report.get("hplc") or {}
     reads = int(counters.get("reads_ok", 0)) + int(counters.get("reads_failed", 0))
-    start = DEFAULT_START
+    start = args.start
     end = start + args.days * 86400.0
     got, expected = _curve_completeness(workdir / "cloud.sqlite", start, end)
     # module-led reading brings a round's points with the next round: completeness up to the last one
@@ -518,6 +520,14 @@ def print_memory(v: dict[str, Any], args: argparse.Namespace) -> None:
         print(f"    {size * mb:7.2f} MB  {where}")
 
 
+def _instant(text: str) -> float:
+    """An ISO 8601 instant with its UTC offset, as epoch seconds."""
+    when = datetime.fromisoformat(text)
+    if when.tzinfo is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: give the UTC offset, e.g. 2024-05-31T22:00+08:00")
+    return when.timestamp()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--days", type=float, default=1.0)
@@ -533,12 +543,21 @@ def main() -> int:
     ap.add_argument("--no-all-apps", dest="all_apps", action="store_false", help="only the board's apps")
     ap.add_argument("--apps", default="", help="only these apps, comma-separated (e.g. acquisition)")
     ap.add_argument(
+        "--start", type=_instant, default=DEFAULT_START,
+        help="simulated start, ISO 8601 with its offset (default 2024-06-01T00:00+08:00), e.g. "
+        "2024-05-31T22:00+08:00 with --days 0.375: line loss (00:30), billing (01:00), topology (06:00)",
+    )  # fmt: skip
+    ap.add_argument(
+        "--workdir", type=Path, default=None,
+        help="keep the virtual run's folder here (wiped first) for ttu cloud ... --db <workdir>/cloud.sqlite",
+    )  # fmt: skip
+    ap.add_argument(
         "--heap", action="store_true", help="also the heap by allocating code (tracemalloc: ~10-25x the CPU)"
     )
     ap.add_argument("--heap-frames", type=int, default=HEAP_FRAMES, help="frames per allocation (--heap)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        v = virtual_run(args, Path(tmp) / "max")
+        v = virtual_run(args, args.workdir or Path(tmp) / "max")
         pty_day = pty_run(args, Path(tmp) / "pty") if args.pty_minutes > 0 else None
     r = v["report"]
     readings = r["readings"]
@@ -550,6 +569,8 @@ def main() -> int:
     apps = ", ".join(a["name"] for a in r["apps"])
     print(f"simday: {days:g} simulated day(s), {v['meters']} meters ({nodes} HPLC), profile {args.profile}")
     print(f"  scenario {args.scenario}, apps: {apps}")
+    states = ", ".join(f"{a['name']} {a['state']} ({a['restarts']} restarts)" for a in r["apps"])
+    print(f"  failures {r['failures']}; at the end: {states}")
     print(
         f"  wall time            {v['wall']:.1f} s = {v['wall'] / days:.1f} s per simulated day "
         f"(achieved x{r['achieved_speed']:.0f})"
@@ -596,6 +617,15 @@ def main() -> int:
         print(
             f"  module-led reading   {route['route_rounds']} rounds, {route['route_reads']} carried reads "
             f"({route['route_reads_lost']} lost), peak {route['peak_in_flight']} in flight"
+        )
+        ours = route.get("terminal") or {}
+        print(
+            f"  ... terminal's own   {ours.get('point_reads_in_round')} HPLC reads in rounds: "
+            f"{ours.get('route_pauses')} pauses (AFN12 F2), {ours.get('route_resumes')} resumes, "
+            f"{ours.get('route_restarts')} restarts, {ours.get('route_lost')} lost places; longest read "
+            f"{ours.get('point_read_max_s') or 0:.1f} s; route paused "
+            f"{ours.get('route_paused_s') or 0:.0f} s in all; {route.get('route_rounds_finished')} rounds "
+            f"finished, {route.get('busy_denied')} reads refused busy"
         )
     print(f"  realtime cycle       {cycle:.1f} s vs wire bound {bound:.1f} s ({cycle / (bound or 1):.3f}x)")
     sizes: MessageSizes = v["sizes"]

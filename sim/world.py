@@ -183,14 +183,26 @@ class HorizonProfile:
     def voltage_v_array(self, t: FloatArray, phase: str = "A") -> FloatArray:
         return self.replica.horizon.voltage_v[self.replica.steps_of(np.asarray(t)), self.index]
 
+    # one instant (a meter's read), on Python numbers: the same values as the arrays' methods
+    def _step(self, t: float) -> int:
+        hz = self.replica.horizon
+        return math.floor((t - hz.start) / hz.step_s) % hz.steps  # Grid.steps_of of one instant
+
+    def _seen_at(self, t: float) -> float:
+        f = 1.0
+        for t0, t1, bypass in self.thefts:
+            if t0 <= t < t1:
+                f = f * (1.0 - bypass)
+        return f
+
     def power_kw(self, t: float) -> float:
-        return float(self.power_kw_array(np.array([t]))[0])
+        return float(self.replica.horizon.p_kw[self._step(t), self.index]) * self._seen_at(t)
 
     def reactive_kvar(self, t: float) -> float:
-        return float(self.reactive_kvar_array(np.array([t]))[0])
+        return float(self.replica.horizon.q_kvar[self._step(t), self.index]) * self._seen_at(t)
 
     def voltage_v(self, t: float, phase: str = "A") -> float:
-        return float(self.voltage_v_array(np.array([t]), phase)[0])
+        return float(self.replica.horizon.voltage_v[self._step(t), self.index])
 
 
 @dataclass(slots=True)

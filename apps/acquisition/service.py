@@ -52,7 +52,7 @@ from .probe import ProbeTask
 from .reader import MeterReader
 from .realtime import RealtimeTask
 from .route import RouteTask
-from .stats import SuccessTracker
+from .stats import SuccessTracker, stats_parts
 from .timesync import TimeSyncTask
 
 
@@ -292,12 +292,20 @@ class Acquisition:
     # ------------------------------------------------------------------ cloud commands
 
     async def _cmd_stats(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {
+        """``{"part": i}`` (default 0): the station summary, counters and module-led reading
+        figures, with one part of the per-meter rows (``meters``); the reply says how many
+        ``parts`` there are (a 2,000-meter area does not fit one reply; ``ttu cloud acquisition
+        stats`` asks for every part and joins them)."""
+        part = args.get("part", 0)
+        head = {
             "station": self.reader.tracker.summary(),
             "counters": self.counters,
-            "meters": self.reader.tracker.per_meter(),
             "route": self.route.statistics() if HPLC in self.plan.led else None,
         }
+        replies = stats_parts(head, self.reader.tracker.per_meter())
+        if isinstance(part, bool) or not isinstance(part, int) or not 0 <= part < len(replies):
+            raise ValueError(f"part {part!r}: the stats have parts 0..{len(replies) - 1}")
+        return replies[part]
 
 
 async def run_acquisition(ctx: AppContext, config: dict[str, Any], terminal: TerminalInfo) -> None:

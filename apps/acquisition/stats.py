@@ -9,6 +9,9 @@ Definitions (as utility reports use them):
   the first freeze, a successful realtime read) today / meters in the archive;
 * a meter is online when its last read attempt succeeded;
 * a transport's success rate (RS-485 port name, or "hplc") = the same ratio over its meters.
+
+``stats_parts`` cuts the ``acquisition.stats`` command's reply into parts that each fit one
+upward message (a station area of 2,000 meters has ~300 kB of per-meter rows).
 """
 
 from __future__ import annotations
@@ -16,6 +19,14 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
+
+from protocols.cloud import MAX_MESSAGE_BYTES, json_size, page_budget, pages
+
+#: a command reply wraps its result in its own envelope (id, ok): room left for it
+REPLY_LIMIT = MAX_MESSAGE_BYTES - (4 << 10)
+#: meters per part of the ``acquisition.stats`` reply: cut by count (so the parts asked one after
+#: the other cover each meter once while the figures change), by size only when rows are huge
+METERS_PER_PART = 500
 
 
 @dataclass(slots=True)
@@ -130,3 +141,23 @@ class SuccessTracker:
             }
             for meter_id, s in self._meters.items()
         }
+
+
+def stats_parts(
+    head: dict[str, Any], meters: dict[str, dict[str, Any]], *, limit: int = REPLY_LIMIT
+) -> list[dict[str, Any]]:
+    """The ``acquisition.stats`` reply as ``parts`` results: each ``{**head, "meters": {...a slice
+    of the per-meter rows...}, "part": i, "parts": n}`` of at most ``limit`` bytes of JSON. The
+    head (station summary, counters, route) is bounded; the rows are cut by ``METERS_PER_PART``
+    and by size. ``head`` must not hold ``meters``, ``part`` or ``parts``."""
+    budget = page_budget({**head, "meters": {}}, limit=limit)
+    chunks = pages(
+        meters.items(),
+        budget=budget,
+        size=lambda row: json_size(row[0]) + 1 + json_size(row[1]),  # "id":{...}
+        what="meter row",
+        max_items=METERS_PER_PART,
+    )
+    return [
+        {**head, "meters": dict(chunk), "part": i, "parts": len(chunks)} for i, chunk in enumerate(chunks)
+    ]

@@ -19,7 +19,15 @@ Flows (PROTOCOLS.md §3.4):
 * point read: AFN13 F1, one at a time, bounded by the module's monitor timeout;
 * concurrent read: AFN F1 F1, up to the module's concurrency in flight (replies matched by
   seq, else by node address); a deny 109 (max concurrency exceeded) lowers the limit;
-* broadcast: AFN05 F3.
+* broadcast: AFN05 F3;
+* module-led reading (路由主动抄表): ``lead(reader)`` answers the module's AFN14 F1 asks;
+  ``route(restart|pause|resume)`` is AFN12 F1/F2/F3. While the module leads a round, a read
+  of the terminal's own (``transact``, whichever app asks) first pauses the route (AFN12 F2,
+  Q/GDW 1376.2 A.4: pause, then point read), waits for capacity as the frames the route still
+  carries come back (AFN06 F2; a silent meter's after the module's monitor timeout), reads,
+  and resumes the route (AFN12 F3) ``RESUME_AFTER_S`` after the last read of a burst -- or
+  restarts it (F1) if the module lost its place meanwhile (it restarted, or refused F3). The
+  route's frames in flight count against the module's concurrency like the terminal's own.
 
 Concurrency is taken from byte 5 of the AFN03 F10 mode word (reserved in the 2019 table; the
 virtual CCO in ``sim/hplc`` puts its limit there); 0 falls back to ``default_concurrency``.
@@ -34,7 +42,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Literal, Self
@@ -65,8 +73,19 @@ DEDUP_WINDOW_S = 300.0
 # Deny codes that mean "the node did not answer": raised as NodeTimeout (a TransportTimeout).
 NODE_SILENT = frozenset({0, 8, 11, 12})
 MAX_CONCURRENCY_EXCEEDED = 109
+#: a burst of the terminal's own reads keeps the route paused: resumed this long after the last
+RESUME_AFTER_S = 2.0
+#: a frame the route carries holds a slot of the module until its reply is reported (AFN06 F2)
+#: or the module's monitor timeout plus this has passed (a silent meter is not reported)
+ROUTE_FRAME_SLACK_S = 2.0
+RESUME_RETRY_MAX_S = 60.0
+#: a read refused "max concurrency exceeded" while the module leads a round waits at most this
+#: long for one of the route's frames to come back before it asks again
+CROWDED_RETRY_S = 1.0
 
 ReadMethod = Literal["auto", "monitor", "concurrent"]
+RouteAction = Literal["restart", "pause", "resume"]
+RouteState = Literal["idle", "leading", "paused"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +156,14 @@ class CcoCounters:
     unsupported_frames: int = 0
     route_requests: int = 0
     route_data: int = 0  # meters' replies the module brought back while leading the reading
+    route_restarts: int = 0  # AFN12 F1: rounds started, and restarts after the module lost its place
+    route_pauses: int = 0  # AFN12 F2: for the terminal's own reads (or asked by the route's owner)
+    route_resumes: int = 0  # AFN12 F3 after them
+    route_lost: int = 0  # the module lost its place in a round (restarted, refused F3): restarted
+    route_control_failures: int = 0  # AFN12 commands the module did not confirm
+    point_reads_in_round: int = 0  # the terminal's own reads while the module led a round
+    point_read_max_s: float = 0.0  # the longest of them, pause and wait for capacity included
+    route_paused_s: float = 0.0  # time the route stood paused (resumed or restarted since)
     module_resets: int = 0
     identifies: int = 0
     syncs: int = 0
@@ -225,10 +252,19 @@ class Cco:
         self._write_lock = asyncio.Lock()
         self._local_lock = asyncio.Lock()  # the module runs one local command / monitor at a time
         self._ready_lock = asyncio.Lock()
-        self._gate = asyncio.Condition()
-        self._in_flight = 0
+        self._capacity = asyncio.Event()  # replaced (and set) whenever a slot of the module frees
+        self._in_flight = 0  # the terminal's own reads at the module
         self._limit: int | None = None
         self._route_reader: RouteReader | None = None
+        self._route_out: dict[str, float] = {}  # node -> monotonic deadline of the frame the route carries
+        self._route_state: RouteState = "idle"  # what the module was last told (AFN06 F3: idle)
+        self._route_yielded = False  # paused for the terminal's own reads: resumed when they end
+        self._route_wanted: Literal["restart", "resume"] | None = None  # the owner's, held during reads
+        self._route_lost = False  # the module restarted while it led a round
+        self._route_lock = asyncio.Lock()  # one AFN12 decision at a time
+        self._paused_at: float | None = None
+        self._point_reads = 0
+        self._resumer: asyncio.Task[None] | None = None
         self._asks: set[asyncio.Task[None]] = set()
         self._identified = False
         self._expect_restart = False
@@ -277,6 +313,8 @@ class Cco:
             "monitor_timeout_s": None if info is None else info.monitor_timeout_s,
             "concurrency": self.concurrency,
             "in_flight": self._in_flight,
+            "route_state": self._route_state,
+            "route_frames_out": len(self._route_out),
             "archive_nodes": None if self._archive is None else len(self._archive.addresses),
             "events_published": self._hub.published,
             "events_dropped": self._hub.dropped,
@@ -305,6 +343,10 @@ class Cco:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self._resumer is not None:
+            self._resumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._resumer
         self._fail_pending(TransportError(f"{self._name}: driver closed"))
         self._hub.close()
         await self._link.close()
@@ -350,23 +392,26 @@ class Cco:
         """Forward ``frame`` to the node at ``address``; return the meter's reply frame.
 
         ``auto`` reads concurrently (AFN F1 F1) when the module allows more than one read in
-        flight, else by point read (AFN13 F1). A read cut by a module reset is retried once
-        after the driver recovered. Raises ``NodeTimeout`` if the node does not answer.
+        flight, else by point read (AFN13 F1). While the module leads a round the route is
+        paused first and resumed after (see the module docstring). A read cut by a module reset
+        is retried once after the driver recovered. Raises ``NodeTimeout`` if the node does not
+        answer.
         """
         address = _normal(address)
-        for attempt in (0, 1):
-            await self._ensure_ready()
-            use = method
-            if use == "auto":
-                use = "concurrent" if self.concurrency > 1 else "monitor"
-            try:
-                if use == "concurrent":
-                    return await self._concurrent(address, frame, timeout)
-                return await self._monitor(address, frame, timeout)
-            except ModuleReset:
-                if attempt:
-                    raise
-                _log.info("%s: read of %s cut by a module reset; retrying", self._name, address)
+        async with self._point_read():
+            for attempt in (0, 1):
+                await self._ensure_ready()
+                use = method
+                if use == "auto":
+                    use = "concurrent" if self.concurrency > 1 else "monitor"
+                try:
+                    if use == "concurrent":
+                        return await self._concurrent(address, frame, timeout)
+                    return await self._monitor(address, frame, timeout)
+                except ModuleReset:
+                    if attempt:
+                        raise
+                    _log.info("%s: read of %s cut by a module reset; retrying", self._name, address)
         raise AssertionError("unreachable")
 
     async def broadcast(self, frame: bytes) -> None:
@@ -433,11 +478,172 @@ class Cco:
         """
         self._route_reader = reader
 
-    async def route(self, action: Literal["restart", "pause", "resume"]) -> None:
-        """AFN12 F1 restart / F2 pause / F3 resume the module's routing (module-led reading)."""
+    async def route(self, action: RouteAction) -> None:
+        """AFN12 F1 restart / F2 pause / F3 resume the module's routing (module-led reading).
+
+        A restart or resume asked while reads of the terminal's own are under way is held until
+        they end (the route is paused for them); a pause asked by the route's owner stays until
+        the owner resumes (the driver does not resume it after its reads)."""
+        if action not in ("restart", "pause", "resume"):
+            raise ValueError(f"route action {action!r}: restart, pause or resume")
+        async with self._route_lock:
+            if action == "pause":
+                self._route_yielded, self._route_wanted = False, None
+                if self._route_state != "paused":
+                    await self._control("pause")
+                return
+            if self._point_reads and self._route_state != "leading":
+                self._route_wanted = "restart" if "restart" in (action, self._route_wanted) else "resume"
+                self._route_yielded = True  # the reads' end starts it
+                return
+            await self._control(action)
+
+    async def _control(self, action: RouteAction) -> None:
+        """Send one AFN12 command (the caller holds ``_route_lock``) and follow its state."""
+        if action == "resume" and self._route_lost:
+            action = "restart"  # the module lost its place: a resume would find no round
         fn = {"restart": 1, "pause": 2, "resume": 3}[action]
         await self._ensure_ready()
-        await self._local(0x12, fn, None, what=f"route {action}")
+        try:
+            await self._local(0x12, fn, None, what=f"route {action}")
+        except HalError:
+            self.counters.route_control_failures += 1
+            raise
+        if action == "pause":
+            self._route_state = "paused"
+            self._paused_at = self._clock.monotonic()
+            self.counters.route_pauses += 1
+            return
+        if self._paused_at is not None:
+            self.counters.route_paused_s += self._clock.monotonic() - self._paused_at
+            self._paused_at = None
+        if action == "restart":
+            self.counters.route_restarts += 1
+            self._forget_route_frames()  # a new round: the module dropped what it carried
+        else:
+            self.counters.route_resumes += 1
+        self._route_state = "leading"
+        self._route_yielded, self._route_wanted, self._route_lost = False, None, False
+
+    # ------------------------------------------------------------------ the terminal's reads in a round
+
+    @contextlib.asynccontextmanager
+    async def _point_read(self) -> AsyncIterator[None]:
+        """One read of the terminal's own: pauses a route the module leads, and has it resumed
+        ``RESUME_AFTER_S`` after the last read of a burst ended."""
+        self._point_reads += 1
+        started = self._clock.monotonic()
+        in_round = self._route_state != "idle" or self._route_yielded
+        try:
+            if self._route_state == "leading":
+                await self._yield_route()
+            yield
+        finally:
+            self._point_reads -= 1
+            if in_round:
+                self.counters.point_reads_in_round += 1
+                took = self._clock.monotonic() - started
+                self.counters.point_read_max_s = max(self.counters.point_read_max_s, took)
+            resumer = self._resumer
+            if self._point_reads == 0 and self._route_yielded and (resumer is None or resumer.done()):
+                self._resumer = asyncio.create_task(self._resume_route(), name=f"{self._name}-route-resume")
+
+    async def _yield_route(self) -> None:
+        async with self._route_lock:
+            if self._route_state != "leading":
+                return  # paused meanwhile (another read of the burst, the owner) or over
+            try:
+                await self._control("pause")
+            except HalError as err:
+                _log.warning("%s: route not paused (%s): the read shares the module with it", self._name, err)
+                return
+            self._route_yielded = True
+
+    async def _resume_route(self) -> None:
+        """Resume (or restart) the route the terminal's reads paused, once they stayed quiet for
+        ``RESUME_AFTER_S``; retried with backoff while the module does not confirm."""
+        delay = RESUME_AFTER_S
+        while True:
+            await self._clock.sleep(delay)
+            async with self._route_lock:
+                if self._point_reads or not self._route_yielded:
+                    return  # another read is under way (its end resumes) or nothing to resume
+                action = self._route_wanted or "resume"
+                try:
+                    await self._control(action)
+                    return
+                except ModuleDenied as err:
+                    if action == "resume" and not self._route_lost:  # no round to go on with
+                        _log.warning("%s: route resume refused (%s): restarting the round", self._name, err)
+                        self._route_lost = True
+                        self.counters.route_lost += 1
+                        delay = 0.0
+                        continue
+                    _log.warning("%s: route %s refused (%s); retrying", self._name, action, err)
+                except HalError as err:
+                    _log.warning("%s: route %s failed (%s); retrying", self._name, action, err)
+            delay = min(max(2 * delay, 1.0), RESUME_RETRY_MAX_S)
+
+    # ------------------------------------------------------------------ the module's capacity
+
+    def _busy(self) -> int:
+        """Slots of the module in use: the terminal's reads and the frames the route carries."""
+        if self._route_out:
+            now = self._clock.monotonic()
+            for address in [a for a, deadline in self._route_out.items() if deadline <= now]:
+                del self._route_out[address]  # a silent meter: the module gave up on it by now
+        return self._in_flight + len(self._route_out)
+
+    def _freed(self) -> None:
+        event, self._capacity = self._capacity, asyncio.Event()
+        event.set()
+
+    async def _take_slot(self) -> None:
+        while self._busy() >= self.concurrency:
+            event = self._capacity
+            if not self._route_out:
+                await event.wait()
+                continue
+            wait = min(self._route_out.values()) - self._clock.monotonic()
+            with contextlib.suppress(TimeoutError):
+                async with self._clock.timeout(max(wait, 0.0)):
+                    await event.wait()
+        self._in_flight += 1
+        self.counters.peak_in_flight = max(self.counters.peak_in_flight, self._in_flight)
+
+    def _release_slot(self) -> None:
+        self._in_flight -= 1
+        self._freed()
+
+    def _forget_route_frames(self) -> None:
+        if self._route_out:
+            self._route_out.clear()
+            self._freed()
+
+    def _route_frame_s(self) -> float:
+        info = self.info
+        if info is not None and info.monitor_timeout_s:
+            return info.monitor_timeout_s + ROUTE_FRAME_SLACK_S
+        return DEFAULT_MONITOR_TIMEOUT_S + ROUTE_FRAME_SLACK_S
+
+    def _route_finished(self) -> None:
+        """AFN06 F3: the module finished its round (a restart held for the reads still comes)."""
+        self._route_state = "idle"
+        self._route_lost = False
+        if self._paused_at is not None:
+            self.counters.route_paused_s += self._clock.monotonic() - self._paused_at
+            self._paused_at = None
+        if self._route_wanted is None:
+            self._route_yielded = False
+        self._forget_route_frames()
+
+    async def _restart_lost_route(self) -> None:
+        """After the module restarted in a round it led: start the round again. (A route paused
+        for reads is restarted when they end, one the owner paused when the owner resumes it:
+        ``_control`` turns that resume into a restart.)"""
+        async with self._route_lock:
+            if self._route_lost and self._route_state == "leading":
+                await self._control("restart")
 
     # ------------------------------------------------------------------ identify / sync
 
@@ -528,9 +734,13 @@ class Cco:
         unit = q.Monitor(protocol_of(frame), frame)
         limit = self._node_timeout(timeout)
         async with self._local_lock:
-            reply = await self._request(
-                0x13, 1, unit, dst=address, timeout=limit, what=f"point read of {address}", node=address
-            )
+            await self._take_slot()
+            try:
+                reply = await self._request(
+                    0x13, 1, unit, dst=address, timeout=limit, what=f"point read of {address}", node=address
+                )
+            finally:
+                self._release_slot()
         result = self._parse(reply)
         if not isinstance(result, q.MonitorReply):
             self.counters.reads_failed += 1
@@ -544,11 +754,14 @@ class Cco:
     async def _concurrent(self, address: str, frame: bytes, timeout: float) -> bytes:  # noqa: ASYNC109
         unit = q.Concurrent(protocol_of(frame), frame)
         limit = self._node_timeout(timeout)
+        crowded = False
         while True:
-            async with self._gate:
-                await self._gate.wait_for(lambda: self._in_flight < self.concurrency)
-                self._in_flight += 1
-                self.counters.peak_in_flight = max(self.counters.peak_in_flight, self._in_flight)
+            if crowded:  # refused in a round: wait until one of the route's frames comes back
+                event = self._capacity
+                with contextlib.suppress(TimeoutError):
+                    async with self._clock.timeout(CROWDED_RETRY_S):
+                        await event.wait()
+            await self._take_slot()
             try:
                 reply = await self._request(
                     0xF1, 1, unit, dst=address, timeout=limit, what=f"concurrent read of {address}",
@@ -558,14 +771,16 @@ class Cco:
                 if err.code != MAX_CONCURRENCY_EXCEEDED:
                     raise
                 self.counters.concurrency_denials += 1
-                # The module holds fewer than it announced: run with what was in flight without us.
-                self._limit = max(1, self._in_flight - 1)
-                _log.warning("%s: module refused a concurrent read; limit now %d", self._name, self._limit)
+                crowded = self._route_state != "idle"
+                if not crowded:
+                    # The module holds fewer than it announced: run with what was in flight without us.
+                    self._limit = max(1, self._busy() - 1)
+                    limit_now = self._limit
+                    _log.warning("%s: module refused a concurrent read; limit now %d", self._name, limit_now)
+                # else the route holds a slot we did not count (a frame it carried late): not a lower limit
                 continue
             finally:
-                async with self._gate:
-                    self._in_flight -= 1
-                    self._gate.notify_all()
+                self._release_slot()
             break
         result = self._parse(reply)
         if not isinstance(result, q.Concurrent):
@@ -759,6 +974,8 @@ class Cco:
         elif isinstance(unit, q.ReadData):
             address = self._indices.get(unit.index)
             self.counters.route_data += 1
+            if address is not None and self._route_out.pop(address, None) is not None:
+                self._freed()  # the route's frame came back: its slot is free
             if self._route_reader is not None and address is not None:
                 self._route_reader.data(address, unit.frame, duration_s=float(unit.duration_s))
                 return
@@ -767,6 +984,8 @@ class Cco:
                 {"index": unit.index, "protocol": unit.protocol, "duration_s": unit.duration_s},
             )  # fmt: skip
         elif isinstance(unit, q.RouteChange):
+            if unit.task == 1:
+                self._route_finished()
             if unit.task == 1 and self._route_reader is not None:
                 self._route_reader.finished()
             event = CarrierEvent("route_change", (), now, b"", {"task": unit.task})
@@ -787,6 +1006,10 @@ class Cco:
         self.counters.module_resets += 1
         _log.warning("%s: the module restarted on its own; re-identifying", self._name)
         self._identified = False
+        if self._route_state != "idle" or self._route_yielded:
+            self._route_lost = True  # its round is gone: restarted after recovery
+            self.counters.route_lost += 1
+        self._forget_route_frames()
         self._fail_pending(ModuleReset(f"{self._name}: module restarted, command lost"))
         self._hub.publish(CarrierEvent("module_reset", (), self._clock.now(), frame.unit))
         self._reset_seen.set()
@@ -841,6 +1064,10 @@ class Cco:
                     _log.warning("%s: route reader failed for %s: %s", self._name, unit.address, err)
                     answer = RouteAnswer(ok=False)
                 reply = q.ReadReply(2, answer.frame) if answer.frame else q.ReadReply(1 if answer.ok else 0)
+            if reply.flag == 2:
+                self._route_out[unit.address] = self._clock.monotonic() + self._route_frame_s()
+            elif self._route_out.pop(unit.address, None) is not None:
+                self._freed()  # the node is done: nothing of it is carried any more
             out = q.make_frame(0x14, 1, reply, seq=frame.seq, src=self.master_address, dst=unit.address)
         elif frame.fn == 2:
             local = dt.datetime.fromtimestamp(self._clock.now(), self._tz).replace(tzinfo=None, microsecond=0)
@@ -860,6 +1087,7 @@ class Cco:
                 try:
                     await self._ensure_ready()
                     delay = 1.0
+                    await self._restart_lost_route()
                 except HalError as err:
                     self.counters.recovery_failures += 1
                     _log.warning("%s: recovery failed (%s); retrying in %g s", self._name, err, delay)

@@ -15,7 +15,9 @@ or None (nothing: the node is done at once). The job runs in a session of that n
 ``transact`` it makes hands its frame to the module as the answer to the pending ask and waits
 for the reply the module brings back. The job's end is the node's last answer (succeeded when
 it returned True). A frame the module never answers fails the job's exchange when the module
-asks about the node again or moves on for longer than the reply timeout. Outside a session
+asks about the node again or moves on for longer than the reply timeout, counted from when the
+frame was handed (a route paused for the terminal's own reads asks again when it resumes); a
+frame the module never came back for fails when the round ends. Outside a session
 ``transact`` refuses (``TransportError``): only the module decides when a node is read.
 
 Must not: know any protocol (the caller's decoder reads the reply), retry (the module retries
@@ -57,6 +59,7 @@ class _Session:
     step: asyncio.Future[bytes | None]  # the job's next frame, or None once it ended
     reply: asyncio.Future[bytes] | None = None  # the reply awaited for the job's current frame
     handed: asyncio.Future[bytes] | None = None  # ... once that frame went to the module
+    taken: asyncio.Future[None] | None = None  # done when the module asked for the job's frame
     task: asyncio.Task[None] | None = None
     ok: bool = False
     ended_at: float | None = None
@@ -157,6 +160,8 @@ class RouteTransport:
             return RouteAnswer(ok=session.ok)
         session.step = asyncio.get_running_loop().create_future()
         session.handed = session.reply
+        if session.taken is not None and not session.taken.done():
+            session.taken.set_result(None)
         return RouteAnswer(frame=step)
 
     def data(self, address: str, frame: bytes, *, duration_s: float) -> None:
@@ -170,6 +175,10 @@ class RouteTransport:
     def finished(self) -> None:
         self.rounds_finished += 1
         self._round_over.set()
+        for session in self._sessions.values():
+            if session.taken is not None and not session.taken.done():  # the module did not come back
+                ended = TransportTimeout(f"{self._name}: node {session.address}: the round ended first")
+                session.taken.set_exception(ended)
 
     # ------------------------------------------------------------------ sessions
 
@@ -235,10 +244,13 @@ class RouteTransport:
         self._health.track(device)
         self.transactions += 1
         session.frames += 1
-        reply: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
-        session.reply = reply
+        loop = asyncio.get_running_loop()
+        reply: asyncio.Future[bytes] = loop.create_future()
+        taken: asyncio.Future[None] = loop.create_future()
+        session.reply, session.taken = reply, taken
         session.step.set_result(request)
         try:
+            await taken  # the module asks when it leads the node again (a paused route: on resume)
             async with self._clock.timeout(timeout + CARRIER_SLACK_S):
                 raw = await reply
         except TimeoutError as err:
@@ -251,7 +263,7 @@ class RouteTransport:
             self._health.failure(device, "timeouts")
             raise
         finally:
-            session.reply = session.handed = None
+            session.reply = session.handed = session.taken = None
         answer = reply_in(raw, decoder, match, what=f"{self._name}: reply of node {device}")
         if isinstance(answer, ProtocolError):
             self._health.failure(device, "bad_frames")

@@ -239,7 +239,28 @@ def _refuse_reserved(frame: Frame) -> None:
 
 
 def encode(frame: Frame, *, preamble: int = 4) -> bytes:
-    """Wire bytes of ``frame`` with ``preamble`` wake-up FE bytes in front."""
+    """Wire bytes of ``frame`` with ``preamble`` wake-up FE bytes in front.
+
+    The bytes ``FRAME.build`` makes (``build`` below), assembled by hand once the frame passed
+    the checks construct cannot make (reserved bits, L's range): it runs on every request and
+    reply (``tests/protocols/test_frame_fast_paths`` holds both paths byte-identical). Never
+    writes L bit 15 (``_refuse_reserved``)."""
+    if not 0 <= preamble <= 16:
+        raise EncodeError(f"preamble {preamble}: expected 0..16 FE bytes", protocol=PROTOCOL)
+    _refuse_reserved(frame)
+    sa = frame.sa_wire
+    body = (b"" if frame.fragment is None else frame.fragment.word.to_bytes(2, "little")) + frame.apdu
+    length = 2 + 1 + 1 + len(sa) + 1 + 2 + len(body) + 2
+    if length > MAX_LENGTH:
+        raise EncodeError(f"frame of {length} bytes exceeds L's {MAX_LENGTH}", protocol=PROTOCOL)
+    head = b"%s%c%c%s%c" % (length.to_bytes(2, "little"), frame.control, frame.af, sa, frame.ca)
+    head += crc16_x25(head).to_bytes(2, "little")
+    head += body
+    return b"\xfe" * preamble + b"\x68" + head + crc16_x25(head).to_bytes(2, "little") + b"\x16"
+
+
+def build(frame: Frame, *, preamble: int = 4) -> bytes:
+    """``encode`` through the construct definition ``FRAME`` (the declared wire format)."""
     if not 0 <= preamble <= 16:
         raise EncodeError(f"preamble {preamble}: expected 0..16 FE bytes", protocol=PROTOCOL)
     _refuse_reserved(frame)
@@ -405,9 +426,15 @@ def decode(raw: bytes, *, max_length: int = MAX_LENGTH) -> Frame:
         raise ProtocolError(
             f"{len(raw) - result} trailing bytes after the frame", offset=result, protocol=PROTOCOL
         )
+    return frame_at(raw, start)
+
+
+def parse(raw: bytes) -> Frame:
+    """``decode`` through the construct definition ``FRAME`` (the declared wire format)."""
+    start = count_preamble(raw)
     try:
         parsed = FRAME.parse(bytes(raw[start:]))
-    except ConstructError as err:  # check() already vetted the bytes; kept as a safety net
+    except ConstructError as err:
         raise ProtocolError(f"malformed frame: {err}", offset=start, protocol=PROTOCOL) from err
     head = parsed.head.value
     return _frame(head.length, head.control, head.af, head.sa, head.ca, parsed.body)
@@ -427,6 +454,7 @@ __all__ = [
     "FragmentHeader",
     "FragmentType",
     "Frame",
+    "build",
     "check",
     "check_body",
     "check_header",
@@ -434,4 +462,5 @@ __all__ = [
     "decode",
     "encode",
     "frame_at",
+    "parse",
 ]

@@ -307,12 +307,33 @@ FRAME = Struct(
 )
 
 
+def _addresses(frame: Frame) -> bytes:
+    if not frame.info.module_flag:
+        return b""
+    assert frame.src is not None and frame.dst is not None  # guaranteed by Frame
+    return b"".join(address_to_wire(a) for a in (frame.src, *frame.relays, frame.dst))
+
+
 def encode(frame: Frame) -> bytes:
-    """Wire bytes of ``frame`` (no preamble: 1376.2 UART frames carry none)."""
-    addresses = b""
-    if frame.info.module_flag:
-        assert frame.src is not None and frame.dst is not None  # guaranteed by Frame
-        addresses = b"".join(address_to_wire(a) for a in (frame.src, *frame.relays, frame.dst))
+    """Wire bytes of ``frame`` (no preamble: 1376.2 UART frames carry none).
+
+    The bytes ``FRAME.build`` makes (``build`` below), assembled by hand: a ``Frame`` is already
+    valid (its length within ``MAX_FRAME``), and this runs on every exchange with the module
+    (``tests/protocols/test_frame_fast_paths`` holds both paths byte-identical)."""
+    body = b"%c%s%s%c%s%s" % (
+        frame.control,
+        frame.info.to_bytes(),
+        _addresses(frame),
+        frame.afn,
+        fn_to_dt(frame.fn),
+        frame.unit,
+    )
+    return b"\x68" + (len(body) + 5).to_bytes(2, "little") + body + bytes((sum(body) & 0xFF, END))
+
+
+def build(frame: Frame) -> bytes:
+    """``encode`` through the construct definition ``FRAME`` (the declared wire format)."""
+    addresses = _addresses(frame)
     body = {
         "control": frame.control,
         "info": frame.info.to_bytes(),
@@ -468,6 +489,7 @@ __all__ = [
     "UpInfo",
     "address_from_wire",
     "address_to_wire",
+    "build",
     "check",
     "check_address",
     "count_preamble",

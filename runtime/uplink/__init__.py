@@ -9,7 +9,7 @@ from ._backoff import Backoff
 from ._commands import FRESHNESS_S, CommandDispatcher, Handler, Validator
 from ._delivery import Delivery
 from ._offline import OutboxOnlyUplink
-from ._uplink import BrokerAddress, Uplink, parse_broker_url
+from ._uplink import BrokerAddress, Uplink, parse_broker_url, send_at_once
 
 __all__ = [
     "DEFAULT_MAX_COMMAND_BYTES",
@@ -23,4 +23,5 @@ __all__ = [
     "Uplink",
     "Validator",
     "parse_broker_url",
+    "send_at_once",
 ]

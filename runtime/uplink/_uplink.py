@@ -31,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import ssl
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
@@ -91,6 +92,17 @@ def parse_broker_url(url: str) -> BrokerAddress:
         raise ConfigError("uplink.broker_url", f"{url!r}: expected mqtt://host:port or mqtts://host:port")
     tls = parts.scheme in ("mqtts", "ssl")
     return BrokerAddress(parts.hostname, port or (8883 if tls else 1883), tls)
+
+
+def send_at_once(client: aiomqtt.Client) -> None:
+    """Turn Nagle's algorithm off on a connected client's socket (paho leaves it on, and aiomqtt
+    offers no hook). With it on, a small message written while an earlier segment is not yet
+    acknowledged by TCP -- an outage report behind a batch, the cloud's ack of a batch -- waits
+    for that ACK, which the peer may delay (~40 ms on Linux). Best effort: a socket that takes
+    no TCP option (a websocket wrapper) is left as it is."""
+    paho: Any = getattr(client, "_client", None)  # the paho client under aiomqtt
+    with contextlib.suppress(AttributeError, OSError):
+        paho.socket().setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def _check_stream(stream: str) -> None:
@@ -341,6 +353,7 @@ class Uplink:
             stopping = False
             try:
                 async with self._client() as client:
+                    send_at_once(client)
                     try:
                         await self._session(client)
                     except asyncio.CancelledError:

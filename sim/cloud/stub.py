@@ -25,6 +25,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import socket
 import sqlite3
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -121,6 +122,7 @@ class CloudStub:
         command_time: Callable[[], float] | None = None,
         client_id: str | None = None,
         max_batch_bytes: int = MAX_BATCH_BYTES,
+        fsync: bool = True,
     ) -> None:
         self._broker = BrokerAddress.parse(broker_url)
         # the time commands are stamped with: the terminal's clock (a simulated terminal runs
@@ -138,7 +140,7 @@ class CloudStub:
         self._backoff_max = backoff_max
         self._client_id = client_id or _session_id(db_path, terminal)
         self._max_batch_bytes = max_batch_bytes  # what it accepts (a real master station may take less)
-        self._db = DbWorker(db_path)
+        self._db = DbWorker(db_path, fsync=fsync)
         self._tg: asyncio.TaskGroup | None = None
         self._task: asyncio.Task[None] | None = None
         self._client: aiomqtt.Client | None = None
@@ -200,6 +202,9 @@ class CloudStub:
                 async with aiomqtt.Client(
                     self._broker.host, self._broker.port, identifier=self._client_id, clean_session=False
                 ) as client:
+                    # acks are small: without this, Nagle holds one until TCP acknowledges the last
+                    sock = client._client.socket()  # paho under aiomqtt (no hook for socket options)
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     backoff = self._backoff_initial
                     try:
                         await self._session(client)

@@ -18,8 +18,14 @@ link, ``sim.wiring``); every frame goes through ``protocols.gdw1376_2``. Models:
   F3 resumes it; ``concurrency`` nodes are led at once: AFN14 F1 "what to read here", the
   terminal's frame carried to the meter, its reply reported with AFN06 F2 (awaiting the AFN00 F1
   confirmation), asked again until the terminal says the node is done; nodes whose meter was
-  silent get one more visit at the end, then AFN06 F3 "reading task finished". The terminal's own
-  reads (AFN13 F1, AFN F1 F1) go first: the route carries only in the capacity they leave free;
+  silent get one more visit at the end, then AFN06 F3 "reading task finished". Paused, the module
+  asks nothing new: what is under way completes (an ask already sent is answered, its frame
+  carried and reported), and F3 goes on where it stopped (a node in the middle of its visit is
+  asked again); F3 with no round under way changes nothing (a round that finished, or one lost to a
+  restart of the module: the terminal starts a new one with F1). The carrier's capacity is shared exactly:
+  the route carries only in what the terminal's reads leave free, and a terminal read that finds
+  every slot taken by the route is refused (AFN F1 F1: deny 109, AFN13 F1: deny 9 "master node
+  busy") -- a terminal pauses the route before its own reads (Q/GDW 1376.2 A.4);
 * outages: ``node_power`` feeds ``sim.hplc.outage.OutageModel``; its reports go out as AFN06 F5
   power-off/on lists (collectors with a state byte per address), one report in flight at a time,
   resent every ``resend_s`` until the terminal confirms with AFN00 F1 (same R6);
@@ -76,8 +82,13 @@ class CcoCounters:
     restarts: int = 0
     route_requests: int = 0  # AFN14 F1 asks
     route_rounds: int = 0
+    route_rounds_finished: int = 0  # AFN06 F3 "reading task finished" reported
     route_reads: int = 0
     route_reads_lost: int = 0
+    route_pauses: int = 0  # AFN12 F2
+    route_resumes: int = 0  # AFN12 F3 that went on with a paused round
+    route_asks_paused: int = 0  # AFN14 F1 asks started while paused (the model never does: 0)
+    busy_denied: int = 0  # terminal reads refused because the route held every slot
 
 
 @dataclass(slots=True)
@@ -177,6 +188,7 @@ class VirtualCco:
         self._route_failed: list[int] = []
         self._route_retried = False
         self._route_in_flight = 0
+        self._route_go = asyncio.Event()  # clear while the route is paused (AFN12 F2)
         self._carrier = asyncio.Condition()  # carrier capacity shared by the route and terminal reads
         self._power_changed = asyncio.Event()
         self._enabled = asyncio.Event()
@@ -184,6 +196,11 @@ class VirtualCco:
         self._write: Callable[[bytes], Awaitable[None]] | None = None
         self._alive = True
         self._tg: asyncio.TaskGroup | None = None
+
+    @property
+    def leading(self) -> bool:
+        """A module-led round is under way (paused or not)."""
+        return self._route_task is not None and not self._route_task.done()
 
     # ------------------------------------------------------------------ knobs
 
@@ -335,18 +352,27 @@ class VirtualCco:
             self._spawn(tg, self._monitor(frame, unit), f"sim-cco-monitor-{frame.dst}")
         elif key == (0xF1, 1):
             assert isinstance(unit, q.Concurrent)
-            if self._in_flight >= self.concurrency:
+            if self._in_flight + self._route_in_flight >= self.concurrency:
                 self.counters.concurrency_denied += 1
+                if self._in_flight < self.concurrency:
+                    self.counters.busy_denied += 1  # the route holds the slots the terminal lacks
                 self._spawn(tg, self._deny(frame, 109), "sim-cco-deny")
             else:
                 self._in_flight += 1
                 self.counters.peak_in_flight = max(self.counters.peak_in_flight, self._in_flight)
                 self._spawn(tg, self._concurrent(frame, unit), f"sim-cco-read-{frame.dst}")
-        elif key in ((0x12, 1), (0x12, 3)):
-            self._start_route(tg, restart=key == (0x12, 1))
+        elif key == (0x12, 1):
+            self._start_route(tg)
+            self._spawn(tg, self._confirm(frame), "sim-cco-confirm")
+        elif key == (0x12, 3):
+            if self.leading and not self._route_go.is_set():
+                self.counters.route_resumes += 1
+                self._route_go.set()  # the paused round goes on where it was
             self._spawn(tg, self._confirm(frame), "sim-cco-confirm")
         elif key == (0x12, 2):
-            self._stop_route()
+            if self._route_go.is_set():
+                self.counters.route_pauses += 1
+            self._route_go.clear()  # no new asks; what is under way completes
             self._spawn(tg, self._confirm(frame), "sim-cco-confirm")
         else:
             self._spawn(tg, self._local(frame, unit), f"sim-cco-afn{frame.afn:02x}")
@@ -496,7 +522,9 @@ class VirtualCco:
         return reply, took
 
     async def _monitor(self, frame: q.Frame, unit: q.Monitor) -> None:
-        if self._busy_monitor:
+        if self._busy_monitor or self._in_flight + self._route_in_flight >= self.concurrency:
+            if not self._busy_monitor:
+                self.counters.busy_denied += 1
             await self._deny(frame, 9)
             return
         self._busy_monitor = True
@@ -540,19 +568,19 @@ class VirtualCco:
 
     # ------------------------------------------------------------------ module-led reading
 
-    def _start_route(self, tg: asyncio.TaskGroup, *, restart: bool) -> None:
-        """AFN12 F1 (``restart``: a new round over the whole table) or F3 (resume the round,
-        a new one when none is left)."""
+    def _start_route(self, tg: asyncio.TaskGroup) -> None:
+        """AFN12 F1: a new round over the whole table (one under way is abandoned)."""
         self._stop_route()
-        if restart or not self._route_pending:
-            self._route_pending = deque(range(1, len(self.table) + 1))
-            self._route_failed = []
-            self._route_retried = False
-            self.counters.route_rounds += 1
+        self._route_go.set()
+        self._route_pending = deque(range(1, len(self.table) + 1))
+        self._route_failed = []
+        self._route_retried = False
+        self.counters.route_rounds += 1
         self._route_task = tg.create_task(self._route(), name="sim-cco-route")
 
     def _stop_route(self) -> None:
-        """AFN12 F2: stop asking; nodes under way go back to the front of the round."""
+        """The round is abandoned (a restart, the module's own restart): nodes under way go back
+        to the front of the round, their work lost."""
         if self._route_task is not None:
             self._route_task.cancel()
             self._route_task = None
@@ -571,10 +599,14 @@ class VirtualCco:
                 for k in range(self.concurrency):
                     tg.create_task(self._route_worker(), name=f"sim-cco-route-{k}")
         self._route_task = None
+        self.counters.route_rounds_finished += 1
         await self._report(q.make_frame(0x06, 3, q.RouteChange(1), up=True, prm=True, seq=self._next_seq()))
 
     async def _route_worker(self) -> None:
         while self._route_pending:
+            await self._route_go.wait()  # paused: no new node
+            if not self._route_pending:
+                break
             index = self._route_pending.popleft()
             try:
                 if not await self._lead(index):
@@ -593,6 +625,7 @@ class VirtualCco:
         node = self.nodes.get(address)
         phase = node.phase if node is not None else 0
         for _ in range(MAX_ASKS_PER_VISIT):
+            await self._route_go.wait()  # paused mid-visit: this node is asked again on resume
             answer = await self._ask(q.ReadRequest(phase, address, index))
             if answer is None or answer.flag != 2 or not answer.frame:
                 return True  # done (or the terminal failed it, or did not answer: its call)
@@ -627,6 +660,8 @@ class VirtualCco:
         waiter: asyncio.Future[q.Frame] = asyncio.get_running_loop().create_future()
         self._route_waiters[seq] = waiter
         self.counters.route_requests += 1
+        if not self._route_go.is_set():
+            self.counters.route_asks_paused += 1
         try:
             await self._send(q.make_frame(0x14, 1, request, up=True, prm=True, seq=seq))
             async with self.clock.timeout(LOCAL_WAIT_S):

@@ -25,6 +25,7 @@ class MixedFramer:
 
     def __init__(self) -> None:
         self._buf = bytearray()
+        self._base = 0  # stream offset of _buf[0]
         self.skipped = 0
         self.frames = 0
         self.errors = 0
@@ -81,8 +82,14 @@ class MixedFramer:
         return False
 
     def feed(self, data: bytes) -> list[Frame | ProtocolError]:
+        return [item for item, _ in self.feed_marked(data)]
+
+    def feed_marked(self, data: bytes) -> list[tuple[Frame | ProtocolError, int]]:
+        """Like ``feed``, each item with the stream offset (bytes fed since the start) just past
+        it: a frame's end, an error's first byte + 1. A line charges each request the bytes
+        between two frames' ends without feeding byte by byte."""
         self._buf += data
-        out: list[Frame | ProtocolError] = []
+        out: list[tuple[Frame | ProtocolError, int]] = []
         pos = 0
         while True:
             start = self._buf.find(START, pos)
@@ -99,14 +106,15 @@ class MixedFramer:
                 got = ProtocolError("incomplete frame superseded by a valid frame", offset=start)
             if isinstance(got, ProtocolError):
                 self.errors += 1
-                out.append(got)
                 pos = start + 1
+                out.append((got, self._base + pos))
                 continue
             assert not isinstance(got, int)
             self.frames += 1
-            out.append(got)
             pos = start + self._length(got, start)
+            out.append((got, self._base + pos))
         del self._buf[:pos]
+        self._base += pos
         return out
 
 

@@ -106,7 +106,7 @@ class MeterBus:
         self._by_address = {m.address: m for m in self.meters}
         self._rng = np.random.default_rng([seed, 645])
         self._framer = MixedFramer()
-        self._rx_since_frame = 0
+        self._last_end = 0  # stream offset just past the last request
         self.last_error: ProtocolError | None = None
 
     @property
@@ -126,19 +126,17 @@ class MeterBus:
 
     # -- receive ------------------------------------------------------------------------------------
     def _received(self, data: bytes, queue: asyncio.Queue[tuple[Frame, int]]) -> None:
-        # Byte by byte so each request is charged exactly the bytes it took on the wire
-        # (preamble included) even when several arrive in one read; cheap at RS-485 rates.
-        for i in range(len(data)):
-            self._rx_since_frame += 1
-            for item in self._framer.feed(data[i : i + 1]):
-                if isinstance(item, ProtocolError):
-                    self.counters.garbage += 1
-                    self.last_error = item
-                    log.info("bus garbage: %s", item)
-                    continue
-                size, self._rx_since_frame = self._rx_since_frame - self._framer.pending, self._framer.pending
-                self.counters.requests += 1
-                queue.put_nowait((item, size))
+        # Each request is charged exactly the bytes it took on the wire since the previous
+        # frame's end (preamble and noise included), also when several arrive in one read.
+        for item, end in self._framer.feed_marked(data):
+            if isinstance(item, ProtocolError):
+                self.counters.garbage += 1
+                self.last_error = item
+                log.info("bus garbage: %s", item)
+                continue
+            size, self._last_end = end - self._last_end, end
+            self.counters.requests += 1
+            queue.put_nowait((item, size))
 
     # -- answer -------------------------------------------------------------------------------------
     def _answer(self, frame: Frame) -> tuple[bytes | None, str | None]:

@@ -57,6 +57,8 @@ DEFAULT_TOU: tuple[int, ...] = (
 
 CURVE_PERIOD_S = 900
 DAY_S = 86400
+FEW_STEPS = 32  # integration steps a chunk may have for the Python-float path (``_advance_few``)
+FEW_SAMPLES = 4  # up to this many, the profile is sampled instant by instant (no array round trip)
 
 # Active-report status word (04001501) bits used by the simulator.
 REPORT_BIT_RELAY_TRIP = 14
@@ -368,7 +370,13 @@ class VirtualMeter:
     def _advance_chunk(self, t0: float, t1: float) -> None:
         step, skew = self.step_s, self.skew_s
         m0, m1 = t0 + skew, t1 + skew
-        inner = np.arange(math.floor(m0 / step) + 1, math.ceil(m1 / step), dtype=np.float64) * step
+        k0, k1 = math.floor(m0 / step) + 1, math.ceil(m1 / step)
+        if k1 - k0 < FEW_STEPS:
+            inner_points = [k * step for k in range(k0, k1)]
+            if m1 % CURVE_PERIOD_S and all(m % CURVE_PERIOD_S for m in inner_points):
+                self._advance_few([m0, *inner_points, m1])
+                return
+        inner = np.arange(k0, k1, dtype=np.float64) * step
         edges = np.concatenate(([m0], inner, [m1]))
         n = len(edges) - 1
         tariff = np.asarray(self.tou, dtype=np.int64)[
@@ -405,6 +413,35 @@ class VirtualMeter:
         self._state.forward = base_f + cum_f[-1]
         self._state.reverse = base_r + cum_r[-1]
 
+    def _advance_few(self, edges: list[float]) -> None:
+        """``_advance_chunk`` of a chunk of a few steps in which no curve point closes (the
+        common case: a read a few seconds after the last), on Python floats: numpy's per-call
+        overhead is most of the cost at this size. The same operations in the same order, so the
+        same bits: the midpoint energy of each step summed per tariff onto the registers."""
+        skew = self.skew_s
+        factor = self.faults.factor * (self.errors.energy_gain if self.errors is not None else 1.0)
+        if not (self._flowing() and factor > 0):
+            return  # nothing registers (the numpy path adds zeros)
+        n = len(edges) - 1
+        mids = [(edges[i] + edges[i + 1]) / 2.0 - skew for i in range(n)]
+        if n <= FEW_SAMPLES:  # a LoadProfile's one-instant methods give its arrays' values
+            power = [self.profile.power_kw(m) for m in mids]
+        else:
+            power = sample_power(self.profile, np.array(mids, dtype=np.float64)).tolist()
+        tou, offset = self.tou, self.utc_offset_s
+        forward, reverse = [0.0] * 4, [0.0] * 4
+        for i in range(n):
+            e = power[i] * factor * (edges[i + 1] - edges[i]) / 3600.0
+            tariff = tou[int(((edges[i] + offset) % DAY_S) // 3600)] - 1
+            if e > 0.0:
+                forward[tariff] += e
+            elif e < 0.0:
+                reverse[tariff] -= e
+        if self.credit_yuan is not None:
+            self.credit_yuan -= float((np.array(forward) * np.asarray(self.prices)).sum())
+        self._state.forward = self._state.forward + np.array(forward)
+        self._state.reverse = self._state.reverse + np.array(reverse)
+
     # -- readings -----------------------------------------------------------------------------------
     def registers(self, t: float) -> Registers:
         self.advance(t)
@@ -415,7 +452,36 @@ class VirtualMeter:
         return self._instant(t)
 
     def _instant(self, t: float) -> Instant:
-        return self._instants(np.array([t], dtype=np.float64))[0]
+        if self.phase == "ABC":
+            return self._instants(np.array([t], dtype=np.float64))[0]
+        return self._instant_one_phase(t)
+
+    def _instant_one_phase(self, t: float) -> Instant:
+        """``_instants`` of one instant of a single-phase meter, on Python floats (each read takes
+        one; numpy's per-call overhead was most of its cost): the same operations in the same
+        order, so the same bits."""
+        profile = self.profile  # a LoadProfile's one-instant methods give its arrays' values
+        flow = 1.0 if self._flowing() else 0.0
+        p = profile.power_kw(t) * flow
+        q = profile.reactive_kvar(t) * flow
+        s = float(np.hypot(p, q))
+        pf = abs(p) / s if s > 0 else 1.0
+        freq = float(50.0 + 0.03 * np.sin(t / 97.0) + 0.01 * np.sin(t / 13.0))
+        v = profile.voltage_v(t, self.phase)
+        amps = p * 1000.0 / (v * pf) if v * pf > 0 else 0.0
+        errors = self.errors
+        if errors is not None:
+            amps = errors.current_at(amps, t)
+            v, p = errors.voltage_at(v, t), errors.power_at(p, t)
+        return Instant(
+            voltage=(v, None, None),
+            current=(amps, None, None),
+            power_kw=(p, None, None),
+            total_power_kw=p,
+            reactive_kvar=q,
+            power_factor=pf,
+            frequency_hz=freq,
+        )
 
     def _instants(self, t: FloatArray) -> list[Instant]:
         flow = 1.0 if self._flowing() else 0.0  # register faults do not touch the front end

@@ -173,6 +173,22 @@ class DeviceErrors:
         noise = normals(self.seed, self.key, t, salt + phase) * (self.scale * pct / 600.0)
         return values * self.gains[first + phase] * (1.0 + noise)  # type: ignore[no-any-return]
 
+    def _apply_at(self, value: float, t: float, phase: int, first: int, pct: float, salt: int) -> float:
+        """``_apply`` of one value at one instant, on Python floats (the same bits)."""
+        if self.scale == 0.0:
+            return value
+        noise = _normal_at(_base(self.seed, self.key, salt + phase), t) * (self.scale * pct / 600.0)
+        return value * float(self.gains[first + phase]) * (1.0 + noise)
+
+    def voltage_at(self, v: float, t: float, phase: int = 0) -> float:
+        return self._apply_at(v, t, phase, 1, self.accuracy.voltage_pct, 0x10)
+
+    def current_at(self, i: float, t: float, phase: int = 0) -> float:
+        return self._apply_at(i, t, phase, 4, self.accuracy.current_pct, 0x20)
+
+    def power_at(self, p: float, t: float, phase: int = 0) -> float:
+        return self._apply_at(p, t, phase, 7, self.accuracy.power_pct, 0x30)
+
     def voltage(self, v: FArray, t: FArray, phase: int = 0) -> FArray:
         return self._apply(v, t, phase, 1, self.accuracy.voltage_pct, 0x10)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import random
 
 import pytest
 
@@ -49,6 +50,35 @@ def test_brackets_in_strings_do_not_count_and_odd_strings_stay_linear() -> None:
     check_json_shape(nasty, what="x", max_bytes=1 << 20, max_elements=10)
     with pytest.raises(ProtocolError, match="not JSON"):
         load_bounded(nasty, what="x", max_bytes=1 << 20, max_elements=10)
+
+
+def _verdict(payload: bytes, **bounds: int) -> str | None:
+    try:
+        check_json_shape(payload, what="x", max_bytes=1 << 20, **bounds)
+    except ProtocolError as err:
+        return err.reason
+    return None
+
+
+def _verdict_by_tokens(payload: bytes, **bounds: int) -> str | None:
+    from protocols.cloud._delivery import _check_by_tokens
+
+    try:
+        _check_by_tokens(payload, what="x", **bounds)
+    except ProtocolError as err:
+        return err.reason
+    return None
+
+
+def test_the_fast_shape_pass_agrees_with_the_token_pass_on_any_bytes() -> None:
+    """The C-speed pass may only accept what the token-by-token pass accepts: random strings of
+    brackets, commas, quotes and escapes, under random bounds, get the same verdict from both."""
+    rnd = random.Random(20261206)
+    alphabet = b'[]{},"\\a:1'
+    for _ in range(40_000):
+        payload = bytes(rnd.choice(alphabet) for _ in range(rnd.randint(0, 24)))
+        bounds = {"max_depth": rnd.randint(1, 4), "max_elements": rnd.randint(1, 8)}
+        assert _verdict(payload, **bounds) == _verdict_by_tokens(payload, **bounds), (payload, bounds)
 
 
 def test_batch_header_encoding_matches_the_dataclass_and_is_peekable() -> None:

@@ -337,3 +337,21 @@ async def test_a_message_larger_than_a_batch_is_refused_and_nothing_is_stored(tm
             await uplink.send("topology", {"result": "x" * MAX_MESSAGE_BYTES})
         assert await store.outbox_backlog() == {}
         assert await uplink.send("topology", {"result": "x" * (MAX_MESSAGE_BYTES - 100)})
+
+
+async def test_the_uplink_socket_sends_small_messages_at_once() -> None:
+    """paho leaves Nagle's algorithm on: an outage report written behind a batch would wait for the
+    broker's TCP ACK. ``send_at_once`` turns it off on the connected socket (and leaves a client
+    without a TCP socket alone)."""
+    import socket
+
+    import aiomqtt
+
+    from runtime.uplink import send_at_once
+
+    async with EmbeddedBroker() as broker, aiomqtt.Client(broker.host, broker.port) as client:
+        sock = client._client.socket()
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) == 0  # paho's default
+        send_at_once(client)
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    send_at_once(object())  # type: ignore[arg-type]  # a test double without paho: no error
