@@ -161,7 +161,9 @@ class Terminal:
                 log.info("store full alarm cleared")
 
         board.store.path.parent.mkdir(parents=True, exist_ok=True)
-        store = await Store.open(board.store.path, clock=self._clock, limits=limits, on_alarm=store_alarm)
+        store = await Store.open(
+            board.store.path, clock=self._clock, limits=limits, on_alarm=store_alarm, fsync=board.store.fsync
+        )
         try:
             bus = Bus(clock=self._clock)
             info = self.info()

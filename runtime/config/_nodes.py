@@ -173,6 +173,7 @@ class StoreConfig:
     max_mb: int
     retention_days: int
     curve_retention_days: int
+    fsync: bool = True  # False: WAL commits not fsynced (runtime.store docstring)
 
 
 @dataclass(frozen=True, slots=True)

@@ -233,6 +233,11 @@ STORE: Mapping[str, FieldSpec] = MappingProxyType(
         "max_mb": Int(default=512, min=16, max=1_048_576),
         "retention_days": Int(default=90, min=1, max=3650),
         "curve_retention_days": Int(default=None, min=1, max=3650, doc="default: retention_days"),
+        "fsync": Bool(
+            default=True,
+            doc="false: commits are not fsynced (a crash loses nothing, a power cut may lose the last "
+            "commits); only where the disk is not the terminal's flash",
+        ),
     }
 )
 

@@ -162,6 +162,7 @@ def _store(values: Mapping[str, Any], *, root: Path) -> StoreConfig:
         max_mb=values["max_mb"],
         retention_days=values["retention_days"],
         curve_retention_days=values["curve_retention_days"] or values["retention_days"],
+        fsync=values["fsync"],
     )
 
 

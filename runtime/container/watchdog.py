@@ -1,14 +1,16 @@
 """Loop-lag watchdog: notices when the event loop is blocked and names the app doing it.
 
-Layer: runtime. The event loop beats a heartbeat; a daemon thread (real time is
-its job: it must run while the loop cannot) sees the heartbeat go stale beyond
-``threshold_s``, looks at the loop thread's current stack
+Layer: runtime. A daemon thread (real time is its job: it must run while the loop
+cannot) asks the loop for a heartbeat every quarter threshold of *wall* time
+(``call_soon_threadsafe``: no timer in the loop, so a loop whose clock is not the
+wall's -- ``ttu sim --speed max`` -- is not woken four times per simulated second),
+sees the heartbeat go stale beyond ``threshold_s``, looks at the loop thread's current stack
 (``sys._current_frames()``) and finds the app by its folder in the frame
 filenames, or by the current task's name (``app:<name>``). Once per stall it logs
 ``loop blocked 1.8 s by app 'x' at file:line``, counts it per app and publishes
 ``runtime/watchdog/stall`` on the bus (delivered once the loop runs again). The
-heartbeat task also kicks the hardware watchdog if one is given, so a loop that
-stays blocked lets the board reset. It must not touch app state or stop apps.
+watchdog's task kicks the hardware watchdog, if one is given, every quarter of its
+timeout, so a loop that stays blocked lets the board reset. It must not touch app state or stop apps.
 """
 
 from __future__ import annotations
@@ -74,7 +76,8 @@ class LoopWatchdog:
         self._app_dirs = app_dirs
         self._hal = hal_watchdog
         self._on_stall = on_stall
-        self._beat = time.monotonic()
+        self._beat = time.monotonic()  # wall time the loop last answered the thread
+        self._asked = False  # a heartbeat is queued on the loop and has not run yet
         self._lock = threading.Lock()
         self._stalls: dict[str, int] = {}
         self._kick_errors = 0
@@ -89,23 +92,27 @@ class LoopWatchdog:
         loop_thread = threading.get_ident()
         stop = threading.Event()
         self._beat = time.monotonic()
+        self._asked = False
         thread = threading.Thread(
             target=self._watch, args=(loop, loop_thread, stop), name="ttu-loop-watchdog", daemon=True
         )
-        # Beats come every quarter threshold of loop time; the thread checks as often.
-        period = self._threshold / 4
-        last_kick = float("-inf")
         thread.start()
         try:
+            if self._hal is None:
+                await loop.create_future()  # the thread asks for the heartbeats: wait to be cancelled
+                return
+            period = self._hal.timeout / 4
             while True:
-                self._beat = time.monotonic()
-                if self._hal is not None and loop.time() - last_kick >= self._hal.timeout / 4:
-                    last_kick = loop.time()
-                    await self._kick()
+                await self._kick()
                 await self._clock.sleep(period * self._clock.speed)  # loop seconds, not clock seconds
         finally:
             stop.set()
             thread.join()
+
+    def _heartbeat(self) -> None:
+        """Run by the loop when it gets to the thread's request: the loop is alive now."""
+        self._beat = time.monotonic()
+        self._asked = False
 
     async def _kick(self) -> None:
         assert self._hal is not None
@@ -120,6 +127,12 @@ class LoopWatchdog:
         interval = self._threshold / 4
         stalled_since: float | None = None  # the last beat before the current stall
         while not stop.wait(interval):
+            if not self._asked:  # one request at a time: a blocked loop does not pile them up
+                self._asked = True
+                try:
+                    loop.call_soon_threadsafe(self._heartbeat)
+                except RuntimeError:  # the loop closed: the task is being cancelled
+                    return
             beat = self._beat
             lag = time.monotonic() - beat
             if lag <= self._threshold:

@@ -122,6 +122,7 @@ class CloudStub:
         command_time: Callable[[], float] | None = None,
         client_id: str | None = None,
         max_batch_bytes: int = MAX_BATCH_BYTES,
+        fsync: bool = True,
     ) -> None:
         self._broker = BrokerAddress.parse(broker_url)
         # the time commands are stamped with: the terminal's clock (a simulated terminal runs
@@ -139,7 +140,7 @@ class CloudStub:
         self._backoff_max = backoff_max
         self._client_id = client_id or _session_id(db_path, terminal)
         self._max_batch_bytes = max_batch_bytes  # what it accepts (a real master station may take less)
-        self._db = DbWorker(db_path)
+        self._db = DbWorker(db_path, fsync=fsync)
         self._tg: asyncio.TaskGroup | None = None
         self._task: asyncio.Task[None] | None = None
         self._client: aiomqtt.Client | None = None

@@ -50,6 +50,7 @@ def test_a_virtual_run_delivers_every_reading(sim_world: WorldFactory) -> None:
     # the uplink and the cloud stub send small messages at once (Nagle off): the loop does not
     # sit waiting for held-back loopback segments (thousands of waits over 2 h with Nagle on)
     assert report["virtual_loop"]["delivery_waits"] <= 20, report["virtual_loop"]
+    assert any("do not fsync" in note for note in report["notes"])  # the one departure on disk
     assert all((run.truth_dir / name).is_file() for name in TRUTH_FILES)
     with run.cloud() as db:
         assert db.readings(quantity="voltage.a", limit=1)  # the realtime snapshot

@@ -116,6 +116,7 @@ def test_defaults_aliases_and_roles(tmp_path: Path, apps_dir: Path) -> None:
     assert board.node("main-bus") is board.rs485[0]
     assert board.store.path == tmp_path / "var" / "ttu.sqlite"
     assert board.store.curve_retention_days == board.store.retention_days == 90
+    assert board.store.fsync is True  # every commit on the flash unless a board says otherwise
     assert board.packages.apps_dir == tmp_path / "apps"
     assert board.uplink is None and board.hplc is None and board.apps == {}
 
@@ -231,6 +232,11 @@ BAD_BOARDS: list[tuple[str, str, list[tuple[str, str]]]] = [
         "curve retention longer than retention",
         MINIMAL + "\n[store]\nretention_days = 30\ncurve_retention_days = 60\n",
         [("store.curve_retention_days", "60 exceeds store.retention_days (30)")],
+    ),
+    (
+        "store fsync not a boolean",
+        MINIMAL + '\n[store]\nfsync = "no"\n',
+        [("store.fsync", "expected true or false, got a string 'no'")],
     ),
     (
         "store too small",

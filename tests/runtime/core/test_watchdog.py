@@ -94,3 +94,24 @@ async def test_heartbeat_kicks_the_hardware_watchdog() -> None:
         task.cancel()
     assert 9 <= hw.kicks <= 11  # every timeout/4 = 1 s of loop time
     assert watchdog.statistics() == {"stalls": {}, "kick_errors": 0}
+
+
+def test_the_heartbeat_follows_wall_time_not_the_loop_clock() -> None:
+    """On a loop whose clock is not the wall's (``ttu sim --speed max``), a simulated hour costs
+    the watchdog no timer: the thread asks for heartbeats in wall time. (A heartbeat on loop
+    time woke the loop 4 times per simulated second: 14,400 jumps per simulated hour.)"""
+    from sim.vloop import VirtualTimeLoop, run_virtual
+
+    async def main() -> tuple[int, dict[str, object]]:
+        loop = asyncio.get_running_loop()
+        assert isinstance(loop, VirtualTimeLoop)
+        watchdog = LoopWatchdog(clock=LoopClock(start=1_767_225_600.0), threshold_s=1.0)
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(watchdog.run(), name="watchdog")
+            await asyncio.sleep(3600.0)
+            task.cancel()
+        return loop.jumps, watchdog.statistics()
+
+    jumps, stats = run_virtual(main)
+    assert jumps <= 2
+    assert stats == {"stalls": {}, "kick_errors": 0}

@@ -29,6 +29,12 @@ async def test_open_creates_schema_and_wal(tmp_path: Path) -> None:
         assert conn.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
 
 
+async def test_fsync_false_keeps_wal_but_does_not_sync_every_commit(tmp_path: Path) -> None:
+    async with await open_store(tmp_path / "s.db", fsync=False) as store:
+        assert str(await store.pragma("journal_mode")).lower() == "wal"
+        assert await store.pragma("synchronous") == 1  # NORMAL: survives a killed process
+
+
 async def test_migrations_are_idempotent(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
     async with await open_store(path) as store:
