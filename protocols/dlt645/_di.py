@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Protocol
 
@@ -65,10 +65,10 @@ class Layout(Protocol):
 @dataclass(frozen=True, slots=True)
 class Fixed:
     elements: tuple[Element, ...]
+    size: int = field(init=False, repr=False, compare=False)  # bytes of all elements
 
-    @property
-    def size(self) -> int:
-        return sum(e.fmt.size for e in self.elements)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "size", sum(e.fmt.size for e in self.elements))
 
     def decode(self, data: bytes, offset: int) -> tuple[Value, ...]:
         if len(data) != self.size:

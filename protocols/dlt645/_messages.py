@@ -287,21 +287,44 @@ def _need(frame: Frame, codes: tuple[int, ...], what: str) -> None:
         raise ProtocolError(f"{what}: unexpected control 0x{frame.control:02X}", protocol=PROTOCOL)
 
 
-def decode_payload(di: int, payload: bytes, *, offset: int = 0) -> ReadResult:
+_DESCRIBED: dict[int, tuple[str, tuple[str, ...], tuple[str, ...]]] = {}
+
+
+def _described(di: int) -> tuple[str, tuple[str, ...], tuple[str, ...]]:
+    """(unit, element names, element units) of a DI of the table: the same for every reply."""
+    found = _DESCRIBED.get(di)
+    if found is None:
+        row = DATA_ITEMS[di]
+        layout = row.layout
+        if isinstance(layout, ActiveReport | SignatureResults):
+            units: tuple[str, ...] = ("",) * len(layout.element_names())
+        else:
+            fixed = layout if isinstance(layout, Fixed) else layout.record
+            units = tuple(e.unit for e in fixed.elements)
+        found = _DESCRIBED[di] = (row.unit, layout.element_names(), units)
+    return found
+
+
+def decode_payload(
+    di: int, payload: bytes, *, offset: int = 0, follow_up: bool = False, seq: int | None = None
+) -> ReadResult:
     """Decode a read payload (after the DI) by the DI table; unknown DIs give the raw hex."""
     row = DATA_ITEMS.get(di)
     if row is None:
         return ReadResult(
-            di, (payload.hex().upper(),), "", "unknown data identifier", False, ("raw",), ("",), known=False
+            di,
+            (payload.hex().upper(),),
+            "",
+            "unknown data identifier",
+            follow_up,
+            ("raw",),
+            ("",),
+            seq,
+            known=False,
         )
     values = row.layout.decode(payload, offset)
-    layout = row.layout
-    if isinstance(layout, ActiveReport | SignatureResults):
-        units: tuple[str, ...] = ("",) * len(layout.element_names())
-    else:
-        fixed = layout if isinstance(layout, Fixed) else layout.record
-        units = tuple(e.unit for e in fixed.elements)
-    return ReadResult(di, values, row.unit, row.item, False, layout.element_names(), units)
+    unit, names, units = _described(di)
+    return ReadResult(di, values, unit, row.item, follow_up, names, units, seq)
 
 
 def parse_read_response(frame: Frame) -> ReadResult:
@@ -317,18 +340,7 @@ def parse_read_response(frame: Frame) -> ReadResult:
         data, seq = data[:-1], data[-1]
     if len(data) < 4:
         raise ProtocolError(f"read reply of {len(data)} bytes has no DI", offset=10, protocol=PROTOCOL)
-    result = decode_payload(di_from_wire(data), data[4:], offset=14)
-    return ReadResult(
-        result.di,
-        result.values,
-        result.unit,
-        result.item,
-        frame.has_follow_up,
-        result.names,
-        result.units,
-        seq,
-        result.known,
-    )
+    return decode_payload(di_from_wire(data), data[4:], offset=14, follow_up=frame.has_follow_up, seq=seq)
 
 
 def parse_error(frame: Frame) -> ErrorReply:
