@@ -9,8 +9,15 @@ under apps/ enabled, on the virtual-time loop, and prints:
   a sampling profiler (a thread looks at the loop thread's stack every ``SAMPLE_S``) files each
   sample under the innermost frame of the repository that decides it -- runtime/, apps/, hal/
   (terminal) or sim/ (simulator); protocols/ and the libraries go to whoever called them;
-* peak RSS of the process (world + terminal + broker + cloud stub together) and its growth over the
-  second half of the run (flat memory means ~0);
+* peak RSS of the process (world + terminal + broker + cloud stub together) and its growth per
+  simulated day, day by day (sampled on the virtual clock every simulated minute; flat memory means
+  ~0 after the first day; a run shorter than two days gives the second half's growth per day);
+* the terminal's own memory, estimated apart from the world's (``MemoryWatch``): the heap its
+  ``Terminal`` object holds (reachability, at every simulated day's end and at the end) + the RSS
+  of a fresh interpreter with the terminal's code (every module of runtime/, apps/, hal/,
+  protocols/) + its store's sqlite page cache; with ``--heap`` also the live heap filed by the code
+  that allocated it (tracemalloc: terminal, simulator, broker, cloud stub), which costs ~10-25x
+  the CPU: the CPU figures of a ``--heap`` run are not the terminal's cost;
 * readings sent / at the cloud / queued / lost, 15-min curve completeness at the cloud;
 * the ratio of the wall time per simulated day to that of a ``--speed 60`` run over real ptys
   (``--pty-minutes`` of it, the ``make sim`` time model), measured in the same run;
@@ -19,6 +26,7 @@ under apps/ enabled, on the virtual-time loop, and prints:
   page it (``--hplc-meters 2000`` is the case that once killed the terminal at start).
 
 Usage: .venv/bin/python -P bench/simday.py [--days 1] [--hplc-meters N] [--pty-minutes 5] [--apps acquisition]
+       [--heap]
 """
 
 from __future__ import annotations
@@ -26,13 +34,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import gc
+import itertools
+import logging
 import math
+import os
 import resource
 import sqlite3
+import subprocess
 import sys
 import tempfile
 import threading
 import time
+import tracemalloc
+import types
 from collections import Counter
 from datetime import datetime
 from pathlib import Path
@@ -46,7 +61,7 @@ from protocols.cloud import MAX_MESSAGE_BYTES, json_size  # noqa: E402
 from runtime.store import Store  # noqa: E402
 from sim.harness import DEFAULT_START  # noqa: E402
 from sim.physics import DEFAULT_NETWORK  # noqa: E402
-from sim.runner import PROFILES, SimOptions, run_for, sim_board  # noqa: E402
+from sim.runner import PROFILES, VIRTUAL_TICK_S, SimOptions, SimRun, run_for, sim_board  # noqa: E402
 from sim.vloop import run_virtual  # noqa: E402
 
 SAMPLE_S = 0.005  # the sampler takes the GIL each time: every 2 ms cost the loop thread a few %
@@ -55,6 +70,15 @@ FEEDER_CUSTOMERS = 55  # the IEEE European LV feeder
 SIDES = {"runtime": "terminal", "apps": "terminal", "hal": "terminal", "sim": "simulator"}
 #: at the bottom of every stack (they run the loop): they decide nothing
 DRIVERS = {"sim/vloop.py", "sim/runner.py", "sim/harness.py"}
+DAY_S = 86400.0
+#: frames kept per allocation (--heap): enough for most allocations to reach the repository
+#: frame that made them (a library or two sit below it); 32 costs ~25x the CPU, 12 ~20x, 4 ~8x
+HEAP_FRAMES = 12
+#: sqlite's default page cache per connection (PRAGMA cache_size = -2000: KiB); the terminal's
+#: store has one connection and does not change it
+SQLITE_CACHE_BYTES = 2000 * 1024
+#: the heap's sides (``_heap_side``), in print order
+HEAP_SIDES = ("terminal", "simulator", "broker", "cloud stub", "other", "unattributed")
 
 
 class Sampler:
@@ -64,7 +88,6 @@ class Sampler:
         self._thread = thread_id
         self._stop = threading.Event()
         self.counts: Counter[str] = Counter()
-        self.rss: list[tuple[float, int]] = []  # (wall s, kB)
         self._worker = threading.Thread(target=self._run, name="bench-sampler", daemon=True)
 
     def __enter__(self) -> Sampler:
@@ -76,16 +99,10 @@ class Sampler:
         self._worker.join()
 
     def _run(self) -> None:
-        t0 = time.perf_counter()
-        last_rss = 0.0
         while not self._stop.wait(SAMPLE_S):
             # no frame is held between samples: a frame kept alive keeps its locals alive, and a
             # memoryview among them would stop the loop thread's bytearray from being resized
             self.counts[_side(sys._current_frames().get(self._thread))] += 1
-            now = time.perf_counter()
-            if now - last_rss >= 1.0:
-                last_rss = now
-                self.rss.append((now - t0, _rss_kb()))
 
     def shares(self) -> dict[str, float]:
         total = sum(self.counts.values()) or 1
@@ -116,6 +133,216 @@ def _side_of(frame: FrameType | None) -> str:
                 return SIDES[top]
         frame = frame.f_back
     return "other"
+
+
+class MemoryWatch:
+    """RSS by simulated time, and what the terminal holds at every simulated day's end and at the end.
+
+    ``tick`` runs on the loop every simulated minute (``run_for``'s ``on_tick``). RSS is read
+    from /proc. The terminal's heap is measured twice over, two ways that fail differently:
+
+    * held (always; ``terminal_held``): the objects reachable from the running ``Terminal``
+      object, by ``gc.get_referents``, summed with ``sys.getsizeof``, the walk stopping at code,
+      classes, modules, the event loop and any object of the simulator (a class of sim/ or
+      amqtt): what the terminal keeps alive, whoever allocated it. It misses memory that
+      ``getsizeof`` does not see (allocator slack, sqlite's own pages: added apart) and objects
+      only the loop holds (a callback scheduled but held by nobody else);
+    * allocated (``heap``, tracemalloc: ~10-25x the run's CPU, for short runs): every allocation
+      from the start with its last ``frames`` frames; the live ones are filed by ``_heap_side``:
+      the innermost frame of the repository that made the allocation decides -- runtime/, apps/,
+      hal/ are the terminal, sim/ the simulator (sim/broker.py and amqtt the broker, sim/cloud/
+      the cloud stub); protocols/ and the libraries go to whoever called them. An allocation with
+      no repository frame in its last frames (module code imported during the run, asyncio's
+      buffers) is "unattributed", shown by library.
+    """
+
+    def __init__(self, duration_s: float, *, heap: bool, frames: int = HEAP_FRAMES) -> None:
+        self.duration_s = duration_s
+        self.heap = heap
+        self.frames = frames
+        self.rss: list[tuple[float, int]] = []  # (simulated s since the start, RSS kB)
+        self.heaps: list[HeapFigures] = []
+        self.held: list[Held] = []
+        self._next_heap = min(DAY_S, duration_s)
+
+    def __enter__(self) -> MemoryWatch:
+        if self.heap:
+            tracemalloc.start(self.frames)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.heap:
+            tracemalloc.stop()
+
+    def tick(self, run: SimRun) -> None:
+        t = run.clock.monotonic() - run.started_monotonic
+        self.rss.append((t, _rss_kb()))
+        if t >= self._next_heap - 1e-6:
+            self.held.append(terminal_held(run, t))
+            if self.heap:
+                self.heaps.append(heap_figures(t))
+            self._next_heap = min(self._next_heap + DAY_S, self.duration_s)
+            if t >= self.duration_s - 1e-6:
+                self._next_heap = math.inf
+
+    def rss_at(self, t: float) -> int:
+        """RSS (kB) at the last sample at or before simulated second ``t`` (the first after, if none)."""
+        before = [kb for s, kb in self.rss if s <= t + 1e-6]
+        return before[-1] if before else self.rss[0][1]
+
+    def daily_growth_mb(self) -> list[float]:
+        """RSS growth of each whole simulated day (the first from the first sample)."""
+        if not self.rss:
+            return []
+        days = int((self.rss[-1][0] + 1e-6) // DAY_S)
+        marks = [self.rss[0][0]] + [d * DAY_S for d in range(1, days + 1)]
+        return [(self.rss_at(b) - self.rss_at(a)) / 1024 for a, b in itertools.pairwise(marks)]
+
+    def growth_per_day_mb(self) -> float:
+        """RSS growth per simulated day after the first day (the first holds the start-up), or over
+        the second half of a run shorter than two days."""
+        if len(self.rss) < 2:
+            return 0.0
+        end = self.rss[-1][0]
+        since = DAY_S if end >= 2 * DAY_S - 1e-6 else end / 2
+        return (self.rss_at(end) - self.rss_at(since)) / 1024 * DAY_S / max(end - since, 1e-9)
+
+
+@dataclasses.dataclass(frozen=True)
+class Held:
+    """What the terminal keeps alive at one instant (``terminal_held``)."""
+
+    at_s: float  # simulated seconds since the start
+    bytes: int
+    objects: int
+    by_type: list[tuple[str, int]]  # the largest types, bytes
+
+
+#: the walk from the terminal does not go through these: shared code and machinery, not its heap
+_NOT_HELD = (
+    type, types.ModuleType, types.CodeType, types.FrameType, types.TracebackType,
+    types.BuiltinFunctionType, types.WrapperDescriptorType, types.MethodDescriptorType,
+    types.GetSetDescriptorType, types.MemberDescriptorType, asyncio.AbstractEventLoop,
+    logging.Logger, logging.Manager, threading.Thread,
+)  # fmt: skip
+_OTHER_SIDES = ("sim.", "amqtt.", "bench.", "__main__")
+
+
+def terminal_held(run: SimRun, at_s: float) -> Held:
+    """The bytes of the objects the running terminal keeps alive (see ``MemoryWatch``)."""
+    gc.collect()
+    seen: set[int] = {id(run), id(run.clock)}
+    stack: list[object] = [run.terminal]
+    total = count = 0
+    by_type: Counter[str] = Counter()
+    while stack:
+        obj = stack.pop()
+        if id(obj) in seen:
+            continue
+        seen.add(id(obj))
+        kind = type(obj)
+        if isinstance(obj, _NOT_HELD) or kind.__module__.startswith(_OTHER_SIDES):
+            continue
+        size = sys.getsizeof(obj)
+        total += size
+        count += 1
+        by_type[kind.__qualname__] += size
+        if isinstance(obj, types.FunctionType):  # its closure and defaults, not its module
+            stack.extend(c.cell_contents for c in obj.__closure__ or () if c.cell_contents is not None)
+            stack.extend(obj.__defaults__ or ())
+            stack.extend((obj.__kwdefaults__ or {}).values())
+            continue
+        stack.extend(gc.get_referents(obj))
+    return Held(at_s, total, count, by_type.most_common(8))
+
+
+@dataclasses.dataclass(frozen=True)
+class HeapFigures:
+    """The live heap at one instant, by side (bytes), with the terminal's largest sites."""
+
+    at_s: float  # simulated seconds since the start
+    sides: dict[str, int]
+    unattributed: dict[str, int]  # by library (innermost frame)
+    terminal_sites: list[tuple[str, int]]  # (file:line of the terminal's deciding frame, bytes)
+    tracemalloc_bytes: int  # tracemalloc's own memory (in the RSS, not in the heap)
+
+
+def heap_figures(at_s: float) -> HeapFigures:
+    """File every live traced allocation under its side (``_heap_side``)."""
+    gc.collect()
+    snapshot = tracemalloc.take_snapshot()
+    sides: Counter[str] = Counter()
+    unattributed: Counter[str] = Counter()
+    sites: Counter[str] = Counter()
+    for stat in snapshot.statistics("traceback"):
+        side, where = _heap_side(stat.traceback)
+        sides[side] += stat.size
+        if side == "unattributed":
+            unattributed[where] += stat.size
+        elif side == "terminal":
+            sites[where] += stat.size
+    del snapshot
+    return HeapFigures(
+        at_s, {k: sides[k] for k in HEAP_SIDES}, dict(unattributed.most_common(4)), sites.most_common(8),
+        tracemalloc.get_tracemalloc_memory(),
+    )  # fmt: skip
+
+
+def _heap_side(traceback: tracemalloc.Traceback) -> tuple[str, str]:
+    """(side, where): the innermost repository frame that decides, as ``_side_of`` does for CPU."""
+    root = str(ROOT) + "/"
+    for frame in reversed(traceback):  # the newest frame first
+        path = frame.filename
+        if "/site-packages/amqtt/" in path:
+            return "broker", "amqtt"
+        if not path.startswith(root) or "/.venv/" in path:
+            continue
+        rel = path[len(root) :]
+        where = f"{rel}:{frame.lineno}"
+        top = rel.split("/", 1)[0]
+        if rel in DRIVERS or top == "bench":
+            return "other", where
+        if rel == "sim/broker.py":
+            return "broker", where
+        if rel.startswith("sim/cloud/"):
+            return "cloud stub", where
+        if top in SIDES:
+            return SIDES[top], where
+    innermost = traceback[-1].filename if len(traceback) else "?"
+    return "unattributed", _library(innermost)
+
+
+def _library(path: str) -> str:
+    """A short name for the package or stdlib module of ``path``."""
+    if "/site-packages/" in path:
+        return path.split("/site-packages/", 1)[1].split("/", 1)[0]
+    parts = Path(path).parts
+    if "asyncio" in parts:
+        return "asyncio"
+    return Path(path).stem
+
+
+def terminal_baseline_kb() -> int:
+    """RSS of a fresh interpreter that has imported every module of the terminal (runtime/, apps/,
+    hal/, protocols/ and the libraries they import), and nothing of the simulator."""
+    code = (
+        "import gc, importlib, pkgutil, sys\n"
+        "for name in ('runtime', 'apps', 'hal', 'protocols'):\n"
+        "    pkg = importlib.import_module(name)\n"
+        "    for info in pkgutil.walk_packages(pkg.__path__, name + '.'):\n"
+        "        if info.name.startswith(('runtime.cli', 'hal.sim')):\n"
+        "            continue  # the command line and the simulated hal are not on a box\n"
+        "        importlib.import_module(info.name)\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('sim', 'pandapower', 'amqtt'))\n"
+        "assert not bad, bad\n"
+        "gc.collect()\n"
+        "print([l for l in open('/proc/self/status') if l.startswith('VmRSS:')][0].split()[1])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-P", "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )  # fmt: skip
+    return int(out.stdout.strip())
 
 
 class MessageSizes:
@@ -210,15 +437,17 @@ def virtual_run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     options = _options(args, workdir, speed=math.inf, duration_s=args.days * 86400.0)
     cpu0 = time.process_time()
     wall0 = time.perf_counter()
-    with Sampler(threading.get_ident()) as sampler, MessageSizes() as sizes:
-        report = run_virtual(lambda: run_for(options))
+    with (
+        MemoryWatch(options.duration_s or 0.0, heap=args.heap, frames=args.heap_frames) as memory,
+        Sampler(threading.get_ident()) as sampler,
+        MessageSizes() as sizes,
+    ):
+        report = run_virtual(lambda: run_for(options, on_tick=memory.tick, tick_s=VIRTUAL_TICK_S))
     wall = time.perf_counter() - wall0
     cpu = time.process_time() - cpu0
     counters = report.get("counters", {})
     hplc = report.get("hplc") or {}
     reads = int(counters.get("reads_ok", 0)) + int(counters.get("reads_failed", 0))
-    rss = sampler.rss
-    half = [kb for t, kb in rss if t >= rss[-1][0] / 2] if rss else []
     start = args.start
     end = start + args.days * 86400.0
     got, expected = _curve_completeness(workdir / "cloud.sqlite", start, end)
@@ -228,7 +457,7 @@ def virtual_run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "settled": settled, "store_bytes": _store_bytes(workdir),
         "report": report, "wall": wall, "cpu": cpu, "reads": reads, "hplc_reads": hplc.get("reads", 0),
         "shares": sampler.shares(), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "rss_growth_mb": (half[-1] - half[0]) / 1024 if len(half) > 1 else 0.0,
+        "memory": memory, "baseline_kb": terminal_baseline_kb(),
         "curve": (got, expected), "meters": report.get("meters"), "sizes": sizes,
     }  # fmt: skip
 
@@ -240,6 +469,55 @@ def pty_run(args: argparse.Namespace, workdir: Path) -> float:
     asyncio.run(run_for(options))
     wall = time.perf_counter() - wall0
     return wall * 86400.0 / (args.pty_minutes * 60.0)
+
+
+def print_memory(v: dict[str, Any], args: argparse.Namespace) -> None:
+    memory: MemoryWatch = v["memory"]
+    mb = 1 / 1048576
+    note = ""
+    if memory.heaps:
+        note = f"; tracemalloc's own {memory.heaps[-1].tracemalloc_bytes * mb:.0f} MB included"
+    print(
+        f"  peak RSS             {v['peak_rss_mb']:.0f} MB (whole process: world, terminal, broker, "
+        f"cloud stub{note})"
+    )
+    days = memory.daily_growth_mb()
+    per_day = memory.growth_per_day_mb()
+    since = "after the first day" if len(days) >= 2 else "over the 2nd half"
+    by_day = ", ".join(f"day {d} {g:+.1f}" for d, g in enumerate(days, 1)) or "no whole day"
+    print(f"  RSS growth           {per_day:+.1f} MB per simulated day {since} (by day, MB: {by_day})")
+    if not memory.held:
+        return
+    held = memory.held[-1]
+    baseline = v["baseline_kb"] * 1024
+    estimate = baseline + held.bytes + SQLITE_CACHE_BYTES
+    meters = int(v["meters"] or 0)
+    print(
+        f"  terminal memory      ~{estimate * mb:.1f} MB estimated with {meters} meters (goal <= 80 MB at "
+        f"2,200) = interpreter with the terminal's code {baseline * mb:.1f} MB + heap it holds "
+        f"{held.bytes * mb:.1f} MB + store page cache <= {SQLITE_CACHE_BYTES * mb:.1f} MB"
+    )
+    print(
+        "                       (interpreter: RSS of a fresh process importing every module of runtime/ "
+        "apps/ hal/ protocols/;\n                        heap: sys.getsizeof of the objects reachable from "
+        "the Terminal object, not through code, modules, the loop or the simulator's objects)"
+    )
+    series = ", ".join(f"{h.at_s / DAY_S:.2f} d {h.bytes * mb:.1f} MB" for h in memory.held)
+    print(f"  terminal heap held   {series}; {held.objects} objects at the end")
+    print("    largest types      " + ", ".join(f"{k} {b * mb:.1f}" for k, b in held.by_type[:6]))
+    if not memory.heaps:
+        return
+    end = memory.heaps[-1]
+    sides = ", ".join(f"{k} {b * mb:.1f}" for k, b in end.sides.items())
+    libs = ", ".join(f"{k} {b * mb:.1f}" for k, b in end.unattributed.items())
+    print(f"  heap by allocator    MB (tracemalloc, {memory.frames} frames): {sides}")
+    print(f"    unattributed by library: {libs}")
+    if len(memory.heaps) > 1:
+        series = ", ".join(f"{h.at_s / DAY_S:.2f} d {h.sides['terminal'] * mb:.1f}" for h in memory.heaps)
+        print(f"    terminal-allocated MB at: {series}")
+    print("    the terminal's largest allocation sites:")
+    for where, size in end.terminal_sites:
+        print(f"    {size * mb:7.2f} MB  {where}")
 
 
 def _instant(text: str) -> float:
@@ -273,6 +551,10 @@ def main() -> int:
         "--workdir", type=Path, default=None,
         help="keep the virtual run's folder here (wiped first) for ttu cloud ... --db <workdir>/cloud.sqlite",
     )  # fmt: skip
+    ap.add_argument(
+        "--heap", action="store_true", help="also the heap by allocating code (tracemalloc: ~10-25x the CPU)"
+    )
+    ap.add_argument("--heap-frames", type=int, default=HEAP_FRAMES, help="frames per allocation (--heap)")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         v = virtual_run(args, args.workdir or Path(tmp) / "max")
@@ -303,10 +585,7 @@ def main() -> int:
         f"{per_k * shares['terminal'] / busy:.3f} + simulator {per_k * shares['simulator'] / busy:.3f} "
         f"+ broker/cloud/loop {per_k * shares['other'] / busy:.3f}"
     )
-    print(
-        f"  peak RSS             {v['peak_rss_mb']:.0f} MB (whole process); growth over the 2nd half "
-        f"{v['rss_growth_mb']:+.1f} MB"
-    )
+    print_memory(v, args)
     got, expected = v["curve"]
     cycle, bound = r["cycle_seconds"] or 0.0, r["wire_bound_seconds"] or 0.0
     print(

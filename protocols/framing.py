@@ -18,7 +18,8 @@ does the rest for DL/T 645, DL/T 698.45 and Q/GDW 1376.2 alike:
 * at most ``MAX_CANDIDATES`` candidates overlap; one more rejects the oldest. With that bound
   every byte is checked by a constant number of candidates: the work per byte fed is bounded by
   a constant, whatever the input (no re-scan of the buffer per feed), and the buffer never
-  holds more than one maximum-length frame.
+  holds more than one maximum-length frame. Nothing reported is kept: a framer that has seen a
+  million frames holds what one has seen none (the frames in flight aside).
 
 ``feed`` never raises. A check that raises anything but a ``ProtocolError`` (a decoder bug) is
 reported as a ``ProtocolError`` too and counted in ``faults``, which the fuzz campaign
@@ -214,6 +215,7 @@ class StreamFramer(Generic[F]):
                     inner = items.popleft()
                     if isinstance(inner, _Candidate) and inner.result is None:
                         self._open.remove(inner)
+                self._first_valid()  # drop it (and any valid frame inside it) from the heap
         if not items and self._front < self._scan:
             self._skip_to(self._scan)
             moved = True

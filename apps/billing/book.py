@@ -37,6 +37,11 @@ from .tariff import LocalClock, TierState, Timeline
 
 RelayState = str  # "closed" | "open" | "close_allowed" | "unknown"
 
+#: local days of station totals kept beyond the days still open to corrections (``keep_days``)
+TOTALS_MARGIN_DAYS = 4
+#: entries a date memo holds before it starts over (a week of quarter-hours; the book runs for years)
+MEMO_ENTRIES = 7 * 96
+
 
 @dataclass(frozen=True, slots=True)
 class Customer:
@@ -122,7 +127,7 @@ class Book:
         key = int(ts // 900)
         known = self._dates.get(key)
         if known is None:
-            known = self._dates[key] = datetime.fromtimestamp(key * 900, self.tz).date().isoformat()
+            known = _memo(self._dates, key, datetime.fromtimestamp(key * 900, self.tz).date().isoformat())
         return known
 
     def day_bounds(self, day: str) -> tuple[int, int]:
@@ -132,13 +137,13 @@ class Book:
             d = date.fromisoformat(day)
             start = datetime.combine(d, datetime.min.time(), self.tz)
             end = datetime.combine(d + timedelta(days=1), datetime.min.time(), self.tz)
-            known = self._bounds[day] = (int(start.timestamp()), int(end.timestamp()))
+            known = _memo(self._bounds, day, (int(start.timestamp()), int(end.timestamp())))
         return known
 
     def next_day(self, day: str) -> str:
         known = self._next.get(day)
         if known is None:
-            known = self._next[day] = (date.fromisoformat(day) + timedelta(days=1)).isoformat()
+            known = _memo(self._next, day, (date.fromisoformat(day) + timedelta(days=1)).isoformat())
         return known
 
     # ------------------------------------------------------------------ accounts
@@ -159,6 +164,8 @@ class Book:
         totals = self.days.get(day)
         if totals is None:
             totals = self.days[day] = DayTotals()
+            if len(self.days) > self.keep_days + TOTALS_MARGIN_DAYS:
+                del self.days[min(self.days)]  # the oldest: closed long ago, nothing changes it
         return totals
 
     # ------------------------------------------------------------------ the fold
@@ -375,6 +382,14 @@ class Book:
         if len(acc.closed) > self.keep_days:
             for day in sorted(acc.closed)[: len(acc.closed) - self.keep_days]:
                 del acc.closed[day]
+
+
+def _memo(cache: dict[Any, Any], key: Any, value: Any) -> Any:
+    """Remember ``value`` under ``key``; a full memo starts over (what it forgets is computed again)."""
+    if len(cache) >= MEMO_ENTRIES:
+        cache.clear()
+    cache[key] = value
+    return value
 
 
 __all__ = ["Account", "Book", "ClosedDay", "Customer", "DayTotals", "RelayState", "customer_row"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -136,9 +137,8 @@ class Billing:
             "refused_commands": 0,
         }
         self.last_audit: Audit | None = None
-        self.crossings: list[
-            tuple[str, str, float, float]
-        ] = []  # (customer, command, crossed, done) for the bench
+        # (customer, command, crossed, done) of the newest relay actions, for benches and tests
+        self.crossings: deque[tuple[str, str, float, float]] = deque(maxlen=1024)
 
     # ------------------------------------------------------------------ customers
 

@@ -259,6 +259,7 @@ class LineLossService:
             await self._intervals(now)
             for d in self.due(now):
                 await self.compute(d)
+            self._forget_old()
             every = self.config.early_every_s
             if every > 0 and now - self._early_at >= every - 1.0:
                 self._early_at = now
@@ -295,6 +296,19 @@ class LineLossService:
         for d in [d for d in self._reported if d < today - timedelta(days=self.config.recompute_days)]:
             del self._reported[d]
         return sent
+
+    def _forget_old(self) -> None:
+        """A day the book no longer holds is never computed again: forget its cached day, its
+        result and its revision number (the terminal runs for years; the book keeps ``keep_days``)."""
+        kept = self.book.days
+        for d in [d for d in self._days if d not in kept]:
+            del self._days[d]
+        for d in [d for d in self._computed if d not in kept]:
+            del self._computed[d]
+        oldest = min(kept, default=None)
+        if oldest is not None:
+            for name in [n for n in self.revisions if n < oldest.isoformat()]:
+                del self.revisions[name]
 
     # ------------------------------------------------------------------ what
 

@@ -7,8 +7,13 @@ kicking in virtual time. Must not reset anything: it only observes.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
+
+#: kicks remembered (the newest): the runtime kicks every quarter of the timeout for as long as
+#: the terminal runs, so every kick kept would grow without end
+KICKS_KEPT = 1024
 
 
 class MonotonicClock(Protocol):
@@ -30,7 +35,8 @@ class MissedDeadline:
 
 
 class SimWatchdog:
-    """Armed at construction (or ``arm()``); every ``kick`` is recorded with its clock time."""
+    """Armed at ``arm()`` (or the first kick); the newest ``KICKS_KEPT`` kicks are recorded with
+    their clock time, every missed deadline is."""
 
     def __init__(self, clock: MonotonicClock, *, timeout: float = 60.0) -> None:
         if timeout <= 0:
@@ -38,7 +44,7 @@ class SimWatchdog:
         self._clock = clock
         self._timeout = float(timeout)
         self._armed_at: float | None = None
-        self._kicks: list[float] = []
+        self._kicks: deque[float] = deque(maxlen=KICKS_KEPT)
         self._missed: list[MissedDeadline] = []
 
     @property
@@ -47,7 +53,7 @@ class SimWatchdog:
 
     @property
     def kicks(self) -> tuple[float, ...]:
-        """Monotonic clock times of every kick."""
+        """Monotonic clock times of the newest kicks (``KICKS_KEPT``), oldest first."""
         return tuple(self._kicks)
 
     def arm(self) -> None:

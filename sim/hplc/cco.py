@@ -61,6 +61,8 @@ log = logging.getLogger(__name__)
 
 MAX_POWER_ADDRESSES = 42  # 1 + 6 n <= 255 content bytes (PROTOCOLS.md §3.5: longer lists split)
 MAX_COLLECTOR_ADDRESSES = 36  # 1 + 7 n <= 255
+#: frames, reports and broadcasts the virtual module remembers for tests (the newest; a run can be weeks)
+KEPT_FRAMES = 4096
 Latency = float | tuple[float, float]
 
 
@@ -166,9 +168,11 @@ class VirtualCco:
         self.outages = OutageModel(timing=timing, seed=seed, loss=lastgasp_loss)
         self.module_powered = True
         self.lastgasp_lost = 0  # over every outage model this module had (it restarts with the terminal)
-        self.sent: list[SentReport] = []
-        self.broadcasts: list[bytes] = []
-        self.received: list[q.Frame] = []  # every well-formed down frame, for tests
+        # what the module saw and did, for tests and inspection: the newest KEPT_FRAMES of each
+        # (a week at 2,000 meters is millions of frames)
+        self.sent: deque[SentReport] = deque(maxlen=KEPT_FRAMES)
+        self.broadcasts: deque[bytes] = deque(maxlen=KEPT_FRAMES)
+        self.received: deque[q.Frame] = deque(maxlen=KEPT_FRAMES)  # well-formed down frames
         self._rng = np.random.default_rng([seed, 13762])
         self._levels: dict[str, int] = {}
         self._framer = q.Framer()

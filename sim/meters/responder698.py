@@ -290,8 +290,7 @@ class Dlt698Responder:
             lo, hi = self._epoch(start.value), self._epoch(end.value)
             views = [
                 _View(p.ts, None, p.instant, p.forward_total, p.reverse_total)
-                for p in meter.curve
-                if lo <= p.ts < hi
+                for p in meter.curve.between(lo, hi)
             ]
         elif (oad.oi, oad.attr_id) == (0x5004, 2) and rsd.selector == 9:
             n = int(rsd.params[0])

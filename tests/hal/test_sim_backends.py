@@ -35,6 +35,19 @@ async def test_sim_watchdog_records_kicks_and_missed_deadlines() -> None:
     assert len(dog.missed()) == 2
 
 
+@pytest.mark.looptime
+async def test_sim_watchdog_kicked_for_days_keeps_its_newest_kicks_only() -> None:
+    clock = LoopClock(start=0.0)
+    dog = SimWatchdog(clock, timeout=60.0)
+    for _ in range(5760):  # a day of kicks every 15 s (a quarter of the timeout), for weeks
+        await clock.sleep(15.0)
+        await dog.kick()
+    assert len(dog.kicks) <= 2048 and dog.kicks[-1] == pytest.approx(86400.0)
+    assert not dog.expired
+    await clock.sleep(61.0)
+    assert len(dog.missed()) == 1  # the open gap is still seen
+
+
 async def test_dev_watchdog_writes_one_byte_per_kick_and_magic_close(tmp_path: Path) -> None:
     path = tmp_path / "watchdog"
     path.write_bytes(b"")

@@ -142,6 +142,19 @@ def test_overlapping_candidates_are_bounded() -> None:
     assert framer.feed(READ_645)[-1] == dlt645.decode(READ_645)
 
 
+@pytest.mark.parametrize("per_feed", [0.5, 1, 7])
+def test_a_framer_keeps_nothing_of_the_frames_it_reported(per_feed: float) -> None:
+    # a port's framer lives as long as the terminal: every valid frame once stayed in its heap of
+    # whole frames (with its decoded result) -- ~1 kB per reply, tens of MB a week at one station
+    for framer, wire in ((dlt645.Framer(), READ_645), (dlt698.Framer(), READ_698)):
+        stream = wire * 2000
+        step = int(len(wire) * per_feed)  # half frames, whole frames (as a link delivers them), several
+        got = [x for i in range(0, len(stream), step) for x in framer.feed(stream[i : i + step])]
+        assert len(got) == 2000 and framer.frames == 2000
+        assert len(framer._valid) + len(framer._items) + len(framer._open) <= 1
+        assert framer.pending < len(wire)
+
+
 def test_stream_order_and_offsets_across_noise_errors_and_frames() -> None:
     bad = bytearray(READ_698)
     bad[-3] ^= 0xFF  # FCS

@@ -338,3 +338,21 @@ async def test_an_early_look_reports_a_stopped_register_before_the_day_is_over()
     assert early[0]["evidence"]["vi_kwh"] == pytest.approx(0.5 * 24, rel=0.05)
     await svc.update(D0 + 13 * 3600 + 60)  # found again an hour later: not sent again
     assert len([b for _, b in ctx.uplink.sent if b["type"] == "anomaly"]) == 1
+
+
+async def test_weeks_of_days_keep_what_the_app_remembers_bounded() -> None:
+    # every day computed once stayed in the app's day cache and results (a Day holds every meter's
+    # 96 points: MBs a day at 2,000 meters), and its revision number in the stored revisions
+    ctx = ctx_at(D0 - 3600)
+    svc = await started(ctx)
+    days = 30
+    for day in range(days):
+        feed(svc, day)
+        await svc.update(D0 + (day + 1) * DAY + 1800)
+    assert svc.counters["days_computed"] >= days
+    kept = svc.book.keep_days
+    assert len(svc.book.days) <= kept + 1
+    assert len(svc._days) <= kept + 1 and len(svc._computed) <= kept + 1
+    assert len(svc.revisions) <= kept + 1 and len(ctx.store.kv["revisions"]) <= kept + 2
+    newest = ctx.uplink.sent[-2][1]
+    assert newest["date"] == "2024-07-01" and newest["revision"] == 1

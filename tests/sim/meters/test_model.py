@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import calendar
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -17,6 +18,9 @@ from sim.meters.model import (
     SHARP,
     SW3_RELAY_OPEN,
     VALLEY,
+    CurveMemory,
+    CurvePoint,
+    Instant,
     RelayRefused,
     VirtualMeter,
 )
@@ -90,6 +94,37 @@ def test_curve_memory_is_bounded_to_ten_days_and_freezes_to_62() -> None:
     assert len(meter.curve) == 960
     assert len(meter.daily_freezes) == 62
     assert meter.daily_freezes[0].ts == MIDNIGHT + 70 * 86400
+
+
+def test_ten_days_of_curve_memory_are_small() -> None:
+    # ten days of a 2,400-meter area are 2.3 million records: as CurvePoint objects (~700 B with
+    # their Instant) that was 1.6 GB of the simulator; packed it must stay under 250 B a record
+    meter = VirtualMeter(ADDR, profile=HouseholdProfile.for_customer(7, 3), start=MIDNIGHT, phase="ABC")
+    meter.advance(MIDNIGHT + 86400)  # the meter's own arrays and caches are made
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        meter.advance(MIDNIGHT + 11 * 86400)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(meter.curve) == 960
+    assert held < 250 * 960, f"{held / 960:.0f} B per curve record"
+
+
+def test_curve_memory_gives_back_what_it_was_given() -> None:
+    memory = CurveMemory(3)
+    single = Instant(
+        (229.87, None, None), (1.234, None, None), (0.2834, None, None), 0.2834, -0.01, 0.999, 49.98
+    )
+    three = Instant((230.1, 231.2, 0.0), (0.0, 2.5, -0.0), (1.0, -2.0, 0.5), -0.5, 0.25, 0.875, 50.01)
+    points = [CurvePoint(900.0 * k, single if k % 2 else three, 1e6 + k / 3, k / 7) for k in range(5)]
+    for p in points:
+        memory.append(p)
+    assert list(memory) == points[2:] and memory[0] == points[2] and memory[-1] == points[4]
+    assert len(memory) == 3 and memory.maxlen == 3
+    assert memory.since(2700.0, 5) == points[3:] and memory.since(0.0, 1) == points[2:3]
+    assert memory.since(0.0, 0) == [] and memory.between(1800.0, 3600.0) == points[2:4]
 
 
 def test_daily_freeze_at_meter_local_midnight_with_skew() -> None:
