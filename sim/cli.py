@@ -254,12 +254,19 @@ def _hplc_line(hplc: dict[str, Any] | None) -> str:
     """The carrier network as the virtual CCO sees it (``SimRun._hplc``)."""
     if not hplc:
         return "  hplc            none"
-    return (
+    line = (
         f"  hplc            {hplc['nodes_powered']}/{hplc['nodes']} nodes powered "
         f"({hplc['archived_nodes']} in the module's archive), {hplc['reads_per_s']:.2f} reads/s "
         f"({hplc['reads_lost']} lost); outage reports received: "
         f"{hplc['power_off_reports']} power-off, {hplc['power_on_reports']} power-on"
     )
+    if hplc.get("route_rounds"):
+        line += (
+            f"\n  module-led      {hplc['route_rounds']} rounds ({hplc['route_rounds_finished']} finished), "
+            f"{hplc['route_reads']} carried reads; pauses for the terminal's own reads: "
+            f"{hplc['route_pauses']}"
+        )
+    return line
 
 
 def render_summary(summary: dict[str, Any], run: SimRun) -> str:
