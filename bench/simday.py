@@ -64,7 +64,7 @@ from sim.physics import DEFAULT_NETWORK  # noqa: E402
 from sim.runner import PROFILES, VIRTUAL_TICK_S, SimOptions, SimRun, run_for, sim_board  # noqa: E402
 from sim.vloop import run_virtual  # noqa: E402
 
-SAMPLE_S = 0.002
+SAMPLE_S = 0.005  # the sampler takes the GIL each time: every 2 ms cost the loop thread a few %
 ROUND_S = 3600.0  # the acquisition app's module-led round (route_round_s)
 FEEDER_CUSTOMERS = 55  # the IEEE European LV feeder
 SIDES = {"runtime": "terminal", "apps": "terminal", "hal": "terminal", "sim": "simulator"}
