@@ -64,7 +64,7 @@ from sim.physics import DEFAULT_NETWORK  # noqa: E402
 from sim.runner import PROFILES, VIRTUAL_TICK_S, SimOptions, SimRun, run_for, sim_board  # noqa: E402
 from sim.vloop import run_virtual  # noqa: E402
 
-SAMPLE_S = 0.002
+SAMPLE_S = 0.005  # the sampler takes the GIL each time: every 2 ms cost the loop thread a few %
 ROUND_S = 3600.0  # the acquisition app's module-led round (route_round_s)
 FEEDER_CUSTOMERS = 55  # the IEEE European LV feeder
 SIDES = {"runtime": "terminal", "apps": "terminal", "hal": "terminal", "sim": "simulator"}
@@ -216,6 +216,7 @@ class Held:
     bytes: int
     objects: int
     by_type: list[tuple[str, int]]  # the largest types, bytes
+    by_owner: list[tuple[str, int]]  # the largest owners (packages), bytes
 
 
 #: the walk from the terminal does not go through these: shared code and machinery, not its heap
@@ -229,31 +230,48 @@ _OTHER_SIDES = ("sim.", "amqtt.", "bench.", "__main__")
 
 
 def terminal_held(run: SimRun, at_s: float) -> Held:
-    """The bytes of the objects the running terminal keeps alive (see ``MemoryWatch``)."""
+    """The bytes of the objects the running terminal keeps alive (see ``MemoryWatch``), by type and
+    by owner: the package (``apps.lineloss``, ``runtime.uplink``, ``hal.meters``...) of the nearest
+    object of the repository on the path the walk first reached it by."""
     gc.collect()
     seen: set[int] = {id(run), id(run.clock)}
-    stack: list[object] = [run.terminal]
+    stack: list[tuple[object, str]] = [(run.terminal, "runtime.terminal")]
     total = count = 0
     by_type: Counter[str] = Counter()
+    by_owner: Counter[str] = Counter()
     while stack:
-        obj = stack.pop()
+        obj, owner = stack.pop()
         if id(obj) in seen:
             continue
         seen.add(id(obj))
         kind = type(obj)
-        if isinstance(obj, _NOT_HELD) or kind.__module__.startswith(_OTHER_SIDES):
+        module = kind.__module__
+        if isinstance(obj, _NOT_HELD) or module.startswith(_OTHER_SIDES):
             continue
+        if module.startswith(_TERMINAL_PACKAGES):
+            owner = ".".join(module.split(".")[:2])
         size = sys.getsizeof(obj)
         total += size
         count += 1
         by_type[kind.__qualname__] += size
+        by_owner[owner] += size
         if isinstance(obj, types.FunctionType):  # its closure and defaults, not its module
-            stack.extend(c.cell_contents for c in obj.__closure__ or () if c.cell_contents is not None)
-            stack.extend(obj.__defaults__ or ())
-            stack.extend((obj.__kwdefaults__ or {}).values())
-            continue
-        stack.extend(gc.get_referents(obj))
-    return Held(at_s, total, count, by_type.most_common(8))
+            refs: list[object] = [_cell(c) for c in obj.__closure__ or ()]
+            refs += [*(obj.__defaults__ or ()), *(obj.__kwdefaults__ or {}).values()]
+        else:
+            refs = gc.get_referents(obj)
+        stack.extend((r, owner) for r in refs)
+    return Held(at_s, total, count, by_type.most_common(8), by_owner.most_common(10))
+
+
+_TERMINAL_PACKAGES = ("runtime.", "apps.", "hal.", "protocols.")
+
+
+def _cell(cell: types.CellType) -> object:
+    try:
+        return cell.cell_contents
+    except ValueError:  # an empty cell
+        return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -504,7 +522,8 @@ def print_memory(v: dict[str, Any], args: argparse.Namespace) -> None:
     )
     series = ", ".join(f"{h.at_s / DAY_S:.2f} d {h.bytes * mb:.1f} MB" for h in memory.held)
     print(f"  terminal heap held   {series}; {held.objects} objects at the end")
-    print("    largest types      " + ", ".join(f"{k} {b * mb:.1f}" for k, b in held.by_type[:6]))
+    print("    by owner, MB       " + ", ".join(f"{k} {b * mb:.1f}" for k, b in held.by_owner))
+    print("    by type, MB        " + ", ".join(f"{k} {b * mb:.1f}" for k, b in held.by_type[:6]))
     if not memory.heaps:
         return
     end = memory.heaps[-1]

@@ -15,7 +15,8 @@ does the rest for DL/T 645, DL/T 698.45 and Q/GDW 1376.2 alike:
   stray 0x68 claiming a long frame cannot hold back the frames behind it;
 * 0x68 bytes inside the claimed extent of a rejected frame whose header checked out are that
   frame's bytes: counted in ``skipped``, not reported again;
-* at most ``MAX_CANDIDATES`` candidates overlap; one more rejects the oldest. With that bound
+* at most ``MAX_CANDIDATES`` candidates overlap; one more first checks the bodies that are all
+  in (a burst of whole frames fed at once loses none), then rejects the oldest. With that bound
   every byte is checked by a constant number of candidates: the work per byte fed is bounded by
   a constant, whatever the input (no re-scan of the buffer per feed), and the buffer never
   holds more than one maximum-length frame. Nothing reported is kept: a framer that has seen a
@@ -171,6 +172,8 @@ class StreamFramer(Generic[F]):
                 cand: _Candidate[F] = _Candidate(base + i, claim, order=next(self._order))
                 self._items.append(cand)
                 self._open.append(cand)
+                if len(self._open) > MAX_CANDIDATES:
+                    self._check_bodies()  # whole frames already in are decided, not crowded out
                 if len(self._open) > MAX_CANDIDATES:
                     oldest = self._open.pop(0)
                     oldest.result = ProtocolError(

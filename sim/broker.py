@@ -22,6 +22,7 @@ import shutil
 import socket
 import tempfile
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -85,6 +86,22 @@ class PayloadLimits:
             except ProtocolError as err:
                 return err.reason
         return None
+
+
+@contextlib.contextmanager
+def _quiet_start_failure() -> Iterator[None]:
+    """amqtt logs a failed start (a port in use) with its traceback before raising; the
+    ``BrokerError`` raised here names the reason, and the caller decides what to say."""
+
+    def no_tracebacks(record: logging.LogRecord) -> bool:
+        return record.exc_info is None
+
+    amqtt_log = logging.getLogger("amqtt.broker")
+    amqtt_log.addFilter(no_tracebacks)
+    try:
+        yield
+    finally:
+        amqtt_log.removeFilter(no_tracebacks)
 
 
 def _limited_broker_class() -> Any:
@@ -156,7 +173,8 @@ class EmbeddedBroker:
         broker.limits = self.limits
         broker.refused = self.refused
         try:
-            await broker.start()
+            with _quiet_start_failure():
+                await broker.start()
         except Exception as err:
             raise BrokerError(f"amqtt broker on {self.host}:{self._port} did not start: {err}") from err
         self._broker = broker

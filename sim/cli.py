@@ -58,7 +58,8 @@ time models (--speed):
        (bytes x 11 bits / baud, response delays, carrier latency). As fast as the machine allows
        (a simulated day in minutes) and deterministic: the same --seed, --network, --scenario,
        --start and --duration give byte-identical cloud readings. Use it for days of data, for
-       benchmarks and tests. Give --start for a reproducible run (default: now).
+       benchmarks and tests. Give --start for a reproducible run (default: now). The apps run the
+       analytics profile here (15-min snapshots and event polls) unless --profile standard.
 
 examples:
   make sim                                       # x10, live summary and dashboard
@@ -139,9 +140,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument(
         "--profile",
         choices=PROFILE_NAMES,
-        default="standard",
+        default=None,
         help="app settings: standard (the board's), analytics (realtime snapshot and event poll every "
-        "15 min: days of data for the grid apps)",
+        "15 min: days of data for the grid apps). Default: analytics with --speed max, else standard",
     )
     parser.add_argument(
         "--realtime-period",
@@ -195,7 +196,8 @@ def _options(args: argparse.Namespace) -> SimOptions:
         load_scenario(args.scenario)  # validate before anything starts
     if args.hplc_meters is not None and args.hplc_meters < 0:
         raise ConfigError("--hplc-meters", f"{args.hplc_meters} must not be negative")
-    app_config = {name: dict(keys) for name, keys in PROFILES[args.profile].items()}
+    profile = args.profile or ("analytics" if math.isinf(speed) else "standard")
+    app_config = {name: dict(keys) for name, keys in PROFILES[profile].items()}
     if args.realtime_period is not None:
         if not 10 <= args.realtime_period <= 3600:
             raise ConfigError("--realtime-period", "must be within 10 s .. 1 h")
@@ -215,6 +217,7 @@ def _options(args: argparse.Namespace) -> SimOptions:
         truth_dir=args.truth,
         hplc_meters=args.hplc_meters,
         app_config=app_config,
+        profile=profile,
     )
     if not options.virtual:  # virtual time models the wire exactly, at any pace
         check_speed(options.speed, wire_speed_limit(board, max(options.response_delay_s)))
@@ -251,12 +254,19 @@ def _hplc_line(hplc: dict[str, Any] | None) -> str:
     """The carrier network as the virtual CCO sees it (``SimRun._hplc``)."""
     if not hplc:
         return "  hplc            none"
-    return (
+    line = (
         f"  hplc            {hplc['nodes_powered']}/{hplc['nodes']} nodes powered "
         f"({hplc['archived_nodes']} in the module's archive), {hplc['reads_per_s']:.2f} reads/s "
         f"({hplc['reads_lost']} lost); outage reports received: "
         f"{hplc['power_off_reports']} power-off, {hplc['power_on_reports']} power-on"
     )
+    if hplc.get("route_rounds"):
+        line += (
+            f"\n  module-led      {hplc['route_rounds']} rounds ({hplc['route_rounds_finished']} finished), "
+            f"{hplc['route_reads']} carried reads; pauses for the terminal's own reads: "
+            f"{hplc['route_pauses']}"
+        )
+    return line
 
 
 def render_summary(summary: dict[str, Any], run: SimRun) -> str:

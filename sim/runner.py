@@ -93,6 +93,7 @@ class SimOptions:
     #: per app: config keys that replace the board's (``PROFILES``, ``--realtime-period``); an app
     #: named here that the board has not is added, enabled, with just these keys
     app_config: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+    profile: str | None = None  # the name of the PROFILES entry behind app_config (for the report)
 
     @property
     def virtual(self) -> bool:
@@ -646,6 +647,7 @@ async def report(run: SimRun, *, backlog_after_drain: int | None = None) -> dict
         "failures": failures(summary, parts.supervisor.status() if parts is not None else []),
         "terminal_died": summary["terminal_died"],
         "mode": run.mode,
+        "profile": run.options.profile,
         "speed": None if run.options.virtual else run.options.speed,
         "achieved_speed": summary["achieved_speed"],
         "wall_seconds": summary["wall_s"],

@@ -145,8 +145,9 @@ class _Tcp:
     """A TCP socket of the loop, seen through a duplicate of its descriptor (``TCP_INFO``)."""
 
     # struct tcp_info (linux/tcp.h): tcpi_bytes_received u64 @128, tcpi_notsent_bytes u32 @144,
-    # tcpi_bytes_sent u64 @200, tcpi_bytes_retrans u64 @208 (Linux >= 4.19)
+    # tcpi_bytes_sent u64 @200, tcpi_bytes_retrans u64 @208 (Linux >= 4.19): one unpack
     _SIZE = 216
+    _FIELDS = struct.Struct("=128xQ8xI52xQQ")
 
     def __init__(self, sock: socket.socket, ends: tuple[object, object]) -> None:
         self.sock = sock
@@ -176,9 +177,7 @@ class _Tcp:
             return 0, 0, 0
         if len(info) < self._SIZE:
             return 0, 0, 0
-        received = struct.unpack_from("Q", info, 128)[0]
-        unsent = struct.unpack_from("I", info, 144)[0]
-        sent, retrans = struct.unpack_from("QQ", info, 200)
+        received, unsent, sent, retrans = self._FIELDS.unpack(info)
         return sent - retrans, unsent, received
 
 

@@ -259,11 +259,11 @@ class LineLossService:
             await self._intervals(now)
             for d in self.due(now):
                 await self.compute(d)
-            self._forget_old()
             every = self.config.early_every_s
             if every > 0 and now - self._early_at >= every - 1.0:
                 self._early_at = now
                 await self.early(now)
+            self._forget_old(self.local_date(now))
 
     async def early(self, now: float) -> list[dict[str, Any]]:
         """Look at today so far (and the days before it) for what needs only 15-min data; send
@@ -297,11 +297,14 @@ class LineLossService:
             del self._reported[d]
         return sent
 
-    def _forget_old(self) -> None:
-        """A day the book no longer holds is never computed again: forget its cached day, its
-        result and its revision number (the terminal runs for years; the book keeps ``keep_days``)."""
+    def _forget_old(self, today: date) -> None:
+        """A day the book no longer holds is never computed again: forget its result and its
+        revision number (the terminal runs for years; the book keeps ``keep_days``). Of the
+        cached ``Day`` objects only today's stays (rebuilt every 15 min anyway, read every tick):
+        a past day's is built again when an hourly look or a recompute needs it -- a ``Day`` is
+        ~10 kB per meter, as much again as the book holds (7 days x 2,400 meters: 160 MB)."""
         kept = self.book.days
-        for d in [d for d in self._days if d not in kept]:
+        for d in [d for d in self._days if d != today]:
             del self._days[d]
         for d in [d for d in self._computed if d not in kept]:
             del self._computed[d]

@@ -13,6 +13,7 @@ import sqlite3
 from typing import Any
 
 from protocols import dlt645
+from sim.cli import render_summary
 from sim.runner import SimRun
 from tests.simworld import WorldFactory
 
@@ -23,14 +24,15 @@ EVENT_METERS = 4
 
 def test_event_reads_in_a_round_pause_it_and_every_curve_point_still_arrives(sim_world: WorldFactory) -> None:
     reported: list[str] = []
-    seen_leading: list[float] = []
+    live: list[str] = []
 
     async def meters_report_events(run: SimRun) -> None:
         cco = run.hplc
         assert cco is not None
+        if reported and cco.counters.route_pauses and not live:
+            live.append(render_summary(await run.summary(), run))  # what ttu sim --live shows
         if reported or not cco.leading or cco.counters.route_reads < 20:
             return  # once, well into the round (01:01): the module holds every slot
-        seen_leading.append(run.clock.now())
         for address in list(cco.table)[-EVENT_METERS:]:  # the last nodes of the round
             status = dlt645.encode(dlt645.read_response(address, 0x04001501, bytes(12)))
             await cco.report_meter_event(address, status)
@@ -57,6 +59,7 @@ def test_event_reads_in_a_round_pause_it_and_every_curve_point_still_arrives(sim
     assert terminal["point_read_max_s"] < 7.0
     assert terminal["concurrency_denials"] == 0 and hplc["busy_denied"] == 0
     assert hplc["route_asks_paused"] == 0
+    assert "pauses for the terminal's own reads: 1" in live[0]
     # the round went on: it finished, and every meter's quarter-hours up to its start are at the cloud
     assert hplc["route_rounds"] == 1 and hplc["route_rounds_finished"] == 1
     hplc_meters = {row["meter_id"] for row in run.truth("topology.csv") if row["channel"] == "hplc"}

@@ -108,3 +108,25 @@ def test_speed_max_is_parsed_and_refuses_an_external_broker(tmp_path: Path) -> N
     )  # fmt: skip
     with pytest.raises(ConfigError, match="--broker"):
         run_virtual(lambda: run_for(options))
+
+
+@pytest.mark.parametrize(
+    ("argv", "profile", "realtime_s"),
+    [
+        (["--speed", "max"], "analytics", 900),  # days of data: 15-min snapshots unless told otherwise
+        (["--speed", "max", "--profile", "standard"], "standard", None),  # the board's own settings
+        (["--speed", "10"], "standard", None),
+    ],
+)
+def test_virtual_time_defaults_to_the_analytics_profile(
+    argv: list[str], profile: str, realtime_s: int | None, tmp_path: Path
+) -> None:
+    import argparse
+
+    from sim.cli import _options, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    options = _options(parser.parse_args(["sim", *argv, "--workdir", str(tmp_path / "run")]))
+    assert options.profile == profile
+    assert options.app_config.get("acquisition", {}).get("realtime_interval_s") == realtime_s
