@@ -238,13 +238,8 @@ def _refuse_reserved(frame: Frame) -> None:
         )
 
 
-def encode(frame: Frame, *, preamble: int = 4) -> bytes:
-    """Wire bytes of ``frame`` with ``preamble`` wake-up FE bytes in front.
-
-    The bytes ``FRAME.build`` makes (``build`` below), assembled by hand once the frame passed
-    the checks construct cannot make (reserved bits, L's range): it runs on every request and
-    reply (``tests/protocols/test_frame_fast_paths`` holds both paths byte-identical). Never
-    writes L bit 15 (``_refuse_reserved``)."""
+def _checked_parts(frame: Frame, preamble: int) -> tuple[bytes, bytes, int]:
+    """(SA on the wire, fragment word + APDU, L) of a frame both encoders may write, or why not."""
     if not 0 <= preamble <= 16:
         raise EncodeError(f"preamble {preamble}: expected 0..16 FE bytes", protocol=PROTOCOL)
     _refuse_reserved(frame)
@@ -253,6 +248,17 @@ def encode(frame: Frame, *, preamble: int = 4) -> bytes:
     length = 2 + 1 + 1 + len(sa) + 1 + 2 + len(body) + 2
     if length > MAX_LENGTH:
         raise EncodeError(f"frame of {length} bytes exceeds L's {MAX_LENGTH}", protocol=PROTOCOL)
+    return sa, body, length
+
+
+def encode(frame: Frame, *, preamble: int = 4) -> bytes:
+    """Wire bytes of ``frame`` with ``preamble`` wake-up FE bytes in front.
+
+    The bytes ``FRAME.build`` makes (``build`` below), assembled by hand once the frame passed
+    the checks construct cannot make (reserved bits, L's range): it runs on every request and
+    reply (``tests/protocols/test_frame_fast_paths`` holds both paths byte-identical). Never
+    writes L bit 15 (``_refuse_reserved``)."""
+    sa, body, length = _checked_parts(frame, preamble)
     head = b"%s%c%c%s%c" % (length.to_bytes(2, "little"), frame.control, frame.af, sa, frame.ca)
     head += crc16_x25(head).to_bytes(2, "little")
     head += body
@@ -261,14 +267,7 @@ def encode(frame: Frame, *, preamble: int = 4) -> bytes:
 
 def build(frame: Frame, *, preamble: int = 4) -> bytes:
     """``encode`` through the construct definition ``FRAME`` (the declared wire format)."""
-    if not 0 <= preamble <= 16:
-        raise EncodeError(f"preamble {preamble}: expected 0..16 FE bytes", protocol=PROTOCOL)
-    _refuse_reserved(frame)
-    sa = frame.sa_wire
-    body = (b"" if frame.fragment is None else frame.fragment.word.to_bytes(2, "little")) + frame.apdu
-    length = 2 + 1 + 1 + len(sa) + 1 + 2 + len(body) + 2
-    if length > MAX_LENGTH:
-        raise EncodeError(f"frame of {length} bytes exceeds L's {MAX_LENGTH}", protocol=PROTOCOL)
+    sa, body, length = _checked_parts(frame, preamble)
     head = {
         "length": length | (LENGTH_RESERVED if frame.length_reserved else 0),
         "control": frame.control,
