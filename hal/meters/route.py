@@ -35,7 +35,7 @@ from typing import TypeVar
 from hal.errors import HalError, TransportError, TransportTimeout
 from hal.health import DeviceHealth, DeviceHealthBook
 from hal.interfaces import HalClock, Priority, RouteAnswer, RouteAsk, StreamDecoder
-from hal.meters.transport import CARRIER_SLACK_S, TransportKind, reply_in
+from hal.meters.transport import CARRIER_SLACK_S, TransportKind, accepted_reply
 from protocols.errors import ProtocolError
 
 _log = logging.getLogger(__name__)
@@ -264,12 +264,8 @@ class RouteTransport:
             raise
         finally:
             session.reply = session.handed = session.taken = None
-        answer = reply_in(raw, decoder, match, what=f"{self._name}: reply of node {device}")
-        if isinstance(answer, ProtocolError):
-            self._health.failure(device, "bad_frames")
-            raise answer
+        answer = accepted_reply(raw, decoder, match, health=self._health, device=device, port=self._name)
         self.last_exchange = (len(request), len(raw))
-        self._health.success(device)
         return answer
 
     async def broadcast(self, frame: bytes, *, priority: Priority = Priority.CONTROL) -> None:

@@ -278,12 +278,8 @@ class CarrierTransport:
                 raise
         finally:
             self._slots.release()
-        answer = reply_in(raw, decoder, match, what=f"{self._name}: reply of node {device}")
-        if isinstance(answer, ProtocolError):
-            self._health.failure(device, "bad_frames")
-            raise answer
+        answer = accepted_reply(raw, decoder, match, health=self._health, device=device, port=self._name)
         self.last_exchange = (len(request), len(raw))
-        self._health.success(device)
         return answer
 
     async def broadcast(self, frame: bytes, *, priority: Priority = Priority.CONTROL) -> None:
@@ -335,6 +331,24 @@ def reply_in(
     return ProtocolError(f"{what} holds no answer ({detail})")
 
 
+def accepted_reply(
+    raw: bytes,
+    decoder: StreamDecoder[F],
+    match: Callable[[F], bool],
+    *,
+    health: DeviceHealthBook,
+    device: str,
+    port: str,
+) -> F:
+    """``reply_in``, with the node's health told either way: the answer, or its ``ProtocolError`` raised."""
+    answer = reply_in(raw, decoder, match, what=f"{port}: reply of node {device}")
+    if isinstance(answer, ProtocolError):
+        health.failure(device, "bad_frames")
+        raise answer
+    health.success(device)
+    return answer
+
+
 __all__ = [
     "CARRIER_SLACK_S",
     "MIN_RESPONSE_DELAY_S",
@@ -345,6 +359,7 @@ __all__ = [
     "TransactionPort",
     "TransportKind",
     "WireTally",
+    "accepted_reply",
     "reply_in",
 ]
 
