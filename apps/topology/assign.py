@@ -247,13 +247,18 @@ def fit_quadratic_loss(y: FArray, resid: FArray) -> FArray:
 
 
 def fit_gain(y: FArray, resid: FArray, *, limit: float = 0.05) -> FArray:
-    """Per column of (T, c) arrays, ``c * y + b`` with |c| <= ``limit`` that best explains ``resid``."""
-    out = np.zeros_like(y)
-    for j in range(y.shape[1]):
-        x = np.stack([y[:, j], np.ones(len(y))], axis=1)
-        c = float(np.clip(np.linalg.lstsq(x, resid[:, j], rcond=None)[0][0], -limit, limit))
-        out[:, j] = c * y[:, j] + float((resid[:, j] - c * y[:, j]).mean())
-    return out
+    """Per column of (T, c) arrays, ``c * y + b`` with |c| <= ``limit`` that best explains ``resid``
+    (least squares per column in closed form; a column with no variation takes the minimum-norm
+    solution, as ``lstsq`` would)."""
+    t = max(len(y), 1)
+    y_mean, r_mean = y.mean(axis=0), resid.mean(axis=0)
+    yc = y - y_mean
+    var = (yc * yc).sum(axis=0)
+    cov = (yc * (resid - r_mean)).sum(axis=0)
+    flat = var <= (np.finfo(np.float64).eps * t) ** 2 * np.maximum((y * y).sum(axis=0), 1e-300)
+    slope = np.where(flat, y_mean * r_mean / (y_mean * y_mean + 1.0), cov / np.where(flat, 1.0, var))
+    c = np.clip(slope, -limit, limit)
+    return np.asarray(c * y + (r_mean - c * y_mean), dtype=np.float64)
 
 
 def _flat(a: FArray) -> FArray:

@@ -226,6 +226,7 @@ class Decided:
     parts: dict[str, FArray] = field(default_factory=dict)  # name -> (n, K) log-likelihood part
     solution: assign.Solution | None = None
     problem: assign.Problem | None = None
+    _balances: FArray | None = field(default=None, repr=False)  # the balances' scores summed, once
 
     def value(self, i: int) -> str | None:
         label = self.labels[int(self.chosen[i])]
@@ -235,8 +236,10 @@ class Decided:
         """How much the balances prefer "not ours" for meter i over its best real label."""
         if self.solution is None:
             return 0.0
-        total = sum(self.solution.balance_scores.values(), np.zeros_like(self.solution.score))
-        real = total[i, :-1]
+        if self._balances is None:
+            self._balances = sum(self.solution.balance_scores.values(), np.zeros_like(self.solution.score))
+        real = self._balances[i, :-1]
+        total = self._balances
         return float(total[i, -1] - real.max()) if real.size else 0.0
 
 
