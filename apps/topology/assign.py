@@ -580,7 +580,7 @@ def _best_swap(
     ``cross <= sqrt(Q_i Q_k) <= (Q_i + Q_k) / 2`` per balance (Cauchy-Schwarz, Q = ``quad``),
     so both bounds split into a part per meter. Work per call: O(n log n) plus the few buckets
     examined, not O(n) Python steps."""
-    n, k = total.shape
+    k = total.shape[1]
     meter, src, dst = _swap_entries(states, total, labels, alternatives, favoured)
     none = (-np.inf, -1, -1)
     if not len(meter):
@@ -607,9 +607,7 @@ def _best_swap(
     if not len(lo):
         return none
     hi = partner[lo]
-    cauchy = top_tot[lo] + top_tot[hi] + sum(
-        (np.sqrt(q[lo] * q[hi]) for q in top_quad), np.zeros(len(lo))
-    )
+    cauchy = top_tot[lo] + top_tot[hi] + sum((np.sqrt(q[lo] * q[hi]) for q in top_quad), np.zeros(len(lo)))
     bound = np.minimum(cauchy, top_half[lo] + top_half[hi])
     best_gain, best_first, best_pair = float(floor), np.inf, (-1, -1)
     for j in np.argsort(-bound, kind="stable"):

@@ -102,7 +102,8 @@ def signature_loglik(
         if d.listening not in listened:
             on = np.zeros(len(units), dtype=bool)
             on[[upos[u] for u in d.listening if u in upos]] = True
-            listened[d.listening] = (np.where(on, miss - quiet, 0.0), on, float(on.sum()) * quiet) if on.any() else None
+            constant = float(on.sum()) * quiet
+            listened[d.listening] = (np.where(on, miss - quiet, 0.0), on, constant) if on.any() else None
         seen = listened[d.listening]
         if seen is None:
             continue

@@ -431,9 +431,7 @@ def _current_balances(
         nearest: dict[str, str | None] = {}
         for b in frame.branch_ids:
             nearest[b] = next((a for a in ancestors(b, frame.parent) if a in gpos), None)
-        targets = np.stack(
-            [c.current[:, frame.col[frame.unit_of_branch[b]], :] for b in monitored], axis=1
-        )
+        targets = np.stack([c.current[:, frame.col[frame.unit_of_branch[b]], :] for b in monitored], axis=1)
         section = targets.copy()
         for b in monitored:  # subtract the heads of monitored branches directly below
             up = frame.parent.get(b)
@@ -459,9 +457,7 @@ def _current_balances(
     boxes = sorted(frame.terminal_of_box)
     if boxes and c.current.shape[0]:
         xpos = {x: g for g, x in enumerate(boxes)}
-        targets = np.stack(
-            [c.current[:, frame.col[frame.terminal_of_box[x]], :] for x in boxes], axis=1
-        )
+        targets = np.stack([c.current[:, frame.col[frame.terminal_of_box[x]], :] for x in boxes], axis=1)
         groups = np.array([xpos.get(boxes_found.value(i) or "", -1) for i in range(frame.n)], dtype=np.int64)
         fixed = _three_phase_currents(inputs, frame, groups, len(boxes))
         out.append(
@@ -758,9 +754,8 @@ def window(inputs: Inputs, first: int, last: int) -> Inputs:
 
 
 def phase_changes(
-    inputs: Inputs, frame: Frame, branches: Decided, boxes: Decided, phases: Decided, settings: Settings,
-    *, incremental: bool = False,
-) -> dict[int, changes.Change]:  # fmt: skip
+    inputs: Inputs, frame: Frame, branches: Decided, boxes: Decided, phases: Decided, settings: Settings
+) -> dict[int, changes.Change]:
     """Meters that moved to another phase during the window. The first and the last
     ``change_window_points`` (or half the window) are identified on their own (each part solved
     alone, so a moved meter is modelled where it is in that part); a meter surely on one phase
@@ -768,8 +763,10 @@ def phase_changes(
     point-by-point evidence in the whole window's solution also splits into a prefix for the one
     phase and a suffix for the other, both strong (``changes.detect``): two views must agree,
     because a meter that is merely hard to place, or the residual another error leaves, can fool
-    one. ``incremental``: each part starts from the whole window's phases instead of the
-    relaxation."""
+    one. The parts are always solved from scratch (the relaxation), also in an incremental
+    identification: started from the whole window's phases, a part keeps a moved meter where the
+    window had it whenever a look-alike on the other phase can take its place (a local optimum
+    the relaxation does not fall into)."""
     points = inputs.points
     part = min(settings.change_window_points, points // 2)
     problem, sol = phases.problem, phases.solution
@@ -783,8 +780,7 @@ def phase_changes(
         sub = window(inputs, first, last)
         sub_frame = prepare(sub, sub_settings)
         sub_frame.forced = frame.forced.copy()
-        warm = phases.chosen if incremental else None
-        parts.append(identify_phases(sub, sub_frame, branches, boxes, settings, warm=warm))
+        parts.append(identify_phases(sub, sub_frame, branches, boxes, settings))
     early, late = parts
     ok = frame.has_data & ~frame.three_phase & ~frame.forced
     sure = settings.change_llr / 2
@@ -865,7 +861,11 @@ def warm_labels(previous: TopologyResult, frame: Frame, dimension: str, labels: 
 
 
 def identify(
-    inputs: Inputs, *, terminal: str, computed_at: float, settings: Settings | None = None,
+    inputs: Inputs,
+    *,
+    terminal: str,
+    computed_at: float,
+    settings: Settings | None = None,
     previous: TopologyResult | None = None,
 ) -> TopologyResult:
     """Identify every dimension over ``inputs``' window.
@@ -877,6 +877,7 @@ def identify(
     identification's cost. The same local search that finishes a full identification decides,
     so a meter whose evidence changed moves; what it cannot do is escape a wrong labelling that
     ``previous`` made and the window still supports -- the daily full identification does.
+    The move detector's two short parts (``phase_changes``) are solved from scratch either way.
     """
     settings = settings or Settings()
     frame = prepare(inputs, settings)
@@ -897,7 +898,7 @@ def identify(
         boxes = identify_boxes(inputs, frame, branches, boxes)
         phases = identify_phases(inputs, frame, branches, boxes, settings, phases)
         foreign = foreign_tests(inputs, frame, phases, branches, settings)
-    moved = phase_changes(inputs, frame, branches, boxes, phases, settings, incremental=previous is not None)
+    moved = phase_changes(inputs, frame, branches, boxes, phases, settings)
     injected = {d.source for d in inputs.detections if d.listening}
     results = []
     missing: list[MissingMeter] = []
