@@ -285,10 +285,10 @@ class TopologyService:
                 settings=settings,
                 previous=previous,
             )
-            self._newest, self._seen = result, seen
             self.counters["identifications"] += 1
             summary = {**result.summary, "reason": reason, "model_version": model.version}
             result = replace(result, summary=summary)
+            self._newest, self._seen = result, seen
             if report:
                 await self.publish(result, model)
             return result

@@ -200,3 +200,64 @@ def test_the_pruned_swap_search_finds_what_every_pair_finds() -> None:
             i = int(np.argmax(np.max(total, axis=1)))
             labels[i] = int(np.argmax(total[i]))
     assert swaps >= 3
+
+
+# -- the service's check --------------------------------------------------------------------------
+
+
+def test_the_service_s_check_starts_from_the_newest_result_and_skips_when_nothing_is_new() -> None:
+    """Through ``TopologyService.run``: the daily run identifies from scratch, each check starts
+    from the newest result (the daily's, then the previous check's), and a check that would see
+    no new curve point under the same station model is skipped and counted."""
+    import asyncio
+    import logging
+    from types import SimpleNamespace
+    from typing import Any
+
+    from apps.topology import service as svc
+
+    inputs, _ = station(Spec(branches=2, boxes_per_branch=(2, 3), days=0.5), seed=1)
+    ctx: Any = SimpleNamespace(
+        log=logging.getLogger("test-topology"),
+        station=SimpleNamespace(model=SimpleNamespace(version=1)),
+        clock=SimpleNamespace(now=lambda: 0.0),
+        terminal=SimpleNamespace(id="T"),
+    )
+    app = svc.TopologyService(ctx, svc.Settings())
+    latest = [1000.0]
+    app.window.latest = lambda: latest[0]  # type: ignore[method-assign]
+
+    async def fake_inputs(model: object, *, window_h: float) -> object:
+        return inputs
+
+    app.inputs = fake_inputs  # type: ignore[method-assign]
+    seen: list[TopologyResult | None] = []
+
+    def spy(*args: Any, previous: TopologyResult | None = None, **kw: Any) -> TopologyResult:
+        seen.append(previous)
+        return identify(*args, previous=previous, **kw)
+
+    async def day() -> list[TopologyResult | None]:
+        results = [await app.run(reason="daily", report=False)]
+        for _ in range(2):
+            latest[0] += 900.0
+            results.append(await app.run(reason="check", report=False))
+        results.append(await app.run(reason="check", report=False))  # nothing new
+        ctx.station.model.version = 2
+        results.append(await app.run(reason="check", report=False))  # the model changed
+        return results
+
+    original = svc.identify
+    svc.identify = spy  # type: ignore[assignment]
+    try:
+        daily, first, second, skipped, after_change = asyncio.run(day())
+    finally:
+        svc.identify = original  # type: ignore[assignment]
+    assert seen[0] is None
+    assert daily is not None and first is not None and second is not None and after_change is not None
+    assert seen[1] is daily  # the check starts from the daily result
+    assert seen[2] is first  # then from the previous check's
+    assert seen[3] is second
+    assert skipped is None and app.counters["checks_skipped"] == 1
+    assert len(seen) == 4 and app.counters["identifications"] == 4
+    assert outcome(second) == outcome(daily)
