@@ -34,14 +34,15 @@ class Output:
             return
         self.counters["readings"] += len(readings)
         await self._ctx.store.write_readings(readings)
-        by_device: dict[str, list[dict[str, Any]]] = {}
-        for reading in readings:
-            by_device.setdefault(reading.device, []).append(reading.to_json())
-        for device, rows in by_device.items():
-            self._ctx.bus.publish(f"meter/{device}/reading", rows)
-            if kind is not None:
-                self._ctx.bus.publish(f"meter/{device}/{kind}", rows)
+        # one JSON form per reading, shared by the bus and the uplink (a bus payload is read-only)
         rows = [r.to_json() for r in readings]
+        by_device: dict[str, list[dict[str, Any]]] = {}
+        for row in rows:
+            by_device.setdefault(row["device"], []).append(row)
+        for device, device_rows in by_device.items():
+            self._ctx.bus.publish(f"meter/{device}/reading", device_rows)
+            if kind is not None:
+                self._ctx.bus.publish(f"meter/{device}/{kind}", device_rows)
         for chunk in pages(rows, budget=READINGS_BUDGET, max_items=UPLINK_CHUNK, what="reading"):
             await self._ctx.uplink.send("readings", {"readings": chunk})
 

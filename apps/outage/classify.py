@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from .beliefs import Beliefs, MeterBelief
-from .evidence import Evidence, PowerDownRecord, ReadResult, Window
+from .evidence import Evidence, GroupSupply, PowerDownRecord, ReadResult, Window
 from .members import PHASES, Group, Members
 
 Kind = Literal["dark", "silent", "lit", "unknown"]
@@ -213,6 +213,7 @@ class Classifier:
         self._new_id = new_id or self._next_id
         self._trigger = 0.0
         self._dirty = True
+        self._idle = False  # the last step found nothing dark, lost, pending or open (see _quiet)
         self._last_step = NEG_INF
         self.suppressed_relay: set[str] = set()
         self.comms: dict[str, float] = {}  # meter -> silent since (no supply evidence)
@@ -235,6 +236,13 @@ class Classifier:
 
     def observe(self, ev: Evidence) -> None:
         """Fold one piece of evidence in; ``step`` then says what changed."""
+        if self._idle and not self._dirty and self._refresh(ev):
+            # a supplied group sampled supplied again (the metrology unit every few seconds)
+            # while nothing is dark, lost, pending or open: only its last-seen time moved, and
+            # that time matters only to a loss it could veto
+            self.beliefs.observe(ev)
+            self._trigger = max(self._trigger, ev.received)
+            return
         self.beliefs.observe(ev)
         self._trigger = max(self._trigger, ev.received)
         if isinstance(ev, ReadResult) and ev.ok and not self._dirty:
@@ -245,6 +253,25 @@ class Classifier:
             )
         else:
             self._dirty = True
+
+    def _refresh(self, ev: Evidence) -> bool:
+        """Whether ``ev`` says a group is supplied that its source already saw supplied."""
+        if not isinstance(ev, GroupSupply) or not ev.powered:
+            return False
+        old = self.beliefs.signals.get(ev.group, {}).get(ev.source)
+        return old is not None and old.powered
+
+    def _quiet(self, view: _View, now: float) -> bool:
+        """Nothing a supplied sample could change: the time a group was last seen supplied only
+        vetoes a loss (a group lost, members dark) or dates a return (an outage open or
+        settling), so: no group lost, no meter dark, nothing pending, pooled or open."""
+        if self._pending or self._pool.entries:
+            return False
+        if any(o.still_due is not None or self._recent(o, now) for o in self.outages.values()):
+            return False
+        if any(not s.powered for per in self.beliefs.signals.values() for s in per.values()):
+            return False
+        return not view.any_dark()
 
     def _awaited(self, meter: str) -> bool:
         """Whether an answer from ``meter`` may settle something (an open outage, a pending group)."""
@@ -298,6 +325,7 @@ class Classifier:
         self._still_dark(view, now, trigger, out)
         self._comms(view, now)
         self._prune()
+        self._idle = self._quiet(view, now)
         return out
 
     def _recent(self, o: Outage, now: float) -> bool:
@@ -856,6 +884,9 @@ class _View:
                     out |= self.m.members(g)
             self._touched_cache = out
         return self._touched_cache
+
+    def any_dark(self) -> bool:
+        return any(self.state(mid).kind == "dark" for mid in self._touched())
 
     def still_dark(self, mid: str, after: float) -> bool:
         st = self.state(mid)

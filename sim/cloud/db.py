@@ -430,29 +430,22 @@ class CloudDb:
         errors: list[tuple[str, str]] = []
         try:
             if stream == "readings":
-                stored = 0
+                rows = []
                 for i, item in enumerate(reading_list(body)):
                     try:
                         r = parse_reading(item, f"body.readings[{i}]")
                     except BodyError as err:
                         errors.append((str(err), json.dumps(item)))
                         continue
-                    self._conn.execute(
-                        "INSERT INTO readings (terminal, device, quantity, ts, value, unit, quality, obis, "
-                        "message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            terminal,
-                            r.device,
-                            r.quantity,
-                            r.ts,
-                            r.value,
-                            r.unit,
-                            r.quality,
-                            r.obis,
-                            message_id,
-                        ),
+                    rows.append(
+                        (terminal, r.device, r.quantity, r.ts, r.value, r.unit, r.quality, r.obis, message_id)
                     )
-                    stored += 1
+                self._conn.executemany(
+                    "INSERT INTO readings (terminal, device, quantity, ts, value, unit, quality, obis, "
+                    "message_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                stored = len(rows)
                 self._bump(terminal, readings=stored)
             elif stream == "events":
                 e = parse_event(body)
