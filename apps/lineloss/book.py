@@ -102,6 +102,8 @@ class MeterDay:
         return out
 
 
+#: meters per packed part of a day (~1 MB of JSON at most: under every message and frame limit)
+PART_METERS = 128
 _ENDS = ("freeze.forward", "freeze.reverse", "curve.forward", "curve.reverse")  # 2 columns each
 
 
@@ -223,9 +225,10 @@ class Book:
             self.unsaved.discard(d)
             self.dropped.append(d)
 
-    def chill(self, d: date) -> dict[str, Any] | None:
-        """Give hot day ``d`` away: keep its ``ColdDay``; its packed points (for the store) when
-        they changed since last packed or taken back, else None (the stored copy stands)."""
+    def chill(self, d: date) -> list[dict[str, Any]] | None:
+        """Give hot day ``d`` away: keep its ``ColdDay``; its packed points (for the store, in
+        parts of ``PART_METERS`` meters) when they changed since last packed or taken back, else
+        None (the stored copy stands)."""
         points = self.days.pop(d)
         rows = {meter: j for j, meter in enumerate(points)}
         ends = np.full((len(rows), 8), np.nan)
@@ -239,16 +242,26 @@ class Book:
         if d not in self.unsaved:
             return None
         self.unsaved.discard(d)
-        return pack(points)
+        meters = list(points)
+        return [
+            pack({m: points[m] for m in meters[i : i + PART_METERS]})
+            for i in range(0, max(len(meters), 1), PART_METERS)
+        ]
 
-    def thaw(self, d: date, packed: Mapping[str, Any] | None) -> None:
-        """Take cold day ``d`` back from its packed points and replay the rows that came since.
-        ``packed`` None (the stored copy is lost): the day comes back with its ends only."""
+    def thaw(self, d: date, parts: Sequence[Mapping[str, Any] | None] | None) -> None:
+        """Take cold day ``d`` back from its packed parts and replay the rows that came since.
+        A part missing (the stored copy is lost): the day comes back with its ends only."""
         cold = self.cold.pop(d)
-        points = unpack(packed) if packed is not None else _from_ends(cold)
-        self.days[d] = points
-        if packed is None:
+        lost = parts is None or any(p is None for p in parts)
+        points: dict[str, MeterDay] = {}
+        if parts is not None and not lost:
+            for packed in parts:
+                assert packed is not None
+                points.update(unpack(packed))
+        else:
+            points = _from_ends(cold)
             self.unsaved.add(d)
+        self.days[d] = points
         for device, part, item, k, value in cold.late:
             self._put(d, device, part, item, k, value)
 
