@@ -321,13 +321,15 @@ class LineLossService:
             for name in [n for n in self.revisions if n < oldest.isoformat()]:
                 del self.revisions[name]
 
-    async def _save_points(self, d: date, parts: list[dict[str, Any]]) -> None:
+    async def _save_points(self, d: date, parts: list[dict[str, Any] | None]) -> None:
         """A past day's packed points to the store: ``book/<date>`` the number of parts,
-        ``book/<date>/<i>`` each part (no parts: the day is forgotten)."""
+        ``book/<date>/<i>`` each part that changed (None: unchanged; no parts: the day is
+        forgotten)."""
         store, key = self.ctx.store, f"book/{d.isoformat()}"
         before = int(await store.get(key, 0))
         for i, part in enumerate(parts):
-            await store.set(f"{key}/{i}", part)
+            if part is not None:
+                await store.set(f"{key}/{i}", part)
         for i in range(len(parts), before):
             await store.delete(f"{key}/{i}")
         if parts:

@@ -172,7 +172,26 @@ def test_a_big_day_goes_to_the_store_in_parts_and_comes_back_whole() -> None:
     parts = book.chill(d)
     assert parts is not None
     book.thaw(d, [parts[0], None, parts[2]])
-    assert "va" not in book.days[d]["m7"].values and d in book.unsaved
+    assert "va" not in book.days[d]["m7"].values and d not in book.stored
+    assert all(p is not None for p in book.chill(d) or [])  # packed whole again
+
+
+def test_only_the_parts_with_a_changed_meter_are_packed_again() -> None:
+    book = Book(TZ)
+    meters = [f"m{j}" for j in range(2 * PART_METERS + 5)]
+    for meter in meters:
+        book.add("curve", meter, [row("voltage.a", 230.0, D0 + 900 * k) for k in range(4)])
+    d = date(2024, 6, 2)
+    first = book.chill(d)
+    assert first is not None and all(p is not None for p in first)
+    book.thaw(d, first)
+    assert book.chill(d) is None  # taken back, nothing changed: the stored copy stands
+    book.add("curve", meters[PART_METERS + 1], [row("voltage.a", 229.0, D0 + 900 * 5)])  # cold: a late row
+    book.thaw(d, first)
+    again = book.chill(d)
+    assert again is not None and [p is not None for p in again] == [False, True, False]
+    book.thaw(d, [first[0], again[1], first[2]])
+    assert book.days[d][meters[PART_METERS + 1]].values["va"][5] == 229.0
 
 
 async def test_between_updates_the_app_holds_only_todays_points_and_a_few_bytes_a_meter_day() -> None:
