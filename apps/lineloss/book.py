@@ -16,11 +16,21 @@ Which rows count:
 
 Rows off the 15-min grid, of unknown quantities or malformed are skipped and counted. Must not
 compute anything but the V x I x PF of a point.
+
+Hot and cold days: a day's points are ~9 kB per meter (10 curve items x 97 float64), 9 days of
+2,400 meters ~190 MB. So the service gives a past day's points away (``chill``: the day packed,
+for the app's store) and the book keeps of it only what the day's energy needs -- each meter's
+freezes and its curve registers at both midnights (``ColdDay``, 64 bytes a meter) -- plus the rows
+that come for it later, in order; ``thaw`` takes the packed day back and replays them, so a thawed
+day is exactly the day the book would have kept. ``readings`` of a cold day fills the freezes
+and the curve's midnights only (what ``day_energies`` reads); the rest is NaN.
 """
 
 from __future__ import annotations
 
+import base64
 import math
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
@@ -92,14 +102,45 @@ class MeterDay:
         return out
 
 
+_ENDS = ("freeze.forward", "freeze.reverse", "curve.forward", "curve.reverse")  # 2 columns each
+
+
+@dataclass
+class ColdDay:
+    """What the book keeps of a day given away: per meter its freezes (start, end) and its curve
+    registers at both midnights, forward and reverse (``ends``: one row of 8 a meter, NaN where not
+    read), and the rows that came for the day since (replayed by ``thaw``)."""
+
+    rows: dict[str, int]
+    ends: FArray  # (len(rows), 8), columns in _ENDS order
+    late: list[tuple[str, str, str, int, float]] = field(default_factory=list)  # device, part, item, k, value
+
+    def put(self, device: str, part: str, item: str, k: int, value: float) -> None:
+        self.late.append((device, part, item, k, value))
+        if item not in ("forward", "reverse") or (part == "curve" and k not in (0, INTERVALS_PER_DAY)):
+            return
+        row = self.rows.get(device)
+        if row is None:
+            row = self.rows[device] = len(self.rows)
+            self.ends = np.vstack([self.ends, np.full((1, 8), np.nan)])
+        column = 2 * _ENDS.index(f"{part}.{item}") + (0 if k == 0 else 1)
+        self.ends[row, column] = value
+
+
 @dataclass
 class Book:
-    """Points per local date and meter; ``version`` of a date grows with every change to it."""
+    """Points per local date and meter; ``version`` of a date grows with every change to it.
+
+    ``days`` holds the hot days (every point), ``cold`` the days given away (see the module
+    docstring); ``unsaved``: hot days changed since they were last packed or taken back."""
 
     tz: ZoneInfo
     keep_days: int = 8
     days: dict[date, dict[str, MeterDay]] = field(default_factory=dict)
+    cold: dict[date, ColdDay] = field(default_factory=dict)
     version: dict[date, int] = field(default_factory=dict)
+    unsaved: set[date] = field(default_factory=set)
+    dropped: list[date] = field(default_factory=list)  # days pruned (the service forgets them)
     skipped: int = 0
     counters: dict[str, int] = field(default_factory=lambda: {"curve": 0, "freeze": 0, "metrology": 0})
 
@@ -115,8 +156,23 @@ class Book:
             return None
         return d, round(k)
 
-    def _slot(self, d: date, meter: str) -> MeterDay:
-        return self.days.setdefault(d, {}).setdefault(meter, MeterDay())
+    def dates(self) -> list[date]:
+        """Every day held, hot or cold, oldest first."""
+        return sorted([*self.days, *self.cold])
+
+    def has(self, d: date) -> bool:
+        return d in self.days or d in self.cold
+
+    def _put(self, d: date, device: str, part: str, item: str, k: int, value: float) -> None:
+        cold = self.cold.get(d)
+        if cold is not None:
+            cold.put(device, part, item, k, value)
+            return
+        md = self.days.setdefault(d, {}).get(device)
+        if md is None:
+            md = self.days[d][device] = MeterDay()
+        (md.curve(item) if part == "curve" else md.frozen(item))[k] = value
+        self.unsaved.add(d)
 
     def _touch(self, d: date) -> None:
         self.version[d] = self.version.get(d, 0) + 1
@@ -141,16 +197,17 @@ class Book:
                 self.skipped += 1
                 continue
             d, k = place
+            before = d - timedelta(days=1)
             if kind == "freeze":
-                self._slot(d, device).frozen(item)[0] = value
-                self._slot(d - timedelta(days=1), device).frozen(item)[1] = value
-                changed |= {d, d - timedelta(days=1)}
+                self._put(d, device, "freeze", item, 0, value)
+                self._put(before, device, "freeze", item, 1, value)
+                changed |= {d, before}
             else:
-                self._slot(d, device).curve(item)[k] = value
+                self._put(d, device, "curve", item, k, value)
                 changed.add(d)
                 if k == 0:  # midnight: also the last point of the day before
-                    self._slot(d - timedelta(days=1), device).curve(item)[INTERVALS_PER_DAY] = value
-                    changed.add(d - timedelta(days=1))
+                    self._put(before, device, "curve", item, INTERVALS_PER_DAY, value)
+                    changed.add(before)
             self.counters["metrology" if device == METROLOGY and kind != "freeze" else kind] += 1
         for d in changed:
             self._touch(d)
@@ -158,15 +215,58 @@ class Book:
         return changed
 
     def _prune(self) -> None:
-        if len(self.days) <= self.keep_days:
-            return
-        for d in sorted(self.days)[: len(self.days) - self.keep_days]:
-            del self.days[d]
+        held = self.dates()
+        for d in held[: max(0, len(held) - self.keep_days)]:
+            self.days.pop(d, None)
+            self.cold.pop(d, None)
             self.version.pop(d, None)
+            self.unsaved.discard(d)
+            self.dropped.append(d)
+
+    def chill(self, d: date) -> dict[str, Any] | None:
+        """Give hot day ``d`` away: keep its ``ColdDay``; its packed points (for the store) when
+        they changed since last packed or taken back, else None (the stored copy stands)."""
+        points = self.days.pop(d)
+        rows = {meter: j for j, meter in enumerate(points)}
+        ends = np.full((len(rows), 8), np.nan)
+        for meter, j in rows.items():
+            md = points[meter]
+            for c, (part, item) in enumerate(e.split(".") for e in _ENDS):
+                a = (md.freeze if part == "freeze" else md.values).get(item)
+                if a is not None:
+                    ends[j, 2 * c], ends[j, 2 * c + 1] = a[0], a[-1]
+        self.cold[d] = ColdDay(rows, ends)
+        if d not in self.unsaved:
+            return None
+        self.unsaved.discard(d)
+        return pack(points)
+
+    def thaw(self, d: date, packed: Mapping[str, Any] | None) -> None:
+        """Take cold day ``d`` back from its packed points and replay the rows that came since.
+        ``packed`` None (the stored copy is lost): the day comes back with its ends only."""
+        cold = self.cold.pop(d)
+        points = unpack(packed) if packed is not None else _from_ends(cold)
+        self.days[d] = points
+        if packed is None:
+            self.unsaved.add(d)
+        for device, part, item, k, value in cold.late:
+            self._put(d, device, part, item, k, value)
 
     def readings(self, d: date, meters: Sequence[str]) -> DayReadings:
-        """Day ``d`` for ``meters`` in that order (the metrology unit's rows from ``transformer``)."""
+        """Day ``d`` for ``meters`` in that order (the metrology unit's rows from ``transformer``);
+        of a cold day only the freezes and the curve's two midnights."""
         out = DayReadings.empty(self.midnight(d), len(meters))
+        cold = self.cold.get(d)
+        if cold is not None:
+            for i, meter in enumerate(meters):
+                j = cold.rows.get(meter)
+                if j is None:
+                    continue
+                e = cold.ends[j]
+                out.freeze_forward[i], out.freeze_reverse[i] = e[0:2], e[2:4]
+                out.curve_forward[i, [0, INTERVALS_PER_DAY]] = e[4:6]
+                out.curve_reverse[i, [0, INTERVALS_PER_DAY]] = e[6:8]
+            return out
         points: Mapping[str, MeterDay] = self.days.get(d, {})
         for i, meter in enumerate(meters):
             md = points.get(meter)
@@ -188,6 +288,56 @@ class Book:
         return out
 
 
+def pack(points: Mapping[str, MeterDay]) -> dict[str, Any]:
+    """A day's points as JSON: per part and item, the meters that have it and their arrays
+    (float64, little-endian, zlib, base64): the exact values, NaN and all."""
+    meters = list(points)
+    out: dict[str, Any] = {"meters": meters}
+    for part in ("curve", "freeze"):
+        by_item: dict[str, list[int]] = {}
+        for j, meter in enumerate(meters):
+            md = points[meter]
+            for item in md.values if part == "curve" else md.freeze:
+                by_item.setdefault(item, []).append(j)
+        items = {}
+        for item, rows in by_item.items():
+            arrays = [
+                (points[meters[j]].values if part == "curve" else points[meters[j]].freeze)[item]
+                for j in rows
+            ]
+            raw = np.stack(arrays).astype("<f8", copy=False).tobytes()
+            items[item] = {"rows": rows, "data": base64.b64encode(zlib.compress(raw, 1)).decode("ascii")}
+        out[part] = items
+    return out
+
+
+def unpack(packed: Mapping[str, Any]) -> dict[str, MeterDay]:
+    """``pack``'s day back: every meter with the items it had, the same values."""
+    meters = [str(m) for m in packed["meters"]]
+    points = {meter: MeterDay() for meter in meters}
+    for part, width in (("curve", POINTS), ("freeze", 2)):
+        for item, block in packed[part].items():
+            raw = bytearray(zlib.decompress(base64.b64decode(block["data"])))
+            values = np.frombuffer(raw, dtype="<f8").reshape(-1, width)  # writable: a bytearray
+            for r, j in enumerate(block["rows"]):
+                md = points[meters[j]]
+                (md.values if part == "curve" else md.freeze)[item] = values[r]
+    return points
+
+
+def _from_ends(cold: ColdDay) -> dict[str, MeterDay]:
+    points = {}
+    for meter, j in cold.rows.items():
+        md = points[meter] = MeterDay()
+        for c, (part, item) in enumerate(e.split(".") for e in _ENDS):
+            first, last = cold.ends[j, 2 * c], cold.ends[j, 2 * c + 1]
+            if np.isnan(first) and np.isnan(last):
+                continue
+            a = md.curve(item) if part == "curve" else md.frozen(item)
+            a[0], a[-1] = first, last
+    return points
+
+
 def _parse(row: Any) -> tuple[str, float, float] | None:
     if not isinstance(row, Mapping):
         return None
@@ -201,4 +351,13 @@ def _parse(row: Any) -> tuple[str, float, float] | None:
     return quantity, float(value), float(ts)
 
 
-__all__ = ["CURVE_QUANTITIES", "FREEZE_QUANTITIES", "METROLOGY", "Book", "MeterDay"]
+__all__ = [
+    "CURVE_QUANTITIES",
+    "FREEZE_QUANTITIES",
+    "METROLOGY",
+    "Book",
+    "ColdDay",
+    "MeterDay",
+    "pack",
+    "unpack",
+]

@@ -26,6 +26,12 @@ After a restart the book is reloaded from the store: the daily freezes of the da
 the energy registers at the 15-min points of yesterday and today. The store keeps one value
 per (device, quantity, time), so a realtime snapshot taken at a 15-min point may stand for the
 curve point there: seconds of energy off, not a gap. Results already sent stay in the store.
+
+Memory: only today's points stay in RAM between updates. A past day is given to the store
+(key ``book/<date>``, ``Book.chill``) at the end of each update, and taken back (``Book.thaw``)
+while it is one of the newest ``window_days`` days of a window being computed; older days of a
+window need only their energies, which the book keeps (``ColdDay``). No ``Day`` is held between
+updates either (a ``Day`` is ~10 kB per meter).
 """
 
 from __future__ import annotations
@@ -117,7 +123,7 @@ class LineLossService:
     revisions: dict[str, int] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=lambda: {"days_computed": 0, "revisions_sent": 0})
     _computed: dict[date, _Computed] = field(default_factory=dict)
-    _days: dict[date, tuple[tuple[int, int], Day]] = field(default_factory=dict)
+    _days: dict[date, tuple[tuple[int, int, bool], Day]] = field(default_factory=dict)  # this update's
     _interval_sent: tuple[date, int] | None = None
     _early_at: float = 0.0
     _reported: dict[date, set[tuple[str, str]]] = field(default_factory=dict)
@@ -242,7 +248,7 @@ class LineLossService:
         today = self.local_date(now)
         first = today - timedelta(days=self.config.recompute_days)
         out = []
-        for d in sorted(self.book.days):
+        for d in self.book.dates():
             if d < first or d >= today or self.book.midnight(d) <= self.since:
                 continue
             if now < self.book.midnight(d + timedelta(days=1)) + self.config.day_close_delay_s:
@@ -263,7 +269,7 @@ class LineLossService:
             if every > 0 and now - self._early_at >= every - 1.0:
                 self._early_at = now
                 await self.early(now)
-            self._forget_old(self.local_date(now))
+            await self._forget_old(self.local_date(now))
 
     async def early(self, now: float) -> list[dict[str, Any]]:
         """Look at today so far (and the days before it) for what needs only 15-min data; send
@@ -272,11 +278,9 @@ class LineLossService:
         if self.layout is None:
             return []
         today = self.local_date(now)
-        if today not in self.book.days:
+        if not self.book.has(today):
             return []
-        history = self.config.settings.history_days
-        days = [today - timedelta(days=k) for k in range(history - 1, -1, -1)]
-        window = [self._day(x) for x in days if x in self.book.days]
+        window = await self._window(today, since=None)
         layout, settings = self.layout, self.config.settings
         topology = self.topology
         found = await asyncio.to_thread(registers_and_theft, layout, window, settings, topology=topology)
@@ -297,18 +301,23 @@ class LineLossService:
             del self._reported[d]
         return sent
 
-    def _forget_old(self, today: date) -> None:
-        """A day the book no longer holds is never computed again: forget its result and its
-        revision number (the terminal runs for years; the book keeps ``keep_days``). Of the
-        cached ``Day`` objects only today's stays (rebuilt every 15 min anyway, read every tick):
-        a past day's is built again when an hourly look or a recompute needs it -- a ``Day`` is
-        ~10 kB per meter, as much again as the book holds (7 days x 2,400 meters: 160 MB)."""
-        kept = self.book.days
-        for d in [d for d in self._days if d != today]:
-            del self._days[d]
-        for d in [d for d in self._computed if d not in kept]:
+    async def _forget_old(self, today: date) -> None:
+        """Give every past day's points to the store (see the module docstring) and drop this
+        update's ``Day`` objects. A day the book no longer holds is never computed again: forget
+        its stored points, its result and its revision number (the terminal runs for years; the
+        book keeps ``keep_days``)."""
+        self._days.clear()
+        store = self.ctx.store
+        for d in [d for d in self.book.days if d < today]:
+            packed = self.book.chill(d)
+            if packed is not None:
+                await store.set(f"book/{d.isoformat()}", packed)
+        dropped, self.book.dropped = self.book.dropped, []
+        for d in dropped:
+            await store.delete(f"book/{d.isoformat()}")
+        for d in [d for d in self._computed if not self.book.has(d)]:
             del self._computed[d]
-        oldest = min(kept, default=None)
+        oldest = min(self.book.dates(), default=None)
         if oldest is not None:
             for name in [n for n in self.revisions if n < oldest.isoformat()]:
                 del self.revisions[name]
@@ -316,8 +325,9 @@ class LineLossService:
     # ------------------------------------------------------------------ what
 
     def _day(self, d: date) -> Day:
+        """Day ``d`` from the book (of a cold day: its energies only, see ``_window``)."""
         assert self.layout is not None
-        key = (self.book.version.get(d, 0), self.layout_version)
+        key = (self.book.version.get(d, 0), self.layout_version, d in self.book.cold)
         cached = self._days.get(d)
         if cached is not None and cached[0] == key:
             return cached[1]
@@ -326,15 +336,25 @@ class LineLossService:
         self._days[d] = (key, day)
         return day
 
-    def window(self, d: date) -> list[Day]:
-        days = [d - timedelta(days=k) for k in range(self.config.settings.history_days - 1, -1, -1)]
-        return [self._day(x) for x in days if x in self.book.days and self.book.midnight(x) > self.since]
+    async def _window(self, last: date, *, since: float | None) -> list[Day]:
+        """The days of the history window ending at ``last`` that the book holds (those after
+        ``since``), oldest first. The cause finders read every point of the newest
+        ``window_days`` of them (taken back from the store when cold) and only the energies of
+        the older ones (what a cold day keeps)."""
+        history = self.config.settings.history_days
+        days = [last - timedelta(days=k) for k in range(history - 1, -1, -1)]
+        days = [x for x in days if self.book.has(x) and (since is None or self.book.midnight(x) > since)]
+        settings = self.config.settings
+        for x in days[-max(settings.meters.window_days, settings.fit.window_days) :]:
+            if x in self.book.cold:
+                self.book.thaw(x, await self.ctx.store.get(f"book/{x.isoformat()}"))
+        return [self._day(x) for x in days]
 
     async def compute(self, d: date, *, force: bool = False) -> DayResult | None:
         if self.layout is None or self.records is None:
             return None
         key = (self.book.version.get(d, 0), self.layout_version, self.topology_version)
-        window = self.window(d)
+        window = await self._window(d, since=self.since)
         if not window or window[-1].date != d.isoformat():
             return None
         records, layout, topology = self.records, self.layout, self.topology
@@ -405,7 +425,7 @@ class LineLossService:
         if self.layout is None:
             return
         today = self.local_date(now)
-        if today not in self.book.days:
+        if today not in self.book.days:  # (today is never cold: past days are)
             return
         day = self._day(today)
         from .balance import balances  # local: the interval figures of one day
@@ -456,7 +476,7 @@ class LineLossService:
             d = None
         if d is None:
             raise ValueError("args.date: need a local date YYYY-MM-DD")
-        if d not in self.book.days:
+        if not self.book.has(d):
             raise ValueError(f"{name}: no data kept for that day")
         async with self._lock:
             result = await self.compute(d, force=True)

@@ -55,6 +55,9 @@ class Store:
     async def set(self, key: str, value: Any) -> None:
         self.kv[key] = value
 
+    async def delete(self, key: str) -> bool:
+        return self.kv.pop(key, None) is not None
+
     async def query_readings(self, *, quantity: str, since: float) -> list[Reading]:
         return [r for r in self.readings if r.quantity == quantity and r.ts >= since]
 
