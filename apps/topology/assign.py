@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
 
@@ -104,12 +105,27 @@ class Balance:
         return int(self.targets.shape[1])
 
     def group_of(self) -> IArray:
-        n = self.series.shape[1]
-        return np.zeros(n, dtype=np.int64) if self.groups is None else self.groups
+        """(n,) each meter's target group (read-only: shared by every caller)."""
+        return self._groups
 
     def members(self) -> list[IArray]:
-        g = self.group_of()
-        return [np.nonzero(g == k)[0] for k in range(self.n_groups)]
+        return self._members
+
+    @cached_property
+    def _groups(self) -> IArray:
+        n = self.series.shape[1]
+        g = np.zeros(n, dtype=np.int64) if self.groups is None else np.asarray(self.groups, dtype=np.int64)
+        g.setflags(write=False)
+        return g
+
+    @cached_property
+    def _members(self) -> list[IArray]:
+        order, starts, present = self._segments
+        ends = np.append(starts[1:], len(order))
+        out = [np.zeros(0, dtype=np.int64) for _ in range(self.n_groups)]
+        for g, a, b in zip(present.tolist(), starts.tolist(), ends.tolist(), strict=True):
+            out[g] = np.sort(order[a:b])
+        return out
 
     def prediction(self, w: FArray, members: Sequence[IArray]) -> FArray:
         """(T, G, m) what the meters with label weights ``w`` (n, K) put on the targets."""
@@ -118,15 +134,16 @@ class Balance:
             pred = (self.series @ h)[:, None, :]
         else:
             pred = np.zeros_like(self.targets)
-            order, starts, present = self._segments()
+            order, starts, present = self._segments
             if len(order):
-                contrib = self.series[:, order, None] * h[order][None, :, :]  # (T, n', m)
+                contrib = self._sorted_series[:, :, None] * h[order][None, :, :]  # (T, n', m)
                 pred[:, present, :] = np.add.reduceat(contrib, starts, axis=1)
         return pred if self.fixed is None else pred + self.fixed
 
+    @cached_property
     def _segments(self) -> tuple[IArray, IArray, IArray]:
         """Meters sorted by group (those in a group), where each group starts, which groups."""
-        g = self.group_of()
+        g = self._groups
         order = np.argsort(g, kind="stable")
         order = order[g[order] >= 0]
         if not len(order):
@@ -134,6 +151,11 @@ class Balance:
         sorted_g = g[order]
         starts = np.concatenate([[0], np.nonzero(np.diff(sorted_g))[0] + 1]).astype(np.int64)
         return order, starts, sorted_g[starts]
+
+    @cached_property
+    def _sorted_series(self) -> FArray:
+        """The series of the meters in a group, in ``_segments`` order (T, n')."""
+        return np.ascontiguousarray(self.series[:, self._segments[0]])
 
     def projections(self, per_point: FArray, members: Sequence[IArray], *, squared: bool = False) -> FArray:
         """(n, m): each meter's series (squared: its square) dotted with its own group's
@@ -225,13 +247,18 @@ def fit_quadratic_loss(y: FArray, resid: FArray) -> FArray:
 
 
 def fit_gain(y: FArray, resid: FArray, *, limit: float = 0.05) -> FArray:
-    """Per column of (T, c) arrays, ``c * y + b`` with |c| <= ``limit`` that best explains ``resid``."""
-    out = np.zeros_like(y)
-    for j in range(y.shape[1]):
-        x = np.stack([y[:, j], np.ones(len(y))], axis=1)
-        c = float(np.clip(np.linalg.lstsq(x, resid[:, j], rcond=None)[0][0], -limit, limit))
-        out[:, j] = c * y[:, j] + float((resid[:, j] - c * y[:, j]).mean())
-    return out
+    """Per column of (T, c) arrays, ``c * y + b`` with |c| <= ``limit`` that best explains ``resid``
+    (least squares per column in closed form; a column with no variation takes the minimum-norm
+    solution, as ``lstsq`` would)."""
+    t = max(len(y), 1)
+    y_mean, r_mean = y.mean(axis=0), resid.mean(axis=0)
+    yc = y - y_mean
+    var = (yc * yc).sum(axis=0)
+    cov = (yc * (resid - r_mean)).sum(axis=0)
+    flat = var <= (np.finfo(np.float64).eps * t) ** 2 * np.maximum((y * y).sum(axis=0), 1e-300)
+    slope = np.where(flat, y_mean * r_mean / (y_mean * y_mean + 1.0), cov / np.where(flat, 1.0, var))
+    c = np.clip(slope, -limit, limit)
+    return np.asarray(c * y + (r_mean - c * y_mean), dtype=np.float64)
 
 
 def _flat(a: FArray) -> FArray:
@@ -496,6 +523,43 @@ class _State:
         return np.asarray(out * same, dtype=np.float64)
 
 
+def _swap_entries(
+    states: Sequence[_State], total: FArray, labels: IArray, alternatives: int, favoured: IArray | None
+) -> tuple[IArray, IArray, IArray]:
+    """Who may swap: (meter, from label, to label) entries, in the order buckets are filled.
+    A meter enters the bucket (its label, b) for each of its ``alternatives`` best labels b."""
+    n, k = total.shape
+    top = np.argsort(-total, axis=1)[:, :alternatives]
+    ii = np.repeat(np.arange(n), top.shape[1])
+    bb = top.ravel()
+    ok = np.isfinite(total[ii, bb])
+    meter, dest = [ii[ok]], [bb[ok]]
+    # a meter in a label that feeds no target (a sink: "not ours") may have been pushed there by
+    # a look-alike on its real label, which then fits it worst of all: it also swaps with every
+    # meter on the labels its own evidence favours most
+    fed = np.zeros(k, dtype=bool)
+    for st in states:
+        fed |= st.b.incidence.any(axis=1)
+    in_top = np.zeros((n, k), dtype=bool)
+    in_top[ii, bb] = True
+    for sink in (int(x) for x in np.nonzero(~fed)[0]):
+        sunk = np.nonzero(labels == sink)[0]
+        if not len(sunk) or favoured is None:
+            continue
+        fi = np.repeat(sunk, favoured.shape[1])
+        fb = favoured[sunk].ravel()
+        keep = (fb != sink) & np.isfinite(total[fi, fb]) & ~in_top[fi, fb]
+        meter.append(fi[keep])
+        dest.append(fb[keep])
+        wanted = np.unique(fb[keep])
+        others = np.nonzero(np.isin(labels, wanted))[0]
+        others = others[np.isfinite(total[others, sink]) & ~in_top[others, sink]]
+        meter.append(others)
+        dest.append(np.full(len(others), sink, dtype=np.int64))
+    m = np.concatenate(meter).astype(np.int64)
+    return m, labels[m].astype(np.int64), np.concatenate(dest).astype(np.int64)
+
+
 def _best_swap(
     states: Sequence[_State],
     total: FArray,
@@ -504,51 +568,69 @@ def _best_swap(
     alternatives: int = 3,
     bucket: int = 200,
     favoured: IArray | None = None,
+    floor: float = -np.inf,
 ) -> tuple[float, int, int]:
-    """The best swap of two meters' labels (i on a to b, k on b to a): each move alone may
-    break a balance that the other mends. Only meters for which the other's label is among
-    their ``alternatives`` best are paired. Returns (gain, i, k)."""
-    n, k = total.shape
-    top = np.argsort(-total, axis=1)[:, :alternatives]
-    buckets: dict[tuple[int, int], list[int]] = {}
-    for i in range(n):
-        for b in top[i]:
-            if np.isfinite(total[i, b]):
-                buckets.setdefault((int(labels[i]), int(b)), []).append(i)
-    # a meter in a label that feeds no target (a sink: "not ours") may have been pushed there by
-    # a look-alike on its real label, which then fits it worst of all: it also swaps with every
-    # meter on the labels its own evidence favours most
-    fed = np.zeros(k, dtype=bool)
-    for st in states:
-        fed |= st.b.incidence.any(axis=1)
-    for sink in (int(x) for x in np.nonzero(~fed)[0]):
-        sunk = np.nonzero(labels == sink)[0]
-        if not len(sunk) or favoured is None:
-            continue
-        wanted: set[int] = set()
-        for i in sunk.tolist():
-            for fav in (int(x) for x in favoured[i]):
-                if fav != sink and np.isfinite(total[i, fav]) and fav not in top[i]:
-                    buckets.setdefault((sink, fav), []).append(int(i))
-                    wanted.add(fav)
-        for i in np.nonzero(np.isin(labels, sorted(wanted)))[0].tolist():
-            if np.isfinite(total[i, sink]) and sink not in top[i]:
-                buckets.setdefault((int(labels[i]), sink), []).append(int(i))
-    best = (-np.inf, -1, -1)
-    for (a, b), members in buckets.items():
-        if a >= b or (b, a) not in buckets:
-            continue
-        rows = np.array(sorted(members, key=lambda i: -total[i, b])[:bucket], dtype=np.int64)
-        cols = np.array(sorted(buckets[(b, a)], key=lambda i: -total[i, a])[:bucket], dtype=np.int64)
+    """The best swap of two meters' labels (i on a to b, k on b to a) that gains more than
+    ``floor``: each move alone may break a balance that the other mends. Only meters for which
+    the other's label is among their ``alternatives`` best are paired, at most ``bucket`` per
+    (label, label), the likeliest first. Returns (gain, i, k), or (-inf, -1, -1).
+
+    Bucket pairs are examined best bound first and the search stops when no bound can beat the
+    best swap found: a swap gains ``total[i, b] + total[k, a] + cross`` with
+    ``cross <= sqrt(Q_i Q_k) <= (Q_i + Q_k) / 2`` per balance (Cauchy-Schwarz, Q = ``quad``),
+    so both bounds split into a part per meter. Work per call: O(n log n) plus the few buckets
+    examined, not O(n) Python steps."""
+    k = total.shape[1]
+    meter, src, dst = _swap_entries(states, total, labels, alternatives, favoured)
+    none = (-np.inf, -1, -1)
+    if not len(meter):
+        return none
+    key = src * k + dst
+    tot = total[meter, dst]
+    quads = [np.maximum(st.quad[meter, dst], 0.0) for st in states]
+    half = tot + 0.5 * sum(quads, np.zeros(len(meter)))
+    # buckets: entries grouped by key, the likeliest first, ties in the order they entered
+    order = np.lexsort((np.arange(len(meter)), -tot, key))
+    key_s = key[order]
+    starts = np.concatenate([[0], np.nonzero(np.diff(key_s))[0] + 1])
+    ends = np.append(starts[1:], len(order))
+    keys = key_s[starts]
+    first = np.minimum.reduceat(order, starts)  # when each bucket was opened (ties: earliest wins)
+    top_tot = np.maximum.reduceat(tot[order], starts)
+    top_half = np.maximum.reduceat(half[order], starts)
+    top_quad = [np.maximum.reduceat(q[order], starts) for q in quads]
+    a_of, b_of = keys // k, keys % k
+    partner = np.searchsorted(keys, b_of * k + a_of)
+    partner = np.minimum(partner, len(keys) - 1)
+    paired = (a_of < b_of) & (keys[partner] == b_of * k + a_of)
+    lo = np.nonzero(paired)[0]
+    if not len(lo):
+        return none
+    hi = partner[lo]
+    cauchy = top_tot[lo] + top_tot[hi] + sum((np.sqrt(q[lo] * q[hi]) for q in top_quad), np.zeros(len(lo)))
+    bound = np.minimum(cauchy, top_half[lo] + top_half[hi])
+    best_gain, best_first, best_pair = float(floor), np.inf, (-1, -1)
+    for j in np.argsort(-bound, kind="stable"):
+        limit = float(bound[j])
+        if limit + 1e-9 * (1.0 + abs(limit)) < best_gain:
+            break
+        x, y = int(lo[j]), int(hi[j])
+        a, b = int(a_of[x]), int(b_of[x])
+        rows = meter[order[starts[x] : min(ends[x], starts[x] + bucket)]]
+        cols = meter[order[starts[y] : min(ends[y], starts[y] + bucket)]]
         gain = total[rows, b][:, None] + total[cols, a][None, :]
         for st in states:
             d = st.b.incidence[b] - st.b.incidence[a]
             if d.any():
                 gain = gain + st.swap_cross(rows, cols, d)
         r, c = np.unravel_index(int(np.argmax(gain)), gain.shape)
-        if gain[r, c] > best[0]:
-            best = (float(gain[r, c]), int(rows[r]), int(cols[c]))
-    return best
+        value = float(gain[r, c])
+        opened = float(first[x])
+        if value > best_gain or (value == best_gain and best_pair[0] >= 0 and opened < best_first):
+            best_gain, best_first, best_pair = value, opened, (int(rows[r]), int(cols[c]))
+    if best_pair[0] < 0:
+        return none
+    return best_gain, best_pair[0], best_pair[1]
 
 
 def refine(
@@ -582,7 +664,7 @@ def refine(
         gain = total[rows, best]
         i = int(np.argmax(gain))
         swap_gain, si, sk = (
-            _best_swap(states, total, labels, bucket=SWAP_BUCKET, favoured=favoured)
+            _best_swap(states, total, labels, bucket=SWAP_BUCKET, favoured=favoured, floor=max(gain[i], 1e-9))
             if p.k > 1
             else (-np.inf, -1, -1)
         )

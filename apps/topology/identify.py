@@ -226,6 +226,7 @@ class Decided:
     parts: dict[str, FArray] = field(default_factory=dict)  # name -> (n, K) log-likelihood part
     solution: assign.Solution | None = None
     problem: assign.Problem | None = None
+    _balances: FArray | None = field(default=None, repr=False)  # the balances' scores summed, once
 
     def value(self, i: int) -> str | None:
         label = self.labels[int(self.chosen[i])]
@@ -235,8 +236,10 @@ class Decided:
         """How much the balances prefer "not ours" for meter i over its best real label."""
         if self.solution is None:
             return 0.0
-        total = sum(self.solution.balance_scores.values(), np.zeros_like(self.solution.score))
-        real = total[i, :-1]
+        if self._balances is None:
+            self._balances = sum(self.solution.balance_scores.values(), np.zeros_like(self.solution.score))
+        real = self._balances[i, :-1]
+        total = self._balances
         return float(total[i, -1] - real.max()) if real.size else 0.0
 
 
@@ -270,7 +273,12 @@ def _balance(
     return assign.Balance(name, series, targets, incidence, fixed=fixed, **kw)
 
 
-def identify_branches(inputs: Inputs, frame: Frame, previous: Decided | None = None) -> Decided:
+def identify_branches(
+    inputs: Inputs, frame: Frame, previous: Decided | None = None, *, warm: IArray | None = None
+) -> Decided:
+    """Branch of every meter. ``previous``: this identification's own first pass (the second
+    starts there); ``warm`` (n,): label indices an earlier identification found (-1: none), where
+    an incremental one starts instead of the relaxation."""
     labels = (*frame.branch_ids, NOT_OURS)
     k = len(labels)
     pos = {b: j for j, b in enumerate(labels)}
@@ -314,8 +322,10 @@ def identify_branches(inputs: Inputs, frame: Frame, previous: Decided | None = N
     )
     if previous is not None:
         start = np.where(frame.forced, k - 1, previous.chosen)
+    elif warm is not None:
+        start = np.where(warm >= 0, warm, start)
     problem = assign.Problem(tuple(balances), total)
-    sol = assign.solve(problem, start=start, use_relaxation=previous is None)
+    sol = assign.solve(problem, start=start, use_relaxation=previous is None and warm is None)
     return _decide(labels, sol, parts, problem)
 
 
@@ -336,7 +346,10 @@ def identify_phases(
     boxes: Decided,
     settings: Settings,
     previous: Decided | None = None,
+    *,
+    warm: IArray | None = None,
 ) -> Decided:
+    """Phase of every meter (``previous`` and ``warm`` as in ``identify_branches``)."""
     labels = (*PHASES, NOT_OURS)
     n = frame.n
     facts = [m.phase for m in frame.meters]
@@ -375,13 +388,15 @@ def identify_phases(
     )
     if previous is not None:
         start = np.where(frame.forced, 3, previous.chosen)
+    elif warm is not None:
+        start = np.where(warm >= 0, warm, start)
     volt_ll = np.zeros((n, 4)) if previous is None else previous.parts.get("voltage", np.zeros((n, 4)))
     sol: assign.Solution | None = None
     base = prior + cco
     for _ in range(max(1, settings.outer_iterations)):
         sol = assign.solve(
             assign.Problem(tuple(balances), base + volt_ll), start=start if sol is None else sol.labels,
-            use_relaxation=sol is None and previous is None,
+            use_relaxation=sol is None and previous is None and warm is None,
         )  # fmt: skip
         if not usable.any():
             break
@@ -416,9 +431,7 @@ def _current_balances(
         nearest: dict[str, str | None] = {}
         for b in frame.branch_ids:
             nearest[b] = next((a for a in ancestors(b, frame.parent) if a in gpos), None)
-        targets = np.stack(
-            [c.current[:, frame.col[frame.unit_of_branch[b]], :] for b in monitored], axis=1
-        )
+        targets = np.stack([c.current[:, frame.col[frame.unit_of_branch[b]], :] for b in monitored], axis=1)
         section = targets.copy()
         for b in monitored:  # subtract the heads of monitored branches directly below
             up = frame.parent.get(b)
@@ -444,9 +457,7 @@ def _current_balances(
     boxes = sorted(frame.terminal_of_box)
     if boxes and c.current.shape[0]:
         xpos = {x: g for g, x in enumerate(boxes)}
-        targets = np.stack(
-            [c.current[:, frame.col[frame.terminal_of_box[x]], :] for x in boxes], axis=1
-        )
+        targets = np.stack([c.current[:, frame.col[frame.terminal_of_box[x]], :] for x in boxes], axis=1)
         groups = np.array([xpos.get(boxes_found.value(i) or "", -1) for i in range(frame.n)], dtype=np.int64)
         fixed = _three_phase_currents(inputs, frame, groups, len(boxes))
         out.append(
@@ -468,8 +479,9 @@ def _three_phase_currents(inputs: Inputs, frame: Frame, groups: IArray, n_groups
 
 
 def identify_boxes(
-    inputs: Inputs, frame: Frame, branches: Decided, previous: Decided | None = None
-) -> Decided:
+    inputs: Inputs, frame: Frame, branches: Decided, previous: Decided | None = None,
+    *, warm: IArray | None = None,
+) -> Decided:  # fmt: skip
     """Boxes, one branch at a time: a meter's candidates are the boxes of its identified branch
     (and boxes whose branch nobody knows). The voltage evidence compares a meter with
     the meters of each box on its archive phase (phases come after boxes: their current
@@ -552,7 +564,15 @@ def identify_boxes(
                     for i in members
                 ]
             )
-        sol = assign.solve(assign.Problem(tuple(bal), ev), start=start, use_relaxation=previous is None)
+        elif warm is not None:  # an earlier identification's box, where it is a candidate here
+            known = {label: j for j, label in enumerate(cand_labels)}
+            start = np.array(
+                [known.get(labels[int(warm[i])], start[r]) if warm[i] >= 0 else start[r]
+                 for r, i in enumerate(members)]
+            )  # fmt: skip
+        sol = assign.solve(
+            assign.Problem(tuple(bal), ev), start=start, use_relaxation=previous is None and warm is None
+        )
         chosen[idx] = cpos[sol.labels]
         score[np.ix_(idx, cpos)] = sol.score
         for name, part in sol.balance_scores.items():
@@ -743,7 +763,10 @@ def phase_changes(
     point-by-point evidence in the whole window's solution also splits into a prefix for the one
     phase and a suffix for the other, both strong (``changes.detect``): two views must agree,
     because a meter that is merely hard to place, or the residual another error leaves, can fool
-    one."""
+    one. The parts are always solved from scratch (the relaxation), also in an incremental
+    identification: started from the whole window's phases, a part keeps a moved meter where the
+    window had it whenever a look-alike on the other phase can take its place (a local optimum
+    the relaxation does not fall into)."""
     points = inputs.points
     part = min(settings.change_window_points, points // 2)
     problem, sol = phases.problem, phases.solution
@@ -815,14 +838,57 @@ def _dimension(
     return Dimension(v, min(c, 0.9999), archive, outcome, ev)
 
 
+def warm_labels(previous: TopologyResult, frame: Frame, dimension: str, labels: tuple[str, ...]) -> IArray:
+    """(n,) for each meter of ``frame``, the index in ``labels`` of its value in ``dimension``
+    (phase, branch, box) in ``previous`` -- a listed meter by id, an unlisted carrier node by
+    address -- or -1 where ``previous`` has none (a new meter, a label gone, a three-phase meter's
+    ``ABC``). A foreign meter and a value of None are "not ours" (the last label)."""
+    pos = {label: j for j, label in enumerate(labels)}
+    values: dict[str, str | None] = {}
+    for m in previous.meters:
+        values[m.meter_id] = None if m.status == "foreign" else getattr(m, dimension).value
+    nodes = {x.address: getattr(x, dimension) for x in previous.missing if x.address}
+    out = np.full(frame.n, -1, dtype=np.int64)
+    for i, meter in enumerate(frame.meters):
+        if meter.id in values:
+            value = values[meter.id]
+        elif meter.address in nodes and meter.id.startswith("node-"):
+            value = nodes[meter.address]
+        else:
+            continue
+        out[i] = pos.get(NOT_OURS if value is None else value, -1)
+    return out
+
+
 def identify(
-    inputs: Inputs, *, terminal: str, computed_at: float, settings: Settings | None = None
+    inputs: Inputs,
+    *,
+    terminal: str,
+    computed_at: float,
+    settings: Settings | None = None,
+    previous: TopologyResult | None = None,
 ) -> TopologyResult:
+    """Identify every dimension over ``inputs``' window.
+
+    With ``previous`` (an earlier result for this station area, e.g. the last check's) the
+    identification is incremental: every dimension starts from the labels ``previous`` found
+    and is refined from there (moves, swaps, kicks along the evidence, with losses and weights
+    refitted to the new window) instead of from the convex relaxation, which is most of a full
+    identification's cost. The same local search that finishes a full identification decides,
+    so a meter whose evidence changed moves; what it cannot do is escape a wrong labelling that
+    ``previous`` made and the window still supports -- the daily full identification does.
+    The move detector's two short parts (``phase_changes``) are solved from scratch either way.
+    """
     settings = settings or Settings()
     frame = prepare(inputs, settings)
-    branches = identify_branches(inputs, frame)
-    boxes = identify_boxes(inputs, frame, branches)
-    phases = identify_phases(inputs, frame, branches, boxes, settings)
+    warm: dict[str, IArray | None] = dict.fromkeys(("phase", "branch", "box"))
+    if previous is not None:
+        warm["branch"] = warm_labels(previous, frame, "branch", (*frame.branch_ids, NOT_OURS))
+        warm["box"] = warm_labels(previous, frame, "box", (*frame.box_ids, NOT_OURS))
+        warm["phase"] = warm_labels(previous, frame, "phase", (*PHASES, NOT_OURS))
+    branches = identify_branches(inputs, frame, warm=warm["branch"])
+    boxes = identify_boxes(inputs, frame, branches, warm=warm["box"])
+    phases = identify_phases(inputs, frame, branches, boxes, settings, warm=warm["phase"])
     foreign = foreign_tests(inputs, frame, phases, branches, settings)
     decided = np.array([len(foreign.get(i, {})) >= 2 for i in range(frame.n)], dtype=bool)
     decided[len(inputs.meters) :] = False
@@ -909,4 +975,4 @@ def identify(
     )  # fmt: skip
 
 
-__all__ = ["NOT_OURS", "Decided", "Frame", "Settings", "ancestors", "identify", "prepare"]
+__all__ = ["NOT_OURS", "Decided", "Frame", "Settings", "ancestors", "identify", "prepare", "warm_labels"]

@@ -76,8 +76,9 @@ def fista_simplex(
 
 def robust_std(x: FArray, axis: int | None = None) -> FArray:
     """Standard deviation estimated from the median absolute deviation (outliers do not count)."""
-    med = np.nanmedian(x, axis=axis, keepdims=True)
-    mad = np.nanmedian(np.abs(x - med), axis=axis)
+    median = np.nanmedian if np.isnan(x).any() else np.median  # the same, much faster without NaN
+    med = median(x, axis=axis, keepdims=True)
+    mad = median(np.abs(x - med), axis=axis)
     return np.asarray(1.4826 * mad, dtype=np.float64)
 
 

@@ -15,9 +15,10 @@ Jobs (local time):
 
 * ``identify`` daily at ``daily_at`` over the last ``window_h`` hours: the full result, uplinked,
   corrections proposed;
-* ``check`` every ``check_interval_h``: the same identification, reported only when a meter
-  moved to another phase since the last result (``topology/change``) -- a move is noticed
-  within a day;
+* ``check`` every ``check_interval_h``: an incremental identification (it starts from the newest
+  result of any run instead of from scratch: ``identify(previous=...)``), reported only when a
+  meter moved to another phase since the last result (``topology/change``) -- a move is noticed
+  within a day. A check with no new curve point and an unchanged station model is skipped;
 * ``inject`` at the start of the off-peak window (``night``);
 * ``save`` hourly: the curve window into the store, so a restart loses no data.
 
@@ -119,9 +120,13 @@ class TopologyService:
         self.night = Night(ctx, self.devices, settings.policy)
         self.ledger = proposals.Ledger()
         self.counters = {"identifications": 0, "proposals": 0, "changes": 0, "bad_messages": 0,
-                         "metrology_failures": 0}  # fmt: skip
+                         "metrology_failures": 0, "checks_skipped": 0}  # fmt: skip
         self._lock = asyncio.Lock()
         self._own_metrology = False
+        #: the newest result of any run (checks included): where the next check starts
+        self._newest: TopologyResult | None = None
+        #: (newest curve point, station model version) the newest result saw
+        self._seen: tuple[float | None, int] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -260,21 +265,30 @@ class TopologyService:
     ) -> TopologyResult | None:
         async with self._lock:
             model = self.ctx.station.model
+            seen = (self.window.latest(), model.version)
+            if reason == "check" and self._newest is not None and seen == self._seen:
+                self.counters["checks_skipped"] += 1  # nothing new could change the result
+                return None
             inputs = await self.inputs(model, window_h=window_h or self.settings.window_h)
             if inputs is None or inputs.points < MIN_POINTS:
                 self.log.info("topology %s: not enough curve data yet", reason)
                 return None
             settings = MethodSettings(confidence_min=self.settings.confidence_min)
+            # the daily run and a command identify from scratch (the check's starting point is
+            # renewed every day); a check refines the newest result
+            previous = self._newest if reason == "check" else None
             result = await asyncio.to_thread(
                 identify,
                 inputs,
                 terminal=self.ctx.terminal.id,
                 computed_at=self.ctx.clock.now(),
                 settings=settings,
+                previous=previous,
             )
             self.counters["identifications"] += 1
             summary = {**result.summary, "reason": reason, "model_version": model.version}
             result = replace(result, summary=summary)
+            self._newest, self._seen = result, seen
             if report:
                 await self.publish(result, model)
             return result
