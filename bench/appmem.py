@@ -54,6 +54,12 @@ def rows_of(
     return curve, freeze
 
 
+def _merged(before: str | None, parts: list[Any]) -> str:
+    """The stored copy after a ``chill``: its changed parts replaced (None: unchanged)."""
+    old = json.loads(before) if before is not None else [None] * len(parts)
+    return json.dumps([new if new is not None else was for new, was in zip(parts, old, strict=False)])
+
+
 def lineloss(meters: int, days: int) -> int:
     from apps.lineloss.book import Book
 
@@ -70,7 +76,7 @@ def lineloss(meters: int, days: int) -> int:
             for d in [d for d in book.days if d < today]:
                 packed = chill(d)
                 if packed is not None:
-                    stored[d] = json.dumps(packed)
+                    stored[d] = _merged(stored.get(d), packed)
         rows = [rows_of(m, day, rng) for m in range(meters)]
         early = 3 * len(rows[0][0]) // 96  # 00:00-00:30: the midnight points, yesterday's last ones
         for m, (curve, freeze) in enumerate(rows):
@@ -81,7 +87,7 @@ def lineloss(meters: int, days: int) -> int:
             book.thaw(yesterday, json.loads(stored[yesterday]))
             packed = chill(yesterday)
             if packed is not None:
-                stored[yesterday] = json.dumps(packed)
+                stored[yesterday] = _merged(stored[yesterday], packed)
         for m, (curve, _) in enumerate(rows):
             book.add("curve", f"m{m}", curve[early:])
         del rows

@@ -102,6 +102,8 @@ class MeterDay:
         return out
 
 
+#: meters per packed part of a day (~1 MB of JSON at most: under every message and frame limit)
+PART_METERS = 128
 _ENDS = ("freeze.forward", "freeze.reverse", "curve.forward", "curve.reverse")  # 2 columns each
 
 
@@ -132,14 +134,17 @@ class Book:
     """Points per local date and meter; ``version`` of a date grows with every change to it.
 
     ``days`` holds the hot days (every point), ``cold`` the days given away (see the module
-    docstring); ``unsaved``: hot days changed since they were last packed or taken back."""
+    docstring); ``stored``: days with a packed copy in the store, ``changed``: the meters of a hot
+    day changed since (only their parts are packed again: a flash box is not rewritten a whole
+    day for a few late rows)."""
 
     tz: ZoneInfo
     keep_days: int = 8
     days: dict[date, dict[str, MeterDay]] = field(default_factory=dict)
     cold: dict[date, ColdDay] = field(default_factory=dict)
     version: dict[date, int] = field(default_factory=dict)
-    unsaved: set[date] = field(default_factory=set)
+    stored: set[date] = field(default_factory=set)
+    changed: dict[date, set[str]] = field(default_factory=dict)
     dropped: list[date] = field(default_factory=list)  # days pruned (the service forgets them)
     skipped: int = 0
     counters: dict[str, int] = field(default_factory=lambda: {"curve": 0, "freeze": 0, "metrology": 0})
@@ -172,7 +177,10 @@ class Book:
         if md is None:
             md = self.days[d][device] = MeterDay()
         (md.curve(item) if part == "curve" else md.frozen(item))[k] = value
-        self.unsaved.add(d)
+        changed = self.changed.get(d)
+        if changed is None:
+            changed = self.changed[d] = set()
+        changed.add(device)
 
     def _touch(self, d: date) -> None:
         self.version[d] = self.version.get(d, 0) + 1
@@ -220,12 +228,15 @@ class Book:
             self.days.pop(d, None)
             self.cold.pop(d, None)
             self.version.pop(d, None)
-            self.unsaved.discard(d)
+            self.stored.discard(d)
+            self.changed.pop(d, None)
             self.dropped.append(d)
 
-    def chill(self, d: date) -> dict[str, Any] | None:
-        """Give hot day ``d`` away: keep its ``ColdDay``; its packed points (for the store) when
-        they changed since last packed or taken back, else None (the stored copy stands)."""
+    def chill(self, d: date) -> list[dict[str, Any] | None] | None:
+        """Give hot day ``d`` away: keep its ``ColdDay``; its packed points for the store, in
+        parts of ``PART_METERS`` meters (a part None: unchanged since stored), or None when the
+        stored copy stands whole. A part holds the same meters every time (meters only join a
+        day, at its end)."""
         points = self.days.pop(d)
         rows = {meter: j for j, meter in enumerate(points)}
         ends = np.full((len(rows), 8), np.nan)
@@ -236,19 +247,34 @@ class Book:
                 if a is not None:
                     ends[j, 2 * c], ends[j, 2 * c + 1] = a[0], a[-1]
         self.cold[d] = ColdDay(rows, ends)
-        if d not in self.unsaved:
+        changed = self.changed.pop(d, set())
+        whole = d not in self.stored
+        if not whole and not changed:
             return None
-        self.unsaved.discard(d)
-        return pack(points)
+        self.stored.add(d)
+        meters = list(points)
+        parts: list[dict[str, Any] | None] = []
+        for i in range(0, max(len(meters), 1), PART_METERS):
+            chunk = meters[i : i + PART_METERS]
+            fresh = whole or not changed.isdisjoint(chunk)
+            parts.append(pack({m: points[m] for m in chunk}) if fresh else None)
+        return parts
 
-    def thaw(self, d: date, packed: Mapping[str, Any] | None) -> None:
-        """Take cold day ``d`` back from its packed points and replay the rows that came since.
-        ``packed`` None (the stored copy is lost): the day comes back with its ends only."""
+    def thaw(self, d: date, parts: Sequence[Mapping[str, Any] | None] | None) -> None:
+        """Take cold day ``d`` back from its packed parts and replay the rows that came since.
+        A part missing (the stored copy is lost): the day comes back with its ends only."""
         cold = self.cold.pop(d)
-        points = unpack(packed) if packed is not None else _from_ends(cold)
+        lost = parts is None or any(p is None for p in parts)
+        points: dict[str, MeterDay] = {}
+        if parts is not None and not lost:
+            for packed in parts:
+                assert packed is not None
+                points.update(unpack(packed))
+        else:
+            points = _from_ends(cold)
+            self.stored.discard(d)  # packed whole again when given away
         self.days[d] = points
-        if packed is None:
-            self.unsaved.add(d)
+        self.changed.pop(d, None)
         for device, part, item, k, value in cold.late:
             self._put(d, device, part, item, k, value)
 

@@ -28,7 +28,7 @@ per (device, quantity, time), so a realtime snapshot taken at a 15-min point may
 curve point there: seconds of energy off, not a gap. Results already sent stay in the store.
 
 Memory: only today's points stay in RAM between updates. A past day is given to the store
-(key ``book/<date>``, ``Book.chill``) at the end of each update, and taken back (``Book.thaw``)
+(keys ``book/<date>/<part>``, ``Book.chill``) at the end of each update, and taken back (``Book.thaw``)
 while it is one of the newest ``window_days`` days of a window being computed; older days of a
 window need only their energies, which the book keeps (``ColdDay``). No ``Day`` is held between
 updates either (a ``Day`` is ~10 kB per meter).
@@ -307,20 +307,43 @@ class LineLossService:
         its stored points, its result and its revision number (the terminal runs for years; the
         book keeps ``keep_days``)."""
         self._days.clear()
-        store = self.ctx.store
         for d in [d for d in self.book.days if d < today]:
-            packed = self.book.chill(d)
-            if packed is not None:
-                await store.set(f"book/{d.isoformat()}", packed)
+            parts = self.book.chill(d)
+            if parts is not None:
+                await self._save_points(d, parts)
         dropped, self.book.dropped = self.book.dropped, []
         for d in dropped:
-            await store.delete(f"book/{d.isoformat()}")
+            await self._save_points(d, [])
         for d in [d for d in self._computed if not self.book.has(d)]:
             del self._computed[d]
         oldest = min(self.book.dates(), default=None)
         if oldest is not None:
             for name in [n for n in self.revisions if n < oldest.isoformat()]:
                 del self.revisions[name]
+
+    async def _save_points(self, d: date, parts: list[dict[str, Any] | None]) -> None:
+        """A past day's packed points to the store: ``book/<date>`` the number of parts,
+        ``book/<date>/<i>`` each part that changed (None: unchanged; no parts: the day is
+        forgotten)."""
+        store, key = self.ctx.store, f"book/{d.isoformat()}"
+        before = int(await store.get(key, 0))
+        for i, part in enumerate(parts):
+            if part is not None:
+                await store.set(f"{key}/{i}", part)
+        for i in range(len(parts), before):
+            await store.delete(f"{key}/{i}")
+        if parts:
+            await store.set(key, len(parts))
+        else:
+            await store.delete(key)
+
+    async def _load_points(self, d: date) -> list[Any] | None:
+        store, key = self.ctx.store, f"book/{d.isoformat()}"
+        count = await store.get(key)
+        if not isinstance(count, int):
+            self.ctx.log.warning("%s: the day's points are not in the store: its energies only", d)
+            return None
+        return [await store.get(f"{key}/{i}") for i in range(count)]
 
     # ------------------------------------------------------------------ what
 
@@ -347,7 +370,7 @@ class LineLossService:
         settings = self.config.settings
         for x in days[-max(settings.meters.window_days, settings.fit.window_days) :]:
             if x in self.book.cold:
-                self.book.thaw(x, await self.ctx.store.get(f"book/{x.isoformat()}"))
+                self.book.thaw(x, await self._load_points(x))
         return [self._day(x) for x in days]
 
     async def compute(self, d: date, *, force: bool = False) -> DayResult | None:

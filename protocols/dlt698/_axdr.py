@@ -82,10 +82,10 @@ class DataType(IntEnum):
     @property
     def label(self) -> str:
         """The standard's spelling: ``double-long-unsigned``, ``date_time_s``, ``OAD``."""
-        return _LABELS.get(self, self.name.lower().replace("_", "-"))
+        return _LABELS[self]
 
 
-_LABELS = {
+_SPECIAL_LABELS = {
     DataType.UTF8_STRING: "UTF8-string",
     DataType.DATE_TIME: "date_time",
     DataType.DATE_TIME_S: "date_time_s",
@@ -96,6 +96,8 @@ _LABELS = {
     **{t: t.name for t in (DataType.MS, DataType.SID, DataType.COMDCB, DataType.RCSD)},
     DataType.REGION: "Region",
 }
+# worked out once: a label is asked for every value decoded (an enum's ``name`` is a descriptor)
+_LABELS = {t: _SPECIAL_LABELS.get(t, t.name.lower().replace("_", "-")) for t in DataType}
 
 DAR: MappingProxyType[int, str] = MappingProxyType(
     {

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from apps.lineloss.book import Book, pack, unpack
+from apps.lineloss.book import PART_METERS, Book, pack, unpack
 from apps.lineloss.engine import DayResult, analyse, registers_and_theft
 from apps.lineloss.service import LineLossService
 from apps.lineloss.window import Day
@@ -154,6 +154,46 @@ def test_a_packed_day_comes_back_with_the_same_items_and_values() -> None:
     back["a"].values["va"][3] = 1.0  # writable, like the book's own arrays
 
 
+def test_a_big_day_goes_to_the_store_in_parts_and_comes_back_whole() -> None:
+    book = Book(TZ)
+    meters = [f"m{j}" for j in range(2 * PART_METERS + 5)]
+    for j, meter in enumerate(meters):
+        book.add("curve", meter, [row("voltage.a", 200.0 + j / 10, D0 + 900 * k) for k in range(4)])
+    d = date(2024, 6, 2)
+    parts = book.chill(d)
+    assert parts is not None and len(parts) == 3
+    assert all(len(json.dumps(p)) < 1_500_000 for p in parts)  # under the isolation wire's 4 MB frames
+    assert d in book.cold and d not in book.days
+    book.add("curve", "m7", [row("voltage.a", 1.5, D0 + 900 * 9)])  # a late row, replayed
+    book.thaw(d, json.loads(json.dumps(parts)))
+    assert list(book.days[d]) == meters
+    assert book.days[d]["m260"].values["va"][3] == 226.0 and book.days[d]["m7"].values["va"][9] == 1.5
+    # a part lost from the store: the day comes back with what its energies need only
+    parts = book.chill(d)
+    assert parts is not None
+    book.thaw(d, [parts[0], None, parts[2]])
+    assert "va" not in book.days[d]["m7"].values and d not in book.stored
+    assert all(p is not None for p in book.chill(d) or [])  # packed whole again
+
+
+def test_only_the_parts_with_a_changed_meter_are_packed_again() -> None:
+    book = Book(TZ)
+    meters = [f"m{j}" for j in range(2 * PART_METERS + 5)]
+    for meter in meters:
+        book.add("curve", meter, [row("voltage.a", 230.0, D0 + 900 * k) for k in range(4)])
+    d = date(2024, 6, 2)
+    first = book.chill(d)
+    assert first is not None and all(p is not None for p in first)
+    book.thaw(d, first)
+    assert book.chill(d) is None  # taken back, nothing changed: the stored copy stands
+    book.add("curve", meters[PART_METERS + 1], [row("voltage.a", 229.0, D0 + 900 * 5)])  # cold: a late row
+    book.thaw(d, first)
+    again = book.chill(d)
+    assert again is not None and [p is not None for p in again] == [False, True, False]
+    book.thaw(d, [first[0], again[1], first[2]])
+    assert book.days[d][meters[PART_METERS + 1]].values["va"][5] == 229.0
+
+
 async def test_between_updates_the_app_holds_only_todays_points_and_a_few_bytes_a_meter_day() -> None:
     # before: 9 days x ~9 kB a meter in RAM (2,400 meters ~190 MB) and today's Day (~10 kB a meter)
     rng = np.random.default_rng(7)
@@ -172,4 +212,5 @@ async def test_between_updates_the_app_holds_only_todays_points_and_a_few_bytes_
     assert cold / (len(book.cold) * len(METERS)) < 250  # bytes a meter-day (ends: 64)
     assert all(not c.late for c in book.cold.values())
     stored = sorted(k for k in ctx.store.kv if k.startswith("book/"))
-    assert stored == [f"book/{d.isoformat()}" for d in sorted(book.cold)]  # pruned days left the store too
+    names = [f"book/{d.isoformat()}" for d in sorted(book.cold)]
+    assert stored == sorted([*names, *(f"{n}/0" for n in names)])  # pruned days left the store too
