@@ -888,7 +888,7 @@ def identify(
 ) -> TopologyResult:
     """Identify every dimension over ``inputs``' window.
 
-    With ``previous`` (an earlier result for this station area, e.g. the last check's) the
+    With ``previous`` (an earlier result for this station area, e.g. the daily run's) the
     identification is incremental: every dimension starts from the labels ``previous`` found
     and is refined from there (moves, swaps, kicks along the evidence, with losses and weights
     refitted to the new window) instead of from the convex relaxation, which is most of a full

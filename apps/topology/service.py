@@ -16,10 +16,11 @@ Jobs (local time):
 * ``identify`` daily at ``daily_at`` over the last ``window_h`` hours: the full result, uplinked,
   corrections proposed;
 * ``check`` every ``check_interval_h``: an incremental identification (it starts from the newest
-  result of any run instead of from scratch: ``identify(previous=...)``), reported only when a
-  meter moved to another phase since the last result (``topology/change``) -- a move is noticed
-  within a day. Its per-meter labels stay in the app (the start of the next check; the daily
-  run starts afresh); a move it reports is decided by a full identification. A check with no
+  full result -- the daily run's, a command's, or a first check's -- instead of from scratch:
+  ``identify(previous=...)``), reported only when a meter moved to another phase since the last
+  result (``topology/change``) -- a move is noticed within a day. Its per-meter labels stay in
+  the app, and no check starts from another check's (a local optimum one check kept must not be
+  the next one's start); a move it reports is decided by a full identification. A check with no
   new curve point and an unchanged station model is skipped;
 * ``inject`` at the start of the off-peak window (``night``);
 * ``save`` hourly: the curve window into the store, so a restart loses no data.
@@ -125,7 +126,7 @@ class TopologyService:
                          "metrology_failures": 0, "checks_skipped": 0}  # fmt: skip
         self._lock = asyncio.Lock()
         self._own_metrology = False
-        #: the newest result of any run (checks included): where the next check starts
+        #: the newest full (not incremental) result: where the next check starts
         self._newest: TopologyResult | None = None
         #: (newest curve point, station model version) the newest result saw
         self._seen: tuple[float | None, int] | None = None
@@ -277,7 +278,7 @@ class TopologyService:
                 return None
             settings = MethodSettings(confidence_min=self.settings.confidence_min)
             # the daily run and a command identify from scratch (the check's starting point is
-            # renewed every day); a check refines the newest result
+            # renewed every day); a check refines the newest full result
             previous = self._newest if reason == "check" else None
             result = await asyncio.to_thread(
                 identify,
@@ -290,7 +291,9 @@ class TopologyService:
             self.counters["identifications"] += 1
             summary = {**result.summary, "reason": reason, "model_version": model.version}
             result = replace(result, summary=summary)
-            self._newest, self._seen = result, seen
+            self._seen = seen
+            if previous is None:
+                self._newest = result
             if report:
                 await self.publish(result, model)
             return result

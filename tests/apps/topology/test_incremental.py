@@ -205,9 +205,9 @@ def test_the_pruned_swap_search_finds_what_every_pair_finds() -> None:
 # -- the service's check --------------------------------------------------------------------------
 
 
-def test_the_service_s_check_starts_from_the_newest_result_and_skips_when_nothing_is_new() -> None:
+def test_the_service_s_check_starts_from_the_newest_full_result_and_skips_when_nothing_is_new() -> None:
     """Through ``TopologyService.run``: the daily run identifies from scratch, each check starts
-    from the newest result (the daily's, then the previous check's), and a check that would see
+    from the newest full result (the daily's, never another check's), and a check that would see
     no new curve point under the same station model is skipped and counted."""
     import asyncio
     import logging
@@ -255,9 +255,7 @@ def test_the_service_s_check_starts_from_the_newest_result_and_skips_when_nothin
         svc.identify = original  # type: ignore[assignment]
     assert seen[0] is None
     assert daily is not None and first is not None and second is not None and after_change is not None
-    assert seen[1] is daily  # the check starts from the daily result
-    assert seen[2] is first  # then from the previous check's
-    assert seen[3] is second
+    assert seen[1] is daily and seen[2] is daily and seen[3] is daily
     assert skipped is None and app.counters["checks_skipped"] == 1
     assert len(seen) == 4 and app.counters["identifications"] == 4
     assert outcome(second) == outcome(daily)
