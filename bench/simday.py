@@ -161,6 +161,7 @@ class MemoryWatch:
         self.heap = heap
         self.frames = frames
         self.rss: list[tuple[float, int]] = []  # (simulated s since the start, RSS kB)
+        self.cpu: list[tuple[float, float]] = []  # (simulated s since the start, process CPU s)
         self.heaps: list[HeapFigures] = []
         self.held: list[Held] = []
         self._next_heap = min(DAY_S, duration_s)
@@ -177,6 +178,7 @@ class MemoryWatch:
     def tick(self, run: SimRun) -> None:
         t = run.clock.monotonic() - run.started_monotonic
         self.rss.append((t, _rss_kb()))
+        self.cpu.append((t, time.process_time()))
         if t >= self._next_heap - 1e-6:
             self.held.append(terminal_held(run, t))
             if self.heap:
@@ -197,6 +199,17 @@ class MemoryWatch:
         days = int((self.rss[-1][0] + 1e-6) // DAY_S)
         marks = [self.rss[0][0]] + [d * DAY_S for d in range(1, days + 1)]
         return [(self.rss_at(b) - self.rss_at(a)) / 1024 for a, b in itertools.pairwise(marks)]
+
+    def daily_cpu_s(self) -> list[float]:
+        """CPU seconds of the whole process spent on each whole simulated day (the terminal's
+        daily walk of what it holds included; the start-up before the first tick not)."""
+        days = int((self.cpu[-1][0] + 1e-6) // DAY_S) if self.cpu else 0
+        marks = [self.cpu[0][0]] + [d * DAY_S for d in range(1, days + 1)] if days else []
+
+        def at(t: float) -> float:
+            return [c for s, c in self.cpu if s <= t + 1e-6][-1]
+
+        return [at(b) - at(a) for a, b in itertools.pairwise(marks)]
 
     def growth_per_day_mb(self) -> float:
         """RSS growth per simulated day after the first day (the first holds the start-up), or over
@@ -504,6 +517,9 @@ def print_memory(v: dict[str, Any], args: argparse.Namespace) -> None:
     since = "after the first day" if len(days) >= 2 else "over the 2nd half"
     by_day = ", ".join(f"day {d} {g:+.1f}" for d, g in enumerate(days, 1)) or "no whole day"
     print(f"  RSS growth           {per_day:+.1f} MB per simulated day {since} (by day, MB: {by_day})")
+    cpu_days = memory.daily_cpu_s()
+    if cpu_days:
+        print("  CPU by day           " + ", ".join(f"day {d} {c:.1f} s" for d, c in enumerate(cpu_days, 1)))
     if not memory.held:
         return
     held = memory.held[-1]

@@ -153,6 +153,11 @@ class Balance:
         return order, starts, sorted_g[starts]
 
     @cached_property
+    def squared(self) -> FArray:
+        """(T, n) every meter's series squared."""
+        return np.asarray(self.series * self.series, dtype=np.float64)
+
+    @cached_property
     def _sorted_series(self) -> FArray:
         """The series of the meters in a group, in ``_segments`` order (T, n')."""
         return np.ascontiguousarray(self.series[:, self._segments[0]])
@@ -484,28 +489,34 @@ class _State:
         old_w = self.w[:, g, cols].copy()
         self.resid[:, g, cols] -= np.outer(x, d[cols])
         self.w[:, g, cols] = robust_weight(self.b, self.resid[:, g, cols], self.scale[:, g, cols])
-        idx = self.members[g]
-        xs = self.b.series[:, idx]
+        # every meter is in the one group of a balance without groups: no copy of its series
+        whole = self.b.n_groups == 1 and self.b.groups is None
+        idx: IArray | slice = slice(None) if whole else self.members[g]
+        xs = self.b.series if whole else self.b.series[:, idx]
+        xs2 = self.b.squared if whole else self.b.squared[:, idx]
         # linear parts: sum_t x_it (r w)_tj changed on the touched targets only
         delta_rw = self.resid[:, g, cols] * self.w[:, g, cols] - old_rw  # (T, |cols|)
         self.ga[idx] += (xs.T @ delta_rw) @ a[:, cols].T
         # quadratic parts: q_ij = sum_t x_it^2 w_tj on the touched targets, and quad from them
-        dq = (xs * xs).T @ (self.w[:, g, cols] - old_w)  # (n_g, |cols|)
+        dq = xs2.T @ (self.w[:, g, cols] - old_w)  # (n_g, |cols|)
         if np.any(dq):
-            self.q[np.ix_(idx, cols)] += dq
+            if whole:
+                self.q[:, cols] += dq
+            else:
+                self.q[np.ix_(self.members[g], cols)] += dq
             own = a[self.labels[idx]][:, cols]  # (n_g, |cols|)
-            diff = a[:, cols][None, :, :] - own[:, None, :]  # (n_g, K, |cols|)
-            self.quad[idx] += np.einsum("nkc,nc->nk", diff * diff, dq)
+            # sum_c dq_c (A_kc - own_c)^2 with 0/1 entries: dq (1 - 2 own) . A_k + dq . own
+            self.quad[idx] += (dq * (1.0 - 2.0 * own)) @ a[:, cols].T + (dq * own).sum(axis=1)[:, None]
 
     def pair_cross(self, cand: IArray, d: FArray) -> FArray:
         """(c, c): sum_j d_ij d_kj sum_t x_it x_kt w_tj for candidates in the same group."""
         g = self.group[cand]
         same = (g[:, None] == g[None, :]) & (g[:, None] >= 0)
         x = self.b.series[:, cand]  # (T, c)
-        w = self.w[:, np.maximum(g, 0), :]  # (T, c, m): each candidate's own group's weights
+        own = np.maximum(g, 0)
         out = np.zeros((len(cand), len(cand)))
-        for j in np.nonzero(np.any(d != 0, axis=0))[0]:
-            out += ((x * w[:, :, j]).T @ x) * np.outer(d[:, j], d[:, j])
+        for j in np.nonzero(np.any(d != 0, axis=0))[0]:  # each candidate's own group's weights
+            out += ((x * self.w[:, own, j]).T @ x) * np.outer(d[:, j], d[:, j])
         return np.asarray(out * same, dtype=np.float64)
 
     def swap_cross(self, rows: IArray, cols: IArray, d: FArray) -> FArray:
@@ -516,10 +527,10 @@ class _State:
         if not same.any():
             return np.zeros((len(rows), len(cols)))
         xi, xk = self.b.series[:, rows], self.b.series[:, cols]
-        w = self.w[:, np.maximum(gi, 0), :]  # (T, r, m)
+        own = np.maximum(gi, 0)
         out = np.zeros((len(rows), len(cols)))
-        for j in np.nonzero(d)[0]:
-            out += float(d[j] ** 2) * ((xi * w[:, :, j]).T @ xk)
+        for j in np.nonzero(d)[0]:  # only the touched targets' weights, each row's own group's
+            out += float(d[j] ** 2) * ((xi * self.w[:, own, j]).T @ xk)
         return np.asarray(out * same, dtype=np.float64)
 
 
@@ -529,7 +540,11 @@ def _swap_entries(
     """Who may swap: (meter, from label, to label) entries, in the order buckets are filled.
     A meter enters the bucket (its label, b) for each of its ``alternatives`` best labels b."""
     n, k = total.shape
-    top = np.argsort(-total, axis=1)[:, :alternatives]
+    if k > alternatives:  # the best few per row, in order: O(n K), not a sort of every row
+        top = np.argpartition(-total, alternatives - 1, axis=1)[:, :alternatives]
+        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(total, top, axis=1), axis=1), axis=1)
+    else:
+        top = np.argsort(-total, axis=1)
     ii = np.repeat(np.arange(n), top.shape[1])
     bb = top.ravel()
     ok = np.isfinite(total[ii, bb])

@@ -753,25 +753,16 @@ def window(inputs: Inputs, first: int, last: int) -> Inputs:
     return replace(inputs, curves=curves, transformer_energy=te, transformer_voltage=tv)
 
 
-def phase_changes(
-    inputs: Inputs, frame: Frame, branches: Decided, boxes: Decided, phases: Decided, settings: Settings
-) -> dict[int, changes.Change]:
-    """Meters that moved to another phase during the window. The first and the last
-    ``change_window_points`` (or half the window) are identified on their own (each part solved
-    alone, so a moved meter is modelled where it is in that part); a meter surely on one phase
-    in the first and surely on another in the last is a candidate, and it moved when its own
-    point-by-point evidence in the whole window's solution also splits into a prefix for the one
-    phase and a suffix for the other, both strong (``changes.detect``): two views must agree,
-    because a meter that is merely hard to place, or the residual another error leaves, can fool
-    one. The parts are always solved from scratch (the relaxation), also in an incremental
-    identification: started from the whole window's phases, a part keeps a moved meter where the
-    window had it whenever a look-alike on the other phase can take its place (a local optimum
-    the relaxation does not fall into)."""
+def move_candidates(
+    inputs: Inputs, frame: Frame, branches: Decided, boxes: Decided, settings: Settings
+) -> list[tuple[int, int, int]]:
+    """(meter, phase in the first part, phase in the last part) of every meter surely on one
+    phase in the window's first ``change_window_points`` (or half the window) and surely on
+    another in its last, each part identified on its own, from scratch (see ``phase_changes``)."""
     points = inputs.points
     part = min(settings.change_window_points, points // 2)
-    problem, sol = phases.problem, phases.solution
-    if part < 2 * settings.change_min_points or problem is None or sol is None:
-        return {}
+    if part < 2 * settings.change_min_points:
+        return []
     parts = []
     # a part of a short window is shorter than a meter's usual minimum of points: each part only
     # shortlists candidates (the whole window's split decides), so half the part is enough there
@@ -784,13 +775,40 @@ def phase_changes(
     early, late = parts
     ok = frame.has_data & ~frame.three_phase & ~frame.forced
     sure = settings.change_llr / 2
-    found: dict[int, changes.Change] = {}
+    out = []
     for i in np.nonzero(ok)[0]:
         a, b = int(early.chosen[i]), int(late.chosen[i])
         if a == b or a >= 3 or b >= 3:
             continue
         if min(label_margin_at(early, int(i)), label_margin_at(late, int(i))) < sure:
             continue
+        out.append((int(i), a, b))
+    return out
+
+
+def phase_changes(
+    inputs: Inputs, frame: Frame, branches: Decided, boxes: Decided, phases: Decided, settings: Settings,
+    candidates: list[tuple[int, int, int]] | None = None,
+) -> dict[int, changes.Change]:  # fmt: skip
+    """Meters that moved to another phase during the window. The first and the last
+    ``change_window_points`` (or half the window) are identified on their own (each part solved
+    alone, so a moved meter is modelled where it is in that part); a meter surely on one phase
+    in the first and surely on another in the last is a candidate, and it moved when its own
+    point-by-point evidence in the whole window's solution also splits into a prefix for the one
+    phase and a suffix for the other, both strong (``changes.detect``): two views must agree,
+    because a meter that is merely hard to place, or the residual another error leaves, can fool
+    one. The parts are always solved from scratch (the relaxation), also in an incremental
+    identification: started from the whole window's phases, a part keeps a moved meter where the
+    window had it whenever a look-alike on the other phase can take its place (a local optimum
+    the relaxation does not fall into). ``candidates``: ``move_candidates``' answer, if known."""
+    points = inputs.points
+    problem, sol = phases.problem, phases.solution
+    if problem is None or sol is None:
+        return {}
+    if candidates is None:
+        candidates = move_candidates(inputs, frame, branches, boxes, settings)
+    found: dict[int, changes.Change] = {}
+    for i, a, b in candidates:
         split = changes.detect(
             problem, sol, points, candidates=np.array([i], dtype=np.int64), labels=3,
             min_points=settings.change_min_points, min_llr=settings.change_llr,
@@ -877,7 +895,9 @@ def identify(
     identification's cost. The same local search that finishes a full identification decides,
     so a meter whose evidence changed moves; what it cannot do is escape a wrong labelling that
     ``previous`` made and the window still supports -- the daily full identification does.
-    The move detector's two short parts (``phase_changes``) are solved from scratch either way.
+    The move detector's two short parts (``move_candidates``) are solved from scratch either way,
+    and when they name a candidate the check is a full identification: what a check reports (a
+    move) is decided as the full identification decides it.
     """
     settings = settings or Settings()
     frame = prepare(inputs, settings)
@@ -898,7 +918,13 @@ def identify(
         boxes = identify_boxes(inputs, frame, branches, boxes)
         phases = identify_phases(inputs, frame, branches, boxes, settings, phases)
         foreign = foreign_tests(inputs, frame, phases, branches, settings)
-    moved = phase_changes(inputs, frame, branches, boxes, phases, settings)
+    candidates = move_candidates(inputs, frame, branches, boxes, settings)
+    if previous is not None and candidates:
+        # a move is in question: the whole window's solution confirms or refutes it, and that
+        # must be the one a full identification finds (started from ``previous`` the window may
+        # keep a moved meter and a look-alike where they were). Moves are rare; so is this
+        return identify(inputs, terminal=terminal, computed_at=computed_at, settings=settings)
+    moved = phase_changes(inputs, frame, branches, boxes, phases, settings, candidates)
     injected = {d.source for d in inputs.detections if d.listening}
     results = []
     missing: list[MissingMeter] = []

@@ -18,7 +18,9 @@ Jobs (local time):
 * ``check`` every ``check_interval_h``: an incremental identification (it starts from the newest
   result of any run instead of from scratch: ``identify(previous=...)``), reported only when a
   meter moved to another phase since the last result (``topology/change``) -- a move is noticed
-  within a day. A check with no new curve point and an unchanged station model is skipped;
+  within a day. Its per-meter labels stay in the app (the start of the next check; the daily
+  run starts afresh); a move it reports is decided by a full identification. A check with no
+  new curve point and an unchanged station model is skipped;
 * ``inject`` at the start of the off-peak window (``night``);
 * ``save`` hourly: the curve window into the store, so a restart loses no data.
 
