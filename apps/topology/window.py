@@ -7,7 +7,8 @@ Per device it keeps, at each 15-minute point, the meter's own curve record (``me
 voltage and current of each phase slot, import and export energy registers); for the
 transformer, the metrology unit's snapshots (``meter/transformer/reading``, every realtime cycle)
 integrated into per-phase energy per interval, and its phase voltages at the points. A ring of
-``keep_points`` points per device bounds memory (float32: 8 values x 4 bytes per point).
+``keep_points`` points per device bounds memory (float32: 8 values x 4 bytes per point, and an
+int32 slot number).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class _Ring:
     """``keep`` points of one device: slot numbers and their values (NaN = not known)."""
 
     def __init__(self, keep: int, width: int) -> None:
-        self.slots = np.full(keep, -1, dtype=np.int64)
+        self.slots = np.full(keep, -1, dtype=np.int32)  # 15-min slot numbers (~2e6 today): int32 holds them
         self.values = np.full((keep, width), np.nan, dtype=np.float32)
 
     def row(self, slot: int) -> np.ndarray:
@@ -188,7 +189,7 @@ class Window:
     def to_json(self) -> dict[str, Any]:
         def ring(r: _Ring) -> dict[str, str]:
             return {
-                "slots": base64.b64encode(r.slots.tobytes()).decode(),
+                "slots": base64.b64encode(r.slots.astype(np.int64).tobytes()).decode(),  # saved as before
                 "values": base64.b64encode(r.values.tobytes()).decode(),
             }
 
