@@ -899,7 +899,16 @@ def identify(
     and when they name a candidate the check is a full identification: what a check reports (a
     move) is decided as the full identification decides it.
     """
-    settings = settings or Settings()
+    return _identify(inputs, terminal, computed_at, settings or Settings(), previous, {})
+
+
+def _identify(
+    inputs: Inputs, terminal: str, computed_at: float, settings: Settings, previous: TopologyResult | None,
+    known: dict[bytes, list[tuple[int, int, int]]],
+) -> TopologyResult:  # fmt: skip
+    """``identify``; ``known``: move candidates already worked out, by the branch and box labels
+    and the meters decided not ours they depend on (a check that turns into a full
+    identification does not solve the same two parts again)."""
     frame = prepare(inputs, settings)
     warm: dict[str, IArray | None] = dict.fromkeys(("phase", "branch", "box"))
     if previous is not None:
@@ -918,12 +927,15 @@ def identify(
         boxes = identify_boxes(inputs, frame, branches, boxes)
         phases = identify_phases(inputs, frame, branches, boxes, settings, phases)
         foreign = foreign_tests(inputs, frame, phases, branches, settings)
-    candidates = move_candidates(inputs, frame, branches, boxes, settings)
+    key = branches.chosen.tobytes() + boxes.chosen.tobytes() + frame.forced.tobytes()
+    if key not in known:
+        known[key] = move_candidates(inputs, frame, branches, boxes, settings)
+    candidates = known[key]
     if previous is not None and candidates:
         # a move is in question: the whole window's solution confirms or refutes it, and that
         # must be the one a full identification finds (started from ``previous`` the window may
         # keep a moved meter and a look-alike where they were). Moves are rare; so is this
-        return identify(inputs, terminal=terminal, computed_at=computed_at, settings=settings)
+        return _identify(inputs, terminal, computed_at, settings, None, known)
     moved = phase_changes(inputs, frame, branches, boxes, phases, settings, candidates)
     injected = {d.source for d in inputs.detections if d.listening}
     results = []
