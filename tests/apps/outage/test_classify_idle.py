@@ -81,37 +81,35 @@ def test_skipping_supplied_samples_never_changes_a_report(seed: int, monkeypatch
     assert steps_fast == slow.c.beliefs.counters.evidence  # both saw the same evidence
 
 
+def _count_judgements(r: Rig) -> list[int]:
+    """Wrap the classifier's group selection (the start of every real re-judgement); the list's
+    one element counts the calls."""
+    calls = [0]
+    select = r.c._select
+
+    def counting(*args: object, **kwargs: object) -> object:
+        calls[0] += 1
+        return select(*args, **kwargs)  # type: ignore[arg-type]
+
+    r.c._select = counting  # type: ignore[method-assign,assignment]
+    return calls
+
+
 def test_a_quiet_station_area_is_not_rejudged_on_every_supplied_sample() -> None:
     r = Rig()
     baseline(r)
     r.at(60.0)
-    calls = 0
-    select = r.c._select
-
-    def counting(*args: object, **kwargs: object) -> object:
-        nonlocal calls
-        calls += 1
-        return select(*args, **kwargs)  # type: ignore[arg-type]
-
-    r.c._select = counting  # type: ignore[method-assign]
+    calls = _count_judgements(r)
     for i in range(1, 200):
         r.at(60.0 + 5.0 * i)
-    assert calls <= 2  # the wakeups it asked for, not one per sample
+    assert calls[0] <= 2  # the wakeups it asked for, not one per sample
 
 
 def test_a_supplied_sample_still_rejudges_while_a_meter_is_dark() -> None:
     r = Rig()
     baseline(r)
     r.hplc_off(100.0, "m1")
-    calls = 0
-    select = r.c._select
-
-    def counting(*args: object, **kwargs: object) -> object:
-        nonlocal calls
-        calls += 1
-        return select(*args, **kwargs)  # type: ignore[arg-type]
-
-    r.c._select = counting  # type: ignore[method-assign]
+    calls = _count_judgements(r)
     for i in range(1, 21):
         r.at(100.0 + 5.0 * i)
-    assert calls >= 20
+    assert calls[0] >= 20
