@@ -41,11 +41,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from apps.topology.identify import identify, window  # noqa: E402
-from apps.topology.result import TopologyResult  # noqa: E402
+from apps.topology.result import DIMENSIONS, TopologyResult, outcomes  # noqa: E402
 from apps.topology.synthetic import Truth  # noqa: E402
 from bench import _topology_world as rig  # noqa: E402
 
-DIMENSIONS = ("phase", "branch", "box")
 #: IEEE EU LV has 55 customers: replicas per size
 REPLICAS = {250: 4, 2200: 40}
 WINDOW = 97  # 24 h of 15-min points
@@ -72,15 +71,6 @@ def baseline_identify(rev: str, folder: Path) -> Callable[..., TopologyResult]:
     sys.path.insert(0, str(folder))
     module = importlib.import_module(f"{name}.identify")
     return module.identify  # type: ignore[no-any-return]
-
-
-def outcome(result: TopologyResult) -> dict[str, tuple[Any, ...]]:
-    out: dict[str, tuple[Any, ...]] = {}
-    for m in result.meters:
-        moved = m.phase.evidence.get("moved")
-        dims = tuple((getattr(m, d).value, getattr(m, d).outcome) for d in DIMENSIONS)
-        out[m.meter_id] = (m.status, dims, None if moved is None else (moved["from"], moved["to"]))
-    return out
 
 
 def errors(result: TopologyResult, truth: Truth) -> str:
@@ -126,10 +116,10 @@ def main() -> None:
             for label, result, cpu in rows:
                 ratio = ref / max(cpu, 1e-9)
                 print(f"  {label:28s} CPU {cpu:7.2f} s  x{ratio:5.1f}  errors: {errors(result, truth)}")
-            same = outcome(check) == outcome(full)
+            same = outcomes(check) == outcomes(full)
             print(f"  check's outcome per meter == full's: {same}", end="")
             if old is not None:
-                print(f"; == baseline's: {outcome(check) == outcome(rows[0][1])}", end="")
+                print(f"; == baseline's: {outcomes(check) == outcomes(rows[0][1])}", end="")
             print(flush=True)
 
 

@@ -135,4 +135,24 @@ class TopologyResult:
         return out
 
 
-__all__ = ["DIMENSIONS", "PAGED", "STATUSES", "Dimension", "MeterResult", "MissingMeter", "TopologyResult"]
+def outcomes(result: TopologyResult) -> dict[str, tuple[object, ...]]:
+    """Per meter: status, each dimension's value and outcome, and the move it reports -- what two
+    identifications must agree on to be the same decision (tests and bench/topology_check.py)."""
+    out: dict[str, tuple[object, ...]] = {}
+    for m in result.meters:
+        moved = m.phase.evidence.get("moved")
+        dims = tuple((getattr(m, d).value, getattr(m, d).outcome) for d in DIMENSIONS)
+        out[m.meter_id] = (m.status, dims, None if moved is None else (moved["from"], moved["to"]))
+    return out
+
+
+__all__ = [
+    "DIMENSIONS",
+    "PAGED",
+    "STATUSES",
+    "Dimension",
+    "MeterResult",
+    "MissingMeter",
+    "TopologyResult",
+    "outcomes",
+]

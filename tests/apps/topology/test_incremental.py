@@ -9,20 +9,8 @@ import pytest
 from apps.topology import assign, evidence
 from apps.topology.identify import identify, window
 from apps.topology.inputs import Detection
-from apps.topology.result import TopologyResult
+from apps.topology.result import DIMENSIONS, TopologyResult, outcomes
 from apps.topology.synthetic import Spec, station
-
-DIMENSIONS = ("phase", "branch", "box")
-
-
-def outcome(result: TopologyResult) -> dict[str, tuple[object, ...]]:
-    """Per meter: status, each dimension's value and outcome, and a reported move."""
-    out: dict[str, tuple[object, ...]] = {}
-    for m in result.meters:
-        moved = m.phase.evidence.get("moved")
-        dims = tuple((getattr(m, d).value, getattr(m, d).outcome) for d in DIMENSIONS)
-        out[m.meter_id] = (m.status, dims, None if moved is None else (moved["from"], moved["to"]))
-    return out
 
 
 def placed(result: TopologyResult) -> set[tuple[str | None, ...]]:
@@ -48,7 +36,7 @@ def test_a_check_from_the_newest_result_equals_a_full_identification(spec: Spec,
     now = window(inputs, 8, points)
     full = identify(now, terminal="T", computed_at=1.0)
     check = identify(now, terminal="T", computed_at=1.0, previous=earlier)
-    assert outcome(check) == outcome(full)
+    assert outcomes(check) == outcomes(full)
     assert placed(check) == placed(full)
     ours = [m for m in check.meters if m.meter_id not in truth.foreign]
     for d in DIMENSIONS:
@@ -258,4 +246,4 @@ def test_the_service_s_check_starts_from_the_newest_full_result_and_skips_when_n
     assert seen[1] is daily and seen[2] is daily and seen[3] is daily
     assert skipped is None and app.counters["checks_skipped"] == 1
     assert len(seen) == 4 and app.counters["identifications"] == 4
-    assert outcome(second) == outcome(daily)
+    assert outcomes(second) == outcomes(daily)
