@@ -125,7 +125,7 @@ async def test_days_given_to_the_store_give_the_results_of_a_book_that_keeps_eve
     assert found > 0  # the stopped register of b is in the results compared
     # the hourly early look: today with the days before it
     today = svc.book.dates()[-1]
-    early = await svc._window(today, since=None)
+    early = await svc._window(today, whole_only=False)
     assert len(svc.book.days) == 3  # today, and the two days before it taken back
     want_early = registers_and_theft(svc.layout, reference(full, svc, today, None), settings)
     got_early = registers_and_theft(svc.layout, early, settings)
