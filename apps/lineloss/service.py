@@ -24,7 +24,9 @@ Days that began before the app first ran are not computed: their opening freeze 
 (acquisition reads each midnight's freeze after it). A first start on the midnight itself (a
 simulated run's start) counts as running from it: acquisition reads that freeze back at once.
 After a restart the book is reloaded from the store: the daily freezes of the days kept, and
-the energy registers at the 15-min points of yesterday and today. The store keeps one value
+the energy registers at the 15-min points of yesterday and today; a past day given to the store
+comes back whole under them (``Book.restore``), and the stored points of a day that left the
+window while the terminal was off are deleted (key ``book``: the dates stored). The store keeps one value
 per (device, quantity, time), so a realtime snapshot taken at a 15-min point may stand for the
 curve point there: seconds of energy off, not a gap. Results already sent stay in the store.
 
@@ -64,6 +66,7 @@ from .window import Day
 STREAM = "lineloss"
 TICK_S = 300
 START_SLACK_S = 1.0  # a first start this close after a midnight is on it (acquisition's too)
+STORED_DAYS_KEY = "book"  # the dates whose points are in the store (``book/<date>/<i>``)
 INTERVAL_LEVELS = ("station", "branch", "box")
 
 
@@ -172,6 +175,15 @@ class LineLossService:
                 self.book.add("realtime" if device == METROLOGY and kind == "curve" else kind, device, batch)
             loaded += len(rows)
         self.book.skipped = 0  # snapshots off the 15-min grid are expected here
+        # the past days given to the store hold every item: they stand under the energies reloaded
+        for d in [d for d in self.book.days if d < today]:
+            parts = await self._load_points(d, quiet=True)
+            if parts is not None:
+                self.book.restore(d, parts)
+        # days that left the window while the terminal was off: their stored points go
+        for name in await store.get(STORED_DAYS_KEY, []):
+            if not self.book.has(date.fromisoformat(name)):
+                await self._save_points(date.fromisoformat(name), [])
         if loaded:
             self.ctx.log.info("reloaded %d stored readings", loaded)
 
@@ -338,12 +350,17 @@ class LineLossService:
             await store.set(key, len(parts))
         else:
             await store.delete(key)
+        listed = set(await store.get(STORED_DAYS_KEY, []))
+        now_listed = listed | {d.isoformat()} if parts else listed - {d.isoformat()}
+        if now_listed != listed:
+            await store.set(STORED_DAYS_KEY, sorted(now_listed))
 
-    async def _load_points(self, d: date) -> list[Any] | None:
+    async def _load_points(self, d: date, *, quiet: bool = False) -> list[Any] | None:
         store, key = self.ctx.store, f"book/{d.isoformat()}"
         count = await store.get(key)
         if not isinstance(count, int):
-            self.ctx.log.warning("%s: the day's points are not in the store: its energies only", d)
+            if not quiet:
+                self.ctx.log.warning("%s: the day's points are not in the store: its energies only", d)
             return None
         return [await store.get(f"{key}/{i}") for i in range(count)]
 
