@@ -14,10 +14,11 @@ under apps/ enabled, on the virtual-time loop, and prints:
   ~0 after the first day; a run shorter than two days gives the second half's growth per day);
 * the terminal's own memory, estimated apart from the world's (``MemoryWatch``): the heap its
   ``Terminal`` object holds (reachability, at every simulated day's end and at the end) + the RSS
-  of a fresh interpreter with the terminal's code (every module of runtime/, apps/, hal/,
-  protocols/) + its store's sqlite page cache; with ``--heap`` also the live heap filed by the code
-  that allocated it (tracemalloc: terminal, simulator, broker, cloud stub), which costs ~10-25x
-  the CPU: the CPU figures of a ``--heap`` run are not the terminal's cost;
+  of a fresh interpreter that imports what the terminal side of the run loaded (its modules of
+  runtime/, apps/, hal/, protocols/ and every library terminal code asked for during the run:
+  ``bench/_terminal_imports.py``) + its store's sqlite page cache; with ``--heap`` also the live
+  heap filed by the code that allocated it (tracemalloc: terminal, simulator, broker, cloud
+  stub), which costs ~10-25x the CPU: the CPU figures of a ``--heap`` run are not the terminal's cost;
 * readings sent / at the cloud / queued / lost, 15-min curve completeness at the cloud;
 * the ratio of the wall time per simulated day to that of a ``--speed 60`` run over real ptys
   (``--pty-minutes`` of it, the ``make sim`` time model), measured in the same run;
@@ -39,10 +40,8 @@ import gc
 import itertools
 import logging
 import math
-import os
 import resource
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import threading
@@ -58,6 +57,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench._terminal_imports import TerminalImports, baseline_kb  # noqa: E402
 from protocols.cloud import MAX_MESSAGE_BYTES, json_size  # noqa: E402
 from runtime.store import Store  # noqa: E402
 from sim.harness import DEFAULT_START  # noqa: E402
@@ -354,29 +354,6 @@ def _library(path: str) -> str:
     return Path(path).stem
 
 
-def terminal_baseline_kb() -> int:
-    """RSS of a fresh interpreter that has imported every module of the terminal (runtime/, apps/,
-    hal/, protocols/ and the libraries they import), and nothing of the simulator."""
-    code = (
-        "import gc, importlib, pkgutil, sys\n"
-        "for name in ('runtime', 'apps', 'hal', 'protocols'):\n"
-        "    pkg = importlib.import_module(name)\n"
-        "    for info in pkgutil.walk_packages(pkg.__path__, name + '.'):\n"
-        "        if info.name.startswith(('runtime.cli', 'hal.sim')):\n"
-        "            continue  # the command line and the simulated hal are not on a box\n"
-        "        importlib.import_module(info.name)\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('sim', 'pandapower', 'amqtt'))\n"
-        "assert not bad, bad\n"
-        "gc.collect()\n"
-        "print([l for l in open('/proc/self/status') if l.startswith('VmRSS:')][0].split()[1])\n"
-    )
-    out = subprocess.run(
-        [sys.executable, "-P", "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-    )  # fmt: skip
-    return int(out.stdout.strip())
-
-
 class MessageSizes:
     """The largest message the terminal queued per (stream, type), measured as the outbox does."""
 
@@ -510,6 +487,7 @@ def virtual_run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         MemoryWatch(options.duration_s or 0.0, heap=args.heap, frames=args.heap_frames) as memory,
         Sampler(threading.get_ident()) as sampler,
         MessageSizes() as sizes,
+        TerminalImports() as imports,
     ):
         report = run_virtual(lambda: run_for(options, on_tick=memory.tick, tick_s=VIRTUAL_TICK_S))
     wall = time.perf_counter() - wall0
@@ -526,7 +504,7 @@ def virtual_run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "settled": settled, "store_bytes": _store_bytes(workdir),
         "report": report, "wall": wall, "cpu": cpu, "reads": reads, "hplc_reads": hplc.get("reads", 0),
         "shares": sampler.shares(), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "memory": memory, "baseline_kb": terminal_baseline_kb(),
+        "memory": memory, "baseline_kb": baseline_kb(imports.modules()), "imports": imports.modules(),
         "curve": curve, "meters": report.get("meters"), "sizes": sizes,
     }  # fmt: skip
 
@@ -570,10 +548,12 @@ def print_memory(v: dict[str, Any], args: argparse.Namespace) -> None:
         f"{held.bytes * mb:.1f} MB + store page cache <= {SQLITE_CACHE_BYTES * mb:.1f} MB"
     )
     print(
-        "                       (interpreter: RSS of a fresh process importing every module of runtime/ "
-        "apps/ hal/ protocols/;\n                        heap: sys.getsizeof of the objects reachable from "
-        "the Terminal object, not through code, modules, the loop or the simulator's objects)"
+        "                       (interpreter: RSS of a fresh process importing what the terminal side of the "
+        "run loaded: bench/_terminal_imports.py;\n                        heap: sys.getsizeof of the objects "
+        "reachable from the Terminal object, not through code, modules, the loop or the simulator's objects)"
     )
+    tops = sorted({m.split(".")[0] for m in v["imports"]})
+    print(f"    interpreter imports {len(v['imports'])} modules; top-level: {', '.join(tops)}")
     series = ", ".join(f"{h.at_s / DAY_S:.2f} d {h.bytes * mb:.1f} MB" for h in memory.held)
     print(f"  terminal heap held   {series}; {held.objects} objects at the end")
     print("    by owner, MB       " + ", ".join(f"{k} {b * mb:.1f}" for k, b in held.by_owner))
