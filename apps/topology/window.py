@@ -7,7 +7,8 @@ Per device it keeps, at each 15-minute point, the meter's own curve record (``me
 voltage and current of each phase slot, import and export energy registers); for the
 transformer, the metrology unit's snapshots (``meter/transformer/reading``, every realtime cycle)
 integrated into per-phase energy per interval, and its phase voltages at the points. A ring of
-``keep_points`` points per device bounds memory (float32: 8 values x 4 bytes per point, and an
+``keep_points`` points per device bounds memory (float32 values of the quantities the device
+gives -- 4 x 4 bytes a point for a single-phase meter, 8 x 4 for a three-phase one -- and an
 int32 slot number).
 """
 
@@ -39,25 +40,71 @@ POINT_TOLERANCE_S = 30.0
 
 
 class _Ring:
-    """``keep`` points of one device: slot numbers and their values (NaN = not known)."""
+    """``keep`` points of one device: slot numbers and their values (NaN = not known).
 
-    def __init__(self, keep: int, width: int) -> None:
+    ``columns`` are the indices (into the device's full row) the ring stores, ascending; a column
+    never given a value is not stored at all (a single-phase meter has no voltage or current on
+    phases b and c: 20 bytes a point instead of 36) and reads back as NaN, as a stored column
+    does at a slot it was not given. ``set`` adds a column when its first value arrives."""
+
+    def __init__(self, keep: int, width: int, columns: Sequence[int] | None = None) -> None:
+        self.width = width
+        self.columns: list[int] = list(range(width)) if columns is None else sorted(columns)
         self.slots = np.full(keep, -1, dtype=np.int32)  # 15-min slot numbers (~2e6 today): int32 holds them
-        self.values = np.full((keep, width), np.nan, dtype=np.float32)
+        self.values = np.full((keep, len(self.columns)), np.nan, dtype=np.float32)
 
-    def row(self, slot: int) -> np.ndarray:
+    def _at(self, slot: int) -> int:
+        """The ring row of ``slot``, emptied when it held an older slot."""
         k = slot % len(self.slots)
         if self.slots[k] != slot:
             self.slots[k] = slot
             self.values[k] = np.nan
-        row: np.ndarray = self.values[k]
+        return k
+
+    def row(self, slot: int) -> np.ndarray:
+        """The stored values at ``slot`` (a view: every column when the ring stores all)."""
+        row: np.ndarray = self.values[self._at(slot)]
         return row
 
+    def set(self, slot: int, column: int, value: float) -> None:
+        """Column ``column`` of the full row at ``slot``."""
+        try:
+            j = self.columns.index(column)
+        except ValueError:
+            j = self._add_column(column)
+        self.values[self._at(slot), j] = value
+
+    def _add_column(self, column: int) -> int:
+        j = int(np.searchsorted(self.columns, column))
+        self.columns.insert(j, column)
+        self.values = np.insert(self.values, j, np.float32(np.nan), axis=1)
+        return j
+
     def get(self, slots: np.ndarray) -> np.ndarray:
+        """Full rows (every column, float64) at ``slots``: NaN where not known."""
         k = slots % len(self.slots)
-        out: np.ndarray = self.values[k].astype(np.float64)
+        out = np.full((len(slots), self.width), np.nan)
+        out[:, self.columns] = self.values[k]
         out[self.slots[k] != slots] = np.nan
         return out
+
+    def full_values(self) -> np.ndarray:
+        """The ring's values with every column (float32; NaN in the columns not stored)."""
+        if len(self.columns) == self.width:
+            return self.values
+        out = np.full((len(self.slots), self.width), np.nan, dtype=np.float32)
+        out[:, self.columns] = self.values
+        return out
+
+    @classmethod
+    def from_full(cls, slots: np.ndarray, values: np.ndarray, *, compact: bool) -> _Ring:
+        """A ring of ``values`` (keep, width); ``compact``: storing only the columns holding a value."""
+        keep, width = values.shape
+        kept = [c for c in range(width) if not (compact and np.isnan(values[:, c]).all())]
+        ring = cls(keep, width, kept)
+        ring.slots[:] = slots
+        ring.values[:] = values[:, kept]
+        return ring
 
 
 class Window:
@@ -92,8 +139,8 @@ class Window:
                 continue
             ring = self._devices.get(device)
             if ring is None:
-                ring = self._devices[device] = _Ring(self.keep, len(QUANTITIES))
-            ring.row(int(ts // STEP_S))[col] = value
+                ring = self._devices[device] = _Ring(self.keep, len(QUANTITIES), columns=())
+            ring.set(int(ts // STEP_S), col, value)
             self.points_added += 1
 
     def add_transformer(self, rows: Iterable[Mapping[str, Any]]) -> None:
@@ -190,7 +237,7 @@ class Window:
         def ring(r: _Ring) -> dict[str, str]:
             return {
                 "slots": base64.b64encode(r.slots.astype(np.int64).tobytes()).decode(),  # saved as before
-                "values": base64.b64encode(r.values.tobytes()).decode(),
+                "values": base64.b64encode(r.full_values().tobytes()).decode(),  # every column, as before
             }
 
         return {
@@ -207,17 +254,17 @@ class Window:
             keep = int(doc["keep"])
             w = cls(keep_points=keep)
 
-            def load(r: _Ring, data: Mapping[str, str]) -> None:
+            def load(data: Mapping[str, str], width: int, *, compact: bool = False) -> _Ring:
                 slots = np.frombuffer(base64.b64decode(data["slots"]), dtype=np.int64)
                 values = np.frombuffer(base64.b64decode(data["values"]), dtype=np.float32)
-                r.slots[:] = slots
-                r.values[:] = values.reshape(r.values.shape)
+                if len(slots) != keep:
+                    raise ValueError(f"{len(slots)} slots, the window keeps {keep}")
+                return _Ring.from_full(slots, values.reshape(keep, width), compact=compact)
 
             for d, data in doc["devices"].items():
-                w._devices[str(d)] = ring = _Ring(keep, len(QUANTITIES))
-                load(ring, data)
-            load(w._energy, doc["energy"])
-            load(w._volts, doc["volts"])
+                w._devices[str(d)] = load(data, len(QUANTITIES), compact=True)
+            w._energy = load(doc["energy"], 4)
+            w._volts = load(doc["volts"], 3)
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"saved window unreadable: {err}") from err
         return w
