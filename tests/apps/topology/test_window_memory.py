@@ -44,7 +44,8 @@ def test_a_single_phase_meter_holds_20_bytes_a_point_saved_with_every_column_as_
     ring = w._devices["m1"]
     assert ring.slots.nbytes + ring.values.nbytes == w.keep * (4 * 4 + 4)
     saved = w.to_json()["devices"]["m1"]
-    values = np.frombuffer(base64.b64decode(saved["values"]), dtype=np.float32).reshape(w.keep, len(QUANTITIES))
+    values = np.frombuffer(base64.b64decode(saved["values"]), dtype=np.float32)
+    values = values.reshape(w.keep, len(QUANTITIES))
     for j, q in enumerate(QUANTITIES):
         assert np.isnan(values[:, j]).all() == (q not in SINGLE_PHASE), q
     back = Window.from_json(json.loads(json.dumps(w.to_json())))
@@ -84,7 +85,8 @@ def test_packed_rings_read_back_what_full_rings_hold(rows: list[tuple[str, int, 
     keep = 17
     w, ref = Window(keep_points=keep), _FullWindow(keep)
     for device, column, slot, value in rows:
-        w.add_curve([{"device": device, "quantity": QUANTITIES[column], "ts": T0 + STEP_S * slot, "value": value}])
+        ts = T0 + STEP_S * slot
+        w.add_curve([{"device": device, "quantity": QUANTITIES[column], "ts": ts, "value": value}])
         ref.add(device, column, T0 // STEP_S + slot, value)
     devices = ["m1", "m2", "m3", "absent"]
     for first in (T0, T0 + STEP_S * 30, T0 + STEP_S * 50):
