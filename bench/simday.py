@@ -498,6 +498,7 @@ def virtual_run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     start = args.start
     end = start + args.days * 86400.0
     curve = _curve_completeness(workdir, start, end)
+    (workdir / "terminal_imports.txt").write_text("".join(f"{m}\n" for m in imports.modules()))
     # module-led reading brings a round's points with the next round: completeness up to the last one
     settled = _curve_completeness(workdir, start, end - ROUND_S)
     return {
@@ -602,7 +603,8 @@ def main() -> int:
     )  # fmt: skip
     ap.add_argument(
         "--workdir", type=Path, default=None,
-        help="keep the virtual run's folder here (wiped first) for ttu cloud ... --db <workdir>/cloud.sqlite",
+        help="keep the virtual run's folder here (wiped first) for ttu cloud ... --db <workdir>/cloud.sqlite;"
+        " terminal_imports.txt in it lists what the terminal's interpreter figure imports",
     )  # fmt: skip
     ap.add_argument(
         "--heap", action="store_true", help="also the heap by allocating code (tracemalloc: ~10-25x the CPU)"
