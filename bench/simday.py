@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import csv
 import dataclasses
 import gc
 import itertools
@@ -445,23 +446,60 @@ def _store_bytes(workdir: Path) -> int:
     return sum(p.stat().st_size for p in workdir.glob("ttu.sqlite*") if p.is_file())
 
 
-def _curve_completeness(cloud_db: Path, start: float, end: float) -> tuple[int, int]:
-    """(15-min curve points at the cloud, points expected: every meter of the archive x quarter-hour)."""
-    conn = sqlite3.connect(cloud_db)
+@dataclasses.dataclass(frozen=True)
+class Curve:
+    """The 15-min energy points of the customer meters at the cloud, against those expected."""
+
+    got: int  # at the cloud (good or caught up), of the points the meters hold
+    expected: int  # every meter of the archive x quarter-hour, minus ``off``
+    off: int  # quarter-hours a meter was without supply (truth events.csv): it records no point
+    latest_s: float  # the longest a point took from its quarter-hour to the cloud
+
+    def percent(self) -> float:
+        return 100.0 * self.got / max(self.expected, 1)
+
+
+def _off_points(truth: Path, start: float, end: float) -> set[tuple[str, int]]:
+    """(meter, quarter-hour) where the simulator's truth has the meter without supply: a meter
+    off at the boundary (or coming back on it) records no point there, so none can be read."""
+    path = truth / "events.csv"
+    if not path.exists():
+        return set()
+    off: set[tuple[str, int]] = set()
+    with path.open(newline="") as f:
+        for row in csv.DictReader(f):
+            if row["kind"] != "outage" or not row["end"]:
+                continue
+            t0 = datetime.fromisoformat(row["start"]).timestamp()
+            t1 = min(datetime.fromisoformat(row["end"]).timestamp(), end)
+            slots = range(int(max(t0, start) // 900 * 900), int(t1) + 1, 900)
+            for meter in row["meters"].split(";"):
+                if meter.startswith("m-"):
+                    off.update((meter, ts) for ts in slots if start < ts <= end and t0 <= ts)
+    return off
+
+
+def _curve_completeness(workdir: Path, start: float, end: float) -> Curve:
+    """The customer meters' 15-min points in (start, end] at the cloud at the end of the run."""
+    conn = sqlite3.connect(workdir / "cloud.sqlite")
     try:
-        got = conn.execute(
-            "SELECT COUNT(DISTINCT device || '@' || ts) FROM readings "
-            "WHERE quantity = 'energy.active.import.total' AND quality IN ('good', 'catch_up') "
-            "AND device LIKE 'm-%' "
-            "AND ts > ? AND ts <= ? AND CAST(ts AS INTEGER) % 900 = 0",
+        rows = conn.execute(
+            "SELECT r.device, CAST(r.ts AS INTEGER), MIN(m.received - r.ts) FROM readings r "
+            "JOIN messages m ON m.id = r.message_id "
+            "WHERE r.quantity = 'energy.active.import.total' AND r.quality IN ('good', 'catch_up') "
+            "AND r.device LIKE 'm-%' AND r.ts > ? AND r.ts <= ? AND CAST(r.ts AS INTEGER) % 900 = 0 "
+            "GROUP BY r.device, CAST(r.ts AS INTEGER)",
             (start, end),
-        ).fetchone()[0]
+        ).fetchall()
         meters = conn.execute(
             "SELECT COUNT(DISTINCT device) FROM readings WHERE device LIKE 'm-%'"
         ).fetchone()[0]
     finally:
         conn.close()
-    return int(got), int(meters) * int((end - start) // 900)
+    off = _off_points(workdir / "truth", start, end)
+    got = [delay for device, ts, delay in rows if (device, ts) not in off]
+    expected = int(meters) * int((end - start) // 900) - len(off)
+    return Curve(len(got), expected, len(off), max(got, default=0.0))
 
 
 def virtual_run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -481,15 +519,15 @@ def virtual_run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     reads = int(counters.get("reads_ok", 0)) + int(counters.get("reads_failed", 0))
     start = args.start
     end = start + args.days * 86400.0
-    got, expected = _curve_completeness(workdir / "cloud.sqlite", start, end)
+    curve = _curve_completeness(workdir, start, end)
     # module-led reading brings a round's points with the next round: completeness up to the last one
-    settled = _curve_completeness(workdir / "cloud.sqlite", start, end - ROUND_S)
+    settled = _curve_completeness(workdir, start, end - ROUND_S)
     return {
         "settled": settled, "store_bytes": _store_bytes(workdir),
         "report": report, "wall": wall, "cpu": cpu, "reads": reads, "hplc_reads": hplc.get("reads", 0),
         "shares": sampler.shares(), "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "memory": memory, "baseline_kb": terminal_baseline_kb(),
-        "curve": (got, expected), "meters": report.get("meters"), "sizes": sizes,
+        "curve": curve, "meters": report.get("meters"), "sizes": sizes,
     }  # fmt: skip
 
 
@@ -621,20 +659,22 @@ def main() -> int:
         f"+ broker/cloud/loop {per_k * shares['other'] / busy:.3f}"
     )
     print_memory(v, args)
-    got, expected = v["curve"]
+    curve: Curve = v["curve"]
+    settled: Curve = v["settled"]
     cycle, bound = r["cycle_seconds"] or 0.0, r["wire_bound_seconds"] or 0.0
     print(
         f"  readings             sent {readings['sent']}, at the cloud {readings['delivered']}, "
         f"queued {readings['queued']}, lost {readings['lost']}"
     )
     print(
-        f"  15-min curve points  {got} of {expected} customer-meter quarter-hours at the cloud "
-        f"({100.0 * got / max(expected, 1):.1f} %)"
+        f"  15-min curve points  {curve.got} of {curve.expected} customer-meter quarter-hours the meters "
+        f"hold at the cloud ({curve.percent():.1f} %); {curve.off} more fell while a meter was "
+        f"without supply (truth events.csv: no point recorded)"
     )
-    sgot, sexp = v["settled"]
     print(
         f"  ... up to 1 h before the end (the last module-led round's points come with the next): "
-        f"{sgot} of {sexp} ({100.0 * sgot / max(sexp, 1):.1f} %)"
+        f"{settled.got} of {settled.expected} ({settled.percent():.1f} %); the slowest point reached the "
+        f"cloud {settled.latest_s / 60:.0f} min after its quarter-hour"
     )
     sim_s = days * 86400.0
     terminal_cpu = v["cpu"] * shares["terminal"] / busy

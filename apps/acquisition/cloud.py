@@ -110,6 +110,7 @@ def register(subparsers: Any, tools: CloudTools) -> None:
         return 0
 
     stats.set_defaults(handler=tools.guard(show))
+
     def usage(args: argparse.Namespace) -> int:
         parser.print_help()
         return 2

@@ -10,6 +10,7 @@ Must not schedule itself.
 
 from __future__ import annotations
 
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
 from protocols.station import Meter
@@ -18,6 +19,7 @@ from runtime.model import Quality, Reading
 from runtime.scheduler import Slot
 
 from . import items
+from .curve import START_SLACK_S
 from .output import Output
 from .plan import Plan, each_meter
 from .reader import MeterReader
@@ -41,7 +43,17 @@ class FreezeTask:
         self.missing: dict[str, set[float]] = {}
 
     async def load(self) -> None:
-        self.missing = {k: set(v) for k, v in (await self._ctx.store.get(STORE_KEY, {})).items()}
+        saved = await self._ctx.store.get(STORE_KEY)
+        self.missing = {k: set(v) for k, v in (saved or {}).items()}
+        now = self._ctx.clock.now()
+        local = datetime.fromtimestamp(now, self._tz)
+        midnight = local.replace(hour=0, minute=0, second=0, microsecond=0).timestamp()
+        if saved is None and now - midnight <= START_SLACK_S:
+            # the first start ever, at local midnight (a simulated run's start): today's freeze,
+            # the day's opening register, is read back like a missed one (the 00:00 slot came first)
+            for meter in self._plan.readable():
+                if meter.transport not in self._plan.led:
+                    self.missing.setdefault(meter.id, set()).add(midnight)
 
     async def save(self) -> None:
         await self._ctx.store.set(STORE_KEY, {k: sorted(v) for k, v in self.missing.items()})

@@ -23,6 +23,7 @@ progress), so a restarted terminal asks only for what it has not got. Points a m
 hold (it was off, or the points are older than the catch-up window) are counted lost, not asked
 again. A round not finished by the next slot goes on (a restart would starve the end of the
 table) unless it has run for ``STALE_ROUNDS`` periods: then the module is told to start over.
+When such a round ends, a catch-up round starts at once rather than at the next slot.
 
 Must not: read meters outside a module's ask (the module decides when a node is read), or
 schedule itself (the service does).
@@ -103,7 +104,7 @@ class RouteTask:
         self.counters = reader.counters
         for key in ("route_rounds", "route_rounds_unfinished", "route_points", "route_points_lost",
                     "route_freezes", "route_lead_refused", "route_realtime",
-                    "route_event_reads"):  # fmt: skip
+                    "route_event_reads", "route_rounds_catch_up"):  # fmt: skip
             self.counters.setdefault(key, 0)
         self._meters: dict[str, Meter] = {}  # by address (upper case)
         self._clients: dict[str, MeterClient] = {}
@@ -169,36 +170,57 @@ class RouteTask:
 
     async def run(self, slot: Slot) -> None:
         """One scheduled round: start the module's routing (unless a round still runs), pass
-        the readings on while it runs, and return when it finished or the period is nearly over."""
-        module = self._module
-        if module is None or not self._meters:
+        the readings on while it runs, and return when it finished or the period is nearly over.
+        A round of an earlier period that ends inside this one (the midnight round, with every
+        meter's daily freeze, can outlast its hour at thousands of meters) is followed at once by
+        a catch-up round: what came due meanwhile is read now, not a period later."""
+        if self._module is None or not self._meters:
             return
         await self._ctx.clock.sleep(ROUND_DELAY_S)
+        deadline = slot.epoch + self.round_s - FLUSH_EVERY_S
+        started = await self._start_round()
+        while started is not None:
+            await self._follow_round(deadline)
+            if started or self.transport.in_round or self._ctx.clock.now() >= deadline:
+                break
+            self.counters["route_rounds_catch_up"] += 1
+            self._log.info("the previous period's module-led round ended: a catch-up round starts")
+            started = await self._start_round(force=True)
+        await self.flush()
+
+    async def _start_round(self, *, force: bool = False) -> bool | None:
+        """Restart the module's routing; False: an earlier round goes on (not stale yet), None:
+        the module refused."""
+        module = self._module
+        if module is None:
+            return None
         now = self._ctx.clock.now()
         running = self.transport.in_round and self._round_started_at is not None
-        if running and now - (self._round_started_at or now) < STALE_ROUNDS * self.round_s:
+        if not force and running and now - (self._round_started_at or now) < STALE_ROUNDS * self.round_s:
             self.counters["route_rounds_unfinished"] += 1
             self._log.info("module-led round still under way: not restarted")
-        else:
-            try:
-                await module.route("restart")
-            except (HalError, TerminalError) as err:
-                self._log.warning("module-led round not started: %s", err)
-                return
-            self.transport.round_started()
-            self._round_started_at = now
-            self.counters["route_rounds"] += 1
-            self._round += 1
-        deadline = slot.epoch + self.round_s - FLUSH_EVERY_S
+            return False
+        try:
+            await module.route("restart")
+        except (HalError, TerminalError) as err:
+            self._log.warning("module-led round not started: %s", err)
+            return None
+        self.transport.round_started()
+        self._round_started_at = now
+        self.counters["route_rounds"] += 1
+        self._round += 1
+        return True
+
+    async def _follow_round(self, deadline: float) -> None:
+        """Pass the readings on while the round runs, until it finished or ``deadline``."""
         while self.transport.in_round:
             left = deadline - self._ctx.clock.now()
             if left <= 0:
-                break
+                return
             with contextlib.suppress(TimeoutError):
                 async with self._ctx.clock.timeout(min(FLUSH_EVERY_S, left)):
                     await self.transport.wait_round()
             await self.flush()
-        await self.flush()
 
     async def flush(self) -> None:
         """Readings gathered so far to the store and uplink, then the progress they stand for."""

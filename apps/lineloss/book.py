@@ -278,6 +278,36 @@ class Book:
         for device, part, item, k, value in cold.late:
             self._put(d, device, part, item, k, value)
 
+    def restore(self, d: date, parts: Sequence[Mapping[str, Any] | None]) -> None:
+        """After a restart: day ``d`` as it was given to the store, with the rows reloaded from
+        the readings table (energies only) laid over it where they are new. Without this the
+        next ``chill`` would overwrite the stored copy, every item of every point, with the
+        energies alone. A part missing: the reloaded rows stand alone (packed whole again)."""
+        if not parts or any(part is None for part in parts) or d in self.cold:
+            return
+        points: dict[str, MeterDay] = {}
+        for packed in parts:
+            assert packed is not None
+            points.update(unpack(packed))
+        changed: set[str] = set()
+        for meter, md in self.days.get(d, {}).items():
+            into = points.get(meter)
+            if into is None:
+                points[meter] = md
+                changed.add(meter)
+                continue
+            for source, target in ((md.values, into.curve), (md.freeze, into.frozen)):
+                for item, values in source.items():
+                    old = target(item)
+                    new = ~np.isnan(values) & (np.isnan(old) | (values != old))
+                    if new.any():
+                        old[new] = values[new]
+                        changed.add(meter)
+        self.days[d] = points
+        self.stored.add(d)
+        self.changed[d] = changed
+        self._touch(d)
+
     def readings(self, d: date, meters: Sequence[str]) -> DayReadings:
         """Day ``d`` for ``meters`` in that order (the metrology unit's rows from ``transformer``);
         of a cold day only the freezes and the curve's two midnights."""

@@ -20,10 +20,13 @@ The arithmetic is pure (``engine``); this module decides when, and says what cam
   warning that does not wait for the day's freezes);
 * cloud commands ``lineloss.day {"date"}`` (the stored day message) and ``lineloss.recompute``.
 
-Days that began before the app first ran, or at that very instant, are not computed: their
-opening freeze was not read (acquisition reads each midnight's freeze after it).
+Days that began before the app first ran are not computed: their opening freeze was not read
+(acquisition reads each midnight's freeze after it). A first start on the midnight itself (a
+simulated run's start) counts as running from it: acquisition reads that freeze back at once.
 After a restart the book is reloaded from the store: the daily freezes of the days kept, and
-the energy registers at the 15-min points of yesterday and today. The store keeps one value
+the energy registers at the 15-min points of yesterday and today; a past day given to the store
+comes back whole under them (``Book.restore``), and the stored points of a day that left the
+window while the terminal was off are deleted (key ``book``: the dates stored). The store keeps one value
 per (device, quantity, time), so a realtime snapshot taken at a 15-min point may stand for the
 curve point there: seconds of energy off, not a gap. Results already sent stay in the store.
 
@@ -62,6 +65,8 @@ from .window import Day
 
 STREAM = "lineloss"
 TICK_S = 300
+START_SLACK_S = 1.0  # a first start this close after a midnight is on it (acquisition's too)
+STORED_DAYS_KEY = "book"  # the dates whose points are in the store (``book/<date>/<i>``)
 INTERVAL_LEVELS = ("station", "branch", "box")
 
 
@@ -170,6 +175,15 @@ class LineLossService:
                 self.book.add("realtime" if device == METROLOGY and kind == "curve" else kind, device, batch)
             loaded += len(rows)
         self.book.skipped = 0  # snapshots off the 15-min grid are expected here
+        # the past days given to the store hold every item: they stand under the energies reloaded
+        for d in [d for d in self.book.days if d < today]:
+            parts = await self._load_points(d, quiet=True)
+            if parts is not None:
+                self.book.restore(d, parts)
+        # days that left the window while the terminal was off: their stored points go
+        for name in await store.get(STORED_DAYS_KEY, []):
+            if not self.book.has(date.fromisoformat(name)):
+                await self._save_points(date.fromisoformat(name), [])
         if loaded:
             self.ctx.log.info("reloaded %d stored readings", loaded)
 
@@ -249,7 +263,7 @@ class LineLossService:
         first = today - timedelta(days=self.config.recompute_days)
         out = []
         for d in self.book.dates():
-            if d < first or d >= today or self.book.midnight(d) <= self.since:
+            if d < first or d >= today or not self._whole(d):
                 continue
             if now < self.book.midnight(d + timedelta(days=1)) + self.config.day_close_delay_s:
                 continue
@@ -280,7 +294,7 @@ class LineLossService:
         today = self.local_date(now)
         if not self.book.has(today):
             return []
-        window = await self._window(today, since=None)
+        window = await self._window(today, whole_only=False)
         layout, settings = self.layout, self.config.settings
         topology = self.topology
         found = await asyncio.to_thread(registers_and_theft, layout, window, settings, topology=topology)
@@ -336,12 +350,17 @@ class LineLossService:
             await store.set(key, len(parts))
         else:
             await store.delete(key)
+        listed = set(await store.get(STORED_DAYS_KEY, []))
+        now_listed = listed | {d.isoformat()} if parts else listed - {d.isoformat()}
+        if now_listed != listed:
+            await store.set(STORED_DAYS_KEY, sorted(now_listed))
 
-    async def _load_points(self, d: date) -> list[Any] | None:
+    async def _load_points(self, d: date, *, quiet: bool = False) -> list[Any] | None:
         store, key = self.ctx.store, f"book/{d.isoformat()}"
         count = await store.get(key)
         if not isinstance(count, int):
-            self.ctx.log.warning("%s: the day's points are not in the store: its energies only", d)
+            if not quiet:
+                self.ctx.log.warning("%s: the day's points are not in the store: its energies only", d)
             return None
         return [await store.get(f"{key}/{i}") for i in range(count)]
 
@@ -359,14 +378,20 @@ class LineLossService:
         self._days[d] = (key, day)
         return day
 
-    async def _window(self, last: date, *, since: float | None) -> list[Day]:
-        """The days of the history window ending at ``last`` that the book holds (those after
-        ``since``), oldest first. The cause finders read every point of the newest
-        ``window_days`` of them (taken back from the store when cold) and only the energies of
-        the older ones (what a cold day keeps)."""
+    def _whole(self, d: date) -> bool:
+        """Whether the app ran from day ``d``'s first instant (``START_SLACK_S``) on: only then
+        was its opening freeze read (acquisition reads a midnight's freeze after it, and at a
+        first start on the midnight itself reads it back)."""
+        return self.book.midnight(d) >= self.since - START_SLACK_S
+
+    async def _window(self, last: date, *, whole_only: bool) -> list[Day]:
+        """The days of the history window ending at ``last`` that the book holds (with
+        ``whole_only``, those the app saw whole), oldest first. The cause finders read every
+        point of the newest ``window_days`` of them (taken back from the store when cold) and
+        only the energies of the older ones (what a cold day keeps)."""
         history = self.config.settings.history_days
         days = [last - timedelta(days=k) for k in range(history - 1, -1, -1)]
-        days = [x for x in days if self.book.has(x) and (since is None or self.book.midnight(x) > since)]
+        days = [x for x in days if self.book.has(x) and (not whole_only or self._whole(x))]
         settings = self.config.settings
         for x in days[-max(settings.meters.window_days, settings.fit.window_days) :]:
             if x in self.book.cold:
@@ -377,7 +402,7 @@ class LineLossService:
         if self.layout is None or self.records is None:
             return None
         key = (self.book.version.get(d, 0), self.layout_version, self.topology_version)
-        window = await self._window(d, since=self.since)
+        window = await self._window(d, whole_only=True)
         if not window or window[-1].date != d.isoformat():
             return None
         records, layout, topology = self.records, self.layout, self.topology

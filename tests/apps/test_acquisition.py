@@ -121,6 +121,24 @@ async def test_daily_freeze_read_back_equals_meter_freeze(tmp_path: Path) -> Non
         assert (await r.stats())["station"]["daily_success_rate"] == 1.0
 
 
+async def test_a_first_start_on_midnight_reads_back_its_opening_point_and_freeze(tmp_path: Path) -> None:
+    # a simulated run starts on the midnight: the 00:00 slots are never scheduled (slots come after
+    # the start), yet the day's opening register is what line loss and billing start from
+    midnight = local(2026, 1, 11, 0, 0)
+    async with rig(tmp_path, start=midnight, config={"realtime_items": ["frequency"]}) as r:
+        await r.until(midnight + 16 * 60)
+        for m in r.station.meters:
+            (point,) = await r.readings(m.id, ENERGY, midnight)
+            recorded = {p.ts: p for p in m.meter.curve}[midnight]
+            assert point.value == kwh(recorded.forward_total) and point.quality is Quality.CATCH_UP
+            (frozen,) = await r.readings(m.id, "daily." + ENERGY, midnight)
+            assert m.meter.daily_freezes[0].ts == midnight
+            assert frozen.value == kwh(m.meter.daily_freezes[0].registers.forward[0])
+        counters = (await r.stats())["counters"]
+        assert counters["curve_points_caught_up"] == len(r.ids)
+        assert counters["freezes_caught_up"] == len(r.ids)
+
+
 # ---------------------------------------------------------------------------------------- events
 
 

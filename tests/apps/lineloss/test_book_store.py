@@ -17,8 +17,10 @@ import numpy as np
 
 from apps.lineloss.book import PART_METERS, Book, pack, unpack
 from apps.lineloss.engine import DayResult, analyse, registers_and_theft
-from apps.lineloss.service import LineLossService
+from apps.lineloss.service import Config, LineLossService
 from apps.lineloss.window import Day
+from runtime.bus import Bus
+from runtime.model import Reading
 
 from .test_service import D0, DAY, TZ, ctx_at, row, started
 
@@ -125,7 +127,7 @@ async def test_days_given_to_the_store_give_the_results_of_a_book_that_keeps_eve
     assert found > 0  # the stopped register of b is in the results compared
     # the hourly early look: today with the days before it
     today = svc.book.dates()[-1]
-    early = await svc._window(today, since=None)
+    early = await svc._window(today, whole_only=False)
     assert len(svc.book.days) == 3  # today, and the two days before it taken back
     want_early = registers_and_theft(svc.layout, reference(full, svc, today, None), settings)
     got_early = registers_and_theft(svc.layout, early, settings)
@@ -214,3 +216,38 @@ async def test_between_updates_the_app_holds_only_todays_points_and_a_few_bytes_
     stored = sorted(k for k in ctx.store.kv if k.startswith("book/"))
     names = [f"book/{d.isoformat()}" for d in sorted(book.cold)]
     assert stored == sorted([*names, *(f"{n}/0" for n in names)])  # pruned days left the store too
+
+
+async def test_a_restart_keeps_the_stored_days_whole_and_forgets_those_that_left_the_window() -> None:
+    rng = np.random.default_rng(7)
+    ctx = ctx_at(D0 - 3600)
+    svc = await started(ctx)
+    for day in range(3):
+        for meter, (curve, freezes) in day_rows(rng, day).items():
+            svc.book.add("curve", meter, curve)
+            svc.book.add("freeze", meter, freezes)
+            # what acquisition put in the readings table: the energies (and the freezes)
+            for r in curve + freezes:
+                if r["quantity"] in ("energy.active.import.total", "daily.energy.active.import.total"):
+                    ctx.store.readings.append(Reading(meter, r["quantity"], r["value"], "kWh", r["ts"]))
+        await svc.update(D0 + (day + 1) * DAY + 3600)
+    d = date(2024, 6, 3)
+    stored = {k: v for k, v in ctx.store.kv.items() if k.startswith(f"book/{d.isoformat()}/")}
+    assert stored and "va" in unpack(next(iter(stored.values())))["a"].values
+    # a new process, the same store, 10 minutes into 5 June: 3 June comes back from its freezes
+    ctx.clock.t = D0 + 3 * DAY + 600
+    ctx.bus = Bus(clock=ctx.clock)
+    ctx.store.kv["book/2024-05-20"] = 1  # a day that left the window while the terminal was off
+    ctx.store.kv["book/2024-05-20/0"] = pack({})
+    ctx.store.kv["book"] = sorted([*ctx.store.kv["book"], "2024-05-20"])
+    again = LineLossService(ctx, Config.parse({}))
+    await again.start()
+    await again.update(D0 + 3 * DAY + 900)
+    after = {k: v for k, v in ctx.store.kv.items() if k.startswith(f"book/{d.isoformat()}/")}
+    assert after == stored  # not overwritten with the energies alone
+    assert "book/2024-05-20" not in ctx.store.kv and "book/2024-05-20/0" not in ctx.store.kv
+    assert "2024-05-20" not in ctx.store.kv["book"]
+    again.book.thaw(d, [ctx.store.kv[f"book/{d.isoformat()}/{i}"] for i in range(len(after))])
+    np.testing.assert_array_equal(
+        again.book.days[d]["a"].values["va"], unpack(stored[f"book/{d.isoformat()}/0"])["a"].values["va"]
+    )

@@ -296,6 +296,20 @@ async def test_days_before_the_first_start_are_left_alone() -> None:
     assert [b["date"] for _, b in ctx.uplink.sent if b["type"] == "day"] == ["2024-06-03"]
 
 
+@pytest.mark.parametrize(("start_s", "days"), [(0.0, ["2024-06-02", "2024-06-03"]), (2.0, ["2024-06-03"])])
+async def test_a_first_start_on_the_midnight_counts_as_running_from_it(
+    start_s: float, days: list[str]
+) -> None:
+    # a simulated run starts on the midnight: acquisition reads that day's opening freeze back at
+    # once, so the day is whole; two seconds later it is not
+    ctx = ctx_at(D0 + start_s)
+    svc = await started(ctx)
+    feed(svc, 0)
+    feed(svc, 1)
+    await svc.update(D0 + 2 * DAY + 1800)
+    assert [b["date"] for _, b in ctx.uplink.sent if b["type"] == "day"] == days
+
+
 async def test_a_restart_reloads_the_book_from_the_store() -> None:
     ctx = ctx_at(D0 - 3600)  # running before the day began
     svc = await started(ctx)
