@@ -434,12 +434,14 @@ def _current_balances(
         targets = np.stack([c.current[:, frame.col[frame.unit_of_branch[b]], :] for b in monitored], axis=1)
         section = targets.copy()
         reversed_: BArray = np.asarray((targets < 0).any(axis=2))  # (T, G) a unit saw power flow back
+        measured = np.abs(targets)  # (T, G, 3) what the units that make up each section measured
         for b in monitored:  # subtract the heads of monitored branches directly below
             up = frame.parent.get(b)
             above = nearest.get(up) if up is not None else None
             if above is not None:
                 section[:, gpos[above], :] -= targets[:, gpos[b], :]
                 reversed_[:, gpos[above]] |= (targets[:, gpos[b], :] < 0).any(axis=1)
+                measured[:, gpos[above], :] += np.abs(targets[:, gpos[b], :])
         groups = np.array(
             [
                 gpos[nb]
@@ -454,7 +456,7 @@ def _current_balances(
         out.append(
             _balance(
                 "unit_currents", unit_series, section, inc, groups=groups, fixed=fixed, residual_model="gain",
-                sigma_floor=0.05, relative_floor=0.01,
+                sigma_floor=0.05, relative_floor=0.01, floor_base=_mean_magnitude(measured),
             )
         )  # fmt: skip
     boxes = sorted(frame.terminal_of_box)
@@ -470,6 +472,12 @@ def _current_balances(
             )
         )  # fmt: skip
     return out
+
+
+def _mean_magnitude(measured: FArray) -> FArray:
+    """(G, 3) the mean of (T, G, 3) over the points each target recorded (0 where none)."""
+    finite = np.isfinite(measured)
+    return np.asarray(np.where(finite, measured, 0.0).sum(axis=0) / np.maximum(finite.sum(axis=0), 1))
 
 
 def _one_way(

@@ -87,3 +87,17 @@ def test_points_where_a_section_sees_power_flow_back_leave_its_current_balance()
     assert (t[2, 0] == 0).all() and (t[2, 1] == 1).all() and (f[2, 0] == 0).all()
     assert s[0, 2] == 0.0 and (s[0, :2] == 1).all() and (t[0, 1] == 0).all() and (t[0, 0] == 1).all()
     assert (s[[1, 3]] == 1).all() and (t[[1, 3]] == 1).all() and (f[[1, 3]] == 0.1).all()
+
+
+def test_a_sections_misfit_floor_is_relative_to_what_its_units_measured() -> None:
+    """A section below monitored branches is one unit's current minus the others': its accuracy
+    is that of all of them (1 % of 30 A), not 1 % of the few amperes left."""
+    targets = np.full((T, 2, 3), 2.0)
+    series = np.ones((T, 1))
+    inc = np.vstack([np.eye(3), np.zeros((1, 3))])
+    base = np.array([[30.0, 30.0, 30.0], [2.0, 2.0, 2.0]])  # section 0: a 30 A head minus its children
+    kw = {"residual_model": "gain", "sigma_floor": 0.05, "relative_floor": 0.01}
+    plain = assign.initial_fit(assign.Balance("unit_currents", series, targets, inc, **kw))
+    section = assign.initial_fit(assign.Balance("unit_currents", series, targets, inc, floor_base=base, **kw))
+    assert np.allclose(plain.sigma, 0.05)
+    assert np.allclose(section.sigma[0], 0.3) and np.allclose(section.sigma[1], 0.05)
