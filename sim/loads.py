@@ -66,7 +66,7 @@ class PhaseLoadProfile(Protocol):
 
 @runtime_checkable
 class PhaseReactiveProfile(Protocol):
-    """A three-phase load that also knows each phase's reactive power (a meter box)."""
+    """A three-phase load that also knows each phase's reactive power (a branch head, a meter box)."""
 
     def phase_reactive_kvar_array(self, t: FloatArray) -> FloatArray:
         """(len(t), 3) reactive power per phase A, B, C."""

@@ -217,6 +217,34 @@ class HorizonProfile:
         return float(self.replica.horizon.voltage_v[self._step(t), self.index])
 
 
+def _by_phase(
+    replica: Replica, customers: list[int], phase_of: list[int], values: FloatArray, t: FloatArray
+) -> FloatArray:
+    """(len(t), 3) ``values`` (T, n) of ``customers`` summed per phase, each customer on the
+    phase it is connected to at that time (``phase_of``, then its ``[[phase_move]]``s); a
+    three-phase customer (3) shares its value equally."""
+    hz = replica.horizon
+    k = replica.steps_of(np.asarray(t))
+    v = values[k][:, customers]
+    out = np.zeros((len(k), 3))
+    rows = np.arange(len(k))
+    for j, customer in enumerate(customers):
+        if phase_of[j] == 3:
+            out += v[:, j : j + 1] / 3.0
+            continue
+        ph = np.full(len(k), phase_of[j])
+        for i, phase, k0 in hz.moves:
+            if i == customer:
+                ph[k >= k0] = "ABC".index(phase)
+        np.add.at(out, (rows, ph), v[:, j])
+    return out
+
+
+def _phase_index(phase: str) -> int:
+    """0, 1, 2 for a single-phase customer on A, B, C; 3 for a three-phase one."""
+    return "ABC".index(phase) if phase in ("A", "B", "C") else 3
+
+
 @dataclass(slots=True)
 class BranchProfile:
     """The flow at a branch head (the branch and its sub-branches) for its monitoring unit, per
@@ -228,6 +256,7 @@ class BranchProfile:
     spans: Spans = field(default_factory=Spans)
     name: str = ""  # the branch (with replica prefix): its unit reads 0 V while its breaker is tripped
     head: int = -1  # the branch (whole-network index) whose head the unit sits at
+    phase_of: list[int] = field(default_factory=list)  # per customer: 0, 1, 2 = A, B, C; 3 = all three
 
     def power_kw_array(self, t: FloatArray) -> FloatArray:
         k = self.replica.steps_of(np.asarray(t))
@@ -240,6 +269,13 @@ class BranchProfile:
     def reactive_kvar_array(self, t: FloatArray) -> FloatArray:
         k = self.replica.steps_of(np.asarray(t))
         return self.replica.horizon.q_kvar[k][:, self.customers].sum(axis=1)
+
+    def phase_reactive_kvar_array(self, t: FloatArray) -> FloatArray:
+        """Per phase, the reactive power of the customers on it: the unit's per-phase current is
+        each phase's own apparent power (``sim.meters.model._phase_amps``), which a share of the
+        total in proportion to the phases' active power made wrong by up to amperes (PV export
+        on a phase took reactive power it does not carry)."""
+        return _by_phase(self.replica, self.customers, self.phase_of, self.replica.horizon.q_kvar, t)
 
     def voltage_v_array(self, t: FloatArray, phase: str = "A") -> FloatArray:
         ph = "ABC".index(phase) if phase in ("A", "B", "C") else 0
@@ -281,24 +317,10 @@ class BoxProfile:
     def phase_power_kw_array(self, t: FloatArray) -> FloatArray:
         """Per phase, the box's customers on it -- where each is connected at that time (a
         ``[[phase_move]]`` reconnects a customer: the box terminal sees its current move)."""
-        return self._by_phase(self.replica.horizon.p_kw, t)
+        return _by_phase(self.replica, self.customers, self.phase_of, self.replica.horizon.p_kw, t)
 
     def phase_reactive_kvar_array(self, t: FloatArray) -> FloatArray:
-        return self._by_phase(self.replica.horizon.q_kvar, t)
-
-    def _by_phase(self, values: FloatArray, t: FloatArray) -> FloatArray:
-        hz = self.replica.horizon
-        k = self.replica.steps_of(np.asarray(t))
-        v = values[k][:, self.customers]
-        out = np.zeros((len(k), 3))
-        rows = np.arange(len(k))
-        for j, customer in enumerate(self.customers):
-            ph = np.full(len(k), self.phase_of[j])
-            for i, phase, k0 in hz.moves:
-                if i == customer:
-                    ph[k >= k0] = "ABC".index(phase)
-            np.add.at(out, (rows, ph), v[:, j])
-        return out
+        return _by_phase(self.replica, self.customers, self.phase_of, self.replica.horizon.q_kvar, t)
 
     def reactive_kvar_array(self, t: FloatArray) -> FloatArray:
         k = self.replica.steps_of(np.asarray(t))
@@ -760,6 +782,7 @@ def _add_meters(world: World, buses: list[str], *, start: float, seed: int) -> N
                 world.spans,
                 rep.prefix + name,
                 head=rep.branch_offset + b,
+                phase_of=[_phase_index(net.customers[i].phase) for i in custs],
             )
             meter = VirtualMeter(
                 address,
@@ -805,7 +828,7 @@ def _add_box_terminals(world: World, bus: str, *, start: float, seed: int) -> No
                     rep.customers(custs),
                     phases,
                     world.spans,
-                    ["ABC".index(rep.network.customers[i].phase) for i in custs],
+                    [_phase_index(rep.network.customers[i].phase) for i in custs],
                 ),
                 start=start,
                 phase="ABC",

@@ -79,6 +79,10 @@ class Balance:
     #: measurements) and relative to the target's mean magnitude (its accuracy class)
     sigma_floor: float = 0.01
     relative_floor: float = 0.002
+    #: (G, m) what the relative floor is relative to; None = each target's mean magnitude. A
+    #: target that is one measurement minus others (a branch section below monitored branches)
+    #: carries all their errors: its base is what they measured together
+    floor_base: FArray | None = None
     #: what the targets see besides the meters: "losses" (a * Y^2 + b, a, b >= 0: line
     #: losses, for energy), "gain" (c * Y + b, |c| <= 5 %: a unit's CT error, for currents)
     residual_model: str = "losses"
@@ -271,7 +275,8 @@ def _flat(a: FArray) -> FArray:
 
 
 def _floor(b: Balance) -> FArray:
-    scale = b.relative_floor * np.abs(b.targets).mean(axis=0)
+    base = np.abs(b.targets).mean(axis=0) if b.floor_base is None else b.floor_base
+    scale = b.relative_floor * base
     return np.asarray(np.maximum(scale, b.sigma_floor), dtype=np.float64)
 
 

@@ -131,6 +131,7 @@ def split(problem: assign.Problem, i: int, since: int, points: int) -> assign.Pr
                 partition_of=b.partition_of,
                 sigma_floor=b.sigma_floor,
                 relative_floor=b.relative_floor,
+                floor_base=b.floor_base,
                 residual_model=b.residual_model,
                 one_sided=b.one_sided,
             )

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from . import assign, changes, evidence, voltage
+from . import assign, changes, evidence, profile, voltage
 from .inputs import PHASES, Curves, Inputs, MeterInfo
 from .numeric import BArray, FArray, IArray, robust_std, softmax_confidence
 from .result import Dimension, MeterResult, MissingMeter, TopologyResult
@@ -433,11 +433,15 @@ def _current_balances(
             nearest[b] = next((a for a in ancestors(b, frame.parent) if a in gpos), None)
         targets = np.stack([c.current[:, frame.col[frame.unit_of_branch[b]], :] for b in monitored], axis=1)
         section = targets.copy()
+        reversed_: BArray = np.asarray((targets < 0).any(axis=2))  # (T, G) a unit saw power flow back
+        measured = np.abs(targets)  # (T, G, 3) what the units that make up each section measured
         for b in monitored:  # subtract the heads of monitored branches directly below
             up = frame.parent.get(b)
             above = nearest.get(up) if up is not None else None
             if above is not None:
                 section[:, gpos[above], :] -= targets[:, gpos[b], :]
+                reversed_[:, gpos[above]] |= (targets[:, gpos[b], :] < 0).any(axis=1)
+                measured[:, gpos[above], :] += np.abs(targets[:, gpos[b], :])
         groups = np.array(
             [
                 gpos[nb]
@@ -448,10 +452,11 @@ def _current_balances(
             dtype=np.int64,
         )
         fixed = _three_phase_currents(inputs, frame, groups, len(monitored))
+        unit_series, section, fixed = _one_way(series, section, fixed, groups, reversed_)
         out.append(
             _balance(
-                "unit_currents", series, section, inc, groups=groups, fixed=fixed, residual_model="gain",
-                sigma_floor=0.05, relative_floor=0.01,
+                "unit_currents", unit_series, section, inc, groups=groups, fixed=fixed, residual_model="gain",
+                sigma_floor=0.05, relative_floor=0.01, floor_base=_mean_magnitude(measured),
             )
         )  # fmt: skip
     boxes = sorted(frame.terminal_of_box)
@@ -467,6 +472,33 @@ def _current_balances(
             )
         )  # fmt: skip
     return out
+
+
+def _mean_magnitude(measured: FArray) -> FArray:
+    """(G, 3) the mean of (T, G, 3) over the points each target recorded (0 where none)."""
+    finite = np.isfinite(measured)
+    return np.asarray(np.where(finite, measured, 0.0).sum(axis=0) / np.maximum(finite.sum(axis=0), 1))
+
+
+def _one_way(
+    series: FArray, targets: FArray, fixed: FArray, groups: IArray, reversed_: BArray
+) -> tuple[FArray, FArray, FArray]:
+    """The current balance where it holds: current magnitudes add up only while every flow in
+    a section goes one way. At a point where a unit of the section, or a meter in it, sees power
+    flow back (PV export), the section's magnitudes do not add: its target, its members' series
+    and its fixed part are dropped there, so no labelling gains or loses at that point."""
+    g = np.where(groups >= 0, groups, 0)
+    member = groups >= 0
+    back = reversed_.copy()
+    neg = (series < 0) & member[None, :]
+    if neg.any():
+        t_idx, i_idx = np.nonzero(neg)
+        back[t_idx, g[i_idx]] = True
+    drop = back[:, g] & member[None, :]  # (T, n) a member's point in a dropped section
+    series = np.where(drop, 0.0, series)
+    targets = np.where(back[:, :, None], 0.0, targets)
+    fixed = np.where(back[:, :, None], 0.0, fixed)
+    return series, targets, fixed
 
 
 def _three_phase_currents(inputs: Inputs, frame: Frame, groups: IArray, n_groups: int) -> FArray:
@@ -758,21 +790,19 @@ def move_candidates(
 ) -> list[tuple[int, int, int]]:
     """(meter, phase in the first part, phase in the last part) of every meter surely on one
     phase in the window's first ``change_window_points`` (or half the window) and surely on
-    another in its last, each part identified on its own, from scratch (see ``phase_changes``)."""
+    another in its last, each part identified on its own, from scratch (see ``phase_changes``).
+
+    "Surely" twice over: by the label margin (the others held) and by the profile margin (the
+    others free to follow, the residual model refitted: ``profile.margin``). A part whose
+    profile margin falls short may be mixed -- the move happened inside it -- so its outer half
+    (the first half of the first part, the last half of the last) is identified and asked
+    the same, when that half still has ``2 * change_min_points`` points."""
     points = inputs.points
     part = min(settings.change_window_points, points // 2)
     if part < 2 * settings.change_min_points:
         return []
-    parts = []
-    # a part of a short window is shorter than a meter's usual minimum of points: each part only
-    # shortlists candidates (the whole window's split decides), so half the part is enough there
-    sub_settings = replace(settings, min_points=min(settings.min_points, part // 2))
-    for first, last in ((0, part), (points - part, points)):
-        sub = window(inputs, first, last)
-        sub_frame = prepare(sub, sub_settings)
-        sub_frame.forced = frame.forced.copy()
-        parts.append(identify_phases(sub, sub_frame, branches, boxes, settings))
-    early, late = parts
+    parts = _Parts(inputs, frame, branches, boxes, settings, part)
+    early, late = parts.get(0, part), parts.get(points - part, points)
     ok = frame.has_data & ~frame.three_phase & ~frame.forced
     sure = settings.change_llr / 2
     out = []
@@ -782,8 +812,58 @@ def move_candidates(
             continue
         if min(label_margin_at(early, int(i)), label_margin_at(late, int(i))) < sure:
             continue
-        out.append((int(i), a, b))
+        half = part // 2
+        sides = (((0, part), (0, half), a, b), ((points - part, points), (points - half, points), b, a))
+        if all(parts.sure(int(i), label, other, whole, outer) for whole, outer, label, other in sides):
+            out.append((int(i), a, b))
     return out
+
+
+class _Parts:
+    """Short parts of a window, each identified on its own once, and how sure they are of a
+    meter's label (see ``move_candidates``)."""
+
+    def __init__(
+        self, inputs: Inputs, frame: Frame, branches: Decided, boxes: Decided, settings: Settings, part: int
+    ) -> None:
+        self.inputs, self.frame, self.branches, self.boxes = inputs, frame, branches, boxes
+        self.settings = settings
+        # a part of a short window is shorter than a meter's usual minimum of points: each part
+        # only shortlists candidates (the whole window's split decides), so half the part is
+        # enough there
+        self.sub_settings = replace(settings, min_points=min(settings.min_points, part // 2))
+        self._decided: dict[tuple[int, int], Decided] = {}
+        self._free: dict[tuple[int, int], IArray] = {}
+
+    def get(self, first: int, last: int) -> Decided:
+        key = (first, last)
+        if key not in self._decided:
+            sub = window(self.inputs, first, last)
+            sub_frame = prepare(sub, self.sub_settings)
+            sub_frame.forced = self.frame.forced.copy()
+            self._decided[key] = identify_phases(sub, sub_frame, self.branches, self.boxes, self.settings)
+        return self._decided[key]
+
+    def sure(self, i: int, label: int, other: int, whole: tuple[int, int], outer: tuple[int, int]) -> bool:
+        """Meter ``i`` surely on ``label`` rather than ``other`` in the part ``whole``, or else in
+        its ``outer`` half (by label and profile margin both)."""
+        need = self.settings.change_llr / 2
+        if self.profile(whole, i, other) >= need:
+            return True
+        if outer[1] - outer[0] < 2 * self.settings.change_min_points:
+            return False
+        half = self.get(*outer)
+        if int(half.chosen[i]) != label or label_margin_at(half, i) < need:
+            return False
+        return self.profile(outer, i, other) >= need
+
+    def profile(self, key: tuple[int, int], i: int, other: int) -> float:
+        decided = self.get(*key)
+        if key not in self._free and decided.problem is not None and decided.solution is not None:
+            self._free[key] = profile.resolve(decided.problem, decided.solution.labels)
+        if decided.problem is None or decided.solution is None:
+            return 0.0
+        return profile.margin(decided.problem, decided.solution, i, other, free=self._free.get(key))
 
 
 def phase_changes(
