@@ -61,18 +61,79 @@ FREEZE_QUANTITIES = {
 METROLOGY = "transformer"
 
 
-@dataclass
-class MeterDay:
-    """One meter's points of one local day (NaN where not read)."""
+#: a curve item is held as int32 ten-thousandths while every value of it is exactly one
+_SCALE = 10_000.0
+_LIMIT = 2**31 - 1
+_UNREAD = -(2**31)  # a packed item's "not read"
 
-    values: dict[str, FArray] = field(default_factory=dict)  # curve item -> (97,)
-    freeze: dict[str, FArray] = field(default_factory=dict)  # forward / reverse -> (2,)
 
-    def curve(self, item: str) -> FArray:
-        a = self.values.get(item)
-        if a is None:
-            a = self.values[item] = np.full(POINTS, np.nan)
+def _decoded(a: np.ndarray) -> FArray:
+    """A held curve item as float64 (NaN where not read): the array itself when not packed."""
+    if a.dtype != np.int32:
         return a
+    out: FArray = a / _SCALE  # each the correctly rounded q / 10,000: the value that was given
+    out[a == _UNREAD] = np.nan
+    return out
+
+
+def _held(values: FArray) -> np.ndarray:
+    """``values`` (97 float64 points) as held: packed when every point read is exactly a
+    ten-thousandth that fits int32 (not -0.0), else a float64 copy."""
+    read = ~np.isnan(values)
+    q = np.rint(values[read] * _SCALE)
+    exact = bool(np.isfinite(values[read]).all()) and bool((np.abs(q) <= _LIMIT).all())
+    exact = exact and bool((q / _SCALE == values[read]).all())
+    exact = exact and not bool(np.signbit(values[read][q == 0]).any())
+    if not exact:
+        return np.array(values, dtype=np.float64)
+    packed = np.full(len(values), _UNREAD, dtype=np.int32)
+    packed[read] = q
+    return packed
+
+
+class MeterDay:
+    """One meter's points of one local day (NaN where not read).
+
+    A curve item is held as int32 ten-thousandths while every value given to it is exactly one
+    (a meter's decimal registers, volts, amps, power factor: half the bytes of float64) and as
+    float64 from the first value that is not; either way it reads back as the float64 values
+    given, bit for bit."""
+
+    __slots__ = ("_curve", "freeze")
+
+    def __init__(self) -> None:
+        self._curve: dict[str, np.ndarray] = {}
+        self.freeze: dict[str, FArray] = {}  # forward / reverse -> (2,)
+
+    @property
+    def values(self) -> dict[str, FArray]:
+        """Curve item -> its 97 points (float64; a copy for a packed item: write with ``put``)."""
+        return {item: _decoded(a) for item, a in self._curve.items()}
+
+    def curve_of(self, item: str) -> FArray | None:
+        """The 97 points of curve item ``item`` (float64), None when it has none."""
+        a = self._curve.get(item)
+        return None if a is None else _decoded(a)
+
+    def put(self, item: str, k: int, value: float) -> None:
+        """Point ``k`` of curve item ``item``."""
+        a = self._curve.get(item)
+        if a is None:
+            a = self._curve[item] = np.full(POINTS, _UNREAD, dtype=np.int32)
+        if a.dtype == np.int32:
+            if value != value:  # NaN: not read
+                a[k] = _UNREAD
+                return
+            q = round(value * _SCALE) if math.isfinite(value) else _LIMIT + 1
+            if -_LIMIT <= q <= _LIMIT and q / _SCALE == value and (q or math.copysign(1.0, value) > 0):
+                a[k] = q
+                return
+            a = self._curve[item] = _decoded(a)
+        a[k] = value
+
+    def set_curve(self, item: str, values: FArray) -> None:
+        """All 97 points of curve item ``item``."""
+        self._curve[item] = _held(values)
 
     def frozen(self, item: str) -> FArray:
         a = self.freeze.get(item)
@@ -80,10 +141,10 @@ class MeterDay:
             a = self.freeze[item] = np.full(2, np.nan)
         return a
 
-    def power(self) -> FArray:
+    def power(self, values: Mapping[str, FArray] | None = None) -> FArray:
         """V x I x |PF| summed over the phases, signed like the active power, kW; the active
-        power itself where voltage or current is missing."""
-        v = self.values
+        power itself where voltage or current is missing. ``values``: ``self.values`` if known."""
+        v = self.values if values is None else values
         total = np.zeros(POINTS)
         seen = np.zeros(POINTS, dtype=bool)
         pf = np.abs(v["pf"]) if "pf" in v else None
@@ -176,7 +237,10 @@ class Book:
         md = self.days.setdefault(d, {}).get(device)
         if md is None:
             md = self.days[d][device] = MeterDay()
-        (md.curve(item) if part == "curve" else md.frozen(item))[k] = value
+        if part == "curve":
+            md.put(item, k, value)
+        else:
+            md.frozen(item)[k] = value
         changed = self.changed.get(d)
         if changed is None:
             changed = self.changed[d] = set()
@@ -243,7 +307,7 @@ class Book:
         for meter, j in rows.items():
             md = points[meter]
             for c, (part, item) in enumerate(e.split(".") for e in _ENDS):
-                a = (md.freeze if part == "freeze" else md.values).get(item)
+                a = md.freeze.get(item) if part == "freeze" else md.curve_of(item)
                 if a is not None:
                     ends[j, 2 * c], ends[j, 2 * c + 1] = a[0], a[-1]
         self.cold[d] = ColdDay(rows, ends)
@@ -296,13 +360,18 @@ class Book:
                 points[meter] = md
                 changed.add(meter)
                 continue
-            for source, target in ((md.values, into.curve), (md.freeze, into.frozen)):
-                for item, values in source.items():
-                    old = target(item)
-                    new = ~np.isnan(values) & (np.isnan(old) | (values != old))
-                    if new.any():
-                        old[new] = values[new]
-                        changed.add(meter)
+            for item, values in md.values.items():
+                old = into.curve_of(item)
+                new = ~np.isnan(values) & (True if old is None else np.isnan(old) | (values != old))
+                for k in np.flatnonzero(new):
+                    into.put(item, int(k), float(values[k]))
+                    changed.add(meter)
+            for item, values in md.freeze.items():
+                old = into.frozen(item)
+                new = ~np.isnan(values) & (np.isnan(old) | (values != old))
+                if new.any():
+                    old[new] = values[new]
+                    changed.add(meter)
         self.days[d] = points
         self.stored.add(d)
         self.changed[d] = changed
@@ -328,19 +397,21 @@ class Book:
             md = points.get(meter)
             if md is None:
                 continue
+            values = md.values
             for item, target in (("forward", out.curve_forward), ("reverse", out.curve_reverse)):
-                if item in md.values:
-                    target[i] = md.values[item]
+                if item in values:
+                    target[i] = values[item]
                 if item in md.freeze:
                     (out.freeze_forward if item == "forward" else out.freeze_reverse)[i] = md.freeze[item]
-            out.curve_power[i] = md.power()
+            out.curve_power[i] = md.power(values)
             for p, ph in enumerate("abc"):
-                if "v" + ph in md.values:
-                    out.curve_voltage[i, :, p] = md.values["v" + ph]
+                if "v" + ph in values:
+                    out.curve_voltage[i, :, p] = values["v" + ph]
         metrology = points.get(METROLOGY)
         if metrology is not None:
-            out.metrology_forward[:] = metrology.values.get("forward", out.metrology_forward)
-            out.metrology_reverse[:] = metrology.values.get("reverse", out.metrology_reverse)
+            values = metrology.values
+            out.metrology_forward[:] = values.get("forward", out.metrology_forward)
+            out.metrology_reverse[:] = values.get("reverse", out.metrology_reverse)
         return out
 
 
@@ -351,16 +422,13 @@ def pack(points: Mapping[str, MeterDay]) -> dict[str, Any]:
     out: dict[str, Any] = {"meters": meters}
     for part in ("curve", "freeze"):
         by_item: dict[str, list[int]] = {}
-        for j, meter in enumerate(meters):
-            md = points[meter]
-            for item in md.values if part == "curve" else md.freeze:
+        held = [points[m].values if part == "curve" else points[m].freeze for m in meters]
+        for j, of_meter in enumerate(held):
+            for item in of_meter:
                 by_item.setdefault(item, []).append(j)
         items = {}
         for item, rows in by_item.items():
-            arrays = [
-                (points[meters[j]].values if part == "curve" else points[meters[j]].freeze)[item]
-                for j in rows
-            ]
+            arrays = [held[j][item] for j in rows]
             raw = np.stack(arrays).astype("<f8", copy=False).tobytes()
             items[item] = {"rows": rows, "data": base64.b64encode(zlib.compress(raw, 1)).decode("ascii")}
         out[part] = items
@@ -377,7 +445,10 @@ def unpack(packed: Mapping[str, Any]) -> dict[str, MeterDay]:
             values = np.frombuffer(raw, dtype="<f8").reshape(-1, width)  # writable: a bytearray
             for r, j in enumerate(block["rows"]):
                 md = points[meters[j]]
-                (md.values if part == "curve" else md.freeze)[item] = values[r]
+                if part == "curve":
+                    md.set_curve(item, values[r])
+                else:
+                    md.freeze[item] = values[r]
     return points
 
 
@@ -389,8 +460,11 @@ def _from_ends(cold: ColdDay) -> dict[str, MeterDay]:
             first, last = cold.ends[j, 2 * c], cold.ends[j, 2 * c + 1]
             if np.isnan(first) and np.isnan(last):
                 continue
-            a = md.curve(item) if part == "curve" else md.frozen(item)
-            a[0], a[-1] = first, last
+            if part == "curve":
+                md.put(item, 0, first)
+                md.put(item, INTERVALS_PER_DAY, last)
+            else:
+                md.freeze[item] = np.array([first, last])
     return points
 
 

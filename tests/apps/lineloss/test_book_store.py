@@ -153,7 +153,8 @@ def test_a_packed_day_comes_back_with_the_same_items_and_values() -> None:
             np.testing.assert_array_equal(back[meter].values[item], a)
         for item, a in md.freeze.items():
             np.testing.assert_array_equal(back[meter].freeze[item], a)
-    back["a"].values["va"][3] = 1.0  # writable, like the book's own arrays
+    back["a"].put("va", 3, 1.0)  # the book writes into an unpacked day
+    assert back["a"].values["va"][3] == 1.0
 
 
 def test_a_big_day_goes_to_the_store_in_parts_and_comes_back_whole() -> None:

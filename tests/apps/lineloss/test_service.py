@@ -249,7 +249,7 @@ async def test_late_data_reclassifies_the_day() -> None:
     svc = await started(ctx)
     feed(svc, 0, freeze_b_end=False)
     # b's last curve point did not come either: the day cannot know b's energy
-    svc.book.days[datetime(2024, 6, 2).date()]["b"].values["forward"][96] = float("nan")
+    svc.book.days[datetime(2024, 6, 2).date()]["b"].put("forward", 96, float("nan"))
     await svc.update(D0 + DAY + 1800)
     first = ctx.uplink.sent[0][1]
     assert {r["scope"]: r["class"] for r in first["days"]}["station"] == "incomputable"

@@ -1,0 +1,63 @@
+"""A meter-day's curve items held as int32 ten-thousandths read back the float64 values given."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from apps.lineloss.book import POINTS, MeterDay
+
+_DECIMAL = st.builds(
+    lambda n, places: round(n / 10**places, places),
+    st.integers(-(10**9), 10**9),
+    st.integers(0, 4),
+)  # what a meter's decoder gives: a decimal register, volts, amps, power factor
+_ANY = st.one_of(
+    _DECIMAL,
+    st.floats(allow_nan=True, allow_infinity=False),  # anything else a row may carry
+    st.sampled_from(
+        [-0.0, 0.0, float("nan"), 214748.3647, 214748.3648, -214748.3647, 1e-5, 230.10000000000002]
+    ),
+)
+
+
+def _same(a: np.ndarray, b: np.ndarray) -> None:
+    np.testing.assert_array_equal(a, b)
+    assert (np.signbit(a) == np.signbit(b)).all()  # -0.0 stays -0.0
+
+
+@settings(max_examples=150, deadline=None)
+@given(puts=st.lists(st.tuples(st.integers(0, POINTS - 1), st.one_of(_DECIMAL, _ANY)), max_size=60))
+def test_points_read_back_bit_for_bit(puts: list[tuple[int, float]]) -> None:
+    md, plain = MeterDay(), np.full(POINTS, np.nan)
+    for k, value in puts:
+        md.put("va", k, value)
+        plain[k] = value
+    if puts:
+        _same(md.values["va"], plain)
+        again = MeterDay()
+        again.set_curve("va", plain)  # as unpacked from the store
+        _same(again.values["va"], plain)
+        _same(again.curve_of("va"), plain)  # type: ignore[arg-type]
+    else:
+        assert md.curve_of("va") is None and md.values == {}
+
+
+def test_a_day_of_decimal_readings_is_held_in_half_the_bytes() -> None:
+    md = MeterDay()
+    rng = np.random.default_rng(3)
+    registers = np.round(12_345.67 + np.cumsum(rng.uniform(0, 0.5, POINTS)), 2)
+    for k in range(POINTS):
+        md.put("forward", k, float(registers[k]))
+        md.put("va", k, round(float(rng.uniform(210, 240)), 1))
+        md.put("ia", k, round(float(rng.uniform(0, 60)), 3))
+        md.put("pf", k, round(float(rng.uniform(-1, 1)), 3))
+    held = md._curve
+    assert {a.dtype for a in held.values()} == {np.dtype(np.int32)}
+    assert sum(a.nbytes for a in held.values()) == 4 * POINTS * 4
+    np.testing.assert_array_equal(md.values["forward"], registers)
+    md.put("forward", 5, 1 / 3)  # not a ten-thousandth: that item is float64 from now on, values kept
+    assert held["forward"].dtype == np.float64 and held["va"].dtype == np.int32
+    registers[5] = 1 / 3
+    np.testing.assert_array_equal(md.values["forward"], registers)
