@@ -80,7 +80,8 @@ def _held(values: FArray) -> np.ndarray:
     """``values`` (97 float64 points) as held: packed when every point read is exactly a
     ten-thousandth that fits int32 (not -0.0), else a float64 copy."""
     read = ~np.isnan(values)
-    q = np.rint(values[read] * _SCALE)
+    with np.errstate(over="ignore", invalid="ignore"):  # out of range: not exact, below
+        q = np.rint(values[read] * _SCALE)
     exact = bool(np.isfinite(values[read]).all()) and bool((np.abs(q) <= _LIMIT).all())
     exact = exact and bool((q / _SCALE == values[read]).all())
     exact = exact and not bool(np.signbit(values[read][q == 0]).any())
@@ -124,7 +125,7 @@ class MeterDay:
             if value != value:  # NaN: not read
                 a[k] = _UNREAD
                 return
-            q = round(value * _SCALE) if math.isfinite(value) else _LIMIT + 1
+            q = round(value * _SCALE) if abs(value) <= _LIMIT / _SCALE else _LIMIT + 1  # inf too
             if -_LIMIT <= q <= _LIMIT and q / _SCALE == value and (q or math.copysign(1.0, value) > 0):
                 a[k] = q
                 return
