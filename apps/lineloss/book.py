@@ -98,7 +98,7 @@ class MeterDay:
     A curve item is held as int32 ten-thousandths while every value given to it is exactly one
     (a meter's decimal registers, volts, amps, power factor: half the bytes of float64) and as
     float64 from the first value that is not; either way it reads back as the float64 values
-    given, bit for bit."""
+    given, bit for bit (-0.0 included; a NaN of any sign is "not read", NaN)."""
 
     __slots__ = ("_curve", "freeze")
 
