@@ -177,7 +177,7 @@ class MeterAnchors:
         i = bisect.bisect_left(slots, -(-start // INTERVAL_S))
         first = slots[i] * INTERVAL_S if i < len(slots) else None
         single = i + 1 < len(slots) and first == start and slots[i + 1] * INTERVAL_S == start + INTERVAL_S
-        if single and (i + 2 == len(slots) or slots[i + 2] * INTERVAL_S >= end or start + INTERVAL_S >= end):
+        if single and start < end and (i + 2 == len(slots) or start + INTERVAL_S >= end):  # only that one
             a_exp, b_exp = exp_of[i], exp_of[i + 1]  # the common case: one interval
             if a_exp != _NO_EXPORT and b_exp != _NO_EXPORT:
                 a_imp, b_imp = imp[i], imp[i + 1]

@@ -173,3 +173,16 @@ def test_lookups_and_intervals_agree_with_the_rules_written_plainly(
         assert m.get(ts) == plain.get(ts)
         start = T0 + offset // 900 * 900  # the callers ask from an interval's start
         assert m.intervals(start, start + length) == _plain_intervals(rows, start, start + length)
+
+
+def test_a_gap_to_the_end_of_the_range_is_spread_over_it() -> None:
+    # read at 00:00 and 00:15, then not until the range's end: the one-interval fast path once
+    # returned the 00:00 interval alone and the spread of the gap was never billed
+    m = anchors((0, 0, 0, "curve"), (1, 10, 0, "curve"), (4, 40, 0, "curve"))
+    got = m.intervals(T0, T0 + 4 * 900)
+    assert [(i.start - T0, i.imp, i.estimated) for i in got] == [
+        (0, 10, False),
+        (900, 10, True),
+        (1800, 10, True),
+        (2700, 10, True),
+    ]
