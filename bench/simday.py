@@ -445,10 +445,10 @@ def _off_points(truth: Path, start: float, end: float) -> set[tuple[str, int]]:
     off: set[tuple[str, int]] = set()
     with path.open(newline="") as f:
         for row in csv.DictReader(f):
-            if row["kind"] != "outage" or not row["end"]:
+            if row["kind"] != "outage":
                 continue
             t0 = datetime.fromisoformat(row["start"]).timestamp()
-            t1 = min(datetime.fromisoformat(row["end"]).timestamp(), end)
+            t1 = min(datetime.fromisoformat(row["end"]).timestamp(), end) if row["end"] else end
             slots = range(int(max(t0, start) // 900 * 900), int(t1) + 1, 900)
             for meter in row["meters"].split(";"):
                 if meter.startswith("m-"):
