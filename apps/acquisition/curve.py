@@ -59,9 +59,8 @@ class CurveTask:
         if saved is None and now - point <= START_SLACK_S:
             # the first start ever, on a boundary (a simulated run's start): the boundary's own
             # point is read back like a missed one (slots come after the start, so none reads it)
-            for meter in self._plan.readable():
-                if meter.transport not in self._plan.led:
-                    self.missing.setdefault(meter.id, set()).add(point)
+            for meter in self._plan.terminal_led():
+                self.missing.setdefault(meter.id, set()).add(point)
 
     async def save(self) -> None:
         await self._ctx.store.set(STORE_KEY, {k: sorted(v) for k, v in self.missing.items()})

@@ -51,9 +51,8 @@ class FreezeTask:
         if saved is None and now - midnight <= START_SLACK_S:
             # the first start ever, at local midnight (a simulated run's start): today's freeze,
             # the day's opening register, is read back like a missed one (the 00:00 slot came first)
-            for meter in self._plan.readable():
-                if meter.transport not in self._plan.led:
-                    self.missing.setdefault(meter.id, set()).add(midnight)
+            for meter in self._plan.terminal_led():
+                self.missing.setdefault(meter.id, set()).add(midnight)
 
     async def save(self) -> None:
         await self._ctx.store.set(STORE_KEY, {k: sorted(v) for k, v in self.missing.items()})

@@ -105,6 +105,10 @@ class Plan:
         """The model's meters that have a client, in model order."""
         return [m for m in self.model.meters if m.id in self._clients]
 
+    def terminal_led(self) -> list[Meter]:
+        """The readable meters the terminal reads itself (not on a port a module leads)."""
+        return [m for m in self.readable() if m.transport not in self.led]
+
     def by_port(self) -> dict[str, list[Meter]]:
         ports: dict[str, list[Meter]] = {}
         for meter in self.readable():

@@ -329,13 +329,8 @@ class Book:
         """Take cold day ``d`` back from its packed parts and replay the rows that came since.
         A part missing (the stored copy is lost): the day comes back with its ends only."""
         cold = self.cold.pop(d)
-        lost = parts is None or any(p is None for p in parts)
-        points: dict[str, MeterDay] = {}
-        if parts is not None and not lost:
-            for packed in parts:
-                assert packed is not None
-                points.update(unpack(packed))
-        else:
+        points = _unpack_parts(parts)
+        if points is None:
             points = _from_ends(cold)
             self.stored.discard(d)  # packed whole again when given away
         self.days[d] = points
@@ -348,12 +343,9 @@ class Book:
         the readings table (energies only) laid over it where they are new. Without this the
         next ``chill`` would overwrite the stored copy, every item of every point, with the
         energies alone. A part missing: the reloaded rows stand alone (packed whole again)."""
-        if not parts or any(part is None for part in parts) or d in self.cold:
+        points = _unpack_parts(parts)
+        if points is None or d in self.cold:
             return
-        points: dict[str, MeterDay] = {}
-        for packed in parts:
-            assert packed is not None
-            points.update(unpack(packed))
         changed: set[str] = set()
         for meter, md in self.days.get(d, {}).items():
             into = points.get(meter)
@@ -450,6 +442,17 @@ def unpack(packed: Mapping[str, Any]) -> dict[str, MeterDay]:
                     md.set_curve(item, values[r])
                 else:
                     md.freeze[item] = values[r]
+    return points
+
+
+def _unpack_parts(parts: Sequence[Mapping[str, Any] | None] | None) -> dict[str, MeterDay] | None:
+    """A day's packed parts back as one day; None when any part (or the whole) is missing."""
+    if not parts or any(part is None for part in parts):
+        return None
+    points: dict[str, MeterDay] = {}
+    for packed in parts:
+        assert packed is not None
+        points.update(unpack(packed))
     return points
 
 
