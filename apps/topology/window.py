@@ -221,7 +221,7 @@ class Window:
             if got is not None:
                 rows[device] = got
         if rows:
-            self.pending.setdefault(block, {}).update(rows)
+            merge_block(self.pending.setdefault(block, {}), rows)
 
     def _past_row(self, device: str, slot: int) -> np.ndarray | None:
         """The pending full row of a slot no longer held (None: older than kept, counted)."""
@@ -242,9 +242,10 @@ class Window:
 
     def hold(self, points: int) -> None:
         """Hold in memory only the blocks needed to answer ``points`` points back from the newest;
-        what a ring held before that is older goes to ``pending``. No-op when that saves nothing."""
+        what a ring held before that is older goes to ``pending``. No-op when that holds no fewer
+        (a window never holds more again: what it gave away is in the store, read back from there)."""
         rows = BLOCK * (-(-max(points - 1, 0) // BLOCK) + 1)
-        if rows >= self.keep or rows == self.held:
+        if rows >= self.held:
             return
         best = max((int(r.slots.max()) for r in self._devices.values()), default=-1)
         rings, self._devices = self._devices, {}
