@@ -25,6 +25,11 @@ Jobs (local time):
 * ``inject`` at the start of the off-peak window (``night``);
 * ``save`` hourly: the curve window into the store, so a restart loses no data.
 
+Past points: the window holds in memory only the blocks of points the daily run and the checks
+read (``window_h``); older blocks (a command may ask up to the window's whole reach) go to the
+store as they leave memory (``window/block/<n>``, listed in ``window/blocks``) and are read back
+for such a command (``_past``).
+
 The transformer's per-phase energy (what names the phase clusters) is integrated from the
 metrology unit's per-phase power, sampled every ``metrology_period_s`` by the app itself;
 without a metrology unit, from acquisition's ``meter/transformer/reading`` snapshots.
@@ -54,8 +59,11 @@ from .identify import identify
 from .inputs import Inputs
 from .night import Night
 from .result import PAGED, TopologyResult
-from .window import STEP_S, TRANSFORMER, Window
+from .window import BLOCK, STEP_S, TRANSFORMER, Blocks, Window, decode_block, encode_block, merge_block
 
+#: the store's list of the past blocks it holds, and each block's key
+BLOCKS_KEY = "window/blocks"
+BLOCK_KEY = "window/block/{}"
 RESULT_TOPIC = "topology/result"
 CHANGE_TOPIC = "topology/change"
 STREAM = "topology"
@@ -117,6 +125,8 @@ class TopologyService:
         self.settings = settings
         self.log = ctx.log
         self.window = Window(keep_points=int(max(settings.window_h, 24) * 4 * 2) + 8)
+        self.window.hold(self._points(settings.window_h))
+        self._flushing = asyncio.Lock()
         self.last: TopologyResult | None = None
         self.doubt: dict[str, float] = {}  # per meter from the last result (injections go to doubt first)
         self.devices = Devices(ctx)
@@ -139,6 +149,8 @@ class TopologyService:
                 self.window = Window.from_json(saved)
             except ValueError as err:
                 self.log.warning("topology: %s; starting an empty window", err)
+            self.window.hold(self._points(self.settings.window_h))  # a window saved whole is split
+            await self._flush()
         await self.night.load()
         self.ledger = proposals.Ledger.from_json(await self.ctx.store.get("proposed"))
         doubt = await self.ctx.store.get("doubt")
@@ -168,6 +180,8 @@ class TopologyService:
             payload = message.payload
             if isinstance(payload, list):
                 add(payload)
+                if self.window.pending:
+                    await self._flush()
             else:
                 self.counters["bad_messages"] += 1
 
@@ -214,7 +228,50 @@ class TopologyService:
             await self._report_changes(result)
 
     async def _save(self, slot: Slot) -> None:
+        await self._flush()
         await self.ctx.store.set("window", self.window.to_json())
+
+    # -- past points in the store -------------------------------------------------------------------
+    @staticmethod
+    def _points(hours: float) -> int:
+        return int(hours * 3600 // STEP_S) + 1
+
+    async def _flush(self) -> None:
+        """The window's pending past rows into their stored blocks; blocks past its reach deleted."""
+        async with self._flushing:
+            pending = self.window.take_pending()
+            store = self.ctx.store
+            listed = {int(b) for b in await store.get(BLOCKS_KEY, [])}
+            stored = set(listed)
+            for block, rows in sorted(pending.items()):
+                key = BLOCK_KEY.format(block)
+                before = decode_block(await store.get(key)) if block in stored else {}
+                await store.set(key, encode_block(merge_block(before, rows)))
+                stored.add(block)
+            oldest = self.window.oldest_kept_block()
+            for block in sorted(b for b in stored if b < oldest):
+                await store.delete(BLOCK_KEY.format(block))
+                stored.discard(block)
+            if stored != listed:
+                await store.set(BLOCKS_KEY, sorted(stored))
+
+    async def _past(self, first: float) -> Blocks:
+        """The stored rows of the blocks from ``first`` that the window no longer holds (and the
+        pending ones: points may arrive while the store is read)."""
+        past: Blocks = {}
+        while (held_from := self.window.oldest_held()) is not None and first // STEP_S < held_from:
+            await self._flush()
+            past = {}
+            start = max(int(first // STEP_S) // BLOCK, self.window.oldest_kept_block())
+            for block in range(start, held_from // BLOCK):
+                rows = decode_block(await self.ctx.store.get(BLOCK_KEY.format(block)))
+                if rows:
+                    past[block] = rows
+            if self.window.oldest_held() == held_from:
+                for block, rows in self.window.pending.items():
+                    past[block] = merge_block(past.get(block, {}), rows)
+                break
+        return past
 
     async def _night(self, slot: Slot) -> None:
         planned = await self.night.run(self.ctx.station.model, slot.epoch, self.doubt)
@@ -249,12 +306,13 @@ class TopologyService:
             log=self.log,
         )
         extra = [u.device for u in view.unknown if u.device]
+        past = await self._past(first)
         energy, volts = self.window.transformer(first, points)
         return Inputs(
             meters=arch.with_carrier(archive, view.phases, view.network),
             branches=archive.branches,
             boxes=archive.boxes,
-            curves=self.window.curves(arch.devices(archive, extra), first, points),
+            curves=self.window.curves(arch.devices(archive, extra), first, points, past=past),
             transformer_energy=energy,
             transformer_voltage=volts,
             detections=self.night.recent(first - 86400 * 7),

@@ -10,6 +10,14 @@ integrated into per-phase energy per interval, and its phase voltages at the poi
 ``keep_points`` points per device bounds memory (float32 values of the quantities the device
 gives -- 4 x 4 bytes a point for a single-phase meter, 8 x 4 for a three-phase one -- and an
 int32 slot number).
+
+Held and past points (``hold``): the daily run and the checks only read the newest day, so a
+window told to hold ``points`` keeps only the newest blocks of ``BLOCK`` points per device in
+memory; a block leaving memory, and a late point for such a block, go to ``pending`` (full
+rows, NaN = not known), which the service writes to its store (``encode_block``/``merge_block``)
+and reads back for a longer window (``curves(..., past=...)``). What ``curves`` returns is the
+same as a window holding every point in memory. A point older than ``keep_points`` behind the
+newest block is dropped (``too_old``).
 """
 
 from __future__ import annotations
@@ -37,6 +45,10 @@ COVERAGE_MIN = 0.8
 GAP_MAX_S = 300.0
 #: a snapshot this close to a 15-min point gives that point's voltages [s]
 POINT_TOLERANCE_S = 30.0
+#: points of a block: the unit in which a held window moves past points to the store (4 h)
+BLOCK = 16
+#: a block's rows of each device: block number -> device -> (BLOCK, len(QUANTITIES)) float32
+Blocks = dict[int, dict[str, np.ndarray]]
 
 
 class _Ring:
@@ -80,6 +92,18 @@ class _Ring:
         self.values = np.insert(self.values, j, np.float32(np.nan), axis=1)
         return j
 
+    def block_rows(self, block: int) -> np.ndarray | None:
+        """Full rows (float32, NaN = not known) of ``block``'s slots; None when it holds none."""
+        slots = block * BLOCK + np.arange(BLOCK)
+        k = slots % len(self.slots)
+        held = self.slots[k] == slots
+        if not held.any():
+            return None
+        out = np.full((BLOCK, self.width), np.nan, dtype=np.float32)
+        out[:, self.columns] = self.values[k]
+        out[~held] = np.nan
+        return out
+
     def get(self, slots: np.ndarray) -> np.ndarray:
         """Full rows (every column, float64) at ``slots``: NaN where not known."""
         k = slots % len(self.slots)
@@ -112,6 +136,13 @@ class Window:
 
     def __init__(self, *, keep_points: int = 4 * 96 + 8) -> None:
         self.keep = keep_points
+        #: device points held in memory (``hold``): ``keep`` unless told fewer
+        self.held = keep_points
+        #: the newest block a device point fell in (-1: none yet); only tracked when held < keep
+        self._newest_block = -1
+        #: rows of blocks no longer held, not yet in the store (``take_pending``)
+        self.pending: Blocks = {}
+        self.too_old = 0
         self._devices: dict[str, _Ring] = {}
         # transformer: per slot the integrated energy per phase, the seconds covered, voltages
         self._energy = _Ring(keep_points, 4)
@@ -137,11 +168,102 @@ class Window:
             col = _COLUMN.get(quantity)
             if col is None or ts % STEP_S:
                 continue
+            slot = int(ts // STEP_S)
+            if self.held < self.keep and not self._place(slot):
+                past = self._past_row(device, slot)
+                if past is not None:
+                    past[col] = value
+                    self.points_added += 1
+                continue
             ring = self._devices.get(device)
             if ring is None:
-                ring = self._devices[device] = _Ring(self.keep, len(QUANTITIES), columns=())
-            ring.set(int(ts // STEP_S), col, value)
+                ring = self._devices[device] = _Ring(self.held, len(QUANTITIES), columns=())
+            ring.set(slot, col, value)
             self.points_added += 1
+
+    # -- held and past points ---------------------------------------------------------------------
+    @property
+    def _blocks_held(self) -> int:
+        return self.held // BLOCK
+
+    @property
+    def _blocks_kept(self) -> int:
+        """Blocks back from the newest still answered (held or in the store): ``keep`` points."""
+        return -(-self.keep // BLOCK) + 1
+
+    def oldest_held(self) -> int | None:
+        """The first slot held in memory (older ones: ``pending`` or the store); None: all held."""
+        if self.held >= self.keep or self._newest_block < 0:
+            return None
+        return (self._newest_block - self._blocks_held + 1) * BLOCK
+
+    def oldest_kept_block(self) -> int:
+        """Blocks before this one are forgotten (the store may delete them)."""
+        return self._newest_block - self._blocks_kept + 1
+
+    def _place(self, slot: int) -> bool:
+        """True when ``slot`` belongs in memory; blocks pushed out by it go to ``pending`` first."""
+        block = slot // BLOCK
+        newest = self._newest_block
+        if block > newest:
+            if newest >= 0:
+                first_gone = newest - self._blocks_held + 1
+                for b in range(first_gone, min(newest, block - self._blocks_held) + 1):
+                    self._chill(b)
+            self._newest_block = block
+            return True
+        return block > newest - self._blocks_held
+
+    def _chill(self, block: int) -> None:
+        rows: dict[str, np.ndarray] = {}
+        for device, ring in self._devices.items():
+            got = ring.block_rows(block)
+            if got is not None:
+                rows[device] = got
+        if rows:
+            merge_block(self.pending.setdefault(block, {}), rows)
+
+    def _past_row(self, device: str, slot: int) -> np.ndarray | None:
+        """The pending full row of a slot no longer held (None: older than kept, counted)."""
+        block = slot // BLOCK
+        if block < self.oldest_kept_block():
+            self.too_old += 1
+            return None
+        rows = self.pending.setdefault(block, {})
+        if device not in rows:
+            rows[device] = np.full((BLOCK, len(QUANTITIES)), np.nan, dtype=np.float32)
+        row: np.ndarray = rows[device][slot % BLOCK]
+        return row
+
+    def take_pending(self) -> Blocks:
+        """The rows waiting for the store, handed over (the window forgets them)."""
+        pending, self.pending = self.pending, {}
+        return pending
+
+    def hold(self, points: int) -> None:
+        """Hold in memory only the blocks needed to answer ``points`` points back from the newest;
+        what a ring held before that is older goes to ``pending``. No-op when that holds no fewer
+        (a window never holds more again: what it gave away is in the store, read back from there)."""
+        rows = BLOCK * (-(-max(points - 1, 0) // BLOCK) + 1)
+        if rows >= self.held:
+            return
+        best = max((int(r.slots.max()) for r in self._devices.values()), default=-1)
+        rings, self._devices = self._devices, {}
+        self.held = rows
+        self._newest_block = best // BLOCK if best >= 0 else -1
+        for device, ring in rings.items():
+            fresh = self._devices[device] = _Ring(rows, ring.width, ring.columns)
+            for k in np.argsort(ring.slots, kind="stable"):
+                slot = int(ring.slots[k])
+                if slot < 0:
+                    continue
+                if self._place(slot):
+                    fresh.values[fresh._at(slot)] = ring.values[k]
+                    continue
+                past = self._past_row(device, slot)
+                if past is not None:
+                    known = ~np.isnan(ring.values[k])
+                    past[np.asarray(ring.columns, dtype=np.intp)[known]] = ring.values[k][known]
 
     def add_transformer(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """One metrology snapshot (readings of device ``transformer`` at one instant): its
@@ -202,18 +324,35 @@ class Window:
         best = max((int(r.slots.max()) for r in self._devices.values()), default=-1)
         return None if best < 0 else float(best * STEP_S)
 
-    def curves(self, devices: Sequence[str], first: float, points: int) -> Curves:
-        """Aligned curves of ``devices`` at ``points`` points from ``first`` (a 15-min point)."""
+    def curves(
+        self, devices: Sequence[str], first: float, points: int, *, past: Blocks | None = None
+    ) -> Curves:
+        """Aligned curves of ``devices`` at ``points`` points from ``first`` (a 15-min point);
+        ``past``: the rows of the blocks no longer held that the points reach (from the store)."""
         slots = int(first // STEP_S) + np.arange(points, dtype=np.int64)
+        oldest = self.oldest_held()
+        old = None if oldest is None else slots < oldest
+        if old is not None and not old.any():
+            old = None
         n = len(devices)
         volt = np.full((points, n, 3), np.nan)
         cur = np.full((points, n, 3), np.nan)
         energy = np.full((max(points - 1, 0), n), np.nan)
         for j, d in enumerate(devices):
             ring = self._devices.get(d)
-            if ring is None:
+            if ring is not None:
+                v = ring.get(slots)
+            elif old is not None and any(d in rows for rows in (past or {}).values()):
+                v = np.full((points, len(QUANTITIES)), np.nan)  # only past points of this device
+            else:
                 continue
-            v = ring.get(slots)
+            if old is not None:
+                v[old] = np.nan
+                for b, rows in (past or {}).items():
+                    got = rows.get(d)
+                    if got is not None:
+                        at = (slots >= b * BLOCK) & (slots < (b + 1) * BLOCK) & old
+                        v[at] = got[slots[at] - b * BLOCK]
             volt[:, j, :] = v[:, 0:3]
             cur[:, j, :] = v[:, 3:6]
             net = v[:, 6] - np.nan_to_num(v[:, 7])
@@ -242,6 +381,7 @@ class Window:
 
         return {
             "keep": self.keep,
+            "held": self.held,
             "devices": {d: ring(r) for d, r in self._devices.items()},
             "energy": ring(self._energy),
             "volts": ring(self._volts),
@@ -252,22 +392,59 @@ class Window:
         """A window saved by ``to_json``; ValueError when the document is not one."""
         try:
             keep = int(doc["keep"])
+            held = int(doc.get("held", keep))  # saved before ``hold``: every point held
+            if not 0 < held <= keep or (held < keep and held % BLOCK):
+                raise ValueError(f"holds {held} of {keep} points")
             w = cls(keep_points=keep)
 
-            def load(data: Mapping[str, str], width: int, *, compact: bool = False) -> _Ring:
+            def load(data: Mapping[str, str], width: int, rows: int, *, compact: bool = False) -> _Ring:
                 slots = np.frombuffer(base64.b64decode(data["slots"]), dtype=np.int64)
                 values = np.frombuffer(base64.b64decode(data["values"]), dtype=np.float32)
-                if len(slots) != keep:
-                    raise ValueError(f"{len(slots)} slots, the window keeps {keep}")
-                return _Ring.from_full(slots, values.reshape(keep, width), compact=compact)
+                if len(slots) != rows:
+                    raise ValueError(f"{len(slots)} slots, the window keeps {rows}")
+                return _Ring.from_full(slots, values.reshape(rows, width), compact=compact)
 
             for d, data in doc["devices"].items():
-                w._devices[str(d)] = load(data, len(QUANTITIES), compact=True)
-            w._energy = load(doc["energy"], 4)
-            w._volts = load(doc["volts"], 3)
+                w._devices[str(d)] = load(data, len(QUANTITIES), held, compact=True)
+            w._energy = load(doc["energy"], 4, keep)
+            w._volts = load(doc["volts"], 3, keep)
+            if held < keep:
+                w.held = held
+                best = max((int(r.slots.max()) for r in w._devices.values()), default=-1)
+                w._newest_block = best // BLOCK if best >= 0 else -1
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"saved window unreadable: {err}") from err
         return w
+
+
+def encode_block(rows: Mapping[str, np.ndarray]) -> dict[str, str]:
+    """A block's rows for the store: per device its full rows, float32, base64."""
+    return {
+        d: base64.b64encode(np.ascontiguousarray(v, dtype=np.float32).tobytes()).decode()
+        for d, v in rows.items()
+    }
+
+
+def decode_block(doc: Any) -> dict[str, np.ndarray]:
+    """``encode_block``'s document back (empty when it is not one)."""
+    if not isinstance(doc, dict):
+        return {}
+    out: dict[str, np.ndarray] = {}
+    for d, text in doc.items():
+        try:
+            values = np.frombuffer(base64.b64decode(text), dtype=np.float32)
+            out[str(d)] = values.reshape(BLOCK, len(QUANTITIES)).copy()
+        except (TypeError, ValueError):
+            continue
+    return out
+
+
+def merge_block(stored: dict[str, np.ndarray], newer: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """``stored`` with ``newer``'s known values written over it (NaN in ``newer``: keep)."""
+    for d, rows in newer.items():
+        old = stored.get(d)
+        stored[d] = rows.copy() if old is None else np.where(np.isnan(rows), old, rows)
+    return stored
 
 
 def _spread(register: FArray) -> FArray:
@@ -281,4 +458,14 @@ def _spread(register: FArray) -> FArray:
     return out
 
 
-__all__ = ["QUANTITIES", "STEP_S", "TRANSFORMER", "Window"]
+__all__ = [
+    "BLOCK",
+    "QUANTITIES",
+    "STEP_S",
+    "TRANSFORMER",
+    "Blocks",
+    "Window",
+    "decode_block",
+    "encode_block",
+    "merge_block",
+]
