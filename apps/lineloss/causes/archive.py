@@ -92,7 +92,7 @@ class TopologyView:
             name = address or f"unlisted-{branch}-{k + 1}"
             evidence = row.get("evidence")
             seen = evidence.get("unexplained_kwh_per_day") if isinstance(evidence, Mapping) else None
-            unexplained = float(seen) if _number(seen) and address is None else None
+            unexplained = _finite(seen) if address is None else None
             conf = _confidence(row.get("confidence"), 0.8)
             missing.append(MissingMeter(name, branch, _text(row.get("box")), conf, unexplained))
         at = result.get("computed_at")
@@ -107,14 +107,15 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value)
+def _finite(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value):
+        return float(value)
+    return None
 
 
 def _confidence(value: Any, default: float) -> float:
-    if _number(value) and 0 <= value <= 1:
-        return float(value)
-    return default
+    v = _finite(value)
+    return v if v is not None and 0 <= v <= 1 else default
 
 
 @dataclass(frozen=True)

@@ -225,8 +225,9 @@ def test_unexplained_consumption_at_a_unit_does_not_explain_sales_above_the_supp
     before = [(b, classify(b.loss_rate, b.supply_kwh, b.coverage, th)) for b in day_balances(lay, day.energy)]
     assert {b.scope: v.klass for b, v in before}["F1"] == "negative"
     archive = {m.id: m for m in rec.meters}
-    drawn = {"note": "energy at the branch unit that no listed meter explains", "unexplained_kwh_per_day": 5.5}
-    view = TopologyView.from_result({"missing": [{"address": None, "branch": "F1", "evidence": drawn}]}, archive)
+    drawn = {"note": "energy at the unit no listed meter explains", "unexplained_kwh_per_day": 5.5}
+    entry = {"address": None, "branch": "F1", "evidence": drawn}
+    view = TopologyView.from_result({"missing": [entry]}, archive)
     assert view.missing[0].unexplained_kwh_per_day == 5.5
     assert explain_by_archive(rec, lay, day, before, view, th) == []
     heard = TopologyView.from_result({"missing": [{"address": "881200000001", "branch": "F1"}]}, archive)
