@@ -15,7 +15,7 @@ Which rows count:
   points, the 总表's independent reference.
 
 Rows off the 15-min grid, of unknown quantities or malformed are skipped and counted. Must not
-compute anything but the V x I x PF of a point.
+compute anything but the power a point's register counts (``MeterDay.power``).
 
 Hot and cold days: a day's points are ~9 kB per meter (10 curve items x 97 float64), 9 days of
 2,400 meters ~190 MB. So the service gives a past day's points away (``chill``: the day packed,
@@ -199,8 +199,21 @@ class MeterDay:
         return a
 
     def power(self, values: Mapping[str, FArray] | None = None) -> FArray:
-        """V x I x |PF| summed over the phases, signed like the active power, kW; the active
-        power itself where voltage or current is missing. ``values``: ``self.values`` if known."""
+        """The power the meter's register counts, from its front end, kW, signed like its active
+        power: the quantity a stopped or slow register shows against. ``values``: ``self.values``
+        if known.
+
+        * A single-phase meter: V x I x |PF| (its active power by definition, from the
+          quantities the register does not touch); the active power itself where voltage or
+          current is missing.
+        * A polyphase meter (a branch unit, a box terminal, a three-phase customer): its total
+          active power where read. Its register counts the phases' algebraic sum, and the phases'
+          V x I x |PF_total| add up to that only when every phase carries the same power factor
+          in the same direction: with PV exporting on one phase against load on the others the
+          phases' magnitudes add while their flows cancel in the total: V x I x |PF_total| came out
+          up to 40 % above a branch unit's register over a day (false slow registers).
+          Where the total active power is missing: the phases' V x I x |PF_total|.
+        """
         v = self.values if values is None else values
         total = np.zeros(POINTS)
         seen = np.zeros(POINTS, dtype=bool)
@@ -216,7 +229,10 @@ class MeterDay:
         p = v.get("p")
         out = np.where(seen, total, np.nan)
         if p is not None:
-            out = np.where(seen, np.copysign(out, np.where(np.isfinite(p), p, 1.0)), p)
+            read = np.isfinite(p)
+            out = np.where(seen, np.copysign(out, np.where(read, p, 1.0)), p)
+            if "ib" in v or "ic" in v:  # polyphase: its total active power where read
+                out = np.where(read, p, out)
         return out
 
 

@@ -4,7 +4,9 @@ Layer: apps (lineloss). Pure. A meter measures voltage, current and power factor
 metrology front end and accumulates energy in its register; a stopped register (有电流无电量)
 or a slow one shows as register energy well below the energy its own instantaneous values
 imply. Both are compared over the intervals where both ends of both are read, gross (forward +
-reverse register against |P|), so PV export does not cancel consumption.
+reverse register against |P|), so PV export does not cancel consumption. A polyphase meter's
+instantaneous side is its total active power (``MeterDay.power``): its register counts the phases'
+algebraic sum, which their V x I x |PF_total| overstates when they flow both ways.
 
 A register that stops during the day is found by its trailing run of still intervals (the
 register moves by less than half a digit) that hold at least ``stopped_min_kwh`` of V x I x PF
