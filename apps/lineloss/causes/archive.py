@@ -45,6 +45,9 @@ class MissingMeter:
     branch: str | None = None
     box: str | None = None
     confidence: float = 0.8
+    #: no address: the energy the topology app saw at the branch unit that no listed meter
+    #: explains, kWh a day (> 0 drawn, < 0 exported); None when it gave none
+    unexplained_kwh_per_day: float | None = None
 
 
 @dataclass(frozen=True)
@@ -87,9 +90,11 @@ class TopologyView:
                 continue  # nowhere to put it
             # no address: unexplained energy the topology app saw at a branch unit
             name = address or f"unlisted-{branch}-{k + 1}"
-            missing.append(
-                MissingMeter(name, branch, _text(row.get("box")), _confidence(row.get("confidence"), 0.8))
-            )
+            evidence = row.get("evidence")
+            seen = evidence.get("unexplained_kwh_per_day") if isinstance(evidence, Mapping) else None
+            unexplained = _finite(seen) if address is None else None
+            conf = _confidence(row.get("confidence"), 0.8)
+            missing.append(MissingMeter(name, branch, _text(row.get("box")), conf, unexplained))
         at = result.get("computed_at")
         return cls(foreign, moved, tuple(missing), float(at) if isinstance(at, int | float) else None)
 
@@ -102,10 +107,15 @@ def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def _confidence(value: Any, default: float) -> float:
-    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1:
+def _finite(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool) and np.isfinite(value):
         return float(value)
-    return default
+    return None
+
+
+def _confidence(value: Any, default: float) -> float:
+    v = _finite(value)
+    return v if v is not None and 0 <= v <= 1 else default
 
 
 @dataclass(frozen=True)
@@ -204,8 +214,11 @@ def _missing_estimates(
     """The day each missing meter must have had: the energy that brings its innermost scope (box,
     branch, else the station) to the middle of the economic band, shared by the missing meters
     there -- when that is what a household can draw or export (a prosumer's export is negative).
-    Otherwise the median day of the scope's customers: their registers are not read, so this is
-    all the archive can say."""
+    An entry without an address is energy the topology app saw flowing one way at a branch unit
+    (``unexplained_kwh_per_day``, drawn when positive): it cannot stand for a flow the other way
+    (a consumption the unit measured does not make up for sales above the supply), so there its
+    day is the topology app's own figure. Otherwise the median day of the scope's customers:
+    their registers are not read, so this is all the archive can say."""
     target = (thresholds.economic_min_pct + thresholds.economic_max_pct) / 2.0
     balance = {b.scope: b for b, _ in before}
     scopes = {s.id: s for s in layout.scopes}
@@ -224,8 +237,12 @@ def _missing_estimates(
         implied = None
         if b is not None and b.supply_kwh is not None and b.loss_kwh is not None and b.supply_kwh > 0:
             implied = (b.loss_kwh - target / 100.0 * b.supply_kwh) / sharing
-        if implied is not None and abs(implied) <= plausible:
+        seen = miss.unexplained_kwh_per_day
+        if implied is not None and abs(implied) <= plausible and (seen is None or implied * seen >= 0):
             out.append((miss, implied))
+            continue
+        if seen is not None:
+            out.append((miss, seen))
             continue
         days = day.energy.forward[scopes[key].customers]
         days = days[np.isfinite(days)]

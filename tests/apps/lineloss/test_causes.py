@@ -211,6 +211,30 @@ def test_a_missing_meter_explains_a_high_branch_loss() -> None:
     assert [a.target for a in explain_by_archive(rec, lay, day, before, view, th)] == ["unlisted-F1-1"]
 
 
+def test_unexplained_consumption_at_a_unit_does_not_explain_sales_above_the_supply() -> None:
+    """F1's sales exceed its supply (an archived meter is really fed from elsewhere). The topology
+    app's entry without an address is energy the branch unit measured and no listed meter
+    explains: consumption, which cannot make up for sales above the supply. A meter heard by the
+    carrier (an address) may be a prosumer's export and still can."""
+    rec = branch_records(4)
+    lay = rec.layout()
+    cust = loads(4, seed=7)
+    flow = cust[:3].sum(axis=0) * 1.01  # c3 is not behind this unit
+    (day,) = window(lay, [readings(lay, 0.0, np.vstack([flow, flow, cust]))])
+    th = Thresholds()
+    before = [(b, classify(b.loss_rate, b.supply_kwh, b.coverage, th)) for b in day_balances(lay, day.energy)]
+    assert {b.scope: v.klass for b, v in before}["F1"] == "negative"
+    archive = {m.id: m for m in rec.meters}
+    drawn = {"note": "energy at the unit no listed meter explains", "unexplained_kwh_per_day": 5.5}
+    entry = {"address": None, "branch": "F1", "evidence": drawn}
+    view = TopologyView.from_result({"missing": [entry]}, archive)
+    assert view.missing[0].unexplained_kwh_per_day == 5.5
+    assert explain_by_archive(rec, lay, day, before, view, th) == []
+    heard = TopologyView.from_result({"missing": [{"address": "881200000001", "branch": "F1"}]}, archive)
+    (found,) = explain_by_archive(rec, lay, day, before, heard, th)
+    assert found.target == "881200000001" and found.evidence["estimated_kwh"] < 0  # an export
+
+
 def households(n: int, seed: int) -> np.ndarray:
     """Loads that share a strong time of day (morning and evening peaks), each with its own size
     and ups and downs: what makes an unmetered household look like any one of them."""
