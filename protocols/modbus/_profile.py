@@ -33,6 +33,7 @@ Errors are ``ProfileError`` naming the file and the key path (``registers.trip_c
 
 from __future__ import annotations
 
+import functools
 import re
 import tomllib
 from collections.abc import Mapping
@@ -331,9 +332,17 @@ def builtin_names() -> tuple[str, ...]:
 
 
 def builtin_profile(name: str) -> Profile:
-    """A shipped profile by name (``breaker``, ``rcd``, ``capacitor``, ``environment``)."""
+    """A shipped profile by name (``breaker``, ``rcd``, ``capacitor``, ``environment``): the same
+    object at every call (parsed once)."""
     if name not in builtin_names():
         raise ProfileError("profiles", name, f"no such profile; shipped: {', '.join(builtin_names())}")
+    return _shipped(name)
+
+
+@functools.cache
+def _shipped(name: str) -> Profile:
+    """A shipped profile parsed once: a profile is immutable, so every device of a kind shares one
+    (a breaker's is ~20 kB of registers; a station area has hundreds of units)."""
     entry = resources.files(__package__).joinpath("profiles", f"{name}.toml")
     source = f"protocols/modbus/profiles/{name}.toml"
     try:

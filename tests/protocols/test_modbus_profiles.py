@@ -185,3 +185,13 @@ def test_any_mutation_is_a_profile_or_a_profile_error(change: str, value: Any) -
         parse_profile(data, source=SOURCE)
     except ProfileError as err:
         assert err.source == SOURCE and f"{SOURCE}: " in str(err)
+
+
+def test_a_shipped_profile_is_parsed_once_and_shared_by_every_device_of_its_kind() -> None:
+    """Hundreds of breaker units share one immutable profile instead of a copy each."""
+    from types import MappingProxyType
+
+    first, again = modbus.builtin_profile("breaker"), modbus.builtin_profile("breaker")
+    assert first is again
+    assert isinstance(first.registers, MappingProxyType) and isinstance(first.commands, MappingProxyType)
+    assert modbus.builtin_profile("rcd") is not first

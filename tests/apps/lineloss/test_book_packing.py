@@ -54,11 +54,57 @@ def test_a_day_of_decimal_readings_is_held_in_half_the_bytes() -> None:
         md.put("va", k, round(float(rng.uniform(210, 240)), 1))
         md.put("ia", k, round(float(rng.uniform(0, 60)), 3))
         md.put("pf", k, round(float(rng.uniform(-1, 1)), 3))
-    held = md._curve
-    assert {a.dtype for a in held.values()} == {np.dtype(np.int32)}
-    assert sum(a.nbytes for a in held.values()) == 4 * POINTS * 4
+    assert md._rows is not None and md._rows.dtype == np.int32 and md._wide is None
+    assert md._rows.nbytes == 4 * POINTS * 4  # one array for the four items
     np.testing.assert_array_equal(md.values["forward"], registers)
     md.put("forward", 5, 1 / 3)  # not a ten-thousandth: that item is float64 from now on, values kept
-    assert held["forward"].dtype == np.float64 and held["va"].dtype == np.int32
+    assert md._wide is not None and md._wide["forward"].dtype == np.float64 and md._rows.shape == (3, POINTS)
     registers[5] = 1 / 3
     np.testing.assert_array_equal(md.values["forward"], registers)
+    assert list(md.values) == ["forward", "va", "ia", "pf"]  # the order the items came in
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["forward", "reverse", "va", "ia", "pf"]),
+            st.one_of(st.integers(0, POINTS - 1), st.none()),  # None: set_curve (a whole item)
+            st.one_of(_DECIMAL, _ANY),
+        ),
+        max_size=40,
+    )
+)
+def test_a_meter_day_of_several_items_reads_back_as_a_dict_of_float64_arrays(
+    steps: list[tuple[str, int | None, float]],
+) -> None:
+    """Items packed as rows of one array, widened, set whole again: each reads back as a plain
+    float64 array of what was given, in the order the items first came."""
+    md, plain = MeterDay(), {}
+    for item, k, value in steps:
+        if k is None:
+            whole = np.full(POINTS, value)
+            md.set_curve(item, whole.copy())
+            plain[item] = whole
+        else:
+            md.put(item, k, value)
+            plain.setdefault(item, np.full(POINTS, np.nan))[k] = value
+    assert list(md.values) == list(plain)
+    for item, want in plain.items():
+        _same(md.values[item], want)
+        _same(md.curve_of(item), want)  # type: ignore[arg-type]
+
+
+def test_a_meter_day_of_single_phase_items_holds_one_array() -> None:
+    """~0.9 kB a meter less than an array (and a dict entry) an item: 2,400 meters ~2 MB."""
+    import sys
+
+    days = [MeterDay(), MeterDay()]
+    for md in days:
+        for item in ("forward", "reverse", "va", "ia", "pf", "p"):
+            for k in range(POINTS):
+                md.put(item, k, 1.5)
+    md, other = days
+    assert md._wide is None and md._rows is not None
+    assert sys.getsizeof(md._rows) <= 6 * POINTS * 4 + 128  # was 6 x (97 x 4 + 112) + a dict of ~360 B
+    assert md._items is other._items and md._packed is other._packed  # the names: one tuple for all
