@@ -734,16 +734,26 @@ def foreign_tests(
 def unexplained_energy(
     inputs: Inputs, frame: Frame, branches: Decided, settings: Settings
 ) -> list[MissingMeter]:
-    """Energy at a branch unit that none of its meters (nor its loss model) explains."""
+    """Energy at a branch unit that none of its meters (nor its loss model) explains. Not said of
+    a unit with a meter below it that has too few curve points (``Frame.has_data``): the
+    balance counts such a meter's energy as zero, so the unit's energy may well be its (the
+    first identification after a start, six hours of a 24-h window read, flagged every unit)."""
     sol = branches.solution
     if sol is None or "branch_units" not in sol.fits:
         return []
     fit = sol.fits["branch_units"]
     units = sorted(set(frame.unit_of_branch.values()))
     unit_branch = {u: b for b, u in frame.unit_of_branch.items()}
+    unread: set[str] = set()  # branches with an unread meter below them
+    for i in np.nonzero(~frame.has_data)[0]:
+        value = branches.value(int(i))
+        if value is not None:
+            unread.update(ancestors(value, frame.parent))
     days = max(inputs.days, 1e-9)
     out = []
     for j, u in enumerate(units):
+        if unit_branch[u] in unread:
+            continue
         resid = fit.residual[:, 0, j]
         total = float(np.nansum(np.abs(_unit_energy(inputs, frame, u))))
         extra = float(resid.sum())
