@@ -86,7 +86,7 @@ class Members:
         for m in self.meters.values():
             groups = self._chain(m)
             self._groups[m.id] = groups
-            for g in groups:
+            for g in groups[1:]:  # not the meter's own group: ``members`` answers that one itself
                 members.setdefault(g, set()).add(m.id)
             if m.address:
                 self._by_address[m.address] = m.id

@@ -291,3 +291,19 @@ def test_evidence_must_be_small_json() -> None:
     assert Correction("meter", "m", "phase", "A", evidence={"x": "y" * 5000}).problem() is not None
     assert Correction("meter", "m", "phase", "A", evidence={"x": float("nan")}).problem() is not None
     assert Correction("meter", "m", "phase", "A", evidence={"x": [1, 2]}).problem() is None
+
+
+def test_meters_naming_the_same_protocol_branch_box_and_phase_share_one_string_each() -> None:
+    """A model of thousands of meters holds one copy of each repeated text, whichever way it was
+    read (TOML or the JSON form the store keeps); values and equality unchanged."""
+    rows = "".join(
+        f'\n[[meters]]\nid = "m{i}"\naddress = "{i:012d}"\nprotocol = "dlt645"\nchannel = "hplc"\n'
+        f'phase = "{"ABC"[i % 3]}"\nbranch = "F{i % 2}"\n'
+        for i in range(6)
+    )
+    text = '[station]\nid = "TA-1"\nname = "t"\n\n[[branches]]\nid = "F0"\n\n[[branches]]\nid = "F1"\n' + rows
+    for model in (loads(text), model_from_doc(json.loads(json.dumps(model_to_doc(loads(text)))))):
+        meters = model.meters
+        assert {m.protocol for m in meters} == {"dlt645"} and {m.branch for m in meters} == {"F0", "F1"}
+        assert len({id(m.protocol) for m in meters}) == 1 and len({id(m.channel) for m in meters}) == 1
+        assert len({id(m.branch) for m in meters}) == 2 and len({id(m.phase) for m in meters}) == 3
