@@ -30,17 +30,21 @@ class Archive:
     version: int = 0
 
 
-def _fact(record: Any, name: str) -> Fact:
+def _fact(record: Any, name: str, facts: dict[Fact, Fact]) -> Fact:
+    """The archive's fact ``name`` of ``record``; equal facts are one object (``facts``: the
+    ones made so far -- thousands of meters say "phase A, from the archive")."""
     value = getattr(record, name, None)
     if value is None:
-        return Fact(None, "none")
-    source_of = getattr(record, "source_of", None)
-    prov = source_of(name) if callable(source_of) else None
-    source = str(getattr(prov, "source", "archive") or "archive")
-    confidence = getattr(prov, "confidence", None)
-    return Fact(
-        str(value), source if source in ("archive", "identified", "confirmed") else "archive", confidence
-    )
+        fact = Fact(None, "none")
+    else:
+        source_of = getattr(record, "source_of", None)
+        prov = source_of(name) if callable(source_of) else None
+        source = str(getattr(prov, "source", "archive") or "archive")
+        confidence = getattr(prov, "confidence", None)
+        fact = Fact(
+            str(value), source if source in ("archive", "identified", "confirmed") else "archive", confidence
+        )
+    return facts.setdefault(fact, fact)
 
 
 def from_model(model: Any) -> Archive:
@@ -49,6 +53,7 @@ def from_model(model: Any) -> Archive:
     addresses: dict[str, str] = {}
     protocols: dict[str, str] = {}
     channels: dict[str, str] = {}
+    facts: dict[Fact, Fact] = {}
     for m in getattr(model, "meters", ()):
         addresses[m.id] = m.address
         protocols[m.id] = getattr(m, "protocol", "dlt645") or "dlt645"
@@ -56,7 +61,14 @@ def from_model(model: Any) -> Archive:
         if (getattr(m, "kind", CUSTOMER) or CUSTOMER) != CUSTOMER:
             continue
         meters.append(
-            MeterInfo(m.id, m.address, channels[m.id], _fact(m, "phase"), _fact(m, "branch"), _fact(m, "box"))
+            MeterInfo(
+                m.id,
+                m.address,
+                channels[m.id],
+                _fact(m, "phase", facts),
+                _fact(m, "branch", facts),
+                _fact(m, "box", facts),
+            )
         )
     branches = tuple(
         BranchInfo(b.id, getattr(b, "parent", None), getattr(b, "monitor", None))
