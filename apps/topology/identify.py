@@ -535,8 +535,9 @@ def identify_boxes(
     )  # fmt: skip
     z, usable = _voltage_features(frame)
     ph = np.array([PHASES.index(m.phase.value) if m.phase.value in PHASES else -1 for m in frame.meters])
-    groups = np.where(ph >= 0, np.array([pos.get(m.box.value or "", -1) for m in frame.meters]) * 3 + ph, -1)
-    groups = np.where(groups >= 0, groups, -1)
+    box = np.array([pos.get(m.box.value or "", -1) for m in frame.meters], dtype=np.int64)
+    ours = np.array([branches.value(i) is not None for i in range(n)], dtype=bool)
+    groups = reference_groups(box, ph, ours)
     volt_ll = np.zeros((n, k))
     if usable.any() and len(frame.box_ids):
         ll = voltage.loo_loglik(z, usable, groups, len(frame.box_ids) * 3)
@@ -613,6 +614,15 @@ def identify_boxes(
             full[np.ix_(idx, cpos)] = part
     conf = softmax_confidence(score)[np.arange(n), chosen]
     return Decided(labels, chosen, conf, {**parts_all, **balance_parts}, None)
+
+
+def reference_groups(box: IArray, phase: IArray, ours: BArray) -> IArray:
+    """(n,) each meter's voltage reference group, box x 3 + phase, from its archive box and
+    identified phase; -1 without either, and for a meter the branch step found not ours: a
+    neighbouring area's meter listed in a box of ours is no reference for that box (its voltage
+    follows another transformer, and a meter of ours sharing the group with it alone would look
+    out of place)."""
+    return np.where((box >= 0) & (phase >= 0) & ours, box * 3 + phase, -1)
 
 
 def _alone_is_no_evidence(volt_ll: FArray, groups: IArray, usable: BArray, frame: Frame) -> None:

@@ -282,10 +282,11 @@ def test_a_meter_alone_on_its_phase_in_its_box_is_not_pushed_out_by_the_voltage(
     """Three boxes on one branch, phase A: three meters in X1, three in X2, one in X3. Their
     voltages share the feeder's (the same phase of one branch) plus each box's own small drop and
     the meters' noise. Left out of its own group, the meter of X3 has nothing to compare with
-    there, while X1 and X2 correlate well: the voltage would move it. It must say nothing."""
+    there (the neighbouring area's meter listed beside it is no reference), while X1 and X2
+    correlate well: the voltage would move it. It must say nothing."""
     from types import SimpleNamespace
 
-    from apps.topology.identify import _alone_is_no_evidence
+    from apps.topology.identify import _alone_is_no_evidence, reference_groups
 
     rng = np.random.default_rng(4)
     t = 96
@@ -293,9 +294,14 @@ def test_a_meter_alone_on_its_phase_in_its_box_is_not_pushed_out_by_the_voltage(
     drops = {0: rng.normal(0, 0.15, t), 1: rng.normal(0, 0.15, t), 2: rng.normal(0, 0.15, t)}
     boxes = [0, 0, 0, 1, 1, 1, 2]
     v = np.stack([230.0 + feeder + drops[b] + rng.normal(0, 0.1, t) for b in boxes], axis=1)
+    # and a neighbouring area's meter the archive lists in X3 on phase A: another transformer's voltage
+    v = np.concatenate([v, 230.0 + np.cumsum(rng.normal(0.0, 0.8, t))[:, None]], axis=1)
+    boxes.append(2)
     z = (v - v.mean(axis=0)) / v.std(axis=0)
     usable = np.ones(len(boxes), dtype=bool)
-    groups = np.array(boxes) * 3  # (box, phase A)
+    ours = np.array([True] * 7 + [False])  # the branch step found the last one not ours
+    groups = reference_groups(np.array(boxes), np.zeros(len(boxes), dtype=np.int64), ours)
+    assert list(groups) == [0, 0, 0, 3, 3, 3, 6, -1]  # (box, phase A); not ours: no group
     ll = voltage.loo_loglik(z, usable, groups, 9)
     volt_ll = np.concatenate([ll[:, [0, 3, 6]], np.zeros((len(boxes), 1))], axis=1)  # + "not ours"
     alone = 6
@@ -305,3 +311,6 @@ def test_a_meter_alone_on_its_phase_in_its_box_is_not_pushed_out_by_the_voltage(
     _alone_is_no_evidence(volt_ll, groups, usable, frame)
     assert volt_ll[alone, 2] == volt_ll[alone, :3].max()  # no evidence against its own box
     np.testing.assert_array_equal(volt_ll[:alone], before[:alone])  # the others' evidence unchanged
+    # with the neighbour's meter as its reference, X3 would have been the worst box of all
+    with_foreign = voltage.loo_loglik(z, usable, np.array(boxes) * 3, 9)[alone, [0, 3, 6]]
+    assert with_foreign[2] < with_foreign[:2].min() - 20.0
