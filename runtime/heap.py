@@ -10,11 +10,18 @@ what is left (``gc.freeze``): from then on collections look only at objects made
 Must not be called per request or on a timer: a frozen object that later becomes cyclic
 garbage is never collected (refcounting still frees the rest), which is why it runs once,
 after start-up, and only in the terminal's own process (``ttu run``), not in a test session.
+
+``give_back`` hands the C allocator's free pages back to the operating system (glibc's
+``malloc_trim``). The daily jobs (topology, line loss) make and drop large arrays; the free
+chunks they leave between live ones stay in the process's RSS, a few MB a day, until trimmed.
+The terminal calls it after its hourly store prune, not per request (it walks the free lists).
 """
 
 from __future__ import annotations
 
+import ctypes
 import gc
+from collections.abc import Callable
 
 
 def settle() -> int:
@@ -24,4 +31,24 @@ def settle() -> int:
     return gc.get_freeze_count()
 
 
-__all__ = ["settle"]
+def _malloc_trim() -> Callable[[int], int] | None:
+    try:
+        trim: Callable[[int], int] = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to call
+        return None
+    return trim
+
+
+_TRIM = _malloc_trim()
+
+
+def give_back() -> bool:
+    """Return the allocator's free pages to the operating system; False where the C library
+    has no way to (only glibc has ``malloc_trim``)."""
+    if _TRIM is None:
+        return False
+    _TRIM(0)
+    return True
+
+
+__all__ = ["give_back", "settle"]

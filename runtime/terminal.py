@@ -322,7 +322,8 @@ class Terminal:
     async def _upkeep(
         self, store: Store, uplink: Uplink | None, supervisor: Supervisor, alarms: dict[str, Any]
     ) -> None:
-        """Prune the store hourly; report terminal status and alarms upward."""
+        """Prune the store hourly and give freed memory back (``heap.give_back``); report
+        terminal status and alarms upward."""
         last_prune = self._clock.monotonic()
         while True:
             await self._clock.sleep(STATUS_EVERY_S)
@@ -330,6 +331,7 @@ class Terminal:
                 last_prune = self._clock.monotonic()
                 result = await store.prune()
                 log.info("store pruned: %s", result)
+                heap.give_back()
             if uplink is not None:
                 body = {
                     "ts": self._clock.now(),

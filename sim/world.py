@@ -56,7 +56,7 @@ from protocols.signature import Detection
 from protocols.station import Meter
 from sim.loads import FloatArray, HouseholdProfile
 from sim.meters.bus import Delay
-from sim.meters.model import Phase, RelayRefused, VirtualMeter
+from sim.meters.model import CURVE_PERIOD_S, Phase, RelayRefused, VirtualMeter
 from sim.physics import Horizon, Profiles, StationNetwork, build_profiles, load_network, solve
 from sim.physics.measure import ACCURACY, DeviceErrors
 from sim.profiles.uci import ProfileDataMissing
@@ -659,6 +659,10 @@ def build_world(
     _comms(world)
     _signature(world)
     _comms_losses(world)
+    if duration_s is not None:  # the meters' curve memory for the whole run now, not record by record
+        records = math.ceil(duration_s / CURVE_PERIOD_S) + 1
+        for m in world.meters.values():
+            m.meter.curve.reserve(records)
     tr = scenario.transformer
     if tr.ct_ratio_actual is not None and tr.ct_ratio_configured is not None:
         world.faults.append(

@@ -544,6 +544,7 @@ def identify_boxes(
             cols = np.clip(j * 3 + ph, 0, len(frame.box_ids) * 3 - 1)
             volt_ll[:, j] = np.where(ph >= 0, ll[np.arange(n), cols], 0.0)
         volt_ll[~usable] = 0.0
+        _alone_is_no_evidence(volt_ll, groups, usable, frame)
     chosen = np.full(n, k - 1, dtype=np.int64)
     score = np.full((n, k), -1e9)
     by_branch: dict[str | None, list[int]] = {}
@@ -612,6 +613,22 @@ def identify_boxes(
             full[np.ix_(idx, cpos)] = part
     conf = softmax_confidence(score)[np.arange(n), chosen]
     return Decided(labels, chosen, conf, {**parts_all, **balance_parts}, None)
+
+
+def _alone_is_no_evidence(volt_ll: FArray, groups: IArray, usable: BArray, frame: Frame) -> None:
+    """A meter alone on its phase in its archive box has nothing to be compared with there: the
+    leave-one-out likelihood of its own box is 0 (no reference), while every other box of its
+    branch with meters on that phase correlates well (one feeder's voltage), so the voltage alone
+    would take it out of its box. Its own box gets the best value of its branch's boxes: the
+    voltage neither keeps nor moves it (the archive, signatures and box terminals decide)."""
+    members = np.bincount(groups[usable & (groups >= 0)], minlength=len(frame.box_ids) * 3)
+    for i in np.nonzero(usable & (groups >= 0))[0]:
+        if members[groups[i]] > 1:
+            continue
+        own = int(groups[i]) // 3
+        branch = frame.box_branch.get(frame.box_ids[own])
+        same = [j for j, x in enumerate(frame.box_ids) if frame.box_branch.get(x) == branch]
+        volt_ll[i, own] = volt_ll[i, same].max()
 
 
 # -- 户变: foreign and missing ----------------------------------------------------------------------

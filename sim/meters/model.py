@@ -126,15 +126,26 @@ class CurveMemory:
     ``Instant`` is ~700 B of objects (ten days of a 2,400-meter area: 1.6 GB); a ``bytes`` per
     record in a deque was ~200 B. A read gives back exactly what was stored (doubles; ``None`` is
     kept as NaN, which no measured value is).
+
+    ``reserve`` allocates the room for the records a run will write at once, so a long run's
+    memory does not grow (and fragment the allocator) record by record while the ring fills.
     """
 
-    __slots__ = ("_head", "_maxlen", "_records", "_times")
+    __slots__ = ("_count", "_head", "_maxlen", "_records", "_times")
 
     def __init__(self, maxlen: int) -> None:
         self._maxlen = maxlen
-        self._times = array("d")  # each record's ts, to search without unpacking
+        self._times = array("d")  # each record's ts, to search without unpacking (room reserved too)
         self._records = bytearray()
+        self._count = 0  # records held (the first ``_count`` places until the ring is full)
         self._head = 0  # the oldest record's place once the ring is full
+
+    def reserve(self, records: int) -> None:
+        """Make room for ``records`` records in all (at most ``maxlen``) now, not as they come."""
+        room = min(records, self._maxlen) - len(self._times)
+        if room > 0:
+            self._times.extend(array("d", bytes(8 * room)))
+            self._records.extend(bytes(room * _RECORD_SIZE))
 
     @property
     def maxlen(self) -> int | None:
@@ -149,9 +160,15 @@ class CurveMemory:
             *_nan3(i.voltage), *_nan3(i.current), *_nan3(i.power_kw),
             i.total_power_kw, i.reactive_kvar, i.power_factor, i.frequency_hz,
         )  # fmt: skip
-        if len(self._times) < self._maxlen:
-            self._times.append(point.ts)
-            self._records += record
+        n = self._count
+        if n < self._maxlen:
+            self._count = n + 1
+            if n == len(self._times):  # no room reserved
+                self._times.append(point.ts)
+                self._records += record
+            else:
+                self._times[n] = point.ts
+                self._records[n * _RECORD_SIZE : (n + 1) * _RECORD_SIZE] = record
             return
         k = self._head  # full: the oldest record gives way
         self._times[k] = point.ts
@@ -159,10 +176,10 @@ class CurveMemory:
         self._head = (k + 1) % self._maxlen
 
     def __len__(self) -> int:
-        return len(self._times)
+        return self._count
 
     def _places(self) -> Iterator[int]:
-        n, head = len(self._times), self._head
+        n, head = self._count, self._head
         return iter(range(n)) if head == 0 else (k % n for k in range(head, head + n))
 
     def _point(self, k: int) -> CurvePoint:
@@ -172,7 +189,7 @@ class CurveMemory:
         return map(self._point, self._places())
 
     def __getitem__(self, index: int) -> CurvePoint:
-        n = len(self._times)
+        n = self._count
         if not -n <= index < n:
             raise IndexError("curve memory index out of range")
         return self._point((self._head + index % n) % n)

@@ -276,3 +276,32 @@ def test_a_unit_whose_meters_were_barely_read_shows_no_unexplained_energy() -> N
     result = identify(started, terminal="T", computed_at=0.0)
     assert all(m.evidence.get("data") == "too few curve points" for m in result.meters)
     assert not result.missing
+
+
+def test_a_meter_alone_on_its_phase_in_its_box_is_not_pushed_out_by_the_voltage() -> None:
+    """Three boxes on one branch, phase A: three meters in X1, three in X2, one in X3. Their
+    voltages share the feeder's (the same phase of one branch) plus each box's own small drop and
+    the meters' noise. Left out of its own group, the meter of X3 has nothing to compare with
+    there, while X1 and X2 correlate well: the voltage would move it. It must say nothing."""
+    from types import SimpleNamespace
+
+    from apps.topology.identify import _alone_is_no_evidence
+
+    rng = np.random.default_rng(4)
+    t = 96
+    feeder = np.cumsum(rng.normal(0.0, 0.8, t))  # V, the branch's phase A
+    drops = {0: rng.normal(0, 0.15, t), 1: rng.normal(0, 0.15, t), 2: rng.normal(0, 0.15, t)}
+    boxes = [0, 0, 0, 1, 1, 1, 2]
+    v = np.stack([230.0 + feeder + drops[b] + rng.normal(0, 0.1, t) for b in boxes], axis=1)
+    z = (v - v.mean(axis=0)) / v.std(axis=0)
+    usable = np.ones(len(boxes), dtype=bool)
+    groups = np.array(boxes) * 3  # (box, phase A)
+    ll = voltage.loo_loglik(z, usable, groups, 9)
+    volt_ll = np.concatenate([ll[:, [0, 3, 6]], np.zeros((len(boxes), 1))], axis=1)  # + "not ours"
+    alone = 6
+    assert volt_ll[alone, 2] == 0.0 and volt_ll[alone, :2].min() > 20.0  # the bias: out of X3
+    before = volt_ll.copy()
+    frame = SimpleNamespace(box_ids=("X1", "X2", "X3"), box_branch={"X1": "F1", "X2": "F1", "X3": "F1"})
+    _alone_is_no_evidence(volt_ll, groups, usable, frame)
+    assert volt_ll[alone, 2] == volt_ll[alone, :3].max()  # no evidence against its own box
+    np.testing.assert_array_equal(volt_ll[:alone], before[:alone])  # the others' evidence unchanged

@@ -114,6 +114,22 @@ def test_ten_days_of_curve_memory_are_small() -> None:
     assert held < 180 * 960, f"{held / 960:.0f} B per curve record"  # (the meter's freezes too)
 
 
+def test_reserved_curve_memory_takes_no_more_memory_as_it_fills() -> None:
+    # a week's run reserves its records at the start: RSS flat over the week, not +3 MB a day
+    meter = VirtualMeter(ADDR, profile=HouseholdProfile.for_customer(7, 3), start=MIDNIGHT, phase="ABC")
+    meter.advance(MIDNIGHT + 86400)  # the meter's own arrays and caches are made
+    meter.curve.reserve(3 * 96 + 1)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        meter.advance(MIDNIGHT + 3 * 86400)
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(meter.curve) == 3 * 96 + 1
+    assert held < 40 * 2 * 96, f"{held / (2 * 96):.0f} B per curve record"  # (the day's freezes)
+
+
 def test_curve_memory_gives_back_what_it_was_given() -> None:
     memory = CurveMemory(3)
     single = Instant(
@@ -129,8 +145,11 @@ def test_curve_memory_gives_back_what_it_was_given() -> None:
     assert memory.since(0.0, 0) == [] and memory.between(1800.0, 3600.0) == points[2:4]
 
 
-def test_curve_memory_is_a_ring_that_reads_like_a_bounded_deque() -> None:
+@pytest.mark.parametrize("reserved", [0, 3, 7, 30])
+def test_curve_memory_is_a_ring_that_reads_like_a_bounded_deque(reserved: int) -> None:
     memory, plain = CurveMemory(7), deque[CurvePoint](maxlen=7)
+    memory.reserve(reserved)  # room made ahead (none, some, all, more than it keeps) reads the same
+    assert len(memory) == 0 and list(memory) == []
     instant = Instant((230.0, None, None), (1.0, None, None), (0.23, None, None), 0.23, 0.0, 1.0, 50.0)
     for k in range(23):
         point = CurvePoint(900.0 * k, instant, 100.0 + k, 0.0)
