@@ -17,7 +17,9 @@ memory; a block leaving memory, and a late point for such a block, go to ``pendi
 rows, NaN = not known), which the service writes to its store (``encode_block``/``merge_block``)
 and reads back for a longer window (``curves(..., past=...)``). What ``curves`` returns is the
 same as a window holding every point in memory. A point older than ``keep_points`` behind the
-newest block is dropped (``too_old``).
+newest block is dropped (``too_old``). A held window's rows stand for the same slot in every
+device's ring, so the rings share one slot array (a block leaving memory is emptied in all of
+them): 16 bytes a point for a single-phase meter.
 """
 
 from __future__ import annotations
@@ -59,10 +61,13 @@ class _Ring:
     phases b and c: 20 bytes a point instead of 36) and reads back as NaN, as a stored column
     does at a slot it was not given. ``set`` adds a column when its first value arrives."""
 
-    def __init__(self, keep: int, width: int, columns: Sequence[int] | None = None) -> None:
+    def __init__(
+        self, keep: int, width: int, columns: Sequence[int] | None = None, *, slots: np.ndarray | None = None
+    ) -> None:
         self.width = width
         self.columns: list[int] = list(range(width)) if columns is None else sorted(columns)
-        self.slots = np.full(keep, -1, dtype=np.int32)  # 15-min slot numbers (~2e6 today): int32 holds them
+        # 15-min slot numbers (~2e6 today): int32 holds them; a held window's rings share one array
+        self.slots = np.full(keep, -1, dtype=np.int32) if slots is None else slots
         self.values = np.full((keep, len(self.columns)), np.nan, dtype=np.float32)
 
     def _at(self, slot: int) -> int:
@@ -102,7 +107,7 @@ class _Ring:
         out = np.full((BLOCK, self.width), np.nan, dtype=np.float32)
         out[:, self.columns] = self.values[k]
         out[~held] = np.nan
-        return out
+        return None if np.isnan(out).all() else out  # nothing known (a held window's slots are shared)
 
     def get(self, slots: np.ndarray) -> np.ndarray:
         """Full rows (every column, float64) at ``slots``: NaN where not known."""
@@ -142,6 +147,8 @@ class Window:
         self._newest_block = -1
         #: rows of blocks no longer held, not yet in the store (``take_pending``)
         self.pending: Blocks = {}
+        #: a held window's slot of each ring row, one array for every device (``_share_slots``)
+        self._held_slots: np.ndarray | None = None
         self.too_old = 0
         self._devices: dict[str, _Ring] = {}
         # transformer: per slot the integrated energy per phase, the seconds covered, voltages
@@ -177,7 +184,9 @@ class Window:
                 continue
             ring = self._devices.get(device)
             if ring is None:
-                ring = self._devices[device] = _Ring(self.held, len(QUANTITIES), columns=())
+                ring = self._devices[device] = _Ring(
+                    self.held, len(QUANTITIES), columns=(), slots=self._held_slots
+                )
             ring.set(slot, col, value)
             self.points_added += 1
 
@@ -215,11 +224,15 @@ class Window:
         return block > newest - self._blocks_held
 
     def _chill(self, block: int) -> None:
+        """``block``'s rows to ``pending``, and emptied in every ring: a row of a held window is
+        then either empty or the slot its shared slot number says, for every device alike."""
         rows: dict[str, np.ndarray] = {}
+        at = (block * BLOCK + np.arange(BLOCK)) % self.held
         for device, ring in self._devices.items():
             got = ring.block_rows(block)
             if got is not None:
                 rows[device] = got
+            ring.values[at] = np.nan
         if rows:
             merge_block(self.pending.setdefault(block, {}), rows)
 
@@ -234,6 +247,23 @@ class Window:
             rows[device] = np.full((BLOCK, len(QUANTITIES)), np.nan, dtype=np.float32)
         row: np.ndarray = rows[device][slot % BLOCK]
         return row
+
+    def _share_slots(self) -> None:
+        """After loading a held window: one slot array for every ring (each row the slot of the
+        held range it stands for); a row a ring held for another slot (an older one, given to
+        the store when its block left) is emptied."""
+        shared = np.full(self.held, -1, dtype=np.int32)
+        if self._newest_block >= 0:
+            held_slots = self._newest_block * BLOCK + BLOCK - self.held + np.arange(self.held)
+            rows = held_slots % self.held
+            given = np.zeros(self.held, dtype=bool)  # a row some ring holds its held slot in
+            for ring in self._devices.values():
+                given |= ring.slots[rows] == held_slots
+            shared[rows[given]] = held_slots[given]
+        for ring in self._devices.values():
+            ring.values[ring.slots != shared] = np.nan
+            ring.slots = shared
+        self._held_slots = shared
 
     def take_pending(self) -> Blocks:
         """The rows waiting for the store, handed over (the window forgets them)."""
@@ -251,8 +281,9 @@ class Window:
         rings, self._devices = self._devices, {}
         self.held = rows
         self._newest_block = best // BLOCK if best >= 0 else -1
+        self._held_slots = np.full(rows, -1, dtype=np.int32)
         for device, ring in rings.items():
-            fresh = self._devices[device] = _Ring(rows, ring.width, ring.columns)
+            fresh = self._devices[device] = _Ring(rows, ring.width, ring.columns, slots=self._held_slots)
             for k in np.argsort(ring.slots, kind="stable"):
                 slot = int(ring.slots[k])
                 if slot < 0:
@@ -412,6 +443,7 @@ class Window:
                 w.held = held
                 best = max((int(r.slots.max()) for r in w._devices.values()), default=-1)
                 w._newest_block = best // BLOCK if best >= 0 else -1
+                w._share_slots()
         except (KeyError, TypeError, ValueError) as err:
             raise ValueError(f"saved window unreadable: {err}") from err
         return w
