@@ -1064,7 +1064,8 @@ def _identify(
             phase = Dimension(
                 "ABC", 0.9999, m.phase.value, outcome, {"three_phase": "B and C voltages recorded"}
             )
-        elif i in moved:  # moved to another phase during the window: what it is on now
+        elif i in moved and len(foreign.get(i, {})) < 2:  # moved during the window: where it is now
+            # (a meter not ours -- the neighbouring area's -- has no phase of ours to move on)
             c = moved[i]
             now = PHASES[c.after]
             phase = Dimension(

@@ -8,7 +8,8 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from apps.topology import assign, evidence, voltage
+from apps.topology import assign, changes, evidence, voltage
+from apps.topology import identify as ident
 from apps.topology.identify import Settings, identify
 from apps.topology.inputs import Detection, Fact
 from apps.topology.numeric import simplex_project
@@ -314,3 +315,27 @@ def test_a_meter_alone_on_its_phase_in_its_box_is_not_pushed_out_by_the_voltage(
     # with the neighbour's meter as its reference, X3 would have been the worst box of all
     with_foreign = voltage.loo_loglik(z, usable, np.array(boxes) * 3, 9)[alone, [0, 3, 6]]
     assert with_foreign[2] < with_foreign[:2].min() - 20.0
+
+
+def test_a_meter_found_not_ours_is_never_reported_moved(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A change of phase the detector sees for the neighbouring area's meter is no move: it has no
+    phase of ours to move on (the default area's m-9102 was reported moved twice a week)."""
+    inputs, truth = station(Spec(branches=4, foreign=2, wrong_phase=0.0), seed=5)
+    found = ident.phase_changes
+
+    def also_the_foreign(inputs, frame, branches, boxes, phases, *rest):  # type: ignore[no-untyped-def]
+        out = dict(found(inputs, frame, branches, boxes, phases, *rest))
+        for i, m in enumerate(frame.meters[: len(inputs.meters)]):
+            if m.id in truth.foreign or m.id == ours:
+                now = int(phases.chosen[i]) % 3
+                out[i] = changes.Change(i, (now + 1) % 3, now, 5, 99.0)
+        return out
+
+    ours = next(m.meter_id for m in identify(inputs, terminal="T", computed_at=0.0).meters
+                if m.status == "confirmed" and m.phase.value in ("A", "B", "C"))  # fmt: skip
+    monkeypatch.setattr(ident, "phase_changes", also_the_foreign)
+    result = identify(inputs, terminal="T", computed_at=0.0)
+    by_id = {m.meter_id: m for m in result.meters}
+    assert truth.foreign and all(by_id[f].status == "foreign" for f in truth.foreign)
+    assert not [f for f in truth.foreign if by_id[f].phase.evidence.get("moved")]
+    assert by_id[ours].phase.evidence.get("moved")  # the same change on a meter of ours is one
