@@ -97,35 +97,38 @@ def test_curve_memory_is_bounded_to_ten_days_and_freezes_to_62() -> None:
     assert meter.daily_freezes[0].ts == MIDNIGHT + 70 * 86400
 
 
+def _three_phase_meter_a_day_on() -> VirtualMeter:
+    meter = VirtualMeter(ADDR, profile=HouseholdProfile.for_customer(7, 3), start=MIDNIGHT, phase="ABC")
+    meter.advance(MIDNIGHT + 86400)  # the meter's own arrays and caches are made
+    return meter
+
+
+def _held_while_advancing(meter: VirtualMeter, until: float) -> int:
+    """Bytes the meter holds more after advancing to ``until`` (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        meter.advance(until)
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
 def test_ten_days_of_curve_memory_are_small() -> None:
     # ten days of a 2,400-meter area are 2.3 million records: as CurvePoint objects (~700 B with
     # their Instant) that was 1.6 GB of the simulator; a bytes object per record ~200 B; in one
     # ring of bytes 136 B (128 + its time): ~165 with the ten days' freezes and the ring's slack
-    meter = VirtualMeter(ADDR, profile=HouseholdProfile.for_customer(7, 3), start=MIDNIGHT, phase="ABC")
-    meter.advance(MIDNIGHT + 86400)  # the meter's own arrays and caches are made
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        meter.advance(MIDNIGHT + 11 * 86400)
-        held = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
+    meter = _three_phase_meter_a_day_on()
+    held = _held_while_advancing(meter, MIDNIGHT + 11 * 86400)
     assert len(meter.curve) == 960
     assert held < 180 * 960, f"{held / 960:.0f} B per curve record"  # (the meter's freezes too)
 
 
 def test_reserved_curve_memory_takes_no_more_memory_as_it_fills() -> None:
     # a week's run reserves its records at the start: RSS flat over the week, not +3 MB a day
-    meter = VirtualMeter(ADDR, profile=HouseholdProfile.for_customer(7, 3), start=MIDNIGHT, phase="ABC")
-    meter.advance(MIDNIGHT + 86400)  # the meter's own arrays and caches are made
+    meter = _three_phase_meter_a_day_on()
     meter.curve.reserve(3 * 96 + 1)
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        meter.advance(MIDNIGHT + 3 * 86400)
-        held = tracemalloc.get_traced_memory()[0] - before
-    finally:
-        tracemalloc.stop()
+    held = _held_while_advancing(meter, MIDNIGHT + 3 * 86400)
     assert len(meter.curve) == 3 * 96 + 1
     assert held < 40 * 2 * 96, f"{held / (2 * 96):.0f} B per curve record"  # (the day's freezes)
 
