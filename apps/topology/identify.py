@@ -718,6 +718,11 @@ def _signature_places(inputs: Inputs, frame: Frame) -> tuple[FArray, FArray]:
     )  # fmt: skip
 
 
+def _not_ours(tests: dict[str, Any]) -> bool:
+    """A meter is the neighbouring area's when at least two independent tests say so."""
+    return len(tests) >= 2
+
+
 def foreign_tests(
     inputs: Inputs, frame: Frame, phases: Decided, branches: Decided, settings: Settings
 ) -> dict[int, dict[str, Any]]:
@@ -1036,7 +1041,7 @@ def _identify(
     boxes = identify_boxes(inputs, frame, branches, warm=warm["box"])
     phases = identify_phases(inputs, frame, branches, boxes, settings, warm=warm["phase"])
     foreign = foreign_tests(inputs, frame, phases, branches, settings)
-    decided = np.array([len(foreign.get(i, {})) >= 2 for i in range(frame.n)], dtype=bool)
+    decided = np.array([_not_ours(foreign.get(i, {})) for i in range(frame.n)], dtype=bool)
     decided[len(inputs.meters) :] = False
     if (decided & ~frame.forced).any():  # again, now that foreign meters bend the others no more
         frame.forced = decided | frame.forced
@@ -1064,7 +1069,7 @@ def _identify(
             phase = Dimension(
                 "ABC", 0.9999, m.phase.value, outcome, {"three_phase": "B and C voltages recorded"}
             )
-        elif i in moved and len(foreign.get(i, {})) < 2:  # moved during the window: where it is now
+        elif i in moved and not _not_ours(foreign.get(i, {})):  # moved in the window: where it is now
             # (a meter not ours -- the neighbouring area's -- has no phase of ours to move on)
             c = moved[i]
             now = PHASES[c.after]
@@ -1101,7 +1106,7 @@ def _identify(
             meter_ev["foreign_tests"] = tests
         if not frame.has_data[i]:
             meter_ev["data"] = "too few curve points"
-        if len(tests) >= 2:
+        if _not_ours(tests):
             status = "foreign"
         elif "corrected" in (phase.outcome, branch.outcome, box.outcome):
             status = "corrected"
