@@ -33,6 +33,7 @@ et al., Frontiers Energy Res. 2022, doi 10.3389/fenrg.2022.892541). Must not dec
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 
@@ -64,6 +65,17 @@ class FitSettings:
     onset_min_after: int = 48  # ... with at least 12 h of data after it
     max_found: int = 3
     window_days: int = 3
+    # the customer's own evidence: its load's interval-to-interval changes must show in the loss's
+    # changes with this t statistic (an unmetered household or a late-afternoon PV misfit shares
+    # only the time of day with a customer: its changes do not follow that customer's)
+    min_change_t: float = 3.0
+    # ... and stand out: at least this many times the largest |t| any other customer's changes get
+    # (how well the loss's changes follow loads that are not the thief's: a foreign meter's or an
+    # unmetered household's changes, a misfit)
+    change_lead: float = 1.5
+    # ... over sums of this many used intervals: a small customer's 15-min register steps are a
+    # digit or two (0.01 kWh), so its 15-min changes are mostly rounding; 30-min sums halve it
+    change_block: int = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +88,10 @@ class Candidate:
     metered_kwh: float
     onset: int = 0  # position (in the used intervals) from which its loss is fitted
     intervals: int = 0  # used intervals from the onset on
+    #: its own evidence: the share and t statistic of its load's interval-to-interval changes
+    #: in the loss's changes (technical terms' changes projected out); NaN / 0 when not computed
+    change_share: float = float("nan")
+    change_t: float = 0.0
 
 
 @dataclass
@@ -194,27 +210,54 @@ def fit_section(
         per[list(chosen)] = 0.0
         onset_of = np.argmax(per, axis=1)  # each customer's best onset
         best_gain = per[np.arange(len(per)), onset_of]
-        order = np.argsort(-best_gain)
-        best = int(order[0])
-        if best_gain[best] <= 0:
+        order = [int(c) for c in np.argsort(-best_gain) if best_gain[c] > 0]
+        if not order:
             break
-        k = best * groups + int(onset_of[best])
         dof = max(n - len(base) - 1, 1)
-        cand = _candidate(section, best, k, beta, gain, den, ssr, dof, cand_m, onsets[onset_of[best]], n)
-        rival = None
-        if len(order) > 1 and best_gain[int(order[1])] > 0:
-            j = int(order[1])
-            kj = j * groups + int(onset_of[j])
-            rival = _candidate(section, j, kj, beta, gain, den, ssr, dof, cand_m, onsets[onset_of[j]], n)
+        every = np.arange(len(per)) * groups + onset_of  # each customer at its best onset
+        every_change = _changes(base, y, cand_m[every], settings.change_block)
+        every_change[list(chosen)] = 0.0  # already in the regressors
+        rows = [int(every[c]) for c in order]
+        ranking = _Ranking(
+            section=section,
+            order=order,
+            rows=rows,
+            onsets=[int(onsets[onset_of[c]]) for c in order],
+            beta=beta,
+            gain=gain,
+            den=den,
+            ssr=ssr,
+            dof=dof,
+            m=cand_m,
+            change=every_change[order],
+        )
+        candidate = ranking.candidate
+
+        # a customer is singled out by its own evidence: the loss's ups and downs follow its load's.
+        # The best fit by level alone may be a look-alike (its load has the loss's time of day)
+        own = [p for p in range(len(order)) if _stands_out(order[p], every_change, settings)]
+        pos = own[0] if own else 0
+        cand, best, k = candidate(pos), order[pos], rows[pos]
+        others = [p for p in own if p != pos]
+        rival = candidate(others[0]) if others else None  # the next customer with evidence of its own
         if step == 0:
             fit.runner_up = rival
-        named = _significant(cand, settings, len(days))
+        significant = _significant(cand, settings, len(days))
+        named = significant and bool(own)
         if partner is not None and (cand.meter != partner or not named):
             fit.found.pop()  # it was named for a rival that does not hold up on its own: misfit
             partner = None
             break
         partner = None
         if not named:
+            if significant and not fit.found and cand.share >= settings.section_min_share:
+                fit.unseparated = cand
+                fit.unseparated_rival = candidate(1) if len(order) > 1 else None
+                fit.unseparated_why = (
+                    "the loss follows the customers' time of day, but no customer's own load changes "
+                    "show in it (a household missing from the archive, several bypasses, or a misfit of the "
+                    "technical loss)"
+                )
             break
         waiting = None
         if not _distinct(cand, rival, settings):
@@ -238,7 +281,9 @@ def fit_section(
         partner = waiting
         fit.found.append(cand)
         chosen.add(best)
-        base.append(cand_m[k])
+        # its load from every onset: a theft that began between two onsets leaves no part of its
+        # own behind for a neighbour to be named for
+        base += list(cand_m[best * groups : (best + 1) * groups])
     if partner is not None:  # the search ended before the rival could hold up
         fit.found.pop()
     return fit
@@ -345,6 +390,82 @@ def _candidate(
         onset=int(onset),
         intervals=n - int(onset),
     )
+
+
+@dataclass(frozen=True)
+class _Ranking:
+    """One step's customers, best level fit first, each at its best onset (rows of ``m``)."""
+
+    section: Section
+    order: list[int]  # positions in section.customers
+    rows: list[int]
+    onsets: list[int]
+    beta: FArray
+    gain: FArray
+    den: FArray
+    ssr: float
+    dof: int
+    m: FArray
+    change: FArray  # (len(order), 2): ``_changes`` of each
+
+    def candidate(self, pos: int) -> Candidate:
+        c, row = self.order[pos], self.rows[pos]
+        found = _candidate(
+            self.section,
+            c,
+            row,
+            self.beta,
+            self.gain,
+            self.den,
+            self.ssr,
+            self.dof,
+            self.m,
+            self.onsets[pos],
+            len(self.m[row]),
+        )
+        return dataclasses.replace(
+            found, change_share=float(self.change[pos, 0]), change_t=float(self.change[pos, 1])
+        )
+
+
+def _changes(base: list[FArray], y: FArray, x: FArray, block: int = 1) -> FArray:
+    """(rows of ``x``, 2): the share and t statistic of each row's changes in the changes of ``y``,
+    from one sum of ``block`` used intervals to the next, with the changes of the ``base``
+    regressors projected out. A customer's bypassed load is in the loss at every interval, so the
+    loss moves when its load moves; a load that only shares the time of day with it (another
+    household, a PV misfit) does not. The model holds at every used interval, so sums of adjacent
+    ones (across a gap too) hold it as well."""
+    size = (len(y) // block) * block
+
+    def sums(a: FArray) -> FArray:
+        return np.asarray(
+            a[..., :size].reshape(*a.shape[:-1], size // block, block).sum(axis=-1), dtype=np.float64
+        )
+
+    d = np.diff(sums(np.array(base)), axis=1).T
+    d = d[:, np.linalg.norm(d, axis=0) > 1e-12]  # the constant does not change
+    dy = np.diff(sums(y))
+    q = np.linalg.qr(d)[0] if d.shape[1] else np.zeros((len(dy), 0))
+    ry = dy - q @ (q.T @ dy)
+    dx = np.diff(sums(x), axis=1)
+    rx = dx - (dx @ q) @ q.T
+    num = rx @ ry
+    den = np.einsum("ij,ij->i", rx, rx)
+    usable = den > 1e-12
+    share = np.divide(num, den, out=np.zeros_like(num), where=usable)
+    rest = np.maximum(float(ry @ ry) - share * num, 1e-18)
+    dof = max(len(dy) - q.shape[1] - 1, 1)
+    se = np.sqrt(np.divide(rest / dof, den, out=np.full_like(num, np.inf), where=usable))
+    return np.column_stack([share, np.divide(share, se, out=np.zeros_like(num), where=usable)])
+
+
+def _stands_out(c: int, change: FArray, settings: FitSettings) -> bool:
+    """Customer ``c``'s load changes show in the loss's (``change``: share and t of every customer)
+    clearly, and clearly more than any other customer's do."""
+    share, t = change[c]
+    others = np.delete(np.abs(change[:, 1]), c)
+    lead = settings.change_lead * float(others.max()) if len(others) else 0.0
+    return bool(share > 0 and t >= max(settings.min_change_t, lead))
 
 
 def _distinct(c: Candidate, rival: Candidate | None, settings: FitSettings) -> bool:
