@@ -17,15 +17,22 @@ the intervals of the window where every meter of the section was read:
            + β·m_c,t                    energy customer c draws past its meter (bypass, tapping,
                                         a slow register): its loss follows c's own load
 
-Each customer is tried as the regressor m_c after projecting out the technical terms; the one
-that explains most of the remaining variance is kept if its share β, its t statistic and its
-partial R² pass the settings, and the search repeats (greedy forward selection) for a second
-or third. A candidate that the section's own supply (a loss proportional to all load: a wrong
-ratio on the supply meter, an unmetered customer) explains as well is not a customer's; when
-nobody is named for that reason, or because a rival explains a large share (>=
-``section_min_share``) nearly as well, the significant best candidate is kept as
-``unseparated``: the section's balance breaks with a load-following loss, its customer not yet
-told apart.
+Each customer is tried as the regressor m_c after projecting out the technical terms. A
+customer is named only on its own evidence: a bypass is in the loss at every interval, so the
+loss's changes (from one 30-min sum to the next, technical terms' changes projected out) follow
+the customer's load changes, with a t statistic of at least ``min_change_t`` and ``change_lead``
+times what any other customer's changes reach. The level fit alone cannot tell a thief from a
+look-alike: an unmetered household or a misfit of the technical loss has the loss's time of day,
+and so has every customer with the same habits (the lineloss scenario's day result once named
+m-0023 for m-0020's theft on the same branch). Among the customers that stand out so, the one
+that explains most of the loss's level is kept if its share β, its t statistic and its partial R²
+pass the settings, and the search repeats (greedy forward selection, the one found entering at
+every onset) for a second or third. A candidate that the section's own supply (a loss
+proportional to all load: a wrong ratio on the supply meter, an unmetered customer) explains as
+well is not a customer's; when nobody is named for that reason, or because no customer's own
+changes stand out, a significant best level fit with a large share (>= ``section_min_share``) is
+kept as ``unseparated``: the section's balance breaks with a load-following loss, its customer
+not told apart (unexplained energy, candidate meters named, nobody accused).
 Published idea: correlating each user's consumption with the loss series (GRID.md §2; Zheng
 et al., Frontiers Energy Res. 2022, doi 10.3389/fenrg.2022.892541). Must not decide the kind
 (theft or a slow meter: ``theft`` does, with the meter checks).
@@ -56,7 +63,6 @@ class FitSettings:
     min_t: float = 5.0
     min_partial_r2: float = 0.2
     min_kwh_per_day: float = 0.3
-    min_margin: float = 0.3  # see ``_distinct``
     # a significant candidate's share from which, when another customer explains the loss nearly
     # as well, the section is still named (no customer): twice what clean sections reach at most
     section_min_share: float = 0.28
@@ -92,6 +98,7 @@ class Candidate:
     #: in the loss's changes (technical terms' changes projected out); NaN / 0 when not computed
     change_share: float = float("nan")
     change_t: float = 0.0
+    change_rival_t: float = 0.0  # the largest |t| another customer's changes reach
 
 
 @dataclass
@@ -102,7 +109,7 @@ class SectionFit:
     loss_kwh: float  # over the used intervals
     supply_kwh: float
     found: list[Candidate] = field(default_factory=list)
-    runner_up: Candidate | None = None  # best alternative to the first one found
+    runner_up: Candidate | None = None  # the best other fit of the loss's level at the first step
     #: nobody named, yet the loss follows load past the meters: the best candidate was significant
     #: but the section's customers together explain the loss as well (several bypasses, or a
     #: household missing from the archive): unmetered consumption located to this section only
@@ -112,10 +119,11 @@ class SectionFit:
 
     @property
     def margin(self) -> float:
-        """0..1: how much better the first candidate is than the next best (1 = no rival)."""
-        if not self.found or self.runner_up is None or self.found[0].partial_r2 <= 0:
+        """0..1: how far the first one found stands out on its own evidence: 1 - the largest |t|
+        another customer's load changes reach over its own (1: nobody else's show at all)."""
+        if not self.found or self.found[0].change_t <= 0:
             return 1.0
-        return max(0.0, 1.0 - self.runner_up.partial_r2 / self.found[0].partial_r2)
+        return max(0.0, 1.0 - self.found[0].change_rival_t / self.found[0].change_t)
 
 
 def fit_sections(
@@ -192,7 +200,6 @@ def fit_section(
     cand_m = (m[:, None, :] * masks[None, :, :]).reshape(-1, n)  # (C x G, n)
     groups = len(onsets)
     chosen: set[int] = set()
-    partner: int | None = None
     for step in range(settings.max_found):
         q, _ = np.linalg.qr(np.column_stack(base))
         r = y - q @ (q.T @ y)
@@ -215,61 +222,30 @@ def fit_section(
             break
         dof = max(n - len(base) - 1, 1)
         every = np.arange(len(per)) * groups + onset_of  # each customer at its best onset
-        every_change = _changes(base, y, cand_m[every], settings.change_block)
-        every_change[list(chosen)] = 0.0  # already in the regressors
-        rows = [int(every[c]) for c in order]
-        ranking = _Ranking(
-            section=section,
-            order=order,
-            rows=rows,
-            onsets=[int(onsets[onset_of[c]]) for c in order],
-            beta=beta,
-            gain=gain,
-            den=den,
-            ssr=ssr,
-            dof=dof,
-            m=cand_m,
-            change=every_change[order],
-        )
-        candidate = ranking.candidate
-
-        # a customer is singled out by its own evidence: the loss's ups and downs follow its load's.
-        # The best fit by level alone may be a look-alike (its load has the loss's time of day)
-        own = [p for p in range(len(order)) if _stands_out(order[p], every_change, settings)]
-        pos = own[0] if own else 0
-        cand, best, k = candidate(pos), order[pos], rows[pos]
-        others = [p for p in own if p != pos]
-        rival = candidate(others[0]) if others else None  # the next customer with evidence of its own
+        change = _changes(base, y, cand_m[every], settings.change_block)
+        change[list(chosen)] = 0.0  # already in the regressors
+        ranking = _Ranking(section, every, onsets[onset_of], beta, gain, den, ssr, dof, cand_m, change)
+        # a customer is singled out by its own evidence: the loss's ups and downs follow its load's,
+        # clearly more than anyone else's. The best fit of the loss's level alone may be a look-alike:
+        # a load with the loss's time of day (an unmetered household, a misfit of the technical loss)
+        own = [c for c in order if _stands_out(c, change, settings)]
+        best = own[0] if own else order[0]
+        k = int(every[best])
+        cand = ranking.candidate(best)
+        look = next((c for c in order if c != best), None)  # the best other fit of the level
         if step == 0:
-            fit.runner_up = rival
+            fit.runner_up = None if look is None else ranking.candidate(look)
         significant = _significant(cand, settings, len(days))
-        named = significant and bool(own)
-        if partner is not None and (cand.meter != partner or not named):
-            fit.found.pop()  # it was named for a rival that does not hold up on its own: misfit
-            partner = None
-            break
-        partner = None
-        if not named:
+        if not (significant and own):
             if significant and not fit.found and cand.share >= settings.section_min_share:
                 fit.unseparated = cand
-                fit.unseparated_rival = candidate(1) if len(order) > 1 else None
+                fit.unseparated_rival = None if look is None else ranking.candidate(look)
                 fit.unseparated_why = (
-                    "the loss follows the customers' time of day, but no customer's own load changes "
-                    "show in it (a household missing from the archive, several bypasses, or a misfit of the "
+                    "the loss follows the customers' load, but no customer's own load changes stand out "
+                    "in it (a household missing from the archive, several bypasses, or a misfit of the "
                     "technical loss)"
                 )
             break
-        waiting = None
-        if not _distinct(cand, rival, settings):
-            if rival is None or not _significant(rival, settings, len(days)):
-                if not fit.found and cand.share >= settings.section_min_share:
-                    fit.unseparated, fit.unseparated_rival = cand, rival
-                    fit.unseparated_why = (
-                        "no single customer stands out: another one's load explains the loss nearly as "
-                        "well (several bypasses, or a household missing from the archive)"
-                    )
-                break
-            waiting = rival.meter  # two thieves in one section? only if the rival holds up next
         if len(section.customers) > 2 and _generic(m * masks[onset_of[best]], q, r, float(gain[k])):
             if not fit.found:
                 fit.unseparated = cand
@@ -278,14 +254,11 @@ def fit_section(
                     "several bypasses, or a household missing from the archive"
                 )
             break
-        partner = waiting
         fit.found.append(cand)
         chosen.add(best)
         # its load from every onset: a theft that began between two onsets leaves no part of its
         # own behind for a neighbour to be named for
         base += list(cand_m[best * groups : (best + 1) * groups])
-    if partner is not None:  # the search ended before the rival could hold up
-        fit.found.pop()
     return fit
 
 
@@ -394,22 +367,24 @@ def _candidate(
 
 @dataclass(frozen=True)
 class _Ranking:
-    """One step's customers, best level fit first, each at its best onset (rows of ``m``)."""
+    """One step's fits of every customer at its best onset (``rows`` of ``m``), levels and changes."""
 
     section: Section
-    order: list[int]  # positions in section.customers
-    rows: list[int]
-    onsets: list[int]
+    rows: NDArray[np.int64]
+    onsets: NDArray[np.int64]
     beta: FArray
     gain: FArray
     den: FArray
     ssr: float
     dof: int
     m: FArray
-    change: FArray  # (len(order), 2): ``_changes`` of each
+    change: FArray  # (customers, 2): ``_changes`` of each
 
-    def candidate(self, pos: int) -> Candidate:
-        c, row = self.order[pos], self.rows[pos]
+    def candidate(self, c: int) -> Candidate:
+        """Customer ``c`` (its position in the section), with its own evidence and the best of the
+        others' (the largest |t| another customer's changes reach)."""
+        row = int(self.rows[c])
+        n = self.m.shape[1]
         found = _candidate(
             self.section,
             c,
@@ -420,11 +395,15 @@ class _Ranking:
             self.ssr,
             self.dof,
             self.m,
-            self.onsets[pos],
-            len(self.m[row]),
+            int(self.onsets[c]),
+            n,
         )
+        others = np.delete(np.abs(self.change[:, 1]), c)
         return dataclasses.replace(
-            found, change_share=float(self.change[pos, 0]), change_t=float(self.change[pos, 1])
+            found,
+            change_share=float(self.change[c, 0]),
+            change_t=float(self.change[c, 1]),
+            change_rival_t=float(others.max()) if len(others) else 0.0,
         )
 
 
@@ -466,17 +445,6 @@ def _stands_out(c: int, change: FArray, settings: FitSettings) -> bool:
     others = np.delete(np.abs(change[:, 1]), c)
     lead = settings.change_lead * float(others.max()) if len(others) else 0.0
     return bool(share > 0 and t >= max(settings.min_change_t, lead))
-
-
-def _distinct(c: Candidate, rival: Candidate | None, settings: FitSettings) -> bool:
-    """A customer is named when it explains the loss clearly better than the next one, or its
-    share is large (3 x the minimum). A weak share a rival explains nearly as well is the
-    technical-loss model's misfit -- unless the rival is significant too and still is once the
-    first is taken out (two thieves in one section; the fit checks that at its next step)."""
-    if rival is None or c.partial_r2 <= 0:
-        return True
-    margin = 1.0 - rival.partial_r2 / c.partial_r2
-    return margin >= settings.min_margin or c.share >= 3 * settings.min_share
 
 
 def _significant(c: Candidate, settings: FitSettings, days: int) -> bool:

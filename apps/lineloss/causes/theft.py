@@ -99,7 +99,11 @@ def theft_anomalies(
                 "change_share": _finite(c.change_share),
                 "change_t": rounded(c.change_t, 1),
                 "margin": rounded(margin, 3),
+                "change_rival_t": rounded(c.change_rival_t, 1),
                 "runner_up": None if fit.runner_up is None or rank else layout.meters[fit.runner_up.meter].id,
+                "runner_up_change_t": None
+                if fit.runner_up is None or rank
+                else rounded(fit.runner_up.change_t, 1),
                 "section_loss_rate_pct": None if rate is None else rounded(rate, 2),
                 "days": fit.days,
                 "intervals": fit.intervals,
