@@ -29,6 +29,7 @@ import copy
 import heapq
 import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -40,9 +41,18 @@ from numpy.typing import NDArray
 from protocols.errors import ConfigError
 from sim.physics._seqnet import SequenceModel, build_sequence_model
 
-__all__ = ["DEFAULT_NETWORK", "Customer", "StationNetwork", "fill_zero_sequence", "load_network"]
+__all__ = [
+    "BOARD_BRANCH",
+    "DEFAULT_NETWORK",
+    "Customer",
+    "StationNetwork",
+    "fill_zero_sequence",
+    "load_network",
+]
 
 DEFAULT_NETWORK = "ieee-eu-lv"
+#: the branch of customers connected on the distribution board itself, with no line between
+BOARD_BRANCH = "F0"
 PHASES = ("A", "B", "C")
 _P_COLS = ("p_a_mw", "p_b_mw", "p_c_mw")
 _Q_COLS = ("q_a_mvar", "q_b_mvar", "q_c_mvar")
@@ -146,6 +156,11 @@ class StationNetwork:
         """Index into ``branches`` per customer (-1 for customers on the board itself)."""
         pos = {b: i for i, b in enumerate(self.branches)}
         return np.array([pos.get(c.branch, -1) for c in self.customers], dtype=np.int64)
+
+    def customers_in(self, sections: Iterable[int]) -> list[int]:
+        """Indexes of the customers on the given branches (a customer on the board is on none)."""
+        wanted = set(sections)
+        return [i for i, b in enumerate(self.branch_index()) if b in wanted]
 
     def topology_rows(self) -> list[dict[str, object]]:
         """The meter archive as plain rows (for CSV/JSON export)."""
@@ -464,7 +479,7 @@ def _archive(
     seed: int,
     min_branch_customers: int,
 ) -> tuple[tuple[Customer, ...], tuple[str, ...], tuple[tuple[int, int, bool, int], ...], dict[int, str]]:
-    branch_of: dict[int, str] = {board: "F0"}
+    branch_of: dict[int, str] = {board: BOARD_BRANCH}
     load_count: dict[int, int] = {}
     for b in net.asymmetric_load.bus.astype(int):
         load_count[b] = load_count.get(b, 0) + 1
@@ -510,7 +525,7 @@ def _archive(
     for i, (_, row) in enumerate(rows):
         members.setdefault(branch_of[int(row.bus)], []).append(i)
     box_of: dict[int, str] = {}
-    for b, name in enumerate(["F0", *branches]):
+    for b, name in enumerate([BOARD_BRANCH, *branches]):
         along = sorted(members.get(name, []), key=lambda i: (order.get(int(rows[i][1].bus), 0), i))
         for k, chunk in enumerate(_boxes(len(along), np.random.default_rng([seed, 0xB0C5, b]))):
             for i in along[chunk[0] : chunk[1]]:
