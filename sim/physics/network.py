@@ -239,7 +239,10 @@ def _prepare(
     pp.toolbox.drop_out_of_service_elements(net)
     if len(net.trafo) != 1 or len(net.ext_grid) != 1:
         raise ConfigError(
-            name, f"need exactly one transformer and one ext_grid, found {len(net.trafo)}/{len(net.ext_grid)}"
+            name,
+            f"a station area (台区) is one distribution transformer fed from one grid connection: found"
+            f" {len(net.trafo)} in-service transformers and {len(net.ext_grid)} ext_grid; keep one"
+            " transformer's LV network (or set the others out of service)",
         )
     for table in ("gen", "trafo3w", "storage"):
         if table in net and len(net[table]):

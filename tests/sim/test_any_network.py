@@ -156,3 +156,26 @@ def test_the_networks_own_pv_systems_are_its_prosumers(
     noon = 16  # 12:00 local
     assert (prof.pv_kw[noon, has_pv] > 0.05 * np.array([c.pv_kwp for c in net.customers])[has_pv]).all()
     assert (prof.pv_kw[:, ~has_pv] == 0).all()
+
+
+@pytest.mark.parametrize(
+    ("argv", "scale"),
+    [
+        ([], 4),  # the 55-customer IEEE feeder x 4: a station area of 220 meters
+        (["--network", "ieee-eu-lv"], 4),
+        (["--network", "NET"], 1),  # a network of one's own is its station area as drawn
+        (["--network", "NET", "--customers-scale", "3"], 3),
+    ],
+)
+def test_a_network_of_ones_own_runs_as_drawn(
+    argv: list[str], scale: int, rural_overhead: Path, tmp_path: Path
+) -> None:
+    import argparse
+
+    from sim.cli import _options, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = [str(rural_overhead) if a == "NET" else a for a in argv]
+    options = _options(parser.parse_args(["sim", *args, "--workdir", str(tmp_path / "run")]))
+    assert options.customers_scale == scale
