@@ -101,6 +101,8 @@ def chart(terminal: str, bodies: Iterable[Any]) -> dict[str, Any]:
     return {
         "terminal": terminal,
         "dates": sorted(newest),
+        # a partial day (the terminal first started during it): date -> {"from", "intervals"}
+        "partial": {d: m["partial"] for d, m in sorted(newest.items()) if m.get("partial")},
         "series": series,
         "levels": levels,
         "thresholds": dict(thresholds),
