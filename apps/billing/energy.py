@@ -42,27 +42,65 @@ def _split(total: int, n: int) -> list[int]:
     return [base + (1 if k < extra else 0) for k in range(n)]
 
 
-_NO_EXPORT = -(2**63)  # the export column's "not read" (a register is never negative)
+_NO_EXPORT = -(2**63)  # a wide export column's "not read" (a register is never negative)
+_NARROW_NONE = -(2**31)  # a narrow export column's "not read": below every offset it holds
+_NARROW_MAX = 2**31 - 1
 _SOURCES: tuple[Source, ...] = ("curve", "catch_up", "freeze")
 _SOURCE_CODE = {name: code for code, name in enumerate(_SOURCES)}
 _FREEZE = _SOURCE_CODE["freeze"]
 
 
 class MeterAnchors:
-    """The anchors of one meter, by time, packed in parallel columns (``array``: 21 bytes an
-    anchor, the time kept as its 15-min slot number, int32; an ``Anchor`` with its dict entry
-    took ~250 -- 2,400 meters x 96 points x 4 days of them were ~230 MB of the terminal).
-    ``Anchor`` values are made when read."""
+    """The anchors of one meter, by time, packed in parallel columns (``array``: 13 bytes an
+    anchor -- an ``Anchor`` with its dict entry took ~250, and 2,400 meters x 96 points x 4 days of
+    them were ~230 MB of the terminal). The time is kept as its 15-min slot number (int32). The
+    registers are kept as int32 offsets from the meter's first register of each kind (``narrow``):
+    4 days of a meter move its registers by far less than 2**31 units (214,748 kWh); a register
+    that does not fit widens both columns to int64 values for good (``wide``). Differences of two
+    stored registers are differences of the registers either way. ``Anchor`` values are made when
+    read."""
 
-    __slots__ = ("_exp", "_imp", "_slots", "_source", "anomalies", "dirty_from")
+    __slots__ = (
+        "_exp", "_exp_base", "_imp", "_imp_base", "_none", "_slots", "_source", "anomalies", "dirty_from",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self._slots = array("i")  # anchor time // INTERVAL_S (times are on the 15-min grid): 4 bytes
-        self._imp = array("q")
-        self._exp = array("q")  # _NO_EXPORT where not read
+        self._imp = array("i")  # import register - _imp_base
+        self._exp = array("i")  # export register - _exp_base, or _none where not read
+        self._imp_base: int | None = None  # set by the first register kept; 0 once wide
+        self._exp_base: int | None = None
+        self._none = _NARROW_NONE
         self._source = bytearray()
         self.anomalies = 0
         self.dirty_from: int | None = None  # earliest anchor time changed since the last pricing
+
+    @property
+    def wide(self) -> bool:
+        """True once the registers are held as int64 values (one did not fit an int32 offset)."""
+        return self._none == _NO_EXPORT
+
+    def _stored(self, anchor: Anchor) -> tuple[int, int]:
+        """``anchor``'s registers as its columns hold them (widening them first when they must)."""
+        imp, exp = anchor.imp, anchor.exp
+        if self._none == _NARROW_NONE:
+            if self._imp_base is None:
+                self._imp_base = imp
+            if exp is not None and self._exp_base is None:
+                self._exp_base = exp
+            imp_offset = imp - self._imp_base
+            exp_offset = _NARROW_MAX if exp is None or self._exp_base is None else exp - self._exp_base
+            if _NARROW_NONE < imp_offset <= _NARROW_MAX and _NARROW_NONE < exp_offset <= _NARROW_MAX:
+                return imp_offset, (_NARROW_NONE if exp is None else exp_offset)
+            self._widen()
+        return imp, (_NO_EXPORT if exp is None else exp)
+
+    def _widen(self) -> None:
+        imp_base, exp_base, none = self._imp_base or 0, self._exp_base or 0, self._none
+        self._imp = array("q", (v + imp_base for v in self._imp))
+        self._exp = array("q", (_NO_EXPORT if v == none else v + exp_base for v in self._exp))
+        self._imp_base = self._exp_base = 0
+        self._none = _NO_EXPORT
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -94,8 +132,8 @@ class MeterAnchors:
         exp = self._exp[i]
         return Anchor(
             self._slots[i] * INTERVAL_S,
-            self._imp[i],
-            None if exp == _NO_EXPORT else exp,
+            self._imp[i] + (self._imp_base or 0),
+            None if exp == self._none else exp + (self._exp_base or 0),
             _SOURCES[self._source[i]],
         )
 
@@ -104,9 +142,10 @@ class MeterAnchors:
         return None if i is None else self._anchor(i)
 
     def _insert(self, i: int, anchor: Anchor) -> None:
+        imp, exp = self._stored(anchor)
         self._slots.insert(i, anchor.ts // INTERVAL_S)
-        self._imp.insert(i, anchor.imp)
-        self._exp.insert(i, _NO_EXPORT if anchor.exp is None else anchor.exp)
+        self._imp.insert(i, imp)
+        self._exp.insert(i, exp)
         self._source.insert(i, _SOURCE_CODE[anchor.source])
 
     def add(self, anchor: Anchor) -> bool:
@@ -117,9 +156,10 @@ class MeterAnchors:
         slots, slot = self._slots, anchor.ts // INTERVAL_S
         if not slots or slot > slots[-1]:  # the usual case: the newest point
             previous = slots[-1] * INTERVAL_S if slots else anchor.ts
+            imp, exp = self._stored(anchor)
             slots.append(slot)
-            self._imp.append(anchor.imp)
-            self._exp.append(_NO_EXPORT if anchor.exp is None else anchor.exp)
+            self._imp.append(imp)
+            self._exp.append(exp)
             self._source.append(_SOURCE_CODE[anchor.source])
             self.dirty_from = previous if self.dirty_from is None else min(self.dirty_from, previous)
             return True
@@ -131,11 +171,10 @@ class MeterAnchors:
         if anchor.source != "freeze" or self._source[i] == _FREEZE:
             return False
         known = self._anchor(i)
-        exp = anchor.exp if anchor.exp is not None else known.exp
-        self._imp[i] = anchor.imp
-        self._exp[i] = _NO_EXPORT if exp is None else exp
+        kept_exp = anchor.exp if anchor.exp is not None else known.exp
+        self._imp[i], self._exp[i] = self._stored(Anchor(anchor.ts, anchor.imp, kept_exp, "freeze"))
         self._source[i] = _FREEZE
-        changed = (anchor.imp, exp) != (known.imp, known.exp)
+        changed = (anchor.imp, kept_exp) != (known.imp, known.exp)
         if changed:
             self._dirty(anchor.ts)
         return changed
@@ -157,7 +196,7 @@ class MeterAnchors:
         b_ts, a_ts = slots[-1] * INTERVAL_S, slots[-2] * INTERVAL_S
         if self.dirty_from != a_ts or b_ts - a_ts != INTERVAL_S:
             return None
-        if self._exp[-2] == _NO_EXPORT or self._exp[-1] == _NO_EXPORT:
+        if self._exp[-2] == self._none or self._exp[-1] == self._none:
             return None
         return self._anchor(n - 2), self._anchor(n - 1)
 
@@ -171,7 +210,7 @@ class MeterAnchors:
 
     def intervals(self, start: int, end: int) -> list[Interval]:
         """Every interval starting in [start, end) that two anchors bracket, oldest first."""
-        slots, imp, exp_of = self._slots, self._imp, self._exp
+        slots, imp, exp_of, none = self._slots, self._imp, self._exp, self._none
         if len(slots) < 2:
             return []
         i = bisect.bisect_left(slots, -(-start // INTERVAL_S))
@@ -179,7 +218,7 @@ class MeterAnchors:
         single = i + 1 < len(slots) and first == start and slots[i + 1] * INTERVAL_S == start + INTERVAL_S
         if single and start < end and (i + 2 == len(slots) or start + INTERVAL_S >= end):  # only that one
             a_exp, b_exp = exp_of[i], exp_of[i + 1]  # the common case: one interval
-            if a_exp != _NO_EXPORT and b_exp != _NO_EXPORT:
+            if a_exp != none and b_exp != none:
                 a_imp, b_imp = imp[i], imp[i + 1]
                 if b_imp < a_imp:
                     self.anomalies += 1
@@ -202,15 +241,15 @@ class MeterAnchors:
         return [Interval(s, e, exports.get(s, 0), est) for s, (e, est) in sorted(imports.items())]
 
     def _exports(self, start: int, end: int) -> dict[int, int]:
-        slots, exp_of = self._slots, self._exp
+        slots, exp_of, none = self._slots, self._exp, self._none
         i = bisect.bisect_right(slots, start // INTERVAL_S) - 1
-        while i > 0 and exp_of[i] == _NO_EXPORT:
+        while i > 0 and exp_of[i] == none:
             i -= 1
         out: dict[int, int] = {}
         previous: tuple[int, int] | None = None  # (ts, export register)
         for j in range(max(i, 0), len(slots)):
             ts, exp = slots[j] * INTERVAL_S, exp_of[j]
-            if exp == _NO_EXPORT:
+            if exp == none:
                 continue
             if previous is not None:
                 n = (ts - previous[0]) // INTERVAL_S

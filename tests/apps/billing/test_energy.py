@@ -13,6 +13,10 @@ from apps.billing.energy import Anchor, MeterAnchors
 from apps.billing.tariff import Interval
 
 T0 = 1_782_835_200  # a 15-min boundary
+#: registers: most within 10**9 units of each other (int32 offsets), some far apart or right at
+#: the int32 edges (the columns widen to int64 values)
+INT32_EDGES = [2**31 - 1, 2**31, 2**32 - 1, 2**32]
+REGISTER = st.integers(0, 10**9) | st.integers(0, 2**44) | st.sampled_from(INT32_EDGES)
 
 
 def anchors(*rows: tuple[int, int, int | None, str]) -> MeterAnchors:
@@ -85,8 +89,8 @@ def test_off_grid_anchor_is_refused() -> None:
     st.lists(
         st.tuples(
             st.integers(0, 40),
-            st.integers(0, 10**9),
-            st.none() | st.integers(0, 10**9),
+            REGISTER,
+            st.none() | REGISTER,
             st.sampled_from(["curve", "catch_up", "freeze"]),
         ),
         max_size=60,
@@ -114,15 +118,39 @@ def test_packed_anchors_keep_what_a_plain_map_of_anchors_keeps(
     assert (m.first, m.last, len(m)) == (min(plain, default=None), max(plain, default=None), len(plain))
 
 
-def test_anchors_are_held_in_a_few_dozen_bytes_each() -> None:
-    # 4 days of 15-min points: a packed meter holds ~21 bytes an anchor (an Anchor tuple with its
-    # dict entry was ~250: 2,400 meters x 4 days were ~230 MB of the terminal)
-    m = anchors(*((k, 1_000_000 + 50 * k, 10 * k, "curve") for k in range(4 * 96)))
+def _held_per_anchor(m: MeterAnchors) -> float:
     held = sys.getsizeof(m) + sum(sys.getsizeof(c) for c in (m._slots, m._imp, m._exp, m._source))
-    assert held / len(m) < 24  # int64 times made it ~25
-    assert m.rows()[-1] == Anchor(T0 + 900 * 383, 1_000_000 + 50 * 383, 3830, "curve")
+    return held / len(m)
+
+
+def test_anchors_are_held_in_a_dozen_bytes_each() -> None:
+    # 4 days of 15-min points of a meter with a large register (a commercial meter past 2**31
+    # units): a packed meter holds ~13 bytes an anchor (an Anchor tuple with its dict entry was
+    # ~250: 2,400 meters x 4 days were ~230 MB of the terminal; int64 registers made it ~21)
+    m = anchors(*((k, 9_000_000_000 + 50 * k, 10 * k, "curve") for k in range(4 * 96)))
+    assert not m.wide
+    assert _held_per_anchor(m) < 15
+    assert m.rows()[-1] == Anchor(T0 + 900 * 383, 9_000_000_000 + 50 * 383, 3830, "curve")
     m.prune(T0 + 900 * 300)
     assert m.first == T0 + 900 * 300 and len(m) == 84
+
+
+def test_a_register_beyond_an_int32_offset_widens_the_columns_and_loses_nothing() -> None:
+    # offsets from the first register: -2**31 would read as "no export", +2**31 overflows
+    for first, later in ((2**31, 0), (0, 2**31), (5, 5 + 2**31), (2**40, 2**40 - 2**31)):
+        m = anchors((0, first, None, "curve"), (1, first, 7, "curve"))
+        assert not m.wide
+        m.add(Anchor(T0 + 2 * 900, later, later, "curve"))
+        assert m.wide
+        assert m.rows() == [
+            Anchor(T0, first, None, "curve"),
+            Anchor(T0 + 900, first, 7, "curve"),
+            Anchor(T0 + 1800, later, later, "curve"),
+        ]
+        assert _held_per_anchor(m) > 17  # int64 now
+    edge = anchors((0, 0, 0, "curve"), (1, 2**31 - 1, 2**31 - 1, "curve"), (2, 1 - 2**31, None, "curve"))
+    assert not edge.wide
+    assert [(a.imp, a.exp) for a in edge.rows()] == [(0, 0), (2**31 - 1, 2**31 - 1), (1 - 2**31, None)]
 
 
 def _split(total: int, n: int) -> list[int]:
@@ -150,7 +178,7 @@ def _plain_intervals(rows: list[Anchor], start: int, end: int) -> list[Interval]
 @settings(max_examples=200)
 @given(
     st.lists(
-        st.tuples(st.integers(0, 30), st.integers(0, 10**6), st.none() | st.integers(0, 10**6)), max_size=25
+        st.tuples(st.integers(0, 30), REGISTER, st.none() | REGISTER), max_size=25
     ),
     st.lists(st.tuples(st.integers(-2000, 32 * 900), st.integers(0, 12 * 900)), min_size=1, max_size=6),
 )
