@@ -998,8 +998,12 @@ def phase_changes(
             ev = changes.point_evidence(problem, sol, int(i), other, points)
             if other == a:
                 ev = -ev
-            prefix = np.concatenate([[0.0], np.cumsum(ev)])  # evidence for b from each point on
-            gain = prefix[-1] - 2.0 * prefix[:-1]
+            before = np.concatenate([[0.0], np.cumsum(ev)])[:-1]  # evidence for b before each point
+            after = ev.sum() - before  # evidence for b from each point on
+            # a move: the points before the split favour a, those after b -- not merely b more
+            # after than before (a meter surely on b all along is no move from a)
+            half = settings.change_llr / 2
+            gain = np.where((before < -half) & (after > half), after - before, -np.inf)
             lo, hi = settings.change_min_points, points - settings.change_min_points
             if hi > lo:
                 since = lo + int(np.argmax(gain[lo:hi]))
