@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from protocols.station import Branch, FieldDevice, Meter, MeterBox, StationModel, Transformer, dumps, loads
+from sim.physics.network import BOARD_BRANCH
 
 if TYPE_CHECKING:
     from sim.station import Station
@@ -77,6 +78,10 @@ def station_model(
                         parent=None if parent < 0 else rep.prefix + net.branches[parent],
                     )
                 )
+            if any(c.branch not in net.branches for c in net.customers):
+                # customers on the distribution board itself (no line between): its own outlets,
+                # "F0", a branch with no breaker or unit of ours (``sim.physics.network``)
+                branches.append(Branch(rep.prefix + BOARD_BRANCH))
             seen: set[str] = set()
             for c in net.customers:
                 box = rep.prefix + c.box

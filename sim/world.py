@@ -57,10 +57,18 @@ from protocols.station import Meter
 from sim.loads import FloatArray, HouseholdProfile
 from sim.meters.bus import Delay
 from sim.meters.model import CURVE_PERIOD_S, Phase, RelayRefused, VirtualMeter
-from sim.physics import Horizon, Profiles, StationNetwork, build_profiles, load_network, solve
+from sim.physics import (
+    DEFAULT_NETWORK,
+    Horizon,
+    Profiles,
+    StationNetwork,
+    build_profiles,
+    load_network,
+    solve,
+)
 from sim.physics.measure import ACCURACY, DeviceErrors
 from sim.profiles.uci import ProfileDataMissing
-from sim.scenarios import POWER_DOWN_JUDGEMENT_S, Outage, Scenario
+from sim.scenarios import POWER_DOWN_JUDGEMENT_S, Outage, Scenario, fitted, is_shipped_default
 from sim.station import Customer, Station, StationMeter, assign_protocols
 
 log = logging.getLogger("ttu.sim.world")
@@ -610,6 +618,8 @@ def build_world(
         raise ConfigError("--customers-scale", f"must be at least 1, got {customers_scale}")
     feeder = load_network(network, seed=seed, line_scale=scenario.grid.line_scale)
     nw = feeder.replicate(customers_scale)
+    if is_shipped_default(scenario) and feeder.name != DEFAULT_NETWORK:
+        scenario = _fit_default(scenario, nw)
     h_start = math.floor(start / STEP_S) * STEP_S
     span = (duration_s if duration_s is not None else LIVE_HORIZON_S) + HORIZON_MARGIN_S
     steps = math.ceil((start + span - h_start) / STEP_S)
@@ -733,6 +743,25 @@ def _units_on_last_bus(world: World) -> int:
     return 2 * branches + boxes + 5  # + the assessment meter
 
 
+def _fit_default(scenario: Scenario, nw: StationNetwork) -> Scenario:
+    """The shipped default scenario, written for the default feeder, on another network: what it
+    names there and the network lacks (a branch, a box, a meter) is left out, and said."""
+    fit, left_out = fitted(
+        scenario,
+        branches=set(nw.branches),
+        boxes={c.box for c in nw.customers},
+        meters={f"m-{k:04d}" for k in range(1, nw.n_customers + 1)},
+    )
+    if left_out:
+        log.warning(
+            "the default scenario names the default feeder's branches, boxes and meters; on network %s"
+            " it leaves out: %s (name a scenario of your own with --scenario)",
+            nw.name,
+            "; ".join(left_out),
+        )
+    return fit
+
+
 def _spread(n: int, buses: list[str], *, last_bus_extra: int) -> list[str]:
     """The bus of each of ``n`` meters (in order): about the same number of devices on every bus,
     counting ``last_bus_extra`` other devices on the last one; consecutive meters share a bus."""
@@ -775,7 +804,7 @@ def _add_meters(world: World, buses: list[str], *, start: float, seed: int) -> N
         net = rep.network
         for b, name in enumerate(net.branches):
             sections = _descendants(net, b)
-            custs = [i for i, c in enumerate(net.customers) if net.branches.index(c.branch) in sections]
+            custs = net.customers_in(sections)
             address = f"{rep.index + 1:02d}99{b + 1:08d}"
             device = f"bu-{rep.prefix}{name}"
             phase: Phase = "ABC"
@@ -907,7 +936,7 @@ def _outage(world: World, o: Outage) -> None:
                 continue
             b = net.branches.index(o.target[len(rep.prefix) :])
             sections = _descendants(net, b)
-            idx = [i for i, c in enumerate(net.customers) if net.branches.index(c.branch) in sections]
+            idx = net.customers_in(sections)
             names = {rep.prefix + net.branches[s] for s in sections[1:]}
             units = [m for m in world.branch_units() if m.replica is rep and m.branch in names]
         elif o.level == "phase":  # a transformer LV phase: its single-phase customers go dark

@@ -194,9 +194,7 @@ class BranchSwitch:
     def _scope(self) -> tuple[list[int], list[WorldMeter]]:
         net = self.replica.network
         sections = _descendants(net, self.branch)
-        idx = self.replica.customers(
-            [i for i, c in enumerate(net.customers) if net.branches.index(c.branch) in sections]
-        )
+        idx = self.replica.customers(net.customers_in(sections))
         names = {self.replica.prefix + net.branches[s] for s in sections[1:]}
         inside = set(idx)
         hit = [m for m in self.world.customers() if m.replica is self.replica and m.customer in inside]

@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import re
 import tomllib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -253,6 +253,79 @@ class Scenario:
 def available() -> list[str]:
     """Names of the scenarios shipped in ``sim/scenarios``."""
     return sorted(p.stem for p in SCENARIO_DIR.glob("*.toml"))
+
+
+#: the shipped scenario ``make sim`` and ``ttu sim`` run when none is named (written for the default feeder)
+DEFAULT_SCENARIO = "default"
+_DEVICE_ID = re.compile(r"^m-\d+$")
+
+
+def is_shipped_default(scenario: Scenario) -> bool:
+    """True for the shipped default scenario (not a file of the user's that happens to share its name)."""
+    return Path(scenario.source) == SCENARIO_DIR / f"{DEFAULT_SCENARIO}.toml"
+
+
+def fitted(
+    scenario: Scenario, *, branches: set[str], boxes: set[str], meters: set[str]
+) -> tuple[Scenario, list[str]]:
+    """``scenario`` without what it names and the station area lacks -- a branch, a meter box, a
+    customer meter by device id (``m-0040``; ``meters`` holds every one there is) -- and a line for
+    each thing left out. For the shipped default scenario on another network, whose branches,
+    boxes and meters are not the default feeder's: the rest of it still happens there. A meter
+    named by its address is kept (the world checks it)."""
+    left_out: list[str] = []
+
+    def meter_there(meter: str, what: str) -> bool:
+        if _DEVICE_ID.match(meter) is None or meter in meters:
+            return True
+        left_out.append(f"{what} {meter}")
+        return False
+
+    def outage_there(o: Outage) -> bool:
+        known = {"branch": branches, "box": boxes}.get(o.level)
+        if o.level == "meter":
+            return meter_there(o.target, "meter outage of")
+        if known is None or o.target in known:
+            return True
+        left_out.append(f"{o.level} outage of {o.target}")
+        return False
+
+    def labels(m: Mislabel, what: str) -> Mislabel:
+        return replace(m, meters=tuple(x for x in m.meters if meter_there(x, f"wrong {what} label of")))
+
+    def place_there(target: str, what: str) -> bool:
+        if target in branches or target in boxes or not re.match(r"^(R\d+-)?F\d+", target):
+            return meter_there(target, what)
+        left_out.append(f"{what} {target}")
+        return False
+
+    monitored = tuple(b for b in scenario.monitoring.box_terminals if b in boxes)
+    left_out += [f"box terminal on {b}" for b in scenario.monitoring.box_terminals if b not in boxes]
+    archive = scenario.archive
+    billing = scenario.billing
+    out = replace(
+        scenario,
+        outages=tuple(o for o in scenario.outages if outage_there(o)),
+        thefts=tuple(t for t in scenario.thefts if meter_there(t.meter, "theft at")),
+        meter_faults=tuple(f for f in scenario.meter_faults if meter_there(f.meter, f"{f.kind} fault of")),
+        relays=tuple(r for r in scenario.relays if meter_there(r.meter, f"relay {r.action} of")),
+        comms_losses=tuple(c for c in scenario.comms_losses if place_there(c.target, "comms loss of")),
+        phase_moves=tuple(m for m in scenario.phase_moves if meter_there(m.meter, "phase move of")),
+        monitoring=replace(scenario.monitoring, box_terminals=monitored),
+        archive=replace(
+            archive,
+            phase=labels(archive.phase, "phase"),
+            branch=labels(archive.branch, "branch"),
+            box=labels(archive.box, "box"),
+        ),
+        billing=replace(
+            billing,
+            balances=tuple(b for b in billing.balances if meter_there(b[0], "opening balance of")),
+            topups=tuple(t for t in billing.topups if meter_there(t[0], "top-up of")),
+            keep_power=tuple(k for k in billing.keep_power if meter_there(k[0], "keep-power order of")),
+        ),
+    )  # fmt: skip
+    return out, left_out
 
 
 def scenario_path(name: str | Path) -> Path:

@@ -17,15 +17,22 @@ the intervals of the window where every meter of the section was read:
            + β·m_c,t                    energy customer c draws past its meter (bypass, tapping,
                                         a slow register): its loss follows c's own load
 
-Each customer is tried as the regressor m_c after projecting out the technical terms; the one
-that explains most of the remaining variance is kept if its share β, its t statistic and its
-partial R² pass the settings, and the search repeats (greedy forward selection) for a second
-or third. A candidate that the section's own supply (a loss proportional to all load: a wrong
-ratio on the supply meter, an unmetered customer) explains as well is not a customer's; when
-nobody is named for that reason, or because a rival explains a large share (>=
-``section_min_share``) nearly as well, the significant best candidate is kept as
-``unseparated``: the section's balance breaks with a load-following loss, its customer not yet
-told apart.
+Each customer is tried as the regressor m_c after projecting out the technical terms. A
+customer is named only on its own evidence: a bypass is in the loss at every interval, so the
+loss's changes (from one 30-min sum to the next, technical terms' changes projected out) follow
+the customer's load changes, with a t statistic of at least ``min_change_t`` and ``change_lead``
+times what any other customer's changes reach. The level fit alone cannot tell a thief from a
+look-alike: an unmetered household or a misfit of the technical loss has the loss's time of day,
+and so has every customer with the same habits (the lineloss scenario's day result once named
+m-0023 for m-0020's theft on the same branch). Among the customers that stand out so, the one
+that explains most of the loss's level is kept if its share β, its t statistic and its partial R²
+pass the settings, and the search repeats (greedy forward selection, the one found entering at
+every onset) for a second or third. A candidate that the section's own supply (a loss
+proportional to all load: a wrong ratio on the supply meter, an unmetered customer) explains as
+well is not a customer's; when nobody is named for that reason, or because no customer's own
+changes stand out, a significant best level fit with a large share (>= ``section_min_share``) is
+kept as ``unseparated``: the section's balance breaks with a load-following loss, its customer
+not told apart (unexplained energy, candidate meters named, nobody accused).
 Published idea: correlating each user's consumption with the loss series (GRID.md §2; Zheng
 et al., Frontiers Energy Res. 2022, doi 10.3389/fenrg.2022.892541). Must not decide the kind
 (theft or a slow meter: ``theft`` does, with the meter checks).
@@ -33,6 +40,7 @@ et al., Frontiers Energy Res. 2022, doi 10.3389/fenrg.2022.892541). Must not dec
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass, field
 
@@ -55,7 +63,6 @@ class FitSettings:
     min_t: float = 5.0
     min_partial_r2: float = 0.2
     min_kwh_per_day: float = 0.3
-    min_margin: float = 0.3  # see ``_distinct``
     # a significant candidate's share from which, when another customer explains the loss nearly
     # as well, the section is still named (no customer): twice what clean sections reach at most
     section_min_share: float = 0.28
@@ -64,6 +71,17 @@ class FitSettings:
     onset_min_after: int = 48  # ... with at least 12 h of data after it
     max_found: int = 3
     window_days: int = 3
+    # the customer's own evidence: its load's interval-to-interval changes must show in the loss's
+    # changes with this t statistic (an unmetered household or a late-afternoon PV misfit shares
+    # only the time of day with a customer: its changes do not follow that customer's)
+    min_change_t: float = 3.0
+    # ... and stand out: at least this many times the largest |t| any other customer's changes get
+    # (how well the loss's changes follow loads that are not the thief's: a foreign meter's or an
+    # unmetered household's changes, a misfit)
+    change_lead: float = 1.5
+    # ... over sums of this many used intervals: a small customer's 15-min register steps are a
+    # digit or two (0.01 kWh), so its 15-min changes are mostly rounding; 30-min sums halve it
+    change_block: int = 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +94,11 @@ class Candidate:
     metered_kwh: float
     onset: int = 0  # position (in the used intervals) from which its loss is fitted
     intervals: int = 0  # used intervals from the onset on
+    #: its own evidence: the share and t statistic of its load's interval-to-interval changes
+    #: in the loss's changes (technical terms' changes projected out); NaN / 0 when not computed
+    change_share: float = float("nan")
+    change_t: float = 0.0
+    change_rival_t: float = 0.0  # the largest |t| another customer's changes reach
 
 
 @dataclass
@@ -86,7 +109,7 @@ class SectionFit:
     loss_kwh: float  # over the used intervals
     supply_kwh: float
     found: list[Candidate] = field(default_factory=list)
-    runner_up: Candidate | None = None  # best alternative to the first one found
+    runner_up: Candidate | None = None  # the best other fit of the loss's level at the first step
     #: nobody named, yet the loss follows load past the meters: the best candidate was significant
     #: but the section's customers together explain the loss as well (several bypasses, or a
     #: household missing from the archive): unmetered consumption located to this section only
@@ -96,10 +119,11 @@ class SectionFit:
 
     @property
     def margin(self) -> float:
-        """0..1: how much better the first candidate is than the next best (1 = no rival)."""
-        if not self.found or self.runner_up is None or self.found[0].partial_r2 <= 0:
+        """0..1: how far the first one found stands out on its own evidence: 1 - the largest |t|
+        another customer's load changes reach over its own (1: nobody else's show at all)."""
+        if not self.found or self.found[0].change_t <= 0:
             return 1.0
-        return max(0.0, 1.0 - self.runner_up.partial_r2 / self.found[0].partial_r2)
+        return max(0.0, 1.0 - self.found[0].change_rival_t / self.found[0].change_t)
 
 
 def fit_sections(
@@ -176,7 +200,6 @@ def fit_section(
     cand_m = (m[:, None, :] * masks[None, :, :]).reshape(-1, n)  # (C x G, n)
     groups = len(onsets)
     chosen: set[int] = set()
-    partner: int | None = None
     for step in range(settings.max_found):
         q, _ = np.linalg.qr(np.column_stack(base))
         r = y - q @ (q.T @ y)
@@ -194,39 +217,35 @@ def fit_section(
         per[list(chosen)] = 0.0
         onset_of = np.argmax(per, axis=1)  # each customer's best onset
         best_gain = per[np.arange(len(per)), onset_of]
-        order = np.argsort(-best_gain)
-        best = int(order[0])
-        if best_gain[best] <= 0:
+        order = [int(c) for c in np.argsort(-best_gain) if best_gain[c] > 0]
+        if not order:
             break
-        k = best * groups + int(onset_of[best])
         dof = max(n - len(base) - 1, 1)
-        cand = _candidate(section, best, k, beta, gain, den, ssr, dof, cand_m, onsets[onset_of[best]], n)
-        rival = None
-        if len(order) > 1 and best_gain[int(order[1])] > 0:
-            j = int(order[1])
-            kj = j * groups + int(onset_of[j])
-            rival = _candidate(section, j, kj, beta, gain, den, ssr, dof, cand_m, onsets[onset_of[j]], n)
+        every = np.arange(len(per)) * groups + onset_of  # each customer at its best onset
+        change = _changes(base, y, cand_m[every], settings.change_block)
+        change[list(chosen)] = 0.0  # already in the regressors
+        ranking = _Ranking(section, every, onsets[onset_of], beta, gain, den, ssr, dof, cand_m, change)
+        # a customer is singled out by its own evidence: the loss's ups and downs follow its load's,
+        # clearly more than anyone else's. The best fit of the loss's level alone may be a look-alike:
+        # a load with the loss's time of day (an unmetered household, a misfit of the technical loss)
+        own = [c for c in order if _stands_out(c, change, settings)]
+        best = own[0] if own else order[0]
+        k = int(every[best])
+        cand = ranking.candidate(best)
+        look = next((c for c in order if c != best), None)  # the best other fit of the level
         if step == 0:
-            fit.runner_up = rival
-        named = _significant(cand, settings, len(days))
-        if partner is not None and (cand.meter != partner or not named):
-            fit.found.pop()  # it was named for a rival that does not hold up on its own: misfit
-            partner = None
+            fit.runner_up = None if look is None else ranking.candidate(look)
+        significant = _significant(cand, settings, len(days))
+        if not (significant and own):
+            if significant and not fit.found and cand.share >= settings.section_min_share:
+                fit.unseparated = cand
+                fit.unseparated_rival = None if look is None else ranking.candidate(look)
+                fit.unseparated_why = (
+                    "the loss follows the customers' load, but no customer's own load changes stand out "
+                    "in it (a household missing from the archive, several bypasses, or a misfit of the "
+                    "technical loss)"
+                )
             break
-        partner = None
-        if not named:
-            break
-        waiting = None
-        if not _distinct(cand, rival, settings):
-            if rival is None or not _significant(rival, settings, len(days)):
-                if not fit.found and cand.share >= settings.section_min_share:
-                    fit.unseparated, fit.unseparated_rival = cand, rival
-                    fit.unseparated_why = (
-                        "no single customer stands out: another one's load explains the loss nearly as "
-                        "well (several bypasses, or a household missing from the archive)"
-                    )
-                break
-            waiting = rival.meter  # two thieves in one section? only if the rival holds up next
         if len(section.customers) > 2 and _generic(m * masks[onset_of[best]], q, r, float(gain[k])):
             if not fit.found:
                 fit.unseparated = cand
@@ -235,12 +254,11 @@ def fit_section(
                     "several bypasses, or a household missing from the archive"
                 )
             break
-        partner = waiting
         fit.found.append(cand)
         chosen.add(best)
-        base.append(cand_m[k])
-    if partner is not None:  # the search ended before the rival could hold up
-        fit.found.pop()
+        # its load from every onset: a theft that began between two onsets leaves no part of its
+        # own behind for a neighbour to be named for
+        base += list(cand_m[best * groups : (best + 1) * groups])
     return fit
 
 
@@ -347,15 +365,86 @@ def _candidate(
     )
 
 
-def _distinct(c: Candidate, rival: Candidate | None, settings: FitSettings) -> bool:
-    """A customer is named when it explains the loss clearly better than the next one, or its
-    share is large (3 x the minimum). A weak share a rival explains nearly as well is the
-    technical-loss model's misfit -- unless the rival is significant too and still is once the
-    first is taken out (two thieves in one section; the fit checks that at its next step)."""
-    if rival is None or c.partial_r2 <= 0:
-        return True
-    margin = 1.0 - rival.partial_r2 / c.partial_r2
-    return margin >= settings.min_margin or c.share >= 3 * settings.min_share
+@dataclass(frozen=True)
+class _Ranking:
+    """One step's fits of every customer at its best onset (``rows`` of ``m``), levels and changes."""
+
+    section: Section
+    rows: NDArray[np.int64]
+    onsets: NDArray[np.int64]
+    beta: FArray
+    gain: FArray
+    den: FArray
+    ssr: float
+    dof: int
+    m: FArray
+    change: FArray  # (customers, 2): ``_changes`` of each
+
+    def candidate(self, c: int) -> Candidate:
+        """Customer ``c`` (its position in the section), with its own evidence and the best of the
+        others' (the largest |t| another customer's changes reach)."""
+        row = int(self.rows[c])
+        n = self.m.shape[1]
+        found = _candidate(
+            self.section,
+            c,
+            row,
+            self.beta,
+            self.gain,
+            self.den,
+            self.ssr,
+            self.dof,
+            self.m,
+            int(self.onsets[c]),
+            n,
+        )
+        others = np.delete(np.abs(self.change[:, 1]), c)
+        return dataclasses.replace(
+            found,
+            change_share=float(self.change[c, 0]),
+            change_t=float(self.change[c, 1]),
+            change_rival_t=float(others.max()) if len(others) else 0.0,
+        )
+
+
+def _changes(base: list[FArray], y: FArray, x: FArray, block: int = 1) -> FArray:
+    """(rows of ``x``, 2): the share and t statistic of each row's changes in the changes of ``y``,
+    from one sum of ``block`` used intervals to the next, with the changes of the ``base``
+    regressors projected out. A customer's bypassed load is in the loss at every interval, so the
+    loss moves when its load moves; a load that only shares the time of day with it (another
+    household, a PV misfit) does not. The model holds at every used interval, so sums of adjacent
+    ones (across a gap too) hold it as well."""
+    size = (len(y) // block) * block
+
+    def sums(a: FArray) -> FArray:
+        return np.asarray(
+            a[..., :size].reshape(*a.shape[:-1], size // block, block).sum(axis=-1), dtype=np.float64
+        )
+
+    d = np.diff(sums(np.array(base)), axis=1).T
+    d = d[:, np.linalg.norm(d, axis=0) > 1e-12]  # the constant does not change
+    dy = np.diff(sums(y))
+    q = np.linalg.qr(d)[0] if d.shape[1] else np.zeros((len(dy), 0))
+    ry = dy - q @ (q.T @ dy)
+    dx = np.diff(sums(x), axis=1)
+    rx = dx - (dx @ q) @ q.T
+    num = rx @ ry
+    den = np.einsum("ij,ij->i", rx, rx)
+    usable = den > 1e-12
+    share = np.divide(num, den, out=np.zeros_like(num), where=usable)
+    rest = np.maximum(float(ry @ ry) - share * num, 1e-18)
+    dof = max(len(dy) - q.shape[1] - 1, 1)
+    se = np.sqrt(np.divide(rest / dof, den, out=np.full_like(num, np.inf), where=usable))
+    return np.column_stack([share, np.divide(share, se, out=np.zeros_like(num), where=usable)])
+
+
+def _stands_out(c: int, change: FArray, settings: FitSettings) -> bool:
+    """Customer ``c``'s load changes show in the loss's (``change``: share and t of every customer)
+    clearly, and clearly more than any other customer's do."""
+    share, t = change[c]
+    others = np.delete(np.abs(change[:, 1]), c)
+    lead = settings.change_lead * float(others.max()) if len(others) else 0.0
+    return bool(share > 0 and t >= max(settings.min_change_t, lead))
 
 
 def _significant(c: Candidate, settings: FitSettings, days: int) -> bool:

@@ -9,14 +9,16 @@ V x I x PF) with the section fits (whose load the loss follows):
 * a customer the section's loss follows, whose register agrees with its own V x I x PF, is a
   ``theft``: the energy flows past the meter (bypass, tapping), so the meter sees neither it nor
   its current. Evidence: the share of the load that bypasses, the unmetered kWh per day, the
-  fit's t statistic, partial R² and the margin over the next candidate;
+  fit's t statistic, partial R², its own evidence (the loss's interval-to-interval changes follow
+  its load's: ``change_share``, ``change_t``) and the margin over the next customer with such evidence;
 * a section whose loss follows load past the meters while no single customer is told apart (its
   customers together explain it as well: several bypasses, or a household missing from the
-  archive) is a ``theft`` located to the section only: target the branch or box, evidence the
-  best candidate so far, and a lower confidence. Staff can start on that branch the same day.
+  archive, or no customer whose own load changes show in the loss) is a ``theft`` located to the
+  section only: target the branch or box, evidence "unexplained energy" with the candidate meters,
+  and a lower confidence. Staff can start on that branch the same day; nobody is accused.
 
-Confidence is a saturating score of the evidence (``squash``): the fit's t statistic and its
-margin for a theft; the size of the gap and the energy behind it for a register. Must not
+Confidence is a saturating score of the evidence (``squash``): the fit's t statistic, its own
+evidence and its margin for a theft; the size of the gap and the energy behind it for a register. Must not
 compute fits or checks itself.
 """
 
@@ -85,6 +87,7 @@ def theft_anomalies(
             meter = layout.meters[c.meter]
             margin = fit.margin if rank == 0 else 1.0
             confidence = squash(c.t, 6.0) * math.sqrt(margin) * min(1.0, c.partial_r2 / 0.3) ** 0.5
+            confidence *= math.sqrt(squash(c.change_t, 3.0))  # its own evidence: 0.71 at t 3, 0.87 at 6
             rate = fit.loss_kwh / fit.supply_kwh * 100.0 if fit.supply_kwh > 0 else None
             evidence = {
                 "section": fit.section.id,
@@ -93,8 +96,14 @@ def theft_anomalies(
                 "unmetered_kwh_per_day": rounded(c.unmetered_kwh / fit.days, 3),
                 "t": rounded(c.t, 1),
                 "partial_r2": rounded(c.partial_r2, 3),
+                "change_share": _finite(c.change_share),
+                "change_t": rounded(c.change_t, 1),
                 "margin": rounded(margin, 3),
+                "change_rival_t": rounded(c.change_rival_t, 1),
                 "runner_up": None if fit.runner_up is None or rank else layout.meters[fit.runner_up.meter].id,
+                "runner_up_change_t": None
+                if fit.runner_up is None or rank
+                else rounded(fit.runner_up.change_t, 1),
                 "section_loss_rate_pct": None if rate is None else rounded(rate, 2),
                 "days": fit.days,
                 "intervals": fit.intervals,
@@ -118,14 +127,22 @@ def _section_theft(date: str, layout: Layout, fit: SectionFit, best: Candidate) 
     """Unmetered, load-following consumption located to a section (branch or box), no customer yet."""
     section = fit.section
     rate = fit.loss_kwh / fit.supply_kwh * 100.0 if fit.supply_kwh > 0 else None
+    candidates = [c for c in (best, fit.unseparated_rival) if c is not None]
     evidence = {
         "located": section.level,
         "section": section.id,
+        "finding": (
+            f"unexplained energy on {section.level} {section.id}, following the customers' load; "
+            f"candidate meters {', '.join(layout.meters[c.meter].id for c in candidates)} "
+            "(none singled out: inspect the section)"
+        ),
+        "candidates": [layout.meters[c.meter].id for c in candidates],
         "unmetered_kwh_per_day": rounded(best.unmetered_kwh / fit.days, 3),
         "best_candidate": layout.meters[best.meter].id,
         "best_share": rounded(best.share),
         "t": rounded(best.t, 1),
         "partial_r2": rounded(best.partial_r2, 3),
+        "best_change_t": rounded(best.change_t, 1),
         "section_loss_rate_pct": None if rate is None else rounded(rate, 2),
         "runner_up": None if fit.unseparated_rival is None else layout.meters[fit.unseparated_rival.meter].id,
         "why_no_customer": fit.unseparated_why,
@@ -134,6 +151,10 @@ def _section_theft(date: str, layout: Layout, fit: SectionFit, best: Candidate) 
     }
     confidence = 0.5 * squash(best.t, 6.0) * min(1.0, best.partial_r2 / 0.3) ** 0.5
     return Anomaly(date, THEFT, section.id, section.branch, round(min(confidence, 0.99), 3), evidence)
+
+
+def _finite(x: float) -> float | None:
+    return rounded(x) if math.isfinite(x) else None
 
 
 __all__ = ["meter_anomalies", "theft_anomalies"]
