@@ -28,6 +28,7 @@ from __future__ import annotations
 import copy
 import heapq
 import json
+import logging
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
@@ -50,6 +51,8 @@ __all__ = [
     "load_network",
 ]
 
+_log = logging.getLogger("ttu.sim.network")
+
 DEFAULT_NETWORK = "ieee-eu-lv"
 #: the branch of customers connected on the distribution board itself, with no line between
 BOARD_BRANCH = "F0"
@@ -69,6 +72,7 @@ class Customer:
     branch: str  # "F1", "F2", ... (feeder leaving the distribution board); "F0" = on the board
     box: str  # "F1-X01", ...
     replica: int = 0  # which copy of the feeder (``StationNetwork.replicate``)
+    pv_kwp: float = 0.0  # the network's own PV (``sgen``) at this customer, kWp; 0: none given
 
 
 @dataclass(frozen=True)
@@ -235,11 +239,15 @@ def _prepare(
     pp.toolbox.drop_out_of_service_elements(net)
     if len(net.trafo) != 1 or len(net.ext_grid) != 1:
         raise ConfigError(
-            name, f"need exactly one transformer and one ext_grid, found {len(net.trafo)}/{len(net.ext_grid)}"
+            name,
+            f"a station area (台区) is one distribution transformer fed from one grid connection: found"
+            f" {len(net.trafo)} in-service transformers and {len(net.ext_grid)} ext_grid; keep one"
+            " transformer's LV network (or set the others out of service)",
         )
-    for table in ("sgen", "gen", "trafo3w", "storage"):
+    for table in ("gen", "trafo3w", "storage"):
         if table in net and len(net[table]):
             raise ConfigError(f"{name}.{table}", "not supported: model generation as negative customer load")
+    pv_at = _pv_by_bus(net)
     _single_phase_customers(net, seed=seed)
     fill_zero_sequence(net)
     if not len(net.asymmetric_load):
@@ -250,6 +258,7 @@ def _prepare(
     customers, branches, heads, branch_of = _archive(
         net, board, children, parent, dist, seed, min_branch_customers
     )
+    customers = _with_pv(customers, pv_at, name)
     line_sections = _line_sections(net, branches, branch_of, parent)
     if line_scale != 1.0:
         net.line["length_km"] = net.line["length_km"] * line_scale
@@ -270,6 +279,40 @@ def _prepare(
         loops=loops,
         line_sections=line_sections,
     )
+
+
+def _pv_by_bus(net: pp.pandapowerNet) -> dict[int, float]:
+    """The network's PV systems (static generators, ``sgen``) as kWp per bus, taken out of ``net``:
+    the simulator draws every customer's power from its profile, a PV system's as PV output.
+    A generator's rating is its ``sn_mva`` where given, else its ``p_mw``, times its ``scaling``."""
+    if "sgen" not in net or not len(net.sgen):
+        return {}
+    sgen = net.sgen
+    rating = sgen.get("sn_mva", sgen["p_mw"])
+    rating = rating.where(rating.notna() & (rating > 0), sgen["p_mw"]).abs()
+    scaling = sgen.get("scaling", 1.0)
+    kwp: dict[int, float] = {}
+    for bus, kw in zip(sgen["bus"].astype(int), (rating * scaling * 1000.0).astype(float), strict=True):
+        kwp[bus] = kwp.get(bus, 0.0) + kw
+    net.sgen.drop(net.sgen.index, inplace=True)
+    return {bus: kw for bus, kw in kwp.items() if kw > 0.0}
+
+
+def _with_pv(customers: tuple[Customer, ...], pv_at: dict[int, float], name: str) -> tuple[Customer, ...]:
+    """Customers with the PV of their bus, shared evenly among the customers there. PV at a bus
+    with no customer (a plant of its own, with no meter in our archive) is left out, and said."""
+    at_bus: dict[int, int] = {}
+    for c in customers:
+        at_bus[c.bus] = at_bus.get(c.bus, 0) + 1
+    alone = sorted(bus for bus in pv_at if bus not in at_bus)
+    if alone:
+        _log.warning(
+            "%s: PV (sgen) at buses %s with no customer load there: left out (%.1f kWp)",
+            name,
+            alone[:10],
+            sum(pv_at[b] for b in alone),
+        )
+    return tuple(replace(c, pv_kwp=pv_at[c.bus] / at_bus[c.bus]) if c.bus in pv_at else c for c in customers)
 
 
 def _single_phase_customers(net: pp.pandapowerNet, *, seed: int) -> None:

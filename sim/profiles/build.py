@@ -48,8 +48,9 @@ def build_profiles(
     """Profiles for ``network``'s customers over ``steps`` steps of ``step_s`` s from ``start`` (UTC).
 
     ``pv_share`` of the customers (seeded choice) are prosumers with a PV system of ``pv_kwp``
-    kWp. ``tz_hours`` is the station area's UTC offset, used to align household routines to
-    local time. Same arguments -> identical arrays.
+    kWp -- unless the network gives its own PV systems (``Customer.pv_kwp``, from its ``sgen``),
+    which are then the prosumers, with their own ratings. ``tz_hours`` is the station area's UTC
+    offset, used to align household routines to local time. Same arguments -> identical arrays.
     """
     if steps <= 0:
         raise ConfigError("profiles.steps", f"must be positive, got {steps}")
@@ -84,14 +85,15 @@ def build_profiles(
     pf = rng.uniform(power_factor_min, 0.99, size=n)
     q_load = q * scale[None, :] + load * np.tan(np.arccos(pf))[None, :] * 0.5
 
-    prosumer = np.zeros(n, dtype=bool)
-    if pv_share > 0.0:
+    given = np.array([c.pv_kwp for c in network.customers], dtype=np.float64)
+    prosumer = given > 0.0  # the network's own PV systems, when it has any, instead of pv_share
+    if pv_share > 0.0 and not prosumer.any():
         count = round(pv_share * n)
         prosumer[rng.choice(n, size=count, replace=False)] = True
     pv = np.zeros_like(load)
     if prosumer.any():
         mids = start + (np.arange(steps) + 0.5) * step_s
-        kwp = rng.uniform(*pv_kwp, size=int(prosumer.sum()))
+        kwp = given[prosumer] if given.any() else rng.uniform(*pv_kwp, size=int(prosumer.sum()))
         pv[:, prosumer] = pv_profiles(
             mids, kwp, rng=rng, latitude=latitude, longitude=longitude, step_s=step_s
         )

@@ -6,13 +6,14 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
 import pandapower as pp
 import pandapower.networks as pn
 import pytest
 
 from protocols.errors import ConfigError
 from sim.archive import station_model
-from sim.physics import load_network
+from sim.physics import build_profiles, load_network
 from sim.scenarios import fitted, is_shipped_default, load_scenario, parse_scenario
 from sim.world import build_world
 
@@ -129,3 +130,52 @@ def test_fitting_keeps_what_exists_and_lists_every_thing_left_out() -> None:
             "wrong phase label of m-0077",
         ]
     )
+
+
+def test_the_networks_own_pv_systems_are_its_prosumers(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # a network with static generators (PV) was refused ("model generation as negative load")
+    raw = pn.create_synthetic_voltage_control_lv_network("rural_1")
+    empty = sorted(set(raw.bus.index) - set(raw.load.bus) - set(raw.trafo.hv_bus) - set(raw.ext_grid.bus))[-1]
+    pp.create_sgen(raw, bus=empty, p_mw=0.05)  # a plant with no customer at its bus
+    path = tmp_path / "rural_1.json"
+    pp.to_json(raw, str(path))
+    with caplog.at_level(logging.WARNING, logger="ttu.sim.network"):
+        net = load_network(path, seed=1)
+    assert f"PV (sgen) at buses [{empty}]" in caplog.text
+    rated = raw.sgen.groupby("bus")["p_mw"].sum() * 1000.0
+    customers_at = raw.load.groupby("bus").size()
+    for c in net.customers:
+        expected = rated.get(c.bus, 0.0) / customers_at[c.bus] if c.bus in customers_at.index else 0.0
+        assert c.pv_kwp == pytest.approx(expected)
+    has_pv = np.array([c.pv_kwp > 0 for c in net.customers])
+    assert 0 < has_pv.sum() < len(has_pv)
+    prof = build_profiles(net, start=START, steps=96, seed=1, pv_share=0.5)  # the network's PV wins
+    assert (prof.prosumer == has_pv).all()
+    noon = 16  # 12:00 local
+    assert (prof.pv_kw[noon, has_pv] > 0.05 * np.array([c.pv_kwp for c in net.customers])[has_pv]).all()
+    assert (prof.pv_kw[:, ~has_pv] == 0).all()
+
+
+@pytest.mark.parametrize(
+    ("argv", "scale"),
+    [
+        ([], 4),  # the 55-customer IEEE feeder x 4: a station area of 220 meters
+        (["--network", "ieee-eu-lv"], 4),
+        (["--network", "NET"], 1),  # a network of one's own is its station area as drawn
+        (["--network", "NET", "--customers-scale", "3"], 3),
+    ],
+)
+def test_a_network_of_ones_own_runs_as_drawn(
+    argv: list[str], scale: int, rural_overhead: Path, tmp_path: Path
+) -> None:
+    import argparse
+
+    from sim.cli import _options, register
+
+    parser = argparse.ArgumentParser()
+    register(parser.add_subparsers())
+    args = [str(rural_overhead) if a == "NET" else a for a in argv]
+    options = _options(parser.parse_args(["sim", *args, "--workdir", str(tmp_path / "run")]))
+    assert options.customers_scale == scale
