@@ -23,9 +23,10 @@ The arithmetic is pure (``engine``); this module decides when, and says what cam
 The day the app first started in is computed as a partial day (message key ``partial``: from
 the first curve point at which nearly every meter was read, to the closing midnight): its
 opening freeze was not read (acquisition reads each midnight's freeze after it), so every meter
-counts from that one curve point instead. It never enters a later day's history. Days before it
-are not computed. A first start on the midnight itself (a simulated run's start) counts as
-running from it: acquisition reads that freeze back at once.
+counts from that one curve point instead (when at least ``PARTIAL_MIN_INTERVALS`` are left). It
+never enters a later day's history. Days before it are not computed. A first start on the
+midnight itself (a simulated run's start) counts as running from it: acquisition reads that
+freeze back at once.
 After a restart the book is reloaded from the store: the daily freezes of the days kept, and
 the energy registers at the 15-min points of yesterday and today; a past day given to the store
 comes back whole under them (``Book.restore``), and the stored points of a day that left the
@@ -69,6 +70,7 @@ from .window import Day
 
 STREAM = "lineloss"
 TICK_S = 300
+PARTIAL_MIN_INTERVALS = 4  # a partial first day is computed when it holds at least an hour
 START_SLACK_S = 1.0  # a first start this close after a midnight is on it (acquisition's too)
 STORED_DAYS_KEY = "book"  # the dates whose points are in the store (``book/<date>/<i>``)
 INTERVAL_LEVELS = ("station", "branch", "box")
@@ -426,7 +428,7 @@ class LineLossService:
         window = await self._window(d, whole_only=True)
         if not window or window[-1].date != d.isoformat():
             return None
-        if window[-1].opening >= INTERVALS_PER_DAY:  # started in its last minutes: nothing to count
+        if window[-1].opening > INTERVALS_PER_DAY - PARTIAL_MIN_INTERVALS:  # started in its last hour
             self._computed[d] = _Computed(key, "")
             return None
         records, layout, topology = self.records, self.layout, self.topology
