@@ -11,7 +11,8 @@ through ``output.Output``. Tasks and their transport priorities:
 * ``freeze`` (CURVE) after 00:00 local: the meter's own frozen energy;
 * ``events`` (EVENT): power-down records, status word 3 (relay state); also at once on a
   carrier meter event (``carrier.CarrierLink``);
-* ``timesync`` (CONTROL), daily broadcast on every transport, per protocol on it;
+* ``timesync`` (CONTROL), daily: every meter's clock read (``meter/<id>/clock``), then the
+  broadcast on every transport, per protocol on it;
 * ``route``: module-led reading (路由主动抄表) of the HPLC meters -- when ``hplc_reading`` is
   ``module``, or ``auto`` with at least ``ROUTE_AUTO_METERS`` of them -- every ``route_round_s``:
   the carrier module leads, the curve blocks and daily freezes due at each node are the answers,
@@ -146,7 +147,7 @@ class Acquisition:
         )
         self.freeze = FreezeTask(ctx, self.plan, self.reader, self.output, tz=tz)
         self.events = EventTask(ctx, self.plan, self.reader, self.output, tz=tz)
-        self.timesync = TimeSyncTask(ctx, self.plan, self.clients, tz=tz)
+        self.timesync = TimeSyncTask(ctx, self.plan, self.clients, tz=tz, counters=self.counters)
         self.probe = ProbeTask(ctx, self.plan, self.reader, self.events)
         self.route = RouteTask(
             ctx, self.reader, self.output, self.clients, tz=tz, catch_up_hours=settings.catch_up_hours,

@@ -538,14 +538,7 @@ def identify_boxes(
     box = np.array([pos.get(m.box.value or "", -1) for m in frame.meters], dtype=np.int64)
     ours = np.array([branches.value(i) is not None for i in range(n)], dtype=bool)
     groups = reference_groups(box, ph, ours)
-    volt_ll = np.zeros((n, k))
-    if usable.any() and len(frame.box_ids):
-        ll = voltage.loo_loglik(z, usable, groups, len(frame.box_ids) * 3)
-        for j in range(len(frame.box_ids)):
-            cols = np.clip(j * 3 + ph, 0, len(frame.box_ids) * 3 - 1)
-            volt_ll[:, j] = np.where(ph >= 0, ll[np.arange(n), cols], 0.0)
-        volt_ll[~usable] = 0.0
-        _alone_is_no_evidence(volt_ll, groups, usable, frame)
+    volt_ll = _box_voltage(z, usable, groups, ph, frame, k)
     chosen = np.full(n, k - 1, dtype=np.int64)
     score = np.full((n, k), -1e9)
     by_branch: dict[str | None, list[int]] = {}
@@ -613,7 +606,70 @@ def identify_boxes(
             full = balance_parts.setdefault(name, np.zeros((n, k)))
             full[np.ix_(idx, cpos)] = part
     conf = softmax_confidence(score)[np.arange(n), chosen]
+    features = (z, usable, groups, ph)
+    _keep_archive_box_without_sustained_voltage(chosen, conf, score, volt_ll, box, features, frame)
     return Decided(labels, chosen, conf, {**parts_all, **balance_parts}, None)
+
+
+def _box_voltage(z: FArray, usable: BArray, groups: IArray, ph: IArray, frame: Frame, k: int) -> FArray:
+    """(n, k) each meter's voltage log-likelihood in each box, on its archive phase there."""
+    n = frame.n
+    volt_ll = np.zeros((n, k))
+    if usable.any() and len(frame.box_ids):
+        ll = voltage.loo_loglik(z, usable, groups, len(frame.box_ids) * 3)
+        for j in range(len(frame.box_ids)):
+            cols = np.clip(j * 3 + ph, 0, len(frame.box_ids) * 3 - 1)
+            volt_ll[:, j] = np.where(ph >= 0, ll[np.arange(n), cols], 0.0)
+        volt_ll[~usable] = 0.0
+        _alone_is_no_evidence(volt_ll, groups, usable, frame)
+    return volt_ll
+
+
+#: a box correction the voltage alone carries must hold in every part of the window, ...
+BOX_VOLTAGE_BLOCKS = 4
+#: ... with a mean over the parts this many standard errors above zero
+BOX_VOLTAGE_T = 3.0
+#: the confidence of an archive box kept against voltage evidence that did not hold up
+BOX_KEPT_CONFIDENCE = 0.6
+
+
+def _keep_archive_box_without_sustained_voltage(
+    chosen: IArray, conf: FArray, score: FArray, volt_ll: FArray, box: IArray,
+    features: tuple[FArray, BArray, IArray, IArray], frame: Frame,
+) -> None:  # fmt: skip
+    """Keep the archive's box where only the voltage moved a meter out of it and that evidence
+    does not hold up. Boxes of one branch differ in voltage by very little: which of two
+    neighbouring boxes a meter correlates best with flips with the noise of a few hours (the
+    default area's 2-day run corrected 9-13 meters to a wrong neighbour box, none right). So the
+    window is cut into ``BOX_VOLTAGE_BLOCKS`` parts and the voltage's preference of the chosen box
+    over the archive's is computed in each: it must be there in every part and significant over
+    them (``BOX_VOLTAGE_T``). Where the other evidence (signature currents, box terminals'
+    balance) already prefers the chosen box, nothing is checked. A box kept this way has a modest
+    confidence: the archive's word, not confirmed."""
+    z, usable, groups, ph = features
+    moved = [
+        i for i in range(frame.n)
+        if 0 <= box[i] < len(frame.box_ids) and chosen[i] != box[i] and score[i, box[i]] > -1e8
+        and (score[i, chosen[i]] - score[i, box[i]]) - (volt_ll[i, chosen[i]] - volt_ll[i, box[i]]) <= 0.0
+    ]  # fmt: skip
+    if not moved:
+        return
+    t = z.shape[0]
+    size = t // BOX_VOLTAGE_BLOCKS
+    parts = np.zeros((len(moved), BOX_VOLTAGE_BLOCKS))
+    if size >= 4:
+        for b in range(BOX_VOLTAGE_BLOCKS):
+            block = z[b * size : (b + 1) * size]
+            block = (block - block.mean(axis=0)) / np.maximum(block.std(axis=0), 1e-12)
+            ll = _box_voltage(block, usable, groups, ph, frame, score.shape[1])
+            parts[:, b] = [ll[i, chosen[i]] - ll[i, box[i]] for i in moved]
+    mean = parts.mean(axis=1)
+    se = parts.std(axis=1, ddof=1) / np.sqrt(BOX_VOLTAGE_BLOCKS)
+    held = (parts > 0).all(axis=1) & (mean >= BOX_VOLTAGE_T * np.maximum(se, 1e-9)) & (size >= 4)
+    for r, i in enumerate(moved):
+        if not held[r]:
+            chosen[i] = box[i]
+            conf[i] = BOX_KEPT_CONFIDENCE
 
 
 def reference_groups(box: IArray, phase: IArray, ours: BArray) -> IArray:
@@ -942,8 +998,12 @@ def phase_changes(
             ev = changes.point_evidence(problem, sol, int(i), other, points)
             if other == a:
                 ev = -ev
-            prefix = np.concatenate([[0.0], np.cumsum(ev)])  # evidence for b from each point on
-            gain = prefix[-1] - 2.0 * prefix[:-1]
+            before = np.concatenate([[0.0], np.cumsum(ev)])[:-1]  # evidence for b before each point
+            after = ev.sum() - before  # evidence for b from each point on
+            # a move: the points before the split favour a, those after b -- not merely b more
+            # after than before (a meter surely on b all along is no move from a)
+            half = settings.change_llr / 2
+            gain = np.where((before < -half) & (after > half), after - before, -np.inf)
             lo, hi = settings.change_min_points, points - settings.change_min_points
             if hi > lo:
                 since = lo + int(np.argmax(gain[lo:hi]))

@@ -2,9 +2,10 @@
 night's signature-current injections, identifies daily, online and on demand, and reports.
 
 Layer: apps (topology). Everything through ``ctx`` (``runtime.api.AppContext``): the bus
-(``meter/+/curve`` from acquisition in; ``topology/result`` retained and ``topology/change``
-out), the scheduler, the app's store (the curve window, the last result, the injection log,
-what was proposed), the uplink (stream ``topology``, command ``topology.run``), the hal (the
+(``meter/+/curve`` and ``meter/+/clock`` from acquisition in: points a wrong clock stamped are
+dropped, ``clocks``; ``topology/result`` retained and ``topology/change`` out), the scheduler,
+the app's store (the curve window, the last result, the injection log, what was proposed), the
+uplink (stream ``topology``, command ``topology.run``), the hal (the
 metrology unit's per-phase power; the carrier module's network, phases and unlisted nodes;
 meters and units for signature current: ``night``) and the station model (read; corrections
 proposed with provenance ``identified``: ``proposals``). The identification itself
@@ -53,6 +54,7 @@ from runtime.scheduler import CatchUp, Daily, Interval, Slot
 
 from . import archive as arch
 from . import carrier, injections, proposals
+from .clocks import Clocks
 from .devices import Devices
 from .identify import Settings as MethodSettings
 from .identify import identify
@@ -132,6 +134,8 @@ class TopologyService:
         self.devices = Devices(ctx)
         self.night = Night(ctx, self.devices, settings.policy)
         self.ledger = proposals.Ledger()
+        #: meters whose points were stamped by a wrong clock (acquisition's clock reads)
+        self.clocks = Clocks()
         self.counters = {"identifications": 0, "proposals": 0, "changes": 0, "bad_messages": 0,
                          "metrology_failures": 0, "checks_skipped": 0}  # fmt: skip
         self._lock = asyncio.Lock()
@@ -153,6 +157,7 @@ class TopologyService:
             await self._flush()
         await self.night.load()
         self.ledger = proposals.Ledger.from_json(await self.ctx.store.get("proposed"))
+        self.clocks = Clocks.from_json(await self.ctx.store.get("clocks"))
         doubt = await self.ctx.store.get("doubt")
         if isinstance(doubt, dict):
             self.doubt = {str(k): float(v) for k, v in doubt.items() if isinstance(v, int | float)}
@@ -170,7 +175,9 @@ class TopologyService:
         the metrology unit (or, without one, from acquisition's snapshots)."""
         curves = self.ctx.bus.subscribe("meter/+/curve", maxsize=100_000)
         trafo = self.ctx.bus.subscribe(f"meter/{TRANSFORMER}/reading", maxsize=10_000)
+        clocks = self.ctx.bus.subscribe("meter/+/clock", maxsize=10_000)
         async with asyncio.TaskGroup() as tg:
+            tg.create_task(self._clock_reads(clocks), name="topology-clocks")
             tg.create_task(self._pump(curves, self.window.add_curve), name="topology-curves")
             tg.create_task(self._pump(trafo, self._bus_snapshot), name="topology-transformer")
             tg.create_task(self._sample_metrology(), name="topology-metrology")
@@ -184,6 +191,17 @@ class TopologyService:
                     await self._flush()
             else:
                 self.counters["bad_messages"] += 1
+
+    async def _clock_reads(self, sub: Subscription) -> None:
+        async for message in sub:
+            meter = message.topic.split("/")[1]
+            before = dict(self.clocks.wrong_until)
+            if not self.clocks.note(meter, message.payload):
+                self.counters["bad_messages"] += 1
+            elif self.clocks.wrong_until != before:
+                self.log.info("topology: meter %s: its points until %s were stamped by a wrong clock",
+                              meter, self.clocks.to_json().get(meter))  # fmt: skip
+                await self.ctx.store.set("clocks", self.clocks.to_json())
 
     def _bus_snapshot(self, rows: list[Any]) -> None:
         if not self._own_metrology:
@@ -308,11 +326,12 @@ class TopologyService:
         extra = [u.device for u in view.unknown if u.device]
         past = await self._past(first)
         energy, volts = self.window.transformer(first, points)
+        curves = self.window.curves(arch.devices(archive, extra), first, points, past=past)
         return Inputs(
             meters=arch.with_carrier(archive, view.phases, view.network),
             branches=archive.branches,
             boxes=archive.boxes,
-            curves=self.window.curves(arch.devices(archive, extra), first, points, past=past),
+            curves=self.clocks.mask(curves),
             transformer_energy=energy,
             transformer_voltage=volts,
             detections=self.night.recent(first - 86400 * 7),

@@ -17,6 +17,8 @@ relay status       status word 3 (04000503)        status word 3 (20140203)
 relay command      1CH control, N1 1A..3B          ACTION 8000 m127..130 / 8001 m127, 128
 fee-control limits 04001001..05 (read / write 14H) 401E, 401F (GET / SET)
 remaining credit   00900200                        202C
+meter clock        04000101 date, 04000102 time    GET 40000200
+set meter clock    write 04000101, 04000102        SET 40000200
 time sync          broadcast 08H                   broadcast ACTION 40007F00
 =================  ==============================  =====================================
 
@@ -183,6 +185,16 @@ class MeterClient(Protocol):
         """Up to ``last`` most recent power-down records, newest first."""
         ...
 
+    async def read_clock(self, *, priority: Priority = Priority.CONTROL) -> datetime | None:
+        """The meter's own clock (naive local time); None if it gave none."""
+        ...
+
+    async def set_clock(self, when: datetime) -> None:
+        """Set the meter's clock to ``when`` (naive local time) point to point, at control
+        priority: what a terminal does when the broadcast cannot (a meter takes a broadcast sync
+        of at most 5 minutes). A refusal raises ``DeviceError``."""
+        ...
+
     async def read_relay_state(self) -> bool | None:
         """True when the relay is open (tripped)."""
         ...
@@ -243,6 +255,8 @@ DLT645_ITEMS: dict[str, tuple[int, int]] = {
 }
 DLT645_POWER_DOWN_COUNT = 0x03110000
 DLT645_STATUS_WORD_3 = 0x04000503
+DLT645_DATE = 0x04000101  # date and weekday (YYMMDDWW)
+DLT645_TIME = 0x04000102  # time (hhmmss)
 DLT645_REMAINING_CREDIT = 0x00900200
 DLT645_CREDIT_LIMITS = (0x04001001, 0x04001002, 0x04001003, 0x04001004, 0x04001005)
 _645_RELAY = {command: dlt645.RelayAction[command.name] for command in RelayCommand}
@@ -311,6 +325,27 @@ class Dlt645Client:
         if reverse is not None:
             values.update(_numeric(reverse.values, reverse.names))
         return Record(parse_645_time(stamp.values[0]), values)
+
+    async def read_clock(self, *, priority: Priority = Priority.CONTROL) -> datetime | None:
+        """Date (04000101) then time (04000102): two exchanges, so a read across midnight can pair
+        one day's date with the next day's time; the caller bounds the error by the exchange time."""
+        day = await self._read(DLT645_DATE, priority)
+        clock = await self._read(DLT645_TIME, priority)
+        if not day.values or not clock.values:
+            return None
+        date_text, time_text = day.values[0], clock.values[0]
+        if not isinstance(date_text, str) or not isinstance(time_text, str):
+            return None
+        try:
+            return datetime.strptime(f"{date_text.rsplit(' ', 1)[0]} {time_text}", "%Y-%m-%d %H:%M:%S")
+        except ValueError:
+            return None
+
+    async def set_clock(self, when: datetime) -> None:
+        day, clock = f"{when:%Y-%m-%d} w{when.isoweekday() % 7}", f"{when:%H:%M:%S}"
+        for di, value in ((DLT645_DATE, day), (DLT645_TIME, clock)):
+            payload = dlt645.encode_values(di, [value])
+            await self.master.write(self._address, di, payload, password=self._password)
 
     async def read_power_down_count(self) -> int | None:
         count = await self._read(DLT645_POWER_DOWN_COUNT, Priority.EVENT)
@@ -405,6 +440,7 @@ CURVE_COLUMNS = (
 )
 DAILY_COLUMNS = (FREEZE_TIME, OAD(0x00100200), OAD(0x00200200))  # forward, reverse (PV export)
 POWER_DOWN_RECORDS = OAD(0x30110200)
+CLOCK = OAD(0x40000200)  # date and time (日期时间)
 POWER_DOWN_CURRENT = OAD(0x30110700)  # current value record: occurrence count + cumulative time
 EVENT_COLUMNS = (OAD(0x20220200), OAD(0x201E0200), OAD(0x20200200))  # record no., start, end
 STATUS_WORD_3 = dlt698.STATUS_WORD_3
@@ -587,6 +623,13 @@ class Dlt698Client:
             if record is not None:
                 return record
         return None
+
+    async def read_clock(self, *, priority: Priority = Priority.CONTROL) -> datetime | None:
+        return _time_of(await self.master.get_one(self._address, CLOCK, priority=priority))
+
+    async def set_clock(self, when: datetime) -> None:
+        data = dlt698.Data(dlt698.DataType.DATE_TIME_S, date_time_s(when))
+        await self.master.set(self._address, CLOCK, data)
 
     async def read_power_down_count(self) -> int | None:
         data = await self.master.get_one(self._address, POWER_DOWN_CURRENT, priority=Priority.EVENT)

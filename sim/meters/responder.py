@@ -237,6 +237,11 @@ class MeterResponder:
                 return (None, None)
             rec = meter.power_downs[n - 1]
             return (self._stamp(rec.start), None if rec.end is None else self._stamp(rec.end))
+        if di in (DI_DATE, DI_TIME):  # the meter's own clock
+            local = self._local(meter.meter_time(now))
+            if di == DI_DATE:
+                return (f"{local:%Y-%m-%d} w{local.isoweekday() % 7}",)
+            return (f"{local:%H:%M:%S}",)
         if di == SIGNATURE_RESULT_COUNT_DI:
             return (meter.signature.count,)
         if di & 0xFFFFFF00 == SIGNATURE_RESULT_COUNT_DI and 1 <= di & 0xFF <= 10:  # result event n

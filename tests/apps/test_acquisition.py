@@ -264,3 +264,36 @@ async def test_dead_meter_does_not_stall_the_others(tmp_path: Path) -> None:
         # 3 meters x 4 items on each bus; the dead one costs a short timeout, not a stall
         assert 0 < stats["station"]["cycle_seconds"] < 6.0
         assert stats["station"]["cycle_seconds"] < stats["station"]["wire_bound_seconds"] + 3.0
+
+
+# ---------------------------------------------------------------------------------------- clocks
+
+
+async def test_each_meters_clock_is_read_before_the_time_sync_and_published(tmp_path: Path) -> None:
+    """The daily sync first reads every meter's clock (DL/T 645 and 698.45): how far off it was
+    and when the broadcast put it right go out on ``meter/<id>/clock`` for the apps that line
+    meters' records up (topology drops the points a wrong clock stamped)."""
+
+    def mixed(bus: str, k: int) -> str:
+        return "dlt698" if bus == "rs485-2" else "dlt645"
+
+    config = {"time_sync": True, "time_sync_at": "10:30"}
+    async with rig(tmp_path, start=local(2026, 1, 10, 10, 2), protocol=mixed, config=config) as r:
+        fast, slow = r.on("rs485-1")[0], r.on("rs485-2")[1]
+        r.meter(fast).skew_s = 420.0
+        r.meter(slow).skew_s = -200.0
+        await r.until(local(2026, 1, 10, 10, 35))
+        assert r.bus is not None
+        told = {m: r.bus.retained(f"meter/{m}/clock") for m in r.ids}
+        assert all(msg is not None for msg in told.values()), told
+        body = {m: msg.payload for m, msg in told.items() if msg is not None}
+        assert body[fast]["offset_s"] == pytest.approx(420.0, abs=2.0)
+        assert body[slow]["offset_s"] == pytest.approx(-200.0, abs=2.0)
+        assert all(abs(body[m]["offset_s"]) < 2.0 for m in r.ids if m not in (fast, slow))
+        sync = body[fast]["corrected_at"]
+        assert local(2026, 1, 10, 10, 30) <= body[fast]["ts"] <= sync < local(2026, 1, 10, 10, 35)
+        for m in (fast, slow):  # and the broadcast after the reads did correct them
+            assert abs(r.meter(m).meter_time(r.clock.now()) - r.clock.now()) < 2.0
+        stats = (await r.stats())["counters"]
+        assert stats["clocks_off"] == 1  # 420 s is past the 300 s a meter is logged for
+        assert stats["clocks_set"] == 1  # a broadcast corrects at most 5 minutes: 420 s is set point to point

@@ -4,6 +4,7 @@ residual model refitted (``profile.margin``), and current balances only where fl
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from apps.topology import assign, profile
 from apps.topology.identify import (
@@ -101,3 +102,23 @@ def test_a_sections_misfit_floor_is_relative_to_what_its_units_measured() -> Non
     section = assign.initial_fit(assign.Balance("unit_currents", series, targets, inc, floor_base=base, **kw))
     assert np.allclose(plain.sigma, 0.05)
     assert np.allclose(section.sigma[0], 0.3) and np.allclose(section.sigma[1], 0.05)
+
+
+def test_a_meter_sure_of_its_phase_all_window_is_no_move_whatever_a_part_alone_said(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A part of the window solved alone may put a meter elsewhere (few points, a thief's
+    deficit on a phase); the move is then decided on the whole window's point-by-point evidence,
+    which must favour the old phase before the split and the new one after. A meter favouring its
+    phase at every point is no move (the default area's m-0027 and m-0031 were reported moved
+    B -> A: 'more for A after the split than before' was taken for a move)."""
+    from apps.topology import identify as ident
+    from apps.topology.synthetic import Spec, station
+
+    inputs, truth = station(Spec(branches=3, moves=0, wrong_phase=0.0), seed=2)
+    meter = next(m for m in inputs.meters if truth.phase[m.id] in ("A", "B", "C"))
+    i = inputs.meters.index(meter)
+    now = "ABC".index(truth.phase[meter.id])
+    monkeypatch.setattr(ident, "move_candidates", lambda *a, **k: [(i, (now + 1) % 3, now)])
+    result = ident.identify(inputs, terminal="T", computed_at=0.0)
+    assert [m.meter_id for m in result.meters if m.phase.evidence.get("moved")] == []
