@@ -382,6 +382,7 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
             response_delay_s=options.response_delay_s,
             hplc_meters=_hplc_meters(options),
             station_id=station_id(board),
+            hplc_from_board=options.hplc_meters is None,
         )
         station = world.station
     else:

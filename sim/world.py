@@ -609,15 +609,20 @@ def build_world(
     response_delay_s: Delay | Mapping[str, Delay] = (0.02, 0.05),
     hplc_meters: int = 0,
     station_id: str = "station",
+    hplc_from_board: bool = False,
 ) -> World:
     """The station area of ``network`` (× ``customers_scale``) under ``scenario``, from ``start``;
-    ``hplc_meters`` of its customers are read over HPLC instead of RS-485."""
+    ``hplc_meters`` of its customers are read over HPLC instead of RS-485. ``hplc_from_board``:
+    the count is the board's setting, not asked for this area: an area with fewer customers (a
+    small network of one's own) reads half of them over HPLC instead of refusing."""
     if not buses or len(set(buses)) != len(buses):
         raise ConfigError("buses", f"need distinct bus names, got {buses!r}")
     if customers_scale < 1:
         raise ConfigError("--customers-scale", f"must be at least 1, got {customers_scale}")
     feeder = load_network(network, seed=seed, line_scale=scenario.grid.line_scale)
     nw = feeder.replicate(customers_scale)
+    if hplc_from_board and hplc_meters > nw.n_customers:
+        hplc_meters = nw.n_customers // 2
     if is_shipped_default(scenario) and feeder.name != DEFAULT_NETWORK:
         scenario = _fit_default(scenario, nw)
     h_start = math.floor(start / STEP_S) * STEP_S

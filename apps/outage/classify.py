@@ -44,7 +44,7 @@ The rules (GRID.md §3; issue 9):
 from __future__ import annotations
 
 import statistics
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -557,9 +557,11 @@ class Classifier:
                     if p.status == RESTORED
                     and self.members.members(p.group) <= mem
                     and _overlap(p.start, o.start, tol)
+                    and set(p.sources) != {"rs485"}  # silence alone may yet be withdrawn (comms)
                 ]
-                covered = frozenset().union(*(self.members.members(p.group) for p in parts))
-                if len(parts) >= 2 and covered >= mem:
+                covered = frozenset().union(*(self.members.members(p.group) - set(p.lit) for p in parts))
+                alone = any(self.members.members(p.group) >= mem for p in parts)  # no more than one part
+                if len(parts) >= 2 and covered >= mem and not alone:
                     best = (a, parts)
             if best is None:
                 continue
@@ -938,9 +940,8 @@ class _View:
             return Verdict("lit")
         lit = {m for m in rest if (p := self.state(m).positive) is not None and p > ref}
         unknown = frozenset(rest) - lit
-        tol = self.c.settings.record_tolerance_s
-        windows = [st.when for st in dark.values() if st.when is not None]
-        if lit and not own and not _box_despite_lit(g, windows, len(lit), len(mem), tol):
+        starts = {m: st.when for m, st in dark.items() if st.when is not None}
+        if lit and not own and not _box_despite_lit(self.c, g, starts, len(lit), len(mem)):
             return Verdict("lit", lit=frozenset(lit))
         if unknown and not own and not sil:
             if all(any(not mem <= self.m.members(x) for x in st.via) for st in dark.values()):
@@ -1021,12 +1022,31 @@ def _dark_then(c: Classifier, meters: Iterable[str], start: float, end: float | 
     return out
 
 
-def _box_despite_lit(g: Group, dark: list[Window], lit: int, members: int, tol: float) -> bool:
+def _box_despite_lit(c: Classifier, g: Group, dark: Mapping[str, Window], lit: int, members: int) -> bool:
     """Whether box ``g`` is out although ``lit`` of its ``members`` kept answering: enough of
-    them lost supply together (``dark``: their start windows) and the lit ones are few."""
+    them lost supply together (``dark``: meter -> its start window), on more than one phase (one
+    phase lost -- at the transformer, or a box fuse -- leaves the other phases' meters lit: that
+    is the phase's outage, not the box's), and the lit ones are few."""
     if g.level != "box" or len(dark) < MIN_DARK_AROUND_LIT or lit > MAX_LIT_SHARE * members:
         return False
-    return max(w.lo for w in dark) <= min(w.hi for w in dark) + tol
+    info = c.members.meters
+    phases = {p for m in dark if (p := info[m].phase if m in info else None) in PHASES}
+    if len(phases) < 2:
+        return False
+    tol = c.settings.record_tolerance_s
+    lo, hi = max(w.lo for w in dark.values()), min(w.hi for w in dark.values())
+    if lo > hi + tol:
+        return False
+    # inside an outage of a group above it, the darkness is that outage's and the lit ones are
+    # more likely a stale answer than a meter fed elsewhere
+    when = Window.between(min(w.lo for w in dark.values()), max(w.hi for w in dark.values()))
+    return not any(
+        o.status in (ONGOING, RESTORED)
+        and o.group.rank < g.rank
+        and dark.keys() <= c.members.members(o.group)
+        and _overlap(o.start, when, tol)
+        for o in c.outages.values()
+    )
 
 
 def _precise(w: Window) -> bool:
@@ -1073,8 +1093,8 @@ def _posthoc(c: Classifier, view: _View, entries: list[PowerDownRecord]) -> list
             lit: set[str] = set()
             if not mem <= dark:  # unless a few members kept their supply (not in that box)
                 lit = set(mem - dark) - _dark_then(c, mem - dark, start, end)
-                windows = [Window.exact(by_meter[m].start) for m in mem & dark]
-                if not _box_despite_lit(g, windows, len(lit), len(mem), tol):
+                windows = {m: Window.exact(by_meter[m].start) for m in mem & dark}
+                if not _box_despite_lit(c, g, windows, len(lit), len(mem)):
                     continue
             if g.level == "meter":
                 b = c.beliefs.meters.get(g.target)

@@ -179,3 +179,16 @@ def test_a_network_of_ones_own_runs_as_drawn(
     args = [str(rural_overhead) if a == "NET" else a for a in argv]
     options = _options(parser.parse_args(["sim", *args, "--workdir", str(tmp_path / "run")]))
     assert options.customers_scale == scale
+
+
+def test_the_boards_carrier_meters_fit_a_small_network_of_ones_own(rural_overhead: Path) -> None:
+    def world(*, from_board: bool) -> int:
+        w = build_world(
+            buses=["rs485-1"], scenario=load_scenario("quiet"), seed=1, start=START, duration_s=3600.0,
+            network=str(rural_overhead), hplc_meters=30, hplc_from_board=from_board,
+        )  # fmt: skip
+        return len(w.hplc_meters())
+
+    assert world(from_board=True) == 13 // 2  # the board's 30 is the default area's; 13 customers here
+    with pytest.raises(ConfigError, match="30: the station area has 13 customers"):
+        world(from_board=False)  # asked for: refused

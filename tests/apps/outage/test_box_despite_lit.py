@@ -13,20 +13,21 @@ LISTED_THERE = "m9"  # the archive lists it in X1 too; it is fed elsewhere
 OTHER = ("m6", "m7")  # box X2 of the same branch
 
 
-def members() -> Members:
-    def m(mid: str, box: str, port: str) -> dict[str, str]:
-        return {"id": mid, "address": f"0000000000{mid[1:]:>02}", "phase": "A", "box": box, "branch": "F1",
+def members(phases: str = "ABCAB") -> Members:
+    def m(mid: str, phase: str, box: str, port: str) -> dict[str, str]:
+        return {"id": mid, "address": f"0000000000{mid[1:]:>02}", "phase": phase, "box": box, "branch": "F1",
                 "port": port}  # fmt: skip
 
-    meters = [m(x, "F1-X1", "hplc") for x in BOX] + [m(LISTED_THERE, "F1-X1", "rs485-1")]
-    meters += [m(x, "F1-X2", "rs485-1") for x in OTHER]
+    meters = [m(x, p, "F1-X1", "hplc") for x, p in zip(BOX, phases, strict=True)]
+    meters += [m(LISTED_THERE, "A", "F1-X1", "rs485-1")]
+    meters += [m(x, "C", "F1-X2", "rs485-1") for x in OTHER]
     boxes = [{"id": "F1-X1", "branch": "F1"}, {"id": "F1-X2", "branch": "F1"}]
-    return from_records("S1", meters, boxes=boxes, branches=[{"id": "F1"}])
+    return from_records("S1", meters, boxes=boxes, branches=[{"id": "F1", "breaker": "brk-F1"}])
 
 
 class Rig:
-    def __init__(self) -> None:
-        self.c = Classifier(members(), Settings(record_settle_s=300.0))
+    def __init__(self, phases: str = "ABCAB") -> None:
+        self.c = Classifier(members(phases), Settings(record_settle_s=300.0))
         self.now = 0.0
 
     def at(self, t: float) -> None:
@@ -117,3 +118,31 @@ def test_a_carrier_meter_reported_live_then_the_boxs_records_are_one_box_outage_
     r.at(1200.0)
     (o,) = r.reported()
     assert o.group == Group("box", "F1-X1") and o.meters == BOX and o.lit == (LISTED_THERE,)
+
+
+def test_one_phase_of_a_box_dark_is_not_the_box() -> None:
+    # four of the box's meters on phase B lose supply together (a box fuse, or phase B at the
+    # transformer), the A-phase one and the listed one answer: a box outage takes every phase
+    r = Rig(phases="BBBBA")
+    started(r)
+    r.answer(100.0, "m5", LISTED_THERE, *OTHER)
+    for mid in ("m1", "m2", "m3", "m4"):
+        r.c.observe(PowerDownRecord(mid, 70.0, 130.0, 400.0))
+    r.at(800.0)
+    assert all(o.group.level != "box" for o in r.reported())
+
+
+def test_inside_a_branch_outage_a_stale_answer_makes_no_box_outage_of_its_own() -> None:
+    # the branch's breaker opened and closed again; the carrier's power-off list of one of its
+    # boxes arrives after that, and a listed meter's answer came in meanwhile: still the branch's
+    # outage, not a box outage of its own next to it
+    r = Rig()
+    started(r)
+    r.c.observe(GroupSupply(Group("branch", "F1"), False, Window.exact(50.0), 50.0, "breaker", sampled=False))
+    r.at(60.0)
+    r.c.observe(GroupSupply(Group("branch", "F1"), True, Window.exact(80.0), 80.0, "breaker", sampled=False))
+    r.answer(100.0, LISTED_THERE)
+    r.at(110.0)
+    r.c.observe(MetersDark(BOX, Window(50.5, 50.0, 51.0), 110.0))
+    r.at(600.0)
+    assert [o.group for o in r.reported()] == [Group("branch", "F1")]
