@@ -52,6 +52,9 @@ CURVE_QUANTITIES = {
     "current.b": "ib",
     "current.c": "ic",
     "power.active.total": "p",
+    "power.active.a": "pa",  # a polyphase meter's phases (a single-phase meter sends only the total)
+    "power.active.b": "pb",
+    "power.active.c": "pc",
     "power_factor.total": "pf",
 }
 FREEZE_QUANTITIES = {
@@ -212,7 +215,9 @@ class MeterDay:
           in the same direction: with PV exporting on one phase against load on the others the
           phases' magnitudes add while their flows cancel in the total: V x I x |PF_total| came out
           up to 40 % above a branch unit's register over a day (false slow registers).
-          Where the total active power is missing: the phases' V x I x |PF_total|.
+          Where the total is missing: its phases' signed active powers summed (the same sum, read
+          per phase), and only where those are missing too the phases' V x I x |PF_total| (which
+          overstates it again on such days).
         """
         v = self.values if values is None else values
         total = np.zeros(POINTS)
@@ -226,14 +231,29 @@ class MeterDay:
             ok = np.isfinite(part)
             total[ok] += part[ok]
             seen |= ok
-        p = v.get("p")
+        polyphase = "ib" in v or "ic" in v
+        p = (
+            _signed_total(v.get("p"), [v[k] for k in ("pa", "pb", "pc") if k in v])
+            if polyphase
+            else v.get("p")
+        )
         out = np.where(seen, total, np.nan)
         if p is not None:
             read = np.isfinite(p)
             out = np.where(seen, np.copysign(out, np.where(read, p, 1.0)), p)
-            if "ib" in v or "ic" in v:  # polyphase: its total active power where read
+            if polyphase:  # its total active power where read
                 out = np.where(read, p, out)
         return out
+
+
+def _signed_total(total: FArray | None, phases: list[FArray]) -> FArray | None:
+    """A polyphase meter's total active power: as read, else the sum of its phases' signed active
+    powers at the points where each of them is read."""
+    if not phases:
+        return total
+    stack = np.array(phases)
+    summed = np.where(np.isfinite(stack).all(axis=0), stack.sum(axis=0), np.nan)
+    return summed if total is None else np.where(np.isfinite(total), total, summed)
 
 
 #: meters per packed part of a day (~1 MB of JSON at most: under every message and frame limit)

@@ -84,8 +84,10 @@ function render(element, data) {
   for (let v = Math.ceil(lo); v <= hi; v += Math.max(1, Math.round((hi - lo) / 6))) {
     add("text", {x: L - 6, y: y(v) + 4, "font-size": 10, "text-anchor": "end"}, v + " %");
   }
-  dates.forEach((d, i) => add("text", {x: x(i), y: H - B + 16, "font-size": 10,
-                                       "text-anchor": "middle"}, d.slice(5)));
+  const partial = data.partial || {};  // days the terminal first started in: part of the day only
+  dates.forEach((d, i) => add("text", {x: x(i), y: H - B + 16, "font-size": 10, "text-anchor": "middle",
+                                       class: d in partial ? "date-partial" : "date"},
+                              d.slice(5) + (d in partial ? " (partial)" : "")));
   const palette = ["#333", "#e37400", "#188038", "#9334e6", "#d01884", "#12b5cb", "#b06000", "#5f6368"];
   const levels = data.levels || {};
   const width = {station: 3, branch: 1.5, box: 1};

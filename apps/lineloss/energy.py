@@ -112,14 +112,30 @@ def period_energies(
     return Energies(fwd, np.where(gap, 0.0, rev), int(gap.sum()))
 
 
-def day_energies(day: DayReadings, multipliers: FArray) -> Energies:
+def day_energies(day: DayReadings, multipliers: FArray, opening: int = 0) -> Energies:
     """The day per meter, from the daily freezes (the 同期 statistic the back office makes).
 
     A meter whose freeze was not read but whose curve holds both midnights gets them from the
-    curve (the same frozen register, stored by the meter at 00:00)."""
+    curve (the same frozen register, stored by the meter at 00:00). ``opening`` > 0: a partial
+    day (the terminal first started during it: no opening freeze was read), from every meter's
+    curve point ``opening`` (one instant for all, 同期) to the closing midnight."""
     ff = np.where(np.isnan(day.freeze_forward), day.curve_forward[:, [0, -1]], day.freeze_forward)
     fr = np.where(np.isnan(day.freeze_reverse), day.curve_reverse[:, [0, -1]], day.freeze_reverse)
+    if opening:
+        ff[:, 0], fr[:, 0] = day.curve_forward[:, opening], day.curve_reverse[:, opening]
     return period_energies(ff[:, 0], ff[:, 1], fr[:, 0], fr[:, 1], multipliers)
+
+
+def common_opening(day: DayReadings, first: int, share: float = 0.9) -> int:
+    """The curve point of a partial day its energies are counted from: the first at or after
+    ``first`` at which at least ``share`` of the meters read at any point from ``first`` on were
+    read (a terminal's first round takes a while; every meter must start at the same instant)."""
+    read = np.isfinite(day.curve_forward[:, first:])
+    if not read.any():
+        return first
+    ever = int(read.any(axis=1).sum())
+    enough = np.nonzero(read.sum(axis=0) >= share * ever)[0]
+    return first + int(enough[0] if len(enough) else np.argmax(read.sum(axis=0)))
 
 
 def interval_energies(day: DayReadings, multipliers: FArray) -> Energies:
@@ -147,6 +163,7 @@ __all__ = [
     "INTERVAL_S",
     "DayReadings",
     "Energies",
+    "common_opening",
     "day_energies",
     "difference",
     "interval_energies",

@@ -4,7 +4,7 @@ Layer: apps (lineloss). Pure: takes the stream's message bodies in arrival order
 one JSON object ``ttu cloud lineloss --json`` prints (issue 10):
 
     {"terminal", "days": [{"date", "scope", "supply_kwh", "sales_kwh", "loss_kwh", "loss_rate",
-      "class", "coverage", ...}], "anomalies": [{"date", "kind", "target", "branch", "evidence",
+      "class", "coverage", ..., "partial"?}], "anomalies": [{"date", "kind", "target", "branch", "evidence",
       "confidence"}]}
 
 and the series the dashboard draws. A later revision of a day replaces the earlier one whole
@@ -61,6 +61,8 @@ def summary(terminal: str, bodies: Iterable[Any]) -> dict[str, Any]:
             day = {k: r.get(k) for k in DAY_FIELDS}
             day["date"] = date
             day.update({k: r[k] for k in EXTRA_FIELDS if k in r})
+            if message.get("partial"):  # the terminal first started during the day: the span counted
+                day["partial"] = message["partial"]
             days.append(day)
         listed = [a for a in message.get("anomalies") or () if isinstance(a, Mapping)]
         seen = {(a.get("kind"), a.get("target")) for a in listed}
@@ -99,6 +101,8 @@ def chart(terminal: str, bodies: Iterable[Any]) -> dict[str, Any]:
     return {
         "terminal": terminal,
         "dates": sorted(newest),
+        # a partial day (the terminal first started during it): date -> {"from", "intervals"}
+        "partial": {d: m["partial"] for d, m in sorted(newest.items()) if m.get("partial")},
         "series": series,
         "levels": levels,
         "thresholds": dict(thresholds),

@@ -20,9 +20,13 @@ The arithmetic is pure (``engine``); this module decides when, and says what cam
   warning that does not wait for the day's freezes);
 * cloud commands ``lineloss.day {"date"}`` (the stored day message) and ``lineloss.recompute``.
 
-Days that began before the app first ran are not computed: their opening freeze was not read
-(acquisition reads each midnight's freeze after it). A first start on the midnight itself (a
-simulated run's start) counts as running from it: acquisition reads that freeze back at once.
+The day the app first started in is computed as a partial day (message key ``partial``: from
+the first curve point at which nearly every meter was read, to the closing midnight): its
+opening freeze was not read (acquisition reads each midnight's freeze after it), so every meter
+counts from that one curve point instead (when at least ``PARTIAL_MIN_INTERVALS`` are left). It
+never enters a later day's history. Days before it are not computed. A first start on the
+midnight itself (a simulated run's start) counts as running from it: acquisition reads that
+freeze back at once.
 After a restart the book is reloaded from the store: the daily freezes of the days kept, and
 the energy registers at the 15-min points of yesterday and today; a past day given to the store
 comes back whole under them (``Book.restore``), and the stored points of a day that left the
@@ -58,6 +62,7 @@ from .causes.ct import CtSettings
 from .causes.meters import MeterSettings
 from .causes.sections import FitSettings
 from .classify import Thresholds
+from .energy import INTERVALS_PER_DAY, common_opening
 from .engine import DayResult, Settings, analyse, registers_and_theft
 from .layout import Layout
 from .station import StationLike, records_from_model
@@ -65,6 +70,7 @@ from .window import Day
 
 STREAM = "lineloss"
 TICK_S = 300
+PARTIAL_MIN_INTERVALS = 4  # a partial first day is computed when it holds at least an hour
 START_SLACK_S = 1.0  # a first start this close after a midnight is on it (acquisition's too)
 STORED_DAYS_KEY = "book"  # the dates whose points are in the store (``book/<date>/<i>``)
 INTERVAL_LEVELS = ("station", "branch", "box")
@@ -263,7 +269,7 @@ class LineLossService:
         first = today - timedelta(days=self.config.recompute_days)
         out = []
         for d in self.book.dates():
-            if d < first or d >= today or not self._whole(d):
+            if d < first or d >= today or self._first_point(d) is None:
                 continue
             if now < self.book.midnight(d + timedelta(days=1)) + self.config.day_close_delay_s:
                 continue
@@ -374,7 +380,9 @@ class LineLossService:
         if cached is not None and cached[0] == key:
             return cached[1]
         readings = self.book.readings(d, [m.id for m in self.layout.meters])
-        day = Day.of(d.isoformat(), readings, self.layout)
+        first = self._first_point(d)
+        opening = common_opening(readings, first) if first else 0
+        day = Day.of(d.isoformat(), readings, self.layout, opening=opening)
         self._days[d] = (key, day)
         return day
 
@@ -384,6 +392,16 @@ class LineLossService:
         first start on the midnight itself reads it back)."""
         return self.book.midnight(d) >= self.since - START_SLACK_S
 
+    def _first_point(self, d: date) -> int | None:
+        """0 for a day the app saw whole; for the day it first started in, the first curve point
+        at or after that start (a partial day); None for a day before it."""
+        if self._whole(d):
+            return 0
+        start = self.book.midnight(d)
+        if self.since >= start + 86400.0:
+            return None
+        return min(-int(-(self.since - start) // 900), INTERVALS_PER_DAY)
+
     async def _window(self, last: date, *, whole_only: bool) -> list[Day]:
         """The days of the history window ending at ``last`` that the book holds (with
         ``whole_only``, those the app saw whole), oldest first. The cause finders read every
@@ -391,7 +409,12 @@ class LineLossService:
         only the energies of the older ones (what a cold day keeps)."""
         history = self.config.settings.history_days
         days = [last - timedelta(days=k) for k in range(history - 1, -1, -1)]
-        days = [x for x in days if self.book.has(x) and (not whole_only or self._whole(x))]
+        days = [
+            x
+            for x in days
+            if self.book.has(x)
+            and (not whole_only or self._whole(x) or (x == last and self._first_point(x) is not None))
+        ]
         settings = self.config.settings
         for x in days[-max(settings.meters.window_days, settings.fit.window_days) :]:
             if x in self.book.cold:
@@ -405,6 +428,9 @@ class LineLossService:
         window = await self._window(d, whole_only=True)
         if not window or window[-1].date != d.isoformat():
             return None
+        if window[-1].opening > INTERVALS_PER_DAY - PARTIAL_MIN_INTERVALS:  # started in its last hour
+            self._computed[d] = _Computed(key, "")
+            return None
         records, layout, topology = self.records, self.layout, self.topology
         result = await asyncio.to_thread(
             analyse, records, layout, window, self.config.settings, topology=topology
@@ -417,7 +443,7 @@ class LineLossService:
         self._computed[d] = _Computed(key, body)
         if before is not None and before.body == body and not force:
             return result
-        await self._send(d, result, days, anomalies, before)
+        await self._send(d, result, days, anomalies, before, opening=window[-1].opening)
         return result
 
     async def _send(
@@ -427,6 +453,8 @@ class LineLossService:
         days: list[dict[str, Any]],
         anomalies: list[dict[str, Any]],
         before: _Computed | None,
+        *,
+        opening: int = 0,
     ) -> None:
         name = d.isoformat()
         revision = self.revisions.get(name, 0) + 1
@@ -442,6 +470,12 @@ class LineLossService:
             "thresholds": dataclasses.asdict(self.config.settings.thresholds),
             "days": days,
             "anomalies": anomalies,
+            # a partial day (the terminal first started during it): the span its figures cover
+            "partial": (
+                None
+                if not opening
+                else {"from": self.book.midnight(d) + 900 * opening, "intervals": INTERVALS_PER_DAY - opening}
+            ),
         }
         assert self.layout is not None
         keep = [k for k, s in enumerate(self.layout.scopes) if s.level in INTERVAL_LEVELS]

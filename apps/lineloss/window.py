@@ -33,24 +33,29 @@ class Day:
     voltage: FArray  # (n, 96, 3) primary phase voltages, mean of both ends of each interval
     metrology: FArray  # (96,) net interval energy of the metrology unit, NaN where unknown
     metrology_day: float | None  # the day's net energy of the metrology unit
+    #: > 0: a partial day, its energies from this curve point on (the terminal first started
+    #: during the day, no opening freeze was read)
+    opening: int = 0
 
     @classmethod
-    def of(cls, date: str, readings: DayReadings, layout: Layout) -> Day:
+    def of(cls, date: str, readings: DayReadings, layout: Layout, *, opening: int = 0) -> Day:
         mult = layout.multipliers
         mf, mr = readings.metrology_forward, readings.metrology_reverse
         fwd, rev = difference(mf[:-1], mf[1:]), difference(mr[:-1], mr[1:])
         metrology = fwd - np.where(np.isnan(rev) & ~np.isnan(fwd), 0.0, rev)
-        day_f, day_r = difference(mf[:1], mf[-1:])[0], difference(mr[:1], mr[-1:])[0]
+        at = slice(opening, opening + 1)
+        day_f, day_r = difference(mf[at], mf[-1:])[0], difference(mr[at], mr[-1:])[0]
         metrology_day = None if np.isnan(day_f) else float(day_f - (0.0 if np.isnan(day_r) else day_r))
         return cls(
             date=date,
             readings=readings,
-            energy=day_energies(readings, mult),
+            energy=day_energies(readings, mult, opening),
             intervals=interval_energies(readings, mult),
             power=interval_power_energy(readings, mult),
             voltage=interval_voltage(readings, layout.pt_ratios),
             metrology=metrology,
             metrology_day=metrology_day,
+            opening=opening,
         )
 
 

@@ -111,7 +111,8 @@ def cloud_json(run: WorldRun, *args: str) -> dict[str, Any]:
 def test_figures_equal_the_back_office_and_the_physics(world: WorldRun) -> None:
     out = cloud_json(world)
     assert out["terminal"] == TERMINAL
-    assert {d["date"] for d in out["days"]} == {DAY1}  # 2024-05-31 began before the terminal did
+    # 2024-05-31 began before the terminal did, and its last 15 min are too little for a partial day
+    assert {d["date"] for d in out["days"]} == {DAY1}
     for d in out["days"]:
         assert set(d) >= {
             "date",

@@ -45,7 +45,10 @@ EARLY = {"type": "anomaly", "found_at": 1.7e9, "date": "2024-06-04", "kind": "me
          "target": "m-0035", "branch": "F3", "evidence": {"early": True}, "confidence": 0.99}  # fmt: skip
 
 STREAM = [
-    day("2024-06-02", 1, {"station": 3.1, "F1": 0.4, "F2": 2.0}, []),
+    {
+        **day("2024-06-02", 1, {"station": 3.1, "F1": 0.4, "F2": 2.0}, []),
+        "partial": {"from": 1.7e9, "intervals": 60},
+    },
     {**EARLY, "date": "2024-06-03", "kind": "theft", "target": "m-0020"},  # the day repeats it
     day("2024-06-03", 1, {"station": None, "F1": 0.5, "F2": None}, []),
     {"type": "intervals", "date": "2024-06-03"},
@@ -99,3 +102,5 @@ def test_the_panel_draws_rates_thresholds_and_anomalies_in_chromium(tmp_path: Pa
     assert f2_y[1] < high_y < f2_y[0]  # 12.5 % above the 10 % line, 2 % below it (SVG y grows down)
     assert dom.find("tr", class_="anomaly-theft") and dom.find("tr", class_="anomaly-meter_stopped")
     assert {"2024-06-03", "theft", "m-0020", "F2", "0.82"} <= set(dom.cells)
+    # the day the terminal first started in is labelled partial, the other one not
+    assert len(dom.find("text", class_="date-partial")) == 1 and len(dom.find("text", class_="date")) == 1

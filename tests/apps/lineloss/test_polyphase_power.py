@@ -3,7 +3,8 @@
 A branch unit whose branch has PV exporting on one phase while the others draw: the register (and
 the unit's total active power) counts the phases' algebraic sum; the phases' V x I x |PF_total|
 adds their magnitudes. Built from physical per-phase powers, through ``MeterDay.power`` (the
-quantities a meter reports: phase voltages, signed phase currents, total P and PF) to the check.
+quantities a meter reports: phase voltages, signed phase currents, total P, the phases' signed P and
+PF) to the check; a unit that does not report its total P is judged on its phases' signed P.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ def _unit_points(seed: int) -> dict[str, np.ndarray]:
     pf = np.abs(p_total) / np.hypot(p_total, q_total)
     values = {"p": p_total, "pf": pf}
     for k, ph in enumerate("abc"):
-        values["v" + ph], values["i" + ph] = volts[k], amps[k]
+        values["v" + ph], values["i" + ph], values["p" + ph] = volts[k], amps[k], p[k]
     return values
 
 
@@ -63,15 +64,29 @@ def test_a_polyphase_meter_counts_its_total_active_power_a_single_phase_one_its_
     )
 
 
-def _unit_days(slow_pct: float) -> tuple[Layout, list[Day]]:
+def test_a_polyphase_meter_without_its_total_power_sums_its_phases_signed_powers() -> None:
+    values = _unit_points(2)
+    values.pop("p")
+    np.testing.assert_allclose(
+        _meter_day(values).power(), values["pa"] + values["pb"] + values["pc"], atol=1e-3
+    )
+    gap = dict(values, pb=np.where(np.arange(POINTS) == 48, np.nan, values["pb"]))  # phase B unread at noon
+    power = _meter_day(gap).power()
+    assert np.isfinite(power).all()
+    vi_pf = sum(values["v" + ph] * np.abs(values["i" + ph]) for ph in "abc") * values["pf"] / 1000.0
+    assert power[48] == pytest.approx(vi_pf[48], abs=1e-3)  # only there: the phases' V x I x |PF_total|
+
+
+def _unit_days(slow_pct: float, *, total: bool = True) -> tuple[Layout, list[Day]]:
     """Three days of a feeder whose branch unit's phases flow both ways by day; the unit's
-    register counts its total active power, ``slow_pct`` short."""
+    register counts its total active power, ``slow_pct`` short. ``total``: the unit reports its
+    total active power (else only its phases')."""
     rec = branch_records(4)
     lay = rec.layout()
     days = []
     for k in range(3):
         unit = _unit_points(10 + k)
-        power = _meter_day(unit).power()
+        power = _meter_day(unit if total else {q: x for q, x in unit.items() if q != "p"}).power()
         energy = (unit["p"][:-1] + unit["p"][1:]) / 2.0 * 0.25  # net kWh per interval
         fwd = np.clip(energy, 0.0, None) * (1.0 - slow_pct / 100.0)
         rev = np.clip(-energy, 0.0, None) * (1.0 - slow_pct / 100.0)
@@ -84,13 +99,15 @@ def _unit_days(slow_pct: float) -> tuple[Layout, list[Day]]:
     return lay, window(lay, days)
 
 
-def test_a_branch_unit_with_pv_export_on_one_phase_is_not_slow() -> None:
-    lay, days = _unit_days(0.0)
+@pytest.mark.parametrize("total", [True, False], ids=["total power", "phase powers"])
+def test_a_branch_unit_with_pv_export_on_one_phase_is_not_slow(total: bool) -> None:
+    lay, days = _unit_days(0.0, total=total)
     assert check_meters(lay, days, MeterSettings()) == []
 
 
-def test_a_slow_branch_unit_with_pv_export_on_one_phase_is_slow_by_what_it_misses() -> None:
-    lay, days = _unit_days(12.0)
+@pytest.mark.parametrize("total", [True, False], ids=["total power", "phase powers"])
+def test_a_slow_branch_unit_with_pv_export_on_one_phase_is_slow_by_what_it_misses(total: bool) -> None:
+    lay, days = _unit_days(12.0, total=total)
     (check,) = check_meters(lay, days, MeterSettings())
     assert lay.meters[check.meter].id == "bu1" and check.kind == "slow"
     assert check.slow_pct == pytest.approx(12.0, abs=0.5)

@@ -9,13 +9,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from apps.lineloss.report import summary
 from apps.lineloss.service import Config, LineLossService
 from runtime.bus import Bus
 from runtime.model import Reading
@@ -287,27 +288,49 @@ async def test_rows_arrive_over_the_bus_and_bad_rows_are_counted() -> None:
     assert svc.book.skipped == 4 and svc.status()["curve"] == 1
 
 
-async def test_days_before_the_first_start_are_left_alone() -> None:
-    ctx = ctx_at(D0 + 3600)  # started an hour into the day: its opening freeze was never read
+async def test_a_first_start_during_a_day_gives_that_day_partial_and_leaves_the_days_before_alone() -> None:
+    ctx = ctx_at(D0 + 3600 + 60)  # started an hour into the day: its opening freeze was never read
     svc = await started(ctx)
+    feed(svc, -1)
     feed(svc, 0)
     feed(svc, 1)
+    for meter in ("bu1", "a"):  # the first round after the start missed their 01:15 points
+        svc.book.days[date(2024, 6, 2)][meter].put("forward", 5, float("nan"))
     await svc.update(D0 + 2 * DAY + 1800)
-    assert [b["date"] for _, b in ctx.uplink.sent if b["type"] == "day"] == ["2024-06-03"]
+    days = {b["date"]: b for _, b in ctx.uplink.sent if b["type"] == "day"}
+    assert list(days) == ["2024-06-02", "2024-06-03"]  # not the day before the start
+    first, whole = days["2024-06-02"], days["2024-06-03"]
+    # from 01:30: the first point after the start (01:01) that nearly every meter has
+    assert first["partial"] == {"from": D0 + 6 * 900, "intervals": 90} and whole["partial"] is None
+    rows = {r["scope"]: r for r in first["days"]}
+    assert rows["station"]["supply_kwh"] == pytest.approx(0.77265 * 90, abs=1e-3)
+    assert rows["station"]["sales_kwh"] == pytest.approx(0.75 * 90, abs=1e-3)
+    assert rows["F1"]["loss_rate"] == pytest.approx(0.015 / 0.765 * 100, abs=1e-3)
+    assert rows["F1"]["coverage"] == 1.0
+    assert {r["scope"]: r for r in whole["days"]}["station"]["supply_kwh"] == pytest.approx(
+        0.77265 * 96, abs=1e-3
+    )
+    stored = summary("TTU-T", [b for _, b in ctx.uplink.sent])  # as the master station shows it
+    assert {(d["date"], str(d.get("partial"))) for d in stored["days"]} == {
+        ("2024-06-02", str(first["partial"])),
+        ("2024-06-03", "None"),
+    }
 
 
-@pytest.mark.parametrize(("start_s", "days"), [(0.0, ["2024-06-02", "2024-06-03"]), (2.0, ["2024-06-03"])])
+@pytest.mark.parametrize(("start_s", "partial"), [(0.0, None), (2.0, {"from": D0 + 900, "intervals": 95})])
 async def test_a_first_start_on_the_midnight_counts_as_running_from_it(
-    start_s: float, days: list[str]
+    start_s: float, partial: dict[str, float] | None
 ) -> None:
     # a simulated run starts on the midnight: acquisition reads that day's opening freeze back at
-    # once, so the day is whole; two seconds later it is not
+    # once, so the day is whole; two seconds later it is not, and counts from the next point
     ctx = ctx_at(D0 + start_s)
     svc = await started(ctx)
     feed(svc, 0)
     feed(svc, 1)
     await svc.update(D0 + 2 * DAY + 1800)
-    assert [b["date"] for _, b in ctx.uplink.sent if b["type"] == "day"] == days
+    days = [b for _, b in ctx.uplink.sent if b["type"] == "day"]
+    assert [b["date"] for b in days] == ["2024-06-02", "2024-06-03"]
+    assert days[0]["partial"] == partial and days[1]["partial"] is None
 
 
 async def test_a_restart_reloads_the_book_from_the_store() -> None:
