@@ -29,6 +29,7 @@ foreign candidate, and its energy no longer bends the others.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -661,8 +662,10 @@ def _keep_archive_box_without_sustained_voltage(
         for b in range(BOX_VOLTAGE_BLOCKS):
             block = z[b * size : (b + 1) * size]
             block = (block - block.mean(axis=0)) / np.maximum(block.std(axis=0), 1e-12)
-            ll = _box_voltage(block, usable, groups, ph, frame, score.shape[1])
-            parts[:, b] = [ll[i, chosen[i]] - ll[i, box[i]] for i in moved]
+            for r, i in enumerate(moved):
+                if ph[i] >= 0:
+                    own, other = groups[i], int(chosen[i]) * 3 + int(ph[i])
+                    parts[r, b] = _matched_preference(block, i, own, other, usable, groups)
     mean = parts.mean(axis=1)
     se = parts.std(axis=1, ddof=1) / np.sqrt(BOX_VOLTAGE_BLOCKS)
     held = (parts > 0).all(axis=1) & (mean >= BOX_VOLTAGE_T * np.maximum(se, 1e-9)) & (size >= 4)
@@ -670,6 +673,37 @@ def _keep_archive_box_without_sustained_voltage(
         if not held[r]:
             chosen[i] = box[i]
             conf[i] = BOX_KEPT_CONFIDENCE
+
+
+#: most equal-size references drawn from one group for ``_matched_preference``
+MATCHED_SUBSETS = 20
+
+
+def _matched_preference(block: FArray, i: int, own: int, other: int, usable: BArray, groups: IArray) -> float:
+    """Meter ``i``'s voltage log-likelihood for group ``other`` minus for ``own`` (its archive
+    box's), each against references of the same number of members: the mean of more meters
+    averages their noise away and correlates better whatever the box, so the larger group's
+    members are taken ``m`` at a time (``m`` the smaller group's size, up to ``MATCHED_SUBSETS``
+    subsets, averaged). 0 (no preference) when either group has no other member."""
+    ids = np.arange(len(groups))
+    a = [int(j) for j in ids[usable & (groups == own)] if j != i]
+    c = [int(j) for j in ids[usable & (groups == other)] if j != i]
+    m = min(len(a), len(c))
+    if m == 0:
+        return 0.0
+    x = block[:, i]
+    t = block.shape[0]
+
+    def loglik(members: list[int]) -> float:
+        out = []
+        for subset in itertools.islice(itertools.combinations(members, m), MATCHED_SUBSETS):
+            ref = block[:, list(subset)].mean(axis=1)
+            nrm = float(np.sqrt((ref * ref).mean()))
+            r = float(np.clip((x * ref).mean() / nrm, 0.0, voltage.R_MAX)) if nrm > 1e-9 else 0.0
+            out.append(-0.5 * t * voltage.TEMPER * np.log1p(-(r**2)))
+        return float(np.mean(out))
+
+    return loglik(c) - loglik(a)
 
 
 def reference_groups(box: IArray, phase: IArray, ours: BArray) -> IArray:
