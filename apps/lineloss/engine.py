@@ -173,7 +173,8 @@ def registers_and_theft(
         fits = [f for f in fits if f.section.id not in unlisted]
     ratios = register_ratios(layout, window, settings.meters)
     slow_below = 1.0 - settings.meters.slow_min_pct / 100.0
-    thefts = theft_anomalies(date, layout, fits, faulty, ratios, slow_below=slow_below)
+    heard = () if topology is None else tuple(m for m in topology.missing if m.heard)
+    thefts = theft_anomalies(date, layout, fits, faulty, ratios, slow_below=slow_below, unlisted=heard)
     found = [] if ct is None else [ct.anomaly]
     return found + meter_anomalies(date, layout, checks, confirm) + thefts
 

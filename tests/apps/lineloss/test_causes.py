@@ -262,6 +262,15 @@ def test_an_unarchived_household_is_not_pinned_on_a_neighbour() -> None:
     assert (found.target, found.branch) == ("F1", "F1") and found.evidence["located"] == "branch"
     assert "missing from the archive" in str(found.evidence["why_no_customer"])
     assert 0.0 < found.confidence <= 0.5
+    assert "unexplained energy" in found.evidence["finding"] and found.evidence["candidates"]
+    # the carrier heard it, and the topology app placed it on another branch (an early placement
+    # can be wrong): the finding says that meter may draw the energy
+    heard = TopologyView.from_result({"missing": [{"address": "881200000001", "branch": "F9"}]}, {})
+    (found,) = [a for a in analyse(rec, lay, days, Settings(), topology=heard).anomalies if a.kind == "theft"]
+    assert found.target == "F1" and found.evidence["unlisted_heard"] == [
+        {"address": "881200000001", "placed_on": "F9"}
+    ]
+    assert "881200000001, missing from the archive, is heard" in found.evidence["finding"]
     seen = metered.copy()
     seen[3] *= 0.7  # no hidden household now: c3 bypasses 30 % of its load
     flow = metered.sum(axis=0)
