@@ -16,6 +16,11 @@ The rules (GRID.md §3; issue 9):
   one of them by supply evidence (or the group's own device says so), and none answered after
   the outage began. The outage is reported at the highest dark group; lower groups inside it
   are not reported again, their meters are listed.
+* **A box out despite a few lit members.** A box where at least ``MIN_DARK_AROUND_LIT`` members
+  lost supply together (their windows agree) is out even though a few of its archive members
+  (at most ``MAX_LIT_SHARE``) kept answering: they are not in that box (an archive error, a
+  neighbouring area's meter listed there). They are named in the report (``lit``); without
+  this the box's outage came out as one meter outage per member.
 * **Unknown members wait.** A group with members not heard from since the outage began is
   *pending* for at most ``settle_s``: its unknown members are asked for (``StepResult.probes``)
   and nothing below it is reported meanwhile; after that they count as supplied.
@@ -52,6 +57,10 @@ Status = Literal["dark", "pending", "lit", "none"]
 ONGOING, RESTORED, MERGED, RETRACTED = "ongoing", "restored", "merged", "retracted"
 NEG_INF = float("-inf")
 MAX_PROBES = 64
+#: a box is out despite lit members when at least this many lost supply together ...
+MIN_DARK_AROUND_LIT = 3
+#: ... and the lit ones are at most this share of its members
+MAX_LIT_SHARE = 0.25
 KEEP_FINISHED = 256  # restored / merged / retracted outages kept in memory (the newest)
 
 
@@ -565,6 +574,7 @@ class Classifier:
                         first.records.setdefault(m, rec)
             first.meters = tuple(sorted({m for p in parts for m in p.meters}))
             first.sources = tuple(sorted({s for p in parts for s in p.sources}))
+            first.lit = tuple(sorted({m for p in parts for m in p.lit} - set(first.meters)))
             ends = [p.end for p in parts if p.end is not None]
             first.end = max(ends, key=lambda w: w.hi)  # the group is back when its last part is
             if first.records:
@@ -928,7 +938,9 @@ class _View:
             return Verdict("lit")
         lit = {m for m in rest if (p := self.state(m).positive) is not None and p > ref}
         unknown = frozenset(rest) - lit
-        if lit and not own:
+        tol = self.c.settings.record_tolerance_s
+        windows = [st.when for st in dark.values() if st.when is not None]
+        if lit and not own and not _box_despite_lit(g, windows, len(lit), len(mem), tol):
             return Verdict("lit", lit=frozenset(lit))
         if unknown and not own and not sil:
             if all(any(not mem <= self.m.members(x) for x in st.via) for st in dark.values()):
@@ -994,6 +1006,29 @@ def _combine(windows: list[Window]) -> Window:
     return min(windows, key=lambda w: w.resolution)
 
 
+def _dark_then(c: Classifier, meters: Iterable[str], start: float, end: float | None) -> set[str]:
+    """Those of ``meters`` in an outage already reported that overlaps ``start`` .. ``end``."""
+    tol = c.settings.record_tolerance_s
+    hi = (end if end is not None else start) + tol
+    out: set[str] = set()
+    wanted = set(meters)
+    for o in c.outages.values():
+        if o.status in (MERGED, RETRACTED) or wanted.isdisjoint(o.meters):
+            continue
+        o_end = o.end.hi if o.end is not None else float("inf")
+        if o.start.lo <= hi and o_end >= start - tol:
+            out |= wanted & set(o.meters)
+    return out
+
+
+def _box_despite_lit(g: Group, dark: list[Window], lit: int, members: int, tol: float) -> bool:
+    """Whether box ``g`` is out although ``lit`` of its ``members`` kept answering: enough of
+    them lost supply together (``dark``: their start windows) and the lit ones are few."""
+    if g.level != "box" or len(dark) < MIN_DARK_AROUND_LIT or lit > MAX_LIT_SHARE * members:
+        return False
+    return max(w.lo for w in dark) <= min(w.hi for w in dark) + tol
+
+
 def _precise(w: Window) -> bool:
     return w.resolution <= 2.0
 
@@ -1033,15 +1068,21 @@ def _posthoc(c: Classifier, view: _View, entries: list[PowerDownRecord]) -> list
         covered: set[str] = set()
         for g in sorted({g for m in dark for g in c.members.groups_of(m)}, key=lambda g: (g.rank, g.target)):
             mem = c.members.members(g)
-            if not mem or mem <= covered or not mem <= dark:
+            if not mem or mem <= covered:
                 continue
+            lit: set[str] = set()
+            if not mem <= dark:  # unless a few members kept their supply (not in that box)
+                lit = set(mem - dark) - _dark_then(c, mem - dark, start, end)
+                windows = [Window.exact(by_meter[m].start) for m in mem & dark]
+                if not _box_despite_lit(g, windows, len(lit), len(mem), tol):
+                    continue
             if g.level == "meter":
                 b = c.beliefs.meters.get(g.target)
                 if b is not None and b.relay_open_since is not None and b.relay_open_since <= start:
                     c.suppressed_relay.add(g.target)
                     continue
             covered |= mem
-            recs = [by_meter[m] for m in mem]
+            recs = [by_meter[m] for m in mem if m in by_meter]
             o = Outage(
                 c._new_id(),
                 g,
@@ -1050,12 +1091,13 @@ def _posthoc(c: Classifier, view: _View, entries: list[PowerDownRecord]) -> list
                     min(r.start for r in recs),
                     max(r.start for r in recs),
                 ),
-                tuple(sorted(mem)),
+                tuple(sorted(mem - lit)),
                 ("meter_record",),
                 reported_at=view.now,
                 status=RESTORED if end is not None else ONGOING,
                 end=None if end is None else Window(end, min(ends), max(ends)),
                 still_dark=(),
+                lit=tuple(sorted(lit)),
                 records={r.meter: (r.start, r.end) for r in recs},
             )
             out.append(o)

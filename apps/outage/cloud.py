@@ -6,10 +6,11 @@ Layer: apps (outage), the master station's side. Registered through the entry po
 of an outage; the list keeps the newest revision of each (an outage merged into another or
 retracted is left out), newest first::
 
-    [{"id", "level", "target", "start", "end", "meters", "sources", "reported_at"}, ...]
+    [{"id", "level", "target", "start", "end", "meters", "sources", "reported_at", "lit"}, ...]
 
 ``level`` station | phase | branch | box | meter; ``target`` the station-model id; times ISO
-8601 UTC; ``end`` null while the outage goes on.
+8601 UTC; ``end`` null while the outage goes on; ``lit``: members of the group by the archive
+that kept their supply (the archive is likely wrong about them).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ STREAM = "outage"
 REPORT_LISTS = ("meters", "lit", "still_dark")
 ALL = 1_000_000_000  # every stored message: the list keeps the newest revision of each outage
 HIDDEN = ("merged", "retracted")
-FIELDS = ("id", "level", "target", "start", "end", "meters", "sources", "reported_at")
+FIELDS = ("id", "level", "target", "start", "end", "meters", "sources", "reported_at", "lit")
 
 
 def iso(t: Any) -> str | None:
@@ -70,6 +71,7 @@ def _listed(body: Mapping[str, Any]) -> dict[str, Any]:
         "meters": list(body.get("meters") or []),
         "sources": list(body.get("sources") or []),
         "reported_at": iso(body.get("reported_at")),
+        "lit": list(body.get("lit") or []),
     }
 
 

@@ -1013,6 +1013,41 @@ def phase_changes(
     return found
 
 
+#: an independent part of the evidence favouring the archive's branch by this much contests a
+#: branch correction (nats)
+CONTESTED_NATS = 10.0
+#: the confidence of an archive value kept against a contested correction
+CONTESTED_CONFIDENCE = 0.5
+
+
+def _contradicted(decided: Decided, i: int, archive: str | None, dim: Dimension) -> dict[str, float] | None:
+    """The parts of the evidence (other than the archive itself) that favour the archive's label
+    over a correction by ``CONTESTED_NATS`` or more, or None. A branch correction several kinds of
+    evidence agree on is a finding; one that a single model of the energy balance makes against
+    what the branch units heard of the meter's own signature current is not: the balance is
+    fooled by energy no meter reads (a thief's bypass on the branch the meter is "moved" to: the
+    default area's m-0077 was put on F2, where m-0020 steals, against F2's and R2-F2's units'
+    signature detections)."""
+    if dim.outcome != "corrected" or archive is None or archive not in decided.labels:
+        return None
+    a, c = decided.labels.index(archive), int(decided.chosen[i])
+    against = {
+        name: round(float(part[i, a] - part[i, c]), 1)
+        for name, part in decided.parts.items()
+        if name != "archive" and part.shape[1] > max(a, c) and part[i, a] - part[i, c] >= CONTESTED_NATS
+    }
+    return against or None
+
+
+def _kept(dim: Dimension, against: dict[str, float]) -> Dimension:
+    """``dim`` back to the archive's value, unresolved, where it differs from it (found under the
+    contested branch)."""
+    if dim.value == dim.archive or dim.archive is None:
+        return dim
+    evidence = {**dim.evidence, "contested": {"identified": dim.value, "against": against}}
+    return Dimension(dim.archive, CONTESTED_CONFIDENCE, dim.archive, "unresolved", evidence)
+
+
 def label_margin_at(decided: Decided, i: int) -> float:
     return float(decided.solution.margin()[i]) if decided.solution is not None else 0.0
 
@@ -1150,6 +1185,9 @@ def _identify(
         heard = m.id in injected
         branch = _dimension(branches, i, m.branch.value, settings, observed=bool(frame.has_data[i]) or heard)
         box = _dimension(boxes, i, m.box.value, settings, observed=bool(frame.has_data[i]) or heard)
+        if i < listed and (against := _contradicted(branches, i, m.branch.value, branch)) is not None:
+            # the branch correction is contested: the archive's places stand, unresolved
+            branch, box, phase = (_kept(d, against) for d in (branch, box, phase))
         if i >= listed:  # a carrier node the archive lacks: where it hangs
             missing.append(
                 MissingMeter(
