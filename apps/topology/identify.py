@@ -643,10 +643,11 @@ def _keep_archive_box_without_sustained_voltage(
     neighbouring boxes a meter correlates best with flips with the noise of a few hours (the
     default area's 2-day run corrected 9-13 meters to a wrong neighbour box, none right). So the
     window is cut into ``BOX_VOLTAGE_BLOCKS`` parts and the voltage's preference of the chosen box
-    over the archive's is computed in each: it must be there in every part and significant over
-    them (``BOX_VOLTAGE_T``). Where the other evidence (signature currents, box terminals'
-    balance) already prefers the chosen box, nothing is checked. A box kept this way has a modest
-    confidence: the archive's word, not confirmed."""
+    over the archive's is computed in each, on references of the same size
+    (``_matched_preference``: a larger group correlates better whatever the box): it must be there
+    in every part and significant over them (``BOX_VOLTAGE_T``). Where the other evidence
+    (signature currents, box terminals' balance) already prefers the chosen box, nothing is
+    checked. A box kept this way has a modest confidence: the archive's word, not confirmed."""
     z, usable, groups, ph = features
     moved = [
         i for i in range(frame.n)
