@@ -10,13 +10,14 @@ CT ratio of the 总表 -> stopped/slow registers -> section fits (theft) -> arch
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from .balance import Balance, balances, day_balances
-from .causes.anomaly import Anomaly
+from .causes.anomaly import METER_SLOW, METER_STOPPED, Anomaly
 from .causes.archive import Records, TopologyView, explain_by_archive
 from .causes.comms import MAX_LISTED, comms_anomalies
 from .causes.ct import CtSettings, detect_ct
@@ -139,7 +140,9 @@ def analyse(
     anomalies = registers_and_theft(layout, window, settings, topology=topology)
     not_ours: set[str] = set()
     if topology is not None and not topology.empty:
-        anomalies += explain_by_archive(records, layout, day, pairs, topology, th, expected)
+        registers = {a.branch for a in anomalies if a.kind in (METER_STOPPED, METER_SLOW)}
+        view = _registers_explain(topology, registers)
+        anomalies += explain_by_archive(records, layout, day, pairs, view, th, expected)
         not_ours = set(topology.foreign)
     anomalies += comms_anomalies(day.date, layout, pairs, not_ours=not_ours)
     return DayResult(day.date, [ScopeDay(day.date, b, v) for b, v in pairs], intervals, anomalies)
@@ -173,9 +176,20 @@ def registers_and_theft(
         fits = [f for f in fits if f.section.id not in unlisted]
     ratios = register_ratios(layout, window, settings.meters)
     slow_below = 1.0 - settings.meters.slow_min_pct / 100.0
-    thefts = theft_anomalies(date, layout, fits, faulty, ratios, slow_below=slow_below)
+    heard = () if topology is None else tuple(m for m in topology.missing if m.heard)
+    thefts = theft_anomalies(date, layout, fits, faulty, ratios, slow_below=slow_below, unlisted=heard)
     found = [] if ct is None else [ct.anomaly]
     return found + meter_anomalies(date, layout, checks, confirm) + thefts
+
+
+def _registers_explain(topology: TopologyView, branches: set[str | None]) -> TopologyView:
+    """The topology view without its addressless "missing" entries on ``branches`` (those with a
+    stopped or slow register): such an entry is energy the branch unit measured that no listed
+    meter's register explains, and a register that stopped or runs slow leaves exactly that; it
+    is no meter missing from the archive (the lineloss scenario: the stopped m-0035 on F3 was
+    taken for an unlisted meter drawing 19 kWh a day there)."""
+    kept = tuple(m for m in topology.missing if m.heard or m.branch not in branches)
+    return topology if len(kept) == len(topology.missing) else dataclasses.replace(topology, missing=kept)
 
 
 def _r(x: float | None, digits: int) -> float | None:

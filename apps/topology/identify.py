@@ -29,6 +29,7 @@ foreign candidate, and its energy no longer bends the others.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -642,10 +643,11 @@ def _keep_archive_box_without_sustained_voltage(
     neighbouring boxes a meter correlates best with flips with the noise of a few hours (the
     default area's 2-day run corrected 9-13 meters to a wrong neighbour box, none right). So the
     window is cut into ``BOX_VOLTAGE_BLOCKS`` parts and the voltage's preference of the chosen box
-    over the archive's is computed in each: it must be there in every part and significant over
-    them (``BOX_VOLTAGE_T``). Where the other evidence (signature currents, box terminals'
-    balance) already prefers the chosen box, nothing is checked. A box kept this way has a modest
-    confidence: the archive's word, not confirmed."""
+    over the archive's is computed in each, on references of the same size
+    (``_matched_preference``: a larger group correlates better whatever the box): it must be there
+    in every part and significant over them (``BOX_VOLTAGE_T``). Where the other evidence
+    (signature currents, box terminals' balance) already prefers the chosen box, nothing is
+    checked. A box kept this way has a modest confidence: the archive's word, not confirmed."""
     z, usable, groups, ph = features
     moved = [
         i for i in range(frame.n)
@@ -661,8 +663,10 @@ def _keep_archive_box_without_sustained_voltage(
         for b in range(BOX_VOLTAGE_BLOCKS):
             block = z[b * size : (b + 1) * size]
             block = (block - block.mean(axis=0)) / np.maximum(block.std(axis=0), 1e-12)
-            ll = _box_voltage(block, usable, groups, ph, frame, score.shape[1])
-            parts[:, b] = [ll[i, chosen[i]] - ll[i, box[i]] for i in moved]
+            for r, i in enumerate(moved):
+                if ph[i] >= 0:
+                    own, other = groups[i], int(chosen[i]) * 3 + int(ph[i])
+                    parts[r, b] = _matched_preference(block, i, own, other, usable, groups)
     mean = parts.mean(axis=1)
     se = parts.std(axis=1, ddof=1) / np.sqrt(BOX_VOLTAGE_BLOCKS)
     held = (parts > 0).all(axis=1) & (mean >= BOX_VOLTAGE_T * np.maximum(se, 1e-9)) & (size >= 4)
@@ -670,6 +674,37 @@ def _keep_archive_box_without_sustained_voltage(
         if not held[r]:
             chosen[i] = box[i]
             conf[i] = BOX_KEPT_CONFIDENCE
+
+
+#: most equal-size references drawn from one group for ``_matched_preference``
+MATCHED_SUBSETS = 20
+
+
+def _matched_preference(block: FArray, i: int, own: int, other: int, usable: BArray, groups: IArray) -> float:
+    """Meter ``i``'s voltage log-likelihood for group ``other`` minus for ``own`` (its archive
+    box's), each against references of the same number of members: the mean of more meters
+    averages their noise away and correlates better whatever the box, so the larger group's
+    members are taken ``m`` at a time (``m`` the smaller group's size, up to ``MATCHED_SUBSETS``
+    subsets, averaged). 0 (no preference) when either group has no other member."""
+    ids = np.arange(len(groups))
+    a = [int(j) for j in ids[usable & (groups == own)] if j != i]
+    c = [int(j) for j in ids[usable & (groups == other)] if j != i]
+    m = min(len(a), len(c))
+    if m == 0:
+        return 0.0
+    x = block[:, i]
+    t = block.shape[0]
+
+    def loglik(members: list[int]) -> float:
+        out = []
+        for subset in itertools.islice(itertools.combinations(members, m), MATCHED_SUBSETS):
+            ref = block[:, list(subset)].mean(axis=1)
+            nrm = float(np.sqrt((ref * ref).mean()))
+            r = float(np.clip((x * ref).mean() / nrm, 0.0, voltage.R_MAX)) if nrm > 1e-9 else 0.0
+            out.append(-0.5 * t * voltage.TEMPER * np.log1p(-(r**2)))
+        return float(np.mean(out))
+
+    return loglik(c) - loglik(a)
 
 
 def reference_groups(box: IArray, phase: IArray, ours: BArray) -> IArray:
@@ -1013,6 +1048,41 @@ def phase_changes(
     return found
 
 
+#: an independent part of the evidence favouring the archive's branch by this much contests a
+#: branch correction (nats)
+CONTESTED_NATS = 10.0
+#: the confidence of an archive value kept against a contested correction
+CONTESTED_CONFIDENCE = 0.5
+
+
+def _contradicted(decided: Decided, i: int, archive: str | None, dim: Dimension) -> dict[str, float] | None:
+    """The parts of the evidence (other than the archive itself) that favour the archive's label
+    over a correction by ``CONTESTED_NATS`` or more, or None. A branch correction several kinds of
+    evidence agree on is a finding; one that a single model of the energy balance makes against
+    what the branch units heard of the meter's own signature current is not: the balance is
+    fooled by energy no meter reads (a thief's bypass on the branch the meter is "moved" to: the
+    default area's m-0077 was put on F2, where m-0020 steals, against F2's and R2-F2's units'
+    signature detections)."""
+    if dim.outcome != "corrected" or archive is None or archive not in decided.labels:
+        return None
+    a, c = decided.labels.index(archive), int(decided.chosen[i])
+    against = {
+        name: round(float(part[i, a] - part[i, c]), 1)
+        for name, part in decided.parts.items()
+        if name != "archive" and part.shape[1] > max(a, c) and part[i, a] - part[i, c] >= CONTESTED_NATS
+    }
+    return against or None
+
+
+def _kept(dim: Dimension, against: dict[str, float]) -> Dimension:
+    """``dim`` back to the archive's value, unresolved, where it differs from it (found under the
+    contested branch)."""
+    if dim.value == dim.archive or dim.archive is None:
+        return dim
+    evidence = {**dim.evidence, "contested": {"identified": dim.value, "against": against}}
+    return Dimension(dim.archive, CONTESTED_CONFIDENCE, dim.archive, "unresolved", evidence)
+
+
 def label_margin_at(decided: Decided, i: int) -> float:
     return float(decided.solution.margin()[i]) if decided.solution is not None else 0.0
 
@@ -1150,6 +1220,9 @@ def _identify(
         heard = m.id in injected
         branch = _dimension(branches, i, m.branch.value, settings, observed=bool(frame.has_data[i]) or heard)
         box = _dimension(boxes, i, m.box.value, settings, observed=bool(frame.has_data[i]) or heard)
+        if i < listed and (against := _contradicted(branches, i, m.branch.value, branch)) is not None:
+            # the branch correction is contested: the archive's places stand, unresolved
+            branch, box, phase = (_kept(d, against) for d in (branch, box, phase))
         if i >= listed:  # a carrier node the archive lacks: where it hangs
             missing.append(
                 MissingMeter(

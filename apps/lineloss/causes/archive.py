@@ -31,6 +31,8 @@ from ..layout import BoxInfo, BranchInfo, Layout, MeterInfo
 from ..window import Day
 from .anomaly import ARCHIVE, Anomaly, rounded
 
+UNLISTED = "unlisted-"  # the name of an addressless missing entry: unlisted-<branch>-<n>
+
 
 @dataclass(frozen=True, slots=True)
 class Placement:
@@ -48,6 +50,11 @@ class MissingMeter:
     #: no address: the energy the topology app saw at the branch unit that no listed meter
     #: explains, kWh a day (> 0 drawn, < 0 exported); None when it gave none
     unexplained_kwh_per_day: float | None = None
+
+    @property
+    def heard(self) -> bool:
+        """A meter heard on the carrier (an address), not unexplained energy at a unit."""
+        return not self.address.startswith(UNLISTED)
 
 
 @dataclass(frozen=True)
@@ -89,7 +96,7 @@ class TopologyView:
             if address is None and branch is None:
                 continue  # nowhere to put it
             # no address: unexplained energy the topology app saw at a branch unit
-            name = address or f"unlisted-{branch}-{k + 1}"
+            name = address or f"{UNLISTED}{branch}-{k + 1}"
             evidence = row.get("evidence")
             seen = evidence.get("unexplained_kwh_per_day") if isinstance(evidence, Mapping) else None
             unexplained = _finite(seen) if address is None else None

@@ -31,6 +31,7 @@ import numpy as np
 
 from ..layout import Layout
 from .anomaly import METER_SLOW, METER_STOPPED, THEFT, Anomaly, rounded, squash
+from .archive import MissingMeter
 from .meters import MeterCheck
 from .sections import Candidate, SectionFit
 
@@ -75,6 +76,7 @@ def theft_anomalies(
     ratios: np.ndarray | None = None,
     *,
     slow_below: float = 0.95,
+    unlisted: Sequence[MissingMeter] = (),
 ) -> list[Anomaly]:
     """Thefts among the fits' candidates: not a meter with a register fault, nor one whose
     register runs below its own V x I x PF (``ratios`` < ``slow_below``): that is a slow
@@ -119,12 +121,16 @@ def theft_anomalies(
             ]
             if low:
                 continue  # a register that runs below its own V x I x PF explains it: not theft
-            out.append(_section_theft(date, layout, fit, fit.unseparated))
+            out.append(_section_theft(date, layout, fit, fit.unseparated, unlisted))
     return out
 
 
-def _section_theft(date: str, layout: Layout, fit: SectionFit, best: Candidate) -> Anomaly:
-    """Unmetered, load-following consumption located to a section (branch or box), no customer yet."""
+def _section_theft(
+    date: str, layout: Layout, fit: SectionFit, best: Candidate, unlisted: Sequence[MissingMeter] = ()
+) -> Anomaly:
+    """Unmetered, load-following consumption located to a section (branch or box), no customer yet.
+    ``unlisted``: meters missing from the archive that the carrier heard (wherever the topology app
+    placed them: its placement may be early and wrong): each may draw this energy."""
     section = fit.section
     rate = fit.loss_kwh / fit.supply_kwh * 100.0 if fit.supply_kwh > 0 else None
     candidates = [c for c in (best, fit.unseparated_rival) if c is not None]
@@ -135,7 +141,13 @@ def _section_theft(date: str, layout: Layout, fit: SectionFit, best: Candidate) 
             f"unexplained energy on {section.level} {section.id}, following the customers' load; "
             f"candidate meters {', '.join(layout.meters[c.meter].id for c in candidates)} "
             "(none singled out: inspect the section)"
+            + "".join(
+                f"; meter {m.address}, missing from the archive, is heard on the carrier"
+                f" (placed on {m.branch or 'an unknown branch'}): it may draw this energy"
+                for m in unlisted
+            )
         ),
+        "unlisted_heard": [{"address": m.address, "placed_on": m.branch} for m in unlisted],
         "candidates": [layout.meters[c.meter].id for c in candidates],
         "unmetered_kwh_per_day": rounded(best.unmetered_kwh / fit.days, 3),
         "best_candidate": layout.meters[best.meter].id,

@@ -3,9 +3,11 @@ holds up over the whole window (``identify._keep_archive_box_without_sustained_v
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from apps.topology import identify as ident
+from apps.topology import voltage
 from apps.topology.identify import Settings, identify
 from apps.topology.result import Dimension
 from apps.topology.synthetic import Spec, station
@@ -41,3 +43,22 @@ def test_neighbouring_boxes_are_not_swapped_on_voltage_that_does_not_hold_up(
     monkeypatch.setattr(ident, "_keep_archive_box_without_sustained_voltage", lambda *a, **k: None)
     before, _ = _false_box_corrections(seed=1)
     assert len(before) >= 2
+
+
+def test_boxes_are_compared_on_references_of_the_same_size() -> None:
+    """Meters of two boxes that see the same voltage: the mean of four correlates better with any
+    of them than one other meter does (its noise averaged away). Compared with references of
+    equal size, a meter prefers neither box; with the whole groups it would prefer the larger."""
+    groups = np.array([0, 0, 3, 3, 3, 3, 3])  # meters 0 and 1 in box 0, 2..6 in box 1
+    usable = np.ones(7, dtype=bool)
+    bias, matched = [], []
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        signal = rng.normal(size=24)
+        z = signal[:, None] + 0.6 * rng.normal(size=(24, 7))
+        z = (z - z.mean(axis=0)) / z.std(axis=0)
+        whole = voltage.loo_loglik(z, usable, groups, 6)
+        bias.append(whole[0, 3] - whole[0, 0])
+        matched.append(ident._matched_preference(z, 0, 0, 3, usable, groups))
+    assert np.mean(bias) > 1.5  # the bias the check must not act on
+    assert abs(np.mean(matched)) < 0.25 * np.mean(bias)
