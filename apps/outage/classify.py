@@ -559,7 +559,7 @@ class Classifier:
                     and _overlap(p.start, o.start, tol)
                     and set(p.sources) != {"rs485"}  # silence alone may yet be withdrawn (comms)
                 ]
-                covered = frozenset().union(*(self.members.members(p.group) - set(p.lit) for p in parts))
+                covered = frozenset().union(*(self.members.members(p.group) for p in parts))
                 alone = any(self.members.members(p.group) >= mem for p in parts)  # no more than one part
                 if len(parts) >= 2 and covered >= mem and not alone:
                     best = (a, parts)
