@@ -17,10 +17,12 @@ The rules (GRID.md §3; issue 9):
   the outage began. The outage is reported at the highest dark group; lower groups inside it
   are not reported again, their meters are listed.
 * **A box out despite a few lit members.** A box where at least ``MIN_DARK_AROUND_LIT`` members
-  lost supply together (their windows agree) is out even though a few of its archive members
-  (at most ``MAX_LIT_SHARE``) kept answering: they are not in that box (an archive error, a
-  neighbouring area's meter listed there). They are named in the report (``lit``); without
-  this the box's outage came out as one meter outage per member.
+  on two phases or more lost supply together (their windows agree) is out even though a few of
+  its archive members (at most ``MAX_LIT_SHARE``) kept answering: they are not in that box (an
+  archive error, a neighbouring area's meter listed there). They are named in the report
+  (``lit``); without this the box's outage came out as one meter outage per member. Not when
+  the dark ones share one phase (that phase's outage) or an outage above the box covers that
+  time (a late answer inside a branch outage).
 * **Unknown members wait.** A group with members not heard from since the outage began is
   *pending* for at most ``settle_s``: its unknown members are asked for (``StepResult.probes``)
   and nothing below it is reported meanwhile; after that they count as supplied.
@@ -538,7 +540,9 @@ class Classifier:
         """Restored outages that began together and, between them, cover every member of a group
         above them (boxes and meters of one branch, told apart live because the branch waited for
         members not heard from, or found by records) were that group's outage: the first reported
-        becomes it, the others merge into it. Ongoing ones are left to the live rules."""
+        becomes it, the others merge into it. Ongoing ones are left to the live rules, and so are
+        outages seen only as RS-485 silence (they may yet be withdrawn as comms) and groups one
+        part already covers alone (a branch with every meter of the area is not the station)."""
         done = self._with_company(
             [o for o in self.outages.values() if o.status == RESTORED and o.end is not None], now
         )
