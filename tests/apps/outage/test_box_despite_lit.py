@@ -4,9 +4,10 @@ outage naming that meter, not one meter outage per member. Half a box dark stays
 
 from __future__ import annotations
 
-from apps.outage.classify import MERGED, RETRACTED, Classifier, Outage, Settings
-from apps.outage.evidence import GroupSupply, MetersBack, MetersDark, PowerDownRecord, ReadResult, Window
+from apps.outage.classify import Outage, Settings
+from apps.outage.evidence import GroupSupply, MetersBack, MetersDark, PowerDownRecord, Window
 from apps.outage.members import Group, Members, from_records
+from tests.apps.outage.test_classify import Rig as ClassifierRig
 
 BOX = ("m1", "m2", "m3", "m4", "m5")  # really in box X1
 LISTED_THERE = "m9"  # the archive lists it in X1 too; it is fed elsewhere
@@ -25,32 +26,14 @@ def members(phases: str = "ABCAB") -> Members:
     return from_records("S1", meters, boxes=boxes, branches=[{"id": "F1", "breaker": "brk-F1"}])
 
 
-class Rig:
+class Rig(ClassifierRig):
+    """The classifier rig of ``test_classify`` on this module's station area."""
+
     def __init__(self, phases: str = "ABCAB") -> None:
-        self.c = Classifier(members(phases), Settings(record_settle_s=300.0))
-        self.now = 0.0
-
-    def at(self, t: float) -> None:
-        while (w := self.c.next_wakeup()) is not None and w <= t:
-            self._step(max(w, self.now))
-        self._step(t)
-
-    def _step(self, t: float) -> None:
-        self.now = t
-        for p in "ABC":
-            self.c.observe(GroupSupply(Group("phase", p), True, Window.exact(t), t, "metrology"))
-        self.c.step(t)
-
-    def answer(self, t: float, *meters: str) -> None:
-        self.at(t)
-        for mid in meters:
-            self.c.observe(ReadResult(mid, True, t, t))
-        self.at(t)
+        super().__init__(Settings(record_settle_s=300.0), members(phases))
 
     def reported(self) -> list[Outage]:
-        return sorted(
-            (o for o in self.c.outages.values() if o.status not in (MERGED, RETRACTED)), key=lambda o: o.group
-        )
+        return sorted(self.all_reported(), key=lambda o: o.group)
 
 
 def started(r: Rig) -> None:

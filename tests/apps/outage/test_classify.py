@@ -81,8 +81,8 @@ class Rig:
     Like the app, it hears the metrology unit's phases (``live_phases``) at every step; a test
     that takes a phase away removes it from there and feeds the loss itself."""
 
-    def __init__(self, settings: Settings | None = None) -> None:
-        self.c = Classifier(station(), settings)
+    def __init__(self, settings: Settings | None = None, members: Members | None = None) -> None:
+        self.c = Classifier(members or station(), settings)
         self.now = 0.0
         self.reports: list[dict[str, object]] = []
         self.probes: set[str] = set()
