@@ -22,7 +22,7 @@ from sim.harness import DEFAULT_START, WorldRun, run_world
 from sim.outage_score import Groups, Score, false_for, score
 from sim.scenarios import parse_scenario
 from sim.scenarios.random_outages import Knobs, random_outage_scenario
-from sim.world import World, build_world
+from sim.world import World, build_world, hplc_that_fit
 
 REPORT_LISTS = ("meters", "lit", "still_dark")  # the outage report's lists, paged when too big
 
@@ -71,7 +71,7 @@ def _probe_world(network: str, *, seed: int, hplc_meters: int, station_id: str) 
 def fit_hplc(network: str, hplc_meters: int, *, seed: int = 1) -> int:
     """``hplc_meters``, or half the customers of a station area that has fewer (a rural feeder)."""
     customers = len(_probe_world(network, seed=seed, hplc_meters=0, station_id="probe").customers())
-    return hplc_meters if hplc_meters <= customers else customers // 2
+    return hplc_that_fit(hplc_meters, customers)
 
 
 def cloud_outages(db: Path, terminal: str | None = None) -> list[dict[str, Any]]:

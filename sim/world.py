@@ -621,8 +621,8 @@ def build_world(
         raise ConfigError("--customers-scale", f"must be at least 1, got {customers_scale}")
     feeder = load_network(network, seed=seed, line_scale=scenario.grid.line_scale)
     nw = feeder.replicate(customers_scale)
-    if hplc_from_board and hplc_meters > nw.n_customers:
-        hplc_meters = nw.n_customers // 2
+    if hplc_from_board:
+        hplc_meters = hplc_that_fit(hplc_meters, nw.n_customers)
     if is_shipped_default(scenario) and feeder.name != DEFAULT_NETWORK:
         scenario = _fit_default(scenario, nw)
     h_start = math.floor(start / STEP_S) * STEP_S
@@ -746,6 +746,12 @@ def _units_on_last_bus(world: World) -> int:
         if world.scenario.monitoring.has_terminal(box)
     )
     return 2 * branches + boxes + 5  # + the assessment meter
+
+
+def hplc_that_fit(count: int, customers: int) -> int:
+    """A board's number of carrier meters on an area of ``customers``: itself, or half the
+    customers of an area that has fewer (a small or rural feeder)."""
+    return count if count <= customers else customers // 2
 
 
 def _fit_default(scenario: Scenario, nw: StationNetwork) -> Scenario:
