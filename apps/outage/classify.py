@@ -1111,10 +1111,9 @@ def _posthoc(c: Classifier, view: _View, entries: list[PowerDownRecord]) -> list
                 windows = {m: Window.exact(by_meter[m].start) for m in mem & dark}
                 if not _box_despite_lit(c, g, windows, len(lit), len(mem)):
                     continue
-            if g.level == "meter":
-                if _relay_explains(c.beliefs.meters.get(g.target), start, start):
-                    c.suppressed_relay.add(g.target)
-                    continue
+            if g.level == "meter" and _relay_explains(c.beliefs.meters.get(g.target), start, start):
+                c.suppressed_relay.add(g.target)
+                continue
             covered |= mem
             recs = [by_meter[m] for m in mem if m in by_meter]
             o = Outage(
