@@ -230,6 +230,25 @@ def test_phase_loss_at_the_transformer_is_a_phase_outage_three_phase_meters_stay
     assert o.meters == ("m1", "m4", "m6", "m9")  # m10 is three-phase: not dark
 
 
+def test_a_phase_whose_meters_went_dark_waits_for_the_transformers_next_sample() -> None:
+    """Every meter of a phase dark (here: each in its own box outage, one of them only silent)
+    while the metrology unit's last sample of that phase, supplied, is a few seconds older than the
+    loss: its next sample decides (Kerber Landnetz Freileitung 1, seed 3: a box outage was also
+    reported as phase C for a minute, until the next sample vetoed it)."""
+    r = Rig()
+    baseline(r)
+    r.live_phases.discard("C")  # phase C sampled by hand: every 5 s
+    for t in range(5, 96, 5):
+        r.group(float(t), "phase", "C", True, "metrology")
+    r.answer(90.0, *[m for m in ALL if m not in ("m3", "m8")])
+    r.hplc_off(101.0, "m3", "m8")  # their window ends at 98, after the last sample (95)
+    assert not [o for o in r.c.outages.values() if o.group.level == "phase"]
+    r.group(102.0, "phase", "C", True, "metrology")  # supplied after the loss: not the phase
+    r.at(400.0)
+    assert not [o for o in r.c.outages.values() if o.group.level == "phase"]
+    assert {o.group for o in r.all_reported()} == {Group("meter", "m3"), Group("meter", "m8")}
+
+
 def test_terminal_supply_lost_is_a_station_outage_listing_every_meter() -> None:
     r = Rig()
     baseline(r)
