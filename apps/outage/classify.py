@@ -478,7 +478,10 @@ class Classifier:
             or v.start.resolution >= o.start.resolution
         ):
             start = o.start
-        lit = tuple(sorted(v.lit))
+        # lit: members that kept their supply when the outage was judged at this group (``force``:
+        # new, re-levelled or reopened); one answering later has its supply back while the group's
+        # own device, polled, still says lost: it is not added then
+        lit = tuple(sorted(v.lit if force or not o.revision else v.lit & set(o.lit)))
         if not force and (meters, sources, start, lit) == (o.meters, o.sources, o.start, o.lit):
             return
         o.meters, o.sources, o.start, o.lit = meters, sources, start, lit

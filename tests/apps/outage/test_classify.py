@@ -217,6 +217,21 @@ def test_breaker_open_is_a_branch_outage_after_the_judgement_delay() -> None:
     assert r.reports[-1]["evidence_received_at"] == 53.0  # the judgement deadline triggered it
 
 
+def test_members_answering_after_the_supply_came_back_are_not_named_lit() -> None:
+    """``lit`` names members that kept their supply through the outage; the breaker is polled, so
+    the branch's meters answer again before it is seen closed: they are not 'lit' (rural_1, seed 4:
+    4 of 5 members of a tripped branch were listed lit)."""
+    r = Rig()
+    baseline(r)
+    r.group(50.0, "branch", "F1", False, "breaker", sampled=False)
+    r.at(53.0)
+    (o,) = r.open()
+    r.answer(300.0, "m1", "m2", "m3", "m4")  # supply back (m5 not read yet); the breaker is polled later
+    r.group(330.0, "branch", "F1", True, "breaker", sampled=False)
+    r.at(400.0)
+    assert all(not rep["lit"] for rep in r.reports if rep["id"] == o.id)
+
+
 def test_phase_loss_at_the_transformer_is_a_phase_outage_three_phase_meters_stay() -> None:
     r = Rig()
     baseline(r)
