@@ -288,6 +288,37 @@ def test_relay_open_by_fee_control_is_not_an_outage() -> None:
     assert [o.group for o in r.open()] == [Group("meter", "m5")]
 
 
+def test_a_relay_open_for_long_does_not_hide_a_later_loss_of_the_meters_supply() -> None:
+    """The relay cuts the customer's load, not the meter: a power-off report an hour after the trip,
+    the relay still open, is the meter's own supply lost (rural_1, seed 2: m-0004 was missed)."""
+    r = Rig()
+    baseline(r)
+    r.c.observe(RelayState("m5", True, 40.0, 40.0, cause="fee_control"))
+    r.hplc_off(3700.0, "m5")
+    r.answer(3701.0, *[m for m in ALL if m != "m5"])
+    assert [o.group for o in r.open()] == [Group("meter", "m5")]
+    assert "m5" not in r.c.suppressed_relay
+
+
+def test_a_power_down_record_long_after_a_relay_trip_is_an_outage() -> None:
+    r = Rig(Settings(record_settle_s=300.0))
+    baseline(r)
+    r.c.observe(RelayState("m2", True, 10.0, 10.0, cause="remote"))
+    r.answer(5000.0, *ALL)
+    r.c.observe(PowerDownRecord("m2", 4000.0, 4100.0, 5010.0))  # nothing live, its record says it
+    r.at(5400.0)
+    (o,) = r.all_reported()
+    assert o.group == Group("meter", "m2") and (o.start.at, o.end.at if o.end else None) == (4000.0, 4100.0)
+    # the same record right after a trip is the trip
+    r = Rig(Settings(record_settle_s=300.0))
+    baseline(r)
+    r.c.observe(RelayState("m2", True, 3990.0, 3990.0, cause="remote"))
+    r.answer(5000.0, *ALL)
+    r.c.observe(PowerDownRecord("m2", 4000.0, 4100.0, 5010.0))
+    r.at(5400.0)
+    assert not r.all_reported() and "m2" in r.c.suppressed_relay
+
+
 def test_pure_comms_loss_is_comms_not_outage() -> None:
     r = Rig()
     baseline(r)
