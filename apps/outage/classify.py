@@ -26,6 +26,10 @@ The rules (GRID.md §3; issue 9):
 * **Unknown members wait.** A group with members not heard from since the outage began is
   *pending* for at most ``settle_s``: its unknown members are asked for (``StepResult.probes``)
   and nothing below it is reported meanwhile; after that they count as supplied.
+* **The transformer's next sample.** A phase (or the station) whose meters all went dark after
+  the metrology unit's last "supplied" sample of it is pending until the next sample (seconds,
+  ``beliefs.VETO_DUE_S``): supplied then, the loss is not that phase's (a box outage that holds
+  every meter of a phase).
 * **Judgement.** A sampled loss counts once a second sample at least ``judgement_s`` later (or
   a member's own evidence) confirms it, a continuous one (breaker, own supply) once it lasted
   ``judgement_s``: a shorter dip never becomes a report. HPLC lists are already judged.
@@ -474,7 +478,10 @@ class Classifier:
             or v.start.resolution >= o.start.resolution
         ):
             start = o.start
-        lit = tuple(sorted(v.lit))
+        # lit: members that kept their supply when the outage was judged at this group (``force``:
+        # new, re-levelled or reopened); one answering later has its supply back while the group's
+        # own device, polled, still says lost: it is not added then
+        lit = tuple(sorted(v.lit if force or not o.revision else v.lit & set(o.lit)))
         if not force and (meters, sources, start, lit) == (o.meters, o.sources, o.start, o.lit):
             return
         o.meters, o.sources, o.start, o.lit = meters, sources, start, lit
@@ -946,6 +953,8 @@ class _View:
         ref = hi if hi is not None else min(st.when.hi for st in dark.values() if st.when is not None)
         if self.b.supplied_after(g, ref) is not None:
             return Verdict("lit")
+        if not own and not expired and self.b.veto_due(g, ref):
+            return Verdict("pending", frozenset(dark) | silent)  # the transformer's next sample decides
         lit = {m for m in rest if (p := self.state(m).positive) is not None and p > ref}
         unknown = frozenset(rest) - lit
         starts = {m: st.when for m, st in dark.items() if st.when is not None}
