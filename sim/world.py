@@ -67,6 +67,7 @@ from sim.physics import (
     solve,
 )
 from sim.physics.measure import ACCURACY, DeviceErrors
+from sim.physics.network import BOARD_BRANCH
 from sim.profiles.uci import ProfileDataMissing
 from sim.scenarios import POWER_DOWN_JUDGEMENT_S, Outage, Scenario, fitted, is_shipped_default
 from sim.station import Customer, Station, StationMeter, assign_protocols
@@ -942,6 +943,10 @@ def _outage(world: World, o: Outage) -> None:
             units = [m for m in world.branch_units() if m.replica is rep]
             if rep.index == 0 and world.assessment is not None:
                 units.append(world.assessment)
+        elif o.level == "branch" and o.target == rep.prefix + BOARD_BRANCH:
+            # the board's own outlets (customers on the busbar, no line of ours between): no unit
+            idx = [i for i, b in enumerate(net.branch_index()) if b < 0]
+            units = []
         elif o.level == "branch":
             if not o.target.startswith(rep.prefix) or o.target[len(rep.prefix) :] not in net.branches:
                 continue

@@ -33,6 +33,12 @@ ANSWERS_KEPT = 32  # per meter: enough to tell whether it answered during a past
 VETO_SOURCES = frozenset({"box_terminal", "metrology", "power_monitor"})
 #: sources reporting a state that lasts until it changes (judged by waiting, not by a 2nd sample)
 CONTINUOUS_SOURCES = frozenset({"breaker", "power_monitor"})
+#: a vetoing source the app samples itself every few seconds (the metrology unit's phases): a loss
+#: that began after its last "supplied" sample, if that sample is at most ``VETO_DUE_S`` old, waits
+#: for its next one. A box terminal, polled once a minute, is not waited for (it would delay every
+#: box report by a poll).
+WAITED_VETO_SOURCES = frozenset({"metrology"})
+VETO_DUE_S = 30.0
 
 
 @dataclass(slots=True)
@@ -286,6 +292,15 @@ class Beliefs:
             if s.powered and s.source in VETO_SOURCES and seen > t:
                 return s
         return None
+
+    def veto_due(self, group: Group, t: float) -> bool:
+        """A vetoing source the app samples itself said ``group`` supplied shortly before ``t``
+        (within ``VETO_DUE_S``), not after: its next sample, due in seconds, tells whether a loss
+        that may have begun at ``t`` is the group's."""
+        return any(
+            s.powered and s.source in WAITED_VETO_SOURCES and t - VETO_DUE_S <= s.last_seen <= t
+            for s in self.signals.get(group, {}).values()
+        )
 
     def back_signal(self, group: Group, after: float) -> Signal | None:
         """A source that said ``group`` was lost now says supplied again, since after ``after``."""

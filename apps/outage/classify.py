@@ -26,11 +26,17 @@ The rules (GRID.md §3; issue 9):
 * **Unknown members wait.** A group with members not heard from since the outage began is
   *pending* for at most ``settle_s``: its unknown members are asked for (``StepResult.probes``)
   and nothing below it is reported meanwhile; after that they count as supplied.
+* **The transformer's next sample.** A phase (or the station) whose meters all went dark after
+  the metrology unit's last "supplied" sample of it is pending until the next sample (seconds,
+  ``beliefs.VETO_DUE_S``): supplied then, the loss is not that phase's (a box outage that holds
+  every meter of a phase).
 * **Judgement.** A sampled loss counts once a second sample at least ``judgement_s`` later (or
   a member's own evidence) confirms it, a continuous one (breaker, own supply) once it lasted
   ``judgement_s``: a shorter dip never becomes a report. HPLC lists are already judged.
 * **Relay open is no outage.** A meter whose relay was opened (fee control, remote trip)
-  before it went dark is not reported at meter level.
+  shortly before it went dark (``RELAY_EXPLAINS_S``) is not reported at meter level. A relay
+  open for longer does not explain a later loss: the meter's own power-off report or power-down
+  record then says its supply was lost (the relay cuts the customer's load, not the meter).
 * **Repeated switching** of a group within ``merge_s`` of its restore reopens the same outage.
 * **Restore** per outage: the earliest return evidence after its start (power-on, answers,
   supply back); ``still_dark`` lists members still dark or silent ``settle_s`` later.
@@ -64,6 +70,9 @@ MIN_DARK_AROUND_LIT = 3
 #: ... and the lit ones are at most this share of its members
 MAX_LIT_SHARE = 0.25
 KEEP_FINISHED = 256  # restored / merged / retracted outages kept in memory (the newest)
+#: an open relay explains a meter's loss of supply only when it opened at most this long before
+#: the loss began [s]; a loss that starts later, the relay still open, is the meter's own supply
+RELAY_EXPLAINS_S = 600.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -413,9 +422,8 @@ class Classifier:
         for mid, st in view.dark_meters():
             if mid in covered or mid in held or "own" not in st.sources:
                 continue
-            b = self.beliefs.meters.get(mid)
             assert st.when is not None
-            if b is not None and b.relay_open_since is not None and b.relay_open_since <= st.when.hi:
+            if _relay_explains(self.beliefs.meters.get(mid), st.when.lo, st.when.hi):
                 self.suppressed_relay.add(mid)
                 continue  # a prepaid / remote trip, not an outage
             selected.append((Group("meter", mid), Verdict("dark", frozenset((mid,)), st.when, st.sources)))
@@ -470,7 +478,10 @@ class Classifier:
             or v.start.resolution >= o.start.resolution
         ):
             start = o.start
-        lit = tuple(sorted(v.lit))
+        # lit: members that kept their supply when the outage was judged at this group (``force``:
+        # new, re-levelled or reopened); one answering later has its supply back while the group's
+        # own device, polled, still says lost: it is not added then
+        lit = tuple(sorted(v.lit if force or not o.revision else v.lit & set(o.lit)))
         if not force and (meters, sources, start, lit) == (o.meters, o.sources, o.start, o.lit):
             return
         o.meters, o.sources, o.start, o.lit = meters, sources, start, lit
@@ -942,6 +953,8 @@ class _View:
         ref = hi if hi is not None else min(st.when.hi for st in dark.values() if st.when is not None)
         if self.b.supplied_after(g, ref) is not None:
             return Verdict("lit")
+        if not own and not expired and self.b.veto_due(g, ref):
+            return Verdict("pending", frozenset(dark) | silent)  # the transformer's next sample decides
         lit = {m for m in rest if (p := self.state(m).positive) is not None and p > ref}
         unknown = frozenset(rest) - lit
         starts = {m: st.when for m, st in dark.items() if st.when is not None}
@@ -1009,6 +1022,13 @@ def _combine(windows: list[Window]) -> Window:
     if lo <= hi:
         return Window(min(max(at, lo), hi), lo, hi)
     return min(windows, key=lambda w: w.resolution)
+
+
+def _relay_explains(belief: MeterBelief | None, lo: float, hi: float) -> bool:
+    """True when the meter's relay opened (and is still open) within ``RELAY_EXPLAINS_S`` before a
+    loss of supply that began in ``[lo, hi]``: that loss is the trip, not an outage."""
+    opened = None if belief is None else belief.relay_open_since
+    return opened is not None and lo - RELAY_EXPLAINS_S <= opened <= hi
 
 
 def _dark_then(c: Classifier, meters: Iterable[str], start: float, end: float | None) -> set[str]:
@@ -1100,11 +1120,9 @@ def _posthoc(c: Classifier, view: _View, entries: list[PowerDownRecord]) -> list
                 windows = {m: Window.exact(by_meter[m].start) for m in mem & dark}
                 if not _box_despite_lit(c, g, windows, len(lit), len(mem)):
                     continue
-            if g.level == "meter":
-                b = c.beliefs.meters.get(g.target)
-                if b is not None and b.relay_open_since is not None and b.relay_open_since <= start:
-                    c.suppressed_relay.add(g.target)
-                    continue
+            if g.level == "meter" and _relay_explains(c.beliefs.meters.get(g.target), start, start):
+                c.suppressed_relay.add(g.target)
+                continue
             covered |= mem
             recs = [by_meter[m] for m in mem if m in by_meter]
             o = Outage(

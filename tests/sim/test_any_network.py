@@ -53,6 +53,21 @@ def test_customers_on_the_board_belong_to_no_branch_and_the_archive_names_their_
     assert {m.branch for m in model.meters if m.id in board_ids} == {"F0", "R2-F0"}
 
 
+def test_an_outage_of_the_boards_own_outlet_darkens_the_customers_on_the_board(rural_overhead: Path) -> None:
+    # the archive lists the board's outlet as branch "F0" (random outage scenarios pick it): an
+    # outage of it was "matches no meter"
+    scenario = parse_scenario(
+        {"outage": [{"level": "branch", "target": "F0", "at": 600, "duration": 300}]}, name="f0", source="t"
+    )
+    world = build_world(
+        buses=["rs485-1"], scenario=scenario, seed=1, start=START, duration_s=3600.0,
+        network=str(rural_overhead), customers_scale=1,
+    )  # fmt: skip
+    (event,) = [e for e in world.events if e.kind == "outage"]
+    on_board = {m.id for m in world.customers() if m.branch == "F0"}
+    assert (event.scope, event.target) == ("branch", "F0") and on_board and set(event.meters) == on_board
+
+
 def test_the_default_scenario_leaves_out_what_another_network_lacks_and_says_so(
     rural_overhead: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

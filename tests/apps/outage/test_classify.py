@@ -217,6 +217,21 @@ def test_breaker_open_is_a_branch_outage_after_the_judgement_delay() -> None:
     assert r.reports[-1]["evidence_received_at"] == 53.0  # the judgement deadline triggered it
 
 
+def test_members_answering_after_the_supply_came_back_are_not_named_lit() -> None:
+    """``lit`` names members that kept their supply through the outage; the breaker is polled, so
+    the branch's meters answer again before it is seen closed: they are not 'lit' (rural_1, seed 4:
+    4 of 5 members of a tripped branch were listed lit)."""
+    r = Rig()
+    baseline(r)
+    r.group(50.0, "branch", "F1", False, "breaker", sampled=False)
+    r.at(53.0)
+    (o,) = r.open()
+    r.answer(300.0, "m1", "m2", "m3", "m4")  # supply back (m5 not read yet); the breaker is polled later
+    r.group(330.0, "branch", "F1", True, "breaker", sampled=False)
+    r.at(400.0)
+    assert all(not rep["lit"] for rep in r.reports if rep["id"] == o.id)
+
+
 def test_phase_loss_at_the_transformer_is_a_phase_outage_three_phase_meters_stay() -> None:
     r = Rig()
     baseline(r)
@@ -228,6 +243,25 @@ def test_phase_loss_at_the_transformer_is_a_phase_outage_three_phase_meters_stay
     (o,) = r.open()
     assert o.group == Group("phase", "A")
     assert o.meters == ("m1", "m4", "m6", "m9")  # m10 is three-phase: not dark
+
+
+def test_a_phase_whose_meters_went_dark_waits_for_the_transformers_next_sample() -> None:
+    """Every meter of a phase dark (here: each in its own box outage, one of them only silent)
+    while the metrology unit's last sample of that phase, supplied, is a few seconds older than the
+    loss: its next sample decides (Kerber Landnetz Freileitung 1, seed 3: a box outage was also
+    reported as phase C for a minute, until the next sample vetoed it)."""
+    r = Rig()
+    baseline(r)
+    r.live_phases.discard("C")  # phase C sampled by hand: every 5 s
+    for t in range(5, 96, 5):
+        r.group(float(t), "phase", "C", True, "metrology")
+    r.answer(90.0, *[m for m in ALL if m not in ("m3", "m8")])
+    r.hplc_off(101.0, "m3", "m8")  # their window ends at 98, after the last sample (95)
+    assert not [o for o in r.c.outages.values() if o.group.level == "phase"]
+    r.group(102.0, "phase", "C", True, "metrology")  # supplied after the loss: not the phase
+    r.at(400.0)
+    assert not [o for o in r.c.outages.values() if o.group.level == "phase"]
+    assert {o.group for o in r.all_reported()} == {Group("meter", "m3"), Group("meter", "m8")}
 
 
 def test_terminal_supply_lost_is_a_station_outage_listing_every_meter() -> None:
@@ -286,6 +320,37 @@ def test_relay_open_by_fee_control_is_not_an_outage() -> None:
     r.hplc_off(400.0, "m5")
     r.answer(401.0, *[m for m in ALL if m != "m5"])
     assert [o.group for o in r.open()] == [Group("meter", "m5")]
+
+
+def test_a_relay_open_for_long_does_not_hide_a_later_loss_of_the_meters_supply() -> None:
+    """The relay cuts the customer's load, not the meter: a power-off report an hour after the trip,
+    the relay still open, is the meter's own supply lost (rural_1, seed 2: m-0004 was missed)."""
+    r = Rig()
+    baseline(r)
+    r.c.observe(RelayState("m5", True, 40.0, 40.0, cause="fee_control"))
+    r.hplc_off(3700.0, "m5")
+    r.answer(3701.0, *[m for m in ALL if m != "m5"])
+    assert [o.group for o in r.open()] == [Group("meter", "m5")]
+    assert "m5" not in r.c.suppressed_relay
+
+
+def test_a_power_down_record_long_after_a_relay_trip_is_an_outage() -> None:
+    r = Rig(Settings(record_settle_s=300.0))
+    baseline(r)
+    r.c.observe(RelayState("m2", True, 10.0, 10.0, cause="remote"))
+    r.answer(5000.0, *ALL)
+    r.c.observe(PowerDownRecord("m2", 4000.0, 4100.0, 5010.0))  # nothing live, its record says it
+    r.at(5400.0)
+    (o,) = r.all_reported()
+    assert o.group == Group("meter", "m2") and (o.start.at, o.end.at if o.end else None) == (4000.0, 4100.0)
+    # the same record right after a trip is the trip
+    r = Rig(Settings(record_settle_s=300.0))
+    baseline(r)
+    r.c.observe(RelayState("m2", True, 3990.0, 3990.0, cause="remote"))
+    r.answer(5000.0, *ALL)
+    r.c.observe(PowerDownRecord("m2", 4000.0, 4100.0, 5010.0))
+    r.at(5400.0)
+    assert not r.all_reported() and "m2" in r.c.suppressed_relay
 
 
 def test_pure_comms_loss_is_comms_not_outage() -> None:
