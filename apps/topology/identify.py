@@ -809,16 +809,9 @@ def _signature_places(inputs: Inputs, frame: Frame) -> tuple[FArray, FArray]:
     )  # fmt: skip
 
 
-def _not_ours(tests: dict[str, Any]) -> bool:
-    """A meter is the neighbouring area's when at least two independent tests say so."""
-    return len(tests) >= 2
-
-
-def foreign_tests(
-    inputs: Inputs, frame: Frame, phases: Decided, branches: Decided, settings: Settings
-) -> dict[int, dict[str, Any]]:
-    """Per meter, the independent tests of "fed by another transformer" that fired."""
-    out: dict[int, dict[str, Any]] = {}
+def _voltage_outliers(frame: Frame, branches: Decided, phases: Decided) -> tuple[FArray, FArray, FArray]:
+    """``voltage_fit``'s (best fit, unexplained V) per meter and the robust z-score of the
+    unexplained V (log scale) against the others' (0 where unknown or too few meters)."""
     fit, left = voltage_fit(frame, branches, phases)
     ok = np.isfinite(fit) & np.isfinite(left)
     zscore = np.zeros(frame.n)
@@ -829,6 +822,87 @@ def foreign_tests(
         med = float(np.median(lg[ok]))
         spread = max(float(robust_std(lg[ok])), 0.05)
         zscore = np.where(ok, (lg - med) / spread, 0.0)
+    return fit, left, zscore
+
+
+def unmetered_branches(frame: Frame) -> frozenset[str]:
+    """Branches with no monitoring unit at them or above them: the board's own outlets (the
+    simulator's ``F0``) and unmonitored feeders. No energy balance sees a meter there -- placing
+    one there and calling it not ours are alike to every unit -- so a place on them rests on the
+    other evidence (``_board_support``)."""
+    return frozenset(
+        b for b in frame.branch_ids if not any(a in frame.unit_of_branch for a in ancestors(b, frame.parent))
+    )
+
+
+def _outside_metered(branches: Decided, i: int, unmetered: frozenset[str]) -> float:
+    """How much the branch units' balance prefers meter i off every metered branch (on an
+    unmetered one, or not ours) over its best metered branch [nats]; 0 without that balance."""
+    part = branches.parts.get("branch_units")
+    if part is None:
+        return 0.0
+    metered = [j for j, b in enumerate(branches.labels[:-1]) if b not in unmetered]
+    if not metered:
+        return 0.0
+    return float(part[i, -1] - part[i, metered].max())
+
+
+#: nats by which the phase balances (the transformer's per-phase energy) must want a meter on
+#: a phase of ours before a correction onto an unmetered branch is made: more than the foreign
+#: test's margin, since that balance sums every meter of the area and a neighbour's meter with
+#: the habits of a deficit on one phase fills it by some tens of nats (synthetic areas: 20-90)
+BOARD_ENERGY_NATS = 30.0
+
+
+def _board_support(
+    frame: Frame, branches: Decided, phases: Decided, i: int, tests: dict[str, Any], zscore: FArray,
+    settings: Settings,
+) -> dict[str, Any]:  # fmt: skip
+    """The evidence that meter i, which the branch step put where no unit's balance sees it, is
+    there and ours. The metered balances can only say it is on no metered branch
+    (``outside_metered_nats``): on the board's unmetered outlets and not ours are alike to every
+    unit. What tells them apart: the transformer's per-phase energy balance wants it on a phase
+    of ours (``ours_nats``), our carrier module hears it, and its voltage follows our busbar and
+    feeders (its unexplained variation is no outlier); no foreign test fired. ``ours_log_odds``
+    sums them (prior even: a meter the archive put on a metered branch and the balances put on
+    none is as likely the neighbour's as ours). ``supported``: enough for a correction onto the
+    unmetered branch -- the metered balances reject it, the transformer's balance wants it by
+    ``BOARD_ENERGY_NATS``, its voltage follows ours, and our carrier does not miss it."""
+    m = frame.meters[i]
+    nats = -phases.not_ours_margin(i) if frame.has_data[i] else 0.0
+    outside = _outside_metered(branches, i, unmetered_branches(frame)) if frame.has_data[i] else 0.0
+    out: dict[str, Any] = {"outside_metered_nats": round(outside, 1), "ours_nats": round(nats, 1)}
+    log_odds = min(nats, 30.0)
+    if m.in_cco_network is not None:
+        out["heard"] = bool(m.in_cco_network)
+        log_odds += float(
+            np.log(P_HEARD_IF_OURS / P_HEARD_IF_FOREIGN)
+            if m.in_cco_network
+            else np.log((1 - P_HEARD_IF_OURS) / (1 - P_HEARD_IF_FOREIGN))
+        )
+    voltage_ok = bool(frame.has_data[i] and zscore[i] != 0.0 and zscore[i] <= settings.voltage_outlier_z / 2)
+    out["voltage_follows_ours"] = voltage_ok
+    out["voltage_z"] = round(float(zscore[i]), 2)
+    out["ours_log_odds"] = round(log_odds, 1)
+    out["supported"] = bool(
+        not tests and outside >= settings.energy_foreign_margin and nats >= BOARD_ENERGY_NATS and voltage_ok
+        and out.get("heard") is not False
+    )  # fmt: skip
+    return out
+
+
+def _not_ours(tests: dict[str, Any]) -> bool:
+    """A meter is the neighbouring area's when at least two independent tests say so."""
+    return len(tests) >= 2
+
+
+def foreign_tests(
+    inputs: Inputs, frame: Frame, phases: Decided, branches: Decided, settings: Settings
+) -> dict[int, dict[str, Any]]:
+    """Per meter, the independent tests of "fed by another transformer" that fired."""
+    out: dict[int, dict[str, Any]] = {}
+    fit, left, zscore = _voltage_outliers(frame, branches, phases)
+    ok = np.isfinite(fit) & np.isfinite(left)
     sig, shots_n = _signature_places(inputs, frame)
     shots = {m.id: int(shots_n[i]) for i, m in enumerate(frame.meters)}
     for i, m in enumerate(frame.meters):
@@ -1045,7 +1119,46 @@ def phase_changes(
                 llr = float(gain[since])
                 if llr >= settings.change_llr:
                     found[int(i)] = changes.Change(int(i), a, b, since, llr)
+    # the balances alone do not make a move: energy or current no meter reads (a thief's bypass)
+    # sits on one phase of its branch, and a meter of similar habits is "moved" there to explain
+    # it (default area seed 11: m-0004 in the thief's box A->B; the neighbour's m-9101 A->B,
+    # whose voltage follows none of our phases). A meter moved onto another phase's wire
+    # follows that wire's voltage from then on
+    for i, change in list(found.items()):
+        support = voltage_after(frame, branches, phases, i, change.before, change.after, change.since)
+        if support is not None and support < MOVE_VOLTAGE_NATS:
+            del found[i]
     return found
+
+
+#: a move needs the meter's voltage after it to favour the new phase over the old by this many
+#: nats (a meter moved to another phase's wire follows that wire's voltage). Small: a few hours
+#: of voltage say little (true moves: 0.65-7.4 in the synthetic areas, 3.6 in the simulator's
+#: topology scenario), but a tie -- both 0, a voltage that follows neither phase, as a
+#: neighbour's does -- or a preference for the old phase is no move
+MOVE_VOLTAGE_NATS = 0.25
+
+
+def voltage_after(frame: Frame, branches: Decided, phases: Decided, i: int, before: int, after: int,
+                  since: int) -> float | None:  # fmt: skip
+    """Meter i's voltage log-likelihood on phase ``after`` minus on ``before`` of its branch, over
+    the points from ``since`` on, against the other meters of each (branch, phase) group as the
+    whole window placed them. None without usable voltage there (or no branch of ours)."""
+    bi = branches.labels.index(branches.value(i) or NOT_OURS)
+    if bi == len(branches.labels) - 1 or frame.voltage.shape[0] - since < 8 or frame.three_phase[i]:
+        return None
+    single = ~frame.three_phase
+    z, ok = voltage.features(np.where(single[None, :], frame.voltage[since:], np.nan))
+    usable = ok & single & frame.has_data
+    if not usable[i]:
+        return None
+    nb = len(branches.labels)
+    branch_of = np.array([branches.labels.index(branches.value(j) or NOT_OURS) for j in range(frame.n)])
+    ph = np.where(phases.chosen < 3, phases.chosen, -1)
+    groups = np.where((ph >= 0) & (branch_of < nb - 1) & ~frame.forced, branch_of * 3 + ph, -1)
+    groups[i] = -1  # the meter itself is no reference on either phase
+    ll = voltage.loo_loglik(z, usable, groups, nb * 3)
+    return float(ll[i, bi * 3 + after] - ll[i, bi * 3 + before])
 
 
 #: an independent part of the evidence favouring the archive's branch by this much contests a
@@ -1074,13 +1187,25 @@ def _contradicted(decided: Decided, i: int, archive: str | None, dim: Dimension)
     return against or None
 
 
-def _kept(dim: Dimension, against: dict[str, float]) -> Dimension:
+def _kept(dim: Dimension, against: dict[str, float], *, unmetered: dict[str, Any] | None = None) -> Dimension:
     """``dim`` back to the archive's value, unresolved, where it differs from it (found under the
-    contested branch)."""
+    contested branch, or under an unmetered branch nothing showed the meter on: ``unmetered``,
+    the ``_board_support`` it lacked)."""
     if dim.value == dim.archive or dim.archive is None:
         return dim
-    evidence = {**dim.evidence, "contested": {"identified": dim.value, "against": against}}
+    if unmetered is not None:
+        evidence = {**dim.evidence, "unmetered": {"identified": dim.value, **unmetered}}
+    else:
+        evidence = {**dim.evidence, "contested": {"identified": dim.value, "against": against}}
     return Dimension(dim.archive, CONTESTED_CONFIDENCE, dim.archive, "unresolved", evidence)
+
+
+def _capped(dim: Dimension, most: float, settings: Settings) -> Dimension:
+    """``dim`` with its confidence at most ``most``; below the bar it is unresolved."""
+    if dim.confidence <= most:
+        return dim
+    outcome = dim.outcome if most >= settings.confidence_min else "unresolved"
+    return replace(dim, confidence=min(most, 0.9999), outcome=outcome)
 
 
 def label_margin_at(decided: Decided, i: int) -> float:
@@ -1190,6 +1315,8 @@ def _identify(
         return _identify(inputs, terminal, computed_at, settings, None, known)
     moved = phase_changes(inputs, frame, branches, boxes, phases, settings, candidates)
     injected = {d.source for d in inputs.detections if d.listening}
+    unmetered = unmetered_branches(frame)
+    zscore: FArray | None = None
     results = []
     missing: list[MissingMeter] = []
     listed = len(inputs.meters)
@@ -1223,6 +1350,21 @@ def _identify(
         if i < listed and (against := _contradicted(branches, i, m.branch.value, branch)) is not None:
             # the branch correction is contested: the archive's places stand, unresolved
             branch, box, phase = (_kept(d, against) for d in (branch, box, phase))
+        elif i < listed and branch.value in unmetered and not _not_ours(foreign.get(i, {})):
+            if zscore is None:
+                zscore = _voltage_outliers(frame, branches, phases)[2]
+            support = _board_support(frame, branches, phases, i, foreign.get(i, {}), zscore, settings)
+            if branch.value != m.branch.value and not support["supported"]:
+                # onto an outlet no unit sees, on no evidence that it is ours: the archive stands
+                branch, box, phase = (_kept(d, {}, unmetered=support) for d in (branch, box, phase))
+            else:
+                # its confidence: the odds that it is ours (the archive's word counts where it
+                # lists the meter there), not the balances', which cannot see it
+                listed_there = branch.value == m.branch.value
+                odds = support["ours_log_odds"] - (LOG_FOREIGN_PRIOR if listed_there else 0.0)
+                branch = replace(branch, evidence={**branch.evidence, "unmetered": support})
+                branch = _capped(branch, float(1.0 / (1.0 + np.exp(-odds))), settings)
+        box = _capped(box, branch.confidence, settings)  # a box of a branch is no surer than the branch
         if i >= listed:  # a carrier node the archive lacks: where it hangs
             missing.append(
                 MissingMeter(
