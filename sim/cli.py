@@ -124,6 +124,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         default=None,
         help='physics feeder: "ieee-eu-lv" (default) or a pandapower JSON file',
     )
+    parser.add_argument(
+        "--transformer",
+        default=None,
+        help="a --network with several distribution transformers (CIGRE LV): the station area of this"
+        " one (its name or index in the trafo table; default: the one feeding the most loads)",
+    )
     parser.add_argument("--scenario", default=None, help="scenario name in sim/scenarios or a TOML file")
     parser.add_argument(
         "--customers-scale",
@@ -170,7 +176,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 
 def _options(args: argparse.Namespace) -> SimOptions:
-    from sim.physics import DEFAULT_NETWORK
+    from sim.physics import DEFAULT_NETWORK, network_with
     from sim.runner import PROFILES, SimOptions, sim_board
     from sim.scenarios import load_scenario
     from sim.speed import check_speed
@@ -191,6 +197,8 @@ def _options(args: argparse.Namespace) -> SimOptions:
         raise ConfigError("--meters-per-bus", f"{meters} must be at least 1")
     if args.meters_per_bus is not None and args.network is not None:
         raise ConfigError("--meters-per-bus", "is the synthetic station; it does not combine with --network")
+    if args.transformer is not None and args.network in (None, DEFAULT_NETWORK):
+        raise ConfigError("--transformer", "picks one of a --network file's transformers")
     own_network = args.network is not None and args.network != DEFAULT_NETWORK
     default_scale = 1 if own_network else DEFAULT_CUSTOMERS_SCALE
     scale = args.customers_scale if args.customers_scale is not None else default_scale
@@ -217,7 +225,7 @@ def _options(args: argparse.Namespace) -> SimOptions:
         start=start,
         duration_s=args.duration,
         broker_url=args.broker,
-        network=None if synthetic else (args.network or DEFAULT_NETWORK),
+        network=None if synthetic else network_with(args.network or DEFAULT_NETWORK, args.transformer),
         scenario=None if synthetic else (args.scenario or "default"),
         customers_scale=scale,
         truth_dir=args.truth,

@@ -27,6 +27,8 @@ from sim.harness import WorldRun
 DAY_S = 86400.0
 #: faults.csv kind -> the anomaly kind that reports it
 KINDS = {"theft": "theft", "stopped": "meter_stopped", "slow": "meter_slow", "ct_ratio": "ct_ratio"}
+#: faults.csv kinds an ``archive`` anomaly reports (a meter missing from the archive, a foreign one)
+ARCHIVE_KINDS = ("archive_missing", "archive_foreign")
 FORWARD = "daily.energy.active.import.total"
 REVERSE = "daily.energy.active.export.total"
 
@@ -131,10 +133,16 @@ def first_reports(run: WorldRun, terminal: str) -> dict[tuple[str, str], float]:
 def unexplained(run: WorldRun, anomalies: list[dict[str, object]]) -> set[tuple[str, str]]:
     """(kind, target) of the anomalies that name no injected fault of ``faults.csv``. A theft
     located to a section only (its target a branch or box, not a meter) is explained when a
-    theft was injected on that branch."""
+    theft was injected on that branch; an ``archive`` anomaly when it names a meter the run left
+    out of the archive or fed from the neighbouring transformer (by id or address)."""
     faults = run.truth("faults.csv")
-    branch_of = {r["meter_id"]: r["branch"] for r in run.truth("topology.csv")}
+    topology = run.truth("topology.csv")
+    branch_of = {r["meter_id"]: r["branch"] for r in topology}
+    address = {r["meter_id"]: r["address"] for r in topology}
     expected = {(KINDS[f["kind"]], f["target"]) for f in faults if f["kind"] in KINDS}
+    for f in faults:
+        if f["kind"] in ARCHIVE_KINDS:  # named by meter id or by the address the carrier heard
+            expected |= {("archive", f["target"]), ("archive", address.get(f["target"], f["target"]))}
     thief_branches = {branch_of.get(f["target"]) for f in faults if f["kind"] == "theft"}
     out = set()
     for a in anomalies:
@@ -186,6 +194,7 @@ def delays(run: WorldRun, terminal: str, since: float) -> list[Delay]:
 
 
 __all__ = [
+    "ARCHIVE_KINDS",
     "DAY_S",
     "KINDS",
     "Delay",

@@ -142,7 +142,9 @@ def analyse(
     if topology is not None and not topology.empty:
         registers = {a.branch for a in anomalies if a.kind in (METER_STOPPED, METER_SLOW)}
         view = _registers_explain(topology, registers)
-        anomalies += explain_by_archive(records, layout, day, pairs, view, th, expected)
+        named = {(a.kind, a.target) for a in anomalies}  # a heard meter the balances placed already
+        found = explain_by_archive(records, layout, day, pairs, view, th, expected)
+        anomalies += [a for a in found if (a.kind, a.target) not in named]
         not_ours = set(topology.foreign)
     anomalies += comms_anomalies(day.date, layout, pairs, not_ours=not_ours)
     return DayResult(day.date, [ScopeDay(day.date, b, v) for b, v in pairs], intervals, anomalies)
@@ -170,6 +172,8 @@ def registers_and_theft(
         fits = fit_sections(
             layout, window, settings.fit, supply_scale=scale, meter_scale=slow, substitute=stopped
         )
+    # each section's whole loss a day (room for a meter the topology app placed there)
+    room = {f.section.id: f.loss_kwh / f.intervals * 96.0 for f in fits if f.intervals}
     if topology is not None and topology.missing:
         # a meter the archive lacks draws unmetered energy there: an archive matter, not a theft
         unlisted = {m.branch for m in topology.missing} | {m.box for m in topology.missing}
@@ -177,7 +181,9 @@ def registers_and_theft(
     ratios = register_ratios(layout, window, settings.meters)
     slow_below = 1.0 - settings.meters.slow_min_pct / 100.0
     heard = () if topology is None else tuple(m for m in topology.missing if m.heard)
-    thefts = theft_anomalies(date, layout, fits, faulty, ratios, slow_below=slow_below, unlisted=heard)
+    thefts = theft_anomalies(
+        date, layout, fits, faulty, ratios, slow_below=slow_below, unlisted=heard, room=room
+    )
     found = [] if ct is None else [ct.anomaly]
     return found + meter_anomalies(date, layout, checks, confirm) + thefts
 

@@ -950,6 +950,12 @@ class _View:
                 rest.append(mid)
         if not dark:
             return Verdict("none")
+        # a member silent since before the others' loss (an earlier outage, a comms fault), not
+        # read since, says nothing about this one: it is unknown (asked for), not counted dark
+        began = min(st.when.lo for st in dark.values() if st.when is not None)
+        stale = {m for m in silent if self.state(m).seen < began}
+        silent -= stale
+        rest += sorted(stale)
         ref = hi if hi is not None else min(st.when.hi for st in dark.values() if st.when is not None)
         if self.b.supplied_after(g, ref) is not None:
             return Verdict("lit")

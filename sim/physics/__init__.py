@@ -12,7 +12,7 @@ internals beyond errors, or apps.
 
 from sim.physics.horizon import CustomerSample, Horizon, solve
 from sim.physics.measure import Metering
-from sim.physics.network import DEFAULT_NETWORK, Customer, StationNetwork, load_network
+from sim.physics.network import DEFAULT_NETWORK, Customer, StationNetwork, load_network, network_with
 from sim.physics.solver import PowerFlowNotConverged
 from sim.profiles import Profiles, build_profiles
 
@@ -27,5 +27,6 @@ __all__ = [
     "StationNetwork",
     "build_profiles",
     "load_network",
+    "network_with",
     "solve",
 ]

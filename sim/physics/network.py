@@ -49,6 +49,7 @@ __all__ = [
     "StationNetwork",
     "fill_zero_sequence",
     "load_network",
+    "network_with",
 ]
 
 _log = logging.getLogger("ttu.sim.network")
@@ -187,8 +188,14 @@ def load_network(
     seed: int = 0,
     min_branch_customers: int = 5,
     line_scale: float = 1.0,
+    transformer: str | None = None,
 ) -> StationNetwork:
     """Load ``"ieee-eu-lv"`` (pandapower's IEEE European LV feeder) or a pandapower JSON file.
+
+    A file with several distribution transformers (CIGRE LV: residential, industrial and commercial
+    areas behind one MV bus) is several station areas: ``transformer`` (its name or index in the
+    ``trafo`` table; also ``"FILE#TRANSFORMER"`` as the source) picks one, else the one feeding the
+    most loads is taken, with a warning naming the others (``_one_station_area``).
 
     Balanced ``load`` elements become single-phase Wye customers on a phase drawn from ``seed``;
     missing zero-sequence data is filled with typical LV cable/transformer values (see
@@ -198,6 +205,10 @@ def load_network(
     """
     if not 0.0 < line_scale <= 100.0:
         raise ConfigError("grid.line_scale", f"must be within (0, 100], got {line_scale}")
+    text = str(source)
+    if transformer is None and "#" in text and not Path(text).is_file():
+        text, _, transformer = text.rpartition("#")  # "FILE#TRANSFORMER" (``network_with``)
+        source = text
     if str(source) == DEFAULT_NETWORK:
         net = pn.ieee_european_lv_asymmetric("on_peak_566")
         name = DEFAULT_NETWORK
@@ -223,7 +234,13 @@ def load_network(
         seed=seed,
         min_branch_customers=min_branch_customers,
         line_scale=line_scale,
+        transformer=transformer,
     )
+
+
+def network_with(source: str, transformer: str | None) -> str:
+    """``source`` naming one of its transformers (``load_network`` reads ``"FILE#TRANSFORMER"``)."""
+    return source if transformer is None else f"{source}#{transformer}"
 
 
 def _prepare(
@@ -233,10 +250,13 @@ def _prepare(
     seed: int,
     min_branch_customers: int,
     line_scale: float = 1.0,
+    transformer: str | None = None,
 ) -> StationNetwork:
     net = copy.deepcopy(net)
     _apply_switches(net, name)
     pp.toolbox.drop_out_of_service_elements(net)
+    if len(net.trafo) > 1 or transformer is not None:
+        net = _one_station_area(net, name, transformer)
     if len(net.trafo) != 1 or len(net.ext_grid) != 1:
         raise ConfigError(
             name,
@@ -279,6 +299,54 @@ def _prepare(
         loops=loops,
         line_sections=line_sections,
     )
+
+
+#: what a station area cut out of a larger network keeps of its grid connection (``_one_station_area``)
+_GRID_COLUMNS = (
+    "vm_pu", "va_degree", "s_sc_max_mva", "s_sc_min_mva", "rx_max", "rx_min", "r0x0_max", "x0x_max",
+)  # fmt: skip
+
+
+def _one_station_area(net: pp.pandapowerNet, name: str, transformer: str | None) -> pp.pandapowerNet:
+    """The station area of one transformer: its LV network (every bus its LV side reaches through
+    lines and closed switches without passing a transformer) and its HV bus, fed from there by a
+    grid connection at the voltage of the network's own (the MV network between is not ours)."""
+    import pandapower.topology as top
+
+    graph = top.create_nxgraph(net, include_trafos=False)
+    areas = {
+        int(t): set(top.connected_component(graph, int(net.trafo.lv_bus.at[t]))) for t in net.trafo.index
+    }
+    loads = {
+        t: int(net.load.bus.isin(buses).sum() + net.asymmetric_load.bus.isin(buses).sum())
+        for t, buses in areas.items()
+    }
+    names = {t: str(net.trafo.name.at[t]) if isinstance(net.trafo.name.at[t], str) else str(t) for t in areas}
+    listed = ", ".join(f"{names[t]!r} (index {t}, {loads[t]} loads)" for t in areas)
+    if transformer is None:
+        chosen = max(areas, key=lambda t: (loads[t], -t))
+        _log.warning(
+            "%s: %d transformers: %s; simulating the station area of %r, the one feeding the most loads"
+            " (choose another with --transformer)",
+            name, len(areas), listed, names[chosen],
+        )  # fmt: skip
+    else:
+        found = [t for t in areas if transformer in (names[t], str(t))]
+        if not found:
+            raise ConfigError(f"{name}.trafo", f"no transformer {transformer!r}; the network has {listed}")
+        chosen = found[0]
+    hv_bus = int(net.trafo.hv_bus.at[chosen])
+    if hv_bus in areas[chosen]:
+        raise ConfigError(f"{name}.trafo", f"{names[chosen]!r}: its LV network reaches its HV side")
+    grid: dict[str, float] = {}
+    if len(net.ext_grid):  # the network's own grid connection: its voltage and short-circuit data
+        first = net.ext_grid.iloc[0]
+        grid = {k: float(first[k]) for k in _GRID_COLUMNS if k in first.index and first[k] == first[k]}
+    area = pp.toolbox.select_subnet(net, areas[chosen] | {hv_bus}, include_switch_buses=False)
+    area.trafo = area.trafo.loc[[chosen]]
+    area.ext_grid = area.ext_grid.iloc[0:0]
+    pp.create_ext_grid(area, hv_bus, **grid)
+    return area
 
 
 def _pv_by_bus(net: pp.pandapowerNet) -> dict[int, float]:

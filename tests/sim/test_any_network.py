@@ -207,3 +207,29 @@ def test_the_boards_carrier_meters_fit_a_small_network_of_ones_own(rural_overhea
     assert world(from_board=True) == 13 // 2  # the board's 30 is the default area's; 13 customers here
     with pytest.raises(ConfigError, match="30: the station area has 13 customers"):
         world(from_board=False)  # asked for: refused
+
+
+@pytest.fixture(scope="module")
+def cigre_lv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # three station areas (residential, industrial, commercial) behind one MV bus
+    path = tmp_path_factory.mktemp("net") / "cigre_lv.json"
+    pp.to_json(pn.create_cigre_network_lv(), str(path))
+    return path
+
+
+def test_a_network_of_several_transformers_is_simulated_one_station_area_at_a_time(
+    cigre_lv: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    assert len(pp.from_json(str(cigre_lv)).trafo) == 3  # was refused: "found 3 in-service transformers"
+    with caplog.at_level(logging.WARNING, logger="ttu.sim.network"):
+        default = load_network(cigre_lv, seed=1)
+    assert "Trafo C0-C1" in caplog.text and "--transformer" in caplog.text and "Trafo R0-R1" in caplog.text
+    residential = load_network(cigre_lv, seed=1, transformer="Trafo R0-R1")
+    by_index = load_network(f"{cigre_lv}#0", seed=1)
+    assert [c.bus for c in by_index.customers] == [c.bus for c in residential.customers]
+    assert len(default.customers) == 8 and len(residential.customers) == 6
+    assert {c.bus for c in residential.customers}.isdisjoint(c.bus for c in default.customers)
+    assert len(residential.net.trafo) == 1 and len(residential.net.ext_grid) == 1
+    assert residential.vn_lv_kv == pytest.approx(0.4)
+    with pytest.raises(ConfigError, match=r"no transformer 'X1'.*'Trafo I0-I1' \(index 1"):
+        load_network(cigre_lv, seed=1, transformer="X1")

@@ -199,6 +199,7 @@ def fit_section(
     masks = np.arange(n)[None, :] >= onsets[:, None]  # (G, n)
     cand_m = (m[:, None, :] * masks[None, :, :]).reshape(-1, n)  # (C x G, n)
     groups = len(onsets)
+    net = cand_m.sum(axis=1)  # each candidate's metered energy from its onset on
     chosen: set[int] = set()
     for step in range(settings.max_found):
         q, _ = np.linalg.qr(np.column_stack(base))
@@ -212,7 +213,9 @@ def fit_section(
         usable = den > 1e-9 * np.maximum(np.einsum("ij,ij->i", cand_m, cand_m), 1e-12)
         beta = np.divide(num, den, out=np.zeros_like(num), where=usable)
         gain = np.divide(num * num, den, out=np.zeros_like(num), where=usable)
-        gain[beta <= 0] = 0.0
+        # a bypass adds loss: no candidate whose fitted unmetered energy is not positive (a
+        # prosumer that exports on net over its range: the loss following it is no theft)
+        gain[(beta <= 0) | (net <= 0)] = 0.0
         per = gain.reshape(-1, groups)
         per[list(chosen)] = 0.0
         onset_of = np.argmax(per, axis=1)  # each customer's best onset
@@ -235,7 +238,9 @@ def fit_section(
         look = next((c for c in order if c != best), None)  # the best other fit of the level
         if step == 0:
             fit.runner_up = None if look is None else ranking.candidate(look)
-        significant = _significant(cand, settings, len(days))
+        # the unmetered energy must be in the loss: a section that sold more than it was supplied
+        # (a meter counted there that is not, a foreign one) shows a break of another kind
+        significant = _significant(cand, settings, len(days)) and fit.loss_kwh >= 0.5 * cand.unmetered_kwh
         if not (significant and own):
             if significant and not fit.found and cand.share >= settings.section_min_share:
                 fit.unseparated = cand

@@ -15,7 +15,11 @@ V x I x PF) with the section fits (whose load the loss follows):
   customers together explain it as well: several bypasses, or a household missing from the
   archive, or no customer whose own load changes show in the loss) is a ``theft`` located to the
   section only: target the branch or box, evidence "unexplained energy" with the candidate meters,
-  and a lower confidence. Staff can start on that branch the same day; nobody is accused.
+  and a lower confidence. Staff can start on that branch the same day; nobody is accused;
+* unless a meter the carrier hears but the archive lacks draws it: when the section the topology
+  app placed that meter in has no room for the energy (its whole loss is far below it), the
+  finding is an ``archive`` one (target the meter's address, status ``missing``), located to the
+  section that misses the energy, with the placed section's loss as evidence.
 
 Confidence is a saturating score of the evidence (``squash``): the fit's t statistic, its own
 evidence and its margin for a theft; the size of the gap and the energy behind it for a register. Must not
@@ -25,12 +29,12 @@ compute fits or checks itself.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
 from ..layout import Layout
-from .anomaly import METER_SLOW, METER_STOPPED, THEFT, Anomaly, rounded, squash
+from .anomaly import ARCHIVE, METER_SLOW, METER_STOPPED, THEFT, Anomaly, rounded, squash
 from .archive import MissingMeter
 from .meters import MeterCheck
 from .sections import Candidate, SectionFit
@@ -77,11 +81,18 @@ def theft_anomalies(
     *,
     slow_below: float = 0.95,
     unlisted: Sequence[MissingMeter] = (),
+    room: Mapping[str, float] | None = None,
 ) -> list[Anomaly]:
     """Thefts among the fits' candidates: not a meter with a register fault, nor one whose
     register runs below its own V x I x PF (``ratios`` < ``slow_below``): that is a slow
-    register not yet sure enough to report, and a bypass would hide from V x I x PF too."""
+    register not yet sure enough to report, and a bypass would hide from V x I x PF too.
+
+    A section's unexplained energy that a meter heard on the carrier but missing from the archive
+    (``unlisted``) draws is an ``archive`` finding, not a theft, when the balance of the section
+    the topology app placed that meter in has no room for it: ``room`` maps a section id to its
+    whole loss, kWh a day, over its fitted intervals (technical loss included)."""
     out = []
+    drawers = _drawers(fits, unlisted, room or {})
     for fit in fits:
         for rank, c in enumerate(fit.found):
             if c.meter in faulty or (ratios is not None and ratios[c.meter] < slow_below):
@@ -121,8 +132,102 @@ def theft_anomalies(
             ]
             if low:
                 continue  # a register that runs below its own V x I x PF explains it: not theft
+            drawer = drawers.get(fit.section.id)
+            if drawer is not None:
+                out.append(_unlisted_draws(date, layout, fit, fit.unseparated, *drawer))
+                continue
             out.append(_section_theft(date, layout, fit, fit.unseparated, unlisted))
     return out
+
+
+#: a heard unlisted meter's placement is contested when the placed section's whole loss is below
+#: this share of the energy the other section misses: it cannot hold a load that size
+ROOM_SHARE = 0.5
+
+
+def _per_day(c: Candidate) -> float:
+    """The candidate's unmetered energy, kWh a day of the intervals it was fitted on."""
+    return c.unmetered_kwh / max(c.intervals, 1) * 96.0
+
+
+def _drawers(
+    fits: Sequence[SectionFit], unlisted: Sequence[MissingMeter], room: Mapping[str, float]
+) -> dict[str, tuple[MissingMeter, str, float]]:
+    """Section id -> the heard unlisted meter that draws its unexplained energy (``_unlisted_drawer``);
+    a meter draws in one section at most: the sections with the strongest evidence choose first."""
+    claimed: set[str] = set()
+    out = {}
+    open_ = [(f, f.unseparated) for f in fits if not f.found and f.unseparated is not None]
+    for fit, best in sorted(open_, key=lambda pair: -pair[1].t):
+        drawer = _unlisted_drawer(fit, best, unlisted, room, claimed)
+        if drawer is not None:
+            claimed.add(drawer[0].address)
+            out[fit.section.id] = drawer
+    return out
+
+
+def _unlisted_drawer(
+    fit: SectionFit,
+    best: Candidate,
+    unlisted: Sequence[MissingMeter],
+    room: Mapping[str, float],
+    claimed: set[str],
+) -> tuple[MissingMeter, str, float] | None:
+    """The heard unlisted meter that most likely draws ``fit``'s unexplained energy, with the
+    section it was placed in and that section's loss a day: one whose placed section (its box,
+    else its branch) was balanced and has no room for that much energy. None when no heard meter
+    is contested so (its placement unknown, or its section's loss could hold it)."""
+    need = _per_day(best)
+    found = []
+    for m in unlisted:
+        if not m.heard or m.address in claimed:
+            continue
+        placed = next((s for s in (m.box, m.branch) if s is not None and s in room), None)
+        if placed is None or placed == fit.section.id:
+            continue
+        if room[placed] < ROOM_SHARE * need:
+            found.append((room[placed], m, placed))
+    if not found:
+        return None
+    loss, m, placed = min(found, key=lambda x: x[0])
+    return m, placed, loss
+
+
+def _unlisted_draws(
+    date: str, layout: Layout, fit: SectionFit, best: Candidate, miss: MissingMeter, placed: str, loss: float
+) -> Anomaly:
+    """The archive finding: meter ``miss`` is missing from the archive (heard on the carrier) and
+    draws the energy ``fit``'s section misses, not in section ``placed`` where the topology app put it
+    (whose whole loss, ``loss`` kWh a day, has no room for it)."""
+    section = fit.section
+    need = _per_day(best)
+    rate = fit.loss_kwh / fit.supply_kwh * 100.0 if fit.supply_kwh > 0 else None
+    evidence = {
+        "status": "missing",
+        "source": "line loss balance and topology",
+        "located": section.level,
+        "section": section.id,
+        "finding": (
+            f"meter {miss.address}, missing from the archive, is heard on the carrier; {section.level} "
+            f"{section.id} misses {need:.1f} kWh a day following a household's load, no listed customer's "
+            f"own load changes explain it, and {placed}, where the topology app placed the meter, loses "
+            f"only {loss:.1f} kWh a day in all: the meter most likely draws it on {section.id}"
+        ),
+        "placed_on": placed,
+        "placed_loss_kwh_per_day": rounded(loss, 3),
+        "unmetered_kwh_per_day": rounded(need, 3),
+        "t": rounded(best.t, 1),
+        "partial_r2": rounded(best.partial_r2, 3),
+        "best_change_t": rounded(best.change_t, 1),
+        "section_loss_rate_pct": None if rate is None else rounded(rate, 2),
+        "intervals": fit.intervals,
+    }
+    # the carrier heard it (the topology app's confidence it is missing) times how sure the section
+    # is: the level fit's evidence, and a placement contested by the balance, not measured directly
+    contested = 1.0 - max(loss, 0.0) / need if need > 0 else 0.0
+    confidence = miss.confidence * 0.7 * squash(best.t, 4.0) * contested
+    confidence = round(min(max(confidence, 0.0), 0.99), 3)
+    return Anomaly(date, ARCHIVE, miss.address, section.branch, confidence, evidence)
 
 
 def _section_theft(

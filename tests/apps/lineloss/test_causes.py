@@ -59,6 +59,26 @@ def test_wrong_ct_on_the_assessment_meter_is_found_by_both_references() -> None:
     assert detect_ct(lay, ok, CtSettings()) is None
 
 
+def test_the_supply_is_corrected_by_the_standard_ratio_the_fit_points_at() -> None:
+    """Recorded 200, fitted 300; the references see 2.5 % less than 1.5 x the 总表 (its coarse
+    register, a bypass no reference sees apart): the CT is a standard part, so the factor is 1.5."""
+    rec = branch_records(4, ct=200.0)
+    lay = rec.layout()
+    cust = loads(4)
+    unit = cust.sum(axis=0) * 1.02
+    fwd = np.vstack([unit * 1.005 / 1.5 / 0.975, unit, cust])
+    (day,) = window(lay, [readings(lay, 0.0, fwd, metrology=unit * 1.005)])
+    found = detect_ct(lay, day, CtSettings())
+    assert found is not None and found.factor == pytest.approx(1.5)
+    assert found.anomaly.evidence["factor"] == pytest.approx(1.5 * 0.975, rel=1e-3)
+    assert found.anomaly.evidence["applied_factor"] == 1.5
+    # far from any standard ratio (between 250 and 300): the fitted factor itself
+    fwd[0] = unit * 1.005 / 1.375
+    (day,) = window(lay, [readings(lay, 0.0, fwd, metrology=unit * 1.005)])
+    found = detect_ct(lay, day, CtSettings())
+    assert found is not None and found.factor == pytest.approx(1.375, rel=1e-3)
+
+
 def test_stopped_and_slow_registers_against_their_own_power() -> None:
     rec = branch_records(4)
     lay = rec.layout()
@@ -304,3 +324,40 @@ def test_an_unarchived_household_is_not_pinned_on_a_neighbour() -> None:
     days = window(lay, [readings(lay, 86400.0 * k, fwd) for k in range(2)])
     thefts = [a for a in analyse(rec, lay, days, Settings()).anomalies if a.kind == "theft"]
     assert [a.target for a in thefts] == ["c3"]
+
+
+def test_a_heard_unlisted_meter_placed_where_the_balance_has_no_room_is_an_archive_finding() -> None:
+    """The carrier hears a meter the archive lacks, and the topology app places it on F2; but F2's
+    balance closes (no room for a household there) while F1 misses a household's energy that no
+    listed customer's own load explains: the meter is missing from the archive and draws it on F1.
+    That is an archive finding, not a theft; with F2's balance open as well, F1 stays unexplained
+    energy (the evidence cannot tell where the meter draws)."""
+    meters = [MeterInfo("T", "assessment"), MeterInfo("bu1", "branch_unit", branch="F1")]
+    meters += [MeterInfo("bu2", "branch_unit", branch="F2")]
+    meters += [MeterInfo(f"c{i}", branch="F1", phase="ABC"[i % 3]) for i in range(8)]
+    meters += [MeterInfo(f"d{i}", branch="F2", phase="ABC"[i % 3]) for i in range(8)]
+    rec = Records(meters, [BranchInfo("F1", monitor="bu1"), BranchInfo("F2", monitor="bu2")], [], "T")
+    lay = rec.layout()
+    both = households(9, seed=1)
+    metered, hidden = both[:8], both[8]
+    other = households(9, seed=2)
+
+    def days_with(f2_hidden: float) -> list:
+        f1 = metered.sum(axis=0) + hidden
+        f2 = other[:8].sum(axis=0) + f2_hidden * other[8]
+        fwd = np.vstack([f1 + f2, f1 + 0.004 * f1**2, f2 + 0.004 * f2**2, metered, other[:8]])
+        return window(lay, [readings(lay, 86400.0 * k, fwd) for k in range(2)])
+
+    heard = TopologyView.from_result({"missing": [{"address": "881200000001", "branch": "F2"}]}, {})
+    found = analyse(rec, lay, days_with(0.0), Settings(), topology=heard).anomalies
+    assert not [a for a in found if a.kind == "theft"]
+    (archive,) = [a for a in found if a.kind == "archive"]
+    assert (archive.target, archive.branch) == ("881200000001", "F1")
+    assert archive.evidence["status"] == "missing" and archive.evidence["placed_on"] == "F2"
+    assert archive.evidence["placed_loss_kwh_per_day"] < 0.5 * archive.evidence["unmetered_kwh_per_day"]
+    assert 0.0 < archive.confidence <= 0.6  # the place is inferred from the balances, not measured
+    # F2 misses a household's energy too: the placement stands (the archive check puts the meter
+    # there), F1's energy stays unexplained
+    found = analyse(rec, lay, days_with(1.0), Settings(), topology=heard).anomalies
+    assert [a.target for a in found if a.kind == "theft"] == ["F1"]
+    assert {a.branch for a in found if a.target == "881200000001"} == {"F2"}

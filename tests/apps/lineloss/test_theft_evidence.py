@@ -43,10 +43,12 @@ def thefts(drawn: np.ndarray, registered: np.ndarray) -> list[Anomaly]:
     flow = drawn.sum(axis=0)
     supply = flow + 0.004 * flow**2  # the branch's I²R
     supply += np.random.default_rng(9).normal(0.0, 0.01, flow.shape)  # what no model explains
+    net = np.vstack([supply, supply, registered])
+    fwd, rev = np.maximum(net, 0.0), np.maximum(-net, 0.0)  # an export is read by the reverse register
     days = []
     for d in range(DAYS):
         part = slice(d * T, (d + 1) * T)
-        days.append(readings(lay, 86400.0 * d, np.vstack([supply[part], supply[part], registered[:, part]])))
+        days.append(readings(lay, 86400.0 * d, fwd[:, part], reverse=rev[:, part]))
     return [a for a in analyse(rec, lay, window(lay, days), Settings()).anomalies if a.kind == "theft"]
 
 
@@ -69,3 +71,37 @@ def test_a_thief_with_those_habits_is_named_on_its_own_evidence() -> None:
     # its own evidence: the loss's changes follow c0's (the technical terms take a part of the share)
     assert found.evidence["change_t"] >= 3.0 and 0.15 < found.evidence["change_share"] <= 0.4 / 0.6 * 1.1
     assert found.confidence > 0.5
+
+
+def sunshine(seed: int) -> np.ndarray:
+    """One kW of PV, kWh an interval over the two days: the sun's arc times passing clouds (the
+    same clouds for every panel of the area)."""
+    rng = np.random.default_rng(seed)
+    t = np.tile(np.linspace(0, 24, T, endpoint=False), DAYS)
+    arc = np.clip(np.sin((t - 6.0) / 12.0 * np.pi), 0.0, None)
+    clouds = np.clip(1.0 - 0.6 * rng.random(T * DAYS) ** 3, 0.2, 1.0)
+    return 0.25 * arc * clouds
+
+
+def test_a_prosumer_whose_export_the_loss_follows_is_no_thief() -> None:
+    """PV the archive lacks exports behind the branch unit (or a prosumer counted on another
+    section): the loss dips with the sun and the clouds, as a listed prosumer's net does. That
+    prosumer exports on net over the window; a bypass never makes a loss follow an export."""
+    loads = households(seed=5, n=12)
+    sun = sunshine(seed=5)
+    loads[0] -= 5.0 * sun  # c0: 5 kW of PV, exports on net
+    hidden = -4.0 * sun  # unlisted PV behind the unit
+    lamps = np.full(T * DAYS, 0.4)  # a constant unmetered load (lights, a pump): the loss stays positive
+    found = thefts(np.vstack([loads, hidden, lamps]), loads)
+    assert [a.target for a in found] == []
+
+
+def test_no_unmetered_consumption_is_found_where_more_is_sold_than_supplied() -> None:
+    """The same unlisted PV, the listed prosumer smaller (it draws on net): the section sells more
+    than its unit supplies, which no bypass explains."""
+    loads = households(seed=5, n=12)
+    sun = sunshine(seed=5)
+    loads[0] -= 1.5 * sun
+    found = thefts(np.vstack([loads, -4.0 * sun]), loads)
+    assert loads[0].sum() > 0
+    assert [a.target for a in found] == []

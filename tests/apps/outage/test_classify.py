@@ -353,6 +353,25 @@ def test_a_power_down_record_long_after_a_relay_trip_is_an_outage() -> None:
     assert not r.all_reported() and "m2" in r.c.suppressed_relay
 
 
+def test_a_member_silent_since_before_the_outage_is_asked_not_counted_dark() -> None:
+    """A member whose reads failed long before the others lost supply (and was not read since)
+    says nothing about this outage: it is probed, and answering it keeps the box from being
+    reported (suburb_1, seed 3: an RS-485 meter silent since an earlier outage of its box made a
+    phase outage report that box too)."""
+    r = Rig()
+    baseline(r)
+    r.fail(66.0, "m3")
+    r.fail(130.0, "m3")
+    r.answer(1990.0, *[m for m in ALL if m != "m3"])
+    r.hplc_off(2060.0, "m1", "m2")
+    assert "m3" in r.probes
+    assert not [o for o in r.c.outages.values() if o.group == Group("box", "F1-X1")]
+    r.answer(2062.0, "m3")
+    r.at(2400.0)
+    assert Group("box", "F1-X1") not in {o.group for o in r.all_reported()}
+    assert {Group("meter", "m1"), Group("meter", "m2")} <= {o.group for o in r.all_reported()}
+
+
 def test_pure_comms_loss_is_comms_not_outage() -> None:
     r = Rig()
     baseline(r)
