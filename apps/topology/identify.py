@@ -228,6 +228,7 @@ class Decided:
     solution: assign.Solution | None = None
     problem: assign.Problem | None = None
     _balances: FArray | None = field(default=None, repr=False)  # the balances' scores summed, once
+    notes: dict[int, dict[str, Any]] = field(default_factory=dict)  # meter -> evidence beyond the parts
 
     def value(self, i: int) -> str | None:
         label = self.labels[int(self.chosen[i])]
@@ -608,8 +609,8 @@ def identify_boxes(
             full[np.ix_(idx, cpos)] = part
     conf = softmax_confidence(score)[np.arange(n), chosen]
     features = (z, usable, groups, ph)
-    _keep_archive_box_without_sustained_voltage(chosen, conf, score, volt_ll, box, features, frame)
-    return Decided(labels, chosen, conf, {**parts_all, **balance_parts}, None)
+    notes = _keep_archive_box_against_voltage_alone(chosen, conf, score, volt_ll, box, features, frame)
+    return Decided(labels, chosen, conf, {**parts_all, **balance_parts}, None, notes=notes)
 
 
 def _box_voltage(z: FArray, usable: BArray, groups: IArray, ph: IArray, frame: Frame, k: int) -> FArray:
@@ -632,22 +633,33 @@ BOX_VOLTAGE_BLOCKS = 4
 BOX_VOLTAGE_T = 3.0
 #: the confidence of an archive box kept against voltage evidence that did not hold up
 BOX_KEPT_CONFIDENCE = 0.6
+#: ... and against voltage evidence that held in every part (the archive's box is in doubt)
+BOX_DOUBTED_CONFIDENCE = 0.5
 
 
-def _keep_archive_box_without_sustained_voltage(
+def _keep_archive_box_against_voltage_alone(
     chosen: IArray, conf: FArray, score: FArray, volt_ll: FArray, box: IArray,
     features: tuple[FArray, BArray, IArray, IArray], frame: Frame,
-) -> None:  # fmt: skip
-    """Keep the archive's box where only the voltage moved a meter out of it and that evidence
-    does not hold up. Boxes of one branch differ in voltage by very little: which of two
-    neighbouring boxes a meter correlates best with flips with the noise of a few hours (the
-    default area's 2-day run corrected 9-13 meters to a wrong neighbour box, none right). So the
-    window is cut into ``BOX_VOLTAGE_BLOCKS`` parts and the voltage's preference of the chosen box
-    over the archive's is computed in each, on references of the same size
-    (``_matched_preference``: a larger group correlates better whatever the box): it must be there
-    in every part and significant over them (``BOX_VOLTAGE_T``). Where the other evidence
+) -> dict[int, dict[str, Any]]:  # fmt: skip
+    """Keep the archive's box where only the voltage moved a meter out of it; returns, per meter
+    kept so, what the voltage said (``voltage_prefers``, and whether that preference held in
+    every part of the window, ``held``).
+
+    The voltage alone corrects no box. Boxes of one branch differ in voltage by very little:
+    which of two neighbouring boxes a meter correlates best with flips with the noise of a few
+    hours (the default area's 2-day run corrected 9-13 meters to a wrong neighbour box, none
+    right), and where a box's meters hang on different buses of the feeder a meter can follow
+    the next box's meters better all the time (default seed 11: R2-F2-X03 -> X01, R3-F2-X03 ->
+    X01, held in all of 4 and of 8 parts, both false; synthetic areas without box terminals:
+    2 true and 5 false voltage-only corrections over 32 box errors). So the window is cut into
+    ``BOX_VOLTAGE_BLOCKS`` parts and the voltage's preference of the chosen box over the
+    archive's is computed in each, on references of the same size (``_matched_preference``: a
+    larger group correlates better whatever the box); held in every part and significant over
+    them (``BOX_VOLTAGE_T``), the archive's box is doubted (``BOX_DOUBTED_CONFIDENCE``), else
+    kept at a modest confidence (the archive's word, not confirmed): unresolved either way, the
+    preferred box named as evidence for an engineer to check. Where the other evidence
     (signature currents, box terminals' balance) already prefers the chosen box, nothing is
-    checked. A box kept this way has a modest confidence: the archive's word, not confirmed."""
+    checked: that correction stands."""
     z, usable, groups, ph = features
     moved = [
         i for i in range(frame.n)
@@ -655,7 +667,7 @@ def _keep_archive_box_without_sustained_voltage(
         and (score[i, chosen[i]] - score[i, box[i]]) - (volt_ll[i, chosen[i]] - volt_ll[i, box[i]]) <= 0.0
     ]  # fmt: skip
     if not moved:
-        return
+        return {}
     t = z.shape[0]
     size = t // BOX_VOLTAGE_BLOCKS
     parts = np.zeros((len(moved), BOX_VOLTAGE_BLOCKS))
@@ -670,10 +682,12 @@ def _keep_archive_box_without_sustained_voltage(
     mean = parts.mean(axis=1)
     se = parts.std(axis=1, ddof=1) / np.sqrt(BOX_VOLTAGE_BLOCKS)
     held = (parts > 0).all(axis=1) & (mean >= BOX_VOLTAGE_T * np.maximum(se, 1e-9)) & (size >= 4)
+    notes: dict[int, dict[str, Any]] = {}
     for r, i in enumerate(moved):
-        if not held[r]:
-            chosen[i] = box[i]
-            conf[i] = BOX_KEPT_CONFIDENCE
+        notes[i] = {"voltage_prefers": frame.box_ids[int(chosen[i])], "held": bool(held[r])}
+        chosen[i] = box[i]
+        conf[i] = BOX_DOUBTED_CONFIDENCE if held[r] else BOX_KEPT_CONFIDENCE
+    return notes
 
 
 #: most equal-size references drawn from one group for ``_matched_preference``
@@ -1175,7 +1189,8 @@ def _contradicted(decided: Decided, i: int, archive: str | None, dim: Dimension)
     what the branch units heard of the meter's own signature current is not: the balance is
     fooled by energy no meter reads (a thief's bypass on the branch the meter is "moved" to: the
     default area's m-0077 was put on F2, where m-0020 steals, against F2's and R2-F2's units'
-    signature detections)."""
+    signature detections). So is a phase correction the balances make against the meter's own
+    voltage (seed 11's m-0007, C -> B beside the thief m-0020 on B, against 33 nats of voltage)."""
     if dim.outcome != "corrected" or archive is None or archive not in decided.labels:
         return None
     a, c = decided.labels.index(archive), int(decided.chosen[i])
@@ -1228,8 +1243,11 @@ def _dimension(
         outcome = "confirmed"
     else:
         outcome = "corrected"
-    ev = {name: round(float(part[i, decided.chosen[i]] - np.delete(part[i], decided.chosen[i]).max()), 1)
-          for name, part in decided.parts.items() if part.shape[1] > 1 and np.any(part[i])}  # fmt: skip
+    ev: dict[str, Any] = {
+        name: round(float(part[i, decided.chosen[i]] - np.delete(part[i], decided.chosen[i]).max()), 1)
+        for name, part in decided.parts.items() if part.shape[1] > 1 and np.any(part[i])
+    }  # fmt: skip
+    ev.update(decided.notes.get(i, {}))
     return Dimension(v, min(c, 0.9999), archive, outcome, ev)
 
 
@@ -1347,6 +1365,14 @@ def _identify(
         heard = m.id in injected
         branch = _dimension(branches, i, m.branch.value, settings, observed=bool(frame.has_data[i]) or heard)
         box = _dimension(boxes, i, m.box.value, settings, observed=bool(frame.has_data[i]) or heard)
+        if (
+            i < listed and "moved" not in phase.evidence
+            and (against := _contradicted(phases, i, m.phase.value, phase)) is not None
+        ):  # fmt: skip
+            # the phase correction is contested (the balances filling energy no meter reads --
+            # a thief's bypass on the phase -- against the meter's own voltage): the archive's
+            # phase stands, unresolved
+            phase = _kept(phase, against)
         if i < listed and (against := _contradicted(branches, i, m.branch.value, branch)) is not None:
             # the branch correction is contested: the archive's places stand, unresolved
             branch, box, phase = (_kept(d, against) for d in (branch, box, phase))

@@ -13,7 +13,9 @@ When a reference disagrees with the 总表 by more than ``tolerance``, and the t
 agree with each other, the factor is the ratio's error: the ratio really fitted is the recorded
 one times the factor, rounded to the nearest standard CT (IEC 61869-2 / GB/T 20840.2 rated
 primary currents 10, 12.5, 15, 20, 25, 30, 40, 50, 60, 75 A x 10^n, secondary 5 A).
-Without references the interval loss rate alone can only suggest it (weak confidence).
+Without references the interval loss rate alone can only suggest it (weak confidence). The
+supply is corrected by the standard ratio's factor when the fit lies within ``snap`` of it (the
+fit's own figure stays in the evidence), else by the fitted factor.
 Must not classify days or look at customers.
 """
 
@@ -39,6 +41,11 @@ class CtSettings:
     agree: float = 0.05  # the two references must agree within this
     min_kwh: float = 5.0  # the day's 总表 energy needed to judge
     rate_spread_pp: float = 3.0  # interval-rate IQR for the reference-free suggestion
+    # a fitted ratio this close to a standard one is that one: the CT on the 总表 is a standard
+    # part, and the measured factor carries the registers' resolution (a small area's 总表 reads
+    # whole kWh of secondary energy an interval) and whatever the references miss (a bypass on a
+    # customer of the board itself): 5 % of 1.5 is a household's day on a 13-customer area
+    snap: float = 0.05
 
 
 def nearest_standard(ratio: float) -> float:
@@ -49,7 +56,7 @@ def nearest_standard(ratio: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class CtFinding:
-    factor: float  # true / recorded
+    factor: float  # true / recorded: the nearest standard ratio's when the fit is that close to one
     anomaly: Anomaly
 
 
@@ -107,19 +114,22 @@ def detect_ct(layout: Layout, day: Day, settings: CtSettings) -> CtFinding | Non
     else:
         return None
     implied = meter.ct_ratio * factor
+    standard = nearest_standard(implied)
+    applied = standard / meter.ct_ratio if abs(implied / standard - 1.0) <= settings.snap else factor
     evidence = {
         "basis": basis,
         "factor": rounded(factor),
+        "applied_factor": rounded(applied),
         "recorded_ct_ratio": meter.ct_ratio,
         "implied_ct_ratio": rounded(implied, 2),
-        "nearest_standard_ct_ratio": nearest_standard(implied),
+        "nearest_standard_ct_ratio": standard,
         "assessment_kwh": rounded(recorded, 2),
         "metrology_kwh": None if metrology is None else rounded(metrology, 2),
         "branch_units_kwh": None if branch_units is None else rounded(branch_units, 2),
         "interval_rate_median_pct": None if rate_median is None else rounded(rate_median, 2),
         "interval_rate_iqr_pp": None if rate_iqr is None else rounded(rate_iqr, 2),
     }
-    return CtFinding(factor, Anomaly(day.date, CT_RATIO, meter.id, None, confidence, evidence))
+    return CtFinding(applied, Anomaly(day.date, CT_RATIO, meter.id, None, confidence, evidence))
 
 
 def _interval_rates(layout: Layout, day: Day) -> tuple[float | None, float | None]:

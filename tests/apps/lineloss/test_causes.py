@@ -59,6 +59,26 @@ def test_wrong_ct_on_the_assessment_meter_is_found_by_both_references() -> None:
     assert detect_ct(lay, ok, CtSettings()) is None
 
 
+def test_the_supply_is_corrected_by_the_standard_ratio_the_fit_points_at() -> None:
+    """Recorded 200, fitted 300; the references see 2.5 % less than 1.5 x the 总表 (its coarse
+    register, a bypass no reference sees apart): the CT is a standard part, so the factor is 1.5."""
+    rec = branch_records(4, ct=200.0)
+    lay = rec.layout()
+    cust = loads(4)
+    unit = cust.sum(axis=0) * 1.02
+    fwd = np.vstack([unit * 1.005 / 1.5 / 0.975, unit, cust])
+    (day,) = window(lay, [readings(lay, 0.0, fwd, metrology=unit * 1.005)])
+    found = detect_ct(lay, day, CtSettings())
+    assert found is not None and found.factor == pytest.approx(1.5)
+    assert found.anomaly.evidence["factor"] == pytest.approx(1.5 * 0.975, rel=1e-3)
+    assert found.anomaly.evidence["applied_factor"] == 1.5
+    # far from any standard ratio (between 250 and 300): the fitted factor itself
+    fwd[0] = unit * 1.005 / 1.375
+    (day,) = window(lay, [readings(lay, 0.0, fwd, metrology=unit * 1.005)])
+    found = detect_ct(lay, day, CtSettings())
+    assert found is not None and found.factor == pytest.approx(1.375, rel=1e-3)
+
+
 def test_stopped_and_slow_registers_against_their_own_power() -> None:
     rec = branch_records(4)
     lay = rec.layout()

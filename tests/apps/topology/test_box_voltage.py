@@ -1,7 +1,10 @@
-"""The voltage alone does not move a meter to another box of its branch unless its preference
-holds up over the whole window (``identify._keep_archive_box_without_sustained_voltage``)."""
+"""The voltage alone moves no meter to another box of its branch
+(``identify._keep_archive_box_against_voltage_alone``): the archive's box stays, unresolved, with
+the box the voltage prefers named."""
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -40,9 +43,25 @@ def test_neighbouring_boxes_are_not_swapped_on_voltage_that_does_not_hold_up(
     assert false == []
     assert kept and all(b.confidence < Settings().confidence_min for b in kept)
     # without the check the same day's voltage "corrects" meters into a neighbour's box
-    monkeypatch.setattr(ident, "_keep_archive_box_without_sustained_voltage", lambda *a, **k: None)
+    monkeypatch.setattr(ident, "_keep_archive_box_against_voltage_alone", lambda *a, **k: {})
     before, _ = _false_box_corrections(seed=1)
     assert len(before) >= 2
+
+
+def test_a_voltage_preference_that_holds_all_window_corrects_no_box_it_is_named() -> None:
+    """Archive box errors, no box terminals, no signature heard by one: the voltage's preference
+    for a neighbour's box held in every part for four meters here, two of them wrongly (a box's
+    meters can follow another box's better all the time). None is corrected; each keeps the
+    archive's box, unresolved, the preferred box in its evidence."""
+    spec = Spec(branches=3, box_terminals=False, injections=1, wrong_box=0.08, wrong_phase=0.0)
+    inputs, _ = station(replace(spec, wrong_branch=0.0), seed=0)
+    result = identify(inputs, terminal="T", computed_at=0.0)
+    assert not [m.meter_id for m in result.meters if m.box.outcome == "corrected"]
+    doubted = [m.box for m in result.meters if m.box.evidence.get("held")]
+    assert len(doubted) >= 4
+    for b in doubted:
+        assert b.value == b.archive and b.outcome == "unresolved" and b.confidence < Settings().confidence_min
+        assert b.evidence["voltage_prefers"] != b.archive
 
 
 def test_boxes_are_compared_on_references_of_the_same_size() -> None:
