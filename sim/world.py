@@ -60,6 +60,7 @@ from sim.meters.model import CURVE_PERIOD_S, Phase, RelayRefused, VirtualMeter
 from sim.physics import (
     DEFAULT_NETWORK,
     Horizon,
+    PowerFlowNotConverged,
     Profiles,
     StationNetwork,
     build_profiles,
@@ -70,6 +71,7 @@ from sim.physics.measure import ACCURACY, DeviceErrors
 from sim.physics.network import BOARD_BRANCH
 from sim.profiles.uci import ProfileDataMissing
 from sim.scenarios import POWER_DOWN_JUDGEMENT_S, Outage, Scenario, fitted, is_shipped
+from sim.scenarios import Grid as GridScale
 from sim.station import Customer, Station, StationMeter, assign_protocols
 
 log = logging.getLogger("ttu.sim.world")
@@ -624,18 +626,36 @@ def build_world(
     nw = feeder.replicate(customers_scale)
     if hplc_from_board:
         hplc_meters = hplc_that_fit(hplc_meters, nw.n_customers)
-    if is_shipped(scenario) and feeder.name != DEFAULT_NETWORK:
+    fitting = is_shipped(scenario) and feeder.name != DEFAULT_NETWORK
+    if fitting:
         scenario = _fit_shipped(scenario, nw)
     h_start = math.floor(start / STEP_S) * STEP_S
     span = (duration_s if duration_s is not None else LIVE_HORIZON_S) + HORIZON_MARGIN_S
     steps = math.ceil((start + span - h_start) / STEP_S)
-    profiles = Profiles.side_by_side(
-        [
+
+    def horizon(feeder: StationNetwork, nw: StationNetwork, scenario: Scenario) -> tuple[Profiles, Horizon]:
+        each = (
             _profiles(feeder, start=h_start, steps=steps, seed=seed * 1000 + r, scenario=scenario, t0=start)
             for r in range(customers_scale)
-        ]
-    )
-    hz = solve(nw, profiles)
+        )
+        profiles = Profiles.side_by_side(list(each))
+        return profiles, solve(nw, profiles)
+
+    try:
+        profiles, hz = horizon(feeder, nw, scenario)
+    except PowerFlowNotConverged:
+        if not fitting or scenario.grid == GridScale():
+            raise
+        # a shipped scenario's heavier demand and longer lines were chosen for the default feeder
+        log.warning(
+            "the %s scenario's [grid] load_scale %g and line_scale %g (chosen for the default feeder)"
+            " overload network %s: it runs as drawn (1 and 1)",
+            scenario.name, scenario.grid.load_scale, scenario.grid.line_scale, feeder.name,
+        )  # fmt: skip
+        scenario = dataclasses.replace(scenario, grid=GridScale())
+        feeder = load_network(network, seed=seed)
+        nw = feeder.replicate(customers_scale)
+        profiles, hz = horizon(feeder, nw, scenario)
     grid = Grid(nw, hz, hz)
     replicas = [Replica(r, grid) for r in range(customers_scale)]
     world = World(

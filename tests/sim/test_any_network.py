@@ -103,6 +103,24 @@ def test_every_shipped_scenario_runs_on_another_network_with_what_it_has(
     assert [t.meter for t in world.scenario.thefts] == [t.meter for t in shipped.thefts]  # 52 meters: kept
 
 
+def test_a_shipped_scenarios_stress_that_overloads_another_network_is_left_out(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the lineloss scenario doubles demand and line lengths (for the short default feeder): a long,
+    # weak Dickert feeder then has no power-flow solution ("physics.solve: no convergence")
+    path = tmp_path / "dickert_long_bad.json"
+    net = pn.create_dickert_lv_network(feeders_range="long", linetype="cable", customer="multiple", case="bad")
+    pp.to_json(net, str(path))
+    with caplog.at_level(logging.WARNING, logger="ttu.sim.world"):
+        world = build_world(
+            buses=["rs485-1"], scenario=load_scenario("lineloss"), seed=1, start=START, duration_s=900.0,
+            network=str(path), customers_scale=1,
+        )  # fmt: skip
+    assert "overload network dickert_long_bad: it runs as drawn" in caplog.text
+    assert (world.scenario.grid.load_scale, world.scenario.grid.line_scale) == (1.0, 1.0)
+    assert [t.meter for t in world.scenario.thefts] == [t.meter for t in load_scenario("lineloss").thefts]
+
+
 def test_a_scenario_of_ones_own_is_not_fitted_silently(rural_overhead: Path, tmp_path: Path) -> None:
     own = tmp_path / "default.toml"  # the same name and text as the shipped one, but the user's
     own.write_text(Path("sim/scenarios/default.toml").read_text(encoding="utf-8"), encoding="utf-8")
