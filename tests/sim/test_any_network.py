@@ -109,7 +109,7 @@ def test_a_shipped_scenarios_stress_that_overloads_another_network_is_left_out(
     # the lineloss scenario doubles demand and line lengths (for the short default feeder): a long,
     # weak Dickert feeder then has no power-flow solution ("physics.solve: no convergence")
     path = tmp_path / "dickert_long_bad.json"
-    net = pn.create_dickert_lv_network(feeders_range="long", linetype="cable", customer="multiple", case="bad")
+    net = pn.create_dickert_lv_network(feeders_range="long", customer="multiple", case="bad")
     pp.to_json(net, str(path))
     with caplog.at_level(logging.WARNING, logger="ttu.sim.world"):
         world = build_world(
