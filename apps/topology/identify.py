@@ -1207,15 +1207,17 @@ def _contradicted(
     return against or None
 
 
-#: a box correction is contested by the box terminals' signature detections favouring the
-#: archive's box by this much: the chosen box's terminal missed the meter's injected current
-#: twice (ln 0.1 each at a 10 % miss rate) -- the injected current flows through the CT of the
-#: terminal of the box the meter hangs in. A box terminal's energy balance is fooled by energy
-#: its meters do not read (seed 11: m-0030's slow register in F2-X01 pulled m-0008 in from X03)
-BOX_SIGNATURE_CONTEST_NATS = 4.0
+#: a branch or box correction is contested by the signature detections favouring the archive's
+#: place by this much: the chosen place's unit missed the meter's injected current twice (ln 0.1
+#: each at a 10 % miss rate) -- the injected current flows through the CT of every unit on the
+#: meter's path. An energy balance is fooled by energy its meters do not read (seed 11: m-0030's
+#: slow register in F2-X01 pulled m-0008 in from X03; default seed 1: the thief m-0020's bypass
+#: on F2 pulled m-0077 from R2-F2 against 7.5 nats of F2's unit not hearing it)
+SIGNATURE_CONTEST_NATS = 4.0
+BRANCH_CONTEST = {"signature": SIGNATURE_CONTEST_NATS}
 #: the voltage contests no box (it corrects none either: ``_keep_archive_box_against_voltage_alone``;
 #: topology scenario seed 3: it was against two true box corrections by 19 and 33 nats)
-BOX_CONTEST = {"signature": BOX_SIGNATURE_CONTEST_NATS, "voltage": float("inf")}
+BOX_CONTEST = {"signature": SIGNATURE_CONTEST_NATS, "voltage": float("inf")}
 
 
 def _kept(dim: Dimension, against: dict[str, float], *, unmetered: dict[str, Any] | None = None) -> Dimension:
@@ -1389,15 +1391,16 @@ def _identify(
             # a thief's bypass on the phase -- against the meter's own voltage): the archive's
             # phase stands, unresolved
             phase = _kept(phase, against)
-        if i < listed and (against := _contradicted(branches, i, m.branch.value, branch)) is not None:
+        branch_against = _contradicted(branches, i, m.branch.value, branch, nats=BRANCH_CONTEST)
+        if i < listed and branch_against is not None:
             # the branch correction is contested: the archive's places stand, unresolved
-            branch, box, phase = (_kept(d, against) for d in (branch, box, phase))
+            branch, box, phase = (_kept(d, branch_against) for d in (branch, box, phase))
         elif (
             i < listed and branch.value == m.branch.value
             and (against := _contradicted(boxes, i, m.box.value, box, nats=BOX_CONTEST)) is not None
         ):  # fmt: skip
             box = _kept(box, against)  # the box correction is contested: the archive's box stands
-        elif i < listed and branch.value in unmetered and not _not_ours(foreign.get(i, {})):
+        if i < listed and branch.value in unmetered and not _not_ours(foreign.get(i, {})):
             if zscore is None:
                 zscore = _voltage_outliers(frame, branches, phases)[2]
             support = _board_support(frame, branches, phases, i, foreign.get(i, {}), zscore, settings)

@@ -91,3 +91,15 @@ def test_a_box_correction_the_box_terminals_signature_detections_contest_is_not_
     monkeypatch.setattr(ident, "BOX_CONTEST", {"signature": np.inf})
     plain = {m.meter_id: m for m in identify(inputs, terminal="T", computed_at=0.0).meters}[meter.id]
     assert plain.box.value == there.id and plain.box.outcome == "corrected"
+
+
+def test_two_injections_the_chosen_branchs_unit_missed_are_enough_to_contest() -> None:
+    """F1's unit was offline both nights; F2's listened and missed the injected current twice
+    (4.6 nats: a 1 % chance if the meter were on F2): that contests the balance's correction."""
+    inputs, meter, archive, _ = _stolen_next_door()
+    t0 = float(inputs.curves.times[0])
+    missed = tuple(Detection(meter, t0 + 3600.0 * (k + 1), (), ("bu-F2",)) for k in range(2))
+    inputs = replace(inputs, detections=missed)
+    got = {m.meter_id: m for m in identify(inputs, terminal="T", computed_at=0.0).meters}[meter]
+    assert got.branch.value == archive and got.branch.outcome == "unresolved"
+    assert 4.0 <= got.branch.evidence["contested"]["against"]["signature"] < ident.CONTESTED_NATS
