@@ -70,6 +70,9 @@ MIN_DARK_AROUND_LIT = 3
 #: ... and the lit ones are at most this share of its members
 MAX_LIT_SHARE = 0.25
 KEEP_FINISHED = 256  # restored / merged / retracted outages kept in memory (the newest)
+#: sources that are the group's own device (a breaker, a unit at its head, the transformer's
+#: metrology, the terminal's supply): a loss they saw is that group's, whatever the meters' records say
+DEVICE_SOURCES = frozenset({"breaker", "branch_unit", "box_terminal", "metrology", "power_monitor"})
 #: an open relay explains a meter's loss of supply only when it opened at most this long before
 #: the loss began [s]; a loss that starts later, the relay still open, is the meter's own supply
 RELAY_EXPLAINS_S = 600.0
@@ -338,6 +341,7 @@ class Classifier:
         selected = self._select(view, now, out)
         self._reconcile(view, selected, now, trigger, out)
         self._place_records(view, now, trigger, out)
+        self._relevel_by_records(trigger, out)
         self._place_closed_losses(now, trigger, out)
         self._promote(now, trigger, out)
         self._absorb(now, trigger, out)
@@ -691,6 +695,44 @@ class Classifier:
             for o in _posthoc(self, view, unplaced):
                 self.outages[o.id] = o
                 self._changed(o, max(trigger, now), out)
+
+    def _relevel_by_records(self, trigger: float, out: StepResult) -> None:
+        """A group reported dark because its parts went dark one after another (two boxes of a
+        branch, minutes apart) is not one outage: once power-down records show that members of it
+        began apart -- their records are in another outage, at the same time but starting apart --
+        it is the outage of the group its own records span (the other part is reported already)."""
+        tol = self.settings.record_tolerance_s
+        live = [o for o in self.outages.values() if o.status in (ONGOING, RESTORED)]
+        for o in live:
+            if not o.records or o.group.level == "meter" or not DEVICE_SOURCES.isdisjoint(o.sources):
+                continue  # the group's own device saw it lost: the group it is
+            mine = set(o.records)
+            o_end = o.end.hi if o.end is not None else float("inf")
+            apart = {
+                m
+                for x in live
+                if x is not o
+                and x.start.lo <= o_end + tol
+                and (x.end.hi if x.end is not None else float("inf")) >= o.start.lo - tol
+                and not _overlap(x.start, o.start, tol)
+                for m in x.records
+                if m in o.meters and m not in mine
+            }
+            if not apart:
+                continue
+            fits = [
+                g
+                for m in mine
+                for g in self.members.groups_of(m)
+                if mine <= self.members.members(g) and self.members.members(g).isdisjoint(apart)
+            ]
+            if not fits:
+                continue
+            g = max(fits, key=lambda g: (len(self.members.members(g)), -g.rank))
+            if g != o.group:
+                o.group = g
+                o.meters = tuple(sorted((set(o.meters) & self.members.members(g)) | mine))
+                self._changed(o, trigger, out)
 
     def _place_closed_losses(self, now: float, trigger: float, out: StepResult) -> None:
         """A group's loss judged only when it ended (the terminal was down meanwhile, say): an

@@ -54,6 +54,8 @@ def outages(rows: Iterable[StoredResult]) -> tuple[list[dict[str, Any]], float |
                 "meters": len(b.get("meters") or []),
                 "sources": [str(s) for s in b.get("sources") or []],
                 "still_dark": len(b.get("still_dark") or []),
+                # archive members that kept their supply (not in that group: an archive error)
+                "kept_supply": [str(m) for m in b.get("lit") or []],
                 "reported_at": b.get("reported_at"),
             }
         )
@@ -125,7 +127,7 @@ function render(element, data) {
   const table = document.createElement("table");
   table.className = "outage-list";
   const head = ["id", "level", "target", "start (UTC)", "end (UTC)", "duration", "meters", "still dark",
-                "sources"];
+                "kept supply (archive?)", "sources"];
   const tr = document.createElement("tr");
   for (const h of head) { const th = document.createElement("th"); th.textContent = h; tr.appendChild(th); }
   table.appendChild(tr);
@@ -133,7 +135,7 @@ function render(element, data) {
     const row = document.createElement("tr");
     row.className = "outage-row level-" + o.level + (o.end == null ? " ongoing" : "");
     for (const c of [o.id, o.level, o.target, fmt(o.start), fmt(o.end), span(o), o.meters, o.still_dark,
-                     o.sources.join(", ")]) {
+                     o.kept_supply.join(", "), o.sources.join(", ")]) {
       const td = document.createElement("td"); td.textContent = String(c); row.appendChild(td);
     }
     table.appendChild(row);

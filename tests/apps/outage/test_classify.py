@@ -372,6 +372,57 @@ def test_a_member_silent_since_before_the_outage_is_asked_not_counted_dark() -> 
     assert {Group("meter", "m1"), Group("meter", "m2")} <= {o.group for o in r.all_reported()}
 
 
+def test_two_boxes_of_a_branch_dark_minutes_apart_are_two_box_outages_once_records_tell() -> None:
+    """Live, the branch is all dark from the second box's loss on and is reported; the meters'
+    power-down records show the boxes began two minutes apart: the branch report becomes the
+    second box's (the first box is reported already). Scenario F5-X01 at 17:00, F5-X02 at 17:02
+    on the default feeder gave 'branch F5' and 'box F5-X02'."""
+    r = Rig(Settings(record_settle_s=300.0))
+    baseline(r)
+    others = [m for m in ALL if m not in ("m1", "m2", "m3", "m4", "m5")]
+    r.fail(45.0, "m2", "m3")
+    r.hplc_off(100.0, "m1")
+    r.answer(101.0, "m4", "m5", *others)
+    r.fail(170.0, "m4")
+    r.hplc_off(220.0, "m5")
+    r.answer(221.0, *others)
+    r.fail(230.0, "m2", "m3", "m4")
+    assert Group("branch", "F1") in {o.group for o in r.open()}  # live: the whole branch is dark
+    r.hplc_on(430.0, "m1")
+    r.answer(431.0, "m2", "m3", *others)
+    r.hplc_on(550.0, "m5")
+    r.answer(551.0, "m4", *others)
+    for mid, start, end in (("m1", 40.0, 400.0), ("m2", 40.0, 400.0), ("m3", 40.0, 400.0),
+                            ("m4", 160.0, 520.0), ("m5", 160.0, 520.0)):  # fmt: skip
+        r.c.observe(PowerDownRecord(mid, start, end, 600.0))
+        r.c.observe(RecordsRead(mid, 600.0, 600.0))
+    r.at(1500.0)
+    reported = {(o.group, o.start.at, o.meters) for o in r.all_reported()}
+    assert reported == {
+        (Group("box", "F1-X1"), 40.0, ("m1", "m2", "m3")),
+        (Group("box", "F1-X2"), 160.0, ("m4", "m5")),
+    }
+
+
+def test_a_branch_outage_keeps_its_level_when_one_boxs_records_hold_an_earlier_outage_too() -> None:
+    r = Rig(Settings(record_settle_s=300.0))
+    baseline(r)
+    others = [m for m in ALL if m not in ("m1", "m2", "m3", "m4", "m5")]
+    r.c.observe(PowerDownRecord("m1", 10.0, 30.0, 35.0))  # box F1-X1's own outage, long before
+    r.c.observe(PowerDownRecord("m2", 10.0, 30.0, 35.0))
+    r.c.observe(PowerDownRecord("m3", 10.0, 30.0, 35.0))
+    r.answer(400.0, *ALL)
+    r.hplc_off(1100.0, "m1", "m5")
+    r.fail(1101.0, "m2", "m3", "m4")
+    r.answer(1102.0, *others)
+    r.hplc_on(1500.0, "m1", "m5")
+    r.answer(1501.0, *ALL)
+    for mid in ("m1", "m2", "m3", "m4", "m5"):
+        r.c.observe(PowerDownRecord(mid, 1040.0, 1440.0, 1600.0))
+    r.at(2500.0)
+    assert Group("branch", "F1") in {o.group for o in r.all_reported()}
+
+
 def test_pure_comms_loss_is_comms_not_outage() -> None:
     r = Rig()
     baseline(r)

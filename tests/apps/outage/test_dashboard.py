@@ -41,6 +41,7 @@ STREAM = [
     body("o3", 1, "box", "F1-X02", T0 + 1510, None),
     body("o3", 2, "box", "F1-X02", T0 + 1510, None, status="merged", merged_into="o4"),
     body("o4", 1, "station", "4401-0001", T0 + 1800, None),
+    body("o5", 1, "box", "F3-X01", T0 + 600, T0 + 900, lit=["m-0044"]),  # m-0044 answered throughout
 ]
 
 
@@ -86,9 +87,11 @@ def test_the_panel_keeps_the_newest_revision_and_drops_merged_outages(tmp_path: 
     assert [(o["id"], o["level"], o["end"]) for o in found] == [
         ("o4", "station", None),
         ("o2", "meter", None),
+        ("o5", "box", T0 + 900),
         ("o1", "branch", T0 + 1200),
     ]
     assert found[-1]["still_dark"] == 1 and now == T0 + 2000
+    assert found[2]["kept_supply"] == ["m-0044"] and found[-1]["kept_supply"] == []
 
 
 async def test_the_dashboard_draws_the_outage_timeline_in_chromium(tmp_path: Path) -> None:
@@ -112,7 +115,7 @@ async def test_the_dashboard_draws_the_outage_timeline_in_chromium(tmp_path: Pat
     assert dom.find("section", class_="panel", id="panel-outage")
     assert len(dom.find("svg", class_="outage-timeline")) == 1
     bars = {a["data-id"]: a for a in dom.find("rect", class_="outage-bar")}
-    assert set(bars) == {"o1", "o2", "o4"}  # o3 was merged into o4
+    assert set(bars) == {"o1", "o2", "o4", "o5"}  # o3 was merged into o4
     assert bars["o1"]["data-level"] == "branch" and "ongoing" not in bars["o1"]["class"]
     assert "ongoing" in bars["o4"]["class"] and bars["o4"]["data-target"] == "4401-0001"
     lanes = [a["data-level"] for a in dom.find("rect", class_="outage-lane")]
@@ -120,6 +123,6 @@ async def test_the_dashboard_draws_the_outage_timeline_in_chromium(tmp_path: Pat
     y = {k: float(a["y"]) for k, a in bars.items()}
     assert y["o4"] < y["o1"] < y["o2"]  # station lane above branch above meter
     assert float(bars["o1"]["x"]) < float(bars["o2"]["x"]) < float(bars["o4"]["x"])  # in time order
-    assert len(dom.find("tr", class_="outage-row")) == 3
-    assert {"o1", "branch", "F2", "20.0 min", "ongoing"} <= set(dom.cells)
+    assert len(dom.find("tr", class_="outage-row")) == 4
+    assert {"o1", "branch", "F2", "20.0 min", "ongoing", "m-0044"} <= set(dom.cells)
     assert PANEL.title in out.decode()
