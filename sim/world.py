@@ -69,7 +69,7 @@ from sim.physics import (
 from sim.physics.measure import ACCURACY, DeviceErrors
 from sim.physics.network import BOARD_BRANCH
 from sim.profiles.uci import ProfileDataMissing
-from sim.scenarios import POWER_DOWN_JUDGEMENT_S, Outage, Scenario, fitted, is_shipped_default
+from sim.scenarios import POWER_DOWN_JUDGEMENT_S, Outage, Scenario, fitted, is_shipped
 from sim.station import Customer, Station, StationMeter, assign_protocols
 
 log = logging.getLogger("ttu.sim.world")
@@ -624,8 +624,8 @@ def build_world(
     nw = feeder.replicate(customers_scale)
     if hplc_from_board:
         hplc_meters = hplc_that_fit(hplc_meters, nw.n_customers)
-    if is_shipped_default(scenario) and feeder.name != DEFAULT_NETWORK:
-        scenario = _fit_default(scenario, nw)
+    if is_shipped(scenario) and feeder.name != DEFAULT_NETWORK:
+        scenario = _fit_shipped(scenario, nw)
     h_start = math.floor(start / STEP_S) * STEP_S
     span = (duration_s if duration_s is not None else LIVE_HORIZON_S) + HORIZON_MARGIN_S
     steps = math.ceil((start + span - h_start) / STEP_S)
@@ -755,9 +755,10 @@ def hplc_that_fit(count: int, customers: int) -> int:
     return count if count <= customers else customers // 2
 
 
-def _fit_default(scenario: Scenario, nw: StationNetwork) -> Scenario:
-    """The shipped default scenario, written for the default feeder, on another network: what it
-    names there and the network lacks (a branch, a box, a meter) is left out, and said."""
+def _fit_shipped(scenario: Scenario, nw: StationNetwork) -> Scenario:
+    """A shipped scenario (default, lineloss, topology, ...), written for the default feeder, on
+    another network: what it names there and the network lacks (a branch, a box, a meter) is left
+    out, and said."""
     fit, left_out = fitted(
         scenario,
         branches=set(nw.branches),
@@ -766,8 +767,9 @@ def _fit_default(scenario: Scenario, nw: StationNetwork) -> Scenario:
     )
     if left_out:
         log.warning(
-            "the default scenario names the default feeder's branches, boxes and meters; on network %s"
+            "the %s scenario names the default feeder's branches, boxes and meters; on network %s"
             " it leaves out: %s (name a scenario of your own with --scenario)",
+            scenario.name,
             nw.name,
             "; ".join(left_out),
         )

@@ -260,9 +260,10 @@ DEFAULT_SCENARIO = "default"
 _DEVICE_ID = re.compile(r"^m-\d+$")
 
 
-def is_shipped_default(scenario: Scenario) -> bool:
-    """True for the shipped default scenario (not a file of the user's that happens to share its name)."""
-    return Path(scenario.source) == SCENARIO_DIR / f"{DEFAULT_SCENARIO}.toml"
+def is_shipped(scenario: Scenario) -> bool:
+    """True for a scenario shipped in ``sim/scenarios`` (default, lineloss, topology, ...: written for
+    the default feeder), not a file of the user's that happens to share its name."""
+    return Path(scenario.source).parent == SCENARIO_DIR
 
 
 def fitted(
@@ -270,7 +271,7 @@ def fitted(
 ) -> tuple[Scenario, list[str]]:
     """``scenario`` without what it names and the station area lacks -- a branch, a meter box, a
     customer meter by device id (``m-0040``; ``meters`` holds every one there is) -- and a line for
-    each thing left out. For the shipped default scenario on another network, whose branches,
+    each thing left out. For a shipped scenario on another network, whose branches,
     boxes and meters are not the default feeder's: the rest of it still happens there. A meter
     named by its address is kept (the world checks it)."""
     left_out: list[str] = []

@@ -14,7 +14,7 @@ import pytest
 from protocols.errors import ConfigError
 from sim.archive import station_model
 from sim.physics import build_profiles, load_network
-from sim.scenarios import fitted, is_shipped_default, load_scenario, parse_scenario
+from sim.scenarios import fitted, is_shipped, load_scenario, parse_scenario
 from sim.world import build_world
 
 START = 1717200000.0  # 2024-06-01 00:00 UTC (08:00 local)
@@ -72,7 +72,7 @@ def test_the_default_scenario_leaves_out_what_another_network_lacks_and_says_so(
     rural_overhead: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     default = load_scenario("default")
-    assert is_shipped_default(default)
+    assert is_shipped(default)
     with caplog.at_level(logging.WARNING, logger="ttu.sim.world"):
         world = build_world(
             buses=["rs485-1"], scenario=default, seed=1, start=START, duration_s=3600.0,
@@ -87,11 +87,27 @@ def test_the_default_scenario_leaves_out_what_another_network_lacks_and_says_so(
     assert kept.monitoring.box_terminals == ()
 
 
+def test_every_shipped_scenario_runs_on_another_network_with_what_it_has(
+    rural_overhead: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # the shipped line-loss scenario names the default feeder's boxes: it was refused there
+    shipped = load_scenario("lineloss")
+    assert is_shipped(shipped)
+    with caplog.at_level(logging.WARNING, logger="ttu.sim.world"):
+        world = build_world(
+            buses=["rs485-1"], scenario=shipped, seed=1, start=START, duration_s=3600.0,
+            network=str(rural_overhead), customers_scale=4,
+        )  # fmt: skip
+    said = " ".join(r.getMessage() for r in caplog.records)
+    assert "the lineloss scenario" in said and "box terminal on F2-X01" in said
+    assert [t.meter for t in world.scenario.thefts] == [t.meter for t in shipped.thefts]  # 52 meters: kept
+
+
 def test_a_scenario_of_ones_own_is_not_fitted_silently(rural_overhead: Path, tmp_path: Path) -> None:
     own = tmp_path / "default.toml"  # the same name and text as the shipped one, but the user's
     own.write_text(Path("sim/scenarios/default.toml").read_text(encoding="utf-8"), encoding="utf-8")
     mine = load_scenario(own)
-    assert not is_shipped_default(mine)
+    assert not is_shipped(mine)
     with pytest.raises(ConfigError, match="F2-X01"):
         build_world(
             buses=["rs485-1"], scenario=mine, seed=1, start=START, duration_s=3600.0,
