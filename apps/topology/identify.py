@@ -1182,7 +1182,9 @@ CONTESTED_NATS = 10.0
 CONTESTED_CONFIDENCE = 0.5
 
 
-def _contradicted(decided: Decided, i: int, archive: str | None, dim: Dimension) -> dict[str, float] | None:
+def _contradicted(
+    decided: Decided, i: int, archive: str | None, dim: Dimension, *, nats: dict[str, float] | None = None
+) -> dict[str, float] | None:
     """The parts of the evidence (other than the archive itself) that favour the archive's label
     over a correction by ``CONTESTED_NATS`` or more, or None. A branch correction several kinds of
     evidence agree on is a finding; one that a single model of the energy balance makes against
@@ -1190,16 +1192,32 @@ def _contradicted(decided: Decided, i: int, archive: str | None, dim: Dimension)
     fooled by energy no meter reads (a thief's bypass on the branch the meter is "moved" to: the
     default area's m-0077 was put on F2, where m-0020 steals, against F2's and R2-F2's units'
     signature detections). So is a phase correction the balances make against the meter's own
-    voltage (seed 11's m-0007, C -> B beside the thief m-0020 on B, against 33 nats of voltage)."""
+    voltage (seed 11's m-0007, C -> B beside the thief m-0020 on B, against 33 nats of voltage).
+    ``nats``: a part's own threshold where it is not ``CONTESTED_NATS``."""
     if dim.outcome != "corrected" or archive is None or archive not in decided.labels:
         return None
     a, c = decided.labels.index(archive), int(decided.chosen[i])
+    limits = nats or {}
     against = {
         name: round(float(part[i, a] - part[i, c]), 1)
         for name, part in decided.parts.items()
-        if name != "archive" and part.shape[1] > max(a, c) and part[i, a] - part[i, c] >= CONTESTED_NATS
-    }
+        if name != "archive" and part.shape[1] > max(a, c)
+        and part[i, a] - part[i, c] >= limits.get(name, CONTESTED_NATS)
+    }  # fmt: skip
     return against or None
+
+
+#: a branch or box correction is contested by the signature detections favouring the archive's
+#: place by this much: the chosen place's unit missed the meter's injected current twice (ln 0.1
+#: each at a 10 % miss rate) -- the injected current flows through the CT of every unit on the
+#: meter's path. An energy balance is fooled by energy its meters do not read (seed 11: m-0030's
+#: slow register in F2-X01 pulled m-0008 in from X03; default seed 1: the thief m-0020's bypass
+#: on F2 pulled m-0077 from R2-F2 against 7.5 nats of F2's unit not hearing it)
+SIGNATURE_CONTEST_NATS = 4.0
+BRANCH_CONTEST = {"signature": SIGNATURE_CONTEST_NATS}
+#: the voltage contests no box (it corrects none either: ``_keep_archive_box_against_voltage_alone``;
+#: topology scenario seed 3: it was against two true box corrections by 19 and 33 nats)
+BOX_CONTEST = {"signature": SIGNATURE_CONTEST_NATS, "voltage": float("inf")}
 
 
 def _kept(dim: Dimension, against: dict[str, float], *, unmetered: dict[str, Any] | None = None) -> Dimension:
@@ -1373,10 +1391,16 @@ def _identify(
             # a thief's bypass on the phase -- against the meter's own voltage): the archive's
             # phase stands, unresolved
             phase = _kept(phase, against)
-        if i < listed and (against := _contradicted(branches, i, m.branch.value, branch)) is not None:
+        branch_against = _contradicted(branches, i, m.branch.value, branch, nats=BRANCH_CONTEST)
+        if i < listed and branch_against is not None:
             # the branch correction is contested: the archive's places stand, unresolved
-            branch, box, phase = (_kept(d, against) for d in (branch, box, phase))
-        elif i < listed and branch.value in unmetered and not _not_ours(foreign.get(i, {})):
+            branch, box, phase = (_kept(d, branch_against) for d in (branch, box, phase))
+        elif (
+            i < listed and branch.value == m.branch.value
+            and (against := _contradicted(boxes, i, m.box.value, box, nats=BOX_CONTEST)) is not None
+        ):  # fmt: skip
+            box = _kept(box, against)  # the box correction is contested: the archive's box stands
+        if i < listed and branch.value in unmetered and not _not_ours(foreign.get(i, {})):
             if zscore is None:
                 zscore = _voltage_outliers(frame, branches, phases)[2]
             support = _board_support(frame, branches, phases, i, foreign.get(i, {}), zscore, settings)
