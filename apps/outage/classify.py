@@ -25,7 +25,8 @@ The rules (GRID.md §3; issue 9):
   time (a late answer inside a branch outage).
 * **Unknown members wait.** A group with members not heard from since the outage began is
   *pending* for at most ``settle_s``: its unknown members are asked for (``StepResult.probes``)
-  and nothing below it is reported meanwhile; after that they count as supplied.
+  and nothing below it is reported meanwhile; after that they count as supplied. A member silent
+  since before the others lost supply (not read since) is unknown too, not dark.
 * **The transformer's next sample.** A phase (or the station) whose meters all went dark after
   the metrology unit's last "supplied" sample of it is pending until the next sample (seconds,
   ``beliefs.VETO_DUE_S``): supplied then, the loss is not that phase's (a box outage that holds
@@ -46,7 +47,10 @@ The rules (GRID.md §3; issue 9):
   RS-485 lead cut, say). Its meters are counted as comms.
 * **Power-down records** read after the fact refine start and end (median over members:
   robust to one meter's clock), or report an outage the terminal did not see live (an
-  RS-485-only meter or box, an outage while the terminal was down).
+  RS-485-only meter or box, an outage while the terminal was down). They also re-level a group
+  reported because its parts went dark minutes apart (two boxes of a branch): when members' records
+  sit in another outage of that time that began apart, it becomes the group its own records span,
+  unless the group's own device (breaker, unit, box terminal, metrology) saw it lost.
 """
 
 from __future__ import annotations
