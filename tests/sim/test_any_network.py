@@ -15,7 +15,7 @@ from protocols.errors import ConfigError
 from sim.archive import station_model
 from sim.physics import build_profiles, load_network
 from sim.scenarios import fitted, is_shipped, load_scenario, parse_scenario
-from sim.world import build_world
+from sim.world import World, build_world
 
 START = 1717200000.0  # 2024-06-01 00:00 UTC (08:00 local)
 
@@ -68,17 +68,22 @@ def test_an_outage_of_the_boards_own_outlet_darkens_the_customers_on_the_board(r
     assert (event.scope, event.target) == ("branch", "F0") and on_board and set(event.meters) == on_board
 
 
+def fitted_world(name: str, network: Path, caplog: pytest.LogCaptureFixture) -> tuple[World, str]:
+    """The shipped scenario ``name`` built on ``network`` (x4: 52 meters), and the warnings it gave."""
+    shipped = load_scenario(name)
+    assert is_shipped(shipped)
+    with caplog.at_level(logging.WARNING, logger="ttu.sim.world"):
+        world = build_world(
+            buses=["rs485-1"], scenario=shipped, seed=1, start=START, duration_s=3600.0,
+            network=str(network), customers_scale=4,
+        )  # fmt: skip
+    return world, " ".join(r.getMessage() for r in caplog.records)
+
+
 def test_the_default_scenario_leaves_out_what_another_network_lacks_and_says_so(
     rural_overhead: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    default = load_scenario("default")
-    assert is_shipped(default)
-    with caplog.at_level(logging.WARNING, logger="ttu.sim.world"):
-        world = build_world(
-            buses=["rs485-1"], scenario=default, seed=1, start=START, duration_s=3600.0,
-            network=str(rural_overhead), customers_scale=4,
-        )  # fmt: skip
-    said = " ".join(r.getMessage() for r in caplog.records)
+    world, said = fitted_world("default", rural_overhead, caplog)
     assert "branch outage of F4" in said and "box terminal on F2-X01" in said
     kept = world.scenario
     assert [o.target for o in kept.outages if o.level == "branch"] == []
@@ -91,16 +96,9 @@ def test_every_shipped_scenario_runs_on_another_network_with_what_it_has(
     rural_overhead: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     # the shipped line-loss scenario names the default feeder's boxes: it was refused there
-    shipped = load_scenario("lineloss")
-    assert is_shipped(shipped)
-    with caplog.at_level(logging.WARNING, logger="ttu.sim.world"):
-        world = build_world(
-            buses=["rs485-1"], scenario=shipped, seed=1, start=START, duration_s=3600.0,
-            network=str(rural_overhead), customers_scale=4,
-        )  # fmt: skip
-    said = " ".join(r.getMessage() for r in caplog.records)
+    world, said = fitted_world("lineloss", rural_overhead, caplog)
     assert "the lineloss scenario" in said and "box terminal on F2-X01" in said
-    assert [t.meter for t in world.scenario.thefts] == [t.meter for t in shipped.thefts]  # 52 meters: kept
+    assert [t.meter for t in world.scenario.thefts] == [t.meter for t in load_scenario("lineloss").thefts]
 
 
 def test_a_shipped_scenarios_stress_that_overloads_another_network_is_left_out(
