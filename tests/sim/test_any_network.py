@@ -20,12 +20,17 @@ from sim.world import World, build_world
 START = 1717200000.0  # 2024-06-01 00:00 UTC (08:00 local)
 
 
+def saved(factory: pytest.TempPathFactory, name: str, net: pp.pandapowerNet) -> Path:
+    """``net`` as the pandapower JSON file a utility would bring."""
+    path = factory.mktemp("net") / f"{name}.json"
+    pp.to_json(net, str(path))
+    return path
+
+
 @pytest.fixture(scope="module")
 def rural_overhead(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # Kerber Landnetz Freileitung 1: 13 customers, the first on the distribution board's own bus
-    path = tmp_path_factory.mktemp("net") / "landnetz_freileitung_1.json"
-    pp.to_json(pn.create_kerber_landnetz_freileitung_1(), str(path))
-    return path
+    return saved(tmp_path_factory, "landnetz_freileitung_1", pn.create_kerber_landnetz_freileitung_1())
 
 
 def test_customers_on_the_board_belong_to_no_branch_and_the_archive_names_their_outlet(
@@ -244,9 +249,7 @@ def test_the_boards_carrier_meters_fit_a_small_network_of_ones_own(rural_overhea
 @pytest.fixture(scope="module")
 def cigre_lv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # three station areas (residential, industrial, commercial) behind one MV bus
-    path = tmp_path_factory.mktemp("net") / "cigre_lv.json"
-    pp.to_json(pn.create_cigre_network_lv(), str(path))
-    return path
+    return saved(tmp_path_factory, "cigre_lv", pn.create_cigre_network_lv())
 
 
 def test_a_network_of_several_transformers_is_simulated_one_station_area_at_a_time(
