@@ -178,7 +178,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _options(args: argparse.Namespace) -> SimOptions:
     from sim.physics import DEFAULT_NETWORK, network_with
     from sim.runner import PROFILES, SimOptions, sim_board
-    from sim.scenarios import load_scenario
+    from sim.scenarios import DEFAULT_SCENARIO, load_scenario
     from sim.speed import check_speed
 
     board = sim_board(args.board)
@@ -226,7 +226,7 @@ def _options(args: argparse.Namespace) -> SimOptions:
         duration_s=args.duration,
         broker_url=args.broker,
         network=None if synthetic else network_with(args.network or DEFAULT_NETWORK, args.transformer),
-        scenario=None if synthetic else (args.scenario or "default"),
+        scenario=None if synthetic else (args.scenario or DEFAULT_SCENARIO),
         customers_scale=scale,
         truth_dir=args.truth,
         hplc_meters=args.hplc_meters,

@@ -35,8 +35,8 @@ from sim.cloud.stub import CloudStub
 from sim.devices.station import FieldDevices, IoSlot, attach, build_devices
 from sim.hplc.cco import VirtualCco
 from sim.hplc.serve import serve_cco
+from sim.scenarios import DEFAULT_SCENARIO, load_scenario
 from sim.scenarios import Billing as BillingScenario
-from sim.scenarios import load_scenario
 from sim.station import Station, build_station
 from sim.terminal_life import TerminalLife
 from sim.truth import write_truth
@@ -373,7 +373,7 @@ async def simulate(options: SimOptions) -> AsyncIterator[SimRun]:
     if options.network is not None:
         world = build_world(
             buses=buses,
-            scenario=load_scenario(options.scenario or "default"),
+            scenario=load_scenario(options.scenario or DEFAULT_SCENARIO),
             seed=options.seed,
             start=start,
             duration_s=options.duration_s,

@@ -631,6 +631,7 @@ class _Reader:
 
 __all__ = [
     "BRANCH_CAUSES",
+    "DEFAULT_SCENARIO",
     "FAULT_KINDS",
     "OUTAGE_LEVELS",
     "PHASE_TARGETS",
