@@ -714,8 +714,8 @@ def _matched_preference(block: FArray, i: int, own: int, other: int, usable: BAr
         for subset in itertools.islice(itertools.combinations(members, m), MATCHED_SUBSETS):
             ref = block[:, list(subset)].mean(axis=1)
             nrm = float(np.sqrt((ref * ref).mean()))
-            r = float(np.clip((x * ref).mean() / nrm, 0.0, voltage.R_MAX)) if nrm > 1e-9 else 0.0
-            out.append(-0.5 * t * voltage.TEMPER * np.log1p(-(r**2)))
+            r = float((x * ref).mean() / nrm) if nrm > 1e-9 else 0.0
+            out.append(float(voltage.correlation_loglik(r, t)))
         return float(np.mean(out))
 
     return loglik(c) - loglik(a)

@@ -94,6 +94,14 @@ def group_references(
     return z @ onehot, onehot.sum(axis=0)
 
 
+def correlation_loglik(r: FArray | float, t: int) -> FArray:
+    """The voltage log-likelihood of a correlation ``r`` (clipped to 0 .. ``R_MAX``) over ``t``
+    points, tempered (``TEMPER``: neighbouring points are not independent)."""
+    r = np.clip(np.asarray(r, dtype=float), 0.0, R_MAX)
+    out: FArray = -0.5 * t * TEMPER * np.log1p(-(r**2))
+    return out
+
+
 def loo_loglik(z: FArray, usable: BArray, groups: IArray, n_groups: int, *, anchors: FArray | None = None,
                anchor_groups: IArray | None = None) -> FArray:  # fmt: skip
     """Leave-one-out voltage log-likelihood (n, G): each usable meter against the mean feature of
@@ -118,8 +126,8 @@ def loo_loglik(z: FArray, usable: BArray, groups: IArray, n_groups: int, *, anch
             nrm[g] = np.sqrt(max(nrm[g] ** 2 - 2.0 * cross[i, g] + 1.0, 0.0))
         valid = nrm > 1e-9
         r = np.zeros(n_groups)
-        r[valid] = np.clip(c[valid] / nrm[valid], 0.0, R_MAX)
-        out[i] = -0.5 * t * TEMPER * np.log1p(-(r**2))
+        r[valid] = c[valid] / nrm[valid]
+        out[i] = correlation_loglik(r, t)
     return out
 
 
@@ -127,6 +135,7 @@ __all__ = [
     "HIGHPASS_POINTS",
     "R_MAX",
     "TEMPER",
+    "correlation_loglik",
     "features",
     "features_scaled",
     "fill_gaps",
