@@ -62,7 +62,7 @@ from .identify import Settings as MethodSettings
 from .identify import identify
 from .inputs import Inputs
 from .night import Night
-from .result import PAGED, TopologyResult
+from .result import PAGED, Dimension, MeterResult, TopologyResult
 from .window import BLOCK, STEP_S, TRANSFORMER, Blocks, Window, decode_block, encode_block, merge_block
 
 #: the store's list of the past blocks it holds, and each block's key
@@ -133,7 +133,6 @@ class TopologyService:
         self.window = Window(keep_points=int(max(settings.window_h, 24) * 4 * 2) + 8)
         self.window.hold(self._held_points())
         self._flushing = asyncio.Lock()
-        self.last: TopologyResult | None = None
         self.doubt: dict[str, float] = {}  # per meter from the last result (injections go to doubt first)
         self.devices = Devices(ctx)
         self.night = Night(ctx, self.devices, settings.policy)
@@ -144,7 +143,8 @@ class TopologyService:
                          "metrology_failures": 0, "checks_skipped": 0}  # fmt: skip
         self._lock = asyncio.Lock()
         self._own_metrology = False
-        #: the newest full (not incremental) result: where the next check starts
+        #: the newest full (not incremental) result's labels (``labels_only``): where the next
+        #: check starts (its evidence, ~1 kB a meter, is in the store's ``last_result``)
         self._newest: TopologyResult | None = None
         #: (newest curve point, station model version) the newest result saw
         self._seen: tuple[float | None, int] | None = None
@@ -378,17 +378,16 @@ class TopologyService:
             result = replace(result, summary=summary)
             self._seen = seen
             if previous is None:
-                self._newest = result
+                self._newest = labels_only(result)
             if report:
                 await self.publish(result, model)
             return result
 
     async def publish(self, result: TopologyResult, model: StationModel) -> None:
-        self.last = result
         self.doubt = _doubt(result)
         await self.ctx.store.set("doubt", self.doubt)
         body = result.to_json()
-        self.ctx.bus.publish(RESULT_TOPIC, body, retain=True)
+        self.ctx.bus.publish(RESULT_TOPIC, retained_body(body), retain=True)
         await self.ctx.store.set("last_result", body)
         for message in paged_lists(body, PAGED):  # one message unless it is over the uplink's limit
             await self.ctx.uplink.send(STREAM, message)
@@ -438,6 +437,29 @@ class TopologyService:
         await self.ctx.store.set("proposed", self.ledger.to_json())
         self.counters["proposals"] += 1
         self.log.info("topology: proposed %d corrections: %s", len(fresh), outcome.status)
+
+
+def labels_only(result: TopologyResult) -> TopologyResult:
+    """``result`` without its evidence: what a check starts from (each meter's status and the
+    value of each dimension; ``identify.warm_labels``), held until the next full result."""
+
+    def bare(d: Dimension) -> Dimension:
+        return Dimension(d.value, d.confidence, d.archive, d.outcome)
+
+    meters = tuple(
+        MeterResult(m.meter_id, m.address, m.status, bare(m.phase), bare(m.branch), bare(m.box))
+        for m in result.meters
+    )
+    return replace(result, meters=meters)
+
+
+def retained_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The retained ``topology/result`` on the bus: the stream's body without each meter's
+    ``dimensions`` and ``evidence`` (what a subscriber on the terminal reads -- line loss: status,
+    phase, branch, box, confidence; the bus holds it until the next result: the whole body was
+    ~1.5 kB a meter). ``missing`` and the rest are the body's."""
+    keep = ("meter_id", "address", "status", "phase", "branch", "box", "confidence")
+    return {**body, "meters": [{k: m[k] for k in keep if k in m} for m in body["meters"]]}
 
 
 def _doubt(result: TopologyResult) -> dict[str, float]:
