@@ -80,7 +80,9 @@ class MeterAnchors:
     )  # fmt: skip
 
     def __init__(self) -> None:
-        self._slots = array("h")  # anchor time // INTERVAL_S - _base (times are on the 15-min grid)
+        # anchor time // INTERVAL_S - _base (times are on the 15-min grid): a range while they are
+        # consecutive (no bytes an anchor), else an array
+        self._slots: range | array[int] = range(0)
         self._base = 0  # the first anchor's slot
         self._imp = array("i")  # import register - _imp_base
         self._exp = array("h")  # export register - _exp_base, or _NONE[typecode] where not read
@@ -115,8 +117,26 @@ class MeterAnchors:
         if not self._slots:
             self._base = ts // INTERVAL_S
         offset = ts // INTERVAL_S - self._base
-        self._slots = _fitted(self._slots, offset)
+        if isinstance(self._slots, array):
+            self._slots = _fitted(self._slots, offset)
         return offset
+
+    def _slot_column(self, extra: int) -> array[int]:
+        """The slots as an array (made of the range when they were consecutive) that holds ``extra``."""
+        slots = self._slots
+        if isinstance(slots, array):
+            return slots
+        column = _fitted(array("h"), min(slots.start, extra))
+        column = _fitted(column, max(slots.stop - 1, extra))
+        column.extend(slots)
+        self._slots = column
+        return column
+
+    def _dense_again(self) -> None:
+        """The slots as a range again when they are consecutive (a gap filled, the old ones pruned)."""
+        slots = self._slots
+        if isinstance(slots, array) and slots and slots[-1] - slots[0] == len(slots) - 1:
+            self._slots = range(slots[0], slots[-1] + 1)
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -161,7 +181,12 @@ class MeterAnchors:
     def _insert(self, i: int, anchor: Anchor) -> None:
         slot = self._slot(anchor.ts)
         imp, exp = self._stored(anchor)
-        self._slots.insert(i, slot)
+        slots = self._slots
+        if isinstance(slots, range) and i == 0 and slot == slots.start - 1:
+            self._slots = range(slot, slots.stop)
+        else:
+            self._slot_column(slot).insert(i, slot)
+            self._dense_again()
         self._imp.insert(i, imp)
         self._exp.insert(i, exp)
         self._source.insert(i, _SOURCE_CODE[anchor.source])
@@ -177,7 +202,10 @@ class MeterAnchors:
             previous = (slots[-1] + base) * INTERVAL_S if slots else anchor.ts
             slot = self._slot(anchor.ts)
             imp, exp = self._stored(anchor)
-            self._slots.append(slot)
+            if isinstance(self._slots, range) and slot == self._slots.stop:
+                self._slots = range(self._slots.start, slot + 1)
+            else:
+                self._slot_column(slot).append(slot)
             self._imp.append(imp)
             self._exp.append(exp)
             self._source.append(_SOURCE_CODE[anchor.source])
@@ -291,8 +319,13 @@ class MeterAnchors:
         if keep is None:
             return
         cut = bisect.bisect_left(self._slots, keep // INTERVAL_S - self._base)
-        for column in (self._slots, self._imp, self._exp, self._source):
+        for column in (self._imp, self._exp, self._source):
             del column[:cut]
+        if isinstance(self._slots, range):
+            self._slots = self._slots[cut:]
+        else:
+            del self._slots[:cut]
+            self._dense_again()
 
     def rows(self) -> list[Anchor]:
         return [self._anchor(i) for i in range(len(self._slots))]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import sys
+from array import array
 
 import pytest
 from hypothesis import given, settings
@@ -127,20 +128,37 @@ def _held_per_anchor(m: MeterAnchors) -> float:
     return held / len(m)
 
 
-def test_anchors_are_held_in_about_ten_bytes_each() -> None:
+def test_anchors_are_held_in_about_eight_bytes_each() -> None:
     # 4 days of 15-min points of a meter with a large register (a commercial meter past 2**31
-    # units) and a little export: ~9 bytes an anchor, int16 slots and export offsets (an Anchor
-    # tuple with its dict entry was ~250: 2,400 meters x 4 days were ~230 MB of the terminal;
-    # int32 slots and export made it ~13, int64 registers ~21)
+    # units) and a little export: ~7 bytes an anchor, consecutive slots a range, int16 export
+    # offsets (an Anchor tuple with its dict entry was ~250: 2,400 meters x 4 days were ~230 MB of
+    # the terminal; int32 slots and export columns made it ~13, int64 registers ~21)
     m = anchors(*((k, 9_000_000_000 + 50 * k, 10 * k, "curve") for k in range(4 * 96)))
-    assert not m.wide
-    assert _held_per_anchor(m) < 11
+    assert not m.wide and isinstance(m._slots, range)
+    assert _held_per_anchor(m) < 9
     pv = anchors(*((k, 50 * k, 100_000 + 300 * k, "curve") for k in range(4 * 96)))  # export past int16
     assert not pv.wide
-    assert 11 <= _held_per_anchor(pv) < 13
-    assert m.rows()[-1] == Anchor(T0 + 900 * 383, 9_000_000_000 + 50 * 383, 3830, "curve")
+    assert 9 <= _held_per_anchor(pv) < 11
     m.prune(T0 + 900 * 300)
     assert m.first == T0 + 900 * 300 and len(m) == 84
+    assert m.rows()[-1] == Anchor(T0 + 900 * 383, 9_000_000_000 + 50 * 383, 3830, "curve")
+
+
+def test_slots_are_a_range_while_consecutive_an_array_with_a_gap() -> None:
+    m = anchors((0, 0, None, "curve"), (1, 10, None, "curve"))
+    assert m._slots == range(2)
+    m.add(Anchor(T0 + 4 * 900, 40, None, "curve"))  # a gap
+    assert isinstance(m._slots, array) and list(m._slots) == [0, 1, 4]
+    m.add(Anchor(T0 + 3 * 900, 30, None, "catch_up"))
+    assert isinstance(m._slots, array)
+    m.add(Anchor(T0 + 2 * 900, 20, None, "catch_up"))  # the gap filled: consecutive again
+    assert m._slots == range(5)
+    m.add(Anchor(T0 - 900, 0, None, "catch_up"))  # one before the first
+    assert m._slots == range(-1, 5) and m.first == T0 - 900
+    m.add(Anchor(T0 + 9 * 900, 90, None, "curve"))
+    m.prune(T0 + 9 * 900)  # only the last: consecutive again
+    assert m._slots == range(9, 10) and m.rows() == [Anchor(T0 + 9 * 900, 90, None, "curve")]
+    assert [a.imp for a in anchors(*((k, k, None, "curve") for k in (0, 1, 3))).rows()] == [0, 1, 3]
 
 
 def test_a_register_beyond_an_int32_offset_widens_the_columns_and_loses_nothing() -> None:
