@@ -42,87 +42,104 @@ def _split(total: int, n: int) -> list[int]:
     return [base + (1 if k < extra else 0) for k in range(n)]
 
 
-_NO_EXPORT = -(2**63)  # a wide export column's "not read" (a register is never negative)
-_NARROW_NONE = -(2**31)  # a narrow export column's "not read": below every offset it holds
-_NARROW_MAX = 2**31 - 1
+#: a column's typecodes, narrowest first; a column moves to the next when a value does not fit
+_WIDER = {"h": "i", "i": "q"}
+#: a column's "not read" (export): its typecode's lowest value, below every offset it holds
+_NONE = {"h": -(2**15), "i": -(2**31), "q": -(2**63)}
+_MAX = {"h": 2**15 - 1, "i": 2**31 - 1, "q": 2**63 - 1}
 _SOURCES: tuple[Source, ...] = ("curve", "catch_up", "freeze")
 _SOURCE_CODE = {name: code for code, name in enumerate(_SOURCES)}
 _FREEZE = _SOURCE_CODE["freeze"]
 
 
+def _fitted(column: array[int], value: int) -> array[int]:
+    """``column``, or a wider copy of it (its "not read" kept) when ``value`` does not fit."""
+    while not _NONE[column.typecode] < value <= _MAX[column.typecode]:
+        code = column.typecode
+        if code not in _WIDER:
+            raise OverflowError(f"register offset {value} does not fit int64")
+        none, wider = _NONE[code], _WIDER[code]
+        column = array(wider, (_NONE[wider] if v == none else v for v in column))
+    return column
+
+
 class MeterAnchors:
-    """The anchors of one meter, by time, packed in parallel columns (``array``: 13 bytes an
-    anchor -- an ``Anchor`` with its dict entry took ~250, and 2,400 meters x 96 points x 4 days of
-    them were ~230 MB of the terminal). The time is kept as its 15-min slot number (int32). The
-    registers are kept as int32 offsets from the meter's first register of each kind (``narrow``):
-    4 days of a meter move its registers by far less than 2**31 units (214,748 kWh); a register
-    that does not fit widens both columns to int64 values for good (``wide``). Differences of two
-    stored registers are differences of the registers either way. ``Anchor`` values are made when
-    read."""
+    """The anchors of one meter, by time, packed in parallel columns (``array``: 9 bytes an
+    anchor for a meter without export, 11 with -- an ``Anchor`` with its dict entry took ~250,
+    and 2,400 meters x 96 points x 4 days of them were ~230 MB of the terminal). Every column
+    holds offsets, each in the narrowest integer that holds them, widened for good (``_fitted``)
+    by the first value that does not fit: the time as its 15-min slot number less the first
+    anchor's (int16: 341 days either way, then int32); the import register less the meter's
+    first (int32: 214,748 kWh, then int64); the export register less the first read (int16:
+    3.2767 kWh, which a meter without PV never leaves, then int32, then int64), its typecode's
+    lowest value where not read. Differences of two stored registers are differences of the
+    registers whatever the width. ``Anchor`` values are made when read."""
 
     __slots__ = (
-        "_exp", "_exp_base", "_imp", "_imp_base", "_none", "_slots", "_source", "anomalies", "dirty_from",
+        "_base", "_exp", "_exp_base", "_imp", "_imp_base", "_slots", "_source", "anomalies", "dirty_from",
     )  # fmt: skip
 
     def __init__(self) -> None:
-        self._slots = array("i")  # anchor time // INTERVAL_S (times are on the 15-min grid): 4 bytes
+        self._slots = array("h")  # anchor time // INTERVAL_S - _base (times are on the 15-min grid)
+        self._base = 0  # the first anchor's slot
         self._imp = array("i")  # import register - _imp_base
-        self._exp = array("i")  # export register - _exp_base, or _none where not read
-        self._imp_base: int | None = None  # set by the first register kept; 0 once wide
+        self._exp = array("h")  # export register - _exp_base, or _NONE[typecode] where not read
+        self._imp_base: int | None = None  # set by the first register kept
         self._exp_base: int | None = None
-        self._none = _NARROW_NONE
         self._source = bytearray()
         self.anomalies = 0
         self.dirty_from: int | None = None  # earliest anchor time changed since the last pricing
 
     @property
     def wide(self) -> bool:
-        """True once the registers are held as int64 values (one did not fit an int32 offset)."""
-        return self._none == _NO_EXPORT
+        """True once a register column holds int64 offsets (one did not fit int32)."""
+        return "q" in (self._imp.typecode, self._exp.typecode)
 
     def _stored(self, anchor: Anchor) -> tuple[int, int]:
-        """``anchor``'s registers as its columns hold them (widening them first when they must)."""
+        """``anchor``'s registers as its columns hold them (widening a column first when it must)."""
         imp, exp = anchor.imp, anchor.exp
-        if self._none == _NARROW_NONE:
-            if self._imp_base is None:
-                self._imp_base = imp
-            if exp is not None and self._exp_base is None:
-                self._exp_base = exp
-            imp_offset = imp - self._imp_base
-            exp_offset = _NARROW_MAX if exp is None or self._exp_base is None else exp - self._exp_base
-            if _NARROW_NONE < imp_offset <= _NARROW_MAX and _NARROW_NONE < exp_offset <= _NARROW_MAX:
-                return imp_offset, (_NARROW_NONE if exp is None else exp_offset)
-            self._widen()
-        return imp, (_NO_EXPORT if exp is None else exp)
+        if self._imp_base is None:
+            self._imp_base = imp
+        imp_offset = imp - self._imp_base
+        self._imp = _fitted(self._imp, imp_offset)
+        if exp is None:
+            return imp_offset, _NONE[self._exp.typecode]
+        if self._exp_base is None:
+            self._exp_base = exp
+        exp_offset = exp - self._exp_base
+        self._exp = _fitted(self._exp, exp_offset)
+        return imp_offset, exp_offset
 
-    def _widen(self) -> None:
-        imp_base, exp_base, none = self._imp_base or 0, self._exp_base or 0, self._none
-        self._imp = array("q", (v + imp_base for v in self._imp))
-        self._exp = array("q", (_NO_EXPORT if v == none else v + exp_base for v in self._exp))
-        self._imp_base = self._exp_base = 0
-        self._none = _NO_EXPORT
+    def _slot(self, ts: int) -> int:
+        """The slot column's value for anchor time ``ts`` (the column widened when it must)."""
+        if not self._slots:
+            self._base = ts // INTERVAL_S
+        offset = ts // INTERVAL_S - self._base
+        self._slots = _fitted(self._slots, offset)
+        return offset
 
     def __len__(self) -> int:
         return len(self._slots)
 
     @property
     def first(self) -> int | None:
-        return self._slots[0] * INTERVAL_S if self._slots else None
+        return (self._slots[0] + self._base) * INTERVAL_S if self._slots else None
 
     @property
     def last(self) -> int | None:
-        return self._slots[-1] * INTERVAL_S if self._slots else None
+        return (self._slots[-1] + self._base) * INTERVAL_S if self._slots else None
 
     def is_newest(self, ts: int) -> bool:
         """True when ``ts`` is after every anchor known (or none is)."""
         slots = self._slots
-        return not slots or ts > slots[-1] * INTERVAL_S
+        return not slots or ts > (slots[-1] + self._base) * INTERVAL_S
 
     def _index(self, ts: int) -> int | None:
         slot, off = divmod(ts, INTERVAL_S)
         slots = self._slots
         if off:
             return None
+        slot -= self._base
         if slots and slots[-1] == slot:  # the usual question: the newest point
             return len(slots) - 1
         i = bisect.bisect_left(slots, slot)
@@ -131,9 +148,9 @@ class MeterAnchors:
     def _anchor(self, i: int) -> Anchor:
         exp = self._exp[i]
         return Anchor(
-            self._slots[i] * INTERVAL_S,
+            (self._slots[i] + self._base) * INTERVAL_S,
             self._imp[i] + (self._imp_base or 0),
-            None if exp == self._none else exp + (self._exp_base or 0),
+            None if exp == _NONE[self._exp.typecode] else exp + (self._exp_base or 0),
             _SOURCES[self._source[i]],
         )
 
@@ -142,8 +159,9 @@ class MeterAnchors:
         return None if i is None else self._anchor(i)
 
     def _insert(self, i: int, anchor: Anchor) -> None:
+        slot = self._slot(anchor.ts)
         imp, exp = self._stored(anchor)
-        self._slots.insert(i, anchor.ts // INTERVAL_S)
+        self._slots.insert(i, slot)
         self._imp.insert(i, imp)
         self._exp.insert(i, exp)
         self._source.insert(i, _SOURCE_CODE[anchor.source])
@@ -153,11 +171,13 @@ class MeterAnchors:
         corrects a curve record). A curve record never replaces a freeze."""
         if anchor.ts % INTERVAL_S:
             raise ValueError(f"anchor at {anchor.ts} is not on a 15-min boundary")
-        slots, slot = self._slots, anchor.ts // INTERVAL_S
+        slots, base = self._slots, self._base
+        slot = anchor.ts // INTERVAL_S - base
         if not slots or slot > slots[-1]:  # the usual case: the newest point
-            previous = slots[-1] * INTERVAL_S if slots else anchor.ts
+            previous = (slots[-1] + base) * INTERVAL_S if slots else anchor.ts
+            slot = self._slot(anchor.ts)
             imp, exp = self._stored(anchor)
-            slots.append(slot)
+            self._slots.append(slot)
             self._imp.append(imp)
             self._exp.append(exp)
             self._source.append(_SOURCE_CODE[anchor.source])
@@ -189,33 +209,35 @@ class MeterAnchors:
         """The two newest anchors when only the newest is new since the last pricing, one interval
         after the one before it, both with an export register: the steady state of a meter read
         every cycle, which charging prices without the general path."""
-        slots = self._slots
+        slots, base = self._slots, self._base
         n = len(slots)
         if n < 2:
             return None
-        b_ts, a_ts = slots[-1] * INTERVAL_S, slots[-2] * INTERVAL_S
+        b_ts, a_ts = (slots[-1] + base) * INTERVAL_S, (slots[-2] + base) * INTERVAL_S
         if self.dirty_from != a_ts or b_ts - a_ts != INTERVAL_S:
             return None
-        if self._exp[-2] == self._none or self._exp[-1] == self._none:
+        none = _NONE[self._exp.typecode]
+        if self._exp[-2] == none or self._exp[-1] == none:
             return None
         return self._anchor(n - 2), self._anchor(n - 1)
 
     def at_or_before(self, ts: int) -> int | None:
-        i = bisect.bisect_right(self._slots, ts // INTERVAL_S)
-        return self._slots[i - 1] * INTERVAL_S if i else None
+        i = bisect.bisect_right(self._slots, ts // INTERVAL_S - self._base)
+        return (self._slots[i - 1] + self._base) * INTERVAL_S if i else None
 
     def at_or_after(self, ts: int) -> int | None:
-        i = bisect.bisect_left(self._slots, -(-ts // INTERVAL_S))
-        return self._slots[i] * INTERVAL_S if i < len(self._slots) else None
+        i = bisect.bisect_left(self._slots, -(-ts // INTERVAL_S) - self._base)
+        return (self._slots[i] + self._base) * INTERVAL_S if i < len(self._slots) else None
 
     def intervals(self, start: int, end: int) -> list[Interval]:
         """Every interval starting in [start, end) that two anchors bracket, oldest first."""
-        slots, imp, exp_of, none = self._slots, self._imp, self._exp, self._none
+        slots, imp, exp_of, base = self._slots, self._imp, self._exp, self._base
+        none = _NONE[exp_of.typecode]
         if len(slots) < 2:
             return []
-        i = bisect.bisect_left(slots, -(-start // INTERVAL_S))
-        first = slots[i] * INTERVAL_S if i < len(slots) else None
-        single = i + 1 < len(slots) and first == start and slots[i + 1] * INTERVAL_S == start + INTERVAL_S
+        i = bisect.bisect_left(slots, -(-start // INTERVAL_S) - base)
+        first = (slots[i] + base) * INTERVAL_S if i < len(slots) else None
+        single = i + 1 < len(slots) and first == start and slots[i + 1] - slots[i] == 1
         if single and start < end and (i + 2 == len(slots) or start + INTERVAL_S >= end):  # only that one
             a_exp, b_exp = exp_of[i], exp_of[i + 1]  # the common case: one interval
             if a_exp != none and b_exp != none:
@@ -223,11 +245,11 @@ class MeterAnchors:
                 if b_imp < a_imp:
                     self.anomalies += 1
                 return [Interval(start, max(b_imp - a_imp, 0), max(b_exp - a_exp, 0))]
-        lo = max(0, bisect.bisect_right(slots, start // INTERVAL_S) - 1)
-        hi = min(len(slots) - 1, bisect.bisect_left(slots, -(-end // INTERVAL_S)))
+        lo = max(0, bisect.bisect_right(slots, start // INTERVAL_S - base) - 1)
+        hi = min(len(slots) - 1, bisect.bisect_left(slots, -(-end // INTERVAL_S) - base))
         imports: dict[int, tuple[int, bool]] = {}
         for i in range(lo, hi):
-            a_ts = slots[i] * INTERVAL_S
+            a_ts = (slots[i] + base) * INTERVAL_S
             n = slots[i + 1] - slots[i]
             energy = imp[i + 1] - imp[i]
             if energy < 0:
@@ -241,14 +263,15 @@ class MeterAnchors:
         return [Interval(s, e, exports.get(s, 0), est) for s, (e, est) in sorted(imports.items())]
 
     def _exports(self, start: int, end: int) -> dict[int, int]:
-        slots, exp_of, none = self._slots, self._exp, self._none
-        i = bisect.bisect_right(slots, start // INTERVAL_S) - 1
+        slots, exp_of, base = self._slots, self._exp, self._base
+        none = _NONE[exp_of.typecode]
+        i = bisect.bisect_right(slots, start // INTERVAL_S - base) - 1
         while i > 0 and exp_of[i] == none:
             i -= 1
         out: dict[int, int] = {}
         previous: tuple[int, int] | None = None  # (ts, export register)
         for j in range(max(i, 0), len(slots)):
-            ts, exp = slots[j] * INTERVAL_S, exp_of[j]
+            ts, exp = (slots[j] + base) * INTERVAL_S, exp_of[j]
             if exp == none:
                 continue
             if previous is not None:
@@ -267,7 +290,7 @@ class MeterAnchors:
         keep = self.at_or_before(before)
         if keep is None:
             return
-        cut = bisect.bisect_left(self._slots, keep // INTERVAL_S)
+        cut = bisect.bisect_left(self._slots, keep // INTERVAL_S - self._base)
         for column in (self._slots, self._imp, self._exp, self._source):
             del column[:cut]
 

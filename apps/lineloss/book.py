@@ -34,7 +34,7 @@ import zlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -68,26 +68,50 @@ METROLOGY = "transformer"
 _SCALE = 10_000.0
 _LIMIT = 2**31 - 1
 _UNREAD = -(2**31)  # a packed item's "not read"
+#: ... and as int16 at a decimal exponent 0..4 (its own) while every value is exactly such a
+#: decimal within +-32767 of it: volts at 0.1 V, amps at 0.001 A up to 32.767 A, a power factor
+_EXPONENTS = (0, 1, 2, 3, 4)
+_POWERS = tuple(10.0**e for e in _EXPONENTS)
+_LIMIT16 = 2**15 - 1
+_UNREAD16 = -(2**15)
 
 
-def _decoded(a: np.ndarray) -> FArray:
-    """A held curve item as float64 (NaN where not read): the array itself when not packed."""
-    if a.dtype != np.int32:
-        return a
-    out: FArray = a / _SCALE  # each the correctly rounded q / 10,000: the value that was given
-    out[a == _UNREAD] = np.nan
-    return out
+def _decoded(a: np.ndarray, exponent: int = 4) -> FArray:
+    """A held curve item as float64 (NaN where not read): the array itself when float64."""
+    if a.dtype == np.int32:
+        out: FArray = a / _SCALE  # each the correctly rounded q / 10,000: the value that was given
+        out[a == _UNREAD] = np.nan
+        return out
+    if a.dtype == np.int16:
+        out = a / _POWERS[exponent]  # the correctly rounded q / 10**e: the value that was given
+        out[a == _UNREAD16] = np.nan
+        return out
+    return a
 
 
-_TUPLES: dict[tuple[str, ...], tuple[str, ...]] = {}
+def _exponent(value: float, at_least: int = 0) -> tuple[int, int] | None:
+    """(e, q): the smallest decimal exponent e >= ``at_least`` at which ``value`` is exactly
+    q / 10**e with |q| <= 32767 (not -0.0), None when there is none."""
+    for e in _EXPONENTS[at_least:]:
+        scaled = value * _POWERS[e]
+        if not -_LIMIT16 <= scaled <= _LIMIT16:  # (NaN and inf too)
+            return None
+        q = round(scaled)
+        if q / _POWERS[e] == value and (q or math.copysign(1.0, value) > 0):
+            return e, q
+    return None
 
 
-def _shared(names: tuple[str, ...]) -> tuple[str, ...]:
-    """One tuple of item names for every meter-day that has those items, in that order (a few
-    orders in practice; bounded all the same)."""
+_TUPLES: dict[tuple[object, ...], tuple[object, ...]] = {}
+_T = TypeVar("_T", bound=tuple[object, ...])
+
+
+def _shared(names: _T) -> _T:
+    """One tuple of item names (or exponents) for every meter-day that has those, in that order
+    (a few in practice; bounded all the same)."""
     if len(_TUPLES) >= 4096:
-        return _TUPLES.get(names, names)
-    return _TUPLES.setdefault(names, names)
+        return _TUPLES.get(names, names)  # type: ignore[return-value]
+    return _TUPLES.setdefault(names, names)  # type: ignore[return-value]
 
 
 def _held(values: FArray) -> np.ndarray:
@@ -106,24 +130,48 @@ def _held(values: FArray) -> np.ndarray:
     return packed
 
 
+def _held16(values: FArray) -> tuple[int, np.ndarray] | None:
+    """(e, ``values`` as int16 q / 10**e) at the smallest exponent that holds every point read
+    exactly (not -0.0), None when none does."""
+    read = ~np.isnan(values)
+    given = values[read]
+    if not bool(np.isfinite(given).all()):
+        return None
+    for e, power in zip(_EXPONENTS, _POWERS, strict=True):
+        q = np.rint(given * power)
+        if not bool((np.abs(q) <= _LIMIT16).all()):
+            return None  # a finer exponent only makes it larger
+        if bool((q / power == given).all()) and not bool(np.signbit(given[q == 0]).any()):
+            packed = np.full(len(values), _UNREAD16, dtype=np.int16)
+            packed[read] = q
+            return e, packed
+    return None
+
+
 class MeterDay:
     """One meter's points of one local day (NaN where not read).
 
-    A curve item is held as int32 ten-thousandths while every value given to it is exactly one
-    (a meter's decimal registers, volts, amps, power factor: half the bytes of float64) and as
-    float64 from the first value that is not; either way it reads back as the float64 values
-    given, bit for bit (-0.0 included; a NaN of any sign is "not read", NaN). The int32 items
-    are the rows of one array (one array header, no dict: ~0.9 kB less a meter than an array
-    an item); the float64 ones (rare) an array each."""
+    A curve item is held as int16 at its own decimal exponent while every value given to it is
+    exactly such a decimal within +-32767 (volts at 0.1 V, amps up to 32.767 A, a power factor,
+    an export register at 0: a quarter of the bytes of float64); else as int32 ten-thousandths
+    while every value is exactly one (a meter's decimal registers); else as float64, from the
+    first value that is not. Either way it reads back as the float64 values given, bit for bit
+    (-0.0 included; a NaN of any sign is "not read", NaN). The int16 items are the rows of one
+    array, the int32 ones of another (one array header each, no dict: ~0.9 kB less a meter than
+    an array an item); the float64 ones (rare) an array each."""
 
-    __slots__ = ("_items", "_packed", "_rows", "_wide", "freeze")
+    __slots__ = ("_ends", "_exps", "_frozen", "_items", "_narrow", "_packed", "_rows", "_short", "_wide")
 
     def __init__(self) -> None:
         self._items: tuple[str, ...] = ()  # every curve item, in the order first given
+        self._narrow: tuple[str, ...] = ()  # the int16 items: the rows of ``_short``
+        self._exps: tuple[int, ...] = ()  # their decimal exponents
+        self._short: np.ndarray | None = None  # (len(_narrow), POINTS) int16
         self._packed: tuple[str, ...] = ()  # the int32 items: the rows of ``_rows``
         self._rows: np.ndarray | None = None  # (len(_packed), POINTS) int32
         self._wide: dict[str, FArray] | None = None  # the float64 items
-        self.freeze: dict[str, FArray] = {}  # forward / reverse -> (2,)
+        self._frozen: tuple[str, ...] = ()  # the freeze items (forward / reverse), in the order given
+        self._ends: FArray | None = None  # (len(_frozen), 2): their registers at both midnights
 
     @property
     def values(self) -> dict[str, FArray]:
@@ -137,10 +185,18 @@ class MeterDay:
 
     def curve_of(self, item: str) -> FArray | None:
         """The 97 points of curve item ``item`` (float64), None when it has none."""
+        if item in self._narrow:
+            assert self._short is not None
+            j = self._narrow.index(item)
+            return _decoded(self._short[j], self._exps[j])
         if item in self._packed:
             assert self._rows is not None
             return _decoded(self._rows[self._packed.index(item)])
         return None if self._wide is None else self._wide.get(item)
+
+    def _named(self, item: str) -> None:
+        if item not in self._items:
+            self._items = _shared((*self._items, item))
 
     def _row(self, item: str) -> np.ndarray:
         """The int32 row of ``item``, added (not read) when it has none."""
@@ -151,28 +207,83 @@ class MeterDay:
         fresh = np.full((1, POINTS), _UNREAD, dtype=np.int32)
         self._rows = fresh if self._rows is None else np.concatenate([self._rows, fresh])
         self._packed = _shared((*self._packed, item))
-        if item not in self._items:
-            self._items = _shared((*self._items, item))
+        self._named(item)
         last: np.ndarray = self._rows[-1]
         return last
 
-    def _widen(self, item: str, values: FArray) -> None:
-        """``item`` held as float64 ``values`` from now on (its int32 row, if any, dropped)."""
+    def _short_row(self, item: str, exponent: int) -> np.ndarray:
+        """The int16 row of ``item`` (not in it yet), added (not read) at ``exponent``."""
+        fresh = np.full((1, POINTS), _UNREAD16, dtype=np.int16)
+        self._short = fresh if self._short is None else np.concatenate([self._short, fresh])
+        self._narrow = _shared((*self._narrow, item))
+        self._exps = _shared((*self._exps, exponent))
+        self._named(item)
+        last: np.ndarray = self._short[-1]
+        return last
+
+    def _drop(self, item: str) -> None:
+        """``item``'s packed row (int16 or int32), if any, removed."""
+        if item in self._narrow:
+            assert self._short is not None
+            j = self._narrow.index(item)
+            self._short = np.delete(self._short, j, axis=0) if len(self._narrow) > 1 else None
+            self._narrow = _shared(self._narrow[:j] + self._narrow[j + 1 :])
+            self._exps = _shared(self._exps[:j] + self._exps[j + 1 :])
         if item in self._packed:
             assert self._rows is not None
             j = self._packed.index(item)
             self._rows = np.delete(self._rows, j, axis=0) if len(self._packed) > 1 else None
             self._packed = _shared(self._packed[:j] + self._packed[j + 1 :])
-        elif item not in self._items:
-            self._items = _shared((*self._items, item))
+
+    def _widen(self, item: str, values: FArray) -> None:
+        """``item`` held as float64 ``values`` from now on (its packed row, if any, dropped)."""
+        self._drop(item)
+        self._named(item)
         if self._wide is None:
             self._wide = {}
         self._wide[item] = values
+
+    def _put_short(self, item: str, k: int, value: float) -> bool:
+        """Point ``k`` of int16 item ``item``, rescaled to a finer exponent when it must; False
+        (nothing written) when ``value`` does not fit int16 at any."""
+        assert self._short is not None
+        j = self._narrow.index(item)
+        row, e = self._short[j], self._exps[j]
+        if value != value:  # NaN: not read
+            row[k] = _UNREAD16
+            return True
+        fit = _exponent(value, e)
+        if fit is None:
+            return False
+        finer, q = fit
+        if finer > e:  # every point read again at the finer exponent, if they all fit
+            read = row != _UNREAD16
+            scaled = row[read].astype(np.int64) * 10 ** (finer - e)
+            if not bool((np.abs(scaled) <= _LIMIT16).all()):
+                return False
+            row[read] = scaled
+            self._exps = _shared((*self._exps[:j], finer, *self._exps[j + 1 :]))
+        row[k] = q
+        return True
 
     def put(self, item: str, k: int, value: float) -> None:
         """Point ``k`` of curve item ``item``."""
         wide = self._wide.get(item) if self._wide is not None else None
         if wide is None:
+            if item in self._narrow:
+                if self._put_short(item, k, value):
+                    return
+                values = self.curve_of(item)  # to int32 (or float64) from now on
+                assert values is not None
+                self._drop(item)
+                values[k] = value
+                self.set_curve(item, values)
+                return
+            if item not in self._packed:
+                fit = _exponent(value) if value == value else (0, _UNREAD16)
+                if fit is not None:
+                    self._short_row(item, fit[0])[k] = fit[1]
+                    return
             a = self._row(item)
             if value != value:  # NaN: not read
                 a[k] = _UNREAD
@@ -186,20 +297,47 @@ class MeterDay:
         wide[k] = value
 
     def set_curve(self, item: str, values: FArray) -> None:
-        """All 97 points of curve item ``item``."""
+        """All 97 points of curve item ``item`` (held as narrow as they allow)."""
+        short = _held16(values)
+        if short is not None:
+            if self._wide is not None:
+                self._wide.pop(item, None)
+            self._drop(item)
+            self._short_row(item, short[0])[:] = short[1]
+            return
         held = _held(values)
         if held.dtype != np.int32:
             self._widen(item, held)
             return
-        if self._wide is not None and item in self._wide:
-            del self._wide[item]  # int32 again, in its place among the items
+        if self._wide is not None:
+            self._wide.pop(item, None)
+        if item in self._narrow:
+            self._drop(item)
         self._row(item)[:] = held
 
+    @property
+    def freeze(self) -> dict[str, FArray]:
+        """Freeze item -> its (start, end) registers, NaN where not read (views: write with
+        ``frozen`` / ``set_freeze``). One (items, 2) array: a dict of an array an item was ~0.3 kB
+        a meter more."""
+        ends = self._ends
+        return {} if ends is None else {item: ends[j] for j, item in enumerate(self._frozen)}
+
     def frozen(self, item: str) -> FArray:
-        a = self.freeze.get(item)
-        if a is None:
-            a = self.freeze[item] = np.full(2, np.nan)
-        return a
+        """The (start, end) registers of freeze item ``item`` (a view to write in), added (not
+        read) when it has none."""
+        if item in self._frozen:
+            assert self._ends is not None
+            held: FArray = self._ends[self._frozen.index(item)]
+            return held
+        fresh = np.full((1, 2), np.nan)
+        self._ends = fresh if self._ends is None else np.concatenate([self._ends, fresh])
+        self._frozen = _shared((*self._frozen, item))
+        last: FArray = self._ends[-1]
+        return last
+
+    def set_freeze(self, item: str, values: FArray) -> None:
+        self.frozen(item)[:] = values
 
     def power(self, values: Mapping[str, FArray] | None = None) -> FArray:
         """The power the meter's register counts, from its front end, kW, signed like its active
@@ -265,11 +403,14 @@ _ENDS = ("freeze.forward", "freeze.reverse", "curve.forward", "curve.reverse")  
 class ColdDay:
     """What the book keeps of a day given away: per meter its freezes (start, end) and its curve
     registers at both midnights, forward and reverse (``ends``: one row of 8 a meter, NaN where not
-    read), and the rows that came for the day since (replayed by ``thaw``)."""
+    read), and the rows that came for the day since (replayed by ``thaw``). ``rows`` (meter -> its
+    row) is one dict for every cold day with the same meters in the same order (~90 B a meter a
+    day: 2,400 meters x 8 days ~1.7 MB); a new meter makes a day its own copy."""
 
     rows: dict[str, int]
     ends: FArray  # (len(rows), 8), columns in _ENDS order
     late: list[tuple[str, str, str, int, float]] = field(default_factory=list)  # device, part, item, k, value
+    own: bool = True  # False: ``rows`` is shared with other days (copied before it changes)
 
     def put(self, device: str, part: str, item: str, k: int, value: float) -> None:
         self.late.append((device, part, item, k, value))
@@ -277,6 +418,8 @@ class ColdDay:
             return
         row = self.rows.get(device)
         if row is None:
+            if not self.own:  # the dict is other days' too
+                self.rows, self.own = dict(self.rows), True
             row = self.rows[device] = len(self.rows)
             self.ends = np.vstack([self.ends, np.full((1, 8), np.nan)])
         column = 2 * _ENDS.index(f"{part}.{item}") + (0 if k == 0 else 1)
@@ -403,7 +546,10 @@ class Book:
                 a = md.freeze.get(item) if part == "freeze" else md.curve_of(item)
                 if a is not None:
                     ends[j, 2 * c], ends[j, 2 * c + 1] = a[0], a[-1]
-        self.cold[d] = ColdDay(rows, ends)
+        shared = next((c for c in self.cold.values() if c.rows == rows), None)  # one dict (ColdDay)
+        if shared is not None:
+            shared.own = False
+        self.cold[d] = ColdDay(rows if shared is None else shared.rows, ends, own=shared is None)
         changed = self.changed.pop(d, set())
         whole = d not in self.stored
         if not whole and not changed:
@@ -533,7 +679,7 @@ def unpack(packed: Mapping[str, Any]) -> dict[str, MeterDay]:
                 if part == "curve":
                     md.set_curve(item, values[r])
                 else:
-                    md.freeze[item] = values[r]
+                    md.set_freeze(item, values[r])
     return points
 
 
@@ -560,7 +706,7 @@ def _from_ends(cold: ColdDay) -> dict[str, MeterDay]:
                 md.put(item, 0, first)
                 md.put(item, INTERVALS_PER_DAY, last)
             else:
-                md.freeze[item] = np.array([first, last])
+                md.set_freeze(item, np.array([first, last]))
     return points
 
 

@@ -17,6 +17,10 @@ T0 = 1_782_835_200  # a 15-min boundary
 #: the int32 edges (the columns widen to int64 values)
 INT32_EDGES = [2**31 - 1, 2**31, 2**32 - 1, 2**32]
 REGISTER = st.integers(0, 10**9) | st.integers(0, 2**44) | st.sampled_from(INT32_EDGES)
+#: export registers near the int16 offsets a meter without PV keeps (the column widens past them)
+SMALL_EXPORT = st.integers(0, 2**16) | st.sampled_from([2**15 - 1, 2**15, 2**15 + 1])
+#: anchors far from the first one: the slot column widens past +-2**15 slots (341 days)
+SLOT_EDGES = st.sampled_from([-(2**15) - 1, -(2**15), 2**15 - 1, 2**15, 40_000])
 
 
 def anchors(*rows: tuple[int, int, int | None, str]) -> MeterAnchors:
@@ -88,9 +92,9 @@ def test_off_grid_anchor_is_refused() -> None:
 @given(
     st.lists(
         st.tuples(
-            st.integers(0, 40),
+            st.integers(0, 40) | SLOT_EDGES,
             REGISTER,
-            st.none() | REGISTER,
+            st.none() | REGISTER | SMALL_EXPORT,
             st.sampled_from(["curve", "catch_up", "freeze"]),
         ),
         max_size=60,
@@ -123,13 +127,17 @@ def _held_per_anchor(m: MeterAnchors) -> float:
     return held / len(m)
 
 
-def test_anchors_are_held_in_a_dozen_bytes_each() -> None:
+def test_anchors_are_held_in_about_ten_bytes_each() -> None:
     # 4 days of 15-min points of a meter with a large register (a commercial meter past 2**31
-    # units): a packed meter holds ~13 bytes an anchor (an Anchor tuple with its dict entry was
-    # ~250: 2,400 meters x 4 days were ~230 MB of the terminal; int64 registers made it ~21)
+    # units) and a little export: ~9 bytes an anchor, int16 slots and export offsets (an Anchor
+    # tuple with its dict entry was ~250: 2,400 meters x 4 days were ~230 MB of the terminal;
+    # int32 slots and export made it ~13, int64 registers ~21)
     m = anchors(*((k, 9_000_000_000 + 50 * k, 10 * k, "curve") for k in range(4 * 96)))
     assert not m.wide
-    assert _held_per_anchor(m) < 15
+    assert _held_per_anchor(m) < 11
+    pv = anchors(*((k, 50 * k, 100_000 + 300 * k, "curve") for k in range(4 * 96)))  # export past int16
+    assert not pv.wide
+    assert 11 <= _held_per_anchor(pv) < 13
     assert m.rows()[-1] == Anchor(T0 + 900 * 383, 9_000_000_000 + 50 * 383, 3830, "curve")
     m.prune(T0 + 900 * 300)
     assert m.first == T0 + 900 * 300 and len(m) == 84

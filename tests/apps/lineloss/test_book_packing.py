@@ -1,4 +1,4 @@
-"""A meter-day's curve items held as int32 ten-thousandths read back the float64 values given."""
+"""A meter-day's curve items held as int16 decimals or int32 ten-thousandths read back the values given."""
 
 from __future__ import annotations
 
@@ -17,7 +17,25 @@ _ANY = st.one_of(
     _DECIMAL,
     st.floats(allow_nan=True, allow_infinity=True),  # anything else (the book skips inf; MeterDay keeps it)
     st.sampled_from(
-        [-0.0, 0.0, float("nan"), 214748.3647, 214748.3648, -214748.3647, 1e-5, 230.10000000000002]
+        [
+            -0.0,
+            0.0,
+            float("nan"),
+            214748.3647,
+            214748.3648,
+            -214748.3647,
+            1e-5,
+            230.10000000000002,
+            32767.0,
+            32768.0,
+            -32767.0,
+            -32768.0,
+            3.2767,
+            3.2768,
+            -3.2768,
+            0.0001,
+            1e300,
+        ]  # int16 edges too
     ),
 )
 
@@ -45,7 +63,7 @@ def test_points_read_back_bit_for_bit(puts: list[tuple[int, float]]) -> None:
         assert md.curve_of("va") is None and md.values == {}
 
 
-def test_a_day_of_decimal_readings_is_held_in_half_the_bytes() -> None:
+def test_a_day_of_decimal_readings_is_held_in_a_quarter_to_half_the_bytes() -> None:
     md = MeterDay()
     rng = np.random.default_rng(3)
     registers = np.round(12_345.67 + np.cumsum(rng.uniform(0, 0.5, POINTS)), 2)
@@ -55,13 +73,30 @@ def test_a_day_of_decimal_readings_is_held_in_half_the_bytes() -> None:
         md.put("ia", k, round(float(rng.uniform(0, 60)), 3))
         md.put("pf", k, round(float(rng.uniform(-1, 1)), 3))
     assert md._rows is not None and md._rows.dtype == np.int32 and md._wide is None
-    assert md._rows.nbytes == 4 * POINTS * 4  # one array for the four items
+    assert md._packed == ("forward", "ia")  # beyond int16: a register, amps past 32.767 A
+    assert md._rows.nbytes == 2 * POINTS * 4  # one int32 array for those two items
+    assert md._short is not None and md._short.dtype == np.int16 and md._narrow == ("va", "pf")
+    assert md._exps == (1, 3) and md._short.nbytes == 2 * POINTS * 2  # 0.1 V, 0.001
     np.testing.assert_array_equal(md.values["forward"], registers)
     md.put("forward", 5, 1 / 3)  # not a ten-thousandth: that item is float64 from now on, values kept
-    assert md._wide is not None and md._wide["forward"].dtype == np.float64 and md._rows.shape == (3, POINTS)
+    assert md._wide is not None and md._wide["forward"].dtype == np.float64 and md._rows.shape == (1, POINTS)
     registers[5] = 1 / 3
     np.testing.assert_array_equal(md.values["forward"], registers)
     assert list(md.values) == ["forward", "va", "ia", "pf"]  # the order the items came in
+
+
+def test_an_int16_item_moves_to_a_finer_exponent_then_to_int32() -> None:
+    md = MeterDay()
+    md.put("ia", 0, 12.0)
+    md.put("ia", 1, 3.5)
+    assert md._narrow == ("ia",) and md._exps == (1,)  # rescaled from 0 to 0.1
+    md.put("ia", 2, 0.125)
+    assert md._exps == (3,)
+    md.put("ia", 3, 40.5)  # 40,500 thousandths: not int16 any more
+    assert md._narrow == () and md._packed == ("ia",)
+    md.put("ia", 4, -0.0)  # nor int32: float64
+    assert md._packed == () and md._wide is not None
+    _same(md.values["ia"], np.array([12.0, 3.5, 0.125, 40.5, -0.0] + [np.nan] * (POINTS - 5)))
 
 
 @settings(max_examples=100, deadline=None)
@@ -105,6 +140,20 @@ def test_a_meter_day_of_single_phase_items_holds_one_array() -> None:
             for k in range(POINTS):
                 md.put(item, k, 1.5)
     md, other = days
-    assert md._wide is None and md._rows is not None
-    assert sys.getsizeof(md._rows) <= 6 * POINTS * 4 + 128  # was 6 x (97 x 4 + 112) + a dict of ~360 B
-    assert md._items is other._items and md._packed is other._packed  # the names: one tuple for all
+    assert md._wide is None and md._rows is None and md._short is not None  # 1.5: int16 at 0.1
+    assert sys.getsizeof(md._short) <= 6 * POINTS * 2 + 128  # was 6 x (97 x 4 + 112) + a dict of ~360 B
+    assert md._items is other._items and md._narrow is other._narrow  # the names: one tuple for all
+    assert md._exps is other._exps
+
+
+def test_a_meter_days_freezes_are_one_array_written_through_frozen() -> None:
+    md = MeterDay()
+    assert md.freeze == {}
+    md.frozen("forward")[1] = 12.5
+    md.frozen("reverse")[0] = 0.25
+    md.frozen("forward")[0] = 11.0
+    md.set_freeze("reverse", np.array([0.25, 0.5]))
+    assert md._ends is not None and md._ends.shape == (2, 2)  # one array (was a dict of arrays)
+    assert list(md.freeze) == ["forward", "reverse"]
+    np.testing.assert_array_equal(md.freeze["forward"], [11.0, 12.5])
+    np.testing.assert_array_equal(md.freeze["reverse"], [0.25, 0.5])
