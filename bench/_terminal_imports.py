@@ -18,7 +18,7 @@ What the terminal side loaded (``TerminalImports``, watched during the run):
   codec the simulator imported, and what that codec imports, is not the terminal's).
 
 How the fresh interpreter runs (``baseline_kb``), as the box's service unit
-(``deploy/ttu.service``) runs ``ttu run``: with the unit's ``PYTHONOPTIMIZE``, from compiled
+(``hal/linux/ttu.service``) runs ``ttu run``: with the unit's ``PYTHONOPTIMIZE``, from compiled
 bytecode (a box's modules load from ``.pyc`` files: pip compiles at install, Python at the
 first start; a first run into a private cache writes them, the second is measured, so the
 compiler's own garbage is not counted), through ``runtime.cli``'s parser for ``run`` (the
@@ -50,7 +50,7 @@ NOT_ON_A_BOX = ("runtime.cli", "hal.sim")
 #: shared codecs: their frames decide nothing, the modules count when terminal code asks for them
 SHARED = "protocols"
 #: the box's service unit: the bench's fresh interpreter runs with its ``PYTHONOPTIMIZE``
-SERVICE_UNIT = ROOT / "deploy" / "ttu.service"
+SERVICE_UNIT = ROOT / "hal" / "linux" / "ttu.service"
 #: the world's own: never in the terminal's interpreter
 WORLD = ("sim", "pandapower", "amqtt", "bench", "tests")
 

@@ -551,7 +551,7 @@ def print_memory(v: dict[str, Any], args: argparse.Namespace) -> None:
     print(
         "                       (interpreter: RSS of a fresh process importing what the terminal side of the "
         "run loaded: bench/_terminal_imports.py;\n                        run as the box runs `ttu run`: "
-        f"PYTHONOPTIMIZE={box_optimize()} (deploy/ttu.service), modules from compiled bytecode, through "
+        f"PYTHONOPTIMIZE={box_optimize()} (hal/linux/ttu.service), modules from compiled bytecode, through "
         "ttu run's own parser;\n                        heap: sys.getsizeof of the objects "
         "reachable from the Terminal object, not through code, modules, the loop or the simulator's objects)"
     )
