@@ -57,7 +57,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._terminal_imports import TerminalImports, baseline_kb  # noqa: E402
+from bench._terminal_imports import TerminalImports, baseline_kb, box_optimize  # noqa: E402
 from protocols.cloud import MAX_MESSAGE_BYTES, json_size  # noqa: E402
 from runtime.store import Store  # noqa: E402
 from sim.harness import DEFAULT_START  # noqa: E402
@@ -550,7 +550,9 @@ def print_memory(v: dict[str, Any], args: argparse.Namespace) -> None:
     )
     print(
         "                       (interpreter: RSS of a fresh process importing what the terminal side of the "
-        "run loaded: bench/_terminal_imports.py;\n                        heap: sys.getsizeof of the objects "
+        "run loaded: bench/_terminal_imports.py;\n                        run as the box runs `ttu run`: "
+        f"PYTHONOPTIMIZE={box_optimize()} (hal/linux/ttu.service), modules from compiled bytecode, through "
+        "ttu run's own parser;\n                        heap: sys.getsizeof of the objects "
         "reachable from the Terminal object, not through code, modules, the loop or the simulator's objects)"
     )
     tops = sorted({m.split(".")[0] for m in v["imports"]})

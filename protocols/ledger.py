@@ -47,13 +47,14 @@ import hashlib
 import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING, Any
 
 from protocols.cloud import canonical_json
 from protocols.errors import ProtocolError
+
+if TYPE_CHECKING:  # cryptography is imported where a signature is made or checked: every
+    # terminal's store imports this module, only a terminal that keeps a signed ledger signs
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 GENESIS = "0" * 64
 ROOT_KIND = "root"
@@ -227,6 +228,8 @@ def root_body(
 
 
 def root_signature_ok(body: dict[str, Any], key: Ed25519PublicKey) -> bool:
+    from cryptography.exceptions import InvalidSignature
+
     try:
         signature = base64.b64decode(str(body.get("signature", "")), validate=True)
         key.verify(signature, _root_message(body))
@@ -242,6 +245,8 @@ def sign_head(seq: int, digest: str, key: Ed25519PrivateKey) -> str:
 
 
 def head_signature_ok(seq: int, digest: str, signature: str, key: Ed25519PublicKey) -> bool:
+    from cryptography.exceptions import InvalidSignature
+
     try:
         key.verify(
             base64.b64decode(signature, validate=True),
@@ -427,6 +432,8 @@ def _audit_roots(
             result.problems.append(Problem("bad_root", seq, "root does not name a seq range before it"))
             continue
         if key is None:
+            from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
             try:
                 key = Ed25519PublicKey.from_public_bytes(base64.b64decode(str(body.get("public_key", ""))))
             except ValueError:

@@ -63,29 +63,61 @@ def _fitted(column: array[int], value: int) -> array[int]:
     return column
 
 
+#: registers are counted in this many units while every difference of two is a multiple of it
+#: (a DL/T 645 register's 0.01 kWh), else in units
+_COARSE = 100
+
+
+def _narrowest(column: array[int], values: list[int]) -> array[int]:
+    """An empty column of the narrowest typecode, from ``column``'s, that holds ``values``."""
+    out = array("h")
+    for value in (min(values, default=0), max(values, default=0)):
+        out = _fitted(out, value)
+    return out
+
+
+def _mapped(column: array[int], shift: int, factor: int, narrow: bool) -> array[int]:
+    """``column``'s values read as (v - shift) x factor ("not read" kept), in the narrowest
+    typecode that holds them (``narrow``) or at least as wide as ``column``'s."""
+    none = _NONE[column.typecode]
+    values = [(v - shift) * factor for v in column if v != none]
+    out = _narrowest(column, values) if narrow else array(column.typecode)
+    for value in (min(values, default=0), max(values, default=0)):
+        out = _fitted(out, value)
+    it = iter(values)
+    out_none = _NONE[out.typecode]
+    out.extend(out_none if v == none else next(it) for v in column)
+    return out
+
+
 class MeterAnchors:
-    """The anchors of one meter, by time, packed in parallel columns (``array``: 9 bytes an
-    anchor for a meter without export, 11 with -- an ``Anchor`` with its dict entry took ~250,
-    and 2,400 meters x 96 points x 4 days of them were ~230 MB of the terminal). Every column
-    holds offsets, each in the narrowest integer that holds them, widened for good (``_fitted``)
-    by the first value that does not fit: the time as its 15-min slot number less the first
-    anchor's (int16: 341 days either way, then int32); the import register less the meter's
-    first (int32: 214,748 kWh, then int64); the export register less the first read (int16:
-    3.2767 kWh, which a meter without PV never leaves, then int32, then int64), its typecode's
-    lowest value where not read. Differences of two stored registers are differences of the
-    registers whatever the width. ``Anchor`` values are made when read."""
+    """The anchors of one meter, by time, packed in parallel columns (``array``: ~5 bytes an
+    anchor for a household meter read every cycle -- an ``Anchor`` with its dict entry took ~250,
+    and 2,400 meters x 96 points x 4 days of them were ~230 MB of the terminal). The time is its
+    15-min slot number less the first anchor's: a ``range`` while the anchors are consecutive, else
+    an int16 array (341 days either way, then int32). A register column holds the register less a
+    base, in steps of 0.01 kWh (``_COARSE`` units) while every register of it is one, else of one
+    unit, in the narrowest integer that holds them (``_fitted``: int16, then int32, then int64;
+    export: its typecode's lowest value where not read). ``prune`` moves the bases to the oldest
+    anchor kept and narrows the columns again: a household's 4 days stay within int16 (327 kWh).
+    Differences of stored registers times the step are differences of the registers. ``Anchor``
+    values are made when read."""
 
     __slots__ = (
-        "_base", "_exp", "_exp_base", "_imp", "_imp_base", "_slots", "_source", "anomalies", "dirty_from",
+        "_base", "_exp", "_exp_base", "_exp_step", "_imp", "_imp_base", "_imp_step", "_slots", "_source",
+        "anomalies", "dirty_from",
     )  # fmt: skip
 
     def __init__(self) -> None:
-        self._slots = array("h")  # anchor time // INTERVAL_S - _base (times are on the 15-min grid)
+        # anchor time // INTERVAL_S - _base (times are on the 15-min grid): a range while they are
+        # consecutive (no bytes an anchor), else an array
+        self._slots: range | array[int] = range(0)
         self._base = 0  # the first anchor's slot
-        self._imp = array("i")  # import register - _imp_base
-        self._exp = array("h")  # export register - _exp_base, or _NONE[typecode] where not read
+        self._imp = array("h")  # (import register - _imp_base) / _imp_step
+        self._exp = array("h")  # (export register - _exp_base) / _exp_step, _NONE[typecode]: not read
         self._imp_base: int | None = None  # set by the first register kept
         self._exp_base: int | None = None
+        self._imp_step = self._exp_step = _COARSE  # 1 from the first register off the 0.01 kWh grid
         self._source = bytearray()
         self.anomalies = 0
         self.dirty_from: int | None = None  # earliest anchor time changed since the last pricing
@@ -101,12 +133,18 @@ class MeterAnchors:
         if self._imp_base is None:
             self._imp_base = imp
         imp_offset = imp - self._imp_base
+        if imp_offset % self._imp_step:  # off the 0.01 kWh grid: in units from now on
+            self._imp, self._imp_step = _mapped(self._imp, 0, self._imp_step, False), 1
+        imp_offset //= self._imp_step
         self._imp = _fitted(self._imp, imp_offset)
         if exp is None:
             return imp_offset, _NONE[self._exp.typecode]
         if self._exp_base is None:
             self._exp_base = exp
         exp_offset = exp - self._exp_base
+        if exp_offset % self._exp_step:
+            self._exp, self._exp_step = _mapped(self._exp, 0, self._exp_step, False), 1
+        exp_offset //= self._exp_step
         self._exp = _fitted(self._exp, exp_offset)
         return imp_offset, exp_offset
 
@@ -115,8 +153,26 @@ class MeterAnchors:
         if not self._slots:
             self._base = ts // INTERVAL_S
         offset = ts // INTERVAL_S - self._base
-        self._slots = _fitted(self._slots, offset)
+        if isinstance(self._slots, array):
+            self._slots = _fitted(self._slots, offset)
         return offset
+
+    def _slot_column(self, extra: int) -> array[int]:
+        """The slots as an array (made of the range when they were consecutive) that holds ``extra``."""
+        slots = self._slots
+        if isinstance(slots, array):
+            return slots
+        column = _fitted(array("h"), min(slots.start, extra))
+        column = _fitted(column, max(slots.stop - 1, extra))
+        column.extend(slots)
+        self._slots = column
+        return column
+
+    def _dense_again(self) -> None:
+        """The slots as a range again when they are consecutive (a gap filled, the old ones pruned)."""
+        slots = self._slots
+        if isinstance(slots, array) and slots and slots[-1] - slots[0] == len(slots) - 1:
+            self._slots = range(slots[0], slots[-1] + 1)
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -149,8 +205,8 @@ class MeterAnchors:
         exp = self._exp[i]
         return Anchor(
             (self._slots[i] + self._base) * INTERVAL_S,
-            self._imp[i] + (self._imp_base or 0),
-            None if exp == _NONE[self._exp.typecode] else exp + (self._exp_base or 0),
+            self._imp[i] * self._imp_step + (self._imp_base or 0),
+            None if exp == _NONE[self._exp.typecode] else exp * self._exp_step + (self._exp_base or 0),
             _SOURCES[self._source[i]],
         )
 
@@ -161,7 +217,12 @@ class MeterAnchors:
     def _insert(self, i: int, anchor: Anchor) -> None:
         slot = self._slot(anchor.ts)
         imp, exp = self._stored(anchor)
-        self._slots.insert(i, slot)
+        slots = self._slots
+        if isinstance(slots, range) and i == 0 and slot == slots.start - 1:
+            self._slots = range(slot, slots.stop)
+        else:
+            self._slot_column(slot).insert(i, slot)
+            self._dense_again()
         self._imp.insert(i, imp)
         self._exp.insert(i, exp)
         self._source.insert(i, _SOURCE_CODE[anchor.source])
@@ -177,7 +238,10 @@ class MeterAnchors:
             previous = (slots[-1] + base) * INTERVAL_S if slots else anchor.ts
             slot = self._slot(anchor.ts)
             imp, exp = self._stored(anchor)
-            self._slots.append(slot)
+            if isinstance(self._slots, range) and slot == self._slots.stop:
+                self._slots = range(self._slots.start, slot + 1)
+            else:
+                self._slot_column(slot).append(slot)
             self._imp.append(imp)
             self._exp.append(exp)
             self._source.append(_SOURCE_CODE[anchor.source])
@@ -244,14 +308,18 @@ class MeterAnchors:
                 a_imp, b_imp = imp[i], imp[i + 1]
                 if b_imp < a_imp:
                     self.anomalies += 1
-                return [Interval(start, max(b_imp - a_imp, 0), max(b_exp - a_exp, 0))]
+                return [
+                    Interval(
+                        start, max(b_imp - a_imp, 0) * self._imp_step, max(b_exp - a_exp, 0) * self._exp_step
+                    )
+                ]
         lo = max(0, bisect.bisect_right(slots, start // INTERVAL_S - base) - 1)
         hi = min(len(slots) - 1, bisect.bisect_left(slots, -(-end // INTERVAL_S) - base))
         imports: dict[int, tuple[int, bool]] = {}
         for i in range(lo, hi):
             a_ts = (slots[i] + base) * INTERVAL_S
             n = slots[i + 1] - slots[i]
-            energy = imp[i + 1] - imp[i]
+            energy = (imp[i + 1] - imp[i]) * self._imp_step
             if energy < 0:
                 self.anomalies += 1
                 energy = 0
@@ -274,6 +342,7 @@ class MeterAnchors:
             ts, exp = (slots[j] + base) * INTERVAL_S, exp_of[j]
             if exp == none:
                 continue
+            exp *= self._exp_step
             if previous is not None:
                 n = (ts - previous[0]) // INTERVAL_S
                 for k, share in enumerate(_split(max(exp - previous[1], 0), n)):
@@ -291,8 +360,26 @@ class MeterAnchors:
         if keep is None:
             return
         cut = bisect.bisect_left(self._slots, keep // INTERVAL_S - self._base)
-        for column in (self._slots, self._imp, self._exp, self._source):
+        for column in (self._imp, self._exp, self._source):
             del column[:cut]
+        self._rebase()
+        if isinstance(self._slots, range):
+            self._slots = self._slots[cut:]
+        else:
+            del self._slots[:cut]
+            self._dense_again()
+
+    def _rebase(self) -> None:
+        """The register bases moved to the oldest registers kept, the columns as narrow as they
+        can be again (offsets from a base long pruned away only grow)."""
+        imp = self._imp
+        if imp and imp[0] and self._imp_base is not None:
+            shift = imp[0]
+            self._imp, self._imp_base = _mapped(imp, shift, 1, True), self._imp_base + shift * self._imp_step
+        exp, none = self._exp, _NONE[self._exp.typecode]
+        shift = next((v for v in exp if v != none), 0)
+        if shift and self._exp_base is not None:
+            self._exp, self._exp_base = _mapped(exp, shift, 1, True), self._exp_base + shift * self._exp_step
 
     def rows(self) -> list[Anchor]:
         return [self._anchor(i) for i in range(len(self._slots))]

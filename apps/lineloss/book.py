@@ -160,7 +160,7 @@ class MeterDay:
     array, the int32 ones of another (one array header each, no dict: ~0.9 kB less a meter than
     an array an item); the float64 ones (rare) an array each."""
 
-    __slots__ = ("_exps", "_items", "_narrow", "_packed", "_rows", "_short", "_wide", "freeze")
+    __slots__ = ("_ends", "_exps", "_frozen", "_items", "_narrow", "_packed", "_rows", "_short", "_wide")
 
     def __init__(self) -> None:
         self._items: tuple[str, ...] = ()  # every curve item, in the order first given
@@ -170,7 +170,8 @@ class MeterDay:
         self._packed: tuple[str, ...] = ()  # the int32 items: the rows of ``_rows``
         self._rows: np.ndarray | None = None  # (len(_packed), POINTS) int32
         self._wide: dict[str, FArray] | None = None  # the float64 items
-        self.freeze: dict[str, FArray] = {}  # forward / reverse -> (2,)
+        self._frozen: tuple[str, ...] = ()  # the freeze items (forward / reverse), in the order given
+        self._ends: FArray | None = None  # (len(_frozen), 2): their registers at both midnights
 
     @property
     def values(self) -> dict[str, FArray]:
@@ -314,11 +315,29 @@ class MeterDay:
             self._drop(item)
         self._row(item)[:] = held
 
+    @property
+    def freeze(self) -> dict[str, FArray]:
+        """Freeze item -> its (start, end) registers, NaN where not read (views: write with
+        ``frozen`` / ``set_freeze``). One (items, 2) array: a dict of an array an item was ~0.3 kB
+        a meter more."""
+        ends = self._ends
+        return {} if ends is None else {item: ends[j] for j, item in enumerate(self._frozen)}
+
     def frozen(self, item: str) -> FArray:
-        a = self.freeze.get(item)
-        if a is None:
-            a = self.freeze[item] = np.full(2, np.nan)
-        return a
+        """The (start, end) registers of freeze item ``item`` (a view to write in), added (not
+        read) when it has none."""
+        if item in self._frozen:
+            assert self._ends is not None
+            held: FArray = self._ends[self._frozen.index(item)]
+            return held
+        fresh = np.full((1, 2), np.nan)
+        self._ends = fresh if self._ends is None else np.concatenate([self._ends, fresh])
+        self._frozen = _shared((*self._frozen, item))
+        last: FArray = self._ends[-1]
+        return last
+
+    def set_freeze(self, item: str, values: FArray) -> None:
+        self.frozen(item)[:] = values
 
     def power(self, values: Mapping[str, FArray] | None = None) -> FArray:
         """The power the meter's register counts, from its front end, kW, signed like its active
@@ -384,11 +403,14 @@ _ENDS = ("freeze.forward", "freeze.reverse", "curve.forward", "curve.reverse")  
 class ColdDay:
     """What the book keeps of a day given away: per meter its freezes (start, end) and its curve
     registers at both midnights, forward and reverse (``ends``: one row of 8 a meter, NaN where not
-    read), and the rows that came for the day since (replayed by ``thaw``)."""
+    read), and the rows that came for the day since (replayed by ``thaw``). ``rows`` (meter -> its
+    row) is one dict for every cold day with the same meters in the same order (~90 B a meter a
+    day: 2,400 meters x 8 days ~1.7 MB); a new meter makes a day its own copy."""
 
     rows: dict[str, int]
     ends: FArray  # (len(rows), 8), columns in _ENDS order
     late: list[tuple[str, str, str, int, float]] = field(default_factory=list)  # device, part, item, k, value
+    own: bool = True  # False: ``rows`` is shared with other days (copied before it changes)
 
     def put(self, device: str, part: str, item: str, k: int, value: float) -> None:
         self.late.append((device, part, item, k, value))
@@ -396,6 +418,8 @@ class ColdDay:
             return
         row = self.rows.get(device)
         if row is None:
+            if not self.own:  # the dict is other days' too
+                self.rows, self.own = dict(self.rows), True
             row = self.rows[device] = len(self.rows)
             self.ends = np.vstack([self.ends, np.full((1, 8), np.nan)])
         column = 2 * _ENDS.index(f"{part}.{item}") + (0 if k == 0 else 1)
@@ -522,7 +546,10 @@ class Book:
                 a = md.freeze.get(item) if part == "freeze" else md.curve_of(item)
                 if a is not None:
                     ends[j, 2 * c], ends[j, 2 * c + 1] = a[0], a[-1]
-        self.cold[d] = ColdDay(rows, ends)
+        shared = next((c for c in self.cold.values() if c.rows == rows), None)  # one dict (ColdDay)
+        if shared is not None:
+            shared.own = False
+        self.cold[d] = ColdDay(rows if shared is None else shared.rows, ends, own=shared is None)
         changed = self.changed.pop(d, set())
         whole = d not in self.stored
         if not whole and not changed:
@@ -652,7 +679,7 @@ def unpack(packed: Mapping[str, Any]) -> dict[str, MeterDay]:
                 if part == "curve":
                     md.set_curve(item, values[r])
                 else:
-                    md.freeze[item] = values[r]
+                    md.set_freeze(item, values[r])
     return points
 
 
@@ -679,7 +706,7 @@ def _from_ends(cold: ColdDay) -> dict[str, MeterDay]:
                 md.put(item, 0, first)
                 md.put(item, INTERVALS_PER_DAY, last)
             else:
-                md.freeze[item] = np.array([first, last])
+                md.set_freeze(item, np.array([first, last]))
     return points
 
 

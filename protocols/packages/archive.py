@@ -34,9 +34,6 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import BinaryIO
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-
 from protocols.packages.errors import (
     BadArchive,
     BadManifest,
@@ -271,6 +268,11 @@ def _check_signature(block: SignatureBlock, manifest: bytes, trusted: frozenset[
     if trusted is not None and block.public_key not in trusted:
         known = ", ".join(sorted(key_id(k) for k in trusted)) or "none"
         raise UnknownKey(f"signed by key {block.key_id}, which this board does not trust (trusted: {known})")
+    # imported here, not at module level: a terminal holds cryptography (~9.5 MB of RSS) only
+    # once it has verified a package, not for having the package manager ready
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     try:
         Ed25519PublicKey.from_public_bytes(block.public_key).verify(
             block.signature, signed_message(block.header, manifest)

@@ -1,6 +1,7 @@
 """Ed25519 publisher keys: generate them, name them by key id, read a public key's text.
 
-Layer: protocols (package format). Wraps ``cryptography``; every failure is a ``BadKey``.
+Layer: protocols (package format). Wraps ``cryptography``, imported by the functions that need
+it (a terminal holds it only once it verifies a package); every failure is a ``BadKey``.
 A public key's text form is what board.toml's ``[packages] trusted_keys`` accepts: base64 of
 the raw 32 bytes (or PEM). Reading and writing key files is ``runtime.packages.keys``'s: no
 file I/O here.
@@ -11,12 +12,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING
 
 from protocols.packages.errors import BadKey
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 KEY_ID_HEX = 16
 """A key id is the first 16 hex digits (64 bits) of SHA-256 over the raw public key."""
@@ -24,6 +25,8 @@ KEY_ID_HEX = 16
 
 def generate_keypair() -> tuple[Ed25519PrivateKey, Ed25519PublicKey]:
     """A fresh publisher key pair."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     private = Ed25519PrivateKey.generate()
     return private, private.public_key()
 
@@ -50,6 +53,10 @@ def public_key_text(key: Ed25519PublicKey | bytes) -> str:
 def parse_public_key(text: str, where: str = "public key") -> Ed25519PublicKey:
     """A public key from base64 text of its raw 32 bytes or from PEM text; ``where`` names the
     source in a ``BadKey``."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
     stripped = text.strip()
     if stripped.startswith("-----BEGIN"):
         if "PRIVATE KEY" in stripped.split("\n", 1)[0]:

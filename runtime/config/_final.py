@@ -12,10 +12,6 @@ import base64
 import binascii
 from pathlib import Path
 
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import load_pem_public_key
-
 from runtime.config._nodes import Board
 from runtime.config.credentials import load_credentials
 from runtime.config.schema import ValidationContext
@@ -154,7 +150,10 @@ def _check_apps(board: Board, ctx: ValidationContext, apps_dir: Path) -> None:
 def decode_trusted_key(text: str, *, root: Path) -> bytes:
     """Raw 32-byte Ed25519 key from base64 text or a ``*.pem`` file path (relative to ``root``).
 
-    Raises ``ValueError`` with the reason.
+    Raises ``ValueError`` with the reason. Only a ``*.pem`` file needs ``cryptography`` (imported
+    here, not at module level): the base64 form ``ttu keys new`` prints is checked without it, so
+    a terminal that lists its keys that way does not hold the library (~9.5 MB of RSS) just
+    for having read its board; the package manager loads it when it verifies a package.
     """
     stripped = text.strip()
     if stripped.endswith(".pem"):
@@ -163,6 +162,10 @@ def decode_trusted_key(text: str, *, root: Path) -> bytes:
             pem = path.read_bytes()
         except OSError as err:
             raise ValueError(f"cannot read key file {path}: {err.strerror or err}") from err
+        from cryptography.exceptions import UnsupportedAlgorithm
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+        from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
         try:
             key = load_pem_public_key(pem)
         except (ValueError, UnsupportedAlgorithm) as err:

@@ -18,7 +18,6 @@ lists, read-only mappings for tables, or the dataclass a ``Table`` names).
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 from abc import ABC, abstractmethod
@@ -461,6 +460,8 @@ def _validate_fields(
     out: dict[str, Any] = {}
     for key in data:
         if key not in fields:
+            import difflib  # only for a mistake: a terminal whose board loaded never holds it
+
             close = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             ctx.error(join(path, str(key)), f"unknown key{hint}")

@@ -2,7 +2,8 @@
 
 Layer: runtime (package manager). The file side of ``protocols.packages.keys`` (which names,
 generates and parses keys without touching a file); every failure is a ``BadKey`` naming the
-file.
+file. ``cryptography`` is imported by the functions (the package is on the terminal's start
+path; these are tools).
 """
 
 from __future__ import annotations
@@ -10,17 +11,19 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
-
-from cryptography.exceptions import UnsupportedAlgorithm
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from typing import TYPE_CHECKING
 
 from protocols.packages.errors import BadKey
 from protocols.packages.keys import parse_public_key
 
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
 
 def write_private_key(key: Ed25519PrivateKey, path: str | os.PathLike[str]) -> Path:
     """Write ``key`` as unencrypted PKCS#8 PEM, mode 0600; never overwrites an existing file."""
+    from cryptography.hazmat.primitives import serialization
+
     target = Path(path)
     pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
@@ -42,6 +45,10 @@ def write_private_key(key: Ed25519PrivateKey, path: str | os.PathLike[str]) -> P
 
 def load_private_key(path: str | os.PathLike[str]) -> Ed25519PrivateKey:
     """Read a PEM Ed25519 private key; refuses a file that group or others can read."""
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
     source = Path(path)
     try:
         mode = source.stat().st_mode

@@ -28,9 +28,7 @@ import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing import TYPE_CHECKING, Any, Protocol
 
 from hal.clock import Clock, wall_timeout
 from protocols.packages.errors import BadManifest, HealthCheckFailed, InstallRefused, PackageError
@@ -43,6 +41,9 @@ from runtime.packages.journal import JournalError, Layout, Pointer, Txn
 from runtime.packages.migrations import Migration, load_migrations, migrate
 from runtime.packages.unpack import unpack
 from runtime.packages.verify import VerifiedPackage, verify
+
+if TYPE_CHECKING:  # cryptography is imported where a signature is checked (install)
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 log = logging.getLogger("ttu.packages")
 

@@ -15,8 +15,7 @@ import tempfile
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from typing import TYPE_CHECKING
 
 from protocols.packages.errors import (
     BadDestination,
@@ -46,6 +45,9 @@ from protocols.packages.format import (
 )
 from protocols.packages.keys import key_id, raw_public
 from runtime.container.manifest import entry_source, load_manifest
+
+if TYPE_CHECKING:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 _SKIP_DIRS = frozenset({"__pycache__"})
 _SKIP_SUFFIXES = (".pyc", ".pyo", SUFFIX)

@@ -20,8 +20,7 @@ from collections.abc import Iterable, Mapping
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from pathlib import Path
-
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from typing import TYPE_CHECKING
 
 from protocols.packages.errors import BadManifest, IncompatibleApi, MissingCapability
 from protocols.packages.format import (
@@ -39,6 +38,9 @@ from runtime.config import Board
 from runtime.container.manifest import HAL_CAPABILITIES, Manifest, load_manifest
 from runtime.errors import ConfigErrors
 from runtime.packages.archive import read_signed
+
+if TYPE_CHECKING:  # cryptography is imported where a signature is checked
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 

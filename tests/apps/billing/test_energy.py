@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import sys
+from array import array
 
 import pytest
 from hypothesis import given, settings
@@ -16,7 +17,12 @@ T0 = 1_782_835_200  # a 15-min boundary
 #: registers: most within 10**9 units of each other (int32 offsets), some far apart or right at
 #: the int32 edges (the columns widen to int64 values)
 INT32_EDGES = [2**31 - 1, 2**31, 2**32 - 1, 2**32]
-REGISTER = st.integers(0, 10**9) | st.integers(0, 2**44) | st.sampled_from(INT32_EDGES)
+REGISTER = (
+    st.integers(0, 10**9)
+    | st.integers(0, 2**44)
+    | st.sampled_from(INT32_EDGES)
+    | st.integers(0, 10**7).map(lambda r: 100 * r)  # 0.01 kWh registers: held in steps of 100 units
+)
 #: export registers near the int16 offsets a meter without PV keeps (the column widens past them)
 SMALL_EXPORT = st.integers(0, 2**16) | st.sampled_from([2**15 - 1, 2**15, 2**15 + 1])
 #: anchors far from the first one: the slot column widens past +-2**15 slots (341 days)
@@ -127,20 +133,58 @@ def _held_per_anchor(m: MeterAnchors) -> float:
     return held / len(m)
 
 
-def test_anchors_are_held_in_about_ten_bytes_each() -> None:
-    # 4 days of 15-min points of a meter with a large register (a commercial meter past 2**31
-    # units) and a little export: ~9 bytes an anchor, int16 slots and export offsets (an Anchor
-    # tuple with its dict entry was ~250: 2,400 meters x 4 days were ~230 MB of the terminal;
-    # int32 slots and export made it ~13, int64 registers ~21)
-    m = anchors(*((k, 9_000_000_000 + 50 * k, 10 * k, "curve") for k in range(4 * 96)))
-    assert not m.wide
-    assert _held_per_anchor(m) < 11
-    pv = anchors(*((k, 50 * k, 100_000 + 300 * k, "curve") for k in range(4 * 96)))  # export past int16
-    assert not pv.wide
-    assert 11 <= _held_per_anchor(pv) < 13
-    assert m.rows()[-1] == Anchor(T0 + 900 * 383, 9_000_000_000 + 50 * 383, 3830, "curve")
+def test_anchors_are_held_in_about_five_bytes_each() -> None:
+    # 4 days of 15-min points: ~5 bytes an anchor while the registers stay within int16 of the
+    # oldest kept (consecutive slots a range, no bytes; an Anchor tuple with its dict entry was
+    # ~250: 2,400 meters x 4 days were ~230 MB of the terminal; int32 slots and registers ~13)
+    m = anchors(*((k, 9_000_000_000 + 50 * k, 10 * k, "curve") for k in range(4 * 96)))  # past 2**31 units
+    assert not m.wide and isinstance(m._slots, range) and (m._imp.typecode, m._exp.typecode) == ("h", "h")
+    assert _held_per_anchor(m) < 7
+    household = anchors(*((k, 123_456_700 + 1200 * k, None, "curve") for k in range(4 * 96)))  # 0.12 kWh
+    assert household._imp_step == 100 and household._imp.typecode == "h"  # 0.01 kWh steps
+    assert _held_per_anchor(household) < 7
+    assert household.rows()[-1] == Anchor(T0 + 900 * 383, 123_456_700 + 1200 * 383, None, "curve")
+    branch = anchors(*((k, 110_000 * k, 0, "curve") for k in range(4 * 96)))  # 11 kWh a quarter-hour
+    assert branch._imp.typecode == "i" and not branch.wide
+    assert 7 <= _held_per_anchor(branch) < 9
     m.prune(T0 + 900 * 300)
     assert m.first == T0 + 900 * 300 and len(m) == 84
+    assert m.rows()[-1] == Anchor(T0 + 900 * 383, 9_000_000_000 + 50 * 383, 3830, "curve")
+
+
+def test_pruning_keeps_a_running_meters_registers_narrow() -> None:
+    # 40 days of a household (0.36 kWh a quarter-hour: 1,382 kWh, past int16 steps of 0.01 kWh from
+    # the first register); pruned daily to 4 days, the offsets from the oldest kept stay int16
+    m = MeterAnchors()
+    for k in range(40 * 96):
+        m.add(Anchor(T0 + 900 * k, 5_000_000 + 3600 * k, 77 if k % 2 else None, "curve"))
+        if k % 96 == 95:
+            m.prune(T0 + 900 * (k - 4 * 96))
+    assert (m._imp.typecode, m._exp.typecode) == ("h", "h") and m._imp_step == 100
+    assert len(m) == 4 * 96 + 1 and m._imp_base == 5_000_000 + 3600 * (36 * 96 - 1)
+    k = 40 * 96 - 1
+    assert m.rows()[-2:] == [
+        Anchor(T0 + 900 * (k - 1), 5_000_000 + 3600 * (k - 1), None, "curve"),
+        Anchor(T0 + 900 * k, 5_000_000 + 3600 * k, 77, "curve"),
+    ]
+    assert m.intervals(T0 + 900 * (k - 1), T0 + 900 * k) == [Interval(T0 + 900 * (k - 1), 3600, 0)]
+
+
+def test_slots_are_a_range_while_consecutive_an_array_with_a_gap() -> None:
+    m = anchors((0, 0, None, "curve"), (1, 10, None, "curve"))
+    assert m._slots == range(2)
+    m.add(Anchor(T0 + 4 * 900, 40, None, "curve"))  # a gap
+    assert isinstance(m._slots, array) and list(m._slots) == [0, 1, 4]
+    m.add(Anchor(T0 + 3 * 900, 30, None, "catch_up"))
+    assert isinstance(m._slots, array)
+    m.add(Anchor(T0 + 2 * 900, 20, None, "catch_up"))  # the gap filled: consecutive again
+    assert m._slots == range(5)
+    m.add(Anchor(T0 - 900, 0, None, "catch_up"))  # one before the first
+    assert m._slots == range(-1, 5) and m.first == T0 - 900
+    m.add(Anchor(T0 + 9 * 900, 90, None, "curve"))
+    m.prune(T0 + 9 * 900)  # only the last: consecutive again
+    assert m._slots == range(9, 10) and m.rows() == [Anchor(T0 + 9 * 900, 90, None, "curve")]
+    assert [a.imp for a in anchors(*((k, k, None, "curve") for k in (0, 1, 3))).rows()] == [0, 1, 3]
 
 
 def test_a_register_beyond_an_int32_offset_widens_the_columns_and_loses_nothing() -> None:
@@ -222,3 +266,35 @@ def test_a_gap_to_the_end_of_the_range_is_spread_over_it() -> None:
         (1800, 10, True),
         (2700, 10, True),
     ]
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(st.tuples(st.integers(0, 30), REGISTER, st.none() | REGISTER | SMALL_EXPORT), max_size=25),
+    st.integers(-2, 32),
+    st.lists(st.tuples(st.integers(0, 40), REGISTER, st.none() | REGISTER | SMALL_EXPORT), max_size=15),
+)
+def test_pruned_anchors_keep_the_registers_and_intervals_of_those_kept(
+    before: list[tuple[int, int, int | None]], cut: int, after: list[tuple[int, int, int | None]]
+) -> None:
+    # a prune moves the register bases and narrows the columns: what is kept reads the same,
+    # and anchors added after it too
+    m, plain = MeterAnchors(), dict[int, Anchor]()
+
+    def add(rows: list[tuple[int, int, int | None]]) -> None:
+        for k, imp, exp in rows:
+            ts = T0 + 900 * k
+            if m.add(Anchor(ts, imp, exp, "curve")):
+                plain[ts] = Anchor(ts, imp, exp, "curve")
+
+    add(before)
+    keep = max((t for t in plain if t <= T0 + 900 * cut), default=None)
+    m.prune(T0 + 900 * cut)
+    if keep is not None:
+        for t in [t for t in plain if t < keep]:
+            del plain[t]
+    assert m.rows() == [plain[t] for t in sorted(plain)]
+    add(after)
+    rows = [plain[t] for t in sorted(plain)]
+    assert m.rows() == rows
+    assert m.intervals(T0, T0 + 41 * 900) == _plain_intervals(rows, T0, T0 + 41 * 900)

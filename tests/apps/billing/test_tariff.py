@@ -230,3 +230,14 @@ def test_timeline_series_and_coverage() -> None:
     terms = timeline.terms(july, "C0017", "residential")
     assert terms is not None and terms[1].id == "small-business"  # explicit beats "*"
     assert timeline.terms(july, "C0001", "commercial") is None  # no "*" for that tariff id
+
+
+def test_customers_on_the_same_terms_share_one_cursor() -> None:
+    # each open bill held its own cursor (~0.2 kB): 2,400 customers ~0.5 MB of equal ones
+    day = at(2026, 3, 2)
+    timeline = Timeline([zhejiang()])
+    bills = [bill_of(c, [Interval(day + 900 * k, 1000) for k in range(4)], timeline) for c in ("C1", "C2")]
+    assert bills[0].cursor is not None and bills[0].cursor is bills[1].cursor
+    other = Timeline([zhejiang()])  # other contract objects: a cursor of its own, same figures
+    third = bill_of("C3", [Interval(day + 900 * k, 1000) for k in range(4)], other)
+    assert third.cursor is not bills[0].cursor and third.to_json() | {"customer": "C1"} == bills[0].to_json()

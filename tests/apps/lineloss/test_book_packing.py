@@ -144,3 +144,16 @@ def test_a_meter_day_of_single_phase_items_holds_one_array() -> None:
     assert sys.getsizeof(md._short) <= 6 * POINTS * 2 + 128  # was 6 x (97 x 4 + 112) + a dict of ~360 B
     assert md._items is other._items and md._narrow is other._narrow  # the names: one tuple for all
     assert md._exps is other._exps
+
+
+def test_a_meter_days_freezes_are_one_array_written_through_frozen() -> None:
+    md = MeterDay()
+    assert md.freeze == {}
+    md.frozen("forward")[1] = 12.5
+    md.frozen("reverse")[0] = 0.25
+    md.frozen("forward")[0] = 11.0
+    md.set_freeze("reverse", np.array([0.25, 0.5]))
+    assert md._ends is not None and md._ends.shape == (2, 2)  # one array (was a dict of arrays)
+    assert list(md.freeze) == ["forward", "reverse"]
+    np.testing.assert_array_equal(md.freeze["forward"], [11.0, 12.5])
+    np.testing.assert_array_equal(md.freeze["reverse"], [0.25, 0.5])

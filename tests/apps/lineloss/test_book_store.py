@@ -179,6 +179,24 @@ def test_a_big_day_goes_to_the_store_in_parts_and_comes_back_whole() -> None:
     assert all(p is not None for p in book.chill(d) or [])  # packed whole again
 
 
+def test_cold_days_of_the_same_meters_share_their_rows_until_a_meter_joins_one() -> None:
+    book = Book(TZ)
+    days = [date(2024, 6, 2) + timedelta(days=n) for n in range(3)]
+    for n, d in enumerate(days):
+        for meter in ("a", "b"):
+            book.add("curve", meter, [row("energy.active.import.total", 10.0 + n, D0 + DAY * n + 900)])
+        book.chill(d)
+    first, second, third = (book.cold[d] for d in days)
+    assert first.rows is second.rows is third.rows == {"a": 0, "b": 1}  # one dict
+    book.add("curve", "c", [row("energy.active.import.total", 7.5, D0 + 2 * DAY)])  # 06-04 00:00
+    assert second.rows == third.rows == {"a": 0, "b": 1, "c": 2}
+    assert second.rows is not first.rows and third.rows is not first.rows
+    assert first.rows == {"a": 0, "b": 1}  # the other day unchanged
+    assert book.readings(days[1], ["c"]).curve_forward[0, -1] == 7.5
+    assert book.readings(days[2], ["c"]).curve_forward[0, 0] == 7.5
+    assert np.isnan(book.readings(days[0], ["c"]).curve_forward[0]).all()
+
+
 def test_only_the_parts_with_a_changed_meter_are_packed_again() -> None:
     book = Book(TZ)
     meters = [f"m{j}" for j in range(2 * PART_METERS + 5)]

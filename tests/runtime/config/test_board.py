@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
@@ -130,6 +131,17 @@ def test_trusted_keys_base64_and_pem(tmp_path: Path, apps_dir: Path) -> None:
     text = MINIMAL + f'\n[packages]\ntrusted_keys = ["{base64.b64encode(raw).decode()}", "vendor.pem"]\n'
     board = parse_board(text, root=tmp_path, apps_dir=apps_dir)
     assert [k.raw for k in board.packages.trusted_keys] == [raw, raw]
+
+
+def test_a_bad_pem_trusted_key_is_refused_at_load_naming_the_file(tmp_path: Path, apps_dir: Path) -> None:
+    (tmp_path / "garbage.pem").write_text("-----BEGIN PUBLIC KEY-----\nnot a key\n-----END PUBLIC KEY-----\n")
+    other = ec.generate_private_key(ec.SECP256R1()).public_key()  # a PEM public key, not Ed25519
+    (tmp_path / "ec.pem").write_bytes(other.public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo))
+    text = MINIMAL + '\n[packages]\ntrusted_keys = ["garbage.pem", "ec.pem"]\n'
+    assert errors_of(text, apps_dir=apps_dir, root=tmp_path) == [
+        ("packages.trusted_keys[0]", f"{tmp_path}/garbage.pem is not a PEM public key"),
+        ("packages.trusted_keys[1]", f"{tmp_path}/ec.pem is not an Ed25519 public key"),
+    ]
 
 
 # --- bad boards: exact paths and messages ----------------------------------------------------
