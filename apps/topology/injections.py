@@ -125,13 +125,14 @@ def attribute(
             for inj in own or slots[slot]:
                 heard[inj.meter].add(unit)
     out = []
+    units = tuple(listening)  # one tuple for the night's detections (every unit: ~80 at 2,400 meters)
     for inj in injections:
         at = (
             inj.at.timestamp()
             if inj.at.tzinfo
             else (inj.at - datetime(1970, 1, 1)).total_seconds() - utc_offset_s
         )
-        out.append(Heard(inj.meter, at, tuple(sorted(heard[inj.meter])), tuple(listening)))
+        out.append(Heard(inj.meter, at, tuple(sorted(heard[inj.meter])), units))
     return out
 
 

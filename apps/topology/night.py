@@ -49,8 +49,14 @@ class Night:
     async def load(self) -> None:
         saved = await self._ctx.store.get("detections")
         if isinstance(saved, list):
+            one: dict[tuple[str, ...], tuple[str, ...]] = {}  # a night's detections share their units
             self.detections = [
-                Detection(str(d["source"]), float(d["at"]), tuple(d["heard_by"]), tuple(d["listening"]))
+                Detection(
+                    str(d["source"]),
+                    float(d["at"]),
+                    tuple(d["heard_by"]),
+                    one.setdefault(tuple(d["listening"]), tuple(d["listening"])),
+                )
                 for d in saved
                 if isinstance(d, dict) and {"source", "at", "heard_by", "listening"} <= set(d)
             ]
