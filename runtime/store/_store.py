@@ -28,6 +28,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -64,6 +65,8 @@ def _json(value: JSON, what: str) -> str:
 
 #: key-value values up to this many characters of JSON are kept in memory (read/write-through)
 KV_CACHED_CHARS = 4096
+#: a cached value this short is one shared string (per-meter keys hold the same few texts)
+KV_INTERNED_CHARS = 8
 
 
 class Store:
@@ -351,6 +354,8 @@ class Store:
 
     def _remember(self, ns: str, key: str, text: str | None) -> None:
         if text is None or len(text) <= KV_CACHED_CHARS:
+            if text is not None and len(text) <= KV_INTERNED_CHARS:
+                text = sys.intern(text)  # "0", "false", "true": thousands of per-meter keys hold them
             self._kv.setdefault(ns, {})[key] = text
         else:
             self._forget(ns, key)  # large values are read from the database each time
