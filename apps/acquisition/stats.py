@@ -16,8 +16,9 @@ upward message (a station area of 2,000 meters has ~300 kB of per-meter rows).
 
 from __future__ import annotations
 
+from array import array
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from protocols.cloud import MAX_MESSAGE_BYTES, json_size, page_budget, pages
@@ -29,17 +30,71 @@ REPLY_LIMIT = MAX_MESSAGE_BYTES - (4 << 10)
 METERS_PER_PART = 500
 
 
-@dataclass(slots=True)
+#: the kinds of read counted in a meter's array; any other kind goes to its ``other`` dict
+KINDS = ("realtime", "curve", "freeze", "event")
+_KIND = {k: i for i, k in enumerate(KINDS)}
+
+
 class MeterStats:
-    attempts: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    successes: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    online: bool | None = None
-    last_ok: float | None = None
+    """One meter's reads: attempts and successes per kind of read, online, last success. The
+    counts of ``KINDS`` are one array (two dicts a meter were ~370 bytes; at 2,400 meters 0.9 MB)."""
+
+    __slots__ = ("_counts", "_other", "last_ok", "online")
+
+    def __init__(self) -> None:
+        self._counts = array("Q", bytes(16 * len(KINDS)))  # attempts of each kind, then successes
+        self._other: dict[str, list[int]] | None = None  # kind -> [attempts, successes]
+        self.online: bool | None = None
+        self.last_ok: float | None = None
+
+    def count(self, kind: str, ok: bool) -> None:
+        """One scheduled read of ``kind``."""
+        i = _KIND.get(kind)
+        if i is None:
+            if self._other is None:
+                self._other = {}
+            pair = self._other.setdefault(kind, [0, 0])
+            pair[0] += 1
+            pair[1] += ok
+            return
+        self._counts[i] += 1
+        if ok:
+            self._counts[len(KINDS) + i] += 1
+
+    def tried(self, kind: str | None = None) -> int:
+        """Attempts of ``kind`` (None: every kind)."""
+        return self._sum(kind, 0)
+
+    def succeeded(self, kind: str | None = None) -> int:
+        """Successes of ``kind`` (None: every kind)."""
+        return self._sum(kind, 1)
+
+    def _sum(self, kind: str | None, which: int) -> int:
+        n = len(KINDS)
+        other = self._other or {}
+        if kind is None:
+            return sum(self._counts[which * n : (which + 1) * n]) + sum(p[which] for p in other.values())
+        i = _KIND.get(kind)
+        if i is None:
+            return other[kind][which] if kind in other else 0
+        return self._counts[which * n + i]
+
+    @property
+    def attempts(self) -> dict[str, int]:
+        """Attempts per kind tried at least once."""
+        return {k: self.tried(k) for k in self._kinds()}
+
+    @property
+    def successes(self) -> dict[str, int]:
+        """Successes per kind tried at least once."""
+        return {k: self.succeeded(k) for k in self._kinds()}
+
+    def _kinds(self) -> list[str]:
+        return [k for i, k in enumerate(KINDS) if self._counts[i]] + list(self._other or {})
 
     def rate(self, kind: str | None = None) -> float | None:
-        attempts = sum(self.attempts.values()) if kind is None else self.attempts.get(kind, 0)
-        successes = sum(self.successes.values()) if kind is None else self.successes.get(kind, 0)
-        return None if attempts == 0 else successes / attempts
+        attempts = self.tried(kind)
+        return None if attempts == 0 else self.succeeded(kind) / attempts
 
 
 @dataclass(slots=True)
@@ -70,10 +125,9 @@ class SuccessTracker:
     def record(self, meter_id: str, kind: str, ok: bool, ts: float) -> tuple[bool, bool]:
         """Count one scheduled read. Returns (went_offline, came_back) edges for logging."""
         stats = self._meters.setdefault(meter_id, MeterStats())
-        stats.attempts[kind] += 1
+        stats.count(kind, ok)
         was_online = stats.online
         if ok:
-            stats.successes[kind] += 1
             stats.last_ok = ts
             self._day_ok.add(meter_id)
         stats.online = ok
@@ -94,14 +148,8 @@ class SuccessTracker:
         return sum(1 for s in self._meters.values() if s.online)
 
     def station_rate(self, kind: str | None = None) -> float | None:
-        attempts = sum(
-            (sum(s.attempts.values()) if kind is None else s.attempts.get(kind, 0))
-            for s in self._meters.values()
-        )
-        successes = sum(
-            (sum(s.successes.values()) if kind is None else s.successes.get(kind, 0))
-            for s in self._meters.values()
-        )
+        attempts = sum(s.tried(kind) for s in self._meters.values())
+        successes = sum(s.succeeded(kind) for s in self._meters.values())
         return None if attempts == 0 else successes / attempts
 
     def transport_rates(self) -> dict[str, float | None]:
@@ -110,8 +158,8 @@ class SuccessTracker:
         successes: dict[str, int] = defaultdict(int)
         for meter_id, stats in self._meters.items():
             transport = self._transport.get(meter_id, "?")
-            attempts[transport] += sum(stats.attempts.values())
-            successes[transport] += sum(stats.successes.values())
+            attempts[transport] += stats.tried()
+            successes[transport] += stats.succeeded()
         return {t: (successes[t] / n if n else None) for t, n in sorted(attempts.items())}
 
     def daily_rate(self) -> float | None:

@@ -10,6 +10,7 @@ but draws no conclusion about levels: that is ``classify.Classifier``. Must not 
 from __future__ import annotations
 
 import bisect
+from array import array
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,8 +55,9 @@ class Spell:
 class MeterBelief:
     dark: Spell | None = None
     back: Window | None = None  # the last return evidence (power-on list, answer after dark)
-    answers: list[float] = field(default_factory=list)  # sorted, the latest ANSWERS_KEPT
-    fails: list[float] = field(default_factory=list)
+    # sorted, the latest ANSWERS_KEPT; arrays of doubles: a full list of 32 floats was ~1.1 kB a meter
+    answers: array[float] = field(default_factory=lambda: array("d"))
+    fails: array[float] = field(default_factory=lambda: array("d"))
     relay_open_since: float | None = None
     relay_cause: str = ""
     records_read: float | None = None  # when its power-down records were last read (at)
@@ -354,7 +356,7 @@ class Beliefs:
             )
 
 
-def _keep(times: list[float], t: float) -> None:
+def _keep(times: array[float], t: float) -> None:
     """Insert ``t`` in order (reads may be reported late), keeping the latest ``ANSWERS_KEPT``."""
     if not times or t >= times[-1]:
         times.append(t)

@@ -83,8 +83,9 @@ class Members:
 
     def _index(self) -> None:
         members: dict[Group, set[str]] = {Group("station", self.station): set(self.meters)}
+        one: dict[Group, Group] = {}  # one object per group: the meters of a box share its Group
         for m in self.meters.values():
-            groups = self._chain(m)
+            groups = tuple(one.setdefault(g, g) for g in self._chain(m))
             self._groups[m.id] = groups
             for g in groups[1:]:  # not the meter's own group: ``members`` answers that one itself
                 members.setdefault(g, set()).add(m.id)

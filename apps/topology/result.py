@@ -1,8 +1,9 @@
 """The identification result: per meter phase / branch / box with confidence, the archive's
 value, a status and the evidence; plus the meters our network has but the archive lacks.
 
-Layer: apps (topology), pure data with its JSON form (the body of stream ``topology``, the
-retained ``topology/result`` on the bus, what ``ttu cloud topology --json`` prints). Must not
+Layer: apps (topology), pure data with its JSON form (the body of stream ``topology``, what
+``ttu cloud topology --json`` prints; the retained ``topology/result`` on the bus is that body
+without each meter's ``dimensions`` and ``evidence``: ``service.retained_body``). Must not
 compute anything.
 
 Status of a meter:

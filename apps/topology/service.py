@@ -26,10 +26,12 @@ Jobs (local time):
 * ``inject`` at the start of the off-peak window (``night``);
 * ``save`` hourly: the curve window into the store, so a restart loses no data.
 
-Past points: the window holds in memory only the blocks of points the daily run and the checks
-read (``window_h``); older blocks (a command may ask up to the window's whole reach) go to the
-store as they leave memory (``window/block/<n>``, listed in ``window/blocks``) and are read back
-for such a command (``_past``).
+Past points: the window holds in memory only the newest ``HELD_H`` hours of points (where late
+points still arrive: a module-led round brings its hour's points an hour later); older blocks go
+to the store as they leave memory (``window/block/<n>``, listed in ``window/blocks``) and are read
+back for each identification (``_past``: the daily run and the checks read ``window_h``, a
+command up to the window's whole reach). At 2,400 meters that is ~1.9 MB in memory instead of
+~4.4 MB for a whole day; each run reads ~1.6 MB of blocks back.
 
 The transformer's per-phase energy (what names the phase clusters) is integrated from the
 metrology unit's per-phase power, sampled every ``metrology_period_s`` by the app itself;
@@ -60,7 +62,7 @@ from .identify import Settings as MethodSettings
 from .identify import identify
 from .inputs import Inputs
 from .night import Night
-from .result import PAGED, TopologyResult
+from .result import PAGED, Dimension, MeterResult, TopologyResult
 from .window import BLOCK, STEP_S, TRANSFORMER, Blocks, Window, decode_block, encode_block, merge_block
 
 #: the store's list of the past blocks it holds, and each block's key
@@ -71,6 +73,8 @@ CHANGE_TOPIC = "topology/change"
 STREAM = "topology"
 COMMAND = "topology.run"
 MIN_POINTS = 8
+#: hours of the newest points the window holds in memory (48 points a device: three blocks)
+HELD_H = 8.0
 
 
 def _hhmm(text: str, key: str) -> time:
@@ -127,9 +131,8 @@ class TopologyService:
         self.settings = settings
         self.log = ctx.log
         self.window = Window(keep_points=int(max(settings.window_h, 24) * 4 * 2) + 8)
-        self.window.hold(self._points(settings.window_h))
+        self.window.hold(self._held_points())
         self._flushing = asyncio.Lock()
-        self.last: TopologyResult | None = None
         self.doubt: dict[str, float] = {}  # per meter from the last result (injections go to doubt first)
         self.devices = Devices(ctx)
         self.night = Night(ctx, self.devices, settings.policy)
@@ -140,7 +143,8 @@ class TopologyService:
                          "metrology_failures": 0, "checks_skipped": 0}  # fmt: skip
         self._lock = asyncio.Lock()
         self._own_metrology = False
-        #: the newest full (not incremental) result: where the next check starts
+        #: the newest full (not incremental) result's labels (``labels_only``): where the next
+        #: check starts (its evidence, ~1 kB a meter, is in the store's ``last_result``)
         self._newest: TopologyResult | None = None
         #: (newest curve point, station model version) the newest result saw
         self._seen: tuple[float | None, int] | None = None
@@ -153,7 +157,7 @@ class TopologyService:
                 self.window = Window.from_json(saved)
             except ValueError as err:
                 self.log.warning("topology: %s; starting an empty window", err)
-            self.window.hold(self._points(self.settings.window_h))  # a window saved whole is split
+            self.window.hold(self._held_points())  # a window saved whole (or holding more) is split
             await self._flush()
         await self.night.load()
         self.ledger = proposals.Ledger.from_json(await self.ctx.store.get("proposed"))
@@ -253,6 +257,10 @@ class TopologyService:
     @staticmethod
     def _points(hours: float) -> int:
         return int(hours * 3600 // STEP_S) + 1
+
+    def _held_points(self) -> int:
+        """Points back from the newest the window holds in memory (the rest: the store)."""
+        return self._points(min(self.settings.window_h, HELD_H))
 
     async def _flush(self) -> None:
         """The window's pending past rows into their stored blocks; blocks past its reach deleted."""
@@ -370,17 +378,16 @@ class TopologyService:
             result = replace(result, summary=summary)
             self._seen = seen
             if previous is None:
-                self._newest = result
+                self._newest = labels_only(result)
             if report:
                 await self.publish(result, model)
             return result
 
     async def publish(self, result: TopologyResult, model: StationModel) -> None:
-        self.last = result
         self.doubt = _doubt(result)
         await self.ctx.store.set("doubt", self.doubt)
         body = result.to_json()
-        self.ctx.bus.publish(RESULT_TOPIC, body, retain=True)
+        self.ctx.bus.publish(RESULT_TOPIC, retained_body(body), retain=True)
         await self.ctx.store.set("last_result", body)
         for message in paged_lists(body, PAGED):  # one message unless it is over the uplink's limit
             await self.ctx.uplink.send(STREAM, message)
@@ -430,6 +437,29 @@ class TopologyService:
         await self.ctx.store.set("proposed", self.ledger.to_json())
         self.counters["proposals"] += 1
         self.log.info("topology: proposed %d corrections: %s", len(fresh), outcome.status)
+
+
+def labels_only(result: TopologyResult) -> TopologyResult:
+    """``result`` without its evidence: what a check starts from (each meter's status and the
+    value of each dimension; ``identify.warm_labels``), held until the next full result."""
+
+    def bare(d: Dimension) -> Dimension:
+        return Dimension(d.value, d.confidence, d.archive, d.outcome)
+
+    meters = tuple(
+        MeterResult(m.meter_id, m.address, m.status, bare(m.phase), bare(m.branch), bare(m.box))
+        for m in result.meters
+    )
+    return replace(result, meters=meters)
+
+
+def retained_body(body: dict[str, Any]) -> dict[str, Any]:
+    """The retained ``topology/result`` on the bus: the stream's body without each meter's
+    ``dimensions`` and ``evidence`` (what a subscriber on the terminal reads -- line loss: status,
+    phase, branch, box, confidence; the bus holds it until the next result: the whole body was
+    ~1.5 kB a meter). ``missing`` and the rest are the body's."""
+    keep = ("meter_id", "address", "status", "phase", "branch", "box", "confidence")
+    return {**body, "meters": [{k: m[k] for k in keep if k in m} for m in body["meters"]]}
 
 
 def _doubt(result: TopologyResult) -> dict[str, float]:

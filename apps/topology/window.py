@@ -53,6 +53,16 @@ BLOCK = 16
 Blocks = dict[int, dict[str, np.ndarray]]
 
 
+_COLUMN_LISTS: dict[tuple[int, ...], list[int]] = {}
+
+
+def _shared_columns(columns: Iterable[int]) -> list[int]:
+    """The one list of these column indices every ring storing them shares (thousands of rings
+    store one of a few sets: a list each was ~90 bytes a device)."""
+    key = tuple(columns)
+    return _COLUMN_LISTS.setdefault(key, list(key))
+
+
 class _Ring:
     """``keep`` points of one device: slot numbers and their values (NaN = not known).
 
@@ -61,11 +71,14 @@ class _Ring:
     phases b and c: 20 bytes a point instead of 36) and reads back as NaN, as a stored column
     does at a slot it was not given. ``set`` adds a column when its first value arrives."""
 
+    __slots__ = ("columns", "slots", "values", "width")
+
     def __init__(
         self, keep: int, width: int, columns: Sequence[int] | None = None, *, slots: np.ndarray | None = None
     ) -> None:
         self.width = width
-        self.columns: list[int] = list(range(width)) if columns is None else sorted(columns)
+        #: one list for every ring storing the same columns (never changed in place: ``_add_column``)
+        self.columns: list[int] = _shared_columns(range(width) if columns is None else sorted(columns))
         # 15-min slot numbers (~2e6 today): int32 holds them; a held window's rings share one array
         self.slots = np.full(keep, -1, dtype=np.int32) if slots is None else slots
         self.values = np.full((keep, len(self.columns)), np.nan, dtype=np.float32)
@@ -93,7 +106,7 @@ class _Ring:
 
     def _add_column(self, column: int) -> int:
         j = int(np.searchsorted(self.columns, column))
-        self.columns.insert(j, column)
+        self.columns = _shared_columns([*self.columns[:j], column, *self.columns[j:]])
         self.values = np.insert(self.values, j, np.float32(np.nan), axis=1)
         return j
 

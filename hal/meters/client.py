@@ -267,6 +267,7 @@ class Dlt645Client:
 
     protocol = "dlt645"
     curve_batch: int = dlt645.LOAD_RECORDS_PER_FRAME
+    __slots__ = ("_address", "_password", "master", "three_phase")  # one client a meter
 
     def __init__(
         self, master: Dlt645Master, address: str, *, three_phase: bool = False, password: str = "02000000"
@@ -506,6 +507,7 @@ class Dlt698Client:
     """``MeterClient`` for a DL/T 698.45 meter."""
 
     protocol = "dlt698"
+    __slots__ = ("_address", "curve_batch", "master", "max_apdu", "three_phase")  # one client a meter
 
     def __init__(
         self,

@@ -243,7 +243,15 @@ def test_the_service_s_check_starts_from_the_newest_full_result_and_skips_when_n
         svc.identify = original  # type: ignore[assignment]
     assert seen[0] is None
     assert daily is not None and first is not None and second is not None and after_change is not None
-    assert seen[1] is daily and seen[2] is daily and seen[3] is daily
+    # each check starts from the daily result's labels, held without its evidence
+    assert seen[1] is seen[2] is seen[3] is not None
+    start = seen[1]
+
+    def labels(r: TopologyResult) -> list[tuple[object, ...]]:
+        return [(m.meter_id, m.status, m.phase.value, m.branch.value, m.box.value) for m in r.meters]
+
+    assert labels(start) == labels(daily) and start.missing == daily.missing
+    assert not any(m.evidence or m.phase.evidence or m.branch.evidence for m in start.meters)
     assert skipped is None and app.counters["checks_skipped"] == 1
     assert len(seen) == 4 and app.counters["identifications"] == 4
     assert outcomes(second) == outcomes(daily)
