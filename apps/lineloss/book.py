@@ -408,7 +408,7 @@ class ColdDay:
     day: 2,400 meters x 8 days ~1.7 MB); a new meter makes a day its own copy."""
 
     rows: dict[str, int]
-    ends: FArray  # (len(rows), 8), columns in _ENDS order
+    ends: np.ndarray  # (len(rows), 8), columns in _ENDS order: int32 ten-thousandths while exact
     late: list[tuple[str, str, str, int, float]] = field(default_factory=list)  # device, part, item, k, value
     own: bool = True  # False: ``rows`` is shared with other days (copied before it changes)
 
@@ -421,9 +421,20 @@ class ColdDay:
             if not self.own:  # the dict is other days' too
                 self.rows, self.own = dict(self.rows), True
             row = self.rows[device] = len(self.rows)
-            self.ends = np.vstack([self.ends, np.full((1, 8), np.nan)])
+            fresh = np.full((1, 8), _UNREAD if self.ends.dtype == np.int32 else np.nan, dtype=self.ends.dtype)
+            self.ends = np.vstack([self.ends, fresh])
         column = 2 * _ENDS.index(f"{part}.{item}") + (0 if k == 0 else 1)
+        if self.ends.dtype == np.int32:
+            q = round(value * _SCALE) if abs(value) <= _LIMIT / _SCALE else _LIMIT + 1  # inf too
+            if -_LIMIT <= q <= _LIMIT and q / _SCALE == value and (q or math.copysign(1.0, value) > 0):
+                self.ends[row, column] = q
+                return
+            self.ends = _decoded(self.ends)  # float64 from now on
         self.ends[row, column] = value
+
+    def end_values(self, row: int) -> FArray:
+        """Row ``row`` of ``ends`` as float64 (NaN where not read)."""
+        return _decoded(self.ends[row])
 
 
 @dataclass
@@ -549,7 +560,8 @@ class Book:
         shared = next((c for c in self.cold.values() if c.rows == rows), None)  # one dict (ColdDay)
         if shared is not None:
             shared.own = False
-        self.cold[d] = ColdDay(rows if shared is None else shared.rows, ends, own=shared is None)
+        held = _held(ends.ravel()).reshape(ends.shape)  # int32 ten-thousandths: half the bytes
+        self.cold[d] = ColdDay(rows if shared is None else shared.rows, held, own=shared is None)
         changed = self.changed.pop(d, set())
         whole = d not in self.stored
         if not whole and not changed:
@@ -618,7 +630,7 @@ class Book:
                 j = cold.rows.get(meter)
                 if j is None:
                     continue
-                e = cold.ends[j]
+                e = cold.end_values(j)
                 out.freeze_forward[i], out.freeze_reverse[i] = e[0:2], e[2:4]
                 out.curve_forward[i, [0, INTERVALS_PER_DAY]] = e[4:6]
                 out.curve_reverse[i, [0, INTERVALS_PER_DAY]] = e[6:8]
@@ -698,8 +710,9 @@ def _from_ends(cold: ColdDay) -> dict[str, MeterDay]:
     points = {}
     for meter, j in cold.rows.items():
         md = points[meter] = MeterDay()
+        ends = cold.end_values(j)
         for c, (part, item) in enumerate(e.split(".") for e in _ENDS):
-            first, last = cold.ends[j, 2 * c], cold.ends[j, 2 * c + 1]
+            first, last = ends[2 * c], ends[2 * c + 1]
             if np.isnan(first) and np.isnan(last):
                 continue
             if part == "curve":

@@ -230,7 +230,8 @@ async def test_between_updates_the_app_holds_only_todays_points_and_a_few_bytes_
     assert list(book.days) == [date(2024, 6, 2) + timedelta(days=days)]  # today only: the midnight point
     assert len(book.cold) == book.keep_days - 1 and svc._days == {}
     cold = sum(c.ends.nbytes + sys.getsizeof(c.rows) + sys.getsizeof(c.late) for c in book.cold.values())
-    assert cold / (len(book.cold) * len(METERS)) < 250  # bytes a meter-day (ends: 64)
+    assert cold / (len(book.cold) * len(METERS)) < 250  # bytes a meter-day (ends: 32, int32)
+    assert all(c.ends.dtype == np.int32 for c in book.cold.values())  # the registers are decimals
     assert all(not c.late for c in book.cold.values())
     stored = sorted(k for k in ctx.store.kv if k.startswith("book/"))
     names = [f"book/{d.isoformat()}" for d in sorted(book.cold)]
@@ -270,3 +271,17 @@ async def test_a_restart_keeps_the_stored_days_whole_and_forgets_those_that_left
     np.testing.assert_array_equal(
         again.book.days[d]["a"].values["va"], unpack(stored[f"book/{d.isoformat()}/0"])["a"].values["va"]
     )
+
+
+def test_a_cold_days_ends_are_int32_until_a_register_is_not_a_ten_thousandth() -> None:
+    book = Book(TZ)
+    d = date(2024, 6, 2)
+    book.add("curve", "a", [row("energy.active.import.total", 10.25, D0)])
+    book.add("curve", "b", [row("energy.active.import.total", 20.5, D0)])
+    book.chill(d)
+    assert book.cold[d].ends.dtype == np.int32
+    book.add("curve", "c", [row("energy.active.import.total", 1 / 3, D0 + DAY)])  # 06-02 24:00, a new meter
+    assert book.cold[d].ends.dtype == np.float64
+    got = book.readings(d, ["a", "b", "c"]).curve_forward
+    assert (got[0, 0], got[1, 0], got[2, -1]) == (10.25, 20.5, 1 / 3)
+    assert np.isnan(got[2, 0]) and np.isnan(got[0, -1])
