@@ -68,12 +68,24 @@ METROLOGY = "transformer"
 _SCALE = 10_000.0
 _LIMIT = 2**31 - 1
 _UNREAD = -(2**31)  # a packed item's "not read"
-#: ... and as int16 at a decimal exponent 0..4 (its own) while every value is exactly such a
-#: decimal within +-32767 of it: volts at 0.1 V, amps at 0.001 A up to 32.767 A, a power factor
+#: ... and as int16 steps of 10**-e (e = 0..4, its own) from a base (int64, the row's last four
+#: int16) while every value is exactly such a decimal within 32767 steps of the base: volts at
+#: 0.1 V, amps at 0.001 A, a power factor, a register's day at 0.01 kWh (327 kWh)
 _EXPONENTS = (0, 1, 2, 3, 4)
 _POWERS = tuple(10.0**e for e in _EXPONENTS)
 _LIMIT16 = 2**15 - 1
 _UNREAD16 = -(2**15)
+_EXACT = 2**53  # integers a float64 holds exactly
+_WORDS = 4  # int16 words of a short row's base
+
+
+def _base_of(row: np.ndarray) -> int:
+    """The base of a short row (its last four int16: one int64)."""
+    return int(row[POINTS:].view(np.int64)[0])
+
+
+def _set_base(row: np.ndarray, base: int) -> None:
+    row[POINTS:].view(np.int64)[0] = base
 
 
 def _decoded(a: np.ndarray, exponent: int = 4) -> FArray:
@@ -82,19 +94,20 @@ def _decoded(a: np.ndarray, exponent: int = 4) -> FArray:
         out: FArray = a / _SCALE  # each the correctly rounded q / 10,000: the value that was given
         out[a == _UNREAD] = np.nan
         return out
-    if a.dtype == np.int16:
-        out = a / _POWERS[exponent]  # the correctly rounded q / 10**e: the value that was given
-        out[a == _UNREAD16] = np.nan
+    if a.dtype == np.int16:  # a short row: (q + base) / 10**e, correctly rounded: the value given
+        data = a[:POINTS]
+        out = (data.astype(np.int64) + _base_of(a)) / _POWERS[exponent]
+        out[data == _UNREAD16] = np.nan
         return out
     return a
 
 
 def _exponent(value: float, at_least: int = 0) -> tuple[int, int] | None:
     """(e, q): the smallest decimal exponent e >= ``at_least`` at which ``value`` is exactly
-    q / 10**e with |q| <= 32767 (not -0.0), None when there is none."""
+    q / 10**e with |q| < 2**53 (not -0.0), None when there is none."""
     for e in _EXPONENTS[at_least:]:
         scaled = value * _POWERS[e]
-        if not -_LIMIT16 <= scaled <= _LIMIT16:  # (NaN and inf too)
+        if not -_EXACT < scaled < _EXACT:  # (NaN and inf too)
             return None
         q = round(scaled)
         if q / _POWERS[e] == value and (q or math.copysign(1.0, value) > 0):
@@ -131,19 +144,24 @@ def _held(values: FArray) -> np.ndarray:
 
 
 def _held16(values: FArray) -> tuple[int, np.ndarray] | None:
-    """(e, ``values`` as int16 q / 10**e) at the smallest exponent that holds every point read
-    exactly (not -0.0), None when none does."""
+    """(e, ``values`` as a short row: int16 steps of 10**-e from the base midway) at the smallest
+    exponent that holds every point read exactly (not -0.0), None when none does."""
     read = ~np.isnan(values)
     given = values[read]
     if not bool(np.isfinite(given).all()):
         return None
     for e, power in zip(_EXPONENTS, _POWERS, strict=True):
-        q = np.rint(given * power)
-        if not bool((np.abs(q) <= _LIMIT16).all()):
+        whole = np.rint(given * power)
+        if not bool((np.abs(whole) < _EXACT).all()):
             return None  # a finer exponent only makes it larger
-        if bool((q / power == given).all()) and not bool(np.signbit(given[q == 0]).any()):
-            packed = np.full(len(values), _UNREAD16, dtype=np.int16)
-            packed[read] = q
+        if bool((whole / power == given).all()) and not bool(np.signbit(given[whole == 0]).any()):
+            base = int((whole.min() + whole.max()) // 2) if whole.size else 0
+            q = whole - base
+            if not bool((np.abs(q) <= _LIMIT16).all()):
+                return None  # nor the spread
+            packed = np.full(POINTS + _WORDS, _UNREAD16, dtype=np.int16)
+            packed[:POINTS][read] = q
+            _set_base(packed, base)
             return e, packed
     return None
 
@@ -166,7 +184,7 @@ class MeterDay:
         self._items: tuple[str, ...] = ()  # every curve item, in the order first given
         self._narrow: tuple[str, ...] = ()  # the int16 items: the rows of ``_short``
         self._exps: tuple[int, ...] = ()  # their decimal exponents
-        self._short: np.ndarray | None = None  # (len(_narrow), POINTS) int16
+        self._short: np.ndarray | None = None  # (len(_narrow), POINTS + 4) int16: steps, base
         self._packed: tuple[str, ...] = ()  # the int32 items: the rows of ``_rows``
         self._rows: np.ndarray | None = None  # (len(_packed), POINTS) int32
         self._wide: dict[str, FArray] | None = None  # the float64 items
@@ -213,7 +231,8 @@ class MeterDay:
 
     def _short_row(self, item: str, exponent: int) -> np.ndarray:
         """The int16 row of ``item`` (not in it yet), added (not read) at ``exponent``."""
-        fresh = np.full((1, POINTS), _UNREAD16, dtype=np.int16)
+        fresh = np.full((1, POINTS + _WORDS), _UNREAD16, dtype=np.int16)
+        _set_base(fresh[0], 0)
         self._short = fresh if self._short is None else np.concatenate([self._short, fresh])
         self._narrow = _shared((*self._narrow, item))
         self._exps = _shared((*self._exps, exponent))
@@ -244,26 +263,37 @@ class MeterDay:
         self._wide[item] = values
 
     def _put_short(self, item: str, k: int, value: float) -> bool:
-        """Point ``k`` of int16 item ``item``, rescaled to a finer exponent when it must; False
-        (nothing written) when ``value`` does not fit int16 at any."""
+        """Point ``k`` of short item ``item``, rescaled to a finer exponent when it must; False
+        (nothing written) when ``value`` is not within 32767 steps of the base at any."""
         assert self._short is not None
         j = self._narrow.index(item)
         row, e = self._short[j], self._exps[j]
+        data = row[:POINTS]
         if value != value:  # NaN: not read
-            row[k] = _UNREAD16
+            data[k] = _UNREAD16
             return True
         fit = _exponent(value, e)
         if fit is None:
             return False
-        finer, q = fit
-        if finer > e:  # every point read again at the finer exponent, if they all fit
-            read = row != _UNREAD16
-            scaled = row[read].astype(np.int64) * 10 ** (finer - e)
-            if not bool((np.abs(scaled) <= _LIMIT16).all()):
+        finer, whole = fit
+        read = data != _UNREAD16
+        if not read.any():  # the first value read: the base
+            _set_base(row, whole)
+            data[k] = 0
+        else:
+            base = _base_of(row) * 10 ** (finer - e)
+            q = whole - base
+            if not -_LIMIT16 <= q <= _LIMIT16:
                 return False
-            row[read] = scaled
+            if finer > e:  # every point read again at the finer exponent, if they all fit
+                scaled = data[read].astype(np.int64) * 10 ** (finer - e)
+                if not bool((np.abs(scaled) <= _LIMIT16).all()) or not -_EXACT < base < _EXACT:
+                    return False
+                data[read] = scaled
+                _set_base(row, base)
+            data[k] = q
+        if finer != e:
             self._exps = _shared((*self._exps[:j], finer, *self._exps[j + 1 :]))
-        row[k] = q
         return True
 
     def put(self, item: str, k: int, value: float) -> None:
@@ -280,9 +310,14 @@ class MeterDay:
                 self.set_curve(item, values)
                 return
             if item not in self._packed:
-                fit = _exponent(value) if value == value else (0, _UNREAD16)
+                if value != value:  # NaN: a short row, not read
+                    self._short_row(item, 0)
+                    return
+                fit = _exponent(value)
                 if fit is not None:
-                    self._short_row(item, fit[0])[k] = fit[1]
+                    row = self._short_row(item, fit[0])
+                    _set_base(row, fit[1])
+                    row[k] = 0
                     return
             a = self._row(item)
             if value != value:  # NaN: not read

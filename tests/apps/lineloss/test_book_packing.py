@@ -63,7 +63,7 @@ def test_points_read_back_bit_for_bit(puts: list[tuple[int, float]]) -> None:
         assert md.curve_of("va") is None and md.values == {}
 
 
-def test_a_day_of_decimal_readings_is_held_in_a_quarter_to_half_the_bytes() -> None:
+def test_a_day_of_decimal_readings_is_held_in_a_quarter_of_the_bytes() -> None:
     md = MeterDay()
     rng = np.random.default_rng(3)
     registers = np.round(12_345.67 + np.cumsum(rng.uniform(0, 0.5, POINTS)), 2)
@@ -72,31 +72,35 @@ def test_a_day_of_decimal_readings_is_held_in_a_quarter_to_half_the_bytes() -> N
         md.put("va", k, round(float(rng.uniform(210, 240)), 1))
         md.put("ia", k, round(float(rng.uniform(0, 60)), 3))
         md.put("pf", k, round(float(rng.uniform(-1, 1)), 3))
-    assert md._rows is not None and md._rows.dtype == np.int32 and md._wide is None
-    assert md._packed == ("forward", "ia")  # beyond int16: a register, amps past 32.767 A
-    assert md._rows.nbytes == 2 * POINTS * 4  # one int32 array for those two items
-    assert md._short is not None and md._short.dtype == np.int16 and md._narrow == ("va", "pf")
-    assert md._exps == (1, 3) and md._short.nbytes == 2 * POINTS * 2  # 0.1 V, 0.001
+    assert md._rows is None and md._wide is None  # int16 steps from a base, every one
+    assert (
+        md._short is not None and md._short.dtype == np.int16 and md._narrow == ("forward", "va", "ia", "pf")
+    )
+    assert md._exps == (2, 1, 3, 3) and md._short.nbytes == 4 * (POINTS + 4) * 2  # 0.01 kWh, 0.1 V, ...
     np.testing.assert_array_equal(md.values["forward"], registers)
-    md.put("forward", 5, 1 / 3)  # not a ten-thousandth: that item is float64 from now on, values kept
-    assert md._wide is not None and md._wide["forward"].dtype == np.float64 and md._rows.shape == (1, POINTS)
+    md.put("forward", 5, 1 / 3)  # not a decimal: that item is float64 from now on, values kept
+    assert md._wide is not None and md._wide["forward"].dtype == np.float64 and md._short.shape[0] == 3
     registers[5] = 1 / 3
     np.testing.assert_array_equal(md.values["forward"], registers)
     assert list(md.values) == ["forward", "va", "ia", "pf"]  # the order the items came in
+    md.put("va", 7, 8000.0)  # ~78,000 steps of 0.1 V apart: int32 ten-thousandths
+    assert md._packed == ("va",) and md._narrow == ("ia", "pf") and md.values["va"][7] == 8000.0
 
 
-def test_an_int16_item_moves_to_a_finer_exponent_then_to_int32() -> None:
+def test_a_short_item_moves_to_a_finer_exponent_a_better_base_then_to_int32() -> None:
     md = MeterDay()
     md.put("ia", 0, 12.0)
     md.put("ia", 1, 3.5)
-    assert md._narrow == ("ia",) and md._exps == (1,)  # rescaled from 0 to 0.1
+    assert md._narrow == ("ia",) and md._exps == (1,)  # rescaled from 1 A to 0.1 A steps
     md.put("ia", 2, 0.125)
     assert md._exps == (3,)
-    md.put("ia", 3, 40.5)  # 40,500 thousandths: not int16 any more
+    md.put("ia", 3, 50.5)  # 38,500 steps from the base (12 A): a base midway holds them all
+    assert md._narrow == ("ia",)
+    md.put("ia", 4, 70.5)  # 70,375 steps apart: not int16 any more
     assert md._narrow == () and md._packed == ("ia",)
-    md.put("ia", 4, -0.0)  # nor int32: float64
+    md.put("ia", 5, -0.0)  # nor int32: float64
     assert md._packed == () and md._wide is not None
-    _same(md.values["ia"], np.array([12.0, 3.5, 0.125, 40.5, -0.0] + [np.nan] * (POINTS - 5)))
+    _same(md.values["ia"], np.array([12.0, 3.5, 0.125, 50.5, 70.5, -0.0] + [np.nan] * (POINTS - 6)))
 
 
 @settings(max_examples=100, deadline=None)
@@ -141,7 +145,7 @@ def test_a_meter_day_of_single_phase_items_holds_one_array() -> None:
                 md.put(item, k, 1.5)
     md, other = days
     assert md._wide is None and md._rows is None and md._short is not None  # 1.5: int16 at 0.1
-    assert sys.getsizeof(md._short) <= 6 * POINTS * 2 + 128  # was 6 x (97 x 4 + 112) + a dict of ~360 B
+    assert sys.getsizeof(md._short) <= 6 * (POINTS + 4) * 2 + 128  # was 6 x (97 x 4 + 112) + a dict
     assert md._items is other._items and md._narrow is other._narrow  # the names: one tuple for all
     assert md._exps is other._exps
 
