@@ -63,7 +63,7 @@ def bill_body(customer: Customer, bill: DayBill, tier_start: TierState) -> dict[
         "date": bill.date,
         "charge_fen": bill.charge_fen,
         "charge_yuan": yuan(bill.charge_fen),
-        "kwh": dict(bill.kwh),
+        "kwh": bill.kwh,
         "export_units": bill.export_units,
         "unbilled_units": bill.unbilled_units,
         "tier_units": list(bill.tier_units),

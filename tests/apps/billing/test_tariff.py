@@ -45,7 +45,7 @@ def test_tou_periods_of_one_day() -> None:
     )
     assert b.kwh == {"sharp": 0, "peak": kwh("2"), "flat": 0, "valley": kwh("1")}
     assert (b.tou_exact, b.adder_exact, b.charge_fen) == (142_400_000, 0, 142)
-    assert b.contracts == ["ZJ-RES@1"] and b.intervals == 2
+    assert b.contracts == ("ZJ-RES@1",) and b.intervals == 2
 
 
 def test_annual_tier_crossed_inside_an_interval() -> None:
@@ -131,7 +131,7 @@ def test_contract_version_change_splits_the_day_exactly() -> None:
     b = bill_of(
         "C1", [Interval(at(2026, 3, 2, 11, 45), kwh("1")), Interval(at(2026, 3, 2, 12), kwh("1"))], timeline
     )
-    assert b.contracts == ["ZJ-RES@1", "ZJ-RES@2"]
+    assert b.contracts == ("ZJ-RES@1", "ZJ-RES@2")
     assert b.tou_exact == 116_800_000 and b.charge_fen == 117
 
 
@@ -155,7 +155,7 @@ def test_contract_change_at_month_and_year_boundary_keeps_accumulating() -> None
         timeline,
         tier,
     )
-    assert b.contracts == ["ZJ-RES@1", "ZJ-RES@2"] and b.charge_fen == 63
+    assert b.contracts == ("ZJ-RES@1", "ZJ-RES@2") and b.charge_fen == 63
 
 
 def test_feed_in_credits_export() -> None:
