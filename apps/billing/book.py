@@ -230,6 +230,9 @@ class Book:
         day = body["date"]
         tier_start = TierState.from_json(body["tier_start"])
         tier_end = TierState.from_json(body["tier"])
+        before = None if acc.closed_through is None else acc.closed.get(acc.closed_through)
+        if before is not None and before.tier_end == tier_start:
+            tier_start = before.tier_end  # one object for both (ClosedDay's are replaced, never changed)
         acc.closed[day] = ClosedDay(int(body["charge_fen"]), tier_start, tier_end)
         acc.closed_through = max(acc.closed_through or day, day)
         acc.tier = tier_end.copy()

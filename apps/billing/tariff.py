@@ -21,6 +21,7 @@ of one reading cycle are added to what the cycle before priced): the result is t
 from __future__ import annotations
 
 import bisect
+import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -59,7 +60,8 @@ class TierState:
 
     @classmethod
     def from_json(cls, data: Sequence[Any]) -> TierState:
-        return cls(str(data[0]), int(data[1]), str(data[2]), int(data[3]))
+        """(The year and month names are interned: every record of a month repeats the same two.)"""
+        return cls(sys.intern(str(data[0])), int(data[1]), sys.intern(str(data[2])), int(data[3]))
 
 
 class Timeline:
