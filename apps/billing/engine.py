@@ -163,6 +163,10 @@ class Billing:
                     "removed": removed,
                 }
                 await self._append([LedgerEntry("customers", body, self._now_ms())])
+            directory = self.book.directory
+            for c in self.customers:  # one object a customer: the book keeps ours where they are equal
+                if directory.get(c.id) == c:
+                    directory[c.id] = c
 
     def listen(self, listener: Listener) -> None:
         """Call ``listener()`` after every append (the uplink sends what is new)."""
