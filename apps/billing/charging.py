@@ -160,7 +160,9 @@ class Charger:
                 intervals = anchors.intervals(since, end)
                 return price(bill, intervals, book.timeline, customer.tariff, book.tz, clock=book.clock)
         bill = self.price_day(customer, day, tier_start, anchors)
-        kept = tier_start.copy()
+        acc = self.book.accounts.get(customer.id)
+        # an account's tier count is replaced, never changed: kept as it is (a bill's goes on counting)
+        kept = tier_start if acc is not None and tier_start is acc.tier else tier_start.copy()
         self._open[key] = (kept, bill)
         newest = self._newest.get(customer.id)
         if newest is None or newest.day <= day:
