@@ -73,7 +73,8 @@ class Timeline:
         self._starts: list[float] = []
         self._ends: list[float | None] = []
         self._edges: list[float] = []  # every start and end: between two edges the same contracts hold
-        self._terms: dict[tuple[int, str, str | None], tuple[Contract, Tariff] | None] = {}
+        self._terms: dict[tuple[int, str | None, str | None], tuple[Contract, Tariff] | None] = {}
+        self._named: set[str] = set()  # customers some contract covers by name
         self.version = 0  # changes with every contract added (cursors priced under an older one are stale)
         for contract in contracts:
             self.add(contract)
@@ -97,6 +98,7 @@ class Timeline:
             ends.append(end)
         self._ends = ends
         self._edges = sorted({*self._starts, *(e for e in ends if e is not None)})
+        self._named = {c for k in self._contracts for entry in k.coverage for c in entry.customers}
         self._terms = {}
         self.version += 1
 
@@ -117,8 +119,10 @@ class Timeline:
 
     def terms(self, ts: float, customer: str, model_tariff: str | None) -> tuple[Contract, Tariff] | None:
         """The contract and tariff that bill ``customer`` at ``ts``, if any covers it (cached per
-        stretch of time between contract edges)."""
-        key = (bisect.bisect_right(self._edges, ts), customer, model_tariff)
+        stretch of time between contract edges; one entry for all the customers no contract names,
+        whose terms depend on their model tariff only)."""
+        who = customer if customer in self._named else None
+        key = (bisect.bisect_right(self._edges, ts), who, model_tariff)
         if key in self._terms:
             return self._terms[key]
         found: tuple[Contract, Tariff] | None = None

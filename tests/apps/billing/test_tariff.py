@@ -227,8 +227,11 @@ def test_timeline_series_and_coverage() -> None:
     june, july = at(2026, 6, 30, 12), at(2026, 7, 1, 12)
     assert [c.key for c in timeline.in_force(june)] == ["ZJ-RES@1"]
     assert [c.key for c in timeline.in_force(july)] == ["BJ-TOU@1"]
+    before = timeline.terms(july, "C0001", "residential")  # (cached for every customer no contract names)
     terms = timeline.terms(july, "C0017", "residential")
     assert terms is not None and terms[1].id == "small-business"  # explicit beats "*"
+    assert before is not None and before[1].id != "small-business"
+    assert timeline.terms(july, "C0002", "residential") == before
     assert timeline.terms(july, "C0001", "commercial") is None  # no "*" for that tariff id
 
 
