@@ -21,6 +21,7 @@ of one reading cycle are added to what the cycle before priced): the result is t
 from __future__ import annotations
 
 import bisect
+import functools
 import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -141,29 +142,20 @@ def _zero_periods() -> list[int]:
 
 #: a period's place in ``DayBill.period_units``
 _PERIOD_INDEX: dict[Period, int] = {p: i for i, p in enumerate(PERIODS)}
-#: a season's ``slot_periods`` as places in ``DayBill.period_units`` (one tuple per season in use)
-_SLOT_INDEX: dict[tuple[Period, ...], tuple[int, ...]] = {}
-#: a bill's contract keys after one more (bills of the same contracts share the tuple)
-_CONTRACT_KEYS: dict[tuple[tuple[str, ...], str], tuple[str, ...]] = {}
+#: memoised helpers below: bills of the same season and contracts share one tuple
 _MEMO_MAX = 256
 
 
+@functools.lru_cache(maxsize=_MEMO_MAX)
 def _slot_index(slot_periods: tuple[Period, ...]) -> tuple[int, ...]:
-    known = _SLOT_INDEX.get(slot_periods)
-    if known is None:
-        if len(_SLOT_INDEX) >= _MEMO_MAX:
-            _SLOT_INDEX.clear()
-        known = _SLOT_INDEX[slot_periods] = tuple(_PERIOD_INDEX[p] for p in slot_periods)
-    return known
+    """A season's ``slot_periods`` as places in ``DayBill.period_units``."""
+    return tuple(_PERIOD_INDEX[p] for p in slot_periods)
 
 
+@functools.lru_cache(maxsize=_MEMO_MAX)
 def _with_contract(keys: tuple[str, ...], key: str) -> tuple[str, ...]:
-    known = _CONTRACT_KEYS.get((keys, key))
-    if known is None:
-        if len(_CONTRACT_KEYS) >= _MEMO_MAX:
-            _CONTRACT_KEYS.clear()
-        known = _CONTRACT_KEYS[(keys, key)] = (*keys, key)
-    return known
+    """A bill's contract keys after one more."""
+    return (*keys, key)
 
 
 @dataclass(slots=True)
@@ -319,7 +311,6 @@ def _cursor(
 
 #: cursors in use, one object for all the bills they are the same for (``_shared_cursor``)
 _CURSORS: dict[tuple[object, ...], _Cursor] = {}
-_CURSORS_MAX = 256
 
 
 def _shared_cursor(
@@ -341,7 +332,7 @@ def _shared_cursor(
         )  # fmt: skip
         if same:
             return known
-    if len(_CURSORS) >= _CURSORS_MAX:
+    if len(_CURSORS) >= _MEMO_MAX:
         _CURSORS.clear()
     _CURSORS[key] = cursor
     return cursor
