@@ -12,8 +12,13 @@ stub both publish through aiomqtt.
 
 ``keep_cancel`` runs such an await in a task of its own and waits with ``asyncio.wait``,
 which never swallows: a cancellation always reaches the caller, whatever the inner await
-does with its copy. (``Task.cancelling()`` cannot stand in: 3.11's ``TaskGroup`` leaves it
-raised after a child fails while the group is exiting.)
+does with its copy. (``Task.cancelling()`` alone cannot stand in: 3.11's ``TaskGroup`` leaves
+it raised after a child fails while the group is exiting.)
+
+An await that cannot run in a task of its own -- entering ``aiomqtt.Client``, whose CONNACK
+wait is such a ``wait_for`` and whose connection belongs to the caller's ``async with`` --
+is bracketed instead: ``cancel_requests()`` before it, ``raise_if_cancelled_since(n)`` after
+it. Only the difference counts, so a count some ``TaskGroup`` left raised does not matter.
 
 Must not: swallow, delay or invent a cancellation.
 """
@@ -41,4 +46,17 @@ async def keep_cancel(coro: Coroutine[Any, Any, T]) -> T:
     return inner.result()
 
 
-__all__ = ["keep_cancel"]
+def cancel_requests() -> int:
+    """The running task's pending cancellation requests (``Task.cancelling()``; 0 outside a task)."""
+    task = asyncio.current_task()
+    return 0 if task is None else task.cancelling()
+
+
+def raise_if_cancelled_since(requests: int) -> None:
+    """Raise ``CancelledError`` if the running task was asked to stop since ``cancel_requests()``
+    returned ``requests``: the await in between returned normally, so it swallowed the request."""
+    if cancel_requests() > requests:
+        raise asyncio.CancelledError
+
+
+__all__ = ["cancel_requests", "keep_cancel", "raise_if_cancelled_since"]

@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
-from hal.cancellation import keep_cancel
+from hal.cancellation import cancel_requests, keep_cancel, raise_if_cancelled_since
 from hal.clock import Clock
 from protocols.cloud import (
     DEFAULT_MAX_COMMAND_BYTES,
@@ -351,10 +351,12 @@ class Uplink:
         where = f"{self._address.host}:{self._address.port}"
         while True:
             stopping = False
+            requests = cancel_requests()
             try:
                 async with self._client() as client:
-                    send_at_once(client)
                     try:
+                        raise_if_cancelled_since(requests)  # a stop that came with the CONNACK
+                        send_at_once(client)
                         await self._session(client)
                     except asyncio.CancelledError:
                         stopping = True

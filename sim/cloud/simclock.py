@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 import aiomqtt
 
-from hal.cancellation import keep_cancel
+from hal.cancellation import cancel_requests, keep_cancel, raise_if_cancelled_since
 from hal.clock import LoopClock
 from sim.cloud.stub import BrokerAddress
 
@@ -90,7 +90,9 @@ async def discover(broker_url: str, *, timeout: float = DISCOVER_TIMEOUT_S) -> S
     address = BrokerAddress.parse(broker_url)
     try:
         async with asyncio.timeout(timeout):
+            requests = cancel_requests()
             async with aiomqtt.Client(address.host, address.port) as client:
+                raise_if_cancelled_since(requests)  # the timeout that came with the CONNACK
                 await keep_cancel(client.subscribe(SIM_CLOCK_TOPIC, qos=1))
                 async for message in client.messages:
                     if not message.topic.matches(SIM_CLOCK_TOPIC):

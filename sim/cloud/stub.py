@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 import aiomqtt
 
-from hal.cancellation import keep_cancel
+from hal.cancellation import cancel_requests, keep_cancel, raise_if_cancelled_since
 from hal.clock import Clock, wall_timeout
 from protocols.cloud import (
     MAX_BATCH_BYTES,
@@ -198,6 +198,7 @@ class CloudStub:
         backoff = self._backoff_initial
         while True:
             stopping = False
+            requests = cancel_requests()
             try:
                 async with aiomqtt.Client(
                     self._broker.host, self._broker.port, identifier=self._client_id, clean_session=False
@@ -207,6 +208,7 @@ class CloudStub:
                     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     backoff = self._backoff_initial
                     try:
+                        raise_if_cancelled_since(requests)  # a stop that came with the CONNACK
                         await self._session(client)
                     except asyncio.CancelledError:
                         stopping = True

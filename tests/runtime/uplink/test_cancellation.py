@@ -1,4 +1,4 @@
-"""The uplink stops when told to, even when its PUBACK and the stop request arrive together.
+"""The uplink stops when told to, even when its PUBACK (or CONNACK) and the stop arrive together.
 
 Python 3.11's ``asyncio.wait_for`` (which aiomqtt uses for every acknowledgement) then
 returns the PUBACK and drops the cancellation; a sender that goes back to waiting for work
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from hal.cancellation import keep_cancel
+from hal.cancellation import cancel_requests, keep_cancel, raise_if_cancelled_since
 from hal.clock import LoopClock
 from runtime.store import Store
 from runtime.uplink import Uplink
@@ -57,6 +57,24 @@ class AckRaceClient:
             yield None
 
         return never()
+
+
+class ConnackRaceClient(AckRaceClient):
+    """Entering waits for a CONNACK the test gives, with ``wait_for`` as aiomqtt's ``__aenter__``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.connacks: asyncio.Queue[asyncio.Future[None]] = asyncio.Queue()
+        self.exited = False
+
+    async def __aenter__(self) -> ConnackRaceClient:
+        connack: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.connacks.put_nowait(connack)
+        await asyncio.wait_for(connack, 10)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.exited = True
 
 
 def _task(name: str) -> asyncio.Task[Any]:
@@ -130,3 +148,62 @@ async def test_keep_cancel_raises_a_cancellation_the_inner_await_swallowed() -> 
     caller.cancel()
     done, _ = await asyncio.wait({caller}, timeout=5)
     assert done == {caller} and caller.cancelled()
+
+
+@pytest.mark.looptime
+async def test_a_stop_arriving_with_the_connack_still_stops_the_uplink(tmp_path: Path) -> None:
+    clock = LoopClock(start=1_767_225_600.0)
+    store = await Store.open(tmp_path / "ttu.sqlite", clock=clock)
+    try:
+        uplink = Uplink(
+            store=store,
+            clock=clock,
+            terminal_id=TERMINAL,
+            broker_url="mqtt://127.0.0.1:1",
+            client_id=f"ttu-{TERMINAL}",
+            command_key=KEY,
+        )
+        client = ConnackRaceClient()
+        uplink._client = lambda: client  # type: ignore[method-assign,assignment,return-value]
+        run = asyncio.create_task(uplink.run(), name="uplink")
+        async with clock.timeout(5):
+            connack = await client.connacks.get()  # connecting: waiting for the broker's CONNACK
+        run.cancel()
+        connack.set_result(None)  # the CONNACK comes in before the uplink runs again
+        done, _ = await asyncio.wait({run}, timeout=30)
+        assert done == {run}, "the uplink did not stop"
+        assert run.cancelled()
+        assert client.exited  # the connection it had made is closed again
+        assert client.returned == []  # no session started: not even "online" was published
+    finally:
+        await store.close()
+
+
+@pytest.mark.looptime
+async def test_raise_if_cancelled_since_raises_only_a_request_made_since() -> None:
+    outcome: list[str] = []
+
+    async def connect(result: asyncio.Future[None]) -> None:
+        requests = cancel_requests()
+        await asyncio.wait_for(result, 10)  # 3.11 returns the result and drops a cancel that came with it
+        outcome.append("returned")
+        raise_if_cancelled_since(requests)
+        outcome.append("carried on")
+
+    loop = asyncio.get_running_loop()
+    calm: asyncio.Future[None] = loop.create_future()
+    task = asyncio.create_task(connect(calm))
+    await asyncio.sleep(0)
+    calm.set_result(None)
+    await task
+    assert outcome == ["returned", "carried on"]
+
+    outcome.clear()
+    raced: asyncio.Future[None] = loop.create_future()
+    task = asyncio.create_task(connect(raced))
+    await asyncio.sleep(0)
+    task.cancel()
+    raced.set_result(None)
+    done, _ = await asyncio.wait({task}, timeout=5)
+    assert done == {task} and task.cancelled()
+    assert outcome in (["returned"], [])  # swallowed then raised (3.11) or raised at once (3.12+)
