@@ -30,8 +30,8 @@ Past points: the window holds in memory only the newest ``HELD_H`` hours of poin
 points still arrive: a module-led round brings its hour's points an hour later); older blocks go
 to the store as they leave memory (``window/block/<n>``, listed in ``window/blocks``) and are read
 back for each identification (``_past``: the daily run and the checks read ``window_h``, a
-command up to the window's whole reach). At 2,400 meters that is ~1.9 MB in memory instead of
-~4.4 MB for a whole day; each run reads ~1.6 MB of blocks back.
+command up to the window's whole reach). At 2,400 meters that is ~1.5 MB in memory instead of
+~4.4 MB for a whole day; each run reads ~2 MB of blocks back.
 
 The transformer's per-phase energy (what names the phase clusters) is integrated from the
 metrology unit's per-phase power, sampled every ``metrology_period_s`` by the app itself;
@@ -73,8 +73,9 @@ CHANGE_TOPIC = "topology/change"
 STREAM = "topology"
 COMMAND = "topology.run"
 MIN_POINTS = 8
-#: hours of the newest points the window holds in memory (48 points a device: three blocks)
-HELD_H = 8.0
+#: hours of the newest points the window holds in memory (32 points a device: two blocks, the
+#: newest one filling; a round's points arriving an hour late still land in memory)
+HELD_H = 4.0
 
 
 def _hhmm(text: str, key: str) -> time:
