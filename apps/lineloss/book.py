@@ -30,8 +30,10 @@ from __future__ import annotations
 
 import base64
 import math
+import sys
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from array import array
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
@@ -434,6 +436,44 @@ PART_METERS = 128
 _ENDS = ("freeze.forward", "freeze.reverse", "curve.forward", "curve.reverse")  # 2 columns each
 
 
+#: a late row's (part, item), by its code (``Late``)
+_LATE_ITEMS = (
+    *(("curve", item) for item in dict.fromkeys(CURVE_QUANTITIES.values())),
+    *(("freeze", item) for item in dict.fromkeys(FREEZE_QUANTITIES.values())),
+)
+_LATE_CODES = {key: c for c, key in enumerate(_LATE_ITEMS)}
+_K_SPAN = 128  # a late row's code: (part, item)'s index x 128 + its point
+
+
+class Late:
+    """The rows that came for a cold day since it was given away, in order, as columns: the
+    device (the book's one string per meter), (part, item, point) as one uint16 and the value
+    (float64): 18 bytes a row (a tuple of five a row was ~110 B; ~1.8 rows a meter come after
+    midnight for the day before it: its last curve point and closing freezes)."""
+
+    __slots__ = ("_codes", "_devices", "_values")
+
+    def __init__(self) -> None:
+        self._devices: list[str] = []
+        self._codes = array("H")
+        self._values = array("d")
+
+    def append(self, device: str, part: str, item: str, k: int, value: float) -> None:
+        assert 0 <= k < _K_SPAN
+        self._codes.append(_LATE_CODES[part, item] * _K_SPAN + k)
+        self._devices.append(device)
+        self._values.append(value)
+
+    def __len__(self) -> int:
+        return len(self._devices)
+
+    def __iter__(self) -> Iterator[tuple[str, str, str, int, float]]:
+        """(device, part, item, k, value) of each row, in the order they came."""
+        for device, code, value in zip(self._devices, self._codes, self._values, strict=True):
+            part, item = _LATE_ITEMS[code // _K_SPAN]
+            yield device, part, item, code % _K_SPAN, value
+
+
 @dataclass
 class ColdDay:
     """What the book keeps of a day given away: per meter its freezes (start, end) and its curve
@@ -444,11 +484,11 @@ class ColdDay:
 
     rows: dict[str, int]
     ends: np.ndarray  # (len(rows), 8), columns in _ENDS order: int32 ten-thousandths while exact
-    late: list[tuple[str, str, str, int, float]] = field(default_factory=list)  # device, part, item, k, value
+    late: Late = field(default_factory=Late)  # the rows that came since, in order
     own: bool = True  # False: ``rows`` is shared with other days (copied before it changes)
 
     def put(self, device: str, part: str, item: str, k: int, value: float) -> None:
-        self.late.append((device, part, item, k, value))
+        self.late.append(device, part, item, k, value)
         if item not in ("forward", "reverse") or (part == "curve" and k not in (0, INTERVALS_PER_DAY)):
             return
         row = self.rows.get(device)
@@ -477,9 +517,9 @@ class Book:
     """Points per local date and meter; ``version`` of a date grows with every change to it.
 
     ``days`` holds the hot days (every point), ``cold`` the days given away (see the module
-    docstring); ``stored``: days with a packed copy in the store, ``changed``: the meters of a hot
-    day changed since (only their parts are packed again: a flash box is not rewritten a whole
-    day for a few late rows)."""
+    docstring); ``stored``: days with a packed copy in the store, ``changed``: the meters of such
+    a day hot again changed since (only their parts are packed again: a flash box is not
+    rewritten a whole day for a few late rows; a day never stored is packed whole)."""
 
     tz: ZoneInfo
     keep_days: int = 8
@@ -523,16 +563,18 @@ class Book:
             md.put(item, k, value)
         else:
             md.frozen(item)[k] = value
-        changed = self.changed.get(d)
-        if changed is None:
-            changed = self.changed[d] = set()
-        changed.add(device)
+        if d in self.stored:  # (a day never stored is packed whole: its meters need no list)
+            changed = self.changed.get(d)
+            if changed is None:
+                changed = self.changed[d] = set()
+            changed.add(device)
 
     def _touch(self, d: date) -> None:
         self.version[d] = self.version.get(d, 0) + 1
 
     def add(self, kind: str, device: str, rows: Iterable[Any]) -> set[date]:
         """Take a batch of reading rows of ``kind`` (curve | freeze | realtime); the dates changed."""
+        device = sys.intern(device)  # one string a meter, whichever message named it
         changed: set[date] = set()
         for row in rows:
             parsed = _parse(row)
