@@ -17,13 +17,15 @@ Which rows count:
 Rows off the 15-min grid, of unknown quantities or malformed are skipped and counted. Must not
 compute anything but the power a point's register counts (``MeterDay.power``).
 
-Hot and cold days: a day's points are ~9 kB per meter (10 curve items x 97 float64), 9 days of
-2,400 meters ~190 MB. So the service gives a past day's points away (``chill``: the day packed,
-for the app's store) and the book keeps of it only what the day's energy needs -- each meter's
-freezes and its curve registers at both midnights (``ColdDay``, 64 bytes a meter) -- plus the rows
-that come for it later, in order; ``thaw`` takes the packed day back and replays them, so a thawed
-day is exactly the day the book would have kept. ``readings`` of a cold day fills the freezes
-and the curve's midnights only (what ``day_energies`` reads); the rest is NaN.
+Hot and cold days: a day's points were ~9 kB per meter as float64 (10 curve items x 97), 9 days
+of 2,400 meters ~190 MB; a hot day's ``MeterDay`` holds them as narrow integers (~1.1 kB a
+single-phase meter-day, less while the day is young). The service gives a past day's points
+away (``chill``: the day packed, for the app's store) and the book keeps of it only what the
+day's energy needs -- each meter's freezes and its curve registers at both midnights
+(``ColdDay``, 32 bytes a meter) -- plus the rows that come for it later, in order (``Late``);
+``thaw`` takes the packed day back and replays them, so a thawed day is exactly the day the book
+would have kept. ``readings`` of a cold day fills the freezes and the curve's midnights only
+(what ``day_energies`` reads); the rest is NaN.
 """
 
 from __future__ import annotations
