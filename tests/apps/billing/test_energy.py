@@ -229,9 +229,7 @@ def _plain_intervals(rows: list[Anchor], start: int, end: int) -> list[Interval]
 
 @settings(max_examples=200)
 @given(
-    st.lists(
-        st.tuples(st.integers(0, 30), REGISTER, st.none() | REGISTER), max_size=25
-    ),
+    st.lists(st.tuples(st.integers(0, 30), REGISTER, st.none() | REGISTER), max_size=25),
     st.lists(st.tuples(st.integers(-2000, 32 * 900), st.integers(0, 12 * 900)), min_size=1, max_size=6),
 )
 def test_lookups_and_intervals_agree_with_the_rules_written_plainly(
