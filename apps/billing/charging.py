@@ -78,14 +78,15 @@ def bill_body(customer: Customer, bill: DayBill, tier_start: TierState) -> dict[
     }
 
 
-_UNSEEN: Any = object()  # what a fresh ``_Newest`` has seen of the account: nothing yet
+_UNSEEN: Any = object()  # what a fresh ``_Open`` has seen of the account: nothing yet
 
 
 @dataclass(slots=True)
-class _Newest:
-    """A customer's newest open day as the general path last priced it (the same ``bill`` as in
-    ``Charger._open``), and what of the account the steady path last checked it against: while
-    the account's tier count and last closed day are those very objects, the checks hold."""
+class _Open:
+    """An open day of a customer as the general path last priced it: the tier count it started
+    from and its bill so far; for the customer's newest (``Charger._newest``, the same object),
+    what of the account the steady path last checked it against: while the account's tier count
+    and last closed day are those very objects, the checks hold."""
 
     day: str
     end: int  # UTC epoch of the day's end
@@ -99,10 +100,8 @@ class Charger:
     def __init__(self, book: Book, settings: ChargingSettings | None = None) -> None:
         self.book = book
         self.settings = settings or ChargingSettings()
-        self._open: dict[
-            tuple[str, str], tuple[TierState, DayBill]
-        ] = {}  # (customer, day) -> (tier_start, bill)
-        self._newest: dict[str, _Newest] = {}  # customer -> its newest bill in _open
+        self._open: dict[tuple[str, str], _Open] = {}  # (customer, day) -> its bill so far
+        self._newest: dict[str, _Open] = {}  # customer -> its newest day in _open (that object)
         self.late_rows = 0  # anchors older than any day still open to corrections
 
     # ------------------------------------------------------------------ anchors
@@ -151,8 +150,8 @@ class Charger:
         key = (customer.id, day)
         cached = self._open.get(key)
         dirty = anchors.dirty_from
-        if cached is not None and cached[0] == tier_start:
-            bill = cached[1]
+        if cached is not None and cached.tier_start == tier_start:
+            bill = cached.bill
             if dirty is None or dirty >= bill.last_start + INTERVAL_S:
                 start, end = self.book.day_bounds(day)
                 since = max(start, bill.last_start + INTERVAL_S)
@@ -163,17 +162,17 @@ class Charger:
         acc = self.book.accounts.get(customer.id)
         # an account's tier count is replaced, never changed: kept as it is (a bill's goes on counting)
         kept = tier_start if acc is not None and tier_start is acc.tier else tier_start.copy()
-        self._open[key] = (kept, bill)
+        opened = self._open[key] = _Open(day, self.book.day_bounds(day)[1], kept, bill)
         newest = self._newest.get(customer.id)
         if newest is None or newest.day <= day:
-            self._newest[customer.id] = _Newest(day, self.book.day_bounds(day)[1], kept, bill)
+            self._newest[customer.id] = opened
         return bill
 
     def _closed(self, customer: Customer, day: str) -> None:
         """``day``'s charge is decided: its bill is done with."""
         done = self._open.pop((customer.id, day), None)
         newest = self._newest.get(customer.id)
-        if newest is not None and done is not None and newest.bill is done[1]:
+        if newest is not None and done is not None and newest.bill is done.bill:
             del self._newest[customer.id]
 
     def _closable(self, day: str, anchors: MeterAnchors, now: float) -> bool:
@@ -218,7 +217,7 @@ class Charger:
             while day <= today and book.day_bounds(day)[0] < last:
                 bill = self._open_bill(customer, day, tier_start, anchors)
                 cycle.priced += 1
-                delta = bill.charge_fen - acc.debited.get(day, 0)
+                delta = bill.charge_fen - acc.debit_of(day)
                 if delta:
                     balance -= delta
                     debits.append([customer.id, day, delta, balance])
@@ -272,9 +271,7 @@ class Charger:
             imp = 0
         exp = b.exp - a.exp  # type: ignore[operator]  # newest_step: both carry one
         price_one(bill, a.ts, imp, exp if exp > 0 else 0, book.timeline, customer.tariff, book.clock)
-        delta = round_fen(bill.tou_exact + bill.adder_exact + bill.export_exact) - acc.debited.get(
-            newest.day, 0
-        )
+        delta = round_fen(bill.tou_exact + bill.adder_exact + bill.export_exact) - acc.debit_of(newest.day)
         if delta:
             debits.append([customer.id, newest.day, delta, acc.balance - delta])
         anchors.dirty_from = None
@@ -286,13 +283,14 @@ class Charger:
         """Re-price closed days the new anchors touch; returns the tier count after the last one."""
         dirty = anchors.dirty_from
         acc = self.book.account(customer.id)
-        if dirty is None or not acc.closed or acc.closed_through is None:
+        closed_days = acc.closed
+        if dirty is None or not closed_days or acc.closed_through is None:
             return None, balance
         if dirty >= self.book.day_bounds(acc.closed_through)[1]:
             return None, balance  # only open days changed
         tier: TierState | None = None
-        for day in sorted(acc.closed):
-            closed = acc.closed[day]
+        for day in sorted(closed_days):
+            closed = closed_days[day]
             if tier is None and self.book.day_bounds(day)[1] <= dirty:
                 continue
             start = tier if tier is not None else closed.tier_start.copy()

@@ -23,6 +23,7 @@ from __future__ import annotations
 import bisect
 import functools
 import sys
+from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -136,11 +137,15 @@ class Timeline:
         return found
 
 
-def _zero_periods() -> list[int]:
-    return [0] * len(PERIODS)
+#: where ``DayBill.units`` holds the tiers' kWh: after one place per TOU period
+_TIERS_AT = len(PERIODS)
 
 
-#: a period's place in ``DayBill.period_units``
+def _zero_units() -> array[int]:
+    return array("q", bytes(8 * _TIERS_AT))
+
+
+#: a period's place in ``DayBill.units``
 _PERIOD_INDEX: dict[Period, int] = {p: i for i, p in enumerate(PERIODS)}
 #: memoised helpers below: bills of the same season and contracts share one tuple
 _MEMO_MAX = 256
@@ -148,7 +153,7 @@ _MEMO_MAX = 256
 
 @functools.lru_cache(maxsize=_MEMO_MAX)
 def _slot_index(slot_periods: tuple[Period, ...]) -> tuple[int, ...]:
-    """A season's ``slot_periods`` as places in ``DayBill.period_units``."""
+    """A season's ``slot_periods`` as places in ``DayBill.units``."""
     return tuple(_PERIOD_INDEX[p] for p in slot_periods)
 
 
@@ -165,10 +170,12 @@ class DayBill:
     customer: str
     date: str  # local "YYYY-MM-DD"
     tier: TierState  # accumulators after the last priced interval
-    period_units: list[int] = field(default_factory=_zero_periods)  # billed import per PERIODS entry
+    # billed import per PERIODS entry, then billed kWh per tier (0 = below the first bound), in
+    # one int64 array (~0.1 kB a bill less than two lists of int objects): ``period_units``,
+    # ``tier_units`` read them (a day's kWh are far below 2**63 units: 9.2e14 kWh)
+    units: array[int] = field(default_factory=_zero_units)
     export_units: int = 0  # exported kWh credited (feed_in / net surplus)
     unbilled_units: int = 0  # imported kWh no contract covered
-    tier_units: list[int] = field(default_factory=list)  # billed kWh per tier (0 = below the first bound)
     tou_exact: int = 0
     adder_exact: int = 0
     export_exact: int = 0  # credits: zero or negative
@@ -181,8 +188,18 @@ class DayBill:
 
     @property
     def kwh(self) -> dict[Period, int]:
-        """Billed import per TOU period (a new dict: the bill holds a list, ~0.1 kB less a bill)."""
-        return dict(zip(PERIODS, self.period_units, strict=True))
+        """Billed import per TOU period (a new dict: the bill holds an array, ~0.1 kB less a bill)."""
+        return dict(zip(PERIODS, self.units[:_TIERS_AT], strict=True))
+
+    @property
+    def period_units(self) -> list[int]:
+        """Billed import per PERIODS entry (a new list)."""
+        return self.units[:_TIERS_AT].tolist()
+
+    @property
+    def tier_units(self) -> list[int]:
+        """Billed kWh per tier, 0 = below the first bound (a new list; empty: no tier priced yet)."""
+        return self.units[_TIERS_AT:].tolist()
 
     @property
     def exact(self) -> int:
@@ -226,7 +243,7 @@ class _Cursor:
     year_key: str
     month_key: str
     # what price_one reads of the terms for every interval, looked up once here
-    slot_places: tuple[int, ...] = ()  # a slot's period as its place in ``DayBill.period_units``
+    slot_places: tuple[int, ...] = ()  # a slot's period as its place in ``DayBill.units``
     slot_prices: tuple[int, ...] = ()
     export_mode: str = "none"
     export_price: int = 0
@@ -403,32 +420,32 @@ def price_one(
     else:
         billed = imp
         credited = exp if mode == "feed_in" else 0
-    bill.period_units[cursor.slot_places[slot]] += billed
+    units = bill.units
+    units[cursor.slot_places[slot]] += billed
     bill.tou_exact += billed * cursor.slot_prices[slot]
     if credited:
         bill.export_units += credited
         bill.export_exact -= credited * cursor.export_price
     tiers = cursor.tiers
-    tier_units = bill.tier_units
     if tiers is not None:
         before = tier.year_units if cursor.annual else tier.month_units
         bounds = tiers.bounds
-        if len(tier_units) <= len(bounds):
-            tier_units.extend([0] * (len(bounds) + 1 - len(tier_units)))
+        if len(units) <= _TIERS_AT + len(bounds):
+            units.extend([0] * (_TIERS_AT + len(bounds) + 1 - len(units)))
         at = bisect.bisect_left(bounds, before + billed)  # the tier the interval ends in
         if billed == 0 or at == bisect.bisect_left(bounds, before):  # no bound crossed: one tier
-            tier_units[at] += billed
+            units[_TIERS_AT + at] += billed
             if at:
                 bill.adder_exact += billed * tiers.adders[at - 1]
         else:
             for i, part in enumerate(tier_split(before, billed, bounds)):
-                tier_units[i] += part
+                units[_TIERS_AT + i] += part
                 if i and part:
                     bill.adder_exact += part * tiers.adders[i - 1]
     elif billed:
-        if not tier_units:
-            tier_units.append(0)
-        tier_units[0] += billed
+        if len(units) == _TIERS_AT:
+            units.append(0)
+        units[_TIERS_AT] += billed
     tier.year_units += billed
     tier.month_units += billed
 

@@ -17,21 +17,25 @@ Which rows count:
 Rows off the 15-min grid, of unknown quantities or malformed are skipped and counted. Must not
 compute anything but the power a point's register counts (``MeterDay.power``).
 
-Hot and cold days: a day's points are ~9 kB per meter (10 curve items x 97 float64), 9 days of
-2,400 meters ~190 MB. So the service gives a past day's points away (``chill``: the day packed,
-for the app's store) and the book keeps of it only what the day's energy needs -- each meter's
-freezes and its curve registers at both midnights (``ColdDay``, 64 bytes a meter) -- plus the rows
-that come for it later, in order; ``thaw`` takes the packed day back and replays them, so a thawed
-day is exactly the day the book would have kept. ``readings`` of a cold day fills the freezes
-and the curve's midnights only (what ``day_energies`` reads); the rest is NaN.
+Hot and cold days: a day's points were ~9 kB per meter as float64 (10 curve items x 97), 9 days
+of 2,400 meters ~190 MB; a hot day's ``MeterDay`` holds them as narrow integers (~1.1 kB a
+single-phase meter-day, less while the day is young). The service gives a past day's points
+away (``chill``: the day packed, for the app's store) and the book keeps of it only what the
+day's energy needs -- each meter's freezes and its curve registers at both midnights
+(``ColdDay``, 32 bytes a meter) -- plus the rows that come for it later, in order (``Late``);
+``thaw`` takes the packed day back and replays them, so a thawed day is exactly the day the book
+would have kept. ``readings`` of a cold day fills the freezes and the curve's midnights only
+(what ``day_energies`` reads); the rest is NaN.
 """
 
 from __future__ import annotations
 
 import base64
 import math
+import sys
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from array import array
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
@@ -64,40 +68,33 @@ FREEZE_QUANTITIES = {
 METROLOGY = "transformer"
 
 
-#: a curve item is held as int32 ten-thousandths while every value of it is exactly one
+#: a curve item's points are held as steps of 10**-e (e = 0..4, its own) from a base (int64)
+#: in int8 or int16 while every value given is exactly such a decimal within 127 / 32767 steps
+#: of the base (volts at 0.1 V, a power factor, an export register at 0, a register's day at
+#: 0.01 kWh, amps at 0.001 A up to 32.767 A); else as int32 ten-thousandths while every value is
+#: exactly one; else as float64
 _SCALE = 10_000.0
 _LIMIT = 2**31 - 1
-_UNREAD = -(2**31)  # a packed item's "not read"
-#: ... and as int16 steps of 10**-e (e = 0..4, its own) from a base (int64, the row's last four
-#: int16) while every value is exactly such a decimal within 32767 steps of the base: volts at
-#: 0.1 V, amps at 0.001 A, a power factor, a register's day at 0.01 kWh (327 kWh)
+_UNREAD = -(2**31)  # an int32 item's "not read"
 _EXPONENTS = (0, 1, 2, 3, 4)
 _POWERS = tuple(10.0**e for e in _EXPONENTS)
-_LIMIT16 = 2**15 - 1
-_UNREAD16 = -(2**15)
 _EXACT = 2**53  # integers a float64 holds exactly
-_WORDS = 4  # int16 words of a short row's base
+
+#: the kinds of a meter-day's rows: curve points as int8 / int16 steps, int32 ten-thousandths,
+#: float64; a freeze item's (start, end) registers (float64)
+_STEPS8, _STEPS16, _TEN_THOUSANDTHS, _FLOATS, _FREEZE = range(5)
+_DTYPES = (np.dtype("<i1"), np.dtype("<i2"), np.dtype("<i4"), np.dtype("<f8"), np.dtype("<f8"))
+_STEP_LIMITS = (2**7 - 1, 2**15 - 1)
+_NOT_READ: tuple[float, ...] = (-(2**7), -(2**15), _UNREAD, math.nan, math.nan)
+_BASE = 8  # bytes of a step row's base (an int64, before its points)
+_GROW = 8  # a meter-day's curve rows hold its points up to the next multiple of 8 past the last given
 
 
-def _base_of(row: np.ndarray) -> int:
-    """The base of a short row (its last four int16: one int64)."""
-    return int(row[POINTS:].view(np.int64)[0])
-
-
-def _set_base(row: np.ndarray, base: int) -> None:
-    row[POINTS:].view(np.int64)[0] = base
-
-
-def _decoded(a: np.ndarray, exponent: int = 4) -> FArray:
-    """A held curve item as float64 (NaN where not read): the array itself when float64."""
+def _decoded(a: np.ndarray) -> FArray:
+    """Int32 ten-thousandths as float64 (NaN where not read): the array itself when float64."""
     if a.dtype == np.int32:
         out: FArray = a / _SCALE  # each the correctly rounded q / 10,000: the value that was given
         out[a == _UNREAD] = np.nan
-        return out
-    if a.dtype == np.int16:  # a short row: (q + base) / 10**e, correctly rounded: the value given
-        data = a[:POINTS]
-        out = (data.astype(np.int64) + _base_of(a)) / _POWERS[exponent]
-        out[data == _UNREAD16] = np.nan
         return out
     return a
 
@@ -120,16 +117,16 @@ _T = TypeVar("_T", bound=tuple[object, ...])
 
 
 def _shared(names: _T) -> _T:
-    """One tuple of item names (or exponents) for every meter-day that has those, in that order
-    (a few in practice; bounded all the same)."""
+    """One tuple of a meter-day's rows (items, kinds, exponents) for every meter-day that has
+    those, in that order (a few hundred in practice; bounded all the same)."""
     if len(_TUPLES) >= 4096:
         return _TUPLES.get(names, names)  # type: ignore[return-value]
     return _TUPLES.setdefault(names, names)  # type: ignore[return-value]
 
 
 def _held(values: FArray) -> np.ndarray:
-    """``values`` (97 float64 points) as held: packed when every point read is exactly a
-    ten-thousandth that fits int32 (not -0.0), else a float64 copy."""
+    """``values`` as held: int32 ten-thousandths when every point read is exactly one that fits
+    int32 (not -0.0), else a float64 copy."""
     read = ~np.isnan(values)
     with np.errstate(over="ignore", invalid="ignore"):  # out of range: not exact, below
         q = np.rint(values[read] * _SCALE)
@@ -143,8 +140,8 @@ def _held(values: FArray) -> np.ndarray:
     return packed
 
 
-def _held16(values: FArray) -> tuple[int, np.ndarray] | None:
-    """(e, ``values`` as a short row: int16 steps of 10**-e from the base midway) at the smallest
+def _steps(values: FArray, kind: int) -> tuple[int, int, np.ndarray] | None:
+    """(e, base, ``values`` as steps of 10**-e from the base midway, of ``kind``) at the smallest
     exponent that holds every point read exactly (not -0.0), None when none does."""
     read = ~np.isnan(values)
     given = values[read]
@@ -157,219 +154,227 @@ def _held16(values: FArray) -> tuple[int, np.ndarray] | None:
         if bool((whole / power == given).all()) and not bool(np.signbit(given[whole == 0]).any()):
             base = int((whole.min() + whole.max()) // 2) if whole.size else 0
             q = whole - base
-            if not bool((np.abs(q) <= _LIMIT16).all()):
+            if not bool((np.abs(q) <= _STEP_LIMITS[kind]).all()):
                 return None  # nor the spread
-            packed = np.full(POINTS + _WORDS, _UNREAD16, dtype=np.int16)
-            packed[:POINTS][read] = q
-            _set_base(packed, base)
-            return e, packed
+            out = np.full(len(values), _NOT_READ[kind], dtype=_DTYPES[kind])
+            out[read] = q
+            return e, base, out
     return None
 
 
 class MeterDay:
     """One meter's points of one local day (NaN where not read).
 
-    A curve item is held as int16 at its own decimal exponent while every value given to it is
-    exactly such a decimal within +-32767 (volts at 0.1 V, amps up to 32.767 A, a power factor,
-    an export register at 0: a quarter of the bytes of float64); else as int32 ten-thousandths
-    while every value is exactly one (a meter's decimal registers); else as float64, from the
-    first value that is not. Either way it reads back as the float64 values given, bit for bit
-    (-0.0 included; a NaN of any sign is "not read", NaN). The int16 items are the rows of one
-    array, the int32 ones of another (one array header each, no dict: ~0.9 kB less a meter than
-    an array an item); the float64 ones (rare) an array each."""
+    Every row -- a curve item's points, a freeze item's (start, end) registers -- lives in one
+    ``bytearray`` a meter-day, described by a tuple of (item, kind, exponent) shared by every
+    meter-day with the same rows (``_shared``). A curve item is held as int8 or int16 steps of
+    10**-e from a base of its own while every value given to it is exactly such a decimal within
+    127 / 32767 steps of it (volts, a power factor and an export register at 0 fit int8; a
+    register's day, amps, active power int16); else as int32 ten-thousandths while every value is
+    exactly one; else as float64, each from the first value that does not fit the narrower.
+    Either way it reads back as the float64 values given, bit for bit (-0.0 included; a NaN of
+    any sign is "not read", NaN). Curve rows hold the points up to the next multiple of 8 past
+    the last one given (the rest are not read): a day fills them as it goes.
+    (Before: one int16 array, one int32 array, a dict of float64 arrays and one array of freezes
+    a meter-day, ~0.5 kB more a meter.) Must not hold a view of ``_buf`` across a change of rows:
+    a change builds a new buffer (a view handed out is for writing at once)."""
 
-    __slots__ = ("_ends", "_exps", "_frozen", "_items", "_narrow", "_packed", "_rows", "_short", "_wide")
+    __slots__ = ("_buf", "_rows", "_width")
 
     def __init__(self) -> None:
-        self._items: tuple[str, ...] = ()  # every curve item, in the order first given
-        self._narrow: tuple[str, ...] = ()  # the int16 items: the rows of ``_short``
-        self._exps: tuple[int, ...] = ()  # their decimal exponents
-        self._short: np.ndarray | None = None  # (len(_narrow), POINTS + 4) int16: steps, base
-        self._packed: tuple[str, ...] = ()  # the int32 items: the rows of ``_rows``
-        self._rows: np.ndarray | None = None  # (len(_packed), POINTS) int32
-        self._wide: dict[str, FArray] | None = None  # the float64 items
-        self._frozen: tuple[str, ...] = ()  # the freeze items (forward / reverse), in the order given
-        self._ends: FArray | None = None  # (len(_frozen), 2): their registers at both midnights
+        self._rows: tuple[tuple[str, int, int], ...] = ()  # (item, kind, exponent), in the order first given
+        self._buf = bytearray()
+        self._width = 0  # the points a curve row holds (0.._width - 1); the later ones are not read
+
+    def _size(self, kind: int) -> int:
+        if kind == _FREEZE:
+            return 2 * _DTYPES[kind].itemsize
+        return self._width * _DTYPES[kind].itemsize + (_BASE if kind <= _STEPS16 else 0)
+
+    def _find(self, item: str, *, freeze: bool = False) -> tuple[int, int, int, int] | None:
+        """(row, kind, exponent, offset in ``_buf``) of curve (or freeze) item ``item``."""
+        offset = 0
+        for j, (name, kind, e) in enumerate(self._rows):
+            if name == item and (kind == _FREEZE) == freeze:
+                return j, kind, e, offset
+            offset += self._size(kind)
+        return None
+
+    def _view(self, kind: int, offset: int) -> np.ndarray:
+        """The points (or freeze registers) of the row at ``offset``: a view to write in."""
+        count = 2 if kind == _FREEZE else self._width
+        return np.frombuffer(self._buf, _DTYPES[kind], count, offset + (_BASE if kind <= _STEPS16 else 0))
+
+    def _base(self, offset: int) -> int:
+        return int.from_bytes(self._buf[offset : offset + _BASE], "little", signed=True)
+
+    def _set_base(self, offset: int, base: int) -> None:
+        self._buf[offset : offset + _BASE] = base.to_bytes(_BASE, "little", signed=True)
+
+    def _decode(self, kind: int, e: int, offset: int) -> FArray:
+        out = np.full(POINTS, np.nan)
+        data = self._view(kind, offset)
+        if kind <= _STEPS16:  # (q + base) / 10**e, correctly rounded: the value given
+            values = (data.astype(np.int64) + self._base(offset)) / _POWERS[e]
+            values[data == _NOT_READ[kind]] = np.nan
+            out[: self._width] = values
+        else:
+            out[: self._width] = _decoded(data)
+        return out
+
+    def _parts(self) -> list[tuple[tuple[str, int, int], int, np.ndarray]]:
+        """Every row as (its entry, its base, a copy of its points or registers)."""
+        out = []
+        offset = 0
+        for entry in self._rows:
+            kind = entry[1]
+            out.append(
+                (entry, self._base(offset) if kind <= _STEPS16 else 0, self._view(kind, offset).copy())
+            )
+            offset += self._size(kind)
+        return out
+
+    def _build(self, parts: list[tuple[tuple[str, int, int], int, np.ndarray]], width: int) -> None:
+        """A new buffer of ``parts`` (curve rows widened to ``width`` points, not read)."""
+        chunks = []
+        for (_, kind, _), base, data in parts:
+            if kind != _FREEZE and len(data) < width:
+                data = np.concatenate(
+                    [data, np.full(width - len(data), _NOT_READ[kind], dtype=_DTYPES[kind])]
+                )
+            if kind <= _STEPS16:
+                chunks.append(base.to_bytes(_BASE, "little", signed=True))
+            chunks.append(data.astype(_DTYPES[kind], copy=False).tobytes())
+        self._rows = _shared(tuple(entry for entry, _, _ in parts))
+        self._width = width
+        self._buf = bytearray(b"".join(chunks))
 
     @property
     def values(self) -> dict[str, FArray]:
-        """Curve item -> its 97 points (float64; a copy for a packed item: write with ``put``)."""
+        """Curve item -> its 97 points (float64, a copy: write with ``put``)."""
         out: dict[str, FArray] = {}
-        for item in self._items:
-            values = self.curve_of(item)
-            assert values is not None
-            out[item] = values
+        offset = 0
+        for item, kind, e in self._rows:
+            if kind != _FREEZE:
+                out[item] = self._decode(kind, e, offset)
+            offset += self._size(kind)
         return out
 
     def curve_of(self, item: str) -> FArray | None:
         """The 97 points of curve item ``item`` (float64), None when it has none."""
-        if item in self._narrow:
-            assert self._short is not None
-            j = self._narrow.index(item)
-            return _decoded(self._short[j], self._exps[j])
-        if item in self._packed:
-            assert self._rows is not None
-            return _decoded(self._rows[self._packed.index(item)])
-        return None if self._wide is None else self._wide.get(item)
+        found = self._find(item)
+        return None if found is None else self._decode(*found[1:])
 
-    def _named(self, item: str) -> None:
-        if item not in self._items:
-            self._items = _shared((*self._items, item))
-
-    def _row(self, item: str) -> np.ndarray:
-        """The int32 row of ``item``, added (not read) when it has none."""
-        if item in self._packed:
-            assert self._rows is not None
-            row: np.ndarray = self._rows[self._packed.index(item)]
-            return row
-        fresh = np.full((1, POINTS), _UNREAD, dtype=np.int32)
-        self._rows = fresh if self._rows is None else np.concatenate([self._rows, fresh])
-        self._packed = _shared((*self._packed, item))
-        self._named(item)
-        last: np.ndarray = self._rows[-1]
-        return last
-
-    def _short_row(self, item: str, exponent: int) -> np.ndarray:
-        """The int16 row of ``item`` (not in it yet), added (not read) at ``exponent``."""
-        fresh = np.full((1, POINTS + _WORDS), _UNREAD16, dtype=np.int16)
-        _set_base(fresh[0], 0)
-        self._short = fresh if self._short is None else np.concatenate([self._short, fresh])
-        self._narrow = _shared((*self._narrow, item))
-        self._exps = _shared((*self._exps, exponent))
-        self._named(item)
-        last: np.ndarray = self._short[-1]
-        return last
-
-    def _drop(self, item: str) -> None:
-        """``item``'s packed row (int16 or int32), if any, removed."""
-        if item in self._narrow:
-            assert self._short is not None
-            j = self._narrow.index(item)
-            self._short = np.delete(self._short, j, axis=0) if len(self._narrow) > 1 else None
-            self._narrow = _shared(self._narrow[:j] + self._narrow[j + 1 :])
-            self._exps = _shared(self._exps[:j] + self._exps[j + 1 :])
-        if item in self._packed:
-            assert self._rows is not None
-            j = self._packed.index(item)
-            self._rows = np.delete(self._rows, j, axis=0) if len(self._packed) > 1 else None
-            self._packed = _shared(self._packed[:j] + self._packed[j + 1 :])
-
-    def _widen(self, item: str, values: FArray) -> None:
-        """``item`` held as float64 ``values`` from now on (its packed row, if any, dropped)."""
-        self._drop(item)
-        self._named(item)
-        if self._wide is None:
-            self._wide = {}
-        self._wide[item] = values
-
-    def _put_short(self, item: str, k: int, value: float) -> bool:
-        """Point ``k`` of short item ``item``, rescaled to a finer exponent when it must; False
-        (nothing written) when ``value`` is not within 32767 steps of the base at any."""
-        assert self._short is not None
-        j = self._narrow.index(item)
-        row, e = self._short[j], self._exps[j]
-        data = row[:POINTS]
+    def _put_steps(self, j: int, kind: int, e: int, offset: int, k: int, value: float) -> bool:
+        """Point ``k`` of step row ``j``, rescaled to a finer exponent when it must; False
+        (nothing written) when ``value`` is not within the kind's steps of the base at any."""
+        limit, unread = _STEP_LIMITS[kind], _NOT_READ[kind]
+        data = self._view(kind, offset)
         if value != value:  # NaN: not read
-            data[k] = _UNREAD16
+            data[k] = unread
             return True
         fit = _exponent(value, e)
         if fit is None:
             return False
         finer, whole = fit
-        read = data != _UNREAD16
+        read = data != unread
         if not read.any():  # the first value read: the base
-            _set_base(row, whole)
+            self._set_base(offset, whole)
             data[k] = 0
         else:
-            base = _base_of(row) * 10 ** (finer - e)
+            base = self._base(offset) * 10 ** (finer - e)
             q = whole - base
-            if not -_LIMIT16 <= q <= _LIMIT16:
+            if not -limit <= q <= limit:
                 return False
             if finer > e:  # every point read again at the finer exponent, if they all fit
                 scaled = data[read].astype(np.int64) * 10 ** (finer - e)
-                if not bool((np.abs(scaled) <= _LIMIT16).all()) or not -_EXACT < base < _EXACT:
+                if not bool((np.abs(scaled) <= limit).all()) or not -_EXACT < base < _EXACT:
                     return False
                 data[read] = scaled
-                _set_base(row, base)
+                self._set_base(offset, base)
             data[k] = q
         if finer != e:
-            self._exps = _shared((*self._exps[:j], finer, *self._exps[j + 1 :]))
+            rows = list(self._rows)
+            rows[j] = (rows[j][0], kind, finer)
+            self._rows = _shared(tuple(rows))
         return True
 
     def put(self, item: str, k: int, value: float) -> None:
         """Point ``k`` of curve item ``item``."""
-        wide = self._wide.get(item) if self._wide is not None else None
-        if wide is None:
-            if item in self._narrow:
-                if self._put_short(item, k, value):
-                    return
-                values = self.curve_of(item)  # to int32 (or float64) from now on
-                assert values is not None
-                self._drop(item)
-                values[k] = value
-                self.set_curve(item, values)
-                return
-            if item not in self._packed:
-                if value != value:  # NaN: a short row, not read
-                    self._short_row(item, 0)
-                    return
-                fit = _exponent(value)
-                if fit is not None:
-                    row = self._short_row(item, fit[0])
-                    _set_base(row, fit[1])
-                    row[k] = 0
-                    return
-            a = self._row(item)
+        found = self._find(item)
+        if found is not None and k >= self._width:  # the rows hold more points from now on
+            self._build(self._parts(), min(POINTS, (k // _GROW + 1) * _GROW))
+            found = self._find(item)
+        if found is None:
+            values = np.full(POINTS, np.nan)
+            values[k] = value
+            self.set_curve(item, values)
+            return
+        j, kind, e, offset = found
+        if kind == _FLOATS:
+            self._view(kind, offset)[k] = value
+            return
+        if kind == _TEN_THOUSANDTHS:
             if value != value:  # NaN: not read
-                a[k] = _UNREAD
+                self._view(kind, offset)[k] = _UNREAD
                 return
             q = round(value * _SCALE) if abs(value) <= _LIMIT / _SCALE else _LIMIT + 1  # inf too
             if -_LIMIT <= q <= _LIMIT and q / _SCALE == value and (q or math.copysign(1.0, value) > 0):
-                a[k] = q
+                self._view(kind, offset)[k] = q
                 return
-            wide = _decoded(a)
-            self._widen(item, wide)
-        wide[k] = value
+        elif self._put_steps(j, kind, e, offset, k, value):
+            return
+        values = self._decode(kind, e, offset)  # to a wider kind
+        values[k] = value
+        self.set_curve(item, values)
 
     def set_curve(self, item: str, values: FArray) -> None:
         """All 97 points of curve item ``item`` (held as narrow as they allow)."""
-        short = _held16(values)
-        if short is not None:
-            if self._wide is not None:
-                self._wide.pop(item, None)
-            self._drop(item)
-            self._short_row(item, short[0])[:] = short[1]
-            return
-        held = _held(values)
-        if held.dtype != np.int32:
-            self._widen(item, held)
-            return
-        if self._wide is not None:
-            self._wide.pop(item, None)
-        if item in self._narrow:
-            self._drop(item)
-        self._row(item)[:] = held
+        read = np.flatnonzero(~np.isnan(values))
+        need = int(read[-1]) + 1 if read.size else 0
+        width = self._width if need <= self._width else min(POINTS, -(-need // _GROW) * _GROW)
+        for kind in (_STEPS8, _STEPS16):
+            fit = _steps(values[:width], kind)
+            if fit is not None:
+                e, base, data = fit
+                break
+        else:
+            data = _held(values[:width])
+            kind = _TEN_THOUSANDTHS if data.dtype == np.int32 else _FLOATS
+            e = base = 0
+        parts = self._parts()
+        fresh = ((item, kind, e), base, data)
+        j = next(
+            (j for j, (entry, _, _) in enumerate(parts) if entry[0] == item and entry[1] != _FREEZE), None
+        )
+        if j is None:
+            parts.append(fresh)
+        else:
+            parts[j] = fresh
+        self._build(parts, width)
 
     @property
     def freeze(self) -> dict[str, FArray]:
         """Freeze item -> its (start, end) registers, NaN where not read (views: write with
-        ``frozen`` / ``set_freeze``). One (items, 2) array: a dict of an array an item was ~0.3 kB
-        a meter more."""
-        ends = self._ends
-        return {} if ends is None else {item: ends[j] for j, item in enumerate(self._frozen)}
+        ``frozen`` / ``set_freeze``)."""
+        out: dict[str, FArray] = {}
+        offset = 0
+        for item, kind, _ in self._rows:
+            if kind == _FREEZE:
+                out[item] = self._view(kind, offset)
+            offset += self._size(kind)
+        return out
 
     def frozen(self, item: str) -> FArray:
-        """The (start, end) registers of freeze item ``item`` (a view to write in), added (not
-        read) when it has none."""
-        if item in self._frozen:
-            assert self._ends is not None
-            held: FArray = self._ends[self._frozen.index(item)]
-            return held
-        fresh = np.full((1, 2), np.nan)
-        self._ends = fresh if self._ends is None else np.concatenate([self._ends, fresh])
-        self._frozen = _shared((*self._frozen, item))
-        last: FArray = self._ends[-1]
-        return last
+        """The (start, end) registers of freeze item ``item`` (a view to write in at once), added
+        (not read) when it has none."""
+        found = self._find(item, freeze=True)
+        if found is None:
+            self._build([*self._parts(), ((item, _FREEZE, 0), 0, np.full(2, np.nan))], self._width)
+            found = self._find(item, freeze=True)
+            assert found is not None
+        view: FArray = self._view(_FREEZE, found[3])
+        return view
 
     def set_freeze(self, item: str, values: FArray) -> None:
         self.frozen(item)[:] = values
@@ -434,6 +439,44 @@ PART_METERS = 128
 _ENDS = ("freeze.forward", "freeze.reverse", "curve.forward", "curve.reverse")  # 2 columns each
 
 
+#: a late row's (part, item), by its code (``Late``)
+_LATE_ITEMS = (
+    *(("curve", item) for item in dict.fromkeys(CURVE_QUANTITIES.values())),
+    *(("freeze", item) for item in dict.fromkeys(FREEZE_QUANTITIES.values())),
+)
+_LATE_CODES = {key: c for c, key in enumerate(_LATE_ITEMS)}
+_K_SPAN = 128  # a late row's code: (part, item)'s index x 128 + its point
+
+
+class Late:
+    """The rows that came for a cold day since it was given away, in order, as columns: the
+    device (the book's one string per meter), (part, item, point) as one uint16 and the value
+    (float64): 18 bytes a row (a tuple of five a row was ~110 B; ~1.8 rows a meter come after
+    midnight for the day before it: its last curve point and closing freezes)."""
+
+    __slots__ = ("_codes", "_devices", "_values")
+
+    def __init__(self) -> None:
+        self._devices: list[str] = []
+        self._codes = array("H")
+        self._values = array("d")
+
+    def append(self, device: str, part: str, item: str, k: int, value: float) -> None:
+        assert 0 <= k < _K_SPAN
+        self._codes.append(_LATE_CODES[part, item] * _K_SPAN + k)
+        self._devices.append(device)
+        self._values.append(value)
+
+    def __len__(self) -> int:
+        return len(self._devices)
+
+    def __iter__(self) -> Iterator[tuple[str, str, str, int, float]]:
+        """(device, part, item, k, value) of each row, in the order they came."""
+        for device, code, value in zip(self._devices, self._codes, self._values, strict=True):
+            part, item = _LATE_ITEMS[code // _K_SPAN]
+            yield device, part, item, code % _K_SPAN, value
+
+
 @dataclass
 class ColdDay:
     """What the book keeps of a day given away: per meter its freezes (start, end) and its curve
@@ -444,11 +487,11 @@ class ColdDay:
 
     rows: dict[str, int]
     ends: np.ndarray  # (len(rows), 8), columns in _ENDS order: int32 ten-thousandths while exact
-    late: list[tuple[str, str, str, int, float]] = field(default_factory=list)  # device, part, item, k, value
+    late: Late = field(default_factory=Late)  # the rows that came since, in order
     own: bool = True  # False: ``rows`` is shared with other days (copied before it changes)
 
     def put(self, device: str, part: str, item: str, k: int, value: float) -> None:
-        self.late.append((device, part, item, k, value))
+        self.late.append(device, part, item, k, value)
         if item not in ("forward", "reverse") or (part == "curve" and k not in (0, INTERVALS_PER_DAY)):
             return
         row = self.rows.get(device)
@@ -477,9 +520,9 @@ class Book:
     """Points per local date and meter; ``version`` of a date grows with every change to it.
 
     ``days`` holds the hot days (every point), ``cold`` the days given away (see the module
-    docstring); ``stored``: days with a packed copy in the store, ``changed``: the meters of a hot
-    day changed since (only their parts are packed again: a flash box is not rewritten a whole
-    day for a few late rows)."""
+    docstring); ``stored``: days with a packed copy in the store, ``changed``: the meters of such
+    a day hot again changed since (only their parts are packed again: a flash box is not
+    rewritten a whole day for a few late rows; a day never stored is packed whole)."""
 
     tz: ZoneInfo
     keep_days: int = 8
@@ -523,16 +566,18 @@ class Book:
             md.put(item, k, value)
         else:
             md.frozen(item)[k] = value
-        changed = self.changed.get(d)
-        if changed is None:
-            changed = self.changed[d] = set()
-        changed.add(device)
+        if d in self.stored:  # (a day never stored is packed whole: its meters need no list)
+            changed = self.changed.get(d)
+            if changed is None:
+                changed = self.changed[d] = set()
+            changed.add(device)
 
     def _touch(self, d: date) -> None:
         self.version[d] = self.version.get(d, 0) + 1
 
     def add(self, kind: str, device: str, rows: Iterable[Any]) -> set[date]:
         """Take a batch of reading rows of ``kind`` (curve | freeze | realtime); the dates changed."""
+        device = sys.intern(device)  # one string a meter, whichever message named it
         changed: set[date] = set()
         for row in rows:
             parsed = _parse(row)

@@ -55,9 +55,10 @@ class Spell:
 class MeterBelief:
     dark: Spell | None = None
     back: Window | None = None  # the last return evidence (power-on list, answer after dark)
-    # sorted, the latest ANSWERS_KEPT; arrays of doubles: a full list of 32 floats was ~1.1 kB a meter
-    answers: array[float] = field(default_factory=lambda: array("d"))
-    fails: array[float] = field(default_factory=lambda: array("d"))
+    # sorted, the latest ANSWERS_KEPT; arrays of doubles (a full list of 32 floats was ~1.1 kB a
+    # meter), the shared empty tuple until the first (most meters never fail a read: 64 B each)
+    answers: array[float] | tuple[()] = ()
+    fails: array[float] | tuple[()] = ()
     relay_open_since: float | None = None
     relay_cause: str = ""
     records_read: float | None = None  # when its power-down records were last read (at)
@@ -197,11 +198,11 @@ class Beliefs:
     def _read(self, ev: ReadResult) -> None:
         b = self.meter(ev.meter)
         if not ev.ok:
-            _keep(b.fails, ev.at)
+            b.fails = _kept(b.fails, ev.at)
             return
         if b.dark is not None and ev.at > b.dark.when.hi:
             self._back(ev.meter, Window.between(max(b.dark.when.hi, b.last_failed or 0.0), ev.at))
-        _keep(b.answers, ev.at)
+        b.answers = _kept(b.answers, ev.at)
         info = self.members.meters.get(ev.meter)
         if info is not None and info.port is not None:
             self.port_answer[info.port] = max(ev.at, self.port_answer.get(info.port, ev.at))
@@ -356,14 +357,18 @@ class Beliefs:
             )
 
 
-def _keep(times: array[float], t: float) -> None:
-    """Insert ``t`` in order (reads may be reported late), keeping the latest ``ANSWERS_KEPT``."""
-    if not times or t >= times[-1]:
+def _kept(times: array[float] | tuple[()], t: float) -> array[float]:
+    """``times`` with ``t`` inserted in order (reads may be reported late), keeping the latest
+    ``ANSWERS_KEPT`` (the same array, or a new one in place of the empty tuple)."""
+    if not times:
+        return array("d", (t,))
+    if t >= times[-1]:
         times.append(t)
     else:
         bisect.insort(times, t)
     if len(times) > ANSWERS_KEPT:
         del times[0]
+    return times
 
 
 def _w(w: Window) -> list[float]:

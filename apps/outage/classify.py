@@ -858,7 +858,7 @@ class _View:
         dark: list[tuple[Window, frozenset[str], float, Group | None]] = []
         if b is not None and b.dark is not None:
             dark.append((b.dark.when, frozenset({*b.dark.sources, "own"}), b.dark.when.hi, None))
-        groups = self.m.groups_of(mid)[1:]
+        groups = self.m.feeders_of(mid)
         for g in groups:
             for s in self.b.signals.get(g, {}).values():
                 if s.powered:
@@ -971,7 +971,7 @@ class _View:
         out: set[Group] = set()
         for mid in self._touched():
             if self.state(mid).kind in ("dark", "silent"):
-                out |= {g for g in self.m.groups_of(mid) if g.level != "meter"}
+                out.update(self.m.feeders_of(mid))
         for g, per in self.b.signals.items():
             if any(not s.powered and s.confirmed for s in per.values()) and self.m.members(g):
                 out.add(g)

@@ -10,10 +10,16 @@ I/O or know where the records came from.
 A three-phase customer belongs to no phase group (losing one phase does not make it dark); a
 meter of unknown phase belongs to none either. Only customer meters are members: the field
 devices watch groups, they are not counted in "all members dark".
+
+Kept small (one terminal holds it for thousands of meters): a group's members are stored as the
+sorted numbers of its meters (``array``, 2 or 4 bytes a member) and made a ``frozenset`` when
+asked (the last few asked are kept); a meter's feeding groups are one tuple shared by every
+meter of the same box, branch and phase, its own group made when asked.
 """
 
 from __future__ import annotations
 
+from array import array
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -23,6 +29,8 @@ from protocols.station import StationModel
 Level = Literal["station", "phase", "branch", "box", "meter"]
 LEVELS: tuple[Level, ...] = ("station", "phase", "branch", "box", "meter")
 PHASES = ("A", "B", "C")
+#: member sets ``Members.members`` keeps made (the groups an outage step asks about again and again)
+SETS_KEPT = 16
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -64,9 +72,15 @@ class Members:
     breakers: dict[str, str] = field(default_factory=dict)  # breaker device id -> branch
     branch_units: dict[str, str] = field(default_factory=dict)  # branch-unit meter id -> branch
     box_terminals: dict[str, str] = field(default_factory=dict)  # box-terminal meter id -> box
-    _members: dict[Group, frozenset[str]] = field(default_factory=dict, init=False, repr=False)
-    _groups: dict[str, tuple[Group, ...]] = field(default_factory=dict, init=False, repr=False)
+    # group -> the numbers (places in ``_ids``) of its member meters, ascending
+    _members: dict[Group, array[int]] = field(default_factory=dict, init=False, repr=False)
+    _ids: tuple[str, ...] = field(default=(), init=False, repr=False)  # the meters, numbered
+    # (box, branch, phase) -> the groups feeding a meter there, above its own: shared by those meters
+    _feeders: dict[tuple[str | None, str | None, str | None], tuple[Group, ...]] = field(
+        default_factory=dict, init=False, repr=False
+    )
     _by_address: dict[str, str] = field(default_factory=dict, init=False, repr=False)
+    _sets: dict[Group, frozenset[str]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         for m in self.meters.values():
@@ -82,20 +96,25 @@ class Members:
         self._index()
 
     def _index(self) -> None:
-        members: dict[Group, set[str]] = {Group("station", self.station): set(self.meters)}
-        one: dict[Group, Group] = {}  # one object per group: the meters of a box share its Group
-        for m in self.meters.values():
-            groups = tuple(one.setdefault(g, g) for g in self._chain(m))
-            self._groups[m.id] = groups
-            for g in groups[1:]:  # not the meter's own group: ``members`` answers that one itself
-                members.setdefault(g, set()).add(m.id)
+        self._ids = tuple(self.meters)
+        numbers: dict[Group, list[int]] = {Group("station", self.station): list(range(len(self._ids)))}
+        one: dict[Group, Group] = {}  # one object per group
+        for n, m in enumerate(self.meters.values()):
+            where = (m.box, m.branch, m.phase)
+            feeders = self._feeders.get(where)
+            if feeders is None:
+                feeders = self._feeders[where] = tuple(one.setdefault(g, g) for g in self._chain(m)[1:])
+            for g in feeders[:-1]:  # (the last is the station: every meter, listed above)
+                numbers.setdefault(g, []).append(n)
             if m.address:
                 self._by_address[m.address] = m.id
         for box in self.box_branch:
-            members.setdefault(Group("box", box), set())
+            numbers.setdefault(Group("box", box), [])
         for branch in self.branch_parent:
-            members.setdefault(Group("branch", branch), set())
-        self._members = {g: frozenset(s) for g, s in members.items()}
+            numbers.setdefault(Group("branch", branch), [])
+        typecode = "H" if len(self._ids) <= 2**16 else "I"
+        self._members = {g: array(typecode, n) for g, n in numbers.items()}
+        self._sets = {}
 
     def _chain(self, m: MeterInfo) -> tuple[Group, ...]:
         """The groups feeding ``m``, lowest first: meter, box, branches (inner to outer), phase, station."""
@@ -123,11 +142,25 @@ class Members:
         """Customer meters the group feeds (a meter group: itself; unknown group: none)."""
         if group.level == "meter":
             return frozenset((group.target,)) if group.target in self.meters else frozenset()
-        return self._members.get(group, frozenset())
+        made = self._sets.get(group)
+        if made is None:
+            numbers = self._members.get(group)
+            if numbers is None:
+                return frozenset()
+            if len(self._sets) >= SETS_KEPT:
+                self._sets.clear()
+            made = self._sets[group] = frozenset(map(self._ids.__getitem__, numbers))
+        return made
 
     def groups_of(self, meter: str) -> tuple[Group, ...]:
         """The groups feeding ``meter``, lowest first (empty for a meter not in the model)."""
-        return self._groups.get(meter, ())
+        feeders = self.feeders_of(meter)
+        return (Group("meter", meter), *feeders) if feeders else ()
+
+    def feeders_of(self, meter: str) -> tuple[Group, ...]:
+        """``groups_of`` without the meter's own group (a tuple shared by the meters of its box)."""
+        m = self.meters.get(meter)
+        return () if m is None else self._feeders[(m.box, m.branch, m.phase)]
 
     def ancestors(self, group: Group) -> tuple[Group, ...]:
         """Every group that feeds all of ``group``'s members (not itself), lowest first."""
@@ -143,7 +176,7 @@ class Members:
 
     def groups(self) -> list[Group]:
         """Every group with at least one member (meters excluded), highest level first."""
-        return sorted((g for g, s in self._members.items() if s), key=lambda g: (g.rank, g.target))
+        return sorted((g for g, n in self._members.items() if n), key=lambda g: (g.rank, g.target))
 
     def same_members(self, a: Group, b: Group) -> bool:
         return self.members(a) == self.members(b)

@@ -36,3 +36,38 @@ def test_a_year_of_days_folds_into_bounded_totals_and_memos() -> None:
     assert book.days[newest].debits == 96 * 5 and book.days[newest].credits == 100
     memos = (book._dates, book._bounds, book._next)
     assert all(len(m) <= 8 * 96 for m in memos), [len(m) for m in memos]  # of 60 x 96 quarter-hours
+
+
+def test_open_day_debits_kept_flat_fold_and_round_trip_a_checkpoint() -> None:
+    """An account keeps its open days' debits as one flat tuple (no dict per customer): they add
+    up per day, keep the order days were first debited, leave with the day's charge, and a
+    checkpoint restores them as they were."""
+    book = Book(TZ, keep_days=3)
+    entries = [["c1", "2024-06-01", 5, -5], ["c1", "2024-06-02", 7, -12], ["c1", "2024-06-01", 3, -15]]
+    book.apply(Record(1, T0 * 1000, "debit", None, {"cycle": 1, "entries": entries}, "", ""))
+    acc = book.accounts["c1"]
+    assert acc.debited == ("2024-06-01", 8, "2024-06-02", 7)
+    assert acc.debits() == {"2024-06-01": 8, "2024-06-02": 7}
+    assert (acc.debit_of("2024-06-01"), acc.debit_of("2024-06-03"), acc.balance) == (8, 0, -15)
+    assert acc.closed is None  # no closed day yet: no dict
+    restored = Book(TZ, keep_days=3)
+    restored.restore(book.checkpoint([], 0))
+    assert restored.accounts["c1"].debited == acc.debited and restored.accounts["c1"].closed is None
+    tier = ["2024-01", 8, "2024-06", 8]
+    charge = {
+        "customer": "c1",
+        "meter": "m1",
+        "date": "2024-06-01",
+        "charge_fen": 8,
+        "tier_start": tier,
+        "tier": tier,
+    }
+    book.apply(Record(2, T0 * 1000, "charge", None, charge, "", ""))
+    assert (
+        acc.debits() == {"2024-06-02": 7}
+        and acc.closed is not None
+        and acc.tier is acc.closed["2024-06-01"].tier_end
+    )
+    restored.restore(book.checkpoint([], 0))
+    assert restored.accounts["c1"].debits() == {"2024-06-02": 7}
+    assert restored.accounts["c1"].closed == acc.closed

@@ -55,6 +55,9 @@ def test_annual_tier_crossed_inside_an_interval() -> None:
     b = bill_of("C1", [Interval(at(2026, 3, 2, 10), kwh("2"))], Timeline([zhejiang()]), tier)
     assert b.tier_units == [kwh("0.5"), kwh("1.5"), 0]
     assert (b.adder_exact, b.charge_fen) == (7_500_000, 121)
+    # TOU periods, then tiers, in the bill's one int64 array
+    assert b.units.tolist() == [*b.period_units, *b.tier_units] and b.units.typecode == "q"
+    assert b.period_units == [b.kwh[p] for p in ("sharp", "peak", "flat", "valley")]
     assert b.tier.year_units == kwh("2761.5")
 
 

@@ -1,4 +1,4 @@
-"""A meter-day's curve items held as int16 decimals or int32 ten-thousandths read back the values given."""
+"""A meter-day's curve items held as int8 / int16 decimals or int32 ten-thousandths read back as given."""
 
 from __future__ import annotations
 
@@ -6,7 +6,15 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from apps.lineloss.book import POINTS, MeterDay
+from apps.lineloss.book import (
+    _FLOATS,
+    _FREEZE,
+    _STEPS8,
+    _STEPS16,
+    _TEN_THOUSANDTHS,
+    POINTS,
+    MeterDay,
+)
 
 _DECIMAL = st.builds(
     lambda n, places: round(n / 10**places, places),
@@ -72,34 +80,53 @@ def test_a_day_of_decimal_readings_is_held_in_a_quarter_of_the_bytes() -> None:
         md.put("va", k, round(float(rng.uniform(210, 240)), 1))
         md.put("ia", k, round(float(rng.uniform(0, 60)), 3))
         md.put("pf", k, round(float(rng.uniform(-1, 1)), 3))
-    assert md._rows is None and md._wide is None  # int16 steps from a base, every one
-    assert (
-        md._short is not None and md._short.dtype == np.int16 and md._narrow == ("forward", "va", "ia", "pf")
+    assert md._rows == (
+        ("forward", _STEPS16, 2),
+        ("va", _STEPS16, 1),
+        ("ia", _STEPS16, 3),
+        ("pf", _STEPS16, 3),
     )
-    assert md._exps == (2, 1, 3, 3) and md._short.nbytes == 4 * (POINTS + 4) * 2  # 0.01 kWh, 0.1 V, ...
+    assert len(md._buf) == 4 * (POINTS * 2 + 8)  # 0.01 kWh, 0.1 V, 1 mA, 0.001 from a base each
     np.testing.assert_array_equal(md.values["forward"], registers)
     md.put("forward", 5, 1 / 3)  # not a decimal: that item is float64 from now on, values kept
-    assert md._wide is not None and md._wide["forward"].dtype == np.float64 and md._short.shape[0] == 3
+    assert md._rows[0] == ("forward", _FLOATS, 0) and len(md._buf) == POINTS * 8 + 3 * (POINTS * 2 + 8)
     registers[5] = 1 / 3
     np.testing.assert_array_equal(md.values["forward"], registers)
     assert list(md.values) == ["forward", "va", "ia", "pf"]  # the order the items came in
     md.put("va", 7, 8000.0)  # ~78,000 steps of 0.1 V apart: int32 ten-thousandths
-    assert md._packed == ("va",) and md._narrow == ("ia", "pf") and md.values["va"][7] == 8000.0
+    assert md._rows[1] == ("va", _TEN_THOUSANDTHS, 0) and md.values["va"][7] == 8000.0
+
+
+def test_volts_a_power_factor_and_an_idle_register_are_int8_and_rows_grow_with_the_day() -> None:
+    md = MeterDay()
+    for k in range(10):
+        md.put("va", k, round(229.5 + k / 10, 1))
+        md.put("pf", k, round(0.95 - k / 100, 2))
+        md.put("reverse", k, 0.0)
+    assert md._rows == (("va", _STEPS8, 1), ("pf", _STEPS8, 2), ("reverse", _STEPS8, 0))
+    assert md._width == 16 and len(md._buf) == 3 * (16 + 8)  # the points of the day so far
+    md.put("va", 96, 230.0)
+    md.put("va", 40, 200.0)  # 30.4 V below the highest: int16 steps (a base midway)
+    assert md._width == POINTS and md._rows[0] == ("va", _STEPS16, 1)
+    want = np.full(POINTS, np.nan)
+    want[:10], want[40], want[96] = [round(229.5 + k / 10, 1) for k in range(10)], 200.0, 230.0
+    _same(md.values["va"], want)
+    _same(md.values["reverse"], np.where(np.arange(POINTS) < 10, 0.0, np.nan))
 
 
 def test_a_short_item_moves_to_a_finer_exponent_a_better_base_then_to_int32() -> None:
     md = MeterDay()
     md.put("ia", 0, 12.0)
     md.put("ia", 1, 3.5)
-    assert md._narrow == ("ia",) and md._exps == (1,)  # rescaled from 1 A to 0.1 A steps
+    assert md._rows == (("ia", _STEPS8, 1),)  # rescaled from 1 A to 0.1 A steps
     md.put("ia", 2, 0.125)
-    assert md._exps == (3,)
+    assert md._rows == (("ia", _STEPS16, 3),)  # 11,875 steps of 1 mA from the base
     md.put("ia", 3, 50.5)  # 38,500 steps from the base (12 A): a base midway holds them all
-    assert md._narrow == ("ia",)
+    assert md._rows == (("ia", _STEPS16, 3),)
     md.put("ia", 4, 70.5)  # 70,375 steps apart: not int16 any more
-    assert md._narrow == () and md._packed == ("ia",)
+    assert md._rows == (("ia", _TEN_THOUSANDTHS, 0),)
     md.put("ia", 5, -0.0)  # nor int32: float64
-    assert md._packed == () and md._wide is not None
+    assert md._rows == (("ia", _FLOATS, 0),)
     _same(md.values["ia"], np.array([12.0, 3.5, 0.125, 50.5, 70.5, -0.0] + [np.nan] * (POINTS - 6)))
 
 
@@ -135,7 +162,7 @@ def test_a_meter_day_of_several_items_reads_back_as_a_dict_of_float64_arrays(
 
 
 def test_a_meter_day_of_single_phase_items_holds_one_array() -> None:
-    """~0.9 kB a meter less than an array (and a dict entry) an item: 2,400 meters ~2 MB."""
+    """One buffer a meter-day: ~0.9 kB a meter less than an array (and a dict entry) an item."""
     import sys
 
     days = [MeterDay(), MeterDay()]
@@ -144,20 +171,19 @@ def test_a_meter_day_of_single_phase_items_holds_one_array() -> None:
             for k in range(POINTS):
                 md.put(item, k, 1.5)
     md, other = days
-    assert md._wide is None and md._rows is None and md._short is not None  # 1.5: int16 at 0.1
-    assert sys.getsizeof(md._short) <= 6 * (POINTS + 4) * 2 + 128  # was 6 x (97 x 4 + 112) + a dict
-    assert md._items is other._items and md._narrow is other._narrow  # the names: one tuple for all
-    assert md._exps is other._exps
+    assert {kind for _, kind, _ in md._rows} == {_STEPS8}  # 1.5 all day: int8 at 0.1
+    assert sys.getsizeof(md._buf) <= 6 * (POINTS + 8) + 64  # was 6 x (97 x 4 + 112) + a dict
+    assert md._rows is other._rows  # the items, kinds and exponents: one tuple for all
 
 
-def test_a_meter_days_freezes_are_one_array_written_through_frozen() -> None:
+def test_a_meter_days_freezes_are_written_through_frozen() -> None:
     md = MeterDay()
     assert md.freeze == {}
     md.frozen("forward")[1] = 12.5
     md.frozen("reverse")[0] = 0.25
     md.frozen("forward")[0] = 11.0
     md.set_freeze("reverse", np.array([0.25, 0.5]))
-    assert md._ends is not None and md._ends.shape == (2, 2)  # one array (was a dict of arrays)
+    assert md._rows == (("forward", _FREEZE, 0), ("reverse", _FREEZE, 0)) and len(md._buf) == 32
     assert list(md.freeze) == ["forward", "reverse"]
     np.testing.assert_array_equal(md.freeze["forward"], [11.0, 12.5])
     np.testing.assert_array_equal(md.freeze["reverse"], [0.25, 0.5])

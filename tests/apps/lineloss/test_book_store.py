@@ -285,3 +285,40 @@ def test_a_cold_days_ends_are_int32_until_a_register_is_not_a_ten_thousandth() -
     got = book.readings(d, ["a", "b", "c"]).curve_forward
     assert (got[0, 0], got[1, 0], got[2, -1]) == (10.25, 20.5, 1 / 3)
     assert np.isnan(got[2, 0]) and np.isnan(got[0, -1])
+
+
+def test_a_cold_days_late_rows_come_back_in_order_and_only_a_stored_days_meters_are_listed() -> None:
+    book = Book(TZ)
+    d = date(2024, 6, 2)
+    assert book.add("curve", "m1", [row("voltage.a", 230.0, D0 + 900)]) == {d}
+    assert d not in book.changed  # never stored: packed whole, no list of meters
+    book.chill(d)
+    rows = [
+        ("curve", "m1", row("energy.active.import.total", 12.25, D0 + DAY)),  # point 96 (the midnight)
+        ("curve", "m2", row("power_factor.total", -0.875, D0 + 900 * 7)),
+        ("freeze", "m1", row("daily.energy.active.export.total", 1.5, D0 + DAY)),  # the closing freeze
+        ("curve", "m1", row("voltage.c", 231.5, D0 + 900 * 95)),
+    ]
+    for kind, meter, r in rows:
+        book.add(kind, "".join(meter), [r])  # a string of its own, as each message names its meter
+    late = book.cold[d].late
+    assert list(late) == [
+        ("m1", "curve", "forward", 96, 12.25),
+        ("m2", "curve", "pf", 7, -0.875),
+        ("m1", "freeze", "reverse", 1, 1.5),
+        ("m1", "curve", "vc", 95, 231.5),
+    ]
+    assert len(late) == 4 and len({id(device) for device, *_ in late}) == 2  # one string a meter
+    assert d not in book.changed
+    book.thaw(d, [pack({"m1": _one("va", 1, 230.0)})])  # the stored copy, and the rows since
+    assert book.days[d]["m2"].values["pf"][7] == -0.875 and book.days[d]["m1"].values["va"][1] == 230.0
+    assert book.days[d]["m1"].values["vc"][95] == 231.5 and book.days[d]["m1"].freeze["reverse"][1] == 1.5
+    assert book.changed[d] == {"m1", "m2"}  # stored: the meters whose rows are not in the stored copy
+
+
+def _one(item: str, k: int, value: float) -> Any:
+    from apps.lineloss.book import MeterDay
+
+    md = MeterDay()
+    md.put(item, k, value)
+    return md

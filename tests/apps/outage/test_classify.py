@@ -14,6 +14,7 @@ Times are seconds from 0; evidence is fed as the app's collectors would.
 
 from __future__ import annotations
 
+from apps.outage.beliefs import ANSWERS_KEPT, Beliefs
 from apps.outage.classify import (
     KEEP_FINISHED,
     MERGED,
@@ -810,3 +811,35 @@ def test_members_keeps_no_set_a_meter_and_lists_groups_without_meters() -> None:
     groups = mem.groups()
     assert groups and all(g.level != "meter" for g in groups)
     assert not [g for g in mem._members if g.level == "meter"]
+
+
+def test_members_stored_as_numbers_answer_what_the_chains_say() -> None:
+    """Every group's members (kept as meter numbers, made a set when asked) are the meters whose
+    feeding chain names it; the meters of one box share one tuple of feeders."""
+    mem = station()
+    expected: dict[Group, set[str]] = {}
+    for mid in mem.meters:
+        groups = mem.groups_of(mid)
+        assert groups[0] == Group("meter", mid) and groups[1:] == mem.feeders_of(mid)
+        assert groups[-1] == mem.station_group
+        for g in groups[1:]:
+            expected.setdefault(g, set()).add(mid)
+    for g, meters in expected.items():
+        assert mem.members(g) == frozenset(meters)
+        assert mem.members(g) is mem.members(g)  # kept once made
+    assert mem.groups_of("nope") == () and mem.feeders_of("nope") == ()
+    assert mem.feeders_of("m6")[0] is mem.feeders_of("m7")[0]  # one Group object per group
+    two = from_records("S", [{"id": m, "phase": "A", "box": "X1", "branch": "F1"} for m in ("a", "b")])
+    assert two.feeders_of("a") is two.feeders_of("b")  # the same box, branch and phase: one tuple
+    assert mem.members(Group("box", "nope")) == frozenset()
+
+
+def test_a_meter_never_failing_holds_no_array_of_failures() -> None:
+    b = Beliefs(station())
+    assert b.meter("m1").fails == () and b.meter("m1").answers == ()
+    b.observe(ReadResult("m1", True, 10.0, 10.0))
+    b.observe(ReadResult("m1", True, 5.0, 11.0))  # reported late: kept in order
+    assert list(b.meters["m1"].answers) == [5.0, 10.0] and b.meters["m1"].fails == ()
+    for k in range(ANSWERS_KEPT + 3):
+        b.observe(ReadResult("m1", False, 100.0 + k, 100.0 + k))
+    assert list(b.meters["m1"].fails) == [100.0 + k for k in range(3, ANSWERS_KEPT + 3)]
