@@ -126,6 +126,34 @@ async def test_retained_values_delivered_on_subscribe_and_cleared_by_none() -> N
     assert bus.statistics()["retained"] == 1
 
 
+async def test_retained_flat_dicts_come_back_equal_and_others_as_published() -> None:
+    """A retained flat dict of scalars is kept packed (one key tuple for the topics publishing the
+    same keys): a subscriber gets an equal dict, in its key order, at the time published; any
+    other payload comes back as the object published."""
+    bus = Bus(clock=LoopClock(start=START))
+    nested = {"rows": [1, 2], "at": 1.5}
+    bus.publish("meter/m1/relay", {"open": True, "at": 10.0, "cause": "unknown"}, retain=True)
+    bus.publish("meter/m2/relay", {"open": False, "at": 11.0, "cause": None}, retain=True)
+    bus.publish("billing/status", nested, retain=True)
+    bus.publish("meter/m3/clock", {1: "not a str key"}, retain=True)
+    m1, m2 = bus.retained("meter/m1/relay"), bus.retained("meter/m2/relay")
+    assert m1 is not None and m2 is not None and m1.retained and START <= m1.ts <= m2.ts
+    assert list(m1.payload.items()) == [("open", True), ("at", 10.0), ("cause", "unknown")]
+    assert m2.payload == {"open": False, "at": 11.0, "cause": None}
+    kept = bus._retained
+    assert kept["meter/m1/relay"].payload is kept["meter/m2/relay"].payload  # one key tuple
+    got = bus.retained("billing/status")
+    assert got is not None and got.payload is nested
+    odd = bus.retained("meter/m3/clock")
+    assert odd is not None and odd.payload == {1: "not a str key"}
+    async with bus.subscribe("meter/+/relay") as sub:
+        msgs = [sub.get_nowait(), sub.get_nowait()]
+    assert [(m.topic, m.payload, m.retained) for m in msgs if m] == [
+        ("meter/m1/relay", {"open": True, "at": 10.0, "cause": "unknown"}, True),
+        ("meter/m2/relay", {"open": False, "at": 11.0, "cause": None}, True),
+    ]
+
+
 async def test_overflow_drop_oldest() -> None:
     bus = Bus(clock=LoopClock(start=START))
     with_sub = bus.subscribe("t/#", maxsize=3, overflow=Overflow.DROP_OLDEST, name="slow")
