@@ -8,6 +8,10 @@ loop (other threads use ``loop.call_soon_threadsafe``). It must not know about
 apps, manifests, MQTT clients or the store; the app-scoped, capability-checked
 view lives in ``runtime.container.context``.
 
+Retained values: one a topic, thousands of them per-meter (``meter/<id>/relay``); a flat dict
+of scalars is kept packed (``_Kept``: a shared key tuple and the values) and delivered as an
+equal dict, any other payload as the object published.
+
 Topics: levels separated by ``/``, no empty level, no NUL, no ``+``/``#`` when
 publishing. Patterns: ``+`` is one whole level, ``#`` the whole last level and
 also matches the parent (``a/#`` matches ``a``), as in MQTT.
