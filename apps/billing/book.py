@@ -59,6 +59,10 @@ def customer_row(c: Customer) -> list[Any]:
     return [c.id, c.meter, c.tariff, c.prepaid, c.keep_power]
 
 
+#: the tier count of an account with no day closed yet (one object for all: never changed)
+NO_TIER = TierState()
+
+
 @dataclass(slots=True)
 class ClosedDay:
     charge_fen: int  # the day's charge including corrections
@@ -77,7 +81,9 @@ class Account:
     tripped: bool = False  # we tripped it (a close is ours to send)
     trip_blocked: bool = False  # a trip due was held back by 保电 (recorded once until things change)
     first_day: str | None = None  # first day with a billable anchor
-    tier: TierState = field(default_factory=TierState)  # at the start of the first open day
+    # at the start of the first open day: replaced, never changed (bills count on copies), so the
+    # accounts with no day closed yet share one zero count
+    tier: TierState = field(default_factory=lambda: NO_TIER)
     closed_through: str | None = None  # last closed local date
     # open day, provisional fen debited, open day, fen... (a flat tuple, replaced on change: usually
     # one day, 56 B; a dict was 184 B a customer): ``debit_of`` / ``add_debit`` / ``debits``

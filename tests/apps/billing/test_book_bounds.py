@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
-from apps.billing.book import Book
+from apps.billing.book import Account, Book
+from apps.billing.tariff import TierState
 from protocols.ledger import Record
 
 TZ = ZoneInfo("Asia/Shanghai")
@@ -50,6 +51,7 @@ def test_open_day_debits_kept_flat_fold_and_round_trip_a_checkpoint() -> None:
     assert acc.debits() == {"2024-06-01": 8, "2024-06-02": 7}
     assert (acc.debit_of("2024-06-01"), acc.debit_of("2024-06-03"), acc.balance) == (8, 0, -15)
     assert acc.closed is None  # no closed day yet: no dict
+    assert acc.tier is Account("c2").tier == TierState()  # one zero tier count for all such accounts
     restored = Book(TZ, keep_days=3)
     restored.restore(book.checkpoint([], 0))
     assert restored.accounts["c1"].debited == acc.debited and restored.accounts["c1"].closed is None
