@@ -283,14 +283,13 @@ class Charger:
         """Re-price closed days the new anchors touch; returns the tier count after the last one."""
         dirty = anchors.dirty_from
         acc = self.book.account(customer.id)
-        closed_days = acc.closed
-        if dirty is None or not closed_days or acc.closed_through is None:
+        if dirty is None or not acc.closed or acc.closed_through is None:
             return None, balance
         if dirty >= self.book.day_bounds(acc.closed_through)[1]:
             return None, balance  # only open days changed
         tier: TierState | None = None
-        for day in sorted(closed_days):
-            closed = closed_days[day]
+        for closed in sorted(acc.closed, key=lambda c: c.day):
+            day = closed.day
             if tier is None and self.book.day_bounds(day)[1] <= dirty:
                 continue
             start = tier if tier is not None else closed.tier_start.copy()
