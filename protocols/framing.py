@@ -71,6 +71,12 @@ class _Candidate(Generic[F]):
 
 _Item = int  # a 0x68 whose header was rejected, by stream offset (its error is re-derived)
 
+#: the items of a framer that never needed more than the one-step path (``_whole``): shared, empty,
+#: never appended to (``feed`` gives a framer its own deque before its first step); a framer is made
+#: per transaction and most never leave the one-step path: a deque each (~0.7 kB) adds up while
+#: hundreds of transactions wait for their bus
+_NO_ITEMS: deque[Any] = deque(maxlen=0)
+
 
 class StreamFramer(Generic[F]):
     """Implements ``hal.interfaces.StreamDecoder`` over one ``FrameSpec``."""
@@ -81,7 +87,7 @@ class StreamFramer(Generic[F]):
         self._base = 0  # stream offset of _buf[0]
         self._front = 0  # everything before it is resolved and reported
         self._scan = 0  # next stream offset to examine as a candidate
-        self._items: deque[_Candidate[F] | _Item] = deque()  # by offset, from _front on
+        self._items: deque[_Candidate[F] | _Item] = _NO_ITEMS  # by offset, from _front on
         self._open: list[_Candidate[F]] = []  # candidates whose body is not checked yet
         self._valid: list[tuple[int, int, _Candidate[F]]] = []  # heap of whole valid frames by start
         self._quiet = 0  # rejected-header 0x68s before this belong to a reported frame
@@ -117,6 +123,8 @@ class StreamFramer(Generic[F]):
             whole = self._whole()
             if whole is not None:
                 return [whole]
+        if self._items is _NO_ITEMS:
+            self._items = deque()
         out: list[F | ProtocolError] = []
         while True:
             self._examine()

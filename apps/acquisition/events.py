@@ -39,7 +39,7 @@ class EventTask:
         self._reader = reader
         self._output = output
         self._tz = tz
-        self._locks: dict[str, asyncio.Lock] = {}
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}  # meter -> its lock, holders and waiters
 
     async def note_first_seen(self, meters: Iterable[Meter]) -> None:
         """Remember when each meter joined the model: power-downs after that are ours to report."""
@@ -71,10 +71,22 @@ class EventTask:
 
     async def read_with(self, client: MeterClient, meter: Meter) -> None:
         """``read`` through ``client`` (module-led reading: the module's visit of the meter)."""
-        # one event read per meter at a time: a poll and an event read must not both emit records
-        async with self._locks.setdefault(meter.id, asyncio.Lock()):
-            await self._power_down_records(client, meter)
-            await self._relay_state(client, meter)
+        # one event read per meter at a time: a poll and an event read must not both emit records.
+        # A meter's lock is kept while someone holds or waits for it, not for ever (a lock a meter)
+        lock, users = self._locks.get(meter.id, (None, 0))
+        if lock is None:
+            lock = asyncio.Lock()
+        self._locks[meter.id] = (lock, users + 1)
+        try:
+            async with lock:
+                await self._power_down_records(client, meter)
+                await self._relay_state(client, meter)
+        finally:
+            users = self._locks[meter.id][1] - 1
+            if users:
+                self._locks[meter.id] = (lock, users)
+            else:
+                del self._locks[meter.id]
 
     async def _power_down_records(self, client: MeterClient, meter: Meter) -> None:
         store = self._ctx.store

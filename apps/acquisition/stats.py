@@ -16,6 +16,7 @@ upward message (a station area of 2,000 meters has ~300 kB of per-meter rows).
 
 from __future__ import annotations
 
+import math
 from array import array
 from collections import defaultdict
 from dataclasses import dataclass
@@ -30,54 +31,43 @@ REPLY_LIMIT = MAX_MESSAGE_BYTES - (4 << 10)
 METERS_PER_PART = 500
 
 
-#: the kinds of read counted in a meter's array; any other kind goes to its ``other`` dict
+#: the kinds of read counted in the tracker's columns; any other kind goes to a meter's ``other`` dict
 KINDS = ("realtime", "curve", "freeze", "event")
 _KIND = {k: i for i, k in enumerate(KINDS)}
+_ROW = 2 * len(KINDS)  # a meter's counts: attempts of each kind, then successes
+_ONLINE = (None, False, True)  # a meter's ``online`` byte indexes this
+_NO_COUNTS = array("Q", bytes(8 * _ROW))
 
 
 class MeterStats:
-    """One meter's reads: attempts and successes per kind of read, online, last success. The
-    counts of ``KINDS`` are one array (two dicts a meter were ~370 bytes; at 2,400 meters 0.9 MB)."""
+    """One meter's reads, as the tracker holds them now (a view: attempts and successes per kind
+    of read, online, last success). Made on demand, not kept: the tracker holds every meter's
+    figures in shared columns (an object, an array and a float a meter were ~300 bytes; at
+    2,400 meters 0.7 MB)."""
 
-    __slots__ = ("_counts", "_other", "last_ok", "online")
+    __slots__ = ("_id", "_row", "_tracker")
 
-    def __init__(self) -> None:
-        self._counts = array("Q", bytes(16 * len(KINDS)))  # attempts of each kind, then successes
-        self._other: dict[str, list[int]] | None = None  # kind -> [attempts, successes]
-        self.online: bool | None = None
-        self.last_ok: float | None = None
+    def __init__(self, tracker: SuccessTracker, meter_id: str) -> None:
+        self._tracker = tracker
+        self._id = meter_id
+        self._row = tracker._rows[meter_id]
 
-    def count(self, kind: str, ok: bool) -> None:
-        """One scheduled read of ``kind``."""
-        i = _KIND.get(kind)
-        if i is None:
-            if self._other is None:
-                self._other = {}
-            pair = self._other.setdefault(kind, [0, 0])
-            pair[0] += 1
-            pair[1] += ok
-            return
-        self._counts[i] += 1
-        if ok:
-            self._counts[len(KINDS) + i] += 1
+    @property
+    def online(self) -> bool | None:
+        return _ONLINE[self._tracker._online[self._row]]
+
+    @property
+    def last_ok(self) -> float | None:
+        ts = self._tracker._last_ok[self._row]
+        return None if math.isnan(ts) else ts
 
     def tried(self, kind: str | None = None) -> int:
         """Attempts of ``kind`` (None: every kind)."""
-        return self._sum(kind, 0)
+        return self._tracker._sum(self._id, self._row, kind, 0)
 
     def succeeded(self, kind: str | None = None) -> int:
         """Successes of ``kind`` (None: every kind)."""
-        return self._sum(kind, 1)
-
-    def _sum(self, kind: str | None, which: int) -> int:
-        n = len(KINDS)
-        other = self._other or {}
-        if kind is None:
-            return sum(self._counts[which * n : (which + 1) * n]) + sum(p[which] for p in other.values())
-        i = _KIND.get(kind)
-        if i is None:
-            return other[kind][which] if kind in other else 0
-        return self._counts[which * n + i]
+        return self._tracker._sum(self._id, self._row, kind, 1)
 
     @property
     def attempts(self) -> dict[str, int]:
@@ -90,7 +80,11 @@ class MeterStats:
         return {k: self.succeeded(k) for k in self._kinds()}
 
     def _kinds(self) -> list[str]:
-        return [k for i, k in enumerate(KINDS) if self._counts[i]] + list(self._other or {})
+        counts = self._tracker._counts
+        base = self._row * _ROW
+        return [k for i, k in enumerate(KINDS) if counts[base + i]] + list(
+            self._tracker._other.get(self._id, {})
+        )
 
     def rate(self, kind: str | None = None) -> float | None:
         attempts = self.tried(kind)
@@ -108,62 +102,146 @@ class CycleTiming:
 
 
 class SuccessTracker:
-    """Per-meter and station-area reading success."""
+    """Per-meter and station-area reading success.
+
+    Held by columns, a row per meter (``_rows``, in archive order): the counts of ``KINDS``
+    (``_ROW`` a meter, one array), online (a byte: 0 unknown, 1 no, 2 yes), the last success
+    (a double, NaN for none), answered today (a byte) and the transport (a byte indexing
+    ``_transports``, 0 for none). Kinds outside ``KINDS`` are rare: a dict of the meters that
+    have them."""
 
     def __init__(self, meter_ids: list[str], transports: dict[str, str] | None = None) -> None:
-        self._meters = {meter_id: MeterStats() for meter_id in meter_ids}
-        self._transport = dict(transports or {})
-        self._day_ok: set[str] = set()
+        self._rows: dict[str, int] = {}
+        self._counts = array("Q")
+        self._online = bytearray()
+        self._last_ok = array("d")
+        self._day_ok = bytearray()
+        self._transport_of = bytearray()
+        self._transports: list[str] = []  # transport names; a row's byte is its index + 1
+        self._other: dict[str, dict[str, list[int]]] = {}  # meter -> kind -> [attempts, successes]
         self.cycle = CycleTiming()
+        self.reset_meters(meter_ids, transports)
+
+    def _add_row(self, meter_id: str) -> int:
+        row = self._rows[meter_id] = len(self._rows)
+        self._counts.extend(_NO_COUNTS)
+        self._online.append(0)
+        self._last_ok.append(math.nan)
+        self._day_ok.append(0)
+        self._transport_of.append(0)
+        return row
 
     def reset_meters(self, meter_ids: list[str], transports: dict[str, str] | None = None) -> None:
         """Follow an archive replacement: keep history of meters that stay."""
-        self._meters = {m: self._meters.get(m, MeterStats()) for m in meter_ids}
-        self._transport = {m: t for m, t in (transports or {}).items() if m in self._meters}
-        self._day_ok &= set(meter_ids)
+        old_rows, counts, online, last_ok, day_ok = (
+            self._rows, self._counts, self._online, self._last_ok, self._day_ok
+        )  # fmt: skip
+        self._rows, self._counts, self._online, self._last_ok, self._day_ok = (
+            {}, array("Q"), bytearray(), array("d"), bytearray()
+        )  # fmt: skip
+        self._transport_of = bytearray()
+        for meter_id in meter_ids:
+            if meter_id in self._rows:
+                continue
+            row = self._add_row(meter_id)
+            old = old_rows.get(meter_id)
+            if old is not None:
+                self._counts[row * _ROW : (row + 1) * _ROW] = counts[old * _ROW : (old + 1) * _ROW]
+                self._online[row] = online[old]
+                self._last_ok[row] = last_ok[old]
+                self._day_ok[row] = day_ok[old]
+        self._other = {m: kinds for m, kinds in self._other.items() if m in self._rows}
+        self._transports = []
+        index: dict[str, int] = {}
+        for meter_id, transport in (transports or {}).items():
+            at = self._rows.get(meter_id)
+            if at is None:
+                continue
+            if transport not in index:
+                if len(index) == 255:
+                    raise ValueError("more than 255 transports")
+                index[transport] = len(index) + 1
+                self._transports.append(transport)
+            self._transport_of[at] = index[transport]
 
     def record(self, meter_id: str, kind: str, ok: bool, ts: float) -> tuple[bool, bool]:
         """Count one scheduled read. Returns (went_offline, came_back) edges for logging."""
-        stats = self._meters.setdefault(meter_id, MeterStats())
-        stats.count(kind, ok)
-        was_online = stats.online
+        row = self._rows.get(meter_id)
+        if row is None:
+            row = self._add_row(meter_id)
+        i = _KIND.get(kind)
+        if i is None:
+            pair = self._other.setdefault(meter_id, {}).setdefault(kind, [0, 0])
+            pair[0] += 1
+            pair[1] += ok
+        else:
+            self._counts[row * _ROW + i] += 1
+            if ok:
+                self._counts[row * _ROW + len(KINDS) + i] += 1
+        was_online = _ONLINE[self._online[row]]
         if ok:
-            stats.last_ok = ts
-            self._day_ok.add(meter_id)
-        stats.online = ok
+            self._last_ok[row] = ts
+            self._day_ok[row] = 1
+        self._online[row] = 2 if ok else 1
         return (was_online is not False and not ok, was_online is False and ok)
 
+    def _sum(self, meter_id: str, row: int, kind: str | None, which: int) -> int:
+        """Attempts (``which`` 0) or successes (1) of one meter's ``kind`` (None: every kind)."""
+        n = len(KINDS)
+        base = row * _ROW + which * n
+        other = self._other.get(meter_id)
+        if kind is None:
+            return sum(self._counts[base : base + n]) + sum(p[which] for p in (other or {}).values())
+        i = _KIND.get(kind)
+        if i is None:
+            return other[kind][which] if other is not None and kind in other else 0
+        return self._counts[base + i]
+
+    def _station_sum(self, kind: str | None, which: int) -> int:
+        n = len(KINDS)
+        if kind is None:
+            columns = sum(sum(self._counts[which * n + i :: _ROW]) for i in range(n))
+            return columns + sum(p[which] for kinds in self._other.values() for p in kinds.values())
+        i = _KIND.get(kind)
+        if i is None:
+            return sum(kinds[kind][which] for kinds in self._other.values() if kind in kinds)
+        return sum(self._counts[which * n + i :: _ROW])
+
     def new_day(self) -> None:
-        self._day_ok.clear()
+        self._day_ok = bytearray(len(self._rows))
 
     def meter(self, meter_id: str) -> MeterStats:
-        return self._meters[meter_id]
+        return MeterStats(self, meter_id)
 
     @property
     def meters_total(self) -> int:
-        return len(self._meters)
+        return len(self._rows)
 
     @property
     def meters_online(self) -> int:
-        return sum(1 for s in self._meters.values() if s.online)
+        return self._online.count(2)
 
     def station_rate(self, kind: str | None = None) -> float | None:
-        attempts = sum(s.tried(kind) for s in self._meters.values())
-        successes = sum(s.succeeded(kind) for s in self._meters.values())
+        attempts = self._station_sum(kind, 0)
+        successes = self._station_sum(kind, 1)
         return None if attempts == 0 else successes / attempts
+
+    def _transport(self, row: int) -> str | None:
+        index = self._transport_of[row]
+        return self._transports[index - 1] if index else None
 
     def transport_rates(self) -> dict[str, float | None]:
         """Success rate per transport (every kind of read), None where nothing was tried yet."""
         attempts: dict[str, int] = defaultdict(int)
         successes: dict[str, int] = defaultdict(int)
-        for meter_id, stats in self._meters.items():
-            transport = self._transport.get(meter_id, "?")
-            attempts[transport] += stats.tried()
-            successes[transport] += stats.succeeded()
+        for meter_id, row in self._rows.items():
+            transport = self._transport(row) or "?"
+            attempts[transport] += self._sum(meter_id, row, None, 0)
+            successes[transport] += self._sum(meter_id, row, None, 1)
         return {t: (successes[t] / n if n else None) for t, n in sorted(attempts.items())}
 
     def daily_rate(self) -> float | None:
-        return None if not self._meters else len(self._day_ok) / len(self._meters)
+        return None if not self._rows else self._day_ok.count(1) / len(self._rows)
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -180,15 +258,17 @@ class SuccessTracker:
         }
 
     def per_meter(self) -> dict[str, dict[str, Any]]:
-        return {
-            meter_id: {
-                "online": s.online,
-                "success_rate": s.rate(),
-                "last_ok": s.last_ok,
-                "transport": self._transport.get(meter_id),
+        rows: dict[str, dict[str, Any]] = {}
+        for meter_id, row in self._rows.items():
+            attempts = self._sum(meter_id, row, None, 0)
+            last_ok = self._last_ok[row]
+            rows[meter_id] = {
+                "online": _ONLINE[self._online[row]],
+                "success_rate": None if attempts == 0 else self._sum(meter_id, row, None, 1) / attempts,
+                "last_ok": None if math.isnan(last_ok) else last_ok,
+                "transport": self._transport(row),
             }
-            for meter_id, s in self._meters.items()
-        }
+        return rows
 
 
 def stats_parts(

@@ -12,13 +12,12 @@ Must not read or write meters itself.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from hal.clock import Clock
 from hal.errors import CapabilityMissing
 from hal.meters import CarrierTransport, MeterClient, MeterClients, MeterTransport, Rs485Transport
-from protocols.station import StationModel
+from protocols.station import Meter, StationModel
 
 from .book import Customer
 
@@ -26,19 +25,16 @@ HPLC = "hplc"
 NOT_CUSTOMERS = ("branch-unit", "box-terminal", "assessment")  # tariffs of monitoring meters
 
 
-@dataclass(frozen=True, slots=True)
-class MeterPlace:
-    meter: str
-    address: str
-    protocol: str
-    port: str
-    three_phase: bool = False
+def reach(meter: Meter) -> tuple[str, str, str, bool]:
+    """How a meter is reached: address, protocol, transport (RS-485 port or ``hplc``), three-phase."""
+    return (meter.address, meter.protocol, meter.transport, meter.three_phase)
 
 
-def from_model(model: StationModel) -> tuple[list[Customer], list[MeterPlace]]:
-    """Customers and meter places of the station model; meters without a customer are not billed."""
+def from_model(model: StationModel) -> tuple[list[Customer], list[Meter]]:
+    """Customers and their meters of the station model (the model's own objects: ``reach`` is what
+    the directory reads of them); meters without a customer are not billed."""
     customers: list[Customer] = []
-    places: list[MeterPlace] = []
+    places: list[Meter] = []
     for meter in model.meters:
         if meter.kind != "customer" or not meter.customer or meter.tariff in NOT_CUSTOMERS:
             continue
@@ -51,7 +47,7 @@ def from_model(model: StationModel) -> tuple[list[Customer], list[MeterPlace]]:
                 keep_power="keep_power" in meter.flags,
             )
         )
-        places.append(MeterPlace(meter.id, meter.address, meter.protocol, meter.transport, meter.three_phase))
+        places.append(meter)
     return customers, places
 
 
@@ -63,13 +59,17 @@ class Directory:
         self._clock = clock
         self._factory = MeterClients(timeouts=timeouts)  # type: ignore[arg-type]
         self._transports: dict[str, MeterTransport | None] = {}
-        self._places: dict[str, MeterPlace] = {}
+        self._places: dict[str, Meter] = {}  # the station model's meter objects
         self._clients: dict[str, MeterClient] = {}
         self.unreachable: set[str] = set()
 
-    def use(self, places: Iterable[MeterPlace]) -> None:
-        new = {p.meter: p for p in places}
-        self._clients = {m: c for m, c in self._clients.items() if self._places.get(m) == new.get(m)}
+    def use(self, places: Iterable[Meter]) -> None:
+        new = {p.id: p for p in places}
+        self._clients = {
+            m: c
+            for m, c in self._clients.items()
+            if m in new and m in self._places and reach(self._places[m]) == reach(new[m])
+        }
         self._places = new
 
     def _transport(self, port: str) -> MeterTransport | None:
@@ -92,7 +92,7 @@ class Directory:
         place = self._places.get(meter)
         if place is None:
             return None
-        transport = self._transport(place.port)
+        transport = self._transport(place.transport)
         if transport is None:
             self.unreachable.add(meter)
             return None
@@ -101,4 +101,4 @@ class Directory:
         return client
 
 
-__all__ = ["NOT_CUSTOMERS", "Directory", "MeterPlace", "from_model"]
+__all__ = ["NOT_CUSTOMERS", "Directory", "from_model", "reach"]

@@ -50,6 +50,9 @@ _MAX = {"h": 2**15 - 1, "i": 2**31 - 1, "q": 2**63 - 1}
 _SOURCES: tuple[Source, ...] = ("curve", "catch_up", "freeze")
 _SOURCE_CODE = {name: code for code, name in enumerate(_SOURCES)}
 _FREEZE = _SOURCE_CODE["freeze"]
+_CURVE = _SOURCE_CODE["curve"]
+#: a source mark is slot x _MARK + source code (``MeterAnchors._marks``)
+_MARK = 4
 
 
 def _fitted(column: array[int], value: int) -> array[int]:
@@ -100,11 +103,13 @@ class MeterAnchors:
     unit, in the narrowest integer that holds them (``_fitted``: int16, then int32, then int64;
     export: its typecode's lowest value where not read). ``prune`` moves the bases to the oldest
     anchor kept and narrows the columns again: a household's 4 days stay within int16 (327 kWh).
-    Differences of stored registers times the step are differences of the registers. ``Anchor``
-    values are made when read."""
+    Differences of stored registers times the step are differences of the registers. The source
+    of an anchor is ``curve`` unless marked (``_marks``: ascending slot x 4 + source code, int32,
+    of the freezes and catch-up reads only: one a day, not a byte an anchor). ``Anchor`` values
+    are made when read."""
 
     __slots__ = (
-        "_base", "_exp", "_exp_base", "_exp_step", "_imp", "_imp_base", "_imp_step", "_slots", "_source",
+        "_base", "_exp", "_exp_base", "_exp_step", "_imp", "_imp_base", "_imp_step", "_marks", "_slots",
         "anomalies", "dirty_from",
     )  # fmt: skip
 
@@ -118,7 +123,9 @@ class MeterAnchors:
         self._imp_base: int | None = None  # set by the first register kept
         self._exp_base: int | None = None
         self._imp_step = self._exp_step = _COARSE  # 1 from the first register off the 0.01 kWh grid
-        self._source = bytearray()
+        # (slot x _MARK + source code) of the anchors not from the curve: no array until the first,
+        # then one of exactly their number (a few: one a day)
+        self._marks: array[int] | tuple[()] = ()
         self.anomalies = 0
         self.dirty_from: int | None = None  # earliest anchor time changed since the last pricing
 
@@ -201,13 +208,35 @@ class MeterAnchors:
         i = bisect.bisect_left(slots, slot)
         return i if i < len(slots) and slots[i] == slot else None
 
+    def _source(self, i: int) -> int:
+        """The source code of the ``i``-th anchor."""
+        marks = self._marks
+        if not marks:
+            return _CURVE
+        key = (self._slots[i] + self._base) * _MARK
+        j = bisect.bisect_left(marks, key)
+        return marks[j] - key if j < len(marks) and marks[j] - key < _MARK else _CURVE
+
+    def _mark(self, slot: int, code: int) -> None:
+        """Anchor at ``slot`` (less ``_base``) comes from source ``code`` (set before ``_base`` moves)."""
+        marks = self._marks
+        key = (slot + self._base) * _MARK
+        j = bisect.bisect_left(marks, key)
+        if isinstance(marks, array) and j < len(marks) and marks[j] - key < _MARK:
+            if code == _CURVE:
+                del marks[j]
+            else:
+                marks[j] = key + code
+        elif code != _CURVE:
+            self._marks = array("i", (*marks[:j], key + code, *marks[j:]))  # (no spare room)
+
     def _anchor(self, i: int) -> Anchor:
         exp = self._exp[i]
         return Anchor(
             (self._slots[i] + self._base) * INTERVAL_S,
             self._imp[i] * self._imp_step + (self._imp_base or 0),
             None if exp == _NONE[self._exp.typecode] else exp * self._exp_step + (self._exp_base or 0),
-            _SOURCES[self._source[i]],
+            _SOURCES[self._source(i)],
         )
 
     def get(self, ts: int) -> Anchor | None:
@@ -225,7 +254,7 @@ class MeterAnchors:
             self._dense_again()
         self._imp.insert(i, imp)
         self._exp.insert(i, exp)
-        self._source.insert(i, _SOURCE_CODE[anchor.source])
+        self._mark(slot, _SOURCE_CODE[anchor.source])
 
     def add(self, anchor: Anchor) -> bool:
         """Keep ``anchor``; True when it changed what is known (a new time, or a freeze that
@@ -244,7 +273,7 @@ class MeterAnchors:
                 self._slot_column(slot).append(slot)
             self._imp.append(imp)
             self._exp.append(exp)
-            self._source.append(_SOURCE_CODE[anchor.source])
+            self._mark(slot, _SOURCE_CODE[anchor.source])
             self.dirty_from = previous if self.dirty_from is None else min(self.dirty_from, previous)
             return True
         i = bisect.bisect_left(slots, slot)
@@ -252,12 +281,12 @@ class MeterAnchors:
             self._insert(i, anchor)
             self._dirty(anchor.ts)
             return True
-        if anchor.source != "freeze" or self._source[i] == _FREEZE:
+        if anchor.source != "freeze" or self._source(i) == _FREEZE:
             return False
         known = self._anchor(i)
         kept_exp = anchor.exp if anchor.exp is not None else known.exp
         self._imp[i], self._exp[i] = self._stored(Anchor(anchor.ts, anchor.imp, kept_exp, "freeze"))
-        self._source[i] = _FREEZE
+        self._mark(slots[i], _FREEZE)
         changed = (anchor.imp, kept_exp) != (known.imp, known.exp)
         if changed:
             self._dirty(anchor.ts)
@@ -360,8 +389,11 @@ class MeterAnchors:
         if keep is None:
             return
         cut = bisect.bisect_left(self._slots, keep // INTERVAL_S - self._base)
-        for column in (self._imp, self._exp, self._source):
+        for column in (self._imp, self._exp):
             del column[:cut]
+        marks = self._marks
+        if isinstance(marks, array):
+            del marks[: bisect.bisect_left(marks, (self._slots[cut] + self._base) * _MARK)]
         self._rebase()
         if isinstance(self._slots, range):
             self._slots = self._slots[cut:]

@@ -303,9 +303,9 @@ class Classifier:
     def _awaited(self, meter: str) -> bool:
         """Whether an answer from ``meter`` may settle something (an open outage, a pending group)."""
         for o in self.outages.values():
-            if (o.status == ONGOING or o.still_due is not None) and meter in self.members.members(o.group):
+            if (o.status == ONGOING or o.still_due is not None) and self.members.feeds(o.group, meter):
                 return True
-        return any(meter in self.members.members(g) for g in self._pending)
+        return any(self.members.feeds(g, meter) for g in self._pending)
 
     def observe_all(self, evidence: Iterable[Evidence]) -> None:
         for ev in evidence:
@@ -529,7 +529,7 @@ class Classifier:
         if len(live) < 2:
             return
         tol = self.settings.record_tolerance_s
-        size = {o.id: len(self.members.members(o.group)) for o in live}
+        size = {o.id: self.members.size(o.group) for o in live}
         for high in sorted(live, key=lambda o: (-size[o.id], o.group.rank, o.reported_at)):
             if high.status not in (ONGOING, RESTORED):
                 continue
@@ -732,7 +732,7 @@ class Classifier:
             ]
             if not fits:
                 continue
-            g = max(fits, key=lambda g: (len(self.members.members(g)), -g.rank))
+            g = max(fits, key=lambda g: (self.members.size(g), -g.rank))
             if g != o.group:
                 o.group = g
                 o.meters = tuple(sorted((set(o.meters) & self.members.members(g)) | mine))
@@ -776,7 +776,7 @@ class Classifier:
         end = rec.end if rec.end is not None else now
         best: Outage | None = None
         for o in self.outages.values():
-            if o.status in (MERGED, RETRACTED) or rec.meter not in self.members.members(o.group):
+            if o.status in (MERGED, RETRACTED) or not self.members.feeds(o.group, rec.meter):
                 continue
             o_end = o.end.hi if o.end is not None else now
             if (

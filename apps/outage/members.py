@@ -11,10 +11,11 @@ A three-phase customer belongs to no phase group (losing one phase does not make
 meter of unknown phase belongs to none either. Only customer meters are members: the field
 devices watch groups, they are not counted in "all members dark".
 
-Kept small (one terminal holds it for thousands of meters): a group's members are stored as the
-sorted numbers of its meters (``array``, 2 or 4 bytes a member) and made a ``frozenset`` when
-asked (the last few asked are kept); a meter's feeding groups are one tuple shared by every
-meter of the same box, branch and phase, its own group made when asked.
+Kept small (one terminal holds it for thousands of meters): a group's members are stored as
+the sorted numbers of its meters (``array``, 2 or 4 bytes a member) and made a ``frozenset``
+when asked (the last few small ones asked are kept; ``feeds`` and ``size`` need none); a
+meter's feeding groups are one tuple shared by every meter of the same box, branch and phase,
+its own group made when asked.
 """
 
 from __future__ import annotations
@@ -29,8 +30,10 @@ from protocols.station import StationModel
 Level = Literal["station", "phase", "branch", "box", "meter"]
 LEVELS: tuple[Level, ...] = ("station", "phase", "branch", "box", "meter")
 PHASES = ("A", "B", "C")
-#: member sets ``Members.members`` keeps made (the groups an outage step asks about again and again)
+#: member sets ``Members.members`` keeps made (the groups an outage step asks about again and
+#: again), of groups up to ``KEPT_SET_MAX`` meters (a bigger one is made again when asked)
 SETS_KEPT = 16
+KEPT_SET_MAX = 256
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -147,10 +150,25 @@ class Members:
             numbers = self._members.get(group)
             if numbers is None:
                 return frozenset()
-            if len(self._sets) >= SETS_KEPT:
-                self._sets.clear()
-            made = self._sets[group] = frozenset(map(self._ids.__getitem__, numbers))
+            made = frozenset(map(self._ids.__getitem__, numbers))
+            if len(numbers) <= KEPT_SET_MAX:
+                if len(self._sets) >= SETS_KEPT:
+                    self._sets.clear()
+                self._sets[group] = made
         return made
+
+    def feeds(self, group: Group, meter: str) -> bool:
+        """``meter in members(group)``, without making the set."""
+        if group.level == "meter":
+            return group.target == meter and meter in self.meters
+        return group in self.feeders_of(meter)
+
+    def size(self, group: Group) -> int:
+        """``len(members(group))``, without making the set."""
+        if group.level == "meter":
+            return 1 if group.target in self.meters else 0
+        numbers = self._members.get(group)
+        return 0 if numbers is None else len(numbers)
 
     def groups_of(self, meter: str) -> tuple[Group, ...]:
         """The groups feeding ``meter``, lowest first (empty for a meter not in the model)."""

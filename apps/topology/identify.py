@@ -38,7 +38,7 @@ import numpy as np
 from . import assign, changes, evidence, profile, voltage
 from .inputs import PHASES, Curves, Inputs, MeterInfo
 from .numeric import BArray, FArray, IArray, robust_std, softmax_confidence
-from .result import Dimension, MeterResult, MissingMeter, TopologyResult
+from .result import Dimension, Labels, MeterResult, MissingMeter, TopologyResult
 
 NOT_OURS = "~"  # the "not ours" label in every dimension
 #: prior log-probability that a listed meter is not ours (archives list few foreign meters)
@@ -1269,16 +1269,14 @@ def _dimension(
     return Dimension(v, min(c, 0.9999), archive, outcome, ev)
 
 
-def warm_labels(previous: TopologyResult, frame: Frame, dimension: str, labels: tuple[str, ...]) -> IArray:
+def warm_labels(previous: Labels, frame: Frame, dimension: str, labels: tuple[str, ...]) -> IArray:
     """(n,) for each meter of ``frame``, the index in ``labels`` of its value in ``dimension``
     (phase, branch, box) in ``previous`` -- a listed meter by id, an unlisted carrier node by
     address -- or -1 where ``previous`` has none (a new meter, a label gone, a three-phase meter's
     ``ABC``). A foreign meter and a value of None are "not ours" (the last label)."""
     pos = {label: j for j, label in enumerate(labels)}
-    values: dict[str, str | None] = {}
-    for m in previous.meters:
-        values[m.meter_id] = None if m.status == "foreign" else getattr(m, dimension).value
-    nodes = {x.address: getattr(x, dimension) for x in previous.missing if x.address}
+    values = previous.meters(dimension)
+    nodes = previous.nodes(dimension)
     out = np.full(frame.n, -1, dtype=np.int64)
     for i, meter in enumerate(frame.meters):
         if meter.id in values:
@@ -1297,11 +1295,12 @@ def identify(
     terminal: str,
     computed_at: float,
     settings: Settings | None = None,
-    previous: TopologyResult | None = None,
+    previous: TopologyResult | Labels | None = None,
 ) -> TopologyResult:
     """Identify every dimension over ``inputs``' window.
 
-    With ``previous`` (an earlier result for this station area, e.g. the daily run's) the
+    With ``previous`` (an earlier result for this station area, e.g. the daily run's, or just
+    its ``Labels``) the
     identification is incremental: every dimension starts from the labels ``previous`` found
     and is refined from there (moves, swaps, kicks along the evidence, with losses and weights
     refitted to the new window) instead of from the convex relaxation, which is most of a full
@@ -1312,11 +1311,12 @@ def identify(
     and when they name a candidate the check is a full identification: what a check reports (a
     move) is decided as the full identification decides it.
     """
-    return _identify(inputs, terminal, computed_at, settings or Settings(), previous, {})
+    labels = Labels.of(previous) if isinstance(previous, TopologyResult) else previous
+    return _identify(inputs, terminal, computed_at, settings or Settings(), labels, {})
 
 
 def _identify(
-    inputs: Inputs, terminal: str, computed_at: float, settings: Settings, previous: TopologyResult | None,
+    inputs: Inputs, terminal: str, computed_at: float, settings: Settings, previous: Labels | None,
     known: dict[bytes, list[tuple[int, int, int]]],
 ) -> TopologyResult:  # fmt: skip
     """``identify``; ``known``: move candidates already worked out, by the branch and box labels

@@ -3,8 +3,9 @@ value, a status and the evidence; plus the meters our network has but the archiv
 
 Layer: apps (topology), pure data with its JSON form (the body of stream ``topology``, what
 ``ttu cloud topology --json`` prints; the retained ``topology/result`` on the bus is that body
-without each meter's ``dimensions`` and ``evidence``: ``service.retained_body``). Must not
-compute anything.
+with only the meters not confirmed, without their ``dimensions`` and ``evidence``:
+``service.retained_body``); ``Labels``, what an incremental identification starts from. Must
+not compute anything.
 
 Status of a meter:
 
@@ -136,6 +137,45 @@ class TopologyResult:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class Labels:
+    """The labels of a result, what an incremental identification starts from
+    (``identify.warm_labels``): per listed meter its phase, branch and box (None for a meter
+    found foreign: not ours), per unlisted carrier node (a ``missing`` entry with an address)
+    the same. Columns of shared strings -- the whole result held for this was ~0.35 kB a meter.
+    A later entry for the same meter id or node address counts, as in the result's lists."""
+
+    meter_ids: tuple[str, ...]
+    #: dimension -> one value a meter, in ``meter_ids``' order
+    meter_values: dict[str, tuple[str | None, ...]]
+    node_addresses: tuple[str, ...]
+    #: dimension -> one value a node, in ``node_addresses``' order
+    node_values: dict[str, tuple[str | None, ...]]
+
+    @classmethod
+    def of(cls, result: TopologyResult) -> Labels:
+        meters = result.meters
+        nodes = [x for x in result.missing if x.address]
+        return cls(
+            tuple(m.meter_id for m in meters),
+            {d: tuple(_label(m, d) for m in meters) for d in DIMENSIONS},
+            tuple(x.address for x in nodes if x.address),
+            {d: tuple(getattr(x, d) for x in nodes) for d in DIMENSIONS},
+        )
+
+    def meters(self, dimension: str) -> dict[str, str | None]:
+        """Meter id -> its value in ``dimension`` (None: not ours)."""
+        return dict(zip(self.meter_ids, self.meter_values[dimension], strict=True))
+
+    def nodes(self, dimension: str) -> dict[str, str | None]:
+        """Node address -> its value in ``dimension``."""
+        return dict(zip(self.node_addresses, self.node_values[dimension], strict=True))
+
+
+def _label(meter: MeterResult, dimension: str) -> str | None:
+    return None if meter.status == "foreign" else meter.dimension(dimension).value
+
+
 def outcomes(result: TopologyResult) -> dict[str, tuple[object, ...]]:
     """Per meter: status, each dimension's value and outcome, and the move it reports -- what two
     identifications must agree on to be the same decision (tests and bench/topology_check.py)."""
@@ -152,6 +192,7 @@ __all__ = [
     "PAGED",
     "STATUSES",
     "Dimension",
+    "Labels",
     "MeterResult",
     "MissingMeter",
     "TopologyResult",

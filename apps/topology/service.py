@@ -30,8 +30,8 @@ Past points: the window holds in memory only the newest ``HELD_H`` hours of poin
 points still arrive: a module-led round brings its hour's points an hour later); older blocks go
 to the store as they leave memory (``window/block/<n>``, listed in ``window/blocks``) and are read
 back for each identification (``_past``: the daily run and the checks read ``window_h``, a
-command up to the window's whole reach). At 2,400 meters that is ~1.9 MB in memory instead of
-~4.4 MB for a whole day; each run reads ~1.6 MB of blocks back.
+command up to the window's whole reach). At 2,400 meters that is ~1.5 MB in memory instead of
+~4.4 MB for a whole day; each run reads ~2 MB of blocks back.
 
 The transformer's per-phase energy (what names the phase clusters) is integrated from the
 metrology unit's per-phase power, sampled every ``metrology_period_s`` by the app itself;
@@ -62,7 +62,7 @@ from .identify import Settings as MethodSettings
 from .identify import identify
 from .inputs import Inputs
 from .night import Night
-from .result import PAGED, Dimension, MeterResult, TopologyResult
+from .result import PAGED, Labels, TopologyResult
 from .window import BLOCK, STEP_S, TRANSFORMER, Blocks, Window, decode_block, encode_block, merge_block
 
 #: the store's list of the past blocks it holds, and each block's key
@@ -73,8 +73,9 @@ CHANGE_TOPIC = "topology/change"
 STREAM = "topology"
 COMMAND = "topology.run"
 MIN_POINTS = 8
-#: hours of the newest points the window holds in memory (48 points a device: three blocks)
-HELD_H = 8.0
+#: hours of the newest points the window holds in memory (32 points a device: two blocks, the
+#: newest one filling; a round's points arriving an hour late still land in memory)
+HELD_H = 4.0
 
 
 def _hhmm(text: str, key: str) -> time:
@@ -143,9 +144,9 @@ class TopologyService:
                          "metrology_failures": 0, "checks_skipped": 0}  # fmt: skip
         self._lock = asyncio.Lock()
         self._own_metrology = False
-        #: the newest full (not incremental) result's labels (``labels_only``): where the next
+        #: the newest full (not incremental) result's labels (``Labels``): where the next
         #: check starts (its evidence, ~1 kB a meter, is in the store's ``last_result``)
-        self._newest: TopologyResult | None = None
+        self._newest: Labels | None = None
         #: (newest curve point, station model version) the newest result saw
         self._seen: tuple[float | None, int] | None = None
 
@@ -378,7 +379,7 @@ class TopologyService:
             result = replace(result, summary=summary)
             self._seen = seen
             if previous is None:
-                self._newest = labels_only(result)
+                self._newest = Labels.of(result)
             if report:
                 await self.publish(result, model)
             return result
@@ -439,29 +440,16 @@ class TopologyService:
         self.log.info("topology: proposed %d corrections: %s", len(fresh), outcome.status)
 
 
-def labels_only(result: TopologyResult) -> TopologyResult:
-    """``result`` without its evidence: what a check starts from (each meter's status and the
-    value of each dimension; ``identify.warm_labels``), held until the next full result."""
-
-    none: dict[str, Any] = {}  # one empty evidence for all (a dict each was 64 bytes); never changed
-
-    def bare(d: Dimension) -> Dimension:
-        return Dimension(d.value, d.confidence, d.archive, d.outcome, none)
-
-    meters = tuple(
-        MeterResult(m.meter_id, m.address, m.status, bare(m.phase), bare(m.branch), bare(m.box), none)
-        for m in result.meters
-    )
-    return replace(result, meters=meters)
-
-
 def retained_body(body: dict[str, Any]) -> dict[str, Any]:
-    """The retained ``topology/result`` on the bus: the stream's body without each meter's
-    ``dimensions`` and ``evidence`` (what a subscriber on the terminal reads -- line loss: status,
-    phase, branch, box, confidence; the bus holds it until the next result: the whole body was
-    ~1.5 kB a meter). ``missing`` and the rest are the body's."""
+    """The retained ``topology/result`` on the bus: the stream's body with a row only for each
+    meter not ``confirmed``, without its ``dimensions`` and ``evidence`` -- what a subscriber on
+    the terminal reads (line loss: status, phase, branch, box, confidence of the meters found
+    foreign or corrected; a confirmed meter is where the station model has it, and the
+    ``summary`` counts them). The bus holds it until the next result: the whole body was
+    ~1.5 kB a meter, a slim row for every meter ~0.4 kB. ``missing`` and the rest are the body's."""
     keep = ("meter_id", "address", "status", "phase", "branch", "box", "confidence")
-    return {**body, "meters": [{k: m[k] for k in keep if k in m} for m in body["meters"]]}
+    rows = [{k: m[k] for k in keep if k in m} for m in body["meters"] if m.get("status") != "confirmed"]
+    return {**body, "meters": rows}
 
 
 def _doubt(result: TopologyResult) -> dict[str, float]:

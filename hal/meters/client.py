@@ -35,10 +35,10 @@ Abnormal replies raise ``DeviceError``; no answer ``TransportTimeout``; garbage
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Sequence
+from collections.abc import Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 from hal.errors import DeviceError
 from hal.interfaces import Priority
@@ -291,8 +291,9 @@ class Dlt645Client:
     def realtime_batches(self, items: Sequence[str]) -> list[tuple[str, ...]]:
         return [(item,) for item in items]  # one DI per exchange
 
-    async def _read(self, di: int, priority: Priority) -> dlt645.ReadResult:
-        return await self.master.read(self._address, di, priority=priority)
+    def _read(self, di: int, priority: Priority) -> Coroutine[Any, Any, dlt645.ReadResult]:
+        # the master's read itself, not a coroutine around it: one frame less a queued read
+        return self.master.read(self._address, di, priority=priority)
 
     async def read_realtime(
         self, items: Sequence[str], *, priority: Priority = Priority.REALTIME

@@ -27,11 +27,14 @@ class Dlt645Spec:
         return check_body(buf, start, end) or frame_at(buf, start)
 
 
+_SPEC = Dlt645Spec()  # no state: one for every framer
+
+
 class Framer(StreamFramer[Frame]):
     """Implements ``hal.interfaces.StreamDecoder`` for DL/T 645."""
 
     def __init__(self) -> None:
-        super().__init__(Dlt645Spec())
+        super().__init__(_SPEC)
 
 
 __all__ = ["Dlt645Spec", "Framer"]

@@ -33,13 +33,16 @@ class Dlt698Spec:
         return check_body(buf, start, end) or frame_at(buf, start)
 
 
+_SPEC = Dlt698Spec()  # no state but its maximum: one for every framer of the full length
+
+
 class Framer(StreamFramer[Frame]):
     """Implements ``hal.interfaces.StreamDecoder`` for DL/T 698.45."""
 
     def __init__(self, *, max_length: int = MAX_LENGTH) -> None:
         if not 10 <= max_length <= MAX_LENGTH:
             raise ValueError(f"max_length {max_length}: expected 10..{MAX_LENGTH}")
-        super().__init__(Dlt698Spec(max_length=max_length))
+        super().__init__(_SPEC if max_length == MAX_LENGTH else Dlt698Spec(max_length=max_length))
         self.max_length = max_length
 
 

@@ -32,7 +32,7 @@ from ._codec import (
     record_from_doc,
     record_to_doc,
 )
-from ._model import KINDS, Provenance, Record, RecordKind, StationModel, Transformer
+from ._model import KINDS, Provenance, Record, RecordKind, StationModel, Transformer, provenance_map
 
 Op = Literal["set", "add", "remove"]
 OPS: tuple[Op, ...] = ("set", "add", "remove")
@@ -366,7 +366,7 @@ def _set(
         prov[name] = provenance
     if before == value and prov == dict(record.provenance):
         return None  # nothing to change
-    updates: dict[str, Any] = {name: value, "provenance": MappingProxyType(prov)}
+    updates: dict[str, Any] = {name: value, "provenance": provenance_map(prov)}
     if op.kind == "meter" and name == "channel" and value == "hplc":
         updates["port"] = None  # a meter behind the carrier module has no board port
     items[at] = replace(record, **updates)

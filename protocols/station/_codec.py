@@ -51,6 +51,7 @@ from ._model import (
     RecordKind,
     StationModel,
     Transformer,
+    provenance_map,
 )
 
 PROTOCOL = "station"
@@ -316,7 +317,7 @@ def record_from_doc(kind: RecordKind, doc: Any, path: str, problems: list[tuple[
     if len(problems) > before:
         return None
     cls = RECORD_TYPES[kind]
-    return cls(**values, provenance=MappingProxyType(provenance))
+    return cls(**values, provenance=provenance_map(provenance))
 
 
 _ALWAYS = {"protocol", "channel", "ct_ratio", "pt_ratio"}  # written even at their defaults (readability)

@@ -61,6 +61,13 @@ class Provenance:
 ARCHIVE = Provenance()
 
 
+def provenance_map(entries: dict[str, Provenance]) -> Mapping[str, Provenance]:
+    """A record's read-only ``provenance`` over ``entries`` (a dict nobody changes afterwards):
+    the one shared empty map when there are none -- most records of a model have none (a
+    mapping proxy and a dict each were ~0.14 kB a record)."""
+    return MappingProxyType(entries) if entries else _EMPTY
+
+
 class _Facts:
     """What every record offers: the provenance of one of its attributes."""
 
@@ -273,4 +280,5 @@ __all__ = [
     "Source",
     "StationModel",
     "Transformer",
+    "provenance_map",
 ]

@@ -176,3 +176,18 @@ def test_stream_order_and_offsets_across_noise_errors_and_frames() -> None:
     offsets = [x.offset for x in out if isinstance(x, ProtocolError)]
     assert offsets == sorted(offsets)
     assert framer.frames == 1 and framer.errors == len(offsets)
+
+
+def test_framers_share_no_state_whichever_path_they_took() -> None:
+    """A framer fed whole frames keeps the one-step path (nothing of its own for the slow one);
+    one fed bytes by halves takes the slow path with its own items: neither sees the other's."""
+    halves, whole = dlt645.Framer(), dlt645.Framer()
+    assert halves.feed(READ_645[:7]) == []
+    assert whole.feed(READ_645) == [dlt645.decode(READ_645)]
+    assert whole.feed(READ_645[:7]) == []
+    assert halves.feed(READ_645[7:]) == [dlt645.decode(READ_645)]
+    assert whole.feed(READ_645[7:]) == [dlt645.decode(READ_645)]
+    assert dlt645.Framer().feed(b"\x68" + READ_645[:5]) == []
+    fresh = dlt645.Framer()
+    assert (fresh.pending, fresh.feed(READ_645)) == (0, [dlt645.decode(READ_645)])
+    assert (halves.frames, whole.frames, halves.errors, whole.errors) == (1, 2, 0, 0)

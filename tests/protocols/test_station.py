@@ -307,3 +307,17 @@ def test_meters_naming_the_same_protocol_branch_box_and_phase_share_one_string_e
         assert {m.protocol for m in meters} == {"dlt645"} and {m.branch for m in meters} == {"F0", "F1"}
         assert len({id(m.protocol) for m in meters}) == 1 and len({id(m.channel) for m in meters}) == 1
         assert len({id(m.branch) for m in meters}) == 2 and len({id(m.phase) for m in meters}) == 3
+
+
+def test_records_without_provenance_share_one_empty_map(model: StationModel) -> None:
+    """Most records carry no provenance: they share one read-only empty map (also after a patch
+    clears a record's only entry); a record with entries keeps its own, read-only."""
+    bare = [m for m in model.meters if not m.provenance] + [b for b in model.boxes if not b.provenance]
+    assert len(bare) >= 2 and len({id(r.provenance) for r in bare}) == 1
+    new, _ = apply_ops(model, [PatchOp("set", "meter", "m-0002", "branch", "F1")], ARCHIVE)
+    cleared = new.meter("m-0002")
+    assert cleared is not None and cleared.provenance is bare[0].provenance
+    kept = model.meter("m-0002")
+    assert kept is not None and set(kept.provenance) == {"branch"}
+    with pytest.raises(TypeError):
+        kept.provenance["phase"] = ARCHIVE  # type: ignore[index]

@@ -129,7 +129,7 @@ def test_packed_anchors_keep_what_a_plain_map_of_anchors_keeps(
 
 
 def _held_per_anchor(m: MeterAnchors) -> float:
-    held = sys.getsizeof(m) + sum(sys.getsizeof(c) for c in (m._slots, m._imp, m._exp, m._source))
+    held = sys.getsizeof(m) + sum(sys.getsizeof(c) for c in (m._slots, m._imp, m._exp, m._marks))
     return held / len(m)
 
 
@@ -229,9 +229,7 @@ def _plain_intervals(rows: list[Anchor], start: int, end: int) -> list[Interval]
 
 @settings(max_examples=200)
 @given(
-    st.lists(
-        st.tuples(st.integers(0, 30), REGISTER, st.none() | REGISTER), max_size=25
-    ),
+    st.lists(st.tuples(st.integers(0, 30), REGISTER, st.none() | REGISTER), max_size=25),
     st.lists(st.tuples(st.integers(-2000, 32 * 900), st.integers(0, 12 * 900)), min_size=1, max_size=6),
 )
 def test_lookups_and_intervals_agree_with_the_rules_written_plainly(
@@ -298,3 +296,27 @@ def test_pruned_anchors_keep_the_registers_and_intervals_of_those_kept(
     rows = [plain[t] for t in sorted(plain)]
     assert m.rows() == rows
     assert m.intervals(T0, T0 + 41 * 900) == _plain_intervals(rows, T0, T0 + 41 * 900)
+
+
+def test_sources_are_marked_only_for_freezes_and_catch_up_reads() -> None:
+    """An anchor's source is ``curve`` unless marked: one mark a freeze or catch-up read, kept
+    through inserts before it, a freeze replacing a curve record, and prunes."""
+    m = MeterAnchors()
+    plain: dict[int, Anchor] = {}
+    for k in range(4 * 96):
+        if k % 7 == 3:
+            continue  # read back later
+        source = "freeze" if k % 96 == 0 else "curve"
+        plain[T0 + 900 * k] = Anchor(T0 + 900 * k, 1000 + 10 * k, None, source)  # type: ignore[arg-type]
+        m.add(plain[T0 + 900 * k])
+    for k in reversed(range(3, 4 * 96, 7)):  # the gaps filled late, the newest first
+        plain[T0 + 900 * k] = Anchor(T0 + 900 * k, 1000 + 10 * k, None, "catch_up")
+        m.add(plain[T0 + 900 * k])
+    m.add(Anchor(T0 + 900 * 50, 1000 + 10 * 50, None, "freeze"))  # a freeze where a curve record was
+    plain[T0 + 900 * 50] = Anchor(T0 + 900 * 50, 1000 + 10 * 50, None, "freeze")
+    assert m.rows() == [plain[t] for t in sorted(plain)]
+    assert len(m._marks) == sum(a.source != "curve" for a in plain.values())
+    m.prune(T0 + 900 * 200)
+    kept = [plain[t] for t in sorted(plain) if t >= T0 + 900 * 200]
+    assert m.rows() == kept and len(m._marks) == sum(a.source != "curve" for a in kept)
+    assert m.get(T0 + 900 * 288) == plain[T0 + 900 * 288] and m.get(T0 + 900 * 288).source == "freeze"  # type: ignore[union-attr]

@@ -177,6 +177,11 @@ async def test_prepaid_cycle_through_the_wire(tmp_path: Path) -> None:
         sent = r.ledger_sent()
         assert [x.seq for x in sent] == list(range(1, len(sent) + 1)) and len(sent) >= len(records) - 2
         assert audit(sent).ok
+        # the retained summary on the bus is the status without its row a customer
+        retained = r.bus.retained("billing/status")
+        status = await r.command("billing.status", {})
+        assert retained is not None and set(retained.payload) == set(status) - {"customers"}
+        assert retained.payload["ledger"] == status["ledger"] and len(status["customers"]) == len(meters)
 
 
 async def test_the_customers_follow_the_station_model(tmp_path: Path) -> None:

@@ -825,8 +825,11 @@ def test_members_stored_as_numbers_answer_what_the_chains_say() -> None:
         for g in groups[1:]:
             expected.setdefault(g, set()).add(mid)
     for g, meters in expected.items():
-        assert mem.members(g) == frozenset(meters)
+        assert mem.members(g) == frozenset(meters) and mem.size(g) == len(meters)
         assert mem.members(g) is mem.members(g)  # kept once made
+        assert all(mem.feeds(g, m) == (m in meters) for m in (*ALL, "nope"))
+    assert mem.feeds(Group("meter", "m7"), "m7") and not mem.feeds(Group("meter", "m7"), "m6")
+    assert mem.size(Group("meter", "m7")) == 1 and mem.size(Group("meter", "nope")) == 0
     assert mem.groups_of("nope") == () and mem.feeders_of("nope") == ()
     assert mem.feeders_of("m6")[0] is mem.feeders_of("m7")[0]  # one Group object per group
     two = from_records("S", [{"id": m, "phase": "A", "box": "X1", "branch": "F1"} for m in ("a", "b")])

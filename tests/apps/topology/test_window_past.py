@@ -163,7 +163,7 @@ def test_a_window_saved_whole_before_is_split_on_load_and_reads_back_the_same() 
     asyncio.run(run())
 
 
-def test_a_held_window_keeps_48_of_200_points_a_device_in_memory_and_forgets_past_its_reach() -> None:
+def test_a_held_window_keeps_32_of_200_points_a_device_in_memory_and_forgets_past_its_reach() -> None:
     store = DictStore()
 
     async def run() -> svc.TopologyService:
@@ -180,7 +180,7 @@ def test_a_held_window_keeps_48_of_200_points_a_device_in_memory_and_forgets_pas
 
     app = asyncio.run(run())
     ring = app.window._devices["m1"]
-    assert app.window.held == 48 and ring.values.nbytes == 48 * 4 * 4  # 8 h (was 112: 24 h; 200 x 20 B)
+    assert app.window.held == 32 and ring.values.nbytes == 32 * 4 * 4  # 4 h (was 112: 24 h; 200 x 20 B)
     assert ring.slots is app.window._held_slots  # one slot array for every device
     assert app.window.too_old == 1
     blocks = json.loads(store.data[svc.BLOCKS_KEY])
