@@ -14,6 +14,8 @@ any protocol, or import runtime/ (the clock is taken structurally).
 from __future__ import annotations
 
 import logging
+import math
+from array import array
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
@@ -43,16 +45,16 @@ class DeviceHealth:
     last_failure: float | None = None
 
 
-@dataclass(slots=True)
-class _State:
-    available: bool = True
-    consecutive_failures: int = 0
-    ok: int = 0
-    timeouts: int = 0
-    errors: int = 0
-    bad_frames: int = 0
-    last_ok: float | None = None
-    last_failure: float | None = None
+# a device's row in a book: its counts, then its last ok / last failure clock times (NaN: never)
+_AVAILABLE, _CONSECUTIVE, _OK = 0, 1, 2
+_COUNTER: dict[str, int] = {"timeouts": 3, "errors": 4, "bad_frames": 5}
+_INTS = 6
+_NO_INTS = array("q", [1, 0, 0, 0, 0, 0])  # available, nothing counted
+_NO_TIMES = array("d", [math.nan, math.nan])
+
+
+def _time(value: float) -> float | None:
+    return None if math.isnan(value) else value
 
 
 class DeviceHealthBook:
@@ -81,71 +83,83 @@ class DeviceHealthBook:
         self._log = log
         self._noun = noun
         self._note = unavailable_note
-        self._devices: dict[str, _State] = {}
+        # by columns, a row a device (a book of an HPLC module has one a meter: an object and two
+        # floats each were ~140 bytes): _INTS counts in ``_ints``, two clock times in ``_times``
+        self._devices: dict[str, int] = {}
+        self._ints = array("q")
+        self._times = array("d")
 
-    def _state(self, device: str) -> _State:
-        state = self._devices.get(device)
-        if state is None:
-            state = self._devices[device] = _State()
-        return state
+    def _row(self, device: str) -> int:
+        row = self._devices.get(device)
+        if row is None:
+            row = self._devices[device] = len(self._devices)
+            self._ints.extend(_NO_INTS)
+            self._times.extend(_NO_TIMES)
+        return row
 
     def track(self, device: str) -> None:
         """List ``device`` (with clean counters) from its first transaction on, answered or not."""
-        self._state(device)
+        self._row(device)
 
     def available(self, device: str) -> bool:
-        state = self._devices.get(device)
-        return state is None or state.available
+        row = self._devices.get(device)
+        return row is None or bool(self._ints[row * _INTS + _AVAILABLE])
 
     def count(self, device: str, counter: HealthCounter) -> None:
         """Count a problem that does not by itself count toward unavailability."""
-        state = self._state(device)
-        setattr(state, counter, getattr(state, counter) + 1)
+        self._ints[self._row(device) * _INTS + _COUNTER[counter]] += 1
 
     def success(self, device: str) -> None:
-        state = self._state(device)
-        state.ok += 1
-        state.last_ok = self._clock.now()
-        if not state.available:
+        row = self._row(device)
+        at = row * _INTS
+        ints = self._ints
+        ints[at + _OK] += 1
+        self._times[row * 2] = self._clock.now()
+        if not ints[at + _AVAILABLE]:
             self._log.info(
                 "%s: %s %s recovered after %d failed transactions",
                 self._name,
                 self._noun,
                 device,
-                state.consecutive_failures,
+                ints[at + _CONSECUTIVE],
             )
-            state.available = True
-        state.consecutive_failures = 0
+            ints[at + _AVAILABLE] = 1
+        ints[at + _CONSECUTIVE] = 0
 
     def failure(self, device: str, counter: HealthCounter) -> None:
         """Count a failed exchange; the ``fail_threshold``-th in a row makes the device unavailable."""
-        state = self._state(device)
-        setattr(state, counter, getattr(state, counter) + 1)
-        state.consecutive_failures += 1
-        state.last_failure = self._clock.now()
-        if state.available and state.consecutive_failures >= self._fail_threshold:
-            state.available = False
+        row = self._row(device)
+        at = row * _INTS
+        ints = self._ints
+        ints[at + _COUNTER[counter]] += 1
+        ints[at + _CONSECUTIVE] += 1
+        self._times[row * 2 + 1] = self._clock.now()
+        if ints[at + _AVAILABLE] and ints[at + _CONSECUTIVE] >= self._fail_threshold:
+            ints[at + _AVAILABLE] = 0
             self._log.warning(
                 "%s: %s %s unavailable after %d consecutive failures%s",
                 self._name,
                 self._noun,
                 device,
-                state.consecutive_failures,
+                ints[at + _CONSECUTIVE],
                 self._note,
             )
 
     def snapshot(self, device: str) -> DeviceHealth:
-        s = self._devices.get(device) or _State()
+        row = self._devices.get(device)
+        if row is None:
+            return DeviceHealth(device=device)
+        ints = self._ints[row * _INTS : (row + 1) * _INTS]
         return DeviceHealth(
             device=device,
-            available=s.available,
-            consecutive_failures=s.consecutive_failures,
-            ok=s.ok,
-            timeouts=s.timeouts,
-            errors=s.errors,
-            bad_frames=s.bad_frames,
-            last_ok=s.last_ok,
-            last_failure=s.last_failure,
+            available=bool(ints[_AVAILABLE]),
+            consecutive_failures=ints[_CONSECUTIVE],
+            ok=ints[_OK],
+            timeouts=ints[_COUNTER["timeouts"]],
+            errors=ints[_COUNTER["errors"]],
+            bad_frames=ints[_COUNTER["bad_frames"]],
+            last_ok=_time(self._times[row * 2]),
+            last_failure=_time(self._times[row * 2 + 1]),
         )
 
     def snapshots(self) -> Iterator[DeviceHealth]:

@@ -107,7 +107,6 @@ class RouteTask:
                     "route_event_reads", "route_rounds_catch_up"):  # fmt: skip
             self.counters.setdefault(key, 0)
         self._meters: dict[str, Meter] = {}  # by address (upper case)
-        self._clients: dict[str, MeterClient] = {}
         self.last_point: dict[str, float] = {}  # meter id -> epoch of the last curve point read
         self.last_freeze: dict[str, float] = {}  # meter id -> the local midnight of the last freeze read
         self._pending: list[Reading] = []
@@ -145,12 +144,6 @@ class RouteTask:
         """Follow the station model's HPLC meters (clients on the route transport)."""
         meters = [m for m in model.meters if m.transport == HPLC]
         self._meters = {m.address.upper(): m for m in meters}
-        self._clients = {
-            m.address.upper(): self._factory.client(
-                self.transport, m.protocol, m.address, three_phase=m.three_phase
-            )
-            for m in meters
-        }
         ids = {m.id for m in meters}
         for book in (self.last_point, self.last_freeze):
             for gone in set(book) - ids:
@@ -243,9 +236,13 @@ class RouteTask:
     def _job(self, address: str) -> Job | None:
         """What is due at the node the module asks about (None: nothing, the node is done)."""
         meter = self._meters.get(address.upper())
-        client = self._clients.get(address.upper())
-        if meter is None or client is None:
+        if meter is None:
             return None
+        # a client for the visit (no state of its own: the master it shares is the state), not
+        # one kept a meter
+        client = self._factory.client(
+            self.transport, meter.protocol, meter.address, three_phase=meter.three_phase
+        )
         now = self._ctx.clock.now()
         latest = math.floor(now / CURVE_PERIOD_S) * CURVE_PERIOD_S
         horizon = latest - self._catch_up_s

@@ -65,6 +65,7 @@ NO_TIER = TierState()
 
 @dataclass(slots=True)
 class ClosedDay:
+    day: str  # local date
     charge_fen: int  # the day's charge including corrections
     tier_start: TierState
     tier_end: TierState
@@ -88,7 +89,8 @@ class Account:
     # open day, provisional fen debited, open day, fen... (a flat tuple, replaced on change: usually
     # one day, 56 B; a dict was 184 B a customer): ``debit_of`` / ``add_debit`` / ``debits``
     debited: tuple[str | int, ...] = ()
-    closed: dict[str, ClosedDay] | None = None  # recent closed days (None: none yet, no dict)
+    # recent closed days, in the order they closed (a tuple, replaced on change: a dict was 184 B)
+    closed: tuple[ClosedDay, ...] = ()
     credits: int = 0  # top-ups - refunds, ever (fen)
     charges: int = 0  # debits + corrections, ever (fen)
 
@@ -115,6 +117,14 @@ class Account:
             if debited[i] == day:
                 self.debited = debited[:i] + debited[i + 2 :]
                 return
+
+    def closed_day(self, day: str) -> ClosedDay | None:
+        """Closed ``day`` if it is still kept."""
+        return next((c for c in self.closed if c.day == day), None)
+
+    def oldest_closed(self) -> str | None:
+        """The oldest closed day kept (still open to corrections)."""
+        return min((c.day for c in self.closed), default=None)
 
     def debits(self) -> dict[str, int]:
         """Open day -> provisional fen debited, in the order the days were first debited."""
@@ -266,13 +276,17 @@ class Book:
         day = body["date"]
         tier_start = TierState.from_json(body["tier_start"])
         tier_end = TierState.from_json(body["tier"])
-        closed = acc.closed
-        if closed is None:
-            closed = acc.closed = {}
-        before = None if acc.closed_through is None else closed.get(acc.closed_through)
+        before = None if acc.closed_through is None else acc.closed_day(acc.closed_through)
+        # one object for equal counts (ClosedDay's and the account's are replaced, never changed)
         if before is not None and before.tier_end == tier_start:
-            tier_start = before.tier_end  # one object for both (ClosedDay's are replaced, never changed)
-        closed[day] = ClosedDay(int(body["charge_fen"]), tier_start, tier_end)
+            tier_start = before.tier_end
+        elif tier_start == acc.tier:
+            tier_start = acc.tier
+        done = ClosedDay(day, int(body["charge_fen"]), tier_start, tier_end)
+        if acc.closed_day(day) is None:
+            acc.closed = (*acc.closed, done)
+        else:  # (in its place, as a dict's key keeps its place)
+            acc.closed = tuple(done if c.day == day else c for c in acc.closed)
         acc.closed_through = max(acc.closed_through or day, day)
         # (the same object: an account's tier count and a closed day's are replaced, never changed)
         acc.tier = tier_end if acc.closed_through == day else tier_end.copy()
@@ -283,10 +297,11 @@ class Book:
         totals.charges += int(body["charge_fen"])
         totals.charge_seqs.append(record.seq)
         self._forget_old(acc)
-        if closed:  # anchors before the oldest day still open to corrections are done with
+        oldest = acc.oldest_closed()
+        if oldest is not None:  # anchors before the oldest day still open to corrections are done with
             anchors = self.anchors.get(str(body["meter"]))
             if anchors is not None:
-                anchors.prune(self.day_bounds(min(closed))[0])
+                anchors.prune(self.day_bounds(oldest)[0])
 
     def _on_correction(self, record: Record, body: dict[str, Any]) -> None:
         acc = self.account(body["customer"])
@@ -294,7 +309,7 @@ class Book:
         acc.balance -= fen
         acc.charges += fen
         day = body["date"]
-        closed = acc.closed.get(day) if acc.closed else None
+        closed = acc.closed_day(day)
         if closed is not None:
             closed.charge_fen += fen
             closed.tier_end = TierState.from_json(body["tier"])
@@ -367,8 +382,7 @@ class Book:
                 "closed_through": a.closed_through,
                 "debited": a.debits(),
                 "closed": {
-                    d: [v.charge_fen, v.tier_start.to_json(), v.tier_end.to_json()]
-                    for d, v in (a.closed or {}).items()
+                    v.day: [v.charge_fen, v.tier_start.to_json(), v.tier_end.to_json()] for v in a.closed
                 },
                 "credits": a.credits,
                 "charges": a.charges,
@@ -404,11 +418,10 @@ class Book:
                 tier=TierState.from_json(a["tier"]),
                 closed_through=a["closed_through"],
                 debited=tuple(x for d, v in a["debited"].items() for x in (d, int(v))),
-                closed={
-                    d: ClosedDay(int(v[0]), TierState.from_json(v[1]), TierState.from_json(v[2]))
+                closed=tuple(
+                    ClosedDay(d, int(v[0]), TierState.from_json(v[1]), TierState.from_json(v[2]))
                     for d, v in a["closed"].items()
-                }
-                or None,
+                ),
                 credits=int(a["credits"]),
                 charges=int(a["charges"]),
             )
@@ -424,9 +437,9 @@ class Book:
 
     def _forget_old(self, acc: Account) -> None:
         closed = acc.closed
-        if closed is not None and len(closed) > self.keep_days:
-            for day in sorted(closed)[: len(closed) - self.keep_days]:
-                del closed[day]
+        if len(closed) > self.keep_days:
+            gone = set(sorted(c.day for c in closed)[: len(closed) - self.keep_days])
+            acc.closed = tuple(c for c in closed if c.day not in gone)
 
 
 def _memo(cache: dict[Any, Any], key: Any, value: Any) -> Any:

@@ -151,6 +151,9 @@ class Charger:
         cached = self._open.get(key)
         dirty = anchors.dirty_from
         if cached is not None and cached.tier_start == tier_start:
+            acc = self.book.accounts.get(customer.id)
+            if acc is not None and tier_start is acc.tier:  # one object for equal counts (never changed)
+                cached.tier_start = tier_start
             bill = cached.bill
             if dirty is None or dirty >= bill.last_start + INTERVAL_S:
                 start, end = self.book.day_bounds(day)
@@ -265,6 +268,7 @@ class Charger:
             elif book.next_day(closed) != newest.day:
                 return False
             newest.tier_seen, newest.closed_seen = acc.tier, closed  # (both change only by replacement)
+            newest.tier_start = acc.tier  # (equal: one object for both, neither is changed)
         imp = b.imp - a.imp
         if imp < 0:
             anchors.anomalies += 1
@@ -283,14 +287,13 @@ class Charger:
         """Re-price closed days the new anchors touch; returns the tier count after the last one."""
         dirty = anchors.dirty_from
         acc = self.book.account(customer.id)
-        closed_days = acc.closed
-        if dirty is None or not closed_days or acc.closed_through is None:
+        if dirty is None or not acc.closed or acc.closed_through is None:
             return None, balance
         if dirty >= self.book.day_bounds(acc.closed_through)[1]:
             return None, balance  # only open days changed
         tier: TierState | None = None
-        for day in sorted(closed_days):
-            closed = closed_days[day]
+        for closed in sorted(acc.closed, key=lambda c: c.day):
+            day = closed.day
             if tier is None and self.book.day_bounds(day)[1] <= dirty:
                 continue
             start = tier if tier is not None else closed.tier_start.copy()

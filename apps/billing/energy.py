@@ -123,7 +123,9 @@ class MeterAnchors:
         self._imp_base: int | None = None  # set by the first register kept
         self._exp_base: int | None = None
         self._imp_step = self._exp_step = _COARSE  # 1 from the first register off the 0.01 kWh grid
-        self._marks = array("i")  # (slot x _MARK + source code) of the anchors not from the curve
+        # (slot x _MARK + source code) of the anchors not from the curve: no array until the first,
+        # then one of exactly their number (a few: one a day)
+        self._marks: array[int] | tuple[()] = ()
         self.anomalies = 0
         self.dirty_from: int | None = None  # earliest anchor time changed since the last pricing
 
@@ -220,13 +222,13 @@ class MeterAnchors:
         marks = self._marks
         key = (slot + self._base) * _MARK
         j = bisect.bisect_left(marks, key)
-        if j < len(marks) and marks[j] - key < _MARK:
+        if isinstance(marks, array) and j < len(marks) and marks[j] - key < _MARK:
             if code == _CURVE:
                 del marks[j]
             else:
                 marks[j] = key + code
         elif code != _CURVE:
-            marks.insert(j, key + code)
+            self._marks = array("i", (*marks[:j], key + code, *marks[j:]))  # (no spare room)
 
     def _anchor(self, i: int) -> Anchor:
         exp = self._exp[i]
@@ -389,7 +391,9 @@ class MeterAnchors:
         cut = bisect.bisect_left(self._slots, keep // INTERVAL_S - self._base)
         for column in (self._imp, self._exp):
             del column[:cut]
-        del self._marks[: bisect.bisect_left(self._marks, (self._slots[cut] + self._base) * _MARK)]
+        marks = self._marks
+        if isinstance(marks, array):
+            del marks[: bisect.bisect_left(marks, (self._slots[cut] + self._base) * _MARK)]
         self._rebase()
         if isinstance(self._slots, range):
             self._slots = self._slots[cut:]

@@ -50,26 +50,32 @@ def test_open_day_debits_kept_flat_fold_and_round_trip_a_checkpoint() -> None:
     assert acc.debited == ("2024-06-01", 8, "2024-06-02", 7)
     assert acc.debits() == {"2024-06-01": 8, "2024-06-02": 7}
     assert (acc.debit_of("2024-06-01"), acc.debit_of("2024-06-03"), acc.balance) == (8, 0, -15)
-    assert acc.closed is None  # no closed day yet: no dict
+    assert acc.closed == ()  # no closed day yet
     assert acc.tier is Account("c2").tier == TierState()  # one zero tier count for all such accounts
     restored = Book(TZ, keep_days=3)
     restored.restore(book.checkpoint([], 0))
-    assert restored.accounts["c1"].debited == acc.debited and restored.accounts["c1"].closed is None
+    assert restored.accounts["c1"].debited == acc.debited and restored.accounts["c1"].closed == ()
     tier = ["2024-01", 8, "2024-06", 8]
     charge = {
         "customer": "c1",
         "meter": "m1",
         "date": "2024-06-01",
         "charge_fen": 8,
-        "tier_start": tier,
+        "tier_start": ["", 0, "", 0],
         "tier": tier,
     }
     book.apply(Record(2, T0 * 1000, "charge", None, charge, "", ""))
     assert (
         acc.debits() == {"2024-06-02": 7}
-        and acc.closed is not None
-        and acc.tier is acc.closed["2024-06-01"].tier_end
+        and [c.day for c in acc.closed] == ["2024-06-01"]
+        and acc.tier is acc.closed[0].tier_end
+        and acc.closed[0].tier_start is Account("c2").tier  # equal counts: one object
     )
+    book.apply(
+        Record(3, T0 * 1000, "charge", None, charge | {"date": "2024-06-02", "tier_start": tier}, "", "")
+    )
+    assert [c.day for c in acc.closed] == ["2024-06-01", "2024-06-02"] and acc.debits() == {}
+    assert acc.closed[1].tier_start is acc.closed[0].tier_end and acc.oldest_closed() == "2024-06-01"
     restored.restore(book.checkpoint([], 0))
-    assert restored.accounts["c1"].debits() == {"2024-06-02": 7}
+    assert restored.accounts["c1"].debits() == {}
     assert restored.accounts["c1"].closed == acc.closed

@@ -276,3 +276,23 @@ async def test_late_reading_corrects_a_closed_day(tmp_path: Path) -> None:
         # 0.2 kWh moves from valley to peak: + 0.2 x (0.568 - 0.288) = 0.056 -> 21.72 - 21.66
         assert correction.body["fen"] == 6 and correction.body["charge_fen"] == 2172
         assert r.engine.book.account("C0001").balance == -2172
+
+
+async def test_the_day_after_a_close_starts_from_the_accounts_tier_object(tmp_path: Path) -> None:
+    """A day that closes with the next day's first point in the same batch opens that day from
+    the closed bill's tier count (a copy); once the account holds the equal count, the open day
+    keeps the account's object (one object a customer, never changed), and prices the same."""
+    async with rig(tmp_path, n=1, kw=2.0) as r:
+        await r.engine.install_contract(signed_contract(effective_from="2026-01-01T00:00"))
+        day = local(2026, 3, 2)
+        for k in range(92, 96):
+            await r.cycle(day + 900 * k)
+        midnight = day + 86400
+        r.clock.set(midnight + 900)
+        await r.engine.readings([r.row("m-0001", midnight, "freeze"), r.row("m-0001", midnight + 900)])
+        opened = r.engine.charger._open[("C0001", "2026-03-03")]
+        acc = r.engine.book.account("C0001")
+        assert opened.tier_start == acc.tier and opened.tier_start is not acc.tier
+        await r.cycle(midnight + 1800)
+        assert r.engine.charger._open[("C0001", "2026-03-03")].tier_start is acc.tier
+        assert opened.bill.intervals == 2
