@@ -86,7 +86,7 @@ _STEPS8, _STEPS16, _TEN_THOUSANDTHS, _FLOATS, _FREEZE = range(5)
 _DTYPES = (np.dtype("<i1"), np.dtype("<i2"), np.dtype("<i4"), np.dtype("<f8"), np.dtype("<f8"))
 _STEP_LIMITS = (2**7 - 1, 2**15 - 1)
 _NOT_READ: tuple[float, ...] = (-(2**7), -(2**15), _UNREAD, math.nan, math.nan)
-_BASE = 8  # bytes of a step row's base (an int64, before its points)
+_BASE = 8  # bytes of a step row's head (before its points): its exponent (1), its base (7, signed)
 _GROW = 8  # a meter-day's curve rows hold its points up to the next multiple of 8 past the last given
 
 
@@ -113,12 +113,13 @@ def _exponent(value: float, at_least: int = 0) -> tuple[int, int] | None:
 
 
 _TUPLES: dict[tuple[object, ...], tuple[object, ...]] = {}
+_ENTRIES: dict[tuple[str, int], tuple[str, int]] = {}  # (item, kind): a few dozen
 _T = TypeVar("_T", bound=tuple[object, ...])
 
 
 def _shared(names: _T) -> _T:
-    """One tuple of a meter-day's rows (items, kinds, exponents) for every meter-day that has
-    those, in that order (a few hundred in practice; bounded all the same)."""
+    """One tuple of a meter-day's rows (items and kinds) for every meter-day that has those, in
+    that order (a few dozen in practice; bounded all the same)."""
     if len(_TUPLES) >= 4096:
         return _TUPLES.get(names, names)  # type: ignore[return-value]
     return _TUPLES.setdefault(names, names)  # type: ignore[return-value]
@@ -162,12 +163,17 @@ def _steps(values: FArray, kind: int) -> tuple[int, int, np.ndarray] | None:
     return None
 
 
+def _head_bytes(e: int, base: int) -> bytes:
+    """A step row's head: its exponent (a byte), its base (|base| < 2**53: 7 bytes, signed)."""
+    return bytes((e,)) + base.to_bytes(_BASE - 1, "little", signed=True)
+
+
 class MeterDay:
     """One meter's points of one local day (NaN where not read).
 
     Every row -- a curve item's points, a freeze item's (start, end) registers -- lives in one
-    ``bytearray`` a meter-day, described by a tuple of (item, kind, exponent) shared by every
-    meter-day with the same rows (``_shared``). A curve item is held as int8 or int16 steps of
+    ``bytearray`` a meter-day, described by a tuple of (item, kind) shared by every meter-day with
+    the same rows (``_shared``). A curve item is held as int8 or int16 steps of
     10**-e from a base of its own while every value given to it is exactly such a decimal within
     127 / 32767 steps of it (volts, a power factor and an export register at 0 fit int8; a
     register's day, amps, active power int16); else as int32 ten-thousandths while every value is
@@ -182,7 +188,7 @@ class MeterDay:
     __slots__ = ("_buf", "_rows", "_width")
 
     def __init__(self) -> None:
-        self._rows: tuple[tuple[str, int, int], ...] = ()  # (item, kind, exponent), in the order first given
+        self._rows: tuple[tuple[str, int], ...] = ()  # (item, kind), in the order first given
         self._buf = bytearray()
         self._width = 0  # the points a curve row holds (0.._width - 1); the later ones are not read
 
@@ -194,9 +200,9 @@ class MeterDay:
     def _find(self, item: str, *, freeze: bool = False) -> tuple[int, int, int, int] | None:
         """(row, kind, exponent, offset in ``_buf``) of curve (or freeze) item ``item``."""
         offset = 0
-        for j, (name, kind, e) in enumerate(self._rows):
+        for j, (name, kind) in enumerate(self._rows):
             if name == item and (kind == _FREEZE) == freeze:
-                return j, kind, e, offset
+                return j, kind, self._head(offset)[0] if kind <= _STEPS16 else 0, offset
             offset += self._size(kind)
         return None
 
@@ -205,17 +211,19 @@ class MeterDay:
         count = 2 if kind == _FREEZE else self._width
         return np.frombuffer(self._buf, _DTYPES[kind], count, offset + (_BASE if kind <= _STEPS16 else 0))
 
-    def _base(self, offset: int) -> int:
-        return int.from_bytes(self._buf[offset : offset + _BASE], "little", signed=True)
+    def _head(self, offset: int) -> tuple[int, int]:
+        """(exponent, base) of the step row at ``offset``."""
+        head = self._buf[offset : offset + _BASE]
+        return head[0], int.from_bytes(head[1:], "little", signed=True)
 
-    def _set_base(self, offset: int, base: int) -> None:
-        self._buf[offset : offset + _BASE] = base.to_bytes(_BASE, "little", signed=True)
+    def _set_head(self, offset: int, e: int, base: int) -> None:
+        self._buf[offset : offset + _BASE] = _head_bytes(e, base)
 
     def _decode(self, kind: int, e: int, offset: int) -> FArray:
         out = np.full(POINTS, np.nan)
         data = self._view(kind, offset)
         if kind <= _STEPS16:  # (q + base) / 10**e, correctly rounded: the value given
-            values = (data.astype(np.int64) + self._base(offset)) / _POWERS[e]
+            values = (data.astype(np.int64) + self._head(offset)[1]) / _POWERS[e]
             values[data == _NOT_READ[kind]] = np.nan
             out[: self._width] = values
         else:
@@ -226,26 +234,25 @@ class MeterDay:
         """Every row as (its entry, its base, a copy of its points or registers)."""
         out = []
         offset = 0
-        for entry in self._rows:
-            kind = entry[1]
-            out.append(
-                (entry, self._base(offset) if kind <= _STEPS16 else 0, self._view(kind, offset).copy())
-            )
+        for item, kind in self._rows:
+            e, base = self._head(offset) if kind <= _STEPS16 else (0, 0)
+            out.append(((item, kind, e), base, self._view(kind, offset).copy()))
             offset += self._size(kind)
         return out
 
     def _build(self, parts: list[tuple[tuple[str, int, int], int, np.ndarray]], width: int) -> None:
         """A new buffer of ``parts`` (curve rows widened to ``width`` points, not read)."""
         chunks = []
-        for (_, kind, _), base, data in parts:
+        for (_, kind, e), base, data in parts:
             if kind != _FREEZE and len(data) < width:
                 data = np.concatenate(
                     [data, np.full(width - len(data), _NOT_READ[kind], dtype=_DTYPES[kind])]
                 )
             if kind <= _STEPS16:
-                chunks.append(base.to_bytes(_BASE, "little", signed=True))
+                chunks.append(_head_bytes(e, base))
             chunks.append(data.astype(_DTYPES[kind], copy=False).tobytes())
-        self._rows = _shared(tuple(entry for entry, _, _ in parts))
+        rows = (_ENTRIES.setdefault((item, kind), (item, kind)) for (item, kind, _), _, _ in parts)
+        self._rows = _shared(tuple(rows))
         self._width = width
         self._buf = bytearray(b"".join(chunks))
 
@@ -254,9 +261,9 @@ class MeterDay:
         """Curve item -> its 97 points (float64, a copy: write with ``put``)."""
         out: dict[str, FArray] = {}
         offset = 0
-        for item, kind, e in self._rows:
+        for item, kind in self._rows:
             if kind != _FREEZE:
-                out[item] = self._decode(kind, e, offset)
+                out[item] = self._decode(kind, self._head(offset)[0] if kind <= _STEPS16 else 0, offset)
             offset += self._size(kind)
         return out
 
@@ -265,8 +272,8 @@ class MeterDay:
         found = self._find(item)
         return None if found is None else self._decode(*found[1:])
 
-    def _put_steps(self, j: int, kind: int, e: int, offset: int, k: int, value: float) -> bool:
-        """Point ``k`` of step row ``j``, rescaled to a finer exponent when it must; False
+    def _put_steps(self, kind: int, e: int, offset: int, k: int, value: float) -> bool:
+        """Point ``k`` of the step row at ``offset``, rescaled to a finer exponent when it must; False
         (nothing written) when ``value`` is not within the kind's steps of the base at any."""
         limit, unread = _STEP_LIMITS[kind], _NOT_READ[kind]
         data = self._view(kind, offset)
@@ -279,10 +286,10 @@ class MeterDay:
         finer, whole = fit
         read = data != unread
         if not read.any():  # the first value read: the base
-            self._set_base(offset, whole)
+            self._set_head(offset, finer, whole)
             data[k] = 0
         else:
-            base = self._base(offset) * 10 ** (finer - e)
+            base = self._head(offset)[1] * 10 ** (finer - e)
             q = whole - base
             if not -limit <= q <= limit:
                 return False
@@ -291,12 +298,8 @@ class MeterDay:
                 if not bool((np.abs(scaled) <= limit).all()) or not -_EXACT < base < _EXACT:
                     return False
                 data[read] = scaled
-                self._set_base(offset, base)
+                self._set_head(offset, finer, base)
             data[k] = q
-        if finer != e:
-            rows = list(self._rows)
-            rows[j] = (rows[j][0], kind, finer)
-            self._rows = _shared(tuple(rows))
         return True
 
     def put(self, item: str, k: int, value: float) -> None:
@@ -310,7 +313,7 @@ class MeterDay:
             values[k] = value
             self.set_curve(item, values)
             return
-        j, kind, e, offset = found
+        _, kind, e, offset = found
         if kind == _FLOATS:
             self._view(kind, offset)[k] = value
             return
@@ -322,7 +325,7 @@ class MeterDay:
             if -_LIMIT <= q <= _LIMIT and q / _SCALE == value and (q or math.copysign(1.0, value) > 0):
                 self._view(kind, offset)[k] = q
                 return
-        elif self._put_steps(j, kind, e, offset, k, value):
+        elif self._put_steps(kind, e, offset, k, value):
             return
         values = self._decode(kind, e, offset)  # to a wider kind
         values[k] = value
@@ -359,7 +362,7 @@ class MeterDay:
         ``frozen`` / ``set_freeze``)."""
         out: dict[str, FArray] = {}
         offset = 0
-        for item, kind, _ in self._rows:
+        for item, kind in self._rows:
             if kind == _FREEZE:
                 out[item] = self._view(kind, offset)
             offset += self._size(kind)

@@ -48,6 +48,16 @@ _ANY = st.one_of(
 )
 
 
+def _layout(md: MeterDay) -> tuple[tuple[str, int, int], ...]:
+    """(item, kind, exponent) of each row of ``md`` (the exponent is in the row's head)."""
+    out = []
+    for item, kind in md._rows:
+        found = md._find(item, freeze=kind == _FREEZE)
+        assert found is not None
+        out.append((item, kind, found[2]))
+    return tuple(out)
+
+
 def _same(a: np.ndarray, b: np.ndarray) -> None:
     np.testing.assert_array_equal(a, b)
     number = ~np.isnan(b)
@@ -80,7 +90,7 @@ def test_a_day_of_decimal_readings_is_held_in_a_quarter_of_the_bytes() -> None:
         md.put("va", k, round(float(rng.uniform(210, 240)), 1))
         md.put("ia", k, round(float(rng.uniform(0, 60)), 3))
         md.put("pf", k, round(float(rng.uniform(-1, 1)), 3))
-    assert md._rows == (
+    assert _layout(md) == (
         ("forward", _STEPS16, 2),
         ("va", _STEPS16, 1),
         ("ia", _STEPS16, 3),
@@ -89,12 +99,12 @@ def test_a_day_of_decimal_readings_is_held_in_a_quarter_of_the_bytes() -> None:
     assert len(md._buf) == 4 * (POINTS * 2 + 8)  # 0.01 kWh, 0.1 V, 1 mA, 0.001 from a base each
     np.testing.assert_array_equal(md.values["forward"], registers)
     md.put("forward", 5, 1 / 3)  # not a decimal: that item is float64 from now on, values kept
-    assert md._rows[0] == ("forward", _FLOATS, 0) and len(md._buf) == POINTS * 8 + 3 * (POINTS * 2 + 8)
+    assert _layout(md)[0] == ("forward", _FLOATS, 0) and len(md._buf) == POINTS * 8 + 3 * (POINTS * 2 + 8)
     registers[5] = 1 / 3
     np.testing.assert_array_equal(md.values["forward"], registers)
     assert list(md.values) == ["forward", "va", "ia", "pf"]  # the order the items came in
     md.put("va", 7, 8000.0)  # ~78,000 steps of 0.1 V apart: int32 ten-thousandths
-    assert md._rows[1] == ("va", _TEN_THOUSANDTHS, 0) and md.values["va"][7] == 8000.0
+    assert _layout(md)[1] == ("va", _TEN_THOUSANDTHS, 0) and md.values["va"][7] == 8000.0
 
 
 def test_volts_a_power_factor_and_an_idle_register_are_int8_and_rows_grow_with_the_day() -> None:
@@ -103,11 +113,11 @@ def test_volts_a_power_factor_and_an_idle_register_are_int8_and_rows_grow_with_t
         md.put("va", k, round(229.5 + k / 10, 1))
         md.put("pf", k, round(0.95 - k / 100, 2))
         md.put("reverse", k, 0.0)
-    assert md._rows == (("va", _STEPS8, 1), ("pf", _STEPS8, 2), ("reverse", _STEPS8, 0))
+    assert _layout(md) == (("va", _STEPS8, 1), ("pf", _STEPS8, 2), ("reverse", _STEPS8, 0))
     assert md._width == 16 and len(md._buf) == 3 * (16 + 8)  # the points of the day so far
     md.put("va", 96, 230.0)
     md.put("va", 40, 200.0)  # 30.4 V below the highest: int16 steps (a base midway)
-    assert md._width == POINTS and md._rows[0] == ("va", _STEPS16, 1)
+    assert md._width == POINTS and _layout(md)[0] == ("va", _STEPS16, 1)
     want = np.full(POINTS, np.nan)
     want[:10], want[40], want[96] = [round(229.5 + k / 10, 1) for k in range(10)], 200.0, 230.0
     _same(md.values["va"], want)
@@ -118,15 +128,15 @@ def test_a_short_item_moves_to_a_finer_exponent_a_better_base_then_to_int32() ->
     md = MeterDay()
     md.put("ia", 0, 12.0)
     md.put("ia", 1, 3.5)
-    assert md._rows == (("ia", _STEPS8, 1),)  # rescaled from 1 A to 0.1 A steps
+    assert _layout(md) == (("ia", _STEPS8, 1),)  # rescaled from 1 A to 0.1 A steps
     md.put("ia", 2, 0.125)
-    assert md._rows == (("ia", _STEPS16, 3),)  # 11,875 steps of 1 mA from the base
+    assert _layout(md) == (("ia", _STEPS16, 3),)  # 11,875 steps of 1 mA from the base
     md.put("ia", 3, 50.5)  # 38,500 steps from the base (12 A): a base midway holds them all
-    assert md._rows == (("ia", _STEPS16, 3),)
+    assert _layout(md) == (("ia", _STEPS16, 3),)
     md.put("ia", 4, 70.5)  # 70,375 steps apart: not int16 any more
-    assert md._rows == (("ia", _TEN_THOUSANDTHS, 0),)
+    assert _layout(md) == (("ia", _TEN_THOUSANDTHS, 0),)
     md.put("ia", 5, -0.0)  # nor int32: float64
-    assert md._rows == (("ia", _FLOATS, 0),)
+    assert _layout(md) == (("ia", _FLOATS, 0),)
     _same(md.values["ia"], np.array([12.0, 3.5, 0.125, 50.5, 70.5, -0.0] + [np.nan] * (POINTS - 6)))
 
 
@@ -171,9 +181,9 @@ def test_a_meter_day_of_single_phase_items_holds_one_array() -> None:
             for k in range(POINTS):
                 md.put(item, k, 1.5)
     md, other = days
-    assert {kind for _, kind, _ in md._rows} == {_STEPS8}  # 1.5 all day: int8 at 0.1
+    assert {kind for _, kind in md._rows} == {_STEPS8}  # 1.5 all day: int8 at 0.1
     assert sys.getsizeof(md._buf) <= 6 * (POINTS + 8) + 64  # was 6 x (97 x 4 + 112) + a dict
-    assert md._rows is other._rows  # the items, kinds and exponents: one tuple for all
+    assert md._rows is other._rows  # the items and kinds: one tuple for all (exponents: in the rows)
 
 
 def test_a_meter_days_freezes_are_written_through_frozen() -> None:
@@ -183,7 +193,7 @@ def test_a_meter_days_freezes_are_written_through_frozen() -> None:
     md.frozen("reverse")[0] = 0.25
     md.frozen("forward")[0] = 11.0
     md.set_freeze("reverse", np.array([0.25, 0.5]))
-    assert md._rows == (("forward", _FREEZE, 0), ("reverse", _FREEZE, 0)) and len(md._buf) == 32
+    assert _layout(md) == (("forward", _FREEZE, 0), ("reverse", _FREEZE, 0)) and len(md._buf) == 32
     assert list(md.freeze) == ["forward", "reverse"]
     np.testing.assert_array_equal(md.freeze["forward"], [11.0, 12.5])
     np.testing.assert_array_equal(md.freeze["reverse"], [0.25, 0.5])
