@@ -84,7 +84,8 @@ _UNSEEN: Any = object()  # what a fresh ``_Open`` has seen of the account: nothi
 @dataclass(slots=True)
 class _Open:
     """An open day of a customer as the general path last priced it: the tier count it started
-    from and its bill so far; for the customer's newest (``Charger._newest``, the same object),
+    from and its bill so far; for the customer's newest (``Charger._open``; older ones are in
+    ``Charger._older``, rarely any),
     what of the account the steady path last checked it against: while the account's tier count
     and last closed day are those very objects, the checks hold."""
 
@@ -100,8 +101,8 @@ class Charger:
     def __init__(self, book: Book, settings: ChargingSettings | None = None) -> None:
         self.book = book
         self.settings = settings or ChargingSettings()
-        self._open: dict[tuple[str, str], _Open] = {}  # (customer, day) -> its bill so far
-        self._newest: dict[str, _Open] = {}  # customer -> its newest day in _open (that object)
+        self._open: dict[str, _Open] = {}  # customer -> its newest open day priced
+        self._older: dict[tuple[str, str], _Open] = {}  # (customer, day) -> an open day before that
         self.late_rows = 0  # anchors older than any day still open to corrections
 
     # ------------------------------------------------------------------ anchors
@@ -147,8 +148,8 @@ class Charger:
     def _open_bill(
         self, customer: Customer, day: str, tier_start: TierState, anchors: MeterAnchors
     ) -> DayBill:
-        key = (customer.id, day)
-        cached = self._open.get(key)
+        newest = self._open.get(customer.id)
+        cached = newest if newest is not None and newest.day == day else self._older.get((customer.id, day))
         dirty = anchors.dirty_from
         if cached is not None and cached.tier_start == tier_start:
             acc = self.book.accounts.get(customer.id)
@@ -165,18 +166,21 @@ class Charger:
         acc = self.book.accounts.get(customer.id)
         # an account's tier count is replaced, never changed: kept as it is (a bill's goes on counting)
         kept = tier_start if acc is not None and tier_start is acc.tier else tier_start.copy()
-        opened = self._open[key] = _Open(day, self.book.day_bounds(day)[1], kept, bill)
-        newest = self._newest.get(customer.id)
+        opened = _Open(day, self.book.day_bounds(day)[1], kept, bill)
         if newest is None or newest.day <= day:
-            self._newest[customer.id] = opened
+            if newest is not None and newest.day < day:
+                self._older[(customer.id, newest.day)] = newest
+            self._open[customer.id] = opened
+        else:
+            self._older[(customer.id, day)] = opened
         return bill
 
     def _closed(self, customer: Customer, day: str) -> None:
         """``day``'s charge is decided: its bill is done with."""
-        done = self._open.pop((customer.id, day), None)
-        newest = self._newest.get(customer.id)
-        if newest is not None and done is not None and newest.bill is done.bill:
-            del self._newest[customer.id]
+        newest = self._open.get(customer.id)
+        if newest is not None and newest.day == day:
+            del self._open[customer.id]
+        self._older.pop((customer.id, day), None)
 
     def _closable(self, day: str, anchors: MeterAnchors, now: float) -> bool:
         _, end = self.book.day_bounds(day)
@@ -244,7 +248,7 @@ class Charger:
         inside the customer's only open day, which the cycle before priced up to that interval (so
         no correction, no day to close: the anchor is before the day's end). False: not this case,
         nothing done -- the general path decides."""
-        newest = self._newest.get(customer.id)
+        newest = self._open.get(customer.id)
         if newest is None:
             return False
         step = anchors.newest_step()

@@ -290,9 +290,10 @@ async def test_the_day_after_a_close_starts_from_the_accounts_tier_object(tmp_pa
         midnight = day + 86400
         r.clock.set(midnight + 900)
         await r.engine.readings([r.row("m-0001", midnight, "freeze"), r.row("m-0001", midnight + 900)])
-        opened = r.engine.charger._open[("C0001", "2026-03-03")]
+        opened = r.engine.charger._open["C0001"]
         acc = r.engine.book.account("C0001")
+        assert opened.day == "2026-03-03" and not r.engine.charger._older
         assert opened.tier_start == acc.tier and opened.tier_start is not acc.tier
         await r.cycle(midnight + 1800)
-        assert r.engine.charger._open[("C0001", "2026-03-03")].tier_start is acc.tier
+        assert r.engine.charger._open["C0001"].tier_start is acc.tier
         assert opened.bill.intervals == 2
