@@ -77,6 +77,20 @@ class ConnackRaceClient(AckRaceClient):
         self.exited = True
 
 
+def _uplink_over(client: AckRaceClient, store: Store, clock: LoopClock) -> Uplink:
+    """An uplink whose MQTT client is ``client`` (no broker)."""
+    uplink = Uplink(
+        store=store,
+        clock=clock,
+        terminal_id=TERMINAL,
+        broker_url="mqtt://127.0.0.1:1",
+        client_id=f"ttu-{TERMINAL}",
+        command_key=KEY,
+    )
+    uplink._client = lambda: client  # type: ignore[method-assign,assignment,return-value]
+    return uplink
+
+
 def _task(name: str) -> asyncio.Task[Any]:
     return next(t for t in asyncio.all_tasks() if t.get_name() == name)
 
@@ -86,16 +100,8 @@ async def test_a_stop_arriving_with_the_puback_still_stops_the_uplink(tmp_path: 
     clock = LoopClock(start=1_767_225_600.0)
     store = await Store.open(tmp_path / "ttu.sqlite", clock=clock)
     try:
-        uplink = Uplink(
-            store=store,
-            clock=clock,
-            terminal_id=TERMINAL,
-            broker_url="mqtt://127.0.0.1:1",
-            client_id=f"ttu-{TERMINAL}",
-            command_key=KEY,
-        )
         client = AckRaceClient()
-        uplink._client = lambda: client  # type: ignore[method-assign,assignment,return-value]
+        uplink = _uplink_over(client, store, clock)
         await uplink.send("events", {"kind": "test"})
         run = asyncio.create_task(uplink.run(), name="uplink")
         async with clock.timeout(5):
@@ -155,16 +161,8 @@ async def test_a_stop_arriving_with_the_connack_still_stops_the_uplink(tmp_path:
     clock = LoopClock(start=1_767_225_600.0)
     store = await Store.open(tmp_path / "ttu.sqlite", clock=clock)
     try:
-        uplink = Uplink(
-            store=store,
-            clock=clock,
-            terminal_id=TERMINAL,
-            broker_url="mqtt://127.0.0.1:1",
-            client_id=f"ttu-{TERMINAL}",
-            command_key=KEY,
-        )
         client = ConnackRaceClient()
-        uplink._client = lambda: client  # type: ignore[method-assign,assignment,return-value]
+        uplink = _uplink_over(client, store, clock)
         run = asyncio.create_task(uplink.run(), name="uplink")
         async with clock.timeout(5):
             connack = await client.connacks.get()  # connecting: waiting for the broker's CONNACK
