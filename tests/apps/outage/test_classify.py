@@ -835,6 +835,11 @@ def test_members_stored_as_numbers_answer_what_the_chains_say() -> None:
     two = from_records("S", [{"id": m, "phase": "A", "box": "X1", "branch": "F1"} for m in ("a", "b")])
     assert two.feeders_of("a") is two.feeders_of("b")  # the same box, branch and phase: one tuple
     assert mem.members(Group("box", "nope")) == frozenset()
+    assert two.meters["a"] is two.meters["b"]  # one MeterInfo a place (its id is its key)
+    dup = from_records(
+        "S", [{"id": "a", "address": "01"}, {"id": "b", "address": "02"}, {"id": "a", "address": "03"}]
+    )
+    assert dup.by_address == {"03": "a", "02": "b"} and dup.meter_by_address("01") is None
 
 
 def test_a_meter_never_failing_holds_no_array_of_failures() -> None:
