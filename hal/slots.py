@@ -11,8 +11,8 @@ A caller with many pieces of work for the medium (a reading cycle: one a meter) 
 ``acquire``: a place is a small queue entry, and its work (a task) is started only when the
 place is handed a slot. That task holds the slot from then on; its first ``acquire`` on these
 slots takes it without queueing, and if it ends without one the slot passes on. The queue
-order is the same as if the tasks had queued themselves in ``acquire`` at the moment of the
-reservation.
+order is the same as if the tasks had been created at the moment of the reservation and had
+queued themselves in ``acquire``.
 
 Must not: time anything, know what the slots are used for, or import runtime/.
 """
@@ -92,17 +92,22 @@ class PrioritySlots:
         while self._free > 0 and self._queue:
             _, _, waiter = heapq.heappop(self._queue)
             if isinstance(waiter, _Place):
-                task = waiter.take()
-                if task is None:
-                    continue  # withdrawn, or its work did not start: the next one
-                self._free -= 1
-                self.in_use += 1
-                self._handed.add(task)
-                task.add_done_callback(self._unclaimed)
+                self._give(waiter)
             elif isinstance(waiter, asyncio.Future) and not waiter.done():
                 self._free -= 1
                 self.in_use += 1
                 waiter.set_result(None)
+
+    def _give(self, place: _Place) -> None:
+        """A free slot to a reserved place: its task is started and holds it (withdrawn, or its
+        work did not start: the slot stays free)."""
+        task = place.take()
+        if task is None:
+            return
+        self._free -= 1
+        self.in_use += 1
+        self._handed.add(task)
+        task.add_done_callback(self._unclaimed)
 
     def _unclaimed(self, task: asyncio.Task[Any]) -> None:
         """A task started on a reserved place ended: its slot passes on if it never took it."""
@@ -111,16 +116,29 @@ class PrioritySlots:
             self.release()
 
     def reserve(self, priority: Priority, count: int, start: Start) -> Reservation:
-        """Queue ``count`` places at ``priority`` now, in index order (FIFO with everyone else).
+        """Queue ``count`` places at ``priority``, in index order, each as a task created now
+        would reach ``acquire``: on the loop's next turn, in turn with whatever else is ready
+        then (``call_soon``) -- so against everyone else the order is the one such tasks had.
 
         When place ``i`` is handed a slot, ``start(i)`` is called (from whoever released it):
         the task it returns holds the slot -- its first ``acquire`` here takes it, and the slot
         passes on when the task ends without that. ``start`` returning None passes it on."""
         reservation = Reservation(self, start, count)
+        loop = asyncio.get_running_loop()
         for index in range(count):
-            heapq.heappush(self._queue, (int(priority), next(self._seq), _Place(reservation, index)))
-        self._hand_out()
+            loop.call_soon(self._join, int(priority), reservation, index)
         return reservation
+
+    def _join(self, priority: int, reservation: Reservation, index: int) -> None:
+        """Place ``index`` of ``reservation`` joins the queue (or, the way ``acquire`` would, takes
+        a free slot when nobody waits)."""
+        if reservation.withdrawn:
+            return
+        place = _Place(reservation, index)
+        if self._free > 0 and not self._queue:
+            self._give(place)
+        else:
+            heapq.heappush(self._queue, (priority, next(self._seq), place))
 
     def _withdraw(self, reservation: Reservation) -> None:
         self._queue = [e for e in self._queue if not (isinstance(e[2], _Place) and e[2].of is reservation)]

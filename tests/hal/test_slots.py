@@ -80,6 +80,7 @@ async def test_a_free_slot_starts_the_first_place_at_once_and_the_rest_one_by_on
         return asyncio.create_task(log.use(f"place{i}", Priority.CURVE))
 
     reservation = slots.reserve(Priority.CURVE, 4, start)
+    await asyncio.sleep(0)  # the places join on the loop's next turn
     assert started == [0, 1]  # two slots: two tasks, no task at all for the others yet
     await settle()
     assert log.order == ["place0", "place1"] and slots.in_use == 2 and slots.waiting == 2
