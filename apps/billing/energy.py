@@ -43,10 +43,12 @@ def _split(total: int, n: int) -> list[int]:
 
 
 #: a column's typecodes, narrowest first; a column moves to the next when a value does not fit
-_WIDER = {"h": "i", "i": "q"}
-#: a column's "not read" (export): its typecode's lowest value, below every offset it holds
-_NONE = {"h": -(2**15), "i": -(2**31), "q": -(2**63)}
-_MAX = {"h": 2**15 - 1, "i": 2**31 - 1, "q": 2**63 - 1}
+_WIDER = {"B": "h", "h": "i", "i": "q"}
+#: a column's "not read" (export): a value none of its steps takes
+_NONE = {"B": 255, "h": -(2**15), "i": -(2**31), "q": -(2**63)}
+#: the values a column holds, ``_LO[code] <= v <= _HI[code]`` (its "not read" outside them)
+_LO = {"B": 0, "h": 1 - 2**15, "i": 1 - 2**31, "q": 1 - 2**63}
+_HI = {"B": 254, "h": 2**15 - 1, "i": 2**31 - 1, "q": 2**63 - 1}
 _SOURCES: tuple[Source, ...] = ("curve", "catch_up", "freeze")
 _SOURCE_CODE = {name: code for code, name in enumerate(_SOURCES)}
 _FREEZE = _SOURCE_CODE["freeze"]
@@ -57,10 +59,10 @@ _MARK = 4
 
 def _fitted(column: array[int], value: int) -> array[int]:
     """``column``, or a wider copy of it (its "not read" kept) when ``value`` does not fit."""
-    while not _NONE[column.typecode] < value <= _MAX[column.typecode]:
+    while not _LO[column.typecode] <= value <= _HI[column.typecode]:
         code = column.typecode
         if code not in _WIDER:
-            raise OverflowError(f"register offset {value} does not fit int64")
+            raise OverflowError(f"register step {value} does not fit int64")
         none, wider = _NONE[code], _WIDER[code]
         column = array(wider, (_NONE[wider] if v == none else v for v in column))
     return column
@@ -71,20 +73,12 @@ def _fitted(column: array[int], value: int) -> array[int]:
 _COARSE = 100
 
 
-def _narrowest(column: array[int], values: list[int]) -> array[int]:
-    """An empty column of the narrowest typecode, from ``column``'s, that holds ``values``."""
-    out = array("h")
-    for value in (min(values, default=0), max(values, default=0)):
-        out = _fitted(out, value)
-    return out
-
-
-def _mapped(column: array[int], shift: int, factor: int, narrow: bool) -> array[int]:
-    """``column``'s values read as (v - shift) x factor ("not read" kept), in the narrowest
-    typecode that holds them (``narrow``) or at least as wide as ``column``'s."""
+def _mapped(column: array[int], factor: int, narrow: bool) -> array[int]:
+    """``column``'s values times ``factor`` ("not read" kept), in the narrowest typecode that
+    holds them (``narrow``) or at least as wide as ``column``'s."""
     none = _NONE[column.typecode]
-    values = [(v - shift) * factor for v in column if v != none]
-    out = _narrowest(column, values) if narrow else array(column.typecode)
+    values = [v * factor for v in column if v != none]
+    out = array("B") if narrow else array(column.typecode)
     for value in (min(values, default=0), max(values, default=0)):
         out = _fitted(out, value)
     it = iter(values)
@@ -93,17 +87,60 @@ def _mapped(column: array[int], shift: int, factor: int, narrow: bool) -> array[
     return out
 
 
+def _sum(column: array[int], end: int | None = None) -> int:
+    """The sum of ``column``'s values (of the first ``end``), "not read" left out."""
+    part = column if end is None else column[:end]
+    none = _NONE[column.typecode]
+    return sum(part) - none * part.count(none)
+
+
+def _put(
+    column: array[int], base: int | None, step: int, i: int, value: int | None, insert: bool
+) -> tuple[array[int], int | None, int]:
+    """A step column (``MeterAnchors``) with register ``value`` at row ``i`` -- a row inserted
+    there (``insert``) or row ``i``'s register replaced -- and its base and step after it. The
+    next register read after row ``i`` keeps its value: its step is what is left of the old one."""
+    if value is None:  # (an insert: a replacement keeps the register it had)
+        column.insert(i, _NONE[column.typecode])
+        return column, base, step
+    if base is None:
+        base = value
+    if (value - base) % step:  # off the 0.01 kWh grid: in units from now on
+        column, step = _mapped(column, step, False), 1
+    none = _NONE[column.typecode]
+    delta = (value - base - step * _sum(column, i if i < len(column) else None)) // step
+    old = 0 if insert or column[i] == none else column[i]
+    k = i if insert else i + 1
+    n = len(column)
+    while k < n and column[k] == none:
+        k += 1
+    after = column[k] + old - delta if k < n else None  # the next read's step from ``value``
+    column = _fitted(column, delta)
+    if after is not None:
+        column = _fitted(column, after)
+    if insert:
+        column.insert(i, delta)
+        k += 1
+    else:
+        column[i] = delta
+    if after is not None:
+        column[k] = after
+    return column, base, step
+
+
 class MeterAnchors:
-    """The anchors of one meter, by time, packed in parallel columns (``array``: ~5 bytes an
+    """The anchors of one meter, by time, packed in parallel columns (``array``: ~2 bytes an
     anchor for a household meter read every cycle -- an ``Anchor`` with its dict entry took ~250,
     and 2,400 meters x 96 points x 4 days of them were ~230 MB of the terminal). The time is its
     15-min slot number less the first anchor's: a ``range`` while the anchors are consecutive, else
-    an int16 array (341 days either way, then int32). A register column holds the register less a
-    base, in steps of 0.01 kWh (``_COARSE`` units) while every register of it is one, else of one
-    unit, in the narrowest integer that holds them (``_fitted``: int16, then int32, then int64;
-    export: its typecode's lowest value where not read). ``prune`` moves the bases to the oldest
-    anchor kept and narrows the columns again: a household's 4 days stay within int16 (327 kWh).
-    Differences of stored registers times the step are differences of the registers. The source
+    an int16 array (341 days either way, then int32). A register column holds the STEPS of the
+    register: row i the register less the one read before it (row 0: less the column's base), in
+    units of 0.01 kWh (``_COARSE`` units) while every register of it is on that grid, else of one
+    unit, in the narrowest integer that holds them (``_fitted``: uint8 0..254, then int16, int32,
+    int64; export: the typecode's ``_NONE`` where not read, and a step is from the export read
+    before). A household's quarter-hour is a byte (2.54 kWh); a register is its column's base plus
+    the sum of the steps up to it (``_sum``), an interval's energy is one step. ``prune`` adds the
+    steps pruned to the bases and narrows the columns again. The source
     of an anchor is ``curve`` unless marked (``_marks``: ascending slot x 4 + source code, int32,
     of the freezes and catch-up reads only: one a day, not a byte an anchor). ``Anchor`` values
     are made when read."""
@@ -118,9 +155,10 @@ class MeterAnchors:
         # consecutive (no bytes an anchor), else an array
         self._slots: range | array[int] = range(0)
         self._base = 0  # the first anchor's slot
-        self._imp = array("h")  # (import register - _imp_base) / _imp_step
-        self._exp = array("h")  # (export register - _exp_base) / _exp_step, _NONE[typecode]: not read
-        self._imp_base: int | None = None  # set by the first register kept
+        self._imp = array("B")  # (import register - the one before, or _imp_base) / _imp_step
+        # (export register - the one read before, or _exp_base) / _exp_step, _NONE[typecode]: not read
+        self._exp = array("B")
+        self._imp_base: int | None = None  # set by the first register kept: row 0's less its step
         self._exp_base: int | None = None
         self._imp_step = self._exp_step = _COARSE  # 1 from the first register off the 0.01 kWh grid
         # (slot x _MARK + source code) of the anchors not from the curve: no array until the first,
@@ -131,29 +169,19 @@ class MeterAnchors:
 
     @property
     def wide(self) -> bool:
-        """True once a register column holds int64 offsets (one did not fit int32)."""
+        """True once a register column holds int64 steps (one did not fit int32)."""
         return "q" in (self._imp.typecode, self._exp.typecode)
 
-    def _stored(self, anchor: Anchor) -> tuple[int, int]:
-        """``anchor``'s registers as its columns hold them (widening a column first when it must)."""
-        imp, exp = anchor.imp, anchor.exp
-        if self._imp_base is None:
-            self._imp_base = imp
-        imp_offset = imp - self._imp_base
-        if imp_offset % self._imp_step:  # off the 0.01 kWh grid: in units from now on
-            self._imp, self._imp_step = _mapped(self._imp, 0, self._imp_step, False), 1
-        imp_offset //= self._imp_step
-        self._imp = _fitted(self._imp, imp_offset)
-        if exp is None:
-            return imp_offset, _NONE[self._exp.typecode]
-        if self._exp_base is None:
-            self._exp_base = exp
-        exp_offset = exp - self._exp_base
-        if exp_offset % self._exp_step:
-            self._exp, self._exp_step = _mapped(self._exp, 0, self._exp_step, False), 1
-        exp_offset //= self._exp_step
-        self._exp = _fitted(self._exp, exp_offset)
-        return imp_offset, exp_offset
+    def _put(self, i: int, anchor: Anchor, insert: bool) -> None:
+        """``anchor``'s registers at row ``i``: a row inserted (``insert``) or row ``i``'s replaced
+        (its export kept when ``anchor`` has none)."""
+        self._imp, self._imp_base, self._imp_step = _put(
+            self._imp, self._imp_base, self._imp_step, i, anchor.imp, insert
+        )
+        if insert or anchor.exp is not None:
+            self._exp, self._exp_base, self._exp_step = _put(
+                self._exp, self._exp_base, self._exp_step, i, anchor.exp, insert
+            )
 
     def _slot(self, ts: int) -> int:
         """The slot column's value for anchor time ``ts`` (the column widened when it must)."""
@@ -231,11 +259,13 @@ class MeterAnchors:
             self._marks = array("i", (*marks[:j], key + code, *marks[j:]))  # (no spare room)
 
     def _anchor(self, i: int) -> Anchor:
-        exp = self._exp[i]
+        exp = self._exp
         return Anchor(
             (self._slots[i] + self._base) * INTERVAL_S,
-            self._imp[i] * self._imp_step + (self._imp_base or 0),
-            None if exp == _NONE[self._exp.typecode] else exp * self._exp_step + (self._exp_base or 0),
+            (self._imp_base or 0) + self._imp_step * sum(self._imp[: i + 1]),
+            None
+            if exp[i] == _NONE[exp.typecode]
+            else (self._exp_base or 0) + self._exp_step * _sum(exp, i + 1),
             _SOURCES[self._source(i)],
         )
 
@@ -245,15 +275,13 @@ class MeterAnchors:
 
     def _insert(self, i: int, anchor: Anchor) -> None:
         slot = self._slot(anchor.ts)
-        imp, exp = self._stored(anchor)
+        self._put(i, anchor, True)
         slots = self._slots
         if isinstance(slots, range) and i == 0 and slot == slots.start - 1:
             self._slots = range(slot, slots.stop)
         else:
             self._slot_column(slot).insert(i, slot)
             self._dense_again()
-        self._imp.insert(i, imp)
-        self._exp.insert(i, exp)
         self._mark(slot, _SOURCE_CODE[anchor.source])
 
     def add(self, anchor: Anchor) -> bool:
@@ -266,13 +294,11 @@ class MeterAnchors:
         if not slots or slot > slots[-1]:  # the usual case: the newest point
             previous = (slots[-1] + base) * INTERVAL_S if slots else anchor.ts
             slot = self._slot(anchor.ts)
-            imp, exp = self._stored(anchor)
+            self._put(len(slots), anchor, True)
             if isinstance(self._slots, range) and slot == self._slots.stop:
                 self._slots = range(self._slots.start, slot + 1)
             else:
                 self._slot_column(slot).append(slot)
-            self._imp.append(imp)
-            self._exp.append(exp)
             self._mark(slot, _SOURCE_CODE[anchor.source])
             self.dirty_from = previous if self.dirty_from is None else min(self.dirty_from, previous)
             return True
@@ -285,7 +311,7 @@ class MeterAnchors:
             return False
         known = self._anchor(i)
         kept_exp = anchor.exp if anchor.exp is not None else known.exp
-        self._imp[i], self._exp[i] = self._stored(Anchor(anchor.ts, anchor.imp, kept_exp, "freeze"))
+        self._put(i, anchor, False)
         self._mark(slots[i], _FREEZE)
         changed = (anchor.imp, kept_exp) != (known.imp, known.exp)
         if changed:
@@ -309,10 +335,18 @@ class MeterAnchors:
         b_ts, a_ts = (slots[-1] + base) * INTERVAL_S, (slots[-2] + base) * INTERVAL_S
         if self.dirty_from != a_ts or b_ts - a_ts != INTERVAL_S:
             return None
-        none = _NONE[self._exp.typecode]
-        if self._exp[-2] == none or self._exp[-1] == none:
+        exp = self._exp
+        none = _NONE[exp.typecode]
+        if exp[-2] == none or exp[-1] == none:
             return None
-        return self._anchor(n - 2), self._anchor(n - 1)
+        b = self._anchor(n - 1)  # (a's registers: b's less one step each)
+        a = Anchor(
+            a_ts,
+            b.imp - self._imp[-1] * self._imp_step,
+            b.exp - exp[-1] * self._exp_step,
+            _SOURCES[self._source(n - 2)],
+        )  # type: ignore[operator]
+        return a, b
 
     def at_or_before(self, ts: int) -> int | None:
         i = bisect.bisect_right(self._slots, ts // INTERVAL_S - self._base)
@@ -332,23 +366,19 @@ class MeterAnchors:
         first = (slots[i] + base) * INTERVAL_S if i < len(slots) else None
         single = i + 1 < len(slots) and first == start and slots[i + 1] - slots[i] == 1
         if single and start < end and (i + 2 == len(slots) or start + INTERVAL_S >= end):  # only that one
-            a_exp, b_exp = exp_of[i], exp_of[i + 1]  # the common case: one interval
-            if a_exp != none and b_exp != none:
-                a_imp, b_imp = imp[i], imp[i + 1]
-                if b_imp < a_imp:
+            b_exp = exp_of[i + 1]  # the common case: one interval
+            if exp_of[i] != none and b_exp != none:  # (then b's export step is from a's)
+                b_imp = imp[i + 1]
+                if b_imp < 0:
                     self.anomalies += 1
-                return [
-                    Interval(
-                        start, max(b_imp - a_imp, 0) * self._imp_step, max(b_exp - a_exp, 0) * self._exp_step
-                    )
-                ]
+                return [Interval(start, max(b_imp, 0) * self._imp_step, max(b_exp, 0) * self._exp_step)]
         lo = max(0, bisect.bisect_right(slots, start // INTERVAL_S - base) - 1)
         hi = min(len(slots) - 1, bisect.bisect_left(slots, -(-end // INTERVAL_S) - base))
         imports: dict[int, tuple[int, bool]] = {}
         for i in range(lo, hi):
             a_ts = (slots[i] + base) * INTERVAL_S
             n = slots[i + 1] - slots[i]
-            energy = (imp[i + 1] - imp[i]) * self._imp_step
+            energy = imp[i + 1] * self._imp_step
             if energy < 0:
                 self.anomalies += 1
                 energy = 0
@@ -366,19 +396,18 @@ class MeterAnchors:
         while i > 0 and exp_of[i] == none:
             i -= 1
         out: dict[int, int] = {}
-        previous: tuple[int, int] | None = None  # (ts, export register)
+        previous: int | None = None  # the time of the export read before
         for j in range(max(i, 0), len(slots)):
-            ts, exp = (slots[j] + base) * INTERVAL_S, exp_of[j]
-            if exp == none:
+            ts, step = (slots[j] + base) * INTERVAL_S, exp_of[j]
+            if step == none:
                 continue
-            exp *= self._exp_step
             if previous is not None:
-                n = (ts - previous[0]) // INTERVAL_S
-                for k, share in enumerate(_split(max(exp - previous[1], 0), n)):
-                    s = previous[0] + k * INTERVAL_S
+                n = (ts - previous) // INTERVAL_S
+                for k, share in enumerate(_split(max(step * self._exp_step, 0), n)):
+                    s = previous + k * INTERVAL_S
                     if start <= s < end:
                         out[s] = share
-            previous = (ts, exp)
+            previous = ts
             if ts >= end:
                 break
         return out
@@ -389,32 +418,47 @@ class MeterAnchors:
         if keep is None:
             return
         cut = bisect.bisect_left(self._slots, keep // INTERVAL_S - self._base)
-        for column in (self._imp, self._exp):
-            del column[:cut]
+        self._imp, self._imp_base = self._cut(self._imp, self._imp_base, self._imp_step, cut)
+        self._exp, self._exp_base = self._cut(self._exp, self._exp_base, self._exp_step, cut)
         marks = self._marks
         if isinstance(marks, array):
             del marks[: bisect.bisect_left(marks, (self._slots[cut] + self._base) * _MARK)]
-        self._rebase()
         if isinstance(self._slots, range):
             self._slots = self._slots[cut:]
         else:
             del self._slots[:cut]
             self._dense_again()
 
-    def _rebase(self) -> None:
-        """The register bases moved to the oldest registers kept, the columns as narrow as they
-        can be again (offsets from a base long pruned away only grow)."""
-        imp = self._imp
-        if imp and imp[0] and self._imp_base is not None:
-            shift = imp[0]
-            self._imp, self._imp_base = _mapped(imp, shift, 1, True), self._imp_base + shift * self._imp_step
-        exp, none = self._exp, _NONE[self._exp.typecode]
-        shift = next((v for v in exp if v != none), 0)
-        if shift and self._exp_base is not None:
-            self._exp, self._exp_base = _mapped(exp, shift, 1, True), self._exp_base + shift * self._exp_step
+    @staticmethod
+    def _cut(column: array[int], base: int | None, step: int, cut: int) -> tuple[array[int], int | None]:
+        """``column`` without its first ``cut`` rows, as narrow as it can be again, and its base
+        after them: the first register kept (its step 0 now: the one before is gone; the
+        registers kept read the same)."""
+        if base is not None:
+            none, k, n = _NONE[column.typecode], cut, len(column)
+            while k < n and column[k] == none:
+                k += 1
+            if k < n:
+                base += step * _sum(column, k + 1)
+                column[k] = 0
+            else:
+                base += step * _sum(column, cut)
+        del column[:cut]
+        return (column if column.typecode == "B" else _mapped(column, 1, True)), base
 
     def rows(self) -> list[Anchor]:
-        return [self._anchor(i) for i in range(len(self._slots))]
+        out: list[Anchor] = []
+        imp, exp = self._imp_base or 0, self._exp_base or 0
+        none = _NONE[self._exp.typecode]
+        for i, (slot, imp_step, exp_step) in enumerate(zip(self._slots, self._imp, self._exp, strict=True)):
+            imp += imp_step * self._imp_step
+            if exp_step != none:
+                exp += exp_step * self._exp_step
+            source = _SOURCES[self._source(i)]
+            out.append(
+                Anchor((slot + self._base) * INTERVAL_S, imp, None if exp_step == none else exp, source)
+            )
+        return out
 
 
 __all__ = ["Anchor", "MeterAnchors", "Source"]
