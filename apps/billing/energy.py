@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import bisect
 from array import array
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, cast
 
 from .tariff import INTERVAL_S, Interval
 
@@ -340,13 +340,9 @@ class MeterAnchors:
         if exp[-2] == none or exp[-1] == none:
             return None
         b = self._anchor(n - 1)  # (a's registers: b's less one step each)
-        a = Anchor(
-            a_ts,
-            b.imp - self._imp[-1] * self._imp_step,
-            b.exp - exp[-1] * self._exp_step,
-            _SOURCES[self._source(n - 2)],
-        )  # type: ignore[operator]
-        return a, b
+        b_exp = cast(int, b.exp)  # (read: checked above)
+        a_imp, a_exp = b.imp - self._imp[-1] * self._imp_step, b_exp - exp[-1] * self._exp_step
+        return Anchor(a_ts, a_imp, a_exp, _SOURCES[self._source(n - 2)]), b
 
     def at_or_before(self, ts: int) -> int | None:
         i = bisect.bisect_right(self._slots, ts // INTERVAL_S - self._base)
