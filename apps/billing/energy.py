@@ -53,8 +53,11 @@ _SOURCES: tuple[Source, ...] = ("curve", "catch_up", "freeze")
 _SOURCE_CODE = {name: code for code, name in enumerate(_SOURCES)}
 _FREEZE = _SOURCE_CODE["freeze"]
 _CURVE = _SOURCE_CODE["curve"]
-#: a source mark is slot x _MARK + source code (``MeterAnchors._marks``)
-_MARK = 4
+#: a mark is slot x _MARK + flags: the source code, plus _UNREAD (``MeterAnchors._marks``)
+_MARK = 8
+_SOURCE_BITS = 3
+#: the anchor's export was not read (a mark's flag while the export column is quiet)
+_UNREAD = 4
 
 
 def _fitted(column: array[int], value: int) -> array[int]:
@@ -140,10 +143,13 @@ class MeterAnchors:
     int64; export: the typecode's ``_NONE`` where not read, and a step is from the export read
     before). A household's quarter-hour is a byte (2.54 kWh); a register is its column's base plus
     the sum of the steps up to it (``_sum``), an interval's energy is one step. ``prune`` adds the
-    steps pruned to the bases and narrows the columns again. The source
-    of an anchor is ``curve`` unless marked (``_marks``: ascending slot x 4 + source code, int32,
-    of the freezes and catch-up reads only: one a day, not a byte an anchor). ``Anchor`` values
-    are made when read."""
+    steps pruned to the bases and narrows the columns again. The export column is QUIET (None, no
+    bytes) while every export read equals its base (a meter with no PV: ~0.5 kB a meter at 4 days);
+    its anchors whose export was not read are then marked (``_UNREAD``), and the column is made on
+    the first export that moves (or once the marks would take more than it). The source of an
+    anchor is ``curve`` unless marked (``_marks``: ascending slot x 8 + flags, int32, of the
+    freezes and catch-up reads, and of the exports not read of a quiet column: one or two a day,
+    not a byte an anchor). ``Anchor`` values are made when read."""
 
     __slots__ = (
         "_base", "_exp", "_exp_base", "_exp_step", "_imp", "_imp_base", "_imp_step", "_marks", "_slots",
@@ -156,13 +162,14 @@ class MeterAnchors:
         self._slots: range | array[int] = range(0)
         self._base = 0  # the first anchor's slot
         self._imp = array("B")  # (import register - the one before, or _imp_base) / _imp_step
-        # (export register - the one read before, or _exp_base) / _exp_step, _NONE[typecode]: not read
-        self._exp = array("B")
+        # (export register - the one read before, or _exp_base) / _exp_step, _NONE[typecode]: not
+        # read; None while quiet (every export read is _exp_base)
+        self._exp: array[int] | None = None
         self._imp_base: int | None = None  # set by the first register kept: row 0's less its step
         self._exp_base: int | None = None
         self._imp_step = self._exp_step = _COARSE  # 1 from the first register off the 0.01 kWh grid
-        # (slot x _MARK + source code) of the anchors not from the curve: no array until the first,
-        # then one of exactly their number (a few: one a day)
+        # (slot x _MARK + flags) of the anchors not from the curve or (quiet export) not read: no
+        # array until the first, then one of exactly their number (a few: one or two a day)
         self._marks: array[int] | tuple[()] = ()
         self.anomalies = 0
         self.dirty_from: int | None = None  # earliest anchor time changed since the last pricing
@@ -170,18 +177,54 @@ class MeterAnchors:
     @property
     def wide(self) -> bool:
         """True once a register column holds int64 steps (one did not fit int32)."""
-        return "q" in (self._imp.typecode, self._exp.typecode)
+        return "q" in (self._imp.typecode, self._exp.typecode if self._exp is not None else "")
 
-    def _put(self, i: int, anchor: Anchor, insert: bool) -> None:
-        """``anchor``'s registers at row ``i``: a row inserted (``insert``) or row ``i``'s replaced
-        (its export kept when ``anchor`` has none)."""
+    def _put(self, i: int, slot: int, anchor: Anchor, insert: bool) -> None:
+        """``anchor``'s registers at row ``i`` (at ``slot``): a row inserted (``insert``) or row
+        ``i``'s replaced (its export kept when ``anchor`` has none)."""
         self._imp, self._imp_base, self._imp_step = _put(
             self._imp, self._imp_base, self._imp_step, i, anchor.imp, insert
         )
-        if insert or anchor.exp is not None:
-            self._exp, self._exp_base, self._exp_step = _put(
-                self._exp, self._exp_base, self._exp_step, i, anchor.exp, insert
-            )
+        exp = anchor.exp
+        if not insert and exp is None:
+            return
+        if self._exp is None:  # quiet
+            if exp is None:  # (an insert)
+                if 4 * len(self._marks) < len(self._slots) + 64:
+                    self._mark(slot, None, unread=True)
+                    return
+            elif self._exp_base is None or exp == self._exp_base:
+                self._exp_base = exp
+                if not insert:
+                    self._mark(slot, None, unread=False)
+                return
+            self._exp = self._loud()
+        self._exp, self._exp_base, self._exp_step = _put(
+            self._exp, self._exp_base, self._exp_step, i, exp, insert
+        )
+
+    def _loud(self) -> array[int]:
+        """The quiet export column as steps: 0 where read, "not read" where marked (the marks
+        lose their ``_UNREAD`` flags)."""
+        column = array("B", bytes(len(self._slots)))
+        kept: list[int] = []
+        for mark in self._marks:
+            if mark % _MARK & _UNREAD:
+                i = bisect.bisect_left(self._slots, mark // _MARK - self._base)
+                column[i] = _NONE["B"]
+                mark -= _UNREAD
+            if mark % _MARK:
+                kept.append(mark)
+        self._marks = array("i", kept) if kept else ()
+        return column
+
+    def _exp_step_at(self, i: int) -> int | None:
+        """Row ``i``'s export step (None: not read)."""
+        exp = self._exp
+        if exp is None:
+            return None if self._flags(i) & _UNREAD else 0
+        step = exp[i]
+        return None if step == _NONE[exp.typecode] else step
 
     def _slot(self, ts: int) -> int:
         """The slot column's value for anchor time ``ts`` (the column widened when it must)."""
@@ -236,37 +279,53 @@ class MeterAnchors:
         i = bisect.bisect_left(slots, slot)
         return i if i < len(slots) and slots[i] == slot else None
 
-    def _source(self, i: int) -> int:
-        """The source code of the ``i``-th anchor."""
+    def _flags(self, i: int) -> int:
+        """The mark's flags of the ``i``-th anchor (0: from the curve, export read or not quiet)."""
         marks = self._marks
         if not marks:
-            return _CURVE
+            return 0
         key = (self._slots[i] + self._base) * _MARK
         j = bisect.bisect_left(marks, key)
-        return marks[j] - key if j < len(marks) and marks[j] - key < _MARK else _CURVE
+        return marks[j] - key if j < len(marks) and marks[j] - key < _MARK else 0
 
-    def _mark(self, slot: int, code: int) -> None:
-        """Anchor at ``slot`` (less ``_base``) comes from source ``code`` (set before ``_base`` moves)."""
+    def _source(self, i: int) -> int:
+        """The source code of the ``i``-th anchor."""
+        return self._flags(i) & _SOURCE_BITS
+
+    def _mark(self, slot: int, code: int | None, *, unread: bool | None = None) -> None:
+        """Anchor at ``slot`` (less ``_base``) comes from source ``code`` (None: as it was), its
+        export is not read (``unread``; None: as it was); set before ``_base`` moves."""
         marks = self._marks
         key = (slot + self._base) * _MARK
         j = bisect.bisect_left(marks, key)
-        if isinstance(marks, array) and j < len(marks) and marks[j] - key < _MARK:
-            if code == _CURVE:
-                del marks[j]
+        found = isinstance(marks, array) and j < len(marks) and marks[j] - key < _MARK
+        flags = marks[j] - key if found else 0
+        if code is not None:
+            flags = flags - (flags & _SOURCE_BITS) + code
+        if unread is not None:
+            flags = flags - (flags & _UNREAD) + (_UNREAD if unread else 0)
+        if isinstance(marks, array) and found:
+            if flags:
+                marks[j] = key + flags
             else:
-                marks[j] = key + code
-        elif code != _CURVE:
-            self._marks = array("i", (*marks[:j], key + code, *marks[j:]))  # (no spare room)
+                del marks[j]
+        elif flags:
+            self._marks = array("i", (*marks[:j], key + flags, *marks[j:]))  # (no spare room)
 
     def _anchor(self, i: int) -> Anchor:
-        exp = self._exp
+        exp, flags = self._exp, self._flags(i)
+        exp_register = (
+            (None if flags & _UNREAD else self._exp_base)
+            if exp is None
+            else None
+            if exp[i] == _NONE[exp.typecode]
+            else (self._exp_base or 0) + self._exp_step * _sum(exp, i + 1)
+        )
         return Anchor(
             (self._slots[i] + self._base) * INTERVAL_S,
             (self._imp_base or 0) + self._imp_step * sum(self._imp[: i + 1]),
-            None
-            if exp[i] == _NONE[exp.typecode]
-            else (self._exp_base or 0) + self._exp_step * _sum(exp, i + 1),
-            _SOURCES[self._source(i)],
+            exp_register,
+            _SOURCES[flags & _SOURCE_BITS],
         )
 
     def get(self, ts: int) -> Anchor | None:
@@ -275,7 +334,7 @@ class MeterAnchors:
 
     def _insert(self, i: int, anchor: Anchor) -> None:
         slot = self._slot(anchor.ts)
-        self._put(i, anchor, True)
+        self._put(i, slot, anchor, True)
         slots = self._slots
         if isinstance(slots, range) and i == 0 and slot == slots.start - 1:
             self._slots = range(slot, slots.stop)
@@ -294,7 +353,7 @@ class MeterAnchors:
         if not slots or slot > slots[-1]:  # the usual case: the newest point
             previous = (slots[-1] + base) * INTERVAL_S if slots else anchor.ts
             slot = self._slot(anchor.ts)
-            self._put(len(slots), anchor, True)
+            self._put(len(slots), slot, anchor, True)
             if isinstance(self._slots, range) and slot == self._slots.stop:
                 self._slots = range(self._slots.start, slot + 1)
             else:
@@ -311,7 +370,7 @@ class MeterAnchors:
             return False
         known = self._anchor(i)
         kept_exp = anchor.exp if anchor.exp is not None else known.exp
-        self._put(i, anchor, False)
+        self._put(i, slots[i], anchor, False)
         self._mark(slots[i], _FREEZE)
         changed = (anchor.imp, kept_exp) != (known.imp, known.exp)
         if changed:
@@ -335,13 +394,12 @@ class MeterAnchors:
         b_ts, a_ts = (slots[-1] + base) * INTERVAL_S, (slots[-2] + base) * INTERVAL_S
         if self.dirty_from != a_ts or b_ts - a_ts != INTERVAL_S:
             return None
-        exp = self._exp
-        none = _NONE[exp.typecode]
-        if exp[-2] == none or exp[-1] == none:
+        b_step = self._exp_step_at(n - 1)
+        if b_step is None or self._exp_step_at(n - 2) is None:
             return None
         b = self._anchor(n - 1)  # (a's registers: b's less one step each)
         b_exp = cast(int, b.exp)  # (read: checked above)
-        a_imp, a_exp = b.imp - self._imp[-1] * self._imp_step, b_exp - exp[-1] * self._exp_step
+        a_imp, a_exp = b.imp - self._imp[-1] * self._imp_step, b_exp - b_step * self._exp_step
         return Anchor(a_ts, a_imp, a_exp, _SOURCES[self._source(n - 2)]), b
 
     def at_or_before(self, ts: int) -> int | None:
@@ -354,16 +412,15 @@ class MeterAnchors:
 
     def intervals(self, start: int, end: int) -> list[Interval]:
         """Every interval starting in [start, end) that two anchors bracket, oldest first."""
-        slots, imp, exp_of, base = self._slots, self._imp, self._exp, self._base
-        none = _NONE[exp_of.typecode]
+        slots, imp, base = self._slots, self._imp, self._base
         if len(slots) < 2:
             return []
         i = bisect.bisect_left(slots, -(-start // INTERVAL_S) - base)
         first = (slots[i] + base) * INTERVAL_S if i < len(slots) else None
         single = i + 1 < len(slots) and first == start and slots[i + 1] - slots[i] == 1
         if single and start < end and (i + 2 == len(slots) or start + INTERVAL_S >= end):  # only that one
-            b_exp = exp_of[i + 1]  # the common case: one interval
-            if exp_of[i] != none and b_exp != none:  # (then b's export step is from a's)
+            b_exp = self._exp_step_at(i + 1)  # the common case: one interval
+            if b_exp is not None and self._exp_step_at(i) is not None:  # (then b's step is from a's)
                 b_imp = imp[i + 1]
                 if b_imp < 0:
                     self.anomalies += 1
@@ -387,6 +444,8 @@ class MeterAnchors:
 
     def _exports(self, start: int, end: int) -> dict[int, int]:
         slots, exp_of, base = self._slots, self._exp, self._base
+        if exp_of is None:  # quiet: every export read the same register, nothing exported
+            return {}
         none = _NONE[exp_of.typecode]
         i = bisect.bisect_right(slots, start // INTERVAL_S - base) - 1
         while i > 0 and exp_of[i] == none:
@@ -415,7 +474,8 @@ class MeterAnchors:
             return
         cut = bisect.bisect_left(self._slots, keep // INTERVAL_S - self._base)
         self._imp, self._imp_base = self._cut(self._imp, self._imp_base, self._imp_step, cut)
-        self._exp, self._exp_base = self._cut(self._exp, self._exp_base, self._exp_step, cut)
+        if self._exp is not None:
+            self._exp, self._exp_base = self._cut(self._exp, self._exp_base, self._exp_step, cut)
         marks = self._marks
         if isinstance(marks, array):
             del marks[: bisect.bisect_left(marks, (self._slots[cut] + self._base) * _MARK)]
@@ -445,14 +505,14 @@ class MeterAnchors:
     def rows(self) -> list[Anchor]:
         out: list[Anchor] = []
         imp, exp = self._imp_base or 0, self._exp_base or 0
-        none = _NONE[self._exp.typecode]
-        for i, (slot, imp_step, exp_step) in enumerate(zip(self._slots, self._imp, self._exp, strict=True)):
+        for i, (slot, imp_step) in enumerate(zip(self._slots, self._imp, strict=True)):
             imp += imp_step * self._imp_step
-            if exp_step != none:
+            exp_step = self._exp_step_at(i)
+            if exp_step is not None:
                 exp += exp_step * self._exp_step
             source = _SOURCES[self._source(i)]
             out.append(
-                Anchor((slot + self._base) * INTERVAL_S, imp, None if exp_step == none else exp, source)
+                Anchor((slot + self._base) * INTERVAL_S, imp, None if exp_step is None else exp, source)
             )
         return out
 

@@ -145,8 +145,8 @@ def test_anchors_are_held_in_about_two_bytes_each() -> None:
     assert _held_per_anchor(household) < 3.5
     assert household.rows()[-1] == Anchor(T0 + 900 * 383, 123_456_700 + 1200 * 383, None, "curve")
     branch = anchors(*((k, 110_000 * k, 0, "curve") for k in range(4 * 96)))  # 11 kWh a quarter-hour
-    assert (branch._imp.typecode, branch._exp.typecode) == ("h", "B") and not branch.wide
-    assert 3.5 <= _held_per_anchor(branch) < 5
+    assert (branch._imp.typecode, branch._exp) == ("h", None) and not branch.wide  # no PV: no export bytes
+    assert 2.5 <= _held_per_anchor(branch) < 3.5
     m.prune(T0 + 900 * 300)
     assert m.first == T0 + 900 * 300 and len(m) == 84
     assert m.rows()[-1] == Anchor(T0 + 900 * 383, 9_000_000_000 + 50 * 383, 3830, "curve")
@@ -216,7 +216,7 @@ def test_a_step_past_a_byte_widens_the_column_and_a_prune_narrows_it_again() -> 
     # a quarter-hour of 3 kWh (300 steps of 0.01 kWh) does not fit a byte, a register going back
     # is a negative step: int16 until they are pruned; the registers read the same throughout
     m = anchors(*((k, 1_000_000 + 100 * k, 500, "curve") for k in range(10)))
-    assert (m._imp.typecode, m._exp.typecode) == ("B", "B")
+    assert (m._imp.typecode, m._exp) == ("B", None)  # (an export that has not moved: quiet)
     m.add(Anchor(T0 + 10 * 900, 1_000_000 + 100 * 9 + 30_000, 400, "curve"))
     m.add(Anchor(T0 + 11 * 900, 1_000_000 + 100 * 9 + 30_100, 400, "curve"))
     assert (m._imp.typecode, m._exp.typecode) == ("h", "h")
@@ -345,3 +345,32 @@ def test_sources_are_marked_only_for_freezes_and_catch_up_reads() -> None:
     kept = [plain[t] for t in sorted(plain) if t >= T0 + 900 * 200]
     assert m.rows() == kept and len(m._marks) == sum(a.source != "curve" for a in kept)
     assert m.get(T0 + 900 * 288) == plain[T0 + 900 * 288] and m.get(T0 + 900 * 288).source == "freeze"  # type: ignore[union-attr]
+
+
+def test_an_export_that_does_not_move_takes_no_column_until_it_does() -> None:
+    # a meter with no PV: its export register never moves, its daily freezes carry none. The
+    # export column is quiet (no bytes: the freezes' exports not read are marked) until an export
+    # moves; the anchors and intervals read the same before and after
+    m, plain = MeterAnchors(), list[Anchor]()
+    for k in range(3 * 96):
+        a = Anchor(
+            T0 + 900 * k,
+            2_000_000 + 300 * k,
+            None if k % 96 == 0 else 4200,
+            "freeze" if k % 96 == 0 else "curve",
+        )
+        m.add(a)
+        plain.append(a)
+    assert m._exp is None and len(m._marks) == 3
+    assert m.rows() == plain and m.get(T0 + 96 * 900) == plain[96]
+    assert m.intervals(T0, T0 + 3 * 900) == [Interval(T0 + 900 * k, 300, 0) for k in range(3)]
+    assert m.newest_step() is None  # (never priced: dirty from the first)
+    m.prune(T0 + 96 * 900)
+    assert m._exp is None and m.rows() == plain[96:] and len(m._marks) == 2
+    m.add(Anchor(T0 + 900 * 288, 2_000_000 + 300 * 288, 4250, "curve"))  # PV: the export moves
+    plain.append(Anchor(T0 + 900 * 288, 2_000_000 + 300 * 288, 4250, "curve"))
+    assert m._exp is not None and m._exp.typecode == "B" and len(m._marks) == 2  # (freezes' marks kept)
+    assert m.rows() == plain[96:]
+    assert m.intervals(T0 + 900 * 287, T0 + 900 * 288) == [Interval(T0 + 900 * 287, 300, 50)]
+    never = anchors(*((k, 100 * k, None, "curve") for k in range(96)))  # export never read: a column
+    assert never._exp is not None and len(never._marks) < 40 and all(a.exp is None for a in never.rows())
