@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -116,10 +117,18 @@ class Config:
         )
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class _Computed:
+    """What a day's last computation sent, as digests (the JSON itself was ~0.1-1 MB a day at
+    2,000 meters, kept for every day of ``recompute_days``)."""
+
     key: tuple[int, int, int]  # (book version of the day, layout version, topology version)
-    body: str  # the figures and findings last sent, to send a revision only on change
+    body: bytes  # digest of the figures and findings last sent, to send a revision only on change
+    anomalies: frozenset[bytes] = frozenset()  # digest of each finding sent (JSON, keys sorted)
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()
 
 
 @dataclass
@@ -464,7 +473,7 @@ class LineLossService:
         if not window or window[-1].date != d.isoformat():
             return None
         if window[-1].opening > INTERVALS_PER_DAY - PARTIAL_MIN_INTERVALS:  # started in its last hour
-            self._computed[d] = _Computed(key, "")
+            self._computed[d] = _Computed(key, b"")
             return None
         records, layout, topology = self.records, self.layout, self.topology
         result = await asyncio.to_thread(
@@ -473,9 +482,10 @@ class LineLossService:
         self.counters["days_computed"] += 1
         days = [sd.to_json() for sd in result.days]
         anomalies = [a.to_json() for a in result.anomalies]
-        body = json.dumps([days, anomalies], sort_keys=True)
+        body = _digest(json.dumps([days, anomalies], sort_keys=True))
         before = self._computed.get(d)
-        self._computed[d] = _Computed(key, body)
+        found = frozenset(_digest(json.dumps(a, sort_keys=True)) for a in anomalies)
+        self._computed[d] = _Computed(key, body, found)
         if before is not None and before.body == body and not force:
             return result
         await self._send(d, result, days, anomalies, before, opening=window[-1].opening)
@@ -530,11 +540,9 @@ class LineLossService:
         await self.ctx.store.set(f"day/{name}", message)
         await self.ctx.store.set("revisions", self.revisions)
         self.ctx.bus.publish("lineloss/day", message, retain=True)
-        seen = (
-            set() if before is None else {json.dumps(a, sort_keys=True) for a in json.loads(before.body)[1]}
-        )
+        seen = frozenset() if before is None else before.anomalies
         for a in anomalies:
-            if json.dumps(a, sort_keys=True) not in seen:
+            if _digest(json.dumps(a, sort_keys=True)) not in seen:
                 self.ctx.bus.publish("lineloss/anomaly", a)
 
     async def _intervals(self, now: float) -> None:
