@@ -18,7 +18,8 @@ What the terminal side loaded (``TerminalImports``, watched during the run):
   codec the simulator imported, and what that codec imports, is not the terminal's).
 
 How the fresh interpreter runs (``baseline_kb``), as the box's service unit
-(``hal/linux/ttu.service``) runs ``ttu run``: with the unit's ``PYTHONOPTIMIZE``, from compiled
+(``hal/linux/ttu.service``) runs ``ttu run``: with the unit's environment (``PYTHONOPTIMIZE``,
+``PYTHONNODEBUGRANGES``), from compiled
 bytecode (a box's modules load from ``.pyc`` files: pip compiles at install, Python at the
 first start; a first run into a private cache writes them, the second is measured, so the
 compiler's own garbage is not counted), through ``runtime.cli``'s parser for ``run`` (the
@@ -49,7 +50,7 @@ TERMINAL_PACKAGES = ("runtime", "apps", "hal", "protocols")
 NOT_ON_A_BOX = ("runtime.cli", "hal.sim")
 #: shared codecs: their frames decide nothing, the modules count when terminal code asks for them
 SHARED = "protocols"
-#: the box's service unit: the bench's fresh interpreter runs with its ``PYTHONOPTIMIZE``
+#: the box's service unit: the bench's fresh interpreter runs with its ``Environment=`` lines
 SERVICE_UNIT = ROOT / "hal" / "linux" / "ttu.service"
 #: the world's own: never in the terminal's interpreter
 WORLD = ("sim", "pandapower", "amqtt", "bench", "tests")
@@ -129,14 +130,13 @@ class TerminalImports:
         return sorted(ours | asked)
 
 
-def box_optimize() -> int:
-    """The ``PYTHONOPTIMIZE`` level the box's service unit runs ``ttu run`` with (0 if none)."""
+def box_environment() -> dict[str, str]:
+    """The variables the box's service unit sets for ``ttu run`` (its ``Environment=`` lines)."""
     try:
         text = SERVICE_UNIT.read_text(encoding="utf-8")
     except OSError:
-        return 0
-    found = re.search(r"^Environment=PYTHONOPTIMIZE=(\d)\s*$", text, re.MULTILINE)
-    return int(found.group(1)) if found else 0
+        return {}
+    return dict(re.findall(r"^Environment=(\w+)=(\S*)\s*$", text, re.MULTILINE))
 
 
 def baseline_kb(modules: list[str]) -> int:
@@ -158,7 +158,8 @@ def baseline_kb(modules: list[str]) -> int:
     )
     with tempfile.TemporaryDirectory(prefix="ttu-pyc-") as cache:
         env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
-        env.update(PYTHONPATH=str(ROOT), PYTHONPYCACHEPREFIX=cache, PYTHONOPTIMIZE=str(box_optimize()))
+        env.update(box_environment())
+        env.update(PYTHONPATH=str(ROOT), PYTHONPYCACHEPREFIX=cache)
         for _ in range(2):  # the first run compiles into the cache, the second loads from it
             out = subprocess.run(
                 [sys.executable, "-P", "-c", code, *modules], cwd=ROOT, capture_output=True, text=True,

@@ -57,9 +57,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench._terminal_imports import TerminalImports, baseline_kb, box_optimize  # noqa: E402
+from bench._terminal_imports import TerminalImports, baseline_kb, box_environment  # noqa: E402
 from protocols.cloud import MAX_MESSAGE_BYTES, json_size  # noqa: E402
-from runtime.store import Store  # noqa: E402
+from runtime.store import PAGE_CACHE_KIB, Store  # noqa: E402
 from sim.harness import DEFAULT_START  # noqa: E402
 from sim.physics import DEFAULT_NETWORK  # noqa: E402
 from sim.runner import PROFILES, VIRTUAL_TICK_S, SimOptions, SimRun, run_for, sim_board  # noqa: E402
@@ -75,9 +75,8 @@ DAY_S = 86400.0
 #: frames kept per allocation (--heap): enough for most allocations to reach the repository
 #: frame that made them (a library or two sit below it); 32 costs ~25x the CPU, 12 ~20x, 4 ~8x
 HEAP_FRAMES = 12
-#: sqlite's default page cache per connection (PRAGMA cache_size = -2000: KiB); the terminal's
-#: store has one connection and does not change it
-SQLITE_CACHE_BYTES = 2000 * 1024
+#: the bound of the page cache of the terminal store's one connection (PRAGMA cache_size, KiB)
+SQLITE_CACHE_BYTES = PAGE_CACHE_KIB * 1024
 #: the heap's sides (``_heap_side``), in print order
 HEAP_SIDES = ("terminal", "simulator", "broker", "cloud stub", "other", "unattributed")
 
@@ -551,7 +550,8 @@ def print_memory(v: dict[str, Any], args: argparse.Namespace) -> None:
     print(
         "                       (interpreter: RSS of a fresh process importing what the terminal side of the "
         "run loaded: bench/_terminal_imports.py;\n                        run as the box runs `ttu run`: "
-        f"PYTHONOPTIMIZE={box_optimize()} (hal/linux/ttu.service), modules from compiled bytecode, through "
+        f"{' '.join(f'{k}={v}' for k, v in box_environment().items())} (hal/linux/ttu.service), modules "
+        "from compiled bytecode, through "
         "ttu run's own parser;\n                        heap: sys.getsizeof of the objects "
         "reachable from the Terminal object, not through code, modules, the loop or the simulator's objects)"
     )

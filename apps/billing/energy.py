@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import bisect
 from array import array
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, cast
 
 from .tariff import INTERVAL_S, Interval
 
@@ -43,24 +43,29 @@ def _split(total: int, n: int) -> list[int]:
 
 
 #: a column's typecodes, narrowest first; a column moves to the next when a value does not fit
-_WIDER = {"h": "i", "i": "q"}
-#: a column's "not read" (export): its typecode's lowest value, below every offset it holds
-_NONE = {"h": -(2**15), "i": -(2**31), "q": -(2**63)}
-_MAX = {"h": 2**15 - 1, "i": 2**31 - 1, "q": 2**63 - 1}
+_WIDER = {"B": "h", "h": "i", "i": "q"}
+#: a column's "not read" (export): a value none of its steps takes
+_NONE = {"B": 255, "h": -(2**15), "i": -(2**31), "q": -(2**63)}
+#: the values a column holds, ``_LO[code] <= v <= _HI[code]`` (its "not read" outside them)
+_LO = {"B": 0, "h": 1 - 2**15, "i": 1 - 2**31, "q": 1 - 2**63}
+_HI = {"B": 254, "h": 2**15 - 1, "i": 2**31 - 1, "q": 2**63 - 1}
 _SOURCES: tuple[Source, ...] = ("curve", "catch_up", "freeze")
 _SOURCE_CODE = {name: code for code, name in enumerate(_SOURCES)}
 _FREEZE = _SOURCE_CODE["freeze"]
 _CURVE = _SOURCE_CODE["curve"]
-#: a source mark is slot x _MARK + source code (``MeterAnchors._marks``)
-_MARK = 4
+#: a mark is slot x _MARK + flags: the source code, plus _UNREAD (``MeterAnchors._marks``)
+_MARK = 8
+_SOURCE_BITS = 3
+#: the anchor's export was not read (a mark's flag while the export column is quiet)
+_UNREAD = 4
 
 
 def _fitted(column: array[int], value: int) -> array[int]:
     """``column``, or a wider copy of it (its "not read" kept) when ``value`` does not fit."""
-    while not _NONE[column.typecode] < value <= _MAX[column.typecode]:
+    while not _LO[column.typecode] <= value <= _HI[column.typecode]:
         code = column.typecode
         if code not in _WIDER:
-            raise OverflowError(f"register offset {value} does not fit int64")
+            raise OverflowError(f"register step {value} does not fit int64")
         none, wider = _NONE[code], _WIDER[code]
         column = array(wider, (_NONE[wider] if v == none else v for v in column))
     return column
@@ -71,20 +76,12 @@ def _fitted(column: array[int], value: int) -> array[int]:
 _COARSE = 100
 
 
-def _narrowest(column: array[int], values: list[int]) -> array[int]:
-    """An empty column of the narrowest typecode, from ``column``'s, that holds ``values``."""
-    out = array("h")
-    for value in (min(values, default=0), max(values, default=0)):
-        out = _fitted(out, value)
-    return out
-
-
-def _mapped(column: array[int], shift: int, factor: int, narrow: bool) -> array[int]:
-    """``column``'s values read as (v - shift) x factor ("not read" kept), in the narrowest
-    typecode that holds them (``narrow``) or at least as wide as ``column``'s."""
+def _mapped(column: array[int], factor: int, narrow: bool) -> array[int]:
+    """``column``'s values times ``factor`` ("not read" kept), in the narrowest typecode that
+    holds them (``narrow``) or at least as wide as ``column``'s."""
     none = _NONE[column.typecode]
-    values = [(v - shift) * factor for v in column if v != none]
-    out = _narrowest(column, values) if narrow else array(column.typecode)
+    values = [v * factor for v in column if v != none]
+    out = array("B") if narrow else array(column.typecode)
     for value in (min(values, default=0), max(values, default=0)):
         out = _fitted(out, value)
     it = iter(values)
@@ -93,20 +90,66 @@ def _mapped(column: array[int], shift: int, factor: int, narrow: bool) -> array[
     return out
 
 
+def _sum(column: array[int], end: int | None = None) -> int:
+    """The sum of ``column``'s values (of the first ``end``), "not read" left out."""
+    part = column if end is None else column[:end]
+    none = _NONE[column.typecode]
+    return sum(part) - none * part.count(none)
+
+
+def _put(
+    column: array[int], base: int | None, step: int, i: int, value: int | None, insert: bool
+) -> tuple[array[int], int | None, int]:
+    """A step column (``MeterAnchors``) with register ``value`` at row ``i`` -- a row inserted
+    there (``insert``) or row ``i``'s register replaced -- and its base and step after it. The
+    next register read after row ``i`` keeps its value: its step is what is left of the old one."""
+    if value is None:  # (an insert: a replacement keeps the register it had)
+        column.insert(i, _NONE[column.typecode])
+        return column, base, step
+    if base is None:
+        base = value
+    if (value - base) % step:  # off the 0.01 kWh grid: in units from now on
+        column, step = _mapped(column, step, False), 1
+    none = _NONE[column.typecode]
+    delta = (value - base - step * _sum(column, i if i < len(column) else None)) // step
+    old = 0 if insert or column[i] == none else column[i]
+    k = i if insert else i + 1
+    n = len(column)
+    while k < n and column[k] == none:
+        k += 1
+    after = column[k] + old - delta if k < n else None  # the next read's step from ``value``
+    column = _fitted(column, delta)
+    if after is not None:
+        column = _fitted(column, after)
+    if insert:
+        column.insert(i, delta)
+        k += 1
+    else:
+        column[i] = delta
+    if after is not None:
+        column[k] = after
+    return column, base, step
+
+
 class MeterAnchors:
-    """The anchors of one meter, by time, packed in parallel columns (``array``: ~5 bytes an
+    """The anchors of one meter, by time, packed in parallel columns (``array``: ~2 bytes an
     anchor for a household meter read every cycle -- an ``Anchor`` with its dict entry took ~250,
     and 2,400 meters x 96 points x 4 days of them were ~230 MB of the terminal). The time is its
     15-min slot number less the first anchor's: a ``range`` while the anchors are consecutive, else
-    an int16 array (341 days either way, then int32). A register column holds the register less a
-    base, in steps of 0.01 kWh (``_COARSE`` units) while every register of it is one, else of one
-    unit, in the narrowest integer that holds them (``_fitted``: int16, then int32, then int64;
-    export: its typecode's lowest value where not read). ``prune`` moves the bases to the oldest
-    anchor kept and narrows the columns again: a household's 4 days stay within int16 (327 kWh).
-    Differences of stored registers times the step are differences of the registers. The source
-    of an anchor is ``curve`` unless marked (``_marks``: ascending slot x 4 + source code, int32,
-    of the freezes and catch-up reads only: one a day, not a byte an anchor). ``Anchor`` values
-    are made when read."""
+    an int16 array (341 days either way, then int32). A register column holds the STEPS of the
+    register: row i the register less the one read before it (row 0: less the column's base), in
+    units of 0.01 kWh (``_COARSE`` units) while every register of it is on that grid, else of one
+    unit, in the narrowest integer that holds them (``_fitted``: uint8 0..254, then int16, int32,
+    int64; export: the typecode's ``_NONE`` where not read, and a step is from the export read
+    before). A household's quarter-hour is a byte (2.54 kWh); a register is its column's base plus
+    the sum of the steps up to it (``_sum``), an interval's energy is one step. ``prune`` adds the
+    steps pruned to the bases and narrows the columns again. The export column is QUIET (None, no
+    bytes) while every export read equals its base (a meter with no PV: ~0.5 kB a meter at 4 days);
+    its anchors whose export was not read are then marked (``_UNREAD``), and the column is made on
+    the first export that moves (or once the marks would take more than it). The source of an
+    anchor is ``curve`` unless marked (``_marks``: ascending slot x 8 + flags, int32, of the
+    freezes and catch-up reads, and of the exports not read of a quiet column: one or two a day,
+    not a byte an anchor). ``Anchor`` values are made when read."""
 
     __slots__ = (
         "_base", "_exp", "_exp_base", "_exp_step", "_imp", "_imp_base", "_imp_step", "_marks", "_slots",
@@ -118,42 +161,70 @@ class MeterAnchors:
         # consecutive (no bytes an anchor), else an array
         self._slots: range | array[int] = range(0)
         self._base = 0  # the first anchor's slot
-        self._imp = array("h")  # (import register - _imp_base) / _imp_step
-        self._exp = array("h")  # (export register - _exp_base) / _exp_step, _NONE[typecode]: not read
-        self._imp_base: int | None = None  # set by the first register kept
+        self._imp = array("B")  # (import register - the one before, or _imp_base) / _imp_step
+        # (export register - the one read before, or _exp_base) / _exp_step, _NONE[typecode]: not
+        # read; None while quiet (every export read is _exp_base)
+        self._exp: array[int] | None = None
+        self._imp_base: int | None = None  # set by the first register kept: row 0's less its step
         self._exp_base: int | None = None
         self._imp_step = self._exp_step = _COARSE  # 1 from the first register off the 0.01 kWh grid
-        # (slot x _MARK + source code) of the anchors not from the curve: no array until the first,
-        # then one of exactly their number (a few: one a day)
+        # (slot x _MARK + flags) of the anchors not from the curve or (quiet export) not read: no
+        # array until the first, then one of exactly their number (a few: one or two a day)
         self._marks: array[int] | tuple[()] = ()
         self.anomalies = 0
         self.dirty_from: int | None = None  # earliest anchor time changed since the last pricing
 
     @property
     def wide(self) -> bool:
-        """True once a register column holds int64 offsets (one did not fit int32)."""
-        return "q" in (self._imp.typecode, self._exp.typecode)
+        """True once a register column holds int64 steps (one did not fit int32)."""
+        return "q" in (self._imp.typecode, self._exp.typecode if self._exp is not None else "")
 
-    def _stored(self, anchor: Anchor) -> tuple[int, int]:
-        """``anchor``'s registers as its columns hold them (widening a column first when it must)."""
-        imp, exp = anchor.imp, anchor.exp
-        if self._imp_base is None:
-            self._imp_base = imp
-        imp_offset = imp - self._imp_base
-        if imp_offset % self._imp_step:  # off the 0.01 kWh grid: in units from now on
-            self._imp, self._imp_step = _mapped(self._imp, 0, self._imp_step, False), 1
-        imp_offset //= self._imp_step
-        self._imp = _fitted(self._imp, imp_offset)
+    def _put(self, i: int, slot: int, anchor: Anchor, insert: bool) -> None:
+        """``anchor``'s registers at row ``i`` (at ``slot``): a row inserted (``insert``) or row
+        ``i``'s replaced (its export kept when ``anchor`` has none)."""
+        self._imp, self._imp_base, self._imp_step = _put(
+            self._imp, self._imp_base, self._imp_step, i, anchor.imp, insert
+        )
+        exp = anchor.exp
+        if not insert and exp is None:
+            return
+        if self._exp is None:  # quiet
+            if exp is None:  # (an insert)
+                if 4 * len(self._marks) < len(self._slots) + 64:
+                    self._mark(slot, None, unread=True)
+                    return
+            elif self._exp_base is None or exp == self._exp_base:
+                self._exp_base = exp
+                if not insert:
+                    self._mark(slot, None, unread=False)
+                return
+            self._exp = self._loud()
+        self._exp, self._exp_base, self._exp_step = _put(
+            self._exp, self._exp_base, self._exp_step, i, exp, insert
+        )
+
+    def _loud(self) -> array[int]:
+        """The quiet export column as steps: 0 where read, "not read" where marked (the marks
+        lose their ``_UNREAD`` flags)."""
+        column = array("B", bytes(len(self._slots)))
+        kept: list[int] = []
+        for mark in self._marks:
+            if mark % _MARK & _UNREAD:
+                i = bisect.bisect_left(self._slots, mark // _MARK - self._base)
+                column[i] = _NONE["B"]
+                mark -= _UNREAD
+            if mark % _MARK:
+                kept.append(mark)
+        self._marks = array("i", kept) if kept else ()
+        return column
+
+    def _exp_step_at(self, i: int) -> int | None:
+        """Row ``i``'s export step (None: not read)."""
+        exp = self._exp
         if exp is None:
-            return imp_offset, _NONE[self._exp.typecode]
-        if self._exp_base is None:
-            self._exp_base = exp
-        exp_offset = exp - self._exp_base
-        if exp_offset % self._exp_step:
-            self._exp, self._exp_step = _mapped(self._exp, 0, self._exp_step, False), 1
-        exp_offset //= self._exp_step
-        self._exp = _fitted(self._exp, exp_offset)
-        return imp_offset, exp_offset
+            return None if self._flags(i) & _UNREAD else 0
+        step = exp[i]
+        return None if step == _NONE[exp.typecode] else step
 
     def _slot(self, ts: int) -> int:
         """The slot column's value for anchor time ``ts`` (the column widened when it must)."""
@@ -208,35 +279,53 @@ class MeterAnchors:
         i = bisect.bisect_left(slots, slot)
         return i if i < len(slots) and slots[i] == slot else None
 
-    def _source(self, i: int) -> int:
-        """The source code of the ``i``-th anchor."""
+    def _flags(self, i: int) -> int:
+        """The mark's flags of the ``i``-th anchor (0: from the curve, export read or not quiet)."""
         marks = self._marks
         if not marks:
-            return _CURVE
+            return 0
         key = (self._slots[i] + self._base) * _MARK
         j = bisect.bisect_left(marks, key)
-        return marks[j] - key if j < len(marks) and marks[j] - key < _MARK else _CURVE
+        return marks[j] - key if j < len(marks) and marks[j] - key < _MARK else 0
 
-    def _mark(self, slot: int, code: int) -> None:
-        """Anchor at ``slot`` (less ``_base``) comes from source ``code`` (set before ``_base`` moves)."""
+    def _source(self, i: int) -> int:
+        """The source code of the ``i``-th anchor."""
+        return self._flags(i) & _SOURCE_BITS
+
+    def _mark(self, slot: int, code: int | None, *, unread: bool | None = None) -> None:
+        """Anchor at ``slot`` (less ``_base``) comes from source ``code`` (None: as it was), its
+        export is not read (``unread``; None: as it was); set before ``_base`` moves."""
         marks = self._marks
         key = (slot + self._base) * _MARK
         j = bisect.bisect_left(marks, key)
-        if isinstance(marks, array) and j < len(marks) and marks[j] - key < _MARK:
-            if code == _CURVE:
-                del marks[j]
+        found = isinstance(marks, array) and j < len(marks) and marks[j] - key < _MARK
+        flags = marks[j] - key if found else 0
+        if code is not None:
+            flags = flags - (flags & _SOURCE_BITS) + code
+        if unread is not None:
+            flags = flags - (flags & _UNREAD) + (_UNREAD if unread else 0)
+        if isinstance(marks, array) and found:
+            if flags:
+                marks[j] = key + flags
             else:
-                marks[j] = key + code
-        elif code != _CURVE:
-            self._marks = array("i", (*marks[:j], key + code, *marks[j:]))  # (no spare room)
+                del marks[j]
+        elif flags:
+            self._marks = array("i", (*marks[:j], key + flags, *marks[j:]))  # (no spare room)
 
     def _anchor(self, i: int) -> Anchor:
-        exp = self._exp[i]
+        exp, flags = self._exp, self._flags(i)
+        exp_register = (
+            (None if flags & _UNREAD else self._exp_base)
+            if exp is None
+            else None
+            if exp[i] == _NONE[exp.typecode]
+            else (self._exp_base or 0) + self._exp_step * _sum(exp, i + 1)
+        )
         return Anchor(
             (self._slots[i] + self._base) * INTERVAL_S,
-            self._imp[i] * self._imp_step + (self._imp_base or 0),
-            None if exp == _NONE[self._exp.typecode] else exp * self._exp_step + (self._exp_base or 0),
-            _SOURCES[self._source(i)],
+            (self._imp_base or 0) + self._imp_step * sum(self._imp[: i + 1]),
+            exp_register,
+            _SOURCES[flags & _SOURCE_BITS],
         )
 
     def get(self, ts: int) -> Anchor | None:
@@ -245,15 +334,13 @@ class MeterAnchors:
 
     def _insert(self, i: int, anchor: Anchor) -> None:
         slot = self._slot(anchor.ts)
-        imp, exp = self._stored(anchor)
+        self._put(i, slot, anchor, True)
         slots = self._slots
         if isinstance(slots, range) and i == 0 and slot == slots.start - 1:
             self._slots = range(slot, slots.stop)
         else:
             self._slot_column(slot).insert(i, slot)
             self._dense_again()
-        self._imp.insert(i, imp)
-        self._exp.insert(i, exp)
         self._mark(slot, _SOURCE_CODE[anchor.source])
 
     def add(self, anchor: Anchor) -> bool:
@@ -266,13 +353,11 @@ class MeterAnchors:
         if not slots or slot > slots[-1]:  # the usual case: the newest point
             previous = (slots[-1] + base) * INTERVAL_S if slots else anchor.ts
             slot = self._slot(anchor.ts)
-            imp, exp = self._stored(anchor)
+            self._put(len(slots), slot, anchor, True)
             if isinstance(self._slots, range) and slot == self._slots.stop:
                 self._slots = range(self._slots.start, slot + 1)
             else:
                 self._slot_column(slot).append(slot)
-            self._imp.append(imp)
-            self._exp.append(exp)
             self._mark(slot, _SOURCE_CODE[anchor.source])
             self.dirty_from = previous if self.dirty_from is None else min(self.dirty_from, previous)
             return True
@@ -285,7 +370,7 @@ class MeterAnchors:
             return False
         known = self._anchor(i)
         kept_exp = anchor.exp if anchor.exp is not None else known.exp
-        self._imp[i], self._exp[i] = self._stored(Anchor(anchor.ts, anchor.imp, kept_exp, "freeze"))
+        self._put(i, slots[i], anchor, False)
         self._mark(slots[i], _FREEZE)
         changed = (anchor.imp, kept_exp) != (known.imp, known.exp)
         if changed:
@@ -309,10 +394,13 @@ class MeterAnchors:
         b_ts, a_ts = (slots[-1] + base) * INTERVAL_S, (slots[-2] + base) * INTERVAL_S
         if self.dirty_from != a_ts or b_ts - a_ts != INTERVAL_S:
             return None
-        none = _NONE[self._exp.typecode]
-        if self._exp[-2] == none or self._exp[-1] == none:
+        b_step = self._exp_step_at(n - 1)
+        if b_step is None or self._exp_step_at(n - 2) is None:
             return None
-        return self._anchor(n - 2), self._anchor(n - 1)
+        b = self._anchor(n - 1)  # (a's registers: b's less one step each)
+        b_exp = cast(int, b.exp)  # (read: checked above)
+        a_imp, a_exp = b.imp - self._imp[-1] * self._imp_step, b_exp - b_step * self._exp_step
+        return Anchor(a_ts, a_imp, a_exp, _SOURCES[self._source(n - 2)]), b
 
     def at_or_before(self, ts: int) -> int | None:
         i = bisect.bisect_right(self._slots, ts // INTERVAL_S - self._base)
@@ -324,31 +412,26 @@ class MeterAnchors:
 
     def intervals(self, start: int, end: int) -> list[Interval]:
         """Every interval starting in [start, end) that two anchors bracket, oldest first."""
-        slots, imp, exp_of, base = self._slots, self._imp, self._exp, self._base
-        none = _NONE[exp_of.typecode]
+        slots, imp, base = self._slots, self._imp, self._base
         if len(slots) < 2:
             return []
         i = bisect.bisect_left(slots, -(-start // INTERVAL_S) - base)
         first = (slots[i] + base) * INTERVAL_S if i < len(slots) else None
         single = i + 1 < len(slots) and first == start and slots[i + 1] - slots[i] == 1
         if single and start < end and (i + 2 == len(slots) or start + INTERVAL_S >= end):  # only that one
-            a_exp, b_exp = exp_of[i], exp_of[i + 1]  # the common case: one interval
-            if a_exp != none and b_exp != none:
-                a_imp, b_imp = imp[i], imp[i + 1]
-                if b_imp < a_imp:
+            b_exp = self._exp_step_at(i + 1)  # the common case: one interval
+            if b_exp is not None and self._exp_step_at(i) is not None:  # (then b's step is from a's)
+                b_imp = imp[i + 1]
+                if b_imp < 0:
                     self.anomalies += 1
-                return [
-                    Interval(
-                        start, max(b_imp - a_imp, 0) * self._imp_step, max(b_exp - a_exp, 0) * self._exp_step
-                    )
-                ]
+                return [Interval(start, max(b_imp, 0) * self._imp_step, max(b_exp, 0) * self._exp_step)]
         lo = max(0, bisect.bisect_right(slots, start // INTERVAL_S - base) - 1)
         hi = min(len(slots) - 1, bisect.bisect_left(slots, -(-end // INTERVAL_S) - base))
         imports: dict[int, tuple[int, bool]] = {}
         for i in range(lo, hi):
             a_ts = (slots[i] + base) * INTERVAL_S
             n = slots[i + 1] - slots[i]
-            energy = (imp[i + 1] - imp[i]) * self._imp_step
+            energy = imp[i + 1] * self._imp_step
             if energy < 0:
                 self.anomalies += 1
                 energy = 0
@@ -361,24 +444,25 @@ class MeterAnchors:
 
     def _exports(self, start: int, end: int) -> dict[int, int]:
         slots, exp_of, base = self._slots, self._exp, self._base
+        if exp_of is None:  # quiet: every export read the same register, nothing exported
+            return {}
         none = _NONE[exp_of.typecode]
         i = bisect.bisect_right(slots, start // INTERVAL_S - base) - 1
         while i > 0 and exp_of[i] == none:
             i -= 1
         out: dict[int, int] = {}
-        previous: tuple[int, int] | None = None  # (ts, export register)
+        previous: int | None = None  # the time of the export read before
         for j in range(max(i, 0), len(slots)):
-            ts, exp = (slots[j] + base) * INTERVAL_S, exp_of[j]
-            if exp == none:
+            ts, step = (slots[j] + base) * INTERVAL_S, exp_of[j]
+            if step == none:
                 continue
-            exp *= self._exp_step
             if previous is not None:
-                n = (ts - previous[0]) // INTERVAL_S
-                for k, share in enumerate(_split(max(exp - previous[1], 0), n)):
-                    s = previous[0] + k * INTERVAL_S
+                n = (ts - previous) // INTERVAL_S
+                for k, share in enumerate(_split(max(step * self._exp_step, 0), n)):
+                    s = previous + k * INTERVAL_S
                     if start <= s < end:
                         out[s] = share
-            previous = (ts, exp)
+            previous = ts
             if ts >= end:
                 break
         return out
@@ -389,32 +473,48 @@ class MeterAnchors:
         if keep is None:
             return
         cut = bisect.bisect_left(self._slots, keep // INTERVAL_S - self._base)
-        for column in (self._imp, self._exp):
-            del column[:cut]
+        self._imp, self._imp_base = self._cut(self._imp, self._imp_base, self._imp_step, cut)
+        if self._exp is not None:
+            self._exp, self._exp_base = self._cut(self._exp, self._exp_base, self._exp_step, cut)
         marks = self._marks
         if isinstance(marks, array):
             del marks[: bisect.bisect_left(marks, (self._slots[cut] + self._base) * _MARK)]
-        self._rebase()
         if isinstance(self._slots, range):
             self._slots = self._slots[cut:]
         else:
             del self._slots[:cut]
             self._dense_again()
 
-    def _rebase(self) -> None:
-        """The register bases moved to the oldest registers kept, the columns as narrow as they
-        can be again (offsets from a base long pruned away only grow)."""
-        imp = self._imp
-        if imp and imp[0] and self._imp_base is not None:
-            shift = imp[0]
-            self._imp, self._imp_base = _mapped(imp, shift, 1, True), self._imp_base + shift * self._imp_step
-        exp, none = self._exp, _NONE[self._exp.typecode]
-        shift = next((v for v in exp if v != none), 0)
-        if shift and self._exp_base is not None:
-            self._exp, self._exp_base = _mapped(exp, shift, 1, True), self._exp_base + shift * self._exp_step
+    @staticmethod
+    def _cut(column: array[int], base: int | None, step: int, cut: int) -> tuple[array[int], int | None]:
+        """``column`` without its first ``cut`` rows, as narrow as it can be again, and its base
+        after them: the first register kept (its step 0 now: the one before is gone; the
+        registers kept read the same)."""
+        if base is not None:
+            none, k, n = _NONE[column.typecode], cut, len(column)
+            while k < n and column[k] == none:
+                k += 1
+            if k < n:
+                base += step * _sum(column, k + 1)
+                column[k] = 0
+            else:
+                base += step * _sum(column, cut)
+        del column[:cut]
+        return (column if column.typecode == "B" else _mapped(column, 1, True)), base
 
     def rows(self) -> list[Anchor]:
-        return [self._anchor(i) for i in range(len(self._slots))]
+        out: list[Anchor] = []
+        imp, exp = self._imp_base or 0, self._exp_base or 0
+        for i, (slot, imp_step) in enumerate(zip(self._slots, self._imp, strict=True)):
+            imp += imp_step * self._imp_step
+            exp_step = self._exp_step_at(i)
+            if exp_step is not None:
+                exp += exp_step * self._exp_step
+            source = _SOURCES[self._source(i)]
+            out.append(
+                Anchor((slot + self._base) * INTERVAL_S, imp, None if exp_step is None else exp, source)
+            )
+        return out
 
 
 __all__ = ["Anchor", "MeterAnchors", "Source"]

@@ -8,9 +8,10 @@ board.toml limits. It must not know grid or protocol specifics, nor MQTT.
 from ._ledger import Appended, Ledger, LedgerEntry, LedgerState
 from ._records import OutboxEntry, OutboxRow, PruneResult, StoredEvent, StoreLimits
 from ._schema import SCHEMA_VERSION
-from ._store import Store
+from ._store import PAGE_CACHE_KIB, Store
 
 __all__ = [
+    "PAGE_CACHE_KIB",
     "SCHEMA_VERSION",
     "Appended",
     "Ledger",

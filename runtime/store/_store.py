@@ -63,6 +63,11 @@ def _json(value: JSON, what: str) -> str:
         raise StoreError(f"{what}: value is not JSON-able ({err})") from err
 
 
+#: sqlite's page cache for the store's one connection (KiB; sqlite's default is 2000). The cache
+#: fills up to this bound and stays: on a box with ~80 MB for the whole terminal it is RAM the
+#: apps need more. Pages it drops are read back from the OS page cache (not this process's RSS).
+PAGE_CACHE_KIB = 1024
+
 #: key-value values up to this many characters of JSON are kept in memory (read/write-through)
 KV_CACHED_CHARS = 4096
 #: a cached value this short is one shared string (per-meter keys hold the same few texts)
@@ -145,6 +150,7 @@ class Store:
                 raise sqlite3.DatabaseError(f"cannot switch to WAL mode (got {mode})")
             conn.execute(f"PRAGMA synchronous={'FULL' if self._fsync else 'NORMAL'}")
             conn.execute("PRAGMA foreign_keys=ON")
+            conn.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")
             migrate(conn)
         except BaseException:
             conn.close()

@@ -1,5 +1,5 @@
 """What a terminal holds for having started: no cryptography unless an app signs; it starts
-under ``python -OO``, as the box's service unit (hal/linux/ttu.service) runs it.
+under ``python -OO -X no_debug_ranges``, as the box's service unit (hal/linux/ttu.service) runs it.
 
 ``cryptography`` costs ~9.5 MB of RSS on the box. The package manager needs it only while it
 verifies a package (install, upgrade), board.toml only for a trusted key given as a PEM file,
@@ -55,6 +55,7 @@ def test_the_start_path_without_billing_imports_no_cryptography() -> None:
 def test_the_service_unit_runs_the_terminal_optimized() -> None:
     unit = (REPO / "hal" / "linux" / "ttu.service").read_text(encoding="utf-8")
     assert re.search(r"^Environment=PYTHONOPTIMIZE=2$", unit, re.MULTILINE)
+    assert re.search(r"^Environment=PYTHONNODEBUGRANGES=1$", unit, re.MULTILINE)
     assert re.search(r"^ExecStart=\S+/ttu run --board \S+$", unit, re.MULTILINE)
 
 
@@ -72,7 +73,7 @@ def test_the_terminal_and_every_app_load_under_python_OO(app: str) -> None:
         f"import importlib; importlib.import_module('apps.{app}.service')\n"
         "print(sys.flags.optimize, args.board, manifest.name)\n"
     )
-    assert _python(code, "-OO").split() == ["2", "b.toml", app]
+    assert _python(code, "-OO", "-X", "no_debug_ranges").split() == ["2", "b.toml", app]
 
 
 def test_no_terminal_code_reads_docstrings() -> None:

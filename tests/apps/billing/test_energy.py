@@ -133,20 +133,20 @@ def _held_per_anchor(m: MeterAnchors) -> float:
     return held / len(m)
 
 
-def test_anchors_are_held_in_about_five_bytes_each() -> None:
-    # 4 days of 15-min points: ~5 bytes an anchor while the registers stay within int16 of the
-    # oldest kept (consecutive slots a range, no bytes; an Anchor tuple with its dict entry was
-    # ~250: 2,400 meters x 4 days were ~230 MB of the terminal; int32 slots and registers ~13)
+def test_anchors_are_held_in_about_two_bytes_each() -> None:
+    # 4 days of 15-min points: ~2 bytes an anchor while a quarter-hour's steps fit a byte each
+    # (consecutive slots a range, no bytes; an Anchor tuple with its dict entry was ~250: 2,400
+    # meters x 4 days were ~230 MB of the terminal; int16 offsets from a base took ~5)
     m = anchors(*((k, 9_000_000_000 + 50 * k, 10 * k, "curve") for k in range(4 * 96)))  # past 2**31 units
-    assert not m.wide and isinstance(m._slots, range) and (m._imp.typecode, m._exp.typecode) == ("h", "h")
-    assert _held_per_anchor(m) < 7
+    assert not m.wide and isinstance(m._slots, range) and (m._imp.typecode, m._exp.typecode) == ("B", "B")
+    assert _held_per_anchor(m) < 3.5
     household = anchors(*((k, 123_456_700 + 1200 * k, None, "curve") for k in range(4 * 96)))  # 0.12 kWh
-    assert household._imp_step == 100 and household._imp.typecode == "h"  # 0.01 kWh steps
-    assert _held_per_anchor(household) < 7
+    assert household._imp_step == 100 and household._imp.typecode == "B"  # 0.01 kWh steps
+    assert _held_per_anchor(household) < 3.5
     assert household.rows()[-1] == Anchor(T0 + 900 * 383, 123_456_700 + 1200 * 383, None, "curve")
     branch = anchors(*((k, 110_000 * k, 0, "curve") for k in range(4 * 96)))  # 11 kWh a quarter-hour
-    assert branch._imp.typecode == "i" and not branch.wide
-    assert 7 <= _held_per_anchor(branch) < 9
+    assert (branch._imp.typecode, branch._exp) == ("h", None) and not branch.wide  # no PV: no export bytes
+    assert 2.5 <= _held_per_anchor(branch) < 3.5
     m.prune(T0 + 900 * 300)
     assert m.first == T0 + 900 * 300 and len(m) == 84
     assert m.rows()[-1] == Anchor(T0 + 900 * 383, 9_000_000_000 + 50 * 383, 3830, "curve")
@@ -160,8 +160,8 @@ def test_pruning_keeps_a_running_meters_registers_narrow() -> None:
         m.add(Anchor(T0 + 900 * k, 5_000_000 + 3600 * k, 77 if k % 2 else None, "curve"))
         if k % 96 == 95:
             m.prune(T0 + 900 * (k - 4 * 96))
-    assert (m._imp.typecode, m._exp.typecode) == ("h", "h") and m._imp_step == 100
-    assert len(m) == 4 * 96 + 1 and m._imp_base == 5_000_000 + 3600 * (36 * 96 - 1)
+    assert (m._imp.typecode, m._exp.typecode) == ("B", "B") and m._imp_step == 100
+    assert len(m) == 4 * 96 + 1 and m.rows()[0].imp == 5_000_000 + 3600 * (36 * 96 - 1)
     k = 40 * 96 - 1
     assert m.rows()[-2:] == [
         Anchor(T0 + 900 * (k - 1), 5_000_000 + 3600 * (k - 1), None, "curve"),
@@ -187,8 +187,8 @@ def test_slots_are_a_range_while_consecutive_an_array_with_a_gap() -> None:
     assert [a.imp for a in anchors(*((k, k, None, "curve") for k in (0, 1, 3))).rows()] == [0, 1, 3]
 
 
-def test_a_register_beyond_an_int32_offset_widens_the_columns_and_loses_nothing() -> None:
-    # offsets from the first register: -2**31 would read as "no export", +2**31 overflows
+def test_a_register_step_beyond_int32_widens_the_columns_and_loses_nothing() -> None:
+    # steps from the register before: -2**31 would read as "no export", +2**31 overflows
     for first, later in ((2**31, 0), (0, 2**31), (5, 5 + 2**31), (2**40, 2**40 - 2**31)):
         m = anchors((0, first, None, "curve"), (1, first, 7, "curve"))
         assert not m.wide
@@ -200,9 +200,34 @@ def test_a_register_beyond_an_int32_offset_widens_the_columns_and_loses_nothing(
             Anchor(T0 + 1800, later, later, "curve"),
         ]
         assert _held_per_anchor(m) > 17  # int64 now
-    edge = anchors((0, 0, 0, "curve"), (1, 2**31 - 1, 2**31 - 1, "curve"), (2, 1 - 2**31, None, "curve"))
-    assert not edge.wide
-    assert [(a.imp, a.exp) for a in edge.rows()] == [(0, 0), (2**31 - 1, 2**31 - 1), (1 - 2**31, None)]
+    edge = anchors(
+        (0, 0, 0, "curve"), (1, 2**31 - 1, 2**31 - 1, "curve"), (2, 0, None, "curve"), (3, 1, 0, "curve")
+    )
+    assert not edge.wide and edge._imp.typecode == "i"
+    assert [(a.imp, a.exp) for a in edge.rows()] == [(0, 0), (2**31 - 1, 2**31 - 1), (0, None), (1, 0)]
+    assert [(i.imp, i.exp) for i in edge.intervals(T0, T0 + 3 * 900)] == [
+        (2**31 - 1, 2**31 - 1),
+        (0, 0),
+        (1, 0),
+    ]
+
+
+def test_a_step_past_a_byte_widens_the_column_and_a_prune_narrows_it_again() -> None:
+    # a quarter-hour of 3 kWh (300 steps of 0.01 kWh) does not fit a byte, a register going back
+    # is a negative step: int16 until they are pruned; the registers read the same throughout
+    m = anchors(*((k, 1_000_000 + 100 * k, 500, "curve") for k in range(10)))
+    assert (m._imp.typecode, m._exp) == ("B", None)  # (an export that has not moved: quiet)
+    m.add(Anchor(T0 + 10 * 900, 1_000_000 + 100 * 9 + 30_000, 400, "curve"))
+    m.add(Anchor(T0 + 11 * 900, 1_000_000 + 100 * 9 + 30_100, 400, "curve"))
+    assert (m._imp.typecode, m._exp.typecode) == ("h", "h")
+    assert [(a.imp, a.exp) for a in m.rows()[-3:]] == [(1_000_900, 500), (1_030_900, 400), (1_031_000, 400)]
+    assert m.intervals(T0 + 9 * 900, T0 + 11 * 900) == [
+        Interval(T0 + 9 * 900, 30_000, 0),
+        Interval(T0 + 10 * 900, 100, 0),
+    ]
+    m.prune(T0 + 10 * 900)
+    assert (m._imp.typecode, m._exp.typecode) == ("B", "B")
+    assert [(a.imp, a.exp) for a in m.rows()] == [(1_030_900, 400), (1_031_000, 400)]
 
 
 def _split(total: int, n: int) -> list[int]:
@@ -320,3 +345,32 @@ def test_sources_are_marked_only_for_freezes_and_catch_up_reads() -> None:
     kept = [plain[t] for t in sorted(plain) if t >= T0 + 900 * 200]
     assert m.rows() == kept and len(m._marks) == sum(a.source != "curve" for a in kept)
     assert m.get(T0 + 900 * 288) == plain[T0 + 900 * 288] and m.get(T0 + 900 * 288).source == "freeze"  # type: ignore[union-attr]
+
+
+def test_an_export_that_does_not_move_takes_no_column_until_it_does() -> None:
+    # a meter with no PV: its export register never moves, its daily freezes carry none. The
+    # export column is quiet (no bytes: the freezes' exports not read are marked) until an export
+    # moves; the anchors and intervals read the same before and after
+    m, plain = MeterAnchors(), list[Anchor]()
+    for k in range(3 * 96):
+        a = Anchor(
+            T0 + 900 * k,
+            2_000_000 + 300 * k,
+            None if k % 96 == 0 else 4200,
+            "freeze" if k % 96 == 0 else "curve",
+        )
+        m.add(a)
+        plain.append(a)
+    assert m._exp is None and len(m._marks) == 3
+    assert m.rows() == plain and m.get(T0 + 96 * 900) == plain[96]
+    assert m.intervals(T0, T0 + 3 * 900) == [Interval(T0 + 900 * k, 300, 0) for k in range(3)]
+    assert m.newest_step() is None  # (never priced: dirty from the first)
+    m.prune(T0 + 96 * 900)
+    assert m._exp is None and m.rows() == plain[96:] and len(m._marks) == 2
+    m.add(Anchor(T0 + 900 * 288, 2_000_000 + 300 * 288, 4250, "curve"))  # PV: the export moves
+    plain.append(Anchor(T0 + 900 * 288, 2_000_000 + 300 * 288, 4250, "curve"))
+    assert m._exp is not None and m._exp.typecode == "B" and len(m._marks) == 2  # (freezes' marks kept)
+    assert m.rows() == plain[96:]
+    assert m.intervals(T0 + 900 * 287, T0 + 900 * 288) == [Interval(T0 + 900 * 287, 300, 50)]
+    never = anchors(*((k, 100 * k, None, "curve") for k in range(96)))  # export never read: a column
+    assert never._exp is not None and len(never._marks) < 40 and all(a.exp is None for a in never.rows())

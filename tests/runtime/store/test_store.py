@@ -10,7 +10,7 @@ import pytest
 from hal.clock import LoopClock
 from runtime.errors import MessageTooLarge, StoreError
 from runtime.model import Event, Quality, Reading
-from runtime.store import SCHEMA_VERSION, Store, StoreLimits
+from runtime.store import PAGE_CACHE_KIB, SCHEMA_VERSION, Store, StoreLimits
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 DAY = 86400.0
@@ -33,6 +33,13 @@ async def test_fsync_false_keeps_wal_but_does_not_sync_every_commit(tmp_path: Pa
     async with await open_store(tmp_path / "s.db", fsync=False) as store:
         assert str(await store.pragma("journal_mode")).lower() == "wal"
         assert await store.pragma("synchronous") == 1  # NORMAL: survives a killed process
+
+
+async def test_the_page_cache_is_bounded_below_sqlites_default(tmp_path: Path) -> None:
+    """The connection's page cache is the store's bound (KiB), not sqlite's 2000 KiB default."""
+    async with await open_store(tmp_path / "s.db") as store:
+        assert await store.pragma("cache_size") == -PAGE_CACHE_KIB
+        assert PAGE_CACHE_KIB < 2000
 
 
 async def test_migrations_are_idempotent(tmp_path: Path) -> None:
