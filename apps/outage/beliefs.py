@@ -379,7 +379,7 @@ def _kept(times: array[float] | tuple[()], t: float) -> array[float]:
 def _kept_answer(times: array[int] | array[float] | tuple[()], t: float) -> array[int] | array[float]:
     """``_kept`` for answers: whole seconds in int32 while every time is one (``t`` a whole number
     within int32), else doubles (the int32 ones turned to doubles, exactly). Full, the array is
-    shifted in place (no append past ``ANSWERS_KEPT``: its allocation stays 34 places)."""
+    exact-size and shifted in place (no append past ``ANSWERS_KEPT``)."""
     whole = float(t).is_integer() and -(2**31) <= t < 2**31
     if not times:
         return array("i", (int(t),)) if whole else array("d", (t,))
@@ -390,7 +390,8 @@ def _kept_answer(times: array[int] | array[float] | tuple[()], t: float) -> arra
             kept.append(value)
         else:
             bisect.insort(kept, value)
-        return kept
+        # full from now on: an exact-size copy (appends left room for ~7 more)
+        return kept[:] if len(kept) == ANSWERS_KEPT else kept
     # the latest ANSWERS_KEPT: ``value`` in, the oldest out (``value`` itself when it is older)
     at = bisect.bisect_right(kept, value)
     if at:
