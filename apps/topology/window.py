@@ -155,7 +155,8 @@ class _Ring:
 class _Table:
     """The rows of every device of a held window that stores one set of ``columns``: one float32
     array ``(devices, held, len(columns))`` (a device is a row of it), not a ``_Ring`` and an
-    array a device (~0.15 kB of headers each). A row given back is emptied and used again."""
+    array a device (~0.15 kB of headers each). A row given back is emptied and used again; the
+    array grows by ``TABLE_GROWTH`` rows (a quarter when bigger) and is dropped when all are free."""
 
     __slots__ = ("columns", "free", "values")
 
@@ -176,8 +177,13 @@ class _Table:
         return self.free.pop()
 
     def give(self, row: int) -> None:
+        """``row`` is free again; a table whose rows are all free keeps no array (the tables of
+        a device's first columns, before the rest of its record arrives, are empty again)."""
         self.values[row] = np.nan
         self.free.append(row)
+        if len(self.free) == len(self.values):
+            self.values = np.full((0, *self.values.shape[1:]), np.nan, dtype=np.float32)
+            self.free = []
 
 
 class _Tables:

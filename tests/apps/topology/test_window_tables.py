@@ -75,12 +75,12 @@ def test_a_device_that_widens_frees_its_row_for_the_next() -> None:
     assert isinstance(tables, _Tables)
     for d in ("m1", "m2"):
         w.add_curve([{"device": d, "quantity": QUANTITIES[c], "ts": T0, "value": 1.0 + c} for c in SINGLE])
-    # the tables of the partial column sets ({0}, {0,3}, {0,3,6}) have every row free again
+    # the tables of the partial column sets ({0}, {0,3}, {0,3,6}) are empty again
     by_columns = {tuple(t.columns): t for t in tables._tables}
     assert by_columns[SINGLE].values.shape[0] - len(by_columns[SINGLE].free) == 2
     for key, t in by_columns.items():
         if key != SINGLE:
-            assert len(t.free) == t.values.shape[0] and np.isnan(t.values).all()
+            assert t.values.shape[0] == 0 and t.free == []  # no array kept for the partial sets
     ring = tables["m2"]
     assert ring.slots is w._held_slots and ring.columns == list(SINGLE)
     np.testing.assert_array_equal(ring.get(np.array([SLOT0]))[0, list(SINGLE)], [1.0, 4.0, 7.0, 8.0])
@@ -100,3 +100,17 @@ class _RingsBySet(dict[str, _Ring]):
                 self._window.held, len(QUANTITIES), (), slots=self._window._held_slots
             )
         return ring
+
+
+def test_columns_given_quantity_by_quantity_leave_no_table_of_the_first_ones() -> None:
+    w = Window(keep_points=200)
+    w.hold(20)
+    for c in SINGLE:  # every device's voltage first, then every current, ...: 300 devices wait in each set
+        w.add_curve(
+            [{"device": f"m{d}", "quantity": QUANTITIES[c], "ts": T0, "value": 1.0} for d in range(300)]
+        )
+    tables = w._devices
+    assert isinstance(tables, _Tables)
+    rows = {tuple(t.columns): t.values.shape[0] - len(t.free) for t in tables._tables}
+    held = {tuple(t.columns): t.values.shape[0] for t in tables._tables}
+    assert rows[SINGLE] == 300 and all(n == 0 for k, n in held.items() if k != SINGLE)
