@@ -57,8 +57,9 @@ class MeterBelief:
     back: Window | None = None  # the last return evidence (power-on list, answer after dark)
     # sorted, the latest ANSWERS_KEPT; arrays (a full list of 32 floats was ~1.1 kB a meter), the
     # shared empty tuple until the first (most meters never fail a read: 64 B each). Answers are
-    # whole seconds (int32) while every one is (a read's slot time; ~0.14 kB less a meter), else
-    # doubles: read them as floats (``answer_times``, ``last_answer``, ``first_answer_after``)
+    # whole seconds (int32) while every one is (RS-485 reads carry their slot's time: ~0.13 kB
+    # less a full meter), else doubles (route reads carry the read's time, probes and health
+    # theirs): read them as floats (``answer_times``, ``last_answer``, ``first_answer_after``)
     answers: array[int] | array[float] | tuple[()] = ()
     fails: array[float] | tuple[()] = ()
     relay_open_since: float | None = None
