@@ -69,14 +69,23 @@ def lineloss(meters: int, days: int) -> int:
     base = tracemalloc.get_traced_memory()[0]
     book = Book(TZ, keep_days=9)
     chill = getattr(book, "chill", None)
+    cool = getattr(book, "cool", None)  # (the cold days' ends go to the store too)
     stored: dict[Any, str] = {}  # the app's store (not the terminal's RAM: taken off below)
+
+    def give_away(d: Any) -> None:
+        packed = chill(d)
+        if packed is not None:
+            stored[d] = _merged(stored.get(d), packed)
+            if cool is not None:
+                stored[d, "ends"] = json.dumps(book.ends_of(d))
+
     for day in range(days):
         today = datetime.fromtimestamp(D0 + 86400 * day, TZ).date()
         if chill is not None:  # the service's update at 00:05: every past day to the store
             for d in [d for d in book.days if d < today]:
-                packed = chill(d)
-                if packed is not None:
-                    stored[d] = _merged(stored.get(d), packed)
+                give_away(d)
+            if cool is not None:
+                book.cool()
         rows = [rows_of(m, day, rng) for m in range(meters)]
         early = 3 * len(rows[0][0]) // 96  # 00:00-00:30: the midnight points, yesterday's last ones
         for m, (curve, freeze) in enumerate(rows):
@@ -85,15 +94,14 @@ def lineloss(meters: int, days: int) -> int:
         if chill is not None and day > 0:  # 00:30: yesterday computed (taken back, given again)
             yesterday = today - timedelta(days=1)
             book.thaw(yesterday, json.loads(stored[yesterday]))
-            packed = chill(yesterday)
-            if packed is not None:
-                stored[yesterday] = _merged(stored[yesterday], packed)
+            give_away(yesterday)
+            if cool is not None:
+                book.cool()
         for m, (curve, _) in enumerate(rows):
             book.add("curve", f"m{m}", curve[early:])
         del rows
-        for d in [d for d in stored if not book.has(d)]:
+        for d in [d for d in stored if not book.has(d[0] if isinstance(d, tuple) else d)]:
             del stored[d]
-    packed = None  # (the last packed day went to the store)
     gc.collect()
     held = tracemalloc.get_traced_memory()[0] - base - sum(sys.getsizeof(v) for v in stored.values())
     note = "" if chill is not None else " (+ today's Day, which the service then kept too: ~10 kB a meter)"

@@ -20,11 +20,13 @@ compute anything but the power a point's register counts (``MeterDay.power``).
 Hot and cold days: a day's points were ~9 kB per meter as float64 (10 curve items x 97), 9 days
 of 2,400 meters ~190 MB; a hot day's ``MeterDay`` holds them as narrow integers (~1.1 kB a
 single-phase meter-day, less while the day is young). The service gives a past day's points
-away (``chill``: the day packed, for the app's store) and the book keeps of it only what the
-day's energy needs -- each meter's freezes and its curve registers at both midnights
-(``ColdDay``, 32 bytes a meter) -- plus the rows that come for it later, in order (``Late``);
-``thaw`` takes the packed day back and replays them, so a thawed day is exactly the day the book
-would have kept. ``readings`` of a cold day fills the freezes and the curve's midnights only
+away (``chill``: the day packed, for the app's store) and the book keeps of it in RAM only the
+rows that come for it later, in order (``ColdDay``, ``Late``); what the day's energy needs --
+each meter's freezes and its curve registers at both midnights (``Ends``) -- goes to the store
+with the points and is held again (``warm``) only while a computation reads the day, until
+``cool``. ``thaw`` takes the packed day back and replays the late rows, so a thawed day is
+exactly the day the book would have kept; ``warm`` likewise lays them over the stored ends.
+``readings`` of a cold (warm) day fills the freezes and the curve's midnights only
 (what ``day_energies`` reads); the rest is NaN.
 """
 
@@ -480,42 +482,68 @@ class Late:
             yield device, part, item, code % _K_SPAN, value
 
 
-@dataclass
-class ColdDay:
-    """What the book keeps of a day given away: per meter its freezes (start, end) and its curve
-    registers at both midnights, forward and reverse (``ends``: one row of 8 a meter, NaN where not
-    read), and the rows that came for the day since (replayed by ``thaw``). ``rows`` (meter -> its
-    row) is one dict for every cold day with the same meters in the same order (~90 B a meter a
-    day: 2,400 meters x 8 days ~1.7 MB); a new meter makes a day its own copy."""
+class Ends:
+    """A past day's energies, what ``day_energies`` reads of it: per meter its freezes (start,
+    end) and its curve registers at both midnights, forward and reverse (``ends``: one row of 8
+    a meter, columns in ``_ENDS`` order, float64, NaN where not read; ``rows``: meter -> its row,
+    in the order the day had its meters). Held only while a computation reads the day (see
+    ``ColdDay``); ``pack_ends`` / ``unpack_ends`` are its copy in the store."""
 
-    rows: dict[str, int]
-    ends: np.ndarray  # (len(rows), 8), columns in _ENDS order: int32 ten-thousandths while exact
-    late: Late = field(default_factory=Late)  # the rows that came since, in order
-    own: bool = True  # False: ``rows`` is shared with other days (copied before it changes)
+    __slots__ = ("ends", "rows")
+
+    def __init__(self, rows: dict[str, int], ends: FArray) -> None:
+        self.rows = rows
+        self.ends = ends
 
     def put(self, device: str, part: str, item: str, k: int, value: float) -> None:
-        self.late.append(device, part, item, k, value)
+        """A row that came for the day: kept when it is one of the ends (a new meter gets a row)."""
         if item not in ("forward", "reverse") or (part == "curve" and k not in (0, INTERVALS_PER_DAY)):
             return
         row = self.rows.get(device)
         if row is None:
-            if not self.own:  # the dict is other days' too
-                self.rows, self.own = dict(self.rows), True
             row = self.rows[device] = len(self.rows)
-            fresh = np.full((1, 8), _UNREAD if self.ends.dtype == np.int32 else np.nan, dtype=self.ends.dtype)
-            self.ends = np.vstack([self.ends, fresh])
-        column = 2 * _ENDS.index(f"{part}.{item}") + (0 if k == 0 else 1)
-        if self.ends.dtype == np.int32:
-            q = round(value * _SCALE) if abs(value) <= _LIMIT / _SCALE else _LIMIT + 1  # inf too
-            if -_LIMIT <= q <= _LIMIT and q / _SCALE == value and (q or math.copysign(1.0, value) > 0):
-                self.ends[row, column] = q
-                return
-            self.ends = _decoded(self.ends)  # float64 from now on
-        self.ends[row, column] = value
+            self.ends = np.vstack([self.ends, np.full((1, 8), np.nan)])
+        self.ends[row, 2 * _ENDS.index(f"{part}.{item}") + (0 if k == 0 else 1)] = value
 
     def end_values(self, row: int) -> FArray:
-        """Row ``row`` of ``ends`` as float64 (NaN where not read)."""
-        return _decoded(self.ends[row])
+        """Row ``row`` of ``ends`` (NaN where not read)."""
+        values: FArray = self.ends[row]
+        return values
+
+
+def pack_ends(ends: Ends) -> dict[str, Any]:
+    """A day's ``Ends`` as JSON: its meters in row order and the rows (float64, little-endian,
+    zlib, base64): the exact values, NaN and all."""
+    raw = np.ascontiguousarray(ends.ends, dtype="<f8").tobytes()
+    return {"meters": list(ends.rows), "ends": base64.b64encode(zlib.compress(raw, 1)).decode("ascii")}
+
+
+def unpack_ends(packed: Mapping[str, Any]) -> Ends:
+    """``pack_ends``'s copy back (a writable array of its own)."""
+    meters = [sys.intern(str(m)) for m in packed["meters"]]
+    raw = bytearray(zlib.decompress(base64.b64decode(packed["ends"])))
+    values = np.frombuffer(raw, dtype="<f8").reshape(len(meters), 8)
+    return Ends({meter: j for j, meter in enumerate(meters)}, values)
+
+
+class ColdDay:
+    """What the book keeps in RAM of a day given away: the rows that came for it since, in order
+    (``late``, replayed by ``thaw``). Its ``Ends`` are in the store (the service saves
+    ``Book.ends_of`` with the day's points) and are held (``ends``) only from ``chill`` or
+    ``Book.warm`` to ``Book.cool``: while a computation reads the day. Before, every cold day
+    kept its ends in RAM (~32 B a meter-day as int32, and ~90 B a meter for a dict of rows: 8
+    cold days of 2,400 meters ~0.8 MB)."""
+
+    __slots__ = ("ends", "late")
+
+    def __init__(self, ends: Ends | None = None) -> None:
+        self.late = Late()
+        self.ends = ends
+
+    def put(self, device: str, part: str, item: str, k: int, value: float) -> None:
+        self.late.append(device, part, item, k, value)
+        if self.ends is not None:
+            self.ends.put(device, part, item, k, value)
 
 
 @dataclass
@@ -629,8 +657,9 @@ class Book:
     def chill(self, d: date) -> list[dict[str, Any] | None] | None:
         """Give hot day ``d`` away: keep its ``ColdDay``; its packed points for the store, in
         parts of ``PART_METERS`` meters (a part None: unchanged since stored), or None when the
-        stored copy stands whole. A part holds the same meters every time (meters only join a
-        day, at its end)."""
+        stored copy stands whole (its ends too: they come from the points). A part holds the
+        same meters every time (meters only join a day, at its end). The day's ``Ends`` are
+        held until ``cool``: save ``ends_of(d)`` with changed parts."""
         points = self.days.pop(d)
         rows = {meter: j for j, meter in enumerate(points)}
         ends = np.full((len(rows), 8), np.nan)
@@ -640,11 +669,7 @@ class Book:
                 a = md.freeze.get(item) if part == "freeze" else md.curve_of(item)
                 if a is not None:
                     ends[j, 2 * c], ends[j, 2 * c + 1] = a[0], a[-1]
-        shared = next((c for c in self.cold.values() if c.rows == rows), None)  # one dict (ColdDay)
-        if shared is not None:
-            shared.own = False
-        held = _held(ends.ravel()).reshape(ends.shape)  # int32 ten-thousandths: half the bytes
-        self.cold[d] = ColdDay(rows if shared is None else shared.rows, held, own=shared is None)
+        self.cold[d] = ColdDay(Ends(rows, ends))  # held until ``cool``: saved with the points
         changed = self.changed.pop(d, set())
         whole = d not in self.stored
         if not whole and not changed:
@@ -660,16 +685,47 @@ class Book:
 
     def thaw(self, d: date, parts: Sequence[Mapping[str, Any] | None] | None) -> None:
         """Take cold day ``d`` back from its packed parts and replay the rows that came since.
-        A part missing (the stored copy is lost): the day comes back with its ends only."""
-        cold = self.cold.pop(d)
+        A part missing (the stored copy is lost): the day comes back with its ends only (they
+        must be held: ``warm`` first)."""
+        cold = self.cold[d]
         points = _unpack_parts(parts)
         if points is None:
-            points = _from_ends(cold)
+            assert cold.ends is not None, "warm a cold day before it comes back from its ends"
+            points = _from_ends(cold.ends)
             self.stored.discard(d)  # packed whole again when given away
+        del self.cold[d]
         self.days[d] = points
         self.changed.pop(d, None)
         for device, part, item, k, value in cold.late:
             self._put(d, device, part, item, k, value)
+
+    def ends_of(self, d: date) -> dict[str, Any]:
+        """Cold day ``d``'s ends as held (from ``chill`` or ``warm``), packed for the store."""
+        ends = self.cold[d].ends
+        assert ends is not None, f"{d}: its ends are not held"
+        return pack_ends(ends)
+
+    def is_warm(self, d: date) -> bool:
+        """Whether cold day ``d``'s ends are held (it can be read)."""
+        cold = self.cold.get(d)
+        return cold is not None and cold.ends is not None
+
+    def warm(self, d: date, packed: Mapping[str, Any] | None) -> None:
+        """Hold cold day ``d``'s ends again, from their stored copy (``ends_of`` when it was
+        given away), with the rows that came since laid over them in order: the ends the day
+        has. ``packed`` None (the copy is lost): from those rows alone."""
+        cold = self.cold[d]
+        if cold.ends is not None:
+            return
+        ends = unpack_ends(packed) if packed is not None else Ends({}, np.full((0, 8), np.nan))
+        for device, part, item, k, value in cold.late:
+            ends.put(device, part, item, k, value)
+        cold.ends = ends
+
+    def cool(self) -> None:
+        """Let go of every cold day's ends (they are in the store)."""
+        for cold in self.cold.values():
+            cold.ends = None
 
     def restore(self, d: date, parts: Sequence[Mapping[str, Any] | None]) -> None:
         """After a restart: day ``d`` as it was given to the store, with the rows reloaded from
@@ -709,11 +765,13 @@ class Book:
         out = DayReadings.empty(self.midnight(d), len(meters))
         cold = self.cold.get(d)
         if cold is not None:
+            ends = cold.ends
+            assert ends is not None, "warm a cold day before it is read"
             for i, meter in enumerate(meters):
-                j = cold.rows.get(meter)
+                j = ends.rows.get(meter)
                 if j is None:
                     continue
-                e = cold.end_values(j)
+                e = ends.end_values(j)
                 out.freeze_forward[i], out.freeze_reverse[i] = e[0:2], e[2:4]
                 out.curve_forward[i, [0, INTERVALS_PER_DAY]] = e[4:6]
                 out.curve_reverse[i, [0, INTERVALS_PER_DAY]] = e[6:8]
@@ -789,7 +847,7 @@ def _unpack_parts(parts: Sequence[Mapping[str, Any] | None] | None) -> dict[str,
     return points
 
 
-def _from_ends(cold: ColdDay) -> dict[str, MeterDay]:
+def _from_ends(cold: Ends) -> dict[str, MeterDay]:
     points = {}
     for meter, j in cold.rows.items():
         md = points[meter] = MeterDay()
@@ -825,7 +883,10 @@ __all__ = [
     "METROLOGY",
     "Book",
     "ColdDay",
+    "Ends",
     "MeterDay",
     "pack",
+    "pack_ends",
     "unpack",
+    "unpack_ends",
 ]

@@ -37,14 +37,17 @@ curve point there: seconds of energy off, not a gap. Results already sent stay i
 Memory: only today's points stay in RAM between updates. A past day is given to the store
 (keys ``book/<date>/<part>``, ``Book.chill``) at the end of each update, and taken back (``Book.thaw``)
 while it is one of the newest ``window_days`` days of a window being computed; older days of a
-window need only their energies, which the book keeps (``ColdDay``). No ``Day`` is held between
-updates either (a ``Day`` is ~10 kB per meter).
+window need only their energies, which go to the store with the points (key ``book/<date>/ends``,
+~150 kB at 2,400 meters) and are read back (``Book.warm``) for the update that computes, then let
+go (``Book.cool``): between updates a past day holds only the rows that came for it since. No
+``Day`` is held between updates either (a ``Day`` is ~10 kB per meter).
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -114,10 +117,18 @@ class Config:
         )
 
 
-@dataclass
+@dataclass(frozen=True, slots=True)
 class _Computed:
+    """What a day's last computation sent, as digests (the JSON itself was ~0.1-1 MB a day at
+    2,000 meters, kept for every day of ``recompute_days``)."""
+
     key: tuple[int, int, int]  # (book version of the day, layout version, topology version)
-    body: str  # the figures and findings last sent, to send a revision only on change
+    body: bytes  # digest of the figures and findings last sent, to send a revision only on change
+    anomalies: frozenset[bytes] = frozenset()  # digest of each finding sent (JSON, keys sorted)
+
+
+def _digest(text: str) -> bytes:
+    return hashlib.sha256(text.encode()).digest()
 
 
 @dataclass
@@ -328,9 +339,8 @@ class LineLossService:
         book keeps ``keep_days``)."""
         self._days.clear()
         for d in [d for d in self.book.days if d < today]:
-            parts = self.book.chill(d)
-            if parts is not None:
-                await self._save_points(d, parts)
+            await self._give_away(d)
+        self.book.cool()
         dropped, self.book.dropped = self.book.dropped, []
         for d in dropped:
             await self._save_points(d, [])
@@ -341,11 +351,23 @@ class LineLossService:
             for name in [n for n in self.revisions if n < oldest.isoformat()]:
                 del self.revisions[name]
 
-    async def _save_points(self, d: date, parts: list[dict[str, Any] | None]) -> None:
+    async def _give_away(self, d: date) -> None:
+        """Hot past day ``d`` to the store (``Book.chill``): its changed parts and its ends."""
+        parts = self.book.chill(d)
+        if parts is not None:
+            await self._save_points(d, parts, self.book.ends_of(d))  # (packed before any await)
+
+    async def _save_points(
+        self, d: date, parts: list[dict[str, Any] | None], ends: dict[str, Any] | None = None
+    ) -> None:
         """A past day's packed points to the store: ``book/<date>`` the number of parts,
         ``book/<date>/<i>`` each part that changed (None: unchanged; no parts: the day is
-        forgotten)."""
+        forgotten), ``book/<date>/ends`` its ends (``Book.ends_of``) when given."""
         store, key = self.ctx.store, f"book/{d.isoformat()}"
+        if ends is not None:
+            await store.set(f"{key}/ends", ends)
+        elif not parts:
+            await store.delete(f"{key}/ends")
         before = int(await store.get(key, 0))
         for i, part in enumerate(parts):
             if part is not None:
@@ -418,8 +440,30 @@ class LineLossService:
         settings = self.config.settings
         for x in days[-max(settings.meters.window_days, settings.fit.window_days) :]:
             if x in self.book.cold:
-                self.book.thaw(x, await self._load_points(x))
+                parts = await self._load_points(x)
+                if not parts or any(part is None for part in parts):
+                    await self._warm(x)  # it comes back from its ends
+                self.book.thaw(x, parts)
+        for x in days:
+            if x in self.book.cold:
+                await self._warm(x)
         return [self._day(x) for x in days]
+
+    async def _warm(self, d: date) -> None:
+        """Cold day ``d``'s ends held again, from the store. Stored without them (before they had
+        a key of their own): from its points, given away again at once (the ends saved)."""
+        if self.book.is_warm(d):
+            return
+        packed = await self.ctx.store.get(f"book/{d.isoformat()}/ends")
+        if packed is None:
+            parts = await self._load_points(d, quiet=True)
+            if parts and all(part is not None for part in parts):
+                self.book.thaw(d, parts)
+                again = self.book.chill(d) or [None] * len(parts)
+                await self._save_points(d, again, self.book.ends_of(d))
+                return
+            self.ctx.log.warning("%s: its energies are not in the store: the rows since only", d)
+        self.book.warm(d, packed)
 
     async def compute(self, d: date, *, force: bool = False) -> DayResult | None:
         if self.layout is None or self.records is None:
@@ -429,7 +473,7 @@ class LineLossService:
         if not window or window[-1].date != d.isoformat():
             return None
         if window[-1].opening > INTERVALS_PER_DAY - PARTIAL_MIN_INTERVALS:  # started in its last hour
-            self._computed[d] = _Computed(key, "")
+            self._computed[d] = _Computed(key, b"")
             return None
         records, layout, topology = self.records, self.layout, self.topology
         result = await asyncio.to_thread(
@@ -438,9 +482,10 @@ class LineLossService:
         self.counters["days_computed"] += 1
         days = [sd.to_json() for sd in result.days]
         anomalies = [a.to_json() for a in result.anomalies]
-        body = json.dumps([days, anomalies], sort_keys=True)
+        body = _digest(json.dumps([days, anomalies], sort_keys=True))
         before = self._computed.get(d)
-        self._computed[d] = _Computed(key, body)
+        found = frozenset(_digest(json.dumps(a, sort_keys=True)) for a in anomalies)
+        self._computed[d] = _Computed(key, body, found)
         if before is not None and before.body == body and not force:
             return result
         await self._send(d, result, days, anomalies, before, opening=window[-1].opening)
@@ -495,11 +540,9 @@ class LineLossService:
         await self.ctx.store.set(f"day/{name}", message)
         await self.ctx.store.set("revisions", self.revisions)
         self.ctx.bus.publish("lineloss/day", message, retain=True)
-        seen = (
-            set() if before is None else {json.dumps(a, sort_keys=True) for a in json.loads(before.body)[1]}
-        )
+        seen = frozenset() if before is None else before.anomalies
         for a in anomalies:
-            if json.dumps(a, sort_keys=True) not in seen:
+            if _digest(json.dumps(a, sort_keys=True)) not in seen:
                 self.ctx.bus.publish("lineloss/anomaly", a)
 
     async def _intervals(self, now: float) -> None:
