@@ -36,7 +36,7 @@ from typing import Self, TypeVar
 from hal.errors import TransportError, TransportTimeout
 from hal.health import DeviceHealth, DeviceHealthBook
 from hal.interfaces import HalClock, Priority, SerialLink, StreamDecoder
-from hal.slots import PrioritySlots
+from hal.slots import PrioritySlots, Reservation, Start
 from hal.trace import Direction, FrameTrace
 
 _log = logging.getLogger(__name__)
@@ -117,6 +117,12 @@ class Rs485Port:
             remaining = self._idle_since + needed - self._clock.monotonic()
             if remaining > 0:
                 await self._clock.sleep(remaining)
+
+    def reserve(self, priority: Priority, count: int, start: Start) -> Reservation:
+        """Queue ``count`` transactions' places on the bus now; each one's task is started when
+        its place comes up (``PrioritySlots.reserve``): a reading cycle need not start one task a
+        meter to wait for the line."""
+        return self._bus.reserve(priority, count, start)
 
     # ------------------------------------------------------------------ health
 

@@ -31,6 +31,12 @@ SETTLE_WAIT_S = 60.0  # a cycle waits at most this long for the first sync of a 
 EventRead = Callable[[Meter], Awaitable[None]]
 
 
+def _upper(address: str) -> str:
+    """``address`` in upper case -- the same string when it is already (no copy a meter)."""
+    upper = address.upper()
+    return address if upper == address else upper
+
+
 class CarrierLink:
     """Node-table sync and meter-event reads for the HPLC meters of the current station model."""
 
@@ -42,7 +48,8 @@ class CarrierLink:
         for key in ("hplc_syncs", "hplc_sync_failures", "carrier_events", "carrier_event_reads",
                     "carrier_events_ignored"):  # fmt: skip
             counters.setdefault(key, 0)
-        self._wish: tuple[tuple[str, ...], dict[str, str]] | None = None
+        # the HPLC meters' addresses and protocols (parallel tuples: the mapping is made per sync)
+        self._wish: tuple[tuple[str, ...], tuple[str, ...]] | None = None
         self._by_address: dict[str, Meter] = {}
         self._synced_nonempty = False
         self._dirty = asyncio.Event()
@@ -56,12 +63,12 @@ class CarrierLink:
         """Queue a sync of the module with ``model``'s HPLC meters (at start and on every change
         of the model; nothing is sent when the HPLC meters stay the same)."""
         meters = [m for m in model.meters if m.channel == HPLC]
-        self._by_address = {m.address.upper(): m for m in model.meters}
+        self._by_address = {_upper(m.address): m for m in model.meters}
         if not meters and not self._synced_nonempty:
             self._wish = None  # nothing on the carrier and nothing to clear from the module
             self._settled.set()
             return
-        wish = (tuple(m.address for m in meters), {m.address: m.protocol for m in meters})
+        wish = (tuple(m.address for m in meters), tuple(m.protocol for m in meters))
         if wish == self._wish:
             return
         self._wish = wish
@@ -94,7 +101,7 @@ class CarrierLink:
                 continue
             addresses, protocols = wish
             try:
-                await module.sync_archive(addresses, protocols=protocols)
+                await module.sync_archive(addresses, protocols=dict(zip(addresses, protocols, strict=True)))
             except (HalError, TerminalError, ValueError) as err:
                 self._counters["hplc_sync_failures"] += 1
                 if not failing:  # edge-triggered: once until it works again

@@ -14,6 +14,7 @@ import math
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from hal.interfaces import Priority
 from protocols.station import Meter
 from runtime.api import AppContext
 from runtime.model import Quality, Reading
@@ -73,7 +74,7 @@ class CurveTask:
     async def run(self, slot: Slot) -> None:
         """Read the point that just closed; then catch up what is missing (the caller saves)."""
         point = slot.epoch
-        readings = await self._plan.per_port(lambda port, meters: self._port(meters, point))
+        readings = await self._plan.per_port(lambda port, meters: self._port(port, meters, point))
         await self._output.readings(readings, kind="curve")
         await self.catch_up()
 
@@ -89,7 +90,7 @@ class CurveTask:
             return None
         return items.records_to_points(meter, records, self._tz, quality=quality)
 
-    async def _port(self, meters: list[Meter], point: float) -> list[Reading]:
+    async def _port(self, port: str, meters: list[Meter], point: float) -> list[Reading]:
         out: list[Reading] = []
 
         async def one(meter: Meter) -> None:
@@ -99,7 +100,8 @@ class CurveTask:
                 return
             out.extend(points[point])
 
-        await each_meter(meters, one, task="curve")
+        queue = self._plan.transport(port)
+        await each_meter(meters, one, task="curve", queue=queue, priority=Priority.CURVE)
         return out
 
     async def catch_up(self) -> None:

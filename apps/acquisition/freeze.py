@@ -13,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from hal.interfaces import Priority
 from protocols.station import Meter
 from runtime.api import AppContext
 from runtime.model import Quality, Reading
@@ -64,7 +65,7 @@ class FreezeTask:
     async def run(self, slot: Slot) -> None:
         self._reader.tracker.new_day()
         day = slot.epoch
-        readings = await self._plan.per_port(lambda port, meters: self._port(meters, day))
+        readings = await self._plan.per_port(lambda port, meters: self._port(port, meters, day))
         await self._output.readings(readings, kind="freeze")
 
     async def _read(self, meter: Meter, times_ago: int) -> tuple[float, dict[str, float]] | None:
@@ -76,7 +77,7 @@ class FreezeTask:
             return None
         return items.local_to_epoch(record.at, self._tz), record.values
 
-    async def _port(self, meters: list[Meter], day: float) -> list[Reading]:
+    async def _port(self, port: str, meters: list[Meter], day: float) -> list[Reading]:
         out: list[Reading] = []
 
         async def one(meter: Meter) -> None:
@@ -87,7 +88,8 @@ class FreezeTask:
                 return
             out.extend(items.to_readings(meter, got[1], got[0], prefix=items.DAILY_PREFIX))
 
-        await each_meter(meters, one, task="freeze")
+        queue = self._plan.transport(port)
+        await each_meter(meters, one, task="freeze", queue=queue, priority=Priority.CURVE)
         return out
 
     async def catch_up(self) -> None:

@@ -16,11 +16,14 @@ Must not read meters itself (the tasks do, through ``reader.MeterReader``) nor k
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from hal.errors import CapabilityMissing
+from hal.interfaces import Priority
 from hal.meters import CarrierTransport, MeterClient, MeterClients, MeterTransport, Rs485Transport
+from hal.slots import Reservation, Start
 from protocols.station import Meter, StationModel
 from runtime.api import AppContext
 from runtime.model import Reading
@@ -96,6 +99,10 @@ class Plan:
         self._transports[port] = transport
         return transport
 
+    def transport(self, port: str) -> MeterTransport | None:
+        """The transport of ``port`` (a board port, or ``hplc``) once a meter of the plan uses it."""
+        return self._transports.get(port)
+
     def client(self, meter_id: str) -> MeterClient | None:
         """The meter's client, or None when it is not (or no longer) readable. Made per call: a
         client has no state of its own (its transport's master has), and one kept a meter was
@@ -145,13 +152,49 @@ class Plan:
         return results
 
 
+@runtime_checkable
+class Queue(Protocol):
+    """A transport that can queue places for work started later (``PrioritySlots.reserve``)."""
+
+    def reserve(self, priority: Priority, count: int, start: Start) -> Reservation | None: ...
+
+
 async def each_meter(
-    meters: list[Meter], work: Callable[[Meter], Coroutine[Any, Any, None]], *, task: str
+    meters: list[Meter],
+    work: Callable[[Meter], Coroutine[Any, Any, None]],
+    *,
+    task: str,
+    queue: object = None,
+    priority: Priority = Priority.REALTIME,
 ) -> None:
-    """Queue ``work(meter)`` for every meter at once: the transport decides the order."""
+    """Queue ``work(meter)`` for every meter at once: the transport decides the order.
+
+    With ``queue`` (the meters' transport, if it can ``reserve``) each meter's place is queued
+    on it now, at ``priority``, and its task started only when the place is handed the slot --
+    the same order as tasks queueing themselves now, without a waiting task a meter. ``work``
+    must then ask that transport first (at ``priority``), with no other wait before; what it
+    decides before that (its client, availability) is decided when its turn comes. A meter it
+    skips passes its place on. Without ``queue``: one task a meter, started now."""
     async with asyncio.TaskGroup() as tg:
-        for meter in meters:
-            tg.create_task(work(meter), name=f"{task}:{meter.id}")
+        reservation = None
+        if isinstance(queue, Queue):
+            context = contextvars.copy_context()  # the caller's, not the releaser's that starts it
+
+            def start(index: int) -> asyncio.Task[None] | None:
+                meter = meters[index]
+                coro = work(meter)
+                try:
+                    return tg.create_task(coro, name=f"{task}:{meter.id}", context=context.copy())
+                except RuntimeError:  # the group is shutting down (a task failed, or cancelled)
+                    coro.close()
+                    return None
+
+            reservation = queue.reserve(priority, len(meters), start)
+        if reservation is None:
+            for meter in meters:
+                tg.create_task(work(meter), name=f"{task}:{meter.id}")
+        else:
+            await reservation.wait()
 
 
-__all__ = ["HPLC", "Plan", "PortWork", "each_meter"]
+__all__ = ["HPLC", "Plan", "PortWork", "Queue", "each_meter"]

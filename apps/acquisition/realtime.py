@@ -39,7 +39,7 @@ class RealtimeTask:
         rs485 = self._plan.rs485()
         for transport in rs485:
             transport.tally.reset()
-        readings = await self._plan.per_port(lambda port, meters: self._port(meters, slot.epoch))
+        readings = await self._plan.per_port(lambda port, meters: self._port(port, meters, slot.epoch))
         cycle = self._reader.tracker.cycle
         cycle.started = slot.epoch
         cycle.seconds = clock.monotonic() - started
@@ -47,7 +47,7 @@ class RealtimeTask:
         cycle.reads = sum(t.tally.exchanges for t in rs485)
         await self._output.readings(readings)
 
-    async def _port(self, meters: list[Meter], ts: float) -> list[Reading]:
+    async def _port(self, port: str, meters: list[Meter], ts: float) -> list[Reading]:
         out: list[Reading] = []
 
         async def meter_reads(meter: Meter) -> None:
@@ -68,7 +68,8 @@ class RealtimeTask:
                     break  # the meter is gone: do not spend the bus on its other items
             self._reader.record(meter, "realtime", got_any)
 
-        await each_meter(meters, meter_reads, task="realtime")
+        queue = self._plan.transport(port)
+        await each_meter(meters, meter_reads, task="realtime", queue=queue, priority=Priority.REALTIME)
         return out
 
 

@@ -34,7 +34,8 @@ from __future__ import annotations
 import contextlib
 import math
 import zlib
-from collections.abc import Awaitable
+from array import array
+from collections.abc import Awaitable, Iterable, Iterator
 from datetime import datetime
 from typing import TypeVar
 from zoneinfo import ZoneInfo
@@ -66,6 +67,81 @@ FLUSH_READINGS = 2000  # readings buffered before they go to the store and uplin
 FLUSH_EVERY_S = 300.0  # ... or this often while a round runs
 STALE_ROUNDS = 3  # a round unfinished for this many periods is restarted
 DAY_S = 86400
+
+
+class Progress:
+    """Per meter: the last curve point read, the local midnight of the last freeze read, and the
+    round of its last realtime/event visit -- columns, a row a meter (NaN / -1: none yet).
+
+    Points and freezes are kept for the meters given to ``keep`` (and those loaded before);
+    visits are kept for every meter ever visited (a meter that leaves and comes back in the same
+    round is not visited twice)."""
+
+    __slots__ = ("_freeze", "_point", "_rows", "_visit")
+
+    def __init__(self) -> None:
+        self._rows: dict[str, int] = {}  # meter id -> row
+        self._point = array("d")
+        self._freeze = array("d")
+        self._visit = array("q")
+
+    def _row(self, meter_id: str) -> int:
+        row = self._rows.get(meter_id)
+        if row is None:
+            row = self._rows[meter_id] = len(self._point)
+            self._point.append(math.nan)
+            self._freeze.append(math.nan)
+            self._visit.append(-1)
+        return row
+
+    def point(self, meter_id: str) -> float | None:
+        row = self._rows.get(meter_id)
+        value = math.nan if row is None else self._point[row]
+        return None if math.isnan(value) else value
+
+    def set_point(self, meter_id: str, epoch: float) -> None:
+        self._point[self._row(meter_id)] = epoch
+
+    def freeze(self, meter_id: str) -> float | None:
+        row = self._rows.get(meter_id)
+        value = math.nan if row is None else self._freeze[row]
+        return None if math.isnan(value) else value
+
+    def set_freeze(self, meter_id: str, midnight: float) -> None:
+        self._freeze[self._row(meter_id)] = midnight
+
+    def visited(self, meter_id: str) -> int | None:
+        row = self._rows.get(meter_id)
+        return None if row is None or self._visit[row] < 0 else self._visit[row]
+
+    def set_visited(self, meter_id: str, round_number: int) -> None:
+        self._visit[self._row(meter_id)] = round_number
+
+    def keep(self, meter_ids: Iterable[str]) -> None:
+        """Forget the points and freezes of meters not in ``meter_ids`` (their visits stay)."""
+        kept = set(meter_ids)
+        old, self._rows = self._rows, {}
+        point, freeze, visit = self._point, self._freeze, self._visit
+        self._point, self._freeze, self._visit = array("d"), array("d"), array("q")
+        for meter_id, row in old.items():
+            if meter_id in kept:
+                new = self._row(meter_id)
+                self._point[new], self._freeze[new], self._visit[new] = point[row], freeze[row], visit[row]
+            elif visit[row] >= 0:
+                self.set_visited(meter_id, visit[row])
+
+    def saved(self) -> Iterator[tuple[str, float | None, float | None]]:
+        """(meter id, last point, last freeze) of every meter with either."""
+        for meter_id, row in self._rows.items():
+            point, freeze = self._point[row], self._freeze[row]
+            if not (math.isnan(point) and math.isnan(freeze)):
+                yield meter_id, None if math.isnan(point) else point, None if math.isnan(freeze) else freeze
+
+
+def _upper(address: str) -> str:
+    """``address`` in upper case -- the same string when it is already (no copy a meter)."""
+    upper = address.upper()
+    return address if upper == address else upper
 
 
 class RouteTask:
@@ -107,11 +183,9 @@ class RouteTask:
                     "route_event_reads", "route_rounds_catch_up"):  # fmt: skip
             self.counters.setdefault(key, 0)
         self._meters: dict[str, Meter] = {}  # by address (upper case)
-        self.last_point: dict[str, float] = {}  # meter id -> epoch of the last curve point read
-        self.last_freeze: dict[str, float] = {}  # meter id -> the local midnight of the last freeze read
+        self.progress = Progress()  # last curve point / freeze read, round of the last visit
         self._pending: list[Reading] = []
         self._pending_realtime: list[Reading] = []
-        self._visited: dict[str, int] = {}  # meter id -> the round of its last realtime/event visit
         self._module: RouteModule | None = None
         self._round_started_at: float | None = None
         self._round = 0  # rounds started (realtime once a round, events every ``events_every``)
@@ -143,11 +217,8 @@ class RouteTask:
     def use(self, model: StationModel) -> None:
         """Follow the station model's HPLC meters (clients on the route transport)."""
         meters = [m for m in model.meters if m.transport == HPLC]
-        self._meters = {m.address.upper(): m for m in meters}
-        ids = {m.id for m in meters}
-        for book in (self.last_point, self.last_freeze):
-            for gone in set(book) - ids:
-                del book[gone]
+        self._meters = {_upper(m.address): m for m in meters}
+        self.progress.keep(m.id for m in meters)
 
     async def load(self) -> None:
         saved = await self._ctx.store.get(STORE_KEY, {})
@@ -155,9 +226,9 @@ class RouteTask:
             if isinstance(row, list) and len(row) == 2:
                 point, freeze = row
                 if isinstance(point, int | float):
-                    self.last_point[meter_id] = float(point)
+                    self.progress.set_point(meter_id, float(point))
                 if isinstance(freeze, int | float):
-                    self.last_freeze[meter_id] = float(freeze)
+                    self.progress.set_freeze(meter_id, float(freeze))
 
     # ------------------------------------------------------------------ rounds
 
@@ -223,8 +294,7 @@ class RouteTask:
         if not self._pending:
             return
         readings, self._pending = self._pending, []
-        progress = {m: [self.last_point.get(m), self.last_freeze.get(m)]
-                    for m in self.last_point.keys() | self.last_freeze.keys()}  # fmt: skip
+        progress = {m: [point, freeze] for m, point, freeze in self.progress.saved()}
         curve = [r for r in readings if not r.quantity.startswith(items.DAILY_PREFIX)]
         freeze = [r for r in readings if r.quantity.startswith(items.DAILY_PREFIX)]
         await self._output.readings(curve, kind="curve")
@@ -246,17 +316,18 @@ class RouteTask:
         now = self._ctx.clock.now()
         latest = math.floor(now / CURVE_PERIOD_S) * CURVE_PERIOD_S
         horizon = latest - self._catch_up_s
-        last = self.last_point.get(meter.id)
+        last = self.progress.point(meter.id)
         first = self._first_point if last is None else last + CURVE_PERIOD_S
         if first < horizon:
             lost = int((horizon - first) // CURVE_PERIOD_S)
             self.counters["route_points_lost"] += lost
             first += lost * CURVE_PERIOD_S
         midnight = self._midnight(now)
-        freeze_due = self._daily_freeze and self.last_freeze.get(meter.id, -math.inf) < midnight
+        last_freeze = self.progress.freeze(meter.id)
+        freeze_due = self._daily_freeze and (last_freeze is None or last_freeze < midnight)
         realtime_due = self._turn(meter, self._realtime_every)
         events_due = self._events is not None and self._turn(meter, self._events_every)
-        visit_due = self._visited.get(meter.id) != self._round and (realtime_due or events_due)
+        visit_due = self.progress.visited(meter.id) != self._round and (realtime_due or events_due)
         if first > latest and not freeze_due and not visit_due:
             return None
 
@@ -290,7 +361,7 @@ class RouteTask:
             await self._events.read_with(client, meter)
             self.counters["route_event_reads"] += 1
         if got_any:
-            self._visited[meter.id] = self._round
+            self.progress.set_visited(meter.id, self._round)
         return got_any
 
     def _midnight(self, now: float) -> float:
@@ -314,7 +385,7 @@ class RouteTask:
             if got:
                 # points before the newest one read that the meter did not hold: lost
                 self.counters["route_points_lost"] += int((got[-1] - start) // CURVE_PERIOD_S) + 1 - len(got)
-                self.last_point[meter.id] = got[-1]
+                self.progress.set_point(meter.id, got[-1])
             if not got or got[-1] < window_end:
                 break  # the meter holds nothing newer yet: asked again next round
             start = window_end + CURVE_PERIOD_S
@@ -328,7 +399,7 @@ class RouteTask:
         if abs(at - midnight) > SAME_FREEZE_S:
             return True  # not frozen yet (a skewed clock): asked again next round
         self._pending.extend(items.to_readings(meter, record.values, at, prefix=items.DAILY_PREFIX))
-        self.last_freeze[meter.id] = midnight
+        self.progress.set_freeze(meter.id, midnight)
         self.counters["route_freezes"] += 1
         return True
 
@@ -364,4 +435,4 @@ def turn(round_number: int, meter_id: str, every: int) -> bool:
     return (round_number + zlib.crc32(meter_id.encode())) % every == 0
 
 
-__all__ = ["HPLC", "STORE_KEY", "RouteTask", "turn"]
+__all__ = ["HPLC", "STORE_KEY", "Progress", "RouteTask", "turn"]

@@ -28,7 +28,8 @@ from typing import Literal, Protocol, TypeVar
 from hal.errors import HalError, TransportTimeout
 from hal.health import DeviceHealth, DeviceHealthBook
 from hal.interfaces import CarrierModule, HalClock, Priority, SerialSettings, StreamDecoder
-from hal.slots import PrioritySlots
+from hal.rs485 import Rs485Port
+from hal.slots import PrioritySlots, Reservation, Start
 from protocols.errors import ProtocolError
 
 _log = logging.getLogger(__name__)
@@ -181,6 +182,13 @@ class Rs485Transport:
     async def broadcast(self, frame: bytes, *, priority: Priority = Priority.CONTROL) -> None:
         await self.port.send(frame, device="broadcast", priority=priority)
 
+    def reserve(self, priority: Priority, count: int, start: Start) -> Reservation | None:
+        """The port's ``reserve`` (places on the bus, tasks started when granted); None when the
+        port cannot (the proxy of an isolated app's port: its bus is in the runtime)."""
+        if isinstance(self.port, Rs485Port):
+            return self.port.reserve(priority, count, start)
+        return None
+
     def available(self, device: str) -> bool:
         return self.port.health(device).available
 
@@ -282,6 +290,11 @@ class CarrierTransport:
         self.last_exchange = (len(request), len(raw))
         return answer
 
+    def reserve(self, priority: Priority, count: int, start: Start) -> Reservation | None:
+        """Queue ``count`` transactions' places now; each one's task is started when its place
+        is handed a slot (``PrioritySlots.reserve``)."""
+        return self._slots.reserve(priority, count, start)
+
     async def broadcast(self, frame: bytes, *, priority: Priority = Priority.CONTROL) -> None:
         """Broadcast through the module (it floods the carrier network; nobody answers)."""
         await self._slots.acquire(priority)
@@ -362,4 +375,3 @@ __all__ = [
     "accepted_reply",
     "reply_in",
 ]
-
