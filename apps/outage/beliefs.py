@@ -55,9 +55,11 @@ class Spell:
 class MeterBelief:
     dark: Spell | None = None
     back: Window | None = None  # the last return evidence (power-on list, answer after dark)
-    # sorted, the latest ANSWERS_KEPT; arrays of doubles (a full list of 32 floats was ~1.1 kB a
-    # meter), the shared empty tuple until the first (most meters never fail a read: 64 B each)
-    answers: array[float] | tuple[()] = ()
+    # sorted, the latest ANSWERS_KEPT; arrays (a full list of 32 floats was ~1.1 kB a meter), the
+    # shared empty tuple until the first (most meters never fail a read: 64 B each). Answers are
+    # whole seconds (int32) while every one is (a read's slot time; ~0.14 kB less a meter), else
+    # doubles: read them as floats (``answer_times``, ``last_answer``, ``first_answer_after``)
+    answers: array[int] | array[float] | tuple[()] = ()
     fails: array[float] | tuple[()] = ()
     relay_open_since: float | None = None
     relay_cause: str = ""
@@ -66,7 +68,10 @@ class MeterBelief:
 
     @property
     def last_answer(self) -> float | None:
-        return self.answers[-1] if self.answers else None
+        return float(self.answers[-1]) if self.answers else None
+
+    def answer_times(self) -> list[float]:
+        return [float(a) for a in self.answers]
 
     @property
     def last_failed(self) -> float | None:
@@ -76,7 +81,7 @@ class MeterBelief:
         return any(lo < t < hi for t in self.answers)
 
     def first_answer_after(self, t: float) -> float | None:
-        return next((a for a in self.answers if a > t), None)
+        return next((float(a) for a in self.answers if a > t), None)
 
     def failed_after(self, t: float) -> list[float]:
         return [f for f in self.fails if f > t]
@@ -202,7 +207,7 @@ class Beliefs:
             return
         if b.dark is not None and ev.at > b.dark.when.hi:
             self._back(ev.meter, Window.between(max(b.dark.when.hi, b.last_failed or 0.0), ev.at))
-        b.answers = _kept(b.answers, ev.at)
+        b.answers = _kept_answer(b.answers, ev.at)
         info = self.members.meters.get(ev.meter)
         if info is not None and info.port is not None:
             self.port_answer[info.port] = max(ev.at, self.port_answer.get(info.port, ev.at))
@@ -369,6 +374,29 @@ def _kept(times: array[float] | tuple[()], t: float) -> array[float]:
     if len(times) > ANSWERS_KEPT:
         del times[0]
     return times
+
+
+def _kept_answer(times: array[int] | array[float] | tuple[()], t: float) -> array[int] | array[float]:
+    """``_kept`` for answers: whole seconds in int32 while every time is one (``t`` a whole number
+    within int32), else doubles (the int32 ones turned to doubles, exactly). Full, the array is
+    shifted in place (no append past ``ANSWERS_KEPT``: its allocation stays 34 places)."""
+    whole = float(t).is_integer() and -(2**31) <= t < 2**31
+    if not times:
+        return array("i", (int(t),)) if whole else array("d", (t,))
+    kept: array[Any] = times if times.typecode == "d" or whole else array("d", times)
+    value = int(t) if kept.typecode == "i" else t
+    if len(kept) < ANSWERS_KEPT:
+        if value >= kept[-1]:
+            kept.append(value)
+        else:
+            bisect.insort(kept, value)
+        return kept
+    # the latest ANSWERS_KEPT: ``value`` in, the oldest out (``value`` itself when it is older)
+    at = bisect.bisect_right(kept, value)
+    if at:
+        kept[0 : at - 1] = kept[1:at]
+        kept[at - 1] = value
+    return kept
 
 
 def _w(w: Window) -> list[float]:

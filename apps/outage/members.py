@@ -54,10 +54,9 @@ class Group:
 
 @dataclass(frozen=True, slots=True)
 class MeterInfo:
-    """A customer meter: its address, phase, branch, box and how the terminal reaches it."""
+    """Where a customer meter is: its phase, branch, box and how the terminal reaches it (one
+    object shared by the meters of the same place: its id is its key in ``Members.meters``)."""
 
-    id: str
-    address: str = ""
     phase: str | None = None  # A | B | C | ABC | None (unknown)
     branch: str | None = None
     box: str | None = None
@@ -75,6 +74,7 @@ class Members:
     breakers: dict[str, str] = field(default_factory=dict)  # breaker device id -> branch
     branch_units: dict[str, str] = field(default_factory=dict)  # branch-unit meter id -> branch
     box_terminals: dict[str, str] = field(default_factory=dict)  # box-terminal meter id -> box
+    by_address: dict[str, str] = field(default_factory=dict)  # meter address -> meter id
     # group -> the numbers (places in ``_ids``) of its member meters, ascending
     _members: dict[Group, array[int]] = field(default_factory=dict, init=False, repr=False)
     _ids: tuple[str, ...] = field(default=(), init=False, repr=False)  # the meters, numbered
@@ -82,7 +82,6 @@ class Members:
     _feeders: dict[tuple[str | None, str | None, str | None], tuple[Group, ...]] = field(
         default_factory=dict, init=False, repr=False
     )
-    _by_address: dict[str, str] = field(default_factory=dict, init=False, repr=False)
     _sets: dict[Group, frozenset[str]] = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -106,11 +105,9 @@ class Members:
             where = (m.box, m.branch, m.phase)
             feeders = self._feeders.get(where)
             if feeders is None:
-                feeders = self._feeders[where] = tuple(one.setdefault(g, g) for g in self._chain(m)[1:])
+                feeders = self._feeders[where] = tuple(one.setdefault(g, g) for g in self._chain(m))
             for g in feeders[:-1]:  # (the last is the station: every meter, listed above)
                 numbers.setdefault(g, []).append(n)
-            if m.address:
-                self._by_address[m.address] = m.id
         for box in self.box_branch:
             numbers.setdefault(Group("box", box), [])
         for branch in self.branch_parent:
@@ -120,8 +117,9 @@ class Members:
         self._sets = {}
 
     def _chain(self, m: MeterInfo) -> tuple[Group, ...]:
-        """The groups feeding ``m``, lowest first: meter, box, branches (inner to outer), phase, station."""
-        out = [Group("meter", m.id)]
+        """The groups feeding a meter at ``m``, lowest first, but its own: box, branches (inner to
+        outer), phase, station."""
+        out = []
         if m.box is not None:
             out.append(Group("box", m.box))
         branch = m.branch if m.branch is not None else self.box_branch.get(m.box or "")
@@ -190,7 +188,7 @@ class Members:
         return tuple(g for g in chain if g != group and g.rank < group.rank and mem <= self.members(g))
 
     def meter_by_address(self, address: str) -> str | None:
-        return self._by_address.get(address)
+        return self.by_address.get(address)
 
     def groups(self) -> list[Group]:
         """Every group with at least one member (meters excluded), highest level first."""
@@ -216,6 +214,8 @@ def from_records(
     ``devices``: id, profile, branch (a "breaker" profile watches its branch).
     """
     out: dict[str, MeterInfo] = {}
+    places: dict[MeterInfo, MeterInfo] = {}  # one object a place
+    addresses: dict[str, str] = {}  # meter id -> address
     units: dict[str, str] = {}
     terminals: dict[str, str] = {}
     for r in meters:
@@ -230,14 +230,9 @@ def from_records(
         if kind != "customer":
             continue
         port = r.get("port") or ("hplc" if r.get("channel") == "hplc" else None)
-        out[mid] = MeterInfo(
-            mid,
-            str(r.get("address") or ""),
-            _opt(r.get("phase")),
-            _opt(r.get("branch")),
-            _opt(r.get("box")),
-            _opt(port),
-        )
+        place = MeterInfo(_opt(r.get("phase")), _opt(r.get("branch")), _opt(r.get("box")), _opt(port))
+        out[mid] = places.setdefault(place, place)
+        addresses[mid] = str(r.get("address") or "")
     box_branch = {str(b["id"]): _opt(b.get("branch")) for b in boxes}
     for b in boxes:
         if b.get("terminal"):
@@ -260,6 +255,7 @@ def from_records(
         breakers=breakers,
         branch_units=units,
         box_terminals=terminals,
+        by_address={address: mid for mid, address in addresses.items() if address},
     )
 
 

@@ -308,6 +308,7 @@ async def run_outage(ctx: AppContext, config: dict[str, Any]) -> None:
         len(members.branch_parent),
         ctx.station.model.id or "no station model yet",
     )
+    del members  # this frame lives as long as the app: the service drops it at the next station model
     async with asyncio.TaskGroup() as tg:
 
         def spawn(work: Awaitable[None], name: str) -> None:

@@ -165,7 +165,9 @@ class TopologyService:
         self.clocks = Clocks.from_json(await self.ctx.store.get("clocks"))
         doubt = await self.ctx.store.get("doubt")
         if isinstance(doubt, dict):
-            self.doubt = {str(k): float(v) for k, v in doubt.items() if isinstance(v, int | float)}
+            self.doubt = _shared_values(
+                {str(k): float(v) for k, v in doubt.items() if isinstance(v, int | float)}
+            )
         s, sched = self.settings, self.ctx.scheduler
         sched.add("identify", Daily(s.daily_at.hour, s.daily_at.minute), self._daily, catch_up=CatchUp.LATEST)
         sched.add("check", Interval(s.check_interval_h * 3600), self._check, catch_up=CatchUp.SKIP)
@@ -455,10 +457,18 @@ def retained_body(body: dict[str, Any]) -> dict[str, Any]:
 def _doubt(result: TopologyResult) -> dict[str, float]:
     """Per meter, how unsure ``result`` was of its branch and box (0 = sure; foreign: 0, nothing
     to learn from injecting it). A meter without a result counts as unsure (1)."""
-    return {
-        m.meter_id: 0.0 if m.status == "foreign" else 1.0 - min(m.branch.confidence, m.box.confidence)
-        for m in result.meters
-    }
+    return _shared_values(
+        {
+            m.meter_id: 0.0 if m.status == "foreign" else 1.0 - min(m.branch.confidence, m.box.confidence)
+            for m in result.meters
+        }
+    )
+
+
+def _shared_values(doubt: dict[str, float]) -> dict[str, float]:
+    """``doubt`` with one float object per value (a few values for thousands of meters: 24 B each)."""
+    one: dict[float, float] = {}
+    return {m: one.setdefault(v, v) for m, v in doubt.items()}
 
 
 __all__ = ["CHANGE_TOPIC", "COMMAND", "RESULT_TOPIC", "STREAM", "Settings", "TopologyService"]

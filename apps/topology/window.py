@@ -19,14 +19,15 @@ and reads back for a longer window (``curves(..., past=...)``). What ``curves`` 
 same as a window holding every point in memory. A point older than ``keep_points`` behind the
 newest block is dropped (``too_old``). A held window's rows stand for the same slot in every
 device's ring, so the rings share one slot array (a block leaving memory is emptied in all of
-them): 16 bytes a point for a single-phase meter.
+them): 16 bytes a point for a single-phase meter. A held window's devices are rows of one
+array per set of stored columns (``_Tables``: no ring object or array header a device).
 """
 
 from __future__ import annotations
 
 import base64
 import itertools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -49,6 +50,8 @@ GAP_MAX_S = 300.0
 POINT_TOLERANCE_S = 30.0
 #: points of a block: the unit in which a held window moves past points to the store (4 h)
 BLOCK = 16
+#: rows a held window's table of devices grows by (at least; a quarter of what it has when more)
+TABLE_GROWTH = 64
 #: a block's rows of each device: block number -> device -> (BLOCK, len(QUANTITIES)) float32
 Blocks = dict[int, dict[str, np.ndarray]]
 
@@ -149,6 +152,124 @@ class _Ring:
         return ring
 
 
+class _Table:
+    """The rows of every device of a held window that stores one set of ``columns``: one float32
+    array ``(devices, held, len(columns))`` (a device is a row of it), not a ``_Ring`` and an
+    array a device (~0.15 kB of headers each). A row given back is emptied and used again."""
+
+    __slots__ = ("columns", "free", "values")
+
+    def __init__(self, held: int, columns: list[int]) -> None:
+        self.columns = columns
+        self.values = np.full((0, held, len(columns)), np.nan, dtype=np.float32)
+        self.free: list[int] = []
+
+    def take(self) -> int:
+        """A free row (all NaN)."""
+        if not self.free:
+            have, held, width = self.values.shape
+            more = max(TABLE_GROWTH, have // 4)
+            grown = np.full((have + more, held, width), np.nan, dtype=np.float32)
+            grown[:have] = self.values
+            self.values = grown
+            self.free = list(range(have + more - 1, have - 1, -1))  # the lowest row first
+        return self.free.pop()
+
+    def give(self, row: int) -> None:
+        self.values[row] = np.nan
+        self.free.append(row)
+
+
+class _Tables:
+    """The devices of a held window: device -> its row in the ``_Table`` of the columns it stores
+    (one int a device). Reads like a ``dict[str, _Ring]`` whose rings are views of a row sharing
+    the window's slot array; ``set`` adds a point (moving the device to another table when it
+    gives a new column, as ``_Ring.set`` widens a ring)."""
+
+    __slots__ = ("_by_columns", "_tables", "_where", "slots")
+
+    def __init__(self, slots: np.ndarray) -> None:
+        self.slots = slots
+        self._tables: list[_Table] = []
+        self._by_columns: dict[tuple[int, ...], int] = {}
+        self._where: dict[str, int] = {}  # device -> row << 8 | table number
+
+    def _table(self, columns: Sequence[int]) -> int:
+        key = tuple(columns)
+        t = self._by_columns.get(key)
+        if t is None:
+            t = self._by_columns[key] = len(self._tables)
+            self._tables.append(_Table(len(self.slots), _shared_columns(key)))
+        return t
+
+    def _ring(self, code: int) -> _Ring:
+        table = self._tables[code & 0xFF]
+        ring = _Ring.__new__(_Ring)
+        ring.width = len(QUANTITIES)
+        ring.columns = table.columns
+        ring.slots = self.slots
+        ring.values = table.values[code >> 8]
+        return ring
+
+    def add(self, device: str, columns: Sequence[int]) -> _Ring:
+        """A new device storing ``columns`` (all NaN)."""
+        t = self._table(columns)
+        self._where[device] = self._tables[t].take() << 8 | t
+        return self._ring(self._where[device])
+
+    def set(self, device: str, slot: int, column: int, value: float) -> None:
+        """Column ``column`` of ``device``'s full row at ``slot`` (a new device when unknown)."""
+        code = self._where.get(device)
+        if code is None:
+            self.add(device, ())
+            code = self._where[device]
+        table, row = self._tables[code & 0xFF], code >> 8
+        k = slot % len(self.slots)
+        if self.slots[k] != slot:
+            self.slots[k] = slot
+            table.values[row, k] = np.nan
+        try:
+            j = table.columns.index(column)
+        except ValueError:
+            columns = sorted([*table.columns, column])
+            t = self._table(columns)
+            wider = self._tables[t]
+            new_row = wider.take()
+            keep = [columns.index(c) for c in table.columns]
+            wider.values[new_row][:, keep] = table.values[row]
+            table.give(row)
+            self._where[device] = new_row << 8 | t
+            table, row, j = wider, new_row, columns.index(column)
+        table.values[row, k, j] = value
+
+    def empty_rows(self, at: np.ndarray) -> None:
+        """Rows ``at`` of every device emptied (NaN)."""
+        for table in self._tables:
+            table.values[:, at] = np.nan
+
+    def get(self, device: str) -> _Ring | None:
+        code = self._where.get(device)
+        return None if code is None else self._ring(code)
+
+    def __getitem__(self, device: str) -> _Ring:
+        return self._ring(self._where[device])
+
+    def __contains__(self, device: object) -> bool:
+        return device in self._where
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._where)
+
+    def __len__(self) -> int:
+        return len(self._where)
+
+    def items(self) -> Iterator[tuple[str, _Ring]]:
+        return ((d, self._ring(code)) for d, code in self._where.items())
+
+    def values(self) -> Iterator[_Ring]:
+        return (self._ring(code) for code in self._where.values())
+
+
 class Window:
     """Curve points of every device and the transformer's per-phase energy, by 15-min slot."""
 
@@ -163,7 +284,8 @@ class Window:
         #: a held window's slot of each ring row, one array for every device (``_share_slots``)
         self._held_slots: np.ndarray | None = None
         self.too_old = 0
-        self._devices: dict[str, _Ring] = {}
+        #: every device's ring; a held window's are rows of tables (``_Tables``)
+        self._devices: dict[str, _Ring] | _Tables = {}
         # transformer: per slot the integrated energy per phase, the seconds covered, voltages
         self._energy = _Ring(keep_points, 4)
         self._volts = _Ring(keep_points, 3)
@@ -195,12 +317,13 @@ class Window:
                     past[col] = value
                     self.points_added += 1
                 continue
-            ring = self._devices.get(device)
-            if ring is None:
-                ring = self._devices[device] = _Ring(
-                    self.held, len(QUANTITIES), columns=(), slots=self._held_slots
-                )
-            ring.set(slot, col, value)
+            if isinstance(self._devices, _Tables):
+                self._devices.set(device, slot, col, value)
+            else:
+                ring = self._devices.get(device)
+                if ring is None:
+                    ring = self._devices[device] = _Ring(self.held, len(QUANTITIES), columns=())
+                ring.set(slot, col, value)
             self.points_added += 1
 
     # -- held and past points ---------------------------------------------------------------------
@@ -273,9 +396,11 @@ class Window:
             for ring in self._devices.values():
                 given |= ring.slots[rows] == held_slots
             shared[rows[given]] = held_slots[given]
-        for ring in self._devices.values():
+        tables = _Tables(shared)
+        for device, ring in self._devices.items():
             ring.values[ring.slots != shared] = np.nan
-            ring.slots = shared
+            tables.add(device, ring.columns).values[:] = ring.values
+        self._devices = tables
         self._held_slots = shared
 
     def take_pending(self) -> Blocks:
@@ -291,12 +416,13 @@ class Window:
         if rows >= self.held:
             return
         best = max((int(r.slots.max()) for r in self._devices.values()), default=-1)
-        rings, self._devices = self._devices, {}
+        rings = self._devices
         self.held = rows
         self._newest_block = best // BLOCK if best >= 0 else -1
         self._held_slots = np.full(rows, -1, dtype=np.int32)
+        tables = self._devices = _Tables(self._held_slots)
         for device, ring in rings.items():
-            fresh = self._devices[device] = _Ring(rows, ring.width, ring.columns, slots=self._held_slots)
+            fresh = tables.add(device, ring.columns)
             for k in np.argsort(ring.slots, kind="stable"):
                 slot = int(ring.slots[k])
                 if slot < 0:
@@ -448,8 +574,9 @@ class Window:
                     raise ValueError(f"{len(slots)} slots, the window keeps {rows}")
                 return _Ring.from_full(slots, values.reshape(rows, width), compact=compact)
 
-            for d, data in doc["devices"].items():
-                w._devices[str(d)] = load(data, len(QUANTITIES), held, compact=True)
+            w._devices = {
+                str(d): load(data, len(QUANTITIES), held, compact=True) for d, data in doc["devices"].items()
+            }
             w._energy = load(doc["energy"], 4, keep)
             w._volts = load(doc["volts"], 3, keep)
             if held < keep:

@@ -110,7 +110,10 @@ def test_file_parses_into_records_with_lookups(model: StationModel) -> None:
     assert (m1.channel, m1.port, m1.transport, m1.protocol) == ("rs485", "rs485-1", "rs485-1", "dlt645")
     assert (m2.channel, m2.port, m2.transport, m2.three_phase) == ("hplc", None, "hplc", True)
     assert m1.flags == ("prepaid",) and m1.kind == "customer"
+    assert model._addresses is None  # the address index is made when first asked
     assert model.meter_by_address("010000000002") is m2
+    assert model.meter_by_address("010000000001") is m1 and model.meter_by_address("nope") is None
+    assert model._addresses is not None and len(model._addresses) == len(model.meters)
     assert [m.id for m in model.meters_of(branch="F1")] == ["m-0001"]
     assert [m.id for m in model.customers()] == ["m-0001", "m-0002"]
     assert model.box("F1-X01") is not None and model.branch("F1a") is not None

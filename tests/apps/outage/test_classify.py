@@ -835,6 +835,11 @@ def test_members_stored_as_numbers_answer_what_the_chains_say() -> None:
     two = from_records("S", [{"id": m, "phase": "A", "box": "X1", "branch": "F1"} for m in ("a", "b")])
     assert two.feeders_of("a") is two.feeders_of("b")  # the same box, branch and phase: one tuple
     assert mem.members(Group("box", "nope")) == frozenset()
+    assert two.meters["a"] is two.meters["b"]  # one MeterInfo a place (its id is its key)
+    dup = from_records(
+        "S", [{"id": "a", "address": "01"}, {"id": "b", "address": "02"}, {"id": "a", "address": "03"}]
+    )
+    assert dup.by_address == {"03": "a", "02": "b"} and dup.meter_by_address("01") is None
 
 
 def test_a_meter_never_failing_holds_no_array_of_failures() -> None:
@@ -846,3 +851,27 @@ def test_a_meter_never_failing_holds_no_array_of_failures() -> None:
     for k in range(ANSWERS_KEPT + 3):
         b.observe(ReadResult("m1", False, 100.0 + k, 100.0 + k))
     assert list(b.meters["m1"].fails) == [100.0 + k for k in range(3, ANSWERS_KEPT + 3)]
+
+
+def test_answers_are_whole_seconds_until_one_is_not_and_read_back_as_the_same_floats() -> None:
+    import random
+
+    rnd = random.Random(7)
+    b = Beliefs(station())
+    reference: list[float] = []  # the latest ANSWERS_KEPT, sorted: what a list of floats would keep
+    for k in range(3 * ANSWERS_KEPT):
+        t = float(1_717_200_000 + 60 * k - rnd.randrange(4) * 900)  # some reported late
+        if k == 2 * ANSWERS_KEPT:
+            t += 0.25  # a probe's time: not whole
+        if k == 2 * ANSWERS_KEPT - 1:
+            assert b.meters["m1"].answers.typecode == "i"  # type: ignore[union-attr]
+        b.observe(ReadResult("m1", True, t, t))
+        reference = sorted([*reference, t])[-ANSWERS_KEPT:]
+        got = b.meters["m1"]
+        assert got.answer_times() == reference
+        assert got.last_answer == reference[-1] and isinstance(got.last_answer, float)
+        after = reference[len(reference) // 2]
+        assert got.first_answer_after(after) == next((a for a in reference if a > after), None)
+    assert b.meters["m1"].answers.typecode == "d"  # type: ignore[union-attr]
+    b.observe(ReadResult("m1", True, 1.0, 1.0))  # older than every kept answer: not kept
+    assert b.meters["m1"].answer_times() == reference
