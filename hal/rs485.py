@@ -124,6 +124,10 @@ class Rs485Port:
         meter to wait for the line."""
         return self._bus.reserve(priority, count, start)
 
+    async def turn(self, priority: Priority) -> None:
+        """Wait for the bus for this task's next transaction (``PrioritySlots.turn``)."""
+        await self._bus.turn(priority)
+
     # ------------------------------------------------------------------ health
 
     def health(self, device: str) -> DeviceHealth:

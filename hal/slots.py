@@ -64,6 +64,7 @@ class PrioritySlots:
             task = asyncio.current_task()
             if task is not None and task in self._handed:  # started on a reserved place: its slot
                 self._handed.discard(task)
+                task.remove_done_callback(self._unclaimed)
                 return
         if self._free > 0 and not self._queue:
             self._free -= 1
@@ -81,6 +82,19 @@ class PrioritySlots:
                 self._queue.remove(entry)
                 heapq.heapify(self._queue)
             raise
+
+    async def turn(self, priority: Priority) -> None:
+        """Wait for a slot as ``acquire`` does, for the calling task's next ``acquire`` to take: a
+        caller whose transaction goes through many layers awaits its turn here first and builds
+        them once it is its turn (one waiting coroutine, not a chain). The slot passes on if the
+        task ends without taking it; it must take it before it awaits anything else."""
+        await self.acquire(priority)
+        task = asyncio.current_task()
+        if task is None:  # pragma: no cover (acquire needs a task)
+            self.release()
+            return
+        self._handed.add(task)
+        task.add_done_callback(self._unclaimed)
 
     def release(self) -> None:
         self._free += 1

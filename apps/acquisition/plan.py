@@ -158,6 +158,10 @@ class Queue(Protocol):
 
     def reserve(self, priority: Priority, count: int, start: Start) -> Reservation | None: ...
 
+    async def turn(self, priority: Priority) -> None:
+        """Until the calling task's next transaction may go (it must then make it at once)."""
+        ...
+
 
 async def each_meter(
     meters: list[Meter],

@@ -19,7 +19,7 @@ from runtime.scheduler import Slot
 
 from . import items
 from .output import Output
-from .plan import Plan, each_meter
+from .plan import Plan, Queue, each_meter
 from .reader import MeterReader
 
 
@@ -49,13 +49,19 @@ class RealtimeTask:
 
     async def _port(self, port: str, meters: list[Meter], ts: float) -> list[Reading]:
         out: list[Reading] = []
+        transport = self._plan.transport(port)
+        queue = transport if isinstance(transport, Queue) else None
 
         async def meter_reads(meter: Meter) -> None:
             client = self._plan.client(meter.id)
             if client is None:
                 return
             got_any = False
-            for batch in client.realtime_batches(self._items):
+            for n, batch in enumerate(client.realtime_batches(self._items)):
+                if n > 0 and queue is not None:
+                    # the next batch queues behind the cycle's other meters: wait for its turn
+                    # here, one coroutine, and build the read's chain of calls when it comes
+                    await queue.turn(Priority.REALTIME)
 
                 def read(batch: tuple[str, ...] = batch) -> Awaitable[dict[str, float]]:
                     return client.read_realtime(batch, priority=Priority.REALTIME)
@@ -68,7 +74,6 @@ class RealtimeTask:
                     break  # the meter is gone: do not spend the bus on its other items
             self._reader.record(meter, "realtime", got_any)
 
-        queue = self._plan.transport(port)
         await each_meter(meters, meter_reads, task="realtime", queue=queue, priority=Priority.REALTIME)
         return out
 

@@ -157,10 +157,10 @@ class MeterAnchors:
     )  # fmt: skip
 
     def __init__(self) -> None:
-        # anchor time // INTERVAL_S - _base (times are on the 15-min grid): a range while they are
-        # consecutive (no bytes an anchor), else an array
-        self._slots: range | array[int] = range(0)
-        self._base = 0  # the first anchor's slot
+        # anchor time // INTERVAL_S - _base (times are on the 15-min grid): None while they are
+        # consecutive from _base (no bytes: ``_times``), else an array
+        self._slots: array[int] | None = None
+        self._base = 0  # the first anchor's slot (while consecutive: moves with the first)
         self._imp = array("B")  # (import register - the one before, or _imp_base) / _imp_step
         # (export register - the one read before, or _exp_base) / _exp_step, _NONE[typecode]: not
         # read; None while quiet (every export read is _exp_base)
@@ -181,16 +181,19 @@ class MeterAnchors:
 
     def _put(self, i: int, slot: int, anchor: Anchor, insert: bool) -> None:
         """``anchor``'s registers at row ``i`` (at ``slot``): a row inserted (``insert``) or row
-        ``i``'s replaced (its export kept when ``anchor`` has none)."""
+        ``i``'s replaced (its export kept when ``anchor`` has none). The export first: the slots
+        (``_times``) are those of the rows before an insert until the import column has it."""
+        self._put_exp(i, slot, anchor.exp, insert)
         self._imp, self._imp_base, self._imp_step = _put(
             self._imp, self._imp_base, self._imp_step, i, anchor.imp, insert
         )
-        exp = anchor.exp
+
+    def _put_exp(self, i: int, slot: int, exp: int | None, insert: bool) -> None:
         if not insert and exp is None:
             return
         if self._exp is None:  # quiet
             if exp is None:  # (an insert)
-                if 4 * len(self._marks) < len(self._slots) + 64:
+                if 4 * len(self._marks) < len(self._imp) + 64:
                     self._mark(slot, None, unread=True)
                     return
             elif self._exp_base is None or exp == self._exp_base:
@@ -206,11 +209,12 @@ class MeterAnchors:
     def _loud(self) -> array[int]:
         """The quiet export column as steps: 0 where read, "not read" where marked (the marks
         lose their ``_UNREAD`` flags)."""
-        column = array("B", bytes(len(self._slots)))
+        slots = self._times()
+        column = array("B", bytes(len(slots)))
         kept: list[int] = []
         for mark in self._marks:
             if mark % _MARK & _UNREAD:
-                i = bisect.bisect_left(self._slots, mark // _MARK - self._base)
+                i = bisect.bisect_left(slots, mark // _MARK - self._base)
                 column[i] = _NONE["B"]
                 mark -= _UNREAD
             if mark % _MARK:
@@ -226,9 +230,15 @@ class MeterAnchors:
         step = exp[i]
         return None if step == _NONE[exp.typecode] else step
 
+    def _times(self) -> range | array[int]:
+        """The anchors' slots less ``_base``: ``range(len)`` while they are consecutive from
+        ``_base`` (no column kept: ``_slots`` None), else the column."""
+        slots = self._slots
+        return range(len(self._imp)) if slots is None else slots
+
     def _slot(self, ts: int) -> int:
         """The slot column's value for anchor time ``ts`` (the column widened when it must)."""
-        if not self._slots:
+        if not self._imp:
             self._base = ts // INTERVAL_S
         offset = ts // INTERVAL_S - self._base
         if isinstance(self._slots, array):
@@ -236,41 +246,46 @@ class MeterAnchors:
         return offset
 
     def _slot_column(self, extra: int) -> array[int]:
-        """The slots as an array (made of the range when they were consecutive) that holds ``extra``."""
+        """The slots as an array (made when they were consecutive) that holds ``extra``."""
         slots = self._slots
-        if isinstance(slots, array):
+        if slots is not None:
             return slots
-        column = _fitted(array("h"), min(slots.start, extra))
-        column = _fitted(column, max(slots.stop - 1, extra))
-        column.extend(slots)
+        n = len(self._imp)
+        column = _fitted(array("h"), min(0, extra))
+        column = _fitted(column, max(n - 1, extra))
+        column.extend(range(n))
         self._slots = column
         return column
 
     def _dense_again(self) -> None:
-        """The slots as a range again when they are consecutive (a gap filled, the old ones pruned)."""
+        """No slot column again when they are consecutive (a gap filled, the old ones pruned):
+        ``_base`` moves to the first."""
         slots = self._slots
-        if isinstance(slots, array) and slots and slots[-1] - slots[0] == len(slots) - 1:
-            self._slots = range(slots[0], slots[-1] + 1)
+        if slots is not None and slots and slots[-1] - slots[0] == len(slots) - 1:
+            self._base += slots[0]
+            self._slots = None
 
     def __len__(self) -> int:
-        return len(self._slots)
+        return len(self._imp)
 
     @property
     def first(self) -> int | None:
-        return (self._slots[0] + self._base) * INTERVAL_S if self._slots else None
+        slots = self._times()
+        return (slots[0] + self._base) * INTERVAL_S if slots else None
 
     @property
     def last(self) -> int | None:
-        return (self._slots[-1] + self._base) * INTERVAL_S if self._slots else None
+        slots = self._times()
+        return (slots[-1] + self._base) * INTERVAL_S if slots else None
 
     def is_newest(self, ts: int) -> bool:
         """True when ``ts`` is after every anchor known (or none is)."""
-        slots = self._slots
+        slots = self._times()
         return not slots or ts > (slots[-1] + self._base) * INTERVAL_S
 
     def _index(self, ts: int) -> int | None:
         slot, off = divmod(ts, INTERVAL_S)
-        slots = self._slots
+        slots = self._times()
         if off:
             return None
         slot -= self._base
@@ -284,7 +299,7 @@ class MeterAnchors:
         marks = self._marks
         if not marks:
             return 0
-        key = (self._slots[i] + self._base) * _MARK
+        key = (self._times()[i] + self._base) * _MARK
         j = bisect.bisect_left(marks, key)
         return marks[j] - key if j < len(marks) and marks[j] - key < _MARK else 0
 
@@ -322,7 +337,7 @@ class MeterAnchors:
             else (self._exp_base or 0) + self._exp_step * _sum(exp, i + 1)
         )
         return Anchor(
-            (self._slots[i] + self._base) * INTERVAL_S,
+            (self._times()[i] + self._base) * INTERVAL_S,
             (self._imp_base or 0) + self._imp_step * sum(self._imp[: i + 1]),
             exp_register,
             _SOURCES[flags & _SOURCE_BITS],
@@ -334,30 +349,31 @@ class MeterAnchors:
 
     def _insert(self, i: int, anchor: Anchor) -> None:
         slot = self._slot(anchor.ts)
+        front = self._slots is None and i == 0 and slot == -1  # one before the first: no column yet
+        column = None if front else self._slot_column(slot)  # (of the rows before this one)
         self._put(i, slot, anchor, True)
-        slots = self._slots
-        if isinstance(slots, range) and i == 0 and slot == slots.start - 1:
-            self._slots = range(slot, slots.stop)
+        self._mark(slot, _SOURCE_CODE[anchor.source])  # (before _base moves)
+        if column is None:
+            self._base -= 1
         else:
-            self._slot_column(slot).insert(i, slot)
+            column.insert(i, slot)
             self._dense_again()
-        self._mark(slot, _SOURCE_CODE[anchor.source])
 
     def add(self, anchor: Anchor) -> bool:
         """Keep ``anchor``; True when it changed what is known (a new time, or a freeze that
         corrects a curve record). A curve record never replaces a freeze."""
         if anchor.ts % INTERVAL_S:
             raise ValueError(f"anchor at {anchor.ts} is not on a 15-min boundary")
-        slots, base = self._slots, self._base
+        slots, base = self._times(), self._base
         slot = anchor.ts // INTERVAL_S - base
         if not slots or slot > slots[-1]:  # the usual case: the newest point
             previous = (slots[-1] + base) * INTERVAL_S if slots else anchor.ts
+            n = len(slots)
             slot = self._slot(anchor.ts)
-            self._put(len(slots), slot, anchor, True)
-            if isinstance(self._slots, range) and slot == self._slots.stop:
-                self._slots = range(self._slots.start, slot + 1)
-            else:
-                self._slot_column(slot).append(slot)
+            column = None if self._slots is None and slot == n else self._slot_column(slot)
+            self._put(n, slot, anchor, True)
+            if column is not None:
+                column.append(slot)
             self._mark(slot, _SOURCE_CODE[anchor.source])
             self.dirty_from = previous if self.dirty_from is None else min(self.dirty_from, previous)
             return True
@@ -387,7 +403,7 @@ class MeterAnchors:
         """The two newest anchors when only the newest is new since the last pricing, one interval
         after the one before it, both with an export register: the steady state of a meter read
         every cycle, which charging prices without the general path."""
-        slots, base = self._slots, self._base
+        slots, base = self._times(), self._base
         n = len(slots)
         if n < 2:
             return None
@@ -403,16 +419,18 @@ class MeterAnchors:
         return Anchor(a_ts, a_imp, a_exp, _SOURCES[self._source(n - 2)]), b
 
     def at_or_before(self, ts: int) -> int | None:
-        i = bisect.bisect_right(self._slots, ts // INTERVAL_S - self._base)
-        return (self._slots[i - 1] + self._base) * INTERVAL_S if i else None
+        slots = self._times()
+        i = bisect.bisect_right(slots, ts // INTERVAL_S - self._base)
+        return (slots[i - 1] + self._base) * INTERVAL_S if i else None
 
     def at_or_after(self, ts: int) -> int | None:
-        i = bisect.bisect_left(self._slots, -(-ts // INTERVAL_S) - self._base)
-        return (self._slots[i] + self._base) * INTERVAL_S if i < len(self._slots) else None
+        slots = self._times()
+        i = bisect.bisect_left(slots, -(-ts // INTERVAL_S) - self._base)
+        return (slots[i] + self._base) * INTERVAL_S if i < len(slots) else None
 
     def intervals(self, start: int, end: int) -> list[Interval]:
         """Every interval starting in [start, end) that two anchors bracket, oldest first."""
-        slots, imp, base = self._slots, self._imp, self._base
+        slots, imp, base = self._times(), self._imp, self._base
         if len(slots) < 2:
             return []
         i = bisect.bisect_left(slots, -(-start // INTERVAL_S) - base)
@@ -443,7 +461,7 @@ class MeterAnchors:
         return [Interval(s, e, exports.get(s, 0), est) for s, (e, est) in sorted(imports.items())]
 
     def _exports(self, start: int, end: int) -> dict[int, int]:
-        slots, exp_of, base = self._slots, self._exp, self._base
+        slots, exp_of, base = self._times(), self._exp, self._base
         if exp_of is None:  # quiet: every export read the same register, nothing exported
             return {}
         none = _NONE[exp_of.typecode]
@@ -472,15 +490,16 @@ class MeterAnchors:
         keep = self.at_or_before(before)
         if keep is None:
             return
-        cut = bisect.bisect_left(self._slots, keep // INTERVAL_S - self._base)
+        slots = self._times()  # (of the rows before the cut)
+        cut = bisect.bisect_left(slots, keep // INTERVAL_S - self._base)
         self._imp, self._imp_base = self._cut(self._imp, self._imp_base, self._imp_step, cut)
         if self._exp is not None:
             self._exp, self._exp_base = self._cut(self._exp, self._exp_base, self._exp_step, cut)
         marks = self._marks
         if isinstance(marks, array):
-            del marks[: bisect.bisect_left(marks, (self._slots[cut] + self._base) * _MARK)]
-        if isinstance(self._slots, range):
-            self._slots = self._slots[cut:]
+            del marks[: bisect.bisect_left(marks, (slots[cut] + self._base) * _MARK)]
+        if self._slots is None:
+            self._base += cut
         else:
             del self._slots[:cut]
             self._dense_again()
@@ -505,7 +524,7 @@ class MeterAnchors:
     def rows(self) -> list[Anchor]:
         out: list[Anchor] = []
         imp, exp = self._imp_base or 0, self._exp_base or 0
-        for i, (slot, imp_step) in enumerate(zip(self._slots, self._imp, strict=True)):
+        for i, (slot, imp_step) in enumerate(zip(self._times(), self._imp, strict=True)):
             imp += imp_step * self._imp_step
             exp_step = self._exp_step_at(i)
             if exp_step is not None:

@@ -142,7 +142,19 @@ _TIERS_AT = len(PERIODS)
 
 
 def _zero_units() -> array[int]:
-    return array("q", bytes(8 * _TIERS_AT))
+    return array("i", bytes(4 * _TIERS_AT))
+
+
+def _add_units(bill: DayBill, place: int, billed: int) -> array[int]:
+    """``bill.units[place] += billed``; the array int64 from the first value past int32 (a day's
+    214,748 kWh: never a household's). Returns the bill's array."""
+    units = bill.units
+    try:
+        units[place] += billed
+    except OverflowError:
+        units = bill.units = array("q", units)  # (int64: past it the caller's sum raises as before)
+        units[place] += billed
+    return units
 
 
 #: a period's place in ``DayBill.units``
@@ -171,8 +183,9 @@ class DayBill:
     date: str  # local "YYYY-MM-DD"
     tier: TierState  # accumulators after the last priced interval
     # billed import per PERIODS entry, then billed kWh per tier (0 = below the first bound), in
-    # one int64 array (~0.1 kB a bill less than two lists of int objects): ``period_units``,
-    # ``tier_units`` read them (a day's kWh are far below 2**63 units: 9.2e14 kWh)
+    # one int32 array (~0.1 kB a bill less than two lists of int objects), int64 from the first
+    # value past int32 (``_add_units``): ``period_units``, ``tier_units`` read them (a day's kWh
+    # are far below 2**63 units: 9.2e14 kWh)
     units: array[int] = field(default_factory=_zero_units)
     export_units: int = 0  # exported kWh credited (feed_in / net surplus)
     unbilled_units: int = 0  # imported kWh no contract covered
@@ -420,8 +433,7 @@ def price_one(
     else:
         billed = imp
         credited = exp if mode == "feed_in" else 0
-    units = bill.units
-    units[cursor.slot_places[slot]] += billed
+    units = _add_units(bill, cursor.slot_places[slot], billed)
     bill.tou_exact += billed * cursor.slot_prices[slot]
     if credited:
         bill.export_units += credited
@@ -434,18 +446,18 @@ def price_one(
             units.extend([0] * (_TIERS_AT + len(bounds) + 1 - len(units)))
         at = bisect.bisect_left(bounds, before + billed)  # the tier the interval ends in
         if billed == 0 or at == bisect.bisect_left(bounds, before):  # no bound crossed: one tier
-            units[_TIERS_AT + at] += billed
+            _add_units(bill, _TIERS_AT + at, billed)
             if at:
                 bill.adder_exact += billed * tiers.adders[at - 1]
         else:
             for i, part in enumerate(tier_split(before, billed, bounds)):
-                units[_TIERS_AT + i] += part
+                units = _add_units(bill, _TIERS_AT + i, part)
                 if i and part:
                     bill.adder_exact += part * tiers.adders[i - 1]
     elif billed:
         if len(units) == _TIERS_AT:
             units.append(0)
-        units[_TIERS_AT] += billed
+        _add_units(bill, _TIERS_AT, billed)
     tier.year_units += billed
     tier.month_units += billed
 

@@ -189,6 +189,12 @@ class Rs485Transport:
             return self.port.reserve(priority, count, start)
         return None
 
+    async def turn(self, priority: Priority) -> None:
+        """Wait for the bus for this task's next transaction (``PrioritySlots.turn``); at once
+        when the port cannot (an isolated app's proxy: the transaction queues in the runtime)."""
+        if isinstance(self.port, Rs485Port):
+            await self.port.turn(priority)
+
     def available(self, device: str) -> bool:
         return self.port.health(device).available
 
@@ -294,6 +300,10 @@ class CarrierTransport:
         """Queue ``count`` transactions' places now; each one's task is started when its place
         is handed a slot (``PrioritySlots.reserve``)."""
         return self._slots.reserve(priority, count, start)
+
+    async def turn(self, priority: Priority) -> None:
+        """Wait for a slot for this task's next transaction (``PrioritySlots.turn``)."""
+        await self._slots.turn(priority)
 
     async def broadcast(self, frame: bytes, *, priority: Priority = Priority.CONTROL) -> None:
         """Broadcast through the module (it floods the carrier network; nobody answers)."""

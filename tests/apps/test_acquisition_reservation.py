@@ -26,6 +26,9 @@ class Line:
     def reserve(self, priority: Priority, count: int, start: Start) -> Reservation | None:
         return self.slots.reserve(priority, count, start)
 
+    async def turn(self, priority: Priority) -> None:
+        await self.slots.turn(priority)
+
     async def use(self, what: str, priority: Priority) -> None:
         async with self.slots.hold(priority):
             self.order.append(what)
@@ -48,6 +51,8 @@ async def cycles(line: Line, *, reserve: bool, gone: set[str] | None = None) -> 
             return  # no longer in the plan: nothing to read
         peak.append(line.live_tasks())
         for batch in (1, 2):
+            if batch > 1 and reserve:
+                await line.turn(Priority.REALTIME)  # as the realtime task waits for a later batch
             await line.use(f"rt {meter.id}.{batch}", Priority.REALTIME)
 
     async def curve(meter: Meter) -> None:

@@ -194,3 +194,44 @@ async def test_a_started_task_takes_its_slot_once_then_queues_like_anyone() -> N
         await asyncio.sleep(0)
     assert order == ["0.1", "1.1", "2.1", "0.2", "1.2", "2.2"]
     assert (slots.in_use, slots.waiting) == (0, 0)
+
+
+async def test_a_turn_is_served_like_an_acquire_and_taken_by_the_tasks_next_acquire() -> None:
+    slots = PrioritySlots(1)
+    order: list[str] = []
+
+    async def batches(name: str, *, turn: bool) -> None:
+        for n in (1, 2):
+            if turn and n > 1:
+                await slots.turn(Priority.REALTIME)  # waits here; the acquire below takes the slot
+            async with slots.hold(Priority.REALTIME):
+                order.append(f"{name}.{n}")
+                await asyncio.sleep(0)
+
+    async def run(turn: bool) -> list[str]:
+        order.clear()
+        await asyncio.gather(*(batches(x, turn=turn) for x in "abc"))
+        assert (slots.in_use, slots.waiting) == (0, 0)
+        return list(order)
+
+    assert await run(True) == await run(False) == ["a.1", "b.1", "c.1", "a.2", "b.2", "c.2"]
+
+
+async def test_a_task_that_ends_after_its_turn_without_taking_it_passes_the_slot_on() -> None:
+    slots = PrioritySlots(1)
+    got: list[str] = []
+
+    async def gives_up() -> None:
+        await slots.turn(Priority.EVENT)
+
+    async def later() -> None:
+        async with slots.hold(Priority.CURVE):
+            got.append("later")
+
+    await slots.acquire(Priority.CONTROL)
+    tasks = [asyncio.create_task(gives_up()), asyncio.create_task(later())]
+    await settle()
+    slots.release()
+    await asyncio.gather(*tasks)
+    await settle()
+    assert got == ["later"] and (slots.in_use, slots.waiting) == (0, 0)

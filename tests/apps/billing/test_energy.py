@@ -138,7 +138,7 @@ def test_anchors_are_held_in_about_two_bytes_each() -> None:
     # (consecutive slots a range, no bytes; an Anchor tuple with its dict entry was ~250: 2,400
     # meters x 4 days were ~230 MB of the terminal; int16 offsets from a base took ~5)
     m = anchors(*((k, 9_000_000_000 + 50 * k, 10 * k, "curve") for k in range(4 * 96)))  # past 2**31 units
-    assert not m.wide and isinstance(m._slots, range) and (m._imp.typecode, m._exp.typecode) == ("B", "B")
+    assert not m.wide and m._slots is None and (m._imp.typecode, m._exp.typecode) == ("B", "B")
     assert _held_per_anchor(m) < 3.5
     household = anchors(*((k, 123_456_700 + 1200 * k, None, "curve") for k in range(4 * 96)))  # 0.12 kWh
     assert household._imp_step == 100 and household._imp.typecode == "B"  # 0.01 kWh steps
@@ -170,20 +170,23 @@ def test_pruning_keeps_a_running_meters_registers_narrow() -> None:
     assert m.intervals(T0 + 900 * (k - 1), T0 + 900 * k) == [Interval(T0 + 900 * (k - 1), 3600, 0)]
 
 
-def test_slots_are_a_range_while_consecutive_an_array_with_a_gap() -> None:
+def test_slots_take_no_column_while_consecutive_an_array_with_a_gap() -> None:
     m = anchors((0, 0, None, "curve"), (1, 10, None, "curve"))
-    assert m._slots == range(2)
+    assert m._slots is None and m._times() == range(2)
     m.add(Anchor(T0 + 4 * 900, 40, None, "curve"))  # a gap
     assert isinstance(m._slots, array) and list(m._slots) == [0, 1, 4]
     m.add(Anchor(T0 + 3 * 900, 30, None, "catch_up"))
     assert isinstance(m._slots, array)
     m.add(Anchor(T0 + 2 * 900, 20, None, "catch_up"))  # the gap filled: consecutive again
-    assert m._slots == range(5)
-    m.add(Anchor(T0 - 900, 0, None, "catch_up"))  # one before the first
-    assert m._slots == range(-1, 5) and m.first == T0 - 900
+    assert m._slots is None and m._times() == range(5) and (m.first, m.last) == (T0, T0 + 4 * 900)
+    m.add(Anchor(T0 - 900, 0, None, "catch_up"))  # one before the first: the base moves to it
+    assert m._slots is None and m._times() == range(6) and m.first == T0 - 900
+    assert [a.ts for a in m.rows()] == [T0 + 900 * k for k in range(-1, 5)]
     m.add(Anchor(T0 + 9 * 900, 90, None, "curve"))
     m.prune(T0 + 9 * 900)  # only the last: consecutive again
-    assert m._slots == range(9, 10) and m.rows() == [Anchor(T0 + 9 * 900, 90, None, "curve")]
+    assert m._slots is None and m.rows() == [Anchor(T0 + 9 * 900, 90, None, "curve")]
+    m.add(Anchor(T0 + 10 * 900, 100, None, "curve"))
+    assert m._slots is None and m.get(T0 + 10 * 900) == Anchor(T0 + 10 * 900, 100, None, "curve")
     assert [a.imp for a in anchors(*((k, k, None, "curve") for k in (0, 1, 3))).rows()] == [0, 1, 3]
 
 

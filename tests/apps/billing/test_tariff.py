@@ -55,8 +55,8 @@ def test_annual_tier_crossed_inside_an_interval() -> None:
     b = bill_of("C1", [Interval(at(2026, 3, 2, 10), kwh("2"))], Timeline([zhejiang()]), tier)
     assert b.tier_units == [kwh("0.5"), kwh("1.5"), 0]
     assert (b.adder_exact, b.charge_fen) == (7_500_000, 121)
-    # TOU periods, then tiers, in the bill's one int64 array
-    assert b.units.tolist() == [*b.period_units, *b.tier_units] and b.units.typecode == "q"
+    # TOU periods, then tiers, in the bill's one int32 array
+    assert b.units.tolist() == [*b.period_units, *b.tier_units] and b.units.typecode == "i"
     assert b.period_units == [b.kwh[p] for p in ("sharp", "peak", "flat", "valley")]
     assert b.tier.year_units == kwh("2761.5")
 
@@ -247,3 +247,16 @@ def test_customers_on_the_same_terms_share_one_cursor() -> None:
     other = Timeline([zhejiang()])  # other contract objects: a cursor of its own, same figures
     third = bill_of("C3", [Interval(day + 900 * k, 1000) for k in range(4)], other)
     assert third.cursor is not bills[0].cursor and third.to_json() | {"customer": "C1"} == bills[0].to_json()
+
+
+def test_a_bill_past_int32_units_goes_on_counting_in_int64() -> None:
+    # 150,000 kWh at 02:00 (valley) and again at 10:00 (peak): the valley's units pass 2**31 (a
+    # day's 214,748 kWh) in the second interval's tier count, the bill's array turns int64
+    big = kwh("150000")
+    b = bill_of(
+        "C1", [Interval(at(2026, 3, 2, 2), big), Interval(at(2026, 3, 2, 10), big)], Timeline([zhejiang()])
+    )
+    assert b.units.typecode == "q" and b.kwh == {"sharp": 0, "peak": big, "flat": 0, "valley": big}
+    assert sum(b.tier_units) == 2 * big > 2**31 and b.tier.year_units == 2 * big
+    small = bill_of("C1", [Interval(at(2026, 3, 2, 2), kwh("1"))], Timeline([zhejiang()]))
+    assert small.units.typecode == "i" and small.period_units == [0, 0, 0, kwh("1")]
