@@ -560,6 +560,9 @@ def print_memory(v: dict[str, Any], args: argparse.Namespace) -> None:
     series = ", ".join(f"{h.at_s / DAY_S:.2f} d {h.bytes * mb:.1f} MB" for h in memory.held)
     print(f"  terminal heap held   {series}; {held.objects} objects at the end")
     print("    by owner, MB       " + ", ".join(f"{k} {b * mb:.1f}" for k, b in held.by_owner))
+    for h in memory.held[:-1]:  # what grows from day to day, and whose it is
+        owners = ", ".join(f"{k} {b * mb:.1f}" for k, b in h.by_owner)
+        print(f"      at {h.at_s / DAY_S:.2f} d      {owners}")
     print("    by type, MB        " + ", ".join(f"{k} {b * mb:.1f}" for k, b in held.by_type[:6]))
     if not memory.heaps:
         return

@@ -198,7 +198,8 @@ class _Tables:
         self.slots = slots
         self._tables: list[_Table] = []
         self._by_columns: dict[tuple[int, ...], int] = {}
-        self._where: dict[str, int] = {}  # device -> row << 8 | table number
+        # device -> row << 8 | table number (8 quantities: at most 256 column sets, one byte)
+        self._where: dict[str, int] = {}
 
     def _table(self, columns: Sequence[int]) -> int:
         key = tuple(columns)
