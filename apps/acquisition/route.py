@@ -94,18 +94,20 @@ class Progress:
             self._visit.append(-1)
         return row
 
-    def point(self, meter_id: str) -> float | None:
+    def _epoch(self, column: array[float], meter_id: str) -> float | None:
+        """The meter's value in ``column`` (None: no row, or NaN: none yet)."""
         row = self._rows.get(meter_id)
-        value = math.nan if row is None else self._point[row]
+        value = math.nan if row is None else column[row]
         return None if math.isnan(value) else value
+
+    def point(self, meter_id: str) -> float | None:
+        return self._epoch(self._point, meter_id)
 
     def set_point(self, meter_id: str, epoch: float) -> None:
         self._point[self._row(meter_id)] = epoch
 
     def freeze(self, meter_id: str) -> float | None:
-        row = self._rows.get(meter_id)
-        value = math.nan if row is None else self._freeze[row]
-        return None if math.isnan(value) else value
+        return self._epoch(self._freeze, meter_id)
 
     def set_freeze(self, meter_id: str, midnight: float) -> None:
         self._freeze[self._row(meter_id)] = midnight
