@@ -7,7 +7,8 @@ each meter to send at its slot (DL/T 645 ``04080001`` write / DL/T 698.45 ACTION
 for the result events it recorded (645 ``030805nn`` / 698 OI 4E08 attribute 2,
 ``MeterClient.read_signature_results``) every ``POLL_S`` through the window, and ties them to
 the injections (``injections.attribute``). The detections of the last ``KEEP_DAYS`` days are
-kept in the app's store. Must not weigh the detections (``evidence.signature_loglik`` does).
+kept in the app's store, and in memory as columns (``kept.Kept``). Must not weigh the
+detections (``evidence.signature_loglik`` does).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from . import archive as arch
 from . import injections
 from .devices import Devices
 from .inputs import Detection
+from .kept import Kept
 
 LEAD_S = 300.0  # orders go out this long before the slot
 POLL_S = 300.0  # units are read this often through the window (a unit keeps its last 10 events)
@@ -42,15 +44,16 @@ class Night:
         self._ctx = ctx
         self._devices = devices
         self.policy = policy
-        self.detections: list[Detection] = []  # injections and what was heard, newest night last
-        self.sent: dict[str, float] = {}  # meter -> UTC epoch of its last injection
+        #: injections and what was heard, newest night last; every meter's last injection
+        self.kept = Kept()
         self.counters = {"injections": 0, "orders_failed": 0, "unit_reads_failed": 0}
 
     async def load(self) -> None:
+        kept = Kept()
         saved = await self._ctx.store.get("detections")
         if isinstance(saved, list):
             one: dict[tuple[str, ...], tuple[str, ...]] = {}  # a night's detections share their units
-            self.detections = [
+            kept.extend(
                 Detection(
                     str(d["source"]),
                     float(d["at"]),
@@ -59,23 +62,24 @@ class Night:
                 )
                 for d in saved
                 if isinstance(d, dict) and {"source", "at", "heard_by", "listening"} <= set(d)
-            ]
+            )
         sent = await self._ctx.store.get("sent")
         if isinstance(sent, dict):
-            self.sent = {str(k): float(v) for k, v in sent.items() if isinstance(v, int | float)}
+            kept.set_last({str(k): float(v) for k, v in sent.items() if isinstance(v, int | float)})
+        self.kept = kept
 
     async def save(self) -> None:
         await self._ctx.store.set(
             "detections",
             [
                 {"source": d.source, "at": d.at, "heard_by": list(d.heard_by), "listening": list(d.listening)}
-                for d in self.detections
+                for d in self.kept
             ],
         )
-        await self._ctx.store.set("sent", self.sent)
+        await self._ctx.store.set("sent", self.kept.last())
 
     def recent(self, since: float) -> tuple[Detection, ...]:
-        return tuple(d for d in self.detections if d.at >= since)
+        return self.kept.since(since)
 
     async def run(self, model: StationModel, epoch: float, doubt: dict[str, float]) -> int:
         """The night starting at ``epoch`` (the window's start); returns the injections planned.
@@ -99,9 +103,14 @@ class Night:
             utc_offset_s=offset,
             listening=units,
         )
-        for d in heard:
-            self.sent[d.source] = d.at
-        self.detections = [d for d in self.detections if d.at >= epoch - KEEP_DAYS * 86400] + heard
+        self.kept.mark(heard)
+
+        def share(device: str) -> str:  # the model's own string for the id, where it has one
+            found = model.meter(device)
+            return found.id if found is not None else device
+
+        self.kept.keep_since(epoch - KEEP_DAYS * 86400, share)
+        self.kept.extend(heard)
         await self.save()
         return len(planned)
 
@@ -112,8 +121,9 @@ class Night:
         its archive and a candidate a meter (~0.5 MB at 2,400 meters) are gone before the hours
         of orders and polls."""
         archive = arch.from_model(model)
+        last_sent = self.kept.last_of()
         candidates = [
-            injections.Candidate(m.id, m.branch.value, doubt.get(m.id, 1.0), self.sent.get(m.id))
+            injections.Candidate(m.id, m.branch.value, doubt.get(m.id, 1.0), last_sent(m.id))
             for m in archive.meters
         ]
         planned = injections.plan(
@@ -161,7 +171,7 @@ class Night:
             await clock.sleep(min(POLL_S, max(until - clock.now(), 1.0)))
 
     def to_json(self) -> dict[str, Any]:
-        return {"detections": len(self.detections), **self.counters}
+        return {"detections": len(self.kept), **self.counters}
 
 
 __all__ = ["LEAD_S", "Night"]
