@@ -311,7 +311,16 @@ class MeterDay:
         too), at a finer exponent when it must; False (nothing written) when a point read would
         be more than 127 steps from the one read before it."""
         data = self._view(_DELTAS8, offset)
-        read = data != _NOT_READ[_DELTAS8]
+        unread = _NOT_READ[_DELTAS8]
+        if value == value and data[k] == unread and bool((data[k + 1 :] == unread).all()):
+            fit = _exponent(value, e)  # after the last point read, as fine as those: its steps only
+            if fit is not None and fit[0] == e:
+                step = fit[1] - self._head(offset)[1] if bool((data[:k] != unread).any()) else 0
+                if -_STEP_LIMITS[_DELTAS8] <= step <= _STEP_LIMITS[_DELTAS8]:
+                    data[k] = step
+                    self._set_head(offset, e, fit[1])
+                    return True
+        read = data != unread
         wholes = np.zeros(self._width, dtype=np.int64)
         wholes[read] = self._delta_wholes(data, read, offset)
         finer = e
