@@ -24,8 +24,12 @@ Record kinds and what they do to the book (amounts are integer fen, energies 0.0
 
 from __future__ import annotations
 
+import sys
+from array import array
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from functools import lru_cache
 from typing import Any, cast
 from zoneinfo import ZoneInfo
 
@@ -63,12 +67,78 @@ def customer_row(c: Customer) -> list[Any]:
 NO_TIER = TierState()
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class ClosedDay:
+    """A kept closed day as ``Account.closed`` makes it (the account keeps it packed in ints)."""
+
     day: str  # local date
     charge_fen: int  # the day's charge including corrections
     tier_start: TierState
     tier_end: TierState
+
+
+#: ints a kept closed day takes in ``Account.packed``: day, charge, tier start (4), tier end (4)
+CLOSED_WIDTH = 10
+#: first code of a name that is neither "" nor a canonical "YYYY-MM-DD" / "YYYY-MM" (``_odd_names``)
+_ODD = 1 << 32
+#: such names, in the order first seen (never met in a ledger this terminal wrote; kept exact anyway)
+_odd_names: list[str] = []
+_odd_codes: dict[str, int] = {}
+
+
+@lru_cache(maxsize=MEMO_ENTRIES)
+def name_code(name: str) -> int:
+    """A date or month name as one int, exactly (``code_name`` gives the name back): "" 0,
+    "YYYY-MM-DD" its date's ordinal (1..3,652,059), "YYYY-MM" -(year x 12 + month), any other
+    name ``_ODD`` + its place among the odd names."""
+    if not name:
+        return 0
+    if len(name) == 10:
+        try:
+            if date.fromisoformat(name).isoformat() == name:
+                return date.fromisoformat(name).toordinal()
+        except ValueError:
+            pass
+    elif len(name) == 7 and name[4] == "-" and name[:4].isdigit() and name[5:].isdigit():
+        year, month = int(name[:4]), int(name[5:])
+        if 1 <= month <= 12 and f"{year:04d}-{month:02d}" == name:
+            return -(year * 12 + month)
+    code = _odd_codes.get(name)
+    if code is None:
+        code = _odd_codes[name] = _ODD + len(_odd_names)
+        _odd_names.append(name)
+    return code
+
+
+@lru_cache(maxsize=MEMO_ENTRIES)
+def code_name(code: int) -> str:
+    """The name ``name_code`` gave ``code`` (interned: every account's kept days share it)."""
+    if code == 0:
+        return ""
+    if code >= _ODD:
+        return _odd_names[code - _ODD]
+    if code > 0:
+        return sys.intern(date.fromordinal(code).isoformat())
+    year, month = divmod(-code - 1, 12)
+    return sys.intern(f"{year:04d}-{month + 1:02d}")
+
+
+def _pack_tier(t: TierState) -> tuple[int, int, int, int]:
+    return name_code(t.year), t.year_units, name_code(t.month), t.month_units
+
+
+def _unpack_tier(p: array[int], at: int) -> TierState:
+    return TierState(code_name(p[at]), p[at + 1], code_name(p[at + 2]), p[at + 3])
+
+
+def pack_closed(days: Iterable[ClosedDay]) -> array[int] | None:
+    """Closed days as ``Account.packed`` keeps them (None: none); int64 amounts (fen, units)."""
+    ints = [
+        x
+        for c in days
+        for x in (name_code(c.day), c.charge_fen, *_pack_tier(c.tier_start), *_pack_tier(c.tier_end))
+    ]
+    return array("q", ints) if ints else None
 
 
 @dataclass(slots=True)
@@ -89,8 +159,9 @@ class Account:
     # open day, provisional fen debited, open day, fen... (a flat tuple, replaced on change: usually
     # one day, 56 B; a dict was 184 B a customer): ``debit_of`` / ``add_debit`` / ``debits``
     debited: tuple[str | int, ...] = ()
-    # recent closed days, in the order they closed (a tuple, replaced on change: a dict was 184 B)
-    closed: tuple[ClosedDay, ...] = ()
+    # recent closed days, in the order they closed, CLOSED_WIDTH ints each (``pack_closed``; None:
+    # none): objects per day were ~0.2 kB, these are 80 B. ``closed`` makes them on demand
+    packed: array[int] | None = None
     credits: int = 0  # top-ups - refunds, ever (fen)
     charges: int = 0  # debits + corrections, ever (fen)
 
@@ -108,7 +179,7 @@ class Account:
             if debited[i] == day:
                 self.debited = (*debited[: i + 1], cast(int, debited[i + 1]) + fen, *debited[i + 2 :])
                 return
-        self.debited = (*debited, day, fen)
+        self.debited = (*debited, sys.intern(day), fen)  # (accounts share the day's name)
 
     def drop_debit(self, day: str) -> None:
         """``day`` closed: its provisional debits are its charge now."""
@@ -118,13 +189,53 @@ class Account:
                 self.debited = debited[:i] + debited[i + 2 :]
                 return
 
+    @property
+    def closed(self) -> tuple[ClosedDay, ...]:
+        """The kept closed days in the order they closed (made from ``packed`` on each call)."""
+        p = self.packed
+        if p is None:
+            return ()
+        return tuple(
+            ClosedDay(code_name(p[i]), p[i + 1], _unpack_tier(p, i + 2), _unpack_tier(p, i + 6))
+            for i in range(0, len(p), CLOSED_WIDTH)
+        )
+
+    def _closed_at(self, day: str) -> int:
+        """Where closed ``day`` starts in ``packed`` (-1: not kept)."""
+        p = self.packed
+        if p is not None:
+            code = name_code(day)
+            for i in range(0, len(p), CLOSED_WIDTH):
+                if p[i] == code:
+                    return i
+        return -1
+
     def closed_day(self, day: str) -> ClosedDay | None:
         """Closed ``day`` if it is still kept."""
-        return next((c for c in self.closed if c.day == day), None)
+        return next((c for c in self.closed if c.day == day), None) if self._closed_at(day) >= 0 else None
+
+    def keep_closed(self, done: ClosedDay) -> None:
+        """Keep a day just closed (charged again: in its place, as a dict's key keeps its place)."""
+        days = self.closed
+        if self._closed_at(done.day) < 0:
+            self.packed = pack_closed((*days, done))
+        else:
+            self.packed = pack_closed(done if c.day == done.day else c for c in days)
+
+    def correct_closed(self, day: str, fen: int, tier_end: TierState) -> None:
+        """A correction of kept closed ``day``: its charge moves by ``fen``, its end count is ``tier_end``."""
+        at = self._closed_at(day)
+        p = self.packed
+        if at >= 0 and p is not None:
+            p[at + 1] += fen
+            p[at + 6 : at + 10] = array("q", _pack_tier(tier_end))
 
     def oldest_closed(self) -> str | None:
         """The oldest closed day kept (still open to corrections)."""
-        return min((c.day for c in self.closed), default=None)
+        p = self.packed
+        if p is None:
+            return None
+        return min(code_name(p[i]) for i in range(0, len(p), CLOSED_WIDTH))
 
     def debits(self) -> dict[str, int]:
         """Open day -> provisional fen debited, in the order the days were first debited."""
@@ -141,8 +252,9 @@ class DayTotals:
     charges: int = 0
     credits: int = 0
     refunds: int = 0
-    debit_seqs: list[int] = field(default_factory=list)
-    charge_seqs: list[int] = field(default_factory=list)
+    # (int64 arrays: a list held an int object per customer-day's charge)
+    debit_seqs: array[int] = field(default_factory=lambda: array("q"))
+    charge_seqs: array[int] = field(default_factory=lambda: array("q"))
 
 
 class Book:
@@ -263,7 +375,7 @@ class Book:
             acc.add_debit(day, fen)
             first = acc.first_day
             if first is None or day < first:
-                acc.first_day = day
+                acc.first_day = sys.intern(day)
             per_day[day] = per_day.get(day, 0) + fen
         for day, fen in per_day.items():
             totals = self.totals(day)
@@ -273,23 +385,13 @@ class Book:
 
     def _on_charge(self, record: Record, body: dict[str, Any]) -> None:
         acc = self.account(body["customer"])
-        day = body["date"]
-        tier_start = TierState.from_json(body["tier_start"])
+        day = sys.intern(body["date"])  # (every account that closed the day shares its name)
         tier_end = TierState.from_json(body["tier"])
-        before = None if acc.closed_through is None else acc.closed_day(acc.closed_through)
-        # one object for equal counts (ClosedDay's and the account's are replaced, never changed)
-        if before is not None and before.tier_end == tier_start:
-            tier_start = before.tier_end
-        elif tier_start == acc.tier:
-            tier_start = acc.tier
-        done = ClosedDay(day, int(body["charge_fen"]), tier_start, tier_end)
-        if acc.closed_day(day) is None:
-            acc.closed = (*acc.closed, done)
-        else:  # (in its place, as a dict's key keeps its place)
-            acc.closed = tuple(done if c.day == day else c for c in acc.closed)
+        acc.keep_closed(
+            ClosedDay(day, int(body["charge_fen"]), TierState.from_json(body["tier_start"]), tier_end)
+        )
         acc.closed_through = max(acc.closed_through or day, day)
-        # (the same object: an account's tier count and a closed day's are replaced, never changed)
-        acc.tier = tier_end if acc.closed_through == day else tier_end.copy()
+        acc.tier = tier_end  # (its own object: an account's tier count is replaced, never changed)
         acc.drop_debit(day)
         if acc.first_day is None:
             acc.first_day = day
@@ -309,10 +411,7 @@ class Book:
         acc.balance -= fen
         acc.charges += fen
         day = body["date"]
-        closed = acc.closed_day(day)
-        if closed is not None:
-            closed.charge_fen += fen
-            closed.tier_end = TierState.from_json(body["tier"])
+        acc.correct_closed(day, fen, TierState.from_json(body["tier"]))
         if day == acc.closed_through:  # the tier count the first open day starts from
             acc.tier = TierState.from_json(body["tier"])
         totals = self.totals(day)
@@ -418,7 +517,7 @@ class Book:
                 tier=TierState.from_json(a["tier"]),
                 closed_through=a["closed_through"],
                 debited=tuple(x for d, v in a["debited"].items() for x in (d, int(v))),
-                closed=tuple(
+                packed=pack_closed(
                     ClosedDay(d, int(v[0]), TierState.from_json(v[1]), TierState.from_json(v[2]))
                     for d, v in a["closed"].items()
                 ),
@@ -436,10 +535,11 @@ class Book:
         self.reconciled.update({k: bool(v) for k, v in body.get("reconciled", {}).items()})
 
     def _forget_old(self, acc: Account) -> None:
-        closed = acc.closed
-        if len(closed) > self.keep_days:
+        p = acc.packed
+        if p is not None and len(p) > self.keep_days * CLOSED_WIDTH:
+            closed = acc.closed
             gone = set(sorted(c.day for c in closed)[: len(closed) - self.keep_days])
-            acc.closed = tuple(c for c in closed if c.day not in gone)
+            acc.packed = pack_closed(c for c in closed if c.day not in gone)
 
 
 def _memo(cache: dict[Any, Any], key: Any, value: Any) -> Any:
@@ -450,4 +550,15 @@ def _memo(cache: dict[Any, Any], key: Any, value: Any) -> Any:
     return value
 
 
-__all__ = ["Account", "Book", "ClosedDay", "Customer", "DayTotals", "RelayState", "customer_row"]
+__all__ = [
+    "Account",
+    "Book",
+    "ClosedDay",
+    "Customer",
+    "DayTotals",
+    "RelayState",
+    "code_name",
+    "customer_row",
+    "name_code",
+    "pack_closed",
+]

@@ -72,9 +72,10 @@ METROLOGY = "transformer"
 
 #: a curve item's points are held as steps of 10**-e (e = 0..4, its own) from a base (int64)
 #: in int8 or int16 while every value given is exactly such a decimal within 127 / 32767 steps
-#: of the base (volts at 0.1 V, a power factor, an export register at 0, a register's day at
-#: 0.01 kWh, amps at 0.001 A up to 32.767 A); else as int32 ten-thousandths while every value is
-#: exactly one; else as float64
+#: of the base (volts at 0.1 V, a power factor, an export register at 0, amps at 0.001 A up to
+#: 32.767 A), or in int8 as steps from the point read before while each is within 127 of it (a
+#: register's day at 0.01 kWh: 15 minutes under ~5 kW); else as int32 ten-thousandths while
+#: every value is exactly one; else as float64
 _SCALE = 10_000.0
 _LIMIT = 2**31 - 1
 _UNREAD = -(2**31)  # an int32 item's "not read"
@@ -82,13 +83,24 @@ _EXPONENTS = (0, 1, 2, 3, 4)
 _POWERS = tuple(10.0**e for e in _EXPONENTS)
 _EXACT = 2**53  # integers a float64 holds exactly
 
-#: the kinds of a meter-day's rows: curve points as int8 / int16 steps, int32 ten-thousandths,
-#: float64; a freeze item's (start, end) registers (float64)
-_STEPS8, _STEPS16, _TEN_THOUSANDTHS, _FLOATS, _FREEZE = range(5)
-_DTYPES = (np.dtype("<i1"), np.dtype("<i2"), np.dtype("<i4"), np.dtype("<f8"), np.dtype("<f8"))
-_STEP_LIMITS = (2**7 - 1, 2**15 - 1)
-_NOT_READ: tuple[float, ...] = (-(2**7), -(2**15), _UNREAD, math.nan, math.nan)
-_BASE = 8  # bytes of a step row's head (before its points): its exponent (1), its base (7, signed)
+#: the kinds of a meter-day's rows: curve points as int8 / int16 steps from a base, int8 steps
+#: from the point before, int32 ten-thousandths, float64; a freeze item's (start, end) registers
+#: (float64). Kinds up to ``_DELTAS8`` are step rows: a head, then their points.
+_STEPS8, _STEPS16, _DELTAS8, _TEN_THOUSANDTHS, _FLOATS, _FREEZE = range(6)
+_DTYPES = (
+    np.dtype("<i1"),
+    np.dtype("<i2"),
+    np.dtype("<i1"),
+    np.dtype("<i4"),
+    np.dtype("<f8"),
+    np.dtype("<f8"),
+)
+_STEP_LIMITS = (2**7 - 1, 2**15 - 1, 2**7 - 1)
+_NOT_READ: tuple[float, ...] = (-(2**7), -(2**15), -(2**7), _UNREAD, math.nan, math.nan)
+#: bytes of a step row's head (before its points): its exponent (1), its base (7, signed): of
+#: ``_DELTAS8`` the last point read (the first point read holds 0, each later one the steps
+#: from the one read before it)
+_BASE = 8
 _GROW = 8  # a meter-day's curve rows hold its points up to the next multiple of 8 past the last given
 
 
@@ -144,7 +156,8 @@ def _held(values: FArray) -> np.ndarray:
 
 
 def _steps(values: FArray, kind: int) -> tuple[int, int, np.ndarray] | None:
-    """(e, base, ``values`` as steps of 10**-e from the base midway, of ``kind``) at the smallest
+    """(e, base, ``values`` as steps of 10**-e from the base midway, of ``kind``; of
+    ``_DELTAS8`` from the point read before, the base the last point read) at the smallest
     exponent that holds every point read exactly (not -0.0), None when none does."""
     read = ~np.isnan(values)
     given = values[read]
@@ -155,8 +168,12 @@ def _steps(values: FArray, kind: int) -> tuple[int, int, np.ndarray] | None:
         if not bool((np.abs(whole) < _EXACT).all()):
             return None  # a finer exponent only makes it larger
         if bool((whole / power == given).all()) and not bool(np.signbit(given[whole == 0]).any()):
-            base = int((whole.min() + whole.max()) // 2) if whole.size else 0
-            q = whole - base
+            if kind == _DELTAS8:
+                base = int(whole[-1]) if whole.size else 0
+                q = np.diff(whole, prepend=whole[:1])
+            else:
+                base = int((whole.min() + whole.max()) // 2) if whole.size else 0
+                q = whole - base
             if not bool((np.abs(q) <= _STEP_LIMITS[kind]).all()):
                 return None  # nor the spread
             out = np.full(len(values), _NOT_READ[kind], dtype=_DTYPES[kind])
@@ -175,11 +192,14 @@ class MeterDay:
 
     Every row -- a curve item's points, a freeze item's (start, end) registers -- lives in one
     ``bytearray`` a meter-day, described by a tuple of (item, kind) shared by every meter-day with
-    the same rows (``_shared``). A curve item is held as int8 or int16 steps of
-    10**-e from a base of its own while every value given to it is exactly such a decimal within
-    127 / 32767 steps of it (volts, a power factor and an export register at 0 fit int8; a
-    register's day, amps, active power int16); else as int32 ten-thousandths while every value is
-    exactly one; else as float64, each from the first value that does not fit the narrower.
+    the same rows (``_shared``). A curve item is held as int8 or int16 steps of 10**-e from a
+    base of its own while every value given to it is exactly such a decimal within 127 / 32767
+    steps of it (volts, a power factor and an export register at 0 fit int8; amps, active power
+    int16), or as int8 steps from the point read before while each is within 127 of it (a
+    register's day at 0.01 kWh: ~97 B a meter-day less than int16 from a base; a point caught up
+    or taken back rewrites the steps of the one read after it); else as int32 ten-thousandths
+    while every value is exactly one; else as float64, each from the first value that does not
+    fit the narrower.
     Either way it reads back as the float64 values given, bit for bit (-0.0 included; a NaN of
     any sign is "not read", NaN). Curve rows hold the points up to the next multiple of 8 past
     the last one given (the rest are not read): a day fills them as it goes.
@@ -197,21 +217,21 @@ class MeterDay:
     def _size(self, kind: int) -> int:
         if kind == _FREEZE:
             return 2 * _DTYPES[kind].itemsize
-        return self._width * _DTYPES[kind].itemsize + (_BASE if kind <= _STEPS16 else 0)
+        return self._width * _DTYPES[kind].itemsize + (_BASE if kind <= _DELTAS8 else 0)
 
     def _find(self, item: str, *, freeze: bool = False) -> tuple[int, int, int, int] | None:
         """(row, kind, exponent, offset in ``_buf``) of curve (or freeze) item ``item``."""
         offset = 0
         for j, (name, kind) in enumerate(self._rows):
             if name == item and (kind == _FREEZE) == freeze:
-                return j, kind, self._head(offset)[0] if kind <= _STEPS16 else 0, offset
+                return j, kind, self._head(offset)[0] if kind <= _DELTAS8 else 0, offset
             offset += self._size(kind)
         return None
 
     def _view(self, kind: int, offset: int) -> np.ndarray:
         """The points (or freeze registers) of the row at ``offset``: a view to write in."""
         count = 2 if kind == _FREEZE else self._width
-        return np.frombuffer(self._buf, _DTYPES[kind], count, offset + (_BASE if kind <= _STEPS16 else 0))
+        return np.frombuffer(self._buf, _DTYPES[kind], count, offset + (_BASE if kind <= _DELTAS8 else 0))
 
     def _head(self, offset: int) -> tuple[int, int]:
         """(exponent, base) of the step row at ``offset``."""
@@ -224,7 +244,10 @@ class MeterDay:
     def _decode(self, kind: int, e: int, offset: int) -> FArray:
         out = np.full(POINTS, np.nan)
         data = self._view(kind, offset)
-        if kind <= _STEPS16:  # (q + base) / 10**e, correctly rounded: the value given
+        if kind == _DELTAS8:
+            read = data != _NOT_READ[kind]
+            out[: self._width][read] = self._delta_wholes(data, read, offset) / _POWERS[e]
+        elif kind <= _STEPS16:  # (q + base) / 10**e, correctly rounded: the value given
             values = (data.astype(np.int64) + self._head(offset)[1]) / _POWERS[e]
             values[data == _NOT_READ[kind]] = np.nan
             out[: self._width] = values
@@ -237,7 +260,7 @@ class MeterDay:
         out = []
         offset = 0
         for item, kind in self._rows:
-            e, base = self._head(offset) if kind <= _STEPS16 else (0, 0)
+            e, base = self._head(offset) if kind <= _DELTAS8 else (0, 0)
             out.append(((item, kind, e), base, self._view(kind, offset).copy()))
             offset += self._size(kind)
         return out
@@ -250,7 +273,7 @@ class MeterDay:
                 data = np.concatenate(
                     [data, np.full(width - len(data), _NOT_READ[kind], dtype=_DTYPES[kind])]
                 )
-            if kind <= _STEPS16:
+            if kind <= _DELTAS8:
                 chunks.append(_head_bytes(e, base))
             chunks.append(data.astype(_DTYPES[kind], copy=False).tobytes())
         rows = (_ENTRIES.setdefault((item, kind), (item, kind)) for (item, kind, _), _, _ in parts)
@@ -265,7 +288,7 @@ class MeterDay:
         offset = 0
         for item, kind in self._rows:
             if kind != _FREEZE:
-                out[item] = self._decode(kind, self._head(offset)[0] if kind <= _STEPS16 else 0, offset)
+                out[item] = self._decode(kind, self._head(offset)[0] if kind <= _DELTAS8 else 0, offset)
             offset += self._size(kind)
         return out
 
@@ -273,6 +296,55 @@ class MeterDay:
         """The 97 points of curve item ``item`` (float64), None when it has none."""
         found = self._find(item)
         return None if found is None else self._decode(*found[1:])
+
+    def _delta_wholes(self, data: np.ndarray, read: np.ndarray, offset: int) -> np.ndarray:
+        """The points read of the ``_DELTAS8`` row at ``offset`` as whole steps (int64): the last
+        is the base, each one before it the next one less its steps."""
+        summed = np.cumsum(data[read], dtype=np.int64)
+        if not summed.size:
+            return summed
+        wholes: np.ndarray = summed + (self._head(offset)[1] - int(summed[-1]))
+        return wholes
+
+    def _put_delta(self, e: int, offset: int, k: int, value: float) -> bool:
+        """Point ``k`` of the ``_DELTAS8`` row at ``offset`` (the steps of the point read after it
+        too), at a finer exponent when it must; False (nothing written) when a point read would
+        be more than 127 steps from the one read before it."""
+        data = self._view(_DELTAS8, offset)
+        unread = _NOT_READ[_DELTAS8]
+        if value == value and data[k] == unread and bool((data[k + 1 :] == unread).all()):
+            fit = _exponent(value, e)  # after the last point read, as fine as those: its steps only
+            if fit is not None and fit[0] == e:
+                step = fit[1] - self._head(offset)[1] if bool((data[:k] != unread).any()) else 0
+                if -_STEP_LIMITS[_DELTAS8] <= step <= _STEP_LIMITS[_DELTAS8]:
+                    data[k] = step
+                    self._set_head(offset, e, fit[1])
+                    return True
+        read = data != unread
+        wholes = np.zeros(self._width, dtype=np.int64)
+        wholes[read] = self._delta_wholes(data, read, offset)
+        finer = e
+        if value != value:  # NaN: not read
+            read[k] = False
+        else:
+            fit = _exponent(value, e)
+            if fit is None:
+                return False
+            finer, whole = fit
+            if finer > e:  # every point read again at the finer exponent, if they all fit
+                if not bool((np.abs(wholes) < _EXACT // 10 ** (finer - e)).all()):
+                    return False
+                wholes *= 10 ** (finer - e)
+            wholes[k] = whole
+            read[k] = True
+        given = wholes[read]
+        steps = np.diff(given, prepend=given[:1])
+        if not bool((np.abs(steps) <= _STEP_LIMITS[_DELTAS8]).all()):
+            return False
+        data[:] = _NOT_READ[_DELTAS8]
+        data[read] = steps
+        self._set_head(offset, finer, int(given[-1]) if given.size else 0)
+        return True
 
     def _put_steps(self, kind: int, e: int, offset: int, k: int, value: float) -> bool:
         """Point ``k`` of the step row at ``offset``, rescaled to a finer exponent when it must; False
@@ -327,6 +399,9 @@ class MeterDay:
             if -_LIMIT <= q <= _LIMIT and q / _SCALE == value and (q or math.copysign(1.0, value) > 0):
                 self._view(kind, offset)[k] = q
                 return
+        elif kind == _DELTAS8:
+            if self._put_delta(e, offset, k, value):
+                return
         elif self._put_steps(kind, e, offset, k, value):
             return
         values = self._decode(kind, e, offset)  # to a wider kind
@@ -338,7 +413,7 @@ class MeterDay:
         read = np.flatnonzero(~np.isnan(values))
         need = int(read[-1]) + 1 if read.size else 0
         width = self._width if need <= self._width else min(POINTS, -(-need // _GROW) * _GROW)
-        for kind in (_STEPS8, _STEPS16):
+        for kind in (_STEPS8, _DELTAS8, _STEPS16):
             fit = _steps(values[:width], kind)
             if fit is not None:
                 e, base, data = fit

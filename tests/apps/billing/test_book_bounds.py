@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
-from apps.billing.book import Account, Book
+from apps.billing.book import Account, Book, ClosedDay, code_name, name_code, pack_closed
 from apps.billing.tariff import TierState
 from protocols.ledger import Record
 
@@ -68,14 +69,71 @@ def test_open_day_debits_kept_flat_fold_and_round_trip_a_checkpoint() -> None:
     assert (
         acc.debits() == {"2024-06-02": 7}
         and [c.day for c in acc.closed] == ["2024-06-01"]
-        and acc.tier is acc.closed[0].tier_end
-        and acc.closed[0].tier_start is Account("c2").tier  # equal counts: one object
+        and acc.tier == acc.closed[0].tier_end
+        and acc.closed[0].tier_start == Account("c2").tier
     )
     book.apply(
         Record(3, T0 * 1000, "charge", None, charge | {"date": "2024-06-02", "tier_start": tier}, "", "")
     )
     assert [c.day for c in acc.closed] == ["2024-06-01", "2024-06-02"] and acc.debits() == {}
-    assert acc.closed[1].tier_start is acc.closed[0].tier_end and acc.oldest_closed() == "2024-06-01"
+    assert acc.closed[1].tier_start == acc.closed[0].tier_end and acc.oldest_closed() == "2024-06-01"
     restored.restore(book.checkpoint([], 0))
     assert restored.accounts["c1"].debits() == {}
     assert restored.accounts["c1"].closed == acc.closed
+
+
+def test_closed_days_packed_in_ints_round_trip_exactly() -> None:
+    """An account keeps its closed days as ints (day, charge, tier counts); the days it gives back,
+    corrections, forgetting past ``keep_days`` and a checkpoint's JSON are as with objects."""
+    names = [
+        "",
+        "2024-06-01",
+        "0001-01-01",
+        "9999-12-31",
+        "2024-01",
+        "0001-01",
+        "9999-12",
+        "2024-1",
+        "x",
+        "2024-13",
+    ]
+    assert [code_name(name_code(n)) for n in names] == names
+    assert len({name_code(n) for n in names}) == len(names)
+    days = [
+        ClosedDay("2024-06-01", -(1 << 62), TierState(), TierState("2024-01", 8, "2024-06", 8)),
+        ClosedDay("2024-06-02", 7, TierState("2024-01", 8, "2024-06", 8), TierState("odd", 1 << 40, "", 0)),
+    ]
+    packed = pack_closed(days)
+    assert pack_closed([]) is None and packed is not None and len(packed) == 2 * 10
+    assert Account("c", packed=packed).closed == tuple(days)
+    book = Book(TZ, keep_days=2)
+    tiers = [["2024-01", 10 * d, "2024-06", 10 * d] for d in range(5)]
+    for d in range(4):
+        day = f"2024-06-0{d + 1}"
+        charge = {"customer": "c1", "meter": "m1", "date": day, "charge_fen": 100 + d}
+        book.apply(
+            Record(
+                d + 1,
+                T0 * 1000,
+                "charge",
+                None,
+                charge | {"tier_start": tiers[d], "tier": tiers[d + 1]},
+                "",
+                "",
+            )
+        )
+    acc = book.accounts["c1"]
+    assert [(c.day, c.charge_fen) for c in acc.closed] == [("2024-06-03", 102), ("2024-06-04", 103)]
+    assert acc.oldest_closed() == "2024-06-03" and acc.closed_day("2024-06-02") is None
+    correction = {"customer": "c1", "date": "2024-06-03", "fen": -5, "tier": ["2024-01", 99, "2024-06", 98]}
+    book.apply(Record(9, T0 * 1000, "correction", None, correction, "", ""))
+    assert acc.closed_day("2024-06-03") == ClosedDay(
+        "2024-06-03", 97, TierState.from_json(tiers[2]), TierState("2024-01", 99, "2024-06", 98)
+    )
+    assert json.loads(json.dumps(book.checkpoint([], 0)))["accounts"]["c1"]["closed"] == {
+        "2024-06-03": [97, tiers[2], ["2024-01", 99, "2024-06", 98]],
+        "2024-06-04": [103, tiers[3], tiers[4]],
+    }
+    restored = Book(TZ, keep_days=2)
+    restored.restore(book.checkpoint([], 0))
+    assert restored.accounts["c1"].closed == acc.closed and restored.accounts["c1"].packed == acc.packed

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from apps.lineloss.book import (
+    _DELTAS8,
     _FLOATS,
     _FREEZE,
     _STEPS8,
@@ -91,12 +92,12 @@ def test_a_day_of_decimal_readings_is_held_in_a_quarter_of_the_bytes() -> None:
         md.put("ia", k, round(float(rng.uniform(0, 60)), 3))
         md.put("pf", k, round(float(rng.uniform(-1, 1)), 3))
     assert _layout(md) == (
-        ("forward", _STEPS16, 2),
+        ("forward", _DELTAS8, 2),  # up to 50 steps of 0.01 kWh from the point before
         ("va", _STEPS16, 1),
         ("ia", _STEPS16, 3),
         ("pf", _STEPS16, 3),
     )
-    assert len(md._buf) == 4 * (POINTS * 2 + 8)  # 0.01 kWh, 0.1 V, 1 mA, 0.001 from a base each
+    assert len(md._buf) == (POINTS + 8) + 3 * (POINTS * 2 + 8)  # 0.1 V, 1 mA, 0.001 from a base each
     np.testing.assert_array_equal(md.values["forward"], registers)
     md.put("forward", 5, 1 / 3)  # not a decimal: that item is float64 from now on, values kept
     assert _layout(md)[0] == ("forward", _FLOATS, 0) and len(md._buf) == POINTS * 8 + 3 * (POINTS * 2 + 8)
@@ -197,3 +198,68 @@ def test_a_meter_days_freezes_are_written_through_frozen() -> None:
     assert list(md.freeze) == ["forward", "reverse"]
     np.testing.assert_array_equal(md.freeze["forward"], [11.0, 12.5])
     np.testing.assert_array_equal(md.freeze["reverse"], [0.25, 0.5])
+
+
+def test_a_register_is_int8_steps_from_the_point_before_through_gaps_catch_ups_and_rescales() -> None:
+    """A register's day (~24 kWh at 0.01: ~2,400 steps) as int8 steps from the point read before;
+    a point caught up in a gap, one taken back (NaN), a finer exponent and a jump of more than
+    127 steps each keep the values given."""
+    md = MeterDay()
+    want = np.full(POINTS, np.nan)
+    for k in range(0, POINTS, 2):  # every other point: ~1 kWh (~100 steps) apart
+        want[k] = round(5_000.0 + k * 0.5 + (k % 5) * 0.01, 2)
+        md.put("forward", k, float(want[k]))
+    assert _layout(md) == (("forward", _DELTAS8, 2),) and len(md._buf) == POINTS + 8
+    _same(md.values["forward"], want)
+    for k, value in ((9, 5_004.5), (7, 5_003.62), (7, np.nan)):  # caught up in gaps; one taken back
+        want[k] = value
+        md.put("forward", k, value)
+    assert _layout(md) == (("forward", _DELTAS8, 2),)
+    _same(md.values["forward"], want)
+    md.put("forward", 3, 5_001.495)  # 1 Wh: ~1,000 steps from the point before: not int8 any more
+    want[3] = 5_001.495
+    _same(md.values["forward"], want)
+    assert _layout(md) == (("forward", _STEPS16, 3),)  # (48 kWh at 1 Wh: int16 from a base midway)
+    md2 = MeterDay()
+    md2.put("forward", 0, 100.0)
+    md2.put("forward", 1, 100.5)
+    md2.put("forward", 2, 101.25)
+    md2.put("forward", 3, 102.0)  # 200 steps of 0.01: int8 from a base midway
+    assert _layout(md2) == (("forward", _STEPS8, 2),)
+    md2.put("forward", 4, 102.75)  # 275: not int8 from any base; 75 from the point before at most
+    assert _layout(md2) == (("forward", _DELTAS8, 2),)
+    md2.put("forward", 5, 110.0)  # 725 steps from the point before: int16 from a base midway
+    assert _layout(md2) == (("forward", _STEPS16, 2),)
+    given = [100.0, 100.5, 101.25, 102.0, 102.75, 110.0]
+    _same(md2.values["forward"], np.array(given + [np.nan] * (POINTS - len(given))))
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            st.integers(0, POINTS - 1),
+            st.one_of(st.integers(-200, 200), st.none()),  # None: not read (NaN)
+            st.integers(0, 4),
+        ),
+        min_size=1,
+        max_size=60,
+    ),
+    start=st.integers(-(10**9), 10**9),
+)
+def test_a_register_of_small_steps_reads_back_as_given(
+    steps: list[tuple[int, int | None, int]], start: int
+) -> None:
+    """Register-like points (a start, small steps at any exponent, any order, NaNs): whatever
+    the rows become, each point reads back bit for bit."""
+    md, want = MeterDay(), np.full(POINTS, np.nan)
+    total = start
+    for k, step, places in steps:
+        if step is None:
+            value = float("nan")
+        else:
+            total += step
+            value = round(total / 10**places, places)
+        md.put("forward", k, value)
+        want[k] = value
+    _same(md.values["forward"], want)
