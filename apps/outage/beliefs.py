@@ -52,20 +52,95 @@ class Spell:
 
 
 @dataclass(slots=True)
-class MeterBelief:
+class _Rare:
+    """A meter's seldom-set state (an outage, a return, an open relay, a records read): made
+    for the few meters that have one, so the rest cost three slots."""
+
     dark: Spell | None = None
-    back: Window | None = None  # the last return evidence (power-on list, answer after dark)
-    # sorted, the latest ANSWERS_KEPT; arrays (a full list of 32 floats was ~1.1 kB a meter), the
-    # shared empty tuple until the first (most meters never fail a read: 64 B each). Answers are
-    # whole seconds (int32) while every one is (RS-485 reads carry their slot's time: ~0.13 kB
-    # less a full meter), else doubles (route reads carry the read's time, probes and health
-    # theirs): read them as floats (``answer_times``, ``last_answer``, ``first_answer_after``)
-    answers: array[int] | array[float] | tuple[()] = ()
-    fails: array[float] | tuple[()] = ()
+    back: Window | None = None
     relay_open_since: float | None = None
     relay_cause: str = ""
-    records_read: float | None = None  # when its power-down records were last read (at)
-    records_received: float | None = None  # ... and when the terminal heard of that read
+    records_read: float | None = None
+    records_received: float | None = None
+
+
+class MeterBelief:
+    """One meter's state. ``dark`` / ``back`` (the last return evidence: power-on list, answer
+    after dark) / ``relay_open_since`` / ``relay_cause`` / ``records_read`` (when its power-down
+    records were last read) / ``records_received`` (when the terminal heard of that read) live
+    in one ``_Rare`` made at the first one set to other than its default (56 B a meter instead
+    of 96 B with eight slots)."""
+
+    __slots__ = ("_rare", "answers", "fails")
+
+    def __init__(self) -> None:
+        # sorted, the latest ANSWERS_KEPT; arrays (a full list of 32 floats was ~1.1 kB a meter), the
+        # shared empty tuple until the first (most meters never fail a read: 64 B each). Answers are
+        # whole seconds (int32) while every one is (RS-485 reads carry their slot's time: ~0.13 kB
+        # less a full meter), else doubles (route reads carry the read's time, probes and health
+        # theirs): read them as floats (``answer_times``, ``last_answer``, ``first_answer_after``)
+        self.answers: array[int] | array[float] | tuple[()] = ()
+        self.fails: array[float] | tuple[()] = ()
+        self._rare: _Rare | None = None
+
+    def _made(self) -> _Rare:
+        if self._rare is None:
+            self._rare = _Rare()
+        return self._rare
+
+    @property
+    def dark(self) -> Spell | None:
+        return None if self._rare is None else self._rare.dark
+
+    @dark.setter
+    def dark(self, value: Spell | None) -> None:
+        if value is not None or self._rare is not None:
+            self._made().dark = value
+
+    @property
+    def back(self) -> Window | None:
+        return None if self._rare is None else self._rare.back
+
+    @back.setter
+    def back(self, value: Window | None) -> None:
+        if value is not None or self._rare is not None:
+            self._made().back = value
+
+    @property
+    def relay_open_since(self) -> float | None:
+        return None if self._rare is None else self._rare.relay_open_since
+
+    @relay_open_since.setter
+    def relay_open_since(self, value: float | None) -> None:
+        if value is not None or self._rare is not None:
+            self._made().relay_open_since = value
+
+    @property
+    def relay_cause(self) -> str:
+        return "" if self._rare is None else self._rare.relay_cause
+
+    @relay_cause.setter
+    def relay_cause(self, value: str) -> None:
+        if value != "" or self._rare is not None:
+            self._made().relay_cause = value
+
+    @property
+    def records_read(self) -> float | None:
+        return None if self._rare is None else self._rare.records_read
+
+    @records_read.setter
+    def records_read(self, value: float | None) -> None:
+        if value is not None or self._rare is not None:
+            self._made().records_read = value
+
+    @property
+    def records_received(self) -> float | None:
+        return None if self._rare is None else self._rare.records_received
+
+    @records_received.setter
+    def records_received(self, value: float | None) -> None:
+        if value is not None or self._rare is not None:
+            self._made().records_received = value
 
     @property
     def last_answer(self) -> float | None:
