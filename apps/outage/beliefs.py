@@ -12,7 +12,7 @@ from __future__ import annotations
 import bisect
 from array import array
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 from .evidence import (
     Evidence,
@@ -26,6 +26,8 @@ from .evidence import (
     Window,
 )
 from .members import Group, Members
+
+_V = TypeVar("_V")
 
 ANSWERS_KEPT = 32  # per meter: enough to tell whether it answered during a past interval
 #: sources whose "supplied" says the whole group is supplied (a box terminal at the box incomer,
@@ -64,6 +66,32 @@ class _Rare:
     records_received: float | None = None
 
 
+class _RareField(Generic[_V]):
+    """A ``MeterBelief`` field kept in its ``_Rare``: reads the default while the meter has none,
+    and a set to the default makes none."""
+
+    __slots__ = ("_default", "_name")
+
+    def __init__(self, default: _V) -> None:
+        self._default = default
+        self._name = ""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    def __get__(self, belief: MeterBelief, owner: type | None = None) -> _V:
+        rare = belief._rare
+        return self._default if rare is None else cast(_V, getattr(rare, self._name))
+
+    def __set__(self, belief: MeterBelief, value: _V) -> None:
+        rare = belief._rare
+        if rare is None:
+            if value == self._default:
+                return
+            rare = belief._rare = _Rare()
+        setattr(rare, self._name, value)
+
+
 class MeterBelief:
     """One meter's state. ``dark`` / ``back`` (the last return evidence: power-on list, answer
     after dark) / ``relay_open_since`` / ``relay_cause`` / ``records_read`` (when its power-down
@@ -72,6 +100,13 @@ class MeterBelief:
     of 96 B with eight slots)."""
 
     __slots__ = ("_rare", "answers", "fails")
+
+    dark: _RareField[Spell | None] = _RareField(None)
+    back: _RareField[Window | None] = _RareField(None)
+    relay_open_since: _RareField[float | None] = _RareField(None)
+    relay_cause: _RareField[str] = _RareField("")
+    records_read: _RareField[float | None] = _RareField(None)
+    records_received: _RareField[float | None] = _RareField(None)
 
     def __init__(self) -> None:
         # sorted, the latest ANSWERS_KEPT; arrays (a full list of 32 floats was ~1.1 kB a meter), the
@@ -82,65 +117,6 @@ class MeterBelief:
         self.answers: array[int] | array[float] | tuple[()] = ()
         self.fails: array[float] | tuple[()] = ()
         self._rare: _Rare | None = None
-
-    def _made(self) -> _Rare:
-        if self._rare is None:
-            self._rare = _Rare()
-        return self._rare
-
-    @property
-    def dark(self) -> Spell | None:
-        return None if self._rare is None else self._rare.dark
-
-    @dark.setter
-    def dark(self, value: Spell | None) -> None:
-        if value is not None or self._rare is not None:
-            self._made().dark = value
-
-    @property
-    def back(self) -> Window | None:
-        return None if self._rare is None else self._rare.back
-
-    @back.setter
-    def back(self, value: Window | None) -> None:
-        if value is not None or self._rare is not None:
-            self._made().back = value
-
-    @property
-    def relay_open_since(self) -> float | None:
-        return None if self._rare is None else self._rare.relay_open_since
-
-    @relay_open_since.setter
-    def relay_open_since(self, value: float | None) -> None:
-        if value is not None or self._rare is not None:
-            self._made().relay_open_since = value
-
-    @property
-    def relay_cause(self) -> str:
-        return "" if self._rare is None else self._rare.relay_cause
-
-    @relay_cause.setter
-    def relay_cause(self, value: str) -> None:
-        if value != "" or self._rare is not None:
-            self._made().relay_cause = value
-
-    @property
-    def records_read(self) -> float | None:
-        return None if self._rare is None else self._rare.records_read
-
-    @records_read.setter
-    def records_read(self, value: float | None) -> None:
-        if value is not None or self._rare is not None:
-            self._made().records_read = value
-
-    @property
-    def records_received(self) -> float | None:
-        return None if self._rare is None else self._rare.records_received
-
-    @records_received.setter
-    def records_received(self, value: float | None) -> None:
-        if value is not None or self._rare is not None:
-            self._made().records_received = value
 
     @property
     def last_answer(self) -> float | None:
