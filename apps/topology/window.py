@@ -56,14 +56,16 @@ TABLE_GROWTH = 64
 Blocks = dict[int, dict[str, np.ndarray]]
 
 
-_COLUMN_LISTS: dict[tuple[int, ...], list[int]] = {}
+#: a window's column lists: column indices -> the one list of them its rings share (``_shared_columns``;
+#: a set of the 8 quantities: at most 256 entries). Each ``Window`` holds its own (``Window.column_lists``)
+ColumnLists = dict[tuple[int, ...], list[int]]
 
 
-def _shared_columns(columns: Iterable[int]) -> list[int]:
-    """The one list of these column indices every ring storing them shares (thousands of rings
-    store one of a few sets: a list each was ~90 bytes a device)."""
+def _shared_columns(lists: ColumnLists, columns: Iterable[int]) -> list[int]:
+    """The one list of these column indices every ring of the window owning ``lists`` storing them
+    shares (thousands of rings store one of a few sets: a list each was ~90 bytes a device)."""
     key = tuple(columns)
-    return _COLUMN_LISTS.setdefault(key, list(key))
+    return lists.setdefault(key, list(key))
 
 
 class _Ring:
@@ -72,16 +74,23 @@ class _Ring:
     ``columns`` are the indices (into the device's full row) the ring stores, ascending; a column
     never given a value is not stored at all (a single-phase meter has no voltage or current on
     phases b and c: 20 bytes a point instead of 36) and reads back as NaN, as a stored column
-    does at a slot it was not given. ``set`` adds a column when its first value arrives."""
+    does at a slot it was not given. ``set`` adds a column when its first value arrives.
+    ``lists``: the owning window's ``column_lists`` (passed in: a ring keeps no reference to it)."""
 
     __slots__ = ("columns", "slots", "values", "width")
 
     def __init__(
-        self, keep: int, width: int, columns: Sequence[int] | None = None, *, slots: np.ndarray | None = None
+        self,
+        keep: int,
+        width: int,
+        lists: ColumnLists,
+        columns: Sequence[int] | None = None,
+        *,
+        slots: np.ndarray | None = None,
     ) -> None:
         self.width = width
         #: one list for every ring storing the same columns (never changed in place: ``_add_column``)
-        self.columns: list[int] = _shared_columns(range(width) if columns is None else sorted(columns))
+        self.columns: list[int] = _shared_columns(lists, range(width) if columns is None else sorted(columns))
         # 15-min slot numbers (~2e6 today): int32 holds them; a held window's rings share one array
         self.slots = np.full(keep, -1, dtype=np.int32) if slots is None else slots
         self.values = np.full((keep, len(self.columns)), np.nan, dtype=np.float32)
@@ -99,17 +108,17 @@ class _Ring:
         row: np.ndarray = self.values[self._at(slot)]
         return row
 
-    def set(self, slot: int, column: int, value: float) -> None:
+    def set(self, slot: int, column: int, value: float, lists: ColumnLists) -> None:
         """Column ``column`` of the full row at ``slot``."""
         try:
             j = self.columns.index(column)
         except ValueError:
-            j = self._add_column(column)
+            j = self._add_column(column, lists)
         self.values[self._at(slot), j] = value
 
-    def _add_column(self, column: int) -> int:
+    def _add_column(self, column: int, lists: ColumnLists) -> int:
         j = int(np.searchsorted(self.columns, column))
-        self.columns = _shared_columns([*self.columns[:j], column, *self.columns[j:]])
+        self.columns = _shared_columns(lists, [*self.columns[:j], column, *self.columns[j:]])
         self.values = np.insert(self.values, j, np.float32(np.nan), axis=1)
         return j
 
@@ -142,11 +151,11 @@ class _Ring:
         return out
 
     @classmethod
-    def from_full(cls, slots: np.ndarray, values: np.ndarray, *, compact: bool) -> _Ring:
+    def from_full(cls, slots: np.ndarray, values: np.ndarray, lists: ColumnLists, *, compact: bool) -> _Ring:
         """A ring of ``values`` (keep, width); ``compact``: storing only the columns holding a value."""
         keep, width = values.shape
         kept = [c for c in range(width) if not (compact and np.isnan(values[:, c]).all())]
-        ring = cls(keep, width, kept)
+        ring = cls(keep, width, lists, kept)
         ring.slots[:] = slots
         ring.values[:] = values[:, kept]
         return ring
@@ -190,12 +199,13 @@ class _Tables:
     """The devices of a held window: device -> its row in the ``_Table`` of the columns it stores
     (one int a device). Reads like a ``dict[str, _Ring]`` whose rings are views of a row sharing
     the window's slot array; ``set`` adds a point (moving the device to another table when it
-    gives a new column, as ``_Ring.set`` widens a ring)."""
+    gives a new column, as ``_Ring.set`` widens a ring). ``lists``: the window's ``column_lists``."""
 
-    __slots__ = ("_by_columns", "_tables", "_where", "slots")
+    __slots__ = ("_by_columns", "_lists", "_tables", "_where", "slots")
 
-    def __init__(self, slots: np.ndarray) -> None:
+    def __init__(self, slots: np.ndarray, lists: ColumnLists) -> None:
         self.slots = slots
+        self._lists = lists
         self._tables: list[_Table] = []
         self._by_columns: dict[tuple[int, ...], int] = {}
         # device -> row << 8 | table number (8 quantities: at most 256 column sets, one byte)
@@ -206,7 +216,7 @@ class _Tables:
         t = self._by_columns.get(key)
         if t is None:
             t = self._by_columns[key] = len(self._tables)
-            self._tables.append(_Table(len(self.slots), _shared_columns(key)))
+            self._tables.append(_Table(len(self.slots), _shared_columns(self._lists, key)))
         return t
 
     def _ring(self, code: int) -> _Ring:
@@ -293,9 +303,12 @@ class Window:
         self.too_old = 0
         #: every device's ring; a held window's are rows of tables (``_Tables``)
         self._devices: dict[str, _Ring] | _Tables = {}
+        #: the column lists this window's rings share (``_shared_columns``): its own, so two windows
+        #: in one process share none and they go with the window
+        self.column_lists: ColumnLists = {}
         # transformer: per slot the integrated energy per phase, the seconds covered, voltages
-        self._energy = _Ring(keep_points, 4)
-        self._volts = _Ring(keep_points, 3)
+        self._energy = _Ring(keep_points, 4, self.column_lists)
+        self._volts = _Ring(keep_points, 3, self.column_lists)
         self._last_snapshot: tuple[float, np.ndarray] | None = None
         self.points_added = 0
         self.ignored = 0
@@ -329,8 +342,8 @@ class Window:
             else:
                 ring = self._devices.get(device)
                 if ring is None:
-                    ring = self._devices[device] = _Ring(self.held, len(QUANTITIES), columns=())
-                ring.set(slot, col, value)
+                    ring = self._devices[device] = _Ring(self.held, len(QUANTITIES), self.column_lists, ())
+                ring.set(slot, col, value, self.column_lists)
             self.points_added += 1
 
     # -- held and past points ---------------------------------------------------------------------
@@ -403,7 +416,7 @@ class Window:
             for ring in self._devices.values():
                 given |= ring.slots[rows] == held_slots
             shared[rows[given]] = held_slots[given]
-        tables = _Tables(shared)
+        tables = _Tables(shared, self.column_lists)
         for device, ring in self._devices.items():
             ring.values[ring.slots != shared] = np.nan
             tables.add(device, ring.columns).values[:] = ring.values
@@ -427,7 +440,7 @@ class Window:
         self.held = rows
         self._newest_block = best // BLOCK if best >= 0 else -1
         self._held_slots = np.full(rows, -1, dtype=np.int32)
-        tables = self._devices = _Tables(self._held_slots)
+        tables = self._devices = _Tables(self._held_slots, self.column_lists)
         for device, ring in rings.items():
             fresh = tables.add(device, ring.columns)
             for k in np.argsort(ring.slots, kind="stable"):
@@ -579,7 +592,7 @@ class Window:
                 values = np.frombuffer(base64.b64decode(data["values"]), dtype=np.float32)
                 if len(slots) != rows:
                     raise ValueError(f"{len(slots)} slots, the window keeps {rows}")
-                return _Ring.from_full(slots, values.reshape(rows, width), compact=compact)
+                return _Ring.from_full(slots, values.reshape(rows, width), w.column_lists, compact=compact)
 
             w._devices = {
                 str(d): load(data, len(QUANTITIES), held, compact=True) for d, data in doc["devices"].items()

@@ -52,6 +52,20 @@ def test_a_single_phase_meter_holds_20_bytes_a_point_saved_with_every_column_as_
     assert back._devices["m1"].values.nbytes == ring.values.nbytes  # stays packed after a restart
 
 
+def test_rings_share_their_window_s_column_lists_and_no_other_window_s() -> None:
+    """Rings storing the same columns share one list, held by their window (not the process): two
+    windows share none, and a held window's tables use the same lists."""
+    first, second = Window(keep_points=200), Window(keep_points=200)
+    for w in (first, second):
+        w.add_curve(_rows("m1", SINGLE_PHASE, 20) + _rows("m2", SINGLE_PHASE, 20))
+    a1, a2, b1 = first._devices["m1"], first._devices["m2"], second._devices["m1"]
+    assert a1.columns is a2.columns and a1.columns == b1.columns and a1.columns is not b1.columns
+    assert first.column_lists[tuple(a1.columns)] is a1.columns
+    assert all(lst is not second.column_lists[k] for k, lst in first.column_lists.items())
+    first.hold(16)
+    assert first._devices["m1"].columns is first.column_lists[tuple(a1.columns)]
+
+
 class _FullWindow:
     """The window as it was: every device's ring stores all columns (the reference)."""
 

@@ -97,7 +97,11 @@ class _RingsBySet(dict[str, _Ring]):
         ring = super().get(device)
         if ring is None:
             ring = self[device] = _Ring(
-                self._window.held, len(QUANTITIES), (), slots=self._window._held_slots
+                self._window.held,
+                len(QUANTITIES),
+                self._window.column_lists,
+                (),
+                slots=self._window._held_slots,
             )
         return ring
 
