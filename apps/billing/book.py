@@ -37,7 +37,7 @@ from protocols.billing import parse_contract
 from protocols.ledger import Record
 
 from .energy import Anchor, MeterAnchors
-from .tariff import LocalClock, TierState, Timeline
+from .tariff import Pricing, TierState, Timeline
 
 RelayState = str  # "closed" | "open" | "close_allowed" | "unknown"
 
@@ -79,18 +79,19 @@ class ClosedDay:
 
 #: ints a kept closed day takes in ``Account.packed``: day, charge, tier start (4), tier end (4)
 CLOSED_WIDTH = 10
-#: first code of a name that is neither "" nor a canonical "YYYY-MM-DD" / "YYYY-MM" (``_odd_names``)
+#: first code of a name that is neither "" nor a canonical "YYYY-MM-DD" / "YYYY-MM" (an "odd" name)
 _ODD = 1 << 32
-#: such names, in the order first seen (never met in a ledger this terminal wrote; kept exact anyway)
-_odd_names: list[str] = []
-_odd_codes: dict[str, int] = {}
+#: odd names one book takes: a ledger this terminal wrote has none; a corrupt or hostile one naming
+#: more is refused (``OddNamesFull``) rather than growing the book's table without end
+ODD_NAMES_MAX = 256
 
 
-@lru_cache(maxsize=MEMO_ENTRIES)
-def name_code(name: str) -> int:
-    """A date or month name as one int, exactly (``code_name`` gives the name back): "" 0,
-    "YYYY-MM-DD" its date's ordinal (1..3,652,059), "YYYY-MM" -(year x 12 + month), any other
-    name ``_ODD`` + its place among the odd names."""
+class OddNamesFull(ValueError):
+    """A record (or checkpoint) names one odd day or month name more than a book takes."""
+
+
+def _plain_code(name: str) -> int | None:
+    """``DayNames.code`` of "" or a canonical date or month name; None for an odd name."""
     if not name:
         return 0
     if len(name) == 10:
@@ -103,40 +104,78 @@ def name_code(name: str) -> int:
         year, month = int(name[:4]), int(name[5:])
         if 1 <= month <= 12 and f"{year:04d}-{month:02d}" == name:
             return -(year * 12 + month)
-    code = _odd_codes.get(name)
-    if code is None:
-        code = _odd_codes[name] = _ODD + len(_odd_names)
-        _odd_names.append(name)
-    return code
+    return None
 
 
-@lru_cache(maxsize=MEMO_ENTRIES)
-def code_name(code: int) -> str:
-    """The name ``name_code`` gave ``code`` (interned: every account's kept days share it)."""
+def _plain_name(code: int) -> str:
+    """The name ``_plain_code`` gave ``code`` (interned: every account's kept days share it)."""
     if code == 0:
         return ""
-    if code >= _ODD:
-        return _odd_names[code - _ODD]
     if code > 0:
         return sys.intern(date.fromordinal(code).isoformat())
     year, month = divmod(-code - 1, 12)
     return sys.intern(f"{year:04d}-{month + 1:02d}")
 
 
-def _pack_tier(t: TierState) -> tuple[int, int, int, int]:
-    return name_code(t.year), t.year_units, name_code(t.month), t.month_units
+class DayNames:
+    """One book's date and month names as ints, exactly (``code``; ``name`` gives the name back),
+    for the closed days its accounts keep packed (``pack_closed``): "" 0, "YYYY-MM-DD" its date's
+    ordinal (1..3,652,059), "YYYY-MM" -(year x 12 + month), any other name ``_ODD`` + its place
+    among the odd names this book met.
+
+    Holds those odd names (at most ``ODD_NAMES_MAX``) and a memo each way (``MEMO_ENTRIES``, least
+    recently used first out). The book owns it (``Book.names``) and hands it to its accounts'
+    methods (an account holds no reference: 8 B a customer), so two books in one process share
+    nothing and the table goes with its book."""
+
+    __slots__ = ("_odd_codes", "_odd_names", "_plain_code", "_plain_name")
+
+    def __init__(self) -> None:
+        self._odd_names: list[str] = []  # in the order first seen
+        self._odd_codes: dict[str, int] = {}
+        self._plain_code = lru_cache(maxsize=MEMO_ENTRIES)(_plain_code)
+        self._plain_name = lru_cache(maxsize=MEMO_ENTRIES)(_plain_name)
+
+    def code(self, name: str) -> int:
+        """``name`` as one int; OddNamesFull for an odd name past the ``ODD_NAMES_MAX`` held."""
+        code = self._plain_code(name)
+        if code is None:
+            code = self._odd_codes.get(name)
+            if code is None:
+                if len(self._odd_names) >= ODD_NAMES_MAX:
+                    raise OddNamesFull(
+                        f"day or month name {name!r} is neither YYYY-MM-DD nor YYYY-MM, and the book "
+                        f"already holds {ODD_NAMES_MAX} such names"
+                    )
+                code = self._odd_codes[name] = _ODD + len(self._odd_names)
+                self._odd_names.append(name)
+        return code
+
+    def name(self, code: int) -> str:
+        """The name ``code`` made ``code`` of."""
+        return self._odd_names[code - _ODD] if code >= _ODD else self._plain_name(code)
 
 
-def _unpack_tier(p: array[int], at: int) -> TierState:
-    return TierState(code_name(p[at]), p[at + 1], code_name(p[at + 2]), p[at + 3])
+def _pack_tier(t: TierState, names: DayNames) -> tuple[int, int, int, int]:
+    return names.code(t.year), t.year_units, names.code(t.month), t.month_units
 
 
-def pack_closed(days: Iterable[ClosedDay]) -> array[int] | None:
-    """Closed days as ``Account.packed`` keeps them (None: none); int64 amounts (fen, units)."""
+def _unpack_tier(p: array[int], at: int, names: DayNames) -> TierState:
+    return TierState(names.name(p[at]), p[at + 1], names.name(p[at + 2]), p[at + 3])
+
+
+def pack_closed(days: Iterable[ClosedDay], names: DayNames) -> array[int] | None:
+    """Closed days as ``Account.packed`` keeps them (None: none); int64 amounts (fen, units); their
+    names coded by the book's ``names``."""
     ints = [
         x
         for c in days
-        for x in (name_code(c.day), c.charge_fen, *_pack_tier(c.tier_start), *_pack_tier(c.tier_end))
+        for x in (
+            names.code(c.day),
+            c.charge_fen,
+            *_pack_tier(c.tier_start, names),
+            *_pack_tier(c.tier_end, names),
+        )
     ]
     return array("q", ints) if ints else None
 
@@ -160,7 +199,8 @@ class Account:
     # one day, 56 B; a dict was 184 B a customer): ``debit_of`` / ``add_debit`` / ``debits``
     debited: tuple[str | int, ...] = ()
     # recent closed days, in the order they closed, CLOSED_WIDTH ints each (``pack_closed``; None:
-    # none): objects per day were ~0.2 kB, these are 80 B. ``closed`` makes them on demand
+    # none): objects per day were ~0.2 kB, these are 80 B. ``closed`` makes them on demand. The
+    # methods reading or writing them take the book's ``DayNames`` (the account holds none)
     packed: array[int] | None = None
     credits: int = 0  # top-ups - refunds, ever (fen)
     charges: int = 0  # debits + corrections, ever (fen)
@@ -189,53 +229,56 @@ class Account:
                 self.debited = debited[:i] + debited[i + 2 :]
                 return
 
-    @property
-    def closed(self) -> tuple[ClosedDay, ...]:
+    def closed(self, names: DayNames) -> tuple[ClosedDay, ...]:
         """The kept closed days in the order they closed (made from ``packed`` on each call)."""
         p = self.packed
         if p is None:
             return ()
         return tuple(
-            ClosedDay(code_name(p[i]), p[i + 1], _unpack_tier(p, i + 2), _unpack_tier(p, i + 6))
+            ClosedDay(
+                names.name(p[i]), p[i + 1], _unpack_tier(p, i + 2, names), _unpack_tier(p, i + 6, names)
+            )
             for i in range(0, len(p), CLOSED_WIDTH)
         )
 
-    def _closed_at(self, day: str) -> int:
+    def _closed_at(self, day: str, names: DayNames) -> int:
         """Where closed ``day`` starts in ``packed`` (-1: not kept)."""
         p = self.packed
         if p is not None:
-            code = name_code(day)
+            code = names.code(day)
             for i in range(0, len(p), CLOSED_WIDTH):
                 if p[i] == code:
                     return i
         return -1
 
-    def closed_day(self, day: str) -> ClosedDay | None:
+    def closed_day(self, day: str, names: DayNames) -> ClosedDay | None:
         """Closed ``day`` if it is still kept."""
-        return next((c for c in self.closed if c.day == day), None) if self._closed_at(day) >= 0 else None
+        if self._closed_at(day, names) < 0:
+            return None
+        return next((c for c in self.closed(names) if c.day == day), None)
 
-    def keep_closed(self, done: ClosedDay) -> None:
+    def keep_closed(self, done: ClosedDay, names: DayNames) -> None:
         """Keep a day just closed (charged again: in its place, as a dict's key keeps its place)."""
-        days = self.closed
-        if self._closed_at(done.day) < 0:
-            self.packed = pack_closed((*days, done))
+        days = self.closed(names)
+        if self._closed_at(done.day, names) < 0:
+            self.packed = pack_closed((*days, done), names)
         else:
-            self.packed = pack_closed(done if c.day == done.day else c for c in days)
+            self.packed = pack_closed((done if c.day == done.day else c for c in days), names)
 
-    def correct_closed(self, day: str, fen: int, tier_end: TierState) -> None:
+    def correct_closed(self, day: str, fen: int, tier_end: TierState, names: DayNames) -> None:
         """A correction of kept closed ``day``: its charge moves by ``fen``, its end count is ``tier_end``."""
-        at = self._closed_at(day)
+        at = self._closed_at(day, names)
         p = self.packed
         if at >= 0 and p is not None:
             p[at + 1] += fen
-            p[at + 6 : at + 10] = array("q", _pack_tier(tier_end))
+            p[at + 6 : at + 10] = array("q", _pack_tier(tier_end, names))
 
-    def oldest_closed(self) -> str | None:
+    def oldest_closed(self, names: DayNames) -> str | None:
         """The oldest closed day kept (still open to corrections)."""
         p = self.packed
         if p is None:
             return None
-        return min(code_name(p[i]) for i in range(0, len(p), CLOSED_WIDTH))
+        return min(names.name(p[i]) for i in range(0, len(p), CLOSED_WIDTH))
 
     def debits(self) -> dict[str, int]:
         """Open day -> provisional fen debited, in the order the days were first debited."""
@@ -258,7 +301,9 @@ class DayTotals:
 
 
 class Book:
-    """Accounts, anchors and contracts, folded from the ledger."""
+    """Accounts, anchors and contracts, folded from the ledger. Holds its own tables and memos too:
+    ``names`` (the day and month names its accounts' closed days are packed with) and ``pricing``
+    (what pricing its bills shares), so two books in one process share nothing."""
 
     def __init__(self, tz: ZoneInfo, *, keep_days: int = 3) -> None:
         self.tz = tz
@@ -277,7 +322,8 @@ class Book:
         self._bounds: dict[str, tuple[int, int]] = {}
         self._dates: dict[int, str] = {}
         self._next: dict[str, str] = {}
-        self.clock = LocalClock(tz)
+        self.names = DayNames()
+        self.pricing = Pricing(tz)
 
     # ------------------------------------------------------------------ time
 
@@ -333,7 +379,10 @@ class Book:
         """Fold one ledger record (in seq order) into the book."""
         handler = getattr(self, f"_on_{record.kind}", None)
         if handler is not None:
-            handler(record, record.body)
+            try:
+                handler(record, record.body)
+            except OddNamesFull as err:
+                raise OddNamesFull(f"ledger record {record.seq} ({record.kind}): {err}") from err
         self.last_seq = record.seq
         self.head = record.hash
         self.counts[record.kind] = self.counts.get(record.kind, 0) + 1
@@ -388,7 +437,8 @@ class Book:
         day = sys.intern(body["date"])  # (every account that closed the day shares its name)
         tier_end = TierState.from_json(body["tier"])
         acc.keep_closed(
-            ClosedDay(day, int(body["charge_fen"]), TierState.from_json(body["tier_start"]), tier_end)
+            ClosedDay(day, int(body["charge_fen"]), TierState.from_json(body["tier_start"]), tier_end),
+            self.names,
         )
         acc.closed_through = max(acc.closed_through or day, day)
         acc.tier = tier_end  # (its own object: an account's tier count is replaced, never changed)
@@ -399,7 +449,7 @@ class Book:
         totals.charges += int(body["charge_fen"])
         totals.charge_seqs.append(record.seq)
         self._forget_old(acc)
-        oldest = acc.oldest_closed()
+        oldest = acc.oldest_closed(self.names)
         if oldest is not None:  # anchors before the oldest day still open to corrections are done with
             anchors = self.anchors.get(str(body["meter"]))
             if anchors is not None:
@@ -411,7 +461,7 @@ class Book:
         acc.balance -= fen
         acc.charges += fen
         day = body["date"]
-        acc.correct_closed(day, fen, TierState.from_json(body["tier"]))
+        acc.correct_closed(day, fen, TierState.from_json(body["tier"]), self.names)
         if day == acc.closed_through:  # the tier count the first open day starts from
             acc.tier = TierState.from_json(body["tier"])
         totals = self.totals(day)
@@ -481,7 +531,8 @@ class Book:
                 "closed_through": a.closed_through,
                 "debited": a.debits(),
                 "closed": {
-                    v.day: [v.charge_fen, v.tier_start.to_json(), v.tier_end.to_json()] for v in a.closed
+                    v.day: [v.charge_fen, v.tier_start.to_json(), v.tier_end.to_json()]
+                    for v in a.closed(self.names)
                 },
                 "credits": a.credits,
                 "charges": a.charges,
@@ -504,6 +555,16 @@ class Book:
         """Load a checkpoint's accounts and contracts (anchors come from replaying readings)."""
         self.accounts = {}
         for c, a in body["accounts"].items():
+            try:
+                packed = pack_closed(
+                    (
+                        ClosedDay(d, int(v[0]), TierState.from_json(v[1]), TierState.from_json(v[2]))
+                        for d, v in a["closed"].items()
+                    ),
+                    self.names,
+                )
+            except OddNamesFull as err:
+                raise OddNamesFull(f"checkpoint, account {c!r}: {err}") from err
             self.accounts[c] = Account(
                 customer=c,
                 balance=int(a["balance"]),
@@ -517,10 +578,7 @@ class Book:
                 tier=TierState.from_json(a["tier"]),
                 closed_through=a["closed_through"],
                 debited=tuple(x for d, v in a["debited"].items() for x in (d, int(v))),
-                packed=pack_closed(
-                    ClosedDay(d, int(v[0]), TierState.from_json(v[1]), TierState.from_json(v[2]))
-                    for d, v in a["closed"].items()
-                ),
+                packed=packed,
                 credits=int(a["credits"]),
                 charges=int(a["charges"]),
             )
@@ -537,9 +595,9 @@ class Book:
     def _forget_old(self, acc: Account) -> None:
         p = acc.packed
         if p is not None and len(p) > self.keep_days * CLOSED_WIDTH:
-            closed = acc.closed
+            closed = acc.closed(self.names)
             gone = set(sorted(c.day for c in closed)[: len(closed) - self.keep_days])
-            acc.packed = pack_closed(c for c in closed if c.day not in gone)
+            acc.packed = pack_closed((c for c in closed if c.day not in gone), self.names)
 
 
 def _memo(cache: dict[Any, Any], key: Any, value: Any) -> Any:
@@ -551,14 +609,15 @@ def _memo(cache: dict[Any, Any], key: Any, value: Any) -> Any:
 
 
 __all__ = [
+    "ODD_NAMES_MAX",
     "Account",
     "Book",
     "ClosedDay",
     "Customer",
+    "DayNames",
     "DayTotals",
+    "OddNamesFull",
     "RelayState",
-    "code_name",
     "customer_row",
-    "name_code",
     "pack_closed",
 ]

@@ -142,7 +142,7 @@ class Charger:
         bill = DayBill(customer.id, day, tier_start.copy())
         book = self.book
         return price(
-            bill, anchors.intervals(start, end), book.timeline, customer.tariff, book.tz, clock=book.clock
+            bill, anchors.intervals(start, end), book.timeline, customer.tariff, book.tz, pricing=book.pricing
         )
 
     def _open_bill(
@@ -161,7 +161,7 @@ class Charger:
                 since = max(start, bill.last_start + INTERVAL_S)
                 book = self.book
                 intervals = anchors.intervals(since, end)
-                return price(bill, intervals, book.timeline, customer.tariff, book.tz, clock=book.clock)
+                return price(bill, intervals, book.timeline, customer.tariff, book.tz, pricing=book.pricing)
         bill = self.price_day(customer, day, tier_start, anchors)
         acc = self.book.accounts.get(customer.id)
         # an account's tier count is replaced, never changed: kept as it is (a bill's goes on counting)
@@ -281,7 +281,7 @@ class Charger:
             anchors.anomalies += 1
             imp = 0
         exp = b.exp - a.exp  # type: ignore[operator]  # newest_step: both carry one
-        price_one(bill, a.ts, imp, exp if exp > 0 else 0, book.timeline, customer.tariff, book.clock)
+        price_one(bill, a.ts, imp, exp if exp > 0 else 0, book.timeline, customer.tariff, book.pricing)
         delta = round_fen(bill.tou_exact + bill.adder_exact + bill.export_exact) - acc.debit_of(newest.day)
         if delta:
             debits.append([customer.id, newest.day, delta, acc.balance - delta])
@@ -294,12 +294,12 @@ class Charger:
         """Re-price closed days the new anchors touch; returns the tier count after the last one."""
         dirty = anchors.dirty_from
         acc = self.book.account(customer.id)
-        if dirty is None or not acc.closed or acc.closed_through is None:
+        if dirty is None or acc.packed is None or acc.closed_through is None:  # (None: none closed)
             return None, balance
         if dirty >= self.book.day_bounds(acc.closed_through)[1]:
             return None, balance  # only open days changed
         tier: TierState | None = None
-        for closed in sorted(acc.closed, key=lambda c: c.day):
+        for closed in sorted(acc.closed(self.book.names), key=lambda c: c.day):
             day = closed.day
             if tier is None and self.book.day_bounds(day)[1] <= dirty:
                 continue

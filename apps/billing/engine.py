@@ -502,7 +502,7 @@ class Billing:
     async def _checkpoint(self) -> dict[str, Any]:
         """Accounts and contracts; anchors are replayed from the readings of the oldest day that
         can still be corrected (and the day before it, whose last anchor starts that day)."""
-        days = [d for a in self.book.accounts.values() if (d := a.oldest_closed()) is not None]
+        days = [d for a in self.book.accounts.values() if (d := a.oldest_closed(self.book.names)) is not None]
         keep_from = self.book.day_bounds(min(days))[0] - 86400 if days else self.clock.now() - 86400
         first = await self.ledger.first_since(int(keep_from * 1000), kind="readings")
         anchors_from = first if first is not None else self.book.last_seq + 1

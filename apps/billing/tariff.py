@@ -3,6 +3,8 @@
 Layer: apps (billing). Pure arithmetic over ``protocols.billing`` contracts: no I/O, no clock,
 no store. Integers only (units of ``protocols.billing._money``); nothing is rounded until a
 customer-day's exact amount becomes fen (``DayBill.charge_fen``, half away from zero).
+What bills share (cursors, tier names, contract tuples) is memoised in the caller's ``Pricing``
+(the book's), never in the module.
 
 Per interval, with the contract in force at the interval's start (contracts and TOU periods
 change only on 15-min boundaries, so an interval is never split):
@@ -159,17 +161,15 @@ def _add_units(bill: DayBill, place: int, billed: int) -> array[int]:
 
 #: a period's place in ``DayBill.units``
 _PERIOD_INDEX: dict[Period, int] = {p: i for i, p in enumerate(PERIODS)}
-#: memoised helpers below: bills of the same season and contracts share one tuple
+#: entries of each of a ``Pricing``'s memos: bills of the same season and contracts share one tuple
 _MEMO_MAX = 256
 
 
-@functools.lru_cache(maxsize=_MEMO_MAX)
 def _slot_index(slot_periods: tuple[Period, ...]) -> tuple[int, ...]:
     """A season's ``slot_periods`` as places in ``DayBill.units``."""
     return tuple(_PERIOD_INDEX[p] for p in slot_periods)
 
 
-@functools.lru_cache(maxsize=_MEMO_MAX)
 def _with_contract(keys: tuple[str, ...], key: str) -> tuple[str, ...]:
     """A bill's contract keys after one more."""
     return (*keys, key)
@@ -264,17 +264,11 @@ class _Cursor:
     annual: bool = False
 
 
-_KEYS: dict[tuple[int, int, int], tuple[str, str]] = {}
-
-
-def _keys(year: int, month: int, tiers: Tiers | None) -> tuple[str, str]:
-    """The (billing year, month) accumulator names of a local year and month."""
-    start = tiers.year_start_month if tiers is not None and tiers.basis == "annual" else 1
-    cached = _KEYS.get((year, month, start))
-    if cached is None:
-        first = year if month >= start else year - 1
-        cached = _KEYS[(year, month, start)] = (f"{first:04d}-{start:02d}", f"{year:04d}-{month:02d}")
-    return cached
+def _keys(year: int, month: int, start: int) -> tuple[str, str]:
+    """The (billing year, month) accumulator names of a local year and month, the billing year
+    starting in month ``start``."""
+    first = year if month >= start else year - 1
+    return f"{first:04d}-{start:02d}", f"{year:04d}-{month:02d}"
 
 
 def tier_split(before: int, units: int, bounds: Sequence[int]) -> list[int]:
@@ -319,12 +313,14 @@ class LocalClock:
 
 
 def _cursor(
-    start: int, customer: str, model_tariff: str | None, timeline: Timeline, clock: LocalClock
+    start: int, customer: str, model_tariff: str | None, timeline: Timeline, pricing: Pricing
 ) -> _Cursor:
+    clock = pricing.clock
     terms = timeline.terms(start, customer, model_tariff)
     year, month, minute = clock.info(start)
     tiers = terms[1].tiers if terms is not None else None
-    year_key, month_key = _keys(year, month, tiers)
+    year_start = tiers.year_start_month if tiers is not None and tiers.basis == "annual" else 1
+    year_key, month_key = pricing.keys(year, month, year_start)
     day = clock.regular_day(start)
     until = min(timeline.next_edge(start), day[1] if day is not None else start + 1)
     day_start, version = start - minute * 60, timeline.version
@@ -334,38 +330,51 @@ def _cursor(
     season = tariff.season_of_month[month - 1]
     return _Cursor(
         until, version, model_tariff, day_start, month, terms, year_key, month_key,
-        _slot_index(season.slot_periods), season.slot_prices, tariff.export.mode, tariff.export.price,
+        pricing.slot_index(season.slot_periods), season.slot_prices, tariff.export.mode, tariff.export.price,
         tiers, tiers is not None and tiers.basis == "annual",
     )  # fmt: skip
 
 
-#: cursors in use, one object for all the bills they are the same for (``_shared_cursor``)
-_CURSORS: dict[tuple[object, ...], _Cursor] = {}
+class Pricing:
+    """What pricing shares between the bills of one book (``price`` / ``price_one`` take it): the
+    local clock of interval starts (``LocalClock``) and the memos that make bills of the same
+    stretch, season and contracts share one object -- cursors (``cursor``), tier accumulator names
+    (``keys``), a season's slot places (``slot_index``), contract key tuples (``with_contract``):
+    ``_MEMO_MAX`` entries each. The book owns it (``Book.pricing``, one a billing app), so two apps in
+    one process share nothing and the memos go with their book."""
 
+    __slots__ = ("_cursors", "clock", "keys", "slot_index", "with_contract")
 
-def _shared_cursor(
-    start: int, customer: str, model_tariff: str | None, timeline: Timeline, clock: LocalClock
-) -> _Cursor:
-    """``_cursor``, the very object an earlier bill got when it is the same (the same terms
-    objects, stretch, day and tier keys): every customer's open bill held its own, ~0.2 kB each
-    (2,400 customers on a few tariffs ~0.5 MB of equal cursors)."""
-    cursor = _cursor(start, customer, model_tariff, timeline, clock)
-    terms = cursor.terms
-    key = (
-        cursor.until, cursor.version, model_tariff, cursor.day_start, cursor.month, cursor.year_key,
-        cursor.month_key, None if terms is None else (id(terms[0]), id(terms[1])),
-    )  # fmt: skip
-    known = _CURSORS.get(key)
-    if known is not None:
-        same = terms is None if known.terms is None else (
-            terms is not None and known.terms[0] is terms[0] and known.terms[1] is terms[1]
+    def __init__(self, tz: ZoneInfo) -> None:
+        self.clock = LocalClock(tz)
+        self.keys = functools.lru_cache(maxsize=_MEMO_MAX)(_keys)
+        self.slot_index = functools.lru_cache(maxsize=_MEMO_MAX)(_slot_index)
+        self.with_contract = functools.lru_cache(maxsize=_MEMO_MAX)(_with_contract)
+        #: cursors in use, one object for all the bills they are the same for (``cursor``)
+        self._cursors: dict[tuple[object, ...], _Cursor] = {}
+
+    def cursor(self, start: int, customer: str, model_tariff: str | None, timeline: Timeline) -> _Cursor:
+        """``_cursor``, the very object an earlier bill got when it is the same (the same terms
+        objects, stretch, day and tier keys): every customer's open bill held its own, ~0.2 kB each
+        (2,400 customers on a few tariffs ~0.5 MB of equal cursors)."""
+        cursor = _cursor(start, customer, model_tariff, timeline, self)
+        terms = cursor.terms
+        key = (
+            cursor.until, cursor.version, model_tariff, cursor.day_start, cursor.month, cursor.year_key,
+            cursor.month_key, None if terms is None else (id(terms[0]), id(terms[1])),
         )  # fmt: skip
-        if same:
-            return known
-    if len(_CURSORS) >= _MEMO_MAX:
-        _CURSORS.clear()
-    _CURSORS[key] = cursor
-    return cursor
+        cursors = self._cursors
+        known = cursors.get(key)
+        if known is not None:
+            same = terms is None if known.terms is None else (
+                terms is not None and known.terms[0] is terms[0] and known.terms[1] is terms[1]
+            )  # fmt: skip
+            if same:
+                return known
+        if len(cursors) >= _MEMO_MAX:
+            cursors.clear()
+        cursors[key] = cursor
+        return cursor
 
 
 def price(
@@ -375,13 +384,14 @@ def price(
     model_tariff: str | None,
     tz: ZoneInfo,
     *,
-    clock: LocalClock | None = None,
+    pricing: Pricing | None = None,
 ) -> DayBill:
     """Add ``intervals`` (after ``bill.last_start``, in order) to ``bill``; returns ``bill``.
-    ``clock``: a ``LocalClock`` of ``tz`` to reuse across calls (it caches the current day)."""
-    clock = clock or LocalClock(tz)
+    ``pricing``: the book's ``Pricing`` of ``tz`` to reuse across calls (its clock caches the
+    current day, its memos share objects between bills); None: one for this call."""
+    pricing = pricing or Pricing(tz)
     for start, imp, exp, estimated in intervals:
-        price_one(bill, start, imp, exp, timeline, model_tariff, clock, estimated)
+        price_one(bill, start, imp, exp, timeline, model_tariff, pricing, estimated)
     return bill
 
 
@@ -392,7 +402,7 @@ def price_one(
     exp: int,
     timeline: Timeline,
     model_tariff: str | None,
-    clock: LocalClock,
+    pricing: Pricing,
     estimated: bool = False,
 ) -> None:
     """Add one interval (``start`` after ``bill.last_start``) to ``bill``: ``price`` for one, without
@@ -410,7 +420,7 @@ def price_one(
         or cursor.version != timeline.version
         or cursor.model_tariff != model_tariff
     ):
-        cursor = bill.cursor = _shared_cursor(start, bill.customer, model_tariff, timeline, clock)
+        cursor = bill.cursor = pricing.cursor(start, bill.customer, model_tariff, timeline)
     tier = bill.tier
     if cursor.year_key != tier.year:
         tier.year, tier.year_units = cursor.year_key, 0
@@ -424,7 +434,7 @@ def price_one(
     if contract is not bill.last_contract:
         bill.last_contract = contract
         if not bill.contracts or bill.contracts[-1] != contract.key:
-            bill.contracts = _with_contract(bill.contracts, contract.key)
+            bill.contracts = pricing.with_contract(bill.contracts, contract.key)
     slot = (start - cursor.day_start) // INTERVAL_S
     mode = cursor.export_mode
     if mode == "net":
@@ -467,6 +477,7 @@ __all__ = [
     "DayBill",
     "Interval",
     "LocalClock",
+    "Pricing",
     "TierState",
     "Timeline",
     "price",

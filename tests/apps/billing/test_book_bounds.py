@@ -6,7 +6,9 @@ import json
 from datetime import date, timedelta
 from zoneinfo import ZoneInfo
 
-from apps.billing.book import Account, Book, ClosedDay, code_name, name_code, pack_closed
+import pytest
+
+from apps.billing.book import ODD_NAMES_MAX, Account, Book, ClosedDay, DayNames, OddNamesFull, pack_closed
 from apps.billing.tariff import TierState
 from protocols.ledger import Record
 
@@ -51,11 +53,14 @@ def test_open_day_debits_kept_flat_fold_and_round_trip_a_checkpoint() -> None:
     assert acc.debited == ("2024-06-01", 8, "2024-06-02", 7)
     assert acc.debits() == {"2024-06-01": 8, "2024-06-02": 7}
     assert (acc.debit_of("2024-06-01"), acc.debit_of("2024-06-03"), acc.balance) == (8, 0, -15)
-    assert acc.closed == ()  # no closed day yet
+    assert acc.closed(book.names) == ()  # no closed day yet
     assert acc.tier is Account("c2").tier == TierState()  # one zero tier count for all such accounts
     restored = Book(TZ, keep_days=3)
     restored.restore(book.checkpoint([], 0))
-    assert restored.accounts["c1"].debited == acc.debited and restored.accounts["c1"].closed == ()
+    assert (
+        restored.accounts["c1"].debited == acc.debited
+        and restored.accounts["c1"].closed(restored.names) == ()
+    )
     tier = ["2024-01", 8, "2024-06", 8]
     charge = {
         "customer": "c1",
@@ -68,18 +73,19 @@ def test_open_day_debits_kept_flat_fold_and_round_trip_a_checkpoint() -> None:
     book.apply(Record(2, T0 * 1000, "charge", None, charge, "", ""))
     assert (
         acc.debits() == {"2024-06-02": 7}
-        and [c.day for c in acc.closed] == ["2024-06-01"]
-        and acc.tier == acc.closed[0].tier_end
-        and acc.closed[0].tier_start == Account("c2").tier
+        and [c.day for c in acc.closed(book.names)] == ["2024-06-01"]
+        and acc.tier == acc.closed(book.names)[0].tier_end
+        and acc.closed(book.names)[0].tier_start == Account("c2").tier
     )
     book.apply(
         Record(3, T0 * 1000, "charge", None, charge | {"date": "2024-06-02", "tier_start": tier}, "", "")
     )
-    assert [c.day for c in acc.closed] == ["2024-06-01", "2024-06-02"] and acc.debits() == {}
-    assert acc.closed[1].tier_start == acc.closed[0].tier_end and acc.oldest_closed() == "2024-06-01"
+    closed = acc.closed(book.names)
+    assert [c.day for c in closed] == ["2024-06-01", "2024-06-02"] and acc.debits() == {}
+    assert closed[1].tier_start == closed[0].tier_end and acc.oldest_closed(book.names) == "2024-06-01"
     restored.restore(book.checkpoint([], 0))
     assert restored.accounts["c1"].debits() == {}
-    assert restored.accounts["c1"].closed == acc.closed
+    assert restored.accounts["c1"].closed(restored.names) == closed
 
 
 def test_closed_days_packed_in_ints_round_trip_exactly() -> None:
@@ -97,15 +103,16 @@ def test_closed_days_packed_in_ints_round_trip_exactly() -> None:
         "x",
         "2024-13",
     ]
-    assert [code_name(name_code(n)) for n in names] == names
-    assert len({name_code(n) for n in names}) == len(names)
+    table = DayNames()
+    assert [table.name(table.code(n)) for n in names] == names
+    assert len({table.code(n) for n in names}) == len(names)
     days = [
         ClosedDay("2024-06-01", -(1 << 62), TierState(), TierState("2024-01", 8, "2024-06", 8)),
         ClosedDay("2024-06-02", 7, TierState("2024-01", 8, "2024-06", 8), TierState("odd", 1 << 40, "", 0)),
     ]
-    packed = pack_closed(days)
-    assert pack_closed([]) is None and packed is not None and len(packed) == 2 * 10
-    assert Account("c", packed=packed).closed == tuple(days)
+    packed = pack_closed(days, table)
+    assert pack_closed([], table) is None and packed is not None and len(packed) == 2 * 10
+    assert Account("c", packed=packed).closed(table) == tuple(days)
     book = Book(TZ, keep_days=2)
     tiers = [["2024-01", 10 * d, "2024-06", 10 * d] for d in range(5)]
     for d in range(4):
@@ -123,11 +130,14 @@ def test_closed_days_packed_in_ints_round_trip_exactly() -> None:
             )
         )
     acc = book.accounts["c1"]
-    assert [(c.day, c.charge_fen) for c in acc.closed] == [("2024-06-03", 102), ("2024-06-04", 103)]
-    assert acc.oldest_closed() == "2024-06-03" and acc.closed_day("2024-06-02") is None
+    assert [(c.day, c.charge_fen) for c in acc.closed(book.names)] == [
+        ("2024-06-03", 102),
+        ("2024-06-04", 103),
+    ]
+    assert acc.oldest_closed(book.names) == "2024-06-03" and acc.closed_day("2024-06-02", book.names) is None
     correction = {"customer": "c1", "date": "2024-06-03", "fen": -5, "tier": ["2024-01", 99, "2024-06", 98]}
     book.apply(Record(9, T0 * 1000, "correction", None, correction, "", ""))
-    assert acc.closed_day("2024-06-03") == ClosedDay(
+    assert acc.closed_day("2024-06-03", book.names) == ClosedDay(
         "2024-06-03", 97, TierState.from_json(tiers[2]), TierState("2024-01", 99, "2024-06", 98)
     )
     assert json.loads(json.dumps(book.checkpoint([], 0)))["accounts"]["c1"]["closed"] == {
@@ -136,4 +146,37 @@ def test_closed_days_packed_in_ints_round_trip_exactly() -> None:
     }
     restored = Book(TZ, keep_days=2)
     restored.restore(book.checkpoint([], 0))
-    assert restored.accounts["c1"].closed == acc.closed and restored.accounts["c1"].packed == acc.packed
+    again = restored.accounts["c1"]
+    assert again.closed(restored.names) == acc.closed(book.names) and again.packed == acc.packed
+
+
+def _charge(seq: int, day: str, tier_year: str) -> Record:
+    body = {"customer": "c1", "meter": "m1", "date": day, "charge_fen": 1}
+    tier = [tier_year, 1, "2024-06", 1]
+    return Record(seq, T0 * 1000, "charge", None, body | {"tier_start": tier, "tier": tier}, "", "")
+
+
+def test_each_book_holds_its_own_bounded_table_of_odd_names() -> None:
+    """Odd day or month names (never in a ledger this terminal wrote) are coded per book: two books
+    share no table, and a book takes at most ``ODD_NAMES_MAX`` of them; a record (or checkpoint
+    account) naming one more is refused, named in the error."""
+    first, second = Book(TZ, keep_days=2), Book(TZ, keep_days=2)
+    assert first.names is not second.names
+    first.apply(_charge(1, "2024-06-01", "odd-a"))
+    second.apply(_charge(1, "2024-06-01", "odd-b"))
+    assert first.names.code("odd-a") == second.names.code("odd-b")  # each book's first odd name
+    assert first.accounts["c1"].closed(first.names)[0].tier_start.year == "odd-a"
+    assert second.accounts["c1"].closed(second.names)[0].tier_start.year == "odd-b"
+    assert first.names.code("2024-06-01") == second.names.code("2024-06-01")  # plain names: by value
+    for n in range(1, ODD_NAMES_MAX):
+        first.names.code(f"odd-{n}")
+    with pytest.raises(OddNamesFull, match=r"ledger record 2 \(charge\): day or month name 'one more'"):
+        first.apply(_charge(2, "2024-06-02", "one more"))
+    assert first.names.code("odd-a") == second.names.code("odd-b")  # names already held still code
+    checkpoint = second.checkpoint([], 0)
+    no_tier = ["", 0, "", 0]
+    checkpoint["accounts"]["c1"]["closed"] = {
+        f"day {n}": [1, no_tier, no_tier] for n in range(ODD_NAMES_MAX + 1)
+    }
+    with pytest.raises(OddNamesFull, match="checkpoint, account 'c1'"):
+        Book(TZ, keep_days=2).restore(checkpoint)

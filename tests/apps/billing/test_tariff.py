@@ -8,7 +8,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from apps.billing.tariff import DayBill, Interval, TierState, Timeline, price, tier_split
+from apps.billing.tariff import DayBill, Interval, Pricing, TierState, Timeline, price, tier_split
 from protocols.billing import ENERGY
 
 from .contracts import beijing, document, zhejiang
@@ -31,9 +31,10 @@ def bill_of(
     timeline: Timeline,
     tier: TierState | None = None,
     tariff: str = "residential",
+    pricing: Pricing | None = None,
 ) -> DayBill:
     bill = DayBill(customer, "d", tier or TierState())
-    return price(bill, intervals, timeline, tariff, TZ)
+    return price(bill, intervals, timeline, tariff, TZ, pricing=pricing)
 
 
 def test_tou_periods_of_one_day() -> None:
@@ -241,12 +242,18 @@ def test_timeline_series_and_coverage() -> None:
 def test_customers_on_the_same_terms_share_one_cursor() -> None:
     # each open bill held its own cursor (~0.2 kB): 2,400 customers ~0.5 MB of equal ones
     day = at(2026, 3, 2)
-    timeline = Timeline([zhejiang()])
-    bills = [bill_of(c, [Interval(day + 900 * k, 1000) for k in range(4)], timeline) for c in ("C1", "C2")]
+    timeline, pricing = Timeline([zhejiang()]), Pricing(TZ)
+    quarters = [Interval(day + 900 * k, 1000) for k in range(4)]
+    bills = [bill_of(c, quarters, timeline, pricing=pricing) for c in ("C1", "C2")]
     assert bills[0].cursor is not None and bills[0].cursor is bills[1].cursor
+    assert bills[0].contracts is bills[1].contracts and bills[0].tier.month is bills[1].tier.month
     other = Timeline([zhejiang()])  # other contract objects: a cursor of its own, same figures
-    third = bill_of("C3", [Interval(day + 900 * k, 1000) for k in range(4)], other)
+    third = bill_of("C3", quarters, other, pricing=pricing)
     assert third.cursor is not bills[0].cursor and third.to_json() | {"customer": "C1"} == bills[0].to_json()
+    # another book's pricing (another app in the process): the same figures, nothing shared
+    fourth = bill_of("C1", quarters, timeline, pricing=Pricing(TZ))
+    assert fourth.to_json() == bills[0].to_json() and fourth.cursor is not bills[0].cursor
+    assert fourth.contracts is not bills[0].contracts
 
 
 def test_a_bill_past_int32_units_goes_on_counting_in_int64() -> None:
