@@ -40,7 +40,7 @@ from array import array
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import numpy as np
@@ -126,17 +126,37 @@ def _exponent(value: float, at_least: int = 0) -> tuple[int, int] | None:
     return None
 
 
-_TUPLES: dict[tuple[object, ...], tuple[object, ...]] = {}
-_ENTRIES: dict[tuple[str, int], tuple[str, int]] = {}  # (item, kind): a few dozen
-_T = TypeVar("_T", bound=tuple[object, ...])
+#: row layouts (and (item, kind) pairs) a ``Layouts`` keeps: a few dozen in practice
+LAYOUTS_MAX = 4096
+
+Rows = tuple[tuple[str, int], ...]  # a meter-day's rows: (item, kind), in the order first given
 
 
-def _shared(names: _T) -> _T:
-    """One tuple of a meter-day's rows (items and kinds) for every meter-day that has those, in
-    that order (a few dozen in practice; bounded all the same)."""
-    if len(_TUPLES) >= 4096:
-        return _TUPLES.get(names, names)  # type: ignore[return-value]
-    return _TUPLES.setdefault(names, names)  # type: ignore[return-value]
+class Layouts:
+    """One tuple of a meter-day's rows (items and kinds) for every meter-day of a book that has
+    those, in that order, made of one (item, kind) pair each (``shared``): a few dozen in
+    practice, at most ``LAYOUTS_MAX`` of each kept (past that a new one is used unshared).
+
+    The book owns it (``Book.layouts``) and passes it to the ``MeterDay`` methods that change
+    rows (a meter-day holds no reference to it: 8 B each), so two books in one process share
+    nothing and the table goes with its book."""
+
+    __slots__ = ("_entries", "_tuples")
+
+    def __init__(self) -> None:
+        self._tuples: dict[Rows, Rows] = {}
+        self._entries: dict[tuple[str, int], tuple[str, int]] = {}
+
+    def shared(self, rows: Iterable[tuple[str, int]]) -> Rows:
+        """``rows`` as the one tuple (of the one pairs) every meter-day with them holds."""
+        entries = self._entries
+        if len(entries) < LAYOUTS_MAX:
+            layout = tuple(entries.setdefault(entry, entry) for entry in rows)
+        else:
+            layout = tuple(entries.get(entry, entry) for entry in rows)
+        if len(self._tuples) >= LAYOUTS_MAX:
+            return self._tuples.get(layout, layout)
+        return self._tuples.setdefault(layout, layout)
 
 
 def _held(values: FArray) -> np.ndarray:
@@ -191,15 +211,15 @@ class MeterDay:
     """One meter's points of one local day (NaN where not read).
 
     Every row -- a curve item's points, a freeze item's (start, end) registers -- lives in one
-    ``bytearray`` a meter-day, described by a tuple of (item, kind) shared by every meter-day with
-    the same rows (``_shared``). A curve item is held as int8 or int16 steps of 10**-e from a
-    base of its own while every value given to it is exactly such a decimal within 127 / 32767
-    steps of it (volts, a power factor and an export register at 0 fit int8; amps, active power
-    int16), or as int8 steps from the point read before while each is within 127 of it (a
-    register's day at 0.01 kWh: ~97 B a meter-day less than int16 from a base; a point caught up
-    or taken back rewrites the steps of the one read after it); else as int32 ten-thousandths
-    while every value is exactly one; else as float64, each from the first value that does not
-    fit the narrower.
+    ``bytearray`` a meter-day, described by a tuple of (item, kind) shared by every meter-day of a
+    book with the same rows (``Layouts.shared``: the methods that change rows take the book's). A
+    curve item is held as int8 or int16 steps of 10**-e from a base of its own while every value
+    given to it is exactly such a decimal within 127 / 32767 steps of it (volts, a power factor
+    and an export register at 0 fit int8; amps, active power int16), or as int8 steps from the
+    point read before while each is within 127 of it (a register's day at 0.01 kWh: ~97 B a
+    meter-day less than int16 from a base; a point caught up or taken back rewrites the steps of
+    the one read after it); else as int32 ten-thousandths while every value is exactly one; else
+    as float64, each from the first value that does not fit the narrower.
     Either way it reads back as the float64 values given, bit for bit (-0.0 included; a NaN of
     any sign is "not read", NaN). Curve rows hold the points up to the next multiple of 8 past
     the last one given (the rest are not read): a day fills them as it goes.
@@ -210,7 +230,7 @@ class MeterDay:
     __slots__ = ("_buf", "_rows", "_width")
 
     def __init__(self) -> None:
-        self._rows: tuple[tuple[str, int], ...] = ()  # (item, kind), in the order first given
+        self._rows: Rows = ()  # (item, kind), in the order first given
         self._buf = bytearray()
         self._width = 0  # the points a curve row holds (0.._width - 1); the later ones are not read
 
@@ -265,7 +285,9 @@ class MeterDay:
             offset += self._size(kind)
         return out
 
-    def _build(self, parts: list[tuple[tuple[str, int, int], int, np.ndarray]], width: int) -> None:
+    def _build(
+        self, parts: list[tuple[tuple[str, int, int], int, np.ndarray]], width: int, layouts: Layouts
+    ) -> None:
         """A new buffer of ``parts`` (curve rows widened to ``width`` points, not read)."""
         chunks = []
         for (_, kind, e), base, data in parts:
@@ -276,8 +298,7 @@ class MeterDay:
             if kind <= _DELTAS8:
                 chunks.append(_head_bytes(e, base))
             chunks.append(data.astype(_DTYPES[kind], copy=False).tobytes())
-        rows = (_ENTRIES.setdefault((item, kind), (item, kind)) for (item, kind, _), _, _ in parts)
-        self._rows = _shared(tuple(rows))
+        self._rows = layouts.shared((item, kind) for (item, kind, _), _, _ in parts)
         self._width = width
         self._buf = bytearray(b"".join(chunks))
 
@@ -376,16 +397,16 @@ class MeterDay:
             data[k] = q
         return True
 
-    def put(self, item: str, k: int, value: float) -> None:
-        """Point ``k`` of curve item ``item``."""
+    def put(self, item: str, k: int, value: float, layouts: Layouts) -> None:
+        """Point ``k`` of curve item ``item`` (``layouts``: the book's)."""
         found = self._find(item)
         if found is not None and k >= self._width:  # the rows hold more points from now on
-            self._build(self._parts(), min(POINTS, (k // _GROW + 1) * _GROW))
+            self._build(self._parts(), min(POINTS, (k // _GROW + 1) * _GROW), layouts)
             found = self._find(item)
         if found is None:
             values = np.full(POINTS, np.nan)
             values[k] = value
-            self.set_curve(item, values)
+            self.set_curve(item, values, layouts)
             return
         _, kind, e, offset = found
         if kind == _FLOATS:
@@ -406,9 +427,9 @@ class MeterDay:
             return
         values = self._decode(kind, e, offset)  # to a wider kind
         values[k] = value
-        self.set_curve(item, values)
+        self.set_curve(item, values, layouts)
 
-    def set_curve(self, item: str, values: FArray) -> None:
+    def set_curve(self, item: str, values: FArray, layouts: Layouts) -> None:
         """All 97 points of curve item ``item`` (held as narrow as they allow)."""
         read = np.flatnonzero(~np.isnan(values))
         need = int(read[-1]) + 1 if read.size else 0
@@ -431,7 +452,7 @@ class MeterDay:
             parts.append(fresh)
         else:
             parts[j] = fresh
-        self._build(parts, width)
+        self._build(parts, width, layouts)
 
     @property
     def freeze(self) -> dict[str, FArray]:
@@ -445,19 +466,19 @@ class MeterDay:
             offset += self._size(kind)
         return out
 
-    def frozen(self, item: str) -> FArray:
+    def frozen(self, item: str, layouts: Layouts) -> FArray:
         """The (start, end) registers of freeze item ``item`` (a view to write in at once), added
         (not read) when it has none."""
         found = self._find(item, freeze=True)
         if found is None:
-            self._build([*self._parts(), ((item, _FREEZE, 0), 0, np.full(2, np.nan))], self._width)
+            self._build([*self._parts(), ((item, _FREEZE, 0), 0, np.full(2, np.nan))], self._width, layouts)
             found = self._find(item, freeze=True)
             assert found is not None
         view: FArray = self._view(_FREEZE, found[3])
         return view
 
-    def set_freeze(self, item: str, values: FArray) -> None:
-        self.frozen(item)[:] = values
+    def set_freeze(self, item: str, values: FArray, layouts: Layouts) -> None:
+        self.frozen(item, layouts)[:] = values
 
     def power(self, values: Mapping[str, FArray] | None = None) -> FArray:
         """The power the meter's register counts, from its front end, kW, signed like its active
@@ -628,7 +649,8 @@ class Book:
     ``days`` holds the hot days (every point), ``cold`` the days given away (see the module
     docstring); ``stored``: days with a packed copy in the store, ``changed``: the meters of such
     a day hot again changed since (only their parts are packed again: a flash box is not
-    rewritten a whole day for a few late rows; a day never stored is packed whole)."""
+    rewritten a whole day for a few late rows; a day never stored is packed whole). ``layouts``:
+    the row layouts its meter-days share (its own: two books in one process share none)."""
 
     tz: ZoneInfo
     keep_days: int = 8
@@ -640,6 +662,7 @@ class Book:
     dropped: list[date] = field(default_factory=list)  # days pruned (the service forgets them)
     skipped: int = 0
     counters: dict[str, int] = field(default_factory=lambda: {"curve": 0, "freeze": 0, "metrology": 0})
+    layouts: Layouts = field(default_factory=Layouts, repr=False, compare=False)
 
     def midnight(self, d: date) -> float:
         return datetime(d.year, d.month, d.day, tzinfo=self.tz).timestamp()
@@ -669,9 +692,9 @@ class Book:
         if md is None:
             md = self.days[d][device] = MeterDay()
         if part == "curve":
-            md.put(item, k, value)
+            md.put(item, k, value, self.layouts)
         else:
-            md.frozen(item)[k] = value
+            md.frozen(item, self.layouts)[k] = value
         if d in self.stored:  # (a day never stored is packed whole: its meters need no list)
             changed = self.changed.get(d)
             if changed is None:
@@ -763,10 +786,10 @@ class Book:
         A part missing (the stored copy is lost): the day comes back with its ends only (they
         must be held: ``warm`` first)."""
         cold = self.cold[d]
-        points = _unpack_parts(parts)
+        points = _unpack_parts(parts, self.layouts)
         if points is None:
             assert cold.ends is not None, "warm a cold day before it comes back from its ends"
-            points = _from_ends(cold.ends)
+            points = _from_ends(cold.ends, self.layouts)
             self.stored.discard(d)  # packed whole again when given away
         del self.cold[d]
         self.days[d] = points
@@ -807,7 +830,7 @@ class Book:
         the readings table (energies only) laid over it where they are new. Without this the
         next ``chill`` would overwrite the stored copy, every item of every point, with the
         energies alone. A part missing: the reloaded rows stand alone (packed whole again)."""
-        points = _unpack_parts(parts)
+        points = _unpack_parts(parts, self.layouts)
         if points is None or d in self.cold:
             return
         changed: set[str] = set()
@@ -821,10 +844,10 @@ class Book:
                 old = into.curve_of(item)
                 new = ~np.isnan(values) & (True if old is None else np.isnan(old) | (values != old))
                 for k in np.flatnonzero(new):
-                    into.put(item, int(k), float(values[k]))
+                    into.put(item, int(k), float(values[k]), self.layouts)
                     changed.add(meter)
             for item, values in md.freeze.items():
-                old = into.frozen(item)
+                old = into.frozen(item, self.layouts)
                 new = ~np.isnan(values) & (np.isnan(old) | (values != old))
                 if new.any():
                     old[new] = values[new]
@@ -894,8 +917,9 @@ def pack(points: Mapping[str, MeterDay]) -> dict[str, Any]:
     return out
 
 
-def unpack(packed: Mapping[str, Any]) -> dict[str, MeterDay]:
-    """``pack``'s day back: every meter with the items it had, the same values."""
+def unpack(packed: Mapping[str, Any], layouts: Layouts) -> dict[str, MeterDay]:
+    """``pack``'s day back: every meter with the items it had, the same values (their rows shared
+    through ``layouts``, the book's)."""
     meters = [str(m) for m in packed["meters"]]
     points = {meter: MeterDay() for meter in meters}
     for part, width in (("curve", POINTS), ("freeze", 2)):
@@ -905,24 +929,26 @@ def unpack(packed: Mapping[str, Any]) -> dict[str, MeterDay]:
             for r, j in enumerate(block["rows"]):
                 md = points[meters[j]]
                 if part == "curve":
-                    md.set_curve(item, values[r])
+                    md.set_curve(item, values[r], layouts)
                 else:
-                    md.set_freeze(item, values[r])
+                    md.set_freeze(item, values[r], layouts)
     return points
 
 
-def _unpack_parts(parts: Sequence[Mapping[str, Any] | None] | None) -> dict[str, MeterDay] | None:
+def _unpack_parts(
+    parts: Sequence[Mapping[str, Any] | None] | None, layouts: Layouts
+) -> dict[str, MeterDay] | None:
     """A day's packed parts back as one day; None when any part (or the whole) is missing."""
     if not parts or any(part is None for part in parts):
         return None
     points: dict[str, MeterDay] = {}
     for packed in parts:
         assert packed is not None
-        points.update(unpack(packed))
+        points.update(unpack(packed, layouts))
     return points
 
 
-def _from_ends(cold: Ends) -> dict[str, MeterDay]:
+def _from_ends(cold: Ends, layouts: Layouts) -> dict[str, MeterDay]:
     points = {}
     for meter, j in cold.rows.items():
         md = points[meter] = MeterDay()
@@ -932,10 +958,10 @@ def _from_ends(cold: Ends) -> dict[str, MeterDay]:
             if np.isnan(first) and np.isnan(last):
                 continue
             if part == "curve":
-                md.put(item, 0, first)
-                md.put(item, INTERVALS_PER_DAY, last)
+                md.put(item, 0, first, layouts)
+                md.put(item, INTERVALS_PER_DAY, last, layouts)
             else:
-                md.set_freeze(item, np.array([first, last]))
+                md.set_freeze(item, np.array([first, last]), layouts)
     return points
 
 
@@ -955,10 +981,12 @@ def _parse(row: Any) -> tuple[str, float, float] | None:
 __all__ = [
     "CURVE_QUANTITIES",
     "FREEZE_QUANTITIES",
+    "LAYOUTS_MAX",
     "METROLOGY",
     "Book",
     "ColdDay",
     "Ends",
+    "Layouts",
     "MeterDay",
     "pack",
     "pack_ends",

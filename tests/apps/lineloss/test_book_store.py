@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from apps.lineloss.book import PART_METERS, Book, pack, unpack
+from apps.lineloss.book import PART_METERS, Book, Layouts, pack, unpack
 from apps.lineloss.engine import DayResult, analyse, registers_and_theft
 from apps.lineloss.service import Config, LineLossService
 from apps.lineloss.window import Day
@@ -136,6 +136,24 @@ async def test_days_given_to_the_store_give_the_results_of_a_book_that_keeps_eve
     assert [a.to_json() for a in got_early] == [a.to_json() for a in want_early]
 
 
+def test_a_book_s_meter_days_share_its_row_layouts_and_no_other_book_s() -> None:
+    """Meter-days with the same rows hold one tuple of them, kept by their book (``Book.layouts``,
+    also for a day unpacked from the store): two books in one process share none."""
+    rng = np.random.default_rng(4)
+    rows = day_rows(rng, 0)
+    first, second = Book(TZ), Book(TZ)
+    for book in (first, second):
+        for meter, (curve, freezes) in rows.items():
+            book.add("curve", meter, curve)
+            book.add("freeze", meter, freezes)
+    d = date(2024, 6, 2)
+    a, b, other = first.days[d]["a"], first.days[d]["b"], second.days[d]["a"]
+    assert a._rows == b._rows == other._rows and a._rows is b._rows and a._rows is not other._rows
+    back = unpack(json.loads(json.dumps(pack(first.days[d]))), first.layouts)
+    assert back["a"]._rows is a._rows
+    assert all(rows_ is not second.layouts.shared(rows_) for rows_ in first.layouts._tuples)
+
+
 def test_a_packed_day_comes_back_with_the_same_items_and_values() -> None:
     rng = np.random.default_rng(2)
     book = Book(TZ)
@@ -147,7 +165,7 @@ def test_a_packed_day_comes_back_with_the_same_items_and_values() -> None:
     )  # NaN: skipped
     d = date(2024, 6, 2)
     points = book.days[d]
-    back = unpack(json.loads(json.dumps(pack(points))))  # through the store's JSON
+    back = unpack(json.loads(json.dumps(pack(points))), book.layouts)  # through the store's JSON
     assert set(back) == set(points)
     for meter, md in points.items():
         assert set(back[meter].values) == set(md.values) and set(back[meter].freeze) == set(md.freeze)
@@ -155,7 +173,7 @@ def test_a_packed_day_comes_back_with_the_same_items_and_values() -> None:
             np.testing.assert_array_equal(back[meter].values[item], a)
         for item, a in md.freeze.items():
             np.testing.assert_array_equal(back[meter].freeze[item], a)
-    back["a"].put("va", 3, 1.0)  # the book writes into an unpacked day
+    back["a"].put("va", 3, 1.0, book.layouts)  # the book writes into an unpacked day
     assert back["a"].values["va"][3] == 1.0
 
 
@@ -267,7 +285,7 @@ async def test_a_restart_keeps_the_stored_days_whole_and_forgets_those_that_left
         await svc.update(D0 + (day + 1) * DAY + 3600)
     d = date(2024, 6, 3)
     stored = {k: v for k, v in ctx.store.kv.items() if k.startswith(f"book/{d.isoformat()}/")}
-    assert stored and "va" in unpack(stored[f"book/{d.isoformat()}/0"])["a"].values
+    assert stored and "va" in unpack(stored[f"book/{d.isoformat()}/0"], svc.book.layouts)["a"].values
     assert f"book/{d.isoformat()}/ends" in stored
     # a new process, the same store, 10 minutes into 5 June: 3 June comes back from its freezes
     ctx.clock.t = D0 + 3 * DAY + 600
@@ -286,7 +304,8 @@ async def test_a_restart_keeps_the_stored_days_whole_and_forgets_those_that_left
     parts = ctx.store.kv[f"book/{d.isoformat()}"]
     again.book.thaw(d, [ctx.store.kv[f"book/{d.isoformat()}/{i}"] for i in range(parts)])
     np.testing.assert_array_equal(
-        again.book.days[d]["a"].values["va"], unpack(stored[f"book/{d.isoformat()}/0"])["a"].values["va"]
+        again.book.days[d]["a"].values["va"],
+        unpack(stored[f"book/{d.isoformat()}/0"], again.book.layouts)["a"].values["va"],
     )
 
 
@@ -340,5 +359,5 @@ def _one(item: str, k: int, value: float) -> Any:
     from apps.lineloss.book import MeterDay
 
     md = MeterDay()
-    md.put(item, k, value)
+    md.put(item, k, value, Layouts())
     return md

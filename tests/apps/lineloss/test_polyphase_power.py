@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from apps.lineloss.book import POINTS, MeterDay
+from apps.lineloss.book import POINTS, Layouts, MeterDay
 from apps.lineloss.causes.meters import MeterSettings, check_meters
 from apps.lineloss.layout import Layout
 from apps.lineloss.window import Day
@@ -43,9 +43,10 @@ def _unit_points(seed: int) -> dict[str, np.ndarray]:
 
 
 def _meter_day(values: dict[str, np.ndarray]) -> MeterDay:
+    layouts = Layouts()
     md = MeterDay()
     for item, series in values.items():
-        md.set_curve(item, np.round(series, 4))
+        md.set_curve(item, np.round(series, 4), layouts)
     return md
 
 

@@ -250,7 +250,7 @@ async def test_late_data_reclassifies_the_day() -> None:
     svc = await started(ctx)
     feed(svc, 0, freeze_b_end=False)
     # b's last curve point did not come either: the day cannot know b's energy
-    svc.book.days[datetime(2024, 6, 2).date()]["b"].put("forward", 96, float("nan"))
+    svc.book.days[datetime(2024, 6, 2).date()]["b"].put("forward", 96, float("nan"), svc.book.layouts)
     await svc.update(D0 + DAY + 1800)
     first = ctx.uplink.sent[0][1]
     assert {r["scope"]: r["class"] for r in first["days"]}["station"] == "incomputable"
@@ -295,7 +295,7 @@ async def test_a_first_start_during_a_day_gives_that_day_partial_and_leaves_the_
     feed(svc, 0)
     feed(svc, 1)
     for meter in ("bu1", "a"):  # the first round after the start missed their 01:15 points
-        svc.book.days[date(2024, 6, 2)][meter].put("forward", 5, float("nan"))
+        svc.book.days[date(2024, 6, 2)][meter].put("forward", 5, float("nan"), svc.book.layouts)
     await svc.update(D0 + 2 * DAY + 1800)
     days = {b["date"]: b for _, b in ctx.uplink.sent if b["type"] == "day"}
     assert list(days) == ["2024-06-02", "2024-06-03"]  # not the day before the start
