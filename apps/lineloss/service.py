@@ -59,7 +59,7 @@ from runtime.api import AppContext
 from runtime.bus import Overflow
 from runtime.scheduler import Aligned, CatchUp, Slot
 
-from .book import METROLOGY, Book
+from .book import METROLOGY, Book, unpack_parts
 from .causes.archive import Records, TopologyView
 from .causes.ct import CtSettings
 from .causes.meters import MeterSettings
@@ -196,7 +196,7 @@ class LineLossService:
         for d in [d for d in self.book.days if d < today]:
             parts = await self._load_points(d, quiet=True)
             if parts is not None:
-                self.book.restore(d, parts)
+                self.book.restore_unpacked(d, await asyncio.to_thread(unpack_parts, parts, self.book.layouts))
         # days that left the window while the terminal was off: their stored points go
         for name in await store.get(STORED_DAYS_KEY, []):
             if not self.book.has(date.fromisoformat(name)):
@@ -443,7 +443,7 @@ class LineLossService:
                 parts = await self._load_points(x)
                 if not parts or any(part is None for part in parts):
                     await self._warm(x)  # it comes back from its ends
-                self.book.thaw(x, parts)
+                self.book.thaw_unpacked(x, await asyncio.to_thread(unpack_parts, parts, self.book.layouts))
         for x in days:
             if x in self.book.cold:
                 await self._warm(x)
@@ -458,7 +458,7 @@ class LineLossService:
         if packed is None:
             parts = await self._load_points(d, quiet=True)
             if parts and all(part is not None for part in parts):
-                self.book.thaw(d, parts)
+                self.book.thaw_unpacked(d, await asyncio.to_thread(unpack_parts, parts, self.book.layouts))
                 again = self.book.chill(d) or [None] * len(parts)
                 await self._save_points(d, again, self.book.ends_of(d))
                 return

@@ -8,7 +8,11 @@ sees the heartbeat go stale beyond ``threshold_s``, looks at the loop thread's c
 (``sys._current_frames()``) and finds the app by its folder in the frame
 filenames, or by the current task's name (``app:<name>``). Once per stall it logs
 ``loop blocked 1.8 s by app 'x' at file:line``, counts it per app and publishes
-``runtime/watchdog/stall`` on the bus (delivered once the loop runs again). The
+``runtime/watchdog/stall`` on the bus (delivered once the loop runs again). A loop that
+runs executor jobs in place (``ttu sim --speed max``'s virtual loop: a job that runs
+on a worker thread on a real terminal runs on the loop's own thread there, for order) is
+not blocked by them on a real box: such a hold is logged at INFO as an in-place job
+and counted apart (``in_place_jobs``), not as a stall. The
 watchdog's task kicks the hardware watchdog, if one is given, every quarter of its
 timeout, so a loop that stays blocked lets the board reset. It must not touch app state or stop apps.
 """
@@ -45,6 +49,7 @@ class Stall:
     blocked_s: float
     where: str | None
     task: str | None
+    in_executor_job: bool = False  # the loop was running an executor job in place (not a real stall)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -52,6 +57,7 @@ class Stall:
             "blocked_s": round(self.blocked_s, 3),
             "where": self.where,
             "task": self.task,
+            "in_executor_job": self.in_executor_job,
         }
 
 
@@ -80,12 +86,17 @@ class LoopWatchdog:
         self._asked = False  # a heartbeat is queued on the loop and has not run yet
         self._lock = threading.Lock()
         self._stalls: dict[str, int] = {}
+        self._in_place: dict[str, int] = {}
         self._kick_errors = 0
         self.last_stall: Stall | None = None
 
     def statistics(self) -> dict[str, Any]:
         with self._lock:
-            return {"stalls": dict(self._stalls), "kick_errors": self._kick_errors}
+            return {
+                "stalls": dict(self._stalls),
+                "in_place_jobs": dict(self._in_place),
+                "kick_errors": self._kick_errors,
+            }
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -158,7 +169,7 @@ class LoopWatchdog:
             task_name = None
         if app is None and task_name and task_name.startswith("app:"):
             app = task_name[4:]
-        return Stall(app, lag, where, task_name)
+        return Stall(app, lag, where, task_name, self._in_executor_job(frame))
 
     @staticmethod
     def _app_from_stack(frame: FrameType | None, dirs: Mapping[str, str]) -> tuple[str | None, str | None]:
@@ -176,13 +187,34 @@ class LoopWatchdog:
             frame = frame.f_back
         return None, innermost
 
+    @staticmethod
+    def _in_executor_job(frame: FrameType | None) -> bool:
+        """Whether the stack runs a job inside ``run_in_executor``: only a loop that runs its
+        executor jobs in place (the simulator's virtual loop) does; asyncio's hands them to a
+        worker thread."""
+        while frame is not None:
+            if frame.f_code.co_name == "run_in_executor":
+                return True
+            frame = frame.f_back
+        return False
+
     def _report(self, loop: asyncio.AbstractEventLoop, stall: Stall) -> None:
         key = stall.app or "?"
+        counts = self._in_place if stall.in_executor_job else self._stalls
         with self._lock:
-            self._stalls[key] = self._stalls.get(key, 0) + 1
+            counts[key] = counts.get(key, 0) + 1
             self.last_stall = stall
         who = f"app {stall.app!r}" if stall.app else f"task {stall.task!r}"
-        log.warning("loop blocked %.1f s by %s at %s", stall.blocked_s, who, stall.where or "?")
+        if stall.in_executor_job:
+            log.info(
+                "loop ran an executor job of %s in place for %.1f s at %s (a real terminal runs it on a "
+                "worker thread)",
+                who,
+                stall.blocked_s,
+                stall.where or "?",
+            )
+        else:
+            log.warning("loop blocked %.1f s by %s at %s", stall.blocked_s, who, stall.where or "?")
         if self._bus is not None:
             with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
                 loop.call_soon_threadsafe(self._bus.publish, STALL_TOPIC, stall.to_json())

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
+import pytest
 
-from apps.lineloss.book import PART_METERS, Book, Layouts, pack, unpack
+from apps.lineloss import service as lineloss_service
+from apps.lineloss.book import PART_METERS, Book, Layouts, pack, unpack, unpack_parts
 from apps.lineloss.engine import DayResult, analyse, registers_and_theft
 from apps.lineloss.service import Config, LineLossService
 from apps.lineloss.window import Day
@@ -307,6 +310,28 @@ async def test_a_restart_keeps_the_stored_days_whole_and_forgets_those_that_left
         again.book.days[d]["a"].values["va"],
         unpack(stored[f"book/{d.isoformat()}/0"], again.book.layouts)["a"].values["va"],
     )
+
+
+async def test_the_app_unpacks_a_cold_days_points_off_the_event_loop(monkeypatch: pytest.MonkeyPatch) -> None:
+    # ~1 s at 2,400 meters: on the loop's thread it held every other app (and the watchdog's
+    # heartbeat) that long each time a day's causes were looked at again
+    threads: list[str] = []
+
+    def unpack_here(parts: Any, layouts: Layouts) -> Any:
+        threads.append(threading.current_thread().name)
+        return unpack_parts(parts, layouts)
+
+    monkeypatch.setattr(lineloss_service, "unpack_parts", unpack_here)
+    rng = np.random.default_rng(7)
+    ctx = ctx_at(D0 - 3600)
+    svc = await started(ctx)
+    for day in range(4):
+        for meter, (curve, freezes) in day_rows(rng, day).items():
+            svc.book.add("curve", meter, curve)
+            svc.book.add("freeze", meter, freezes)
+        await svc.update(D0 + (day + 1) * DAY + 1800)
+    assert threads and threading.current_thread().name not in threads
+    assert len(svc.book.cold) >= 2  # and the days went back to the store after
 
 
 def test_a_cold_days_ends_take_late_rows_while_held_and_come_back_exact() -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -49,6 +50,7 @@ async def test_watchdog_names_the_blocking_app(caplog: pytest.LogCaptureFixture)
     blocker.release.clear()
     assert msg.payload["app"] == "blocker"
     assert msg.payload["blocked_s"] >= 0.3
+    assert msg.payload["in_executor_job"] is False  # the app itself held the loop
     assert "fixture_apps/blocker/__init__.py:" in msg.payload["where"]
     assert len(seen) == 1  # once per stall
     assert watchdog.statistics()["stalls"] == {"blocker": 1}
@@ -93,7 +95,7 @@ async def test_heartbeat_kicks_the_hardware_watchdog() -> None:
         await clock.sleep(10)
         task.cancel()
     assert 9 <= hw.kicks <= 11  # every timeout/4 = 1 s of loop time
-    assert watchdog.statistics() == {"stalls": {}, "kick_errors": 0}
+    assert watchdog.statistics() == {"stalls": {}, "in_place_jobs": {}, "kick_errors": 0}
 
 
 def test_the_heartbeat_follows_wall_time_not_the_loop_clock() -> None:
@@ -114,4 +116,41 @@ def test_the_heartbeat_follows_wall_time_not_the_loop_clock() -> None:
 
     jumps, stats = run_virtual(main)
     assert jumps <= 2
-    assert stats == {"stalls": {}, "kick_errors": 0}
+    assert stats == {"stalls": {}, "in_place_jobs": {}, "kick_errors": 0}
+
+
+def test_a_job_the_virtual_loop_runs_in_place_is_counted_apart_not_as_a_stall(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """``ttu sim --speed max`` runs executor jobs on the loop's thread (for order); on a real
+    terminal they run on a worker thread and hold no loop: not a stall, not a warning."""
+    from sim.vloop import run_virtual
+
+    release = threading.Event()
+    seen: list[Stall] = []
+
+    def on_stall(stall: Stall) -> None:  # the watchdog thread, while the job holds the loop
+        seen.append(stall)
+        release.set()
+
+    def job() -> str:
+        assert release.wait(20), "the watchdog never saw the job"
+        return "done"
+
+    async def main() -> tuple[str, dict[str, object]]:
+        watchdog = LoopWatchdog(clock=LoopClock(start=1_767_225_600.0), threshold_s=0.3, on_stall=on_stall)
+        async with asyncio.TaskGroup() as tg:
+            task = tg.create_task(watchdog.run(), name="watchdog")
+            await asyncio.sleep(0)  # the watchdog's thread is up
+            result = await asyncio.to_thread(job)
+            task.cancel()
+        return result, watchdog.statistics()
+
+    caplog.set_level(logging.INFO, logger="ttu.watchdog")
+    result, stats = run_virtual(main)
+    assert result == "done"
+    assert len(seen) == 1 and seen[0].in_executor_job and seen[0].to_json()["in_executor_job"] is True
+    assert stats == {"stalls": {}, "in_place_jobs": {"?": 1}, "kick_errors": 0}
+    records = [r for r in caplog.records if r.name == "ttu.watchdog"]
+    assert [r.levelno for r in records if "executor job" in r.getMessage()] == [logging.INFO]
+    assert not [r for r in records if r.levelno >= logging.WARNING]
