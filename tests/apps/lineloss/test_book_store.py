@@ -251,17 +251,23 @@ def test_only_the_parts_with_a_changed_meter_are_packed_again() -> None:
     assert book.days[d][meters[PART_METERS + 1]].values["va"][5] == 229.0
 
 
-async def test_between_updates_the_app_holds_only_todays_points_and_a_few_bytes_a_meter_day() -> None:
-    # before: 9 days x ~9 kB a meter in RAM (2,400 meters ~190 MB) and today's Day (~10 kB a meter)
+async def fed(ctx: Any, days: int) -> LineLossService:
+    """A started app given ``days`` days of ``day_rows`` (seed 7), updated half an hour into the next each."""
     rng = np.random.default_rng(7)
-    ctx = ctx_at(D0 - 3600)
     svc = await started(ctx)
-    days = 12
     for day in range(days):
         for meter, (curve, freezes) in day_rows(rng, day).items():
             svc.book.add("curve", meter, curve)
             svc.book.add("freeze", meter, freezes)
         await svc.update(D0 + (day + 1) * DAY + 1800)
+    return svc
+
+
+async def test_between_updates_the_app_holds_only_todays_points_and_a_few_bytes_a_meter_day() -> None:
+    # before: 9 days x ~9 kB a meter in RAM (2,400 meters ~190 MB) and today's Day (~10 kB a meter)
+    ctx = ctx_at(D0 - 3600)
+    days = 12
+    svc = await fed(ctx, days)
     book = svc.book
     assert list(book.days) == [date(2024, 6, 2) + timedelta(days=days)]  # today only: the midnight point
     assert len(book.cold) == book.keep_days - 1 and svc._days == {}
@@ -322,14 +328,7 @@ async def test_the_app_unpacks_a_cold_days_points_off_the_event_loop(monkeypatch
         return unpack_parts(parts, layouts)
 
     monkeypatch.setattr(lineloss_service, "unpack_parts", unpack_here)
-    rng = np.random.default_rng(7)
-    ctx = ctx_at(D0 - 3600)
-    svc = await started(ctx)
-    for day in range(4):
-        for meter, (curve, freezes) in day_rows(rng, day).items():
-            svc.book.add("curve", meter, curve)
-            svc.book.add("freeze", meter, freezes)
-        await svc.update(D0 + (day + 1) * DAY + 1800)
+    svc = await fed(ctx_at(D0 - 3600), 4)
     assert threads and threading.current_thread().name not in threads
     assert len(svc.book.cold) >= 2  # and the days went back to the store after
 
